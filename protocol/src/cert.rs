@@ -1,0 +1,479 @@
+//! Trust: jurisdiction certificates (管辖证书) chained to the national root key.
+//!
+//! The national root key is the trust anchor, installed out of band; it is the national node's
+//! key. The national node certifies each province, a province its cities, and so on down to
+//! townships. A certificate binds the subject's region code and level, its ed25519 key and its
+//! libp2p peer id (opaque bytes — no libp2p dependency here), a validity window, and the
+//! issuer's region and key.
+//!
+//! [`TrustStore::verify_chain`] walks a chain from the anchor down and rejects an issuer that
+//! is not the subject's parent region, a subject outside its issuer's region, expired or
+//! not-yet-valid certificates, bad signatures, and revoked keys.
+//!
+//! Key rotation: a rotation certificate for a jurisdiction carries `replaces = old key` and is
+//! signed both by the parent (like any certificate) and by the old key (proving the holder, not
+//! only the parent, agreed). Once a store has seen a valid rotation certificate it refuses the
+//! old key everywhere: in chains and as a signer.
+
+use std::collections::BTreeSet;
+
+use backflow_topology::{Level, RegionCode};
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use serde::{Deserialize, Serialize};
+
+use crate::time::UnixMs;
+use crate::wire::{check_len, digest, LimitError, CERT_CHAIN_LEN_MAX, PEER_ID_BYTES_MAX};
+
+const CERT_DOMAIN: &[u8] = b"backflow/cert/v1";
+const ROTATION_DOMAIN: &[u8] = b"backflow/cert-rotation/v1";
+const ANCHOR_ROTATION_DOMAIN: &[u8] = b"backflow/anchor-rotation/v1";
+
+/// Verified-signature cache entries per store. Bounded so a peer cycling through certificates
+/// cannot grow memory; the cache is simply cleared when full (verification is only slower).
+pub const TRUST_CACHE_ENTRIES_MAX: usize = 65_536;
+/// Revoked keys a store remembers. Revocations are rare administrative acts; thousands is
+/// plenty, and the bound keeps a store small.
+pub const REVOKED_KEYS_MAX: usize = 65_536;
+
+/// Certificates from the anchor down, anchor-most first (province, city, county, township).
+/// Empty for the national node itself, whose key is the anchor.
+pub type CertChain = Vec<Certificate>;
+
+/// The signed content of a certificate.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertBody {
+    pub subject: RegionCode,
+    /// Redundant with `subject.level()` on purpose: a certificate states what it certifies.
+    pub level: Level,
+    pub subject_key: VerifyingKey,
+    /// The subject node's libp2p peer id bytes (opaque here).
+    pub peer_id: Vec<u8>,
+    pub not_before: UnixMs,
+    /// Exclusive.
+    pub not_after: UnixMs,
+    pub issuer: RegionCode,
+    pub issuer_key: VerifyingKey,
+    pub serial: u64,
+    /// Key rotation: the subject's previous key, which must co-sign.
+    pub replaces: Option<VerifyingKey>,
+}
+
+/// A certificate: body, issuer's signature and (for rotations) the old key's signature.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Certificate {
+    pub body: CertBody,
+    pub issuer_signature: Signature,
+    pub rotation_signature: Option<Signature>,
+}
+
+/// What a verified chain proves: this key speaks for this region until `not_after`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifiedIdentity {
+    pub region: RegionCode,
+    pub key: VerifyingKey,
+    pub peer_id: Vec<u8>,
+    pub not_after: UnixMs,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CertError {
+    #[error(transparent)]
+    Limit(#[from] LimitError),
+    #[error("certificate for {subject}: chain is broken, expected issuer {expected}, found {found}")]
+    ChainBroken {
+        subject: RegionCode,
+        expected: RegionCode,
+        found: RegionCode,
+    },
+    #[error("certificate for {subject}: issuer key is not the key certified for {issuer}")]
+    IssuerKeyMismatch {
+        subject: RegionCode,
+        issuer: RegionCode,
+    },
+    #[error("certificate for {subject} claims a region outside its issuer {issuer}")]
+    OutsideIssuerRegion {
+        subject: RegionCode,
+        issuer: RegionCode,
+    },
+    #[error("certificate for {subject} issued by {issuer}, which is not its parent region")]
+    IssuerNotParent {
+        subject: RegionCode,
+        issuer: RegionCode,
+    },
+    #[error("certificate for {subject} states level {level} but the code is {actual}")]
+    LevelMismatch {
+        subject: RegionCode,
+        level: Level,
+        actual: Level,
+    },
+    #[error("certificate for {subject} has an empty validity window")]
+    EmptyWindow { subject: RegionCode },
+    #[error("certificate for {subject} is not valid before {not_before} (now {now})")]
+    NotYetValid {
+        subject: RegionCode,
+        not_before: UnixMs,
+        now: UnixMs,
+    },
+    #[error("certificate for {subject} expired at {not_after} (now {now})")]
+    Expired {
+        subject: RegionCode,
+        not_after: UnixMs,
+        now: UnixMs,
+    },
+    #[error("certificate for {subject} has a bad issuer signature")]
+    BadSignature { subject: RegionCode },
+    #[error("rotation certificate for {subject} lacks a valid signature by the old key")]
+    BadRotationSignature { subject: RegionCode },
+    #[error("key for {subject} is revoked")]
+    Revoked { subject: RegionCode },
+    #[error("signature by {signer} does not verify")]
+    BadMessageSignature { signer: RegionCode },
+    #[error("too many revoked keys (limit {max})")]
+    RevocationListFull { max: usize },
+}
+
+/// Checks the size limits of a chain (called by the wire decoder).
+pub fn check_chain_limits(chain: &[Certificate]) -> Result<(), LimitError> {
+    check_len("certificate chain length", chain.len(), CERT_CHAIN_LEN_MAX)?;
+    for cert in chain {
+        check_len("peer id bytes", cert.body.peer_id.len(), PEER_ID_BYTES_MAX)?;
+    }
+    Ok(())
+}
+
+impl CertBody {
+    fn digest(&self) -> [u8; 32] {
+        digest(CERT_DOMAIN, self)
+    }
+}
+
+/// Parameters for issuing a certificate.
+#[derive(Clone, Debug)]
+pub struct CertRequest {
+    pub subject: RegionCode,
+    pub subject_key: VerifyingKey,
+    pub peer_id: Vec<u8>,
+    pub not_before: UnixMs,
+    pub not_after: UnixMs,
+    pub serial: u64,
+}
+
+impl Certificate {
+    /// The parent `issuer` (holding `issuer_key`) certifies `req.subject`. Refuses to issue what
+    /// a verifier would reject structurally (non-child subject, empty window, long peer id).
+    pub fn issue(
+        issuer: RegionCode,
+        issuer_key: &SigningKey,
+        req: CertRequest,
+    ) -> Result<Certificate, CertError> {
+        let body = Self::body(issuer, issuer_key, req, None)?;
+        let issuer_signature = issuer_key.sign(&body.digest());
+        Ok(Certificate {
+            body,
+            issuer_signature,
+            rotation_signature: None,
+        })
+    }
+
+    /// A rotation certificate: the parent certifies the new key and the old key co-signs.
+    pub fn issue_rotation(
+        issuer: RegionCode,
+        issuer_key: &SigningKey,
+        old_key: &SigningKey,
+        req: CertRequest,
+    ) -> Result<Certificate, CertError> {
+        let body = Self::body(issuer, issuer_key, req, Some(old_key.verifying_key()))?;
+        let d = body.digest();
+        Ok(Certificate {
+            issuer_signature: issuer_key.sign(&d),
+            rotation_signature: Some(old_key.sign(&digest(ROTATION_DOMAIN, &d))),
+            body,
+        })
+    }
+
+    fn body(
+        issuer: RegionCode,
+        issuer_key: &SigningKey,
+        req: CertRequest,
+        replaces: Option<VerifyingKey>,
+    ) -> Result<CertBody, CertError> {
+        let body = CertBody {
+            subject: req.subject,
+            level: req.subject.level(),
+            subject_key: req.subject_key,
+            peer_id: req.peer_id,
+            not_before: req.not_before,
+            not_after: req.not_after,
+            issuer,
+            issuer_key: issuer_key.verifying_key(),
+            serial: req.serial,
+            replaces,
+        };
+        check_len("peer id bytes", body.peer_id.len(), PEER_ID_BYTES_MAX)?;
+        structural_check(&body)?;
+        Ok(body)
+    }
+}
+
+/// Checks that need no keys: region nesting, level, window.
+fn structural_check(body: &CertBody) -> Result<(), CertError> {
+    let (subject, issuer) = (body.subject, body.issuer);
+    if !issuer.contains(subject) {
+        return Err(CertError::OutsideIssuerRegion { subject, issuer });
+    }
+    if subject.parent() != Some(issuer) {
+        return Err(CertError::IssuerNotParent { subject, issuer });
+    }
+    if body.level != subject.level() {
+        return Err(CertError::LevelMismatch {
+            subject,
+            level: body.level,
+            actual: subject.level(),
+        });
+    }
+    if body.not_before >= body.not_after {
+        return Err(CertError::EmptyWindow { subject });
+    }
+    Ok(())
+}
+
+/// The trust anchor plus what this node has learned: revoked keys and a cache of signatures
+/// already verified. One per node, shared by its state machines (passed as `&mut`).
+#[derive(Clone, Debug)]
+pub struct TrustStore {
+    anchor: VerifyingKey,
+    revoked: BTreeSet<[u8; 32]>,
+    /// Digests of (body digest, signature, key) triples that verified.
+    verified: BTreeSet<[u8; 32]>,
+}
+
+impl TrustStore {
+    pub fn new(anchor: VerifyingKey) -> TrustStore {
+        TrustStore {
+            anchor,
+            revoked: BTreeSet::new(),
+            verified: BTreeSet::new(),
+        }
+    }
+
+    /// The current national root key.
+    pub fn anchor(&self) -> VerifyingKey {
+        self.anchor
+    }
+
+    pub fn is_revoked(&self, key: &VerifyingKey) -> bool {
+        self.revoked.contains(key.as_bytes())
+    }
+
+    /// Revokes a key (out-of-band revocation list, or a verified rotation).
+    pub fn revoke(&mut self, key: &VerifyingKey) -> Result<(), CertError> {
+        if self.revoked.len() >= REVOKED_KEYS_MAX && !self.is_revoked(key) {
+            return Err(CertError::RevocationListFull {
+                max: REVOKED_KEYS_MAX,
+            });
+        }
+        self.revoked.insert(key.to_bytes());
+        Ok(())
+    }
+
+    /// Rotates the national anchor: the old anchor signs the new key. The old anchor is refused
+    /// afterwards, so every province must be re-certified by the new one.
+    pub fn rotate_anchor(
+        &mut self,
+        new_anchor: VerifyingKey,
+        signature_by_old: &Signature,
+    ) -> Result<(), CertError> {
+        let d = digest(ANCHOR_ROTATION_DOMAIN, new_anchor.as_bytes());
+        self.anchor
+            .verify(&d, signature_by_old)
+            .map_err(|_| CertError::BadRotationSignature {
+                subject: RegionCode::NATIONAL,
+            })?;
+        let old = self.anchor;
+        self.revoke(&old)?;
+        self.anchor = new_anchor;
+        Ok(())
+    }
+
+    /// What the old anchor signs to hand over to `new_anchor`.
+    pub fn sign_anchor_rotation(old: &SigningKey, new_anchor: &VerifyingKey) -> Signature {
+        old.sign(&digest(ANCHOR_ROTATION_DOMAIN, new_anchor.as_bytes()))
+    }
+
+    /// Verifies a chain from the anchor down to its leaf at time `now`. A valid rotation
+    /// certificate in the chain revokes the key it replaces (from now on).
+    pub fn verify_chain(
+        &mut self,
+        chain: &[Certificate],
+        now: UnixMs,
+    ) -> Result<VerifiedIdentity, CertError> {
+        check_chain_limits(chain)?;
+        if self.is_revoked(&self.anchor) {
+            return Err(CertError::Revoked {
+                subject: RegionCode::NATIONAL,
+            });
+        }
+        let mut region = RegionCode::NATIONAL;
+        let mut key = self.anchor;
+        let mut peer_id: &[u8] = &[];
+        let mut not_after = UnixMs::MAX;
+        for cert in chain {
+            let b = &cert.body;
+            let subject = b.subject;
+            if b.issuer != region {
+                return Err(CertError::ChainBroken {
+                    subject,
+                    expected: region,
+                    found: b.issuer,
+                });
+            }
+            if b.issuer_key != key {
+                return Err(CertError::IssuerKeyMismatch {
+                    subject,
+                    issuer: region,
+                });
+            }
+            structural_check(b)?;
+            if now < b.not_before {
+                return Err(CertError::NotYetValid {
+                    subject,
+                    not_before: b.not_before,
+                    now,
+                });
+            }
+            if now >= b.not_after {
+                return Err(CertError::Expired {
+                    subject,
+                    not_after: b.not_after,
+                    now,
+                });
+            }
+            if self.is_revoked(&b.subject_key) {
+                return Err(CertError::Revoked { subject });
+            }
+            let d = b.digest();
+            if !self.check_signature(&b.issuer_key, &d, &cert.issuer_signature) {
+                return Err(CertError::BadSignature { subject });
+            }
+            if let Some(old) = &b.replaces {
+                let ok = cert.rotation_signature.is_some_and(|sig| {
+                    self.check_signature(old, &digest(ROTATION_DOMAIN, &d), &sig)
+                });
+                if !ok {
+                    return Err(CertError::BadRotationSignature { subject });
+                }
+                if old != &b.subject_key {
+                    self.revoke(old)?;
+                }
+            }
+            region = subject;
+            key = b.subject_key;
+            peer_id = &b.peer_id;
+            not_after = not_after.min(b.not_after);
+        }
+        Ok(VerifiedIdentity {
+            region,
+            key,
+            peer_id: peer_id.to_vec(),
+            not_after,
+        })
+    }
+
+    /// Verifies a chain and that its leaf key signed `message_digest`.
+    pub fn verify_signed(
+        &mut self,
+        chain: &[Certificate],
+        now: UnixMs,
+        message_digest: &[u8; 32],
+        signature: &Signature,
+    ) -> Result<VerifiedIdentity, CertError> {
+        let identity = self.verify_chain(chain, now)?;
+        if !self.check_signature(&identity.key, message_digest, signature) {
+            return Err(CertError::BadMessageSignature {
+                signer: identity.region,
+            });
+        }
+        Ok(identity)
+    }
+
+    /// Verifies a signature, remembering successes (bounded) so a relayed chain is checked once.
+    fn check_signature(&mut self, key: &VerifyingKey, msg: &[u8; 32], sig: &Signature) -> bool {
+        if self.is_revoked(key) {
+            return false;
+        }
+        let mut h = blake3::Hasher::new();
+        h.update(key.as_bytes());
+        h.update(msg);
+        h.update(&sig.to_bytes());
+        let memo = *h.finalize().as_bytes();
+        if self.verified.contains(&memo) {
+            return true;
+        }
+        // verify_strict: rejects weak keys and malleable signatures.
+        let ok = key.verify_strict(msg, sig).is_ok();
+        if ok {
+            if self.verified.len() >= TRUST_CACHE_ENTRIES_MAX {
+                self.verified.clear();
+            }
+            self.verified.insert(memo);
+        }
+        ok
+    }
+}
+
+/// A node's own signing identity: its region, key and chain. Used by the state machines to
+/// sign receipts and by shells to sign catalog updates and manifests.
+#[derive(Clone, Debug)]
+pub struct NodeIdentity {
+    pub region: RegionCode,
+    pub key: SigningKey,
+    pub chain: CertChain,
+}
+
+impl NodeIdentity {
+    /// The national node: its key is the anchor, its chain empty.
+    pub fn national(key: SigningKey) -> NodeIdentity {
+        NodeIdentity {
+            region: RegionCode::NATIONAL,
+            key,
+            chain: Vec::new(),
+        }
+    }
+
+    /// Signs a digest with this node's key.
+    pub fn sign(&self, message_digest: &[u8; 32]) -> Signature {
+        self.key.sign(message_digest)
+    }
+
+    /// Issues a certificate for a child region and returns the child's identity chain
+    /// (this node's chain plus the new certificate).
+    pub fn certify_child(
+        &self,
+        child_key: &SigningKey,
+        peer_id: Vec<u8>,
+        not_before: UnixMs,
+        not_after: UnixMs,
+        child: RegionCode,
+        serial: u64,
+    ) -> Result<NodeIdentity, CertError> {
+        let cert = Certificate::issue(
+            self.region,
+            &self.key,
+            CertRequest {
+                subject: child,
+                subject_key: child_key.verifying_key(),
+                peer_id,
+                not_before,
+                not_after,
+                serial,
+            },
+        )?;
+        let mut chain = self.chain.clone();
+        chain.push(cert);
+        Ok(NodeIdentity {
+            region: child,
+            key: child_key.clone(),
+            chain,
+        })
+    }
+}

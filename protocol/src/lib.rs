@@ -1,0 +1,1 @@
+//! Backflow protocol core.

@@ -1,0 +1,219 @@
+//! Wire format: every frame is `version: u16` followed by one [`Message`], both encoded with
+//! bincode 2 (serde, standard varint configuration). Decoding untrusted bytes is total: it
+//! returns a [`WireError`] for anything malformed, oversized or over a named limit, and never
+//! panics (fuzzed by `protocol/fuzz`).
+//!
+//! Limits are enforced twice: bincode's byte limit bounds what the decoder may read (and so what
+//! it may allocate), and after decoding [`Bounded::check_limits`] checks every collection and
+//! string against its named limit below. Encoding runs the same checks, so an honest node never
+//! emits a frame its peer would refuse.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::catalog_sync::CatalogMsg;
+use crate::cert::CertChain;
+use crate::manifest::ChunkFrame;
+use crate::return_flow::ReturnFlowMsg;
+
+/// Version tag carried by every frame. Bumped on any incompatible change of [`Message`].
+pub const PROTOCOL_VERSION: u16 = 1;
+
+// ---- Named hard limits. Units last. Each says why it has the value it has. ----
+
+/// Whole frame. Large enough for an announce carrying a province's subtree of partition
+/// entries (≤ `ANNOUNCE_ENTRIES_MAX` × ~100 B) and a batch of catalog updates; small enough that a
+/// hostile peer cannot make us buffer much.
+pub const FRAME_BYTES_MAX: usize = 4 * 1024 * 1024;
+/// Short identifiers and names (dataset id, department, entry name, field name).
+pub const NAME_BYTES_MAX: usize = 256;
+/// Free text (descriptions, reasons, legal basis, usage conditions).
+pub const TEXT_BYTES_MAX: usize = 4 * 1024;
+/// A libp2p peer id is a multihash of ≤ 42 bytes for ed25519 identities; 64 leaves room.
+pub const PEER_ID_BYTES_MAX: usize = 64;
+/// Certificates between the national anchor and a township: province, city, county, township.
+pub const CERT_CHAIN_LEN_MAX: usize = 4;
+/// Data items (数据项) of one catalog entry.
+pub const DATA_ITEMS_PER_ENTRY_MAX: usize = 512;
+/// Short lists inside a catalog entry (sharing methods, permitted uses, scope regions).
+pub const LIST_ITEMS_MAX: usize = 32;
+/// Changes in one signed catalog version.
+pub const CHANGES_PER_UPDATE_MAX: usize = 256;
+/// Catalog updates in one sync batch; with `CHANGES_PER_UPDATE_MAX` bounds a batch's work.
+pub const UPDATES_PER_BATCH_MAX: usize = 32;
+/// Partitions in one manifest: there are 44,704 regions, so one partition per region fits.
+pub const PARTITIONS_PER_MANIFEST_MAX: u32 = 65_536;
+/// Partition entries in one announce: a province subtree has ≤ ~3,500 regions.
+pub const ANNOUNCE_ENTRIES_MAX: usize = 16_384;
+/// Proof levels from a region up to a manifest's scope (township → national is 4).
+pub const PROOF_LEVELS_MAX: usize = 4;
+/// Siblings listed at one proof level (a county has at most a few hundred townships).
+pub const PROOF_SIBLINGS_PER_LEVEL_MAX: usize = 1_024;
+/// Chunk-group ranges in one want.
+pub const WANT_RANGES_MAX: usize = 64;
+/// Fields in a dataset schema.
+pub const SCHEMA_FIELDS_MAX: usize = 512;
+/// Regions a receipt names as missing; the count beyond is still reported.
+pub const MISSING_REGIONS_REPORTED_MAX: usize = 64;
+/// Encoded bytes of one chunk frame: `CHUNK_GROUPS_PER_FRAME_MAX` groups of 16 KiB plus bao
+/// parent hashes (≤ 64 levels × 64 B per group).
+pub const CHUNK_FRAME_BYTES_MAX: usize = 1024 * 1024;
+
+/// Why bytes are not an acceptable frame.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    #[error("frame of {len} bytes exceeds the limit of {max} bytes")]
+    FrameTooLarge { len: usize, max: usize },
+    #[error("unsupported protocol version {got} (this node speaks {supported})")]
+    UnsupportedVersion { got: u16, supported: u16 },
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+    #[error("{extra} trailing bytes after the message")]
+    TrailingBytes { extra: usize },
+    #[error(transparent)]
+    Limit(#[from] LimitError),
+}
+
+/// A collection or string over its named limit.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what}: {len} exceeds the limit of {max}")]
+pub struct LimitError {
+    pub what: &'static str,
+    pub len: usize,
+    pub max: usize,
+}
+
+/// `Err` if `len > max`.
+pub fn check_len(what: &'static str, len: usize, max: usize) -> Result<(), LimitError> {
+    if len > max {
+        Err(LimitError { what, len, max })
+    } else {
+        Ok(())
+    }
+}
+
+/// Types that carry collections or strings check them against the named limits.
+pub trait Bounded {
+    fn check_limits(&self) -> Result<(), LimitError>;
+}
+
+impl<T: Bounded> Bounded for std::sync::Arc<T> {
+    fn check_limits(&self) -> Result<(), LimitError> {
+        (**self).check_limits()
+    }
+}
+
+/// Identity exchange on connection: the sender's certificate chain (anchor-most first). The
+/// shell verifies it with [`crate::cert::TrustStore::verify_chain`], checks the leaf's peer id
+/// against the transport's, and from then on passes the verified region as `from` to the state
+/// machines.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    pub chain: CertChain,
+}
+
+impl Bounded for Hello {
+    fn check_limits(&self) -> Result<(), LimitError> {
+        crate::cert::check_chain_limits(&self.chain)
+    }
+}
+
+/// Everything that crosses the wire between two nodes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Message {
+    Hello(Hello),
+    /// Control plane: catalog sync (child → parent, acks back).
+    Catalog(CatalogMsg),
+    /// Control plane: return-flow announce / want / receipts.
+    ReturnFlow(ReturnFlowMsg),
+    /// Data plane: verified chunk groups of a partition. Handled by the shell (see
+    /// [`crate::manifest::ChunkFrame`]); never fed to a state machine as bytes.
+    Chunk(ChunkFrame),
+}
+
+impl Bounded for Message {
+    fn check_limits(&self) -> Result<(), LimitError> {
+        match self {
+            Message::Hello(m) => m.check_limits(),
+            Message::Catalog(m) => m.check_limits(),
+            Message::ReturnFlow(m) => m.check_limits(),
+            Message::Chunk(m) => m.check_limits(),
+        }
+    }
+}
+
+type Config = bincode::config::Configuration<
+    bincode::config::LittleEndian,
+    bincode::config::Varint,
+    bincode::config::Limit<FRAME_BYTES_MAX>,
+>;
+
+fn config() -> Config {
+    bincode::config::standard().with_limit::<FRAME_BYTES_MAX>()
+}
+
+/// Encodes one frame (version tag + message), checking limits first.
+pub fn encode_frame(message: &Message) -> Result<Vec<u8>, WireError> {
+    message.check_limits()?;
+    let mut out = encode_value(&PROTOCOL_VERSION)?;
+    out.extend(encode_value(message)?);
+    check_len("frame bytes", out.len(), FRAME_BYTES_MAX).map_err(|_| WireError::FrameTooLarge {
+        len: out.len(),
+        max: FRAME_BYTES_MAX,
+    })?;
+    Ok(out)
+}
+
+/// Decodes one frame from untrusted bytes. Total: never panics.
+pub fn decode_frame(bytes: &[u8]) -> Result<Message, WireError> {
+    if bytes.len() > FRAME_BYTES_MAX {
+        return Err(WireError::FrameTooLarge {
+            len: bytes.len(),
+            max: FRAME_BYTES_MAX,
+        });
+    }
+    let (version, used): (u16, usize) = decode_prefix(bytes)?;
+    if version != PROTOCOL_VERSION {
+        return Err(WireError::UnsupportedVersion {
+            got: version,
+            supported: PROTOCOL_VERSION,
+        });
+    }
+    let message: Message = decode_exact(&bytes[used..])?;
+    message.check_limits()?;
+    Ok(message)
+}
+
+/// Encodes any value with the wire configuration (used for storage records too).
+pub fn encode_value<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, WireError> {
+    bincode::serde::encode_to_vec(value, config()).map_err(|e| WireError::Malformed(e.to_string()))
+}
+
+/// Decodes a value that must span all of `bytes`, under the frame byte limit.
+pub fn decode_exact<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, WireError> {
+    let (value, used) = decode_prefix(bytes)?;
+    if used != bytes.len() {
+        return Err(WireError::TrailingBytes {
+            extra: bytes.len() - used,
+        });
+    }
+    Ok(value)
+}
+
+fn decode_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize), WireError> {
+    bincode::serde::decode_from_slice(bytes, config()).map_err(|e| WireError::Malformed(e.to_string()))
+}
+
+/// Domain-separated digest of a value's canonical encoding: what signatures sign and what
+/// hashes name. Domain tags keep a signature over one type from being replayed as another.
+pub fn digest<T: Serialize + ?Sized>(domain: &[u8], value: &T) -> [u8; 32] {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(&(domain.len() as u64).to_le_bytes());
+    hasher.update(domain);
+    // Invariant: encoding our own in-memory values cannot fail (bincode only fails on
+    // unknown-length sequences, which serde derive never produces) and writing into a hasher is
+    // infallible. This never sees untrusted bytes.
+    bincode::serde::encode_into_std_write(value, &mut hasher, bincode::config::standard())
+        .expect("canonical encoding of an in-memory value");
+    *hasher.finalize().as_bytes()
+}
