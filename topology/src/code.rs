@@ -49,7 +49,9 @@ impl Level {
 
     /// The level one tier above, if any.
     pub fn parent(self) -> Option<Level> {
-        (self.depth() as usize).checked_sub(1).map(|d| Level::ALL[d])
+        (self.depth() as usize)
+            .checked_sub(1)
+            .map(|d| Level::ALL[d])
     }
 
     /// Number of digits of a code at this level (the national root is written `0`).
@@ -330,23 +332,47 @@ mod tests {
         assert_eq!(RegionCode::parse("11").unwrap().level(), Level::Province);
         assert_eq!(RegionCode::parse("1101").unwrap().level(), Level::City);
         assert_eq!(RegionCode::parse("441900").unwrap().level(), Level::County);
-        assert_eq!(RegionCode::parse("110101001").unwrap().level(), Level::Township);
+        assert_eq!(
+            RegionCode::parse("110101001").unwrap().level(),
+            Level::Township
+        );
     }
 
     #[test]
     fn malformed_codes_are_errors() {
         assert_eq!(RegionCode::parse(""), Err(CodeError::Empty));
-        assert!(matches!(RegionCode::parse("11a1"), Err(CodeError::NonDigit(_))));
-        assert!(matches!(RegionCode::parse("１１"), Err(CodeError::NonDigit(_))));
-        assert!(matches!(RegionCode::parse("123"), Err(CodeError::BadLength(_, 3))));
-        assert!(matches!(RegionCode::parse("1234567890123"), Err(CodeError::BadLength(_, 13))));
-        assert!(matches!(RegionCode::parse("01"), Err(CodeError::LeadingZero(_))));
-        assert!(matches!(RegionCode::parse("0110"), Err(CodeError::LeadingZero(_))));
+        assert!(matches!(
+            RegionCode::parse("11a1"),
+            Err(CodeError::NonDigit(_))
+        ));
+        assert!(matches!(
+            RegionCode::parse("１１"),
+            Err(CodeError::NonDigit(_))
+        ));
+        assert!(matches!(
+            RegionCode::parse("123"),
+            Err(CodeError::BadLength(_, 3))
+        ));
+        assert!(matches!(
+            RegionCode::parse("1234567890123"),
+            Err(CodeError::BadLength(_, 13))
+        ));
+        assert!(matches!(
+            RegionCode::parse("01"),
+            Err(CodeError::LeadingZero(_))
+        ));
+        assert!(matches!(
+            RegionCode::parse("0110"),
+            Err(CodeError::LeadingZero(_))
+        ));
         assert!(matches!(
             RegionCode::parse("110101001001"),
             Err(CodeError::VillageNotNode(_))
         ));
-        assert!(matches!(RegionCode::parse("-1"), Err(CodeError::NonDigit(_))));
+        assert!(matches!(
+            RegionCode::parse("-1"),
+            Err(CodeError::NonDigit(_))
+        ));
     }
 
     #[test]

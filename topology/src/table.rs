@@ -183,7 +183,11 @@ impl Topology {
                 let count = min + (rng.next() % u64::from(max - min + 1)) as u32;
                 for i in 1..=u64::from(count) {
                     // Province codes start at 11 as in the real table.
-                    let segment = if parent == RegionCode::NATIONAL { 10 + i } else { i };
+                    let segment = if parent == RegionCode::NATIONAL {
+                        10 + i
+                    } else {
+                        i
+                    };
                     let code = parent.child(segment)?;
                     regions.push(Region {
                         code,
@@ -344,7 +348,11 @@ impl Topology {
     pub fn townships_under(&self, code: RegionCode) -> Vec<RegionCode> {
         let mut out = vec![code];
         while out.first().is_some_and(|c| c.level() < Level::Township) {
-            out = out.iter().flat_map(|&c| self.children(c)).copied().collect();
+            out = out
+                .iter()
+                .flat_map(|&c| self.children(c))
+                .copied()
+                .collect();
         }
         out
     }
