@@ -79,7 +79,9 @@ pub struct VerifiedIdentity {
 pub enum CertError {
     #[error(transparent)]
     Limit(#[from] LimitError),
-    #[error("certificate for {subject}: chain is broken, expected issuer {expected}, found {found}")]
+    #[error(
+        "certificate for {subject}: chain is broken, expected issuer {expected}, found {found}"
+    )]
     ChainBroken {
         subject: RegionCode,
         expected: RegionCode,

@@ -1,1 +1,36 @@
-//! Backflow protocol core.
+//! Backflow protocol core: wire types and sans-IO, deterministic state machines.
+//!
+//! Like quinn-proto under quinn, this crate does no IO, reads no clock and draws no
+//! randomness: time (`now`) and every message come in as inputs, and everything the node must
+//! do — send, store, report — comes out as outputs the shell drains. The real node (tokio,
+//! libp2p, RocksDB) and simnet (a discrete-event simulator of all 44,704 nodes) drive exactly
+//! this code.
+//!
+//! - [`time`]: [`UnixMs`], the input time.
+//! - [`wire`]: frames (version tag + [`wire::Message`]), bincode encoding, named limits.
+//! - [`cert`]: jurisdiction certificates, chain verification, key rotation, [`TrustStore`].
+//! - [`catalog`]: Art. 13 catalog entries, validation (all problems at once), signed versions.
+//! - [`manifest`]: signed return-flow manifests, the region Merkle tree, 16 KiB chunk groups.
+//! - [`receipt`]: signed subtree delivery receipts and their aggregation.
+//! - [`catalog_sync`]: [`CatalogSync`], child → parent catalog sync.
+//! - [`return_flow`]: [`ReturnFlow`], parent → child dataset delivery with receipts up.
+//!
+//! # Identity at the boundary
+//! State machines name peers by [`RegionCode`]. The shell authenticates each connection (the
+//! peer's [`wire::Hello`] chain verified by [`TrustStore::verify_chain`], its peer id matched
+//! against the transport) and passes the verified region as `from`.
+
+pub mod catalog;
+pub mod catalog_sync;
+pub mod cert;
+pub mod manifest;
+pub mod receipt;
+pub mod return_flow;
+pub mod time;
+pub mod wire;
+
+pub use backflow_topology::{Level, RegionCode};
+pub use catalog_sync::CatalogSync;
+pub use cert::TrustStore;
+pub use return_flow::ReturnFlow;
+pub use time::UnixMs;

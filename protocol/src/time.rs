@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 /// Milliseconds since the Unix epoch (UTC), as supplied by the shell.
 ///
 /// Arithmetic saturates: a hostile timestamp near `u64::MAX` must not overflow into a panic.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct UnixMs(pub u64);
 
 impl UnixMs {

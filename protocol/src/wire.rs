@@ -201,7 +201,8 @@ pub fn decode_exact<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, WireError> {
 }
 
 fn decode_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize), WireError> {
-    bincode::serde::decode_from_slice(bytes, config()).map_err(|e| WireError::Malformed(e.to_string()))
+    bincode::serde::decode_from_slice(bytes, config())
+        .map_err(|e| WireError::Malformed(e.to_string()))
 }
 
 /// Domain-separated digest of a value's canonical encoding: what signatures sign and what
@@ -216,4 +217,13 @@ pub fn digest<T: Serialize + ?Sized>(domain: &[u8], value: &T) -> [u8; 32] {
     bincode::serde::encode_into_std_write(value, &mut hasher, bincode::config::standard())
         .expect("canonical encoding of an in-memory value");
     *hasher.finalize().as_bytes()
+}
+
+/// Encoded size of a value in bytes (without allocating the encoding).
+pub fn encoded_len<T: Serialize + ?Sized>(value: &T) -> usize {
+    let mut w = bincode::enc::write::SizeWriter::default();
+    // Invariant as in `digest`: encoding an in-memory value cannot fail.
+    bincode::serde::encode_into_writer(value, &mut w, bincode::config::standard())
+        .expect("canonical encoding of an in-memory value");
+    w.bytes_written
 }

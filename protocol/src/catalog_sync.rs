@@ -1,0 +1,583 @@
+//! Catalog sync (目录汇聚), child → parent, one state machine per node.
+//!
+//! Modelled on Syncthing's index updates. Every node keeps an append-only *log* of the catalog
+//! versions it has accepted — its own departments' and those relayed from its subtree — and
+//! each log entry has an index (1-based). A parent remembers, per sender, the highest index it
+//! has applied (the *watermark*) together with the sender's `log_id` (a new id means the log
+//! was rebuilt, so the watermark restarts at 0). Sync is therefore:
+//! - incremental: the child sends only entries after the parent's watermark, in batches;
+//! - idempotent: re-sent entries at or below the watermark, and catalog versions a parent
+//!   already applied via another path, are no-ops;
+//! - resumable: both sides persist (log entries, watermarks) through [`CatalogStorageOp`],
+//!   and after a restart the child probes for the watermark and continues from there.
+//!
+//! Everything a parent applies is appended to its own log, so it flows on up: each parent
+//! holds its subtree's aggregated catalog and the national node the whole country's. Every
+//! relayed version keeps its origin's signature and is verified at every hop; a sender may
+//! only relay catalogs of regions inside its own.
+//!
+//! Skip-level fallback: if the upstream does not answer for `upstream_silence_ms_max`, the
+//! node sends to the next ancestor (round-robin up to national), and periodically retries
+//! its parent.
+//!
+//! Drive it like [`crate::return_flow::ReturnFlow`]: `handle_*` with `now`, `handle_tick` at
+//! `poll_timeout`, then drain `poll_output`.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+use backflow_topology::RegionCode;
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::{
+    Applied, CatalogError, CatalogOrigin, DepartmentCatalog, SignedCatalogUpdate,
+};
+use crate::cert::TrustStore;
+use crate::time::UnixMs;
+use crate::wire::{
+    check_len, encoded_len, Bounded, LimitError, FRAME_BYTES_MAX, UPDATES_PER_BATCH_MAX,
+};
+
+/// Bytes of catalog updates in one batch: a frame minus room for the envelope.
+pub const BATCH_BYTES_MAX: usize = FRAME_BYTES_MAX - 64 * 1024;
+/// Log entries a node holds. The national node holds every department's every version; 16 M
+/// is orders of magnitude above the ~45 k jurisdictions × a few dozen departments × versions.
+pub const LOG_ENTRIES_MAX: u64 = 16 * 1024 * 1024;
+/// Senders (children, and descendants during fallback) a parent tracks.
+pub const SENDERS_MAX: usize = 65_536;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum CatalogMsg {
+    /// Child → parent: what is your watermark for my log `log_id`?
+    Probe { log_id: u64 },
+    /// Child → parent: log entries `first, first + 1, …`.
+    Updates {
+        log_id: u64,
+        first: u64,
+        updates: Vec<Arc<SignedCatalogUpdate>>,
+    },
+    /// Parent → child: entries `1..=watermark` of log `log_id` are applied.
+    Ack { log_id: u64, watermark: u64 },
+}
+
+impl Bounded for CatalogMsg {
+    fn check_limits(&self) -> Result<(), LimitError> {
+        match self {
+            CatalogMsg::Updates { updates, .. } => {
+                check_len("updates per batch", updates.len(), UPDATES_PER_BATCH_MAX)?;
+                updates.iter().try_for_each(|u| u.check_limits())
+            }
+            CatalogMsg::Probe { .. } | CatalogMsg::Ack { .. } => Ok(()),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct CatalogSyncConfig {
+    pub region: RegionCode,
+    /// Identifies this node's log; choose a fresh value (e.g. from the creation time) whenever
+    /// the log is created from scratch, and persist it with the log.
+    pub log_id: u64,
+    pub retry_ms: u64,
+    pub upstream_silence_ms_max: u64,
+    /// While on a fallback upstream, retry the parent this often.
+    pub parent_retry_ms: u64,
+}
+
+impl CatalogSyncConfig {
+    pub fn new(region: RegionCode, log_id: u64) -> CatalogSyncConfig {
+        CatalogSyncConfig {
+            region,
+            log_id,
+            retry_ms: 5_000,
+            upstream_silence_ms_max: 60_000,
+            parent_retry_ms: 300_000,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum CatalogStorageOp {
+    /// Append entry `index` (1-based, contiguous) to this node's log.
+    AppendLog {
+        index: u64,
+        update: Arc<SignedCatalogUpdate>,
+    },
+    /// Persist a sender's watermark.
+    PutWatermark {
+        sender: RegionCode,
+        log_id: u64,
+        watermark: u64,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum CatalogEvent {
+    /// A catalog version was applied (locally submitted when `from` is this node).
+    Applied {
+        origin: CatalogOrigin,
+        seq: u64,
+        from: RegionCode,
+    },
+    /// A relayed version was refused (bad signature, wrong signer, foreign region, invalid…).
+    Rejected {
+        from: RegionCode,
+        origin: Option<CatalogOrigin>,
+        error: CatalogError,
+    },
+    UpstreamChanged {
+        from: RegionCode,
+        to: RegionCode,
+    },
+    /// Everything in the log is acknowledged upstream.
+    UpstreamInSync {
+        watermark: u64,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum CatalogOutput {
+    Send { to: RegionCode, msg: CatalogMsg },
+    Storage(CatalogStorageOp),
+    Event(CatalogEvent),
+}
+
+#[derive(Clone, Debug)]
+struct LogEntry {
+    update: Arc<SignedCatalogUpdate>,
+    bytes: usize,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct SenderState {
+    log_id: u64,
+    watermark: u64,
+}
+
+#[derive(Clone, Debug)]
+struct Upstream {
+    target: RegionCode,
+    since: UnixMs,
+    /// Parent's watermark once known.
+    acked: Option<u64>,
+    /// Outstanding probe or batch: retransmit at this time.
+    retry_at: Option<UnixMs>,
+    last_heard: UnixMs,
+    in_sync_reported: bool,
+}
+
+/// The per-node catalog sync state machine.
+#[derive(Debug)]
+pub struct CatalogSync {
+    config: CatalogSyncConfig,
+    log: Vec<LogEntry>,
+    catalogs: BTreeMap<CatalogOrigin, DepartmentCatalog>,
+    senders: BTreeMap<RegionCode, SenderState>,
+    upstream: Option<Upstream>,
+    out: VecDeque<CatalogOutput>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CatalogSyncError {
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error("catalog of {origin} cannot be submitted at {node}")]
+    NotLocal {
+        origin: RegionCode,
+        node: RegionCode,
+    },
+    #[error("catalog log is full ({max} entries)")]
+    LogFull { max: u64 },
+}
+
+impl CatalogSync {
+    pub fn new(now: UnixMs, config: CatalogSyncConfig) -> CatalogSync {
+        assert!(config.retry_ms > 0, "retry_ms must be positive");
+        let upstream = config.region.parent().map(|p| Upstream {
+            target: p,
+            since: now,
+            acked: None,
+            retry_at: None,
+            last_heard: now,
+            in_sync_reported: false,
+        });
+        CatalogSync {
+            config,
+            log: Vec::new(),
+            catalogs: BTreeMap::new(),
+            senders: BTreeMap::new(),
+            upstream,
+            out: VecDeque::new(),
+        }
+    }
+
+    /// Rebuilds state after a restart from the persisted log and watermarks. The log was
+    /// verified entry by entry before it was persisted, so it is replayed without signature
+    /// checks; an entry that does not apply is reported as an error (storage corruption).
+    pub fn restore(
+        now: UnixMs,
+        config: CatalogSyncConfig,
+        log: Vec<Arc<SignedCatalogUpdate>>,
+        watermarks: &[(RegionCode, u64, u64)],
+    ) -> Result<CatalogSync, CatalogSyncError> {
+        let mut s = CatalogSync::new(now, config);
+        for update in log {
+            s.apply_to_catalog(&update)?;
+            s.push_log(update, false)?;
+        }
+        for &(sender, log_id, watermark) in watermarks {
+            s.senders.insert(sender, SenderState { log_id, watermark });
+        }
+        Ok(s)
+    }
+
+    pub fn region(&self) -> RegionCode {
+        self.config.region
+    }
+
+    pub fn poll_output(&mut self) -> Option<CatalogOutput> {
+        self.out.pop_front()
+    }
+
+    /// The aggregated catalog: every department in this node's subtree it has heard of.
+    pub fn catalogs(&self) -> impl Iterator<Item = &DepartmentCatalog> {
+        self.catalogs.values()
+    }
+
+    pub fn catalog(&self, origin: &CatalogOrigin) -> Option<&DepartmentCatalog> {
+        self.catalogs.get(origin)
+    }
+
+    /// The sequence the next local version of `origin` must carry.
+    pub fn next_seq(&self, origin: &CatalogOrigin) -> u64 {
+        self.catalogs.get(origin).map_or(0, |c| c.seq) + 1
+    }
+
+    pub fn log_len(&self) -> u64 {
+        self.log.len() as u64
+    }
+
+    /// Upstream's acknowledged watermark, if known.
+    pub fn upstream_acked(&self) -> Option<u64> {
+        self.upstream.as_ref().and_then(|u| u.acked)
+    }
+
+    /// Current upstream (parent, or a fallback ancestor).
+    pub fn upstream(&self) -> Option<RegionCode> {
+        self.upstream.as_ref().map(|u| u.target)
+    }
+
+    /// A local department publishes a new catalog version (signed by this node with
+    /// [`SignedCatalogUpdate::sign`]). Verified like any relayed version.
+    pub fn submit(
+        &mut self,
+        now: UnixMs,
+        trust: &mut TrustStore,
+        update: SignedCatalogUpdate,
+    ) -> Result<Applied, CatalogSyncError> {
+        let me = self.region();
+        if update.update.origin.region != me {
+            return Err(CatalogSyncError::NotLocal {
+                origin: update.update.origin.region,
+                node: me,
+            });
+        }
+        update.verify(trust, now)?;
+        let update = Arc::new(update);
+        let applied = self.apply_to_catalog(&update)?;
+        if applied == Applied::Advanced {
+            self.push_log(Arc::clone(&update), true)?;
+            self.out
+                .push_back(CatalogOutput::Event(CatalogEvent::Applied {
+                    origin: update.update.origin.clone(),
+                    seq: update.update.seq,
+                    from: me,
+                }));
+        }
+        self.pump(now);
+        Ok(applied)
+    }
+
+    fn apply_to_catalog(&mut self, update: &SignedCatalogUpdate) -> Result<Applied, CatalogError> {
+        let origin = &update.update.origin;
+        let catalog = self
+            .catalogs
+            .entry(origin.clone())
+            .or_insert_with(|| DepartmentCatalog::new(origin.clone()));
+        let result = catalog.apply(&update.update);
+        if catalog.seq == 0 {
+            self.catalogs.remove(origin);
+        }
+        result
+    }
+
+    fn push_log(
+        &mut self,
+        update: Arc<SignedCatalogUpdate>,
+        persist: bool,
+    ) -> Result<(), CatalogSyncError> {
+        if self.log_len() >= LOG_ENTRIES_MAX {
+            return Err(CatalogSyncError::LogFull {
+                max: LOG_ENTRIES_MAX,
+            });
+        }
+        let bytes = encoded_len(&*update);
+        if persist {
+            self.out
+                .push_back(CatalogOutput::Storage(CatalogStorageOp::AppendLog {
+                    index: self.log_len() + 1,
+                    update: Arc::clone(&update),
+                }));
+        }
+        self.log.push(LogEntry { update, bytes });
+        Ok(())
+    }
+
+    /// Handles a message from the (shell-verified) region `from`.
+    pub fn handle_message(
+        &mut self,
+        now: UnixMs,
+        trust: &mut TrustStore,
+        from: RegionCode,
+        msg: CatalogMsg,
+    ) {
+        match msg {
+            CatalogMsg::Probe { log_id } => {
+                if !self.is_descendant(from) {
+                    return;
+                }
+                let watermark = self
+                    .senders
+                    .get(&from)
+                    .filter(|s| s.log_id == log_id)
+                    .map_or(0, |s| s.watermark);
+                self.send(from, CatalogMsg::Ack { log_id, watermark });
+            }
+            CatalogMsg::Updates {
+                log_id,
+                first,
+                updates,
+            } => self.on_updates(now, trust, from, log_id, first, updates),
+            CatalogMsg::Ack { log_id, watermark } => {
+                let log_len = self.log_len();
+                let Some(up) = self.upstream.as_mut() else {
+                    return;
+                };
+                if from != up.target || log_id != self.config.log_id {
+                    return;
+                }
+                // The upstream's word is authoritative (it may have lost state).
+                up.acked = Some(watermark.min(log_len));
+                up.retry_at = None;
+                up.last_heard = now;
+                self.pump(now);
+            }
+        }
+    }
+
+    fn is_descendant(&self, from: RegionCode) -> bool {
+        from != self.region() && self.region().contains(from)
+    }
+
+    fn on_updates(
+        &mut self,
+        now: UnixMs,
+        trust: &mut TrustStore,
+        from: RegionCode,
+        log_id: u64,
+        first: u64,
+        updates: Vec<Arc<SignedCatalogUpdate>>,
+    ) {
+        if !self.is_descendant(from) {
+            self.out
+                .push_back(CatalogOutput::Event(CatalogEvent::Rejected {
+                    from,
+                    origin: None,
+                    error: CatalogError::WrongOrigin,
+                }));
+            return;
+        }
+        if !self.senders.contains_key(&from) && self.senders.len() >= SENDERS_MAX {
+            return;
+        }
+        let state = self.senders.entry(from).or_insert(SenderState {
+            log_id,
+            watermark: 0,
+        });
+        if state.log_id != log_id {
+            // The sender rebuilt its log: start over (re-sent versions are duplicates).
+            *state = SenderState {
+                log_id,
+                watermark: 0,
+            };
+        }
+        let mut watermark = state.watermark;
+        if first == 0 || first > watermark + 1 {
+            self.send(from, CatalogMsg::Ack { log_id, watermark });
+            return;
+        }
+        for (k, update) in updates.into_iter().enumerate() {
+            let index = first + k as u64;
+            if index <= watermark {
+                continue;
+            }
+            watermark = index;
+            let origin = update.update.origin.clone();
+            if !from.contains(origin.region) {
+                self.reject(from, Some(origin), CatalogError::WrongOrigin);
+                continue;
+            }
+            // Cheap duplicate check first: a version we already hold needs no verification.
+            if self
+                .catalogs
+                .get(&origin)
+                .is_some_and(|c| c.seq >= update.update.seq)
+            {
+                continue;
+            }
+            if let Err(e) = update.verify(trust, now) {
+                self.reject(from, Some(origin), e);
+                continue;
+            }
+            match self.apply_to_catalog(&update) {
+                Ok(Applied::Advanced) => {
+                    let seq = update.update.seq;
+                    if let Err(e) = self.push_log(update, true) {
+                        // Log full: stop here; the sender will retry later.
+                        watermark = index - 1;
+                        self.reject(from, Some(origin), CatalogError::Invalid(vec![]));
+                        let _ = e;
+                        break;
+                    }
+                    self.out
+                        .push_back(CatalogOutput::Event(CatalogEvent::Applied {
+                            origin,
+                            seq,
+                            from,
+                        }));
+                }
+                Ok(Applied::Duplicate) => {}
+                Err(e) => self.reject(from, Some(origin), e),
+            }
+        }
+        self.senders.insert(from, SenderState { log_id, watermark });
+        self.out
+            .push_back(CatalogOutput::Storage(CatalogStorageOp::PutWatermark {
+                sender: from,
+                log_id,
+                watermark,
+            }));
+        self.send(from, CatalogMsg::Ack { log_id, watermark });
+        self.pump(now);
+    }
+
+    fn reject(&mut self, from: RegionCode, origin: Option<CatalogOrigin>, error: CatalogError) {
+        self.out
+            .push_back(CatalogOutput::Event(CatalogEvent::Rejected {
+                from,
+                origin,
+                error,
+            }));
+    }
+
+    /// Timer input: retransmission and skip-level fallback.
+    pub fn handle_tick(&mut self, now: UnixMs) {
+        let me = self.region();
+        let silence = self.config.upstream_silence_ms_max;
+        let parent_retry = self.config.parent_retry_ms;
+        if let Some(up) = self.upstream.as_mut() {
+            let waiting = up.retry_at.is_some();
+            let parent = me.parent().unwrap_or(RegionCode::NATIONAL);
+            let next = if waiting && now.since_ms(up.last_heard) >= silence {
+                // Round-robin through the ancestors: parent, grandparent, …, national, parent.
+                Some(up.target.parent().unwrap_or(parent))
+            } else if up.target != parent && now.since_ms(up.since) >= parent_retry {
+                Some(parent)
+            } else {
+                None
+            };
+            if let Some(to) = next {
+                let from = up.target;
+                *up = Upstream {
+                    target: to,
+                    since: now,
+                    acked: None,
+                    retry_at: None,
+                    last_heard: now,
+                    in_sync_reported: false,
+                };
+                if from != to {
+                    self.out
+                        .push_back(CatalogOutput::Event(CatalogEvent::UpstreamChanged {
+                            from,
+                            to,
+                        }));
+                }
+            } else if up.retry_at.is_some_and(|t| t <= now) {
+                up.retry_at = None;
+                // Unknown state on the other side: ask again rather than guess.
+                up.acked = None;
+            }
+        }
+        self.pump(now);
+    }
+
+    pub fn poll_timeout(&self) -> Option<UnixMs> {
+        let up = self.upstream.as_ref()?;
+        let parent_check = (Some(up.target) != self.region().parent())
+            .then(|| up.since.plus_ms(self.config.parent_retry_ms));
+        [up.retry_at, parent_check].into_iter().flatten().min()
+    }
+
+    /// Sends the next probe or batch upstream if nothing is outstanding.
+    fn pump(&mut self, now: UnixMs) {
+        let log_len = self.log_len();
+        let log_id = self.config.log_id;
+        let retry = self.config.retry_ms;
+        let Some(up) = self.upstream.as_mut() else {
+            return;
+        };
+        if up.retry_at.is_some() {
+            return;
+        }
+        let target = up.target;
+        let msg = match up.acked {
+            None => CatalogMsg::Probe { log_id },
+            Some(acked) if acked < log_len => {
+                let mut bytes = 0;
+                let updates: Vec<_> = self.log[acked as usize..]
+                    .iter()
+                    .take(UPDATES_PER_BATCH_MAX)
+                    .take_while(|e| {
+                        bytes += e.bytes;
+                        bytes <= BATCH_BYTES_MAX
+                    })
+                    .map(|e| Arc::clone(&e.update))
+                    .collect();
+                debug_assert!(!updates.is_empty(), "a single update always fits a batch");
+                CatalogMsg::Updates {
+                    log_id,
+                    first: acked + 1,
+                    updates,
+                }
+            }
+            Some(acked) => {
+                if !up.in_sync_reported {
+                    up.in_sync_reported = true;
+                    self.out
+                        .push_back(CatalogOutput::Event(CatalogEvent::UpstreamInSync {
+                            watermark: acked,
+                        }));
+                }
+                return;
+            }
+        };
+        up.in_sync_reported = false;
+        up.retry_at = Some(now.plus_ms(retry));
+        self.send(target, msg);
+    }
+
+    fn send(&mut self, to: RegionCode, msg: CatalogMsg) {
+        self.out.push_back(CatalogOutput::Send { to, msg });
+    }
+}

@@ -1,0 +1,818 @@
+//! Return-flow manifests (回流, Art. 24): a dataset version partitioned by region, signed once by
+//! its publisher, verifiable piecewise.
+//!
+//! # Region Merkle tree
+//! Partitions are the leaves of a Merkle tree shaped like the region tree below the manifest's
+//! `scope`. A tree node's hash covers its region code, its own partition's leaf hash (records
+//! located at that region itself, if any) and the `(code, hash)` of each child that has data.
+//! The signed manifest carries only the root. Hence:
+//! - a township verifies its own partition entry with a [`RegionProof`]: the own-leaf and the
+//!   siblings' *subtree hashes* at each level above it — never the siblings' data or entries;
+//! - a city given the entries of its subtree recomputes its subtree hash ([`RegionTree`]) and
+//!   verifies it with its own proof: the union of its counties is verified as a whole.
+//!
+//! # Chunks
+//! A partition's content is a byte string whose blake3 hash is `content_hash`. It travels in
+//! 16 KiB chunk groups encoded with bao-tree: every group arrives with the parent hashes linking
+//! it to the root, so a receiver verifies each group on arrival ([`decode_groups`]), a bad group
+//! is detected at once, and a transfer resumes from whichever groups are already stored.
+//!
+//! # Data plane stays out of the state machines
+//! The return-flow state machine only tracks *which* groups are stored. The shell moves bytes:
+//! the sender encodes with [`PartitionOutboard::encode_groups`], the receiver checks with
+//! [`decode_groups`] and then reports `groups stored` or `group rejected` to the state machine.
+//! simnet models payloads by size and hash and reports outcomes without any bytes.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
+
+use backflow_topology::RegionCode;
+use bao_tree::io::outboard::PreOrderMemOutboard;
+use bao_tree::io::sync::{encode_ranges_validated, DecodeResponseIter};
+use bao_tree::io::BaoContentItem;
+use bao_tree::{BaoTree, BlockSize, ChunkNum, ChunkRanges};
+use ed25519_dalek::Signature;
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::{CatalogOrigin, DataType};
+use crate::cert::{check_chain_limits, CertChain, CertError, NodeIdentity, TrustStore};
+use crate::time::UnixMs;
+use crate::wire::{
+    check_len, digest, Bounded, LimitError, ANNOUNCE_ENTRIES_MAX, CHUNK_FRAME_BYTES_MAX,
+    NAME_BYTES_MAX, PARTITIONS_PER_MANIFEST_MAX, PROOF_LEVELS_MAX, PROOF_SIBLINGS_PER_LEVEL_MAX,
+    SCHEMA_FIELDS_MAX,
+};
+
+/// A blake3 digest.
+pub type Hash = [u8; 32];
+
+const MANIFEST_DOMAIN: &[u8] = b"backflow/manifest/v1";
+const LEAF_DOMAIN: &[u8] = b"backflow/partition-leaf/v1";
+const NODE_DOMAIN: &[u8] = b"backflow/region-node/v1";
+const SCHEMA_DOMAIN: &[u8] = b"backflow/schema/v1";
+
+/// Bytes per chunk group: bao-tree's 16 KiB groups (chunk log 4), the unit of transfer and of
+/// verification. Small enough to detect a bad group early, large enough that proof overhead
+/// (64 B per tree level) stays under 1 %.
+pub const CHUNK_GROUP_BYTES: u64 = 16 * 1024;
+const BLOCK_SIZE: BlockSize = BlockSize::from_chunk_log(4);
+const CHUNKS_PER_GROUP: u64 = 16;
+/// Groups in one chunk frame: 32 × 16 KiB = 512 KiB, under `CHUNK_FRAME_BYTES_MAX` with proofs.
+pub const CHUNK_GROUPS_PER_FRAME_MAX: u64 = 32;
+/// One partition's content. 1 TiB is far beyond any single region's share of a dataset.
+pub const PARTITION_BYTES_MAX: u64 = 1 << 40;
+
+/// Number of 16 KiB groups in `bytes` of content.
+pub fn group_count(bytes: u64) -> u64 {
+    bytes.div_ceil(CHUNK_GROUP_BYTES)
+}
+
+/// One column of a dataset schema.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SchemaField {
+    pub name: String,
+    pub data_type: DataType,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Schema {
+    pub name: String,
+    pub fields: Vec<SchemaField>,
+}
+
+impl Schema {
+    pub fn hash(&self) -> Hash {
+        digest(SCHEMA_DOMAIN, self)
+    }
+}
+
+/// One region's partition of a dataset version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PartitionEntry {
+    pub region: RegionCode,
+    /// blake3 of the content (equal to the bao root).
+    pub content_hash: Hash,
+    pub bytes: u64,
+    pub records: u64,
+    pub schema_hash: Hash,
+}
+
+impl PartitionEntry {
+    pub fn leaf_hash(&self) -> Hash {
+        digest(LEAF_DOMAIN, self)
+    }
+
+    pub fn groups(&self) -> u64 {
+        group_count(self.bytes)
+    }
+
+    /// Builds the entry for real content.
+    pub fn for_content(region: RegionCode, content: &[u8], records: u64, schema: &Schema) -> Self {
+        PartitionEntry {
+            region,
+            content_hash: *blake3::hash(content).as_bytes(),
+            bytes: content.len() as u64,
+            records,
+            schema_hash: schema.hash(),
+        }
+    }
+}
+
+/// The signed description of one dataset version.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub dataset: String,
+    /// Strictly increasing per dataset; receivers refuse anything older than what they hold.
+    pub version: u64,
+    /// The publishing department and its jurisdiction (the signer).
+    pub publisher: CatalogOrigin,
+    /// Root of the partition tree: the publisher's region or a region inside it.
+    pub scope: RegionCode,
+    pub issued_at: UnixMs,
+    /// Receivers refuse the manifest from this instant on: a replayed old manifest cannot
+    /// freeze a region on stale data indefinitely.
+    pub expires_at: UnixMs,
+    /// Hash of the previous version's manifest, chaining versions.
+    pub previous: Option<Hash>,
+    pub schema: Schema,
+    pub partitions_root: Hash,
+    pub partition_count: u32,
+    pub records_total: u64,
+    pub bytes_total: u64,
+}
+
+impl Manifest {
+    /// Names this version: what receipts, wants and chunk frames refer to.
+    pub fn hash(&self) -> Hash {
+        digest(MANIFEST_DOMAIN, self)
+    }
+}
+
+/// A manifest with its publisher's chain and signature.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedManifest {
+    pub manifest: Manifest,
+    pub signer: CertChain,
+    pub signature: Signature,
+}
+
+impl Bounded for SignedManifest {
+    fn check_limits(&self) -> Result<(), LimitError> {
+        let m = &self.manifest;
+        check_chain_limits(&self.signer)?;
+        check_len("dataset id bytes", m.dataset.len(), NAME_BYTES_MAX)?;
+        check_len(
+            "department bytes",
+            m.publisher.department.len(),
+            NAME_BYTES_MAX,
+        )?;
+        check_len("schema name bytes", m.schema.name.len(), NAME_BYTES_MAX)?;
+        check_len("schema fields", m.schema.fields.len(), SCHEMA_FIELDS_MAX)?;
+        for f in &m.schema.fields {
+            check_len("schema field name bytes", f.name.len(), NAME_BYTES_MAX)?;
+        }
+        check_len(
+            "partitions",
+            m.partition_count as usize,
+            PARTITIONS_PER_MANIFEST_MAX as usize,
+        )
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ManifestError {
+    #[error(transparent)]
+    Limit(#[from] LimitError),
+    #[error(transparent)]
+    Cert(#[from] CertError),
+    #[error("manifest published for {publisher} but signed by {signer}")]
+    WrongSigner {
+        publisher: RegionCode,
+        signer: RegionCode,
+    },
+    #[error("scope {scope} is outside the publisher's region {publisher}")]
+    ScopeOutsidePublisher {
+        scope: RegionCode,
+        publisher: RegionCode,
+    },
+    #[error("manifest issued at {issued_at} is in the future (now {now})")]
+    NotYetIssued { issued_at: UnixMs, now: UnixMs },
+    #[error("manifest expired at {expires_at} (now {now})")]
+    Expired { expires_at: UnixMs, now: UnixMs },
+    #[error("manifest validity of {validity_ms} ms exceeds the limit of {max_ms} ms")]
+    ValidityTooLong { validity_ms: u64, max_ms: u64 },
+    #[error("version 0 is not a valid version")]
+    ZeroVersion,
+    #[error("rollback: version {offered} of {dataset} is older than the held version {held}")]
+    Rollback {
+        dataset: String,
+        held: u64,
+        offered: u64,
+    },
+    #[error("equivocation: two different manifests for version {version} of {dataset}")]
+    Equivocation { dataset: String, version: u64 },
+    #[error("version {version} of {dataset} does not chain to the held version {held}")]
+    ForkedHistory {
+        dataset: String,
+        version: u64,
+        held: u64,
+    },
+    #[error("partition for {entry} is outside region {region}")]
+    OutsideRegion {
+        region: RegionCode,
+        entry: RegionCode,
+    },
+    #[error("region {region} is outside the manifest scope {scope}")]
+    OutsideScope {
+        region: RegionCode,
+        scope: RegionCode,
+    },
+    #[error("duplicate partition for {0}")]
+    DuplicatePartition(RegionCode),
+    #[error("partition for {0} has another schema than the manifest")]
+    SchemaMismatch(RegionCode),
+    #[error("partition for {region} is {bytes} bytes, over the limit")]
+    PartitionTooLarge { region: RegionCode, bytes: u64 },
+    #[error("empty partition for {0} has a non-empty content hash")]
+    EmptyHashMismatch(RegionCode),
+    #[error("no partitions")]
+    NoPartitions,
+    #[error(
+        "partitions do not hash to the signed root (wrong dataset, version, region or content)"
+    )]
+    RootMismatch,
+    #[error("malformed region proof: {0}")]
+    BadProof(&'static str),
+    #[error("announce from {from}, which is not a source for this node")]
+    NotASource { from: RegionCode },
+}
+
+/// Knobs for manifest acceptance, set by the shell (same values on every node).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ManifestPolicy {
+    /// A manifest may be valid at most this long (bounds the freeze window).
+    pub validity_ms_max: u64,
+    /// Tolerated clock skew for `issued_at` in the future.
+    pub clock_skew_ms_max: u64,
+}
+
+impl Default for ManifestPolicy {
+    fn default() -> Self {
+        ManifestPolicy {
+            validity_ms_max: 90 * crate::time::DAY_MS,
+            clock_skew_ms_max: 5 * crate::time::MINUTE_MS,
+        }
+    }
+}
+
+impl SignedManifest {
+    /// Signs a manifest as the publisher's jurisdiction.
+    pub fn sign(
+        manifest: Manifest,
+        identity: &NodeIdentity,
+    ) -> Result<SignedManifest, ManifestError> {
+        if identity.region != manifest.publisher.region {
+            return Err(ManifestError::WrongSigner {
+                publisher: manifest.publisher.region,
+                signer: identity.region,
+            });
+        }
+        let signature = identity.sign(&manifest.hash());
+        let signed = SignedManifest {
+            manifest,
+            signer: identity.chain.clone(),
+            signature,
+        };
+        signed.check_limits()?;
+        Ok(signed)
+    }
+
+    /// Verifies limits, signer chain and signature, signer = publisher, scope, and the
+    /// validity window at `now`. Returns the manifest hash.
+    pub fn verify(
+        &self,
+        trust: &mut TrustStore,
+        now: UnixMs,
+        policy: &ManifestPolicy,
+    ) -> Result<Hash, ManifestError> {
+        self.check_limits()?;
+        let m = &self.manifest;
+        if m.version == 0 {
+            return Err(ManifestError::ZeroVersion);
+        }
+        if !m.publisher.region.contains(m.scope) {
+            return Err(ManifestError::ScopeOutsidePublisher {
+                scope: m.scope,
+                publisher: m.publisher.region,
+            });
+        }
+        if m.issued_at > now.plus_ms(policy.clock_skew_ms_max) {
+            return Err(ManifestError::NotYetIssued {
+                issued_at: m.issued_at,
+                now,
+            });
+        }
+        if now >= m.expires_at {
+            return Err(ManifestError::Expired {
+                expires_at: m.expires_at,
+                now,
+            });
+        }
+        let validity_ms = m.expires_at.since_ms(m.issued_at);
+        if validity_ms > policy.validity_ms_max {
+            return Err(ManifestError::ValidityTooLong {
+                validity_ms,
+                max_ms: policy.validity_ms_max,
+            });
+        }
+        let hash = m.hash();
+        let who = trust.verify_signed(&self.signer, now, &hash, &self.signature)?;
+        if who.region != m.publisher.region {
+            return Err(ManifestError::WrongSigner {
+                publisher: m.publisher.region,
+                signer: who.region,
+            });
+        }
+        Ok(hash)
+    }
+}
+
+/// What a receiver already holds of a dataset: its latest accepted version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldVersion {
+    pub version: u64,
+    pub hash: Hash,
+}
+
+/// How an offered manifest relates to the held version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Succession {
+    /// Newer than anything held: accept.
+    Newer,
+    /// Exactly the held manifest again: idempotent no-op.
+    Same,
+}
+
+/// Rollback and fork defence: only strictly newer versions are accepted; the same version must
+/// be the same manifest; the immediate successor must chain to the held hash.
+pub fn check_succession(
+    held: Option<HeldVersion>,
+    offered: &Manifest,
+    offered_hash: Hash,
+) -> Result<Succession, ManifestError> {
+    let Some(held) = held else {
+        return Ok(Succession::Newer);
+    };
+    let dataset = || offered.dataset.clone();
+    if offered.version < held.version {
+        return Err(ManifestError::Rollback {
+            dataset: dataset(),
+            held: held.version,
+            offered: offered.version,
+        });
+    }
+    if offered.version == held.version {
+        return if offered_hash == held.hash {
+            Ok(Succession::Same)
+        } else {
+            Err(ManifestError::Equivocation {
+                dataset: dataset(),
+                version: offered.version,
+            })
+        };
+    }
+    if offered.version == held.version + 1 && offered.previous != Some(held.hash) {
+        return Err(ManifestError::ForkedHistory {
+            dataset: dataset(),
+            version: offered.version,
+            held: held.version,
+        });
+    }
+    Ok(Succession::Newer)
+}
+
+/// One level of a [`RegionProof`]: at the parent region, its own partition's leaf hash and the
+/// other children's `(code, subtree hash)`, sorted by code.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProofLevel {
+    pub own: Option<Hash>,
+    pub siblings: Vec<(RegionCode, Hash)>,
+}
+
+/// Path from a region's subtree hash up to the manifest root, nearest level first.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegionProof {
+    pub levels: Vec<ProofLevel>,
+}
+
+impl Bounded for RegionProof {
+    fn check_limits(&self) -> Result<(), LimitError> {
+        check_len("proof levels", self.levels.len(), PROOF_LEVELS_MAX)?;
+        for l in &self.levels {
+            check_len(
+                "proof siblings",
+                l.siblings.len(),
+                PROOF_SIBLINGS_PER_LEVEL_MAX,
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn node_hash(region: RegionCode, own: Option<&Hash>, children: &[(RegionCode, Hash)]) -> Hash {
+    digest(NODE_DOMAIN, &(region, own, children))
+}
+
+impl RegionProof {
+    /// Recomputes the root from `region`'s subtree hash. Checks structure: one level per tier
+    /// between `region` and `scope`, siblings are children of that level's region, strictly
+    /// sorted, and do not repeat the path child.
+    pub fn root_from(
+        &self,
+        region: RegionCode,
+        subtree_hash: Hash,
+        scope: RegionCode,
+    ) -> Result<Hash, ManifestError> {
+        self.check_limits()?;
+        if !scope.contains(region) {
+            return Err(ManifestError::OutsideScope { region, scope });
+        }
+        let depth = (region.level().depth() - scope.level().depth()) as usize;
+        if self.levels.len() != depth {
+            return Err(ManifestError::BadProof("wrong number of levels"));
+        }
+        let (mut code, mut hash) = (region, subtree_hash);
+        let mut children = Vec::new();
+        for level in &self.levels {
+            let parent = code
+                .parent()
+                .ok_or(ManifestError::BadProof("proof above the root"))?;
+            children.clear();
+            children.extend_from_slice(&level.siblings);
+            if level
+                .siblings
+                .iter()
+                .any(|(c, _)| c.parent() != Some(parent))
+            {
+                return Err(ManifestError::BadProof(
+                    "sibling is not a child of the level",
+                ));
+            }
+            if level.siblings.windows(2).any(|w| w[0].0 >= w[1].0) {
+                return Err(ManifestError::BadProof("siblings not strictly sorted"));
+            }
+            match level.siblings.binary_search_by_key(&code, |(c, _)| *c) {
+                Ok(_) => return Err(ManifestError::BadProof("sibling repeats the path")),
+                Err(at) => children.insert(at, (code, hash)),
+            }
+            hash = node_hash(parent, level.own.as_ref(), &children);
+            code = parent;
+        }
+        debug_assert_eq!(code, scope);
+        Ok(hash)
+    }
+}
+
+/// The region Merkle tree over a set of partition entries below (and at) `root`.
+#[derive(Clone, Debug)]
+pub struct RegionTree {
+    root: RegionCode,
+    /// Subtree hash of every region that has data in or below it.
+    hashes: BTreeMap<RegionCode, Hash>,
+    own: BTreeMap<RegionCode, Hash>,
+    children: BTreeMap<RegionCode, Vec<(RegionCode, Hash)>>,
+}
+
+impl RegionTree {
+    /// Builds the tree. Rejects entries outside `root` and duplicate regions.
+    pub fn build(
+        root: RegionCode,
+        entries: &[PartitionEntry],
+    ) -> Result<RegionTree, ManifestError> {
+        if entries.is_empty() {
+            return Err(ManifestError::NoPartitions);
+        }
+        let mut own = BTreeMap::new();
+        let mut regions = BTreeSet::new();
+        for e in entries {
+            if !root.contains(e.region) {
+                return Err(ManifestError::OutsideRegion {
+                    region: root,
+                    entry: e.region,
+                });
+            }
+            if own.insert(e.region, e.leaf_hash()).is_some() {
+                return Err(ManifestError::DuplicatePartition(e.region));
+            }
+            let mut r = e.region;
+            while r != root && regions.insert(r) {
+                match r.parent() {
+                    Some(p) => r = p,
+                    None => break,
+                }
+            }
+        }
+        regions.insert(root);
+        let mut hashes = BTreeMap::new();
+        let mut children: BTreeMap<RegionCode, Vec<(RegionCode, Hash)>> = BTreeMap::new();
+        // RegionCode orders by level then digits: reverse order visits children before parents.
+        for &r in regions.iter().rev() {
+            let kids = children.entry(r).or_default();
+            kids.sort_unstable_by_key(|(c, _)| *c);
+            let h = node_hash(r, own.get(&r), kids);
+            hashes.insert(r, h);
+            if r != root {
+                if let Some(p) = r.parent() {
+                    children.entry(p).or_default().push((r, h));
+                }
+            }
+        }
+        Ok(RegionTree {
+            root,
+            hashes,
+            own,
+            children,
+        })
+    }
+
+    pub fn root(&self) -> RegionCode {
+        self.root
+    }
+
+    pub fn root_hash(&self) -> Hash {
+        self.hashes[&self.root]
+    }
+
+    /// Subtree hash of a region in the tree.
+    pub fn subtree_hash(&self, region: RegionCode) -> Option<Hash> {
+        self.hashes.get(&region).copied()
+    }
+
+    /// Direct children of `region` that have data.
+    pub fn children_with_data(&self, region: RegionCode) -> impl Iterator<Item = RegionCode> + '_ {
+        self.children
+            .get(&region)
+            .into_iter()
+            .flatten()
+            .map(|(c, _)| *c)
+    }
+
+    /// Proof for `target` (in this tree) up to this tree's root, followed by `above` (the proof
+    /// of this tree's root up to the manifest scope).
+    pub fn proof_for(&self, target: RegionCode, above: &RegionProof) -> Option<RegionProof> {
+        self.hashes.get(&target)?;
+        let mut levels = Vec::new();
+        let mut code = target;
+        while code != self.root {
+            let parent = code.parent()?;
+            let siblings = self
+                .children
+                .get(&parent)?
+                .iter()
+                .filter(|(c, _)| *c != code)
+                .copied()
+                .collect();
+            levels.push(ProofLevel {
+                own: self.own.get(&parent).copied(),
+                siblings,
+            });
+            code = parent;
+        }
+        levels.extend(above.levels.iter().cloned());
+        Some(RegionProof { levels })
+    }
+}
+
+/// Checks partition entries for `region` received under `manifest`: all inside `region`
+/// (a node never accepts a partition outside its own region), same schema, sane sizes, and
+/// their region-tree hash proves up to the signed root.
+pub fn verify_partitions(
+    manifest: &Manifest,
+    region: RegionCode,
+    entries: &[PartitionEntry],
+    proof: &RegionProof,
+) -> Result<RegionTree, ManifestError> {
+    check_len("announce entries", entries.len(), ANNOUNCE_ENTRIES_MAX)?;
+    if !manifest.scope.contains(region) {
+        return Err(ManifestError::OutsideScope {
+            region,
+            scope: manifest.scope,
+        });
+    }
+    let schema_hash = manifest.schema.hash();
+    let empty_hash = *blake3::hash(&[]).as_bytes();
+    for e in entries {
+        if !region.contains(e.region) {
+            return Err(ManifestError::OutsideRegion {
+                region,
+                entry: e.region,
+            });
+        }
+        if e.schema_hash != schema_hash {
+            return Err(ManifestError::SchemaMismatch(e.region));
+        }
+        if e.bytes > PARTITION_BYTES_MAX {
+            return Err(ManifestError::PartitionTooLarge {
+                region: e.region,
+                bytes: e.bytes,
+            });
+        }
+        if e.bytes == 0 && e.content_hash != empty_hash {
+            return Err(ManifestError::EmptyHashMismatch(e.region));
+        }
+    }
+    let tree = RegionTree::build(region, entries)?;
+    let root = proof.root_from(region, tree.root_hash(), manifest.scope)?;
+    if root != manifest.partitions_root {
+        return Err(ManifestError::RootMismatch);
+    }
+    Ok(tree)
+}
+
+/// Builds a manifest for a full set of partitions (publisher side): computes root and totals.
+#[allow(clippy::too_many_arguments)]
+pub fn build_manifest(
+    dataset: String,
+    version: u64,
+    publisher: CatalogOrigin,
+    scope: RegionCode,
+    issued_at: UnixMs,
+    expires_at: UnixMs,
+    previous: Option<Hash>,
+    schema: Schema,
+    entries: &[PartitionEntry],
+) -> Result<Manifest, ManifestError> {
+    check_len(
+        "partitions",
+        entries.len(),
+        PARTITIONS_PER_MANIFEST_MAX as usize,
+    )?;
+    let tree = RegionTree::build(scope, entries)?;
+    Ok(Manifest {
+        dataset,
+        version,
+        publisher,
+        scope,
+        issued_at,
+        expires_at,
+        previous,
+        schema,
+        partitions_root: tree.root_hash(),
+        partition_count: entries.len() as u32,
+        records_total: entries.iter().map(|e| e.records).sum(),
+        bytes_total: entries.iter().map(|e| e.bytes).sum(),
+    })
+}
+
+/// Data plane: a run of verified-on-arrival chunk groups of one partition.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkFrame {
+    pub manifest: Hash,
+    pub region: RegionCode,
+    /// Groups `[first_group, first_group + group_count)`.
+    pub first_group: u64,
+    pub group_count: u64,
+    /// bao-tree encoding of exactly those groups (parent hashes interleaved with data).
+    pub encoded: Vec<u8>,
+}
+
+impl Bounded for ChunkFrame {
+    fn check_limits(&self) -> Result<(), LimitError> {
+        check_len(
+            "chunk groups per frame",
+            self.group_count as usize,
+            CHUNK_GROUPS_PER_FRAME_MAX as usize,
+        )?;
+        check_len(
+            "chunk frame bytes",
+            self.encoded.len(),
+            CHUNK_FRAME_BYTES_MAX,
+        )
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ChunkError {
+    #[error("groups {start}..{end} are not within the partition's {groups} groups")]
+    OutOfRange { start: u64, end: u64, groups: u64 },
+    #[error("chunk data does not verify against the partition hash (group {group})")]
+    HashMismatch { group: u64 },
+    #[error("chunk frame truncated or malformed")]
+    Malformed,
+    #[error("{0} unexpected trailing bytes in chunk frame")]
+    TrailingBytes(usize),
+    #[error("content does not match the partition entry")]
+    ContentMismatch,
+}
+
+fn chunk_ranges(groups: &Range<u64>) -> ChunkRanges {
+    ChunkRanges::from(
+        ChunkNum(groups.start * CHUNKS_PER_GROUP)..ChunkNum(groups.end * CHUNKS_PER_GROUP),
+    )
+}
+
+fn check_groups(entry: &PartitionEntry, groups: &Range<u64>) -> Result<(), ChunkError> {
+    let total = entry.groups();
+    if groups.start >= groups.end
+        || groups.end > total
+        || groups.end - groups.start > CHUNK_GROUPS_PER_FRAME_MAX
+    {
+        return Err(ChunkError::OutOfRange {
+            start: groups.start,
+            end: groups.end,
+            groups: total,
+        });
+    }
+    Ok(())
+}
+
+/// The bao outboard (interior hashes) of a partition, computed once by a node that holds the
+/// content and reused to serve any group.
+#[derive(Clone, Debug)]
+pub struct PartitionOutboard {
+    outboard: PreOrderMemOutboard,
+}
+
+impl PartitionOutboard {
+    /// Computes the outboard and checks the content against `entry`.
+    pub fn new(entry: &PartitionEntry, content: &[u8]) -> Result<PartitionOutboard, ChunkError> {
+        if content.len() as u64 != entry.bytes {
+            return Err(ChunkError::ContentMismatch);
+        }
+        let outboard = PreOrderMemOutboard::create(content, BLOCK_SIZE);
+        if outboard.root.as_bytes() != &entry.content_hash {
+            return Err(ChunkError::ContentMismatch);
+        }
+        Ok(PartitionOutboard { outboard })
+    }
+
+    /// Encodes groups for a [`ChunkFrame`]. Validates the content while encoding, so a node
+    /// whose disk corrupted the data does not serve it.
+    pub fn encode_groups(
+        &self,
+        entry: &PartitionEntry,
+        content: &[u8],
+        groups: Range<u64>,
+    ) -> Result<Vec<u8>, ChunkError> {
+        check_groups(entry, &groups)?;
+        let mut out = Vec::new();
+        encode_ranges_validated(content, &self.outboard, &chunk_ranges(&groups), &mut out)
+            .map_err(|_| ChunkError::HashMismatch {
+                group: groups.start,
+            })?;
+        Ok(out)
+    }
+}
+
+/// Verifies a chunk frame's groups against the partition entry and returns their content
+/// (starting at byte `groups.start * CHUNK_GROUP_BYTES`). The first group that fails is
+/// reported at once.
+pub fn decode_groups(
+    entry: &PartitionEntry,
+    groups: Range<u64>,
+    encoded: &[u8],
+) -> Result<Vec<u8>, ChunkError> {
+    check_groups(entry, &groups)?;
+    let tree = BaoTree::new(entry.bytes, BLOCK_SIZE);
+    let ranges = chunk_ranges(&groups);
+    let mut reader = encoded;
+    let mut data = Vec::new();
+    let base = groups.start * CHUNK_GROUP_BYTES;
+    let iter = DecodeResponseIter::new(
+        blake3::Hash::from_bytes(entry.content_hash),
+        tree,
+        &mut reader,
+        &ranges,
+    );
+    for item in iter {
+        match item {
+            Ok(BaoContentItem::Parent(_)) => {}
+            Ok(BaoContentItem::Leaf(leaf)) => {
+                if leaf.offset != base + data.len() as u64 {
+                    return Err(ChunkError::Malformed);
+                }
+                data.extend_from_slice(&leaf.data);
+            }
+            Err(e) => {
+                use bao_tree::io::DecodeError;
+                return Err(match e {
+                    DecodeError::LeafHashMismatch(c) => ChunkError::HashMismatch {
+                        group: c.0 / CHUNKS_PER_GROUP,
+                    },
+                    DecodeError::ParentHashMismatch(n) => ChunkError::HashMismatch {
+                        group: n.chunk_range().start.0 / CHUNKS_PER_GROUP,
+                    },
+                    _ => ChunkError::Malformed,
+                });
+            }
+        }
+    }
+    if !reader.is_empty() {
+        return Err(ChunkError::TrailingBytes(reader.len()));
+    }
+    let expected = (groups.end * CHUNK_GROUP_BYTES).min(entry.bytes) - base;
+    if data.len() as u64 != expected {
+        return Err(ChunkError::Malformed);
+    }
+    Ok(data)
+}

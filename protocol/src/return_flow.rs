@@ -1,0 +1,1204 @@
+//! Return-flow (数据回流, Art. 24) state machine, one per node: parent → child delivery of
+//! region-partitioned datasets, and receipts back up.
+//!
+//! # Protocol
+//! 1. The publisher's node calls [`ReturnFlow::publish`]. A node holding a dataset version
+//!    announces it to each child region that has data below it, once it holds that child's
+//!    whole subtree ([`ReturnFlowMsg::Announce`]: signed manifest, the partition entries of the
+//!    child's subtree only, and a [`RegionProof`]). Announces repeat every `retry_ms` until
+//!    acknowledged.
+//! 2. The child verifies the signature chain, expiry, succession (no rollback), that every
+//!    entry is inside its region and that they prove to the signed root; then it pulls missing
+//!    chunk groups with [`ReturnFlowMsg::Want`], at most `groups_in_flight_max` at a time.
+//! 3. The source answers a want with [`Output::ServeChunks`]: the shell reads the groups,
+//!    encodes them ([`crate::manifest::PartitionOutboard`]) and sends a
+//!    [`crate::manifest::ChunkFrame`]. The receiving shell verifies the frame
+//!    ([`crate::manifest::decode_groups`]), stores the bytes, and reports
+//!    [`ReturnFlow::handle_groups_stored`] (or [`ReturnFlow::handle_group_rejected`]).
+//! 4. A node forwards to its own children as soon as their subtrees are complete, and sends
+//!    signed receipts summarising its subtree to its source; the publisher aggregates.
+//!
+//! # Faults
+//! - Loss, duplication, reordering: every request is retried on a timer and every handler is
+//!   idempotent.
+//! - Restart: the shell persists [`StorageOp::PutTransfer`] records and the chunk data; on
+//!   start it calls [`ReturnFlow::restore`] with each record and the groups it has on disk.
+//! - Skip-level fallback: if the source makes no progress for `source_silence_ms_max`, the
+//!   receiver asks the next ancestor (up to the scope, then the publisher, then round again);
+//!   symmetrically a node whose child never acknowledges announces to the child's children.
+//! - A node never receives a partition outside its region: announces are filtered to the
+//!   target's subtree, receivers reject foreign entries, and a source serves a want only if
+//!   the requester's region contains the partition.
+//!
+//! # Driving it
+//! Call the `handle_*` methods with the verified sender region and `now`; call
+//! [`ReturnFlow::handle_tick`] at or after [`ReturnFlow::poll_timeout`]; after each call drain
+//! [`ReturnFlow::poll_output`]. No method blocks, reads a clock or does IO.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::ops::Range;
+use std::sync::Arc;
+
+use backflow_topology::RegionCode;
+use serde::{Deserialize, Serialize};
+
+use crate::cert::{NodeIdentity, TrustStore};
+use crate::manifest::{
+    check_succession, verify_partitions, Hash, HeldVersion, ManifestError, ManifestPolicy,
+    PartitionEntry, RegionProof, RegionTree, SignedManifest, Succession,
+    CHUNK_GROUPS_PER_FRAME_MAX,
+};
+use crate::receipt::{Receipt, ReceiptError, ReceiptLedger, SignedReceipt};
+use crate::time::UnixMs;
+use crate::wire::{check_len, Bounded, LimitError, ANNOUNCE_ENTRIES_MAX, WANT_RANGES_MAX};
+
+/// Transfers (dataset versions) a node tracks at once. Each dataset keeps only its latest
+/// version, so this bounds the number of datasets in flight through a node.
+pub const TRANSFERS_MAX: usize = 1_024;
+
+/// Per partition region, the chunk-group ranges a node has stored (input to `restore`).
+pub type StoredGroups = [(RegionCode, Vec<Range<u64>>)];
+
+/// Control-plane messages of the return flow.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ReturnFlowMsg {
+    /// Ancestor → descendant: a dataset version with the entries of the receiver's subtree.
+    Announce(Announce),
+    /// Descendant → ancestor: the announce was accepted (or was already held).
+    AnnounceAck { manifest: Hash },
+    /// Descendant → source: send these chunk groups of `region`'s partition.
+    Want {
+        manifest: Hash,
+        region: RegionCode,
+        groups: Vec<Range<u64>>,
+    },
+    /// Source → descendant: cannot serve this (unknown manifest, or not yet held).
+    NotAvailable { manifest: Hash },
+    /// Descendant → source: a signed subtree receipt.
+    Receipt(Arc<SignedReceipt>),
+    /// Source → descendant: receipt `seq` recorded.
+    ReceiptAck { manifest: Hash, seq: u64 },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Announce {
+    pub manifest: Arc<SignedManifest>,
+    /// Partitions inside the receiver's region only.
+    pub entries: Vec<PartitionEntry>,
+    /// From the receiver's region up to the manifest scope.
+    pub proof: RegionProof,
+}
+
+impl Bounded for ReturnFlowMsg {
+    fn check_limits(&self) -> Result<(), LimitError> {
+        match self {
+            ReturnFlowMsg::Announce(a) => {
+                a.manifest.check_limits()?;
+                check_len("announce entries", a.entries.len(), ANNOUNCE_ENTRIES_MAX)?;
+                a.proof.check_limits()
+            }
+            ReturnFlowMsg::Want { groups, .. } => {
+                check_len("want ranges", groups.len(), WANT_RANGES_MAX)
+            }
+            ReturnFlowMsg::Receipt(r) => r.check_limits(),
+            ReturnFlowMsg::AnnounceAck { .. }
+            | ReturnFlowMsg::NotAvailable { .. }
+            | ReturnFlowMsg::ReceiptAck { .. } => Ok(()),
+        }
+    }
+}
+
+/// Node-local configuration.
+#[derive(Clone, Debug)]
+pub struct ReturnFlowConfig {
+    /// This node's region, key and chain (receipts are signed with it).
+    pub identity: NodeIdentity,
+    pub policy: ManifestPolicy,
+    /// Retransmission interval for announces, wants and receipts.
+    pub retry_ms: u64,
+    /// Silence from the source (no stored group, no answer) before skip-level fallback; also
+    /// how long an unacknowledged child waits before its children are announced to directly.
+    pub source_silence_ms_max: u64,
+    /// Chunk groups requested and not yet stored, per transfer (flow control).
+    pub groups_in_flight_max: u64,
+    /// Minimum interval between two receipts for the same manifest (batching).
+    pub receipt_interval_ms: u64,
+}
+
+impl ReturnFlowConfig {
+    pub fn new(identity: NodeIdentity) -> ReturnFlowConfig {
+        ReturnFlowConfig {
+            identity,
+            policy: ManifestPolicy::default(),
+            retry_ms: 5_000,
+            source_silence_ms_max: 60_000,
+            groups_in_flight_max: 256,
+            receipt_interval_ms: 2_000,
+        }
+    }
+}
+
+/// What the shell persists to resume a transfer after a restart (chunk data is stored
+/// separately, by the shell, as it is verified).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TransferRecord {
+    pub manifest: Arc<SignedManifest>,
+    /// Partitions this node receives (its subtree, or the whole scope at the publisher).
+    pub entries: Vec<PartitionEntry>,
+    /// This node's proof up to the scope (empty at the publisher).
+    pub proof: RegionProof,
+    /// Whether this node is the publisher (it then holds everything from the start).
+    pub published: bool,
+}
+
+/// Storage effects. The shell applies them in order, durably, before acting on later outputs
+/// that depend on them (e.g. acknowledging).
+#[derive(Clone, Debug, PartialEq)]
+pub enum StorageOp {
+    /// Persist (or overwrite) a transfer record.
+    PutTransfer(Arc<TransferRecord>),
+    /// Forget a transfer and delete its chunk data (superseded by a newer version).
+    DropTransfer { manifest: Hash },
+}
+
+/// Observable progress, for logs, metrics, the HTTP API and simnet statistics.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    ManifestAccepted {
+        manifest: Hash,
+        dataset: String,
+        version: u64,
+        from: RegionCode,
+    },
+    ManifestRejected {
+        from: RegionCode,
+        error: ManifestError,
+    },
+    PartitionComplete {
+        manifest: Hash,
+        region: RegionCode,
+    },
+    /// Every partition of this node's subtree is stored and verified.
+    TransferComplete {
+        manifest: Hash,
+    },
+    /// Skip-level fallback (or return to the parent).
+    SourceChanged {
+        manifest: Hash,
+        from: RegionCode,
+        to: RegionCode,
+    },
+    ChunkRejected {
+        manifest: Hash,
+        region: RegionCode,
+        group: u64,
+        from: RegionCode,
+    },
+    /// A want for a partition outside the requester's region, or from a non-descendant.
+    WantRefused {
+        from: RegionCode,
+        manifest: Hash,
+        region: RegionCode,
+    },
+    ReceiptRejected {
+        from: RegionCode,
+        error: ReceiptError,
+    },
+    /// This node's aggregated view of its subtree changed (at the publisher: per-region
+    /// completeness of the whole dataset).
+    Completeness(Receipt),
+    /// The held manifest expired before a newer one arrived.
+    TransferExpired {
+        manifest: Hash,
+    },
+}
+
+/// Everything a state machine asks its shell to do.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Output {
+    Send {
+        to: RegionCode,
+        msg: ReturnFlowMsg,
+    },
+    /// Read `groups` of `entry`'s content, encode them and send a chunk frame to `to`.
+    /// `groups.len() <= CHUNK_GROUPS_PER_FRAME_MAX`.
+    ServeChunks {
+        to: RegionCode,
+        manifest: Hash,
+        entry: PartitionEntry,
+        groups: Range<u64>,
+    },
+    Storage(StorageOp),
+    Event(Event),
+}
+
+/// Which chunk groups of a partition are stored. A bit set: 8 KiB per GiB of content.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct GroupSet {
+    bits: Vec<u64>,
+    len: u64,
+    count: u64,
+}
+
+impl GroupSet {
+    fn new(len: u64) -> GroupSet {
+        GroupSet {
+            bits: vec![0; len.div_ceil(64) as usize],
+            len,
+            count: 0,
+        }
+    }
+
+    fn full(len: u64) -> GroupSet {
+        let mut s = GroupSet::new(len);
+        s.insert_range(0..len);
+        s
+    }
+
+    fn contains(&self, g: u64) -> bool {
+        g < self.len && self.bits[(g / 64) as usize] & (1 << (g % 64)) != 0
+    }
+
+    fn insert_range(&mut self, r: Range<u64>) {
+        for g in r.start..r.end.min(self.len) {
+            let (w, b) = ((g / 64) as usize, 1u64 << (g % 64));
+            if self.bits[w] & b == 0 {
+                self.bits[w] |= b;
+                self.count += 1;
+            }
+        }
+    }
+
+    fn is_full(&self) -> bool {
+        self.count == self.len
+    }
+
+    /// First group at or after `from` whose presence is `present`. Skips whole words.
+    fn next_with(&self, from: u64, present: bool) -> Option<u64> {
+        let mut g = from;
+        while g < self.len {
+            let word = self.bits[(g / 64) as usize];
+            let skip = if present { word == 0 } else { word == u64::MAX };
+            if skip && g.is_multiple_of(64) {
+                g += 64;
+                continue;
+            }
+            if self.contains(g) == present {
+                return Some(g);
+            }
+            g += 1;
+        }
+        None
+    }
+
+    /// End of the run starting at `start` of groups with presence `present`, at most
+    /// `max_len` long and within the set.
+    fn run_end(&self, start: u64, present: bool, max_len: u64) -> u64 {
+        let limit = start.saturating_add(max_len).min(self.len);
+        let mut g = start;
+        while g < limit && self.contains(g) == present {
+            g += 1;
+        }
+        g
+    }
+
+    /// Whether any group in `r` is missing.
+    fn any_missing(&self, r: &Range<u64>) -> bool {
+        self.next_with(r.start, false).is_some_and(|g| g < r.end)
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Part {
+    have: GroupSet,
+    /// Groups below this cursor were requested (or stored); reset on timeout / rejection.
+    cursor: u64,
+}
+
+#[derive(Clone, Debug)]
+struct InFlight {
+    part: usize,
+    groups: Range<u64>,
+    deadline: UnixMs,
+}
+
+/// Announcing to one descendant.
+#[derive(Clone, Debug)]
+struct Target {
+    /// Partitions in the target's subtree not yet complete here.
+    pending: u32,
+    acked: bool,
+    first_sent: Option<UnixMs>,
+    next_send: UnixMs,
+    /// Whether its children were added as targets (skip-level fallback downwards).
+    escalated: bool,
+}
+
+#[derive(Clone, Debug)]
+struct Transfer {
+    record: Arc<TransferRecord>,
+    hash: Hash,
+    /// Root of `tree`: this node, or the scope at a publisher above the scope.
+    tree: RegionTree,
+    /// Sorted by region; `parts[i]` tracks `record.entries[i]`.
+    parts: Vec<Part>,
+    complete_parts: usize,
+    /// Current source (None at the publisher).
+    source: Option<RegionCode>,
+    last_progress: UnixMs,
+    inflight: Vec<InFlight>,
+    targets: BTreeMap<RegionCode, Target>,
+    ledger: ReceiptLedger,
+    receipt_seq: u64,
+    receipt_dirty: bool,
+    receipt_acked: bool,
+    receipt_next_send: UnixMs,
+    expired: bool,
+}
+
+impl Transfer {
+    fn is_complete(&self) -> bool {
+        self.complete_parts == self.parts.len()
+    }
+
+    fn part_index(&self, region: RegionCode) -> Option<usize> {
+        self.record
+            .entries
+            .binary_search_by_key(&region, |e| e.region)
+            .ok()
+    }
+}
+
+/// The per-node return-flow state machine. See the module docs for how a shell drives it.
+#[derive(Debug)]
+pub struct ReturnFlow {
+    config: ReturnFlowConfig,
+    held: BTreeMap<String, HeldVersion>,
+    transfers: BTreeMap<Hash, Transfer>,
+    out: VecDeque<Output>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ReturnFlowError {
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error("this node ({node}) cannot publish a manifest scoped to {scope}")]
+    NotPublisher { node: RegionCode, scope: RegionCode },
+    #[error("too many transfers (limit {max})")]
+    TooManyTransfers { max: usize },
+}
+
+impl ReturnFlow {
+    pub fn new(config: ReturnFlowConfig) -> ReturnFlow {
+        assert!(config.retry_ms > 0, "retry_ms must be positive");
+        assert!(
+            config.groups_in_flight_max > 0,
+            "groups_in_flight_max must be positive"
+        );
+        ReturnFlow {
+            config,
+            held: BTreeMap::new(),
+            transfers: BTreeMap::new(),
+            out: VecDeque::new(),
+        }
+    }
+
+    pub fn region(&self) -> RegionCode {
+        self.config.identity.region
+    }
+
+    /// Next output for the shell, if any.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// The latest held version of each dataset.
+    pub fn held(&self) -> impl Iterator<Item = (&str, &HeldVersion)> {
+        self.held.iter().map(|(d, h)| (d.as_str(), h))
+    }
+
+    /// The partition entry a chunk frame for (`manifest`, `region`) must verify against, if this
+    /// node is receiving it. The shell drops frames for anything else.
+    pub fn expected_partition(
+        &self,
+        manifest: &Hash,
+        region: RegionCode,
+    ) -> Option<PartitionEntry> {
+        let t = self.transfers.get(manifest)?;
+        let i = t.part_index(region)?;
+        (!t.parts[i].have.is_full()).then(|| t.record.entries[i])
+    }
+
+    /// Whether every partition of this node's subtree for `manifest` is stored.
+    pub fn is_complete(&self, manifest: &Hash) -> bool {
+        self.transfers
+            .get(manifest)
+            .is_some_and(|t| t.is_complete())
+    }
+
+    /// Which groups of a partition are stored (for tests and status pages).
+    pub fn stored_groups(&self, manifest: &Hash, region: RegionCode) -> Option<u64> {
+        let t = self.transfers.get(manifest)?;
+        Some(t.parts[t.part_index(region)?].have.count)
+    }
+
+    /// This node's current aggregate for `manifest` (own partition plus descendants' receipts).
+    pub fn completeness(&self, manifest: &Hash) -> Option<Receipt> {
+        let t = self.transfers.get(manifest)?;
+        Some(self.summary(t, UnixMs::ZERO))
+    }
+
+    /// Latest receipts received from descendants for `manifest`.
+    pub fn receipts(&self, manifest: &Hash) -> Vec<Receipt> {
+        self.transfers
+            .get(manifest)
+            .map(|t| t.ledger.iter().map(|(_, r)| r.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// The publisher's node starts a dataset version it holds in full. `entries` cover the
+    /// manifest scope; the node must be the scope or an ancestor of it.
+    pub fn publish(
+        &mut self,
+        now: UnixMs,
+        trust: &mut TrustStore,
+        manifest: SignedManifest,
+        mut entries: Vec<PartitionEntry>,
+    ) -> Result<Hash, ReturnFlowError> {
+        let me = self.region();
+        let scope = manifest.manifest.scope;
+        if !me.contains(scope) {
+            return Err(ReturnFlowError::NotPublisher { node: me, scope });
+        }
+        let hash = manifest.verify(trust, now, &self.config.policy)?;
+        entries.sort_unstable_by_key(|e| e.region);
+        let tree = verify_partitions(&manifest.manifest, scope, &entries, &RegionProof::default())?;
+        check_succession(
+            self.held.get(&manifest.manifest.dataset).copied(),
+            &manifest.manifest,
+            hash,
+        )?;
+        let record = Arc::new(TransferRecord {
+            manifest: Arc::new(manifest),
+            entries,
+            proof: RegionProof::default(),
+            published: true,
+        });
+        self.install(now, record, hash, tree, None, None)?;
+        Ok(hash)
+    }
+
+    /// Resumes a persisted transfer after a restart. `stored` lists, per partition region, the
+    /// group ranges present on disk (the shell may re-verify them first). Signatures are not
+    /// re-checked (the record was verified before it was persisted); the entries are re-hashed
+    /// against the proof.
+    pub fn restore(
+        &mut self,
+        now: UnixMs,
+        record: TransferRecord,
+        stored: &StoredGroups,
+    ) -> Result<Hash, ReturnFlowError> {
+        let me = self.region();
+        let m = &record.manifest.manifest;
+        let hash = m.hash();
+        let root = if record.published { m.scope } else { me };
+        let tree = verify_partitions(m, root, &record.entries, &record.proof)?;
+        if let Some(h) = self.held.get(&m.dataset) {
+            if h.version >= m.version {
+                return Ok(hash);
+            }
+        }
+        let source = if record.published {
+            None
+        } else {
+            valid_sources(me, m).first().copied()
+        };
+        self.install(now, Arc::new(record), hash, tree, source, Some(stored))?;
+        Ok(hash)
+    }
+
+    fn install(
+        &mut self,
+        now: UnixMs,
+        record: Arc<TransferRecord>,
+        hash: Hash,
+        tree: RegionTree,
+        source: Option<RegionCode>,
+        stored: Option<&StoredGroups>,
+    ) -> Result<(), ReturnFlowError> {
+        let m = &record.manifest.manifest;
+        if self.transfers.len() >= TRANSFERS_MAX && !self.held.contains_key(&m.dataset) {
+            return Err(ReturnFlowError::TooManyTransfers { max: TRANSFERS_MAX });
+        }
+        // Supersede the previous version of the dataset.
+        if let Some(old) = self.held.insert(
+            m.dataset.clone(),
+            HeldVersion {
+                version: m.version,
+                hash,
+            },
+        ) {
+            if old.hash != hash && self.transfers.remove(&old.hash).is_some() {
+                self.out.push_back(Output::Storage(StorageOp::DropTransfer {
+                    manifest: old.hash,
+                }));
+            }
+        }
+        let parts: Vec<Part> = record
+            .entries
+            .iter()
+            .map(|e| {
+                let have = if record.published {
+                    GroupSet::full(e.groups())
+                } else {
+                    GroupSet::new(e.groups())
+                };
+                Part { have, cursor: 0 }
+            })
+            .collect();
+        let mut t = Transfer {
+            hash,
+            tree,
+            parts,
+            complete_parts: 0,
+            source,
+            last_progress: now,
+            inflight: Vec::new(),
+            targets: BTreeMap::new(),
+            ledger: ReceiptLedger::default(),
+            receipt_seq: 0,
+            receipt_dirty: true,
+            receipt_acked: false,
+            receipt_next_send: now,
+            expired: false,
+            record,
+        };
+        if let Some(stored) = stored {
+            for (region, ranges) in stored {
+                if let Some(i) = t.part_index(*region) {
+                    for r in ranges {
+                        t.parts[i].have.insert_range(r.clone());
+                    }
+                }
+            }
+        }
+        self.out
+            .push_back(Output::Storage(StorageOp::PutTransfer(Arc::clone(
+                &t.record,
+            ))));
+        // Count complete partitions (empty, published or restored ones) before adding targets,
+        // whose pending counts already exclude them.
+        for i in 0..t.parts.len() {
+            if t.parts[i].have.is_full() {
+                self.part_completed(&mut t, i, now);
+            }
+        }
+        let me = self.region();
+        let initial_targets: Vec<RegionCode> = if t.tree.root() == me {
+            t.tree.children_with_data(me).collect()
+        } else {
+            vec![t.tree.root()]
+        };
+        for target in initial_targets {
+            add_target(&mut t, target, now);
+        }
+        self.transfers.insert(hash, t);
+        self.drive(now, &hash);
+        Ok(())
+    }
+
+    /// Handles a control-plane message from the (shell-verified) region `from`.
+    pub fn handle_message(
+        &mut self,
+        now: UnixMs,
+        trust: &mut TrustStore,
+        from: RegionCode,
+        msg: ReturnFlowMsg,
+    ) {
+        match msg {
+            ReturnFlowMsg::Announce(a) => self.on_announce(now, trust, from, a),
+            ReturnFlowMsg::AnnounceAck { manifest } => {
+                if let Some(t) = self.transfers.get_mut(&manifest) {
+                    if let Some(target) = t.targets.get_mut(&from) {
+                        target.acked = true;
+                    }
+                }
+            }
+            ReturnFlowMsg::Want {
+                manifest,
+                region,
+                groups,
+            } => self.on_want(from, manifest, region, groups),
+            ReturnFlowMsg::NotAvailable { manifest } => {
+                let is_source = self
+                    .transfers
+                    .get(&manifest)
+                    .is_some_and(|t| t.source == Some(from) && !t.is_complete());
+                if is_source {
+                    self.escalate(now, &manifest);
+                    self.drive(now, &manifest);
+                }
+            }
+            ReturnFlowMsg::Receipt(r) => self.on_receipt(now, trust, from, &r),
+            ReturnFlowMsg::ReceiptAck { manifest, seq } => {
+                if let Some(t) = self.transfers.get_mut(&manifest) {
+                    if seq == t.receipt_seq {
+                        t.receipt_acked = true;
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_announce(&mut self, now: UnixMs, trust: &mut TrustStore, from: RegionCode, a: Announce) {
+        let me = self.region();
+        let reject = |s: &mut Self, error| {
+            s.out
+                .push_back(Output::Event(Event::ManifestRejected { from, error }));
+        };
+        let hash = match a.manifest.verify(trust, now, &self.config.policy) {
+            Ok(h) => h,
+            Err(e) => return reject(self, e),
+        };
+        let m = &a.manifest.manifest;
+        if !valid_sources(me, m).contains(&from) {
+            return reject(self, ManifestError::NotASource { from });
+        }
+        if let Some(t) = self.transfers.get_mut(&hash) {
+            // Already held: acknowledge again (the ack may have been lost), prefer a nearer
+            // source, and resend our receipt (the sender may have restarted).
+            if let Some(src) = t.source {
+                if from.level() > src.level() {
+                    t.source = Some(from);
+                }
+            }
+            t.receipt_acked = false;
+            t.receipt_next_send = now;
+            self.send(from, ReturnFlowMsg::AnnounceAck { manifest: hash });
+            self.drive(now, &hash);
+            return;
+        }
+        match check_succession(self.held.get(&m.dataset).copied(), m, hash) {
+            Ok(Succession::Newer) => {}
+            Ok(Succession::Same) => {
+                self.send(from, ReturnFlowMsg::AnnounceAck { manifest: hash });
+                return;
+            }
+            Err(e) => return reject(self, e),
+        }
+        let mut entries = a.entries;
+        entries.sort_unstable_by_key(|e| e.region);
+        let tree = match verify_partitions(m, me, &entries, &a.proof) {
+            Ok(t) => t,
+            Err(e) => return reject(self, e),
+        };
+        self.out.push_back(Output::Event(Event::ManifestAccepted {
+            manifest: hash,
+            dataset: m.dataset.clone(),
+            version: m.version,
+            from,
+        }));
+        let record = Arc::new(TransferRecord {
+            manifest: a.manifest,
+            entries,
+            proof: a.proof,
+            published: false,
+        });
+        match self.install(now, record, hash, tree, Some(from), None) {
+            Ok(()) => self.send(from, ReturnFlowMsg::AnnounceAck { manifest: hash }),
+            Err(ReturnFlowError::Manifest(e)) => reject(self, e),
+            Err(_) => {}
+        }
+    }
+
+    fn on_want(
+        &mut self,
+        from: RegionCode,
+        manifest: Hash,
+        region: RegionCode,
+        groups: Vec<Range<u64>>,
+    ) {
+        let me = self.region();
+        let Some(t) = self.transfers.get(&manifest) else {
+            self.send(from, ReturnFlowMsg::NotAvailable { manifest });
+            return;
+        };
+        // Only descendants, and only partitions inside the requester's own region.
+        if from == me || !me.contains(from) || !from.contains(region) {
+            self.out.push_back(Output::Event(Event::WantRefused {
+                from,
+                manifest,
+                region,
+            }));
+            return;
+        }
+        let Some(i) = t.part_index(region) else {
+            self.send(from, ReturnFlowMsg::NotAvailable { manifest });
+            return;
+        };
+        let entry = t.record.entries[i];
+        let have = &t.parts[i].have;
+        let mut serve = Vec::new();
+        for r in groups.into_iter().take(WANT_RANGES_MAX) {
+            // Bound the work a want can cause: at most one frame's worth per range.
+            let end = r
+                .end
+                .min(have.len)
+                .min(r.start.saturating_add(CHUNK_GROUPS_PER_FRAME_MAX));
+            let mut g = r.start;
+            while let Some(s) = have.next_with(g, true).filter(|s| *s < end) {
+                let e = have.run_end(s, true, end - s);
+                serve.push(s..e);
+                g = e;
+            }
+        }
+        if serve.is_empty() && !t.parts[i].have.is_full() {
+            self.send(from, ReturnFlowMsg::NotAvailable { manifest });
+        }
+        for groups in serve {
+            self.out.push_back(Output::ServeChunks {
+                to: from,
+                manifest,
+                entry,
+                groups,
+            });
+        }
+    }
+
+    fn on_receipt(
+        &mut self,
+        now: UnixMs,
+        trust: &mut TrustStore,
+        from: RegionCode,
+        r: &SignedReceipt,
+    ) {
+        let me = self.region();
+        let region = r.receipt.region;
+        if let Err(error) = r.verify(trust, now) {
+            self.out
+                .push_back(Output::Event(Event::ReceiptRejected { from, error }));
+            return;
+        }
+        if from != region || region == me || !me.contains(region) {
+            self.out.push_back(Output::Event(Event::ReceiptRejected {
+                from,
+                error: ReceiptError::WrongSigner {
+                    region,
+                    signer: from,
+                },
+            }));
+            return;
+        }
+        let manifest = r.receipt.manifest;
+        let seq = r.receipt.seq;
+        if let Some(t) = self.transfers.get_mut(&manifest) {
+            if t.ledger.record(r.receipt.clone()) {
+                t.receipt_dirty = true;
+            }
+            // A child that reports is reachable: stop announcing to it.
+            if let Some(target) = t.targets.get_mut(&region) {
+                target.acked = true;
+            }
+        }
+        self.send(from, ReturnFlowMsg::ReceiptAck { manifest, seq });
+        self.drive(now, &manifest);
+    }
+
+    /// The shell verified and durably stored `groups` of `region`'s partition.
+    pub fn handle_groups_stored(
+        &mut self,
+        now: UnixMs,
+        from: RegionCode,
+        manifest: &Hash,
+        region: RegionCode,
+        groups: Range<u64>,
+    ) {
+        let _ = from;
+        let Some(mut t) = self.transfers.remove(manifest) else {
+            return;
+        };
+        if let Some(i) = t.part_index(region) {
+            let was_full = t.parts[i].have.is_full();
+            let before = t.parts[i].have.count;
+            t.parts[i].have.insert_range(groups);
+            if t.parts[i].have.count > before {
+                t.last_progress = now;
+            }
+            let have = &t.parts[i].have;
+            t.inflight
+                .retain(|f| f.part != i || have.any_missing(&f.groups));
+            if !was_full && t.parts[i].have.is_full() {
+                self.part_completed(&mut t, i, now);
+            }
+        }
+        self.transfers.insert(*manifest, t);
+        self.drive(now, manifest);
+    }
+
+    /// The shell received a chunk frame for `group` that failed verification. The source is
+    /// treated as faulty: the group is re-requested from the next ancestor.
+    pub fn handle_group_rejected(
+        &mut self,
+        now: UnixMs,
+        from: RegionCode,
+        manifest: &Hash,
+        region: RegionCode,
+        group: u64,
+    ) {
+        let Some(t) = self.transfers.get_mut(manifest) else {
+            return;
+        };
+        self.out.push_back(Output::Event(Event::ChunkRejected {
+            manifest: *manifest,
+            region,
+            group,
+            from,
+        }));
+        if let Some(i) = t.part_index(region) {
+            t.parts[i].cursor = t.parts[i].cursor.min(group);
+            t.inflight
+                .retain(|f| !(f.part == i && f.groups.contains(&group)));
+        }
+        if t.source == Some(from) {
+            self.escalate(now, manifest);
+        }
+        self.drive(now, manifest);
+    }
+
+    /// Timer input: retransmissions, timeouts, fallback, receipts, expiry.
+    pub fn handle_tick(&mut self, now: UnixMs) {
+        let hashes: Vec<Hash> = self.transfers.keys().copied().collect();
+        for h in hashes {
+            self.drive(now, &h);
+        }
+    }
+
+    /// The earliest time `handle_tick` has work to do.
+    pub fn poll_timeout(&self) -> Option<UnixMs> {
+        let mut next: Option<UnixMs> = None;
+        let mut at = |t: UnixMs| next = Some(next.map_or(t, |n| n.min(t)));
+        for t in self.transfers.values() {
+            if t.expired {
+                continue;
+            }
+            at(t.record.manifest.manifest.expires_at);
+            if !t.is_complete() {
+                at(t.last_progress.plus_ms(self.config.source_silence_ms_max));
+                for f in &t.inflight {
+                    at(f.deadline);
+                }
+            }
+            for target in t.targets.values() {
+                if target.pending == 0 && !target.acked {
+                    at(target.next_send);
+                }
+            }
+            if t.source.is_some() && (t.receipt_dirty || !t.receipt_acked) {
+                at(t.receipt_next_send);
+            }
+        }
+        next
+    }
+
+    fn send(&mut self, to: RegionCode, msg: ReturnFlowMsg) {
+        self.out.push_back(Output::Send { to, msg });
+    }
+
+    fn part_completed(&mut self, t: &mut Transfer, i: usize, now: UnixMs) {
+        let me = self.region();
+        t.complete_parts += 1;
+        debug_assert!(t.complete_parts <= t.parts.len());
+        let region = t.record.entries[i].region;
+        if !t.record.published {
+            self.out.push_back(Output::Event(Event::PartitionComplete {
+                manifest: t.hash,
+                region,
+            }));
+        }
+        for a in std::iter::once(region).chain(region.ancestors()) {
+            if a == me {
+                break;
+            }
+            if let Some(target) = t.targets.get_mut(&a) {
+                target.pending = target.pending.saturating_sub(1);
+                if target.pending == 0 {
+                    target.next_send = now;
+                }
+            }
+        }
+        t.receipt_dirty = true;
+        if t.is_complete() && !t.record.published {
+            t.inflight.clear();
+            self.out
+                .push_back(Output::Event(Event::TransferComplete { manifest: t.hash }));
+        }
+    }
+
+    /// Skip-level fallback: move to the next candidate source.
+    fn escalate(&mut self, now: UnixMs, manifest: &Hash) {
+        let me = self.region();
+        let Some(t) = self.transfers.get_mut(manifest) else {
+            return;
+        };
+        let Some(current) = t.source else {
+            return;
+        };
+        let candidates = valid_sources(me, &t.record.manifest.manifest);
+        if candidates.is_empty() {
+            return;
+        }
+        let next = match candidates.iter().position(|c| *c == current) {
+            Some(i) => candidates[(i + 1) % candidates.len()],
+            None => candidates[0],
+        };
+        t.source = Some(next);
+        t.last_progress = now;
+        t.inflight.clear();
+        for p in &mut t.parts {
+            p.cursor = 0;
+        }
+        t.receipt_acked = false;
+        t.receipt_next_send = now;
+        if next != current {
+            self.out.push_back(Output::Event(Event::SourceChanged {
+                manifest: *manifest,
+                from: current,
+                to: next,
+            }));
+        }
+    }
+
+    /// Runs everything time- or state-driven for one transfer.
+    fn drive(&mut self, now: UnixMs, manifest: &Hash) {
+        let Some(t) = self.transfers.get(manifest) else {
+            return;
+        };
+        if t.expired {
+            return;
+        }
+        if now >= t.record.manifest.manifest.expires_at {
+            if let Some(t) = self.transfers.get_mut(manifest) {
+                t.expired = true;
+            }
+            self.out.push_back(Output::Event(Event::TransferExpired {
+                manifest: *manifest,
+            }));
+            return;
+        }
+        if !t.is_complete()
+            && now.since_ms(t.last_progress) >= self.config.source_silence_ms_max
+            && t.source.is_some()
+        {
+            self.escalate(now, manifest);
+        }
+        let Some(mut t) = self.transfers.remove(manifest) else {
+            return;
+        };
+        self.fetch(now, &mut t);
+        self.announce(now, &mut t);
+        self.report(now, &mut t);
+        self.transfers.insert(*manifest, t);
+    }
+
+    /// Requests missing groups within the in-flight window.
+    fn fetch(&mut self, now: UnixMs, t: &mut Transfer) {
+        let Some(source) = t.source else {
+            return;
+        };
+        if t.is_complete() {
+            return;
+        }
+        // Time out requests; their groups become requestable again.
+        let mut timed_out = Vec::new();
+        t.inflight.retain(|f| {
+            let keep = f.deadline > now;
+            if !keep {
+                timed_out.push((f.part, f.groups.start));
+            }
+            keep
+        });
+        for (part, start) in timed_out {
+            t.parts[part].cursor = t.parts[part].cursor.min(start);
+        }
+        let mut budget = self.config.groups_in_flight_max.saturating_sub(
+            t.inflight
+                .iter()
+                .map(|f| f.groups.end - f.groups.start)
+                .sum(),
+        );
+        let deadline = now.plus_ms(self.config.retry_ms);
+        for i in 0..t.parts.len() {
+            if budget == 0 {
+                break;
+            }
+            let part = &mut t.parts[i];
+            if part.have.is_full() || part.cursor >= part.have.len {
+                continue;
+            }
+            let mut ranges = Vec::new();
+            let mut s = part.cursor;
+            while budget > 0 && ranges.len() < WANT_RANGES_MAX {
+                let Some(start) = part.have.next_with(s, false) else {
+                    s = part.have.len;
+                    break;
+                };
+                let end = part
+                    .have
+                    .run_end(start, false, CHUNK_GROUPS_PER_FRAME_MAX.min(budget));
+                ranges.push(start..end);
+                budget -= end - start;
+                s = end;
+            }
+            part.cursor = s;
+            if ranges.is_empty() {
+                part.cursor = part.have.len;
+                continue;
+            }
+            for r in &ranges {
+                t.inflight.push(InFlight {
+                    part: i,
+                    groups: r.clone(),
+                    deadline,
+                });
+            }
+            let region = t.record.entries[i].region;
+            self.out.push_back(Output::Send {
+                to: source,
+                msg: ReturnFlowMsg::Want {
+                    manifest: t.hash,
+                    region,
+                    groups: ranges,
+                },
+            });
+        }
+    }
+
+    /// Announces to targets whose subtree is complete here; escalates past silent ones.
+    fn announce(&mut self, now: UnixMs, t: &mut Transfer) {
+        let silence = self.config.source_silence_ms_max;
+        let mut escalate = Vec::new();
+        let mut due = Vec::new();
+        for (code, target) in t.targets.iter_mut() {
+            if target.pending > 0 || target.acked {
+                continue;
+            }
+            if let Some(first) = target.first_sent {
+                if !target.escalated && now.since_ms(first) >= silence {
+                    target.escalated = true;
+                    escalate.push(*code);
+                }
+            }
+            if target.next_send <= now {
+                target.first_sent.get_or_insert(now);
+                target.next_send = now.plus_ms(self.config.retry_ms);
+                due.push(*code);
+            }
+        }
+        for code in escalate {
+            let kids: Vec<RegionCode> = t.tree.children_with_data(code).collect();
+            for k in kids {
+                if !t.targets.contains_key(&k) {
+                    add_target(t, k, now);
+                    if t.targets[&k].pending == 0 {
+                        due.push(k);
+                        if let Some(target) = t.targets.get_mut(&k) {
+                            target.first_sent = Some(now);
+                            target.next_send = now.plus_ms(self.config.retry_ms);
+                        }
+                    }
+                }
+            }
+        }
+        for code in due {
+            let entries: Vec<PartitionEntry> = t
+                .record
+                .entries
+                .iter()
+                .filter(|e| code.contains(e.region))
+                .copied()
+                .collect();
+            let Some(proof) = t.tree.proof_for(code, &t.record.proof) else {
+                continue;
+            };
+            debug_assert!(entries.iter().all(|e| code.contains(e.region)));
+            self.send(
+                code,
+                ReturnFlowMsg::Announce(Announce {
+                    manifest: Arc::clone(&t.record.manifest),
+                    entries,
+                    proof,
+                }),
+            );
+        }
+    }
+
+    /// Sends (or, at the publisher, publishes as an event) this node's subtree receipt.
+    fn report(&mut self, now: UnixMs, t: &mut Transfer) {
+        if t.receipt_dirty && now >= t.receipt_next_send {
+            // Time-based so a restarted node's receipts still supersede its earlier ones.
+            t.receipt_seq = (t.receipt_seq + 1).max(now.0);
+            t.receipt_dirty = false;
+            t.receipt_acked = false;
+            let summary = self.summary(t, now);
+            self.out
+                .push_back(Output::Event(Event::Completeness(summary)));
+            t.receipt_next_send = now;
+        }
+        let Some(source) = t.source else {
+            return;
+        };
+        if t.receipt_seq == 0 || t.receipt_acked || now < t.receipt_next_send {
+            return;
+        }
+        let summary = self.summary(t, now);
+        let signed = SignedReceipt::sign(summary, &self.config.identity);
+        t.receipt_next_send = now.plus_ms(
+            self.config
+                .retry_ms
+                .min(self.config.receipt_interval_ms)
+                .max(1),
+        );
+        self.send(source, ReturnFlowMsg::Receipt(Arc::new(signed)));
+    }
+
+    fn summary(&self, t: &Transfer, now: UnixMs) -> Receipt {
+        let me = self.region();
+        let own_delivered = t.part_index(me).is_some_and(|i| t.parts[i].have.is_full());
+        let entries: &[PartitionEntry] = &t.record.entries;
+        t.ledger
+            .summarize(me, t.hash, entries, own_delivered, t.receipt_seq, now)
+    }
+}
+
+fn add_target(t: &mut Transfer, target: RegionCode, now: UnixMs) {
+    let pending = t
+        .record
+        .entries
+        .iter()
+        .zip(&t.parts)
+        .filter(|(e, p)| target.contains(e.region) && !p.have.is_full())
+        .count() as u32;
+    t.targets.insert(
+        target,
+        Target {
+            pending,
+            acked: false,
+            first_sent: None,
+            next_send: now,
+            escalated: false,
+        },
+    );
+}
+
+/// Where `me` may receive `manifest` from, nearest first: its ancestors inside the scope, then
+/// the publisher's region (which holds everything).
+fn valid_sources(me: RegionCode, m: &crate::manifest::Manifest) -> Vec<RegionCode> {
+    let mut v: Vec<RegionCode> = me.ancestors().filter(|a| m.scope.contains(*a)).collect();
+    if !v.contains(&m.publisher.region)
+        && m.publisher.region.contains(me)
+        && m.publisher.region != me
+    {
+        v.push(m.publisher.region);
+    }
+    v
+}
