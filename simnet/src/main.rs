@@ -1,1 +1,350 @@
-fn main() {}
+//! `simnet`: simulate Backflow over the whole country (or a synthetic tree) and report.
+//!
+//! Exit status: 0 run complete and every invariant holds; 1 an invariant failed or the run hit
+//! a limit; 2 bad input (one-line error on stderr).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use backflow_simnet::engine::MICROS_PER_S;
+use backflow_simnet::net::{Fault, LinkSpec};
+use backflow_simnet::report::Report;
+use backflow_simnet::scenario::{run, NodeImpl, Routing, RunConfig, TopologySpec};
+use backflow_simnet::whatif;
+use backflow_topology::RegionCode;
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "simnet",
+    version,
+    about = "Deterministic simulation of the Backflow network"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run one scenario and write DIR/report.json and DIR/report.html.
+    Run(RunArgs),
+    /// Run the scenario under each routing variant (and each --topology) side by side; writes
+    /// DIR/whatif.json and DIR/whatif.html.
+    Whatif(WhatifArgs),
+}
+
+#[derive(Args, Clone)]
+struct Common {
+    /// `china` or `synthetic:P,C,K,T` (fan-out per tier; each N or MIN-MAX).
+    #[arg(long, default_value = "china")]
+    topology: String,
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Output directory (created if missing).
+    #[arg(long)]
+    out: PathBuf,
+    /// `return-flow`, `catalog-churn` or `both`.
+    #[arg(long, default_value = "return-flow")]
+    scenario: String,
+    /// Node implementation: `protocol` (the real state machines) or `model` (reference model).
+    #[arg(long, default_value = "protocol")]
+    node: String,
+    /// Dataset size, bytes (suffixes K, M, G, KiB, MiB, GiB accepted).
+    #[arg(long, default_value = "1GiB")]
+    bytes: String,
+    /// Dataset records, spread over townships by their village counts.
+    #[arg(long, default_value_t = 10_000_000)]
+    records: u64,
+    /// Region code of the publishing node (0 = national).
+    #[arg(long, default_value = "0")]
+    publisher: String,
+    /// Catalog churn: number of townships that change a catalog entry.
+    #[arg(long, default_value_t = 1_000)]
+    churn: usize,
+    /// Catalog churn: changes happen at random times in [0, this] seconds.
+    #[arg(long, default_value_t = 60.0)]
+    churn_window_s: f64,
+    /// Link per tier pair: `TIER=LATENCY_MS,MBIT_PER_S,LOSS` with TIER one of
+    /// national-province, province-city, city-county, county-township. Repeatable.
+    #[arg(long = "link")]
+    links: Vec<String>,
+    /// Message loss probability on every tier (overrides --link loss).
+    #[arg(long)]
+    loss: Option<f64>,
+    /// `down:CODE:FROM_S:UNTIL_S`, `crash:CODE:AT_S:RESTART_S` or `partition:CODE:FROM_S:UNTIL_S`. Repeatable.
+    #[arg(long = "fault")]
+    faults: Vec<String>,
+    /// Random faults drawn from the seed (down windows, crashes, partitions).
+    #[arg(long, default_value_t = 0)]
+    random_faults: usize,
+    /// Random faults start and end within [0, this] seconds.
+    #[arg(long, default_value_t = 600.0)]
+    fault_window_s: f64,
+    /// Hard cap on processed events.
+    #[arg(long, default_value_t = 500_000_000)]
+    events_max: u64,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    common: Common,
+    /// `strict`, `skip-level` or `direct` (counties pull from their province).
+    #[arg(long, default_value = "skip-level")]
+    routing: String,
+}
+
+#[derive(Args)]
+struct WhatifArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Extra topologies to compare (fan-out changes); the --topology one is always included.
+    #[arg(long = "also-topology")]
+    also: Vec<String>,
+    /// Routing variants to compare, comma-separated.
+    #[arg(long, default_value = "strict,skip-level,direct")]
+    routings: String,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match real_main(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("simnet: error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn real_main(cli: Cli) -> Result<ExitCode, String> {
+    match cli.cmd {
+        Cmd::Run(args) => {
+            let mut cfg = config(&args.common)?;
+            cfg.routing = Routing::parse(&args.routing)?;
+            prepare_out(&args.common.out)?;
+            let started = Instant::now();
+            let outcome = run(&cfg)?;
+            let wall = started.elapsed().as_secs_f64();
+            let report = Report::build(&outcome);
+            write(&args.common.out.join("report.json"), &report.to_json())?;
+            write(&args.common.out.join("report.html"), &report.to_html())?;
+            print!("{}", report.summary());
+            println!(
+                "wall {:.2} s; {:.0} events/s; peak RSS {}",
+                wall,
+                report.result.events as f64 / wall.max(1e-9),
+                peak_rss().unwrap_or_else(|| "unknown".to_string())
+            );
+            println!(
+                "wrote {}",
+                args.common.out.join("report.{json,html}").display()
+            );
+            Ok(exit_for(report.invariants_ok() && finished(&report)))
+        }
+        Cmd::Whatif(args) => {
+            let cfg = config(&args.common)?;
+            let mut topologies = vec![cfg.topology.clone()];
+            for t in &args.also {
+                topologies.push(TopologySpec::parse(t)?);
+            }
+            let routings: Vec<Routing> = args
+                .routings
+                .split(',')
+                .map(|r| Routing::parse(r.trim()))
+                .collect::<Result<_, _>>()?;
+            prepare_out(&args.common.out)?;
+            let started = Instant::now();
+            let variants = whatif::run_variants(&cfg, &topologies, &routings)?;
+            write(
+                &args.common.out.join("whatif.json"),
+                &whatif::to_json(&variants),
+            )?;
+            write(
+                &args.common.out.join("whatif.html"),
+                &whatif::to_html(&variants),
+            )?;
+            print!("{}", whatif::summary(&variants));
+            println!("wall {:.2} s", started.elapsed().as_secs_f64());
+            println!(
+                "wrote {}",
+                args.common.out.join("whatif.{json,html}").display()
+            );
+            Ok(exit_for(
+                variants
+                    .iter()
+                    .all(|v| v.report.invariants_ok() && finished(&v.report)),
+            ))
+        }
+    }
+}
+
+fn finished(r: &Report) -> bool {
+    use backflow_simnet::engine::StopReason;
+    matches!(
+        r.result.stop,
+        StopReason::Quiescent | StopReason::HorizonReached
+    )
+}
+
+fn exit_for(ok: bool) -> ExitCode {
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn config(c: &Common) -> Result<RunConfig, String> {
+    let topology = TopologySpec::parse(&c.topology)?;
+    let mut cfg = RunConfig::return_flow(topology, c.seed);
+    cfg.node = match c.node.as_str() {
+        "protocol" => NodeImpl::Protocol,
+        "model" => NodeImpl::Model,
+        other => {
+            return Err(format!(
+                "unknown node {other:?}: expected protocol or model"
+            ))
+        }
+    };
+    let publisher = RegionCode::parse(&c.publisher).map_err(|e| format!("--publisher: {e}"))?;
+    let (flow, churn) = match c.scenario.as_str() {
+        "return-flow" => (true, false),
+        "catalog-churn" => (false, true),
+        "both" => (true, true),
+        other => {
+            return Err(format!(
+                "unknown scenario {other:?}: expected return-flow, catalog-churn or both"
+            ))
+        }
+    };
+    cfg.publisher = flow.then_some(publisher);
+    cfg.dataset_bytes = parse_bytes(&c.bytes)?;
+    cfg.dataset_records = c.records;
+    cfg.churn_townships = if churn { c.churn } else { 0 };
+    cfg.churn_window_us = seconds(c.churn_window_s, "--churn-window-s")?;
+    for l in &c.links {
+        let (tier, spec) = parse_link(l)?;
+        cfg.net.tiers[tier] = spec;
+    }
+    if let Some(loss) = c.loss {
+        check_loss(loss)?;
+        cfg.net.set_loss(loss);
+    }
+    let topo = cfg.topology.build(cfg.seed)?;
+    for f in &c.faults {
+        cfg.faults.push(Fault::parse(f, &topo)?);
+    }
+    cfg.random_faults = c.random_faults;
+    if cfg.random_faults > 100_000 {
+        return Err("--random-faults: at most 100000".to_string());
+    }
+    cfg.fault_window_us = seconds(c.fault_window_s, "--fault-window-s")?;
+    cfg.limits.events_max = c.events_max;
+    Ok(cfg)
+}
+
+fn seconds(v: f64, what: &str) -> Result<u64, String> {
+    if !(0.0..=1e8).contains(&v) {
+        return Err(format!("{what}: {v} is out of range (0 to 1e8 seconds)"));
+    }
+    Ok((v * MICROS_PER_S as f64).round() as u64)
+}
+
+fn check_loss(loss: f64) -> Result<(), String> {
+    if (0.0..0.9).contains(&loss) {
+        Ok(())
+    } else {
+        Err(format!("loss {loss} must be in [0, 0.9)"))
+    }
+}
+
+fn parse_link(text: &str) -> Result<(usize, LinkSpec), String> {
+    let (tier, rest) = text
+        .split_once('=')
+        .ok_or_else(|| format!("--link {text:?}: expected TIER=LATENCY_MS,MBIT_PER_S,LOSS"))?;
+    let tier = match tier {
+        "national-province" => 0,
+        "province-city" => 1,
+        "city-county" => 2,
+        "county-township" => 3,
+        other => {
+            return Err(format!(
+                "--link: unknown tier pair {other:?} (national-province, province-city, city-county, county-township)"
+            ))
+        }
+    };
+    let f: Vec<&str> = rest.split(',').collect();
+    let [lat, bw, loss] = f[..] else {
+        return Err(format!(
+            "--link {text:?}: expected LATENCY_MS,MBIT_PER_S,LOSS"
+        ));
+    };
+    let num = |s: &str| -> Result<f64, String> {
+        s.trim()
+            .parse::<f64>()
+            .map_err(|_| format!("--link {text:?}: {s:?} is not a number"))
+    };
+    let (lat, bw, loss) = (num(lat)?, num(bw)?, num(loss)?);
+    if !(0.0..=600_000.0).contains(&lat) || !(0.001..=1e7).contains(&bw) {
+        return Err(format!(
+            "--link {text:?}: latency must be 0..600000 ms and bandwidth 0.001..1e7 Mbit/s"
+        ));
+    }
+    check_loss(loss)?;
+    Ok((
+        tier,
+        LinkSpec {
+            latency_us: (lat * 1e3).round() as u64,
+            bandwidth_bytes_per_s: ((bw * 1e6 / 8.0).round() as u64).max(1),
+            loss,
+        },
+    ))
+}
+
+fn parse_bytes(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("--bytes {text:?}: expected a number with an optional unit"))?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "K" | "KB" => 1_000,
+        "M" | "MB" => 1_000_000,
+        "G" | "GB" => 1_000_000_000,
+        "T" | "TB" => 1_000_000_000_000,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "TiB" => 1 << 40,
+        other => return Err(format!("--bytes {text:?}: unknown unit {other:?}")),
+    };
+    let v = n
+        .checked_mul(mult)
+        .ok_or_else(|| format!("--bytes {text:?}: too large"))?;
+    // 64 TiB: far beyond one return-flow; keeps group counts within the protocol's limits.
+    if v > 1 << 46 {
+        return Err(format!("--bytes {text:?}: at most 64 TiB"));
+    }
+    Ok(v)
+}
+
+fn prepare_out(dir: &PathBuf) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))
+}
+
+fn write(path: &std::path::Path, text: &str) -> Result<(), String> {
+    std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// Peak resident set size from /proc (Linux); None elsewhere.
+fn peak_rss() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(format!("{:.1} MiB", kb as f64 / 1024.0))
+}

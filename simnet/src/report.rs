@@ -1,0 +1,579 @@
+//! The report: JSON for machines, a self-contained HTML page with inline SVG for planners.
+//! Only simulated quantities go in (no wall-clock figures), so the same seed and inputs give
+//! byte-identical files.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use backflow_topology::Level;
+use serde::Serialize;
+
+use crate::engine::{KindStats, Micros, StopReason};
+use crate::net::{Fault, NetConfig};
+use crate::scenario::{Invariant, Outcome, RunConfig};
+
+/// Points per CDF curve in the report (bounds file size whatever the node count).
+const CDF_POINTS_MAX: usize = 200;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub simnet: &'static str,
+    pub config: RunConfig,
+    pub topology: TopologySummary,
+    pub faults: Vec<Fault>,
+    pub result: RunResult,
+    /// Per tier, when nodes held their complete share (seconds of simulated time).
+    pub completion: Vec<TierCompletion>,
+    pub links: Vec<LinkUsage>,
+    pub storage: Vec<TierStorage>,
+    pub messages: BTreeMap<&'static str, KindStats>,
+    pub catalog: Option<CatalogResult>,
+    pub invariants: Vec<Invariant>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct TopologySummary {
+    pub label: String,
+    pub nodes: usize,
+    pub per_level: BTreeMap<&'static str, usize>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RunResult {
+    pub stop: StopReason,
+    pub events: u64,
+    pub peak_queue: usize,
+    pub sim_end_s: f64,
+    pub townships: usize,
+    pub townships_complete: usize,
+    pub nodes_complete: usize,
+    /// Last township complete.
+    pub all_townships_s: Option<f64>,
+    /// Publisher's receipts cover the whole dataset.
+    pub receipts_complete_s: Option<f64>,
+    pub dataset_bytes: u64,
+    pub dataset_records: u64,
+    pub messages_sent: u64,
+    pub bytes_sent: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct TierCompletion {
+    pub tier: &'static str,
+    pub nodes: usize,
+    pub complete: usize,
+    pub p50_s: Option<f64>,
+    pub p90_s: Option<f64>,
+    pub p99_s: Option<f64>,
+    pub max_s: Option<f64>,
+    /// `(seconds, fraction of the tier complete)`, at most `CDF_POINTS_MAX` points.
+    pub cdf: Vec<(f64, f64)>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct LinkUsage {
+    pub from: &'static str,
+    pub to: &'static str,
+    pub bytes: u64,
+    pub messages: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct TierStorage {
+    pub tier: &'static str,
+    pub peak_bytes_max: u64,
+    pub peak_bytes_mean: u64,
+    pub total_peak_bytes: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct CatalogResult {
+    pub changes: usize,
+    pub last_change_s: f64,
+    /// When national first held every change.
+    pub converged_s: Option<f64>,
+    /// From the last change made to national holding all of them.
+    pub lag_after_last_change_s: Option<f64>,
+}
+
+pub fn secs(us: Micros) -> f64 {
+    // Round to the microsecond already held; f64 prints deterministically.
+    us as f64 / 1e6
+}
+
+fn percentile(sorted: &[Micros], p: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    // Nearest-rank: the smallest value with at least p of the samples at or below it.
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    Some(secs(sorted[rank - 1]))
+}
+
+impl Report {
+    pub fn build(o: &Outcome) -> Report {
+        let topo = &o.topo;
+        let codes = topo.codes();
+        let publisher = o.config.publisher;
+        let mut completion = Vec::new();
+        for level in Level::ALL {
+            let in_scope: Vec<usize> = (0..codes.len())
+                .filter(|&i| {
+                    codes[i].level() == level && publisher.is_some_and(|p| p.contains(codes[i]))
+                })
+                .collect();
+            let mut times: Vec<Micros> = in_scope
+                .iter()
+                .filter_map(|&i| o.stats.complete_at[i])
+                .collect();
+            times.sort_unstable();
+            let n = in_scope.len();
+            let step = times.len().div_ceil(CDF_POINTS_MAX).max(1);
+            let mut cdf: Vec<(f64, f64)> = times
+                .iter()
+                .enumerate()
+                .filter(|(k, _)| k % step == step - 1 || *k + 1 == times.len())
+                .map(|(k, t)| (secs(*t), (k + 1) as f64 / n.max(1) as f64))
+                .collect();
+            cdf.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
+            completion.push(TierCompletion {
+                tier: level.name(),
+                nodes: n,
+                complete: times.len(),
+                p50_s: percentile(&times, 0.50),
+                p90_s: percentile(&times, 0.90),
+                p99_s: percentile(&times, 0.99),
+                max_s: times.last().map(|t| secs(*t)),
+                cdf,
+            });
+        }
+        let mut links = Vec::new();
+        for (a, from) in Level::ALL.iter().enumerate() {
+            for (b, to) in Level::ALL.iter().enumerate() {
+                let bytes = o.stats.link_bytes[a][b];
+                if bytes > 0 || o.stats.link_messages[a][b] > 0 {
+                    links.push(LinkUsage {
+                        from: from.name(),
+                        to: to.name(),
+                        bytes,
+                        messages: o.stats.link_messages[a][b],
+                    });
+                }
+            }
+        }
+        let mut storage = Vec::new();
+        for level in Level::ALL {
+            let peaks: Vec<u64> = (0..codes.len())
+                .filter(|&i| codes[i].level() == level)
+                .map(|i| o.stats.stored_peak[i])
+                .collect();
+            let total: u64 = peaks.iter().sum();
+            storage.push(TierStorage {
+                tier: level.name(),
+                peak_bytes_max: peaks.iter().copied().max().unwrap_or(0),
+                peak_bytes_mean: total / (peaks.len().max(1) as u64),
+                total_peak_bytes: total,
+            });
+        }
+        let township_ix: Vec<usize> = (0..codes.len())
+            .filter(|&i| {
+                codes[i].level() == Level::Township
+                    && publisher.is_some_and(|p| p.contains(codes[i]))
+            })
+            .collect();
+        let townships_complete = township_ix.iter().filter(|&&i| o.held[i].complete).count();
+        let all_townships_s = if townships_complete == township_ix.len() && !township_ix.is_empty()
+        {
+            township_ix
+                .iter()
+                .filter_map(|&i| o.stats.complete_at[i])
+                .max()
+                .map(secs)
+        } else {
+            None
+        };
+        let catalog = (o.config.churn_townships > 0).then(|| {
+            let k: u64 = o.churn.len() as u64;
+            let last_change = o.churn.iter().map(|(_, t)| *t).max().unwrap_or(0);
+            let converged = o
+                .stats
+                .catalog_at_national
+                .iter()
+                .find(|(n, _)| *n >= k)
+                .map(|(_, t)| *t);
+            CatalogResult {
+                changes: o.churn.len(),
+                last_change_s: secs(last_change),
+                converged_s: converged.map(secs),
+                lag_after_last_change_s: converged.map(|t| secs(t.saturating_sub(last_change))),
+            }
+        });
+        Report {
+            simnet: env!("CARGO_PKG_VERSION"),
+            config: o.config.clone(),
+            topology: TopologySummary {
+                label: o.config.topology.label(),
+                nodes: topo.len(),
+                per_level: Level::ALL
+                    .iter()
+                    .map(|l| (l.name(), topo.count(*l)))
+                    .collect(),
+            },
+            faults: o.faults.clone(),
+            result: RunResult {
+                stop: o.stats.stop,
+                events: o.stats.events,
+                peak_queue: o.stats.peak_queue,
+                sim_end_s: secs(o.stats.end_us),
+                townships: township_ix.len(),
+                townships_complete,
+                nodes_complete: o.held.iter().filter(|h| h.complete).count(),
+                all_townships_s,
+                receipts_complete_s: o.stats.receipts_complete_at.map(secs),
+                dataset_bytes: o.layout.bytes_total,
+                dataset_records: o.layout.records_total,
+                messages_sent: o.stats.kinds.values().map(|k| k.sent).sum(),
+                bytes_sent: o.stats.kinds.values().map(|k| k.bytes).sum(),
+            },
+            completion,
+            links,
+            storage,
+            messages: o.stats.kinds.clone(),
+            catalog,
+            invariants: o.invariants.clone(),
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        // Serialising plain data with string keys cannot fail.
+        serde_json::to_string_pretty(self).unwrap_or_default() + "\n"
+    }
+
+    pub fn invariants_ok(&self) -> bool {
+        self.invariants.iter().all(|i| i.ok)
+    }
+
+    /// One short paragraph for the terminal.
+    pub fn summary(&self) -> String {
+        let r = &self.result;
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "topology {}: {} nodes; node implementation: {:?}; routing: {}",
+            self.topology.label,
+            self.topology.nodes,
+            self.config.node,
+            self.config.routing.name()
+        );
+        if self.config.publisher.is_some() {
+            let _ = writeln!(
+                s,
+                "return-flow: {} bytes, {} records; townships complete {}/{}; all townships at {}; receipts complete at {}",
+                r.dataset_bytes,
+                r.dataset_records,
+                r.townships_complete,
+                r.townships,
+                opt_s(r.all_townships_s),
+                opt_s(r.receipts_complete_s)
+            );
+            for t in &self.completion {
+                let _ = writeln!(
+                    s,
+                    "  {:<9} {:>6}/{:<6} p50 {:>9} p90 {:>9} p99 {:>9} max {:>9}",
+                    t.tier,
+                    t.complete,
+                    t.nodes,
+                    opt_s(t.p50_s),
+                    opt_s(t.p90_s),
+                    opt_s(t.p99_s),
+                    opt_s(t.max_s)
+                );
+            }
+        }
+        if let Some(c) = &self.catalog {
+            let _ = writeln!(
+                s,
+                "catalog churn: {} changes, converged at national at {} (lag after last change {})",
+                c.changes,
+                opt_s(c.converged_s),
+                opt_s(c.lag_after_last_change_s)
+            );
+        }
+        let _ = writeln!(
+            s,
+            "events {}; messages {}; bytes {}; stop: {:?}; simulated end {:.3} s",
+            r.events, r.messages_sent, r.bytes_sent, r.stop, r.sim_end_s
+        );
+        for i in &self.invariants {
+            let _ = writeln!(
+                s,
+                "  [{}] {}: {}",
+                if i.ok { "ok" } else { "FAIL" },
+                i.name,
+                i.detail
+            );
+        }
+        s
+    }
+
+    pub fn to_html(&self) -> String {
+        let mut h = String::new();
+        let title = format!("Backflow simnet — {}", esc(&self.topology.label));
+        let _ = write!(
+            h,
+            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>\
+<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:70em;color:#222}}\
+table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:.25em .6em;text-align:right}}\
+th{{background:#f4f4f4}}td:first-child,th:first-child{{text-align:left}}.ok{{color:#080}}.fail{{color:#b00;font-weight:bold}}\
+code{{background:#f4f4f4;padding:0 .2em}}</style></head><body><h1>{title}</h1>"
+        );
+        let r = &self.result;
+        let _ = write!(
+            h,
+            "<p>{} nodes, node implementation <code>{:?}</code>, routing <code>{}</code>, seed <code>{}</code>. \
+Stopped: <code>{:?}</code> after {} events at {:.3} s simulated time.</p>",
+            self.topology.nodes,
+            self.config.node,
+            self.config.routing.name(),
+            self.config.seed,
+            r.stop,
+            r.events,
+            r.sim_end_s
+        );
+        h.push_str(
+            "<h2>Invariants</h2><table><tr><th>invariant</th><th>result</th><th>detail</th></tr>",
+        );
+        for i in &self.invariants {
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td class=\"{}\">{}</td><td style=\"text-align:left\">{}</td></tr>",
+                esc(i.name),
+                if i.ok { "ok" } else { "fail" },
+                if i.ok { "ok" } else { "FAIL" },
+                esc(&i.detail)
+            );
+        }
+        h.push_str("</table>");
+        if self.config.publisher.is_some() {
+            let _ = write!(
+                h,
+                "<h2>Return-flow</h2><p>{} bytes, {} records; townships complete {}/{}; \
+all townships by {}; publisher receipts complete at {}.</p>",
+                r.dataset_bytes,
+                r.dataset_records,
+                r.townships_complete,
+                r.townships,
+                opt_s(r.all_townships_s),
+                opt_s(r.receipts_complete_s)
+            );
+            h.push_str("<table><tr><th>tier</th><th>nodes</th><th>complete</th><th>p50</th><th>p90</th><th>p99</th><th>max</th></tr>");
+            for t in &self.completion {
+                let _ = write!(
+                    h,
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    t.tier,
+                    t.nodes,
+                    t.complete,
+                    opt_s(t.p50_s),
+                    opt_s(t.p90_s),
+                    opt_s(t.p99_s),
+                    opt_s(t.max_s)
+                );
+            }
+            h.push_str("</table><h3>Completion time CDF per tier</h3>");
+            h.push_str(&cdf_svg(&self.completion));
+        }
+        if let Some(c) = &self.catalog {
+            let _ = write!(
+                h,
+                "<h2>Catalog churn</h2><p>{} townships changed a catalog entry (last change at {:.3} s); \
+national held every change at {} (lag {}).</p>",
+                c.changes,
+                c.last_change_s,
+                opt_s(c.converged_s),
+                opt_s(c.lag_after_last_change_s)
+            );
+        }
+        h.push_str("<h2>Traffic per tier-pair link</h2><table><tr><th>from</th><th>to</th><th>bytes</th><th>messages</th></tr>");
+        for l in &self.links {
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td style=\"text-align:left\">{}</td><td>{}</td><td>{}</td></tr>",
+                l.from,
+                l.to,
+                human_bytes(l.bytes),
+                l.messages
+            );
+        }
+        h.push_str("</table><h2>Peak storage per tier</h2><table><tr><th>tier</th><th>max per node</th><th>mean per node</th><th>sum</th></tr>");
+        for s in &self.storage {
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                s.tier,
+                human_bytes(s.peak_bytes_max),
+                human_bytes(s.peak_bytes_mean),
+                human_bytes(s.total_peak_bytes)
+            );
+        }
+        h.push_str("</table><h2>Messages</h2><table><tr><th>kind</th><th>sent</th><th>bytes</th><th>delivered</th><th>lost</th><th>refused</th></tr>");
+        for (k, m) in &self.messages {
+            let _ = write!(
+                h,
+                "<tr><td>{k}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                m.sent,
+                human_bytes(m.bytes),
+                m.delivered,
+                m.lost,
+                m.refused
+            );
+        }
+        h.push_str("</table>");
+        h.push_str("<h2>Network</h2>");
+        h.push_str(&net_table(&self.config.net));
+        if !self.faults.is_empty() {
+            let _ = write!(
+                h,
+                "<h2>Faults</h2><pre>{}</pre>",
+                esc(&serde_json::to_string(&self.faults).unwrap_or_default())
+            );
+        }
+        h.push_str("</body></html>\n");
+        h
+    }
+}
+
+fn net_table(net: &NetConfig) -> String {
+    let mut h = String::from(
+        "<table><tr><th>link</th><th>latency</th><th>bandwidth</th><th>loss</th></tr>",
+    );
+    for (d, spec) in net.tiers.iter().enumerate() {
+        let _ = write!(
+            h,
+            "<tr><td>{} – {}</td><td>{:.1} ms</td><td>{} Mbit/s</td><td>{}</td></tr>",
+            Level::ALL[d].name(),
+            Level::ALL[d + 1].name(),
+            spec.latency_us as f64 / 1e3,
+            spec.bandwidth_bytes_per_s * 8 / 1_000_000,
+            spec.loss
+        );
+    }
+    h.push_str("</table>");
+    h
+}
+
+fn opt_s(v: Option<f64>) -> String {
+    v.map_or_else(|| "—".to_string(), |s| format!("{s:.3} s"))
+}
+
+fn human_bytes(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.2} {}", UNITS[u])
+    }
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// Step CDF of completion time, one coloured line per tier.
+fn cdf_svg(tiers: &[TierCompletion]) -> String {
+    const W: f64 = 720.0;
+    const H: f64 = 360.0;
+    const L: f64 = 60.0;
+    const B: f64 = 40.0;
+    const COLORS: [&str; 5] = ["#444", "#d62728", "#ff7f0e", "#2ca02c", "#1f77b4"];
+    let t_max = tiers
+        .iter()
+        .filter_map(|t| t.max_s)
+        .fold(0.0f64, f64::max)
+        .max(1e-3);
+    let x = |t: f64| L + (W - L - 20.0) * t / t_max;
+    let y = |f: f64| H - B - (H - B - 20.0) * f;
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" viewBox=\"0 0 {W} {H}\" font-size=\"12\">"
+    );
+    let _ = write!(
+        s,
+        "<line x1=\"{L}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#000\"/><line x1=\"{L}\" y1=\"20\" x2=\"{L}\" y2=\"{}\" stroke=\"#000\"/>",
+        H - B,
+        W - 20.0,
+        H - B,
+        H - B
+    );
+    for k in 0..=4 {
+        let f = k as f64 / 4.0;
+        let _ = write!(
+            s,
+            "<text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{:.0}%</text><line x1=\"{L}\" x2=\"{}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#eee\"/>",
+            L - 6.0,
+            y(f) + 4.0,
+            f * 100.0,
+            W - 20.0,
+            y(f),
+            y(f)
+        );
+        let t = t_max * f;
+        let _ = write!(
+            s,
+            "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{:.2} s</text>",
+            x(t),
+            H - B + 16.0,
+            t
+        );
+    }
+    let _ = write!(
+        s,
+        "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">simulated time since publication</text>",
+        (L + W) / 2.0,
+        H - 6.0
+    );
+    for (i, t) in tiers.iter().enumerate() {
+        if t.cdf.is_empty() {
+            continue;
+        }
+        let mut d = format!("M{:.1},{:.1}", x(t.cdf[0].0), y(0.0));
+        let mut prev = 0.0;
+        for &(ts, f) in &t.cdf {
+            let _ = write!(d, " L{:.1},{:.1} L{:.1},{:.1}", x(ts), y(prev), x(ts), y(f));
+            prev = f;
+        }
+        let _ = write!(
+            s,
+            "<path d=\"{d}\" fill=\"none\" stroke=\"{}\" stroke-width=\"2\"/><text x=\"{}\" y=\"{}\" fill=\"{}\">{}</text>",
+            COLORS[i % COLORS.len()],
+            W - 110.0,
+            40.0 + 16.0 * i as f64,
+            COLORS[i % COLORS.len()],
+            t.tier
+        );
+    }
+    s.push_str("</svg>");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let v: Vec<Micros> = (1..=100).map(|s| s * 1_000_000).collect();
+        assert_eq!(percentile(&v, 0.5), Some(50.0));
+        assert_eq!(percentile(&v, 0.99), Some(99.0));
+        assert_eq!(percentile(&v, 1.0), Some(100.0));
+        assert_eq!(percentile(&[], 0.5), None);
+    }
+}
