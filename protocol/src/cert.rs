@@ -358,8 +358,15 @@ impl TrustStore {
                 return Err(CertError::BadSignature { subject });
             }
             if let Some(old) = &b.replaces {
+                // The old key is revoked by this very rotation (or may have been revoked
+                // already, e.g. after a compromise): its co-signature still proves consent,
+                // and the parent's signature is what grants the new key.
                 let ok = cert.rotation_signature.is_some_and(|sig| {
-                    self.check_signature(old, &digest(ROTATION_DOMAIN, &d), &sig)
+                    self.check_signature_ignoring_revocation(
+                        old,
+                        &digest(ROTATION_DOMAIN, &d),
+                        &sig,
+                    )
                 });
                 if !ok {
                     return Err(CertError::BadRotationSignature { subject });
@@ -400,9 +407,15 @@ impl TrustStore {
 
     /// Verifies a signature, remembering successes (bounded) so a relayed chain is checked once.
     fn check_signature(&mut self, key: &VerifyingKey, msg: &[u8; 32], sig: &Signature) -> bool {
-        if self.is_revoked(key) {
-            return false;
-        }
+        !self.is_revoked(key) && self.check_signature_ignoring_revocation(key, msg, sig)
+    }
+
+    fn check_signature_ignoring_revocation(
+        &mut self,
+        key: &VerifyingKey,
+        msg: &[u8; 32],
+        sig: &Signature,
+    ) -> bool {
         let mut h = blake3::Hasher::new();
         h.update(key.as_bytes());
         h.update(msg);

@@ -1,0 +1,384 @@
+//! Signed manifests, the region Merkle tree, succession, and chunk-by-chunk verification.
+
+mod common;
+
+use backflow_protocol::manifest::{
+    check_succession, decode_groups, group_count, verify_partitions, ChunkError, HeldVersion,
+    ManifestError, ManifestPolicy, PartitionOutboard, RegionProof, RegionTree, Succession,
+    CHUNK_GROUP_BYTES,
+};
+use backflow_protocol::time::DAY_MS;
+use common::*;
+
+const PARTS: &[(&str, usize)] = &[
+    ("110101", 1_000),
+    ("110101001", 70_000),
+    ("110101002", 20_000),
+    ("110102001", 5_000),
+    ("1201", 300),
+];
+
+fn ds(version: u64) -> Dataset {
+    let fx = Fixture::new();
+    dataset(
+        &fx,
+        "dibao",
+        version,
+        None,
+        "0",
+        "0",
+        PARTS,
+        T0,
+        30 * DAY_MS,
+    )
+}
+
+fn policy() -> ManifestPolicy {
+    ManifestPolicy::default()
+}
+
+#[test]
+fn township_verifies_its_partition_without_siblings() {
+    let fx = Fixture::new();
+    let d = ds(1);
+    d.manifest.verify(&mut fx.trust(), T0, &policy()).unwrap();
+    let tree = RegionTree::build(code("0"), &d.entries).unwrap();
+    let t = code("110101001");
+    let mine: Vec<_> = d
+        .entries
+        .iter()
+        .filter(|e| e.region == t)
+        .copied()
+        .collect();
+    let proof = tree.proof_for(t, &RegionProof::default()).unwrap();
+    // The proof names siblings only by subtree hash; no sibling entry is needed.
+    verify_partitions(&d.manifest.manifest, t, &mine, &proof).unwrap();
+    // A city verifies the union of its counties' partitions.
+    let city = code("1101");
+    let union: Vec<_> = d
+        .entries
+        .iter()
+        .filter(|e| city.contains(e.region))
+        .copied()
+        .collect();
+    assert_eq!(union.len(), 4);
+    let proof = tree.proof_for(city, &RegionProof::default()).unwrap();
+    let sub = verify_partitions(&d.manifest.manifest, city, &union, &proof).unwrap();
+    // …and can derive each county's proof from it plus its own.
+    let county_proof = sub.proof_for(code("110101"), &proof).unwrap();
+    let county: Vec<_> = union
+        .iter()
+        .filter(|e| code("110101").contains(e.region))
+        .copied()
+        .collect();
+    verify_partitions(&d.manifest.manifest, code("110101"), &county, &county_proof).unwrap();
+    // Dropping one county's partition from the union breaks it.
+    assert_eq!(
+        verify_partitions(&d.manifest.manifest, city, &union[1..], &proof).unwrap_err(),
+        ManifestError::RootMismatch
+    );
+}
+
+#[test]
+fn sibling_partitions_are_refused() {
+    let d = ds(1);
+    let tree = RegionTree::build(code("0"), &d.entries).unwrap();
+    let t = code("110101001");
+    let proof = tree.proof_for(t, &RegionProof::default()).unwrap();
+    let sibling: Vec<_> = d
+        .entries
+        .iter()
+        .filter(|e| e.region == code("110101002"))
+        .copied()
+        .collect();
+    assert!(matches!(
+        verify_partitions(&d.manifest.manifest, t, &sibling, &proof),
+        Err(ManifestError::OutsideRegion { .. })
+    ));
+}
+
+#[test]
+fn mix_and_match_is_detected() {
+    let fx = Fixture::new();
+    let v1 = ds(1);
+    let v2 = ds(2);
+    let other = dataset(&fx, "tekun", 1, None, "0", "0", PARTS, T0, 30 * DAY_MS);
+    let t = code("110101001");
+    let take = |d: &Dataset| -> (Vec<_>, RegionProof) {
+        let tree = RegionTree::build(code("0"), &d.entries).unwrap();
+        (
+            d.entries
+                .iter()
+                .filter(|e| e.region == t)
+                .copied()
+                .collect(),
+            tree.proof_for(t, &RegionProof::default()).unwrap(),
+        )
+    };
+    let (e1, p1) = take(&v1);
+    let (e2, p2) = take(&v2);
+    // Partition of version 1 under the version 2 manifest, and vice versa.
+    assert_eq!(
+        verify_partitions(&v2.manifest.manifest, t, &e1, &p1).unwrap_err(),
+        ManifestError::RootMismatch
+    );
+    assert_eq!(
+        verify_partitions(&v2.manifest.manifest, t, &e1, &p2).unwrap_err(),
+        ManifestError::RootMismatch
+    );
+    // Same content under another dataset's manifest (same partitions, different schema? no:
+    // same schema, different content seed) is refused.
+    let (eo, po) = take(&other);
+    let _ = eo;
+    assert_eq!(
+        verify_partitions(&other.manifest.manifest, t, &e2, &po).unwrap_err(),
+        ManifestError::RootMismatch
+    );
+    // A partition relabelled to another region.
+    let mut relabelled = e2.clone();
+    relabelled[0].region = code("110101002");
+    let tree = RegionTree::build(code("0"), &v2.entries).unwrap();
+    let p_sib = tree
+        .proof_for(code("110101002"), &RegionProof::default())
+        .unwrap();
+    assert_eq!(
+        verify_partitions(
+            &v2.manifest.manifest,
+            code("110101002"),
+            &relabelled,
+            &p_sib
+        )
+        .unwrap_err(),
+        ManifestError::RootMismatch
+    );
+    // A different record count or size claims.
+    let mut inflated = e2.clone();
+    inflated[0].records += 1;
+    assert_eq!(
+        verify_partitions(&v2.manifest.manifest, t, &inflated, &p2).unwrap_err(),
+        ManifestError::RootMismatch
+    );
+}
+
+#[test]
+fn malformed_proofs_are_errors() {
+    let d = ds(1);
+    let tree = RegionTree::build(code("0"), &d.entries).unwrap();
+    let t = code("110101001");
+    let mine: Vec<_> = d
+        .entries
+        .iter()
+        .filter(|e| e.region == t)
+        .copied()
+        .collect();
+    let good = tree.proof_for(t, &RegionProof::default()).unwrap();
+    let mut short = good.clone();
+    short.levels.pop();
+    assert!(matches!(
+        verify_partitions(&d.manifest.manifest, t, &mine, &short),
+        Err(ManifestError::BadProof(_))
+    ));
+    let mut dup = good.clone();
+    dup.levels[0].siblings.push((t, [0; 32]));
+    assert!(verify_partitions(&d.manifest.manifest, t, &mine, &dup).is_err());
+    let mut foreign = good.clone();
+    foreign.levels[0].siblings[0].0 = code("120101001");
+    assert!(matches!(
+        verify_partitions(&d.manifest.manifest, t, &mine, &foreign),
+        Err(ManifestError::BadProof(_))
+    ));
+}
+
+#[test]
+fn rollback_equivocation_and_forks_are_refused() {
+    let fx = Fixture::new();
+    let v1 = ds(1);
+    let h1 = v1.manifest.manifest.hash();
+    let v2 = dataset(&fx, "dibao", 2, Some(h1), "0", "0", PARTS, T0, 30 * DAY_MS);
+    let h2 = v2.manifest.manifest.hash();
+    let held = |version, hash| Some(HeldVersion { version, hash });
+    assert_eq!(
+        check_succession(held(1, h1), &v2.manifest.manifest, h2),
+        Ok(Succession::Newer)
+    );
+    assert!(matches!(
+        check_succession(held(2, h2), &v1.manifest.manifest, h1),
+        Err(ManifestError::Rollback {
+            held: 2,
+            offered: 1,
+            ..
+        })
+    ));
+    assert_eq!(
+        check_succession(held(2, h2), &v2.manifest.manifest, h2),
+        Ok(Succession::Same)
+    );
+    let v2b = dataset(
+        &fx,
+        "dibao",
+        2,
+        Some(h1),
+        "0",
+        "0",
+        &PARTS[..2],
+        T0,
+        30 * DAY_MS,
+    );
+    assert!(matches!(
+        check_succession(
+            held(2, h2),
+            &v2b.manifest.manifest,
+            v2b.manifest.manifest.hash()
+        ),
+        Err(ManifestError::Equivocation { .. })
+    ));
+    let forked = dataset(
+        &fx,
+        "dibao",
+        2,
+        Some([9; 32]),
+        "0",
+        "0",
+        PARTS,
+        T0,
+        30 * DAY_MS,
+    );
+    assert!(matches!(
+        check_succession(
+            held(1, h1),
+            &forked.manifest.manifest,
+            forked.manifest.manifest.hash()
+        ),
+        Err(ManifestError::ForkedHistory { .. })
+    ));
+}
+
+#[test]
+fn expiry_bounds_the_freeze_window() {
+    let fx = Fixture::new();
+    let d = ds(1);
+    let mut trust = fx.trust();
+    assert!(matches!(
+        d.manifest
+            .verify(&mut trust, T0.plus_ms(30 * DAY_MS), &policy()),
+        Err(ManifestError::Expired { .. })
+    ));
+    let forever = dataset(&fx, "dibao", 1, None, "0", "0", PARTS, T0, 3650 * DAY_MS);
+    assert!(matches!(
+        forever.manifest.verify(&mut trust, T0, &policy()),
+        Err(ManifestError::ValidityTooLong { .. })
+    ));
+    let future = dataset(
+        &fx,
+        "dibao",
+        1,
+        None,
+        "0",
+        "0",
+        PARTS,
+        T0.plus_ms(DAY_MS),
+        DAY_MS,
+    );
+    assert!(matches!(
+        future.manifest.verify(&mut trust, T0, &policy()),
+        Err(ManifestError::NotYetIssued { .. })
+    ));
+}
+
+#[test]
+fn wrong_signer_is_refused() {
+    let fx = Fixture::new();
+    // A province publishes for itself; then someone else's signature is swapped in.
+    let d = dataset(&fx, "x", 1, None, "11", "11", &PARTS[..4], T0, DAY_MS);
+    d.manifest.verify(&mut fx.trust(), T0, &policy()).unwrap();
+    let mut stolen = d.manifest.clone();
+    stolen.signer = fx.id("12").chain.clone();
+    stolen.signature = fx.id("12").sign(&stolen.manifest.hash());
+    assert!(matches!(
+        stolen.verify(&mut fx.trust(), T0, &policy()),
+        Err(ManifestError::WrongSigner { .. })
+    ));
+    // Signing a manifest for another publisher is refused at the source too.
+    assert!(backflow_protocol::manifest::SignedManifest::sign(
+        d.manifest.manifest.clone(),
+        fx.id("1101")
+    )
+    .is_err());
+    // A publisher cannot scope outside its own region.
+    let mut m = d.manifest.manifest.clone();
+    m.scope = code("12");
+    let s = backflow_protocol::manifest::SignedManifest::sign(m, fx.id("11")).unwrap();
+    assert!(matches!(
+        s.verify(&mut fx.trust(), T0, &policy()),
+        Err(ManifestError::ScopeOutsidePublisher { .. })
+    ));
+    // Tampering with any field breaks the signature.
+    let mut t = d.manifest.clone();
+    t.manifest.records_total += 1;
+    assert!(matches!(
+        t.verify(&mut fx.trust(), T0, &policy()),
+        Err(ManifestError::Cert(_))
+    ));
+}
+
+#[test]
+fn chunks_verify_one_by_one_and_bad_ones_are_caught_at_once() {
+    let d = ds(1);
+    let e = d
+        .entries
+        .iter()
+        .find(|e| e.region == code("110101001"))
+        .copied()
+        .unwrap();
+    let data = &d.contents[&e.region];
+    let groups = group_count(e.bytes);
+    assert_eq!(groups, 5);
+    let ob = PartitionOutboard::new(&e, data).unwrap();
+    // Resume in any order: each group verifies alone and reassembles the content.
+    let mut rebuilt = vec![0u8; data.len()];
+    for g in [3u64, 0, 4, 1, 2] {
+        let enc = ob.encode_groups(&e, data, g..g + 1).unwrap();
+        let bytes = decode_groups(&e, g..g + 1, &enc).unwrap();
+        let at = (g * CHUNK_GROUP_BYTES) as usize;
+        rebuilt[at..at + bytes.len()].copy_from_slice(&bytes);
+    }
+    assert_eq!(&rebuilt, data);
+    // A multi-group frame.
+    let enc = ob.encode_groups(&e, data, 1..5).unwrap();
+    assert_eq!(
+        decode_groups(&e, 1..5, &enc).unwrap(),
+        data[CHUNK_GROUP_BYTES as usize..]
+    );
+    // Flip one byte in group 2's data: caught, and named.
+    let mut bad = enc.clone();
+    let n = bad.len();
+    bad[n - 20_000] ^= 1;
+    match decode_groups(&e, 1..5, &bad) {
+        Err(ChunkError::HashMismatch { group }) => assert!((1..5).contains(&group)),
+        other => panic!("{other:?}"),
+    }
+    // Groups from another partition (arbitrary content with a valid-looking encoding).
+    let other = d
+        .entries
+        .iter()
+        .find(|e| e.region == code("110101002"))
+        .unwrap();
+    let ob2 = PartitionOutboard::new(other, &d.contents[&other.region]).unwrap();
+    let foreign = ob2
+        .encode_groups(other, &d.contents[&other.region], 0..1)
+        .unwrap();
+    assert!(decode_groups(&e, 0..1, &foreign).is_err());
+    // Truncated and over-long frames, and out-of-range groups.
+    assert!(decode_groups(&e, 1..5, &enc[..enc.len() - 1]).is_err());
+    let mut long = enc.clone();
+    long.push(0);
+    assert!(matches!(
+        decode_groups(&e, 1..5, &long),
+        Err(ChunkError::TrailingBytes(1))
+    ));
+    assert!(matches!(
+        decode_groups(&e, 5..6, &enc),
+        Err(ChunkError::OutOfRange { .. })
+    ));
+    assert!(PartitionOutboard::new(&e, &data[1..]).is_err());
+}

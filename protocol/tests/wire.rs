@@ -1,0 +1,179 @@
+//! Wire format: round trips, version tag, hard limits, and totality on hostile bytes.
+
+mod common;
+
+use std::sync::Arc;
+
+use backflow_protocol::catalog_sync::CatalogMsg;
+use backflow_protocol::manifest::ChunkFrame;
+use backflow_protocol::return_flow::{Announce, ReturnFlowMsg};
+use backflow_protocol::wire::{
+    decode_frame, encode_frame, encode_value, Hello, Message, WireError, FRAME_BYTES_MAX,
+    PROTOCOL_VERSION, WANT_RANGES_MAX,
+};
+use common::*;
+use proptest::prelude::*;
+
+fn sample_messages() -> Vec<Message> {
+    let fx = Fixture::new();
+    let ds = dataset(
+        &fx,
+        "dibao",
+        1,
+        None,
+        "0",
+        "0",
+        &[("110101001", 40_000), ("110102001", 10)],
+        T0,
+        DAY_MS_30,
+    );
+    let tree = backflow_protocol::manifest::RegionTree::build(code("0"), &ds.entries).unwrap();
+    let proof = tree
+        .proof_for(code("110101001"), &Default::default())
+        .unwrap();
+    vec![
+        Message::Hello(Hello {
+            chain: fx.id("110101001").chain.clone(),
+        }),
+        Message::Catalog(CatalogMsg::Updates {
+            log_id: 7,
+            first: 1,
+            updates: vec![Arc::new(signed_update(
+                &fx,
+                "110101",
+                "公安局",
+                1,
+                vec![add("e1", "公安局")],
+            ))],
+        }),
+        Message::Catalog(CatalogMsg::Ack {
+            log_id: 7,
+            watermark: 3,
+        }),
+        Message::ReturnFlow(ReturnFlowMsg::Announce(Announce {
+            manifest: Arc::new(ds.manifest.clone()),
+            entries: vec![ds.entries[0]],
+            proof,
+        })),
+        Message::ReturnFlow(ReturnFlowMsg::Want {
+            manifest: [1; 32],
+            region: code("110101001"),
+            groups: vec![0..2, 5..6],
+        }),
+        Message::Chunk(ChunkFrame {
+            manifest: [2; 32],
+            region: code("110101001"),
+            first_group: 0,
+            group_count: 1,
+            encoded: vec![9; 100],
+        }),
+    ]
+}
+
+const DAY_MS_30: u64 = 30 * backflow_protocol::time::DAY_MS;
+
+#[test]
+fn every_message_round_trips() {
+    for m in sample_messages() {
+        let bytes = encode_frame(&m).unwrap();
+        assert_eq!(decode_frame(&bytes).unwrap(), m);
+    }
+}
+
+#[test]
+fn frame_carries_version_tag() {
+    let m = &sample_messages()[2];
+    let mut bytes = encode_frame(m).unwrap();
+    assert_eq!(
+        bytes[0] as u16, PROTOCOL_VERSION,
+        "varint version comes first"
+    );
+    bytes[0] = 2;
+    assert_eq!(
+        decode_frame(&bytes),
+        Err(WireError::UnsupportedVersion {
+            got: 2,
+            supported: PROTOCOL_VERSION
+        })
+    );
+}
+
+#[test]
+fn endless_data_oversized_frame_is_refused_before_decoding() {
+    let bytes = vec![1u8; FRAME_BYTES_MAX + 1];
+    assert!(matches!(
+        decode_frame(&bytes),
+        Err(WireError::FrameTooLarge { .. })
+    ));
+    // A chunk frame over its own limit cannot be encoded either.
+    let big = Message::Chunk(ChunkFrame {
+        manifest: [0; 32],
+        region: code("11"),
+        first_group: 0,
+        group_count: 1,
+        encoded: vec![0; 2 * 1024 * 1024],
+    });
+    assert!(matches!(encode_frame(&big), Err(WireError::Limit(_))));
+}
+
+#[test]
+fn a_length_prefix_claiming_more_than_the_frame_is_an_error() {
+    // Chunk frame whose `encoded` claims 3 GiB: bincode must fail on the limit, not allocate.
+    let mut bytes = encode_value(&PROTOCOL_VERSION).unwrap();
+    bytes.extend(encode_value(&3u32).unwrap()); // variant index of Message::Chunk
+    bytes.extend([0u8; 32]); // manifest
+    bytes.extend(encode_value(&89u64).unwrap()); // region 11 (11 * 8 + province)
+    bytes.extend(encode_value(&0u64).unwrap());
+    bytes.extend(encode_value(&1u64).unwrap());
+    bytes.extend(encode_value(&(3u64 << 30)).unwrap()); // Vec length
+    bytes.extend([0u8; 16]);
+    assert!(matches!(decode_frame(&bytes), Err(WireError::Malformed(_))));
+}
+
+#[test]
+fn over_limit_collections_are_refused_on_decode() {
+    let m = Message::ReturnFlow(ReturnFlowMsg::Want {
+        manifest: [1; 32],
+        region: code("110101001"),
+        groups: (0..WANT_RANGES_MAX as u64 + 1).map(|g| g..g + 1).collect(),
+    });
+    assert!(matches!(encode_frame(&m), Err(WireError::Limit(_))));
+    // Bypass the encoder's check, as a hostile peer would.
+    let mut bytes = encode_value(&PROTOCOL_VERSION).unwrap();
+    bytes.extend(encode_value(&m).unwrap());
+    assert!(matches!(decode_frame(&bytes), Err(WireError::Limit(_))));
+}
+
+#[test]
+fn truncations_and_trailing_bytes_are_errors() {
+    for m in sample_messages() {
+        let bytes = encode_frame(&m).unwrap();
+        for cut in [1, bytes.len() / 2, bytes.len() - 1] {
+            assert!(decode_frame(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut long = bytes.clone();
+        long.push(0);
+        assert!(matches!(
+            decode_frame(&long),
+            Err(WireError::TrailingBytes { extra: 1 })
+        ));
+    }
+}
+
+proptest! {
+    #[test]
+    fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+        let _ = decode_frame(&bytes);
+    }
+
+    #[test]
+    fn decoding_mutated_frames_never_panics(idx in 0usize..6, flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8)) {
+        let msgs = sample_messages();
+        let mut bytes = encode_frame(&msgs[idx]).unwrap();
+        for (at, v) in flips {
+            let n = bytes.len();
+            bytes[at % n] ^= v;
+        }
+        let _ = decode_frame(&bytes);
+    }
+}
