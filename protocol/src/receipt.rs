@@ -152,9 +152,14 @@ impl ReceiptLedger {
             .any(|r| self.latest.contains_key(&r))
     }
 
-    /// Aggregates the subtree of `me`: `entries` are the partitions in it (sorted or not),
-    /// `own_delivered` says whether `me`'s own partition is stored. Only the outermost receipts
-    /// count, so a region is never counted twice when both it and an ancestor reported.
+    /// Aggregates the subtree of `me`: `entries` are the partitions in it, `own_delivered`
+    /// says whether `me`'s own partition is stored.
+    ///
+    /// Receipts nest (a city's covers its counties'), and after a skip-level fallback a node
+    /// may hold both a stale receipt from a child and fresher ones from that child's children.
+    /// Every receipt is a signed lower bound for its subtree, so for each region the larger of
+    /// (its own receipt, the sum over its children) is taken, bottom-up; nothing is counted
+    /// twice.
     pub fn summarize(
         &self,
         me: RegionCode,
@@ -164,33 +169,63 @@ impl ReceiptLedger {
         seq: u64,
         at: UnixMs,
     ) -> Receipt {
+        #[derive(Default)]
+        struct Agg {
+            delivered: u32,
+            records: u64,
+            bytes: u64,
+            missing: Vec<RegionCode>,
+        }
+        impl Agg {
+            fn add(&mut self, other: Agg) {
+                self.delivered = self.delivered.saturating_add(other.delivered);
+                self.records = self.records.saturating_add(other.records);
+                self.bytes = self.bytes.saturating_add(other.bytes);
+                let room = MISSING_REGIONS_REPORTED_MAX.saturating_sub(self.missing.len());
+                self.missing.extend(other.missing.into_iter().take(room));
+            }
+        }
+        let mut regions = std::collections::BTreeSet::new();
+        for region in self.latest.keys() {
+            if *region == me || !me.contains(*region) {
+                continue;
+            }
+            for r in std::iter::once(*region).chain(region.ancestors()) {
+                if r == me || !regions.insert(r) {
+                    break;
+                }
+            }
+        }
+        let mut sums: BTreeMap<RegionCode, Agg> = BTreeMap::new();
+        let mut total = Agg::default();
+        // RegionCode orders by level: reverse visits children before parents.
+        for r in regions.iter().rev() {
+            let kids = sums.remove(r).unwrap_or_default();
+            let chosen = match self.latest.get(r) {
+                Some(rec) if rec.regions_delivered >= kids.delivered => Agg {
+                    delivered: rec.regions_delivered,
+                    records: rec.records_delivered,
+                    bytes: rec.bytes_delivered,
+                    missing: rec.missing.clone(),
+                },
+                _ => kids,
+            };
+            match r.parent() {
+                Some(p) if p != me => sums.entry(p).or_default().add(chosen),
+                _ => total.add(chosen),
+            }
+        }
         let mut r = Receipt {
             region: me,
             manifest,
             seq,
             at,
             regions_expected: entries.len() as u32,
-            regions_delivered: 0,
-            records_delivered: 0,
-            bytes_delivered: 0,
-            missing: Vec::new(),
+            regions_delivered: total.delivered,
+            records_delivered: total.records,
+            bytes_delivered: total.bytes,
+            missing: total.missing,
         };
-        for (region, rec) in &self.latest {
-            let outer = !region
-                .ancestors()
-                .take_while(|a| *a != me)
-                .any(|a| self.latest.contains_key(&a));
-            if outer && *region != me && me.contains(*region) {
-                r.regions_delivered += rec.regions_delivered;
-                r.records_delivered += rec.records_delivered;
-                r.bytes_delivered += rec.bytes_delivered;
-                for m in &rec.missing {
-                    if r.missing.len() < MISSING_REGIONS_REPORTED_MAX {
-                        r.missing.push(*m);
-                    }
-                }
-            }
-        }
         for e in entries {
             if e.region == me {
                 if own_delivered {

@@ -228,3 +228,4 @@ pub fn dataset(
         manifest,
     }
 }
+pub mod net;

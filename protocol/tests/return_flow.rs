@@ -1,0 +1,595 @@
+//! Return-flow state machine driven through the deterministic network: delivery, receipts,
+//! faults, restart, skip-level fallback, and the region boundary.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
+use std::sync::Arc;
+
+use backflow_protocol::cert::TrustStore;
+use backflow_protocol::manifest::{
+    decode_groups, ChunkError, ChunkFrame, Hash, ManifestError, PartitionOutboard,
+    CHUNK_GROUP_BYTES,
+};
+use backflow_protocol::return_flow::{
+    Event, Output, ReturnFlow, ReturnFlowConfig, ReturnFlowMsg, StorageOp, TransferRecord,
+};
+use backflow_protocol::time::DAY_MS;
+use backflow_protocol::wire::Message;
+use backflow_protocol::RegionCode;
+use common::net::{Faults, Wire};
+use common::*;
+use proptest::prelude::*;
+
+const PARTS: &[(&str, usize)] = &[
+    ("110101", 1_000),
+    ("110101001", 70_000),
+    ("110101002", 20_000),
+    ("110102001", 5_000),
+    ("1201", 300),
+    ("11", 0),
+];
+
+struct Node {
+    rf: ReturnFlow,
+    trust: TrustStore,
+    config: ReturnFlowConfig,
+    /// Persisted transfer records.
+    records: BTreeMap<Hash, Arc<TransferRecord>>,
+    /// Chunk data: (manifest, region) → (content buffer, stored groups).
+    data: BTreeMap<(Hash, RegionCode), (Vec<u8>, BTreeSet<u64>)>,
+    events: Vec<Event>,
+    /// Corrupt every chunk this node serves (a faulty source).
+    corrupt: bool,
+}
+
+struct Sim {
+    fx: Fixture,
+    wire: Wire,
+    nodes: BTreeMap<RegionCode, Node>,
+}
+
+impl Sim {
+    fn new(seed: u64, faults: Faults) -> Sim {
+        let fx = Fixture::new();
+        let mut nodes = BTreeMap::new();
+        for s in TREE {
+            let c = code(s);
+            let mut config = ReturnFlowConfig::new(fx.id(s).clone());
+            config.retry_ms = 2_000;
+            config.source_silence_ms_max = 20_000;
+            config.groups_in_flight_max = 3;
+            config.receipt_interval_ms = 1_000;
+            nodes.insert(
+                c,
+                Node {
+                    rf: ReturnFlow::new(config.clone()),
+                    trust: fx.trust(),
+                    config,
+                    records: BTreeMap::new(),
+                    data: BTreeMap::new(),
+                    events: Vec::new(),
+                    corrupt: false,
+                },
+            );
+        }
+        Sim {
+            wire: Wire::new(T0, seed, faults),
+            fx,
+            nodes,
+        }
+    }
+
+    fn publish(&mut self, d: &Dataset) -> Hash {
+        let now = self.wire.now;
+        let publisher = d.manifest.manifest.publisher.region;
+        let node = self.nodes.get_mut(&publisher).unwrap();
+        let hash = node
+            .rf
+            .publish(now, &mut node.trust, d.manifest.clone(), d.entries.clone())
+            .unwrap();
+        for e in &d.entries {
+            let groups = (0..e.groups()).collect();
+            node.data
+                .insert((hash, e.region), (d.contents[&e.region].clone(), groups));
+        }
+        self.flush(publisher);
+        hash
+    }
+
+    /// Drains a node's outputs into the network and its storage.
+    fn flush(&mut self, me: RegionCode) {
+        loop {
+            let node = self.nodes.get_mut(&me).unwrap();
+            let Some(out) = node.rf.poll_output() else {
+                break;
+            };
+            match out {
+                Output::Send { to, msg } => {
+                    if let ReturnFlowMsg::Announce(a) = &msg {
+                        assert!(
+                            a.entries.iter().all(|e| to.contains(e.region)),
+                            "{me} announced a foreign partition to {to}"
+                        );
+                    }
+                    self.wire.send(me, to, &Message::ReturnFlow(msg));
+                }
+                Output::ServeChunks {
+                    to,
+                    manifest,
+                    entry,
+                    groups,
+                } => {
+                    assert!(
+                        to.contains(entry.region),
+                        "{me} served {} to {to}",
+                        entry.region
+                    );
+                    let (content, have) = &node.data[&(manifest, entry.region)];
+                    assert!(groups.clone().all(|g| have.contains(&g)));
+                    let ob = PartitionOutboard::new(&entry, content).unwrap();
+                    let mut encoded = ob.encode_groups(&entry, content, groups.clone()).unwrap();
+                    if node.corrupt {
+                        let n = encoded.len();
+                        encoded[n - 1] ^= 0xff;
+                    }
+                    let frame = ChunkFrame {
+                        manifest,
+                        region: entry.region,
+                        first_group: groups.start,
+                        group_count: groups.end - groups.start,
+                        encoded,
+                    };
+                    self.wire.send(me, to, &Message::Chunk(frame));
+                }
+                Output::Storage(StorageOp::PutTransfer(rec)) => {
+                    let h = rec.manifest.manifest.hash();
+                    for e in &rec.entries {
+                        node.data
+                            .entry((h, e.region))
+                            .or_insert_with(|| (vec![0; e.bytes as usize], BTreeSet::new()));
+                    }
+                    node.records.insert(h, rec);
+                }
+                Output::Storage(StorageOp::DropTransfer { manifest }) => {
+                    node.records.remove(&manifest);
+                    node.data.retain(|(h, _), _| *h != manifest);
+                }
+                Output::Event(e) => node.events.push(e),
+            }
+        }
+    }
+
+    fn deliver(&mut self, from: RegionCode, to: RegionCode, msg: Message) {
+        let now = self.wire.now;
+        let node = self.nodes.get_mut(&to).unwrap();
+        match msg {
+            Message::ReturnFlow(m) => node.rf.handle_message(now, &mut node.trust, from, m),
+            Message::Chunk(f) => {
+                // What a real shell does: verify against the expected entry, store, report.
+                if let Some(entry) = node.rf.expected_partition(&f.manifest, f.region) {
+                    assert!(to.contains(entry.region));
+                    let groups = f.first_group..f.first_group + f.group_count;
+                    match decode_groups(&entry, groups.clone(), &f.encoded) {
+                        Ok(bytes) => {
+                            let (buf, have) = node.data.get_mut(&(f.manifest, f.region)).unwrap();
+                            let at = (groups.start * CHUNK_GROUP_BYTES) as usize;
+                            buf[at..at + bytes.len()].copy_from_slice(&bytes);
+                            have.extend(groups.clone());
+                            node.rf
+                                .handle_groups_stored(now, from, &f.manifest, f.region, groups);
+                        }
+                        Err(ChunkError::HashMismatch { group }) => {
+                            node.rf
+                                .handle_group_rejected(now, from, &f.manifest, f.region, group)
+                        }
+                        Err(_) => node.rf.handle_group_rejected(
+                            now,
+                            from,
+                            &f.manifest,
+                            f.region,
+                            f.first_group,
+                        ),
+                    }
+                }
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        self.flush(to);
+    }
+
+    /// Runs until `done` or `limit_ms` of simulated time; returns whether `done` held.
+    fn run(&mut self, limit_ms: u64, done: impl Fn(&Sim) -> bool) -> bool {
+        let end = self.wire.now.plus_ms(limit_ms);
+        while self.wire.now <= end {
+            if done(self) {
+                return true;
+            }
+            for (from, to, msg) in self.wire.due() {
+                self.deliver(from, to, msg);
+            }
+            let now = self.wire.now;
+            let codes: Vec<RegionCode> = self.nodes.keys().copied().collect();
+            for c in &codes {
+                if self.wire.down.contains(c) {
+                    continue;
+                }
+                let node = self.nodes.get_mut(c).unwrap();
+                if node.rf.poll_timeout().is_some_and(|t| t <= now) {
+                    node.rf.handle_tick(now);
+                    self.flush(*c);
+                }
+            }
+            let next_timer = self
+                .nodes
+                .iter()
+                .filter(|(c, _)| !self.wire.down.contains(c))
+                .filter_map(|(_, n)| n.rf.poll_timeout())
+                .min();
+            let next = [self.wire.next_delivery(), next_timer]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(end.plus_ms(1));
+            self.wire.now = next.max(now.plus_ms(1));
+        }
+        done(self)
+    }
+
+    /// Restarts a node from its persisted records and stored chunks.
+    fn restart(&mut self, c: RegionCode) {
+        let now = self.wire.now;
+        let node = self.nodes.get_mut(&c).unwrap();
+        node.rf = ReturnFlow::new(node.config.clone());
+        node.trust = self.fx.trust();
+        let records: Vec<_> = node.records.values().cloned().collect();
+        for rec in records {
+            let h = rec.manifest.manifest.hash();
+            let stored: Vec<(RegionCode, Vec<Range<u64>>)> = node
+                .data
+                .iter()
+                .filter(|((m, _), _)| *m == h)
+                .map(|((_, r), (_, have))| (*r, have.iter().map(|g| *g..g + 1).collect()))
+                .collect();
+            node.rf.restore(now, (*rec).clone(), &stored).unwrap();
+        }
+        self.flush(c);
+    }
+
+    /// Node `c` holds exactly its region's partitions, byte-identical and complete.
+    fn holds_exactly_its_region(&self, c: RegionCode, d: &Dataset, hash: Hash) -> bool {
+        let node = &self.nodes[&c];
+        let expected: BTreeSet<RegionCode> = d
+            .entries
+            .iter()
+            .map(|e| e.region)
+            .filter(|r| c.contains(*r))
+            .collect();
+        let held: BTreeSet<RegionCode> = node
+            .data
+            .keys()
+            .filter(|(h, _)| *h == hash)
+            .map(|(_, r)| *r)
+            .collect();
+        assert!(
+            held.is_subset(&expected),
+            "{c} holds {held:?}, outside {expected:?}"
+        );
+        held == expected
+            && expected
+                .iter()
+                .all(|r| node.data[&(hash, *r)].0 == d.contents[r])
+            && (expected.is_empty() || node.rf.is_complete(&hash))
+    }
+
+    fn publisher_sees_all(&self, hash: Hash, publisher: RegionCode) -> bool {
+        self.nodes[&publisher]
+            .rf
+            .completeness(&hash)
+            .is_some_and(|r| r.is_complete())
+    }
+}
+
+fn dibao(fx: &Fixture, version: u64, previous: Option<Hash>) -> Dataset {
+    dataset(
+        fx,
+        "dibao",
+        version,
+        previous,
+        "0",
+        "0",
+        PARTS,
+        T0,
+        30 * DAY_MS,
+    )
+}
+
+fn everyone_done(sim: &Sim, d: &Dataset, hash: Hash) -> bool {
+    sim.nodes
+        .keys()
+        .filter(|c| **c != RegionCode::NATIONAL)
+        .all(|c| sim.holds_exactly_its_region(*c, d, hash))
+        && sim.publisher_sees_all(hash, RegionCode::NATIONAL)
+}
+
+#[test]
+fn delivers_every_partition_to_its_region_and_receipts_reach_the_publisher() {
+    let mut sim = Sim::new(1, Faults::NONE);
+    let d = dibao(&sim.fx, 1, None);
+    let hash = sim.publish(&d);
+    assert!(sim.run(60_000, |s| everyone_done(s, &d, hash)));
+    let r = sim.nodes[&RegionCode::NATIONAL]
+        .rf
+        .completeness(&hash)
+        .unwrap();
+    assert_eq!(r.regions_expected, PARTS.len() as u32);
+    assert_eq!(
+        r.records_delivered,
+        PARTS.iter().map(|(_, n)| *n as u64 / 10).sum::<u64>()
+    );
+    assert!(r.missing.is_empty());
+    // Per-region completeness is visible at the publisher through the province receipts.
+    let receipts = sim.nodes[&RegionCode::NATIONAL].rf.receipts(&hash);
+    assert!(receipts.iter().all(|r| r.is_complete()));
+    assert!(receipts.iter().any(|r| r.region == code("11")));
+}
+
+#[test]
+fn a_node_with_nothing_in_its_region_receives_nothing() {
+    let mut sim = Sim::new(2, Faults::NONE);
+    let parts: &[(&str, usize)] = &[("110101001", 3_000)];
+    let d = dataset(&sim.fx, "narrow", 1, None, "0", "0", parts, T0, DAY_MS);
+    let hash = sim.publish(&d);
+    assert!(sim.run(60_000, |s| s.holds_exactly_its_region(
+        code("110101001"),
+        &d,
+        hash
+    ) && s
+        .publisher_sees_all(hash, RegionCode::NATIONAL)));
+    for c in ["12", "1201", "110102", "110102001", "110101002"] {
+        assert!(sim.nodes[&code(c)].records.is_empty(), "{c} got a manifest");
+    }
+}
+
+#[test]
+fn sibling_cannot_pull_another_regions_partition() {
+    let mut sim = Sim::new(3, Faults::NONE);
+    let d = dibao(&sim.fx, 1, None);
+    let hash = sim.publish(&d);
+    assert!(sim.run(60_000, |s| everyone_done(s, &d, hash)));
+    let county = code("110101");
+    let node = sim.nodes.get_mut(&county).unwrap();
+    node.rf.handle_message(
+        sim.wire.now,
+        &mut node.trust,
+        code("110101002"),
+        ReturnFlowMsg::Want {
+            manifest: hash,
+            region: code("110101001"),
+            groups: vec![0..2],
+        },
+    );
+    let mut outs = Vec::new();
+    while let Some(o) = node.rf.poll_output() {
+        outs.push(o);
+    }
+    assert!(outs
+        .iter()
+        .all(|o| !matches!(o, Output::ServeChunks { .. })));
+    assert!(outs
+        .iter()
+        .any(|o| matches!(o, Output::Event(Event::WantRefused { .. }))));
+}
+
+#[test]
+fn rollback_and_expired_announces_are_rejected() {
+    let mut sim = Sim::new(4, Faults::NONE);
+    let v1 = dibao(&sim.fx, 1, None);
+    let h1 = v1.manifest.manifest.hash();
+    let v2 = dibao(&sim.fx, 2, Some(h1));
+    sim.publish(&v1);
+    assert!(sim.run(60_000, |s| everyone_done(s, &v1, h1)));
+    let h2 = sim.publish(&v2);
+    assert!(sim.run(60_000, |s| everyone_done(s, &v2, h2)));
+    // The old version's data is gone everywhere.
+    assert!(sim.nodes.values().all(|n| !n.records.contains_key(&h1)));
+
+    // Replay version 1's announce to a township: rollback.
+    let t = code("110101001");
+    let tree = backflow_protocol::manifest::RegionTree::build(code("0"), &v1.entries).unwrap();
+    let announce = |d: &Dataset| {
+        ReturnFlowMsg::Announce(backflow_protocol::return_flow::Announce {
+            manifest: Arc::new(d.manifest.clone()),
+            entries: d
+                .entries
+                .iter()
+                .filter(|e| e.region == t)
+                .copied()
+                .collect(),
+            proof: tree.proof_for(t, &Default::default()).unwrap(),
+        })
+    };
+    let now = sim.wire.now;
+    let node = sim.nodes.get_mut(&t).unwrap();
+    node.rf
+        .handle_message(now, &mut node.trust, code("110101"), announce(&v1));
+    sim.flush(t);
+    assert!(sim.nodes[&t].events.iter().any(|e| matches!(
+        e,
+        Event::ManifestRejected {
+            error: ManifestError::Rollback { .. },
+            ..
+        }
+    )));
+
+    // A fresh node offered an expired manifest refuses it (indefinite freeze).
+    let mut fresh = Sim::new(5, Faults::NONE);
+    let late = T0.plus_ms(31 * DAY_MS);
+    let node = fresh.nodes.get_mut(&t).unwrap();
+    node.rf
+        .handle_message(late, &mut node.trust, code("110101"), announce(&v1));
+    fresh.flush(t);
+    assert!(fresh.nodes[&t].events.iter().any(|e| matches!(
+        e,
+        Event::ManifestRejected {
+            error: ManifestError::Expired { .. },
+            ..
+        }
+    )));
+    assert!(fresh.nodes[&t].records.is_empty());
+}
+
+#[test]
+fn announce_from_a_sibling_or_with_foreign_entries_is_rejected() {
+    let mut sim = Sim::new(6, Faults::NONE);
+    let d = dibao(&sim.fx, 1, None);
+    let t = code("110101001");
+    let tree = backflow_protocol::manifest::RegionTree::build(code("0"), &d.entries).unwrap();
+    let mine: Vec<_> = d
+        .entries
+        .iter()
+        .filter(|e| e.region == t)
+        .copied()
+        .collect();
+    let sibling: Vec<_> = d
+        .entries
+        .iter()
+        .filter(|e| e.region == code("110101002"))
+        .copied()
+        .collect();
+    let proof = tree.proof_for(t, &Default::default()).unwrap();
+    let now = sim.wire.now;
+    let node = sim.nodes.get_mut(&t).unwrap();
+    let mk = |entries: Vec<_>| {
+        ReturnFlowMsg::Announce(backflow_protocol::return_flow::Announce {
+            manifest: Arc::new(d.manifest.clone()),
+            entries,
+            proof: proof.clone(),
+        })
+    };
+    node.rf
+        .handle_message(now, &mut node.trust, code("110101002"), mk(mine.clone()));
+    node.rf
+        .handle_message(now, &mut node.trust, code("110101"), mk(sibling));
+    sim.flush(t);
+    let errors: Vec<_> = sim.nodes[&t]
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::ManifestRejected { error, .. } => Some(error.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(matches!(errors[0], ManifestError::NotASource { .. }));
+    assert!(matches!(errors[1], ManifestError::OutsideRegion { .. }));
+    assert!(sim.nodes[&t].records.is_empty());
+}
+
+#[test]
+fn resumes_after_restart_without_refetching() {
+    let mut sim = Sim::new(7, Faults::NONE);
+    let d = dibao(&sim.fx, 1, None);
+    let hash = sim.publish(&d);
+    let t = code("110101001");
+    // Run until the township has some but not all groups (5 groups, window 3).
+    assert!(sim.run(60_000, |s| s.nodes[&t]
+        .rf
+        .stored_groups(&hash, t)
+        .is_some_and(|n| n >= 1 && n < 5)));
+    let before = sim.nodes[&t].rf.stored_groups(&hash, t).unwrap();
+    sim.restart(t);
+    assert_eq!(sim.nodes[&t].rf.stored_groups(&hash, t), Some(before));
+    assert!(sim.run(60_000, |s| everyone_done(s, &d, hash)));
+    // The county also restarts after completion: it keeps serving and reporting.
+    sim.restart(code("110101"));
+    assert!(sim.nodes[&code("110101")].rf.is_complete(&hash));
+}
+
+#[test]
+fn skip_level_fallback_when_the_county_is_down() {
+    let mut sim = Sim::new(8, Faults::NONE);
+    let d = dibao(&sim.fx, 1, None);
+    let county = code("110101");
+    sim.wire.down.insert(county);
+    let hash = sim.publish(&d);
+    let towns = [code("110101001"), code("110101002")];
+    assert!(sim.run(10 * 60_000, |s| towns
+        .iter()
+        .all(|t| s.holds_exactly_its_region(*t, &d, hash))));
+    // The city announced to the townships directly; receipts still reach the publisher,
+    // which sees the county's own partition as missing.
+    assert!(sim.run(10 * 60_000, |s| s.nodes[&RegionCode::NATIONAL]
+        .rf
+        .completeness(&hash)
+        .is_some_and(|r| r.regions_delivered == PARTS.len() as u32 - 1)));
+    let r = sim.nodes[&RegionCode::NATIONAL]
+        .rf
+        .completeness(&hash)
+        .unwrap();
+    assert_eq!(r.missing, vec![county]);
+    // The county comes back and catches up.
+    sim.wire.down.clear();
+    assert!(sim.run(10 * 60_000, |s| everyone_done(s, &d, hash)));
+}
+
+#[test]
+fn skip_level_fallback_mid_transfer_switches_source() {
+    let mut sim = Sim::new(9, Faults::NONE);
+    let d = dibao(&sim.fx, 1, None);
+    let hash = sim.publish(&d);
+    let county = code("110101");
+    let t = code("110101001");
+    // Let the township start, then take its county down.
+    assert!(sim.run(60_000, |s| s.nodes[&t]
+        .rf
+        .stored_groups(&hash, t)
+        .is_some_and(|n| n >= 1)));
+    assert!(
+        !sim.nodes[&t].rf.is_complete(&hash),
+        "the test needs a partial transfer"
+    );
+    sim.wire.down.insert(county);
+    assert!(sim.run(10 * 60_000, |s| s.holds_exactly_its_region(t, &d, hash)));
+    assert!(sim.nodes[&t].events.iter().any(|e| matches!(
+        e,
+        Event::SourceChanged { from, to, .. } if *from == county && *to == code("1101")
+    )));
+}
+
+#[test]
+fn a_corrupting_source_is_detected_and_bypassed() {
+    let mut sim = Sim::new(10, Faults::NONE);
+    let d = dibao(&sim.fx, 1, None);
+    let hash = sim.publish(&d);
+    let city = code("1101");
+    // Once the city holds everything, it starts corrupting what it serves.
+    assert!(sim.run(60_000, |s| s.nodes[&city].rf.is_complete(&hash)));
+    sim.nodes.get_mut(&city).unwrap().corrupt = true;
+    assert!(sim.run(10 * 60_000, |s| everyone_done(s, &d, hash)));
+    let county = &sim.nodes[&code("110101")];
+    let rejected = county
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::ChunkRejected { .. }))
+        .count();
+    assert!(rejected >= 1);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// Delivery and receipts converge under loss, duplication and reordering.
+    #[test]
+    fn return_flow_converges_under_faults(
+        seed in any::<u64>(),
+        loss in 0.0f64..0.35,
+        duplicate in 0.0f64..0.3,
+        delay_ms_max in 1u64..5_000,
+    ) {
+        let mut sim = Sim::new(seed, Faults { loss, duplicate, delay_ms_max });
+        let d = dibao(&sim.fx, 1, None);
+        let hash = sim.publish(&d);
+        prop_assert!(sim.run(6 * 3_600_000, |s| everyone_done(s, &d, hash)));
+    }
+}
