@@ -367,7 +367,7 @@ fn sibling_cannot_pull_another_regions_partition() {
         ReturnFlowMsg::Want {
             manifest: hash,
             region: code("110101001"),
-            groups: vec![0..2],
+            groups: [0..2].to_vec(),
         },
     );
     let mut outs = Vec::new();
@@ -496,7 +496,7 @@ fn resumes_after_restart_without_refetching() {
     assert!(sim.run(60_000, |s| s.nodes[&t]
         .rf
         .stored_groups(&hash, t)
-        .is_some_and(|n| n >= 1 && n < 5)));
+        .is_some_and(|n| (1..5).contains(&n))));
     let before = sim.nodes[&t].rf.stored_groups(&hash, t).unwrap();
     sim.restart(t);
     assert_eq!(sim.nodes[&t].rf.stored_groups(&hash, t), Some(before));
