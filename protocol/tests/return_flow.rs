@@ -367,7 +367,7 @@ fn sibling_cannot_pull_another_regions_partition() {
         ReturnFlowMsg::Want {
             manifest: hash,
             region: code("110101001"),
-            groups: [0..2].to_vec(),
+            groups: std::iter::once(0..2).collect(),
         },
     );
     let mut outs = Vec::new();
