@@ -41,6 +41,8 @@ pub enum Observation {
     ReceiptsComplete,
     /// Catalog changes from the churn scenario that this node's aggregated catalog now holds.
     CatalogChanges(u64),
+    /// A protocol event worth counting (fallbacks, rejections), by name.
+    Note(&'static str),
 }
 
 /// The handle a node gets while handling one input: the clock, and where to put outputs.
@@ -179,6 +181,8 @@ pub struct Stats {
     pub leak_count: u64,
     pub leak_examples: Vec<String>,
     pub peak_queue: usize,
+    /// Counted [`Observation::Note`]s.
+    pub notes: std::collections::BTreeMap<&'static str, u64>,
 }
 
 const LEAK_EXAMPLES_MAX: usize = 16;
@@ -245,6 +249,7 @@ impl<N: SimNode> Engine<N> {
                 leak_count: 0,
                 leak_examples: Vec::new(),
                 peak_queue: 0,
+                notes: Default::default(),
             },
             out: Vec::new(),
             obs: Vec::new(),
@@ -452,6 +457,7 @@ impl<N: SimNode> Engine<N> {
                     self.stats.receipts_complete_at = Some(self.now);
                 }
             }
+            Observation::Note(name) => *self.stats.notes.entry(name).or_default() += 1,
             Observation::CatalogChanges(n) => {
                 if self.topo.codes()[i].level() == Level::National {
                     self.stats.catalog_at_national.push((n, self.now));

@@ -1,17 +1,725 @@
-//! Adapter: drives `backflow_protocol`'s state machines inside the engine.
+//! Adapter: each simulated node runs `backflow_protocol`'s own [`ReturnFlow`] and
+//! [`CatalogSync`] state machines, with a shell that plays the parts the real node's IO
+//! shell plays — minus the bytes:
+//!
+//! - **Chunk data by size and hash.** `Output::ServeChunks` becomes a [`ProtoMsg::Chunk`]
+//!   carrying the group range, the byte count and the partition's content hash instead of a
+//!   bao-encoded frame. The receiving shell "verifies" it by checking that the content hash
+//!   matches the entry the state machine expects (`expected_partition`) — a frame cut from
+//!   other content would fail bao verification the same way — then calls
+//!   `handle_groups_stored` or `handle_group_rejected`, exactly as the node does.
+//! - **Storage in memory.** `StorageOp`s and `CatalogStorageOp`s go to a per-node durable store
+//!   (transfer records, stored group ranges, catalog log and watermarks). A crash discards the
+//!   state machines and the trust-store cache; a restart rebuilds them with `restore` from the
+//!   durable store, as the node does from RocksDB.
+//! - **Crypto is real.** Every node has its own ed25519 key (derived from the seed) and a
+//!   certificate chain from the national anchor; manifests, receipts and catalog updates are
+//!   signed and verified by the protocol code.
 
-use backflow_topology::{RegionCode, Topology};
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::sync::Arc;
+
+use backflow_protocol::catalog::{
+    CatalogChange, CatalogEntry, CatalogOrigin, CatalogUpdate, DataFormat, DataGrade, DataItem,
+    DataType, SharingAttribute, SharingMethod, SignedCatalogUpdate, UpdateFrequency,
+};
+use backflow_protocol::catalog_sync::{
+    CatalogEvent, CatalogMsg, CatalogOutput, CatalogStorageOp, CatalogSync, CatalogSyncConfig,
+};
+use backflow_protocol::cert::{NodeIdentity, TrustStore};
+use backflow_protocol::manifest::{
+    build_manifest, Hash, PartitionEntry, Schema, SchemaField, SignedManifest, CHUNK_GROUP_BYTES,
+};
+use backflow_protocol::return_flow::{
+    Event, Output, ReturnFlow, ReturnFlowConfig, ReturnFlowMsg, StorageOp, TransferRecord,
+};
+use backflow_protocol::time::{UnixMs, DAY_MS};
+use backflow_protocol::wire::encoded_len;
+use backflow_topology::{Level, RegionCode, Topology};
+use ed25519_dalek::SigningKey;
 
 use crate::dataset::Layout;
-use crate::engine::Micros;
-use crate::refmodel::ModelNode;
-use crate::scenario::RunConfig;
+use crate::engine::{Ctx, Micros, Observation, SimNode, Wire, MICROS_PER_MS};
+use crate::scenario::{Held, Inspect, Routing, RunConfig};
 
+/// Simulated time zero: 2026-01-01T00:00:00Z. Certificates and manifests are valid around it.
+pub const EPOCH_MS: u64 = 1_767_225_600_000;
+/// Frame envelope: version tag, message tag, lengths.
+const FRAME_HEADER_BYTES: u64 = 8;
+/// Chunk frame header (manifest hash, region, group range) and bao parent hashes per group.
+const CHUNK_HEADER_BYTES: u64 = 64;
+const BAO_BYTES_PER_GROUP: u64 = 64;
+/// The department whose catalog changes in the churn scenario, and the publishing one.
+const CHURN_DEPARTMENT: &str = "civil-affairs";
+const PUBLISHER_DEPARTMENT: &str = "statistics";
+
+/// What travels between simulated nodes.
+#[derive(Clone, Debug)]
+pub enum ProtoMsg {
+    ReturnFlow(ReturnFlowMsg),
+    Catalog(CatalogMsg),
+    /// A chunk frame, by size and hash (see the module docs).
+    Chunk {
+        manifest: Hash,
+        region: RegionCode,
+        groups: Range<u64>,
+        content_hash: Hash,
+        payload_bytes: u64,
+    },
+}
+
+impl Wire for ProtoMsg {
+    fn wire_bytes(&self) -> u64 {
+        match self {
+            ProtoMsg::ReturnFlow(m) => FRAME_HEADER_BYTES + encoded_len(m) as u64,
+            ProtoMsg::Catalog(m) => FRAME_HEADER_BYTES + encoded_len(m) as u64,
+            ProtoMsg::Chunk {
+                groups,
+                payload_bytes,
+                ..
+            } => {
+                FRAME_HEADER_BYTES
+                    + CHUNK_HEADER_BYTES
+                    + payload_bytes
+                    + BAO_BYTES_PER_GROUP * (groups.end - groups.start)
+            }
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            ProtoMsg::ReturnFlow(m) => match m {
+                ReturnFlowMsg::Announce(_) => "announce",
+                ReturnFlowMsg::AnnounceAck { .. } => "announce_ack",
+                ReturnFlowMsg::Want { .. } => "want",
+                ReturnFlowMsg::NotAvailable { .. } => "not_available",
+                ReturnFlowMsg::Receipt(_) => "receipt",
+                ReturnFlowMsg::ReceiptAck { .. } => "receipt_ack",
+            },
+            ProtoMsg::Catalog(m) => match m {
+                CatalogMsg::Probe { .. } => "catalog_probe",
+                CatalogMsg::Updates { .. } => "catalog_updates",
+                CatalogMsg::Ack { .. } => "catalog_ack",
+            },
+            ProtoMsg::Chunk { .. } => "chunk",
+        }
+    }
+
+    fn partitions(&self, out: &mut Vec<RegionCode>) {
+        match self {
+            ProtoMsg::Chunk { region, .. } => out.push(*region),
+            // Announces list partition entries (metadata): hold them to the same rule.
+            ProtoMsg::ReturnFlow(ReturnFlowMsg::Announce(a)) => {
+                out.extend(a.entries.iter().map(|e| e.region))
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Read-only data shared by all nodes of a run.
+pub struct Shared {
+    anchor: ed25519_dalek::VerifyingKey,
+    /// The manifest hash of the run's dataset (for `held`).
+    manifest_hash: Option<Hash>,
+    rf_retry_ms: u64,
+    rf_silence_ms: u64,
+    /// Timers beyond this are not scheduled (the run ends before; e.g. manifest expiry).
+    timer_cap_us: Micros,
+}
+
+/// One simulated node: the protocol's state machines plus an in-memory shell.
+pub struct ProtoNode {
+    shared: Arc<Shared>,
+    me: RegionCode,
+    identity: NodeIdentity,
+    trust: TrustStore,
+    rf: ReturnFlow,
+    cat: CatalogSync,
+    /// Publisher only: what to publish at start.
+    to_publish: Option<(SignedManifest, Vec<PartitionEntry>)>,
+    // Durable store (survives crashes).
+    records: BTreeMap<Hash, Arc<TransferRecord>>,
+    stored: BTreeMap<RegionCode, Vec<Range<u64>>>,
+    stored_bytes: u64,
+    cat_log: Vec<Arc<SignedCatalogUpdate>>,
+    cat_watermarks: BTreeMap<RegionCode, (u64, u64)>,
+    /// Catalog churn: times of this node's local changes still to make, latest first.
+    pending_changes: Vec<Micros>,
+    /// National only: catalog versions applied from the churn department.
+    churn_applied: u64,
+}
+
+fn rf_config(identity: NodeIdentity, shared: &Shared) -> ReturnFlowConfig {
+    let mut c = ReturnFlowConfig::new(identity);
+    c.retry_ms = shared.rf_retry_ms;
+    c.source_silence_ms_max = shared.rf_silence_ms;
+    c
+}
+
+fn cat_config(me: RegionCode) -> CatalogSyncConfig {
+    CatalogSyncConfig::new(me, 1)
+}
+
+fn now_ms(us: Micros) -> UnixMs {
+    UnixMs(EPOCH_MS + us / MICROS_PER_MS)
+}
+
+/// Bytes of groups `r` of a partition of `bytes` bytes.
+fn range_bytes(bytes: u64, r: &Range<u64>) -> u64 {
+    (r.end * CHUNK_GROUP_BYTES)
+        .min(bytes)
+        .saturating_sub(r.start * CHUNK_GROUP_BYTES)
+}
+
+/// Inserts `r` into a sorted, merged range list; returns the groups newly covered as ranges.
+fn insert_range(list: &mut Vec<Range<u64>>, r: Range<u64>) -> Vec<Range<u64>> {
+    let mut new = Vec::new();
+    let mut cur = r.start;
+    for have in list.iter() {
+        if have.end <= cur {
+            continue;
+        }
+        if have.start >= r.end {
+            break;
+        }
+        if have.start > cur {
+            new.push(cur..have.start.min(r.end));
+        }
+        cur = cur.max(have.end);
+        if cur >= r.end {
+            break;
+        }
+    }
+    if cur < r.end {
+        new.push(cur..r.end);
+    }
+    list.push(r);
+    list.sort_unstable_by_key(|x| x.start);
+    let mut merged: Vec<Range<u64>> = Vec::with_capacity(list.len());
+    for x in list.drain(..) {
+        match merged.last_mut() {
+            Some(last) if x.start <= last.end => last.end = last.end.max(x.end),
+            _ => merged.push(x),
+        }
+    }
+    *list = merged;
+    new
+}
+
+fn churn_update(me: RegionCode, seq: u64, now: UnixMs) -> CatalogUpdate {
+    let entry = CatalogEntry {
+        id: format!("households-{me}"),
+        name: "Registered households".to_string(),
+        data_items: vec![DataItem {
+            name: "household_id".to_string(),
+            data_type: DataType::Text,
+            description: "Household register number".to_string(),
+        }],
+        provider: CHURN_DEPARTMENT.to_string(),
+        format: DataFormat::Table,
+        update_frequency: UpdateFrequency::Monthly,
+        sharing: SharingAttribute::Unconditional,
+        sharing_methods: vec![SharingMethod::BatchExchange],
+        usage_conditions: String::new(),
+        classification: "population".to_string(),
+        grade: DataGrade::General,
+    };
+    CatalogUpdate {
+        origin: CatalogOrigin {
+            region: me,
+            department: CHURN_DEPARTMENT.to_string(),
+        },
+        seq,
+        issued_at: now,
+        changes: vec![if seq == 1 {
+            CatalogChange::Add(Arc::new(entry))
+        } else {
+            CatalogChange::Update(Arc::new(entry))
+        }],
+    }
+}
+
+/// Builds one node per region: keys from the seed, certificates from the national anchor
+/// down, and (at the publisher) the signed manifest of the dataset.
 pub fn build_nodes(
-    _topo: &Topology,
-    _layout: &Layout,
-    _config: &RunConfig,
-    _churn: &[(RegionCode, Micros)],
-) -> Result<Vec<ModelNode>, String> {
-    Err("the protocol adapter is not built yet; use --node model".to_string())
+    topo: &Topology,
+    layout: &Layout,
+    config: &RunConfig,
+    churn: &[(RegionCode, Micros)],
+) -> Result<Vec<ProtoNode>, String> {
+    if config.routing == Routing::Direct {
+        return Err(
+            "routing `direct` is not available with --node protocol: the protocol's ReturnFlow \
+             always announces to region children (no configurable data-plane parent); use --node model"
+                .to_string(),
+        );
+    }
+    let codes = topo.codes();
+    let key_for = |code: RegionCode| {
+        let mut h = blake3::Hasher::new();
+        h.update(b"backflow-simnet/node-key/v1");
+        h.update(&config.seed.to_le_bytes());
+        h.update(&code.digits().to_le_bytes());
+        h.update(&[code.level().depth()]);
+        SigningKey::from_bytes(h.finalize().as_bytes())
+    };
+    let not_before = UnixMs(EPOCH_MS - DAY_MS);
+    let not_after = UnixMs(EPOCH_MS + 365 * DAY_MS);
+    let mut identities: Vec<NodeIdentity> = Vec::with_capacity(codes.len());
+    for (i, &code) in codes.iter().enumerate() {
+        let id = match code.parent() {
+            None => NodeIdentity::national(key_for(code)),
+            Some(p) => {
+                let pi = codes
+                    .binary_search(&p)
+                    .map_err(|_| format!("region {code} has no parent in the topology"))?;
+                identities[pi]
+                    .certify_child(
+                        &key_for(code),
+                        Vec::new(),
+                        not_before,
+                        not_after,
+                        code,
+                        i as u64,
+                    )
+                    .map_err(|e| format!("certifying {code}: {e}"))?
+            }
+        };
+        identities.push(id);
+    }
+    let anchor = identities[0].key.verifying_key();
+
+    let mut to_publish = None;
+    let mut manifest_hash = None;
+    if let Some(publisher) = config.publisher {
+        let schema = Schema {
+            name: "simnet-records".to_string(),
+            fields: vec![
+                SchemaField {
+                    name: "village".to_string(),
+                    data_type: DataType::RegionCode,
+                },
+                SchemaField {
+                    name: "payload".to_string(),
+                    data_type: DataType::Binary,
+                },
+            ],
+        };
+        let schema_hash = schema.hash();
+        let entries: Vec<PartitionEntry> = codes
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.level() == Level::Township && publisher.contains(**c))
+            .map(|(i, &c)| PartitionEntry {
+                region: c,
+                content_hash: layout.parts[i].hash,
+                bytes: layout.parts[i].bytes,
+                records: layout.parts[i].records,
+                schema_hash,
+            })
+            .collect();
+        let manifest = build_manifest(
+            layout.dataset_id.clone(),
+            1,
+            CatalogOrigin {
+                region: publisher,
+                department: PUBLISHER_DEPARTMENT.to_string(),
+            },
+            publisher,
+            UnixMs(EPOCH_MS),
+            UnixMs(EPOCH_MS + 30 * DAY_MS),
+            None,
+            schema,
+            &entries,
+        )
+        .map_err(|e| format!("building the manifest: {e}"))?;
+        manifest_hash = Some(manifest.hash());
+        let pi = codes.binary_search(&publisher).unwrap_or(0);
+        let signed = SignedManifest::sign(manifest, &identities[pi])
+            .map_err(|e| format!("signing the manifest: {e}"))?;
+        to_publish = Some((pi, signed, entries));
+    }
+    let shared = Arc::new(Shared {
+        anchor,
+        manifest_hash,
+        rf_retry_ms: 5_000,
+        rf_silence_ms: match config.routing {
+            // Never give up on the parent, upwards or downwards.
+            Routing::Strict => u64::MAX / 4,
+            _ => 60_000,
+        },
+        timer_cap_us: config.limits.horizon_us,
+    });
+    let mut changes: BTreeMap<RegionCode, Vec<Micros>> = BTreeMap::new();
+    for &(t, at) in churn {
+        changes.entry(t).or_default().push(at);
+    }
+    let mut nodes = Vec::with_capacity(codes.len());
+    for (i, identity) in identities.into_iter().enumerate() {
+        let me = codes[i];
+        let mut pending_changes = changes.remove(&me).unwrap_or_default();
+        pending_changes.sort_unstable_by(|a, b| b.cmp(a));
+        let publish = match &to_publish {
+            Some((pi, signed, entries)) if *pi == i => Some((signed.clone(), entries.clone())),
+            _ => None,
+        };
+        nodes.push(ProtoNode {
+            rf: ReturnFlow::new(rf_config(identity.clone(), &shared)),
+            cat: CatalogSync::new(UnixMs(EPOCH_MS), cat_config(me)),
+            trust: TrustStore::new(anchor),
+            shared: Arc::clone(&shared),
+            me,
+            identity,
+            to_publish: publish,
+            records: BTreeMap::new(),
+            stored: BTreeMap::new(),
+            stored_bytes: 0,
+            cat_log: Vec::new(),
+            cat_watermarks: BTreeMap::new(),
+            pending_changes,
+            churn_applied: 0,
+        });
+    }
+    Ok(nodes)
+}
+
+impl ProtoNode {
+    /// Applies every pending output of both state machines.
+    fn drain(&mut self, ctx: &mut Ctx<'_, ProtoMsg>) {
+        while let Some(out) = self.rf.poll_output() {
+            match out {
+                Output::Send { to, msg } => ctx.send(to, ProtoMsg::ReturnFlow(msg)),
+                Output::ServeChunks {
+                    to,
+                    manifest,
+                    entry,
+                    groups,
+                } => {
+                    // The shell reads the groups from its store: they must be there.
+                    let held = self.stored.get(&entry.region).is_some_and(|l| {
+                        l.iter()
+                            .any(|r| r.start <= groups.start && groups.end <= r.end)
+                    });
+                    if !held {
+                        ctx.observe(Observation::Note("serve_of_unheld_group"));
+                        continue;
+                    }
+                    ctx.send(
+                        to,
+                        ProtoMsg::Chunk {
+                            manifest,
+                            region: entry.region,
+                            payload_bytes: range_bytes(entry.bytes, &groups),
+                            groups,
+                            content_hash: entry.content_hash,
+                        },
+                    );
+                }
+                Output::Storage(StorageOp::PutTransfer(record)) => {
+                    let hash = record.manifest.manifest.hash();
+                    self.records.insert(hash, record);
+                }
+                Output::Storage(StorageOp::DropTransfer { manifest }) => {
+                    if let Some(rec) = self.records.remove(&manifest) {
+                        for e in &rec.entries {
+                            self.stored.remove(&e.region);
+                        }
+                    }
+                    self.recount_stored();
+                    ctx.observe(Observation::StoredBytes(self.stored_bytes));
+                }
+                Output::Event(e) => self.on_rf_event(ctx, e),
+            }
+        }
+        while let Some(out) = self.cat.poll_output() {
+            match out {
+                CatalogOutput::Send { to, msg } => ctx.send(to, ProtoMsg::Catalog(msg)),
+                CatalogOutput::Storage(CatalogStorageOp::AppendLog { index, update }) => {
+                    debug_assert_eq!(
+                        index as usize,
+                        self.cat_log.len() + 1,
+                        "log appends are contiguous"
+                    );
+                    self.cat_log.push(update);
+                }
+                CatalogOutput::Storage(CatalogStorageOp::PutWatermark {
+                    sender,
+                    log_id,
+                    watermark,
+                }) => {
+                    self.cat_watermarks.insert(sender, (log_id, watermark));
+                }
+                CatalogOutput::Event(e) => match e {
+                    CatalogEvent::Applied { origin, .. } => {
+                        if self.me.level() == Level::National
+                            && origin.department == CHURN_DEPARTMENT
+                        {
+                            self.churn_applied += 1;
+                            ctx.observe(Observation::CatalogChanges(self.churn_applied));
+                        }
+                    }
+                    CatalogEvent::Rejected { .. } => {
+                        ctx.observe(Observation::Note("catalog_rejected"))
+                    }
+                    CatalogEvent::UpstreamChanged { .. } => {
+                        ctx.observe(Observation::Note("catalog_upstream_changed"))
+                    }
+                    CatalogEvent::UpstreamInSync { .. } => {}
+                },
+            }
+        }
+    }
+
+    fn on_rf_event(&mut self, ctx: &mut Ctx<'_, ProtoMsg>, e: Event) {
+        match e {
+            Event::TransferComplete { .. } => ctx.observe(Observation::DataComplete),
+            Event::Completeness(r) => {
+                if r.is_complete() && self.to_publish_region() {
+                    ctx.observe(Observation::ReceiptsComplete);
+                }
+            }
+            Event::ManifestAccepted { .. } => {}
+            Event::PartitionComplete { .. } => {}
+            Event::ManifestRejected { .. } => ctx.observe(Observation::Note("manifest_rejected")),
+            Event::SourceChanged { .. } => ctx.observe(Observation::Note("source_changed")),
+            Event::ChunkRejected { .. } => ctx.observe(Observation::Note("chunk_rejected")),
+            Event::WantRefused { .. } => ctx.observe(Observation::Note("want_refused")),
+            Event::ReceiptRejected { .. } => ctx.observe(Observation::Note("receipt_rejected")),
+            Event::TransferExpired { .. } => ctx.observe(Observation::Note("transfer_expired")),
+        }
+    }
+
+    /// Whether this node published the dataset.
+    fn to_publish_region(&self) -> bool {
+        self.records.values().any(|r| r.published)
+    }
+
+    fn recount_stored(&mut self) {
+        let mut total = 0;
+        for rec in self.records.values() {
+            for e in &rec.entries {
+                if let Some(list) = self.stored.get(&e.region) {
+                    total += list.iter().map(|r| range_bytes(e.bytes, r)).sum::<u64>();
+                }
+            }
+        }
+        self.stored_bytes = total;
+    }
+
+    fn on_chunk(
+        &mut self,
+        ctx: &mut Ctx<'_, ProtoMsg>,
+        from: RegionCode,
+        manifest: Hash,
+        region: RegionCode,
+        groups: Range<u64>,
+        content_hash: Hash,
+    ) {
+        let now = now_ms(ctx.now_us());
+        let Some(entry) = self.rf.expected_partition(&manifest, region) else {
+            return; // Not something we are receiving: the shell drops it.
+        };
+        // Stand-in for bao verification: a frame cut from other content fails.
+        if entry.content_hash != content_hash
+            || groups.start >= groups.end
+            || groups.end > entry.groups()
+        {
+            self.rf
+                .handle_group_rejected(now, from, &manifest, region, groups.start);
+            return;
+        }
+        let list = self.stored.entry(region).or_default();
+        let new = insert_range(list, groups.clone());
+        let added: u64 = new.iter().map(|r| range_bytes(entry.bytes, r)).sum();
+        if added > 0 {
+            self.stored_bytes += added;
+            ctx.observe(Observation::StoredBytes(self.stored_bytes));
+        }
+        self.rf
+            .handle_groups_stored(now, from, &manifest, region, groups);
+    }
+
+    fn submit_due_changes(&mut self, ctx: &mut Ctx<'_, ProtoMsg>) {
+        let now_us = ctx.now_us();
+        while self.pending_changes.last().is_some_and(|&t| t <= now_us) {
+            self.pending_changes.pop();
+            let now = now_ms(now_us);
+            let origin = CatalogOrigin {
+                region: self.me,
+                department: CHURN_DEPARTMENT.to_string(),
+            };
+            let seq = self.cat.next_seq(&origin);
+            match SignedCatalogUpdate::sign(churn_update(self.me, seq, now), &self.identity) {
+                Ok(signed) => {
+                    if self.cat.submit(now, &mut self.trust, signed).is_err() {
+                        ctx.observe(Observation::Note("catalog_submit_failed"));
+                    }
+                }
+                Err(_) => ctx.observe(Observation::Note("catalog_sign_failed")),
+            }
+        }
+    }
+}
+
+impl SimNode for ProtoNode {
+    type Msg = ProtoMsg;
+
+    fn on_start(&mut self, ctx: &mut Ctx<'_, ProtoMsg>) {
+        let now = now_ms(ctx.now_us());
+        if let Some((signed, entries)) = self.to_publish.take() {
+            // The publisher holds every partition in full.
+            for e in &entries {
+                if e.bytes > 0 {
+                    self.stored.insert(e.region, vec![0..e.groups()]);
+                }
+                self.stored_bytes += e.bytes;
+            }
+            ctx.observe(Observation::StoredBytes(self.stored_bytes));
+            match self.rf.publish(now, &mut self.trust, signed, entries) {
+                Ok(_) => ctx.observe(Observation::DataComplete),
+                Err(_) => ctx.observe(Observation::Note("publish_failed")),
+            }
+        }
+        self.submit_due_changes(ctx);
+        self.drain(ctx);
+    }
+
+    fn on_message(&mut self, ctx: &mut Ctx<'_, ProtoMsg>, from: RegionCode, msg: ProtoMsg) {
+        let now = now_ms(ctx.now_us());
+        match msg {
+            ProtoMsg::ReturnFlow(m) => self.rf.handle_message(now, &mut self.trust, from, m),
+            ProtoMsg::Catalog(m) => self.cat.handle_message(now, &mut self.trust, from, m),
+            ProtoMsg::Chunk {
+                manifest,
+                region,
+                groups,
+                content_hash,
+                ..
+            } => self.on_chunk(ctx, from, manifest, region, groups, content_hash),
+        }
+        self.drain(ctx);
+    }
+
+    fn on_timer(&mut self, ctx: &mut Ctx<'_, ProtoMsg>) {
+        let now = now_ms(ctx.now_us());
+        self.submit_due_changes(ctx);
+        self.rf.handle_tick(now);
+        self.cat.handle_tick(now);
+        self.drain(ctx);
+    }
+
+    fn on_crash(&mut self) {
+        // Everything in memory is gone; the durable store stays.
+        self.rf = ReturnFlow::new(rf_config(self.identity.clone(), &self.shared));
+        self.cat = CatalogSync::new(UnixMs(EPOCH_MS), cat_config(self.me));
+        self.trust = TrustStore::new(self.shared.anchor);
+    }
+
+    fn on_restart(&mut self, ctx: &mut Ctx<'_, ProtoMsg>) {
+        let now = now_ms(ctx.now_us());
+        self.rf = ReturnFlow::new(rf_config(self.identity.clone(), &self.shared));
+        for record in self.records.values().cloned().collect::<Vec<_>>() {
+            let stored: Vec<(RegionCode, Vec<Range<u64>>)> = record
+                .entries
+                .iter()
+                .filter_map(|e| self.stored.get(&e.region).map(|l| (e.region, l.clone())))
+                .collect();
+            if self.rf.restore(now, (*record).clone(), &stored).is_err() {
+                ctx.observe(Observation::Note("restore_failed"));
+            }
+        }
+        let watermarks: Vec<(RegionCode, u64, u64)> = self
+            .cat_watermarks
+            .iter()
+            .map(|(s, (id, w))| (*s, *id, *w))
+            .collect();
+        match CatalogSync::restore(now, cat_config(self.me), self.cat_log.clone(), &watermarks) {
+            Ok(c) => self.cat = c,
+            Err(_) => ctx.observe(Observation::Note("restore_failed")),
+        }
+        // Kick both machines: retransmissions are due after a restart.
+        self.rf.handle_tick(now);
+        self.cat.handle_tick(now);
+        self.submit_due_changes(ctx);
+        self.drain(ctx);
+    }
+
+    fn next_timer(&self) -> Option<Micros> {
+        let to_us = |t: UnixMs| t.0.saturating_sub(EPOCH_MS).saturating_mul(MICROS_PER_MS);
+        [
+            self.rf.poll_timeout().map(to_us),
+            self.cat.poll_timeout().map(to_us),
+            self.pending_changes.last().copied(),
+        ]
+        .into_iter()
+        .flatten()
+        .filter(|&t| t <= self.shared.timer_cap_us)
+        .min()
+    }
+}
+
+impl Inspect for ProtoNode {
+    fn held(&self) -> Held {
+        let Some(hash) = self.shared.manifest_hash else {
+            return Held::default();
+        };
+        let complete = self.rf.is_complete(&hash);
+        let Some(record) = self.records.get(&hash) else {
+            return Held::default();
+        };
+        // What this node holds, from its durable store and the verified entries it received.
+        let mut held = Held {
+            complete,
+            bytes: self.stored_bytes,
+            records: 0,
+            hash: None,
+        };
+        for e in &record.entries {
+            let full = e.bytes == 0
+                || self.stored.get(&e.region).is_some_and(|l| {
+                    l.iter().map(|r| range_bytes(e.bytes, r)).sum::<u64>() == e.bytes
+                });
+            if full {
+                held.records += e.records;
+            }
+            if e.region == self.me {
+                held.hash = Some(e.content_hash);
+            }
+        }
+        held
+    }
+
+    fn catalog_version(&self, origin: RegionCode) -> u64 {
+        self.cat
+            .catalog(&CatalogOrigin {
+                region: origin,
+                department: CHURN_DEPARTMENT.to_string(),
+            })
+            .map_or(0, |c| c.seq)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn range_insertion_reports_new_groups() {
+        let mut l = Vec::new();
+        assert_eq!(insert_range(&mut l, 2..4), vec![2..4]);
+        assert_eq!(insert_range(&mut l, 0..6), vec![0..2, 4..6]);
+        assert_eq!(l, vec![0..6]);
+        assert_eq!(insert_range(&mut l, 1..3), Vec::<Range<u64>>::new());
+        assert_eq!(insert_range(&mut l, 8..9), vec![8..9]);
+        assert_eq!(l, vec![0..6, 8..9]);
+    }
+
+    #[test]
+    fn last_group_may_be_short() {
+        assert_eq!(range_bytes(20_000, &(0..2)), 20_000);
+        assert_eq!(range_bytes(20_000, &(1..2)), 20_000 - CHUNK_GROUP_BYTES);
+        assert_eq!(range_bytes(0, &(0..1)), 0);
+    }
 }

@@ -27,6 +27,8 @@ pub struct Report {
     pub links: Vec<LinkUsage>,
     pub storage: Vec<TierStorage>,
     pub messages: BTreeMap<&'static str, KindStats>,
+    /// Protocol events counted during the run (source changes = skip-level fallbacks, …).
+    pub protocol_events: BTreeMap<&'static str, u64>,
     pub catalog: Option<CatalogResult>,
     pub invariants: Vec<Invariant>,
 }
@@ -239,6 +241,7 @@ impl Report {
             links,
             storage,
             messages: o.stats.kinds.clone(),
+            protocol_events: o.stats.notes.clone(),
             catalog,
             invariants: o.invariants.clone(),
         }
@@ -429,6 +432,13 @@ national held every change at {} (lag {}).</p>",
             );
         }
         h.push_str("</table>");
+        if !self.protocol_events.is_empty() {
+            h.push_str("<h2>Protocol events</h2><table><tr><th>event</th><th>count</th></tr>");
+            for (k, n) in &self.protocol_events {
+                let _ = write!(h, "<tr><td>{k}</td><td>{n}</td></tr>");
+            }
+            h.push_str("</table>");
+        }
         h.push_str("<h2>Network</h2>");
         h.push_str(&net_table(&self.config.net));
         if !self.faults.is_empty() {
