@@ -524,6 +524,11 @@ impl CatalogSync {
 
     pub fn poll_timeout(&self) -> Option<UnixMs> {
         let up = self.upstream.as_ref()?;
+        let idle = up.retry_at.is_none() && up.acked.is_none_or(|a| a < self.log_len());
+        if idle {
+            // Something to probe or send (e.g. just restored): due immediately.
+            return Some(up.since);
+        }
         let parent_check = (Some(up.target) != self.region().parent())
             .then(|| up.since.plus_ms(self.config.parent_retry_ms));
         [up.retry_at, parent_check].into_iter().flatten().min()

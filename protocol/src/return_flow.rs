@@ -347,6 +347,9 @@ struct Transfer {
     source: Option<RegionCode>,
     last_progress: UnixMs,
     inflight: Vec<InFlight>,
+    /// Parts before this index need no requests (complete or fully requested): keeps a fetch
+    /// round O(window) rather than O(partitions) at nodes with large subtrees.
+    fetch_from: usize,
     targets: BTreeMap<RegionCode, Target>,
     ledger: ReceiptLedger,
     receipt_seq: u64,
@@ -564,6 +567,7 @@ impl ReturnFlow {
             source,
             last_progress: now,
             inflight: Vec::new(),
+            fetch_from: 0,
             targets: BTreeMap::new(),
             ledger: ReceiptLedger::default(),
             receipt_seq: 0,
@@ -856,6 +860,7 @@ impl ReturnFlow {
         }));
         if let Some(i) = t.part_index(region) {
             t.parts[i].cursor = t.parts[i].cursor.min(group);
+            t.fetch_from = t.fetch_from.min(i);
             t.inflight
                 .retain(|f| !(f.part == i && f.groups.contains(&group)));
         }
@@ -893,7 +898,7 @@ impl ReturnFlow {
                     at(target.next_send);
                 }
             }
-            if t.source.is_some() && (t.receipt_dirty || !t.receipt_acked) {
+            if t.receipt_dirty || (t.source.is_some() && !t.receipt_acked) {
                 at(t.receipt_next_send);
             }
         }
@@ -957,6 +962,7 @@ impl ReturnFlow {
         for p in &mut t.parts {
             p.cursor = 0;
         }
+        t.fetch_from = 0;
         t.receipt_acked = false;
         t.receipt_next_send = now;
         if next != current {
@@ -1019,6 +1025,7 @@ impl ReturnFlow {
         });
         for (part, start) in timed_out {
             t.parts[part].cursor = t.parts[part].cursor.min(start);
+            t.fetch_from = t.fetch_from.min(part);
         }
         let mut budget = self.config.groups_in_flight_max.saturating_sub(
             t.inflight
@@ -1027,7 +1034,14 @@ impl ReturnFlow {
                 .sum(),
         );
         let deadline = now.plus_ms(self.config.retry_ms);
-        for i in 0..t.parts.len() {
+        while t
+            .parts
+            .get(t.fetch_from)
+            .is_some_and(|p| p.have.is_full() || p.cursor >= p.have.len)
+        {
+            t.fetch_from += 1;
+        }
+        for i in t.fetch_from..t.parts.len() {
             if budget == 0 {
                 break;
             }
@@ -1142,7 +1156,12 @@ impl ReturnFlow {
             let summary = self.summary(t, now);
             self.out
                 .push_back(Output::Event(Event::Completeness(summary)));
-            t.receipt_next_send = now;
+            // Send at once; at the publisher (no source) just debounce the next summary.
+            t.receipt_next_send = if t.source.is_some() {
+                now
+            } else {
+                now.plus_ms(self.config.receipt_interval_ms)
+            };
         }
         let Some(source) = t.source else {
             return;
