@@ -232,10 +232,14 @@ pub enum Output {
     Event(Event),
 }
 
-/// Which chunk groups of a partition are stored. A bit set: 8 KiB per GiB of content.
+/// Which chunk groups of a partition are stored: sorted, disjoint, non-adjacent ranges.
+///
+/// Memory follows fragmentation, not partition size, so a (signed but absurd) manifest
+/// claiming terabyte partitions cannot make a node allocate, and simnet's per-node state stays
+/// tiny: an in-order transfer is a single range.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 struct GroupSet {
-    bits: Vec<u64>,
+    ranges: Vec<Range<u64>>,
     len: u64,
     count: u64,
 }
@@ -243,7 +247,7 @@ struct GroupSet {
 impl GroupSet {
     fn new(len: u64) -> GroupSet {
         GroupSet {
-            bits: vec![0; len.div_ceil(64) as usize],
+            ranges: Vec::new(),
             len,
             count: 0,
         }
@@ -255,51 +259,70 @@ impl GroupSet {
         s
     }
 
+    /// Index of the first range ending after `g`.
+    fn first_ending_after(&self, g: u64) -> usize {
+        self.ranges.partition_point(|r| r.end <= g)
+    }
+
+    #[cfg(test)]
     fn contains(&self, g: u64) -> bool {
-        g < self.len && self.bits[(g / 64) as usize] & (1 << (g % 64)) != 0
+        self.ranges
+            .get(self.first_ending_after(g))
+            .is_some_and(|r| r.start <= g)
     }
 
     fn insert_range(&mut self, r: Range<u64>) {
-        for g in r.start..r.end.min(self.len) {
-            let (w, b) = ((g / 64) as usize, 1u64 << (g % 64));
-            if self.bits[w] & b == 0 {
-                self.bits[w] |= b;
-                self.count += 1;
-            }
+        let (start, end) = (r.start, r.end.min(self.len));
+        if start >= end {
+            return;
         }
+        // Ranges touching or overlapping [start, end] merge into one.
+        let lo = self.ranges.partition_point(|x| x.end < start);
+        let hi = self.ranges.partition_point(|x| x.start <= end);
+        let mut merged = start..end;
+        let mut removed = 0;
+        for x in &self.ranges[lo..hi] {
+            merged.start = merged.start.min(x.start);
+            merged.end = merged.end.max(x.end);
+            removed += x.end - x.start;
+        }
+        self.ranges.splice(lo..hi, std::iter::once(merged.clone()));
+        self.count = self.count - removed + (merged.end - merged.start);
+        debug_assert!(self.count <= self.len);
     }
 
     fn is_full(&self) -> bool {
         self.count == self.len
     }
 
-    /// First group at or after `from` whose presence is `present`. Skips whole words.
+    /// First group at or after `from` whose presence is `present`.
     fn next_with(&self, from: u64, present: bool) -> Option<u64> {
-        let mut g = from;
-        while g < self.len {
-            let word = self.bits[(g / 64) as usize];
-            let skip = if present { word == 0 } else { word == u64::MAX };
-            if skip && g.is_multiple_of(64) {
-                g += 64;
-                continue;
-            }
-            if self.contains(g) == present {
-                return Some(g);
-            }
-            g += 1;
+        if from >= self.len {
+            return None;
         }
-        None
+        let i = self.first_ending_after(from);
+        let g = match (self.ranges.get(i), present) {
+            (Some(r), true) => r.start.max(from),
+            (None, true) => return None,
+            (Some(r), false) if r.start <= from => r.end,
+            (_, false) => from,
+        };
+        (g < self.len).then_some(g)
     }
 
     /// End of the run starting at `start` of groups with presence `present`, at most
     /// `max_len` long and within the set.
     fn run_end(&self, start: u64, present: bool, max_len: u64) -> u64 {
         let limit = start.saturating_add(max_len).min(self.len);
-        let mut g = start;
-        while g < limit && self.contains(g) == present {
-            g += 1;
-        }
-        g
+        let i = self.first_ending_after(start);
+        let end = match (self.ranges.get(i), present) {
+            (Some(r), true) if r.start <= start => r.end,
+            (_, true) => start,
+            (Some(r), false) if r.start > start => r.start,
+            (Some(_), false) => start,
+            (None, false) => self.len,
+        };
+        end.min(limit).max(start)
     }
 
     /// Whether any group in `r` is missing.
@@ -356,6 +379,11 @@ struct Transfer {
     receipt_dirty: bool,
     receipt_acked: bool,
     receipt_next_send: UnixMs,
+    /// Where receipts go: the nearest ancestor that acknowledges (separate from the data
+    /// source, so a data-plane fallback does not divert the aggregation away from the parent).
+    receipt_to: Option<RegionCode>,
+    /// When the current unacknowledged receipt was first sent to `receipt_to`.
+    receipt_first_sent: Option<UnixMs>,
     expired: bool,
 }
 
@@ -574,6 +602,8 @@ impl ReturnFlow {
             receipt_dirty: true,
             receipt_acked: false,
             receipt_next_send: now,
+            receipt_to: source,
+            receipt_first_sent: None,
             expired: false,
             record,
         };
@@ -648,6 +678,7 @@ impl ReturnFlow {
                 if let Some(t) = self.transfers.get_mut(&manifest) {
                     if seq == t.receipt_seq {
                         t.receipt_acked = true;
+                        t.receipt_first_sent = None;
                     }
                 }
             }
@@ -674,6 +705,12 @@ impl ReturnFlow {
             if let Some(src) = t.source {
                 if from.level() > src.level() {
                     t.source = Some(from);
+                }
+            }
+            if let Some(to) = t.receipt_to {
+                if from.level() > to.level() {
+                    t.receipt_to = Some(from);
+                    t.receipt_first_sent = None;
                 }
             }
             t.receipt_acked = false;
@@ -898,7 +935,7 @@ impl ReturnFlow {
                     at(target.next_send);
                 }
             }
-            if t.receipt_dirty || (t.source.is_some() && !t.receipt_acked) {
+            if t.receipt_dirty || (t.receipt_to.is_some() && !t.receipt_acked) {
                 at(t.receipt_next_send);
             }
         }
@@ -963,8 +1000,6 @@ impl ReturnFlow {
             p.cursor = 0;
         }
         t.fetch_from = 0;
-        t.receipt_acked = false;
-        t.receipt_next_send = now;
         if next != current {
             self.out.push_back(Output::Event(Event::SourceChanged {
                 manifest: *manifest,
@@ -1153,6 +1188,13 @@ impl ReturnFlow {
             t.receipt_seq = (t.receipt_seq + 1).max(now.0);
             t.receipt_dirty = false;
             t.receipt_acked = false;
+            // Each new receipt tries the parent first (it may be back).
+            if t.receipt_to.is_some() {
+                t.receipt_to = valid_sources(self.region(), &t.record.manifest.manifest)
+                    .first()
+                    .copied();
+                t.receipt_first_sent = None;
+            }
             let summary = self.summary(t, now);
             self.out
                 .push_back(Output::Event(Event::Completeness(summary)));
@@ -1163,11 +1205,21 @@ impl ReturnFlow {
                 now.plus_ms(self.config.receipt_interval_ms)
             };
         }
-        let Some(source) = t.source else {
+        let Some(mut to) = t.receipt_to else {
             return;
         };
         if t.receipt_seq == 0 || t.receipt_acked || now < t.receipt_next_send {
             return;
+        }
+        let first = *t.receipt_first_sent.get_or_insert(now);
+        if now.since_ms(first) >= self.config.source_silence_ms_max {
+            // Skip-level fallback for receipts: the next ancestor, round-robin.
+            let candidates = valid_sources(self.region(), &t.record.manifest.manifest);
+            if let Some(i) = candidates.iter().position(|c| *c == to) {
+                to = candidates[(i + 1) % candidates.len()];
+            }
+            t.receipt_to = Some(to);
+            t.receipt_first_sent = Some(now);
         }
         let summary = self.summary(t, now);
         let signed = SignedReceipt::sign(summary, &self.config.identity);
@@ -1177,7 +1229,7 @@ impl ReturnFlow {
                 .min(self.config.receipt_interval_ms)
                 .max(1),
         );
-        self.send(source, ReturnFlowMsg::Receipt(Arc::new(signed)));
+        self.send(to, ReturnFlowMsg::Receipt(Arc::new(signed)));
     }
 
     fn summary(&self, t: &Transfer, now: UnixMs) -> Receipt {
@@ -1220,4 +1272,40 @@ fn valid_sources(me: RegionCode, m: &crate::manifest::Manifest) -> Vec<RegionCod
         v.push(m.publisher.region);
     }
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::GroupSet;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The range set agrees with a plain bit model on every query.
+        #[test]
+        fn group_set_matches_a_bit_model(len in 0u64..200, ops in proptest::collection::vec((0u64..220, 0u64..40), 0..30)) {
+            let mut set = GroupSet::new(len);
+            let mut model = vec![false; len as usize];
+            for (start, n) in ops {
+                set.insert_range(start..start + n);
+                for g in start..(start + n).min(len) {
+                    model[g as usize] = true;
+                }
+                prop_assert_eq!(set.count, model.iter().filter(|b| **b).count() as u64);
+                prop_assert!(set.ranges.windows(2).all(|w| w[0].end < w[1].start));
+            }
+            prop_assert_eq!(set.is_full(), model.iter().all(|b| *b));
+            for from in 0..len + 2 {
+                let has = |g: u64| g < len && model[g as usize];
+                prop_assert_eq!(set.contains(from), has(from));
+                for present in [true, false] {
+                    let want = (from..len).find(|g| has(*g) == present);
+                    prop_assert_eq!(set.next_with(from, present), want);
+                    if let Some(s) = want {
+                        let end = (s..len).find(|g| has(*g) != present).unwrap_or(len).min(s + 7);
+                        prop_assert_eq!(set.run_end(s, present, 7), end);
+                    }
+                }
+            }
+        }
+    }
 }
