@@ -21,8 +21,9 @@ use serde::{Deserialize, Serialize};
 use crate::cert::{check_chain_limits, CertChain, CertError, NodeIdentity, TrustStore};
 use crate::time::UnixMs;
 use crate::wire::{
-    check_len, digest, Bounded, LimitError, CHANGES_PER_UPDATE_MAX, DATA_ITEMS_PER_ENTRY_MAX,
-    LIST_ITEMS_MAX, NAME_BYTES_MAX, TEXT_BYTES_MAX,
+    check_len, digest, encoded_len, Bounded, LimitError, CATALOG_UPDATE_BYTES_MAX,
+    CHANGES_PER_UPDATE_MAX, DATA_ITEMS_PER_ENTRY_MAX, LIST_ITEMS_MAX, NAME_BYTES_MAX,
+    TEXT_BYTES_MAX,
 };
 
 const UPDATE_DOMAIN: &[u8] = b"backflow/catalog-update/v1";
@@ -509,11 +510,13 @@ impl SignedCatalogUpdate {
         }
         update.validate().map_err(CatalogError::Invalid)?;
         let signature = identity.sign(&digest(UPDATE_DOMAIN, &update));
-        Ok(SignedCatalogUpdate {
+        let signed = SignedCatalogUpdate {
             update,
             signer: identity.chain.clone(),
             signature,
-        })
+        };
+        signed.check_limits()?;
+        Ok(signed)
     }
 
     /// Content hash (names the update in logs and dedup).
@@ -550,8 +553,14 @@ impl Bounded for SignedCatalogUpdate {
             "department bytes",
             self.update.origin.department.len(),
             NAME_BYTES_MAX,
+        )?;
+        // Entry contents are checked (and reported in full) by `validate`; the whole update
+        // must fit comfortably in a frame so any single version can always be synced.
+        check_len(
+            "catalog update bytes",
+            encoded_len(self),
+            CATALOG_UPDATE_BYTES_MAX,
         )
-        // Entry contents are checked (and reported in full) by `validate`.
     }
 }
 

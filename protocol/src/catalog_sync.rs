@@ -442,11 +442,15 @@ impl CatalogSync {
             match self.apply_to_catalog(&update) {
                 Ok(Applied::Advanced) => {
                     let seq = update.update.seq;
-                    if let Err(e) = self.push_log(update, true) {
-                        // Log full: stop here; the sender will retry later.
+                    if self.push_log(update, true).is_err() {
+                        // Log full: stop here; the sender retries later (an operator must act).
                         watermark = index - 1;
-                        self.reject(from, Some(origin), CatalogError::Invalid(vec![]));
-                        let _ = e;
+                        let full = LimitError {
+                            what: "catalog log entries",
+                            len: self.log.len(),
+                            max: LOG_ENTRIES_MAX as usize,
+                        };
+                        self.reject(from, Some(origin), CatalogError::Limit(full));
                         break;
                     }
                     self.out

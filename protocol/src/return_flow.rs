@@ -504,6 +504,17 @@ impl ReturnFlow {
         let hash = manifest.verify(trust, now, &self.config.policy)?;
         entries.sort_unstable_by_key(|e| e.region);
         let tree = verify_partitions(&manifest.manifest, scope, &entries, &RegionProof::default())?;
+        // Every announce must fit its limit: the largest is the one for a child of the scope
+        // (or for the scope itself when publishing from above it).
+        let first_targets: Vec<RegionCode> = if me == scope {
+            tree.children_with_data(scope).collect()
+        } else {
+            vec![scope]
+        };
+        for target in first_targets {
+            let n = entries.iter().filter(|e| target.contains(e.region)).count();
+            check_len("announce entries", n, ANNOUNCE_ENTRIES_MAX).map_err(ManifestError::from)?;
+        }
         check_succession(
             self.held.get(&manifest.manifest.dataset).copied(),
             &manifest.manifest,
@@ -676,7 +687,7 @@ impl ReturnFlow {
             ReturnFlowMsg::Receipt(r) => self.on_receipt(now, trust, from, &r),
             ReturnFlowMsg::ReceiptAck { manifest, seq } => {
                 if let Some(t) = self.transfers.get_mut(&manifest) {
-                    if seq == t.receipt_seq {
+                    if seq == t.receipt_seq && t.receipt_to == Some(from) {
                         t.receipt_acked = true;
                         t.receipt_first_sent = None;
                     }

@@ -37,6 +37,9 @@ pub const CERT_CHAIN_LEN_MAX: usize = 4;
 pub const DATA_ITEMS_PER_ENTRY_MAX: usize = 512;
 /// Short lists inside a catalog entry (sharing methods, permitted uses, scope regions).
 pub const LIST_ITEMS_MAX: usize = 32;
+/// Encoded bytes of one signed catalog version: a quarter frame, so a batch always carries at
+/// least one and typically many.
+pub const CATALOG_UPDATE_BYTES_MAX: usize = FRAME_BYTES_MAX / 4;
 /// Changes in one signed catalog version.
 pub const CHANGES_PER_UPDATE_MAX: usize = 256;
 /// Catalog updates in one sync batch; with `CHANGES_PER_UPDATE_MAX` bounds a batch's work.
