@@ -430,14 +430,7 @@ impl<N: SimNode> Engine<N> {
             self.stats.kinds.entry(kind).or_default().lost += 1;
             return;
         }
-        self.push(
-            arrive,
-            EventKind::Deliver {
-                from,
-                to: to as u32,
-                msg,
-            },
-        );
+        self.push(arrive, EventKind::Deliver { from, to, msg });
     }
 
     fn observe(&mut self, i: u32, obs: Observation) {

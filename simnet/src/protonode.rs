@@ -35,7 +35,7 @@ use backflow_protocol::return_flow::{
     Event, Output, ReturnFlow, ReturnFlowConfig, ReturnFlowMsg, StorageOp, TransferRecord,
 };
 use backflow_protocol::time::{UnixMs, DAY_MS};
-use backflow_protocol::wire::encoded_len;
+use backflow_protocol::wire::{encoded_len, ANNOUNCE_ENTRIES_MAX};
 use backflow_topology::{Level, RegionCode, Topology};
 use ed25519_dalek::SigningKey;
 
@@ -118,11 +118,15 @@ impl Wire for ProtoMsg {
     }
 }
 
+/// A signed manifest and the partition entries it covers, as the publisher hands them over.
+type Publication = (SignedManifest, Vec<PartitionEntry>);
+
 /// Read-only data shared by all nodes of a run.
 pub struct Shared {
     anchor: ed25519_dalek::VerifyingKey,
-    /// The manifest hash of the run's dataset (for `held`).
-    manifest_hash: Option<Hash>,
+    /// Every manifest of the run's dataset: (scope, hash). One, unless the dataset had to be
+    /// split (see [`publish_scopes`]).
+    manifests: Vec<(RegionCode, Hash)>,
     rf_retry_ms: u64,
     rf_silence_ms: u64,
     /// Timers beyond this are not scheduled (the run ends before; e.g. manifest expiry).
@@ -138,7 +142,9 @@ pub struct ProtoNode {
     rf: ReturnFlow,
     cat: CatalogSync,
     /// Publisher only: what to publish at start.
-    to_publish: Option<(SignedManifest, Vec<PartitionEntry>)>,
+    to_publish: Vec<Publication>,
+    /// Publisher only: manifests whose receipts cover their whole scope.
+    manifests_complete: std::collections::BTreeSet<Hash>,
     // Durable store (survives crashes).
     records: BTreeMap<Hash, Arc<TransferRecord>>,
     stored: BTreeMap<RegionCode, Vec<Range<u64>>>,
@@ -291,8 +297,9 @@ pub fn build_nodes(
     }
     let anchor = identities[0].key.verifying_key();
 
-    let mut to_publish = None;
-    let mut manifest_hash = None;
+    // (publisher index, [(signed manifest, entries)]) and every manifest's (scope, hash).
+    let mut to_publish: Option<(usize, Vec<Publication>)> = None;
+    let mut manifests: Vec<(RegionCode, Hash)> = Vec::new();
     if let Some(publisher) = config.publisher {
         let schema = Schema {
             name: "simnet-records".to_string(),
@@ -308,42 +315,62 @@ pub fn build_nodes(
             ],
         };
         let schema_hash = schema.hash();
-        let entries: Vec<PartitionEntry> = codes
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| c.level() == Level::Township && publisher.contains(**c))
-            .map(|(i, &c)| PartitionEntry {
-                region: c,
-                content_hash: layout.parts[i].hash,
-                bytes: layout.parts[i].bytes,
-                records: layout.parts[i].records,
-                schema_hash,
-            })
-            .collect();
-        let manifest = build_manifest(
-            layout.dataset_id.clone(),
-            1,
-            CatalogOrigin {
-                region: publisher,
-                department: PUBLISHER_DEPARTMENT.to_string(),
-            },
-            publisher,
-            UnixMs(EPOCH_MS),
-            UnixMs(EPOCH_MS + 30 * DAY_MS),
-            None,
-            schema,
-            &entries,
-        )
-        .map_err(|e| format!("building the manifest: {e}"))?;
-        manifest_hash = Some(manifest.hash());
+        let entry_of = |i: usize, c: RegionCode| PartitionEntry {
+            region: c,
+            content_hash: layout.parts[i].hash,
+            bytes: layout.parts[i].bytes,
+            records: layout.parts[i].records,
+            schema_hash,
+        };
         let pi = codes.binary_search(&publisher).unwrap_or(0);
-        let signed = SignedManifest::sign(manifest, &identities[pi])
-            .map_err(|e| format!("signing the manifest: {e}"))?;
-        to_publish = Some((pi, signed, entries));
+        let mut published = Vec::new();
+        for scope in publish_scopes(topo, publisher) {
+            let entries: Vec<PartitionEntry> = codes
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| c.level() == Level::Township && scope.contains(**c))
+                .map(|(i, &c)| entry_of(i, c))
+                .collect();
+            let dataset = if scope == publisher {
+                layout.dataset_id.clone()
+            } else {
+                format!("{}@{scope}", layout.dataset_id)
+            };
+            let manifest = build_manifest(
+                dataset,
+                1,
+                CatalogOrigin {
+                    region: publisher,
+                    department: PUBLISHER_DEPARTMENT.to_string(),
+                },
+                scope,
+                UnixMs(EPOCH_MS),
+                UnixMs(EPOCH_MS + 30 * DAY_MS),
+                None,
+                schema.clone(),
+                &entries,
+            )
+            .map_err(|e| format!("building the manifest for {scope}: {e}"))?;
+            manifests.push((scope, manifest.hash()));
+            let signed = SignedManifest::sign(manifest, &identities[pi])
+                .map_err(|e| format!("signing the manifest: {e}"))?;
+            // Dry run, so a manifest the protocol refuses is a clear error, not a dead run.
+            let mut probe = ReturnFlow::new(ReturnFlowConfig::new(identities[pi].clone()));
+            probe
+                .publish(
+                    UnixMs(EPOCH_MS),
+                    &mut TrustStore::new(anchor),
+                    signed.clone(),
+                    entries.clone(),
+                )
+                .map_err(|e| format!("the protocol refuses to publish this dataset: {e}"))?;
+            published.push((signed, entries));
+        }
+        to_publish = Some((pi, published));
     }
     let shared = Arc::new(Shared {
         anchor,
-        manifest_hash,
+        manifests,
         rf_retry_ms: 5_000,
         rf_silence_ms: match config.routing {
             // Never give up on the parent, upwards or downwards.
@@ -362,8 +389,8 @@ pub fn build_nodes(
         let mut pending_changes = changes.remove(&me).unwrap_or_default();
         pending_changes.sort_unstable_by(|a, b| b.cmp(a));
         let publish = match &to_publish {
-            Some((pi, signed, entries)) if *pi == i => Some((signed.clone(), entries.clone())),
-            _ => None,
+            Some((pi, list)) if *pi == i => list.clone(),
+            _ => Vec::new(),
         };
         nodes.push(ProtoNode {
             rf: ReturnFlow::new(rf_config(identity.clone(), &shared)),
@@ -380,9 +407,28 @@ pub fn build_nodes(
             cat_watermarks: BTreeMap::new(),
             pending_changes,
             churn_applied: 0,
+            manifests_complete: Default::default(),
         });
     }
     Ok(nodes)
+}
+
+/// The scopes the publisher signs manifests for: its own region, unless that has more
+/// partitions than one announce may carry (`ANNOUNCE_ENTRIES_MAX`, which the protocol also
+/// applies to the publisher's own entry list): then each child region that fits, recursively.
+/// For China at national (41,352 townships) this gives one manifest per province.
+pub fn publish_scopes(topo: &Topology, publisher: RegionCode) -> Vec<RegionCode> {
+    let townships = |r: RegionCode| topo.townships_under(r).len();
+    let mut out = Vec::new();
+    let mut todo = vec![publisher];
+    while let Some(r) = todo.pop() {
+        if townships(r) <= ANNOUNCE_ENTRIES_MAX || r.level() == Level::Township {
+            out.push(r);
+        } else {
+            todo.extend(topo.children(r).iter().rev());
+        }
+    }
+    out
 }
 
 impl ProtoNode {
@@ -476,8 +522,11 @@ impl ProtoNode {
         match e {
             Event::TransferComplete { .. } => ctx.observe(Observation::DataComplete),
             Event::Completeness(r) => {
-                if r.is_complete() && self.to_publish_region() {
-                    ctx.observe(Observation::ReceiptsComplete);
+                if r.is_complete() && self.is_publisher() {
+                    self.manifests_complete.insert(r.manifest);
+                    if self.manifests_complete.len() == self.shared.manifests.len() {
+                        ctx.observe(Observation::ReceiptsComplete);
+                    }
                 }
             }
             Event::ManifestAccepted { .. } => {}
@@ -492,7 +541,7 @@ impl ProtoNode {
     }
 
     /// Whether this node published the dataset.
-    fn to_publish_region(&self) -> bool {
+    fn is_publisher(&self) -> bool {
         self.records.values().any(|r| r.published)
     }
 
@@ -568,22 +617,34 @@ impl SimNode for ProtoNode {
 
     fn on_start(&mut self, ctx: &mut Ctx<'_, ProtoMsg>) {
         let now = now_ms(ctx.now_us());
-        if let Some((signed, entries)) = self.to_publish.take() {
+        let publish = std::mem::take(&mut self.to_publish);
+        if publish.len() > 1 {
+            ctx.observe(Observation::Note("publish_split_manifests"));
+        }
+        for (signed, entries) in publish {
             // The publisher holds every partition in full.
             for e in &entries {
                 if e.bytes > 0 {
-                    self.stored.insert(e.region, vec![0..e.groups()]);
+                    self.stored
+                        .insert(e.region, std::iter::once(0..e.groups()).collect());
                 }
                 self.stored_bytes += e.bytes;
             }
             ctx.observe(Observation::StoredBytes(self.stored_bytes));
-            match self.rf.publish(now, &mut self.trust, signed, entries) {
-                Ok(_) => ctx.observe(Observation::DataComplete),
-                Err(_) => ctx.observe(Observation::Note("publish_failed")),
+            if self
+                .rf
+                .publish(now, &mut self.trust, signed, entries)
+                .is_err()
+            {
+                ctx.observe(Observation::Note("publish_failed"));
             }
         }
         self.submit_due_changes(ctx);
         self.drain(ctx);
+        // After the drain: the published transfer records are in the store now.
+        if self.is_publisher() {
+            ctx.observe(Observation::DataComplete);
+        }
     }
 
     fn on_message(&mut self, ctx: &mut Ctx<'_, ProtoMsg>, from: RegionCode, msg: ProtoMsg) {
@@ -662,30 +723,41 @@ impl SimNode for ProtoNode {
 
 impl Inspect for ProtoNode {
     fn held(&self) -> Held {
-        let Some(hash) = self.shared.manifest_hash else {
+        // The manifests that concern this node: those whose scope contains it (a receiver) or
+        // that it contains (a publisher above the scope).
+        let relevant: Vec<Hash> = self
+            .shared
+            .manifests
+            .iter()
+            .filter(|(scope, _)| scope.contains(self.me) || self.me.contains(*scope))
+            .map(|(_, h)| *h)
+            .collect();
+        if relevant.is_empty() {
             return Held::default();
-        };
-        let complete = self.rf.is_complete(&hash);
-        let Some(record) = self.records.get(&hash) else {
-            return Held::default();
-        };
-        // What this node holds, from its durable store and the verified entries it received.
+        }
         let mut held = Held {
-            complete,
+            complete: relevant.iter().all(|h| self.rf.is_complete(h)),
             bytes: self.stored_bytes,
             records: 0,
             hash: None,
         };
-        for e in &record.entries {
-            let full = e.bytes == 0
-                || self.stored.get(&e.region).is_some_and(|l| {
-                    l.iter().map(|r| range_bytes(e.bytes, r)).sum::<u64>() == e.bytes
-                });
-            if full {
-                held.records += e.records;
-            }
-            if e.region == self.me {
-                held.hash = Some(e.content_hash);
+        // What this node holds, from its durable store and the verified entries it received.
+        for hash in &relevant {
+            let Some(record) = self.records.get(hash) else {
+                held.complete = false;
+                continue;
+            };
+            for e in &record.entries {
+                let full = e.bytes == 0
+                    || self.stored.get(&e.region).is_some_and(|l| {
+                        l.iter().map(|r| range_bytes(e.bytes, r)).sum::<u64>() == e.bytes
+                    });
+                if full {
+                    held.records += e.records;
+                }
+                if e.region == self.me {
+                    held.hash = Some(e.content_hash);
+                }
             }
         }
         held
