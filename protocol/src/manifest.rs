@@ -243,6 +243,8 @@ pub enum ManifestError {
     RootMismatch,
     #[error("malformed region proof: {0}")]
     BadProof(&'static str),
+    #[error("partition count or totals do not match the manifest")]
+    TotalsMismatch,
     #[error("announce from {from}, which is not a source for this node")]
     NotASource { from: RegionCode },
 }
@@ -593,6 +595,40 @@ pub fn verify_partitions(
     proof: &RegionProof,
 ) -> Result<RegionTree, ManifestError> {
     check_len("announce entries", entries.len(), ANNOUNCE_ENTRIES_MAX)?;
+    verify_partitions_unbounded(manifest, region, entries, proof)
+}
+
+/// [`verify_partitions`] for a publisher's full entry list, which may exceed one announce
+/// (up to `PARTITIONS_PER_MANIFEST_MAX`); also checks the manifest's count and totals.
+pub fn verify_all_partitions(
+    manifest: &Manifest,
+    entries: &[PartitionEntry],
+) -> Result<RegionTree, ManifestError> {
+    check_len(
+        "partitions",
+        entries.len(),
+        PARTITIONS_PER_MANIFEST_MAX as usize,
+    )?;
+    let records: u64 = entries
+        .iter()
+        .map(|e| e.records)
+        .fold(0, u64::saturating_add);
+    let bytes: u64 = entries.iter().map(|e| e.bytes).fold(0, u64::saturating_add);
+    if entries.len() != manifest.partition_count as usize
+        || records != manifest.records_total
+        || bytes != manifest.bytes_total
+    {
+        return Err(ManifestError::TotalsMismatch);
+    }
+    verify_partitions_unbounded(manifest, manifest.scope, entries, &RegionProof::default())
+}
+
+fn verify_partitions_unbounded(
+    manifest: &Manifest,
+    region: RegionCode,
+    entries: &[PartitionEntry],
+    proof: &RegionProof,
+) -> Result<RegionTree, ManifestError> {
     if !manifest.scope.contains(region) {
         return Err(ManifestError::OutsideScope {
             region,
@@ -659,8 +695,11 @@ pub fn build_manifest(
         schema,
         partitions_root: tree.root_hash(),
         partition_count: entries.len() as u32,
-        records_total: entries.iter().map(|e| e.records).sum(),
-        bytes_total: entries.iter().map(|e| e.bytes).sum(),
+        records_total: entries
+            .iter()
+            .map(|e| e.records)
+            .fold(0, u64::saturating_add),
+        bytes_total: entries.iter().map(|e| e.bytes).fold(0, u64::saturating_add),
     })
 }
 

@@ -44,8 +44,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::cert::{NodeIdentity, TrustStore};
 use crate::manifest::{
-    check_succession, verify_partitions, Hash, HeldVersion, ManifestError, ManifestPolicy,
-    PartitionEntry, RegionProof, RegionTree, SignedManifest, Succession,
+    check_succession, verify_all_partitions, verify_partitions, Hash, HeldVersion, ManifestError,
+    ManifestPolicy, PartitionEntry, RegionProof, RegionTree, SignedManifest, Succession,
     CHUNK_GROUPS_PER_FRAME_MAX,
 };
 use crate::receipt::{Receipt, ReceiptError, ReceiptLedger, SignedReceipt};
@@ -503,7 +503,7 @@ impl ReturnFlow {
         }
         let hash = manifest.verify(trust, now, &self.config.policy)?;
         entries.sort_unstable_by_key(|e| e.region);
-        let tree = verify_partitions(&manifest.manifest, scope, &entries, &RegionProof::default())?;
+        let tree = verify_all_partitions(&manifest.manifest, &entries)?;
         // Every announce must fit its limit: the largest is the one for a child of the scope
         // (or for the scope itself when publishing from above it).
         let first_targets: Vec<RegionCode> = if me == scope {
@@ -544,7 +544,11 @@ impl ReturnFlow {
         let m = &record.manifest.manifest;
         let hash = m.hash();
         let root = if record.published { m.scope } else { me };
-        let tree = verify_partitions(m, root, &record.entries, &record.proof)?;
+        let tree = if record.published {
+            verify_all_partitions(m, &record.entries)?
+        } else {
+            verify_partitions(m, root, &record.entries, &record.proof)?
+        };
         if let Some(h) = self.held.get(&m.dataset) {
             if h.version >= m.version {
                 return Ok(hash);

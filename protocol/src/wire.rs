@@ -187,6 +187,30 @@ pub fn decode_frame(bytes: &[u8]) -> Result<Message, WireError> {
     Ok(message)
 }
 
+/// Records a node reads back from its own storage (e.g. a publisher's `TransferRecord` with
+/// one entry per region of the country, ~3.5 MB) may exceed a frame; they are still bounded.
+pub const STORED_RECORD_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+/// Decodes a value read from local storage: like [`decode_exact`] but under
+/// `STORED_RECORD_BYTES_MAX`. Corrupt storage yields an error, never a panic.
+pub fn decode_stored<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, WireError> {
+    if bytes.len() > STORED_RECORD_BYTES_MAX {
+        return Err(WireError::FrameTooLarge {
+            len: bytes.len(),
+            max: STORED_RECORD_BYTES_MAX,
+        });
+    }
+    let config = bincode::config::standard().with_limit::<STORED_RECORD_BYTES_MAX>();
+    let (value, used) = bincode::serde::decode_from_slice(bytes, config)
+        .map_err(|e| WireError::Malformed(e.to_string()))?;
+    if used != bytes.len() {
+        return Err(WireError::TrailingBytes {
+            extra: bytes.len() - used,
+        });
+    }
+    Ok(value)
+}
+
 /// Encodes any value with the wire configuration (used for storage records too).
 pub fn encode_value<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, WireError> {
     bincode::serde::encode_to_vec(value, config()).map_err(|e| WireError::Malformed(e.to_string()))

@@ -593,3 +593,104 @@ proptest! {
         prop_assert!(sim.run(6 * 3_600_000, |s| everyone_done(s, &d, hash)));
     }
 }
+
+/// `n` synthetic townships under province `p` (codes built by arithmetic).
+fn townships(p: &str, n: usize) -> Vec<RegionCode> {
+    let mut out = Vec::new();
+    let province = code(p);
+    'outer: for c in 1..100 {
+        let city = province.child(c).unwrap();
+        for k in 1..100 {
+            let county = city.child(k).unwrap();
+            for t in 1..=100 {
+                out.push(county.child(t).unwrap());
+                if out.len() == n {
+                    break 'outer;
+                }
+            }
+        }
+    }
+    out
+}
+
+fn synthetic_entries(regions: &[RegionCode]) -> Vec<backflow_protocol::manifest::PartitionEntry> {
+    let s = schema();
+    regions
+        .iter()
+        .map(|r| backflow_protocol::manifest::PartitionEntry {
+            region: *r,
+            content_hash: *blake3::hash(r.to_string().as_bytes()).as_bytes(),
+            bytes: 1 << 20,
+            records: 1_000,
+            schema_hash: s.hash(),
+        })
+        .collect()
+}
+
+#[test]
+fn a_publisher_may_hold_more_partitions_than_one_announce() {
+    use backflow_protocol::manifest::{build_manifest, SignedManifest};
+    use backflow_protocol::return_flow::ReturnFlowError;
+    use backflow_protocol::wire::{decode_stored, encode_value, ANNOUNCE_ENTRIES_MAX};
+    let fx = Fixture::new();
+    let n = ANNOUNCE_ENTRIES_MAX / 2 + 100;
+    let mut regions = townships("11", n);
+    regions.extend(townships("12", n));
+    let entries = synthetic_entries(&regions);
+    let sign = |entries: &[backflow_protocol::manifest::PartitionEntry], tweak: bool| {
+        let mut m = build_manifest(
+            "census".into(),
+            1,
+            origin("0", "国家统计局"),
+            RegionCode::NATIONAL,
+            T0,
+            T0.plus_ms(DAY_MS),
+            None,
+            schema(),
+            entries,
+        )
+        .unwrap();
+        if tweak {
+            m.partition_count -= 1;
+        }
+        SignedManifest::sign(m, fx.id("0")).unwrap()
+    };
+    let mut rf = ReturnFlow::new(ReturnFlowConfig::new(fx.id("0").clone()));
+    let mut trust = fx.trust();
+    let hash = rf
+        .publish(T0, &mut trust, sign(&entries, false), entries.clone())
+        .unwrap();
+    // Announces go out per province, each within the limit; the record survives storage.
+    let mut announced = 0;
+    while let Some(o) = rf.poll_output() {
+        match o {
+            Output::Send {
+                msg: ReturnFlowMsg::Announce(a),
+                ..
+            } => {
+                assert!(a.entries.len() <= ANNOUNCE_ENTRIES_MAX);
+                announced += a.entries.len();
+            }
+            Output::Storage(StorageOp::PutTransfer(rec)) => {
+                let bytes = encode_value(&*rec).unwrap();
+                let back: TransferRecord = decode_stored(&bytes).unwrap();
+                let mut again = ReturnFlow::new(ReturnFlowConfig::new(fx.id("0").clone()));
+                assert_eq!(again.restore(T0, back, &[]).unwrap(), hash);
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(announced, entries.len());
+    // A manifest whose counts disagree with its entries is refused.
+    let mut rf = ReturnFlow::new(ReturnFlowConfig::new(fx.id("0").clone()));
+    assert!(matches!(
+        rf.publish(T0, &mut trust, sign(&entries, true), entries.clone()),
+        Err(ReturnFlowError::Manifest(ManifestError::TotalsMismatch))
+    ));
+    // One province over the announce limit cannot be published as a single subtree.
+    let big = synthetic_entries(&townships("11", ANNOUNCE_ENTRIES_MAX + 1));
+    assert!(matches!(
+        rf.publish(T0, &mut trust, sign(&big, false), big.clone()),
+        Err(ReturnFlowError::Manifest(ManifestError::Limit(_)))
+    ));
+}
