@@ -27,6 +27,7 @@ use crate::wire::{check_len, digest, LimitError, CERT_CHAIN_LEN_MAX, PEER_ID_BYT
 const CERT_DOMAIN: &[u8] = b"backflow/cert/v1";
 const ROTATION_DOMAIN: &[u8] = b"backflow/cert-rotation/v1";
 const ANCHOR_ROTATION_DOMAIN: &[u8] = b"backflow/anchor-rotation/v1";
+const REVOCATION_DOMAIN: &[u8] = b"backflow/revocation/v1";
 
 /// Verified-signature cache entries per store. Bounded so a peer cycling through certificates
 /// cannot grow memory; the cache is simply cleared when full (verification is only slower).
@@ -433,6 +434,58 @@ impl TrustStore {
             self.verified.insert(memo);
         }
         ok
+    }
+}
+
+/// A signed revocation: an ancestor jurisdiction declares a descendant's key void (e.g. after
+/// a compromise). Distributed by the shells out of band (CLI, configuration, gossip) and
+/// applied with [`TrustStore::apply_revocation`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revocation {
+    pub subject: RegionCode,
+    pub key: VerifyingKey,
+    pub at: UnixMs,
+    pub issuer_chain: CertChain,
+    pub signature: Signature,
+}
+
+impl Revocation {
+    /// `issuer` revokes `key` of the descendant region `subject`.
+    pub fn issue(
+        issuer: &NodeIdentity,
+        subject: RegionCode,
+        key: VerifyingKey,
+        at: UnixMs,
+    ) -> Result<Revocation, CertError> {
+        if subject == issuer.region || !issuer.region.contains(subject) {
+            return Err(CertError::OutsideIssuerRegion {
+                subject,
+                issuer: issuer.region,
+            });
+        }
+        Ok(Revocation {
+            subject,
+            key,
+            at,
+            issuer_chain: issuer.chain.clone(),
+            signature: issuer.sign(&digest(REVOCATION_DOMAIN, &(subject, key, at))),
+        })
+    }
+}
+
+impl TrustStore {
+    /// Verifies a revocation (issuer chain valid now, issuer a strict ancestor of the subject,
+    /// signature) and revokes the key.
+    pub fn apply_revocation(&mut self, r: &Revocation, now: UnixMs) -> Result<(), CertError> {
+        let d = digest(REVOCATION_DOMAIN, &(r.subject, r.key, r.at));
+        let issuer = self.verify_signed(&r.issuer_chain, now, &d, &r.signature)?;
+        if r.subject == issuer.region || !issuer.region.contains(r.subject) {
+            return Err(CertError::OutsideIssuerRegion {
+                subject: r.subject,
+                issuer: issuer.region,
+            });
+        }
+        self.revoke(&r.key)
     }
 }
 

@@ -694,3 +694,63 @@ fn a_publisher_may_hold_more_partitions_than_one_announce() {
         Err(ReturnFlowError::Manifest(ManifestError::Limit(_)))
     ));
 }
+
+#[test]
+fn forged_receipts_are_rejected() {
+    use backflow_protocol::receipt::{Receipt, ReceiptError, SignedReceipt};
+    let mut sim = Sim::new(11, Faults::NONE);
+    let d = dibao(&sim.fx, 1, None);
+    let hash = sim.publish(&d);
+    assert!(sim.run(60_000, |s| everyone_done(s, &d, hash)));
+    let t = code("110101001");
+    let county = code("110101");
+    let receipt = Receipt {
+        region: t,
+        manifest: hash,
+        seq: u64::MAX,
+        at: sim.wire.now,
+        regions_expected: 1,
+        regions_delivered: 0,
+        records_delivered: 0,
+        bytes_delivered: 0,
+        missing: vec![t],
+    };
+    // Signed by the sibling township but claiming to be from `t`.
+    let sibling = sim.fx.id("110101002");
+    let forged = SignedReceipt {
+        signature: sibling.sign(&backflow_protocol::wire::digest(
+            b"backflow/receipt/v1",
+            &receipt,
+        )),
+        receipt: receipt.clone(),
+        signer: sibling.chain.clone(),
+    };
+    // Properly signed, then tampered.
+    let mut tampered = SignedReceipt::sign(receipt, sim.fx.id("110101001"));
+    tampered.receipt.records_delivered = 1;
+    let now = sim.wire.now;
+    for r in [forged, tampered] {
+        let node = sim.nodes.get_mut(&county).unwrap();
+        node.rf
+            .handle_message(now, &mut node.trust, t, ReturnFlowMsg::Receipt(Arc::new(r)));
+    }
+    sim.flush(county);
+    let errors: Vec<_> = sim.nodes[&county]
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::ReceiptRejected { error, .. } => Some(error.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(matches!(
+        errors[..],
+        [ReceiptError::WrongSigner { .. }, ReceiptError::Cert(_)]
+    ));
+    // The county's view is unchanged: the township delivered.
+    assert!(sim.nodes[&county]
+        .rf
+        .completeness(&hash)
+        .unwrap()
+        .is_complete());
+}

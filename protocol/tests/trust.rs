@@ -238,3 +238,27 @@ fn level_mismatch_is_rejected() {
         Err(CertError::LevelMismatch { .. })
     ));
 }
+
+#[test]
+fn signed_revocations_come_from_an_ancestor() {
+    use backflow_protocol::cert::Revocation;
+    let fx = Fixture::new();
+    let mut trust = fx.trust();
+    let county_key = key("110101").verifying_key();
+    // A township cannot revoke its county, nor a sibling county.
+    assert!(Revocation::issue(fx.id("110101001"), code("110101"), county_key, T0).is_err());
+    let mut forged = Revocation::issue(fx.id("1101"), code("110101"), county_key, T0).unwrap();
+    forged.issuer_chain = fx.id("110102").chain.clone();
+    assert!(trust.apply_revocation(&forged, T0).is_err());
+    let mut sibling = Revocation::issue(fx.id("1101"), code("110101"), county_key, T0).unwrap();
+    sibling.subject = code("110102");
+    assert!(trust.apply_revocation(&sibling, T0).is_err());
+    assert!(trust.verify_chain(&fx.id("110101").chain, T0).is_ok());
+    // The city (or any ancestor) can.
+    let r = Revocation::issue(fx.id("11"), code("110101"), county_key, T0).unwrap();
+    trust.apply_revocation(&r, T0).unwrap();
+    assert!(matches!(
+        trust.verify_chain(&fx.id("110101").chain, T0),
+        Err(CertError::Revoked { .. })
+    ));
+}
