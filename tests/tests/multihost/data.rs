@@ -94,15 +94,27 @@ pub fn write_dataset(
             } else {
                 format!("ok{filler}")
             };
-            let line = format!("{id},{t}{village:03},H{id:07},{},{note}\n", 100 + (id * 37) % 4900);
+            let line = format!(
+                "{id},{t}{village:03},H{id:07},{},{note}\n",
+                100 + (id * 37) % 4900
+            );
             csv.extend_from_slice(line.as_bytes());
-            expected.entry(t.to_string()).or_default().extend_from_slice(line.as_bytes());
+            expected
+                .entry(t.to_string())
+                .or_default()
+                .extend_from_slice(line.as_bytes());
             *records.entry(t.to_string()).or_default() += 1;
         }
         if bad_lines && i == max / 2 {
-            csv.extend_from_slice(format!("{},,H9999990,100,missing code\n", id + 1_000_000).as_bytes());
             csv.extend_from_slice(
-                format!("{},33010X001001,H9999991,100,malformed code\n", id + 1_000_001).as_bytes(),
+                format!("{},,H9999990,100,missing code\n", id + 1_000_000).as_bytes(),
+            );
+            csv.extend_from_slice(
+                format!(
+                    "{},33010X001001,H9999991,100,malformed code\n",
+                    id + 1_000_001
+                )
+                .as_bytes(),
             );
             bad = 2;
         }
@@ -123,11 +135,22 @@ pub async fn publish(net: &Net, publisher: &str, ds: &Dataset) -> String {
     let out = net
         .cli(
             publisher,
-            &["publish", "--dataset", &ds.name, "--region-field", "village_code", &ds.file],
+            &[
+                "publish",
+                "--dataset",
+                &ds.name,
+                "--region-field",
+                "village_code",
+                &ds.file,
+            ],
         )
         .await;
     assert!(
-        out.contains(&format!("{} records in {} partitions", ds.good(), ds.expected.len())),
+        out.contains(&format!(
+            "{} records in {} partitions",
+            ds.good(),
+            ds.expected.len()
+        )),
         "publish report does not show {} records in {} partitions:\n{out}",
         ds.good(),
         ds.expected.len()
@@ -143,8 +166,16 @@ pub async fn publish(net: &Net, publisher: &str, ds: &Dataset) -> String {
 }
 
 /// Waits until the publisher's receipts show every region delivered; returns its status.
-pub async fn wait_publisher_complete(net: &Net, publisher: &str, ds: &Dataset, limit: Duration) -> Value {
-    let what = format!("{publisher} to see {} complete (receipts from every region)", ds.name);
+pub async fn wait_publisher_complete(
+    net: &Net,
+    publisher: &str,
+    ds: &Dataset,
+    limit: Duration,
+) -> Value {
+    let what = format!(
+        "{publisher} to see {} complete (receipts from every region)",
+        ds.name
+    );
     wait_for(&what, limit, || async {
         let s = net.dataset_status(publisher, &ds.name)?;
         (s["complete"] == true).then_some(s)
@@ -165,16 +196,42 @@ pub async fn wait_held_complete(net: &Net, node: &str, ds: &Dataset, limit: Dura
 /// The publisher's receipts account for exactly the dataset: every region, record and byte
 /// once (a duplicate delivery would overcount, a lost one undercount).
 pub fn assert_receipts_exact(status: &Value, ds: &Dataset) {
-    let n = |k: &str| status[k].as_u64().unwrap_or_else(|| panic!("status has no {k}: {status}"));
-    assert_eq!(n("regions_expected"), ds.expected.len() as u64, "regions expected: {status}");
-    assert_eq!(n("regions_delivered"), ds.expected.len() as u64, "regions delivered: {status}");
-    assert_eq!(n("records_delivered"), ds.good(), "records delivered: {status}");
-    assert_eq!(n("bytes_delivered"), ds.bytes(), "bytes delivered: {status}");
+    let n = |k: &str| {
+        status[k]
+            .as_u64()
+            .unwrap_or_else(|| panic!("status has no {k}: {status}"))
+    };
+    assert_eq!(
+        n("regions_expected"),
+        ds.expected.len() as u64,
+        "regions expected: {status}"
+    );
+    assert_eq!(
+        n("regions_delivered"),
+        ds.expected.len() as u64,
+        "regions delivered: {status}"
+    );
+    assert_eq!(
+        n("records_delivered"),
+        ds.good(),
+        "records delivered: {status}"
+    );
+    assert_eq!(
+        n("bytes_delivered"),
+        ds.bytes(),
+        "bytes delivered: {status}"
+    );
     assert_eq!(status["complete"], true, "{status}");
     for c in status["children"].as_array().expect("children") {
         assert_eq!(c["state"], "complete", "child not complete: {c}");
-        assert_eq!(c["records_delivered"], c["records_expected"], "child counts: {c}");
-        assert_eq!(c["bytes_delivered"], c["bytes_expected"], "child counts: {c}");
+        assert_eq!(
+            c["records_delivered"], c["records_expected"],
+            "child counts: {c}"
+        );
+        assert_eq!(
+            c["bytes_delivered"], c["bytes_expected"],
+            "child counts: {c}"
+        );
     }
 }
 
@@ -202,10 +259,17 @@ pub async fn assert_township_exact(net: &Net, node: &str, township: &str, ds: &D
         "{node}: export header"
     );
     let body = &text[header_end..];
-    let want = ds.expected.get(township).map(Vec::as_slice).unwrap_or_default();
+    let want = ds
+        .expected
+        .get(township)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
     let got_lines = body.iter().filter(|b| **b == b'\n').count() as u64;
     let want_lines = ds.records.get(township).copied().unwrap_or(0);
-    assert_eq!(got_lines, want_lines, "{node} ({township}) record count; export said: {report}");
+    assert_eq!(
+        got_lines, want_lines,
+        "{node} ({township}) record count; export said: {report}"
+    );
     assert_eq!(
         blake3::hash(body),
         blake3::hash(want),
@@ -241,7 +305,11 @@ pub fn catalog_has(net: &Net, node: &str, region: &str, id: &str) -> Option<Valu
         if c["region"] != region {
             return None;
         }
-        c["entries"].as_array()?.iter().find(|e| e["id"] == id).cloned()
+        c["entries"]
+            .as_array()?
+            .iter()
+            .find(|e| e["id"] == id)
+            .cloned()
     })
 }
 
@@ -250,7 +318,14 @@ pub async fn catalog_add(net: &Net, node: &str, entry: &Value) {
     let file = format!("catalog-{}.json", entry["id"].as_str().expect("id"));
     std::fs::write(net.host_path(node, &file), entry.to_string()).expect("write entry");
     let out = net
-        .cli(node, &["catalog", "add", &format!("{}/{file}", crate::harness::DATA_DIR)])
+        .cli(
+            node,
+            &[
+                "catalog",
+                "add",
+                &format!("{}/{file}", crate::harness::DATA_DIR),
+            ],
+        )
         .await;
     assert!(out.contains("submitted"), "catalog add at {node}: {out}");
 }

@@ -230,7 +230,8 @@ pub struct Node {
 
 impl Node {
     pub fn ip(&self) -> IpAddr {
-        self.ip.unwrap_or_else(|| panic!("{} has not been started", self.name))
+        self.ip
+            .unwrap_or_else(|| panic!("{} has not been started", self.name))
     }
 
     /// The node's libp2p address on the private network.
@@ -275,6 +276,8 @@ pub struct Wiring {
     pub parent: Option<String>,
     /// Overrides the ancestors list (default: every further ancestor's node, nearest first).
     pub ancestors: Option<Vec<String>>,
+    /// Extra environment variables for the node's process.
+    pub env: Vec<(String, String)>,
 }
 
 impl Net {
@@ -302,7 +305,10 @@ impl Net {
         let anchor = if region == "0" {
             None
         } else {
-            assert!(!self.anchor.is_empty(), "initialise the national node first");
+            assert!(
+                !self.anchor.is_empty(),
+                "initialise the national node first"
+            );
             Some(self.anchor.clone())
         };
         let node = init_node(self.suite, self.tmp.path(), name, region, anchor.as_deref());
@@ -355,7 +361,7 @@ impl Net {
             .unwrap_or_else(|| ups.iter().skip(1).cloned().collect());
         let node = self.nodes.get_mut(name).expect("node");
         write_wiring(&node.dir, parent.as_deref(), &ancestors);
-        let container = GenericImage::new(IMAGE_NAME, IMAGE_TAG)
+        let mut request = GenericImage::new(IMAGE_NAME, IMAGE_TAG)
             .with_wait_for(WaitFor::message_on_stdout("HTTP API on"))
             .with_network(self.network.clone())
             .with_container_name(format!("{}-{name}", self.name))
@@ -364,9 +370,14 @@ impl Net {
                 node.dir.to_string_lossy().to_string(),
                 DATA_DIR,
             ))
-            .with_env_var("RUST_LOG", "info,backflow_node=debug,libp2p=warn")
+            .with_env_var("RUST_LOG", "info,libp2p=warn")
+            .with_env_var("NO_COLOR", "1")
             .with_cmd(["run", "--data", DATA_DIR])
-            .with_startup_timeout(Duration::from_secs(CONTAINER_START_S_MAX))
+            .with_startup_timeout(Duration::from_secs(CONTAINER_START_S_MAX));
+        for (k, v) in wiring.env {
+            request = request.with_env_var(k, v);
+        }
+        let container = request
             .start()
             .await
             .unwrap_or_else(|e| panic!("starting container for {name} ({region}): {e}"));
@@ -377,9 +388,11 @@ impl Net {
         node.ip = Some(ip);
         node.container = Some(container);
         let api = node.api();
-        wait_for(&format!("{name}'s HTTP API"), Duration::from_secs(30), || async move {
-            http(api, "GET", "/api/status", None).ok().map(|_| ())
-        })
+        wait_for(
+            &format!("{name}'s HTTP API"),
+            Duration::from_secs(30),
+            || async move { http(api, "GET", "/api/status", None).ok().map(|_| ()) },
+        )
         .await;
     }
 
@@ -455,7 +468,8 @@ impl Net {
     /// Container logs (stdout + stderr) so far.
     pub async fn logs(&self, name: &str) -> String {
         let c = self.node(name).container();
-        let mut s = String::from_utf8_lossy(&c.stdout_to_vec().await.unwrap_or_default()).to_string();
+        let mut s =
+            String::from_utf8_lossy(&c.stdout_to_vec().await.unwrap_or_default()).to_string();
         s.push_str(&String::from_utf8_lossy(
             &c.stderr_to_vec().await.unwrap_or_default(),
         ));
@@ -478,7 +492,12 @@ impl Net {
 
     /// Cuts the node off this test's network (a partition), or reconnects it.
     pub fn disconnect(&self, name: &str) {
-        self.docker(&["network", "disconnect", &self.network, &self.node(name).id()]);
+        self.docker(&[
+            "network",
+            "disconnect",
+            &self.network,
+            &self.node(name).id(),
+        ]);
     }
 
     pub fn reconnect(&self, name: &str) {
@@ -489,7 +508,10 @@ impl Net {
         let ip = docker_output(&[
             "inspect",
             "--format",
-            &format!("{{{{(index .NetworkSettings.Networks \"{}\").IPAddress}}}}", self.network),
+            &format!(
+                "{{{{(index .NetworkSettings.Networks \"{}\").IPAddress}}}}",
+                self.network
+            ),
             &node.id(),
         ]);
         assert_eq!(
@@ -523,23 +545,37 @@ impl Net {
             "{name} came back at another address; its children dial the old one"
         );
         let api = node.api();
-        wait_for(&format!("{name}'s HTTP API after restart"), Duration::from_secs(30), || async move {
-            http(api, "GET", "/api/status", None).ok().map(|_| ())
-        })
+        wait_for(
+            &format!("{name}'s HTTP API after restart"),
+            Duration::from_secs(30),
+            || async move { http(api, "GET", "/api/status", None).ok().map(|_| ()) },
+        )
         .await;
     }
 
     /// The host-side veth of the node's container (its traffic *into* the container leaves
     /// the bridge through it).
     pub fn host_veth(&self, name: &str) -> String {
-        let pid = docker_output(&["inspect", "--format", "{{.State.Pid}}", &self.node(name).id()]);
+        let pid = docker_output(&[
+            "inspect",
+            "--format",
+            "{{.State.Pid}}",
+            &self.node(name).id(),
+        ]);
         let iflink = Command::new("nsenter")
             .args(["-t", pid.trim(), "-n", "cat", "/sys/class/net/eth0/iflink"])
             .output()
             .expect("nsenter");
-        assert!(iflink.status.success(), "nsenter into {name}: {}", String::from_utf8_lossy(&iflink.stderr));
+        assert!(
+            iflink.status.success(),
+            "nsenter into {name}: {}",
+            String::from_utf8_lossy(&iflink.stderr)
+        );
         let index = String::from_utf8_lossy(&iflink.stdout).trim().to_string();
-        for e in std::fs::read_dir("/sys/class/net").expect("/sys/class/net").flatten() {
+        for e in std::fs::read_dir("/sys/class/net")
+            .expect("/sys/class/net")
+            .flatten()
+        {
             let idx = std::fs::read_to_string(e.path().join("ifindex")).unwrap_or_default();
             if idx.trim() == index {
                 return e.file_name().to_string_lossy().to_string();
@@ -564,7 +600,10 @@ impl Net {
         let veth = self.host_veth(name);
         let rate = format!("{kbit}kbit");
         let out = Command::new("tc")
-            .args(["qdisc", "replace", "dev", &veth, "root", "tbf", "rate", &rate, "burst", "32kb", "latency", "200ms"])
+            .args([
+                "qdisc", "replace", "dev", &veth, "root", "tbf", "rate", &rate, "burst", "32kb",
+                "latency", "200ms",
+            ])
             .output()
             .expect("tc");
         assert!(
@@ -626,7 +665,13 @@ pub fn parent_region(region: &str) -> Option<String> {
 }
 
 /// `backflow init` on the host into `<root>/<name>`.
-pub fn init_node(suite: &Suite, root: &Path, name: &str, region: &str, anchor: Option<&str>) -> Node {
+pub fn init_node(
+    suite: &Suite,
+    root: &Path,
+    name: &str,
+    region: &str,
+    anchor: Option<&str>,
+) -> Node {
     let dir = root.join(name);
     let dir_s = dir.to_string_lossy().to_string();
     let listen = format!("/ip4/0.0.0.0/tcp/{P2P_PORT}");
@@ -709,7 +754,9 @@ pub fn write_wiring(dir: &Path, parent: Option<&str>, ancestors: &[String]) {
 pub async fn exec(container: &ContainerAsync<GenericImage>, cmd: &[&str]) -> (i64, String, String) {
     let run = async {
         let mut res = container
-            .exec(ExecCommand::new(cmd.iter().copied()).with_cmd_ready_condition(CmdWaitFor::exit()))
+            .exec(
+                ExecCommand::new(cmd.iter().copied()).with_cmd_ready_condition(CmdWaitFor::exit()),
+            )
             .await
             .unwrap_or_else(|e| panic!("exec {cmd:?}: {e}"));
         let out = res.stdout_to_vec().await.unwrap_or_default();
@@ -727,10 +774,17 @@ pub async fn exec(container: &ContainerAsync<GenericImage>, cmd: &[&str]) -> (i6
 }
 
 /// A minimal HTTP/1.0 JSON client for the nodes' APIs on the private network.
-pub fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&Value>) -> Result<Value, String> {
+pub fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> Result<Value, String> {
     let timeout = Duration::from_millis(HTTP_TIMEOUT_MS);
-    let mut s = TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect {addr}: {e}"))?;
-    s.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    let mut s =
+        TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect {addr}: {e}"))?;
+    s.set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
     let body = body.map(|b| b.to_string()).unwrap_or_default();
     write!(
         s,
@@ -739,15 +793,19 @@ pub fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&Value>) ->
     )
     .map_err(|e| e.to_string())?;
     let mut resp = Vec::new();
-    s.read_to_end(&mut resp).map_err(|e| format!("reading from {addr}: {e}"))?;
+    s.read_to_end(&mut resp)
+        .map_err(|e| format!("reading from {addr}: {e}"))?;
     let text = String::from_utf8_lossy(&resp);
-    let (head, body) = text.split_once("\r\n\r\n").ok_or("malformed HTTP response")?;
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or("malformed HTTP response")?;
     let code: u16 = head
         .split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
         .ok_or("malformed status line")?;
-    let v: Value = serde_json::from_str(body).map_err(|e| format!("non-JSON ({code}): {e}: {body}"))?;
+    let v: Value =
+        serde_json::from_str(body).map_err(|e| format!("non-JSON ({code}): {e}: {body}"))?;
     if code >= 400 {
         return Err(format!("HTTP {code}: {v}"));
     }

@@ -8,6 +8,8 @@ use crate::harness::{exec, init_node, issue_and_install, serial, suite, wait_for
 /// Generous bounds for a loaded 2-core machine; a healthy run finishes far sooner.
 const DELIVERY_S_MAX: u64 = 120;
 const CATALOG_S_MAX: u64 = 60;
+/// How long scenario 4's partition lasts.
+const PARTITION_S: u64 = 20;
 
 fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
@@ -32,19 +34,34 @@ async fn harness_runs_backflow_in_containers() {
     let _serial = serial().await;
     let started = Instant::now();
     let mut net = Net::new(suite, "smoke");
-    net.bring_up(&[("national", NATIONAL), ("province", PROVINCE)]).await;
+    net.bring_up(&[("national", NATIONAL), ("province", PROVINCE)])
+        .await;
     for name in ["national", "province"] {
-        let (code, out, err) = exec(net.node(name).container(), &["/backflow", "topology", "stats"]).await;
+        let (code, out, err) = exec(
+            net.node(name).container(),
+            &["/backflow", "topology", "stats"],
+        )
+        .await;
         assert_eq!(code, 0, "{name}: {out}{err}");
-        assert!(out.contains("township  41352"), "{name}: unexpected stats:\n{out}");
-        assert!(out.contains("total     44704"), "{name}: unexpected stats:\n{out}");
+        assert!(
+            out.contains("township  41352"),
+            "{name}: unexpected stats:\n{out}"
+        );
+        assert!(
+            out.contains("total     44704"),
+            "{name}: unexpected stats:\n{out}"
+        );
     }
     // The province dialled its parent over the private network and each verified the other.
-    wait_for("national and province to verify each other", secs(30), || async {
-        let n = verified_regions(&net, "national");
-        let p = verified_regions(&net, "province");
-        (n.contains(&PROVINCE.to_string()) && p.contains(&NATIONAL.to_string())).then_some(())
-    })
+    wait_for(
+        "national and province to verify each other",
+        secs(30),
+        || async {
+            let n = verified_regions(&net, "national");
+            let p = verified_regions(&net, "province");
+            (n.contains(&PROVINCE.to_string()) && p.contains(&NATIONAL.to_string())).then_some(())
+        },
+    )
     .await;
     elapsed("harness_runs_backflow_in_containers", started);
 }
@@ -70,11 +87,18 @@ async fn s1_township_catalog_entry_reaches_national() {
     .await;
     assert_eq!(at_national, entry, "the entry changed on its way up");
     // The same, through the national node's CLI.
-    let shown = net.cli("national", &["catalog", "show", "msx-dibao-2025"]).await;
-    assert!(shown.contains("米市巷街道最低生活保障对象名册"), "catalog show: {shown}");
+    let shown = net
+        .cli("national", &["catalog", "show", "msx-dibao-2025"])
+        .await;
+    assert!(
+        shown.contains("米市巷街道最低生活保障对象名册"),
+        "catalog show: {shown}"
+    );
     let listed = net.cli("national", &["catalog", "list"]).await;
     assert!(
-        listed.lines().any(|l| l.starts_with(TOWN_B1) && l.contains("msx-dibao-2025")),
+        listed
+            .lines()
+            .any(|l| l.starts_with(TOWN_B1) && l.contains("msx-dibao-2025")),
         "catalog list at national: {listed}"
     );
     // Every tier on the way holds it too; the other city's subtree does not.
@@ -124,7 +148,9 @@ async fn s2_national_return_flow_reaches_every_township_exactly() {
         "宁波市 received a dataset with no records for its region"
     );
     // The CLI's view at the publisher agrees.
-    let table = net.cli("national", &["status", "--dataset", &ds.name]).await;
+    let table = net
+        .cli("national", &["status", "--dataset", &ds.name])
+        .await;
     assert!(table.contains("COMPLETE"), "status at national: {table}");
     elapsed("s2", started);
 }
@@ -156,11 +182,15 @@ async fn s3_city_killed_mid_transfer_counties_still_complete() {
     // Mid-transfer: the city accepted the manifest and has received a good part of the
     // data, but not all of it.
     let quarter = ds.bytes() / 4;
-    wait_for("the city to be a quarter into its transfer", secs(DELIVERY_S_MAX), || async {
-        let s = net.dataset_status("city-a", &ds.name)?;
-        let got = net.rx_bytes("city-a").saturating_sub(rx0);
-        (s["held_complete"] == false && got >= quarter).then_some(())
-    })
+    wait_for(
+        "the city to be a quarter into its transfer",
+        secs(DELIVERY_S_MAX),
+        || async {
+            let s = net.dataset_status("city-a", &ds.name)?;
+            let got = net.rx_bytes("city-a").saturating_sub(rx0);
+            (s["held_complete"] == false && got >= quarter).then_some(())
+        },
+    )
     .await;
     net.kill("city-a");
     assert!(
@@ -185,6 +215,60 @@ async fn s3_city_killed_mid_transfer_counties_still_complete() {
     elapsed("s3", started);
 }
 
+/// Scenario 3, skip-level: the city is dead from before the publish and stays dead; the
+/// province gives up on it (after the node's 60 s silence limit) and serves its counties
+/// directly. Everything completes exactly once without the city.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_dead_city_counties_complete_via_skip_level_fallback() {
+    let Some(suite) = suite("s3_dead_city_counties_complete_via_skip_level_fallback") else {
+        return;
+    };
+    let _serial = serial().await;
+    let started = Instant::now();
+    let mut net = Net::new(suite, "s3b");
+    net.bring_up(&TREE).await;
+    // The counties know the province and national as ancestors (config `ancestors`): wait
+    // until they are connected there before taking the city away.
+    for county in ["county-a", "county-b"] {
+        wait_for(
+            &format!("{county} to verify the province"),
+            secs(30),
+            || async {
+                verified_regions(&net, county)
+                    .contains(&PROVINCE.to_string())
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+    net.kill("city-a");
+    let ds = write_dataset(
+        &net,
+        "national",
+        "relief-2025",
+        &[(TOWN_A1, 500), (TOWN_A2, 500), (TOWN_B1, 500)],
+        40,
+        false,
+    );
+    publish(&net, "national", &ds).await;
+    // 60 s of silence from the city before the province escalates, plus the transfer.
+    let status = wait_publisher_complete(&net, "national", &ds, secs(DELIVERY_S_MAX + 60)).await;
+    assert_receipts_exact(&status, &ds);
+    for (node, township) in TOWNSHIPS {
+        wait_held_complete(&net, node, &ds, secs(30)).await;
+        assert_township_exact(&net, node, township, &ds).await;
+    }
+    assert!(
+        !net.node("city-a")
+            .container()
+            .is_running()
+            .await
+            .unwrap_or(true),
+        "the city was supposed to stay down"
+    );
+    elapsed("s3b", started);
+}
+
 /// Scenario 4: partition a county (disconnect it from the network) during a publish; heal;
 /// it catches up and completes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -207,15 +291,25 @@ async fn s4_partitioned_county_catches_up_after_heal() {
     );
     net.throttle("county-a", 4_000);
     publish(&net, "national", &ds).await;
-    wait_for("county-a to be mid-transfer", secs(DELIVERY_S_MAX), || async {
-        let s = net.dataset_status("county-a", &ds.name)?;
-        (s["held_complete"] == false).then_some(())
-    })
+    wait_for(
+        "county-a to be mid-transfer",
+        secs(DELIVERY_S_MAX),
+        || async {
+            let s = net.dataset_status("county-a", &ds.name)?;
+            (s["held_complete"] == false).then_some(())
+        },
+    )
     .await;
     net.disconnect("county-a");
+    let cut_at = Instant::now();
     // While it is cut off, the other county's township completes...
     wait_held_complete(&net, "town-b1", &ds, secs(DELIVERY_S_MAX)).await;
     assert_township_exact(&net, "town-b1", TOWN_B1, &ds).await;
+    // ...and the partition lasts longer than a ping interval (15 s), so the peers notice it:
+    // its duration is the fault's parameter, not a wait for something.
+    if let Some(rest) = secs(PARTITION_S).checked_sub(cut_at.elapsed()) {
+        tokio::time::sleep(rest).await;
+    }
     // The publisher cannot have seen county-a's subtree delivered: it is cut off mid-transfer
     // (and far sooner than any skip-level fallback timer).
     assert!(
@@ -259,15 +353,26 @@ async fn s5_restarted_node_keeps_data_and_resumes_without_redownload() {
     wait_publisher_complete(&net, "national", &first, secs(DELIVERY_S_MAX)).await;
 
     // A second one, ~3 MB for town-a1 only, over a slowed link.
-    let second = write_dataset(&net, "national", "roster-2025", &[(TOWN_A1, 12_000)], 200, false);
+    let second = write_dataset(
+        &net,
+        "national",
+        "roster-2025",
+        &[(TOWN_A1, 12_000)],
+        200,
+        false,
+    );
     let partition = second.bytes_of(TOWN_A1);
     net.throttle("town-a1", 6_000);
     let rx0 = net.rx_bytes("town-a1");
     publish(&net, "national", &second).await;
-    let before_kill = wait_for("town-a1 to receive 40% of its partition", secs(DELIVERY_S_MAX), || async {
-        let got = net.rx_bytes("town-a1").saturating_sub(rx0);
-        (got >= partition * 2 / 5).then_some(got)
-    })
+    let before_kill = wait_for(
+        "town-a1 to receive 40% of its partition",
+        secs(DELIVERY_S_MAX),
+        || async {
+            let got = net.rx_bytes("town-a1").saturating_sub(rx0);
+            (got >= partition * 2 / 5).then_some(got)
+        },
+    )
     .await;
     assert!(
         net.dataset_status("town-a1", &second.name)
@@ -292,7 +397,9 @@ async fn s5_restarted_node_keeps_data_and_resumes_without_redownload() {
     let status = wait_publisher_complete(&net, "national", &second, secs(DELIVERY_S_MAX)).await;
     assert_receipts_exact(&status, &second);
     assert!(
-        net.logs("town-a1").await.contains("resumed transfers from storage"),
+        net.logs("town-a1")
+            .await
+            .contains("resumed transfers from storage"),
         "town-a1 did not report resuming from its volume"
     );
     elapsed("s5", started);
@@ -301,12 +408,57 @@ async fn s5_restarted_node_keeps_data_and_resumes_without_redownload() {
 /// Scenario 6: a node that serves a tampered chunk: the receiver rejects it and completes
 /// from an honest source.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs: a node fault-injection switch that makes a running node serve tampered chunk \
-            frames (e.g. env BACKFLOW_FAULT_TAMPER_SERVE=<region> behind a `fault-injection` cargo \
-            feature). The node re-verifies stored data before serving (chunks::encode_groups), so \
-            corrupting its disk cannot produce a tampered frame."]
+#[ignore = "needs: node env switch BACKFLOW_FAULT_TAMPER_SERVE=1 that makes a running node flip a \
+            byte in the chunk frames it serves (logged loudly at start). The node re-verifies stored \
+            data before serving (chunks::encode_groups), so corrupting its disk cannot produce a \
+            tampered frame; without the switch this test cannot inject the fault."]
 async fn s6_tampered_chunk_rejected_and_completed_from_honest_source() {
-    panic!("not runnable until the node can be told to tamper with what it serves");
+    let Some(suite) = suite("s6_tampered_chunk_rejected_and_completed_from_honest_source") else {
+        return;
+    };
+    let _serial = serial().await;
+    let started = Instant::now();
+    let mut net = Net::new(suite, "s6");
+    for (name, region) in TREE {
+        net.init(name, region);
+        if region != NATIONAL {
+            net.certify(name);
+        }
+    }
+    for (name, _) in TREE {
+        let mut wiring = Wiring::default();
+        if name == "county-a" {
+            // 上城区 serves its townships frames with a flipped byte.
+            wiring
+                .env
+                .push(("BACKFLOW_FAULT_TAMPER_SERVE".into(), "1".into()));
+        }
+        net.start(name, wiring).await;
+    }
+    let ds = write_dataset(
+        &net,
+        "national",
+        "tamper-2025",
+        &[(TOWN_A1, 800), (TOWN_A2, 800), (TOWN_B1, 800)],
+        40,
+        false,
+    );
+    publish(&net, "national", &ds).await;
+    let status = wait_publisher_complete(&net, "national", &ds, secs(DELIVERY_S_MAX)).await;
+    assert_receipts_exact(&status, &ds);
+    for (node, township) in TOWNSHIPS {
+        wait_held_complete(&net, node, &ds, secs(30)).await;
+        assert_township_exact(&net, node, township, &ds).await;
+    }
+    // The tampered frames really reached the receivers and were rejected there.
+    for node in ["town-a1", "town-a2"] {
+        let logs = net.logs(node).await;
+        assert!(
+            logs.contains("chunk frame failed verification") || logs.contains("chunk rejected"),
+            "{node} never rejected a chunk: the tampering did not happen, the test proves nothing"
+        );
+    }
+    elapsed("s6", started);
 }
 
 /// Scenario 7: nodes with a forged certificate (rooted in another anchor) or a certificate
@@ -332,7 +484,13 @@ async fn s7_forged_or_sibling_certificate_cannot_join() {
     // Forged: a whole fake chain from another "national" key down to 湖滨街道 (330102003),
     // which tries to join under the real 上城区 county.
     let fake_root = net.tmp.path().join("fake");
-    let mut fake = vec![init_node(suite, &fake_root, "fake-national", NATIONAL, None)];
+    let mut fake = vec![init_node(
+        suite,
+        &fake_root,
+        "fake-national",
+        NATIONAL,
+        None,
+    )];
     let fake_anchor = fake[0].public_key.clone();
     for (name, region) in [
         ("fake-province", PROVINCE),
@@ -340,7 +498,11 @@ async fn s7_forged_or_sibling_certificate_cannot_join() {
         ("fake-county", COUNTY_A),
         ("forged", TOWN_A2),
     ] {
-        let dir = if name == "forged" { net.tmp.path() } else { fake_root.as_path() };
+        let dir = if name == "forged" {
+            net.tmp.path()
+        } else {
+            fake_root.as_path()
+        };
         let node = init_node(suite, dir, name, region, Some(&fake_anchor));
         issue_and_install(suite, fake.last().expect("issuer"), &node);
         fake.push(node);
@@ -366,6 +528,7 @@ async fn s7_forged_or_sibling_certificate_cannot_join() {
         Wiring {
             parent: Some(county_a.clone()),
             ancestors: Some(upper),
+            ..Wiring::default()
         },
     )
     .await;
@@ -374,6 +537,7 @@ async fn s7_forged_or_sibling_certificate_cannot_join() {
         Wiring {
             parent: Some(county_a),
             ancestors: Some(vec![]),
+            ..Wiring::default()
         },
     )
     .await;
@@ -383,6 +547,7 @@ async fn s7_forged_or_sibling_certificate_cannot_join() {
         Wiring {
             parent: Some(town_a1),
             ancestors: Some(vec![]),
+            ..Wiring::default()
         },
     )
     .await;
@@ -391,14 +556,18 @@ async fn s7_forged_or_sibling_certificate_cannot_join() {
     let forged_peer = net.node("forged").peer_id.clone();
     let cousin_peer = net.node("cousin").peer_id.clone();
     let sibling_peer = net.node("sibling").peer_id.clone();
-    wait_for("county-a to refuse the forged and the cousin node", secs(30), || async {
-        let logs = net.logs("county-a").await;
-        let refused = |peer: &str| {
-            logs.lines()
-                .any(|l| l.contains("refusing peer") && l.contains(peer))
-        };
-        (refused(&forged_peer) && refused(&cousin_peer)).then_some(())
-    })
+    wait_for(
+        "county-a to refuse the forged and the cousin node",
+        secs(30),
+        || async {
+            let logs = net.logs("county-a").await;
+            let refused = |peer: &str| {
+                logs.lines()
+                    .any(|l| l.contains("refusing peer") && l.contains(peer))
+            };
+            (refused(&forged_peer) && refused(&cousin_peer)).then_some(())
+        },
+    )
     .await;
     wait_for("town-a1 to refuse its sibling", secs(30), || async {
         let logs = net.logs("town-a1").await;
@@ -409,7 +578,8 @@ async fn s7_forged_or_sibling_certificate_cannot_join() {
     .await;
     let logs = net.logs("county-a").await;
     assert!(
-        logs.lines().any(|l| l.contains(&forged_peer) && l.contains("does not verify")),
+        logs.lines()
+            .any(|l| l.contains(&forged_peer) && l.contains("does not verify")),
         "county-a refused the forged chain for another reason:\n{logs}"
     );
     assert!(
@@ -420,14 +590,25 @@ async fn s7_forged_or_sibling_certificate_cannot_join() {
     // Catalog entries submitted at the intruders go nowhere; the honest township's, submitted
     // after them, arrives (so the intruders' had every chance to).
     for name in ["forged", "cousin", "sibling"] {
-        catalog_add(&net, name, &catalog_entry(&format!("{name}-entry"), "冒充的目录")).await;
+        catalog_add(
+            &net,
+            name,
+            &catalog_entry(&format!("{name}-entry"), "冒充的目录"),
+        )
+        .await;
     }
     catalog_add(&net, "town-a1", &catalog_entry("qb-entry", "清波街道目录")).await;
-    wait_for("the honest township's catalog entry at national", secs(CATALOG_S_MAX), || async {
-        catalog_has(&net, "national", TOWN_A1, "qb-entry")
-    })
+    wait_for(
+        "the honest township's catalog entry at national",
+        secs(CATALOG_S_MAX),
+        || async { catalog_has(&net, "national", TOWN_A1, "qb-entry") },
+    )
     .await;
-    for (name, region) in [("forged", TOWN_A2), ("cousin", TOWN_B1), ("sibling", TOWN_A2)] {
+    for (name, region) in [
+        ("forged", TOWN_A2),
+        ("cousin", TOWN_B1),
+        ("sibling", TOWN_A2),
+    ] {
         for node in ["national", "county-a", "town-a1"] {
             assert!(
                 catalog_has(&net, node, region, &format!("{name}-entry")).is_none(),
@@ -437,7 +618,14 @@ async fn s7_forged_or_sibling_certificate_cannot_join() {
     }
 
     // Data: a publish for 清波街道 and (the forged node's claim) 湖滨街道.
-    let ds = write_dataset(&net, "national", "claims", &[(TOWN_A1, 500), (TOWN_A2, 500)], 20, false);
+    let ds = write_dataset(
+        &net,
+        "national",
+        "claims",
+        &[(TOWN_A1, 500), (TOWN_A2, 500)],
+        20,
+        false,
+    );
     publish(&net, "national", &ds).await;
     wait_held_complete(&net, "town-a1", &ds, secs(DELIVERY_S_MAX)).await;
     assert_township_exact(&net, "town-a1", TOWN_A1, &ds).await;
@@ -446,9 +634,15 @@ async fn s7_forged_or_sibling_certificate_cannot_join() {
     wait_held_complete(&net, "county-a", &ds, secs(30)).await;
     for name in ["forged", "cousin", "sibling"] {
         let held = net.api(name, "GET", "/api/status", None);
-        assert_eq!(held, serde_json::json!([]), "the {name} node received data: {held}");
+        assert_eq!(
+            held,
+            serde_json::json!([]),
+            "the {name} node received data: {held}"
+        );
     }
-    let at_national = net.dataset_status("national", &ds.name).expect("publisher status");
+    let at_national = net
+        .dataset_status("national", &ds.name)
+        .expect("publisher status");
     assert_eq!(at_national["complete"], false, "{at_national}");
     assert!(
         at_national["regions_delivered"].as_u64() <= Some(1),
@@ -458,10 +652,22 @@ async fn s7_forged_or_sibling_certificate_cannot_join() {
     // And no intruder shows up among the verified peers of the nodes it dialled, while the
     // honest ones do.
     let county_peers = verified_regions(&net, "county-a");
-    assert!(county_peers.contains(&TOWN_A1.to_string()), "county-a peers: {county_peers:?}");
-    assert!(!county_peers.contains(&TOWN_A2.to_string()), "county-a verified 湖滨街道: {county_peers:?}");
-    assert!(!county_peers.contains(&TOWN_B1.to_string()), "county-a verified 米市巷街道: {county_peers:?}");
+    assert!(
+        county_peers.contains(&TOWN_A1.to_string()),
+        "county-a peers: {county_peers:?}"
+    );
+    assert!(
+        !county_peers.contains(&TOWN_A2.to_string()),
+        "county-a verified 湖滨街道: {county_peers:?}"
+    );
+    assert!(
+        !county_peers.contains(&TOWN_B1.to_string()),
+        "county-a verified 米市巷街道: {county_peers:?}"
+    );
     let t_peers = verified_regions(&net, "town-a1");
-    assert!(!t_peers.contains(&TOWN_A2.to_string()), "town-a1 verified its sibling: {t_peers:?}");
+    assert!(
+        !t_peers.contains(&TOWN_A2.to_string()),
+        "town-a1 verified its sibling: {t_peers:?}"
+    );
     elapsed("s7", started);
 }
