@@ -157,7 +157,10 @@ fn real_main(cli: Cli) -> Result<ExitCode, String> {
                 .collect::<Result<_, _>>()?;
             prepare_out(&args.common.out)?;
             let started = Instant::now();
-            let variants = whatif::run_variants(&cfg, &topologies, &routings)?;
+            let (variants, skipped) = whatif::run_variants(&cfg, &topologies, &routings)?;
+            for s in &skipped {
+                println!("skipped {s}");
+            }
             write(
                 &args.common.out.join("whatif.json"),
                 &whatif::to_json(&variants),

@@ -10,14 +10,21 @@
 //!   `handle_groups_stored` or `handle_group_rejected`, exactly as the node does.
 //! - **Storage in memory.** `StorageOp`s and `CatalogStorageOp`s go to a per-node durable store
 //!   (transfer records, stored group ranges, catalog log and watermarks). A crash discards the
-//!   state machines and the trust-store cache; a restart rebuilds them with `restore` from the
-//!   durable store, as the node does from RocksDB.
+//!   state machines; a restart rebuilds them with `restore` from the durable store, as the
+//!   node does from RocksDB.
+//! - **One trust store for all nodes.** A `TrustStore` holds the anchor, revocations (none in
+//!   these scenarios) and a memo of signatures that verified — a pure function of (key,
+//!   message, signature). Sharing it means a signature relayed to 44,704 nodes (the manifest,
+//!   common certificate chains) is checked once instead of once per node; every receipt and
+//!   catalog update is still verified, and a bad signature still fails everywhere.
 //! - **Crypto is real.** Every node has its own ed25519 key (derived from the seed) and a
 //!   certificate chain from the national anchor; manifests, receipts and catalog updates are
 //!   signed and verified by the protocol code.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::ops::Range;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use backflow_protocol::catalog::{
@@ -123,7 +130,6 @@ type Publication = (SignedManifest, Vec<PartitionEntry>);
 
 /// Read-only data shared by all nodes of a run.
 pub struct Shared {
-    anchor: ed25519_dalek::VerifyingKey,
     /// Every manifest of the run's dataset: (scope, hash). One, unless the dataset had to be
     /// split (see [`publish_scopes`]).
     manifests: Vec<(RegionCode, Hash)>,
@@ -138,7 +144,7 @@ pub struct ProtoNode {
     shared: Arc<Shared>,
     me: RegionCode,
     identity: NodeIdentity,
-    trust: TrustStore,
+    trust: Rc<RefCell<TrustStore>>,
     rf: ReturnFlow,
     cat: CatalogSync,
     /// Publisher only: what to publish at start.
@@ -369,7 +375,6 @@ pub fn build_nodes(
         to_publish = Some((pi, published));
     }
     let shared = Arc::new(Shared {
-        anchor,
         manifests,
         rf_retry_ms: 5_000,
         rf_silence_ms: match config.routing {
@@ -383,6 +388,7 @@ pub fn build_nodes(
     for &(t, at) in churn {
         changes.entry(t).or_default().push(at);
     }
+    let trust = Rc::new(RefCell::new(TrustStore::new(anchor)));
     let mut nodes = Vec::with_capacity(codes.len());
     for (i, identity) in identities.into_iter().enumerate() {
         let me = codes[i];
@@ -395,7 +401,7 @@ pub fn build_nodes(
         nodes.push(ProtoNode {
             rf: ReturnFlow::new(rf_config(identity.clone(), &shared)),
             cat: CatalogSync::new(UnixMs(EPOCH_MS), cat_config(me)),
-            trust: TrustStore::new(anchor),
+            trust: Rc::clone(&trust),
             shared: Arc::clone(&shared),
             me,
             identity,
@@ -602,7 +608,11 @@ impl ProtoNode {
             let seq = self.cat.next_seq(&origin);
             match SignedCatalogUpdate::sign(churn_update(self.me, seq, now), &self.identity) {
                 Ok(signed) => {
-                    if self.cat.submit(now, &mut self.trust, signed).is_err() {
+                    if self
+                        .cat
+                        .submit(now, &mut self.trust.borrow_mut(), signed)
+                        .is_err()
+                    {
                         ctx.observe(Observation::Note("catalog_submit_failed"));
                     }
                 }
@@ -633,7 +643,7 @@ impl SimNode for ProtoNode {
             ctx.observe(Observation::StoredBytes(self.stored_bytes));
             if self
                 .rf
-                .publish(now, &mut self.trust, signed, entries)
+                .publish(now, &mut self.trust.borrow_mut(), signed, entries)
                 .is_err()
             {
                 ctx.observe(Observation::Note("publish_failed"));
@@ -650,8 +660,14 @@ impl SimNode for ProtoNode {
     fn on_message(&mut self, ctx: &mut Ctx<'_, ProtoMsg>, from: RegionCode, msg: ProtoMsg) {
         let now = now_ms(ctx.now_us());
         match msg {
-            ProtoMsg::ReturnFlow(m) => self.rf.handle_message(now, &mut self.trust, from, m),
-            ProtoMsg::Catalog(m) => self.cat.handle_message(now, &mut self.trust, from, m),
+            ProtoMsg::ReturnFlow(m) => {
+                self.rf
+                    .handle_message(now, &mut self.trust.borrow_mut(), from, m)
+            }
+            ProtoMsg::Catalog(m) => {
+                self.cat
+                    .handle_message(now, &mut self.trust.borrow_mut(), from, m)
+            }
             ProtoMsg::Chunk {
                 manifest,
                 region,
@@ -675,7 +691,6 @@ impl SimNode for ProtoNode {
         // Everything in memory is gone; the durable store stays.
         self.rf = ReturnFlow::new(rf_config(self.identity.clone(), &self.shared));
         self.cat = CatalogSync::new(UnixMs(EPOCH_MS), cat_config(self.me));
-        self.trust = TrustStore::new(self.shared.anchor);
     }
 
     fn on_restart(&mut self, ctx: &mut Ctx<'_, ProtoMsg>) {

@@ -355,8 +355,14 @@ impl ModelNode {
             ctx.observe(Observation::ReceiptsComplete);
             return;
         }
-        if let Some(to) = self.upstream.or_else(|| self.data_parent()) {
-            ctx.send(to, ModelMsg::Receipt { region: self.me });
+        // The data parent must hear it (it aggregates our subtree), whoever served us; the
+        // current upstream (after a fallback) is told too, so it stops re-announcing.
+        let parent = self.data_parent();
+        if let Some(p) = parent {
+            ctx.send(p, ModelMsg::Receipt { region: self.me });
+        }
+        if let Some(up) = self.upstream.filter(|u| Some(*u) != parent) {
+            ctx.send(up, ModelMsg::Receipt { region: self.me });
         }
         self.next_retry = Some(ctx.now_us() + self.world.cfg.retry_us);
     }
@@ -517,7 +523,8 @@ impl SimNode for ModelNode {
                 }
             }
             ModelMsg::ReceiptAck { region } => {
-                if region == self.me {
+                // Only the data parent's ack ends the retries (see `maybe_receipt`).
+                if region == self.me && Some(from) == self.data_parent() {
                     self.receipt_acked = true;
                     if self.complete() {
                         self.next_retry = None;

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::report::Report;
-use crate::scenario::{run, Routing, RunConfig, TopologySpec};
+use crate::scenario::{run, NodeImpl, Routing, RunConfig, TopologySpec};
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Variant {
@@ -13,15 +13,24 @@ pub struct Variant {
     pub report: Report,
 }
 
-/// Runs `base` once per (topology, routing) pair.
+/// Runs `base` once per (topology, routing) pair. Pairs the node implementation cannot run
+/// (direct links on the protocol node) are skipped and named in the second list.
 pub fn run_variants(
     base: &RunConfig,
     topologies: &[TopologySpec],
     routings: &[Routing],
-) -> Result<Vec<Variant>, String> {
+) -> Result<(Vec<Variant>, Vec<String>), String> {
     let mut out = Vec::new();
+    let mut skipped = Vec::new();
     for topo in topologies {
         for &routing in routings {
+            if routing == Routing::Direct && base.node == NodeImpl::Protocol {
+                skipped.push(format!(
+                    "{} / direct: the protocol node has no direct links (use --node model)",
+                    topo.label()
+                ));
+                continue;
+            }
             let mut cfg = base.clone();
             cfg.topology = topo.clone();
             cfg.routing = routing;
@@ -32,7 +41,7 @@ pub fn run_variants(
             });
         }
     }
-    Ok(out)
+    Ok((out, skipped))
 }
 
 pub fn to_json(variants: &[Variant]) -> String {
