@@ -42,7 +42,7 @@ use backflow_protocol::return_flow::{
     Event, Output, ReturnFlow, ReturnFlowConfig, ReturnFlowMsg, StorageOp, TransferRecord,
 };
 use backflow_protocol::time::{UnixMs, DAY_MS};
-use backflow_protocol::wire::{encoded_len, ANNOUNCE_ENTRIES_MAX};
+use backflow_protocol::wire::encoded_len;
 use backflow_topology::{Level, RegionCode, Topology};
 use ed25519_dalek::SigningKey;
 
@@ -130,8 +130,8 @@ type Publication = (SignedManifest, Vec<PartitionEntry>);
 
 /// Read-only data shared by all nodes of a run.
 pub struct Shared {
-    /// Every manifest of the run's dataset: (scope, hash). One, unless the dataset had to be
-    /// split (see [`publish_scopes`]).
+    /// Every manifest of the run's dataset: (scope, hash). One, unless the protocol refused a
+    /// manifest that large and it was split by region (see `build_nodes`).
     manifests: Vec<(RegionCode, Hash)>,
     rf_retry_ms: u64,
     rf_silence_ms: u64,
@@ -330,7 +330,11 @@ pub fn build_nodes(
         };
         let pi = codes.binary_search(&publisher).unwrap_or(0);
         let mut published = Vec::new();
-        for scope in publish_scopes(topo, publisher) {
+        // One manifest for the publisher's whole region if the protocol accepts it; if it
+        // refuses one as too large (older protocol versions capped the publisher's own entry
+        // list at one announce), one manifest per child region instead, recursively.
+        let mut todo = vec![publisher];
+        while let Some(scope) = todo.pop() {
             let entries: Vec<PartitionEntry> = codes
                 .iter()
                 .enumerate()
@@ -357,20 +361,34 @@ pub fn build_nodes(
                 &entries,
             )
             .map_err(|e| format!("building the manifest for {scope}: {e}"))?;
-            manifests.push((scope, manifest.hash()));
+            let hash = manifest.hash();
             let signed = SignedManifest::sign(manifest, &identities[pi])
                 .map_err(|e| format!("signing the manifest: {e}"))?;
             // Dry run, so a manifest the protocol refuses is a clear error, not a dead run.
             let mut probe = ReturnFlow::new(ReturnFlowConfig::new(identities[pi].clone()));
-            probe
-                .publish(
-                    UnixMs(EPOCH_MS),
-                    &mut TrustStore::new(anchor),
-                    signed.clone(),
-                    entries.clone(),
-                )
-                .map_err(|e| format!("the protocol refuses to publish this dataset: {e}"))?;
-            published.push((signed, entries));
+            let dry = probe.publish(
+                UnixMs(EPOCH_MS),
+                &mut TrustStore::new(anchor),
+                signed.clone(),
+                entries.clone(),
+            );
+            match dry {
+                Ok(_) => {
+                    manifests.push((scope, hash));
+                    published.push((signed, entries));
+                }
+                Err(e)
+                    if e.to_string().contains("exceeds the limit")
+                        && !topo.children(scope).is_empty() =>
+                {
+                    todo.extend(topo.children(scope).iter().rev());
+                }
+                Err(e) => {
+                    return Err(format!(
+                        "the protocol refuses to publish this dataset for {scope}: {e}"
+                    ))
+                }
+            }
         }
         to_publish = Some((pi, published));
     }
@@ -417,24 +435,6 @@ pub fn build_nodes(
         });
     }
     Ok(nodes)
-}
-
-/// The scopes the publisher signs manifests for: its own region, unless that has more
-/// partitions than one announce may carry (`ANNOUNCE_ENTRIES_MAX`, which the protocol also
-/// applies to the publisher's own entry list): then each child region that fits, recursively.
-/// For China at national (41,352 townships) this gives one manifest per province.
-pub fn publish_scopes(topo: &Topology, publisher: RegionCode) -> Vec<RegionCode> {
-    let townships = |r: RegionCode| topo.townships_under(r).len();
-    let mut out = Vec::new();
-    let mut todo = vec![publisher];
-    while let Some(r) = todo.pop() {
-        if townships(r) <= ANNOUNCE_ENTRIES_MAX || r.level() == Level::Township {
-            out.push(r);
-        } else {
-            todo.extend(topo.children(r).iter().rev());
-        }
-    }
-    out
 }
 
 impl ProtoNode {
