@@ -746,13 +746,15 @@ pub enum ChunkError {
 
 fn chunk_ranges(groups: &Range<u64>) -> ChunkRanges {
     ChunkRanges::from(
-        ChunkNum(groups.start * CHUNKS_PER_GROUP)..ChunkNum(groups.end * CHUNKS_PER_GROUP),
+        ChunkNum(groups.start.saturating_mul(CHUNKS_PER_GROUP))
+            ..ChunkNum(groups.end.saturating_mul(CHUNKS_PER_GROUP)),
     )
 }
 
 fn check_groups(entry: &PartitionEntry, groups: &Range<u64>) -> Result<(), ChunkError> {
     let total = entry.groups();
-    if groups.start >= groups.end
+    if entry.bytes > PARTITION_BYTES_MAX
+        || groups.start >= groups.end
         || groups.end > total
         || groups.end - groups.start > CHUNK_GROUPS_PER_FRAME_MAX
     {
@@ -816,7 +818,7 @@ pub fn decode_groups(
     let ranges = chunk_ranges(&groups);
     let mut reader = encoded;
     let mut data = Vec::new();
-    let base = groups.start * CHUNK_GROUP_BYTES;
+    let base = groups.start.saturating_mul(CHUNK_GROUP_BYTES);
     let iter = DecodeResponseIter::new(
         blake3::Hash::from_bytes(entry.content_hash),
         tree,
@@ -849,7 +851,11 @@ pub fn decode_groups(
     if !reader.is_empty() {
         return Err(ChunkError::TrailingBytes(reader.len()));
     }
-    let expected = (groups.end * CHUNK_GROUP_BYTES).min(entry.bytes) - base;
+    let expected = groups
+        .end
+        .saturating_mul(CHUNK_GROUP_BYTES)
+        .min(entry.bytes)
+        .saturating_sub(base);
     if data.len() as u64 != expected {
         return Err(ChunkError::Malformed);
     }

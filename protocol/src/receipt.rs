@@ -229,9 +229,11 @@ impl ReceiptLedger {
         for e in entries {
             if e.region == me {
                 if own_delivered {
-                    r.regions_delivered += 1;
-                    r.records_delivered += e.records;
-                    r.bytes_delivered += e.bytes;
+                    // Saturating: a (signed, but possibly compromised) descendant's counts
+                    // must not be able to overflow ours.
+                    r.regions_delivered = r.regions_delivered.saturating_add(1);
+                    r.records_delivered = r.records_delivered.saturating_add(e.records);
+                    r.bytes_delivered = r.bytes_delivered.saturating_add(e.bytes);
                 } else if r.missing.len() < MISSING_REGIONS_REPORTED_MAX {
                     r.missing.push(me);
                 }

@@ -382,3 +382,46 @@ fn chunks_verify_one_by_one_and_bad_ones_are_caught_at_once() {
     ));
     assert!(PartitionOutboard::new(&e, &data[1..]).is_err());
 }
+
+mod hostile {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Chunk decoding is total over hostile entries, ranges and encodings.
+        #[test]
+        fn decode_groups_never_panics(
+            bytes in prop_oneof![0u64..200_000, any::<u64>()],
+            start in prop_oneof![0u64..20, any::<u64>()],
+            len in prop_oneof![0u64..40, any::<u64>()],
+            encoded in proptest::collection::vec(any::<u8>(), 0..4096),
+        ) {
+            let d = ds(1);
+            let mut e = d.entries[1];
+            e.bytes = bytes;
+            let _ = decode_groups(&e, start..start.saturating_add(len), &encoded);
+        }
+
+        /// Proof verification is total over hostile proofs.
+        #[test]
+        fn proofs_never_panic(
+            sibling_codes in proptest::collection::vec(any::<u64>(), 0..6),
+            levels in 0usize..6,
+        ) {
+            let d = ds(1);
+            let t = code("110101001");
+            let mine: Vec<_> = d.entries.iter().filter(|e| e.region == t).copied().collect();
+            let mut proof = RegionProof::default();
+            for _ in 0..levels {
+                let mut level = backflow_protocol::manifest::ProofLevel::default();
+                for c in &sibling_codes {
+                    if let Ok(code) = backflow_protocol::RegionCode::new(backflow_protocol::Level::Township, c % 1_000_000_000) {
+                        level.siblings.push((code, [0; 32]));
+                    }
+                }
+                proof.levels.push(level);
+            }
+            let _ = verify_partitions(&d.manifest.manifest, t, &mine, &proof);
+        }
+    }
+}
