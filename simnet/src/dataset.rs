@@ -66,15 +66,22 @@ pub struct Layout {
 }
 
 impl Layout {
-    /// Spreads `records` over the townships in proportion to `weight` (largest remainder, so
-    /// the totals are exact), and `bytes` in proportion to records (same method).
-    pub fn new(topo: &Topology, dataset_id: &str, bytes: u64, records: u64) -> Layout {
+    /// Spreads `records` over the townships under `root` (the publisher's region) in
+    /// proportion to their village counts (largest remainder, so the totals are exact), and
+    /// `bytes` in proportion to records (same method). Regions outside `root` get nothing.
+    pub fn new(
+        topo: &Topology,
+        root: RegionCode,
+        dataset_id: &str,
+        bytes: u64,
+        records: u64,
+    ) -> Layout {
         let codes = topo.codes();
         let n = codes.len();
         let real = village_counts();
         let mut weight = vec![0u64; n];
         for (i, code) in codes.iter().enumerate() {
-            if code.level() == Level::Township {
+            if code.level() == Level::Township && root.contains(*code) {
                 // Real townships use their village count; synthetic ones (or a table mismatch)
                 // count as one village each, so they still receive records.
                 weight[i] = match real.binary_search_by_key(code, |(c, _)| *c) {
@@ -126,7 +133,7 @@ impl Layout {
                 *h.finalize().as_bytes()
             };
         }
-        assert_eq!(parts[0].bytes, if records > 0 { bytes } else { 0 });
+        debug_assert_eq!(parts[0].bytes, if records > 0 { bytes } else { 0 });
         Layout {
             dataset_id: dataset_id.to_string(),
             bytes_total: parts[0].bytes,
@@ -135,6 +142,21 @@ impl Layout {
             offset_in_parent,
             weight,
         }
+    }
+}
+
+#[cfg(test)]
+mod scoped_tests {
+    use super::*;
+
+    #[test]
+    fn a_provincial_dataset_stays_in_its_province() {
+        let topo = Topology::synthetic(backflow_topology::Fanout::fixed(2, 2, 2, 3), 3).unwrap();
+        let p = RegionCode::parse("12").unwrap();
+        let l = Layout::new(&topo, p, "d", 1_000, 100);
+        let i = topo.codes().binary_search(&p).unwrap();
+        assert_eq!((l.parts[i].bytes, l.parts[i].records), (1_000, 100));
+        assert_eq!(l.bytes_total, 1_000);
     }
 }
 
@@ -215,7 +237,7 @@ mod tests {
     #[test]
     fn layout_sums_up_the_tree() {
         let topo = Topology::synthetic(backflow_topology::Fanout::fixed(2, 2, 2, 3), 3).unwrap();
-        let l = Layout::new(&topo, "d", 1_000_000, 10_000);
+        let l = Layout::new(&topo, RegionCode::NATIONAL, "d", 1_000_000, 10_000);
         assert_eq!(l.bytes_total, 1_000_000);
         assert_eq!(l.records_total, 10_000);
         for (i, code) in topo.codes().iter().enumerate() {

@@ -282,7 +282,16 @@ pub fn run(config: &RunConfig) -> Result<Outcome, String> {
     } else {
         0
     };
-    let layout = Layout::new(&topo, "simnet-dataset", bytes, records);
+    if bytes > 0 && records == 0 {
+        return Err(
+            "a dataset of more than 0 bytes needs at least 1 record (--records)".to_string(),
+        );
+    }
+    if config.random_faults > 0 && config.fault_window_us < 2 {
+        return Err("random faults need a fault window of more than 0 s".to_string());
+    }
+    let root = config.publisher.unwrap_or(RegionCode::NATIONAL);
+    let layout = Layout::new(&topo, root, "simnet-dataset", bytes, records);
     let churn = churn_schedule(&topo, config);
     let mut limits = config.limits;
     // The run must outlast the faults, or "nothing lost after faults" cannot be judged.
