@@ -754,3 +754,93 @@ fn forged_receipts_are_rejected() {
         .unwrap()
         .is_complete());
 }
+
+#[test]
+fn a_held_manifest_that_expires_is_reported() {
+    let mut sim = Sim::new(12, Faults::NONE);
+    let d = dataset(&sim.fx, "short", 1, None, "0", "0", PARTS, T0, 3_600_000);
+    let hash = sim.publish(&d);
+    assert!(sim.run(60_000, |s| everyone_done(s, &d, hash)));
+    let t = code("110101001");
+    assert!(sim.run(2 * 3_600_000, |s| s.nodes[&t]
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::TransferExpired { .. }))));
+}
+
+#[test]
+fn receipts_follow_a_key_rotation_and_the_old_key_is_refused() {
+    use backflow_protocol::cert::{CertRequest, Certificate};
+    use backflow_protocol::receipt::{ReceiptError, SignedReceipt};
+    let mut sim = Sim::new(13, Faults::NONE);
+    let d = dibao(&sim.fx, 1, None);
+    let hash = sim.publish(&d);
+    assert!(sim.run(60_000, |s| everyone_done(s, &d, hash)));
+    let (county, city) = (code("110101"), code("1101"));
+    let old = sim.fx.id("110101").clone();
+    let rotation = Certificate::issue_rotation(
+        city,
+        &key("1101"),
+        &key("110101"),
+        CertRequest {
+            subject: county,
+            subject_key: key("110101-v2").verifying_key(),
+            peer_id: b"peer-110101".to_vec(),
+            not_before: T0,
+            not_after: T0.plus_ms(YEAR_MS),
+            serial: 2,
+        },
+    )
+    .unwrap();
+    let mut new = old.clone();
+    new.key = key("110101-v2");
+    new.chain.truncate(2);
+    new.chain.push(rotation);
+    // The city learns the rotation (e.g. from the county's next Hello).
+    let now = sim.wire.now;
+    let node = sim.nodes.get_mut(&city).unwrap();
+    node.trust.verify_chain(&new.chain, now).unwrap();
+    let mut receipt = node
+        .rf
+        .receipts(&hash)
+        .into_iter()
+        .find(|r| r.region == county)
+        .unwrap();
+    let before = receipt.seq;
+    receipt.seq += 1;
+    let old_signed = SignedReceipt::sign(receipt.clone(), &old);
+    receipt.seq += 1;
+    let new_signed = SignedReceipt::sign(receipt, &new);
+    for r in [old_signed, new_signed] {
+        node.rf.handle_message(
+            now,
+            &mut node.trust,
+            county,
+            ReturnFlowMsg::Receipt(Arc::new(r)),
+        );
+    }
+    sim.flush(city);
+    let node = &sim.nodes[&city];
+    let rejected: Vec<_> = node
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::ReceiptRejected { error, .. } => Some(error.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        matches!(rejected[..], [ReceiptError::Cert(_)]),
+        "{rejected:?}"
+    );
+    let latest = node
+        .rf
+        .receipts(&hash)
+        .into_iter()
+        .find(|r| r.region == county)
+        .unwrap();
+    assert_eq!(latest.seq, before + 2, "the new key's receipt was recorded");
+    // The county itself signs with the new key after `set_identity`.
+    let node = sim.nodes.get_mut(&county).unwrap();
+    node.rf.set_identity(new);
+}
