@@ -522,11 +522,15 @@ impl ReturnFlow {
             let n = entries.iter().filter(|e| target.contains(e.region)).count();
             check_len("announce entries", n, ANNOUNCE_ENTRIES_MAX).map_err(ManifestError::from)?;
         }
-        check_succession(
+        let succession = check_succession(
             self.held.get(&manifest.manifest.dataset).copied(),
             &manifest.manifest,
             hash,
         )?;
+        if succession == Succession::Same {
+            // Publishing the same manifest again is a no-op.
+            return Ok(hash);
+        }
         let record = Arc::new(TransferRecord {
             manifest: Arc::new(manifest),
             entries,
@@ -713,14 +717,13 @@ impl ReturnFlow {
             s.out
                 .push_back(Output::Event(Event::ManifestRejected { from, error }));
         };
-        let hash = match a.manifest.verify(trust, now, &self.config.policy) {
-            Ok(h) => h,
-            Err(e) => return reject(self, e),
-        };
         let m = &a.manifest.manifest;
+        // Cheap checks first: who may announce to us, and whether we already hold exactly this
+        // (verified) manifest — retransmitted announces then cost no signature checks.
         if !valid_sources(me, m).contains(&from) {
             return reject(self, ManifestError::NotASource { from });
         }
+        let hash = m.hash();
         if let Some(t) = self.transfers.get_mut(&hash) {
             // Already held: acknowledge again (the ack may have been lost), prefer a nearer
             // source, and resend our receipt (the sender may have restarted).
@@ -740,6 +743,9 @@ impl ReturnFlow {
             self.send(from, ReturnFlowMsg::AnnounceAck { manifest: hash });
             self.drive(now, &hash);
             return;
+        }
+        if let Err(e) = a.manifest.verify(trust, now, &self.config.policy) {
+            return reject(self, e);
         }
         match check_succession(self.held.get(&m.dataset).copied(), m, hash) {
             Ok(Succession::Newer) => {}
