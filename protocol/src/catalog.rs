@@ -28,6 +28,10 @@ use crate::wire::{
 
 const UPDATE_DOMAIN: &[u8] = b"backflow/catalog-update/v1";
 
+/// How long after signing a catalog version is still accepted when its signer's certificate
+/// has expired in the meantime (it is relayed hop by hop, possibly through fallbacks).
+pub const CATALOG_SIGNER_GRACE_MS: u64 = 30 * crate::time::DAY_MS;
+
 /// One data item (数据项) of an entry.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DataItem {
@@ -530,7 +534,14 @@ impl SignedCatalogUpdate {
         self.check_limits()?;
         self.update.validate().map_err(CatalogError::Invalid)?;
         let d = digest(UPDATE_DOMAIN, &self.update);
-        let who = trust.verify_signed(&self.signer, now, &d, &self.signature)?;
+        let who = trust.verify_signed_relayed(
+            &self.signer,
+            now,
+            self.update.issued_at,
+            CATALOG_SIGNER_GRACE_MS,
+            &d,
+            &self.signature,
+        )?;
         if who.region != self.update.origin.region {
             return Err(CatalogError::WrongSigner {
                 origin_region: self.update.origin.region,

@@ -406,6 +406,31 @@ impl TrustStore {
         Ok(identity)
     }
 
+    /// Verifies a signed document that is *relayed* after signing (catalog versions,
+    /// manifests): valid if the chain verifies now, or — when a certificate has merely expired
+    /// since — if it verified at `signed_at` and `now` is within `grace_ms` of it. Revocation
+    /// always applies. Without this, a jurisdiction whose certificate lapses while its catalog
+    /// version is still travelling up would lose that version for good; the grace bounds how
+    /// far an expired (not revoked) key could backdate.
+    pub fn verify_signed_relayed(
+        &mut self,
+        chain: &[Certificate],
+        now: UnixMs,
+        signed_at: UnixMs,
+        grace_ms: u64,
+        message_digest: &[u8; 32],
+        signature: &Signature,
+    ) -> Result<VerifiedIdentity, CertError> {
+        match self.verify_signed(chain, now, message_digest, signature) {
+            Err(CertError::Expired { .. })
+                if signed_at <= now && now.since_ms(signed_at) <= grace_ms =>
+            {
+                self.verify_signed(chain, signed_at, message_digest, signature)
+            }
+            other => other,
+        }
+    }
+
     /// Verifies a signature, remembering successes (bounded) so a relayed chain is checked once.
     fn check_signature(&mut self, key: &VerifyingKey, msg: &[u8; 32], sig: &Signature) -> bool {
         !self.is_revoked(key) && self.check_signature_ignoring_revocation(key, msg, sig)

@@ -328,7 +328,16 @@ impl SignedManifest {
             });
         }
         let hash = m.hash();
-        let who = trust.verify_signed(&self.signer, now, &hash, &self.signature)?;
+        // The manifest's own validity (≤ `validity_ms_max`) bounds the grace for a publisher
+        // certificate that expires while the dataset is still flowing down.
+        let who = trust.verify_signed_relayed(
+            &self.signer,
+            now,
+            m.issued_at,
+            policy.validity_ms_max,
+            &hash,
+            &self.signature,
+        )?;
         if who.region != m.publisher.region {
             return Err(ManifestError::WrongSigner {
                 publisher: m.publisher.region,

@@ -216,3 +216,39 @@ fn versions_apply_in_order_idempotently_and_atomically() {
     assert_eq!(c.entries.len(), 1);
     assert_eq!(c.entries["a"].name, "renamed");
 }
+
+#[test]
+fn a_version_signed_before_its_signer_expired_is_still_relayed_within_grace() {
+    use backflow_protocol::catalog::CATALOG_SIGNER_GRACE_MS;
+    use backflow_protocol::time::DAY_MS;
+    let fx = Fixture::new();
+    let expiry = T0.plus_ms(YEAR_MS);
+    let signed_at = |at| {
+        SignedCatalogUpdate::sign(
+            CatalogUpdate {
+                origin: origin("110101001", "民政办"),
+                seq: 1,
+                issued_at: at,
+                changes: vec![add("e", "民政办")],
+            },
+            fx.id("110101001"),
+        )
+        .unwrap()
+    };
+    let before = signed_at(expiry.minus_ms(3_600_000));
+    before
+        .verify(&mut fx.trust(), expiry.plus_ms(DAY_MS))
+        .unwrap();
+    assert!(before
+        .verify(&mut fx.trust(), expiry.plus_ms(CATALOG_SIGNER_GRACE_MS))
+        .is_err());
+    // Backdating past the signer's validity does not help: signed "after" expiry fails.
+    let after = signed_at(expiry.plus_ms(3_600_000));
+    assert!(after
+        .verify(&mut fx.trust(), expiry.plus_ms(DAY_MS))
+        .is_err());
+    // A revoked signer is refused regardless of when it signed.
+    let mut trust = fx.trust();
+    trust.revoke(&key("110101001").verifying_key()).unwrap();
+    assert!(before.verify(&mut trust, T0).is_err());
+}
