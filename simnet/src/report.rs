@@ -384,7 +384,12 @@ all townships by {}; publisher receipts complete at {}.</p>",
                 );
             }
             h.push_str("</table><h3>Completion time CDF per tier</h3>");
-            h.push_str(&cdf_svg(&self.completion));
+            let curves: Vec<(String, &[(f64, f64)])> = self
+                .completion
+                .iter()
+                .map(|t| (t.tier.to_string(), t.cdf.as_slice()))
+                .collect();
+            h.push_str(&cdf_svg(&curves));
         }
         if let Some(c) = &self.catalog {
             let _ = write!(
@@ -498,16 +503,18 @@ fn esc(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// Step CDF of completion time, one coloured line per tier.
-fn cdf_svg(tiers: &[TierCompletion]) -> String {
+/// Step CDF of completion time, one coloured line per `(label, points)` curve.
+pub fn cdf_svg(curves: &[(String, &[(f64, f64)])]) -> String {
     const W: f64 = 720.0;
     const H: f64 = 360.0;
     const L: f64 = 60.0;
     const B: f64 = 40.0;
-    const COLORS: [&str; 5] = ["#444", "#d62728", "#ff7f0e", "#2ca02c", "#1f77b4"];
-    let t_max = tiers
+    const COLORS: [&str; 8] = [
+        "#444", "#d62728", "#ff7f0e", "#2ca02c", "#1f77b4", "#9467bd", "#8c564b", "#e377c2",
+    ];
+    let t_max = curves
         .iter()
-        .filter_map(|t| t.max_s)
+        .filter_map(|(_, c)| c.last().map(|p| p.0))
         .fold(0.0f64, f64::max)
         .max(1e-3);
     let x = |t: f64| L + (W - L - 20.0) * t / t_max;
@@ -550,24 +557,25 @@ fn cdf_svg(tiers: &[TierCompletion]) -> String {
         (L + W) / 2.0,
         H - 6.0
     );
-    for (i, t) in tiers.iter().enumerate() {
-        if t.cdf.is_empty() {
+    for (i, (label, cdf)) in curves.iter().enumerate() {
+        if cdf.is_empty() {
             continue;
         }
-        let mut d = format!("M{:.1},{:.1}", x(t.cdf[0].0), y(0.0));
+        let mut d = format!("M{:.1},{:.1}", x(cdf[0].0), y(0.0));
         let mut prev = 0.0;
-        for &(ts, f) in &t.cdf {
+        for &(ts, f) in cdf.iter() {
             let _ = write!(d, " L{:.1},{:.1} L{:.1},{:.1}", x(ts), y(prev), x(ts), y(f));
             prev = f;
         }
         let _ = write!(
             s,
-            "<path d=\"{d}\" fill=\"none\" stroke=\"{}\" stroke-width=\"2\"/><text x=\"{}\" y=\"{}\" fill=\"{}\">{}</text>",
+            "<path d=\"{d}\" fill=\"none\" stroke=\"{}\" stroke-width=\"2\"/><text x=\"{}\" y=\"{}\" fill=\"{}\" text-anchor=\"end\">{}</text>",
             COLORS[i % COLORS.len()],
-            W - 110.0,
-            40.0 + 16.0 * i as f64,
+            W - 24.0,
+            // Legend bottom-right: CDFs are near 100 % there, so the corner is free.
+            H - B - 12.0 - 16.0 * (curves.len() - 1 - i) as f64,
             COLORS[i % COLORS.len()],
-            t.tier
+            esc(label)
         );
     }
     s.push_str("</svg>");

@@ -104,6 +104,18 @@ td:first-child{text-align:left}</style></head><body><h1>Backflow simnet — topo
         }
         h.push_str("</tr>");
     }
-    h.push_str("</table><p>Each variant's full report is in whatif.json.</p></body></html>\n");
+    h.push_str("</table><h2>Township completion time CDF per variant</h2>");
+    let curves: Vec<(String, &[(f64, f64)])> = variants
+        .iter()
+        .filter_map(|v| {
+            v.report
+                .completion
+                .iter()
+                .find(|t| t.tier == "township")
+                .map(|t| (v.name.clone(), t.cdf.as_slice()))
+        })
+        .collect();
+    h.push_str(&crate::report::cdf_svg(&curves));
+    h.push_str("<p>Each variant's full report is in whatif.json.</p></body></html>\n");
     h
 }
