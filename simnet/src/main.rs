@@ -12,7 +12,7 @@ use backflow_simnet::net::{Fault, LinkSpec};
 use backflow_simnet::report::Report;
 use backflow_simnet::scenario::{run, NodeImpl, Routing, RunConfig, TopologySpec};
 use backflow_simnet::whatif;
-use backflow_topology::RegionCode;
+use backflow_topology::{Level, RegionCode};
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
@@ -66,8 +66,8 @@ struct Common {
     /// Catalog churn: changes happen at random times in [0, this] seconds.
     #[arg(long, default_value_t = 60.0)]
     churn_window_s: f64,
-    /// Link per tier pair: `TIER=LATENCY_MS,MBIT_PER_S,LOSS` with TIER one of
-    /// national-province, province-city, city-county, county-township. Repeatable.
+    /// Link per tier pair: `UPPER-LOWER=LATENCY_MS,MBIT_PER_S,LOSS`, e.g. `county-township=5,100,0`,
+    /// or a tier-skipping pair such as `province-county` (else hops are combined). Repeatable.
     #[arg(long = "link")]
     links: Vec<String>,
     /// Message loss probability on every tier (overrides --link loss).
@@ -131,17 +131,17 @@ fn real_main(cli: Cli) -> Result<ExitCode, String> {
             let report = Report::build(&outcome);
             write(&args.common.out.join("report.json"), &report.to_json())?;
             write(&args.common.out.join("report.html"), &report.to_html())?;
-            print!("{}", report.summary());
-            println!(
+            say(&report.summary());
+            sayln(format!(
                 "wall {:.2} s; {:.0} events/s; peak RSS {}",
                 wall,
                 report.result.events as f64 / wall.max(1e-9),
                 peak_rss().unwrap_or_else(|| "unknown".to_string())
-            );
-            println!(
+            ));
+            sayln(format!(
                 "wrote {}",
                 args.common.out.join("report.{json,html}").display()
-            );
+            ));
             Ok(exit_for(report.invariants_ok() && finished(&report)))
         }
         Cmd::Whatif(args) => {
@@ -159,7 +159,7 @@ fn real_main(cli: Cli) -> Result<ExitCode, String> {
             let started = Instant::now();
             let (variants, skipped) = whatif::run_variants(&cfg, &topologies, &routings)?;
             for s in &skipped {
-                println!("skipped {s}");
+                say(&format!("skipped {s}\n"));
             }
             write(
                 &args.common.out.join("whatif.json"),
@@ -169,12 +169,12 @@ fn real_main(cli: Cli) -> Result<ExitCode, String> {
                 &args.common.out.join("whatif.html"),
                 &whatif::to_html(&variants),
             )?;
-            print!("{}", whatif::summary(&variants));
-            println!("wall {:.2} s", started.elapsed().as_secs_f64());
-            println!(
+            say(&whatif::summary(&variants));
+            say(&format!("wall {:.2} s\n", started.elapsed().as_secs_f64()));
+            sayln(format!(
                 "wrote {}",
                 args.common.out.join("whatif.{json,html}").display()
-            );
+            ));
             Ok(exit_for(
                 variants
                     .iter()
@@ -229,8 +229,16 @@ fn config(c: &Common) -> Result<RunConfig, String> {
     cfg.churn_townships = if churn { c.churn } else { 0 };
     cfg.churn_window_us = seconds(c.churn_window_s, "--churn-window-s")?;
     for l in &c.links {
-        let (tier, spec) = parse_link(l)?;
-        cfg.net.tiers[tier] = spec;
+        let ((upper, lower), spec) = parse_link(l)?;
+        if lower == upper + 1 {
+            cfg.net.tiers[upper as usize] = spec;
+        } else {
+            // A link that skips tiers (skip-level fallback, direct links).
+            cfg.net
+                .direct
+                .retain(|(u, l, _)| (*u, *l) != (upper, lower));
+            cfg.net.direct.push((upper, lower, spec));
+        }
     }
     if let Some(loss) = c.loss {
         check_loss(loss)?;
@@ -264,20 +272,25 @@ fn check_loss(loss: f64) -> Result<(), String> {
     }
 }
 
-fn parse_link(text: &str) -> Result<(usize, LinkSpec), String> {
+/// Parses `UPPER-LOWER=LATENCY_MS,MBIT_PER_S,LOSS`; returns the (upper, lower) depths.
+fn parse_link(text: &str) -> Result<((u8, u8), LinkSpec), String> {
     let (tier, rest) = text
         .split_once('=')
         .ok_or_else(|| format!("--link {text:?}: expected TIER=LATENCY_MS,MBIT_PER_S,LOSS"))?;
-    let tier = match tier {
-        "national-province" => 0,
-        "province-city" => 1,
-        "city-county" => 2,
-        "county-township" => 3,
-        other => {
-            return Err(format!(
-                "--link: unknown tier pair {other:?} (national-province, province-city, city-county, county-township)"
-            ))
-        }
+    let depth = |name: &str| {
+        Level::ALL
+            .iter()
+            .find(|l| l.name() == name)
+            .map(|l| l.depth())
+    };
+    let pair = tier
+        .split_once('-')
+        .and_then(|(a, b)| Some((depth(a)?, depth(b)?)))
+        .filter(|(a, b)| a < b);
+    let Some(tier) = pair else {
+        return Err(format!(
+            "--link: unknown tier pair {tier:?} (UPPER-LOWER, e.g. county-township or province-county)"
+        ));
     };
     let f: Vec<&str> = rest.split(',').collect();
     let [lat, bw, loss] = f[..] else {
@@ -342,6 +355,16 @@ fn prepare_out(dir: &PathBuf) -> Result<(), String> {
 
 fn write(path: &std::path::Path, text: &str) -> Result<(), String> {
     std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// Writes to stdout, ignoring a closed pipe (`simnet run … | head` must not panic).
+fn say(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
+fn sayln(text: String) {
+    say(&(text + "\n"));
 }
 
 /// Peak resident set size from /proc (Linux); None elsewhere.
