@@ -12,11 +12,12 @@
 //!   (transfer records, stored group ranges, catalog log and watermarks). A crash discards the
 //!   state machines; a restart rebuilds them with `restore` from the durable store, as the
 //!   node does from RocksDB.
-//! - **One trust store for all nodes.** A `TrustStore` holds the anchor, revocations (none in
-//!   these scenarios) and a memo of signatures that verified — a pure function of (key,
-//!   message, signature). Sharing it means a signature relayed to 44,704 nodes (the manifest,
-//!   common certificate chains) is checked once instead of once per node; every receipt and
-//!   catalog update is still verified, and a bad signature still fails everywhere.
+//! - **One trust store per province subtree.** A `TrustStore` holds the anchor, revocations
+//!   (none in these scenarios) and a memo of signatures that verified — a pure function of
+//!   (key, message, signature). Sharing it within a province means a signature relayed to
+//!   every node there (the manifest, common certificate chains) is checked once per province
+//!   instead of once per node; every receipt and catalog update is still verified, and a bad
+//!   signature still fails everywhere.
 //! - **Crypto is real.** Every node has its own ed25519 key (derived from the seed) and a
 //!   certificate chain from the national anchor; manifests, receipts and catalog updates are
 //!   signed and verified by the protocol code.
@@ -34,7 +35,7 @@ use backflow_protocol::catalog::{
 use backflow_protocol::catalog_sync::{
     CatalogEvent, CatalogMsg, CatalogOutput, CatalogStorageOp, CatalogSync, CatalogSyncConfig,
 };
-use backflow_protocol::cert::{NodeIdentity, TrustStore};
+use backflow_protocol::cert::{CertRequest, Certificate, NodeIdentity, TrustStore};
 use backflow_protocol::manifest::{
     build_manifest, Hash, PartitionEntry, Schema, SchemaField, SignedManifest, CHUNK_GROUP_BYTES,
 };
@@ -279,25 +280,49 @@ pub fn build_nodes(
     };
     let not_before = UnixMs(EPOCH_MS - DAY_MS);
     let not_after = UnixMs(EPOCH_MS + 365 * DAY_MS);
+    // Keys and certificates are independent per node, so they are made on all cores (setup
+    // only; the event loop stays single-threaded). Results land by index: deterministic.
+    let parents: Vec<Option<usize>> = codes
+        .iter()
+        .map(|c| c.parent().and_then(|p| codes.binary_search(&p).ok()))
+        .collect();
+    if let Some(orphan) = (1..codes.len()).find(|&i| parents[i].is_none()) {
+        return Err(format!(
+            "region {} has no parent in the topology",
+            codes[orphan]
+        ));
+    }
+    let keys: Vec<SigningKey> = par_map(codes.len(), |i| key_for(codes[i]));
+    let certs: Vec<Option<Result<Certificate, String>>> = par_map(codes.len(), |i| {
+        parents[i].map(|pi| {
+            Certificate::issue(
+                codes[pi],
+                &keys[pi],
+                CertRequest {
+                    subject: codes[i],
+                    subject_key: keys[i].verifying_key(),
+                    peer_id: Vec::new(),
+                    not_before,
+                    not_after,
+                    serial: i as u64,
+                },
+            )
+            .map_err(|e| format!("certifying {}: {e}", codes[i]))
+        })
+    });
     let mut identities: Vec<NodeIdentity> = Vec::with_capacity(codes.len());
-    for (i, &code) in codes.iter().enumerate() {
-        let id = match code.parent() {
-            None => NodeIdentity::national(key_for(code)),
-            Some(p) => {
-                let pi = codes
-                    .binary_search(&p)
-                    .map_err(|_| format!("region {code} has no parent in the topology"))?;
-                identities[pi]
-                    .certify_child(
-                        &key_for(code),
-                        Vec::new(),
-                        not_before,
-                        not_after,
-                        code,
-                        i as u64,
-                    )
-                    .map_err(|e| format!("certifying {code}: {e}"))?
+    for (i, cert) in certs.into_iter().enumerate() {
+        let id = match (parents[i], cert) {
+            (Some(pi), Some(cert)) => {
+                let mut chain = identities[pi].chain.clone();
+                chain.push(cert?);
+                NodeIdentity {
+                    region: codes[i],
+                    key: keys[i].clone(),
+                    chain,
+                }
             }
+            _ => NodeIdentity::national(keys[i].clone()),
         };
         identities.push(id);
     }
@@ -406,7 +431,10 @@ pub fn build_nodes(
     for &(t, at) in churn {
         changes.entry(t).or_default().push(at);
     }
-    let trust = Rc::new(RefCell::new(TrustStore::new(anchor)));
+    // One trust store per province subtree (and one for national): each stays well under the
+    // protocol's memo bound (`TRUST_CACHE_ENTRIES_MAX`, cleared when full), so shared chain
+    // certificates are verified once per subtree instead of again after every clear.
+    let mut stores: BTreeMap<RegionCode, Rc<RefCell<TrustStore>>> = BTreeMap::new();
     let mut nodes = Vec::with_capacity(codes.len());
     for (i, identity) in identities.into_iter().enumerate() {
         let me = codes[i];
@@ -419,7 +447,14 @@ pub fn build_nodes(
         nodes.push(ProtoNode {
             rf: ReturnFlow::new(rf_config(identity.clone(), &shared)),
             cat: CatalogSync::new(UnixMs(EPOCH_MS), cat_config(me)),
-            trust: Rc::clone(&trust),
+            trust: Rc::clone(
+                stores
+                    .entry(
+                        me.ancestor_at(Level::Province)
+                            .unwrap_or(RegionCode::NATIONAL),
+                    )
+                    .or_insert_with(|| Rc::new(RefCell::new(TrustStore::new(anchor)))),
+            ),
             shared: Arc::clone(&shared),
             me,
             identity,
@@ -435,6 +470,31 @@ pub fn build_nodes(
         });
     }
     Ok(nodes)
+}
+
+/// `(0..n).map(f)` computed on up to 4 threads, in order.
+fn par_map<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    let threads = std::thread::available_parallelism().map_or(1, |t| t.get().min(4));
+    if threads < 2 || n < 1_024 {
+        return (0..n).map(f).collect();
+    }
+    let chunk = n.div_ceil(threads);
+    let f = &f;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                scope.spawn(move || {
+                    (t * chunk..((t + 1) * chunk).min(n))
+                        .map(f)
+                        .collect::<Vec<T>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    })
 }
 
 impl ProtoNode {
