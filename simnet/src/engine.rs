@@ -121,8 +121,15 @@ pub enum StopReason {
 
 #[derive(Clone, Debug)]
 enum EventKind<M> {
-    Deliver { from: u32, to: u32, msg: M },
-    Timer { node: u32 },
+    /// Boxed so queue entries stay small: the heap moves entries on every push and pop.
+    Deliver {
+        from: u32,
+        to: u32,
+        msg: Box<M>,
+    },
+    Timer {
+        node: u32,
+    },
     Fault(Fault),
 }
 
@@ -319,7 +326,7 @@ impl<N: SimNode> Engine<N> {
             self.now = event.at;
             self.stats.events += 1;
             match event.kind {
-                EventKind::Deliver { from, to, msg } => self.deliver(from, to, msg),
+                EventKind::Deliver { from, to, msg } => self.deliver(from, to, *msg),
                 EventKind::Timer { node } => {
                     if self.timer_at[node as usize] == Some(event.at) {
                         self.timer_at[node as usize] = None;
@@ -436,7 +443,14 @@ impl<N: SimNode> Engine<N> {
             self.stats.kinds.entry(kind).or_default().lost += 1;
             return;
         }
-        self.push(arrive, EventKind::Deliver { from, to, msg });
+        self.push(
+            arrive,
+            EventKind::Deliver {
+                from,
+                to,
+                msg: Box::new(msg),
+            },
+        );
     }
 
     fn observe(&mut self, i: u32, obs: Observation) {
