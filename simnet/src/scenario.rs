@@ -499,3 +499,41 @@ fn check_invariants(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topology_specs_parse_and_round_trip() {
+        assert_eq!(TopologySpec::parse("china").unwrap(), TopologySpec::China);
+        let s = TopologySpec::parse("synthetic:31,8-14,6-12,10-16").unwrap();
+        assert_eq!(s.label(), "synthetic:31,8-14,6-12,10-16");
+        assert_eq!(TopologySpec::parse(&s.label()).unwrap(), s);
+        for bad in [
+            "",
+            "China",
+            "synthetic:",
+            "synthetic:1,2,3",
+            "synthetic:1,2,3,4,5",
+            "synthetic:0,1,1,1",
+            "synthetic:3-2,1,1,1",
+            "synthetic:a,1,1,1",
+            "synthetic:-1,1,1,1",
+        ] {
+            let e = TopologySpec::parse(bad).unwrap_err();
+            assert!(!e.contains('\n'), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn synthetic_size_is_bounded_before_building() {
+        let s = TopologySpec::parse("synthetic:89,99,99,999").unwrap();
+        assert!(s.build(1).unwrap_err().contains("limit"));
+        // Within the code widths but over the node limit.
+        let s = TopologySpec::parse("synthetic:10,10,10,600").unwrap();
+        assert!(s.build(1).is_err());
+        let s = TopologySpec::parse("synthetic:2,2,2,2").unwrap();
+        assert_eq!(s.build(1).unwrap().len(), 31);
+    }
+}
