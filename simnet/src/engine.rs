@@ -99,7 +99,9 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            events_max: 500_000_000,
+            // The country with one dataset is ~1 M events; 50 M leaves room for loss, faults and
+            // churn, and stops a runaway within minutes rather than hours.
+            events_max: 50_000_000,
             queue_max: 50_000_000,
             horizon_us: 7 * 24 * 3_600 * MICROS_PER_S,
             outputs_per_call_max: 100_000,

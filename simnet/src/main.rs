@@ -83,7 +83,7 @@ struct Common {
     #[arg(long, default_value_t = 600.0)]
     fault_window_s: f64,
     /// Hard cap on processed events.
-    #[arg(long, default_value_t = 500_000_000)]
+    #[arg(long, default_value_t = 50_000_000)]
     events_max: u64,
 }
 
