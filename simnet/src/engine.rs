@@ -43,6 +43,8 @@ pub enum Observation {
     CatalogChanges(u64),
     /// A protocol event worth counting (fallbacks, rejections), by name.
     Note(&'static str),
+    /// The publisher's aggregated receipts now count `delivered` of `expected` partitions.
+    PublisherView { delivered: u64, expected: u64 },
 }
 
 /// The handle a node gets while handling one input: the clock, and where to put outputs.
@@ -192,6 +194,8 @@ pub struct Stats {
     pub peak_queue: usize,
     /// Counted [`Observation::Note`]s.
     pub notes: std::collections::BTreeMap<&'static str, u64>,
+    /// The publisher's latest view: (when, partitions delivered, partitions expected).
+    pub publisher_view: Option<(Micros, u64, u64)>,
 }
 
 const LEAK_EXAMPLES_MAX: usize = 16;
@@ -265,6 +269,7 @@ impl<N: SimNode> Engine<N> {
                 leak_examples: Vec::new(),
                 peak_queue: 0,
                 notes: Default::default(),
+                publisher_view: None,
             },
             out: Vec::new(),
             obs: Vec::new(),
@@ -473,6 +478,10 @@ impl<N: SimNode> Engine<N> {
                 }
             }
             Observation::Note(name) => *self.stats.notes.entry(name).or_default() += 1,
+            Observation::PublisherView {
+                delivered,
+                expected,
+            } => self.stats.publisher_view = Some((self.now, delivered, expected)),
             Observation::CatalogChanges(n) => {
                 if self.topo.codes()[i].level() == Level::National {
                     self.stats.catalog_at_national.push((n, self.now));

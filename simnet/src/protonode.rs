@@ -588,6 +588,12 @@ impl ProtoNode {
         match e {
             Event::TransferComplete { .. } => ctx.observe(Observation::DataComplete),
             Event::Completeness(r) => {
+                if self.is_publisher() && self.shared.manifests.len() == 1 {
+                    ctx.observe(Observation::PublisherView {
+                        delivered: u64::from(r.regions_delivered),
+                        expected: u64::from(r.regions_expected),
+                    });
+                }
                 if r.is_complete() && self.is_publisher() {
                     self.manifests_complete.insert(r.manifest);
                     if self.manifests_complete.len() == self.shared.manifests.len() {

@@ -53,10 +53,20 @@ pub struct RunResult {
     pub all_townships_s: Option<f64>,
     /// Publisher's receipts cover the whole dataset.
     pub receipts_complete_s: Option<f64>,
+    /// The publisher's last aggregated view: partitions its receipts count as delivered, of
+    /// those expected (protocol node with one manifest).
+    pub publisher_view: Option<PublisherView>,
     pub dataset_bytes: u64,
     pub dataset_records: u64,
     pub messages_sent: u64,
     pub bytes_sent: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PublisherView {
+    pub at_s: f64,
+    pub delivered: u64,
+    pub expected: u64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -232,6 +242,13 @@ impl Report {
                 nodes_complete: o.held.iter().filter(|h| h.complete).count(),
                 all_townships_s,
                 receipts_complete_s: o.stats.receipts_complete_at.map(secs),
+                publisher_view: o.stats.publisher_view.map(|(t, delivered, expected)| {
+                    PublisherView {
+                        at_s: secs(t),
+                        delivered,
+                        expected,
+                    }
+                }),
                 dataset_bytes: o.layout.bytes_total,
                 dataset_records: o.layout.records_total,
                 messages_sent: o.stats.kinds.values().map(|k| k.sent).sum(),

@@ -467,9 +467,16 @@ fn check_invariants(
             ok: stats.receipts_complete_at.is_some(),
             detail: match stats.receipts_complete_at {
                 Some(t) => format!("complete at {:.3} s", t as f64 / 1e6),
-                None => {
-                    "the publisher's aggregated receipts never covered every region".to_string()
-                }
+                None => match stats.publisher_view {
+                    Some((t, d, e)) => format!(
+                        "the publisher's aggregated receipts never covered every region: \
+                         last view {d} of {e} partitions at {:.3} s",
+                        t as f64 / 1e6
+                    ),
+                    None => {
+                        "the publisher's aggregated receipts never covered every region".to_string()
+                    }
+                },
             },
         });
     }
