@@ -10,7 +10,7 @@ use backflow_topology::{Level, RegionCode, Topology};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::net::{Fault, NetConfig};
+use crate::net::{transmit_us, Fault, NetConfig};
 
 /// Simulated time in microseconds since the start of the run. Microseconds, not milliseconds,
 /// so a 16 KiB frame on a 10 Gbit/s link still takes a non-zero time.
@@ -220,6 +220,8 @@ pub struct Engine<N: SimNode> {
     partitions: Vec<RegionCode>,
     /// Per directed link: when its sender side is free again (bandwidth serialisation).
     link_free_at: HashMap<(u32, u32), Micros>,
+    /// Per node: when its uplink is free again (only with an egress cap for its tier).
+    egress_free_at: Vec<Micros>,
     stats: Stats,
     out: Vec<(RegionCode, N::Msg)>,
     obs: Vec<Observation>,
@@ -253,6 +255,7 @@ impl<N: SimNode> Engine<N> {
             crashed: vec![false; n],
             partitions: Vec::new(),
             link_free_at: HashMap::new(),
+            egress_free_at: vec![0; n],
             stats: Stats {
                 events: 0,
                 stop: StopReason::Quiescent,
@@ -441,11 +444,22 @@ impl<N: SimNode> Engine<N> {
         self.stats.link_bytes[lf][lt] += bytes;
         self.stats.link_messages[lf][lt] += 1;
         // Bandwidth: the link carries one message at a time; a message waits for the one before.
-        let free = self.link_free_at.entry((from, to)).or_insert(0);
-        let start = (*free).max(self.now);
-        let transmit = link.transmit_us(bytes);
-        *free = start + transmit;
-        let arrive = start + transmit + link.latency_us;
+        // With a node egress cap, all of the sender's messages also queue on its uplink.
+        let link_free = self.link_free_at.get(&(from, to)).copied().unwrap_or(0);
+        let egress = self.net.egress_bytes_per_s[lf];
+        let egress_free = if egress.is_some() {
+            self.egress_free_at[from as usize]
+        } else {
+            0
+        };
+        let start = link_free.max(egress_free).max(self.now);
+        let on_link = link.transmit_us(bytes);
+        let on_egress = egress.map_or(0, |bps| transmit_us(bytes, bps));
+        self.link_free_at.insert((from, to), start + on_link);
+        if egress.is_some() {
+            self.egress_free_at[from as usize] = start + on_egress;
+        }
+        let arrive = start + on_link.max(on_egress) + link.latency_us;
         if link.loss > 0.0 && self.rng.gen_bool(link.loss) {
             self.stats.kinds.entry(kind).or_default().lost += 1;
             return;
@@ -618,6 +632,51 @@ mod tests {
         assert_eq!(nodes[1].log, vec![("message", 11_000), ("message", 12_000)]);
         assert_eq!(stats.link_bytes[0][1], 2_000);
         assert_eq!(stats.stop, StopReason::Quiescent);
+    }
+
+    #[test]
+    fn an_egress_cap_serialises_a_nodes_links() {
+        let topo = Arc::new(Topology::synthetic(Fanout::fixed(2, 1, 1, 1), 1).unwrap());
+        let run = |egress: Option<u64>| {
+            let nodes: Vec<Fanned> = (0..topo.len()).map(|_| Fanned::default()).collect();
+            let mut net = NetConfig::default();
+            net.tiers[0] = LinkSpec::new(10, 8, 0.0);
+            net.egress_bytes_per_s[0] = egress;
+            let (_, nodes) =
+                Engine::new(Arc::clone(&topo), nodes, net, &[], Limits::default(), 1).run();
+            [nodes[1].got, nodes[2].got]
+        };
+        // Separate links: both 1,000-byte pings arrive after 1 ms + 10 ms.
+        assert_eq!(run(None), [Some(11_000), Some(11_000)]);
+        // One 1 MB/s uplink for both: the second waits for the first.
+        assert_eq!(run(Some(1_000_000)), [Some(11_000), Some(12_000)]);
+        // A fat uplink: only its 1 µs (rounded up) per message.
+        assert_eq!(run(Some(1 << 40)), [Some(11_000), Some(11_001)]);
+    }
+
+    /// The root pings both provinces at start; each records when its ping arrived.
+    #[derive(Default)]
+    struct Fanned {
+        got: Option<Micros>,
+    }
+
+    impl SimNode for Fanned {
+        type Msg = Ping;
+        fn on_start(&mut self, ctx: &mut Ctx<'_, Ping>) {
+            if ctx.me() == RegionCode::NATIONAL {
+                ctx.send(RegionCode::parse("11").unwrap(), Ping(1_000));
+                ctx.send(RegionCode::parse("12").unwrap(), Ping(1_000));
+            }
+        }
+        fn on_message(&mut self, ctx: &mut Ctx<'_, Ping>, _: RegionCode, _: Ping) {
+            self.got = Some(ctx.now_us());
+        }
+        fn on_timer(&mut self, _: &mut Ctx<'_, Ping>) {}
+        fn on_crash(&mut self) {}
+        fn on_restart(&mut self, _: &mut Ctx<'_, Ping>) {}
+        fn next_timer(&self) -> Option<Micros> {
+            None
+        }
     }
 
     #[test]

@@ -70,6 +70,10 @@ struct Common {
     /// or a tier-skipping pair such as `province-county` (else hops are combined). Repeatable.
     #[arg(long = "link")]
     links: Vec<String>,
+    /// A node's total sending capacity per tier, shared by all its links: `TIER=MBIT_PER_S`
+    /// (e.g. `county=200`). Repeatable. Default: every link has its own bandwidth.
+    #[arg(long = "egress")]
+    egress: Vec<String>,
     /// Message loss probability on every tier (overrides --link loss).
     #[arg(long)]
     loss: Option<f64>,
@@ -239,6 +243,24 @@ fn config(c: &Common) -> Result<RunConfig, String> {
                 .retain(|(u, l, _)| (*u, *l) != (upper, lower));
             cfg.net.direct.push((upper, lower, spec));
         }
+    }
+    for e in &c.egress {
+        let (tier, mbit) = e
+            .split_once('=')
+            .ok_or_else(|| format!("--egress {e:?}: expected TIER=MBIT_PER_S"))?;
+        let depth = Level::ALL
+            .iter()
+            .find(|l| l.name() == tier)
+            .map(|l| l.depth() as usize)
+            .ok_or_else(|| format!("--egress: unknown tier {tier:?} (national … township)"))?;
+        let mbit: f64 = mbit
+            .trim()
+            .parse()
+            .map_err(|_| format!("--egress {e:?}: {mbit:?} is not a number"))?;
+        if !(0.001..=1e7).contains(&mbit) {
+            return Err(format!("--egress {e:?}: 0.001..1e7 Mbit/s"));
+        }
+        cfg.net.egress_bytes_per_s[depth] = Some(((mbit * 1e6 / 8.0).round() as u64).max(1));
     }
     if let Some(loss) = c.loss {
         check_loss(loss)?;

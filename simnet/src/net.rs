@@ -29,11 +29,16 @@ impl LinkSpec {
 
     /// Time to put `bytes` on the wire, rounded up to whole microseconds.
     pub fn transmit_us(&self, bytes: u64) -> Micros {
-        debug_assert!(self.bandwidth_bytes_per_s > 0);
-        let num = u128::from(bytes) * u128::from(MICROS_PER_S);
-        let den = u128::from(self.bandwidth_bytes_per_s);
-        num.div_ceil(den).min(u128::from(u64::MAX)) as u64
+        transmit_us(bytes, self.bandwidth_bytes_per_s)
     }
+}
+
+/// Time to send `bytes` at `bytes_per_s` (> 0), rounded up to whole microseconds.
+pub fn transmit_us(bytes: u64, bytes_per_s: u64) -> Micros {
+    debug_assert!(bytes_per_s > 0);
+    let num = u128::from(bytes) * u128::from(MICROS_PER_S);
+    let den = u128::from(bytes_per_s.max(1));
+    num.div_ceil(den).min(u128::from(u64::MAX)) as u64
 }
 
 /// Links per tier pair. `tiers[d]` is the link between depth `d` and depth `d + 1` (national–
@@ -45,6 +50,9 @@ pub struct NetConfig {
     pub tiers: [LinkSpec; 4],
     /// Overrides for specific non-adjacent tier pairs `(upper depth, lower depth, spec)`.
     pub direct: Vec<(u8, u8, LinkSpec)>,
+    /// Per tier (by depth): a node's total sending capacity, shared by all its links (its
+    /// uplink). `None`: each link has its own bandwidth (the default).
+    pub egress_bytes_per_s: [Option<u64>; 5],
 }
 
 impl Default for NetConfig {
@@ -59,6 +67,7 @@ impl Default for NetConfig {
                 LinkSpec::new(5, 100, 0.0),
             ],
             direct: Vec::new(),
+            egress_bytes_per_s: [None; 5],
         }
     }
 }
