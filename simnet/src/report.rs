@@ -491,6 +491,14 @@ fn net_table(net: &NetConfig) -> String {
         );
     }
     h.push_str("</table>");
+    let caps: Vec<String> = Level::ALL
+        .iter()
+        .zip(net.egress_bytes_per_s)
+        .filter_map(|(l, e)| e.map(|bps| format!("{} {} Mbit/s", l.name(), bps * 8 / 1_000_000)))
+        .collect();
+    if !caps.is_empty() {
+        let _ = write!(h, "<p>Node uplink (egress) caps: {}.</p>", caps.join(", "));
+    }
     h
 }
 
