@@ -371,7 +371,7 @@ pub fn build_nodes(
             } else {
                 format!("{}@{scope}", layout.dataset_id)
             };
-            let manifest = build_manifest(
+            let built = build_manifest(
                 dataset,
                 1,
                 CatalogOrigin {
@@ -384,8 +384,19 @@ pub fn build_nodes(
                 None,
                 schema.clone(),
                 &entries,
-            )
-            .map_err(|e| format!("building the manifest for {scope}: {e}"))?;
+            );
+            let manifest = match built {
+                Ok(m) => m,
+                // More partitions than one manifest may carry (synthetic fan-outs): split.
+                Err(e)
+                    if e.to_string().contains("exceeds the limit")
+                        && !topo.children(scope).is_empty() =>
+                {
+                    todo.extend(topo.children(scope).iter().rev());
+                    continue;
+                }
+                Err(e) => return Err(format!("building the manifest for {scope}: {e}")),
+            };
             let hash = manifest.hash();
             let signed = SignedManifest::sign(manifest, &identities[pi])
                 .map_err(|e| format!("signing the manifest: {e}"))?;

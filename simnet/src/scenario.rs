@@ -117,6 +117,9 @@ impl TopologySpec {
 
 /// Nodes in one simulation (the country has 44,704; leave room for what-if fan-outs).
 pub const NODES_MAX: u64 = 500_000;
+/// Nodes with the protocol node implementation: each holds real keys, certificate chains and
+/// state machines (~25 KiB), so 150,000 nodes stay under ~4 GiB.
+pub const PROTOCOL_NODES_MAX: usize = 150_000;
 
 /// Data-plane routing variant (topology what-ifs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -250,6 +253,12 @@ pub struct Outcome {
 /// Builds everything from the config and runs it.
 pub fn run(config: &RunConfig) -> Result<Outcome, String> {
     let topo = Arc::new(config.topology.build(config.seed)?);
+    if config.node == NodeImpl::Protocol && topo.len() > PROTOCOL_NODES_MAX {
+        return Err(format!(
+            "{} nodes is over the protocol node limit of {PROTOCOL_NODES_MAX} (memory); use --node model for larger what-ifs",
+            topo.len()
+        ));
+    }
     if let Some(p) = config.publisher {
         if !topo.contains_code(p) {
             return Err(format!("publisher {p} is not a region of this topology"));
