@@ -29,6 +29,9 @@ pub struct Report {
     pub messages: BTreeMap<&'static str, KindStats>,
     /// Protocol events counted during the run (source changes = skip-level fallbacks, …).
     pub protocol_events: BTreeMap<&'static str, u64>,
+    /// Per region one tier below the publisher (provinces for a national dataset): when its
+    /// last township was complete.
+    pub regions: Vec<RegionCompletion>,
     pub catalog: Option<CatalogResult>,
     pub invariants: Vec<Invariant>,
 }
@@ -60,6 +63,15 @@ pub struct RunResult {
     pub dataset_records: u64,
     pub messages_sent: u64,
     pub bytes_sent: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RegionCompletion {
+    pub code: String,
+    pub name: String,
+    pub townships: usize,
+    pub complete: usize,
+    pub last_township_s: Option<f64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -259,6 +271,7 @@ impl Report {
             storage,
             messages: o.stats.kinds.clone(),
             protocol_events: o.stats.notes.clone(),
+            regions: region_completion(o),
             catalog,
             invariants: o.invariants.clone(),
         }
@@ -408,6 +421,21 @@ all townships by {}; publisher receipts complete at {}.</p>",
                 .collect();
             h.push_str(&cdf_svg(&curves));
         }
+        if !self.regions.is_empty() {
+            h.push_str("<h3>Per region below the publisher</h3><table><tr><th>region</th><th>name</th><th>townships</th><th>complete</th><th>last township</th></tr>");
+            for r in &self.regions {
+                let _ = write!(
+                    h,
+                    "<tr><td>{}</td><td style=\"text-align:left\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    r.code,
+                    esc(&r.name),
+                    r.townships,
+                    r.complete,
+                    opt_s(r.last_township_s)
+                );
+            }
+            h.push_str("</table>");
+        }
         if let Some(c) = &self.catalog {
             let _ = write!(
                 h,
@@ -473,6 +501,43 @@ national held every change at {} (lag {}).</p>",
         h.push_str("</body></html>\n");
         h
     }
+}
+
+/// Completion of each child region of the publisher (at most `REGIONS_LISTED_MAX`).
+fn region_completion(o: &Outcome) -> Vec<RegionCompletion> {
+    const REGIONS_LISTED_MAX: usize = 100;
+    let Some(publisher) = o.config.publisher else {
+        return Vec::new();
+    };
+    let codes = o.topo.codes();
+    o.topo
+        .children(publisher)
+        .iter()
+        .take(REGIONS_LISTED_MAX)
+        .map(|&region| {
+            let times: Vec<Option<Micros>> = o
+                .topo
+                .townships_under(region)
+                .iter()
+                .filter_map(|t| codes.binary_search(t).ok())
+                .map(|i| o.stats.complete_at[i].filter(|_| o.held[i].complete))
+                .collect();
+            let complete = times.iter().filter(|t| t.is_some()).count();
+            RegionCompletion {
+                code: region.to_string(),
+                name: o
+                    .topo
+                    .get(region)
+                    .map(|r| r.name.clone())
+                    .unwrap_or_default(),
+                townships: times.len(),
+                complete,
+                last_township_s: (complete == times.len())
+                    .then(|| times.iter().flatten().max().copied().map(secs))
+                    .flatten(),
+            }
+        })
+        .collect()
 }
 
 fn net_table(net: &NetConfig) -> String {
