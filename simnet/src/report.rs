@@ -593,7 +593,9 @@ fn esc(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// Step CDF of completion time, one coloured line per `(label, points)` curve.
+/// Step CDF of completion time, one coloured line per `(label, points)` curve. When the
+/// slowest completion is over 30× the fastest (fault tails), the time axis is logarithmic
+/// so the bulk of the curve stays readable.
 pub fn cdf_svg(curves: &[(String, &[(f64, f64)])]) -> String {
     const W: f64 = 720.0;
     const H: f64 = 360.0;
@@ -607,7 +609,23 @@ pub fn cdf_svg(curves: &[(String, &[(f64, f64)])]) -> String {
         .filter_map(|(_, c)| c.last().map(|p| p.0))
         .fold(0.0f64, f64::max)
         .max(1e-3);
-    let x = |t: f64| L + (W - L - 20.0) * t / t_max;
+    let t_min = curves
+        .iter()
+        .flat_map(|(_, c)| c.iter().map(|p| p.0))
+        .filter(|&t| t > 0.0)
+        .fold(f64::INFINITY, f64::min);
+    let log = t_min.is_finite() && t_max / t_min > 30.0;
+    // Log axis from the decade below the fastest completion.
+    let lo = if log { t_min.log10().floor() } else { 0.0 };
+    let hi = t_max.log10();
+    let x = |t: f64| {
+        let frac = if log {
+            (t.max(10f64.powf(lo)).log10() - lo) / (hi - lo)
+        } else {
+            t / t_max
+        };
+        L + (W - L - 20.0) * frac
+    };
     let y = |f: f64| H - B - (H - B - 20.0) * f;
     let mut s = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" viewBox=\"0 0 {W} {H}\" font-size=\"12\">"
@@ -632,20 +650,40 @@ pub fn cdf_svg(curves: &[(String, &[(f64, f64)])]) -> String {
             y(f),
             y(f)
         );
-        let t = t_max * f;
-        let _ = write!(
-            s,
-            "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{:.2} s</text>",
-            x(t),
-            H - B + 16.0,
-            t
-        );
+        if !log {
+            let t = t_max * f;
+            let _ = write!(
+                s,
+                "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{:.2} s</text>",
+                x(t),
+                H - B + 16.0,
+                t
+            );
+        }
+    }
+    if log {
+        let mut decade = lo;
+        while decade <= hi + 1e-9 {
+            let t = 10f64.powf(decade);
+            let _ = write!(
+                s,
+                "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{} s</text><line x1=\"{:.1}\" x2=\"{:.1}\" y1=\"20\" y2=\"{}\" stroke=\"#eee\"/>",
+                x(t),
+                H - B + 16.0,
+                t,
+                x(t),
+                x(t),
+                H - B
+            );
+            decade += 1.0;
+        }
     }
     let _ = write!(
         s,
-        "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">simulated time since publication</text>",
+        "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">simulated time since publication{}</text>",
         (L + W) / 2.0,
-        H - 6.0
+        H - 6.0,
+        if log { " (log scale)" } else { "" }
     );
     for (i, (label, cdf)) in curves.iter().enumerate() {
         if cdf.is_empty() {
