@@ -550,6 +550,27 @@ impl SignedCatalogUpdate {
         }
         Ok(())
     }
+
+    /// Whether refusing this copy with `error` (from [`Self::verify`]) is final: no other copy
+    /// of the same version could pass here. True when a key in the signer's chain is revoked
+    /// (random corruption cannot turn a key into a revoked one), or when the copy is authentic
+    /// — chain and signature verify at its signing time, by the origin's jurisdiction — but a
+    /// certificate expired beyond the grace. Anything else (bad signature, broken chain,
+    /// invalid content, a certificate not yet valid, an expiry that does not verify at the
+    /// signing time) may be a corrupted or forged copy of a version whose valid copy can still
+    /// arrive, so a relaying node must wait for it rather than skip the version.
+    pub fn refusal_is_final(&self, trust: &mut TrustStore, error: &CatalogError) -> bool {
+        match error {
+            CatalogError::Cert(CertError::Revoked { .. }) => true,
+            CatalogError::Cert(CertError::Expired { .. }) => {
+                let d = digest(UPDATE_DOMAIN, &self.update);
+                trust
+                    .verify_signed(&self.signer, self.update.issued_at, &d, &self.signature)
+                    .is_ok_and(|who| who.region == self.update.origin.region)
+            }
+            _ => false,
+        }
+    }
 }
 
 impl Bounded for SignedCatalogUpdate {

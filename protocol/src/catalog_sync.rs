@@ -8,6 +8,14 @@
 //! - incremental: the child sends only entries after the parent's watermark, in batches;
 //! - idempotent: re-sent entries at or below the watermark, and catalog versions a parent
 //!   already applied via another path, are no-ops;
+//! - never lossy: the watermark only moves past an entry once it is applied, a duplicate, or
+//!   refused for good (a foreign origin for this sender; a revoked signer; an authentic
+//!   version whose signer expired beyond the grace —
+//!   [`SignedCatalogUpdate::refusal_is_final`]). A relayed copy that fails verification
+//!   otherwise — corrupted or forged — is reported ([`CatalogEvent::Rejected`]) and *holds*
+//!   the sender's watermark below it, unacknowledged, so the sender's retransmission brings it
+//!   again after `retry_ms` (a valid copy from any sender also releases it, as a duplicate).
+//!   Skipping it would stall the department's later versions on a sequence gap for good;
 //! - resumable: both sides persist (log entries, watermarks) through [`CatalogStorageOp`],
 //!   and after a restart the child probes for the watermark and continues from there.
 //!
@@ -120,6 +128,9 @@ pub enum CatalogEvent {
         from: RegionCode,
     },
     /// A relayed version was refused (bad signature, wrong signer, foreign region, invalid…).
+    /// Unless the refusal is final (foreign region, revoked signer, authentic but expired
+    /// beyond the grace), the version holds its sender's stream until a valid copy arrives,
+    /// and is reported again on each retry (about one per sender per `retry_ms`).
     Rejected {
         from: RegionCode,
         origin: Option<CatalogOrigin>,
@@ -411,48 +422,67 @@ impl CatalogSync {
                 watermark: 0,
             };
         }
-        let mut watermark = state.watermark;
+        let before = state.watermark;
+        let mut watermark = before;
         if first == 0 || first > watermark + 1 {
             self.send(from, CatalogMsg::Ack { log_id, watermark });
             return;
         }
+        // Set when an entry fails verification or does not apply: the watermark stays below
+        // it so the sender resends it (see `hold` below).
+        let mut held = false;
         for (k, update) in updates.into_iter().enumerate() {
             let index = first + k as u64;
             if index <= watermark {
                 continue;
             }
-            watermark = index;
             let origin = update.update.origin.clone();
             if !from.contains(origin.region) {
+                // This sender may never relay this origin, whatever the copy: skipping it
+                // loses nothing (the origin's versions reach us through its own branch).
                 self.reject(from, Some(origin), CatalogError::WrongOrigin);
+                watermark = index;
                 continue;
             }
             // Cheap duplicate check first: a version we already hold needs no verification.
+            // This is also how a held stream resumes when a valid copy arrived another way.
             if self
                 .catalogs
                 .get(&origin)
                 .is_some_and(|c| c.seq >= update.update.seq)
             {
+                watermark = index;
                 continue;
             }
             if let Err(e) = update.verify(trust, now) {
+                let final_refusal = update.refusal_is_final(trust, &e);
                 self.reject(from, Some(origin), e);
-                continue;
+                if final_refusal {
+                    // Authentic but unacceptable here (revoked, or expired beyond the grace):
+                    // no copy can do better, and holding would stall every later entry.
+                    watermark = index;
+                    continue;
+                }
+                // Possibly a corrupted or forged copy: do not move past it, or the
+                // department's later versions would stall here on a sequence gap for good.
+                held = true;
+                break;
             }
             match self.apply_to_catalog(&update) {
                 Ok(Applied::Advanced) => {
                     let seq = update.update.seq;
                     if self.push_log(update, true).is_err() {
                         // Log full: stop here; the sender retries later (an operator must act).
-                        watermark = index - 1;
                         let full = LimitError {
                             what: "catalog log entries",
                             len: self.log.len(),
                             max: LOG_ENTRIES_MAX as usize,
                         };
                         self.reject(from, Some(origin), CatalogError::Limit(full));
+                        held = true;
                         break;
                     }
+                    watermark = index;
                     self.out
                         .push_back(CatalogOutput::Event(CatalogEvent::Applied {
                             origin,
@@ -460,18 +490,32 @@ impl CatalogSync {
                             from,
                         }));
                 }
-                Ok(Applied::Duplicate) => {}
-                Err(e) => self.reject(from, Some(origin), e),
+                Ok(Applied::Duplicate) => watermark = index,
+                Err(e) => {
+                    // Verified, so exactly what the origin signed: another copy cannot apply
+                    // either. (A gap only follows a version refused for good.)
+                    self.reject(from, Some(origin), e);
+                    watermark = index;
+                }
             }
         }
+        debug_assert!(watermark >= before);
         self.senders.insert(from, SenderState { log_id, watermark });
-        self.out
-            .push_back(CatalogOutput::Storage(CatalogStorageOp::PutWatermark {
-                sender: from,
-                log_id,
-                watermark,
-            }));
-        self.send(from, CatalogMsg::Ack { log_id, watermark });
+        if watermark != before || !held {
+            self.out
+                .push_back(CatalogOutput::Storage(CatalogStorageOp::PutWatermark {
+                    sender: from,
+                    log_id,
+                    watermark,
+                }));
+        }
+        if held {
+            // No ack: the sender's retransmission timer paces the retry (probe, our
+            // watermark, then the held entry again, from the same sender or any other
+            // path), so a persistently bad copy costs one batch per `retry_ms`, not a loop.
+        } else {
+            self.send(from, CatalogMsg::Ack { log_id, watermark });
+        }
         self.pump(now);
     }
 

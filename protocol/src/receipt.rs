@@ -6,6 +6,18 @@
 //! its parent, not one per township. A parent verifies its children's signatures; the
 //! publisher trusts each tier's attestation for its subtree, as the administrative hierarchy
 //! does. Regions with no receipt yet are reported as missing (a bounded sample plus a count).
+//!
+//! # Counting each partition exactly once
+//! A receipt carries a bitmap with one bit per partition of the signer's subtree, in region
+//! order (the same order every node sorts its entries in, and a subsequence of every
+//! ancestor's). Aggregation is a union of these bitmaps, mapped onto the aggregating node's own
+//! entries — a grow-only set per manifest, so merging is idempotent, commutative and
+//! monotone whichever path a receipt took: after a skip-level fallback a node may hold a stale
+//! receipt from a child *and* fresher ones from that child's children, and every partition is
+//! still counted once (summing counts, or taking the larger of two sums, cannot do that: a
+//! region's own partition appears only in its own receipt). Record and byte totals are
+//! recomputed from the manifest's own entries for the delivered set, so a descendant cannot
+//! inflate them.
 
 use std::collections::BTreeMap;
 
@@ -16,7 +28,10 @@ use serde::{Deserialize, Serialize};
 use crate::cert::{check_chain_limits, CertChain, CertError, NodeIdentity, TrustStore};
 use crate::manifest::{Hash, PartitionEntry};
 use crate::time::UnixMs;
-use crate::wire::{check_len, digest, Bounded, LimitError, MISSING_REGIONS_REPORTED_MAX};
+use crate::wire::{
+    check_len, digest, Bounded, LimitError, MISSING_REGIONS_REPORTED_MAX,
+    RECEIPT_DELIVERED_BYTES_MAX,
+};
 
 const RECEIPT_DOMAIN: &[u8] = b"backflow/receipt/v1";
 
@@ -38,12 +53,29 @@ pub struct Receipt {
     /// Up to `MISSING_REGIONS_REPORTED_MAX` undelivered regions (the count is
     /// `regions_expected - regions_delivered`).
     pub missing: Vec<RegionCode>,
+    /// Bit `i` (LSB first) says the `i`-th partition of the subtree, in region order, is
+    /// delivered; `regions_expected.div_ceil(8)` bytes. What aggregation merges (see the module
+    /// docs); `regions_delivered` is its population count.
+    pub delivered: Vec<u8>,
 }
 
 impl Receipt {
     pub fn is_complete(&self) -> bool {
         self.regions_delivered == self.regions_expected
     }
+
+    /// Whether the `i`-th partition of the subtree (region order) is delivered.
+    pub fn is_delivered(&self, i: usize) -> bool {
+        bit(&self.delivered, i)
+    }
+}
+
+fn bit(bits: &[u8], i: usize) -> bool {
+    bits.get(i / 8).is_some_and(|b| b & (1 << (i % 8)) != 0)
+}
+
+fn set_bit(bits: &mut [u8], i: usize) {
+    bits[i / 8] |= 1 << (i % 8);
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,6 +92,11 @@ impl Bounded for SignedReceipt {
             "missing regions",
             self.receipt.missing.len(),
             MISSING_REGIONS_REPORTED_MAX,
+        )?;
+        check_len(
+            "receipt delivered bitmap bytes",
+            self.receipt.delivered.len(),
+            RECEIPT_DELIVERED_BYTES_MAX,
         )
     }
 }
@@ -75,6 +112,8 @@ pub enum ReceiptError {
         region: RegionCode,
         signer: RegionCode,
     },
+    /// The counts disagree with each other or with the delivered bitmap, or (at the receiver)
+    /// `expected` is not the number of partitions the manifest has in the signer's region.
     #[error("receipt claims {delivered} of {expected} regions delivered")]
     Inconsistent { delivered: u32, expected: u32 },
 }
@@ -89,11 +128,19 @@ impl SignedReceipt {
         }
     }
 
-    /// Verifies limits, chain, signature and that the signer is the receipt's region.
+    /// Verifies limits, that the counts match the delivered bitmap, chain, signature and that
+    /// the signer is the receipt's region.
     pub fn verify(&self, trust: &mut TrustStore, now: UnixMs) -> Result<(), ReceiptError> {
         self.check_limits()?;
         let r = &self.receipt;
-        if r.regions_delivered > r.regions_expected {
+        let ones: u32 = r.delivered.iter().map(|b| b.count_ones()).sum();
+        let stray =
+            (r.regions_expected as usize..r.delivered.len() * 8).any(|i| bit(&r.delivered, i));
+        if r.regions_delivered > r.regions_expected
+            || r.delivered.len() != (r.regions_expected as usize).div_ceil(8)
+            || ones != r.regions_delivered
+            || stray
+        {
             return Err(ReceiptError::Inconsistent {
                 delivered: r.regions_delivered,
                 expected: r.regions_expected,
@@ -117,6 +164,11 @@ impl SignedReceipt {
 
 /// Latest receipts of a node's descendants for one manifest, and the aggregation into the
 /// node's own receipt.
+///
+/// Per region the receipt with the highest `seq` is kept (a last-writer-wins register); the
+/// aggregate is the union of their delivered bitmaps (a grow-only set). Both merges are
+/// idempotent and order-independent, so duplicated, reordered or re-routed receipts give the
+/// same view.
 #[derive(Clone, Debug, Default)]
 pub struct ReceiptLedger {
     latest: BTreeMap<RegionCode, Receipt>,
@@ -143,23 +195,14 @@ impl ReceiptLedger {
         self.latest.iter()
     }
 
-    /// Whether some receipt from `region` or one of its ancestors strictly below `me` exists:
-    /// that receipt accounts for `region`.
-    fn covered(&self, me: RegionCode, region: RegionCode) -> bool {
-        std::iter::once(region)
-            .chain(region.ancestors())
-            .take_while(|r| *r != me)
-            .any(|r| self.latest.contains_key(&r))
-    }
-
-    /// Aggregates the subtree of `me`: `entries` are the partitions in it, `own_delivered`
-    /// says whether `me`'s own partition is stored.
+    /// Aggregates the subtree of `me`: `entries` are the partitions in it, sorted by region
+    /// (as every node holds them), and `own_delivered` says whether `me`'s own partition is
+    /// stored.
     ///
-    /// Receipts nest (a city's covers its counties'), and after a skip-level fallback a node
-    /// may hold both a stale receipt from a child and fresher ones from that child's children.
-    /// Every receipt is a signed lower bound for its subtree, so for each region the larger of
-    /// (its own receipt, the sum over its children) is taken, bottom-up; nothing is counted
-    /// twice.
+    /// One pass over `entries`: a partition is delivered if it is `me`'s own and stored, or if
+    /// the receipt of any region on its path up to (not including) `me` has its bit set. A
+    /// receipt's bits index its region's partitions in the same order, so a per-receipt cursor
+    /// advancing over the entries it contains finds each bit. Each partition is counted once.
     pub fn summarize(
         &self,
         me: RegionCode,
@@ -169,83 +212,48 @@ impl ReceiptLedger {
         seq: u64,
         at: UnixMs,
     ) -> Receipt {
-        #[derive(Default)]
-        struct Agg {
-            delivered: u32,
-            records: u64,
-            bytes: u64,
-            missing: Vec<RegionCode>,
-        }
-        impl Agg {
-            fn add(&mut self, other: Agg) {
-                self.delivered = self.delivered.saturating_add(other.delivered);
-                self.records = self.records.saturating_add(other.records);
-                self.bytes = self.bytes.saturating_add(other.bytes);
-                let room = MISSING_REGIONS_REPORTED_MAX.saturating_sub(self.missing.len());
-                self.missing.extend(other.missing.into_iter().take(room));
-            }
-        }
-        let mut regions = std::collections::BTreeSet::new();
-        for region in self.latest.keys() {
-            if *region == me || !me.contains(*region) {
-                continue;
-            }
-            for r in std::iter::once(*region).chain(region.ancestors()) {
-                if r == me || !regions.insert(r) {
-                    break;
-                }
-            }
-        }
-        let mut sums: BTreeMap<RegionCode, Agg> = BTreeMap::new();
-        let mut total = Agg::default();
-        // RegionCode orders by level: reverse visits children before parents.
-        for r in regions.iter().rev() {
-            let kids = sums.remove(r).unwrap_or_default();
-            let chosen = match self.latest.get(r) {
-                Some(rec) if rec.regions_delivered >= kids.delivered => Agg {
-                    delivered: rec.regions_delivered,
-                    records: rec.records_delivered,
-                    bytes: rec.bytes_delivered,
-                    missing: rec.missing.clone(),
-                },
-                _ => kids,
-            };
-            match r.parent() {
-                Some(p) if p != me => sums.entry(p).or_default().add(chosen),
-                _ => total.add(chosen),
-            }
-        }
+        debug_assert!(entries.windows(2).all(|w| w[0].region < w[1].region));
+        let mut cursor: BTreeMap<RegionCode, usize> = BTreeMap::new();
         let mut r = Receipt {
             region: me,
             manifest,
             seq,
             at,
-            regions_expected: entries.len() as u32,
-            regions_delivered: total.delivered,
-            records_delivered: total.records,
-            bytes_delivered: total.bytes,
-            missing: total.missing,
+            // Invariant: entries ≤ PARTITIONS_PER_MANIFEST_MAX (a u32), checked on install.
+            regions_expected: u32::try_from(entries.len()).unwrap_or(u32::MAX),
+            regions_delivered: 0,
+            records_delivered: 0,
+            bytes_delivered: 0,
+            missing: Vec::new(),
+            delivered: vec![0; entries.len().div_ceil(8)],
         };
-        for e in entries {
-            if e.region == me {
-                if own_delivered {
-                    // Saturating: a (signed, but possibly compromised) descendant's counts
-                    // must not be able to overflow ours.
-                    r.regions_delivered = r.regions_delivered.saturating_add(1);
-                    r.records_delivered = r.records_delivered.saturating_add(e.records);
-                    r.bytes_delivered = r.bytes_delivered.saturating_add(e.bytes);
-                } else if r.missing.len() < MISSING_REGIONS_REPORTED_MAX {
-                    r.missing.push(me);
+        for (i, e) in entries.iter().enumerate() {
+            let mut delivered = e.region == me && own_delivered;
+            if !self.latest.is_empty() {
+                for a in std::iter::once(e.region)
+                    .chain(e.region.ancestors())
+                    .take_while(|a| *a != me)
+                {
+                    if let Some(rec) = self.latest.get(&a) {
+                        // Every receipt's cursor must advance, even once `delivered` is known.
+                        let k = cursor.entry(a).or_insert(0);
+                        delivered |= rec.is_delivered(*k);
+                        *k += 1;
+                    }
                 }
-            } else if r.missing.len() < MISSING_REGIONS_REPORTED_MAX && !self.covered(me, e.region)
-            {
+            }
+            if delivered {
+                set_bit(&mut r.delivered, i);
+                r.regions_delivered += 1;
+                // Saturating: the manifest's (signed) sizes may be absurd, never overflowing.
+                r.records_delivered = r.records_delivered.saturating_add(e.records);
+                r.bytes_delivered = r.bytes_delivered.saturating_add(e.bytes);
+            } else if r.missing.len() < MISSING_REGIONS_REPORTED_MAX {
                 r.missing.push(e.region);
             }
         }
-        // A descendant's claims are capped by what we know the subtree holds.
-        r.regions_delivered = r.regions_delivered.min(r.regions_expected);
+        debug_assert!(r.regions_delivered <= r.regions_expected);
         r.missing.sort_unstable();
-        r.missing.dedup();
         r
     }
 }

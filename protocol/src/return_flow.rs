@@ -863,7 +863,24 @@ impl ReturnFlow {
                 .is_none_or(|old| old.seq < r.receipt.seq)
         });
         if news {
-            if let Err(error) = r.verify(trust, now) {
+            // The bitmap indexes the signer's partitions in region order, which must be
+            // exactly ours inside its region (both proven against the same manifest root).
+            let expected = self.transfers.get(&manifest).map_or(0, |t| {
+                t.record
+                    .entries
+                    .iter()
+                    .filter(|e| region.contains(e.region))
+                    .count()
+            });
+            let check = if r.receipt.regions_expected as usize != expected {
+                Err(ReceiptError::Inconsistent {
+                    delivered: r.receipt.regions_delivered,
+                    expected: r.receipt.regions_expected,
+                })
+            } else {
+                r.verify(trust, now)
+            };
+            if let Err(error) = check {
                 self.out
                     .push_back(Output::Event(Event::ReceiptRejected { from, error }));
                 return;

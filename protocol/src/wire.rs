@@ -17,7 +17,8 @@ use crate::manifest::ChunkFrame;
 use crate::return_flow::ReturnFlowMsg;
 
 /// Version tag carried by every frame. Bumped on any incompatible change of [`Message`].
-pub const PROTOCOL_VERSION: u16 = 1;
+/// 2: receipts carry a delivered bitmap (exact aggregation after fallbacks).
+pub const PROTOCOL_VERSION: u16 = 2;
 
 // ---- Named hard limits. Units last. Each says why it has the value it has. ----
 
@@ -58,6 +59,9 @@ pub const WANT_RANGES_MAX: usize = 64;
 pub const SCHEMA_FIELDS_MAX: usize = 512;
 /// Regions a receipt names as missing; the count beyond is still reported.
 pub const MISSING_REGIONS_REPORTED_MAX: usize = 64;
+/// Bytes of a receipt's delivered bitmap: one bit per partition of the signer's subtree, which
+/// came in one announce (≤ `ANNOUNCE_ENTRIES_MAX` entries), so ≤ 2 KiB.
+pub const RECEIPT_DELIVERED_BYTES_MAX: usize = ANNOUNCE_ENTRIES_MAX.div_ceil(8);
 /// Encoded bytes of one chunk frame: `CHUNK_GROUPS_PER_FRAME_MAX` groups of 16 KiB plus bao
 /// parent hashes (≤ 64 levels × 64 B per group).
 pub const CHUNK_FRAME_BYTES_MAX: usize = 1024 * 1024;

@@ -32,6 +32,8 @@ struct Sim {
     nodes: BTreeMap<RegionCode, Node>,
     /// Final expected sequence per (region, department).
     expected: BTreeMap<(RegionCode, String), u64>,
+    /// Corrupt the next copy of (origin region, department, seq) sent from → to, once.
+    corrupt_once: Option<(RegionCode, RegionCode, (RegionCode, String, u64))>,
 }
 
 impl Sim {
@@ -61,6 +63,7 @@ impl Sim {
             fx,
             nodes,
             expected: BTreeMap::new(),
+            corrupt_once: None,
         }
     }
 
@@ -115,7 +118,10 @@ impl Sim {
             }
             let now = self.wire.now;
             for (from, to, msg) in self.wire.due() {
-                let Message::Catalog(m) = msg else { panic!() };
+                let Message::Catalog(mut m) = msg else {
+                    panic!()
+                };
+                self.maybe_corrupt(from, to, &mut m);
                 let node = self.nodes.get_mut(&to).unwrap();
                 node.sync.handle_message(now, &mut node.trust, from, m);
                 self.flush(to);
@@ -145,6 +151,32 @@ impl Sim {
             self.wire.now = next.max(now.plus_ms(1));
         }
         done(self)
+    }
+
+    /// A copy corrupted in transit (or by a faulty relay): one entry name changed after
+    /// signing, so the signature no longer verifies.
+    fn maybe_corrupt(&mut self, from: RegionCode, to: RegionCode, m: &mut CatalogMsg) {
+        let Some((f, t, (region, department, seq))) = &self.corrupt_once else {
+            return;
+        };
+        if (*f, *t) != (from, to) {
+            return;
+        }
+        let CatalogMsg::Updates { updates, .. } = m else {
+            return;
+        };
+        for u in updates.iter_mut() {
+            let o = &u.update.origin;
+            if o.region == *region && o.department == *department && u.update.seq == *seq {
+                let mut bad = (**u).clone();
+                if let Some(CatalogChange::Add(e)) = bad.update.changes.first_mut() {
+                    Arc::make_mut(e).name.push_str(" (tampered)");
+                }
+                *u = Arc::new(bad);
+                self.corrupt_once = None;
+                return;
+            }
+        }
     }
 
     fn restart(&mut self, c: RegionCode) {
@@ -301,7 +333,7 @@ fn relaying_a_foreign_or_forged_catalog_is_refused() {
         CatalogMsg::Updates {
             log_id: 1,
             first: 1,
-            updates: vec![foreign, Arc::new(forged), good],
+            updates: vec![foreign, Arc::new(forged), good.clone()],
         },
     );
     sim.flush(county);
@@ -316,7 +348,39 @@ fn relaying_a_foreign_or_forged_catalog_is_refused() {
         .collect();
     assert!(matches!(rejected[0], CatalogError::WrongOrigin));
     assert!(matches!(rejected[1], CatalogError::Cert(_)));
-    assert_eq!(node.sync.catalogs().count(), 1);
+    // The foreign version is skipped for good; the forged one holds the stream (unacked)
+    // until a valid copy comes.
+    assert_eq!(node.sync.catalogs().count(), 0);
+    assert_eq!(node.watermarks[&code("110101001")], (1, 1));
+    sim.wire.now = now.plus_ms(60_000);
+    assert!(
+        !sim.wire
+            .due()
+            .iter()
+            .any(|(_, to, _)| *to == code("110101001")),
+        "no ack for a held batch"
+    );
+    let honest = Arc::new(signed_update(
+        &sim.fx,
+        "110101001",
+        "民政办",
+        1,
+        vec![add("y", "民政办")],
+    ));
+    let node = sim.nodes.get_mut(&county).unwrap();
+    node.sync.handle_message(
+        now,
+        &mut node.trust,
+        code("110101001"),
+        CatalogMsg::Updates {
+            log_id: 1,
+            first: 2,
+            updates: vec![honest, good],
+        },
+    );
+    sim.flush(county);
+    let node = &sim.nodes[&county];
+    assert_eq!(node.sync.catalogs().count(), 2);
     assert_eq!(node.watermarks[&code("110101001")], (1, 3));
     // A sibling or an ancestor cannot push catalogs up through us.
     let node = sim.nodes.get_mut(&county).unwrap();
@@ -331,6 +395,182 @@ fn relaying_a_foreign_or_forged_catalog_is_refused() {
         },
     );
     assert!(!node.watermarks.contains_key(&code("110102")));
+}
+
+/// A relayed version corrupted on one hop is rejected (and reported) but does not poison the
+/// department's stream: the relay resends it on retry and versions k..n all reach national.
+#[test]
+fn a_corrupted_relayed_version_is_refetched_not_skipped() {
+    let mut sim = Sim::new(6, Faults::NONE);
+    let (town, county, city) = (code("110101001"), code("110101"), code("1101"));
+    // Corrupt version 2 of the township's department on the county → city hop.
+    sim.corrupt_once = Some((county, city, (town, "民政办".to_string(), 2)));
+    for _ in 0..5 {
+        sim.submit("110101001", "民政办", 1);
+    }
+    sim.submit("110101002", "派出所", 1);
+    assert!(sim.run(600_000, |s| s.all_aggregated()));
+    assert!(sim.corrupt_once.is_none(), "the corruption was injected");
+    let o = origin("110101001", "民政办");
+    let national = &sim.nodes[&RegionCode::NATIONAL].sync;
+    assert_eq!(national.catalog(&o).unwrap().seq, 5);
+    assert_eq!(national.catalog(&o).unwrap().entries.len(), 5);
+    let city_events = &sim.nodes[&city].events;
+    let rejected: Vec<_> = city_events
+        .iter()
+        .filter_map(|e| match e {
+            CatalogEvent::Rejected {
+                from,
+                origin,
+                error,
+            } => Some((*from, origin.clone(), error.clone())),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        matches!(&rejected[..], [(f, Some(og), CatalogError::Cert(_))] if *f == county && *og == o),
+        "{rejected:?}"
+    );
+    // Each version applied once, none refused for a sequence gap anywhere.
+    for n in sim.nodes.values() {
+        assert!(!n.events.iter().any(|e| matches!(
+            e,
+            CatalogEvent::Rejected {
+                error: CatalogError::Gap { .. },
+                ..
+            }
+        )));
+        let mut seen = std::collections::BTreeSet::new();
+        assert!(n
+            .log
+            .iter()
+            .all(|u| seen.insert((u.update.origin.clone(), u.update.seq))));
+    }
+}
+
+/// A relay that keeps sending a bad copy holds only its own stream, is reported on every
+/// retry at the retransmission pace (no tight loop), and a valid copy arriving by another
+/// path (the township falling back past its county) releases it.
+#[test]
+fn a_persistently_bad_relay_is_paced_and_bypassed() {
+    let mut sim = Sim::new(7, Faults::NONE);
+    let (town, county, city) = (code("110101001"), code("110101"), code("1101"));
+    sim.submit("110101001", "民政办", 1);
+    // The county's copy is bad on every send for the next 30 s.
+    let start = sim.wire.now;
+    let stop = start.plus_ms(30_000);
+    while sim.wire.now < stop {
+        sim.corrupt_once = Some((county, city, (town, "民政办".to_string(), 1)));
+        let until = sim.wire.now.plus_ms(1_000);
+        sim.run(1_000, |s| s.wire.now >= until);
+    }
+    sim.corrupt_once = None;
+    let rejections = sim.nodes[&city]
+        .events
+        .iter()
+        .filter(|e| matches!(e, CatalogEvent::Rejected { .. }))
+        .count();
+    // retry_ms is 2 s: about one resend per retry, not one per round trip.
+    assert!((5..=20).contains(&rejections), "{rejections} rejections");
+    assert!(sim.nodes[&city]
+        .sync
+        .catalog(&origin("110101001", "民政办"))
+        .is_none());
+    // A valid copy arrives from the township itself (skip-level), and then the county's
+    // own (now honest) resend is a duplicate.
+    let now = sim.wire.now;
+    let valid = Arc::clone(&sim.nodes[&town].log[0]);
+    let node = sim.nodes.get_mut(&city).unwrap();
+    node.sync.handle_message(
+        now,
+        &mut node.trust,
+        town,
+        CatalogMsg::Updates {
+            log_id: 1_004,
+            first: 1,
+            updates: vec![valid],
+        },
+    );
+    sim.flush(city);
+    assert!(sim.run(600_000, |s| s.all_aggregated()));
+}
+
+/// A version refused for good (its signer's key is revoked) is reported and skipped: no copy
+/// can come valid, so it must not stall the sender's later entries.
+#[test]
+fn a_version_by_a_revoked_signer_does_not_stall_the_stream() {
+    let mut sim = Sim::new(8, Faults::NONE);
+    let now = sim.wire.now;
+    let revoked = Arc::new(signed_update(
+        &sim.fx,
+        "110101002",
+        "派出所",
+        1,
+        vec![add("r", "派出所")],
+    ));
+    let good = Arc::new(signed_update(
+        &sim.fx,
+        "110101001",
+        "民政办",
+        1,
+        vec![add("g", "民政办")],
+    ));
+    let (county, city) = (code("110101"), code("1101"));
+    let node = sim.nodes.get_mut(&city).unwrap();
+    node.trust
+        .revoke(&key("110101002").verifying_key())
+        .unwrap();
+    node.sync.handle_message(
+        now,
+        &mut node.trust,
+        county,
+        CatalogMsg::Updates {
+            log_id: 1,
+            first: 1,
+            updates: vec![revoked, good],
+        },
+    );
+    sim.flush(city);
+    let node = &sim.nodes[&city];
+    assert!(node.events.iter().any(|e| matches!(
+        e,
+        CatalogEvent::Rejected {
+            error: CatalogError::Cert(backflow_protocol::cert::CertError::Revoked { .. }),
+            ..
+        }
+    )));
+    assert!(node.sync.catalog(&origin("110101001", "民政办")).is_some());
+    assert_eq!(node.watermarks[&county], (1, 2));
+    sim.wire.now = now.plus_ms(60_000);
+    assert!(sim.wire.due().iter().any(|(_, to, m)| *to == county
+        && matches!(m, Message::Catalog(CatalogMsg::Ack { watermark: 2, .. }))));
+}
+
+/// Expired beyond the grace is final only for an authentic copy: a tampered copy of the same
+/// version fails the same expiry check first, but may still be replaced by a valid one.
+#[test]
+fn expiry_is_a_final_refusal_only_for_authentic_copies() {
+    use backflow_protocol::catalog::CATALOG_SIGNER_GRACE_MS;
+    let fx = Fixture::new();
+    let mut trust = fx.trust();
+    let u = signed_update(&fx, "110101001", "民政办", 1, vec![add("e", "民政办")]);
+    let late = T0.plus_ms(YEAR_MS + CATALOG_SIGNER_GRACE_MS + 1);
+    let e = u.verify(&mut trust, late).unwrap_err();
+    assert!(matches!(
+        e,
+        CatalogError::Cert(backflow_protocol::cert::CertError::Expired { .. })
+    ));
+    assert!(u.refusal_is_final(&mut trust, &e));
+    let mut tampered = u.clone();
+    if let Some(CatalogChange::Add(entry)) = tampered.update.changes.first_mut() {
+        Arc::make_mut(entry).name.push('!');
+    }
+    let e = tampered.verify(&mut trust, late).unwrap_err();
+    assert!(matches!(
+        e,
+        CatalogError::Cert(backflow_protocol::cert::CertError::Expired { .. })
+    ));
+    assert!(!tampered.refusal_is_final(&mut trust, &e));
 }
 
 proptest! {

@@ -533,6 +533,185 @@ fn skip_level_fallback_when_the_county_is_down() {
     assert!(sim.run(10 * 60_000, |s| everyone_done(s, &d, hash)));
 }
 
+/// A receipt `region` would sign for `d`, with the partitions in `delivered` delivered.
+fn receipt_for(
+    sim: &Sim,
+    d: &Dataset,
+    hash: Hash,
+    region: RegionCode,
+    seq: u64,
+    delivered: &[RegionCode],
+) -> backflow_protocol::receipt::SignedReceipt {
+    use backflow_protocol::receipt::{Receipt, SignedReceipt};
+    let mut under: Vec<_> = d
+        .entries
+        .iter()
+        .filter(|e| region.contains(e.region))
+        .collect();
+    under.sort_by_key(|e| e.region);
+    let mut bits = vec![0u8; under.len().div_ceil(8)];
+    let mut r = Receipt {
+        region,
+        manifest: hash,
+        seq,
+        at: sim.wire.now,
+        regions_expected: under.len() as u32,
+        regions_delivered: 0,
+        records_delivered: 0,
+        bytes_delivered: 0,
+        missing: Vec::new(),
+        delivered: Vec::new(),
+    };
+    for (i, e) in under.iter().enumerate() {
+        if delivered.contains(&e.region) {
+            bits[i / 8] |= 1 << (i % 8);
+            r.regions_delivered += 1;
+            r.records_delivered += e.records;
+            r.bytes_delivered += e.bytes;
+        } else {
+            r.missing.push(e.region);
+        }
+    }
+    r.delivered = bits;
+    SignedReceipt::sign(r, sim.fx.id(&region.to_string()))
+}
+
+/// After a fallback a node holds a stale receipt from a child (its own partition only) and
+/// fresher ones from the child's children: every partition is counted exactly once, at the
+/// node and at the publisher. (Taking the larger of the child's count and its children's sum
+/// dropped the child's own partition.)
+#[test]
+fn receipts_via_a_fallback_count_each_partition_once() {
+    let mut sim = Sim::new(14, Faults::NONE);
+    let d = dibao(&sim.fx, 1, None);
+    let (county, t1, t2, city) = (
+        code("110101"),
+        code("110101001"),
+        code("110101002"),
+        code("1101"),
+    );
+    for c in [county, t1, t2] {
+        sim.wire.down.insert(c);
+    }
+    let hash = sim.publish(&d);
+    assert!(sim.run(10 * 60_000, |s| s.nodes[&RegionCode::NATIONAL]
+        .rf
+        .completeness(&hash)
+        .is_some_and(|r| r.regions_delivered == 3)
+        && s.nodes[&city].rf.is_complete(&hash)));
+    // The county reported early (its own partition only), then went silent; its townships
+    // report straight to the city.
+    let now = sim.wire.now;
+    let stale = receipt_for(&sim, &d, hash, county, 1, &[county]);
+    let r1 = receipt_for(&sim, &d, hash, t1, 1, &[t1]);
+    let r2 = receipt_for(&sim, &d, hash, t2, 1, &[t2]);
+    for (from, r) in [(county, stale), (t1, r1), (t2, r2.clone()), (t2, r2)] {
+        let node = sim.nodes.get_mut(&city).unwrap();
+        node.rf.handle_message(
+            now,
+            &mut node.trust,
+            from,
+            ReturnFlowMsg::Receipt(Arc::new(r)),
+        );
+    }
+    sim.flush(city);
+    assert!(!sim.nodes[&city]
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::ReceiptRejected { .. })));
+    let at_city = sim.nodes[&city].rf.completeness(&hash).unwrap();
+    let under_city: Vec<_> = d
+        .entries
+        .iter()
+        .filter(|e| city.contains(e.region))
+        .collect();
+    assert_eq!(at_city.regions_expected, under_city.len() as u32);
+    assert_eq!(
+        at_city.regions_delivered, at_city.regions_expected,
+        "{at_city:?}"
+    );
+    assert!(at_city.missing.is_empty());
+    assert_eq!(
+        at_city.records_delivered,
+        under_city.iter().map(|e| e.records).sum::<u64>()
+    );
+    // The publisher's per-region view is exact too (records and bytes included).
+    assert!(sim.run(10 * 60_000, |s| s
+        .publisher_sees_all(hash, RegionCode::NATIONAL)));
+    let at_national = sim.nodes[&RegionCode::NATIONAL]
+        .rf
+        .completeness(&hash)
+        .unwrap();
+    assert_eq!(at_national.regions_delivered, PARTS.len() as u32);
+    assert_eq!(
+        at_national.records_delivered,
+        d.entries.iter().map(|e| e.records).sum::<u64>()
+    );
+    assert_eq!(
+        at_national.bytes_delivered,
+        d.entries.iter().map(|e| e.bytes).sum::<u64>()
+    );
+}
+
+/// A receipt whose bitmap disagrees with its counts, or whose partition count is not the
+/// manifest's for its region, is refused.
+#[test]
+fn receipts_with_inconsistent_bitmaps_are_rejected() {
+    use backflow_protocol::receipt::{ReceiptError, SignedReceipt};
+    let mut sim = Sim::new(15, Faults::NONE);
+    let d = dibao(&sim.fx, 1, None);
+    let hash = sim.publish(&d);
+    assert!(sim.run(60_000, |s| everyone_done(s, &d, hash)));
+    let (county, t1) = (code("110101"), code("110101001"));
+    let good = receipt_for(&sim, &d, hash, county, u64::MAX - 1, &[county]);
+    // Bits claim two partitions, the count one.
+    let mut r = good.receipt.clone();
+    r.delivered = vec![0b011];
+    let extra_bit = SignedReceipt::sign(r, sim.fx.id("110101"));
+    // Claims one partition fewer than the manifest has in the county.
+    let mut r = good.receipt.clone();
+    r.regions_expected = 2;
+    r.missing.truncate(1);
+    let short = SignedReceipt::sign(r, sim.fx.id("110101"));
+    let before = sim.nodes[&county].rf.completeness(&hash).unwrap();
+    let now = sim.wire.now;
+    let node = sim.nodes.get_mut(&code("1101")).unwrap();
+    for r in [extra_bit, short] {
+        node.rf.handle_message(
+            now,
+            &mut node.trust,
+            county,
+            ReturnFlowMsg::Receipt(Arc::new(r)),
+        );
+    }
+    sim.flush(code("1101"));
+    let errors: Vec<_> = sim.nodes[&code("1101")]
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::ReceiptRejected { error, .. } => Some(error.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        matches!(
+            errors[..],
+            [
+                ReceiptError::Inconsistent { .. },
+                ReceiptError::Inconsistent { .. }
+            ]
+        ),
+        "{errors:?}"
+    );
+    assert!(before.is_complete());
+    assert!(sim.nodes[&code("1101")]
+        .rf
+        .completeness(&hash)
+        .unwrap()
+        .is_complete());
+    let _ = t1;
+}
+
 #[test]
 fn skip_level_fallback_mid_transfer_switches_source() {
     let mut sim = Sim::new(9, Faults::NONE);
@@ -714,6 +893,7 @@ fn forged_receipts_are_rejected() {
         records_delivered: 0,
         bytes_delivered: 0,
         missing: vec![t],
+        delivered: vec![0],
     };
     // Signed by the sibling township but claiming to be from `t`.
     let sibling = sim.fx.id("110101002");
