@@ -529,19 +529,41 @@ impl SignedCatalogUpdate {
     }
 
     /// Verifies limits, content rules, signer chain at `now`, and that the signer is the
-    /// origin's own jurisdiction.
+    /// origin's own jurisdiction. For a *relayed* version: a signer certificate that expired
+    /// after `issued_at` is tolerated for `CATALOG_SIGNER_GRACE_MS` (see the README's trust
+    /// notes for the residual risk).
     pub fn verify(&self, trust: &mut TrustStore, now: UnixMs) -> Result<(), CatalogError> {
+        self.verify_with_grace(trust, now, CATALOG_SIGNER_GRACE_MS)
+    }
+
+    /// [`Self::verify`] without the grace: the signer's chain must be valid at `now`. For a
+    /// version entering the network at its own jurisdiction ([`crate::CatalogSync::submit`]),
+    /// where nothing was in flight, so an expired key cannot inject backdated versions there.
+    pub fn verify_fresh(&self, trust: &mut TrustStore, now: UnixMs) -> Result<(), CatalogError> {
+        self.verify_with_grace(trust, now, 0)
+    }
+
+    fn verify_with_grace(
+        &self,
+        trust: &mut TrustStore,
+        now: UnixMs,
+        grace_ms: u64,
+    ) -> Result<(), CatalogError> {
         self.check_limits()?;
         self.update.validate().map_err(CatalogError::Invalid)?;
         let d = digest(UPDATE_DOMAIN, &self.update);
-        let who = trust.verify_signed_relayed(
-            &self.signer,
-            now,
-            self.update.issued_at,
-            CATALOG_SIGNER_GRACE_MS,
-            &d,
-            &self.signature,
-        )?;
+        let who = if grace_ms == 0 {
+            trust.verify_signed(&self.signer, now, &d, &self.signature)?
+        } else {
+            trust.verify_signed_relayed(
+                &self.signer,
+                now,
+                self.update.issued_at,
+                grace_ms,
+                &d,
+                &self.signature,
+            )?
+        };
         if who.region != self.update.origin.region {
             return Err(CatalogError::WrongSigner {
                 origin_region: self.update.origin.region,

@@ -279,7 +279,8 @@ impl CatalogSync {
     }
 
     /// A local department publishes a new catalog version (signed by this node with
-    /// [`SignedCatalogUpdate::sign`]). Verified like any relayed version.
+    /// [`SignedCatalogUpdate::sign`]). Verified like a relayed version, except that the signer's
+    /// certificate must be valid at `now` ([`SignedCatalogUpdate::verify_fresh`]).
     pub fn submit(
         &mut self,
         now: UnixMs,
@@ -293,7 +294,8 @@ impl CatalogSync {
                 node: me,
             });
         }
-        update.verify(trust, now)?;
+        // No grace for expired signers here: a local version is signed now, not in flight.
+        update.verify_fresh(trust, now)?;
         let update = Arc::new(update);
         let applied = self.apply_to_catalog(&update)?;
         if applied == Applied::Advanced {

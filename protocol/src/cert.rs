@@ -406,12 +406,13 @@ impl TrustStore {
         Ok(identity)
     }
 
-    /// Verifies a signed document that is *relayed* after signing (catalog versions,
-    /// manifests): valid if the chain verifies now, or — when a certificate has merely expired
-    /// since — if it verified at `signed_at` and `now` is within `grace_ms` of it. Revocation
-    /// always applies. Without this, a jurisdiction whose certificate lapses while its catalog
-    /// version is still travelling up would lose that version for good; the grace bounds how
-    /// far an expired (not revoked) key could backdate.
+    /// Verifies a signed document that is *relayed* after signing (catalog versions; manifests
+    /// instead may not outlive their signer's chain): valid if the chain verifies now, or —
+    /// when a certificate has merely expired since — if it verified at `signed_at` (so
+    /// `signed_at` lies inside every certificate's validity) and `now` is within `grace_ms`
+    /// of it. Revocation always applies. Without this, a jurisdiction whose certificate lapses
+    /// while its catalog version is still travelling up would lose that version for good; the
+    /// grace bounds how far an expired (not revoked) key could backdate (README, trust notes).
     pub fn verify_signed_relayed(
         &mut self,
         chain: &[Certificate],

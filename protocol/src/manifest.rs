@@ -199,6 +199,8 @@ pub enum ManifestError {
     NotYetIssued { issued_at: UnixMs, now: UnixMs },
     #[error("manifest expired at {expires_at} (now {now})")]
     Expired { expires_at: UnixMs, now: UnixMs },
+    /// Longer than `ManifestPolicy::validity_ms_max`, or outliving the signer's certificate
+    /// chain (`max_ms` is then the time from `issued_at` to the chain's earliest expiry).
     #[error("manifest validity of {validity_ms} ms exceeds the limit of {max_ms} ms")]
     ValidityTooLong { validity_ms: u64, max_ms: u64 },
     #[error("version 0 is not a valid version")]
@@ -289,8 +291,16 @@ impl SignedManifest {
         Ok(signed)
     }
 
-    /// Verifies limits, signer chain and signature, signer = publisher, scope, and the
-    /// validity window at `now`. Returns the manifest hash.
+    /// Verifies limits, signer chain and signature at `now`, signer = publisher, scope, and
+    /// the validity window at `now`, which may not outlast the signer's chain. Returns the
+    /// manifest hash.
+    ///
+    /// Why no grace for a publisher certificate that expires while the dataset flows: a
+    /// manifest must expire no later than every certificate of its signer's chain, so every
+    /// node that accepts it does so while they are all valid (`now < expires_at ≤ not_after`)
+    /// — relays included — and a publisher key that has expired cannot mint backdated
+    /// manifests (they would already be expired). A publisher renews its certificate before
+    /// publishing a manifest that would outlive it.
     pub fn verify(
         &self,
         trust: &mut TrustStore,
@@ -330,14 +340,13 @@ impl SignedManifest {
         let hash = m.hash();
         // The manifest's own validity (≤ `validity_ms_max`) bounds the grace for a publisher
         // certificate that expires while the dataset is still flowing down.
-        let who = trust.verify_signed_relayed(
-            &self.signer,
-            now,
-            m.issued_at,
-            policy.validity_ms_max,
-            &hash,
-            &self.signature,
-        )?;
+        let who = trust.verify_signed(&self.signer, now, &hash, &self.signature)?;
+        if m.expires_at > who.not_after {
+            return Err(ManifestError::ValidityTooLong {
+                validity_ms,
+                max_ms: who.not_after.since_ms(m.issued_at),
+            });
+        }
         if who.region != m.publisher.region {
             return Err(ManifestError::WrongSigner {
                 publisher: m.publisher.region,

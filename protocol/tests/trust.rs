@@ -262,3 +262,125 @@ fn signed_revocations_come_from_an_ancestor() {
         Err(CertError::Revoked { .. })
     ));
 }
+
+/// The grace for a signer certificate that expired after signing is for catalog versions in
+/// flight only: relaying nodes accept them within the grace, but the node where a version
+/// enters the network (`submit`) requires a currently valid chain, so an expired key cannot
+/// start backdated versions there. Manifests get no grace at all: one may not outlive its
+/// signer's chain, so an expired publisher key cannot mint a backdated dataset anywhere.
+#[test]
+fn expired_signers_cannot_inject_backdated_documents() {
+    use backflow_protocol::catalog::CatalogError;
+    use backflow_protocol::catalog_sync::{CatalogSync, CatalogSyncConfig, CatalogSyncError};
+    use backflow_protocol::manifest::{ManifestError, ManifestPolicy};
+    use backflow_protocol::return_flow::{ReturnFlow, ReturnFlowConfig, ReturnFlowError};
+    use backflow_protocol::RegionCode;
+    let mut fx = Fixture::new();
+    // The township's and the province's certificates expire one day after T0.
+    let short = |fx: &Fixture, s: &str| {
+        let c = code(s);
+        fx.ids[&c.parent().unwrap_or(RegionCode::NATIONAL)]
+            .certify_child(
+                &key(s),
+                format!("peer-{s}").into_bytes(),
+                T0.minus_ms(DAY_MS),
+                T0.plus_ms(DAY_MS),
+                c,
+                2,
+            )
+            .unwrap()
+    };
+    let town = short(&fx, "110101001");
+    let province = short(&fx, "11");
+    fx.ids.insert(code("110101001"), town);
+    fx.ids.insert(code("11"), province);
+    let later = T0.plus_ms(2 * DAY_MS);
+
+    // Catalog: signed at T0, relayed two days later (within the 30-day grace).
+    let u = signed_update(&fx, "110101001", "民政办", 1, vec![add("a", "民政办")]);
+    assert!(u.verify(&mut fx.trust(), later).is_ok());
+    let mut sync = CatalogSync::new(later, CatalogSyncConfig::new(code("110101001"), 1));
+    let err = sync.submit(later, &mut fx.trust(), u.clone()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            CatalogSyncError::Catalog(CatalogError::Cert(CertError::Expired { .. }))
+        ),
+        "{err:?}"
+    );
+    // Still fine while the certificate is valid.
+    let mut sync = CatalogSync::new(T0, CatalogSyncConfig::new(code("110101001"), 1));
+    assert!(sync.submit(T0, &mut fx.trust(), u).is_ok());
+
+    // Manifests: the province's certificate ends one day after T0.
+    let parts: &[(&str, usize)] = &[("110101001", 1_000), ("110102001", 500)];
+    let policy = ManifestPolicy::default();
+    let publish = |at, d: &Dataset| {
+        ReturnFlow::new(ReturnFlowConfig::new(fx.id("11").clone())).publish(
+            at,
+            &mut fx.trust(),
+            d.manifest.clone(),
+            d.entries.clone(),
+        )
+    };
+    // Valid for 30 days: it would outlive the certificate, refused at publish and on relay.
+    let long = dataset(&fx, "dibao", 1, None, "11", "11", parts, T0, 30 * DAY_MS);
+    for err in [
+        publish(T0, &long).unwrap_err(),
+        ReturnFlowError::Manifest(
+            long.manifest
+                .verify(&mut fx.trust(), T0, &policy)
+                .unwrap_err(),
+        ),
+    ] {
+        assert!(
+            matches!(
+                err,
+                ReturnFlowError::Manifest(ManifestError::ValidityTooLong { max_ms, .. })
+                    if max_ms == DAY_MS
+            ),
+            "{err:?}"
+        );
+    }
+    // Within the certificate it is fine, until it expires with it.
+    let short_lived = dataset(&fx, "dibao", 1, None, "11", "11", parts, T0, DAY_MS / 2);
+    assert!(publish(T0, &short_lived).is_ok());
+    assert!(short_lived
+        .manifest
+        .verify(&mut fx.trust(), T0, &policy)
+        .is_ok());
+    // After the certificate expired, the old key backdates a new version to just before the
+    // expiry: either it outlives the certificate, or it has already expired itself.
+    let forged_long = dataset(
+        &fx,
+        "dibao",
+        2,
+        None,
+        "11",
+        "11",
+        parts,
+        T0.plus_ms(DAY_MS - 1),
+        30 * DAY_MS,
+    );
+    let forged_short = dataset(
+        &fx,
+        "dibao",
+        2,
+        None,
+        "11",
+        "11",
+        parts,
+        T0.plus_ms(DAY_MS - 1),
+        1,
+    );
+    for d in [&forged_long, &forged_short] {
+        assert!(d.manifest.verify(&mut fx.trust(), later, &policy).is_err());
+        assert!(publish(later, d).is_err());
+    }
+    assert!(matches!(
+        forged_short
+            .manifest
+            .verify(&mut fx.trust(), later, &policy),
+        Err(ManifestError::Expired { .. })
+    ));
+}

@@ -88,11 +88,13 @@ fn frame_carries_version_tag() {
         bytes[0] as u16, PROTOCOL_VERSION,
         "varint version comes first"
     );
-    bytes[0] = 2;
+    // Another version (a single varint byte below 251).
+    let other = PROTOCOL_VERSION + 1;
+    bytes[0] = other as u8;
     assert_eq!(
         decode_frame(&bytes),
         Err(WireError::UnsupportedVersion {
-            got: 2,
+            got: other,
             supported: PROTOCOL_VERSION
         })
     );
