@@ -50,7 +50,10 @@ use crate::manifest::{
 };
 use crate::receipt::{Receipt, ReceiptError, ReceiptLedger, SignedReceipt};
 use crate::time::UnixMs;
-use crate::wire::{check_len, Bounded, LimitError, ANNOUNCE_ENTRIES_MAX, WANT_RANGES_MAX};
+use crate::wire::{
+    check_len, Bounded, LimitError, ANNOUNCE_ENTRIES_MAX, MISSING_REGIONS_REPORTED_MAX,
+    WANT_RANGES_MAX,
+};
 
 /// Transfers (dataset versions) a node tracks at once. Each dataset keeps only its latest
 /// version, so this bounds the number of datasets in flight through a node.
@@ -484,6 +487,49 @@ impl ReturnFlow {
     pub fn completeness(&self, manifest: &Hash) -> Option<Receipt> {
         let t = self.transfers.get(manifest)?;
         Some(self.summary(t, UnixMs::ZERO))
+    }
+
+    /// This node's exact view of `region`'s subtree (`region` inside this node's) for
+    /// `manifest`: the same union as [`Self::completeness`], restricted to the partitions
+    /// under `region`, whichever receipts they were attested by (e.g. for a per-child status
+    /// page; summing children's receipts undercounts after a fallback). `region`, `seq` and
+    /// `at` of the result are `region`, 0 and 0; `None` if the manifest is unknown.
+    pub fn completeness_of(&self, manifest: &Hash, region: RegionCode) -> Option<Receipt> {
+        let t = self.transfers.get(manifest)?;
+        let all = self.summary(t, UnixMs::ZERO);
+        let mut r = Receipt {
+            region,
+            manifest: *manifest,
+            seq: 0,
+            at: UnixMs::ZERO,
+            regions_expected: 0,
+            regions_delivered: 0,
+            records_delivered: 0,
+            bytes_delivered: 0,
+            missing: Vec::new(),
+            delivered: Vec::new(),
+        };
+        let mut bits = Vec::new();
+        for (i, e) in t.record.entries.iter().enumerate() {
+            if !region.contains(e.region) {
+                continue;
+            }
+            let k = r.regions_expected as usize;
+            if k.is_multiple_of(8) {
+                bits.push(0u8);
+            }
+            r.regions_expected += 1;
+            if all.is_delivered(i) {
+                bits[k / 8] |= 1 << (k % 8);
+                r.regions_delivered += 1;
+                r.records_delivered = r.records_delivered.saturating_add(e.records);
+                r.bytes_delivered = r.bytes_delivered.saturating_add(e.bytes);
+            } else if r.missing.len() < MISSING_REGIONS_REPORTED_MAX {
+                r.missing.push(e.region);
+            }
+        }
+        r.delivered = bits;
+        Some(r)
     }
 
     /// Latest receipts received from descendants for `manifest`.

@@ -635,6 +635,17 @@ fn receipts_via_a_fallback_count_each_partition_once() {
         at_city.records_delivered,
         under_city.iter().map(|e| e.records).sum::<u64>()
     );
+    // Per child, too: the county's subtree is complete although its own receipt says 1 of 3.
+    let county_view = sim.nodes[&city].rf.completeness_of(&hash, county).unwrap();
+    assert_eq!(
+        (county_view.regions_delivered, county_view.regions_expected),
+        (3, 3)
+    );
+    let t1_view = sim.nodes[&city].rf.completeness_of(&hash, t1).unwrap();
+    assert_eq!(
+        (t1_view.regions_delivered, t1_view.regions_expected),
+        (1, 1)
+    );
     // The publisher's per-region view is exact too (records and bytes included).
     assert!(sim.run(10 * 60_000, |s| s
         .publisher_sees_all(hash, RegionCode::NATIONAL)));
