@@ -171,8 +171,11 @@ fn rf_config(identity: NodeIdentity, shared: &Shared) -> ReturnFlowConfig {
     c
 }
 
-fn cat_config(me: RegionCode) -> CatalogSyncConfig {
-    CatalogSyncConfig::new(me, 1)
+fn cat_config(me: RegionCode, shared: &Shared) -> CatalogSyncConfig {
+    let mut c = CatalogSyncConfig::new(me, 1);
+    // Strict tree: catalogs, too, wait for the parent rather than skip a level.
+    c.upstream_silence_ms_max = shared.rf_silence_ms.max(c.upstream_silence_ms_max);
+    c
 }
 
 fn now_ms(us: Micros) -> UnixMs {
@@ -457,7 +460,7 @@ pub fn build_nodes(
         };
         nodes.push(ProtoNode {
             rf: ReturnFlow::new(rf_config(identity.clone(), &shared)),
-            cat: CatalogSync::new(UnixMs(EPOCH_MS), cat_config(me)),
+            cat: CatalogSync::new(UnixMs(EPOCH_MS), cat_config(me, &shared)),
             trust: Rc::clone(
                 stores
                     .entry(
@@ -767,7 +770,7 @@ impl SimNode for ProtoNode {
     fn on_crash(&mut self) {
         // Everything in memory is gone; the durable store stays.
         self.rf = ReturnFlow::new(rf_config(self.identity.clone(), &self.shared));
-        self.cat = CatalogSync::new(UnixMs(EPOCH_MS), cat_config(self.me));
+        self.cat = CatalogSync::new(UnixMs(EPOCH_MS), cat_config(self.me, &self.shared));
     }
 
     fn on_restart(&mut self, ctx: &mut Ctx<'_, ProtoMsg>) {
@@ -788,7 +791,12 @@ impl SimNode for ProtoNode {
             .iter()
             .map(|(s, (id, w))| (*s, *id, *w))
             .collect();
-        match CatalogSync::restore(now, cat_config(self.me), self.cat_log.clone(), &watermarks) {
+        match CatalogSync::restore(
+            now,
+            cat_config(self.me, &self.shared),
+            self.cat_log.clone(),
+            &watermarks,
+        ) {
             Ok(c) => self.cat = c,
             Err(_) => ctx.observe(Observation::Note("restore_failed")),
         }
