@@ -125,7 +125,8 @@ pub const PROTOCOL_NODES_MAX: usize = 150_000;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Routing {
-    /// Only parent → child; a node waits for its parent however long it is down.
+    /// Only the region tree: a node waits for its parent however long it is down (return-flow
+    /// and catalog sync alike).
     Strict,
     /// Parent → child, falling back to the nearest reachable ancestor (the protocol's default).
     SkipLevel,
