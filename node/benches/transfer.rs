@@ -1,0 +1,123 @@
+//! Return-flow transfer between two real nodes on loopback (libp2p TCP + noise + yamux, each
+//! with its own RocksDB): the national node publishes a dataset whose one partition is
+//! `BACKFLOW_BENCH_MB` (default 1024 MiB) for township 110101001; the province node 11
+//! pulls every 16 KiB group, verifies it against the signed manifest (bao-tree) and stores it.
+//! The clock runs from handing the manifest to the return flow until the province reports
+//! every partition of its subtree stored and verified.
+//!
+//! Run: `cargo bench -p backflow-node --bench transfer`
+
+#[path = "common.rs"]
+mod common;
+
+use std::io::{BufWriter, Write};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use backflow_node::localnet::LocalNet;
+use backflow_node::node::{now_ms, Tuning};
+use backflow_node::partition::Format;
+use backflow_node::publish::{prepare, PublishRequest};
+use backflow_topology::RegionCode;
+
+fn main() -> Result<()> {
+    // `cargo bench` passes --bench; `cargo test --all-targets` does not: skip the heavy run there.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("benchmark skipped (run it with `cargo bench`)");
+        return Ok(());
+    }
+    let mib: u64 = std::env::var("BACKFLOW_BENCH_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1024);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(run(mib))
+}
+
+async fn run(mib: u64) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let csv = dir.path().join("big.csv");
+    {
+        let mut w = BufWriter::with_capacity(8 << 20, std::fs::File::create(&csv)?);
+        writeln!(w, "id,village_code,payload")?;
+        let payload = "x".repeat(200);
+        let mut written = 0u64;
+        let mut i = 0u64;
+        while written < mib << 20 {
+            let line = format!("{i},110101001{:03},{payload}\n", i % 300 + 1);
+            w.write_all(line.as_bytes())?;
+            written += line.len() as u64;
+            i += 1;
+        }
+        w.flush()?;
+    }
+    let national = RegionCode::NATIONAL;
+    let province = RegionCode::parse("11")?;
+    let net = LocalNet::start(&[national, province], dir.path(), Tuning::default()).await?;
+    net.wait_connected(Duration::from_secs(10)).await?;
+    let pub_node = net.nodes[&national].clone();
+    let store = pub_node.store.clone();
+    let identity = pub_node.identity.clone();
+    let req = PublishRequest {
+        dataset: "bench-transfer".into(),
+        region_field: "village_code".into(),
+        format: Format::Csv,
+        input: csv,
+        department: "bench".into(),
+        work_dir: dir.path().join("spill"),
+        rejects_path: None,
+    };
+    let t = Instant::now();
+    let prepared = tokio::task::spawn_blocking(move || {
+        prepare(&store, &identity, &|_| None, &req, now_ms(), &mut |_| {})
+    })
+    .await??;
+    let bytes: u64 = prepared.bytes();
+    println!(
+        "prepared {:.0} MiB in {} partition(s) at the publisher in {:.1}s (not timed below)",
+        bytes as f64 / (1 << 20) as f64,
+        prepared.partitions(),
+        t.elapsed().as_secs_f64()
+    );
+    common::reset_peak_rss();
+    let rss_before = common::rss_bytes();
+    let receiver = net.nodes[&province].clone();
+    let t = Instant::now();
+    pub_node.publish(prepared.manifests).await?;
+    loop {
+        let st = receiver.status(Some("bench-transfer".into())).await?;
+        if st.first().is_some_and(|s| s.held_complete) {
+            break;
+        }
+        if t.elapsed() > Duration::from_secs(600) {
+            bail!("transfer did not complete within 600 s");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let secs = t.elapsed().as_secs_f64();
+    // Check what the receiver stored, byte for byte against the entry's hash.
+    let records = receiver.record("bench-transfer", None).await?;
+    let mut stored = 0u64;
+    for e in records.iter().flat_map(|(_, r)| r.entries.iter()) {
+        let mut hasher = blake3::Hasher::new();
+        receiver.store.for_each_group(&e.content_hash, |_, d| {
+            hasher.update(d);
+            stored += d.len() as u64;
+            Ok(())
+        })?;
+        assert_eq!(hasher.finalize().as_bytes(), &e.content_hash);
+    }
+    assert_eq!(stored, bytes);
+    println!(
+        "transfer: {:.0} MiB verified and stored in {:.2}s = {:.0} MB/s end to end; peak RSS {:.0} MiB (was {:.0} MiB before)",
+        bytes as f64 / (1 << 20) as f64,
+        secs,
+        bytes as f64 / 1e6 / secs,
+        common::peak_rss_bytes() as f64 / (1 << 20) as f64,
+        rss_before as f64 / (1 << 20) as f64,
+    );
+    net.shutdown().await?;
+    Ok(())
+}

@@ -1,0 +1,3 @@
+//! Subcommands of the `backflow` binary, one module each.
+
+pub mod topology;

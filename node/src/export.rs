@@ -1,0 +1,105 @@
+//! `backflow export`: writes the records a node holds for its own region, each line
+//! byte-identical to the published line. Within a township, lines are in published order;
+//! across townships (at a county or above), partitions follow in region-code order.
+//!
+//! Every partition is re-hashed while it is written and must match its manifest entry, so an
+//! export never contains data that does not verify.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use backflow_protocol::return_flow::TransferRecord;
+use backflow_topology::RegionCode;
+use serde::Serialize;
+
+use crate::publish::export_header;
+use crate::store::Store;
+
+#[derive(Debug, Serialize)]
+pub struct ExportSummary {
+    pub dataset: String,
+    pub version: u64,
+    pub partitions: u64,
+    pub records: u64,
+    pub bytes: u64,
+}
+
+/// Writes the partitions of `record` inside `region` to `out` (atomically: a temp file renamed).
+pub fn export(
+    store: &Store,
+    record: &TransferRecord,
+    region: RegionCode,
+    out: &Path,
+) -> Result<ExportSummary> {
+    export_all(store, &[record], region, out)
+}
+
+/// Like [`export`] over several records of one dataset version (a dataset the publisher split
+/// into per-scope manifests), in scope order.
+pub fn export_all<R: std::ops::Deref<Target = TransferRecord>>(
+    store: &Store,
+    records: &[R],
+    region: RegionCode,
+    out: &Path,
+) -> Result<ExportSummary> {
+    let Some(first) = records.first() else {
+        bail!("nothing to export");
+    };
+    let m = &first.manifest.manifest;
+    let tmp = out.with_extension("partial");
+    let mut w = BufWriter::with_capacity(
+        1024 * 1024,
+        File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?,
+    );
+    if let Some(header) = export_header(&m.schema) {
+        w.write_all(header.as_bytes())?;
+        w.write_all(b"\n")?;
+    }
+    let mut summary = ExportSummary {
+        dataset: m.dataset.split('@').next().unwrap_or_default().to_string(),
+        version: m.version,
+        partitions: 0,
+        records: 0,
+        bytes: 0,
+    };
+    let mut records: Vec<&TransferRecord> = records.iter().map(|r| &**r).collect();
+    records.sort_by_key(|r| r.manifest.manifest.scope);
+    let entries = records
+        .iter()
+        .flat_map(|r| r.entries.iter())
+        .filter(|e| region.contains(e.region));
+    for e in entries {
+        let mut hasher = blake3::Hasher::new();
+        let mut bytes = 0u64;
+        let mut records = 0u64;
+        store.for_each_group(&e.content_hash, |_, data| {
+            hasher.update(data);
+            bytes += data.len() as u64;
+            records += memchr::memchr_iter(b'\n', data).count() as u64;
+            w.write_all(data)?;
+            Ok(())
+        })?;
+        if bytes != e.bytes || hasher.finalize().as_bytes() != &e.content_hash {
+            bail!(
+                "stored partition of {} does not match its manifest entry; not exporting",
+                e.region
+            );
+        }
+        if records != e.records {
+            bail!(
+                "partition of {} has {records} lines, manifest says {}",
+                e.region,
+                e.records
+            );
+        }
+        summary.partitions += 1;
+        summary.records += records;
+        summary.bytes += bytes;
+    }
+    w.flush()?;
+    w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    std::fs::rename(&tmp, out)?;
+    Ok(summary)
+}

@@ -1,0 +1,14 @@
+//! The Backflow node: the IO shell around `backflow-protocol`'s sans-IO state machines —
+//! libp2p transport, RocksDB storage, the `backflow` CLI, the local HTTP API and the demo.
+
+pub mod chunks;
+pub mod config;
+pub mod demo;
+pub mod export;
+pub mod http;
+pub mod localnet;
+pub mod net;
+pub mod node;
+pub mod partition;
+pub mod publish;
+pub mod store;

@@ -1,0 +1,184 @@
+//! An in-process network of real nodes on loopback: each with its own key, certificate chain
+//! (issued down the tree from a fresh national root), RocksDB directory and libp2p swarm on
+//! `127.0.0.1:<ephemeral>`. Used by `backflow demo`, the integration tests and the benchmarks.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use backflow_protocol::cert::NodeIdentity;
+use backflow_protocol::time::DAY_MS;
+use backflow_topology::{RegionCode, Topology};
+use ed25519_dalek::SigningKey;
+use rand::rngs::OsRng;
+
+use crate::node::{now_ms, peer_id_of, start, NodeHandle, NodeSetup, Tuning};
+
+pub struct LocalNet {
+    pub nodes: BTreeMap<RegionCode, NodeHandle>,
+    tasks: BTreeMap<RegionCode, tokio::task::JoinHandle<Result<()>>>,
+    identities: BTreeMap<RegionCode, NodeIdentity>,
+    upstreams: BTreeMap<RegionCode, Vec<libp2p::Multiaddr>>,
+    anchor: ed25519_dalek::VerifyingKey,
+    dir: std::path::PathBuf,
+    tuning: Tuning,
+}
+
+impl LocalNet {
+    /// Starts one node per region. `regions` must be closed under parent (every region's
+    /// parent is in the list) and contain national.
+    pub async fn start(regions: &[RegionCode], dir: &Path, tuning: Tuning) -> Result<LocalNet> {
+        let topo = Topology::china();
+        let mut sorted: Vec<RegionCode> = regions.to_vec();
+        sorted.sort();
+        sorted.dedup();
+        if sorted.first() != Some(&RegionCode::NATIONAL) {
+            bail!("a local network needs the national node");
+        }
+        for r in &sorted {
+            if topo.get(*r).is_none() {
+                bail!("unknown region {r}");
+            }
+            if let Some(p) = r.parent() {
+                if sorted.binary_search(&p).is_err() {
+                    bail!("region {r} has no parent node ({p}) in the network");
+                }
+            }
+        }
+        let now = now_ms();
+        let root_key = SigningKey::generate(&mut OsRng);
+        let anchor = root_key.verifying_key();
+        let mut identities: BTreeMap<RegionCode, NodeIdentity> = BTreeMap::new();
+        identities.insert(RegionCode::NATIONAL, NodeIdentity::national(root_key));
+        // Sorted by (level, code): parents are certified before their children.
+        for (serial, r) in sorted.iter().skip(1).enumerate() {
+            let parent = &identities[&r.parent().expect("non-national")];
+            let key = SigningKey::generate(&mut OsRng);
+            let peer = peer_id_of(&key.verifying_key())?;
+            let id = parent.certify_child(
+                &key,
+                peer.to_bytes(),
+                now.minus_ms(60_000),
+                now.plus_ms(365 * DAY_MS),
+                *r,
+                serial as u64 + 1,
+            )?;
+            identities.insert(*r, id);
+        }
+        let mut nodes: BTreeMap<RegionCode, NodeHandle> = BTreeMap::new();
+        let mut tasks = BTreeMap::new();
+        let mut upstreams = BTreeMap::new();
+        for r in &sorted {
+            // Upstream: parent first, then further ancestors for skip-level fallback.
+            let upstream: Vec<libp2p::Multiaddr> = r
+                .ancestors()
+                .filter_map(|a| nodes.get(&a))
+                .filter_map(|h| h.listen_addrs.first().cloned())
+                .collect();
+            let setup = NodeSetup {
+                identity: identities[r].clone(),
+                anchor,
+                db_path: dir.join(format!("node-{r}")),
+                listen: vec!["/ip4/127.0.0.1/tcp/0".parse()?],
+                upstream: upstream.clone(),
+                tuning: tuning.clone(),
+            };
+            let (handle, task) = start(setup)
+                .await
+                .with_context(|| format!("starting node {r}"))?;
+            nodes.insert(*r, handle);
+            tasks.insert(*r, task);
+            upstreams.insert(*r, upstream);
+        }
+        Ok(LocalNet {
+            nodes,
+            tasks,
+            identities,
+            upstreams,
+            anchor,
+            dir: dir.to_path_buf(),
+            tuning,
+        })
+    }
+
+    /// Stops one node (cleanly) and returns once its storage is closed.
+    pub async fn stop(&mut self, region: RegionCode) -> Result<()> {
+        if let Some(h) = self.nodes.remove(&region) {
+            h.shutdown().await;
+        }
+        if let Some(t) = self.tasks.remove(&region) {
+            t.await??;
+        }
+        Ok(())
+    }
+
+    /// Starts a stopped node again on its old storage (a fresh port; it dials its upstream).
+    pub async fn restart(&mut self, region: RegionCode) -> Result<()> {
+        let setup = NodeSetup {
+            identity: self.identities[&region].clone(),
+            anchor: self.anchor,
+            db_path: self.dir.join(format!("node-{region}")),
+            listen: vec!["/ip4/127.0.0.1/tcp/0".parse()?],
+            upstream: self.upstreams[&region].clone(),
+            tuning: self.tuning.clone(),
+        };
+        // The previous instance's blocking tasks may still hold the database briefly.
+        let mut attempt = 0;
+        let (handle, task) = loop {
+            match start(NodeSetup {
+                identity: setup.identity.clone(),
+                anchor: setup.anchor,
+                db_path: setup.db_path.clone(),
+                listen: setup.listen.clone(),
+                upstream: setup.upstream.clone(),
+                tuning: setup.tuning.clone(),
+            })
+            .await
+            {
+                Ok(x) => break x,
+                Err(e) if attempt < 50 => {
+                    attempt += 1;
+                    tracing::debug!(error = %e, "restart: retrying");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        self.nodes.insert(region, handle);
+        self.tasks.insert(region, task);
+        Ok(())
+    }
+
+    /// Waits until every non-national node has a verified connection to its parent.
+    pub async fn wait_connected(&self, timeout: Duration) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        for (r, h) in &self.nodes {
+            let Some(parent) = r.parent() else { continue };
+            loop {
+                let peers = h.peers().await?;
+                if peers
+                    .iter()
+                    .any(|p| p.region.as_deref() == Some(&parent.to_string()))
+                {
+                    break;
+                }
+                if tokio::time::Instant::now() > deadline {
+                    bail!("node {r} did not connect to its parent {parent} within {timeout:?}");
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn shutdown(self) -> Result<()> {
+        for h in self.nodes.values() {
+            h.shutdown().await;
+        }
+        for (_, t) in self.tasks {
+            t.await??;
+        }
+        Ok(())
+    }
+}

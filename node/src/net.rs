@@ -1,0 +1,156 @@
+//! The libp2p side: TCP + noise + yamux, identify, ping, and one request-response protocol,
+//! `/backflow/frame/1`, that carries protocol frames ([`backflow_protocol::wire`]).
+//!
+//! Why request-response with our own codec: the built-in cbor/json codecs cap requests at 1 MiB
+//! and responses at 10 MiB. Our codec is a u32 length prefix plus the frame, and refuses any
+//! frame over [`FRAME_BYTES_MAX`] (the protocol's named limit) *before* allocating — so the
+//! limit is deliberate and equal on both sides. Chunk frames are ≤ 1 MiB by the protocol's
+//! `CHUNK_FRAME_BYTES_MAX`, and many are kept in flight at once over yamux streams.
+
+use std::io;
+use std::time::Duration;
+
+use backflow_protocol::wire::FRAME_BYTES_MAX;
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::{identify, identity, noise, ping, tcp, yamux, StreamProtocol, Swarm};
+
+pub const FRAME_PROTOCOL: StreamProtocol = StreamProtocol::new("/backflow/frame/1");
+/// Identify's protocol version string: peers on another major version are visible in logs.
+pub const IDENTIFY_VERSION: &str = "/backflow/1.0.0";
+/// A request not answered within this time fails and the state machine retries it.
+pub const REQUEST_TIMEOUT_MS: u64 = 60_000;
+/// Concurrent inbound+outbound streams per connection: enough to keep a window of chunk
+/// requests in flight, bounded so a peer cannot open streams without limit.
+pub const STREAMS_PER_CONNECTION_MAX: usize = 256;
+/// Parent/child connections are long-lived: keep them open while idle for this long; ping
+/// detects dead ones much sooner.
+pub const IDLE_CONNECTION_TIMEOUT_MS: u64 = 24 * 60 * 60 * 1000;
+pub const PING_INTERVAL_MS: u64 = 15_000;
+
+/// Length-prefixed frames, both ways.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FrameCodec;
+
+async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T) -> io::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    io.read_exact(&mut len).await?;
+    let len = u32::from_le_bytes(len) as usize;
+    if len > FRAME_BYTES_MAX {
+        // Refuse before allocating: a hostile length must not cost memory.
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("frame of {len} bytes exceeds the limit of {FRAME_BYTES_MAX} bytes"),
+        ));
+    }
+    let mut buf = vec![0u8; len];
+    io.read_exact(&mut buf).await?;
+    Ok(buf)
+}
+
+async fn write_frame<T: AsyncWrite + Unpin + Send>(io: &mut T, bytes: &[u8]) -> io::Result<()> {
+    if bytes.len() > FRAME_BYTES_MAX {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("refusing to send a frame of {} bytes", bytes.len()),
+        ));
+    }
+    io.write_all(&(bytes.len() as u32).to_le_bytes()).await?;
+    io.write_all(bytes).await?;
+    io.flush().await
+}
+
+impl request_response::Codec for FrameCodec {
+    type Protocol = StreamProtocol;
+    type Request = Vec<u8>;
+    type Response = Vec<u8>;
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        read_frame(io).await
+    }
+
+    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        read_frame(io).await
+    }
+
+    async fn write_request<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        req: Vec<u8>,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        write_frame(io, &req).await
+    }
+
+    async fn write_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        res: Vec<u8>,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        write_frame(io, &res).await
+    }
+}
+
+#[derive(NetworkBehaviour)]
+pub struct Behaviour {
+    pub identify: identify::Behaviour,
+    pub ping: ping::Behaviour,
+    pub frames: request_response::Behaviour<FrameCodec>,
+}
+
+/// Builds the swarm for an identity key (the node's ed25519 key doubles as its libp2p key, so
+/// the certificate's peer id is derived from the certified key).
+pub fn build_swarm(keypair: identity::Keypair) -> anyhow::Result<Swarm<Behaviour>> {
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            || {
+                let mut cfg = yamux::Config::default();
+                cfg.set_max_num_streams(STREAMS_PER_CONNECTION_MAX);
+                cfg
+            },
+        )?
+        .with_behaviour(|key| Behaviour {
+            identify: identify::Behaviour::new(identify::Config::new(
+                IDENTIFY_VERSION.to_string(),
+                key.public(),
+            )),
+            ping: ping::Behaviour::new(
+                ping::Config::new().with_interval(Duration::from_millis(PING_INTERVAL_MS)),
+            ),
+            frames: request_response::Behaviour::with_codec(
+                FrameCodec,
+                [(FRAME_PROTOCOL, ProtocolSupport::Full)],
+                request_response::Config::default()
+                    .with_request_timeout(Duration::from_millis(REQUEST_TIMEOUT_MS))
+                    .with_max_concurrent_streams(STREAMS_PER_CONNECTION_MAX),
+            ),
+        })?
+        .with_swarm_config(|c| {
+            c.with_idle_connection_timeout(Duration::from_millis(IDLE_CONNECTION_TIMEOUT_MS))
+        })
+        .build();
+    Ok(swarm)
+}
+
+/// The libp2p keypair for a node's ed25519 signing key.
+pub fn keypair_from_signing_key(key: &ed25519_dalek::SigningKey) -> identity::Keypair {
+    // 32 secret bytes always form a valid ed25519 key.
+    identity::Keypair::ed25519_from_bytes(key.to_bytes()).expect("32-byte ed25519 secret")
+}

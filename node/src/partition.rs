@@ -1,0 +1,825 @@
+//! Streaming partitioner for `backflow publish`: reads a CSV or NDJSON file once, routes every
+//! record to its township (12-digit village codes roll up to their 9-digit township), and emits
+//! each township's records — byte-identical lines, in published order — to a [`PartitionSink`].
+//!
+//! Memory is bounded by [`PartitionConfig::buffer_bytes_max`], not by the input: records are
+//! buffered per township, and when the buffers together exceed the cap they are written out as
+//! one *run* (a file holding every buffered township's bytes contiguously, in township order).
+//! At the end each township's partition is the concatenation of its segments across runs, in run
+//! order — which is published order. A 10 GiB input therefore costs at most the cap in RAM plus
+//! one small index entry per (run, township) pair.
+//!
+//! A record whose region field is missing, malformed, unknown or outside the publisher's region
+//! is never dropped silently: it is counted by reason and its line number is written to the
+//! [`Rejects`] report (the first [`REJECT_LINES_KEPT_MAX`] in memory, all of them in the rejects
+//! file when one is given).
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use backflow_topology::{RegionCode, Topology};
+use serde::Serialize;
+
+/// One record may not exceed this many bytes: a longer "line" is almost certainly a wrong file
+/// or a missing newline, and we refuse to buffer it unboundedly.
+pub const LINE_BYTES_MAX: usize = 16 * 1024 * 1024;
+/// Read block size: large enough that per-read syscall cost vanishes against the scan.
+const READ_BLOCK_BYTES: usize = 8 * 1024 * 1024;
+/// Rejected line numbers kept in memory for the summary (all go to the rejects file).
+pub const REJECT_LINES_KEPT_MAX: usize = 1_000;
+
+/// Input record format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// Comma-separated with a header line naming the fields (RFC 4180 quoting; one record per line).
+    Csv,
+    /// One JSON object per line.
+    Ndjson,
+}
+
+impl Format {
+    /// Guesses from the file extension (`.csv`, `.ndjson`/`.jsonl`/`.json`).
+    pub fn from_path(path: &Path) -> Option<Format> {
+        let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+        match ext.as_str() {
+            "csv" => Some(Format::Csv),
+            "ndjson" | "jsonl" | "json" => Some(Format::Ndjson),
+            _ => None,
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Format> {
+        match text.to_ascii_lowercase().as_str() {
+            "csv" => Ok(Format::Csv),
+            "ndjson" | "jsonl" | "json" => Ok(Format::Ndjson),
+            other => bail!("unknown format {other:?}; expected csv or ndjson"),
+        }
+    }
+}
+
+/// Why a record was not routed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectReason {
+    /// The region field is absent or empty.
+    MissingRegion,
+    /// Not a 9-digit township or 12-digit village code.
+    MalformedRegion,
+    /// Well-formed, but no such township in the division table.
+    UnknownRegion,
+    /// A real township, but outside the publishing node's region.
+    ForeignRegion,
+    /// The line itself is unusable (bad JSON, unbalanced quotes, over [`LINE_BYTES_MAX`]).
+    BadRecord,
+}
+
+impl RejectReason {
+    pub fn label(self) -> &'static str {
+        match self {
+            RejectReason::MissingRegion => "missing region code",
+            RejectReason::MalformedRegion => "malformed region code",
+            RejectReason::UnknownRegion => "unknown township",
+            RejectReason::ForeignRegion => "outside the publisher's region",
+            RejectReason::BadRecord => "unparseable record",
+        }
+    }
+}
+
+/// Rejected records: counts per reason and line numbers (1-based, header is line 1 for CSV).
+#[derive(Debug, Default, Serialize)]
+pub struct Rejects {
+    pub counts: std::collections::BTreeMap<RejectReason, u64>,
+    /// The first [`REJECT_LINES_KEPT_MAX`] rejected lines.
+    pub first_lines: Vec<(u64, RejectReason)>,
+    #[serde(skip)]
+    file: Option<BufWriter<File>>,
+}
+
+impl Rejects {
+    pub fn total(&self) -> u64 {
+        self.counts.values().sum()
+    }
+
+    fn add(&mut self, line: u64, reason: RejectReason, value: &[u8]) -> Result<()> {
+        *self.counts.entry(reason).or_default() += 1;
+        if self.first_lines.len() < REJECT_LINES_KEPT_MAX {
+            self.first_lines.push((line, reason));
+        }
+        if let Some(file) = &mut self.file {
+            // Value shown truncated: enough to find the problem, never a whole huge line.
+            let shown = String::from_utf8_lossy(&value[..value.len().min(64)]);
+            writeln!(file, "{line}\t{}\t{shown}", reason.label())?;
+        }
+        Ok(())
+    }
+}
+
+/// Streams one partition's content (whole lines, each ending in `\n`) to `out`, piece by piece.
+/// May be called more than once (e.g. once to hash, once to store).
+pub type Replay<'a> = dyn FnMut(&mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> + 'a;
+
+/// Receives each township's partition, townships in ascending code order.
+pub trait PartitionSink {
+    fn partition(
+        &mut self,
+        township: RegionCode,
+        records: u64,
+        bytes: u64,
+        replay: &mut Replay<'_>,
+    ) -> Result<()>;
+}
+
+#[derive(Clone, Debug)]
+pub struct PartitionConfig {
+    pub format: Format,
+    pub region_field: String,
+    /// The publisher's region: records outside it are rejected as foreign.
+    pub scope: RegionCode,
+    /// Cap on buffered record bytes before a run is spilled to `spill_dir`.
+    pub buffer_bytes_max: usize,
+    /// Where runs go (deleted afterwards).
+    pub spill_dir: PathBuf,
+    /// Where every rejected line is listed, if anywhere.
+    pub rejects_path: Option<PathBuf>,
+}
+
+/// What a partitioning pass found.
+#[derive(Debug, Serialize)]
+pub struct PartitionSummary {
+    pub input_bytes: u64,
+    pub lines: u64,
+    pub records_routed: u64,
+    pub townships_with_records: u64,
+    /// Every township of the scope, with or without records (each gets a partition).
+    pub townships_in_scope: u64,
+    pub runs_spilled: u64,
+    /// CSV header line (without newline); empty for NDJSON.
+    pub header: Vec<u8>,
+    pub rejects: Rejects,
+}
+
+/// Identity-style hasher for u64 township digits: keys are already well spread; SipHash would
+/// cost more than the whole lookup.
+#[derive(Default)]
+struct U64Hasher(u64);
+
+impl Hasher for U64Hasher {
+    fn finish(&self) -> u64 {
+        self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type FastMap<V> = HashMap<u64, V, BuildHasherDefault<U64Hasher>>;
+
+/// Township digits → dense index, for the whole country (so foreign and unknown differ).
+struct TownshipIndex {
+    by_digits: FastMap<u32>,
+    codes: Vec<RegionCode>,
+    in_scope: Vec<bool>,
+}
+
+impl TownshipIndex {
+    fn new(topology: &Topology, scope: RegionCode) -> TownshipIndex {
+        let codes = topology.townships_under(RegionCode::NATIONAL);
+        let mut by_digits = FastMap::default();
+        by_digits.reserve(codes.len());
+        let mut in_scope = Vec::with_capacity(codes.len());
+        for (i, c) in codes.iter().enumerate() {
+            by_digits.insert(c.digits(), i as u32);
+            in_scope.push(scope.contains(*c));
+        }
+        TownshipIndex {
+            by_digits,
+            codes,
+            in_scope,
+        }
+    }
+
+    /// Routes a region field value; `Ok(index)` or the reason it cannot be routed.
+    fn route(&self, value: &[u8]) -> Result<u32, RejectReason> {
+        let value = trim_ascii(value);
+        if value.is_empty() {
+            return Err(RejectReason::MissingRegion);
+        }
+        let digits = match value.len() {
+            9 | 12 => &value[..9],
+            _ => return Err(RejectReason::MalformedRegion),
+        };
+        if !value.iter().all(u8::is_ascii_digit) || value[0] == b'0' {
+            return Err(RejectReason::MalformedRegion);
+        }
+        let n = digits
+            .iter()
+            .fold(0u64, |acc, &b| acc * 10 + u64::from(b - b'0'));
+        match self.by_digits.get(&n) {
+            None => Err(RejectReason::UnknownRegion),
+            Some(&i) if !self.in_scope[i as usize] => Err(RejectReason::ForeignRegion),
+            Some(&i) => Ok(i),
+        }
+    }
+}
+
+fn trim_ascii(mut v: &[u8]) -> &[u8] {
+    while let [first, rest @ ..] = v {
+        if first.is_ascii_whitespace() {
+            v = rest;
+        } else {
+            break;
+        }
+    }
+    while let [rest @ .., last] = v {
+        if last.is_ascii_whitespace() {
+            v = rest;
+        } else {
+            break;
+        }
+    }
+    v
+}
+
+/// Extracts field `index` of a CSV line (without the newline). `None` if the line has fewer
+/// fields or broken quoting. Quoted values are returned without quotes (doubled quotes are not
+/// unescaped: a region code never contains a quote, and such a value is rejected anyway).
+fn csv_field(line: &[u8], index: usize) -> Option<&[u8]> {
+    if memchr::memchr(b'"', line).is_none() {
+        // Fast path: no quoting anywhere.
+        return line.split(|&b| b == b',').nth(index);
+    }
+    let mut field = 0;
+    let mut i = 0;
+    loop {
+        let start = i;
+        let (value, next) = if line.get(i) == Some(&b'"') {
+            // Quoted field: find the closing quote not followed by another quote.
+            let mut j = i + 1;
+            loop {
+                match memchr::memchr(b'"', &line[j..]) {
+                    None => return None,
+                    Some(k) => {
+                        let q = j + k;
+                        if line.get(q + 1) == Some(&b'"') {
+                            j = q + 2;
+                        } else {
+                            let after = q + 1;
+                            if after < line.len() && line[after] != b',' {
+                                return None;
+                            }
+                            break (&line[start + 1..q], after);
+                        }
+                    }
+                }
+            }
+        } else {
+            let end = memchr::memchr(b',', &line[i..]).map_or(line.len(), |k| i + k);
+            (&line[start..end], end)
+        };
+        if field == index {
+            return Some(value);
+        }
+        if next >= line.len() {
+            return None;
+        }
+        field += 1;
+        i = next + 1;
+    }
+}
+
+/// Splits a CSV header into field names.
+fn csv_header_fields(header: &[u8]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while let Some(f) = csv_field(header, i) {
+        out.push(String::from_utf8_lossy(trim_ascii(f)).into_owned());
+        i += 1;
+    }
+    out
+}
+
+/// Extracts `field` from one NDJSON object line: a string, or a number (written as digits).
+fn json_field(line: &[u8], field: &str) -> Result<Option<Vec<u8>>, ()> {
+    use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+    struct Seed<'f>(&'f str);
+    impl<'de> DeserializeSeed<'de> for Seed<'_> {
+        type Value = Option<Vec<u8>>;
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Seed<'_> {
+        type Value = Option<Vec<u8>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut found = None;
+            while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                if found.is_none() && key == self.0 {
+                    let v: serde_json::Value = map.next_value()?;
+                    found = match v {
+                        serde_json::Value::String(s) => Some(s.into_bytes()),
+                        serde_json::Value::Number(n) => Some(n.to_string().into_bytes()),
+                        _ => Some(Vec::new()),
+                    };
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(found)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_slice(line);
+    let v = Seed(field).deserialize(&mut de).map_err(|_| ())?;
+    de.end().map_err(|_| ())?;
+    Ok(v)
+}
+
+/// A spilled run: township index → (offset, len, records) within the run file.
+struct Run {
+    path: PathBuf,
+    segments: Vec<(u32, u64, u64, u64)>,
+}
+
+struct Partitioner<'a> {
+    cfg: &'a PartitionConfig,
+    index: TownshipIndex,
+    buffers: Vec<Vec<u8>>,
+    records: Vec<u64>,
+    buffered_bytes: usize,
+    runs: Vec<Run>,
+    /// Index of the region field (CSV only).
+    field_index: usize,
+    summary: PartitionSummary,
+}
+
+impl Partitioner<'_> {
+    fn record(&mut self, line_no: u64, line: &[u8]) -> Result<()> {
+        // `line` includes its '\n'.
+        let body = &line[..line.len() - 1];
+        let body = body.strip_suffix(b"\r").unwrap_or(body);
+        let value: Result<std::borrow::Cow<[u8]>, RejectReason> = match self.cfg.format {
+            Format::Csv => csv_field(body, self.field_index)
+                .map(std::borrow::Cow::Borrowed)
+                .ok_or(if memchr::memchr(b'"', body).is_some() {
+                    RejectReason::BadRecord
+                } else {
+                    RejectReason::MissingRegion
+                }),
+            Format::Ndjson => {
+                if trim_ascii(body).is_empty() {
+                    // Blank lines in NDJSON are not records; skipping them loses nothing.
+                    return Ok(());
+                }
+                match json_field(body, &self.cfg.region_field) {
+                    Ok(Some(v)) => Ok(std::borrow::Cow::Owned(v)),
+                    Ok(None) => Err(RejectReason::MissingRegion),
+                    Err(()) => Err(RejectReason::BadRecord),
+                }
+            }
+        };
+        let routed = value
+            .as_deref()
+            .map_err(|r| *r)
+            .and_then(|v| self.index.route(v));
+        match routed {
+            Ok(i) => {
+                let buf = &mut self.buffers[i as usize];
+                buf.extend_from_slice(line);
+                self.records[i as usize] += 1;
+                self.buffered_bytes += line.len();
+                self.summary.records_routed += 1;
+                if self.buffered_bytes > self.cfg.buffer_bytes_max {
+                    self.spill()?;
+                }
+            }
+            Err(reason) => {
+                let shown: &[u8] = match &value {
+                    Ok(v) => v,
+                    Err(_) => body,
+                };
+                self.summary.rejects.add(line_no, reason, shown)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes all buffered townships out as one run and empties the buffers (keeping their
+    /// capacity would defeat the bound, so they are shrunk).
+    fn spill(&mut self) -> Result<()> {
+        let path = self
+            .cfg
+            .spill_dir
+            .join(format!("run-{:05}.bin", self.runs.len()));
+        let mut out = BufWriter::with_capacity(
+            4 * 1024 * 1024,
+            File::create(&path)
+                .with_context(|| format!("creating spill run {}", path.display()))?,
+        );
+        let mut segments = Vec::new();
+        let mut offset = 0u64;
+        for (i, buf) in self.buffers.iter_mut().enumerate() {
+            if buf.is_empty() {
+                continue;
+            }
+            out.write_all(buf)?;
+            segments.push((i as u32, offset, buf.len() as u64, self.records[i]));
+            offset += buf.len() as u64;
+            *buf = Vec::new();
+            self.records[i] = 0;
+        }
+        out.flush()?;
+        self.buffered_bytes = 0;
+        self.runs.push(Run { path, segments });
+        self.summary.runs_spilled += 1;
+        Ok(())
+    }
+
+    /// Emits every township of the scope, in code order, to the sink.
+    fn finish(mut self, sink: &mut dyn PartitionSink) -> Result<PartitionSummary> {
+        let mut files: Vec<File> = self
+            .runs
+            .iter()
+            .map(|r| File::open(&r.path))
+            .collect::<std::io::Result<_>>()?;
+        // Per run, a cursor into its (township-sorted) segment list.
+        let mut cursors = vec![0usize; self.runs.len()];
+        let mut copy_buf = vec![0u8; 1024 * 1024];
+        for (i, &code) in self.index.codes.iter().enumerate() {
+            if !self.index.in_scope[i] {
+                continue;
+            }
+            self.summary.townships_in_scope += 1;
+            // This township's segments across runs, in run (= published) order.
+            let mut segments: Vec<(usize, u64, u64)> = Vec::new();
+            let (mut records, mut bytes) = (0u64, 0u64);
+            for (r, run) in self.runs.iter().enumerate() {
+                let Some(&(t, offset, len, n)) = run.segments.get(cursors[r]) else {
+                    continue;
+                };
+                if t as usize != i {
+                    continue;
+                }
+                cursors[r] += 1;
+                segments.push((r, offset, len));
+                records += n;
+                bytes += len;
+            }
+            let buf = std::mem::take(&mut self.buffers[i]);
+            records += self.records[i];
+            bytes += buf.len() as u64;
+            if records > 0 {
+                self.summary.townships_with_records += 1;
+            }
+            let mut replay = |out: &mut dyn FnMut(&[u8]) -> Result<()>| -> Result<()> {
+                for &(r, offset, len) in &segments {
+                    let file = &mut files[r];
+                    file.seek(SeekFrom::Start(offset))?;
+                    let mut left = len;
+                    while left > 0 {
+                        let want = left.min(copy_buf.len() as u64) as usize;
+                        file.read_exact(&mut copy_buf[..want])?;
+                        out(&copy_buf[..want])?;
+                        left -= want as u64;
+                    }
+                }
+                if !buf.is_empty() {
+                    out(&buf)?;
+                }
+                Ok(())
+            };
+            sink.partition(code, records, bytes, &mut replay)?;
+        }
+        for run in &self.runs {
+            let _ = std::fs::remove_file(&run.path);
+        }
+        if let Some(f) = &mut self.summary.rejects.file {
+            f.flush()?;
+        }
+        Ok(self.summary)
+    }
+}
+
+/// Partitions `input` into townships of `cfg.scope`, calling `progress(bytes_read)` as it goes.
+pub fn partition(
+    input: &mut dyn Read,
+    cfg: &PartitionConfig,
+    sink: &mut dyn PartitionSink,
+    progress: &mut dyn FnMut(u64),
+) -> Result<PartitionSummary> {
+    std::fs::create_dir_all(&cfg.spill_dir)?;
+    let index = TownshipIndex::new(Topology::china(), cfg.scope);
+    let n = index.codes.len();
+    let rejects_file = match &cfg.rejects_path {
+        Some(p) => {
+            Some(BufWriter::new(File::create(p).with_context(|| {
+                format!("creating rejects file {}", p.display())
+            })?))
+        }
+        None => None,
+    };
+    let mut p = Partitioner {
+        cfg,
+        index,
+        buffers: vec![Vec::new(); n],
+        records: vec![0; n],
+        buffered_bytes: 0,
+        runs: Vec::new(),
+        field_index: 0,
+        summary: PartitionSummary {
+            input_bytes: 0,
+            lines: 0,
+            records_routed: 0,
+            townships_with_records: 0,
+            townships_in_scope: 0,
+            runs_spilled: 0,
+            header: Vec::new(),
+            rejects: Rejects {
+                file: rejects_file,
+                ..Rejects::default()
+            },
+        },
+    };
+    let mut block = vec![0u8; READ_BLOCK_BYTES];
+    // Bytes of an incomplete line carried to the next block.
+    let mut carry: Vec<u8> = Vec::new();
+    let mut line_no = 0u64;
+    let mut header_pending = cfg.format == Format::Csv;
+    let mut at_eof = false;
+    while !at_eof {
+        let got = read_full(input, &mut block)?;
+        at_eof = got == 0;
+        p.summary.input_bytes += got as u64;
+        progress(p.summary.input_bytes);
+        let mut data = &block[..got];
+        if at_eof && !carry.is_empty() {
+            // A last line without a newline: give it one, so every stored line ends in '\n'.
+            carry.push(b'\n');
+        }
+        loop {
+            if !carry.is_empty() {
+                match memchr::memchr(b'\n', data) {
+                    Some(k) => {
+                        carry.extend_from_slice(&data[..=k]);
+                        data = &data[k + 1..];
+                    }
+                    None if at_eof => {}
+                    None => {
+                        carry.extend_from_slice(data);
+                        if carry.len() > LINE_BYTES_MAX {
+                            bail!(
+                                "line {} is longer than {} bytes; is this a {:?} file?",
+                                line_no + 1,
+                                LINE_BYTES_MAX,
+                                cfg.format
+                            );
+                        }
+                        break;
+                    }
+                }
+                let line = std::mem::take(&mut carry);
+                line_no += 1;
+                handle_line(&mut p, &mut header_pending, line_no, &line)?;
+                carry = line;
+                carry.clear();
+                if at_eof {
+                    break;
+                }
+                continue;
+            }
+            match memchr::memchr(b'\n', data) {
+                Some(k) => {
+                    let line = &data[..=k];
+                    data = &data[k + 1..];
+                    line_no += 1;
+                    handle_line(&mut p, &mut header_pending, line_no, line)?;
+                }
+                None => {
+                    carry.extend_from_slice(data);
+                    break;
+                }
+            }
+        }
+    }
+    if header_pending {
+        bail!("empty input: a CSV file needs a header line naming the fields");
+    }
+    p.summary.lines = line_no;
+    p.finish(sink)
+}
+
+/// The header (first CSV line) or one record.
+fn handle_line(
+    p: &mut Partitioner<'_>,
+    header_pending: &mut bool,
+    line_no: u64,
+    line: &[u8],
+) -> Result<()> {
+    if !*header_pending {
+        return p.record(line_no, line);
+    }
+    *header_pending = false;
+    let body = line.strip_suffix(b"\n").unwrap_or(line);
+    let body = body.strip_suffix(b"\r").unwrap_or(body);
+    let fields = csv_header_fields(body);
+    p.field_index = fields
+        .iter()
+        .position(|f| f == &p.cfg.region_field)
+        .with_context(|| {
+            format!(
+                "CSV header has no field {:?} (fields: {})",
+                p.cfg.region_field,
+                fields.join(", ")
+            )
+        })?;
+    p.summary.header = body.to_vec();
+    Ok(())
+}
+
+/// Fills `buf` as far as the reader allows (fewer bytes only at end of input).
+fn read_full(input: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match input.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Default)]
+    struct MemSink {
+        parts: Vec<(RegionCode, Vec<u8>, u64)>,
+    }
+    impl PartitionSink for MemSink {
+        fn partition(
+            &mut self,
+            t: RegionCode,
+            records: u64,
+            bytes: u64,
+            replay: &mut Replay<'_>,
+        ) -> Result<()> {
+            let mut content = Vec::new();
+            replay(&mut |b| {
+                content.extend_from_slice(b);
+                Ok(())
+            })?;
+            // Replaying twice gives the same bytes.
+            let mut again = Vec::new();
+            replay(&mut |b| {
+                again.extend_from_slice(b);
+                Ok(())
+            })?;
+            assert_eq!(content, again);
+            assert_eq!(content.len() as u64, bytes);
+            self.parts.push((t, content, records));
+            Ok(())
+        }
+    }
+
+    fn run(input: &str, format: Format, scope: &str, buffer: usize) -> (MemSink, PartitionSummary) {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = PartitionConfig {
+            format,
+            region_field: "village".into(),
+            scope: RegionCode::parse(scope).unwrap(),
+            buffer_bytes_max: buffer,
+            spill_dir: dir.path().join("spill"),
+            rejects_path: Some(dir.path().join("rejects.tsv")),
+        };
+        let mut sink = MemSink::default();
+        let summary = partition(&mut input.as_bytes(), &cfg, &mut sink, &mut |_| {}).unwrap();
+        (sink, summary)
+    }
+
+    fn part<'a>(sink: &'a MemSink, code: &str) -> &'a (RegionCode, Vec<u8>, u64) {
+        let c = RegionCode::parse(code).unwrap();
+        sink.parts.iter().find(|p| p.0 == c).unwrap()
+    }
+
+    const CSV: &str = "id,village,note\n\
+        1,110101001001,a\n\
+        2,110101002003,\"quoted, comma\"\n\
+        3,,missing\n\
+        4,11010100100x,bad\n\
+        5,999999999999,unknown\n\
+        6,\"110101001002\",quoted code\n\
+        7,310101002001,shanghai\n\
+        8,110101001,township code\n\
+        9,110102001001,other county";
+
+    #[test]
+    fn csv_partitions_in_order_and_reports_bad_lines() {
+        for buffer in [1usize, 40, 1 << 20] {
+            let (sink, s) = run(CSV, Format::Csv, "1101", buffer);
+            let t1 = part(&sink, "110101001");
+            assert_eq!(
+                t1.1,
+                b"1,110101001001,a\n6,\"110101001002\",quoted code\n8,110101001,township code\n"
+            );
+            assert_eq!(t1.2, 3);
+            assert_eq!(
+                part(&sink, "110101002").1,
+                b"2,110101002003,\"quoted, comma\"\n"
+            );
+            // Last line had no newline: it gains one.
+            assert_eq!(part(&sink, "110102001").1, b"9,110102001001,other county\n");
+            assert_eq!(s.records_routed, 5);
+            assert_eq!(s.rejects.total(), 4);
+            assert_eq!(
+                s.rejects.first_lines,
+                vec![
+                    (4, RejectReason::MissingRegion),
+                    (5, RejectReason::MalformedRegion),
+                    (6, RejectReason::UnknownRegion),
+                    (8, RejectReason::ForeignRegion),
+                ]
+            );
+            assert_eq!(s.header, b"id,village,note");
+            // Every township of the scope gets a partition, in code order.
+            let codes: Vec<_> = sink.parts.iter().map(|p| p.0).collect();
+            let mut sorted = codes.clone();
+            sorted.sort();
+            assert_eq!(codes, sorted);
+            assert_eq!(
+                codes.len(),
+                Topology::china()
+                    .townships_under(RegionCode::parse("1101").unwrap())
+                    .len()
+            );
+            let routed: u64 = sink.parts.iter().map(|p| p.2).sum();
+            assert_eq!(routed + s.rejects.total(), s.lines - 1, "nothing lost");
+        }
+    }
+
+    #[test]
+    fn ndjson_partitions_and_rejects() {
+        let input = "{\"village\":\"110101001001\",\"x\":[1,{\"y\":2}]}\n\
+            {\"x\":1}\n\
+            not json\n\
+            {\"village\":110101001003}\r\n\
+            \n\
+            {\"village\":\"310101002001\"}\n";
+        let (sink, s) = run(input, Format::Ndjson, "11", 1 << 20);
+        assert_eq!(
+            part(&sink, "110101001").1,
+            b"{\"village\":\"110101001001\",\"x\":[1,{\"y\":2}]}\n{\"village\":110101001003}\r\n"
+        );
+        assert_eq!(
+            s.rejects.first_lines,
+            vec![
+                (2, RejectReason::MissingRegion),
+                (3, RejectReason::BadRecord),
+                (6, RejectReason::ForeignRegion),
+            ]
+        );
+    }
+
+    #[test]
+    fn missing_header_field_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = PartitionConfig {
+            format: Format::Csv,
+            region_field: "nope".into(),
+            scope: RegionCode::NATIONAL,
+            buffer_bytes_max: 1 << 20,
+            spill_dir: dir.path().to_path_buf(),
+            rejects_path: None,
+        };
+        let err = partition(
+            &mut "a,b\n1,2\n".as_bytes(),
+            &cfg,
+            &mut MemSink::default(),
+            &mut |_| {},
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("no field \"nope\""), "{err}");
+    }
+
+    #[test]
+    fn csv_field_extraction() {
+        assert_eq!(csv_field(b"a,b,c", 1), Some(&b"b"[..]));
+        assert_eq!(csv_field(b"a,\"b,x\",c", 2), Some(&b"c"[..]));
+        assert_eq!(csv_field(b"a,\"b\"\"x\",c", 1), Some(&b"b\"\"x"[..]));
+        assert_eq!(csv_field(b"a,\"b", 1), None);
+        assert_eq!(csv_field(b"a,b", 2), None);
+    }
+}

@@ -1,0 +1,515 @@
+//! Publisher side of return-flow: partition a file, store each township's partition as
+//! content-addressed chunk groups, and build + sign the manifest. The signed manifest and its
+//! entries are then handed to the node's `ReturnFlow` state machine, which pushes them down.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use backflow_protocol::catalog::{CatalogOrigin, DataType};
+use backflow_protocol::cert::NodeIdentity;
+use backflow_protocol::manifest::{
+    build_manifest, HeldVersion, PartitionEntry, Schema, SchemaField, SignedManifest,
+    CHUNK_GROUP_BYTES,
+};
+use backflow_protocol::time::{UnixMs, DAY_MS};
+use backflow_protocol::wire::{ANNOUNCE_ENTRIES_MAX, NAME_BYTES_MAX, SCHEMA_FIELDS_MAX};
+use backflow_topology::RegionCode;
+use serde::Serialize;
+
+use crate::partition::{
+    partition, Format, PartitionConfig, PartitionSink, PartitionSummary, Replay,
+};
+use crate::store::{chunk_key, Store, CF_CHUNKS};
+
+/// How long a published manifest stays valid: receivers refuse it afterwards (freeze defence),
+/// so the publisher re-publishes at least this often.
+pub const MANIFEST_VALIDITY_MS: u64 = 30 * DAY_MS;
+/// Buffered record bytes before the partitioner spills a run to disk.
+pub const PARTITION_BUFFER_BYTES_MAX: usize = 256 * 1024 * 1024;
+/// Bytes per unlogged write batch while loading partitions.
+const LOAD_BATCH_BYTES: usize = 8 * 1024 * 1024;
+/// A partition up to this size is kept in memory between hashing and storing (one read).
+const SMALL_PARTITION_BYTES_MAX: usize = 16 * 1024 * 1024;
+
+#[derive(Clone, Debug)]
+pub struct PublishRequest {
+    pub dataset: String,
+    pub region_field: String,
+    pub format: Format,
+    pub input: PathBuf,
+    pub department: String,
+    /// Scratch space for spilled runs.
+    pub work_dir: PathBuf,
+    pub rejects_path: Option<PathBuf>,
+}
+
+/// A dataset version ready to hand to the return-flow state machine: one signed manifest per
+/// scope (usually one; see [`publish_scopes`]) with its entries.
+pub struct Prepared {
+    pub manifests: Vec<(SignedManifest, Vec<PartitionEntry>)>,
+    pub summary: PartitionSummary,
+}
+
+impl Prepared {
+    pub fn partitions(&self) -> usize {
+        self.manifests.iter().map(|(_, e)| e.len()).sum()
+    }
+    pub fn records(&self) -> u64 {
+        self.manifests
+            .iter()
+            .flat_map(|(_, e)| e)
+            .map(|e| e.records)
+            .sum()
+    }
+    pub fn bytes(&self) -> u64 {
+        self.manifests
+            .iter()
+            .flat_map(|(_, e)| e)
+            .map(|e| e.bytes)
+            .sum()
+    }
+}
+
+/// The dataset name of the manifest for `scope` (`NAME`, or `NAME@SCOPE` when split).
+pub fn scoped_name(dataset: &str, publisher: RegionCode, scope: RegionCode) -> String {
+    if scope == publisher {
+        dataset.to_string()
+    } else {
+        format!("{dataset}@{scope}")
+    }
+}
+
+/// Whether a held dataset name belongs to user-facing dataset `name`.
+pub fn name_matches(held: &str, name: &str) -> bool {
+    held == name
+        || held
+            .strip_prefix(name)
+            .is_some_and(|rest| rest.starts_with('@'))
+}
+
+/// Splits entries into manifest scopes: one announce may carry at most
+/// `ANNOUNCE_ENTRIES_MAX` entries (a protocol limit the state machine enforces on publish too),
+/// so a publisher with more partitions signs one manifest per child region, recursively —
+/// for China at national that is one per province. Scopes without entries are skipped.
+pub fn publish_scopes(
+    publisher: RegionCode,
+    entries: Vec<PartitionEntry>,
+) -> Vec<(RegionCode, Vec<PartitionEntry>)> {
+    if entries.len() <= ANNOUNCE_ENTRIES_MAX
+        || publisher.level() == backflow_topology::Level::Township
+    {
+        return vec![(publisher, entries)];
+    }
+    let mut by_child: std::collections::BTreeMap<RegionCode, Vec<PartitionEntry>> =
+        Default::default();
+    let mut own = Vec::new();
+    for e in entries {
+        match e
+            .region
+            .ancestor_at(publisher.level().child().expect("not a township"))
+        {
+            Some(c) => by_child.entry(c).or_default().push(e),
+            None => own.push(e),
+        }
+    }
+    let mut out = Vec::new();
+    if !own.is_empty() {
+        out.push((publisher, own));
+    }
+    for (child, es) in by_child {
+        out.extend(publish_scopes(child, es));
+    }
+    out
+}
+
+/// What a publish did (before delivery).
+#[derive(Debug, Serialize)]
+pub struct PublishOutcome {
+    pub version: u64,
+    pub partitions: usize,
+    pub records: u64,
+    pub bytes: u64,
+    pub summary: PartitionSummary,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PublishReport {
+    pub dataset: String,
+    pub version: u64,
+    /// One manifest hash per scope (usually one).
+    pub manifests: Vec<String>,
+    pub partitions: usize,
+    pub records: u64,
+    pub bytes: u64,
+    pub summary: PartitionSummary,
+}
+
+/// Stores each partition as it is emitted and collects the entries.
+struct StoreSink<'s> {
+    store: &'s Store,
+    schema_hash: [u8; 32],
+    entries: Vec<PartitionEntry>,
+}
+
+impl PartitionSink for StoreSink<'_> {
+    fn partition(
+        &mut self,
+        township: RegionCode,
+        records: u64,
+        bytes: u64,
+        replay: &mut Replay<'_>,
+    ) -> Result<()> {
+        if records == 0 {
+            // Only regions with records get a partition: the manifest stays as small as the
+            // data, and no node is asked to confirm an empty delivery.
+            return Ok(());
+        }
+        // Pass 1: hash (blake3 = the bao root), keeping small partitions in memory.
+        let mut hasher = blake3::Hasher::new();
+        let mut kept: Option<Vec<u8>> = (bytes as usize <= SMALL_PARTITION_BYTES_MAX)
+            .then(|| Vec::with_capacity(bytes as usize));
+        replay(&mut |piece| {
+            hasher.update(piece);
+            if let Some(k) = &mut kept {
+                k.extend_from_slice(piece);
+            }
+            Ok(())
+        })?;
+        let content_hash = *hasher.finalize().as_bytes();
+        // Pass 2: store 16 KiB groups under the content hash.
+        let mut loader = GroupLoader::new(self.store, content_hash);
+        match &kept {
+            Some(k) => loader.push(k)?,
+            None => replay(&mut |piece| loader.push(piece))?,
+        }
+        let stored = loader.finish()?;
+        if stored != bytes {
+            bail!("partition {township}: stored {stored} bytes, expected {bytes}");
+        }
+        self.entries.push(PartitionEntry {
+            region: township,
+            content_hash,
+            bytes,
+            records,
+            schema_hash: self.schema_hash,
+        });
+        Ok(())
+    }
+}
+
+/// Cuts a byte stream into 16 KiB groups and writes them in unlogged batches.
+pub struct GroupLoader<'s> {
+    store: &'s Store,
+    content: [u8; 32],
+    group: Vec<u8>,
+    next_group: u64,
+    batch: crate::store::Batch<'s>,
+    batch_bytes: usize,
+    total: u64,
+}
+
+impl<'s> GroupLoader<'s> {
+    pub fn new(store: &'s Store, content: [u8; 32]) -> GroupLoader<'s> {
+        GroupLoader {
+            store,
+            content,
+            group: Vec::with_capacity(CHUNK_GROUP_BYTES as usize),
+            next_group: 0,
+            batch: store.batch(),
+            batch_bytes: 0,
+            total: 0,
+        }
+    }
+
+    pub fn push(&mut self, mut piece: &[u8]) -> Result<()> {
+        self.total += piece.len() as u64;
+        let g = CHUNK_GROUP_BYTES as usize;
+        while !piece.is_empty() {
+            if self.group.is_empty() && piece.len() >= g {
+                // Whole group straight from the input: no copy into the group buffer.
+                self.put(&piece[..g])?;
+                piece = &piece[g..];
+                continue;
+            }
+            let take = (g - self.group.len()).min(piece.len());
+            self.group.extend_from_slice(&piece[..take]);
+            piece = &piece[take..];
+            if self.group.len() == g {
+                let full = std::mem::replace(&mut self.group, Vec::with_capacity(g));
+                self.put(&full)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn put(&mut self, group: &[u8]) -> Result<()> {
+        self.batch
+            .put(CF_CHUNKS, &chunk_key(&self.content, self.next_group), group);
+        self.next_group += 1;
+        self.batch_bytes += group.len();
+        if self.batch_bytes >= LOAD_BATCH_BYTES {
+            let batch = std::mem::replace(&mut self.batch, self.store.batch());
+            self.store.write_unlogged(batch)?;
+            self.batch_bytes = 0;
+        }
+        Ok(())
+    }
+
+    /// Writes the last partial group; returns the bytes stored.
+    pub fn finish(mut self) -> Result<u64> {
+        if !self.group.is_empty() {
+            let last = std::mem::take(&mut self.group);
+            self.put(&last)?;
+        }
+        if !self.batch.is_empty() {
+            self.store.write_unlogged(self.batch)?;
+        }
+        Ok(self.total)
+    }
+}
+
+/// Schema from the CSV header (the region field typed as a region code), or for NDJSON just
+/// the region field.
+fn schema_for(format: Format, header: &[u8], region_field: &str) -> Result<Schema> {
+    let names: Vec<String> = match format {
+        Format::Csv => String::from_utf8_lossy(header)
+            .split(',')
+            .map(|s| s.trim().trim_matches('"').to_string())
+            .collect(),
+        Format::Ndjson => vec![region_field.to_string()],
+    };
+    if names.len() > SCHEMA_FIELDS_MAX {
+        bail!(
+            "{} fields exceed the limit of {SCHEMA_FIELDS_MAX}",
+            names.len()
+        );
+    }
+    let fields = names
+        .into_iter()
+        .map(|name| {
+            if name.len() > NAME_BYTES_MAX {
+                bail!("field name {name:?} exceeds {NAME_BYTES_MAX} bytes");
+            }
+            let data_type = if name == region_field {
+                DataType::RegionCode
+            } else {
+                DataType::Text
+            };
+            Ok(SchemaField { name, data_type })
+        })
+        .collect::<Result<_>>()?;
+    Ok(Schema {
+        name: match format {
+            Format::Csv => "csv".into(),
+            Format::Ndjson => "ndjson".into(),
+        },
+        fields,
+    })
+}
+
+/// The CSV header line to write on export (empty for NDJSON).
+pub fn export_header(schema: &Schema) -> Option<String> {
+    (schema.name == "csv").then(|| {
+        schema
+            .fields
+            .iter()
+            .map(|f| f.name.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    })
+}
+
+/// Partitions and stores the file, then builds and signs the manifest(s) (version = held + 1,
+/// per scope). `held` gives the currently held version of a (scoped) dataset name.
+pub fn prepare(
+    store: &Store,
+    identity: &NodeIdentity,
+    held: &dyn Fn(&str) -> Option<HeldVersion>,
+    req: &PublishRequest,
+    now: UnixMs,
+    progress: &mut dyn FnMut(u64),
+) -> Result<Prepared> {
+    if req.dataset.is_empty() || req.dataset.len() > NAME_BYTES_MAX {
+        bail!("dataset name must be 1..={NAME_BYTES_MAX} bytes");
+    }
+    let mut file =
+        File::open(&req.input).with_context(|| format!("opening {}", req.input.display()))?;
+    let cfg = PartitionConfig {
+        format: req.format,
+        region_field: req.region_field.clone(),
+        scope: identity.region,
+        buffer_bytes_max: PARTITION_BUFFER_BYTES_MAX,
+        spill_dir: req.work_dir.clone(),
+        rejects_path: req.rejects_path.clone(),
+    };
+    // The schema hash goes into every entry, but the CSV header is only known after the first
+    // line; so partition with a placeholder hash and fix entries up afterwards.
+    let mut sink = StoreSink {
+        store,
+        schema_hash: [0; 32],
+        entries: Vec::new(),
+    };
+    let summary = partition(&mut file, &cfg, &mut sink, progress)?;
+    let schema = schema_for(req.format, &summary.header, &req.region_field)?;
+    let schema_hash = schema.hash();
+    let mut entries = sink.entries;
+    for e in &mut entries {
+        e.schema_hash = schema_hash;
+    }
+    if entries.is_empty() {
+        bail!(
+            "no record of {} could be routed to a township in {} ({} rejected)",
+            req.input.display(),
+            identity.region,
+            summary.rejects.total()
+        );
+    }
+    // Partitions were written without the WAL: make them durable before anything refers to them.
+    store.flush()?;
+    let mut manifests = Vec::new();
+    for (scope, entries) in publish_scopes(identity.region, entries) {
+        let name = scoped_name(&req.dataset, identity.region, scope);
+        if name.len() > NAME_BYTES_MAX {
+            bail!("dataset name {name:?} exceeds {NAME_BYTES_MAX} bytes");
+        }
+        let held = held(&name);
+        let manifest = build_manifest(
+            name,
+            held.map_or(1, |h| h.version + 1),
+            CatalogOrigin {
+                region: identity.region,
+                department: req.department.clone(),
+            },
+            scope,
+            now,
+            now.plus_ms(MANIFEST_VALIDITY_MS),
+            held.map(|h| h.hash),
+            schema.clone(),
+            &entries,
+        )?;
+        manifests.push((SignedManifest::sign(manifest, identity)?, entries));
+    }
+    Ok(Prepared { manifests, summary })
+}
+
+/// Default scratch directory for a publish under a data dir.
+pub fn work_dir(data_dir: &Path, dataset: &str) -> PathBuf {
+    let safe: String = dataset
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    data_dir.join("spill").join(safe)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::Arc;
+
+    use backflow_protocol::manifest::RegionProof;
+    use backflow_protocol::return_flow::TransferRecord;
+
+    use super::*;
+
+    /// Publish → store → export: every township's export is its published lines, byte for
+    /// byte, in published order, under the original header; bad lines are reported.
+    #[test]
+    fn export_is_byte_identical_to_published_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        let identity = NodeIdentity::national(ed25519_dalek::SigningKey::from_bytes(&[9; 32]));
+        let input = dir.path().join("in.csv");
+        let mut f = std::fs::File::create(&input).unwrap();
+        writeln!(f, "id,village,text").unwrap();
+        let mut want: std::collections::BTreeMap<&str, Vec<u8>> = Default::default();
+        // Big enough that one partition spans several 16 KiB groups.
+        for i in 0..5000 {
+            let t = ["110101001", "440103001", "650102001"][i % 3];
+            let line = format!(
+                "{i},{t}{:03},\"text, {}\"\n",
+                i % 50 + 1,
+                "z".repeat(i % 40)
+            );
+            f.write_all(line.as_bytes()).unwrap();
+            want.entry(t)
+                .or_default()
+                .extend_from_slice(line.as_bytes());
+        }
+        writeln!(f, "5000,12345,short code").unwrap();
+        drop(f);
+        let req = PublishRequest {
+            dataset: "t".into(),
+            region_field: "village".into(),
+            format: Format::Csv,
+            input,
+            department: "d".into(),
+            work_dir: dir.path().join("spill"),
+            rejects_path: None,
+        };
+        let p = prepare(
+            &store,
+            &identity,
+            &|_| None,
+            &req,
+            UnixMs(1_000),
+            &mut |_| {},
+        )
+        .unwrap();
+        assert_eq!(p.partitions(), 3);
+        assert_eq!(
+            p.summary.rejects.first_lines,
+            vec![(5002, crate::partition::RejectReason::MalformedRegion)]
+        );
+        let (manifest, entries) = p.manifests.into_iter().next().unwrap();
+        assert_eq!(manifest.manifest.version, 1);
+        let record = TransferRecord {
+            manifest: Arc::new(manifest),
+            entries,
+            proof: RegionProof::default(),
+            published: true,
+        };
+        for (t, lines) in &want {
+            let out = dir.path().join(format!("{t}.csv"));
+            let region = RegionCode::parse(t).unwrap();
+            let s = crate::export::export(&store, &record, region, &out).unwrap();
+            let mut expected = b"id,village,text\n".to_vec();
+            expected.extend_from_slice(lines);
+            assert_eq!(std::fs::read(&out).unwrap(), expected);
+            assert_eq!(s.partitions, 1);
+        }
+        // A province's export holds exactly its township's lines.
+        let out = dir.path().join("44.csv");
+        let s =
+            crate::export::export(&store, &record, RegionCode::parse("44").unwrap(), &out).unwrap();
+        assert_eq!(s.bytes as usize, want["440103001"].len());
+    }
+
+    #[test]
+    fn national_splits_into_province_scopes_over_the_announce_limit() {
+        let topo = backflow_topology::Topology::china();
+        let entries: Vec<PartitionEntry> = topo
+            .townships_under(RegionCode::NATIONAL)
+            .into_iter()
+            .map(|t| PartitionEntry {
+                region: t,
+                content_hash: [0; 32],
+                bytes: 1,
+                records: 1,
+                schema_hash: [0; 32],
+            })
+            .collect();
+        let scopes = publish_scopes(RegionCode::NATIONAL, entries);
+        assert_eq!(scopes.len(), 31);
+        assert!(scopes
+            .iter()
+            .all(|(s, e)| s.level() == backflow_topology::Level::Province
+                && e.len() <= ANNOUNCE_ENTRIES_MAX
+                && e.iter().all(|x| s.contains(x.region))));
+        assert_eq!(scopes.iter().map(|(_, e)| e.len()).sum::<usize>(), 41_352);
+        let small = publish_scopes(RegionCode::NATIONAL, scopes[0].1.clone());
+        assert_eq!(small.len(), 1);
+        assert_eq!(small[0].0, RegionCode::NATIONAL);
+        assert!(name_matches("b@44", "b") && name_matches("b", "b") && !name_matches("bc", "b"));
+    }
+}

@@ -1,0 +1,270 @@
+//! Real nodes over real libp2p on 127.0.0.1, each with its own RocksDB.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use backflow_node::localnet::LocalNet;
+use backflow_node::node::{now_ms, peer_id_of, start, NodeHandle, NodeSetup, Tuning};
+use backflow_node::partition::Format;
+use backflow_node::publish::PublishRequest;
+use backflow_node::store::{chunk_key, Store, CF_CHUNKS};
+use backflow_protocol::cert::NodeIdentity;
+use backflow_protocol::time::DAY_MS;
+use backflow_topology::RegionCode;
+use ed25519_dalek::SigningKey;
+
+fn fast() -> Tuning {
+    Tuning {
+        retry_ms: 300,
+        source_silence_ms_max: 3_000,
+        receipt_interval_ms: 100,
+        ..Tuning::default()
+    }
+}
+
+fn code(s: &str) -> RegionCode {
+    RegionCode::parse(s).unwrap()
+}
+
+async fn publish_csv(
+    node: &NodeHandle,
+    dataset: &str,
+    csv: &std::path::Path,
+    work: &std::path::Path,
+) -> Result<()> {
+    let req = PublishRequest {
+        dataset: dataset.into(),
+        region_field: "village".into(),
+        format: Format::Csv,
+        input: csv.to_path_buf(),
+        department: "test".into(),
+        work_dir: work.to_path_buf(),
+        rejects_path: None,
+    };
+    node.publish_file(req, Default::default()).await?;
+    Ok(())
+}
+
+async fn wait_until(
+    what: &str,
+    timeout: Duration,
+    mut f: impl AsyncFnMut() -> Result<bool>,
+) -> Result<()> {
+    let t = Instant::now();
+    while !f().await? {
+        if t.elapsed() > timeout {
+            bail!("timed out waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+/// National → province → city → county → two townships: every township receives exactly its
+/// records, export is byte-identical in published order, the publisher sees completeness.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_tiers_deliver_and_export_byte_identical() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let regions: Vec<RegionCode> = ["0", "11", "1101", "110101", "110101001", "110101002"]
+        .into_iter()
+        .map(code)
+        .collect();
+    let net = LocalNet::start(&regions, dir.path(), fast()).await?;
+    net.wait_connected(Duration::from_secs(20)).await?;
+    let csv = dir.path().join("d.csv");
+    let mut f = std::fs::File::create(&csv)?;
+    writeln!(f, "id,village,v")?;
+    let mut want1 = Vec::new();
+    let mut want2 = Vec::new();
+    for i in 0..3000 {
+        let (t, w) = if i % 3 == 0 {
+            ("110101002", &mut want2)
+        } else {
+            ("110101001", &mut want1)
+        };
+        let line = format!("{i},{t}{:03},\"v, {i}\"\r\n", i % 7 + 1);
+        f.write_all(line.as_bytes())?;
+        w.extend_from_slice(line.as_bytes());
+    }
+    writeln!(f, "bad,999999999999,x")?;
+    drop(f);
+    let national = net.nodes[&RegionCode::NATIONAL].clone();
+    publish_csv(&national, "ds", &csv, &dir.path().join("spill")).await?;
+    wait_until(
+        "publisher completeness",
+        Duration::from_secs(60),
+        async || {
+            let s = national.status(Some("ds".into())).await?;
+            Ok(s.first().is_some_and(|s| s.complete))
+        },
+    )
+    .await?;
+    let s = &national.status(Some("ds".into())).await?[0];
+    assert_eq!(s.regions_expected, 2);
+    assert_eq!(s.records_delivered, 3000);
+    assert_eq!(s.children.len(), 1);
+    assert_eq!(s.children[0].state, "complete");
+    for (t, want) in [("110101001", &want1), ("110101002", &want2)] {
+        let h = &net.nodes[&code(t)];
+        let record = h.record("ds", None).await?.remove(0).1;
+        assert!(
+            record.entries.iter().all(|e| e.region == code(t)),
+            "only its own partition"
+        );
+        let out = dir.path().join(format!("{t}.csv"));
+        let summary = backflow_node::export::export(&h.store, &record, code(t), &out)?;
+        let mut expected = b"id,village,v\n".to_vec();
+        expected.extend_from_slice(want);
+        assert_eq!(
+            std::fs::read(&out)?,
+            expected,
+            "export of {t} is byte-identical"
+        );
+        assert_eq!(
+            summary.records as usize,
+            want.split(|b| *b == b'\n').count() - 1
+        );
+    }
+    // The county holds both townships (it forwarded them), and nothing else.
+    let rec = net.nodes[&code("110101")]
+        .record("ds", None)
+        .await?
+        .remove(0)
+        .1;
+    assert_eq!(rec.entries.len(), 2);
+    net.shutdown().await
+}
+
+/// A receiver that lost some stored groups (crash before they hit disk) resumes after a
+/// restart and fetches exactly the missing groups, not the ones it already verified.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_resumes_without_refetching_verified_groups() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    // Generous retry: a timed-out (not lost) request would legitimately fetch a group twice.
+    let tuning = Tuning {
+        retry_ms: 5_000,
+        ..fast()
+    };
+    let mut net = LocalNet::start(&[RegionCode::NATIONAL, code("11")], dir.path(), tuning).await?;
+    net.wait_connected(Duration::from_secs(20)).await?;
+    let csv = dir.path().join("d.csv");
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&csv)?);
+    writeln!(f, "id,village,payload")?;
+    for i in 0..40_000 {
+        writeln!(f, "{i},110101001{:03},{}", i % 9 + 1, "p".repeat(60))?;
+    }
+    drop(f);
+    let national = net.nodes[&RegionCode::NATIONAL].clone();
+    publish_csv(&national, "big", &csv, &dir.path().join("spill")).await?;
+    let province = net.nodes[&code("11")].clone();
+    wait_until(
+        "province holds everything",
+        Duration::from_secs(60),
+        async || {
+            let s = province.status(Some("big".into())).await?;
+            Ok(s.first().is_some_and(|s| s.held_complete))
+        },
+    )
+    .await?;
+    let record = province.record("big", None).await?.remove(0).1;
+    let entry = record.entries[0];
+    let total_groups = entry.groups();
+    assert!(total_groups > 100, "{total_groups}");
+    drop(province);
+    net.stop(code("11")).await?;
+    // Simulate losing every third group.
+    let lost: Vec<u64> = (0..total_groups).filter(|g| g % 3 == 1).collect();
+    {
+        let store = Store::open(&dir.path().join("node-11").join(""))?;
+        let mut b = store.batch();
+        for g in &lost {
+            b.delete(CF_CHUNKS, &chunk_key(&entry.content_hash, *g));
+        }
+        store.write(b)?;
+        assert_eq!(
+            store.stored_groups(&entry.content_hash)?.len() as u64,
+            total_groups - lost.len() as u64
+        );
+    }
+    net.restart(code("11")).await?;
+    let province = net.nodes[&code("11")].clone();
+    wait_until(
+        "province complete again",
+        Duration::from_secs(60),
+        async || {
+            let s = province.status(Some("big".into())).await?;
+            Ok(s.first().is_some_and(|s| s.held_complete))
+        },
+    )
+    .await?;
+    let refetched = province
+        .stats
+        .groups_stored
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(
+        refetched,
+        lost.len() as u64,
+        "only the lost groups are fetched again"
+    );
+    assert_eq!(
+        province.store.stored_groups(&entry.content_hash)?.len() as u64,
+        total_groups
+    );
+    net.shutdown().await
+}
+
+/// Two sibling provinces with valid chains refuse each other: neither is the other's
+/// parent, child or ancestor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sibling_region_is_refused() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let now = now_ms();
+    let root = NodeIdentity::national(SigningKey::generate(&mut rand::rngs::OsRng));
+    let anchor = root.key.verifying_key();
+    let mk = |r: &str, serial| -> Result<NodeIdentity> {
+        let key = SigningKey::generate(&mut rand::rngs::OsRng);
+        let peer = peer_id_of(&key.verifying_key())?;
+        Ok(root.certify_child(
+            &key,
+            peer.to_bytes(),
+            now.minus_ms(1000),
+            now.plus_ms(DAY_MS),
+            code(r),
+            serial,
+        )?)
+    };
+    let (beijing, task_a) = start(NodeSetup {
+        identity: mk("11", 1)?,
+        anchor,
+        db_path: dir.path().join("a"),
+        listen: vec!["/ip4/127.0.0.1/tcp/0".parse()?],
+        upstream: vec![],
+        tuning: fast(),
+    })
+    .await?;
+    let (guangdong, task_b) = start(NodeSetup {
+        identity: mk("44", 2)?,
+        anchor,
+        db_path: dir.path().join("b"),
+        listen: vec!["/ip4/127.0.0.1/tcp/0".parse()?],
+        upstream: vec![beijing.listen_addrs[0].clone()],
+        tuning: fast(),
+    })
+    .await?;
+    // Give them time to connect and exchange certificates.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for (h, other) in [(&beijing, "44"), (&guangdong, "11")] {
+        let peers = h.peers().await?;
+        assert!(
+            peers.iter().all(|p| p.region.as_deref() != Some(other)),
+            "{} accepted sibling {other}: {peers:?}",
+            h.region()
+        );
+    }
+    beijing.shutdown().await;
+    guangdong.shutdown().await;
+    task_a.await??;
+    task_b.await??;
+    Ok(())
+}
