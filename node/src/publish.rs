@@ -425,7 +425,7 @@ mod tests {
         let mut want: std::collections::BTreeMap<&str, Vec<u8>> = Default::default();
         // Big enough that one partition spans several 16 KiB groups.
         for i in 0..5000 {
-            let t = ["110101001", "440103001", "650102001"][i % 3];
+            let t = ["110101001", "440103001", "650104001"][i % 3];
             let line = format!(
                 "{i},{t}{:03},\"text, {}\"\n",
                 i % 50 + 1,
