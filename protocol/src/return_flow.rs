@@ -26,6 +26,11 @@
 //! - Skip-level fallback: if the source makes no progress for `source_silence_ms_max`, the
 //!   receiver asks the next ancestor (up to the scope, then the publisher, then round again);
 //!   symmetrically a node whose child never acknowledges announces to the child's children.
+//! - Direct links ([`DataRouting`], e.g. province → county): a node announces to the
+//!   descendants it serves — its region children, or past a tier — and a node at a skipped
+//!   tier (the city) fetches only the partitions routed through it (its own). Receipts go to
+//!   the node that serves, so they follow the path used; fallback works as above, and a
+//!   silent target is bypassed towards the nodes *it* serves.
 //! - A node never receives a partition outside its region: announces are filtered to the
 //!   target's subtree, receivers reject foreign entries, and a source serves a want only if
 //!   the requester's region contains the partition.
@@ -39,14 +44,14 @@ use std::collections::{BTreeMap, VecDeque};
 use std::ops::Range;
 use std::sync::Arc;
 
-use backflow_topology::RegionCode;
+use backflow_topology::{Level, RegionCode};
 use serde::{Deserialize, Serialize};
 
 use crate::cert::{NodeIdentity, TrustStore};
 use crate::manifest::{
-    check_succession, verify_all_partitions, verify_partitions, Hash, HeldVersion, ManifestError,
-    ManifestPolicy, PartitionEntry, RegionProof, RegionTree, SignedManifest, Succession,
-    CHUNK_GROUPS_PER_FRAME_MAX,
+    check_succession, verify_all_partitions, verify_partitions, Hash, HeldVersion, Manifest,
+    ManifestError, ManifestPolicy, PartitionEntry, RegionProof, RegionTree, SignedManifest,
+    Succession, CHUNK_GROUPS_PER_FRAME_MAX,
 };
 use crate::receipt::{Receipt, ReceiptError, ReceiptLedger, SignedReceipt};
 use crate::time::UnixMs;
@@ -111,6 +116,130 @@ impl Bounded for ReturnFlowMsg {
     }
 }
 
+/// Data-plane routing (数据回流路由): which ancestor tier announces a dataset to — and serves
+/// chunks to, and takes receipts from — each tier. The default is the strict region tree
+/// (every node is served by its parent); [`DataRouting::with_direct`] adds tier-skipping links,
+/// e.g. province → county, where a province announces straight to its counties and the cities
+/// in between receive (and report) only their own partitions.
+///
+/// It must be the same on every node of a network (like the wire version): senders use it to
+/// choose whom to announce to, intermediate nodes to leave alone the partitions delivered past
+/// them, and receivers to choose their first source after a restart and where receipts go
+/// first. Skip-level fallback is unchanged: any ancestor in the scope may still serve a node.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DataRouting {
+    /// `(upper, lower)`: nodes at tier `lower` are served by their ancestor at `upper`
+    /// (skipping at least one tier). At most one entry per `lower`; sorted.
+    direct: Vec<(Level, Level)>,
+}
+
+/// A routing that cannot be built.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RoutingError {
+    #[error("a direct link must skip at least one tier: {upper} → {lower}")]
+    NotSkipping { upper: Level, lower: Level },
+    #[error("tier {lower} already has a direct link from {existing}")]
+    Conflict { lower: Level, existing: Level },
+    #[error(
+        "unknown routing {0:?}: expected `tree` or links like `province-county` (comma-separated)"
+    )]
+    Syntax(String),
+}
+
+impl DataRouting {
+    /// The strict region tree: every node is served by its parent.
+    pub fn tree() -> DataRouting {
+        DataRouting::default()
+    }
+
+    /// Adds a direct link: nodes at `lower` are served by their ancestor at `upper`.
+    pub fn with_direct(mut self, upper: Level, lower: Level) -> Result<DataRouting, RoutingError> {
+        if upper.depth() + 1 >= lower.depth() {
+            return Err(RoutingError::NotSkipping { upper, lower });
+        }
+        if let Some(&(existing, _)) = self.direct.iter().find(|(_, l)| *l == lower) {
+            if existing != upper {
+                return Err(RoutingError::Conflict { lower, existing });
+            }
+            return Ok(self);
+        }
+        self.direct.push((upper, lower));
+        self.direct.sort_unstable_by_key(|(_, l)| *l);
+        Ok(self)
+    }
+
+    /// Whether this is the strict region tree.
+    pub fn is_tree(&self) -> bool {
+        self.direct.is_empty()
+    }
+
+    /// The direct links, `(upper, lower)`, by lower tier.
+    pub fn direct_links(&self) -> &[(Level, Level)] {
+        &self.direct
+    }
+
+    /// The tier that serves nodes at `lower` (`None` at national).
+    pub fn upstream_level(&self, lower: Level) -> Option<Level> {
+        self.direct
+            .iter()
+            .find(|(_, l)| *l == lower)
+            .map(|(u, _)| *u)
+            .or_else(|| lower.parent())
+    }
+
+    /// The deepest tier a node at `upper` serves (its children's, or a direct link's).
+    fn reach(&self, upper: Level) -> Level {
+        self.direct
+            .iter()
+            .filter(|(u, _)| *u == upper)
+            .map(|(_, l)| *l)
+            .chain(upper.child())
+            .max()
+            .unwrap_or(upper)
+    }
+}
+
+impl std::str::FromStr for DataRouting {
+    type Err = RoutingError;
+
+    /// `tree`, or comma-separated `upper-lower` tier pairs such as `province-county`.
+    fn from_str(text: &str) -> Result<DataRouting, RoutingError> {
+        let text = text.trim();
+        let mut routing = DataRouting::tree();
+        if text == "tree" {
+            return Ok(routing);
+        }
+        let level = |name: &str| {
+            Level::ALL
+                .into_iter()
+                .find(|l| l.name() == name.trim())
+                .ok_or_else(|| RoutingError::Syntax(text.to_string()))
+        };
+        for link in text.split(',') {
+            let (upper, lower) = link
+                .split_once('-')
+                .ok_or_else(|| RoutingError::Syntax(text.to_string()))?;
+            routing = routing.with_direct(level(upper)?, level(lower)?)?;
+        }
+        Ok(routing)
+    }
+}
+
+impl std::fmt::Display for DataRouting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.direct.is_empty() {
+            return f.write_str("tree");
+        }
+        for (i, (u, l)) in self.direct.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{}-{}", u.name(), l.name())?;
+        }
+        Ok(())
+    }
+}
+
 /// Node-local configuration.
 #[derive(Clone, Debug)]
 pub struct ReturnFlowConfig {
@@ -126,6 +255,8 @@ pub struct ReturnFlowConfig {
     pub groups_in_flight_max: u64,
     /// Minimum interval between two receipts for the same manifest (batching).
     pub receipt_interval_ms: u64,
+    /// Data-plane routing, the same on every node (default: the strict region tree).
+    pub routing: DataRouting,
 }
 
 impl ReturnFlowConfig {
@@ -137,6 +268,7 @@ impl ReturnFlowConfig {
             source_silence_ms_max: 60_000,
             groups_in_flight_max: 256,
             receipt_interval_ms: 2_000,
+            routing: DataRouting::tree(),
         }
     }
 }
@@ -339,6 +471,16 @@ struct Part {
     have: GroupSet,
     /// Groups below this cursor were requested (or stored); reset on timeout / rejection.
     cursor: u64,
+    /// Delivered past this node by a direct link (see [`DataRouting`]): its entry is kept
+    /// (to verify the subtree and to index receipts) but it is never fetched, stored or served.
+    bypassed: bool,
+}
+
+impl Part {
+    /// Whether groups of this part remain to be requested.
+    fn needs_fetch(&self) -> bool {
+        !self.bypassed && !self.have.is_full() && self.cursor < self.have.len
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -369,6 +511,8 @@ struct Transfer {
     /// Sorted by region; `parts[i]` tracks `record.entries[i]`.
     parts: Vec<Part>,
     complete_parts: usize,
+    /// Parts delivered past this node (direct links); they count as done here.
+    bypassed_parts: usize,
     /// Current source (None at the publisher).
     source: Option<RegionCode>,
     last_progress: UnixMs,
@@ -392,7 +536,7 @@ struct Transfer {
 
 impl Transfer {
     fn is_complete(&self) -> bool {
-        self.complete_parts == self.parts.len()
+        self.complete_parts + self.bypassed_parts == self.parts.len()
     }
 
     fn part_index(&self, region: RegionCode) -> Option<usize> {
@@ -467,7 +611,8 @@ impl ReturnFlow {
     ) -> Option<PartitionEntry> {
         let t = self.transfers.get(manifest)?;
         let i = t.part_index(region)?;
-        (!t.parts[i].have.is_full()).then(|| t.record.entries[i])
+        let p = &t.parts[i];
+        (!p.bypassed && !p.have.is_full()).then(|| t.record.entries[i])
     }
 
     /// Whether every partition of this node's subtree for `manifest` is stored.
@@ -614,7 +759,7 @@ impl ReturnFlow {
         let source = if record.published {
             None
         } else {
-            valid_sources(me, m).first().copied()
+            data_parent(&self.config.routing, me, m)
         };
         self.install(now, Arc::new(record), hash, tree, source, Some(stored))?;
         Ok(hash)
@@ -647,6 +792,8 @@ impl ReturnFlow {
                 }));
             }
         }
+        let me = self.region();
+        let routing = &self.config.routing;
         let parts: Vec<Part> = record
             .entries
             .iter()
@@ -656,14 +803,22 @@ impl ReturnFlow {
                 } else {
                     GroupSet::new(e.groups())
                 };
-                Part { have, cursor: 0 }
+                // The publisher holds everything; a relay leaves alone what is routed past it.
+                let bypassed = !record.published && !served_via(routing, m, me, e.region);
+                Part {
+                    have,
+                    cursor: 0,
+                    bypassed,
+                }
             })
             .collect();
+        let bypassed_parts = parts.iter().filter(|p| p.bypassed).count();
         let mut t = Transfer {
             hash,
             tree,
             parts,
             complete_parts: 0,
+            bypassed_parts,
             source,
             last_progress: now,
             inflight: Vec::new(),
@@ -681,7 +836,7 @@ impl ReturnFlow {
         };
         if let Some(stored) = stored {
             for (region, ranges) in stored {
-                if let Some(i) = t.part_index(*region) {
+                if let Some(i) = t.part_index(*region).filter(|i| !t.parts[*i].bypassed) {
                     for r in ranges {
                         t.parts[i].have.insert_range(r.clone());
                     }
@@ -695,18 +850,25 @@ impl ReturnFlow {
         // Count complete partitions (empty, published or restored ones) before adding targets,
         // whose pending counts already exclude them.
         for i in 0..t.parts.len() {
-            if t.parts[i].have.is_full() {
+            if t.parts[i].have.is_full() && !t.parts[i].bypassed {
                 self.part_completed(&mut t, i, now);
             }
         }
-        let me = self.region();
-        let initial_targets: Vec<RegionCode> = if t.tree.root() == me {
-            t.tree.children_with_data(me).collect()
-        } else {
-            vec![t.tree.root()]
-        };
+        if t.bypassed_parts == t.parts.len() && !t.record.published {
+            // Everything here is delivered past this node: nothing to fetch.
+            self.out
+                .push_back(Output::Event(Event::TransferComplete { manifest: hash }));
+        }
+        // Announce to the nodes this one serves: its region children on the strict tree (or
+        // the scope, from a publisher above it), plus direct-link descendants.
+        let initial_targets = data_children(
+            &self.config.routing,
+            &t.tree,
+            &t.record.manifest.manifest,
+            me,
+        );
         for target in initial_targets {
-            add_target(&mut t, target, now);
+            add_target(&self.config.routing, &mut t, target, now);
         }
         self.transfers.insert(hash, t);
         self.drive(now, &hash);
@@ -958,7 +1120,7 @@ impl ReturnFlow {
         let Some(mut t) = self.transfers.remove(manifest) else {
             return;
         };
-        if let Some(i) = t.part_index(region) {
+        if let Some(i) = t.part_index(region).filter(|i| !t.parts[*i].bypassed) {
             let was_full = t.parts[i].have.is_full();
             let before = t.parts[i].have.count;
             t.parts[i].have.insert_range(groups);
@@ -1057,9 +1219,14 @@ impl ReturnFlow {
                 region,
             }));
         }
+        let m = &t.record.manifest.manifest;
         for a in std::iter::once(region).chain(region.ancestors()) {
             if a == me {
                 break;
+            }
+            // Only targets this partition is announced through (see `add_target`).
+            if !t.targets.contains_key(&a) || !served_via(&self.config.routing, m, a, region) {
+                continue;
             }
             if let Some(target) = t.targets.get_mut(&a) {
                 target.pending = target.pending.saturating_sub(1);
@@ -1169,11 +1336,7 @@ impl ReturnFlow {
                 .sum(),
         );
         let deadline = now.plus_ms(self.config.retry_ms);
-        while t
-            .parts
-            .get(t.fetch_from)
-            .is_some_and(|p| p.have.is_full() || p.cursor >= p.have.len)
-        {
+        while t.parts.get(t.fetch_from).is_some_and(|p| !p.needs_fetch()) {
             t.fetch_from += 1;
         }
         for i in t.fetch_from..t.parts.len() {
@@ -1181,7 +1344,7 @@ impl ReturnFlow {
                 break;
             }
             let part = &mut t.parts[i];
-            if part.have.is_full() || part.cursor >= part.have.len {
+            if !part.needs_fetch() {
                 continue;
             }
             let mut ranges = Vec::new();
@@ -1244,10 +1407,16 @@ impl ReturnFlow {
             }
         }
         for code in escalate {
-            let kids: Vec<RegionCode> = t.tree.children_with_data(code).collect();
+            // The nodes the silent one would have served (region children on the tree).
+            let kids = data_children(
+                &self.config.routing,
+                &t.tree,
+                &t.record.manifest.manifest,
+                code,
+            );
             for k in kids {
                 if !t.targets.contains_key(&k) {
-                    add_target(t, k, now);
+                    add_target(&self.config.routing, t, k, now);
                     if t.targets[&k].pending == 0 {
                         due.push(k);
                         if let Some(target) = t.targets.get_mut(&k) {
@@ -1288,11 +1457,13 @@ impl ReturnFlow {
             t.receipt_seq = (t.receipt_seq + 1).max(now.0);
             t.receipt_dirty = false;
             t.receipt_acked = false;
-            // Each new receipt tries the parent first (it may be back).
+            // Each new receipt tries the data parent first (it may be back).
             if t.receipt_to.is_some() {
-                t.receipt_to = valid_sources(self.region(), &t.record.manifest.manifest)
-                    .first()
-                    .copied();
+                t.receipt_to = data_parent(
+                    &self.config.routing,
+                    self.region(),
+                    &t.record.manifest.manifest,
+                );
                 t.receipt_first_sent = None;
             }
             let summary = self.summary(t, now);
@@ -1341,13 +1512,23 @@ impl ReturnFlow {
     }
 }
 
-fn add_target(t: &mut Transfer, target: RegionCode, now: UnixMs) {
+/// Starts announcing to `target` once the partitions it fetches through this node — its
+/// subtree, minus what direct links deliver past it — are complete here. (The announce itself
+/// lists the whole subtree: the receiver verifies it against the signed root and indexes
+/// receipts by it.)
+fn add_target(routing: &DataRouting, t: &mut Transfer, target: RegionCode, now: UnixMs) {
+    let m = &t.record.manifest.manifest;
     let pending = t
         .record
         .entries
         .iter()
         .zip(&t.parts)
-        .filter(|(e, p)| target.contains(e.region) && !p.have.is_full())
+        .filter(|(e, p)| {
+            target.contains(e.region)
+                && !p.have.is_full()
+                && !p.bypassed
+                && served_via(routing, m, target, e.region)
+        })
         .count() as u32;
     t.targets.insert(
         target,
@@ -1359,6 +1540,82 @@ fn add_target(t: &mut Transfer, target: RegionCode, now: UnixMs) {
             escalated: false,
         },
     );
+}
+
+/// The node that serves `r` under `routing` (and takes its receipts): its ancestor at the
+/// routing's upstream tier if that may serve it, else the nearest that may (its parent in
+/// the scope, or the publisher). `None` at the top.
+fn data_parent(routing: &DataRouting, r: RegionCode, m: &Manifest) -> Option<RegionCode> {
+    let may_serve =
+        |a: RegionCode| a != r && a.contains(r) && (m.scope.contains(a) || a == m.publisher.region);
+    if !routing.is_tree() {
+        if let Some(a) = routing
+            .upstream_level(r.level())
+            .and_then(|l| r.ancestor_at(l))
+            .filter(|a| may_serve(*a))
+        {
+            return Some(a);
+        }
+    }
+    match r.parent() {
+        Some(p) if m.scope.contains(p) => Some(p),
+        _ => may_serve(m.publisher.region).then_some(m.publisher.region),
+    }
+}
+
+/// Whether partition `r` (inside `x`) is delivered through `x`: `x` is on the chain of data
+/// parents from `r` up. Always on the strict tree; not for the tiers a direct link skips.
+fn served_via(routing: &DataRouting, m: &Manifest, x: RegionCode, r: RegionCode) -> bool {
+    debug_assert!(x.contains(r));
+    if routing.is_tree() {
+        return true;
+    }
+    let mut c = r;
+    // Each step climbs at least one tier, so this ends within five.
+    loop {
+        if c == x {
+            return true;
+        }
+        match data_parent(routing, c, m) {
+            Some(p) if x.contains(p) => c = p,
+            _ => return false,
+        }
+    }
+}
+
+/// The nodes `x` serves in `tree` for `m`: its region children on the strict tree (or the
+/// tree's root, when `x` is a publisher above the scope), plus direct-link descendants.
+fn data_children(
+    routing: &DataRouting,
+    tree: &RegionTree,
+    m: &Manifest,
+    x: RegionCode,
+) -> Vec<RegionCode> {
+    let in_tree = tree.subtree_hash(x).is_some();
+    if routing.is_tree() {
+        return if in_tree {
+            tree.children_with_data(x).collect()
+        } else {
+            vec![tree.root()]
+        };
+    }
+    let reach = routing.reach(x.level());
+    let mut out = Vec::new();
+    let mut stack: Vec<RegionCode> = if in_tree {
+        tree.children_with_data(x).collect()
+    } else {
+        vec![tree.root()]
+    };
+    while let Some(d) = stack.pop() {
+        if data_parent(routing, d, m) == Some(x) {
+            out.push(d);
+        }
+        if d.level() < reach {
+            stack.extend(tree.children_with_data(d));
+        }
+    }
+    out.sort_unstable();
+    out
 }
 
 /// Where `me` may receive `manifest` from, nearest first: its ancestors inside the scope, then

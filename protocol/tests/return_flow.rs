@@ -13,7 +13,8 @@ use backflow_protocol::manifest::{
     CHUNK_GROUP_BYTES,
 };
 use backflow_protocol::return_flow::{
-    Event, Output, ReturnFlow, ReturnFlowConfig, ReturnFlowMsg, StorageOp, TransferRecord,
+    DataRouting, Event, Output, ReturnFlow, ReturnFlowConfig, ReturnFlowMsg, RoutingError,
+    StorageOp, TransferRecord,
 };
 use backflow_protocol::time::DAY_MS;
 use backflow_protocol::wire::Message;
@@ -48,10 +49,16 @@ struct Sim {
     fx: Fixture,
     wire: Wire,
     nodes: BTreeMap<RegionCode, Node>,
+    /// Chunk payload bytes sent per (from, to) link.
+    chunk_bytes: BTreeMap<(RegionCode, RegionCode), u64>,
 }
 
 impl Sim {
     fn new(seed: u64, faults: Faults) -> Sim {
+        Sim::with_routing(seed, faults, DataRouting::tree())
+    }
+
+    fn with_routing(seed: u64, faults: Faults, routing: DataRouting) -> Sim {
         let fx = Fixture::new();
         let mut nodes = BTreeMap::new();
         for s in TREE {
@@ -61,6 +68,7 @@ impl Sim {
             config.source_silence_ms_max = 20_000;
             config.groups_in_flight_max = 3;
             config.receipt_interval_ms = 1_000;
+            config.routing = routing.clone();
             nodes.insert(
                 c,
                 Node {
@@ -78,6 +86,7 @@ impl Sim {
             wire: Wire::new(T0, seed, faults),
             fx,
             nodes,
+            chunk_bytes: BTreeMap::new(),
         }
     }
 
@@ -134,6 +143,7 @@ impl Sim {
                         let n = encoded.len();
                         encoded[n - 1] ^= 0xff;
                     }
+                    *self.chunk_bytes.entry((me, to)).or_default() += encoded.len() as u64;
                     let frame = ChunkFrame {
                         manifest,
                         region: entry.region,
@@ -769,18 +779,29 @@ fn a_corrupting_source_is_detected_and_bypassed() {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
-    /// Delivery and receipts converge under loss, duplication and reordering.
+    /// Delivery and receipts converge under loss, duplication and reordering, on the strict
+    /// tree and with province → county links.
     #[test]
     fn return_flow_converges_under_faults(
         seed in any::<u64>(),
         loss in 0.0f64..0.35,
         duplicate in 0.0f64..0.3,
         delay_ms_max in 1u64..5_000,
+        direct in any::<bool>(),
     ) {
-        let mut sim = Sim::new(seed, Faults { loss, duplicate, delay_ms_max });
-        let d = dibao(&sim.fx, 1, None);
-        let hash = sim.publish(&d);
-        prop_assert!(sim.run(6 * 3_600_000, |s| everyone_done(s, &d, hash)));
+        let faults = Faults { loss, duplicate, delay_ms_max };
+        if direct {
+            // Province → county links: the city holds only its own partition.
+            let mut sim = Sim::with_routing(seed, faults, province_to_county());
+            let d = direct_dataset(&sim.fx);
+            let hash = sim.publish(&d);
+            prop_assert!(sim.run(6 * 3_600_000, |s| direct_done(s, &d, hash)));
+        } else {
+            let mut sim = Sim::new(seed, faults);
+            let d = dibao(&sim.fx, 1, None);
+            let hash = sim.publish(&d);
+            prop_assert!(sim.run(6 * 3_600_000, |s| everyone_done(s, &d, hash)));
+        }
     }
 }
 
@@ -1034,4 +1055,231 @@ fn receipts_follow_a_key_rotation_and_the_old_key_is_refused() {
     // The county itself signs with the new key after `set_identity`.
     let node = sim.nodes.get_mut(&county).unwrap();
     node.rf.set_identity(new);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Direct links (DataRouting): a province serves its counties itself.
+
+/// A dataset with data at every tier below national, including the city 1101's own partition.
+const PARTS_DIRECT: &[(&str, usize)] = &[
+    ("11", 2_000),
+    ("1101", 3_000),
+    ("110101", 1_000),
+    ("110101001", 70_000),
+    ("110101002", 20_000),
+    ("110102001", 5_000),
+    ("1201", 300),
+];
+
+fn province_to_county() -> DataRouting {
+    DataRouting::tree()
+        .with_direct(
+            backflow_protocol::Level::Province,
+            backflow_protocol::Level::County,
+        )
+        .unwrap()
+}
+
+fn direct_dataset(fx: &Fixture) -> Dataset {
+    dataset(
+        fx,
+        "dibao",
+        1,
+        None,
+        "0",
+        "0",
+        PARTS_DIRECT,
+        T0,
+        30 * DAY_MS,
+    )
+}
+
+/// The partitions node `c` stores under province → county links: its subtree, except a city
+/// holds only its own partition (its counties are served by the province).
+fn direct_share(c: RegionCode, d: &Dataset) -> BTreeSet<RegionCode> {
+    d.entries
+        .iter()
+        .map(|e| e.region)
+        .filter(|r| c.contains(*r))
+        .filter(|r| c.level() != backflow_protocol::Level::City || *r == c)
+        .collect()
+}
+
+impl Sim {
+    /// Node `c` stored exactly `share` (byte-identical) and nothing else, and is complete.
+    fn holds_exactly(
+        &self,
+        c: RegionCode,
+        share: &BTreeSet<RegionCode>,
+        d: &Dataset,
+        hash: Hash,
+    ) -> bool {
+        let node = &self.nodes[&c];
+        for ((h, r), (_, have)) in &node.data {
+            assert!(
+                *h != hash || share.contains(r) || have.is_empty(),
+                "{c} stored groups of {r}, outside its share {share:?}"
+            );
+        }
+        share.iter().all(|r| {
+            node.data.get(&(hash, *r)).is_some_and(|(buf, have)| {
+                buf == &d.contents[r]
+                    && have.len() as u64
+                        == d.entries.iter().find(|e| e.region == *r).unwrap().groups()
+            })
+        }) && node.rf.is_complete(&hash)
+    }
+}
+
+fn direct_done(sim: &Sim, d: &Dataset, hash: Hash) -> bool {
+    sim.nodes
+        .keys()
+        .filter(|c| **c != RegionCode::NATIONAL)
+        .all(|c| sim.holds_exactly(*c, &direct_share(*c, d), d, hash))
+        && sim.publisher_sees_all(hash, RegionCode::NATIONAL)
+}
+
+#[test]
+fn a_province_serves_its_counties_directly_with_exact_receipts() {
+    let mut sim = Sim::with_routing(21, Faults::NONE, province_to_county());
+    let d = direct_dataset(&sim.fx);
+    let hash = sim.publish(&d);
+    assert!(sim.run(60_000, |s| direct_done(s, &d, hash)));
+    let (province, city) = (code("11"), code("1101"));
+    let counties = [code("110101"), code("110102")];
+    // The counties were announced to, and served, by the province; the city only got its own.
+    for k in counties {
+        assert!(sim.nodes[&k].events.iter().any(|e| matches!(e,
+            Event::ManifestAccepted { from, .. } if *from == province)));
+        assert!(sim.chunk_bytes.get(&(province, k)).is_some_and(|b| *b > 0));
+    }
+    assert!(
+        sim.chunk_bytes.keys().all(|(from, _)| *from != city),
+        "the city served chunks: {:?}",
+        sim.chunk_bytes
+    );
+    let city_bytes = sim.chunk_bytes[&(province, city)];
+    assert!(
+        (3_000..5_000).contains(&city_bytes),
+        "city got {city_bytes} bytes"
+    );
+    // Receipts followed the path used: the counties reported to the province, not the city.
+    let at_province = sim.nodes[&province].rf.receipts(&hash);
+    for k in counties {
+        assert!(at_province.iter().any(|r| r.region == k && r.is_complete()));
+    }
+    assert!(sim.nodes[&city].rf.receipts(&hash).is_empty());
+    // The city's own view: its partition delivered, its counties' not (they are not its to hold).
+    let c = sim.nodes[&city].rf.completeness(&hash).unwrap();
+    assert_eq!((c.regions_expected, c.regions_delivered), (5, 1));
+    // The publisher counts every partition exactly once.
+    let r = sim.nodes[&RegionCode::NATIONAL]
+        .rf
+        .completeness(&hash)
+        .unwrap();
+    assert_eq!(r.regions_expected, PARTS_DIRECT.len() as u32);
+    assert_eq!(r.regions_delivered, PARTS_DIRECT.len() as u32);
+    assert_eq!(
+        r.records_delivered,
+        PARTS_DIRECT
+            .iter()
+            .map(|(_, n)| *n as u64 / 10)
+            .sum::<u64>()
+    );
+    let per_city = sim.nodes[&RegionCode::NATIONAL]
+        .rf
+        .completeness_of(&hash, city)
+        .unwrap();
+    assert_eq!(
+        (per_city.regions_expected, per_city.regions_delivered),
+        (5, 5)
+    );
+}
+
+#[test]
+fn direct_links_keep_skip_level_fallback_and_restart() {
+    let mut sim = Sim::with_routing(22, Faults::NONE, province_to_county());
+    let d = direct_dataset(&sim.fx);
+    let province = code("11");
+    sim.wire.down.insert(province);
+    let hash = sim.publish(&d);
+    // National announces past the silent province to whom it would have served: its city and
+    // its counties, which complete without it.
+    let below: Vec<RegionCode> = sim
+        .nodes
+        .keys()
+        .copied()
+        .filter(|c| province.contains(*c) && *c != province)
+        .collect();
+    assert!(
+        sim.run(10 * 60_000, |s| below.iter().all(|c| s.holds_exactly(
+            *c,
+            &direct_share(*c, &d),
+            &d,
+            hash
+        )))
+    );
+    assert!(sim
+        .chunk_bytes
+        .get(&(RegionCode::NATIONAL, code("110101")))
+        .is_some_and(|b| *b > 0));
+    sim.wire.down.clear();
+    assert!(sim.run(10 * 60_000, |s| direct_done(s, &d, hash)));
+    // A county restarts: it resumes from its store and reports to the province again.
+    let county = code("110101");
+    sim.restart(county);
+    assert!(sim.nodes[&county].rf.is_complete(&hash));
+    assert!(sim.run(60_000, |s| direct_done(s, &d, hash)));
+}
+
+#[test]
+fn direct_links_converge_under_loss_duplication_and_reordering() {
+    for seed in 0..6 {
+        let faults = Faults {
+            loss: 0.2,
+            duplicate: 0.2,
+            delay_ms_max: 3_000,
+        };
+        let mut sim = Sim::with_routing(100 + seed, faults, province_to_county());
+        let d = direct_dataset(&sim.fx);
+        let hash = sim.publish(&d);
+        assert!(
+            sim.run(6 * 3_600_000, |s| direct_done(s, &d, hash)),
+            "seed {seed}"
+        );
+        assert!(sim
+            .chunk_bytes
+            .keys()
+            .all(|(from, _)| *from != code("1101")));
+    }
+}
+
+#[test]
+fn routing_parses_and_refuses_nonsense() {
+    use backflow_protocol::Level;
+    assert_eq!("tree".parse::<DataRouting>(), Ok(DataRouting::tree()));
+    let r: DataRouting = "province-county".parse().unwrap();
+    assert_eq!(r, province_to_county());
+    assert_eq!(r.to_string(), "province-county");
+    assert_eq!(r.upstream_level(Level::County), Some(Level::Province));
+    assert_eq!(r.upstream_level(Level::City), Some(Level::Province));
+    assert_eq!(r.upstream_level(Level::National), None);
+    assert_eq!(
+        "province-city".parse::<DataRouting>(),
+        Err(RoutingError::NotSkipping {
+            upper: Level::Province,
+            lower: Level::City
+        })
+    );
+    assert_eq!(
+        "province-county,national-county".parse::<DataRouting>(),
+        Err(RoutingError::Conflict {
+            lower: Level::County,
+            existing: Level::Province
+        })
+    );
+    assert!(matches!(
+        "sideways".parse::<DataRouting>(),
+        Err(RoutingError::Syntax(_))
+    ));
 }

@@ -95,7 +95,8 @@ struct Common {
 struct RunArgs {
     #[command(flatten)]
     common: Common,
-    /// `strict`, `skip-level` or `direct` (counties pull from their province).
+    /// `strict`, `skip-level` or `direct` (provinces serve their counties directly, with
+    /// skip-level fallback).
     #[arg(long, default_value = "skip-level")]
     routing: String,
 }
@@ -161,10 +162,7 @@ fn real_main(cli: Cli) -> Result<ExitCode, String> {
                 .collect::<Result<_, _>>()?;
             prepare_out(&args.common.out)?;
             let started = Instant::now();
-            let (variants, skipped) = whatif::run_variants(&cfg, &topologies, &routings)?;
-            for s in &skipped {
-                say(&format!("skipped {s}\n"));
-            }
+            let variants = whatif::run_variants(&cfg, &topologies, &routings)?;
             write(
                 &args.common.out.join("whatif.json"),
                 &whatif::to_json(&variants),

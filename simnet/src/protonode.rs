@@ -40,7 +40,8 @@ use backflow_protocol::manifest::{
     build_manifest, Hash, PartitionEntry, Schema, SchemaField, SignedManifest, CHUNK_GROUP_BYTES,
 };
 use backflow_protocol::return_flow::{
-    Event, Output, ReturnFlow, ReturnFlowConfig, ReturnFlowMsg, StorageOp, TransferRecord,
+    DataRouting, Event, Output, ReturnFlow, ReturnFlowConfig, ReturnFlowMsg, StorageOp,
+    TransferRecord,
 };
 use backflow_protocol::time::{UnixMs, DAY_MS};
 use backflow_protocol::wire::encoded_len;
@@ -136,6 +137,8 @@ pub struct Shared {
     manifests: Vec<(RegionCode, Hash)>,
     rf_retry_ms: u64,
     rf_silence_ms: u64,
+    /// Data-plane routing, the same on every node (as the protocol requires).
+    rf_routing: DataRouting,
     /// Timers beyond this are not scheduled (the run ends before; e.g. manifest expiry).
     timer_cap_us: Micros,
 }
@@ -168,6 +171,7 @@ fn rf_config(identity: NodeIdentity, shared: &Shared) -> ReturnFlowConfig {
     let mut c = ReturnFlowConfig::new(identity);
     c.retry_ms = shared.rf_retry_ms;
     c.source_silence_ms_max = shared.rf_silence_ms;
+    c.routing = shared.rf_routing.clone();
     c
 }
 
@@ -265,13 +269,6 @@ pub fn build_nodes(
     config: &RunConfig,
     churn: &[(RegionCode, Micros)],
 ) -> Result<Vec<ProtoNode>, String> {
-    if config.routing == Routing::Direct {
-        return Err(
-            "routing `direct` is not available with --node protocol: the protocol's ReturnFlow \
-             always announces to region children (no configurable data-plane parent); use --node model"
-                .to_string(),
-        );
-    }
     let codes = topo.codes();
     let key_for = |code: RegionCode| {
         let mut h = blake3::Hasher::new();
@@ -438,6 +435,14 @@ pub fn build_nodes(
             // Never give up on the parent, upwards or downwards.
             Routing::Strict => u64::MAX / 4,
             _ => 60_000,
+        },
+        rf_routing: match config.routing {
+            // Provinces announce straight to their counties (and to their cities, for the
+            // cities' own partitions); fallback as in skip-level.
+            Routing::Direct => DataRouting::tree()
+                .with_direct(Level::Province, Level::County)
+                .map_err(|e| e.to_string())?,
+            Routing::Strict | Routing::SkipLevel => DataRouting::tree(),
         },
         timer_cap_us: config.limits.horizon_us,
     });

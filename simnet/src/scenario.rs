@@ -130,7 +130,9 @@ pub enum Routing {
     Strict,
     /// Parent → child, falling back to the nearest reachable ancestor (the protocol's default).
     SkipLevel,
-    /// Counties pull straight from their province (cities still receive their own share).
+    /// Provinces serve their counties directly (province → county links), with skip-level
+    /// fallback. On the protocol node (`DataRouting` province-county) cities then hold and
+    /// report only their own partitions; the reference model still feeds cities their share.
     Direct,
 }
 

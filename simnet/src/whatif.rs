@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::report::Report;
-use crate::scenario::{run, NodeImpl, Routing, RunConfig, TopologySpec};
+use crate::scenario::{run, Routing, RunConfig, TopologySpec};
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Variant {
@@ -13,24 +13,15 @@ pub struct Variant {
     pub report: Report,
 }
 
-/// Runs `base` once per (topology, routing) pair. Pairs the node implementation cannot run
-/// (direct links on the protocol node) are skipped and named in the second list.
+/// Runs `base` once per (topology, routing) pair, on either node implementation.
 pub fn run_variants(
     base: &RunConfig,
     topologies: &[TopologySpec],
     routings: &[Routing],
-) -> Result<(Vec<Variant>, Vec<String>), String> {
+) -> Result<Vec<Variant>, String> {
     let mut out = Vec::new();
-    let mut skipped = Vec::new();
     for topo in topologies {
         for &routing in routings {
-            if routing == Routing::Direct && base.node == NodeImpl::Protocol {
-                skipped.push(format!(
-                    "{} / direct: the protocol node has no direct links (use --node model)",
-                    topo.label()
-                ));
-                continue;
-            }
             let mut cfg = base.clone();
             cfg.topology = topo.clone();
             cfg.routing = routing;
@@ -41,7 +32,7 @@ pub fn run_variants(
             });
         }
     }
-    Ok((out, skipped))
+    Ok(out)
 }
 
 pub fn to_json(variants: &[Variant]) -> String {

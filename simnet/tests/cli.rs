@@ -143,6 +143,39 @@ fn whatif_compares_routings() {
     assert_eq!(v.as_array().unwrap().len(), 6, "2 topologies × 3 routings");
 }
 
+#[test]
+fn whatif_on_the_protocol_node_runs_direct_links() {
+    let dir = tempdir();
+    let o = simnet(&[
+        "whatif",
+        "--topology",
+        "synthetic:2,2,2,3",
+        "--node",
+        "protocol",
+        "--bytes",
+        "1MiB",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(!stdout.contains("skipped"), "{stdout}");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("whatif.json")).unwrap()).unwrap();
+    let names: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 3, "{names:?}");
+    assert!(names.iter().any(|n| n.ends_with("/ direct")), "{names:?}");
+}
+
 fn tempdir() -> std::path::PathBuf {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
