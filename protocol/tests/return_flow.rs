@@ -1283,3 +1283,43 @@ fn routing_parses_and_refuses_nonsense() {
         Err(RoutingError::Syntax(_))
     ));
 }
+
+/// Below the linked tiers the routing falls back to the tree: a city publishing to its own
+/// region serves its counties itself (their province is no source for a city-scoped manifest).
+#[test]
+fn direct_links_fall_back_to_the_tree_inside_a_smaller_scope() {
+    let mut sim = Sim::with_routing(23, Faults::NONE, province_to_county());
+    let parts: &[(&str, usize)] = &[
+        ("1101", 3_000),
+        ("110101", 1_000),
+        ("110101001", 7_000),
+        ("110102001", 500),
+    ];
+    let d = dataset(
+        &sim.fx,
+        "city-notice",
+        1,
+        None,
+        "1101",
+        "1101",
+        parts,
+        T0,
+        30 * DAY_MS,
+    );
+    let city = code("1101");
+    let hash = sim.publish(&d);
+    let region: Vec<RegionCode> = sim
+        .nodes
+        .keys()
+        .copied()
+        .filter(|c| city.contains(*c) && *c != city)
+        .collect();
+    assert!(sim.run(60_000, |s| region
+        .iter()
+        .all(|c| s.holds_exactly_its_region(*c, &d, hash))
+        && s.publisher_sees_all(hash, city)));
+    for k in [code("110101"), code("110102")] {
+        assert!(sim.chunk_bytes.get(&(city, k)).is_some_and(|b| *b > 0));
+    }
+    assert!(sim.chunk_bytes.keys().all(|(from, _)| city.contains(*from)));
+}
