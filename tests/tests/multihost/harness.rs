@@ -160,8 +160,15 @@ fn visit(dir: &Path, f: &mut dyn FnMut(&Path)) {
 /// Builds the image with tests/image/build.sh unless the image already carries this
 /// binary's hash.
 fn build_image(binary: &Path) -> Result<(), String> {
-    let bytes = std::fs::read(binary).map_err(|e| format!("reading {}: {e}", binary.display()))?;
-    let id = blake3::hash(&bytes).to_hex().to_string();
+    // Streamed: a debug binary is ~500 MB.
+    let file =
+        std::fs::File::open(binary).map_err(|e| format!("reading {}: {e}", binary.display()))?;
+    let id = blake3::Hasher::new()
+        .update_reader(file)
+        .map_err(|e| format!("hashing {}: {e}", binary.display()))?
+        .finalize()
+        .to_hex()
+        .to_string();
     let image = format!("{IMAGE_NAME}:{IMAGE_TAG}");
     let current = Command::new("docker")
         .args([
