@@ -94,7 +94,7 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 pub fn hex_decode(text: &str) -> Result<Vec<u8>> {
-    if text.len() % 2 != 0 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if !text.len().is_multiple_of(2) || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
         bail!("not a hex string: {text:?}");
     }
     (0..text.len())

@@ -162,6 +162,9 @@ pub struct PeerView {
     pub region: Option<String>,
 }
 
+/// The transfer records of one dataset version (one per scope).
+pub type HeldRecords = Vec<(Hash, Arc<TransferRecord>)>;
+
 enum Cmd {
     Held {
         reply: oneshot::Sender<HashMap<String, HeldVersion>>,
@@ -180,7 +183,7 @@ enum Cmd {
     Record {
         dataset: String,
         version: Option<u64>,
-        reply: oneshot::Sender<Result<Vec<(Hash, Arc<TransferRecord>)>>>,
+        reply: oneshot::Sender<Result<HeldRecords>>,
     },
     CatalogSubmit {
         department: String,
@@ -292,11 +295,7 @@ impl NodeHandle {
 
     /// The transfer records of a held dataset version (latest if `version` is None): one, or
     /// one per scope if the publisher split the dataset.
-    pub async fn record(
-        &self,
-        dataset: &str,
-        version: Option<u64>,
-    ) -> Result<Vec<(Hash, Arc<TransferRecord>)>> {
+    pub async fn record(&self, dataset: &str, version: Option<u64>) -> Result<HeldRecords> {
         let dataset = dataset.to_string();
         self.ask(|reply| Cmd::Record {
             dataset,
@@ -619,17 +618,15 @@ impl Runtime {
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
-                num_established,
+                num_established: 0,
                 cause,
                 ..
             } => {
-                if num_established == 0 {
-                    if let Some(region) = self.regions.remove(&peer_id) {
-                        if self.by_region.get(&region) == Some(&peer_id) {
-                            self.by_region.remove(&region);
-                        }
-                        info!(peer = %peer_id, %region, cause = ?cause, "peer disconnected");
+                if let Some(region) = self.regions.remove(&peer_id) {
+                    if self.by_region.get(&region) == Some(&peer_id) {
+                        self.by_region.remove(&region);
                     }
+                    info!(peer = %peer_id, %region, cause = ?cause, "peer disconnected");
                 }
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
