@@ -2,9 +2,9 @@
 //! record to its township (12-digit village codes roll up to their 9-digit township), and emits
 //! each township's records — byte-identical lines, in published order — to a [`PartitionSink`].
 //!
-//! Memory is bounded by [`PartitionConfig::buffer_bytes_max`], not by the input: records are
-//! buffered per township, and when the buffers together exceed the cap they are written out as
-//! one *run* (a file holding every buffered township's bytes contiguously, in township order).
+//! Memory is bounded by [`PartitionConfig::buffer_bytes_max`], not by the input: routed records
+//! are appended to one arena, and when it exceeds the cap it is written out as one *run* (a file
+//! holding every buffered township's bytes contiguously, in township order; a counting sort).
 //! At the end each township's partition is the concatenation of its segments across runs, in run
 //! order — which is published order. A 10 GiB input therefore costs at most the cap in RAM plus
 //! one small index entry per (run, township) pair.
@@ -355,9 +355,11 @@ struct Run {
 struct Partitioner<'a> {
     cfg: &'a PartitionConfig,
     index: TownshipIndex,
-    buffers: Vec<Vec<u8>>,
-    records: Vec<u64>,
-    buffered_bytes: usize,
+    /// Routed record bytes since the last spill, in input order. One arena instead of one
+    /// growing buffer per township: no per-township reallocation, no 41k small vectors.
+    arena: Vec<u8>,
+    /// (township index, offset in arena, length) per buffered record.
+    recs: Vec<(u32, u32, u32)>,
     runs: Vec<Run>,
     /// Index of the region field (CSV only).
     field_index: usize,
@@ -395,12 +397,12 @@ impl Partitioner<'_> {
             .and_then(|v| self.index.route(v));
         match routed {
             Ok(i) => {
-                let buf = &mut self.buffers[i as usize];
-                buf.extend_from_slice(line);
-                self.records[i as usize] += 1;
-                self.buffered_bytes += line.len();
+                // Offsets fit u32: the arena is spilled before it reaches the cap (< 4 GiB).
+                self.recs
+                    .push((i, self.arena.len() as u32, line.len() as u32));
+                self.arena.extend_from_slice(line);
                 self.summary.records_routed += 1;
-                if self.buffered_bytes > self.cfg.buffer_bytes_max {
+                if self.arena.len() > self.cfg.buffer_bytes_max {
                     self.spill()?;
                 }
             }
@@ -415,9 +417,32 @@ impl Partitioner<'_> {
         Ok(())
     }
 
-    /// Writes all buffered townships out as one run and empties the buffers (keeping their
-    /// capacity would defeat the bound, so they are shrunk).
+    /// Counting sort of the buffered records by township: O(records), stable. Township `t`'s
+    /// records are `order[start[t]..start[t + 1]]` (indexes into `recs`), in input order.
+    fn group_by_township(&self) -> (Vec<u32>, Vec<u32>) {
+        let n = self.index.codes.len();
+        let mut start = vec![0u32; n + 1];
+        for &(t, _, _) in &self.recs {
+            start[t as usize + 1] += 1;
+        }
+        for t in 0..n {
+            start[t + 1] += start[t];
+        }
+        let mut next = start.clone();
+        let mut order = vec![0u32; self.recs.len()];
+        for (k, &(t, _, _)) in self.recs.iter().enumerate() {
+            order[next[t as usize] as usize] = k as u32;
+            next[t as usize] += 1;
+        }
+        (start, order)
+    }
+
+    /// Writes the buffered records out as one run, grouped by township (stable: input order
+    /// within a township), and empties the arena.
     fn spill(&mut self) -> Result<()> {
+        if self.recs.is_empty() {
+            return Ok(());
+        }
         let path = self
             .cfg
             .spill_dir
@@ -427,20 +452,27 @@ impl Partitioner<'_> {
             File::create(&path)
                 .with_context(|| format!("creating spill run {}", path.display()))?,
         );
+        let n = self.index.codes.len();
+        let (start, order) = self.group_by_township();
         let mut segments = Vec::new();
         let mut offset = 0u64;
-        for (i, buf) in self.buffers.iter_mut().enumerate() {
-            if buf.is_empty() {
+        for t in 0..n {
+            let (a, b) = (start[t] as usize, start[t + 1] as usize);
+            if a == b {
                 continue;
             }
-            out.write_all(buf)?;
-            segments.push((i as u32, offset, buf.len() as u64, self.records[i]));
-            offset += buf.len() as u64;
-            *buf = Vec::new();
-            self.records[i] = 0;
+            let mut len = 0u64;
+            for &k in &order[a..b] {
+                let (_, off, l) = self.recs[k as usize];
+                out.write_all(&self.arena[off as usize..(off + l) as usize])?;
+                len += u64::from(l);
+            }
+            segments.push((t as u32, offset, len, (b - a) as u64));
+            offset += len;
         }
         out.flush()?;
-        self.buffered_bytes = 0;
+        self.arena.clear();
+        self.recs.clear();
         self.runs.push(Run { path, segments });
         self.summary.runs_spilled += 1;
         Ok(())
@@ -448,6 +480,8 @@ impl Partitioner<'_> {
 
     /// Emits every township of the scope, in code order, to the sink.
     fn finish(mut self, sink: &mut dyn PartitionSink) -> Result<PartitionSummary> {
+        // The remainder (what was not spilled) is emitted straight from the arena.
+        let (mem_start, mem_order) = self.group_by_township();
         let mut files: Vec<File> = self
             .runs
             .iter()
@@ -476,9 +510,12 @@ impl Partitioner<'_> {
                 records += n;
                 bytes += len;
             }
-            let buf = std::mem::take(&mut self.buffers[i]);
-            records += self.records[i];
-            bytes += buf.len() as u64;
+            let mem = &mem_order[mem_start[i] as usize..mem_start[i + 1] as usize];
+            records += mem.len() as u64;
+            bytes += mem
+                .iter()
+                .map(|&k| u64::from(self.recs[k as usize].2))
+                .sum::<u64>();
             if records > 0 {
                 self.summary.townships_with_records += 1;
             }
@@ -494,8 +531,9 @@ impl Partitioner<'_> {
                         left -= want as u64;
                     }
                 }
-                if !buf.is_empty() {
-                    out(&buf)?;
+                for &k in mem {
+                    let (_, off, len) = self.recs[k as usize];
+                    out(&self.arena[off as usize..(off + len) as usize])?;
                 }
                 Ok(())
             };
@@ -520,7 +558,11 @@ pub fn partition(
 ) -> Result<PartitionSummary> {
     std::fs::create_dir_all(&cfg.spill_dir)?;
     let index = TownshipIndex::new(Topology::china(), cfg.scope);
-    let n = index.codes.len();
+    // Arena offsets are u32.
+    anyhow::ensure!(
+        cfg.buffer_bytes_max < (u32::MAX as usize) - LINE_BYTES_MAX,
+        "partition buffer must stay under 4 GiB"
+    );
     let rejects_file = match &cfg.rejects_path {
         Some(p) => {
             Some(BufWriter::new(File::create(p).with_context(|| {
@@ -532,9 +574,8 @@ pub fn partition(
     let mut p = Partitioner {
         cfg,
         index,
-        buffers: vec![Vec::new(); n],
-        records: vec![0; n],
-        buffered_bytes: 0,
+        arena: Vec::with_capacity(cfg.buffer_bytes_max.min(64 * 1024 * 1024)),
+        recs: Vec::new(),
         runs: Vec::new(),
         field_index: 0,
         summary: PartitionSummary {
