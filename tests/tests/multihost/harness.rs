@@ -561,7 +561,8 @@ impl Net {
     }
 
     /// The host-side veth of the node's container (its traffic *into* the container leaves
-    /// the bridge through it).
+    /// the bridge through it). Resolved over netlink (`ip`), which — unlike /sys, whose view
+    /// belongs to the mount namespace — answers for the namespace it runs in.
     pub fn host_veth(&self, name: &str) -> String {
         let pid = docker_output(&[
             "inspect",
@@ -569,36 +570,76 @@ impl Net {
             "{{.State.Pid}}",
             &self.node(name).id(),
         ]);
-        let iflink = Command::new("nsenter")
-            .args(["-t", pid.trim(), "-n", "cat", "/sys/class/net/eth0/iflink"])
+        let out = Command::new("nsenter")
+            .args(["-t", pid.trim(), "-n", "ip", "-o", "link"])
             .output()
             .expect("nsenter");
         assert!(
-            iflink.status.success(),
+            out.status.success(),
             "nsenter into {name}: {}",
-            String::from_utf8_lossy(&iflink.stderr)
+            String::from_utf8_lossy(&out.stderr)
         );
-        let index = String::from_utf8_lossy(&iflink.stdout).trim().to_string();
-        for e in std::fs::read_dir("/sys/class/net")
-            .expect("/sys/class/net")
-            .flatten()
-        {
-            let idx = std::fs::read_to_string(e.path().join("ifindex")).unwrap_or_default();
-            if idx.trim() == index {
-                return e.file_name().to_string_lossy().to_string();
-            }
-        }
-        panic!("no host interface with index {index} (the veth of {name})");
+        // "NN: eth0@ifMM: <...>": MM is the host-side peer's index. (After a reconnect the
+        // interface may be eth1: take the one veth the container has.)
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let peer_index = text
+            .lines()
+            .find_map(|l| {
+                l.split_once("@if")
+                    .and_then(|(_, rest)| rest.split(':').next())
+            })
+            .unwrap_or_else(|| panic!("no veth peer in {name}'s `ip link`: {text}"))
+            .to_string();
+        let host = Command::new("ip")
+            .args(["-o", "link"])
+            .output()
+            .expect("ip link");
+        let host = String::from_utf8_lossy(&host.stdout).to_string();
+        let veth = host
+            .lines()
+            .find_map(|l| {
+                let (idx, rest) = l.split_once(": ")?;
+                (idx.trim() == peer_index)
+                    .then(|| rest.split(['@', ':']).next().map(str::to_string))?
+            })
+            .unwrap_or_else(|| {
+                panic!("no host interface with index {peer_index} (the veth of {name})")
+            });
+        // Never shape or read anything but a container's veth.
+        assert!(
+            veth.starts_with("veth"),
+            "resolved {name}'s host interface to {veth:?}, which is not a veth; refusing to touch it"
+        );
+        veth
     }
 
-    /// Bytes the container has received since its veth was created.
-    pub fn rx_bytes(&self, name: &str) -> u64 {
+    /// Bytes the container has received through its current veth, with that veth's
+    /// identity (name, ifindex): a restart may or may not replace the veth, and a replaced
+    /// one counts from zero.
+    pub fn rx_bytes_on(&self, name: &str) -> (String, u64, u64) {
         let veth = self.host_veth(name);
-        std::fs::read_to_string(format!("/sys/class/net/{veth}/statistics/tx_bytes"))
-            .expect("veth counters")
-            .trim()
-            .parse()
-            .expect("a number")
+        let read = |f: &str| -> u64 {
+            std::fs::read_to_string(format!("/sys/class/net/{veth}/{f}"))
+                .unwrap_or_else(|e| panic!("{veth}/{f}: {e}"))
+                .trim()
+                .parse()
+                .expect("a number")
+        };
+        let index = read("ifindex");
+        let bytes = read("statistics/tx_bytes");
+        (veth, index, bytes)
+    }
+
+    pub fn rx_bytes(&self, name: &str) -> u64 {
+        self.rx_bytes_on(name).2
+    }
+
+    /// Removes any rate limit from the node's current veth.
+    pub fn unthrottle(&self, name: &str) {
+        let veth = self.host_veth(name);
+        let _ = Command::new("tc")
+            .args(["qdisc", "del", "dev", &veth, "root"])
+            .output();
     }
 
     /// Limits the rate of traffic into the node's container (token bucket on its host veth),
