@@ -474,13 +474,19 @@ async fn s5_restart_does_not_redownload_verified_chunks() {
     // Correct: partition + ≤ 8% framing/TCP overhead + at most one window lost in flight.
     // Re-fetching what was verified would add ≥ a third of the partition on top.
     let bound = partition + partition * 8 / 100 + window;
+    // Had it fetched everything again after the restart, it would have received at least
+    // this much: the check can tell the two apart only if that exceeds the bound.
+    let refetch = before_kill + partition;
+    assert!(
+        refetch > bound,
+        "kill came too early to tell ({refetch} ≤ {bound})"
+    );
     {
         use std::io::Write;
         let _ = writeln!(
             std::io::stderr(),
             "s5w: partition {partition} B; received {before_kill} B before the kill + \
-             {after_restart} B after = {total} B (bound {bound} B; re-fetching would be ≥ {})",
-            partition + kill_at - window
+             {after_restart} B after = {total} B (bound {bound} B; re-fetching all would be ≥ {refetch} B)"
         );
     }
     assert!(
