@@ -124,6 +124,9 @@ pub fn encode_groups(
 #[derive(Clone, Default)]
 pub struct OutboardCache {
     inner: Arc<Mutex<std::collections::HashMap<Hash, Arc<Outboard>>>>,
+    /// Held while building: concurrent requests for a partition whose outboard is not cached
+    /// yet must not each read the whole partition (a thundering herd on a 1 GiB partition).
+    building: Arc<Mutex<()>>,
 }
 
 impl OutboardCache {
@@ -131,7 +134,12 @@ impl OutboardCache {
         if let Some(ob) = self.lock().get(&entry.content_hash) {
             return Ok(Arc::clone(ob));
         }
-        // Built outside the lock: building reads the whole partition.
+        let _building = self.building.lock().unwrap_or_else(|e| e.into_inner());
+        // Someone else may have built it while we waited.
+        if let Some(ob) = self.lock().get(&entry.content_hash) {
+            return Ok(Arc::clone(ob));
+        }
+        // Built outside the map lock: building reads the whole partition.
         let ob = Arc::new(outboard_from_store(store, entry)?);
         self.insert(entry.content_hash, Arc::clone(&ob));
         Ok(ob)
