@@ -121,6 +121,8 @@ pub enum CodeError {
     VillageNotNode(String),
     #[error("unknown region code {0}")]
     Unknown(String),
+    #[error("region {parent} has no child with segment {segment}: townships have no children, and a segment must fit its tier's width")]
+    NoChild { parent: String, segment: u64 },
 }
 
 /// A region code: level plus the code's digits as a number (e.g. township `110101001`).
@@ -263,13 +265,14 @@ impl RegionCode {
     /// The child code with the given last segment (e.g. `child(3)` of county `110101` is
     /// `110101003`). Used by generators; errors if the segment does not fit.
     pub fn child(self, segment: u64) -> Result<RegionCode, CodeError> {
-        let level = self
-            .level
-            .child()
-            .ok_or_else(|| CodeError::BadLength(self.to_string(), self.to_string().len()))?;
+        let no_child = || CodeError::NoChild {
+            parent: self.to_string(),
+            segment,
+        };
+        let level = self.level.child().ok_or_else(no_child)?;
         let width = 10u64.pow(level.segment_digits());
         if segment >= width {
-            return Err(CodeError::BadLength(format!("{self}/{segment}"), 0));
+            return Err(no_child());
         }
         RegionCode::new(level, self.digits * width + segment)
     }

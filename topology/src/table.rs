@@ -215,6 +215,8 @@ impl Topology {
         let mut first_child = vec![u32::MAX; n];
         let mut child_count = vec![0u32; n];
         let mut per_level = [0usize; 5];
+        // Index of each region's parent (national points at itself), found once.
+        let mut parent_index = vec![0usize; n];
         for (i, code) in codes.iter().enumerate() {
             per_level[code.level().depth() as usize] += 1;
             let Some(parent) = code.parent() else {
@@ -226,6 +228,7 @@ impl Topology {
                     line: 0,
                     reason: format!("region {code} has no parent {parent} in the table"),
                 })?;
+            parent_index[i] = p;
             if first_child[p] == u32::MAX {
                 first_child[p] = i as u32;
             }
@@ -235,11 +238,8 @@ impl Topology {
         }
         // Deeper levels come later in the order, so a reverse sweep sees children first.
         let mut subtree = vec![1u32; n];
-        for i in (0..n).rev() {
-            if let Some(parent) = codes[i].parent() {
-                let p = codes.binary_search(&parent).unwrap_or(0);
-                subtree[p] += subtree[i];
-            }
+        for i in (1..n).rev() {
+            subtree[parent_index[i]] += subtree[i];
         }
         let mut topology = Topology {
             regions,
