@@ -165,7 +165,7 @@ fn main() -> Result<()> {
         prepared.partitions()
     );
     println!(
-        "  ({} signed manifest(s): one per scope of ≤ 16,384 partitions)",
+        "  ({} signed manifest(s): one for the whole subtree unless a child region exceeds the announce limit)",
         prepared.manifests.len()
     );
     Ok(())

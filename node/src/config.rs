@@ -18,6 +18,8 @@ use backflow_topology::{RegionCode, Topology};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
+use crate::node::Tuning;
+
 pub const CONFIG_FILE: &str = "config.toml";
 pub const KEY_FILE: &str = "node.key";
 pub const CHAIN_FILE: &str = "chain.bin";
@@ -44,6 +46,9 @@ pub struct Config {
     /// Local HTTP JSON API; loopback by default (ministry systems on the same host).
     #[serde(default = "default_http")]
     pub http: SocketAddr,
+    /// Protocol timers and windows; defaults suit a national deployment.
+    #[serde(default)]
+    pub tuning: Tuning,
 }
 
 fn default_department() -> String {
@@ -63,6 +68,9 @@ impl Config {
             toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
         cfg.region_code()?;
         cfg.anchor()?;
+        cfg.tuning
+            .validate()
+            .with_context(|| format!("in {}", path.display()))?;
         Ok(cfg)
     }
 
@@ -173,4 +181,54 @@ pub fn load_identity(data_dir: &Path, cfg: &Config) -> Result<NodeIdentity> {
 
 pub fn db_path(data_dir: &Path) -> PathBuf {
     data_dir.join(DB_DIR)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+region = "11"
+listen = ["/ip4/127.0.0.1/tcp/0"]
+trust_anchor = "0000000000000000000000000000000000000000000000000000000000000000"
+"#;
+
+    fn parse(extra: &str) -> Result<Config> {
+        let cfg: Config = toml::from_str(&format!("{BASE}{extra}"))?;
+        cfg.tuning.validate()?;
+        Ok(cfg)
+    }
+
+    #[test]
+    fn tuning_is_optional_and_defaults() {
+        let cfg = parse("").unwrap();
+        assert_eq!(cfg.tuning.source_silence_ms_max, 60_000);
+        assert!(!cfg.tuning.fault_tamper_serve);
+    }
+
+    #[test]
+    fn tuning_section_overrides_only_what_it_names() {
+        let cfg = parse("[tuning]\nsource_silence_ms_max = 10000\n").unwrap();
+        assert_eq!(cfg.tuning.source_silence_ms_max, 10_000);
+        assert_eq!(cfg.tuning.retry_ms, Tuning::default().retry_ms);
+    }
+
+    #[test]
+    fn bad_tuning_reports_every_problem() {
+        let err = parse("[tuning]\nretry_ms = 0\ngroups_in_flight_max = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("tuning.retry_ms"), "{err}");
+        assert!(err.contains("tuning.groups_in_flight_max"), "{err}");
+        let err = parse("[tuning]\nretry_ms = 9000\nsource_silence_ms_max = 1000\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("at least tuning.retry_ms"), "{err}");
+    }
+
+    #[test]
+    fn fault_switch_cannot_come_from_a_config_file() {
+        let err = parse("[tuning]\nfault_tamper_serve = true\n").unwrap_err();
+        assert!(err.to_string().contains("unknown field"), "{err}");
+    }
 }

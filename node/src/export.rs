@@ -14,7 +14,6 @@ use backflow_protocol::return_flow::TransferRecord;
 use backflow_topology::RegionCode;
 use serde::Serialize;
 
-use crate::publish::export_header;
 use crate::store::Store;
 
 #[derive(Debug, Serialize)]
@@ -53,10 +52,8 @@ pub fn export_all<R: std::ops::Deref<Target = TransferRecord>>(
         1024 * 1024,
         File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?,
     );
-    if let Some(header) = export_header(&m.schema) {
-        w.write_all(header.as_bytes())?;
-        w.write_all(b"\n")?;
-    }
+    // The published header line, byte for byte (terminator included).
+    w.write_all(&m.schema.header)?;
     let mut summary = ExportSummary {
         dataset: m.dataset.split('@').next().unwrap_or_default().to_string(),
         version: m.version,

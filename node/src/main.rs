@@ -325,6 +325,7 @@ fn init(
         ancestors: Vec::new(),
         trust_anchor: anchor,
         http,
+        tuning: Tuning::default(),
     };
     cfg.save(dir)?;
     let peer = peer_id_of(&key.verifying_key())?;
@@ -419,7 +420,11 @@ async fn run(dir: PathBuf) -> Result<()> {
         db_path: config::db_path(&dir),
         listen,
         upstream,
-        tuning: Tuning::default(),
+        tuning: Tuning {
+            fault_tamper_serve: std::env::var("BACKFLOW_FAULT_TAMPER_SERVE")
+                .is_ok_and(|v| v == "1"),
+            ..cfg.tuning.clone()
+        },
     })
     .await?;
     for a in &node.listen_addrs {

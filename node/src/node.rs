@@ -62,16 +62,43 @@ const CATALOG_WM_PREFIX: &[u8] = b"wm/";
 const CATALOG_LOG_ID_KEY: &[u8] = b"catalog/log_id";
 /// Transfer records read at start (TRANSFERS_MAX in the protocol bounds them anyway).
 const TRANSFER_RECORDS_MAX: usize = 4_096;
+/// Descendants' receipts kept per transfer: at most one per region below this node, and there
+/// are 44,703 regions below national.
+const RECEIPTS_PER_TRANSFER_MAX: usize = 65_536;
 
-/// Knobs of the protocol state machines, set by the shell.
-#[derive(Clone, Debug)]
+/// `receipts` CF key: manifest hash ‖ the descendant region (sortable), so one transfer's
+/// receipts are one prefix scan.
+fn receipt_key(manifest: &Hash, region: RegionCode) -> [u8; 40] {
+    let mut key = [0u8; 40];
+    key[..32].copy_from_slice(manifest);
+    key[32..].copy_from_slice(&region_key(region));
+    key
+}
+
+/// Knobs of the protocol state machines, set by the shell; the `[tuning]` section of
+/// `config.toml` (every field optional; absent fields keep these defaults).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Tuning {
+    /// A chunk or announce request not answered within this time is sent again.
     pub retry_ms: u64,
+    /// A source silent this long is abandoned for the next ancestor (skip-level fallback).
     pub source_silence_ms_max: u64,
     /// Chunk groups (16 KiB) requested and not yet stored, per transfer: the transfer window.
     pub groups_in_flight_max: u64,
     pub receipt_interval_ms: u64,
+    /// Fault injection for the multi-host tests: serve chunk frames with one byte flipped.
+    /// Set only from the environment (`BACKFLOW_FAULT_TAMPER_SERVE=1`), never from a config
+    /// file, and announced with a warning at start.
+    #[serde(skip)]
+    pub fault_tamper_serve: bool,
 }
+
+/// Bounds on the tuning knobs: outside them a node either floods its peers or never notices
+/// a dead source, so `Tuning::validate` refuses such a config at start.
+pub const TUNING_MS_MIN: u64 = 50;
+pub const TUNING_MS_MAX: u64 = 24 * 60 * 60 * 1000;
+pub const GROUPS_IN_FLIGHT_MAX: u64 = 65_536;
 
 impl Default for Tuning {
     fn default() -> Self {
@@ -81,6 +108,43 @@ impl Default for Tuning {
             // 1024 × 16 KiB = 16 MiB in flight: enough to fill a fast link's pipe.
             groups_in_flight_max: 1_024,
             receipt_interval_ms: 1_000,
+            fault_tamper_serve: false,
+        }
+    }
+}
+
+impl Tuning {
+    /// Every problem at once, one line each.
+    pub fn validate(&self) -> Result<()> {
+        let mut problems = Vec::new();
+        for (name, v) in [
+            ("retry_ms", self.retry_ms),
+            ("source_silence_ms_max", self.source_silence_ms_max),
+            ("receipt_interval_ms", self.receipt_interval_ms),
+        ] {
+            if !(TUNING_MS_MIN..=TUNING_MS_MAX).contains(&v) {
+                problems.push(format!(
+                    "tuning.{name} = {v} is outside {TUNING_MS_MIN}..={TUNING_MS_MAX} ms"
+                ));
+            }
+        }
+        if self.source_silence_ms_max < self.retry_ms {
+            problems.push(format!(
+                "tuning.source_silence_ms_max ({}) must be at least tuning.retry_ms ({}): a \
+                 source must get at least one retry before it is abandoned",
+                self.source_silence_ms_max, self.retry_ms
+            ));
+        }
+        if !(1..=GROUPS_IN_FLIGHT_MAX).contains(&self.groups_in_flight_max) {
+            problems.push(format!(
+                "tuning.groups_in_flight_max = {} is outside 1..={GROUPS_IN_FLIGHT_MAX}",
+                self.groups_in_flight_max
+            ));
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            bail!("{}", problems.join("; "))
         }
     }
 }
@@ -369,11 +433,20 @@ struct Runtime {
     outboards: OutboardCache,
     work_tx: mpsc::Sender<Work>,
     stats: Arc<NodeStats>,
+    /// See [`Tuning::fault_tamper_serve`].
+    fault_tamper_serve: bool,
 }
 
 /// Starts a node: opens storage, restores state, listens, dials upstream. Returns once the
 /// listen addresses are known.
 pub async fn start(setup: NodeSetup) -> Result<(NodeHandle, tokio::task::JoinHandle<Result<()>>)> {
+    setup.tuning.validate()?;
+    if setup.tuning.fault_tamper_serve {
+        warn!(
+            "FAULT INJECTION ON (BACKFLOW_FAULT_TAMPER_SERVE=1): this node serves chunk frames \
+             with a flipped byte; receivers will reject them. Test use only."
+        );
+    }
     let identity = Arc::new(setup.identity);
     let store = Store::open(&setup.db_path)?;
     let keypair = keypair_from_signing_key(&identity.key);
@@ -436,7 +509,18 @@ pub async fn start(setup: NodeSetup) -> Result<(NodeHandle, tokio::task::JoinHan
         match rf.restore(now, record, &stored) {
             Ok(h) => {
                 restored += 1;
-                debug!(manifest = %hex(&h[..8]), "restored transfer");
+                // The descendants' receipts: the publisher's per-region view, kept as it was.
+                let mut receipts = 0;
+                for (_, value) in store.scan_prefix(CF_RECEIPTS, &h, RECEIPTS_PER_TRANSFER_MAX)? {
+                    match decode_exact::<Receipt>(&value) {
+                        Ok(r) if rf.restore_receipt(r.clone()) => receipts += 1,
+                        Ok(r) => {
+                            debug!(region = %r.region, "stored receipt no longer fits; skipped")
+                        }
+                        Err(e) => warn!(error = %e, "skipping an unreadable stored receipt"),
+                    }
+                }
+                debug!(manifest = %hex(&h[..8]), receipts, "restored transfer");
             }
             Err(e) => warn!(error = %e, "could not restore a transfer"),
         }
@@ -476,6 +560,7 @@ pub async fn start(setup: NodeSetup) -> Result<(NodeHandle, tokio::task::JoinHan
         outboards: OutboardCache::default(),
         work_tx,
         stats: Arc::default(),
+        fault_tamper_serve: setup.tuning.fault_tamper_serve,
     };
     let stats = Arc::clone(&rt.stats);
     rt.redial();
@@ -822,10 +907,17 @@ impl Runtime {
                     let store = self.store.clone();
                     let cache = self.outboards.clone();
                     let tx = self.work_tx.clone();
+                    let tamper = self.fault_tamper_serve;
                     tokio::task::spawn_blocking(move || {
                         let work = (|| -> Result<Work> {
                             let ob = cache.get_or_build(&store, &entry)?;
-                            let encoded = encode_groups(&store, &ob, &entry, groups.clone())?;
+                            let mut encoded = encode_groups(&store, &ob, &entry, groups.clone())?;
+                            if tamper {
+                                // The last byte is content of the frame's last group.
+                                if let Some(b) = encoded.last_mut() {
+                                    *b ^= 0x01;
+                                }
+                            }
                             let frame = encode_frame(&Message::Chunk(ChunkFrame {
                                 manifest,
                                 region: entry.region,
@@ -903,11 +995,24 @@ impl Runtime {
                 self.store.put(CF_STATE, &key, &value)?;
                 self.records.insert(hash, record);
             }
+            StorageOp::PutReceipt { manifest, receipt } => {
+                let value = encode_value(&receipt).map_err(|e| anyhow!("{e}"))?;
+                self.store
+                    .put(CF_RECEIPTS, &receipt_key(&manifest, receipt.region), &value)?;
+            }
             StorageOp::DropTransfer { manifest } => {
                 let mut key = TRANSFER_KEY_PREFIX.to_vec();
                 key.extend_from_slice(&manifest);
                 let old = self.records.remove(&manifest);
                 self.store.delete(CF_STATE, &key)?;
+                let mut batch = self.store.batch();
+                for (k, _) in
+                    self.store
+                        .scan_prefix(CF_RECEIPTS, &manifest, RECEIPTS_PER_TRANSFER_MAX)?
+                {
+                    batch.delete(CF_RECEIPTS, &k);
+                }
+                self.store.write(batch)?;
                 if let Some(old) = old {
                     // Content-addressed chunks: keep any partition another transfer still uses.
                     let live: std::collections::HashSet<Hash> = self
@@ -964,11 +1069,8 @@ impl Runtime {
             }
             Event::ReceiptRejected { from, error } => warn!(%from, %error, "receipt rejected"),
             Event::Completeness(r) => {
-                let mut key = r.manifest.to_vec();
-                key.extend_from_slice(&region_key(r.region));
-                if let Ok(v) = encode_value(&r) {
-                    let _ = self.store.put(CF_RECEIPTS, &key, &v);
-                }
+                // Derived from the transfer and the descendants' receipts (persisted through
+                // `StorageOp::PutReceipt`), so not stored itself.
                 debug!(region = %r.region, delivered = r.regions_delivered, expected = r.regions_expected, "completeness");
             }
             Event::TransferExpired { manifest } => {

@@ -158,7 +158,7 @@ pub struct PartitionSummary {
     /// Every township of the scope, with or without records (each gets a partition).
     pub townships_in_scope: u64,
     pub runs_spilled: u64,
-    /// CSV header line (without newline); empty for NDJSON.
+    /// CSV header line exactly as read, line terminator included; empty for NDJSON.
     pub header: Vec<u8>,
     pub rejects: Rejects,
 }
@@ -297,8 +297,8 @@ fn csv_field(line: &[u8], index: usize) -> Option<&[u8]> {
     }
 }
 
-/// Splits a CSV header into field names.
-fn csv_header_fields(header: &[u8]) -> Vec<String> {
+/// Splits a CSV header (without its line terminator) into field names.
+pub(crate) fn csv_header_fields(header: &[u8]) -> Vec<String> {
     let mut out = Vec::new();
     let mut i = 0;
     while let Some(f) = csv_field(header, i) {
@@ -684,7 +684,7 @@ fn handle_line(
                 fields.join(", ")
             )
         })?;
-    p.summary.header = body.to_vec();
+    p.summary.header = line.to_vec();
     Ok(())
 }
 
@@ -794,7 +794,7 @@ mod tests {
                     (8, RejectReason::ForeignRegion),
                 ]
             );
-            assert_eq!(s.header, b"id,village,note");
+            assert_eq!(s.header, b"id,village,note\n");
             // Every township of the scope gets a partition, in code order.
             let codes: Vec<_> = sink.parts.iter().map(|p| p.0).collect();
             let mut sorted = codes.clone();

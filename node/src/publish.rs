@@ -13,7 +13,10 @@ use backflow_protocol::manifest::{
     CHUNK_GROUP_BYTES,
 };
 use backflow_protocol::time::{UnixMs, DAY_MS};
-use backflow_protocol::wire::{ANNOUNCE_ENTRIES_MAX, NAME_BYTES_MAX, SCHEMA_FIELDS_MAX};
+use backflow_protocol::wire::{
+    ANNOUNCE_ENTRIES_MAX, NAME_BYTES_MAX, PARTITIONS_PER_MANIFEST_MAX, SCHEMA_FIELDS_MAX,
+    SCHEMA_HEADER_BYTES_MAX,
+};
 use backflow_topology::RegionCode;
 use serde::Serialize;
 
@@ -88,36 +91,56 @@ pub fn name_matches(held: &str, name: &str) -> bool {
             .is_some_and(|rest| rest.starts_with('@'))
 }
 
-/// Splits entries into manifest scopes: one announce may carry at most
-/// `ANNOUNCE_ENTRIES_MAX` entries (a protocol limit the state machine enforces on publish too),
-/// so a publisher with more partitions signs one manifest per child region, recursively —
-/// for China at national that is one per province. Scopes without entries are skipped.
+/// Splits entries into manifest scopes. One manifest covers the publisher's whole subtree
+/// (so a ministry publishes a dataset once, under one version) as long as it stays within
+/// `PARTITIONS_PER_MANIFEST_MAX` and every announce it causes — one per child region with
+/// data, a protocol limit the state machine checks on publish — fits `ANNOUNCE_ENTRIES_MAX`.
+/// For China at national that is one manifest: the largest province has ~3,400 townships.
+/// Only a child subtree over the announce limit gets manifests of its own, recursively.
 pub fn publish_scopes(
     publisher: RegionCode,
     entries: Vec<PartitionEntry>,
 ) -> Vec<(RegionCode, Vec<PartitionEntry>)> {
-    if entries.len() <= ANNOUNCE_ENTRIES_MAX
-        || publisher.level() == backflow_topology::Level::Township
-    {
+    let Some(child_level) = publisher.level().child() else {
         return vec![(publisher, entries)];
-    }
+    };
     let mut by_child: std::collections::BTreeMap<RegionCode, Vec<PartitionEntry>> =
         Default::default();
-    let mut own = Vec::new();
+    let mut here = Vec::new();
     for e in entries {
-        match e
-            .region
-            .ancestor_at(publisher.level().child().expect("not a township"))
-        {
+        match e.region.ancestor_at(child_level) {
             Some(c) => by_child.entry(c).or_default().push(e),
-            None => own.push(e),
+            None => here.push(e),
         }
     }
-    let mut out = Vec::new();
-    if !own.is_empty() {
-        out.push((publisher, own));
-    }
+    let mut split = Vec::new();
     for (child, es) in by_child {
+        if es.len() > ANNOUNCE_ENTRIES_MAX {
+            split.push((child, es));
+        } else {
+            here.extend(es);
+        }
+    }
+    if here.len() > PARTITIONS_PER_MANIFEST_MAX as usize {
+        // Too many for one manifest even so: every child subtree gets its own.
+        let mut own = Vec::new();
+        let mut by_child: std::collections::BTreeMap<RegionCode, Vec<PartitionEntry>> =
+            Default::default();
+        for e in here {
+            match e.region.ancestor_at(child_level) {
+                Some(c) => by_child.entry(c).or_default().push(e),
+                None => own.push(e),
+            }
+        }
+        here = own;
+        split.extend(by_child);
+    }
+    let mut out = Vec::new();
+    if !here.is_empty() {
+        here.sort_unstable_by_key(|e| e.region);
+        out.push((publisher, here));
+    }
+    for (child, es) in split {
         out.extend(publish_scopes(child, es));
     }
     out
@@ -269,20 +292,27 @@ impl<'s> GroupLoader<'s> {
     }
 }
 
-/// Schema from the CSV header (the region field typed as a region code), or for NDJSON just
-/// the region field.
+/// Schema from the CSV header line (the region field typed as a region code; the line kept
+/// verbatim for export), or for NDJSON just the region field.
 fn schema_for(format: Format, header: &[u8], region_field: &str) -> Result<Schema> {
     let names: Vec<String> = match format {
-        Format::Csv => String::from_utf8_lossy(header)
-            .split(',')
-            .map(|s| s.trim().trim_matches('"').to_string())
-            .collect(),
+        Format::Csv => {
+            let body = header.strip_suffix(b"\n").unwrap_or(header);
+            let body = body.strip_suffix(b"\r").unwrap_or(body);
+            crate::partition::csv_header_fields(body)
+        }
         Format::Ndjson => vec![region_field.to_string()],
     };
     if names.len() > SCHEMA_FIELDS_MAX {
         bail!(
             "{} fields exceed the limit of {SCHEMA_FIELDS_MAX}",
             names.len()
+        );
+    }
+    if header.len() > SCHEMA_HEADER_BYTES_MAX {
+        bail!(
+            "the header line has {} bytes, over the limit of {SCHEMA_HEADER_BYTES_MAX}",
+            header.len()
         );
     }
     let fields = names
@@ -305,18 +335,10 @@ fn schema_for(format: Format, header: &[u8], region_field: &str) -> Result<Schem
             Format::Ndjson => "ndjson".into(),
         },
         fields,
-    })
-}
-
-/// The CSV header line to write on export (empty for NDJSON).
-pub fn export_header(schema: &Schema) -> Option<String> {
-    (schema.name == "csv").then(|| {
-        schema
-            .fields
-            .iter()
-            .map(|f| f.name.as_str())
-            .collect::<Vec<_>>()
-            .join(",")
+        header: match format {
+            Format::Csv => header.to_vec(),
+            Format::Ndjson => Vec::new(),
+        },
     })
 }
 
@@ -485,11 +507,9 @@ mod tests {
         assert_eq!(s.bytes as usize, want["440103001"].len());
     }
 
-    #[test]
-    fn national_splits_into_province_scopes_over_the_announce_limit() {
-        let topo = backflow_topology::Topology::china();
-        let entries: Vec<PartitionEntry> = topo
-            .townships_under(RegionCode::NATIONAL)
+    fn township_entries(under: RegionCode) -> Vec<PartitionEntry> {
+        backflow_topology::Topology::china()
+            .townships_under(under)
             .into_iter()
             .map(|t| PartitionEntry {
                 region: t,
@@ -498,18 +518,43 @@ mod tests {
                 records: 1,
                 schema_hash: [0; 32],
             })
-            .collect();
-        let scopes = publish_scopes(RegionCode::NATIONAL, entries);
-        assert_eq!(scopes.len(), 31);
-        assert!(scopes
-            .iter()
-            .all(|(s, e)| s.level() == backflow_topology::Level::Province
-                && e.len() <= ANNOUNCE_ENTRIES_MAX
-                && e.iter().all(|x| s.contains(x.region))));
-        assert_eq!(scopes.iter().map(|(_, e)| e.len()).sum::<usize>(), 41_352);
-        let small = publish_scopes(RegionCode::NATIONAL, scopes[0].1.clone());
-        assert_eq!(small.len(), 1);
-        assert_eq!(small[0].0, RegionCode::NATIONAL);
+            .collect()
+    }
+
+    #[test]
+    fn national_publishes_the_whole_country_under_one_manifest() {
+        let scopes = publish_scopes(RegionCode::NATIONAL, township_entries(RegionCode::NATIONAL));
+        assert_eq!(scopes.len(), 1);
+        assert_eq!(scopes[0].0, RegionCode::NATIONAL);
+        assert_eq!(scopes[0].1.len(), 41_352);
+        assert!(scopes[0].1.windows(2).all(|w| w[0].region < w[1].region));
         assert!(name_matches("b@44", "b") && name_matches("b", "b") && !name_matches("bc", "b"));
+    }
+
+    #[test]
+    fn only_a_child_over_the_announce_limit_gets_its_own_manifest() {
+        // A made-up Guangdong with over 16,384 partitions (its townships repeated): over the
+        // announce limit, so it gets a manifest of its own, whose announces go to its cities.
+        let gd = RegionCode::parse("44").unwrap();
+        let mut entries = township_entries(RegionCode::parse("11").unwrap());
+        let gd_towns = township_entries(gd);
+        let mut big = Vec::new();
+        while big.len() + gd_towns.len() <= ANNOUNCE_ENTRIES_MAX {
+            big.extend(gd_towns.iter().copied());
+        }
+        big.extend(gd_towns.iter().copied());
+        assert!(big.len() > ANNOUNCE_ENTRIES_MAX);
+        let n_beijing = entries.len();
+        entries.extend(big);
+        let scopes = publish_scopes(RegionCode::NATIONAL, entries);
+        assert_eq!(scopes[0].0, RegionCode::NATIONAL);
+        assert_eq!(
+            scopes[0].1.len(),
+            n_beijing,
+            "Beijing stays in the national manifest"
+        );
+        assert_eq!(scopes.len(), 2);
+        assert_eq!(scopes[1].0, gd);
+        assert!(scopes[1].1.len() > ANNOUNCE_ENTRIES_MAX);
     }
 }

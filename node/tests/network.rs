@@ -74,7 +74,8 @@ async fn five_tiers_deliver_and_export_byte_identical() -> Result<()> {
     net.wait_connected(Duration::from_secs(20)).await?;
     let csv = dir.path().join("d.csv");
     let mut f = std::fs::File::create(&csv)?;
-    writeln!(f, "id,village,v")?;
+    // Quoting and CRLF in the header: export must give it back byte for byte.
+    f.write_all(b"id,\"village\",v\r\n")?;
     let mut want1 = Vec::new();
     let mut want2 = Vec::new();
     for i in 0..3000 {
@@ -114,7 +115,7 @@ async fn five_tiers_deliver_and_export_byte_identical() -> Result<()> {
         );
         let out = dir.path().join(format!("{t}.csv"));
         let summary = backflow_node::export::export(&h.store, &record, code(t), &out)?;
-        let mut expected = b"id,village,v\n".to_vec();
+        let mut expected = b"id,\"village\",v\r\n".to_vec();
         expected.extend_from_slice(want);
         assert_eq!(
             std::fs::read(&out)?,
@@ -133,6 +134,21 @@ async fn five_tiers_deliver_and_export_byte_identical() -> Result<()> {
         .remove(0)
         .1;
     assert_eq!(rec.entries.len(), 2);
+    // The publisher restarts with the province down, so no receipt can arrive again: its
+    // per-region view comes back from its own storage.
+    let mut net = net;
+    // Our handle holds the publisher's store open; the restart must be able to lock it.
+    drop(national);
+    net.stop(code("11")).await?;
+    net.stop(RegionCode::NATIONAL).await?;
+    net.restart(RegionCode::NATIONAL).await?;
+    let s = &net.nodes[&RegionCode::NATIONAL]
+        .status(Some("ds".into()))
+        .await?[0];
+    assert!(s.complete, "completeness after the publisher's restart");
+    assert_eq!(s.records_delivered, 3000);
+    assert_eq!(s.children[0].state, "complete");
+    assert_eq!(s.children[0].records_delivered, 3000);
     net.shutdown().await
 }
 
@@ -144,6 +160,7 @@ async fn restart_resumes_without_refetching_verified_groups() -> Result<()> {
     // Generous retry: a timed-out (not lost) request would legitimately fetch a group twice.
     let tuning = Tuning {
         retry_ms: 5_000,
+        source_silence_ms_max: 15_000,
         ..fast()
     };
     let mut net = LocalNet::start(&[RegionCode::NATIONAL, code("11")], dir.path(), tuning).await?;

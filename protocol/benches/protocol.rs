@@ -41,6 +41,7 @@ fn bench(c: &mut Criterion) {
     let schema = Schema {
         name: "s".into(),
         fields: vec![],
+        header: Vec::new(),
     };
     let all: Vec<RegionCode> = china
         .codes()

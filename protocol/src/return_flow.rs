@@ -22,7 +22,8 @@
 //! - Loss, duplication, reordering: every request is retried on a timer and every handler is
 //!   idempotent.
 //! - Restart: the shell persists [`StorageOp::PutTransfer`] records and the chunk data; on
-//!   start it calls [`ReturnFlow::restore`] with each record and the groups it has on disk.
+//!   start it calls [`ReturnFlow::restore`] with each record and the groups it has on disk,
+//!   then [`ReturnFlow::restore_receipt`] with each persisted [`StorageOp::PutReceipt`].
 //! - Skip-level fallback: if the source makes no progress for `source_silence_ms_max`, the
 //!   receiver asks the next ancestor (up to the scope, then the publisher, then round again);
 //!   symmetrically a node whose child never acknowledges announces to the child's children.
@@ -294,6 +295,10 @@ pub enum StorageOp {
     PutTransfer(Arc<TransferRecord>),
     /// Forget a transfer and delete its chunk data (superseded by a newer version).
     DropTransfer { manifest: Hash },
+    /// Persist (or overwrite) the latest verified receipt of a descendant `region` for
+    /// `manifest`, so the publisher's per-region view survives a restart; hand it back with
+    /// [`ReturnFlow::restore_receipt`]. Dropped with the transfer.
+    PutReceipt { manifest: Hash, receipt: Receipt },
 }
 
 /// Observable progress, for logs, metrics, the HTTP API and simnet statistics.
@@ -765,6 +770,37 @@ impl ReturnFlow {
         Ok(hash)
     }
 
+    /// Restart: hands back a descendant's receipt persisted by [`StorageOp::PutReceipt`] (after
+    /// [`Self::restore`] of its transfer). Storage is trusted, so the signature is not checked
+    /// again, but the receipt must still fit the transfer (a descendant region, the same
+    /// partition count); returns whether it was recorded.
+    pub fn restore_receipt(&mut self, receipt: Receipt) -> bool {
+        let me = self.region();
+        let region = receipt.region;
+        let Some(t) = self.transfers.get_mut(&receipt.manifest) else {
+            return false;
+        };
+        let expected = t
+            .record
+            .entries
+            .iter()
+            .filter(|e| region.contains(e.region))
+            .count();
+        if region == me || !me.contains(region) || receipt.regions_expected as usize != expected {
+            return false;
+        }
+        let recorded = t.ledger.record(receipt);
+        if recorded {
+            // The aggregate upward may have changed (it is re-sent; receivers are idempotent).
+            t.receipt_dirty = true;
+            // A descendant that reported is reachable: no need to announce to it again.
+            if let Some(target) = t.targets.get_mut(&region) {
+                target.acked = true;
+            }
+        }
+        recorded
+    }
+
     fn install(
         &mut self,
         now: UnixMs,
@@ -1097,6 +1133,10 @@ impl ReturnFlow {
         if let Some(t) = self.transfers.get_mut(&manifest).filter(|_| news) {
             if t.ledger.record(r.receipt.clone()) {
                 t.receipt_dirty = true;
+                self.out.push_back(Output::Storage(StorageOp::PutReceipt {
+                    manifest,
+                    receipt: r.receipt.clone(),
+                }));
             }
             // A child that reports is reachable: stop announcing to it.
             if let Some(target) = t.targets.get_mut(&region) {

@@ -18,7 +18,8 @@ use crate::return_flow::ReturnFlowMsg;
 
 /// Version tag carried by every frame. Bumped on any incompatible change of [`Message`].
 /// 2: receipts carry a delivered bitmap (exact aggregation after fallbacks).
-pub const PROTOCOL_VERSION: u16 = 2;
+/// 3: a manifest's schema carries the published header line verbatim.
+pub const PROTOCOL_VERSION: u16 = 3;
 
 // ---- Named hard limits. Units last. Each says why it has the value it has. ----
 
@@ -57,6 +58,9 @@ pub const PROOF_SIBLINGS_PER_LEVEL_MAX: usize = 1_024;
 pub const WANT_RANGES_MAX: usize = 64;
 /// Fields in a dataset schema.
 pub const SCHEMA_FIELDS_MAX: usize = 512;
+/// A schema's verbatim header line: `SCHEMA_FIELDS_MAX` names of up to 64 bytes with quoting;
+/// a manifest stays far below a frame.
+pub const SCHEMA_HEADER_BYTES_MAX: usize = 64 * 1024;
 /// Regions a receipt names as missing; the count beyond is still reported.
 pub const MISSING_REGIONS_REPORTED_MAX: usize = 64;
 /// Bytes of a receipt's delivered bitmap: one bit per partition of the signer's subtree, which

@@ -12,6 +12,7 @@ use backflow_protocol::manifest::{
     decode_groups, ChunkError, ChunkFrame, Hash, ManifestError, PartitionOutboard,
     CHUNK_GROUP_BYTES,
 };
+use backflow_protocol::receipt::Receipt;
 use backflow_protocol::return_flow::{
     DataRouting, Event, Output, ReturnFlow, ReturnFlowConfig, ReturnFlowMsg, RoutingError,
     StorageOp, TransferRecord,
@@ -38,6 +39,8 @@ struct Node {
     config: ReturnFlowConfig,
     /// Persisted transfer records.
     records: BTreeMap<Hash, Arc<TransferRecord>>,
+    /// Persisted descendants' receipts: (manifest, region) → latest.
+    receipts: BTreeMap<(Hash, RegionCode), Receipt>,
     /// Chunk data: (manifest, region) → (content buffer, stored groups).
     data: BTreeMap<(Hash, RegionCode), (Vec<u8>, BTreeSet<u64>)>,
     events: Vec<Event>,
@@ -76,6 +79,7 @@ impl Sim {
                     trust: fx.trust(),
                     config,
                     records: BTreeMap::new(),
+                    receipts: BTreeMap::new(),
                     data: BTreeMap::new(),
                     events: Vec::new(),
                     corrupt: false,
@@ -165,6 +169,11 @@ impl Sim {
                 Output::Storage(StorageOp::DropTransfer { manifest }) => {
                     node.records.remove(&manifest);
                     node.data.retain(|(h, _), _| *h != manifest);
+                    node.receipts.retain(|(h, _), _| *h != manifest);
+                }
+                Output::Storage(StorageOp::PutReceipt { manifest, receipt }) => {
+                    assert_eq!(receipt.manifest, manifest);
+                    node.receipts.insert((manifest, receipt.region), receipt);
                 }
                 Output::Event(e) => node.events.push(e),
             }
@@ -263,6 +272,12 @@ impl Sim {
                 .map(|((_, r), (_, have))| (*r, have.iter().map(|g| *g..g + 1).collect()))
                 .collect();
             node.rf.restore(now, (*rec).clone(), &stored).unwrap();
+        }
+        for r in node.receipts.values() {
+            assert!(
+                node.rf.restore_receipt(r.clone()),
+                "a persisted receipt was refused"
+            );
         }
         self.flush(c);
     }
@@ -517,6 +532,39 @@ fn resumes_after_restart_without_refetching() {
 }
 
 #[test]
+fn publisher_keeps_its_per_region_view_across_a_restart() {
+    let mut sim = Sim::new(11, Faults::NONE);
+    let d = dibao(&sim.fx, 1, None);
+    let hash = sim.publish(&d);
+    assert!(sim.run(10 * 60_000, |s| everyone_done(s, &d, hash)));
+    let national = RegionCode::NATIONAL;
+    let before = sim.nodes[&national].rf.receipts(&hash);
+    let agg_before = sim.nodes[&national].rf.completeness(&hash).unwrap();
+    assert!(!before.is_empty());
+    assert_eq!(agg_before.regions_delivered, PARTS.len() as u32);
+    // Cut the publisher off so nothing can arrive after the restart: what it shows then
+    // comes from its own storage.
+    sim.wire
+        .down
+        .extend(sim.nodes.keys().copied().filter(|c| *c != national));
+    sim.restart(national);
+    assert_eq!(sim.nodes[&national].rf.receipts(&hash), before);
+    let agg = sim.nodes[&national].rf.completeness(&hash).unwrap();
+    assert_eq!(agg.regions_delivered, agg_before.regions_delivered);
+    assert_eq!(agg.records_delivered, agg_before.records_delivered);
+    // A stored receipt that does not fit the transfer is refused.
+    let mut wrong = before[0].clone();
+    wrong.regions_expected += 1;
+    wrong.seq += 1;
+    assert!(!sim
+        .nodes
+        .get_mut(&national)
+        .unwrap()
+        .rf
+        .restore_receipt(wrong));
+}
+
+#[test]
 fn skip_level_fallback_when_the_county_is_down() {
     let mut sim = Sim::new(8, Faults::NONE);
     let d = dibao(&sim.fx, 1, None);
@@ -552,7 +600,7 @@ fn receipt_for(
     seq: u64,
     delivered: &[RegionCode],
 ) -> backflow_protocol::receipt::SignedReceipt {
-    use backflow_protocol::receipt::{Receipt, SignedReceipt};
+    use backflow_protocol::receipt::SignedReceipt;
     let mut under: Vec<_> = d
         .entries
         .iter()

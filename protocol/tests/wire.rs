@@ -233,3 +233,33 @@ proptest! {
         let _ = decode_frame(&bytes);
     }
 }
+
+/// `ChunkFrame::encoded` is coded as one byte block (`serde_bytes`) for speed; the bytes on the
+/// wire must stay those of a plain `Vec<u8>` field, so old and new peers agree.
+#[test]
+fn chunk_payload_bytes_are_those_of_a_plain_vec() {
+    #[derive(serde::Serialize)]
+    struct PlainChunkFrame {
+        manifest: [u8; 32],
+        region: backflow_topology::RegionCode,
+        first_group: u64,
+        group_count: u64,
+        encoded: Vec<u8>,
+    }
+    let encoded: Vec<u8> = (0..70_000u32).map(|i| (i * 31 % 251) as u8).collect();
+    let frame = ChunkFrame {
+        manifest: [7; 32],
+        region: code("110101001"),
+        first_group: 3,
+        group_count: 5,
+        encoded: encoded.clone(),
+    };
+    let plain = PlainChunkFrame {
+        manifest: [7; 32],
+        region: code("110101001"),
+        first_group: 3,
+        group_count: 5,
+        encoded,
+    };
+    assert_eq!(encode_value(&frame).unwrap(), encode_value(&plain).unwrap());
+}

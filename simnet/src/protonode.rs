@@ -333,6 +333,7 @@ pub fn build_nodes(
     let mut manifests: Vec<(RegionCode, Hash)> = Vec::new();
     if let Some(publisher) = config.publisher {
         let schema = Schema {
+            header: b"village,payload\n".to_vec(),
             name: "simnet-records".to_string(),
             fields: vec![
                 SchemaField {
@@ -552,6 +553,8 @@ impl ProtoNode {
                     let hash = record.manifest.manifest.hash();
                     self.records.insert(hash, record);
                 }
+                // simnet nodes do not restart from storage; the ledger in memory is enough.
+                Output::Storage(StorageOp::PutReceipt { .. }) => {}
                 Output::Storage(StorageOp::DropTransfer { manifest }) => {
                     if let Some(rec) = self.records.remove(&manifest) {
                         for e in &rec.entries {

@@ -18,6 +18,7 @@ fuzz_target!(|data: &[u8]| {
     let schema = Schema {
         name: "s".into(),
         fields: vec![],
+        header: Vec::new(),
     };
     // A real entry: content derived from the header, so valid encodings are reachable.
     let content = vec![head[10]; bytes as usize];

@@ -150,6 +150,7 @@ pub fn add(id: &str, department: &str) -> CatalogChange {
 
 pub fn schema() -> Schema {
     Schema {
+        header: "姓名,村居\n".as_bytes().to_vec(),
         name: "低保对象名单".into(),
         fields: vec![
             SchemaField {

@@ -270,6 +270,9 @@ pub struct Net {
     pub nodes: BTreeMap<String, Node>,
     pub anchor: String,
     pub suite: &'static Suite,
+    /// `[tuning]` keys written into every node's config.toml at start (the node's own
+    /// defaults otherwise).
+    pub tuning: Vec<(&'static str, i64)>,
     // Dropped last: the containers (which write into it) go first.
     pub tmp: tempfile::TempDir,
 }
@@ -302,6 +305,7 @@ impl Net {
             nodes: BTreeMap::new(),
             anchor: String::new(),
             suite,
+            tuning: Vec::new(),
             tmp,
         }
     }
@@ -367,7 +371,7 @@ impl Net {
             .ancestors
             .unwrap_or_else(|| ups.iter().skip(1).cloned().collect());
         let node = self.nodes.get_mut(name).expect("node");
-        write_wiring(&node.dir, parent.as_deref(), &ancestors);
+        write_wiring(&node.dir, parent.as_deref(), &ancestors, &self.tuning);
         let mut request = GenericImage::new(IMAGE_NAME, IMAGE_TAG)
             .with_wait_for(WaitFor::message_on_stdout("HTTP API on"))
             .with_network(self.network.clone())
@@ -779,7 +783,12 @@ pub fn issue_and_install(suite: &Suite, parent: &Node, child: &Node) {
 }
 
 /// Sets `parent` and `ancestors` in the node's config.toml (the rest is `init`'s).
-pub fn write_wiring(dir: &Path, parent: Option<&str>, ancestors: &[String]) {
+pub fn write_wiring(
+    dir: &Path,
+    parent: Option<&str>,
+    ancestors: &[String],
+    tuning: &[(&'static str, i64)],
+) {
     let path = dir.join("config.toml");
     let text = std::fs::read_to_string(&path).expect("config.toml");
     let mut table: toml::Table = text.parse().expect("config.toml parses");
@@ -795,6 +804,13 @@ pub fn write_wiring(dir: &Path, parent: Option<&str>, ancestors: &[String]) {
         "ancestors".into(),
         toml::Value::Array(ancestors.iter().cloned().map(toml::Value::String).collect()),
     );
+    if !tuning.is_empty() {
+        let section: toml::Table = tuning
+            .iter()
+            .map(|(k, v)| (k.to_string(), toml::Value::Integer(*v)))
+            .collect();
+        table.insert("tuning".into(), toml::Value::Table(section));
+    }
     std::fs::write(&path, toml::to_string(&table).expect("toml")).expect("write config.toml");
 }
 
