@@ -84,6 +84,7 @@ async fn run(mib: u64) -> Result<()> {
     common::reset_peak_rss();
     let rss_before = common::rss_bytes();
     let receiver = net.nodes[&province].clone();
+    let cpu_before = common::cpu_secs();
     let t = Instant::now();
     pub_node.publish(prepared.manifests).await?;
     loop {
@@ -97,6 +98,7 @@ async fn run(mib: u64) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let secs = t.elapsed().as_secs_f64();
+    let cpu = common::cpu_secs() - cpu_before;
     // Check what the receiver stored, byte for byte against the entry's hash.
     let records = receiver.record("bench-transfer", None).await?;
     let mut stored = 0u64;
@@ -111,10 +113,12 @@ async fn run(mib: u64) -> Result<()> {
     }
     assert_eq!(stored, bytes);
     println!(
-        "transfer: {:.0} MiB verified and stored in {:.2}s = {:.0} MB/s end to end; peak RSS {:.0} MiB (was {:.0} MiB before)",
+        "transfer: {:.0} MiB verified and stored in {:.2}s = {:.0} MB/s end to end; both nodes used {:.1} CPU-s ({:.2} cores busy); peak RSS {:.0} MiB (was {:.0} MiB before)",
         bytes as f64 / (1 << 20) as f64,
         secs,
         bytes as f64 / 1e6 / secs,
+        cpu,
+        cpu / secs,
         common::peak_rss_bytes() as f64 / (1 << 20) as f64,
         rss_before as f64 / (1 << 20) as f64,
     );

@@ -19,7 +19,7 @@ use bao_tree::io::outboard::PreOrderOutboard;
 use bao_tree::io::sync::{encode_ranges_validated, CreateOutboard, ReadAt};
 use bao_tree::{BaoTree, BlockSize, ChunkNum, ChunkRanges};
 
-use crate::store::Store;
+use crate::store::{ContentReader, Store};
 
 /// Same block size as the protocol: 16 KiB chunk groups (chunk log 4).
 const BLOCK_SIZE: BlockSize = BlockSize::from_chunk_log(4);
@@ -31,14 +31,13 @@ pub const OUTBOARD_CACHE_ENTRIES_MAX: usize = 4_096;
 
 /// Reads a stored partition by position (what bao-tree's encoder needs).
 struct StoredContent<'s> {
-    store: &'s Store,
-    content: Hash,
+    reader: ContentReader<'s>,
 }
 
 impl ReadAt for StoredContent<'_> {
     fn read_at(&self, pos: u64, buf: &mut [u8]) -> io::Result<usize> {
-        self.store
-            .read_at(&self.content, pos, buf)
+        self.reader
+            .read_at(pos, buf)
             .map_err(|e| io::Error::other(e.to_string()))
     }
 }
@@ -74,8 +73,7 @@ pub type Outboard = PreOrderOutboard<Vec<u8>>;
 pub fn outboard_from_store(store: &Store, entry: &PartitionEntry) -> Result<Outboard> {
     let reader = SequentialContent {
         inner: StoredContent {
-            store,
-            content: entry.content_hash,
+            reader: store.content_reader(&entry.content_hash)?,
         },
         pos: 0,
         len: entry.bytes,
@@ -112,8 +110,7 @@ pub fn encode_groups(
     let mut out =
         Vec::with_capacity(((groups.end - groups.start) * (CHUNK_GROUP_BYTES + 128)) as usize);
     let data = StoredContent {
-        store,
-        content: entry.content_hash,
+        reader: store.content_reader(&entry.content_hash)?,
     };
     encode_ranges_validated(data, outboard, &ranges, &mut out)
         .map_err(|e| anyhow::anyhow!("encoding partition {}: {e}", entry.region))?;

@@ -45,7 +45,7 @@ use tracing::{debug, info, warn};
 use crate::chunks::{encode_groups, OutboardCache};
 use crate::config::hex;
 use crate::net::{build_swarm, keypair_from_signing_key, Behaviour, BehaviourEvent};
-use crate::store::{region_key, Store, CF_CATALOG, CF_CHUNKS, CF_RECEIPTS, CF_STATE};
+use crate::store::{region_key, AlignedBuf, Store, CF_CATALOG, CF_RECEIPTS, CF_STATE};
 
 /// Commands queued to the event loop. Bounded: callers wait rather than pile up.
 const COMMAND_QUEUE_MAX: usize = 256;
@@ -828,9 +828,15 @@ impl Runtime {
             let groups = frame.first_group..frame.first_group + frame.group_count;
             let work = match decode_groups(&entry, groups.clone(), &frame.encoded) {
                 Ok(data) => {
-                    // Only verified bytes reach the store.
-                    match store.put_groups(&entry.content_hash, groups.start, &data, store.batch())
-                    {
+                    // Only verified bytes reach the store; aligned for an `O_DIRECT` write.
+                    let mut buf = AlignedBuf::with_capacity(data.len());
+                    buf.extend_from_slice(&data);
+                    match store.put_groups(
+                        &entry.content_hash,
+                        groups.start,
+                        &mut buf,
+                        store.batch(),
+                    ) {
                         Ok(()) => Work::Stored {
                             from,
                             manifest: frame.manifest,
@@ -1025,11 +1031,7 @@ impl Runtime {
                         .iter()
                         .filter(|e| !live.contains(&e.content_hash))
                     {
-                        let mut batch = self.store.batch();
-                        for g in self.store.stored_groups(&e.content_hash)? {
-                            batch.delete(CF_CHUNKS, &crate::store::chunk_key(&e.content_hash, g));
-                        }
-                        self.store.write(batch)?;
+                        self.store.delete_content(&e.content_hash)?;
                     }
                 }
             }

@@ -23,15 +23,16 @@ use serde::Serialize;
 use crate::partition::{
     partition, Format, PartitionConfig, PartitionSink, PartitionSummary, Replay,
 };
-use crate::store::{chunk_key, Store, CF_CHUNKS};
+use crate::store::{AlignedBuf, Store};
 
 /// How long a published manifest stays valid: receivers refuse it afterwards (freeze defence),
 /// so the publisher re-publishes at least this often.
 pub const MANIFEST_VALIDITY_MS: u64 = 30 * DAY_MS;
 /// Buffered record bytes before the partitioner spills a run to disk.
 pub const PARTITION_BUFFER_BYTES_MAX: usize = 256 * 1024 * 1024;
-/// Bytes per unlogged write batch while loading partitions.
+/// Content bytes per write while loading a partition (a whole number of 16 KiB groups).
 const LOAD_BATCH_BYTES: usize = 8 * 1024 * 1024;
+const _: () = assert!(LOAD_BATCH_BYTES.is_multiple_of(CHUNK_GROUP_BYTES as usize));
 /// A partition up to this size is kept in memory between hashing and storing (one read).
 const SMALL_PARTITION_BYTES_MAX: usize = 16 * 1024 * 1024;
 
@@ -201,7 +202,7 @@ impl PartitionSink for StoreSink<'_> {
         })?;
         let content_hash = *hasher.finalize().as_bytes();
         // Pass 2: store 16 KiB groups under the content hash.
-        let mut loader = GroupLoader::new(self.store, content_hash);
+        let mut loader = GroupLoader::new(self.store, content_hash, bytes);
         match &kept {
             Some(k) => loader.push(k)?,
             None => replay(&mut |piece| loader.push(piece))?,
@@ -221,72 +222,55 @@ impl PartitionSink for StoreSink<'_> {
     }
 }
 
-/// Cuts a byte stream into 16 KiB groups and writes them in unlogged batches.
+/// Writes a partition's byte stream into its content file in batches of whole 16 KiB groups
+/// (the index entries unlogged: `prepare` flushes before anything refers to them).
 pub struct GroupLoader<'s> {
     store: &'s Store,
     content: [u8; 32],
-    group: Vec<u8>,
-    next_group: u64,
-    batch: crate::store::Batch<'s>,
-    batch_bytes: usize,
+    /// Groups not yet written, starting at `first_group`.
+    buf: AlignedBuf,
+    first_group: u64,
     total: u64,
 }
 
 impl<'s> GroupLoader<'s> {
-    pub fn new(store: &'s Store, content: [u8; 32]) -> GroupLoader<'s> {
+    /// `bytes`: the partition's size, so a small partition does not allocate a whole batch.
+    pub fn new(store: &'s Store, content: [u8; 32], bytes: u64) -> GroupLoader<'s> {
         GroupLoader {
             store,
             content,
-            group: Vec::with_capacity(CHUNK_GROUP_BYTES as usize),
-            next_group: 0,
-            batch: store.batch(),
-            batch_bytes: 0,
+            buf: AlignedBuf::with_capacity(LOAD_BATCH_BYTES.min(bytes.max(1) as usize)),
+            first_group: 0,
             total: 0,
         }
     }
 
     pub fn push(&mut self, mut piece: &[u8]) -> Result<()> {
         self.total += piece.len() as u64;
-        let g = CHUNK_GROUP_BYTES as usize;
         while !piece.is_empty() {
-            if self.group.is_empty() && piece.len() >= g {
-                // Whole group straight from the input: no copy into the group buffer.
-                self.put(&piece[..g])?;
-                piece = &piece[g..];
-                continue;
-            }
-            let take = (g - self.group.len()).min(piece.len());
-            self.group.extend_from_slice(&piece[..take]);
+            let take = (self.buf.capacity() - self.buf.len()).min(piece.len());
+            self.buf.extend_from_slice(&piece[..take]);
             piece = &piece[take..];
-            if self.group.len() == g {
-                let full = std::mem::replace(&mut self.group, Vec::with_capacity(g));
-                self.put(&full)?;
+            if self.buf.len() == self.buf.capacity() {
+                self.write()?;
             }
         }
         Ok(())
     }
 
-    fn put(&mut self, group: &[u8]) -> Result<()> {
-        self.batch
-            .put(CF_CHUNKS, &chunk_key(&self.content, self.next_group), group);
-        self.next_group += 1;
-        self.batch_bytes += group.len();
-        if self.batch_bytes >= LOAD_BATCH_BYTES {
-            let batch = std::mem::replace(&mut self.batch, self.store.batch());
-            self.store.write_unlogged(batch)?;
-            self.batch_bytes = 0;
-        }
+    /// Writes the buffered groups (whole groups, except at the very end).
+    fn write(&mut self) -> Result<()> {
+        self.store
+            .load_groups(&self.content, self.first_group, &mut self.buf)?;
+        self.first_group += (self.buf.len() as u64).div_ceil(CHUNK_GROUP_BYTES);
+        self.buf.clear();
         Ok(())
     }
 
-    /// Writes the last partial group; returns the bytes stored.
+    /// Writes the rest (the last group may be short); returns the bytes stored.
     pub fn finish(mut self) -> Result<u64> {
-        if !self.group.is_empty() {
-            let last = std::mem::take(&mut self.group);
-            self.put(&last)?;
-        }
-        if !self.batch.is_empty() {
-            self.store.write_unlogged(self.batch)?;
+        if !self.buf.is_empty() {
+            self.write()?;
         }
         Ok(self.total)
     }
