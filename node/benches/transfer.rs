@@ -55,7 +55,19 @@ async fn run(mib: u64) -> Result<()> {
     }
     let national = RegionCode::NATIONAL;
     let province = RegionCode::parse("11")?;
-    let net = LocalNet::start(&[national, province], dir.path(), Tuning::default()).await?;
+    // BACKFLOW_BENCH_WINDOW: the transfer window (`[tuning] groups_in_flight_max`).
+    let mut tuning = Tuning::default();
+    if let Some(w) = std::env::var("BACKFLOW_BENCH_WINDOW")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        tuning.groups_in_flight_max = w;
+    }
+    println!(
+        "window: {} groups of 16 KiB in flight",
+        tuning.groups_in_flight_max
+    );
+    let net = LocalNet::start(&[national, province], dir.path(), tuning).await?;
     net.wait_connected(Duration::from_secs(10)).await?;
     let pub_node = net.nodes[&national].clone();
     let store = pub_node.store.clone();

@@ -19,7 +19,7 @@ use bao_tree::io::outboard::PreOrderOutboard;
 use bao_tree::io::sync::{encode_ranges_validated, CreateOutboard, ReadAt};
 use bao_tree::{BaoTree, BlockSize, ChunkNum, ChunkRanges};
 
-use crate::store::{ContentReader, Store};
+use crate::store::{AlignedBuf, ContentReader, Store};
 
 /// Same block size as the protocol: 16 KiB chunk groups (chunk log 4).
 const BLOCK_SIZE: BlockSize = BlockSize::from_chunk_log(4);
@@ -39,6 +39,24 @@ impl ReadAt for StoredContent<'_> {
         self.reader
             .read_at(pos, buf)
             .map_err(|e| io::Error::other(e.to_string()))
+    }
+}
+
+/// A range of a partition's content held in memory, addressed by partition offset.
+struct SliceAt<'b> {
+    base: u64,
+    bytes: &'b [u8],
+}
+
+impl ReadAt for SliceAt<'_> {
+    fn read_at(&self, pos: u64, buf: &mut [u8]) -> io::Result<usize> {
+        let Some(at) = pos.checked_sub(self.base) else {
+            return Err(io::Error::other("read before the loaded groups"));
+        };
+        let at = (at as usize).min(self.bytes.len());
+        let n = (self.bytes.len() - at).min(buf.len());
+        buf[..n].copy_from_slice(&self.bytes[at..at + n]);
+        Ok(n)
     }
 }
 
@@ -109,8 +127,13 @@ pub fn encode_groups(
     );
     let mut out =
         Vec::with_capacity(((groups.end - groups.start) * (CHUNK_GROUP_BYTES + 128)) as usize);
-    let data = StoredContent {
-        reader: store.content_reader(&entry.content_hash)?,
+    // The groups' bytes in one (direct) read; bao-tree then reads from memory.
+    let mut buf =
+        AlignedBuf::with_capacity(((groups.end - groups.start) * CHUNK_GROUP_BYTES) as usize);
+    store.read_groups(&entry.content_hash, groups.clone(), &mut buf)?;
+    let data = SliceAt {
+        base: groups.start * CHUNK_GROUP_BYTES,
+        bytes: buf.as_slice(),
     };
     encode_ranges_validated(data, outboard, &ranges, &mut out)
         .map_err(|e| anyhow::anyhow!("encoding partition {}: {e}", entry.region))?;

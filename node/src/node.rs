@@ -22,7 +22,10 @@ use backflow_protocol::catalog_sync::{
     CatalogEvent, CatalogOutput, CatalogStorageOp, CatalogSync, CatalogSyncConfig,
 };
 use backflow_protocol::cert::{NodeIdentity, TrustStore};
-use backflow_protocol::manifest::{decode_groups, ChunkError, ChunkFrame, Hash, HeldVersion};
+use backflow_protocol::manifest::{
+    decode_groups_with, ChunkError, ChunkFrame, Hash, HeldVersion, CHUNK_GROUPS_PER_FRAME_MAX,
+    CHUNK_GROUP_BYTES,
+};
 use backflow_protocol::receipt::Receipt;
 use backflow_protocol::return_flow::{
     Event, Output, ReturnFlow, ReturnFlowConfig, StorageOp, TransferRecord,
@@ -826,11 +829,29 @@ impl Runtime {
         let tx = self.work_tx.clone();
         tokio::task::spawn_blocking(move || {
             let groups = frame.first_group..frame.first_group + frame.group_count;
-            let work = match decode_groups(&entry, groups.clone(), &frame.encoded) {
-                Ok(data) => {
-                    // Only verified bytes reach the store; aligned for an `O_DIRECT` write.
-                    let mut buf = AlignedBuf::with_capacity(data.len());
-                    buf.extend_from_slice(&data);
+            // Decoded straight into the (aligned, for `O_DIRECT`) buffer that is written; a
+            // frame yielding more than its groups can hold is malformed, not a panic.
+            let mut buf = AlignedBuf::with_capacity(
+                (frame.group_count.min(CHUNK_GROUPS_PER_FRAME_MAX) * CHUNK_GROUP_BYTES) as usize,
+            );
+            let mut overflow = false;
+            let decoded = decode_groups_with(&entry, groups.clone(), &frame.encoded, |piece| {
+                if buf.len() + piece.len() <= buf.capacity() {
+                    buf.extend_from_slice(piece);
+                } else {
+                    overflow = true;
+                }
+            })
+            .and_then(|()| {
+                if overflow {
+                    Err(ChunkError::Malformed)
+                } else {
+                    Ok(())
+                }
+            });
+            let work = match decoded {
+                Ok(()) => {
+                    // Only verified bytes reach the store.
                     match store.put_groups(
                         &entry.content_hash,
                         groups.start,

@@ -844,11 +844,36 @@ pub fn decode_groups(
     groups: Range<u64>,
     encoded: &[u8],
 ) -> Result<Vec<u8>, ChunkError> {
+    let mut data = Vec::with_capacity(expected_bytes(entry, &groups) as usize);
+    decode_groups_with(entry, groups, encoded, |piece| {
+        data.extend_from_slice(piece)
+    })?;
+    Ok(data)
+}
+
+/// Content bytes of `groups` of the partition (0 for an empty or out-of-range request).
+fn expected_bytes(entry: &PartitionEntry, groups: &Range<u64>) -> u64 {
+    groups
+        .end
+        .saturating_mul(CHUNK_GROUP_BYTES)
+        .min(entry.bytes)
+        .saturating_sub(groups.start.saturating_mul(CHUNK_GROUP_BYTES))
+}
+
+/// Like [`decode_groups`], but hands the content to `sink` piece by piece, in order, so a
+/// shell can place it where it will be written (no intermediate buffer). On an error, what
+/// was already handed over must be discarded: only an `Ok` means all of it verified.
+pub fn decode_groups_with(
+    entry: &PartitionEntry,
+    groups: Range<u64>,
+    encoded: &[u8],
+    mut sink: impl FnMut(&[u8]),
+) -> Result<(), ChunkError> {
     check_groups(entry, &groups)?;
     let tree = BaoTree::new(entry.bytes, BLOCK_SIZE);
     let ranges = chunk_ranges(&groups);
     let mut reader = encoded;
-    let mut data = Vec::new();
+    let mut decoded = 0u64;
     let base = groups.start.saturating_mul(CHUNK_GROUP_BYTES);
     let iter = DecodeResponseIter::new(
         blake3::Hash::from_bytes(entry.content_hash),
@@ -860,10 +885,11 @@ pub fn decode_groups(
         match item {
             Ok(BaoContentItem::Parent(_)) => {}
             Ok(BaoContentItem::Leaf(leaf)) => {
-                if leaf.offset != base + data.len() as u64 {
+                if leaf.offset != base + decoded {
                     return Err(ChunkError::Malformed);
                 }
-                data.extend_from_slice(&leaf.data);
+                decoded += leaf.data.len() as u64;
+                sink(&leaf.data);
             }
             Err(e) => {
                 use bao_tree::io::DecodeError;
@@ -882,13 +908,8 @@ pub fn decode_groups(
     if !reader.is_empty() {
         return Err(ChunkError::TrailingBytes(reader.len()));
     }
-    let expected = groups
-        .end
-        .saturating_mul(CHUNK_GROUP_BYTES)
-        .min(entry.bytes)
-        .saturating_sub(base);
-    if data.len() as u64 != expected {
+    if decoded != expected_bytes(entry, &groups) {
         return Err(ChunkError::Malformed);
     }
-    Ok(data)
+    Ok(())
 }

@@ -166,8 +166,17 @@ fn config() -> Config {
 /// Encodes one frame (version tag + message), checking limits first.
 pub fn encode_frame(message: &Message) -> Result<Vec<u8>, WireError> {
     message.check_limits()?;
-    let mut out = encode_value(&PROTOCOL_VERSION)?;
-    out.extend(encode_value(message)?);
+    // Sized up front: a chunk frame is its payload plus a few dozen bytes, and growing the
+    // buffer by doubling would copy the payload again.
+    let hint = match message {
+        Message::Chunk(f) => f.encoded.len() + 128,
+        _ => 1024,
+    };
+    let mut out = Vec::with_capacity(hint);
+    bincode::serde::encode_into_std_write(PROTOCOL_VERSION, &mut out, config())
+        .map_err(|e| WireError::Malformed(e.to_string()))?;
+    bincode::serde::encode_into_std_write(message, &mut out, config())
+        .map_err(|e| WireError::Malformed(e.to_string()))?;
     check_len("frame bytes", out.len(), FRAME_BYTES_MAX).map_err(|_| WireError::FrameTooLarge {
         len: out.len(),
         max: FRAME_BYTES_MAX,
