@@ -841,14 +841,11 @@ impl Runtime {
                 } else {
                     overflow = true;
                 }
-            })
-            .and_then(|()| {
-                if overflow {
-                    Err(ChunkError::Malformed)
-                } else {
-                    Ok(())
-                }
             });
+            let decoded = match decoded {
+                Ok(()) if overflow => Err(ChunkError::Malformed),
+                other => other,
+            };
             let work = match decoded {
                 Ok(()) => {
                     // Only verified bytes reach the store.

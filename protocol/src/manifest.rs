@@ -57,8 +57,10 @@ const SCHEMA_DOMAIN: &[u8] = b"backflow/schema/v1";
 pub const CHUNK_GROUP_BYTES: u64 = 16 * 1024;
 const BLOCK_SIZE: BlockSize = BlockSize::from_chunk_log(4);
 const CHUNKS_PER_GROUP: u64 = 16;
-/// Groups in one chunk frame: 32 × 16 KiB = 512 KiB, under `CHUNK_FRAME_BYTES_MAX` with proofs.
-pub const CHUNK_GROUPS_PER_FRAME_MAX: u64 = 32;
+/// Groups in one chunk frame: 64 × 16 KiB = 1 MiB, under `CHUNK_FRAME_BYTES_MAX` with proofs.
+/// Large enough that per-frame costs (a stream, a task, a write, a batch) stay a few percent
+/// of a transfer; small enough that a rejected frame wastes little.
+pub const CHUNK_GROUPS_PER_FRAME_MAX: u64 = 64;
 /// One partition's content. 1 TiB is far beyond any single region's share of a dataset.
 pub const PARTITION_BYTES_MAX: u64 = 1 << 40;
 
@@ -844,7 +846,11 @@ pub fn decode_groups(
     groups: Range<u64>,
     encoded: &[u8],
 ) -> Result<Vec<u8>, ChunkError> {
-    let mut data = Vec::with_capacity(expected_bytes(entry, &groups) as usize);
+    // Checked before sizing the buffer: a hostile entry or range must not size an allocation.
+    check_groups(entry, &groups)?;
+    let mut data = Vec::with_capacity(
+        expected_bytes(entry, &groups).min(CHUNK_GROUPS_PER_FRAME_MAX * CHUNK_GROUP_BYTES) as usize,
+    );
     decode_groups_with(entry, groups, encoded, |piece| {
         data.extend_from_slice(piece)
     })?;

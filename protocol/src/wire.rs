@@ -67,8 +67,8 @@ pub const MISSING_REGIONS_REPORTED_MAX: usize = 64;
 /// came in one announce (≤ `ANNOUNCE_ENTRIES_MAX` entries), so ≤ 2 KiB.
 pub const RECEIPT_DELIVERED_BYTES_MAX: usize = ANNOUNCE_ENTRIES_MAX.div_ceil(8);
 /// Encoded bytes of one chunk frame: `CHUNK_GROUPS_PER_FRAME_MAX` groups of 16 KiB plus bao
-/// parent hashes (≤ 64 levels × 64 B per group).
-pub const CHUNK_FRAME_BYTES_MAX: usize = 1024 * 1024;
+/// parent hashes (64 B per parent node: < 64 KiB for 64 groups and the path to the root).
+pub const CHUNK_FRAME_BYTES_MAX: usize = 1024 * 1024 + 64 * 1024;
 
 /// Why bytes are not an acceptable frame.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
