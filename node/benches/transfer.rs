@@ -30,9 +30,15 @@ fn main() -> Result<()> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1024);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    // BACKFLOW_BENCH_WORKERS: tokio worker threads (default: one per core, as `backflow run`).
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = std::env::var("BACKFLOW_BENCH_WORKERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        builder.worker_threads(n);
+    }
+    let rt = builder.enable_all().build()?;
     rt.block_on(run(mib))
 }
 
