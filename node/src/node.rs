@@ -58,6 +58,9 @@ const WORK_QUEUE_MAX: usize = 4_096;
 const REDIAL_INTERVAL_MS: u64 = 2_000;
 /// Upper bound on one wait of the event loop (timers are re-evaluated at least this often).
 const LOOP_WAIT_MS_MAX: u64 = 1_000;
+/// Frames up to this size are decoded in the event loop; larger ones (chunk frames) on the
+/// blocking pool.
+const DECODE_IN_EVENT_LOOP_BYTES_MAX: usize = 64 * 1024;
 /// Receipts persisted per manifest for `status` after a restart.
 const TRANSFER_KEY_PREFIX: &[u8] = b"transfer/";
 const CATALOG_LOG_PREFIX: &[u8] = b"log/";
@@ -399,6 +402,11 @@ impl NodeHandle {
 }
 
 enum Work {
+    /// A large frame decoded on the blocking pool.
+    Decoded {
+        peer: PeerId,
+        msg: std::result::Result<Message, String>,
+    },
     Stored {
         from: RegionCode,
         manifest: Hash,
@@ -741,7 +749,19 @@ impl Runtime {
                         .behaviour_mut()
                         .frames
                         .send_response(channel, Vec::new());
-                    self.on_frame(peer, &request);
+                    if request.len() > DECODE_IN_EVENT_LOOP_BYTES_MAX {
+                        // A chunk frame: decoding copies its megabyte; keep that off the one
+                        // task that routes every frame of this node.
+                        let tx = self.work_tx.clone();
+                        tokio::task::spawn_blocking(move || {
+                            let _ = tx.blocking_send(Work::Decoded {
+                                peer,
+                                msg: decode_frame(&request).map_err(|e| e.to_string()),
+                            });
+                        });
+                    } else {
+                        self.on_frame(peer, &request);
+                    }
                 }
                 request_response::Message::Response { response, .. } => {
                     if !response.is_empty() {
@@ -760,13 +780,13 @@ impl Runtime {
     }
 
     fn on_frame(&mut self, peer: PeerId, bytes: &[u8]) {
-        let msg = match decode_frame(bytes) {
-            Ok(m) => m,
-            Err(e) => {
-                warn!(%peer, error = %e, "dropping malformed frame");
-                return;
-            }
-        };
+        match decode_frame(bytes) {
+            Ok(m) => self.on_message(peer, m),
+            Err(e) => warn!(%peer, error = %e, "dropping malformed frame"),
+        }
+    }
+
+    fn on_message(&mut self, peer: PeerId, msg: Message) {
         if let Message::Hello(hello) = msg {
             self.on_hello(peer, hello);
             return;
@@ -910,6 +930,10 @@ impl Runtime {
                     .handle_group_rejected(now, from, &manifest, region, group);
             }
             Work::Serve { to, frame } => self.send_to_region(to, frame),
+            Work::Decoded { peer, msg } => match msg {
+                Ok(m) => self.on_message(peer, m),
+                Err(e) => warn!(%peer, error = %e, "dropping malformed frame"),
+            },
             Work::Failed(e) => warn!(error = %e, "background work failed"),
         }
     }
