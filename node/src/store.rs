@@ -63,6 +63,14 @@ pub fn region_key(region: RegionCode) -> [u8; 8] {
     (region.digits() * 8 + region.level().depth() as u64).to_be_bytes()
 }
 
+/// A group's length from its `chunks` index entry.
+fn index_len(value: &[u8]) -> Result<usize> {
+    let len: [u8; 4] = value.try_into().context(
+        "a chunk index entry is not a 4-byte length (a database from an older version?)",
+    )?;
+    Ok(u32::from_le_bytes(len) as usize)
+}
+
 /// Directory of content files inside the RocksDB directory.
 pub const CHUNK_DIR: &str = "chunks";
 
@@ -83,8 +91,9 @@ const O_DIRECT: Option<i32> = Some(0o200000);
 )))]
 const O_DIRECT: Option<i32> = None;
 
-/// A zero-filled byte buffer whose usable part starts on a `DIRECT_ALIGN_BYTES` boundary
-/// (safe code: over-allocate and start at the first aligned address; the Vec never grows).
+/// A byte buffer whose usable part starts on a `DIRECT_ALIGN_BYTES` boundary (safe code:
+/// over-allocate and start at the first aligned address; the Vec never grows). Its memory is
+/// reused per thread, so only bytes written into it are ever read back.
 pub struct AlignedBuf {
     raw: Vec<u8>,
     start: usize,
@@ -242,34 +251,39 @@ impl Store {
         self.chunk_dir.join(crate::config::hex(content))
     }
 
+    /// Opens a partition's content file: for writing (created if missing) or reading, with
+    /// `O_DIRECT` when `direct` (callers pass `self.direct` or `false`).
+    fn open_content(&self, content: &Hash, write: bool, direct: bool) -> Result<File> {
+        let path = self.content_path(content);
+        let mut open = OpenOptions::new();
+        if write {
+            open.create(true).write(true).truncate(false);
+        } else {
+            open.read(true);
+        }
+        if let (true, Some(flag)) = (direct, O_DIRECT) {
+            open.custom_flags(flag);
+        }
+        open.open(&path).with_context(|| {
+            format!(
+                "opening the content file of partition {} ({})",
+                crate::config::hex(&content[..8]),
+                path.display()
+            )
+        })
+    }
+
     /// Writes `data` (whole groups, the last possibly short) into `content`'s file from
     /// `first_group` on. Durable once it returns under `O_DIRECT` (the page cache is bypassed);
     /// otherwise as durable as any buffered write.
-    pub fn write_content(
-        &self,
-        content: &Hash,
-        first_group: u64,
-        data: &mut AlignedBuf,
-    ) -> Result<()> {
-        self.write_content_with(content, first_group, data, self.direct)
-    }
-
-    fn write_content_with(
+    fn write_content(
         &self,
         content: &Hash,
         first_group: u64,
         data: &mut AlignedBuf,
         direct: bool,
     ) -> Result<()> {
-        let path = self.content_path(content);
-        let mut open = OpenOptions::new();
-        open.create(true).write(true).truncate(false);
-        if let (true, Some(flag)) = (direct, O_DIRECT) {
-            open.custom_flags(flag);
-        }
-        let file = open
-            .open(&path)
-            .with_context(|| format!("opening {}", path.display()))?;
+        let file = self.open_content(content, true, direct)?;
         let offset = first_group * CHUNK_GROUP_BYTES;
         let bytes = if direct {
             data.padded()
@@ -277,7 +291,7 @@ impl Store {
             data.as_slice()
         };
         file.write_all_at(bytes, offset)
-            .with_context(|| format!("writing {}", path.display()))?;
+            .with_context(|| format!("writing {}", self.content_path(content).display()))?;
         Ok(())
     }
 
@@ -311,7 +325,7 @@ impl Store {
         first_group: u64,
         data: &mut AlignedBuf,
     ) -> Result<()> {
-        self.write_content_with(content, first_group, data, false)?;
+        self.write_content(content, first_group, data, false)?;
         let mut batch = self.batch();
         Self::index_groups(&mut batch, content, first_group, data.len());
         self.write_unlogged(batch)
@@ -319,14 +333,7 @@ impl Store {
 
     /// Opens a partition's content for reading.
     pub fn content_reader(&self, content: &Hash) -> Result<ContentReader<'_>> {
-        let path = self.content_path(content);
-        let file = File::open(&path).with_context(|| {
-            format!(
-                "partition {} has no content file ({})",
-                crate::config::hex(&content[..8]),
-                path.display()
-            )
-        })?;
+        let file = self.open_content(content, false, false)?;
         Ok(ContentReader {
             store: self,
             content: *content,
@@ -342,10 +349,7 @@ impl Store {
         else {
             return Ok(None);
         };
-        let len: [u8; 4] = v.as_ref().try_into().context(
-            "a chunk index entry is not a 4-byte length (a database from an older version?)",
-        )?;
-        Ok(Some(u32::from_le_bytes(len) as usize))
+        index_len(&v).map(Some)
     }
 
     /// Reads stored groups `groups` of a partition into `buf` (cleared first): every group must
@@ -374,15 +378,7 @@ impl Store {
             len += n;
         }
         buf.clear();
-        let path = self.content_path(content);
-        let mut open = OpenOptions::new();
-        open.read(true);
-        if let (true, Some(flag)) = (self.direct, O_DIRECT) {
-            open.custom_flags(flag);
-        }
-        let file = open
-            .open(&path)
-            .with_context(|| format!("opening {}", path.display()))?;
+        let file = self.open_content(content, false, self.direct)?;
         let offset = groups.start * CHUNK_GROUP_BYTES;
         let target = if self.direct {
             len.next_multiple_of(DIRECT_ALIGN_BYTES)
@@ -394,7 +390,10 @@ impl Store {
         while got < len {
             let n = file.read_at(&mut window[got..], offset + got as u64)?;
             if n == 0 {
-                anyhow::bail!("{} ends inside stored groups", path.display());
+                anyhow::bail!(
+                    "{} ends inside stored groups",
+                    self.content_path(content).display()
+                );
             }
             got += n;
         }
@@ -493,7 +492,7 @@ impl Store {
         data: &mut AlignedBuf,
         mut extra: Batch<'_>,
     ) -> Result<()> {
-        self.write_content(content, first_group, data)?;
+        self.write_content(content, first_group, data, self.direct)?;
         Self::index_groups(&mut extra, content, first_group, data.len());
         self.write(extra)
     }
@@ -570,8 +569,7 @@ impl Store {
             let mut g = [0u8; 8];
             g.copy_from_slice(&k[32..40]);
             let group = u64::from_be_bytes(g);
-            let len: [u8; 4] = v.try_into().context("bad chunk index entry")?;
-            let len = (u32::from_le_bytes(len) as usize).min(buf.len());
+            let len = index_len(v)?.min(buf.len());
             let file = match &mut file {
                 Some(f) => f,
                 None => file.insert(self.content_reader(content)?.file),

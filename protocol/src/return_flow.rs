@@ -544,6 +544,15 @@ impl Transfer {
         self.complete_parts + self.bypassed_parts == self.parts.len()
     }
 
+    /// Partitions of this transfer inside `region`: what a receipt from `region` must count.
+    fn partitions_under(&self, region: RegionCode) -> usize {
+        self.record
+            .entries
+            .iter()
+            .filter(|e| region.contains(e.region))
+            .count()
+    }
+
     fn part_index(&self, region: RegionCode) -> Option<usize> {
         self.record
             .entries
@@ -780,12 +789,7 @@ impl ReturnFlow {
         let Some(t) = self.transfers.get_mut(&receipt.manifest) else {
             return false;
         };
-        let expected = t
-            .record
-            .entries
-            .iter()
-            .filter(|e| region.contains(e.region))
-            .count();
+        let expected = t.partitions_under(region);
         if region == me || !me.contains(region) || receipt.regions_expected as usize != expected {
             return false;
         }
@@ -1109,13 +1113,10 @@ impl ReturnFlow {
         if news {
             // The bitmap indexes the signer's partitions in region order, which must be
             // exactly ours inside its region (both proven against the same manifest root).
-            let expected = self.transfers.get(&manifest).map_or(0, |t| {
-                t.record
-                    .entries
-                    .iter()
-                    .filter(|e| region.contains(e.region))
-                    .count()
-            });
+            let expected = self
+                .transfers
+                .get(&manifest)
+                .map_or(0, |t| t.partitions_under(region));
             let check = if r.receipt.regions_expected as usize != expected {
                 Err(ReceiptError::Inconsistent {
                     delivered: r.receipt.regions_delivered,
