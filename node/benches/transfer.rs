@@ -1,5 +1,5 @@
-//! Return-flow transfer between two real nodes on loopback (libp2p TCP + noise + yamux, each
-//! with its own RocksDB): the national node publishes a dataset whose one partition is
+//! Return-flow transfer between two real nodes on loopback (libp2p TCP + TLS + yamux, or QUIC
+//! with `BACKFLOW_BENCH_TRANSPORT=quic`; each with its own RocksDB): the national node publishes a dataset whose one partition is
 //! `BACKFLOW_BENCH_MB` (default 1024 MiB) for township 110101001; the province node 11
 //! pulls every 16 KiB group, verifies it against the signed manifest (bao-tree) and stores it.
 //! The clock runs from handing the manifest to the return flow until the province reports
@@ -14,7 +14,7 @@ use std::io::{BufWriter, Write};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use backflow_node::localnet::LocalNet;
+use backflow_node::localnet::{LocalNet, Transport};
 use backflow_node::node::{now_ms, Tuning};
 use backflow_node::partition::Format;
 use backflow_node::publish::{prepare, PublishRequest};
@@ -73,7 +73,11 @@ async fn run(mib: u64) -> Result<()> {
         "window: {} groups of 16 KiB in flight",
         tuning.groups_in_flight_max
     );
-    let net = LocalNet::start(&[national, province], dir.path(), tuning).await?;
+    let transport: Transport = std::env::var("BACKFLOW_BENCH_TRANSPORT")
+        .unwrap_or_else(|_| "tcp".into())
+        .parse()?;
+    println!("transport: {transport:?}");
+    let net = LocalNet::start_on(&[national, province], dir.path(), tuning, transport).await?;
     net.wait_connected(Duration::from_secs(10)).await?;
     let pub_node = net.nodes[&national].clone();
     let store = pub_node.store.clone();

@@ -1,6 +1,6 @@
 //! An in-process network of real nodes on loopback: each with its own key, certificate chain
 //! (issued down the tree from a fresh national root), RocksDB directory and libp2p swarm on
-//! `127.0.0.1:<ephemeral>`. Used by `backflow demo`, the integration tests and the benchmarks.
+//! `127.0.0.1:<ephemeral>` (TCP, or QUIC with [`LocalNet::start_on`]). Used by `backflow demo`, the integration tests and the benchmarks.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -15,6 +15,38 @@ use rand::rngs::OsRng;
 
 use crate::node::{now_ms, peer_id_of, start, NodeHandle, NodeSetup, Tuning};
 
+/// Which libp2p transport the local nodes listen on (each node speaks both).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Transport {
+    /// TCP with TLS 1.3 (or noise) and yamux.
+    #[default]
+    Tcp,
+    /// QUIC v1 over UDP.
+    Quic,
+}
+
+impl Transport {
+    /// An ephemeral loopback listen address for this transport.
+    pub fn loopback(self) -> libp2p::Multiaddr {
+        let a = match self {
+            Transport::Tcp => "/ip4/127.0.0.1/tcp/0",
+            Transport::Quic => "/ip4/127.0.0.1/udp/0/quic-v1",
+        };
+        a.parse().expect("a valid multiaddr literal")
+    }
+}
+
+impl std::str::FromStr for Transport {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "tcp" => Ok(Transport::Tcp),
+            "quic" => Ok(Transport::Quic),
+            _ => bail!("unknown transport {s:?} (expected tcp or quic)"),
+        }
+    }
+}
+
 pub struct LocalNet {
     pub nodes: BTreeMap<RegionCode, NodeHandle>,
     tasks: BTreeMap<RegionCode, tokio::task::JoinHandle<Result<()>>>,
@@ -23,12 +55,23 @@ pub struct LocalNet {
     anchor: ed25519_dalek::VerifyingKey,
     dir: std::path::PathBuf,
     tuning: Tuning,
+    transport: Transport,
 }
 
 impl LocalNet {
     /// Starts one node per region. `regions` must be closed under parent (every region's
     /// parent is in the list) and contain national.
     pub async fn start(regions: &[RegionCode], dir: &Path, tuning: Tuning) -> Result<LocalNet> {
+        Self::start_on(regions, dir, tuning, Transport::Tcp).await
+    }
+
+    /// [`LocalNet::start`] with every node listening on `transport`.
+    pub async fn start_on(
+        regions: &[RegionCode],
+        dir: &Path,
+        tuning: Tuning,
+        transport: Transport,
+    ) -> Result<LocalNet> {
         let topo = Topology::china();
         let mut sorted: Vec<RegionCode> = regions.to_vec();
         sorted.sort();
@@ -80,7 +123,7 @@ impl LocalNet {
                 identity: identities[r].clone(),
                 anchor,
                 db_path: dir.join(format!("node-{r}")),
-                listen: vec!["/ip4/127.0.0.1/tcp/0".parse()?],
+                listen: vec![transport.loopback()],
                 upstream: upstream.clone(),
                 tuning: tuning.clone(),
             };
@@ -99,6 +142,7 @@ impl LocalNet {
             anchor,
             dir: dir.to_path_buf(),
             tuning,
+            transport,
         })
     }
 
@@ -119,7 +163,7 @@ impl LocalNet {
             identity: self.identities[&region].clone(),
             anchor: self.anchor,
             db_path: self.dir.join(format!("node-{region}")),
-            listen: vec!["/ip4/127.0.0.1/tcp/0".parse()?],
+            listen: vec![self.transport.loopback()],
             upstream: self.upstreams[&region].clone(),
             tuning: self.tuning.clone(),
         };

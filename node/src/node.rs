@@ -2,8 +2,11 @@
 //! (`ReturnFlow`, `CatalogSync`), driving them with messages, timer ticks and storage
 //! results, and carrying out their outputs.
 //!
-//! Control plane and data plane are kept apart: the event loop only routes; verifying and
-//! storing received chunk frames and reading + encoding served ones run on the blocking pool,
+//! Control plane and data plane are kept apart. Control frames travel by request-response
+//! through the swarm and this loop. Chunk frames travel on one data-plane stream per peer
+//! (`/backflow/chunks/1`): a writer task per peer sends them, a reader task per inbound stream
+//! decodes them, and this loop only routes a decoded frame to the state machine. Verifying and
+//! storing received chunk frames and reading + encoding served ones run on the blocking pool
 //! and report back through a channel. The state machines' own flow control
 //! (`groups_in_flight_max`) bounds how much of that work can be outstanding.
 
@@ -47,7 +50,10 @@ use tracing::{debug, info, warn};
 
 use crate::chunks::{encode_groups, OutboardCache};
 use crate::config::hex;
-use crate::net::{build_swarm, keypair_from_signing_key, Behaviour, BehaviourEvent};
+use crate::net::{
+    build_swarm, keypair_from_signing_key, read_frame, write_frame, Behaviour, BehaviourEvent,
+    CHUNK_PROTOCOL,
+};
 use crate::store::{region_key, AlignedBuf, Store, CF_CATALOG, CF_RECEIPTS, CF_STATE};
 
 /// Commands queued to the event loop. Bounded: callers wait rather than pile up.
@@ -58,9 +64,10 @@ const WORK_QUEUE_MAX: usize = 4_096;
 const REDIAL_INTERVAL_MS: u64 = 2_000;
 /// Upper bound on one wait of the event loop (timers are re-evaluated at least this often).
 const LOOP_WAIT_MS_MAX: u64 = 1_000;
-/// Frames up to this size are decoded in the event loop; larger ones (chunk frames) on the
-/// blocking pool.
-const DECODE_IN_EVENT_LOOP_BYTES_MAX: usize = 64 * 1024;
+/// Chunk frames (≤ 1 MiB + 64 KiB each) queued for one peer's data-plane stream. The transfer
+/// window (`groups_in_flight_max`, 64 groups per frame) keeps far fewer in flight per
+/// transfer; this bounds the memory a slow peer can pin.
+const CHUNK_FRAMES_QUEUED_MAX: usize = 64;
 /// Receipts persisted per manifest for `status` after a restart.
 const TRANSFER_KEY_PREFIX: &[u8] = b"transfer/";
 const CATALOG_LOG_PREFIX: &[u8] = b"log/";
@@ -230,6 +237,8 @@ pub struct CatalogView {
 pub struct PeerView {
     pub peer: String,
     pub region: Option<String>,
+    /// The remote address of the latest connection (shows the transport: `/tcp/` or `/quic-v1`).
+    pub addr: Option<String>,
 }
 
 /// The transfer records of one dataset version (one per scope).
@@ -402,10 +411,10 @@ impl NodeHandle {
 }
 
 enum Work {
-    /// A large frame decoded on the blocking pool.
-    Decoded {
+    /// A chunk frame read and decoded from a peer's data-plane stream.
+    Chunk {
         peer: PeerId,
-        msg: std::result::Result<Message, String>,
+        frame: ChunkFrame,
     },
     Stored {
         from: RegionCode,
@@ -419,10 +428,6 @@ enum Work {
         region: RegionCode,
         group: u64,
         reason: String,
-    },
-    Serve {
-        to: RegionCode,
-        frame: Vec<u8>,
     },
     Failed(String),
 }
@@ -438,11 +443,19 @@ struct Runtime {
     /// Verified peers.
     regions: HashMap<PeerId, RegionCode>,
     by_region: HashMap<RegionCode, PeerId>,
+    /// Remote address of each connected peer's latest connection, for `peers`.
+    addrs: HashMap<PeerId, libp2p::Multiaddr>,
     upstream: Vec<(Multiaddr, Option<PeerId>)>,
     last_redial: Instant,
     records: HashMap<Hash, Arc<TransferRecord>>,
     outboards: OutboardCache,
     work_tx: mpsc::Sender<Work>,
+    /// Opens data-plane streams.
+    control: libp2p_stream::Control,
+    /// The queue of each verified peer's data-plane writer task (see [`write_chunks`]).
+    chunk_out: HashMap<PeerId, mpsc::Sender<Vec<u8>>>,
+    /// Accepts inbound data-plane streams; stopped with the node.
+    accept_task: tokio::task::JoinHandle<()>,
     stats: Arc<NodeStats>,
     /// See [`Tuning::fault_tamper_serve`].
     fault_tamper_serve: bool,
@@ -463,6 +476,10 @@ pub async fn start(setup: NodeSetup) -> Result<(NodeHandle, tokio::task::JoinHan
     let keypair = keypair_from_signing_key(&identity.key);
     let peer_id = keypair.public().to_peer_id();
     let mut swarm = build_swarm(keypair)?;
+    let mut control = swarm.behaviour().chunks.new_control();
+    let incoming = control
+        .accept(CHUNK_PROTOCOL)
+        .map_err(|_| anyhow!("the chunk protocol is registered twice"))?;
     for addr in &setup.listen {
         swarm
             .listen_on(addr.clone())
@@ -555,6 +572,7 @@ pub async fn start(setup: NodeSetup) -> Result<(NodeHandle, tokio::task::JoinHan
         .collect();
     let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE_MAX);
     let (work_tx, work_rx) = mpsc::channel(WORK_QUEUE_MAX);
+    let accept_task = tokio::spawn(accept_chunks(incoming, work_tx.clone()));
     let mut rt = Runtime {
         swarm,
         store: store.clone(),
@@ -565,11 +583,15 @@ pub async fn start(setup: NodeSetup) -> Result<(NodeHandle, tokio::task::JoinHan
         hello,
         regions: HashMap::new(),
         by_region: HashMap::new(),
+        addrs: HashMap::new(),
         upstream,
         last_redial: Instant::now() - Duration::from_secs(3600),
         records: HashMap::new(),
         outboards: OutboardCache::default(),
         work_tx,
+        control,
+        chunk_out: HashMap::new(),
+        accept_task,
         stats: Arc::default(),
         fault_tamper_serve: setup.tuning.fault_tamper_serve,
     };
@@ -629,6 +651,76 @@ pub fn to_ranges(groups: &[u64]) -> Vec<Range<u64>> {
     out
 }
 
+/// Accepts inbound data-plane streams, one reader task each. Bounded by the muxer: at most
+/// `STREAMS_PER_CONNECTION_MAX` streams per connection.
+async fn accept_chunks(mut incoming: libp2p_stream::IncomingStreams, work: mpsc::Sender<Work>) {
+    while let Some((peer, stream)) = incoming.next().await {
+        tokio::spawn(read_chunks(peer, stream, work.clone()));
+    }
+}
+
+/// Reads one inbound data-plane stream: chunk frames back to back, decoded here (off the event
+/// loop) and handed to it. Waiting on a full work queue holds back the sender (backpressure).
+/// Anything but a well-formed chunk frame closes the stream; frames from a peer that has not
+/// verified are dropped by the event loop like any other.
+async fn read_chunks(peer: PeerId, mut stream: libp2p::Stream, work: mpsc::Sender<Work>) {
+    loop {
+        let bytes = match read_frame(&mut stream).await {
+            Ok(b) => b,
+            Err(e) => {
+                debug!(%peer, error = %e, "chunk stream ended");
+                return;
+            }
+        };
+        match decode_frame(&bytes) {
+            Ok(Message::Chunk(frame)) => {
+                if work.send(Work::Chunk { peer, frame }).await.is_err() {
+                    return; // the node stopped
+                }
+            }
+            Ok(_) => {
+                warn!(%peer, "a control frame on the chunk stream; closing it");
+                return;
+            }
+            Err(e) => {
+                warn!(%peer, error = %e, "malformed chunk frame; closing the stream");
+                return;
+            }
+        }
+    }
+}
+
+/// Writes chunk frames to one peer over one data-plane stream, opened on first use and opened
+/// again after an error. A frame that cannot be written is dropped: the receiver's state
+/// machine asks for its groups again after `retry_ms`. Ends when the queue closes (the peer
+/// disconnected or the node stopped).
+async fn write_chunks(
+    peer: PeerId,
+    mut control: libp2p_stream::Control,
+    mut frames: mpsc::Receiver<Vec<u8>>,
+) {
+    let mut stream: Option<libp2p::Stream> = None;
+    while let Some(frame) = frames.recv().await {
+        let s = match &mut stream {
+            Some(s) => s,
+            None => match control.open_stream(peer, CHUNK_PROTOCOL).await {
+                Ok(s) => stream.insert(s),
+                Err(e) => {
+                    debug!(%peer, error = %e, "cannot open a chunk stream; frame dropped");
+                    continue;
+                }
+            },
+        };
+        if let Err(e) = write_frame(s, &frame).await {
+            debug!(%peer, error = %e, "chunk stream failed; frame dropped");
+            stream = None;
+        }
+    }
+    if let Some(mut s) = stream {
+        let _ = futures::AsyncWriteExt::close(&mut s).await;
+    }
+}
+
 impl Runtime {
     async fn run(
         mut self,
@@ -654,6 +746,7 @@ impl Runtime {
             self.drain();
         }
         info!(region = %self.identity.region, "node shutting down");
+        self.accept_task.abort();
         self.store.flush()?;
         Ok(())
     }
@@ -692,6 +785,17 @@ impl Runtime {
         }
     }
 
+    /// The data-plane queue to a verified region's peer; starts its writer task on first use.
+    fn chunk_sender(&mut self, to: RegionCode) -> Option<mpsc::Sender<Vec<u8>>> {
+        let peer = *self.by_region.get(&to)?;
+        let out = self.chunk_out.entry(peer).or_insert_with(|| {
+            let (tx, rx) = mpsc::channel(CHUNK_FRAMES_QUEUED_MAX);
+            tokio::spawn(write_chunks(peer, self.control.clone(), rx));
+            tx
+        });
+        Some(out.clone())
+    }
+
     fn send_msg(&mut self, to: RegionCode, msg: Message) {
         match encode_frame(&msg) {
             Ok(bytes) => self.send_to_region(to, bytes),
@@ -705,6 +809,8 @@ impl Runtime {
                 peer_id, endpoint, ..
             } => {
                 debug!(peer = %peer_id, addr = %endpoint.get_remote_address(), "connected");
+                self.addrs
+                    .insert(peer_id, endpoint.get_remote_address().clone());
                 // Both sides introduce themselves; each verifies the other's chain.
                 let hello = self.hello.clone();
                 self.swarm
@@ -718,6 +824,9 @@ impl Runtime {
                 cause,
                 ..
             } => {
+                self.addrs.remove(&peer_id);
+                // Its writer task ends with its queue.
+                self.chunk_out.remove(&peer_id);
                 if let Some(region) = self.regions.remove(&peer_id) {
                     if self.by_region.get(&region) == Some(&peer_id) {
                         self.by_region.remove(&region);
@@ -749,19 +858,7 @@ impl Runtime {
                         .behaviour_mut()
                         .frames
                         .send_response(channel, Vec::new());
-                    if request.len() > DECODE_IN_EVENT_LOOP_BYTES_MAX {
-                        // A chunk frame: decoding copies its megabyte; keep that off the one
-                        // task that routes every frame of this node.
-                        let tx = self.work_tx.clone();
-                        tokio::task::spawn_blocking(move || {
-                            let _ = tx.blocking_send(Work::Decoded {
-                                peer,
-                                msg: decode_frame(&request).map_err(|e| e.to_string()),
-                            });
-                        });
-                    } else {
-                        self.on_frame(peer, &request);
-                    }
+                    self.on_frame(peer, &request);
                 }
                 request_response::Message::Response { response, .. } => {
                     if !response.is_empty() {
@@ -929,11 +1026,7 @@ impl Runtime {
                 self.rf
                     .handle_group_rejected(now, from, &manifest, region, group);
             }
-            Work::Serve { to, frame } => self.send_to_region(to, frame),
-            Work::Decoded { peer, msg } => match msg {
-                Ok(m) => self.on_message(peer, m),
-                Err(e) => warn!(%peer, error = %e, "dropping malformed frame"),
-            },
+            Work::Chunk { peer, frame } => self.on_message(peer, Message::Chunk(frame)),
             Work::Failed(e) => warn!(error = %e, "background work failed"),
         }
     }
@@ -949,6 +1042,10 @@ impl Runtime {
                     entry,
                     groups,
                 } => {
+                    let Some(queue) = self.chunk_sender(to) else {
+                        debug!(%to, "no verified connection to region; the protocol will retry");
+                        continue;
+                    };
                     self.stats
                         .groups_served
                         .fetch_add(groups.end - groups.start, Ordering::Relaxed);
@@ -957,7 +1054,7 @@ impl Runtime {
                     let tx = self.work_tx.clone();
                     let tamper = self.fault_tamper_serve;
                     tokio::task::spawn_blocking(move || {
-                        let work = (|| -> Result<Work> {
+                        let frame = (|| -> Result<Vec<u8>> {
                             let ob = cache.get_or_build(&store, &entry)?;
                             let mut encoded = encode_groups(&store, &ob, &entry, groups.clone())?;
                             if tamper {
@@ -973,10 +1070,21 @@ impl Runtime {
                                 group_count: groups.end - groups.start,
                                 encoded,
                             }))?;
-                            Ok(Work::Serve { to, frame })
-                        })()
-                        .unwrap_or_else(|e| Work::Failed(format!("serving chunks: {e:#}")));
-                        let _ = tx.blocking_send(work);
+                            Ok(frame)
+                        })();
+                        match frame {
+                            // Straight to the peer's writer, not through the event loop. A
+                            // closed queue means the peer left; the receiver will ask again.
+                            Ok(frame) => {
+                                if queue.blocking_send(frame).is_err() {
+                                    debug!(%to, "peer gone; served frame dropped");
+                                }
+                            }
+                            Err(e) => {
+                                let _ = tx
+                                    .blocking_send(Work::Failed(format!("serving chunks: {e:#}")));
+                            }
+                        }
                     });
                 }
                 Output::Storage(op) => {
@@ -1215,6 +1323,7 @@ impl Runtime {
                     .map(|p| PeerView {
                         peer: p.to_string(),
                         region: self.regions.get(p).map(|r| r.to_string()),
+                        addr: self.addrs.get(p).map(|a| a.to_string()),
                     })
                     .collect();
                 let _ = reply.send(v);
