@@ -19,7 +19,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::localnet::LocalNet;
+use crate::localnet::{LocalNet, Transport};
 use crate::node::Tuning;
 use crate::partition::Format;
 use crate::publish::PublishRequest;
@@ -33,6 +33,8 @@ pub struct DemoOptions {
     /// Keep the temp directory (for inspection).
     pub keep: Option<PathBuf>,
     pub seed: u64,
+    /// The libp2p transport the nodes listen on.
+    pub transport: Transport,
 }
 
 impl Default for DemoOptions {
@@ -43,6 +45,7 @@ impl Default for DemoOptions {
             timeout: Duration::from_secs(120),
             keep: None,
             seed: 2025,
+            transport: Transport::Tcp,
         }
     }
 }
@@ -169,7 +172,7 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
         receipt_interval_ms: 200,
         ..Tuning::default()
     };
-    let net = LocalNet::start(&regions, &dir, tuning).await?;
+    let net = LocalNet::start_on(&regions, &dir, tuning, opts.transport).await?;
     net.wait_connected(Duration::from_secs(20)).await?;
     println!(
         "✓ {} nodes up; every child verified its parent's certificate chain",

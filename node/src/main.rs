@@ -54,6 +54,9 @@ enum Command {
         /// Keep the network's data in this directory instead of a temp dir.
         #[arg(long)]
         keep: Option<PathBuf>,
+        /// libp2p transport between the demo's nodes: tcp (TLS/noise + yamux) or quic.
+        #[arg(long, default_value = "tcp")]
+        transport: backflow_node::localnet::Transport,
     },
     /// Create a key pair and a config for a new node.
     Init {
@@ -212,11 +215,13 @@ fn dispatch(cmd: Command) -> Result<()> {
             records,
             timeout_secs,
             keep,
+            transport,
         } => runtime()?.block_on(backflow_node::demo::run(backflow_node::demo::DemoOptions {
             townships_per_county: townships,
             records_per_township: records,
             timeout: Duration::from_secs(timeout_secs),
             keep,
+            transport,
             ..Default::default()
         })),
         Command::Init {

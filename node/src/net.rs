@@ -8,11 +8,13 @@
 //!   through the swarm's event loop each; the loop is the one task that routes every control
 //!   frame, and it became the transfer's serial bottleneck.
 //!
-//! Why TLS before noise on TCP: the data plane moves gigabytes, and libp2p's noise only offers
-//! ChaCha20-Poly1305, in software. TLS 1.3 (rustls) negotiates AES-GCM, which runs on the CPU's
-//! AES-NI; on a 2-core machine that cipher was ~15 % of a 1 GiB transfer's CPU time. Noise stays
-//! as the second choice, so a peer that only speaks noise still connects. QUIC listens wherever
-//! a `/udp/…/quic-v1` address is configured; it is also TLS 1.3.
+//! Why TLS 1.3 before noise on TCP: QUIC is TLS 1.3 anyway, so both transports share one
+//! handshake and certificate format; and rustls (aws-lc) offers the hybrid post-quantum key
+//! exchange X25519MLKEM768 first, where noise XX has only X25519 — this data must stay
+//! confidential for years. Not for speed: libp2p-tls lists ChaCha20-Poly1305 first, the same
+//! cipher as noise, and the measured transfer rate did not change. Noise stays as the second
+//! choice, so a peer that only speaks noise still connects. Note: libp2p-tls writes session
+//! keys to the file named by `SSLKEYLOGFILE` if that is set; the node warns at start.
 //!
 //! Both use one framing: a u32 length prefix plus the frame, refusing any frame over
 //! [`FRAME_BYTES_MAX`] (the protocol's named limit) *before* allocating, so the limit is
@@ -49,6 +51,18 @@ pub struct FrameCodec;
 
 /// Reads one length-prefixed frame (≤ [`FRAME_BYTES_MAX`]).
 pub async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T) -> io::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    let len = read_frame_into(io, &mut buf).await?;
+    buf.truncate(len);
+    Ok(buf)
+}
+
+/// Reads one length-prefixed frame into `buf[..len]` and returns `len`. `buf` keeps its size
+/// between calls, so a stream of megabyte frames neither allocates nor zero-fills per frame.
+pub async fn read_frame_into<T: AsyncRead + Unpin + Send>(
+    io: &mut T,
+    buf: &mut Vec<u8>,
+) -> io::Result<usize> {
     let mut len = [0u8; 4];
     io.read_exact(&mut len).await?;
     let len = u32::from_le_bytes(len) as usize;
@@ -59,21 +73,35 @@ pub async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T) -> io::Result<V
             format!("frame of {len} bytes exceeds the limit of {FRAME_BYTES_MAX} bytes"),
         ));
     }
-    let mut buf = vec![0u8; len];
-    io.read_exact(&mut buf).await?;
-    Ok(buf)
+    if buf.len() < len {
+        buf.resize(len, 0);
+    }
+    io.read_exact(&mut buf[..len]).await?;
+    Ok(len)
 }
 
 /// Writes one length-prefixed frame and flushes it.
 pub async fn write_frame<T: AsyncWrite + Unpin + Send>(io: &mut T, bytes: &[u8]) -> io::Result<()> {
-    if bytes.len() > FRAME_BYTES_MAX {
+    write_frame_parts(io, &[bytes]).await
+}
+
+/// Writes one length-prefixed frame given as consecutive parts (a chunk frame's head and its
+/// payload, which is not copied into one buffer first) and flushes it.
+pub async fn write_frame_parts<T: AsyncWrite + Unpin + Send>(
+    io: &mut T,
+    parts: &[&[u8]],
+) -> io::Result<()> {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    if len > FRAME_BYTES_MAX {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("refusing to send a frame of {} bytes", bytes.len()),
+            format!("refusing to send a frame of {len} bytes"),
         ));
     }
-    io.write_all(&(bytes.len() as u32).to_le_bytes()).await?;
-    io.write_all(bytes).await?;
+    io.write_all(&(len as u32).to_le_bytes()).await?;
+    for p in parts {
+        io.write_all(p).await?;
+    }
     io.flush().await
 }
 

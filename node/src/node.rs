@@ -35,7 +35,7 @@ use backflow_protocol::return_flow::{
 };
 use backflow_protocol::time::UnixMs;
 use backflow_protocol::wire::{
-    decode_exact, decode_frame, encode_frame, encode_value, Hello, Message,
+    decode_exact, decode_frame, encode_chunk_frame_head, encode_frame, encode_value, Hello, Message,
 };
 use backflow_topology::{RegionCode, Topology};
 use ed25519_dalek::VerifyingKey;
@@ -51,8 +51,8 @@ use tracing::{debug, info, warn};
 use crate::chunks::{encode_groups, OutboardCache};
 use crate::config::hex;
 use crate::net::{
-    build_swarm, keypair_from_signing_key, read_frame, write_frame, Behaviour, BehaviourEvent,
-    CHUNK_PROTOCOL,
+    build_swarm, keypair_from_signing_key, read_frame_into, write_frame_parts, Behaviour,
+    BehaviourEvent, CHUNK_PROTOCOL,
 };
 use crate::store::{region_key, AlignedBuf, Store, CF_CATALOG, CF_RECEIPTS, CF_STATE};
 
@@ -410,6 +410,13 @@ impl NodeHandle {
     }
 }
 
+/// A chunk frame queued for a data-plane stream: its encoded head, then its payload (written
+/// from this buffer, not copied into a frame).
+struct ChunkOut {
+    head: Vec<u8>,
+    payload: Vec<u8>,
+}
+
 enum Work {
     /// A chunk frame read and decoded from a peer's data-plane stream.
     Chunk {
@@ -453,7 +460,7 @@ struct Runtime {
     /// Opens data-plane streams.
     control: libp2p_stream::Control,
     /// The queue of each verified peer's data-plane writer task (see [`write_chunks`]).
-    chunk_out: HashMap<PeerId, mpsc::Sender<Vec<u8>>>,
+    chunk_out: HashMap<PeerId, mpsc::Sender<ChunkOut>>,
     /// Accepts inbound data-plane streams; stopped with the node.
     accept_task: tokio::task::JoinHandle<()>,
     stats: Arc<NodeStats>,
@@ -469,6 +476,14 @@ pub async fn start(setup: NodeSetup) -> Result<(NodeHandle, tokio::task::JoinHan
         warn!(
             "FAULT INJECTION ON (BACKFLOW_FAULT_TAMPER_SERVE=1): this node serves chunk frames \
              with a flipped byte; receivers will reject them. Test use only."
+        );
+    }
+    if let Some(path) = std::env::var_os("SSLKEYLOGFILE") {
+        // rustls, as libp2p-tls configures it, logs TLS secrets to this file.
+        warn!(
+            path = %path.to_string_lossy(),
+            "SSLKEYLOGFILE is set: the TLS session keys of this node's connections are written \
+             to that file; unset it unless you are debugging"
         );
     }
     let identity = Arc::new(setup.identity);
@@ -664,15 +679,17 @@ async fn accept_chunks(mut incoming: libp2p_stream::IncomingStreams, work: mpsc:
 /// Anything but a well-formed chunk frame closes the stream; frames from a peer that has not
 /// verified are dropped by the event loop like any other.
 async fn read_chunks(peer: PeerId, mut stream: libp2p::Stream, work: mpsc::Sender<Work>) {
+    // Reused for every frame of this stream (≤ FRAME_BYTES_MAX).
+    let mut buf = Vec::new();
     loop {
-        let bytes = match read_frame(&mut stream).await {
-            Ok(b) => b,
+        let bytes = match read_frame_into(&mut stream, &mut buf).await {
+            Ok(len) => &buf[..len],
             Err(e) => {
                 debug!(%peer, error = %e, "chunk stream ended");
                 return;
             }
         };
-        match decode_frame(&bytes) {
+        match decode_frame(bytes) {
             Ok(Message::Chunk(frame)) => {
                 if work.send(Work::Chunk { peer, frame }).await.is_err() {
                     return; // the node stopped
@@ -697,7 +714,7 @@ async fn read_chunks(peer: PeerId, mut stream: libp2p::Stream, work: mpsc::Sende
 async fn write_chunks(
     peer: PeerId,
     mut control: libp2p_stream::Control,
-    mut frames: mpsc::Receiver<Vec<u8>>,
+    mut frames: mpsc::Receiver<ChunkOut>,
 ) {
     let mut stream: Option<libp2p::Stream> = None;
     while let Some(frame) = frames.recv().await {
@@ -711,7 +728,7 @@ async fn write_chunks(
                 }
             },
         };
-        if let Err(e) = write_frame(s, &frame).await {
+        if let Err(e) = write_frame_parts(s, &[&frame.head, &frame.payload]).await {
             debug!(%peer, error = %e, "chunk stream failed; frame dropped");
             stream = None;
         }
@@ -786,7 +803,7 @@ impl Runtime {
     }
 
     /// The data-plane queue to a verified region's peer; starts its writer task on first use.
-    fn chunk_sender(&mut self, to: RegionCode) -> Option<mpsc::Sender<Vec<u8>>> {
+    fn chunk_sender(&mut self, to: RegionCode) -> Option<mpsc::Sender<ChunkOut>> {
         let peer = *self.by_region.get(&to)?;
         let out = self.chunk_out.entry(peer).or_insert_with(|| {
             let (tx, rx) = mpsc::channel(CHUNK_FRAMES_QUEUED_MAX);
@@ -1054,7 +1071,7 @@ impl Runtime {
                     let tx = self.work_tx.clone();
                     let tamper = self.fault_tamper_serve;
                     tokio::task::spawn_blocking(move || {
-                        let frame = (|| -> Result<Vec<u8>> {
+                        let frame = (|| -> Result<ChunkOut> {
                             let ob = cache.get_or_build(&store, &entry)?;
                             let mut encoded = encode_groups(&store, &ob, &entry, groups.clone())?;
                             if tamper {
@@ -1063,14 +1080,17 @@ impl Runtime {
                                     *b ^= 0x01;
                                 }
                             }
-                            let frame = encode_frame(&Message::Chunk(ChunkFrame {
+                            let frame = ChunkFrame {
                                 manifest,
                                 region: entry.region,
                                 first_group: groups.start,
                                 group_count: groups.end - groups.start,
                                 encoded,
-                            }))?;
-                            Ok(frame)
+                            };
+                            Ok(ChunkOut {
+                                head: encode_chunk_frame_head(&frame)?,
+                                payload: frame.encoded,
+                            })
                         })();
                         match frame {
                             // Straight to the peer's writer, not through the event loop. A

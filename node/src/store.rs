@@ -361,14 +361,23 @@ impl Store {
         groups: Range<u64>,
         buf: &mut AlignedBuf,
     ) -> Result<()> {
+        // One index scan over the range instead of a point lookup per group.
         let mut len = 0usize;
+        let mut index = self.db.raw_iterator_cf(self.cf(CF_CHUNKS));
+        index.seek(chunk_key(content, groups.start));
         for g in groups.clone() {
-            let n = self.group_len(content, g)?.with_context(|| {
-                format!(
-                    "group {g} of partition {} is not stored",
-                    crate::config::hex(&content[..8])
-                )
-            })?;
+            let key = chunk_key(content, g);
+            let value = match (index.key(), index.value()) {
+                (Some(k), Some(v)) if k == key.as_slice() => v,
+                _ => {
+                    index.status()?;
+                    anyhow::bail!(
+                        "group {g} of partition {} is not stored",
+                        crate::config::hex(&content[..8])
+                    );
+                }
+            };
+            let n = index_len(value)?;
             if n < CHUNK_GROUP_BYTES as usize && g + 1 != groups.end {
                 anyhow::bail!(
                     "short group {g} inside a range of partition {}",
@@ -376,7 +385,9 @@ impl Store {
                 );
             }
             len += n;
+            index.next();
         }
+        drop(index);
         buf.clear();
         let file = self.open_content(content, false, self.direct)?;
         let offset = groups.start * CHUNK_GROUP_BYTES;

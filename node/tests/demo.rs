@@ -5,6 +5,15 @@ use std::process::Command;
 
 #[test]
 fn demo_delivers_every_township_exactly() {
+    demo_on("tcp");
+}
+
+#[test]
+fn demo_over_quic_delivers_every_township_exactly() {
+    demo_on("quic");
+}
+
+fn demo_on(transport: &str) {
     let out = Command::new(env!("CARGO_BIN_EXE_backflow"))
         .args([
             "demo",
@@ -14,6 +23,8 @@ fn demo_delivers_every_township_exactly() {
             "500",
             "--timeout-secs",
             "90",
+            "--transport",
+            transport,
         ])
         .env("NO_COLOR", "1")
         .output()
@@ -34,5 +45,19 @@ fn demo_delivers_every_township_exactly() {
     assert!(
         stdout.contains("publisher sees 4/4 townships complete"),
         "{stdout}"
+    );
+}
+
+#[test]
+fn demo_refuses_an_unknown_transport() {
+    let out = Command::new(env!("CARGO_BIN_EXE_backflow"))
+        .args(["demo", "--transport", "carrier-pigeon"])
+        .output()
+        .expect("run backflow demo");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("unknown transport \"carrier-pigeon\" (expected tcp or quic)"),
+        "{stderr}"
     );
 }

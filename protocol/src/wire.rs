@@ -184,6 +184,34 @@ pub fn encode_frame(message: &Message) -> Result<Vec<u8>, WireError> {
     Ok(out)
 }
 
+/// The frame of `Message::Chunk(frame)` up to its payload: `head ‖ frame.encoded` is
+/// byte-identical to `encode_frame(&Message::Chunk(frame))` (tested), so a sender writes the
+/// megabyte payload straight from its buffer instead of copying it into a frame first.
+/// Checks the same limits as [`encode_frame`].
+pub fn encode_chunk_frame_head(frame: &ChunkFrame) -> Result<Vec<u8>, WireError> {
+    // Within CHUNK_FRAME_BYTES_MAX, head + payload is far below FRAME_BYTES_MAX.
+    frame.check_limits()?;
+    // The frame with an empty payload ends in the payload's length, 0, one varint byte;
+    // replace it with the real length (bincode writes a byte block's length as a u64 varint).
+    let empty = Message::Chunk(ChunkFrame {
+        manifest: frame.manifest,
+        region: frame.region,
+        first_group: frame.first_group,
+        group_count: frame.group_count,
+        encoded: Vec::new(),
+    });
+    let mut head = encode_frame(&empty)?;
+    let last = head.pop();
+    debug_assert_eq!(
+        last,
+        Some(0),
+        "an empty byte block is coded as the varint 0"
+    );
+    bincode::serde::encode_into_std_write(frame.encoded.len() as u64, &mut head, config())
+        .map_err(|e| WireError::Malformed(e.to_string()))?;
+    Ok(head)
+}
+
 /// Decodes one frame from untrusted bytes. Total: never panics.
 pub fn decode_frame(bytes: &[u8]) -> Result<Message, WireError> {
     if bytes.len() > FRAME_BYTES_MAX {

@@ -8,8 +8,8 @@ use backflow_protocol::catalog_sync::CatalogMsg;
 use backflow_protocol::manifest::ChunkFrame;
 use backflow_protocol::return_flow::{Announce, ReturnFlowMsg};
 use backflow_protocol::wire::{
-    decode_frame, encode_frame, encode_value, Hello, Message, WireError, FRAME_BYTES_MAX,
-    PROTOCOL_VERSION, WANT_RANGES_MAX,
+    decode_frame, encode_chunk_frame_head, encode_frame, encode_value, Hello, Message, WireError,
+    FRAME_BYTES_MAX, PROTOCOL_VERSION, WANT_RANGES_MAX,
 };
 use common::*;
 use proptest::prelude::*;
@@ -262,4 +262,38 @@ fn chunk_payload_bytes_are_those_of_a_plain_vec() {
         encoded,
     };
     assert_eq!(encode_value(&frame).unwrap(), encode_value(&plain).unwrap());
+}
+
+/// A chunk frame written as head + payload is exactly the frame `encode_frame` makes, for
+/// payload lengths on each side of every varint width (so the replaced length byte is right).
+#[test]
+fn chunk_frame_head_plus_payload_is_the_frame() {
+    for len in [0usize, 1, 250, 251, 252, 65_535, 65_536, 70_000, 1 << 20] {
+        let frame = ChunkFrame {
+            manifest: [9; 32],
+            region: code("441900003"),
+            first_group: u64::MAX / 3,
+            group_count: 64,
+            encoded: (0..len).map(|i| (i % 253) as u8).collect(),
+        };
+        let mut joined = encode_chunk_frame_head(&frame).unwrap();
+        joined.extend_from_slice(&frame.encoded);
+        let whole = encode_frame(&Message::Chunk(frame.clone())).unwrap();
+        assert_eq!(joined, whole, "payload of {len} bytes");
+        assert_eq!(decode_frame(&joined).unwrap(), Message::Chunk(frame));
+    }
+}
+
+/// The head refuses what `encode_frame` refuses: a payload over the chunk frame limit.
+#[test]
+fn chunk_frame_head_checks_limits() {
+    let frame = ChunkFrame {
+        manifest: [1; 32],
+        region: code("110101001"),
+        first_group: 0,
+        group_count: 1,
+        encoded: vec![0; backflow_protocol::wire::CHUNK_FRAME_BYTES_MAX + 1],
+    };
+    assert!(encode_chunk_frame_head(&frame).is_err());
+    assert!(encode_frame(&Message::Chunk(frame)).is_err());
 }
