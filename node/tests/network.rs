@@ -61,6 +61,15 @@ async fn wait_until(
     Ok(())
 }
 
+/// Waits (up to 60 s) until `node` holds every partition of `dataset` it should.
+async fn wait_held_complete(node: &NodeHandle, dataset: &str, what: &str) -> Result<()> {
+    wait_until(what, Duration::from_secs(60), async || {
+        let s = node.status(Some(dataset.into())).await?;
+        Ok(s.first().is_some_and(|s| s.held_complete))
+    })
+    .await
+}
+
 /// National → province → city → county → two townships: every township receives exactly its
 /// records, export is byte-identical in published order, the publisher sees completeness.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -175,15 +184,7 @@ async fn restart_resumes_without_refetching_verified_groups() -> Result<()> {
     let national = net.nodes[&RegionCode::NATIONAL].clone();
     publish_csv(&national, "big", &csv, &dir.path().join("spill")).await?;
     let province = net.nodes[&code("11")].clone();
-    wait_until(
-        "province holds everything",
-        Duration::from_secs(60),
-        async || {
-            let s = province.status(Some("big".into())).await?;
-            Ok(s.first().is_some_and(|s| s.held_complete))
-        },
-    )
-    .await?;
+    wait_held_complete(&province, "big", "province holds everything").await?;
     let record = province.record("big", None).await?.remove(0).1;
     let entry = record.entries[0];
     let total_groups = entry.groups();
@@ -206,15 +207,7 @@ async fn restart_resumes_without_refetching_verified_groups() -> Result<()> {
     }
     net.restart(code("11")).await?;
     let province = net.nodes[&code("11")].clone();
-    wait_until(
-        "province complete again",
-        Duration::from_secs(60),
-        async || {
-            let s = province.status(Some("big".into())).await?;
-            Ok(s.first().is_some_and(|s| s.held_complete))
-        },
-    )
-    .await?;
+    wait_held_complete(&province, "big", "province complete again").await?;
     let refetched = province
         .stats
         .groups_stored
@@ -263,15 +256,7 @@ async fn quic_transport_delivers() -> Result<()> {
     drop(f);
     let national = net.nodes[&RegionCode::NATIONAL].clone();
     publish_csv(&national, "q", &csv, &dir.path().join("spill")).await?;
-    wait_until(
-        "city holds everything",
-        Duration::from_secs(60),
-        async || {
-            let s = city.status(Some("q".into())).await?;
-            Ok(s.first().is_some_and(|s| s.held_complete))
-        },
-    )
-    .await?;
+    wait_held_complete(&city, "q", "city holds everything").await?;
     let record = city.record("q", None).await?.remove(0).1;
     let out = dir.path().join("out.csv");
     backflow_node::export::export(&city.store, &record, code("110101001"), &out)?;
