@@ -12,3 +12,4 @@ pub mod node;
 pub mod partition;
 pub mod publish;
 pub mod store;
+pub mod tls;

@@ -11,8 +11,9 @@
 //! Why TLS 1.3 before noise on TCP: QUIC is TLS 1.3 anyway, so both transports share one
 //! handshake and certificate format; and rustls (aws-lc) offers the hybrid post-quantum key
 //! exchange X25519MLKEM768 first, where noise XX has only X25519 — this data must stay
-//! confidential for years. Not for speed: libp2p-tls lists ChaCha20-Poly1305 first, the same
-//! cipher as noise, and the measured transfer rate did not change. Noise stays as the second
+//! confidential for years. The TLS upgrade is [`crate::tls`]: libp2p-tls's certificates and
+//! server, with a dialer that offers AES-GCM first (hardware AES; libp2p-tls's own dialer
+//! offers ChaCha20-Poly1305 first) and buffered sockets below TLS. Noise stays as the second
 //! choice, so a peer that only speaks noise still connects. Note: libp2p-tls writes session
 //! keys to the file named by `SSLKEYLOGFILE` if that is set; the node warns at start.
 //!
@@ -29,7 +30,7 @@ use backflow_protocol::wire::FRAME_BYTES_MAX;
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{identify, identity, noise, ping, quic, tcp, tls, yamux, StreamProtocol, Swarm};
+use libp2p::{identify, identity, noise, ping, quic, tcp, yamux, StreamProtocol, Swarm};
 
 pub const FRAME_PROTOCOL: StreamProtocol = StreamProtocol::new("/backflow/frame/1");
 pub const CHUNK_PROTOCOL: StreamProtocol = StreamProtocol::new("/backflow/chunks/1");
@@ -165,7 +166,7 @@ pub fn build_swarm(keypair: identity::Keypair) -> anyhow::Result<Swarm<Behaviour
         .with_tcp(
             tcp::Config::default().nodelay(true),
             // Offered in this order; the listener picks the first it supports.
-            (tls::Config::new, noise::Config::new),
+            (crate::tls::Config::new, noise::Config::new),
             || {
                 let mut cfg = yamux::Config::default();
                 cfg.set_max_num_streams(STREAMS_PER_CONNECTION_MAX);
