@@ -320,7 +320,12 @@ mod tests {
             l.flush().await.unwrap();
             got
         };
-        let (ack, got) = tokio::join!(send, recv);
+        // A tail held back in a buffer would hang here, so bound the wait.
+        let (ack, got) = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+            tokio::join!(send, recv)
+        })
+        .await
+        .expect("the flushed tail and the answer arrive");
         assert_eq!(&ack, b"ack");
         assert_eq!(&got[..big.len()], &big[..]);
         assert_eq!(&got[big.len()..], b"tail");
@@ -360,9 +365,9 @@ mod tests {
             Config::new(&a).unwrap().upgrade_outbound(c, PROTOCOL),
             futures_rustls::TlsAcceptor::from(Arc::new(server)).accept(s),
         );
-        let err = dialed
-            .err()
-            .expect("a certificate without the libp2p extension must be refused");
+        let Err(err) = dialed else {
+            panic!("a certificate without the libp2p extension must be refused");
+        };
         assert!(matches!(err, UpgradeError::ClientUpgrade(_)), "{err}");
     }
 
