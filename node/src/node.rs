@@ -479,7 +479,8 @@ pub async fn start(setup: NodeSetup) -> Result<(NodeHandle, tokio::task::JoinHan
         );
     }
     if let Some(path) = std::env::var_os("SSLKEYLOGFILE") {
-        // rustls, as libp2p-tls configures it, logs TLS secrets to this file.
+        // rustls, as libp2p-tls and libp2p-quic configure it, logs TLS secrets to this file
+        // (inbound TCP and all QUIC connections; the TCP dialer in tls.rs does not).
         warn!(
             path = %path.to_string_lossy(),
             "SSLKEYLOGFILE is set: the TLS session keys of this node's connections are written \

@@ -251,6 +251,22 @@ mod tests {
         (dialed.unwrap().compat(), accepted.unwrap().0.compat())
     }
 
+    /// `dialer` dials `listener` over a fresh loopback pair; both handshakes run at once.
+    async fn handshake<D, L>(
+        dialer: D,
+        listener: L,
+    ) -> (Result<D::Output, D::Error>, Result<L::Output, L::Error>)
+    where
+        D: OutboundConnectionUpgrade<Sock, Info = &'static str>,
+        L: InboundConnectionUpgrade<Sock, Info = &'static str>,
+    {
+        let (c, s) = pair().await;
+        tokio::join!(
+            dialer.upgrade_outbound(c, PROTOCOL),
+            listener.upgrade_inbound(s, PROTOCOL),
+        )
+    }
+
     fn suite<S>(s: &TlsStream<S>) -> String {
         let s: &Stream<S> = s;
         let common: &rustls::CommonState = match s {
@@ -265,11 +281,8 @@ mod tests {
         let a = Keypair::generate_ed25519();
         let b = Keypair::generate_ed25519();
 
-        let (c, s) = pair().await;
-        let (dialed, accepted) = tokio::join!(
-            Config::new(&a).unwrap().upgrade_outbound(c, PROTOCOL),
-            Config::new(&b).unwrap().upgrade_inbound(s, PROTOCOL),
-        );
+        let (dialed, accepted) =
+            handshake(Config::new(&a).unwrap(), Config::new(&b).unwrap()).await;
         let ((dp, ds), (ap, as_)) = (dialed.unwrap(), accepted.unwrap());
         assert_eq!(dp, b.public().to_peer_id());
         assert_eq!(ap, a.public().to_peer_id());
@@ -277,13 +290,11 @@ mod tests {
         assert_eq!(suite(&as_), "TLS13_AES_256_GCM_SHA384");
 
         // A stock libp2p-tls listener follows our order too.
-        let (c, s) = pair().await;
-        let (dialed, accepted) = tokio::join!(
-            Config::new(&a).unwrap().upgrade_outbound(c, PROTOCOL),
-            libp2p::tls::Config::new(&b)
-                .unwrap()
-                .upgrade_inbound(s, PROTOCOL),
-        );
+        let (dialed, accepted) = handshake(
+            Config::new(&a).unwrap(),
+            libp2p::tls::Config::new(&b).unwrap(),
+        )
+        .await;
         let ((dp, ds), (ap, _)) = (dialed.unwrap(), accepted.unwrap());
         assert_eq!(dp, b.public().to_peer_id());
         assert_eq!(ap, a.public().to_peer_id());
@@ -295,11 +306,8 @@ mod tests {
         use futures::{AsyncReadExt, AsyncWriteExt};
         let a = Keypair::generate_ed25519();
         let b = Keypair::generate_ed25519();
-        let (c, s) = pair().await;
-        let (dialed, accepted) = tokio::join!(
-            Config::new(&a).unwrap().upgrade_outbound(c, PROTOCOL),
-            Config::new(&b).unwrap().upgrade_inbound(s, PROTOCOL),
-        );
+        let (dialed, accepted) =
+            handshake(Config::new(&a).unwrap(), Config::new(&b).unwrap()).await;
         let ((_, mut d), (_, mut l)) = (dialed.unwrap(), accepted.unwrap());
         // More than both buffers and many records; a small message after it must not be held
         // back in the write buffer once flushed.
@@ -337,13 +345,11 @@ mod tests {
     async fn stock_libp2p_tls_dialer_still_connects() {
         let a = Keypair::generate_ed25519();
         let b = Keypair::generate_ed25519();
-        let (c, s) = pair().await;
-        let (dialed, accepted) = tokio::join!(
-            libp2p::tls::Config::new(&a)
-                .unwrap()
-                .upgrade_outbound(c, PROTOCOL),
-            Config::new(&b).unwrap().upgrade_inbound(s, PROTOCOL),
-        );
+        let (dialed, accepted) = handshake(
+            libp2p::tls::Config::new(&a).unwrap(),
+            Config::new(&b).unwrap(),
+        )
+        .await;
         let ((dp, ds), (ap, _)) = (dialed.unwrap(), accepted.unwrap());
         assert_eq!(dp, b.public().to_peer_id());
         assert_eq!(ap, a.public().to_peer_id());
