@@ -2,142 +2,127 @@
 //!
 //! Adapter note: `backflow_protocol::manifest::PartitionOutboard` takes the whole partition as
 //! one in-memory slice. A node must serve partitions far larger than it should hold in memory
-//! (a 10 GiB partition), so the node builds the same bao-tree outboard (pre-order, 16 KiB
-//! groups — byte-identical encoding) *streaming* from RocksDB, and encodes frames reading only
-//! the requested groups. Receivers still verify with the protocol's
-//! [`backflow_protocol::manifest::decode_groups`]; the sender side is the only adapter.
+//! (a 10 GiB partition), so the node keeps the same bao-tree outboard (pre-order, 16 KiB
+//! groups — byte-identical encoding) beside the content file, builds it *streaming* where it
+//! is missing, and encodes frames reading only the requested groups, with the protocol's
+//! [`backflow_protocol::manifest::encode_groups_into`]. Receivers verify with the protocol's
+//! [`backflow_protocol::manifest::decode_groups_with`].
 
-use std::io::{self, Read};
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Result};
 use backflow_protocol::manifest::{
-    Hash, PartitionEntry, CHUNK_GROUPS_PER_FRAME_MAX, CHUNK_GROUP_BYTES,
+    encode_groups_into, Hash, OutboardBuilder, PartitionEntry, CHUNK_GROUPS_PER_FRAME_MAX,
 };
+use backflow_protocol::wire::CHUNK_FRAME_BYTES_MAX;
 use bao_tree::io::outboard::PreOrderOutboard;
-use bao_tree::io::sync::{encode_ranges_validated, CreateOutboard, ReadAt};
-use bao_tree::{BaoTree, BlockSize, ChunkNum, ChunkRanges};
+use bao_tree::{BaoTree, BlockSize};
 
-use crate::store::{AlignedBuf, ContentReader, Store};
+use crate::publish::OUTBOARD_STORED_BYTES_MIN;
+use crate::store::Store;
 
 /// Same block size as the protocol: 16 KiB chunk groups (chunk log 4).
 const BLOCK_SIZE: BlockSize = BlockSize::from_chunk_log(4);
-const CHUNKS_PER_GROUP: u64 = 16;
 
 /// Outboards kept in memory. An outboard is 64 B per 16 KiB of content (0.4 %), so a
 /// thousand typical partitions cost little; when full the cache is simply cleared.
 pub const OUTBOARD_CACHE_ENTRIES_MAX: usize = 4_096;
 
-/// Reads a stored partition by position (what bao-tree's encoder needs).
-struct StoredContent<'s> {
-    reader: ContentReader<'s>,
-}
-
-impl ReadAt for StoredContent<'_> {
-    fn read_at(&self, pos: u64, buf: &mut [u8]) -> io::Result<usize> {
-        self.reader
-            .read_at(pos, buf)
-            .map_err(|e| io::Error::other(e.to_string()))
-    }
-}
-
-/// A range of a partition's content held in memory, addressed by partition offset.
-struct SliceAt<'b> {
-    base: u64,
-    bytes: &'b [u8],
-}
-
-impl ReadAt for SliceAt<'_> {
-    fn read_at(&self, pos: u64, buf: &mut [u8]) -> io::Result<usize> {
-        let Some(at) = pos.checked_sub(self.base) else {
-            return Err(io::Error::other("read before the loaded groups"));
-        };
-        let at = (at as usize).min(self.bytes.len());
-        let n = (self.bytes.len() - at).min(buf.len());
-        buf[..n].copy_from_slice(&self.bytes[at..at + n]);
-        Ok(n)
-    }
-}
-
-/// Sequential reader over a stored partition (for building the outboard in one pass).
-struct SequentialContent<'s> {
-    inner: StoredContent<'s>,
-    pos: u64,
-    len: u64,
-}
-
-impl Read for SequentialContent<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let want = (self.len - self.pos).min(buf.len() as u64) as usize;
-        if want == 0 {
-            return Ok(0);
-        }
-        let n = self.inner.read_at(self.pos, &mut buf[..want])?;
-        if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "partition content missing from the store",
-            ));
-        }
-        self.pos += n as u64;
-        Ok(n)
-    }
-}
-
 pub type Outboard = PreOrderOutboard<Vec<u8>>;
 
-/// Builds the outboard of a stored partition, streaming; checks it against the entry's hash.
+/// Bytes read per step while building an outboard from stored content.
+const OUTBOARD_READ_BYTES: usize = 1 << 20;
+
+/// The outboard of a stored partition: the one kept beside its content if there is one (its
+/// pairs are checked against the content hash as they are served), else built by reading and
+/// hashing the content, checked against the entry's hash, and kept for next time (if the
+/// partition is large enough for that to pay, see [`OUTBOARD_STORED_BYTES_MIN`]).
 pub fn outboard_from_store(store: &Store, entry: &PartitionEntry) -> Result<Outboard> {
-    let reader = SequentialContent {
-        inner: StoredContent {
-            reader: store.content_reader(&entry.content_hash)?,
-        },
-        pos: 0,
-        len: entry.bytes,
-    };
-    let ob = Outboard::create_sized(reader, entry.bytes, BLOCK_SIZE)?;
-    if ob.root.as_bytes() != &entry.content_hash {
+    let tree = BaoTree::new(entry.bytes, BLOCK_SIZE);
+    let root = blake3::Hash::from_bytes(entry.content_hash);
+    if let Some(data) = store.load_outboard(&entry.content_hash, tree.outboard_size())? {
+        return Ok(Outboard { root, tree, data });
+    }
+    let stored = store.open_groups(&entry.content_hash, 0..entry.groups())?;
+    let mut builder = OutboardBuilder::new();
+    let mut buf = vec![0u8; OUTBOARD_READ_BYTES.min(entry.bytes as usize)];
+    let mut at = 0u64;
+    while at < entry.bytes {
+        let n = (entry.bytes - at).min(buf.len() as u64) as usize;
+        stored.read_exact_at(at, &mut buf[..n])?;
+        builder.push(&buf[..n]);
+        at += n as u64;
+    }
+    let (hash, data) = builder.finish();
+    if hash != entry.content_hash {
         bail!("stored partition {} does not match its hash", entry.region);
     }
-    Ok(ob)
+    if entry.bytes >= OUTBOARD_STORED_BYTES_MIN {
+        store.put_outboard(&entry.content_hash, &data)?;
+    }
+    Ok(Outboard { root, tree, data })
 }
 
-/// Builds an outboard from any reader of `size` bytes (the publisher, from its spill data).
-pub fn outboard_from_reader(reader: impl Read, size: u64) -> Result<Outboard> {
-    Ok(Outboard::create_sized(reader, size, BLOCK_SIZE)?)
-}
-
-/// Encodes `groups` of a stored partition as a chunk frame's payload, validating the stored
-/// data on the way (a node whose disk corrupted data does not serve it).
+/// Encodes `groups` of a stored partition as a chunk frame's payload into `out` (see
+/// [`encode_groups_into`] for how `out` is reused), validating the stored data on the way (a
+/// node whose disk corrupted data does not serve it). Each group is read from the page cache
+/// straight into its place in `out` and hashed there.
 pub fn encode_groups(
     store: &Store,
     outboard: &Outboard,
     entry: &PartitionEntry,
     groups: Range<u64>,
-) -> Result<Vec<u8>> {
+    out: &mut Vec<u8>,
+) -> Result<()> {
     if groups.start >= groups.end
         || groups.end > entry.groups()
         || groups.end - groups.start > CHUNK_GROUPS_PER_FRAME_MAX
     {
         bail!("bad group range {groups:?} for partition {}", entry.region);
     }
-    let ranges = ChunkRanges::from(
-        ChunkNum(groups.start * CHUNKS_PER_GROUP)..ChunkNum(groups.end * CHUNKS_PER_GROUP),
-    );
-    let mut out =
-        Vec::with_capacity(((groups.end - groups.start) * (CHUNK_GROUP_BYTES + 128)) as usize);
-    // The groups' bytes in one (direct) read; bao-tree then reads from memory.
-    let mut buf =
-        AlignedBuf::with_capacity(((groups.end - groups.start) * CHUNK_GROUP_BYTES) as usize);
-    store.read_groups(&entry.content_hash, groups.clone(), &mut buf)?;
-    let data = SliceAt {
-        base: groups.start * CHUNK_GROUP_BYTES,
-        bytes: buf.as_slice(),
-    };
-    encode_ranges_validated(data, outboard, &ranges, &mut out)
-        .map_err(|e| anyhow::anyhow!("encoding partition {}: {e}", entry.region))?;
-    Ok(out)
+    let stored = store.open_groups(&entry.content_hash, groups.clone())?;
+    encode_groups_into(
+        entry,
+        outboard,
+        groups,
+        |offset, buf| stored.read_exact_at(offset, buf),
+        out,
+    )
+    .map_err(|e| anyhow::anyhow!("encoding partition {}: {e}", entry.region))
+}
+
+/// Frame buffers kept for reuse, process-wide. A frame's buffer crosses tasks and threads (a
+/// served payload goes from the blocking pool to the peer's writer task; a received frame
+/// from the stream reader to the blocking pool), so a thread-local pool would not see it
+/// again. Why pool: allocating and zero-filling a megabyte per frame showed up in profiles.
+static FRAME_BUFS: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+/// Buffers kept: a transfer window (1024 groups) is 16 frames, and a node has a few peers.
+/// What is beyond this is freed.
+const FRAME_BUFS_POOLED_MAX: usize = 32;
+/// Only frame-sized buffers are kept (a chunk frame is ≤ `CHUNK_FRAME_BYTES_MAX`).
+const FRAME_BUF_BYTES_MAX: usize = CHUNK_FRAME_BYTES_MAX + 4096;
+
+/// A buffer for one frame, reused if the pool has one. Its contents are stale: callers
+/// overwrite what they read.
+pub fn frame_buf() -> Vec<u8> {
+    lock_frame_bufs().pop().unwrap_or_default()
+}
+
+/// Returns a frame buffer for reuse.
+pub fn recycle_frame_buf(buf: Vec<u8>) {
+    if buf.capacity() == 0 || buf.capacity() > FRAME_BUF_BYTES_MAX {
+        return;
+    }
+    let mut pool = lock_frame_bufs();
+    if pool.len() < FRAME_BUFS_POOLED_MAX {
+        pool.push(buf);
+    }
+}
+
+fn lock_frame_bufs() -> std::sync::MutexGuard<'static, Vec<Vec<u8>>> {
+    // Only buffers are behind this lock; a panic elsewhere leaves nothing inconsistent.
+    FRAME_BUFS.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A small shared cache of outboards by content hash.
@@ -159,10 +144,18 @@ impl OutboardCache {
         if let Some(ob) = self.lock().get(&entry.content_hash) {
             return Ok(Arc::clone(ob));
         }
-        // Built outside the map lock: building reads the whole partition.
+        // Built outside the map lock: building may read the whole partition.
         let ob = Arc::new(outboard_from_store(store, entry)?);
         self.insert(entry.content_hash, Arc::clone(&ob));
         Ok(ob)
+    }
+
+    /// Forgets a partition's outboard, here and on disk: serving from it failed, and if the
+    /// outboard was what is damaged, the next request rebuilds it from the content (which is
+    /// checked against the content hash).
+    pub fn forget(&self, store: &Store, content: &Hash) -> Result<()> {
+        self.lock().remove(content);
+        store.delete_outboard(content)
     }
 
     pub fn insert(&self, content: Hash, ob: Arc<Outboard>) {

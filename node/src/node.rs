@@ -35,7 +35,8 @@ use backflow_protocol::return_flow::{
 };
 use backflow_protocol::time::UnixMs;
 use backflow_protocol::wire::{
-    decode_exact, decode_frame, encode_chunk_frame_head, encode_frame, encode_value, Hello, Message,
+    decode_chunk_frame, decode_exact, decode_frame, encode_chunk_frame_head, encode_frame,
+    encode_value, ChunkFrameView, Hello, Message,
 };
 use backflow_topology::{RegionCode, Topology};
 use ed25519_dalek::VerifyingKey;
@@ -48,7 +49,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
-use crate::chunks::{encode_groups, OutboardCache};
+use crate::chunks::{encode_groups, frame_buf, recycle_frame_buf, OutboardCache};
 use crate::config::hex;
 use crate::net::{
     build_swarm, keypair_from_signing_key, read_frame_into, write_frame_parts, Behaviour,
@@ -417,12 +418,37 @@ struct ChunkOut {
     payload: Vec<u8>,
 }
 
+/// A chunk frame as received: its fields, and the buffer it was read into with the payload
+/// left in place (`buf[frame.payload]`), so a megabyte is not copied out of it.
+struct ReceivedChunk {
+    frame: ChunkFrameView,
+    buf: Vec<u8>,
+}
+
+impl ReceivedChunk {
+    fn payload(&self) -> &[u8] {
+        &self.buf[self.frame.payload.clone()]
+    }
+}
+
+impl From<ChunkFrame> for ReceivedChunk {
+    fn from(frame: ChunkFrame) -> ReceivedChunk {
+        ReceivedChunk {
+            frame: ChunkFrameView {
+                manifest: frame.manifest,
+                region: frame.region,
+                first_group: frame.first_group,
+                group_count: frame.group_count,
+                payload: 0..frame.encoded.len(),
+            },
+            buf: frame.encoded,
+        }
+    }
+}
+
 enum Work {
     /// A chunk frame read and decoded from a peer's data-plane stream.
-    Chunk {
-        peer: PeerId,
-        frame: ChunkFrame,
-    },
+    Chunk { peer: PeerId, chunk: ReceivedChunk },
     Stored {
         from: RegionCode,
         manifest: Hash,
@@ -680,25 +706,24 @@ async fn accept_chunks(mut incoming: libp2p_stream::IncomingStreams, work: mpsc:
 /// Anything but a well-formed chunk frame closes the stream; frames from a peer that has not
 /// verified are dropped by the event loop like any other.
 async fn read_chunks(peer: PeerId, mut stream: libp2p::Stream, work: mpsc::Sender<Work>) {
-    // Reused for every frame of this stream (≤ FRAME_BYTES_MAX).
-    let mut buf = Vec::new();
     loop {
-        let bytes = match read_frame_into(&mut stream, &mut buf).await {
-            Ok(len) => &buf[..len],
+        // Each frame's buffer travels on with it (to the blocking pool, which verifies and
+        // stores the payload where it lies) and comes back through the frame-buffer pool.
+        let mut buf = frame_buf();
+        let len = match read_frame_into(&mut stream, &mut buf).await {
+            Ok(len) => len,
             Err(e) => {
                 debug!(%peer, error = %e, "chunk stream ended");
+                recycle_frame_buf(buf);
                 return;
             }
         };
-        match decode_frame(bytes) {
-            Ok(Message::Chunk(frame)) => {
-                if work.send(Work::Chunk { peer, frame }).await.is_err() {
+        match decode_chunk_frame(&buf[..len]) {
+            Ok(frame) => {
+                let chunk = ReceivedChunk { frame, buf };
+                if work.send(Work::Chunk { peer, chunk }).await.is_err() {
                     return; // the node stopped
                 }
-            }
-            Ok(_) => {
-                warn!(%peer, "a control frame on the chunk stream; closing it");
-                return;
             }
             Err(e) => {
                 warn!(%peer, error = %e, "malformed chunk frame; closing the stream");
@@ -729,7 +754,9 @@ async fn write_chunks(
                 }
             },
         };
-        if let Err(e) = write_frame_parts(s, &[&frame.head, &frame.payload]).await {
+        let written = write_frame_parts(s, &[&frame.head, &frame.payload]).await;
+        recycle_frame_buf(frame.payload);
+        if let Err(e) = written {
             debug!(%peer, error = %e, "chunk stream failed; frame dropped");
             stream = None;
         }
@@ -915,7 +942,8 @@ impl Runtime {
             Message::Hello(_) => {}
             Message::ReturnFlow(m) => self.rf.handle_message(now, &mut self.trust, from, m),
             Message::Catalog(m) => self.cs.handle_message(now, &mut self.trust, from, m),
-            Message::Chunk(frame) => self.on_chunk(from, frame),
+            // A chunk frame on the control plane: handled like one on the data plane.
+            Message::Chunk(frame) => self.on_chunk(from, frame.into()),
         }
     }
 
@@ -955,9 +983,11 @@ impl Runtime {
         }
     }
 
-    fn on_chunk(&mut self, from: RegionCode, frame: ChunkFrame) {
+    fn on_chunk(&mut self, from: RegionCode, chunk: ReceivedChunk) {
+        let frame = chunk.frame.clone();
         let Some(entry) = self.rf.expected_partition(&frame.manifest, frame.region) else {
             debug!(%from, region = %frame.region, "dropping a chunk frame nobody asked for");
+            recycle_frame_buf(chunk.buf);
             return;
         };
         let store = self.store.clone();
@@ -970,7 +1000,7 @@ impl Runtime {
                 (frame.group_count.min(CHUNK_GROUPS_PER_FRAME_MAX) * CHUNK_GROUP_BYTES) as usize,
             );
             let mut overflow = false;
-            let decoded = decode_groups_with(&entry, groups.clone(), &frame.encoded, |piece| {
+            let decoded = decode_groups_with(&entry, groups.clone(), chunk.payload(), |piece| {
                 if buf.len() + piece.len() <= buf.capacity() {
                     buf.extend_from_slice(piece);
                 } else {
@@ -981,6 +1011,7 @@ impl Runtime {
                 Ok(()) if overflow => Err(ChunkError::Malformed),
                 other => other,
             };
+            recycle_frame_buf(chunk.buf);
             let work = match decoded {
                 Ok(()) => {
                     // Only verified bytes reach the store.
@@ -1044,7 +1075,10 @@ impl Runtime {
                 self.rf
                     .handle_group_rejected(now, from, &manifest, region, group);
             }
-            Work::Chunk { peer, frame } => self.on_message(peer, Message::Chunk(frame)),
+            Work::Chunk { peer, chunk } => match self.regions.get(&peer) {
+                Some(&from) => self.on_chunk(from, chunk),
+                None => debug!(%peer, "dropping a chunk frame from an unverified peer"),
+            },
             Work::Failed(e) => warn!(error = %e, "background work failed"),
         }
     }
@@ -1074,7 +1108,9 @@ impl Runtime {
                     tokio::task::spawn_blocking(move || {
                         let frame = (|| -> Result<ChunkOut> {
                             let ob = cache.get_or_build(&store, &entry)?;
-                            let mut encoded = encode_groups(&store, &ob, &entry, groups.clone())?;
+                            // Returned to the pool by the writer once sent.
+                            let mut encoded = frame_buf();
+                            encode_groups(&store, &ob, &entry, groups.clone(), &mut encoded)?;
                             if tamper {
                                 // The last byte is content of the frame's last group.
                                 if let Some(b) = encoded.last_mut() {
@@ -1102,8 +1138,15 @@ impl Runtime {
                                 }
                             }
                             Err(e) => {
-                                let _ = tx
-                                    .blocking_send(Work::Failed(format!("serving chunks: {e:#}")));
+                                // The outboard may be what is damaged: rebuilt next time.
+                                let forgot = cache.forget(&store, &entry.content_hash);
+                                let _ = tx.blocking_send(Work::Failed(format!(
+                                    "serving chunks: {e:#}{}",
+                                    forgot
+                                        .err()
+                                        .map(|f| format!(" (and forgetting its outboard: {f:#})"))
+                                        .unwrap_or_default()
+                                )));
                             }
                         }
                     });

@@ -9,8 +9,8 @@ use anyhow::{bail, Context, Result};
 use backflow_protocol::catalog::{CatalogOrigin, DataType};
 use backflow_protocol::cert::NodeIdentity;
 use backflow_protocol::manifest::{
-    build_manifest, HeldVersion, PartitionEntry, Schema, SchemaField, SignedManifest,
-    CHUNK_GROUP_BYTES,
+    build_manifest, HeldVersion, OutboardBuilder, PartitionEntry, Schema, SchemaField,
+    SignedManifest, CHUNK_GROUP_BYTES,
 };
 use backflow_protocol::time::{UnixMs, DAY_MS};
 use backflow_protocol::wire::{
@@ -169,6 +169,11 @@ pub struct PublishReport {
     pub summary: PartitionSummary,
 }
 
+/// Partitions from this size on keep their outboard on disk. Below it, building the outboard
+/// when the partition is first served reads and hashes under a megabyte (well under a
+/// millisecond), and a national publish would otherwise write thousands of tiny files more.
+pub const OUTBOARD_STORED_BYTES_MIN: u64 = 1 << 20;
+
 /// Stores each partition as it is emitted and collects the entries.
 struct StoreSink<'s> {
     store: &'s Store,
@@ -189,18 +194,19 @@ impl PartitionSink for StoreSink<'_> {
             // data, and no node is asked to confirm an empty delivery.
             return Ok(());
         }
-        // Pass 1: hash (blake3 = the bao root), keeping small partitions in memory.
-        let mut hasher = blake3::Hasher::new();
+        // Pass 1: hash (blake3 = the bao root) and the outboard in the same pass, keeping
+        // small partitions in memory.
+        let mut hasher = OutboardBuilder::new();
         let mut kept: Option<Vec<u8>> = (bytes as usize <= SMALL_PARTITION_BYTES_MAX)
             .then(|| Vec::with_capacity(bytes as usize));
         replay(&mut |piece| {
-            hasher.update(piece);
+            hasher.push(piece);
             if let Some(k) = &mut kept {
                 k.extend_from_slice(piece);
             }
             Ok(())
         })?;
-        let content_hash = *hasher.finalize().as_bytes();
+        let (content_hash, outboard) = hasher.finish();
         // Pass 2: store 16 KiB groups under the content hash.
         let mut loader = GroupLoader::new(self.store, content_hash, bytes);
         match &kept {
@@ -210,6 +216,11 @@ impl PartitionSink for StoreSink<'_> {
         let stored = loader.finish()?;
         if stored != bytes {
             bail!("partition {township}: stored {stored} bytes, expected {bytes}");
+        }
+        // Serving the partition starts from its outboard: without it the first request
+        // would wait for a read and hash of the whole partition.
+        if bytes >= OUTBOARD_STORED_BYTES_MIN {
+            self.store.put_outboard(&content_hash, &outboard)?;
         }
         self.entries.push(PartitionEntry {
             region: township,

@@ -26,6 +26,11 @@
 //!   [`rocksdb::WriteBatch`];
 //! - content is only ever read through the index: file ranges the index does not name (holes,
 //!   padding after the last group) are never served.
+//!
+//! Beside a content file may lie its bao outboard, `<content hash hex>.obao` (64 B of hash
+//! pairs per 16 KiB group, 0.4 %), so that serving a partition need not read and hash all of
+//! it first. It is a cache, trusted for nothing: serving checks every pair it uses against
+//! the content hash, and a missing or bad one is rebuilt from the content.
 
 use std::fs::{File, OpenOptions};
 use std::ops::Range;
@@ -139,7 +144,7 @@ impl AlignedBuf {
             None
         };
         // A reused buffer holds old bytes: harmless, every byte is written before it is read
-        // (`extend_from_slice`, `spare` + `set_len`) and padding is zeroed in `padded`.
+        // (`extend_from_slice`) and padding is zeroed in `padded`.
         let raw = pooled.unwrap_or_else(|| vec![0u8; want]);
         let start = raw.as_ptr().align_offset(DIRECT_ALIGN_BYTES);
         // Capacity as asked (a reused buffer may be larger).
@@ -176,18 +181,6 @@ impl AlignedBuf {
         let at = self.start + self.len;
         self.raw[at..at + data.len()].copy_from_slice(data);
         self.len += data.len();
-    }
-
-    /// The first `bytes` of the buffer (aligned, up to the capacity) to be filled in place;
-    /// then [`AlignedBuf::set_len`].
-    fn spare(&mut self, bytes: usize) -> &mut [u8] {
-        assert!(bytes <= self.capacity(), "AlignedBuf overflow");
-        &mut self.raw[self.start..self.start + bytes]
-    }
-
-    fn set_len(&mut self, len: usize) {
-        assert!(len <= self.capacity());
-        self.len = len;
     }
 
     pub fn as_slice(&self) -> &[u8] {
@@ -249,6 +242,46 @@ impl Store {
     /// The content file of a partition.
     pub fn content_path(&self, content: &Hash) -> PathBuf {
         self.chunk_dir.join(crate::config::hex(content))
+    }
+
+    fn outboard_path(&self, content: &Hash) -> PathBuf {
+        self.chunk_dir
+            .join(format!("{}.obao", crate::config::hex(content)))
+    }
+
+    /// Keeps a partition's outboard beside its content (through the page cache, like the
+    /// publisher's content: a cache, rebuilt from the content if lost).
+    pub fn put_outboard(&self, content: &Hash, pairs: &[u8]) -> Result<()> {
+        let path = self.outboard_path(content);
+        std::fs::write(&path, pairs).with_context(|| format!("writing {}", path.display()))
+    }
+
+    /// The stored outboard of a partition, if there is one of `len` bytes (the size its tree
+    /// implies; anything else is ignored as damaged).
+    pub fn load_outboard(&self, content: &Hash, len: u64) -> Result<Option<Vec<u8>>> {
+        let path = self.outboard_path(content);
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(anyhow::Error::new(e).context(format!("{}", path.display()))),
+        };
+        // Checked before allocating: the length comes from the file system, not the tree.
+        if file.metadata()?.len() != len {
+            return Ok(None);
+        }
+        let mut pairs = vec![0u8; len as usize];
+        file.read_exact_at(&mut pairs, 0)
+            .with_context(|| format!("reading {}", path.display()))?;
+        Ok(Some(pairs))
+    }
+
+    /// Forgets a partition's stored outboard (it failed a check; the next use rebuilds it).
+    pub fn delete_outboard(&self, content: &Hash) -> Result<()> {
+        match std::fs::remove_file(self.outboard_path(content)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Opens a partition's content file: for writing (created if missing) or reading, with
@@ -352,20 +385,14 @@ impl Store {
         index_len(&v).map(Some)
     }
 
-    /// Reads stored groups `groups` of a partition into `buf` (cleared first): every group must
-    /// be in the index. One read for the whole range, through the page cache. Why not
-    /// `O_DIRECT` (tried): a direct read skips the kernel's readahead, so every frame waited
-    /// for the device at queue depth one, and it forces writeback of the publisher's freshly
-    /// written (still dirty) content first; the transfer bench ran 10–25 % slower that way for
-    /// the same CPU.
-    pub fn read_groups(
-        &self,
-        content: &Hash,
-        groups: Range<u64>,
-        buf: &mut AlignedBuf,
-    ) -> Result<()> {
-        // One index scan over the range instead of a point lookup per group.
-        let mut len = 0usize;
+    /// Opens stored groups `groups` of a partition for reading: every group must be in the
+    /// index (one index scan over the range, not a lookup per group). Reads go through the
+    /// page cache. Why not `O_DIRECT` (tried): a direct read skips the kernel's readahead, so
+    /// every frame waited for the device at queue depth one, and it forces writeback of the
+    /// publisher's freshly written (still dirty) content first; the transfer bench ran 10–25 %
+    /// slower that way for the same CPU.
+    pub fn open_groups(&self, content: &Hash, groups: Range<u64>) -> Result<StoredGroups> {
+        let mut len = 0u64;
         let mut index = self.db.raw_iterator_cf(self.cf(CF_CHUNKS));
         index.seek(chunk_key(content, groups.start));
         for g in groups.clone() {
@@ -387,27 +414,16 @@ impl Store {
                     crate::config::hex(&content[..8])
                 );
             }
-            len += n;
+            len += n as u64;
             index.next();
         }
         drop(index);
-        buf.clear();
-        let file = self.open_content(content, false, false)?;
-        let offset = groups.start * CHUNK_GROUP_BYTES;
-        let window = buf.spare(len);
-        let mut got = 0;
-        while got < len {
-            let n = file.read_at(&mut window[got..], offset + got as u64)?;
-            if n == 0 {
-                anyhow::bail!(
-                    "{} ends inside stored groups",
-                    self.content_path(content).display()
-                );
-            }
-            got += n;
-        }
-        buf.set_len(len);
-        Ok(())
+        let start = groups.start * CHUNK_GROUP_BYTES;
+        Ok(StoredGroups {
+            file: self.open_content(content, false, false)?,
+            path: self.content_path(content),
+            bytes: start..start + len,
+        })
     }
 
     /// Forgets a partition's content: its index entries and its file.
@@ -421,6 +437,7 @@ impl Store {
             .inner
             .delete_cf(self.cf(CF_CHUNKS), chunk_key(content, u64::MAX));
         self.write(batch)?;
+        self.delete_outboard(content)?;
         match std::fs::remove_file(self.content_path(content)) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -620,6 +637,35 @@ impl Batch<'_> {
     }
 }
 
+/// A run of stored groups of one partition, open for reading (see [`Store::open_groups`]).
+pub struct StoredGroups {
+    file: File,
+    path: PathBuf,
+    /// The content bytes the index vouches for, as partition offsets.
+    bytes: Range<u64>,
+}
+
+impl StoredGroups {
+    /// Fills `buf` with the content at partition offset `offset`, which must lie within the
+    /// opened groups.
+    pub fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        let end = offset.checked_add(buf.len() as u64);
+        if offset < self.bytes.start || end.is_none_or(|end| end > self.bytes.end) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "read of {} bytes at {offset} outside the opened groups {:?}",
+                    buf.len(),
+                    self.bytes
+                ),
+            ));
+        }
+        self.file.read_exact_at(buf, offset).map_err(|e| {
+            std::io::Error::new(e.kind(), format!("{}: {e}", self.path.display()))
+        })
+    }
+}
+
 /// An open partition content file, read only where the index says groups are stored.
 pub struct ContentReader<'s> {
     store: &'s Store,
@@ -692,6 +738,14 @@ mod tests {
         // Group 1 is a hole: a read stops there rather than serve what the file holds.
         let mut head = vec![0u8; 2 * g];
         assert_eq!(store.read_at(&m, 0, &mut head).unwrap(), g);
+        assert!(store.open_groups(&m, 0..2).is_err(), "a range over a hole");
+        let two = store.open_groups(&m, 2..3).unwrap();
+        let mut got = vec![0u8; g];
+        two.read_exact_at(2 * g as u64, &mut got).unwrap();
+        assert_eq!(got, content[2 * g..3 * g]);
+        // Only inside the opened groups: not the group before, not past the end.
+        assert!(two.read_exact_at(g as u64, &mut got).is_err());
+        assert!(two.read_exact_at(2 * g as u64 + 1, &mut got).is_err());
         store
             .put_groups(&m, 1, &mut aligned(&content[g..2 * g]), store.batch())
             .unwrap();
@@ -705,6 +759,13 @@ mod tests {
         let mut mid = vec![0u8; 20_000];
         store.read_at(&m, 10_000, &mut mid).unwrap();
         assert_eq!(mid, content[10_000..30_000]);
+        // A range ending in the short last group reads exactly the stored bytes.
+        let tail = store.open_groups(&m, 1..4).unwrap();
+        let mut last = vec![0u8; content.len() - 3 * g];
+        tail.read_exact_at(3 * g as u64, &mut last).unwrap();
+        assert_eq!(last, content[3 * g..]);
+        let mut over = vec![0u8; last.len() + 1];
+        assert!(tail.read_exact_at(3 * g as u64, &mut over).is_err());
         assert_eq!(store.get_group(&m, 3).unwrap(), content[3 * g..]);
         let mut streamed = Vec::new();
         store

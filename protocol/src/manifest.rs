@@ -28,8 +28,7 @@ use std::ops::Range;
 
 use backflow_topology::RegionCode;
 use bao_tree::io::outboard::PreOrderMemOutboard;
-use bao_tree::io::sync::{encode_ranges_validated, DecodeResponseIter};
-use bao_tree::io::BaoContentItem;
+use bao_tree::iter::BaoChunk;
 use bao_tree::{BaoTree, BlockSize, ChunkNum, ChunkRanges};
 use ed25519_dalek::Signature;
 use serde::{Deserialize, Serialize};
@@ -750,17 +749,21 @@ pub struct ChunkFrame {
 
 impl Bounded for ChunkFrame {
     fn check_limits(&self) -> Result<(), LimitError> {
-        check_len(
-            "chunk groups per frame",
-            self.group_count as usize,
-            CHUNK_GROUPS_PER_FRAME_MAX as usize,
-        )?;
-        check_len(
-            "chunk frame bytes",
-            self.encoded.len(),
-            CHUNK_FRAME_BYTES_MAX,
-        )
+        check_chunk_frame_limits(self.group_count, self.encoded.len())
     }
+}
+
+/// A chunk frame's limits, for an owned frame and for a borrowed view of one alike.
+pub(crate) fn check_chunk_frame_limits(
+    group_count: u64,
+    encoded_len: usize,
+) -> Result<(), LimitError> {
+    check_len(
+        "chunk groups per frame",
+        group_count as usize,
+        CHUNK_GROUPS_PER_FRAME_MAX as usize,
+    )?;
+    check_len("chunk frame bytes", encoded_len, CHUNK_FRAME_BYTES_MAX)
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -828,12 +831,22 @@ impl PartitionOutboard {
         content: &[u8],
         groups: Range<u64>,
     ) -> Result<Vec<u8>, ChunkError> {
-        check_groups(entry, &groups)?;
+        if content.len() as u64 != entry.bytes {
+            return Err(ChunkError::ContentMismatch);
+        }
         let mut out = Vec::new();
-        encode_ranges_validated(content, &self.outboard, &chunk_ranges(&groups), &mut out)
-            .map_err(|_| ChunkError::HashMismatch {
-                group: groups.start,
-            })?;
+        let read = |offset: u64, buf: &mut [u8]| {
+            let at = offset as usize;
+            buf.copy_from_slice(&content[at..at + buf.len()]);
+            Ok(())
+        };
+        encode_groups_into(entry, &self.outboard, groups, read, &mut out).map_err(
+            |e| match e {
+                ServeError::Chunk(e) => e,
+                // In memory: the outboard is complete and reading cannot fail.
+                ServeError::MissingHashes(_) | ServeError::Read(_) => ChunkError::ContentMismatch,
+            },
+        )?;
         Ok(out)
     }
 }
@@ -866,9 +879,136 @@ fn expected_bytes(entry: &PartitionEntry, groups: &Range<u64>) -> u64 {
         .saturating_sub(groups.start.saturating_mul(CHUNK_GROUP_BYTES))
 }
 
+/// The chaining value of one leaf (a chunk group, or the whole content when it is a single
+/// group) of a partition's bao tree: what bao-tree computes, from blake3's hazmat API.
+fn leaf_hash(start_chunk: ChunkNum, data: &[u8], is_root: bool) -> blake3::Hash {
+    use blake3::hazmat::HasherExt;
+    if is_root {
+        return blake3::hash(data);
+    }
+    let mut hasher = blake3::Hasher::new();
+    hasher.set_input_offset(start_chunk.0 * 1024);
+    hasher.update(data);
+    blake3::Hash::from(hasher.finalize_non_root())
+}
+
+/// The chaining value of an interior node from its children's.
+fn parent_hash(left: &blake3::Hash, right: &blake3::Hash, is_root: bool) -> blake3::Hash {
+    use blake3::hazmat::{merge_subtrees_non_root, merge_subtrees_root, Mode};
+    if is_root {
+        merge_subtrees_root(left.as_bytes(), right.as_bytes(), Mode::Hash)
+    } else {
+        blake3::Hash::from(merge_subtrees_non_root(
+            left.as_bytes(),
+            right.as_bytes(),
+            Mode::Hash,
+        ))
+    }
+}
+
+/// Builds a partition's bao outboard (the pre-order hash pairs above its 16 KiB groups, what
+/// bao-tree's `PreOrderOutboard` holds) and its root from the content pushed in any pieces, in
+/// one pass. Why not bao-tree's `CreateOutboard`: it pulls from a reader, and a publisher's
+/// partitions are pushed by the partitioner; hashing them a second time just for the outboard
+/// cost a whole blake3 pass over the content (tested byte for byte against bao-tree).
+/// Memory: 32 bytes per group until `finish`, then the outboard (64 bytes per group).
+pub struct OutboardBuilder {
+    group: blake3::Hasher,
+    /// Bytes pushed into `group` so far.
+    group_bytes: u64,
+    /// Chaining values of the finished groups (non-root).
+    leaves: Vec<blake3::Hash>,
+    total_bytes: u64,
+}
+
+impl Default for OutboardBuilder {
+    fn default() -> Self {
+        OutboardBuilder::new()
+    }
+}
+
+impl OutboardBuilder {
+    pub fn new() -> OutboardBuilder {
+        OutboardBuilder {
+            group: blake3::Hasher::new(),
+            group_bytes: 0,
+            leaves: Vec::new(),
+            total_bytes: 0,
+        }
+    }
+
+    /// Appends content.
+    pub fn push(&mut self, mut piece: &[u8]) {
+        use blake3::hazmat::HasherExt;
+        while !piece.is_empty() {
+            if self.group_bytes == CHUNK_GROUP_BYTES {
+                // A full group with more content after it: not the root, so a chaining value.
+                self.leaves
+                    .push(blake3::Hash::from(self.group.finalize_non_root()));
+                self.group = blake3::Hasher::new();
+                self.group
+                    .set_input_offset(self.leaves.len() as u64 * CHUNK_GROUP_BYTES);
+                self.group_bytes = 0;
+            }
+            let take = ((CHUNK_GROUP_BYTES - self.group_bytes) as usize).min(piece.len());
+            self.group.update(&piece[..take]);
+            self.group_bytes += take as u64;
+            self.total_bytes += take as u64;
+            piece = &piece[take..];
+        }
+    }
+
+    /// The content's blake3 hash (the bao root) and its outboard's hash pairs in pre-order.
+    pub fn finish(self) -> (Hash, Vec<u8>) {
+        if self.leaves.is_empty() {
+            // One group (or none): the group is the whole tree, its hash the root, and there
+            // are no parent pairs.
+            return (*self.group.finalize().as_bytes(), Vec::new());
+        }
+        let mut leaves = self.leaves;
+        leaves.push(blake3::Hash::from(
+            blake3::hazmat::HasherExt::finalize_non_root(&self.group),
+        ));
+        let tree = BaoTree::new(self.total_bytes, BLOCK_SIZE);
+        let mut pairs = Vec::with_capacity(tree.outboard_size() as usize);
+        let root = pre_order_pairs(&leaves, true, &mut pairs);
+        debug_assert_eq!(pairs.len() as u64, tree.outboard_size());
+        (*root.as_bytes(), pairs)
+    }
+}
+
+/// Writes the hash pairs of the subtree over `leaves` in pre-order (parent before its left
+/// subtree before its right subtree) and returns its chaining value. blake3's trees are left
+/// full: the left subtree takes the largest power of two of groups below the count. Depth is
+/// bounded by the tree's height (≤ 26 levels for `PARTITION_BYTES_MAX`).
+fn pre_order_pairs(leaves: &[blake3::Hash], is_root: bool, out: &mut Vec<u8>) -> blake3::Hash {
+    if leaves.len() == 1 {
+        return leaves[0];
+    }
+    // The largest power of two below the count (≥ 2 here).
+    let split = 1usize << (usize::BITS - 1 - (leaves.len() - 1).leading_zeros());
+    let at = out.len();
+    out.extend_from_slice(&[0u8; 64]);
+    let left = pre_order_pairs(&leaves[..split], false, out);
+    let right = pre_order_pairs(&leaves[split..], false, out);
+    out[at..at + 32].copy_from_slice(left.as_bytes());
+    out[at + 32..at + 64].copy_from_slice(right.as_bytes());
+    parent_hash(&left, &right, is_root)
+}
+
+/// Hashes still expected while walking a tree in pre-order: one per tree level at most, and
+/// a tree of `PARTITION_BYTES_MAX` in 16 KiB groups has 26 levels.
+const HASH_STACK_DEPTH_MAX: usize = 64;
+
 /// Like [`decode_groups`], but hands the content to `sink` piece by piece, in order, so a
 /// shell can place it where it will be written (no intermediate buffer). On an error, what
 /// was already handed over must be discarded: only an `Ok` means all of it verified.
+///
+/// Verifies in place: each group is hashed where it lies in `encoded` and handed to `sink`
+/// as a slice of it. Why not bao-tree's `DecodeResponseIter`: it reads every group into a
+/// freshly allocated, zero-filled buffer first, a copy, a fill and an allocation per 16 KiB
+/// that cost a receiver more than the hashing. The walk is the same (bao-tree's pre-order
+/// iterator, the same checks) and the tests hold it to bao-tree's decoder.
 pub fn decode_groups_with(
     entry: &PartitionEntry,
     groups: Range<u64>,
@@ -878,44 +1018,176 @@ pub fn decode_groups_with(
     check_groups(entry, &groups)?;
     let tree = BaoTree::new(entry.bytes, BLOCK_SIZE);
     let ranges = chunk_ranges(&groups);
-    let mut reader = encoded;
+    let mut rest = encoded;
     let mut decoded = 0u64;
     let base = groups.start.saturating_mul(CHUNK_GROUP_BYTES);
-    let iter = DecodeResponseIter::new(
-        blake3::Hash::from_bytes(entry.content_hash),
-        tree,
-        &mut reader,
-        &ranges,
-    );
-    for item in iter {
+    let mut stack: Vec<blake3::Hash> = Vec::with_capacity(HASH_STACK_DEPTH_MAX);
+    stack.push(blake3::Hash::from_bytes(entry.content_hash));
+    for item in tree.ranges_pre_order_chunks_iter_ref(&ranges, 0) {
+        // The iterator pairs every item with one expected hash; an empty stack would be a
+        // walk bao-tree's decoder also ends early (and then fails the length check).
+        let Some(expected) = stack.pop() else {
+            return Err(ChunkError::Malformed);
+        };
         match item {
-            Ok(BaoContentItem::Parent(_)) => {}
-            Ok(BaoContentItem::Leaf(leaf)) => {
-                if leaf.offset != base + decoded {
+            BaoChunk::Parent {
+                node,
+                is_root,
+                left,
+                right,
+                ..
+            } => {
+                let Some((pair, tail)) = rest.split_first_chunk::<64>() else {
+                    return Err(ChunkError::Malformed);
+                };
+                rest = tail;
+                let (l, r) = pair.split_at(32);
+                let l = blake3::Hash::from_slice(l).map_err(|_| ChunkError::Malformed)?;
+                let r = blake3::Hash::from_slice(r).map_err(|_| ChunkError::Malformed)?;
+                if parent_hash(&l, &r, is_root) != expected {
+                    return Err(ChunkError::HashMismatch {
+                        group: node.chunk_range().start.0 / CHUNKS_PER_GROUP,
+                    });
+                }
+                if stack.len() + 2 > HASH_STACK_DEPTH_MAX {
                     return Err(ChunkError::Malformed);
                 }
-                decoded += leaf.data.len() as u64;
-                sink(&leaf.data);
+                if right {
+                    stack.push(r);
+                }
+                if left {
+                    stack.push(l);
+                }
             }
-            Err(e) => {
-                use bao_tree::io::DecodeError;
-                return Err(match e {
-                    DecodeError::LeafHashMismatch(c) => ChunkError::HashMismatch {
-                        group: c.0 / CHUNKS_PER_GROUP,
-                    },
-                    DecodeError::ParentHashMismatch(n) => ChunkError::HashMismatch {
-                        group: n.chunk_range().start.0 / CHUNKS_PER_GROUP,
-                    },
-                    _ => ChunkError::Malformed,
-                });
+            BaoChunk::Leaf {
+                start_chunk,
+                size,
+                is_root,
+                ..
+            } => {
+                if rest.len() < size {
+                    return Err(ChunkError::Malformed);
+                }
+                let (data, tail) = rest.split_at(size);
+                rest = tail;
+                if leaf_hash(start_chunk, data, is_root) != expected {
+                    return Err(ChunkError::HashMismatch {
+                        group: start_chunk.0 / CHUNKS_PER_GROUP,
+                    });
+                }
+                if start_chunk.to_bytes() != base + decoded {
+                    return Err(ChunkError::Malformed);
+                }
+                decoded += data.len() as u64;
+                sink(data);
             }
         }
     }
-    if !reader.is_empty() {
-        return Err(ChunkError::TrailingBytes(reader.len()));
+    if !rest.is_empty() {
+        return Err(ChunkError::TrailingBytes(rest.len()));
     }
     if decoded != expected_bytes(entry, &groups) {
         return Err(ChunkError::Malformed);
     }
+    Ok(())
+}
+
+/// Why serving stored groups failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Chunk(#[from] ChunkError),
+    #[error("the outboard has no hash pair for tree node {0:?}")]
+    MissingHashes(bao_tree::TreeNode),
+    #[error("reading stored content: {0}")]
+    Read(#[from] std::io::Error),
+}
+
+/// Encodes `groups` of a partition as a [`ChunkFrame`]'s payload (bao-tree's pre-order range
+/// encoding: parent hash pairs interleaved with the groups), validating the content against
+/// `outboard` on the way, so a node whose disk corrupted the data does not serve it.
+///
+/// `read(offset, buf)` fills `buf` with the content at byte `offset`, and is handed the very
+/// place in `out` where those bytes go: the content is copied once, by whoever reads it
+/// (the kernel, for a file), and hashed there. `out` is overwritten from its start, and grows
+/// only where its old length does not reach (so a reused buffer is not zero-filled again);
+/// on return its length is the encoding's. The bytes are those of bao-tree's
+/// `encode_ranges_validated` (tested).
+pub fn encode_groups_into<O: bao_tree::io::sync::Outboard>(
+    entry: &PartitionEntry,
+    outboard: &O,
+    groups: Range<u64>,
+    mut read: impl FnMut(u64, &mut [u8]) -> std::io::Result<()>,
+    out: &mut Vec<u8>,
+) -> Result<(), ServeError> {
+    check_groups(entry, &groups)?;
+    let tree = outboard.tree();
+    if tree.size() != entry.bytes || outboard.root().as_bytes() != &entry.content_hash {
+        return Err(ChunkError::ContentMismatch.into());
+    }
+    let ranges = chunk_ranges(&groups);
+    let mut at = 0usize;
+    let grow = |out: &mut Vec<u8>, at: usize, n: usize| -> std::ops::Range<usize> {
+        if out.len() < at + n {
+            out.resize(at + n, 0);
+        }
+        at..at + n
+    };
+    let mut stack: Vec<blake3::Hash> = Vec::with_capacity(HASH_STACK_DEPTH_MAX);
+    stack.push(outboard.root());
+    for item in tree.ranges_pre_order_chunks_iter_ref(&ranges, 0) {
+        // Invariant of bao-tree's pre-order walk: every item consumes one expected hash.
+        let expected = stack.pop().ok_or(ChunkError::Malformed)?;
+        match item {
+            BaoChunk::Parent {
+                node,
+                is_root,
+                left,
+                right,
+                ..
+            } => {
+                let (l, r) = outboard
+                    .load(node)?
+                    .ok_or(ServeError::MissingHashes(node))?;
+                if parent_hash(&l, &r, is_root) != expected {
+                    return Err(ChunkError::HashMismatch {
+                        group: node.chunk_range().start.0 / CHUNKS_PER_GROUP,
+                    }
+                    .into());
+                }
+                if stack.len() + 2 > HASH_STACK_DEPTH_MAX {
+                    return Err(ChunkError::Malformed.into());
+                }
+                if right {
+                    stack.push(r);
+                }
+                if left {
+                    stack.push(l);
+                }
+                let place = grow(out, at, 64);
+                out[place.start..place.start + 32].copy_from_slice(l.as_bytes());
+                out[place.start + 32..place.end].copy_from_slice(r.as_bytes());
+                at = place.end;
+            }
+            BaoChunk::Leaf {
+                start_chunk,
+                size,
+                is_root,
+                ..
+            } => {
+                let place = grow(out, at, size);
+                let data = &mut out[place.clone()];
+                read(start_chunk.to_bytes(), data)?;
+                if leaf_hash(start_chunk, data, is_root) != expected {
+                    return Err(ChunkError::HashMismatch {
+                        group: start_chunk.0 / CHUNKS_PER_GROUP,
+                    }
+                    .into());
+                }
+                at = place.end;
+            }
+        }
+    }
+    out.truncate(at);
     Ok(())
 }

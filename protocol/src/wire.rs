@@ -232,6 +232,86 @@ pub fn decode_frame(bytes: &[u8]) -> Result<Message, WireError> {
     Ok(message)
 }
 
+/// A chunk frame decoded without copying its payload (see [`decode_chunk_frame`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChunkFrameView {
+    pub manifest: crate::manifest::Hash,
+    pub region: backflow_topology::RegionCode,
+    pub first_group: u64,
+    pub group_count: u64,
+    /// Where [`ChunkFrame::encoded`] lies in the decoded bytes.
+    pub payload: std::ops::Range<usize>,
+}
+
+/// [`Message`] with the chunk payload borrowed. Same variants in the same order, so the same
+/// bytes decode the same way (tested against [`Message`]).
+#[derive(Deserialize)]
+enum MessageRef<'a> {
+    #[allow(dead_code)] // decoded only to be refused
+    Hello(Hello),
+    #[allow(dead_code)]
+    Catalog(CatalogMsg),
+    #[allow(dead_code)]
+    ReturnFlow(ReturnFlowMsg),
+    #[serde(borrow)]
+    Chunk(ChunkFrameRef<'a>),
+}
+
+/// [`ChunkFrame`] with `encoded` borrowed from the frame.
+#[derive(Deserialize)]
+struct ChunkFrameRef<'a> {
+    manifest: crate::manifest::Hash,
+    region: backflow_topology::RegionCode,
+    first_group: u64,
+    group_count: u64,
+    #[serde(borrow)]
+    encoded: &'a [u8],
+}
+
+/// Decodes a frame that must hold a [`Message::Chunk`], leaving the payload where it lies in
+/// `bytes` (a data-plane reader hands the whole buffer on instead of copying a megabyte out of
+/// it). Same checks as [`decode_frame`]; any other message is an error. Total: never panics.
+pub fn decode_chunk_frame(bytes: &[u8]) -> Result<ChunkFrameView, WireError> {
+    if bytes.len() > FRAME_BYTES_MAX {
+        return Err(WireError::FrameTooLarge {
+            len: bytes.len(),
+            max: FRAME_BYTES_MAX,
+        });
+    }
+    let (version, used): (u16, usize) = decode_prefix(bytes)?;
+    if version != PROTOCOL_VERSION {
+        return Err(WireError::UnsupportedVersion {
+            got: version,
+            supported: PROTOCOL_VERSION,
+        });
+    }
+    let body = &bytes[used..];
+    let (message, read): (MessageRef<'_>, usize) =
+        bincode::serde::borrow_decode_from_slice(body, config())
+            .map_err(|e| WireError::Malformed(e.to_string()))?;
+    if read != body.len() {
+        return Err(WireError::TrailingBytes {
+            extra: body.len() - read,
+        });
+    }
+    let MessageRef::Chunk(frame) = message else {
+        return Err(WireError::Malformed(
+            "a control message where a chunk frame belongs".into(),
+        ));
+    };
+    crate::manifest::check_chunk_frame_limits(frame.group_count, frame.encoded.len())?;
+    // `encoded` borrows from `bytes`, so its offset is a difference of addresses.
+    let start = frame.encoded.as_ptr() as usize - bytes.as_ptr() as usize;
+    debug_assert!(start + frame.encoded.len() <= bytes.len());
+    Ok(ChunkFrameView {
+        manifest: frame.manifest,
+        region: frame.region,
+        first_group: frame.first_group,
+        group_count: frame.group_count,
+        payload: start..start + frame.encoded.len(),
+    })
+}
+
 /// Records a node reads back from its own storage (e.g. a publisher's `TransferRecord` with
 /// one entry per region of the country, ~3.5 MB) may exceed a frame; they are still bounded.
 pub const STORED_RECORD_BYTES_MAX: usize = 64 * 1024 * 1024;

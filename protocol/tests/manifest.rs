@@ -425,3 +425,237 @@ mod hostile {
         }
     }
 }
+
+/// The in-place encoder and decoder are held to bao-tree's own `encode_ranges_validated` and
+/// `DecodeResponseIter` (the reference implementation of the encoding), byte for byte and
+/// verdict for verdict, over partition sizes around group and tree boundaries.
+mod against_bao_tree {
+    use super::*;
+    use backflow_protocol::manifest::{
+        decode_groups_with, encode_groups_into, PartitionEntry, ServeError,
+        CHUNK_GROUPS_PER_FRAME_MAX,
+    };
+    use bao_tree::io::outboard::PreOrderMemOutboard;
+    use bao_tree::io::sync::{encode_ranges_validated, DecodeResponseIter};
+    use bao_tree::io::BaoContentItem;
+    use bao_tree::{BaoTree, BlockSize, ChunkNum, ChunkRanges};
+    use std::ops::Range;
+
+    const BLOCK: BlockSize = BlockSize::from_chunk_log(4);
+    const G: u64 = CHUNK_GROUP_BYTES;
+
+    fn ranges(groups: &Range<u64>) -> ChunkRanges {
+        ChunkRanges::from(ChunkNum(groups.start * 16)..ChunkNum(groups.end * 16))
+    }
+
+    /// Content that differs at every position (a repeated pattern would hide misplaced groups).
+    fn bytes(len: u64) -> Vec<u8> {
+        (0..len)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect()
+    }
+
+    fn reference_encode(data: &[u8], ob: &PreOrderMemOutboard, groups: &Range<u64>) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_ranges_validated(data, ob, &ranges(groups), &mut out).unwrap();
+        out
+    }
+
+    /// bao-tree's decoder: the content, or `None` if it rejects the encoding.
+    fn reference_decode(e: &PartitionEntry, groups: &Range<u64>, enc: &[u8]) -> Option<Vec<u8>> {
+        let tree = BaoTree::new(e.bytes, BLOCK);
+        let r = ranges(groups);
+        let mut reader = enc;
+        let mut out = Vec::new();
+        for item in DecodeResponseIter::new(
+            blake3::Hash::from_bytes(e.content_hash),
+            tree,
+            &mut reader,
+            &r,
+        ) {
+            match item.ok()? {
+                BaoContentItem::Parent(_) => {}
+                BaoContentItem::Leaf(l) => out.extend_from_slice(&l.data),
+            }
+        }
+        reader.is_empty().then_some(out)
+    }
+
+    fn ours_decode(e: &PartitionEntry, groups: &Range<u64>, enc: &[u8]) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        decode_groups_with(e, groups.clone(), enc, |p| out.extend_from_slice(p))
+            .ok()
+            .map(|()| out)
+    }
+
+    /// Sizes around one group, one frame and uneven trees, and the group ranges to try.
+    fn cases() -> Vec<(u64, Vec<Range<u64>>)> {
+        let sizes = [
+            1,
+            1023,
+            1024,
+            1025,
+            G - 1,
+            G,
+            G + 1,
+            2 * G,
+            3 * G + 17,
+            64 * G,
+            64 * G + 1,
+            100 * G - 5,
+            257 * G + 999,
+        ];
+        sizes
+            .iter()
+            .map(|&len| {
+                let groups = len.div_ceil(G);
+                let mut rs = vec![0..1, 0..groups.min(CHUNK_GROUPS_PER_FRAME_MAX)];
+                rs.push(groups - 1..groups);
+                if groups > 3 {
+                    rs.push(1..groups.min(1 + CHUNK_GROUPS_PER_FRAME_MAX));
+                    rs.push(groups / 2..(groups / 2 + 3).min(groups));
+                }
+                if groups > CHUNK_GROUPS_PER_FRAME_MAX {
+                    rs.push(groups - CHUNK_GROUPS_PER_FRAME_MAX..groups);
+                }
+                (len, rs)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn encoder_writes_bao_trees_bytes_and_decoder_agrees() {
+        let schema = schema();
+        // A stale, longer buffer: reused output is overwritten and cut to length.
+        let mut out = vec![0xAAu8; 3 << 20];
+        for (len, rs) in cases() {
+            let data = bytes(len);
+            let e = PartitionEntry::for_content(code("110101001"), &data, 1, &schema);
+            let ob = PreOrderMemOutboard::create(&data, BLOCK);
+            for groups in rs {
+                let expected = reference_encode(&data, &ob, &groups);
+                encode_groups_into(
+                    &e,
+                    &ob,
+                    groups.clone(),
+                    |at, buf| {
+                        buf.copy_from_slice(&data[at as usize..at as usize + buf.len()]);
+                        Ok(())
+                    },
+                    &mut out,
+                )
+                .unwrap();
+                assert_eq!(out, expected, "encoding of {groups:?} of {len} bytes");
+                let content = ours_decode(&e, &groups, &out).unwrap();
+                assert_eq!(Some(&content), reference_decode(&e, &groups, &out).as_ref());
+                let from = (groups.start * G) as usize;
+                assert_eq!(content, data[from..from + content.len()]);
+            }
+        }
+    }
+
+    #[test]
+    fn decoder_rejects_what_bao_tree_rejects() {
+        let schema = schema();
+        for (len, rs) in cases() {
+            let data = bytes(len);
+            let e = PartitionEntry::for_content(code("110101001"), &data, 1, &schema);
+            let ob = PreOrderMemOutboard::create(&data, BLOCK);
+            for groups in rs {
+                let enc = reference_encode(&data, &ob, &groups);
+                // One flipped bit at positions spread over the encoding (hashes and data).
+                let n = enc.len();
+                for at in [0, 1, 31, 32, 63, 64, 65, n / 3, n / 2, n.saturating_sub(65), n - 1] {
+                    let mut bad = enc.clone();
+                    bad[at.min(n - 1)] ^= 0x10;
+                    let ours = ours_decode(&e, &groups, &bad);
+                    assert_eq!(ours, reference_decode(&e, &groups, &bad), "flip at {at}");
+                    assert_eq!(ours, None, "a flipped bit at {at} of {groups:?} ({len} B)");
+                }
+                // Cut short, one byte long, and another range's encoding.
+                assert_eq!(ours_decode(&e, &groups, &enc[..n - 1]), None);
+                let mut long = enc.clone();
+                long.push(0);
+                assert_eq!(ours_decode(&e, &groups, &long), None);
+                if groups.end < e.groups() {
+                    let shifted = groups.start + 1..groups.end + 1;
+                    assert_eq!(ours_decode(&e, &shifted, &enc), None);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn encoder_refuses_corrupt_content_and_names_the_group() {
+        let data = bytes(100 * G);
+        let e = PartitionEntry::for_content(code("110101001"), &data, 1, &schema());
+        let ob = PreOrderMemOutboard::create(&data, BLOCK);
+        let mut rotten = data.clone();
+        rotten[(37 * G + 5) as usize] ^= 1;
+        let mut out = Vec::new();
+        let read = |at: u64, buf: &mut [u8]| {
+            buf.copy_from_slice(&rotten[at as usize..at as usize + buf.len()]);
+            Ok(())
+        };
+        match encode_groups_into(&e, &ob, 30..40, read, &mut out) {
+            Err(ServeError::Chunk(ChunkError::HashMismatch { group: 37 })) => {}
+            other => panic!("{other:?}"),
+        }
+        // Groups before the bad one still serve.
+        encode_groups_into(&e, &ob, 30..37, read, &mut out).unwrap();
+        assert_eq!(out, reference_encode(&data, &ob, &(30..37)));
+        // A failing read is reported, not served.
+        let failing = |_: u64, _: &mut [u8]| Err(std::io::Error::other("disk gone"));
+        assert!(matches!(
+            encode_groups_into(&e, &ob, 0..1, failing, &mut out),
+            Err(ServeError::Read(_))
+        ));
+        // An outboard of other content, and ranges outside the partition.
+        let other = PreOrderMemOutboard::create(bytes(100 * G + 1), BLOCK);
+        assert!(encode_groups_into(&e, &other, 0..1, read, &mut out).is_err());
+        assert!(matches!(
+            encode_groups_into(&e, &ob, 99..101, read, &mut out),
+            Err(ServeError::Chunk(ChunkError::OutOfRange { .. }))
+        ));
+    }
+}
+
+/// The push-based outboard builder yields bao-tree's root and pre-order outboard, byte for
+/// byte, however the content is cut into pieces.
+#[test]
+fn outboard_builder_matches_bao_tree() {
+    use backflow_protocol::manifest::OutboardBuilder;
+    use bao_tree::io::outboard::PreOrderMemOutboard;
+    use bao_tree::BlockSize;
+    let g = CHUNK_GROUP_BYTES;
+    for len in [
+        0,
+        1,
+        1024,
+        g - 1,
+        g,
+        g + 1,
+        2 * g,
+        3 * g,
+        3 * g + 17,
+        4 * g,
+        5 * g - 1,
+        64 * g + 1,
+        100 * g - 5,
+        257 * g + 999,
+    ] {
+        let data: Vec<u8> = (0..len)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let reference = PreOrderMemOutboard::create(&data, BlockSize::from_chunk_log(4));
+        for piece in [1usize, 1000, 16 * 1024, 70_000, usize::MAX] {
+            let mut b = OutboardBuilder::new();
+            for p in data.chunks(piece.min(data.len().max(1))) {
+                b.push(p);
+            }
+            let (root, pairs) = b.finish();
+            assert_eq!(&root, reference.root.as_bytes(), "root of {len} bytes");
+            assert_eq!(pairs, reference.data, "outboard of {len} bytes, pieces of {piece}");
+        }
+    }
+}

@@ -8,8 +8,8 @@ use backflow_protocol::catalog_sync::CatalogMsg;
 use backflow_protocol::manifest::ChunkFrame;
 use backflow_protocol::return_flow::{Announce, ReturnFlowMsg};
 use backflow_protocol::wire::{
-    decode_frame, encode_chunk_frame_head, encode_frame, encode_value, Hello, Message, WireError,
-    FRAME_BYTES_MAX, PROTOCOL_VERSION, WANT_RANGES_MAX,
+    decode_chunk_frame, decode_frame, encode_chunk_frame_head, encode_frame, encode_value, Hello,
+    Message, WireError, FRAME_BYTES_MAX, PROTOCOL_VERSION, WANT_RANGES_MAX,
 };
 use common::*;
 use proptest::prelude::*;
@@ -220,6 +220,31 @@ proptest! {
     #[test]
     fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
         let _ = decode_frame(&bytes);
+        let _ = decode_chunk_frame(&bytes);
+    }
+
+    /// The borrowing chunk decoder agrees with `decode_frame` on every mutation of every
+    /// message: the same chunk frame where that decodes one, an error everywhere else.
+    #[test]
+    fn chunk_view_agrees_with_decode_frame(idx in 0usize..6, flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..8)) {
+        let msgs = sample_messages();
+        let mut bytes = encode_frame(&msgs[idx]).unwrap();
+        for (at, v) in flips {
+            let n = bytes.len();
+            bytes[at % n] ^= v;
+        }
+        match (decode_frame(&bytes), decode_chunk_frame(&bytes)) {
+            (Ok(Message::Chunk(frame)), Ok(view)) => {
+                prop_assert_eq!(view.manifest, frame.manifest);
+                prop_assert_eq!(view.region, frame.region);
+                prop_assert_eq!(view.first_group, frame.first_group);
+                prop_assert_eq!(view.group_count, frame.group_count);
+                prop_assert_eq!(&bytes[view.payload], &frame.encoded[..]);
+            }
+            (Ok(Message::Chunk(_)), Err(e)) => prop_assert!(false, "view refused a chunk frame: {}", e),
+            (_, Ok(view)) => prop_assert!(false, "view accepted a non-chunk frame: {:?}", view),
+            (_, Err(_)) => {}
+        }
     }
 
     #[test]
@@ -296,4 +321,60 @@ fn chunk_frame_head_checks_limits() {
     };
     assert!(encode_chunk_frame_head(&frame).is_err());
     assert!(encode_frame(&Message::Chunk(frame)).is_err());
+}
+
+/// The borrowing decoder finds the payload in place for payloads of every varint width, and
+/// refuses control messages, other versions and the frame limits like `decode_frame`.
+#[test]
+fn chunk_view_borrows_the_payload_in_place() {
+    for len in [0usize, 1, 250, 251, 65_536, 1 << 20] {
+        let frame = ChunkFrame {
+            manifest: [9; 32],
+            region: code("441900003"),
+            first_group: 12,
+            group_count: 64,
+            encoded: (0..len).map(|i| (i % 253) as u8).collect(),
+        };
+        let bytes = encode_frame(&Message::Chunk(frame.clone())).unwrap();
+        let view = decode_chunk_frame(&bytes).unwrap();
+        assert_eq!(view.payload.end, bytes.len(), "the payload ends the frame");
+        assert_eq!(&bytes[view.payload.clone()], &frame.encoded[..]);
+        assert_eq!(
+            (view.manifest, view.region, view.first_group, view.group_count),
+            (frame.manifest, frame.region, 12, 64)
+        );
+    }
+    for m in sample_messages() {
+        let bytes = encode_frame(&m).unwrap();
+        assert_eq!(
+            decode_chunk_frame(&bytes).is_ok(),
+            matches!(m, Message::Chunk(_)),
+            "{m:?}"
+        );
+    }
+    let frame = ChunkFrame {
+        manifest: [1; 32],
+        region: code("110101001"),
+        first_group: 0,
+        group_count: 65,
+        encoded: vec![1, 2, 3],
+    };
+    // Over the groups-per-frame limit: encode the fields by hand, as a hostile peer would.
+    let mut bytes = encode_value(&PROTOCOL_VERSION).unwrap();
+    bytes.extend(encode_value(&3u32).unwrap()); // variant index of `Message::Chunk`
+    bytes.extend(encode_value(&frame).unwrap());
+    assert!(matches!(decode_frame(&bytes), Err(WireError::Limit(_))));
+    assert!(matches!(decode_chunk_frame(&bytes), Err(WireError::Limit(_))));
+    let mut old = bytes.clone();
+    old[0] = 2; // version 2, one varint byte
+    assert!(matches!(
+        decode_chunk_frame(&old),
+        Err(WireError::UnsupportedVersion { got: 2, .. })
+    ));
+    let mut long = encode_frame(&Message::Chunk(ChunkFrame { group_count: 1, ..frame })).unwrap();
+    long.push(0);
+    assert!(matches!(
+        decode_chunk_frame(&long),
+        Err(WireError::TrailingBytes { extra: 1 })
+    ));
 }
