@@ -448,7 +448,10 @@ impl From<ChunkFrame> for ReceivedChunk {
 
 enum Work {
     /// A chunk frame read and decoded from a peer's data-plane stream.
-    Chunk { peer: PeerId, chunk: ReceivedChunk },
+    Chunk {
+        peer: PeerId,
+        chunk: ReceivedChunk,
+    },
     Stored {
         from: RegionCode,
         manifest: Hash,

@@ -660,9 +660,9 @@ impl StoredGroups {
                 ),
             ));
         }
-        self.file.read_exact_at(buf, offset).map_err(|e| {
-            std::io::Error::new(e.kind(), format!("{}: {e}", self.path.display()))
-        })
+        self.file
+            .read_exact_at(buf, offset)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", self.path.display())))
     }
 }
 

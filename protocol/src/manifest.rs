@@ -840,13 +840,11 @@ impl PartitionOutboard {
             buf.copy_from_slice(&content[at..at + buf.len()]);
             Ok(())
         };
-        encode_groups_into(entry, &self.outboard, groups, read, &mut out).map_err(
-            |e| match e {
-                ServeError::Chunk(e) => e,
-                // In memory: the outboard is complete and reading cannot fail.
-                ServeError::MissingHashes(_) | ServeError::Read(_) => ChunkError::ContentMismatch,
-            },
-        )?;
+        encode_groups_into(entry, &self.outboard, groups, read, &mut out).map_err(|e| match e {
+            ServeError::Chunk(e) => e,
+            // In memory: the outboard is complete and reading cannot fail.
+            ServeError::MissingHashes(_) | ServeError::Read(_) => ChunkError::ContentMismatch,
+        })?;
         Ok(out)
     }
 }

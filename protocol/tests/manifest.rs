@@ -565,7 +565,19 @@ mod against_bao_tree {
                 let enc = reference_encode(&data, &ob, &groups);
                 // One flipped bit at positions spread over the encoding (hashes and data).
                 let n = enc.len();
-                for at in [0, 1, 31, 32, 63, 64, 65, n / 3, n / 2, n.saturating_sub(65), n - 1] {
+                for at in [
+                    0,
+                    1,
+                    31,
+                    32,
+                    63,
+                    64,
+                    65,
+                    n / 3,
+                    n / 2,
+                    n.saturating_sub(65),
+                    n - 1,
+                ] {
                     let mut bad = enc.clone();
                     bad[at.min(n - 1)] ^= 0x10;
                     let ours = ours_decode(&e, &groups, &bad);
@@ -655,7 +667,10 @@ fn outboard_builder_matches_bao_tree() {
             }
             let (root, pairs) = b.finish();
             assert_eq!(&root, reference.root.as_bytes(), "root of {len} bytes");
-            assert_eq!(pairs, reference.data, "outboard of {len} bytes, pieces of {piece}");
+            assert_eq!(
+                pairs, reference.data,
+                "outboard of {len} bytes, pieces of {piece}"
+            );
         }
     }
 }

@@ -340,7 +340,12 @@ fn chunk_view_borrows_the_payload_in_place() {
         assert_eq!(view.payload.end, bytes.len(), "the payload ends the frame");
         assert_eq!(&bytes[view.payload.clone()], &frame.encoded[..]);
         assert_eq!(
-            (view.manifest, view.region, view.first_group, view.group_count),
+            (
+                view.manifest,
+                view.region,
+                view.first_group,
+                view.group_count
+            ),
             (frame.manifest, frame.region, 12, 64)
         );
     }
@@ -364,14 +369,21 @@ fn chunk_view_borrows_the_payload_in_place() {
     bytes.extend(encode_value(&3u32).unwrap()); // variant index of `Message::Chunk`
     bytes.extend(encode_value(&frame).unwrap());
     assert!(matches!(decode_frame(&bytes), Err(WireError::Limit(_))));
-    assert!(matches!(decode_chunk_frame(&bytes), Err(WireError::Limit(_))));
+    assert!(matches!(
+        decode_chunk_frame(&bytes),
+        Err(WireError::Limit(_))
+    ));
     let mut old = bytes.clone();
     old[0] = 2; // version 2, one varint byte
     assert!(matches!(
         decode_chunk_frame(&old),
         Err(WireError::UnsupportedVersion { got: 2, .. })
     ));
-    let mut long = encode_frame(&Message::Chunk(ChunkFrame { group_count: 1, ..frame })).unwrap();
+    let mut long = encode_frame(&Message::Chunk(ChunkFrame {
+        group_count: 1,
+        ..frame
+    }))
+    .unwrap();
     long.push(0);
     assert!(matches!(
         decode_chunk_frame(&long),
