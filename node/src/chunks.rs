@@ -176,3 +176,109 @@ impl OutboardCache {
 pub fn tree_of(bytes: u64) -> BaoTree {
     BaoTree::new(bytes, BLOCK_SIZE)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::publish::GroupLoader;
+    use backflow_protocol::manifest::{decode_groups, CHUNK_GROUP_BYTES};
+    use backflow_topology::RegionCode;
+    use bao_tree::io::outboard::PreOrderMemOutboard;
+
+    /// 3 MiB + a short last group, stored as a publisher stores it.
+    fn stored(store: &Store) -> (PartitionEntry, Vec<u8>) {
+        let data: Vec<u8> = (0..3 * (1u64 << 20) + 5_000)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+            .collect();
+        let entry = PartitionEntry {
+            region: RegionCode::parse("110101001").unwrap(),
+            content_hash: *blake3::hash(&data).as_bytes(),
+            bytes: data.len() as u64,
+            records: 1,
+            schema_hash: [0; 32],
+        };
+        let mut loader = GroupLoader::new(store, entry.content_hash, entry.bytes);
+        loader.push(&data).unwrap();
+        assert_eq!(loader.finish().unwrap(), entry.bytes);
+        (entry, data)
+    }
+
+    fn serves(
+        store: &Store,
+        cache: &OutboardCache,
+        entry: &PartitionEntry,
+        g: Range<u64>,
+    ) -> Result<Vec<u8>> {
+        let ob = cache.get_or_build(store, entry)?;
+        let mut out = frame_buf();
+        encode_groups(store, &ob, entry, g.clone(), &mut out)?;
+        Ok(decode_groups(entry, g, &out).map_err(|e| anyhow::anyhow!("{e}"))?)
+    }
+
+    #[test]
+    fn outboard_is_kept_checked_and_rebuilt_when_damaged() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let (entry, data) = stored(&store);
+        let g = CHUNK_GROUP_BYTES as usize;
+        let reference = PreOrderMemOutboard::create(&data, BLOCK_SIZE).data;
+        let obao = dir
+            .path()
+            .join("chunks")
+            .join(format!("{}.obao", crate::config::hex(&entry.content_hash)));
+
+        // Built from the content on first use and kept beside it.
+        let cache = OutboardCache::default();
+        assert_eq!(
+            serves(&store, &cache, &entry, 0..64).unwrap(),
+            data[..64 * g]
+        );
+        assert_eq!(std::fs::read(&obao).unwrap(), reference);
+
+        // A damaged outboard on disk is loaded (it is only a cache), then caught by the checks
+        // while serving: no group goes out. Forgetting it rebuilds it from the content.
+        let mut bad = reference.clone();
+        bad[10] ^= 1; // the root's pair: on every group's path
+        std::fs::write(&obao, &bad).unwrap();
+        let cold = OutboardCache::default();
+        assert!(serves(&store, &cold, &entry, 100..164).is_err());
+        cold.forget(&store, &entry.content_hash).unwrap();
+        assert!(!obao.exists());
+        let last = entry.groups() - 1;
+        assert_eq!(
+            serves(&store, &cold, &entry, last - 2..last + 1).unwrap(),
+            data[(last as usize - 2) * g..]
+        );
+        assert_eq!(std::fs::read(&obao).unwrap(), reference);
+
+        // An outboard of the wrong length is ignored and rebuilt.
+        std::fs::write(&obao, &reference[..100]).unwrap();
+        let cold = OutboardCache::default();
+        assert_eq!(
+            serves(&store, &cold, &entry, 5..6).unwrap(),
+            data[5 * g..6 * g]
+        );
+        assert_eq!(std::fs::read(&obao).unwrap(), reference);
+
+        // Rotten content is not served: the group that rotted fails and is named; the others
+        // still serve.
+        let content = dir
+            .path()
+            .join("chunks")
+            .join(crate::config::hex(&entry.content_hash));
+        let mut rotten = std::fs::read(&content).unwrap();
+        rotten[70 * g + 3] ^= 1;
+        std::fs::write(&content, &rotten).unwrap();
+        let ob = cold.get_or_build(&store, &entry).unwrap();
+        let mut out = Vec::new();
+        let err = encode_groups(&store, &ob, &entry, 64..128, &mut out).unwrap_err();
+        assert!(format!("{err:#}").contains("group 70"), "{err:#}");
+        assert_eq!(
+            serves(&store, &cold, &entry, 0..64).unwrap(),
+            data[..64 * g]
+        );
+        // Rebuilding from rotten content fails rather than vouch for it.
+        cold.forget(&store, &entry.content_hash).unwrap();
+        assert!(cold.get_or_build(&store, &entry).is_err());
+    }
+}
