@@ -300,15 +300,24 @@ pub fn decode_chunk_frame(bytes: &[u8]) -> Result<ChunkFrameView, WireError> {
         ));
     };
     crate::manifest::check_chunk_frame_limits(frame.group_count, frame.encoded.len())?;
-    // `encoded` borrows from `bytes`, so its offset is a difference of addresses.
-    let start = frame.encoded.as_ptr() as usize - bytes.as_ptr() as usize;
-    debug_assert!(start + frame.encoded.len() <= bytes.len());
+    // `encoded` borrows from `bytes`, so its offset is a difference of addresses. Checked all
+    // the same (an empty slice need not point into `bytes`): this decoder must stay total.
+    let len = frame.encoded.len();
+    let payload = match (frame.encoded.as_ptr() as usize).checked_sub(bytes.as_ptr() as usize) {
+        Some(start) if start + len <= bytes.len() => start..start + len,
+        _ if len == 0 => bytes.len()..bytes.len(),
+        _ => {
+            return Err(WireError::Malformed(
+                "chunk payload outside the frame".into(),
+            ))
+        }
+    };
     Ok(ChunkFrameView {
         manifest: frame.manifest,
         region: frame.region,
         first_group: frame.first_group,
         group_count: frame.group_count,
-        payload: start..start + frame.encoded.len(),
+        payload,
     })
 }
 
