@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Result};
 use backflow_protocol::manifest::{
-    encode_groups_into, Hash, OutboardBuilder, PartitionEntry, CHUNK_GROUPS_PER_FRAME_MAX,
+    check_groups, encode_groups_into, Hash, OutboardBuilder, PartitionEntry,
 };
 use backflow_protocol::wire::CHUNK_FRAME_BYTES_MAX;
 use bao_tree::io::outboard::PreOrderOutboard;
@@ -75,12 +75,8 @@ pub fn encode_groups(
     groups: Range<u64>,
     out: &mut Vec<u8>,
 ) -> Result<()> {
-    if groups.start >= groups.end
-        || groups.end > entry.groups()
-        || groups.end - groups.start > CHUNK_GROUPS_PER_FRAME_MAX
-    {
-        bail!("bad group range {groups:?} for partition {}", entry.region);
-    }
+    // Checked before any IO (`encode_groups_into` checks it again, cheaply).
+    check_groups(entry, &groups).map_err(|e| anyhow::anyhow!("partition {}: {e}", entry.region))?;
     let stored = store.open_groups(&entry.content_hash, groups.clone())?;
     encode_groups_into(
         entry,
@@ -158,7 +154,7 @@ impl OutboardCache {
         store.delete_outboard(content)
     }
 
-    pub fn insert(&self, content: Hash, ob: Arc<Outboard>) {
+    fn insert(&self, content: Hash, ob: Arc<Outboard>) {
         let mut map = self.lock();
         if map.len() >= OUTBOARD_CACHE_ENTRIES_MAX {
             map.clear();
@@ -170,11 +166,6 @@ impl OutboardCache {
         // A panic while holding this lock leaves only a cache behind; keep using it.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
-}
-
-/// The tree shape of a partition (exposed for tests).
-pub fn tree_of(bytes: u64) -> BaoTree {
-    BaoTree::new(bytes, BLOCK_SIZE)
 }
 
 #[cfg(test)]

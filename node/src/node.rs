@@ -425,12 +425,6 @@ struct ReceivedChunk {
     buf: Vec<u8>,
 }
 
-impl ReceivedChunk {
-    fn payload(&self) -> &[u8] {
-        &self.buf[self.frame.payload.clone()]
-    }
-}
-
 impl From<ChunkFrame> for ReceivedChunk {
     fn from(frame: ChunkFrame) -> ReceivedChunk {
         ReceivedChunk {
@@ -987,10 +981,13 @@ impl Runtime {
     }
 
     fn on_chunk(&mut self, from: RegionCode, chunk: ReceivedChunk) {
-        let frame = chunk.frame.clone();
+        let ReceivedChunk {
+            frame,
+            buf: received,
+        } = chunk;
         let Some(entry) = self.rf.expected_partition(&frame.manifest, frame.region) else {
             debug!(%from, region = %frame.region, "dropping a chunk frame nobody asked for");
-            recycle_frame_buf(chunk.buf);
+            recycle_frame_buf(received);
             return;
         };
         let store = self.store.clone();
@@ -1003,7 +1000,8 @@ impl Runtime {
                 (frame.group_count.min(CHUNK_GROUPS_PER_FRAME_MAX) * CHUNK_GROUP_BYTES) as usize,
             );
             let mut overflow = false;
-            let decoded = decode_groups_with(&entry, groups.clone(), chunk.payload(), |piece| {
+            let payload = &received[frame.payload.clone()];
+            let decoded = decode_groups_with(&entry, groups.clone(), payload, |piece| {
                 if buf.len() + piece.len() <= buf.capacity() {
                     buf.extend_from_slice(piece);
                 } else {
@@ -1014,7 +1012,7 @@ impl Runtime {
                 Ok(()) if overflow => Err(ChunkError::Malformed),
                 other => other,
             };
-            recycle_frame_buf(chunk.buf);
+            recycle_frame_buf(received);
             let work = match decoded {
                 Ok(()) => {
                     // Only verified bytes reach the store.
@@ -1141,15 +1139,12 @@ impl Runtime {
                                 }
                             }
                             Err(e) => {
+                                let mut failed = format!("serving chunks: {e:#}");
                                 // The outboard may be what is damaged: rebuilt next time.
-                                let forgot = cache.forget(&store, &entry.content_hash);
-                                let _ = tx.blocking_send(Work::Failed(format!(
-                                    "serving chunks: {e:#}{}",
-                                    forgot
-                                        .err()
-                                        .map(|f| format!(" (and forgetting its outboard: {f:#})"))
-                                        .unwrap_or_default()
-                                )));
+                                if let Err(f) = cache.forget(&store, &entry.content_hash) {
+                                    failed += &format!(" (and forgetting its outboard: {f:#})");
+                                }
+                                let _ = tx.blocking_send(Work::Failed(failed));
                             }
                         }
                     });

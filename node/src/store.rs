@@ -277,11 +277,7 @@ impl Store {
 
     /// Forgets a partition's stored outboard (it failed a check; the next use rebuilds it).
     pub fn delete_outboard(&self, content: &Hash) -> Result<()> {
-        match std::fs::remove_file(self.outboard_path(content)) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e.into()),
-        }
+        remove_if_present(&self.outboard_path(content))
     }
 
     /// Opens a partition's content file: for writing (created if missing) or reading, with
@@ -438,11 +434,7 @@ impl Store {
             .delete_cf(self.cf(CF_CHUNKS), chunk_key(content, u64::MAX));
         self.write(batch)?;
         self.delete_outboard(content)?;
-        match std::fs::remove_file(self.content_path(content)) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e.into()),
-        }
+        remove_if_present(&self.content_path(content))
     }
 
     fn cf(&self, name: &str) -> &ColumnFamily {
@@ -634,6 +626,15 @@ impl Batch<'_> {
 
     pub fn is_empty(&self) -> bool {
         self.inner.is_empty()
+    }
+}
+
+/// Removes a file; one that is not there is already removed.
+fn remove_if_present(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(anyhow::Error::new(e).context(format!("removing {}", path.display()))),
     }
 }
 

@@ -787,7 +787,8 @@ fn chunk_ranges(groups: &Range<u64>) -> ChunkRanges {
     )
 }
 
-fn check_groups(entry: &PartitionEntry, groups: &Range<u64>) -> Result<(), ChunkError> {
+/// Checks that `groups` is a non-empty run of at most one frame's groups within the partition.
+pub fn check_groups(entry: &PartitionEntry, groups: &Range<u64>) -> Result<(), ChunkError> {
     let total = entry.groups();
     if entry.bytes > PARTITION_BYTES_MAX
         || groups.start >= groups.end
@@ -998,6 +999,63 @@ fn pre_order_pairs(leaves: &[blake3::Hash], is_root: bool, out: &mut Vec<u8>) ->
 /// a tree of `PARTITION_BYTES_MAX` in 16 KiB groups has 26 levels.
 const HASH_STACK_DEPTH_MAX: usize = 64;
 
+/// The verifying half of a walk over bao-tree's pre-order iterator, shared by the encoder and
+/// the decoder: every item the iterator yields consumes the hash expected for it, and a
+/// parent that verifies queues the hashes of the children the walk will visit.
+struct ExpectedHashes(Vec<blake3::Hash>);
+
+impl ExpectedHashes {
+    fn new(root: blake3::Hash) -> ExpectedHashes {
+        let mut stack = Vec::with_capacity(HASH_STACK_DEPTH_MAX);
+        stack.push(root);
+        ExpectedHashes(stack)
+    }
+
+    /// Checks a parent's hash pair.
+    fn parent(
+        &mut self,
+        node: bao_tree::TreeNode,
+        is_root: bool,
+        (left, right): (bool, bool),
+        (l, r): (blake3::Hash, blake3::Hash),
+    ) -> Result<(), ChunkError> {
+        // An empty stack would be a walk bao-tree's decoder also ends early (and then fails
+        // its length check).
+        let expected = self.0.pop().ok_or(ChunkError::Malformed)?;
+        if parent_hash(&l, &r, is_root) != expected {
+            return Err(ChunkError::HashMismatch {
+                group: node.chunk_range().start.0 / CHUNKS_PER_GROUP,
+            });
+        }
+        if self.0.len() + 2 > HASH_STACK_DEPTH_MAX {
+            return Err(ChunkError::Malformed);
+        }
+        if right {
+            self.0.push(r);
+        }
+        if left {
+            self.0.push(l);
+        }
+        Ok(())
+    }
+
+    /// Checks a leaf's content.
+    fn leaf(
+        &mut self,
+        start_chunk: ChunkNum,
+        data: &[u8],
+        is_root: bool,
+    ) -> Result<(), ChunkError> {
+        let expected = self.0.pop().ok_or(ChunkError::Malformed)?;
+        if leaf_hash(start_chunk, data, is_root) != expected {
+            return Err(ChunkError::HashMismatch {
+                group: start_chunk.0 / CHUNKS_PER_GROUP,
+            });
+        }
+        Ok(())
+    }
+}
+
 /// Like [`decode_groups`], but hands the content to `sink` piece by piece, in order, so a
 /// shell can place it where it will be written (no intermediate buffer). On an error, what
 /// was already handed over must be discarded: only an `Ok` means all of it verified.
@@ -1019,14 +1077,8 @@ pub fn decode_groups_with(
     let mut rest = encoded;
     let mut decoded = 0u64;
     let base = groups.start.saturating_mul(CHUNK_GROUP_BYTES);
-    let mut stack: Vec<blake3::Hash> = Vec::with_capacity(HASH_STACK_DEPTH_MAX);
-    stack.push(blake3::Hash::from_bytes(entry.content_hash));
+    let mut expected = ExpectedHashes::new(blake3::Hash::from_bytes(entry.content_hash));
     for item in tree.ranges_pre_order_chunks_iter_ref(&ranges, 0) {
-        // The iterator pairs every item with one expected hash; an empty stack would be a
-        // walk bao-tree's decoder also ends early (and then fails the length check).
-        let Some(expected) = stack.pop() else {
-            return Err(ChunkError::Malformed);
-        };
         match item {
             BaoChunk::Parent {
                 node,
@@ -1042,20 +1094,7 @@ pub fn decode_groups_with(
                 let (l, r) = pair.split_at(32);
                 let l = blake3::Hash::from_slice(l).map_err(|_| ChunkError::Malformed)?;
                 let r = blake3::Hash::from_slice(r).map_err(|_| ChunkError::Malformed)?;
-                if parent_hash(&l, &r, is_root) != expected {
-                    return Err(ChunkError::HashMismatch {
-                        group: node.chunk_range().start.0 / CHUNKS_PER_GROUP,
-                    });
-                }
-                if stack.len() + 2 > HASH_STACK_DEPTH_MAX {
-                    return Err(ChunkError::Malformed);
-                }
-                if right {
-                    stack.push(r);
-                }
-                if left {
-                    stack.push(l);
-                }
+                expected.parent(node, is_root, (left, right), (l, r))?;
             }
             BaoChunk::Leaf {
                 start_chunk,
@@ -1068,11 +1107,7 @@ pub fn decode_groups_with(
                 }
                 let (data, tail) = rest.split_at(size);
                 rest = tail;
-                if leaf_hash(start_chunk, data, is_root) != expected {
-                    return Err(ChunkError::HashMismatch {
-                        group: start_chunk.0 / CHUNKS_PER_GROUP,
-                    });
-                }
+                expected.leaf(start_chunk, data, is_root)?;
                 if start_chunk.to_bytes() != base + decoded {
                     return Err(ChunkError::Malformed);
                 }
@@ -1131,11 +1166,8 @@ pub fn encode_groups_into<O: bao_tree::io::sync::Outboard>(
         }
         at..at + n
     };
-    let mut stack: Vec<blake3::Hash> = Vec::with_capacity(HASH_STACK_DEPTH_MAX);
-    stack.push(outboard.root());
+    let mut expected = ExpectedHashes::new(outboard.root());
     for item in tree.ranges_pre_order_chunks_iter_ref(&ranges, 0) {
-        // Invariant of bao-tree's pre-order walk: every item consumes one expected hash.
-        let expected = stack.pop().ok_or(ChunkError::Malformed)?;
         match item {
             BaoChunk::Parent {
                 node,
@@ -1147,21 +1179,7 @@ pub fn encode_groups_into<O: bao_tree::io::sync::Outboard>(
                 let (l, r) = outboard
                     .load(node)?
                     .ok_or(ServeError::MissingHashes(node))?;
-                if parent_hash(&l, &r, is_root) != expected {
-                    return Err(ChunkError::HashMismatch {
-                        group: node.chunk_range().start.0 / CHUNKS_PER_GROUP,
-                    }
-                    .into());
-                }
-                if stack.len() + 2 > HASH_STACK_DEPTH_MAX {
-                    return Err(ChunkError::Malformed.into());
-                }
-                if right {
-                    stack.push(r);
-                }
-                if left {
-                    stack.push(l);
-                }
+                expected.parent(node, is_root, (left, right), (l, r))?;
                 let place = grow(out, at, 64);
                 out[place.start..place.start + 32].copy_from_slice(l.as_bytes());
                 out[place.start + 32..place.end].copy_from_slice(r.as_bytes());
@@ -1176,12 +1194,7 @@ pub fn encode_groups_into<O: bao_tree::io::sync::Outboard>(
                 let place = grow(out, at, size);
                 let data = &mut out[place.clone()];
                 read(start_chunk.to_bytes(), data)?;
-                if leaf_hash(start_chunk, data, is_root) != expected {
-                    return Err(ChunkError::HashMismatch {
-                        group: start_chunk.0 / CHUNKS_PER_GROUP,
-                    }
-                    .into());
-                }
+                expected.leaf(start_chunk, data, is_root)?;
                 at = place.end;
             }
         }

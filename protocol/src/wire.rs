@@ -214,6 +214,13 @@ pub fn encode_chunk_frame_head(frame: &ChunkFrame) -> Result<Vec<u8>, WireError>
 
 /// Decodes one frame from untrusted bytes. Total: never panics.
 pub fn decode_frame(bytes: &[u8]) -> Result<Message, WireError> {
+    let message: Message = decode_exact(frame_body(bytes)?)?;
+    message.check_limits()?;
+    Ok(message)
+}
+
+/// A frame's message bytes, after checking the frame's size and its version tag.
+fn frame_body(bytes: &[u8]) -> Result<&[u8], WireError> {
     if bytes.len() > FRAME_BYTES_MAX {
         return Err(WireError::FrameTooLarge {
             len: bytes.len(),
@@ -227,9 +234,7 @@ pub fn decode_frame(bytes: &[u8]) -> Result<Message, WireError> {
             supported: PROTOCOL_VERSION,
         });
     }
-    let message: Message = decode_exact(&bytes[used..])?;
-    message.check_limits()?;
-    Ok(message)
+    Ok(&bytes[used..])
 }
 
 /// A chunk frame decoded without copying its payload (see [`decode_chunk_frame`]).
@@ -272,20 +277,7 @@ struct ChunkFrameRef<'a> {
 /// `bytes` (a data-plane reader hands the whole buffer on instead of copying a megabyte out of
 /// it). Same checks as [`decode_frame`]; any other message is an error. Total: never panics.
 pub fn decode_chunk_frame(bytes: &[u8]) -> Result<ChunkFrameView, WireError> {
-    if bytes.len() > FRAME_BYTES_MAX {
-        return Err(WireError::FrameTooLarge {
-            len: bytes.len(),
-            max: FRAME_BYTES_MAX,
-        });
-    }
-    let (version, used): (u16, usize) = decode_prefix(bytes)?;
-    if version != PROTOCOL_VERSION {
-        return Err(WireError::UnsupportedVersion {
-            got: version,
-            supported: PROTOCOL_VERSION,
-        });
-    }
-    let body = &bytes[used..];
+    let body = frame_body(bytes)?;
     let (message, read): (MessageRef<'_>, usize) =
         bincode::serde::borrow_decode_from_slice(body, config())
             .map_err(|e| WireError::Malformed(e.to_string()))?;

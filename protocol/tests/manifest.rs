@@ -455,6 +455,14 @@ mod against_bao_tree {
             .collect()
     }
 
+    /// A partition of `len` bytes: its content, its entry and its outboard.
+    fn partition(len: u64) -> (Vec<u8>, PartitionEntry, PreOrderMemOutboard) {
+        let data = bytes(len);
+        let e = PartitionEntry::for_content(code("110101001"), &data, 1, &schema());
+        let ob = PreOrderMemOutboard::create(&data, BLOCK);
+        (data, e, ob)
+    }
+
     fn reference_encode(data: &[u8], ob: &PreOrderMemOutboard, groups: &Range<u64>) -> Vec<u8> {
         let mut out = Vec::new();
         encode_ranges_validated(data, ob, &ranges(groups), &mut out).unwrap();
@@ -525,13 +533,10 @@ mod against_bao_tree {
 
     #[test]
     fn encoder_writes_bao_trees_bytes_and_decoder_agrees() {
-        let schema = schema();
         // A stale, longer buffer: reused output is overwritten and cut to length.
         let mut out = vec![0xAAu8; 3 << 20];
         for (len, rs) in cases() {
-            let data = bytes(len);
-            let e = PartitionEntry::for_content(code("110101001"), &data, 1, &schema);
-            let ob = PreOrderMemOutboard::create(&data, BLOCK);
+            let (data, e, ob) = partition(len);
             for groups in rs {
                 let expected = reference_encode(&data, &ob, &groups);
                 encode_groups_into(
@@ -556,11 +561,8 @@ mod against_bao_tree {
 
     #[test]
     fn decoder_rejects_what_bao_tree_rejects() {
-        let schema = schema();
         for (len, rs) in cases() {
-            let data = bytes(len);
-            let e = PartitionEntry::for_content(code("110101001"), &data, 1, &schema);
-            let ob = PreOrderMemOutboard::create(&data, BLOCK);
+            let (data, e, ob) = partition(len);
             for groups in rs {
                 let enc = reference_encode(&data, &ob, &groups);
                 // One flipped bit at positions spread over the encoding (hashes and data).
@@ -599,9 +601,7 @@ mod against_bao_tree {
 
     #[test]
     fn encoder_refuses_corrupt_content_and_names_the_group() {
-        let data = bytes(100 * G);
-        let e = PartitionEntry::for_content(code("110101001"), &data, 1, &schema());
-        let ob = PreOrderMemOutboard::create(&data, BLOCK);
+        let (data, e, ob) = partition(100 * G);
         let mut rotten = data.clone();
         rotten[(37 * G + 5) as usize] ^= 1;
         let mut out = Vec::new();

@@ -199,17 +199,23 @@ fn valid_messages_from_any_region_are_handled() {
     }
 }
 
+/// The frame of sample message `idx` with the bytes at `flips` (taken modulo its length)
+/// XORed with their values.
+fn mutated_frame(idx: usize, flips: &[(usize, u8)]) -> Vec<u8> {
+    let mut bytes = encode_frame(&sample_messages()[idx]).unwrap();
+    for &(at, v) in flips {
+        let n = bytes.len();
+        bytes[at % n] ^= v;
+    }
+    bytes
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
 
     #[test]
     fn mutated_frames_that_decode_never_panic_a_node(idx in 0usize..6, flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..4)) {
-        let msgs = sample_messages();
-        let mut bytes = encode_frame(&msgs[idx]).unwrap();
-        for (at, v) in flips {
-            let n = bytes.len();
-            bytes[at % n] ^= v;
-        }
+        let bytes = mutated_frame(idx, &flips);
         if let Ok(m) = decode_frame(&bytes) {
             feed(&m);
         }
@@ -227,12 +233,7 @@ proptest! {
     /// message: the same chunk frame where that decodes one, an error everywhere else.
     #[test]
     fn chunk_view_agrees_with_decode_frame(idx in 0usize..6, flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..8)) {
-        let msgs = sample_messages();
-        let mut bytes = encode_frame(&msgs[idx]).unwrap();
-        for (at, v) in flips {
-            let n = bytes.len();
-            bytes[at % n] ^= v;
-        }
+        let bytes = mutated_frame(idx, &flips);
         match (decode_frame(&bytes), decode_chunk_frame(&bytes)) {
             (Ok(Message::Chunk(frame)), Ok(view)) => {
                 prop_assert_eq!(view.manifest, frame.manifest);
@@ -249,12 +250,7 @@ proptest! {
 
     #[test]
     fn decoding_mutated_frames_never_panics(idx in 0usize..6, flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8)) {
-        let msgs = sample_messages();
-        let mut bytes = encode_frame(&msgs[idx]).unwrap();
-        for (at, v) in flips {
-            let n = bytes.len();
-            bytes[at % n] ^= v;
-        }
+        let bytes = mutated_frame(idx, &flips);
         let _ = decode_frame(&bytes);
     }
 }
