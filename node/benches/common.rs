@@ -50,3 +50,49 @@ pub fn cpu_secs() -> f64 {
         })
         .unwrap_or(0.0)
 }
+
+/// Writes a national return-flow CSV of at least `bytes_min` bytes: every one of the 41,352
+/// townships appears (then townships at random), each record with a village code of its
+/// township's real villages (the NBS 2023 list) and ~50 bytes of payload fields.
+/// Returns the number of records.
+#[allow(dead_code)]
+pub fn write_national_csv(
+    path: &std::path::Path,
+    bytes_min: u64,
+    seed: u64,
+) -> anyhow::Result<u64> {
+    use backflow_topology::{RegionCode, Topology};
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+    use std::io::Write;
+    let townships = Topology::china().townships_under(RegionCode::NATIONAL);
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut w = std::io::BufWriter::with_capacity(8 << 20, std::fs::File::create(path)?);
+    writeln!(w, "id,village_code,name,amount,date,note")?;
+    let mut written = 0u64;
+    let mut records = 0u64;
+    while written < bytes_min {
+        let t = if records < townships.len() as u64 {
+            townships[records as usize]
+        } else {
+            townships[rng.gen_range(0..townships.len())]
+        };
+        let line = format!(
+            "{records},{},resident-{:08},{}.{:02},2025-{:02}-{:02},benefit payment record\n",
+            {
+                let v = backflow_topology::villages_of(t);
+                v[rng.gen_range(0..v.len())]
+            },
+            rng.gen_range(0..100_000_000u32),
+            rng.gen_range(0..100_000),
+            rng.gen_range(0..100),
+            rng.gen_range(1..=12),
+            rng.gen_range(1..=28),
+        );
+        w.write_all(line.as_bytes())?;
+        written += line.len() as u64;
+        records += 1;
+    }
+    w.flush()?;
+    Ok(records)
+}

@@ -10,7 +10,6 @@
 #[path = "common.rs"]
 mod common;
 
-use std::io::{BufWriter, Write};
 use std::time::Instant;
 
 use anyhow::Result;
@@ -19,8 +18,6 @@ use backflow_node::publish::{prepare, PublishRequest};
 use backflow_node::store::Store;
 use backflow_protocol::cert::NodeIdentity;
 use backflow_topology::{RegionCode, Topology};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 
 /// Consumes partitions like a sink that must touch every byte (so nothing is optimised away).
 struct CountingSink {
@@ -61,35 +58,8 @@ fn main() -> Result<()> {
     let csv = dir.path().join("bench.csv");
     let townships = Topology::china().townships_under(RegionCode::NATIONAL);
     assert_eq!(townships.len(), 41_352);
-    // Generate: every township appears, villages 001..=250, random order.
     let t0 = Instant::now();
-    let mut rng = StdRng::seed_from_u64(7);
-    let mut w = BufWriter::with_capacity(8 << 20, std::fs::File::create(&csv)?);
-    writeln!(w, "id,village_code,name,amount,date,note")?;
-    let mut written = 0u64;
-    let mut records = 0u64;
-    while written < target_mb * 1_000_000 {
-        let t = townships[(records as usize) % townships.len()];
-        let t = if records < townships.len() as u64 {
-            t
-        } else {
-            townships[rng.gen_range(0..townships.len())]
-        };
-        let line = format!(
-            "{records},{t}{:03},resident-{:08},{}.{:02},2025-{:02}-{:02},benefit payment record\n",
-            rng.gen_range(1..=250),
-            rng.gen_range(0..100_000_000u32),
-            rng.gen_range(0..100_000),
-            rng.gen_range(0..100),
-            rng.gen_range(1..=12),
-            rng.gen_range(1..=28),
-        );
-        w.write_all(line.as_bytes())?;
-        written += line.len() as u64;
-        records += 1;
-    }
-    w.flush()?;
-    drop(w);
+    let records = common::write_national_csv(&csv, target_mb * 1_000_000, 7)?;
     let size = std::fs::metadata(&csv)?.len();
     println!(
         "generated {:.0} MB, {records} records over {} townships in {:.1}s",

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Result};
 use backflow_protocol::manifest::{
-    check_groups, encode_groups_into, Hash, OutboardBuilder, PartitionEntry,
+    check_groups, encode_groups_at, Hash, OutboardBuilder, PartitionEntry,
 };
 use backflow_protocol::wire::CHUNK_FRAME_BYTES_MAX;
 use bao_tree::io::outboard::PreOrderOutboard;
@@ -64,26 +64,28 @@ pub fn outboard_from_store(store: &Store, entry: &PartitionEntry) -> Result<Outb
     Ok(Outboard { root, tree, data })
 }
 
-/// Encodes `groups` of a stored partition as a chunk frame's payload into `out` (see
-/// [`encode_groups_into`] for how `out` is reused), validating the stored data on the way (a
-/// node whose disk corrupted data does not serve it). Each group is read from the page cache
-/// straight into its place in `out` and hashed there.
+/// Encodes `groups` of a stored partition into `out` from `out[at..]` on (the next run of a
+/// chunk frame; see [`encode_groups_at`]) and returns where its encoding ends, validating the
+/// stored data on the way (a node whose disk corrupted data does not serve it). Each group is
+/// read straight into its place in `out` and hashed there.
 pub fn encode_groups(
     store: &Store,
     outboard: &Outboard,
     entry: &PartitionEntry,
     groups: Range<u64>,
     out: &mut Vec<u8>,
-) -> Result<()> {
-    // Checked before any IO (`encode_groups_into` checks it again, cheaply).
+    at: usize,
+) -> Result<usize> {
+    // Checked before any IO (`encode_groups_at` checks it again, cheaply).
     check_groups(entry, &groups).map_err(|e| anyhow::anyhow!("partition {}: {e}", entry.region))?;
     let stored = store.open_groups(&entry.content_hash, groups.clone())?;
-    encode_groups_into(
+    encode_groups_at(
         entry,
         outboard,
         groups,
         |offset, buf| stored.read_exact_at(offset, buf),
         out,
+        at,
     )
     .map_err(|e| anyhow::anyhow!("encoding partition {}: {e}", entry.region))
 }
@@ -132,6 +134,16 @@ pub struct OutboardCache {
 
 impl OutboardCache {
     pub fn get_or_build(&self, store: &Store, entry: &PartitionEntry) -> Result<Arc<Outboard>> {
+        if entry.groups() <= 1 {
+            // A one-group partition (a township's ~12 KB of a national dataset) has no
+            // interior hashes: its group is checked against the content hash itself as it is
+            // encoded. Nothing to read or keep, and 41,352 of them would only churn the cache.
+            return Ok(Arc::new(Outboard {
+                root: blake3::Hash::from_bytes(entry.content_hash),
+                tree: BaoTree::new(entry.bytes, BLOCK_SIZE),
+                data: Vec::new(),
+            }));
+        }
         if let Some(ob) = self.lock().get(&entry.content_hash) {
             return Ok(Arc::clone(ob));
         }
@@ -202,8 +214,8 @@ mod tests {
     ) -> Result<Vec<u8>> {
         let ob = cache.get_or_build(store, entry)?;
         let mut out = frame_buf();
-        encode_groups(store, &ob, entry, g.clone(), &mut out)?;
-        decode_groups(entry, g, &out).map_err(|e| anyhow::anyhow!("{e}"))
+        let end = encode_groups(store, &ob, entry, g.clone(), &mut out, 0)?;
+        decode_groups(entry, g, &out[..end]).map_err(|e| anyhow::anyhow!("{e}"))
     }
 
     #[test]
@@ -262,7 +274,7 @@ mod tests {
         std::fs::write(&content, &rotten).unwrap();
         let ob = cold.get_or_build(&store, &entry).unwrap();
         let mut out = Vec::new();
-        let err = encode_groups(&store, &ob, &entry, 64..128, &mut out).unwrap_err();
+        let err = encode_groups(&store, &ob, &entry, 64..128, &mut out, 0).unwrap_err();
         assert!(format!("{err:#}").contains("group 70"), "{err:#}");
         assert_eq!(
             serves(&store, &cold, &entry, 0..64).unwrap(),
@@ -271,5 +283,67 @@ mod tests {
         // Rebuilding from rotten content fails rather than vouch for it.
         cold.forget(&store, &entry.content_hash).unwrap();
         assert!(cold.get_or_build(&store, &entry).is_err());
+    }
+
+    /// Small partitions, stored inline in the index: several runs packed into one frame's
+    /// buffer one after another decode to their content; a one-group partition needs no
+    /// outboard; rotten inline content is refused when served.
+    #[test]
+    fn small_partitions_pack_into_one_buffer_and_rot_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let cache = OutboardCache::default();
+        let mut parts = Vec::new();
+        for (i, len) in [12_000usize, 1, 16_384, 40_000, 100_000]
+            .into_iter()
+            .enumerate()
+        {
+            let data: Vec<u8> = (0..len).map(|b| (b * 7 + i) as u8).collect();
+            let entry = PartitionEntry {
+                region: RegionCode::parse("110101001").unwrap(),
+                content_hash: *blake3::hash(&data).as_bytes(),
+                bytes: len as u64,
+                records: 1,
+                schema_hash: [0; 32],
+            };
+            let mut loader = GroupLoader::new(&store, entry.content_hash, entry.bytes);
+            loader.push(&data).unwrap();
+            loader.finish().unwrap();
+            assert!(
+                !store.content_path(&entry.content_hash).exists(),
+                "inline, no file"
+            );
+            parts.push((entry, data));
+        }
+        // Packed back to back into one (stale, reused) buffer, as a chunk frame is.
+        let mut out = vec![0xAA; 3 << 20];
+        let mut at = 0;
+        let mut runs = Vec::new();
+        for (entry, _) in &parts {
+            let ob = cache.get_or_build(&store, entry).unwrap();
+            let groups = 0..entry.groups();
+            let end = encode_groups(&store, &ob, entry, groups.clone(), &mut out, at).unwrap();
+            runs.push(at..end);
+            at = end;
+        }
+        for ((entry, data), run) in parts.iter().zip(runs) {
+            let back = decode_groups(entry, 0..entry.groups(), &out[run]).unwrap();
+            assert_eq!(&back, data);
+        }
+        // Rot in the index value of a one-group partition is caught while encoding.
+        let (entry, data) = &parts[0];
+        let mut value = (data.len() as u32).to_le_bytes().to_vec();
+        value.extend_from_slice(data);
+        value[4 + 100] ^= 1;
+        store
+            .put(
+                crate::store::CF_CHUNKS,
+                &crate::store::chunk_key(&entry.content_hash, 0),
+                &value,
+            )
+            .unwrap();
+        let ob = cache.get_or_build(&store, entry).unwrap();
+        let err = encode_groups(&store, &ob, entry, 0..1, &mut out, 0).unwrap_err();
+        assert!(format!("{err:#}").contains("does not verify"), "{err:#}");
     }
 }

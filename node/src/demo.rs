@@ -117,14 +117,16 @@ fn generate(
             continue;
         }
         let t = townships[rng.gen_range(0..townships.len())];
-        let village = rng.gen_range(1..=30);
+        // A real village of the township (the NBS 2023 list embedded in the topology).
+        let villages = backflow_topology::villages_of(t);
+        let village = villages[rng.gen_range(0..villages.len())];
         let note = if rng.gen_bool(0.1) {
             "\"quoted, with comma\""
         } else {
             "ok"
         };
         let line = format!(
-            "{id},{t}{village:03},H{id:07},{},{note}\n",
+            "{id},{village},H{id:07},{},{note}\n",
             rng.gen_range(100..5000)
         );
         w.write_all(line.as_bytes())?;

@@ -2,7 +2,7 @@
 //!
 //! | method | path                 | body / query                                   |
 //! |--------|----------------------|------------------------------------------------|
-//! | POST   | `/api/publish`       | `{dataset, region_field, file, format?}` → job |
+//! | POST   | `/api/publish`       | `{dataset, region_field, file, format?, strict_villages?}` → job |
 //! | GET    | `/api/jobs/{id}`     | publish progress and result                    |
 //! | GET    | `/api/status`        | `?dataset=NAME`                                |
 //! | POST   | `/api/export`        | `{dataset, version?, out}`                     |
@@ -31,7 +31,7 @@ use backflow_protocol::catalog::CatalogEntry;
 use serde::{Deserialize, Serialize};
 
 use crate::node::NodeHandle;
-use crate::partition::Format;
+use crate::partition::{Format, RegionField, VillagePolicy};
 use crate::publish::{work_dir, PublishReport, PublishRequest};
 
 /// Publish jobs remembered for progress queries; the oldest finished ones are forgotten.
@@ -73,6 +73,10 @@ pub struct PublishBody {
     pub file: PathBuf,
     #[serde(default)]
     pub format: Option<String>,
+    /// Reject 12-digit codes of unknown villages instead of rolling them up to their township
+    /// with a warning (see [`VillagePolicy`]). Default false.
+    #[serde(default)]
+    pub strict_villages: bool,
 }
 
 #[derive(Deserialize)]
@@ -158,7 +162,10 @@ async fn publish(
     }
     let req = PublishRequest {
         dataset: body.dataset.clone(),
-        region_field: body.region_field,
+        region_field: RegionField::new(
+            body.region_field,
+            VillagePolicy::from_strict(body.strict_villages),
+        ),
         format,
         input: body.file,
         department: st.department.clone(),
@@ -360,4 +367,23 @@ pub fn call(
         );
     }
     Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publish_body_strict_villages_defaults_to_false() {
+        let body = |extra: serde_json::Value| {
+            let mut v = serde_json::json!({"dataset": "d", "region_field": "v", "file": "/x.csv"});
+            v.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            serde_json::from_value::<PublishBody>(v).unwrap()
+        };
+        assert!(!body(serde_json::json!({})).strict_villages);
+        assert!(body(serde_json::json!({"strict_villages": true})).strict_villages);
+        assert!(!body(serde_json::json!({"strict_villages": false})).strict_villages);
+    }
 }

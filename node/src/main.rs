@@ -101,6 +101,10 @@ enum Command {
         /// csv or ndjson (default: from the file extension).
         #[arg(long)]
         format: Option<String>,
+        /// Reject records whose 12-digit village code is unknown (its township is known)
+        /// instead of rolling them up to the township and publishing them with a warning.
+        #[arg(long)]
+        strict_villages: bool,
         file: PathBuf,
     },
     /// Delivery status per child region.
@@ -247,8 +251,16 @@ fn dispatch(cmd: Command) -> Result<()> {
             dataset,
             region_field,
             format,
+            strict_villages,
             file,
-        } => publish(&data.dir, dataset, region_field, format, &file),
+        } => publish(
+            &data.dir,
+            dataset,
+            region_field,
+            format,
+            strict_villages,
+            &file,
+        ),
         Command::Status {
             data,
             dataset,
@@ -470,6 +482,7 @@ fn publish(
     dataset: String,
     region_field: String,
     format: Option<String>,
+    strict_villages: bool,
     file: &Path,
 ) -> Result<()> {
     let cfg = Config::load(dir)?;
@@ -479,7 +492,8 @@ fn publish(
         "POST",
         "/api/publish",
         Some(&serde_json::json!({
-            "dataset": dataset, "region_field": region_field, "file": file, "format": format
+            "dataset": dataset, "region_field": region_field, "file": file, "format": format,
+            "strict_villages": strict_villages
         })),
     )?;
     let job = v["job"].as_u64().context("API did not return a job id")?;
@@ -520,25 +534,48 @@ fn publish(
         report["bytes"]
     );
     let rejects = &s["rejects"];
-    if let Some(counts) = rejects["counts"].as_object() {
-        let total: u64 = counts.values().filter_map(|v| v.as_u64()).sum();
-        if total > 0 {
-            println!("{total} records NOT published (listed in the node's rejects file):");
-            for (reason, n) in counts {
-                let lines: Vec<String> = rejects["first_lines"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter(|l| l[1].as_str() == Some(reason))
-                    .take(10)
-                    .map(|l| l[0].to_string())
-                    .collect();
-                println!("  {n:>8} × {reason} — lines {}", lines.join(", "));
-            }
-        }
+    let total = line_report_total(rejects);
+    if total > 0 {
+        println!("{total} records NOT published (listed in the node's rejects file):");
+        print_line_report(rejects);
+    }
+    let warnings = &s["warnings"];
+    let total = line_report_total(warnings);
+    if total > 0 {
+        println!(
+            "{total} records published WITH A WARNING (also listed in the node's rejects file, \
+             reason `warning: …`):"
+        );
+        print_line_report(warnings);
+        println!(
+            "  an unknown village's records went to its township; \
+             publish with --strict-villages to reject them instead"
+        );
     }
     println!("delivery is under way; follow it with `backflow status --dataset {dataset}`");
     Ok(())
+}
+
+/// Records counted in a `{counts, first_lines}` report of the publish summary.
+fn line_report_total(report: &serde_json::Value) -> u64 {
+    report["counts"]
+        .as_object()
+        .map_or(0, |c| c.values().filter_map(|v| v.as_u64()).sum())
+}
+
+/// One line per reason: its count and its first line numbers.
+fn print_line_report(report: &serde_json::Value) {
+    for (reason, n) in report["counts"].as_object().into_iter().flatten() {
+        let lines: Vec<String> = report["first_lines"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|l| l[1].as_str() == Some(reason))
+            .take(10)
+            .map(|l| l[0].to_string())
+            .collect();
+        println!("  {n:>8} × {reason} — lines {}", lines.join(", "));
+    }
 }
 
 fn status(dir: &Path, dataset: Option<String>, json: bool) -> Result<()> {

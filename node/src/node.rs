@@ -26,9 +26,10 @@ use backflow_protocol::catalog_sync::{
 };
 use backflow_protocol::cert::{NodeIdentity, TrustStore};
 use backflow_protocol::manifest::{
-    decode_groups_with, ChunkError, ChunkFrame, Hash, HeldVersion, CHUNK_GROUPS_PER_FRAME_MAX,
-    CHUNK_GROUP_BYTES,
+    decode_groups_with, ChunkError, ChunkFrame, ChunkPart, Hash, HeldVersion, PartitionEntry,
+    CHUNK_GROUPS_PER_FRAME_MAX, CHUNK_GROUP_BYTES,
 };
+use backflow_protocol::outbox::Outbox;
 use backflow_protocol::receipt::Receipt;
 use backflow_protocol::return_flow::{
     Event, Output, ReturnFlow, ReturnFlowConfig, StorageOp, TransferRecord,
@@ -288,6 +289,10 @@ pub struct NodeStats {
     pub groups_rejected: AtomicU64,
     /// Chunk groups served to descendants.
     pub groups_served: AtomicU64,
+    /// Connections closed, for any reason (a healthy network under load closes none).
+    pub connections_closed: AtomicU64,
+    /// Control frames dropped because a peer's control queue was full.
+    pub control_frames_dropped: AtomicU64,
 }
 
 /// A handle to a running node; cheap to clone.
@@ -427,16 +432,8 @@ struct ReceivedChunk {
 
 impl From<ChunkFrame> for ReceivedChunk {
     fn from(frame: ChunkFrame) -> ReceivedChunk {
-        ReceivedChunk {
-            frame: ChunkFrameView {
-                manifest: frame.manifest,
-                region: frame.region,
-                first_group: frame.first_group,
-                group_count: frame.group_count,
-                payload: 0..frame.encoded.len(),
-            },
-            buf: frame.encoded,
-        }
+        let (frame, buf) = frame.into();
+        ReceivedChunk { frame, buf }
     }
 }
 
@@ -446,11 +443,11 @@ enum Work {
         peer: PeerId,
         chunk: ReceivedChunk,
     },
+    /// The verified runs of one chunk frame, stored.
     Stored {
         from: RegionCode,
         manifest: Hash,
-        region: RegionCode,
-        groups: Range<u64>,
+        parts: Vec<(RegionCode, Range<u64>)>,
     },
     Rejected {
         from: RegionCode,
@@ -472,6 +469,8 @@ struct Runtime {
     hello: Vec<u8>,
     /// Verified peers.
     regions: HashMap<PeerId, RegionCode>,
+    /// Control frames in flight and queued per peer (see [`backflow_protocol::outbox`]).
+    outbox: Outbox<PeerId, request_response::OutboundRequestId>,
     by_region: HashMap<RegionCode, PeerId>,
     /// Remote address of each connected peer's latest connection, for `peers`.
     addrs: HashMap<PeerId, libp2p::Multiaddr>,
@@ -621,6 +620,7 @@ pub async fn start(setup: NodeSetup) -> Result<(NodeHandle, tokio::task::JoinHan
         identity: Arc::clone(&identity),
         hello,
         regions: HashMap::new(),
+        outbox: Outbox::default(),
         by_region: HashMap::new(),
         addrs: HashMap::new(),
         upstream,
@@ -820,11 +820,31 @@ impl Runtime {
 
     fn send_to_region(&mut self, to: RegionCode, bytes: Vec<u8>) {
         match self.by_region.get(&to) {
-            Some(peer) => {
-                self.swarm.behaviour_mut().frames.send_request(peer, bytes);
-            }
+            Some(&peer) => self.send_control(peer, bytes),
             None => debug!(%to, "no verified connection to region; the protocol will retry"),
         }
+    }
+
+    /// Sends a control frame to `peer`, or queues it while the peer has its fill of requests
+    /// in flight (see [`backflow_protocol::outbox`]).
+    fn send_control(&mut self, peer: PeerId, bytes: Vec<u8>) {
+        let frames = &mut self.swarm.behaviour_mut().frames;
+        let dropped = self.outbox.dropped;
+        self.outbox
+            .offer(peer, bytes, |b| frames.send_request(&peer, b));
+        if self.outbox.dropped > dropped {
+            self.stats
+                .control_frames_dropped
+                .fetch_add(self.outbox.dropped - dropped, Ordering::Relaxed);
+            debug!(%peer, "control queue full; the oldest queued frame was dropped");
+        }
+    }
+
+    /// A control request to `peer` ended: the next queued frames go.
+    fn control_completed(&mut self, peer: PeerId, id: request_response::OutboundRequestId) {
+        let frames = &mut self.swarm.behaviour_mut().frames;
+        self.outbox
+            .completed(peer, id, |b| frames.send_request(&peer, b));
     }
 
     /// The data-plane queue to a verified region's peer; starts its writer task on first use.
@@ -855,18 +875,23 @@ impl Runtime {
                     .insert(peer_id, endpoint.get_remote_address().clone());
                 // Both sides introduce themselves; each verifies the other's chain.
                 let hello = self.hello.clone();
-                self.swarm
-                    .behaviour_mut()
-                    .frames
-                    .send_request(&peer_id, hello);
+                self.send_control(peer_id, hello);
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
-                num_established: 0,
+                num_established,
                 cause,
                 ..
             } => {
+                self.stats
+                    .connections_closed
+                    .fetch_add(1, Ordering::Relaxed);
+                if num_established > 0 {
+                    debug!(peer = %peer_id, cause = ?cause, "a connection closed; others remain");
+                    return;
+                }
                 self.addrs.remove(&peer_id);
+                self.outbox.forget(peer_id);
                 // Its writer task ends with its queue.
                 self.chunk_out.remove(&peer_id);
                 if let Some(region) = self.regions.remove(&peer_id) {
@@ -902,13 +927,23 @@ impl Runtime {
                         .send_response(channel, Vec::new());
                     self.on_frame(peer, &request);
                 }
-                request_response::Message::Response { response, .. } => {
+                request_response::Message::Response {
+                    response,
+                    request_id,
+                } => {
+                    self.control_completed(peer, request_id);
                     if !response.is_empty() {
                         self.on_frame(peer, &response);
                     }
                 }
             },
-            request_response::Event::OutboundFailure { peer, error, .. } => {
+            request_response::Event::OutboundFailure {
+                peer,
+                error,
+                request_id,
+                ..
+            } => {
+                self.control_completed(peer, request_id);
                 debug!(%peer, %error, "request failed; the protocol will retry");
             }
             request_response::Event::InboundFailure { peer, error, .. } => {
@@ -985,67 +1020,94 @@ impl Runtime {
             frame,
             buf: received,
         } = chunk;
-        let Some(entry) = self.rf.expected_partition(&frame.manifest, frame.region) else {
-            debug!(%from, region = %frame.region, "dropping a chunk frame nobody asked for");
+        // The runs this node is receiving, each with the entry it must verify against; the
+        // rest of the frame is dropped.
+        let expected: Vec<(ChunkPart, PartitionEntry, Range<usize>)> = frame
+            .parts_in_buffer()
+            .filter_map(|(part, at)| {
+                let entry = self.rf.expected_partition(&frame.manifest, part.region)?;
+                Some((*part, entry, at))
+            })
+            .collect();
+        if expected.is_empty() {
+            debug!(%from, parts = frame.parts.len(), "dropping a chunk frame nobody asked for");
             recycle_frame_buf(received);
             return;
-        };
+        }
+        let manifest = frame.manifest;
         let store = self.store.clone();
         let tx = self.work_tx.clone();
         tokio::task::spawn_blocking(move || {
-            let groups = frame.first_group..frame.first_group + frame.group_count;
-            // Decoded straight into the (aligned, for `O_DIRECT`) buffer that is written; a
-            // frame yielding more than its groups can hold is malformed, not a panic.
-            let mut buf = AlignedBuf::with_capacity(
-                (frame.group_count.min(CHUNK_GROUPS_PER_FRAME_MAX) * CHUNK_GROUP_BYTES) as usize,
-            );
-            let mut overflow = false;
-            let payload = &received[frame.payload.clone()];
-            let decoded = decode_groups_with(&entry, groups.clone(), payload, |piece| {
-                if buf.len() + piece.len() <= buf.capacity() {
-                    buf.extend_from_slice(piece);
-                } else {
-                    overflow = true;
-                }
-            });
-            let decoded = match decoded {
-                Ok(()) if overflow => Err(ChunkError::Malformed),
-                other => other,
-            };
-            recycle_frame_buf(received);
-            let work = match decoded {
-                Ok(()) => {
+            let mut batch = store.batch();
+            let mut stored = Vec::with_capacity(expected.len());
+            let mut rejected = Vec::new();
+            let mut failed = None;
+            for (part, entry, at) in expected {
+                let groups = part.groups();
+                // Decoded straight into the (aligned, for `O_DIRECT`) buffer that is written;
+                // a run yielding more than its groups can hold is malformed, not a panic.
+                let mut buf = AlignedBuf::with_capacity(
+                    (part.group_count.min(CHUNK_GROUPS_PER_FRAME_MAX) * CHUNK_GROUP_BYTES) as usize,
+                );
+                let mut overflow = false;
+                let decoded = decode_groups_with(&entry, groups.clone(), &received[at], |piece| {
+                    if buf.len() + piece.len() <= buf.capacity() {
+                        buf.extend_from_slice(piece);
+                    } else {
+                        overflow = true;
+                    }
+                });
+                match decoded {
+                    Ok(()) if overflow => rejected.push((part, groups.start, "malformed".into())),
                     // Only verified bytes reach the store.
-                    match store.put_groups(
+                    Ok(()) => match store.stage_groups(
                         &entry.content_hash,
+                        entry.bytes,
                         groups.start,
                         &mut buf,
-                        store.batch(),
+                        &mut batch,
                     ) {
-                        Ok(()) => Work::Stored {
-                            from,
-                            manifest: frame.manifest,
-                            region: frame.region,
-                            groups,
-                        },
-                        Err(e) => Work::Failed(format!("storing groups: {e:#}")),
+                        Ok(()) => stored.push((part.region, groups)),
+                        Err(e) => {
+                            failed = Some(format!("storing groups: {e:#}"));
+                            break;
+                        }
+                    },
+                    Err(e) => {
+                        let group = match e {
+                            ChunkError::HashMismatch { group } => group,
+                            _ => groups.start,
+                        };
+                        rejected.push((part, group, e.to_string()));
                     }
                 }
-                Err(e) => {
-                    let group = match e {
-                        ChunkError::HashMismatch { group } => group,
-                        _ => groups.start,
-                    };
-                    Work::Rejected {
-                        from,
-                        manifest: frame.manifest,
-                        region: frame.region,
-                        group,
-                        reason: e.to_string(),
-                    }
+            }
+            recycle_frame_buf(received);
+            // One batch for the whole frame: the runs' index entries (and small partitions'
+            // content) land together, after any content files were written.
+            if failed.is_none() && !stored.is_empty() {
+                if let Err(e) = store.write(batch) {
+                    failed = Some(format!("storing groups: {e:#}"));
                 }
-            };
-            let _ = tx.blocking_send(work);
+            }
+            if let Some(e) = failed {
+                let _ = tx.blocking_send(Work::Failed(e));
+            } else if !stored.is_empty() {
+                let _ = tx.blocking_send(Work::Stored {
+                    from,
+                    manifest,
+                    parts: stored,
+                });
+            }
+            for (part, group, reason) in rejected {
+                let _ = tx.blocking_send(Work::Rejected {
+                    from,
+                    manifest,
+                    region: part.region,
+                    group,
+                    reason,
+                });
+            }
         });
     }
 
@@ -1055,14 +1117,13 @@ impl Runtime {
             Work::Stored {
                 from,
                 manifest,
-                region,
-                groups,
+                parts,
             } => {
+                let groups: u64 = parts.iter().map(|(_, g)| g.end - g.start).sum();
                 self.stats
                     .groups_stored
-                    .fetch_add(groups.end - groups.start, Ordering::Relaxed);
-                self.rf
-                    .handle_groups_stored(now, from, &manifest, region, groups)
+                    .fetch_add(groups, Ordering::Relaxed);
+                self.rf.handle_groups_stored(now, from, &manifest, &parts)
             }
             Work::Rejected {
                 from,
@@ -1092,60 +1153,85 @@ impl Runtime {
                 Output::ServeChunks {
                     to,
                     manifest,
-                    entry,
-                    groups,
+                    parts,
                 } => {
                     let Some(queue) = self.chunk_sender(to) else {
                         debug!(%to, "no verified connection to region; the protocol will retry");
                         continue;
                     };
+                    let groups: u64 = parts.iter().map(|p| p.groups.end - p.groups.start).sum();
                     self.stats
                         .groups_served
-                        .fetch_add(groups.end - groups.start, Ordering::Relaxed);
+                        .fetch_add(groups, Ordering::Relaxed);
                     let store = self.store.clone();
                     let cache = self.outboards.clone();
                     let tx = self.work_tx.clone();
                     let tamper = self.fault_tamper_serve;
                     tokio::task::spawn_blocking(move || {
-                        let frame = (|| -> Result<ChunkOut> {
-                            let ob = cache.get_or_build(&store, &entry)?;
+                        let mut frame = ChunkFrame {
+                            manifest,
+                            parts: Vec::with_capacity(parts.len()),
                             // Returned to the pool by the writer once sent.
-                            let mut encoded = frame_buf();
-                            encode_groups(&store, &ob, &entry, groups.clone(), &mut encoded)?;
-                            if tamper {
-                                // The last byte is content of the frame's last group.
-                                if let Some(b) = encoded.last_mut() {
-                                    *b ^= 0x01;
+                            encoded: frame_buf(),
+                        };
+                        let mut at = 0;
+                        for p in &parts {
+                            let encoded = cache.get_or_build(&store, &p.entry).and_then(|ob| {
+                                encode_groups(
+                                    &store,
+                                    &ob,
+                                    &p.entry,
+                                    p.groups.clone(),
+                                    &mut frame.encoded,
+                                    at,
+                                )
+                            });
+                            let end = match encoded {
+                                Ok(end) => end,
+                                Err(e) => {
+                                    // This run is left out (the receiver asks again and, after
+                                    // a while, falls back); the others still go.
+                                    let mut failed = format!("serving chunks: {e:#}");
+                                    // The outboard may be what is damaged: rebuilt next time.
+                                    if let Err(f) = cache.forget(&store, &p.entry.content_hash) {
+                                        failed += &format!(" (and forgetting its outboard: {f:#})");
+                                    }
+                                    let _ = tx.blocking_send(Work::Failed(failed));
+                                    continue;
                                 }
-                            }
-                            let frame = ChunkFrame {
-                                manifest,
-                                region: entry.region,
-                                first_group: groups.start,
-                                group_count: groups.end - groups.start,
-                                encoded,
                             };
-                            Ok(ChunkOut {
-                                head: encode_chunk_frame_head(&frame)?,
+                            if tamper && end > at {
+                                // The last byte of a run is content of its last group.
+                                frame.encoded[end - 1] ^= 0x01;
+                            }
+                            frame.parts.push(ChunkPart {
+                                region: p.entry.region,
+                                first_group: p.groups.start,
+                                group_count: p.groups.end - p.groups.start,
+                                encoded_len: (end - at) as u32,
+                            });
+                            at = end;
+                        }
+                        frame.encoded.truncate(at);
+                        if frame.parts.is_empty() {
+                            recycle_frame_buf(frame.encoded);
+                            return;
+                        }
+                        let out = match encode_chunk_frame_head(&frame) {
+                            Ok(head) => ChunkOut {
+                                head,
                                 payload: frame.encoded,
-                            })
-                        })();
-                        match frame {
-                            // Straight to the peer's writer, not through the event loop. A
-                            // closed queue means the peer left; the receiver will ask again.
-                            Ok(frame) => {
-                                if queue.blocking_send(frame).is_err() {
-                                    debug!(%to, "peer gone; served frame dropped");
-                                }
-                            }
+                            },
                             Err(e) => {
-                                let mut failed = format!("serving chunks: {e:#}");
-                                // The outboard may be what is damaged: rebuilt next time.
-                                if let Err(f) = cache.forget(&store, &entry.content_hash) {
-                                    failed += &format!(" (and forgetting its outboard: {f:#})");
-                                }
-                                let _ = tx.blocking_send(Work::Failed(failed));
+                                let _ =
+                                    tx.blocking_send(Work::Failed(format!("serving chunks: {e}")));
+                                return;
                             }
+                        };
+                        // Straight to the peer's writer, not through the event loop. A closed
+                        // queue means the peer left; the receiver will ask again.
+                        if queue.blocking_send(out).is_err() {
+                            debug!(%to, "peer gone; served frame dropped");
                         }
                     });
                 }

@@ -13,6 +13,11 @@
 //! is never dropped silently: it is counted by reason and its line number is written to the
 //! [`Rejects`] report (the first [`REJECT_LINES_KEPT_MAX`] in memory, all of them in the rejects
 //! file when one is given).
+//!
+//! A 12-digit village code in a known township whose village the table cannot vouch for (see
+//! [`VillagePolicy`]) is rolled up to that township and published, but counted with its line
+//! number as a [`Warnings`] entry and listed in the rejects file too, marked as a warning; with
+//! [`VillagePolicy::Strict`] it is rejected instead ([`RejectReason::UnknownVillage`]).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -76,6 +81,10 @@ pub enum RejectReason {
     ForeignRegion,
     /// The line itself is unusable (bad JSON, unbalanced quotes, over [`LINE_BYTES_MAX`]).
     BadRecord,
+    /// A 12-digit code in a known township of the publisher's region whose village is unknown
+    /// (see [`VillagePolicy`]); a reject only under [`VillagePolicy::Strict`], otherwise the
+    /// record is published with a [`WarningReason::UnknownVillageRolledUp`].
+    UnknownVillage,
 }
 
 impl RejectReason {
@@ -86,36 +95,143 @@ impl RejectReason {
             RejectReason::UnknownRegion => "unknown township",
             RejectReason::ForeignRegion => "outside the publisher's region",
             RejectReason::BadRecord => "unparseable record",
+            RejectReason::UnknownVillage => "unknown village (--strict-villages)",
         }
     }
 }
 
-/// Rejected records: counts per reason and line numbers (1-based, header is line 1 for CSV).
-#[derive(Debug, Default, Serialize)]
-pub struct Rejects {
-    pub counts: std::collections::BTreeMap<RejectReason, u64>,
-    /// The first [`REJECT_LINES_KEPT_MAX`] rejected lines.
-    pub first_lines: Vec<(u64, RejectReason)>,
-    #[serde(skip)]
-    file: Option<BufWriter<File>>,
+/// Why a record was routed, and published, but reported: a warning, not a reject.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WarningReason {
+    /// A 12-digit code whose township is known but whose village is not (see
+    /// [`VillagePolicy`]): rolled up to the township, as villages change faster than the
+    /// division table. These lines WERE published (unless [`VillagePolicy::Strict`], under
+    /// which they are [`RejectReason::UnknownVillage`] rejects instead and never warnings).
+    UnknownVillageRolledUp,
 }
 
-impl Rejects {
+impl WarningReason {
+    /// The reason column of the rejects file: prefixed `warning:` so that published lines
+    /// are told apart from rejected ones (`grep -v '\twarning:'` leaves only the rejects).
+    pub fn label(self) -> &'static str {
+        match self {
+            WarningReason::UnknownVillageRolledUp => {
+                "warning: unknown village, rolled up to its township (published)"
+            }
+        }
+    }
+}
+
+/// Records counted by reason, with line numbers (1-based, header is line 1 for CSV): the
+/// shape shared by [`Rejects`] and [`Warnings`].
+#[derive(Debug, Serialize)]
+pub struct LineReport<R: Ord> {
+    pub counts: std::collections::BTreeMap<R, u64>,
+    /// The first [`REJECT_LINES_KEPT_MAX`] lines reported (all of them in the rejects file).
+    pub first_lines: Vec<(u64, R)>,
+}
+
+impl<R: Ord> Default for LineReport<R> {
+    fn default() -> Self {
+        LineReport {
+            counts: Default::default(),
+            first_lines: Vec::new(),
+        }
+    }
+}
+
+impl<R: Ord + Copy> LineReport<R> {
     pub fn total(&self) -> u64 {
         self.counts.values().sum()
     }
 
-    fn add(&mut self, line: u64, reason: RejectReason, value: &[u8]) -> Result<()> {
+    fn add(&mut self, line: u64, reason: R) {
         *self.counts.entry(reason).or_default() += 1;
         if self.first_lines.len() < REJECT_LINES_KEPT_MAX {
             self.first_lines.push((line, reason));
         }
-        if let Some(file) = &mut self.file {
+    }
+}
+
+/// Rejected records: NOT published.
+pub type Rejects = LineReport<RejectReason>;
+
+/// Records published with a warning: they are in their township's partition, and also listed
+/// in the rejects file with a `warning:` reason.
+pub type Warnings = LineReport<WarningReason>;
+
+/// The rejects file: one line per rejected or warned record, `LINE\tREASON\tVALUE` (REASON is a
+/// [`RejectReason::label`] or a [`WarningReason::label`], which starts with `warning:` and
+/// marks a line that WAS published).
+struct RejectsFile(Option<BufWriter<File>>);
+
+impl RejectsFile {
+    fn write(&mut self, line: u64, label: &str, value: &[u8]) -> Result<()> {
+        if let Some(file) = &mut self.0 {
             // Value shown truncated: enough to find the problem, never a whole huge line.
             let shown = String::from_utf8_lossy(&value[..value.len().min(64)]);
-            writeln!(file, "{line}\t{}\t{shown}", reason.label())?;
+            writeln!(file, "{line}\t{label}\t{shown}")?;
         }
         Ok(())
+    }
+}
+
+/// What to do with a 12-digit village code whose township is in the table but whose village
+/// is unknown.
+///
+/// The township must exist (else [`RejectReason::UnknownRegion`]); the village is checked
+/// against the NBS 2023 village list embedded in `backflow_topology`
+/// ([`backflow_topology::is_known_village`], 620,573 villages). A village not in it
+/// (`110101001999`, or `110101001003`: 东华门街道 has no village 003) is an *unknown village*.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum VillagePolicy {
+    /// Route the record to its township and publish it (villages change faster than the
+    /// table), counting it in [`Warnings`].
+    #[default]
+    RollUp,
+    /// Reject the record ([`RejectReason::UnknownVillage`]): `publish --strict-villages`.
+    Strict,
+}
+
+impl VillagePolicy {
+    /// `Strict` if `strict`, else the default `RollUp`.
+    pub fn from_strict(strict: bool) -> VillagePolicy {
+        if strict {
+            VillagePolicy::Strict
+        } else {
+            VillagePolicy::RollUp
+        }
+    }
+}
+
+/// The field holding each record's location (a 9-digit township or 12-digit village code),
+/// and what to do with unknown villages in it. Built from the field name (`"village".into()`)
+/// with the default [`VillagePolicy::RollUp`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RegionField {
+    pub name: String,
+    pub villages: VillagePolicy,
+}
+
+impl RegionField {
+    pub fn new(name: impl Into<String>, villages: VillagePolicy) -> RegionField {
+        RegionField {
+            name: name.into(),
+            villages,
+        }
+    }
+}
+
+impl From<&str> for RegionField {
+    fn from(name: &str) -> RegionField {
+        RegionField::new(name, VillagePolicy::default())
+    }
+}
+
+impl From<String> for RegionField {
+    fn from(name: String) -> RegionField {
+        RegionField::new(name, VillagePolicy::default())
     }
 }
 
@@ -137,14 +253,16 @@ pub trait PartitionSink {
 #[derive(Clone, Debug)]
 pub struct PartitionConfig {
     pub format: Format,
-    pub region_field: String,
+    /// The region field's name, and the [`VillagePolicy`] for unknown villages in it.
+    pub region_field: RegionField,
     /// The publisher's region: records outside it are rejected as foreign.
     pub scope: RegionCode,
     /// Cap on buffered record bytes before a run is spilled to `spill_dir`.
     pub buffer_bytes_max: usize,
     /// Where runs go (deleted afterwards).
     pub spill_dir: PathBuf,
-    /// Where every rejected line is listed, if anywhere.
+    /// Where every rejected line (and every warned one, marked `warning:`) is listed, if
+    /// anywhere.
     pub rejects_path: Option<PathBuf>,
 }
 
@@ -161,6 +279,9 @@ pub struct PartitionSummary {
     /// CSV header line exactly as read, line terminator included; empty for NDJSON.
     pub header: Vec<u8>,
     pub rejects: Rejects,
+    /// Records routed and published, but reported (unknown villages rolled up to their
+    /// township); counted in `records_routed`, not in `rejects`.
+    pub warnings: Warnings,
 }
 
 /// Identity-style hasher for u64 township digits: keys are already well spread; SipHash would
@@ -189,10 +310,18 @@ struct TownshipIndex {
     by_digits: FastMap<u32>,
     codes: Vec<RegionCode>,
     in_scope: Vec<bool>,
+    villages: VillagePolicy,
+}
+
+/// A routed record: its township, and whether its village is unknown (rolled up: a warning).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Routed {
+    township: u32,
+    unknown_village: bool,
 }
 
 impl TownshipIndex {
-    fn new(topology: &Topology, scope: RegionCode) -> TownshipIndex {
+    fn new(topology: &Topology, scope: RegionCode, villages: VillagePolicy) -> TownshipIndex {
         let codes = topology.townships_under(RegionCode::NATIONAL);
         let mut by_digits = FastMap::default();
         by_digits.reserve(codes.len());
@@ -205,11 +334,18 @@ impl TownshipIndex {
             by_digits,
             codes,
             in_scope,
+            villages,
         }
     }
 
-    /// Routes a region field value; `Ok(index)` or the reason it cannot be routed.
-    fn route(&self, value: &[u8]) -> Result<u32, RejectReason> {
+    /// Whether village number `village` (the last three digits) of township `i` is in the NBS
+    /// village list.
+    fn village_known(&self, i: u32, village: u16) -> bool {
+        backflow_topology::is_known_village(self.codes[i as usize].digits() * 1000 + u64::from(village))
+    }
+
+    /// Routes a region field value; its township or the reason it cannot be routed.
+    fn route(&self, value: &[u8]) -> Result<Routed, RejectReason> {
         let value = trim_ascii(value);
         if value.is_empty() {
             return Err(RejectReason::MissingRegion);
@@ -224,11 +360,24 @@ impl TownshipIndex {
         let n = digits
             .iter()
             .fold(0u64, |acc, &b| acc * 10 + u64::from(b - b'0'));
-        match self.by_digits.get(&n) {
-            None => Err(RejectReason::UnknownRegion),
-            Some(&i) if !self.in_scope[i as usize] => Err(RejectReason::ForeignRegion),
-            Some(&i) => Ok(i),
+        let i = match self.by_digits.get(&n) {
+            None => return Err(RejectReason::UnknownRegion),
+            Some(&i) if !self.in_scope[i as usize] => return Err(RejectReason::ForeignRegion),
+            Some(&i) => i,
+        };
+        let unknown_village = value.len() == 12 && {
+            let village = value[9..]
+                .iter()
+                .fold(0u16, |acc, &b| acc * 10 + u16::from(b - b'0'));
+            !self.village_known(i, village)
+        };
+        if unknown_village && self.villages == VillagePolicy::Strict {
+            return Err(RejectReason::UnknownVillage);
         }
+        Ok(Routed {
+            township: i,
+            unknown_village,
+        })
     }
 }
 
@@ -364,6 +513,7 @@ struct Partitioner<'a> {
     /// Index of the region field (CSV only).
     field_index: usize,
     summary: PartitionSummary,
+    rejects_file: RejectsFile,
 }
 
 impl Partitioner<'_> {
@@ -384,7 +534,7 @@ impl Partitioner<'_> {
                     // Blank lines in NDJSON are not records; skipping them loses nothing.
                     return Ok(());
                 }
-                match json_field(body, &self.cfg.region_field) {
+                match json_field(body, &self.cfg.region_field.name) {
                     Ok(Some(v)) => Ok(std::borrow::Cow::Owned(v)),
                     Ok(None) => Err(RejectReason::MissingRegion),
                     Err(()) => Err(RejectReason::BadRecord),
@@ -396,7 +546,16 @@ impl Partitioner<'_> {
             .map_err(|r| *r)
             .and_then(|v| self.index.route(v));
         match routed {
-            Ok(i) => {
+            Ok(Routed {
+                township: i,
+                unknown_village,
+            }) => {
+                if unknown_village {
+                    let reason = WarningReason::UnknownVillageRolledUp;
+                    self.summary.warnings.add(line_no, reason);
+                    let shown = value.as_deref().unwrap_or(body);
+                    self.rejects_file.write(line_no, reason.label(), shown)?;
+                }
                 // Offsets fit u32: the arena is spilled before it reaches the cap (< 4 GiB).
                 self.recs
                     .push((i, self.arena.len() as u32, line.len() as u32));
@@ -411,7 +570,8 @@ impl Partitioner<'_> {
                     Ok(v) => v,
                     Err(_) => body,
                 };
-                self.summary.rejects.add(line_no, reason, shown)?;
+                self.summary.rejects.add(line_no, reason);
+                self.rejects_file.write(line_no, reason.label(), shown)?;
             }
         }
         Ok(())
@@ -542,7 +702,7 @@ impl Partitioner<'_> {
         for run in &self.runs {
             let _ = std::fs::remove_file(&run.path);
         }
-        if let Some(f) = &mut self.summary.rejects.file {
+        if let Some(f) = &mut self.rejects_file.0 {
             f.flush()?;
         }
         Ok(self.summary)
@@ -557,7 +717,7 @@ pub fn partition(
     progress: &mut dyn FnMut(u64),
 ) -> Result<PartitionSummary> {
     std::fs::create_dir_all(&cfg.spill_dir)?;
-    let index = TownshipIndex::new(Topology::china(), cfg.scope);
+    let index = TownshipIndex::new(Topology::china(), cfg.scope, cfg.region_field.villages);
     // Arena offsets are u32.
     anyhow::ensure!(
         cfg.buffer_bytes_max < (u32::MAX as usize) - LINE_BYTES_MAX,
@@ -586,11 +746,10 @@ pub fn partition(
             townships_in_scope: 0,
             runs_spilled: 0,
             header: Vec::new(),
-            rejects: Rejects {
-                file: rejects_file,
-                ..Rejects::default()
-            },
+            rejects: Rejects::default(),
+            warnings: Warnings::default(),
         },
+        rejects_file: RejectsFile(rejects_file),
     };
     let mut block = vec![0u8; READ_BLOCK_BYTES];
     // Bytes of an incomplete line carried to the next block.
@@ -676,11 +835,11 @@ fn handle_line(
     let fields = csv_header_fields(body);
     p.field_index = fields
         .iter()
-        .position(|f| f == &p.cfg.region_field)
+        .position(|f| f == &p.cfg.region_field.name)
         .with_context(|| {
             format!(
                 "CSV header has no field {:?} (fields: {})",
-                p.cfg.region_field,
+                p.cfg.region_field.name,
                 fields.join(", ")
             )
         })?;
@@ -737,10 +896,22 @@ mod tests {
     }
 
     fn run(input: &str, format: Format, scope: &str, buffer: usize) -> (MemSink, PartitionSummary) {
+        let (sink, summary, _) = run_with(input, format, scope, buffer, VillagePolicy::RollUp);
+        (sink, summary)
+    }
+
+    /// Also returns the rejects file's content.
+    fn run_with(
+        input: &str,
+        format: Format,
+        scope: &str,
+        buffer: usize,
+        villages: VillagePolicy,
+    ) -> (MemSink, PartitionSummary, String) {
         let dir = tempfile::tempdir().unwrap();
         let cfg = PartitionConfig {
             format,
-            region_field: "village".into(),
+            region_field: RegionField::new("village", villages),
             scope: RegionCode::parse(scope).unwrap(),
             buffer_bytes_max: buffer,
             spill_dir: dir.path().join("spill"),
@@ -748,7 +919,8 @@ mod tests {
         };
         let mut sink = MemSink::default();
         let summary = partition(&mut input.as_bytes(), &cfg, &mut sink, &mut |_| {}).unwrap();
-        (sink, summary)
+        let rejects = std::fs::read_to_string(dir.path().join("rejects.tsv")).unwrap();
+        (sink, summary, rejects)
     }
 
     fn part<'a>(sink: &'a MemSink, code: &str) -> &'a (RegionCode, Vec<u8>, u64) {
@@ -831,6 +1003,138 @@ mod tests {
                 (3, RejectReason::BadRecord),
                 (6, RejectReason::ForeignRegion),
             ]
+        );
+    }
+
+    /// Villages: line 2 a known village, 3 a township code, 4 and 7 unknown villages of a
+    /// known township (999 and 000 are not in the NBS list there), 5 金门's placeholder village
+    /// 000, 6 the township's highest village, 8 an unknown village outside the scope (foreign
+    /// wins), 9 an unknown village of an unknown township (unknown township wins).
+    const VILLAGES: &str = "id,village\n\
+        1,110101001001\n\
+        2,110101001\n\
+        3,110101001999\n\
+        4,350527000000\n\
+        5,110101002009\n\
+        6,\"110101002000\"\n\
+        7,440103001999\n\
+        8,119999999999\n";
+
+    #[test]
+    fn unknown_village_is_rolled_up_and_warned_by_default() {
+        for buffer in [1usize, 1 << 20] {
+            let (sink, s, file) =
+                run_with(VILLAGES, Format::Csv, "0", buffer, VillagePolicy::default());
+            // Published: rolled up into the township, in input order.
+            assert_eq!(
+                part(&sink, "110101001").1,
+                b"1,110101001001\n2,110101001\n3,110101001999\n"
+            );
+            assert_eq!(
+                part(&sink, "110101002").1,
+                b"5,110101002009\n6,\"110101002000\"\n"
+            );
+            assert_eq!(part(&sink, "350527000").1, b"4,350527000000\n");
+            assert_eq!(part(&sink, "440103001").1, b"7,440103001999\n");
+            assert_eq!(s.records_routed, 7);
+            // ... and reported as warnings, with line numbers (the header is line 1).
+            let w = WarningReason::UnknownVillageRolledUp;
+            assert_eq!(s.warnings.first_lines, vec![(4, w), (7, w), (8, w)]);
+            assert_eq!(s.warnings.counts, [(w, 3)].into_iter().collect());
+            assert_eq!(s.warnings.total(), 3);
+            // Warnings are not rejects.
+            assert_eq!(
+                s.rejects.first_lines,
+                vec![(9, RejectReason::UnknownRegion)]
+            );
+            assert_eq!(s.records_routed + s.rejects.total(), s.lines - 1);
+            // The rejects file lists them, marked as warnings, in line order.
+            assert_eq!(
+                file,
+                "4\twarning: unknown village, rolled up to its township (published)\t110101001999\n\
+                 7\twarning: unknown village, rolled up to its township (published)\t110101002000\n\
+                 8\twarning: unknown village, rolled up to its township (published)\t440103001999\n\
+                 9\tunknown township\t119999999999\n"
+            );
+            // The summary (the publish report) carries warnings in the shape of rejects.
+            let json = serde_json::to_value(&s).unwrap();
+            assert_eq!(
+                json["warnings"],
+                serde_json::json!({
+                    "counts": { "unknown_village_rolled_up": 3 },
+                    "first_lines": [
+                        [4, "unknown_village_rolled_up"],
+                        [7, "unknown_village_rolled_up"],
+                        [8, "unknown_village_rolled_up"]
+                    ]
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn strict_villages_rejects_unknown_villages() {
+        let (sink, s, file) = run_with(VILLAGES, Format::Csv, "11", 1 << 20, VillagePolicy::Strict);
+        assert_eq!(part(&sink, "110101001").1, b"1,110101001001\n2,110101001\n");
+        assert_eq!(part(&sink, "110101002").1, b"5,110101002009\n");
+        assert_eq!(s.records_routed, 3);
+        assert_eq!(s.warnings.total(), 0);
+        assert!(s.warnings.first_lines.is_empty());
+        // Outside the scope (lines 5 and 8) is foreign, whatever the village.
+        assert_eq!(
+            s.rejects.first_lines,
+            vec![
+                (4, RejectReason::UnknownVillage),
+                (5, RejectReason::ForeignRegion),
+                (7, RejectReason::UnknownVillage),
+                (8, RejectReason::ForeignRegion),
+                (9, RejectReason::UnknownRegion),
+            ]
+        );
+        assert_eq!(s.records_routed + s.rejects.total(), s.lines - 1);
+        assert_eq!(
+            file.lines().next(),
+            Some("4\tunknown village (--strict-villages)\t110101001999")
+        );
+        assert!(!file.contains("warning:"), "{file}");
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["rejects"]["counts"]["unknown_village"], 2);
+    }
+
+    #[test]
+    fn known_villages_are_neither_warned_nor_rejected() {
+        // NDJSON too, with the code as a string and as a number.
+        let input = "{\"village\":\"110101001001\"}\n\
+            {\"village\":110101002009}\n\
+            {\"village\":\"350527000000\"}\n\
+            {\"village\":\"110101001\"}\n";
+        for villages in [VillagePolicy::RollUp, VillagePolicy::Strict] {
+            let (sink, s, file) = run_with(input, Format::Ndjson, "0", 1 << 20, villages);
+            assert_eq!(s.records_routed, 4);
+            assert_eq!(s.warnings.total(), 0);
+            assert_eq!(s.rejects.total(), 0);
+            assert_eq!(file, "");
+            assert_eq!(part(&sink, "110101001").2, 2);
+        }
+        // 天河区沙河街道 (440103001) has one village, 101; 650104001's are 1, 3–6 and 17–19.
+        let index = TownshipIndex::new(
+            Topology::china(),
+            RegionCode::NATIONAL,
+            VillagePolicy::Strict,
+        );
+        for code in ["440103001101", "650104001001", "650104001005", "650104001019"] {
+            assert!(index.route(code.as_bytes()).is_ok(), "{code}");
+        }
+        for code in ["440103001001", "650104001002", "650104001007"] {
+            assert_eq!(
+                index.route(code.as_bytes()),
+                Err(RejectReason::UnknownVillage),
+                "{code}"
+            );
+        }
+        assert_eq!(
+            index.route(b"440103001600"),
+            Err(RejectReason::UnknownVillage)
         );
     }
 

@@ -21,7 +21,7 @@ use backflow_topology::RegionCode;
 use serde::Serialize;
 
 use crate::partition::{
-    partition, Format, PartitionConfig, PartitionSink, PartitionSummary, Replay,
+    partition, Format, PartitionConfig, PartitionSink, PartitionSummary, RegionField, Replay,
 };
 use crate::store::{AlignedBuf, Store};
 
@@ -39,7 +39,10 @@ const SMALL_PARTITION_BYTES_MAX: usize = 16 * 1024 * 1024;
 #[derive(Clone, Debug)]
 pub struct PublishRequest {
     pub dataset: String,
-    pub region_field: String,
+    /// The region field's name and its village policy: `"village".into()` rolls unknown
+    /// villages up with a warning; [`crate::partition::VillagePolicy::Strict`]
+    /// (`publish --strict-villages`) rejects them.
+    pub region_field: RegionField,
     pub format: Format,
     pub input: PathBuf,
     pub department: String,
@@ -242,6 +245,8 @@ pub struct GroupLoader<'s> {
     buf: AlignedBuf,
     first_group: u64,
     total: u64,
+    /// The partition's size (a small partition is stored inline: see `store`).
+    bytes: u64,
 }
 
 impl<'s> GroupLoader<'s> {
@@ -253,6 +258,7 @@ impl<'s> GroupLoader<'s> {
             buf: AlignedBuf::with_capacity(LOAD_BATCH_BYTES.min(bytes.max(1) as usize)),
             first_group: 0,
             total: 0,
+            bytes,
         }
     }
 
@@ -272,7 +278,7 @@ impl<'s> GroupLoader<'s> {
     /// Writes the buffered groups (whole groups, except at the very end).
     fn write(&mut self) -> Result<()> {
         self.store
-            .load_groups(&self.content, self.first_group, &mut self.buf)?;
+            .load_groups(&self.content, self.bytes, self.first_group, &mut self.buf)?;
         self.first_group += (self.buf.len() as u64).div_ceil(CHUNK_GROUP_BYTES);
         self.buf.clear();
         Ok(())
@@ -368,7 +374,7 @@ pub fn prepare(
         entries: Vec::new(),
     };
     let summary = partition(&mut file, &cfg, &mut sink, progress)?;
-    let schema = schema_for(req.format, &summary.header, &req.region_field)?;
+    let schema = schema_for(req.format, &summary.header, &req.region_field.name)?;
     let schema_hash = schema.hash();
     let mut entries = sink.entries;
     for e in &mut entries {
@@ -500,6 +506,54 @@ mod tests {
         let s =
             crate::export::export(&store, &record, RegionCode::parse("44").unwrap(), &out).unwrap();
         assert_eq!(s.bytes as usize, want["440103001"].len());
+    }
+
+    /// The village policy travels from the request to the partitioner: by default an unknown
+    /// village is published with a warning; strict, it is rejected.
+    #[test]
+    fn request_village_policy_decides_unknown_villages() {
+        use crate::partition::{RejectReason, VillagePolicy, WarningReason};
+        for strict in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open(&dir.path().join("db")).unwrap();
+            let identity = NodeIdentity::national(ed25519_dalek::SigningKey::from_bytes(&[9; 32]));
+            let input = dir.path().join("in.csv");
+            std::fs::write(&input, "id,village\n1,110101001001\n2,110101001999\n").unwrap();
+            let req = PublishRequest {
+                dataset: "v".into(),
+                region_field: RegionField::new("village", VillagePolicy::from_strict(strict)),
+                format: Format::Csv,
+                input,
+                department: "d".into(),
+                work_dir: dir.path().join("spill"),
+                rejects_path: None,
+            };
+            let p = prepare(
+                &store,
+                &identity,
+                &|_| None,
+                &req,
+                UnixMs(1_000),
+                &mut |_| {},
+            )
+            .unwrap();
+            let s = &p.summary;
+            if strict {
+                assert_eq!(p.records(), 1);
+                assert_eq!(
+                    s.rejects.first_lines,
+                    vec![(3, RejectReason::UnknownVillage)]
+                );
+                assert_eq!(s.warnings.total(), 0);
+            } else {
+                assert_eq!(p.records(), 2);
+                assert_eq!(s.rejects.total(), 0);
+                assert_eq!(
+                    s.warnings.first_lines,
+                    vec![(3, WarningReason::UnknownVillageRolledUp)]
+                );
+            }
+        }
     }
 
     fn township_entries(under: RegionCode) -> Vec<PartitionEntry> {

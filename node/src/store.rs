@@ -4,17 +4,25 @@
 //! |-------------|------------------------------------------|--------------------------------|
 //! | `catalog`   | caller-defined (origin, seq)             | encoded catalog records        |
 //! | `manifests` | manifest hash (32 B)                     | encoded `StoredManifest`       |
-//! | `chunks`    | content hash ‖ group (40 B)              | the group's length (u32 LE)    |
+//! | `chunks`    | content hash ‖ group (40 B)              | the group's length (u32 LE), then, for a small partition, its bytes |
 //! | `receipts`  | manifest hash ‖ region                   | encoded receipt                |
 //! | `state`     | caller-defined                           | protocol / node state          |
 //!
-//! The `chunks` CF is the *index* of verified chunk groups; their bytes live in one file per
-//! partition content, `<db>/chunks/<content hash hex>`, at offset `group × 16 KiB`. Why not
-//! RocksDB values: a value is copied into the WAL, the memtable and a blob file on flush —
-//! three page-cache writes per byte, which on this kind of machine cost more CPU than the
-//! whole network path (perf: ~33 % of a transfer in the kernel's page-cache copy alone).
-//! Content files are written with `O_DIRECT` where the file system allows it (DMA from an
-//! aligned buffer; no page-cache copy), and read back through the page cache.
+//! The `chunks` CF is the *index* of verified chunk groups. A large partition's bytes live in
+//! one file per partition content, `<db>/chunks/<content hash hex>`, at offset
+//! `group × 16 KiB`. Why not RocksDB values: a value is copied into the WAL, the memtable and
+//! a blob file on flush — three page-cache writes per byte, which on this kind of machine cost
+//! more CPU than the whole network path (perf: ~33 % of a transfer in the kernel's page-cache
+//! copy alone). Content files are written with `O_DIRECT` where the file system allows it (DMA
+//! from an aligned buffer; no page-cache copy), and read back through the page cache.
+//!
+//! A *small* partition (≤ [`INLINE_PARTITION_BYTES_MAX`]) is the opposite case: a national
+//! dataset is 41,352 partitions of ~12 KB, and a file each cost more than its bytes (create,
+//! open, inode, directory entry, and a sync each once writes are made durable). Its groups
+//! are stored in the index entry itself, after the length. RocksDB packs them: into its WAL
+//! (one append per batch, which is one chunk frame), then at flush into blob files (the
+//! `chunks` CF keeps values ≥ 4 KiB in blob files, so compaction moves pointers, not bytes) —
+//! segment files with an index, with RocksDB's own checksums and crash recovery.
 //!
 //! Invariants:
 //! - a chunk group is written only after it verified against its partition hash (the caller
@@ -68,12 +76,36 @@ pub fn region_key(region: RegionCode) -> [u8; 8] {
     (region.digits() * 8 + region.level().depth() as u64).to_be_bytes()
 }
 
+/// Partitions up to this size keep their content in the `chunks` index (see the module docs).
+/// 128 KiB (8 groups): a national register's townships average ~12 KB and few reach ten times
+/// that; larger partitions are streamed, where a file of their own costs nothing extra.
+pub const INLINE_PARTITION_BYTES_MAX: u64 = 128 * 1024;
+
+/// Values of the `chunks` CF at least this large go to blob files (inline content; a bare
+/// 4-byte length stays in the LSM tree).
+const BLOB_VALUE_BYTES_MIN: u64 = 4096;
+
 /// A group's length from its `chunks` index entry.
 fn index_len(value: &[u8]) -> Result<usize> {
-    let len: [u8; 4] = value.try_into().context(
-        "a chunk index entry is not a 4-byte length (a database from an older version?)",
+    index_entry(value).map(|(len, _)| len)
+}
+
+/// A `chunks` index entry: the group's length, and its bytes if they are stored inline.
+fn index_entry(value: &[u8]) -> Result<(usize, Option<&[u8]>)> {
+    let (len, rest) = value.split_first_chunk::<4>().context(
+        "a chunk index entry is shorter than its 4-byte length (a database from an older version?)",
     )?;
-    Ok(u32::from_le_bytes(len) as usize)
+    let len = u32::from_le_bytes(*len) as usize;
+    match rest.len() {
+        0 => Ok((len, None)),
+        n if n == len => Ok((len, Some(rest))),
+        n => anyhow::bail!("a chunk index entry holds {n} bytes for a group of {len}"),
+    }
+}
+
+/// Whether a partition of `bytes` keeps its groups inline in the index.
+pub fn is_inline(partition_bytes: u64) -> bool {
+    partition_bytes <= INLINE_PARTITION_BYTES_MAX
 }
 
 /// Directory of content files inside the RocksDB directory.
@@ -212,9 +244,18 @@ impl Store {
         opts.create_missing_column_families(true);
         // Two cores here; more background jobs only contend.
         opts.set_max_background_jobs(2);
-        let cfs = CFS
-            .iter()
-            .map(|&name| ColumnFamilyDescriptor::new(name, Options::default()));
+        let cfs = CFS.iter().map(|&name| {
+            let mut cf = Options::default();
+            if name == CF_CHUNKS {
+                // Small partitions' content (see the module docs): written once more at
+                // flush, into blob files; compaction then moves only pointers, and blob files
+                // whose partitions were deleted are rewritten by blob GC.
+                cf.set_enable_blob_files(true);
+                cf.set_min_blob_size(BLOB_VALUE_BYTES_MIN);
+                cf.set_enable_blob_gc(true);
+            }
+            ColumnFamilyDescriptor::new(name, cf)
+        });
         let db = DB::open_cf_descriptors(&opts, path, cfs)
             .with_context(|| format!("opening RocksDB at {}", path.display()))?;
         let chunk_dir = path.join(CHUNK_DIR);
@@ -342,8 +383,45 @@ impl Store {
         }
     }
 
+    /// Index entries for groups `first_group..` with their bytes inline (a small partition).
+    fn index_groups_inline(batch: &mut Batch<'_>, content: &Hash, first_group: u64, data: &[u8]) {
+        let mut value = Vec::with_capacity(4 + CHUNK_GROUP_BYTES as usize);
+        for (i, piece) in data.chunks(CHUNK_GROUP_BYTES as usize).enumerate() {
+            value.clear();
+            value.extend_from_slice(&(piece.len() as u32).to_le_bytes());
+            value.extend_from_slice(piece);
+            batch.put(
+                CF_CHUNKS,
+                &chunk_key(content, first_group + i as u64),
+                &value,
+            );
+        }
+    }
+
+    /// Puts verified groups `first_group..` of a partition of `partition_bytes` (`data`, whole
+    /// groups, the last possibly short) into `batch`: a small partition's bytes go into the
+    /// batch with their index entries; a large one's are written to its content file now, and
+    /// only the index entries are batched (so they land after the bytes). Nothing is stored
+    /// until the caller writes the batch.
+    pub fn stage_groups(
+        &self,
+        content: &Hash,
+        partition_bytes: u64,
+        first_group: u64,
+        data: &mut AlignedBuf,
+        batch: &mut Batch<'_>,
+    ) -> Result<()> {
+        if is_inline(partition_bytes) {
+            Self::index_groups_inline(batch, content, first_group, data.as_slice());
+        } else {
+            self.write_content(content, first_group, data, self.direct)?;
+            Self::index_groups(batch, content, first_group, data.len());
+        }
+        Ok(())
+    }
+
     /// Publisher's bulk load: content bytes first, then (unlogged, made durable by a later
-    /// [`Store::flush`]) their index entries. Through the page cache, not `O_DIRECT`: a national
+    /// [`Store::flush`]) their index entries; a small partition's bytes go with its entries. Through the page cache, not `O_DIRECT`: a national
     /// publish writes 41,352 mostly small files, and a synchronous device write for each took
     /// twice as long as the whole partitioning. Like the rest of the node (RocksDB's WAL is not
     /// synced either) this survives a crash of the process, not of the machine; after a power
@@ -351,23 +429,18 @@ impl Store {
     pub fn load_groups(
         &self,
         content: &Hash,
+        partition_bytes: u64,
         first_group: u64,
         data: &mut AlignedBuf,
     ) -> Result<()> {
-        self.write_content(content, first_group, data, false)?;
         let mut batch = self.batch();
-        Self::index_groups(&mut batch, content, first_group, data.len());
+        if is_inline(partition_bytes) {
+            Self::index_groups_inline(&mut batch, content, first_group, data.as_slice());
+        } else {
+            self.write_content(content, first_group, data, false)?;
+            Self::index_groups(&mut batch, content, first_group, data.len());
+        }
         self.write_unlogged(batch)
-    }
-
-    /// Opens a partition's content for reading.
-    pub fn content_reader(&self, content: &Hash) -> Result<ContentReader<'_>> {
-        let file = self.open_content(content, false, false)?;
-        Ok(ContentReader {
-            store: self,
-            content: *content,
-            file,
-        })
     }
 
     /// The stored length of one group, if the index has it.
@@ -389,6 +462,9 @@ impl Store {
     /// slower that way for the same CPU.
     pub fn open_groups(&self, content: &Hash, groups: Range<u64>) -> Result<StoredGroups> {
         let mut len = 0u64;
+        // Inline groups are copied out as the index is scanned (a small partition's whole
+        // content is at most `INLINE_PARTITION_BYTES_MAX`).
+        let mut inline: Option<Vec<u8>> = None;
         let mut index = self.db.raw_iterator_cf(self.cf(CF_CHUNKS));
         index.seek(chunk_key(content, groups.start));
         for g in groups.clone() {
@@ -403,21 +479,36 @@ impl Store {
                     );
                 }
             };
-            let n = index_len(value)?;
+            let (n, bytes) = index_entry(value)?;
             if n < CHUNK_GROUP_BYTES as usize && g + 1 != groups.end {
                 anyhow::bail!(
                     "short group {g} inside a range of partition {}",
                     crate::config::hex(&content[..8])
                 );
             }
+            match (bytes, &mut inline) {
+                (Some(b), Some(buf)) => buf.extend_from_slice(b),
+                (Some(b), None) if g == groups.start => inline = Some(b.to_vec()),
+                (None, None) => {}
+                _ => anyhow::bail!(
+                    "partition {} has groups both inline and in a file",
+                    crate::config::hex(&content[..8])
+                ),
+            }
             len += n as u64;
             index.next();
         }
         drop(index);
         let start = groups.start * CHUNK_GROUP_BYTES;
+        let data = match inline {
+            Some(bytes) => GroupData::Inline(bytes),
+            None => GroupData::File {
+                file: self.open_content(content, false, false)?,
+                path: self.content_path(content),
+            },
+        };
         Ok(StoredGroups {
-            file: self.open_content(content, false, false)?,
-            path: self.content_path(content),
+            data,
             bytes: start..start + len,
         })
     }
@@ -506,12 +597,12 @@ impl Store {
     pub fn put_groups(
         &self,
         content: &Hash,
+        partition_bytes: u64,
         first_group: u64,
         data: &mut AlignedBuf,
         mut extra: Batch<'_>,
     ) -> Result<()> {
-        self.write_content(content, first_group, data, self.direct)?;
-        Self::index_groups(&mut extra, content, first_group, data.len());
+        self.stage_groups(content, partition_bytes, first_group, data, &mut extra)?;
         self.write(extra)
     }
 
@@ -537,33 +628,37 @@ impl Store {
     }
 
     pub fn get_group(&self, content: &Hash, group: u64) -> Result<Vec<u8>> {
-        let len = self.group_len(content, group)?.with_context(|| {
-            format!(
-                "group {group} of partition {} is not stored",
-                crate::config::hex(&content[..8])
-            )
-        })?;
-        let mut buf = vec![0u8; len];
-        self.content_reader(content)?
-            .file
-            .read_exact_at(&mut buf, group * CHUNK_GROUP_BYTES)?;
+        let stored = self.open_groups(content, group..group + 1)?;
+        let mut buf = vec![0u8; (stored.bytes.end - stored.bytes.start) as usize];
+        stored.read_exact_at(group * CHUNK_GROUP_BYTES, &mut buf)?;
         Ok(buf)
     }
 
     /// Reads `buf.len()` bytes of a partition's content at `offset`; stops early at the first
     /// group the index does not have (returns the bytes read).
     pub fn read_at(&self, content: &Hash, offset: u64, buf: &mut [u8]) -> Result<usize> {
-        match self.content_reader(content) {
-            Ok(r) => r.read_at(offset, buf),
-            Err(_)
-                if self
-                    .group_len(content, offset / CHUNK_GROUP_BYTES)?
-                    .is_none() =>
-            {
-                Ok(0)
+        // How far the stored groups reach from `offset`, in the index; then one read of that.
+        let first = offset / CHUNK_GROUP_BYTES;
+        let mut end_group = first;
+        let mut reach = first * CHUNK_GROUP_BYTES;
+        let want_end = offset.saturating_add(buf.len() as u64);
+        while reach < want_end {
+            let Some(len) = self.group_len(content, end_group)? else {
+                break;
+            };
+            reach += len as u64;
+            end_group += 1;
+            if len < CHUNK_GROUP_BYTES as usize {
+                break; // the partition's short last group
             }
-            Err(e) => Err(e),
         }
+        if end_group == first || reach <= offset {
+            return Ok(0);
+        }
+        let n = (reach.min(want_end) - offset) as usize;
+        self.open_groups(content, first..end_group)?
+            .read_exact_at(offset, &mut buf[..n])?;
+        Ok(n)
     }
 
     /// Streams a whole partition's stored content, group by group, in order.
@@ -587,13 +682,20 @@ impl Store {
             let mut g = [0u8; 8];
             g.copy_from_slice(&k[32..40]);
             let group = u64::from_be_bytes(g);
-            let len = index_len(v)?.min(buf.len());
-            let file = match &mut file {
-                Some(f) => f,
-                None => file.insert(self.content_reader(content)?.file),
+            let (len, inline) = index_entry(v)?;
+            let len = len.min(buf.len());
+            let data = match inline {
+                Some(bytes) => &bytes[..len],
+                None => {
+                    let file = match &mut file {
+                        Some(f) => f,
+                        None => file.insert(self.open_content(content, false, false)?),
+                    };
+                    file.read_exact_at(&mut buf[..len], group * CHUNK_GROUP_BYTES)?;
+                    &buf[..len]
+                }
             };
-            file.read_exact_at(&mut buf[..len], group * CHUNK_GROUP_BYTES)?;
-            f(group, &buf[..len])?;
+            f(group, data)?;
             iter.next();
         }
         iter.status()?;
@@ -640,10 +742,16 @@ fn remove_if_present(path: &Path) -> Result<()> {
 
 /// A run of stored groups of one partition, open for reading (see [`Store::open_groups`]).
 pub struct StoredGroups {
-    file: File,
-    path: PathBuf,
+    data: GroupData,
     /// The content bytes the index vouches for, as partition offsets.
     bytes: Range<u64>,
+}
+
+/// Where a run's bytes are: its partition's content file, or (a small partition) copied out
+/// of the index, from the run's first byte.
+enum GroupData {
+    File { file: File, path: PathBuf },
+    Inline(Vec<u8>),
 }
 
 impl StoredGroups {
@@ -661,42 +769,17 @@ impl StoredGroups {
                 ),
             ));
         }
-        self.file
-            .read_exact_at(buf, offset)
-            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", self.path.display())))
-    }
-}
-
-/// An open partition content file, read only where the index says groups are stored.
-pub struct ContentReader<'s> {
-    store: &'s Store,
-    content: Hash,
-    file: File,
-}
-
-impl ContentReader<'_> {
-    /// Reads `buf.len()` bytes at `offset`; stops early at the first group the index does not
-    /// have (returns the bytes read).
-    pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize> {
-        // How far the stored groups reach, checked in the index group by group.
-        let mut readable = 0usize;
-        while readable < buf.len() {
-            let pos = offset + readable as u64;
-            let group = pos / CHUNK_GROUP_BYTES;
-            let within = (pos % CHUNK_GROUP_BYTES) as usize;
-            let Some(len) = self.store.group_len(&self.content, group)? else {
-                break;
-            };
-            if within >= len {
-                break;
-            }
-            readable += (len - within).min(buf.len() - readable);
-            if len < CHUNK_GROUP_BYTES as usize {
-                break; // the partition's short last group
+        match &self.data {
+            GroupData::File { file, path } => file
+                .read_exact_at(buf, offset)
+                .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display()))),
+            GroupData::Inline(bytes) => {
+                // Within `self.bytes`, checked above, so within `bytes`.
+                let at = (offset - self.bytes.start) as usize;
+                buf.copy_from_slice(&bytes[at..at + buf.len()]);
+                Ok(())
             }
         }
-        self.file.read_exact_at(&mut buf[..readable], offset)?;
-        Ok(readable)
     }
 }
 
@@ -710,8 +793,16 @@ mod tests {
         b
     }
 
+    /// Both layouts: a large partition's groups in its content file, a small one's inline.
     #[test]
     fn groups_survive_reopen_and_read_back() {
+        for partition_bytes in [INLINE_PARTITION_BYTES_MAX + 1, 3 * CHUNK_GROUP_BYTES + 100] {
+            groups_survive_reopen_and_read_back_as(partition_bytes);
+        }
+    }
+
+    fn groups_survive_reopen_and_read_back_as(partition_bytes: u64) {
+        let inline = is_inline(partition_bytes);
         let dir = tempfile::tempdir().unwrap();
         let m = [7u8; 32];
         let content: Vec<u8> = (0..(CHUNK_GROUP_BYTES * 3 + 100))
@@ -723,10 +814,16 @@ mod tests {
             let mut extra = store.batch();
             extra.put(CF_STATE, b"progress", b"groups 0,2");
             store
-                .put_groups(&m, 0, &mut aligned(&content[..g]), extra)
+                .put_groups(&m, partition_bytes, 0, &mut aligned(&content[..g]), extra)
                 .unwrap();
             store
-                .put_groups(&m, 2, &mut aligned(&content[2 * g..3 * g]), store.batch())
+                .put_groups(
+                    &m,
+                    partition_bytes,
+                    2,
+                    &mut aligned(&content[2 * g..3 * g]),
+                    store.batch(),
+                )
                 .unwrap();
             // Dropped without flush: the WAL must bring the index back.
         }
@@ -747,11 +844,28 @@ mod tests {
         // Only inside the opened groups: not the group before, not past the end.
         assert!(two.read_exact_at(g as u64, &mut got).is_err());
         assert!(two.read_exact_at(2 * g as u64 + 1, &mut got).is_err());
+        assert_eq!(
+            store.content_path(&m).exists(),
+            !inline,
+            "a file only if large"
+        );
         store
-            .put_groups(&m, 1, &mut aligned(&content[g..2 * g]), store.batch())
+            .put_groups(
+                &m,
+                partition_bytes,
+                1,
+                &mut aligned(&content[g..2 * g]),
+                store.batch(),
+            )
             .unwrap();
         store
-            .put_groups(&m, 3, &mut aligned(&content[3 * g..]), store.batch())
+            .put_groups(
+                &m,
+                partition_bytes,
+                3,
+                &mut aligned(&content[3 * g..]),
+                store.batch(),
+            )
             .unwrap();
         let mut back = vec![0u8; content.len() + 5_000];
         // The short last group ends the content; its padding in the file is never read.

@@ -318,3 +318,68 @@ async fn sibling_region_is_refused() -> Result<()> {
     task_b.await??;
     Ok(())
 }
+
+/// The national shape at the scale a connection carries: thousands of one-group partitions,
+/// with the shipping defaults (a window of 1,024 groups). 四川's 3,111 and 河南's 2,586
+/// townships, 5,697 partitions in all (no province alone has 5,000). Before, every partition
+/// of a window was a want of its own, each a muxer stream, and yamux tore the connection down
+/// (`TooManyStreams`) every few seconds; now every partition arrives, byte for byte, and no
+/// connection closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousands_of_small_partitions_arrive_without_a_connection_reset() -> Result<()> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let dir = tempfile::tempdir()?;
+    let provinces = [code("51"), code("41")];
+    let mut regions = vec![RegionCode::NATIONAL];
+    regions.extend(provinces);
+    let net = LocalNet::start(&regions, dir.path(), Tuning::default()).await?;
+    net.wait_connected(Duration::from_secs(20)).await?;
+    let topo = backflow_topology::Topology::china();
+    let csv = dir.path().join("d.csv");
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&csv)?);
+    writeln!(f, "id,village,payload")?;
+    let mut townships = 0;
+    for p in provinces {
+        for t in topo.townships_under(p) {
+            townships += 1;
+            for i in 0..3 {
+                writeln!(f, "{townships}-{i},{t},{}", "q".repeat(80))?;
+            }
+        }
+    }
+    drop(f);
+    assert!(townships >= 5_000, "{townships}");
+    let national = net.nodes[&RegionCode::NATIONAL].clone();
+    publish_csv(&national, "small", &csv, &dir.path().join("spill")).await?;
+    for p in provinces {
+        // Within the test's 60 s: the provinces take a second or two on an idle machine.
+        wait_held_complete(&net.nodes[&p], "small", "a province holds its subtree").await?;
+    }
+    for p in provinces {
+        let h = &net.nodes[&p];
+        let record = h.record("small", None).await?.remove(0).1;
+        assert_eq!(record.entries.len(), topo.townships_under(p).len());
+        for e in &record.entries {
+            assert_eq!(e.groups(), 1, "one group each");
+            let mut hasher = blake3::Hasher::new();
+            h.store.for_each_group(&e.content_hash, |_, d| {
+                hasher.update(d);
+                Ok(())
+            })?;
+            assert_eq!(hasher.finalize().as_bytes(), &e.content_hash);
+        }
+    }
+    for (r, h) in &net.nodes {
+        assert_eq!(
+            h.stats.connections_closed.load(Relaxed),
+            0,
+            "{r} lost a connection"
+        );
+        assert_eq!(
+            h.stats.control_frames_dropped.load(Relaxed),
+            0,
+            "{r} dropped frames"
+        );
+    }
+    net.shutdown().await
+}

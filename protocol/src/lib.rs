@@ -12,6 +12,7 @@
 //! - [`catalog`]: Art. 13 catalog entries, validation (all problems at once), signed versions.
 //! - [`manifest`]: signed return-flow manifests, the region Merkle tree, 16 KiB chunk groups.
 //! - [`receipt`]: signed subtree delivery receipts and their aggregation.
+//! - [`outbox`]: per-peer bounds on control frames in flight, the same in the node and simnet.
 //! - [`catalog_sync`]: [`CatalogSync`], child → parent catalog sync.
 //! - [`return_flow`]: [`ReturnFlow`], parent → child dataset delivery with receipts up.
 //!
@@ -24,6 +25,7 @@ pub mod catalog;
 pub mod catalog_sync;
 pub mod cert;
 pub mod manifest;
+pub mod outbox;
 pub mod receipt;
 pub mod return_flow;
 pub mod time;

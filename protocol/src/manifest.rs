@@ -732,38 +732,118 @@ pub fn build_manifest(
     })
 }
 
-/// Data plane: a run of verified-on-arrival chunk groups of one partition.
+/// Data plane: runs of chunk groups of one or more partitions of one manifest, each verified
+/// on arrival. Why many partitions in one frame: a national dataset is 41,352 partitions of
+/// ~12 KB, and per-frame costs (a task, a write, a storage batch, a state-machine step) paid
+/// per partition made such a dataset crawl; packed, a frame again carries up to a megabyte.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChunkFrame {
     pub manifest: Hash,
-    pub region: RegionCode,
-    /// Groups `[first_group, first_group + group_count)`.
-    pub first_group: u64,
-    pub group_count: u64,
-    /// bao-tree encoding of exactly those groups (parent hashes interleaved with data).
+    /// The runs, in payload order; at most [`CHUNK_GROUPS_PER_FRAME_MAX`] groups in all.
+    pub parts: Vec<ChunkPart>,
+    /// bao-tree encodings of the parts' groups (parent hashes interleaved with data), back to
+    /// back, each `encoded_len` bytes long.
     /// `serde_bytes`: encoded and decoded as one block (bincode writes the same bytes as for
     /// a `Vec<u8>` sequence, but element-wise coding cost ~20 % of a transfer's CPU time).
     #[serde(with = "serde_bytes")]
     pub encoded: Vec<u8>,
 }
 
-impl Bounded for ChunkFrame {
-    fn check_limits(&self) -> Result<(), LimitError> {
-        check_chunk_frame_limits(self.group_count, self.encoded.len())
+/// One partition's run of groups in a [`ChunkFrame`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkPart {
+    pub region: RegionCode,
+    /// Groups `[first_group, first_group + group_count)`.
+    pub first_group: u64,
+    pub group_count: u64,
+    /// Bytes of this run's encoding in the frame's payload.
+    pub encoded_len: u32,
+}
+
+impl ChunkPart {
+    pub fn groups(&self) -> Range<u64> {
+        self.first_group..self.first_group.saturating_add(self.group_count)
     }
 }
 
-/// A chunk frame's limits, for an owned frame and for a borrowed view of one alike.
+impl ChunkFrame {
+    /// Each part with its slice of the payload. The limits (checked on decode and encode) make
+    /// the lengths add up; a frame that breaks them yields no slice past its payload.
+    pub fn parts_with_payload(&self) -> impl Iterator<Item = (&ChunkPart, &[u8])> {
+        split_payload(&self.parts, 0..self.encoded.len()).map(move |(p, r)| (p, &self.encoded[r]))
+    }
+}
+
+/// Where each part's encoding lies, given the payload's place `payload` in a buffer. Stops at
+/// the first part that would reach past the payload (never the case for a checked frame).
+pub fn split_payload(
+    parts: &[ChunkPart],
+    payload: Range<usize>,
+) -> impl Iterator<Item = (&ChunkPart, Range<usize>)> {
+    let mut at = payload.start;
+    parts.iter().map_while(move |p| {
+        let end = at.checked_add(p.encoded_len as usize)?;
+        if end > payload.end {
+            return None;
+        }
+        let r = at..end;
+        at = end;
+        Some((p, r))
+    })
+}
+
+impl Bounded for ChunkFrame {
+    fn check_limits(&self) -> Result<(), LimitError> {
+        check_chunk_frame_limits(&self.parts, self.encoded.len())
+    }
+}
+
+/// A chunk frame's limits, for an owned frame and for a borrowed view of one alike: at most
+/// one frame's worth of groups over all parts (an empty part counts as one; it then fails
+/// verification like any run outside its partition), and part lengths that add up to exactly
+/// the payload.
 pub(crate) fn check_chunk_frame_limits(
-    group_count: u64,
+    parts: &[ChunkPart],
     encoded_len: usize,
 ) -> Result<(), LimitError> {
-    check_len(
-        "chunk groups per frame",
-        group_count as usize,
-        CHUNK_GROUPS_PER_FRAME_MAX as usize,
-    )?;
-    check_len("chunk frame bytes", encoded_len, CHUNK_FRAME_BYTES_MAX)
+    let frame_groups = CHUNK_GROUPS_PER_FRAME_MAX as usize;
+    check_len("chunk frame parts", parts.len(), frame_groups)?;
+    check_len("chunk frame bytes", encoded_len, CHUNK_FRAME_BYTES_MAX)?;
+    let mut groups = 0usize;
+    let mut bytes = 0usize;
+    for p in parts {
+        // Each part has at least one group, so counting stays within the frame's groups.
+        let n = usize::try_from(p.group_count).unwrap_or(usize::MAX).max(1);
+        groups = groups.saturating_add(n);
+        check_len("chunk groups per frame", groups, frame_groups)?;
+        bytes = bytes.saturating_add(p.encoded_len as usize);
+        check_len("chunk part bytes", bytes, encoded_len)?;
+    }
+    if bytes != encoded_len {
+        // Fewer part bytes than payload: trailing bytes nobody claims.
+        return Err(LimitError {
+            what: "chunk frame payload beyond its parts",
+            len: encoded_len,
+            max: bytes,
+        });
+    }
+    Ok(())
+}
+
+/// Exact length of the bao encoding of `groups` of `entry` (parents and data), as
+/// [`encode_groups_into`] writes it; `None` if `groups` is not a valid run (see
+/// [`check_groups`]). Lets a source pack several partitions' runs into one frame.
+pub fn encoded_len(entry: &PartitionEntry, groups: &Range<u64>) -> Option<u64> {
+    check_groups(entry, groups).ok()?;
+    let tree = BaoTree::new(entry.bytes, BLOCK_SIZE);
+    let mut len = 0u64;
+    for item in tree.ranges_pre_order_chunks_iter_ref(&chunk_ranges(groups), 0) {
+        len += match item {
+            BaoChunk::Parent { .. } => 64,
+            BaoChunk::Leaf { size, .. } => size as u64,
+        };
+    }
+    Some(len)
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -1150,16 +1230,32 @@ pub fn encode_groups_into<O: bao_tree::io::sync::Outboard>(
     entry: &PartitionEntry,
     outboard: &O,
     groups: Range<u64>,
-    mut read: impl FnMut(u64, &mut [u8]) -> std::io::Result<()>,
+    read: impl FnMut(u64, &mut [u8]) -> std::io::Result<()>,
     out: &mut Vec<u8>,
 ) -> Result<(), ServeError> {
+    let end = encode_groups_at(entry, outboard, groups, read, out, 0)?;
+    out.truncate(end);
+    Ok(())
+}
+
+/// [`encode_groups_into`] writing from `out[start..]` on, for the next run of a frame that
+/// carries several; returns where the encoding ends. Bytes of `out` past that end are left as
+/// they were (the caller cuts the frame to length once all its runs are in).
+pub fn encode_groups_at<O: bao_tree::io::sync::Outboard>(
+    entry: &PartitionEntry,
+    outboard: &O,
+    groups: Range<u64>,
+    mut read: impl FnMut(u64, &mut [u8]) -> std::io::Result<()>,
+    out: &mut Vec<u8>,
+    start: usize,
+) -> Result<usize, ServeError> {
     check_groups(entry, &groups)?;
     let tree = outboard.tree();
     if tree.size() != entry.bytes || outboard.root().as_bytes() != &entry.content_hash {
         return Err(ChunkError::ContentMismatch.into());
     }
     let ranges = chunk_ranges(&groups);
-    let mut at = 0usize;
+    let mut at = start;
     let grow = |out: &mut Vec<u8>, at: usize, n: usize| -> std::ops::Range<usize> {
         if out.len() < at + n {
             out.resize(at + n, 0);
@@ -1199,6 +1295,5 @@ pub fn encode_groups_into<O: bao_tree::io::sync::Outboard>(
             }
         }
     }
-    out.truncate(at);
-    Ok(())
+    Ok(at)
 }

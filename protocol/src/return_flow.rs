@@ -9,12 +9,15 @@
 //!    acknowledged.
 //! 2. The child verifies the signature chain, expiry, succession (no rollback), that every
 //!    entry is inside its region and that they prove to the signed root; then it pulls missing
-//!    chunk groups with [`ReturnFlowMsg::Want`], at most `groups_in_flight_max` at a time.
+//!    chunk groups with [`ReturnFlowMsg::Want`], at most `groups_in_flight_max` at a time; one
+//!    want names the groups of many partitions (a national dataset is 41,352 one-group
+//!    partitions: a window is one message, not a thousand).
 //! 3. The source answers a want with [`Output::ServeChunks`]: the shell reads the groups,
 //!    encodes them ([`crate::manifest::PartitionOutboard`]) and sends a
-//!    [`crate::manifest::ChunkFrame`]. The receiving shell verifies the frame
-//!    ([`crate::manifest::decode_groups`]), stores the bytes, and reports
-//!    [`ReturnFlow::handle_groups_stored`] (or [`ReturnFlow::handle_group_rejected`]).
+//!    [`crate::manifest::ChunkFrame`] carrying the runs of one or more partitions. The
+//!    receiving shell verifies each run ([`crate::manifest::decode_groups`]), stores the bytes,
+//!    and reports [`ReturnFlow::handle_groups_stored`] once per frame (or
+//!    [`ReturnFlow::handle_group_rejected`] per failing run).
 //! 4. A node forwards to its own children as soon as their subtrees are complete, and sends
 //!    signed receipts summarising its subtree to its source; the publisher aggregates.
 //!
@@ -50,20 +53,24 @@ use serde::{Deserialize, Serialize};
 
 use crate::cert::{NodeIdentity, TrustStore};
 use crate::manifest::{
-    check_succession, verify_all_partitions, verify_partitions, Hash, HeldVersion, Manifest,
-    ManifestError, ManifestPolicy, PartitionEntry, RegionProof, RegionTree, SignedManifest,
-    Succession, CHUNK_GROUPS_PER_FRAME_MAX,
+    check_succession, encoded_len, verify_all_partitions, verify_partitions, Hash, HeldVersion,
+    Manifest, ManifestError, ManifestPolicy, PartitionEntry, RegionProof, RegionTree,
+    SignedManifest, Succession, CHUNK_GROUPS_PER_FRAME_MAX,
 };
 use crate::receipt::{Receipt, ReceiptError, ReceiptLedger, SignedReceipt};
 use crate::time::UnixMs;
 use crate::wire::{
-    check_len, Bounded, LimitError, ANNOUNCE_ENTRIES_MAX, MISSING_REGIONS_REPORTED_MAX,
-    WANT_RANGES_MAX,
+    check_len, Bounded, LimitError, ANNOUNCE_ENTRIES_MAX, CHUNK_FRAME_BYTES_MAX,
+    MISSING_REGIONS_REPORTED_MAX, WANT_GROUPS_SERVED_MAX, WANT_PARTS_MAX, WANT_RANGES_MAX,
 };
 
 /// Transfers (dataset versions) a node tracks at once. Each dataset keeps only its latest
 /// version, so this bounds the number of datasets in flight through a node.
 pub const TRANSFERS_MAX: usize = 1_024;
+
+/// Largest multiplier of `retry_ms` between retries of unanswered chunk requests (5 s × 8 =
+/// 40 s with the defaults, still under the 60 s of silence that triggers fallback).
+pub const RETRY_BACKOFF_MAX: u32 = 8;
 
 /// Per partition region, the chunk-group ranges a node has stored (input to `restore`).
 pub type StoredGroups = [(RegionCode, Vec<Range<u64>>)];
@@ -75,11 +82,11 @@ pub enum ReturnFlowMsg {
     Announce(Announce),
     /// Descendant → ancestor: the announce was accepted (or was already held).
     AnnounceAck { manifest: Hash },
-    /// Descendant → source: send these chunk groups of `region`'s partition.
+    /// Descendant → source: send these chunk groups of these partitions (one message for a
+    /// whole window, however many partitions it spans).
     Want {
         manifest: Hash,
-        region: RegionCode,
-        groups: Vec<Range<u64>>,
+        parts: Vec<WantPart>,
     },
     /// Source → descendant: cannot serve this (unknown manifest, or not yet held).
     NotAvailable { manifest: Hash },
@@ -87,6 +94,13 @@ pub enum ReturnFlowMsg {
     Receipt(Arc<SignedReceipt>),
     /// Source → descendant: receipt `seq` recorded.
     ReceiptAck { manifest: Hash, seq: u64 },
+}
+
+/// The groups of one partition a [`ReturnFlowMsg::Want`] asks for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WantPart {
+    pub region: RegionCode,
+    pub groups: Vec<Range<u64>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -106,8 +120,13 @@ impl Bounded for ReturnFlowMsg {
                 check_len("announce entries", a.entries.len(), ANNOUNCE_ENTRIES_MAX)?;
                 a.proof.check_limits()
             }
-            ReturnFlowMsg::Want { groups, .. } => {
-                check_len("want ranges", groups.len(), WANT_RANGES_MAX)
+            ReturnFlowMsg::Want { parts, .. } => {
+                check_len("want partitions", parts.len(), WANT_PARTS_MAX)?;
+                let ranges = parts
+                    .iter()
+                    .map(|p| p.groups.len())
+                    .fold(0usize, usize::saturating_add);
+                check_len("want ranges", ranges, WANT_RANGES_MAX)
             }
             ReturnFlowMsg::Receipt(r) => r.check_limits(),
             ReturnFlowMsg::AnnounceAck { .. }
@@ -360,16 +379,25 @@ pub enum Output {
         to: RegionCode,
         msg: ReturnFlowMsg,
     },
-    /// Read `groups` of `entry`'s content, encode them and send a chunk frame to `to`.
-    /// `groups.len() <= CHUNK_GROUPS_PER_FRAME_MAX`.
+    /// Read each part's groups, encode them and send them to `to` as one chunk frame, the
+    /// parts in this order. Together the parts hold at most `CHUNK_GROUPS_PER_FRAME_MAX`
+    /// groups and encode to at most `CHUNK_FRAME_BYTES_MAX` bytes.
     ServeChunks {
         to: RegionCode,
         manifest: Hash,
-        entry: PartitionEntry,
-        groups: Range<u64>,
+        parts: Vec<ServePart>,
     },
     Storage(StorageOp),
     Event(Event),
+}
+
+/// One partition's run of groups in an [`Output::ServeChunks`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServePart {
+    pub entry: PartitionEntry,
+    pub groups: Range<u64>,
+    /// Exact length of its encoding ([`crate::manifest::encoded_len`]).
+    pub encoded_len: u64,
 }
 
 /// Which chunk groups of a partition are stored: sorted, disjoint, non-adjacent ranges.
@@ -522,6 +550,12 @@ struct Transfer {
     source: Option<RegionCode>,
     last_progress: UnixMs,
     inflight: Vec<InFlight>,
+    /// The current window, groups (≤ `groups_in_flight_max`): halved when requests time out,
+    /// grown back by what arrives.
+    window: u64,
+    /// Multiplier of `retry_ms` for the next requests: doubled on each timeout (up to
+    /// `RETRY_BACKOFF_MAX`), back to 1 on delivery.
+    retry_backoff: u32,
     /// Parts before this index need no requests (complete or fully requested): keeps a fetch
     /// round O(window) rather than O(partitions) at nodes with large subtrees.
     fetch_from: usize,
@@ -862,6 +896,8 @@ impl ReturnFlow {
             source,
             last_progress: now,
             inflight: Vec::new(),
+            window: self.config.groups_in_flight_max,
+            retry_backoff: 1,
             fetch_from: 0,
             targets: BTreeMap::new(),
             ledger: ReceiptLedger::default(),
@@ -932,11 +968,7 @@ impl ReturnFlow {
                     }
                 }
             }
-            ReturnFlowMsg::Want {
-                manifest,
-                region,
-                groups,
-            } => self.on_want(from, manifest, region, groups),
+            ReturnFlowMsg::Want { manifest, parts } => self.on_want(from, manifest, parts),
             ReturnFlowMsg::NotAvailable { manifest } => {
                 let is_source = self
                     .transfers
@@ -1028,56 +1060,109 @@ impl ReturnFlow {
         }
     }
 
-    fn on_want(
-        &mut self,
-        from: RegionCode,
-        manifest: Hash,
-        region: RegionCode,
-        groups: Vec<Range<u64>>,
-    ) {
+    fn on_want(&mut self, from: RegionCode, manifest: Hash, parts: Vec<WantPart>) {
         let me = self.region();
         let Some(t) = self.transfers.get(&manifest) else {
             self.send(from, ReturnFlowMsg::NotAvailable { manifest });
             return;
         };
         // Only descendants, and only partitions inside the requester's own region.
-        if from == me || !me.contains(from) || !from.contains(region) {
+        let descendant = from != me && me.contains(from);
+        let mut refused = None;
+        let mut unavailable = false;
+        let mut serve: Vec<(PartitionEntry, Range<u64>)> = Vec::new();
+        let mut served = 0u64;
+        'parts: for part in parts.into_iter().take(WANT_PARTS_MAX) {
+            if !descendant || !from.contains(part.region) {
+                refused.get_or_insert(part.region);
+                continue;
+            }
+            let Some(i) = t.part_index(part.region) else {
+                unavailable = true;
+                continue;
+            };
+            let entry = t.record.entries[i];
+            let have = &t.parts[i].have;
+            let mut any = false;
+            for r in part.groups.into_iter().take(WANT_RANGES_MAX) {
+                // Bound the work a want can cause: at most one frame's worth per range, and
+                // `WANT_GROUPS_SERVED_MAX` in all.
+                let end = r
+                    .end
+                    .min(have.len)
+                    .min(r.start.saturating_add(CHUNK_GROUPS_PER_FRAME_MAX));
+                let mut g = r.start;
+                while let Some(s) = have.next_with(g, true).filter(|s| *s < end) {
+                    if served >= WANT_GROUPS_SERVED_MAX {
+                        break 'parts;
+                    }
+                    let e = have.run_end(s, true, (end - s).min(WANT_GROUPS_SERVED_MAX - served));
+                    serve.push((entry, s..e));
+                    served += e - s;
+                    any = true;
+                    g = e;
+                }
+            }
+            unavailable |= !any && !have.is_full();
+        }
+        if let Some(region) = refused {
+            // One event per want, not per partition: a hostile want cannot flood the log.
             self.out.push_back(Output::Event(Event::WantRefused {
                 from,
                 manifest,
                 region,
             }));
-            return;
         }
-        let Some(i) = t.part_index(region) else {
+        // Only a source that can serve nothing of what is asked is abandoned; one missing a few
+        // partitions serves the rest, and the receiver's timeouts and fallback handle those.
+        if serve.is_empty() && unavailable {
             self.send(from, ReturnFlowMsg::NotAvailable { manifest });
-            return;
-        };
-        let entry = t.record.entries[i];
-        let have = &t.parts[i].have;
-        let mut serve = Vec::new();
-        for r in groups.into_iter().take(WANT_RANGES_MAX) {
-            // Bound the work a want can cause: at most one frame's worth per range.
-            let end = r
-                .end
-                .min(have.len)
-                .min(r.start.saturating_add(CHUNK_GROUPS_PER_FRAME_MAX));
-            let mut g = r.start;
-            while let Some(s) = have.next_with(g, true).filter(|s| *s < end) {
-                let e = have.run_end(s, true, end - s);
-                serve.push(s..e);
-                g = e;
+        }
+        self.serve_packed(from, manifest, serve);
+    }
+
+    /// Packs runs into as few chunk frames as their limits allow, in order.
+    fn serve_packed(
+        &mut self,
+        to: RegionCode,
+        manifest: Hash,
+        runs: Vec<(PartitionEntry, Range<u64>)>,
+    ) {
+        let mut frame: Vec<ServePart> = Vec::new();
+        let (mut frame_groups, mut frame_bytes) = (0u64, 0u64);
+        for (entry, groups) in runs {
+            // `None` only for an entry no verified manifest can hold (over the partition size
+            // limit): nothing to serve.
+            let Some(len) = encoded_len(&entry, &groups) else {
+                continue;
+            };
+            let n = groups.end - groups.start;
+            if !frame.is_empty()
+                && (frame_groups + n > CHUNK_GROUPS_PER_FRAME_MAX
+                    || frame_bytes + len > CHUNK_FRAME_BYTES_MAX as u64)
+            {
+                let parts = std::mem::take(&mut frame);
+                self.out.push_back(Output::ServeChunks {
+                    to,
+                    manifest,
+                    parts,
+                });
+                (frame_groups, frame_bytes) = (0, 0);
             }
-        }
-        if serve.is_empty() && !t.parts[i].have.is_full() {
-            self.send(from, ReturnFlowMsg::NotAvailable { manifest });
-        }
-        for groups in serve {
-            self.out.push_back(Output::ServeChunks {
-                to: from,
-                manifest,
+            debug_assert!(n <= CHUNK_GROUPS_PER_FRAME_MAX && len <= CHUNK_FRAME_BYTES_MAX as u64);
+            frame.push(ServePart {
                 entry,
                 groups,
+                encoded_len: len,
+            });
+            frame_groups += n;
+            frame_bytes += len;
+        }
+        if !frame.is_empty() {
+            self.out.push_back(Output::ServeChunks {
+                to,
+                manifest,
+                parts: frame,
             });
         }
     }
@@ -1148,33 +1233,45 @@ impl ReturnFlow {
         self.drive(now, &manifest);
     }
 
-    /// The shell verified and durably stored `groups` of `region`'s partition.
+    /// The shell verified and durably stored these runs of groups (`(partition region,
+    /// groups)`, typically the parts of one chunk frame).
     pub fn handle_groups_stored(
         &mut self,
         now: UnixMs,
         from: RegionCode,
         manifest: &Hash,
-        region: RegionCode,
-        groups: Range<u64>,
+        parts: &[(RegionCode, Range<u64>)],
     ) {
         let _ = from;
         let Some(mut t) = self.transfers.remove(manifest) else {
             return;
         };
-        if let Some(i) = t.part_index(region).filter(|i| !t.parts[*i].bypassed) {
+        let mut new_groups = 0u64;
+        for (region, groups) in parts {
+            let Some(i) = t.part_index(*region).filter(|i| !t.parts[*i].bypassed) else {
+                continue;
+            };
             let was_full = t.parts[i].have.is_full();
             let before = t.parts[i].have.count;
-            t.parts[i].have.insert_range(groups);
-            if t.parts[i].have.count > before {
-                t.last_progress = now;
-            }
-            let have = &t.parts[i].have;
-            t.inflight
-                .retain(|f| f.part != i || have.any_missing(&f.groups));
+            t.parts[i].have.insert_range(groups.clone());
+            new_groups += t.parts[i].have.count - before;
             if !was_full && t.parts[i].have.is_full() {
                 self.part_completed(&mut t, i, now);
             }
         }
+        if new_groups > 0 {
+            t.last_progress = now;
+            // The path delivers: grow the window back (by what arrived, as TCP's slow start
+            // does) and retry at the base interval again.
+            t.window = t
+                .window
+                .saturating_add(new_groups)
+                .min(self.config.groups_in_flight_max);
+            t.retry_backoff = 1;
+        }
+        let parts_of = &t.parts;
+        t.inflight
+            .retain(|f| parts_of[f.part].have.any_missing(&f.groups));
         self.transfers.insert(*manifest, t);
         self.drive(now, manifest);
     }
@@ -1304,6 +1401,9 @@ impl ReturnFlow {
         t.source = Some(next);
         t.last_progress = now;
         t.inflight.clear();
+        // A new source starts with the full window and the base retry interval.
+        t.window = self.config.groups_in_flight_max;
+        t.retry_backoff = 1;
         for p in &mut t.parts {
             p.cursor = 0;
         }
@@ -1349,7 +1449,7 @@ impl ReturnFlow {
         self.transfers.insert(*manifest, t);
     }
 
-    /// Requests missing groups within the in-flight window.
+    /// Requests missing groups within the in-flight window, as few wants as the limits allow.
     fn fetch(&mut self, now: UnixMs, t: &mut Transfer) {
         let Some(source) = t.source else {
             return;
@@ -1366,31 +1466,55 @@ impl ReturnFlow {
             }
             keep
         });
+        if !timed_out.is_empty() {
+            // Requests went unanswered: the path lost or stalled them. Ask for less, and wait
+            // longer before asking again, so a struggling source or link is never hit with
+            // the whole window at once; delivery restores both (`handle_groups_stored`).
+            t.window = (t.window / 2).max(1);
+            t.retry_backoff = t.retry_backoff.saturating_mul(2).min(RETRY_BACKOFF_MAX);
+        }
         for (part, start) in timed_out {
             t.parts[part].cursor = t.parts[part].cursor.min(start);
             t.fetch_from = t.fetch_from.min(part);
         }
-        let mut budget = self.config.groups_in_flight_max.saturating_sub(
-            t.inflight
-                .iter()
-                .map(|f| f.groups.end - f.groups.start)
-                .sum(),
+        let in_flight: u64 = t
+            .inflight
+            .iter()
+            .map(|f| f.groups.end - f.groups.start)
+            .sum();
+        let mut budget = t.window.saturating_sub(in_flight);
+        // Refill in batches (a frame's worth, or a quarter of a small window) rather than one
+        // want per stored group: with one-group partitions every frame would otherwise trigger
+        // a want of its own.
+        let refill_min = (t.window / 4).clamp(1, CHUNK_GROUPS_PER_FRAME_MAX);
+        if in_flight > 0 && budget < refill_min {
+            return;
+        }
+        let deadline = now.plus_ms(
+            self.config
+                .retry_ms
+                .saturating_mul(u64::from(t.retry_backoff)),
         );
-        let deadline = now.plus_ms(self.config.retry_ms);
         while t.parts.get(t.fetch_from).is_some_and(|p| !p.needs_fetch()) {
             t.fetch_from += 1;
         }
+        let mut want: Vec<WantPart> = Vec::new();
+        let mut want_ranges = 0usize;
         for i in t.fetch_from..t.parts.len() {
             if budget == 0 {
                 break;
             }
-            let part = &mut t.parts[i];
-            if !part.needs_fetch() {
+            if !t.parts[i].needs_fetch() {
                 continue;
             }
+            if want.len() == WANT_PARTS_MAX || want_ranges == WANT_RANGES_MAX {
+                self.send_want(source, t.hash, std::mem::take(&mut want));
+                want_ranges = 0;
+            }
+            let part = &mut t.parts[i];
             let mut ranges = Vec::new();
             let mut s = part.cursor;
-            while budget > 0 && ranges.len() < WANT_RANGES_MAX {
+            while budget > 0 && want_ranges + ranges.len() < WANT_RANGES_MAX {
                 let Some(start) = part.have.next_with(s, false) else {
                     s = part.have.len;
                     break;
@@ -1414,16 +1538,20 @@ impl ReturnFlow {
                     deadline,
                 });
             }
-            let region = t.record.entries[i].region;
-            self.out.push_back(Output::Send {
-                to: source,
-                msg: ReturnFlowMsg::Want {
-                    manifest: t.hash,
-                    region,
-                    groups: ranges,
-                },
+            want_ranges += ranges.len();
+            want.push(WantPart {
+                region: t.record.entries[i].region,
+                groups: ranges,
             });
         }
+        if !want.is_empty() {
+            self.send_want(source, t.hash, want);
+        }
+    }
+
+    fn send_want(&mut self, to: RegionCode, manifest: Hash, parts: Vec<WantPart>) {
+        debug_assert!(parts.len() <= WANT_PARTS_MAX);
+        self.send(to, ReturnFlowMsg::Want { manifest, parts });
     }
 
     /// Announces to targets whose subtree is complete here; escalates past silent ones.

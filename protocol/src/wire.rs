@@ -13,13 +13,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalog_sync::CatalogMsg;
 use crate::cert::CertChain;
-use crate::manifest::ChunkFrame;
+use crate::manifest::{split_payload, ChunkFrame, ChunkPart};
 use crate::return_flow::ReturnFlowMsg;
 
 /// Version tag carried by every frame. Bumped on any incompatible change of [`Message`].
 /// 2: receipts carry a delivered bitmap (exact aggregation after fallbacks).
 /// 3: a manifest's schema carries the published header line verbatim.
-pub const PROTOCOL_VERSION: u16 = 3;
+/// 4: a want names many partitions, a chunk frame carries runs of many partitions.
+pub const PROTOCOL_VERSION: u16 = 4;
 
 // ---- Named hard limits. Units last. Each says why it has the value it has. ----
 
@@ -54,8 +55,14 @@ pub const ANNOUNCE_ENTRIES_MAX: usize = 16_384;
 pub const PROOF_LEVELS_MAX: usize = 4;
 /// Siblings listed at one proof level (a county has at most a few hundred townships).
 pub const PROOF_SIBLINGS_PER_LEVEL_MAX: usize = 1_024;
-/// Chunk-group ranges in one want.
-pub const WANT_RANGES_MAX: usize = 64;
+/// Partitions named in one want: a window of 1,024 one-group partitions (a national dataset's
+/// shape, ~12 KB per township) is one message, not a thousand.
+pub const WANT_PARTS_MAX: usize = 1_024;
+/// Chunk-group ranges in one want, over all its partitions.
+pub const WANT_RANGES_MAX: usize = 1_024;
+/// Chunk groups one want makes a source serve (64 MiB): bounds the work one message causes,
+/// whatever its ranges claim; a receiver with a larger window sends more wants.
+pub const WANT_GROUPS_SERVED_MAX: u64 = 4_096;
 /// Fields in a dataset schema.
 pub const SCHEMA_FIELDS_MAX: usize = 512;
 /// A schema's verbatim header line: `SCHEMA_FIELDS_MAX` names of up to 64 bytes with quoting;
@@ -67,7 +74,8 @@ pub const MISSING_REGIONS_REPORTED_MAX: usize = 64;
 /// came in one announce (≤ `ANNOUNCE_ENTRIES_MAX` entries), so ≤ 2 KiB.
 pub const RECEIPT_DELIVERED_BYTES_MAX: usize = ANNOUNCE_ENTRIES_MAX.div_ceil(8);
 /// Encoded bytes of one chunk frame: `CHUNK_GROUPS_PER_FRAME_MAX` groups of 16 KiB plus bao
-/// parent hashes (64 B per parent node: < 64 KiB for 64 groups and the path to the root).
+/// parent hashes (64 B per parent node: < 64 KiB for 64 groups and the path to the root). A
+/// source packing runs of several partitions adds one only while the frame stays within this.
 pub const CHUNK_FRAME_BYTES_MAX: usize = 1024 * 1024 + 64 * 1024;
 
 /// Why bytes are not an acceptable frame.
@@ -193,14 +201,18 @@ pub fn encode_chunk_frame_head(frame: &ChunkFrame) -> Result<Vec<u8>, WireError>
     frame.check_limits()?;
     // The frame with an empty payload ends in the payload's length, 0, one varint byte;
     // replace it with the real length (bincode writes a byte block's length as a u64 varint).
+    // Encoded without `encode_frame`'s limit check: the parts' lengths do not add up to the
+    // empty payload, and the real frame was checked above.
     let empty = Message::Chunk(ChunkFrame {
         manifest: frame.manifest,
-        region: frame.region,
-        first_group: frame.first_group,
-        group_count: frame.group_count,
+        parts: frame.parts.clone(),
         encoded: Vec::new(),
     });
-    let mut head = encode_frame(&empty)?;
+    let mut head = Vec::with_capacity(64 + frame.parts.len() * 24);
+    bincode::serde::encode_into_std_write(PROTOCOL_VERSION, &mut head, config())
+        .map_err(|e| WireError::Malformed(e.to_string()))?;
+    bincode::serde::encode_into_std_write(&empty, &mut head, config())
+        .map_err(|e| WireError::Malformed(e.to_string()))?;
     let last = head.pop();
     debug_assert_eq!(
         last,
@@ -241,11 +253,28 @@ fn frame_body(bytes: &[u8]) -> Result<&[u8], WireError> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ChunkFrameView {
     pub manifest: crate::manifest::Hash,
-    pub region: backflow_topology::RegionCode,
-    pub first_group: u64,
-    pub group_count: u64,
+    pub parts: Vec<ChunkPart>,
     /// Where [`ChunkFrame::encoded`] lies in the decoded bytes.
     pub payload: std::ops::Range<usize>,
+}
+
+impl ChunkFrameView {
+    /// Each part with where its encoding lies in the decoded bytes.
+    pub fn parts_in_buffer(&self) -> impl Iterator<Item = (&ChunkPart, std::ops::Range<usize>)> {
+        split_payload(&self.parts, self.payload.clone())
+    }
+}
+
+impl From<ChunkFrame> for (ChunkFrameView, Vec<u8>) {
+    /// An owned frame as a view over its own payload buffer.
+    fn from(frame: ChunkFrame) -> (ChunkFrameView, Vec<u8>) {
+        let view = ChunkFrameView {
+            manifest: frame.manifest,
+            parts: frame.parts,
+            payload: 0..frame.encoded.len(),
+        };
+        (view, frame.encoded)
+    }
 }
 
 /// [`Message`] with the chunk payload borrowed. Same variants in the same order, so the same
@@ -266,9 +295,7 @@ enum MessageRef<'a> {
 #[derive(Deserialize)]
 struct ChunkFrameRef<'a> {
     manifest: crate::manifest::Hash,
-    region: backflow_topology::RegionCode,
-    first_group: u64,
-    group_count: u64,
+    parts: Vec<ChunkPart>,
     #[serde(borrow)]
     encoded: &'a [u8],
 }
@@ -291,7 +318,7 @@ pub fn decode_chunk_frame(bytes: &[u8]) -> Result<ChunkFrameView, WireError> {
             "a control message where a chunk frame belongs".into(),
         ));
     };
-    crate::manifest::check_chunk_frame_limits(frame.group_count, frame.encoded.len())?;
+    crate::manifest::check_chunk_frame_limits(&frame.parts, frame.encoded.len())?;
     // `encoded` borrows from `bytes`, so its offset is a difference of addresses. Checked all
     // the same (an empty slice need not point into `bytes`): this decoder must stay total.
     let len = frame.encoded.len();
@@ -306,9 +333,7 @@ pub fn decode_chunk_frame(bytes: &[u8]) -> Result<ChunkFrameView, WireError> {
     };
     Ok(ChunkFrameView {
         manifest: frame.manifest,
-        region: frame.region,
-        first_group: frame.first_group,
-        group_count: frame.group_count,
+        parts: frame.parts,
         payload,
     })
 }

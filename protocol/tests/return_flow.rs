@@ -9,15 +9,15 @@ use std::sync::Arc;
 
 use backflow_protocol::cert::TrustStore;
 use backflow_protocol::manifest::{
-    decode_groups, ChunkError, ChunkFrame, Hash, ManifestError, PartitionOutboard,
-    CHUNK_GROUP_BYTES,
+    decode_groups, ChunkError, ChunkFrame, ChunkPart, Hash, ManifestError, PartitionOutboard,
+    CHUNK_GROUPS_PER_FRAME_MAX, CHUNK_GROUP_BYTES,
 };
 use backflow_protocol::receipt::Receipt;
 use backflow_protocol::return_flow::{
     DataRouting, Event, Output, ReturnFlow, ReturnFlowConfig, ReturnFlowMsg, RoutingError,
-    StorageOp, TransferRecord,
+    StorageOp, TransferRecord, WantPart,
 };
-use backflow_protocol::time::DAY_MS;
+use backflow_protocol::time::{UnixMs, DAY_MS};
 use backflow_protocol::wire::Message;
 use backflow_protocol::RegionCode;
 use common::net::{Faults, Wire};
@@ -54,6 +54,8 @@ struct Sim {
     nodes: BTreeMap<RegionCode, Node>,
     /// Chunk payload bytes sent per (from, to) link.
     chunk_bytes: BTreeMap<(RegionCode, RegionCode), u64>,
+    /// Chunk frames sent, all links.
+    frames: u64,
 }
 
 impl Sim {
@@ -91,6 +93,7 @@ impl Sim {
             fx,
             nodes,
             chunk_bytes: BTreeMap::new(),
+            frames: 0,
         }
     }
 
@@ -131,30 +134,46 @@ impl Sim {
                 Output::ServeChunks {
                     to,
                     manifest,
-                    entry,
-                    groups,
+                    parts,
                 } => {
+                    assert!(!parts.is_empty());
+                    let total: u64 = parts.iter().map(|p| p.groups.end - p.groups.start).sum();
                     assert!(
-                        to.contains(entry.region),
-                        "{me} served {} to {to}",
-                        entry.region
+                        total <= CHUNK_GROUPS_PER_FRAME_MAX,
+                        "{total} groups in one frame"
                     );
-                    let (content, have) = &node.data[&(manifest, entry.region)];
-                    assert!(groups.clone().all(|g| have.contains(&g)));
-                    let ob = PartitionOutboard::new(&entry, content).unwrap();
-                    let mut encoded = ob.encode_groups(&entry, content, groups.clone()).unwrap();
-                    if node.corrupt {
-                        let n = encoded.len();
-                        encoded[n - 1] ^= 0xff;
-                    }
-                    *self.chunk_bytes.entry((me, to)).or_default() += encoded.len() as u64;
-                    let frame = ChunkFrame {
+                    let mut frame = ChunkFrame {
                         manifest,
-                        region: entry.region,
-                        first_group: groups.start,
-                        group_count: groups.end - groups.start,
-                        encoded,
+                        parts: Vec::new(),
+                        encoded: Vec::new(),
                     };
+                    for p in parts {
+                        let (entry, groups) = (p.entry, p.groups);
+                        assert!(
+                            to.contains(entry.region),
+                            "{me} served {} to {to}",
+                            entry.region
+                        );
+                        let (content, have) = &node.data[&(manifest, entry.region)];
+                        assert!(groups.clone().all(|g| have.contains(&g)));
+                        let ob = PartitionOutboard::new(&entry, content).unwrap();
+                        let mut encoded =
+                            ob.encode_groups(&entry, content, groups.clone()).unwrap();
+                        assert_eq!(encoded.len() as u64, p.encoded_len, "announced length");
+                        if node.corrupt {
+                            let n = encoded.len();
+                            encoded[n - 1] ^= 0xff;
+                        }
+                        frame.parts.push(ChunkPart {
+                            region: entry.region,
+                            first_group: groups.start,
+                            group_count: groups.end - groups.start,
+                            encoded_len: encoded.len() as u32,
+                        });
+                        frame.encoded.extend_from_slice(&encoded);
+                    }
+                    *self.chunk_bytes.entry((me, to)).or_default() += frame.encoded.len() as u64;
+                    self.frames += 1;
                     self.wire.send(me, to, &Message::Chunk(frame));
                 }
                 Output::Storage(StorageOp::PutTransfer(rec)) => {
@@ -186,31 +205,39 @@ impl Sim {
         match msg {
             Message::ReturnFlow(m) => node.rf.handle_message(now, &mut node.trust, from, m),
             Message::Chunk(f) => {
-                // What a real shell does: verify against the expected entry, store, report.
-                if let Some(entry) = node.rf.expected_partition(&f.manifest, f.region) {
+                // What a real shell does: verify each part against the expected entry, store,
+                // report the stored runs together.
+                let mut stored = Vec::new();
+                for (p, encoded) in f.parts_with_payload() {
+                    let Some(entry) = node.rf.expected_partition(&f.manifest, p.region) else {
+                        continue;
+                    };
                     assert!(to.contains(entry.region));
-                    let groups = f.first_group..f.first_group + f.group_count;
-                    match decode_groups(&entry, groups.clone(), &f.encoded) {
+                    let groups = p.groups();
+                    match decode_groups(&entry, groups.clone(), encoded) {
                         Ok(bytes) => {
-                            let (buf, have) = node.data.get_mut(&(f.manifest, f.region)).unwrap();
+                            let (buf, have) = node.data.get_mut(&(f.manifest, p.region)).unwrap();
                             let at = (groups.start * CHUNK_GROUP_BYTES) as usize;
                             buf[at..at + bytes.len()].copy_from_slice(&bytes);
                             have.extend(groups.clone());
-                            node.rf
-                                .handle_groups_stored(now, from, &f.manifest, f.region, groups);
+                            stored.push((p.region, groups));
                         }
                         Err(ChunkError::HashMismatch { group }) => {
                             node.rf
-                                .handle_group_rejected(now, from, &f.manifest, f.region, group)
+                                .handle_group_rejected(now, from, &f.manifest, p.region, group)
                         }
                         Err(_) => node.rf.handle_group_rejected(
                             now,
                             from,
                             &f.manifest,
-                            f.region,
-                            f.first_group,
+                            p.region,
+                            p.first_group,
                         ),
                     }
+                }
+                if !stored.is_empty() {
+                    node.rf
+                        .handle_groups_stored(now, from, &f.manifest, &stored);
                 }
             }
             other => panic!("unexpected {other:?}"),
@@ -391,8 +418,10 @@ fn sibling_cannot_pull_another_regions_partition() {
         code("110101002"),
         ReturnFlowMsg::Want {
             manifest: hash,
-            region: code("110101001"),
-            groups: std::iter::once(0..2).collect(),
+            parts: vec![WantPart {
+                region: code("110101001"),
+                groups: std::iter::once(0..2).collect(),
+            }],
         },
     );
     let mut outs = Vec::new();
@@ -1370,4 +1399,178 @@ fn direct_links_fall_back_to_the_tree_inside_a_smaller_scope() {
         assert!(sim.chunk_bytes.get(&(city, k)).is_some_and(|b| *b > 0));
     }
     assert!(sim.chunk_bytes.keys().all(|(from, _)| city.contains(*from)));
+}
+
+/// The national shape: hundreds of one-group partitions (北京's 300-odd townships, ~12 KB
+/// each). One want names a window of partitions and one frame carries the runs of many, so
+/// messages scale with windows, not with partitions; nothing is asked for twice on a lossless
+/// link, and every partition arrives.
+#[test]
+fn many_small_partitions_travel_in_few_wants_and_frames() {
+    let townships = backflow_topology::Topology::china().townships_under(code("1101"));
+    assert!(townships.len() > 300, "{}", townships.len());
+    let names: Vec<String> = townships.iter().map(|c| c.to_string()).collect();
+    let parts: Vec<(&str, usize)> = names.iter().map(|n| (n.as_str(), 12_000)).collect();
+    let fx = Fixture::new();
+    let d = dataset(&fx, "census", 1, None, "11", "11", &parts, T0, DAY_MS);
+    let config = |s: &str| {
+        let mut c = ReturnFlowConfig::new(fx.id(s).clone());
+        c.groups_in_flight_max = 256;
+        c
+    };
+    let (p, r) = (code("11"), code("1101"));
+    let mut publisher = ReturnFlow::new(config("11"));
+    let mut receiver = ReturnFlow::new(config("1101"));
+    let (mut p_trust, mut r_trust) = (fx.trust(), fx.trust());
+    let hash = publisher
+        .publish(T0, &mut p_trust, d.manifest.clone(), d.entries.clone())
+        .unwrap();
+    let (mut wants, mut frames) = (0usize, 0usize);
+    let mut asked = BTreeMap::<RegionCode, usize>::new();
+    for _ in 0..10_000 {
+        let mut moved = false;
+        while let Some(o) = publisher.poll_output() {
+            moved = true;
+            match o {
+                Output::Send { to, msg } => {
+                    assert_eq!(to, r);
+                    receiver.handle_message(T0, &mut r_trust, p, msg);
+                }
+                Output::ServeChunks { to, parts, .. } => {
+                    assert_eq!(to, r);
+                    frames += 1;
+                    let groups: u64 = parts.iter().map(|x| x.groups.end - x.groups.start).sum();
+                    assert!(groups <= CHUNK_GROUPS_PER_FRAME_MAX);
+                    let stored: Vec<_> = parts
+                        .iter()
+                        .map(|x| (x.entry.region, x.groups.clone()))
+                        .collect();
+                    receiver.handle_groups_stored(T0, p, &hash, &stored);
+                }
+                _ => {}
+            }
+        }
+        while let Some(o) = receiver.poll_output() {
+            moved = true;
+            if let Output::Send { to, msg } = o {
+                if to != p {
+                    // Announces to its own children once complete: not part of this exchange.
+                    assert!(r.contains(to));
+                    continue;
+                }
+                if let ReturnFlowMsg::Want { parts, .. } = &msg {
+                    wants += 1;
+                    for x in parts {
+                        *asked.entry(x.region).or_default() += 1;
+                    }
+                }
+                publisher.handle_message(T0, &mut p_trust, r, msg);
+            }
+        }
+        if !moved {
+            break;
+        }
+    }
+    assert!(receiver.is_complete(&hash), "every partition arrived");
+    assert_eq!(asked.len(), townships.len());
+    assert!(asked.values().all(|n| *n == 1), "nothing asked twice");
+    // One message per partition before (≈ 340 wants and 340 frames); a handful now.
+    let n = townships.len();
+    assert!(wants * 40 <= n, "{wants} wants for {n} partitions");
+    assert!(frames * 40 <= n, "{frames} frames for {n} partitions");
+}
+
+/// Unanswered wants are not all sent again at once: each timeout halves the window and
+/// doubles the wait before the next retry; delivery restores both.
+#[test]
+fn timeouts_shrink_the_window_and_back_off() {
+    let townships = backflow_topology::Topology::china().townships_under(code("1101"));
+    let names: Vec<String> = townships.iter().map(|c| c.to_string()).collect();
+    let parts: Vec<(&str, usize)> = names.iter().map(|n| (n.as_str(), 100)).collect();
+    let fx = Fixture::new();
+    let d = dataset(&fx, "census", 1, None, "11", "11", &parts, T0, DAY_MS);
+    let mut config = ReturnFlowConfig::new(fx.id("1101").clone());
+    config.groups_in_flight_max = 256;
+    config.retry_ms = 1_000;
+    config.source_silence_ms_max = 3_600_000;
+    let mut publisher = ReturnFlow::new(ReturnFlowConfig::new(fx.id("11").clone()));
+    let mut receiver = ReturnFlow::new(config);
+    let (mut p_trust, mut r_trust) = (fx.trust(), fx.trust());
+    let (p, r) = (code("11"), code("1101"));
+    let hash = publisher
+        .publish(T0, &mut p_trust, d.manifest.clone(), d.entries.clone())
+        .unwrap();
+    while let Some(o) = publisher.poll_output() {
+        if let Output::Send { msg, .. } = o {
+            receiver.handle_message(T0, &mut r_trust, p, msg);
+        }
+    }
+    // The partitions named by the wants the receiver sends now.
+    let wanted = |rf: &mut ReturnFlow| -> Vec<Vec<WantPart>> {
+        let mut out = Vec::new();
+        while let Some(o) = rf.poll_output() {
+            if let Output::Send {
+                msg: ReturnFlowMsg::Want { parts, .. },
+                ..
+            } = o
+            {
+                out.push(parts);
+            }
+        }
+        out
+    };
+    let sizes = |w: &[Vec<WantPart>]| w.iter().map(|p| p.len()).collect::<Vec<_>>();
+    assert_eq!(
+        sizes(&wanted(&mut receiver)),
+        [256],
+        "the whole window in one want"
+    );
+    // Lost. Retry after 1 s: half the window.
+    receiver.handle_tick(T0.plus_ms(1_000));
+    assert_eq!(sizes(&wanted(&mut receiver)), [128]);
+    // The next deadline is 2 s away, not 1 s.
+    receiver.handle_tick(T0.plus_ms(2_000));
+    assert!(wanted(&mut receiver).is_empty());
+    receiver.handle_tick(T0.plus_ms(3_000));
+    let retry = wanted(&mut receiver);
+    assert_eq!(sizes(&retry), [64]);
+    // Then 4 s, 8 s, capped at RETRY_BACKOFF_MAX × 1 s.
+    receiver.handle_tick(T0.plus_ms(6_999));
+    assert!(wanted(&mut receiver).is_empty());
+    receiver.handle_tick(T0.plus_ms(7_000));
+    assert_eq!(sizes(&wanted(&mut receiver)), [32]);
+    // Answered at last: the window grows back by what arrives.
+    let mut at = T0.plus_ms(7_001);
+    let mut served = |publisher: &mut ReturnFlow, parts: Vec<WantPart>, at: UnixMs| {
+        publisher.handle_message(
+            at,
+            &mut p_trust,
+            r,
+            ReturnFlowMsg::Want {
+                manifest: hash,
+                parts,
+            },
+        );
+        let mut stored = Vec::new();
+        while let Some(o) = publisher.poll_output() {
+            if let Output::ServeChunks { parts, .. } = o {
+                stored.extend(parts.into_iter().map(|x| (x.entry.region, x.groups)));
+            }
+        }
+        stored
+    };
+    let stored = served(&mut publisher, retry.into_iter().flatten().collect(), at);
+    assert_eq!(stored.len(), 64);
+    receiver.handle_groups_stored(at, p, &hash, &stored);
+    let next = wanted(&mut receiver);
+    // Window 32 + 64 = 96 groups; the last retry's 32 partitions were among the 64 stored, so
+    // nothing is in flight and the next want names 96.
+    assert_eq!(sizes(&next), [96]);
+    at = at.plus_ms(1);
+    let stored = served(&mut publisher, next.into_iter().flatten().collect(), at);
+    receiver.handle_groups_stored(at, p, &hash, &stored);
+    // And the base retry interval is back: a loss now is retried after 1 s.
+    let _ = wanted(&mut receiver);
+    receiver.handle_tick(at.plus_ms(1_000));
+    assert!(!wanted(&mut receiver).is_empty());
 }

@@ -5,11 +5,11 @@ mod common;
 use std::sync::Arc;
 
 use backflow_protocol::catalog_sync::CatalogMsg;
-use backflow_protocol::manifest::ChunkFrame;
-use backflow_protocol::return_flow::{Announce, ReturnFlowMsg};
+use backflow_protocol::manifest::{ChunkFrame, ChunkPart};
+use backflow_protocol::return_flow::{Announce, ReturnFlowMsg, WantPart};
 use backflow_protocol::wire::{
     decode_chunk_frame, decode_frame, encode_chunk_frame_head, encode_frame, encode_value, Hello,
-    Message, WireError, FRAME_BYTES_MAX, PROTOCOL_VERSION, WANT_RANGES_MAX,
+    Message, WireError, FRAME_BYTES_MAX, PROTOCOL_VERSION, WANT_PARTS_MAX, WANT_RANGES_MAX,
 };
 use common::*;
 use proptest::prelude::*;
@@ -57,17 +57,47 @@ fn sample_messages() -> Vec<Message> {
         })),
         Message::ReturnFlow(ReturnFlowMsg::Want {
             manifest: [1; 32],
-            region: code("110101001"),
-            groups: vec![0..2, 5..6],
+            parts: vec![
+                WantPart {
+                    region: code("110101001"),
+                    groups: vec![0..2, 5..6],
+                },
+                WantPart {
+                    region: code("110101002"),
+                    groups: std::iter::once(0..1).collect(),
+                },
+            ],
         }),
         Message::Chunk(ChunkFrame {
             manifest: [2; 32],
-            region: code("110101001"),
-            first_group: 0,
-            group_count: 1,
+            parts: vec![part("110101001", 0, 1, 60), part("110101002", 0, 1, 40)],
             encoded: vec![9; 100],
         }),
     ]
+}
+
+fn part(region: &str, first_group: u64, group_count: u64, encoded_len: usize) -> ChunkPart {
+    ChunkPart {
+        region: code(region),
+        first_group,
+        group_count,
+        encoded_len: encoded_len as u32,
+    }
+}
+
+/// A chunk frame of one part spanning the whole payload.
+fn frame1(
+    manifest: [u8; 32],
+    region: &str,
+    first_group: u64,
+    group_count: u64,
+    encoded: Vec<u8>,
+) -> ChunkFrame {
+    ChunkFrame {
+        manifest,
+        parts: vec![part(region, first_group, group_count, encoded.len())],
+        encoded,
+    }
 }
 
 const DAY_MS_30: u64 = 30 * backflow_protocol::time::DAY_MS;
@@ -108,13 +138,7 @@ fn endless_data_oversized_frame_is_refused_before_decoding() {
         Err(WireError::FrameTooLarge { .. })
     ));
     // A chunk frame over its own limit cannot be encoded either.
-    let big = Message::Chunk(ChunkFrame {
-        manifest: [0; 32],
-        region: code("11"),
-        first_group: 0,
-        group_count: 1,
-        encoded: vec![0; 2 * 1024 * 1024],
-    });
+    let big = Message::Chunk(frame1([0; 32], "11", 0, 1, vec![0; 2 * 1024 * 1024]));
     assert!(matches!(encode_frame(&big), Err(WireError::Limit(_))));
 }
 
@@ -124,9 +148,7 @@ fn a_length_prefix_claiming_more_than_the_frame_is_an_error() {
     let mut bytes = encode_value(&PROTOCOL_VERSION).unwrap();
     bytes.extend(encode_value(&3u32).unwrap()); // variant index of Message::Chunk
     bytes.extend([0u8; 32]); // manifest
-    bytes.extend(encode_value(&89u64).unwrap()); // region 11 (11 * 8 + province)
-    bytes.extend(encode_value(&0u64).unwrap());
-    bytes.extend(encode_value(&1u64).unwrap());
+    bytes.extend(encode_value(&vec![part("11", 0, 1, 16)]).unwrap()); // parts
     bytes.extend(encode_value(&(3u64 << 30)).unwrap()); // Vec length
     bytes.extend([0u8; 16]);
     assert!(matches!(decode_frame(&bytes), Err(WireError::Malformed(_))));
@@ -134,16 +156,36 @@ fn a_length_prefix_claiming_more_than_the_frame_is_an_error() {
 
 #[test]
 fn over_limit_collections_are_refused_on_decode() {
+    let one = |n: u64| WantPart {
+        region: code("110101001"),
+        groups: (0..n).map(|g| g..g + 1).collect(),
+    };
+    // Too many ranges in one partition; too many over several; too many partitions.
+    let halves = vec![
+        one(WANT_RANGES_MAX as u64 / 2),
+        one(WANT_RANGES_MAX as u64 / 2 + 1),
+    ];
+    for parts in [
+        vec![one(WANT_RANGES_MAX as u64 + 1)],
+        halves,
+        vec![one(1); WANT_PARTS_MAX + 1],
+    ] {
+        let m = Message::ReturnFlow(ReturnFlowMsg::Want {
+            manifest: [1; 32],
+            parts,
+        });
+        assert!(matches!(encode_frame(&m), Err(WireError::Limit(_))));
+        // Bypass the encoder's check, as a hostile peer would.
+        let mut bytes = encode_value(&PROTOCOL_VERSION).unwrap();
+        bytes.extend(encode_value(&m).unwrap());
+        assert!(matches!(decode_frame(&bytes), Err(WireError::Limit(_))));
+    }
+    // At the limits exactly: accepted.
     let m = Message::ReturnFlow(ReturnFlowMsg::Want {
         manifest: [1; 32],
-        region: code("110101001"),
-        groups: (0..WANT_RANGES_MAX as u64 + 1).map(|g| g..g + 1).collect(),
+        parts: vec![one(1); WANT_PARTS_MAX],
     });
-    assert!(matches!(encode_frame(&m), Err(WireError::Limit(_))));
-    // Bypass the encoder's check, as a hostile peer would.
-    let mut bytes = encode_value(&PROTOCOL_VERSION).unwrap();
-    bytes.extend(encode_value(&m).unwrap());
-    assert!(matches!(decode_frame(&bytes), Err(WireError::Limit(_))));
+    assert!(decode_frame(&encode_frame(&m).unwrap()).is_ok());
 }
 
 #[test]
@@ -178,8 +220,11 @@ fn feed(message: &Message) {
             Message::ReturnFlow(m) => rf.handle_message(T0, &mut trust, from, m),
             Message::Catalog(m) => sync.handle_message(T0, &mut trust, from, m),
             Message::Chunk(f) => {
-                let _ = rf.expected_partition(&f.manifest, f.region);
-                rf.handle_group_rejected(T0, from, &f.manifest, f.region, f.first_group);
+                for (p, _) in f.parts_with_payload() {
+                    let _ = rf.expected_partition(&f.manifest, p.region);
+                    rf.handle_group_rejected(T0, from, &f.manifest, p.region, p.first_group);
+                    rf.handle_groups_stored(T0, from, &f.manifest, &[(p.region, p.groups())]);
+                }
             }
             Message::Hello(h) => {
                 let _ = trust.verify_chain(&h.chain, T0);
@@ -237,10 +282,11 @@ proptest! {
         match (decode_frame(&bytes), decode_chunk_frame(&bytes)) {
             (Ok(Message::Chunk(frame)), Ok(view)) => {
                 prop_assert_eq!(view.manifest, frame.manifest);
-                prop_assert_eq!(view.region, frame.region);
-                prop_assert_eq!(view.first_group, frame.first_group);
-                prop_assert_eq!(view.group_count, frame.group_count);
-                prop_assert_eq!(&bytes[view.payload], &frame.encoded[..]);
+                prop_assert_eq!(&view.parts, &frame.parts);
+                prop_assert_eq!(&bytes[view.payload.clone()], &frame.encoded[..]);
+                let in_view: Vec<&[u8]> = view.parts_in_buffer().map(|(_, r)| &bytes[r]).collect();
+                let in_frame: Vec<&[u8]> = frame.parts_with_payload().map(|(_, b)| b).collect();
+                prop_assert_eq!(in_view, in_frame);
             }
             (Ok(Message::Chunk(_)), Err(e)) => prop_assert!(false, "view refused a chunk frame: {}", e),
             (_, Ok(view)) => prop_assert!(false, "view accepted a non-chunk frame: {:?}", view),
@@ -262,24 +308,14 @@ fn chunk_payload_bytes_are_those_of_a_plain_vec() {
     #[derive(serde::Serialize)]
     struct PlainChunkFrame {
         manifest: [u8; 32],
-        region: backflow_topology::RegionCode,
-        first_group: u64,
-        group_count: u64,
+        parts: Vec<ChunkPart>,
         encoded: Vec<u8>,
     }
     let encoded: Vec<u8> = (0..70_000u32).map(|i| (i * 31 % 251) as u8).collect();
-    let frame = ChunkFrame {
-        manifest: [7; 32],
-        region: code("110101001"),
-        first_group: 3,
-        group_count: 5,
-        encoded: encoded.clone(),
-    };
+    let frame = frame1([7; 32], "110101001", 3, 5, encoded.clone());
     let plain = PlainChunkFrame {
         manifest: [7; 32],
-        region: code("110101001"),
-        first_group: 3,
-        group_count: 5,
+        parts: frame.parts.clone(),
         encoded,
     };
     assert_eq!(encode_value(&frame).unwrap(), encode_value(&plain).unwrap());
@@ -290,33 +326,81 @@ fn chunk_payload_bytes_are_those_of_a_plain_vec() {
 #[test]
 fn chunk_frame_head_plus_payload_is_the_frame() {
     for len in [0usize, 1, 250, 251, 252, 65_535, 65_536, 70_000, 1 << 20] {
-        let frame = ChunkFrame {
-            manifest: [9; 32],
-            region: code("441900003"),
-            first_group: u64::MAX / 3,
-            group_count: 64,
-            encoded: (0..len).map(|i| (i % 253) as u8).collect(),
-        };
-        let mut joined = encode_chunk_frame_head(&frame).unwrap();
-        joined.extend_from_slice(&frame.encoded);
-        let whole = encode_frame(&Message::Chunk(frame.clone())).unwrap();
-        assert_eq!(joined, whole, "payload of {len} bytes");
-        assert_eq!(decode_frame(&joined).unwrap(), Message::Chunk(frame));
+        // One part, and (where the payload allows) three parts over it.
+        let encoded: Vec<u8> = (0..len).map(|i| (i % 253) as u8).collect();
+        let mut frames = vec![frame1(
+            [9; 32],
+            "441900003",
+            u64::MAX / 3,
+            64,
+            encoded.clone(),
+        )];
+        if len >= 3 {
+            frames.push(ChunkFrame {
+                manifest: [9; 32],
+                parts: vec![
+                    part("441900003", 0, 1, 1),
+                    part("441900004", 0, 62, len - 2),
+                    part("441900005", 7, 1, 1),
+                ],
+                encoded,
+            });
+        }
+        for frame in frames {
+            let mut joined = encode_chunk_frame_head(&frame).unwrap();
+            joined.extend_from_slice(&frame.encoded);
+            let whole = encode_frame(&Message::Chunk(frame.clone())).unwrap();
+            assert_eq!(joined, whole, "payload of {len} bytes");
+            assert_eq!(decode_frame(&joined).unwrap(), Message::Chunk(frame));
+        }
     }
 }
 
 /// The head refuses what `encode_frame` refuses: a payload over the chunk frame limit.
 #[test]
 fn chunk_frame_head_checks_limits() {
-    let frame = ChunkFrame {
-        manifest: [1; 32],
-        region: code("110101001"),
-        first_group: 0,
-        group_count: 1,
-        encoded: vec![0; backflow_protocol::wire::CHUNK_FRAME_BYTES_MAX + 1],
-    };
+    let frame = frame1(
+        [1; 32],
+        "110101001",
+        0,
+        1,
+        vec![0; backflow_protocol::wire::CHUNK_FRAME_BYTES_MAX + 1],
+    );
     assert!(encode_chunk_frame_head(&frame).is_err());
     assert!(encode_frame(&Message::Chunk(frame)).is_err());
+    // Parts whose lengths do not add up to the payload, or over a frame's groups in all.
+    for (parts, payload, ok) in [
+        (vec![part("110101001", 0, 1, 9)], 10, false),
+        (vec![part("110101001", 0, 1, 11)], 10, false),
+        (vec![part("110101001", 0, 1, 10)], 10, true),
+        (
+            vec![part("110101001", 0, 40, 5), part("110101002", 0, 25, 5)],
+            10,
+            false,
+        ),
+        (
+            vec![part("110101001", 0, 40, 5), part("110101002", 0, 24, 5)],
+            10,
+            true,
+        ),
+        (vec![part("110101001", 0, 1, 1); 65], 65, false),
+        // Empty runs decode (counted as a group each) and fail verification instead.
+        (vec![part("110101001", 0, 0, 1); 2], 2, true),
+        (vec![part("110101001", 0, 0, 1); 65], 65, false),
+    ] {
+        let frame = ChunkFrame {
+            manifest: [1; 32],
+            parts,
+            encoded: vec![0; payload],
+        };
+        assert_eq!(
+            encode_chunk_frame_head(&frame).is_ok(),
+            ok,
+            "{:?}",
+            frame.parts
+        );
+        assert_eq!(encode_frame(&Message::Chunk(frame)).is_ok(), ok);
+    }
 }
 
 /// The borrowing decoder finds the payload in place for payloads of every varint width, and
@@ -324,26 +408,19 @@ fn chunk_frame_head_checks_limits() {
 #[test]
 fn chunk_view_borrows_the_payload_in_place() {
     for len in [0usize, 1, 250, 251, 65_536, 1 << 20] {
-        let frame = ChunkFrame {
-            manifest: [9; 32],
-            region: code("441900003"),
-            first_group: 12,
-            group_count: 64,
-            encoded: (0..len).map(|i| (i % 253) as u8).collect(),
-        };
+        let frame = frame1(
+            [9; 32],
+            "441900003",
+            12,
+            64,
+            (0..len).map(|i| (i % 253) as u8).collect(),
+        );
         let bytes = encode_frame(&Message::Chunk(frame.clone())).unwrap();
         let view = decode_chunk_frame(&bytes).unwrap();
         assert_eq!(view.payload.end, bytes.len(), "the payload ends the frame");
         assert_eq!(&bytes[view.payload.clone()], &frame.encoded[..]);
-        assert_eq!(
-            (
-                view.manifest,
-                view.region,
-                view.first_group,
-                view.group_count
-            ),
-            (frame.manifest, frame.region, 12, 64)
-        );
+        assert_eq!(view.manifest, frame.manifest);
+        assert_eq!(view.parts, vec![part("441900003", 12, 64, len)]);
     }
     for m in sample_messages() {
         let bytes = encode_frame(&m).unwrap();
@@ -353,13 +430,7 @@ fn chunk_view_borrows_the_payload_in_place() {
             "{m:?}"
         );
     }
-    let frame = ChunkFrame {
-        manifest: [1; 32],
-        region: code("110101001"),
-        first_group: 0,
-        group_count: 65,
-        encoded: vec![1, 2, 3],
-    };
+    let frame = frame1([1; 32], "110101001", 0, 65, vec![1, 2, 3]);
     // Over the groups-per-frame limit: encode the fields by hand, as a hostile peer would.
     let mut bytes = encode_value(&PROTOCOL_VERSION).unwrap();
     bytes.extend(encode_value(&3u32).unwrap()); // variant index of `Message::Chunk`
@@ -375,10 +446,13 @@ fn chunk_view_borrows_the_payload_in_place() {
         decode_chunk_frame(&old),
         Err(WireError::UnsupportedVersion { got: 2, .. })
     ));
-    let mut long = encode_frame(&Message::Chunk(ChunkFrame {
-        group_count: 1,
-        ..frame
-    }))
+    let mut long = encode_frame(&Message::Chunk(frame1(
+        [1; 32],
+        "110101001",
+        0,
+        1,
+        vec![1, 2, 3],
+    )))
     .unwrap();
     long.push(0);
     assert!(matches!(

@@ -2,10 +2,13 @@
 //! protocol node, as `simnet run --topology china` does. Prints wall time, events/s and peak
 //! RSS; asserts only that the run is correct (timing targets are read, not tested).
 //!
-//! `cargo bench -p backflow-simnet --bench country` (add `-- model` for the reference model).
+//! `cargo bench -p backflow-simnet --bench country` (add `-- model` for the reference model,
+//! `-- national` for the national dataset's shape: 518 MB, ~12.5 KB per township, as the
+//! node's `national` bench).
 
 use std::time::Instant;
 
+use backflow_simnet::dataset::Spread;
 use backflow_simnet::report::Report;
 use backflow_simnet::scenario::{run, NodeImpl, RunConfig, TopologySpec};
 
@@ -14,6 +17,11 @@ fn main() {
     let mut cfg = RunConfig::return_flow(TopologySpec::China, 7);
     if model {
         cfg.node = NodeImpl::Model;
+    }
+    if std::env::args().any(|a| a == "national") {
+        cfg.spread = Spread::Even;
+        cfg.dataset_bytes = 518_000_000;
+        cfg.dataset_records = 6_100_000;
     }
     let started = Instant::now();
     let outcome = match run(&cfg) {
@@ -38,7 +46,7 @@ fn main() {
             |kb| format!("{:.0} MiB", kb / 1024.0),
         );
     println!(
-        "country ({:?}): {} nodes, {} events, wall {:.2} s, {:.0} events/s, peak RSS {}, townships {}/{}, last at {:?} s",
+        "country ({:?}): {} nodes, {} events, wall {:.2} s, {:.0} events/s, peak RSS {}, townships {}/{}, provinces all at {:?} s, townships all at {:?} s, connection resets {}",
         cfg.node,
         report.topology.nodes,
         report.result.events,
@@ -47,7 +55,9 @@ fn main() {
         rss,
         report.result.townships_complete,
         report.result.townships,
+        report.result.all_provinces_s,
         report.result.all_townships_s,
+        report.control.stats.connection_resets,
     );
     if !report.invariants_ok() {
         eprintln!("{}", report.summary());

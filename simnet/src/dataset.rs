@@ -65,16 +65,43 @@ pub struct Layout {
     pub weight: Vec<u64>,
 }
 
+/// How a dataset's records spread over the townships.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Spread {
+    /// In proportion to each township's real village count (a register of villages: a
+    /// township of 40 villages gets 40 times one of 1).
+    #[default]
+    Villages,
+    /// The same share for every township, as the node's national bench generates its
+    /// population register (`node/benches/common.rs`: records to townships uniformly at
+    /// random, ~12.5 KB each at 518 MB): every partition one small chunk group.
+    Even,
+}
+
+impl Spread {
+    pub fn parse(text: &str) -> Result<Spread, String> {
+        match text {
+            "villages" => Ok(Spread::Villages),
+            "even" => Ok(Spread::Even),
+            _ => Err(format!(
+                "unknown spread {text:?}: expected villages or even"
+            )),
+        }
+    }
+}
+
 impl Layout {
-    /// Spreads `records` over the townships under `root` (the publisher's region) in
-    /// proportion to their village counts (largest remainder, so the totals are exact), and
-    /// `bytes` in proportion to records (same method). Regions outside `root` get nothing.
+    /// Spreads `records` over the townships under `root` (the publisher's region) by `spread`
+    /// (largest remainder, so the totals are exact), and `bytes` in proportion to records
+    /// (same method). Regions outside `root` get nothing.
     pub fn new(
         topo: &Topology,
         root: RegionCode,
         dataset_id: &str,
         bytes: u64,
         records: u64,
+        spread: Spread,
     ) -> Layout {
         let codes = topo.codes();
         let n = codes.len();
@@ -84,9 +111,9 @@ impl Layout {
             if code.level() == Level::Township && root.contains(*code) {
                 // Real townships use their village count; synthetic ones (or a table mismatch)
                 // count as one village each, so they still receive records.
-                weight[i] = match real.binary_search_by_key(code, |(c, _)| *c) {
-                    Ok(k) => u64::from(real[k].1.max(1)),
-                    Err(_) => 1,
+                weight[i] = match (spread, real.binary_search_by_key(code, |(c, _)| *c)) {
+                    (Spread::Villages, Ok(k)) => u64::from(real[k].1.max(1)),
+                    _ => 1,
                 };
             }
         }
@@ -153,7 +180,7 @@ mod scoped_tests {
     fn a_provincial_dataset_stays_in_its_province() {
         let topo = Topology::synthetic(backflow_topology::Fanout::fixed(2, 2, 2, 3), 3).unwrap();
         let p = RegionCode::parse("12").unwrap();
-        let l = Layout::new(&topo, p, "d", 1_000, 100);
+        let l = Layout::new(&topo, p, "d", 1_000, 100, Spread::Villages);
         let i = topo.codes().binary_search(&p).unwrap();
         assert_eq!((l.parts[i].bytes, l.parts[i].records), (1_000, 100));
         assert_eq!(l.bytes_total, 1_000);
@@ -237,7 +264,14 @@ mod tests {
     #[test]
     fn layout_sums_up_the_tree() {
         let topo = Topology::synthetic(backflow_topology::Fanout::fixed(2, 2, 2, 3), 3).unwrap();
-        let l = Layout::new(&topo, RegionCode::NATIONAL, "d", 1_000_000, 10_000);
+        let l = Layout::new(
+            &topo,
+            RegionCode::NATIONAL,
+            "d",
+            1_000_000,
+            10_000,
+            Spread::Villages,
+        );
         assert_eq!(l.bytes_total, 1_000_000);
         assert_eq!(l.records_total, 10_000);
         for (i, code) in topo.codes().iter().enumerate() {
@@ -251,5 +285,30 @@ mod tests {
                 .sum();
             assert_eq!(sum, l.parts[i].bytes);
         }
+    }
+
+    /// The national bench's shape: 518 MB over all 41,352 townships, evenly: every partition
+    /// is ~12.5 KB (147 or 148 records, bytes in proportion), one chunk group.
+    #[test]
+    fn an_even_spread_gives_every_township_the_same_share() {
+        let china = Topology::china();
+        let l = Layout::new(
+            china,
+            RegionCode::NATIONAL,
+            "d",
+            518_000_000,
+            6_100_000,
+            Spread::Even,
+        );
+        let sizes: Vec<u64> = china
+            .codes()
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.level() == Level::Township)
+            .map(|(i, _)| l.parts[i].bytes)
+            .collect();
+        assert_eq!(sizes.len(), 41_352);
+        assert_eq!(sizes.iter().sum::<u64>(), 518_000_000);
+        assert!(sizes.iter().all(|b| (12_440..=12_610).contains(b)));
     }
 }

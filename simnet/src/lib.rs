@@ -6,6 +6,7 @@
 //! - [`refmodel`]: a compact reference model of the same message pattern, for cross-checks.
 //! - [`dataset`]: payloads by size and hash, spread over townships by real village counts.
 //! - [`scenario`]: run configuration, topology specs, invariants.
+//! - [`shell`]: the node's shell as simnet models it: control outbox, stream limit, CPU costs.
 //! - [`report`]: JSON and self-contained HTML/SVG reports.
 
 pub mod dataset;
@@ -15,4 +16,5 @@ pub mod protonode;
 pub mod refmodel;
 pub mod report;
 pub mod scenario;
+pub mod shell;
 pub mod whatif;

@@ -7,10 +7,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
+use backflow_simnet::dataset::Spread;
 use backflow_simnet::engine::MICROS_PER_S;
 use backflow_simnet::net::{Fault, LinkSpec};
 use backflow_simnet::report::Report;
 use backflow_simnet::scenario::{run, NodeImpl, Routing, RunConfig, TopologySpec};
+use backflow_simnet::shell::Costs;
 use backflow_simnet::whatif;
 use backflow_topology::{Level, RegionCode};
 use clap::{Args, Parser, Subcommand};
@@ -54,9 +56,21 @@ struct Common {
     /// Dataset size, bytes (suffixes K, M, G, KiB, MiB, GiB accepted).
     #[arg(long, default_value = "1GiB")]
     bytes: String,
-    /// Dataset records, spread over townships by their village counts.
+    /// Dataset records, spread over townships (see --spread).
     #[arg(long, default_value_t = 10_000_000)]
     records: u64,
+    /// How records and bytes spread over townships: `villages` (by real village counts) or
+    /// `even` (the same share each, as the node's national bench: `--bytes 518MB --spread even`).
+    #[arg(long, default_value = "villages")]
+    spread: String,
+    /// Node CPU and transport costs: `default` (see simnet/src/shell.rs) or `none` (infinitely
+    /// fast nodes, no transport overhead).
+    #[arg(long, default_value = "default")]
+    costs: String,
+    /// What-if: control frames bypass the per-peer outbox and open their streams at once (the
+    /// node before issue #13's fix), so the muxer's stream limit can be hit.
+    #[arg(long)]
+    no_outbox: bool,
     /// Region code of the publishing node (0 = national).
     #[arg(long, default_value = "0")]
     publisher: String,
@@ -228,6 +242,13 @@ fn config(c: &Common) -> Result<RunConfig, String> {
     cfg.publisher = flow.then_some(publisher);
     cfg.dataset_bytes = parse_bytes(&c.bytes)?;
     cfg.dataset_records = c.records;
+    cfg.spread = Spread::parse(&c.spread)?;
+    cfg.shell.costs = match c.costs.as_str() {
+        "default" => Costs::default(),
+        "none" => Costs::free(),
+        other => return Err(format!("unknown costs {other:?}: expected default or none")),
+    };
+    cfg.shell.control_outbox = !c.no_outbox;
     cfg.churn_townships = if churn { c.churn } else { 0 };
     cfg.churn_window_us = seconds(c.churn_window_s, "--churn-window-s")?;
     for l in &c.links {

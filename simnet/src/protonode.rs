@@ -3,8 +3,8 @@
 //! shell plays — minus the bytes:
 //!
 //! - **Chunk data by size and hash.** `Output::ServeChunks` becomes a [`ProtoMsg::Chunk`]
-//!   carrying the group range, the byte count and the partition's content hash instead of a
-//!   bao-encoded frame. The receiving shell "verifies" it by checking that the content hash
+//!   carrying each run's groups, its exact encoded length and the partition's content hash
+//!   instead of a bao-encoded frame (one frame may carry the runs of many small partitions). The receiving shell "verifies" it by checking that the content hash
 //!   matches the entry the state machine expects (`expected_partition`) — a frame cut from
 //!   other content would fail bao verification the same way — then calls
 //!   `handle_groups_stored` or `handle_group_rejected`, exactly as the node does.
@@ -18,6 +18,11 @@
 //!   every node there (the manifest, common certificate chains) is checked once per province
 //!   instead of once per node; every receipt and catalog update is still verified, and a bad
 //!   signature still fails everywhere.
+//! - **Control plane and CPU are the engine's.** Every `Send` goes through the engine's model
+//!   of the node's shell ([`crate::shell`]): the per-peer outbox, the stream limit, the CPU the
+//!   message costs at both ends. The adapter only declares state-machine work the engine
+//!   cannot size: installing a transfer (per partition) and aggregating a receipt (per
+//!   partition of the transfer).
 //! - **Crypto is real.** Every node has its own ed25519 key (derived from the seed) and a
 //!   certificate chain from the national anchor; manifests, receipts and catalog updates are
 //!   signed and verified by the protocol code.
@@ -51,6 +56,7 @@ use ed25519_dalek::SigningKey;
 use crate::dataset::Layout;
 use crate::engine::{Ctx, Micros, Observation, SimNode, Wire, MICROS_PER_MS};
 use crate::scenario::{Held, Inspect, Routing, RunConfig};
+use crate::shell::Plane;
 
 /// Simulated time zero: 2026-01-01T00:00:00Z. Certificates and manifests are valid around it.
 pub const EPOCH_MS: u64 = 1_767_225_600_000;
@@ -58,7 +64,6 @@ pub const EPOCH_MS: u64 = 1_767_225_600_000;
 const FRAME_HEADER_BYTES: u64 = 8;
 /// Chunk frame header (manifest hash, region, group range) and bao parent hashes per group.
 const CHUNK_HEADER_BYTES: u64 = 64;
-const BAO_BYTES_PER_GROUP: u64 = 64;
 /// The department whose catalog changes in the churn scenario, and the publishing one.
 const CHURN_DEPARTMENT: &str = "civil-affairs";
 const PUBLISHER_DEPARTMENT: &str = "statistics";
@@ -68,30 +73,38 @@ const PUBLISHER_DEPARTMENT: &str = "statistics";
 pub enum ProtoMsg {
     ReturnFlow(ReturnFlowMsg),
     Catalog(CatalogMsg),
-    /// A chunk frame, by size and hash (see the module docs).
+    /// A chunk frame, by size and hash (see the module docs): runs of one or more partitions.
     Chunk {
         manifest: Hash,
-        region: RegionCode,
-        groups: Range<u64>,
-        content_hash: Hash,
-        payload_bytes: u64,
+        parts: Vec<SimPart>,
     },
 }
+
+/// One partition's run in a simulated chunk frame.
+#[derive(Clone, Debug)]
+pub struct SimPart {
+    region: RegionCode,
+    groups: Range<u64>,
+    content_hash: Hash,
+    /// The exact bao encoding length the real frame would carry (data and parent hashes).
+    encoded_len: u64,
+}
+
+/// Per-part bytes of a chunk frame's head (region, first group, count, length as varints).
+const CHUNK_PART_HEADER_BYTES: u64 = 24;
 
 impl Wire for ProtoMsg {
     fn wire_bytes(&self) -> u64 {
         match self {
             ProtoMsg::ReturnFlow(m) => FRAME_HEADER_BYTES + encoded_len(m) as u64,
             ProtoMsg::Catalog(m) => FRAME_HEADER_BYTES + encoded_len(m) as u64,
-            ProtoMsg::Chunk {
-                groups,
-                payload_bytes,
-                ..
-            } => {
+            ProtoMsg::Chunk { parts, .. } => {
                 FRAME_HEADER_BYTES
                     + CHUNK_HEADER_BYTES
-                    + payload_bytes
-                    + BAO_BYTES_PER_GROUP * (groups.end - groups.start)
+                    + parts
+                        .iter()
+                        .map(|p| CHUNK_PART_HEADER_BYTES + p.encoded_len)
+                        .sum::<u64>()
             }
         }
     }
@@ -115,9 +128,37 @@ impl Wire for ProtoMsg {
         }
     }
 
+    fn plane(&self) -> Plane {
+        match self {
+            ProtoMsg::Chunk { parts, .. } => Plane::Chunk {
+                // What the pool reads, hashes and copies: the encoding, parent hashes included.
+                payload_bytes: parts.iter().map(|p| p.encoded_len).sum(),
+                runs: parts.len() as u32,
+            },
+            // A manifest's signature is checked by every receiver (the node's trust store
+            // memoises per node); each receipt is signed by its sender for its receiver.
+            ProtoMsg::ReturnFlow(ReturnFlowMsg::Announce(_)) => Plane::Control {
+                verifies: 1,
+                signs: 0,
+            },
+            ProtoMsg::ReturnFlow(ReturnFlowMsg::Receipt(_)) => Plane::Control {
+                verifies: 1,
+                signs: 1,
+            },
+            ProtoMsg::Catalog(CatalogMsg::Updates { updates, .. }) => Plane::Control {
+                verifies: updates.len() as u32,
+                signs: 0,
+            },
+            ProtoMsg::ReturnFlow(_) | ProtoMsg::Catalog(_) => Plane::Control {
+                verifies: 0,
+                signs: 0,
+            },
+        }
+    }
+
     fn partitions(&self, out: &mut Vec<RegionCode>) {
         match self {
-            ProtoMsg::Chunk { region, .. } => out.push(*region),
+            ProtoMsg::Chunk { parts, .. } => out.extend(parts.iter().map(|p| p.region)),
             // Announces list partition entries (metadata): hold them to the same rule.
             ProtoMsg::ReturnFlow(ReturnFlowMsg::Announce(a)) => {
                 out.extend(a.entries.iter().map(|e| e.region))
@@ -137,6 +178,8 @@ pub struct Shared {
     manifests: Vec<(RegionCode, Hash)>,
     rf_retry_ms: u64,
     rf_silence_ms: u64,
+    rf_groups_in_flight_max: u64,
+    rf_receipt_interval_ms: u64,
     /// Data-plane routing, the same on every node (as the protocol requires).
     rf_routing: DataRouting,
     /// Timers beyond this are not scheduled (the run ends before; e.g. manifest expiry).
@@ -171,6 +214,8 @@ fn rf_config(identity: NodeIdentity, shared: &Shared) -> ReturnFlowConfig {
     let mut c = ReturnFlowConfig::new(identity);
     c.retry_ms = shared.rf_retry_ms;
     c.source_silence_ms_max = shared.rf_silence_ms;
+    c.groups_in_flight_max = shared.rf_groups_in_flight_max;
+    c.receipt_interval_ms = shared.rf_receipt_interval_ms;
     c.routing = shared.rf_routing.clone();
     c
 }
@@ -429,14 +474,17 @@ pub fn build_nodes(
         }
         to_publish = Some((pi, published));
     }
+    let tuning = &config.tuning;
     let shared = Arc::new(Shared {
         manifests,
-        rf_retry_ms: 5_000,
+        rf_retry_ms: tuning.retry_ms.max(1),
         rf_silence_ms: match config.routing {
             // Never give up on the parent, upwards or downwards.
             Routing::Strict => u64::MAX / 4,
-            _ => 60_000,
+            _ => tuning.source_silence_ms_max,
         },
+        rf_groups_in_flight_max: tuning.groups_in_flight_max.max(1),
+        rf_receipt_interval_ms: tuning.receipt_interval_ms,
         rf_routing: match config.routing {
             // Provinces announce straight to their counties (and to their cities, for the
             // cities' own partitions); fallback as in skip-level.
@@ -526,30 +574,41 @@ impl ProtoNode {
                 Output::ServeChunks {
                     to,
                     manifest,
-                    entry,
-                    groups,
+                    parts,
                 } => {
-                    // The shell reads the groups from its store: they must be there.
-                    let held = self.stored.get(&entry.region).is_some_and(|l| {
-                        l.iter()
-                            .any(|r| r.start <= groups.start && groups.end <= r.end)
-                    });
-                    if !held {
-                        ctx.observe(Observation::Note("serve_of_unheld_group"));
-                        continue;
+                    let mut frame = Vec::with_capacity(parts.len());
+                    for p in parts {
+                        // The shell reads the groups from its store: they must be there.
+                        let held = self.stored.get(&p.entry.region).is_some_and(|l| {
+                            l.iter()
+                                .any(|r| r.start <= p.groups.start && p.groups.end <= r.end)
+                        });
+                        if !held {
+                            ctx.observe(Observation::Note("serve_of_unheld_group"));
+                            continue;
+                        }
+                        frame.push(SimPart {
+                            region: p.entry.region,
+                            groups: p.groups,
+                            content_hash: p.entry.content_hash,
+                            encoded_len: p.encoded_len,
+                        });
                     }
-                    ctx.send(
-                        to,
-                        ProtoMsg::Chunk {
-                            manifest,
-                            region: entry.region,
-                            payload_bytes: range_bytes(entry.bytes, &groups),
-                            groups,
-                            content_hash: entry.content_hash,
-                        },
-                    );
+                    if !frame.is_empty() {
+                        ctx.send(
+                            to,
+                            ProtoMsg::Chunk {
+                                manifest,
+                                parts: frame,
+                            },
+                        );
+                    }
                 }
                 Output::Storage(StorageOp::PutTransfer(record)) => {
+                    // Installing a transfer (publish, accepted announce, restore) builds and
+                    // checks the region tree over its entries and persists the record.
+                    let per = ctx.costs().transfer_install_cpu_ns_per_partition;
+                    ctx.charge_cpu_ns(per.saturating_mul(record.entries.len() as u64));
                     let hash = record.manifest.manifest.hash();
                     self.records.insert(hash, record);
                 }
@@ -656,32 +715,41 @@ impl ProtoNode {
         ctx: &mut Ctx<'_, ProtoMsg>,
         from: RegionCode,
         manifest: Hash,
-        region: RegionCode,
-        groups: Range<u64>,
-        content_hash: Hash,
+        parts: Vec<SimPart>,
     ) {
         let now = now_ms(ctx.now_us());
-        let Some(entry) = self.rf.expected_partition(&manifest, region) else {
-            return; // Not something we are receiving: the shell drops it.
-        };
-        // Stand-in for bao verification: a frame cut from other content fails.
-        if entry.content_hash != content_hash
-            || groups.start >= groups.end
-            || groups.end > entry.groups()
+        let mut stored = Vec::with_capacity(parts.len());
+        for SimPart {
+            region,
+            groups,
+            content_hash,
+            ..
+        } in parts
         {
-            self.rf
-                .handle_group_rejected(now, from, &manifest, region, groups.start);
-            return;
+            let Some(entry) = self.rf.expected_partition(&manifest, region) else {
+                continue; // Not something we are receiving: the shell drops it.
+            };
+            // Stand-in for bao verification: a frame cut from other content fails.
+            if entry.content_hash != content_hash
+                || groups.start >= groups.end
+                || groups.end > entry.groups()
+            {
+                self.rf
+                    .handle_group_rejected(now, from, &manifest, region, groups.start);
+                continue;
+            }
+            let list = self.stored.entry(region).or_default();
+            let new = insert_range(list, groups.clone());
+            let added: u64 = new.iter().map(|r| range_bytes(entry.bytes, r)).sum();
+            if added > 0 {
+                self.stored_bytes += added;
+                ctx.observe(Observation::StoredBytes(self.stored_bytes));
+            }
+            stored.push((region, groups));
         }
-        let list = self.stored.entry(region).or_default();
-        let new = insert_range(list, groups.clone());
-        let added: u64 = new.iter().map(|r| range_bytes(entry.bytes, r)).sum();
-        if added > 0 {
-            self.stored_bytes += added;
-            ctx.observe(Observation::StoredBytes(self.stored_bytes));
+        if !stored.is_empty() {
+            self.rf.handle_groups_stored(now, from, &manifest, &stored);
         }
-        self.rf
-            .handle_groups_stored(now, from, &manifest, region, groups);
     }
 
     fn submit_due_changes(&mut self, ctx: &mut Ctx<'_, ProtoMsg>) {
@@ -749,6 +817,15 @@ impl SimNode for ProtoNode {
         let now = now_ms(ctx.now_us());
         match msg {
             ProtoMsg::ReturnFlow(m) => {
+                if let ReturnFlowMsg::Receipt(r) = &m {
+                    // A receipt recomputes the aggregate over every partition of the transfer.
+                    let partitions = self
+                        .records
+                        .get(&r.receipt.manifest)
+                        .map_or(0, |rec| rec.entries.len() as u64);
+                    let per = ctx.costs().receipt_cpu_ns_per_partition;
+                    ctx.charge_cpu_ns(per.saturating_mul(partitions));
+                }
                 self.rf
                     .handle_message(now, &mut self.trust.borrow_mut(), from, m)
             }
@@ -756,13 +833,7 @@ impl SimNode for ProtoNode {
                 self.cat
                     .handle_message(now, &mut self.trust.borrow_mut(), from, m)
             }
-            ProtoMsg::Chunk {
-                manifest,
-                region,
-                groups,
-                content_hash,
-                ..
-            } => self.on_chunk(ctx, from, manifest, region, groups, content_hash),
+            ProtoMsg::Chunk { manifest, parts } => self.on_chunk(ctx, from, manifest, parts),
         }
         self.drain(ctx);
     }

@@ -11,6 +11,7 @@ use backflow_topology::{Level, RegionCode, Topology};
 
 use crate::dataset::Layout;
 use crate::engine::{Ctx, Micros, Observation, SimNode, Wire, MICROS_PER_MS};
+use crate::shell::Plane;
 
 /// Knobs of the return-flow behaviour.
 #[derive(Clone, Debug)]
@@ -111,6 +112,23 @@ impl Wire for ModelMsg {
     fn partitions(&self, out: &mut Vec<RegionCode>) {
         if let ModelMsg::Frame { region, .. } = self {
             out.push(*region);
+        }
+    }
+    fn plane(&self) -> Plane {
+        match self {
+            ModelMsg::Frame { len, .. } => Plane::Chunk {
+                payload_bytes: *len,
+                runs: 1,
+            },
+            // The model signs nothing, but it stands for the protocol: charge what it would.
+            ModelMsg::Announce { .. } | ModelMsg::Receipt { .. } => Plane::Control {
+                verifies: 1,
+                signs: u32::from(matches!(self, ModelMsg::Receipt { .. })),
+            },
+            _ => Plane::Control {
+                verifies: 0,
+                signs: 0,
+            },
         }
     }
 }

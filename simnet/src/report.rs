@@ -2,15 +2,17 @@
 //! Only simulated quantities go in (no wall-clock figures), so the same seed and inputs give
 //! byte-identical files.
 
+use std::cmp::Reverse;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use backflow_topology::Level;
 use serde::Serialize;
 
-use crate::engine::{KindStats, Micros, StopReason};
+use crate::engine::{ControlStats, KindStats, Micros, StopReason};
 use crate::net::{Fault, NetConfig};
 use crate::scenario::{Invariant, Outcome, RunConfig};
+use crate::shell::STREAMS_PER_CONNECTION_MAX;
 
 /// Points per CDF curve in the report (bounds file size whatever the node count).
 const CDF_POINTS_MAX: usize = 200;
@@ -27,6 +29,11 @@ pub struct Report {
     pub links: Vec<LinkUsage>,
     pub storage: Vec<TierStorage>,
     pub messages: BTreeMap<&'static str, KindStats>,
+    /// The control plane as the node's shell sees it: streams per connection against the
+    /// muxer's limit, connection resets, the outbox's queueing.
+    pub control: ControlReport,
+    /// CPU time per tier (see `shell::Costs`).
+    pub cpu: Vec<TierCpu>,
     /// Protocol events counted during the run (source changes = skip-level fallbacks, …).
     pub protocol_events: BTreeMap<&'static str, u64>,
     /// Per region one tier below the publisher (provinces for a national dataset): when its
@@ -54,6 +61,9 @@ pub struct RunResult {
     pub nodes_complete: usize,
     /// Last township complete.
     pub all_townships_s: Option<f64>,
+    /// Last province complete: every province holds its whole subtree (what the node's
+    /// national bench times).
+    pub all_provinces_s: Option<f64>,
     /// Publisher's receipts cover the whole dataset.
     pub receipts_complete_s: Option<f64>,
     /// The publisher's last aggregated view: partitions its receipts count as delivered, of
@@ -66,11 +76,33 @@ pub struct RunResult {
 }
 
 #[derive(Clone, Debug, Serialize)]
+pub struct ControlReport {
+    /// The node's per-connection stream limit (`STREAMS_PER_CONNECTION_MAX`).
+    pub streams_per_connection_max: usize,
+    /// Whether control frames went through the per-peer outbox (as on the node).
+    pub outbox: bool,
+    #[serde(flatten)]
+    pub stats: ControlStats,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct TierCpu {
+    pub tier: &'static str,
+    /// CPU seconds of the busiest node of the tier, and which node it was.
+    pub busiest_s: f64,
+    pub busiest: Option<String>,
+    pub mean_s: f64,
+    pub total_s: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
 pub struct RegionCompletion {
     pub code: String,
     pub name: String,
     pub townships: usize,
     pub complete: usize,
+    /// When the region's own node held its whole subtree.
+    pub region_complete_s: Option<f64>,
     pub last_township_s: Option<f64>,
 }
 
@@ -199,23 +231,46 @@ impl Report {
                 total_peak_bytes: total,
             });
         }
-        let township_ix: Vec<usize> = (0..codes.len())
-            .filter(|&i| {
-                codes[i].level() == Level::Township
-                    && publisher.is_some_and(|p| p.contains(codes[i]))
-            })
-            .collect();
-        let townships_complete = township_ix.iter().filter(|&&i| o.held[i].complete).count();
-        let all_townships_s = if townships_complete == township_ix.len() && !township_ix.is_empty()
-        {
-            township_ix
-                .iter()
+        let tier_ix = |level: Level| -> Vec<usize> {
+            (0..codes.len())
+                .filter(|&i| {
+                    codes[i].level() == level && publisher.is_some_and(|p| p.contains(codes[i]))
+                })
+                .collect()
+        };
+        // When the last of `ix` completed, if every one of them holds its share.
+        let all_complete_s = |ix: &[usize]| -> Option<f64> {
+            if ix.is_empty() || !ix.iter().all(|&i| o.held[i].complete) {
+                return None;
+            }
+            ix.iter()
                 .filter_map(|&i| o.stats.complete_at[i])
                 .max()
                 .map(secs)
-        } else {
-            None
         };
+        let township_ix = tier_ix(Level::Township);
+        let townships_complete = township_ix.iter().filter(|&&i| o.held[i].complete).count();
+        let all_townships_s = all_complete_s(&township_ix);
+        let all_provinces_s = all_complete_s(&tier_ix(Level::Province));
+        let cpu = Level::ALL
+            .iter()
+            .map(|&level| {
+                let ix: Vec<usize> = (0..codes.len())
+                    .filter(|&i| codes[i].level() == level)
+                    .collect();
+                let busy = |i: usize| o.stats.cpu_busy_us.get(i).copied().unwrap_or(0);
+                let total: u64 = ix.iter().map(|&i| busy(i)).sum();
+                // Busiest first, lowest code on ties: deterministic.
+                let top = ix.iter().copied().max_by_key(|&i| (busy(i), Reverse(i)));
+                TierCpu {
+                    tier: level.name(),
+                    busiest_s: secs(top.map_or(0, busy)),
+                    busiest: top.map(|i| codes[i].to_string()),
+                    mean_s: secs(total / ix.len().max(1) as u64),
+                    total_s: secs(total),
+                }
+            })
+            .collect();
         let catalog = (o.config.churn_townships > 0).then(|| {
             let k: u64 = o.churn.len() as u64;
             let last_change = o.churn.iter().map(|(_, t)| *t).max().unwrap_or(0);
@@ -253,6 +308,7 @@ impl Report {
                 townships_complete,
                 nodes_complete: o.held.iter().filter(|h| h.complete).count(),
                 all_townships_s,
+                all_provinces_s,
                 receipts_complete_s: o.stats.receipts_complete_at.map(secs),
                 publisher_view: o.stats.publisher_view.map(|(t, delivered, expected)| {
                     PublisherView {
@@ -270,6 +326,12 @@ impl Report {
             links,
             storage,
             messages: o.stats.kinds.clone(),
+            control: ControlReport {
+                streams_per_connection_max: STREAMS_PER_CONNECTION_MAX,
+                outbox: o.config.shell.control_outbox,
+                stats: o.stats.control.clone(),
+            },
+            cpu,
             protocol_events: o.stats.notes.clone(),
             regions: region_completion(o),
             catalog,
@@ -301,11 +363,12 @@ impl Report {
         if self.config.publisher.is_some() {
             let _ = writeln!(
                 s,
-                "return-flow: {} bytes, {} records; townships complete {}/{}; all townships at {}; receipts complete at {}",
+                "return-flow: {} bytes, {} records; townships complete {}/{}; all provinces at {}; all townships at {}; receipts complete at {}",
                 r.dataset_bytes,
                 r.dataset_records,
                 r.townships_complete,
                 r.townships,
+                opt_s(r.all_provinces_s),
                 opt_s(r.all_townships_s),
                 opt_s(r.receipts_complete_s)
             );
@@ -330,6 +393,30 @@ impl Report {
                 c.changes,
                 opt_s(c.converged_s),
                 opt_s(c.lag_after_last_change_s)
+            );
+        }
+        let c = &self.control;
+        let _ = writeln!(
+            s,
+            "control plane ({}): at most {} streams per direction, {} per connection (limit {}); connection resets {}; {} frames queued (longest wait {:.3} s), {} dropped",
+            if c.outbox { "outbox" } else { "no outbox" },
+            c.stats.streams_max_per_direction,
+            c.stats.streams_max_per_connection,
+            c.streams_per_connection_max,
+            c.stats.connection_resets,
+            c.stats.frames_queued,
+            secs(c.stats.queue_wait_max_us),
+            c.stats.outbox_dropped
+        );
+        for t in self.cpu.iter().filter(|t| t.total_s > 0.0) {
+            let _ = writeln!(
+                s,
+                "  cpu {:<9} busiest {:>9.1} ms ({}), mean {:>7.1} ms, sum {:>8.3} s",
+                t.tier,
+                t.busiest_s * 1e3,
+                t.busiest.as_deref().unwrap_or("—"),
+                t.mean_s * 1e3,
+                t.total_s
             );
         }
         let _ = writeln!(
@@ -391,11 +478,12 @@ Stopped: <code>{:?}</code> after {} events at {:.3} s simulated time.</p>",
             let _ = write!(
                 h,
                 "<h2>Return-flow</h2><p>{} bytes, {} records; townships complete {}/{}; \
-all townships by {}; publisher receipts complete at {}.</p>",
+all provinces by {}; all townships by {}; publisher receipts complete at {}.</p>",
                 r.dataset_bytes,
                 r.dataset_records,
                 r.townships_complete,
                 r.townships,
+                opt_s(r.all_provinces_s),
                 opt_s(r.all_townships_s),
                 opt_s(r.receipts_complete_s)
             );
@@ -422,15 +510,16 @@ all townships by {}; publisher receipts complete at {}.</p>",
             h.push_str(&cdf_svg(&curves));
         }
         if !self.regions.is_empty() {
-            h.push_str("<h3>Per region below the publisher</h3><table><tr><th>region</th><th>name</th><th>townships</th><th>complete</th><th>last township</th></tr>");
+            h.push_str("<h3>Per region below the publisher</h3><table><tr><th>region</th><th>name</th><th>townships</th><th>complete</th><th>region's node complete</th><th>last township</th></tr>");
             for r in &self.regions {
                 let _ = write!(
                     h,
-                    "<tr><td>{}</td><td style=\"text-align:left\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    "<tr><td>{}</td><td style=\"text-align:left\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                     r.code,
                     esc(&r.name),
                     r.townships,
                     r.complete,
+                    opt_s(r.region_complete_s),
                     opt_s(r.last_township_s)
                 );
             }
@@ -479,6 +568,41 @@ national held every change at {} (lag {}).</p>",
                 m.delivered,
                 m.lost,
                 m.refused
+            );
+        }
+        h.push_str("</table>");
+        let c = &self.control;
+        let _ = write!(
+            h,
+            "<h2>Control plane</h2><p>Control frames {} the per-peer outbox. At most {} control \
+streams were open on one direction of a connection, {} on one connection (the node's limit: {} \
+streams per connection); <b>{} connection resets</b>. {} frames waited for a slot (longest \
+wait {:.3} s; at most {} waiting for one peer), {} were dropped; {} frames were lost with \
+closed connections.</p>",
+            if c.outbox { "went through" } else { "bypassed" },
+            c.stats.streams_max_per_direction,
+            c.stats.streams_max_per_connection,
+            c.streams_per_connection_max,
+            c.stats.connection_resets,
+            c.stats.frames_queued,
+            secs(c.stats.queue_wait_max_us),
+            c.stats.queued_max,
+            c.stats.outbox_dropped,
+            c.stats.frames_lost_to_closed_connections
+        );
+        if !c.stats.reset_examples.is_empty() {
+            let _ = write!(h, "<pre>{}</pre>", esc(&c.stats.reset_examples.join("\n")));
+        }
+        h.push_str("<h2>CPU per tier</h2><table><tr><th>tier</th><th>busiest node</th><th>its CPU</th><th>mean per node</th><th>sum</th></tr>");
+        for t in &self.cpu {
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{:.3} s</td><td>{:.3} s</td><td>{:.3} s</td></tr>",
+                t.tier,
+                t.busiest.as_deref().unwrap_or("—"),
+                t.busiest_s,
+                t.mean_s,
+                t.total_s
             );
         }
         h.push_str("</table>");
@@ -532,6 +656,12 @@ fn region_completion(o: &Outcome) -> Vec<RegionCompletion> {
                     .unwrap_or_default(),
                 townships: times.len(),
                 complete,
+                region_complete_s: codes
+                    .binary_search(&region)
+                    .ok()
+                    .filter(|&i| o.held[i].complete)
+                    .and_then(|i| o.stats.complete_at[i])
+                    .map(secs),
                 last_township_s: (complete == times.len())
                     .then(|| times.iter().flatten().max().copied().map(secs))
                     .flatten(),

@@ -9,10 +9,11 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use crate::dataset::{Layout, Part};
+use crate::dataset::{Layout, Part, Spread};
 use crate::engine::{Engine, Limits, Micros, SimNode, Stats, MICROS_PER_S};
 use crate::net::{random_faults, Fault, NetConfig};
 use crate::refmodel::{ModelConfig, ModelNode, World};
+use crate::shell::ShellConfig;
 
 /// Which tree to simulate.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -156,6 +157,32 @@ impl Routing {
     }
 }
 
+/// The return flow's tuning on the protocol node. Defaults are the node's shipping defaults
+/// (node/src/node.rs `Tuning::default()`), kept equal by hand until the protocol's `Endpoint`
+/// (issue #16) gives the node and simnet one `Tuning`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Tuning {
+    /// Retransmission interval of announces, wants and receipts.
+    pub retry_ms: u64,
+    /// Silence from a source before skip-level fallback (not used with strict routing).
+    pub source_silence_ms_max: u64,
+    /// Chunk groups (16 KiB) requested and not yet stored, per transfer.
+    pub groups_in_flight_max: u64,
+    /// Minimum interval between two receipts for one manifest.
+    pub receipt_interval_ms: u64,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            retry_ms: 5_000,
+            source_silence_ms_max: 60_000,
+            groups_in_flight_max: 1_024,
+            receipt_interval_ms: 1_000,
+        }
+    }
+}
+
 /// Which node implementation to drive.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -177,6 +204,12 @@ pub struct RunConfig {
     pub publisher: Option<RegionCode>,
     pub dataset_bytes: u64,
     pub dataset_records: u64,
+    /// How records (and bytes) spread over the townships.
+    pub spread: Spread,
+    /// The protocol node's return-flow tuning.
+    pub tuning: Tuning,
+    /// The node's shell: control outbox, CPU costs, transport overhead.
+    pub shell: ShellConfig,
     /// Catalog churn: this many townships change a catalog entry, at random times in
     /// `[0, churn_window_us]`.
     pub churn_townships: usize,
@@ -201,6 +234,9 @@ impl RunConfig {
             publisher: Some(RegionCode::NATIONAL),
             dataset_bytes: 1 << 30,
             dataset_records: 10_000_000,
+            spread: Spread::Villages,
+            tuning: Tuning::default(),
+            shell: ShellConfig::default(),
             churn_townships: 0,
             churn_window_us: 60 * MICROS_PER_S,
             net: NetConfig::default(),
@@ -303,7 +339,7 @@ pub fn run(config: &RunConfig) -> Result<Outcome, String> {
         return Err("random faults need a fault window of more than 0 s".to_string());
     }
     let root = config.publisher.unwrap_or(RegionCode::NATIONAL);
-    let layout = Layout::new(&topo, root, "simnet-dataset", bytes, records);
+    let layout = Layout::new(&topo, root, "simnet-dataset", bytes, records, config.spread);
     let churn = churn_schedule(&topo, config);
     let mut limits = config.limits;
     // The run must outlast the faults, or "nothing lost after faults" cannot be judged.
@@ -368,6 +404,7 @@ fn drive<N: SimNode + Inspect>(
         Arc::clone(topo),
         nodes,
         config.net.clone(),
+        config.shell,
         faults,
         limits,
         config.seed,
@@ -554,5 +591,36 @@ mod tests {
         assert!(s.build(1).is_err());
         let s = TopologySpec::parse("synthetic:2,2,2,2").unwrap();
         assert_eq!(s.build(1).unwrap().len(), 31);
+    }
+
+    /// simnet keeps the node's shipping tuning by hand (it does not depend on the node). When
+    /// the node's source is at hand (a workspace checkout), its `Tuning::default()` must hold
+    /// the same numbers.
+    #[test]
+    fn tuning_defaults_are_the_nodes() {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../node/src/node.rs");
+        let Ok(text) = std::fs::read_to_string(&src) else {
+            eprintln!("skipping: {} not present", src.display());
+            return;
+        };
+        let start = text
+            .find("impl Default for Tuning")
+            .expect("the node defines Tuning's defaults");
+        let block = &text[start..];
+        let block = &block[..block.find("\n}\n").unwrap_or(block.len())];
+        let value = |field: &str| -> u64 {
+            let at = block.find(&format!("{field}:")).expect(field) + field.len() + 1;
+            let v: String = block[at..]
+                .chars()
+                .take_while(|c| *c != ',')
+                .filter(|c| c.is_ascii_digit())
+                .collect();
+            v.parse().expect(field)
+        };
+        let t = Tuning::default();
+        assert_eq!(value("retry_ms"), t.retry_ms);
+        assert_eq!(value("source_silence_ms_max"), t.source_silence_ms_max);
+        assert_eq!(value("groups_in_flight_max"), t.groups_in_flight_max);
+        assert_eq!(value("receipt_interval_ms"), t.receipt_interval_ms);
     }
 }

@@ -73,6 +73,24 @@ fn bad_input_is_one_line_and_exit_2() {
             "--out",
             out,
         ],
+        vec![
+            "run",
+            "--topology",
+            "synthetic:2,2,2,2",
+            "--spread",
+            "lumpy",
+            "--out",
+            out,
+        ],
+        vec![
+            "run",
+            "--topology",
+            "synthetic:2,2,2,2",
+            "--costs",
+            "cheap",
+            "--out",
+            out,
+        ],
     ] {
         let o = simnet(&bad);
         let stderr = String::from_utf8_lossy(&o.stderr);
@@ -114,6 +132,42 @@ fn run_writes_json_and_html() {
     let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
     assert!(html.contains("<svg") && html.contains("</html>"));
     assert!(!html.contains("<script"), "self-contained, no scripts");
+}
+
+/// The national bench's shape on a small tree, and the what-if without the outbox: the report
+/// says when every province was complete and how the control plane fared.
+#[test]
+fn run_reports_provinces_and_the_control_plane() {
+    for extra in [&[][..], &["--no-outbox"][..]] {
+        let dir = tempdir();
+        let mut args = vec![
+            "run",
+            "--topology",
+            "synthetic:2,2,2,3",
+            "--bytes",
+            "300KB",
+            "--records",
+            "2400",
+            "--spread",
+            "even",
+            "--out",
+            dir.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let o = simnet(&args);
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        assert!(o.status.success(), "{stdout}");
+        assert!(stdout.contains("all provinces at 0."), "{stdout}");
+        assert!(stdout.contains("connection resets 0"), "{stdout}");
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap())
+                .unwrap();
+        assert_eq!(json["control"]["outbox"], extra.is_empty());
+        assert_eq!(json["control"]["streams_per_connection_max"], 256);
+        assert_eq!(json["config"]["spread"], "even");
+        assert_eq!(json["config"]["tuning"]["groups_in_flight_max"], 1024);
+        assert!(json["result"]["all_provinces_s"].as_f64().unwrap() > 0.0);
+    }
 }
 
 #[test]

@@ -1,9 +1,12 @@
 //! Simulator tests on small synthetic trees (quick in debug builds).
 
+use backflow_protocol::outbox::CONTROL_REQUESTS_IN_FLIGHT_MAX;
+use backflow_simnet::dataset::Spread;
 use backflow_simnet::engine::{StopReason, MICROS_PER_MS, MICROS_PER_S};
 use backflow_simnet::net::{Fault, LinkSpec};
 use backflow_simnet::report::Report;
 use backflow_simnet::scenario::{run, NodeImpl, Routing, RunConfig, TopologySpec};
+use backflow_simnet::shell::{Costs, ShellConfig};
 use backflow_topology::{Level, RegionCode};
 
 fn small(spec: &str, seed: u64) -> RunConfig {
@@ -73,6 +76,15 @@ fn fault_seed_failures(node: NodeImpl, pick: impl Fn(&str) -> bool) -> Vec<Strin
             .filter(|i| pick(i.name) && !i.ok)
             .map(|i| format!("{}: {}", i.name, i.detail))
             .collect();
+        // The node's control-plane bound holds under loss, faults and churn: never more than
+        // the outbox's requests in flight per direction, never a connection reset.
+        let c = &report.control.stats;
+        let mut bad = bad;
+        if c.connection_resets > 0
+            || c.streams_max_per_direction > CONTROL_REQUESTS_IN_FLIGHT_MAX as u64
+        {
+            bad.push(format!("control plane: {c:?}"));
+        }
         if !bad.is_empty() || report.result.stop != StopReason::Quiescent {
             failures.push(format!(
                 "seed {seed} ({:?}, stop {:?}): {}",
@@ -111,12 +123,13 @@ fn model_invariants_hold_across_100_fault_seeds() {
 /// The protocol is store-and-forward per child subtree: a node announces to its child once it
 /// holds the child's partitions, the child wants the groups, the parent sends one frame. So
 /// each hop costs announce + want + chunk = 3 × (10 ms + 1 µs) = 30,003 µs, and the node at
-/// depth d completes at d × 30,003 µs.
+/// depth d completes at d × 30,003 µs. (Nodes cost nothing here: `ShellConfig::free()`.)
 #[test]
 fn chain_completion_time_matches_hand_computation() {
     let mut cfg = RunConfig::return_flow(TopologySpec::parse("synthetic:1,1,1,1").unwrap(), 1);
     cfg.dataset_bytes = 100_000;
     cfg.dataset_records = 10;
+    cfg.shell = ShellConfig::free();
     for t in &mut cfg.net.tiers {
         *t = LinkSpec {
             latency_us: 10 * MICROS_PER_MS,
@@ -140,21 +153,73 @@ fn chain_completion_time_matches_hand_computation() {
     assert!(report.invariants_ok(), "{}", report.summary());
 }
 
+/// The same chain with node costs, by hand. Costs: 100 µs of event loop per control message
+/// at each end, 50 µs per chunk frame at each end, 10 ns per payload byte on the pool at each
+/// end, nothing else. The frame carries 100,384 bytes of encoding (7 groups, 6 parent hashes),
+/// 1,004 µs of pool work at each end. From the parent's announce leaving at R:
+///
+/// - announce arrives R + 10,001; the child handles it by + 100 and its want (its first
+///   output) leaves + 100 later: R + 10,201;
+/// - want arrives R + 20,202, handled + 100; the frame's loop step + 50, its pool work
+///   + 1,004: it leaves at R + 21,356 and arrives R + 31,357;
+/// - the child's pool verifies it (+ 1,004), its state machine stores it (+ 50): complete at
+///   R + 32,411; its own announce (its first output) leaves + 100 later.
+///
+/// National's announce leaves at 100 (its publish sends it first), so depth d completes at
+/// d × 32,511 µs. Receipts and acknowledgements follow each first output and never delay the
+/// next hop (each node's loop is idle again long before its next input).
+#[test]
+fn chain_completion_with_node_costs_matches_hand_computation() {
+    let mut cfg = RunConfig::return_flow(TopologySpec::parse("synthetic:1,1,1,1").unwrap(), 1);
+    cfg.dataset_bytes = 100_000;
+    cfg.dataset_records = 10;
+    let mut costs = Costs::free();
+    costs.cores = 2;
+    costs.control_message_cpu_us = 100;
+    costs.chunk_frame_cpu_us = 50;
+    costs.chunk_cpu_ps_per_byte = 10_000;
+    cfg.shell = ShellConfig {
+        costs,
+        control_outbox: true,
+    };
+    for t in &mut cfg.net.tiers {
+        *t = LinkSpec {
+            latency_us: 10 * MICROS_PER_MS,
+            bandwidth_bytes_per_s: 1 << 50,
+            loss: 0.0,
+        };
+    }
+    let outcome = run(&cfg).unwrap();
+    for (i, code) in outcome.topo.codes().iter().enumerate() {
+        let depth = code.level().depth() as u64;
+        assert_eq!(
+            outcome.stats.complete_at[i],
+            Some(depth * 32_511),
+            "{} {code}",
+            code.level()
+        );
+    }
+    let report = Report::build(&outcome);
+    assert!(report.invariants_ok(), "{}", report.summary());
+    assert_eq!(report.control.stats.connection_resets, 0);
+}
+
 /// Bandwidth-bound variant: 8 Mbit/s links (1 byte = 1 µs). The chunk frame of the 100,000-byte
-/// partition is 100,000 payload + 72 header + 7 × 64 bao bytes = 100,520 µs on the wire per
-/// hop; announce and want add their own (small) transmission times.
+/// partition is 100,000 payload + 384 bao parent hashes + 96 bytes of head = 100,480 µs on the
+/// wire per hop; announce and want add their own (small) transmission times.
 #[test]
 fn chain_completion_is_bandwidth_bound_when_links_are_thin() {
     let mut cfg = RunConfig::return_flow(TopologySpec::parse("synthetic:1,1,1,1").unwrap(), 1);
     cfg.dataset_bytes = 100_000;
     cfg.dataset_records = 10;
+    cfg.shell = ShellConfig::free();
     for t in &mut cfg.net.tiers {
         *t = LinkSpec::new(10, 8, 0.0);
     }
     let outcome = run(&cfg).unwrap();
     let township = outcome.topo.codes().len() - 1;
     let t = outcome.stats.complete_at[township].unwrap();
-    let floor = 4 * (3 * 10_000 + 100_520);
+    let floor = 4 * (3 * 10_000 + 100_480);
     // Announce (manifest + entry + proof, < 2 KB) and want (< 100 B) per hop.
     assert!(
         (floor..floor + 4 * 2_100).contains(&t),
@@ -298,4 +363,69 @@ fn direct_links_on_the_protocol_node_bypass_the_cities() {
     assert!(report.invariants_ok(), "{}", report.summary());
     assert!(link_bytes(&report, "province", "county") > 0);
     assert!(link_bytes(&report, "city", "county") <= 1_000);
+}
+
+/// The national dataset's shape — one dataset, every township a partition of ~12.5 KB (the
+/// node's bench: `--spread even`) — on a tree of 3,600 townships, with the node's costs and
+/// defaults: every link stays within the outbox's bound (at most 32 control requests in flight
+/// per direction, so at most 64 per connection), no connection is reset, every province and
+/// township completes, and the run is deterministic.
+#[test]
+fn national_shape_stays_within_the_outbox_bound_on_every_link() {
+    let mut cfg = RunConfig::return_flow(TopologySpec::parse("synthetic:4,5,6,30").unwrap(), 3);
+    cfg.spread = Spread::Even;
+    cfg.dataset_bytes = 3_600 * 12_500;
+    cfg.dataset_records = 3_600 * 148;
+    let outcome = run(&cfg).unwrap();
+    let report = Report::build(&outcome);
+    assert!(report.invariants_ok(), "{}", report.summary());
+    let c = &report.control.stats;
+    assert!(report.control.outbox);
+    assert_eq!(c.connection_resets, 0, "{c:?}");
+    assert_eq!(c.frames_lost_to_closed_connections, 0, "{c:?}");
+    assert!(
+        c.streams_max_per_direction >= 1,
+        "streams are counted: {c:?}"
+    );
+    assert!(c.streams_max_per_direction <= CONTROL_REQUESTS_IN_FLIGHT_MAX as u64);
+    assert!(c.streams_max_per_connection <= 2 * CONTROL_REQUESTS_IN_FLIGHT_MAX as u64);
+    let (provinces, townships) = (
+        report
+            .result
+            .all_provinces_s
+            .expect("every province complete"),
+        report
+            .result
+            .all_townships_s
+            .expect("every township complete"),
+    );
+    assert!(0.0 < provinces && provinces <= townships);
+    // Every partition is one chunk group; nodes spent CPU on them.
+    let codes = outcome.topo.codes();
+    assert!((0..codes.len())
+        .filter(|&i| codes[i].level() == Level::Township)
+        .all(|i| (1..=16 * 1024).contains(&outcome.layout.parts[i].bytes)));
+    assert!(report.cpu.iter().all(|t| t.total_s > 0.0));
+    assert_eq!(report_hash(&cfg), report_hash(&cfg), "deterministic");
+}
+
+/// The real shape at full scale: the national dataset (518 MB over all 41,352 townships,
+/// ~12.5 KB each) from national to the whole country with the node's costs and defaults. No
+/// connection is ever reset; every province holds its subtree and every township its
+/// partition. ~20 s in release: `cargo test --release -p backflow-simnet -- --ignored`.
+#[test]
+#[ignore = "full country; run in release with -- --ignored"]
+fn the_national_dataset_reaches_every_province_without_a_connection_reset() {
+    let mut cfg = RunConfig::return_flow(TopologySpec::China, 7);
+    cfg.spread = Spread::Even;
+    cfg.dataset_bytes = 518_000_000;
+    cfg.dataset_records = 6_100_000;
+    let outcome = run(&cfg).unwrap();
+    let report = Report::build(&outcome);
+    assert!(report.invariants_ok(), "{}", report.summary());
+    let c = &report.control.stats;
+    assert_eq!(c.connection_resets, 0, "{c:?}");
+    assert!(c.streams_max_per_direction <= CONTROL_REQUESTS_IN_FLIGHT_MAX as u64);
+    assert!(report.result.all_provinces_s.is_some());
+    assert_eq!(report.result.townships_complete, 41_352);
 }

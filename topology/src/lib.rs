@@ -1,6 +1,8 @@
 //! China's administrative division tree as pure data.
 //!
 //! - [`RegionCode`] and [`Level`]: syntax and arithmetic of the NBS 2023 codes (统计用区划代码).
+//! - [`is_known_village`]: the NBS 2023 village list (620,573 villages), for checking records'
+//!   12-digit village codes; villages are locations in a township, not nodes of the tree.
 //! - [`Topology`]: a loaded tree — the embedded national table ([`Topology::china`]) or a
 //!   synthetic one for what-if planning ([`Topology::synthetic`]) — with names and children.
 //!
@@ -21,6 +23,8 @@
 
 mod code;
 mod table;
+mod villages;
 
 pub use code::{CodeError, Level, RegionCode, VILLAGE_DIGITS};
 pub use table::{Fanout, Region, RegionKind, Topology, TopologyError};
+pub use villages::{is_known_village, village_township, villages_of, VILLAGES_TOTAL};

@@ -29,9 +29,11 @@ fuzz_target!(|data: &[u8]| {
             Message::ReturnFlow(m) => rf.handle_message(now, &mut trust, from, m),
             Message::Catalog(m) => sync.handle_message(now, &mut trust, from, m),
             Message::Chunk(f) => {
-                let _ = rf.expected_partition(&f.manifest, f.region);
-                rf.handle_group_rejected(now, from, &f.manifest, f.region, f.first_group);
-                rf.handle_groups_stored(now, from, &f.manifest, f.region, f.first_group..f.group_count);
+                for (p, _) in f.parts_with_payload() {
+                    let _ = rf.expected_partition(&f.manifest, p.region);
+                    rf.handle_group_rejected(now, from, &f.manifest, p.region, p.first_group);
+                    rf.handle_groups_stored(now, from, &f.manifest, &[(p.region, p.groups())]);
+                }
             }
             Message::Hello(h) => {
                 let _ = trust.verify_chain(&h.chain, now);

@@ -87,7 +87,10 @@ pub fn write_dataset(
                 continue;
             }
             id += 1;
-            let village = 1 + (id * 7) % 23;
+            // A real village of the township (the NBS 2023 list embedded in the topology).
+            let code = backflow_topology::RegionCode::parse(t).expect("a township code");
+            let villages = backflow_topology::villages_of(code);
+            let village = villages[id as usize % villages.len()];
             // Some rows carry a quoted field with a comma, as real exports do.
             let note = if id % 10 == 3 {
                 format!("\"{name}, row {id}\"{filler}")
@@ -95,7 +98,7 @@ pub fn write_dataset(
                 format!("ok{filler}")
             };
             let line = format!(
-                "{id},{t}{village:03},H{id:07},{},{note}\n",
+                "{id},{village},H{id:07},{},{note}\n",
                 100 + (id * 37) % 4900
             );
             csv.extend_from_slice(line.as_bytes());
