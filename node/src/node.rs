@@ -1329,7 +1329,7 @@ impl Runtime {
                         .iter()
                         .filter(|e| !live.contains(&e.content_hash))
                     {
-                        self.store.delete_content(&e.content_hash)?;
+                        self.store.delete_content(&e.content_hash, e.bytes)?;
                     }
                 }
             }
