@@ -1135,7 +1135,12 @@ mod tests {
             RegionCode::NATIONAL,
             VillagePolicy::Strict,
         );
-        for code in ["440103001101", "650104001001", "650104001005", "650104001019"] {
+        for code in [
+            "440103001101",
+            "650104001001",
+            "650104001005",
+            "650104001019",
+        ] {
             assert!(index.route(code.as_bytes()).is_ok(), "{code}");
         }
         for code in ["440103001001", "650104001002", "650104001007"] {

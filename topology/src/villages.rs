@@ -31,7 +31,8 @@ fn villages() -> &'static [u64] {
             let township: u64 = township.parse().expect("a township code");
             for range in ranges.split(',') {
                 let (a, b) = range.split_once('-').unwrap_or((range, range));
-                let (a, b): (u64, u64) = (a.parse().expect("a number"), b.parse().expect("a number"));
+                let (a, b): (u64, u64) =
+                    (a.parse().expect("a number"), b.parse().expect("a number"));
                 out.extend((a..=b).map(|v| township * 1000 + v));
             }
         }
@@ -92,7 +93,10 @@ mod tests {
     fn known_and_unknown_villages() {
         assert!(is_known_village(110101001001));
         assert!(is_known_village(110101001002));
-        assert!(!is_known_village(110101001003), "a gap in 东华门街道's numbering");
+        assert!(
+            !is_known_village(110101001003),
+            "a gap in 东华门街道's numbering"
+        );
         assert!(!is_known_village(110101001999));
         assert!(!is_known_village(110101001000));
         assert!(is_known_village(350527000000), "金门's placeholder");
