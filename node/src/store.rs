@@ -420,6 +420,15 @@ impl Store {
         Ok(())
     }
 
+    /// Publisher's bulk load of a whole small partition ([`is_inline`]): its groups straight
+    /// into the index, unlogged like [`Store::load_groups`].
+    pub fn load_inline(&self, content: &Hash, data: &[u8]) -> Result<()> {
+        debug_assert!(is_inline(data.len() as u64));
+        let mut batch = self.batch();
+        Self::index_groups_inline(&mut batch, content, 0, data);
+        self.write_unlogged(batch)
+    }
+
     /// Publisher's bulk load: content bytes first, then (unlogged, made durable by a later
     /// [`Store::flush`]) their index entries; a small partition's bytes go with its entries. Through the page cache, not `O_DIRECT`: a national
     /// publish writes 41,352 mostly small files, and a synchronous device write for each took
