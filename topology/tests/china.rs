@@ -223,9 +223,21 @@ fn village_file_rolls_up_to_known_townships() {
         china
             .township_of(village)
             .unwrap_or_else(|e| panic!("{line}: {e}"));
+        // The embedded list (data/villages.txt) is this file, exactly: no village missing, and
+        // (with the count below) none added.
+        let code: u64 = village.parse().unwrap_or_else(|e| panic!("{line}: {e}"));
+        assert!(
+            backflow_topology::is_known_village(code),
+            "{village} not embedded"
+        );
         n += 1;
     }
     assert!(n > 600_000, "{n} villages");
+    assert_eq!(
+        n,
+        backflow_topology::VILLAGES_TOTAL,
+        "embedded list and file differ in size"
+    );
 }
 
 #[test]
