@@ -1,5 +1,26 @@
 //! Shared helpers for the bench binaries.
 
+/// Whether this is a measuring run: `cargo bench` passes `--bench`, while `cargo test
+/// --workspace` (which builds and runs the bench binaries too, so they stay compiled) does not,
+/// and then the heavy run is skipped with a line saying so.
+#[allow(dead_code)]
+pub fn measuring() -> bool {
+    let on = std::env::args().any(|a| a == "--bench");
+    if !on {
+        println!("benchmark skipped (run it with `cargo bench`)");
+    }
+    on
+}
+
+/// A numeric knob from the environment (`BACKFLOW_BENCH_*`), or its default.
+#[allow(dead_code)]
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// Peak resident set size of this process (VmHWM), in bytes.
 #[allow(dead_code)]
 pub fn peak_rss_bytes() -> u64 {

@@ -12,7 +12,8 @@
 //! instead (北京 → 市辖区 → 东城区 → its townships, each a real node), the same dataset.
 //! `BACKFLOW_BENCH_MB`: dataset size (default 518).
 //!
-//! Run: `cargo bench -p backflow-node --bench national`
+//! Run: `cargo bench --workspace --bench national` (not `-p`: another feature set, another
+//! RocksDB build).
 
 #[path = "common.rs"]
 mod common;
@@ -28,15 +29,10 @@ use backflow_node::publish::{prepare, PublishRequest};
 use backflow_topology::{Level, RegionCode, Topology};
 
 fn main() -> Result<()> {
-    // `cargo bench` passes --bench; `cargo test --all-targets` does not: skip the heavy run there.
-    if !std::env::args().any(|a| a == "--bench") {
-        println!("benchmark skipped (run it with `cargo bench`)");
+    if !common::measuring() {
         return Ok(());
     }
-    let mb: u64 = std::env::var("BACKFLOW_BENCH_MB")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(518);
+    let mb: u64 = common::env_or("BACKFLOW_BENCH_MB", 518);
     let chain = std::env::var("BACKFLOW_BENCH_SHAPE").is_ok_and(|s| s == "chain");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

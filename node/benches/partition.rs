@@ -45,15 +45,10 @@ impl PartitionSink for CountingSink {
 }
 
 fn main() -> Result<()> {
-    // `cargo bench` passes --bench; `cargo test --all-targets` does not: skip the heavy run there.
-    if !std::env::args().any(|a| a == "--bench") {
-        println!("benchmark skipped (run it with `cargo bench`)");
+    if !common::measuring() {
         return Ok(());
     }
-    let target_mb: u64 = std::env::var("BACKFLOW_BENCH_MB")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(520);
+    let target_mb: u64 = common::env_or("BACKFLOW_BENCH_MB", 520);
     let dir = tempfile::tempdir()?;
     let csv = dir.path().join("bench.csv");
     let townships = Topology::china().townships_under(RegionCode::NATIONAL);

@@ -21,15 +21,10 @@ use backflow_node::publish::{prepare, PublishRequest};
 use backflow_topology::RegionCode;
 
 fn main() -> Result<()> {
-    // `cargo bench` passes --bench; `cargo test --all-targets` does not: skip the heavy run there.
-    if !std::env::args().any(|a| a == "--bench") {
-        println!("benchmark skipped (run it with `cargo bench`)");
+    if !common::measuring() {
         return Ok(());
     }
-    let mib: u64 = std::env::var("BACKFLOW_BENCH_MB")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1024);
+    let mib: u64 = common::env_or("BACKFLOW_BENCH_MB", 1024);
     // BACKFLOW_BENCH_WORKERS: tokio worker threads (default: one per core, as `backflow run`).
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = std::env::var("BACKFLOW_BENCH_WORKERS")
