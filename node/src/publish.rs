@@ -477,24 +477,7 @@ mod tests {
         }
         writeln!(f, "5000,12345,short code").unwrap();
         drop(f);
-        let req = PublishRequest {
-            dataset: "t".into(),
-            region_field: "village".into(),
-            format: Format::Csv,
-            input,
-            department: "d".into(),
-            work_dir: dir.path().join("spill"),
-            rejects_path: None,
-        };
-        let p = prepare(
-            &store,
-            &identity,
-            &|_| None,
-            &req,
-            UnixMs(1_000),
-            &mut |_| {},
-        )
-        .unwrap();
+        let p = prepare_csv(&store, &identity, input, "village".into());
         assert_eq!(p.partitions(), 3);
         assert_eq!(
             p.summary.rejects.first_lines,
@@ -535,24 +518,8 @@ mod tests {
             let identity = NodeIdentity::national(ed25519_dalek::SigningKey::from_bytes(&[9; 32]));
             let input = dir.path().join("in.csv");
             std::fs::write(&input, "id,village\n1,110101001001\n2,110101001999\n").unwrap();
-            let req = PublishRequest {
-                dataset: "v".into(),
-                region_field: RegionField::new("village", VillagePolicy::from_strict(strict)),
-                format: Format::Csv,
-                input,
-                department: "d".into(),
-                work_dir: dir.path().join("spill"),
-                rejects_path: None,
-            };
-            let p = prepare(
-                &store,
-                &identity,
-                &|_| None,
-                &req,
-                UnixMs(1_000),
-                &mut |_| {},
-            )
-            .unwrap();
+            let field = RegionField::new("village", VillagePolicy::from_strict(strict));
+            let p = prepare_csv(&store, &identity, input, field);
             let s = &p.summary;
             if strict {
                 assert_eq!(p.records(), 1);
@@ -570,6 +537,26 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Prepares the CSV file `input` as dataset "t" of department "d" (spilling beside it).
+    fn prepare_csv(
+        store: &Store,
+        identity: &NodeIdentity,
+        input: std::path::PathBuf,
+        region_field: RegionField,
+    ) -> Prepared {
+        let work_dir = input.with_extension("spill");
+        let req = PublishRequest {
+            dataset: "t".into(),
+            region_field,
+            format: Format::Csv,
+            input,
+            department: "d".into(),
+            work_dir,
+            rejects_path: None,
+        };
+        prepare(store, identity, &|_| None, &req, UnixMs(1_000), &mut |_| {}).unwrap()
     }
 
     fn township_entries(under: RegionCode) -> Vec<PartitionEntry> {
