@@ -13,14 +13,17 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Result};
 use backflow_protocol::manifest::{
-    check_groups, encode_groups_at, Hash, OutboardBuilder, PartitionEntry,
+    check_groups, decode_groups_with, encode_groups_at, ChunkError, ChunkFrame, ChunkPart, Hash,
+    OutboardBuilder, PartitionEntry, CHUNK_GROUPS_PER_FRAME_MAX, CHUNK_GROUP_BYTES,
 };
+use backflow_protocol::return_flow::ServePart;
 use backflow_protocol::wire::CHUNK_FRAME_BYTES_MAX;
+use backflow_topology::RegionCode;
 use bao_tree::io::outboard::PreOrderOutboard;
 use bao_tree::{BaoTree, BlockSize};
 
 use crate::publish::OUTBOARD_STORED_BYTES_MIN;
-use crate::store::Store;
+use crate::store::{AlignedBuf, Store};
 
 /// Same block size as the protocol: 16 KiB chunk groups (chunk log 4).
 const BLOCK_SIZE: BlockSize = BlockSize::from_chunk_log(4);
@@ -88,6 +91,140 @@ pub fn encode_groups(
         at,
     )
     .map_err(|e| anyhow::anyhow!("encoding partition {}: {e}", entry.region))
+}
+
+/// Encodes `parts` (an `Output::ServeChunks`) into one chunk frame, each run appended to the
+/// pooled payload buffer where the one before it ended. A run that cannot be encoded is left
+/// out (the receiver asks again and, after a while, falls back) and its outboard forgotten, as
+/// that may be what is damaged; the others still go. Returns the frame (`None` if no run could
+/// be encoded) and one message per run left out. `tamper`: the multi-host fault switch.
+pub fn serve_frame(
+    store: &Store,
+    cache: &OutboardCache,
+    manifest: Hash,
+    parts: &[ServePart],
+    tamper: bool,
+) -> (Option<ChunkFrame>, Vec<String>) {
+    let mut frame = ChunkFrame {
+        manifest,
+        parts: Vec::with_capacity(parts.len()),
+        // Returned to the pool by the writer once sent.
+        encoded: frame_buf(),
+    };
+    let mut failures = Vec::new();
+    let mut at = 0;
+    for p in parts {
+        let encoded = cache.get_or_build(store, &p.entry).and_then(|ob| {
+            encode_groups(
+                store,
+                &ob,
+                &p.entry,
+                p.groups.clone(),
+                &mut frame.encoded,
+                at,
+            )
+        });
+        let end = match encoded {
+            Ok(end) => end,
+            Err(e) => {
+                let mut failed = format!("serving chunks: {e:#}");
+                if let Err(f) = cache.forget(store, &p.entry.content_hash) {
+                    failed += &format!(" (and forgetting its outboard: {f:#})");
+                }
+                failures.push(failed);
+                continue;
+            }
+        };
+        if tamper && end > at {
+            // The last byte of a run is content of its last group.
+            frame.encoded[end - 1] ^= 0x01;
+        }
+        frame.parts.push(ChunkPart {
+            region: p.entry.region,
+            first_group: p.groups.start,
+            group_count: p.groups.end - p.groups.start,
+            encoded_len: (end - at) as u32,
+        });
+        at = end;
+    }
+    frame.encoded.truncate(at);
+    if frame.parts.is_empty() {
+        recycle_frame_buf(frame.encoded);
+        return (None, failures);
+    }
+    (Some(frame), failures)
+}
+
+/// What became of a received chunk frame's runs (see [`receive_frame`]).
+#[derive(Debug, Default)]
+pub struct FrameVerdict {
+    /// Runs verified and stored, `(partition region, groups)`.
+    pub stored: Vec<(RegionCode, Range<u64>)>,
+    /// Runs that failed verification: `(partition region, the group to blame, why)`.
+    pub rejected: Vec<(RegionCode, u64, String)>,
+    /// Storing failed: nothing of the frame is stored.
+    pub failed: Option<String>,
+}
+
+/// Verifies each `expected` run of a received frame where it lies in `received` (`(run, the
+/// entry it must verify against, where its encoding lies)`) and stores the verified ones in
+/// one batch: their index entries (and small partitions' content) land together, after any
+/// content files were written. Only verified bytes reach the store.
+pub fn receive_frame(
+    store: &Store,
+    received: &[u8],
+    expected: Vec<(ChunkPart, PartitionEntry, Range<usize>)>,
+) -> FrameVerdict {
+    let mut verdict = FrameVerdict::default();
+    let mut batch = store.batch();
+    for (part, entry, at) in expected {
+        let groups = part.groups();
+        // Decoded straight into the (aligned, for `O_DIRECT`) buffer that is written; a run
+        // yielding more than its groups can hold is malformed, not a panic.
+        let mut buf = AlignedBuf::with_capacity(
+            (part.group_count.min(CHUNK_GROUPS_PER_FRAME_MAX) * CHUNK_GROUP_BYTES) as usize,
+        );
+        let mut overflow = false;
+        let decoded = decode_groups_with(&entry, groups.clone(), &received[at], |piece| {
+            if buf.len() + piece.len() <= buf.capacity() {
+                buf.extend_from_slice(piece);
+            } else {
+                overflow = true;
+            }
+        });
+        let (group, reason) = match decoded {
+            Ok(()) if !overflow => {
+                let staged = store.stage_groups(
+                    &entry.content_hash,
+                    entry.bytes,
+                    groups.start,
+                    &mut buf,
+                    &mut batch,
+                );
+                if let Err(e) = staged {
+                    verdict.failed = Some(format!("storing groups: {e:#}"));
+                    return verdict;
+                }
+                verdict.stored.push((part.region, groups));
+                continue;
+            }
+            Ok(()) => (groups.start, ChunkError::Malformed.to_string()),
+            Err(e) => {
+                let group = match e {
+                    ChunkError::HashMismatch { group } => group,
+                    _ => groups.start,
+                };
+                (group, e.to_string())
+            }
+        };
+        verdict.rejected.push((part.region, group, reason));
+    }
+    if !verdict.stored.is_empty() {
+        if let Err(e) = store.write(batch) {
+            verdict.failed = Some(format!("storing groups: {e:#}"));
+        }
+    }
+    verdict
 }
 
 /// Frame buffers kept for reuse, process-wide. A frame's buffer crosses tasks and threads (a

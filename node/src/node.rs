@@ -25,10 +25,7 @@ use backflow_protocol::catalog_sync::{
     CatalogEvent, CatalogOutput, CatalogStorageOp, CatalogSync, CatalogSyncConfig,
 };
 use backflow_protocol::cert::{NodeIdentity, TrustStore};
-use backflow_protocol::manifest::{
-    decode_groups_with, ChunkError, ChunkFrame, ChunkPart, Hash, HeldVersion, PartitionEntry,
-    CHUNK_GROUPS_PER_FRAME_MAX, CHUNK_GROUP_BYTES,
-};
+use backflow_protocol::manifest::{ChunkFrame, ChunkPart, Hash, HeldVersion, PartitionEntry};
 use backflow_protocol::outbox::Outbox;
 use backflow_protocol::receipt::Receipt;
 use backflow_protocol::return_flow::{
@@ -50,13 +47,13 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
-use crate::chunks::{encode_groups, frame_buf, recycle_frame_buf, OutboardCache};
+use crate::chunks::{frame_buf, receive_frame, recycle_frame_buf, serve_frame, OutboardCache};
 use crate::config::hex;
 use crate::net::{
     build_swarm, keypair_from_signing_key, read_frame_into, write_frame_parts, Behaviour,
     BehaviourEvent, CHUNK_PROTOCOL,
 };
-use crate::store::{region_key, AlignedBuf, Store, CF_CATALOG, CF_RECEIPTS, CF_STATE};
+use crate::store::{region_key, Store, CF_CATALOG, CF_RECEIPTS, CF_STATE};
 
 /// Commands queued to the event loop. Bounded: callers wait rather than pile up.
 const COMMAND_QUEUE_MAX: usize = 256;
@@ -1038,72 +1035,22 @@ impl Runtime {
         let store = self.store.clone();
         let tx = self.work_tx.clone();
         tokio::task::spawn_blocking(move || {
-            let mut batch = store.batch();
-            let mut stored = Vec::with_capacity(expected.len());
-            let mut rejected = Vec::new();
-            let mut failed = None;
-            for (part, entry, at) in expected {
-                let groups = part.groups();
-                // Decoded straight into the (aligned, for `O_DIRECT`) buffer that is written;
-                // a run yielding more than its groups can hold is malformed, not a panic.
-                let mut buf = AlignedBuf::with_capacity(
-                    (part.group_count.min(CHUNK_GROUPS_PER_FRAME_MAX) * CHUNK_GROUP_BYTES) as usize,
-                );
-                let mut overflow = false;
-                let decoded = decode_groups_with(&entry, groups.clone(), &received[at], |piece| {
-                    if buf.len() + piece.len() <= buf.capacity() {
-                        buf.extend_from_slice(piece);
-                    } else {
-                        overflow = true;
-                    }
-                });
-                match decoded {
-                    Ok(()) if overflow => rejected.push((part, groups.start, "malformed".into())),
-                    // Only verified bytes reach the store.
-                    Ok(()) => match store.stage_groups(
-                        &entry.content_hash,
-                        entry.bytes,
-                        groups.start,
-                        &mut buf,
-                        &mut batch,
-                    ) {
-                        Ok(()) => stored.push((part.region, groups)),
-                        Err(e) => {
-                            failed = Some(format!("storing groups: {e:#}"));
-                            break;
-                        }
-                    },
-                    Err(e) => {
-                        let group = match e {
-                            ChunkError::HashMismatch { group } => group,
-                            _ => groups.start,
-                        };
-                        rejected.push((part, group, e.to_string()));
-                    }
-                }
-            }
+            let verdict = receive_frame(&store, &received, expected);
             recycle_frame_buf(received);
-            // One batch for the whole frame: the runs' index entries (and small partitions'
-            // content) land together, after any content files were written.
-            if failed.is_none() && !stored.is_empty() {
-                if let Err(e) = store.write(batch) {
-                    failed = Some(format!("storing groups: {e:#}"));
-                }
-            }
-            if let Some(e) = failed {
+            if let Some(e) = verdict.failed {
                 let _ = tx.blocking_send(Work::Failed(e));
-            } else if !stored.is_empty() {
+            } else if !verdict.stored.is_empty() {
                 let _ = tx.blocking_send(Work::Stored {
                     from,
                     manifest,
-                    parts: stored,
+                    parts: verdict.stored,
                 });
             }
-            for (part, group, reason) in rejected {
+            for (region, group, reason) in verdict.rejected {
                 let _ = tx.blocking_send(Work::Rejected {
                     from,
                     manifest,
-                    region: part.region,
+                    region,
                     group,
                     reason,
                 });
@@ -1168,55 +1115,14 @@ impl Runtime {
                     let tx = self.work_tx.clone();
                     let tamper = self.fault_tamper_serve;
                     tokio::task::spawn_blocking(move || {
-                        let mut frame = ChunkFrame {
-                            manifest,
-                            parts: Vec::with_capacity(parts.len()),
-                            // Returned to the pool by the writer once sent.
-                            encoded: frame_buf(),
-                        };
-                        let mut at = 0;
-                        for p in &parts {
-                            let encoded = cache.get_or_build(&store, &p.entry).and_then(|ob| {
-                                encode_groups(
-                                    &store,
-                                    &ob,
-                                    &p.entry,
-                                    p.groups.clone(),
-                                    &mut frame.encoded,
-                                    at,
-                                )
-                            });
-                            let end = match encoded {
-                                Ok(end) => end,
-                                Err(e) => {
-                                    // This run is left out (the receiver asks again and, after
-                                    // a while, falls back); the others still go.
-                                    let mut failed = format!("serving chunks: {e:#}");
-                                    // The outboard may be what is damaged: rebuilt next time.
-                                    if let Err(f) = cache.forget(&store, &p.entry.content_hash) {
-                                        failed += &format!(" (and forgetting its outboard: {f:#})");
-                                    }
-                                    let _ = tx.blocking_send(Work::Failed(failed));
-                                    continue;
-                                }
-                            };
-                            if tamper && end > at {
-                                // The last byte of a run is content of its last group.
-                                frame.encoded[end - 1] ^= 0x01;
-                            }
-                            frame.parts.push(ChunkPart {
-                                region: p.entry.region,
-                                first_group: p.groups.start,
-                                group_count: p.groups.end - p.groups.start,
-                                encoded_len: (end - at) as u32,
-                            });
-                            at = end;
+                        let (frame, failures) =
+                            serve_frame(&store, &cache, manifest, &parts, tamper);
+                        for failed in failures {
+                            let _ = tx.blocking_send(Work::Failed(failed));
                         }
-                        frame.encoded.truncate(at);
-                        if frame.parts.is_empty() {
-                            recycle_frame_buf(frame.encoded);
+                        let Some(frame) = frame else {
                             return;
-                        }
+                        };
                         let out = match encode_chunk_frame_head(&frame) {
                             Ok(head) => ChunkOut {
                                 head,

@@ -19,9 +19,7 @@
 //! number as a [`Warnings`] entry and listed in the rejects file too, marked as a warning; with
 //! [`VillagePolicy::Strict`] it is rejected instead ([`RejectReason::UnknownVillage`]).
 
-use std::collections::HashMap;
 use std::fs::File;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
@@ -29,13 +27,18 @@ use anyhow::{bail, Context, Result};
 use backflow_topology::{RegionCode, Topology};
 use serde::Serialize;
 
+use crate::line_report::RejectsFile;
+pub use crate::line_report::{
+    LineReport, RejectReason, Rejects, WarningReason, Warnings, REJECT_LINES_KEPT_MAX,
+};
+pub use crate::township_index::{RegionField, VillagePolicy};
+use crate::township_index::{Routed, TownshipIndex};
+
 /// One record may not exceed this many bytes: a longer "line" is almost certainly a wrong file
 /// or a missing newline, and we refuse to buffer it unboundedly.
 pub const LINE_BYTES_MAX: usize = 16 * 1024 * 1024;
 /// Read block size: large enough that per-read syscall cost vanishes against the scan.
 const READ_BLOCK_BYTES: usize = 8 * 1024 * 1024;
-/// Rejected line numbers kept in memory for the summary (all go to the rejects file).
-pub const REJECT_LINES_KEPT_MAX: usize = 1_000;
 
 /// Input record format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -64,174 +67,6 @@ impl Format {
             "ndjson" | "jsonl" | "json" => Ok(Format::Ndjson),
             other => bail!("unknown format {other:?}; expected csv or ndjson"),
         }
-    }
-}
-
-/// Why a record was not routed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RejectReason {
-    /// The region field is absent or empty.
-    MissingRegion,
-    /// Not a 9-digit township or 12-digit village code.
-    MalformedRegion,
-    /// Well-formed, but no such township in the division table.
-    UnknownRegion,
-    /// A real township, but outside the publishing node's region.
-    ForeignRegion,
-    /// The line itself is unusable (bad JSON, unbalanced quotes, over [`LINE_BYTES_MAX`]).
-    BadRecord,
-    /// A 12-digit code in a known township of the publisher's region whose village is unknown
-    /// (see [`VillagePolicy`]); a reject only under [`VillagePolicy::Strict`], otherwise the
-    /// record is published with a [`WarningReason::UnknownVillageRolledUp`].
-    UnknownVillage,
-}
-
-impl RejectReason {
-    pub fn label(self) -> &'static str {
-        match self {
-            RejectReason::MissingRegion => "missing region code",
-            RejectReason::MalformedRegion => "malformed region code",
-            RejectReason::UnknownRegion => "unknown township",
-            RejectReason::ForeignRegion => "outside the publisher's region",
-            RejectReason::BadRecord => "unparseable record",
-            RejectReason::UnknownVillage => "unknown village (--strict-villages)",
-        }
-    }
-}
-
-/// Why a record was routed, and published, but reported: a warning, not a reject.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum WarningReason {
-    /// A 12-digit code whose township is known but whose village is not (see
-    /// [`VillagePolicy`]): rolled up to the township, as villages change faster than the
-    /// division table. These lines WERE published (unless [`VillagePolicy::Strict`], under
-    /// which they are [`RejectReason::UnknownVillage`] rejects instead and never warnings).
-    UnknownVillageRolledUp,
-}
-
-impl WarningReason {
-    /// The reason column of the rejects file: prefixed `warning:` so that published lines
-    /// are told apart from rejected ones (`grep -v '\twarning:'` leaves only the rejects).
-    pub fn label(self) -> &'static str {
-        match self {
-            WarningReason::UnknownVillageRolledUp => {
-                "warning: unknown village, rolled up to its township (published)"
-            }
-        }
-    }
-}
-
-/// Records counted by reason, with line numbers (1-based, header is line 1 for CSV): the
-/// shape shared by [`Rejects`] and [`Warnings`].
-#[derive(Debug, Serialize)]
-pub struct LineReport<R: Ord> {
-    pub counts: std::collections::BTreeMap<R, u64>,
-    /// The first [`REJECT_LINES_KEPT_MAX`] lines reported (all of them in the rejects file).
-    pub first_lines: Vec<(u64, R)>,
-}
-
-impl<R: Ord> Default for LineReport<R> {
-    fn default() -> Self {
-        LineReport {
-            counts: Default::default(),
-            first_lines: Vec::new(),
-        }
-    }
-}
-
-impl<R: Ord + Copy> LineReport<R> {
-    pub fn total(&self) -> u64 {
-        self.counts.values().sum()
-    }
-
-    fn add(&mut self, line: u64, reason: R) {
-        *self.counts.entry(reason).or_default() += 1;
-        if self.first_lines.len() < REJECT_LINES_KEPT_MAX {
-            self.first_lines.push((line, reason));
-        }
-    }
-}
-
-/// Rejected records: NOT published.
-pub type Rejects = LineReport<RejectReason>;
-
-/// Records published with a warning: they are in their township's partition, and also listed
-/// in the rejects file with a `warning:` reason.
-pub type Warnings = LineReport<WarningReason>;
-
-/// The rejects file: one line per rejected or warned record, `LINE\tREASON\tVALUE` (REASON is a
-/// [`RejectReason::label`] or a [`WarningReason::label`], which starts with `warning:` and
-/// marks a line that WAS published).
-struct RejectsFile(Option<BufWriter<File>>);
-
-impl RejectsFile {
-    fn write(&mut self, line: u64, label: &str, value: &[u8]) -> Result<()> {
-        if let Some(file) = &mut self.0 {
-            // Value shown truncated: enough to find the problem, never a whole huge line.
-            let shown = String::from_utf8_lossy(&value[..value.len().min(64)]);
-            writeln!(file, "{line}\t{label}\t{shown}")?;
-        }
-        Ok(())
-    }
-}
-
-/// What to do with a 12-digit village code whose township is in the table but whose village
-/// is unknown.
-///
-/// The township must exist (else [`RejectReason::UnknownRegion`]); the village is checked
-/// against the NBS 2023 village list embedded in `backflow_topology`
-/// ([`backflow_topology::is_known_village`], 620,573 villages). A village not in it
-/// (`110101001999`, or `110101001003`: 东华门街道 has no village 003) is an *unknown village*.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum VillagePolicy {
-    /// Route the record to its township and publish it (villages change faster than the
-    /// table), counting it in [`Warnings`].
-    #[default]
-    RollUp,
-    /// Reject the record ([`RejectReason::UnknownVillage`]): `publish --strict-villages`.
-    Strict,
-}
-
-impl VillagePolicy {
-    /// `Strict` if `strict`, else the default `RollUp`.
-    pub fn from_strict(strict: bool) -> VillagePolicy {
-        if strict {
-            VillagePolicy::Strict
-        } else {
-            VillagePolicy::RollUp
-        }
-    }
-}
-
-/// The field holding each record's location (a 9-digit township or 12-digit village code),
-/// and what to do with unknown villages in it. Built from the field name (`"village".into()`)
-/// with the default [`VillagePolicy::RollUp`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RegionField {
-    pub name: String,
-    pub villages: VillagePolicy,
-}
-
-impl RegionField {
-    pub fn new(name: impl Into<String>, villages: VillagePolicy) -> RegionField {
-        RegionField {
-            name: name.into(),
-            villages,
-        }
-    }
-}
-
-impl From<&str> for RegionField {
-    fn from(name: &str) -> RegionField {
-        RegionField::new(name, VillagePolicy::default())
-    }
-}
-
-impl From<String> for RegionField {
-    fn from(name: String) -> RegionField {
-        RegionField::new(name, VillagePolicy::default())
     }
 }
 
@@ -282,134 +117,6 @@ pub struct PartitionSummary {
     /// Records routed and published, but reported (unknown villages rolled up to their
     /// township); counted in `records_routed`, not in `rejects`.
     pub warnings: Warnings,
-}
-
-/// Identity-style hasher for u64 township digits: keys are already well spread; SipHash would
-/// cost more than the whole lookup.
-#[derive(Default)]
-struct U64Hasher(u64);
-
-impl Hasher for U64Hasher {
-    fn finish(&self) -> u64 {
-        self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15)
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
-type FastMap<V> = HashMap<u64, V, BuildHasherDefault<U64Hasher>>;
-
-/// Township digits → dense index, for the whole country (so foreign and unknown differ).
-struct TownshipIndex {
-    by_digits: FastMap<u32>,
-    codes: Vec<RegionCode>,
-    in_scope: Vec<bool>,
-    /// Per township (same index), a bit per village number 000–999 in the NBS list. Why not
-    /// ask the topology per record: a binary search over 620,573 codes for each of millions
-    /// of records cost more than the whole partitioning pass (143 against ~400 MB/s); a bit
-    /// test here is one load.
-    known_villages: Vec<[u64; 16]>,
-    villages: VillagePolicy,
-}
-
-/// A routed record: its township, and whether its village is unknown (rolled up: a warning).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Routed {
-    township: u32,
-    unknown_village: bool,
-}
-
-impl TownshipIndex {
-    fn new(topology: &Topology, scope: RegionCode, villages: VillagePolicy) -> TownshipIndex {
-        let codes = topology.townships_under(RegionCode::NATIONAL);
-        let mut by_digits = FastMap::default();
-        by_digits.reserve(codes.len());
-        let mut in_scope = Vec::with_capacity(codes.len());
-        let mut known_villages = vec![[0u64; 16]; codes.len()];
-        for (i, c) in codes.iter().enumerate() {
-            by_digits.insert(c.digits(), i as u32);
-            in_scope.push(scope.contains(*c));
-            for v in backflow_topology::villages_of(*c) {
-                let n = (v % 1000) as usize;
-                known_villages[i][n / 64] |= 1 << (n % 64);
-            }
-        }
-        TownshipIndex {
-            by_digits,
-            codes,
-            in_scope,
-            known_villages,
-            villages,
-        }
-    }
-
-    /// Whether village number `village` (the last three digits) of township `i` is in the NBS
-    /// village list.
-    fn village_known(&self, i: u32, village: u16) -> bool {
-        let n = usize::from(village);
-        debug_assert!(n < 1000, "three digits");
-        self.known_villages[i as usize][n / 64] >> (n % 64) & 1 == 1
-    }
-
-    /// Routes a region field value; its township or the reason it cannot be routed.
-    fn route(&self, value: &[u8]) -> Result<Routed, RejectReason> {
-        let value = trim_ascii(value);
-        if value.is_empty() {
-            return Err(RejectReason::MissingRegion);
-        }
-        let digits = match value.len() {
-            9 | 12 => &value[..9],
-            _ => return Err(RejectReason::MalformedRegion),
-        };
-        if !value.iter().all(u8::is_ascii_digit) || value[0] == b'0' {
-            return Err(RejectReason::MalformedRegion);
-        }
-        let n = digits
-            .iter()
-            .fold(0u64, |acc, &b| acc * 10 + u64::from(b - b'0'));
-        let i = match self.by_digits.get(&n) {
-            None => return Err(RejectReason::UnknownRegion),
-            Some(&i) if !self.in_scope[i as usize] => return Err(RejectReason::ForeignRegion),
-            Some(&i) => i,
-        };
-        let unknown_village = value.len() == 12 && {
-            let village = value[9..]
-                .iter()
-                .fold(0u16, |acc, &b| acc * 10 + u16::from(b - b'0'));
-            !self.village_known(i, village)
-        };
-        if unknown_village && self.villages == VillagePolicy::Strict {
-            return Err(RejectReason::UnknownVillage);
-        }
-        Ok(Routed {
-            township: i,
-            unknown_village,
-        })
-    }
-}
-
-fn trim_ascii(mut v: &[u8]) -> &[u8] {
-    while let [first, rest @ ..] = v {
-        if first.is_ascii_whitespace() {
-            v = rest;
-        } else {
-            break;
-        }
-    }
-    while let [rest @ .., last] = v {
-        if last.is_ascii_whitespace() {
-            v = rest;
-        } else {
-            break;
-        }
-    }
-    v
 }
 
 /// Extracts field `index` of a CSV line (without the newline). `None` if the line has fewer
@@ -464,7 +171,7 @@ pub(crate) fn csv_header_fields(header: &[u8]) -> Vec<String> {
     let mut out = Vec::new();
     let mut i = 0;
     while let Some(f) = csv_field(header, i) {
-        out.push(String::from_utf8_lossy(trim_ascii(f)).into_owned());
+        out.push(String::from_utf8_lossy(f.trim_ascii()).into_owned());
         i += 1;
     }
     out
@@ -543,7 +250,7 @@ impl Partitioner<'_> {
                     RejectReason::MissingRegion
                 }),
             Format::Ndjson => {
-                if trim_ascii(body).is_empty() {
+                if body.trim_ascii().is_empty() {
                     // Blank lines in NDJSON are not records; skipping them loses nothing.
                     return Ok(());
                 }

@@ -411,10 +411,31 @@ impl Store {
         data: &mut AlignedBuf,
         batch: &mut Batch<'_>,
     ) -> Result<()> {
+        self.stage(
+            content,
+            partition_bytes,
+            first_group,
+            data,
+            batch,
+            self.direct,
+        )
+    }
+
+    /// The one place that decides where a partition's groups go: inline into `batch`, or into
+    /// its content file (`O_DIRECT` when `direct`) with only their index entries batched.
+    fn stage(
+        &self,
+        content: &Hash,
+        partition_bytes: u64,
+        first_group: u64,
+        data: &mut AlignedBuf,
+        batch: &mut Batch<'_>,
+        direct: bool,
+    ) -> Result<()> {
         if is_inline(partition_bytes) {
             Self::index_groups_inline(batch, content, first_group, data.as_slice());
         } else {
-            self.write_content(content, first_group, data, self.direct)?;
+            self.write_content(content, first_group, data, direct)?;
             Self::index_groups(batch, content, first_group, data.len());
         }
         Ok(())
@@ -443,12 +464,14 @@ impl Store {
         data: &mut AlignedBuf,
     ) -> Result<()> {
         let mut batch = self.batch();
-        if is_inline(partition_bytes) {
-            Self::index_groups_inline(&mut batch, content, first_group, data.as_slice());
-        } else {
-            self.write_content(content, first_group, data, false)?;
-            Self::index_groups(&mut batch, content, first_group, data.len());
-        }
+        self.stage(
+            content,
+            partition_bytes,
+            first_group,
+            data,
+            &mut batch,
+            false,
+        )?;
         self.write_unlogged(batch)
     }
 
@@ -511,18 +534,7 @@ impl Store {
             index.next();
         }
         drop(index);
-        let start = groups.start * CHUNK_GROUP_BYTES;
-        let data = match inline {
-            Some(bytes) => GroupData::Inline(bytes),
-            None => GroupData::File {
-                file: self.open_content(content, false, false)?,
-                path: self.content_path(content),
-            },
-        };
-        Ok(StoredGroups {
-            data,
-            bytes: start..start + len,
-        })
+        self.stored_groups_at(content, groups.start, len, inline)
     }
 
     /// [`Store::open_groups`] of one group: a point lookup. Why apart: a national dataset is
@@ -539,17 +551,28 @@ impl Store {
             );
         };
         let (len, bytes) = index_entry(&value)?;
-        let data = match bytes {
-            Some(b) => GroupData::Inline(b.to_vec()),
+        self.stored_groups_at(content, group, len as u64, bytes.map(<[u8]>::to_vec))
+    }
+
+    /// `len` stored bytes from group `first` on: the `inline` copy, or the content file.
+    fn stored_groups_at(
+        &self,
+        content: &Hash,
+        first: u64,
+        len: u64,
+        inline: Option<Vec<u8>>,
+    ) -> Result<StoredGroups> {
+        let data = match inline {
+            Some(bytes) => GroupData::Inline(bytes),
             None => GroupData::File {
                 file: self.open_content(content, false, false)?,
                 path: self.content_path(content),
             },
         };
-        let start = group * CHUNK_GROUP_BYTES;
+        let start = first * CHUNK_GROUP_BYTES;
         Ok(StoredGroups {
             data,
-            bytes: start..start + len as u64,
+            bytes: start..start + len,
         })
     }
 

@@ -10,7 +10,8 @@
 //! - [`wire`]: frames (version tag + [`wire::Message`]), bincode encoding, named limits.
 //! - [`cert`]: jurisdiction certificates, chain verification, key rotation, [`TrustStore`].
 //! - [`catalog`]: Art. 13 catalog entries, validation (all problems at once), signed versions.
-//! - [`manifest`]: signed return-flow manifests, the region Merkle tree, 16 KiB chunk groups.
+//! - [`manifest`]: signed return-flow manifests and the region Merkle tree.
+//! - [`chunk`]: 16 KiB chunk groups, chunk frames and their bao-tree encoding.
 //! - [`receipt`]: signed subtree delivery receipts and their aggregation.
 //! - [`outbox`]: per-peer bounds on control frames in flight, the same in the node and simnet.
 //! - [`catalog_sync`]: [`CatalogSync`], child → parent catalog sync.
@@ -24,6 +25,8 @@
 pub mod catalog;
 pub mod catalog_sync;
 pub mod cert;
+pub mod chunk;
+mod group_set;
 pub mod manifest;
 pub mod outbox;
 pub mod receipt;

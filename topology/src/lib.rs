@@ -27,4 +27,4 @@ mod villages;
 
 pub use code::{CodeError, Level, RegionCode, VILLAGE_DIGITS};
 pub use table::{Fanout, Region, RegionKind, Topology, TopologyError};
-pub use villages::{is_known_village, village_township, villages_of, VILLAGES_TOTAL};
+pub use villages::{is_known_village, villages_of, VILLAGES_TOTAL};

@@ -49,22 +49,14 @@ pub fn is_known_village(village: u64) -> bool {
 /// The village codes of `township`, ascending (empty for a code that is not a township).
 /// Every township of the table has at least one.
 pub fn villages_of(township: RegionCode) -> &'static [u64] {
+    if township.level() != crate::Level::Township {
+        return &[];
+    }
     let v = villages();
     let base = township.digits() * 1000;
     let lo = v.partition_point(|&c| c < base);
     let hi = v.partition_point(|&c| c < base + 1000);
-    if township.level() != crate::Level::Township {
-        return &[];
-    }
     &v[lo..hi]
-}
-
-/// The township of a known village.
-pub fn village_township(village: u64) -> Option<RegionCode> {
-    if !is_known_village(village) {
-        return None;
-    }
-    RegionCode::parse(&(village / 1000).to_string()).ok()
 }
 
 #[cfg(test)]
@@ -100,11 +92,6 @@ mod tests {
         assert!(!is_known_village(110101001999));
         assert!(!is_known_village(110101001000));
         assert!(is_known_village(350527000000), "金门's placeholder");
-        assert_eq!(
-            village_township(110101001005),
-            Some(RegionCode::parse("110101001").unwrap())
-        );
-        assert_eq!(village_township(110101001999), None);
         let dhm = RegionCode::parse("110101001").unwrap();
         assert_eq!(
             villages_of(dhm),
