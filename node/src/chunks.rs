@@ -12,6 +12,8 @@ use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Result};
+use backflow_protocol::chunk::BLOCK_SIZE;
+use backflow_protocol::endpoint::RunVerdict;
 use backflow_protocol::manifest::{
     check_groups, decode_groups_with, encode_groups_at, ChunkError, ChunkFrame, ChunkPart, Hash,
     OutboardBuilder, PartitionEntry, CHUNK_GROUPS_PER_FRAME_MAX, CHUNK_GROUP_BYTES,
@@ -20,13 +22,10 @@ use backflow_protocol::return_flow::ServePart;
 use backflow_protocol::wire::CHUNK_FRAME_BYTES_MAX;
 use backflow_topology::RegionCode;
 use bao_tree::io::outboard::PreOrderOutboard;
-use bao_tree::{BaoTree, BlockSize};
+use bao_tree::BaoTree;
 
 use crate::publish::OUTBOARD_STORED_BYTES_MIN;
 use crate::store::{AlignedBuf, Store};
-
-/// Same block size as the protocol: 16 KiB chunk groups (chunk log 4).
-const BLOCK_SIZE: BlockSize = BlockSize::from_chunk_log(4);
 
 /// Outboards kept in memory. An outboard is 64 B per 16 KiB of content (0.4 %), so a
 /// thousand typical partitions cost little; when full the cache is simply cleared.
@@ -158,10 +157,8 @@ pub fn serve_frame(
 /// What became of a received chunk frame's runs (see [`receive_frame`]).
 #[derive(Debug, Default)]
 pub struct FrameVerdict {
-    /// Runs verified and stored, `(partition region, groups)`.
-    pub stored: Vec<(RegionCode, Range<u64>)>,
-    /// Runs that failed verification: `(partition region, the group to blame, why)`.
-    pub rejected: Vec<(RegionCode, u64, String)>,
+    /// Each planned run, in frame order: `(partition region, groups, verdict)`.
+    pub runs: Vec<(RegionCode, Range<u64>, RunVerdict)>,
     /// Storing failed: nothing of the frame is stored.
     pub failed: Option<String>,
 }
@@ -192,7 +189,7 @@ pub fn receive_frame(
                 overflow = true;
             }
         });
-        let (group, reason) = match decoded {
+        let rejected = match decoded {
             Ok(()) if !overflow => {
                 let staged = store.stage_groups(
                     &entry.content_hash,
@@ -205,21 +202,19 @@ pub fn receive_frame(
                     verdict.failed = Some(format!("storing groups: {e:#}"));
                     return verdict;
                 }
-                verdict.stored.push((part.region, groups));
+                verdict.runs.push((part.region, groups, RunVerdict::Stored));
                 continue;
             }
-            Ok(()) => (groups.start, ChunkError::Malformed.to_string()),
-            Err(e) => {
-                let group = match e {
-                    ChunkError::HashMismatch { group } => group,
-                    _ => groups.start,
-                };
-                (group, e.to_string())
-            }
+            Ok(()) => RunVerdict::rejected(&groups, &ChunkError::Malformed),
+            Err(e) => RunVerdict::rejected(&groups, &e),
         };
-        verdict.rejected.push((part.region, group, reason));
+        verdict.runs.push((part.region, groups, rejected));
     }
-    if !verdict.stored.is_empty() {
+    if verdict
+        .runs
+        .iter()
+        .any(|(_, _, v)| *v == RunVerdict::Stored)
+    {
         if let Err(e) = store.write(batch) {
             verdict.failed = Some(format!("storing groups: {e:#}"));
         }
@@ -365,7 +360,7 @@ mod tests {
         let obao = dir
             .path()
             .join("chunks")
-            .join(format!("{}.obao", crate::config::hex(&entry.content_hash)));
+            .join(format!("{}.obao", hex::encode(&entry.content_hash)));
 
         // Built from the content on first use and kept beside it.
         let cache = OutboardCache::default();
@@ -405,7 +400,7 @@ mod tests {
         let content = dir
             .path()
             .join("chunks")
-            .join(crate::config::hex(&entry.content_hash));
+            .join(hex::encode(&entry.content_hash));
         let mut rotten = std::fs::read(&content).unwrap();
         rotten[70 * g + 3] ^= 1;
         std::fs::write(&content, &rotten).unwrap();

@@ -254,7 +254,7 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
     }
     println!(
         "✓ signed manifest {} published at national; delivering…",
-        crate::config::hex(&manifests[0][..8])
+        hex::encode(&manifests[0][..8])
     );
 
     // Wait for every township's receipt to reach the publisher.

@@ -126,6 +126,7 @@ impl LocalNet {
                 listen: vec![transport.loopback()],
                 upstream: upstream.clone(),
                 tuning: tuning.clone(),
+                fault_tamper_serve: false,
             };
             let (handle, task) = start(setup)
                 .await
@@ -166,6 +167,7 @@ impl LocalNet {
             listen: vec![self.transport.loopback()],
             upstream: self.upstreams[&region].clone(),
             tuning: self.tuning.clone(),
+            fault_tamper_serve: false,
         };
         // The previous instance's blocking tasks may still hold the database briefly.
         let mut attempt = 0;
@@ -177,6 +179,7 @@ impl LocalNet {
                 listen: setup.listen.clone(),
                 upstream: setup.upstream.clone(),
                 tuning: setup.tuning.clone(),
+                fault_tamper_serve: false,
             })
             .await
             {

@@ -207,3 +207,23 @@ pub fn keypair_from_signing_key(key: &ed25519_dalek::SigningKey) -> identity::Ke
     // 32 secret bytes always form a valid ed25519 key.
     identity::Keypair::ed25519_from_bytes(key.to_bytes()).expect("32-byte ed25519 secret")
 }
+
+/// The libp2p peer id of an ed25519 verifying key (node keys double as libp2p keys).
+pub fn peer_id_of(key: &ed25519_dalek::VerifyingKey) -> anyhow::Result<libp2p::PeerId> {
+    let pk = identity::ed25519::PublicKey::try_from_bytes(key.as_bytes())?;
+    Ok(identity::PublicKey::from(pk).to_peer_id())
+}
+
+/// What the transport authenticated of `peer`, for the endpoint's admission check: the
+/// ed25519 key its id encodes (libp2p inlines ed25519 public keys in the peer id) and the id's
+/// bytes. `None` for a peer id of another key type: no node has one.
+pub fn auth_of_peer(peer: &libp2p::PeerId) -> Option<backflow_protocol::endpoint::PeerAuth> {
+    let key = identity::PublicKey::try_decode_protobuf(peer.as_ref().digest())
+        .ok()?
+        .try_into_ed25519()
+        .ok()?;
+    Some(backflow_protocol::endpoint::PeerAuth {
+        key: key.to_bytes(),
+        peer_id: peer.to_bytes(),
+    })
+}

@@ -282,12 +282,12 @@ impl Store {
 
     /// The content file of a partition.
     pub fn content_path(&self, content: &Hash) -> PathBuf {
-        self.chunk_dir.join(crate::config::hex(content))
+        self.chunk_dir.join(hex::encode(content))
     }
 
     fn outboard_path(&self, content: &Hash) -> PathBuf {
         self.chunk_dir
-            .join(format!("{}.obao", crate::config::hex(content)))
+            .join(format!("{}.obao", hex::encode(content)))
     }
 
     /// Keeps a partition's outboard beside its content (through the page cache, like the
@@ -337,7 +337,7 @@ impl Store {
         open.open(&path).with_context(|| {
             format!(
                 "opening the content file of partition {} ({})",
-                crate::config::hex(&content[..8]),
+                hex::encode(&content[..8]),
                 path.display()
             )
         })
@@ -510,7 +510,7 @@ impl Store {
                     index.status()?;
                     anyhow::bail!(
                         "group {g} of partition {} is not stored",
-                        crate::config::hex(&content[..8])
+                        hex::encode(&content[..8])
                     );
                 }
             };
@@ -518,7 +518,7 @@ impl Store {
             if n < CHUNK_GROUP_BYTES as usize && g + 1 != groups.end {
                 anyhow::bail!(
                     "short group {g} inside a range of partition {}",
-                    crate::config::hex(&content[..8])
+                    hex::encode(&content[..8])
                 );
             }
             match (bytes, &mut inline) {
@@ -527,7 +527,7 @@ impl Store {
                 (None, None) => {}
                 _ => anyhow::bail!(
                     "partition {} has groups both inline and in a file",
-                    crate::config::hex(&content[..8])
+                    hex::encode(&content[..8])
                 ),
             }
             len += n as u64;
@@ -547,7 +547,7 @@ impl Store {
         else {
             anyhow::bail!(
                 "group {group} of partition {} is not stored",
-                crate::config::hex(&content[..8])
+                hex::encode(&content[..8])
             );
         };
         let (len, bytes) = index_entry(&value)?;

@@ -1,6 +1,7 @@
 //! Real nodes over real libp2p on 127.0.0.1, each with its own RocksDB.
 
 use std::io::Write;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
@@ -291,6 +292,7 @@ async fn sibling_region_is_refused() -> Result<()> {
         listen: vec!["/ip4/127.0.0.1/tcp/0".parse()?],
         upstream: vec![],
         tuning: fast(),
+        fault_tamper_serve: false,
     })
     .await?;
     let (guangdong, task_b) = start(NodeSetup {
@@ -300,10 +302,22 @@ async fn sibling_region_is_refused() -> Result<()> {
         listen: vec!["/ip4/127.0.0.1/tcp/0".parse()?],
         upstream: vec![beijing.listen_addrs[0].clone()],
         tuning: fast(),
+        fault_tamper_serve: false,
     })
     .await?;
-    // Give them time to connect and exchange certificates.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The positive signal first: they did connect, and each refused the other for its place
+    // in the tree (not merely never met).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while [&beijing, &guangdong]
+        .iter()
+        .any(|h| h.stats.peers_refused.load(Ordering::Relaxed) == 0)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the two provinces never met and refused each other within 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     for (h, other) in [(&beijing, "44"), (&guangdong, "11")] {
         let peers = h.peers().await?;
         assert!(

@@ -19,12 +19,12 @@ use ed25519_dalek::Signature;
 use serde::{Deserialize, Serialize};
 
 use crate::cert::{check_chain_limits, CertChain, CertError, NodeIdentity, TrustStore};
-use crate::time::UnixMs;
-use crate::wire::{
-    check_len, digest, encoded_len, Bounded, LimitError, CATALOG_UPDATE_BYTES_MAX,
-    CHANGES_PER_UPDATE_MAX, DATA_ITEMS_PER_ENTRY_MAX, LIST_ITEMS_MAX, NAME_BYTES_MAX,
-    TEXT_BYTES_MAX,
+use crate::codec::{digest, encoded_len};
+use crate::limits::{
+    check_len, Bounded, LimitError, CATALOG_UPDATE_BYTES_MAX, CHANGES_PER_UPDATE_MAX,
+    DATA_ITEMS_PER_ENTRY_MAX, LIST_ITEMS_MAX, NAME_BYTES_MAX, TEXT_BYTES_MAX,
 };
+use crate::time::UnixMs;
 
 const UPDATE_DOMAIN: &[u8] = b"backflow/catalog-update/v1";
 

@@ -35,16 +35,19 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use backflow_topology::RegionCode;
-use serde::{Deserialize, Serialize};
 
 use crate::catalog::{
     Applied, CatalogError, CatalogOrigin, DepartmentCatalog, SignedCatalogUpdate,
 };
 use crate::cert::TrustStore;
+use crate::codec::encoded_len;
+use crate::limits::{LimitError, FRAME_BYTES_MAX, UPDATES_PER_BATCH_MAX};
 use crate::time::UnixMs;
-use crate::wire::{
-    check_len, encoded_len, Bounded, LimitError, FRAME_BYTES_MAX, UPDATES_PER_BATCH_MAX,
-};
+use crate::tuning::Tuning;
+
+pub(crate) mod messages;
+
+pub use messages::CatalogMsg;
 
 /// Bytes of catalog updates in one batch: a frame minus room for the envelope.
 pub const BATCH_BYTES_MAX: usize = FRAME_BYTES_MAX - 64 * 1024;
@@ -53,32 +56,6 @@ pub const BATCH_BYTES_MAX: usize = FRAME_BYTES_MAX - 64 * 1024;
 pub const LOG_ENTRIES_MAX: u64 = 16 * 1024 * 1024;
 /// Senders (children, and descendants during fallback) a parent tracks.
 pub const SENDERS_MAX: usize = 65_536;
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub enum CatalogMsg {
-    /// Child → parent: what is your watermark for my log `log_id`?
-    Probe { log_id: u64 },
-    /// Child → parent: log entries `first, first + 1, …`.
-    Updates {
-        log_id: u64,
-        first: u64,
-        updates: Vec<Arc<SignedCatalogUpdate>>,
-    },
-    /// Parent → child: entries `1..=watermark` of log `log_id` are applied.
-    Ack { log_id: u64, watermark: u64 },
-}
-
-impl Bounded for CatalogMsg {
-    fn check_limits(&self) -> Result<(), LimitError> {
-        match self {
-            CatalogMsg::Updates { updates, .. } => {
-                check_len("updates per batch", updates.len(), UPDATES_PER_BATCH_MAX)?;
-                updates.iter().try_for_each(|u| u.check_limits())
-            }
-            CatalogMsg::Probe { .. } | CatalogMsg::Ack { .. } => Ok(()),
-        }
-    }
-}
 
 #[derive(Clone, Debug)]
 pub struct CatalogSyncConfig {
@@ -93,12 +70,15 @@ pub struct CatalogSyncConfig {
 }
 
 impl CatalogSyncConfig {
+    /// The one set of defaults ([`Tuning::default`]) for the knobs it shares with the return
+    /// flow; the [`crate::endpoint::Endpoint`] sets them from its own `Tuning`.
     pub fn new(region: RegionCode, log_id: u64) -> CatalogSyncConfig {
+        let tuning = Tuning::default();
         CatalogSyncConfig {
             region,
             log_id,
-            retry_ms: 5_000,
-            upstream_silence_ms_max: 60_000,
+            retry_ms: tuning.retry_ms,
+            upstream_silence_ms_max: tuning.source_silence_ms_max,
             parent_retry_ms: 300_000,
         }
     }

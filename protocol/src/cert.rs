@@ -21,8 +21,9 @@ use backflow_topology::{Level, RegionCode};
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
+use crate::codec::digest;
+use crate::limits::{check_len, LimitError, CERT_CHAIN_LEN_MAX, PEER_ID_BYTES_MAX};
 use crate::time::UnixMs;
-use crate::wire::{check_len, digest, LimitError, CERT_CHAIN_LEN_MAX, PEER_ID_BYTES_MAX};
 
 const CERT_DOMAIN: &[u8] = b"backflow/cert/v1";
 const ROTATION_DOMAIN: &[u8] = b"backflow/cert-rotation/v1";
@@ -240,6 +241,67 @@ fn structural_check(body: &CertBody) -> Result<(), CertError> {
     Ok(())
 }
 
+/// A memo of signatures that verified: digests of (key, message digest, signature) triples.
+/// Whether a signature verifies is a pure function of the triple, so several trust stores may
+/// share one memo ([`TrustStore::with_shared_memo`]) — e.g. a simulator running thousands of
+/// nodes in one process then checks a signature relayed to all of them once. Revocations stay
+/// per store: a store refuses a revoked key before it consults the memo. Clones share the
+/// memo. Bounded like a store's own memo: cleared when it holds [`TRUST_CACHE_ENTRIES_MAX`].
+#[derive(Clone, Debug, Default)]
+pub struct SignatureMemo(std::sync::Arc<std::sync::Mutex<BTreeSet<[u8; 32]>>>);
+
+impl SignatureMemo {
+    pub fn new() -> SignatureMemo {
+        SignatureMemo::default()
+    }
+
+    /// Triples remembered now.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeSet<[u8; 32]>> {
+        // A set of digests is valid whatever a panicking holder left in it.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// A store's memo of verified signatures: its own, or one shared with other stores.
+#[derive(Clone, Debug)]
+enum Memo {
+    Own(BTreeSet<[u8; 32]>),
+    Shared(SignatureMemo),
+}
+
+impl Memo {
+    fn contains(&self, triple: &[u8; 32]) -> bool {
+        match self {
+            Memo::Own(set) => set.contains(triple),
+            Memo::Shared(memo) => memo.lock().contains(triple),
+        }
+    }
+
+    /// Remembers a verified triple; the memo is simply cleared when full.
+    fn insert(&mut self, triple: [u8; 32]) {
+        fn bounded(set: &mut BTreeSet<[u8; 32]>, triple: [u8; 32]) {
+            if set.len() >= TRUST_CACHE_ENTRIES_MAX {
+                set.clear();
+            }
+            set.insert(triple);
+        }
+        match self {
+            Memo::Own(set) => bounded(set, triple),
+            Memo::Shared(memo) => bounded(&mut memo.lock(), triple),
+        }
+    }
+}
+
 /// The trust anchor plus what this node has learned: revoked keys and a cache of signatures
 /// already verified. One per node, shared by its state machines (passed as `&mut`).
 #[derive(Clone, Debug)]
@@ -247,7 +309,7 @@ pub struct TrustStore {
     anchor: VerifyingKey,
     revoked: BTreeSet<[u8; 32]>,
     /// Digests of (body digest, signature, key) triples that verified.
-    verified: BTreeSet<[u8; 32]>,
+    verified: Memo,
 }
 
 impl TrustStore {
@@ -255,7 +317,18 @@ impl TrustStore {
         TrustStore {
             anchor,
             revoked: BTreeSet::new(),
-            verified: BTreeSet::new(),
+            verified: Memo::Own(BTreeSet::new()),
+        }
+    }
+
+    /// A store whose memo of verified signatures is `memo`, shared with every other store
+    /// made with a clone of it (see [`SignatureMemo`]); revocations and the anchor stay this
+    /// store's own.
+    pub fn with_shared_memo(anchor: VerifyingKey, memo: SignatureMemo) -> TrustStore {
+        TrustStore {
+            anchor,
+            revoked: BTreeSet::new(),
+            verified: Memo::Shared(memo),
         }
     }
 
@@ -454,9 +527,6 @@ impl TrustStore {
         // verify_strict: rejects weak keys and malleable signatures.
         let ok = key.verify_strict(msg, sig).is_ok();
         if ok {
-            if self.verified.len() >= TRUST_CACHE_ENTRIES_MAX {
-                self.verified.clear();
-            }
             self.verified.insert(memo);
         }
         ok
@@ -569,5 +639,87 @@ impl NodeIdentity {
             key: child_key.clone(),
             chain,
         })
+    }
+}
+
+#[cfg(test)]
+mod memo_tests {
+    use super::*;
+
+    const NOW: UnixMs = UnixMs(1_767_225_600_000);
+    const DAY: u64 = 24 * 60 * 60 * 1000;
+
+    fn key(n: u8) -> SigningKey {
+        SigningKey::from_bytes(&[n; 32])
+    }
+
+    /// national → 11 → 1101 → 110101: a chain of three certificates.
+    fn county() -> (VerifyingKey, NodeIdentity) {
+        let national = NodeIdentity::national(key(1));
+        let mut id = national.clone();
+        for (n, code) in [(2, "11"), (3, "1101"), (4, "110101")] {
+            id = id
+                .certify_child(
+                    &key(n),
+                    Vec::new(),
+                    NOW.minus_ms(DAY),
+                    NOW.plus_ms(DAY),
+                    code.parse().unwrap(),
+                    u64::from(n),
+                )
+                .unwrap();
+        }
+        (national.key.verifying_key(), id)
+    }
+
+    #[test]
+    fn stores_sharing_a_memo_verify_a_signature_once_and_keep_their_own_revocations() {
+        let (anchor, county) = county();
+        let memo = SignatureMemo::new();
+        let mut a = TrustStore::with_shared_memo(anchor, memo.clone());
+        let mut b = TrustStore::with_shared_memo(anchor, memo.clone());
+        assert!(memo.is_empty());
+        a.verify_chain(&county.chain, NOW).unwrap();
+        assert_eq!(memo.len(), 3, "one entry per certificate signature");
+        // The other store finds all three in the shared memo: nothing new is remembered.
+        b.verify_chain(&county.chain, NOW).unwrap();
+        assert_eq!(memo.len(), 3);
+        // A store of its own (`new`) shares nothing.
+        let mut own = TrustStore::new(anchor);
+        own.verify_chain(&county.chain, NOW).unwrap();
+        assert_eq!(memo.len(), 3);
+
+        // Revocations stay per store, though the signature is in the shared memo.
+        b.revoke(&county.chain[1].body.subject_key).unwrap();
+        assert!(matches!(
+            b.verify_chain(&county.chain, NOW),
+            Err(CertError::Revoked { .. })
+        ));
+        a.verify_chain(&county.chain, NOW).unwrap();
+
+        // A bad signature is never remembered, and fails for every sharer.
+        let mut forged = county.chain.clone();
+        forged[2].issuer_signature = key(9).sign(&forged[2].body.digest());
+        assert!(matches!(
+            a.verify_chain(&forged, NOW),
+            Err(CertError::BadSignature { .. })
+        ));
+        assert_eq!(memo.len(), 3);
+    }
+
+    #[test]
+    fn a_shared_memo_keeps_the_bound() {
+        let memo = SignatureMemo::new();
+        let mut m = Memo::Shared(memo.clone());
+        for i in 0..TRUST_CACHE_ENTRIES_MAX as u64 {
+            let mut d = [0u8; 32];
+            d[..8].copy_from_slice(&i.to_le_bytes());
+            m.insert(d);
+        }
+        assert_eq!(memo.len(), TRUST_CACHE_ENTRIES_MAX);
+        // Full: cleared, then the new entry goes in.
+        m.insert([0xff; 32]);
+        assert_eq!(memo.len(), 1);
+        assert!(m.contains(&[0xff; 32]));
     }
 }

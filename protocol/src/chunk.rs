@@ -10,14 +10,18 @@ use std::ops::Range;
 use backflow_topology::RegionCode;
 use bao_tree::io::outboard::PreOrderMemOutboard;
 use bao_tree::iter::BaoChunk;
-use bao_tree::{BaoTree, ChunkNum, ChunkRanges};
+use bao_tree::{BaoTree, BlockSize, ChunkNum, ChunkRanges};
 use serde::{Deserialize, Serialize};
 
+use crate::limits::{check_len, Bounded, LimitError, CHUNK_FRAME_BYTES_MAX};
 use crate::manifest::{
-    Hash, PartitionEntry, BLOCK_SIZE, CHUNKS_PER_GROUP, CHUNK_GROUPS_PER_FRAME_MAX,
-    CHUNK_GROUP_BYTES, PARTITION_BYTES_MAX,
+    Hash, PartitionEntry, CHUNK_GROUPS_PER_FRAME_MAX, CHUNK_GROUP_BYTES, PARTITION_BYTES_MAX,
 };
-use crate::wire::{check_len, Bounded, LimitError, CHUNK_FRAME_BYTES_MAX};
+
+/// bao-tree's block size for [`CHUNK_GROUP_BYTES`] (16 KiB) chunk groups: chunk log 4. A shell
+/// that keeps its own outboards (the node's streaming encoder) builds its trees with this.
+pub const BLOCK_SIZE: BlockSize = BlockSize::from_chunk_log(4);
+pub(crate) const CHUNKS_PER_GROUP: u64 = 16;
 
 /// Data plane: runs of chunk groups of one or more partitions of one manifest, each verified
 /// on arrival. Why many partitions in one frame: a national dataset is 41,352 partitions of

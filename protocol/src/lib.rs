@@ -6,36 +6,49 @@
 //! libp2p, RocksDB) and simnet (a discrete-event simulator of all 44,704 nodes) drive exactly
 //! this code.
 //!
+//! - [`limits`]: every named hard limit, [`limits::Bounded`]; the bottom, importing nothing.
+//! - [`codec`]: the one bincode configuration, value encoding and decoding, [`codec::digest`].
 //! - [`time`]: [`UnixMs`], the input time.
-//! - [`wire`]: frames (version tag + [`wire::Message`]), bincode encoding, named limits.
+//! - [`wire`]: frames (version tag + [`wire::Message`]), the top that gathers every message.
 //! - [`cert`]: jurisdiction certificates, chain verification, key rotation, [`TrustStore`].
 //! - [`catalog`]: Art. 13 catalog entries, validation (all problems at once), signed versions.
-//! - [`manifest`]: signed return-flow manifests and the region Merkle tree.
+//! - [`manifest`]: signed return-flow manifests, their partitions and succession.
+//! - [`region_tree`]: the region Merkle tree a manifest signs: proofs, partition checks.
 //! - [`chunk`]: 16 KiB chunk groups, chunk frames and their bao-tree encoding.
 //! - [`receipt`]: signed subtree delivery receipts and their aggregation.
 //! - [`outbox`]: per-peer bounds on control frames in flight, the same in the node and simnet.
 //! - [`catalog_sync`]: [`CatalogSync`], child → parent catalog sync.
 //! - [`return_flow`]: [`ReturnFlow`], parent → child dataset delivery with receipts up.
+//! - [`tuning`]: [`tuning::Tuning`], the one set of defaults both shells start from.
+//! - [`endpoint`]: [`Endpoint`], which owns the trust store, the machines and peer admission:
+//!   the one thing a shell drives.
 //!
 //! # Identity at the boundary
-//! State machines name peers by [`RegionCode`]. The shell authenticates each connection (the
-//! peer's [`wire::Hello`] chain verified by [`TrustStore::verify_chain`], its peer id matched
-//! against the transport) and passes the verified region as `from`.
+//! State machines name peers by [`RegionCode`]. The [`Endpoint`] admits each connection (the
+//! peer's [`wire::Hello`] chain verified by [`TrustStore::verify_chain`], its key matched
+//! against the key the transport authenticated, its region in line with this node's) and
+//! hands the machines the verified region as `from`.
 
 pub mod catalog;
 pub mod catalog_sync;
 pub mod cert;
 pub mod chunk;
+pub mod codec;
+pub mod endpoint;
 mod group_set;
+pub mod limits;
 pub mod manifest;
 pub mod outbox;
 pub mod receipt;
+pub mod region_tree;
 pub mod return_flow;
 pub mod time;
+pub mod tuning;
 pub mod wire;
 
 pub use backflow_topology::{Level, RegionCode};
 pub use catalog_sync::CatalogSync;
 pub use cert::TrustStore;
+pub use endpoint::Endpoint;
 pub use return_flow::ReturnFlow;
 pub use time::UnixMs;

@@ -26,12 +26,12 @@ use ed25519_dalek::Signature;
 use serde::{Deserialize, Serialize};
 
 use crate::cert::{check_chain_limits, CertChain, CertError, NodeIdentity, TrustStore};
+use crate::codec::digest;
+use crate::limits::{
+    check_len, Bounded, LimitError, MISSING_REGIONS_REPORTED_MAX, RECEIPT_DELIVERED_BYTES_MAX,
+};
 use crate::manifest::{Hash, PartitionEntry};
 use crate::time::UnixMs;
-use crate::wire::{
-    check_len, digest, Bounded, LimitError, MISSING_REGIONS_REPORTED_MAX,
-    RECEIPT_DELIVERED_BYTES_MAX,
-};
 
 const RECEIPT_DOMAIN: &[u8] = b"backflow/receipt/v1";
 

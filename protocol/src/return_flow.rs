@@ -48,22 +48,29 @@ use std::collections::{BTreeMap, VecDeque};
 use std::ops::Range;
 use std::sync::Arc;
 
-use backflow_topology::{Level, RegionCode};
+use backflow_topology::RegionCode;
 use serde::{Deserialize, Serialize};
 
 use crate::cert::{NodeIdentity, TrustStore};
 use crate::group_set::GroupSet;
+use crate::limits::{
+    check_len, ANNOUNCE_ENTRIES_MAX, CHUNK_FRAME_BYTES_MAX, MISSING_REGIONS_REPORTED_MAX,
+    WANT_GROUPS_SERVED_MAX, WANT_PARTS_MAX, WANT_RANGES_MAX,
+};
 use crate::manifest::{
-    check_succession, encoded_len, verify_all_partitions, verify_partitions, Hash, HeldVersion,
-    Manifest, ManifestError, ManifestPolicy, PartitionEntry, RegionProof, RegionTree,
-    SignedManifest, Succession, CHUNK_GROUPS_PER_FRAME_MAX,
+    check_succession, encoded_len, Hash, HeldVersion, Manifest, ManifestError, ManifestPolicy,
+    PartitionEntry, SignedManifest, Succession, CHUNK_GROUPS_PER_FRAME_MAX,
 };
 use crate::receipt::{Receipt, ReceiptError, ReceiptLedger, SignedReceipt};
+use crate::region_tree::{verify_all_partitions, verify_partitions, RegionProof, RegionTree};
 use crate::time::UnixMs;
-use crate::wire::{
-    check_len, Bounded, LimitError, ANNOUNCE_ENTRIES_MAX, CHUNK_FRAME_BYTES_MAX,
-    MISSING_REGIONS_REPORTED_MAX, WANT_GROUPS_SERVED_MAX, WANT_PARTS_MAX, WANT_RANGES_MAX,
-};
+use crate::tuning::Tuning;
+
+pub(crate) mod messages;
+mod routing;
+
+pub use messages::{Announce, ReturnFlowMsg, WantPart};
+pub use routing::{DataRouting, RoutingError};
 
 /// Transfers (dataset versions) a node tracks at once. Each dataset keeps only its latest
 /// version, so this bounds the number of datasets in flight through a node.
@@ -75,191 +82,6 @@ pub const RETRY_BACKOFF_MAX: u32 = 8;
 
 /// Per partition region, the chunk-group ranges a node has stored (input to `restore`).
 pub type StoredGroups = [(RegionCode, Vec<Range<u64>>)];
-
-/// Control-plane messages of the return flow.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub enum ReturnFlowMsg {
-    /// Ancestor → descendant: a dataset version with the entries of the receiver's subtree.
-    Announce(Announce),
-    /// Descendant → ancestor: the announce was accepted (or was already held).
-    AnnounceAck { manifest: Hash },
-    /// Descendant → source: send these chunk groups of these partitions (one message for a
-    /// whole window, however many partitions it spans).
-    Want {
-        manifest: Hash,
-        parts: Vec<WantPart>,
-    },
-    /// Source → descendant: cannot serve this (unknown manifest, or not yet held).
-    NotAvailable { manifest: Hash },
-    /// Descendant → source: a signed subtree receipt.
-    Receipt(Arc<SignedReceipt>),
-    /// Source → descendant: receipt `seq` recorded.
-    ReceiptAck { manifest: Hash, seq: u64 },
-}
-
-/// The groups of one partition a [`ReturnFlowMsg::Want`] asks for.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WantPart {
-    pub region: RegionCode,
-    pub groups: Vec<Range<u64>>,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Announce {
-    pub manifest: Arc<SignedManifest>,
-    /// Partitions inside the receiver's region only.
-    pub entries: Vec<PartitionEntry>,
-    /// From the receiver's region up to the manifest scope.
-    pub proof: RegionProof,
-}
-
-impl Bounded for ReturnFlowMsg {
-    fn check_limits(&self) -> Result<(), LimitError> {
-        match self {
-            ReturnFlowMsg::Announce(a) => {
-                a.manifest.check_limits()?;
-                check_len("announce entries", a.entries.len(), ANNOUNCE_ENTRIES_MAX)?;
-                a.proof.check_limits()
-            }
-            ReturnFlowMsg::Want { parts, .. } => {
-                check_len("want partitions", parts.len(), WANT_PARTS_MAX)?;
-                let ranges = parts
-                    .iter()
-                    .map(|p| p.groups.len())
-                    .fold(0usize, usize::saturating_add);
-                check_len("want ranges", ranges, WANT_RANGES_MAX)
-            }
-            ReturnFlowMsg::Receipt(r) => r.check_limits(),
-            ReturnFlowMsg::AnnounceAck { .. }
-            | ReturnFlowMsg::NotAvailable { .. }
-            | ReturnFlowMsg::ReceiptAck { .. } => Ok(()),
-        }
-    }
-}
-
-/// Data-plane routing (数据回流路由): which ancestor tier announces a dataset to — and serves
-/// chunks to, and takes receipts from — each tier. The default is the strict region tree
-/// (every node is served by its parent); [`DataRouting::with_direct`] adds tier-skipping links,
-/// e.g. province → county, where a province announces straight to its counties and the cities
-/// in between receive (and report) only their own partitions.
-///
-/// It must be the same on every node of a network (like the wire version): senders use it to
-/// choose whom to announce to, intermediate nodes to leave alone the partitions delivered past
-/// them, and receivers to choose their first source after a restart and where receipts go
-/// first. Skip-level fallback is unchanged: any ancestor in the scope may still serve a node.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct DataRouting {
-    /// `(upper, lower)`: nodes at tier `lower` are served by their ancestor at `upper`
-    /// (skipping at least one tier). At most one entry per `lower`; sorted.
-    direct: Vec<(Level, Level)>,
-}
-
-/// A routing that cannot be built.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum RoutingError {
-    #[error("a direct link must skip at least one tier: {upper} → {lower}")]
-    NotSkipping { upper: Level, lower: Level },
-    #[error("tier {lower} already has a direct link from {existing}")]
-    Conflict { lower: Level, existing: Level },
-    #[error(
-        "unknown routing {0:?}: expected `tree` or links like `province-county` (comma-separated)"
-    )]
-    Syntax(String),
-}
-
-impl DataRouting {
-    /// The strict region tree: every node is served by its parent.
-    pub fn tree() -> DataRouting {
-        DataRouting::default()
-    }
-
-    /// Adds a direct link: nodes at `lower` are served by their ancestor at `upper`.
-    pub fn with_direct(mut self, upper: Level, lower: Level) -> Result<DataRouting, RoutingError> {
-        if upper.depth() + 1 >= lower.depth() {
-            return Err(RoutingError::NotSkipping { upper, lower });
-        }
-        if let Some(&(existing, _)) = self.direct.iter().find(|(_, l)| *l == lower) {
-            if existing != upper {
-                return Err(RoutingError::Conflict { lower, existing });
-            }
-            return Ok(self);
-        }
-        self.direct.push((upper, lower));
-        self.direct.sort_unstable_by_key(|(_, l)| *l);
-        Ok(self)
-    }
-
-    /// Whether this is the strict region tree.
-    pub fn is_tree(&self) -> bool {
-        self.direct.is_empty()
-    }
-
-    /// The direct links, `(upper, lower)`, by lower tier.
-    pub fn direct_links(&self) -> &[(Level, Level)] {
-        &self.direct
-    }
-
-    /// The tier that serves nodes at `lower` (`None` at national).
-    pub fn upstream_level(&self, lower: Level) -> Option<Level> {
-        self.direct
-            .iter()
-            .find(|(_, l)| *l == lower)
-            .map(|(u, _)| *u)
-            .or_else(|| lower.parent())
-    }
-
-    /// The deepest tier a node at `upper` serves (its children's, or a direct link's).
-    fn reach(&self, upper: Level) -> Level {
-        self.direct
-            .iter()
-            .filter(|(u, _)| *u == upper)
-            .map(|(_, l)| *l)
-            .chain(upper.child())
-            .max()
-            .unwrap_or(upper)
-    }
-}
-
-impl std::str::FromStr for DataRouting {
-    type Err = RoutingError;
-
-    /// `tree`, or comma-separated `upper-lower` tier pairs such as `province-county`.
-    fn from_str(text: &str) -> Result<DataRouting, RoutingError> {
-        let text = text.trim();
-        let mut routing = DataRouting::tree();
-        if text == "tree" {
-            return Ok(routing);
-        }
-        let level = |name: &str| {
-            Level::ALL
-                .into_iter()
-                .find(|l| l.name() == name.trim())
-                .ok_or_else(|| RoutingError::Syntax(text.to_string()))
-        };
-        for link in text.split(',') {
-            let (upper, lower) = link
-                .split_once('-')
-                .ok_or_else(|| RoutingError::Syntax(text.to_string()))?;
-            routing = routing.with_direct(level(upper)?, level(lower)?)?;
-        }
-        Ok(routing)
-    }
-}
-
-impl std::fmt::Display for DataRouting {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.direct.is_empty() {
-            return f.write_str("tree");
-        }
-        for (i, (u, l)) in self.direct.iter().enumerate() {
-            if i > 0 {
-                f.write_str(",")?;
-            }
-            write!(f, "{}-{}", u.name(), l.name())?;
-        }
-        Ok(())
-    }
-}
 
 /// Node-local configuration.
 #[derive(Clone, Debug)]
@@ -281,14 +103,17 @@ pub struct ReturnFlowConfig {
 }
 
 impl ReturnFlowConfig {
+    /// The machine's configuration with the one set of defaults ([`Tuning::default`]); the
+    /// [`crate::endpoint::Endpoint`] sets the knobs from its own `Tuning`.
     pub fn new(identity: NodeIdentity) -> ReturnFlowConfig {
+        let tuning = Tuning::default();
         ReturnFlowConfig {
             identity,
             policy: ManifestPolicy::default(),
-            retry_ms: 5_000,
-            source_silence_ms_max: 60_000,
-            groups_in_flight_max: 256,
-            receipt_interval_ms: 2_000,
+            retry_ms: tuning.retry_ms,
+            source_silence_ms_max: tuning.source_silence_ms_max,
+            groups_in_flight_max: tuning.groups_in_flight_max,
+            receipt_interval_ms: tuning.receipt_interval_ms,
             routing: DataRouting::tree(),
         }
     }

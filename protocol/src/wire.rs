@@ -1,126 +1,36 @@
 //! Wire format: every frame is `version: u16` followed by one [`Message`], both encoded with
-//! bincode 2 (serde, standard varint configuration). Decoding untrusted bytes is total: it
-//! returns a [`WireError`] for anything malformed, oversized or over a named limit, and never
-//! panics (fuzzed by `protocol/fuzz`).
+//! bincode 2 (serde, standard varint configuration, [`crate::codec`]). Decoding untrusted bytes
+//! is total: it returns a [`WireError`] for anything malformed, oversized or over a named limit
+//! ([`crate::limits`]), and never panics (fuzzed by `protocol/fuzz`).
 //!
-//! Limits are enforced twice: bincode's byte limit bounds what the decoder may read (and so what
-//! it may allocate), and after decoding [`Bounded::check_limits`] checks every collection and
-//! string against its named limit below. Encoding runs the same checks, so an honest node never
-//! emits a frame its peer would refuse.
+//! The top of the crate's message side: [`Message`] gathers every module's messages. The
+//! foundations every module uses — limits, [`Bounded`], the codec, [`digest`] — live in
+//! [`crate::limits`] and [`crate::codec`]; they keep their old `wire::` paths for other crates.
 
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::catalog_sync::CatalogMsg;
+use crate::catalog_sync::messages::CatalogMsg;
 use crate::cert::CertChain;
-use crate::manifest::{split_payload, ChunkFrame, ChunkPart};
-use crate::return_flow::ReturnFlowMsg;
+use crate::chunk::{check_chunk_frame_limits, split_payload, ChunkFrame, ChunkPart};
+use crate::codec::{config, decode_prefix};
+use crate::return_flow::messages::ReturnFlowMsg;
+
+pub use crate::codec::{decode_exact, decode_stored, digest, encode_value, encoded_len, WireError};
+pub use crate::limits::{
+    check_len, Bounded, LimitError, ANNOUNCE_ENTRIES_MAX, CATALOG_UPDATE_BYTES_MAX,
+    CERT_CHAIN_LEN_MAX, CHANGES_PER_UPDATE_MAX, CHUNK_FRAME_BYTES_MAX, DATA_ITEMS_PER_ENTRY_MAX,
+    FRAME_BYTES_MAX, LIST_ITEMS_MAX, MISSING_REGIONS_REPORTED_MAX, NAME_BYTES_MAX,
+    PARTITIONS_PER_MANIFEST_MAX, PEER_ID_BYTES_MAX, PROOF_LEVELS_MAX, PROOF_SIBLINGS_PER_LEVEL_MAX,
+    RECEIPT_DELIVERED_BYTES_MAX, SCHEMA_FIELDS_MAX, SCHEMA_HEADER_BYTES_MAX,
+    STORED_RECORD_BYTES_MAX, TEXT_BYTES_MAX, UPDATES_PER_BATCH_MAX, WANT_GROUPS_SERVED_MAX,
+    WANT_PARTS_MAX, WANT_RANGES_MAX,
+};
 
 /// Version tag carried by every frame. Bumped on any incompatible change of [`Message`].
 /// 2: receipts carry a delivered bitmap (exact aggregation after fallbacks).
 /// 3: a manifest's schema carries the published header line verbatim.
 /// 4: a want names many partitions, a chunk frame carries runs of many partitions.
 pub const PROTOCOL_VERSION: u16 = 4;
-
-// ---- Named hard limits. Units last. Each says why it has the value it has. ----
-
-/// Whole frame. Large enough for an announce carrying a province's subtree of partition
-/// entries (≤ `ANNOUNCE_ENTRIES_MAX` × ~100 B) and a batch of catalog updates; small enough that a
-/// hostile peer cannot make us buffer much.
-pub const FRAME_BYTES_MAX: usize = 4 * 1024 * 1024;
-/// Short identifiers and names (dataset id, department, entry name, field name).
-pub const NAME_BYTES_MAX: usize = 256;
-/// Free text (descriptions, reasons, legal basis, usage conditions).
-pub const TEXT_BYTES_MAX: usize = 4 * 1024;
-/// A libp2p peer id is a multihash of ≤ 42 bytes for ed25519 identities; 64 leaves room.
-pub const PEER_ID_BYTES_MAX: usize = 64;
-/// Certificates between the national anchor and a township: province, city, county, township.
-pub const CERT_CHAIN_LEN_MAX: usize = 4;
-/// Data items (数据项) of one catalog entry.
-pub const DATA_ITEMS_PER_ENTRY_MAX: usize = 512;
-/// Short lists inside a catalog entry (sharing methods, permitted uses, scope regions).
-pub const LIST_ITEMS_MAX: usize = 32;
-/// Encoded bytes of one signed catalog version: a quarter frame, so a batch always carries at
-/// least one and typically many.
-pub const CATALOG_UPDATE_BYTES_MAX: usize = FRAME_BYTES_MAX / 4;
-/// Changes in one signed catalog version.
-pub const CHANGES_PER_UPDATE_MAX: usize = 256;
-/// Catalog updates in one sync batch; with `CHANGES_PER_UPDATE_MAX` bounds a batch's work.
-pub const UPDATES_PER_BATCH_MAX: usize = 32;
-/// Partitions in one manifest: there are 44,704 regions, so one partition per region fits.
-pub const PARTITIONS_PER_MANIFEST_MAX: u32 = 65_536;
-/// Partition entries in one announce: a province subtree has ≤ ~3,500 regions.
-pub const ANNOUNCE_ENTRIES_MAX: usize = 16_384;
-/// Proof levels from a region up to a manifest's scope (township → national is 4).
-pub const PROOF_LEVELS_MAX: usize = 4;
-/// Siblings listed at one proof level (a county has at most a few hundred townships).
-pub const PROOF_SIBLINGS_PER_LEVEL_MAX: usize = 1_024;
-/// Partitions named in one want: a window of 1,024 one-group partitions (a national dataset's
-/// shape, ~12 KB per township) is one message, not a thousand.
-pub const WANT_PARTS_MAX: usize = 1_024;
-/// Chunk-group ranges in one want, over all its partitions.
-pub const WANT_RANGES_MAX: usize = 1_024;
-/// Chunk groups one want makes a source serve (64 MiB): bounds the work one message causes,
-/// whatever its ranges claim; a receiver with a larger window sends more wants.
-pub const WANT_GROUPS_SERVED_MAX: u64 = 4_096;
-/// Fields in a dataset schema.
-pub const SCHEMA_FIELDS_MAX: usize = 512;
-/// A schema's verbatim header line: `SCHEMA_FIELDS_MAX` names of up to 64 bytes with quoting;
-/// a manifest stays far below a frame.
-pub const SCHEMA_HEADER_BYTES_MAX: usize = 64 * 1024;
-/// Regions a receipt names as missing; the count beyond is still reported.
-pub const MISSING_REGIONS_REPORTED_MAX: usize = 64;
-/// Bytes of a receipt's delivered bitmap: one bit per partition of the signer's subtree, which
-/// came in one announce (≤ `ANNOUNCE_ENTRIES_MAX` entries), so ≤ 2 KiB.
-pub const RECEIPT_DELIVERED_BYTES_MAX: usize = ANNOUNCE_ENTRIES_MAX.div_ceil(8);
-/// Encoded bytes of one chunk frame: `CHUNK_GROUPS_PER_FRAME_MAX` groups of 16 KiB plus bao
-/// parent hashes (64 B per parent node: < 64 KiB for 64 groups and the path to the root). A
-/// source packing runs of several partitions adds one only while the frame stays within this.
-pub const CHUNK_FRAME_BYTES_MAX: usize = 1024 * 1024 + 64 * 1024;
-
-/// Why bytes are not an acceptable frame.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum WireError {
-    #[error("frame of {len} bytes exceeds the limit of {max} bytes")]
-    FrameTooLarge { len: usize, max: usize },
-    #[error("unsupported protocol version {got} (this node speaks {supported})")]
-    UnsupportedVersion { got: u16, supported: u16 },
-    #[error("malformed frame: {0}")]
-    Malformed(String),
-    #[error("{extra} trailing bytes after the message")]
-    TrailingBytes { extra: usize },
-    #[error(transparent)]
-    Limit(#[from] LimitError),
-}
-
-/// A collection or string over its named limit.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{what}: {len} exceeds the limit of {max}")]
-pub struct LimitError {
-    pub what: &'static str,
-    pub len: usize,
-    pub max: usize,
-}
-
-/// `Err` if `len > max`.
-pub fn check_len(what: &'static str, len: usize, max: usize) -> Result<(), LimitError> {
-    if len > max {
-        Err(LimitError { what, len, max })
-    } else {
-        Ok(())
-    }
-}
-
-/// Types that carry collections or strings check them against the named limits.
-pub trait Bounded {
-    fn check_limits(&self) -> Result<(), LimitError>;
-}
-
-impl<T: Bounded> Bounded for std::sync::Arc<T> {
-    fn check_limits(&self) -> Result<(), LimitError> {
-        (**self).check_limits()
-    }
-}
 
 /// Identity exchange on connection: the sender's certificate chain (anchor-most first). The
 /// shell verifies it with [`crate::cert::TrustStore::verify_chain`], checks the leaf's peer id
@@ -159,16 +69,6 @@ impl Bounded for Message {
             Message::Chunk(m) => m.check_limits(),
         }
     }
-}
-
-type Config = bincode::config::Configuration<
-    bincode::config::LittleEndian,
-    bincode::config::Varint,
-    bincode::config::Limit<FRAME_BYTES_MAX>,
->;
-
-fn config() -> Config {
-    bincode::config::standard().with_limit::<FRAME_BYTES_MAX>()
 }
 
 /// Encodes one frame (version tag + message), checking limits first.
@@ -318,7 +218,7 @@ pub fn decode_chunk_frame(bytes: &[u8]) -> Result<ChunkFrameView, WireError> {
             "a control message where a chunk frame belongs".into(),
         ));
     };
-    crate::manifest::check_chunk_frame_limits(&frame.parts, frame.encoded.len())?;
+    check_chunk_frame_limits(&frame.parts, frame.encoded.len())?;
     // `encoded` borrows from `bytes`, so its offset is a difference of addresses. Checked all
     // the same (an empty slice need not point into `bytes`): this decoder must stay total.
     let len = frame.encoded.len();
@@ -336,72 +236,4 @@ pub fn decode_chunk_frame(bytes: &[u8]) -> Result<ChunkFrameView, WireError> {
         parts: frame.parts,
         payload,
     })
-}
-
-/// Records a node reads back from its own storage (e.g. a publisher's `TransferRecord` with
-/// one entry per region of the country, ~3.5 MB) may exceed a frame; they are still bounded.
-pub const STORED_RECORD_BYTES_MAX: usize = 64 * 1024 * 1024;
-
-/// Decodes a value read from local storage: like [`decode_exact`] but under
-/// `STORED_RECORD_BYTES_MAX`. Corrupt storage yields an error, never a panic.
-pub fn decode_stored<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, WireError> {
-    if bytes.len() > STORED_RECORD_BYTES_MAX {
-        return Err(WireError::FrameTooLarge {
-            len: bytes.len(),
-            max: STORED_RECORD_BYTES_MAX,
-        });
-    }
-    let config = bincode::config::standard().with_limit::<STORED_RECORD_BYTES_MAX>();
-    let (value, used) = bincode::serde::decode_from_slice(bytes, config)
-        .map_err(|e| WireError::Malformed(e.to_string()))?;
-    if used != bytes.len() {
-        return Err(WireError::TrailingBytes {
-            extra: bytes.len() - used,
-        });
-    }
-    Ok(value)
-}
-
-/// Encodes any value with the wire configuration (used for storage records too).
-pub fn encode_value<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, WireError> {
-    bincode::serde::encode_to_vec(value, config()).map_err(|e| WireError::Malformed(e.to_string()))
-}
-
-/// Decodes a value that must span all of `bytes`, under the frame byte limit.
-pub fn decode_exact<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, WireError> {
-    let (value, used) = decode_prefix(bytes)?;
-    if used != bytes.len() {
-        return Err(WireError::TrailingBytes {
-            extra: bytes.len() - used,
-        });
-    }
-    Ok(value)
-}
-
-fn decode_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize), WireError> {
-    bincode::serde::decode_from_slice(bytes, config())
-        .map_err(|e| WireError::Malformed(e.to_string()))
-}
-
-/// Domain-separated digest of a value's canonical encoding: what signatures sign and what
-/// hashes name. Domain tags keep a signature over one type from being replayed as another.
-pub fn digest<T: Serialize + ?Sized>(domain: &[u8], value: &T) -> [u8; 32] {
-    let mut hasher = blake3::Hasher::new();
-    hasher.update(&(domain.len() as u64).to_le_bytes());
-    hasher.update(domain);
-    // Invariant: encoding our own in-memory values cannot fail (bincode only fails on
-    // unknown-length sequences, which serde derive never produces) and writing into a hasher is
-    // infallible. This never sees untrusted bytes.
-    bincode::serde::encode_into_std_write(value, &mut hasher, bincode::config::standard())
-        .expect("canonical encoding of an in-memory value");
-    *hasher.finalize().as_bytes()
-}
-
-/// Encoded size of a value in bytes (without allocating the encoding).
-pub fn encoded_len<T: Serialize + ?Sized>(value: &T) -> usize {
-    let mut w = bincode::enc::write::SizeWriter::default();
-    // Invariant as in `digest`: encoding an in-memory value cannot fail.
-    bincode::serde::encode_into_writer(value, &mut w, bincode::config::standard())
-        .expect("canonical encoding of an in-memory value");
-    w.bytes_written
 }

@@ -1,26 +1,22 @@
-//! Return-flow state machine driven through the deterministic network: delivery, receipts,
-//! faults, restart, skip-level fallback, and the region boundary.
+//! Return flow driven through the in-memory network of endpoints (`common::net`): delivery,
+//! receipts, faults, restart, skip-level fallback, and the region boundary. Every node is an
+//! `Endpoint`; a test that plays a peer hands its frame to the endpoint as coming from that
+//! peer's connection (`Net::inject`), so admission applies to it too.
 
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::ops::Range;
 use std::sync::Arc;
 
-use backflow_protocol::cert::TrustStore;
-use backflow_protocol::manifest::{
-    decode_groups, ChunkError, ChunkFrame, ChunkPart, Hash, ManifestError, PartitionOutboard,
-    CHUNK_GROUPS_PER_FRAME_MAX, CHUNK_GROUP_BYTES,
-};
+use backflow_protocol::endpoint::{Event as EpEvent, Output};
+use backflow_protocol::manifest::{Hash, ManifestError};
 use backflow_protocol::receipt::Receipt;
-use backflow_protocol::return_flow::{
-    DataRouting, Event, Output, ReturnFlow, ReturnFlowConfig, ReturnFlowMsg, RoutingError,
-    StorageOp, TransferRecord, WantPart,
-};
+use backflow_protocol::return_flow::{DataRouting, Event, ReturnFlowMsg, RoutingError, WantPart};
 use backflow_protocol::time::{UnixMs, DAY_MS};
+use backflow_protocol::tuning::Tuning;
 use backflow_protocol::wire::Message;
 use backflow_protocol::RegionCode;
-use common::net::{Faults, Wire};
+use common::net::{Faults, Net, NetConfig, TEST_TUNING};
 use common::*;
 use proptest::prelude::*;
 
@@ -33,313 +29,57 @@ const PARTS: &[(&str, usize)] = &[
     ("11", 0),
 ];
 
-struct Node {
-    rf: ReturnFlow,
-    trust: TrustStore,
-    config: ReturnFlowConfig,
-    /// Persisted transfer records.
-    records: BTreeMap<Hash, Arc<TransferRecord>>,
-    /// Persisted descendants' receipts: (manifest, region) → latest.
-    receipts: BTreeMap<(Hash, RegionCode), Receipt>,
-    /// Chunk data: (manifest, region) → (content buffer, stored groups).
-    data: BTreeMap<(Hash, RegionCode), (Vec<u8>, BTreeSet<u64>)>,
-    events: Vec<Event>,
-    /// Corrupt every chunk this node serves (a faulty source).
-    corrupt: bool,
+/// The fixture tree with [`TEST_TUNING`] (window of 3 groups, 2 s retries, 20 s fallback).
+fn sim(seed: u64, faults: Faults) -> Net {
+    Net::new(seed, faults, NetConfig::with(TEST_TUNING))
 }
 
-struct Sim {
-    fx: Fixture,
-    wire: Wire,
-    nodes: BTreeMap<RegionCode, Node>,
-    /// Chunk payload bytes sent per (from, to) link.
-    chunk_bytes: BTreeMap<(RegionCode, RegionCode), u64>,
-    /// Chunk frames sent, all links.
-    frames: u64,
+fn sim_routed(seed: u64, faults: Faults, routing: DataRouting) -> Net {
+    let config = NetConfig {
+        routing,
+        ..NetConfig::with(TEST_TUNING)
+    };
+    Net::new(seed, faults, config)
 }
 
-impl Sim {
-    fn new(seed: u64, faults: Faults) -> Sim {
-        Sim::with_routing(seed, faults, DataRouting::tree())
-    }
+fn rf(m: ReturnFlowMsg) -> Message {
+    Message::ReturnFlow(m)
+}
 
-    fn with_routing(seed: u64, faults: Faults, routing: DataRouting) -> Sim {
-        let fx = Fixture::new();
-        let mut nodes = BTreeMap::new();
-        for s in TREE {
-            let c = code(s);
-            let mut config = ReturnFlowConfig::new(fx.id(s).clone());
-            config.retry_ms = 2_000;
-            config.source_silence_ms_max = 20_000;
-            config.groups_in_flight_max = 3;
-            config.receipt_interval_ms = 1_000;
-            config.routing = routing.clone();
-            nodes.insert(
-                c,
-                Node {
-                    rf: ReturnFlow::new(config.clone()),
-                    trust: fx.trust(),
-                    config,
-                    records: BTreeMap::new(),
-                    receipts: BTreeMap::new(),
-                    data: BTreeMap::new(),
-                    events: Vec::new(),
-                    corrupt: false,
-                },
-            );
-        }
-        Sim {
-            wire: Wire::new(T0, seed, faults),
-            fx,
-            nodes,
-            chunk_bytes: BTreeMap::new(),
-            frames: 0,
-        }
-    }
-
-    fn publish(&mut self, d: &Dataset) -> Hash {
-        let now = self.wire.now;
-        let publisher = d.manifest.manifest.publisher.region;
-        let node = self.nodes.get_mut(&publisher).unwrap();
-        let hash = node
-            .rf
-            .publish(now, &mut node.trust, d.manifest.clone(), d.entries.clone())
-            .unwrap();
-        for e in &d.entries {
-            let groups = (0..e.groups()).collect();
-            node.data
-                .insert((hash, e.region), (d.contents[&e.region].clone(), groups));
-        }
-        self.flush(publisher);
-        hash
-    }
-
-    /// Drains a node's outputs into the network and its storage.
-    fn flush(&mut self, me: RegionCode) {
-        loop {
-            let node = self.nodes.get_mut(&me).unwrap();
-            let Some(out) = node.rf.poll_output() else {
-                break;
-            };
-            match out {
-                Output::Send { to, msg } => {
-                    if let ReturnFlowMsg::Announce(a) = &msg {
-                        assert!(
-                            a.entries.iter().all(|e| to.contains(e.region)),
-                            "{me} announced a foreign partition to {to}"
-                        );
-                    }
-                    self.wire.send(me, to, &Message::ReturnFlow(msg));
-                }
-                Output::ServeChunks {
-                    to,
-                    manifest,
-                    parts,
-                } => {
-                    assert!(!parts.is_empty());
-                    let total: u64 = parts.iter().map(|p| p.groups.end - p.groups.start).sum();
-                    assert!(
-                        total <= CHUNK_GROUPS_PER_FRAME_MAX,
-                        "{total} groups in one frame"
-                    );
-                    let mut frame = ChunkFrame {
-                        manifest,
-                        parts: Vec::new(),
-                        encoded: Vec::new(),
-                    };
-                    for p in parts {
-                        let (entry, groups) = (p.entry, p.groups);
-                        assert!(
-                            to.contains(entry.region),
-                            "{me} served {} to {to}",
-                            entry.region
-                        );
-                        let (content, have) = &node.data[&(manifest, entry.region)];
-                        assert!(groups.clone().all(|g| have.contains(&g)));
-                        let ob = PartitionOutboard::new(&entry, content).unwrap();
-                        let mut encoded =
-                            ob.encode_groups(&entry, content, groups.clone()).unwrap();
-                        assert_eq!(encoded.len() as u64, p.encoded_len, "announced length");
-                        if node.corrupt {
-                            let n = encoded.len();
-                            encoded[n - 1] ^= 0xff;
-                        }
-                        frame.parts.push(ChunkPart {
-                            region: entry.region,
-                            first_group: groups.start,
-                            group_count: groups.end - groups.start,
-                            encoded_len: encoded.len() as u32,
-                        });
-                        frame.encoded.extend_from_slice(&encoded);
-                    }
-                    *self.chunk_bytes.entry((me, to)).or_default() += frame.encoded.len() as u64;
-                    self.frames += 1;
-                    self.wire.send(me, to, &Message::Chunk(frame));
-                }
-                Output::Storage(StorageOp::PutTransfer(rec)) => {
-                    let h = rec.manifest.manifest.hash();
-                    for e in &rec.entries {
-                        node.data
-                            .entry((h, e.region))
-                            .or_insert_with(|| (vec![0; e.bytes as usize], BTreeSet::new()));
-                    }
-                    node.records.insert(h, rec);
-                }
-                Output::Storage(StorageOp::DropTransfer { manifest }) => {
-                    node.records.remove(&manifest);
-                    node.data.retain(|(h, _), _| *h != manifest);
-                    node.receipts.retain(|(h, _), _| *h != manifest);
-                }
-                Output::Storage(StorageOp::PutReceipt { manifest, receipt }) => {
-                    assert_eq!(receipt.manifest, manifest);
-                    node.receipts.insert((manifest, receipt.region), receipt);
-                }
-                Output::Event(e) => node.events.push(e),
-            }
-        }
-    }
-
-    fn deliver(&mut self, from: RegionCode, to: RegionCode, msg: Message) {
-        let now = self.wire.now;
-        let node = self.nodes.get_mut(&to).unwrap();
-        match msg {
-            Message::ReturnFlow(m) => node.rf.handle_message(now, &mut node.trust, from, m),
-            Message::Chunk(f) => {
-                // What a real shell does: verify each part against the expected entry, store,
-                // report the stored runs together.
-                let mut stored = Vec::new();
-                for (p, encoded) in f.parts_with_payload() {
-                    let Some(entry) = node.rf.expected_partition(&f.manifest, p.region) else {
-                        continue;
-                    };
-                    assert!(to.contains(entry.region));
-                    let groups = p.groups();
-                    match decode_groups(&entry, groups.clone(), encoded) {
-                        Ok(bytes) => {
-                            let (buf, have) = node.data.get_mut(&(f.manifest, p.region)).unwrap();
-                            let at = (groups.start * CHUNK_GROUP_BYTES) as usize;
-                            buf[at..at + bytes.len()].copy_from_slice(&bytes);
-                            have.extend(groups.clone());
-                            stored.push((p.region, groups));
-                        }
-                        Err(ChunkError::HashMismatch { group }) => {
-                            node.rf
-                                .handle_group_rejected(now, from, &f.manifest, p.region, group)
-                        }
-                        Err(_) => node.rf.handle_group_rejected(
-                            now,
-                            from,
-                            &f.manifest,
-                            p.region,
-                            p.first_group,
-                        ),
-                    }
-                }
-                if !stored.is_empty() {
-                    node.rf
-                        .handle_groups_stored(now, from, &f.manifest, &stored);
-                }
-            }
-            other => panic!("unexpected {other:?}"),
-        }
-        self.flush(to);
-    }
-
-    /// Runs until `done` or `limit_ms` of simulated time; returns whether `done` held.
-    fn run(&mut self, limit_ms: u64, done: impl Fn(&Sim) -> bool) -> bool {
-        let end = self.wire.now.plus_ms(limit_ms);
-        while self.wire.now <= end {
-            if done(self) {
-                return true;
-            }
-            for (from, to, msg) in self.wire.due() {
-                self.deliver(from, to, msg);
-            }
-            let now = self.wire.now;
-            let codes: Vec<RegionCode> = self.nodes.keys().copied().collect();
-            for c in &codes {
-                if self.wire.down.contains(c) {
-                    continue;
-                }
-                let node = self.nodes.get_mut(c).unwrap();
-                if node.rf.poll_timeout().is_some_and(|t| t <= now) {
-                    node.rf.handle_tick(now);
-                    self.flush(*c);
-                }
-            }
-            let next_timer = self
-                .nodes
-                .iter()
-                .filter(|(c, _)| !self.wire.down.contains(c))
-                .filter_map(|(_, n)| n.rf.poll_timeout())
-                .min();
-            let next = [self.wire.next_delivery(), next_timer]
-                .into_iter()
-                .flatten()
-                .min()
-                .unwrap_or(end.plus_ms(1));
-            self.wire.now = next.max(now.plus_ms(1));
-        }
-        done(self)
-    }
-
-    /// Restarts a node from its persisted records and stored chunks.
-    fn restart(&mut self, c: RegionCode) {
-        let now = self.wire.now;
-        let node = self.nodes.get_mut(&c).unwrap();
-        node.rf = ReturnFlow::new(node.config.clone());
-        node.trust = self.fx.trust();
-        let records: Vec<_> = node.records.values().cloned().collect();
-        for rec in records {
-            let h = rec.manifest.manifest.hash();
-            let stored: Vec<(RegionCode, Vec<Range<u64>>)> = node
-                .data
-                .iter()
-                .filter(|((m, _), _)| *m == h)
-                .map(|((_, r), (_, have))| (*r, have.iter().map(|g| *g..g + 1).collect()))
-                .collect();
-            node.rf.restore(now, (*rec).clone(), &stored).unwrap();
-        }
-        for r in node.receipts.values() {
-            assert!(
-                node.rf.restore_receipt(r.clone()),
-                "a persisted receipt was refused"
-            );
-        }
-        self.flush(c);
-    }
-
-    /// Node `c` holds exactly its region's partitions, byte-identical and complete.
-    fn holds_exactly_its_region(&self, c: RegionCode, d: &Dataset, hash: Hash) -> bool {
-        let node = &self.nodes[&c];
-        let expected: BTreeSet<RegionCode> = d
-            .entries
-            .iter()
-            .map(|e| e.region)
-            .filter(|r| c.contains(*r))
-            .collect();
-        let held: BTreeSet<RegionCode> = node
-            .data
-            .keys()
-            .filter(|(h, _)| *h == hash)
-            .map(|(_, r)| *r)
-            .collect();
-        assert!(
-            held.is_subset(&expected),
-            "{c} holds {held:?}, outside {expected:?}"
+/// Return-flow views of the network, for these tests.
+impl Net {
+    /// Crash and restart, every persisted transfer and receipt taken back.
+    fn restart_ok(&mut self, c: RegionCode) {
+        let report = self.restart(c);
+        assert!(report.failed.is_empty(), "{report:?}");
+        assert_eq!(
+            report.receipts_skipped, 0,
+            "a persisted receipt was refused"
         );
-        held == expected
-            && expected
-                .iter()
-                .all(|r| node.data[&(hash, *r)].0 == d.contents[r])
-            && (expected.is_empty() || node.rf.is_complete(&hash))
     }
 
-    fn publisher_sees_all(&self, hash: Hash, publisher: RegionCode) -> bool {
-        self.nodes[&publisher]
-            .rf
-            .completeness(&hash)
-            .is_some_and(|r| r.is_complete())
+    /// Node `c` stored exactly `share` (byte-identical) and nothing else, and is complete.
+    fn holds_exactly(
+        &self,
+        c: RegionCode,
+        share: &BTreeSet<RegionCode>,
+        d: &Dataset,
+        hash: Hash,
+    ) -> bool {
+        let store = self.store(c);
+        for ((h, r), p) in &store.data {
+            assert!(
+                *h != hash || share.contains(r) || p.have.is_empty(),
+                "{c} stored groups of {r}, outside its share {share:?}"
+            );
+        }
+        share.iter().all(|r| {
+            store.data.get(&(hash, *r)).is_some_and(|p| {
+                p.bytes == d.contents[r]
+                    && p.have.len() as u64
+                        == d.entries.iter().find(|e| e.region == *r).unwrap().groups()
+            })
+        }) && self.rf(c).is_complete(&hash)
     }
 }
 
@@ -357,24 +97,37 @@ fn dibao(fx: &Fixture, version: u64, previous: Option<Hash>) -> Dataset {
     )
 }
 
-fn everyone_done(sim: &Sim, d: &Dataset, hash: Hash) -> bool {
-    sim.nodes
-        .keys()
-        .filter(|c| **c != RegionCode::NATIONAL)
-        .all(|c| sim.holds_exactly_its_region(*c, d, hash))
-        && sim.publisher_sees_all(hash, RegionCode::NATIONAL)
+fn everyone_done(net: &Net, d: &Dataset, hash: Hash) -> bool {
+    net.delivered_everywhere(d, hash)
+}
+
+fn manifest_errors(net: &Net, c: RegionCode) -> Vec<ManifestError> {
+    net.node(c)
+        .rf_events()
+        .filter_map(|e| match e {
+            Event::ManifestRejected { error, .. } => Some(error.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn receipt_errors(net: &Net, c: RegionCode) -> Vec<backflow_protocol::receipt::ReceiptError> {
+    net.node(c)
+        .rf_events()
+        .filter_map(|e| match e {
+            Event::ReceiptRejected { error, .. } => Some(error.clone()),
+            _ => None,
+        })
+        .collect()
 }
 
 #[test]
 fn delivers_every_partition_to_its_region_and_receipts_reach_the_publisher() {
-    let mut sim = Sim::new(1, Faults::NONE);
-    let d = dibao(&sim.fx, 1, None);
-    let hash = sim.publish(&d);
-    assert!(sim.run(60_000, |s| everyone_done(s, &d, hash)));
-    let r = sim.nodes[&RegionCode::NATIONAL]
-        .rf
-        .completeness(&hash)
-        .unwrap();
+    let mut net = sim(1, Faults::NONE);
+    let d = dibao(&net.fx, 1, None);
+    let hash = net.publish(&d);
+    assert!(net.run(60_000, |s| everyone_done(s, &d, hash)));
+    let r = net.rf(RegionCode::NATIONAL).completeness(&hash).unwrap();
     assert_eq!(r.regions_expected, PARTS.len() as u32);
     assert_eq!(
         r.records_delivered,
@@ -382,247 +135,251 @@ fn delivers_every_partition_to_its_region_and_receipts_reach_the_publisher() {
     );
     assert!(r.missing.is_empty());
     // Per-region completeness is visible at the publisher through the province receipts.
-    let receipts = sim.nodes[&RegionCode::NATIONAL].rf.receipts(&hash);
+    let receipts = net.rf(RegionCode::NATIONAL).receipts(&hash);
     assert!(receipts.iter().all(|r| r.is_complete()));
     assert!(receipts.iter().any(|r| r.region == code("11")));
 }
 
 #[test]
 fn a_node_with_nothing_in_its_region_receives_nothing() {
-    let mut sim = Sim::new(2, Faults::NONE);
+    let mut net = sim(2, Faults::NONE);
     let parts: &[(&str, usize)] = &[("110101001", 3_000)];
-    let d = dataset(&sim.fx, "narrow", 1, None, "0", "0", parts, T0, DAY_MS);
-    let hash = sim.publish(&d);
-    assert!(sim.run(60_000, |s| s.holds_exactly_its_region(
+    let d = dataset(&net.fx, "narrow", 1, None, "0", "0", parts, T0, DAY_MS);
+    let hash = net.publish(&d);
+    assert!(net.run(60_000, |s| s.holds_exactly_its_region(
         code("110101001"),
         &d,
         hash
     ) && s
         .publisher_sees_all(hash, RegionCode::NATIONAL)));
     for c in ["12", "1201", "110102", "110102001", "110101002"] {
-        assert!(sim.nodes[&code(c)].records.is_empty(), "{c} got a manifest");
+        assert!(net.store(code(c)).records.is_empty(), "{c} got a manifest");
     }
 }
 
 #[test]
 fn sibling_cannot_pull_another_regions_partition() {
-    let mut sim = Sim::new(3, Faults::NONE);
-    let d = dibao(&sim.fx, 1, None);
-    let hash = sim.publish(&d);
-    assert!(sim.run(60_000, |s| everyone_done(s, &d, hash)));
+    let mut net = sim(3, Faults::NONE);
+    let d = dibao(&net.fx, 1, None);
+    let hash = net.publish(&d);
+    assert!(net.run(60_000, |s| everyone_done(s, &d, hash)));
+    // Township 110101002 (admitted at its county: a descendant) asks for its sibling's data.
     let county = code("110101");
-    let node = sim.nodes.get_mut(&county).unwrap();
-    node.rf.handle_message(
-        sim.wire.now,
-        &mut node.trust,
+    let outs = net.inject(
         code("110101002"),
-        ReturnFlowMsg::Want {
+        county,
+        rf(ReturnFlowMsg::Want {
             manifest: hash,
             parts: vec![WantPart {
                 region: code("110101001"),
                 groups: std::iter::once(0..2).collect(),
             }],
-        },
+        }),
     );
-    let mut outs = Vec::new();
-    while let Some(o) = node.rf.poll_output() {
-        outs.push(o);
-    }
     assert!(outs
         .iter()
         .all(|o| !matches!(o, Output::ServeChunks { .. })));
-    assert!(outs
-        .iter()
-        .any(|o| matches!(o, Output::Event(Event::WantRefused { .. }))));
+    assert!(outs.iter().any(|o| matches!(
+        o,
+        Output::Event(EpEvent::ReturnFlow(Event::WantRefused { .. }))
+    )));
 }
 
 #[test]
 fn rollback_and_expired_announces_are_rejected() {
-    let mut sim = Sim::new(4, Faults::NONE);
-    let v1 = dibao(&sim.fx, 1, None);
+    let mut net = sim(4, Faults::NONE);
+    let v1 = dibao(&net.fx, 1, None);
     let h1 = v1.manifest.manifest.hash();
-    let v2 = dibao(&sim.fx, 2, Some(h1));
-    sim.publish(&v1);
-    assert!(sim.run(60_000, |s| everyone_done(s, &v1, h1)));
-    let h2 = sim.publish(&v2);
-    assert!(sim.run(60_000, |s| everyone_done(s, &v2, h2)));
+    let v2 = dibao(&net.fx, 2, Some(h1));
+    net.publish(&v1);
+    assert!(net.run(60_000, |s| everyone_done(s, &v1, h1)));
+    let h2 = net.publish(&v2);
+    assert!(net.run(60_000, |s| everyone_done(s, &v2, h2)));
     // The old version's data is gone everywhere.
-    assert!(sim.nodes.values().all(|n| !n.records.contains_key(&h1)));
+    assert!(net
+        .nodes
+        .values()
+        .all(|n| !n.store.records.contains_key(&h1)));
 
-    // Replay version 1's announce to a township: rollback.
+    // Replay version 1's announce to a township over its county's connection: rollback.
     let t = code("110101001");
     let tree = backflow_protocol::manifest::RegionTree::build(code("0"), &v1.entries).unwrap();
     let announce = |d: &Dataset| {
-        ReturnFlowMsg::Announce(backflow_protocol::return_flow::Announce {
-            manifest: Arc::new(d.manifest.clone()),
-            entries: d
-                .entries
-                .iter()
-                .filter(|e| e.region == t)
-                .copied()
-                .collect(),
-            proof: tree.proof_for(t, &Default::default()).unwrap(),
-        })
+        rf(ReturnFlowMsg::Announce(
+            backflow_protocol::return_flow::Announce {
+                manifest: Arc::new(d.manifest.clone()),
+                entries: d
+                    .entries
+                    .iter()
+                    .filter(|e| e.region == t)
+                    .copied()
+                    .collect(),
+                proof: tree.proof_for(t, &Default::default()).unwrap(),
+            },
+        ))
     };
-    let now = sim.wire.now;
-    let node = sim.nodes.get_mut(&t).unwrap();
-    node.rf
-        .handle_message(now, &mut node.trust, code("110101"), announce(&v1));
-    sim.flush(t);
-    assert!(sim.nodes[&t].events.iter().any(|e| matches!(
-        e,
-        Event::ManifestRejected {
-            error: ManifestError::Rollback { .. },
-            ..
-        }
-    )));
+    net.inject(code("110101"), t, announce(&v1));
+    assert!(manifest_errors(&net, t)
+        .iter()
+        .any(|e| matches!(e, ManifestError::Rollback { .. })));
 
     // A fresh node offered an expired manifest refuses it (indefinite freeze).
-    let mut fresh = Sim::new(5, Faults::NONE);
-    let late = T0.plus_ms(31 * DAY_MS);
-    let node = fresh.nodes.get_mut(&t).unwrap();
-    node.rf
-        .handle_message(late, &mut node.trust, code("110101"), announce(&v1));
-    fresh.flush(t);
-    assert!(fresh.nodes[&t].events.iter().any(|e| matches!(
-        e,
-        Event::ManifestRejected {
-            error: ManifestError::Expired { .. },
-            ..
-        }
-    )));
-    assert!(fresh.nodes[&t].records.is_empty());
+    let mut fresh = sim(5, Faults::NONE);
+    fresh.now = T0.plus_ms(31 * DAY_MS);
+    fresh.inject(code("110101"), t, announce(&v1));
+    assert!(manifest_errors(&fresh, t)
+        .iter()
+        .any(|e| matches!(e, ManifestError::Expired { .. })));
+    assert!(fresh.store(t).records.is_empty());
 }
 
+/// An announce from a peer that is no source, or listing partitions outside the receiver's
+/// region, is rejected. A sibling township is not even admitted (its region is not in line
+/// with the receiver's), so its announce never reaches the machine; an admitted descendant is
+/// no source either, and the machine says so.
 #[test]
 fn announce_from_a_sibling_or_with_foreign_entries_is_rejected() {
-    let mut sim = Sim::new(6, Faults::NONE);
-    let d = dibao(&sim.fx, 1, None);
-    let t = code("110101001");
+    let mut net = sim(6, Faults::NONE);
+    let d = dibao(&net.fx, 1, None);
+    let (t, sibling, county) = (code("110101001"), code("110101002"), code("110101"));
     let tree = backflow_protocol::manifest::RegionTree::build(code("0"), &d.entries).unwrap();
-    let mine: Vec<_> = d
-        .entries
-        .iter()
-        .filter(|e| e.region == t)
-        .copied()
-        .collect();
-    let sibling: Vec<_> = d
-        .entries
-        .iter()
-        .filter(|e| e.region == code("110101002"))
-        .copied()
-        .collect();
-    let proof = tree.proof_for(t, &Default::default()).unwrap();
-    let now = sim.wire.now;
-    let node = sim.nodes.get_mut(&t).unwrap();
-    let mk = |entries: Vec<_>| {
-        ReturnFlowMsg::Announce(backflow_protocol::return_flow::Announce {
-            manifest: Arc::new(d.manifest.clone()),
-            entries,
-            proof: proof.clone(),
-        })
+    let of = |r: RegionCode| -> Vec<_> {
+        d.entries
+            .iter()
+            .filter(|e| e.region == r)
+            .copied()
+            .collect()
     };
-    node.rf
-        .handle_message(now, &mut node.trust, code("110101002"), mk(mine.clone()));
-    node.rf
-        .handle_message(now, &mut node.trust, code("110101"), mk(sibling));
-    sim.flush(t);
-    let errors: Vec<_> = sim.nodes[&t]
-        .events
-        .iter()
-        .filter_map(|e| match e {
-            Event::ManifestRejected { error, .. } => Some(error.clone()),
-            _ => None,
-        })
-        .collect();
-    assert!(matches!(errors[0], ManifestError::NotASource { .. }));
-    assert!(matches!(errors[1], ManifestError::OutsideRegion { .. }));
-    assert!(sim.nodes[&t].records.is_empty());
+    let mk = |entries: Vec<_>, proof_for: RegionCode| {
+        rf(ReturnFlowMsg::Announce(
+            backflow_protocol::return_flow::Announce {
+                manifest: Arc::new(d.manifest.clone()),
+                entries,
+                proof: tree.proof_for(proof_for, &Default::default()).unwrap(),
+            },
+        ))
+    };
+    // The sibling connects and is refused; its announce is dropped before any machine.
+    net.connect(sibling, t);
+    net.deliver_due();
+    assert_eq!(net.ep(t).region_of(&sibling), None);
+    let outs = net.inject(sibling, t, mk(of(t), t));
+    assert_eq!(
+        outs,
+        vec![Output::Event(EpEvent::UnadmittedFrame { peer: sibling })]
+    );
+    // The county (a source) announces the sibling's partition to the township.
+    net.inject(county, t, mk(of(sibling), t));
+    // The township (admitted at its county, a descendant) announces to the county.
+    net.inject(t, county, mk(of(county), county));
+    assert!(
+        matches!(
+            manifest_errors(&net, t)[..],
+            [ManifestError::OutsideRegion { .. }]
+        ),
+        "{:?}",
+        manifest_errors(&net, t)
+    );
+    assert!(
+        matches!(
+            manifest_errors(&net, county)[..],
+            [ManifestError::NotASource { .. }]
+        ),
+        "{:?}",
+        manifest_errors(&net, county)
+    );
+    assert!(net.store(t).records.is_empty());
+    assert!(net.store(county).records.is_empty());
 }
 
 #[test]
 fn resumes_after_restart_without_refetching() {
-    let mut sim = Sim::new(7, Faults::NONE);
-    let d = dibao(&sim.fx, 1, None);
-    let hash = sim.publish(&d);
+    let mut net = sim(7, Faults::NONE);
+    let d = dibao(&net.fx, 1, None);
+    let hash = net.publish(&d);
     let t = code("110101001");
     // Run until the township has some but not all groups (5 groups, window 3).
-    assert!(sim.run(60_000, |s| s.nodes[&t]
-        .rf
+    assert!(net.run(60_000, |s| s
+        .rf(t)
         .stored_groups(&hash, t)
         .is_some_and(|n| (1..5).contains(&n))));
-    let before = sim.nodes[&t].rf.stored_groups(&hash, t).unwrap();
-    sim.restart(t);
-    assert_eq!(sim.nodes[&t].rf.stored_groups(&hash, t), Some(before));
-    assert!(sim.run(60_000, |s| everyone_done(s, &d, hash)));
+    let before = net.rf(t).stored_groups(&hash, t).unwrap();
+    net.restart_ok(t);
+    assert_eq!(net.rf(t).stored_groups(&hash, t), Some(before));
+    assert!(net.run(60_000, |s| everyone_done(s, &d, hash)));
     // The county also restarts after completion: it keeps serving and reporting.
-    sim.restart(code("110101"));
-    assert!(sim.nodes[&code("110101")].rf.is_complete(&hash));
+    net.restart_ok(code("110101"));
+    assert!(net.rf(code("110101")).is_complete(&hash));
 }
 
 #[test]
 fn publisher_keeps_its_per_region_view_across_a_restart() {
-    let mut sim = Sim::new(11, Faults::NONE);
-    let d = dibao(&sim.fx, 1, None);
-    let hash = sim.publish(&d);
-    assert!(sim.run(10 * 60_000, |s| everyone_done(s, &d, hash)));
+    let mut net = sim(11, Faults::NONE);
+    let d = dibao(&net.fx, 1, None);
+    let hash = net.publish(&d);
+    assert!(net.run(10 * 60_000, |s| everyone_done(s, &d, hash)));
     let national = RegionCode::NATIONAL;
-    let before = sim.nodes[&national].rf.receipts(&hash);
-    let agg_before = sim.nodes[&national].rf.completeness(&hash).unwrap();
+    let before = net.rf(national).receipts(&hash);
+    let agg_before = net.rf(national).completeness(&hash).unwrap();
     assert!(!before.is_empty());
     assert_eq!(agg_before.regions_delivered, PARTS.len() as u32);
     // Cut the publisher off so nothing can arrive after the restart: what it shows then
     // comes from its own storage.
-    sim.wire
-        .down
-        .extend(sim.nodes.keys().copied().filter(|c| *c != national));
-    sim.restart(national);
-    assert_eq!(sim.nodes[&national].rf.receipts(&hash), before);
-    let agg = sim.nodes[&national].rf.completeness(&hash).unwrap();
+    let others: Vec<RegionCode> = net
+        .nodes
+        .keys()
+        .copied()
+        .filter(|c| *c != national)
+        .collect();
+    for c in others {
+        net.set_down(c);
+    }
+    net.restart_ok(national);
+    assert_eq!(net.rf(national).receipts(&hash), before);
+    let agg = net.rf(national).completeness(&hash).unwrap();
     assert_eq!(agg.regions_delivered, agg_before.regions_delivered);
     assert_eq!(agg.records_delivered, agg_before.records_delivered);
-    // A stored receipt that does not fit the transfer is refused.
+    // A stored receipt that does not fit the transfer is refused when it is restored.
     let mut wrong = before[0].clone();
     wrong.regions_expected += 1;
     wrong.seq += 1;
-    assert!(!sim
-        .nodes
-        .get_mut(&national)
-        .unwrap()
-        .rf
-        .restore_receipt(wrong));
+    net.node_mut(national)
+        .store
+        .receipts
+        .insert((hash, wrong.region), wrong);
+    let report = net.restart(national);
+    assert_eq!(report.transfers, 1);
+    assert_eq!(report.receipts_skipped, 1, "{report:?}");
+    assert_eq!(report.receipts, before.len() - 1);
 }
 
 #[test]
 fn skip_level_fallback_when_the_county_is_down() {
-    let mut sim = Sim::new(8, Faults::NONE);
-    let d = dibao(&sim.fx, 1, None);
+    let mut net = sim(8, Faults::NONE);
+    let d = dibao(&net.fx, 1, None);
     let county = code("110101");
-    sim.wire.down.insert(county);
-    let hash = sim.publish(&d);
+    net.set_down(county);
+    let hash = net.publish(&d);
     let towns = [code("110101001"), code("110101002")];
-    assert!(sim.run(10 * 60_000, |s| towns
+    assert!(net.run(10 * 60_000, |s| towns
         .iter()
         .all(|t| s.holds_exactly_its_region(*t, &d, hash))));
     // The city announced to the townships directly; receipts still reach the publisher,
     // which sees the county's own partition as missing.
-    assert!(sim.run(10 * 60_000, |s| s.nodes[&RegionCode::NATIONAL]
-        .rf
+    assert!(net.run(10 * 60_000, |s| s
+        .rf(RegionCode::NATIONAL)
         .completeness(&hash)
         .is_some_and(|r| r.regions_delivered == PARTS.len() as u32 - 1)));
-    let r = sim.nodes[&RegionCode::NATIONAL]
-        .rf
-        .completeness(&hash)
-        .unwrap();
+    let r = net.rf(RegionCode::NATIONAL).completeness(&hash).unwrap();
     assert_eq!(r.missing, vec![county]);
     // The county comes back and catches up.
-    sim.wire.down.clear();
-    assert!(sim.run(10 * 60_000, |s| everyone_done(s, &d, hash)));
+    net.heal();
+    assert!(net.run(10 * 60_000, |s| everyone_done(s, &d, hash)));
 }
 
 /// A receipt `region` would sign for `d`, with the partitions in `delivered` delivered.
 fn receipt_for(
-    sim: &Sim,
+    net: &Net,
     d: &Dataset,
     hash: Hash,
     region: RegionCode,
@@ -641,7 +398,7 @@ fn receipt_for(
         region,
         manifest: hash,
         seq,
-        at: sim.wire.now,
+        at: net.now,
         regions_expected: under.len() as u32,
         regions_delivered: 0,
         records_delivered: 0,
@@ -660,7 +417,11 @@ fn receipt_for(
         }
     }
     r.delivered = bits;
-    SignedReceipt::sign(r, sim.fx.id(&region.to_string()))
+    SignedReceipt::sign(r, net.fx.id(&region.to_string()))
+}
+
+fn receipt_msg(r: backflow_protocol::receipt::SignedReceipt) -> Message {
+    rf(ReturnFlowMsg::Receipt(Arc::new(r)))
 }
 
 /// After a fallback a node holds a stale receipt from a child (its own partition only) and
@@ -669,8 +430,8 @@ fn receipt_for(
 /// dropped the child's own partition.)
 #[test]
 fn receipts_via_a_fallback_count_each_partition_once() {
-    let mut sim = Sim::new(14, Faults::NONE);
-    let d = dibao(&sim.fx, 1, None);
+    let mut net = sim(14, Faults::NONE);
+    let d = dibao(&net.fx, 1, None);
     let (county, t1, t2, city) = (
         code("110101"),
         code("110101001"),
@@ -678,35 +439,24 @@ fn receipts_via_a_fallback_count_each_partition_once() {
         code("1101"),
     );
     for c in [county, t1, t2] {
-        sim.wire.down.insert(c);
+        net.set_down(c);
     }
-    let hash = sim.publish(&d);
-    assert!(sim.run(10 * 60_000, |s| s.nodes[&RegionCode::NATIONAL]
-        .rf
+    let hash = net.publish(&d);
+    assert!(net.run(10 * 60_000, |s| s
+        .rf(RegionCode::NATIONAL)
         .completeness(&hash)
         .is_some_and(|r| r.regions_delivered == 3)
-        && s.nodes[&city].rf.is_complete(&hash)));
+        && s.rf(city).is_complete(&hash)));
     // The county reported early (its own partition only), then went silent; its townships
-    // report straight to the city.
-    let now = sim.wire.now;
-    let stale = receipt_for(&sim, &d, hash, county, 1, &[county]);
-    let r1 = receipt_for(&sim, &d, hash, t1, 1, &[t1]);
-    let r2 = receipt_for(&sim, &d, hash, t2, 1, &[t2]);
+    // report straight to the city (each over its own, still admitted, connection).
+    let stale = receipt_for(&net, &d, hash, county, 1, &[county]);
+    let r1 = receipt_for(&net, &d, hash, t1, 1, &[t1]);
+    let r2 = receipt_for(&net, &d, hash, t2, 1, &[t2]);
     for (from, r) in [(county, stale), (t1, r1), (t2, r2.clone()), (t2, r2)] {
-        let node = sim.nodes.get_mut(&city).unwrap();
-        node.rf.handle_message(
-            now,
-            &mut node.trust,
-            from,
-            ReturnFlowMsg::Receipt(Arc::new(r)),
-        );
+        net.inject(from, city, receipt_msg(r));
     }
-    sim.flush(city);
-    assert!(!sim.nodes[&city]
-        .events
-        .iter()
-        .any(|e| matches!(e, Event::ReceiptRejected { .. })));
-    let at_city = sim.nodes[&city].rf.completeness(&hash).unwrap();
+    assert!(receipt_errors(&net, city).is_empty());
+    let at_city = net.rf(city).completeness(&hash).unwrap();
     let under_city: Vec<_> = d
         .entries
         .iter()
@@ -723,23 +473,20 @@ fn receipts_via_a_fallback_count_each_partition_once() {
         under_city.iter().map(|e| e.records).sum::<u64>()
     );
     // Per child, too: the county's subtree is complete although its own receipt says 1 of 3.
-    let county_view = sim.nodes[&city].rf.completeness_of(&hash, county).unwrap();
+    let county_view = net.rf(city).completeness_of(&hash, county).unwrap();
     assert_eq!(
         (county_view.regions_delivered, county_view.regions_expected),
         (3, 3)
     );
-    let t1_view = sim.nodes[&city].rf.completeness_of(&hash, t1).unwrap();
+    let t1_view = net.rf(city).completeness_of(&hash, t1).unwrap();
     assert_eq!(
         (t1_view.regions_delivered, t1_view.regions_expected),
         (1, 1)
     );
     // The publisher's per-region view is exact too (records and bytes included).
-    assert!(sim.run(10 * 60_000, |s| s
+    assert!(net.run(10 * 60_000, |s| s
         .publisher_sees_all(hash, RegionCode::NATIONAL)));
-    let at_national = sim.nodes[&RegionCode::NATIONAL]
-        .rf
-        .completeness(&hash)
-        .unwrap();
+    let at_national = net.rf(RegionCode::NATIONAL).completeness(&hash).unwrap();
     assert_eq!(at_national.regions_delivered, PARTS.len() as u32);
     assert_eq!(
         at_national.records_delivered,
@@ -756,41 +503,26 @@ fn receipts_via_a_fallback_count_each_partition_once() {
 #[test]
 fn receipts_with_inconsistent_bitmaps_are_rejected() {
     use backflow_protocol::receipt::{ReceiptError, SignedReceipt};
-    let mut sim = Sim::new(15, Faults::NONE);
-    let d = dibao(&sim.fx, 1, None);
-    let hash = sim.publish(&d);
-    assert!(sim.run(60_000, |s| everyone_done(s, &d, hash)));
-    let (county, t1) = (code("110101"), code("110101001"));
-    let good = receipt_for(&sim, &d, hash, county, u64::MAX - 1, &[county]);
+    let mut net = sim(15, Faults::NONE);
+    let d = dibao(&net.fx, 1, None);
+    let hash = net.publish(&d);
+    assert!(net.run(60_000, |s| everyone_done(s, &d, hash)));
+    let (county, city) = (code("110101"), code("1101"));
+    let good = receipt_for(&net, &d, hash, county, u64::MAX - 1, &[county]);
     // Bits claim two partitions, the count one.
     let mut r = good.receipt.clone();
     r.delivered = vec![0b011];
-    let extra_bit = SignedReceipt::sign(r, sim.fx.id("110101"));
+    let extra_bit = SignedReceipt::sign(r, net.fx.id("110101"));
     // Claims one partition fewer than the manifest has in the county.
     let mut r = good.receipt.clone();
     r.regions_expected = 2;
     r.missing.truncate(1);
-    let short = SignedReceipt::sign(r, sim.fx.id("110101"));
-    let before = sim.nodes[&county].rf.completeness(&hash).unwrap();
-    let now = sim.wire.now;
-    let node = sim.nodes.get_mut(&code("1101")).unwrap();
+    let short = SignedReceipt::sign(r, net.fx.id("110101"));
+    let before = net.rf(county).completeness(&hash).unwrap();
     for r in [extra_bit, short] {
-        node.rf.handle_message(
-            now,
-            &mut node.trust,
-            county,
-            ReturnFlowMsg::Receipt(Arc::new(r)),
-        );
+        net.inject(county, city, receipt_msg(r));
     }
-    sim.flush(code("1101"));
-    let errors: Vec<_> = sim.nodes[&code("1101")]
-        .events
-        .iter()
-        .filter_map(|e| match e {
-            Event::ReceiptRejected { error, .. } => Some(error.clone()),
-            _ => None,
-        })
-        .collect();
+    let errors = receipt_errors(&net, city);
     assert!(
         matches!(
             errors[..],
@@ -802,33 +534,28 @@ fn receipts_with_inconsistent_bitmaps_are_rejected() {
         "{errors:?}"
     );
     assert!(before.is_complete());
-    assert!(sim.nodes[&code("1101")]
-        .rf
-        .completeness(&hash)
-        .unwrap()
-        .is_complete());
-    let _ = t1;
+    assert!(net.rf(city).completeness(&hash).unwrap().is_complete());
 }
 
 #[test]
 fn skip_level_fallback_mid_transfer_switches_source() {
-    let mut sim = Sim::new(9, Faults::NONE);
-    let d = dibao(&sim.fx, 1, None);
-    let hash = sim.publish(&d);
+    let mut net = sim(9, Faults::NONE);
+    let d = dibao(&net.fx, 1, None);
+    let hash = net.publish(&d);
     let county = code("110101");
     let t = code("110101001");
     // Let the township start, then take its county down.
-    assert!(sim.run(60_000, |s| s.nodes[&t]
-        .rf
+    assert!(net.run(60_000, |s| s
+        .rf(t)
         .stored_groups(&hash, t)
         .is_some_and(|n| n >= 1)));
     assert!(
-        !sim.nodes[&t].rf.is_complete(&hash),
+        !net.rf(t).is_complete(&hash),
         "the test needs a partial transfer"
     );
-    sim.wire.down.insert(county);
-    assert!(sim.run(10 * 60_000, |s| s.holds_exactly_its_region(t, &d, hash)));
-    assert!(sim.nodes[&t].events.iter().any(|e| matches!(
+    net.set_down(county);
+    assert!(net.run(10 * 60_000, |s| s.holds_exactly_its_region(t, &d, hash)));
+    assert!(net.node(t).rf_events().any(|e| matches!(
         e,
         Event::SourceChanged { from, to, .. } if *from == county && *to == code("1101")
     )));
@@ -836,18 +563,17 @@ fn skip_level_fallback_mid_transfer_switches_source() {
 
 #[test]
 fn a_corrupting_source_is_detected_and_bypassed() {
-    let mut sim = Sim::new(10, Faults::NONE);
-    let d = dibao(&sim.fx, 1, None);
-    let hash = sim.publish(&d);
+    let mut net = sim(10, Faults::NONE);
+    let d = dibao(&net.fx, 1, None);
+    let hash = net.publish(&d);
     let city = code("1101");
     // Once the city holds everything, it starts corrupting what it serves.
-    assert!(sim.run(60_000, |s| s.nodes[&city].rf.is_complete(&hash)));
-    sim.nodes.get_mut(&city).unwrap().corrupt = true;
-    assert!(sim.run(10 * 60_000, |s| everyone_done(s, &d, hash)));
-    let county = &sim.nodes[&code("110101")];
-    let rejected = county
-        .events
-        .iter()
+    assert!(net.run(60_000, |s| s.rf(city).is_complete(&hash)));
+    net.node_mut(city).corrupt = true;
+    assert!(net.run(10 * 60_000, |s| everyone_done(s, &d, hash)));
+    let rejected = net
+        .node(code("110101"))
+        .rf_events()
         .filter(|e| matches!(e, Event::ChunkRejected { .. }))
         .count();
     assert!(rejected >= 1);
@@ -869,15 +595,15 @@ proptest! {
         let faults = Faults { loss, duplicate, delay_ms_max };
         if direct {
             // Province → county links: the city holds only its own partition.
-            let mut sim = Sim::with_routing(seed, faults, province_to_county());
-            let d = direct_dataset(&sim.fx);
-            let hash = sim.publish(&d);
-            prop_assert!(sim.run(6 * 3_600_000, |s| direct_done(s, &d, hash)));
+            let mut net = sim_routed(seed, faults, province_to_county());
+            let d = direct_dataset(&net.fx);
+            let hash = net.publish(&d);
+            prop_assert!(net.run(6 * 3_600_000, |s| direct_done(s, &d, hash)));
         } else {
-            let mut sim = Sim::new(seed, faults);
-            let d = dibao(&sim.fx, 1, None);
-            let hash = sim.publish(&d);
-            prop_assert!(sim.run(6 * 3_600_000, |s| everyone_done(s, &d, hash)));
+            let mut net = sim(seed, faults);
+            let d = dibao(&net.fx, 1, None);
+            let hash = net.publish(&d);
+            prop_assert!(net.run(6 * 3_600_000, |s| everyone_done(s, &d, hash)));
         }
     }
 }
@@ -915,11 +641,19 @@ fn synthetic_entries(regions: &[RegionCode]) -> Vec<backflow_protocol::manifest:
         .collect()
 }
 
+/// A network of the national node alone (its children are not up: what it sends them names
+/// no connection, and is only logged).
+fn national_alone() -> Net {
+    let mut net = Net::with_tree(0, Faults::NONE, NetConfig::default(), &["0"]);
+    net.log = Some(Vec::new());
+    net
+}
+
 #[test]
 fn a_publisher_may_hold_more_partitions_than_one_announce() {
     use backflow_protocol::manifest::{build_manifest, SignedManifest};
     use backflow_protocol::return_flow::ReturnFlowError;
-    use backflow_protocol::wire::{decode_stored, encode_value, ANNOUNCE_ENTRIES_MAX};
+    use backflow_protocol::wire::ANNOUNCE_ENTRIES_MAX;
     let fx = Fixture::new();
     let n = ANNOUNCE_ENTRIES_MAX / 2 + 100;
     let mut regions = townships("11", n);
@@ -943,42 +677,38 @@ fn a_publisher_may_hold_more_partitions_than_one_announce() {
         }
         SignedManifest::sign(m, fx.id("0")).unwrap()
     };
-    let mut rf = ReturnFlow::new(ReturnFlowConfig::new(fx.id("0").clone()));
-    let mut trust = fx.trust();
-    let hash = rf
-        .publish(T0, &mut trust, sign(&entries, false), entries.clone())
+    let national = RegionCode::NATIONAL;
+    let mut net = national_alone();
+    let hash = net
+        .publish_signed(national, sign(&entries, false), entries.clone())
         .unwrap();
-    // Announces go out per province, each within the limit; the record survives storage.
+    // Announces go out per province, each within the limit.
     let mut announced = 0;
-    while let Some(o) = rf.poll_output() {
-        match o {
-            Output::Send {
-                msg: ReturnFlowMsg::Announce(a),
-                ..
-            } => {
-                assert!(a.entries.len() <= ANNOUNCE_ENTRIES_MAX);
-                announced += a.entries.len();
-            }
-            Output::Storage(StorageOp::PutTransfer(rec)) => {
-                let bytes = encode_value(&*rec).unwrap();
-                let back: TransferRecord = decode_stored(&bytes).unwrap();
-                let mut again = ReturnFlow::new(ReturnFlowConfig::new(fx.id("0").clone()));
-                assert_eq!(again.restore(T0, back, &[]).unwrap(), hash);
-            }
-            _ => {}
+    for s in net.log.as_ref().unwrap() {
+        if let Message::ReturnFlow(ReturnFlowMsg::Announce(a)) = &s.msg {
+            assert!(a.entries.len() <= ANNOUNCE_ENTRIES_MAX);
+            announced += a.entries.len();
         }
     }
     assert_eq!(announced, entries.len());
+    // The record survives storage (the store keeps it encoded): a restart resumes it.
+    let report = net.restart(national);
+    assert_eq!(
+        (report.transfers, report.failed.len()),
+        (1, 0),
+        "{report:?}"
+    );
+    assert!(net.rf(national).held().any(|(_, h)| h.hash == hash));
     // A manifest whose counts disagree with its entries is refused.
-    let mut rf = ReturnFlow::new(ReturnFlowConfig::new(fx.id("0").clone()));
+    let mut net = national_alone();
     assert!(matches!(
-        rf.publish(T0, &mut trust, sign(&entries, true), entries.clone()),
+        net.publish_signed(national, sign(&entries, true), entries.clone()),
         Err(ReturnFlowError::Manifest(ManifestError::TotalsMismatch))
     ));
     // One province over the announce limit cannot be published as a single subtree.
     let big = synthetic_entries(&townships("11", ANNOUNCE_ENTRIES_MAX + 1));
     assert!(matches!(
-        rf.publish(T0, &mut trust, sign(&big, false), big.clone()),
+        net.publish_signed(national, sign(&big, false), big.clone()),
         Err(ReturnFlowError::Manifest(ManifestError::Limit(_)))
     ));
 }
@@ -986,17 +716,17 @@ fn a_publisher_may_hold_more_partitions_than_one_announce() {
 #[test]
 fn forged_receipts_are_rejected() {
     use backflow_protocol::receipt::{Receipt, ReceiptError, SignedReceipt};
-    let mut sim = Sim::new(11, Faults::NONE);
-    let d = dibao(&sim.fx, 1, None);
-    let hash = sim.publish(&d);
-    assert!(sim.run(60_000, |s| everyone_done(s, &d, hash)));
+    let mut net = sim(11, Faults::NONE);
+    let d = dibao(&net.fx, 1, None);
+    let hash = net.publish(&d);
+    assert!(net.run(60_000, |s| everyone_done(s, &d, hash)));
     let t = code("110101001");
     let county = code("110101");
     let receipt = Receipt {
         region: t,
         manifest: hash,
         seq: u64::MAX,
-        at: sim.wire.now,
+        at: net.now,
         regions_expected: 1,
         regions_delivered: 0,
         records_delivered: 0,
@@ -1005,7 +735,7 @@ fn forged_receipts_are_rejected() {
         delivered: vec![0],
     };
     // Signed by the sibling township but claiming to be from `t`.
-    let sibling = sim.fx.id("110101002");
+    let sibling = net.fx.id("110101002");
     let forged = SignedReceipt {
         signature: sibling.sign(&backflow_protocol::wire::digest(
             b"backflow/receipt/v1",
@@ -1015,45 +745,31 @@ fn forged_receipts_are_rejected() {
         signer: sibling.chain.clone(),
     };
     // Properly signed, then tampered.
-    let mut tampered = SignedReceipt::sign(receipt, sim.fx.id("110101001"));
+    let mut tampered = SignedReceipt::sign(receipt, net.fx.id("110101001"));
     tampered.receipt.records_delivered = 1;
-    let now = sim.wire.now;
+    // Both arrive over the township's own (admitted) connection.
     for r in [forged, tampered] {
-        let node = sim.nodes.get_mut(&county).unwrap();
-        node.rf
-            .handle_message(now, &mut node.trust, t, ReturnFlowMsg::Receipt(Arc::new(r)));
+        net.inject(t, county, receipt_msg(r));
     }
-    sim.flush(county);
-    let errors: Vec<_> = sim.nodes[&county]
-        .events
-        .iter()
-        .filter_map(|e| match e {
-            Event::ReceiptRejected { error, .. } => Some(error.clone()),
-            _ => None,
-        })
-        .collect();
+    let errors = receipt_errors(&net, county);
     assert!(matches!(
         errors[..],
         [ReceiptError::WrongSigner { .. }, ReceiptError::Cert(_)]
     ));
     // The county's view is unchanged: the township delivered.
-    assert!(sim.nodes[&county]
-        .rf
-        .completeness(&hash)
-        .unwrap()
-        .is_complete());
+    assert!(net.rf(county).completeness(&hash).unwrap().is_complete());
 }
 
 #[test]
 fn a_held_manifest_that_expires_is_reported() {
-    let mut sim = Sim::new(12, Faults::NONE);
-    let d = dataset(&sim.fx, "short", 1, None, "0", "0", PARTS, T0, 3_600_000);
-    let hash = sim.publish(&d);
-    assert!(sim.run(60_000, |s| everyone_done(s, &d, hash)));
+    let mut net = sim(12, Faults::NONE);
+    let d = dataset(&net.fx, "short", 1, None, "0", "0", PARTS, T0, 3_600_000);
+    let hash = net.publish(&d);
+    assert!(net.run(60_000, |s| everyone_done(s, &d, hash)));
     let t = code("110101001");
-    assert!(sim.run(2 * 3_600_000, |s| s.nodes[&t]
-        .events
-        .iter()
+    assert!(net.run(2 * 3_600_000, |s| s
+        .node(t)
+        .rf_events()
         .any(|e| matches!(e, Event::TransferExpired { .. }))));
 }
 
@@ -1061,12 +777,12 @@ fn a_held_manifest_that_expires_is_reported() {
 fn receipts_follow_a_key_rotation_and_the_old_key_is_refused() {
     use backflow_protocol::cert::{CertRequest, Certificate};
     use backflow_protocol::receipt::{ReceiptError, SignedReceipt};
-    let mut sim = Sim::new(13, Faults::NONE);
-    let d = dibao(&sim.fx, 1, None);
-    let hash = sim.publish(&d);
-    assert!(sim.run(60_000, |s| everyone_done(s, &d, hash)));
+    let mut net = sim(13, Faults::NONE);
+    let d = dibao(&net.fx, 1, None);
+    let hash = net.publish(&d);
+    assert!(net.run(60_000, |s| everyone_done(s, &d, hash)));
     let (county, city) = (code("110101"), code("1101"));
-    let old = sim.fx.id("110101").clone();
+    let old = net.fx.id("110101").clone();
     let rotation = Certificate::issue_rotation(
         city,
         &key("1101"),
@@ -1085,12 +801,13 @@ fn receipts_follow_a_key_rotation_and_the_old_key_is_refused() {
     new.key = key("110101-v2");
     new.chain.truncate(2);
     new.chain.push(rotation);
-    // The city learns the rotation (e.g. from the county's next Hello).
-    let now = sim.wire.now;
-    let node = sim.nodes.get_mut(&city).unwrap();
-    node.trust.verify_chain(&new.chain, now).unwrap();
-    let mut receipt = node
-        .rf
+    // The county restarts with its rotated key; the city learns the rotation from the
+    // county's hello (admitted: its transport now authenticates the new key).
+    net.node_mut(county).config.identity = new.clone();
+    net.restart_ok(county);
+    assert_eq!(net.ep(city).region_of(&county), Some(county));
+    let mut receipt = net
+        .rf(city)
         .receipts(&hash)
         .into_iter()
         .find(|r| r.region == county)
@@ -1101,37 +818,28 @@ fn receipts_follow_a_key_rotation_and_the_old_key_is_refused() {
     receipt.seq += 1;
     let new_signed = SignedReceipt::sign(receipt, &new);
     for r in [old_signed, new_signed] {
-        node.rf.handle_message(
-            now,
-            &mut node.trust,
-            county,
-            ReturnFlowMsg::Receipt(Arc::new(r)),
-        );
+        net.inject(county, city, receipt_msg(r));
     }
-    sim.flush(city);
-    let node = &sim.nodes[&city];
-    let rejected: Vec<_> = node
-        .events
-        .iter()
-        .filter_map(|e| match e {
-            Event::ReceiptRejected { error, .. } => Some(error.clone()),
-            _ => None,
-        })
-        .collect();
+    let rejected = receipt_errors(&net, city);
     assert!(
         matches!(rejected[..], [ReceiptError::Cert(_)]),
         "{rejected:?}"
     );
-    let latest = node
-        .rf
-        .receipts(&hash)
-        .into_iter()
-        .find(|r| r.region == county)
-        .unwrap();
-    assert_eq!(latest.seq, before + 2, "the new key's receipt was recorded");
-    // The county itself signs with the new key after `set_identity`.
-    let node = sim.nodes.get_mut(&county).unwrap();
-    node.rf.set_identity(new);
+    let latest = |net: &Net| {
+        net.rf(city)
+            .receipts(&hash)
+            .into_iter()
+            .find(|r| r.region == county)
+            .unwrap()
+    };
+    assert_eq!(
+        latest(&net).seq,
+        before + 2,
+        "the new key's receipt was recorded"
+    );
+    // The county itself now signs with the new key: its own receipts are taken.
+    assert!(net.run(60_000, |s| latest(s).seq > before + 2));
+    assert_eq!(receipt_errors(&net, city).len(), 1);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1182,78 +890,49 @@ fn direct_share(c: RegionCode, d: &Dataset) -> BTreeSet<RegionCode> {
         .collect()
 }
 
-impl Sim {
-    /// Node `c` stored exactly `share` (byte-identical) and nothing else, and is complete.
-    fn holds_exactly(
-        &self,
-        c: RegionCode,
-        share: &BTreeSet<RegionCode>,
-        d: &Dataset,
-        hash: Hash,
-    ) -> bool {
-        let node = &self.nodes[&c];
-        for ((h, r), (_, have)) in &node.data {
-            assert!(
-                *h != hash || share.contains(r) || have.is_empty(),
-                "{c} stored groups of {r}, outside its share {share:?}"
-            );
-        }
-        share.iter().all(|r| {
-            node.data.get(&(hash, *r)).is_some_and(|(buf, have)| {
-                buf == &d.contents[r]
-                    && have.len() as u64
-                        == d.entries.iter().find(|e| e.region == *r).unwrap().groups()
-            })
-        }) && node.rf.is_complete(&hash)
-    }
-}
-
-fn direct_done(sim: &Sim, d: &Dataset, hash: Hash) -> bool {
-    sim.nodes
+fn direct_done(net: &Net, d: &Dataset, hash: Hash) -> bool {
+    net.nodes
         .keys()
         .filter(|c| **c != RegionCode::NATIONAL)
-        .all(|c| sim.holds_exactly(*c, &direct_share(*c, d), d, hash))
-        && sim.publisher_sees_all(hash, RegionCode::NATIONAL)
+        .all(|c| net.holds_exactly(*c, &direct_share(*c, d), d, hash))
+        && net.publisher_sees_all(hash, RegionCode::NATIONAL)
 }
 
 #[test]
 fn a_province_serves_its_counties_directly_with_exact_receipts() {
-    let mut sim = Sim::with_routing(21, Faults::NONE, province_to_county());
-    let d = direct_dataset(&sim.fx);
-    let hash = sim.publish(&d);
-    assert!(sim.run(60_000, |s| direct_done(s, &d, hash)));
+    let mut net = sim_routed(21, Faults::NONE, province_to_county());
+    let d = direct_dataset(&net.fx);
+    let hash = net.publish(&d);
+    assert!(net.run(60_000, |s| direct_done(s, &d, hash)));
     let (province, city) = (code("11"), code("1101"));
     let counties = [code("110101"), code("110102")];
     // The counties were announced to, and served, by the province; the city only got its own.
     for k in counties {
-        assert!(sim.nodes[&k].events.iter().any(|e| matches!(e,
+        assert!(net.node(k).rf_events().any(|e| matches!(e,
             Event::ManifestAccepted { from, .. } if *from == province)));
-        assert!(sim.chunk_bytes.get(&(province, k)).is_some_and(|b| *b > 0));
+        assert!(net.chunk_bytes.get(&(province, k)).is_some_and(|b| *b > 0));
     }
     assert!(
-        sim.chunk_bytes.keys().all(|(from, _)| *from != city),
+        net.chunk_bytes.keys().all(|(from, _)| *from != city),
         "the city served chunks: {:?}",
-        sim.chunk_bytes
+        net.chunk_bytes
     );
-    let city_bytes = sim.chunk_bytes[&(province, city)];
+    let city_bytes = net.chunk_bytes[&(province, city)];
     assert!(
         (3_000..5_000).contains(&city_bytes),
         "city got {city_bytes} bytes"
     );
     // Receipts followed the path used: the counties reported to the province, not the city.
-    let at_province = sim.nodes[&province].rf.receipts(&hash);
+    let at_province = net.rf(province).receipts(&hash);
     for k in counties {
         assert!(at_province.iter().any(|r| r.region == k && r.is_complete()));
     }
-    assert!(sim.nodes[&city].rf.receipts(&hash).is_empty());
+    assert!(net.rf(city).receipts(&hash).is_empty());
     // The city's own view: its partition delivered, its counties' not (they are not its to hold).
-    let c = sim.nodes[&city].rf.completeness(&hash).unwrap();
+    let c = net.rf(city).completeness(&hash).unwrap();
     assert_eq!((c.regions_expected, c.regions_delivered), (5, 1));
     // The publisher counts every partition exactly once.
-    let r = sim.nodes[&RegionCode::NATIONAL]
-        .rf
-        .completeness(&hash)
-        .unwrap();
+    let r = net.rf(RegionCode::NATIONAL).completeness(&hash).unwrap();
     assert_eq!(r.regions_expected, PARTS_DIRECT.len() as u32);
     assert_eq!(r.regions_delivered, PARTS_DIRECT.len() as u32);
     assert_eq!(
@@ -1263,8 +942,8 @@ fn a_province_serves_its_counties_directly_with_exact_receipts() {
             .map(|(_, n)| *n as u64 / 10)
             .sum::<u64>()
     );
-    let per_city = sim.nodes[&RegionCode::NATIONAL]
-        .rf
+    let per_city = net
+        .rf(RegionCode::NATIONAL)
         .completeness_of(&hash, city)
         .unwrap();
     assert_eq!(
@@ -1275,38 +954,38 @@ fn a_province_serves_its_counties_directly_with_exact_receipts() {
 
 #[test]
 fn direct_links_keep_skip_level_fallback_and_restart() {
-    let mut sim = Sim::with_routing(22, Faults::NONE, province_to_county());
-    let d = direct_dataset(&sim.fx);
+    let mut net = sim_routed(22, Faults::NONE, province_to_county());
+    let d = direct_dataset(&net.fx);
     let province = code("11");
-    sim.wire.down.insert(province);
-    let hash = sim.publish(&d);
+    net.set_down(province);
+    let hash = net.publish(&d);
     // National announces past the silent province to whom it would have served: its city and
     // its counties, which complete without it.
-    let below: Vec<RegionCode> = sim
+    let below: Vec<RegionCode> = net
         .nodes
         .keys()
         .copied()
         .filter(|c| province.contains(*c) && *c != province)
         .collect();
     assert!(
-        sim.run(10 * 60_000, |s| below.iter().all(|c| s.holds_exactly(
+        net.run(10 * 60_000, |s| below.iter().all(|c| s.holds_exactly(
             *c,
             &direct_share(*c, &d),
             &d,
             hash
         )))
     );
-    assert!(sim
+    assert!(net
         .chunk_bytes
         .get(&(RegionCode::NATIONAL, code("110101")))
         .is_some_and(|b| *b > 0));
-    sim.wire.down.clear();
-    assert!(sim.run(10 * 60_000, |s| direct_done(s, &d, hash)));
+    net.heal();
+    assert!(net.run(10 * 60_000, |s| direct_done(s, &d, hash)));
     // A county restarts: it resumes from its store and reports to the province again.
     let county = code("110101");
-    sim.restart(county);
-    assert!(sim.nodes[&county].rf.is_complete(&hash));
-    assert!(sim.run(60_000, |s| direct_done(s, &d, hash)));
+    net.restart_ok(county);
+    assert!(net.rf(county).is_complete(&hash));
+    assert!(net.run(60_000, |s| direct_done(s, &d, hash)));
 }
 
 #[test]
@@ -1317,20 +996,21 @@ fn direct_links_converge_under_loss_duplication_and_reordering() {
             duplicate: 0.2,
             delay_ms_max: 3_000,
         };
-        let mut sim = Sim::with_routing(100 + seed, faults, province_to_county());
-        let d = direct_dataset(&sim.fx);
-        let hash = sim.publish(&d);
+        let mut net = sim_routed(100 + seed, faults, province_to_county());
+        let d = direct_dataset(&net.fx);
+        let hash = net.publish(&d);
         assert!(
-            sim.run(6 * 3_600_000, |s| direct_done(s, &d, hash)),
+            net.run(6 * 3_600_000, |s| direct_done(s, &d, hash)),
             "seed {seed}"
         );
-        assert!(sim
+        assert!(net
             .chunk_bytes
             .keys()
             .all(|(from, _)| *from != code("1101")));
     }
 }
 
+/// Parsing only: no node is involved.
 #[test]
 fn routing_parses_and_refuses_nonsense() {
     use backflow_protocol::Level;
@@ -1365,7 +1045,7 @@ fn routing_parses_and_refuses_nonsense() {
 /// region serves its counties itself (their province is no source for a city-scoped manifest).
 #[test]
 fn direct_links_fall_back_to_the_tree_inside_a_smaller_scope() {
-    let mut sim = Sim::with_routing(23, Faults::NONE, province_to_county());
+    let mut net = sim_routed(23, Faults::NONE, province_to_county());
     let parts: &[(&str, usize)] = &[
         ("1101", 3_000),
         ("110101", 1_000),
@@ -1373,7 +1053,7 @@ fn direct_links_fall_back_to_the_tree_inside_a_smaller_scope() {
         ("110102001", 500),
     ];
     let d = dataset(
-        &sim.fx,
+        &net.fx,
         "city-notice",
         1,
         None,
@@ -1384,21 +1064,48 @@ fn direct_links_fall_back_to_the_tree_inside_a_smaller_scope() {
         30 * DAY_MS,
     );
     let city = code("1101");
-    let hash = sim.publish(&d);
-    let region: Vec<RegionCode> = sim
+    let hash = net.publish(&d);
+    let region: Vec<RegionCode> = net
         .nodes
         .keys()
         .copied()
         .filter(|c| city.contains(*c) && *c != city)
         .collect();
-    assert!(sim.run(60_000, |s| region
+    assert!(net.run(60_000, |s| region
         .iter()
         .all(|c| s.holds_exactly_its_region(*c, &d, hash))
         && s.publisher_sees_all(hash, city)));
     for k in [code("110101"), code("110102")] {
-        assert!(sim.chunk_bytes.get(&(city, k)).is_some_and(|b| *b > 0));
+        assert!(net.chunk_bytes.get(&(city, k)).is_some_and(|b| *b > 0));
     }
-    assert!(sim.chunk_bytes.keys().all(|(from, _)| city.contains(*from)));
+    assert!(net.chunk_bytes.keys().all(|(from, _)| city.contains(*from)));
+}
+
+/// The tuning `ReturnFlowConfig::new` gave these tests before the endpoint (its window was
+/// 256 groups, its receipts 2 s apart), which the counts below were written against.
+const CONFIG_NEW_TUNING: Tuning = Tuning {
+    retry_ms: 5_000,
+    source_silence_ms_max: 60_000,
+    groups_in_flight_max: 256,
+    receipt_interval_ms: 2_000,
+};
+
+/// A province publisher (11) and one city (1101) with hundreds of townships below it that
+/// are not up: the city's announces to them name no connection.
+fn province_and_city(config: NetConfig) -> Net {
+    let mut net = Net::with_tree(1, Faults::NONE, config, &["0", "11", "1101"]);
+    net.log = Some(Vec::new());
+    net
+}
+
+fn census(fx: &Fixture, bytes: usize) -> (Dataset, usize) {
+    let townships = backflow_topology::Topology::china().townships_under(code("1101"));
+    let names: Vec<String> = townships.iter().map(|c| c.to_string()).collect();
+    let parts: Vec<(&str, usize)> = names.iter().map(|n| (n.as_str(), bytes)).collect();
+    (
+        dataset(fx, "census", 1, None, "11", "11", &parts, T0, DAY_MS),
+        townships.len(),
+    )
 }
 
 /// The national shape: hundreds of one-group partitions (北京's 300-odd townships, ~12 KB
@@ -1407,170 +1114,135 @@ fn direct_links_fall_back_to_the_tree_inside_a_smaller_scope() {
 /// link, and every partition arrives.
 #[test]
 fn many_small_partitions_travel_in_few_wants_and_frames() {
-    let townships = backflow_topology::Topology::china().townships_under(code("1101"));
-    assert!(townships.len() > 300, "{}", townships.len());
-    let names: Vec<String> = townships.iter().map(|c| c.to_string()).collect();
-    let parts: Vec<(&str, usize)> = names.iter().map(|n| (n.as_str(), 12_000)).collect();
-    let fx = Fixture::new();
-    let d = dataset(&fx, "census", 1, None, "11", "11", &parts, T0, DAY_MS);
-    let config = |s: &str| {
-        let mut c = ReturnFlowConfig::new(fx.id(s).clone());
-        c.groups_in_flight_max = 256;
-        c
-    };
+    let mut net = province_and_city(NetConfig::with(CONFIG_NEW_TUNING));
+    let (d, n) = census(&net.fx, 12_000);
+    assert!(n > 300, "{n}");
     let (p, r) = (code("11"), code("1101"));
-    let mut publisher = ReturnFlow::new(config("11"));
-    let mut receiver = ReturnFlow::new(config("1101"));
-    let (mut p_trust, mut r_trust) = (fx.trust(), fx.trust());
-    let hash = publisher
-        .publish(T0, &mut p_trust, d.manifest.clone(), d.entries.clone())
-        .unwrap();
-    let (mut wants, mut frames) = (0usize, 0usize);
+    let hash = net.publish(&d);
+    assert!(
+        net.run(60_000, |s| s.rf(r).is_complete(&hash)),
+        "every partition arrived"
+    );
+    let mut wants = 0usize;
     let mut asked = BTreeMap::<RegionCode, usize>::new();
-    for _ in 0..10_000 {
-        let mut moved = false;
-        while let Some(o) = publisher.poll_output() {
-            moved = true;
-            match o {
-                Output::Send { to, msg } => {
-                    assert_eq!(to, r);
-                    receiver.handle_message(T0, &mut r_trust, p, msg);
-                }
-                Output::ServeChunks { to, parts, .. } => {
-                    assert_eq!(to, r);
-                    frames += 1;
-                    let groups: u64 = parts.iter().map(|x| x.groups.end - x.groups.start).sum();
-                    assert!(groups <= CHUNK_GROUPS_PER_FRAME_MAX);
-                    let stored: Vec<_> = parts
-                        .iter()
-                        .map(|x| (x.entry.region, x.groups.clone()))
-                        .collect();
-                    receiver.handle_groups_stored(T0, p, &hash, &stored);
-                }
-                _ => {}
-            }
+    for s in net.log.as_ref().unwrap() {
+        if s.from == p && matches!(s.msg, Message::ReturnFlow(_)) {
+            assert_eq!(s.to, r);
         }
-        while let Some(o) = receiver.poll_output() {
-            moved = true;
-            if let Output::Send { to, msg } = o {
-                if to != p {
-                    // Announces to its own children once complete: not part of this exchange.
-                    assert!(r.contains(to));
-                    continue;
-                }
-                if let ReturnFlowMsg::Want { parts, .. } = &msg {
-                    wants += 1;
-                    for x in parts {
-                        *asked.entry(x.region).or_default() += 1;
-                    }
-                }
-                publisher.handle_message(T0, &mut p_trust, r, msg);
-            }
+        if s.from != r || !matches!(s.msg, Message::ReturnFlow(_)) {
+            continue;
         }
-        if !moved {
-            break;
+        if s.to != p {
+            // Announces to its own children once complete: not part of this exchange.
+            assert!(r.contains(s.to));
+            continue;
+        }
+        if let Message::ReturnFlow(ReturnFlowMsg::Want { parts, .. }) = &s.msg {
+            wants += 1;
+            for x in parts {
+                *asked.entry(x.region).or_default() += 1;
+            }
         }
     }
-    assert!(receiver.is_complete(&hash), "every partition arrived");
-    assert_eq!(asked.len(), townships.len());
+    // Every chunk frame went from the publisher to the city.
+    assert!(net.chunk_bytes.keys().all(|link| *link == (p, r)));
+    let frames = net.frames as usize;
+    assert_eq!(asked.len(), n);
     assert!(asked.values().all(|n| *n == 1), "nothing asked twice");
     // One message per partition before (≈ 340 wants and 340 frames); a handful now.
-    let n = townships.len();
     assert!(wants * 40 <= n, "{wants} wants for {n} partitions");
     assert!(frames * 40 <= n, "{frames} frames for {n} partitions");
 }
 
 /// Unanswered wants are not all sent again at once: each timeout halves the window and
-/// doubles the wait before the next retry; delivery restores both.
+/// doubles the wait before the next retry; delivery restores both. The city's wants are held
+/// on the wire (lost, as far as it knows) until the test releases one.
 #[test]
 fn timeouts_shrink_the_window_and_back_off() {
-    let townships = backflow_topology::Topology::china().townships_under(code("1101"));
-    let names: Vec<String> = townships.iter().map(|c| c.to_string()).collect();
-    let parts: Vec<(&str, usize)> = names.iter().map(|n| (n.as_str(), 100)).collect();
-    let fx = Fixture::new();
-    let d = dataset(&fx, "census", 1, None, "11", "11", &parts, T0, DAY_MS);
-    let mut config = ReturnFlowConfig::new(fx.id("1101").clone());
-    config.groups_in_flight_max = 256;
-    config.retry_ms = 1_000;
-    config.source_silence_ms_max = 3_600_000;
-    let mut publisher = ReturnFlow::new(ReturnFlowConfig::new(fx.id("11").clone()));
-    let mut receiver = ReturnFlow::new(config);
-    let (mut p_trust, mut r_trust) = (fx.trust(), fx.trust());
     let (p, r) = (code("11"), code("1101"));
-    let hash = publisher
-        .publish(T0, &mut p_trust, d.manifest.clone(), d.entries.clone())
-        .unwrap();
-    while let Some(o) = publisher.poll_output() {
-        if let Output::Send { msg, .. } = o {
-            receiver.handle_message(T0, &mut r_trust, p, msg);
-        }
-    }
-    // The partitions named by the wants the receiver sends now.
-    let wanted = |rf: &mut ReturnFlow| -> Vec<Vec<WantPart>> {
-        let mut out = Vec::new();
-        while let Some(o) = rf.poll_output() {
-            if let Output::Send {
-                msg: ReturnFlowMsg::Want { parts, .. },
-                ..
-            } = o
-            {
-                out.push(parts);
-            }
-        }
-        out
-    };
-    let sizes = |w: &[Vec<WantPart>]| w.iter().map(|p| p.len()).collect::<Vec<_>>();
-    assert_eq!(
-        sizes(&wanted(&mut receiver)),
-        [256],
-        "the whole window in one want"
+    let mut config = NetConfig::with(CONFIG_NEW_TUNING);
+    config.tuning_of.insert(
+        r,
+        Tuning {
+            groups_in_flight_max: 256,
+            retry_ms: 1_000,
+            source_silence_ms_max: 3_600_000,
+            ..CONFIG_NEW_TUNING
+        },
     );
-    // Lost. Retry after 1 s: half the window.
-    receiver.handle_tick(T0.plus_ms(1_000));
-    assert_eq!(sizes(&wanted(&mut receiver)), [128]);
-    // The next deadline is 2 s away, not 1 s.
-    receiver.handle_tick(T0.plus_ms(2_000));
-    assert!(wanted(&mut receiver).is_empty());
-    receiver.handle_tick(T0.plus_ms(3_000));
-    let retry = wanted(&mut receiver);
-    assert_eq!(sizes(&retry), [64]);
-    // Then 4 s, 8 s, capped at RETRY_BACKOFF_MAX × 1 s.
-    receiver.handle_tick(T0.plus_ms(6_999));
-    assert!(wanted(&mut receiver).is_empty());
-    receiver.handle_tick(T0.plus_ms(7_000));
-    assert_eq!(sizes(&wanted(&mut receiver)), [32]);
-    // Answered at last: the window grows back by what arrives.
-    let mut at = T0.plus_ms(7_001);
-    let mut served = |publisher: &mut ReturnFlow, parts: Vec<WantPart>, at: UnixMs| {
-        publisher.handle_message(
-            at,
-            &mut p_trust,
-            r,
-            ReturnFlowMsg::Want {
-                manifest: hash,
-                parts,
-            },
-        );
-        let mut stored = Vec::new();
-        while let Some(o) = publisher.poll_output() {
-            if let Output::ServeChunks { parts, .. } = o {
-                stored.extend(parts.into_iter().map(|x| (x.entry.region, x.groups)));
-            }
-        }
-        stored
+    let mut net = province_and_city(config);
+    let (d, _) = census(&net.fx, 100);
+    net.hold = Some(Box::new(move |from, to, m| {
+        from == r && to == p && matches!(m, Message::ReturnFlow(ReturnFlowMsg::Want { .. }))
+    }));
+    let hash = net.publish(&d);
+    // The partitions named by each want held, and when it was sent.
+    let wants = |net: &mut Net| -> Vec<(UnixMs, usize)> {
+        std::mem::take(&mut net.held)
+            .into_iter()
+            .map(|h| match h.msg {
+                Message::ReturnFlow(ReturnFlowMsg::Want { parts, .. }) => (h.at, parts.len()),
+                other => panic!("held {other:?}"),
+            })
+            .collect()
     };
-    let stored = served(&mut publisher, retry.into_iter().flatten().collect(), at);
-    assert_eq!(stored.len(), 64);
-    receiver.handle_groups_stored(at, p, &hash, &stored);
-    let next = wanted(&mut receiver);
+    // Everything lost for 7.5 s: the whole window in one want, then after 1 s half the
+    // window, after 2 s more a quarter, after 4 s more an eighth (the wait doubles up to
+    // RETRY_BACKOFF_MAX × 1 s).
+    net.run(7_500, |_| false);
+    let held = std::mem::take(&mut net.held);
+    let sent: Vec<(u64, usize)> = held
+        .iter()
+        .map(|h| match &h.msg {
+            Message::ReturnFlow(ReturnFlowMsg::Want { parts, .. }) => {
+                (h.at.since_ms(held[0].at), parts.len())
+            }
+            other => panic!("held {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        sent,
+        [(0, 256), (1_000, 128), (3_000, 64), (7_000, 32)],
+        "(ms after the first want, partitions named)"
+    );
+    // Answered at last — the 64-partition retry arrives late, after the 32 one was sent.
+    let retry = held[2].clone();
+    net.release(retry);
+    assert!(net.run(100, |s| !s.held.is_empty()));
+    // The 64 stored (every partition the retry named: one group each).
+    let stored = net
+        .store(r)
+        .data
+        .iter()
+        .filter(|((h, _), p)| *h == hash && !p.have.is_empty())
+        .count();
+    assert_eq!(stored, 64);
     // Window 32 + 64 = 96 groups; the last retry's 32 partitions were among the 64 stored, so
     // nothing is in flight and the next want names 96.
-    assert_eq!(sizes(&next), [96]);
-    at = at.plus_ms(1);
-    let stored = served(&mut publisher, next.into_iter().flatten().collect(), at);
-    receiver.handle_groups_stored(at, p, &hash, &stored);
+    let next = std::mem::take(&mut net.held);
+    assert_eq!(
+        next.iter()
+            .map(|h| match &h.msg {
+                Message::ReturnFlow(ReturnFlowMsg::Want { parts, .. }) => parts.len(),
+                _ => 0,
+            })
+            .collect::<Vec<_>>(),
+        [96]
+    );
+    for h in next {
+        net.release(h);
+    }
+    // Let the frames land and the refill go out (held), then lose it.
+    net.run(100, |_| false);
+    let refill = wants(&mut net);
+    assert!(!refill.is_empty());
+    let last = refill.iter().map(|(at, _)| *at).max().unwrap();
     // And the base retry interval is back: a loss now is retried after 1 s.
-    let _ = wanted(&mut receiver);
-    receiver.handle_tick(at.plus_ms(1_000));
-    assert!(!wanted(&mut receiver).is_empty());
+    assert!(net.run(1_000, |s| !s.held.is_empty()));
+    let retried = wants(&mut net);
+    assert!(
+        retried[0].0.since_ms(last) <= 1_000,
+        "retried {} ms after the last want",
+        retried[0].0.since_ms(last)
+    );
 }

@@ -10,7 +10,8 @@ use std::time::Instant;
 
 use backflow_simnet::dataset::Spread;
 use backflow_simnet::report::Report;
-use backflow_simnet::scenario::{run, NodeImpl, RunConfig, TopologySpec};
+use backflow_simnet::run_config::{NodeImpl, RunConfig, TopologySpec};
+use backflow_simnet::scenario::run;
 
 fn main() {
     let model = std::env::args().any(|a| a == "model");

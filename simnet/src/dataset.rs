@@ -6,6 +6,8 @@ use std::sync::OnceLock;
 
 use backflow_topology::{Level, RegionCode, Topology};
 
+use crate::error::{SimError, VillageTableError};
+
 /// `township,villages` per line, gzip; see `data/SOURCE.md`.
 const VILLAGES_GZ: &[u8] = include_bytes!("../data/township_villages.csv.gz");
 
@@ -19,24 +21,31 @@ pub fn village_counts() -> &'static [(RegionCode, u32)] {
 }
 
 /// Parses the gzip table (exposed for the test that re-derives it from the source).
-pub fn parse_village_table(gz: &[u8]) -> Result<Vec<(RegionCode, u32)>, String> {
+pub fn parse_village_table(gz: &[u8]) -> Result<Vec<(RegionCode, u32)>, SimError> {
+    let bad = SimError::VillageTable;
     let mut text = String::new();
     flate2::read::GzDecoder::new(gz)
         .read_to_string(&mut text)
-        .map_err(|e| format!("village table: {e}"))?;
+        .map_err(|e| bad(VillageTableError::Unreadable(e.to_string())))?;
     let mut out = Vec::with_capacity(42_000);
     for (n, line) in text.lines().enumerate().skip(1) {
+        let line_no = n + 1;
         let (code, count) = line
             .split_once(',')
-            .ok_or_else(|| format!("village table line {}: no comma", n + 1))?;
-        let code = RegionCode::parse(code).map_err(|e| format!("line {}: {e}", n + 1))?;
+            .ok_or_else(|| bad(VillageTableError::NoComma { line: line_no }))?;
+        let code = RegionCode::parse(code).map_err(|error| {
+            bad(VillageTableError::Code {
+                line: line_no,
+                error,
+            })
+        })?;
         let count = count
             .parse()
-            .map_err(|_| format!("village table line {}: bad count", n + 1))?;
+            .map_err(|_| bad(VillageTableError::BadCount { line: line_no }))?;
         out.push((code, count));
     }
     if !out.windows(2).all(|w| w[0].0 < w[1].0) {
-        return Err("village table is not sorted by code".to_string());
+        return Err(bad(VillageTableError::NotSorted));
     }
     Ok(out)
 }
@@ -80,13 +89,11 @@ pub enum Spread {
 }
 
 impl Spread {
-    pub fn parse(text: &str) -> Result<Spread, String> {
+    pub fn parse(text: &str) -> Result<Spread, SimError> {
         match text {
             "villages" => Ok(Spread::Villages),
             "even" => Ok(Spread::Even),
-            _ => Err(format!(
-                "unknown spread {text:?}: expected villages or even"
-            )),
+            _ => Err(SimError::UnknownSpread(text.to_string())),
         }
     }
 }

@@ -22,13 +22,7 @@ use crate::shell::{
     Costs, NodeCpu, Plane, ShellConfig, NON_CONTROL_STREAMS_PER_CONNECTION,
     STREAMS_PER_CONNECTION_MAX,
 };
-
-/// Simulated time in microseconds since the start of the run. Microseconds, not milliseconds,
-/// so a 16 KiB frame on a 10 Gbit/s link still takes a non-zero time.
-pub type Micros = u64;
-
-pub const MICROS_PER_MS: Micros = 1_000;
-pub const MICROS_PER_S: Micros = 1_000_000;
+use crate::time::{Micros, MICROS_PER_S};
 
 /// Kinds of message a node type can send, for the per-kind counters of the report.
 pub trait Wire {

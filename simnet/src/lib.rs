@@ -1,20 +1,35 @@
 //! Backflow simnet: a deterministic, single-threaded discrete-event simulation of the whole
-//! Backflow network (44,704 nodes for China), driving the protocol crate's state machines.
+//! Backflow network (44,704 nodes for China), driving the protocol crate's own `Endpoint`.
+//! Files from the top down (each imports only files below it; see README.md, Architecture):
 //!
-//! - [`engine`]: event queue, links, faults; generic over [`engine::SimNode`].
-//! - [`protonode`]: the adapter that runs `backflow_protocol`'s state machines as sim nodes.
+//! - [`whatif`], [`report`]: variants side by side; JSON and self-contained HTML/SVG reports.
+//! - [`scenario`]: the driver — builds the nodes, runs the engine, checks the invariants.
+//! - [`protonode`]: the adapter, a thin shell over `backflow_protocol::Endpoint` per node.
 //! - [`refmodel`]: a compact reference model of the same message pattern, for cross-checks.
-//! - [`dataset`]: payloads by size and hash, spread over townships by real village counts.
-//! - [`scenario`]: run configuration, topology specs, invariants.
+//! - [`world`]: keys, certificate chains, manifests and endpoint setup shared by all nodes.
+//! - [`protomsg`]: what protocol nodes send each other, and its wire-size model.
+//! - [`run_config`]: everything that determines a run (topology spec, tuning, routing, …).
+//! - [`engine`]: event queue, links, faults, the node's shell; generic over [`engine::SimNode`].
+//! - [`net`]: link model per tier pair, and faults.
 //! - [`shell`]: the node's shell as simnet models it: control outbox, stream limit, CPU costs.
-//! - [`report`]: JSON and self-contained HTML/SVG reports.
+//! - [`inspect`]: what a node shows the invariants at the end.
+//! - [`dataset`]: payloads by size and hash, spread over townships by real village counts.
+//! - [`ranges`]: sets of chunk-group ranges a node holds.
+//! - [`error`], [`time`]: typed errors; simulated time units.
 
 pub mod dataset;
 pub mod engine;
+pub mod error;
+pub mod inspect;
 pub mod net;
+pub mod protomsg;
 pub mod protonode;
+pub mod ranges;
 pub mod refmodel;
 pub mod report;
+pub mod run_config;
 pub mod scenario;
 pub mod shell;
+pub mod time;
 pub mod whatif;
+pub mod world;

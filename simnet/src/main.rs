@@ -8,14 +8,75 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use backflow_simnet::dataset::Spread;
-use backflow_simnet::engine::MICROS_PER_S;
+use backflow_simnet::error::SimError;
 use backflow_simnet::net::{Fault, LinkSpec};
 use backflow_simnet::report::Report;
-use backflow_simnet::scenario::{run, NodeImpl, Routing, RunConfig, TopologySpec};
+use backflow_simnet::run_config::{NodeImpl, Routing, RunConfig, TopologySpec};
+use backflow_simnet::scenario::run;
 use backflow_simnet::shell::Costs;
+use backflow_simnet::time::MICROS_PER_S;
 use backflow_simnet::whatif;
-use backflow_topology::{Level, RegionCode};
+use backflow_topology::{CodeError, Level, RegionCode};
 use clap::{Args, Parser, Subcommand};
+
+/// Why the command line cannot be run (exit status 2, one line on stderr).
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    #[error(transparent)]
+    Sim(#[from] SimError),
+    #[error("unknown node {0:?}: expected protocol or model")]
+    UnknownNode(String),
+    #[error("--publisher: {0}")]
+    Publisher(#[source] CodeError),
+    #[error("unknown scenario {0:?}: expected return-flow, catalog-churn or both")]
+    UnknownScenario(String),
+    #[error("unknown costs {0:?}: expected default or none")]
+    UnknownCosts(String),
+    #[error("--egress {spec:?}: {problem}")]
+    Egress { spec: String, problem: SpecError },
+    #[error("--link {spec:?}: {problem}")]
+    Link { spec: String, problem: SpecError },
+    #[error("--bytes {spec:?}: {problem}")]
+    Bytes { spec: String, problem: SpecError },
+    #[error("loss {0} must be in [0, 0.9)")]
+    Loss(f64),
+    #[error("{option}: {value} is out of range (0 to 1e8 seconds)")]
+    Seconds { option: &'static str, value: f64 },
+    #[error("--random-faults: at most {max}")]
+    RandomFaults { max: usize },
+    #[error("cannot create {}: {error}", path.display())]
+    CreateDir {
+        path: PathBuf,
+        #[source]
+        error: std::io::Error,
+    },
+    #[error("cannot write {}: {error}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        error: std::io::Error,
+    },
+}
+
+/// What is wrong with an option's value.
+#[derive(Debug, thiserror::Error)]
+enum SpecError {
+    #[error("expected {0}")]
+    Format(&'static str),
+    #[error("unknown tier {0:?} (national … township)")]
+    UnknownTier(String),
+    #[error("unknown tier pair {0:?} (UPPER-LOWER, e.g. county-township or province-county)")]
+    UnknownTierPair(String),
+    #[error("{0:?} is not a number")]
+    NotANumber(String),
+    #[error("out of range: {0}")]
+    OutOfRange(&'static str),
+    #[error("unknown unit {0:?}")]
+    UnknownUnit(String),
+}
+
+/// `--random-faults` at most this many.
+const RANDOM_FAULTS_MAX: usize = 100_000;
 
 #[derive(Parser)]
 #[command(
@@ -138,7 +199,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn real_main(cli: Cli) -> Result<ExitCode, String> {
+fn real_main(cli: Cli) -> Result<ExitCode, CliError> {
     match cli.cmd {
         Cmd::Run(args) => {
             let mut cfg = config(&args.common)?;
@@ -173,7 +234,7 @@ fn real_main(cli: Cli) -> Result<ExitCode, String> {
                 .routings
                 .split(',')
                 .map(|r| Routing::parse(r.trim()))
-                .collect::<Result<_, _>>()?;
+                .collect::<Result<_, SimError>>()?;
             prepare_out(&args.common.out)?;
             let started = Instant::now();
             let variants = whatif::run_variants(&cfg, &topologies, &routings)?;
@@ -216,28 +277,20 @@ fn exit_for(ok: bool) -> ExitCode {
     }
 }
 
-fn config(c: &Common) -> Result<RunConfig, String> {
+fn config(c: &Common) -> Result<RunConfig, CliError> {
     let topology = TopologySpec::parse(&c.topology)?;
     let mut cfg = RunConfig::return_flow(topology, c.seed);
     cfg.node = match c.node.as_str() {
         "protocol" => NodeImpl::Protocol,
         "model" => NodeImpl::Model,
-        other => {
-            return Err(format!(
-                "unknown node {other:?}: expected protocol or model"
-            ))
-        }
+        other => return Err(CliError::UnknownNode(other.to_string())),
     };
-    let publisher = RegionCode::parse(&c.publisher).map_err(|e| format!("--publisher: {e}"))?;
+    let publisher = RegionCode::parse(&c.publisher).map_err(CliError::Publisher)?;
     let (flow, churn) = match c.scenario.as_str() {
         "return-flow" => (true, false),
         "catalog-churn" => (false, true),
         "both" => (true, true),
-        other => {
-            return Err(format!(
-                "unknown scenario {other:?}: expected return-flow, catalog-churn or both"
-            ))
-        }
+        other => return Err(CliError::UnknownScenario(other.to_string())),
     };
     cfg.publisher = flow.then_some(publisher);
     cfg.dataset_bytes = parse_bytes(&c.bytes)?;
@@ -246,7 +299,7 @@ fn config(c: &Common) -> Result<RunConfig, String> {
     cfg.shell.costs = match c.costs.as_str() {
         "default" => Costs::default(),
         "none" => Costs::free(),
-        other => return Err(format!("unknown costs {other:?}: expected default or none")),
+        other => return Err(CliError::UnknownCosts(other.to_string())),
     };
     cfg.shell.control_outbox = !c.no_outbox;
     cfg.churn_townships = if churn { c.churn } else { 0 };
@@ -264,20 +317,24 @@ fn config(c: &Common) -> Result<RunConfig, String> {
         }
     }
     for e in &c.egress {
+        let bad = |problem| CliError::Egress {
+            spec: e.clone(),
+            problem,
+        };
         let (tier, mbit) = e
             .split_once('=')
-            .ok_or_else(|| format!("--egress {e:?}: expected TIER=MBIT_PER_S"))?;
+            .ok_or_else(|| bad(SpecError::Format("TIER=MBIT_PER_S")))?;
         let depth = Level::ALL
             .iter()
             .find(|l| l.name() == tier)
             .map(|l| l.depth() as usize)
-            .ok_or_else(|| format!("--egress: unknown tier {tier:?} (national … township)"))?;
+            .ok_or_else(|| bad(SpecError::UnknownTier(tier.to_string())))?;
         let mbit: f64 = mbit
             .trim()
             .parse()
-            .map_err(|_| format!("--egress {e:?}: {mbit:?} is not a number"))?;
+            .map_err(|_| bad(SpecError::NotANumber(mbit.to_string())))?;
         if !(0.001..=1e7).contains(&mbit) {
-            return Err(format!("--egress {e:?}: 0.001..1e7 Mbit/s"));
+            return Err(bad(SpecError::OutOfRange("0.001..1e7 Mbit/s")));
         }
         cfg.net.egress_bytes_per_s[depth] = Some(((mbit * 1e6 / 8.0).round() as u64).max(1));
     }
@@ -290,34 +347,40 @@ fn config(c: &Common) -> Result<RunConfig, String> {
         cfg.faults.push(Fault::parse(f, &topo)?);
     }
     cfg.random_faults = c.random_faults;
-    if cfg.random_faults > 100_000 {
-        return Err("--random-faults: at most 100000".to_string());
+    if cfg.random_faults > RANDOM_FAULTS_MAX {
+        return Err(CliError::RandomFaults {
+            max: RANDOM_FAULTS_MAX,
+        });
     }
     cfg.fault_window_us = seconds(c.fault_window_s, "--fault-window-s")?;
     cfg.limits.events_max = c.events_max;
     Ok(cfg)
 }
 
-fn seconds(v: f64, what: &str) -> Result<u64, String> {
+fn seconds(v: f64, option: &'static str) -> Result<u64, CliError> {
     if !(0.0..=1e8).contains(&v) {
-        return Err(format!("{what}: {v} is out of range (0 to 1e8 seconds)"));
+        return Err(CliError::Seconds { option, value: v });
     }
     Ok((v * MICROS_PER_S as f64).round() as u64)
 }
 
-fn check_loss(loss: f64) -> Result<(), String> {
+fn check_loss(loss: f64) -> Result<(), CliError> {
     if (0.0..0.9).contains(&loss) {
         Ok(())
     } else {
-        Err(format!("loss {loss} must be in [0, 0.9)"))
+        Err(CliError::Loss(loss))
     }
 }
 
 /// Parses `UPPER-LOWER=LATENCY_MS,MBIT_PER_S,LOSS`; returns the (upper, lower) depths.
-fn parse_link(text: &str) -> Result<((u8, u8), LinkSpec), String> {
+fn parse_link(text: &str) -> Result<((u8, u8), LinkSpec), CliError> {
+    let bad = |problem| CliError::Link {
+        spec: text.to_string(),
+        problem,
+    };
     let (tier, rest) = text
         .split_once('=')
-        .ok_or_else(|| format!("--link {text:?}: expected TIER=LATENCY_MS,MBIT_PER_S,LOSS"))?;
+        .ok_or_else(|| bad(SpecError::Format("TIER=LATENCY_MS,MBIT_PER_S,LOSS")))?;
     let depth = |name: &str| {
         Level::ALL
             .iter()
@@ -329,26 +392,22 @@ fn parse_link(text: &str) -> Result<((u8, u8), LinkSpec), String> {
         .and_then(|(a, b)| Some((depth(a)?, depth(b)?)))
         .filter(|(a, b)| a < b);
     let Some(tier) = pair else {
-        return Err(format!(
-            "--link: unknown tier pair {tier:?} (UPPER-LOWER, e.g. county-township or province-county)"
-        ));
+        return Err(bad(SpecError::UnknownTierPair(tier.to_string())));
     };
     let f: Vec<&str> = rest.split(',').collect();
     let [lat, bw, loss] = f[..] else {
-        return Err(format!(
-            "--link {text:?}: expected LATENCY_MS,MBIT_PER_S,LOSS"
-        ));
+        return Err(bad(SpecError::Format("LATENCY_MS,MBIT_PER_S,LOSS")));
     };
-    let num = |s: &str| -> Result<f64, String> {
+    let num = |s: &str| -> Result<f64, CliError> {
         s.trim()
             .parse::<f64>()
-            .map_err(|_| format!("--link {text:?}: {s:?} is not a number"))
+            .map_err(|_| bad(SpecError::NotANumber(s.to_string())))
     };
     let (lat, bw, loss) = (num(lat)?, num(bw)?, num(loss)?);
     if !(0.0..=600_000.0).contains(&lat) || !(0.001..=1e7).contains(&bw) {
-        return Err(format!(
-            "--link {text:?}: latency must be 0..600000 ms and bandwidth 0.001..1e7 Mbit/s"
-        ));
+        return Err(bad(SpecError::OutOfRange(
+            "latency must be 0..600000 ms and bandwidth 0.001..1e7 Mbit/s",
+        )));
     }
     check_loss(loss)?;
     Ok((
@@ -361,13 +420,17 @@ fn parse_link(text: &str) -> Result<((u8, u8), LinkSpec), String> {
     ))
 }
 
-fn parse_bytes(text: &str) -> Result<u64, String> {
+fn parse_bytes(text: &str) -> Result<u64, CliError> {
+    let bad = |problem| CliError::Bytes {
+        spec: text.to_string(),
+        problem,
+    };
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     let n: u64 = num
         .parse()
-        .map_err(|_| format!("--bytes {text:?}: expected a number with an optional unit"))?;
+        .map_err(|_| bad(SpecError::Format("a number with an optional unit")))?;
     let mult: u64 = match unit.trim() {
         "" | "B" => 1,
         "K" | "KB" => 1_000,
@@ -378,24 +441,29 @@ fn parse_bytes(text: &str) -> Result<u64, String> {
         "MiB" => 1 << 20,
         "GiB" => 1 << 30,
         "TiB" => 1 << 40,
-        other => return Err(format!("--bytes {text:?}: unknown unit {other:?}")),
+        other => return Err(bad(SpecError::UnknownUnit(other.to_string()))),
     };
-    let v = n
-        .checked_mul(mult)
-        .ok_or_else(|| format!("--bytes {text:?}: too large"))?;
     // 64 TiB: far beyond one return-flow; keeps group counts within the protocol's limits.
+    let too_large = || bad(SpecError::OutOfRange("at most 64 TiB"));
+    let v = n.checked_mul(mult).ok_or_else(too_large)?;
     if v > 1 << 46 {
-        return Err(format!("--bytes {text:?}: at most 64 TiB"));
+        return Err(too_large());
     }
     Ok(v)
 }
 
-fn prepare_out(dir: &PathBuf) -> Result<(), String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))
+fn prepare_out(dir: &PathBuf) -> Result<(), CliError> {
+    std::fs::create_dir_all(dir).map_err(|error| CliError::CreateDir {
+        path: dir.clone(),
+        error,
+    })
 }
 
-fn write(path: &std::path::Path, text: &str) -> Result<(), String> {
-    std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+fn write(path: &std::path::Path, text: &str) -> Result<(), CliError> {
+    std::fs::write(path, text).map_err(|error| CliError::Write {
+        path: path.to_path_buf(),
+        error,
+    })
 }
 
 /// Writes to stdout, ignoring a closed pipe (`simnet run … | head` must not panic).

@@ -5,7 +5,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use crate::engine::{Micros, MICROS_PER_MS, MICROS_PER_S};
+use crate::error::{FaultError, SimError};
+use crate::time::{Micros, MICROS_PER_MS, MICROS_PER_S};
 
 /// One directed link's characteristics.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
@@ -154,29 +155,31 @@ impl Fault {
 
     /// Parses `down:CODE:FROM_S:UNTIL_S`, `crash:CODE:AT_S:RESTART_S` or
     /// `partition:CODE:FROM_S:UNTIL_S` (seconds of simulated time; fractions allowed).
-    pub fn parse(text: &str, topo: &Topology) -> Result<Fault, String> {
+    pub fn parse(text: &str, topo: &Topology) -> Result<Fault, SimError> {
+        let bad = |problem: FaultError| SimError::Fault {
+            text: text.to_string(),
+            problem,
+        };
         let parts: Vec<&str> = text.split(':').collect();
         let [kind, code, a, b] = parts[..] else {
-            return Err(format!(
-                "fault {text:?}: expected KIND:CODE:START_S:END_S (kind down, crash or partition)"
-            ));
+            return Err(bad(FaultError::Format));
         };
         let region = topo
             .lookup(code)
-            .map_err(|e| format!("fault {text:?}: {e}"))?
+            .map_err(|e| bad(FaultError::Region(e)))?
             .code;
-        let secs = |s: &str| -> Result<Micros, String> {
+        let secs = |s: &str| -> Result<Micros, SimError> {
             let v: f64 = s
                 .parse()
-                .map_err(|_| format!("fault {text:?}: {s:?} is not a number of seconds"))?;
+                .map_err(|_| bad(FaultError::NotSeconds(s.to_string())))?;
             if !(0.0..=1e9).contains(&v) {
-                return Err(format!("fault {text:?}: {s} s is out of range"));
+                return Err(bad(FaultError::OutOfRange(s.to_string())));
             }
             Ok((v * MICROS_PER_S as f64).round() as Micros)
         };
         let (start, end) = (secs(a)?, secs(b)?);
         if end <= start {
-            return Err(format!("fault {text:?}: end must be after start"));
+            return Err(bad(FaultError::EndNotAfterStart));
         }
         match kind {
             "down" => Ok(Fault::Down {
@@ -194,12 +197,8 @@ impl Fault {
                 from_us: start,
                 until_us: end,
             }),
-            "partition" => Err(format!(
-                "fault {text:?}: cannot partition the whole country from itself"
-            )),
-            other => Err(format!(
-                "fault {text:?}: unknown kind {other:?} (down, crash or partition)"
-            )),
+            "partition" => Err(bad(FaultError::WholeCountry)),
+            other => Err(bad(FaultError::UnknownKind(other.to_string()))),
         }
     }
 }
@@ -272,15 +271,33 @@ mod tests {
     fn fault_parse_errors_are_one_line() {
         let topo = Topology::synthetic(backflow_topology::Fanout::fixed(2, 2, 2, 2), 1).unwrap();
         assert!(Fault::parse("down:11:1:2", &topo).is_ok());
-        for bad in [
-            "down:11:2:1",
-            "melt:11:1:2",
-            "down:99:1:2",
-            "down:11",
-            "down:11:x:2",
+        for (bad, want) in [
+            ("down:11:2:1", FaultError::EndNotAfterStart),
+            ("melt:11:1:2", FaultError::UnknownKind("melt".to_string())),
+            ("down:11", FaultError::Format),
+            ("down:11:x:2", FaultError::NotSeconds("x".to_string())),
+            ("partition:0:1:2", FaultError::WholeCountry),
         ] {
             let e = Fault::parse(bad, &topo).unwrap_err();
-            assert!(!e.contains('\n'), "{e}");
+            assert!(!e.to_string().contains('\n'), "{e}");
+            assert_eq!(
+                e,
+                SimError::Fault {
+                    text: bad.to_string(),
+                    problem: want
+                }
+            );
         }
+        let e = Fault::parse("down:99:1:2", &topo).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                SimError::Fault {
+                    problem: FaultError::Region(_),
+                    ..
+                }
+            ),
+            "{e}"
+        );
     }
 }

@@ -10,8 +10,10 @@ use std::sync::Arc;
 use backflow_topology::{Level, RegionCode, Topology};
 
 use crate::dataset::Layout;
-use crate::engine::{Ctx, Micros, Observation, SimNode, Wire, MICROS_PER_MS};
+use crate::engine::{Ctx, Observation, SimNode, Wire};
+use crate::inspect::{Held, Inspect};
 use crate::shell::Plane;
+use crate::time::{Micros, MICROS_PER_MS};
 
 /// Knobs of the return-flow behaviour.
 #[derive(Clone, Debug)]
@@ -671,10 +673,10 @@ impl SimNode for ModelNode {
     }
 }
 
-impl crate::scenario::Inspect for ModelNode {
-    fn held(&self) -> crate::scenario::Held {
+impl Inspect for ModelNode {
+    fn held(&self) -> Held {
         let complete = self.complete();
-        crate::scenario::Held {
+        Held {
             complete,
             bytes: self.have,
             // The model moves bytes, not records: a complete share carries its records.

@@ -9,10 +9,12 @@ use std::fmt::Write as _;
 use backflow_topology::Level;
 use serde::Serialize;
 
-use crate::engine::{ControlStats, KindStats, Micros, StopReason};
+use crate::engine::{ControlStats, KindStats, StopReason};
 use crate::net::{Fault, NetConfig};
-use crate::scenario::{Invariant, Outcome, RunConfig};
+use crate::run_config::RunConfig;
+use crate::scenario::{Invariant, Outcome};
 use crate::shell::STREAMS_PER_CONNECTION_MAX;
+use crate::time::Micros;
 
 /// Points per CDF curve in the report (bounds file size whatever the node count).
 const CDF_POINTS_MAX: usize = 200;

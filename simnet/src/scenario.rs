@@ -1,270 +1,23 @@
-//! Run configuration: topology spec, scenario, routing variant, faults; and the driver that
-//! builds the nodes, runs the engine and checks the invariants.
+//! The driver: builds the nodes a [`RunConfig`] asks for, runs the engine and checks the
+//! invariants. Above both node implementations: it imports them, they never import it (what
+//! they share with it — `RunConfig`, `Held`, `Inspect` — lives below them all).
 
 use std::sync::Arc;
 
-use backflow_topology::{Fanout, Level, RegionCode, Topology};
+use backflow_topology::{Level, RegionCode, Topology};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use crate::dataset::{Layout, Part, Spread};
-use crate::engine::{Engine, Limits, Micros, SimNode, Stats, MICROS_PER_S};
-use crate::net::{random_faults, Fault, NetConfig};
+use crate::dataset::{Layout, Part};
+use crate::engine::{Engine, Limits, SimNode, Stats};
+use crate::error::SimError;
+use crate::inspect::{Held, Inspect};
+use crate::net::{random_faults, Fault};
 use crate::refmodel::{ModelConfig, ModelNode, World};
-use crate::shell::ShellConfig;
-
-/// Which tree to simulate.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum TopologySpec {
-    China,
-    /// Child-count range per tier (provinces, cities per province, counties per city,
-    /// townships per county).
-    Synthetic {
-        fanout: [(u32, u32); 4],
-    },
-}
-
-impl TopologySpec {
-    /// `china`, or `synthetic:P,C,K,T` where each of P, C, K, T is a count `N` or a range
-    /// `MIN-MAX` (e.g. `synthetic:4,5,6,8` or `synthetic:31,8-14,6-12,10-16`).
-    pub fn parse(text: &str) -> Result<TopologySpec, String> {
-        let text = text.trim();
-        if text == "china" {
-            return Ok(TopologySpec::China);
-        }
-        let Some(rest) = text.strip_prefix("synthetic:") else {
-            return Err(format!(
-                "unknown topology {text:?}: expected `china` or `synthetic:P,C,K,T` (fan-out per tier, e.g. synthetic:4,5,6,8)"
-            ));
-        };
-        let parts: Vec<&str> = rest.split(',').collect();
-        if parts.len() != 4 {
-            return Err(format!(
-                "topology {text:?}: expected 4 fan-outs (provinces, cities, counties, townships), got {}",
-                parts.len()
-            ));
-        }
-        let mut fanout = [(0, 0); 4];
-        for (i, p) in parts.iter().enumerate() {
-            let num = |s: &str| -> Result<u32, String> {
-                s.trim()
-                    .parse::<u32>()
-                    .map_err(|_| format!("topology {text:?}: {s:?} is not a fan-out count"))
-            };
-            let (lo, hi) = match p.split_once('-') {
-                Some((a, b)) => (num(a)?, num(b)?),
-                None => (num(p)?, num(p)?),
-            };
-            if lo == 0 || lo > hi {
-                return Err(format!(
-                    "topology {text:?}: fan-out {p:?} must be at least 1 and MIN <= MAX"
-                ));
-            }
-            fanout[i] = (lo, hi);
-        }
-        Ok(TopologySpec::Synthetic { fanout })
-    }
-
-    pub fn build(&self, seed: u64) -> Result<Topology, String> {
-        match self {
-            TopologySpec::China => Ok(Topology::china().clone()),
-            TopologySpec::Synthetic { fanout } => {
-                let f = Fanout {
-                    province: fanout[0],
-                    city: fanout[1],
-                    county: fanout[2],
-                    township: fanout[3],
-                };
-                // Guard the size before allocating: the simulator keeps every node in memory.
-                let max_nodes: u64 = fanout
-                    .iter()
-                    .scan(1u64, |acc, (_, hi)| {
-                        *acc = acc.saturating_mul(u64::from(*hi));
-                        Some(*acc)
-                    })
-                    .sum();
-                if max_nodes > NODES_MAX {
-                    return Err(format!(
-                        "synthetic topology could have {max_nodes} nodes; the limit is {NODES_MAX}"
-                    ));
-                }
-                Topology::synthetic(f, seed).map_err(|e| format!("synthetic topology: {e}"))
-            }
-        }
-    }
-
-    pub fn label(&self) -> String {
-        match self {
-            TopologySpec::China => "china".to_string(),
-            TopologySpec::Synthetic { fanout } => {
-                let p: Vec<String> = fanout
-                    .iter()
-                    .map(|(a, b)| {
-                        if a == b {
-                            a.to_string()
-                        } else {
-                            format!("{a}-{b}")
-                        }
-                    })
-                    .collect();
-                format!("synthetic:{}", p.join(","))
-            }
-        }
-    }
-}
-
-/// Nodes in one simulation (the country has 44,704; leave room for what-if fan-outs).
-pub const NODES_MAX: u64 = 500_000;
-/// Nodes with the protocol node implementation: each holds real keys, certificate chains and
-/// state machines (~25 KiB), so 150,000 nodes stay under ~4 GiB.
-pub const PROTOCOL_NODES_MAX: usize = 150_000;
-
-/// Data-plane routing variant (topology what-ifs).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Routing {
-    /// Only the region tree: a node waits for its parent however long it is down (return-flow
-    /// and catalog sync alike).
-    Strict,
-    /// Parent → child, falling back to the nearest reachable ancestor (the protocol's default).
-    SkipLevel,
-    /// Provinces serve their counties directly (province → county links), with skip-level
-    /// fallback. On the protocol node (`DataRouting` province-county) cities then hold and
-    /// report only their own partitions; the reference model still feeds cities their share.
-    Direct,
-}
-
-impl Routing {
-    pub fn parse(text: &str) -> Result<Routing, String> {
-        match text {
-            "strict" => Ok(Routing::Strict),
-            "skip-level" => Ok(Routing::SkipLevel),
-            "direct" => Ok(Routing::Direct),
-            _ => Err(format!(
-                "unknown routing {text:?}: expected strict, skip-level or direct"
-            )),
-        }
-    }
-    pub fn name(self) -> &'static str {
-        match self {
-            Routing::Strict => "strict",
-            Routing::SkipLevel => "skip-level",
-            Routing::Direct => "direct",
-        }
-    }
-}
-
-/// The return flow's tuning on the protocol node. Defaults are the node's shipping defaults
-/// (node/src/node.rs `Tuning::default()`), kept equal by hand until the protocol's `Endpoint`
-/// (issue #16) gives the node and simnet one `Tuning`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub struct Tuning {
-    /// Retransmission interval of announces, wants and receipts.
-    pub retry_ms: u64,
-    /// Silence from a source before skip-level fallback (not used with strict routing).
-    pub source_silence_ms_max: u64,
-    /// Chunk groups (16 KiB) requested and not yet stored, per transfer.
-    pub groups_in_flight_max: u64,
-    /// Minimum interval between two receipts for one manifest.
-    pub receipt_interval_ms: u64,
-}
-
-impl Default for Tuning {
-    fn default() -> Self {
-        Tuning {
-            retry_ms: 5_000,
-            source_silence_ms_max: 60_000,
-            groups_in_flight_max: 1_024,
-            receipt_interval_ms: 1_000,
-        }
-    }
-}
-
-/// Which node implementation to drive.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum NodeImpl {
-    /// The protocol crate's state machines (what the real node runs).
-    Protocol,
-    /// The compact reference model in `refmodel` (cross-check).
-    Model,
-}
-
-/// Everything that determines a run. Same config → same report.
-#[derive(Clone, Debug, Serialize)]
-pub struct RunConfig {
-    pub topology: TopologySpec,
-    pub seed: u64,
-    pub node: NodeImpl,
-    pub routing: Routing,
-    /// Return-flow dataset: published at `publisher` (None: no return-flow).
-    pub publisher: Option<RegionCode>,
-    pub dataset_bytes: u64,
-    pub dataset_records: u64,
-    /// How records (and bytes) spread over the townships.
-    pub spread: Spread,
-    /// The protocol node's return-flow tuning.
-    pub tuning: Tuning,
-    /// The node's shell: control outbox, CPU costs, transport overhead.
-    pub shell: ShellConfig,
-    /// Catalog churn: this many townships change a catalog entry, at random times in
-    /// `[0, churn_window_us]`.
-    pub churn_townships: usize,
-    pub churn_window_us: Micros,
-    pub net: NetConfig,
-    pub faults: Vec<Fault>,
-    /// Extra random faults drawn from `seed`, within `[0, fault_window_us]`.
-    pub random_faults: usize,
-    pub fault_window_us: Micros,
-    #[serde(skip)]
-    pub limits: Limits,
-}
-
-impl RunConfig {
-    /// The default scenario: one return-flow from national to every township.
-    pub fn return_flow(topology: TopologySpec, seed: u64) -> RunConfig {
-        RunConfig {
-            topology,
-            seed,
-            node: NodeImpl::Protocol,
-            routing: Routing::SkipLevel,
-            publisher: Some(RegionCode::NATIONAL),
-            dataset_bytes: 1 << 30,
-            dataset_records: 10_000_000,
-            spread: Spread::Villages,
-            tuning: Tuning::default(),
-            shell: ShellConfig::default(),
-            churn_townships: 0,
-            churn_window_us: 60 * MICROS_PER_S,
-            net: NetConfig::default(),
-            faults: Vec::new(),
-            random_faults: 0,
-            fault_window_us: 600 * MICROS_PER_S,
-            limits: Limits::default(),
-        }
-    }
-}
-
-/// What a node holds at the end, for the invariants.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Held {
-    /// Every partition of the node's region stored and verified.
-    pub complete: bool,
-    pub bytes: u64,
-    pub records: u64,
-    /// For a township: the content hash of the partition it holds.
-    pub hash: Option<[u8; 32]>,
-}
-
-/// Node implementations expose their final holdings and catalog for checking.
-pub trait Inspect {
-    fn held(&self) -> Held;
-    /// Catalog version this node's aggregated catalog holds for `origin` (0 if none).
-    fn catalog_version(&self, origin: RegionCode) -> u64;
-}
+use crate::run_config::{NodeImpl, Routing, RunConfig, PROTOCOL_NODES_MAX, STRICT_SILENCE_MS};
+use crate::time::{Micros, MICROS_PER_MS, MICROS_PER_S};
 
 /// Name of the receipts invariant (tests single it out).
 pub const RECEIPTS_INVARIANT: &str = "publisher receipts cover every region";
@@ -290,17 +43,18 @@ pub struct Outcome {
 }
 
 /// Builds everything from the config and runs it.
-pub fn run(config: &RunConfig) -> Result<Outcome, String> {
+pub fn run(config: &RunConfig) -> Result<Outcome, SimError> {
+    config.tuning.validate().map_err(SimError::Tuning)?;
     let topo = Arc::new(config.topology.build(config.seed)?);
     if config.node == NodeImpl::Protocol && topo.len() > PROTOCOL_NODES_MAX {
-        return Err(format!(
-            "{} nodes is over the protocol node limit of {PROTOCOL_NODES_MAX} (memory); use --node model for larger what-ifs",
-            topo.len()
-        ));
+        return Err(SimError::ProtocolNodes {
+            nodes: topo.len(),
+            max: PROTOCOL_NODES_MAX,
+        });
     }
     if let Some(p) = config.publisher {
         if !topo.contains_code(p) {
-            return Err(format!("publisher {p} is not a region of this topology"));
+            return Err(SimError::PublisherOutside(p));
         }
     }
     for f in &config.faults {
@@ -310,7 +64,7 @@ pub fn run(config: &RunConfig) -> Result<Outcome, String> {
             _ => continue,
         };
         if !topo.contains_code(node) {
-            return Err(format!("fault names region {node}, not in this topology"));
+            return Err(SimError::FaultOutside(node));
         }
     }
     let mut faults = config.faults.clone();
@@ -320,6 +74,18 @@ pub fn run(config: &RunConfig) -> Result<Outcome, String> {
         config.fault_window_us,
         config.seed,
     ));
+    if config.node == NodeImpl::Protocol && config.routing == Routing::Strict {
+        let max_us = STRICT_SILENCE_MS.saturating_mul(MICROS_PER_MS);
+        if let Some(f) = faults
+            .iter()
+            .find(|f| f.end_us().saturating_sub(f.start_us()) >= max_us)
+        {
+            return Err(SimError::StrictFaultTooLong {
+                lasts_s: f.end_us().saturating_sub(f.start_us()) / MICROS_PER_S,
+                max_s: max_us / MICROS_PER_S,
+            });
+        }
+    }
     let bytes = if config.publisher.is_some() {
         config.dataset_bytes
     } else {
@@ -331,12 +97,10 @@ pub fn run(config: &RunConfig) -> Result<Outcome, String> {
         0
     };
     if bytes > 0 && records == 0 {
-        return Err(
-            "a dataset of more than 0 bytes needs at least 1 record (--records)".to_string(),
-        );
+        return Err(SimError::NoRecords);
     }
     if config.random_faults > 0 && config.fault_window_us < 2 {
-        return Err("random faults need a fault window of more than 0 s".to_string());
+        return Err(SimError::NoFaultWindow);
     }
     let root = config.publisher.unwrap_or(RegionCode::NATIONAL);
     let layout = Layout::new(&topo, root, "simnet-dataset", bytes, records, config.spread);
@@ -554,73 +318,4 @@ fn check_invariants(
         });
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn topology_specs_parse_and_round_trip() {
-        assert_eq!(TopologySpec::parse("china").unwrap(), TopologySpec::China);
-        let s = TopologySpec::parse("synthetic:31,8-14,6-12,10-16").unwrap();
-        assert_eq!(s.label(), "synthetic:31,8-14,6-12,10-16");
-        assert_eq!(TopologySpec::parse(&s.label()).unwrap(), s);
-        for bad in [
-            "",
-            "China",
-            "synthetic:",
-            "synthetic:1,2,3",
-            "synthetic:1,2,3,4,5",
-            "synthetic:0,1,1,1",
-            "synthetic:3-2,1,1,1",
-            "synthetic:a,1,1,1",
-            "synthetic:-1,1,1,1",
-        ] {
-            let e = TopologySpec::parse(bad).unwrap_err();
-            assert!(!e.contains('\n'), "{bad}: {e}");
-        }
-    }
-
-    #[test]
-    fn synthetic_size_is_bounded_before_building() {
-        let s = TopologySpec::parse("synthetic:89,99,99,999").unwrap();
-        assert!(s.build(1).unwrap_err().contains("limit"));
-        // Within the code widths but over the node limit.
-        let s = TopologySpec::parse("synthetic:10,10,10,600").unwrap();
-        assert!(s.build(1).is_err());
-        let s = TopologySpec::parse("synthetic:2,2,2,2").unwrap();
-        assert_eq!(s.build(1).unwrap().len(), 31);
-    }
-
-    /// simnet keeps the node's shipping tuning by hand (it does not depend on the node). When
-    /// the node's source is at hand (a workspace checkout), its `Tuning::default()` must hold
-    /// the same numbers.
-    #[test]
-    fn tuning_defaults_are_the_nodes() {
-        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../node/src/node.rs");
-        let Ok(text) = std::fs::read_to_string(&src) else {
-            eprintln!("skipping: {} not present", src.display());
-            return;
-        };
-        let start = text
-            .find("impl Default for Tuning")
-            .expect("the node defines Tuning's defaults");
-        let block = &text[start..];
-        let block = &block[..block.find("\n}\n").unwrap_or(block.len())];
-        let value = |field: &str| -> u64 {
-            let at = block.find(&format!("{field}:")).expect(field) + field.len() + 1;
-            let v: String = block[at..]
-                .chars()
-                .take_while(|c| *c != ',')
-                .filter(|c| c.is_ascii_digit())
-                .collect();
-            v.parse().expect(field)
-        };
-        let t = Tuning::default();
-        assert_eq!(value("retry_ms"), t.retry_ms);
-        assert_eq!(value("source_silence_ms_max"), t.source_silence_ms_max);
-        assert_eq!(value("groups_in_flight_max"), t.groups_in_flight_max);
-        assert_eq!(value("receipt_interval_ms"), t.receipt_interval_ms);
-    }
 }

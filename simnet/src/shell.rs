@@ -38,7 +38,7 @@ use serde::Serialize;
 pub const STREAMS_PER_CONNECTION_MAX: usize = 256;
 
 /// Streams a connection holds besides control requests: a data-plane chunk stream each way
-/// (node/src/node.rs `write_chunks` keeps one open per peer), identify and ping.
+/// (node/src/dataplane.rs `write_chunks` keeps one open per peer), identify and ping.
 pub const NON_CONTROL_STREAMS_PER_CONNECTION: usize = 4;
 
 // With the outbox, a connection carries at most its bound in each direction plus the other
@@ -202,6 +202,16 @@ impl Costs {
         }
     }
 
+    /// Event-loop CPU of admitting a peer on a new connection, at each end: sending this
+    /// node's hello and receiving the peer's (a control message of `hello_bytes` each way),
+    /// and verifying the `new_signatures` of the peer's chain this node has not verified
+    /// before (its trust store memoises the rest: its own chain's, earlier peers').
+    pub fn handshake_us(&self, new_signatures: u32, hello_bytes: u64) -> u64 {
+        let hello = |verifies| Plane::Control { verifies, signs: 0 };
+        self.send_loop_us(hello(0))
+            .saturating_add(self.receive_loop_us(hello(new_signatures), hello_bytes))
+    }
+
     /// Pool CPU for a chunk frame's payload at either end (0 for control messages).
     pub fn pool_us(&self, plane: Plane) -> u64 {
         match plane {
@@ -353,6 +363,12 @@ mod tests {
             CONTROL_MESSAGE_CPU_US + 1 + SIGNATURE_VERIFY_CPU_US
         );
         assert_eq!(c.wire_bytes(100, true), 100 + 34 + 128);
+        // A handshake: a hello each way (1 µs to decode 200 bytes), one new signature.
+        assert_eq!(
+            c.handshake_us(1, 200),
+            2 * CONTROL_MESSAGE_CPU_US + 1 + SIGNATURE_VERIFY_CPU_US
+        );
+        assert_eq!(Costs::free().handshake_us(4, 1_000), 0);
         assert_eq!(Costs::free().wire_bytes(100, true), 100);
     }
 

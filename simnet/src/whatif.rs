@@ -4,8 +4,10 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::error::SimError;
 use crate::report::Report;
-use crate::scenario::{run, Routing, RunConfig, TopologySpec};
+use crate::run_config::{Routing, RunConfig, TopologySpec};
+use crate::scenario::run;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Variant {
@@ -18,7 +20,7 @@ pub fn run_variants(
     base: &RunConfig,
     topologies: &[TopologySpec],
     routings: &[Routing],
-) -> Result<Vec<Variant>, String> {
+) -> Result<Vec<Variant>, SimError> {
     let mut out = Vec::new();
     for topo in topologies {
         for &routing in routings {

@@ -2,11 +2,13 @@
 
 use backflow_protocol::outbox::CONTROL_REQUESTS_IN_FLIGHT_MAX;
 use backflow_simnet::dataset::Spread;
-use backflow_simnet::engine::{StopReason, MICROS_PER_MS, MICROS_PER_S};
+use backflow_simnet::engine::StopReason;
 use backflow_simnet::net::{Fault, LinkSpec};
 use backflow_simnet::report::Report;
-use backflow_simnet::scenario::{run, NodeImpl, Routing, RunConfig, TopologySpec};
+use backflow_simnet::run_config::{NodeImpl, Routing, RunConfig, TopologySpec};
+use backflow_simnet::scenario::run;
 use backflow_simnet::shell::{Costs, ShellConfig};
+use backflow_simnet::time::{MICROS_PER_MS, MICROS_PER_S};
 use backflow_topology::{Level, RegionCode};
 
 fn small(spec: &str, seed: u64) -> RunConfig {
@@ -165,11 +167,20 @@ fn chain_completion_time_matches_hand_computation() {
 /// - the child's pool verifies it (+ 1,004), its state machine stores it (+ 50): complete at
 ///   R + 32,411; its own announce (its first output) leaves + 100 later.
 ///
-/// National's announce leaves at 100 (its publish sends it first), so depth d completes at
-/// d × 32,511 µs. Receipts and acknowledgements follow each first output and never delay the
-/// next hop (each node's loop is idle again long before its next input).
+/// Connections: every node's catalog sync probes its parent at time 0, so each child connects
+/// upward then (its handshake — its hello out, the parent's in: 2 × 100 µs — while idle) and
+/// each parent admits the child when that probe arrives at 10 ms, long before it announces.
+/// Only national, which publishes at time 0 before any probe has arrived, connects to the
+/// province on its critical path: 200 µs before its announce (signatures cost nothing here).
+///
+/// National's announce leaves at 300 (its publish sends it first, after the handshake), so
+/// depth d completes at d × 32,511 + 200 µs. Receipts and acknowledgements follow each first
+/// output and never delay the next hop (each node's loop is idle again long before its next
+/// input).
 #[test]
 fn chain_completion_with_node_costs_matches_hand_computation() {
+    // National's handshake with the province, before its announce: two hellos.
+    const HANDSHAKE_US: u64 = 2 * 100;
     let mut cfg = RunConfig::return_flow(TopologySpec::parse("synthetic:1,1,1,1").unwrap(), 1);
     cfg.dataset_bytes = 100_000;
     cfg.dataset_records = 10;
@@ -194,7 +205,7 @@ fn chain_completion_with_node_costs_matches_hand_computation() {
         let depth = code.level().depth() as u64;
         assert_eq!(
             outcome.stats.complete_at[i],
-            Some(depth * 32_511),
+            Some(depth * 32_511 + if depth > 0 { HANDSHAKE_US } else { 0 }),
             "{} {code}",
             code.level()
         );
@@ -428,4 +439,29 @@ fn the_national_dataset_reaches_every_province_without_a_connection_reset() {
     assert!(c.streams_max_per_direction <= CONTROL_REQUESTS_IN_FLIGHT_MAX as u64);
     assert!(report.result.all_provinces_s.is_some());
     assert_eq!(report.result.townships_complete, 41_352);
+}
+
+/// Strict routing is the protocol's longest silence (a day): a strict run with a longer fault
+/// is refused rather than silently falling back; a tuning the node's config would refuse is
+/// refused too, by the protocol's own check.
+#[test]
+fn runs_the_protocol_cannot_represent_are_refused_by_variant() {
+    use backflow_simnet::error::SimError;
+    let mut cfg = small("synthetic:2,2,2,2", 1);
+    cfg.routing = Routing::Strict;
+    cfg.faults.push(Fault::Down {
+        node: RegionCode::parse("11").unwrap(),
+        from_us: 0,
+        until_us: 2 * 86_400 * MICROS_PER_S,
+    });
+    assert!(matches!(
+        run(&cfg),
+        Err(SimError::StrictFaultTooLong {
+            lasts_s: 172_800,
+            max_s: 86_400
+        })
+    ));
+    let mut cfg = small("synthetic:2,2,2,2", 1);
+    cfg.tuning.retry_ms = 0;
+    assert!(matches!(run(&cfg), Err(SimError::Tuning(_))));
 }

@@ -1,3 +1,12 @@
-//! Subcommands of the `backflow` binary, one module each.
+//! Subcommands of the `backflow` binary, one module each; `common` holds what several share.
 
+pub mod catalog;
+pub mod cert;
+pub mod common;
+pub mod demo;
+pub mod export;
+pub mod init;
+pub mod publish;
+pub mod run;
+pub mod status;
 pub mod topology;

@@ -1,5 +1,11 @@
-//! Shared fixtures: deterministic keys and a small administrative tree with certificates.
+//! Shared fixtures: deterministic keys, a small administrative tree with certificates, catalog
+//! entries and datasets; and ([`net`]) the in-memory network of endpoints every driving test
+//! uses, with its durable store ([`store`]) and data plane ([`chunks`]).
 #![allow(dead_code)]
+
+pub mod chunks;
+pub mod net;
+pub mod store;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -229,4 +235,3 @@ pub fn dataset(
         manifest,
     }
 }
-pub mod net;

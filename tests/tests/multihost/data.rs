@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::harness::{wait_for, Net};
+use crate::net::Net;
+use crate::poll::wait_for;
 
 // Regions (NBS 2023 codes).
 pub const NATIONAL: &str = "0";
@@ -126,7 +127,7 @@ pub fn write_dataset(
     std::fs::write(net.host_path(publisher, &file), &csv).expect("writing dataset");
     Dataset {
         name: name.to_string(),
-        file: format!("{}/{file}", crate::harness::DATA_DIR),
+        file: format!("{}/{file}", crate::net::DATA_DIR),
         expected,
         records,
         bad,
@@ -250,7 +251,7 @@ pub async fn assert_township_exact(net: &Net, node: &str, township: &str, ds: &D
                 "--dataset",
                 &ds.name,
                 "--out",
-                &format!("{}/{out_file}", crate::harness::DATA_DIR),
+                &format!("{}/{out_file}", crate::net::DATA_DIR),
             ],
         )
         .await;
@@ -303,7 +304,7 @@ pub fn catalog_entry(id: &str, name: &str) -> Value {
 
 /// Does `node`'s aggregated catalog hold entry `id` from `region`?
 pub fn catalog_has(net: &Net, node: &str, region: &str, id: &str) -> Option<Value> {
-    let v = crate::harness::http(net.node(node).api(), "GET", "/api/catalog", None).ok()?;
+    let v = crate::poll::http(net.node(node).api(), "GET", "/api/catalog", None).ok()?;
     v.as_array()?.iter().find_map(|c| {
         if c["region"] != region {
             return None;
@@ -326,7 +327,7 @@ pub async fn catalog_add(net: &Net, node: &str, entry: &Value) {
             &[
                 "catalog",
                 "add",
-                &format!("{}/{file}", crate::harness::DATA_DIR),
+                &format!("{}/{file}", crate::net::DATA_DIR),
             ],
         )
         .await;

@@ -8,6 +8,20 @@
 //! `cargo test --workspace`). Without Docker each test prints `SKIPPED` and returns; with
 //! `CI=true` and no Docker they fail.
 
+// The harness, one job per file; `->` names the harness files each one imports. The arrows
+// run one way: only the tests (data, scenarios) import pki, faults and client.
+//   suite                  the binary, its image, the serial lock
+//   poll                   HTTP client for the nodes' APIs, bounded waits
+//   net     -> suite, poll Net and Node: the per-test Docker network and containers
+//   pki     -> suite, net  init, certificates down the chain, bring_up
+//   faults  -> net, poll   partitions, kill/restart, tc link shaping
+//   client  -> net, poll   `backflow` commands in containers, API calls, logs
+mod client;
+mod faults;
+mod net;
+mod pki;
+mod poll;
+mod suite;
+
 mod data;
-mod harness;
 mod scenarios;

@@ -2,8 +2,12 @@
 
 use std::time::{Duration, Instant};
 
+use crate::client::exec;
 use crate::data::*;
-use crate::harness::{exec, init_node, issue_and_install, serial, suite, wait_for, Net, Wiring};
+use crate::net::{Net, Wiring};
+use crate::pki::{init_node, issue_and_install};
+use crate::poll::wait_for;
+use crate::suite::{serial, suite};
 
 /// Generous bounds for a loaded 2-core machine; a healthy run finishes far sooner.
 const DELIVERY_S_MAX: u64 = 120;

@@ -1,0 +1,110 @@
+//! `backflow cert issue|install`: jurisdiction certificates — a parent signs its child's,
+//! the child verifies and installs the chain.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Result};
+use backflow_node::config::{self, Config};
+use backflow_node::node::{now_ms, peer_id_of};
+use backflow_protocol::cert::TrustStore;
+use backflow_protocol::time::DAY_MS;
+use backflow_topology::Topology;
+use clap::Subcommand;
+
+use super::common::DataArg;
+
+#[derive(Subcommand, Debug)]
+pub enum CertCmd {
+    /// Sign a child's certificate with this (parent) node's key; writes the child's chain.
+    Issue {
+        #[command(flatten)]
+        data: DataArg,
+        /// The child's region code.
+        #[arg(long)]
+        region: String,
+        /// The child's public key (hex, printed by its `backflow init`).
+        #[arg(long)]
+        key: String,
+        #[arg(long, default_value_t = 365)]
+        days: u64,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Install the chain issued by the parent into this node's data dir (after verifying it).
+    Install {
+        #[command(flatten)]
+        data: DataArg,
+        file: PathBuf,
+    },
+}
+
+pub fn run(cmd: CertCmd) -> Result<()> {
+    match cmd {
+        CertCmd::Issue {
+            data,
+            region,
+            key,
+            days,
+            out,
+        } => issue(&data.dir, &region, &key, days, &out),
+        CertCmd::Install { data, file } => install(&data.dir, &file),
+    }
+}
+
+fn issue(dir: &Path, region: &str, key: &str, days: u64, out: &Path) -> Result<()> {
+    let cfg = Config::load(dir)?;
+    let identity = config::load_identity(dir, &cfg)?;
+    let child = Topology::china().lookup(region)?.code;
+    if child.parent() != Some(identity.region) {
+        bail!(
+            "{child} is not a child of this node's region {}; only the parent issues its certificate",
+            identity.region
+        );
+    }
+    let child_key = config::parse_public_key(key)?;
+    let now = now_ms();
+    let cert = backflow_protocol::cert::Certificate::issue(
+        identity.region,
+        &identity.key,
+        backflow_protocol::cert::CertRequest {
+            subject: child,
+            subject_key: child_key,
+            peer_id: peer_id_of(&child_key)?.to_bytes(),
+            not_before: now.minus_ms(5 * 60_000),
+            not_after: now.plus_ms(days * DAY_MS),
+            serial: now.0,
+        },
+    )?;
+    let mut chain = identity.chain.clone();
+    chain.push(cert);
+    config::save_chain(out, &chain)?;
+    println!(
+        "issued certificate for {child} valid {days} days → {}",
+        out.display()
+    );
+    Ok(())
+}
+
+fn install(dir: &Path, file: &Path) -> Result<()> {
+    let cfg = Config::load(dir)?;
+    let key = config::load_key(dir)?;
+    let bytes = std::fs::read(file)?;
+    let chain: backflow_protocol::cert::CertChain =
+        backflow_protocol::wire::decode_exact(&bytes)
+            .map_err(|e| anyhow::anyhow!("{}: not a certificate chain: {e}", file.display()))?;
+    let id = TrustStore::new(cfg.anchor()?)
+        .verify_chain(&chain, now_ms())
+        .map_err(|e| anyhow::anyhow!("certificate chain does not verify: {e}"))?;
+    if id.region != cfg.region_code()? || id.key != key.verifying_key() {
+        bail!(
+            "this certificate is for {} with another key, not for this node",
+            id.region
+        );
+    }
+    config::save_chain(&dir.join(config::CHAIN_FILE), &chain)?;
+    println!(
+        "installed certificate chain for {} (valid until {} ms)",
+        id.region, id.not_after.0
+    );
+    Ok(())
+}

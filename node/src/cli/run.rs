@@ -1,0 +1,79 @@
+//! `backflow run`: the node daemon (libp2p + HTTP API) until SIGINT/SIGTERM.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use backflow_node::config::{self, Config};
+use backflow_node::http;
+use backflow_node::node::{start, NodeSetup};
+use tracing::info;
+
+use super::common::{runtime, DataArg};
+
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    data: DataArg,
+}
+
+pub fn run(args: RunArgs) -> Result<()> {
+    runtime()?.block_on(daemon(args.data.dir))
+}
+
+async fn daemon(dir: PathBuf) -> Result<()> {
+    let cfg = Config::load(&dir)?;
+    let identity = config::load_identity(&dir, &cfg)?;
+    let mut upstream = Vec::new();
+    for a in cfg.parent.iter().chain(cfg.ancestors.iter()) {
+        upstream.push(a.parse().with_context(|| format!("bad multiaddr {a}"))?);
+    }
+    let listen = cfg
+        .listen
+        .iter()
+        .map(|a| {
+            a.parse()
+                .with_context(|| format!("bad listen multiaddr {a}"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let (node, task) = start(NodeSetup {
+        identity,
+        anchor: cfg.anchor()?,
+        db_path: config::db_path(&dir),
+        listen,
+        upstream,
+        tuning: cfg.tuning.clone(),
+        fault_tamper_serve: std::env::var("BACKFLOW_FAULT_TAMPER_SERVE").is_ok_and(|v| v == "1"),
+    })
+    .await?;
+    for a in &node.listen_addrs {
+        println!("listening on {a}");
+    }
+    let app = http::router(node.clone(), dir.clone(), cfg.department.clone());
+    let listener = tokio::net::TcpListener::bind(cfg.http)
+        .await
+        .with_context(|| format!("binding the HTTP API to {}", cfg.http))?;
+    println!("HTTP API on http://{}", cfg.http);
+    let shutdown = async {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("installing SIGTERM handler");
+            tokio::select! {
+                _ = ctrl_c => {},
+                _ = term.recv() => {},
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        info!("signal received; shutting down");
+    };
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    node.shutdown().await;
+    task.await??;
+    println!("stopped cleanly");
+    Ok(())
+}

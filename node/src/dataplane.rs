@@ -1,0 +1,215 @@
+//! The data plane: chunk frames on one stream per peer (`/backflow/chunks/1`), apart from the
+//! control plane's request-response frames. A writer task per peer sends served frames, a
+//! reader task per inbound stream decodes received ones, and the heavy work — reading and
+//! encoding groups to serve, verifying and storing received runs — runs on the blocking pool.
+//! Results come back to the event loop as [`Work`]; the loop only routes and decides.
+
+use std::ops::Range;
+
+use backflow_protocol::endpoint::{ChunkPlan, RunVerdict};
+use backflow_protocol::manifest::{ChunkFrame, ChunkPart, Hash, PartitionEntry};
+use backflow_protocol::return_flow::ServePart;
+use backflow_protocol::wire::{decode_chunk_frame, encode_chunk_frame_head, ChunkFrameView};
+use backflow_topology::RegionCode;
+use futures::StreamExt;
+use libp2p::PeerId;
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+use crate::chunks::{frame_buf, receive_frame, recycle_frame_buf, serve_frame, OutboardCache};
+use crate::net::{read_frame_into, write_frame_parts, CHUNK_PROTOCOL};
+use crate::store::Store;
+
+/// Chunk frames queued per peer's writer; beyond this, serving waits (backpressure).
+pub const CHUNK_FRAMES_QUEUED_MAX: usize = 64;
+
+/// A chunk frame queued for a data-plane stream: its encoded head, then its payload (written
+/// from this buffer, not copied into a frame).
+pub struct ChunkOut {
+    head: Vec<u8>,
+    payload: Vec<u8>,
+}
+
+/// A chunk frame as received: its fields, and the buffer it was read into with the payload
+/// left in place (`buf[frame.payload]`), so a megabyte is not copied out of it.
+pub struct ReceivedChunk {
+    pub frame: ChunkFrameView,
+    pub buf: Vec<u8>,
+}
+
+impl From<ChunkFrame> for ReceivedChunk {
+    fn from(frame: ChunkFrame) -> ReceivedChunk {
+        let (frame, buf) = frame.into();
+        ReceivedChunk { frame, buf }
+    }
+}
+
+/// What the data plane hands back to the event loop.
+pub enum Work {
+    /// A chunk frame read and decoded from a peer's data-plane stream.
+    Chunk { peer: PeerId, chunk: ReceivedChunk },
+    /// The verdict on every planned run of one received chunk frame (stored ones are durable).
+    Verdict {
+        from: RegionCode,
+        manifest: Hash,
+        runs: Vec<(RegionCode, Range<u64>, RunVerdict)>,
+    },
+    /// Storage or encoding failed (not the peer's fault).
+    Failed(String),
+}
+
+/// Accepts inbound data-plane streams, one reader task each. Bounded by the muxer: at most
+/// `STREAMS_PER_CONNECTION_MAX` streams per connection.
+pub async fn accept_chunks(mut incoming: libp2p_stream::IncomingStreams, work: mpsc::Sender<Work>) {
+    while let Some((peer, stream)) = incoming.next().await {
+        tokio::spawn(read_chunks(peer, stream, work.clone()));
+    }
+}
+
+/// Reads one inbound data-plane stream: chunk frames back to back, decoded here (off the event
+/// loop) and handed to it. Waiting on a full work queue holds back the sender (backpressure).
+/// Anything but a well-formed chunk frame closes the stream; frames from a peer that is not
+/// admitted are dropped by the endpoint like any other.
+async fn read_chunks(peer: PeerId, mut stream: libp2p::Stream, work: mpsc::Sender<Work>) {
+    loop {
+        // Each frame's buffer travels on with it (to the blocking pool, which verifies and
+        // stores the payload where it lies) and comes back through the frame-buffer pool.
+        let mut buf = frame_buf();
+        let len = match read_frame_into(&mut stream, &mut buf).await {
+            Ok(len) => len,
+            Err(e) => {
+                debug!(%peer, error = %e, "chunk stream ended");
+                recycle_frame_buf(buf);
+                return;
+            }
+        };
+        match decode_chunk_frame(&buf[..len]) {
+            Ok(frame) => {
+                let chunk = ReceivedChunk { frame, buf };
+                if work.send(Work::Chunk { peer, chunk }).await.is_err() {
+                    return; // the node stopped
+                }
+            }
+            Err(e) => {
+                warn!(%peer, error = %e, "malformed chunk frame; closing the stream");
+                return;
+            }
+        }
+    }
+}
+
+/// Writes chunk frames to one peer over one data-plane stream, opened on first use and opened
+/// again after an error. A frame that cannot be written is dropped: the receiver's state
+/// machine asks for its groups again after `retry_ms`. Ends when the queue closes (the peer
+/// disconnected or the node stopped).
+pub async fn write_chunks(
+    peer: PeerId,
+    mut control: libp2p_stream::Control,
+    mut frames: mpsc::Receiver<ChunkOut>,
+) {
+    let mut stream: Option<libp2p::Stream> = None;
+    while let Some(frame) = frames.recv().await {
+        let s = match &mut stream {
+            Some(s) => s,
+            None => match control.open_stream(peer, CHUNK_PROTOCOL).await {
+                Ok(s) => stream.insert(s),
+                Err(e) => {
+                    debug!(%peer, error = %e, "cannot open a chunk stream; frame dropped");
+                    continue;
+                }
+            },
+        };
+        let written = write_frame_parts(s, &[&frame.head, &frame.payload]).await;
+        recycle_frame_buf(frame.payload);
+        if let Err(e) = written {
+            debug!(%peer, error = %e, "chunk stream failed; frame dropped");
+            stream = None;
+        }
+    }
+    if let Some(mut s) = stream {
+        let _ = futures::AsyncWriteExt::close(&mut s).await;
+    }
+}
+
+/// Runs the heavy data-plane work on the blocking pool and reports back as [`Work`].
+#[derive(Clone)]
+pub struct DataPlane {
+    pub store: Store,
+    pub outboards: OutboardCache,
+    pub work: mpsc::Sender<Work>,
+    /// See `NodeSetup::fault_tamper_serve`.
+    pub tamper: bool,
+}
+
+impl DataPlane {
+    /// Verifies and stores the planned runs of a received frame; reports [`Work::Verdict`].
+    pub fn receive(&self, chunk: ReceivedChunk, plan: ChunkPlan) {
+        let ReceivedChunk { frame, buf } = chunk;
+        let manifest = frame.manifest;
+        let in_buffer: Vec<(ChunkPart, Range<usize>)> = frame
+            .parts_in_buffer()
+            .map(|(part, at)| (*part, at))
+            .collect();
+        let expected: Vec<(ChunkPart, PartitionEntry, Range<usize>)> = plan
+            .runs
+            .iter()
+            .filter_map(|run| {
+                let (part, at) = in_buffer.get(run.index)?.clone();
+                Some((part, run.entry, at))
+            })
+            .collect();
+        let from = plan.from;
+        let (store, work) = (self.store.clone(), self.work.clone());
+        tokio::task::spawn_blocking(move || {
+            let verdict = receive_frame(&store, &buf, expected);
+            recycle_frame_buf(buf);
+            if let Some(e) = verdict.failed {
+                let _ = work.blocking_send(Work::Failed(e));
+            } else if !verdict.runs.is_empty() {
+                let _ = work.blocking_send(Work::Verdict {
+                    from,
+                    manifest,
+                    runs: verdict.runs,
+                });
+            }
+        });
+    }
+
+    /// Reads and encodes the groups of `parts` and queues the frame straight to the peer's
+    /// writer (not through the event loop). A closed queue means the peer left; the receiver
+    /// will ask again.
+    pub fn serve(
+        &self,
+        to: RegionCode,
+        queue: mpsc::Sender<ChunkOut>,
+        manifest: Hash,
+        parts: Vec<ServePart>,
+    ) {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let (frame, failures) =
+                serve_frame(&this.store, &this.outboards, manifest, &parts, this.tamper);
+            for failed in failures {
+                let _ = this.work.blocking_send(Work::Failed(failed));
+            }
+            let Some(frame) = frame else {
+                return;
+            };
+            let out = match encode_chunk_frame_head(&frame) {
+                Ok(head) => ChunkOut {
+                    head,
+                    payload: frame.encoded,
+                },
+                Err(e) => {
+                    let _ = this
+                        .work
+                        .blocking_send(Work::Failed(format!("serving chunks: {e}")));
+                    return;
+                }
+            };
+            if queue.blocking_send(out).is_err() {
+                debug!(%to, "peer gone; served frame dropped");
+            }
+        });
+    }
+}

@@ -1,0 +1,189 @@
+//! [`NodeHandle`]: how the CLI, the HTTP API, the demo and the tests talk to a running node —
+//! commands queued to its event loop (bounded: callers wait rather than pile up) and the
+//! data-plane counters.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use anyhow::{anyhow, Result};
+use backflow_protocol::catalog::CatalogEntry;
+use backflow_protocol::cert::NodeIdentity;
+use backflow_protocol::manifest::{Hash, HeldVersion, PartitionEntry, SignedManifest};
+use backflow_protocol::return_flow::TransferRecord;
+use backflow_topology::RegionCode;
+use libp2p::{Multiaddr, PeerId};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::clock::now_ms;
+use crate::status::{CatalogView, DatasetStatus, PeerView};
+use crate::store::Store;
+
+/// The transfer records of one dataset version (one per scope).
+pub type HeldRecords = Vec<(Hash, Arc<TransferRecord>)>;
+
+pub(crate) enum Cmd {
+    Held {
+        reply: oneshot::Sender<HashMap<String, HeldVersion>>,
+    },
+    Publish {
+        manifests: Vec<(SignedManifest, Vec<PartitionEntry>)>,
+        reply: oneshot::Sender<Result<Vec<Hash>>>,
+    },
+    Status {
+        dataset: Option<String>,
+        reply: oneshot::Sender<Vec<DatasetStatus>>,
+    },
+    Record {
+        dataset: String,
+        version: Option<u64>,
+        reply: oneshot::Sender<Result<HeldRecords>>,
+    },
+    CatalogSubmit {
+        department: String,
+        entries: Vec<CatalogEntry>,
+        reply: oneshot::Sender<Result<u64>>,
+    },
+    Catalogs {
+        reply: oneshot::Sender<Vec<CatalogView>>,
+    },
+    Peers {
+        reply: oneshot::Sender<Vec<PeerView>>,
+    },
+    Shutdown,
+}
+
+/// Data-plane counters (for tests, benchmarks and logs).
+#[derive(Debug, Default)]
+pub struct NodeStats {
+    /// Chunk groups received, verified and stored.
+    pub groups_stored: AtomicU64,
+    /// Chunk groups that failed verification.
+    pub groups_rejected: AtomicU64,
+    /// Chunk groups served to descendants.
+    pub groups_served: AtomicU64,
+    /// Connections closed, for any reason (a healthy network under load closes none).
+    pub connections_closed: AtomicU64,
+    /// Control frames dropped because a peer's control queue was full.
+    pub control_frames_dropped: AtomicU64,
+    /// Peers refused at admission (chain, key binding or place in the tree).
+    pub peers_refused: AtomicU64,
+}
+
+/// A handle to a running node; cheap to clone.
+#[derive(Clone)]
+pub struct NodeHandle {
+    pub(crate) cmd: mpsc::Sender<Cmd>,
+    pub stats: Arc<NodeStats>,
+    pub store: Store,
+    pub identity: Arc<NodeIdentity>,
+    pub peer_id: PeerId,
+    /// Listen addresses, each ending in `/p2p/<peer id>`.
+    pub listen_addrs: Vec<Multiaddr>,
+}
+
+impl NodeHandle {
+    pub fn region(&self) -> RegionCode {
+        self.identity.region
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Cmd) -> Result<T> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd
+            .send(make(tx))
+            .await
+            .map_err(|_| anyhow!("node has shut down"))?;
+        rx.await.map_err(|_| anyhow!("node has shut down"))
+    }
+
+    /// Every dataset (scoped name) held here and its latest version.
+    pub async fn held(&self) -> Result<HashMap<String, HeldVersion>> {
+        self.ask(|reply| Cmd::Held { reply }).await
+    }
+
+    /// Hands signed manifests and their entries (already stored) to the return flow.
+    pub async fn publish(
+        &self,
+        manifests: Vec<(SignedManifest, Vec<PartitionEntry>)>,
+    ) -> Result<Vec<Hash>> {
+        self.ask(|reply| Cmd::Publish { manifests, reply }).await?
+    }
+
+    /// Partitions `req`'s file, stores and signs it, and publishes it (blocking work runs on
+    /// the blocking pool). Returns the partitioning summary and the manifest hashes.
+    pub async fn publish_file(
+        &self,
+        req: crate::publish::PublishRequest,
+        progress: Arc<AtomicU64>,
+    ) -> Result<(crate::publish::PublishOutcome, Vec<Hash>)> {
+        let held = self.held().await?;
+        let store = self.store.clone();
+        let identity = Arc::clone(&self.identity);
+        let prepared = tokio::task::spawn_blocking(move || {
+            crate::publish::prepare(
+                &store,
+                &identity,
+                &|name| held.get(name).copied(),
+                &req,
+                now_ms(),
+                &mut |b| progress.store(b, Ordering::Relaxed),
+            )
+        })
+        .await??;
+        let outcome = crate::publish::PublishOutcome {
+            version: prepared
+                .manifests
+                .iter()
+                .map(|(m, _)| m.manifest.version)
+                .max()
+                .unwrap_or(0),
+            partitions: prepared.partitions(),
+            records: prepared.records(),
+            bytes: prepared.bytes(),
+            summary: prepared.summary,
+        };
+        let hashes = self.publish(prepared.manifests).await?;
+        Ok((outcome, hashes))
+    }
+
+    pub async fn status(&self, dataset: Option<String>) -> Result<Vec<DatasetStatus>> {
+        self.ask(|reply| Cmd::Status { dataset, reply }).await
+    }
+
+    /// The transfer records of a held dataset version (latest if `version` is None): one, or
+    /// one per scope if the publisher split the dataset.
+    pub async fn record(&self, dataset: &str, version: Option<u64>) -> Result<HeldRecords> {
+        let dataset = dataset.to_string();
+        self.ask(|reply| Cmd::Record {
+            dataset,
+            version,
+            reply,
+        })
+        .await?
+    }
+
+    pub async fn catalog_submit(
+        &self,
+        department: String,
+        entries: Vec<CatalogEntry>,
+    ) -> Result<u64> {
+        self.ask(|reply| Cmd::CatalogSubmit {
+            department,
+            entries,
+            reply,
+        })
+        .await?
+    }
+
+    pub async fn catalogs(&self) -> Result<Vec<CatalogView>> {
+        self.ask(|reply| Cmd::Catalogs { reply }).await
+    }
+
+    pub async fn peers(&self) -> Result<Vec<PeerView>> {
+        self.ask(|reply| Cmd::Peers { reply }).await
+    }
+
+    pub async fn shutdown(&self) {
+        let _ = self.cmd.send(Cmd::Shutdown).await;
+    }
+}

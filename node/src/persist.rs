@@ -1,0 +1,184 @@
+//! Persistence of the protocol's state in RocksDB: the key layout, applying the endpoint's
+//! [`Storage`] effects durably, and reading everything back as one [`Saved`] at start.
+//! Chunk data itself is stored by the data plane (`chunks`, `store`) as it verifies.
+
+use std::collections::{HashMap, HashSet};
+use std::ops::Range;
+use std::sync::Arc;
+
+use anyhow::{anyhow, Result};
+use backflow_protocol::catalog::SignedCatalogUpdate;
+use backflow_protocol::catalog_sync::CatalogStorageOp;
+use backflow_protocol::endpoint::{Saved, SavedTransfer, Storage};
+use backflow_protocol::manifest::Hash;
+use backflow_protocol::receipt::Receipt;
+use backflow_protocol::return_flow::{StorageOp, TransferRecord};
+use backflow_protocol::time::UnixMs;
+use backflow_protocol::wire::{decode_exact, encode_value};
+use backflow_topology::RegionCode;
+use tracing::{debug, warn};
+
+use crate::store::{region_key, Store, CF_CATALOG, CF_RECEIPTS, CF_STATE};
+
+const TRANSFER_KEY_PREFIX: &[u8] = b"transfer/";
+const CATALOG_LOG_PREFIX: &[u8] = b"log/";
+const CATALOG_WM_PREFIX: &[u8] = b"wm/";
+const CATALOG_LOG_ID_KEY: &[u8] = b"catalog/log_id";
+/// Bounds on what is read back at start (a corrupted or hostile database cannot make the node
+/// read without end): transfers held, receipts per transfer (one per descendant region at
+/// most: national has 44,703), catalog log entries and senders' watermarks.
+pub const TRANSFER_RECORDS_MAX: usize = 4_096;
+pub const RECEIPTS_PER_TRANSFER_MAX: usize = 65_536;
+pub const CATALOG_LOG_ENTRIES_MAX: usize = 1_000_000;
+pub const CATALOG_WATERMARKS_MAX: usize = 65_536;
+
+fn receipt_key(manifest: &Hash, region: RegionCode) -> [u8; 40] {
+    let mut key = [0u8; 40];
+    key[..32].copy_from_slice(manifest);
+    key[32..].copy_from_slice(&region_key(region));
+    key
+}
+
+fn transfer_key(manifest: &Hash) -> Vec<u8> {
+    let mut key = TRANSFER_KEY_PREFIX.to_vec();
+    key.extend_from_slice(manifest);
+    key
+}
+
+/// Sorted group indexes → ranges of consecutive groups.
+pub fn to_ranges(groups: &[u64]) -> Vec<Range<u64>> {
+    let mut out: Vec<Range<u64>> = Vec::new();
+    for &g in groups {
+        match out.last_mut() {
+            Some(r) if r.end == g => r.end = g + 1,
+            _ => out.push(g..g + 1),
+        }
+    }
+    out
+}
+
+/// This node's catalog log id, created (from the clock: fresh whenever the log is new, which
+/// tells the parent to restart its watermark for us) on first start.
+pub fn catalog_log_id(store: &Store, now: UnixMs) -> Result<u64> {
+    match store.get(CF_STATE, CATALOG_LOG_ID_KEY)? {
+        Some(v) if v.len() == 8 => Ok(u64::from_be_bytes(v.try_into().expect("8 bytes"))),
+        _ => {
+            let id = now.0.max(1);
+            store.put(CF_STATE, CATALOG_LOG_ID_KEY, &id.to_be_bytes())?;
+            Ok(id)
+        }
+    }
+}
+
+/// Everything persisted, for [`backflow_protocol::Endpoint::new`]: transfer records with the
+/// groups found on disk and their descendants' receipts, the catalog log and watermarks.
+/// The endpoint re-persists each restored record (`PutTransfer`), which is how the shell's
+/// mirror of them fills again. Unreadable records and receipts are skipped with a warning (the protocol fetches again what
+/// they described); an unreadable catalog entry is an error (the log must replay whole).
+pub fn load(store: &Store) -> Result<Saved> {
+    let mut saved = Saved::default();
+    for (key, value) in store.scan_prefix(CF_STATE, TRANSFER_KEY_PREFIX, TRANSFER_RECORDS_MAX)? {
+        let record: TransferRecord = match decode_exact(&value) {
+            Ok(r) => r,
+            Err(e) => {
+                warn!(key = %String::from_utf8_lossy(&key), error = %e, "skipping unreadable transfer record");
+                continue;
+            }
+        };
+        let mut stored = Vec::new();
+        if !record.published {
+            for e in &record.entries {
+                let groups = store.stored_groups(&e.content_hash)?;
+                if !groups.is_empty() {
+                    stored.push((e.region, to_ranges(&groups)));
+                }
+            }
+        }
+        let hash = record.manifest.manifest.hash();
+        let mut receipts = Vec::new();
+        for (_, value) in store.scan_prefix(CF_RECEIPTS, &hash, RECEIPTS_PER_TRANSFER_MAX)? {
+            match decode_exact::<Receipt>(&value) {
+                Ok(r) => receipts.push(r),
+                Err(e) => warn!(error = %e, "skipping an unreadable stored receipt"),
+            }
+        }
+        saved.transfers.push(SavedTransfer {
+            record,
+            stored,
+            receipts,
+        });
+    }
+    for (_, v) in store.scan_prefix(CF_CATALOG, CATALOG_LOG_PREFIX, CATALOG_LOG_ENTRIES_MAX)? {
+        let update: SignedCatalogUpdate =
+            decode_exact(&v).map_err(|e| anyhow!("corrupt catalog log entry: {e}"))?;
+        saved.catalog_log.push(Arc::new(update));
+    }
+    for (k, v) in store.scan_prefix(CF_CATALOG, CATALOG_WM_PREFIX, CATALOG_WATERMARKS_MAX)? {
+        let (sender, log_id, wm): (RegionCode, u64, u64) =
+            decode_exact(&v).map_err(|e| anyhow!("corrupt catalog watermark {k:?}: {e}"))?;
+        saved.catalog_watermarks.push((sender, log_id, wm));
+    }
+    Ok(saved)
+}
+
+/// Applies one storage effect durably. `records` mirrors the persisted transfer records (the
+/// shell needs them to serve, export and garbage-collect content).
+pub fn apply(
+    store: &Store,
+    records: &mut HashMap<Hash, Arc<TransferRecord>>,
+    op: Storage,
+) -> Result<()> {
+    match op {
+        Storage::ReturnFlow(StorageOp::PutTransfer(record)) => {
+            let hash = record.manifest.manifest.hash();
+            let value = encode_value(&*record).map_err(|e| anyhow!("{e}"))?;
+            store.put(CF_STATE, &transfer_key(&hash), &value)?;
+            records.insert(hash, record);
+        }
+        Storage::ReturnFlow(StorageOp::PutReceipt { manifest, receipt }) => {
+            let value = encode_value(&receipt).map_err(|e| anyhow!("{e}"))?;
+            store.put(CF_RECEIPTS, &receipt_key(&manifest, receipt.region), &value)?;
+        }
+        Storage::ReturnFlow(StorageOp::DropTransfer { manifest }) => {
+            let old = records.remove(&manifest);
+            store.delete(CF_STATE, &transfer_key(&manifest))?;
+            let mut batch = store.batch();
+            for (k, _) in store.scan_prefix(CF_RECEIPTS, &manifest, RECEIPTS_PER_TRANSFER_MAX)? {
+                batch.delete(CF_RECEIPTS, &k);
+            }
+            store.write(batch)?;
+            if let Some(old) = old {
+                // Content-addressed chunks: keep any partition another transfer still uses.
+                let live: HashSet<Hash> = records
+                    .values()
+                    .flat_map(|r| r.entries.iter().map(|e| e.content_hash))
+                    .collect();
+                for e in old
+                    .entries
+                    .iter()
+                    .filter(|e| !live.contains(&e.content_hash))
+                {
+                    store.delete_content(&e.content_hash, e.bytes)?;
+                }
+                debug!(manifest = %hex::encode(&manifest[..8]), "dropped a superseded transfer");
+            }
+        }
+        Storage::Catalog(CatalogStorageOp::AppendLog { index, update }) => {
+            let mut key = CATALOG_LOG_PREFIX.to_vec();
+            key.extend_from_slice(&index.to_be_bytes());
+            let value = encode_value(&*update).map_err(|e| anyhow!("{e}"))?;
+            store.put(CF_CATALOG, &key, &value)?;
+        }
+        Storage::Catalog(CatalogStorageOp::PutWatermark {
+            sender,
+            log_id,
+            watermark,
+        }) => {
+            let mut key = CATALOG_WM_PREFIX.to_vec();
+            key.extend_from_slice(&region_key(sender));
+            let value = encode_value(&(sender, log_id, watermark)).map_err(|e| anyhow!("{e}"))?;
+            store.put(CF_CATALOG, &key, &value)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,555 @@
+//! The event loop: one tokio task owning the libp2p swarm and the protocol [`Endpoint`]. It
+//! feeds the endpoint what happens — connections, control frames, chunk verdicts from the
+//! data plane, commands, the clock — and carries out its outputs: control frames through the
+//! per-peer outbox, chunk frames through the data plane, storage through `persist`, events to
+//! the log and the counters. Nothing protocol-side is decided here.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Result};
+use backflow_protocol::catalog::SignedCatalogUpdate;
+use backflow_protocol::catalog::{CatalogChange, CatalogEntry, CatalogOrigin, CatalogUpdate};
+use backflow_protocol::catalog_sync::CatalogEvent;
+use backflow_protocol::endpoint::{Event, Output, RunVerdict};
+use backflow_protocol::manifest::{Hash, HeldVersion};
+use backflow_protocol::outbox::Outbox;
+use backflow_protocol::return_flow::{self, TransferRecord};
+use backflow_protocol::time::UnixMs;
+use backflow_protocol::wire::{decode_frame, encode_frame, Message};
+use backflow_protocol::Endpoint;
+use libp2p::request_response;
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, PeerId, Swarm};
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use crate::clock::now_ms;
+use crate::dataplane::{
+    write_chunks, ChunkOut, DataPlane, ReceivedChunk, Work, CHUNK_FRAMES_QUEUED_MAX,
+};
+use crate::handle::{Cmd, HeldRecords, NodeStats};
+use crate::net::{auth_of_peer, Behaviour, BehaviourEvent};
+use crate::status::PeerView;
+use crate::store::Store;
+
+/// Upstream addresses are dialled again at most this often while not connected.
+const REDIAL_INTERVAL_MS: u64 = 2_000;
+/// The loop wakes at least this often (redials; a clock that jumped).
+const LOOP_WAIT_MS_MAX: u64 = 1_000;
+
+pub(crate) struct Runtime {
+    pub swarm: Swarm<Behaviour>,
+    pub store: Store,
+    pub ep: Endpoint<PeerId>,
+    /// This node's hello frame, encoded once.
+    pub hello: Vec<u8>,
+    /// Control frames in flight and queued per peer (see [`backflow_protocol::outbox`]).
+    pub outbox: Outbox<PeerId, request_response::OutboundRequestId>,
+    /// Remote address of each connected peer's latest connection, for `peers`.
+    pub addrs: HashMap<PeerId, Multiaddr>,
+    pub upstream: Vec<(Multiaddr, Option<PeerId>)>,
+    pub last_redial: Instant,
+    /// The persisted transfer records, mirrored (serving, export, content garbage collection).
+    pub records: HashMap<Hash, Arc<TransferRecord>>,
+    pub data: DataPlane,
+    /// Opens data-plane streams.
+    pub control: libp2p_stream::Control,
+    /// The queue of each admitted peer's data-plane writer task (see [`write_chunks`]).
+    pub chunk_out: HashMap<PeerId, mpsc::Sender<ChunkOut>>,
+    /// Accepts inbound data-plane streams; stopped with the node.
+    pub accept_task: tokio::task::JoinHandle<()>,
+    pub stats: Arc<NodeStats>,
+}
+
+impl Runtime {
+    pub async fn run(
+        mut self,
+        mut cmd_rx: mpsc::Receiver<Cmd>,
+        mut work_rx: mpsc::Receiver<Work>,
+    ) -> Result<()> {
+        loop {
+            let wait = self.next_wait();
+            tokio::select! {
+                ev = futures::StreamExt::select_next_some(&mut self.swarm) => self.on_swarm(ev),
+                cmd = cmd_rx.recv() => match cmd {
+                    Some(Cmd::Shutdown) | None => break,
+                    Some(cmd) => self.on_cmd(cmd),
+                },
+                Some(work) = work_rx.recv() => self.on_work(work),
+                _ = tokio::time::sleep(wait) => {
+                    self.ep.handle_timeout(now_ms());
+                    self.redial();
+                }
+            }
+            self.drain();
+        }
+        info!(region = %self.ep.region(), "node shutting down");
+        self.accept_task.abort();
+        self.store.flush()?;
+        Ok(())
+    }
+
+    fn next_wait(&self) -> Duration {
+        let now = now_ms();
+        let ms = self
+            .ep
+            .poll_timeout()
+            .map_or(LOOP_WAIT_MS_MAX, |t| t.since_ms(now).min(LOOP_WAIT_MS_MAX));
+        Duration::from_millis(ms)
+    }
+
+    pub fn redial(&mut self) {
+        if self.last_redial.elapsed() < Duration::from_millis(REDIAL_INTERVAL_MS) {
+            return;
+        }
+        self.last_redial = Instant::now();
+        for (addr, peer) in &self.upstream {
+            let connected = peer.is_some_and(|p| self.swarm.is_connected(&p));
+            if !connected {
+                if let Err(e) = self.swarm.dial(addr.clone()) {
+                    debug!(%addr, error = %e, "dial failed");
+                }
+            }
+        }
+    }
+
+    /// Sends a control frame to `peer`, or queues it while the peer has its fill of requests
+    /// in flight (see [`backflow_protocol::outbox`]).
+    fn send_control(&mut self, peer: PeerId, bytes: Vec<u8>) {
+        let frames = &mut self.swarm.behaviour_mut().frames;
+        let dropped = self.outbox.dropped;
+        self.outbox
+            .offer(peer, bytes, |b| frames.send_request(&peer, b));
+        if self.outbox.dropped > dropped {
+            self.stats
+                .control_frames_dropped
+                .fetch_add(self.outbox.dropped - dropped, Ordering::Relaxed);
+            debug!(%peer, "control queue full; the oldest queued frame was dropped");
+        }
+    }
+
+    /// A control request to `peer` ended: the next queued frames go.
+    fn control_completed(&mut self, peer: PeerId, id: request_response::OutboundRequestId) {
+        let frames = &mut self.swarm.behaviour_mut().frames;
+        self.outbox
+            .completed(peer, id, |b| frames.send_request(&peer, b));
+    }
+
+    /// The data-plane queue to an admitted peer; starts its writer task on first use.
+    fn chunk_sender(&mut self, peer: PeerId) -> mpsc::Sender<ChunkOut> {
+        let out = self.chunk_out.entry(peer).or_insert_with(|| {
+            let (tx, rx) = mpsc::channel(CHUNK_FRAMES_QUEUED_MAX);
+            tokio::spawn(write_chunks(peer, self.control.clone(), rx));
+            tx
+        });
+        out.clone()
+    }
+
+    fn on_swarm(&mut self, ev: SwarmEvent<BehaviourEvent>) {
+        match ev {
+            SwarmEvent::ConnectionEstablished {
+                peer_id, endpoint, ..
+            } => {
+                debug!(peer = %peer_id, addr = %endpoint.get_remote_address(), "connected");
+                self.addrs
+                    .insert(peer_id, endpoint.get_remote_address().clone());
+                let Some(auth) = auth_of_peer(&peer_id) else {
+                    warn!(peer = %peer_id, "refusing a peer whose id is not an ed25519 key");
+                    let _ = self.swarm.disconnect_peer_id(peer_id);
+                    return;
+                };
+                self.ep.handle_connected(peer_id, auth);
+                // Both sides introduce themselves; each endpoint admits the other.
+                let hello = self.hello.clone();
+                self.send_control(peer_id, hello);
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established,
+                cause,
+                ..
+            } => {
+                self.stats
+                    .connections_closed
+                    .fetch_add(1, Ordering::Relaxed);
+                if num_established > 0 {
+                    debug!(peer = %peer_id, cause = ?cause, "a connection closed; others remain");
+                    return;
+                }
+                self.addrs.remove(&peer_id);
+                self.outbox.forget(peer_id);
+                // Its writer task ends with its queue.
+                self.chunk_out.remove(&peer_id);
+                if let Some(region) = self.ep.region_of(&peer_id) {
+                    info!(peer = %peer_id, %region, cause = ?cause, "peer disconnected");
+                }
+                self.ep.handle_disconnected(peer_id);
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                debug!(peer = ?peer_id, error = %error, "outgoing connection failed");
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Frames(ev)) => self.on_frames(ev),
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(ev)) => {
+                debug!(event = ?ev, "identify");
+            }
+            _ => {}
+        }
+    }
+
+    fn on_frames(&mut self, ev: request_response::Event<Vec<u8>, Vec<u8>>) {
+        match ev {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => {
+                    // Acknowledge at once: the protocol's own acks and retries carry meaning.
+                    let _ = self
+                        .swarm
+                        .behaviour_mut()
+                        .frames
+                        .send_response(channel, Vec::new());
+                    self.on_frame(peer, &request);
+                }
+                request_response::Message::Response {
+                    response,
+                    request_id,
+                } => {
+                    self.control_completed(peer, request_id);
+                    if !response.is_empty() {
+                        self.on_frame(peer, &response);
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure {
+                peer,
+                error,
+                request_id,
+                ..
+            } => {
+                self.control_completed(peer, request_id);
+                debug!(%peer, %error, "request failed; the protocol will retry");
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                debug!(%peer, %error, "inbound request failed");
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    fn on_frame(&mut self, peer: PeerId, bytes: &[u8]) {
+        let msg = match decode_frame(bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                warn!(%peer, error = %e, "dropping malformed frame");
+                return;
+            }
+        };
+        // A chunk frame on the control plane: handled like one on the data plane.
+        if let Some(frame) = self.ep.handle_message(now_ms(), peer, msg) {
+            self.on_chunk(peer, frame.into());
+        }
+    }
+
+    fn on_chunk(&mut self, peer: PeerId, chunk: ReceivedChunk) {
+        let regions = chunk.frame.parts.iter().map(|p| p.region);
+        match self
+            .ep
+            .plan_chunk_frame(peer, &chunk.frame.manifest, regions)
+        {
+            Some(plan) => self.data.receive(chunk, plan),
+            None => crate::chunks::recycle_frame_buf(chunk.buf),
+        }
+    }
+
+    fn on_work(&mut self, work: Work) {
+        match work {
+            Work::Chunk { peer, chunk } => self.on_chunk(peer, chunk),
+            Work::Verdict {
+                from,
+                manifest,
+                runs,
+            } => {
+                for (region, groups, verdict) in &runs {
+                    match verdict {
+                        RunVerdict::Stored => {
+                            self.stats
+                                .groups_stored
+                                .fetch_add(groups.end - groups.start, Ordering::Relaxed);
+                        }
+                        RunVerdict::Rejected { group, reason } => {
+                            self.stats.groups_rejected.fetch_add(1, Ordering::Relaxed);
+                            warn!(%from, %region, group, %reason, "chunk frame failed verification");
+                        }
+                    }
+                }
+                self.ep
+                    .handle_chunk_verdict(now_ms(), from, &manifest, &runs);
+            }
+            Work::Failed(e) => warn!(error = %e, "background work failed"),
+        }
+    }
+
+    /// Carries out every pending output of the endpoint.
+    pub fn drain(&mut self) {
+        while let Some(out) = self.ep.poll_output() {
+            match out {
+                Output::Send { to, peer, msg } => {
+                    let Some(peer) = peer else {
+                        debug!(%to, "no admitted connection to region; the protocol will retry");
+                        continue;
+                    };
+                    match encode_frame(&msg) {
+                        Ok(bytes) => self.send_control(peer, bytes),
+                        Err(e) => warn!(%to, error = %e, "could not encode a frame"),
+                    }
+                }
+                Output::ServeChunks {
+                    to,
+                    peer,
+                    manifest,
+                    parts,
+                } => {
+                    let Some(peer) = peer else {
+                        debug!(%to, "no admitted connection to region; the protocol will retry");
+                        continue;
+                    };
+                    let groups: u64 = parts.iter().map(|p| p.groups.end - p.groups.start).sum();
+                    self.stats
+                        .groups_served
+                        .fetch_add(groups, Ordering::Relaxed);
+                    let queue = self.chunk_sender(peer);
+                    self.data.serve(to, queue, manifest, parts);
+                }
+                Output::Disconnect { peer } => {
+                    let _ = self.swarm.disconnect_peer_id(peer);
+                }
+                Output::Storage(op) => {
+                    if let Err(e) = crate::persist::apply(&self.store, &mut self.records, op) {
+                        // Durability failed: stop rather than acknowledge what is not stored.
+                        panic!("storage failure: {e:#}");
+                    }
+                }
+                Output::Event(ev) => self.on_event(ev),
+            }
+        }
+    }
+
+    fn on_event(&mut self, ev: Event<PeerId>) {
+        match ev {
+            Event::PeerAdmitted { peer, region } => info!(%peer, %region, "peer verified"),
+            Event::PeerRefused { peer, error } => {
+                self.stats.peers_refused.fetch_add(1, Ordering::Relaxed);
+                warn!(%peer, reason = %error, "refusing peer");
+            }
+            Event::UnadmittedFrame { peer } => {
+                debug!(%peer, "dropping a frame from an unverified peer")
+            }
+            Event::UnexpectedChunkFrame { from, runs } => {
+                debug!(%from, runs, "dropping a chunk frame nobody asked for")
+            }
+            Event::ReturnFlow(ev) => self.on_return_flow_event(ev),
+            Event::Catalog(ev) => match ev {
+                CatalogEvent::Applied { origin, seq, from } => {
+                    info!(origin = %origin.region, department = %origin.department, seq, %from, "catalog version applied");
+                }
+                CatalogEvent::Rejected {
+                    from,
+                    origin,
+                    error,
+                } => {
+                    warn!(%from, origin = ?origin, %error, "catalog version rejected");
+                }
+                other => debug!(event = ?other, "catalog"),
+            },
+        }
+    }
+
+    fn on_return_flow_event(&mut self, ev: return_flow::Event) {
+        use return_flow::Event as E;
+        match ev {
+            E::ManifestAccepted {
+                dataset,
+                version,
+                from,
+                ..
+            } => info!(%dataset, version, %from, "manifest accepted"),
+            E::ManifestRejected { from, error } => warn!(%from, %error, "manifest rejected"),
+            E::PartitionComplete { region, .. } => debug!(%region, "partition complete"),
+            E::TransferComplete { manifest } => {
+                let name = self
+                    .records
+                    .get(&manifest)
+                    .map(|r| r.manifest.manifest.dataset.clone())
+                    .unwrap_or_default();
+                info!(dataset = %name, manifest = %hex::encode(&manifest[..8]), "all partitions of this subtree stored and verified");
+            }
+            E::SourceChanged { from, to, .. } => {
+                warn!(%from, %to, "switching source (skip-level fallback)")
+            }
+            E::ChunkRejected {
+                region,
+                group,
+                from,
+                ..
+            } => warn!(%region, group, %from, "chunk rejected"),
+            E::WantRefused { from, region, .. } => {
+                warn!(%from, %region, "refused a request for a partition outside the requester's region")
+            }
+            E::ReceiptRejected { from, error } => warn!(%from, %error, "receipt rejected"),
+            E::Completeness(r) => {
+                // Derived from the transfer and the descendants' receipts (persisted through
+                // `StorageOp::PutReceipt`), so not stored itself.
+                debug!(region = %r.region, delivered = r.regions_delivered, expected = r.regions_expected, "completeness");
+            }
+            E::TransferExpired { manifest } => {
+                warn!(manifest = %hex::encode(&manifest[..8]), "manifest expired before a newer version arrived")
+            }
+        }
+    }
+
+    fn on_cmd(&mut self, cmd: Cmd) {
+        let now = now_ms();
+        match cmd {
+            Cmd::Held { reply } => {
+                let held = self
+                    .ep
+                    .return_flow()
+                    .held()
+                    .map(|(d, h)| (d.to_string(), *h))
+                    .collect();
+                let _ = reply.send(held);
+            }
+            Cmd::Publish { manifests, reply } => {
+                let mut hashes = Vec::new();
+                let mut result = Ok(());
+                for (manifest, entries) in manifests {
+                    match self.ep.publish(now, manifest, entries) {
+                        Ok(h) => hashes.push(h),
+                        Err(e) => {
+                            result = Err(anyhow!("publish refused: {e}"));
+                            break;
+                        }
+                    }
+                }
+                let _ = reply.send(result.map(|()| hashes));
+            }
+            Cmd::Status { dataset, reply } => {
+                let _ = reply.send(crate::status::datasets(
+                    &self.ep,
+                    &self.records,
+                    dataset.as_deref(),
+                ));
+            }
+            Cmd::Record {
+                dataset,
+                version,
+                reply,
+            } => {
+                let _ = reply.send(self.record(&dataset, version));
+            }
+            Cmd::CatalogSubmit {
+                department,
+                entries,
+                reply,
+            } => {
+                let _ = reply.send(self.catalog_submit(now, department, entries));
+            }
+            Cmd::Catalogs { reply } => {
+                let _ = reply.send(crate::status::catalogs(&self.ep));
+            }
+            Cmd::Peers { reply } => {
+                let v = self
+                    .swarm
+                    .connected_peers()
+                    .map(|p| PeerView {
+                        peer: p.to_string(),
+                        region: self.ep.region_of(p).map(|r| r.to_string()),
+                        addr: self.addrs.get(p).map(|a| a.to_string()),
+                    })
+                    .collect();
+                let _ = reply.send(v);
+            }
+            Cmd::Shutdown => {}
+        }
+    }
+
+    /// The transfer records of a held, complete dataset version (for export).
+    fn record(&self, dataset: &str, version: Option<u64>) -> Result<HeldRecords> {
+        let rf = self.ep.return_flow();
+        let held: Vec<(String, HeldVersion)> = rf
+            .held()
+            .filter(|(d, _)| crate::publish::name_matches(d, dataset))
+            .map(|(d, h)| (d.to_string(), *h))
+            .collect();
+        if held.is_empty() {
+            bail!("dataset {dataset:?} is not held here");
+        }
+        let mut out = Vec::new();
+        for (name, held) in held {
+            if let Some(v) = version {
+                if v != held.version {
+                    bail!(
+                        "version {v} of {name:?} is not held here (held: {})",
+                        held.version
+                    );
+                }
+            }
+            let rec = self
+                .records
+                .get(&held.hash)
+                .ok_or_else(|| anyhow!("no transfer record for {name:?}"))?;
+            if !rf.is_complete(&held.hash) && !rec.published {
+                bail!(
+                    "version {} of {name:?} is still arriving; try again when `status` shows it complete",
+                    held.version
+                );
+            }
+            out.push((held.hash, Arc::clone(rec)));
+        }
+        Ok(out)
+    }
+
+    fn catalog_submit(
+        &mut self,
+        now: UnixMs,
+        department: String,
+        entries: Vec<CatalogEntry>,
+    ) -> Result<u64> {
+        let origin = CatalogOrigin {
+            region: self.ep.region(),
+            department,
+        };
+        let cs = self.ep.catalog_sync();
+        let existing = cs.catalog(&origin);
+        let changes = entries
+            .into_iter()
+            .map(|e| {
+                let e = Arc::new(e);
+                if existing.is_some_and(|c| c.entries.contains_key(&e.id)) {
+                    CatalogChange::Update(e)
+                } else {
+                    CatalogChange::Add(e)
+                }
+            })
+            .collect();
+        let seq = cs.next_seq(&origin);
+        let update = CatalogUpdate {
+            origin,
+            seq,
+            issued_at: now,
+            changes,
+        };
+        let signed = SignedCatalogUpdate::sign(update, self.ep.identity())?;
+        self.ep.submit_catalog(now, signed)?;
+        Ok(seq)
+    }
+}
+
+/// An encoded hello for `ep`, sent first on every connection.
+pub(crate) fn encode_hello(ep: &Endpoint<PeerId>) -> Result<Vec<u8>> {
+    let hello: Message = ep.hello();
+    Ok(encode_frame(&hello)?)
+}

@@ -1,0 +1,169 @@
+//! What `backflow status`, `catalog list` and `peers` show, computed from the endpoint's
+//! state: per dataset, this node's own holdings and the delivery below it, child by child.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use backflow_protocol::catalog::CatalogEntry;
+use backflow_protocol::manifest::Hash;
+use backflow_protocol::return_flow::TransferRecord;
+use backflow_protocol::Endpoint;
+use backflow_topology::Topology;
+use libp2p::PeerId;
+use serde::Serialize;
+
+/// Per-child-region delivery state, as `backflow status` shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct ChildStatus {
+    pub region: String,
+    pub name: String,
+    /// pending / partial / complete
+    pub state: &'static str,
+    pub regions_expected: u64,
+    pub regions_delivered: u64,
+    pub records_expected: u64,
+    pub records_delivered: u64,
+    pub bytes_expected: u64,
+    pub bytes_delivered: u64,
+    /// Unix ms of the latest receipt counted for this child.
+    pub last_receipt_at: Option<u64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct DatasetStatus {
+    pub dataset: String,
+    pub version: u64,
+    pub manifest: String,
+    pub publisher: String,
+    pub published_here: bool,
+    /// Every partition of this node's subtree is stored and verified here.
+    pub held_complete: bool,
+    pub partitions_here: u64,
+    pub records_here: u64,
+    pub bytes_here: u64,
+    /// Aggregated over the subtree from receipts (at the publisher: the whole dataset).
+    pub regions_expected: u64,
+    pub regions_delivered: u64,
+    pub records_delivered: u64,
+    pub bytes_delivered: u64,
+    pub complete: bool,
+    pub children: Vec<ChildStatus>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct CatalogView {
+    pub region: String,
+    pub department: String,
+    pub seq: u64,
+    pub entries: Vec<Arc<CatalogEntry>>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PeerView {
+    pub peer: String,
+    pub region: Option<String>,
+    /// The remote address of the latest connection (shows the transport: `/tcp/` or `/quic-v1`).
+    pub addr: Option<String>,
+}
+
+/// Every held dataset (or those matching `dataset`) with its delivery below this node. Each
+/// child's figures are the endpoint's exact view of that child's subtree
+/// ([`backflow_protocol::ReturnFlow::completeness_of`]): the union of whatever receipts attest
+/// its partitions, so a skip-level fallback that delivered past the child still counts.
+pub fn datasets(
+    ep: &Endpoint<PeerId>,
+    records: &HashMap<Hash, Arc<TransferRecord>>,
+    dataset: Option<&str>,
+) -> Vec<DatasetStatus> {
+    let topo = Topology::china();
+    let me = ep.region();
+    let rf = ep.return_flow();
+    let mut out = Vec::new();
+    for (name, held) in rf.held() {
+        if dataset.is_some_and(|d| !crate::publish::name_matches(name, d)) {
+            continue;
+        }
+        let Some(rec) = records.get(&held.hash) else {
+            continue;
+        };
+        let m = &rec.manifest.manifest;
+        let receipts = rf.receipts(&held.hash);
+        let mut children = Vec::new();
+        for &child in topo.children(me) {
+            let Some(view) = rf.completeness_of(&held.hash, child) else {
+                continue;
+            };
+            if view.regions_expected == 0 {
+                continue;
+            }
+            let under = || rec.entries.iter().filter(|e| child.contains(e.region));
+            let delivered = u64::from(view.regions_delivered);
+            let expected = u64::from(view.regions_expected);
+            let state = if delivered >= expected {
+                "complete"
+            } else if delivered > 0 {
+                "partial"
+            } else {
+                "pending"
+            };
+            children.push(ChildStatus {
+                region: child.to_string(),
+                name: topo.get(child).map_or(String::new(), |r| r.name.clone()),
+                state,
+                regions_expected: expected,
+                regions_delivered: delivered,
+                records_expected: under().map(|e| e.records).sum(),
+                records_delivered: view.records_delivered,
+                bytes_expected: under().map(|e| e.bytes).sum(),
+                bytes_delivered: view.bytes_delivered,
+                last_receipt_at: receipts
+                    .iter()
+                    .filter(|r| child.contains(r.region))
+                    .map(|r| r.at.0)
+                    .max(),
+            });
+        }
+        let (regions_expected, regions_delivered, records_delivered, bytes_delivered) = rf
+            .completeness(&held.hash)
+            .as_ref()
+            .map_or((0, 0, 0, 0), |r| {
+                (
+                    u64::from(r.regions_expected),
+                    u64::from(r.regions_delivered),
+                    r.records_delivered,
+                    r.bytes_delivered,
+                )
+            });
+        out.push(DatasetStatus {
+            dataset: name.to_string(),
+            version: held.version,
+            manifest: hex::encode(held.hash),
+            publisher: m.publisher.region.to_string(),
+            published_here: rec.published,
+            held_complete: rec.published || rf.is_complete(&held.hash),
+            partitions_here: rec.entries.len() as u64,
+            records_here: rec.entries.iter().map(|e| e.records).sum(),
+            bytes_here: rec.entries.iter().map(|e| e.bytes).sum(),
+            regions_expected,
+            regions_delivered,
+            records_delivered,
+            bytes_delivered,
+            complete: regions_expected > 0 && regions_delivered >= regions_expected,
+            children,
+        });
+    }
+    out
+}
+
+/// The aggregated catalog: every department in this node's subtree it has heard of.
+pub fn catalogs(ep: &Endpoint<PeerId>) -> Vec<CatalogView> {
+    ep.catalog_sync()
+        .catalogs()
+        .map(|c| CatalogView {
+            region: c.origin.region.to_string(),
+            department: c.origin.department.clone(),
+            seq: c.seq,
+            entries: c.entries.values().cloned().collect(),
+        })
+        .collect()
+}

@@ -1,0 +1,753 @@
+//! [`Endpoint`]: the one thing a shell drives. In the manner of `quinn-proto`'s endpoint it
+//! owns everything protocol-side of a node — the [`TrustStore`], the state machines
+//! ([`ReturnFlow`], [`CatalogSync`]; later ones plug in beside them), peer admission and the
+//! chunk verdict — and the shells (the real node; simnet) only carry out its outputs with
+//! their IO: sockets and RocksDB, or simulated links and memory.
+//!
+//! # Driving it
+//! ```text
+//! let (mut ep, report) = Endpoint::new(now, config, saved)?;   // restore in one call
+//! loop {
+//!     // inputs, as they happen:
+//!     ep.handle_connected(peer, auth);          // transport up; send it ep.hello()
+//!     ep.handle_message(now, peer, msg);        // every control frame (Hello included)
+//!     let plan = ep.plan_chunk_frame(peer, &manifest, regions);  // a chunk frame arrived:
+//!     //   verify plan.runs against their entries (off the event loop if you like), store
+//!     //   what verifies, then:
+//!     ep.handle_chunk_verdict(now, plan.from, &manifest, &verdicts);
+//!     ep.handle_disconnected(peer);
+//!     ep.handle_timeout(now);                   // when poll_timeout() is due
+//!     // outputs, until None:
+//!     while let Some(out) = ep.poll_output() { /* send, serve, store, log, disconnect */ }
+//! }
+//! ```
+//! `P` is the shell's name for a transport peer (a libp2p `PeerId` in the node, a region in
+//! simnet). State machines name peers by [`RegionCode`]: the endpoint admits a peer once its
+//! [`Hello`] chain verifies, its leaf key is the key the transport authenticated, and its
+//! region is an ancestor or a descendant of this node's; from then on that peer's frames reach
+//! the machines as coming from its region, and outputs for that region name that peer.
+//! Frames from a peer that is not admitted are dropped (and reported).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt::Debug;
+use std::ops::Range;
+use std::sync::Arc;
+
+use backflow_topology::RegionCode;
+use ed25519_dalek::VerifyingKey;
+
+use crate::catalog::SignedCatalogUpdate;
+use crate::catalog_sync::{
+    CatalogEvent, CatalogOutput, CatalogStorageOp, CatalogSync, CatalogSyncConfig, CatalogSyncError,
+};
+use crate::cert::{CertError, NodeIdentity, TrustStore};
+use crate::chunk::{ChunkError, ChunkFrame};
+use crate::manifest::{Hash, PartitionEntry, SignedManifest};
+use crate::receipt::Receipt;
+use crate::return_flow::{
+    self, DataRouting, ReturnFlow, ReturnFlowConfig, ReturnFlowError, ServePart, StorageOp,
+    TransferRecord,
+};
+use crate::time::UnixMs;
+use crate::tuning::{Tuning, TuningError};
+use crate::wire::{Hello, Message};
+
+/// Peers tracked at once (connected, admitted or not). A node talks to its ancestors and its
+/// descendants; the largest subtree of direct children is a county's ~100 townships, and
+/// skip-level fallback adds grandchildren. Beyond this, new connections are refused rather
+/// than letting a flood of dials grow the table without bound.
+pub const PEERS_MAX: usize = 16_384;
+
+/// How a node is set up; the same for the real node and a simulated one.
+#[derive(Clone, Debug)]
+pub struct EndpointConfig {
+    pub identity: NodeIdentity,
+    /// The trust anchor and what is already known (revocations); the endpoint owns it from here.
+    pub trust: TrustStore,
+    pub tuning: Tuning,
+    /// Data-plane routing, the same on every node (default: the strict region tree).
+    pub routing: DataRouting,
+    /// This node's catalog log id (fresh when the log is created; persisted with it).
+    pub catalog_log_id: u64,
+}
+
+/// What the shell persisted, handed back in one piece at start (or after a crash).
+#[derive(Clone, Debug, Default)]
+pub struct Saved {
+    pub transfers: Vec<SavedTransfer>,
+    /// Catalog log, entries 1.. in order ([`CatalogStorageOp::AppendLog`]).
+    pub catalog_log: Vec<Arc<SignedCatalogUpdate>>,
+    /// (sender, log id, watermark) as persisted by [`CatalogStorageOp::PutWatermark`].
+    pub catalog_watermarks: Vec<(RegionCode, u64, u64)>,
+}
+
+/// One persisted transfer: its record ([`StorageOp::PutTransfer`]), the group ranges of each
+/// partition found in storage, and the descendants' receipts ([`StorageOp::PutReceipt`]).
+#[derive(Clone, Debug)]
+pub struct SavedTransfer {
+    pub record: TransferRecord,
+    pub stored: Vec<(RegionCode, Vec<Range<u64>>)>,
+    pub receipts: Vec<Receipt>,
+}
+
+/// What [`Endpoint::new`] made of [`Saved`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RestoreReport {
+    pub transfers: usize,
+    pub receipts: usize,
+    /// Receipts that no longer fit their transfer (e.g. a newer version superseded it).
+    pub receipts_skipped: usize,
+    /// Transfers that could not be restored: dataset name and why.
+    pub failed: Vec<(String, ReturnFlowError)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EndpointError {
+    #[error("this node's certificate chain does not verify: {0}")]
+    OwnChain(CertError),
+    #[error("this node's certificate is for {region} with another key")]
+    OwnKey { region: RegionCode },
+    #[error("the stored catalog log does not replay: {0}")]
+    Catalog(#[from] CatalogSyncError),
+    #[error(transparent)]
+    Tuning(#[from] TuningError),
+}
+
+/// What the transport proved about a peer before any frame: the ed25519 key its handshake
+/// authenticated and its transport-level id (e.g. a libp2p peer id's bytes).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerAuth {
+    pub key: [u8; 32],
+    pub peer_id: Vec<u8>,
+}
+
+/// Why a peer was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AdmissionError {
+    #[error("certificate chain does not verify: {0}")]
+    Chain(#[from] CertError),
+    #[error("certificate for {region} belongs to another peer (key or peer id differ)")]
+    WrongPeer { region: RegionCode },
+    #[error("peer claims this node's own region {region}")]
+    OwnRegion { region: RegionCode },
+    #[error("region {region} is neither an ancestor nor a descendant of {me}")]
+    NotInLine { region: RegionCode, me: RegionCode },
+    #[error("too many peers (limit {max})")]
+    TooManyPeers { max: usize },
+    #[error("a hello arrived before the transport reported the connection")]
+    NotConnected,
+}
+
+/// The verdict on one run of a received chunk frame.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RunVerdict {
+    /// Verified and durably stored.
+    Stored,
+    /// Did not verify: `group` is the one to blame (the first mismatching group where the
+    /// codec knows it, else the run's first).
+    Rejected { group: u64, reason: String },
+}
+
+impl RunVerdict {
+    /// The verdict for a run of `groups` that failed with `error`.
+    pub fn rejected(groups: &Range<u64>, error: &ChunkError) -> RunVerdict {
+        let group = match error {
+            ChunkError::HashMismatch { group } => *group,
+            _ => groups.start,
+        };
+        RunVerdict::Rejected {
+            group,
+            reason: error.to_string(),
+        }
+    }
+}
+
+/// The runs of a received chunk frame this node is receiving, each with the entry it must
+/// verify against; every other run of the frame is to be dropped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChunkPlan {
+    /// The sender's verified region.
+    pub from: RegionCode,
+    pub runs: Vec<PlannedRun>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PlannedRun {
+    /// Index of the run in the frame.
+    pub index: usize,
+    pub entry: PartitionEntry,
+}
+
+/// Storage effects of all machines. Apply them in order, durably, before acting on later
+/// outputs (e.g. before sending anything that acknowledges them).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Storage {
+    ReturnFlow(StorageOp),
+    Catalog(CatalogStorageOp),
+}
+
+/// Observable progress, for logs, metrics, the HTTP API and simnet statistics.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event<P> {
+    ReturnFlow(return_flow::Event),
+    Catalog(CatalogEvent),
+    PeerAdmitted {
+        peer: P,
+        region: RegionCode,
+    },
+    PeerRefused {
+        peer: P,
+        error: AdmissionError,
+    },
+    /// A frame from a peer that is not admitted (no hello yet, or refused) was dropped.
+    UnadmittedFrame {
+        peer: P,
+    },
+    /// A chunk frame held no run this node is receiving (late, duplicate or unasked).
+    UnexpectedChunkFrame {
+        from: RegionCode,
+        runs: usize,
+    },
+}
+
+/// Everything the endpoint asks its shell to do.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Output<P> {
+    /// Send a control frame to `to` over `peer`, its admitted connection. `None`: no admitted
+    /// connection to that region now; the protocol retries, so dropping it is correct (a shell
+    /// that can connect on demand, like simnet's, may connect and send).
+    Send {
+        to: RegionCode,
+        peer: Option<P>,
+        msg: Message,
+    },
+    /// Read each part's groups, encode them and send them to `to` as one chunk frame, the
+    /// parts in this order (see [`return_flow::Output::ServeChunks`]).
+    ServeChunks {
+        to: RegionCode,
+        peer: Option<P>,
+        manifest: Hash,
+        parts: Vec<ServePart>,
+    },
+    /// Close every connection to `peer` (it was refused).
+    Disconnect {
+        peer: P,
+    },
+    Storage(Storage),
+    Event(Event<P>),
+}
+
+#[derive(Clone, Debug)]
+struct Peer {
+    auth: PeerAuth,
+    region: Option<RegionCode>,
+}
+
+/// One node's protocol side. See the module docs.
+#[derive(Debug)]
+pub struct Endpoint<P> {
+    identity: NodeIdentity,
+    trust: TrustStore,
+    rf: ReturnFlow,
+    cs: CatalogSync,
+    peers: BTreeMap<P, Peer>,
+    by_region: BTreeMap<RegionCode, P>,
+    out: VecDeque<Output<P>>,
+}
+
+impl<P: Copy + Ord + Debug> Endpoint<P> {
+    /// Starts a node's protocol side: checks its own chain against the anchor (no peer would
+    /// accept it otherwise) and resumes everything in `saved`.
+    pub fn new(
+        now: UnixMs,
+        config: EndpointConfig,
+        saved: Saved,
+    ) -> Result<(Endpoint<P>, RestoreReport), EndpointError> {
+        let EndpointConfig {
+            identity,
+            mut trust,
+            tuning,
+            routing,
+            catalog_log_id,
+        } = config;
+        tuning.validate()?;
+        let me = trust
+            .verify_chain(&identity.chain, now)
+            .map_err(EndpointError::OwnChain)?;
+        if me.region != identity.region || me.key != identity.key.verifying_key() {
+            return Err(EndpointError::OwnKey { region: me.region });
+        }
+        let mut rf_config = ReturnFlowConfig::new(identity.clone());
+        rf_config.retry_ms = tuning.retry_ms;
+        rf_config.source_silence_ms_max = tuning.source_silence_ms_max;
+        rf_config.groups_in_flight_max = tuning.groups_in_flight_max;
+        rf_config.receipt_interval_ms = tuning.receipt_interval_ms;
+        rf_config.routing = routing;
+        let mut cs_config = CatalogSyncConfig::new(identity.region, catalog_log_id);
+        cs_config.retry_ms = tuning.retry_ms;
+        cs_config.upstream_silence_ms_max = tuning.source_silence_ms_max;
+        let cs =
+            CatalogSync::restore(now, cs_config, saved.catalog_log, &saved.catalog_watermarks)?;
+        let mut ep = Endpoint {
+            identity,
+            trust,
+            rf: ReturnFlow::new(rf_config),
+            cs,
+            peers: BTreeMap::new(),
+            by_region: BTreeMap::new(),
+            out: VecDeque::new(),
+        };
+        let mut report = RestoreReport::default();
+        for t in saved.transfers {
+            let dataset = t.record.manifest.manifest.dataset.clone();
+            match ep.rf.restore(now, t.record, &t.stored) {
+                Ok(_) => {
+                    report.transfers += 1;
+                    for r in t.receipts {
+                        if ep.rf.restore_receipt(r) {
+                            report.receipts += 1;
+                        } else {
+                            report.receipts_skipped += 1;
+                        }
+                    }
+                }
+                Err(e) => report.failed.push((dataset, e)),
+            }
+        }
+        Ok((ep, report))
+    }
+
+    pub fn region(&self) -> RegionCode {
+        self.identity.region
+    }
+
+    /// This node's key and chain (departments' catalog versions are signed with it).
+    pub fn identity(&self) -> &NodeIdentity {
+        &self.identity
+    }
+
+    /// The frame a shell sends first on every new connection (both sides do).
+    pub fn hello(&self) -> Message {
+        Message::Hello(Hello {
+            chain: self.identity.chain.clone(),
+        })
+    }
+
+    pub fn return_flow(&self) -> &ReturnFlow {
+        &self.rf
+    }
+
+    pub fn catalog_sync(&self) -> &CatalogSync {
+        &self.cs
+    }
+
+    pub fn trust(&self) -> &TrustStore {
+        &self.trust
+    }
+
+    /// The verified region of `peer`, if admitted.
+    pub fn region_of(&self, peer: &P) -> Option<RegionCode> {
+        self.peers.get(peer)?.region
+    }
+
+    /// The admitted peer that speaks for `region` now.
+    pub fn peer_of(&self, region: RegionCode) -> Option<P> {
+        self.by_region.get(&region).copied()
+    }
+
+    /// Admitted peers and their regions.
+    pub fn admitted(&self) -> impl Iterator<Item = (P, RegionCode)> + '_ {
+        self.peers
+            .iter()
+            .filter_map(|(p, s)| s.region.map(|r| (*p, r)))
+    }
+
+    /// A transport connection to `peer` is up and authenticated `auth`. The shell sends
+    /// [`Self::hello`] on it; the peer is admitted when its own hello verifies.
+    pub fn handle_connected(&mut self, peer: P, auth: PeerAuth) {
+        if !self.peers.contains_key(&peer) && self.peers.len() >= PEERS_MAX {
+            self.refuse(peer, AdmissionError::TooManyPeers { max: PEERS_MAX });
+            return;
+        }
+        match self.peers.get_mut(&peer) {
+            // Another connection of the same transport identity: same key, same admission.
+            Some(p) if p.auth == auth => {}
+            Some(p) => {
+                p.auth = auth;
+                if let Some(r) = p.region.take() {
+                    self.unmap(peer, r);
+                }
+            }
+            None => {
+                self.peers.insert(peer, Peer { auth, region: None });
+            }
+        }
+    }
+
+    /// Every connection to `peer` is gone.
+    pub fn handle_disconnected(&mut self, peer: P) {
+        if let Some(Peer {
+            region: Some(r), ..
+        }) = self.peers.remove(&peer)
+        {
+            self.unmap(peer, r);
+        }
+    }
+
+    /// A control frame from `peer`. A chunk frame that came on the control plane is handed
+    /// back: run it through the shell's data path ([`Self::plan_chunk_frame`]).
+    pub fn handle_message(&mut self, now: UnixMs, peer: P, msg: Message) -> Option<ChunkFrame> {
+        if let Message::Hello(hello) = msg {
+            self.handle_hello(now, peer, hello);
+            return None;
+        }
+        let Some(from) = self.region_of(&peer) else {
+            self.out
+                .push_back(Output::Event(Event::UnadmittedFrame { peer }));
+            return None;
+        };
+        match msg {
+            Message::Hello(_) => {}
+            Message::ReturnFlow(m) => self.rf.handle_message(now, &mut self.trust, from, m),
+            Message::Catalog(m) => self.cs.handle_message(now, &mut self.trust, from, m),
+            Message::Chunk(frame) => return Some(frame),
+        }
+        None
+    }
+
+    fn handle_hello(&mut self, now: UnixMs, peer: P, hello: Hello) {
+        match self.admit(now, &peer, &hello) {
+            Ok(region) => {
+                let p = self.peers.get_mut(&peer).expect("admit checked the peer");
+                if let Some(old) = p.region.replace(region) {
+                    if old != region {
+                        self.unmap(peer, old);
+                    }
+                }
+                self.by_region.insert(region, peer);
+                self.out
+                    .push_back(Output::Event(Event::PeerAdmitted { peer, region }));
+            }
+            Err(error) => self.refuse(peer, error),
+        }
+    }
+
+    /// Verifies a peer's chain, its binding to the transport and its place in the tree.
+    fn admit(
+        &mut self,
+        now: UnixMs,
+        peer: &P,
+        hello: &Hello,
+    ) -> Result<RegionCode, AdmissionError> {
+        let auth = &self
+            .peers
+            .get(peer)
+            .ok_or(AdmissionError::NotConnected)?
+            .auth;
+        let id = self.trust.verify_chain(&hello.chain, now)?;
+        let region = id.region;
+        if id.key.to_bytes() != auth.key || (!id.peer_id.is_empty() && id.peer_id != auth.peer_id) {
+            return Err(AdmissionError::WrongPeer { region });
+        }
+        let me = self.identity.region;
+        if region == me {
+            return Err(AdmissionError::OwnRegion { region });
+        }
+        if !(me.contains(region) || region.contains(me)) {
+            return Err(AdmissionError::NotInLine { region, me });
+        }
+        Ok(region)
+    }
+
+    fn refuse(&mut self, peer: P, error: AdmissionError) {
+        if let Some(Peer {
+            region: Some(r), ..
+        }) = self.peers.remove(&peer)
+        {
+            self.unmap(peer, r);
+        }
+        self.out
+            .push_back(Output::Event(Event::PeerRefused { peer, error }));
+        self.out.push_back(Output::Disconnect { peer });
+    }
+
+    fn unmap(&mut self, peer: P, region: RegionCode) {
+        if self.by_region.get(&region) == Some(&peer) {
+            self.by_region.remove(&region);
+        }
+    }
+
+    /// A chunk frame from `peer` carrying runs for `regions` (in frame order): which runs to
+    /// verify, against which entries. `None`: drop the whole frame (the peer is not admitted,
+    /// or no run is one this node is receiving; reported as an event).
+    pub fn plan_chunk_frame(
+        &mut self,
+        peer: P,
+        manifest: &Hash,
+        regions: impl IntoIterator<Item = RegionCode>,
+    ) -> Option<ChunkPlan> {
+        let Some(from) = self.region_of(&peer) else {
+            self.out
+                .push_back(Output::Event(Event::UnadmittedFrame { peer }));
+            return None;
+        };
+        let mut total = 0;
+        let runs: Vec<PlannedRun> = regions
+            .into_iter()
+            .enumerate()
+            .filter_map(|(index, region)| {
+                total += 1;
+                let entry = self.rf.expected_partition(manifest, region)?;
+                Some(PlannedRun { index, entry })
+            })
+            .collect();
+        if runs.is_empty() {
+            self.out
+                .push_back(Output::Event(Event::UnexpectedChunkFrame {
+                    from,
+                    runs: total,
+                }));
+            return None;
+        }
+        Some(ChunkPlan { from, runs })
+    }
+
+    /// The shell verified (and stored what verified of) the runs of a planned chunk frame:
+    /// `(region, groups, verdict)` per run. Stored runs advance their transfer; a rejected run
+    /// is asked for again (from another source if its source keeps failing).
+    pub fn handle_chunk_verdict(
+        &mut self,
+        now: UnixMs,
+        from: RegionCode,
+        manifest: &Hash,
+        verdicts: &[(RegionCode, Range<u64>, RunVerdict)],
+    ) {
+        let stored: Vec<(RegionCode, Range<u64>)> = verdicts
+            .iter()
+            .filter(|(_, _, v)| *v == RunVerdict::Stored)
+            .map(|(r, g, _)| (*r, g.clone()))
+            .collect();
+        if !stored.is_empty() {
+            self.rf.handle_groups_stored(now, from, manifest, &stored);
+        }
+        for (region, _, v) in verdicts {
+            if let RunVerdict::Rejected { group, .. } = v {
+                self.rf
+                    .handle_group_rejected(now, from, manifest, *region, *group);
+            }
+        }
+    }
+
+    /// The publisher's node starts a dataset version it holds in full (see
+    /// [`ReturnFlow::publish`]).
+    pub fn publish(
+        &mut self,
+        now: UnixMs,
+        manifest: SignedManifest,
+        entries: Vec<PartitionEntry>,
+    ) -> Result<Hash, ReturnFlowError> {
+        self.rf.publish(now, &mut self.trust, manifest, entries)
+    }
+
+    /// A department of this node submits a catalog version (see [`CatalogSync::submit`]).
+    pub fn submit_catalog(
+        &mut self,
+        now: UnixMs,
+        update: SignedCatalogUpdate,
+    ) -> Result<crate::catalog::Applied, CatalogSyncError> {
+        self.cs.submit(now, &mut self.trust, update)
+    }
+
+    /// Time passed: retransmissions, fallbacks, receipts.
+    pub fn handle_timeout(&mut self, now: UnixMs) {
+        self.rf.handle_tick(now);
+        self.cs.handle_tick(now);
+    }
+
+    /// When [`Self::handle_timeout`] is next due.
+    pub fn poll_timeout(&self) -> Option<UnixMs> {
+        [self.rf.poll_timeout(), self.cs.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// The next thing to do: the endpoint's own outputs first, then each machine's in turn.
+    pub fn poll_output(&mut self) -> Option<Output<P>> {
+        if let Some(o) = self.out.pop_front() {
+            return Some(o);
+        }
+        if let Some(o) = self.rf.poll_output() {
+            return Some(match o {
+                return_flow::Output::Send { to, msg } => Output::Send {
+                    to,
+                    peer: self.peer_of(to),
+                    msg: Message::ReturnFlow(msg),
+                },
+                return_flow::Output::ServeChunks {
+                    to,
+                    manifest,
+                    parts,
+                } => Output::ServeChunks {
+                    to,
+                    peer: self.peer_of(to),
+                    manifest,
+                    parts,
+                },
+                return_flow::Output::Storage(op) => Output::Storage(Storage::ReturnFlow(op)),
+                return_flow::Output::Event(e) => Output::Event(Event::ReturnFlow(e)),
+            });
+        }
+        let o = self.cs.poll_output()?;
+        Some(match o {
+            CatalogOutput::Send { to, msg } => Output::Send {
+                to,
+                peer: self.peer_of(to),
+                msg: Message::Catalog(msg),
+            },
+            CatalogOutput::Storage(op) => Output::Storage(Storage::Catalog(op)),
+            CatalogOutput::Event(e) => Output::Event(Event::Catalog(e)),
+        })
+    }
+}
+
+/// The identity a transport authenticates for a key, as simnet and the tests model it: the
+/// key itself and no separate peer id.
+pub fn auth_of_key(key: &VerifyingKey) -> PeerAuth {
+    PeerAuth {
+        key: key.to_bytes(),
+        peer_id: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::DAY_MS;
+    use ed25519_dalek::SigningKey;
+
+    const NOW: UnixMs = UnixMs(1_767_225_600_000);
+
+    fn key(n: u8) -> SigningKey {
+        SigningKey::from_bytes(&[n; 32])
+    }
+
+    fn child(parent: &NodeIdentity, code: &str, n: u8) -> NodeIdentity {
+        parent
+            .certify_child(
+                &key(n),
+                Vec::new(),
+                NOW.minus_ms(DAY_MS),
+                NOW.plus_ms(DAY_MS),
+                code.parse().unwrap(),
+                u64::from(n),
+            )
+            .unwrap()
+    }
+
+    fn endpoint(identity: &NodeIdentity, anchor: VerifyingKey) -> Endpoint<u32> {
+        let config = EndpointConfig {
+            identity: identity.clone(),
+            trust: TrustStore::new(anchor),
+            tuning: Tuning::default(),
+            routing: DataRouting::tree(),
+            catalog_log_id: 1,
+        };
+        Endpoint::new(NOW, config, Saved::default()).unwrap().0
+    }
+
+    fn events(ep: &mut Endpoint<u32>) -> Vec<Output<u32>> {
+        std::iter::from_fn(|| ep.poll_output()).collect()
+    }
+
+    #[test]
+    fn admits_a_parent_and_refuses_a_sibling_a_stranger_key_and_an_unconnected_hello() {
+        let national = NodeIdentity::national(key(1));
+        let anchor = national.key.verifying_key();
+        let beijing = child(&national, "11", 2);
+        let guangdong = child(&national, "44", 3);
+        let mut ep = endpoint(&beijing, anchor);
+        events(&mut ep);
+
+        // The parent, on the transport that authenticated its key: admitted.
+        ep.handle_connected(7, auth_of_key(&national.key.verifying_key()));
+        ep.handle_message(NOW, 7, Message::Hello(Hello { chain: vec![] }));
+        assert_eq!(ep.region_of(&7), Some(RegionCode::NATIONAL));
+        assert_eq!(ep.peer_of(RegionCode::NATIONAL), Some(7));
+
+        // A sibling province: refused for its place, and disconnected.
+        ep.handle_connected(8, auth_of_key(&guangdong.key.verifying_key()));
+        ep.handle_message(NOW, 8, guangdong_hello(&guangdong));
+        let out = events(&mut ep);
+        assert!(out.iter().any(|o| matches!(
+            o,
+            Output::Event(Event::PeerRefused {
+                peer: 8,
+                error: AdmissionError::NotInLine { .. }
+            })
+        )));
+        assert!(out.contains(&Output::Disconnect { peer: 8 }));
+        assert_eq!(ep.region_of(&8), None);
+
+        // National's chain presented over a connection that authenticated another key.
+        ep.handle_connected(9, auth_of_key(&key(99).verifying_key()));
+        ep.handle_message(NOW, 9, Message::Hello(Hello { chain: vec![] }));
+        assert!(events(&mut ep).iter().any(|o| matches!(
+            o,
+            Output::Event(Event::PeerRefused {
+                peer: 9,
+                error: AdmissionError::WrongPeer { .. }
+            })
+        )));
+        // The real parent's mapping is untouched by the impostor.
+        assert_eq!(ep.peer_of(RegionCode::NATIONAL), Some(7));
+
+        // A hello with no connection behind it.
+        ep.handle_message(NOW, 10, Message::Hello(Hello { chain: vec![] }));
+        assert!(events(&mut ep).iter().any(|o| matches!(
+            o,
+            Output::Event(Event::PeerRefused {
+                peer: 10,
+                error: AdmissionError::NotConnected
+            })
+        )));
+
+        // Frames from a refused peer never reach a machine.
+        ep.handle_message(
+            NOW,
+            8,
+            Message::Catalog(crate::catalog_sync::CatalogMsg::Probe { log_id: 1 }),
+        );
+        assert_eq!(
+            events(&mut ep),
+            vec![Output::Event(Event::UnadmittedFrame { peer: 8 })]
+        );
+
+        // Gone: outputs for its region name no peer.
+        ep.handle_disconnected(7);
+        assert_eq!(ep.peer_of(RegionCode::NATIONAL), None);
+    }
+
+    fn guangdong_hello(id: &NodeIdentity) -> Message {
+        Message::Hello(Hello {
+            chain: id.chain.clone(),
+        })
+    }
+
+    #[test]
+    fn a_node_whose_chain_does_not_verify_does_not_start() {
+        let national = NodeIdentity::national(key(1));
+        let beijing = child(&national, "11", 2);
+        let config = EndpointConfig {
+            identity: beijing,
+            trust: TrustStore::new(key(50).verifying_key()),
+            tuning: Tuning::default(),
+            routing: DataRouting::tree(),
+            catalog_log_id: 1,
+        };
+        assert!(matches!(
+            Endpoint::<u32>::new(NOW, config, Saved::default()),
+            Err(EndpointError::OwnChain(_))
+        ));
+    }
+}

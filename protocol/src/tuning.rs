@@ -1,0 +1,112 @@
+//! [`Tuning`]: the one set of protocol defaults. The node's `[tuning]` config section and
+//! simnet's run options both start from [`Tuning::default`], so what simnet predicts is what
+//! the node ships (a drift between two copies of these numbers once made simnet simulate a
+//! node with a quarter of the real transfer window).
+
+use serde::{Deserialize, Serialize};
+
+/// Bounds on the time knobs: below the minimum a node floods its peers with retransmissions;
+/// above the maximum it never notices a dead source.
+pub const TUNING_MS_MIN: u64 = 50;
+pub const TUNING_MS_MAX: u64 = 24 * 60 * 60 * 1000;
+/// Bound on the transfer window: 65,536 × 16 KiB = 1 GiB requested and not yet stored.
+pub const GROUPS_IN_FLIGHT_MAX: u64 = 65_536;
+
+/// Knobs of the protocol state machines, the same for both shells.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Tuning {
+    /// A want, announce, receipt or catalog batch not answered within this time is sent again.
+    pub retry_ms: u64,
+    /// A source (or catalog upstream) silent this long is abandoned for the next ancestor
+    /// (skip-level fallback).
+    pub source_silence_ms_max: u64,
+    /// Chunk groups (16 KiB) requested and not yet stored, per transfer: the transfer window.
+    pub groups_in_flight_max: u64,
+    /// Minimum interval between two receipts for the same manifest (batching).
+    pub receipt_interval_ms: u64,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            retry_ms: 5_000,
+            source_silence_ms_max: 60_000,
+            // 1,024 × 16 KiB = 16 MiB in flight: enough to fill a fast link's pipe.
+            groups_in_flight_max: 1_024,
+            receipt_interval_ms: 1_000,
+        }
+    }
+}
+
+/// Every problem of a [`Tuning`], one line each, in the config file's own names.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{}", .problems.join("; "))]
+pub struct TuningError {
+    pub problems: Vec<String>,
+}
+
+impl Tuning {
+    /// Checks every knob against its bounds and the knobs against each other; reports every
+    /// problem at once.
+    pub fn validate(&self) -> Result<(), TuningError> {
+        let mut problems = Vec::new();
+        for (name, v) in [
+            ("retry_ms", self.retry_ms),
+            ("source_silence_ms_max", self.source_silence_ms_max),
+            ("receipt_interval_ms", self.receipt_interval_ms),
+        ] {
+            if !(TUNING_MS_MIN..=TUNING_MS_MAX).contains(&v) {
+                problems.push(format!(
+                    "tuning.{name} = {v} is outside {TUNING_MS_MIN}..={TUNING_MS_MAX} ms"
+                ));
+            }
+        }
+        if self.source_silence_ms_max < self.retry_ms {
+            problems.push(format!(
+                "tuning.source_silence_ms_max ({}) must be at least tuning.retry_ms ({}): a \
+                 source must get at least one retry before it is abandoned",
+                self.source_silence_ms_max, self.retry_ms
+            ));
+        }
+        if !(1..=GROUPS_IN_FLIGHT_MAX).contains(&self.groups_in_flight_max) {
+            problems.push(format!(
+                "tuning.groups_in_flight_max = {} is outside 1..={GROUPS_IN_FLIGHT_MAX}",
+                self.groups_in_flight_max
+            ));
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(TuningError { problems })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(Tuning::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn every_problem_is_reported() {
+        let t = Tuning {
+            retry_ms: 0,
+            source_silence_ms_max: 10,
+            groups_in_flight_max: 0,
+            receipt_interval_ms: 1_000,
+        };
+        let e = t.validate().unwrap_err();
+        assert_eq!(e.problems.len(), 3, "{e}");
+        assert!(e.to_string().contains("tuning.retry_ms"), "{e}");
+        assert!(e.to_string().contains("tuning.groups_in_flight_max"), "{e}");
+        assert!(
+            e.to_string().contains("tuning.source_silence_ms_max"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,134 @@
+//! A node's durable store, in memory: it applies the endpoint's `Storage` outputs (in order, as
+//! a shell must), holds the chunk data the data plane stored, and hands everything back as one
+//! `Saved` after a crash. Transfer records are kept encoded with the protocol's own codec
+//! (`encode_value` / `decode_stored`, as the real node persists them), so every restart also
+//! checks that a record survives storage.
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
+use std::sync::Arc;
+
+use backflow_protocol::catalog::SignedCatalogUpdate;
+use backflow_protocol::catalog_sync::CatalogStorageOp;
+use backflow_protocol::endpoint::{Saved, SavedTransfer, Storage};
+use backflow_protocol::manifest::Hash;
+use backflow_protocol::receipt::Receipt;
+use backflow_protocol::return_flow::{StorageOp, TransferRecord};
+use backflow_protocol::wire::{decode_stored, encode_value};
+use backflow_protocol::RegionCode;
+
+/// One partition's content as stored so far.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Partition {
+    /// The content buffer: empty until the first verified run is written (then the
+    /// partition's full length), so a record naming thousands of large partitions costs
+    /// nothing until data arrives.
+    pub bytes: Vec<u8>,
+    /// The groups stored (verified and written).
+    pub have: BTreeSet<u64>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Store {
+    /// Transfer records ([`StorageOp::PutTransfer`]), encoded.
+    pub records: BTreeMap<Hash, Vec<u8>>,
+    /// Descendants' latest receipts ([`StorageOp::PutReceipt`]): (manifest, region) → receipt.
+    pub receipts: BTreeMap<(Hash, RegionCode), Receipt>,
+    /// Chunk data: (manifest, partition region) → content and stored groups.
+    pub data: BTreeMap<(Hash, RegionCode), Partition>,
+    /// The catalog log, entries 1.. in order.
+    pub catalog_log: Vec<Arc<SignedCatalogUpdate>>,
+    /// Catalog watermarks: sender → (log id, watermark).
+    pub watermarks: BTreeMap<RegionCode, (u64, u64)>,
+}
+
+impl Store {
+    /// Applies one storage effect, durably (it survives [`super::net::Net::restart`]).
+    pub fn apply(&mut self, op: Storage) {
+        match op {
+            Storage::ReturnFlow(StorageOp::PutTransfer(rec)) => {
+                let h = rec.manifest.manifest.hash();
+                for e in &rec.entries {
+                    self.data.entry((h, e.region)).or_default();
+                }
+                let bytes = encode_value(&*rec).expect("a transfer record encodes");
+                self.records.insert(h, bytes);
+            }
+            Storage::ReturnFlow(StorageOp::DropTransfer { manifest }) => {
+                self.records.remove(&manifest);
+                self.data.retain(|(h, _), _| *h != manifest);
+                self.receipts.retain(|(h, _), _| *h != manifest);
+            }
+            Storage::ReturnFlow(StorageOp::PutReceipt { manifest, receipt }) => {
+                assert_eq!(receipt.manifest, manifest);
+                self.receipts.insert((manifest, receipt.region), receipt);
+            }
+            Storage::Catalog(CatalogStorageOp::AppendLog { index, update }) => {
+                assert_eq!(
+                    index,
+                    self.catalog_log.len() as u64 + 1,
+                    "log appends are contiguous"
+                );
+                self.catalog_log.push(update);
+            }
+            Storage::Catalog(CatalogStorageOp::PutWatermark {
+                sender,
+                log_id,
+                watermark,
+            }) => {
+                self.watermarks.insert(sender, (log_id, watermark));
+            }
+        }
+    }
+
+    /// A persisted transfer record, decoded.
+    pub fn record(&self, manifest: &Hash) -> Option<TransferRecord> {
+        let bytes = self.records.get(manifest)?;
+        Some(decode_stored(bytes).expect("a stored transfer record decodes"))
+    }
+
+    /// Everything persisted, as [`backflow_protocol::Endpoint::new`] takes it back.
+    pub fn saved(&self) -> Saved {
+        let transfers = self
+            .records
+            .keys()
+            .map(|h| SavedTransfer {
+                record: self.record(h).unwrap(),
+                stored: self
+                    .data
+                    .iter()
+                    .filter(|((m, _), _)| m == h)
+                    .map(|((_, r), p)| (*r, runs(&p.have)))
+                    .collect(),
+                receipts: self
+                    .receipts
+                    .iter()
+                    .filter(|((m, _), _)| m == h)
+                    .map(|(_, r)| r.clone())
+                    .collect(),
+            })
+            .collect();
+        Saved {
+            transfers,
+            catalog_log: self.catalog_log.clone(),
+            catalog_watermarks: self
+                .watermarks
+                .iter()
+                .map(|(s, (id, w))| (*s, *id, *w))
+                .collect(),
+        }
+    }
+}
+
+/// The contiguous runs of a set of groups.
+pub fn runs(groups: &BTreeSet<u64>) -> Vec<Range<u64>> {
+    let mut out: Vec<Range<u64>> = Vec::new();
+    for &g in groups {
+        match out.last_mut() {
+            Some(r) if r.end == g => r.end = g + 1,
+            _ => out.push(g..g + 1),
+        }
+    }
+    out
+}
