@@ -360,7 +360,7 @@ mod tests {
         let obao = dir
             .path()
             .join("chunks")
-            .join(format!("{}.obao", hex::encode(&entry.content_hash)));
+            .join(format!("{}.obao", hex::encode(entry.content_hash)));
 
         // Built from the content on first use and kept beside it.
         let cache = OutboardCache::default();
@@ -400,7 +400,7 @@ mod tests {
         let content = dir
             .path()
             .join("chunks")
-            .join(hex::encode(&entry.content_hash));
+            .join(hex::encode(entry.content_hash));
         let mut rotten = std::fs::read(&content).unwrap();
         rotten[70 * g + 3] ^= 1;
         std::fs::write(&content, &rotten).unwrap();

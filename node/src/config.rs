@@ -96,11 +96,6 @@ pub fn parse_public_key(hex_text: &str) -> Result<VerifyingKey> {
     Ok(VerifyingKey::from_bytes(&arr)?)
 }
 
-/// Hex of `bytes` (keys, hashes): a thin name for the `hex` crate kept for the CLI.
-pub fn hex(bytes: &[u8]) -> String {
-    hex::encode(bytes)
-}
-
 /// Decodes hex text. The error never repeats the text: it may be a secret key.
 pub fn hex_decode(text: &str) -> Result<Vec<u8>> {
     hex::decode(text).map_err(|_| anyhow::anyhow!("not a hex string ({} characters)", text.len()))
@@ -119,7 +114,7 @@ pub fn load_key(data_dir: &Path) -> Result<SigningKey> {
 
 pub fn save_key(data_dir: &Path, key: &SigningKey) -> Result<()> {
     let path = data_dir.join(KEY_FILE);
-    std::fs::write(&path, hex(&key.to_bytes()))?;
+    std::fs::write(&path, hex::encode(key.to_bytes()))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

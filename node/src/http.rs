@@ -206,7 +206,7 @@ async fn run_publish(
     Ok(PublishReport {
         dataset,
         version: o.version,
-        manifests: hashes.iter().map(|h| hex::encode(h)).collect(),
+        manifests: hashes.iter().map(hex::encode).collect(),
         partitions: o.partitions,
         records: o.records,
         bytes: o.bytes,

@@ -70,6 +70,27 @@ pub fn catalog_log_id(store: &Store, now: UnixMs) -> Result<u64> {
     }
 }
 
+/// Per partition of a (received) record, the group ranges stored of its content hash —
+/// storage is content-addressed, so this includes what a previous version shares with it.
+/// What `load` hands back as `stored`, and what the event loop reports to
+/// `Endpoint::handle_content_present` right after a received record's `PutTransfer`.
+pub fn present(
+    store: &Store,
+    record: &TransferRecord,
+) -> Result<Vec<(RegionCode, Vec<Range<u64>>)>> {
+    let mut stored = Vec::new();
+    for e in &record.entries {
+        if e.bytes == 0 {
+            continue;
+        }
+        let groups = store.stored_groups(&e.content_hash)?;
+        if !groups.is_empty() {
+            stored.push((e.region, to_ranges(&groups)));
+        }
+    }
+    Ok(stored)
+}
+
 /// Everything persisted, for [`backflow_protocol::Endpoint::new`]: transfer records with the
 /// groups found on disk and their descendants' receipts, the catalog log and watermarks.
 /// The endpoint re-persists each restored record (`PutTransfer`), which is how the shell's
@@ -85,15 +106,11 @@ pub fn load(store: &Store) -> Result<Saved> {
                 continue;
             }
         };
-        let mut stored = Vec::new();
-        if !record.published {
-            for e in &record.entries {
-                let groups = store.stored_groups(&e.content_hash)?;
-                if !groups.is_empty() {
-                    stored.push((e.region, to_ranges(&groups)));
-                }
-            }
-        }
+        let stored = if record.published {
+            Vec::new()
+        } else {
+            present(store, &record)?
+        };
         let hash = record.manifest.manifest.hash();
         let mut receipts = Vec::new();
         for (_, value) in store.scan_prefix(CF_RECEIPTS, &hash, RECEIPTS_PER_TRANSFER_MAX)? {
@@ -148,7 +165,9 @@ pub fn apply(
             }
             store.write(batch)?;
             if let Some(old) = old {
-                // Content-addressed chunks: keep any partition another transfer still uses.
+                // Content-addressed chunks: keep any partition another transfer still uses —
+                // the record superseding this one is persisted already (the protocol emits
+                // its `PutTransfer` first), so every partition it left unchanged stays.
                 let live: HashSet<Hash> = records
                     .values()
                     .flat_map(|r| r.entries.iter().map(|e| e.content_hash))

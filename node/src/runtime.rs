@@ -13,10 +13,10 @@ use anyhow::{anyhow, bail, Result};
 use backflow_protocol::catalog::SignedCatalogUpdate;
 use backflow_protocol::catalog::{CatalogChange, CatalogEntry, CatalogOrigin, CatalogUpdate};
 use backflow_protocol::catalog_sync::CatalogEvent;
-use backflow_protocol::endpoint::{Event, Output, RunVerdict};
+use backflow_protocol::endpoint::{Event, Output, RunVerdict, Storage};
 use backflow_protocol::manifest::{Hash, HeldVersion};
 use backflow_protocol::outbox::Outbox;
-use backflow_protocol::return_flow::{self, TransferRecord};
+use backflow_protocol::return_flow::{self, StorageOp, TransferRecord};
 use backflow_protocol::time::UnixMs;
 use backflow_protocol::wire::{decode_frame, encode_frame, Message};
 use backflow_protocol::Endpoint;
@@ -327,14 +327,46 @@ impl Runtime {
                     let _ = self.swarm.disconnect_peer_id(peer);
                 }
                 Output::Storage(op) => {
+                    let received = match &op {
+                        Storage::ReturnFlow(StorageOp::PutTransfer(r)) if !r.published => {
+                            Some(Arc::clone(r))
+                        }
+                        _ => None,
+                    };
                     if let Err(e) = crate::persist::apply(&self.store, &mut self.records, op) {
                         // Durability failed: stop rather than acknowledge what is not stored.
                         panic!("storage failure: {e:#}");
+                    }
+                    if let Some(record) = received {
+                        self.report_present(&record);
                     }
                 }
                 Output::Event(ev) => self.on_event(ev),
             }
         }
+    }
+
+    /// Right after a received record is persisted: the groups already stored of its
+    /// entries' content (content-addressed — what the previous version shares with it) count
+    /// as stored, so unchanged partitions are not fetched again.
+    fn report_present(&mut self, record: &TransferRecord) {
+        let hash = record.manifest.manifest.hash();
+        let present = match crate::persist::present(&self.store, record) {
+            Ok(p) => p,
+            Err(e) => {
+                // Not fatal: the transfer then fetches what it cannot see.
+                warn!(error = %e, "could not read which content is stored; fetching it all");
+                Vec::new()
+            }
+        };
+        if !present.is_empty() {
+            let groups: u64 = present
+                .iter()
+                .flat_map(|(_, r)| r.iter().map(|r| r.end - r.start))
+                .sum();
+            debug!(manifest = %hex::encode(&hash[..8]), partitions = present.len(), groups, "content already stored");
+        }
+        self.ep.handle_content_present(now_ms(), &hash, &present);
     }
 
     fn on_event(&mut self, ev: Event<PeerId>) {

@@ -1,5 +1,6 @@
 //! Real nodes over real libp2p on 127.0.0.1, each with its own RocksDB.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -395,5 +396,247 @@ async fn thousands_of_small_partitions_arrive_without_a_connection_reset() -> Re
             "{r} dropped frames"
         );
     }
+    net.shutdown().await
+}
+
+/// Writes `lines` (each with its `\n`) under `header` to `path`.
+fn write_csv(path: &std::path::Path, header: &str, lines: &[(RegionCode, String)]) -> Result<()> {
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
+    f.write_all(header.as_bytes())?;
+    for (_, l) in lines {
+        f.write_all(l.as_bytes())?;
+    }
+    f.flush()?;
+    Ok(())
+}
+
+/// Waits (up to 60 s) until `node` holds `dataset` at `version` completely.
+async fn wait_version_complete(node: &NodeHandle, dataset: &str, version: u64) -> Result<()> {
+    let what = format!("{} holds version {version} of {dataset}", node.region());
+    wait_until(&what, Duration::from_secs(60), async || {
+        let s = node.status(Some(dataset.into())).await?;
+        Ok(s.first()
+            .is_some_and(|s| s.version == version && s.held_complete))
+    })
+    .await
+}
+
+/// Every partition of the held `dataset` under `node`'s region is stored whole and hashes to
+/// its signed content hash.
+async fn holds_verified(node: &NodeHandle, dataset: &str) -> Result<()> {
+    for (_, record) in node.record(dataset, None).await? {
+        for e in record
+            .entries
+            .iter()
+            .filter(|e| node.region().contains(e.region))
+        {
+            let mut hasher = blake3::Hasher::new();
+            node.store.for_each_group(&e.content_hash, |_, d| {
+                hasher.update(d);
+                Ok(())
+            })?;
+            assert_eq!(
+                hasher.finalize().as_bytes(),
+                &e.content_hash,
+                "{} holds {} whole",
+                node.region(),
+                e.region
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Issue 15, item 3: republishing must not delete partitions still needed. National publishes
+/// v1 to a five-tier chain, then v2 with one record of one township changed. Storage is
+/// content-addressed: every node keeps the partitions v2 left unchanged (v1's record is dropped
+/// only after v2's is persisted) and counts them as stored at once, so only the changed
+/// partition travels — once per hop — and every township holds v2 byte for byte. A province
+/// that joins only after v2 gets its whole subtree from the publisher (whose unchanged
+/// partitions were deleted before: it logged "not stored" and the province never completed),
+/// and so does another after the publisher restarts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn republishing_moves_only_what_changed_and_keeps_serving() -> Result<()> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let dir = tempfile::tempdir()?;
+    let topo = backflow_topology::Topology::china();
+    let chain = ["0", "11", "1101", "110101"].map(code);
+    let townships = ["110101001", "110101002", "110101003"].map(code);
+    let (late, later) = (code("12"), code("13"));
+    let mut regions = chain.to_vec();
+    regions.extend(townships);
+    regions.push(late);
+    // Generous retries: a timed-out (not lost) request would legitimately fetch twice.
+    let tuning = Tuning {
+        retry_ms: 5_000,
+        source_silence_ms_max: 15_000,
+        ..fast()
+    };
+    let mut net = LocalNet::start(&regions, dir.path(), tuning.clone()).await?;
+    net.wait_connected(Duration::from_secs(20)).await?;
+    // Province 12 is away during both versions; 13 starts only after the publisher restarted.
+    net.stop(late).await?;
+
+    // One large partition (in a content file), two small ones (inline in the index), and a
+    // few townships in each late province.
+    let header = "id,village,payload\n";
+    let mut lines: Vec<(RegionCode, String)> = Vec::new();
+    for i in 0..2_500 {
+        let line = format!("a{i},{}{:03},{}\n", townships[0], i % 5 + 1, "x".repeat(70));
+        lines.push((townships[0], line));
+    }
+    for (k, t) in townships[1..].iter().enumerate() {
+        for i in 0..250 {
+            let line = format!("b{k}-{i},{t}{:03},{}\n", i % 3 + 1, "y".repeat(60));
+            lines.push((*t, line));
+        }
+    }
+    for p in [late, later] {
+        for t in topo.townships_under(p).into_iter().take(3) {
+            for i in 0..40 {
+                lines.push((t, format!("c{t}-{i},{t}001,{}\n", "z".repeat(50))));
+            }
+        }
+    }
+    let csv = dir.path().join("v1.csv");
+    write_csv(&csv, header, &lines)?;
+    let national = net.nodes[&RegionCode::NATIONAL].clone();
+    publish_csv(&national, "ds", &csv, &dir.path().join("spill1")).await?;
+    for r in chain[1..].iter().chain(&townships) {
+        wait_version_complete(&net.nodes[r], "ds", 1).await?;
+    }
+    let v1 = national.record("ds", None).await?.remove(0).1;
+
+    // Version 2: one record of one township changed.
+    let changed = townships[1];
+    let i = lines.iter().position(|(t, _)| *t == changed).unwrap() + 7;
+    lines[i].1 = lines[i].1.replace("yyyy", "YYYY");
+    let csv = dir.path().join("v2.csv");
+    write_csv(&csv, header, &lines)?;
+    let counters = |net: &LocalNet| -> BTreeMap<RegionCode, (u64, u64)> {
+        net.nodes
+            .iter()
+            .map(|(r, h)| {
+                let s = &h.stats;
+                (
+                    *r,
+                    (s.groups_stored.load(Relaxed), s.groups_served.load(Relaxed)),
+                )
+            })
+            .collect()
+    };
+    let before = counters(&net);
+    publish_csv(&national, "ds", &csv, &dir.path().join("spill2")).await?;
+    for r in chain[1..].iter().chain(&townships) {
+        wait_version_complete(&net.nodes[r], "ds", 2).await?;
+    }
+    let v2 = national.record("ds", None).await?.remove(0).1;
+    assert_eq!(v2.manifest.manifest.version, 2);
+    let differs: Vec<RegionCode> = v1
+        .entries
+        .iter()
+        .zip(&v2.entries)
+        .filter(|(a, b)| a != b)
+        .map(|(_, b)| b.region)
+        .collect();
+    assert_eq!(differs, vec![changed], "one partition changed");
+    let g = v2
+        .entries
+        .iter()
+        .find(|e| e.region == changed)
+        .unwrap()
+        .groups();
+
+    // Only the changed partition's groups travelled, once along each hop of its path.
+    let after = counters(&net);
+    for (r, (stored, served)) in &after {
+        let (stored0, served0) = before[r];
+        let on_path = r.contains(changed);
+        let expected_stored = if on_path && *r != RegionCode::NATIONAL {
+            g
+        } else {
+            0
+        };
+        let expected_served = if on_path && *r != changed { g } else { 0 };
+        assert_eq!(
+            (stored - stored0, served - served0),
+            (expected_stored, expected_served),
+            "{r}: groups stored and served for v2"
+        );
+    }
+
+    // Every township holds v2, byte for byte.
+    for t in townships {
+        let h = &net.nodes[&t];
+        let record = h.record("ds", None).await?.remove(0).1;
+        assert_eq!(record.manifest.manifest.version, 2);
+        let out = dir.path().join(format!("{t}.csv"));
+        backflow_node::export::export(&h.store, &record, t, &out)?;
+        let mut expected = header.as_bytes().to_vec();
+        for (_, l) in lines.iter().filter(|(r, _)| *r == t) {
+            expected.extend_from_slice(l.as_bytes());
+        }
+        assert_eq!(
+            std::fs::read(&out)?,
+            expected,
+            "{t} exports v2 byte for byte"
+        );
+    }
+    // v1's content of the changed township is gone everywhere; v2's is whole at national.
+    let old = v1.entries.iter().find(|e| e.region == changed).unwrap();
+    for (r, h) in &net.nodes {
+        assert!(
+            h.store.stored_groups(&old.content_hash)?.is_empty(),
+            "{r} kept v1's content of {changed}"
+        );
+    }
+    holds_verified(&national, "ds").await?;
+
+    // A province that joins only now gets its subtree from the publisher.
+    net.restart(late).await?;
+    wait_version_complete(&net.nodes[&late], "ds", 2).await?;
+    holds_verified(&net.nodes[&late], "ds").await?;
+
+    // The publisher restarts (on a fresh port), and still serves: another province, started
+    // now with the national's new address, gets its subtree.
+    drop(national);
+    net.stop(RegionCode::NATIONAL).await?;
+    net.restart(RegionCode::NATIONAL).await?;
+    let national = net.nodes[&RegionCode::NATIONAL].clone();
+    holds_verified(&national, "ds").await?;
+    let key = SigningKey::generate(&mut rand::rngs::OsRng);
+    let now = now_ms();
+    let identity = national.identity.certify_child(
+        &key,
+        peer_id_of(&key.verifying_key())?.to_bytes(),
+        now.minus_ms(60_000),
+        now.plus_ms(DAY_MS),
+        later,
+        99,
+    )?;
+    let (province, task) = start(NodeSetup {
+        identity,
+        anchor: national.identity.key.verifying_key(),
+        db_path: dir.path().join("node-13"),
+        listen: vec!["/ip4/127.0.0.1/tcp/0".parse()?],
+        upstream: national.listen_addrs.clone(),
+        tuning,
+        fault_tamper_serve: false,
+    })
+    .await?;
+    wait_version_complete(&province, "ds", 2).await?;
+    holds_verified(&province, "ds").await?;
+    let subtree: u64 = v2
+        .entries
+        .iter()
+        .filter(|e| later.contains(e.region))
+        .map(|e| e.groups())
+        .sum();
+    assert!(subtree > 0);
+    assert_eq!(national.stats.groups_served.load(Relaxed), subtree);
+    assert_eq!(province.stats.groups_stored.load(Relaxed), subtree);
+    province.shutdown().await;
+    task.await??;
+    drop(national);
     net.shutdown().await
 }

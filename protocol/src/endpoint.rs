@@ -15,6 +15,9 @@
 //!     //   verify plan.runs against their entries (off the event loop if you like), store
 //!     //   what verifies, then:
 //!     ep.handle_chunk_verdict(now, plan.from, &manifest, &verdicts);
+//!     ep.handle_content_present(now, &manifest, &present);  // right after applying the
+//!     //   PutTransfer of a received record: the group ranges already stored for its
+//!     //   entries' content hashes (what a previous version shares), as at restart
 //!     ep.handle_disconnected(peer);
 //!     ep.handle_timeout(now);                   // when poll_timeout() is due
 //!     // outputs, until None:
@@ -536,6 +539,23 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
                     .handle_group_rejected(now, from, manifest, *region, *group);
             }
         }
+    }
+
+    /// The shell applied `Storage::ReturnFlow(StorageOp::PutTransfer(record))` of a received
+    /// record (not `published`) for `manifest`, and reports the group ranges it already
+    /// stores for each entry's content hash (content-addressed storage: what a previous
+    /// version shares with this one), as at restart ([`SavedTransfer::stored`]). They count
+    /// as stored and are never requested; the rest is fetched from here on (see
+    /// [`ReturnFlow::handle_content_present`]). Call it right after applying that
+    /// `PutTransfer`, before polling further outputs — with an empty list if nothing is
+    /// stored; a shell that never calls it fetches everything, one tick later.
+    pub fn handle_content_present(
+        &mut self,
+        now: UnixMs,
+        manifest: &Hash,
+        present: &[(RegionCode, Vec<Range<u64>>)],
+    ) {
+        self.rf.handle_content_present(now, manifest, present);
     }
 
     /// The publisher's node starts a dataset version it holds in full (see

@@ -8,7 +8,10 @@
 //!    child's subtree only, and a [`RegionProof`]). Announces repeat every `retry_ms` until
 //!    acknowledged.
 //! 2. The child verifies the signature chain, expiry, succession (no rollback), that every
-//!    entry is inside its region and that they prove to the signed root; then it pulls missing
+//!    entry is inside its region and that they prove to the signed root; its shell persists
+//!    the record and reports which of its entries' content it already stores
+//!    ([`ReturnFlow::handle_content_present`]: storage is content-addressed, so partitions a
+//!    new version left unchanged are not fetched again); then it pulls missing
 //!    chunk groups with [`ReturnFlowMsg::Want`], at most `groups_in_flight_max` at a time; one
 //!    want names the groups of many partitions (a national dataset is 41,352 one-group
 //!    partitions: a window is one message, not a thousand).
@@ -134,11 +137,22 @@ pub struct TransferRecord {
 
 /// Storage effects. The shell applies them in order, durably, before acting on later outputs
 /// that depend on them (e.g. acknowledging).
+///
+/// Ordering rule: a `DropTransfer` never precedes the `PutTransfer` of the record that
+/// supersedes it. Chunk data is content-addressed (a partition's content hash), so content a
+/// new version shares with the old one — every partition it left unchanged — is still in use
+/// when the old record is dropped, and a shell that deletes "what no persisted record uses"
+/// keeps it. (A crash between the two leaves both records persisted; [`ReturnFlow::restore`]
+/// of the older one then asks for its `DropTransfer` again.)
 #[derive(Clone, Debug, PartialEq)]
 pub enum StorageOp {
-    /// Persist (or overwrite) a transfer record.
+    /// Persist (or overwrite) a transfer record. For a received record (not `published`), the
+    /// shell then reports what of its entries' content it already stores
+    /// ([`ReturnFlow::handle_content_present`]); until it does (or the next tick), the
+    /// transfer requests nothing.
     PutTransfer(Arc<TransferRecord>),
-    /// Forget a transfer and delete its chunk data (superseded by a newer version).
+    /// Forget a transfer (superseded by a newer version) and delete its chunk data that no
+    /// persisted record still uses: content shared with the record that superseded it stays.
     DropTransfer { manifest: Hash },
     /// Persist (or overwrite) the latest verified receipt of a descendant `region` for
     /// `manifest`, so the publisher's per-region view survives a restart; hand it back with
@@ -298,6 +312,13 @@ struct Transfer {
     /// When the current unacknowledged receipt was first sent to `receipt_to`.
     receipt_first_sent: Option<UnixMs>,
     expired: bool,
+    /// A received transfer whose content the shell has not yet reported
+    /// ([`ReturnFlow::handle_content_present`]): nothing is requested meanwhile, so content
+    /// already stored (e.g. what a previous version shares) is never asked for. Cleared by the
+    /// report or, for a shell that does not report, by the next tick.
+    content_unchecked: bool,
+    /// The announcer to acknowledge once the content is checked.
+    ack_pending: Option<RegionCode>,
 }
 
 impl Transfer {
@@ -510,7 +531,8 @@ impl ReturnFlow {
     /// Resumes a persisted transfer after a restart. `stored` lists, per partition region, the
     /// group ranges present on disk (the shell may re-verify them first). Signatures are not
     /// re-checked (the record was verified before it was persisted); the entries are re-hashed
-    /// against the proof.
+    /// against the proof. A record older than the version already restored for its dataset
+    /// (superseded just before a crash) is not resumed but dropped ([`StorageOp::DropTransfer`]).
     pub fn restore(
         &mut self,
         now: UnixMs,
@@ -527,6 +549,12 @@ impl ReturnFlow {
             verify_partitions(m, root, &record.entries, &record.proof)?
         };
         if let Some(h) = self.held.get(&m.dataset) {
+            if h.version > m.version {
+                // A record superseded before a crash, whose drop was not applied yet (the
+                // newer record is persisted first): drop it now.
+                self.out
+                    .push_back(Output::Storage(StorageOp::DropTransfer { manifest: hash }));
+            }
             if h.version >= m.version {
                 return Ok(hash);
             }
@@ -579,20 +607,19 @@ impl ReturnFlow {
         if self.transfers.len() >= TRANSFERS_MAX && !self.held.contains_key(&m.dataset) {
             return Err(ReturnFlowError::TooManyTransfers { max: TRANSFERS_MAX });
         }
-        // Supersede the previous version of the dataset.
-        if let Some(old) = self.held.insert(
-            m.dataset.clone(),
-            HeldVersion {
-                version: m.version,
-                hash,
-            },
-        ) {
-            if old.hash != hash && self.transfers.remove(&old.hash).is_some() {
-                self.out.push_back(Output::Storage(StorageOp::DropTransfer {
-                    manifest: old.hash,
-                }));
-            }
-        }
+        // Supersede the previous version of the dataset. Its record is dropped only after the
+        // new one is persisted (see [`StorageOp`]): the content both share stays in use.
+        let superseded = self
+            .held
+            .insert(
+                m.dataset.clone(),
+                HeldVersion {
+                    version: m.version,
+                    hash,
+                },
+            )
+            .filter(|old| old.hash != hash && self.transfers.remove(&old.hash).is_some())
+            .map(|old| old.hash);
         let me = self.region();
         let routing = &self.config.routing;
         let parts: Vec<Part> = record
@@ -635,21 +662,23 @@ impl ReturnFlow {
             receipt_to: source,
             receipt_first_sent: None,
             expired: false,
+            // A received record waits for the shell to say what of it is stored already; a
+            // restored one was told (`stored`), a published one holds everything.
+            content_unchecked: stored.is_none() && !record.published,
+            ack_pending: None,
             record,
         };
         if let Some(stored) = stored {
-            for (region, ranges) in stored {
-                if let Some(i) = t.part_index(*region).filter(|i| !t.parts[*i].bypassed) {
-                    for r in ranges {
-                        t.parts[i].have.insert_range(r.clone());
-                    }
-                }
-            }
+            mark_present(&mut t, stored);
         }
         self.out
             .push_back(Output::Storage(StorageOp::PutTransfer(Arc::clone(
                 &t.record,
             ))));
+        if let Some(old) = superseded {
+            self.out
+                .push_back(Output::Storage(StorageOp::DropTransfer { manifest: old }));
+        }
         // Count complete partitions (empty, published or restored ones) before adding targets,
         // whose pending counts already exclude them.
         for i in 0..t.parts.len() {
@@ -673,8 +702,14 @@ impl ReturnFlow {
         for target in initial_targets {
             add_target(&self.config.routing, &mut t, target, now);
         }
+        let unchecked = t.content_unchecked;
         self.transfers.insert(hash, t);
-        self.drive(now, &hash);
+        if !unchecked {
+            self.drive(now, &hash);
+        }
+        // Else everything waits for the shell's report (`content_checked`), so the outputs
+        // come in the same order as for a transfer driven at once: wants, announces, the
+        // receipt, then the acknowledgement.
         Ok(())
     }
 
@@ -781,7 +816,11 @@ impl ReturnFlow {
             published: false,
         });
         match self.install(now, record, hash, tree, Some(from), None) {
-            Ok(()) => self.send(from, ReturnFlowMsg::AnnounceAck { manifest: hash }),
+            // Acknowledged once the shell has reported what it stores (`content_checked`).
+            Ok(()) => match self.transfers.get_mut(&hash) {
+                Some(t) if t.content_unchecked => t.ack_pending = Some(from),
+                _ => self.send(from, ReturnFlowMsg::AnnounceAck { manifest: hash }),
+            },
             Err(ReturnFlowError::Manifest(e)) => reject(self, e),
             Err(_) => {}
         }
@@ -1003,6 +1042,58 @@ impl ReturnFlow {
         self.drive(now, manifest);
     }
 
+    /// The shell applied [`StorageOp::PutTransfer`] of a received record for `manifest` and
+    /// reports, per partition region, the group ranges it already stores for that entry's
+    /// content hash (storage is content-addressed: typically the partitions a previous version
+    /// shares with this one) — the same input as [`Self::restore`]'s `stored`. Those groups
+    /// count as stored: they are never requested, complete parts report
+    /// [`Event::PartitionComplete`], and announces and receipts follow as usual. Then the
+    /// transfer requests what is missing. Ranges outside a partition, regions not in the record
+    /// and partitions delivered past this node are ignored; unknown manifests too. Call it
+    /// right after applying the `PutTransfer`, with an empty list if nothing is stored.
+    pub fn handle_content_present(&mut self, now: UnixMs, manifest: &Hash, present: &StoredGroups) {
+        let Some(mut t) = self.transfers.remove(manifest) else {
+            return;
+        };
+        for (region, ranges) in present {
+            let Some(i) = t.part_index(*region).filter(|i| !t.parts[*i].bypassed) else {
+                continue;
+            };
+            let was_full = t.parts[i].have.is_full();
+            for r in ranges {
+                t.parts[i].have.insert_range(r.clone());
+            }
+            if !was_full && t.parts[i].have.is_full() {
+                self.part_completed(&mut t, i, now);
+            }
+        }
+        let parts_of = &t.parts;
+        t.inflight
+            .retain(|f| parts_of[f.part].have.any_missing(&f.groups));
+        self.transfers.insert(*manifest, t);
+        self.content_checked(now, manifest);
+    }
+
+    /// Runs a transfer once what its shell already stores is known (or the shell did not say
+    /// by the next tick): fetches what is missing, announces, reports, then acknowledges the
+    /// announce that brought it.
+    fn content_checked(&mut self, now: UnixMs, manifest: &Hash) {
+        let Some(t) = self.transfers.get_mut(manifest) else {
+            return;
+        };
+        t.content_unchecked = false;
+        let ack = t.ack_pending.take();
+        self.drive(now, manifest);
+        if let Some(to) = ack {
+            self.send(
+                to,
+                ReturnFlowMsg::AnnounceAck {
+                    manifest: *manifest,
+                },
+            );
+        }
+    }
+
     /// The shell received a chunk frame for `group` that failed verification. The source is
     /// treated as faulty: the group is re-requested from the next ancestor.
     pub fn handle_group_rejected(
@@ -1038,7 +1129,12 @@ impl ReturnFlow {
     pub fn handle_tick(&mut self, now: UnixMs) {
         let hashes: Vec<Hash> = self.transfers.keys().copied().collect();
         for h in hashes {
-            self.drive(now, &h);
+            if self.transfers.get(&h).is_some_and(|t| t.content_unchecked) {
+                // A shell that does not report stored content: fetch everything missing.
+                self.content_checked(now, &h);
+            } else {
+                self.drive(now, &h);
+            }
         }
     }
 
@@ -1051,6 +1147,10 @@ impl ReturnFlow {
                 continue;
             }
             at(t.record.manifest.manifest.expires_at);
+            if t.content_unchecked {
+                // Due at once: the shell's report normally comes first.
+                at(t.last_progress);
+            }
             if !t.is_complete() {
                 at(t.last_progress.plus_ms(self.config.source_silence_ms_max));
                 for f in &t.inflight {
@@ -1181,7 +1281,7 @@ impl ReturnFlow {
         let Some(source) = t.source else {
             return;
         };
-        if t.is_complete() {
+        if t.is_complete() || t.content_unchecked {
             return;
         }
         // Time out requests; their groups become requestable again.
@@ -1405,6 +1505,19 @@ impl ReturnFlow {
         let entries: &[PartitionEntry] = &t.record.entries;
         t.ledger
             .summarize(me, t.hash, entries, own_delivered, t.receipt_seq, now)
+    }
+}
+
+/// Marks the group ranges the shell stores (per partition region) as had, for the parts this
+/// node fetches (restore's `stored`): one binary search per region, ranges clamped to their
+/// partition.
+fn mark_present(t: &mut Transfer, present: &StoredGroups) {
+    for (region, ranges) in present {
+        if let Some(i) = t.part_index(*region).filter(|i| !t.parts[*i].bypassed) {
+            for r in ranges {
+                t.parts[i].have.insert_range(r.clone());
+            }
+        }
     }
 }
 

@@ -8,10 +8,12 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use backflow_protocol::endpoint::{Event as EpEvent, Output};
+use backflow_protocol::endpoint::{Event as EpEvent, Output, Storage};
 use backflow_protocol::manifest::{Hash, ManifestError};
 use backflow_protocol::receipt::Receipt;
-use backflow_protocol::return_flow::{DataRouting, Event, ReturnFlowMsg, RoutingError, WantPart};
+use backflow_protocol::return_flow::{
+    DataRouting, Event, ReturnFlowMsg, RoutingError, StorageOp, WantPart,
+};
 use backflow_protocol::time::{UnixMs, DAY_MS};
 use backflow_protocol::tuning::Tuning;
 use backflow_protocol::wire::Message;
@@ -1245,4 +1247,193 @@ fn timeouts_shrink_the_window_and_back_off() {
         "retried {} ms after the last want",
         retried[0].0.since_ms(last)
     );
+}
+
+type Links = BTreeMap<(RegionCode, RegionCode), u64>;
+
+/// Per link, what `now` counts beyond `before`; links that carried nothing left out.
+fn since(now: &Links, before: &Links) -> Links {
+    now.iter()
+        .map(|(link, n)| (*link, n - before.get(link).copied().unwrap_or(0)))
+        .filter(|(_, n)| *n > 0)
+        .collect()
+}
+
+/// The groups of a partition of `d`, and the exact encoded length of all of them in one run.
+fn whole(d: &Dataset, region: RegionCode) -> (u64, u64) {
+    let e = d.entries.iter().find(|e| e.region == region).unwrap();
+    let len = backflow_protocol::manifest::encoded_len(e, &(0..e.groups())).unwrap();
+    (e.groups(), len)
+}
+
+/// Republishing (issue 15, item 3): version 2 changes one township's content. Storage is
+/// content-addressed, so every partition v2 left unchanged is kept when v1 is dropped (its
+/// `DropTransfer` comes after v2's `PutTransfer`, at every node) and counts as stored at once
+/// (`handle_content_present`): only the changed partition's groups travel, once per hop, and
+/// every node completes v2. Nodes away during both versions then get v2 whole: a township
+/// from its county, which holds that partition since v1, and a province with its city from
+/// the publisher after the publisher's restart.
+#[test]
+fn a_new_version_moves_only_the_partitions_that_changed() {
+    let mut net = sim(21, Faults::NONE);
+    net.log = Some(Vec::new());
+    let late = [code("110101001"), code("12"), code("1201")];
+    for c in late {
+        net.set_down(c);
+    }
+    let present_done = |s: &Net, d: &Dataset, h: Hash| {
+        s.nodes
+            .keys()
+            .filter(|c| **c != RegionCode::NATIONAL && !late.contains(c))
+            .all(|c| s.holds_exactly_its_region(*c, d, h))
+    };
+    let v1 = dibao(&net.fx, 1, None);
+    let h1 = net.publish(&v1);
+    assert!(net.run(60_000, |s| present_done(s, &v1, h1)));
+
+    // Version 2: the same content, but for one township.
+    let changed = code("110101002");
+    let mut contents = v1.contents.clone();
+    contents.insert(changed, content(changed, 2, 20_000));
+    let v2 = dataset_of(
+        &net.fx,
+        "dibao",
+        2,
+        Some(h1),
+        "0",
+        "0",
+        contents,
+        T0,
+        30 * DAY_MS,
+    );
+    assert_eq!(
+        v1.entries
+            .iter()
+            .zip(&v2.entries)
+            .filter(|(a, b)| a != b)
+            .count(),
+        1
+    );
+    let (bytes_before, groups_before) = (net.chunk_bytes.clone(), net.chunk_groups.clone());
+    let storage_before = net.storage_log.len();
+    let h2 = net.publish(&v2);
+    assert!(net.run(60_000, |s| present_done(s, &v2, h2)));
+    // Only the changed partition travelled, once along each hop of its path (its 2 groups in
+    // one run: exactly their encoded bytes).
+    let path = [
+        (RegionCode::NATIONAL, code("11")),
+        (code("11"), code("1101")),
+        (code("1101"), code("110101")),
+        (code("110101"), changed),
+    ];
+    let (groups, bytes) = whole(&v2, changed);
+    assert_eq!(groups, 2);
+    let per_hop = |n: u64| path.iter().map(|l| (*l, n)).collect::<Links>();
+    assert_eq!(since(&net.chunk_groups, &groups_before), per_hop(groups));
+    assert_eq!(since(&net.chunk_bytes, &bytes_before), per_hop(bytes));
+    // At every node v2's record was persisted before v1's was dropped, and v1 is gone.
+    let mut dropped = BTreeSet::new();
+    for (i, (c, op)) in net.storage_log.iter().enumerate().skip(storage_before) {
+        if let Storage::ReturnFlow(StorageOp::DropTransfer { manifest }) = op {
+            assert_eq!(*manifest, h1);
+            let put_before = net.storage_log[storage_before..i].iter().any(|(n, op)| {
+                n == c
+                    && matches!(op, Storage::ReturnFlow(StorageOp::PutTransfer(r))
+                        if r.manifest.manifest.hash() == h2)
+            });
+            assert!(put_before, "{c} dropped v1 before persisting v2");
+            dropped.insert(*c);
+        }
+    }
+    let present: BTreeSet<RegionCode> = net
+        .nodes
+        .keys()
+        .copied()
+        .filter(|c| !late.contains(c) && *c != code("110102") && *c != code("110102001"))
+        .collect();
+    assert!(dropped.is_superset(&present), "{dropped:?}");
+    for (c, n) in &net.nodes {
+        assert!(!n.store.records.contains_key(&h1), "{c} kept v1");
+        assert!(n.store.data.keys().all(|(h, _)| *h != h1), "{c} kept v1");
+    }
+
+    // The publisher restarts; the nodes that were away come back and complete v2.
+    net.restart_ok(RegionCode::NATIONAL);
+    let groups_before = net.chunk_groups.clone();
+    for c in late {
+        net.set_up(c);
+    }
+    assert!(net.run(120_000, |s| everyone_done(s, &v2, h2)));
+    let expected: Links = [
+        (
+            (code("110101"), code("110101001")),
+            whole(&v2, code("110101001")).0,
+        ),
+        (
+            (RegionCode::NATIONAL, code("12")),
+            whole(&v2, code("1201")).0,
+        ),
+        ((code("12"), code("1201")), whole(&v2, code("1201")).0),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(since(&net.chunk_groups, &groups_before), expected);
+}
+
+/// A crash between persisting v2's record and dropping v1's (the order the machine emits)
+/// leaves both stored; at restart the older record is dropped, whichever comes back first.
+#[test]
+fn a_record_superseded_just_before_a_crash_is_dropped_at_restart() {
+    let mut net = sim(22, Faults::NONE);
+    let county = code("110101");
+    let v1 = dibao(&net.fx, 1, None);
+    let h1 = net.publish(&v1);
+    assert!(net.run(60_000, |s| everyone_done(s, &v1, h1)));
+    let v1_record = net.store(county).records[&h1].clone();
+    let v2 = dibao(&net.fx, 2, Some(h1));
+    let h2 = net.publish(&v2);
+    assert!(net.run(60_000, |s| everyone_done(s, &v2, h2)));
+    net.node_mut(county).store.records.insert(h1, v1_record);
+    let saved = net.store(county).saved();
+    for newer_first in [true, false] {
+        let mut saved = saved.clone();
+        saved
+            .transfers
+            .sort_by_key(|t| t.record.manifest.manifest.version);
+        if newer_first {
+            saved.transfers.reverse();
+        }
+        let config = net.node(county).config.clone();
+        let (mut ep, report) =
+            backflow_protocol::Endpoint::<RegionCode>::new(net.now, config, saved).unwrap();
+        assert!(report.failed.is_empty());
+        let ops: Vec<StorageOp> = std::iter::from_fn(|| ep.poll_output())
+            .filter_map(|o| match o {
+                Output::Storage(Storage::ReturnFlow(op)) => Some(op),
+                _ => None,
+            })
+            .collect();
+        let put2 = ops.iter().position(
+            |op| matches!(op, StorageOp::PutTransfer(r) if r.manifest.manifest.hash() == h2),
+        );
+        let drop1 = ops
+            .iter()
+            .position(|op| *op == StorageOp::DropTransfer { manifest: h1 });
+        assert!(
+            put2.is_some() && drop1 > put2,
+            "newer first: {newer_first}: {ops:?}"
+        );
+        assert!(ep.return_flow().is_complete(&h2));
+    }
+}
+
+/// A shell that never reports stored content (`handle_content_present`) still gets every
+/// transfer: the first tick, due at once, starts it.
+#[test]
+fn a_shell_that_does_not_report_stored_content_still_completes() {
+    let mut net = sim(23, Faults::NONE);
+    net.report_present = false;
+    let v1 = dibao(&net.fx, 1, None);
+    let h1 = net.publish(&v1);
+    assert!(net.run(60_000, |s| everyone_done(s, &v1, h1)));
 }

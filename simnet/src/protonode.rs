@@ -24,7 +24,10 @@
 //!   (`handle_chunk_verdict`), as the node's data plane does.
 //! - **Storage in memory.** The endpoint's `Storage` effects go to a per-node durable store
 //!   (transfer records, stored group ranges, descendants' receipts, catalog log and
-//!   watermarks). A crash drops the endpoint; a restart rebuilds it in one call,
+//!   watermarks). Content is addressed by its hash, as in the node: after a received record's
+//!   `PutTransfer` the shell reports the groups it holds of its entries' content
+//!   (`handle_content_present`: a previous version's unchanged partitions), and a
+//!   `DropTransfer` keeps the content a persisted record still uses. A crash drops the endpoint; a restart rebuilds it in one call,
 //!   `Endpoint::new(now, config, saved)`, from that store, as the node does from RocksDB.
 //! - **Control plane and CPU are the engine's.** Every frame goes through the engine's model
 //!   of the node's shell ([`crate::shell`]): the per-peer outbox, the stream limit, the CPU
@@ -35,6 +38,7 @@
 //!   receipts, hellos and catalog updates are signed and verified by the protocol code.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
 use std::sync::Arc;
 
 use backflow_protocol::catalog::{
@@ -44,7 +48,7 @@ use backflow_protocol::catalog::{
 use backflow_protocol::catalog_sync::{CatalogEvent, CatalogStorageOp};
 use backflow_protocol::chunk::{check_groups, ChunkError};
 use backflow_protocol::endpoint::{Event, Output, RunVerdict, Saved, SavedTransfer, Storage};
-use backflow_protocol::manifest::Hash;
+use backflow_protocol::manifest::{Hash, PartitionEntry};
 use backflow_protocol::receipt::Receipt;
 use backflow_protocol::return_flow::{self, ReturnFlowMsg, ServePart, StorageOp, TransferRecord};
 use backflow_protocol::time::UnixMs;
@@ -66,8 +70,12 @@ use crate::world::{self, Publication, World, CHURN_DEPARTMENT, EPOCH_MS};
 #[derive(Default)]
 struct Durable {
     records: BTreeMap<Hash, Arc<TransferRecord>>,
-    /// Group ranges held, per partition region.
+    /// Group ranges held, per partition region, of the content named in `content`.
     stored: BTreeMap<RegionCode, RangeSet>,
+    /// The content hash whose groups `stored` holds, per partition region (storage is
+    /// content-addressed, as in the node: a new version's unchanged partition is the same
+    /// content, and the same groups).
+    content: BTreeMap<RegionCode, Hash>,
     /// Descendants' latest receipts, per transfer.
     receipts: BTreeMap<Hash, BTreeMap<RegionCode, Receipt>>,
     cat_log: Vec<Arc<SignedCatalogUpdate>>,
@@ -83,14 +91,7 @@ impl Durable {
                 .iter()
                 .map(|(hash, record)| SavedTransfer {
                     record: (**record).clone(),
-                    stored: record
-                        .entries
-                        .iter()
-                        .filter_map(|e| {
-                            let held = self.stored.get(&e.region)?;
-                            Some((e.region, held.ranges().to_vec()))
-                        })
-                        .collect(),
+                    stored: self.present(record),
                     receipts: self
                         .receipts
                         .get(hash)
@@ -107,12 +108,51 @@ impl Durable {
         }
     }
 
+    /// The groups held of `e`'s content, if any.
+    fn held(&self, e: &PartitionEntry) -> Option<&RangeSet> {
+        if self.content.get(&e.region) != Some(&e.content_hash) {
+            return None;
+        }
+        self.stored.get(&e.region)
+    }
+
+    /// Per partition of `record`, the group ranges held of its content.
+    fn present(&self, record: &TransferRecord) -> Vec<(RegionCode, Vec<Range<u64>>)> {
+        record
+            .entries
+            .iter()
+            .filter_map(|e| Some((e.region, self.held(e)?.ranges().to_vec())))
+            .filter(|(_, ranges)| !ranges.is_empty())
+            .collect()
+    }
+
+    /// Whether a persisted record still uses the content held for `region`.
+    fn content_in_use(&self, region: RegionCode) -> bool {
+        let Some(hash) = self.content.get(&region) else {
+            return false;
+        };
+        self.records.values().any(|r| {
+            r.entries
+                .binary_search_by_key(&region, |e| e.region)
+                .is_ok_and(|i| r.entries[i].content_hash == *hash)
+        })
+    }
+
+    /// Stores verified groups of `e`'s content; returns the groups newly held. Content held
+    /// for the region before, if other, is replaced (no persisted record uses it any more).
+    fn insert(&mut self, e: &PartitionEntry, groups: Range<u64>) -> Vec<Range<u64>> {
+        if self.content.insert(e.region, e.content_hash) != Some(e.content_hash) {
+            self.stored.remove(&e.region);
+        }
+        self.stored.entry(e.region).or_default().insert(groups)
+    }
+
     /// Payload bytes held over every transfer.
     fn stored_bytes(&self) -> u64 {
         self.records
             .values()
             .flat_map(|rec| rec.entries.iter())
-            .filter_map(|e| Some(self.stored.get(&e.region)?.bytes_of(e.bytes)))
+            .filter_map(|e| Some(self.held(e)?.bytes_of(e.bytes)))
             .sum()
     }
 }
@@ -305,8 +345,7 @@ impl ProtoNode {
             // The groups must be in the store.
             let held = self
                 .store
-                .stored
-                .get(&p.entry.region)
+                .held(&p.entry)
                 .is_some_and(|l| l.covers(&p.groups));
             if !held {
                 ctx.observe(Observation::Note("serve_of_unheld_group"));
@@ -339,9 +378,14 @@ impl ProtoNode {
                 // checks the region tree over its entries and persists the record.
                 let per = ctx.costs().transfer_install_cpu_ns_per_partition;
                 ctx.charge_cpu_ns(per.saturating_mul(record.entries.len() as u64));
-                store
-                    .records
-                    .insert(record.manifest.manifest.hash(), record);
+                let hash = record.manifest.manifest.hash();
+                // A received record: what is held of its content already (a previous
+                // version's unchanged partitions) counts as stored.
+                let present = (!record.published).then(|| store.present(&record));
+                store.records.insert(hash, record);
+                if let (Some(present), Some(ep)) = (present, self.ep.as_mut()) {
+                    ep.handle_content_present(now_ms(ctx.now_us()), &hash, &present);
+                }
             }
             Storage::ReturnFlow(StorageOp::PutReceipt { manifest, receipt }) => {
                 store
@@ -352,8 +396,13 @@ impl ProtoNode {
             }
             Storage::ReturnFlow(StorageOp::DropTransfer { manifest }) => {
                 if let Some(rec) = store.records.remove(&manifest) {
+                    // Content-addressed: content a persisted record still uses (the newer
+                    // version's, persisted before this drop) stays.
                     for e in &rec.entries {
-                        store.stored.remove(&e.region);
+                        if !store.content_in_use(e.region) {
+                            store.stored.remove(&e.region);
+                            store.content.remove(&e.region);
+                        }
                     }
                 }
                 store.receipts.remove(&manifest);
@@ -468,13 +517,21 @@ impl ProtoNode {
             };
             let verdict = match verified {
                 Ok(()) => {
-                    let held = self.store.stored.entry(run.entry.region).or_default();
-                    let added: u64 = held
-                        .insert(groups.clone())
+                    let replaces = self
+                        .store
+                        .content
+                        .get(&run.entry.region)
+                        .is_some_and(|h| *h != run.entry.content_hash);
+                    let added: u64 = self
+                        .store
+                        .insert(&run.entry, groups.clone())
                         .iter()
                         .map(|r| crate::ranges::range_bytes(run.entry.bytes, r))
                         .sum();
-                    if added > 0 {
+                    if replaces {
+                        self.stored_bytes = self.store.stored_bytes();
+                        ctx.observe(Observation::StoredBytes(self.stored_bytes));
+                    } else if added > 0 {
                         self.stored_bytes += added;
                         ctx.observe(Observation::StoredBytes(self.stored_bytes));
                     }
@@ -528,6 +585,7 @@ impl SimNode for ProtoNode {
                     self.store
                         .stored
                         .insert(e.region, RangeSet::full(e.groups()));
+                    self.store.content.insert(e.region, e.content_hash);
                 }
                 self.stored_bytes += e.bytes;
             }
@@ -681,8 +739,7 @@ impl Inspect for ProtoNode {
                 let full = e.bytes == 0
                     || self
                         .store
-                        .stored
-                        .get(&e.region)
+                        .held(e)
                         .is_some_and(|l| l.bytes_of(e.bytes) == e.bytes);
                 if full {
                     held.records += e.records;

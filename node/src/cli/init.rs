@@ -5,7 +5,8 @@ use std::path::Path;
 
 use anyhow::{bail, Result};
 use backflow_node::config::{self, Config};
-use backflow_node::node::{peer_id_of, Tuning};
+use backflow_node::node::peer_id_of;
+use backflow_protocol::tuning::Tuning;
 use backflow_topology::{RegionCode, Topology};
 use ed25519_dalek::SigningKey;
 
@@ -63,7 +64,7 @@ fn init(
     let code = Topology::china().lookup(region)?.code;
     std::fs::create_dir_all(dir)?;
     let key = SigningKey::generate(&mut rand::rngs::OsRng);
-    let public = config::hex(key.verifying_key().as_bytes());
+    let public = hex::encode(key.verifying_key().as_bytes());
     let anchor = match (code == RegionCode::NATIONAL, anchor) {
         (true, None) => public.clone(),
         (true, Some(_)) => bail!("the national node's key is the trust anchor; omit --anchor"),

@@ -202,20 +202,42 @@ pub fn dataset(
     issued_at: UnixMs,
     validity_ms: u64,
 ) -> Dataset {
+    let contents = parts
+        .iter()
+        .map(|(r, len)| (code(r), content(code(r), version, *len)))
+        .collect();
+    dataset_of(
+        fx,
+        name,
+        version,
+        previous,
+        publisher,
+        scope,
+        contents,
+        issued_at,
+        validity_ms,
+    )
+}
+
+/// [`dataset`] with the content of every partition given (e.g. a new version that changes
+/// only some); each partition counts one record per 10 bytes.
+#[allow(clippy::too_many_arguments)]
+pub fn dataset_of(
+    fx: &Fixture,
+    name: &str,
+    version: u64,
+    previous: Option<[u8; 32]>,
+    publisher: &str,
+    scope: &str,
+    contents: BTreeMap<RegionCode, Vec<u8>>,
+    issued_at: UnixMs,
+    validity_ms: u64,
+) -> Dataset {
     let schema = schema();
-    let mut contents = BTreeMap::new();
-    let mut entries = Vec::new();
-    for (r, len) in parts {
-        let c = code(r);
-        let data = content(c, version, *len);
-        entries.push(PartitionEntry::for_content(
-            c,
-            &data,
-            *len as u64 / 10,
-            &schema,
-        ));
-        contents.insert(c, data);
-    }
+    let entries: Vec<PartitionEntry> = contents
+        .iter()
+        .map(|(c, data)| PartitionEntry::for_content(*c, data, data.len() as u64 / 10, &schema))
+        .collect();
     let m = build_manifest(
         name.into(),
         version,

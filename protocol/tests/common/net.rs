@@ -20,12 +20,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use backflow_protocol::catalog::{Applied, SignedCatalogUpdate};
 use backflow_protocol::catalog_sync::{CatalogEvent, CatalogSync, CatalogSyncError};
 use backflow_protocol::cert::NodeIdentity;
-use backflow_protocol::endpoint::{EndpointConfig, Event, Output, PeerAuth, RestoreReport, Saved};
+use backflow_protocol::endpoint::{
+    EndpointConfig, Event, Output, PeerAuth, RestoreReport, Saved, Storage,
+};
 use backflow_protocol::manifest::{
     ChunkFrame, Hash, PartitionEntry, SignedManifest, CHUNK_GROUPS_PER_FRAME_MAX,
 };
 use backflow_protocol::return_flow::{
-    self, DataRouting, ReturnFlow, ReturnFlowError, ReturnFlowMsg,
+    self, DataRouting, ReturnFlow, ReturnFlowError, ReturnFlowMsg, StorageOp,
 };
 use backflow_protocol::time::UnixMs;
 use backflow_protocol::tuning::Tuning;
@@ -177,8 +179,13 @@ pub struct Net {
     pub held: Vec<Held>,
     /// Rewrites frames in transit (after decoding, before delivery).
     pub tamper: Option<TamperFn>,
-    /// When `Some`, every control frame a node emits is appended (routed or not).
+    /// When `Some`, every control frame a node emits is appended (routed or not), and
+    /// `storage_log` records every storage effect each node applies, in order.
     pub log: Option<Vec<Sent>>,
+    pub storage_log: Vec<(RegionCode, Storage)>,
+    /// Whether the shell reports stored content after a received record's `PutTransfer`
+    /// (`Endpoint::handle_content_present`); off, a shell that does not.
+    pub report_present: bool,
     /// Frames sent (control and chunk, hellos excluded) and their bytes.
     pub sent: u64,
     pub bytes: u64,
@@ -187,6 +194,8 @@ pub struct Net {
     /// Chunk frames sent, all links, and their payload bytes per (from, to).
     pub frames: u64,
     pub chunk_bytes: BTreeMap<(RegionCode, RegionCode), u64>,
+    /// Chunk groups served per (from, to).
+    pub chunk_groups: BTreeMap<(RegionCode, RegionCode), u64>,
     /// Outputs naming no admitted connection (dropped; the protocol retries).
     pub unrouted: u64,
     /// Connections between nodes (ordered pairs, low first), re-established after a restart.
@@ -238,11 +247,14 @@ impl Net {
             held: Vec::new(),
             tamper: None,
             log: None,
+            storage_log: Vec::new(),
+            report_present: true,
             sent: 0,
             bytes: 0,
             hellos: 0,
             frames: 0,
             chunk_bytes: BTreeMap::new(),
+            chunk_groups: BTreeMap::new(),
             unrouted: 0,
             links: BTreeSet::new(),
             queue: Vec::new(),
@@ -443,6 +455,7 @@ impl Net {
             store.data.insert(
                 (hash, e.region),
                 Partition {
+                    content_hash: e.content_hash,
                     bytes: d.contents[&e.region].clone(),
                     have: (0..e.groups()).collect(),
                 },
@@ -679,11 +692,33 @@ impl Net {
                     let node = &self.nodes[&me];
                     let frame = serve_frame(me, &node.store, manifest, &parts, node.corrupt);
                     *self.chunk_bytes.entry((me, to)).or_default() += frame.encoded.len() as u64;
+                    *self.chunk_groups.entry((me, to)).or_default() += total;
                     self.frames += 1;
                     self.send_frame(me, peer, &Message::Chunk(frame));
                 }
                 Output::Disconnect { peer } => self.disconnect(me, peer),
-                Output::Storage(op) => self.node_mut(me).store.apply(op),
+                Output::Storage(op) => {
+                    // A received record: report what its store already holds of its content
+                    // (content-addressed), before anything else of the node happens.
+                    let received = match &op {
+                        Storage::ReturnFlow(StorageOp::PutTransfer(r))
+                            if !r.published && self.report_present =>
+                        {
+                            Some(r.manifest.manifest.hash())
+                        }
+                        _ => None,
+                    };
+                    if self.log.is_some() {
+                        self.storage_log.push((me, op.clone()));
+                    }
+                    let now = self.now;
+                    let node = self.node_mut(me);
+                    node.store.apply(op);
+                    if let Some(h) = received {
+                        let present = node.store.present(&h);
+                        node.ep.handle_content_present(now, &h, &present);
+                    }
+                }
                 Output::Event(e) => self.node_mut(me).events.push(e),
             }
         }

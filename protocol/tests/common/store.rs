@@ -2,7 +2,10 @@
 //! a shell must), holds the chunk data the data plane stored, and hands everything back as one
 //! `Saved` after a crash. Transfer records are kept encoded with the protocol's own codec
 //! (`encode_value` / `decode_stored`, as the real node persists them), so every restart also
-//! checks that a record survives storage.
+//! checks that a record survives storage. Content is addressed by its hash, as in the node:
+//! a record put while this node holds the same content under another record (the previous
+//! version's unchanged partition) holds it too, and [`Store::present`] says so — but only if
+//! that other record was not dropped first.
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -21,6 +24,8 @@ use backflow_protocol::RegionCode;
 /// One partition's content as stored so far.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Partition {
+    /// The entry's content hash (the address of the content).
+    pub content_hash: Hash,
     /// The content buffer: empty until the first verified run is written (then the
     /// partition's full length), so a record naming thousands of large partitions costs
     /// nothing until data arrives.
@@ -50,7 +55,21 @@ impl Store {
             Storage::ReturnFlow(StorageOp::PutTransfer(rec)) => {
                 let h = rec.manifest.manifest.hash();
                 for e in &rec.entries {
-                    self.data.entry((h, e.region)).or_default();
+                    if self.data.contains_key(&(h, e.region)) {
+                        continue;
+                    }
+                    // Content-addressed: what this node holds of the same content under any
+                    // record is this entry's too.
+                    let held = self
+                        .data
+                        .values()
+                        .find(|p| p.content_hash == e.content_hash && !p.have.is_empty())
+                        .cloned();
+                    let partition = held.unwrap_or(Partition {
+                        content_hash: e.content_hash,
+                        ..Partition::default()
+                    });
+                    self.data.insert((h, e.region), partition);
                 }
                 let bytes = encode_value(&*rec).expect("a transfer record encodes");
                 self.records.insert(h, bytes);
@@ -80,6 +99,16 @@ impl Store {
                 self.watermarks.insert(sender, (log_id, watermark));
             }
         }
+    }
+
+    /// The group ranges stored for each partition of `manifest`'s record (what a shell hands
+    /// `Endpoint::handle_content_present` after the record's `PutTransfer`).
+    pub fn present(&self, manifest: &Hash) -> Vec<(RegionCode, Vec<Range<u64>>)> {
+        self.data
+            .iter()
+            .filter(|((h, _), p)| h == manifest && !p.have.is_empty())
+            .map(|((_, r), p)| (*r, runs(&p.have)))
+            .collect()
     }
 
     /// A persisted transfer record, decoded.
