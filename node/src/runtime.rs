@@ -328,7 +328,9 @@ impl Runtime {
                 }
                 Output::Storage(op) => {
                     let received = match &op {
-                        Storage::ReturnFlow(StorageOp::PutTransfer(r)) if !r.published => {
+                        Storage::ReturnFlow(StorageOp::PutTransfer(r))
+                            if self.ep.awaits_content(&r.manifest.manifest.hash()) =>
+                        {
                             Some(Arc::clone(r))
                         }
                         _ => None,

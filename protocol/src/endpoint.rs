@@ -249,7 +249,6 @@ struct Peer {
 /// One node's protocol side. See the module docs.
 #[derive(Debug)]
 pub struct Endpoint<P> {
-    identity: NodeIdentity,
     trust: TrustStore,
     rf: ReturnFlow,
     cs: CatalogSync,
@@ -280,19 +279,19 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
         if me.region != identity.region || me.key != identity.key.verifying_key() {
             return Err(EndpointError::OwnKey { region: me.region });
         }
-        let mut rf_config = ReturnFlowConfig::new(identity.clone());
+        let region = identity.region;
+        let mut rf_config = ReturnFlowConfig::new(identity);
         rf_config.retry_ms = tuning.retry_ms;
         rf_config.source_silence_ms_max = tuning.source_silence_ms_max;
         rf_config.groups_in_flight_max = tuning.groups_in_flight_max;
         rf_config.receipt_interval_ms = tuning.receipt_interval_ms;
         rf_config.routing = routing;
-        let mut cs_config = CatalogSyncConfig::new(identity.region, catalog_log_id);
+        let mut cs_config = CatalogSyncConfig::new(region, catalog_log_id);
         cs_config.retry_ms = tuning.retry_ms;
         cs_config.upstream_silence_ms_max = tuning.source_silence_ms_max;
         let cs =
             CatalogSync::restore(now, cs_config, saved.catalog_log, &saved.catalog_watermarks)?;
         let mut ep = Endpoint {
-            identity,
             trust,
             rf: ReturnFlow::new(rf_config),
             cs,
@@ -321,18 +320,18 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
     }
 
     pub fn region(&self) -> RegionCode {
-        self.identity.region
+        self.rf.region()
     }
 
     /// This node's key and chain (departments' catalog versions are signed with it).
     pub fn identity(&self) -> &NodeIdentity {
-        &self.identity
+        self.rf.identity()
     }
 
     /// The frame a shell sends first on every new connection (both sides do).
     pub fn hello(&self) -> Message {
         Message::Hello(Hello {
-            chain: self.identity.chain.clone(),
+            chain: self.rf.identity().chain.clone(),
         })
     }
 
@@ -452,7 +451,7 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
         if id.key.to_bytes() != auth.key || (!id.peer_id.is_empty() && id.peer_id != auth.peer_id) {
             return Err(AdmissionError::WrongPeer { region });
         }
-        let me = self.identity.region;
+        let me = self.rf.region();
         if region == me {
             return Err(AdmissionError::OwnRegion { region });
         }
@@ -539,6 +538,13 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
                     .handle_group_rejected(now, from, manifest, *region, *group);
             }
         }
+    }
+
+    /// Whether the transfer of `manifest` waits for [`Self::handle_content_present`]: true
+    /// right after a received record's `PutTransfer`, false for restored and published ones
+    /// (their stored groups are already known), so the shell looks up storage only when asked.
+    pub fn awaits_content(&self, manifest: &Hash) -> bool {
+        self.rf.awaits_content(manifest)
     }
 
     /// The shell applied `Storage::ReturnFlow(StorageOp::PutTransfer(record))` of a received

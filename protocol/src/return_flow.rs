@@ -381,6 +381,19 @@ impl ReturnFlow {
         self.config.identity.region
     }
 
+    /// This node's signing identity (the one receipts are signed with).
+    pub fn identity(&self) -> &NodeIdentity {
+        &self.config.identity
+    }
+
+    /// Whether the transfer of `manifest` waits for [`Self::handle_content_present`] (a
+    /// received record just installed; restored and published ones do not).
+    pub fn awaits_content(&self, manifest: &Hash) -> bool {
+        self.transfers
+            .get(manifest)
+            .is_some_and(|t| t.content_unchecked)
+    }
+
     /// Replaces this node's signing identity after a key rotation (same region). Receipts are
     /// signed with the new key from now on.
     pub fn set_identity(&mut self, identity: NodeIdentity) {
