@@ -80,7 +80,6 @@ async fn run(mb: u64, chain: bool) -> Result<()> {
         dataset: "register".into(),
         region_field: "village_code".into(),
         format: Format::Csv,
-        input: csv.clone(),
         department: "bench".into(),
         work_dir: dir.path().join("spill"),
         rejects_path: None,
@@ -88,8 +87,9 @@ async fn run(mb: u64, chain: bool) -> Result<()> {
     common::reset_peak_rss();
     let cpu = common::cpu_secs();
     let t = Instant::now();
+    let mut input = std::fs::File::open(&csv)?;
     let prepared = tokio::task::spawn_blocking(move || {
-        prepare(&store, &identity, &|_| None, &req, now_ms(), &mut |_| {})
+        prepare(&store, &identity, &|_| None, &req, &mut input, now_ms(), &mut |_| {})
     })
     .await??;
     let secs = t.elapsed().as_secs_f64();

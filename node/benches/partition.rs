@@ -105,17 +105,18 @@ fn main() -> Result<()> {
         dataset: "bench".into(),
         region_field: "village_code".into(),
         format: Format::Csv,
-        input: csv.clone(),
         department: "bench".into(),
         work_dir: dir.path().join("spill2"),
         rejects_path: None,
     };
     let t = Instant::now();
+    let mut input = std::fs::File::open(&csv)?;
     let prepared = prepare(
         &store,
         &identity,
         &|_| None,
         &req,
+        &mut input,
         backflow_node::node::now_ms(),
         &mut |_| {},
     )?;

@@ -81,14 +81,14 @@ async fn run(mib: u64) -> Result<()> {
         dataset: "bench-transfer".into(),
         region_field: "village_code".into(),
         format: Format::Csv,
-        input: csv.clone(),
         department: "bench".into(),
         work_dir: dir.path().join("spill"),
         rejects_path: None,
     };
     let t = Instant::now();
+    let mut input = std::fs::File::open(&csv)?;
     let prepared = tokio::task::spawn_blocking(move || {
-        prepare(&store, &identity, &|_| None, &req, now_ms(), &mut |_| {})
+        prepare(&store, &identity, &|_| None, &req, &mut input, now_ms(), &mut |_| {})
     })
     .await??;
     let bytes: u64 = prepared.bytes();

@@ -2,10 +2,12 @@
 //!
 //! A data directory holds:
 //! - `config.toml` — region, listen addresses, parent address, trust anchor, HTTP address;
-//! - `node.key` — the node's ed25519 secret key (hex). It is also the libp2p identity, so the
-//!   peer id in a certificate follows from the certified key;
-//! - `chain.bin` — the node's certificate chain (from `backflow cert install`; absent for the
-//!   national node, whose key is the anchor);
+//! - `node.key` — the node's ed25519 secret key (hex), mode 0600. It is also the libp2p
+//!   identity, so the peer id in a certificate follows from the certified key;
+//! - `api.token` — the local HTTP API's bearer token (hex), mode 0600;
+//! - `chain.bin` — the node's certificate chain (from `backflow cert install`); the national
+//!   node's is its national certificate, signed by the offline root whose public key is the
+//!   trust anchor (see `backflow root`);
 //! - `db/` — RocksDB.
 
 use std::net::SocketAddr;
@@ -45,6 +47,23 @@ pub struct Config {
     /// Local HTTP JSON API; loopback by default (ministry systems on the same host).
     #[serde(default = "default_http")]
     pub http: SocketAddr,
+    /// Allow `http` on a non-loopback address. Off by default: the API then answers anyone
+    /// who can reach the address and holds the token, so put it behind TLS (a reverse proxy).
+    #[serde(default)]
+    pub http_allow_remote: bool,
+    /// Host names (with port, as in the `Host` header) the API also answers to, e.g. a
+    /// reverse proxy's. The bound address (and `localhost:<port>` on loopback) always count.
+    #[serde(default)]
+    pub http_hosts: Vec<String>,
+    /// The only directory `POST /api/publish/file` may read from; absent: path-based publish
+    /// is off (send the data as the body of `POST /api/publish`). Must not contain this data
+    /// directory.
+    #[serde(default)]
+    pub import_dir: Option<PathBuf>,
+    /// The only directory `POST /api/export` may write to; absent: path-based export is off
+    /// (`GET /api/export` streams the records). Must not contain this data directory.
+    #[serde(default)]
+    pub export_dir: Option<PathBuf>,
     /// Protocol timers and windows; defaults suit a national deployment.
     #[serde(default)]
     pub tuning: Tuning,
@@ -71,6 +90,20 @@ impl Config {
             .validate()
             .with_context(|| format!("in {}", path.display()))?;
         Ok(cfg)
+    }
+
+    /// The daemon's check before it binds the API: a non-loopback `http` needs
+    /// `http_allow_remote = true`.
+    pub fn check_http_bind(&self) -> Result<()> {
+        if !self.http.ip().is_loopback() && !self.http_allow_remote {
+            bail!(
+                "http = {} is not a loopback address; the local API would be reachable from \
+                 the network. Bind it to 127.0.0.1, or set http_allow_remote = true in \
+                 config.toml (and put it behind TLS)",
+                self.http
+            );
+        }
+        Ok(())
     }
 
     pub fn save(&self, data_dir: &Path) -> Result<()> {
@@ -101,26 +134,26 @@ pub fn hex_decode(text: &str) -> Result<Vec<u8>> {
     hex::decode(text).map_err(|_| anyhow::anyhow!("not a hex string ({} characters)", text.len()))
 }
 
+/// The key file holds 64 hex digits and perhaps a newline.
+const KEY_FILE_BYTES_MAX: u64 = 66;
+
+/// Reads the node's secret key, refusing a key file that group or others may access.
 pub fn load_key(data_dir: &Path) -> Result<SigningKey> {
     let path = data_dir.join(KEY_FILE);
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let bytes = hex_decode(text.trim())?;
+    let text = backflow_api::secret_file::read_private(&path, KEY_FILE_BYTES_MAX)?;
+    let bytes = hex_decode(text.trim()).with_context(|| format!("{}", path.display()))?;
     let arr: [u8; 32] = bytes
         .try_into()
         .map_err(|_| anyhow::anyhow!("{} must hold 32 bytes", path.display()))?;
     Ok(SigningKey::from_bytes(&arr))
 }
 
+/// Writes a new key file, owner-only from the start; never overwrites one.
 pub fn save_key(data_dir: &Path, key: &SigningKey) -> Result<()> {
-    let path = data_dir.join(KEY_FILE);
-    std::fs::write(&path, hex::encode(key.to_bytes()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-    }
-    Ok(())
+    backflow_api::secret_file::write_private(
+        &data_dir.join(KEY_FILE),
+        &hex::encode(key.to_bytes()),
+    )
 }
 
 pub fn load_chain(data_dir: &Path) -> Result<Option<CertChain>> {
@@ -142,23 +175,17 @@ pub fn save_chain(path: &Path, chain: &CertChain) -> Result<()> {
     Ok(())
 }
 
-/// The node's signing identity from its data directory.
+/// The node's signing identity from its data directory: its key and its installed chain.
+/// Every node, national included, holds a chain; the anchor (`trust_anchor`) is the offline
+/// root's public key and is never a node's own key.
 pub fn load_identity(data_dir: &Path, cfg: &Config) -> Result<NodeIdentity> {
     let key = load_key(data_dir)?;
     let region = cfg.region_code()?;
+    refuse_anchor_key(&key, cfg)?;
+    let chain = load_chain(data_dir)?.with_context(|| no_chain(data_dir, region, &key))?;
     if region == RegionCode::NATIONAL {
-        if key.verifying_key() != cfg.anchor()? {
-            bail!("the national node's key must be the trust anchor");
-        }
-        return Ok(NodeIdentity::national(key));
+        return national_identity(key, chain);
     }
-    let chain = load_chain(data_dir)?.with_context(|| {
-        format!(
-            "no certificate installed in {}: ask the parent to run `backflow cert issue` and \
-             install it with `backflow cert install`",
-            data_dir.display()
-        )
-    })?;
     let leaf = chain.last().context("empty certificate chain")?;
     if leaf.body.subject != region || leaf.body.subject_key != key.verifying_key() {
         bail!(
@@ -167,6 +194,53 @@ pub fn load_identity(data_dir: &Path, cfg: &Config) -> Result<NodeIdentity> {
         );
     }
     Ok(NodeIdentity { region, key, chain })
+}
+
+/// Refuses a node whose own key is the trust anchor: the anchor (the root) stays offline.
+fn refuse_anchor_key(key: &SigningKey, cfg: &Config) -> Result<()> {
+    if key.verifying_key() == cfg.anchor()? {
+        bail!(
+            "this node's key is the trust anchor, but the trust anchor's key must stay offline: \
+             create a root with `backflow root init --dir <ROOT_DIR>` on an offline machine, \
+             set trust_anchor in config.toml to the root public key it prints, and have the \
+             root certify this node's key (`backflow root certify`, then here \
+             `backflow cert install`); the root's key never goes on a node"
+        );
+    }
+    Ok(())
+}
+
+/// What to do when no chain is installed yet (the next step of the ceremony for this node).
+fn no_chain(data_dir: &Path, region: RegionCode, key: &SigningKey) -> String {
+    let public = hex::encode(key.verifying_key().as_bytes());
+    if region == RegionCode::NATIONAL {
+        format!(
+            "no national certificate installed in {}: on the offline root machine run \
+             `backflow root certify --dir <ROOT_DIR> --key {public} --out national.chain`, \
+             then here `backflow cert install national.chain`",
+            data_dir.display()
+        )
+    } else {
+        format!(
+            "no certificate installed in {}: ask the parent to run `backflow cert issue \
+             --region {region} --key {public}` and install it with `backflow cert install`",
+            data_dir.display()
+        )
+    }
+}
+
+/// The national node's identity: its chain is the national certificate for its key, issued
+/// by the root (verified against the anchor when the node starts, and by `cert install`).
+fn national_identity(key: SigningKey, chain: CertChain) -> Result<NodeIdentity> {
+    let [cert]: [_; 1] = chain.try_into().map_err(|chain: CertChain| {
+        anyhow::anyhow!(
+            "the national node's chain must be its national certificate alone, found {} \
+             certificates",
+            chain.len()
+        )
+    })?;
+    NodeIdentity::national_certified(key, cert)
+        .context("the installed chain is not a national certificate for this node's key")
 }
 
 pub fn db_path(data_dir: &Path) -> PathBuf {
@@ -213,6 +287,73 @@ trust_anchor = "0000000000000000000000000000000000000000000000000000000000000000
             .unwrap_err()
             .to_string();
         assert!(err.contains("at least tuning.retry_ms"), "{err}");
+    }
+
+    /// A national data dir whose key is the anchor (as `init --region 0` made it before the
+    /// offline root): refused at start, with the way out, whether or not a chain is there.
+    #[test]
+    fn a_national_node_whose_key_is_the_anchor_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SigningKey::from_bytes(&[7; 32]);
+        save_key(dir.path(), &key).unwrap();
+        let cfg: Config = toml::from_str(&format!(
+            "region = \"0\"\nlisten = []\ntrust_anchor = \"{}\"\n",
+            hex::encode(key.verifying_key().as_bytes())
+        ))
+        .unwrap();
+        let err = format!("{:#}", load_identity(dir.path(), &cfg).unwrap_err());
+        assert!(err.contains("must stay offline"), "{err}");
+        assert!(err.contains("backflow root init"), "{err}");
+        save_chain(&dir.path().join(CHAIN_FILE), &Vec::new()).unwrap();
+        let err = format!("{:#}", load_identity(dir.path(), &cfg).unwrap_err());
+        assert!(err.contains("must stay offline"), "{err}");
+    }
+
+    /// The national node loads with the national certificate for its key, and not without.
+    #[test]
+    fn a_national_node_needs_its_national_certificate() {
+        use backflow_protocol::cert::{CertRequest, Certificate};
+        use backflow_protocol::time::UnixMs;
+        let dir = tempfile::tempdir().unwrap();
+        let root = SigningKey::from_bytes(&[1; 32]);
+        let key = SigningKey::from_bytes(&[2; 32]);
+        save_key(dir.path(), &key).unwrap();
+        let cfg: Config = toml::from_str(&format!(
+            "region = \"0\"\nlisten = []\ntrust_anchor = \"{}\"\n",
+            hex::encode(root.verifying_key().as_bytes())
+        ))
+        .unwrap();
+        let err = format!("{:#}", load_identity(dir.path(), &cfg).unwrap_err());
+        assert!(err.contains("backflow root certify"), "{err}");
+        let cert_for = |subject_key| {
+            Certificate::issue_national(
+                &root,
+                CertRequest {
+                    subject: RegionCode::NATIONAL,
+                    subject_key,
+                    peer_id: Vec::new(),
+                    not_before: UnixMs(0),
+                    not_after: UnixMs(u64::MAX),
+                    serial: 1,
+                },
+            )
+            .unwrap()
+        };
+        let chain_file = dir.path().join(CHAIN_FILE);
+        save_chain(
+            &chain_file,
+            &vec![cert_for(SigningKey::from_bytes(&[3; 32]).verifying_key())],
+        )
+        .unwrap();
+        let err = format!("{:#}", load_identity(dir.path(), &cfg).unwrap_err());
+        assert!(
+            err.contains("not a national certificate for this node"),
+            "{err}"
+        );
+        save_chain(&chain_file, &vec![cert_for(key.verifying_key())]).unwrap();
+        let id = load_identity(dir.path(), &cfg).unwrap();
+        assert_eq!(id.region, RegionCode::NATIONAL);
+        assert_eq!(id.chain.len(), 1);
     }
 
     #[test]

@@ -177,7 +177,8 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
     let net = LocalNet::start_on(&regions, &dir, tuning, opts.transport).await?;
     net.wait_connected(Duration::from_secs(20)).await?;
     println!(
-        "✓ {} nodes up; every child verified its parent's certificate chain",
+        "✓ {} nodes up; a fresh root certified the national key, and every child verified its \
+         parent's certificate chain",
         regions.len()
     );
 
@@ -199,7 +200,6 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
         dataset: "demo-benefits".into(),
         region_field: "village_code".into(),
         format: Format::Csv,
-        input: csv.clone(),
         department: "ministry-of-civil-affairs".into(),
         work_dir: dir.join("spill"),
         rejects_path: Some(dir.join("rejects.tsv")),
@@ -214,7 +214,8 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
     let publishing = {
         let national = national.clone();
         let progress = Arc::clone(&progress);
-        tokio::spawn(async move { national.publish_file(req, progress).await })
+        let csv = csv.clone();
+        tokio::spawn(async move { national.publish_file(req, &csv, progress).await })
     };
     while !publishing.is_finished() {
         bar.set_position(progress.load(Ordering::Relaxed));

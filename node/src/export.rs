@@ -25,7 +25,8 @@ pub struct ExportSummary {
     pub bytes: u64,
 }
 
-/// Writes the partitions of `record` inside `region` to `out` (atomically: a temp file renamed).
+/// Writes the partitions of `record` inside `region` to the file `out` (atomically: a temp
+/// file renamed). For the CLI's and the tests' own files; the API writes through [`write`].
 pub fn export(
     store: &Store,
     record: &TransferRecord,
@@ -43,15 +44,41 @@ pub fn export_all<R: std::ops::Deref<Target = TransferRecord>>(
     region: RegionCode,
     out: &Path,
 ) -> Result<ExportSummary> {
-    let Some(first) = records.first() else {
-        bail!("nothing to export");
-    };
-    let m = &first.manifest.manifest;
     let tmp = out.with_extension("partial");
     let mut w = BufWriter::with_capacity(
         1024 * 1024,
         File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?,
     );
+    let summary = write(store, records, region, &mut w)?;
+    w.flush()?;
+    w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    std::fs::rename(&tmp, out)?;
+    Ok(summary)
+}
+
+/// Checks every partition that an export would write against its signed manifest entry
+/// (bytes, hash, line count) without writing anything: a streamed export calls this first,
+/// so data that does not verify never starts to leave the node.
+pub fn verify<R: std::ops::Deref<Target = TransferRecord>>(
+    store: &Store,
+    records: &[R],
+    region: RegionCode,
+) -> Result<ExportSummary> {
+    write(store, records, region, &mut std::io::sink())
+}
+
+/// Writes the header and the partitions inside `region`, re-hashing each as it goes; fails
+/// (mid-stream) on the first partition that does not match its manifest entry.
+pub fn write<R: std::ops::Deref<Target = TransferRecord>>(
+    store: &Store,
+    records: &[R],
+    region: RegionCode,
+    w: &mut dyn Write,
+) -> Result<ExportSummary> {
+    let Some(first) = records.first() else {
+        bail!("nothing to export");
+    };
+    let m = &first.manifest.manifest;
     // The published header line, byte for byte (terminator included).
     w.write_all(&m.schema.header)?;
     let mut summary = ExportSummary {
@@ -96,7 +123,5 @@ pub fn export_all<R: std::ops::Deref<Target = TransferRecord>>(
         summary.bytes += bytes;
     }
     w.flush()?;
-    w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-    std::fs::rename(&tmp, out)?;
     Ok(summary)
 }

@@ -109,11 +109,25 @@ impl NodeHandle {
         self.ask(|reply| Cmd::Publish { manifests, reply }).await?
     }
 
-    /// Partitions `req`'s file, stores and signs it, and publishes it (blocking work runs on
-    /// the blocking pool). Returns the partitioning summary and the manifest hashes.
+    /// Partitions `req`'s file, stores and signs it, and publishes it. See [`Self::publish_from`].
     pub async fn publish_file(
         &self,
         req: crate::publish::PublishRequest,
+        path: &std::path::Path,
+        progress: Arc<AtomicU64>,
+    ) -> Result<(crate::publish::PublishOutcome, Vec<Hash>)> {
+        let file = std::fs::File::open(path)
+            .map_err(|e| anyhow!("opening {}: {e}", path.display()))?;
+        self.publish_from(req, Box::new(file), progress).await
+    }
+
+    /// Partitions `input` as it streams in (blocking work runs on the blocking pool), stores
+    /// and signs it, and publishes it. Returns once the new version is durable: the
+    /// partitioning summary and the manifest hashes.
+    pub async fn publish_from(
+        &self,
+        req: crate::publish::PublishRequest,
+        mut input: Box<dyn std::io::Read + Send>,
         progress: Arc<AtomicU64>,
     ) -> Result<(crate::publish::PublishOutcome, Vec<Hash>)> {
         let held = self.held().await?;
@@ -125,6 +139,7 @@ impl NodeHandle {
                 &identity,
                 &|name| held.get(name).copied(),
                 &req,
+                &mut input,
                 now_ms(),
                 &mut |b| progress.store(b, Ordering::Relaxed),
             )

@@ -1,13 +1,15 @@
 //! An in-process network of real nodes on loopback: each with its own key, certificate chain
-//! (issued down the tree from a fresh national root), RocksDB directory and libp2p swarm on
-//! `127.0.0.1:<ephemeral>` (TCP, or QUIC with [`LocalNet::start_on`]). Used by `backflow demo`, the integration tests and the benchmarks.
+//! (a fresh offline root, held in memory only while the network starts, certifies the national
+//! key, which certifies the provinces, and so on down the tree), RocksDB directory and libp2p
+//! swarm on `127.0.0.1:<ephemeral>` (TCP, or QUIC with [`LocalNet::start_on`]). Used by
+//! `backflow demo`, the integration tests and the benchmarks.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use backflow_protocol::cert::NodeIdentity;
+use backflow_protocol::cert::{CertRequest, Certificate, NodeIdentity};
 use backflow_protocol::time::DAY_MS;
 use backflow_topology::{RegionCode, Topology};
 use ed25519_dalek::SigningKey;
@@ -90,10 +92,9 @@ impl LocalNet {
             }
         }
         let now = now_ms();
-        let root_key = SigningKey::generate(&mut OsRng);
-        let anchor = root_key.verifying_key();
+        let (anchor, national) = root_certified_national(now)?;
         let mut identities: BTreeMap<RegionCode, NodeIdentity> = BTreeMap::new();
-        identities.insert(RegionCode::NATIONAL, NodeIdentity::national(root_key));
+        identities.insert(RegionCode::NATIONAL, national);
         // Sorted by (level, code): parents are certified before their children.
         for (serial, r) in sorted.iter().skip(1).enumerate() {
             let parent = &identities[&r.parent().expect("non-national")];
@@ -145,6 +146,12 @@ impl LocalNet {
             tuning,
             transport,
         })
+    }
+
+    /// The trust anchor every node was started with: the root's public key (the root's
+    /// secret key was dropped once it had certified the national key).
+    pub fn anchor(&self) -> ed25519_dalek::VerifyingKey {
+        self.anchor
     }
 
     /// Stops one node (cleanly) and returns once its storage is closed.
@@ -228,4 +235,29 @@ impl LocalNet {
         }
         Ok(())
     }
+}
+
+/// A fresh root key (in memory, dropped on return) certifies a fresh national key, as the
+/// ceremony does offline (`backflow root certify`): returns the anchor (the root's public key)
+/// and the national node's identity, whose chain is its national certificate.
+fn root_certified_national(
+    now: backflow_protocol::time::UnixMs,
+) -> Result<(ed25519_dalek::VerifyingKey, NodeIdentity)> {
+    let root = SigningKey::generate(&mut OsRng);
+    let key = SigningKey::generate(&mut OsRng);
+    let cert = Certificate::issue_national(
+        &root,
+        CertRequest {
+            subject: RegionCode::NATIONAL,
+            subject_key: key.verifying_key(),
+            peer_id: peer_id_of(&key.verifying_key())?.to_bytes(),
+            not_before: now.minus_ms(60_000),
+            not_after: now.plus_ms(365 * DAY_MS),
+            serial: 0,
+        },
+    )?;
+    Ok((
+        root.verifying_key(),
+        NodeIdentity::national_certified(key, cert)?,
+    ))
 }

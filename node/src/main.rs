@@ -30,6 +30,9 @@ enum Command {
     /// Jurisdiction certificates.
     #[command(subcommand)]
     Cert(cli::cert::CertCmd),
+    /// The offline root key (the trust anchor): create it, certify the national key.
+    #[command(subcommand)]
+    Root(cli::root::RootCmd),
     /// Run the node daemon (libp2p + HTTP API) until SIGINT/SIGTERM.
     Run(cli::run::RunArgs),
     /// Publish a dataset (CSV or NDJSON) from this node down its subtree (via the running node).
@@ -44,6 +47,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Before any thread or TLS configuration exists (see backflow_node::faults).
+    let scrubbed = backflow_node::faults::scrub_environment();
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         // The demo prints its own report; the daemon logs at info.
@@ -58,6 +63,12 @@ fn main() -> ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+    if scrubbed {
+        tracing::warn!(
+            "SSLKEYLOGFILE is ignored: this build has no fault-injection feature, so TLS \
+             session keys are never written"
+        );
+    }
     let result = dispatch(cli.command);
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -75,6 +86,7 @@ fn dispatch(cmd: Command) -> Result<()> {
         Command::Demo(args) => cli::demo::run(args),
         Command::Init(args) => cli::init::run(args),
         Command::Cert(cmd) => cli::cert::run(cmd),
+        Command::Root(cmd) => cli::root::run(cmd),
         Command::Run(args) => cli::run::run(args),
         Command::Publish(args) => cli::publish::run(args),
         Command::Status(args) => cli::status::run(args),

@@ -15,7 +15,8 @@
 //! server, with a dialer that offers AES-GCM first (hardware AES; libp2p-tls's own dialer
 //! offers ChaCha20-Poly1305 first) and buffered sockets below TLS. Noise stays as the second
 //! choice, so a peer that only speaks noise still connects. Note: libp2p-tls writes session
-//! keys to the file named by `SSLKEYLOGFILE` if that is set; the node warns at start.
+//! keys to the file named by `SSLKEYLOGFILE` if that is set — only possible in a build with
+//! the `fault-injection` feature ([`crate::faults`]), which warns at start.
 //!
 //! Both use one framing: a u32 length prefix plus the frame, refusing any frame over
 //! [`FRAME_BYTES_MAX`] (the protocol's named limit) *before* allocating, so the limit is

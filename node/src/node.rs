@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use backflow_protocol::cert::{NodeIdentity, TrustStore};
 use backflow_protocol::endpoint::EndpointConfig;
 use backflow_protocol::outbox::Outbox;
@@ -57,7 +57,8 @@ pub struct NodeSetup {
     pub tuning: Tuning,
     /// Fault injection for the multi-host tests: serve chunk frames with one byte flipped.
     /// Set only from the environment (`BACKFLOW_FAULT_TAMPER_SERVE=1`), never from a config
-    /// file, and announced with a warning at start.
+    /// file, announced with a warning at start, and refused by a build without the
+    /// `fault-injection` feature ([`crate::faults`]).
     pub fault_tamper_serve: bool,
 }
 
@@ -65,13 +66,16 @@ pub struct NodeSetup {
 /// listen addresses are known.
 pub async fn start(setup: NodeSetup) -> Result<(NodeHandle, tokio::task::JoinHandle<Result<()>>)> {
     setup.tuning.validate()?;
+    if setup.fault_tamper_serve && !crate::faults::FAULT_INJECTION {
+        bail!("fault injection asked for, but this build has no fault-injection feature");
+    }
     if setup.fault_tamper_serve {
         warn!(
             "FAULT INJECTION ON (BACKFLOW_FAULT_TAMPER_SERVE=1): this node serves chunk frames \
              with a flipped byte; receivers will reject them. Test use only."
         );
     }
-    if let Some(path) = std::env::var_os("SSLKEYLOGFILE") {
+    if let Some(path) = std::env::var_os("SSLKEYLOGFILE").filter(|_| crate::faults::key_log_allowed()) {
         // rustls, as libp2p-tls and libp2p-quic configure it, logs TLS secrets to this file
         // (inbound TCP and all QUIC connections; the TCP dialer in tls.rs does not).
         warn!(

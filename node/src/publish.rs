@@ -2,10 +2,10 @@
 //! content-addressed chunk groups, and build + sign the manifest. The signed manifest and its
 //! entries are then handed to the node's `ReturnFlow` state machine, which pushes them down.
 
-use std::fs::File;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use backflow_protocol::catalog::{CatalogOrigin, DataType};
 use backflow_protocol::cert::NodeIdentity;
 use backflow_protocol::manifest::{
@@ -44,7 +44,6 @@ pub struct PublishRequest {
     /// (`publish --strict-villages`) rejects them.
     pub region_field: RegionField,
     pub format: Format,
-    pub input: PathBuf,
     pub department: String,
     /// Scratch space for spilled runs.
     pub work_dir: PathBuf,
@@ -359,21 +358,22 @@ fn schema_for(format: Format, header: &[u8], region_field: &str) -> Result<Schem
     })
 }
 
-/// Partitions and stores the file, then builds and signs the manifest(s) (version = held + 1,
-/// per scope). `held` gives the currently held version of a (scoped) dataset name.
+/// Partitions and stores `input` (read once, as it streams: a file or a request body), then
+/// builds and signs the manifest(s) (version = held + 1, per scope). `held` gives the
+/// currently held version of a (scoped) dataset name.
+#[allow(clippy::too_many_arguments)]
 pub fn prepare(
     store: &Store,
     identity: &NodeIdentity,
     held: &dyn Fn(&str) -> Option<HeldVersion>,
     req: &PublishRequest,
+    input: &mut dyn Read,
     now: UnixMs,
     progress: &mut dyn FnMut(u64),
 ) -> Result<Prepared> {
     if req.dataset.is_empty() || req.dataset.len() > NAME_BYTES_MAX {
         bail!("dataset name must be 1..={NAME_BYTES_MAX} bytes");
     }
-    let mut file =
-        File::open(&req.input).with_context(|| format!("opening {}", req.input.display()))?;
     let cfg = PartitionConfig {
         format: req.format,
         region_field: req.region_field.clone(),
@@ -389,7 +389,7 @@ pub fn prepare(
         schema_hash: [0; 32],
         entries: Vec::new(),
     };
-    let summary = partition(&mut file, &cfg, &mut sink, progress)?;
+    let summary = partition(input, &cfg, &mut sink, progress)?;
     let schema = schema_for(req.format, &summary.header, &req.region_field.name)?;
     let schema_hash = schema.hash();
     let mut entries = sink.entries;
@@ -399,7 +399,7 @@ pub fn prepare(
     if entries.is_empty() {
         bail!(
             "no record of {} could be routed to a township in {} ({} rejected)",
-            req.input.display(),
+            req.dataset,
             identity.region,
             summary.rejects.total()
         );
@@ -551,12 +551,21 @@ mod tests {
             dataset: "t".into(),
             region_field,
             format: Format::Csv,
-            input,
             department: "d".into(),
             work_dir,
             rejects_path: None,
         };
-        prepare(store, identity, &|_| None, &req, UnixMs(1_000), &mut |_| {}).unwrap()
+        let mut file = std::fs::File::open(&input).unwrap();
+        prepare(
+            store,
+            identity,
+            &|_| None,
+            &req,
+            &mut file,
+            UnixMs(1_000),
+            &mut |_| {},
+        )
+        .unwrap()
     }
 
     fn township_entries(under: RegionCode) -> Vec<PartitionEntry> {

@@ -39,12 +39,11 @@ async fn publish_csv(
         dataset: dataset.into(),
         region_field: "village".into(),
         format: Format::Csv,
-        input: csv.to_path_buf(),
         department: "test".into(),
         work_dir: work.to_path_buf(),
         rejects_path: None,
     };
-    node.publish_file(req, Default::default()).await?;
+    node.publish_file(req, csv, Default::default()).await?;
     Ok(())
 }
 

@@ -1,19 +1,45 @@
-//! Trust: jurisdiction certificates (管辖证书) chained to the national root key.
+//! Trust: jurisdiction certificates (管辖证书) chained to an offline root key (根密钥).
 //!
-//! The national root key is the trust anchor, installed out of band; it is the national node's
-//! key. The national node certifies each province, a province its cities, and so on down to
-//! townships. A certificate binds the subject's region code and level, its ed25519 key and its
-//! libp2p peer id (opaque bytes — no libp2p dependency here), a validity window, and the
-//! issuer's region and key.
+//! The trust anchor, installed out of band in every node's configuration, is a **root key kept
+//! offline**. It signs one kind of certificate only: the *national certificate*, which binds
+//! the national node's (online) key to region `0` — subject and issuer region are both
+//! national, the issuer key is the root. The national node certifies each province, a province
+//! its cities, and so on down to townships. A certificate binds the subject's region code and
+//! level, its ed25519 key and its libp2p peer id (opaque bytes — no libp2p dependency here), a
+//! validity window, and the issuer's region and key.
 //!
-//! [`TrustStore::verify_chain`] walks a chain from the anchor down and rejects an issuer that
-//! is not the subject's parent region, a subject outside its issuer's region, expired or
-//! not-yet-valid certificates, bad signatures, and revoked keys.
+//! A chain runs from the anchor down: `[national, province, city, county, township]`, at
+//! most [`CERT_CHAIN_LEN_MAX`] certificates below the national one; the national node's own
+//! chain is `[national]`.
+//! [`TrustStore::verify_chain`] walks it and rejects an issuer that is not the subject's
+//! parent region, a subject outside its issuer's region, a national certificate anywhere but
+//! first or not issued by the anchor, expired or not-yet-valid certificates, bad signatures,
+//! and revoked keys. The root itself is never a node: a store that knows its anchor is a root
+//! ([`TrustStore::new_root`], or any store once it has verified a national certificate issued
+//! by its anchor) refuses an empty chain and a chain whose first certificate is not national
+//! (a province certified by the root directly).
+//!
+//! Without a root (simulators, protocol tests, a deployment not yet moved to one), the anchor
+//! may still be the national node's own key: [`NodeIdentity::national`], empty chain, and
+//! provinces certified by the anchor directly. Such a store also accepts a chain that opens
+//! with a national certificate *for its anchor key*: it trusts that key directly, so the
+//! root's signature adds nothing it relies on (the window and revocation still apply). That is
+//! what lets a deployment move to a root without a flag day: first the national node gets its
+//! certificate and chains gain it at their head, then nodes switch their anchor to the root.
 //!
 //! Key rotation: a rotation certificate for a jurisdiction carries `replaces = old key` and is
 //! signed both by the parent (like any certificate) and by the old key (proving the holder, not
 //! only the parent, agreed). Once a store has seen a valid rotation certificate it refuses the
 //! old key everywhere: in chains and as a signer.
+//!
+//! Rotating the national key is one root signature: a national certificate for the new key.
+//! Certificates the old national key issued stay valid until they expire or the old key is
+//! revoked, so provinces are re-certified by the new key at leisure; after a compromise the
+//! root revokes the old key at once ([`Revocation::issue_by_root`]) — or issues the new
+//! national certificate as a rotation certificate co-signed by the old key, which revokes it
+//! wherever the new chain is seen. Rotating the anchor itself ([`TrustStore::rotate_anchor`])
+//! hands trust from an old root to a new one: only the national certificate must then be
+//! re-issued (every chain takes the new one at its head); the certificates below it stay valid.
 
 use std::collections::BTreeSet;
 
@@ -37,8 +63,9 @@ pub const TRUST_CACHE_ENTRIES_MAX: usize = 65_536;
 /// plenty, and the bound keeps a store small.
 pub const REVOKED_KEYS_MAX: usize = 65_536;
 
-/// Certificates from the anchor down, anchor-most first (province, city, county, township).
-/// Empty for the national node itself, whose key is the anchor.
+/// Certificates from the anchor down, anchor-most first: the national certificate (under an
+/// offline root), then province, city, county, township. The national node's chain is its
+/// national certificate alone — or empty where its key is itself the anchor (no root).
 pub type CertChain = Vec<Certificate>;
 
 /// The signed content of a certificate.
@@ -134,11 +161,44 @@ pub enum CertError {
     BadMessageSignature { signer: RegionCode },
     #[error("too many revoked keys (limit {max})")]
     RevocationListFull { max: usize },
+    #[error(
+        "a national certificate may only open a chain (the root certifies the national key); \
+         found one at position {index}"
+    )]
+    NationalNotFirst { index: usize },
+    #[error(
+        "certificate for {subject} is issued by the root directly; the root certifies only \
+         the national key, which certifies the provinces"
+    )]
+    RootCertifiesOnlyNational { subject: RegionCode },
+    #[error(
+        "chain starts at {subject} without the national certificate; the anchor is an offline \
+         root, so every chain opens with the national certificate it issued"
+    )]
+    NationalCertificateMissing { subject: RegionCode },
+    #[error(
+        "the trust anchor is an offline root: it certifies the national key and is never a \
+         node's own key"
+    )]
+    RootIsNotANode,
+    #[error("certificate for {subject} is not a national certificate")]
+    NotNational { subject: RegionCode },
+    #[error("certificate for {subject} certifies another key")]
+    OtherKey { subject: RegionCode },
 }
 
-/// Checks the size limits of a chain (called by the wire decoder).
+/// Checks the size limits of a chain (called by the wire decoder): at most
+/// [`CERT_CHAIN_LEN_MAX`] certificates below national (province to township), after the
+/// national certificate that opens a chain under an offline root — five in all.
 pub fn check_chain_limits(chain: &[Certificate]) -> Result<(), LimitError> {
-    check_len("certificate chain length", chain.len(), CERT_CHAIN_LEN_MAX)?;
+    let national = chain
+        .first()
+        .is_some_and(|c| c.body.subject == RegionCode::NATIONAL);
+    check_len(
+        "certificates below the national certificate",
+        chain.len() - usize::from(national),
+        CERT_CHAIN_LEN_MAX,
+    )?;
     for cert in chain {
         check_len("peer id bytes", cert.body.peer_id.len(), PEER_ID_BYTES_MAX)?;
     }
@@ -179,7 +239,24 @@ impl Certificate {
         })
     }
 
+    /// The offline root certifies the national node's key: the national certificate, the first
+    /// of every chain. `req.subject` must be national and `req.subject_key` not the root's own
+    /// (the root is never a node).
+    pub fn issue_national(
+        root_key: &SigningKey,
+        req: CertRequest,
+    ) -> Result<Certificate, CertError> {
+        if req.subject != RegionCode::NATIONAL {
+            return Err(CertError::RootCertifiesOnlyNational {
+                subject: req.subject,
+            });
+        }
+        Self::issue(RegionCode::NATIONAL, root_key, req)
+    }
+
     /// A rotation certificate: the parent certifies the new key and the old key co-signs.
+    /// For the national key the parent is the root (`issuer` national): the new national
+    /// certificate then revokes the old national key wherever it is seen.
     pub fn issue_rotation(
         issuer: RegionCode,
         issuer_key: &SigningKey,
@@ -215,17 +292,23 @@ impl Certificate {
         };
         check_len("peer id bytes", body.peer_id.len(), PEER_ID_BYTES_MAX)?;
         structural_check(&body)?;
+        if body.subject == RegionCode::NATIONAL && body.subject_key == body.issuer_key {
+            return Err(CertError::RootIsNotANode);
+        }
         Ok(body)
     }
 }
 
-/// Checks that need no keys: region nesting, level, window.
+/// Checks that need no keys: region nesting, level, window. The issuer is the subject's
+/// parent region — except in the national certificate, the one whose subject has no parent:
+/// subject and issuer are both national (the issuer key, the root's, is checked by the walk).
 fn structural_check(body: &CertBody) -> Result<(), CertError> {
     let (subject, issuer) = (body.subject, body.issuer);
     if !issuer.contains(subject) {
         return Err(CertError::OutsideIssuerRegion { subject, issuer });
     }
-    if subject.parent() != Some(issuer) {
+    let national_form = subject == RegionCode::NATIONAL && issuer == RegionCode::NATIONAL;
+    if !national_form && subject.parent() != Some(issuer) {
         return Err(CertError::IssuerNotParent { subject, issuer });
     }
     if body.level != subject.level() {
@@ -302,22 +385,40 @@ impl Memo {
     }
 }
 
-/// The trust anchor plus what this node has learned: revoked keys and a cache of signatures
-/// already verified. One per node, shared by its state machines (passed as `&mut`).
+/// The trust anchor plus what this node has learned: revoked keys, whether the anchor is an
+/// offline root, and a cache of signatures already verified. One per node, shared by its state
+/// machines (passed as `&mut`).
 #[derive(Clone, Debug)]
 pub struct TrustStore {
     anchor: VerifyingKey,
+    /// The anchor is known to be an offline root: chains must open with a national
+    /// certificate. Set by [`TrustStore::new_root`], or learned from the first national
+    /// certificate the anchor is seen to have issued (like a rotation, a fact that stays).
+    anchor_is_root: bool,
     revoked: BTreeSet<[u8; 32]>,
     /// Digests of (body digest, signature, key) triples that verified.
     verified: Memo,
 }
 
 impl TrustStore {
+    /// A store trusting `anchor`: an offline root, or (without a root) the national node's
+    /// own key. Which one it is the store learns from the first national certificate issued
+    /// by the anchor that it verifies: from then on it treats the anchor as a root.
     pub fn new(anchor: VerifyingKey) -> TrustStore {
         TrustStore {
             anchor,
+            anchor_is_root: false,
             revoked: BTreeSet::new(),
             verified: Memo::Own(BTreeSet::new()),
+        }
+    }
+
+    /// A store whose anchor is an offline root from the start: every chain must open with a
+    /// national certificate issued by `root`.
+    pub fn new_root(root: VerifyingKey) -> TrustStore {
+        TrustStore {
+            anchor_is_root: true,
+            ..TrustStore::new(root)
         }
     }
 
@@ -327,14 +428,20 @@ impl TrustStore {
     pub fn with_shared_memo(anchor: VerifyingKey, memo: SignatureMemo) -> TrustStore {
         TrustStore {
             anchor,
+            anchor_is_root: false,
             revoked: BTreeSet::new(),
             verified: Memo::Shared(memo),
         }
     }
 
-    /// The current national root key.
+    /// The trust anchor: the offline root key (or, without a root, the national key).
     pub fn anchor(&self) -> VerifyingKey {
         self.anchor
+    }
+
+    /// Whether this store knows its anchor to be an offline root (see [`TrustStore::new`]).
+    pub fn anchor_is_root(&self) -> bool {
+        self.anchor_is_root
     }
 
     pub fn is_revoked(&self, key: &VerifyingKey) -> bool {
@@ -352,8 +459,11 @@ impl TrustStore {
         Ok(())
     }
 
-    /// Rotates the national anchor: the old anchor signs the new key. The old anchor is refused
-    /// afterwards, so every province must be re-certified by the new one.
+    /// Rotates the anchor: the old anchor signs the new key, and is refused afterwards. With
+    /// an offline root (the new anchor is a root too) only the national certificate must be
+    /// re-issued by the new root — every chain takes it at its head, the certificates below
+    /// it stay valid. Without a root (the anchor is the national key) every province must be
+    /// re-certified by the new national key.
     pub fn rotate_anchor(
         &mut self,
         new_anchor: VerifyingKey,
@@ -378,6 +488,14 @@ impl TrustStore {
 
     /// Verifies a chain from the anchor down to its leaf at time `now`. A valid rotation
     /// certificate in the chain revokes the key it replaces (from now on).
+    ///
+    /// The walk starts at the national region with the anchor as the issuing key. A national
+    /// certificate (subject and issuer national) may only come first: the anchor certifies
+    /// the national key, which then issues the provinces' certificates. A chain without one
+    /// starts at the provinces, issued by the anchor itself — valid only while the store does
+    /// not know its anchor to be a root. A national certificate for the anchor key itself is
+    /// trusted directly by a store that does not know its anchor to be a root (see the module
+    /// documentation), and refused by one that does.
     pub fn verify_chain(
         &mut self,
         chain: &[Certificate],
@@ -389,13 +507,33 @@ impl TrustStore {
                 subject: RegionCode::NATIONAL,
             });
         }
+        if chain.is_empty() && self.anchor_is_root {
+            return Err(CertError::RootIsNotANode);
+        }
         let mut region = RegionCode::NATIONAL;
         let mut key = self.anchor;
         let mut peer_id: &[u8] = &[];
         let mut not_after = UnixMs::MAX;
-        for cert in chain {
+        for (index, cert) in chain.iter().enumerate() {
             let b = &cert.body;
             let subject = b.subject;
+            let national = subject == RegionCode::NATIONAL;
+            if national && index > 0 {
+                return Err(CertError::NationalNotFirst { index });
+            }
+            if !national && index == 0 && self.anchor_is_root {
+                return Err(if b.issuer_key == self.anchor {
+                    CertError::RootCertifiesOnlyNational { subject }
+                } else {
+                    CertError::NationalCertificateMissing { subject }
+                });
+            }
+            // The anchor itself certified as the national key: a store that does not know
+            // its anchor to be a root trusts that key directly, whoever signed it.
+            let anchor_itself = national && b.subject_key == self.anchor;
+            if anchor_itself && self.anchor_is_root {
+                return Err(CertError::RootIsNotANode);
+            }
             if b.issuer != region {
                 return Err(CertError::ChainBroken {
                     subject,
@@ -403,7 +541,7 @@ impl TrustStore {
                     found: b.issuer,
                 });
             }
-            if b.issuer_key != key {
+            if b.issuer_key != key && !anchor_itself {
                 return Err(CertError::IssuerKeyMismatch {
                     subject,
                     issuer: region,
@@ -428,10 +566,18 @@ impl TrustStore {
                 return Err(CertError::Revoked { subject });
             }
             let d = b.digest();
-            if !self.check_signature(&b.issuer_key, &d, &cert.issuer_signature) {
-                return Err(CertError::BadSignature { subject });
+            if !anchor_itself {
+                if !self.check_signature(&b.issuer_key, &d, &cert.issuer_signature) {
+                    return Err(CertError::BadSignature { subject });
+                }
+                if national {
+                    // The anchor signed a national certificate: it is a root.
+                    self.anchor_is_root = true;
+                }
             }
-            if let Some(old) = &b.replaces {
+            // (A certificate trusted directly, its issuer's signature unchecked, revokes
+            // nothing.)
+            if let Some(old) = b.replaces.as_ref().filter(|_| !anchor_itself) {
                 // The old key is revoked by this very rotation (or may have been revoked
                 // already, e.g. after a compromise): its co-signature still proves consent,
                 // and the parent's signature is what grants the new key.
@@ -567,13 +713,41 @@ impl Revocation {
             signature: issuer.sign(&digest(REVOCATION_DOMAIN, &(subject, key, at))),
         })
     }
+
+    /// The offline root revokes a national key (after a compromise, or once a rotation is
+    /// complete): subject national, no issuer chain — the anchor's signature is the proof.
+    pub fn issue_by_root(root_key: &SigningKey, key: VerifyingKey, at: UnixMs) -> Revocation {
+        let subject = RegionCode::NATIONAL;
+        Revocation {
+            subject,
+            key,
+            at,
+            issuer_chain: Vec::new(),
+            signature: root_key.sign(&digest(REVOCATION_DOMAIN, &(subject, key, at))),
+        }
+    }
 }
 
 impl TrustStore {
     /// Verifies a revocation (issuer chain valid now, issuer a strict ancestor of the subject,
-    /// signature) and revokes the key.
+    /// signature) and revokes the key. A national key is revoked by the anchor itself
+    /// ([`Revocation::issue_by_root`]: empty issuer chain, signed by the anchor).
     pub fn apply_revocation(&mut self, r: &Revocation, now: UnixMs) -> Result<(), CertError> {
         let d = digest(REVOCATION_DOMAIN, &(r.subject, r.key, r.at));
+        if r.subject == RegionCode::NATIONAL && r.issuer_chain.is_empty() {
+            let anchor = self.anchor;
+            if self.is_revoked(&anchor) {
+                return Err(CertError::Revoked {
+                    subject: RegionCode::NATIONAL,
+                });
+            }
+            if !self.check_signature(&anchor, &d, &r.signature) {
+                return Err(CertError::BadMessageSignature {
+                    signer: RegionCode::NATIONAL,
+                });
+            }
+            return self.revoke(&r.key);
+        }
         let issuer = self.verify_signed(&r.issuer_chain, now, &d, &r.signature)?;
         if r.subject == issuer.region || !issuer.region.contains(r.subject) {
             return Err(CertError::OutsideIssuerRegion {
@@ -595,7 +769,9 @@ pub struct NodeIdentity {
 }
 
 impl NodeIdentity {
-    /// The national node: its key is the anchor, its chain empty.
+    /// The national node whose key is itself the anchor (no offline root: simulators,
+    /// protocol tests): its chain is empty. A deployment uses
+    /// [`NodeIdentity::national_certified`].
     pub fn national(key: SigningKey) -> NodeIdentity {
         NodeIdentity {
             region: RegionCode::NATIONAL,
@@ -604,13 +780,36 @@ impl NodeIdentity {
         }
     }
 
+    /// The national node certified by the offline root: its chain is its national
+    /// certificate ([`Certificate::issue_national`]), which must be for `key`. Checked here
+    /// structurally only; the chain is verified against the anchor like any other.
+    pub fn national_certified(
+        key: SigningKey,
+        national_cert: Certificate,
+    ) -> Result<NodeIdentity, CertError> {
+        let b = &national_cert.body;
+        if b.subject != RegionCode::NATIONAL || b.issuer != RegionCode::NATIONAL {
+            return Err(CertError::NotNational { subject: b.subject });
+        }
+        if b.subject_key != key.verifying_key() {
+            return Err(CertError::OtherKey { subject: b.subject });
+        }
+        structural_check(b)?;
+        Ok(NodeIdentity {
+            region: RegionCode::NATIONAL,
+            key,
+            chain: vec![national_cert],
+        })
+    }
+
     /// Signs a digest with this node's key.
     pub fn sign(&self, message_digest: &[u8; 32]) -> Signature {
         self.key.sign(message_digest)
     }
 
     /// Issues a certificate for a child region and returns the child's identity chain
-    /// (this node's chain plus the new certificate).
+    /// (this node's chain plus the new certificate: under a root, a province's chain is
+    /// `[national, province]`).
     pub fn certify_child(
         &self,
         child_key: &SigningKey,

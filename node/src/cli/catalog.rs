@@ -3,11 +3,9 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use backflow_node::config::Config;
-use backflow_node::http;
 use clap::Subcommand;
 
-use super::common::{urlencode, DataArg};
+use super::common::{call, urlencode, DataArg};
 
 #[derive(Subcommand, Debug)]
 pub enum CatalogCmd {
@@ -33,20 +31,18 @@ pub enum CatalogCmd {
 pub fn run(cmd: CatalogCmd) -> Result<()> {
     match cmd {
         CatalogCmd::Add { data, file } => {
-            let cfg = Config::load(&data.dir)?;
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("reading {}", file.display()))?;
             let body: serde_json::Value = serde_json::from_str(&text)
                 .with_context(|| format!("{} is not JSON", file.display()))?;
-            let v = http::call(cfg.http, "POST", "/api/catalog", Some(&body))?;
+            let v = call(&data.dir, "POST", "/api/catalog", Some(&body))?;
             println!(
                 "catalog version {} submitted; it syncs up to the parent",
                 v["seq"]
             );
         }
         CatalogCmd::List { data } => {
-            let cfg = Config::load(&data.dir)?;
-            let v = http::call(cfg.http, "GET", "/api/catalog", None)?;
+            let v = call(&data.dir, "GET", "/api/catalog", None)?;
             let mut n = 0;
             for c in v.as_array().into_iter().flatten() {
                 for e in c["entries"].as_array().into_iter().flatten() {
@@ -63,9 +59,8 @@ pub fn run(cmd: CatalogCmd) -> Result<()> {
             println!("{n} entries");
         }
         CatalogCmd::Show { data, id } => {
-            let cfg = Config::load(&data.dir)?;
-            let v = http::call(
-                cfg.http,
+            let v = call(
+                &data.dir,
                 "GET",
                 &format!("/api/catalog/{}", urlencode(&id)),
                 None,

@@ -1,5 +1,6 @@
 //! `backflow cert issue|install`: jurisdiction certificates — a parent signs its child's,
-//! the child verifies and installs the chain.
+//! the child verifies and installs the chain. The national node installs the national
+//! certificate signed by the offline root (`backflow root certify`) the same way.
 
 use std::path::{Path, PathBuf};
 
@@ -8,7 +9,7 @@ use backflow_node::config::{self, Config};
 use backflow_node::node::{now_ms, peer_id_of};
 use backflow_protocol::cert::TrustStore;
 use backflow_protocol::time::DAY_MS;
-use backflow_topology::Topology;
+use backflow_topology::{RegionCode, Topology};
 use clap::Subcommand;
 
 use super::common::DataArg;
@@ -30,7 +31,8 @@ pub enum CertCmd {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Install the chain issued by the parent into this node's data dir (after verifying it).
+    /// Install the chain issued by the parent (at the national node: the national certificate
+    /// from `backflow root certify`) into this node's data dir, after verifying it.
     Install {
         #[command(flatten)]
         data: DataArg,
@@ -92,6 +94,22 @@ fn install(dir: &Path, file: &Path) -> Result<()> {
     let chain: backflow_protocol::cert::CertChain =
         backflow_protocol::wire::decode_exact(&bytes)
             .map_err(|e| anyhow::anyhow!("{}: not a certificate chain: {e}", file.display()))?;
+    // The anchor is the offline root: every chain, the national node's included, opens with
+    // the national certificate the root signed.
+    match chain.first() {
+        None => bail!(
+            "{} is an empty chain; the national node installs its national certificate \
+             (`backflow root certify`), every other node the chain its parent issued",
+            file.display()
+        ),
+        Some(first) if first.body.subject != RegionCode::NATIONAL => bail!(
+            "{} does not open with the national certificate (it starts at {}): was it issued \
+             by a parent that has not installed its own chain yet?",
+            file.display(),
+            first.body.subject
+        ),
+        Some(_) => {}
+    }
     let id = TrustStore::new(cfg.anchor()?)
         .verify_chain(&chain, now_ms())
         .map_err(|e| anyhow::anyhow!("certificate chain does not verify: {e}"))?;

@@ -19,14 +19,6 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-pub fn absolute(p: &Path) -> Result<PathBuf> {
-    Ok(if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        std::env::current_dir()?.join(p)
-    })
-}
-
 pub fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| {
@@ -37,4 +29,26 @@ pub fn urlencode(s: &str) -> String {
             }
         })
         .collect()
+}
+
+/// A client for the running node's API: its address from the config, its token from the
+/// data directory (readable only by the node's operator).
+pub fn client(dir: &Path) -> Result<backflow_api::client::Client> {
+    let cfg = backflow_node::config::Config::load(dir)?;
+    let token = backflow_api::ApiToken::load(dir)?;
+    Ok(backflow_api::client::Client::new(cfg.http, token))
+}
+
+/// One JSON request to the running node's API.
+pub fn call(
+    dir: &Path,
+    method: &str,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> Result<serde_json::Value> {
+    let client = client(dir)?;
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(client.json(method, path, body))
 }

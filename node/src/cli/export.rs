@@ -1,13 +1,13 @@
-//! `backflow export`: has the running node write its own-region records of a dataset to a
-//! file, byte-identical to the published lines.
+//! `backflow export`: streams the running node's own-region records of a dataset into a file,
+//! byte-identical to the published lines. The node verifies every partition before it sends
+//! a byte; this command writes `<out>.partial` and renames it only when the whole stream
+//! arrived, so a cut-off export never leaves a file that looks complete.
 
 use std::path::PathBuf;
 
-use anyhow::Result;
-use backflow_node::config::Config;
-use backflow_node::http;
+use anyhow::{Context, Result};
 
-use super::common::{absolute, DataArg};
+use super::common::{client, runtime, urlencode, DataArg};
 
 #[derive(clap::Args, Debug)]
 pub struct ExportArgs {
@@ -28,21 +28,40 @@ pub fn run(args: ExportArgs) -> Result<()> {
         version,
         out,
     } = args;
-    let cfg = Config::load(&data.dir)?;
-    let out = absolute(&out)?;
-    let v = http::call(
-        cfg.http,
-        "POST",
-        "/api/export",
-        Some(&serde_json::json!({ "dataset": dataset, "version": version, "out": out })),
-    )?;
+    let client = client(&data.dir)?;
+    let mut path = format!("/api/export?dataset={}", urlencode(&dataset));
+    if let Some(v) = version {
+        path.push_str(&format!("&version={v}"));
+    }
+    let partial = out.with_extension("partial");
+    let (headers, bytes) = runtime()?.block_on(async {
+        let mut file = tokio::fs::File::create(&partial)
+            .await
+            .with_context(|| format!("creating {}", partial.display()))?;
+        let got = client.download(&path, &mut file).await;
+        if got.is_ok() {
+            file.sync_all().await?;
+        }
+        anyhow::Ok(got)
+    })?
+    .inspect_err(|_| {
+        let _ = std::fs::remove_file(&partial);
+    })?;
+    std::fs::rename(&partial, &out)
+        .with_context(|| format!("renaming {} to {}", partial.display(), out.display()))?;
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("?")
+            .to_string()
+    };
     println!(
-        "wrote {} records ({} bytes, {} partitions) of {} v{} to {}",
-        v["records"],
-        v["bytes"],
-        v["partitions"],
-        v["dataset"],
-        v["version"],
+        "wrote {} records ({bytes} bytes, {} partitions) of {} v{} to {}",
+        header("x-backflow-records"),
+        header("x-backflow-partitions"),
+        header("x-backflow-dataset"),
+        header("x-backflow-version"),
         out.display()
     );
     Ok(())

@@ -3,7 +3,8 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
+use backflow_api::ApiToken;
 use backflow_node::config::{self, Config};
 use backflow_node::node::peer_id_of;
 use backflow_protocol::tuning::Tuning;
@@ -19,9 +20,10 @@ pub struct InitArgs {
     /// This node's region code (0 for national).
     #[arg(long)]
     region: String,
-    /// National root public key (hex). Omit at the national node: its key is the anchor.
+    /// The offline root's public key (hex, printed by `backflow root init`): the trust
+    /// anchor. Required at every node, national included.
     #[arg(long)]
-    anchor: Option<String>,
+    anchor: String,
     /// libp2p listen address.
     #[arg(long, default_value = "/ip4/0.0.0.0/tcp/7400")]
     listen: String,
@@ -52,7 +54,7 @@ pub fn run(args: InitArgs) -> Result<()> {
 fn init(
     dir: &Path,
     region: &str,
-    anchor: Option<String>,
+    anchor: String,
     listen: String,
     parent: Option<String>,
     http: SocketAddr,
@@ -61,21 +63,23 @@ fn init(
     if dir.join(config::CONFIG_FILE).exists() {
         bail!("{} is already initialised", dir.display());
     }
+    if dir.join(super::root::ROOT_KEY_FILE).exists() {
+        bail!(
+            "{} holds the root key; a node's data directory must be elsewhere (the root stays \
+             offline)",
+            dir.display()
+        );
+    }
     let code = Topology::china().lookup(region)?.code;
+    // The anchor is the offline root's key, never a node's (checked again at start).
+    let anchor = hex::encode(
+        config::parse_public_key(&anchor)
+            .context("--anchor (the root public key from `backflow root init`)")?
+            .as_bytes(),
+    );
     std::fs::create_dir_all(dir)?;
     let key = SigningKey::generate(&mut rand::rngs::OsRng);
     let public = hex::encode(key.verifying_key().as_bytes());
-    let anchor = match (code == RegionCode::NATIONAL, anchor) {
-        (true, None) => public.clone(),
-        (true, Some(_)) => bail!("the national node's key is the trust anchor; omit --anchor"),
-        (false, Some(a)) => {
-            config::parse_public_key(&a)?;
-            a
-        }
-        (false, None) => {
-            bail!("--anchor (the national root public key) is required below national")
-        }
-    };
     if code != RegionCode::NATIONAL && parent.is_none() {
         eprintln!("note: no --parent given; add `parent = \"/ip4/…/tcp/…/p2p/…\"` to config.toml before `run`");
     }
@@ -88,14 +92,30 @@ fn init(
         ancestors: Vec::new(),
         trust_anchor: anchor,
         http,
+        http_allow_remote: false,
+        http_hosts: Vec::new(),
+        import_dir: None,
+        export_dir: None,
         tuning: Tuning::default(),
     };
     cfg.save(dir)?;
+    ApiToken::create(dir)?;
     let peer = peer_id_of(&key.verifying_key())?;
     println!("initialised {} for region {code}", dir.display());
     println!("public key: {public}");
     println!("peer id:    {peer}");
-    if code != RegionCode::NATIONAL {
+    println!(
+        "API token:  {} (mode 0600; send it as `Authorization: Bearer <token>`)",
+        dir.join(backflow_api::token::TOKEN_FILE).display()
+    );
+    if code == RegionCode::NATIONAL {
+        println!(
+            "next: on the offline root machine `backflow root certify --dir <ROOT_DIR> --key {public} \
+             --peer-id {peer} --out national.chain`, then here \
+             `backflow cert install --data {} national.chain`",
+            dir.display()
+        );
+    } else {
         println!(
             "next: the parent runs `backflow cert issue --region {code} --key {public} --out {code}.chain`, \
              then here `backflow cert install {code}.chain`"

@@ -7,6 +7,7 @@ pub mod demo;
 pub mod export;
 pub mod init;
 pub mod publish;
+pub mod root;
 pub mod run;
 pub mod status;
 pub mod topology;

@@ -1,15 +1,14 @@
-//! `backflow publish`: hands a dataset file to the running node, follows the publish job
-//! with a progress bar, and prints its report (rejects and warnings with line numbers).
+//! `backflow publish`: streams a dataset file to the running node as the body of
+//! `POST /api/publish` with a progress bar, and prints its report (rejects and warnings with
+//! line numbers).
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
-use backflow_node::config::Config;
-use backflow_node::http;
+use anyhow::{Context, Result};
+use backflow_node::partition::Format;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::common::{absolute, DataArg};
+use super::common::{client, runtime, urlencode, DataArg};
 
 #[derive(clap::Args, Debug)]
 pub struct PublishArgs {
@@ -57,35 +56,56 @@ fn publish(
     strict_villages: bool,
     file: &Path,
 ) -> Result<()> {
-    let cfg = Config::load(dir)?;
-    let file = absolute(file)?;
-    let v = http::call(
-        cfg.http,
-        "POST",
-        "/api/publish",
-        Some(&serde_json::json!({
-            "dataset": dataset, "region_field": region_field, "file": file, "format": format,
-            "strict_villages": strict_villages
-        })),
-    )?;
-    let job = v["job"].as_u64().context("API did not return a job id")?;
+    let format = match format {
+        Some(f) => f,
+        None => Format::from_path(file)
+            .map(|f| match f {
+                Format::Csv => "csv".to_string(),
+                Format::Ndjson => "ndjson".to_string(),
+            })
+            .with_context(|| {
+                format!(
+                    "cannot tell the format of {} from its name; pass --format csv or ndjson",
+                    file.display()
+                )
+            })?,
+    };
+    let client = client(dir)?;
+    let path = format!(
+        "/api/publish?dataset={}&region_field={}&format={}&strict_villages={strict_villages}",
+        urlencode(&dataset),
+        urlencode(&region_field),
+        urlencode(&format)
+    );
     let bar = ProgressBar::new(0).with_style(
         ProgressStyle::with_template(
-            "partition [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+            "upload [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} {eta} {msg}",
         )?
         .progress_chars("=> "),
     );
-    let report = loop {
-        let j = http::call(cfg.http, "GET", &format!("/api/jobs/{job}"), None)?;
-        bar.set_length(j["bytes_total"].as_u64().unwrap_or(0));
-        bar.set_position(j["bytes_read"].as_u64().unwrap_or(0));
-        match j["state"].as_str() {
-            Some("done") => break j["report"].clone(),
-            Some("failed") => {
-                bar.abandon();
-                bail!("{}", j["error"].as_str().unwrap_or("publish failed"));
-            }
-            _ => std::thread::sleep(Duration::from_millis(200)),
+    // The data goes as the request body, read here with this user's permissions: the node
+    // never opens a path a client names (except inside its configured import_dir).
+    let report = runtime()?.block_on(async {
+        let input = tokio::fs::File::open(file)
+            .await
+            .with_context(|| format!("opening {}", file.display()))?;
+        let length = input.metadata().await?.len();
+        bar.set_length(length);
+        let shown = bar.clone();
+        client
+            .upload(&path, input, length, move |sent| {
+                shown.set_position(sent);
+                if sent == length {
+                    shown.set_message("— partitioning and signing");
+                }
+            })
+            .await
+    });
+    let report = match report {
+        Ok(r) => r,
+        Err(e) => {
+            bar.abandon();
+            return Err(e);
         }
     };
     bar.finish_and_clear();

@@ -4,9 +4,10 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use backflow_node::config::{self, Config};
-use backflow_node::http;
+use backflow_api::ApiToken;
+use backflow_node::api_backend::api_router;
 use backflow_node::node::{start, NodeSetup};
-use tracing::info;
+use tracing::{info, warn};
 
 use super::common::{runtime, DataArg};
 
@@ -22,6 +23,11 @@ pub fn run(args: RunArgs) -> Result<()> {
 
 async fn daemon(dir: PathBuf) -> Result<()> {
     let cfg = Config::load(&dir)?;
+    cfg.check_http_bind()?;
+    // Secrets are checked before anything starts (load_identity checks the key).
+    if dir.join(backflow_api::token::TOKEN_FILE).exists() {
+        ApiToken::load(&dir)?;
+    }
     let identity = config::load_identity(&dir, &cfg)?;
     let mut upstream = Vec::new();
     for a in cfg.parent.iter().chain(cfg.ancestors.iter()) {
@@ -42,16 +48,23 @@ async fn daemon(dir: PathBuf) -> Result<()> {
         listen,
         upstream,
         tuning: cfg.tuning.clone(),
-        fault_tamper_serve: std::env::var("BACKFLOW_FAULT_TAMPER_SERVE").is_ok_and(|v| v == "1"),
+        fault_tamper_serve: backflow_node::faults::tamper_serve(|name| std::env::var(name).ok()),
     })
     .await?;
     for a in &node.listen_addrs {
         println!("listening on {a}");
     }
-    let app = http::router(node.clone(), dir.clone(), cfg.department.clone());
+    let app = api_router(&dir, &cfg, node.clone())?;
     let listener = tokio::net::TcpListener::bind(cfg.http)
         .await
         .with_context(|| format!("binding the HTTP API to {}", cfg.http))?;
+    if !cfg.http.ip().is_loopback() {
+        warn!(
+            "the HTTP API listens on {}, a non-loopback address (http_allow_remote = true): \
+             anyone who reaches it with the token controls this node; put it behind TLS",
+            cfg.http
+        );
+    }
     println!("HTTP API on http://{}", cfg.http);
     let shutdown = async {
         let ctrl_c = tokio::signal::ctrl_c();
@@ -69,9 +82,7 @@ async fn daemon(dir: PathBuf) -> Result<()> {
         let _ = ctrl_c.await;
         info!("signal received; shutting down");
     };
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    backflow_api::serve::serve(listener, app, shutdown).await?;
     node.shutdown().await;
     task.await??;
     println!("stopped cleanly");

@@ -3,10 +3,8 @@
 use std::path::Path;
 
 use anyhow::Result;
-use backflow_node::config::Config;
-use backflow_node::http;
 
-use super::common::{urlencode, DataArg};
+use super::common::{call, urlencode, DataArg};
 
 #[derive(clap::Args, Debug)]
 pub struct StatusArgs {
@@ -29,12 +27,11 @@ pub fn run(args: StatusArgs) -> Result<()> {
 }
 
 fn status(dir: &Path, dataset: Option<String>, json: bool) -> Result<()> {
-    let cfg = Config::load(dir)?;
     let path = match &dataset {
         Some(d) => format!("/api/status?dataset={}", urlencode(d)),
         None => "/api/status".into(),
     };
-    let v = http::call(cfg.http, "GET", &path, None)?;
+    let v = call(dir, "GET", &path, None)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());

@@ -41,7 +41,7 @@ impl Net {
     /// GET/POST the node's HTTP API from the test process (over the private network).
     pub fn api(&self, name: &str, method: &str, path: &str, body: Option<&Value>) -> Value {
         let node = self.node(name);
-        http(node.api(), method, path, body)
+        http(&node.api(), method, path, body)
             .unwrap_or_else(|e| panic!("{method} {path} on {name}: {e}"))
     }
 
@@ -49,7 +49,7 @@ impl Net {
     pub fn dataset_status(&self, name: &str, dataset: &str) -> Option<Value> {
         let node = self.node(name);
         let v = http(
-            node.api(),
+            &node.api(),
             "GET",
             &format!("/api/status?dataset={dataset}"),
             None,

@@ -304,7 +304,7 @@ pub fn catalog_entry(id: &str, name: &str) -> Value {
 
 /// Does `node`'s aggregated catalog hold entry `id` from `region`?
 pub fn catalog_has(net: &Net, node: &str, region: &str, id: &str) -> Option<Value> {
-    let v = crate::poll::http(net.node(node).api(), "GET", "/api/catalog", None).ok()?;
+    let v = crate::poll::http(&net.node(node).api(), "GET", "/api/catalog", None).ok()?;
     v.as_array()?.iter().find_map(|c| {
         if c["region"] != region {
             return None;

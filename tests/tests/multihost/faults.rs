@@ -84,7 +84,10 @@ impl Net {
         wait_for(
             &format!("{name}'s HTTP API after restart"),
             Duration::from_secs(30),
-            || async move { http(api, "GET", "/api/status", None).ok().map(|_| ()) },
+            || {
+                let api = api.clone();
+                async move { http(&api, "GET", "/api/status", None).ok().map(|_| ()) }
+            },
         )
         .await;
     }

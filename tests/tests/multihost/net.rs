@@ -17,7 +17,7 @@ use testcontainers::core::{Mount, WaitFor};
 use testcontainers::runners::AsyncRunner;
 use testcontainers::{ContainerAsync, GenericImage, ImageExt};
 
-use crate::poll::{http, wait_for};
+use crate::poll::{http, wait_for, Api};
 use crate::suite::{Suite, IMAGE_NAME, IMAGE_TAG};
 
 /// Inside every container: the data directory (a bind mount of a host temp dir), libp2p port,
@@ -51,8 +51,14 @@ impl Node {
         format!("/ip4/{}/tcp/{P2P_PORT}/p2p/{}", self.ip(), self.peer_id)
     }
 
-    pub fn api(&self) -> SocketAddr {
-        SocketAddr::new(self.ip(), HTTP_PORT)
+    /// The node's API: its address on the private network and the token `init` wrote.
+    pub fn api(&self) -> Api {
+        let token = std::fs::read_to_string(self.dir.join("api.token"))
+            .unwrap_or_else(|e| panic!("{}'s api.token: {e}", self.name));
+        Api {
+            addr: SocketAddr::new(self.ip(), HTTP_PORT),
+            token: token.trim().to_string(),
+        }
     }
 
     pub fn container(&self) -> &ContainerAsync<GenericImage> {
@@ -179,7 +185,10 @@ impl Net {
         wait_for(
             &format!("{name}'s HTTP API"),
             Duration::from_secs(30),
-            || async move { http(api, "GET", "/api/status", None).ok().map(|_| ()) },
+            || {
+                let api = api.clone();
+                async move { http(&api, "GET", "/api/status", None).ok().map(|_| ()) }
+            },
         )
         .await;
     }
@@ -253,6 +262,8 @@ pub fn write_wiring(
             table.remove("parent");
         }
     }
+    // The API listens on the container's interfaces so the test can reach it (token required).
+    table.insert("http_allow_remote".into(), toml::Value::Boolean(true));
     table.insert(
         "ancestors".into(),
         toml::Value::Array(ancestors.iter().cloned().map(toml::Value::String).collect()),

@@ -14,13 +14,16 @@ use serde_json::Value;
 /// Bound on one HTTP request to a node.
 const HTTP_TIMEOUT_MS: u64 = 5_000;
 
+/// A node's API on the private network: its address and its token (`<data dir>/api.token`).
+#[derive(Clone, Debug)]
+pub struct Api {
+    pub addr: SocketAddr,
+    pub token: String,
+}
+
 /// A minimal HTTP/1.0 JSON client for the nodes' APIs on the private network.
-pub fn http(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    body: Option<&Value>,
-) -> Result<Value, String> {
+pub fn http(api: &Api, method: &str, path: &str, body: Option<&Value>) -> Result<Value, String> {
+    let addr = api.addr;
     let timeout = Duration::from_millis(HTTP_TIMEOUT_MS);
     let mut s =
         TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect {addr}: {e}"))?;
@@ -29,7 +32,8 @@ pub fn http(
     let body = body.map(|b| b.to_string()).unwrap_or_default();
     write!(
         s,
-        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        api.token,
         body.len()
     )
     .map_err(|e| e.to_string())?;

@@ -24,11 +24,13 @@ pub enum RejectReason {
     UnknownRegion,
     /// A real township, but outside the publishing node's region.
     ForeignRegion,
-    /// The line itself is unusable (bad JSON, unbalanced quotes, over [`crate::partition::LINE_BYTES_MAX`]).
+    /// The line itself is unusable (bad JSON, unbalanced quotes). A line over
+    /// [`crate::partition::LINE_BYTES_MAX`] is no reject: it fails the whole publish.
     BadRecord,
     /// A 12-digit code in a known township of the publisher's region whose village is unknown
-    /// (see [`crate::township_index::VillagePolicy`]); a reject only under [`crate::township_index::VillagePolicy::Strict`], otherwise the
-    /// record is published with a [`WarningReason::UnknownVillageRolledUp`].
+    /// (see [`crate::township_index::VillagePolicy`]); a reject only under
+    /// [`crate::township_index::VillagePolicy::Strict`], otherwise the record is published
+    /// with a [`WarningReason::UnknownVillageRolledUp`].
     UnknownVillage,
 }
 
@@ -50,9 +52,10 @@ impl RejectReason {
 #[serde(rename_all = "snake_case")]
 pub enum WarningReason {
     /// A 12-digit code whose township is known but whose village is not (see
-    /// [`VillagePolicy`]): rolled up to the township, as villages change faster than the
-    /// division table. These lines WERE published (unless [`crate::township_index::VillagePolicy::Strict`], under
-    /// which they are [`RejectReason::UnknownVillage`] rejects instead and never warnings).
+    /// [`crate::township_index::VillagePolicy`]): rolled up to the township, as villages
+    /// change faster than the division table. These lines WERE published (unless
+    /// [`crate::township_index::VillagePolicy::Strict`], under which they are
+    /// [`RejectReason::UnknownVillage`] rejects instead and never warnings).
     UnknownVillageRolledUp,
 }
 
@@ -109,6 +112,12 @@ pub type Warnings = LineReport<WarningReason>;
 /// The rejects file: one line per rejected or warned record, `LINE\tREASON\tVALUE` (REASON is a
 /// [`RejectReason::label`] or a [`WarningReason::label`], which starts with `warning:` and
 /// marks a line that WAS published).
+///
+/// Operator-only: unlike every error and the [`LineReport`]s (line numbers and reasons, safe
+/// to return through the API), VALUE is input bytes — the region field's value, or the start
+/// of the line when it has none — truncated to 64 bytes and decoded lossily. The node writes
+/// this file into its data directory for the operator; it must never be served back to an
+/// API client (a key file published as CSV would otherwise be readable line by line).
 pub(crate) struct RejectsFile(pub(crate) Option<BufWriter<File>>);
 
 impl RejectsFile {

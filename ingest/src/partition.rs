@@ -18,13 +18,19 @@
 //! [`VillagePolicy`]) is rolled up to that township and published, but counted with its line
 //! number as a [`Warnings`] entry and listed in the rejects file too, marked as a warning; with
 //! [`VillagePolicy::Strict`] it is rejected instead ([`RejectReason::UnknownVillage`]).
+//!
+//! Nothing this module returns carries bytes of the input: errors name line numbers, lengths,
+//! counts, the field name the publisher asked for and what is wrong, and the serialised
+//! [`PartitionSummary`] holds only numbers and reasons. Whoever can make a node publish a file
+//! (the HTTP API) must not be able to read it back that way, e.g. a key file published as CSV.
+//! Only the operator's rejects file shows (truncated) values; see [`crate::line_report`].
 
 use std::fs::File;
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
-use backflow_topology::{RegionCode, Topology};
+use anyhow::{anyhow, bail, Context, Result};
+use backflow_topology::RegionCode;
 use serde::Serialize;
 
 use crate::line_report::RejectsFile;
@@ -39,6 +45,8 @@ use crate::township_index::{Routed, TownshipIndex};
 pub const LINE_BYTES_MAX: usize = 16 * 1024 * 1024;
 /// Read block size: large enough that per-read syscall cost vanishes against the scan.
 const READ_BLOCK_BYTES: usize = 8 * 1024 * 1024;
+/// The first read's block, doubled up to [`READ_BLOCK_BYTES`] while reads fill it.
+const FIRST_BLOCK_BYTES: usize = 64 * 1024;
 
 /// Input record format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -111,7 +119,10 @@ pub struct PartitionSummary {
     /// Every township of the scope, with or without records (each gets a partition).
     pub townships_in_scope: u64,
     pub runs_spilled: u64,
-    /// CSV header line exactly as read, line terminator included; empty for NDJSON.
+    /// CSV header line exactly as read, line terminator included; empty for NDJSON. Not
+    /// serialised: the summary is reported through the API, and the header is input bytes
+    /// (the publisher's schema carries it, signed, for those entitled to the data).
+    #[serde(skip_serializing)]
     pub header: Vec<u8>,
     pub rejects: Rejects,
     /// Records routed and published, but reported (unknown villages rolled up to their
@@ -167,7 +178,7 @@ fn csv_field(line: &[u8], index: usize) -> Option<&[u8]> {
 }
 
 /// Splits a CSV header (without its line terminator) into field names.
-pub(crate) fn csv_header_fields(header: &[u8]) -> Vec<String> {
+pub fn csv_header_fields(header: &[u8]) -> Vec<String> {
     let mut out = Vec::new();
     let mut i = 0;
     while let Some(f) = csv_field(header, i) {
@@ -215,10 +226,18 @@ fn json_field(line: &[u8], field: &str) -> Result<Option<Vec<u8>>, ()> {
     Ok(v)
 }
 
-/// A spilled run: township index → (offset, len, records) within the run file.
+/// A spilled run: township index → (offset, len, records) within the run file. The file is
+/// deleted when the run is dropped: after the sink has had every partition, and on every error
+/// path too (a failed publish leaves no spill behind).
 struct Run {
     path: PathBuf,
     segments: Vec<(u32, u64, u64, u64)>,
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 struct Partitioner<'a> {
@@ -297,22 +316,25 @@ impl Partitioner<'_> {
         Ok(())
     }
 
-    /// Counting sort of the buffered records by township: O(records), stable. Township `t`'s
-    /// records are `order[start[t]..start[t + 1]]` (indexes into `recs`), in input order.
+    /// Counting sort of the buffered records by township: O(records + townships in scope),
+    /// stable. The `j`-th township of the scope (dense index `scope.start + j`: only those are
+    /// routed) has records `order[start[j]..start[j + 1]]` (indexes into `recs`), in input order.
     fn group_by_township(&self) -> (Vec<u32>, Vec<u32>) {
-        let n = self.index.codes.len();
+        let base = self.index.scope.start;
+        let n = self.index.scope.len();
         let mut start = vec![0u32; n + 1];
         for &(t, _, _) in &self.recs {
-            start[t as usize + 1] += 1;
+            start[t as usize - base + 1] += 1;
         }
-        for t in 0..n {
-            start[t + 1] += start[t];
+        for j in 0..n {
+            start[j + 1] += start[j];
         }
         let mut next = start.clone();
         let mut order = vec![0u32; self.recs.len()];
         for (k, &(t, _, _)) in self.recs.iter().enumerate() {
-            order[next[t as usize] as usize] = k as u32;
-            next[t as usize] += 1;
+            let j = t as usize - base;
+            order[next[j] as usize] = k as u32;
+            next[j] += 1;
         }
         (start, order)
     }
@@ -327,17 +349,20 @@ impl Partitioner<'_> {
             .cfg
             .spill_dir
             .join(format!("run-{:05}.bin", self.runs.len()));
-        let mut out = BufWriter::with_capacity(
-            4 * 1024 * 1024,
-            File::create(&path)
-                .with_context(|| format!("creating spill run {}", path.display()))?,
-        );
-        let n = self.index.codes.len();
+        let file = File::create(&path)
+            .with_context(|| format!("creating spill run {}", path.display()))?;
+        // Pushed now, segments filled in below: a failed write still deletes the file.
+        self.runs.push(Run {
+            path,
+            segments: Vec::new(),
+        });
+        let mut out = BufWriter::with_capacity(4 * 1024 * 1024, file);
+        let base = self.index.scope.start;
         let (start, order) = self.group_by_township();
         let mut segments = Vec::new();
         let mut offset = 0u64;
-        for t in 0..n {
-            let (a, b) = (start[t] as usize, start[t + 1] as usize);
+        for j in 0..self.index.scope.len() {
+            let (a, b) = (start[j] as usize, start[j + 1] as usize);
             if a == b {
                 continue;
             }
@@ -347,13 +372,15 @@ impl Partitioner<'_> {
                 out.write_all(&self.arena[off as usize..(off + l) as usize])?;
                 len += u64::from(l);
             }
-            segments.push((t as u32, offset, len, (b - a) as u64));
+            segments.push(((base + j) as u32, offset, len, (b - a) as u64));
             offset += len;
         }
         out.flush()?;
         self.arena.clear();
         self.recs.clear();
-        self.runs.push(Run { path, segments });
+        if let Some(run) = self.runs.last_mut() {
+            run.segments = segments;
+        }
         self.summary.runs_spilled += 1;
         Ok(())
     }
@@ -367,30 +394,37 @@ impl Partitioner<'_> {
             .iter()
             .map(|r| File::open(&r.path))
             .collect::<std::io::Result<_>>()?;
-        // Per run, a cursor into its (township-sorted) segment list.
-        let mut cursors = vec![0usize; self.runs.len()];
-        let mut copy_buf = vec![0u8; 1024 * 1024];
-        for (i, &code) in self.index.codes.iter().enumerate() {
-            if !self.index.in_scope[i] {
-                continue;
-            }
+        // Every run's segments, (township, run, offset, len, records), sorted by township and
+        // then run (= published order): one walk over the scope takes each township's in turn.
+        // O(segments) however many runs there are.
+        let mut all: Vec<(u32, usize, u64, u64, u64)> = self
+            .runs
+            .iter()
+            .enumerate()
+            .flat_map(|(r, run)| {
+                run.segments
+                    .iter()
+                    .map(move |&(t, offset, len, n)| (t, r, offset, len, n))
+            })
+            .collect();
+        all.sort_unstable_by_key(|&(t, r, ..)| (t, r));
+        let largest = all.iter().map(|s| s.3).max().unwrap_or(0);
+        let mut copy_buf = vec![0u8; largest.min(1024 * 1024) as usize];
+        let mut next = 0;
+        let scope = self.index.scope.clone();
+        for i in scope.clone() {
+            let code = self.index.codes[i];
             self.summary.townships_in_scope += 1;
             // This township's segments across runs, in run (= published) order.
-            let mut segments: Vec<(usize, u64, u64)> = Vec::new();
-            let (mut records, mut bytes) = (0u64, 0u64);
-            for (r, run) in self.runs.iter().enumerate() {
-                let Some(&(t, offset, len, n)) = run.segments.get(cursors[r]) else {
-                    continue;
-                };
-                if t as usize != i {
-                    continue;
-                }
-                cursors[r] += 1;
-                segments.push((r, offset, len));
-                records += n;
-                bytes += len;
+            let first = next;
+            while all.get(next).is_some_and(|s| s.0 as usize == i) {
+                next += 1;
             }
-            let mem = &mem_order[mem_start[i] as usize..mem_start[i + 1] as usize];
+            let segments = &all[first..next];
+            let mut records: u64 = segments.iter().map(|s| s.4).sum();
+            let mut bytes: u64 = segments.iter().map(|s| s.3).sum();
+            let j = i - scope.start;
+            let mem = &mem_order[mem_start[j] as usize..mem_start[j + 1] as usize];
             records += mem.len() as u64;
             bytes += mem
                 .iter()
@@ -400,7 +434,7 @@ impl Partitioner<'_> {
                 self.summary.townships_with_records += 1;
             }
             let mut replay = |out: &mut dyn FnMut(&[u8]) -> Result<()>| -> Result<()> {
-                for &(r, offset, len) in &segments {
+                for &(_, r, offset, len, _) in segments {
                     let file = &mut files[r];
                     file.seek(SeekFrom::Start(offset))?;
                     let mut left = len;
@@ -419,9 +453,8 @@ impl Partitioner<'_> {
             };
             sink.partition(code, records, bytes, &mut replay)?;
         }
-        for run in &self.runs {
-            let _ = std::fs::remove_file(&run.path);
-        }
+        debug_assert_eq!(next, all.len(), "every segment is of a township in scope");
+        // The run files go when `self.runs` is dropped, on return.
         if let Some(f) = &mut self.rejects_file.0 {
             f.flush()?;
         }
@@ -436,8 +469,21 @@ pub fn partition(
     sink: &mut dyn PartitionSink,
     progress: &mut dyn FnMut(u64),
 ) -> Result<PartitionSummary> {
+    partition_in_blocks(input, cfg, READ_BLOCK_BYTES, sink, progress)
+}
+
+/// [`partition`], reading at most `block_bytes` at a time (clamped to 1..=[`LINE_BYTES_MAX`])
+/// instead of 8 MiB. The result does not depend on it; tests and the fuzz target use small
+/// blocks so that lines spanning reads (the carry path) are exercised by small inputs.
+pub fn partition_in_blocks(
+    input: &mut dyn Read,
+    cfg: &PartitionConfig,
+    block_bytes: usize,
+    sink: &mut dyn PartitionSink,
+    progress: &mut dyn FnMut(u64),
+) -> Result<PartitionSummary> {
     std::fs::create_dir_all(&cfg.spill_dir)?;
-    let index = TownshipIndex::new(Topology::china(), cfg.scope, cfg.region_field.villages);
+    let index = TownshipIndex::new(cfg.scope, cfg.region_field.villages);
     // Arena offsets are u32.
     anyhow::ensure!(
         cfg.buffer_bytes_max < (u32::MAX as usize) - LINE_BYTES_MAX,
@@ -471,7 +517,16 @@ pub fn partition(
         },
         rejects_file: RejectsFile(rejects_file),
     };
-    let mut block = vec![0u8; READ_BLOCK_BYTES];
+    // At most LINE_BYTES_MAX: a line that fits in one block is then never too long. The block
+    // starts small and doubles while reads fill it, so a small file costs no 8 MiB buffer.
+    let block_max = block_bytes.clamp(1, LINE_BYTES_MAX);
+    let mut block = vec![0u8; block_max.min(FIRST_BLOCK_BYTES)];
+    let too_long = |line_no: u64| {
+        anyhow!(
+            "line {line_no} is longer than {LINE_BYTES_MAX} bytes; is this a {:?} file?",
+            cfg.format
+        )
+    };
     // Bytes of an incomplete line carried to the next block.
     let mut carry: Vec<u8> = Vec::new();
     let mut line_no = 0u64;
@@ -493,17 +548,16 @@ pub fn partition(
                     Some(k) => {
                         carry.extend_from_slice(&data[..=k]);
                         data = &data[k + 1..];
+                        // Its newline aside, the line must be within the limit.
+                        if carry.len() > LINE_BYTES_MAX + 1 {
+                            return Err(too_long(line_no + 1));
+                        }
                     }
                     None if at_eof => {}
                     None => {
                         carry.extend_from_slice(data);
                         if carry.len() > LINE_BYTES_MAX {
-                            bail!(
-                                "line {} is longer than {} bytes; is this a {:?} file?",
-                                line_no + 1,
-                                LINE_BYTES_MAX,
-                                cfg.format
-                            );
+                            return Err(too_long(line_no + 1));
                         }
                         break;
                     }
@@ -531,6 +585,9 @@ pub fn partition(
                 }
             }
         }
+        if got == block.len() && block.len() < block_max {
+            block.resize((block.len() * 2).min(block_max), 0);
+        }
     }
     if header_pending {
         bail!("empty input: a CSV file needs a header line naming the fields");
@@ -553,14 +610,18 @@ fn handle_line(
     let body = line.strip_suffix(b"\n").unwrap_or(line);
     let body = body.strip_suffix(b"\r").unwrap_or(body);
     let fields = csv_header_fields(body);
+    // The error names the field asked for and counts, never the header's own names: the
+    // header is input bytes (a key file published as CSV would be echoed otherwise).
     p.field_index = fields
         .iter()
         .position(|f| f == &p.cfg.region_field.name)
         .with_context(|| {
             format!(
-                "CSV header has no field {:?} (fields: {})",
+                "CSV header (line 1: {} fields, {} bytes) has no field {:?}; is this a CSV file \
+                 with a header line naming the fields?",
+                fields.len(),
+                body.len(),
                 p.cfg.region_field.name,
-                fields.join(", ")
             )
         })?;
     p.summary.header = line.to_vec();
@@ -584,6 +645,7 @@ fn read_full(input: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use backflow_topology::Topology;
 
     #[derive(Default)]
     struct MemSink {
@@ -837,11 +899,7 @@ mod tests {
             assert_eq!(part(&sink, "110101001").2, 2);
         }
         // 天河区沙河街道 (440103001) has one village, 101; 650104001's are 1, 3–6 and 17–19.
-        let index = TownshipIndex::new(
-            Topology::china(),
-            RegionCode::NATIONAL,
-            VillagePolicy::Strict,
-        );
+        let index = TownshipIndex::new(RegionCode::NATIONAL, VillagePolicy::Strict);
         for code in [
             "440103001101",
             "650104001001",
@@ -882,6 +940,195 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("no field \"nope\""), "{err}");
+    }
+
+    /// A secret (say the first line of a key file) that a publish must never echo.
+    const SECRET: &str = "SECRET-5f3a9c1d7e";
+
+    /// Runs `partition` over `input` in blocks of `block` bytes; the error or the summary, and
+    /// the rejects file.
+    fn attempt(
+        input: &[u8],
+        format: Format,
+        field: &str,
+        villages: VillagePolicy,
+        block: usize,
+    ) -> (Result<PartitionSummary>, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = PartitionConfig {
+            format,
+            region_field: RegionField::new(field, villages),
+            scope: RegionCode::parse("11").unwrap(),
+            buffer_bytes_max: 64,
+            spill_dir: dir.path().join("spill"),
+            rejects_path: Some(dir.path().join("rejects.tsv")),
+        };
+        let mut sink = MemSink::default();
+        let result = partition_in_blocks(&mut &input[..], &cfg, block, &mut sink, &mut |_| {});
+        // Spill runs are gone whether the pass succeeded or not.
+        let left = std::fs::read_dir(&cfg.spill_dir).unwrap().count();
+        assert_eq!(left, 0, "spill files left behind");
+        let rejects = std::fs::read(dir.path().join("rejects.tsv")).unwrap_or_default();
+        (result, String::from_utf8_lossy(&rejects).into_owned())
+    }
+
+    /// `text` does not hold the secret, in any form serde_json would put it: as a string, or
+    /// as its bytes (`Vec<u8>` serialises as an array of numbers).
+    fn assert_no_secret(text: &str, what: &str) {
+        assert!(!text.contains(SECRET), "{what} echoes the input: {text}");
+        let bytes = serde_json::to_string(SECRET.as_bytes()).unwrap();
+        let inner = bytes.trim_start_matches('[').trim_end_matches(']');
+        assert!(
+            !text.contains(inner),
+            "{what} echoes the input bytes: {text}"
+        );
+    }
+
+    #[test]
+    fn errors_and_summary_never_echo_the_input() {
+        let long = "x".repeat(LINE_BYTES_MAX + 1);
+        // Inputs that fail the whole pass, each with the secret in its first or a later line.
+        let failing: Vec<(&str, Format, Vec<u8>)> = vec![
+            (
+                "no such field in the header",
+                Format::Csv,
+                format!("{SECRET},-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXk\n")
+                    .into_bytes(),
+            ),
+            (
+                "no such field, header without newline",
+                Format::Csv,
+                format!("id,\"{SECRET}\",note").into_bytes(),
+            ),
+            (
+                "overlong header line",
+                Format::Csv,
+                format!("village,{SECRET}{long}\n").into_bytes(),
+            ),
+            (
+                "overlong record line, no newline",
+                Format::Csv,
+                format!("id,village\n1,110101001001\n{SECRET}{long}").into_bytes(),
+            ),
+            (
+                "overlong record line, newline",
+                Format::Csv,
+                format!("id,village\n{SECRET}{long}\n2,110101001001\n").into_bytes(),
+            ),
+            (
+                "overlong NDJSON line",
+                Format::Ndjson,
+                format!("{{\"village\":\"{SECRET}{long}\"}}\n").into_bytes(),
+            ),
+        ];
+        for (shape, format, input) in &failing {
+            for block in [READ_BLOCK_BYTES, 1 << 20, 7] {
+                if input.len() > 1 << 20 && block == 7 {
+                    continue; // 16 MiB in 7-byte reads: slow, and no new path.
+                }
+                let (result, _) = attempt(input, *format, "village", VillagePolicy::Strict, block);
+                let err = result.err().unwrap_or_else(|| panic!("{shape}: must fail"));
+                assert_no_secret(&format!("{err:#}"), shape);
+                assert_no_secret(&format!("{err:?}"), shape);
+            }
+        }
+        // The header error still says what is wrong: the field asked for, and counts.
+        let (result, _) = attempt(
+            &failing[0].2,
+            Format::Csv,
+            "village",
+            VillagePolicy::Strict,
+            64,
+        );
+        let err = format!("{:#}", result.err().unwrap());
+        assert!(err.contains("no field \"village\""), "{err}");
+        assert!(err.contains("2 fields"), "{err}");
+        let (result, _) = attempt(
+            &failing[4].2,
+            Format::Csv,
+            "village",
+            VillagePolicy::Strict,
+            64,
+        );
+        let err = format!("{:#}", result.err().unwrap());
+        assert!(err.contains("line 2 is longer than"), "{err}");
+
+        // Inputs that publish, with the secret in the header, in every kind of rejected or
+        // warned line, and in published records.
+        let csv = format!(
+            "id,village,{SECRET}\n\
+             {SECRET}\n\
+             1,{SECRET},missing\n\
+             2,,{SECRET}\n\
+             3,999999999999,{SECRET}\n\
+             4,120101001001,{SECRET}\n\
+             5,\"{SECRET},\n\
+             6,110101001999,{SECRET}\n\
+             7,110101001001,{SECRET}\n"
+        );
+        let ndjson = format!(
+            "{{\"{SECRET}\":1}}\n\
+             {{\"village\":\"{SECRET}\"}}\n\
+             {{\"village\":\"999999999999\",\"k\":\"{SECRET}\"}}\n\
+             {{\"village\":\"120101001001\",\"k\":\"{SECRET}\"}}\n\
+             {{\"village\":{SECRET}}}\n\
+             {SECRET}\n\
+             [\"{SECRET}\"]\n\
+             {{\"village\":\"110101001999\",\"k\":\"{SECRET}\"}}\n\
+             {{\"village\":\"110101001001\",\"k\":\"{SECRET}\"}}\n"
+        );
+        for (format, input, rejected) in [(Format::Csv, &csv, 6), (Format::Ndjson, &ndjson, 7)] {
+            for villages in [VillagePolicy::RollUp, VillagePolicy::Strict] {
+                for block in [READ_BLOCK_BYTES, 5] {
+                    let (result, rejects_file) =
+                        attempt(input.as_bytes(), format, "village", villages, block);
+                    let summary = result.unwrap();
+                    let strict = u64::from(villages == VillagePolicy::Strict);
+                    assert_eq!(summary.rejects.total(), rejected + strict, "{format:?}");
+                    assert_eq!(summary.records_routed, 2 - strict, "{format:?}");
+                    let json = serde_json::to_string(&summary).unwrap();
+                    assert_no_secret(&json, "the summary");
+                    assert_no_secret(&format!("{:?}", summary.rejects), "the rejects report");
+                    // The operator's rejects file does show values (truncated): that is what it
+                    // is for, and why it stays in the node's data directory.
+                    assert!(rejects_file.contains(SECRET), "{rejects_file}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn block_size_does_not_change_the_result() {
+        let ndjson = "{\"village\":\"110101001001\"}\n\n{\"village\":110101002003}\r\n\
+                      not json\n{\"village\":\"110101001999\"}";
+        for (input, format) in [
+            (CSV, Format::Csv),
+            (VILLAGES, Format::Csv),
+            (ndjson, Format::Ndjson),
+        ] {
+            let outcome = |block: usize| {
+                let dir = tempfile::tempdir().unwrap();
+                let cfg = PartitionConfig {
+                    format,
+                    region_field: "village".into(),
+                    scope: RegionCode::parse("11").unwrap(),
+                    buffer_bytes_max: 30,
+                    spill_dir: dir.path().join("spill"),
+                    rejects_path: Some(dir.path().join("rejects.tsv")),
+                };
+                let mut sink = MemSink::default();
+                let s =
+                    partition_in_blocks(&mut input.as_bytes(), &cfg, block, &mut sink, &mut |_| {})
+                        .unwrap();
+                let rejects = std::fs::read(dir.path().join("rejects.tsv")).unwrap();
+                let summary = serde_json::to_string(&s).unwrap();
+                (sink.parts, summary, s.header, rejects)
+            };
+            let whole = outcome(READ_BLOCK_BYTES);
+            for block in [1, 2, 3, 5, 16, 17, 64] {
+                assert_eq!(outcome(block), whole, "{format:?}, {block}-byte blocks");
+            }
+        }
     }
 
     #[test]

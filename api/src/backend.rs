@@ -1,0 +1,89 @@
+//! What the HTTP API needs from the node behind it. The node implements [`Backend`] over its
+//! running handle; the API's tests and fuzz target implement it in memory, so every route,
+//! the token gate and the confinement are exercised without RocksDB or a network.
+
+use std::future::Future;
+use std::io::{Read, Write};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use backflow_protocol::catalog::CatalogEntry;
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+
+/// How to read a published file (the request's `format`, `region_field`, `strict_villages`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PublishParams {
+    pub dataset: String,
+    pub region_field: String,
+    /// `csv` or `ndjson`.
+    pub format: String,
+    /// Reject 12-digit codes of unknown villages instead of rolling them up to their township.
+    #[serde(default)]
+    pub strict_villages: bool,
+}
+
+/// A publish's input: the request body as it streams in, or a file of the import directory.
+/// Read on the blocking pool; never buffered whole.
+pub type PublishInput = Box<dyn Read + Send>;
+
+/// Writes an export's lines; runs on the blocking pool once the export has verified.
+pub type ExportWriter = Box<dyn FnOnce(&mut dyn Write) -> anyhow::Result<()> + Send>;
+
+/// What an export will write: every partition has been re-hashed against its signed manifest
+/// entry before this exists (data that does not verify is never exported), and the writer
+/// re-hashes again as it writes.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ExportSummary {
+    pub dataset: String,
+    pub version: u64,
+    pub partitions: u64,
+    pub records: u64,
+    pub bytes: u64,
+}
+
+pub struct Export {
+    pub summary: ExportSummary,
+    pub write: ExportWriter,
+}
+
+/// The node behind the API. Views are JSON values: the API passes them through unchanged.
+pub trait Backend: Clone + Send + Sync + 'static {
+    /// Delivery status of every dataset held (or of `dataset`).
+    fn status(
+        &self,
+        dataset: Option<String>,
+    ) -> impl Future<Output = Result<serde_json::Value, ApiError>> + Send;
+
+    /// Connected peers and their verified regions.
+    fn peers(&self) -> impl Future<Output = Result<serde_json::Value, ApiError>> + Send;
+
+    /// The aggregated catalog of this subtree (Arts. 12–17).
+    fn catalogs(&self) -> impl Future<Output = Result<serde_json::Value, ApiError>> + Send;
+
+    /// Submits catalog entries as this node's department; returns the new sequence number.
+    fn catalog_submit(
+        &self,
+        entries: Vec<CatalogEntry>,
+    ) -> impl Future<Output = Result<u64, ApiError>> + Send;
+
+    /// Partitions, stores, signs and publishes `input` as a new version of `params.dataset`.
+    /// `job` names the publish (scratch space, rejects file); `progress` counts bytes read.
+    /// Returns the publish report once the new version is durable.
+    fn publish(
+        &self,
+        job: u64,
+        params: PublishParams,
+        input: PublishInput,
+        progress: Arc<AtomicU64>,
+    ) -> impl Future<Output = Result<serde_json::Value, ApiError>> + Send;
+
+    /// Verifies the own-region records of a held dataset version (latest if `version` is None)
+    /// and returns what will be written and the writer.
+    fn export(
+        &self,
+        dataset: String,
+        version: Option<u64>,
+    ) -> impl Future<Output = Result<Export, ApiError>> + Send;
+}

@@ -1,0 +1,456 @@
+//! The routes. Every one sits behind the [`gate`](crate::gate) (Host and token).
+//!
+//! | method | path                 | body / query                                            |
+//! |--------|----------------------|---------------------------------------------------------|
+//! | POST   | `/api/publish`       | `?dataset=&region_field=&format=csv\|ndjson[&strict_villages=true]`, the data as the body (streamed: `curl --data-binary @file`) → the publish report |
+//! | POST   | `/api/publish/file`  | `{dataset, region_field, file, format?, strict_villages?}`, `file` inside `import_dir` → a job |
+//! | GET    | `/api/jobs/{id}`     | a publish's progress and result                         |
+//! | GET    | `/api/status`        | `?dataset=NAME`                                         |
+//! | GET    | `/api/export`        | `?dataset=&version=` → the lines, streamed; figures in `x-backflow-*` headers |
+//! | POST   | `/api/export`        | `{dataset, version?, out}`, `out` inside `export_dir`    |
+//! | GET    | `/api/catalog`       | the aggregated catalog of this subtree                  |
+//! | GET    | `/api/catalog/{id}`  | entries with this id                                    |
+//! | POST   | `/api/catalog`       | a `CatalogEntry` or an array of them                    |
+//! | GET    | `/api/peers`         | connected peers and their verified regions              |
+
+use std::io::{BufWriter, Read};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::RequestExt;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use backflow_ingest::partition::Format;
+use backflow_protocol::catalog::CatalogEntry;
+use futures::{StreamExt, TryStreamExt};
+use serde::Deserialize;
+use tokio::sync::Semaphore;
+use tokio_util::io::{ReaderStream, StreamReader, SyncIoBridge};
+
+use crate::backend::{Backend, PublishParams};
+use crate::confine::{self, Confined};
+use crate::error::ApiError;
+use crate::gate::{self, Gate};
+use crate::jobs::{JobView, Jobs};
+
+/// JSON request bodies (catalog batches, path-based requests) are small.
+pub const JSON_BODY_BYTES_MAX: usize = 4 * 1024 * 1024;
+/// A streamed publish's body: bounded so a runaway client cannot fill the disk unnoticed; far
+/// above any real regional dataset (the national population register is ~0.5 GB).
+pub const UPLOAD_BYTES_MAX: usize = 64 * 1024 * 1024 * 1024;
+/// A streamed upload that sends nothing for this long is abandoned.
+pub const UPLOAD_IDLE_MS_MAX: u64 = 60_000;
+/// A request answered by the node's event loop (status, peers, catalog) gives up after this.
+pub const NODE_ANSWER_MS_MAX: u64 = 30_000;
+/// Exports running at once (each streams from the store on the blocking pool).
+pub const EXPORTS_RUNNING_MAX: usize = 4;
+/// Bytes buffered between an export's writer and the response.
+const EXPORT_PIPE_BYTES: usize = 256 * 1024;
+
+/// Where path-based publish and export may touch files; `None`: that route is off.
+#[derive(Clone, Debug, Default)]
+pub struct Directories {
+    pub import: Option<Confined>,
+    pub export: Option<Confined>,
+}
+
+#[derive(Clone)]
+struct Api<B> {
+    backend: B,
+    dirs: Directories,
+    jobs: Arc<Jobs>,
+    exports: Arc<Semaphore>,
+}
+
+/// The API's router, gate included.
+pub fn router<B: Backend>(backend: B, gate: Gate, dirs: Directories) -> Router {
+    let api = Api {
+        backend,
+        dirs,
+        jobs: Arc::default(),
+        exports: Arc::new(Semaphore::new(EXPORTS_RUNNING_MAX)),
+    };
+    Router::new()
+        .route(
+            "/api/publish",
+            post(publish_stream::<B>).layer(DefaultBodyLimit::max(UPLOAD_BYTES_MAX)),
+        )
+        .route("/api/publish/file", post(publish_file::<B>))
+        .route("/api/jobs/{id}", get(job::<B>))
+        .route("/api/status", get(status::<B>))
+        .route("/api/export", get(export_stream::<B>).post(export_file::<B>))
+        .route("/api/catalog", get(catalog_list::<B>).post(catalog_add::<B>))
+        .route("/api/catalog/{id}", get(catalog_show::<B>))
+        .route("/api/peers", get(peers::<B>))
+        .fallback(|| async { not_found() })
+        .layer(DefaultBodyLimit::max(JSON_BODY_BYTES_MAX))
+        .with_state(api)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(gate),
+            gate::check,
+        ))
+}
+
+/// Waits for the node, but not forever.
+async fn answer<T>(
+    fut: impl std::future::Future<Output = Result<T, ApiError>>,
+) -> Result<T, ApiError> {
+    tokio::time::timeout(Duration::from_millis(NODE_ANSWER_MS_MAX), fut)
+        .await
+        .map_err(|_| {
+            ApiError::busy(format!(
+                "the node did not answer within {} s",
+                NODE_ANSWER_MS_MAX / 1000
+            ))
+        })?
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PublishQuery {
+    dataset: String,
+    region_field: String,
+    format: String,
+    #[serde(default)]
+    strict_villages: bool,
+}
+
+/// The request body as a blocking reader, for the partitioner on the blocking pool. Nothing
+/// is buffered beyond hyper's frames; a client that stalls for [`UPLOAD_IDLE_MS_MAX`] ends it.
+fn body_reader(request: Request) -> Box<dyn Read + Send> {
+    let frames = request.into_limited_body().into_data_stream();
+    let idle = Duration::from_millis(UPLOAD_IDLE_MS_MAX);
+    let frames = futures::stream::unfold(Some(frames), move |state| async move {
+        let mut frames = state?;
+        match tokio::time::timeout(idle, frames.next()).await {
+            Ok(Some(Ok(bytes))) => Some((Ok(bytes), Some(frames))),
+            Ok(Some(Err(e))) => Some((
+                Err(std::io::Error::other(format!("reading the request body: {e}"))),
+                None,
+            )),
+            Ok(None) => None,
+            Err(_) => Some((
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "the upload sent nothing for {} s",
+                        UPLOAD_IDLE_MS_MAX / 1000
+                    ),
+                )),
+                None,
+            )),
+        }
+    });
+    Box::new(SyncIoBridge::new(StreamReader::new(frames.boxed())))
+}
+
+async fn publish_stream<B: Backend>(
+    State(api): State<Api<B>>,
+    Query(q): Query<PublishQuery>,
+    request: Request,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let length = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let format = format_named(&q.format)?;
+    let (id, job, _permit) = api.jobs.start(length)?;
+    let params = PublishParams {
+        dataset: q.dataset,
+        region_field: q.region_field,
+        format,
+        strict_villages: q.strict_villages,
+    };
+    let input = body_reader(request);
+    let result = api
+        .backend
+        .publish(id, params, input, Arc::clone(&job.bytes_read))
+        .await
+        .map(|report| with_job(report, id));
+    job.finish(match &result {
+        Ok(r) => Ok(r.clone()),
+        Err(e) => Err(e.message.clone()),
+    });
+    result.map(Json)
+}
+
+fn with_job(mut report: serde_json::Value, id: u64) -> serde_json::Value {
+    if let Some(o) = report.as_object_mut() {
+        o.insert("job".into(), id.into());
+    }
+    report
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PublishFileBody {
+    dataset: String,
+    region_field: String,
+    file: PathBuf,
+    #[serde(default)]
+    format: Option<String>,
+    #[serde(default)]
+    strict_villages: bool,
+}
+
+/// The format named by a request, checked before any input is read.
+fn format_named(text: &str) -> Result<String, ApiError> {
+    Format::parse(text)
+        .map(|f| format_name(f).to_string())
+        .map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
+fn format_name(format: Format) -> &'static str {
+    match format {
+        Format::Csv => "csv",
+        Format::Ndjson => "ndjson",
+    }
+}
+
+async fn publish_file<B: Backend>(
+    State(api): State<Api<B>>,
+    Json(body): Json<PublishFileBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let dir = api.dirs.import.as_ref().ok_or_else(|| {
+        ApiError::forbidden(
+            "publishing a file by path is off: set import_dir in config.toml, \
+             or send the data as the body of POST /api/publish",
+        )
+    })?;
+    let format = match body.format {
+        Some(f) => format_named(&f)?,
+        None => Format::from_path(&body.file)
+            .map(|f| format_name(f).to_string())
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "cannot tell the format from the file name; pass format: csv or ndjson",
+                )
+            })?,
+    };
+    let (file, len) = dir.open(&body.file)?;
+    let (id, job, permit) = api.jobs.start(Some(len))?;
+    let params = PublishParams {
+        dataset: body.dataset,
+        region_field: body.region_field,
+        format,
+        strict_villages: body.strict_villages,
+    };
+    let backend = api.backend.clone();
+    tokio::spawn(async move {
+        let result = backend
+            .publish(id, params, Box::new(file), Arc::clone(&job.bytes_read))
+            .await;
+        job.finish(result.map_err(|e| e.message));
+        drop(permit);
+    });
+    Ok(Json(serde_json::json!({ "job": id })))
+}
+
+async fn job<B: Backend>(
+    State(api): State<Api<B>>,
+    Path(id): Path<u64>,
+) -> Result<Json<JobView>, ApiError> {
+    let job = api
+        .jobs
+        .get(id)
+        .ok_or_else(|| ApiError::not_found(format!("no job {id}")))?;
+    Ok(Json(job.view()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatusQuery {
+    dataset: Option<String>,
+}
+
+async fn status<B: Backend>(
+    State(api): State<Api<B>>,
+    Query(q): Query<StatusQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    answer(api.backend.status(q.dataset)).await.map(Json)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExportQuery {
+    dataset: String,
+    version: Option<u64>,
+}
+
+fn summary_headers(summary: &crate::backend::ExportSummary) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    let mut put = |name: &'static str, value: String| {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            headers.insert(name, v);
+        }
+    };
+    put("x-backflow-dataset", summary.dataset.clone());
+    put("x-backflow-version", summary.version.to_string());
+    put("x-backflow-partitions", summary.partitions.to_string());
+    put("x-backflow-records", summary.records.to_string());
+    put("x-backflow-bytes", summary.bytes.to_string());
+    headers
+}
+
+/// Streams a verified export. If writing fails midway (the store changed under it), the
+/// response is cut off without its final chunk, so no client takes it for a whole file.
+async fn export_stream<B: Backend>(
+    State(api): State<Api<B>>,
+    Query(q): Query<ExportQuery>,
+) -> Result<Response, ApiError> {
+    let permit = Arc::clone(&api.exports)
+        .try_acquire_owned()
+        .map_err(|_| ApiError::busy(format!("{EXPORTS_RUNNING_MAX} exports are running")))?;
+    let export = api.backend.export(q.dataset, q.version).await?;
+    let headers = summary_headers(&export.summary);
+    let (reader, writer) = tokio::io::duplex(EXPORT_PIPE_BYTES);
+    let write = export.write;
+    let task = tokio::task::spawn_blocking(move || {
+        let mut out = BufWriter::new(SyncIoBridge::new(writer));
+        let result = write(&mut out).and_then(|()| {
+            std::io::Write::flush(&mut out)?;
+            Ok(())
+        });
+        drop(permit);
+        result
+    });
+    let ending = futures::stream::once(async move {
+        match task.await {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => {
+                tracing::warn!("export cut off: {e:#}");
+                Some(Err(std::io::Error::other("export failed")))
+            }
+            Err(_) => Some(Err(std::io::Error::other("export failed"))),
+        }
+    })
+    .filter_map(|x| async move { x });
+    let body = Body::from_stream(ReaderStream::new(reader).chain(ending).into_stream());
+    let mut response = body.into_response();
+    response.headers_mut().extend(headers);
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    Ok(response)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExportFileBody {
+    dataset: String,
+    #[serde(default)]
+    version: Option<u64>,
+    out: PathBuf,
+}
+
+async fn export_file<B: Backend>(
+    State(api): State<Api<B>>,
+    Json(body): Json<ExportFileBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let dir = api.dirs.export.as_ref().ok_or_else(|| {
+        ApiError::forbidden(
+            "exporting to a path is off: set export_dir in config.toml, \
+             or GET /api/export and save the response",
+        )
+    })?;
+    let _permit = Arc::clone(&api.exports)
+        .try_acquire_owned()
+        .map_err(|_| ApiError::busy(format!("{EXPORTS_RUNNING_MAX} exports are running")))?;
+    let mut out = dir.create(&body.out)?;
+    let export = api.backend.export(body.dataset, body.version).await?;
+    let summary = export.summary;
+    let write = export.write;
+    let path = tokio::task::spawn_blocking(move || -> anyhow::Result<PathBuf> {
+        let file = out
+            .take_file()
+            .ok_or_else(|| anyhow::anyhow!("export file already taken"))?;
+        let mut w = BufWriter::with_capacity(1024 * 1024, file);
+        write(&mut w)?;
+        let file = confine::finish(w)?;
+        out.commit(file)
+    })
+    .await
+    .map_err(|e| ApiError::internal(&e.into()))?
+    .map_err(|e| ApiError::internal(&e))?;
+    let mut v = serde_json::to_value(&summary).map_err(|e| ApiError::internal(&e.into()))?;
+    if let Some(o) = v.as_object_mut() {
+        o.insert("out".into(), path.display().to_string().into());
+    }
+    Ok(Json(v))
+}
+
+async fn catalog_list<B: Backend>(
+    State(api): State<Api<B>>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    answer(api.backend.catalogs()).await.map(Json)
+}
+
+async fn catalog_show<B: Backend>(
+    State(api): State<Api<B>>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let catalogs = answer(api.backend.catalogs()).await?;
+    let found: Vec<serde_json::Value> = catalogs
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|cat| {
+            cat["entries"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|e| e["id"].as_str() == Some(id.as_str()))
+                .map(|e| {
+                    serde_json::json!({
+                        "region": cat["region"], "department": cat["department"],
+                        "seq": cat["seq"], "entry": e
+                    })
+                })
+        })
+        .collect();
+    if found.is_empty() {
+        return Err(ApiError::not_found(format!("no catalog entry {id:?}")));
+    }
+    Ok(Json(serde_json::Value::Array(found)))
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    Many(Vec<CatalogEntry>),
+    One(Box<CatalogEntry>),
+}
+
+async fn catalog_add<B: Backend>(
+    State(api): State<Api<B>>,
+    Json(body): Json<OneOrMany>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let entries = match body {
+        OneOrMany::Many(v) => v,
+        OneOrMany::One(e) => vec![*e],
+    };
+    let seq = answer(api.backend.catalog_submit(entries)).await?;
+    Ok(Json(serde_json::json!({ "seq": seq })))
+}
+
+async fn peers<B: Backend>(
+    State(api): State<Api<B>>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    answer(api.backend.peers()).await.map(Json)
+}
+
+/// Unmatched paths: a JSON 404 (behind the gate like everything else).
+pub fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(serde_json::json!({"error": "no such route"})),
+    )
+        .into_response()
+}

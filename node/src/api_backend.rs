@@ -1,0 +1,157 @@
+//! The node behind the HTTP API: [`backflow_api::Backend`] over a running [`NodeHandle`].
+//! Publishes read their input as it streams in; exports verify every partition against its
+//! signed manifest entry before the first byte is written.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use anyhow::Result;
+use backflow_api::confine::Confined;
+use backflow_api::gate::{AllowedHosts, Gate};
+use backflow_api::{
+    ApiError, ApiToken, Backend, Directories, Export, ExportSummary, PublishInput, PublishParams,
+};
+use backflow_protocol::catalog::CatalogEntry;
+
+use crate::config::Config;
+use crate::handle::NodeHandle;
+use crate::partition::{Format, RegionField, VillagePolicy};
+use crate::publish::{work_dir, PublishReport, PublishRequest};
+
+#[derive(Clone)]
+pub struct NodeBackend {
+    pub node: NodeHandle,
+    pub data_dir: PathBuf,
+    /// The department that publishes and submits catalog entries from this node.
+    pub department: String,
+}
+
+fn json(value: impl serde::Serialize) -> Result<serde_json::Value, ApiError> {
+    serde_json::to_value(value).map_err(|e| ApiError::internal(&e.into()))
+}
+
+impl Backend for NodeBackend {
+    async fn status(&self, dataset: Option<String>) -> Result<serde_json::Value, ApiError> {
+        let s = self
+            .node
+            .status(dataset)
+            .await
+            .map_err(|e| ApiError::internal(&e))?;
+        json(s)
+    }
+
+    async fn peers(&self) -> Result<serde_json::Value, ApiError> {
+        json(self.node.peers().await.map_err(|e| ApiError::internal(&e))?)
+    }
+
+    async fn catalogs(&self) -> Result<serde_json::Value, ApiError> {
+        json(self.node.catalogs().await.map_err(|e| ApiError::internal(&e))?)
+    }
+
+    async fn catalog_submit(&self, entries: Vec<CatalogEntry>) -> Result<u64, ApiError> {
+        self.node
+            .catalog_submit(self.department.clone(), entries)
+            .await
+            .map_err(|e| ApiError::bad_request(format!("{e:#}")))
+    }
+
+    async fn publish(
+        &self,
+        job: u64,
+        params: PublishParams,
+        input: PublishInput,
+        progress: Arc<AtomicU64>,
+    ) -> Result<serde_json::Value, ApiError> {
+        let format = Format::parse(&params.format)
+            .map_err(|e| ApiError::bad_request(format!("{e:#}")))?;
+        let req = PublishRequest {
+            dataset: params.dataset.clone(),
+            region_field: RegionField::new(
+                params.region_field,
+                VillagePolicy::from_strict(params.strict_villages),
+            ),
+            format,
+            department: self.department.clone(),
+            // One scratch directory per job: two publishes of one dataset never share spills.
+            work_dir: work_dir(&self.data_dir, &params.dataset).join(job.to_string()),
+            rejects_path: Some(self.data_dir.join(format!("rejects-{job}.tsv"))),
+        };
+        let scratch = req.work_dir.clone();
+        let result = self.node.publish_from(req, input, progress).await;
+        let _ = std::fs::remove_dir_all(&scratch);
+        // The parser's messages name lines and fields, never input bytes: safe to return whole.
+        let (o, hashes) = result.map_err(|e| ApiError::bad_request(format!("{e:#}")))?;
+        json(PublishReport {
+            dataset: params.dataset,
+            version: o.version,
+            manifests: hashes.iter().map(hex::encode).collect(),
+            partitions: o.partitions,
+            records: o.records,
+            bytes: o.bytes,
+            summary: o.summary,
+        })
+    }
+
+    async fn export(&self, dataset: String, version: Option<u64>) -> Result<Export, ApiError> {
+        let records = self
+            .node
+            .record(&dataset, version)
+            .await
+            .map_err(|e| ApiError::not_found(format!("{e:#}")))?;
+        let store = self.node.store.clone();
+        let region = self.node.region();
+        let records: Vec<_> = records.into_iter().map(|(_, r)| r).collect();
+        let (summary, records) = tokio::task::spawn_blocking(move || {
+            crate::export::verify(&store, &records, region).map(|s| (s, records))
+        })
+        .await
+        .map_err(|e| ApiError::internal(&e.into()))?
+        .map_err(|e| ApiError::internal(&e))?;
+        let store = self.node.store.clone();
+        Ok(Export {
+            summary: ExportSummary {
+                dataset: summary.dataset,
+                version: summary.version,
+                partitions: summary.partitions,
+                records: summary.records,
+                bytes: summary.bytes,
+            },
+            write: Box::new(move |out| {
+                crate::export::write(&store, &records, region, out).map(|_| ())
+            }),
+        })
+    }
+}
+
+/// The API's router over a running node: its token (created here for a data directory from
+/// before tokens existed), the Host names it answers to, and its import/export directories.
+pub fn api_router(data_dir: &Path, cfg: &Config, node: NodeHandle) -> Result<axum::Router> {
+    let token_path = data_dir.join(backflow_api::token::TOKEN_FILE);
+    let token = if token_path.exists() {
+        ApiToken::load(data_dir)?
+    } else {
+        let token = ApiToken::create(data_dir)?;
+        tracing::info!("created the API token {} (mode 0600)", token_path.display());
+        token
+    };
+    let confined = |role, dir: &Option<PathBuf>| -> Result<Option<Confined>> {
+        dir.as_deref()
+            .map(|d| Confined::new(role, d, data_dir))
+            .transpose()
+    };
+    let dirs = Directories {
+        import: confined("import", &cfg.import_dir)?,
+        export: confined("export", &cfg.export_dir)?,
+    };
+    let gate = Gate {
+        token,
+        hosts: AllowedHosts::for_bind(cfg.http, &cfg.http_hosts),
+    };
+    let backend = NodeBackend {
+        node,
+        data_dir: data_dir.to_path_buf(),
+        department: cfg.department.clone(),
+    };
+    Ok(backflow_api::router(backend, gate, dirs))
+}
