@@ -75,7 +75,9 @@ impl Client {
     ) -> Result<serde_json::Value> {
         let bytes = Bytes::from(body.map(|b| b.to_string()).unwrap_or_default());
         let length = bytes.len() as u64;
-        let body = Full::new(bytes).map_err(|never| match never {}).boxed_unsync();
+        let body = Full::new(bytes)
+            .map_err(|never| match never {})
+            .boxed_unsync();
         let response = self
             .send(method, path, "application/json", Some(length), body)
             .await?;
@@ -100,13 +102,7 @@ impl Client {
         });
         let body = BodyExt::boxed_unsync(StreamBody::new(frames));
         let response = self
-            .send(
-                "POST",
-                path,
-                "application/octet-stream",
-                Some(length),
-                body,
-            )
+            .send("POST", path, "application/octet-stream", Some(length), body)
             .await?;
         read_json(response).await
     }

@@ -27,8 +27,8 @@ impl Confined {
     /// `dir` must exist and must not contain `secrets_dir` (the node's data directory with its
     /// key and token), or a request could read or overwrite them.
     pub fn new(role: &'static str, dir: &Path, secrets_dir: &Path) -> Result<Confined> {
-        let root = std::fs::canonicalize(dir)
-            .with_context(|| format!("{role}_dir {}", dir.display()))?;
+        let root =
+            std::fs::canonicalize(dir).with_context(|| format!("{role}_dir {}", dir.display()))?;
         if !root.is_dir() {
             bail!("{role}_dir {} is not a directory", dir.display());
         }
@@ -51,7 +51,10 @@ impl Confined {
     /// The name relative to the root, refusing `..`, and absolute names outside the root.
     fn relative<'a>(&self, name: &'a Path) -> Result<&'a Path, ApiError> {
         if name.as_os_str().is_empty() {
-            return Err(ApiError::bad_request(format!("empty {} file name", self.role)));
+            return Err(ApiError::bad_request(format!(
+                "empty {} file name",
+                self.role
+            )));
         }
         if name.components().any(|c| matches!(c, Component::ParentDir)) {
             return Err(ApiError::forbidden(format!(
@@ -61,7 +64,9 @@ impl Confined {
             )));
         }
         if name.is_absolute() {
-            return name.strip_prefix(&self.root).map_err(|_| self.outside(name));
+            return name
+                .strip_prefix(&self.root)
+                .map_err(|_| self.outside(name));
         }
         Ok(name)
     }
@@ -285,6 +290,8 @@ mod tests {
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
-        assert!(!names.iter().any(|n| n.to_string_lossy().contains("partial")));
+        assert!(!names
+            .iter()
+            .any(|n| n.to_string_lossy().contains("partial")));
     }
 }

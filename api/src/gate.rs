@@ -51,8 +51,7 @@ impl AllowedHosts {
         match name.strip_prefix('[').and_then(|n| n.strip_suffix(']')) {
             Some(v6) => v6.parse::<std::net::Ipv6Addr>().is_ok(),
             None => {
-                name.eq_ignore_ascii_case("localhost")
-                    || name.parse::<std::net::Ipv4Addr>().is_ok()
+                name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::Ipv4Addr>().is_ok()
             }
         }
     }

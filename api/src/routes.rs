@@ -20,10 +20,10 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
-use axum::RequestExt;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::RequestExt;
 use axum::{Json, Router};
 use backflow_ingest::partition::Format;
 use backflow_protocol::catalog::CatalogEntry;
@@ -83,8 +83,14 @@ pub fn router<B: Backend>(backend: B, gate: Gate, dirs: Directories) -> Router {
         .route("/api/publish/file", post(publish_file::<B>))
         .route("/api/jobs/{id}", get(job::<B>))
         .route("/api/status", get(status::<B>))
-        .route("/api/export", get(export_stream::<B>).post(export_file::<B>))
-        .route("/api/catalog", get(catalog_list::<B>).post(catalog_add::<B>))
+        .route(
+            "/api/export",
+            get(export_stream::<B>).post(export_file::<B>),
+        )
+        .route(
+            "/api/catalog",
+            get(catalog_list::<B>).post(catalog_add::<B>),
+        )
         .route("/api/catalog/{id}", get(catalog_show::<B>))
         .route("/api/peers", get(peers::<B>))
         .fallback(|| async { not_found() })
@@ -130,7 +136,9 @@ fn body_reader(request: Request) -> Box<dyn Read + Send> {
         match tokio::time::timeout(idle, frames.next()).await {
             Ok(Some(Ok(bytes))) => Some((Ok(bytes), Some(frames))),
             Ok(Some(Err(e))) => Some((
-                Err(std::io::Error::other(format!("reading the request body: {e}"))),
+                Err(std::io::Error::other(format!(
+                    "reading the request body: {e}"
+                ))),
                 None,
             )),
             Ok(None) => None,
@@ -440,9 +448,7 @@ async fn catalog_add<B: Backend>(
     Ok(Json(serde_json::json!({ "seq": seq })))
 }
 
-async fn peers<B: Backend>(
-    State(api): State<Api<B>>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+async fn peers<B: Backend>(State(api): State<Api<B>>) -> Result<Json<serde_json::Value>, ApiError> {
     answer(api.backend.peers()).await.map(Json)
 }
 

@@ -49,8 +49,8 @@ pub fn read_private(path: &Path, bytes_max: u64) -> Result<String> {
             path.display()
         );
     }
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     Ok(text)
 }
 

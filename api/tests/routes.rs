@@ -20,9 +20,12 @@ use tower::ServiceExt;
 
 const HOST: &str = "127.0.0.1:7480";
 
+/// What the fake node was asked to publish: the parameters and the bytes it read.
+type Published = Arc<Mutex<Vec<(PublishParams, Vec<u8>)>>>;
+
 #[derive(Clone, Default)]
 struct Fake {
-    published: Arc<Mutex<Vec<(PublishParams, Vec<u8>)>>>,
+    published: Published,
     /// Publishes wait for this before returning (to hold them running).
     hold: Arc<tokio::sync::Notify>,
     holding: Arc<std::sync::atomic::AtomicBool>,
@@ -38,8 +41,10 @@ impl Backend for Fake {
         Ok(serde_json::json!([]))
     }
     async fn catalogs(&self) -> Result<serde_json::Value, ApiError> {
-        Ok(serde_json::json!([{"region": "11", "department": "d", "seq": 1,
-            "entries": [{"id": "a"}, {"id": "b"}]}]))
+        Ok(
+            serde_json::json!([{"region": "11", "department": "d", "seq": 1,
+            "entries": [{"id": "a"}, {"id": "b"}]}]),
+        )
     }
     async fn catalog_submit(&self, entries: Vec<CatalogEntry>) -> Result<u64, ApiError> {
         Ok(entries.len() as u64)
@@ -153,10 +158,8 @@ fn request(s: &Setup, method: &str, uri: &str, body: Body) -> Request<Body> {
 
 fn json_request(s: &Setup, uri: &str, body: serde_json::Value) -> Request<Body> {
     let mut r = request(s, "POST", uri, Body::from(body.to_string()));
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        "application/json".parse().unwrap(),
-    );
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, "application/json".parse().unwrap());
     r
 }
 
@@ -187,13 +190,20 @@ async fn every_route_needs_the_token_and_the_right_host() {
     for (method, uri) in routes {
         let mut no_token = request(&s, method, uri, Body::empty());
         no_token.headers_mut().remove(header::AUTHORIZATION);
-        assert_eq!(send(&s.app, no_token).await.0, StatusCode::UNAUTHORIZED, "{uri}");
-        let mut wrong_token = request(&s, method, uri, Body::empty());
-        wrong_token.headers_mut().insert(
-            header::AUTHORIZATION,
-            wrong.bearer().parse().unwrap(),
+        assert_eq!(
+            send(&s.app, no_token).await.0,
+            StatusCode::UNAUTHORIZED,
+            "{uri}"
         );
-        assert_eq!(send(&s.app, wrong_token).await.0, StatusCode::UNAUTHORIZED, "{uri}");
+        let mut wrong_token = request(&s, method, uri, Body::empty());
+        wrong_token
+            .headers_mut()
+            .insert(header::AUTHORIZATION, wrong.bearer().parse().unwrap());
+        assert_eq!(
+            send(&s.app, wrong_token).await.0,
+            StatusCode::UNAUTHORIZED,
+            "{uri}"
+        );
         let mut rebound = request(&s, method, uri, Body::empty());
         rebound
             .headers_mut()
@@ -205,7 +215,10 @@ async fn every_route_needs_the_token_and_the_right_host() {
         );
         let mut no_host = request(&s, method, uri, Body::empty());
         no_host.headers_mut().remove(header::HOST);
-        assert_eq!(send(&s.app, no_host).await.0, StatusCode::MISDIRECTED_REQUEST);
+        assert_eq!(
+            send(&s.app, no_host).await.0,
+            StatusCode::MISDIRECTED_REQUEST
+        );
     }
     let (status, body) = send(&s.app, request(&s, "GET", "/api/status", Body::empty())).await;
     assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));

@@ -89,7 +89,15 @@ async fn run(mb: u64, chain: bool) -> Result<()> {
     let t = Instant::now();
     let mut input = std::fs::File::open(&csv)?;
     let prepared = tokio::task::spawn_blocking(move || {
-        prepare(&store, &identity, &|_| None, &req, &mut input, now_ms(), &mut |_| {})
+        prepare(
+            &store,
+            &identity,
+            &|_| None,
+            &req,
+            &mut input,
+            now_ms(),
+            &mut |_| {},
+        )
     })
     .await??;
     let secs = t.elapsed().as_secs_f64();

@@ -88,7 +88,15 @@ async fn run(mib: u64) -> Result<()> {
     let t = Instant::now();
     let mut input = std::fs::File::open(&csv)?;
     let prepared = tokio::task::spawn_blocking(move || {
-        prepare(&store, &identity, &|_| None, &req, &mut input, now_ms(), &mut |_| {})
+        prepare(
+            &store,
+            &identity,
+            &|_| None,
+            &req,
+            &mut input,
+            now_ms(),
+            &mut |_| {},
+        )
     })
     .await??;
     let bytes: u64 = prepared.bytes();

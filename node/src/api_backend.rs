@@ -42,11 +42,21 @@ impl Backend for NodeBackend {
     }
 
     async fn peers(&self) -> Result<serde_json::Value, ApiError> {
-        json(self.node.peers().await.map_err(|e| ApiError::internal(&e))?)
+        json(
+            self.node
+                .peers()
+                .await
+                .map_err(|e| ApiError::internal(&e))?,
+        )
     }
 
     async fn catalogs(&self) -> Result<serde_json::Value, ApiError> {
-        json(self.node.catalogs().await.map_err(|e| ApiError::internal(&e))?)
+        json(
+            self.node
+                .catalogs()
+                .await
+                .map_err(|e| ApiError::internal(&e))?,
+        )
     }
 
     async fn catalog_submit(&self, entries: Vec<CatalogEntry>) -> Result<u64, ApiError> {
@@ -63,8 +73,8 @@ impl Backend for NodeBackend {
         input: PublishInput,
         progress: Arc<AtomicU64>,
     ) -> Result<serde_json::Value, ApiError> {
-        let format = Format::parse(&params.format)
-            .map_err(|e| ApiError::bad_request(format!("{e:#}")))?;
+        let format =
+            Format::parse(&params.format).map_err(|e| ApiError::bad_request(format!("{e:#}")))?;
         let req = PublishRequest {
             dataset: params.dataset.clone(),
             region_field: RegionField::new(

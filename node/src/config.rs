@@ -150,10 +150,7 @@ pub fn load_key(data_dir: &Path) -> Result<SigningKey> {
 
 /// Writes a new key file, owner-only from the start; never overwrites one.
 pub fn save_key(data_dir: &Path, key: &SigningKey) -> Result<()> {
-    backflow_api::secret_file::write_private(
-        &data_dir.join(KEY_FILE),
-        &hex::encode(key.to_bytes()),
-    )
+    backflow_api::secret_file::write_private(&data_dir.join(KEY_FILE), &hex::encode(key.to_bytes()))
 }
 
 pub fn load_chain(data_dir: &Path) -> Result<Option<CertChain>> {

@@ -18,9 +18,7 @@ const KEY_LOG_VAR: &str = "SSLKEYLOGFILE";
 pub fn tamper_serve(var: impl Fn(&str) -> Option<String>) -> bool {
     let asked = var(TAMPER_SERVE_VAR).is_some_and(|v| v == "1");
     if asked && !FAULT_INJECTION {
-        tracing::warn!(
-            "{TAMPER_SERVE_VAR} is ignored: this build has no fault-injection feature"
-        );
+        tracing::warn!("{TAMPER_SERVE_VAR} is ignored: this build has no fault-injection feature");
     }
     asked && FAULT_INJECTION
 }

@@ -116,8 +116,8 @@ impl NodeHandle {
         path: &std::path::Path,
         progress: Arc<AtomicU64>,
     ) -> Result<(crate::publish::PublishOutcome, Vec<Hash>)> {
-        let file = std::fs::File::open(path)
-            .map_err(|e| anyhow!("opening {}: {e}", path.display()))?;
+        let file =
+            std::fs::File::open(path).map_err(|e| anyhow!("opening {}: {e}", path.display()))?;
         self.publish_from(req, Box::new(file), progress).await
     }
 

@@ -75,7 +75,9 @@ pub async fn start(setup: NodeSetup) -> Result<(NodeHandle, tokio::task::JoinHan
              with a flipped byte; receivers will reject them. Test use only."
         );
     }
-    if let Some(path) = std::env::var_os("SSLKEYLOGFILE").filter(|_| crate::faults::key_log_allowed()) {
+    if let Some(path) =
+        std::env::var_os("SSLKEYLOGFILE").filter(|_| crate::faults::key_log_allowed())
+    {
         // rustls, as libp2p-tls and libp2p-quic configure it, logs TLS secrets to this file
         // (inbound TCP and all QUIC connections; the TCP dialer in tls.rs does not).
         warn!(

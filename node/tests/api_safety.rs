@@ -97,7 +97,10 @@ async fn the_key_exfiltration_requests_get_no_key_byte_back() -> Result<()> {
     let body = serde_json::json!({"dataset": "x", "region_field": "v", "file": key_path,
         "format": "csv"});
     for path in ["/api/publish", "/api/publish/file"] {
-        answers.push(format!("{:#}", client.json("POST", path, Some(&body)).await.unwrap_err()));
+        answers.push(format!(
+            "{:#}",
+            client.json("POST", path, Some(&body)).await.unwrap_err()
+        ));
     }
     // Through a symlink planted in the import directory.
     #[cfg(unix)]
@@ -106,7 +109,10 @@ async fn the_key_exfiltration_requests_get_no_key_byte_back() -> Result<()> {
         let body = serde_json::json!({"dataset": "x", "region_field": "v", "file": "key.csv"});
         answers.push(format!(
             "{:#}",
-            client.json("POST", "/api/publish/file", Some(&body)).await.unwrap_err()
+            client
+                .json("POST", "/api/publish/file", Some(&body))
+                .await
+                .unwrap_err()
         ));
     }
     // The key's content as a CSV whose header lacks the field: the parse error must not echo it.
@@ -145,7 +151,10 @@ async fn the_key_exfiltration_requests_get_no_key_byte_back() -> Result<()> {
     let body = serde_json::json!({"dataset": "x", "out": key_path});
     answers.push(format!(
         "{:#}",
-        client.json("POST", "/api/export", Some(&body)).await.unwrap_err()
+        client
+            .json("POST", "/api/export", Some(&body))
+            .await
+            .unwrap_err()
     ));
     let host = api.addr;
     answers.push(
@@ -161,8 +170,16 @@ async fn the_key_exfiltration_requests_get_no_key_byte_back() -> Result<()> {
     for a in &answers {
         no_key_bytes(a, &api.key_hex);
     }
-    assert!(answers.last().unwrap().starts_with("HTTP/1.1 401"), "{}", answers.last().unwrap());
-    assert_eq!(std::fs::read_to_string(&key_path)?, key_text, "key file untouched");
+    assert!(
+        answers.last().unwrap().starts_with("HTTP/1.1 401"),
+        "{}",
+        answers.last().unwrap()
+    );
+    assert_eq!(
+        std::fs::read_to_string(&key_path)?,
+        key_text,
+        "key file untouched"
+    );
     Ok(())
 }
 
@@ -175,10 +192,34 @@ async fn missing_wrong_token_and_foreign_host_are_refused_over_tcp() -> Result<(
     let wrong = ApiToken::generate();
     let cases = [
         (get(&format!("Host: {addr}\r\n")), "401"),
-        (get(&format!("Host: {addr}\r\nAuthorization: {}\r\n", wrong.bearer())), "401"),
-        (get(&format!("Host: {addr}\r\nAuthorization: Basic Zm9vOmJhcg==\r\n")), "401"),
-        (get(&format!("Host: rebound.example:{}\r\nAuthorization: {}\r\n", addr.port(), api.token.bearer())), "421"),
-        (get(&format!("Host: {addr}\r\nAuthorization: {}\r\n", api.token.bearer())), "200"),
+        (
+            get(&format!(
+                "Host: {addr}\r\nAuthorization: {}\r\n",
+                wrong.bearer()
+            )),
+            "401",
+        ),
+        (
+            get(&format!(
+                "Host: {addr}\r\nAuthorization: Basic Zm9vOmJhcg==\r\n"
+            )),
+            "401",
+        ),
+        (
+            get(&format!(
+                "Host: rebound.example:{}\r\nAuthorization: {}\r\n",
+                addr.port(),
+                api.token.bearer()
+            )),
+            "421",
+        ),
+        (
+            get(&format!(
+                "Host: {addr}\r\nAuthorization: {}\r\n",
+                api.token.bearer()
+            )),
+            "200",
+        ),
     ];
     for (request, status) in cases {
         let response = raw(addr, request.clone()).await;
@@ -206,7 +247,10 @@ fn a_public_bind_needs_an_explicit_key_and_secrets_must_be_private() {
     write("http = \"0.0.0.0:7480\"\n");
     let err = format!(
         "{:#}",
-        Config::load(tmp.path()).unwrap().check_http_bind().unwrap_err()
+        Config::load(tmp.path())
+            .unwrap()
+            .check_http_bind()
+            .unwrap_err()
     );
     assert!(err.contains("http_allow_remote"), "{err}");
     write("http = \"0.0.0.0:7480\"\nhttp_allow_remote = true\n");
@@ -216,7 +260,10 @@ fn a_public_bind_needs_an_explicit_key_and_secrets_must_be_private() {
 
     let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
     config::save_key(tmp.path(), &key).unwrap();
-    assert_eq!(config::load_key(tmp.path()).unwrap().to_bytes(), key.to_bytes());
+    assert_eq!(
+        config::load_key(tmp.path()).unwrap().to_bytes(),
+        key.to_bytes()
+    );
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

@@ -34,7 +34,9 @@ impl AsyncRead for Generated {
         _: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        while self.pending.len() < buf.remaining() && self.sent + (self.pending.len() as u64) < UPLOAD_BYTES {
+        while self.pending.len() < buf.remaining()
+            && self.sent + (self.pending.len() as u64) < UPLOAD_BYTES
+        {
             let line = if self.line == 0 {
                 "id,township,payload\n".to_string()
             } else {
@@ -72,8 +74,12 @@ async fn a_one_gib_upload_publishes_with_bounded_memory() -> Result<()> {
         return Ok(());
     }
     let tmp = tempfile::tempdir()?;
-    let net = LocalNet::start(&[RegionCode::NATIONAL], &tmp.path().join("net"), Tuning::default())
-        .await?;
+    let net = LocalNet::start(
+        &[RegionCode::NATIONAL],
+        &tmp.path().join("net"),
+        Tuning::default(),
+    )
+    .await?;
     let node = net.nodes[&RegionCode::NATIONAL].clone();
     let data = tmp.path().join("data");
     std::fs::create_dir_all(&data)?;
@@ -84,7 +90,11 @@ async fn a_one_gib_upload_publishes_with_bounded_memory() -> Result<()> {
         "00".repeat(32)
     ))?;
     let app = api_router(&data, &cfg, node)?;
-    tokio::spawn(backflow_api::serve::serve(listener, app, std::future::pending()));
+    tokio::spawn(backflow_api::serve::serve(
+        listener,
+        app,
+        std::future::pending(),
+    ));
     let client = Client::new(addr, ApiToken::load(&data)?);
 
     // Peak RSS from here on (Linux: writing 5 to clear_refs resets VmHWM).

@@ -36,21 +36,47 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// The value printed after `label` on a line of `out`.
+fn printed(out: &str, label: &str) -> String {
+    out.lines()
+        .find_map(|l| l.strip_prefix(label))
+        .map(|v| v.trim().to_string())
+        .unwrap_or_else(|| panic!("no {label:?} line in:\n{out}"))
+}
+
+/// A national node certified by an offline root (`root init`, `init --anchor`,
+/// `root certify`, `cert install`), running.
 fn start_national(data: &Path) -> Daemon {
     let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let data_arg = data.to_str().unwrap();
+    let root = data.with_extension("root");
+    let root_arg = root.to_str().unwrap();
+    let (ok, out, err) = backflow(&["root", "init", "--dir", root_arg]);
+    assert!(ok, "root init failed: {out}{err}");
+    let anchor = printed(&out, "root public key:");
     let (ok, out, err) = backflow(&[
         "init",
         "--data",
         data_arg,
         "--region",
         "0",
+        "--anchor",
+        &anchor,
         "--listen",
         "/ip4/127.0.0.1/tcp/0",
         "--http",
         &http.to_string(),
     ]);
     assert!(ok, "init failed: {out}{err}");
+    let key = printed(&out, "public key:");
+    let chain = root.join("national.chain");
+    let chain_arg = chain.to_str().unwrap();
+    let (ok, out, err) = backflow(&[
+        "root", "certify", "--dir", root_arg, "--key", &key, "--out", chain_arg,
+    ]);
+    assert!(ok, "root certify failed: {out}{err}");
+    let (ok, out, err) = backflow(&["cert", "install", "--data", data_arg, chain_arg]);
+    assert!(ok, "cert install failed: {out}{err}");
     let daemon = Daemon(
         Command::new(env!("CARGO_BIN_EXE_backflow"))
             .args(["run", "--data", data_arg])

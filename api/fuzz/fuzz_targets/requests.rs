@@ -37,8 +37,10 @@ impl Backend for Memory {
         Ok(serde_json::json!([]))
     }
     async fn catalogs(&self) -> Result<serde_json::Value, ApiError> {
-        Ok(serde_json::json!([{"region": "11", "department": "d", "seq": 1,
-            "entries": [{"id": "a"}]}]))
+        Ok(
+            serde_json::json!([{"region": "11", "department": "d", "seq": 1,
+            "entries": [{"id": "a"}]}]),
+        )
     }
     async fn catalog_submit(&self, entries: Vec<CatalogEntry>) -> Result<u64, ApiError> {
         Ok(entries.len() as u64)
@@ -52,7 +54,10 @@ impl Backend for Memory {
     ) -> Result<serde_json::Value, ApiError> {
         let n = tokio::task::spawn_blocking(move || {
             let mut sink = Vec::new();
-            input.take(BODY_READ_MAX).read_to_end(&mut sink).map(|_| sink.len())
+            input
+                .take(BODY_READ_MAX)
+                .read_to_end(&mut sink)
+                .map(|_| sink.len())
         })
         .await
         .map_err(|_| ApiError::bad_request("join"))?
@@ -188,7 +193,11 @@ fuzz_target!(|data: &[u8]| {
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
-    assert_eq!(data_dir.len(), 2, "files appeared in the data directory: {data_dir:?}");
+    assert_eq!(
+        data_dir.len(),
+        2,
+        "files appeared in the data directory: {data_dir:?}"
+    );
     assert_eq!(
         std::fs::read_to_string(w.dir.path().join("data/node.key")).unwrap(),
         KEY

@@ -34,19 +34,20 @@ pub fn run(args: ExportArgs) -> Result<()> {
         path.push_str(&format!("&version={v}"));
     }
     let partial = out.with_extension("partial");
-    let (headers, bytes) = runtime()?.block_on(async {
-        let mut file = tokio::fs::File::create(&partial)
-            .await
-            .with_context(|| format!("creating {}", partial.display()))?;
-        let got = client.download(&path, &mut file).await;
-        if got.is_ok() {
-            file.sync_all().await?;
-        }
-        anyhow::Ok(got)
-    })?
-    .inspect_err(|_| {
-        let _ = std::fs::remove_file(&partial);
-    })?;
+    let (headers, bytes) = runtime()?
+        .block_on(async {
+            let mut file = tokio::fs::File::create(&partial)
+                .await
+                .with_context(|| format!("creating {}", partial.display()))?;
+            let got = client.download(&path, &mut file).await;
+            if got.is_ok() {
+                file.sync_all().await?;
+            }
+            anyhow::Ok(got)
+        })?
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(&partial);
+        })?;
     std::fs::rename(&partial, &out)
         .with_context(|| format!("renaming {} to {}", partial.display(), out.display()))?;
     let header = |name: &str| {

@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use backflow_node::config::{self, Config};
 use backflow_api::ApiToken;
 use backflow_node::api_backend::api_router;
+use backflow_node::config::{self, Config};
 use backflow_node::node::{start, NodeSetup};
 use tracing::{info, warn};
 
