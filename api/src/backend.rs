@@ -37,10 +37,38 @@ pub type ExportWriter = Box<dyn FnOnce(&mut dyn Write) -> anyhow::Result<()> + S
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ExportSummary {
     pub dataset: String,
+    /// The publisher's region code: with the department, whose dataset this is.
+    pub publisher: String,
+    pub department: String,
     pub version: u64,
     pub partitions: u64,
     pub records: u64,
     pub bytes: u64,
+}
+
+/// Which held dataset version an export means. A dataset is (publisher region, department,
+/// name); `publisher` and `department` are needed only when datasets of that name from more
+/// than one owner are held here (the node then says which owners there are).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ExportWhich {
+    pub dataset: String,
+    #[serde(default)]
+    pub publisher: Option<String>,
+    #[serde(default)]
+    pub department: Option<String>,
+    /// The latest held version if `None`.
+    #[serde(default)]
+    pub version: Option<u64>,
+}
+
+/// A revocation this node is to issue: the key of `region` (a region below this node) —
+/// `key` in hex, or, if absent, the key of the peer of that region connected now.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeParams {
+    pub region: String,
+    #[serde(default)]
+    pub key: Option<String>,
 }
 
 pub struct Export {
@@ -58,6 +86,16 @@ pub trait Backend: Clone + Send + Sync + 'static {
 
     /// Connected peers and their verified regions.
     fn peers(&self) -> impl Future<Output = Result<serde_json::Value, ApiError>> + Send;
+
+    /// Revokes a descendant's key: signed by this node, in force here at once, and spread to
+    /// every node in that region's line. Returns the revocation's view.
+    fn revoke(
+        &self,
+        params: RevokeParams,
+    ) -> impl Future<Output = Result<serde_json::Value, ApiError>> + Send;
+
+    /// Every revocation in force here.
+    fn revocations(&self) -> impl Future<Output = Result<serde_json::Value, ApiError>> + Send;
 
     /// The aggregated catalog of this subtree (Arts. 12–17).
     fn catalogs(&self) -> impl Future<Output = Result<serde_json::Value, ApiError>> + Send;
@@ -79,11 +117,7 @@ pub trait Backend: Clone + Send + Sync + 'static {
         progress: Arc<AtomicU64>,
     ) -> impl Future<Output = Result<serde_json::Value, ApiError>> + Send;
 
-    /// Verifies the own-region records of a held dataset version (latest if `version` is None)
-    /// and returns what will be written and the writer.
-    fn export(
-        &self,
-        dataset: String,
-        version: Option<u64>,
-    ) -> impl Future<Output = Result<Export, ApiError>> + Send;
+    /// Verifies the own-region records of a held dataset version and returns what will be
+    /// written and the writer.
+    fn export(&self, which: ExportWhich) -> impl Future<Output = Result<Export, ApiError>> + Send;
 }

@@ -17,7 +17,9 @@ pub mod secret_file;
 pub mod serve;
 pub mod token;
 
-pub use backend::{Backend, Export, ExportSummary, PublishInput, PublishParams};
+pub use backend::{
+    Backend, Export, ExportSummary, ExportWhich, PublishInput, PublishParams, RevokeParams,
+};
 pub use error::ApiError;
 pub use routes::{router, Directories};
 pub use token::ApiToken;

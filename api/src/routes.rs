@@ -32,7 +32,7 @@ use serde::Deserialize;
 use tokio::sync::Semaphore;
 use tokio_util::io::{ReaderStream, StreamReader, SyncIoBridge};
 
-use crate::backend::{Backend, PublishParams};
+use crate::backend::{Backend, ExportWhich, PublishParams, RevokeParams};
 use crate::confine::{self, Confined};
 use crate::error::ApiError;
 use crate::gate::{self, Gate};
@@ -93,6 +93,7 @@ pub fn router<B: Backend>(backend: B, gate: Gate, dirs: Directories) -> Router {
         )
         .route("/api/catalog/{id}", get(catalog_show::<B>))
         .route("/api/peers", get(peers::<B>))
+        .route("/api/revocations", get(revocations::<B>).post(revoke::<B>))
         .fallback(|| async { not_found() })
         .layer(DefaultBodyLimit::max(JSON_BODY_BYTES_MAX))
         .with_state(api)
@@ -289,6 +290,8 @@ async fn status<B: Backend>(
 struct ExportQuery {
     dataset: String,
     version: Option<u64>,
+    publisher: Option<String>,
+    department: Option<String>,
 }
 
 fn summary_headers(summary: &crate::backend::ExportSummary) -> HeaderMap {
@@ -299,6 +302,7 @@ fn summary_headers(summary: &crate::backend::ExportSummary) -> HeaderMap {
         }
     };
     put("x-backflow-dataset", summary.dataset.clone());
+    put("x-backflow-publisher", summary.publisher.clone());
     put("x-backflow-version", summary.version.to_string());
     put("x-backflow-partitions", summary.partitions.to_string());
     put("x-backflow-records", summary.records.to_string());
@@ -315,7 +319,15 @@ async fn export_stream<B: Backend>(
     let permit = Arc::clone(&api.exports)
         .try_acquire_owned()
         .map_err(|_| ApiError::busy(format!("{EXPORTS_RUNNING_MAX} exports are running")))?;
-    let export = api.backend.export(q.dataset, q.version).await?;
+    let export = api
+        .backend
+        .export(ExportWhich {
+            dataset: q.dataset,
+            publisher: q.publisher,
+            department: q.department,
+            version: q.version,
+        })
+        .await?;
     let headers = summary_headers(&export.summary);
     let (reader, writer) = tokio::io::duplex(EXPORT_PIPE_BYTES);
     let write = export.write;
@@ -355,6 +367,10 @@ struct ExportFileBody {
     dataset: String,
     #[serde(default)]
     version: Option<u64>,
+    #[serde(default)]
+    publisher: Option<String>,
+    #[serde(default)]
+    department: Option<String>,
     out: PathBuf,
 }
 
@@ -372,7 +388,15 @@ async fn export_file<B: Backend>(
         .try_acquire_owned()
         .map_err(|_| ApiError::busy(format!("{EXPORTS_RUNNING_MAX} exports are running")))?;
     let mut out = dir.create(&body.out)?;
-    let export = api.backend.export(body.dataset, body.version).await?;
+    let export = api
+        .backend
+        .export(ExportWhich {
+            dataset: body.dataset,
+            publisher: body.publisher,
+            department: body.department,
+            version: body.version,
+        })
+        .await?;
     let summary = export.summary;
     let write = export.write;
     let path = tokio::task::spawn_blocking(move || -> anyhow::Result<PathBuf> {
@@ -450,6 +474,19 @@ async fn catalog_add<B: Backend>(
 
 async fn peers<B: Backend>(State(api): State<Api<B>>) -> Result<Json<serde_json::Value>, ApiError> {
     answer(api.backend.peers()).await.map(Json)
+}
+
+async fn revocations<B: Backend>(
+    State(api): State<Api<B>>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    answer(api.backend.revocations()).await.map(Json)
+}
+
+async fn revoke<B: Backend>(
+    State(api): State<Api<B>>,
+    Json(params): Json<RevokeParams>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    answer(api.backend.revoke(params)).await.map(Json)
 }
 
 /// Unmatched paths: a JSON 404 (behind the gate like everything else).

@@ -11,8 +11,8 @@ use axum::Router;
 use backflow_api::confine::Confined;
 use backflow_api::gate::{AllowedHosts, Gate};
 use backflow_api::{
-    router, ApiError, ApiToken, Backend, Directories, Export, ExportSummary, PublishInput,
-    PublishParams,
+    router, ApiError, ApiToken, Backend, Directories, Export, ExportSummary, ExportWhich,
+    PublishInput, PublishParams, RevokeParams,
 };
 use backflow_protocol::catalog::CatalogEntry;
 use http_body_util::BodyExt;
@@ -78,10 +78,21 @@ impl Backend for Fake {
         self.published.lock().unwrap().push((params, data));
         Ok(serde_json::json!({ "bytes": n, "fake_job": job }))
     }
-    async fn export(&self, dataset: String, version: Option<u64>) -> Result<Export, ApiError> {
+    async fn revoke(&self, params: RevokeParams) -> Result<serde_json::Value, ApiError> {
+        Ok(serde_json::json!({ "subject": params.region }))
+    }
+    async fn revocations(&self) -> Result<serde_json::Value, ApiError> {
+        Ok(serde_json::json!([]))
+    }
+    async fn export(&self, which: ExportWhich) -> Result<Export, ApiError> {
+        let ExportWhich {
+            dataset, version, ..
+        } = which;
         let content = self.export.lock().unwrap().clone();
         let summary = ExportSummary {
             dataset,
+            publisher: "110000000000".into(),
+            department: "d".into(),
             version: version.unwrap_or(1),
             partitions: 1,
             records: 2,
@@ -176,6 +187,8 @@ async fn every_route_needs_the_token_and_the_right_host() {
     let routes = [
         ("GET", "/api/status"),
         ("GET", "/api/peers"),
+        ("GET", "/api/revocations"),
+        ("POST", "/api/revocations"),
         ("GET", "/api/catalog"),
         ("GET", "/api/catalog/a"),
         ("POST", "/api/catalog"),

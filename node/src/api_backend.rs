@@ -10,12 +10,14 @@ use anyhow::Result;
 use backflow_api::confine::Confined;
 use backflow_api::gate::{AllowedHosts, Gate};
 use backflow_api::{
-    ApiError, ApiToken, Backend, Directories, Export, ExportSummary, PublishInput, PublishParams,
+    ApiError, ApiToken, Backend, Directories, Export, ExportSummary, ExportWhich, PublishInput,
+    PublishParams, RevokeParams,
 };
 use backflow_protocol::catalog::CatalogEntry;
+use backflow_topology::RegionCode;
 
 use crate::config::Config;
-use crate::handle::NodeHandle;
+use crate::handle::{DatasetQuery, NodeHandle};
 use crate::partition::{Format, RegionField, VillagePolicy};
 use crate::publish::{work_dir, PublishReport, PublishRequest};
 
@@ -45,6 +47,39 @@ impl Backend for NodeBackend {
         json(
             self.node
                 .peers()
+                .await
+                .map_err(|e| ApiError::internal(&e))?,
+        )
+    }
+
+    async fn revoke(&self, params: RevokeParams) -> Result<serde_json::Value, ApiError> {
+        let region = RegionCode::parse(&params.region).map_err(|_| {
+            ApiError::bad_request(
+                "region is not a region code (0 for national, or 2, 4, 6, 9 or 12 digits)",
+            )
+        })?;
+        let key = params
+            .key
+            .as_deref()
+            .map(|k| {
+                let mut out = [0u8; 32];
+                hex::decode_to_slice(k, &mut out)
+                    .map(|()| out)
+                    .map_err(|_| ApiError::bad_request("key is not 64 hex digits"))
+            })
+            .transpose()?;
+        let view = self
+            .node
+            .revoke(region, key)
+            .await
+            .map_err(|e| ApiError::bad_request(format!("{e:#}")))?;
+        json(view)
+    }
+
+    async fn revocations(&self) -> Result<serde_json::Value, ApiError> {
+        json(
+            self.node
+                .revocations()
                 .await
                 .map_err(|e| ApiError::internal(&e))?,
         )
@@ -103,10 +138,26 @@ impl Backend for NodeBackend {
         })
     }
 
-    async fn export(&self, dataset: String, version: Option<u64>) -> Result<Export, ApiError> {
+    async fn export(&self, which: ExportWhich) -> Result<Export, ApiError> {
+        let publisher = which
+            .publisher
+            .as_deref()
+            .map(RegionCode::parse)
+            .transpose()
+            .map_err(|_| {
+                ApiError::bad_request(
+                    "publisher is not a region code (0 for national, or 2, 4, 6, 9 or 12 digits)",
+                )
+            })?;
+        let query = DatasetQuery {
+            name: which.dataset,
+            publisher,
+            department: which.department,
+            version: which.version,
+        };
         let records = self
             .node
-            .record(&dataset, version)
+            .record_of(query)
             .await
             .map_err(|e| ApiError::not_found(format!("{e:#}")))?;
         let store = self.node.store.clone();
@@ -122,6 +173,8 @@ impl Backend for NodeBackend {
         Ok(Export {
             summary: ExportSummary {
                 dataset: summary.dataset,
+                publisher: summary.publisher.to_string(),
+                department: summary.department,
                 version: summary.version,
                 partitions: summary.partitions,
                 records: summary.records,

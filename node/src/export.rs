@@ -19,6 +19,9 @@ use crate::store::Store;
 #[derive(Debug, Serialize)]
 pub struct ExportSummary {
     pub dataset: String,
+    /// The publisher's region and department: with `dataset`, whose dataset this is.
+    pub publisher: RegionCode,
+    pub department: String,
     pub version: u64,
     pub partitions: u64,
     pub records: u64,
@@ -83,6 +86,8 @@ pub fn write<R: std::ops::Deref<Target = TransferRecord>>(
     w.write_all(&m.schema.header)?;
     let mut summary = ExportSummary {
         dataset: m.dataset.split('@').next().unwrap_or_default().to_string(),
+        publisher: m.publisher.region,
+        department: m.publisher.department.clone(),
         version: m.version,
         partitions: 0,
         records: 0,

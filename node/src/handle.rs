@@ -9,22 +9,54 @@ use std::sync::Arc;
 use anyhow::{anyhow, Result};
 use backflow_protocol::catalog::CatalogEntry;
 use backflow_protocol::cert::NodeIdentity;
-use backflow_protocol::manifest::{Hash, HeldVersion, PartitionEntry, SignedManifest};
+use backflow_protocol::manifest::{DatasetId, Hash, HeldVersion, PartitionEntry, SignedManifest};
 use backflow_protocol::return_flow::TransferRecord;
 use backflow_topology::RegionCode;
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::now_ms;
-use crate::status::{CatalogView, DatasetStatus, PeerView};
+use crate::status::{CatalogView, DatasetStatus, PeerView, RevocationView};
 use crate::store::Store;
 
 /// The transfer records of one dataset version (one per scope).
 pub type HeldRecords = Vec<(Hash, Arc<TransferRecord>)>;
 
+/// Which held dataset a caller means: its name, and its owner (publisher region, department)
+/// when datasets of that name from more than one owner are held here — a dataset is
+/// (publisher region, department, name), see [`DatasetId`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DatasetQuery {
+    pub name: String,
+    pub publisher: Option<RegionCode>,
+    pub department: Option<String>,
+    /// The latest held version if `None`.
+    pub version: Option<u64>,
+}
+
+impl DatasetQuery {
+    pub fn named(name: &str, version: Option<u64>) -> DatasetQuery {
+        DatasetQuery {
+            name: name.to_string(),
+            version,
+            ..DatasetQuery::default()
+        }
+    }
+
+    /// Whether held dataset `id` (a scoped name `NAME@SCOPE` included) is one this query means.
+    pub fn matches(&self, id: &DatasetId) -> bool {
+        crate::publish::name_matches(&id.name, &self.name)
+            && self.publisher.is_none_or(|p| p == id.publisher)
+            && self
+                .department
+                .as_deref()
+                .is_none_or(|d| d == id.department)
+    }
+}
+
 pub(crate) enum Cmd {
     Held {
-        reply: oneshot::Sender<HashMap<String, HeldVersion>>,
+        reply: oneshot::Sender<HashMap<DatasetId, HeldVersion>>,
     },
     Publish {
         manifests: Vec<(SignedManifest, Vec<PartitionEntry>)>,
@@ -35,8 +67,7 @@ pub(crate) enum Cmd {
         reply: oneshot::Sender<Vec<DatasetStatus>>,
     },
     Record {
-        dataset: String,
-        version: Option<u64>,
+        query: DatasetQuery,
         reply: oneshot::Sender<Result<HeldRecords>>,
     },
     CatalogSubmit {
@@ -49,6 +80,14 @@ pub(crate) enum Cmd {
     },
     Peers {
         reply: oneshot::Sender<Vec<PeerView>>,
+    },
+    Revoke {
+        region: RegionCode,
+        key: Option<[u8; 32]>,
+        reply: oneshot::Sender<Result<RevocationView>>,
+    },
+    Revocations {
+        reply: oneshot::Sender<Vec<RevocationView>>,
     },
     Shutdown,
 }
@@ -97,7 +136,7 @@ impl NodeHandle {
     }
 
     /// Every dataset (scoped name) held here and its latest version.
-    pub async fn held(&self) -> Result<HashMap<String, HeldVersion>> {
+    pub async fn held(&self) -> Result<HashMap<DatasetId, HeldVersion>> {
         self.ask(|reply| Cmd::Held { reply }).await
     }
 
@@ -137,7 +176,7 @@ impl NodeHandle {
             crate::publish::prepare(
                 &store,
                 &identity,
-                &|name| held.get(name).copied(),
+                &|id| held.get(id).copied(),
                 &req,
                 &mut input,
                 now_ms(),
@@ -168,13 +207,12 @@ impl NodeHandle {
     /// The transfer records of a held dataset version (latest if `version` is None): one, or
     /// one per scope if the publisher split the dataset.
     pub async fn record(&self, dataset: &str, version: Option<u64>) -> Result<HeldRecords> {
-        let dataset = dataset.to_string();
-        self.ask(|reply| Cmd::Record {
-            dataset,
-            version,
-            reply,
-        })
-        .await?
+        self.record_of(DatasetQuery::named(dataset, version)).await
+    }
+
+    /// [`Self::record`] for a dataset named with its owner.
+    pub async fn record_of(&self, query: DatasetQuery) -> Result<HeldRecords> {
+        self.ask(|reply| Cmd::Record { query, reply }).await?
     }
 
     pub async fn catalog_submit(
@@ -196,6 +234,21 @@ impl NodeHandle {
 
     pub async fn peers(&self) -> Result<Vec<PeerView>> {
         self.ask(|reply| Cmd::Peers { reply }).await
+    }
+
+    /// Revokes the key of `region` (below this node): `key`, or that of its peer connected
+    /// now. Returns once the revocation is persisted and in force here; it spreads on.
+    pub async fn revoke(
+        &self,
+        region: RegionCode,
+        key: Option<[u8; 32]>,
+    ) -> Result<RevocationView> {
+        self.ask(|reply| Cmd::Revoke { region, key, reply }).await?
+    }
+
+    /// Every revocation in force here.
+    pub async fn revocations(&self) -> Result<Vec<RevocationView>> {
+        self.ask(|reply| Cmd::Revocations { reply }).await
     }
 
     pub async fn shutdown(&self) {

@@ -34,9 +34,9 @@ use crate::runtime::{encode_hello, Runtime};
 use crate::store::Store;
 
 pub use crate::clock::now_ms;
-pub use crate::handle::{HeldRecords, NodeHandle, NodeStats};
+pub use crate::handle::{DatasetQuery, HeldRecords, NodeHandle, NodeStats};
 pub use crate::net::peer_id_of;
-pub use crate::status::{CatalogView, ChildStatus, DatasetStatus, PeerView};
+pub use crate::status::{CatalogView, ChildStatus, DatasetStatus, PeerView, RevocationView};
 pub use backflow_protocol::tuning::Tuning;
 
 /// Commands queued to the event loop. Bounded: callers wait rather than pile up.

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use anyhow::{anyhow, Result};
 use backflow_protocol::catalog::SignedCatalogUpdate;
 use backflow_protocol::catalog_sync::CatalogStorageOp;
+use backflow_protocol::cert::Revocation;
 use backflow_protocol::endpoint::{Saved, SavedTransfer, Storage};
 use backflow_protocol::manifest::Hash;
 use backflow_protocol::receipt::Receipt;
@@ -24,6 +25,7 @@ const TRANSFER_KEY_PREFIX: &[u8] = b"transfer/";
 const CATALOG_LOG_PREFIX: &[u8] = b"log/";
 const CATALOG_WM_PREFIX: &[u8] = b"wm/";
 const CATALOG_LOG_ID_KEY: &[u8] = b"catalog/log_id";
+const REVOCATION_KEY_PREFIX: &[u8] = b"revocation/";
 /// Bounds on what is read back at start (a corrupted or hostile database cannot make the node
 /// read without end): transfers held, receipts per transfer (one per descendant region at
 /// most: national has 44,703), catalog log entries and senders' watermarks.
@@ -31,6 +33,8 @@ pub const TRANSFER_RECORDS_MAX: usize = 4_096;
 pub const RECEIPTS_PER_TRANSFER_MAX: usize = 65_536;
 pub const CATALOG_LOG_ENTRIES_MAX: usize = 1_000_000;
 pub const CATALOG_WATERMARKS_MAX: usize = 65_536;
+/// As many as the trust store can hold.
+pub const REVOCATIONS_MAX: usize = backflow_protocol::cert::REVOKED_KEYS_MAX;
 
 fn receipt_key(manifest: &Hash, region: RegionCode) -> [u8; 40] {
     let mut key = [0u8; 40];
@@ -135,6 +139,13 @@ pub fn load(store: &Store) -> Result<Saved> {
             decode_exact(&v).map_err(|e| anyhow!("corrupt catalog watermark {k:?}: {e}"))?;
         saved.catalog_watermarks.push((sender, log_id, wm));
     }
+    // A revocation that does not read back would silently put a revoked key back in force:
+    // refuse to start instead.
+    for (_, v) in store.scan_prefix(CF_STATE, REVOCATION_KEY_PREFIX, REVOCATIONS_MAX)? {
+        let r: Revocation =
+            decode_exact(&v).map_err(|e| anyhow!("corrupt stored revocation: {e}"))?;
+        saved.revocations.push(r);
+    }
     Ok(saved)
 }
 
@@ -181,6 +192,12 @@ pub fn apply(
                 }
                 debug!(manifest = %hex::encode(&manifest[..8]), "dropped a superseded transfer");
             }
+        }
+        Storage::Revocation(r) => {
+            let mut key = REVOCATION_KEY_PREFIX.to_vec();
+            key.extend_from_slice(r.key.as_bytes());
+            let value = encode_value(&r).map_err(|e| anyhow!("{e}"))?;
+            store.put(CF_STATE, &key, &value)?;
         }
         Storage::Catalog(CatalogStorageOp::AppendLog { index, update }) => {
             let mut key = CATALOG_LOG_PREFIX.to_vec();

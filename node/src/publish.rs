@@ -9,7 +9,7 @@ use anyhow::{bail, Result};
 use backflow_protocol::catalog::{CatalogOrigin, DataType};
 use backflow_protocol::cert::NodeIdentity;
 use backflow_protocol::manifest::{
-    build_manifest, HeldVersion, OutboardBuilder, PartitionEntry, Schema, SchemaField,
+    build_manifest, DatasetId, HeldVersion, OutboardBuilder, PartitionEntry, Schema, SchemaField,
     SignedManifest, CHUNK_GROUP_BYTES,
 };
 use backflow_protocol::time::{UnixMs, DAY_MS};
@@ -365,7 +365,7 @@ fn schema_for(format: Format, header: &[u8], region_field: &str) -> Result<Schem
 pub fn prepare(
     store: &Store,
     identity: &NodeIdentity,
-    held: &dyn Fn(&str) -> Option<HeldVersion>,
+    held: &dyn Fn(&DatasetId) -> Option<HeldVersion>,
     req: &PublishRequest,
     input: &mut dyn Read,
     now: UnixMs,
@@ -412,7 +412,11 @@ pub fn prepare(
         if name.len() > NAME_BYTES_MAX {
             bail!("dataset name {name:?} exceeds {NAME_BYTES_MAX} bytes");
         }
-        let held = held(&name);
+        let held = held(&DatasetId {
+            publisher: identity.region,
+            department: req.department.clone(),
+            name: name.clone(),
+        });
         let manifest = build_manifest(
             name,
             held.map_or(1, |h| h.version + 1),

@@ -4,7 +4,7 @@
 //! per-peer outbox, chunk frames through the data plane, storage through `persist`, events to
 //! the log and the counters. Nothing protocol-side is decided here.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,12 +14,14 @@ use backflow_protocol::catalog::SignedCatalogUpdate;
 use backflow_protocol::catalog::{CatalogChange, CatalogEntry, CatalogOrigin, CatalogUpdate};
 use backflow_protocol::catalog_sync::CatalogEvent;
 use backflow_protocol::endpoint::{Event, Output, RunVerdict, Storage};
-use backflow_protocol::manifest::{Hash, HeldVersion};
+use backflow_protocol::manifest::{DatasetId, Hash, HeldVersion};
 use backflow_protocol::outbox::Outbox;
 use backflow_protocol::return_flow::{self, StorageOp, TransferRecord};
 use backflow_protocol::time::UnixMs;
 use backflow_protocol::wire::{decode_frame, encode_frame, Message};
 use backflow_protocol::Endpoint;
+use backflow_topology::RegionCode;
+use ed25519_dalek::VerifyingKey;
 use libp2p::request_response;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm};
@@ -30,9 +32,9 @@ use crate::clock::now_ms;
 use crate::dataplane::{
     write_chunks, ChunkOut, DataPlane, ReceivedChunk, Work, CHUNK_FRAMES_QUEUED_MAX,
 };
-use crate::handle::{Cmd, HeldRecords, NodeStats};
+use crate::handle::{Cmd, DatasetQuery, HeldRecords, NodeStats};
 use crate::net::{auth_of_peer, Behaviour, BehaviourEvent};
-use crate::status::PeerView;
+use crate::status::{PeerView, RevocationView};
 use crate::store::Store;
 
 /// Upstream addresses are dialled again at most this often while not connected.
@@ -384,6 +386,20 @@ impl Runtime {
             Event::UnexpectedChunkFrame { from, runs } => {
                 debug!(%from, runs, "dropping a chunk frame nobody asked for")
             }
+            Event::RevocationApplied { subject, key, from } => {
+                let from = from
+                    .map(|f| f.to_string())
+                    .unwrap_or_else(|| "this node".into());
+                warn!(%subject, key = %hex::encode(key), %from, "key revoked: refused from now on, with every certificate it issued")
+            }
+            Event::RevocationRejected {
+                from,
+                subject,
+                error,
+            } => warn!(%from, %subject, %error, "revocation rejected"),
+            Event::OwnChainInvalid { error } => {
+                tracing::error!(%error, "this node's own certificate chain no longer verifies: peers refuse it until it is certified again (backflow cert rotate / cert install)")
+            }
             Event::ReturnFlow(ev) => self.on_return_flow_event(ev),
             Event::Catalog(ev) => match ev {
                 CatalogEvent::Applied { origin, seq, from } => {
@@ -452,7 +468,7 @@ impl Runtime {
                     .ep
                     .return_flow()
                     .held()
-                    .map(|(d, h)| (d.to_string(), *h))
+                    .map(|(d, h)| (d.clone(), *h))
                     .collect();
                 let _ = reply.send(held);
             }
@@ -477,12 +493,8 @@ impl Runtime {
                     dataset.as_deref(),
                 ));
             }
-            Cmd::Record {
-                dataset,
-                version,
-                reply,
-            } => {
-                let _ = reply.send(self.record(&dataset, version));
+            Cmd::Record { query, reply } => {
+                let _ = reply.send(self.record(&query));
             }
             Cmd::CatalogSubmit {
                 department,
@@ -506,23 +518,59 @@ impl Runtime {
                     .collect();
                 let _ = reply.send(v);
             }
+            Cmd::Revoke { region, key, reply } => {
+                let key = key
+                    .map(|k| VerifyingKey::from_bytes(&k))
+                    .transpose()
+                    .map_err(|_| anyhow!("the key is not a valid ed25519 public key"));
+                let result = key.and_then(|key| {
+                    self.ep
+                        .revoke(now, region, key)
+                        .map_err(|e| anyhow!("cannot revoke: {e}"))
+                });
+                // Persisted (and the peers dropped) before the caller hears it is done.
+                self.drain();
+                let _ = reply.send(result.map(|r| RevocationView::of(&r)));
+            }
+            Cmd::Revocations { reply } => {
+                let _ = reply.send(self.ep.revocations().map(RevocationView::of).collect());
+            }
             Cmd::Shutdown => {}
         }
     }
 
     /// The transfer records of a held, complete dataset version (for export).
-    fn record(&self, dataset: &str, version: Option<u64>) -> Result<HeldRecords> {
+    fn record(&self, query: &DatasetQuery) -> Result<HeldRecords> {
         let rf = self.ep.return_flow();
-        let held: Vec<(String, HeldVersion)> = rf
+        let dataset = &query.name;
+        let version = query.version;
+        let held: Vec<(&DatasetId, HeldVersion)> = rf
             .held()
-            .filter(|(d, _)| crate::publish::name_matches(d, dataset))
-            .map(|(d, h)| (d.to_string(), *h))
+            .filter(|(d, _)| query.matches(d))
+            .map(|(d, h)| (d, *h))
             .collect();
         if held.is_empty() {
-            bail!("dataset {dataset:?} is not held here");
+            bail!("dataset {dataset:?} is not held here (of the publisher and department given, if any)");
+        }
+        // Datasets of one name from several owners are different datasets: never merged.
+        let owners: BTreeSet<(RegionCode, &str)> = held
+            .iter()
+            .map(|(d, _)| (d.publisher, d.department.as_str()))
+            .collect();
+        if owners.len() > 1 {
+            let list: Vec<String> = owners
+                .iter()
+                .map(|(p, d)| format!("publisher {p} department {d}"))
+                .collect();
+            bail!(
+                "datasets named {dataset:?} from {} owners are held here ({}); say which with publisher and department",
+                owners.len(),
+                list.join("; ")
+            );
         }
         let mut out = Vec::new();
-        for (name, held) in held {
+        for (id, held) in held {
+            let name = &id.name;
             if let Some(v) = version {
                 if v != held.version {
                     bail!(
@@ -535,6 +583,16 @@ impl Runtime {
                 .records
                 .get(&held.hash)
                 .ok_or_else(|| anyhow!("no transfer record for {name:?}"))?;
+            let expires_at = rec.manifest.manifest.expires_at;
+            let now = now_ms();
+            if now >= expires_at {
+                bail!(
+                    "version {} of {name:?} expired {} days ago (at Unix ms {}) and no newer version has arrived; its publisher no longer vouches for it, so it is not exported",
+                    held.version,
+                    now.since_ms(expires_at) / backflow_protocol::time::DAY_MS,
+                    expires_at.0
+                );
+            }
             if !rf.is_complete(&held.hash) && !rec.published {
                 bail!(
                     "version {} of {name:?} is still arriving; try again when `status` shows it complete",

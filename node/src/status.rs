@@ -35,6 +35,9 @@ pub struct DatasetStatus {
     pub version: u64,
     pub manifest: String,
     pub publisher: String,
+    /// With `publisher` and `dataset`, the dataset's identity: a dataset of the same name from
+    /// another region or department is another dataset.
+    pub department: String,
     pub published_here: bool,
     /// Every partition of this node's subtree is stored and verified here.
     pub held_complete: bool,
@@ -58,6 +61,33 @@ pub struct CatalogView {
     pub entries: Vec<Arc<CatalogEntry>>,
 }
 
+/// A revocation in force here, as `backflow cert revocations` and the API show it.
+#[derive(Clone, Debug, Serialize)]
+pub struct RevocationView {
+    /// The region whose key is revoked.
+    pub subject: String,
+    /// The revoked key (hex).
+    pub key: String,
+    /// When it was issued (Unix ms).
+    pub at: u64,
+    /// Who signed it: the issuer's region, or `root` for the offline root.
+    pub issuer: String,
+}
+
+impl RevocationView {
+    pub fn of(r: &backflow_protocol::cert::Revocation) -> RevocationView {
+        RevocationView {
+            subject: r.subject.to_string(),
+            key: hex::encode(r.key.as_bytes()),
+            at: r.at.0,
+            issuer: r
+                .issuer_chain
+                .last()
+                .map_or_else(|| "root".to_string(), |c| c.body.subject.to_string()),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct PeerView {
     pub peer: String,
@@ -79,7 +109,8 @@ pub fn datasets(
     let me = ep.region();
     let rf = ep.return_flow();
     let mut out = Vec::new();
-    for (name, held) in rf.held() {
+    for (id, held) in rf.held() {
+        let name = id.name.as_str();
         if dataset.is_some_and(|d| !crate::publish::name_matches(name, d)) {
             continue;
         }
@@ -139,6 +170,7 @@ pub fn datasets(
             version: held.version,
             manifest: hex::encode(held.hash),
             publisher: m.publisher.region.to_string(),
+            department: m.publisher.department.clone(),
             published_here: rec.published,
             held_complete: rec.published || rf.is_complete(&held.hash),
             partitions_here: rec.entries.len() as u64,

@@ -639,3 +639,70 @@ async fn republishing_moves_only_what_changed_and_keeps_serving() -> Result<()> 
     drop(national);
     net.shutdown().await
 }
+
+/// A dataset is (publisher region, department, name) (#15 item 2): national and a province
+/// both publish a dataset named "ds"; the township below both holds and exports each apart.
+/// Keyed by the bare name, the province's version replaced the national one in its subtree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn same_named_datasets_of_two_publishers_are_kept_apart() -> Result<()> {
+    use backflow_node::node::DatasetQuery;
+    let dir = tempfile::tempdir()?;
+    let regions: Vec<RegionCode> = ["0", "11", "1101", "110101", "110101001"]
+        .into_iter()
+        .map(code)
+        .collect();
+    let net = LocalNet::start(&regions, dir.path(), fast()).await?;
+    net.wait_connected(Duration::from_secs(20)).await?;
+    let write = |name: &str, rows: usize, tag: &str| -> Result<std::path::PathBuf> {
+        let path = dir.path().join(name);
+        let mut f = std::fs::File::create(&path)?;
+        writeln!(f, "id,village,v")?;
+        for i in 0..rows {
+            writeln!(f, "{i},110101001001,{tag}")?;
+        }
+        Ok(path)
+    };
+    let national = net.nodes[&RegionCode::NATIONAL].clone();
+    let province = net.nodes[&code("11")].clone();
+    publish_csv(
+        &national,
+        "ds",
+        &write("n.csv", 30, "national")?,
+        &dir.path().join("w1"),
+    )
+    .await?;
+    publish_csv(
+        &province,
+        "ds",
+        &write("p.csv", 20, "province")?,
+        &dir.path().join("w2"),
+    )
+    .await?;
+    let town = net.nodes[&code("110101001")].clone();
+    wait_until(
+        "both datasets at the township",
+        Duration::from_secs(60),
+        async || {
+            let s = town.status(Some("ds".into())).await?;
+            Ok(s.len() == 2 && s.iter().all(|d| d.held_complete))
+        },
+    )
+    .await?;
+    let ambiguous = town.record("ds", None).await.unwrap_err().to_string();
+    assert!(ambiguous.contains("2 owners"), "{ambiguous}");
+    for (publisher, records, tag) in [("0", 30, "national"), ("11", 20, "province")] {
+        let query = DatasetQuery {
+            name: "ds".into(),
+            publisher: Some(code(publisher)),
+            ..DatasetQuery::default()
+        };
+        let record = town.record_of(query).await?.remove(0).1;
+        assert_eq!(record.manifest.manifest.publisher.region, code(publisher));
+        let out = dir.path().join(format!("{publisher}.csv"));
+        let summary = backflow_node::export::export(&town.store, &record, code("110101001"), &out)?;
+        assert_eq!(summary.records, records);
+        let text = std::fs::read_to_string(&out)?;
+        assert!(text.lines().skip(1).all(|l| l.ends_with(tag)), "{text}");
+    }
+    net.shutdown().await
+}

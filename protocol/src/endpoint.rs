@@ -19,6 +19,8 @@
 //!     //   PutTransfer of a received record: the group ranges already stored for its
 //!     //   entries' content hashes (what a previous version shares), as at restart
 //!     ep.handle_disconnected(peer);
+//!     ep.revoke(now, region, key);              // this node revokes a descendant's key
+//!     ep.submit_revocation(now, &revocation);   // a revocation from a file (e.g. the root's)
 //!     ep.handle_timeout(now);                   // when poll_timeout() is due
 //!     // outputs, until None:
 //!     while let Some(out) = ep.poll_output() { /* send, serve, store, log, disconnect */ }
@@ -30,6 +32,14 @@
 //! region is an ancestor or a descendant of this node's; from then on that peer's frames reach
 //! the machines as coming from its region, and outputs for that region name that peer.
 //! Frames from a peer that is not admitted are dropped (and reported).
+//!
+//! # Trust stays in force
+//! Admission is not once per connection. Every admitted peer's chain is checked again when a
+//! revocation arrives and when the chain's earliest certificate expires ([`Self::poll_timeout`]
+//! includes that instant); a peer whose chain no longer verifies is refused and disconnected
+//! like one that never did, and its later hellos fail admission. Revocations spread as
+//! [`crate::revocation_gossip`] says, and are persisted ([`Storage::Revocation`]) before they
+//! are passed on.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Debug;
@@ -43,14 +53,15 @@ use crate::catalog::SignedCatalogUpdate;
 use crate::catalog_sync::{
     CatalogEvent, CatalogOutput, CatalogStorageOp, CatalogSync, CatalogSyncConfig, CatalogSyncError,
 };
-use crate::cert::{CertError, NodeIdentity, TrustStore};
+use crate::cert::{CertChain, CertError, NodeIdentity, Revocation, TrustStore};
 use crate::chunk::{ChunkError, ChunkFrame};
-use crate::manifest::{Hash, PartitionEntry, SignedManifest};
+use crate::manifest::{DatasetId, Hash, PartitionEntry, SignedManifest};
 use crate::receipt::Receipt;
 use crate::return_flow::{
     self, DataRouting, ReturnFlow, ReturnFlowConfig, ReturnFlowError, ServePart, StorageOp,
     TransferRecord,
 };
+use crate::revocation_gossip::{in_line, messages_for, RevocationMsg};
 use crate::time::UnixMs;
 use crate::tuning::{Tuning, TuningError};
 use crate::wire::{Hello, Message};
@@ -82,6 +93,8 @@ pub struct Saved {
     pub catalog_log: Vec<Arc<SignedCatalogUpdate>>,
     /// (sender, log id, watermark) as persisted by [`CatalogStorageOp::PutWatermark`].
     pub catalog_watermarks: Vec<(RegionCode, u64, u64)>,
+    /// Revocations as persisted by [`Storage::Revocation`] (verified before they were).
+    pub revocations: Vec<Revocation>,
 }
 
 /// One persisted transfer: its record ([`StorageOp::PutTransfer`]), the group ranges of each
@@ -100,8 +113,8 @@ pub struct RestoreReport {
     pub receipts: usize,
     /// Receipts that no longer fit their transfer (e.g. a newer version superseded it).
     pub receipts_skipped: usize,
-    /// Transfers that could not be restored: dataset name and why.
-    pub failed: Vec<(String, ReturnFlowError)>,
+    /// Transfers that could not be restored: which dataset and why.
+    pub failed: Vec<(DatasetId, ReturnFlowError)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -114,6 +127,8 @@ pub enum EndpointError {
     Catalog(#[from] CatalogSyncError),
     #[error(transparent)]
     Tuning(#[from] TuningError),
+    #[error("the stored revocations do not load: {0}")]
+    Revocations(CertError),
 }
 
 /// What the transport proved about a peer before any frame: the ed25519 key its handshake
@@ -187,6 +202,8 @@ pub struct PlannedRun {
 pub enum Storage {
     ReturnFlow(StorageOp),
     Catalog(CatalogStorageOp),
+    /// A revocation this node accepted: persist it (it is passed on only after this).
+    Revocation(Revocation),
 }
 
 /// Observable progress, for logs, metrics, the HTTP API and simnet statistics.
@@ -210,6 +227,23 @@ pub enum Event<P> {
     UnexpectedChunkFrame {
         from: RegionCode,
         runs: usize,
+    },
+    /// A revocation was accepted (issued here, submitted, or heard from `from`).
+    RevocationApplied {
+        subject: RegionCode,
+        key: [u8; 32],
+        from: Option<RegionCode>,
+    },
+    /// A revocation from `from` did not verify; it is neither applied nor passed on.
+    RevocationRejected {
+        from: RegionCode,
+        subject: RegionCode,
+        error: CertError,
+    },
+    /// This node's own chain no longer verifies (its key or an ancestor's was revoked, or a
+    /// certificate expired): peers refuse it until it has a new certificate.
+    OwnChainInvalid {
+        error: CertError,
     },
 }
 
@@ -244,12 +278,27 @@ pub enum Output<P> {
 struct Peer {
     auth: PeerAuth,
     region: Option<RegionCode>,
+    /// The chain it was admitted with, checked again on every revocation and at `not_after`.
+    chain: CertChain,
+    /// When the admitted chain's earliest certificate expires.
+    not_after: UnixMs,
+}
+
+/// Why this node could not revoke a key.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RevokeError {
+    #[error(transparent)]
+    Cert(#[from] CertError),
+    #[error("no key given for {region}, and no peer of that region is connected to take it from")]
+    NoKnownKey { region: RegionCode },
 }
 
 /// One node's protocol side. See the module docs.
 #[derive(Debug)]
 pub struct Endpoint<P> {
     trust: TrustStore,
+    /// Every revocation accepted, by revoked key: passed to peers in line with it.
+    revocations: BTreeMap<[u8; 32], Revocation>,
     rf: ReturnFlow,
     cs: CatalogSync,
     peers: BTreeMap<P, Peer>,
@@ -273,6 +322,14 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
             catalog_log_id,
         } = config;
         tuning.validate()?;
+        // Storage is trusted (each was verified before it was persisted): no signature check,
+        // and revocations apply before this node's own chain is checked — a node whose key was
+        // revoked does not start.
+        let mut revocations = BTreeMap::new();
+        for r in saved.revocations {
+            trust.revoke(&r.key).map_err(EndpointError::Revocations)?;
+            revocations.insert(r.key.to_bytes(), r);
+        }
         let me = trust
             .verify_chain(&identity.chain, now)
             .map_err(EndpointError::OwnChain)?;
@@ -293,6 +350,7 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
             CatalogSync::restore(now, cs_config, saved.catalog_log, &saved.catalog_watermarks)?;
         let mut ep = Endpoint {
             trust,
+            revocations,
             rf: ReturnFlow::new(rf_config),
             cs,
             peers: BTreeMap::new(),
@@ -301,7 +359,7 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
         };
         let mut report = RestoreReport::default();
         for t in saved.transfers {
-            let dataset = t.record.manifest.manifest.dataset.clone();
+            let dataset = t.record.manifest.manifest.dataset_id();
             match ep.rf.restore(now, t.record, &t.stored) {
                 Ok(_) => {
                     report.transfers += 1;
@@ -381,7 +439,15 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
                 }
             }
             None => {
-                self.peers.insert(peer, Peer { auth, region: None });
+                self.peers.insert(
+                    peer,
+                    Peer {
+                        auth,
+                        region: None,
+                        chain: Vec::new(),
+                        not_after: UnixMs::MAX,
+                    },
+                );
             }
         }
     }
@@ -413,14 +479,22 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
             Message::ReturnFlow(m) => self.rf.handle_message(now, &mut self.trust, from, m),
             Message::Catalog(m) => self.cs.handle_message(now, &mut self.trust, from, m),
             Message::Chunk(frame) => return Some(frame),
+            Message::Revocations(m) => {
+                for r in m.revocations {
+                    // A rejected one is reported as an event; the others still apply.
+                    let _ = self.learn_revocation(now, &r, Some(from));
+                }
+            }
         }
         None
     }
 
     fn handle_hello(&mut self, now: UnixMs, peer: P, hello: Hello) {
         match self.admit(now, &peer, &hello) {
-            Ok(region) => {
+            Ok((region, not_after)) => {
                 let p = self.peers.get_mut(&peer).expect("admit checked the peer");
+                p.chain = hello.chain;
+                p.not_after = not_after;
                 if let Some(old) = p.region.replace(region) {
                     if old != region {
                         self.unmap(peer, old);
@@ -429,9 +503,135 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
                 self.by_region.insert(region, peer);
                 self.out
                     .push_back(Output::Event(Event::PeerAdmitted { peer, region }));
+                // What it may have missed while apart: every revocation in its line.
+                for msg in messages_for(self.revocations.values(), region) {
+                    self.out.push_back(Output::Send {
+                        to: region,
+                        peer: Some(peer),
+                        msg: Message::Revocations(msg),
+                    });
+                }
             }
             Err(error) => self.refuse(peer, error),
         }
+    }
+
+    /// Accepts a revocation if it is new and verifies: persist it, pass it on to every
+    /// admitted peer in line with its subject (but the one it came from), and re-check every
+    /// admitted peer. Returns whether it was new.
+    fn learn_revocation(
+        &mut self,
+        now: UnixMs,
+        r: &Revocation,
+        from: Option<RegionCode>,
+    ) -> Result<bool, CertError> {
+        if self.trust.is_revoked(&r.key) {
+            // Known (also: revoked by a rotation certificate); keep the signed form if new
+            // here, for peers that have not heard of it.
+            if !self.revocations.contains_key(r.key.as_bytes()) && from.is_none() {
+                self.revocations.insert(r.key.to_bytes(), r.clone());
+                self.out
+                    .push_back(Output::Storage(Storage::Revocation(r.clone())));
+            }
+            return Ok(false);
+        }
+        if let Err(error) = self.trust.apply_revocation(r, now) {
+            if let Some(from) = from {
+                self.out.push_back(Output::Event(Event::RevocationRejected {
+                    from,
+                    subject: r.subject,
+                    error: error.clone(),
+                }));
+            }
+            return Err(error);
+        }
+        self.revocations.insert(r.key.to_bytes(), r.clone());
+        self.out
+            .push_back(Output::Storage(Storage::Revocation(r.clone())));
+        self.out.push_back(Output::Event(Event::RevocationApplied {
+            subject: r.subject,
+            key: r.key.to_bytes(),
+            from,
+        }));
+        let targets: Vec<(P, RegionCode)> = self
+            .admitted()
+            // Not the revoked node itself: it is dropped next, and learns from the refusals.
+            .filter(|(_, region)| {
+                Some(*region) != from && *region != r.subject && in_line(r.subject, *region)
+            })
+            .collect();
+        for (peer, to) in targets {
+            self.out.push_back(Output::Send {
+                to,
+                peer: Some(peer),
+                msg: Message::Revocations(RevocationMsg {
+                    revocations: vec![r.clone()],
+                }),
+            });
+        }
+        self.recheck_peers(now, |_| true);
+        if let Err(error) = self
+            .trust
+            .verify_chain(&self.rf.identity().chain.clone(), now)
+        {
+            self.out
+                .push_back(Output::Event(Event::OwnChainInvalid { error }));
+        }
+        Ok(true)
+    }
+
+    /// Checks the chains of the admitted peers `which` selects again; refuses (and
+    /// disconnects) each one whose chain no longer verifies.
+    fn recheck_peers(&mut self, now: UnixMs, which: impl Fn(&Peer) -> bool) {
+        let admitted: Vec<(P, CertChain)> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.region.is_some() && which(p))
+            .map(|(peer, p)| (*peer, p.chain.clone()))
+            .collect();
+        for (peer, chain) in admitted {
+            match self.trust.verify_chain(&chain, now) {
+                Ok(id) => {
+                    if let Some(p) = self.peers.get_mut(&peer) {
+                        p.not_after = id.not_after;
+                    }
+                }
+                Err(error) => self.refuse(peer, AdmissionError::Chain(error)),
+            }
+        }
+    }
+
+    /// This node revokes the key of `subject`, a region strictly below it: `key`, or if `None`
+    /// the key of the peer of that region connected now. The revocation is applied, persisted
+    /// and spread like one heard from a peer (see [`crate::revocation_gossip`]).
+    pub fn revoke(
+        &mut self,
+        now: UnixMs,
+        subject: RegionCode,
+        key: Option<VerifyingKey>,
+    ) -> Result<Revocation, RevokeError> {
+        let key = match key {
+            Some(k) => k,
+            None => self
+                .peer_of(subject)
+                .and_then(|p| self.peers.get(&p))
+                .and_then(|p| VerifyingKey::from_bytes(&p.auth.key).ok())
+                .ok_or(RevokeError::NoKnownKey { region: subject })?,
+        };
+        let r = Revocation::issue(self.rf.identity(), subject, key, now)?;
+        self.learn_revocation(now, &r, None)?;
+        Ok(r)
+    }
+
+    /// A revocation handed in by the shell (e.g. the offline root's revocation of a national
+    /// key, from a file): verified, applied, persisted and spread. Returns whether it was new.
+    pub fn submit_revocation(&mut self, now: UnixMs, r: &Revocation) -> Result<bool, CertError> {
+        self.learn_revocation(now, r, None)
+    }
+
+    /// Every revocation in force here.
+    pub fn revocations(&self) -> impl Iterator<Item = &Revocation> {
+        self.revocations.values()
     }
 
     /// Verifies a peer's chain, its binding to the transport and its place in the tree.
@@ -440,7 +640,7 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
         now: UnixMs,
         peer: &P,
         hello: &Hello,
-    ) -> Result<RegionCode, AdmissionError> {
+    ) -> Result<(RegionCode, UnixMs), AdmissionError> {
         let auth = &self
             .peers
             .get(peer)
@@ -458,7 +658,7 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
         if !(me.contains(region) || region.contains(me)) {
             return Err(AdmissionError::NotInLine { region, me });
         }
-        Ok(region)
+        Ok((region, id.not_after))
     }
 
     fn refuse(&mut self, peer: P, error: AdmissionError) {
@@ -586,13 +786,23 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
 
     /// Time passed: retransmissions, fallbacks, receipts.
     pub fn handle_timeout(&mut self, now: UnixMs) {
+        // A peer whose certificate expired is refused like a revoked one.
+        self.recheck_peers(now, |p| p.not_after <= now);
         self.rf.handle_tick(now);
         self.cs.handle_tick(now);
     }
 
-    /// When [`Self::handle_timeout`] is next due.
+    /// When [`Self::handle_timeout`] is next due: the machines' timers, and the earliest
+    /// expiry of an admitted peer's chain.
     pub fn poll_timeout(&self) -> Option<UnixMs> {
-        [self.rf.poll_timeout(), self.cs.poll_timeout()]
+        let expiry = self
+            .peers
+            .values()
+            .filter(|p| p.region.is_some())
+            .map(|p| p.not_after)
+            .min()
+            .filter(|t| *t != UnixMs::MAX);
+        [self.rf.poll_timeout(), self.cs.poll_timeout(), expiry]
             .into_iter()
             .flatten()
             .min()

@@ -19,6 +19,7 @@
 //! - [`outbox`]: per-peer bounds on control frames in flight, the same in the node and simnet.
 //! - [`catalog_sync`]: [`CatalogSync`], child → parent catalog sync.
 //! - [`return_flow`]: [`ReturnFlow`], parent → child dataset delivery with receipts up.
+//! - [`revocation_gossip`]: revocations spread to every node in line with the revoked region.
 //! - [`tuning`]: [`tuning::Tuning`], the one set of defaults both shells start from.
 //! - [`endpoint`]: [`Endpoint`], which owns the trust store, the machines and peer admission:
 //!   the one thing a shell drives.
@@ -42,6 +43,7 @@ pub mod outbox;
 pub mod receipt;
 pub mod region_tree;
 pub mod return_flow;
+pub mod revocation_gossip;
 pub mod time;
 pub mod tuning;
 pub mod wire;

@@ -117,11 +117,47 @@ impl PartitionEntry {
     }
 }
 
+/// How far one version may run ahead of the held one ([`check_succession`]): 2^20. A
+/// publisher numbers its versions held + 1, so a real jump is the versions a node missed while
+/// offline; a million of them is years of hourly publishing. Without a bound, one manifest at
+/// version `u64::MAX` — from a stolen key, or a bug — would lock every later real version out
+/// for good (TUF's fast-forward attack); with it, even a stolen key that keeps publishing needs
+/// 2^33 manifests to reach [`VERSION_MAX`], and the owner recovers by publishing held + 1.
+pub const VERSION_STEP_MAX: u64 = 1 << 20;
+/// The highest version there is: 2^53 − 1, so a version stays exact as a JSON number (the
+/// local API, `status --json`) — and a bound for a node that holds nothing yet.
+pub const VERSION_MAX: u64 = (1 << 53) - 1;
+
+/// Who a dataset belongs to and what it is called: the publisher's jurisdiction (the region
+/// whose certificate signs every version), the department (部门) that publishes it there, and
+/// its name. Two datasets of the same name but another region or department are different
+/// datasets; only a key certified for the publisher's region — the owner's node, including its
+/// rotated key — can sign a version that supersedes one (Art. 24: each department returns its
+/// own data; no other jurisdiction or department may replace or retract it).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct DatasetId {
+    pub publisher: RegionCode,
+    pub department: String,
+    pub name: String,
+}
+
+impl std::fmt::Display for DatasetId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} ({} of {})",
+            self.name, self.department, self.publisher
+        )
+    }
+}
+
 /// The signed description of one dataset version.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
+    /// The dataset's name; with `publisher` it forms the dataset's identity ([`DatasetId`]).
     pub dataset: String,
-    /// Strictly increasing per dataset; receivers refuse anything older than what they hold.
+    /// Strictly increasing per dataset; receivers refuse anything older than what they hold,
+    /// and anything more than [`VERSION_STEP_MAX`] ahead of it.
     pub version: u64,
     /// The publishing department and its jurisdiction (the signer).
     pub publisher: CatalogOrigin,
@@ -141,6 +177,15 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// The dataset this manifest is a version of.
+    pub fn dataset_id(&self) -> DatasetId {
+        DatasetId {
+            publisher: self.publisher.region,
+            department: self.publisher.department.clone(),
+            name: self.dataset.clone(),
+        }
+    }
+
     /// Names this version: what receipts, wants and chunk frames refer to.
     pub fn hash(&self) -> Hash {
         digest(MANIFEST_DOMAIN, self)
@@ -209,17 +254,27 @@ pub enum ManifestError {
     ValidityTooLong { validity_ms: u64, max_ms: u64 },
     #[error("version 0 is not a valid version")]
     ZeroVersion,
+    #[error("version {0} is above the highest version {VERSION_MAX}")]
+    VersionTooHigh(u64),
     #[error("rollback: version {offered} of {dataset} is older than the held version {held}")]
     Rollback {
-        dataset: String,
+        dataset: DatasetId,
+        held: u64,
+        offered: u64,
+    },
+    #[error(
+        "version {offered} of {dataset} jumps more than {VERSION_STEP_MAX} versions ahead of the held version {held}"
+    )]
+    VersionJump {
+        dataset: DatasetId,
         held: u64,
         offered: u64,
     },
     #[error("equivocation: two different manifests for version {version} of {dataset}")]
-    Equivocation { dataset: String, version: u64 },
+    Equivocation { dataset: DatasetId, version: u64 },
     #[error("version {version} of {dataset} does not chain to the held version {held}")]
     ForkedHistory {
-        dataset: String,
+        dataset: DatasetId,
         version: u64,
         held: u64,
     },
@@ -316,6 +371,9 @@ impl SignedManifest {
         if m.version == 0 {
             return Err(ManifestError::ZeroVersion);
         }
+        if m.version > VERSION_MAX {
+            return Err(ManifestError::VersionTooHigh(m.version));
+        }
         if !m.publisher.region.contains(m.scope) {
             return Err(ManifestError::ScopeOutsidePublisher {
                 scope: m.scope,
@@ -377,8 +435,10 @@ pub enum Succession {
     Same,
 }
 
-/// Rollback and fork defence: only strictly newer versions are accepted; the same version must
-/// be the same manifest; the immediate successor must chain to the held hash.
+/// Rollback, fork and fast-forward defence, for a manifest of the dataset `held` is of (same
+/// [`DatasetId`]): only strictly newer versions are accepted, at most [`VERSION_STEP_MAX`]
+/// ahead; the same version must be the same manifest; the immediate successor must chain to
+/// the held hash.
 pub fn check_succession(
     held: Option<HeldVersion>,
     offered: &Manifest,
@@ -387,7 +447,7 @@ pub fn check_succession(
     let Some(held) = held else {
         return Ok(Succession::Newer);
     };
-    let dataset = || offered.dataset.clone();
+    let dataset = || offered.dataset_id();
     if offered.version < held.version {
         return Err(ManifestError::Rollback {
             dataset: dataset(),
@@ -404,6 +464,13 @@ pub fn check_succession(
                 version: offered.version,
             })
         };
+    }
+    if offered.version - held.version > VERSION_STEP_MAX {
+        return Err(ManifestError::VersionJump {
+            dataset: dataset(),
+            held: held.version,
+            offered: offered.version,
+        });
     }
     if offered.version == held.version + 1 && offered.previous != Some(held.hash) {
         return Err(ManifestError::ForkedHistory {

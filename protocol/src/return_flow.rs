@@ -61,8 +61,8 @@ use crate::limits::{
     WANT_GROUPS_SERVED_MAX, WANT_PARTS_MAX, WANT_RANGES_MAX,
 };
 use crate::manifest::{
-    check_succession, encoded_len, Hash, HeldVersion, Manifest, ManifestError, ManifestPolicy,
-    PartitionEntry, SignedManifest, Succession, CHUNK_GROUPS_PER_FRAME_MAX,
+    check_succession, encoded_len, DatasetId, Hash, HeldVersion, Manifest, ManifestError,
+    ManifestPolicy, PartitionEntry, SignedManifest, Succession, CHUNK_GROUPS_PER_FRAME_MAX,
 };
 use crate::receipt::{Receipt, ReceiptError, ReceiptLedger, SignedReceipt};
 use crate::region_tree::{verify_all_partitions, verify_partitions, RegionProof, RegionTree};
@@ -165,7 +165,7 @@ pub enum StorageOp {
 pub enum Event {
     ManifestAccepted {
         manifest: Hash,
-        dataset: String,
+        dataset: DatasetId,
         version: u64,
         from: RegionCode,
     },
@@ -347,7 +347,7 @@ impl Transfer {
 #[derive(Debug)]
 pub struct ReturnFlow {
     config: ReturnFlowConfig,
-    held: BTreeMap<String, HeldVersion>,
+    held: BTreeMap<DatasetId, HeldVersion>,
     transfers: BTreeMap<Hash, Transfer>,
     out: VecDeque<Output>,
 }
@@ -407,8 +407,8 @@ impl ReturnFlow {
     }
 
     /// The latest held version of each dataset.
-    pub fn held(&self) -> impl Iterator<Item = (&str, &HeldVersion)> {
-        self.held.iter().map(|(d, h)| (d.as_str(), h))
+    pub fn held(&self) -> impl Iterator<Item = (&DatasetId, &HeldVersion)> {
+        self.held.iter()
     }
 
     /// The partition entry a chunk frame for (`manifest`, `region`) must verify against, if this
@@ -523,7 +523,7 @@ impl ReturnFlow {
             check_len("announce entries", n, ANNOUNCE_ENTRIES_MAX).map_err(ManifestError::from)?;
         }
         let succession = check_succession(
-            self.held.get(&manifest.manifest.dataset).copied(),
+            self.held.get(&manifest.manifest.dataset_id()).copied(),
             &manifest.manifest,
             hash,
         )?;
@@ -561,7 +561,7 @@ impl ReturnFlow {
         } else {
             verify_partitions(m, root, &record.entries, &record.proof)?
         };
-        if let Some(h) = self.held.get(&m.dataset) {
+        if let Some(h) = self.held.get(&m.dataset_id()) {
             if h.version > m.version {
                 // A record superseded before a crash, whose drop was not applied yet (the
                 // newer record is persisted first): drop it now.
@@ -617,7 +617,7 @@ impl ReturnFlow {
         stored: Option<&StoredGroups>,
     ) -> Result<(), ReturnFlowError> {
         let m = &record.manifest.manifest;
-        if self.transfers.len() >= TRANSFERS_MAX && !self.held.contains_key(&m.dataset) {
+        if self.transfers.len() >= TRANSFERS_MAX && !self.held.contains_key(&m.dataset_id()) {
             return Err(ReturnFlowError::TooManyTransfers { max: TRANSFERS_MAX });
         }
         // Supersede the previous version of the dataset. Its record is dropped only after the
@@ -625,7 +625,7 @@ impl ReturnFlow {
         let superseded = self
             .held
             .insert(
-                m.dataset.clone(),
+                m.dataset_id(),
                 HeldVersion {
                     version: m.version,
                     hash,
@@ -743,7 +743,7 @@ impl ReturnFlow {
                     }
                 }
             }
-            ReturnFlowMsg::Want { manifest, parts } => self.on_want(from, manifest, parts),
+            ReturnFlowMsg::Want { manifest, parts } => self.on_want(now, from, manifest, parts),
             ReturnFlowMsg::NotAvailable { manifest } => {
                 let is_source = self
                     .transfers
@@ -802,7 +802,7 @@ impl ReturnFlow {
         if let Err(e) = a.manifest.verify(trust, now, &self.config.policy) {
             return reject(self, e);
         }
-        match check_succession(self.held.get(&m.dataset).copied(), m, hash) {
+        match check_succession(self.held.get(&m.dataset_id()).copied(), m, hash) {
             Ok(Succession::Newer) => {}
             Ok(Succession::Same) => {
                 self.send(from, ReturnFlowMsg::AnnounceAck { manifest: hash });
@@ -818,7 +818,7 @@ impl ReturnFlow {
         };
         self.out.push_back(Output::Event(Event::ManifestAccepted {
             manifest: hash,
-            dataset: m.dataset.clone(),
+            dataset: m.dataset_id(),
             version: m.version,
             from,
         }));
@@ -839,12 +839,18 @@ impl ReturnFlow {
         }
     }
 
-    fn on_want(&mut self, from: RegionCode, manifest: Hash, parts: Vec<WantPart>) {
+    fn on_want(&mut self, now: UnixMs, from: RegionCode, manifest: Hash, parts: Vec<WantPart>) {
         let me = self.region();
         let Some(t) = self.transfers.get(&manifest) else {
             self.send(from, ReturnFlowMsg::NotAvailable { manifest });
             return;
         };
+        // An expired manifest's data is served no more (nor exported by the shell): its
+        // publisher no longer vouches for it (the freeze window, see `ManifestPolicy`).
+        if now >= t.record.manifest.manifest.expires_at {
+            self.send(from, ReturnFlowMsg::NotAvailable { manifest });
+            return;
+        }
         // Only descendants, and only partitions inside the requester's own region.
         let descendant = from != me && me.contains(from);
         let mut refused = None;

@@ -14,6 +14,7 @@ use crate::cert::CertChain;
 use crate::chunk::{check_chunk_frame_limits, split_payload, ChunkFrame, ChunkPart};
 use crate::codec::{config, decode_prefix};
 use crate::return_flow::messages::ReturnFlowMsg;
+use crate::revocation_gossip::RevocationMsg;
 
 pub use crate::codec::{decode_exact, decode_stored, digest, encode_value, encoded_len, WireError};
 pub use crate::limits::{
@@ -30,7 +31,8 @@ pub use crate::limits::{
 /// 2: receipts carry a delivered bitmap (exact aggregation after fallbacks).
 /// 3: a manifest's schema carries the published header line verbatim.
 /// 4: a want names many partitions, a chunk frame carries runs of many partitions.
-pub const PROTOCOL_VERSION: u16 = 4;
+/// 5: revocations travel on the control plane ([`Message::Revocations`]).
+pub const PROTOCOL_VERSION: u16 = 5;
 
 /// Identity exchange on connection: the sender's certificate chain (anchor-most first). The
 /// shell verifies it with [`crate::cert::TrustStore::verify_chain`], checks the leaf's peer id
@@ -58,6 +60,9 @@ pub enum Message {
     /// Data plane: verified chunk groups of a partition. Handled by the shell (see
     /// [`crate::manifest::ChunkFrame`]); never fed to a state machine as bytes.
     Chunk(ChunkFrame),
+    /// Control plane: signed revocations, to every peer in line with their subjects
+    /// ([`crate::revocation_gossip`]).
+    Revocations(RevocationMsg),
 }
 
 impl Bounded for Message {
@@ -67,6 +72,7 @@ impl Bounded for Message {
             Message::Catalog(m) => m.check_limits(),
             Message::ReturnFlow(m) => m.check_limits(),
             Message::Chunk(m) => m.check_limits(),
+            Message::Revocations(m) => m.check_limits(),
         }
     }
 }

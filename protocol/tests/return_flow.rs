@@ -773,6 +773,26 @@ fn a_held_manifest_that_expires_is_reported() {
         .node(t)
         .rf_events()
         .any(|e| matches!(e, Event::TransferExpired { .. }))));
+    // Expired data is served no more: the county answers a want with NotAvailable.
+    let want = rf(ReturnFlowMsg::Want {
+        manifest: hash,
+        parts: vec![WantPart {
+            region: t,
+            groups: vec![0..1],
+        }],
+    });
+    let out = net.inject(t, code("110101"), want);
+    assert!(
+        !out.iter().any(|o| matches!(o, Output::ServeChunks { .. })),
+        "{out:?}"
+    );
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::Send {
+            msg: Message::ReturnFlow(ReturnFlowMsg::NotAvailable { .. }),
+            ..
+        }
+    )));
 }
 
 #[test]
@@ -1436,4 +1456,144 @@ fn a_shell_that_does_not_report_stored_content_still_completes() {
     let v1 = dibao(&net.fx, 1, None);
     let h1 = net.publish(&v1);
     assert!(net.run(60_000, |s| everyone_done(s, &v1, h1)));
+}
+
+/// A dataset is (publisher region, department, name): a province that publishes a dataset of
+/// the national dataset's name, even at a higher version, and another national department
+/// that does, are other datasets — the national one stays held, complete and served below
+/// them. (Keyed by the bare name, the province's version 9 superseded and deleted the national
+/// version 1 across its subtree.)
+#[test]
+fn a_same_named_dataset_of_another_owner_is_another_dataset() {
+    let mut net = sim(40, Faults::NONE);
+    let national = dibao(&net.fx, 1, None);
+    let h_national = net.publish(&national);
+    assert!(net.run(60_000, |s| everyone_done(s, &national, h_national)));
+
+    let province_parts: &[(&str, usize)] = &[("110101001", 3_000), ("110102001", 4_000)];
+    let province = dataset(
+        &net.fx,
+        "dibao",
+        9,
+        None,
+        "11",
+        "11",
+        province_parts,
+        T0,
+        30 * DAY_MS,
+    );
+    let h_province = net.publish(&province);
+    let below_province = |s: &Net| {
+        s.nodes
+            .keys()
+            .filter(|c| code("11").contains(**c) && **c != code("11"))
+            .all(|c| s.holds_exactly_its_region(*c, &province, h_province))
+            && s.publisher_sees_all(h_province, code("11"))
+    };
+    assert!(net.run(60_000, below_province));
+
+    // Another department of national, same name, version 5.
+    let schema = schema();
+    let entries: Vec<_> = province_parts
+        .iter()
+        .map(|(r, len)| {
+            let c = content(code(r), 77, *len);
+            backflow_protocol::manifest::PartitionEntry::for_content(code(r), &c, 1, &schema)
+        })
+        .collect();
+    let m = backflow_protocol::manifest::build_manifest(
+        "dibao".into(),
+        5,
+        origin("0", "人力资源社会保障部"),
+        code("0"),
+        T0,
+        T0.plus_ms(30 * DAY_MS),
+        None,
+        schema,
+        &entries,
+    )
+    .unwrap();
+    let other = Dataset {
+        contents: province_parts
+            .iter()
+            .map(|(r, len)| (code(r), content(code(r), 77, *len)))
+            .collect(),
+        entries,
+        manifest: backflow_protocol::manifest::SignedManifest::sign(m, net.fx.id("0")).unwrap(),
+    };
+    let h_other = net.publish(&other);
+    assert!(net.run(60_000, |s| everyone_done(s, &other, h_other)));
+
+    for t in ["110101001", "110102001"] {
+        let t = code(t);
+        let rf = net.rf(t);
+        let held: Vec<_> = rf.held().map(|(id, h)| (id.clone(), h.version)).collect();
+        assert_eq!(held.len(), 3, "{t} holds {held:?}");
+        for h in [h_national, h_province, h_other] {
+            assert!(rf.is_complete(&h), "{t} lost a dataset: {held:?}");
+        }
+        assert!(manifest_errors(&net, t).is_empty());
+    }
+    // The national dataset is still whole everywhere.
+    assert!(everyone_done(&net, &national, h_national));
+}
+
+/// Versions may run at most `VERSION_STEP_MAX` ahead of the held one, and never above
+/// `VERSION_MAX`: one manifest at `u64::MAX` cannot lock out every later version (TUF's
+/// fast-forward attack). The owner's next real version still gets through.
+#[test]
+fn a_version_cannot_jump_to_the_end_of_the_numbers() {
+    use backflow_protocol::manifest::{VERSION_MAX, VERSION_STEP_MAX};
+    let mut net = sim(41, Faults::NONE);
+    let v1 = dibao(&net.fx, 1, None);
+    let h1 = net.publish(&v1);
+    assert!(net.run(60_000, |s| everyone_done(s, &v1, h1)));
+
+    let t = code("110101001");
+    let announce = |d: &Dataset| {
+        let tree = backflow_protocol::manifest::RegionTree::build(code("0"), &d.entries).unwrap();
+        rf(ReturnFlowMsg::Announce(
+            backflow_protocol::return_flow::Announce {
+                manifest: Arc::new(d.manifest.clone()),
+                entries: d
+                    .entries
+                    .iter()
+                    .filter(|e| e.region == t)
+                    .copied()
+                    .collect(),
+                proof: tree.proof_for(t, &Default::default()).unwrap(),
+            },
+        ))
+    };
+    // Signed by the real publisher (a stolen key, or a bug): u64::MAX, then a long jump.
+    let max = dibao(&net.fx, u64::MAX, None);
+    net.inject(code("110101"), t, announce(&max));
+    let far = dibao(&net.fx, 1 + VERSION_STEP_MAX + 1, None);
+    net.inject(code("110101"), t, announce(&far));
+    let errors = manifest_errors(&net, t);
+    assert!(
+        errors
+            .iter()
+            .any(|e| matches!(e, ManifestError::VersionTooHigh(v) if *v == u64::MAX)),
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| matches!(e, ManifestError::VersionJump { held: 1, .. })),
+        "{errors:?}"
+    );
+    // The publisher refuses to start such a version itself.
+    let too_high = dibao(&net.fx, VERSION_MAX + 1, None);
+    let now = net.now;
+    assert!(net
+        .node_mut(code("0"))
+        .ep
+        .publish(now, too_high.manifest.clone(), too_high.entries.clone())
+        .is_err());
+    // Still on version 1; the owner's next version (the longest allowed jump) gets through.
+    assert!(net.rf(t).is_complete(&h1));
+    let next = dibao(&net.fx, 1 + VERSION_STEP_MAX, None);
+    let h_next = net.publish(&next);
+    assert!(net.run(60_000, |s| everyone_done(s, &next, h_next)));
 }

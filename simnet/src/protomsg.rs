@@ -8,6 +8,7 @@ use std::ops::Range;
 use backflow_protocol::catalog_sync::CatalogMsg;
 use backflow_protocol::manifest::Hash;
 use backflow_protocol::return_flow::ReturnFlowMsg;
+use backflow_protocol::revocation_gossip::RevocationMsg;
 use backflow_protocol::wire::{encoded_len, Message};
 use backflow_topology::RegionCode;
 
@@ -27,6 +28,7 @@ const CHUNK_PART_HEADER_BYTES: u64 = 24;
 pub enum ProtoMsg {
     ReturnFlow(ReturnFlowMsg),
     Catalog(CatalogMsg),
+    Revocations(RevocationMsg),
     /// A chunk frame, by size and hash: runs of one or more partitions.
     Chunk {
         manifest: Hash,
@@ -53,6 +55,7 @@ impl ProtoMsg {
         match msg {
             Message::ReturnFlow(m) => Some(ProtoMsg::ReturnFlow(m)),
             Message::Catalog(m) => Some(ProtoMsg::Catalog(m)),
+            Message::Revocations(m) => Some(ProtoMsg::Revocations(m)),
             Message::Hello(_) | Message::Chunk(_) => None,
         }
     }
@@ -68,6 +71,7 @@ impl Wire for ProtoMsg {
         match self {
             ProtoMsg::ReturnFlow(m) => FRAME_HEADER_BYTES + encoded_len(m) as u64,
             ProtoMsg::Catalog(m) => FRAME_HEADER_BYTES + encoded_len(m) as u64,
+            ProtoMsg::Revocations(m) => FRAME_HEADER_BYTES + encoded_len(m) as u64,
             ProtoMsg::Chunk { parts, .. } => {
                 FRAME_HEADER_BYTES
                     + CHUNK_HEADER_BYTES
@@ -94,6 +98,7 @@ impl Wire for ProtoMsg {
                 CatalogMsg::Updates { .. } => "catalog_updates",
                 CatalogMsg::Ack { .. } => "catalog_ack",
             },
+            ProtoMsg::Revocations(_) => "revocations",
             ProtoMsg::Chunk { .. } => "chunk",
         }
     }
@@ -117,6 +122,11 @@ impl Wire for ProtoMsg {
             },
             ProtoMsg::Catalog(CatalogMsg::Updates { updates, .. }) => Plane::Control {
                 verifies: updates.len() as u32,
+                signs: 0,
+            },
+            // Each revocation's signature and issuer chain is checked by every receiver.
+            ProtoMsg::Revocations(m) => Plane::Control {
+                verifies: m.revocations.len() as u32,
                 signs: 0,
             },
             ProtoMsg::ReturnFlow(_) | ProtoMsg::Catalog(_) => Plane::Control {

@@ -46,6 +46,7 @@ use backflow_protocol::catalog::{
     DataType, SharingAttribute, SharingMethod, SignedCatalogUpdate, UpdateFrequency,
 };
 use backflow_protocol::catalog_sync::{CatalogEvent, CatalogStorageOp};
+use backflow_protocol::cert::Revocation;
 use backflow_protocol::chunk::{check_groups, ChunkError};
 use backflow_protocol::endpoint::{Event, Output, RunVerdict, Saved, SavedTransfer, Storage};
 use backflow_protocol::manifest::{Hash, PartitionEntry};
@@ -80,6 +81,7 @@ struct Durable {
     receipts: BTreeMap<Hash, BTreeMap<RegionCode, Receipt>>,
     cat_log: Vec<Arc<SignedCatalogUpdate>>,
     cat_watermarks: BTreeMap<RegionCode, (u64, u64)>,
+    revocations: Vec<Revocation>,
 }
 
 impl Durable {
@@ -105,6 +107,7 @@ impl Durable {
                 .iter()
                 .map(|(s, (id, w))| (*s, *id, *w))
                 .collect(),
+            revocations: self.revocations.clone(),
         }
     }
 
@@ -424,6 +427,7 @@ impl ProtoNode {
             }) => {
                 store.cat_watermarks.insert(sender, (log_id, watermark));
             }
+            Storage::Revocation(r) => store.revocations.push(r),
         }
     }
 
@@ -451,6 +455,11 @@ impl ProtoNode {
             Event::UnexpectedChunkFrame { .. } => {
                 ctx.observe(Observation::Note("chunk_frame_unexpected"))
             }
+            Event::RevocationApplied { .. } => ctx.observe(Observation::Note("revocation_applied")),
+            Event::RevocationRejected { .. } => {
+                ctx.observe(Observation::Note("revocation_rejected"))
+            }
+            Event::OwnChainInvalid { .. } => ctx.observe(Observation::Note("own_chain_invalid")),
         }
     }
 
@@ -636,6 +645,11 @@ impl SimNode for ProtoNode {
             ProtoMsg::Catalog(m) => {
                 if let Some(ep) = self.ep.as_mut() {
                     ep.handle_message(now, from, Message::Catalog(m));
+                }
+            }
+            ProtoMsg::Revocations(m) => {
+                if let Some(ep) = self.ep.as_mut() {
+                    ep.handle_message(now, from, Message::Revocations(m));
                 }
             }
         }

@@ -13,7 +13,7 @@ use axum::http::{Request, StatusCode};
 use backflow_api::confine::Confined;
 use backflow_api::gate::{AllowedHosts, Gate};
 use backflow_api::{
-    router, ApiError, ApiToken, Backend, Directories, Export, ExportSummary, PublishInput,
+    router, ApiError, ApiToken, Backend, Directories, Export, ExportSummary, ExportWhich, PublishInput, RevokeParams,
     PublishParams,
 };
 use backflow_protocol::catalog::CatalogEntry;
@@ -64,10 +64,21 @@ impl Backend for Memory {
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
         Ok(serde_json::json!({ "bytes": n }))
     }
-    async fn export(&self, dataset: String, version: Option<u64>) -> Result<Export, ApiError> {
+    async fn revoke(&self, params: RevokeParams) -> Result<serde_json::Value, ApiError> {
+        Ok(serde_json::json!({ "subject": params.region }))
+    }
+    async fn revocations(&self) -> Result<serde_json::Value, ApiError> {
+        Ok(serde_json::json!([]))
+    }
+    async fn export(&self, which: ExportWhich) -> Result<Export, ApiError> {
+        let ExportWhich {
+            dataset, version, ..
+        } = which;
         Ok(Export {
             summary: ExportSummary {
                 dataset,
+                publisher: "110000000000".into(),
+                department: "d".into(),
                 version: version.unwrap_or(1),
                 partitions: 1,
                 records: 1,
@@ -130,6 +141,7 @@ const PATHS: &[&str] = &[
     "/api/catalog",
     "/api/catalog/a",
     "/api/peers",
+    "/api/revocations",
 ];
 
 fuzz_target!(|data: &[u8]| {

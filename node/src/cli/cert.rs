@@ -1,6 +1,8 @@
-//! `backflow cert issue|install`: jurisdiction certificates — a parent signs its child's,
-//! the child verifies and installs the chain. The national node installs the national
-//! certificate signed by the offline root (`backflow root certify`) the same way.
+//! `backflow cert issue|install|revoke|revocations`: jurisdiction certificates — a parent
+//! signs its child's, the child verifies and installs the chain. The national node installs
+//! the national certificate signed by the offline root (`backflow root certify`) the same way.
+//! Any ancestor revokes a descendant's key through its running node, which spreads the
+//! revocation to every node in that region's line.
 
 use std::path::{Path, PathBuf};
 
@@ -12,7 +14,7 @@ use backflow_protocol::time::DAY_MS;
 use backflow_topology::{RegionCode, Topology};
 use clap::Subcommand;
 
-use super::common::DataArg;
+use super::common::{call, DataArg};
 
 #[derive(Subcommand, Debug)]
 pub enum CertCmd {
@@ -38,6 +40,26 @@ pub enum CertCmd {
         data: DataArg,
         file: PathBuf,
     },
+    /// Revoke the key of a region below this node (after a compromise or a lost key), through
+    /// the running node: in force here at once, spread to every node in that region's line
+    /// within seconds, kept across restarts. The region's node is refused from then on — and
+    /// so is every certificate its key issued (its descendants need new ones, under its new
+    /// key). Without `--key`, the key of that region's node connected now.
+    Revoke {
+        #[command(flatten)]
+        data: DataArg,
+        /// The region code (or name) whose key is revoked.
+        #[arg(long)]
+        region: String,
+        /// The key to revoke (hex, as `backflow init` printed it).
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// List the revocations in force at the running node.
+    Revocations {
+        #[command(flatten)]
+        data: DataArg,
+    },
 }
 
 pub fn run(cmd: CertCmd) -> Result<()> {
@@ -50,7 +72,29 @@ pub fn run(cmd: CertCmd) -> Result<()> {
             out,
         } => issue(&data.dir, &region, &key, days, &out),
         CertCmd::Install { data, file } => install(&data.dir, &file),
+        CertCmd::Revoke { data, region, key } => revoke(&data.dir, &region, key),
+        CertCmd::Revocations { data } => {
+            let list = call(&data.dir, "GET", "/api/revocations", None)?;
+            println!("{}", serde_json::to_string_pretty(&list)?);
+            Ok(())
+        }
     }
+}
+
+fn revoke(dir: &Path, region: &str, key: Option<String>) -> Result<()> {
+    let region = Topology::china().lookup(region)?.code;
+    if let Some(k) = &key {
+        // Checked here too, so a typo is reported before the node is asked.
+        config::parse_public_key(k)?;
+    }
+    let body = serde_json::json!({ "region": region.to_string(), "key": key });
+    let view = call(dir, "POST", "/api/revocations", Some(&body))?;
+    println!(
+        "revoked the key {} of {} — in force here, spreading to every node in its line",
+        view["key"].as_str().unwrap_or("?"),
+        view["subject"].as_str().unwrap_or("?")
+    );
+    Ok(())
 }
 
 fn issue(dir: &Path, region: &str, key: &str, days: u64, out: &Path) -> Result<()> {

@@ -15,6 +15,13 @@ pub struct ExportArgs {
     data: DataArg,
     #[arg(long)]
     dataset: String,
+    /// The publisher's region code; needed only when datasets of this name from more than one
+    /// publisher or department are held here (a dataset is publisher, department and name).
+    #[arg(long)]
+    publisher: Option<String>,
+    /// The publishing department (see `--publisher`).
+    #[arg(long)]
+    department: Option<String>,
     #[arg(long)]
     version: Option<u64>,
     #[arg(long)]
@@ -25,6 +32,8 @@ pub fn run(args: ExportArgs) -> Result<()> {
     let ExportArgs {
         data,
         dataset,
+        publisher,
+        department,
         version,
         out,
     } = args;
@@ -32,6 +41,12 @@ pub fn run(args: ExportArgs) -> Result<()> {
     let mut path = format!("/api/export?dataset={}", urlencode(&dataset));
     if let Some(v) = version {
         path.push_str(&format!("&version={v}"));
+    }
+    if let Some(p) = publisher {
+        path.push_str(&format!("&publisher={}", urlencode(&p)));
+    }
+    if let Some(d) = department {
+        path.push_str(&format!("&department={}", urlencode(&d)));
     }
     let partial = out.with_extension("partial");
     let (headers, bytes) = runtime()?

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use backflow_protocol::catalog::SignedCatalogUpdate;
 use backflow_protocol::catalog_sync::CatalogStorageOp;
+use backflow_protocol::cert::Revocation;
 use backflow_protocol::endpoint::{Saved, SavedTransfer, Storage};
 use backflow_protocol::manifest::Hash;
 use backflow_protocol::receipt::Receipt;
@@ -46,6 +47,8 @@ pub struct Store {
     pub catalog_log: Vec<Arc<SignedCatalogUpdate>>,
     /// Catalog watermarks: sender → (log id, watermark).
     pub watermarks: BTreeMap<RegionCode, (u64, u64)>,
+    /// Revocations accepted ([`Storage::Revocation`]), in order.
+    pub revocations: Vec<Revocation>,
 }
 
 impl Store {
@@ -91,6 +94,7 @@ impl Store {
                 );
                 self.catalog_log.push(update);
             }
+            Storage::Revocation(r) => self.revocations.push(r),
             Storage::Catalog(CatalogStorageOp::PutWatermark {
                 sender,
                 log_id,
@@ -146,6 +150,7 @@ impl Store {
                 .iter()
                 .map(|(s, (id, w))| (*s, *id, *w))
                 .collect(),
+            revocations: self.revocations.clone(),
         }
     }
 }

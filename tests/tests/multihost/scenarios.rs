@@ -767,3 +767,109 @@ async fn s7_forged_or_sibling_certificate_cannot_join() {
     );
     elapsed("s7", started);
 }
+
+/// Scenario 8 (#15 item 1): 杭州市 revokes the key of its county 拱墅区 with
+/// `backflow cert revoke`. Within 10 s every node of the county's line that had admitted it
+/// (杭州市, 浙江省, national) knows the revocation and has dropped it — and its township,
+/// whose certificate the revoked key issued; the sibling county stays. It cannot rejoin:
+/// restarted, it dials again and is refused as revoked; and 杭州市, restarted, still refuses it
+/// (the revocation is persisted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s8_revoked_county_is_dropped_everywhere_and_cannot_rejoin() {
+    let Some(suite) = suite("s8_revoked_county_is_dropped_everywhere_and_cannot_rejoin") else {
+        return;
+    };
+    let _serial = serial().await;
+    let started = Instant::now();
+    let mut net = Net::new(suite, "s8");
+    net.bring_up(&[
+        ("national", NATIONAL),
+        ("province", PROVINCE),
+        ("city-a", CITY_A),
+        ("county-a", COUNTY_A),
+        ("county-b", COUNTY_B),
+        ("town-b1", TOWN_B1),
+    ])
+    .await;
+    wait_for("杭州市 to verify both counties", secs(30), || async {
+        let peers = verified_regions(&net, "city-a");
+        (peers.contains(&COUNTY_A.to_string()) && peers.contains(&COUNTY_B.to_string()))
+            .then_some(())
+    })
+    .await;
+    wait_for("拱墅区 to verify its township", secs(30), || async {
+        verified_regions(&net, "county-b")
+            .contains(&TOWN_B1.to_string())
+            .then_some(())
+    })
+    .await;
+
+    let out = net
+        .cli("city-a", &["cert", "revoke", "--region", COUNTY_B])
+        .await;
+    assert!(out.contains("revoked"), "cert revoke: {out}");
+    let revoked_at = Instant::now();
+    let line = ["city-a", "province", "national"];
+    let knows = |net: &Net, node: &str| {
+        net.api(node, "GET", "/api/revocations", None)
+            .as_array()
+            .is_some_and(|l| l.iter().any(|r| r["subject"] == COUNTY_B))
+    };
+    wait_for(
+        "every node of the county's line to know the revocation and drop the county",
+        secs(10),
+        || async {
+            line.iter()
+                .all(|n| {
+                    knows(&net, n) && !verified_regions(&net, n).contains(&COUNTY_B.to_string())
+                })
+                .then_some(())
+        },
+    )
+    .await;
+    let spread_s = revoked_at.elapsed().as_secs_f64();
+    // The sibling county is untouched; nothing outside the line hears of it.
+    assert!(verified_regions(&net, "city-a").contains(&COUNTY_A.to_string()));
+    assert!(!knows(&net, "county-a"), "county-a is not in 拱墅区's line");
+
+    // It cannot rejoin: restarted, it dials 杭州市 again and is refused as revoked.
+    let county_b_peer = net.node("county-b").peer_id.clone();
+    let refusals = |logs: &str| {
+        logs.lines()
+            .filter(|l| {
+                l.contains("refusing peer") && l.contains(&county_b_peer) && l.contains("revoked")
+            })
+            .count()
+    };
+    let before = refusals(&net.logs("city-a").await);
+    net.kill("county-b");
+    net.restart("county-b").await;
+    wait_for(
+        "杭州市 to refuse the restarted county",
+        secs(30),
+        || async { (refusals(&net.logs("city-a").await) > before).then_some(()) },
+    )
+    .await;
+    assert!(!verified_regions(&net, "city-a").contains(&COUNTY_B.to_string()));
+
+    // The revocation survives 杭州市's restart.
+    net.kill("city-a");
+    net.restart("city-a").await;
+    assert!(
+        knows(&net, "city-a"),
+        "the revocation was lost in a restart"
+    );
+    wait_for(
+        "杭州市 to verify 上城区 again after its restart",
+        secs(30),
+        || async {
+            verified_regions(&net, "city-a")
+                .contains(&COUNTY_A.to_string())
+                .then_some(())
+        },
+    )
+    .await;
+    assert!(!verified_regions(&net, "city-a").contains(&COUNTY_B.to_string()));
+    eprintln!("s8: revocation known and county dropped along its line in {spread_s:.1} s");
+    elapsed("s8", started);
+}
