@@ -253,17 +253,7 @@ fn rollback_equivocation_and_forks_are_refused() {
     ));
     // Fast-forward: at most VERSION_STEP_MAX ahead of the held version.
     let step = backflow_protocol::manifest::VERSION_STEP_MAX;
-    let edge = dataset(
-        &fx,
-        "dibao",
-        1 + step,
-        None,
-        "0",
-        "0",
-        PARTS,
-        T0,
-        30 * DAY_MS,
-    );
+    let edge = ds(1 + step);
     let e = &edge.manifest.manifest;
     assert_eq!(
         check_succession(held(1, h1), e, e.hash()),

@@ -99,6 +99,24 @@ fn dibao(fx: &Fixture, version: u64, previous: Option<Hash>) -> Dataset {
     )
 }
 
+/// The announce of national dataset `d` a county sends its township `t`: `t`'s entries and
+/// their proof (for tests that play the county).
+fn announce_to(d: &Dataset, t: RegionCode) -> Message {
+    let tree = backflow_protocol::manifest::RegionTree::build(code("0"), &d.entries).unwrap();
+    rf(ReturnFlowMsg::Announce(
+        backflow_protocol::return_flow::Announce {
+            manifest: Arc::new(d.manifest.clone()),
+            entries: d
+                .entries
+                .iter()
+                .filter(|e| e.region == t)
+                .copied()
+                .collect(),
+            proof: tree.proof_for(t, &Default::default()).unwrap(),
+        },
+    ))
+}
+
 fn everyone_done(net: &Net, d: &Dataset, hash: Hash) -> bool {
     net.delivered_everywhere(d, hash)
 }
@@ -205,21 +223,7 @@ fn rollback_and_expired_announces_are_rejected() {
 
     // Replay version 1's announce to a township over its county's connection: rollback.
     let t = code("110101001");
-    let tree = backflow_protocol::manifest::RegionTree::build(code("0"), &v1.entries).unwrap();
-    let announce = |d: &Dataset| {
-        rf(ReturnFlowMsg::Announce(
-            backflow_protocol::return_flow::Announce {
-                manifest: Arc::new(d.manifest.clone()),
-                entries: d
-                    .entries
-                    .iter()
-                    .filter(|e| e.region == t)
-                    .copied()
-                    .collect(),
-                proof: tree.proof_for(t, &Default::default()).unwrap(),
-            },
-        ))
-    };
+    let announce = |d: &Dataset| announce_to(d, t);
     net.inject(code("110101"), t, announce(&v1));
     assert!(manifest_errors(&net, t)
         .iter()
@@ -778,7 +782,7 @@ fn a_held_manifest_that_expires_is_reported() {
         manifest: hash,
         parts: vec![WantPart {
             region: t,
-            groups: vec![0..1],
+            groups: std::iter::once(0..1).collect(),
         }],
     });
     let out = net.inject(t, code("110101"), want);
@@ -1550,21 +1554,7 @@ fn a_version_cannot_jump_to_the_end_of_the_numbers() {
     assert!(net.run(60_000, |s| everyone_done(s, &v1, h1)));
 
     let t = code("110101001");
-    let announce = |d: &Dataset| {
-        let tree = backflow_protocol::manifest::RegionTree::build(code("0"), &d.entries).unwrap();
-        rf(ReturnFlowMsg::Announce(
-            backflow_protocol::return_flow::Announce {
-                manifest: Arc::new(d.manifest.clone()),
-                entries: d
-                    .entries
-                    .iter()
-                    .filter(|e| e.region == t)
-                    .copied()
-                    .collect(),
-                proof: tree.proof_for(t, &Default::default()).unwrap(),
-            },
-        ))
-    };
+    let announce = |d: &Dataset| announce_to(d, t);
     // Signed by the real publisher (a stolen key, or a bug): u64::MAX, then a long jump.
     let max = dibao(&net.fx, u64::MAX, None);
     net.inject(code("110101"), t, announce(&max));
