@@ -13,8 +13,8 @@ use axum::http::{Request, StatusCode};
 use backflow_api::confine::Confined;
 use backflow_api::gate::{AllowedHosts, Gate};
 use backflow_api::{
-    router, ApiError, ApiToken, Backend, Directories, Export, ExportSummary, ExportWhich, PublishInput, RevokeParams,
-    PublishParams,
+    router, ApiError, ApiToken, Backend, Directories, Export, ExportSummary, ExportWhich,
+    PublishInput, PublishParams, RevokeParams,
 };
 use backflow_protocol::catalog::CatalogEntry;
 use http_body_util::BodyExt;
