@@ -23,6 +23,9 @@ use serde::{Deserialize, Serialize};
 
 pub const CONFIG_FILE: &str = "config.toml";
 pub const KEY_FILE: &str = "node.key";
+/// The key a rotation (`backflow cert rotate`) created, until `cert install` of the chain the
+/// parent issued for it makes it `node.key`.
+pub const NEXT_KEY_FILE: &str = "node.key.next";
 pub const CHAIN_FILE: &str = "chain.bin";
 pub const DB_DIR: &str = "db";
 
@@ -139,7 +142,12 @@ const KEY_FILE_BYTES_MAX: u64 = 66;
 
 /// Reads the node's secret key, refusing a key file that group or others may access.
 pub fn load_key(data_dir: &Path) -> Result<SigningKey> {
-    let path = data_dir.join(KEY_FILE);
+    load_key_file(&data_dir.join(KEY_FILE))
+}
+
+/// Reads a secret key file (owner-only, at most 66 bytes of hex).
+pub fn load_key_file(path: &Path) -> Result<SigningKey> {
+    let path = path.to_path_buf();
     let text = backflow_api::secret_file::read_private(&path, KEY_FILE_BYTES_MAX)?;
     let bytes = hex_decode(text.trim()).with_context(|| format!("{}", path.display()))?;
     let arr: [u8; 32] = bytes
@@ -150,7 +158,12 @@ pub fn load_key(data_dir: &Path) -> Result<SigningKey> {
 
 /// Writes a new key file, owner-only from the start; never overwrites one.
 pub fn save_key(data_dir: &Path, key: &SigningKey) -> Result<()> {
-    backflow_api::secret_file::write_private(&data_dir.join(KEY_FILE), &hex::encode(key.to_bytes()))
+    save_key_file(&data_dir.join(KEY_FILE), key)
+}
+
+/// Writes a new secret key file, owner-only from the start; never overwrites one.
+pub fn save_key_file(path: &Path, key: &SigningKey) -> Result<()> {
+    backflow_api::secret_file::write_private(path, &hex::encode(key.to_bytes()))
 }
 
 pub fn load_chain(data_dir: &Path) -> Result<Option<CertChain>> {
@@ -164,12 +177,30 @@ pub fn load_chain(data_dir: &Path) -> Result<Option<CertChain>> {
     })?))
 }
 
+/// Writes a chain file whole or not at all: a temporary file, synced, renamed over the old
+/// one, and the directory synced (a crash leaves the old chain or the new one).
 pub fn save_chain(path: &Path, chain: &CertChain) -> Result<()> {
-    std::fs::write(
-        path,
-        encode_value(chain).map_err(|e| anyhow::anyhow!("{e}"))?,
-    )?;
-    Ok(())
+    use std::io::Write;
+    let bytes = encode_value(chain).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let tmp = path.with_extension("tmp");
+    let mut f =
+        std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    f.write_all(&bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+    sync_dir(path)
+}
+
+/// Syncs the directory holding `path`, so a rename into it survives a power cut.
+pub fn sync_dir(path: &Path) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("syncing directory {}", dir.display()))
 }
 
 /// The node's signing identity from its data directory: its key and its installed chain.

@@ -139,16 +139,14 @@ pub async fn start(setup: NodeSetup) -> Result<(NodeHandle, tokio::task::JoinHan
         );
     }
     let hello = encode_hello(&ep)?;
+    // Upstream nodes are dialled at their address alone: a `/p2p/<id>` in the configuration
+    // is dropped, so a parent that rotated its key (a new peer id) is still reached. Who
+    // answers is decided by admission (its chain, its key bound to the transport, its region
+    // an ancestor), not by the id pinned in a config file.
     let upstream = setup
         .upstream
         .iter()
-        .map(|a| {
-            let peer = a.iter().find_map(|p| match p {
-                Protocol::P2p(id) => Some(id),
-                _ => None,
-            });
-            (a.clone(), peer)
-        })
+        .map(|a| (crate::runtime::without_peer_id(a), None))
         .collect();
     let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE_MAX);
     let (work_tx, work_rx) = mpsc::channel(WORK_QUEUE_MAX);

@@ -42,6 +42,13 @@ const REDIAL_INTERVAL_MS: u64 = 2_000;
 /// The loop wakes at least this often (redials; a clock that jumped).
 const LOOP_WAIT_MS_MAX: u64 = 1_000;
 
+/// `addr` without its `/p2p/<peer id>` parts.
+pub fn without_peer_id(addr: &Multiaddr) -> Multiaddr {
+    addr.iter()
+        .filter(|p| !matches!(p, libp2p::multiaddr::Protocol::P2p(_)))
+        .collect()
+}
+
 pub(crate) struct Runtime {
     pub swarm: Swarm<Behaviour>,
     pub store: Store,
@@ -52,6 +59,7 @@ pub(crate) struct Runtime {
     pub outbox: Outbox<PeerId, request_response::OutboundRequestId>,
     /// Remote address of each connected peer's latest connection, for `peers`.
     pub addrs: HashMap<PeerId, Multiaddr>,
+    /// Upstream addresses (without a peer id) and the peer last connected at each.
     pub upstream: Vec<(Multiaddr, Option<PeerId>)>,
     pub last_redial: Instant,
     /// The persisted transfer records, mirrored (serving, export, content garbage collection).
@@ -156,6 +164,14 @@ impl Runtime {
                 peer_id, endpoint, ..
             } => {
                 debug!(peer = %peer_id, addr = %endpoint.get_remote_address(), "connected");
+                if let libp2p::core::ConnectedPoint::Dialer { address, .. } = &endpoint {
+                    let dialled = without_peer_id(address);
+                    for (addr, peer) in &mut self.upstream {
+                        if *addr == dialled {
+                            *peer = Some(peer_id);
+                        }
+                    }
+                }
                 self.addrs
                     .insert(peer_id, endpoint.get_remote_address().clone());
                 let Some(auth) = auth_of_peer(&peer_id) else {

@@ -60,6 +60,14 @@ pub enum CertCmd {
         #[command(flatten)]
         data: DataArg,
     },
+    /// Start a key rotation: a new key in `node.key.next` (owner-only), printed for the
+    /// parent, which issues its chain (`cert issue --key <new key>`); `cert install` of that
+    /// chain makes it this node's key (restart the node then). Transfers, receipts and data
+    /// stay; peers find the node at its address whatever its key.
+    Rotate {
+        #[command(flatten)]
+        data: DataArg,
+    },
 }
 
 pub fn run(cmd: CertCmd) -> Result<()> {
@@ -73,12 +81,44 @@ pub fn run(cmd: CertCmd) -> Result<()> {
         } => issue(&data.dir, &region, &key, days, &out),
         CertCmd::Install { data, file } => install(&data.dir, &file),
         CertCmd::Revoke { data, region, key } => revoke(&data.dir, &region, key),
+        CertCmd::Rotate { data } => rotate(&data.dir),
         CertCmd::Revocations { data } => {
             let list = call(&data.dir, "GET", "/api/revocations", None)?;
             println!("{}", serde_json::to_string_pretty(&list)?);
             Ok(())
         }
     }
+}
+
+fn rotate(dir: &Path) -> Result<()> {
+    let cfg = Config::load(dir)?;
+    let old = config::load_key(dir)?;
+    let next_path = dir.join(config::NEXT_KEY_FILE);
+    if next_path.exists() {
+        bail!(
+            "a rotation is already under way ({} exists): install the chain the parent issued for              its key with `backflow cert install`, or delete that file to start over",
+            next_path.display()
+        );
+    }
+    let key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+    config::save_key_file(&next_path, &key)?;
+    let public = hex::encode(key.verifying_key().as_bytes());
+    let region = cfg.region_code()?;
+    println!("new key written to {} (mode 0600)", next_path.display());
+    println!("new public key: {public}");
+    println!("new peer id:    {}", peer_id_of(&key.verifying_key())?);
+    println!(
+        "old public key: {}",
+        hex::encode(old.verifying_key().as_bytes())
+    );
+    println!("next:");
+    println!("  1. at the parent: backflow cert issue --region {region} --key {public} --out {region}.chain");
+    println!("  2. here: backflow cert install {region}.chain, then restart this node");
+    println!(
+        "  3. at the parent, once this node runs with its new key: backflow cert revoke --region {region} --key {}",
+        hex::encode(old.verifying_key().as_bytes())
+    );
+    Ok(())
 }
 
 fn revoke(dir: &Path, region: &str, key: Option<String>) -> Result<()> {
@@ -157,13 +197,40 @@ fn install(dir: &Path, file: &Path) -> Result<()> {
     let id = TrustStore::new(cfg.anchor()?)
         .verify_chain(&chain, now_ms())
         .map_err(|e| anyhow::anyhow!("certificate chain does not verify: {e}"))?;
-    if id.region != cfg.region_code()? || id.key != key.verifying_key() {
+    let next_path = dir.join(config::NEXT_KEY_FILE);
+    let next = if next_path.exists() {
+        Some(config::load_key_file(&next_path)?)
+    } else {
+        None
+    };
+    let region = cfg.region_code()?;
+    let rotating =
+        id.region == region && next.as_ref().is_some_and(|n| id.key == n.verifying_key());
+    if id.region != region || (id.key != key.verifying_key() && !rotating) {
         bail!(
-            "this certificate is for {} with another key, not for this node",
-            id.region
+            "this certificate is for {} with another key, not for this node{}",
+            id.region,
+            if next.is_some() {
+                " (nor for the key of the rotation under way)"
+            } else {
+                ""
+            }
         );
     }
+    // Chain first, then the key: a crash between the two leaves `node.key.next` in place, the
+    // node refuses to start (its chain names another key), and running install again ends it.
     config::save_chain(&dir.join(config::CHAIN_FILE), &chain)?;
+    if rotating {
+        let key_path = dir.join(config::KEY_FILE);
+        std::fs::rename(&next_path, &key_path)
+            .map_err(|e| anyhow::anyhow!("making {} the node key: {e}", next_path.display()))?;
+        config::sync_dir(&key_path)?;
+        println!(
+            "rotated: {region}'s key is now {} (the old key {} is gone); restart the node",
+            hex::encode(id.key.as_bytes()),
+            hex::encode(key.verifying_key().as_bytes())
+        );
+    }
     println!(
         "installed certificate chain for {} (valid until {} ms)",
         id.region, id.not_after.0

@@ -873,3 +873,102 @@ async fn s8_revoked_county_is_dropped_everywhere_and_cannot_rejoin() {
     eprintln!("s8: revocation known and county dropped along its line in {spread_s:.1} s");
     elapsed("s8", started);
 }
+
+/// Scenario 9 (#15 item 1): 上城区 rotates its key the way an operator does — `cert rotate`,
+/// the parent 杭州市 issues the chain for the new key, `cert install`, restart — and 杭州市 then
+/// revokes the old key. 杭州市 and both townships admit the county under its new key (the
+/// townships' config still names the old peer id: upstream nodes are dialled by address); the
+/// dataset delivered before stays complete at the publisher (no receipt lost), and the next
+/// one flows through the rotated county exactly, its receipts counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s9_rotated_county_key_keeps_transfers_and_receipts() {
+    let Some(suite) = suite("s9_rotated_county_key_keeps_transfers_and_receipts") else {
+        return;
+    };
+    let _serial = serial().await;
+    let started = Instant::now();
+    let mut net = Net::new(suite, "s9");
+    net.bring_up(&[
+        ("national", NATIONAL),
+        ("province", PROVINCE),
+        ("city-a", CITY_A),
+        ("county-a", COUNTY_A),
+        ("town-a1", TOWN_A1),
+        ("town-a2", TOWN_A2),
+    ])
+    .await;
+    let before = write_dataset(
+        &net,
+        "national",
+        "before",
+        &[(TOWN_A1, 300), (TOWN_A2, 300)],
+        20,
+        false,
+    );
+    publish(&net, "national", &before).await;
+    wait_publisher_complete(&net, "national", &before, secs(DELIVERY_S_MAX)).await;
+
+    // The rotation, on the county's and its parent's data directories.
+    let county_dir = net.node("county-a").dir.to_string_lossy().to_string();
+    let city_dir = net.node("city-a").dir.to_string_lossy().to_string();
+    let old_key = net.node("county-a").public_key.clone();
+    let out = crate::pki::host_backflow(suite, &["cert", "rotate", "--data", &county_dir]);
+    let new_key = out
+        .lines()
+        .find_map(|l| l.strip_prefix("new public key:"))
+        .map(|k| k.trim().to_string())
+        .unwrap_or_else(|| panic!("cert rotate printed no new key:\n{out}"));
+    assert_ne!(new_key, old_key);
+    let chain = format!("{county_dir}/rotated.chain");
+    crate::pki::host_backflow(
+        suite,
+        &[
+            "cert", "issue", "--data", &city_dir, "--region", COUNTY_A, "--key", &new_key, "--out",
+            &chain,
+        ],
+    );
+    let out = crate::pki::host_backflow(suite, &["cert", "install", "--data", &county_dir, &chain]);
+    assert!(out.contains("rotated"), "cert install: {out}");
+    net.kill("county-a");
+    net.restart("county-a").await;
+    let verified_everywhere = || async {
+        ["city-a", "town-a1", "town-a2"]
+            .iter()
+            .all(|n| verified_regions(&net, n).contains(&COUNTY_A.to_string()))
+            .then_some(())
+    };
+    wait_for(
+        "杭州市 and both townships to verify the county under its new key",
+        secs(30),
+        verified_everywhere,
+    )
+    .await;
+
+    // The parent revokes the old key; the county, on its new key, stays admitted.
+    net.cli(
+        "city-a",
+        &["cert", "revoke", "--region", COUNTY_A, "--key", &old_key],
+    )
+    .await;
+    let after = write_dataset(
+        &net,
+        "national",
+        "after",
+        &[(TOWN_A1, 200), (TOWN_A2, 400)],
+        20,
+        false,
+    );
+    publish(&net, "national", &after).await;
+    let status = wait_publisher_complete(&net, "national", &after, secs(DELIVERY_S_MAX)).await;
+    assert_receipts_exact(&status, &after);
+    for (node, township) in [("town-a1", TOWN_A1), ("town-a2", TOWN_A2)] {
+        assert_township_exact(&net, node, township, &after).await;
+    }
+    assert!(verified_regions(&net, "city-a").contains(&COUNTY_A.to_string()));
+    // What was delivered before the rotation is still accounted for at the publisher.
+    let earlier = net
+        .dataset_status("national", &before.name)
+        .expect("the earlier dataset at national");
+    assert_eq!(earlier["complete"], true, "{earlier}");
+    elapsed("s9", started);
+}
