@@ -4,7 +4,9 @@
 //! encoding groups to serve, verifying and storing received runs — runs on the blocking pool.
 //! Results come back to the event loop as [`Work`]; the loop only routes and decides.
 
+use std::collections::HashMap;
 use std::ops::Range;
+use std::sync::{Arc, Mutex};
 
 use backflow_protocol::endpoint::{ChunkPlan, RunVerdict};
 use backflow_protocol::manifest::{ChunkFrame, ChunkPart, Hash, PartitionEntry};
@@ -58,11 +60,82 @@ pub enum Work {
     Failed(String),
 }
 
-/// Accepts inbound data-plane streams, one reader task each. Bounded by the muxer: at most
-/// `STREAMS_PER_CONNECTION_MAX` streams per connection.
-pub async fn accept_chunks(mut incoming: libp2p_stream::IncomingStreams, work: mpsc::Sender<Work>) {
+/// Inbound data-plane streams one admitted peer may hold open at once. Its writer keeps one
+/// open (and opens another after an error while the old one closes); a few more are slack.
+pub const INBOUND_STREAMS_PER_PEER_MAX: usize = 4;
+
+/// The peers the endpoint admitted, shared with the accept task, with the inbound data-plane
+/// streams each holds open. A stream from any other peer is closed before a byte of it is read
+/// (a connection that has not passed admission, or was refused, cannot make this node buffer
+/// and decode megabyte frames), and an admitted peer gets at most
+/// [`INBOUND_STREAMS_PER_PEER_MAX`].
+#[derive(Clone, Default)]
+pub struct Admitted(Arc<Mutex<HashMap<PeerId, usize>>>);
+
+impl Admitted {
+    pub fn admit(&self, peer: PeerId) {
+        self.lock().entry(peer).or_insert(0);
+    }
+
+    pub fn remove(&self, peer: &PeerId) {
+        self.lock().remove(peer);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PeerId, usize>> {
+        // A panic elsewhere while holding it leaves a plain map behind: keep using it.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A slot for one more inbound stream of `peer`, or `None` (not admitted, or at its limit).
+    fn open(&self, peer: PeerId) -> Option<StreamSlot> {
+        let mut map = self.lock();
+        let open = map.get_mut(&peer)?;
+        if *open >= INBOUND_STREAMS_PER_PEER_MAX {
+            return None;
+        }
+        *open += 1;
+        Some(StreamSlot {
+            admitted: self.clone(),
+            peer,
+        })
+    }
+}
+
+/// One inbound stream counted against its peer; given back when the reader ends.
+struct StreamSlot {
+    admitted: Admitted,
+    peer: PeerId,
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        if let Some(open) = self.admitted.lock().get_mut(&self.peer) {
+            *open = open.saturating_sub(1);
+        }
+    }
+}
+
+/// Accepts inbound data-plane streams of admitted peers, one reader task each; closes the
+/// others unread (see [`Admitted`]).
+pub async fn accept_chunks(
+    mut incoming: libp2p_stream::IncomingStreams,
+    work: mpsc::Sender<Work>,
+    admitted: Admitted,
+) {
     while let Some((peer, stream)) = incoming.next().await {
-        tokio::spawn(read_chunks(peer, stream, work.clone()));
+        match admitted.open(peer) {
+            Some(slot) => {
+                let work = work.clone();
+                tokio::spawn(async move {
+                    read_chunks(peer, stream, work).await;
+                    drop(slot);
+                });
+            }
+            None => {
+                debug!(%peer, "closing a data-plane stream: peer not admitted, or at its stream limit");
+                drop(stream);
+            }
+        }
     }
 }
 
@@ -139,6 +212,8 @@ pub struct DataPlane {
     pub work: mpsc::Sender<Work>,
     /// See `NodeSetup::fault_tamper_serve`.
     pub tamper: bool,
+    /// Who may open inbound data-plane streams (kept by the event loop from admissions).
+    pub admitted: Admitted,
 }
 
 impl DataPlane {

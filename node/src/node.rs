@@ -28,7 +28,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::chunks::OutboardCache;
-use crate::dataplane::{accept_chunks, DataPlane};
+use crate::dataplane::{accept_chunks, Admitted, DataPlane};
 use crate::net::{build_swarm, keypair_from_signing_key, CHUNK_PROTOCOL};
 use crate::runtime::{encode_hello, Runtime};
 use crate::store::Store;
@@ -150,7 +150,8 @@ pub async fn start(setup: NodeSetup) -> Result<(NodeHandle, tokio::task::JoinHan
         .collect();
     let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE_MAX);
     let (work_tx, work_rx) = mpsc::channel(WORK_QUEUE_MAX);
-    let accept_task = tokio::spawn(accept_chunks(incoming, work_tx.clone()));
+    let admitted = Admitted::default();
+    let accept_task = tokio::spawn(accept_chunks(incoming, work_tx.clone(), admitted.clone()));
     let mut rt = Runtime {
         swarm,
         store: store.clone(),
@@ -166,6 +167,7 @@ pub async fn start(setup: NodeSetup) -> Result<(NodeHandle, tokio::task::JoinHan
             outboards: OutboardCache::default(),
             work: work_tx,
             tamper: setup.fault_tamper_serve,
+            admitted,
         },
         control,
         chunk_out: HashMap::new(),

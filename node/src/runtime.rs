@@ -179,7 +179,7 @@ impl Runtime {
                     let _ = self.swarm.disconnect_peer_id(peer_id);
                     return;
                 };
-                self.ep.handle_connected(peer_id, auth);
+                self.ep.handle_connected(now_ms(), peer_id, auth);
                 // Both sides introduce themselves; each endpoint admits the other.
                 let hello = self.hello.clone();
                 self.send_control(peer_id, hello);
@@ -205,6 +205,7 @@ impl Runtime {
                     info!(peer = %peer_id, %region, cause = ?cause, "peer disconnected");
                 }
                 self.ep.handle_disconnected(peer_id);
+                self.data.admitted.remove(&peer_id);
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 debug!(peer = ?peer_id, error = %error, "outgoing connection failed");
@@ -391,8 +392,12 @@ impl Runtime {
 
     fn on_event(&mut self, ev: Event<PeerId>) {
         match ev {
-            Event::PeerAdmitted { peer, region } => info!(%peer, %region, "peer verified"),
+            Event::PeerAdmitted { peer, region } => {
+                self.data.admitted.admit(peer);
+                info!(%peer, %region, "peer verified")
+            }
             Event::PeerRefused { peer, error } => {
+                self.data.admitted.remove(&peer);
                 self.stats.peers_refused.fetch_add(1, Ordering::Relaxed);
                 warn!(%peer, reason = %error, "refusing peer");
             }

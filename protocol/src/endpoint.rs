@@ -9,7 +9,7 @@
 //! let (mut ep, report) = Endpoint::new(now, config, saved)?;   // restore in one call
 //! loop {
 //!     // inputs, as they happen:
-//!     ep.handle_connected(peer, auth);          // transport up; send it ep.hello()
+//!     ep.handle_connected(now, peer, auth);     // transport up; send it ep.hello()
 //!     ep.handle_message(now, peer, msg);        // every control frame (Hello included)
 //!     let plan = ep.plan_chunk_frame(peer, &manifest, regions);  // a chunk frame arrived:
 //!     //   verify plan.runs against their entries (off the event loop if you like), store
@@ -71,6 +71,11 @@ use crate::wire::{Hello, Message};
 /// skip-level fallback adds grandchildren. Beyond this, new connections are refused rather
 /// than letting a flood of dials grow the table without bound.
 pub const PEERS_MAX: usize = 16_384;
+/// A connected peer must pass admission (its `Hello`) within this long, or it is refused and
+/// disconnected: a connection that never introduces itself holds a slot of `PEERS_MAX` and a
+/// transport connection for nothing. An honest hello is the first frame on a connection, sent
+/// right after the transport handshake, so seconds are ample even on a slow link.
+pub const HELLO_MS_MAX: u64 = 10_000;
 
 /// How a node is set up; the same for the real node and a simulated one.
 #[derive(Clone, Debug)]
@@ -154,6 +159,8 @@ pub enum AdmissionError {
     TooManyPeers { max: usize },
     #[error("a hello arrived before the transport reported the connection")]
     NotConnected,
+    #[error("no valid hello within {ms} ms of connecting")]
+    HelloTimeout { ms: u64 },
 }
 
 /// The verdict on one run of a received chunk frame.
@@ -280,7 +287,8 @@ struct Peer {
     region: Option<RegionCode>,
     /// The chain it was admitted with, checked again on every revocation and at `not_after`.
     chain: CertChain,
-    /// When the admitted chain's earliest certificate expires.
+    /// When the admitted chain's earliest certificate expires; before admission, the
+    /// deadline for its hello ([`HELLO_MS_MAX`] after it connected).
     not_after: UnixMs,
 }
 
@@ -424,7 +432,8 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
 
     /// A transport connection to `peer` is up and authenticated `auth`. The shell sends
     /// [`Self::hello`] on it; the peer is admitted when its own hello verifies.
-    pub fn handle_connected(&mut self, peer: P, auth: PeerAuth) {
+    /// A peer not admitted within [`HELLO_MS_MAX`] is refused and disconnected.
+    pub fn handle_connected(&mut self, now: UnixMs, peer: P, auth: PeerAuth) {
         if !self.peers.contains_key(&peer) && self.peers.len() >= PEERS_MAX {
             self.refuse(peer, AdmissionError::TooManyPeers { max: PEERS_MAX });
             return;
@@ -434,6 +443,8 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
             Some(p) if p.auth == auth => {}
             Some(p) => {
                 p.auth = auth;
+                p.chain.clear();
+                p.not_after = now.plus_ms(HELLO_MS_MAX);
                 if let Some(r) = p.region.take() {
                     self.unmap(peer, r);
                 }
@@ -445,7 +456,7 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
                         auth,
                         region: None,
                         chain: Vec::new(),
-                        not_after: UnixMs::MAX,
+                        not_after: now.plus_ms(HELLO_MS_MAX),
                     },
                 );
             }
@@ -788,6 +799,16 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
     pub fn handle_timeout(&mut self, now: UnixMs) {
         // A peer whose certificate expired is refused like a revoked one.
         self.recheck_peers(now, |p| p.not_after <= now);
+        // A connection that did not introduce itself in time.
+        let silent: Vec<P> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.region.is_none() && p.not_after <= now)
+            .map(|(peer, _)| *peer)
+            .collect();
+        for peer in silent {
+            self.refuse(peer, AdmissionError::HelloTimeout { ms: HELLO_MS_MAX });
+        }
         self.rf.handle_tick(now);
         self.cs.handle_tick(now);
     }
@@ -795,10 +816,10 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
     /// When [`Self::handle_timeout`] is next due: the machines' timers, and the earliest
     /// expiry of an admitted peer's chain.
     pub fn poll_timeout(&self) -> Option<UnixMs> {
+        // Admitted peers' chain expiry, and unadmitted peers' hello deadlines.
         let expiry = self
             .peers
             .values()
-            .filter(|p| p.region.is_some())
             .map(|p| p.not_after)
             .min()
             .filter(|t| *t != UnixMs::MAX);
@@ -906,13 +927,13 @@ mod tests {
         events(&mut ep);
 
         // The parent, on the transport that authenticated its key: admitted.
-        ep.handle_connected(7, auth_of_key(&national.key.verifying_key()));
+        ep.handle_connected(NOW, 7, auth_of_key(&national.key.verifying_key()));
         ep.handle_message(NOW, 7, Message::Hello(Hello { chain: vec![] }));
         assert_eq!(ep.region_of(&7), Some(RegionCode::NATIONAL));
         assert_eq!(ep.peer_of(RegionCode::NATIONAL), Some(7));
 
         // A sibling province: refused for its place, and disconnected.
-        ep.handle_connected(8, auth_of_key(&guangdong.key.verifying_key()));
+        ep.handle_connected(NOW, 8, auth_of_key(&guangdong.key.verifying_key()));
         ep.handle_message(NOW, 8, guangdong_hello(&guangdong));
         let out = events(&mut ep);
         assert!(out.iter().any(|o| matches!(
@@ -926,7 +947,7 @@ mod tests {
         assert_eq!(ep.region_of(&8), None);
 
         // National's chain presented over a connection that authenticated another key.
-        ep.handle_connected(9, auth_of_key(&key(99).verifying_key()));
+        ep.handle_connected(NOW, 9, auth_of_key(&key(99).verifying_key()));
         ep.handle_message(NOW, 9, Message::Hello(Hello { chain: vec![] }));
         assert!(events(&mut ep).iter().any(|o| matches!(
             o,

@@ -300,3 +300,36 @@ fn a_chunk_run_tampered_on_the_wire_is_rejected_blaming_its_group_and_refetched(
     );
     assert!(net.holds_exactly_its_region(target, &d, hash));
 }
+
+/// A connection that never says hello is refused and disconnected after `HELLO_MS_MAX`
+/// (#15 item 5): it cannot hold a peer slot and a connection for nothing. The endpoint wakes
+/// up for the deadline on its own.
+#[test]
+fn a_connection_without_a_hello_is_dropped_at_the_deadline() {
+    use backflow_protocol::endpoint::{Output, HELLO_MS_MAX};
+    let mut net = Net::new(21, Faults::NONE, NetConfig::with(TEST_TUNING));
+    let county = code("110101");
+    let silent: Peer = code("110101009");
+    let now = net.now;
+    let auth = auth_of(net.fx.id("110101001"));
+    net.node_mut(county).ep.handle_connected(now, silent, auth);
+    let deadline = now.plus_ms(HELLO_MS_MAX);
+    assert!(net.ep(county).poll_timeout().is_some_and(|t| t <= deadline));
+    let early = net.tick(county, deadline.minus_ms(1));
+    assert!(!early
+        .iter()
+        .any(|o| matches!(o, Output::Disconnect { peer } if *peer == silent)));
+    let out = net.tick(county, deadline);
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, Output::Disconnect { peer } if *peer == silent)));
+    assert!(net.node(county).events.iter().any(|e| matches!(
+        e,
+        EpEvent::PeerRefused {
+            peer,
+            error: AdmissionError::HelloTimeout { .. },
+        } if *peer == silent
+    )));
+    // Admitted peers are untouched.
+    assert!(net.ep(county).peer_of(code("110101001")).is_some());
+}

@@ -486,15 +486,15 @@ fn root_certified_nodes_admit_each_other_and_refuse_the_root_as_a_peer() {
     let mut at_bj = endpoint(&bj, TrustStore::new(anchor)).unwrap();
     assert!(at_bj.trust().anchor_is_root(), "learned from its own chain");
     // … and admit each other from their hellos.
-    at_nat.handle_connected(1, auth(&bj));
+    at_nat.handle_connected(T0, 1, auth(&bj));
     at_nat.handle_message(T0, 1, at_bj.hello());
     assert_eq!(at_nat.region_of(&1), Some(code("11")));
-    at_bj.handle_connected(2, auth(&nat));
+    at_bj.handle_connected(T0, 2, auth(&nat));
     at_bj.handle_message(T0, 2, at_nat.hello());
     assert_eq!(at_bj.region_of(&2), Some(RegionCode::NATIONAL));
     // The root's key presenting itself as the national node (empty chain) is refused.
     let as_root = NodeIdentity::national(root());
-    at_bj.handle_connected(3, auth(&as_root));
+    at_bj.handle_connected(T0, 3, auth(&as_root));
     at_bj.handle_message(T0, 3, Message::Hello(Hello { chain: vec![] }));
     assert_eq!(
         refused(&mut at_bj, 3),

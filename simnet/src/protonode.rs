@@ -329,7 +329,7 @@ impl ProtoNode {
         let hello = Message::Hello(Hello { chain });
         let us = ctx.costs().handshake_us(new, frame_bytes(&hello));
         ctx.charge_cpu_ns(us.saturating_mul(1_000));
-        ep.handle_connected(peer, self.world.auth(pi));
+        ep.handle_connected(now_ms(ctx.now_us()), peer, self.world.auth(pi));
         ep.handle_message(now_ms(ctx.now_us()), peer, hello);
         ep.peer_of(peer) == Some(peer)
     }

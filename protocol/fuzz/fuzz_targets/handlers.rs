@@ -72,7 +72,7 @@ fuzz_target!(|data: &[u8]| {
     let (mut ep, _) = Endpoint::<u8>::new(NOW, config, Saved::default()).expect("the node starts");
     // Peers are named by their index; each connects and says hello.
     for (peer, id) in (0u8..).zip(&pki.peers) {
-        ep.handle_connected(peer, auth_of_key(&id.key.verifying_key()));
+        ep.handle_connected(NOW, peer, auth_of_key(&id.key.verifying_key()));
         let hello = Message::Hello(Hello {
             chain: id.chain.clone(),
         });

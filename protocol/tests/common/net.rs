@@ -357,8 +357,9 @@ impl Net {
         }
         let auth_a = auth_of(&self.nodes[&a].config.identity);
         let auth_b = auth_of(&self.nodes[&b].config.identity);
-        self.node_mut(a).ep.handle_connected(b, auth_b);
-        self.node_mut(b).ep.handle_connected(a, auth_a);
+        let now = self.now;
+        self.node_mut(a).ep.handle_connected(now, b, auth_b);
+        self.node_mut(b).ep.handle_connected(now, a, auth_a);
         let (hello_a, hello_b) = (self.nodes[&a].ep.hello(), self.nodes[&b].ep.hello());
         self.send_hello(a, b, &hello_a);
         self.send_hello(b, a, &hello_b);
@@ -374,7 +375,8 @@ impl Net {
         to: RegionCode,
     ) {
         assert!(!self.nodes.contains_key(&peer), "{peer} is a node");
-        self.node_mut(to).ep.handle_connected(peer, auth);
+        let now = self.now;
+        self.node_mut(to).ep.handle_connected(now, peer, auth);
         self.send_hello(peer, to, hello);
     }
 

@@ -1,0 +1,87 @@
+//! A transport peer that never passes admission (#15 item 5): it cannot make the node read
+//! data-plane streams. (Before, the node read and decoded every well-formed chunk frame such a
+//! peer pushed — megabytes each — and only then dropped it as unadmitted.) Also: it is
+//! disconnected once the hello deadline passes.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use backflow_node::localnet::LocalNet;
+use backflow_node::net::{build_swarm, write_frame, CHUNK_PROTOCOL};
+use backflow_node::node::Tuning;
+use backflow_protocol::endpoint::HELLO_MS_MAX;
+use backflow_protocol::manifest::{ChunkFrame, ChunkPart};
+use backflow_protocol::wire::{encode_frame, Message};
+use backflow_topology::RegionCode;
+use futures::StreamExt;
+use libp2p::swarm::SwarmEvent;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unadmitted_peer_can_neither_push_chunk_frames_nor_stay() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let net = LocalNet::start(&[RegionCode::NATIONAL], dir.path(), Tuning::default()).await?;
+    let node = &net.nodes[&RegionCode::NATIONAL];
+    let target = node.peer_id;
+    let mut swarm = build_swarm(libp2p::identity::Keypair::generate_ed25519())?;
+    let mut control = swarm.behaviour().chunks.new_control();
+    swarm.dial(node.listen_addrs[0].clone())?;
+    // The stranger's swarm runs in the background; it reports when its connection closes.
+    let (closed_tx, mut closed_rx) = tokio::sync::mpsc::unbounded_channel();
+    let driver = tokio::spawn(async move {
+        loop {
+            if let SwarmEvent::ConnectionClosed { .. } = swarm.select_next_some().await {
+                let _ = closed_tx.send(Instant::now());
+            }
+        }
+    });
+    let connected = Instant::now();
+    let mut stream = loop {
+        match control.open_stream(target, CHUNK_PROTOCOL).await {
+            Ok(s) => break s,
+            Err(e) if connected.elapsed() < Duration::from_secs(5) => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => bail!("could not open a stream at all: {e}"),
+        }
+    };
+    // Well-formed chunk frames, 8 MiB in all: the old node read and decoded every one.
+    let frame = encode_frame(&Message::Chunk(ChunkFrame {
+        manifest: [7; 32],
+        parts: vec![ChunkPart {
+            region: RegionCode::parse("11").unwrap(),
+            first_group: 0,
+            group_count: 1,
+            encoded_len: 16 * 1024,
+        }],
+        encoded: vec![0; 16 * 1024],
+    }))?;
+    let mut written = 0usize;
+    let refused = loop {
+        if written >= 8 << 20 {
+            break false;
+        }
+        let write = tokio::time::timeout(Duration::from_secs(5), write_frame(&mut stream, &frame));
+        match write.await {
+            Ok(Ok(())) => written += frame.len(),
+            // Reset by the node, or never read (its window stays shut).
+            Ok(Err(_)) | Err(_) => break true,
+        }
+    };
+    assert!(
+        refused,
+        "the node read {written} bytes of chunk frames from a peer it never admitted"
+    );
+    // And the silent connection is closed once the hello deadline passes.
+    let closed = tokio::time::timeout(
+        Duration::from_millis(HELLO_MS_MAX + 5_000),
+        closed_rx.recv(),
+    )
+    .await;
+    assert!(
+        closed.is_ok(),
+        "the node kept a connection that never said hello"
+    );
+    driver.abort();
+    net.shutdown().await
+}
