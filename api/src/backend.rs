@@ -62,13 +62,19 @@ pub struct ExportWhich {
 }
 
 /// A revocation this node is to issue: the key of `region` (a region below this node) —
-/// `key` in hex, or, if absent, the key of the peer of that region connected now.
+/// `key` in hex, or, if absent, the key of the peer of that region connected now; or a signed
+/// one to put in force (`signed`).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct RevokeParams {
-    pub region: String,
+    #[serde(default)]
+    pub region: Option<String>,
     #[serde(default)]
     pub key: Option<String>,
+    /// Instead of `region`/`key`: a signed revocation made elsewhere (the offline root's
+    /// revocation of a national key), its encoding in hex.
+    #[serde(default)]
+    pub signed: Option<String>,
 }
 
 pub struct Export {

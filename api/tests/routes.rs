@@ -79,7 +79,7 @@ impl Backend for Fake {
         Ok(serde_json::json!({ "bytes": n, "fake_job": job }))
     }
     async fn revoke(&self, params: RevokeParams) -> Result<serde_json::Value, ApiError> {
-        Ok(serde_json::json!({ "subject": params.region }))
+        Ok(serde_json::json!({ "subject": params.region.unwrap_or_default() }))
     }
     async fn revocations(&self) -> Result<serde_json::Value, ApiError> {
         Ok(serde_json::json!([]))

@@ -53,7 +53,33 @@ impl Backend for NodeBackend {
     }
 
     async fn revoke(&self, params: RevokeParams) -> Result<serde_json::Value, ApiError> {
-        let region = RegionCode::parse(&params.region).map_err(|_| {
+        if let Some(signed) = params.signed {
+            if params.region.is_some() || params.key.is_some() {
+                return Err(ApiError::bad_request(
+                    "give either signed, or region (and key), not both",
+                ));
+            }
+            // Bounded before decoding: a signed revocation is well under 16 KiB.
+            if signed.len() > 32 * 1024 {
+                return Err(ApiError::bad_request("signed revocation too large"));
+            }
+            let bytes =
+                hex::decode(&signed).map_err(|_| ApiError::bad_request("signed is not hex"))?;
+            let r: backflow_protocol::cert::Revocation =
+                backflow_protocol::wire::decode_exact(&bytes)
+                    .map_err(|_| ApiError::bad_request("signed is not a signed revocation"))?;
+            let view = self
+                .node
+                .submit_revocation(r)
+                .await
+                .map_err(|e| ApiError::bad_request(format!("{e:#}")))?;
+            return json(view);
+        }
+        let region = params
+            .region
+            .as_deref()
+            .ok_or_else(|| ApiError::bad_request("give region (and optionally key), or signed"))?;
+        let region = RegionCode::parse(region).map_err(|_| {
             ApiError::bad_request(
                 "region is not a region code (0 for national, or 2, 4, 6, 9 or 12 digits)",
             )

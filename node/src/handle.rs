@@ -89,6 +89,10 @@ pub(crate) enum Cmd {
     Revocations {
         reply: oneshot::Sender<Vec<RevocationView>>,
     },
+    SubmitRevocation {
+        revocation: Box<backflow_protocol::cert::Revocation>,
+        reply: oneshot::Sender<Result<RevocationView>>,
+    },
     Shutdown,
 }
 
@@ -244,6 +248,19 @@ impl NodeHandle {
         key: Option<[u8; 32]>,
     ) -> Result<RevocationView> {
         self.ask(|reply| Cmd::Revoke { region, key, reply }).await?
+    }
+
+    /// Puts a revocation signed elsewhere in force (e.g. the root's revocation of a national
+    /// key): verified, persisted, spread. Returns once it is persisted.
+    pub async fn submit_revocation(
+        &self,
+        revocation: backflow_protocol::cert::Revocation,
+    ) -> Result<RevocationView> {
+        self.ask(|reply| Cmd::SubmitRevocation {
+            revocation: Box::new(revocation),
+            reply,
+        })
+        .await?
     }
 
     /// Every revocation in force here.

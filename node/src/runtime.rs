@@ -553,6 +553,15 @@ impl Runtime {
                 self.drain();
                 let _ = reply.send(result.map(|r| RevocationView::of(&r)));
             }
+            Cmd::SubmitRevocation { revocation, reply } => {
+                let result = self
+                    .ep
+                    .submit_revocation(now, &revocation)
+                    .map(|_| RevocationView::of(&revocation))
+                    .map_err(|e| anyhow!("revocation refused: {e}"));
+                self.drain();
+                let _ = reply.send(result);
+            }
             Cmd::Revocations { reply } => {
                 let _ = reply.send(self.ep.revocations().map(RevocationView::of).collect());
             }

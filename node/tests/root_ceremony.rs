@@ -242,6 +242,52 @@ fn the_root_certifies_the_national_key_and_stays_out_of_every_node() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+
+    // The root revokes a national key (say, the one the national node ran on before a
+    // rotation); the national node takes the signed revocation and keeps it in force. A
+    // revocation signed by another root is refused.
+    let old = init(&tmp.path().join("nat-old"), "0", &anchor);
+    let revocation = tmp.path().join("revocation.bin");
+    let out = ok(&[
+        "root",
+        "revoke",
+        "--dir",
+        s(&root),
+        "--key",
+        &old.public_key,
+        "--out",
+        s(&revocation),
+    ]);
+    assert!(out.contains("cert revoke --file"), "{out}");
+    let out = ok(&[
+        "cert",
+        "revoke",
+        "--data",
+        s(&nat),
+        "--file",
+        s(&revocation),
+    ]);
+    assert!(out.contains("in force here"), "{out}");
+    let listed = ok(&["cert", "revocations", "--data", s(&nat)]);
+    assert!(
+        listed.contains(&old.public_key) && listed.contains("\"issuer\": \"root\""),
+        "{listed}"
+    );
+    let other_root = tmp.path().join("other-root");
+    ok(&["root", "init", "--dir", s(&other_root)]);
+    let forged = tmp.path().join("forged.bin");
+    ok(&[
+        "root",
+        "revoke",
+        "--dir",
+        s(&other_root),
+        "--key",
+        &national.public_key,
+        "--out",
+        s(&forged),
+    ]);
+    let err = fails(&["cert", "revoke", "--data", s(&nat), "--file", s(&forged)]);
+    assert!(err.contains("revocation refused"), "{err}");
     drop(daemon);
 }
 

@@ -65,7 +65,7 @@ impl Backend for Memory {
         Ok(serde_json::json!({ "bytes": n }))
     }
     async fn revoke(&self, params: RevokeParams) -> Result<serde_json::Value, ApiError> {
-        Ok(serde_json::json!({ "subject": params.region }))
+        Ok(serde_json::json!({ "subject": params.region.unwrap_or_default() }))
     }
     async fn revocations(&self) -> Result<serde_json::Value, ApiError> {
         Ok(serde_json::json!([]))

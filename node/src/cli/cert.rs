@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use backflow_node::config::{self, Config};
 use backflow_node::node::{now_ms, peer_id_of};
 use backflow_protocol::cert::TrustStore;
@@ -49,11 +49,15 @@ pub enum CertCmd {
         #[command(flatten)]
         data: DataArg,
         /// The region code (or name) whose key is revoked.
-        #[arg(long)]
-        region: String,
+        #[arg(long, required_unless_present = "file")]
+        region: Option<String>,
         /// The key to revoke (hex, as `backflow init` printed it).
         #[arg(long)]
         key: Option<String>,
+        /// Instead: a signed revocation made elsewhere (the root's, `backflow root revoke`),
+        /// to put in force here and spread.
+        #[arg(long, conflicts_with_all = ["region", "key"])]
+        file: Option<PathBuf>,
     },
     /// List the revocations in force at the running node.
     Revocations {
@@ -80,7 +84,16 @@ pub fn run(cmd: CertCmd) -> Result<()> {
             out,
         } => issue(&data.dir, &region, &key, days, &out),
         CertCmd::Install { data, file } => install(&data.dir, &file),
-        CertCmd::Revoke { data, region, key } => revoke(&data.dir, &region, key),
+        CertCmd::Revoke {
+            data,
+            region,
+            key,
+            file,
+        } => match (file, region) {
+            (Some(file), _) => submit_revocation(&data.dir, &file),
+            (None, Some(region)) => revoke(&data.dir, &region, key),
+            (None, None) => bail!("give --region (and optionally --key), or --file"),
+        },
         CertCmd::Rotate { data } => rotate(&data.dir),
         CertCmd::Revocations { data } => {
             let list = call(&data.dir, "GET", "/api/revocations", None)?;
@@ -117,6 +130,30 @@ fn rotate(dir: &Path) -> Result<()> {
     println!(
         "  3. at the parent, once this node runs with its new key: backflow cert revoke --region {region} --key {}",
         hex::encode(old.verifying_key().as_bytes())
+    );
+    Ok(())
+}
+
+/// A signed revocation is a few hundred bytes; anything much larger is not one.
+const REVOCATION_FILE_BYTES_MAX: u64 = 16 * 1024;
+
+fn submit_revocation(dir: &Path, file: &Path) -> Result<()> {
+    let len = std::fs::metadata(file)
+        .with_context(|| format!("reading {}", file.display()))?
+        .len();
+    if len > REVOCATION_FILE_BYTES_MAX {
+        bail!(
+            "{} is {len} bytes; a signed revocation is at most {REVOCATION_FILE_BYTES_MAX}",
+            file.display()
+        );
+    }
+    let bytes = std::fs::read(file)?;
+    let body = serde_json::json!({ "signed": hex::encode(bytes) });
+    let view = call(dir, "POST", "/api/revocations", Some(&body))?;
+    println!(
+        "the revocation of {}'s key {} is in force here, spreading to every node in its line",
+        view["subject"].as_str().unwrap_or("?"),
+        view["key"].as_str().unwrap_or("?")
     );
     Ok(())
 }

@@ -50,6 +50,20 @@ pub enum RootCmd {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Revoke a national key (after a compromise, or once the national node runs on a new
+    /// one): writes the root's signed revocation, which the national node (or any node) takes
+    /// with `backflow cert revoke --file`; it then reaches every node.
+    Revoke {
+        /// The root's directory (from `backflow root init`).
+        #[arg(long)]
+        dir: PathBuf,
+        /// The national key to revoke (hex).
+        #[arg(long)]
+        key: String,
+        /// Where to write the signed revocation.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 pub fn run(cmd: RootCmd) -> Result<()> {
@@ -62,6 +76,7 @@ pub fn run(cmd: RootCmd) -> Result<()> {
             days,
             out,
         } => certify(&dir, &key, peer_id.as_deref(), days, &out),
+        RootCmd::Revoke { dir, key, out } => revoke(&dir, &key, &out),
     }
 }
 
@@ -126,6 +141,23 @@ fn load_root(dir: &Path) -> Result<SigningKey> {
         .try_into()
         .map_err(|_| anyhow::anyhow!("{} must hold 32 bytes", path.display()))?;
     Ok(SigningKey::from_bytes(&arr))
+}
+
+fn revoke(dir: &Path, key: &str, out: &Path) -> Result<()> {
+    let root = load_root(dir)?;
+    let national = parse_public_key(key).context("--key")?;
+    if national == root.verifying_key() {
+        bail!("--key is the root's own public key; the root revokes national keys, never itself");
+    }
+    let r = backflow_protocol::cert::Revocation::issue_by_root(&root, national, now_ms());
+    let bytes = backflow_protocol::wire::encode_value(&r).map_err(|e| anyhow::anyhow!("{e}"))?;
+    std::fs::write(out, bytes).with_context(|| format!("writing {}", out.display()))?;
+    println!(
+        "wrote the root's revocation of national key {key} to {}; hand it to the national node:          backflow cert revoke --file {}",
+        out.display(),
+        out.display()
+    );
+    Ok(())
 }
 
 fn certify(dir: &Path, key: &str, peer_id: Option<&str>, days: u64, out: &Path) -> Result<()> {
