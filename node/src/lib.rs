@@ -10,6 +10,7 @@ pub mod demo;
 pub mod export;
 pub mod faults;
 pub mod handle;
+pub mod ip_limits;
 pub mod localnet;
 pub mod net;
 pub mod node;

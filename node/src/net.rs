@@ -31,7 +31,9 @@ use backflow_protocol::wire::FRAME_BYTES_MAX;
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{identify, identity, noise, ping, quic, tcp, yamux, StreamProtocol, Swarm};
+use libp2p::{
+    connection_limits, identify, identity, noise, ping, quic, tcp, yamux, StreamProtocol, Swarm,
+};
 
 pub const FRAME_PROTOCOL: StreamProtocol = StreamProtocol::new("/backflow/frame/1");
 pub const CHUNK_PROTOCOL: StreamProtocol = StreamProtocol::new("/backflow/chunks/1");
@@ -46,6 +48,16 @@ pub const STREAMS_PER_CONNECTION_MAX: usize = 256;
 /// detects dead ones much sooner.
 pub const IDLE_CONNECTION_TIMEOUT_MS: u64 = 24 * 60 * 60 * 1000;
 pub const PING_INTERVAL_MS: u64 = 15_000;
+/// Inbound connections still in their transport handshake, at once: a flood of half-open
+/// dials is cut off before it costs TLS/noise work.
+pub const PENDING_INBOUND_CONNECTIONS_MAX: u32 = 128;
+/// Established inbound connections in all. A parent's children, plus its descendants in a
+/// skip-level fallback: a province whose cities and counties are all down serves up to ~3,500
+/// townships directly. Below `PEERS_MAX` (16,384), the endpoint's own table.
+pub const INBOUND_CONNECTIONS_MAX: u32 = 8_192;
+/// Connections one peer id may hold: a dial from each side at once, a redial racing a dying
+/// connection, a TCP and a QUIC path.
+pub const CONNECTIONS_PER_PEER_MAX: u32 = 4;
 
 /// Length-prefixed frames, both ways.
 #[derive(Clone, Copy, Debug, Default)]
@@ -153,6 +165,9 @@ impl request_response::Codec for FrameCodec {
 
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
+    /// First, so a connection over a limit is refused before the others see it.
+    pub limits: connection_limits::Behaviour,
+    pub ip_limits: crate::ip_limits::Behaviour,
     pub identify: identify::Behaviour,
     pub ping: ping::Behaviour,
     pub frames: request_response::Behaviour<FrameCodec>,
@@ -180,6 +195,15 @@ pub fn build_swarm(keypair: identity::Keypair) -> anyhow::Result<Swarm<Behaviour
             cfg
         })
         .with_behaviour(|key| Behaviour {
+            limits: connection_limits::Behaviour::new(
+                connection_limits::ConnectionLimits::default()
+                    .with_max_pending_incoming(Some(PENDING_INBOUND_CONNECTIONS_MAX))
+                    .with_max_established_incoming(Some(INBOUND_CONNECTIONS_MAX))
+                    .with_max_established_per_peer(Some(CONNECTIONS_PER_PEER_MAX)),
+            ),
+            ip_limits: crate::ip_limits::Behaviour::new(
+                crate::ip_limits::INBOUND_CONNECTIONS_PER_IP_MAX,
+            ),
             identify: identify::Behaviour::new(identify::Config::new(
                 IDENTIFY_VERSION.to_string(),
                 key.public(),

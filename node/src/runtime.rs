@@ -210,6 +210,15 @@ impl Runtime {
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 debug!(peer = ?peer_id, error = %error, "outgoing connection failed");
             }
+            SwarmEvent::IncomingConnectionError {
+                send_back_addr,
+                error,
+                ..
+            } => {
+                // Refusals over a connection limit land here; at debug level, so a flood
+                // does not flood the log too.
+                debug!(addr = %send_back_addr, error = %error, "incoming connection refused or failed");
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Frames(ev)) => self.on_frames(ev),
             SwarmEvent::Behaviour(BehaviourEvent::Identify(ev)) => {
                 debug!(event = ?ev, "identify");
