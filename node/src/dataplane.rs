@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use backflow_protocol::endpoint::{ChunkPlan, RunVerdict};
@@ -22,8 +23,21 @@ use crate::chunks::{frame_buf, receive_frame, recycle_frame_buf, serve_frame, Ou
 use crate::net::{read_frame_into, write_frame_parts, CHUNK_PROTOCOL};
 use crate::store::Store;
 
-/// Chunk frames queued per peer's writer; beyond this, serving waits (backpressure).
+/// Chunk frames queued per peer's writer. A frame that finds the queue full is dropped (the
+/// receiver asks for its groups again after `retry_ms`): a receiver's window is 16 frames per
+/// transfer (1,024 groups), so an honest peer never fills it, and a peer that stops reading
+/// cannot make serving wait — blocked serving tasks used to hold threads of the blocking pool.
 pub const CHUNK_FRAMES_QUEUED_MAX: usize = 64;
+/// Frames being read and encoded for one peer at once; beyond this, its wants are not served
+/// (it asks again). Bounds the reads one peer's wants can cause: each frame reads ≤ 1 MiB.
+pub const SERVE_FRAMES_IN_FLIGHT_PER_PEER_MAX: usize = 32;
+
+/// One peer's side of serving: its writer's queue, and its frames being encoded.
+#[derive(Clone)]
+pub struct PeerOut {
+    pub queue: mpsc::Sender<ChunkOut>,
+    pub serving: Arc<AtomicUsize>,
+}
 
 /// A chunk frame queued for a data-plane stream: its encoded head, then its payload (written
 /// from this buffer, not copied into a frame).
@@ -251,17 +265,32 @@ impl DataPlane {
     }
 
     /// Reads and encodes the groups of `parts` and queues the frame straight to the peer's
-    /// writer (not through the event loop). A closed queue means the peer left; the receiver
-    /// will ask again.
+    /// writer (not through the event loop), never waiting: a full queue or a closed one (the
+    /// peer left) drops the frame, and the receiver asks again. Returns `false`, serving
+    /// nothing, if the peer already has [`SERVE_FRAMES_IN_FLIGHT_PER_PEER_MAX`] frames being
+    /// encoded.
     pub fn serve(
         &self,
         to: RegionCode,
-        queue: mpsc::Sender<ChunkOut>,
+        out: &PeerOut,
         manifest: Hash,
         parts: Vec<ServePart>,
-    ) {
+    ) -> bool {
+        if out.serving.fetch_add(1, Ordering::AcqRel) >= SERVE_FRAMES_IN_FLIGHT_PER_PEER_MAX {
+            out.serving.fetch_sub(1, Ordering::AcqRel);
+            return false;
+        }
         let this = self.clone();
+        let out = out.clone();
         tokio::task::spawn_blocking(move || {
+            // Counted until the frame is queued or dropped, whatever the way out.
+            struct Serving(Arc<AtomicUsize>);
+            impl Drop for Serving {
+                fn drop(&mut self) {
+                    self.0.fetch_sub(1, Ordering::AcqRel);
+                }
+            }
+            let _serving = Serving(Arc::clone(&out.serving));
             let (frame, failures) =
                 serve_frame(&this.store, &this.outboards, manifest, &parts, this.tamper);
             for failed in failures {
@@ -270,7 +299,7 @@ impl DataPlane {
             let Some(frame) = frame else {
                 return;
             };
-            let out = match encode_chunk_frame_head(&frame) {
+            let frame_out = match encode_chunk_frame_head(&frame) {
                 Ok(head) => ChunkOut {
                     head,
                     payload: frame.encoded,
@@ -282,9 +311,82 @@ impl DataPlane {
                     return;
                 }
             };
-            if queue.blocking_send(out).is_err() {
-                debug!(%to, "peer gone; served frame dropped");
+            match out.queue.try_send(frame_out) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    debug!(%to, "peer's chunk queue is full (it is not reading); frame dropped")
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    debug!(%to, "peer gone; served frame dropped")
+                }
             }
         });
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::publish::GroupLoader;
+    use backflow_protocol::manifest::encoded_len;
+
+    /// A peer that stops reading its stream (#15 item 5): serving never waits on its full
+    /// queue — every serving task ends, one frame stays queued, the rest are dropped (it
+    /// will ask again) — and at `SERVE_FRAMES_IN_FLIGHT_PER_PEER_MAX` frames being encoded
+    /// nothing more is started. (Serving used to wait on the queue inside the blocking pool:
+    /// a peer that never read held a pool thread per frame.)
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_peer_that_does_not_read_holds_no_serving_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let data: Vec<u8> = (0..(1u64 << 20)).map(|i| ((i * 7) >> 3) as u8).collect();
+        let entry = PartitionEntry {
+            region: RegionCode::parse("110101001").unwrap(),
+            content_hash: *blake3::hash(&data).as_bytes(),
+            bytes: data.len() as u64,
+            records: 1,
+            schema_hash: [0; 32],
+        };
+        let mut loader = GroupLoader::new(&store, entry.content_hash, entry.bytes);
+        loader.push(&data).unwrap();
+        loader.finish().unwrap();
+        let (work, _work_rx) = mpsc::channel(1024);
+        let plane = DataPlane {
+            store,
+            outboards: OutboardCache::default(),
+            work,
+            tamper: false,
+            admitted: Admitted::default(),
+        };
+        // Room for one frame, and nobody reads it.
+        let (queue, _unread) = mpsc::channel(1);
+        let out = PeerOut {
+            queue,
+            serving: Arc::default(),
+        };
+        let part = ServePart {
+            entry,
+            groups: 0..64,
+            encoded_len: encoded_len(&entry, &(0..64)).unwrap(),
+        };
+        let started = (0..200)
+            .filter(|_| plane.serve(entry.region, &out, [1; 32], vec![part.clone()]))
+            .count();
+        assert!(started >= 1);
+        let t = std::time::Instant::now();
+        while out.serving.load(Ordering::Acquire) > 0 {
+            assert!(
+                t.elapsed() < std::time::Duration::from_secs(20),
+                "{} serving tasks still wait on a peer that does not read",
+                out.serving.load(Ordering::Acquire)
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(out.queue.capacity(), 0, "one frame queued");
+        // At the bound, a want is not served at all.
+        out.serving
+            .store(SERVE_FRAMES_IN_FLIGHT_PER_PEER_MAX, Ordering::Release);
+        assert!(!plane.serve(entry.region, &out, [1; 32], vec![part]));
     }
 }

@@ -111,6 +111,8 @@ pub struct NodeStats {
     pub control_frames_dropped: AtomicU64,
     /// Peers refused at admission (chain, key binding or place in the tree).
     pub peers_refused: AtomicU64,
+    /// Serve requests dropped because the peer had its fill of frames being encoded.
+    pub serves_dropped: AtomicU64,
 }
 
 /// A handle to a running node; cheap to clone.

@@ -30,7 +30,7 @@ use tracing::{debug, info, warn};
 
 use crate::clock::now_ms;
 use crate::dataplane::{
-    write_chunks, ChunkOut, DataPlane, ReceivedChunk, Work, CHUNK_FRAMES_QUEUED_MAX,
+    write_chunks, DataPlane, PeerOut, ReceivedChunk, Work, CHUNK_FRAMES_QUEUED_MAX,
 };
 use crate::handle::{Cmd, DatasetQuery, HeldRecords, NodeStats};
 use crate::net::{auth_of_peer, Behaviour, BehaviourEvent};
@@ -68,7 +68,7 @@ pub(crate) struct Runtime {
     /// Opens data-plane streams.
     pub control: libp2p_stream::Control,
     /// The queue of each admitted peer's data-plane writer task (see [`write_chunks`]).
-    pub chunk_out: HashMap<PeerId, mpsc::Sender<ChunkOut>>,
+    pub chunk_out: HashMap<PeerId, PeerOut>,
     /// Accepts inbound data-plane streams; stopped with the node.
     pub accept_task: tokio::task::JoinHandle<()>,
     pub stats: Arc<NodeStats>,
@@ -149,11 +149,14 @@ impl Runtime {
     }
 
     /// The data-plane queue to an admitted peer; starts its writer task on first use.
-    fn chunk_sender(&mut self, peer: PeerId) -> mpsc::Sender<ChunkOut> {
+    fn chunk_sender(&mut self, peer: PeerId) -> PeerOut {
         let out = self.chunk_out.entry(peer).or_insert_with(|| {
             let (tx, rx) = mpsc::channel(CHUNK_FRAMES_QUEUED_MAX);
             tokio::spawn(write_chunks(peer, self.control.clone(), rx));
-            tx
+            PeerOut {
+                queue: tx,
+                serving: Arc::default(),
+            }
         });
         out.clone()
     }
@@ -345,11 +348,15 @@ impl Runtime {
                         continue;
                     };
                     let groups: u64 = parts.iter().map(|p| p.groups.end - p.groups.start).sum();
-                    self.stats
-                        .groups_served
-                        .fetch_add(groups, Ordering::Relaxed);
-                    let queue = self.chunk_sender(peer);
-                    self.data.serve(to, queue, manifest, parts);
+                    let out = self.chunk_sender(peer);
+                    if self.data.serve(to, &out, manifest, parts) {
+                        self.stats
+                            .groups_served
+                            .fetch_add(groups, Ordering::Relaxed);
+                    } else {
+                        self.stats.serves_dropped.fetch_add(1, Ordering::Relaxed);
+                        debug!(%to, "peer has its fill of frames being served; it will ask again");
+                    }
                 }
                 Output::Disconnect { peer } => {
                     let _ = self.swarm.disconnect_peer_id(peer);

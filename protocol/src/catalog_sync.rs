@@ -67,6 +67,10 @@ pub struct CatalogSyncConfig {
     pub upstream_silence_ms_max: u64,
     /// While on a fallback upstream, retry the parent this often.
     pub parent_retry_ms: u64,
+    /// Quota per department (`Tuning::catalog_versions_per_origin_max`).
+    pub versions_per_origin_max: u64,
+    /// Quota per department (`Tuning::catalog_origin_bytes_max`).
+    pub origin_bytes_max: u64,
 }
 
 impl CatalogSyncConfig {
@@ -80,6 +84,8 @@ impl CatalogSyncConfig {
             retry_ms: tuning.retry_ms,
             upstream_silence_ms_max: tuning.source_silence_ms_max,
             parent_retry_ms: 300_000,
+            versions_per_origin_max: tuning.catalog_versions_per_origin_max,
+            origin_bytes_max: tuning.catalog_origin_bytes_max,
         }
     }
 }
@@ -162,6 +168,8 @@ struct Upstream {
 pub struct CatalogSync {
     config: CatalogSyncConfig,
     log: Vec<LogEntry>,
+    /// Per department: versions and encoded bytes in the log (its quota's use).
+    usage: BTreeMap<CatalogOrigin, (u64, u64)>,
     catalogs: BTreeMap<CatalogOrigin, DepartmentCatalog>,
     senders: BTreeMap<RegionCode, SenderState>,
     upstream: Option<Upstream>,
@@ -195,6 +203,7 @@ impl CatalogSync {
         CatalogSync {
             config,
             log: Vec::new(),
+            usage: BTreeMap::new(),
             catalogs: BTreeMap::new(),
             senders: BTreeMap::new(),
             upstream,
@@ -276,6 +285,8 @@ impl CatalogSync {
         }
         // No grace for expired signers here: a local version is signed now, not in flight.
         update.verify_fresh(trust, now)?;
+        self.check_quota(&update)
+            .map_err(|e| CatalogSyncError::Catalog(CatalogError::Limit(e)))?;
         let update = Arc::new(update);
         let applied = self.apply_to_catalog(&update)?;
         if applied == Applied::Advanced {
@@ -304,6 +315,33 @@ impl CatalogSync {
         result
     }
 
+    /// Whether one more version of `update`'s department fits its quota here. Checked before
+    /// a version is applied (a version over quota changes nothing); not at restore (what was
+    /// persisted stays, whatever the limits are now).
+    fn check_quota(&self, update: &SignedCatalogUpdate) -> Result<(), LimitError> {
+        let (versions, bytes) = self
+            .usage
+            .get(&update.update.origin)
+            .copied()
+            .unwrap_or((0, 0));
+        if versions >= self.config.versions_per_origin_max {
+            return Err(LimitError {
+                what: "catalog versions of one department",
+                len: versions as usize + 1,
+                max: self.config.versions_per_origin_max as usize,
+            });
+        }
+        let total = bytes.saturating_add(encoded_len(update) as u64);
+        if total > self.config.origin_bytes_max {
+            return Err(LimitError {
+                what: "catalog bytes of one department",
+                len: total as usize,
+                max: self.config.origin_bytes_max as usize,
+            });
+        }
+        Ok(())
+    }
+
     fn push_log(
         &mut self,
         update: Arc<SignedCatalogUpdate>,
@@ -322,6 +360,12 @@ impl CatalogSync {
                     update: Arc::clone(&update),
                 }));
         }
+        let usage = self
+            .usage
+            .entry(update.update.origin.clone())
+            .or_insert((0, 0));
+        usage.0 += 1;
+        usage.1 += bytes as u64;
         self.log.push(LogEntry { update, bytes });
         Ok(())
     }
@@ -449,6 +493,14 @@ impl CatalogSync {
                 // department's later versions would stall here on a sequence gap for good.
                 held = true;
                 break;
+            }
+            if let Err(limit) = self.check_quota(&update) {
+                // Authentic, but over its department's quota here: final (another copy is no
+                // smaller), so skip it rather than stall the sender's later entries. The
+                // department's later versions then fail on the sequence gap, also for good.
+                self.reject(from, Some(origin), CatalogError::Limit(limit));
+                watermark = index;
+                continue;
             }
             match self.apply_to_catalog(&update) {
                 Ok(Applied::Advanced) => {

@@ -354,6 +354,8 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
         let mut cs_config = CatalogSyncConfig::new(region, catalog_log_id);
         cs_config.retry_ms = tuning.retry_ms;
         cs_config.upstream_silence_ms_max = tuning.source_silence_ms_max;
+        cs_config.versions_per_origin_max = tuning.catalog_versions_per_origin_max;
+        cs_config.origin_bytes_max = tuning.catalog_origin_bytes_max;
         let cs =
             CatalogSync::restore(now, cs_config, saved.catalog_log, &saved.catalog_watermarks)?;
         let mut ep = Endpoint {

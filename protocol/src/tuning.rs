@@ -25,6 +25,14 @@ pub struct Tuning {
     pub groups_in_flight_max: u64,
     /// Minimum interval between two receipts for the same manifest (batching).
     pub receipt_interval_ms: u64,
+    /// Catalog versions (目录版本) of one department (region + department) a node keeps in its
+    /// log; later ones are refused there and not relayed. 65,536 is a new version every hour
+    /// for seven years.
+    pub catalog_versions_per_origin_max: u64,
+    /// Encoded bytes of one department's catalog versions a node keeps in its log (the log
+    /// is held in memory): 64 MiB is thousands of versions of a large catalog. At least one
+    /// version of the largest size (`CATALOG_UPDATE_BYTES_MAX`).
+    pub catalog_origin_bytes_max: u64,
 }
 
 impl Default for Tuning {
@@ -35,6 +43,8 @@ impl Default for Tuning {
             // 1,024 × 16 KiB = 16 MiB in flight: enough to fill a fast link's pipe.
             groups_in_flight_max: 1_024,
             receipt_interval_ms: 1_000,
+            catalog_versions_per_origin_max: 65_536,
+            catalog_origin_bytes_max: 64 * 1024 * 1024,
         }
     }
 }
@@ -75,6 +85,16 @@ impl Tuning {
                 self.groups_in_flight_max
             ));
         }
+        if self.catalog_versions_per_origin_max == 0 {
+            problems.push("tuning.catalog_versions_per_origin_max must be at least 1".into());
+        }
+        let update_max = crate::limits::CATALOG_UPDATE_BYTES_MAX as u64;
+        if self.catalog_origin_bytes_max < update_max {
+            problems.push(format!(
+                "tuning.catalog_origin_bytes_max = {} is below one version of the largest size ({update_max})",
+                self.catalog_origin_bytes_max
+            ));
+        }
         if problems.is_empty() {
             Ok(())
         } else {
@@ -99,6 +119,7 @@ mod tests {
             source_silence_ms_max: 10,
             groups_in_flight_max: 0,
             receipt_interval_ms: 1_000,
+            ..Tuning::default()
         };
         let e = t.validate().unwrap_err();
         assert_eq!(e.problems.len(), 3, "{e}");

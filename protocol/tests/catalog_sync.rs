@@ -481,3 +481,45 @@ proptest! {
         }
     }
 }
+
+/// A department over its catalog quota at a node (#15 item 5): the county keeps two versions
+/// of 民政办 and refuses the rest for good — they go no further up — while another department's
+/// version from the same township, sent after them, still arrives everywhere (the stream does
+/// not stall). Before, a department could grow every ancestor's in-memory log without bound.
+#[test]
+fn a_department_over_its_catalog_quota_is_refused_without_stalling_others() {
+    use backflow_protocol::tuning::Tuning;
+    let mut config = NetConfig::with(TEST_TUNING);
+    config.tuning_of.insert(
+        code("110101"),
+        Tuning {
+            catalog_versions_per_origin_max: 2,
+            ..TEST_TUNING
+        },
+    );
+    let mut sim = Sim {
+        net: Net::new(32, Faults::NONE, config),
+        expected: BTreeMap::new(),
+        corrupt_once: Rc::default(),
+    };
+    for _ in 0..4 {
+        sim.submit("110101001", "民政办", 1);
+    }
+    sim.submit("110101001", "卫健办", 1);
+    let seq_at = |net: &Net, at: &str, department: &str| {
+        net.cs(code(at))
+            .catalog(&origin("110101001", department))
+            .map_or(0, |c| c.seq)
+    };
+    assert!(sim.run(60_000, |net, _| seq_at(net, "0", "卫健办") == 1));
+    for at in ["110101", "1101", "11", "0"] {
+        assert_eq!(seq_at(&sim.net, at, "民政办"), 2, "at {at}");
+    }
+    assert_eq!(seq_at(&sim.net, "110101001", "民政办"), 4);
+    assert!(rejections(&sim.net, code("110101"))
+        .iter()
+        .any(|e| matches!(
+            e,
+            CatalogError::Limit(l) if l.what == "catalog versions of one department"
+        )));
+}

@@ -1114,6 +1114,8 @@ const CONFIG_NEW_TUNING: Tuning = Tuning {
     source_silence_ms_max: 60_000,
     groups_in_flight_max: 256,
     receipt_interval_ms: 2_000,
+    catalog_versions_per_origin_max: 65_536,
+    catalog_origin_bytes_max: 64 * 1024 * 1024,
 };
 
 /// A province publisher (11) and one city (1101) with hundreds of townships below it that

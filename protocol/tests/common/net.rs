@@ -50,6 +50,8 @@ pub const TEST_TUNING: Tuning = Tuning {
     source_silence_ms_max: 20_000,
     groups_in_flight_max: 3,
     receipt_interval_ms: 1_000,
+    catalog_versions_per_origin_max: 65_536,
+    catalog_origin_bytes_max: 64 * 1024 * 1024,
 };
 
 #[derive(Clone, Copy, Debug)]
