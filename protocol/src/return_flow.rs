@@ -82,6 +82,12 @@ pub const TRANSFERS_MAX: usize = 1_024;
 /// Largest multiplier of `retry_ms` between retries of unanswered chunk requests (5 s × 8 =
 /// 40 s with the defaults, still under the 60 s of silence that triggers fallback).
 pub const RETRY_BACKOFF_MAX: u32 = 8;
+/// What counts as progress from a source: a frame's worth of groups (64 × 16 KiB = 1 MiB), or
+/// a partition completed, within `source_silence_ms_max`. A source that trickles slower —
+/// one group now and then, keeping the silence timer from firing (≈ 17 KB/s at the default
+/// 60 s) — is bypassed like a silent one; an honest source on even a slow link delivers a
+/// frame's worth in a minute.
+pub const PROGRESS_GROUPS_MIN: u64 = CHUNK_GROUPS_PER_FRAME_MAX;
 
 /// Per partition region, the chunk-group ranges a node has stored (input to `restore`).
 pub type StoredGroups = [(RegionCode, Vec<Range<u64>>)];
@@ -290,6 +296,9 @@ struct Transfer {
     /// Current source (None at the publisher).
     source: Option<RegionCode>,
     last_progress: UnixMs,
+    /// Groups stored since `last_progress` (it moves once they reach
+    /// [`PROGRESS_GROUPS_MIN`], or a partition completes).
+    progress_groups: u64,
     inflight: Vec<InFlight>,
     /// The current window, groups (≤ `groups_in_flight_max`): halved when requests time out,
     /// grown back by what arrives.
@@ -662,6 +671,7 @@ impl ReturnFlow {
             bypassed_parts,
             source,
             last_progress: now,
+            progress_groups: 0,
             inflight: Vec::new(),
             window: self.config.groups_in_flight_max,
             retry_backoff: 1,
@@ -1032,6 +1042,7 @@ impl ReturnFlow {
             return;
         };
         let mut new_groups = 0u64;
+        let mut completed = false;
         for (region, groups) in parts {
             let Some(i) = t.part_index(*region).filter(|i| !t.parts[*i].bypassed) else {
                 continue;
@@ -1042,10 +1053,15 @@ impl ReturnFlow {
             new_groups += t.parts[i].have.count - before;
             if !was_full && t.parts[i].have.is_full() {
                 self.part_completed(&mut t, i, now);
+                completed = true;
             }
         }
         if new_groups > 0 {
-            t.last_progress = now;
+            t.progress_groups += new_groups;
+            if t.progress_groups >= PROGRESS_GROUPS_MIN || completed {
+                t.last_progress = now;
+                t.progress_groups = 0;
+            }
             // The path delivers: grow the window back (by what arrived, as TCP's slow start
             // does) and retry at the base interval again.
             t.window = t
@@ -1246,6 +1262,7 @@ impl ReturnFlow {
         };
         t.source = Some(next);
         t.last_progress = now;
+        t.progress_groups = 0;
         t.inflight.clear();
         // A new source starts with the full window and the base retry interval.
         t.window = self.config.groups_in_flight_max;

@@ -1589,3 +1589,50 @@ fn a_version_cannot_jump_to_the_end_of_the_numbers() {
     let h_next = net.publish(&next);
     assert!(net.run(60_000, |s| everyone_done(s, &next, h_next)));
 }
+
+/// A source that trickles (#15 item 5): the county lets one chunk frame in three through to
+/// its township — a few groups every few seconds, enough to keep the silence timer from ever
+/// firing — and is bypassed like a silent one: the township switches to the city within the
+/// silence limit and completes from it. (Every stored group used to count as progress: the
+/// trickle would have kept the township on the county for the whole transfer.)
+#[test]
+fn a_trickling_source_is_bypassed_like_a_silent_one() {
+    let mut net = sim(42, Faults::NONE);
+    let (county, town) = (code("110101"), code("110101001"));
+    let d = dataset(
+        &net.fx,
+        "big",
+        1,
+        None,
+        "0",
+        "0",
+        &[("110101001", 4 << 20)],
+        T0,
+        30 * DAY_MS,
+    );
+    let mut frames = 0u32;
+    net.hold = Some(Box::new(move |from, to, m| {
+        if from == county && to == town && matches!(m, Message::Chunk(_)) {
+            frames += 1;
+            frames % 3 != 0
+        } else {
+            false
+        }
+    }));
+    let hash = net.publish(&d);
+    let switched = |net: &Net| {
+        net.node(town)
+            .rf_events()
+            .any(|e| matches!(e, Event::SourceChanged { from, .. } if *from == county))
+    };
+    // The trickle does arrive (so the silence timer alone would never fire) …
+    assert!(net.run(15_000, |s| s
+        .store(town)
+        .data
+        .get(&(hash, town))
+        .is_some_and(|p| !p.have.is_empty())));
+    // … yet the county is bypassed within the silence limit (20 s here), and the township
+    // completes from the city long before the trickle could have delivered 256 groups.
+    assert!(net.run(TEST_TUNING.source_silence_ms_max + 10_000, |s| switched(s)));
+    assert!(net.run(60_000, |s| s.rf(town).is_complete(&hash)));
+}
