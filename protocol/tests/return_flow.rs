@@ -1614,7 +1614,7 @@ fn a_trickling_source_is_bypassed_like_a_silent_one() {
     net.hold = Some(Box::new(move |from, to, m| {
         if from == county && to == town && matches!(m, Message::Chunk(_)) {
             frames += 1;
-            frames % 3 != 0
+            !frames.is_multiple_of(3)
         } else {
             false
         }
