@@ -29,6 +29,15 @@ pub struct NodeBackend {
     pub department: String,
 }
 
+/// A region code from the request; the error names the field, not the text.
+fn parse_region(field: &str, text: &str) -> Result<RegionCode, ApiError> {
+    RegionCode::parse(text).map_err(|_| {
+        ApiError::bad_request(format!(
+            "{field} is not a region code (0 for national, or 2, 4, 6, 9 or 12 digits)"
+        ))
+    })
+}
+
 fn json(value: impl serde::Serialize) -> Result<serde_json::Value, ApiError> {
     serde_json::to_value(value).map_err(|e| ApiError::internal(&e.into()))
 }
@@ -79,19 +88,13 @@ impl Backend for NodeBackend {
             .region
             .as_deref()
             .ok_or_else(|| ApiError::bad_request("give region (and optionally key), or signed"))?;
-        let region = RegionCode::parse(region).map_err(|_| {
-            ApiError::bad_request(
-                "region is not a region code (0 for national, or 2, 4, 6, 9 or 12 digits)",
-            )
-        })?;
+        let region = parse_region("region", region)?;
         let key = params
             .key
             .as_deref()
             .map(|k| {
-                let mut out = [0u8; 32];
-                hex::decode_to_slice(k, &mut out)
-                    .map(|()| out)
-                    .map_err(|_| ApiError::bad_request("key is not 64 hex digits"))
+                crate::config::parse_public_key(k)
+                    .map_err(|_| ApiError::bad_request("key is not an ed25519 public key in hex"))
             })
             .transpose()?;
         let view = self
@@ -168,13 +171,8 @@ impl Backend for NodeBackend {
         let publisher = which
             .publisher
             .as_deref()
-            .map(RegionCode::parse)
-            .transpose()
-            .map_err(|_| {
-                ApiError::bad_request(
-                    "publisher is not a region code (0 for national, or 2, 4, 6, 9 or 12 digits)",
-                )
-            })?;
+            .map(|p| parse_region("publisher", p))
+            .transpose()?;
         let query = DatasetQuery {
             name: which.dataset,
             publisher,

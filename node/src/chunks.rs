@@ -312,6 +312,25 @@ impl OutboardCache {
     }
 }
 
+/// Tests: `len` bytes of content for township 110101001, stored as a publisher stores it.
+#[cfg(test)]
+pub(crate) fn stored_partition(store: &Store, len: u64) -> (PartitionEntry, Vec<u8>) {
+    let data: Vec<u8> = (0..len)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect();
+    let entry = PartitionEntry {
+        region: backflow_topology::RegionCode::parse("110101001").unwrap(),
+        content_hash: *blake3::hash(&data).as_bytes(),
+        bytes: data.len() as u64,
+        records: 1,
+        schema_hash: [0; 32],
+    };
+    let mut loader = crate::publish::GroupLoader::new(store, entry.content_hash, entry.bytes);
+    loader.push(&data).unwrap();
+    assert_eq!(loader.finish().unwrap(), entry.bytes);
+    (entry, data)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -322,20 +341,7 @@ mod tests {
 
     /// 3 MiB + a short last group, stored as a publisher stores it.
     fn stored(store: &Store) -> (PartitionEntry, Vec<u8>) {
-        let data: Vec<u8> = (0..3 * (1u64 << 20) + 5_000)
-            .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
-            .collect();
-        let entry = PartitionEntry {
-            region: RegionCode::parse("110101001").unwrap(),
-            content_hash: *blake3::hash(&data).as_bytes(),
-            bytes: data.len() as u64,
-            records: 1,
-            schema_hash: [0; 32],
-        };
-        let mut loader = GroupLoader::new(store, entry.content_hash, entry.bytes);
-        loader.push(&data).unwrap();
-        assert_eq!(loader.finish().unwrap(), entry.bytes);
-        (entry, data)
+        stored_partition(store, 3 * (1u64 << 20) + 5_000)
     }
 
     fn serves(

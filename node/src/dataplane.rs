@@ -328,7 +328,6 @@ impl DataPlane {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::publish::GroupLoader;
     use backflow_protocol::manifest::encoded_len;
 
     /// A peer that stops reading its stream (#15 item 5): serving never waits on its full
@@ -340,17 +339,7 @@ mod tests {
     async fn a_peer_that_does_not_read_holds_no_serving_thread() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let data: Vec<u8> = (0..(1u64 << 20)).map(|i| ((i * 7) >> 3) as u8).collect();
-        let entry = PartitionEntry {
-            region: RegionCode::parse("110101001").unwrap(),
-            content_hash: *blake3::hash(&data).as_bytes(),
-            bytes: data.len() as u64,
-            records: 1,
-            schema_hash: [0; 32],
-        };
-        let mut loader = GroupLoader::new(&store, entry.content_hash, entry.bytes);
-        loader.push(&data).unwrap();
-        loader.finish().unwrap();
+        let (entry, _) = crate::chunks::stored_partition(&store, 1 << 20);
         let (work, _work_rx) = mpsc::channel(1024);
         let plane = DataPlane {
             store,

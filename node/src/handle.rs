@@ -83,7 +83,7 @@ pub(crate) enum Cmd {
     },
     Revoke {
         region: RegionCode,
-        key: Option<[u8; 32]>,
+        key: Option<ed25519_dalek::VerifyingKey>,
         reply: oneshot::Sender<Result<RevocationView>>,
     },
     Revocations {
@@ -247,7 +247,7 @@ impl NodeHandle {
     pub async fn revoke(
         &self,
         region: RegionCode,
-        key: Option<[u8; 32]>,
+        key: Option<ed25519_dalek::VerifyingKey>,
     ) -> Result<RevocationView> {
         self.ask(|reply| Cmd::Revoke { region, key, reply }).await?
     }

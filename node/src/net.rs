@@ -32,7 +32,8 @@ use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{
-    connection_limits, identify, identity, noise, ping, quic, tcp, yamux, StreamProtocol, Swarm,
+    connection_limits, identify, identity, noise, ping, quic, tcp, yamux, Multiaddr,
+    StreamProtocol, Swarm,
 };
 
 pub const FRAME_PROTOCOL: StreamProtocol = StreamProtocol::new("/backflow/frame/1");
@@ -225,6 +226,14 @@ pub fn build_swarm(keypair: identity::Keypair) -> anyhow::Result<Swarm<Behaviour
         })
         .build();
     Ok(swarm)
+}
+
+/// `addr` without its `/p2p/<peer id>` parts: upstream nodes are dialled by address, and
+/// admission decides who answers (a parent that rotated its key has another peer id).
+pub fn without_peer_id(addr: &Multiaddr) -> Multiaddr {
+    addr.iter()
+        .filter(|p| !matches!(p, libp2p::multiaddr::Protocol::P2p(_)))
+        .collect()
 }
 
 /// The libp2p keypair for a node's ed25519 signing key.

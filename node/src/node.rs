@@ -146,7 +146,7 @@ pub async fn start(setup: NodeSetup) -> Result<(NodeHandle, tokio::task::JoinHan
     let upstream = setup
         .upstream
         .iter()
-        .map(|a| (crate::runtime::without_peer_id(a), None))
+        .map(|a| (crate::net::without_peer_id(a), None))
         .collect();
     let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE_MAX);
     let (work_tx, work_rx) = mpsc::channel(WORK_QUEUE_MAX);

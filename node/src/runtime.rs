@@ -21,7 +21,6 @@ use backflow_protocol::time::UnixMs;
 use backflow_protocol::wire::{decode_frame, encode_frame, Message};
 use backflow_protocol::Endpoint;
 use backflow_topology::RegionCode;
-use ed25519_dalek::VerifyingKey;
 use libp2p::request_response;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm};
@@ -33,7 +32,7 @@ use crate::dataplane::{
     write_chunks, DataPlane, PeerOut, ReceivedChunk, Work, CHUNK_FRAMES_QUEUED_MAX,
 };
 use crate::handle::{Cmd, DatasetQuery, HeldRecords, NodeStats};
-use crate::net::{auth_of_peer, Behaviour, BehaviourEvent};
+use crate::net::{auth_of_peer, without_peer_id, Behaviour, BehaviourEvent};
 use crate::status::{PeerView, RevocationView};
 use crate::store::Store;
 
@@ -41,13 +40,6 @@ use crate::store::Store;
 const REDIAL_INTERVAL_MS: u64 = 2_000;
 /// The loop wakes at least this often (redials; a clock that jumped).
 const LOOP_WAIT_MS_MAX: u64 = 1_000;
-
-/// `addr` without its `/p2p/<peer id>` parts.
-pub fn without_peer_id(addr: &Multiaddr) -> Multiaddr {
-    addr.iter()
-        .filter(|p| !matches!(p, libp2p::multiaddr::Protocol::P2p(_)))
-        .collect()
-}
 
 pub(crate) struct Runtime {
     pub swarm: Swarm<Behaviour>,
@@ -556,15 +548,10 @@ impl Runtime {
                 let _ = reply.send(v);
             }
             Cmd::Revoke { region, key, reply } => {
-                let key = key
-                    .map(|k| VerifyingKey::from_bytes(&k))
-                    .transpose()
-                    .map_err(|_| anyhow!("the key is not a valid ed25519 public key"));
-                let result = key.and_then(|key| {
-                    self.ep
-                        .revoke(now, region, key)
-                        .map_err(|e| anyhow!("cannot revoke: {e}"))
-                });
+                let result = self
+                    .ep
+                    .revoke(now, region, key)
+                    .map_err(|e| anyhow!("cannot revoke: {e}"));
                 // Persisted (and the peers dropped) before the caller hears it is done.
                 self.drain();
                 let _ = reply.send(result.map(|r| RevocationView::of(&r)));

@@ -54,6 +54,8 @@ use crate::catalog_sync::{
     CatalogEvent, CatalogOutput, CatalogStorageOp, CatalogSync, CatalogSyncConfig, CatalogSyncError,
 };
 use crate::cert::{CertChain, CertError, NodeIdentity, Revocation, TrustStore};
+
+mod trust_in_force;
 use crate::chunk::{ChunkError, ChunkFrame};
 use crate::manifest::{DatasetId, Hash, PartitionEntry, SignedManifest};
 use crate::receipt::Receipt;
@@ -61,7 +63,7 @@ use crate::return_flow::{
     self, DataRouting, ReturnFlow, ReturnFlowConfig, ReturnFlowError, ServePart, StorageOp,
     TransferRecord,
 };
-use crate::revocation_gossip::{in_line, messages_for, RevocationMsg};
+use crate::revocation_gossip::messages_for;
 use crate::time::UnixMs;
 use crate::tuning::{Tuning, TuningError};
 use crate::wire::{Hello, Message};
@@ -529,124 +531,6 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
         }
     }
 
-    /// Accepts a revocation if it is new and verifies: persist it, pass it on to every
-    /// admitted peer in line with its subject (but the one it came from), and re-check every
-    /// admitted peer. Returns whether it was new.
-    fn learn_revocation(
-        &mut self,
-        now: UnixMs,
-        r: &Revocation,
-        from: Option<RegionCode>,
-    ) -> Result<bool, CertError> {
-        if self.trust.is_revoked(&r.key) {
-            // Known (also: revoked by a rotation certificate); keep the signed form if new
-            // here, for peers that have not heard of it.
-            if !self.revocations.contains_key(r.key.as_bytes()) && from.is_none() {
-                self.revocations.insert(r.key.to_bytes(), r.clone());
-                self.out
-                    .push_back(Output::Storage(Storage::Revocation(r.clone())));
-            }
-            return Ok(false);
-        }
-        if let Err(error) = self.trust.apply_revocation(r, now) {
-            if let Some(from) = from {
-                self.out.push_back(Output::Event(Event::RevocationRejected {
-                    from,
-                    subject: r.subject,
-                    error: error.clone(),
-                }));
-            }
-            return Err(error);
-        }
-        self.revocations.insert(r.key.to_bytes(), r.clone());
-        self.out
-            .push_back(Output::Storage(Storage::Revocation(r.clone())));
-        self.out.push_back(Output::Event(Event::RevocationApplied {
-            subject: r.subject,
-            key: r.key.to_bytes(),
-            from,
-        }));
-        let targets: Vec<(P, RegionCode)> = self
-            .admitted()
-            // Not the revoked node itself: it is dropped next, and learns from the refusals.
-            .filter(|(_, region)| {
-                Some(*region) != from && *region != r.subject && in_line(r.subject, *region)
-            })
-            .collect();
-        for (peer, to) in targets {
-            self.out.push_back(Output::Send {
-                to,
-                peer: Some(peer),
-                msg: Message::Revocations(RevocationMsg {
-                    revocations: vec![r.clone()],
-                }),
-            });
-        }
-        self.recheck_peers(now, |_| true);
-        if let Err(error) = self
-            .trust
-            .verify_chain(&self.rf.identity().chain.clone(), now)
-        {
-            self.out
-                .push_back(Output::Event(Event::OwnChainInvalid { error }));
-        }
-        Ok(true)
-    }
-
-    /// Checks the chains of the admitted peers `which` selects again; refuses (and
-    /// disconnects) each one whose chain no longer verifies.
-    fn recheck_peers(&mut self, now: UnixMs, which: impl Fn(&Peer) -> bool) {
-        let admitted: Vec<(P, CertChain)> = self
-            .peers
-            .iter()
-            .filter(|(_, p)| p.region.is_some() && which(p))
-            .map(|(peer, p)| (*peer, p.chain.clone()))
-            .collect();
-        for (peer, chain) in admitted {
-            match self.trust.verify_chain(&chain, now) {
-                Ok(id) => {
-                    if let Some(p) = self.peers.get_mut(&peer) {
-                        p.not_after = id.not_after;
-                    }
-                }
-                Err(error) => self.refuse(peer, AdmissionError::Chain(error)),
-            }
-        }
-    }
-
-    /// This node revokes the key of `subject`, a region strictly below it: `key`, or if `None`
-    /// the key of the peer of that region connected now. The revocation is applied, persisted
-    /// and spread like one heard from a peer (see [`crate::revocation_gossip`]).
-    pub fn revoke(
-        &mut self,
-        now: UnixMs,
-        subject: RegionCode,
-        key: Option<VerifyingKey>,
-    ) -> Result<Revocation, RevokeError> {
-        let key = match key {
-            Some(k) => k,
-            None => self
-                .peer_of(subject)
-                .and_then(|p| self.peers.get(&p))
-                .and_then(|p| VerifyingKey::from_bytes(&p.auth.key).ok())
-                .ok_or(RevokeError::NoKnownKey { region: subject })?,
-        };
-        let r = Revocation::issue(self.rf.identity(), subject, key, now)?;
-        self.learn_revocation(now, &r, None)?;
-        Ok(r)
-    }
-
-    /// A revocation handed in by the shell (e.g. the offline root's revocation of a national
-    /// key, from a file): verified, applied, persisted and spread. Returns whether it was new.
-    pub fn submit_revocation(&mut self, now: UnixMs, r: &Revocation) -> Result<bool, CertError> {
-        self.learn_revocation(now, r, None)
-    }
-
-    /// Every revocation in force here.
-    pub fn revocations(&self) -> impl Iterator<Item = &Revocation> {
-        self.revocations.values()
-    }
-
     /// Verifies a peer's chain, its binding to the transport and its place in the tree.
     fn admit(
         &mut self,
@@ -799,18 +683,9 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
 
     /// Time passed: retransmissions, fallbacks, receipts.
     pub fn handle_timeout(&mut self, now: UnixMs) {
-        // A peer whose certificate expired is refused like a revoked one.
-        self.recheck_peers(now, |p| p.not_after <= now);
-        // A connection that did not introduce itself in time.
-        let silent: Vec<P> = self
-            .peers
-            .iter()
-            .filter(|(_, p)| p.region.is_none() && p.not_after <= now)
-            .map(|(peer, _)| *peer)
-            .collect();
-        for peer in silent {
-            self.refuse(peer, AdmissionError::HelloTimeout { ms: HELLO_MS_MAX });
-        }
+        // An expired certificate is refused like a revoked one; a connection without a
+        // hello by its deadline is closed.
+        self.recheck_peers(now, true);
         self.rf.handle_tick(now);
         self.cs.handle_tick(now);
     }
