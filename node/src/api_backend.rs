@@ -179,20 +179,17 @@ impl Backend for NodeBackend {
             department: which.department,
             version: which.version,
         };
-        let records = self
-            .node
-            .record_of(query)
+        // Looked up first, so an unknown dataset is a 404 and damaged content an error.
+        self.node
+            .record_of(query.clone())
             .await
             .map_err(|e| ApiError::not_found(format!("{e:#}")))?;
-        let store = self.node.store.clone();
+        let (summary, records) = self
+            .node
+            .verified_export(query)
+            .await
+            .map_err(|e| ApiError::internal(&e))?;
         let region = self.node.region();
-        let records: Vec<_> = records.into_iter().map(|(_, r)| r).collect();
-        let (summary, records) = tokio::task::spawn_blocking(move || {
-            crate::export::verify(&store, &records, region).map(|s| (s, records))
-        })
-        .await
-        .map_err(|e| ApiError::internal(&e.into()))?
-        .map_err(|e| ApiError::internal(&e))?;
         let store = self.node.store.clone();
         Ok(Export {
             summary: ExportSummary {

@@ -11,8 +11,8 @@
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
-use anyhow::{bail, Result};
-use backflow_protocol::chunk::BLOCK_SIZE;
+use anyhow::Result;
+use backflow_protocol::chunk::{ServeError, BLOCK_SIZE};
 use backflow_protocol::endpoint::RunVerdict;
 use backflow_protocol::manifest::{
     check_groups, decode_groups_with, encode_groups_at, ChunkError, ChunkFrame, ChunkPart, Hash,
@@ -36,6 +36,43 @@ pub type Outboard = PreOrderOutboard<Vec<u8>>;
 /// Bytes read per step while building an outboard from stored content.
 const OUTBOARD_READ_BYTES: usize = 1 << 20;
 
+/// Stored content that failed verification against its signed hash: groups `groups` of the
+/// partition of `region` whose content hash is `content` (`bytes` long); the whole partition
+/// when the damaged group is not known. Carried as an error (`anyhow` downcasts to it) from
+/// wherever content is verified — serving, export — to the event loop, which drops it from
+/// the index so it is fetched again (`runtime`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Damaged {
+    pub content: Hash,
+    pub bytes: u64,
+    pub region: RegionCode,
+    pub groups: Range<u64>,
+}
+
+impl Damaged {
+    /// The whole partition of `entry`.
+    pub fn whole(entry: &PartitionEntry) -> Damaged {
+        Damaged {
+            content: entry.content_hash,
+            bytes: entry.bytes,
+            region: entry.region,
+            groups: 0..entry.groups(),
+        }
+    }
+}
+
+impl std::fmt::Display for Damaged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the stored partition of {} does not verify against its signed hash (groups {}..{}): it is dropped and fetched again; try again when `status` shows the dataset complete",
+            self.region, self.groups.start, self.groups.end
+        )
+    }
+}
+
+impl std::error::Error for Damaged {}
+
 /// The outboard of a stored partition: the one kept beside its content if there is one (its
 /// pairs are checked against the content hash as they are served), else built by reading and
 /// hashing the content, checked against the entry's hash, and kept for next time (if the
@@ -58,7 +95,8 @@ pub fn outboard_from_store(store: &Store, entry: &PartitionEntry) -> Result<Outb
     }
     let (hash, data) = builder.finish();
     if hash != entry.content_hash {
-        bail!("stored partition {} does not match its hash", entry.region);
+        // Which group is unknown without a trusted outboard: the whole partition.
+        return Err(Damaged::whole(entry).into());
     }
     if entry.bytes >= OUTBOARD_STORED_BYTES_MIN {
         store.put_outboard(&entry.content_hash, &data)?;
@@ -89,21 +127,30 @@ pub fn encode_groups(
         out,
         at,
     )
-    .map_err(|e| anyhow::anyhow!("encoding partition {}: {e}", entry.region))
+    .map_err(|e| match e {
+        ServeError::ContentDamaged { group } => Damaged {
+            content: entry.content_hash,
+            bytes: entry.bytes,
+            region: entry.region,
+            groups: group..group + 1,
+        }
+        .into(),
+        e => anyhow::anyhow!("encoding partition {}: {e}", entry.region),
+    })
 }
 
 /// Encodes `parts` (an `Output::ServeChunks`) into one chunk frame, each run appended to the
 /// pooled payload buffer where the one before it ended. A run that cannot be encoded is left
 /// out (the receiver asks again and, after a while, falls back) and its outboard forgotten, as
 /// that may be what is damaged; the others still go. Returns the frame (`None` if no run could
-/// be encoded) and one message per run left out. `tamper`: the multi-host fault switch.
+/// be encoded) and one failure per run left out. `tamper`: the multi-host fault switch.
 pub fn serve_frame(
     store: &Store,
     cache: &OutboardCache,
     manifest: Hash,
     parts: &[ServePart],
     tamper: bool,
-) -> (Option<ChunkFrame>, Vec<String>) {
+) -> (Option<ChunkFrame>, Vec<ServeFailure>) {
     let mut frame = ChunkFrame {
         manifest,
         parts: Vec::with_capacity(parts.len()),
@@ -126,11 +173,14 @@ pub fn serve_frame(
         let end = match encoded {
             Ok(end) => end,
             Err(e) => {
-                let mut failed = format!("serving chunks: {e:#}");
+                let mut message = format!("serving chunks: {e:#}");
                 if let Err(f) = cache.forget(store, &p.entry.content_hash) {
-                    failed += &format!(" (and forgetting its outboard: {f:#})");
+                    message += &format!(" (and forgetting its outboard: {f:#})");
                 }
-                failures.push(failed);
+                failures.push(ServeFailure {
+                    damaged: e.downcast_ref::<Damaged>().cloned(),
+                    message,
+                });
                 continue;
             }
         };
@@ -152,6 +202,13 @@ pub fn serve_frame(
         return (None, failures);
     }
     (Some(frame), failures)
+}
+
+/// A run [`serve_frame`] left out: why, and the content to drop if it did not verify.
+#[derive(Debug)]
+pub struct ServeFailure {
+    pub message: String,
+    pub damaged: Option<Damaged>,
 }
 
 /// What became of a received chunk frame's runs (see [`receive_frame`]).
@@ -413,14 +470,19 @@ mod tests {
         let ob = cold.get_or_build(&store, &entry).unwrap();
         let mut out = Vec::new();
         let err = encode_groups(&store, &ob, &entry, 64..128, &mut out, 0).unwrap_err();
-        assert!(format!("{err:#}").contains("group 70"), "{err:#}");
+        // Named as the content's damage, for the event loop to drop and fetch again.
+        let damaged = err.downcast_ref::<Damaged>().expect("a Damaged error");
+        assert_eq!(damaged.groups, 70..71, "{err:#}");
+        assert_eq!(damaged.content, entry.content_hash);
+        assert!(format!("{err:#}").contains("groups 70..71"), "{err:#}");
         assert_eq!(
             serves(&store, &cold, &entry, 0..64).unwrap(),
             data[..64 * g]
         );
         // Rebuilding from rotten content fails rather than vouch for it.
         cold.forget(&store, &entry.content_hash).unwrap();
-        assert!(cold.get_or_build(&store, &entry).is_err());
+        let err = cold.get_or_build(&store, &entry).unwrap_err();
+        assert_eq!(err.downcast_ref::<Damaged>(), Some(&Damaged::whole(&entry)));
     }
 
     /// Small partitions, stored inline in the index: several runs packed into one frame's

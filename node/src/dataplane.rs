@@ -72,6 +72,8 @@ pub enum Work {
     },
     /// Storage or encoding failed (not the peer's fault).
     Failed(String),
+    /// Stored content did not verify when it was served: to be dropped and fetched again.
+    Damaged(crate::chunks::Damaged),
 }
 
 /// Inbound data-plane streams one admitted peer may hold open at once. Its writer keeps one
@@ -231,6 +233,11 @@ pub struct DataPlane {
 }
 
 impl DataPlane {
+    /// Forgets a partition's outboard, cached and on disk (its content was found damaged).
+    pub fn forget_outboard(&self, content: &Hash) -> anyhow::Result<()> {
+        self.outboards.forget(&self.store, content)
+    }
+
     /// Verifies and stores the planned runs of a received frame; reports [`Work::Verdict`].
     pub fn receive(&self, chunk: ReceivedChunk, plan: ChunkPlan) {
         let ReceivedChunk { frame, buf } = chunk;
@@ -294,7 +301,11 @@ impl DataPlane {
             let (frame, failures) =
                 serve_frame(&this.store, &this.outboards, manifest, &parts, this.tamper);
             for failed in failures {
-                let _ = this.work.blocking_send(Work::Failed(failed));
+                let work = match failed.damaged {
+                    Some(d) => Work::Damaged(d),
+                    None => Work::Failed(failed.message),
+                };
+                let _ = this.work.blocking_send(work);
             }
             let Some(frame) = frame else {
                 return;

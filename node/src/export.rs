@@ -111,10 +111,8 @@ pub fn write<R: std::ops::Deref<Target = TransferRecord>>(
             Ok(())
         })?;
         if bytes != e.bytes || hasher.finalize().as_bytes() != &e.content_hash {
-            bail!(
-                "stored partition of {} does not match its manifest entry; not exporting",
-                e.region
-            );
+            // Not exported; the caller reports it, and the node fetches it again.
+            return Err(crate::chunks::Damaged::whole(e).into());
         }
         if records != e.records {
             bail!(

@@ -93,6 +93,12 @@ pub(crate) enum Cmd {
         revocation: Box<backflow_protocol::cert::Revocation>,
         reply: oneshot::Sender<Result<RevocationView>>,
     },
+    /// Stored content failed verification outside the event loop (an export).
+    ContentDamaged(crate::chunks::Damaged),
+    /// Check every partition stored whole now ([`crate::scrub`]).
+    Scrub {
+        reply: oneshot::Sender<Result<crate::scrub::ScrubReport>>,
+    },
     Shutdown,
 }
 
@@ -113,6 +119,12 @@ pub struct NodeStats {
     pub peers_refused: AtomicU64,
     /// Serve requests dropped because the peer had its fill of frames being encoded.
     pub serves_dropped: AtomicU64,
+    /// Syncs of the write-ahead log before an acknowledgement (batched: one covers every
+    /// write since the last).
+    pub wal_syncs: AtomicU64,
+    /// Stored chunk groups that failed verification when served or exported (dropped from
+    /// the index and fetched again).
+    pub groups_damaged: AtomicU64,
 }
 
 /// A handle to a running node; cheap to clone.
@@ -219,6 +231,44 @@ impl NodeHandle {
     /// [`Self::record`] for a dataset named with its owner.
     pub async fn record_of(&self, query: DatasetQuery) -> Result<HeldRecords> {
         self.ask(|reply| Cmd::Record { query, reply }).await?
+    }
+
+    /// The records of a held, complete dataset version, every partition an export would
+    /// write checked against its signed entry first (nothing is written). Content that does
+    /// not verify is reported to the node — dropped from its index and fetched again — and
+    /// the export refused; the error says so.
+    pub async fn verified_export(
+        &self,
+        query: DatasetQuery,
+    ) -> Result<(crate::export::ExportSummary, Vec<Arc<TransferRecord>>)> {
+        let records: Vec<Arc<TransferRecord>> = self
+            .record_of(query)
+            .await?
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect();
+        let store = self.store.clone();
+        let region = self.region();
+        let checked = tokio::task::spawn_blocking(move || {
+            crate::export::verify(&store, &records, region).map(|s| (s, records))
+        })
+        .await?;
+        if let Err(e) = &checked {
+            if let Some(damaged) = e.downcast_ref::<crate::chunks::Damaged>() {
+                self.cmd
+                    .send(Cmd::ContentDamaged(damaged.clone()))
+                    .await
+                    .map_err(|_| anyhow!("node has shut down"))?;
+            }
+        }
+        checked
+    }
+
+    /// Reads back every partition this node stores whole and checks it against its signed
+    /// hash now (the background scrub does a bounded share a minute); what does not verify is
+    /// dropped and fetched again, and listed in the report.
+    pub async fn scrub(&self) -> Result<crate::scrub::ScrubReport> {
+        self.ask(|reply| Cmd::Scrub { reply }).await?
     }
 
     pub async fn catalog_submit(

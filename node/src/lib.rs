@@ -17,6 +17,7 @@ pub mod node;
 pub mod persist;
 pub mod publish;
 pub mod runtime;
+pub mod scrub;
 pub mod status;
 pub mod store;
 pub mod tls;

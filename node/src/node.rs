@@ -173,6 +173,8 @@ pub async fn start(setup: NodeSetup) -> Result<(NodeHandle, tokio::task::JoinHan
         chunk_out: HashMap::new(),
         accept_task,
         stats: Arc::default(),
+        unsynced: false,
+        scrub: Default::default(),
     };
     let stats = Arc::clone(&rt.stats);
     rt.redial();

@@ -181,6 +181,8 @@ struct StoreSink<'s> {
     store: &'s Store,
     schema_hash: [u8; 32],
     entries: Vec<PartitionEntry>,
+    /// Content files written (large partitions), synced before the index is flushed.
+    files: Vec<[u8; 32]>,
 }
 
 impl PartitionSink for StoreSink<'_> {
@@ -234,6 +236,9 @@ impl PartitionSink for StoreSink<'_> {
         };
         if stored != bytes {
             bail!("partition {township}: stored {stored} bytes, expected {bytes}");
+        }
+        if !is_inline(bytes) {
+            self.files.push(content_hash);
         }
         // Serving the partition starts from its outboard: without it the first request
         // would wait for a read and hash of the whole partition.
@@ -388,6 +393,7 @@ pub fn prepare(
         store,
         schema_hash: [0; 32],
         entries: Vec::new(),
+        files: Vec::new(),
     };
     let summary = partition(input, &cfg, &mut sink, progress)?;
     let schema = schema_for(req.format, &summary.header, &req.region_field.name)?;
@@ -404,7 +410,14 @@ pub fn prepare(
             summary.rejects.total()
         );
     }
-    // Partitions were written without the WAL: make them durable before anything refers to them.
+    // Partitions were written through the page cache and their index without the WAL: make
+    // them durable before anything refers to them — content first (synced at the end rather
+    // than per partition, so the kernel writes back while partitioning goes on), then the
+    // index (a flush writes and syncs its tables). The manifest that refers to them is
+    // written after, and synced before the publish returns (`runtime`).
+    for content in &sink.files {
+        store.sync_content(content)?;
+    }
     store.flush()?;
     let mut manifests = Vec::new();
     for (scope, entries) in publish_scopes(identity.region, entries) {

@@ -4,7 +4,7 @@
 //! per-peer outbox, chunk frames through the data plane, storage through `persist`, events to
 //! the log and the counters. Nothing protocol-side is decided here.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,7 +14,7 @@ use backflow_protocol::catalog::SignedCatalogUpdate;
 use backflow_protocol::catalog::{CatalogChange, CatalogEntry, CatalogOrigin, CatalogUpdate};
 use backflow_protocol::catalog_sync::CatalogEvent;
 use backflow_protocol::endpoint::{Event, Output, RunVerdict, Storage};
-use backflow_protocol::manifest::{DatasetId, Hash, HeldVersion};
+use backflow_protocol::manifest::{DatasetId, Hash, HeldVersion, PartitionEntry};
 use backflow_protocol::outbox::Outbox;
 use backflow_protocol::return_flow::{self, StorageOp, TransferRecord};
 use backflow_protocol::time::UnixMs;
@@ -24,7 +24,7 @@ use backflow_topology::RegionCode;
 use libp2p::request_response;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use crate::clock::now_ms;
@@ -33,12 +33,15 @@ use crate::dataplane::{
 };
 use crate::handle::{Cmd, DatasetQuery, HeldRecords, NodeStats};
 use crate::net::{auth_of_peer, without_peer_id, Behaviour, BehaviourEvent};
+use crate::scrub::{
+    RoundGuard, ScrubReport, ScrubState, SCRUB_BYTES_PER_ROUND_MAX, SCRUB_INTERVAL_MS,
+};
 use crate::status::{PeerView, RevocationView};
 use crate::store::Store;
 
 /// Upstream addresses are dialled again at most this often while not connected.
 const REDIAL_INTERVAL_MS: u64 = 2_000;
-/// The loop wakes at least this often (redials; a clock that jumped).
+/// The loop's housekeeping beat (redials, scrub rounds; a clock that jumped).
 const LOOP_WAIT_MS_MAX: u64 = 1_000;
 
 pub(crate) struct Runtime {
@@ -64,6 +67,11 @@ pub(crate) struct Runtime {
     /// Accepts inbound data-plane streams; stopped with the node.
     pub accept_task: tokio::task::JoinHandle<()>,
     pub stats: Arc<NodeStats>,
+    /// Whether anything was written since the write-ahead log was last synced (see
+    /// [`Runtime::make_durable`]).
+    pub unsynced: bool,
+    /// The background scrub's place ([`crate::scrub`]).
+    pub scrub: ScrubState,
 }
 
 impl Runtime {
@@ -72,8 +80,14 @@ impl Runtime {
         mut cmd_rx: mpsc::Receiver<Cmd>,
         mut work_rx: mpsc::Receiver<Work>,
     ) -> Result<()> {
+        // Housekeeping on a fixed beat, not a sleep created afresh each turn: a node whose
+        // API is asked something every half second (a dashboard, a test polling status) once
+        // never reached its sleep, so it never redialled a restarted parent.
+        let mut beat = tokio::time::interval(Duration::from_millis(LOOP_WAIT_MS_MAX));
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let wait = self.next_wait();
+            // An absolute deadline: recreated each turn, it still fires on time.
+            let due = self.next_due();
             tokio::select! {
                 ev = futures::StreamExt::select_next_some(&mut self.swarm) => self.on_swarm(ev),
                 cmd = cmd_rx.recv() => match cmd {
@@ -81,9 +95,12 @@ impl Runtime {
                     Some(cmd) => self.on_cmd(cmd),
                 },
                 Some(work) = work_rx.recv() => self.on_work(work),
-                _ = tokio::time::sleep(wait) => {
+                _ = tokio::time::sleep_until(due) => self.ep.handle_timeout(now_ms()),
+                _ = beat.tick() => {
+                    // Also covers a wall clock that jumped past the endpoint's deadline.
                     self.ep.handle_timeout(now_ms());
                     self.redial();
+                    self.scrub_round();
                 }
             }
             self.drain();
@@ -94,13 +111,14 @@ impl Runtime {
         Ok(())
     }
 
-    fn next_wait(&self) -> Duration {
+    /// When the endpoint next has timed work (at the latest one beat from now).
+    fn next_due(&self) -> tokio::time::Instant {
         let now = now_ms();
         let ms = self
             .ep
             .poll_timeout()
             .map_or(LOOP_WAIT_MS_MAX, |t| t.since_ms(now).min(LOOP_WAIT_MS_MAX));
-        Duration::from_millis(ms)
+        tokio::time::Instant::now() + Duration::from_millis(ms)
     }
 
     pub fn redial(&mut self) {
@@ -298,6 +316,7 @@ impl Runtime {
                 for (region, groups, verdict) in &runs {
                     match verdict {
                         RunVerdict::Stored => {
+                            self.unsynced = true;
                             self.stats
                                 .groups_stored
                                 .fetch_add(groups.end - groups.start, Ordering::Relaxed);
@@ -312,6 +331,7 @@ impl Runtime {
                     .handle_chunk_verdict(now_ms(), from, &manifest, &runs);
             }
             Work::Failed(e) => warn!(error = %e, "background work failed"),
+            Work::Damaged(d) => self.on_damaged(d),
         }
     }
 
@@ -324,6 +344,9 @@ impl Runtime {
                         debug!(%to, "no admitted connection to region; the protocol will retry");
                         continue;
                     };
+                    if msg.acknowledges_stored_state() {
+                        self.make_durable();
+                    }
                     match encode_frame(&msg) {
                         Ok(bytes) => self.send_control(peer, bytes),
                         Err(e) => warn!(%to, error = %e, "could not encode a frame"),
@@ -362,6 +385,7 @@ impl Runtime {
                         }
                         _ => None,
                     };
+                    self.unsynced = true;
                     if let Err(e) = crate::persist::apply(&self.store, &mut self.records, op) {
                         // Durability failed: stop rather than acknowledge what is not stored.
                         panic!("storage failure: {e:#}");
@@ -373,6 +397,135 @@ impl Runtime {
                 Output::Event(ev) => self.on_event(ev),
             }
         }
+    }
+
+    /// "Nothing acknowledged is lost": before this node tells anyone what it stores — a
+    /// receipt, an acknowledgement, a publish or a catalog submission returning — every write
+    /// so far is made durable with one sync of the write-ahead log (content files were synced
+    /// before their index entries were written, see `store`). Writes since the last sync are
+    /// batched into it; nothing written means no sync.
+    fn make_durable(&mut self) {
+        if !self.unsynced {
+            return;
+        }
+        if let Err(e) = self.store.sync_wal() {
+            // As for any storage failure: stop rather than acknowledge what may not be stored.
+            panic!("storage failure: {e:#}");
+        }
+        self.unsynced = false;
+        self.stats.wal_syncs.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Stored content failed verification (when served or exported): it leaves the index and
+    /// the protocol stops counting it as stored, so it is neither served, exported nor
+    /// receipted, and a received transfer fetches it again from its source.
+    fn on_damaged(&mut self, damaged: crate::chunks::Damaged) {
+        let crate::chunks::Damaged {
+            content,
+            bytes,
+            region,
+            groups,
+        } = damaged;
+        warn!(%region, content = %hex::encode(&content[..8]), ?groups, "stored content does not verify; dropping it from the index");
+        self.stats
+            .groups_damaged
+            .fetch_add(groups.end - groups.start, Ordering::Relaxed);
+        self.unsynced = true;
+        let dropped = self
+            .store
+            .drop_groups(&content, bytes, groups.clone())
+            .and_then(|()| self.data.forget_outboard(&content));
+        if let Err(e) = dropped {
+            panic!("storage failure: dropping damaged content: {e:#}");
+        }
+        self.ep.handle_content_damaged(now_ms(), &content, groups);
+    }
+
+    /// Every partition this node stores whole, once per content, in content-hash order.
+    fn stored_whole(&self) -> BTreeMap<Hash, PartitionEntry> {
+        let rf = self.ep.return_flow();
+        let mut out = BTreeMap::new();
+        for (hash, record) in &self.records {
+            for e in &record.entries {
+                if e.bytes > 0 && rf.stored_groups(hash, e.region) == Some(e.groups()) {
+                    out.entry(e.content_hash).or_insert(*e);
+                }
+            }
+        }
+        out
+    }
+
+    /// A background scrub round, when one is due and none is running: the next
+    /// `SCRUB_BYTES_PER_ROUND_MAX` of stored content after where the last round stopped
+    /// (wrapping around), checked on the blocking pool.
+    fn scrub_round(&mut self) {
+        let now = now_ms().0;
+        if self.scrub.running.load(Ordering::Acquire)
+            || now < self.scrub.last_round_ms.saturating_add(SCRUB_INTERVAL_MS)
+        {
+            return;
+        }
+        self.scrub.last_round_ms = now;
+        let all = self.stored_whole();
+        let from = match self.scrub.after.take() {
+            Some(h) => std::ops::Bound::Excluded(h),
+            None => std::ops::Bound::Unbounded,
+        };
+        let mut round = Vec::new();
+        let mut bytes = 0u64;
+        for e in all
+            .range((from, std::ops::Bound::Unbounded))
+            .map(|(_, e)| *e)
+        {
+            if bytes >= SCRUB_BYTES_PER_ROUND_MAX {
+                break;
+            }
+            bytes += e.bytes;
+            round.push(e);
+        }
+        // None when the end is reached: the next round starts over.
+        self.scrub.after = round.last().map(|e| e.content_hash);
+        if round.is_empty() {
+            return;
+        }
+        self.scrub.running.store(true, Ordering::Release);
+        let guard = RoundGuard(Arc::clone(&self.scrub.running));
+        let (store, work) = (self.store.clone(), self.data.work.clone());
+        tokio::task::spawn_blocking(move || {
+            let _guard = guard;
+            match crate::scrub::check(&store, &round) {
+                Ok((_, damaged)) => {
+                    for d in damaged {
+                        let _ = work.blocking_send(Work::Damaged(d));
+                    }
+                }
+                Err(e) => {
+                    let _ = work.blocking_send(Work::Failed(format!("scrubbing: {e:#}")));
+                }
+            }
+        });
+    }
+
+    /// Checks every partition stored whole now (off the event loop), reports what does not
+    /// verify to the loop, and answers with what was checked.
+    fn scrub_all(&self, reply: oneshot::Sender<Result<ScrubReport>>) {
+        let entries: Vec<PartitionEntry> = self.stored_whole().into_values().collect();
+        let (store, work) = (self.store.clone(), self.data.work.clone());
+        tokio::spawn(async move {
+            let checked =
+                tokio::task::spawn_blocking(move || crate::scrub::check(&store, &entries)).await;
+            let result = match checked {
+                Ok(Ok((report, damaged))) => {
+                    for d in damaged {
+                        let _ = work.send(Work::Damaged(d)).await;
+                    }
+                    Ok(report)
+                }
+                Ok(Err(e)) => Err(e),
+                Err(e) => Err(anyhow!("scrub task failed: {e}")),
+            };
+            let _ = reply.send(result);
+        });
     }
 
     /// Right after a received record is persisted: the groups already stored of its
@@ -474,6 +627,20 @@ impl Runtime {
                 from,
                 ..
             } => warn!(%region, group, %from, "chunk rejected"),
+            E::ContentDamaged {
+                region,
+                groups,
+                refetch: true,
+                ..
+            } => info!(%region, ?groups, "fetching damaged content again from the source"),
+            E::ContentDamaged {
+                region,
+                groups,
+                refetch: false,
+                ..
+            } => {
+                tracing::error!(%region, ?groups, "published content is damaged on this node's disk and no other node can supply it: publish the dataset again")
+            }
             E::WantRefused { from, region, .. } => {
                 warn!(%from, %region, "refused a request for a partition outside the requester's region")
             }
@@ -513,6 +680,9 @@ impl Runtime {
                         }
                     }
                 }
+                // Stored for good before the publisher hears it is done.
+                self.drain();
+                self.make_durable();
                 let _ = reply.send(result.map(|()| hashes));
             }
             Cmd::Status { dataset, reply } => {
@@ -530,8 +700,13 @@ impl Runtime {
                 entries,
                 reply,
             } => {
-                let _ = reply.send(self.catalog_submit(now, department, entries));
+                let result = self.catalog_submit(now, department, entries);
+                self.drain();
+                self.make_durable();
+                let _ = reply.send(result);
             }
+            Cmd::ContentDamaged(d) => self.on_damaged(d),
+            Cmd::Scrub { reply } => self.scrub_all(reply),
             Cmd::Catalogs { reply } => {
                 let _ = reply.send(crate::status::catalogs(&self.ep));
             }
@@ -554,6 +729,7 @@ impl Runtime {
                     .map_err(|e| anyhow!("cannot revoke: {e}"));
                 // Persisted (and the peers dropped) before the caller hears it is done.
                 self.drain();
+                self.make_durable();
                 let _ = reply.send(result.map(|r| RevocationView::of(&r)));
             }
             Cmd::SubmitRevocation { revocation, reply } => {
@@ -563,6 +739,7 @@ impl Runtime {
                     .map(|_| RevocationView::of(&revocation))
                     .map_err(|e| anyhow!("revocation refused: {e}"));
                 self.drain();
+                self.make_durable();
                 let _ = reply.send(result);
             }
             Cmd::Revocations { reply } => {

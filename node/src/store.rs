@@ -27,9 +27,15 @@
 //! Invariants:
 //! - a chunk group is written only after it verified against its partition hash (the caller
 //!   verifies; [`Store::put_groups`] and [`GroupLoader`](crate::publish) are the only writers);
-//! - a group's bytes reach its file *before* its index entry is written, so after a crash the
-//!   index names only groups whose bytes are on disk; a group whose bytes were written but
-//!   whose index entry was not is simply fetched again;
+//! - a group's bytes are *durable* in its file (the file synced, and its directory entry
+//!   synced when it was created) before its index entry is written, so after a crash or a
+//!   power cut the index names only groups whose bytes are on disk; a group whose bytes were
+//!   written but whose index entry was not is simply fetched again (the publisher's bulk load
+//!   keeps the same order per publish: every content file synced before the index is flushed);
+//! - index entries go to the write-ahead log unsynced, and the log is synced
+//!   ([`Store::sync_wal`]) before the node tells anyone what it stores (see `runtime`);
+//! - a group that fails verification when served or exported is dropped from the index and
+//!   fetched again (`runtime`), so it is never served, exported or receipted;
 //! - a group's index entry and the bookkeeping that says it is stored land in one
 //!   [`rocksdb::WriteBatch`];
 //! - content is only ever read through the index: file ranges the index does not name (holes,
@@ -234,6 +240,8 @@ pub struct Store {
     chunk_dir: Arc<PathBuf>,
     /// Whether the file system accepts `O_DIRECT` (tmpfs, for one, does not).
     direct: bool,
+    /// Held while a content file is created and its directory synced.
+    create_lock: Arc<std::sync::Mutex<()>>,
 }
 
 impl Store {
@@ -277,6 +285,7 @@ impl Store {
             db: Arc::new(db),
             chunk_dir: Arc::new(chunk_dir),
             direct,
+            create_lock: Arc::default(),
         })
     }
 
@@ -346,13 +355,15 @@ impl Store {
     /// Writes `data` (whole groups, the last possibly short) into `content`'s file from
     /// `first_group` on. Durable once it returns under `O_DIRECT` (the page cache is bypassed);
     /// otherwise as durable as any buffered write.
+    /// Returns the file (to be synced before the index names what was written).
     fn write_content(
         &self,
         content: &Hash,
         first_group: u64,
         data: &mut AlignedBuf,
         direct: bool,
-    ) -> Result<()> {
+    ) -> Result<File> {
+        self.ensure_content_file(content)?;
         let file = self.open_content(content, true, direct)?;
         let offset = first_group * CHUNK_GROUP_BYTES;
         let bytes = if direct {
@@ -362,7 +373,47 @@ impl Store {
         };
         file.write_all_at(bytes, offset)
             .with_context(|| format!("writing {}", self.content_path(content).display()))?;
-        Ok(())
+        Ok(file)
+    }
+
+    /// Creates a partition's content file if it is not there, and makes its directory entry
+    /// durable before any write into it can be indexed. Under a lock, so a frame written
+    /// concurrently into the same new file cannot see it before its entry is synced.
+    fn ensure_content_file(&self, content: &Hash) -> Result<()> {
+        let path = self.content_path(content);
+        let _created = self
+            .create_lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if path.exists() {
+            return Ok(());
+        }
+        File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+        self.sync_chunk_dir()
+    }
+
+    /// Makes a partition's content file durable (its data and size; a publisher's partition,
+    /// written through the page cache, before anything refers to it).
+    pub fn sync_content(&self, content: &Hash) -> Result<()> {
+        let file = self.open_content(content, false, false)?;
+        file.sync_data()
+            .with_context(|| format!("syncing {}", self.content_path(content).display()))
+    }
+
+    /// Makes the content directory's entries durable (files created since the last sync).
+    pub fn sync_chunk_dir(&self) -> Result<()> {
+        File::open(&*self.chunk_dir)
+            .and_then(|d| d.sync_all())
+            .with_context(|| format!("syncing {}", self.chunk_dir.display()))
+    }
+
+    /// Makes every write so far durable: one sync of RocksDB's write-ahead log (which every
+    /// column family shares). Called before anything that tells the outside world a state is
+    /// stored: a receipt, an acknowledgement, a publish or catalog submission returning.
+    pub fn sync_wal(&self) -> Result<()> {
+        self.db
+            .flush_wal(true)
+            .context("syncing the database's write-ahead log")
     }
 
     /// Index entries for groups `first_group..` of `len` content bytes (whole groups, the last
@@ -435,7 +486,8 @@ impl Store {
         if is_inline(partition_bytes) {
             Self::index_groups_inline(batch, content, first_group, data.as_slice());
         } else {
-            self.write_content(content, first_group, data, direct)?;
+            let file = self.write_content(content, first_group, data, direct)?;
+            batch.content_written(*content, file);
             Self::index_groups(batch, content, first_group, data.len());
         }
         Ok(())
@@ -451,11 +503,11 @@ impl Store {
     }
 
     /// Publisher's bulk load: content bytes first, then (unlogged, made durable by a later
-    /// [`Store::flush`]) their index entries; a small partition's bytes go with its entries. Through the page cache, not `O_DIRECT`: a national
-    /// publish writes 41,352 mostly small files, and a synchronous device write for each took
-    /// twice as long as the whole partitioning. Like the rest of the node (RocksDB's WAL is not
-    /// synced either) this survives a crash of the process, not of the machine; after a power
-    /// loss a damaged partition fails validation when served (never sent) and is republished.
+    /// [`Store::flush`]) their index entries; a small partition's bytes go with its entries.
+    /// Through the page cache, not `O_DIRECT`: a national publish writes 41,352 mostly small
+    /// partitions, and a synchronous device write for each took twice as long as the whole
+    /// partitioning. Durable in order all the same: [`crate::publish::prepare`] syncs each
+    /// content file it wrote before it flushes the index, and the manifest is written after.
     pub fn load_groups(
         &self,
         content: &Hash,
@@ -576,6 +628,27 @@ impl Store {
         })
     }
 
+    /// Drops groups `groups` of a partition (of `partition_bytes`) from the index: they failed
+    /// verification, and must be neither served nor counted until fetched again. The whole
+    /// partition goes with its file; a few groups by point deletes (their file ranges are then
+    /// holes the index does not name, rewritten when they arrive again).
+    pub fn drop_groups(
+        &self,
+        content: &Hash,
+        partition_bytes: u64,
+        groups: Range<u64>,
+    ) -> Result<()> {
+        let total = partition_bytes.div_ceil(CHUNK_GROUP_BYTES);
+        if groups.start == 0 && groups.end >= total {
+            return self.delete_content(content, partition_bytes);
+        }
+        let mut batch = self.batch();
+        for g in groups.start..groups.end.min(total) {
+            batch.delete(CF_CHUNKS, &chunk_key(content, g));
+        }
+        self.write(batch)
+    }
+
     /// Forgets a partition's content (of `partition_bytes`): its index entries and its file.
     pub fn delete_content(&self, content: &Hash, partition_bytes: u64) -> Result<()> {
         let mut batch = self.batch();
@@ -621,17 +694,30 @@ impl Store {
         Batch {
             store: self,
             inner: WriteBatch::default(),
+            written: Vec::new(),
         }
     }
 
-    /// Applies a batch atomically.
+    /// Applies a batch atomically, after the content its index entries vouch for is durable:
+    /// the content files it wrote are synced (data and size; their directory entries were
+    /// synced when they were created) — so the index never names bytes a power cut can take
+    /// back. One sync per file per batch (a received chunk frame, ≤ 1 MiB): measured in the
+    /// transfer bench (node/README.md). The batch itself goes to the write-ahead log unsynced;
+    /// what must outlive a power cut is synced before it is acknowledged ([`Store::sync_wal`]).
     pub fn write(&self, batch: Batch<'_>) -> Result<()> {
-        Ok(self.db.write(batch.inner)?)
+        let Batch { inner, written, .. } = batch;
+        for (content, file) in &written {
+            file.sync_data()
+                .with_context(|| format!("syncing {}", self.content_path(content).display()))?;
+        }
+        Ok(self.db.write(inner)?)
     }
 
-    /// Applies a batch atomically without the write-ahead log: for bulk loads that are only
-    /// referenced after a later [`Store::flush`] (the publisher's partitions — a crash before
-    /// the manifest is written just means publishing again).
+    /// Applies a batch atomically without the write-ahead log, and without syncing the
+    /// content it wrote: for the publisher's bulk load, referenced only after
+    /// [`crate::publish::prepare`] synced each content file it wrote, then the directory, then
+    /// [`Store::flush`]ed the index (a crash before the manifest is written just means
+    /// publishing again, which rewrites content and index alike).
     pub fn write_unlogged(&self, batch: Batch<'_>) -> Result<()> {
         let mut opts = rocksdb::WriteOptions::default();
         opts.disable_wal(true);
@@ -783,13 +869,23 @@ impl Store {
     }
 }
 
-/// An atomic batch across column families.
+/// An atomic batch across column families, with the content files its index entries vouch
+/// for (synced before it is written, see [`Store::write`]).
 pub struct Batch<'s> {
     store: &'s Store,
     inner: WriteBatch,
+    /// Content files written for this batch, one handle per partition.
+    written: Vec<(Hash, File)>,
 }
 
 impl Batch<'_> {
+    fn content_written(&mut self, content: Hash, file: File) {
+        // A frame holds runs of few partitions: a linear scan beats a map.
+        if !self.written.iter().any(|(c, _)| *c == content) {
+            self.written.push((content, file));
+        }
+    }
+
     pub fn put(&mut self, cf: &str, key: &[u8], value: &[u8]) {
         self.inner.put_cf(self.store.cf(cf), key, value);
     }

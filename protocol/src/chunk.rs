@@ -214,6 +214,7 @@ impl PartitionOutboard {
         };
         encode_groups_into(entry, &self.outboard, groups, read, &mut out).map_err(|e| match e {
             ServeError::Chunk(e) => e,
+            ServeError::ContentDamaged { group } => ChunkError::HashMismatch { group },
             // In memory: the outboard is complete and reading cannot fail.
             ServeError::MissingHashes(_) | ServeError::Read(_) => ChunkError::ContentMismatch,
         })?;
@@ -505,6 +506,11 @@ pub enum ServeError {
     MissingHashes(bao_tree::TreeNode),
     #[error("reading stored content: {0}")]
     Read(#[from] std::io::Error),
+    /// The stored content of `group` does not hash to what the (verified) hash pairs above it
+    /// say: the content is damaged, not the outboard. The shell drops the group from its
+    /// index so it is fetched again, and never serves it.
+    #[error("stored content of group {group} does not verify against the partition hash")]
+    ContentDamaged { group: u64 },
 }
 
 /// Encodes `groups` of a partition as a [`ChunkFrame`]'s payload (bao-tree's pre-order range
@@ -581,7 +587,14 @@ pub fn encode_groups_at<O: bao_tree::io::sync::Outboard>(
                 let place = grow(out, at, size);
                 let data = &mut out[place.clone()];
                 read(start_chunk.to_bytes(), data)?;
-                expected.leaf(start_chunk, data, is_root)?;
+                // Every hash pair above this leaf verified against the root already, so a
+                // mismatch here is the content's fault.
+                expected
+                    .leaf(start_chunk, data, is_root)
+                    .map_err(|e| match e {
+                        ChunkError::HashMismatch { group } => ServeError::ContentDamaged { group },
+                        e => e.into(),
+                    })?;
                 at = place.end;
             }
         }

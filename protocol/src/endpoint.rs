@@ -18,12 +18,16 @@
 //!     ep.handle_content_present(now, &manifest, &present);  // right after applying the
 //!     //   PutTransfer of a received record: the group ranges already stored for its
 //!     //   entries' content hashes (what a previous version shares), as at restart
+//!     ep.handle_content_damaged(now, &content, groups); // stored content failed verification
+//!     //   (on serve or export): dropped from the index, fetched again
 //!     ep.handle_disconnected(peer);
 //!     ep.revoke(now, region, key);              // this node revokes a descendant's key
 //!     ep.submit_revocation(now, &revocation);   // a revocation from a file (e.g. the root's)
 //!     ep.handle_timeout(now);                   // when poll_timeout() is due
 //!     // outputs, until None:
 //!     while let Some(out) = ep.poll_output() { /* send, serve, store, log, disconnect */ }
+//!     //   a `Send` whose message `acknowledges_stored_state()` goes only once every storage
+//!     //   effect applied before it is durable (the node syncs its write-ahead log first)
 //! }
 //! ```
 //! `P` is the shell's name for a transport peer (a libp2p `PeerId` in the node, a region in
@@ -635,6 +639,15 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
                     .handle_group_rejected(now, from, manifest, *region, *group);
             }
         }
+    }
+
+    /// The shell found stored `groups` of the partition content `content` damaged (they did
+    /// not verify when served or exported; `0..groups` of the partition when the group is not
+    /// known) and dropped them from its index: they are no longer served or counted in
+    /// receipts, and received transfers fetch them again
+    /// ([`ReturnFlow::handle_content_damaged`]).
+    pub fn handle_content_damaged(&mut self, now: UnixMs, content: &Hash, groups: Range<u64>) {
+        self.rf.handle_content_damaged(now, content, groups);
     }
 
     /// Whether the transfer of `manifest` waits for [`Self::handle_content_present`]: true

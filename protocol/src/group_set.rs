@@ -62,6 +62,30 @@ impl GroupSet {
         debug_assert!(self.count <= self.len);
     }
 
+    /// Forgets the groups of `r` (stored content found damaged: they are fetched again).
+    pub(crate) fn remove_range(&mut self, r: Range<u64>) {
+        let (start, end) = (r.start, r.end.min(self.len));
+        if start >= end {
+            return;
+        }
+        // Ranges overlapping [start, end) are cut; what lies outside it stays.
+        let lo = self.ranges.partition_point(|x| x.end <= start);
+        let hi = self.ranges.partition_point(|x| x.start < end);
+        let mut kept: Vec<Range<u64>> = Vec::with_capacity(2);
+        let mut removed = 0;
+        for x in &self.ranges[lo..hi] {
+            removed += x.end.min(end) - x.start.max(start);
+            if x.start < start {
+                kept.push(x.start..start);
+            }
+            if x.end > end {
+                kept.push(end..x.end);
+            }
+        }
+        self.ranges.splice(lo..hi, kept);
+        self.count -= removed;
+    }
+
     pub(crate) fn is_full(&self) -> bool {
         self.count == self.len
     }
@@ -110,13 +134,17 @@ mod tests {
     proptest! {
         /// The range set agrees with a plain bit model on every query.
         #[test]
-        fn group_set_matches_a_bit_model(len in 0u64..200, ops in proptest::collection::vec((0u64..220, 0u64..40), 0..30)) {
+        fn group_set_matches_a_bit_model(len in 0u64..200, ops in proptest::collection::vec((0u64..220, 0u64..40, proptest::bool::weighted(0.3)), 0..30)) {
             let mut set = GroupSet::new(len);
             let mut model = vec![false; len as usize];
-            for (start, n) in ops {
-                set.insert_range(start..start + n);
+            for (start, n, remove) in ops {
+                if remove {
+                    set.remove_range(start..start + n);
+                } else {
+                    set.insert_range(start..start + n);
+                }
                 for g in start..(start + n).min(len) {
-                    model[g as usize] = true;
+                    model[g as usize] = !remove;
                 }
                 prop_assert_eq!(set.count, model.iter().filter(|b| **b).count() as u64);
                 prop_assert!(set.ranges.windows(2).all(|w| w[0].end < w[1].start));

@@ -199,6 +199,16 @@ pub enum Event {
         group: u64,
         from: RegionCode,
     },
+    /// Stored content of a partition was found damaged (it did not verify when served or
+    /// exported) and is no longer counted as stored. `refetch`: it is fetched again from the
+    /// transfer's source; false at the publisher, which has no source — its operator must
+    /// publish the dataset again.
+    ContentDamaged {
+        manifest: Hash,
+        region: RegionCode,
+        groups: Range<u64>,
+        refetch: bool,
+    },
     /// A want for a partition outside the requester's region, or from a non-descendant.
     WantRefused {
         from: RegionCode,
@@ -1158,6 +1168,61 @@ impl ReturnFlow {
             self.escalate(now, manifest);
         }
         self.drive(now, manifest);
+    }
+
+    /// The shell found stored `groups` of the partition content `content` (its hash) damaged —
+    /// they did not verify when served or exported; the whole partition when the damaged
+    /// group is unknown — and dropped them from its index. "Data that does not verify is
+    /// never served, exported or receipted": every transfer with a partition of that content
+    /// forgets those groups, so they are neither served (wants see them missing) nor counted
+    /// in the next receipt, and a received transfer fetches them again from its source
+    /// ([`Event::ContentDamaged`]). Unknown content is ignored.
+    pub fn handle_content_damaged(&mut self, now: UnixMs, content: &Hash, groups: Range<u64>) {
+        let hashes: Vec<Hash> = self
+            .transfers
+            .iter()
+            .filter(|(_, t)| t.record.entries.iter().any(|e| e.content_hash == *content))
+            .map(|(h, _)| *h)
+            .collect();
+        for hash in hashes {
+            let Some(mut t) = self.transfers.remove(&hash) else {
+                continue;
+            };
+            let mut changed = false;
+            for i in 0..t.parts.len() {
+                if t.record.entries[i].content_hash != *content || t.parts[i].bypassed {
+                    continue;
+                }
+                let part = &mut t.parts[i];
+                let was_full = part.have.is_full();
+                let before = part.have.count;
+                part.have.remove_range(groups.clone());
+                if part.have.count == before {
+                    continue;
+                }
+                part.cursor = part.cursor.min(groups.start);
+                t.fetch_from = t.fetch_from.min(i);
+                if was_full {
+                    debug_assert!(t.complete_parts > 0);
+                    t.complete_parts -= 1;
+                }
+                changed = true;
+                self.out.push_back(Output::Event(Event::ContentDamaged {
+                    manifest: hash,
+                    region: t.record.entries[i].region,
+                    groups: groups.clone(),
+                    refetch: t.source.is_some(),
+                }));
+            }
+            if changed {
+                t.receipt_dirty = true;
+                // The silence clock starts now: the source had nothing to send until this.
+                t.last_progress = now;
+                t.progress_groups = 0;
+            }
+            self.transfers.insert(hash, t);
+            self.drive(now, &hash);
+        }
     }
 
     /// Timer input: retransmissions, timeouts, fallback, receipts, expiry.

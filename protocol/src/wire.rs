@@ -77,6 +77,29 @@ impl Bounded for Message {
     }
 }
 
+impl Message {
+    /// Whether sending this message tells its receiver that state of this node is stored:
+    /// an acknowledgement (of an announce, a receipt, catalog entries), a receipt (the groups
+    /// it counts are stored), catalog entries or revocations passed on (persisted before), or
+    /// an announce (the record it names is held). Before sending one, the shell makes every
+    /// storage effect it has applied so far durable (the node syncs its write-ahead log), so
+    /// a crash or power cut after the send cannot undo what the peer was told — "nothing
+    /// acknowledged is lost". Requests (hello, want, probe), refusals and chunk frames tell
+    /// nothing of the sender's storage and go without a sync: a want is sent per delivered
+    /// frame, and a sync each would cost the data plane its line rate.
+    pub fn acknowledges_stored_state(&self) -> bool {
+        match self {
+            Message::Hello(_) | Message::Chunk(_) => false,
+            Message::Catalog(m) => !matches!(m, CatalogMsg::Probe { .. }),
+            Message::ReturnFlow(m) => !matches!(
+                m,
+                ReturnFlowMsg::Want { .. } | ReturnFlowMsg::NotAvailable { .. }
+            ),
+            Message::Revocations(_) => true,
+        }
+    }
+}
+
 /// Encodes one frame (version tag + message), checking limits first.
 pub fn encode_frame(message: &Message) -> Result<Vec<u8>, WireError> {
     message.check_limits()?;

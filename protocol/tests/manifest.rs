@@ -621,8 +621,21 @@ mod against_bao_tree {
             buf.copy_from_slice(&rotten[at as usize..at as usize + buf.len()]);
             Ok(())
         };
+        // The content's fault (the hash pairs above it verified): the shell drops the group.
         match encode_groups_into(&e, &ob, 30..40, read, &mut out) {
-            Err(ServeError::Chunk(ChunkError::HashMismatch { group: 37 })) => {}
+            Err(ServeError::ContentDamaged { group: 37 }) => {}
+            other => panic!("{other:?}"),
+        }
+        // A damaged outboard is not the content's fault: a plain mismatch (the shell forgets
+        // the outboard and rebuilds it from the content).
+        let mut bad_outboard = ob.clone();
+        bad_outboard.data[0] ^= 1;
+        let good = |at: u64, buf: &mut [u8]| {
+            buf.copy_from_slice(&data[at as usize..at as usize + buf.len()]);
+            Ok(())
+        };
+        match encode_groups_into(&e, &bad_outboard, 30..40, good, &mut out) {
+            Err(ServeError::Chunk(ChunkError::HashMismatch { .. })) => {}
             other => panic!("{other:?}"),
         }
         // Groups before the bad one still serve.

@@ -585,6 +585,97 @@ fn a_corrupting_source_is_detected_and_bypassed() {
     assert!(rejected >= 1);
 }
 
+/// #15 item 4: a group the shell finds damaged (it failed verification when served or
+/// exported) leaves what the node counts as stored: it is not served, the node's own
+/// partition is no longer receipted as delivered, and it is fetched again from the source. At
+/// the publisher, which has no source, the event says so.
+#[test]
+fn damaged_content_is_not_served_nor_receipted_and_is_fetched_again() {
+    let mut net = sim(12, Faults::NONE);
+    let d = dibao(&net.fx, 1, None);
+    let hash = net.publish(&d);
+    assert!(net.run(10 * 60_000, |s| everyone_done(s, &d, hash)));
+    let county = code("110101");
+    let t = code("110101001");
+    let entry_of = |r: RegionCode| *d.entries.iter().find(|e| e.region == r).unwrap();
+    let (own, township) = (entry_of(county), entry_of(t));
+    assert!(township.groups() >= 3);
+    let delivered_before = net
+        .rf(county)
+        .completeness(&hash)
+        .unwrap()
+        .regions_delivered;
+    // The county's shell drops what did not verify from its index, then says so.
+    for (entry, groups) in [(own, 0..1), (township, 1..2)] {
+        let stored = net
+            .node_mut(county)
+            .store
+            .data
+            .get_mut(&(hash, entry.region));
+        stored.unwrap().have.remove(&groups.start);
+        let now = net.now;
+        net.node_mut(county)
+            .ep
+            .handle_content_damaged(now, &entry.content_hash, groups);
+    }
+    net.flush(county);
+    let rf = net.rf(county);
+    assert!(!rf.is_complete(&hash));
+    assert_eq!(rf.stored_groups(&hash, t), Some(township.groups() - 1));
+    assert_eq!(rf.stored_groups(&hash, county), Some(own.groups() - 1));
+    let damaged: Vec<(RegionCode, bool)> = net
+        .node(county)
+        .rf_events()
+        .filter_map(|e| match e {
+            Event::ContentDamaged {
+                region, refetch, ..
+            } => Some((*region, *refetch)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(damaged, vec![(county, true), (t, true)]);
+    // Its own partition no longer counts as delivered (the township's does: that comes from
+    // the township's own receipt).
+    let summary = net.rf(county).completeness(&hash).unwrap();
+    assert_eq!(summary.regions_delivered, delivered_before - 1);
+    assert!(summary.missing.contains(&county));
+    // A want for the dropped group is not served from the county.
+    let want = rf_want(hash, t, 1..2);
+    let served = net.inject(t, county, want);
+    assert!(
+        !served
+            .iter()
+            .any(|o| matches!(o, Output::ServeChunks { .. })),
+        "damaged content was served: {served:?}"
+    );
+    // Fetched again from the county's source; the network converges as before.
+    assert!(net.run(10 * 60_000, |s| everyone_done(s, &d, hash)
+        && s.rf(county).completeness(&hash).unwrap().regions_delivered
+            == delivered_before));
+    assert!(net.store(county).data[&(hash, t)].have.contains(&1));
+    // The publisher has no source: the event says the content cannot be fetched again.
+    let national = RegionCode::NATIONAL;
+    let now = net.now;
+    net.node_mut(national)
+        .ep
+        .handle_content_damaged(now, &township.content_hash, 0..1);
+    net.flush(national);
+    assert!(net.node(national).rf_events().any(|e| matches!(
+        e,
+        Event::ContentDamaged { region, refetch: false, .. } if *region == t
+    )));
+}
+
+fn rf_want(manifest: Hash, region: RegionCode, groups: std::ops::Range<u64>) -> Message {
+    rf(ReturnFlowMsg::Want {
+        manifest,
+        parts: vec![WantPart {
+            region,
+            groups: vec![groups],
+        }],
+    })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 

@@ -486,6 +486,8 @@ impl ProtoNode {
             E::ManifestRejected { .. } => ctx.observe(Observation::Note("manifest_rejected")),
             E::SourceChanged { .. } => ctx.observe(Observation::Note("source_changed")),
             E::ChunkRejected { .. } => ctx.observe(Observation::Note("chunk_rejected")),
+            // simnet's storage does not rot.
+            E::ContentDamaged { .. } => ctx.observe(Observation::Note("content_damaged")),
             E::WantRefused { .. } => ctx.observe(Observation::Note("want_refused")),
             E::ReceiptRejected { .. } => ctx.observe(Observation::Note("receipt_rejected")),
             E::TransferExpired { .. } => ctx.observe(Observation::Note("transfer_expired")),
