@@ -7,45 +7,20 @@
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use backflow_node::chunks::Damaged;
 use backflow_node::handle::DatasetQuery;
 use backflow_node::localnet::LocalNet;
-use backflow_node::node::{NodeHandle, Tuning};
+use backflow_node::node::NodeHandle;
 use backflow_node::partition::Format;
 use backflow_node::publish::PublishRequest;
 use backflow_protocol::manifest::PartitionEntry;
 use backflow_topology::{RegionCode, Topology};
+use common::{code, fast, holds_verified, wait_until};
 
-fn code(s: &str) -> RegionCode {
-    RegionCode::parse(s).unwrap()
-}
-
-fn fast() -> Tuning {
-    Tuning {
-        retry_ms: 300,
-        source_silence_ms_max: 3_000,
-        receipt_interval_ms: 100,
-        ..Tuning::default()
-    }
-}
-
-async fn wait_until(
-    what: &str,
-    timeout: Duration,
-    mut f: impl AsyncFnMut() -> Result<bool>,
-) -> Result<()> {
-    let t = Instant::now();
-    while !f().await? {
-        if t.elapsed() > timeout {
-            bail!("timed out waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Ok(())
-}
+mod common;
 
 async fn wait_complete(node: &NodeHandle, dataset: &str) -> Result<()> {
     let what = format!("{} to hold {dataset} complete", node.region());
@@ -54,32 +29,6 @@ async fn wait_complete(node: &NodeHandle, dataset: &str) -> Result<()> {
         Ok(s.first().is_some_and(|s| s.held_complete))
     })
     .await
-}
-
-/// Every partition of `dataset` under `node`'s region, read through its index, hashes to its
-/// signed content hash.
-async fn holds_verified(node: &NodeHandle, dataset: &str) -> Result<()> {
-    for (_, record) in node.record(dataset, None).await? {
-        for e in record
-            .entries
-            .iter()
-            .filter(|e| node.region().contains(e.region))
-        {
-            let mut hasher = blake3::Hasher::new();
-            node.store.for_each_group(&e.content_hash, |_, d| {
-                hasher.update(d);
-                Ok(())
-            })?;
-            assert_eq!(
-                hasher.finalize().as_bytes(),
-                &e.content_hash,
-                "{} holds {} whole",
-                node.region(),
-                e.region
-            );
-        }
-    }
-    Ok(())
 }
 
 /// Flips one byte of a partition's content file at `offset`, behind the node's back.

@@ -1,11 +1,13 @@
 //! Real nodes over real libp2p on 127.0.0.1, each with its own RocksDB.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use backflow_node::localnet::{LocalNet, Transport};
 use backflow_node::node::{now_ms, peer_id_of, start, NodeHandle, NodeSetup, Tuning};
 use backflow_node::partition::Format;
@@ -14,20 +16,8 @@ use backflow_node::store::{chunk_key, Store, CF_CHUNKS};
 use backflow_protocol::cert::NodeIdentity;
 use backflow_protocol::time::DAY_MS;
 use backflow_topology::RegionCode;
+use common::{code, fast, holds_verified, wait_until};
 use ed25519_dalek::SigningKey;
-
-fn fast() -> Tuning {
-    Tuning {
-        retry_ms: 300,
-        source_silence_ms_max: 3_000,
-        receipt_interval_ms: 100,
-        ..Tuning::default()
-    }
-}
-
-fn code(s: &str) -> RegionCode {
-    RegionCode::parse(s).unwrap()
-}
 
 async fn publish_csv(
     node: &NodeHandle,
@@ -44,21 +34,6 @@ async fn publish_csv(
         rejects_path: None,
     };
     node.publish_file(req, csv, Default::default()).await?;
-    Ok(())
-}
-
-async fn wait_until(
-    what: &str,
-    timeout: Duration,
-    mut f: impl AsyncFnMut() -> Result<bool>,
-) -> Result<()> {
-    let t = Instant::now();
-    while !f().await? {
-        if t.elapsed() > timeout {
-            bail!("timed out waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     Ok(())
 }
 
@@ -418,32 +393,6 @@ async fn wait_version_complete(node: &NodeHandle, dataset: &str, version: u64) -
             .is_some_and(|s| s.version == version && s.held_complete))
     })
     .await
-}
-
-/// Every partition of the held `dataset` under `node`'s region is stored whole and hashes to
-/// its signed content hash.
-async fn holds_verified(node: &NodeHandle, dataset: &str) -> Result<()> {
-    for (_, record) in node.record(dataset, None).await? {
-        for e in record
-            .entries
-            .iter()
-            .filter(|e| node.region().contains(e.region))
-        {
-            let mut hasher = blake3::Hasher::new();
-            node.store.for_each_group(&e.content_hash, |_, d| {
-                hasher.update(d);
-                Ok(())
-            })?;
-            assert_eq!(
-                hasher.finalize().as_bytes(),
-                &e.content_hash,
-                "{} holds {} whole",
-                node.region(),
-                e.region
-            );
-        }
-    }
-    Ok(())
 }
 
 /// Issue 15, item 3: republishing must not delete partitions still needed. National publishes
