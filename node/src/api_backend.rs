@@ -180,13 +180,14 @@ impl Backend for NodeBackend {
             version: which.version,
         };
         // Looked up first, so an unknown dataset is a 404 and damaged content an error.
-        self.node
-            .record_of(query.clone())
+        let records = self
+            .node
+            .record_of(query)
             .await
             .map_err(|e| ApiError::not_found(format!("{e:#}")))?;
         let (summary, records) = self
             .node
-            .verified_export(query)
+            .verify_for_export(records)
             .await
             .map_err(|e| ApiError::internal(&e))?;
         let region = self.node.region();

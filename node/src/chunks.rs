@@ -24,8 +24,9 @@ use backflow_topology::RegionCode;
 use bao_tree::io::outboard::PreOrderOutboard;
 use bao_tree::BaoTree;
 
+use crate::aligned_buf::AlignedBuf;
 use crate::publish::OUTBOARD_STORED_BYTES_MIN;
-use crate::store::{AlignedBuf, Store};
+use crate::store::Store;
 
 /// Outboards kept in memory. An outboard is 64 B per 16 KiB of content (0.4 %), so a
 /// thousand typical partitions cost little; when full the cache is simply cleared.

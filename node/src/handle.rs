@@ -241,12 +241,16 @@ impl NodeHandle {
         &self,
         query: DatasetQuery,
     ) -> Result<(crate::export::ExportSummary, Vec<Arc<TransferRecord>>)> {
-        let records: Vec<Arc<TransferRecord>> = self
-            .record_of(query)
-            .await?
-            .into_iter()
-            .map(|(_, r)| r)
-            .collect();
+        let records = self.record_of(query).await?;
+        self.verify_for_export(records).await
+    }
+
+    /// [`Self::verified_export`] of records already looked up.
+    pub async fn verify_for_export(
+        &self,
+        records: HeldRecords,
+    ) -> Result<(crate::export::ExportSummary, Vec<Arc<TransferRecord>>)> {
+        let records: Vec<Arc<TransferRecord>> = records.into_iter().map(|(_, r)| r).collect();
         let store = self.store.clone();
         let region = self.region();
         let checked = tokio::task::spawn_blocking(move || {

@@ -1,6 +1,7 @@
 //! The Backflow node: the IO shell around `backflow-protocol`'s sans-IO state machines —
 //! libp2p transport, RocksDB storage, the `backflow` CLI, the local HTTP API and the demo.
 
+pub mod aligned_buf;
 pub mod api_backend;
 pub mod chunks;
 pub mod clock;

@@ -20,10 +20,11 @@ use backflow_protocol::wire::{
 use backflow_topology::RegionCode;
 use serde::Serialize;
 
+use crate::aligned_buf::AlignedBuf;
 use crate::partition::{
     partition, Format, PartitionConfig, PartitionSink, PartitionSummary, RegionField, Replay,
 };
-use crate::store::{is_inline, AlignedBuf, Store};
+use crate::store::{is_inline, Store};
 
 /// How long a published manifest stays valid: receivers refuse it afterwards (freeze defence),
 /// so the publisher re-publishes at least this often.

@@ -430,7 +430,7 @@ impl Runtime {
         self.stats
             .groups_damaged
             .fetch_add(groups.end - groups.start, Ordering::Relaxed);
-        self.unsynced = true;
+        // Not synced: a drop lost in a crash is only found (and dropped) again.
         let dropped = self
             .store
             .drop_groups(&content, bytes, groups.clone())
