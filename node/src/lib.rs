@@ -3,6 +3,7 @@
 
 pub mod aligned_buf;
 pub mod api_backend;
+pub mod calendar_files;
 pub mod chunks;
 pub mod clock;
 pub mod config;

@@ -44,6 +44,10 @@ enum Command {
     /// The data catalog (Arts. 12–17): add entries, list the subtree's aggregated catalog.
     #[command(subcommand)]
     Catalog(cli::catalog::CatalogCmd),
+    /// The statutory working-day calendar (工作日): years known, adding a year's notice, and
+    /// the deadline of a period.
+    #[command(subcommand)]
+    Calendar(cli::calendar::CalendarCmd),
 }
 
 fn main() -> ExitCode {
@@ -92,5 +96,6 @@ fn dispatch(cmd: Command) -> Result<()> {
         Command::Status(args) => cli::status::run(args),
         Command::Export(args) => cli::export::run(args),
         Command::Catalog(cmd) => cli::catalog::run(cmd),
+        Command::Calendar(cmd) => cli::calendar::run(cmd, &mut std::io::stdout().lock()),
     }
 }

@@ -7,6 +7,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use anyhow::{anyhow, Result};
+use backflow_protocol::attestation::SignedAttestation;
 use backflow_protocol::catalog::SignedCatalogUpdate;
 use backflow_protocol::catalog_sync::CatalogStorageOp;
 use backflow_protocol::cert::Revocation;
@@ -19,7 +20,7 @@ use backflow_protocol::wire::{decode_exact, encode_value};
 use backflow_topology::RegionCode;
 use tracing::{debug, warn};
 
-use crate::store::{region_key, Store, CF_CATALOG, CF_RECEIPTS, CF_STATE};
+use crate::store::{region_key, Store, CF_ATTESTATIONS, CF_CATALOG, CF_RECEIPTS, CF_STATE};
 
 const TRANSFER_KEY_PREFIX: &[u8] = b"transfer/";
 const CATALOG_LOG_PREFIX: &[u8] = b"log/";
@@ -123,10 +124,18 @@ pub fn load(store: &Store) -> Result<Saved> {
                 Err(e) => warn!(error = %e, "skipping an unreadable stored receipt"),
             }
         }
+        let mut attestations = Vec::new();
+        for (_, value) in store.scan_prefix(CF_ATTESTATIONS, &hash, RECEIPTS_PER_TRANSFER_MAX)? {
+            match decode_exact::<SignedAttestation>(&value) {
+                Ok(a) => attestations.push(Arc::new(a)),
+                Err(e) => warn!(error = %e, "skipping an unreadable stored attestation"),
+            }
+        }
         saved.transfers.push(SavedTransfer {
             record,
             stored,
             receipts,
+            attestations,
         });
     }
     for (_, v) in store.scan_prefix(CF_CATALOG, CATALOG_LOG_PREFIX, CATALOG_LOG_ENTRIES_MAX)? {
@@ -167,12 +176,22 @@ pub fn apply(
             let value = encode_value(&receipt).map_err(|e| anyhow!("{e}"))?;
             store.put(CF_RECEIPTS, &receipt_key(&manifest, receipt.region), &value)?;
         }
+        Storage::ReturnFlow(StorageOp::PutAttestation {
+            manifest,
+            attestation,
+        }) => {
+            let value = encode_value(&*attestation).map_err(|e| anyhow!("{e}"))?;
+            let key = receipt_key(&manifest, attestation.attestation.region);
+            store.put(CF_ATTESTATIONS, &key, &value)?;
+        }
         Storage::ReturnFlow(StorageOp::DropTransfer { manifest }) => {
             let old = records.remove(&manifest);
             store.delete(CF_STATE, &transfer_key(&manifest))?;
             let mut batch = store.batch();
-            for (k, _) in store.scan_prefix(CF_RECEIPTS, &manifest, RECEIPTS_PER_TRANSFER_MAX)? {
-                batch.delete(CF_RECEIPTS, &k);
+            for cf in [CF_RECEIPTS, CF_ATTESTATIONS] {
+                for (k, _) in store.scan_prefix(cf, &manifest, RECEIPTS_PER_TRANSFER_MAX)? {
+                    batch.delete(cf, &k);
+                }
             }
             store.write(batch)?;
             if let Some(old) = old {

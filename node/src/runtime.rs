@@ -645,9 +645,12 @@ impl Runtime {
                 warn!(%from, %region, "refused a request for a partition outside the requester's region")
             }
             E::ReceiptRejected { from, error } => warn!(%from, %error, "receipt rejected"),
+            E::AttestationRejected { from, error } => {
+                warn!(%from, %error, "delivery attestation rejected")
+            }
             E::Completeness(r) => {
-                // Derived from the transfer and the descendants' receipts (persisted through
-                // `StorageOp::PutReceipt`), so not stored itself.
+                // Derived from the transfer and the delivery attestations (persisted through
+                // `StorageOp::PutAttestation`), so not stored itself.
                 debug!(region = %r.region, delivered = r.regions_delivered, expected = r.regions_expected, "completeness");
             }
             E::TransferExpired { manifest } => {

@@ -64,8 +64,17 @@ pub const CF_CATALOG: &str = "catalog";
 pub const CF_MANIFESTS: &str = "manifests";
 pub const CF_CHUNKS: &str = "chunks";
 pub const CF_RECEIPTS: &str = "receipts";
+/// Delivery attestations (签收), keyed like receipts: (manifest, region).
+pub const CF_ATTESTATIONS: &str = "attestations";
 pub const CF_STATE: &str = "state";
-const CFS: [&str; 5] = [CF_CATALOG, CF_MANIFESTS, CF_CHUNKS, CF_RECEIPTS, CF_STATE];
+const CFS: [&str; 6] = [
+    CF_CATALOG,
+    CF_MANIFESTS,
+    CF_CHUNKS,
+    CF_RECEIPTS,
+    CF_ATTESTATIONS,
+    CF_STATE,
+];
 
 /// Key of one chunk group: the partition's content hash (its blake3 = bao root) and the group
 /// index, big-endian so a partition's groups are contiguous and in order. Content-addressed:

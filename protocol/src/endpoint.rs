@@ -53,6 +53,7 @@ use std::sync::Arc;
 use backflow_topology::RegionCode;
 use ed25519_dalek::VerifyingKey;
 
+use crate::attestation::SignedAttestation;
 use crate::catalog::SignedCatalogUpdate;
 use crate::catalog_sync::{
     CatalogEvent, CatalogOutput, CatalogStorageOp, CatalogSync, CatalogSyncConfig, CatalogSyncError,
@@ -109,12 +110,14 @@ pub struct Saved {
 }
 
 /// One persisted transfer: its record ([`StorageOp::PutTransfer`]), the group ranges of each
-/// partition found in storage, and the descendants' receipts ([`StorageOp::PutReceipt`]).
+/// partition found in storage, the descendants' receipts ([`StorageOp::PutReceipt`]) and the
+/// delivery attestations ([`StorageOp::PutAttestation`]).
 #[derive(Clone, Debug)]
 pub struct SavedTransfer {
     pub record: TransferRecord,
     pub stored: Vec<(RegionCode, Vec<Range<u64>>)>,
     pub receipts: Vec<Receipt>,
+    pub attestations: Vec<Arc<SignedAttestation>>,
 }
 
 /// What [`Endpoint::new`] made of [`Saved`].
@@ -124,6 +127,9 @@ pub struct RestoreReport {
     pub receipts: usize,
     /// Receipts that no longer fit their transfer (e.g. a newer version superseded it).
     pub receipts_skipped: usize,
+    pub attestations: usize,
+    /// Attestations that no longer fit their transfer.
+    pub attestations_skipped: usize,
     /// Transfers that could not be restored: which dataset and why.
     pub failed: Vec<(DatasetId, ReturnFlowError)>,
 }
@@ -384,6 +390,13 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
                             report.receipts += 1;
                         } else {
                             report.receipts_skipped += 1;
+                        }
+                    }
+                    for a in t.attestations {
+                        if ep.rf.restore_attestation(a) {
+                            report.attestations += 1;
+                        } else {
+                            report.attestations_skipped += 1;
                         }
                     }
                 }

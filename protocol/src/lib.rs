@@ -9,16 +9,22 @@
 //! - [`limits`]: every named hard limit, [`limits::Bounded`]; the bottom, importing nothing.
 //! - [`codec`]: the one bincode configuration, value encoding and decoding, [`codec::digest`].
 //! - [`time`]: [`UnixMs`], the input time.
+//! - [`calendar`]: statutory working days (工作日) on the official holiday calendar, deadlines
+//!   at 24:00 Beijing time.
 //! - [`wire`]: frames (version tag + [`wire::Message`]), the top that gathers every message.
 //! - [`cert`]: jurisdiction certificates, chain verification, key rotation, [`TrustStore`].
 //! - [`catalog`]: Art. 13 catalog entries, validation (all problems at once), signed versions.
 //! - [`manifest`]: signed return-flow manifests, their partitions and succession.
 //! - [`region_tree`]: the region Merkle tree a manifest signs: proofs, partition checks.
 //! - [`chunk`]: 16 KiB chunk groups, chunk frames and their bao-tree encoding.
-//! - [`receipt`]: signed subtree delivery receipts and their aggregation.
+//! - [`attestation`]: a region's own signed delivery attestation (签收), what completeness
+//!   counts.
+//! - [`receipt`]: signed subtree delivery receipts (claims) that carry attestations upward.
 //! - [`outbox`]: per-peer bounds on control frames in flight, the same in the node and simnet.
 //! - [`catalog_sync`]: [`CatalogSync`], child → parent catalog sync.
 //! - [`return_flow`]: [`ReturnFlow`], parent → child dataset delivery with receipts up.
+//! - [`share`]: share requests between departments (Arts. 15, 20–22): the request and its
+//!   lifecycle with statutory deadlines ([`share::ShareCase`]).
 //! - [`revocation_gossip`]: revocations spread to every node in line with the revoked region.
 //! - [`tuning`]: [`tuning::Tuning`], the one set of defaults both shells start from.
 //! - [`endpoint`]: [`Endpoint`], which owns the trust store, the machines and peer admission:
@@ -30,6 +36,8 @@
 //! against the key the transport authenticated, its region in line with this node's) and
 //! hands the machines the verified region as `from`.
 
+pub mod attestation;
+pub mod calendar;
 pub mod catalog;
 pub mod catalog_sync;
 pub mod cert;
@@ -44,6 +52,7 @@ pub mod receipt;
 pub mod region_tree;
 pub mod return_flow;
 pub mod revocation_gossip;
+pub mod share;
 pub mod time;
 pub mod tuning;
 pub mod wire;

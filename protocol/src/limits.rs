@@ -54,6 +54,10 @@ pub const SCHEMA_FIELDS_MAX: usize = 512;
 pub const SCHEMA_HEADER_BYTES_MAX: usize = 64 * 1024;
 /// Regions a receipt names as missing; the count beyond is still reported.
 pub const MISSING_REGIONS_REPORTED_MAX: usize = 64;
+/// Delivery attestations forwarded with one receipt: each ≤ ~1.6 KiB (a chain of
+/// `CERT_CHAIN_LEN_MAX` certificates and a signature), so a receipt stays well inside
+/// `FRAME_BYTES_MAX`; a province with thousands of townships forwards them in a few receipts.
+pub const ATTESTATIONS_PER_RECEIPT_MAX: usize = 1_024;
 /// Bytes of a receipt's delivered bitmap: one bit per partition of the signer's subtree, which
 /// came in one announce (≤ `ANNOUNCE_ENTRIES_MAX` entries), so ≤ 2 KiB.
 pub const RECEIPT_DELIVERED_BYTES_MAX: usize = ANNOUNCE_ENTRIES_MAX.div_ceil(8);

@@ -1,23 +1,22 @@
 //! Delivery receipts (回执): signed statements flowing up the tree so a publisher sees, per
 //! region, whether its return-flow data arrived.
 //!
-//! A receipt summarises a node's whole subtree for one manifest: its own partition (if any)
-//! plus the latest receipts of its descendants, so each node sends O(1) receipts per change to
-//! its parent, not one per township. A parent verifies its children's signatures; the
-//! publisher trusts each tier's attestation for its subtree, as the administrative hierarchy
-//! does. Regions with no receipt yet are reported as missing (a bounded sample plus a count).
+//! A receipt is a node's signed summary of its subtree for one manifest: a bitmap with one bit
+//! per partition of the subtree, in region order (the same order every node sorts its entries
+//! in, and a subsequence of every ancestor's), plus counts. It is the relay's *claim*; what a
+//! node counts as delivered is its own partition (if stored) and every partition whose own
+//! region signed a delivery attestation this node verified ([`crate::attestation`], #15 item 5):
+//! a relay cannot claim delivery for a subtree it did not deliver. The attestations travel up
+//! *with* the receipts (each forwarded once, at most [`ATTESTATIONS_PER_RECEIPT_MAX`] per
+//! receipt), so a node still sends O(1) receipts per change to its parent, not one per township.
 //!
 //! # Counting each partition exactly once
-//! A receipt carries a bitmap with one bit per partition of the signer's subtree, in region
-//! order (the same order every node sorts its entries in, and a subsequence of every
-//! ancestor's). Aggregation is a union of these bitmaps, mapped onto the aggregating node's own
-//! entries — a grow-only set per manifest, so merging is idempotent, commutative and
-//! monotone whichever path a receipt took: after a skip-level fallback a node may hold a stale
-//! receipt from a child *and* fresher ones from that child's children, and every partition is
-//! still counted once (summing counts, or taking the larger of two sums, cannot do that: a
-//! region's own partition appears only in its own receipt). Record and byte totals are
-//! recomputed from the manifest's own entries for the delivered set, so a descendant cannot
-//! inflate them.
+//! Attestations are kept per region (a grow-only set per manifest), so merging is idempotent,
+//! commutative and monotone whichever path an attestation took: after a skip-level fallback a
+//! node may receive a township's attestation from the township itself *and* from its county,
+//! and it is still counted once. Record and byte totals are recomputed from the manifest's own
+//! entries for the delivered set, so a descendant cannot inflate them. Regions not delivered are
+//! reported as missing (a bounded sample plus a count).
 
 use std::collections::BTreeMap;
 
@@ -25,10 +24,14 @@ use backflow_topology::RegionCode;
 use ed25519_dalek::Signature;
 use serde::{Deserialize, Serialize};
 
+use std::sync::Arc;
+
+use crate::attestation::SignedAttestation;
 use crate::cert::{check_chain_limits, CertChain, CertError, NodeIdentity, TrustStore};
 use crate::codec::digest;
 use crate::limits::{
-    check_len, Bounded, LimitError, MISSING_REGIONS_REPORTED_MAX, RECEIPT_DELIVERED_BYTES_MAX,
+    check_len, Bounded, LimitError, ATTESTATIONS_PER_RECEIPT_MAX, MISSING_REGIONS_REPORTED_MAX,
+    RECEIPT_DELIVERED_BYTES_MAX,
 };
 use crate::manifest::{Hash, PartitionEntry};
 use crate::time::UnixMs;
@@ -70,11 +73,11 @@ impl Receipt {
     }
 }
 
-fn bit(bits: &[u8], i: usize) -> bool {
+pub(crate) fn bit(bits: &[u8], i: usize) -> bool {
     bits.get(i / 8).is_some_and(|b| b & (1 << (i % 8)) != 0)
 }
 
-fn set_bit(bits: &mut [u8], i: usize) {
+pub(crate) fn set_bit(bits: &mut [u8], i: usize) {
     bits[i / 8] |= 1 << (i % 8);
 }
 
@@ -83,6 +86,10 @@ pub struct SignedReceipt {
     pub receipt: Receipt,
     pub signer: CertChain,
     pub signature: Signature,
+    /// Descendants' (and the signer's own) delivery attestations the signer forwards with this
+    /// receipt, each signed by its own region — outside the receipt's signature, which adds
+    /// nothing to theirs. Verified one by one by the receiver.
+    pub attestations: Vec<Arc<SignedAttestation>>,
 }
 
 impl Bounded for SignedReceipt {
@@ -97,7 +104,13 @@ impl Bounded for SignedReceipt {
             "receipt delivered bitmap bytes",
             self.receipt.delivered.len(),
             RECEIPT_DELIVERED_BYTES_MAX,
-        )
+        )?;
+        check_len(
+            "attestations per receipt",
+            self.attestations.len(),
+            ATTESTATIONS_PER_RECEIPT_MAX,
+        )?;
+        self.attestations.iter().try_for_each(|a| a.check_limits())
     }
 }
 
@@ -125,6 +138,7 @@ impl SignedReceipt {
             signature: identity.sign(&digest(RECEIPT_DOMAIN, &receipt)),
             receipt,
             signer: identity.chain.clone(),
+            attestations: Vec::new(),
         }
     }
 
@@ -162,13 +176,9 @@ impl SignedReceipt {
     }
 }
 
-/// Latest receipts of a node's descendants for one manifest, and the aggregation into the
-/// node's own receipt.
-///
-/// Per region the receipt with the highest `seq` is kept (a last-writer-wins register); the
-/// aggregate is the union of their delivered bitmaps (a grow-only set). Both merges are
-/// idempotent and order-independent, so duplicated, reordered or re-routed receipts give the
-/// same view.
+/// Latest receipts (claims) of a node's descendants for one manifest: per region the receipt
+/// with the highest `seq` is kept (a last-writer-wins register), so duplicated or reordered
+/// receipts give the same view. What is *counted* comes from attestations ([`summarize`]).
 #[derive(Clone, Debug, Default)]
 pub struct ReceiptLedger {
     latest: BTreeMap<RegionCode, Receipt>,
@@ -194,66 +204,53 @@ impl ReceiptLedger {
     pub fn iter(&self) -> impl Iterator<Item = (&RegionCode, &Receipt)> {
         self.latest.iter()
     }
+}
 
-    /// Aggregates the subtree of `me`: `entries` are the partitions in it, sorted by region
-    /// (as every node holds them), and `own_delivered` says whether `me`'s own partition is
-    /// stored.
-    ///
-    /// One pass over `entries`: a partition is delivered if it is `me`'s own and stored, or if
-    /// the receipt of any region on its path up to (not including) `me` has its bit set. A
-    /// receipt's bits index its region's partitions in the same order, so a per-receipt cursor
-    /// advancing over the entries it contains finds each bit. Each partition is counted once.
-    pub fn summarize(
-        &self,
-        me: RegionCode,
-        manifest: Hash,
-        entries: &[PartitionEntry],
-        own_delivered: bool,
-        seq: u64,
-        at: UnixMs,
-    ) -> Receipt {
-        debug_assert!(entries.windows(2).all(|w| w[0].region < w[1].region));
-        let mut cursor: BTreeMap<RegionCode, usize> = BTreeMap::new();
-        let mut r = Receipt {
-            region: me,
-            manifest,
-            seq,
-            at,
-            // Invariant: entries ≤ PARTITIONS_PER_MANIFEST_MAX (a u32), checked on install.
-            regions_expected: u32::try_from(entries.len()).unwrap_or(u32::MAX),
-            regions_delivered: 0,
-            records_delivered: 0,
-            bytes_delivered: 0,
-            missing: Vec::new(),
-            delivered: vec![0; entries.len().div_ceil(8)],
+/// Summarizes the subtree of `me` for `manifest`: `entries` are the partitions in it, sorted by
+/// region (as every node holds them), `own_delivered` says whether `me`'s own partition is
+/// stored, and bit `i` of `attested` (LSB first) whether `entries[i]`'s region attested
+/// delivery. A partition is delivered if it is `me`'s own and stored, or attested — never on a
+/// relay's word. Each partition is counted once.
+pub fn summarize(
+    me: RegionCode,
+    manifest: Hash,
+    entries: &[PartitionEntry],
+    own_delivered: bool,
+    attested: &[u8],
+    seq: u64,
+    at: UnixMs,
+) -> Receipt {
+    debug_assert!(entries.windows(2).all(|w| w[0].region < w[1].region));
+    let mut r = Receipt {
+        region: me,
+        manifest,
+        seq,
+        at,
+        // Invariant: entries ≤ PARTITIONS_PER_MANIFEST_MAX (a u32), checked on install.
+        regions_expected: u32::try_from(entries.len()).unwrap_or(u32::MAX),
+        regions_delivered: 0,
+        records_delivered: 0,
+        bytes_delivered: 0,
+        missing: Vec::new(),
+        delivered: vec![0; entries.len().div_ceil(8)],
+    };
+    for (i, e) in entries.iter().enumerate() {
+        let delivered = if e.region == me {
+            own_delivered
+        } else {
+            bit(attested, i)
         };
-        for (i, e) in entries.iter().enumerate() {
-            let mut delivered = e.region == me && own_delivered;
-            if !self.latest.is_empty() {
-                for a in std::iter::once(e.region)
-                    .chain(e.region.ancestors())
-                    .take_while(|a| *a != me)
-                {
-                    if let Some(rec) = self.latest.get(&a) {
-                        // Every receipt's cursor must advance, even once `delivered` is known.
-                        let k = cursor.entry(a).or_insert(0);
-                        delivered |= rec.is_delivered(*k);
-                        *k += 1;
-                    }
-                }
-            }
-            if delivered {
-                set_bit(&mut r.delivered, i);
-                r.regions_delivered += 1;
-                // Saturating: the manifest's (signed) sizes may be absurd, never overflowing.
-                r.records_delivered = r.records_delivered.saturating_add(e.records);
-                r.bytes_delivered = r.bytes_delivered.saturating_add(e.bytes);
-            } else if r.missing.len() < MISSING_REGIONS_REPORTED_MAX {
-                r.missing.push(e.region);
-            }
+        if delivered {
+            set_bit(&mut r.delivered, i);
+            r.regions_delivered += 1;
+            // Saturating: the manifest's (signed) sizes may be absurd, never overflowing.
+            r.records_delivered = r.records_delivered.saturating_add(e.records);
+            r.bytes_delivered = r.bytes_delivered.saturating_add(e.bytes);
+        } else if r.missing.len() < MISSING_REGIONS_REPORTED_MAX {
+            r.missing.push(e.region);
         }
-        debug_assert!(r.regions_delivered <= r.regions_expected);
-        r.missing.sort_unstable();
-        r
     }
+    debug_assert!(r.regions_delivered <= r.regions_expected);
+    r.missing.sort_unstable();
+    r
 }

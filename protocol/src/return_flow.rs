@@ -54,6 +54,7 @@ use std::sync::Arc;
 use backflow_topology::RegionCode;
 use serde::{Deserialize, Serialize};
 
+use crate::attestation::{AttestationError, SignedAttestation};
 use crate::cert::{NodeIdentity, TrustStore};
 use crate::group_set::GroupSet;
 use crate::limits::{
@@ -64,13 +65,16 @@ use crate::manifest::{
     check_succession, encoded_len, DatasetId, Hash, HeldVersion, Manifest, ManifestError,
     ManifestPolicy, PartitionEntry, SignedManifest, Succession, CHUNK_GROUPS_PER_FRAME_MAX,
 };
-use crate::receipt::{Receipt, ReceiptError, ReceiptLedger, SignedReceipt};
+use crate::receipt::{summarize, Receipt, ReceiptError, ReceiptLedger, SignedReceipt};
 use crate::region_tree::{verify_all_partitions, verify_partitions, RegionProof, RegionTree};
 use crate::time::UnixMs;
 use crate::tuning::Tuning;
 
+mod attested;
 pub(crate) mod messages;
 mod routing;
+
+use attested::Attested;
 
 pub use messages::{Announce, ReturnFlowMsg, WantPart};
 pub use routing::{DataRouting, RoutingError};
@@ -164,6 +168,14 @@ pub enum StorageOp {
     /// `manifest`, so the publisher's per-region view survives a restart; hand it back with
     /// [`ReturnFlow::restore_receipt`]. Dropped with the transfer.
     PutReceipt { manifest: Hash, receipt: Receipt },
+    /// Persist a verified delivery attestation (a descendant's, or this node's own) for
+    /// `manifest`: it is what completeness counts, and the evidence of delivery; hand it back
+    /// with [`ReturnFlow::restore_attestation`]. Written once per region; dropped with the
+    /// transfer.
+    PutAttestation {
+        manifest: Hash,
+        attestation: Arc<SignedAttestation>,
+    },
 }
 
 /// Observable progress, for logs, metrics, the HTTP API and simnet statistics.
@@ -218,6 +230,12 @@ pub enum Event {
     ReceiptRejected {
         from: RegionCode,
         error: ReceiptError,
+    },
+    /// An attestation carried by `from` did not verify (e.g. a relay signing for a region
+    /// below it): not counted, not forwarded.
+    AttestationRejected {
+        from: RegionCode,
+        error: AttestationError,
     },
     /// This node's aggregated view of its subtree changed (at the publisher: per-region
     /// completeness of the whole dataset).
@@ -321,6 +339,8 @@ struct Transfer {
     fetch_from: usize,
     targets: BTreeMap<RegionCode, Target>,
     ledger: ReceiptLedger,
+    /// Partitions whose own region attested delivery: what completeness counts.
+    attested: Attested,
     receipt_seq: u64,
     receipt_dirty: bool,
     receipt_acked: bool,
@@ -626,6 +646,30 @@ impl ReturnFlow {
         recorded
     }
 
+    /// Restart: hands back an attestation persisted by [`StorageOp::PutAttestation`] (after
+    /// [`Self::restore`] of its transfer). Storage is trusted, so the signature is not checked
+    /// again, but it must attest a partition of the transfer in this node's subtree with the
+    /// content the manifest lists; returns whether it was recorded. A relay forwards restored
+    /// attestations again (it cannot know which its parent acknowledged; the parent skips what
+    /// it holds before any signature check).
+    pub fn restore_attestation(&mut self, attestation: Arc<SignedAttestation>) -> bool {
+        let a = &attestation.attestation;
+        let Some(t) = self.transfers.get_mut(&a.manifest) else {
+            return false;
+        };
+        let Some(i) = t.part_index(a.region) else {
+            return false;
+        };
+        if t.record.entries[i].content_hash != a.content_hash {
+            return false;
+        }
+        let recorded = t.attested.record(i, attestation);
+        if recorded {
+            t.receipt_dirty = true;
+        }
+        recorded
+    }
+
     fn install(
         &mut self,
         now: UnixMs,
@@ -688,6 +732,7 @@ impl ReturnFlow {
             fetch_from: 0,
             targets: BTreeMap::new(),
             ledger: ReceiptLedger::default(),
+            attested: Attested::new(record.entries.len(), !record.published),
             receipt_seq: 0,
             receipt_dirty: true,
             receipt_acked: false,
@@ -780,6 +825,13 @@ impl ReturnFlow {
                     if seq == t.receipt_seq && t.receipt_to == Some(from) {
                         t.receipt_acked = true;
                         t.receipt_first_sent = None;
+                        t.attested.batch_acked();
+                        if t.attested.has_unforwarded() {
+                            // The next batch goes at once, not after the receipt interval.
+                            t.receipt_dirty = true;
+                            t.receipt_next_send = now;
+                            self.drive(now, &manifest);
+                        }
                     }
                 }
             }
@@ -811,6 +863,15 @@ impl ReturnFlow {
                 if from.level() > to.level() {
                     t.receipt_to = Some(from);
                     t.receipt_first_sent = None;
+                    t.attested.destination_changed();
+                } else if from == to {
+                    // Our receipt destination announces again: it may have restarted or
+                    // installed the manifest only now, so forward every attestation again
+                    // (it skips those it holds before any signature check).
+                    t.attested.destination_changed();
+                }
+                if t.attested.has_unforwarded() {
+                    t.receipt_dirty = true;
                 }
             }
             t.receipt_acked = false;
@@ -993,13 +1054,18 @@ impl ReturnFlow {
         }
         let manifest = r.receipt.manifest;
         let seq = r.receipt.seq;
-        // Cheap checks before crypto: unknown manifests and already-seen receipts are only
-        // acknowledged (so the sender stops), never verified or recorded.
-        let news = self.transfers.get(&manifest).is_some_and(|t| {
-            t.ledger
-                .get(region)
-                .is_none_or(|old| old.seq < r.receipt.seq)
-        });
+        // An unknown manifest (not yet installed here, or superseded) is not acknowledged: the
+        // attestations the receipt carries would be lost, so the sender keeps them and falls
+        // back to another ancestor (or re-sends when this node announces the manifest to it).
+        let Some(t) = self.transfers.get(&manifest) else {
+            return;
+        };
+        // Cheap checks before crypto: already-seen receipts are only acknowledged (so the
+        // sender stops), never verified or recorded.
+        let news = t
+            .ledger
+            .get(region)
+            .is_none_or(|old| old.seq < r.receipt.seq);
         if news {
             // The bitmap indexes the signer's partitions in region order, which must be
             // exactly ours inside its region (both proven against the same manifest root).
@@ -1021,6 +1087,11 @@ impl ReturnFlow {
                 return;
             }
         }
+        // Attestations are taken from every receipt, news or not: each is signed by its own
+        // region, so it needs nothing of the carrier's receipt, and held ones are skipped
+        // before any signature check (a retransmission costs no crypto). A receipt whose `seq`
+        // is stale (even one pushed far ahead) thus never holds attestations back.
+        self.take_attestations(now, trust, from, &manifest, &r.attestations);
         if let Some(t) = self.transfers.get_mut(&manifest).filter(|_| news) {
             if t.ledger.record(r.receipt.clone()) {
                 t.receipt_dirty = true;
@@ -1556,13 +1627,19 @@ impl ReturnFlow {
             t.receipt_acked = false;
             // Each new receipt tries the data parent first (it may be back).
             if t.receipt_to.is_some() {
-                t.receipt_to = data_parent(
+                let parent = data_parent(
                     &self.config.routing,
                     self.region(),
                     &t.record.manifest.manifest,
                 );
+                if parent != t.receipt_to {
+                    t.attested.destination_changed();
+                }
+                t.receipt_to = parent;
                 t.receipt_first_sent = None;
+                self.attest_own(now, t);
             }
+            t.attested.next_batch();
             let summary = self.summary(t, now);
             self.out
                 .push_back(Output::Event(Event::Completeness(summary)));
@@ -1586,11 +1663,16 @@ impl ReturnFlow {
             if let Some(i) = candidates.iter().position(|c| *c == to) {
                 to = candidates[(i + 1) % candidates.len()];
             }
+            if t.receipt_to != Some(to) {
+                t.attested.destination_changed();
+                t.attested.next_batch();
+            }
             t.receipt_to = Some(to);
             t.receipt_first_sent = Some(now);
         }
         let summary = self.summary(t, now);
-        let signed = SignedReceipt::sign(summary, &self.config.identity);
+        let mut signed = SignedReceipt::sign(summary, &self.config.identity);
+        signed.attestations = t.attested.batch().to_vec();
         t.receipt_next_send = now.plus_ms(
             self.config
                 .retry_ms
@@ -1604,8 +1686,92 @@ impl ReturnFlow {
         let me = self.region();
         let own_delivered = t.part_index(me).is_some_and(|i| t.parts[i].have.is_full());
         let entries: &[PartitionEntry] = &t.record.entries;
-        t.ledger
-            .summarize(me, t.hash, entries, own_delivered, t.receipt_seq, now)
+        summarize(
+            me,
+            t.hash,
+            entries,
+            own_delivered,
+            t.attested.bits(),
+            t.receipt_seq,
+            now,
+        )
+    }
+
+    /// A receiver whose own partition is complete attests it, once per transfer (persisted,
+    /// so a restart does not sign again; a second signature would be harmless, counted once).
+    fn attest_own(&mut self, now: UnixMs, t: &mut Transfer) {
+        let me = self.region();
+        let Some(i) = t.part_index(me) else {
+            return;
+        };
+        if t.record.published || !t.parts[i].have.is_full() || t.attested.contains(i) {
+            return;
+        }
+        let a = Arc::new(SignedAttestation::sign(
+            t.hash,
+            &t.record.entries[i],
+            now,
+            &self.config.identity,
+        ));
+        t.attested.record(i, Arc::clone(&a));
+        self.out
+            .push_back(Output::Storage(StorageOp::PutAttestation {
+                manifest: t.hash,
+                attestation: a,
+            }));
+    }
+
+    /// Verifies and records the attestations a (verified) receipt from `from` carries: each
+    /// must be for a partition of `manifest` inside `from`'s subtree, signed by that partition's
+    /// own region. Already-held ones are skipped before any signature check.
+    fn take_attestations(
+        &mut self,
+        now: UnixMs,
+        trust: &mut TrustStore,
+        from: RegionCode,
+        manifest: &Hash,
+        batch: &[Arc<SignedAttestation>],
+    ) {
+        let me = self.region();
+        let Some(mut t) = self.transfers.remove(manifest) else {
+            return;
+        };
+        let mut news = false;
+        for a in batch {
+            let region = a.attestation.region;
+            let check = if !from.contains(region) || region == me {
+                Err(AttestationError::OutOfSubtree {
+                    region,
+                    carrier: from,
+                })
+            } else {
+                match t.part_index(region) {
+                    None => Err(AttestationError::WrongPartition { region }),
+                    Some(i) if t.attested.contains(i) => continue,
+                    Some(i) => a
+                        .verify(trust, now, manifest, &t.record.entries[i])
+                        .map(|()| i),
+                }
+            };
+            match check {
+                Ok(i) => {
+                    t.attested.record(i, Arc::clone(a));
+                    news = true;
+                    self.out
+                        .push_back(Output::Storage(StorageOp::PutAttestation {
+                            manifest: *manifest,
+                            attestation: Arc::clone(a),
+                        }));
+                }
+                Err(error) => self
+                    .out
+                    .push_back(Output::Event(Event::AttestationRejected { from, error })),
+            }
+        }
+        if news {
+            t.receipt_dirty = true;
+        }
+        self.transfers.insert(*manifest, t);
     }
 }
 

@@ -8,6 +8,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use backflow_protocol::attestation::{Attestation, AttestationError, SignedAttestation};
 use backflow_protocol::endpoint::{Event as EpEvent, Output, Storage};
 use backflow_protocol::manifest::{Hash, ManifestError};
 use backflow_protocol::receipt::Receipt;
@@ -383,7 +384,28 @@ fn skip_level_fallback_when_the_county_is_down() {
     assert!(net.run(10 * 60_000, |s| everyone_done(s, &d, hash)));
 }
 
-/// A receipt `region` would sign for `d`, with the partitions in `delivered` delivered.
+/// The attestation `region`'s own node signs for its partition of `d`.
+fn attestation_for(
+    net: &Net,
+    d: &Dataset,
+    hash: Hash,
+    region: RegionCode,
+) -> Arc<SignedAttestation> {
+    let e = d
+        .entries
+        .iter()
+        .find(|e| e.region == region)
+        .expect("a partition of the region");
+    Arc::new(SignedAttestation::sign(
+        hash,
+        e,
+        net.now,
+        net.fx.id(&region.to_string()),
+    ))
+}
+
+/// A receipt `region` would sign for `d`, with the partitions in `delivered` delivered and
+/// their own attestations forwarded with it (as an honest relay does).
 fn receipt_for(
     net: &Net,
     d: &Dataset,
@@ -423,7 +445,121 @@ fn receipt_for(
         }
     }
     r.delivered = bits;
-    SignedReceipt::sign(r, net.fx.id(&region.to_string()))
+    let mut signed = SignedReceipt::sign(r, net.fx.id(&region.to_string()));
+    signed.attestations = delivered
+        .iter()
+        .map(|c| attestation_for(net, d, hash, *c))
+        .collect();
+    signed
+}
+
+fn attestation_errors(net: &Net, c: RegionCode) -> Vec<AttestationError> {
+    net.node(c)
+        .rf_events()
+        .filter_map(|e| match e {
+            Event::AttestationRejected { error, .. } => Some(error.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// #15 item 5: completeness at the publisher rests on the townships' own signatures. A county
+/// that claims its whole subtree delivered — in its signed receipt, with the attestation of a
+/// township that received nothing signed by the county itself, and with that township's real
+/// attestation for another partition — moves nothing at the city or the publisher; once the
+/// township really receives its partition, it counts.
+#[test]
+fn a_lying_relay_cannot_claim_delivery_for_its_subtree() {
+    let mut net = sim(16, Faults::NONE);
+    let d = dibao(&net.fx, 1, None);
+    let (county, t1, t2, city) = (
+        code("110101"),
+        code("110101001"),
+        code("110101002"),
+        code("1101"),
+    );
+    net.set_down(t1);
+    let hash = net.publish(&d);
+    let all = PARTS.len() as u32;
+    assert!(net.run(10 * 60_000, |s| s
+        .rf(RegionCode::NATIONAL)
+        .completeness(&hash)
+        .is_some_and(|r| r.regions_delivered == all - 1)));
+    // The lie: every bit set, the county's and t2's honest attestations (already known: skipped
+    // before any signature check), and one for t1 signed by the county.
+    let mut lie = receipt_for(&net, &d, hash, county, u64::MAX - 1, &[county, t1, t2]);
+    let e1 = *d.entries.iter().find(|e| e.region == t1).unwrap();
+    let forged = Attestation {
+        region: t1,
+        manifest: hash,
+        content_hash: e1.content_hash,
+        at: net.now,
+    };
+    let county_id = net.fx.id("110101");
+    lie.attestations[1] = Arc::new(SignedAttestation {
+        signature: county_id.sign(&backflow_protocol::wire::digest(
+            b"backflow/attestation/v1",
+            &forged,
+        )),
+        attestation: forged.clone(),
+        signer: county_id.chain.clone(),
+    });
+    // t1's real key over another region's partition: refused as well.
+    let t2_entry = *d.entries.iter().find(|e| e.region == t2).unwrap();
+    let mut wrong = Attestation {
+        content_hash: t2_entry.content_hash,
+        ..forged
+    };
+    wrong.region = t1;
+    let t1_id = net.fx.id("110101001");
+    lie.attestations.push(Arc::new(SignedAttestation {
+        signature: t1_id.sign(&backflow_protocol::wire::digest(
+            b"backflow/attestation/v1",
+            &wrong,
+        )),
+        attestation: wrong,
+        signer: t1_id.chain.clone(),
+    }));
+    // To its parent, and past it straight to the publisher.
+    net.inject(county, city, receipt_msg(lie.clone()));
+    net.inject(county, RegionCode::NATIONAL, receipt_msg(lie));
+    for at in [city, RegionCode::NATIONAL] {
+        let errors = attestation_errors(&net, at);
+        assert!(
+            matches!(
+                errors[..],
+                [
+                    AttestationError::WrongSigner { .. },
+                    AttestationError::WrongPartition { .. }
+                ]
+            ),
+            "{at}: {errors:?}"
+        );
+        // The receipt itself is a valid signed claim: recorded, and counted for nothing.
+        assert!(receipt_errors(&net, at).is_empty());
+        assert_eq!(
+            net.rf(at)
+                .receipts(&hash)
+                .iter()
+                .filter(|r| r.region == county && r.is_complete())
+                .count(),
+            1
+        );
+    }
+    assert!(!net.run(60_000, |s| s
+        .rf(RegionCode::NATIONAL)
+        .completeness(&hash)
+        .is_some_and(|r| r.is_complete())));
+    let view = net
+        .rf(RegionCode::NATIONAL)
+        .completeness_of(&hash, t1)
+        .unwrap();
+    assert_eq!((view.regions_delivered, view.regions_expected), (0, 1));
+    let view = net.rf(city).completeness_of(&hash, county).unwrap();
+    assert_eq!((view.regions_delivered, view.regions_expected), (2, 3));
+    // The township comes up, receives, attests: now it counts.
+    net.heal();
+    assert!(net.run(10 * 60_000, |s| everyone_done(s, &d, hash)));
 }
 
 fn receipt_msg(r: backflow_protocol::receipt::SignedReceipt) -> Message {
@@ -840,6 +976,7 @@ fn forged_receipts_are_rejected() {
         )),
         receipt: receipt.clone(),
         signer: sibling.chain.clone(),
+        attestations: Vec::new(),
     };
     // Properly signed, then tampered.
     let mut tampered = SignedReceipt::sign(receipt, net.fx.id("110101001"));

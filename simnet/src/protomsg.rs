@@ -116,8 +116,10 @@ impl Wire for ProtoMsg {
                 verifies: 1,
                 signs: 0,
             },
-            ProtoMsg::ReturnFlow(ReturnFlowMsg::Receipt(_)) => Plane::Control {
-                verifies: 1,
+            // Each attestation it carries costs its receiver two checks the first time (its
+            // signature and its signer's own certificate; the chain above is memoised).
+            ProtoMsg::ReturnFlow(ReturnFlowMsg::Receipt(r)) => Plane::Control {
+                verifies: 1 + 2 * r.attestations.len() as u32,
                 signs: 1,
             },
             ProtoMsg::Catalog(CatalogMsg::Updates { updates, .. }) => Plane::Control {

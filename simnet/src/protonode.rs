@@ -41,6 +41,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use std::sync::Arc;
 
+use backflow_protocol::attestation::SignedAttestation;
 use backflow_protocol::catalog::{
     CatalogChange, CatalogEntry, CatalogOrigin, CatalogUpdate, DataFormat, DataGrade, DataItem,
     DataType, SharingAttribute, SharingMethod, SignedCatalogUpdate, UpdateFrequency,
@@ -79,6 +80,8 @@ struct Durable {
     content: BTreeMap<RegionCode, Hash>,
     /// Descendants' latest receipts, per transfer.
     receipts: BTreeMap<Hash, BTreeMap<RegionCode, Receipt>>,
+    /// Delivery attestations held, per transfer.
+    attestations: BTreeMap<Hash, BTreeMap<RegionCode, Arc<SignedAttestation>>>,
     cat_log: Vec<Arc<SignedCatalogUpdate>>,
     cat_watermarks: BTreeMap<RegionCode, (u64, u64)>,
     revocations: Vec<Revocation>,
@@ -98,6 +101,11 @@ impl Durable {
                         .receipts
                         .get(hash)
                         .map(|r| r.values().cloned().collect())
+                        .unwrap_or_default(),
+                    attestations: self
+                        .attestations
+                        .get(hash)
+                        .map(|a| a.values().cloned().collect())
                         .unwrap_or_default(),
                 })
                 .collect(),
@@ -397,6 +405,16 @@ impl ProtoNode {
                     .or_default()
                     .insert(receipt.region, receipt);
             }
+            Storage::ReturnFlow(StorageOp::PutAttestation {
+                manifest,
+                attestation,
+            }) => {
+                store
+                    .attestations
+                    .entry(manifest)
+                    .or_default()
+                    .insert(attestation.attestation.region, attestation);
+            }
             Storage::ReturnFlow(StorageOp::DropTransfer { manifest }) => {
                 if let Some(rec) = store.records.remove(&manifest) {
                     // Content-addressed: content a persisted record still uses (the newer
@@ -409,6 +427,7 @@ impl ProtoNode {
                     }
                 }
                 store.receipts.remove(&manifest);
+                store.attestations.remove(&manifest);
                 self.stored_bytes = store.stored_bytes();
                 ctx.observe(Observation::StoredBytes(self.stored_bytes));
             }
@@ -490,6 +509,7 @@ impl ProtoNode {
             E::ContentDamaged { .. } => ctx.observe(Observation::Note("content_damaged")),
             E::WantRefused { .. } => ctx.observe(Observation::Note("want_refused")),
             E::ReceiptRejected { .. } => ctx.observe(Observation::Note("receipt_rejected")),
+            E::AttestationRejected { .. } => ctx.observe(Observation::Note("attestation_rejected")),
             E::TransferExpired { .. } => ctx.observe(Observation::Note("transfer_expired")),
         }
     }

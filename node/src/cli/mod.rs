@@ -1,5 +1,6 @@
 //! Subcommands of the `backflow` binary, one module each; `common` holds what several share.
 
+pub mod calendar;
 pub mod catalog;
 pub mod cert;
 pub mod common;

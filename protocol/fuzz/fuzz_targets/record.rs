@@ -54,6 +54,7 @@ fuzz_target!(|data: &[u8]| {
                 record,
                 stored: Vec::new(),
                 receipts: Vec::new(),
+                attestations: Vec::new(),
             }],
             ..Saved::default()
         };

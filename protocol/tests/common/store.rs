@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use std::sync::Arc;
 
+use backflow_protocol::attestation::SignedAttestation;
 use backflow_protocol::catalog::SignedCatalogUpdate;
 use backflow_protocol::catalog_sync::CatalogStorageOp;
 use backflow_protocol::cert::Revocation;
@@ -41,6 +42,8 @@ pub struct Store {
     pub records: BTreeMap<Hash, Vec<u8>>,
     /// Descendants' latest receipts ([`StorageOp::PutReceipt`]): (manifest, region) → receipt.
     pub receipts: BTreeMap<(Hash, RegionCode), Receipt>,
+    /// Delivery attestations ([`StorageOp::PutAttestation`]): (manifest, region) → attestation.
+    pub attestations: BTreeMap<(Hash, RegionCode), Arc<SignedAttestation>>,
     /// Chunk data: (manifest, partition region) → content and stored groups.
     pub data: BTreeMap<(Hash, RegionCode), Partition>,
     /// The catalog log, entries 1.. in order.
@@ -81,10 +84,21 @@ impl Store {
                 self.records.remove(&manifest);
                 self.data.retain(|(h, _), _| *h != manifest);
                 self.receipts.retain(|(h, _), _| *h != manifest);
+                self.attestations.retain(|(h, _), _| *h != manifest);
             }
             Storage::ReturnFlow(StorageOp::PutReceipt { manifest, receipt }) => {
                 assert_eq!(receipt.manifest, manifest);
                 self.receipts.insert((manifest, receipt.region), receipt);
+            }
+            Storage::ReturnFlow(StorageOp::PutAttestation {
+                manifest,
+                attestation,
+            }) => {
+                assert_eq!(attestation.attestation.manifest, manifest);
+                // Overwrites, like the node's store: a node restarted before its own
+                // attestation was restored may sign it again (counted once all the same).
+                let region = attestation.attestation.region;
+                self.attestations.insert((manifest, region), attestation);
             }
             Storage::Catalog(CatalogStorageOp::AppendLog { index, update }) => {
                 assert_eq!(
@@ -139,6 +153,12 @@ impl Store {
                     .iter()
                     .filter(|((m, _), _)| m == h)
                     .map(|(_, r)| r.clone())
+                    .collect(),
+                attestations: self
+                    .attestations
+                    .iter()
+                    .filter(|((m, _), _)| m == h)
+                    .map(|(_, a)| Arc::clone(a))
                     .collect(),
             })
             .collect();
