@@ -77,6 +77,60 @@ pub struct RevokeParams {
     pub signed: Option<String>,
 }
 
+/// A share request to file (Art. 20) as this node's department: the provider's department and
+/// catalog entry, and what the request states.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ShareFileParams {
+    pub provider_region: String,
+    pub provider_department: String,
+    pub entry_id: String,
+    /// 使用依据.
+    pub basis: String,
+    /// 使用场景.
+    pub scenario: String,
+    /// 使用范围.
+    pub scope: String,
+    /// 共享方式: `service_api`, `batch_exchange` or `file_download`.
+    pub method: String,
+    /// 使用时限: the last day of use, `YYYY-MM-DD`.
+    pub use_until: String,
+    /// The data-sharing head who approved (负责人同意).
+    pub approved_by: String,
+}
+
+/// An act on a share request by this node's department: `act` is `grant`, `refuse`, `notice`,
+/// `supplement`, `extend`, `start_delivery`, `delivered` or `withdraw`; the other fields are
+/// what that act needs.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ShareActParams {
+    pub act: String,
+    #[serde(default)]
+    pub approved_by: Option<String>,
+    /// A grant's conditions (only those the catalog entry lists).
+    #[serde(default)]
+    pub conditions: Vec<String>,
+    /// A refusal's reasons.
+    #[serde(default)]
+    pub reasons: Option<String>,
+    /// An incomplete-material notice's items, all at once.
+    #[serde(default)]
+    pub missing: Vec<String>,
+    /// The supplemented material.
+    #[serde(default)]
+    pub material: Option<String>,
+    /// An extension's working days (1 to 10).
+    #[serde(default)]
+    pub days: Option<u32>,
+    /// The authority's recorded consent to an extension.
+    #[serde(default)]
+    pub consent: Option<String>,
+    /// An extension's or a withdrawal's reason.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
 pub struct Export {
     pub summary: ExportSummary,
     pub write: ExportWriter,
@@ -126,4 +180,28 @@ pub trait Backend: Clone + Send + Sync + 'static {
     /// Verifies the own-region records of a held dataset version and returns what will be
     /// written and the writer.
     fn export(&self, which: ExportWhich) -> impl Future<Output = Result<Export, ApiError>> + Send;
+
+    /// Share requests this node is a party to (Arts. 20–22), overdue first; only overdue
+    /// ones if `overdue_only`.
+    fn shares(
+        &self,
+        overdue_only: bool,
+    ) -> impl Future<Output = Result<serde_json::Value, ApiError>> + Send;
+
+    /// One share request by id (or a unique prefix of 8+ hex digits).
+    fn share(&self, id: String)
+        -> impl Future<Output = Result<serde_json::Value, ApiError>> + Send;
+
+    /// Files a share request as this node's department; returns it once persisted.
+    fn share_file(
+        &self,
+        params: ShareFileParams,
+    ) -> impl Future<Output = Result<serde_json::Value, ApiError>> + Send;
+
+    /// Acts on a share request as this node's department; returns it once persisted.
+    fn share_act(
+        &self,
+        id: String,
+        params: ShareActParams,
+    ) -> impl Future<Output = Result<serde_json::Value, ApiError>> + Send;
 }

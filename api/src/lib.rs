@@ -19,6 +19,7 @@ pub mod token;
 
 pub use backend::{
     Backend, Export, ExportSummary, ExportWhich, PublishInput, PublishParams, RevokeParams,
+    ShareActParams, ShareFileParams,
 };
 pub use error::ApiError;
 pub use routes::{router, Directories};

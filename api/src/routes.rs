@@ -12,6 +12,10 @@
 //! | GET    | `/api/catalog/{id}`  | entries with this id                                    |
 //! | POST   | `/api/catalog`       | a `CatalogEntry` or an array of them                    |
 //! | GET    | `/api/peers`         | connected peers and their verified regions              |
+//! | GET    | `/api/share`         | `?overdue=true`: share requests this node is a party to, overdue first |
+//! | POST   | `/api/share`         | `ShareFileParams`: file a request as this node's department |
+//! | GET    | `/api/share/{id}`    | one share request (id or a unique 8+ digit prefix)      |
+//! | POST   | `/api/share/{id}/act`| `ShareActParams`: grant, refuse, notice, supplement, extend, start_delivery, delivered, withdraw |
 
 use std::io::{BufWriter, Read};
 use std::path::PathBuf;
@@ -32,7 +36,9 @@ use serde::Deserialize;
 use tokio::sync::Semaphore;
 use tokio_util::io::{ReaderStream, StreamReader, SyncIoBridge};
 
-use crate::backend::{Backend, ExportWhich, PublishParams, RevokeParams};
+use crate::backend::{
+    Backend, ExportWhich, PublishParams, RevokeParams, ShareActParams, ShareFileParams,
+};
 use crate::confine::{self, Confined};
 use crate::error::ApiError;
 use crate::gate::{self, Gate};
@@ -94,6 +100,9 @@ pub fn router<B: Backend>(backend: B, gate: Gate, dirs: Directories) -> Router {
         .route("/api/catalog/{id}", get(catalog_show::<B>))
         .route("/api/peers", get(peers::<B>))
         .route("/api/revocations", get(revocations::<B>).post(revoke::<B>))
+        .route("/api/share", get(share_list::<B>).post(share_file::<B>))
+        .route("/api/share/{id}", get(share_show::<B>))
+        .route("/api/share/{id}/act", post(share_act::<B>))
         .fallback(|| async { not_found() })
         .layer(DefaultBodyLimit::max(JSON_BODY_BYTES_MAX))
         .with_state(api)
@@ -487,6 +496,42 @@ async fn revoke<B: Backend>(
     Json(params): Json<RevokeParams>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     answer(api.backend.revoke(params)).await.map(Json)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShareListQuery {
+    #[serde(default)]
+    overdue: bool,
+}
+
+async fn share_list<B: Backend>(
+    State(api): State<Api<B>>,
+    Query(q): Query<ShareListQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    answer(api.backend.shares(q.overdue)).await.map(Json)
+}
+
+async fn share_show<B: Backend>(
+    State(api): State<Api<B>>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    answer(api.backend.share(id)).await.map(Json)
+}
+
+async fn share_file<B: Backend>(
+    State(api): State<Api<B>>,
+    Json(params): Json<ShareFileParams>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    answer(api.backend.share_file(params)).await.map(Json)
+}
+
+async fn share_act<B: Backend>(
+    State(api): State<Api<B>>,
+    Path(id): Path<String>,
+    Json(params): Json<ShareActParams>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    answer(api.backend.share_act(id, params)).await.map(Json)
 }
 
 /// Unmatched paths: a JSON 404 (behind the gate like everything else).

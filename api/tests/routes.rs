@@ -84,6 +84,25 @@ impl Backend for Fake {
     async fn revocations(&self) -> Result<serde_json::Value, ApiError> {
         Ok(serde_json::json!([]))
     }
+    async fn shares(&self, overdue_only: bool) -> Result<serde_json::Value, ApiError> {
+        Ok(serde_json::json!([{ "overdue_only": overdue_only }]))
+    }
+    async fn share(&self, id: String) -> Result<serde_json::Value, ApiError> {
+        Ok(serde_json::json!({ "id": id }))
+    }
+    async fn share_file(
+        &self,
+        params: backflow_api::ShareFileParams,
+    ) -> Result<serde_json::Value, ApiError> {
+        Ok(serde_json::json!({ "entry": params.entry_id }))
+    }
+    async fn share_act(
+        &self,
+        id: String,
+        params: backflow_api::ShareActParams,
+    ) -> Result<serde_json::Value, ApiError> {
+        Ok(serde_json::json!({ "id": id, "act": params.act }))
+    }
     async fn export(&self, which: ExportWhich) -> Result<Export, ApiError> {
         let ExportWhich {
             dataset, version, ..
@@ -197,6 +216,10 @@ async fn every_route_needs_the_token_and_the_right_host() {
         ("POST", "/api/publish/file"),
         ("GET", "/api/export?dataset=d"),
         ("POST", "/api/export"),
+        ("GET", "/api/share"),
+        ("POST", "/api/share"),
+        ("GET", "/api/share/0123456789abcdef"),
+        ("POST", "/api/share/0123456789abcdef/act"),
         ("GET", "/no/such/route"),
     ];
     let wrong = ApiToken::generate();
@@ -422,4 +445,38 @@ async fn catalog_routes_pass_through() {
     assert_eq!(v[0]["entry"]["id"], "b");
     let (status, _) = send(&s.app, request(&s, "GET", "/api/catalog/zz", Body::empty())).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn share_routes_pass_through_and_refuse_unknown_fields() {
+    let s = setup(false);
+    let (status, body) = send(
+        &s.app,
+        request(&s, "GET", "/api/share?overdue=true", Body::empty()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v[0]["overdue_only"], true);
+    let filing = serde_json::json!({
+        "provider_region": "441900003", "provider_department": "d", "entry_id": "e",
+        "basis": "b", "scenario": "s", "scope": "c", "method": "batch_exchange",
+        "use_until": "2027-06-30", "approved_by": "h"
+    });
+    let (status, body) = send(&s.app, json_request(&s, "/api/share", filing.clone())).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["entry"], "e");
+    let mut extra = filing;
+    extra["fee"] = serde_json::json!("100");
+    let (status, _) = send(&s.app, json_request(&s, "/api/share", extra)).await;
+    assert!(status.is_client_error(), "{status}");
+    let act = serde_json::json!({"act": "grant", "approved_by": "h"});
+    let (status, body) = send(&s.app, json_request(&s, "/api/share/abcdef12/act", act)).await;
+    assert_eq!(status, StatusCode::OK);
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        (v["id"].as_str(), v["act"].as_str()),
+        (Some("abcdef12"), Some("grant"))
+    );
 }

@@ -11,7 +11,7 @@ use backflow_api::confine::Confined;
 use backflow_api::gate::{AllowedHosts, Gate};
 use backflow_api::{
     ApiError, ApiToken, Backend, Directories, Export, ExportSummary, ExportWhich, PublishInput,
-    PublishParams, RevokeParams,
+    PublishParams, RevokeParams, ShareActParams, ShareFileParams,
 };
 use backflow_protocol::catalog::CatalogEntry;
 use backflow_topology::RegionCode;
@@ -206,6 +206,46 @@ impl Backend for NodeBackend {
                 crate::export::write(&store, &records, region, out).map(|_| ())
             }),
         })
+    }
+
+    async fn shares(&self, overdue_only: bool) -> Result<serde_json::Value, ApiError> {
+        json(
+            self.node
+                .shares(overdue_only)
+                .await
+                .map_err(|e| ApiError::internal(&e))?,
+        )
+    }
+
+    async fn share(&self, id: String) -> Result<serde_json::Value, ApiError> {
+        json(
+            self.node
+                .share(id)
+                .await
+                .map_err(|e| ApiError::not_found(format!("{e:#}")))?,
+        )
+    }
+
+    async fn share_file(&self, params: ShareFileParams) -> Result<serde_json::Value, ApiError> {
+        json(
+            self.node
+                .share_file(self.department.clone(), params)
+                .await
+                .map_err(|e| ApiError::bad_request(format!("{e:#}")))?,
+        )
+    }
+
+    async fn share_act(
+        &self,
+        id: String,
+        params: ShareActParams,
+    ) -> Result<serde_json::Value, ApiError> {
+        json(
+            self.node
+                .share_act(self.department.clone(), id, params)
+                .await
+                .map_err(|e| ApiError::bad_request(format!("{e:#}")))?,
+        )
     }
 }
 

@@ -49,7 +49,7 @@ pub fn load(data_dir: &Path) -> Result<WorkingCalendar> {
         let text = read_bounded(&path)?;
         calendar
             .add_file(&text)
-            .with_context(|| format!("calendar file {}", path.display()))?;
+            .with_context(|| path.display().to_string())?;
     }
     Ok(calendar)
 }
@@ -62,7 +62,7 @@ pub fn add(data_dir: &Path, file: &Path) -> Result<Vec<i16>> {
     let before: Vec<i16> = calendar.years().collect();
     calendar
         .add_file(&text)
-        .with_context(|| format!("calendar file {}", file.display()))?;
+        .with_context(|| file.display().to_string())?;
     let added: Vec<i16> = calendar.years().filter(|y| !before.contains(y)).collect();
     if added.is_empty() {
         return Ok(added);

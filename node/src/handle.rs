@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use anyhow::{anyhow, Result};
+use backflow_api::{ShareActParams, ShareFileParams};
 use backflow_protocol::catalog::CatalogEntry;
 use backflow_protocol::cert::NodeIdentity;
 use backflow_protocol::manifest::{DatasetId, Hash, HeldVersion, PartitionEntry, SignedManifest};
@@ -16,6 +17,7 @@ use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::now_ms;
+use crate::share_api::ShareView;
 use crate::status::{CatalogView, DatasetStatus, PeerView, RevocationView};
 use crate::store::Store;
 
@@ -92,6 +94,26 @@ pub(crate) enum Cmd {
     SubmitRevocation {
         revocation: Box<backflow_protocol::cert::Revocation>,
         reply: oneshot::Sender<Result<RevocationView>>,
+    },
+    /// Share requests (Arts. 20–22), see [`crate::share_api`].
+    Shares {
+        overdue_only: bool,
+        reply: oneshot::Sender<Vec<ShareView>>,
+    },
+    Share {
+        id: String,
+        reply: oneshot::Sender<Result<ShareView>>,
+    },
+    ShareFile {
+        department: String,
+        params: Box<ShareFileParams>,
+        reply: oneshot::Sender<Result<ShareView>>,
+    },
+    ShareAct {
+        department: String,
+        id: String,
+        params: Box<ShareActParams>,
+        reply: oneshot::Sender<Result<ShareView>>,
     },
     /// Stored content failed verification outside the event loop (an export).
     ContentDamaged(crate::chunks::Damaged),
@@ -322,6 +344,50 @@ impl NodeHandle {
     /// Every revocation in force here.
     pub async fn revocations(&self) -> Result<Vec<RevocationView>> {
         self.ask(|reply| Cmd::Revocations { reply }).await
+    }
+
+    /// Share requests this node is a party to, overdue first.
+    pub async fn shares(&self, overdue_only: bool) -> Result<Vec<ShareView>> {
+        self.ask(|reply| Cmd::Shares {
+            overdue_only,
+            reply,
+        })
+        .await
+    }
+
+    /// One share request (its id, or a unique prefix of 8+ hex digits).
+    pub async fn share(&self, id: String) -> Result<ShareView> {
+        self.ask(|reply| Cmd::Share { id, reply }).await?
+    }
+
+    /// Files a share request as `department`; returns once it is persisted (and on its way).
+    pub async fn share_file(
+        &self,
+        department: String,
+        params: ShareFileParams,
+    ) -> Result<ShareView> {
+        self.ask(|reply| Cmd::ShareFile {
+            department,
+            params: Box::new(params),
+            reply,
+        })
+        .await?
+    }
+
+    /// Acts on a share request as `department`; returns once it is persisted.
+    pub async fn share_act(
+        &self,
+        department: String,
+        id: String,
+        params: ShareActParams,
+    ) -> Result<ShareView> {
+        self.ask(|reply| Cmd::ShareAct {
+            department,
+            id,
+            params: Box::new(params),
+            reply,
+        })
+        .await?
     }
 
     pub async fn shutdown(&self) {

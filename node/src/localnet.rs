@@ -9,6 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use backflow_protocol::calendar::WorkingCalendar;
 use backflow_protocol::cert::{CertRequest, Certificate, NodeIdentity};
 use backflow_protocol::time::DAY_MS;
 use backflow_topology::{RegionCode, Topology};
@@ -58,6 +59,7 @@ pub struct LocalNet {
     dir: std::path::PathBuf,
     tuning: Tuning,
     transport: Transport,
+    calendar: WorkingCalendar,
 }
 
 impl LocalNet {
@@ -73,6 +75,17 @@ impl LocalNet {
         dir: &Path,
         tuning: Tuning,
         transport: Transport,
+    ) -> Result<LocalNet> {
+        Self::start_with(regions, dir, tuning, transport, WorkingCalendar::official()).await
+    }
+
+    /// [`LocalNet::start_on`] with every node counting working days on `calendar`.
+    pub async fn start_with(
+        regions: &[RegionCode],
+        dir: &Path,
+        tuning: Tuning,
+        transport: Transport,
+        calendar: WorkingCalendar,
     ) -> Result<LocalNet> {
         let topo = Topology::china();
         let mut sorted: Vec<RegionCode> = regions.to_vec();
@@ -127,6 +140,7 @@ impl LocalNet {
                 listen: vec![transport.loopback()],
                 upstream: upstream.clone(),
                 tuning: tuning.clone(),
+                calendar: calendar.clone(),
                 fault_tamper_serve: false,
             };
             let (handle, task) = start(setup)
@@ -145,6 +159,7 @@ impl LocalNet {
             dir: dir.to_path_buf(),
             tuning,
             transport,
+            calendar,
         })
     }
 
@@ -174,6 +189,7 @@ impl LocalNet {
             listen: vec![self.transport.loopback()],
             upstream: self.upstreams[&region].clone(),
             tuning: self.tuning.clone(),
+            calendar: self.calendar.clone(),
             fault_tamper_serve: false,
         };
         // The previous instance's blocking tasks may still hold the database briefly.
@@ -186,6 +202,7 @@ impl LocalNet {
                 listen: setup.listen.clone(),
                 upstream: setup.upstream.clone(),
                 tuning: setup.tuning.clone(),
+                calendar: setup.calendar.clone(),
                 fault_tamper_serve: false,
             })
             .await

@@ -44,6 +44,10 @@ enum Command {
     /// The data catalog (Arts. 12–17): add entries, list the subtree's aggregated catalog.
     #[command(subcommand)]
     Catalog(cli::catalog::CatalogCmd),
+    /// Share requests between departments (共享申请, Arts. 20–22): request, answer, notice,
+    /// supplement, extend, deliver, withdraw, list, show.
+    #[command(subcommand)]
+    Share(cli::share::ShareCmd),
     /// The statutory working-day calendar (工作日): years known, adding a year's notice, and
     /// the deadline of a period.
     #[command(subcommand)]
@@ -96,6 +100,7 @@ fn dispatch(cmd: Command) -> Result<()> {
         Command::Status(args) => cli::status::run(args),
         Command::Export(args) => cli::export::run(args),
         Command::Catalog(cmd) => cli::catalog::run(cmd),
+        Command::Share(cmd) => cli::share::run(cmd, &mut std::io::stdout().lock()),
         Command::Calendar(cmd) => cli::calendar::run(cmd, &mut std::io::stdout().lock()),
     }
 }

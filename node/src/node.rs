@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
+use backflow_protocol::calendar::WorkingCalendar;
 use backflow_protocol::cert::{NodeIdentity, TrustStore};
 use backflow_protocol::endpoint::EndpointConfig;
 use backflow_protocol::outbox::Outbox;
@@ -55,6 +56,9 @@ pub struct NodeSetup {
     /// Parent first, then further ancestors (skip-level fallback); each with `/p2p/<id>`.
     pub upstream: Vec<Multiaddr>,
     pub tuning: Tuning,
+    /// The working-day calendar: the official years plus the operator's
+    /// ([`crate::calendar_files::load`]).
+    pub calendar: WorkingCalendar,
     /// Fault injection for the multi-host tests: serve chunk frames with one byte flipped.
     /// Set only from the environment (`BACKFLOW_FAULT_TAMPER_SERVE=1`), never from a config
     /// file, announced with a warning at start, and refused by a build without the
@@ -121,7 +125,8 @@ pub async fn start(setup: NodeSetup) -> Result<(NodeHandle, tokio::task::JoinHan
         catalog_log_id: crate::persist::catalog_log_id(&store, now)?,
     };
     let saved = crate::persist::load(&store)?;
-    let (ep, report) = Endpoint::new(now, config, saved)?;
+    let (mut ep, report) = Endpoint::new(now, config, saved)?;
+    ep.set_calendar(setup.calendar.clone());
     for (dataset, error) in &report.failed {
         warn!(%dataset, %error, "could not restore a transfer");
     }
@@ -175,6 +180,7 @@ pub async fn start(setup: NodeSetup) -> Result<(NodeHandle, tokio::task::JoinHan
         stats: Arc::default(),
         unsynced: false,
         scrub: Default::default(),
+        recent_drops: Default::default(),
     };
     let stats = Arc::clone(&rt.stats);
     rt.redial();

@@ -15,6 +15,9 @@ use backflow_protocol::endpoint::{Saved, SavedTransfer, Storage};
 use backflow_protocol::manifest::Hash;
 use backflow_protocol::receipt::Receipt;
 use backflow_protocol::return_flow::{StorageOp, TransferRecord};
+use backflow_protocol::share::{
+    ShareCase, ShareStorageOp, SignedShareAct, SHARE_CASES_MAX, SHARE_TRANSIT_MAX,
+};
 use backflow_protocol::time::UnixMs;
 use backflow_protocol::wire::{decode_exact, encode_value};
 use backflow_topology::RegionCode;
@@ -27,6 +30,8 @@ const CATALOG_LOG_PREFIX: &[u8] = b"log/";
 const CATALOG_WM_PREFIX: &[u8] = b"wm/";
 const CATALOG_LOG_ID_KEY: &[u8] = b"catalog/log_id";
 const REVOCATION_KEY_PREFIX: &[u8] = b"revocation/";
+const SHARE_CASE_KEY_PREFIX: &[u8] = b"share/case/";
+const SHARE_TRANSIT_KEY_PREFIX: &[u8] = b"share/transit/";
 /// Bounds on what is read back at start (a corrupted or hostile database cannot make the node
 /// read without end): transfers held, receipts per transfer (one per descendant region at
 /// most: national has 44,703), catalog log entries and senders' watermarks.
@@ -155,7 +160,25 @@ pub fn load(store: &Store) -> Result<Saved> {
             decode_exact(&v).map_err(|e| anyhow!("corrupt stored revocation: {e}"))?;
         saved.revocations.push(r);
     }
+    // A share case that does not read back would lose a party's obligations and deadlines:
+    // refuse to start instead (like revocations).
+    for (_, v) in store.scan_prefix(CF_STATE, SHARE_CASE_KEY_PREFIX, SHARE_CASES_MAX)? {
+        let c: ShareCase =
+            decode_exact(&v).map_err(|e| anyhow!("corrupt stored share request: {e}"))?;
+        saved.share_cases.push(c);
+    }
+    for (_, v) in store.scan_prefix(CF_STATE, SHARE_TRANSIT_KEY_PREFIX, SHARE_TRANSIT_MAX)? {
+        let a: SignedShareAct =
+            decode_exact(&v).map_err(|e| anyhow!("corrupt stored share act: {e}"))?;
+        saved.share_transit.push(a);
+    }
     Ok(saved)
+}
+
+fn share_key(prefix: &[u8], id: &Hash) -> Vec<u8> {
+    let mut key = prefix.to_vec();
+    key.extend_from_slice(id);
+    key
 }
 
 /// Applies one storage effect durably. `records` mirrors the persisted transfer records (the
@@ -211,6 +234,22 @@ pub fn apply(
                 }
                 debug!(manifest = %hex::encode(&manifest[..8]), "dropped a superseded transfer");
             }
+        }
+        Storage::Share(ShareStorageOp::PutCase(case)) => {
+            let value = encode_value(&*case).map_err(|e| anyhow!("{e}"))?;
+            let key = share_key(SHARE_CASE_KEY_PREFIX, &case.request.id());
+            store.put(CF_STATE, &key, &value)?;
+        }
+        Storage::Share(ShareStorageOp::PutTransit(act)) => {
+            let value = encode_value(&*act).map_err(|e| anyhow!("{e}"))?;
+            store.put(
+                CF_STATE,
+                &share_key(SHARE_TRANSIT_KEY_PREFIX, &act.id()),
+                &value,
+            )?;
+        }
+        Storage::Share(ShareStorageOp::DropTransit { act }) => {
+            store.delete(CF_STATE, &share_key(SHARE_TRANSIT_KEY_PREFIX, &act))?;
         }
         Storage::Revocation(r) => {
             let mut key = REVOCATION_KEY_PREFIX.to_vec();

@@ -17,6 +17,7 @@ use backflow_protocol::endpoint::{Event, Output, RunVerdict, Storage};
 use backflow_protocol::manifest::{DatasetId, Hash, HeldVersion, PartitionEntry};
 use backflow_protocol::outbox::Outbox;
 use backflow_protocol::return_flow::{self, StorageOp, TransferRecord};
+use backflow_protocol::share::ShareEvent;
 use backflow_protocol::time::UnixMs;
 use backflow_protocol::wire::{decode_frame, encode_frame, Message};
 use backflow_protocol::Endpoint;
@@ -72,6 +73,8 @@ pub(crate) struct Runtime {
     pub unsynced: bool,
     /// The background scrub's place ([`crate::scrub`]).
     pub scrub: ScrubState,
+    /// Damaged groups dropped lately: later reports of them from older reads are stale.
+    pub recent_drops: crate::damage::RecentDrops,
 }
 
 impl Runtime {
@@ -426,6 +429,10 @@ impl Runtime {
             region,
             groups,
         } = damaged;
+        if !self.recent_drops.is_news(&content, &groups, now_ms().0) {
+            debug!(%region, ?groups, "a damage report from a read before the last repair: ignored");
+            return;
+        }
         warn!(%region, content = %hex::encode(&content[..8]), ?groups, "stored content does not verify; dropping it from the index");
         self.stats
             .groups_damaged
@@ -583,6 +590,25 @@ impl Runtime {
                 tracing::error!(%error, "this node's own certificate chain no longer verifies: peers refuse it until it is certified again (backflow cert rotate / cert install)")
             }
             Event::ReturnFlow(ev) => self.on_return_flow_event(ev),
+            Event::Share(ev) => match ev {
+                ShareEvent::CaseChanged { request, state } => {
+                    info!(request = %hex::encode(&request[..8]), ?state, "share request changed")
+                }
+                ShareEvent::Overdue {
+                    request,
+                    article,
+                    due,
+                } => {
+                    warn!(request = %hex::encode(&request[..8]), article, due = due.0, "share request overdue")
+                }
+                ShareEvent::ActRejected {
+                    from,
+                    request,
+                    error,
+                } => {
+                    warn!(%from, request = %hex::encode(&request[..8]), %error, "share act rejected")
+                }
+            },
             Event::Catalog(ev) => match ev {
                 CatalogEvent::Applied { origin, seq, from } => {
                     info!(origin = %origin.region, department = %origin.department, seq, %from, "catalog version applied");
@@ -741,6 +767,37 @@ impl Runtime {
                     .submit_revocation(now, &revocation)
                     .map(|_| RevocationView::of(&revocation))
                     .map_err(|e| anyhow!("revocation refused: {e}"));
+                self.drain();
+                self.make_durable();
+                let _ = reply.send(result);
+            }
+            Cmd::Shares {
+                overdue_only,
+                reply,
+            } => {
+                let _ = reply.send(crate::share_api::list(&self.ep, now, overdue_only));
+            }
+            Cmd::Share { id, reply } => {
+                let _ = reply.send(crate::share_api::show(&self.ep, now, &id));
+            }
+            Cmd::ShareFile {
+                department,
+                params,
+                reply,
+            } => {
+                let result = crate::share_api::file(&mut self.ep, now, &department, &params);
+                // Persisted before the caller hears it is filed.
+                self.drain();
+                self.make_durable();
+                let _ = reply.send(result);
+            }
+            Cmd::ShareAct {
+                department,
+                id,
+                params,
+                reply,
+            } => {
+                let result = crate::share_api::act(&mut self.ep, now, &department, &id, &params);
                 self.drain();
                 self.make_durable();
                 let _ = reply.send(result);

@@ -267,6 +267,7 @@ async fn sibling_region_is_refused() -> Result<()> {
         listen: vec!["/ip4/127.0.0.1/tcp/0".parse()?],
         upstream: vec![],
         tuning: fast(),
+        calendar: backflow_protocol::calendar::WorkingCalendar::official(),
         fault_tamper_serve: false,
     })
     .await?;
@@ -277,6 +278,7 @@ async fn sibling_region_is_refused() -> Result<()> {
         listen: vec!["/ip4/127.0.0.1/tcp/0".parse()?],
         upstream: vec![beijing.listen_addrs[0].clone()],
         tuning: fast(),
+        calendar: backflow_protocol::calendar::WorkingCalendar::official(),
         fault_tamper_serve: false,
     })
     .await?;
@@ -569,6 +571,7 @@ async fn republishing_moves_only_what_changed_and_keeps_serving() -> Result<()> 
         listen: vec!["/ip4/127.0.0.1/tcp/0".parse()?],
         upstream: national.listen_addrs.clone(),
         tuning,
+        calendar: backflow_protocol::calendar::WorkingCalendar::official(),
         fault_tamper_serve: false,
     })
     .await?;

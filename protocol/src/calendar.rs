@@ -22,7 +22,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use jiff::civil::{Date, Weekday};
+/// A civil (calendar) date, as the calendar's API takes and gives them.
+pub use jiff::civil::Date;
+use jiff::civil::Weekday;
 use jiff::tz::{self, Offset};
 use jiff::Timestamp;
 use serde::Deserialize;

@@ -54,7 +54,8 @@ use backflow_topology::RegionCode;
 use ed25519_dalek::VerifyingKey;
 
 use crate::attestation::SignedAttestation;
-use crate::catalog::SignedCatalogUpdate;
+use crate::calendar::WorkingCalendar;
+use crate::catalog::{CatalogOrigin, SharingAttribute, SignedCatalogUpdate};
 use crate::catalog_sync::{
     CatalogEvent, CatalogOutput, CatalogStorageOp, CatalogSync, CatalogSyncConfig, CatalogSyncError,
 };
@@ -69,6 +70,10 @@ use crate::return_flow::{
     TransferRecord,
 };
 use crate::revocation_gossip::messages_for;
+use crate::share::{
+    Applied as ShareApplied, ShareAct, ShareCase, ShareEvent, ShareOutput, ShareRejection,
+    ShareRequest, ShareService, ShareStorageOp, SignedShareAct,
+};
 use crate::time::UnixMs;
 use crate::tuning::{Tuning, TuningError};
 use crate::wire::{Hello, Message};
@@ -107,6 +112,10 @@ pub struct Saved {
     pub catalog_watermarks: Vec<(RegionCode, u64, u64)>,
     /// Revocations as persisted by [`Storage::Revocation`] (verified before they were).
     pub revocations: Vec<Revocation>,
+    /// Share requests this node is a party to ([`ShareStorageOp::PutCase`]).
+    pub share_cases: Vec<ShareCase>,
+    /// Share acts held for forwarding ([`ShareStorageOp::PutTransit`], not yet dropped).
+    pub share_transit: Vec<SignedShareAct>,
 }
 
 /// One persisted transfer: its record ([`StorageOp::PutTransfer`]), the group ranges of each
@@ -223,6 +232,7 @@ pub enum Storage {
     Catalog(CatalogStorageOp),
     /// A revocation this node accepted: persist it (it is passed on only after this).
     Revocation(Revocation),
+    Share(ShareStorageOp),
 }
 
 /// Observable progress, for logs, metrics, the HTTP API and simnet statistics.
@@ -230,6 +240,7 @@ pub enum Storage {
 pub enum Event<P> {
     ReturnFlow(return_flow::Event),
     Catalog(CatalogEvent),
+    Share(ShareEvent),
     PeerAdmitted {
         peer: P,
         region: RegionCode,
@@ -321,6 +332,7 @@ pub struct Endpoint<P> {
     revocations: BTreeMap<[u8; 32], Revocation>,
     rf: ReturnFlow,
     cs: CatalogSync,
+    share: ShareService,
     peers: BTreeMap<P, Peer>,
     by_region: BTreeMap<RegionCode, P>,
     out: VecDeque<Output<P>>,
@@ -370,11 +382,14 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
         cs_config.origin_bytes_max = tuning.catalog_origin_bytes_max;
         let cs =
             CatalogSync::restore(now, cs_config, saved.catalog_log, &saved.catalog_watermarks)?;
+        let mut share = ShareService::new(region, WorkingCalendar::official(), tuning.retry_ms);
+        share.restore(now, saved.share_cases, saved.share_transit);
         let mut ep = Endpoint {
             trust,
             revocations,
             rf: ReturnFlow::new(rf_config),
             cs,
+            share,
             peers: BTreeMap::new(),
             by_region: BTreeMap::new(),
             out: VecDeque::new(),
@@ -511,6 +526,17 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
             Message::ReturnFlow(m) => self.rf.handle_message(now, &mut self.trust, from, m),
             Message::Catalog(m) => self.cs.handle_message(now, &mut self.trust, from, m),
             Message::Chunk(frame) => return Some(frame),
+            Message::Share(m) => {
+                let cs = &self.cs;
+                let lookup = |origin: &CatalogOrigin, id: &str| {
+                    cs.catalog(origin)
+                        .and_then(|c| c.entries.get(id))
+                        .map(|e| e.sharing.clone())
+                };
+                let identity = self.rf.identity();
+                self.share
+                    .handle_message(now, &mut self.trust, identity, from, m, &lookup);
+            }
             Message::Revocations(m) => {
                 for r in m.revocations {
                     // A rejected one is reported as an event; the others still apply.
@@ -714,6 +740,40 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
         self.recheck_peers(now, true);
         self.rf.handle_tick(now);
         self.cs.handle_tick(now);
+        self.share.handle_tick(now);
+    }
+
+    /// The sharing service (share requests this node is a party to).
+    pub fn share_service(&self) -> &ShareService {
+        &self.share
+    }
+
+    /// Adds the operator's calendar years (see [`WorkingCalendar::add_file`]) to the
+    /// official ones the endpoint starts with.
+    pub fn set_calendar(&mut self, calendar: WorkingCalendar) {
+        self.share.set_calendar(calendar);
+    }
+
+    /// A department of this node files a share request (Art. 20); see [`ShareService::file`].
+    pub fn file_share_request(
+        &mut self,
+        now: UnixMs,
+        request: ShareRequest,
+        attribute: SharingAttribute,
+    ) -> Result<Hash, ShareRejection> {
+        let identity = self.rf.identity();
+        self.share.file(now, identity, request, attribute)
+    }
+
+    /// A department of this node acts on a share request; see [`ShareService::act`].
+    pub fn share_act(
+        &mut self,
+        now: UnixMs,
+        request: &Hash,
+        act: ShareAct,
+    ) -> Result<ShareApplied, ShareRejection> {
+        let identity = self.rf.identity();
+        self.share.act(now, identity, request, act)
     }
 
     /// When [`Self::handle_timeout`] is next due: the machines' timers, and the earliest
@@ -726,10 +786,15 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
             .map(|p| p.not_after)
             .min()
             .filter(|t| *t != UnixMs::MAX);
-        [self.rf.poll_timeout(), self.cs.poll_timeout(), expiry]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.rf.poll_timeout(),
+            self.cs.poll_timeout(),
+            self.share.poll_timeout(),
+            expiry,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// The next thing to do: the endpoint's own outputs first, then each machine's in turn.
@@ -758,15 +823,26 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
                 return_flow::Output::Event(e) => Output::Event(Event::ReturnFlow(e)),
             });
         }
-        let o = self.cs.poll_output()?;
+        if let Some(o) = self.cs.poll_output() {
+            return Some(match o {
+                CatalogOutput::Send { to, msg } => Output::Send {
+                    to,
+                    peer: self.peer_of(to),
+                    msg: Message::Catalog(msg),
+                },
+                CatalogOutput::Storage(op) => Output::Storage(Storage::Catalog(op)),
+                CatalogOutput::Event(e) => Output::Event(Event::Catalog(e)),
+            });
+        }
+        let o = self.share.poll_output()?;
         Some(match o {
-            CatalogOutput::Send { to, msg } => Output::Send {
+            ShareOutput::Send { to, msg } => Output::Send {
                 to,
                 peer: self.peer_of(to),
-                msg: Message::Catalog(msg),
+                msg: Message::Share(msg),
             },
-            CatalogOutput::Storage(op) => Output::Storage(Storage::Catalog(op)),
-            CatalogOutput::Event(e) => Output::Event(Event::Catalog(e)),
+            ShareOutput::Storage(op) => Output::Storage(Storage::Share(op)),
+            ShareOutput::Event(e) => Output::Event(Event::Share(e)),
         })
     }
 }

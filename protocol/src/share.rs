@@ -30,10 +30,15 @@ use crate::manifest::Hash;
 use crate::time::UnixMs;
 
 mod case;
+mod service;
 
 pub use case::{
     Answer, Applied, Extension, IncompleteNotice, Overdue, Party, ShareAct, ShareCase, ShareError,
     ShareState,
+};
+pub use service::{
+    ShareActBody, ShareActKind, ShareEvent, ShareMsg, ShareOutput, ShareRejection, ShareService,
+    ShareStorageOp, SignedShareAct, SHARE_CASES_MAX, SHARE_CLOCK_SKEW_MS_MAX, SHARE_TRANSIT_MAX,
 };
 
 const REQUEST_DOMAIN: &[u8] = b"backflow/share-request/v1";
@@ -107,6 +112,34 @@ impl ShareRequest {
     /// Checks the request against the catalog entry it names; every problem at once. A
     /// not-shared entry passes here: it is refused, with its reason and basis, on receipt.
     pub fn problems(&self, entry: &CatalogEntry) -> Vec<RequestProblem> {
+        let mut out = self.field_problems();
+        if self.entry_id != entry.id {
+            out.push(RequestProblem::WrongEntry {
+                requested: bounded(&self.entry_id),
+                entry: bounded(&entry.id),
+            });
+        }
+        let offered = &entry.sharing_methods;
+        if !matches!(entry.sharing, SharingAttribute::NotShared { .. })
+            && !offered.contains(&self.method)
+        {
+            out.push(RequestProblem::MethodNotOffered {
+                requested: self.method,
+                offered: offered.clone(),
+            });
+        }
+        // Field problems first, then the entry's, then time and parties (a stable order).
+        out.sort_by_key(|p| match p {
+            RequestProblem::Empty { .. } | RequestProblem::TooLong { .. } => 0,
+            RequestProblem::WrongEntry { .. } | RequestProblem::MethodNotOffered { .. } => 1,
+            RequestProblem::TermInThePast | RequestProblem::OwnEntry => 2,
+        });
+        out
+    }
+
+    /// The checks that need no catalog entry (the requester's node may not hold the
+    /// provider's catalog; the provider's node checks the entry when the request arrives).
+    pub fn field_problems(&self) -> Vec<RequestProblem> {
         let mut out = Vec::new();
         for (field, text) in [
             ("entry_id", &self.entry_id),
@@ -126,21 +159,6 @@ impl ShareRequest {
                     max: TEXT_BYTES_MAX,
                 });
             }
-        }
-        if self.entry_id != entry.id {
-            out.push(RequestProblem::WrongEntry {
-                requested: bounded(&self.entry_id),
-                entry: bounded(&entry.id),
-            });
-        }
-        let offered = &entry.sharing_methods;
-        if !matches!(entry.sharing, SharingAttribute::NotShared { .. })
-            && !offered.contains(&self.method)
-        {
-            out.push(RequestProblem::MethodNotOffered {
-                requested: self.method,
-                offered: offered.clone(),
-            });
         }
         if self.use_until <= self.filed_at {
             out.push(RequestProblem::TermInThePast);

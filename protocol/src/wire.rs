@@ -15,6 +15,7 @@ use crate::chunk::{check_chunk_frame_limits, split_payload, ChunkFrame, ChunkPar
 use crate::codec::{config, decode_prefix};
 use crate::return_flow::messages::ReturnFlowMsg;
 use crate::revocation_gossip::RevocationMsg;
+use crate::share::ShareMsg;
 
 pub use crate::codec::{decode_exact, decode_stored, digest, encode_value, encoded_len, WireError};
 pub use crate::limits::{
@@ -63,6 +64,9 @@ pub enum Message {
     /// Control plane: signed revocations, to every peer in line with their subjects
     /// ([`crate::revocation_gossip`]).
     Revocations(RevocationMsg),
+    /// Control plane: share requests' signed acts, hop by hop toward the other party
+    /// ([`crate::share`]).
+    Share(ShareMsg),
 }
 
 impl Bounded for Message {
@@ -73,6 +77,7 @@ impl Bounded for Message {
             Message::ReturnFlow(m) => m.check_limits(),
             Message::Chunk(m) => m.check_limits(),
             Message::Revocations(m) => m.check_limits(),
+            Message::Share(m) => m.check_limits(),
         }
     }
 }
@@ -96,6 +101,8 @@ impl Message {
                 ReturnFlowMsg::Want { .. } | ReturnFlowMsg::NotAvailable { .. }
             ),
             Message::Revocations(_) => true,
+            // An act is persisted (case or transit) before it is sent; an ack says so.
+            Message::Share(_) => true,
         }
     }
 }

@@ -23,7 +23,9 @@ fn date(s: &str) -> Date {
 
 /// `hh:mm` Beijing time on day `d`.
 fn at(d: &str, hour: i8, minute: i8) -> UnixMs {
-    let ts = BEIJING.to_timestamp(date(d).at(hour, minute, 0, 0)).unwrap();
+    let ts = BEIJING
+        .to_timestamp(date(d).at(hour, minute, 0, 0))
+        .unwrap();
     UnixMs(ts.as_millisecond() as u64)
 }
 
@@ -111,10 +113,20 @@ fn an_unconditional_request_is_answered_within_one_working_day_then_delivered_wi
     assert_eq!(c.answer_due, None);
     assert_eq!(last_day(c.delivery_due.unwrap()), date("2026-03-20"));
     assert_eq!(c.deadline().map(|(a, _)| a), Some(22));
-    c.apply(&cal, at("2026-03-02", 9, 0), Party::Provider, ShareAct::StartDelivery)
-        .unwrap();
-    c.apply(&cal, at("2026-03-03", 9, 0), Party::Requester, ShareAct::Delivered)
-        .unwrap();
+    c.apply(
+        &cal,
+        at("2026-03-02", 9, 0),
+        Party::Provider,
+        ShareAct::StartDelivery,
+    )
+    .unwrap();
+    c.apply(
+        &cal,
+        at("2026-03-03", 9, 0),
+        Party::Requester,
+        ShareAct::Delivered,
+    )
+    .unwrap();
     assert_eq!(c.state, ShareState::Delivered);
     assert_eq!((c.owner(), c.deadline()), (None, None));
 }
@@ -149,7 +161,8 @@ fn a_not_shared_entry_is_refused_at_once_with_its_reason_and_basis() {
     let t = at("2026-03-02", 9, 0);
     let mut c = case(attribute.clone(), t);
     assert!(request(t).problems(&entry(attribute)).is_empty());
-    c.apply(&cal, t, Party::Provider, ShareAct::Receive).unwrap();
+    c.apply(&cal, t, Party::Provider, ShareAct::Receive)
+        .unwrap();
     assert_eq!(c.state, ShareState::Refused);
     match c.answer.as_ref().unwrap() {
         Answer::Refused {
@@ -171,7 +184,8 @@ fn incomplete_material_gets_one_notice_and_the_period_restarts_after_supplementi
     let cal = WorkingCalendar::official();
     let t = at("2026-03-02", 9, 0);
     let mut c = case(conditional(), t);
-    c.apply(&cal, t, Party::Provider, ShareAct::Receive).unwrap();
+    c.apply(&cal, t, Party::Provider, ShareAct::Receive)
+        .unwrap();
     // A notice with no item is no notice.
     assert_eq!(
         c.apply(
@@ -185,7 +199,10 @@ fn incomplete_material_gets_one_notice_and_the_period_restarts_after_supplementi
         Err(ShareError::NoticeWithoutItems)
     );
     let notice = ShareAct::NoticeIncomplete {
-        missing: vec!["使用依据的文号".to_string(), "数据使用安全承诺书".to_string()],
+        missing: vec![
+            "使用依据的文号".to_string(),
+            "数据使用安全承诺书".to_string(),
+        ],
     };
     c.apply(&cal, at("2026-03-03", 9, 0), Party::Provider, notice)
         .unwrap();
@@ -228,7 +245,8 @@ fn a_refusal_needs_reasons_and_an_answer_needs_the_heads_approval() {
     let cal = WorkingCalendar::official();
     let t = at("2026-03-02", 9, 0);
     let mut c = case(conditional(), t);
-    c.apply(&cal, t, Party::Provider, ShareAct::Receive).unwrap();
+    c.apply(&cal, t, Party::Provider, ShareAct::Receive)
+        .unwrap();
     let before = c.clone();
     assert_eq!(
         c.apply(
@@ -273,7 +291,8 @@ fn one_extension_of_at_most_ten_working_days_with_the_authoritys_consent() {
     let cal = WorkingCalendar::official();
     let t = at("2026-09-30", 15, 0);
     let mut c = case(conditional(), t);
-    c.apply(&cal, t, Party::Provider, ShareAct::Receive).unwrap();
+    c.apply(&cal, t, Party::Provider, ShareAct::Receive)
+        .unwrap();
     let extend = |days: u32, consent: &str| ShareAct::Extend {
         working_days: days,
         authority_consent: consent.to_string(),
@@ -284,11 +303,21 @@ fn one_extension_of_at_most_ten_working_days_with_the_authoritys_consent() {
         Err(ShareError::ExtensionWithoutConsent)
     );
     assert!(matches!(
-        c.apply(&cal, t, Party::Provider, extend(11, "省数据局 2026-10-09 批复")),
+        c.apply(
+            &cal,
+            t,
+            Party::Provider,
+            extend(11, "省数据局 2026-10-09 批复")
+        ),
         Err(ShareError::ExtensionLength { days: 11, .. })
     ));
     assert!(matches!(
-        c.apply(&cal, t, Party::Requester, extend(5, "省数据局 2026-10-09 批复")),
+        c.apply(
+            &cal,
+            t,
+            Party::Requester,
+            extend(5, "省数据局 2026-10-09 批复")
+        ),
         Err(ShareError::WrongParty { .. })
     ));
     // Due 10-20; ten more working days: 10-21..10-23, 10-26..10-30, 11-02..11-03.
@@ -319,13 +348,15 @@ fn conditions_are_only_those_the_catalog_lists() {
         approved_by: "李四".to_string(),
     };
     let mut c = case(SharingAttribute::Unconditional, t);
-    c.apply(&cal, t, Party::Provider, ShareAct::Receive).unwrap();
+    c.apply(&cal, t, Party::Provider, ShareAct::Receive)
+        .unwrap();
     assert_eq!(
         c.apply(&cal, t, Party::Provider, with(&["仅限本单位使用"])),
         Err(ShareError::ConditionsOnUnconditional)
     );
     let mut c = case(conditional(), t);
-    c.apply(&cal, t, Party::Provider, ShareAct::Receive).unwrap();
+    c.apply(&cal, t, Party::Provider, ShareAct::Receive)
+        .unwrap();
     assert!(matches!(
         c.apply(&cal, t, Party::Provider, with(&["另行收费"])),
         Err(ShareError::ConditionNotInCatalog { .. })
@@ -339,9 +370,15 @@ fn acts_are_idempotent_and_a_restart_resumes_with_the_same_deadlines() {
     let cal = WorkingCalendar::official();
     let t = at("2026-09-30", 15, 0);
     let mut c = case(conditional(), t);
-    c.apply(&cal, t, Party::Provider, ShareAct::Receive).unwrap();
+    c.apply(&cal, t, Party::Provider, ShareAct::Receive)
+        .unwrap();
     assert_eq!(
-        c.apply(&cal, at("2026-10-09", 9, 0), Party::Provider, ShareAct::Receive),
+        c.apply(
+            &cal,
+            at("2026-10-09", 9, 0),
+            Party::Provider,
+            ShareAct::Receive
+        ),
         Ok(Applied::AlreadyApplied)
     );
     assert_eq!(last_day(c.answer_due.unwrap()), date("2026-10-20"));
@@ -367,7 +404,9 @@ fn a_deadline_in_an_unknown_year_is_an_error_naming_it_and_changes_nothing() {
     let before = c.clone();
     assert_eq!(
         c.apply(&cal, t, Party::Provider, ShareAct::Receive),
-        Err(ShareError::Calendar(CalendarError::YearUnknown { year: 2027 }))
+        Err(ShareError::Calendar(CalendarError::YearUnknown {
+            year: 2027
+        }))
     );
     assert_eq!(c, before);
 }
@@ -379,10 +418,14 @@ fn a_request_whose_term_of_use_passes_before_delivery_expires() {
     let mut r = request(t);
     r.use_until = at("2026-03-10", 0, 0);
     let mut c = ShareCase::new(r, conditional());
-    c.apply(&cal, t, Party::Provider, ShareAct::Receive).unwrap();
+    c.apply(&cal, t, Party::Provider, ShareAct::Receive)
+        .unwrap();
     assert!(!c.tick(at("2026-03-09", 23, 0)));
     assert!(c.tick(at("2026-03-10", 0, 0)));
-    assert_eq!((c.state, c.owner(), c.deadline()), (ShareState::Expired, None, None));
+    assert_eq!(
+        (c.state, c.owner(), c.deadline()),
+        (ShareState::Expired, None, None)
+    );
 }
 
 #[test]
@@ -418,7 +461,9 @@ fn any_act() -> impl Strategy<Value = (Party, ShareAct)> {
         Just(ShareAct::NoticeIncomplete {
             missing: vec!["材料".to_string()]
         }),
-        Just(ShareAct::NoticeIncomplete { missing: Vec::new() }),
+        Just(ShareAct::NoticeIncomplete {
+            missing: Vec::new()
+        }),
         Just(ShareAct::Supplement {
             material: "补正".to_string()
         }),

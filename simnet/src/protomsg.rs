@@ -9,6 +9,7 @@ use backflow_protocol::catalog_sync::CatalogMsg;
 use backflow_protocol::manifest::Hash;
 use backflow_protocol::return_flow::ReturnFlowMsg;
 use backflow_protocol::revocation_gossip::RevocationMsg;
+use backflow_protocol::share::ShareMsg;
 use backflow_protocol::wire::{encoded_len, Message};
 use backflow_topology::RegionCode;
 
@@ -29,6 +30,7 @@ pub enum ProtoMsg {
     ReturnFlow(ReturnFlowMsg),
     Catalog(CatalogMsg),
     Revocations(RevocationMsg),
+    Share(ShareMsg),
     /// A chunk frame, by size and hash: runs of one or more partitions.
     Chunk {
         manifest: Hash,
@@ -56,6 +58,7 @@ impl ProtoMsg {
             Message::ReturnFlow(m) => Some(ProtoMsg::ReturnFlow(m)),
             Message::Catalog(m) => Some(ProtoMsg::Catalog(m)),
             Message::Revocations(m) => Some(ProtoMsg::Revocations(m)),
+            Message::Share(m) => Some(ProtoMsg::Share(m)),
             Message::Hello(_) | Message::Chunk(_) => None,
         }
     }
@@ -72,6 +75,7 @@ impl Wire for ProtoMsg {
             ProtoMsg::ReturnFlow(m) => FRAME_HEADER_BYTES + encoded_len(m) as u64,
             ProtoMsg::Catalog(m) => FRAME_HEADER_BYTES + encoded_len(m) as u64,
             ProtoMsg::Revocations(m) => FRAME_HEADER_BYTES + encoded_len(m) as u64,
+            ProtoMsg::Share(m) => FRAME_HEADER_BYTES + encoded_len(m) as u64,
             ProtoMsg::Chunk { parts, .. } => {
                 FRAME_HEADER_BYTES
                     + CHUNK_HEADER_BYTES
@@ -99,6 +103,8 @@ impl Wire for ProtoMsg {
                 CatalogMsg::Ack { .. } => "catalog_ack",
             },
             ProtoMsg::Revocations(_) => "revocations",
+            ProtoMsg::Share(ShareMsg::Act(_)) => "share_act",
+            ProtoMsg::Share(ShareMsg::Ack { .. }) => "share_ack",
             ProtoMsg::Chunk { .. } => "chunk",
         }
     }
@@ -131,7 +137,12 @@ impl Wire for ProtoMsg {
                 verifies: m.revocations.len() as u32,
                 signs: 0,
             },
-            ProtoMsg::ReturnFlow(_) | ProtoMsg::Catalog(_) => Plane::Control {
+            // Each hop checks a share act's signature.
+            ProtoMsg::Share(ShareMsg::Act(_)) => Plane::Control {
+                verifies: 1,
+                signs: 0,
+            },
+            ProtoMsg::ReturnFlow(_) | ProtoMsg::Catalog(_) | ProtoMsg::Share(_) => Plane::Control {
                 verifies: 0,
                 signs: 0,
             },

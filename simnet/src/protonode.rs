@@ -53,6 +53,7 @@ use backflow_protocol::endpoint::{Event, Output, RunVerdict, Saved, SavedTransfe
 use backflow_protocol::manifest::{Hash, PartitionEntry};
 use backflow_protocol::receipt::Receipt;
 use backflow_protocol::return_flow::{self, ReturnFlowMsg, ServePart, StorageOp, TransferRecord};
+use backflow_protocol::share::{ShareCase, ShareEvent, ShareStorageOp, SignedShareAct};
 use backflow_protocol::time::UnixMs;
 use backflow_protocol::wire::{Hello, Message};
 use backflow_protocol::Endpoint;
@@ -85,6 +86,8 @@ struct Durable {
     cat_log: Vec<Arc<SignedCatalogUpdate>>,
     cat_watermarks: BTreeMap<RegionCode, (u64, u64)>,
     revocations: Vec<Revocation>,
+    share_cases: BTreeMap<Hash, ShareCase>,
+    share_transit: BTreeMap<Hash, SignedShareAct>,
 }
 
 impl Durable {
@@ -116,6 +119,8 @@ impl Durable {
                 .map(|(s, (id, w))| (*s, *id, *w))
                 .collect(),
             revocations: self.revocations.clone(),
+            share_cases: self.share_cases.values().cloned().collect(),
+            share_transit: self.share_transit.values().cloned().collect(),
         }
     }
 
@@ -447,6 +452,15 @@ impl ProtoNode {
                 store.cat_watermarks.insert(sender, (log_id, watermark));
             }
             Storage::Revocation(r) => store.revocations.push(r),
+            Storage::Share(ShareStorageOp::PutCase(case)) => {
+                store.share_cases.insert(case.request.id(), *case);
+            }
+            Storage::Share(ShareStorageOp::PutTransit(act)) => {
+                store.share_transit.insert(act.id(), (*act).clone());
+            }
+            Storage::Share(ShareStorageOp::DropTransit { act }) => {
+                store.share_transit.remove(&act);
+            }
         }
     }
 
@@ -475,6 +489,11 @@ impl ProtoNode {
                 ctx.observe(Observation::Note("chunk_frame_unexpected"))
             }
             Event::RevocationApplied { .. } => ctx.observe(Observation::Note("revocation_applied")),
+            Event::Share(e) => ctx.observe(Observation::Note(match e {
+                ShareEvent::CaseChanged { .. } => "share_case_changed",
+                ShareEvent::Overdue { .. } => "share_overdue",
+                ShareEvent::ActRejected { .. } => "share_act_rejected",
+            })),
             Event::RevocationRejected { .. } => {
                 ctx.observe(Observation::Note("revocation_rejected"))
             }
@@ -672,6 +691,11 @@ impl SimNode for ProtoNode {
             ProtoMsg::Revocations(m) => {
                 if let Some(ep) = self.ep.as_mut() {
                     ep.handle_message(now, from, Message::Revocations(m));
+                }
+            }
+            ProtoMsg::Share(m) => {
+                if let Some(ep) = self.ep.as_mut() {
+                    ep.handle_message(now, from, Message::Share(m));
                 }
             }
         }

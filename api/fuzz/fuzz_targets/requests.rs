@@ -70,6 +70,25 @@ impl Backend for Memory {
     async fn revocations(&self) -> Result<serde_json::Value, ApiError> {
         Ok(serde_json::json!([]))
     }
+    async fn shares(&self, overdue_only: bool) -> Result<serde_json::Value, ApiError> {
+        Ok(serde_json::json!([{ "overdue_only": overdue_only }]))
+    }
+    async fn share(&self, id: String) -> Result<serde_json::Value, ApiError> {
+        Ok(serde_json::json!({ "id": id }))
+    }
+    async fn share_file(
+        &self,
+        params: backflow_api::ShareFileParams,
+    ) -> Result<serde_json::Value, ApiError> {
+        Ok(serde_json::json!({ "entry": params.entry_id }))
+    }
+    async fn share_act(
+        &self,
+        id: String,
+        params: backflow_api::ShareActParams,
+    ) -> Result<serde_json::Value, ApiError> {
+        Ok(serde_json::json!({ "id": id, "act": params.act }))
+    }
     async fn export(&self, which: ExportWhich) -> Result<Export, ApiError> {
         let ExportWhich {
             dataset, version, ..

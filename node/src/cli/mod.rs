@@ -10,5 +10,6 @@ pub mod init;
 pub mod publish;
 pub mod root;
 pub mod run;
+pub mod share;
 pub mod status;
 pub mod topology;

@@ -48,6 +48,7 @@ async fn daemon(dir: PathBuf) -> Result<()> {
         listen,
         upstream,
         tuning: cfg.tuning.clone(),
+        calendar: backflow_node::calendar_files::load(&dir)?,
         fault_tamper_serve: backflow_node::faults::tamper_serve(|name| std::env::var(name).ok()),
     })
     .await?;

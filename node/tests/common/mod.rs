@@ -1,6 +1,9 @@
 //! Helpers the node's network tests share: region codes, fast tuning, waiting for a
 //! condition, and checking stored content against its signed hashes.
 
+// Each test binary compiles this module and uses a subset of it.
+#![allow(dead_code)]
+
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};

@@ -66,7 +66,10 @@ impl ShareState {
     pub fn is_final(self) -> bool {
         matches!(
             self,
-            ShareState::Delivered | ShareState::Refused | ShareState::Withdrawn | ShareState::Expired
+            ShareState::Delivered
+                | ShareState::Refused
+                | ShareState::Withdrawn
+                | ShareState::Expired
         )
     }
 }
@@ -153,7 +156,10 @@ pub enum ShareAct {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ShareError {
     #[error("{act} is not possible while the request is {state:?}")]
-    WrongState { act: &'static str, state: ShareState },
+    WrongState {
+        act: &'static str,
+        state: ShareState,
+    },
     #[error("{act} is for the {expected:?} to do")]
     WrongParty { act: &'static str, expected: Party },
     #[error("the incomplete-material notice was given already: it lists every item at once (一次性告知)")]
@@ -170,7 +176,9 @@ pub enum ShareError {
     ExtensionLength { days: u32, max: u32 },
     #[error("an extension needs the same-level authority's recorded consent (经同级政务数据共享主管部门同意)")]
     ExtensionWithoutConsent,
-    #[error("an unconditional entry cannot be granted with conditions (Art. 15: 不得擅自增设条件)")]
+    #[error(
+        "an unconditional entry cannot be granted with conditions (Art. 15: 不得擅自增设条件)"
+    )]
     ConditionsOnUnconditional,
     #[error("condition {condition:?} is not one the catalog entry lists (Art. 15)")]
     ConditionNotInCatalog { condition: String },

@@ -20,6 +20,7 @@ use backflow_protocol::endpoint::{Saved, SavedTransfer, Storage};
 use backflow_protocol::manifest::Hash;
 use backflow_protocol::receipt::Receipt;
 use backflow_protocol::return_flow::{StorageOp, TransferRecord};
+use backflow_protocol::share::{ShareCase, ShareStorageOp, SignedShareAct};
 use backflow_protocol::wire::{decode_stored, encode_value};
 use backflow_protocol::RegionCode;
 
@@ -52,6 +53,10 @@ pub struct Store {
     pub watermarks: BTreeMap<RegionCode, (u64, u64)>,
     /// Revocations accepted ([`Storage::Revocation`]), in order.
     pub revocations: Vec<Revocation>,
+    /// Share cases this node is a party to, by request id ([`ShareStorageOp::PutCase`]).
+    pub share_cases: BTreeMap<Hash, ShareCase>,
+    /// Share acts held for forwarding, by act id.
+    pub share_transit: BTreeMap<Hash, SignedShareAct>,
 }
 
 impl Store {
@@ -109,6 +114,15 @@ impl Store {
                 self.catalog_log.push(update);
             }
             Storage::Revocation(r) => self.revocations.push(r),
+            Storage::Share(ShareStorageOp::PutCase(case)) => {
+                self.share_cases.insert(case.request.id(), *case);
+            }
+            Storage::Share(ShareStorageOp::PutTransit(act)) => {
+                self.share_transit.insert(act.id(), (*act).clone());
+            }
+            Storage::Share(ShareStorageOp::DropTransit { act }) => {
+                self.share_transit.remove(&act);
+            }
             Storage::Catalog(CatalogStorageOp::PutWatermark {
                 sender,
                 log_id,
@@ -171,6 +185,8 @@ impl Store {
                 .map(|(s, (id, w))| (*s, *id, *w))
                 .collect(),
             revocations: self.revocations.clone(),
+            share_cases: self.share_cases.values().cloned().collect(),
+            share_transit: self.share_transit.values().cloned().collect(),
         }
     }
 }

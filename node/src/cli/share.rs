@@ -1,0 +1,294 @@
+//! `backflow share …`: share requests between departments (政务数据共享申请, Arts. 20–22),
+//! through the running node's API. This node's department (its `config.toml`) acts: as the
+//! requester when it files, as the provider when it answers.
+
+use std::io::Write;
+
+use anyhow::Result;
+use backflow_api::{ShareActParams, ShareFileParams};
+use backflow_node::share_api::ShareView;
+use clap::{Args, Subcommand};
+
+use super::common::{call, urlencode, DataArg};
+
+#[derive(Subcommand, Debug)]
+pub enum ShareCmd {
+    /// File a request for another department's catalog entry (Art. 20), approved by this
+    /// department's data-sharing head.
+    Request(RequestArgs),
+    /// Answer a request this department provides (Art. 21): --grant or --refuse.
+    Answer(AnswerArgs),
+    /// Tell the requester the material is incomplete, listing every missing item at once
+    /// (一次性告知; once per request).
+    Notice {
+        id: String,
+        /// A missing item (repeat for each).
+        #[arg(long = "missing", required = true)]
+        missing: Vec<String>,
+        #[command(flatten)]
+        data: DataArg,
+    },
+    /// Complete the material after a notice; the answer period starts again.
+    Supplement {
+        id: String,
+        #[arg(long)]
+        material: String,
+        #[command(flatten)]
+        data: DataArg,
+    },
+    /// Extend the answer period once, by at most 10 working days, with the same-level
+    /// authority's recorded consent (经同级政务数据共享主管部门同意).
+    Extend {
+        id: String,
+        #[arg(long)]
+        days: u32,
+        /// The authority's consent: who, and the record's reference.
+        #[arg(long)]
+        consent: String,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        data: DataArg,
+    },
+    /// Record that delivery started, or completed.
+    Deliver {
+        id: String,
+        /// Delivery is complete (default: it started).
+        #[arg(long)]
+        done: bool,
+        #[command(flatten)]
+        data: DataArg,
+    },
+    /// Withdraw a request this department filed.
+    Withdraw {
+        id: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+        #[command(flatten)]
+        data: DataArg,
+    },
+    /// Requests this node is a party to, overdue first.
+    List {
+        /// Only those whose answer (Art. 21) or delivery (Art. 22) is overdue.
+        #[arg(long)]
+        overdue: bool,
+        #[command(flatten)]
+        data: DataArg,
+    },
+    /// One request in full (its id, or a unique prefix of 8+ hex digits).
+    Show {
+        id: String,
+        #[command(flatten)]
+        data: DataArg,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct RequestArgs {
+    /// The provider's region code (e.g. 441900003).
+    #[arg(long)]
+    pub provider_region: String,
+    /// The provider department, as its catalog names it.
+    #[arg(long)]
+    pub provider_department: String,
+    /// The catalog entry's id.
+    #[arg(long)]
+    pub entry: String,
+    /// 使用依据: the legal basis of the duty that needs the data.
+    #[arg(long)]
+    pub basis: String,
+    /// 使用场景.
+    #[arg(long)]
+    pub scenario: String,
+    /// 使用范围.
+    #[arg(long)]
+    pub scope: String,
+    /// 共享方式: service_api, batch_exchange or file_download.
+    #[arg(long)]
+    pub method: String,
+    /// 使用时限: the last day of use (YYYY-MM-DD).
+    #[arg(long)]
+    pub until: String,
+    /// The department's data-sharing head who approved (负责人同意).
+    #[arg(long)]
+    pub approved_by: String,
+    #[command(flatten)]
+    pub data: DataArg,
+}
+
+#[derive(Args, Debug)]
+pub struct AnswerArgs {
+    pub id: String,
+    /// Consent (同意共享).
+    #[arg(long, conflicts_with = "refuse")]
+    pub grant: bool,
+    /// Refusal (不同意共享), with --reason.
+    #[arg(long)]
+    pub refuse: bool,
+    /// A condition of the grant, one the catalog entry lists (repeat for each).
+    #[arg(long = "condition")]
+    pub conditions: Vec<String>,
+    /// The reasons of a refusal (Art. 21: 应当说明理由).
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// The department's data-sharing head who approved the answer.
+    #[arg(long)]
+    pub approved_by: String,
+    #[command(flatten)]
+    pub data: DataArg,
+}
+
+fn act(act: &str) -> ShareActParams {
+    ShareActParams {
+        act: act.to_string(),
+        ..ShareActParams::default()
+    }
+}
+
+pub fn run(cmd: ShareCmd, out: &mut impl Write) -> Result<()> {
+    let (dir, id, params) = match cmd {
+        ShareCmd::Request(a) => {
+            let body = ShareFileParams {
+                provider_region: a.provider_region,
+                provider_department: a.provider_department,
+                entry_id: a.entry,
+                basis: a.basis,
+                scenario: a.scenario,
+                scope: a.scope,
+                method: a.method,
+                use_until: a.until,
+                approved_by: a.approved_by,
+            };
+            let v = call(
+                &a.data.dir,
+                "POST",
+                "/api/share",
+                Some(&serde_json::to_value(&body)?),
+            )?;
+            return print_one(out, v);
+        }
+        ShareCmd::List { overdue, data } => {
+            let path = if overdue {
+                "/api/share?overdue=true"
+            } else {
+                "/api/share"
+            };
+            let views: Vec<ShareView> =
+                serde_json::from_value(call(&data.dir, "GET", path, None)?)?;
+            for v in &views {
+                let deadline = v.deadline.as_ref().map_or(String::new(), |d| {
+                    let left = d
+                        .working_days_left
+                        .map_or(String::new(), |n| format!(", 剩余 {n} 个工作日"));
+                    let late = if d.overdue { " OVERDUE 已逾期" } else { "" };
+                    format!("Art. {} due {}{left}{late}", d.article, d.due)
+                });
+                writeln!(
+                    out,
+                    "{}  {:<13} {}  {} → {}  {}",
+                    &v.id[..12],
+                    v.state,
+                    v.state_zh,
+                    v.requester,
+                    v.provider,
+                    deadline
+                )?;
+            }
+            if views.is_empty() {
+                writeln!(out, "no share requests")?;
+            }
+            return Ok(());
+        }
+        ShareCmd::Show { id, data } => {
+            let v = call(
+                &data.dir,
+                "GET",
+                &format!("/api/share/{}", urlencode(&id)),
+                None,
+            )?;
+            return print_one(out, v);
+        }
+        ShareCmd::Answer(a) => {
+            if !a.grant && !a.refuse {
+                anyhow::bail!("answer with --grant or --refuse");
+            }
+            let mut p = act(if a.grant { "grant" } else { "refuse" });
+            p.conditions = a.conditions;
+            p.reasons = a.reason;
+            p.approved_by = Some(a.approved_by);
+            (a.data.dir, a.id, p)
+        }
+        ShareCmd::Notice { id, missing, data } => {
+            let mut p = act("notice");
+            p.missing = missing;
+            (data.dir, id, p)
+        }
+        ShareCmd::Supplement { id, material, data } => {
+            let mut p = act("supplement");
+            p.material = Some(material);
+            (data.dir, id, p)
+        }
+        ShareCmd::Extend {
+            id,
+            days,
+            consent,
+            reason,
+            data,
+        } => {
+            let mut p = act("extend");
+            p.days = Some(days);
+            p.consent = Some(consent);
+            p.reason = Some(reason);
+            (data.dir, id, p)
+        }
+        ShareCmd::Deliver { id, done, data } => (
+            data.dir,
+            id,
+            act(if done { "delivered" } else { "start_delivery" }),
+        ),
+        ShareCmd::Withdraw { id, reason, data } => {
+            let mut p = act("withdraw");
+            p.reason = Some(reason);
+            (data.dir, id, p)
+        }
+    };
+    let path = format!("/api/share/{}/act", urlencode(&id));
+    let v = call(&dir, "POST", &path, Some(&serde_json::to_value(&params)?))?;
+    print_one(out, v)
+}
+
+fn print_one(out: &mut impl Write, v: serde_json::Value) -> Result<()> {
+    let v: ShareView = serde_json::from_value(v)?;
+    writeln!(out, "id:        {}", v.id)?;
+    writeln!(out, "state:     {} ({})", v.state, v.state_zh)?;
+    writeln!(out, "requester: {}", v.requester)?;
+    writeln!(out, "provider:  {}  entry {}", v.provider, v.entry)?;
+    writeln!(out, "attribute: {}", v.attribute)?;
+    writeln!(out, "method:    {}", v.method)?;
+    writeln!(out, "scenario:  {}", v.scenario)?;
+    writeln!(out, "use until: {}", v.use_until)?;
+    if let Some(r) = &v.received {
+        writeln!(out, "received:  {r}")?;
+    }
+    if let Some(d) = &v.deadline {
+        let left = d
+            .working_days_left
+            .map_or(String::new(), |n| format!(" (剩余 {n} 个工作日)"));
+        let late = if d.overdue {
+            " — OVERDUE (已逾期)"
+        } else {
+            ""
+        };
+        writeln!(out, "due:       Art. {} {}{left}{late}", d.article, d.due)?;
+    }
+    if let Some(o) = &v.owner {
+        writeln!(out, "to act:    {o}")?;
+    }
+    if !v.notice.is_empty() {
+        writeln!(out, "missing:   {}", v.notice.join("; "))?;
+    }
+    if let Some(a) = &v.answer {
+        writeln!(out, "answer:    {a}")?;
+    }
+    Ok(())
+}

@@ -1,0 +1,346 @@
+//! The node's side of share requests (Arts. 20–22) for the API and the CLI: what they show
+//! (parties, state, the deadline running in Beijing time and the working days left — 剩余 N
+//! 个工作日 — overdue first), how their JSON input becomes protocol acts, and the commands the
+//! event loop runs on the endpoint for them.
+
+use anyhow::{anyhow, bail, Result};
+use backflow_api::{ShareActParams, ShareFileParams};
+use backflow_protocol::calendar::{beijing_date, end_of_day, WorkingCalendar};
+use backflow_protocol::catalog::{CatalogOrigin, SharingAttribute, SharingMethod};
+use backflow_protocol::endpoint::Endpoint;
+use backflow_protocol::manifest::Hash;
+use backflow_protocol::share::{Answer, Party, ShareAct, ShareCase, ShareRequest, ShareState};
+use backflow_protocol::time::UnixMs;
+use backflow_topology::RegionCode;
+use libp2p::PeerId;
+use serde::{Deserialize, Serialize};
+
+/// One share request as shown.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ShareView {
+    /// The request id in hex (any unique prefix of 8 or more digits names it).
+    pub id: String,
+    pub requester: String,
+    pub provider: String,
+    pub entry: String,
+    pub state: String,
+    pub state_zh: String,
+    pub attribute: String,
+    pub method: String,
+    pub scenario: String,
+    pub use_until: String,
+    /// Who must act next: `requester` or `provider`.
+    pub owner: Option<String>,
+    pub received: Option<String>,
+    pub deadline: Option<DeadlineView>,
+    /// The incomplete-material notice's items (一次性告知), if given.
+    pub notice: Vec<String>,
+    pub answer: Option<String>,
+    pub acts: usize,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DeadlineView {
+    /// 21 (answer) or 22 (delivery).
+    pub article: u8,
+    /// The last day, ending 24:00 Beijing time.
+    pub due: String,
+    pub working_days_left: Option<u32>,
+    pub overdue: bool,
+}
+
+pub fn hex_id(id: &Hash) -> String {
+    hex::encode(id)
+}
+
+fn origin_text(o: &CatalogOrigin) -> String {
+    format!("{} {}", o.region, o.department)
+}
+
+fn day(at: UnixMs) -> String {
+    beijing_date(at).map_or_else(|_| at.to_string(), |d| d.to_string())
+}
+
+fn state_names(s: ShareState) -> (&'static str, &'static str) {
+    match s {
+        ShareState::Submitted => ("submitted", "已提交"),
+        ShareState::UnderReview => ("under_review", "审核中"),
+        ShareState::Incomplete => ("incomplete", "材料不全"),
+        ShareState::Extended => ("extended", "已延期"),
+        ShareState::Granted => ("granted", "同意共享"),
+        ShareState::Delivering => ("delivering", "共享中"),
+        ShareState::Delivered => ("delivered", "已共享"),
+        ShareState::Refused => ("refused", "不同意共享"),
+        ShareState::Withdrawn => ("withdrawn", "已撤回"),
+        ShareState::Expired => ("expired", "已过期"),
+    }
+}
+
+pub fn method_name(m: SharingMethod) -> &'static str {
+    match m {
+        SharingMethod::ServiceApi => "service_api (服务接口)",
+        SharingMethod::BatchExchange => "batch_exchange (批量交换)",
+        SharingMethod::FileDownload => "file_download (文件下载)",
+    }
+}
+
+pub fn view(case: &ShareCase, calendar: &WorkingCalendar, now: UnixMs) -> ShareView {
+    let r = &case.request;
+    let (state, state_zh) = state_names(case.state);
+    let deadline = case.deadline().map(|(article, due)| DeadlineView {
+        article,
+        due: format!("{} 24:00", day(due.minus_ms(1))),
+        working_days_left: calendar.working_days_left(now, due).ok(),
+        overdue: now >= due,
+    });
+    let answer = case.answer.as_ref().map(|a| match a {
+        Answer::Granted { conditions, .. } if conditions.is_empty() => "granted".to_string(),
+        Answer::Granted { conditions, .. } => {
+            format!("granted, conditions: {}", conditions.join("; "))
+        }
+        Answer::Refused { reasons, .. } => format!("refused: {reasons}"),
+    });
+    ShareView {
+        id: hex_id(&r.id()),
+        requester: origin_text(&r.requester),
+        provider: origin_text(&r.provider),
+        entry: r.entry_id.clone(),
+        state: state.to_string(),
+        state_zh: state_zh.to_string(),
+        attribute: match case.attribute {
+            SharingAttribute::Unconditional => "unconditional (无条件共享)",
+            SharingAttribute::Conditional { .. } => "conditional (有条件共享)",
+            SharingAttribute::NotShared { .. } => "not_shared (不予共享)",
+        }
+        .to_string(),
+        method: method_name(r.method).to_string(),
+        scenario: r.scenario.clone(),
+        use_until: day(r.use_until.minus_ms(1)),
+        owner: case.owner().map(|p| {
+            match p {
+                Party::Requester => "requester",
+                Party::Provider => "provider",
+            }
+            .to_string()
+        }),
+        received: case.received_at.map(day),
+        deadline,
+        notice: case
+            .notice
+            .as_ref()
+            .map(|n| n.missing.clone())
+            .unwrap_or_default(),
+        answer,
+        acts: case.acts.len(),
+    }
+}
+
+/// Views of `cases`, overdue first, then by deadline, then the rest.
+pub fn views<'a>(
+    cases: impl Iterator<Item = &'a ShareCase>,
+    calendar: &WorkingCalendar,
+    now: UnixMs,
+    overdue_only: bool,
+) -> Vec<ShareView> {
+    let mut out: Vec<(bool, Option<UnixMs>, ShareView)> = cases
+        .map(|c| {
+            let due = c.deadline().map(|(_, d)| d);
+            (c.overdue(now).is_some(), due, view(c, calendar, now))
+        })
+        .filter(|(overdue, _, _)| !overdue_only || *overdue)
+        .collect();
+    out.sort_by(|a, b| {
+        b.0.cmp(&a.0)
+            .then(a.1.is_none().cmp(&b.1.is_none()))
+            .then(a.1.cmp(&b.1))
+            .then(a.2.id.cmp(&b.2.id))
+    });
+    out.into_iter().map(|(_, _, v)| v).collect()
+}
+
+/// The case named by `id`: its full hex id or a unique prefix of at least 8 hex digits.
+pub fn find<'a>(cases: impl Iterator<Item = &'a ShareCase>, id: &str) -> Result<&'a ShareCase> {
+    let id = id.trim().to_ascii_lowercase();
+    if id.len() < 8 || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        bail!("a share request id is 8 to 64 hex digits (as `backflow share list` shows it)");
+    }
+    let mut found = cases.filter(|c| hex_id(&c.request.id()).starts_with(&id));
+    let first = found
+        .next()
+        .ok_or_else(|| anyhow!("no share request {id} at this node"))?;
+    if found.next().is_some() {
+        bail!("{id} names more than one share request: give more digits");
+    }
+    Ok(first)
+}
+
+pub fn parse_method(text: &str) -> Result<SharingMethod> {
+    match text.trim() {
+        "service_api" | "api" | "服务接口" => Ok(SharingMethod::ServiceApi),
+        "batch_exchange" | "batch" | "批量交换" => Ok(SharingMethod::BatchExchange),
+        "file_download" | "file" | "文件下载" => Ok(SharingMethod::FileDownload),
+        _ => bail!("sharing method must be service_api, batch_exchange or file_download"),
+    }
+}
+
+/// A filing from the API: every missing or malformed field named at once.
+pub fn request_of(
+    p: &ShareFileParams,
+    requester: CatalogOrigin,
+    now: UnixMs,
+) -> Result<ShareRequest> {
+    let mut problems = Vec::new();
+    let provider_region = RegionCode::parse(&p.provider_region)
+        .map_err(|_| problems.push("provider_region is not a region code (0, 2, 4, 6 or 9 digits)"))
+        .ok();
+    let method = parse_method(&p.method)
+        .map_err(|_| problems.push("method must be service_api, batch_exchange or file_download"))
+        .ok();
+    let until = p
+        .use_until
+        .trim()
+        .parse::<backflow_protocol::calendar::Date>()
+        .ok()
+        .and_then(|d| end_of_day(d).ok());
+    if until.is_none() {
+        problems.push("use_until must be a date as YYYY-MM-DD (使用时限)");
+    }
+    match (provider_region, method, until) {
+        (Some(region), Some(method), Some(use_until)) if problems.is_empty() => Ok(ShareRequest {
+            requester,
+            provider: CatalogOrigin {
+                region,
+                department: p.provider_department.trim().to_string(),
+            },
+            entry_id: p.entry_id.trim().to_string(),
+            basis: p.basis.clone(),
+            scenario: p.scenario.clone(),
+            scope: p.scope.clone(),
+            method,
+            use_until,
+            approved_by: p.approved_by.clone(),
+            filed_at: now,
+        }),
+        _ => bail!("{}", problems.join("; ")),
+    }
+}
+
+/// An act from the API (`act` names it; the other fields are its content).
+pub fn act_of(p: &ShareActParams) -> Result<ShareAct> {
+    let need = |field: &Option<String>, name: &str| -> Result<String> {
+        field
+            .clone()
+            .filter(|s| !s.trim().is_empty())
+            .ok_or_else(|| anyhow!("{} needs {name}", p.act))
+    };
+    Ok(match p.act.as_str() {
+        "grant" => ShareAct::Grant {
+            conditions: p.conditions.clone(),
+            approved_by: need(&p.approved_by, "approved_by (负责人同意)")?,
+        },
+        "refuse" => ShareAct::Refuse {
+            reasons: need(&p.reasons, "reasons (Art. 21: 应当说明理由)")?,
+            approved_by: need(&p.approved_by, "approved_by (负责人同意)")?,
+        },
+        "notice" => {
+            if p.missing.iter().all(|m| m.trim().is_empty()) {
+                bail!("notice needs missing: every missing item, at once (一次性告知)");
+            }
+            ShareAct::NoticeIncomplete {
+                missing: p.missing.clone(),
+            }
+        }
+        "supplement" => ShareAct::Supplement {
+            material: need(&p.material, "material")?,
+        },
+        "extend" => ShareAct::Extend {
+            working_days: p
+                .days
+                .ok_or_else(|| anyhow!("extend needs days (1 to 10 working days)"))?,
+            authority_consent: need(&p.consent, "consent (the authority's recorded consent)")?,
+            reason: need(&p.reason, "reason")?,
+        },
+        "start_delivery" => ShareAct::StartDelivery,
+        "delivered" => ShareAct::Delivered,
+        "withdraw" => ShareAct::Withdraw {
+            reason: p.reason.clone().unwrap_or_default(),
+        },
+        other => bail!(
+            "unknown act {:?}: grant, refuse, notice, supplement, extend, start_delivery, \
+             delivered or withdraw",
+            other.chars().take(32).collect::<String>()
+        ),
+    })
+}
+
+/// Files a request as `department` of this node: checked against the provider's catalog entry
+/// when this node's catalog holds it (a provider in its subtree), else field by field — the
+/// provider's own catalog decides the entry's attribute when the request arrives there.
+pub fn file(
+    ep: &mut Endpoint<PeerId>,
+    now: UnixMs,
+    department: &str,
+    params: &ShareFileParams,
+) -> Result<ShareView> {
+    let requester = CatalogOrigin {
+        region: ep.region(),
+        department: department.to_string(),
+    };
+    let request = request_of(params, requester, now)?;
+    let entry = ep
+        .catalog_sync()
+        .catalog(&request.provider)
+        .and_then(|c| c.entries.get(&request.entry_id))
+        .cloned();
+    let problems = match &entry {
+        Some(e) => request.problems(e),
+        None => request.field_problems(),
+    };
+    if !problems.is_empty() {
+        let list: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        bail!("the request cannot be filed: {}", list.join("; "));
+    }
+    let attribute = entry.map_or(SharingAttribute::Unconditional, |e| e.sharing.clone());
+    let id = ep
+        .file_share_request(now, request, attribute)
+        .map_err(|e| anyhow!("the request cannot be filed: {e}"))?;
+    show(ep, now, &hex_id(&id))
+}
+
+/// `department` of this node acts on the request `id`.
+pub fn act(
+    ep: &mut Endpoint<PeerId>,
+    now: UnixMs,
+    department: &str,
+    id: &str,
+    params: &ShareActParams,
+) -> Result<ShareView> {
+    let act = act_of(params)?;
+    let case = find(ep.share_service().cases(), id)?;
+    let me = ep.region();
+    let r = &case.request;
+    let ours = (r.provider.region == me && r.provider.department == department)
+        || (r.requester.region == me && r.requester.department == department);
+    if !ours {
+        bail!(
+            "this node's department ({department}) is not a party to request {id}: the \
+             requester is {} and the provider {}",
+            origin_text(&r.requester),
+            origin_text(&r.provider)
+        );
+    }
+    let request = r.id();
+    ep.share_act(now, &request, act)
+        .map_err(|e| anyhow!("not done: {e}"))?;
+    show(ep, now, &hex_id(&request))
+}
+
+pub fn show(ep: &Endpoint<PeerId>, now: UnixMs, id: &str) -> Result<ShareView> {
+    let s = ep.share_service();
+    Ok(view(find(s.cases(), id)?, s.calendar(), now))
+}
+
+pub fn list(ep: &Endpoint<PeerId>, now: UnixMs, overdue_only: bool) -> Vec<ShareView> {
+    let s = ep.share_service();
+    views(s.cases(), s.calendar(), now, overdue_only)
+}

@@ -1,0 +1,217 @@
+//! #17 end to end with real nodes on loopback: a 北京 county department (东城区) requests a
+//! 广东 township department's conditional catalog entry; the request crosses the country over
+//! the nodes' own connections (up to national, down to the township), the township answers,
+//! and both nodes hold the same case with the same statutory deadlines — also after the
+//! provider restarts.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use backflow_api::{ShareActParams, ShareFileParams};
+use backflow_node::localnet::{LocalNet, Transport};
+use backflow_node::node::now_ms;
+use backflow_protocol::calendar::{beijing_date, WorkingCalendar};
+use backflow_protocol::catalog::{
+    CatalogEntry, DataFormat, DataGrade, DataItem, DataType, SharingAttribute, SharingMethod,
+    UpdateFrequency,
+};
+use backflow_protocol::time::DAY_MS;
+use backflow_topology::RegionCode;
+use common::{code, fast, wait_until};
+
+mod common;
+
+const REQUESTER: &str = "110101";
+const PROVIDER: &str = "441900003";
+
+fn entry() -> CatalogEntry {
+    CatalogEntry {
+        id: "shebao-2026".into(),
+        name: "社会保险参保信息".into(),
+        data_items: vec![DataItem {
+            name: "公民身份号码".into(),
+            data_type: DataType::Text,
+            description: "18 位身份号码".into(),
+        }],
+        provider: "镇人社分局".into(),
+        format: DataFormat::Table,
+        update_frequency: UpdateFrequency::Monthly,
+        sharing: SharingAttribute::Conditional {
+            scope: vec!["政府部门".into()],
+            permitted_uses: vec!["社会救助资格核查".into()],
+        },
+        sharing_methods: vec![SharingMethod::BatchExchange],
+        usage_conditions: "仅限核查".into(),
+        classification: "社会保障".into(),
+        grade: DataGrade::General,
+    }
+}
+
+fn filing() -> ShareFileParams {
+    ShareFileParams {
+        provider_region: PROVIDER.into(),
+        provider_department: "镇人社分局".into(),
+        entry_id: "shebao-2026".into(),
+        basis: "《社会救助暂行办法》第十一条".into(),
+        scenario: "最低生活保障资格核查".into(),
+        scope: "东城区低保申请人".into(),
+        method: "batch_exchange".into(),
+        // The term of use runs well past any deadline of this test, whenever it runs.
+        use_until: beijing_date(now_ms().plus_ms(300 * DAY_MS))
+            .expect("a date")
+            .to_string(),
+        approved_by: "民政局数据共享工作机构负责人".into(),
+    }
+}
+
+/// The official calendar, plus — for a year whose notice the build does not know (this test
+/// runs on the real clock, possibly after the last embedded year) — a test year of weekends
+/// only. The deadlines' arithmetic is checked against the real notices in the protocol's
+/// tests; here what matters is that both nodes compute the same.
+fn calendar() -> WorkingCalendar {
+    let mut c = WorkingCalendar::official();
+    let this_year = beijing_date(now_ms()).expect("a date").year();
+    for year in this_year..=this_year + 1 {
+        if !c.years().any(|y| y == year) {
+            c.add_file(&format!("[{year}]\noff = []\nwork = []\n"))
+                .expect("a test year");
+        }
+    }
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_county_department_requests_a_township_entry_across_the_country() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let regions: Vec<RegionCode> = [
+        "0", "11", "1101", REQUESTER, "44", "4419", "441900", PROVIDER,
+    ]
+    .iter()
+    .map(|s| code(s))
+    .collect();
+    let mut net =
+        LocalNet::start_with(&regions, dir.path(), fast(), Transport::Tcp, calendar()).await?;
+    net.wait_connected(Duration::from_secs(30)).await?;
+    let requester = net.nodes[&code(REQUESTER)].clone();
+    let provider = net.nodes[&code(PROVIDER)].clone();
+    provider
+        .catalog_submit("镇人社分局".into(), vec![entry()])
+        .await?;
+
+    // Bad input is refused with every problem named, nothing filed.
+    let mut bad = filing();
+    bad.basis = String::new();
+    bad.method = "fax".into();
+    bad.use_until = "tomorrow".into();
+    let e = format!(
+        "{:#}",
+        requester
+            .share_file("民政局".into(), bad)
+            .await
+            .unwrap_err()
+    );
+    assert!(e.contains("method") && e.contains("use_until"), "{e}");
+    assert!(requester.shares(false).await?.is_empty());
+
+    let filed = requester.share_file("民政局".into(), filing()).await?;
+    assert_eq!(filed.state, "submitted");
+    let id = filed.id.clone();
+    wait_until(
+        "the provider to receive the request",
+        Duration::from_secs(30),
+        async || {
+            Ok(requester
+                .share(id.clone())
+                .await
+                .is_ok_and(|v| v.state == "under_review"))
+        },
+    )
+    .await?;
+    let at_provider = provider.share(id[..12].to_string()).await?;
+    let at_requester = requester.share(id.clone()).await?;
+    assert_eq!(at_provider, at_requester, "both parties hold the same case");
+    assert!(at_provider.attribute.starts_with("conditional"));
+    let deadline = at_provider
+        .deadline
+        .clone()
+        .expect("an answer deadline runs");
+    assert_eq!(deadline.article, 21);
+    assert!(!deadline.overdue);
+
+    // Only the provider's department answers; a grant's conditions come from the catalog.
+    let grant = |conditions: Vec<String>| ShareActParams {
+        act: "grant".into(),
+        approved_by: Some("镇人社分局负责人".into()),
+        conditions,
+        ..ShareActParams::default()
+    };
+    let e = format!(
+        "{:#}",
+        requester
+            .share_act("民政局".into(), id.clone(), grant(Vec::new()))
+            .await
+            .unwrap_err()
+    );
+    assert!(e.contains("not done"), "{e}");
+    let e = format!(
+        "{:#}",
+        provider
+            .share_act("其他部门".into(), id.clone(), grant(Vec::new()))
+            .await
+            .unwrap_err()
+    );
+    assert!(e.contains("not a party"), "{e}");
+    let e = format!(
+        "{:#}",
+        provider
+            .share_act(
+                "镇人社分局".into(),
+                id.clone(),
+                grant(vec!["另行收费".into()])
+            )
+            .await
+            .unwrap_err()
+    );
+    assert!(e.contains("catalog entry lists"), "{e}");
+
+    // The provider restarts before answering: the case and its deadline come back.
+    // (A handle keeps the node's database open: let go of ours first.)
+    drop(provider);
+    net.stop(code(PROVIDER)).await?;
+    net.restart(code(PROVIDER)).await?;
+    net.wait_connected(Duration::from_secs(30)).await?;
+    let provider = net.nodes[&code(PROVIDER)].clone();
+    assert_eq!(provider.share(id.clone()).await?, at_provider);
+    let granted = provider
+        .share_act(
+            "镇人社分局".into(),
+            id.clone(),
+            grant(vec!["社会救助资格核查".into()]),
+        )
+        .await?;
+    assert_eq!(granted.state, "granted");
+    assert_eq!(granted.deadline.as_ref().map(|d| d.article), Some(22));
+    wait_until(
+        "the requester to hear of the grant",
+        Duration::from_secs(30),
+        async || {
+            Ok(requester
+                .share(id.clone())
+                .await
+                .is_ok_and(|v| v.state == "granted"))
+        },
+    )
+    .await?;
+    assert_eq!(
+        requester.share(id.clone()).await?,
+        provider.share(id.clone()).await?
+    );
+    // Relays hold no case.
+    for relay in ["0", "11", "44", "441900"] {
+        assert!(
+            net.nodes[&code(relay)].shares(false).await?.is_empty(),
+            "{relay}"
+        );
+    }
+    net.shutdown().await
+}

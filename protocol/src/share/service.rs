@@ -1,0 +1,648 @@
+//! The sharing service (共享服务): carries the signed acts of share requests between the two
+//! parties' nodes over the administrative tree, and keeps each party's copy of the case.
+//!
+//! - A party's node signs each act of its department ([`SignedShareAct`]), applies it to its own
+//!   copy of the [`ShareCase`], and routes it toward the other party's region: up to the lowest
+//!   common ancestor, then down (each hop is a parent–child connection the nodes already hold).
+//! - Every hop verifies the signature (and that the signer's region is the acting
+//!   department's) before it persists, acknowledges and forwards the act; a relay keeps it
+//!   until the next hop acknowledges, retransmitting every `retry_ms` (like receipts).
+//! - The destination applies the act at the time it was *signed* (`at`), so both copies reach
+//!   the same state and the same deadlines; an act that does not apply there is reported
+//!   ([`ShareEvent::ActRejected`]) and acknowledged, so it does not circle forever.
+//! - The provider's node answers a filing with a `Receive` act at once (the answer period runs
+//!   from receipt, Art. 21), and refuses a request for a not-shared entry at once with the
+//!   catalog's reason and basis (Art. 15), or for an entry its catalog does not hold.
+//!
+//! Bounded: cases and acts in transit per node, acts per case, and clock skew of a signed `at`.
+//! Not yet: per-department keys (the node's jurisdiction key signs for its departments today),
+//! and skip-level routing around a hop that is down (the act waits for it).
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+
+use backflow_topology::RegionCode;
+use ed25519_dalek::Signature;
+use serde::{Deserialize, Serialize};
+
+use super::{Party, ShareAct, ShareCase, ShareError, ShareRequest};
+use crate::calendar::WorkingCalendar;
+use crate::catalog::{CatalogOrigin, SharingAttribute};
+use crate::cert::{check_chain_limits, CertChain, CertError, NodeIdentity, TrustStore};
+use crate::codec::{digest, encoded_len};
+use crate::limits::{check_len, Bounded, LimitError, FRAME_BYTES_MAX};
+use crate::manifest::Hash;
+use crate::time::UnixMs;
+
+const ACT_DOMAIN: &[u8] = b"backflow/share-act/v1";
+
+/// Cases a node keeps (as requester's or provider's node); beyond, new filings are refused.
+pub const SHARE_CASES_MAX: usize = 1_000_000;
+/// Acts a relay holds in transit at once; beyond, it does not acknowledge (the sender
+/// retries later).
+pub const SHARE_TRANSIT_MAX: usize = 65_536;
+/// How far in the future a signed act's time may lie (clocks differ between nodes).
+pub const SHARE_CLOCK_SKEW_MS_MAX: u64 = 5 * 60_000;
+
+/// What a department does, signed by its node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShareActBody {
+    /// The request ([`ShareRequest::id`]).
+    pub request: Hash,
+    /// The acting department.
+    pub by: CatalogOrigin,
+    /// The other party's region: where the act goes.
+    pub to: RegionCode,
+    /// When it was done: both copies of the case apply it at this time.
+    pub at: UnixMs,
+    pub kind: ShareActKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ShareActKind {
+    /// The requester files the request (with the entry's attribute as the catalog it chose
+    /// from states it; the provider's own catalog decides).
+    File {
+        request: Box<ShareRequest>,
+        attribute: SharingAttribute,
+    },
+    /// The provider's node received the filing; `attribute` is the entry's as the provider's
+    /// own catalog states it, which both copies of the case then hold.
+    Received {
+        attribute: SharingAttribute,
+    },
+    Act(ShareAct),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedShareAct {
+    pub body: ShareActBody,
+    pub signer: CertChain,
+    pub signature: Signature,
+}
+
+impl Bounded for SignedShareAct {
+    fn check_limits(&self) -> Result<(), LimitError> {
+        check_chain_limits(&self.signer)?;
+        check_len(
+            "share act bytes",
+            encoded_len(&self.body),
+            FRAME_BYTES_MAX / 4,
+        )
+    }
+}
+
+impl SignedShareAct {
+    pub fn sign(body: ShareActBody, identity: &NodeIdentity) -> SignedShareAct {
+        SignedShareAct {
+            signature: identity.sign(&digest(ACT_DOMAIN, &body)),
+            body,
+            signer: identity.chain.clone(),
+        }
+    }
+
+    /// The act's identity (what acknowledgements name).
+    pub fn id(&self) -> Hash {
+        digest(ACT_DOMAIN, &self.body)
+    }
+
+    fn verify(&self, trust: &mut TrustStore, now: UnixMs) -> Result<(), ShareRejection> {
+        self.check_limits()?;
+        let who = trust.verify_signed(&self.signer, now, &self.id(), &self.signature)?;
+        if who.region != self.body.by.region {
+            return Err(ShareRejection::WrongSigner {
+                by: self.body.by.region,
+                signer: who.region,
+            });
+        }
+        if self.body.at > now.plus_ms(SHARE_CLOCK_SKEW_MS_MAX) {
+            return Err(ShareRejection::FromTheFuture { at: self.body.at });
+        }
+        Ok(())
+    }
+}
+
+/// Messages between neighbouring nodes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ShareMsg {
+    Act(Arc<SignedShareAct>),
+    /// Hop-by-hop: the act ([`SignedShareAct::id`]) is persisted here.
+    Ack {
+        act: Hash,
+    },
+}
+
+impl Bounded for ShareMsg {
+    fn check_limits(&self) -> Result<(), LimitError> {
+        match self {
+            ShareMsg::Act(a) => a.check_limits(),
+            ShareMsg::Ack { .. } => Ok(()),
+        }
+    }
+}
+
+/// Why an act was not taken.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ShareRejection {
+    #[error(transparent)]
+    Limit(#[from] LimitError),
+    #[error(transparent)]
+    Cert(#[from] CertError),
+    #[error("an act of a department of {by} signed by {signer}")]
+    WrongSigner { by: RegionCode, signer: RegionCode },
+    #[error("an act signed at {at}, in the future")]
+    FromTheFuture { at: UnixMs },
+    #[error("no such request here")]
+    UnknownRequest,
+    #[error("the department is not a party to this request")]
+    NotAParty,
+    #[error("the request's filing names another identity than its content")]
+    MismatchedFiling,
+    #[error("this node holds {max} share requests already")]
+    TooManyCases { max: usize },
+    #[error("a request is received by the provider's node when it arrives, not by a department")]
+    ReceivedByTheNode,
+    #[error(transparent)]
+    Case(#[from] ShareError),
+}
+
+/// Storage effects: apply durably before acting on later outputs.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ShareStorageOp {
+    /// Persist (overwrite) this node's copy of a case.
+    PutCase(Box<ShareCase>),
+    /// Persist an act held for forwarding.
+    PutTransit(Arc<SignedShareAct>),
+    /// The next hop has it: forget it.
+    DropTransit { act: Hash },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum ShareEvent {
+    /// A case here changed (filed, answered, delivered…).
+    CaseChanged {
+        request: Hash,
+        state: super::ShareState,
+    },
+    /// A deadline passed without its act (Art. 21 answer, Art. 22 delivery).
+    Overdue {
+        request: Hash,
+        article: u8,
+        due: UnixMs,
+    },
+    /// An act from `from` was not taken (it is acknowledged all the same, so the sender
+    /// stops).
+    ActRejected {
+        from: RegionCode,
+        request: Hash,
+        error: ShareRejection,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum ShareOutput {
+    Send { to: RegionCode, msg: ShareMsg },
+    Storage(ShareStorageOp),
+    Event(ShareEvent),
+}
+
+#[derive(Clone, Debug)]
+struct Transit {
+    act: Arc<SignedShareAct>,
+    next_send: UnixMs,
+}
+
+/// One node's side of the sharing service.
+#[derive(Debug)]
+pub struct ShareService {
+    region: RegionCode,
+    calendar: WorkingCalendar,
+    retry_ms: u64,
+    cases: BTreeMap<Hash, ShareCase>,
+    transit: BTreeMap<Hash, Transit>,
+    /// (request, article) reported overdue, so each is reported once.
+    overdue_reported: BTreeSet<(Hash, u8)>,
+    out: VecDeque<ShareOutput>,
+}
+
+impl ShareService {
+    pub fn new(region: RegionCode, calendar: WorkingCalendar, retry_ms: u64) -> ShareService {
+        ShareService {
+            region,
+            calendar,
+            retry_ms: retry_ms.max(1),
+            cases: BTreeMap::new(),
+            transit: BTreeMap::new(),
+            overdue_reported: BTreeSet::new(),
+            out: VecDeque::new(),
+        }
+    }
+
+    /// Restart: hands back what [`ShareStorageOp`] persisted.
+    pub fn restore(&mut self, now: UnixMs, cases: Vec<ShareCase>, transit: Vec<SignedShareAct>) {
+        for c in cases {
+            self.cases.insert(c.request.id(), c);
+        }
+        for act in transit {
+            let id = act.id();
+            self.transit.insert(
+                id,
+                Transit {
+                    act: Arc::new(act),
+                    next_send: now,
+                },
+            );
+        }
+    }
+
+    pub fn calendar(&self) -> &WorkingCalendar {
+        &self.calendar
+    }
+
+    /// Replaces the calendar (the official years plus the operator's); cases keep the
+    /// deadlines they were given.
+    pub fn set_calendar(&mut self, calendar: WorkingCalendar) {
+        self.calendar = calendar;
+    }
+
+    pub fn cases(&self) -> impl Iterator<Item = &ShareCase> {
+        self.cases.values()
+    }
+
+    pub fn case(&self, request: &Hash) -> Option<&ShareCase> {
+        self.cases.get(request)
+    }
+
+    pub fn poll_output(&mut self) -> Option<ShareOutput> {
+        self.out.pop_front()
+    }
+
+    pub fn poll_timeout(&self) -> Option<UnixMs> {
+        let retry = self.transit.values().map(|t| t.next_send).min();
+        // Deadlines not yet reported, and terms of use that may expire.
+        let due = self
+            .cases
+            .values()
+            .filter_map(|c| {
+                let deadline = c
+                    .deadline()
+                    .filter(|(a, _)| !self.overdue_reported.contains(&(c.request.id(), *a)))
+                    .map(|(_, d)| d);
+                let expiry = (!c.state.is_final()).then_some(c.request.use_until);
+                deadline.into_iter().chain(expiry).min()
+            })
+            .min();
+        retry.into_iter().chain(due).min()
+    }
+
+    /// A department of this node files `request` (checked by the caller against the catalog
+    /// entry with [`ShareRequest::problems`]); returns the request's id.
+    pub fn file(
+        &mut self,
+        now: UnixMs,
+        identity: &NodeIdentity,
+        request: ShareRequest,
+        attribute: SharingAttribute,
+    ) -> Result<Hash, ShareRejection> {
+        if request.requester.region != self.region {
+            return Err(ShareRejection::NotAParty);
+        }
+        if self.cases.len() >= SHARE_CASES_MAX {
+            return Err(ShareRejection::TooManyCases {
+                max: SHARE_CASES_MAX,
+            });
+        }
+        let id = request.id();
+        if self.cases.contains_key(&id) {
+            return Ok(id);
+        }
+        let body = ShareActBody {
+            request: id,
+            by: request.requester.clone(),
+            to: request.provider.region,
+            at: now,
+            kind: ShareActKind::File {
+                request: Box::new(request.clone()),
+                attribute: attribute.clone(),
+            },
+        };
+        let case = ShareCase::new(request, attribute);
+        self.put_case(id, case);
+        self.route(now, Arc::new(SignedShareAct::sign(body, identity)));
+        Ok(id)
+    }
+
+    /// A department of this node acts on a case it is a party to.
+    pub fn act(
+        &mut self,
+        now: UnixMs,
+        identity: &NodeIdentity,
+        request: &Hash,
+        act: ShareAct,
+    ) -> Result<super::Applied, ShareRejection> {
+        if act == ShareAct::Receive {
+            // The provider's node receives a filing itself, when it arrives.
+            return Err(ShareRejection::ReceivedByTheNode);
+        }
+        let case = self
+            .cases
+            .get(request)
+            .ok_or(ShareRejection::UnknownRequest)?;
+        let (party, by, to) = if case.request.provider.region == self.region {
+            (
+                Party::Provider,
+                case.request.provider.clone(),
+                case.request.requester.region,
+            )
+        } else if case.request.requester.region == self.region {
+            (
+                Party::Requester,
+                case.request.requester.clone(),
+                case.request.provider.region,
+            )
+        } else {
+            return Err(ShareRejection::NotAParty);
+        };
+        let mut case = case.clone();
+        let applied = case.apply(&self.calendar, now, party, act.clone())?;
+        if applied == super::Applied::Changed {
+            self.put_case(*request, case);
+            let body = ShareActBody {
+                request: *request,
+                by,
+                to,
+                at: now,
+                kind: ShareActKind::Act(act),
+            };
+            self.route(now, Arc::new(SignedShareAct::sign(body, identity)));
+        }
+        Ok(applied)
+    }
+
+    /// A message from the neighbouring region `from` (admitted by the endpoint).
+    /// `provider_attribute` looks up an entry in this node's own catalog: the attribute of
+    /// (department, entry id), if held.
+    pub fn handle_message(
+        &mut self,
+        now: UnixMs,
+        trust: &mut TrustStore,
+        identity: &NodeIdentity,
+        from: RegionCode,
+        msg: ShareMsg,
+        provider_attribute: &dyn Fn(&CatalogOrigin, &str) -> Option<SharingAttribute>,
+    ) {
+        match msg {
+            ShareMsg::Ack { act } => {
+                if self.transit.remove(&act).is_some() {
+                    self.out
+                        .push_back(ShareOutput::Storage(ShareStorageOp::DropTransit { act }));
+                }
+            }
+            ShareMsg::Act(act) => {
+                let id = act.id();
+                let request = act.body.request;
+                // Held already (a retransmission): acknowledge again, nothing else.
+                if self.transit.contains_key(&id) || self.applied_here(&act) {
+                    self.send(from, ShareMsg::Ack { act: id });
+                    return;
+                }
+                if let Err(error) = act.verify(trust, now) {
+                    // Not acknowledged: a forged or damaged copy must not stop a good one.
+                    return self.reject(from, request, error);
+                }
+                if act.body.to == self.region {
+                    let result = self.take(now, identity, &act, provider_attribute);
+                    if let Err(error) = result {
+                        self.reject(from, request, error);
+                    }
+                    self.send(from, ShareMsg::Ack { act: id });
+                } else if self.transit.len() < SHARE_TRANSIT_MAX {
+                    self.route(now, act);
+                    self.send(from, ShareMsg::Ack { act: id });
+                }
+                // Else: full; the sender retries.
+            }
+        }
+    }
+
+    /// Time passed: retransmit acts in transit; expire cases; report overdue ones once.
+    pub fn handle_tick(&mut self, now: UnixMs) {
+        let due: Vec<Hash> = self
+            .transit
+            .iter()
+            .filter(|(_, t)| t.next_send <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            if let Some(t) = self.transit.get_mut(&id) {
+                t.next_send = now.plus_ms(self.retry_ms);
+                let act = Arc::clone(&t.act);
+                let hop = self.next_hop(act.body.to);
+                self.send(hop, ShareMsg::Act(act));
+            }
+        }
+        let ids: Vec<Hash> = self.cases.keys().copied().collect();
+        for id in ids {
+            let Some(case) = self.cases.get_mut(&id) else {
+                continue;
+            };
+            if case.tick(now) {
+                let case = case.clone();
+                self.put_case(id, case);
+            }
+            if let Some(o) = self.cases.get(&id).and_then(|c| c.overdue(now)) {
+                if self.overdue_reported.insert((id, o.article)) {
+                    self.out.push_back(ShareOutput::Event(ShareEvent::Overdue {
+                        request: id,
+                        article: o.article,
+                        due: o.due,
+                    }));
+                }
+            }
+        }
+    }
+
+    /// Whether this node's copy of the case already holds `act`.
+    fn applied_here(&self, act: &SignedShareAct) -> bool {
+        if act.body.to != self.region {
+            return false;
+        }
+        let Some(case) = self.cases.get(&act.body.request) else {
+            return false;
+        };
+        match &act.body.kind {
+            ShareActKind::File { .. } => true,
+            ShareActKind::Received { .. } => case.received_at.is_some(),
+            ShareActKind::Act(a) => case.acts.iter().any(|(_, done)| done == a),
+        }
+    }
+
+    /// An act addressed to this node: apply it to the case (creating it for a filing).
+    fn take(
+        &mut self,
+        now: UnixMs,
+        identity: &NodeIdentity,
+        act: &SignedShareAct,
+        provider_attribute: &dyn Fn(&CatalogOrigin, &str) -> Option<SharingAttribute>,
+    ) -> Result<(), ShareRejection> {
+        let b = &act.body;
+        match &b.kind {
+            ShareActKind::File { request, .. } => {
+                if request.id() != b.request || b.by != request.requester {
+                    return Err(ShareRejection::MismatchedFiling);
+                }
+                if request.provider.region != self.region {
+                    return Err(ShareRejection::NotAParty);
+                }
+                if self.cases.len() >= SHARE_CASES_MAX {
+                    return Err(ShareRejection::TooManyCases {
+                        max: SHARE_CASES_MAX,
+                    });
+                }
+                // The provider's own catalog decides the attribute; an entry it does not hold
+                // is refused with that reason.
+                let held = provider_attribute(&request.provider, &request.entry_id);
+                let attribute = held.clone().unwrap_or(SharingAttribute::Unconditional);
+                self.put_case(
+                    b.request,
+                    ShareCase::new((**request).clone(), attribute.clone()),
+                );
+                self.receive(now, identity, &b.request, attribute)?;
+                if held.is_none() {
+                    self.act(
+                        now,
+                        identity,
+                        &b.request,
+                        ShareAct::Refuse {
+                            reasons: "the provider's catalog holds no such entry (目录中无此条目)"
+                                .to_string(),
+                            approved_by: "政务数据目录 (catalog)".to_string(),
+                        },
+                    )?;
+                }
+                Ok(())
+            }
+            ShareActKind::Received { attribute } => {
+                let case = self
+                    .cases
+                    .get(&b.request)
+                    .ok_or(ShareRejection::UnknownRequest)?;
+                if b.by != case.request.provider {
+                    return Err(ShareRejection::NotAParty);
+                }
+                let mut case = case.clone();
+                case.attribute = attribute.clone();
+                if case.apply(&self.calendar, b.at, Party::Provider, ShareAct::Receive)?
+                    == super::Applied::Changed
+                {
+                    self.put_case(b.request, case);
+                }
+                Ok(())
+            }
+            ShareActKind::Act(a) => {
+                let case = self
+                    .cases
+                    .get(&b.request)
+                    .ok_or(ShareRejection::UnknownRequest)?;
+                let party = if b.by == case.request.provider {
+                    Party::Provider
+                } else if b.by == case.request.requester {
+                    Party::Requester
+                } else {
+                    return Err(ShareRejection::NotAParty);
+                };
+                let mut case = case.clone();
+                // At the time it was done, so both copies agree on every deadline.
+                if case.apply(&self.calendar, b.at, party, a.clone())? == super::Applied::Changed {
+                    self.put_case(b.request, case);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The provider's node receives a filing: applies `Receive` under the attribute its own
+    /// catalog states, and tells the requester both.
+    fn receive(
+        &mut self,
+        now: UnixMs,
+        identity: &NodeIdentity,
+        request: &Hash,
+        attribute: SharingAttribute,
+    ) -> Result<(), ShareRejection> {
+        let case = self
+            .cases
+            .get(request)
+            .ok_or(ShareRejection::UnknownRequest)?;
+        let mut case = case.clone();
+        case.apply(&self.calendar, now, Party::Provider, ShareAct::Receive)?;
+        let body = ShareActBody {
+            request: *request,
+            by: case.request.provider.clone(),
+            to: case.request.requester.region,
+            at: now,
+            kind: ShareActKind::Received { attribute },
+        };
+        self.put_case(*request, case);
+        self.route(now, Arc::new(SignedShareAct::sign(body, identity)));
+        Ok(())
+    }
+
+    fn put_case(&mut self, id: Hash, case: ShareCase) {
+        let state = case.state;
+        self.cases.insert(id, case.clone());
+        self.out
+            .push_back(ShareOutput::Storage(ShareStorageOp::PutCase(Box::new(
+                case,
+            ))));
+        self.out
+            .push_back(ShareOutput::Event(ShareEvent::CaseChanged {
+                request: id,
+                state,
+            }));
+    }
+
+    /// Holds `act` for its next hop (persisted first), and sends it.
+    fn route(&mut self, now: UnixMs, act: Arc<SignedShareAct>) {
+        let id = act.id();
+        let hop = self.next_hop(act.body.to);
+        self.out
+            .push_back(ShareOutput::Storage(ShareStorageOp::PutTransit(
+                Arc::clone(&act),
+            )));
+        self.transit.insert(
+            id,
+            Transit {
+                act: Arc::clone(&act),
+                next_send: now.plus_ms(self.retry_ms),
+            },
+        );
+        self.send(hop, ShareMsg::Act(act));
+    }
+
+    /// The neighbour on the tree path toward `to`: the child containing it, or the parent.
+    fn next_hop(&self, to: RegionCode) -> RegionCode {
+        let me = self.region;
+        if me.contains(to) && me != to {
+            me.level()
+                .child()
+                .and_then(|l| to.ancestor_at(l))
+                .unwrap_or(to)
+        } else {
+            me.parent().unwrap_or(RegionCode::NATIONAL)
+        }
+    }
+
+    fn send(&mut self, to: RegionCode, msg: ShareMsg) {
+        self.out.push_back(ShareOutput::Send { to, msg });
+    }
+
+    fn reject(&mut self, from: RegionCode, request: Hash, error: ShareRejection) {
+        self.out
+            .push_back(ShareOutput::Event(ShareEvent::ActRejected {
+                from,
+                request,
+                error,
+            }));
+    }
+}
