@@ -439,6 +439,15 @@ impl ReturnFlow {
     pub fn set_identity(&mut self, identity: NodeIdentity) {
         assert_eq!(identity.region, self.region(), "a node keeps its region");
         self.config.identity = identity;
+        // Own attestations are signed again under the new chain: the old key's revocation
+        // will make the old chain void upstream.
+        let me = self.region();
+        for t in self.transfers.values_mut() {
+            if let Some(i) = t.part_index(me) {
+                t.attested.forget(i, me);
+                t.receipt_dirty = true;
+            }
+        }
     }
 
     /// Next output for the shell, if any.

@@ -87,6 +87,15 @@ fn case(attribute: SharingAttribute, filed: UnixMs) -> ShareCase {
     ShareCase::new(request(filed), attribute)
 }
 
+/// A case filed and received at `t`, with the official calendar.
+fn received(attribute: SharingAttribute, t: UnixMs) -> (WorkingCalendar, UnixMs, ShareCase) {
+    let cal = WorkingCalendar::official();
+    let mut c = case(attribute, t);
+    c.apply(&cal, t, Party::Provider, ShareAct::Receive)
+        .unwrap();
+    (cal, t, c)
+}
+
 fn grant() -> ShareAct {
     ShareAct::Grant {
         conditions: Vec::new(),
@@ -181,11 +190,7 @@ fn a_not_shared_entry_is_refused_at_once_with_its_reason_and_basis() {
 
 #[test]
 fn incomplete_material_gets_one_notice_and_the_period_restarts_after_supplementing() {
-    let cal = WorkingCalendar::official();
-    let t = at("2026-03-02", 9, 0);
-    let mut c = case(conditional(), t);
-    c.apply(&cal, t, Party::Provider, ShareAct::Receive)
-        .unwrap();
+    let (cal, t, mut c) = received(conditional(), at("2026-03-02", 9, 0));
     // A notice with no item is no notice.
     assert_eq!(
         c.apply(
@@ -242,11 +247,7 @@ fn incomplete_material_gets_one_notice_and_the_period_restarts_after_supplementi
 
 #[test]
 fn a_refusal_needs_reasons_and_an_answer_needs_the_heads_approval() {
-    let cal = WorkingCalendar::official();
-    let t = at("2026-03-02", 9, 0);
-    let mut c = case(conditional(), t);
-    c.apply(&cal, t, Party::Provider, ShareAct::Receive)
-        .unwrap();
+    let (cal, t, mut c) = received(conditional(), at("2026-03-02", 9, 0));
     let before = c.clone();
     assert_eq!(
         c.apply(
@@ -288,11 +289,7 @@ fn a_refusal_needs_reasons_and_an_answer_needs_the_heads_approval() {
 
 #[test]
 fn one_extension_of_at_most_ten_working_days_with_the_authoritys_consent() {
-    let cal = WorkingCalendar::official();
-    let t = at("2026-09-30", 15, 0);
-    let mut c = case(conditional(), t);
-    c.apply(&cal, t, Party::Provider, ShareAct::Receive)
-        .unwrap();
+    let (cal, t, mut c) = received(conditional(), at("2026-09-30", 15, 0));
     let extend = |days: u32, consent: &str| ShareAct::Extend {
         working_days: days,
         authority_consent: consent.to_string(),
@@ -367,11 +364,7 @@ fn conditions_are_only_those_the_catalog_lists() {
 
 #[test]
 fn acts_are_idempotent_and_a_restart_resumes_with_the_same_deadlines() {
-    let cal = WorkingCalendar::official();
-    let t = at("2026-09-30", 15, 0);
-    let mut c = case(conditional(), t);
-    c.apply(&cal, t, Party::Provider, ShareAct::Receive)
-        .unwrap();
+    let (cal, _, mut c) = received(conditional(), at("2026-09-30", 15, 0));
     assert_eq!(
         c.apply(
             &cal,

@@ -33,8 +33,13 @@ const REQUESTER: &str = "110101";
 const PROVIDER: &str = "441900003";
 
 fn net() -> Net {
-    let mut net = Net::with_tree(7, Faults::NONE, NetConfig::with(TEST_TUNING), TREE_CROSS);
-    // The provider's department publishes its catalog (a conditional entry).
+    net_with(7, Faults::NONE)
+}
+
+/// The cross-country tree; the provider's department has published its catalog (a
+/// conditional entry).
+fn net_with(seed: u64, faults: Faults) -> Net {
+    let mut net = Net::with_tree(seed, faults, NetConfig::with(TEST_TUNING), TREE_CROSS);
     let update = signed_update(
         &net.fx,
         PROVIDER,
@@ -162,24 +167,14 @@ fn a_request_crosses_the_country_and_both_copies_agree() {
 
 #[test]
 fn acts_survive_a_lossy_path_and_a_restart_of_the_provider() {
-    let mut net = Net::with_tree(
+    let mut net = net_with(
         11,
         Faults {
             loss: 0.3,
             duplicate: 0.2,
             delay_ms_max: 500,
         },
-        NetConfig::with(TEST_TUNING),
-        TREE_CROSS,
     );
-    let update = signed_update(
-        &net.fx,
-        PROVIDER,
-        "镇人社分局",
-        1,
-        vec![add("shebao", "镇人社分局")],
-    );
-    net.submit_catalog(code(PROVIDER), update).unwrap();
     let id = file(&mut net);
     assert!(net.run(10 * 60_000, |n| state(n, REQUESTER, &id)
         == Some(ShareState::UnderReview)));

@@ -68,6 +68,34 @@ impl Attested {
         true
     }
 
+    /// Whether `a` is a later attestation of a region held here (a relay keeps what it holds;
+    /// the publisher, holding none, counts each region once and needs no newer one).
+    pub(super) fn is_newer(&self, a: &SignedAttestation) -> bool {
+        self.held
+            .get(&a.attestation.region)
+            .is_some_and(|held| held.attestation.at < a.attestation.at)
+    }
+
+    /// Records `entries[i]`'s (verified) attestation, replacing a held one of its region (it
+    /// is then forwarded again).
+    pub(super) fn record_or_replace(&mut self, i: usize, attestation: Arc<SignedAttestation>) {
+        if !self.record(i, Arc::clone(&attestation)) && self.forwards {
+            let region = attestation.attestation.region;
+            self.held.insert(region, attestation);
+            self.unforwarded.insert(region);
+        }
+    }
+
+    /// Forgets `entries[i]`'s attestation (this node's own, to be signed again after a key
+    /// rotation).
+    pub(super) fn forget(&mut self, i: usize, region: RegionCode) {
+        if self.contains(i) {
+            self.bits[i / 8] &= !(1 << (i % 8));
+            self.held.remove(&region);
+            self.unforwarded.remove(&region);
+        }
+    }
+
     /// Whether attestations wait for a receipt to carry them.
     pub(super) fn has_unforwarded(&self) -> bool {
         !self.unforwarded.is_empty()

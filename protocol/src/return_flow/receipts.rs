@@ -109,6 +109,8 @@ impl ReturnFlow {
     /// it holds before any signature check).
     pub fn restore_attestation(&mut self, attestation: Arc<SignedAttestation>) -> bool {
         let a = &attestation.attestation;
+        let (me, own_chain) = (self.region(), &self.config.identity.chain);
+        let stale_own = a.region == me && attestation.signer != *own_chain;
         let Some(t) = self.transfers.get_mut(&a.manifest) else {
             return false;
         };
@@ -116,6 +118,12 @@ impl ReturnFlow {
             return false;
         };
         if t.record.entries[i].content_hash != a.content_hash {
+            return false;
+        }
+        // This node's own attestation under a key it no longer holds (it rotated since): not
+        // restored, so it is signed again under the current chain — the old one's chain is
+        // void once the old key is revoked.
+        if stale_own {
             return false;
         }
         let recorded = t.attested.record(i, attestation);
@@ -330,7 +338,10 @@ impl ReturnFlow {
             } else {
                 match t.part_index(region) {
                     None => Err(AttestationError::WrongPartition { region }),
-                    Some(i) if t.attested.contains(i) => continue,
+                    // Held already: skipped before any signature check — unless it is a newer
+                    // attestation of the region (re-signed after a key rotation made the
+                    // held one's chain void), which replaces it here and goes on up.
+                    Some(i) if t.attested.contains(i) && !t.attested.is_newer(a) => continue,
                     Some(i) => a
                         .verify(trust, now, manifest, &t.record.entries[i])
                         .map(|()| i),
@@ -338,7 +349,7 @@ impl ReturnFlow {
             };
             match check {
                 Ok(i) => {
-                    t.attested.record(i, Arc::clone(a));
+                    t.attested.record_or_replace(i, Arc::clone(a));
                     news = true;
                     self.out
                         .push_back(Output::Storage(StorageOp::PutAttestation {

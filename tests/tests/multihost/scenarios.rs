@@ -954,6 +954,35 @@ async fn s9_rotated_county_key_keeps_transfers_and_receipts() {
         &["cert", "revoke", "--region", COUNTY_A, "--key", &old_key],
     )
     .await;
+    // The old key's certificates are void with it: the county certifies its townships again
+    // under its new key, as an operator does after a rotation. (Without it their delivery
+    // attestations do not verify above the county, and the publisher does not count them —
+    // a county cannot vouch for townships whose certificates are revoked.)
+    for (town, region) in [("town-a1", TOWN_A1), ("town-a2", TOWN_A2)] {
+        let town_dir = net.node(town).dir.to_string_lossy().to_string();
+        let key = net.node(town).public_key.clone();
+        let chain = format!("{town_dir}/recertified.chain");
+        crate::pki::host_backflow(
+            suite,
+            &[
+                "cert",
+                "issue",
+                "--data",
+                &county_dir,
+                "--region",
+                region,
+                "--key",
+                &key,
+                "--out",
+                &chain,
+            ],
+        );
+        let out =
+            crate::pki::host_backflow(suite, &["cert", "install", "--data", &town_dir, &chain]);
+        assert!(out.contains("installed"), "cert install: {out}");
+        net.kill(town);
+        net.restart(town).await;
+    }
     let after = write_dataset(
         &net,
         "national",
