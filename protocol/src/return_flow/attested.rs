@@ -186,6 +186,31 @@ mod tests {
     }
 
     #[test]
+    fn a_newer_attestation_replaces_the_held_one_and_goes_up_again() {
+        let mut set = Attested::new(2, true);
+        let region = RegionCode::new(Level::Township, 110_101_001).expect("code");
+        let old = attestation(region);
+        assert!(set.record(0, Arc::clone(&old)));
+        set.next_batch();
+        set.batch_acked();
+        assert!(!set.has_unforwarded());
+        // Re-signed later (after a key rotation): newer, replaces, forwarded again.
+        let mut newer = (*old).clone();
+        newer.attestation.at = UnixMs(2);
+        let newer = Arc::new(newer);
+        assert!(!set.is_newer(&old) && set.is_newer(&newer));
+        set.record_or_replace(0, Arc::clone(&newer));
+        assert!(set.contains(0) && set.has_unforwarded());
+        set.next_batch();
+        assert_eq!(set.batch(), &[newer]);
+        // Forgotten (this node's own, before signing again): no longer counted or held.
+        set.forget(0, region);
+        assert!(!set.contains(0));
+        set.next_batch();
+        assert!(set.batch().is_empty());
+    }
+
+    #[test]
     fn the_publisher_counts_without_holding() {
         let mut set = Attested::new(3, false);
         let region = RegionCode::new(Level::Township, 110_101_001).expect("code");
