@@ -330,7 +330,7 @@ pub fn act(
         );
     }
     let request = r.id();
-    ep.share_act(now, &request, act)
+    ep.share_act(now, &request, department, act)
         .map_err(|e| anyhow!("not done: {e}"))?;
     show(ep, now, &hex_id(&request))
 }

@@ -528,11 +528,7 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
             Message::Chunk(frame) => return Some(frame),
             Message::Share(m) => {
                 let cs = &self.cs;
-                let lookup = |origin: &CatalogOrigin, id: &str| {
-                    cs.catalog(origin)
-                        .and_then(|c| c.entries.get(id))
-                        .map(|e| e.sharing.clone())
-                };
+                let lookup = |origin: &CatalogOrigin, id: &str| catalog_attribute(cs, origin, id);
                 let identity = self.rf.identity();
                 self.share
                     .handle_message(now, &mut self.trust, identity, from, m, &lookup);
@@ -762,18 +758,21 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
         attribute: SharingAttribute,
     ) -> Result<Hash, ShareRejection> {
         let identity = self.rf.identity();
-        self.share.file(now, identity, request, attribute)
+        let cs = &self.cs;
+        let lookup = |origin: &CatalogOrigin, id: &str| catalog_attribute(cs, origin, id);
+        self.share.file(now, identity, request, attribute, &lookup)
     }
 
-    /// A department of this node acts on a share request; see [`ShareService::act`].
+    /// `department` of this node acts on a share request; see [`ShareService::act`].
     pub fn share_act(
         &mut self,
         now: UnixMs,
         request: &Hash,
+        department: &str,
         act: ShareAct,
     ) -> Result<ShareApplied, ShareRejection> {
         let identity = self.rf.identity();
-        self.share.act(now, identity, request, act)
+        self.share.act(now, identity, request, department, act)
     }
 
     /// When [`Self::handle_timeout`] is next due: the machines' timers, and the earliest
@@ -845,6 +844,17 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
             ShareOutput::Event(e) => Output::Event(Event::Share(e)),
         })
     }
+}
+
+/// The sharing attribute of a department's entry in this node's catalog, if held.
+fn catalog_attribute(
+    cs: &CatalogSync,
+    origin: &CatalogOrigin,
+    id: &str,
+) -> Option<SharingAttribute> {
+    cs.catalog(origin)
+        .and_then(|c| c.entries.get(id))
+        .map(|e| e.sharing.clone())
 }
 
 /// The identity a transport authenticates for a key, as simnet and the tests model it: the

@@ -9,8 +9,8 @@ use backflow_protocol::calendar::beijing_date;
 use backflow_protocol::catalog::{SharingAttribute, SharingMethod};
 use backflow_protocol::endpoint::Event;
 use backflow_protocol::share::{
-    ShareAct, ShareActBody, ShareActKind, ShareEvent, ShareMsg, ShareRejection, ShareRequest,
-    ShareState, SignedShareAct,
+    Party, ShareAct, ShareActBody, ShareActKind, ShareError, ShareEvent, ShareMsg, ShareRejection,
+    ShareRequest, ShareState, SignedShareAct,
 };
 use backflow_protocol::time::DAY_MS;
 use backflow_protocol::wire::Message;
@@ -136,6 +136,7 @@ fn a_request_crosses_the_country_and_both_copies_agree() {
         .share_act(
             now,
             &id,
+            "镇人社分局",
             ShareAct::Grant {
                 conditions: vec!["社会保障资格核验".to_string()],
                 approved_by: "镇人社分局负责人".to_string(),
@@ -154,14 +155,20 @@ fn a_request_crosses_the_country_and_both_copies_agree() {
     assert!(matches!(
         net.node_mut(code(REQUESTER))
             .ep
-            .share_act(now, &id, ShareAct::StartDelivery),
+            .share_act(now, &id, "民政局", ShareAct::StartDelivery),
         Err(ShareRejection::Case(_))
     ));
     assert_eq!(
         net.node_mut(code(PROVIDER))
             .ep
-            .share_act(now, &id, ShareAct::Receive),
+            .share_act(now, &id, "镇人社分局", ShareAct::Receive),
         Err(ShareRejection::ReceivedByTheNode)
+    );
+    assert_eq!(
+        net.node_mut(code(PROVIDER))
+            .ep
+            .share_act(now, &id, "另一部门", ShareAct::StartDelivery),
+        Err(ShareRejection::NotAParty)
     );
 }
 
@@ -191,6 +198,7 @@ fn acts_survive_a_lossy_path_and_a_restart_of_the_provider() {
         .share_act(
             now,
             &id,
+            "镇人社分局",
             ShareAct::Refuse {
                 reasons: "申请范围超出共享范围".to_string(),
                 approved_by: "镇人社分局负责人".to_string(),
@@ -266,4 +274,77 @@ fn an_unanswered_request_is_reported_overdue_at_both_parties() {
         .filter(|e| matches!(e, ShareEvent::Overdue { .. }))
         .count();
     assert_eq!(n, 1);
+}
+
+/// Two departments of one node: no hop, one copy of the case, the same deadlines. (Routed as
+/// if remote, the filing went to the parent and back — and at national, to nowhere.)
+#[test]
+fn two_departments_of_one_node_share_without_the_network() {
+    let mut net = net();
+    let now = net.now;
+    let mut r = request(&net);
+    r.requester = origin(PROVIDER, "镇民政办");
+    let id = net
+        .node_mut(code(PROVIDER))
+        .ep
+        .file_share_request(now, r, SharingAttribute::Unconditional)
+        .unwrap();
+    // Received at once, under the provider's catalog (conditional), before any delivery.
+    let case = net
+        .ep(code(PROVIDER))
+        .share_service()
+        .case(&id)
+        .unwrap()
+        .clone();
+    assert_eq!(case.state, ShareState::UnderReview);
+    assert!(matches!(
+        case.attribute,
+        SharingAttribute::Conditional { .. }
+    ));
+    net.flush(code(PROVIDER));
+    // Each department acts as its own party on the one copy: the provider's notice, the
+    // requester's supplement.
+    let now = net.now;
+    let ep = &mut net.node_mut(code(PROVIDER)).ep;
+    let notice = ShareAct::NoticeIncomplete {
+        missing: vec!["使用依据文号".to_string()],
+    };
+    assert_eq!(
+        ep.share_act(now, &id, "镇民政办", notice.clone()),
+        Err(ShareRejection::Case(ShareError::WrongParty {
+            act: "an incomplete-material notice",
+            expected: Party::Provider
+        }))
+    );
+    ep.share_act(now, &id, "镇人社分局", notice).unwrap();
+    let supplement = ShareAct::Supplement {
+        material: "文号已补".to_string(),
+    };
+    ep.share_act(now, &id, "镇民政办", supplement).unwrap();
+    assert_eq!(state(&net, PROVIDER, &id), Some(ShareState::UnderReview));
+    net.flush(code(PROVIDER));
+    let now = net.now;
+    net.node_mut(code(PROVIDER))
+        .ep
+        .share_act(
+            now,
+            &id,
+            "镇人社分局",
+            ShareAct::Grant {
+                conditions: Vec::new(),
+                approved_by: "镇人社分局负责人".to_string(),
+            },
+        )
+        .unwrap();
+    net.flush(code(PROVIDER));
+    assert_eq!(state(&net, PROVIDER, &id), Some(ShareState::Granted));
+    net.run(60_000, |_| false);
+    // Nobody else ever heard of it, and nothing was rejected anywhere.
+    for c in TREE_CROSS.iter().filter(|c| **c != PROVIDER) {
+        assert!(net.ep(code(c)).share_service().case(&id).is_none(), "{c}");
+        assert!(share_events(&net, c).is_empty(), "{c}");
+    }
+    assert!(!share_events(&net, PROVIDER)
+        .iter()
+        .any(|e| matches!(e, ShareEvent::ActRejected { .. })));
 }

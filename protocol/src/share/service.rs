@@ -36,6 +36,11 @@ use crate::time::UnixMs;
 
 const ACT_DOMAIN: &[u8] = b"backflow/share-act/v1";
 
+/// The catalog lookup for acts that need none (only a filing does).
+fn no_catalog(_: &CatalogOrigin, _: &str) -> Option<SharingAttribute> {
+    None
+}
+
 /// Cases a node keeps (as requester's or provider's node); beyond, new filings are refused.
 pub const SHARE_CASES_MAX: usize = 1_000_000;
 /// Acts a relay holds in transit at once; beyond, it does not acknowledge (the sender
@@ -296,13 +301,15 @@ impl ShareService {
     }
 
     /// A department of this node files `request` (checked by the caller against the catalog
-    /// entry with [`ShareRequest::problems`]); returns the request's id.
+    /// entry with [`ShareRequest::problems`]); returns the request's id. `provider_attribute`
+    /// looks up this node's own catalog, for a provider department of this very node.
     pub fn file(
         &mut self,
         now: UnixMs,
         identity: &NodeIdentity,
         request: ShareRequest,
         attribute: SharingAttribute,
+        provider_attribute: &dyn Fn(&CatalogOrigin, &str) -> Option<SharingAttribute>,
     ) -> Result<Hash, ShareRejection> {
         if request.requester.region != self.region {
             return Err(ShareRejection::NotAParty);
@@ -328,16 +335,24 @@ impl ShareService {
         };
         let case = ShareCase::new(request, attribute);
         self.put_case(id, case);
-        self.route(now, Arc::new(SignedShareAct::sign(body, identity)));
+        self.deliver(
+            now,
+            identity,
+            Arc::new(SignedShareAct::sign(body, identity)),
+            provider_attribute,
+        );
         Ok(id)
     }
 
     /// A department of this node acts on a case it is a party to.
+    /// `department` of this node acts: it must be the request's requester or provider (both
+    /// may be departments of this node).
     pub fn act(
         &mut self,
         now: UnixMs,
         identity: &NodeIdentity,
         request: &Hash,
+        department: &str,
         act: ShareAct,
     ) -> Result<super::Applied, ShareRejection> {
         if act == ShareAct::Receive {
@@ -348,18 +363,14 @@ impl ShareService {
             .cases
             .get(request)
             .ok_or(ShareRejection::UnknownRequest)?;
-        let (party, by, to) = if case.request.provider.region == self.region {
-            (
-                Party::Provider,
-                case.request.provider.clone(),
-                case.request.requester.region,
-            )
-        } else if case.request.requester.region == self.region {
-            (
-                Party::Requester,
-                case.request.requester.clone(),
-                case.request.provider.region,
-            )
+        let me = CatalogOrigin {
+            region: self.region,
+            department: department.to_string(),
+        };
+        let (party, by, to) = if case.request.provider == me {
+            (Party::Provider, me, case.request.requester.region)
+        } else if case.request.requester == me {
+            (Party::Requester, me, case.request.provider.region)
         } else {
             return Err(ShareRejection::NotAParty);
         };
@@ -374,7 +385,12 @@ impl ShareService {
                 at: now,
                 kind: ShareActKind::Act(act),
             };
-            self.route(now, Arc::new(SignedShareAct::sign(body, identity)));
+            self.deliver(
+                now,
+                identity,
+                Arc::new(SignedShareAct::sign(body, identity)),
+                &no_catalog,
+            );
         }
         Ok(applied)
     }
@@ -513,6 +529,7 @@ impl ShareService {
                         now,
                         identity,
                         &b.request,
+                        &request.provider.department,
                         ShareAct::Refuse {
                             reasons: "the provider's catalog holds no such entry (目录中无此条目)"
                                 .to_string(),
@@ -584,7 +601,12 @@ impl ShareService {
             kind: ShareActKind::Received { attribute },
         };
         self.put_case(*request, case);
-        self.route(now, Arc::new(SignedShareAct::sign(body, identity)));
+        self.deliver(
+            now,
+            identity,
+            Arc::new(SignedShareAct::sign(body, identity)),
+            &no_catalog,
+        );
         Ok(())
     }
 
@@ -600,6 +622,25 @@ impl ShareService {
                 request: id,
                 state,
             }));
+    }
+
+    /// Takes `act` here if it is addressed to this node (two departments of one node: no hop,
+    /// and the one copy of the case is theirs both), else routes it.
+    fn deliver(
+        &mut self,
+        now: UnixMs,
+        identity: &NodeIdentity,
+        act: Arc<SignedShareAct>,
+        provider_attribute: &dyn Fn(&CatalogOrigin, &str) -> Option<SharingAttribute>,
+    ) {
+        if act.body.to != self.region {
+            return self.route(now, act);
+        }
+        let request = act.body.request;
+        if let Err(error) = self.take(now, identity, &act, provider_attribute) {
+            let me = self.region;
+            self.reject(me, request, error);
+        }
     }
 
     /// Holds `act` for its next hop (persisted first), and sends it.
