@@ -9,7 +9,9 @@ use backflow_protocol::calendar::{beijing_date, end_of_day, WorkingCalendar};
 use backflow_protocol::catalog::{CatalogOrigin, SharingAttribute, SharingMethod};
 use backflow_protocol::endpoint::Endpoint;
 use backflow_protocol::manifest::Hash;
-use backflow_protocol::share::{Answer, Party, ShareAct, ShareCase, ShareRequest, ShareState};
+use backflow_protocol::share::{
+    Answer, Party, ShareAct, ShareCase, ShareRejection, ShareRequest, ShareState,
+};
 use backflow_protocol::time::UnixMs;
 use backflow_topology::RegionCode;
 use libp2p::PeerId;
@@ -84,7 +86,7 @@ pub fn method_name(m: SharingMethod) -> &'static str {
     }
 }
 
-pub fn view(case: &ShareCase, calendar: &WorkingCalendar, now: UnixMs) -> ShareView {
+pub fn view(id: &Hash, case: &ShareCase, calendar: &WorkingCalendar, now: UnixMs) -> ShareView {
     let r = &case.request;
     let (state, state_zh) = state_names(case.state);
     let deadline = case.deadline().map(|(article, due)| DeadlineView {
@@ -101,7 +103,7 @@ pub fn view(case: &ShareCase, calendar: &WorkingCalendar, now: UnixMs) -> ShareV
         Answer::Refused { reasons, .. } => format!("refused: {reasons}"),
     });
     ShareView {
-        id: hex_id(&r.id()),
+        id: hex_id(id),
         requester: origin_text(&r.requester),
         provider: origin_text(&r.provider),
         entry: r.entry_id.clone(),
@@ -137,15 +139,15 @@ pub fn view(case: &ShareCase, calendar: &WorkingCalendar, now: UnixMs) -> ShareV
 
 /// Views of `cases`, overdue first, then by deadline, then the rest.
 pub fn views<'a>(
-    cases: impl Iterator<Item = &'a ShareCase>,
+    cases: impl Iterator<Item = (&'a Hash, &'a ShareCase)>,
     calendar: &WorkingCalendar,
     now: UnixMs,
     overdue_only: bool,
 ) -> Vec<ShareView> {
     let mut out: Vec<(bool, Option<UnixMs>, ShareView)> = cases
-        .map(|c| {
+        .map(|(id, c)| {
             let due = c.deadline().map(|(_, d)| d);
-            (c.overdue(now).is_some(), due, view(c, calendar, now))
+            (c.overdue(now).is_some(), due, view(id, c, calendar, now))
         })
         .filter(|(overdue, _, _)| !overdue_only || *overdue)
         .collect();
@@ -159,12 +161,15 @@ pub fn views<'a>(
 }
 
 /// The case named by `id`: its full hex id or a unique prefix of at least 8 hex digits.
-pub fn find<'a>(cases: impl Iterator<Item = &'a ShareCase>, id: &str) -> Result<&'a ShareCase> {
+pub fn find<'a>(
+    cases: impl Iterator<Item = (&'a Hash, &'a ShareCase)>,
+    id: &str,
+) -> Result<(&'a Hash, &'a ShareCase)> {
     let id = id.trim().to_ascii_lowercase();
     if id.len() < 8 || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
         bail!("a share request id is 8 to 64 hex digits (as `backflow share list` shows it)");
     }
-    let mut found = cases.filter(|c| hex_id(&c.request.id()).starts_with(&id));
+    let mut found = cases.filter(|(key, _)| hex_id(key).starts_with(&id));
     let first = found
         .next()
         .ok_or_else(|| anyhow!("no share request {id} at this node"))?;
@@ -316,28 +321,26 @@ pub fn act(
     params: &ShareActParams,
 ) -> Result<ShareView> {
     let act = act_of(params)?;
-    let case = find(ep.share_service().cases(), id)?;
-    let me = ep.region();
-    let r = &case.request;
-    let ours = (r.provider.region == me && r.provider.department == department)
-        || (r.requester.region == me && r.requester.department == department);
-    if !ours {
-        bail!(
-            "this node's department ({department}) is not a party to request {id}: the \
-             requester is {} and the provider {}",
-            origin_text(&r.requester),
-            origin_text(&r.provider)
-        );
-    }
-    let request = r.id();
+    let (&request, case) = find(ep.share_service().cases(), id)?;
+    let (requester, provider) = (
+        origin_text(&case.request.requester),
+        origin_text(&case.request.provider),
+    );
     ep.share_act(now, &request, department, act)
-        .map_err(|e| anyhow!("not done: {e}"))?;
+        .map_err(|e| match e {
+            ShareRejection::NotAParty => anyhow!(
+                "this node's department ({department}) is not a party to request {id}: the \
+                 requester is {requester} and the provider {provider}"
+            ),
+            e => anyhow!("not done: {e}"),
+        })?;
     show(ep, now, &hex_id(&request))
 }
 
 pub fn show(ep: &Endpoint<PeerId>, now: UnixMs, id: &str) -> Result<ShareView> {
     let s = ep.share_service();
-    Ok(view(find(s.cases(), id)?, s.calendar(), now))
+    let (id, case) = find(s.cases(), id)?;
+    Ok(view(id, case, s.calendar(), now))
 }
 
 pub fn list(ep: &Endpoint<PeerId>, now: UnixMs, overdue_only: bool) -> Vec<ShareView> {

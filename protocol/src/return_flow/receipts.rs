@@ -169,10 +169,7 @@ impl ReturnFlow {
         if news {
             // The bitmap indexes the signer's partitions in region order, which must be
             // exactly ours inside its region (both proven against the same manifest root).
-            let expected = self
-                .transfers
-                .get(&manifest)
-                .map_or(0, |t| t.partitions_under(region));
+            let expected = t.partitions_under(region);
             let check = if r.receipt.regions_expected as usize != expected {
                 Err(ReceiptError::Inconsistent {
                     delivered: r.receipt.regions_delivered,

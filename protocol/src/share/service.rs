@@ -36,6 +36,36 @@ use crate::time::UnixMs;
 
 const ACT_DOMAIN: &[u8] = b"backflow/share-act/v1";
 
+/// Which party of `case` the department `by` is.
+fn party_of(case: &ShareCase, by: &CatalogOrigin) -> Result<Party, ShareRejection> {
+    if *by == case.request.provider {
+        Ok(Party::Provider)
+    } else if *by == case.request.requester {
+        Ok(Party::Requester)
+    } else {
+        Err(ShareRejection::NotAParty)
+    }
+}
+
+/// `by`'s act `kind` on `request`, for the party at `to`, done and signed now.
+fn sign_act(
+    identity: &NodeIdentity,
+    now: UnixMs,
+    request: Hash,
+    by: CatalogOrigin,
+    to: RegionCode,
+    kind: ShareActKind,
+) -> Arc<SignedShareAct> {
+    let body = ShareActBody {
+        request,
+        by,
+        to,
+        at: now,
+        kind,
+    };
+    Arc::new(SignedShareAct::sign(body, identity))
+}
+
 /// The catalog lookup for acts that need none (only a filing does).
 fn no_catalog(_: &CatalogOrigin, _: &str) -> Option<SharingAttribute> {
     None
@@ -270,8 +300,9 @@ impl ShareService {
         self.calendar = calendar;
     }
 
-    pub fn cases(&self) -> impl Iterator<Item = &ShareCase> {
-        self.cases.values()
+    /// Cases by request id ([`ShareRequest::id`]).
+    pub fn cases(&self) -> impl Iterator<Item = (&Hash, &ShareCase)> {
+        self.cases.iter()
     }
 
     pub fn case(&self, request: &Hash) -> Option<&ShareCase> {
@@ -287,11 +318,11 @@ impl ShareService {
         // Deadlines not yet reported, and terms of use that may expire.
         let due = self
             .cases
-            .values()
-            .filter_map(|c| {
+            .iter()
+            .filter_map(|(id, c)| {
                 let deadline = c
                     .deadline()
-                    .filter(|(a, _)| !self.overdue_reported.contains(&(c.request.id(), *a)))
+                    .filter(|(a, _)| !self.overdue_reported.contains(&(*id, *a)))
                     .map(|(_, d)| d);
                 let expiry = (!c.state.is_final()).then_some(c.request.use_until);
                 deadline.into_iter().chain(expiry).min()
@@ -323,24 +354,14 @@ impl ShareService {
         if self.cases.contains_key(&id) {
             return Ok(id);
         }
-        let body = ShareActBody {
-            request: id,
-            by: request.requester.clone(),
-            to: request.provider.region,
-            at: now,
-            kind: ShareActKind::File {
-                request: Box::new(request.clone()),
-                attribute: attribute.clone(),
-            },
+        let (by, to) = (request.requester.clone(), request.provider.region);
+        let kind = ShareActKind::File {
+            request: Box::new(request.clone()),
+            attribute: attribute.clone(),
         };
-        let case = ShareCase::new(request, attribute);
-        self.put_case(id, case);
-        self.deliver(
-            now,
-            identity,
-            Arc::new(SignedShareAct::sign(body, identity)),
-            provider_attribute,
-        );
+        self.put_case(id, ShareCase::new(request, attribute));
+        let act = sign_act(identity, now, id, by, to, kind);
+        self.deliver(now, identity, act, provider_attribute);
         Ok(id)
     }
 
@@ -363,34 +384,20 @@ impl ShareService {
             .cases
             .get(request)
             .ok_or(ShareRejection::UnknownRequest)?;
-        let me = CatalogOrigin {
+        let by = CatalogOrigin {
             region: self.region,
             department: department.to_string(),
         };
-        let (party, by, to) = if case.request.provider == me {
-            (Party::Provider, me, case.request.requester.region)
-        } else if case.request.requester == me {
-            (Party::Requester, me, case.request.provider.region)
-        } else {
-            return Err(ShareRejection::NotAParty);
+        let party = party_of(case, &by)?;
+        let to = match party {
+            Party::Provider => case.request.requester.region,
+            Party::Requester => case.request.provider.region,
         };
-        let mut case = case.clone();
-        let applied = case.apply(&self.calendar, now, party, act.clone())?;
+        let applied = self.apply_to(request, now, party, act.clone(), None)?;
         if applied == super::Applied::Changed {
-            self.put_case(*request, case);
-            let body = ShareActBody {
-                request: *request,
-                by,
-                to,
-                at: now,
-                kind: ShareActKind::Act(act),
-            };
-            self.deliver(
-                now,
-                identity,
-                Arc::new(SignedShareAct::sign(body, identity)),
-                &no_catalog,
-            );
+            let kind = ShareActKind::Act(act);
+            let act = sign_act(identity, now, *request, by, to, kind);
+            self.deliver(now, identity, act, &no_catalog);
         }
         Ok(applied)
     }
@@ -539,21 +546,23 @@ impl ShareService {
                 }
                 Ok(())
             }
+            // At the time it was done, so both copies agree on every deadline.
             ShareActKind::Received { attribute } => {
                 let case = self
                     .cases
                     .get(&b.request)
                     .ok_or(ShareRejection::UnknownRequest)?;
-                if b.by != case.request.provider {
+                if party_of(case, &b.by)? != Party::Provider {
                     return Err(ShareRejection::NotAParty);
                 }
-                let mut case = case.clone();
-                case.attribute = attribute.clone();
-                if case.apply(&self.calendar, b.at, Party::Provider, ShareAct::Receive)?
-                    == super::Applied::Changed
-                {
-                    self.put_case(b.request, case);
-                }
+                let attribute = Some(attribute.clone());
+                self.apply_to(
+                    &b.request,
+                    b.at,
+                    Party::Provider,
+                    ShareAct::Receive,
+                    attribute,
+                )?;
                 Ok(())
             }
             ShareActKind::Act(a) => {
@@ -561,18 +570,8 @@ impl ShareService {
                     .cases
                     .get(&b.request)
                     .ok_or(ShareRejection::UnknownRequest)?;
-                let party = if b.by == case.request.provider {
-                    Party::Provider
-                } else if b.by == case.request.requester {
-                    Party::Requester
-                } else {
-                    return Err(ShareRejection::NotAParty);
-                };
-                let mut case = case.clone();
-                // At the time it was done, so both copies agree on every deadline.
-                if case.apply(&self.calendar, b.at, party, a.clone())? == super::Applied::Changed {
-                    self.put_case(b.request, case);
-                }
+                let party = party_of(case, &b.by)?;
+                self.apply_to(&b.request, b.at, party, a.clone(), None)?;
                 Ok(())
             }
         }
@@ -587,27 +586,38 @@ impl ShareService {
         request: &Hash,
         attribute: SharingAttribute,
     ) -> Result<(), ShareRejection> {
-        let case = self
+        self.apply_to(request, now, Party::Provider, ShareAct::Receive, None)?;
+        let r = &self.cases[request].request;
+        let (by, to) = (r.provider.clone(), r.requester.region);
+        let kind = ShareActKind::Received { attribute };
+        let act = sign_act(identity, now, *request, by, to, kind);
+        self.deliver(now, identity, act, &no_catalog);
+        Ok(())
+    }
+
+    /// Applies `act` by `party` at `at` to this node's copy of the case (first taking the
+    /// provider's `attribute`, if given) and persists it if it changed.
+    fn apply_to(
+        &mut self,
+        request: &Hash,
+        at: UnixMs,
+        party: Party,
+        act: ShareAct,
+        attribute: Option<SharingAttribute>,
+    ) -> Result<super::Applied, ShareRejection> {
+        let mut case = self
             .cases
             .get(request)
-            .ok_or(ShareRejection::UnknownRequest)?;
-        let mut case = case.clone();
-        case.apply(&self.calendar, now, Party::Provider, ShareAct::Receive)?;
-        let body = ShareActBody {
-            request: *request,
-            by: case.request.provider.clone(),
-            to: case.request.requester.region,
-            at: now,
-            kind: ShareActKind::Received { attribute },
-        };
-        self.put_case(*request, case);
-        self.deliver(
-            now,
-            identity,
-            Arc::new(SignedShareAct::sign(body, identity)),
-            &no_catalog,
-        );
-        Ok(())
+            .ok_or(ShareRejection::UnknownRequest)?
+            .clone();
+        if let Some(attribute) = attribute {
+            case.attribute = attribute;
+        }
+        let applied = case.apply(&self.calendar, at, party, act)?;
+        if applied == super::Applied::Changed {
+            self.put_case(*request, case);
+        }
+        Ok(applied)
     }
 
     fn put_case(&mut self, id: Hash, case: ShareCase) {
