@@ -4,8 +4,9 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, Result};
 use backflow_protocol::catalog::{CatalogOrigin, DataType};
 use backflow_protocol::cert::NodeIdentity;
 use backflow_protocol::manifest::{
@@ -177,13 +178,121 @@ pub struct PublishReport {
 /// millisecond), and a national publish would otherwise write thousands of tiny files more.
 pub const OUTBOARD_STORED_BYTES_MIN: u64 = 1 << 20;
 
-/// Stores each partition as it is emitted and collects the entries.
+/// Kept partitions handed to the storing thread in one message (fewer wake-ups for 41,352
+/// partitions of ~12 KB than one message each).
+const STORE_BATCH_BYTES: usize = 4 * 1024 * 1024;
+/// Messages waiting for the storing thread. Memory bound: a message holds at most
+/// `STORE_BATCH_BYTES` plus one kept partition (≤ `SMALL_PARTITION_BYTES_MAX`), so at most
+/// 4 × 20 MiB wait, plus the message being stored and the one being filled.
+const STORE_QUEUE_MESSAGES: usize = 4;
+
+/// A small partition's bytes on their way to the storing thread.
+struct Kept {
+    /// Its place among the partitions emitted, so entries keep the partitioner's order.
+    seq: usize,
+    township: RegionCode,
+    records: u64,
+    data: Vec<u8>,
+}
+
+/// What has been stored: entries (tagged with their place in the partitioner's order) and
+/// the content files written, to be synced before the index is flushed.
+#[derive(Default)]
+struct Stored {
+    entries: Vec<(usize, PartitionEntry)>,
+    files: Vec<[u8; 32]>,
+}
+
+impl Stored {
+    /// Records a partition whose content is stored (and its outboard, if it keeps one).
+    fn add(
+        &mut self,
+        store: &Store,
+        seq: usize,
+        region: RegionCode,
+        records: u64,
+        (content_hash, outboard): ([u8; 32], Vec<u8>),
+        bytes: u64,
+    ) -> Result<()> {
+        if !is_inline(bytes) {
+            self.files.push(content_hash);
+        }
+        // Serving the partition starts from its outboard: without it the first request
+        // would wait for a read and hash of the whole partition.
+        if bytes >= OUTBOARD_STORED_BYTES_MIN {
+            store.put_outboard(&content_hash, &outboard)?;
+        }
+        self.entries.push((
+            seq,
+            PartitionEntry {
+                region,
+                content_hash,
+                bytes,
+                records,
+                // Known only after the header line; `prepare` fills it in.
+                schema_hash: [0; 32],
+            },
+        ));
+        Ok(())
+    }
+}
+
+/// The storing thread: hashes and stores kept partitions while the partitioner goes on with
+/// the next ones. Publishing is one pass of partitioning (one core) and one of hashing and
+/// storing; on two cores the second no longer waits for the first (a national publish,
+/// `partition` bench: see node/README.md).
+fn store_kept(store: &Store, batches: Receiver<Vec<Kept>>) -> Result<Stored> {
+    let mut stored = Stored::default();
+    for batch in batches {
+        for k in batch {
+            // Hashed once whole, not piece by piece: blake3 hashes 16 chunks at once (SIMD)
+            // only when handed them together (per-record updates had cost ~12 % of the CPU).
+            let mut hasher = OutboardBuilder::new();
+            hasher.push(&k.data);
+            let hashed = hasher.finish();
+            let bytes = k.data.len() as u64;
+            if is_inline(bytes) {
+                // Straight into the index, without the loader's aligned buffer.
+                store.load_inline(&hashed.0, &k.data)?;
+            } else {
+                let mut loader = GroupLoader::new(store, hashed.0, bytes);
+                loader.push(&k.data)?;
+                loader.finish()?;
+            }
+            stored.add(store, k.seq, k.township, k.records, hashed, bytes)?;
+        }
+    }
+    Ok(stored)
+}
+
+/// Hands each partition as it is emitted to the storing thread (small ones, kept in memory)
+/// or stores it here (large ones, read twice from the partitioner's runs).
 struct StoreSink<'s> {
     store: &'s Store,
-    schema_hash: [u8; 32],
-    entries: Vec<PartitionEntry>,
-    /// Content files written (large partitions), synced before the index is flushed.
-    files: Vec<[u8; 32]>,
+    /// Partitions emitted so far.
+    seq: usize,
+    batch: Vec<Kept>,
+    batch_bytes: usize,
+    to_storer: Option<SyncSender<Vec<Kept>>>,
+    /// Large partitions, stored on this thread.
+    stored: Stored,
+}
+
+impl StoreSink<'_> {
+    /// Sends the batch being filled to the storing thread.
+    fn send(&mut self) -> Result<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut self.batch);
+        self.batch_bytes = 0;
+        let sent = self.to_storer.as_ref().map(|tx| tx.send(batch));
+        match sent {
+            Some(Ok(())) => Ok(()),
+            // The storing thread ended early: its own error is the one reported.
+            _ => bail!("the storing thread stopped"),
+        }
+    }
 }
 
 impl PartitionSink for StoreSink<'_> {
@@ -199,61 +308,45 @@ impl PartitionSink for StoreSink<'_> {
             // data, and no node is asked to confirm an empty delivery.
             return Ok(());
         }
-        // Pass 1: hash (blake3 = the bao root) and the outboard in the same pass, keeping
-        // small partitions in memory. A kept partition is hashed once whole, not record by
-        // record: blake3 hashes 16 chunks at once (SIMD) only when handed them together, and
-        // per-record updates cost a national publish ~12 % of its CPU.
-        let mut hasher = OutboardBuilder::new();
-        let mut kept: Option<Vec<u8>> = (bytes as usize <= SMALL_PARTITION_BYTES_MAX)
-            .then(|| Vec::with_capacity(bytes as usize));
-        replay(&mut |piece| {
-            match &mut kept {
-                Some(k) => k.extend_from_slice(piece),
-                None => hasher.push(piece),
+        let seq = self.seq;
+        self.seq += 1;
+        if bytes as usize <= SMALL_PARTITION_BYTES_MAX {
+            let mut data = Vec::with_capacity(bytes as usize);
+            replay(&mut |piece| {
+                data.extend_from_slice(piece);
+                Ok(())
+            })?;
+            if data.len() as u64 != bytes {
+                bail!("partition {township}: replayed {} bytes, expected {bytes}", data.len());
             }
+            self.batch_bytes += data.len();
+            self.batch.push(Kept {
+                seq,
+                township,
+                records,
+                data,
+            });
+            if self.batch_bytes >= STORE_BATCH_BYTES {
+                self.send()?;
+            }
+            return Ok(());
+        }
+        // A large partition: pass 1 hashes (blake3 = the bao root) and builds the outboard,
+        // pass 2 stores 16 KiB groups under the content hash.
+        let mut hasher = OutboardBuilder::new();
+        replay(&mut |piece| {
+            hasher.push(piece);
             Ok(())
         })?;
-        if let Some(k) = &kept {
-            hasher.push(k);
-        }
-        let (content_hash, outboard) = hasher.finish();
-        // Pass 2: store 16 KiB groups under the content hash (a small partition straight
-        // into the index, without the loader's aligned buffer).
-        let stored = match &kept {
-            Some(k) if is_inline(bytes) => {
-                self.store.load_inline(&content_hash, k)?;
-                k.len() as u64
-            }
-            Some(k) => {
-                let mut loader = GroupLoader::new(self.store, content_hash, bytes);
-                loader.push(k)?;
-                loader.finish()?
-            }
-            None => {
-                let mut loader = GroupLoader::new(self.store, content_hash, bytes);
-                replay(&mut |piece| loader.push(piece))?;
-                loader.finish()?
-            }
-        };
+        let hashed = hasher.finish();
+        let mut loader = GroupLoader::new(self.store, hashed.0, bytes);
+        replay(&mut |piece| loader.push(piece))?;
+        let stored = loader.finish()?;
         if stored != bytes {
             bail!("partition {township}: stored {stored} bytes, expected {bytes}");
         }
-        if !is_inline(bytes) {
-            self.files.push(content_hash);
-        }
-        // Serving the partition starts from its outboard: without it the first request
-        // would wait for a read and hash of the whole partition.
-        if bytes >= OUTBOARD_STORED_BYTES_MIN {
-            self.store.put_outboard(&content_hash, &outboard)?;
-        }
-        self.entries.push(PartitionEntry {
-            region: township,
-            content_hash,
-            bytes,
-            records,
-            schema_hash: self.schema_hash,
-        });
-        Ok(())
+        self.stored
+            .add(self.store, seq, township, records, hashed, bytes)
     }
 }
 
@@ -312,6 +405,59 @@ impl<'s> GroupLoader<'s> {
         }
         Ok(self.total)
     }
+}
+
+/// Partitions `input` on this thread while a second one hashes and stores what it emits; the
+/// entries come back in the partitioner's order (the schema hash left for the caller).
+fn partition_and_store(
+    store: &Store,
+    input: &mut dyn Read,
+    cfg: &PartitionConfig,
+    progress: &mut dyn FnMut(u64),
+) -> Result<(PartitionSummary, EntriesAndFiles)> {
+    let (summary, here, there) = std::thread::scope(|scope| {
+        let (tx, rx) = sync_channel(STORE_QUEUE_MESSAGES);
+        let storer = scope.spawn(move || store_kept(store, rx));
+        let mut sink = StoreSink {
+            store,
+            seq: 0,
+            batch: Vec::new(),
+            batch_bytes: 0,
+            to_storer: Some(tx),
+            stored: Stored::default(),
+        };
+        let summary = partition(input, cfg, &mut sink, progress).and_then(|summary| {
+            sink.send()?;
+            Ok(summary)
+        });
+        // Closing the channel ends the storing thread's loop.
+        sink.to_storer = None;
+        let there = storer
+            .join()
+            .unwrap_or_else(|_| Err(anyhow!("the storing thread panicked")));
+        (summary, sink.stored, there)
+    });
+    // The storing thread's error first: the partitioner only saw the channel close.
+    let there = there?;
+    let summary = summary?;
+    let mut entries: Vec<(usize, PartitionEntry)> = here.entries;
+    entries.extend(there.entries);
+    entries.sort_unstable_by_key(|(seq, _)| *seq);
+    let mut files = here.files;
+    files.extend(there.files);
+    Ok((
+        summary,
+        EntriesAndFiles {
+            entries: entries.into_iter().map(|(_, e)| e).collect(),
+            files,
+        },
+    ))
+}
+
+/// Stored partitions' entries in the partitioner's order, and the content files written.
+struct EntriesAndFiles {
+    entries: Vec<PartitionEntry>,
+    files: Vec<[u8; 32]>,
 }
 
 /// Schema from the CSV header line (the region field typed as a region code; the line kept
@@ -388,18 +534,10 @@ pub fn prepare(
         spill_dir: req.work_dir.clone(),
         rejects_path: req.rejects_path.clone(),
     };
-    // The schema hash goes into every entry, but the CSV header is only known after the first
-    // line; so partition with a placeholder hash and fix entries up afterwards.
-    let mut sink = StoreSink {
-        store,
-        schema_hash: [0; 32],
-        entries: Vec::new(),
-        files: Vec::new(),
-    };
-    let summary = partition(input, &cfg, &mut sink, progress)?;
+    let (summary, stored) = partition_and_store(store, input, &cfg, progress)?;
     let schema = schema_for(req.format, &summary.header, &req.region_field.name)?;
     let schema_hash = schema.hash();
-    let mut entries = sink.entries;
+    let mut entries = stored.entries;
     for e in &mut entries {
         e.schema_hash = schema_hash;
     }
@@ -416,7 +554,7 @@ pub fn prepare(
     // than per partition, so the kernel writes back while partitioning goes on), then the
     // index (a flush writes and syncs its tables). The manifest that refers to them is
     // written after, and synced before the publish returns (`runtime`).
-    for content in &sink.files {
+    for content in &stored.files {
         store.sync_content(content)?;
     }
     store.flush()?;

@@ -651,6 +651,17 @@ impl TrustStore {
         }
     }
 
+    /// Whether `key` (not revoked) signed `msg`: for keys certified outside a chain (a
+    /// department's, [`crate::department::DepartmentCert`]).
+    pub fn check_key_signature(
+        &mut self,
+        key: &VerifyingKey,
+        msg: &[u8; 32],
+        sig: &Signature,
+    ) -> bool {
+        self.check_signature(key, msg, sig)
+    }
+
     /// Verifies a signature, remembering successes (bounded) so a relayed chain is checked once.
     fn check_signature(&mut self, key: &VerifyingKey, msg: &[u8; 32], sig: &Signature) -> bool {
         !self.is_revoked(key) && self.check_signature_ignoring_revocation(key, msg, sig)

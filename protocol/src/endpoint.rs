@@ -763,6 +763,19 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
         self.share.file(now, identity, request, attribute, &lookup)
     }
 
+    /// Takes the key of this node's department `name` and certifies it under the jurisdiction
+    /// key (at every start: the shell keeps the keys). Acts of a department not added here are
+    /// refused ([`crate::department::DepartmentError::NotHeld`]).
+    pub fn add_department(
+        &mut self,
+        now: UnixMs,
+        name: &str,
+        key: ed25519_dalek::SigningKey,
+    ) -> Result<(), crate::department::DepartmentError> {
+        let identity = self.rf.identity();
+        self.share.add_department(now, identity, name, key)
+    }
+
     /// `department` of this node acts on a share request; see [`ShareService::act`].
     pub fn share_act(
         &mut self,

@@ -13,6 +13,8 @@
 //!   at 24:00 Beijing time.
 //! - [`wire`]: frames (version tag + [`wire::Message`]), the top that gathers every message.
 //! - [`cert`]: jurisdiction certificates, chain verification, key rotation, [`TrustStore`].
+//! - [`department`]: a node's departments (政府部门), each with its own key certified by the
+//!   jurisdiction key.
 //! - [`catalog`]: Art. 13 catalog entries, validation (all problems at once), signed versions.
 //! - [`manifest`]: signed return-flow manifests, their partitions and succession.
 //! - [`region_tree`]: the region Merkle tree a manifest signs: proofs, partition checks.
@@ -43,6 +45,7 @@ pub mod catalog_sync;
 pub mod cert;
 pub mod chunk;
 pub mod codec;
+pub mod department;
 pub mod endpoint;
 mod group_set;
 pub mod limits;

@@ -7,6 +7,7 @@ mod common;
 
 use backflow_protocol::calendar::beijing_date;
 use backflow_protocol::catalog::{SharingAttribute, SharingMethod};
+use backflow_protocol::department::{DepartmentError, DepartmentIdentity};
 use backflow_protocol::endpoint::Event;
 use backflow_protocol::share::{
     Party, ShareAct, ShareActBody, ShareActKind, ShareError, ShareEvent, ShareMsg, ShareRejection,
@@ -48,6 +49,9 @@ fn net_with(seed: u64, faults: Faults) -> Net {
         vec![add("shebao", "镇人社分局")],
     );
     net.submit_catalog(code(PROVIDER), update).unwrap();
+    net.add_department(code(REQUESTER), "民政局");
+    net.add_department(code(PROVIDER), "镇人社分局");
+    net.add_department(code(PROVIDER), "镇民政办");
     net
 }
 
@@ -241,10 +245,125 @@ fn an_act_signed_by_a_relay_for_a_party_is_refused() {
     assert!(share_events(&net, "0").iter().any(|e| matches!(
         e,
         ShareEvent::ActRejected {
-            error: ShareRejection::WrongSigner { .. },
+            error: ShareRejection::NotSignedByTheDepartment { .. },
             ..
         }
     )));
+}
+
+/// Each department signs with its own key, certified by its node: neither its own node's
+/// jurisdiction key, nor another department of the node, nor an ancestor certifying a key in
+/// its name, can act for it.
+#[test]
+fn a_department_cannot_be_impersonated() {
+    let mut net = net();
+    let id = file(&mut net);
+    assert!(net.run(60_000, |n| state(n, REQUESTER, &id)
+        == Some(ShareState::UnderReview)));
+    let grant = ShareActBody {
+        request: id,
+        by: origin(PROVIDER, "镇人社分局"),
+        to: code(REQUESTER),
+        at: net.now,
+        kind: ShareActKind::Act(ShareAct::Grant {
+            conditions: Vec::new(),
+            approved_by: "伪造".to_string(),
+        }),
+    };
+    let key = |seed: u8| ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
+    let provider = net.fx.id(PROVIDER).clone();
+    let province = net.fx.id("44").clone();
+    // 1. The provider's node itself, without the department's key.
+    let by_node = SignedShareAct::sign(grant.clone(), &provider);
+    // 2. Another department of the same node.
+    let other = DepartmentIdentity::certify(&provider, "镇民政办", key(5), net.now).unwrap();
+    let by_other = SignedShareAct::sign_by_department(grant.clone(), &provider, &other);
+    // 3. The province certifies a key in the department's name (its own region's department).
+    let minted = DepartmentIdentity::certify(&province, "镇人社分局", key(6), net.now).unwrap();
+    let by_province = SignedShareAct::sign_by_department(grant.clone(), &province, &minted);
+    // 4. The province's key certifies a department of the township, under the township's chain.
+    let mut forged_cert = DepartmentIdentity::certify(&provider, "镇人社分局", key(7), net.now)
+        .unwrap();
+    forged_cert.cert.body.issuer_key = province.key.verifying_key();
+    forged_cert.cert.signature = province.sign(&blake3::hash(b"anything").into());
+    let by_forged = SignedShareAct::sign_by_department(grant.clone(), &provider, &forged_cert);
+    // 5. A node act kind ("received") signed by a department.
+    let mut received = grant.clone();
+    received.kind = ShareActKind::Received {
+        attribute: SharingAttribute::Unconditional,
+    };
+    let real = DepartmentIdentity::certify(&provider, "镇人社分局", key(8), net.now).unwrap();
+    let node_act_by_department = SignedShareAct::sign_by_department(received, &provider, &real);
+    for act in [
+        by_node,
+        by_other,
+        by_province,
+        by_forged,
+        node_act_by_department,
+    ] {
+        net.inject(
+            code("44"),
+            code("0"),
+            Message::Share(ShareMsg::Act(Arc::new(act))),
+        );
+    }
+    net.run(60_000, |_| false);
+    assert_eq!(state(&net, REQUESTER, &id), Some(ShareState::UnderReview));
+    let rejected: Vec<ShareRejection> = share_events(&net, "0")
+        .into_iter()
+        .filter_map(|e| match e {
+            ShareEvent::ActRejected { error, .. } => Some(error),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(rejected.len(), 5, "{rejected:?}");
+    assert!(matches!(
+        rejected[0],
+        ShareRejection::NotSignedByTheDepartment { .. }
+    ));
+    assert!(matches!(
+        rejected[1],
+        ShareRejection::OtherDepartment { .. }
+    ));
+    assert!(matches!(rejected[2], ShareRejection::WrongSigner { .. }));
+    assert!(matches!(
+        rejected[3],
+        ShareRejection::Department(DepartmentError::WrongIssuer { .. })
+    ));
+    assert_eq!(rejected[4], ShareRejection::NodeActByADepartment);
+    // The real department's own act goes through.
+    let now = net.now;
+    net.node_mut(code(PROVIDER))
+        .ep
+        .share_act(
+            now,
+            &id,
+            "镇人社分局",
+            ShareAct::Grant {
+                conditions: Vec::new(),
+                approved_by: "镇人社分局负责人".to_string(),
+            },
+        )
+        .unwrap();
+    net.flush(code(PROVIDER));
+    assert!(net.run(60_000, |n| state(n, REQUESTER, &id)
+        == Some(ShareState::Granted)));
+}
+
+#[test]
+fn a_department_the_node_does_not_hold_cannot_act() {
+    let mut net = net();
+    let now = net.now;
+    let mut r = request(&net);
+    r.requester = origin(REQUESTER, "未登记部门");
+    assert_eq!(
+        net.node_mut(code(REQUESTER))
+            .ep
+            .file_share_request(now, r, SharingAttribute::Unconditional),
+        Err(ShareRejection::Department(DepartmentError::NotHeld {
+            department: "未登记部门".to_string()
+        }))
+    );
 }
 
 #[test]
@@ -347,4 +466,34 @@ fn two_departments_of_one_node_share_without_the_network() {
     assert!(!share_events(&net, PROVIDER)
         .iter()
         .any(|e| matches!(e, ShareEvent::ActRejected { .. })));
+}
+
+/// An entry the provider's catalog does not hold: its node refuses by itself, under its own
+/// jurisdiction key (no department of it holds the entry), and the requester's copy follows.
+#[test]
+fn the_provider_node_refuses_an_entry_its_catalog_does_not_hold() {
+    let mut net = net();
+    let now = net.now;
+    let mut r = request(&net);
+    r.entry_id = "no-such-entry".to_string();
+    let id = net
+        .node_mut(code(REQUESTER))
+        .ep
+        .file_share_request(now, r, SharingAttribute::Unconditional)
+        .unwrap();
+    net.flush(code(REQUESTER));
+    assert!(net.run(60_000, |n| state(n, REQUESTER, &id)
+        == Some(ShareState::Refused)));
+    assert_eq!(
+        net.ep(code(REQUESTER)).share_service().case(&id),
+        net.ep(code(PROVIDER)).share_service().case(&id)
+    );
+    for c in TREE_CROSS {
+        assert!(
+            !share_events(&net, c)
+                .iter()
+                .any(|e| matches!(e, ShareEvent::ActRejected { .. })),
+            "{c}"
+        );
+    }
 }

@@ -14,9 +14,13 @@
 //!   from receipt, Art. 21), and refuses a request for a not-shared entry at once with the
 //!   catalog's reason and basis (Art. 15), or for an entry its catalog does not hold.
 //!
-//! Bounded: cases and acts in transit per node, acts per case, and clock skew of a signed `at`.
-//! Not yet: per-department keys (the node's jurisdiction key signs for its departments today),
-//! and skip-level routing around a hop that is down (the act waits for it).
+//! - Departments sign their own acts with their own keys ([`crate::department`]); the node's
+//!   jurisdiction key signs only what the node does by itself: receiving a filing, and
+//!   refusing one for an entry its catalog does not hold. A verifier checks which is which.
+//!
+//! Bounded: cases and acts in transit per node, acts per case, departments per node, and clock
+//! skew of a signed `at`. Not yet: skip-level routing around a hop that is down (the act waits
+//! for it).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -30,6 +34,9 @@ use crate::calendar::WorkingCalendar;
 use crate::catalog::{CatalogOrigin, SharingAttribute};
 use crate::cert::{check_chain_limits, CertChain, CertError, NodeIdentity, TrustStore};
 use crate::codec::{digest, encoded_len};
+use crate::department::{
+    DepartmentCert, DepartmentError, DepartmentIdentity, DEPARTMENTS_PER_NODE_MAX,
+};
 use crate::limits::{check_len, Bounded, LimitError, FRAME_BYTES_MAX};
 use crate::manifest::Hash;
 use crate::time::UnixMs;
@@ -47,9 +54,11 @@ fn party_of(case: &ShareCase, by: &CatalogOrigin) -> Result<Party, ShareRejectio
     }
 }
 
-/// `by`'s act `kind` on `request`, for the party at `to`, done and signed now.
+/// `by`'s act `kind` on `request`, for the party at `to`, done and signed now: by the
+/// department (`Some`) or by the node itself (`None`, [`ShareActKind::is_node_act`]).
 fn sign_act(
     identity: &NodeIdentity,
+    department: Option<&DepartmentIdentity>,
     now: UnixMs,
     request: Hash,
     by: CatalogOrigin,
@@ -63,7 +72,19 @@ fn sign_act(
         at: now,
         kind,
     };
-    Arc::new(SignedShareAct::sign(body, identity))
+    Arc::new(match department {
+        Some(d) => SignedShareAct::sign_by_department(body, identity, d),
+        None => SignedShareAct::sign(body, identity),
+    })
+}
+
+/// What the provider's node answers, by itself, to a request for an entry its catalog does
+/// not hold: a refusal with that reason (both copies apply this same act).
+fn not_in_catalog_refusal() -> ShareAct {
+    ShareAct::Refuse {
+        reasons: "the provider's catalog holds no such entry (目录中无此条目)".to_string(),
+        approved_by: "政务数据目录 (catalog)".to_string(),
+    }
 }
 
 /// The catalog lookup for acts that need none (only a filing does).
@@ -79,7 +100,7 @@ pub const SHARE_TRANSIT_MAX: usize = 65_536;
 /// How far in the future a signed act's time may lie (clocks differ between nodes).
 pub const SHARE_CLOCK_SKEW_MS_MAX: u64 = 5 * 60_000;
 
-/// What a department does, signed by its node.
+/// What a department (or, for [`ShareActKind::is_node_act`], its node) does.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShareActBody {
     /// The request ([`ShareRequest::id`]).
@@ -106,19 +127,40 @@ pub enum ShareActKind {
     Received {
         attribute: SharingAttribute,
     },
+    /// The provider's node refuses a filing for an entry its catalog does not hold (both
+    /// copies apply [`not_in_catalog_refusal`]).
+    NotInCatalog,
     Act(ShareAct),
+}
+
+impl ShareActKind {
+    /// Acts the node does by itself, signed by its jurisdiction key; every other act is a
+    /// department's, signed by the department's own key.
+    pub fn is_node_act(&self) -> bool {
+        matches!(
+            self,
+            ShareActKind::Received { .. } | ShareActKind::NotInCatalog
+        )
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignedShareAct {
     pub body: ShareActBody,
+    /// The jurisdiction's chain: the signer of a node act, the certifier of a department.
     pub signer: CertChain,
+    /// The acting department's certificate (under the chain's key); `None` for a node act.
+    pub department: Option<DepartmentCert>,
+    /// By the department's key, or for a node act by the jurisdiction key.
     pub signature: Signature,
 }
 
 impl Bounded for SignedShareAct {
     fn check_limits(&self) -> Result<(), LimitError> {
         check_chain_limits(&self.signer)?;
+        if let Some(d) = &self.department {
+            d.check_limits()?;
+        }
         check_len(
             "share act bytes",
             encoded_len(&self.body),
@@ -128,11 +170,27 @@ impl Bounded for SignedShareAct {
 }
 
 impl SignedShareAct {
+    /// A node act ([`ShareActKind::is_node_act`]), signed by the jurisdiction key.
     pub fn sign(body: ShareActBody, identity: &NodeIdentity) -> SignedShareAct {
         SignedShareAct {
             signature: identity.sign(&digest(ACT_DOMAIN, &body)),
             body,
             signer: identity.chain.clone(),
+            department: None,
+        }
+    }
+
+    /// A department's act, signed by its key; `identity` is its node's (the certifier).
+    pub fn sign_by_department(
+        body: ShareActBody,
+        identity: &NodeIdentity,
+        department: &DepartmentIdentity,
+    ) -> SignedShareAct {
+        SignedShareAct {
+            signature: department.sign(&digest(ACT_DOMAIN, &body)),
+            body,
+            signer: identity.chain.clone(),
+            department: Some(department.cert.clone()),
         }
     }
 
@@ -143,10 +201,39 @@ impl SignedShareAct {
 
     fn verify(&self, trust: &mut TrustStore, now: UnixMs) -> Result<(), ShareRejection> {
         self.check_limits()?;
-        let who = trust.verify_signed(&self.signer, now, &self.id(), &self.signature)?;
-        if who.region != self.body.by.region {
+        let by = &self.body.by;
+        let who = match &self.department {
+            None => {
+                if !self.body.kind.is_node_act() {
+                    return Err(ShareRejection::NotSignedByTheDepartment {
+                        department: by.department.clone(),
+                    });
+                }
+                trust.verify_signed(&self.signer, now, &self.id(), &self.signature)?
+            }
+            Some(cert) => {
+                if self.body.kind.is_node_act() {
+                    return Err(ShareRejection::NodeActByADepartment);
+                }
+                let who = trust.verify_chain(&self.signer, now)?;
+                cert.verify(trust, &who, now)?;
+                if cert.body.department != by.department {
+                    return Err(ShareRejection::OtherDepartment {
+                        by: by.department.clone(),
+                        signer: cert.body.department.clone(),
+                    });
+                }
+                if !trust.check_key_signature(&cert.body.key, &self.id(), &self.signature) {
+                    return Err(ShareRejection::BadDepartmentSignature {
+                        department: by.department.clone(),
+                    });
+                }
+                who
+            }
+        };
+        if who.region != by.region {
             return Err(ShareRejection::WrongSigner {
-                by: self.body.by.region,
+                by: by.region,
                 signer: who.region,
             });
         }
@@ -185,6 +272,16 @@ pub enum ShareRejection {
     Cert(#[from] CertError),
     #[error("an act of a department of {by} signed by {signer}")]
     WrongSigner { by: RegionCode, signer: RegionCode },
+    #[error(transparent)]
+    Department(#[from] DepartmentError),
+    #[error("an act of department {department:?} not signed by the department's own key")]
+    NotSignedByTheDepartment { department: String },
+    #[error("an act of the node itself signed by a department's key")]
+    NodeActByADepartment,
+    #[error("an act of department {by:?} signed by department {signer:?}")]
+    OtherDepartment { by: String, signer: String },
+    #[error("an act of department {department:?} with a bad signature")]
+    BadDepartmentSignature { department: String },
     #[error("an act signed at {at}, in the future")]
     FromTheFuture { at: UnixMs },
     #[error("no such request here")]
@@ -257,6 +354,8 @@ pub struct ShareService {
     transit: BTreeMap<Hash, Transit>,
     /// (request, article) reported overdue, so each is reported once.
     overdue_reported: BTreeSet<(Hash, u8)>,
+    /// This node's departments, by name, each certified by the current jurisdiction key.
+    departments: BTreeMap<String, DepartmentIdentity>,
     out: VecDeque<ShareOutput>,
 }
 
@@ -269,6 +368,7 @@ impl ShareService {
             cases: BTreeMap::new(),
             transit: BTreeMap::new(),
             overdue_reported: BTreeSet::new(),
+            departments: BTreeMap::new(),
             out: VecDeque::new(),
         }
     }
@@ -288,6 +388,40 @@ impl ShareService {
                 },
             );
         }
+    }
+
+    /// Takes department `name`'s key (the shell keeps it) and certifies it under `identity`,
+    /// this node's jurisdiction; again for a known name replaces its key.
+    pub fn add_department(
+        &mut self,
+        now: UnixMs,
+        identity: &NodeIdentity,
+        name: &str,
+        key: ed25519_dalek::SigningKey,
+    ) -> Result<(), DepartmentError> {
+        if !self.departments.contains_key(name) && self.departments.len() >= DEPARTMENTS_PER_NODE_MAX
+        {
+            return Err(DepartmentError::TooMany {
+                max: DEPARTMENTS_PER_NODE_MAX,
+            });
+        }
+        let d = DepartmentIdentity::certify(identity, name, key, now)?;
+        self.departments.insert(name.to_string(), d);
+        Ok(())
+    }
+
+    /// This node's departments.
+    pub fn departments(&self) -> impl Iterator<Item = &DepartmentIdentity> {
+        self.departments.values()
+    }
+
+    fn department(&self, name: &str) -> Result<DepartmentIdentity, ShareRejection> {
+        self.departments.get(name).cloned().ok_or_else(|| {
+            DepartmentError::NotHeld {
+                department: name.to_string(),
+            }
+            .into()
+        })
     }
 
     pub fn calendar(&self) -> &WorkingCalendar {
@@ -350,6 +484,7 @@ impl ShareService {
                 max: SHARE_CASES_MAX,
             });
         }
+        let department = self.department(&request.requester.department)?;
         let id = request.id();
         if self.cases.contains_key(&id) {
             return Ok(id);
@@ -360,7 +495,7 @@ impl ShareService {
             attribute: attribute.clone(),
         };
         self.put_case(id, ShareCase::new(request, attribute));
-        let act = sign_act(identity, now, id, by, to, kind);
+        let act = sign_act(identity, Some(&department), now, id, by, to, kind);
         self.deliver(now, identity, act, provider_attribute);
         Ok(id)
     }
@@ -389,6 +524,7 @@ impl ShareService {
             department: department.to_string(),
         };
         let party = party_of(case, &by)?;
+        let department = self.department(department)?;
         let to = match party {
             Party::Provider => case.request.requester.region,
             Party::Requester => case.request.provider.region,
@@ -396,7 +532,7 @@ impl ShareService {
         let applied = self.apply_to(request, now, party, act.clone(), None)?;
         if applied == super::Applied::Changed {
             let kind = ShareActKind::Act(act);
-            let act = sign_act(identity, now, *request, by, to, kind);
+            let act = sign_act(identity, Some(&department), now, *request, by, to, kind);
             self.deliver(now, identity, act, &no_catalog);
         }
         Ok(applied)
@@ -496,6 +632,10 @@ impl ShareService {
         match &act.body.kind {
             ShareActKind::File { .. } => true,
             ShareActKind::Received { .. } => case.received_at.is_some(),
+            ShareActKind::NotInCatalog => {
+                let refusal = not_in_catalog_refusal();
+                case.acts.iter().any(|(_, done)| *done == refusal)
+            }
             ShareActKind::Act(a) => case.acts.iter().any(|(_, done)| done == a),
         }
     }
@@ -532,17 +672,13 @@ impl ShareService {
                 );
                 self.receive(now, identity, &b.request, attribute)?;
                 if held.is_none() {
-                    self.act(
-                        now,
-                        identity,
-                        &b.request,
-                        &request.provider.department,
-                        ShareAct::Refuse {
-                            reasons: "the provider's catalog holds no such entry (目录中无此条目)"
-                                .to_string(),
-                            approved_by: "政务数据目录 (catalog)".to_string(),
-                        },
-                    )?;
+                    // The node answers by itself: no department holds the entry.
+                    let refusal = not_in_catalog_refusal();
+                    self.apply_to(&b.request, now, Party::Provider, refusal, None)?;
+                    let (by, to) = (request.provider.clone(), request.requester.region);
+                    let kind = ShareActKind::NotInCatalog;
+                    let act = sign_act(identity, None, now, b.request, by, to, kind);
+                    self.deliver(now, identity, act, &no_catalog);
                 }
                 Ok(())
             }
@@ -563,6 +699,18 @@ impl ShareService {
                     ShareAct::Receive,
                     attribute,
                 )?;
+                Ok(())
+            }
+            ShareActKind::NotInCatalog => {
+                let case = self
+                    .cases
+                    .get(&b.request)
+                    .ok_or(ShareRejection::UnknownRequest)?;
+                if party_of(case, &b.by)? != Party::Provider {
+                    return Err(ShareRejection::NotAParty);
+                }
+                let refusal = not_in_catalog_refusal();
+                self.apply_to(&b.request, b.at, Party::Provider, refusal, None)?;
                 Ok(())
             }
             ShareActKind::Act(a) => {
@@ -590,7 +738,7 @@ impl ShareService {
         let r = &self.cases[request].request;
         let (by, to) = (r.provider.clone(), r.requester.region);
         let kind = ShareActKind::Received { attribute };
-        let act = sign_act(identity, now, *request, by, to, kind);
+        let act = sign_act(identity, None, now, *request, by, to, kind);
         self.deliver(now, identity, act, &no_catalog);
         Ok(())
     }

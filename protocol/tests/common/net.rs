@@ -107,6 +107,8 @@ pub struct Node {
     pub events: Vec<Event<Peer>>,
     /// A faulty source: corrupts every run it serves.
     pub corrupt: bool,
+    /// Departments' keys, as a shell keeps them: handed to the endpoint again on restart.
+    pub departments: Vec<(String, ed25519_dalek::SigningKey)>,
 }
 
 impl Node {
@@ -236,6 +238,7 @@ impl Net {
                     store: Store::default(),
                     events: Vec::new(),
                     corrupt: false,
+                    departments: Vec::new(),
                 },
             );
         }
@@ -427,6 +430,19 @@ impl Net {
         }
     }
 
+    /// Node `c` hosts department `name`, with a key derived from both (as `backflow dept add`
+    /// would create and keep one).
+    pub fn add_department(&mut self, c: RegionCode, name: &str) {
+        let now = self.now;
+        let seed = blake3::hash(format!("{c}/{name}").as_bytes());
+        let key = ed25519_dalek::SigningKey::from_bytes(seed.as_bytes());
+        let node = self.node_mut(c);
+        node.ep
+            .add_department(now, name, key.clone())
+            .expect("a department");
+        node.departments.push((name.to_string(), key));
+    }
+
     /// Crashes node `c` and starts it again from its durable store alone, with its (possibly
     /// changed) config: `Endpoint::new(now, config, saved)`. Its peers see the connection drop
     /// and come back (handshakes again).
@@ -437,6 +453,11 @@ impl Net {
         let (ep, report) =
             Endpoint::new(now, node.config.clone(), saved).expect("a restarted node starts");
         node.ep = ep;
+        for (name, key) in node.departments.clone() {
+            node.ep
+                .add_department(now, &name, key)
+                .expect("a department it held");
+        }
         let peers = self.linked(c);
         for p in peers {
             self.node_mut(p).ep.handle_disconnected(c);
