@@ -97,6 +97,10 @@ pub struct ShareFileParams {
     pub use_until: String,
     /// The data-sharing head who approved (负责人同意).
     pub approved_by: String,
+    /// The requesting department of this node; absent: the caller's (a department's token),
+    /// or the node's configured department.
+    #[serde(default)]
+    pub department: Option<String>,
 }
 
 /// An act on a share request by this node's department: `act` is `grant`, `refuse`, `notice`,
@@ -106,6 +110,10 @@ pub struct ShareFileParams {
 #[serde(deny_unknown_fields)]
 pub struct ShareActParams {
     pub act: String,
+    /// The acting department of this node; absent: the caller's (a department's token), or
+    /// the node's configured department.
+    #[serde(default)]
+    pub department: Option<String>,
     #[serde(default)]
     pub approved_by: Option<String>,
     /// A grant's conditions (only those the catalog entry lists).
@@ -192,16 +200,30 @@ pub trait Backend: Clone + Send + Sync + 'static {
     fn share(&self, id: String)
         -> impl Future<Output = Result<serde_json::Value, ApiError>> + Send;
 
-    /// Files a share request as this node's department; returns it once persisted.
+    /// Files a share request as this node's department `department` (`None`: the node's
+    /// configured one); returns it once persisted.
     fn share_file(
         &self,
+        department: Option<String>,
         params: ShareFileParams,
     ) -> impl Future<Output = Result<serde_json::Value, ApiError>> + Send;
 
-    /// Acts on a share request as this node's department; returns it once persisted.
+    /// Acts on a share request as this node's department `department` (`None`: the node's
+    /// configured one); returns it once persisted.
     fn share_act(
         &self,
+        department: Option<String>,
         id: String,
         params: ShareActParams,
+    ) -> impl Future<Output = Result<serde_json::Value, ApiError>> + Send;
+
+    /// This node's departments (names and public keys; never their secrets).
+    fn departments(&self) -> impl Future<Output = Result<serde_json::Value, ApiError>> + Send;
+
+    /// Adds a department: its own key (certified by the jurisdiction key) and API token.
+    /// Returns the department with its token, shown this once.
+    fn department_add(
+        &self,
+        name: String,
     ) -> impl Future<Output = Result<serde_json::Value, ApiError>> + Send;
 }

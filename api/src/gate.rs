@@ -1,9 +1,12 @@
 //! The gate every request passes before any route: its `Host` must name the address the API
 //! is bound to (a web page the operator visits cannot re-point its own host name at the API
-//! — DNS rebinding), and it must carry the API token.
+//! — DNS rebinding), and it must carry the node's API token or a department's. The gate
+//! names who is calling ([`Principal`], a request extension the routes read): the node's
+//! token may do everything; a department's token only what the department itself does —
+//! share requests as that department ([`DEPARTMENT_PATHS`]).
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
@@ -57,9 +60,80 @@ impl AllowedHosts {
     }
 }
 
+/// Who a request comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Principal {
+    /// The node's own token: the operator (and the jurisdiction's data-sharing authority).
+    Node,
+    /// A department's token (`backflow dept add`): acts as that department only.
+    Department(String),
+}
+
+impl Principal {
+    /// The department a request acts as: the one it names (the node's token may name any of
+    /// the node's departments; a department's token only its own), else the caller's own;
+    /// `None`: the node's token named none (the node's configured department acts).
+    pub fn acting_as(&self, named: Option<&str>) -> Result<Option<String>, ApiError> {
+        let named = named.map(str::trim).filter(|n| !n.is_empty());
+        match (self, named) {
+            (Principal::Department(own), Some(n)) if n != own => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "this token acts for department {own:?} only, not {:?}",
+                    n.chars().take(64).collect::<String>()
+                ),
+            )),
+            (Principal::Department(own), _) => Ok(Some(own.clone())),
+            (Principal::Node, named) => Ok(named.map(str::to_string)),
+        }
+    }
+}
+
+/// Paths a department's token may use.
+pub const DEPARTMENT_PATHS: &[&str] = &["/api/share"];
+
+/// The departments' tokens, shared with the node, which adds one when a department is added.
+#[derive(Clone, Default)]
+pub struct DepartmentTokens(Arc<RwLock<Vec<(String, ApiToken)>>>);
+
+impl std::fmt::Debug for DepartmentTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DepartmentTokens(..)")
+    }
+}
+
+impl DepartmentTokens {
+    /// Sets `department`'s token (replacing an earlier one).
+    pub fn insert(&self, department: &str, token: ApiToken) {
+        let mut all = self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        all.retain(|(d, _)| d != department);
+        all.push((department.to_string(), token));
+    }
+
+    /// The department whose token `authorization` carries. Every token is compared (each in
+    /// constant time), so timing does not tell how many there are before the match.
+    fn admit(&self, authorization: &[u8]) -> Option<String> {
+        let all = self
+            .0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut found = None;
+        for (department, token) in all.iter() {
+            if token.admits(authorization) {
+                found = Some(department.clone());
+            }
+        }
+        found
+    }
+}
+
 #[derive(Clone)]
 pub struct Gate {
     pub token: ApiToken,
+    pub departments: DepartmentTokens,
     pub hosts: AllowedHosts,
 }
 
@@ -72,13 +146,36 @@ pub async fn check(State(gate): State<Arc<Gate>>, request: Request, next: Next) 
         )
         .into_response();
     }
-    let authorized = request
+    let authorization = request
         .headers()
         .get(header::AUTHORIZATION)
-        .is_some_and(|a| gate.token.admits(a.as_bytes()));
-    if !authorized {
-        return ApiError::unauthorized().into_response();
+        .map(|a| a.as_bytes());
+    let principal = match authorization {
+        Some(a) if gate.token.admits(a) => Principal::Node,
+        Some(a) => match gate.departments.admit(a) {
+            Some(department) => Principal::Department(department),
+            None => return ApiError::unauthorized().into_response(),
+        },
+        None => return ApiError::unauthorized().into_response(),
+    };
+    if let Principal::Department(department) = &principal {
+        let path = request.uri().path();
+        let allowed = DEPARTMENT_PATHS
+            .iter()
+            .any(|p| path == *p || path.starts_with(&format!("{p}/")));
+        if !allowed {
+            return ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "the token of department {department:?} may use only {}",
+                    DEPARTMENT_PATHS.join(", ")
+                ),
+            )
+            .into_response();
+        }
     }
+    let mut request = request;
+    request.extensions_mut().insert(principal);
     next.run(request).await
 }
 

@@ -16,6 +16,11 @@
 //! | POST   | `/api/share`         | `ShareFileParams`: file a request as this node's department |
 //! | GET    | `/api/share/{id}`    | one share request (id or a unique 8+ digit prefix)      |
 //! | POST   | `/api/share/{id}/act`| `ShareActParams`: grant, refuse, notice, supplement, extend, start_delivery, delivered, withdraw |
+//! | GET    | `/api/departments`   | this node's departments (names, public keys)            |
+//! | POST   | `/api/departments`   | `{name}`: a new department's key and token (the token shown once) |
+//!
+//! A department's token (see [`gate`](crate::gate)) reaches only `/api/share…`, acting as
+//! that department; the node's token may name any department of the node (`department`).
 
 use std::io::{BufWriter, Read};
 use std::path::PathBuf;
@@ -28,7 +33,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::RequestExt;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use backflow_ingest::partition::Format;
 use backflow_protocol::catalog::CatalogEntry;
 use futures::{StreamExt, TryStreamExt};
@@ -41,7 +46,7 @@ use crate::backend::{
 };
 use crate::confine::{self, Confined};
 use crate::error::ApiError;
-use crate::gate::{self, Gate};
+use crate::gate::{self, Gate, Principal};
 use crate::jobs::{JobView, Jobs};
 
 /// JSON request bodies (catalog batches, path-based requests) are small.
@@ -103,6 +108,10 @@ pub fn router<B: Backend>(backend: B, gate: Gate, dirs: Directories) -> Router {
         .route("/api/share", get(share_list::<B>).post(share_file::<B>))
         .route("/api/share/{id}", get(share_show::<B>))
         .route("/api/share/{id}/act", post(share_act::<B>))
+        .route(
+            "/api/departments",
+            get(departments::<B>).post(department_add::<B>),
+        )
         .fallback(|| async { not_found() })
         .layer(DefaultBodyLimit::max(JSON_BODY_BYTES_MAX))
         .with_state(api)
@@ -521,17 +530,46 @@ async fn share_show<B: Backend>(
 
 async fn share_file<B: Backend>(
     State(api): State<Api<B>>,
+    Extension(principal): Extension<Principal>,
     Json(params): Json<ShareFileParams>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    answer(api.backend.share_file(params)).await.map(Json)
+    let department = principal.acting_as(params.department.as_deref())?;
+    answer(api.backend.share_file(department, params))
+        .await
+        .map(Json)
 }
 
 async fn share_act<B: Backend>(
     State(api): State<Api<B>>,
+    Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
     Json(params): Json<ShareActParams>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    answer(api.backend.share_act(id, params)).await.map(Json)
+    let department = principal.acting_as(params.department.as_deref())?;
+    answer(api.backend.share_act(department, id, params))
+        .await
+        .map(Json)
+}
+
+async fn departments<B: Backend>(
+    State(api): State<Api<B>>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    answer(api.backend.departments()).await.map(Json)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DepartmentAddBody {
+    name: String,
+}
+
+async fn department_add<B: Backend>(
+    State(api): State<Api<B>>,
+    Json(body): Json<DepartmentAddBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    answer(api.backend.department_add(body.name))
+        .await
+        .map(Json)
 }
 
 /// Unmatched paths: a JSON 404 (behind the gate like everything else).

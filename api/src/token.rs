@@ -38,6 +38,20 @@ impl ApiToken {
         Ok(token)
     }
 
+    /// A token kept elsewhere (a department's, in its secret file): 64 hex digits.
+    pub fn from_hex(text: &str) -> Result<ApiToken> {
+        let text = text.trim();
+        if text.len() != 2 * TOKEN_BYTES || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            bail!("not a token ({} hex digits expected)", 2 * TOKEN_BYTES);
+        }
+        Ok(ApiToken(text.to_ascii_lowercase()))
+    }
+
+    /// The token's text, to keep it (in an owner-only file) or hand it to its holder once.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
     /// Reads `<data dir>/api.token`, refusing it if group or others may read it.
     pub fn load(data_dir: &Path) -> Result<ApiToken> {
         let path = data_dir.join(TOKEN_FILE);

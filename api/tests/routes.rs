@@ -9,7 +9,7 @@ use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use axum::Router;
 use backflow_api::confine::Confined;
-use backflow_api::gate::{AllowedHosts, Gate};
+use backflow_api::gate::{AllowedHosts, DepartmentTokens, Gate};
 use backflow_api::{
     router, ApiError, ApiToken, Backend, Directories, Export, ExportSummary, ExportWhich,
     PublishInput, PublishParams, RevokeParams,
@@ -92,16 +92,24 @@ impl Backend for Fake {
     }
     async fn share_file(
         &self,
+        department: Option<String>,
         params: backflow_api::ShareFileParams,
     ) -> Result<serde_json::Value, ApiError> {
-        Ok(serde_json::json!({ "entry": params.entry_id }))
+        Ok(serde_json::json!({ "entry": params.entry_id, "as": department }))
     }
     async fn share_act(
         &self,
+        department: Option<String>,
         id: String,
         params: backflow_api::ShareActParams,
     ) -> Result<serde_json::Value, ApiError> {
-        Ok(serde_json::json!({ "id": id, "act": params.act }))
+        Ok(serde_json::json!({ "id": id, "act": params.act, "as": department }))
+    }
+    async fn departments(&self) -> Result<serde_json::Value, ApiError> {
+        Ok(serde_json::json!([]))
+    }
+    async fn department_add(&self, name: String) -> Result<serde_json::Value, ApiError> {
+        Ok(serde_json::json!({ "name": name }))
     }
     async fn export(&self, which: ExportWhich) -> Result<Export, ApiError> {
         let ExportWhich {
@@ -160,8 +168,11 @@ fn setup(with_dirs: bool) -> Setup {
     };
     let fake = Fake::default();
     *fake.export.lock().unwrap() = Some(b"h\nline 1\nline 2\n".to_vec());
+    let departments = DepartmentTokens::default();
+    departments.insert("镇民政办", ApiToken::from_hex(&"ab".repeat(32)).unwrap());
     let gate = Gate {
         token: token.clone(),
+        departments,
         hosts: AllowedHosts::for_bind(HOST.parse().unwrap(), &[]),
     };
     let app = router(fake.clone(), gate, dirs);
@@ -479,4 +490,69 @@ async fn share_routes_pass_through_and_refuse_unknown_fields() {
         (v["id"].as_str(), v["act"].as_str()),
         (Some("abcdef12"), Some("grant"))
     );
+}
+
+/// A department's token reaches the share routes only, and acts as its own department there.
+#[tokio::test]
+async fn a_department_token_acts_only_as_its_department_and_only_on_share_routes() {
+    let s = setup(false);
+    let dept = ApiToken::from_hex(&"ab".repeat(32)).unwrap();
+    let as_dept = |method: &str, uri: &str, body: Option<serde_json::Value>| {
+        let mut r = request(
+            &s,
+            method,
+            uri,
+            body.map_or(Body::empty(), |b| Body::from(b.to_string())),
+        );
+        r.headers_mut()
+            .insert(header::AUTHORIZATION, dept.bearer().parse().unwrap());
+        r.headers_mut()
+            .insert(header::CONTENT_TYPE, "application/json".parse().unwrap());
+        r
+    };
+    let act = serde_json::json!({"act": "grant", "approved_by": "h"});
+    let (status, body) = send(
+        &s.app,
+        as_dept("POST", "/api/share/abcdef12/act", Some(act.clone())),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["as"], "镇民政办");
+    // Naming another department is refused, naming its own is fine.
+    let mut other = act.clone();
+    other["department"] = serde_json::json!("镇人社分局");
+    let (status, body) = send(
+        &s.app,
+        as_dept("POST", "/api/share/abcdef12/act", Some(other)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(String::from_utf8_lossy(&body).contains("镇民政办"));
+    // Everything else is the node's: publish, catalog, departments, revocations.
+    for (method, uri) in [
+        ("GET", "/api/catalog"),
+        ("POST", "/api/departments"),
+        ("GET", "/api/departments"),
+        ("POST", "/api/revocations"),
+        ("GET", "/api/status"),
+        ("GET", "/api/sharex"),
+    ] {
+        let (status, _) = send(&s.app, as_dept(method, uri, None)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{method} {uri}");
+    }
+    // The node's token may name any department; naming none leaves it to the node.
+    let mut named = act;
+    named["department"] = serde_json::json!("镇人社分局");
+    let (status, body) = send(&s.app, json_request(&s, "/api/share/abcdef12/act", named)).await;
+    assert_eq!(status, StatusCode::OK);
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["as"], "镇人社分局");
+    // A token nobody holds: 401 as before.
+    let mut r = as_dept("GET", "/api/share", None);
+    r.headers_mut().insert(
+        header::AUTHORIZATION,
+        ApiToken::generate().bearer().parse().unwrap(),
+    );
+    assert_eq!(send(&s.app, r).await.0, StatusCode::UNAUTHORIZED);
 }

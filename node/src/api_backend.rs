@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use backflow_api::confine::Confined;
-use backflow_api::gate::{AllowedHosts, Gate};
+use backflow_api::gate::{AllowedHosts, DepartmentTokens, Gate};
 use backflow_api::{
     ApiError, ApiToken, Backend, Directories, Export, ExportSummary, ExportWhich, PublishInput,
     PublishParams, RevokeParams, ShareActParams, ShareFileParams,
@@ -17,6 +17,7 @@ use backflow_protocol::catalog::CatalogEntry;
 use backflow_topology::RegionCode;
 
 use crate::config::Config;
+use crate::departments;
 use crate::handle::{DatasetQuery, NodeHandle};
 use crate::partition::{Format, RegionField, VillagePolicy};
 use crate::publish::{work_dir, PublishReport, PublishRequest};
@@ -25,8 +26,11 @@ use crate::publish::{work_dir, PublishReport, PublishRequest};
 pub struct NodeBackend {
     pub node: NodeHandle,
     pub data_dir: PathBuf,
-    /// The department that publishes and submits catalog entries from this node.
+    /// The department that publishes and submits catalog entries from this node, and acts on
+    /// share requests when the node's token names none.
     pub department: String,
+    /// Departments' API tokens, shared with the gate.
+    pub department_tokens: DepartmentTokens,
 }
 
 /// A region code from the request; the error names the field, not the text.
@@ -226,10 +230,15 @@ impl Backend for NodeBackend {
         )
     }
 
-    async fn share_file(&self, params: ShareFileParams) -> Result<serde_json::Value, ApiError> {
+    async fn share_file(
+        &self,
+        department: Option<String>,
+        params: ShareFileParams,
+    ) -> Result<serde_json::Value, ApiError> {
+        let department = department.unwrap_or_else(|| self.department.clone());
         json(
             self.node
-                .share_file(self.department.clone(), params)
+                .share_file(department, params)
                 .await
                 .map_err(|e| ApiError::bad_request(format!("{e:#}")))?,
         )
@@ -237,21 +246,70 @@ impl Backend for NodeBackend {
 
     async fn share_act(
         &self,
+        department: Option<String>,
         id: String,
         params: ShareActParams,
     ) -> Result<serde_json::Value, ApiError> {
+        let department = department.unwrap_or_else(|| self.department.clone());
         json(
             self.node
-                .share_act(self.department.clone(), id, params)
+                .share_act(department, id, params)
                 .await
                 .map_err(|e| ApiError::bad_request(format!("{e:#}")))?,
         )
     }
+
+    async fn departments(&self) -> Result<serde_json::Value, ApiError> {
+        json(
+            self.node
+                .departments()
+                .await
+                .map_err(|e| ApiError::internal(&e))?,
+        )
+    }
+
+    async fn department_add(&self, name: String) -> Result<serde_json::Value, ApiError> {
+        let data_dir = self.data_dir.clone();
+        let created = tokio::task::spawn_blocking(move || departments::add(&data_dir, &name))
+            .await
+            .map_err(|e| ApiError::internal(&e.into()))?
+            .map_err(|e| ApiError::bad_request(format!("{e:#}")))?;
+        let view = self
+            .node
+            .add_department(created.name.clone(), created.key.clone())
+            .await
+            .map_err(|e| ApiError::bad_request(format!("{e:#}")))?;
+        self.department_tokens
+            .insert(&created.name, created.token.clone());
+        // The token is shown this once; the node keeps it in the department's owner-only file.
+        json(serde_json::json!({
+            "department": view,
+            "token": created.token.expose(),
+        }))
+    }
+}
+
+/// Takes this node's departments from their files (creating the configured department's on
+/// first start) and certifies each at the running node; returns their API tokens.
+pub async fn start_departments(
+    data_dir: &Path,
+    cfg: &Config,
+    node: &NodeHandle,
+) -> Result<DepartmentTokens> {
+    departments::ensure(data_dir, &cfg.department)?;
+    let tokens = DepartmentTokens::default();
+    for d in departments::load_all(data_dir)? {
+        node.add_department(d.name.clone(), d.key.clone()).await?;
+        tokens.insert(&d.name, d.token);
+    }
+    Ok(tokens)
 }
 
 /// The API's router over a running node: its token (created here for a data directory from
-/// before tokens existed), the Host names it answers to, and its import/export directories.
-pub fn api_router(data_dir: &Path, cfg: &Config, node: NodeHandle) -> Result<axum::Router> {
+/// before tokens existed), its departments and their tokens ([`start_departments`]), the Host
+/// names it answers to, and its import/export directories.
+pub async fn api_router(data_dir: &Path, cfg: &Config, node: NodeHandle) -> Result<axum::Router> {
+    let department_tokens = start_departments(data_dir, cfg, &node).await?;
     let token_path = data_dir.join(backflow_api::token::TOKEN_FILE);
     let token = if token_path.exists() {
         ApiToken::load(data_dir)?
@@ -271,12 +329,14 @@ pub fn api_router(data_dir: &Path, cfg: &Config, node: NodeHandle) -> Result<axu
     };
     let gate = Gate {
         token,
+        departments: department_tokens.clone(),
         hosts: AllowedHosts::for_bind(cfg.http, &cfg.http_hosts),
     };
     let backend = NodeBackend {
         node,
         data_dir: data_dir.to_path_buf(),
         department: cfg.department.clone(),
+        department_tokens,
     };
     Ok(backflow_api::router(backend, gate, dirs))
 }

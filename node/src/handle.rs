@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::now_ms;
 use crate::share_api::ShareView;
+use crate::status::DepartmentView;
 use crate::status::{CatalogView, DatasetStatus, PeerView, RevocationView};
 use crate::store::Store;
 
@@ -114,6 +115,15 @@ pub(crate) enum Cmd {
         id: String,
         params: Box<ShareActParams>,
         reply: oneshot::Sender<Result<ShareView>>,
+    },
+    /// Takes a department's key ([`crate::departments`]) and certifies it.
+    AddDepartment {
+        name: String,
+        key: Box<ed25519_dalek::SigningKey>,
+        reply: oneshot::Sender<Result<DepartmentView>>,
+    },
+    Departments {
+        reply: oneshot::Sender<Vec<DepartmentView>>,
     },
     /// Stored content failed verification outside the event loop (an export).
     ContentDamaged(crate::chunks::Damaged),
@@ -388,6 +398,26 @@ impl NodeHandle {
             reply,
         })
         .await?
+    }
+
+    /// Certifies department `name`'s key under this node's jurisdiction key, so it can act
+    /// (again at every start: the key lives in [`crate::departments`]' files).
+    pub async fn add_department(
+        &self,
+        name: String,
+        key: ed25519_dalek::SigningKey,
+    ) -> Result<DepartmentView> {
+        self.ask(|reply| Cmd::AddDepartment {
+            name,
+            key: Box::new(key),
+            reply,
+        })
+        .await?
+    }
+
+    /// This node's departments.
+    pub async fn departments(&self) -> Result<Vec<DepartmentView>> {
+        self.ask(|reply| Cmd::Departments { reply }).await
     }
 
     pub async fn shutdown(&self) {

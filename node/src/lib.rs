@@ -10,6 +10,7 @@ pub mod config;
 pub mod damage;
 pub mod dataplane;
 pub mod demo;
+pub mod departments;
 pub mod export;
 pub mod faults;
 pub mod handle;

@@ -58,6 +58,8 @@ pub struct LocalNet {
     anchor: ed25519_dalek::VerifyingKey,
     dir: std::path::PathBuf,
     tuning: Tuning,
+    /// Departments added per node (name, key), certified again after a restart.
+    departments: BTreeMap<RegionCode, Vec<(String, SigningKey)>>,
     transport: Transport,
     calendar: WorkingCalendar,
 }
@@ -160,7 +162,24 @@ impl LocalNet {
             tuning,
             transport,
             calendar,
+            departments: BTreeMap::new(),
         })
+    }
+
+    /// Node `region` hosts department `name` (a fresh key, kept for restarts), as
+    /// `backflow dept add` does at a real node.
+    pub async fn add_department(&mut self, region: RegionCode, name: &str) -> Result<()> {
+        let key = SigningKey::generate(&mut OsRng);
+        let node = self
+            .nodes
+            .get(&region)
+            .with_context(|| format!("no running node {region}"))?;
+        node.add_department(name.to_string(), key.clone()).await?;
+        self.departments
+            .entry(region)
+            .or_default()
+            .push((name.to_string(), key));
+        Ok(())
     }
 
     /// The trust anchor every node was started with: the root's public key (the root's
@@ -216,6 +235,9 @@ impl LocalNet {
                 Err(e) => return Err(e),
             }
         };
+        for (name, key) in self.departments.get(&region).into_iter().flatten() {
+            handle.add_department(name.clone(), key.clone()).await?;
+        }
         self.nodes.insert(region, handle);
         self.tasks.insert(region, task);
         Ok(())

@@ -46,8 +46,10 @@ enum Command {
     Catalog(cli::catalog::CatalogCmd),
     /// Share requests between departments (共享申请, Arts. 20–22): request, answer, notice,
     /// supplement, extend, deliver, withdraw, list, show.
+    Share(cli::share::ShareArgs),
+    /// This node's departments (政府部门): each acts with its own key and API token.
     #[command(subcommand)]
-    Share(cli::share::ShareCmd),
+    Dept(cli::dept::DeptCmd),
     /// The statutory working-day calendar (工作日): years known, adding a year's notice, and
     /// the deadline of a period.
     #[command(subcommand)]
@@ -100,7 +102,8 @@ fn dispatch(cmd: Command) -> Result<()> {
         Command::Status(args) => cli::status::run(args),
         Command::Export(args) => cli::export::run(args),
         Command::Catalog(cmd) => cli::catalog::run(cmd),
-        Command::Share(cmd) => cli::share::run(cmd, &mut std::io::stdout().lock()),
+        Command::Share(args) => cli::share::run(args, &mut std::io::stdout().lock()),
+        Command::Dept(cmd) => cli::dept::run(cmd, &mut std::io::stdout().lock()),
         Command::Calendar(cmd) => cli::calendar::run(cmd, &mut std::io::stdout().lock()),
     }
 }

@@ -317,7 +317,10 @@ impl PartitionSink for StoreSink<'_> {
                 Ok(())
             })?;
             if data.len() as u64 != bytes {
-                bail!("partition {township}: replayed {} bytes, expected {bytes}", data.len());
+                bail!(
+                    "partition {township}: replayed {} bytes, expected {bytes}",
+                    data.len()
+                );
             }
             self.batch_bytes += data.len();
             self.batch.push(Kept {

@@ -802,6 +802,22 @@ impl Runtime {
                 self.make_durable();
                 let _ = reply.send(result);
             }
+            Cmd::AddDepartment { name, key, reply } => {
+                let result = self
+                    .ep
+                    .add_department(now, &name, *key)
+                    .map_err(|e| anyhow!("department {name:?}: {e}"))
+                    .and_then(|()| {
+                        crate::status::departments(&self.ep)
+                            .into_iter()
+                            .find(|d| d.name == name)
+                            .ok_or_else(|| anyhow!("department {name:?} was not added"))
+                    });
+                let _ = reply.send(result);
+            }
+            Cmd::Departments { reply } => {
+                let _ = reply.send(crate::status::departments(&self.ep));
+            }
             Cmd::Revocations { reply } => {
                 let _ = reply.send(self.ep.revocations().map(RevocationView::of).collect());
             }

@@ -61,6 +61,31 @@ pub struct CatalogView {
     pub entries: Vec<Arc<CatalogEntry>>,
 }
 
+/// A department of this node (政府部门), as `backflow dept list` and the API show it: never its
+/// secrets.
+#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct DepartmentView {
+    pub name: String,
+    /// Its public key (hex), as its signed acts carry it.
+    pub key: String,
+    /// Its certificate's end (Unix ms): the jurisdiction certificate's.
+    pub certified_until: u64,
+}
+
+/// This node's departments, by name.
+pub fn departments<P: Copy + Ord + std::fmt::Debug>(
+    ep: &backflow_protocol::Endpoint<P>,
+) -> Vec<DepartmentView> {
+    ep.share_service()
+        .departments()
+        .map(|d| DepartmentView {
+            name: d.name().to_string(),
+            key: hex::encode(d.cert.body.key.as_bytes()),
+            certified_until: d.cert.body.not_after.0,
+        })
+        .collect()
+}
+
 /// A revocation in force here, as `backflow cert revocations` and the API show it.
 #[derive(Clone, Debug, Serialize)]
 pub struct RevocationView {

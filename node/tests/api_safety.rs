@@ -44,7 +44,7 @@ async fn serve(dir: &Path, extra_config: &str) -> Result<Api> {
         "region = \"0\"\nlisten = []\ntrust_anchor = \"{}\"\nhttp = \"{addr}\"\n{extra_config}",
         hex::encode(node.identity.key.verifying_key().as_bytes())
     ))?;
-    let app = api_router(&data, &cfg, node)?;
+    let app = api_router(&data, &cfg, node).await?;
     let token = ApiToken::load(&data)?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(backflow_api::serve::serve(listener, app, async {

@@ -89,7 +89,7 @@ async fn a_one_gib_upload_publishes_with_bounded_memory() -> Result<()> {
         "region = \"0\"\nlisten = []\ntrust_anchor = \"{}\"\nhttp = \"{addr}\"\n",
         "00".repeat(32)
     ))?;
-    let app = api_router(&data, &cfg, node)?;
+    let app = api_router(&data, &cfg, node).await?;
     tokio::spawn(backflow_api::serve::serve(
         listener,
         app,

@@ -92,6 +92,8 @@ async fn a_county_department_requests_a_township_entry_across_the_country() -> R
     let mut net =
         LocalNet::start_with(&regions, dir.path(), fast(), Transport::Tcp, calendar()).await?;
     net.wait_connected(Duration::from_secs(30)).await?;
+    net.add_department(code(REQUESTER), "民政局").await?;
+    net.add_department(code(PROVIDER), "镇人社分局").await?;
     let requester = net.nodes[&code(REQUESTER)].clone();
     let provider = net.nodes[&code(PROVIDER)].clone();
     provider
@@ -112,6 +114,15 @@ async fn a_county_department_requests_a_township_entry_across_the_country() -> R
     );
     assert!(e.contains("method") && e.contains("use_until"), "{e}");
     assert!(requester.shares(false).await?.is_empty());
+    // A department this node does not hold cannot file.
+    let e = format!(
+        "{:#}",
+        requester
+            .share_file("未登记部门".into(), filing())
+            .await
+            .unwrap_err()
+    );
+    assert!(e.contains("not one this node holds"), "{e}");
 
     let filed = requester.share_file("民政局".into(), filing()).await?;
     assert_eq!(filed.state, "submitted");

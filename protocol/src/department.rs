@@ -72,7 +72,9 @@ pub enum DepartmentError {
     },
     #[error("department {department:?}'s certificate has a bad signature")]
     BadSignature { department: String },
-    #[error("department {department:?}'s certificate is not valid at {now} ({not_before}..{not_after})")]
+    #[error(
+        "department {department:?}'s certificate is not valid at {now} ({not_before}..{not_after})"
+    )]
     NotValid {
         department: String,
         now: UnixMs,
@@ -118,7 +120,11 @@ impl DepartmentCert {
     }
 
     pub fn check_limits(&self) -> Result<(), LimitError> {
-        check_len("department name", self.body.department.len(), NAME_BYTES_MAX)
+        check_len(
+            "department name",
+            self.body.department.len(),
+            NAME_BYTES_MAX,
+        )
     }
 
     /// Checks the certificate under its region's verified chain (`jurisdiction`) at `now`.
@@ -171,7 +177,11 @@ fn check_name(department: &str) -> Result<(), DepartmentError> {
     if department.trim().is_empty() {
         return Err(DepartmentError::EmptyName);
     }
-    Ok(check_len("department name", department.len(), NAME_BYTES_MAX)?)
+    Ok(check_len(
+        "department name",
+        department.len(),
+        NAME_BYTES_MAX,
+    )?)
 }
 
 /// A department of this node: its key and the certificate the node's jurisdiction key gave it.

@@ -282,8 +282,8 @@ fn a_department_cannot_be_impersonated() {
     let minted = DepartmentIdentity::certify(&province, "镇人社分局", key(6), net.now).unwrap();
     let by_province = SignedShareAct::sign_by_department(grant.clone(), &province, &minted);
     // 4. The province's key certifies a department of the township, under the township's chain.
-    let mut forged_cert = DepartmentIdentity::certify(&provider, "镇人社分局", key(7), net.now)
-        .unwrap();
+    let mut forged_cert =
+        DepartmentIdentity::certify(&provider, "镇人社分局", key(7), net.now).unwrap();
     forged_cert.cert.body.issuer_key = province.key.verifying_key();
     forged_cert.cert.signature = province.sign(&blake3::hash(b"anything").into());
     let by_forged = SignedShareAct::sign_by_department(grant.clone(), &provider, &forged_cert);
@@ -357,9 +357,11 @@ fn a_department_the_node_does_not_hold_cannot_act() {
     let mut r = request(&net);
     r.requester = origin(REQUESTER, "未登记部门");
     assert_eq!(
-        net.node_mut(code(REQUESTER))
-            .ep
-            .file_share_request(now, r, SharingAttribute::Unconditional),
+        net.node_mut(code(REQUESTER)).ep.file_share_request(
+            now,
+            r,
+            SharingAttribute::Unconditional
+        ),
         Err(ShareRejection::Department(DepartmentError::NotHeld {
             department: "未登记部门".to_string()
         }))

@@ -78,16 +78,24 @@ impl Backend for Memory {
     }
     async fn share_file(
         &self,
+        department: Option<String>,
         params: backflow_api::ShareFileParams,
     ) -> Result<serde_json::Value, ApiError> {
-        Ok(serde_json::json!({ "entry": params.entry_id }))
+        Ok(serde_json::json!({ "entry": params.entry_id, "as": department }))
     }
     async fn share_act(
         &self,
+        department: Option<String>,
         id: String,
         params: backflow_api::ShareActParams,
     ) -> Result<serde_json::Value, ApiError> {
-        Ok(serde_json::json!({ "id": id, "act": params.act }))
+        Ok(serde_json::json!({ "id": id, "act": params.act, "as": department }))
+    }
+    async fn departments(&self) -> Result<serde_json::Value, ApiError> {
+        Ok(serde_json::json!([]))
+    }
+    async fn department_add(&self, name: String) -> Result<serde_json::Value, ApiError> {
+        Ok(serde_json::json!({ "name": name }))
     }
     async fn export(&self, which: ExportWhich) -> Result<Export, ApiError> {
         let ExportWhich {
@@ -136,6 +144,7 @@ fn world() -> &'static World {
         };
         let gate = Gate {
             token: token.clone(),
+            departments: Default::default(),
             hosts: AllowedHosts::for_bind(HOST.parse().unwrap(), &[]),
         };
         World {

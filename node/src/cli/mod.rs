@@ -5,6 +5,7 @@ pub mod catalog;
 pub mod cert;
 pub mod common;
 pub mod demo;
+pub mod dept;
 pub mod export;
 pub mod init;
 pub mod publish;

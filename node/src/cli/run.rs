@@ -55,7 +55,7 @@ async fn daemon(dir: PathBuf) -> Result<()> {
     for a in &node.listen_addrs {
         println!("listening on {a}");
     }
-    let app = api_router(&dir, &cfg, node.clone())?;
+    let app = api_router(&dir, &cfg, node.clone()).await?;
     let listener = tokio::net::TcpListener::bind(cfg.http)
         .await
         .with_context(|| format!("binding the HTTP API to {}", cfg.http))?;

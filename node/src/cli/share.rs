@@ -1,6 +1,7 @@
 //! `backflow share …`: share requests between departments (政务数据共享申请, Arts. 20–22),
-//! through the running node's API. This node's department (its `config.toml`) acts: as the
-//! requester when it files, as the provider when it answers.
+//! through the running node's API. A department of this node acts — `--department`, or the
+//! one in `config.toml` — as the requester when it files, as the provider when it answers;
+//! it signs with its own key (`backflow dept add`).
 
 use std::io::Write;
 
@@ -10,6 +11,15 @@ use backflow_node::share_api::ShareView;
 use clap::{Args, Subcommand};
 
 use super::common::{call, urlencode, DataArg};
+
+#[derive(Args, Debug)]
+pub struct ShareArgs {
+    #[command(subcommand)]
+    pub cmd: ShareCmd,
+    /// The department of this node that acts (default: the one in config.toml).
+    #[arg(long, global = true)]
+    pub department: Option<String>,
+}
 
 #[derive(Subcommand, Debug)]
 pub enum ShareCmd {
@@ -145,8 +155,9 @@ fn act(act: &str) -> ShareActParams {
     }
 }
 
-pub fn run(cmd: ShareCmd, out: &mut impl Write) -> Result<()> {
-    let (dir, id, params) = match cmd {
+pub fn run(args: ShareArgs, out: &mut impl Write) -> Result<()> {
+    let department = args.department;
+    let (dir, id, mut params) = match args.cmd {
         ShareCmd::Request(a) => {
             let body = ShareFileParams {
                 provider_region: a.provider_region,
@@ -158,6 +169,7 @@ pub fn run(cmd: ShareCmd, out: &mut impl Write) -> Result<()> {
                 method: a.method,
                 use_until: a.until,
                 approved_by: a.approved_by,
+                department,
             };
             let v = call(
                 &a.data.dir,
@@ -252,6 +264,7 @@ pub fn run(cmd: ShareCmd, out: &mut impl Write) -> Result<()> {
             (data.dir, id, p)
         }
     };
+    params.department = department;
     let path = format!("/api/share/{}/act", urlencode(&id));
     let v = call(&dir, "POST", &path, Some(&serde_json::to_value(&params)?))?;
     print_one(out, v)

@@ -399,7 +399,8 @@ impl ShareService {
         name: &str,
         key: ed25519_dalek::SigningKey,
     ) -> Result<(), DepartmentError> {
-        if !self.departments.contains_key(name) && self.departments.len() >= DEPARTMENTS_PER_NODE_MAX
+        if !self.departments.contains_key(name)
+            && self.departments.len() >= DEPARTMENTS_PER_NODE_MAX
         {
             return Err(DepartmentError::TooMany {
                 max: DEPARTMENTS_PER_NODE_MAX,
