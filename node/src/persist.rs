@@ -9,6 +9,9 @@ use std::sync::Arc;
 use anyhow::{anyhow, Result};
 use backflow_protocol::attestation::SignedAttestation;
 use backflow_protocol::catalog::SignedCatalogUpdate;
+use backflow_protocol::catalog_review::{
+    DutyChange, ReviewStorageOp, Submission, REVIEW_ITEMS_MAX,
+};
 use backflow_protocol::catalog_sync::CatalogStorageOp;
 use backflow_protocol::cert::Revocation;
 use backflow_protocol::endpoint::{Saved, SavedTransfer, Storage};
@@ -32,6 +35,9 @@ const CATALOG_LOG_ID_KEY: &[u8] = b"catalog/log_id";
 const REVOCATION_KEY_PREFIX: &[u8] = b"revocation/";
 const SHARE_CASE_KEY_PREFIX: &[u8] = b"share/case/";
 const SHARE_TRANSIT_KEY_PREFIX: &[u8] = b"share/transit/";
+/// Catalog submissions under review and duty changes (Arts. 16–17), by id.
+const REVIEW_SUBMISSION_KEY_PREFIX: &[u8] = b"review/submission/";
+const REVIEW_DUTY_KEY_PREFIX: &[u8] = b"review/duty/";
 /// Bounds on what is read back at start (a corrupted or hostile database cannot make the node
 /// read without end): transfers held, receipts per transfer (one per descendant region at
 /// most: national has 44,703), catalog log entries and senders' watermarks.
@@ -172,7 +178,24 @@ pub fn load(store: &Store) -> Result<Saved> {
             decode_exact(&v).map_err(|e| anyhow!("corrupt stored share act: {e}"))?;
         saved.share_transit.push(a);
     }
+    // Like share cases: a review that does not read back would lose a deadline.
+    for (_, v) in store.scan_prefix(CF_STATE, REVIEW_SUBMISSION_KEY_PREFIX, REVIEW_ITEMS_MAX)? {
+        let s: Submission =
+            decode_exact(&v).map_err(|e| anyhow!("corrupt stored catalog submission: {e}"))?;
+        saved.review_submissions.push(s);
+    }
+    for (_, v) in store.scan_prefix(CF_STATE, REVIEW_DUTY_KEY_PREFIX, REVIEW_ITEMS_MAX)? {
+        let d: DutyChange =
+            decode_exact(&v).map_err(|e| anyhow!("corrupt stored duty change: {e}"))?;
+        saved.review_duty_changes.push(d);
+    }
     Ok(saved)
+}
+
+fn review_key(prefix: &[u8], id: u64) -> Vec<u8> {
+    let mut key = prefix.to_vec();
+    key.extend_from_slice(&id.to_be_bytes());
+    key
 }
 
 fn share_key(prefix: &[u8], id: &Hash) -> Vec<u8> {
@@ -250,6 +273,18 @@ pub fn apply(
         }
         Storage::Share(ShareStorageOp::DropTransit { act }) => {
             store.delete(CF_STATE, &share_key(SHARE_TRANSIT_KEY_PREFIX, &act))?;
+        }
+        Storage::Review(ReviewStorageOp::PutSubmission(s)) => {
+            let value = encode_value(&*s).map_err(|e| anyhow!("{e}"))?;
+            store.put(
+                CF_STATE,
+                &review_key(REVIEW_SUBMISSION_KEY_PREFIX, s.id),
+                &value,
+            )?;
+        }
+        Storage::Review(ReviewStorageOp::PutDutyChange(d)) => {
+            let value = encode_value(&*d).map_err(|e| anyhow!("{e}"))?;
+            store.put(CF_STATE, &review_key(REVIEW_DUTY_KEY_PREFIX, d.id), &value)?;
         }
         Storage::Revocation(r) => {
             let mut key = REVOCATION_KEY_PREFIX.to_vec();

@@ -609,6 +609,14 @@ impl Runtime {
                     warn!(%from, request = %hex::encode(&request[..8]), %error, "share act rejected")
                 }
             },
+            Event::Review(backflow_protocol::catalog_review::ReviewEvent::Overdue {
+                what,
+                id,
+                department,
+                due,
+            }) => {
+                warn!(?what, id, %department, due = due.0, "catalog review or update overdue (Art. 17)")
+            }
             Event::Catalog(ev) => match ev {
                 CatalogEvent::Applied { origin, seq, from } => {
                     info!(origin = %origin.region, department = %origin.department, seq, %from, "catalog version applied");

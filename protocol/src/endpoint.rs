@@ -55,13 +55,20 @@ use ed25519_dalek::VerifyingKey;
 
 use crate::attestation::SignedAttestation;
 use crate::calendar::WorkingCalendar;
-use crate::catalog::{CatalogOrigin, SharingAttribute, SignedCatalogUpdate};
+use crate::catalog::{
+    CatalogChange, CatalogEntry, CatalogOrigin, CatalogUpdate, SharingAttribute,
+    SignedCatalogUpdate,
+};
 use crate::catalog_sync::{
     CatalogEvent, CatalogOutput, CatalogStorageOp, CatalogSync, CatalogSyncConfig, CatalogSyncError,
 };
 use crate::cert::{CertChain, CertError, NodeIdentity, Revocation, TrustStore};
 
 mod trust_in_force;
+use crate::catalog_review::{
+    CatalogReview, Decision as ReviewDecision, DutyChange, ReviewError, ReviewEvent, ReviewOutput,
+    ReviewState, ReviewStorageOp, Submission,
+};
 use crate::chunk::{ChunkError, ChunkFrame};
 use crate::manifest::{DatasetId, Hash, PartitionEntry, SignedManifest};
 use crate::receipt::Receipt;
@@ -116,6 +123,10 @@ pub struct Saved {
     pub share_cases: Vec<ShareCase>,
     /// Share acts held for forwarding ([`ShareStorageOp::PutTransit`], not yet dropped).
     pub share_transit: Vec<SignedShareAct>,
+    /// Catalog submissions ([`ReviewStorageOp::PutSubmission`]).
+    pub review_submissions: Vec<Submission>,
+    /// Duty changes ([`ReviewStorageOp::PutDutyChange`]).
+    pub review_duty_changes: Vec<DutyChange>,
 }
 
 /// One persisted transfer: its record ([`StorageOp::PutTransfer`]), the group ranges of each
@@ -233,6 +244,7 @@ pub enum Storage {
     /// A revocation this node accepted: persist it (it is passed on only after this).
     Revocation(Revocation),
     Share(ShareStorageOp),
+    Review(ReviewStorageOp),
 }
 
 /// Observable progress, for logs, metrics, the HTTP API and simnet statistics.
@@ -241,6 +253,7 @@ pub enum Event<P> {
     ReturnFlow(return_flow::Event),
     Catalog(CatalogEvent),
     Share(ShareEvent),
+    Review(ReviewEvent),
     PeerAdmitted {
         peer: P,
         region: RegionCode,
@@ -333,6 +346,7 @@ pub struct Endpoint<P> {
     rf: ReturnFlow,
     cs: CatalogSync,
     share: ShareService,
+    review: CatalogReview,
     peers: BTreeMap<P, Peer>,
     by_region: BTreeMap<RegionCode, P>,
     out: VecDeque<Output<P>>,
@@ -384,12 +398,15 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
             CatalogSync::restore(now, cs_config, saved.catalog_log, &saved.catalog_watermarks)?;
         let mut share = ShareService::new(region, WorkingCalendar::official(), tuning.retry_ms);
         share.restore(now, saved.share_cases, saved.share_transit);
+        let mut review = CatalogReview::default();
+        review.restore(saved.review_submissions, saved.review_duty_changes);
         let mut ep = Endpoint {
             trust,
             revocations,
             rf: ReturnFlow::new(rf_config),
             cs,
             share,
+            review,
             peers: BTreeMap::new(),
             by_region: BTreeMap::new(),
             out: VecDeque::new(),
@@ -737,6 +754,7 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
         self.rf.handle_tick(now);
         self.cs.handle_tick(now);
         self.share.handle_tick(now);
+        self.review.handle_timeout(now);
     }
 
     /// The sharing service (share requests this node is a party to).
@@ -776,6 +794,117 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
         self.share.add_department(now, identity, name, key)
     }
 
+    /// The authority's catalog reviews and the update obligations (Arts. 16–17).
+    pub fn catalog_review(&self) -> &CatalogReview {
+        &self.review
+    }
+
+    /// `department` of this node submits catalog entries to its same-level authority's
+    /// review (Art. 16); they take effect only when approved ([`Self::decide_catalog_review`]).
+    /// Fulfils the department's open duty changes (Art. 17 ¶1).
+    pub fn submit_catalog_for_review(
+        &mut self,
+        now: UnixMs,
+        department: &str,
+        entries: Vec<CatalogEntry>,
+    ) -> Result<u64, ReviewError> {
+        let origin = CatalogOrigin {
+            region: self.region(),
+            department: department.to_string(),
+        };
+        let calendar = self.share.calendar();
+        self.review.submit(now, calendar, &origin, entries)
+    }
+
+    /// The authority decides submission `id`; an approval publishes its entries at once — a
+    /// catalog version signed by this node enters the log and syncs upward — and returns its
+    /// sequence number.
+    pub fn decide_catalog_review(
+        &mut self,
+        now: UnixMs,
+        id: u64,
+        decision: ReviewDecision,
+        reviewer: &str,
+    ) -> Result<Option<u64>, CatalogReviewFailure> {
+        // Checked before anything is recorded: the version must apply to the catalog as it is.
+        let pending = self
+            .review
+            .submissions()
+            .find(|s| s.id == id)
+            .cloned()
+            .ok_or(ReviewError::Unknown { id })?;
+        let publish = decision == ReviewDecision::Approve && pending.state == ReviewState::Pending;
+        let update = publish
+            .then(|| self.catalog_version(now, &pending.department, &pending.entries))
+            .transpose()?;
+        let decided = self.review.decide(now, id, decision, reviewer)?;
+        debug_assert_eq!(decided.state == ReviewState::Approved, update.is_some());
+        match update {
+            Some(update) => {
+                let seq = update.update.seq;
+                self.cs.submit(now, &mut self.trust, update)?;
+                Ok(Some(seq))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// A catalog version of `department` putting `entries` in force (added, or updating the
+    /// entries of the same id), signed by this node.
+    fn catalog_version(
+        &self,
+        now: UnixMs,
+        department: &str,
+        entries: &[Arc<CatalogEntry>],
+    ) -> Result<SignedCatalogUpdate, CatalogReviewFailure> {
+        let origin = CatalogOrigin {
+            region: self.region(),
+            department: department.to_string(),
+        };
+        let existing = self.cs.catalog(&origin);
+        let changes = entries
+            .iter()
+            .map(|e| {
+                if existing.is_some_and(|c| c.entries.contains_key(&e.id)) {
+                    CatalogChange::Update(Arc::clone(e))
+                } else {
+                    CatalogChange::Add(Arc::clone(e))
+                }
+            })
+            .collect();
+        let update = CatalogUpdate {
+            seq: self.cs.next_seq(&origin),
+            origin,
+            issued_at: now,
+            changes,
+        };
+        SignedCatalogUpdate::sign(update, self.rf.identity())
+            .map_err(|e| CatalogReviewFailure::Sign(e.to_string()))
+    }
+
+    /// Records a change of law or of `department`'s duties on `occurred` (Art. 17 ¶1).
+    pub fn record_duty_change(
+        &mut self,
+        department: &str,
+        occurred: crate::calendar::Date,
+        basis: &str,
+    ) -> Result<u64, ReviewError> {
+        let calendar = self.share.calendar();
+        self.review
+            .record_duty_change(calendar, department, occurred, basis)
+    }
+
+    /// Extends a duty change's update period once, with the authority's consent.
+    pub fn extend_catalog_update(
+        &mut self,
+        id: u64,
+        days: u32,
+        consent: &str,
+    ) -> Result<DutyChange, ReviewError> {
+        let calendar = self.share.calendar();
+        self.review.extend_update(calendar, id, days, consent)
+    }
+
     /// `department` of this node acts on a share request; see [`ShareService::act`].
     pub fn share_act(
         &mut self,
@@ -802,6 +931,7 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
             self.rf.poll_timeout(),
             self.cs.poll_timeout(),
             self.share.poll_timeout(),
+            self.review.poll_timeout(),
             expiry,
         ]
         .into_iter()
@@ -846,17 +976,33 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
                 CatalogOutput::Event(e) => Output::Event(Event::Catalog(e)),
             });
         }
-        let o = self.share.poll_output()?;
-        Some(match o {
-            ShareOutput::Send { to, msg } => Output::Send {
-                to,
-                peer: self.peer_of(to),
-                msg: Message::Share(msg),
-            },
-            ShareOutput::Storage(op) => Output::Storage(Storage::Share(op)),
-            ShareOutput::Event(e) => Output::Event(Event::Share(e)),
+        if let Some(o) = self.share.poll_output() {
+            return Some(match o {
+                ShareOutput::Send { to, msg } => Output::Send {
+                    to,
+                    peer: self.peer_of(to),
+                    msg: Message::Share(msg),
+                },
+                ShareOutput::Storage(op) => Output::Storage(Storage::Share(op)),
+                ShareOutput::Event(e) => Output::Event(Event::Share(e)),
+            });
+        }
+        Some(match self.review.poll_output()? {
+            ReviewOutput::Storage(op) => Output::Storage(Storage::Review(op)),
+            ReviewOutput::Event(e) => Output::Event(Event::Review(e)),
         })
     }
+}
+
+/// Why a review decision was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogReviewFailure {
+    #[error(transparent)]
+    Review(#[from] ReviewError),
+    #[error("the approved entries do not apply to the catalog: {0}")]
+    Catalog(#[from] CatalogSyncError),
+    #[error("signing the catalog version: {0}")]
+    Sign(String),
 }
 
 /// The sharing attribute of a department's entry in this node's catalog, if held.

@@ -23,6 +23,8 @@
 //!   counts.
 //! - [`receipt`]: signed subtree delivery receipts (claims) that carry attestations upward.
 //! - [`outbox`]: per-peer bounds on control frames in flight, the same in the node and simnet.
+//! - [`catalog_review`]: the authority's review of departments' catalog entries and the
+//!   update obligation after a change of law or duties (Arts. 16–17).
 //! - [`catalog_sync`]: [`CatalogSync`], child → parent catalog sync.
 //! - [`return_flow`]: [`ReturnFlow`], parent → child dataset delivery with receipts up.
 //! - [`share`]: share requests between departments (Arts. 15, 20–22): the request and its
@@ -41,6 +43,7 @@
 pub mod attestation;
 pub mod calendar;
 pub mod catalog;
+pub mod catalog_review;
 pub mod catalog_sync;
 pub mod cert;
 pub mod chunk;

@@ -46,6 +46,7 @@ use backflow_protocol::catalog::{
     CatalogChange, CatalogEntry, CatalogOrigin, CatalogUpdate, DataFormat, DataGrade, DataItem,
     DataType, SharingAttribute, SharingMethod, SignedCatalogUpdate, UpdateFrequency,
 };
+use backflow_protocol::catalog_review::{DutyChange, ReviewEvent, ReviewStorageOp, Submission};
 use backflow_protocol::catalog_sync::{CatalogEvent, CatalogStorageOp};
 use backflow_protocol::cert::Revocation;
 use backflow_protocol::chunk::{check_groups, ChunkError};
@@ -88,6 +89,8 @@ struct Durable {
     revocations: Vec<Revocation>,
     share_cases: BTreeMap<Hash, ShareCase>,
     share_transit: BTreeMap<Hash, SignedShareAct>,
+    review_submissions: BTreeMap<u64, Submission>,
+    review_duty_changes: BTreeMap<u64, DutyChange>,
 }
 
 impl Durable {
@@ -121,6 +124,8 @@ impl Durable {
             revocations: self.revocations.clone(),
             share_cases: self.share_cases.values().cloned().collect(),
             share_transit: self.share_transit.values().cloned().collect(),
+            review_submissions: self.review_submissions.values().cloned().collect(),
+            review_duty_changes: self.review_duty_changes.values().cloned().collect(),
         }
     }
 
@@ -461,6 +466,12 @@ impl ProtoNode {
             Storage::Share(ShareStorageOp::DropTransit { act }) => {
                 store.share_transit.remove(&act);
             }
+            Storage::Review(ReviewStorageOp::PutSubmission(s)) => {
+                store.review_submissions.insert(s.id, *s);
+            }
+            Storage::Review(ReviewStorageOp::PutDutyChange(d)) => {
+                store.review_duty_changes.insert(d.id, *d);
+            }
         }
     }
 
@@ -489,6 +500,9 @@ impl ProtoNode {
                 ctx.observe(Observation::Note("chunk_frame_unexpected"))
             }
             Event::RevocationApplied { .. } => ctx.observe(Observation::Note("revocation_applied")),
+            Event::Review(ReviewEvent::Overdue { .. }) => {
+                ctx.observe(Observation::Note("catalog_review_overdue"))
+            }
             Event::Share(e) => ctx.observe(Observation::Note(match e {
                 ShareEvent::CaseChanged { .. } => "share_case_changed",
                 ShareEvent::Overdue { .. } => "share_overdue",

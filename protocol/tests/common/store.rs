@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use backflow_protocol::attestation::SignedAttestation;
 use backflow_protocol::catalog::SignedCatalogUpdate;
+use backflow_protocol::catalog_review::{DutyChange, ReviewStorageOp, Submission};
 use backflow_protocol::catalog_sync::CatalogStorageOp;
 use backflow_protocol::cert::Revocation;
 use backflow_protocol::endpoint::{Saved, SavedTransfer, Storage};
@@ -57,6 +58,8 @@ pub struct Store {
     pub share_cases: BTreeMap<Hash, ShareCase>,
     /// Share acts held for forwarding, by act id.
     pub share_transit: BTreeMap<Hash, SignedShareAct>,
+    pub review_submissions: BTreeMap<u64, Submission>,
+    pub review_duty_changes: BTreeMap<u64, DutyChange>,
 }
 
 impl Store {
@@ -123,6 +126,12 @@ impl Store {
             Storage::Share(ShareStorageOp::DropTransit { act }) => {
                 self.share_transit.remove(&act);
             }
+            Storage::Review(ReviewStorageOp::PutSubmission(s)) => {
+                self.review_submissions.insert(s.id, *s);
+            }
+            Storage::Review(ReviewStorageOp::PutDutyChange(d)) => {
+                self.review_duty_changes.insert(d.id, *d);
+            }
             Storage::Catalog(CatalogStorageOp::PutWatermark {
                 sender,
                 log_id,
@@ -187,6 +196,8 @@ impl Store {
             revocations: self.revocations.clone(),
             share_cases: self.share_cases.values().cloned().collect(),
             share_transit: self.share_transit.values().cloned().collect(),
+            review_submissions: self.review_submissions.values().cloned().collect(),
+            review_duty_changes: self.review_duty_changes.values().cloned().collect(),
         }
     }
 }
