@@ -103,6 +103,67 @@ pub struct ShareFileParams {
     pub department: Option<String>,
 }
 
+/// Catalog review (Arts. 16–17), through one backend call: what the caller asks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReviewRequest {
+    /// Entries of `department` (`None`: the node's configured one) to the authority's review.
+    Submit {
+        department: Option<String>,
+        entries: Vec<CatalogEntry>,
+    },
+    /// Submissions and duty changes, overdue first; only `department`'s if given.
+    List {
+        department: Option<String>,
+        overdue_only: bool,
+    },
+    /// The authority decides a submission.
+    Decide { id: u64, params: ReviewDecideParams },
+    /// A change of law or duties that obliges `department` to update its catalog.
+    RecordDutyChange {
+        department: Option<String>,
+        params: DutyChangeParams,
+    },
+    /// The authority extends a duty change's update period once.
+    ExtendUpdate { id: u64, params: DutyExtendParams },
+}
+
+/// Entries submitted for review.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewSubmitParams {
+    #[serde(default)]
+    pub department: Option<String>,
+    pub entries: Vec<CatalogEntry>,
+}
+
+/// The authority's decision: `approve`, or `return` with reasons; the reviewer is named.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewDecideParams {
+    pub decision: String,
+    pub reviewer: String,
+    #[serde(default)]
+    pub reasons: Option<String>,
+}
+
+/// A change of law or duties (Art. 17 ¶1): the day it took effect (`YYYY-MM-DD`) and what.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DutyChangeParams {
+    #[serde(default)]
+    pub department: Option<String>,
+    pub occurred: String,
+    pub basis: String,
+}
+
+/// The one extension of an update period: 1 to 5 working days, with the authority's consent.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DutyExtendParams {
+    pub days: u32,
+    pub consent: String,
+}
+
 /// An act on a share request by this node's department: `act` is `grant`, `refuse`, `notice`,
 /// `supplement`, `extend`, `start_delivery`, `delivered` or `withdraw`; the other fields are
 /// what that act needs.
@@ -215,6 +276,12 @@ pub trait Backend: Clone + Send + Sync + 'static {
         department: Option<String>,
         id: String,
         params: ShareActParams,
+    ) -> impl Future<Output = Result<serde_json::Value, ApiError>> + Send;
+
+    /// Catalog review and update obligations (Arts. 16–17).
+    fn catalog_review(
+        &self,
+        request: ReviewRequest,
     ) -> impl Future<Output = Result<serde_json::Value, ApiError>> + Send;
 
     /// This node's departments (names and public keys; never their secrets).

@@ -70,6 +70,19 @@ pub enum Principal {
 }
 
 impl Principal {
+    /// Only the node's token (the jurisdiction's data-sharing authority) may do this.
+    pub fn require_node(&self) -> Result<(), ApiError> {
+        match self {
+            Principal::Node => Ok(()),
+            Principal::Department(d) => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "only the data-sharing authority (the node's token) may do this, not department {d:?}"
+                ),
+            )),
+        }
+    }
+
     /// The department a request acts as: the one it names (the node's token may name any of
     /// the node's departments; a department's token only its own), else the caller's own;
     /// `None`: the node's token named none (the node's configured department acts).
@@ -89,8 +102,9 @@ impl Principal {
     }
 }
 
-/// Paths a department's token may use.
-pub const DEPARTMENT_PATHS: &[&str] = &["/api/share"];
+/// Paths a department's token may use (routes under them that are the authority's alone
+/// check [`Principal::require_node`]).
+pub const DEPARTMENT_PATHS: &[&str] = &["/api/share", "/api/catalog-review", "/api/duty-changes"];
 
 /// The departments' tokens, shared with the node, which adds one when a department is added.
 #[derive(Clone, Default)]

@@ -18,7 +18,8 @@ pub mod serve;
 pub mod token;
 
 pub use backend::{
-    Backend, Export, ExportSummary, ExportWhich, PublishInput, PublishParams, RevokeParams,
+    Backend, DutyChangeParams, DutyExtendParams, Export, ExportSummary, ExportWhich, PublishInput,
+    PublishParams, ReviewDecideParams, ReviewRequest, ReviewSubmitParams, RevokeParams,
     ShareActParams, ShareFileParams,
 };
 pub use error::ApiError;

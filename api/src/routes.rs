@@ -16,6 +16,11 @@
 //! | POST   | `/api/share`         | `ShareFileParams`: file a request as this node's department |
 //! | GET    | `/api/share/{id}`    | one share request (id or a unique 8+ digit prefix)      |
 //! | POST   | `/api/share/{id}/act`| `ShareActParams`: grant, refuse, notice, supplement, extend, start_delivery, delivered, withdraw |
+//! | GET    | `/api/catalog-review`| `?overdue=true`: submissions and duty changes (Arts. 16–17), overdue first |
+//! | POST   | `/api/catalog-review`| `ReviewSubmitParams`: a department's entries to the authority's review |
+//! | POST   | `/api/catalog-review/{id}` | `ReviewDecideParams`: the authority approves (publishes) or returns |
+//! | POST   | `/api/duty-changes`  | `DutyChangeParams`: a change of law or duties, the update due in 10 working days |
+//! | POST   | `/api/duty-changes/{id}/extend` | `DutyExtendParams`: the authority extends it once (≤ 5) |
 //! | GET    | `/api/departments`   | this node's departments (names, public keys)            |
 //! | POST   | `/api/departments`   | `{name}`: a new department's key and token (the token shown once) |
 //!
@@ -42,7 +47,8 @@ use tokio::sync::Semaphore;
 use tokio_util::io::{ReaderStream, StreamReader, SyncIoBridge};
 
 use crate::backend::{
-    Backend, ExportWhich, PublishParams, RevokeParams, ShareActParams, ShareFileParams,
+    Backend, DutyChangeParams, DutyExtendParams, ExportWhich, PublishParams, ReviewDecideParams,
+    ReviewRequest, ReviewSubmitParams, RevokeParams, ShareActParams, ShareFileParams,
 };
 use crate::confine::{self, Confined};
 use crate::error::ApiError;
@@ -108,6 +114,13 @@ pub fn router<B: Backend>(backend: B, gate: Gate, dirs: Directories) -> Router {
         .route("/api/share", get(share_list::<B>).post(share_file::<B>))
         .route("/api/share/{id}", get(share_show::<B>))
         .route("/api/share/{id}/act", post(share_act::<B>))
+        .route(
+            "/api/catalog-review",
+            get(review_list::<B>).post(review_submit::<B>),
+        )
+        .route("/api/catalog-review/{id}", post(review_decide::<B>))
+        .route("/api/duty-changes", post(duty_change::<B>))
+        .route("/api/duty-changes/{id}/extend", post(duty_extend::<B>))
         .route(
             "/api/departments",
             get(departments::<B>).post(department_add::<B>),
@@ -549,6 +562,73 @@ async fn share_act<B: Backend>(
     answer(api.backend.share_act(department, id, params))
         .await
         .map(Json)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReviewListQuery {
+    #[serde(default)]
+    overdue: bool,
+}
+
+async fn review_list<B: Backend>(
+    State(api): State<Api<B>>,
+    Extension(principal): Extension<Principal>,
+    Query(q): Query<ReviewListQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    // A department sees its own; the authority all.
+    let department = principal.acting_as(None)?;
+    let request = ReviewRequest::List {
+        department,
+        overdue_only: q.overdue,
+    };
+    answer(api.backend.catalog_review(request)).await.map(Json)
+}
+
+async fn review_submit<B: Backend>(
+    State(api): State<Api<B>>,
+    Extension(principal): Extension<Principal>,
+    Json(params): Json<ReviewSubmitParams>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let request = ReviewRequest::Submit {
+        department: principal.acting_as(params.department.as_deref())?,
+        entries: params.entries,
+    };
+    answer(api.backend.catalog_review(request)).await.map(Json)
+}
+
+async fn review_decide<B: Backend>(
+    State(api): State<Api<B>>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<u64>,
+    Json(params): Json<ReviewDecideParams>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    principal.require_node()?;
+    let request = ReviewRequest::Decide { id, params };
+    answer(api.backend.catalog_review(request)).await.map(Json)
+}
+
+async fn duty_change<B: Backend>(
+    State(api): State<Api<B>>,
+    Extension(principal): Extension<Principal>,
+    Json(params): Json<DutyChangeParams>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let request = ReviewRequest::RecordDutyChange {
+        department: principal.acting_as(params.department.as_deref())?,
+        params,
+    };
+    answer(api.backend.catalog_review(request)).await.map(Json)
+}
+
+async fn duty_extend<B: Backend>(
+    State(api): State<Api<B>>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<u64>,
+    Json(params): Json<DutyExtendParams>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    principal.require_node()?;
+    let request = ReviewRequest::ExtendUpdate { id, params };
+    answer(api.backend.catalog_review(request)).await.map(Json)
 }
 
 async fn departments<B: Backend>(

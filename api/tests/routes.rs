@@ -105,6 +105,12 @@ impl Backend for Fake {
     ) -> Result<serde_json::Value, ApiError> {
         Ok(serde_json::json!({ "id": id, "act": params.act, "as": department }))
     }
+    async fn catalog_review(
+        &self,
+        request: backflow_api::ReviewRequest,
+    ) -> Result<serde_json::Value, ApiError> {
+        Ok(serde_json::json!({ "request": format!("{request:?}") }))
+    }
     async fn departments(&self) -> Result<serde_json::Value, ApiError> {
         Ok(serde_json::json!([]))
     }
@@ -555,4 +561,46 @@ async fn a_department_token_acts_only_as_its_department_and_only_on_share_routes
         ApiToken::generate().bearer().parse().unwrap(),
     );
     assert_eq!(send(&s.app, r).await.0, StatusCode::UNAUTHORIZED);
+}
+
+/// Catalog review (Arts. 16–17): a department submits and records duty changes as itself;
+/// deciding and extending are the authority's (the node's token) alone.
+#[tokio::test]
+async fn a_department_submits_for_review_but_only_the_authority_decides() {
+    let s = setup(false);
+    let dept = ApiToken::from_hex(&"ab".repeat(32)).unwrap();
+    let as_dept = |uri: &str, body: serde_json::Value| {
+        let mut r = json_request(&s, uri, body);
+        r.headers_mut()
+            .insert(header::AUTHORIZATION, dept.bearer().parse().unwrap());
+        r
+    };
+    let (status, body) = send(
+        &s.app,
+        as_dept("/api/catalog-review", serde_json::json!({"entries": []})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("镇民政办"));
+    let duty = serde_json::json!({"occurred": "2026-09-30", "basis": "职责调整"});
+    let (status, body) = send(&s.app, as_dept("/api/duty-changes", duty)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(String::from_utf8_lossy(&body).contains("RecordDutyChange"));
+    let decide = serde_json::json!({"decision": "approve", "reviewer": "王五"});
+    let extend = serde_json::json!({"days": 5, "consent": "同意"});
+    for (uri, body) in [
+        ("/api/catalog-review/1", decide.clone()),
+        ("/api/duty-changes/1/extend", extend.clone()),
+    ] {
+        let (status, text) = send(&s.app, as_dept(uri, body)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{uri}");
+        assert!(String::from_utf8_lossy(&text).contains("authority"));
+    }
+    for (uri, body) in [
+        ("/api/catalog-review/1", decide),
+        ("/api/duty-changes/1/extend", extend),
+    ] {
+        let (status, _) = send(&s.app, json_request(&s, uri, body)).await;
+        assert_eq!(status, StatusCode::OK, "{uri}");
+    }
 }

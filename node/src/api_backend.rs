@@ -259,6 +259,16 @@ impl Backend for NodeBackend {
         )
     }
 
+    async fn catalog_review(
+        &self,
+        request: backflow_api::ReviewRequest,
+    ) -> Result<serde_json::Value, ApiError> {
+        self.node
+            .catalog_review(request, self.department.clone())
+            .await
+            .map_err(|e| ApiError::bad_request(format!("{e:#}")))
+    }
+
     async fn departments(&self) -> Result<serde_json::Value, ApiError> {
         json(
             self.node

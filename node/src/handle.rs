@@ -125,6 +125,12 @@ pub(crate) enum Cmd {
     Departments {
         reply: oneshot::Sender<Vec<DepartmentView>>,
     },
+    /// Catalog review (Arts. 16–17), see [`crate::review_api`].
+    Review {
+        request: Box<backflow_api::ReviewRequest>,
+        default_department: String,
+        reply: oneshot::Sender<Result<serde_json::Value>>,
+    },
     /// Stored content failed verification outside the event loop (an export).
     ContentDamaged(crate::chunks::Damaged),
     /// Check every partition stored whole now ([`crate::scrub`]).
@@ -410,6 +416,21 @@ impl NodeHandle {
         self.ask(|reply| Cmd::AddDepartment {
             name,
             key: Box::new(key),
+            reply,
+        })
+        .await?
+    }
+
+    /// Catalog review and update obligations; `default_department` acts where the request
+    /// names none. Returns once what it changed is persisted.
+    pub async fn catalog_review(
+        &self,
+        request: backflow_api::ReviewRequest,
+        default_department: String,
+    ) -> Result<serde_json::Value> {
+        self.ask(|reply| Cmd::Review {
+            request: Box::new(request),
+            default_department,
             reply,
         })
         .await?

@@ -20,6 +20,7 @@ pub mod net;
 pub mod node;
 pub mod persist;
 pub mod publish;
+pub mod review_api;
 pub mod runtime;
 pub mod scrub;
 pub mod share_api;

@@ -823,6 +823,18 @@ impl Runtime {
                     });
                 let _ = reply.send(result);
             }
+            Cmd::Review {
+                request,
+                default_department,
+                reply,
+            } => {
+                let result =
+                    crate::review_api::run(&mut self.ep, now, &default_department, *request);
+                // Persisted (and an approved version in the log) before the caller hears it.
+                self.drain();
+                self.make_durable();
+                let _ = reply.send(result);
+            }
             Cmd::Departments { reply } => {
                 let _ = reply.send(crate::status::departments(&self.ep));
             }

@@ -10,14 +10,14 @@ use anyhow::Result;
 use backflow_api::{ShareActParams, ShareFileParams};
 use backflow_node::localnet::{LocalNet, Transport};
 use backflow_node::node::now_ms;
-use backflow_protocol::calendar::{beijing_date, WorkingCalendar};
+use backflow_protocol::calendar::beijing_date;
 use backflow_protocol::catalog::{
     CatalogEntry, DataFormat, DataGrade, DataItem, DataType, SharingAttribute, SharingMethod,
     UpdateFrequency,
 };
 use backflow_protocol::time::DAY_MS;
 use backflow_topology::RegionCode;
-use common::{code, fast, wait_until};
+use common::{calendar, code, fast, wait_until};
 
 mod common;
 
@@ -61,23 +61,8 @@ fn filing() -> ShareFileParams {
             .expect("a date")
             .to_string(),
         approved_by: "民政局数据共享工作机构负责人".into(),
+        department: None,
     }
-}
-
-/// The official calendar, plus — for a year whose notice the build does not know (this test
-/// runs on the real clock, possibly after the last embedded year) — a test year of weekends
-/// only. The deadlines' arithmetic is checked against the real notices in the protocol's
-/// tests; here what matters is that both nodes compute the same.
-fn calendar() -> WorkingCalendar {
-    let mut c = WorkingCalendar::official();
-    let this_year = beijing_date(now_ms()).expect("a date").year();
-    for year in this_year..=this_year + 1 {
-        if !c.years().any(|y| y == year) {
-            c.add_file(&format!("[{year}]\noff = []\nwork = []\n"))
-                .expect("a test year");
-        }
-    }
-    c
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -91,6 +91,12 @@ impl Backend for Memory {
     ) -> Result<serde_json::Value, ApiError> {
         Ok(serde_json::json!({ "id": id, "act": params.act, "as": department }))
     }
+    async fn catalog_review(
+        &self,
+        request: backflow_api::ReviewRequest,
+    ) -> Result<serde_json::Value, ApiError> {
+        Ok(serde_json::json!({ "request": format!("{request:?}") }))
+    }
     async fn departments(&self) -> Result<serde_json::Value, ApiError> {
         Ok(serde_json::json!([]))
     }

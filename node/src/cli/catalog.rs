@@ -1,11 +1,25 @@
-//! `backflow catalog add|list|show`: the data catalog (Arts. 12–17) through the running node.
+//! `backflow catalog …`: the data catalog (Arts. 12–17) through the running node. `add` is the
+//! authority's own publication (the node's token: in force at once); a department's entries go
+//! through `submit` to the authority's review (`reviews`, `approve`, `return`) and take effect
+//! only when approved (Art. 16); `duty-change` records a change of law or duties that obliges
+//! an update within 10 working days, `extend-update` the authority's one extension (Art. 17).
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
 
+use backflow_node::review_api::{Due, ReviewsView};
+
 use super::common::{call, urlencode, DataArg};
+
+fn due_text(d: &Due) -> String {
+    let left = d
+        .working_days_left
+        .map_or(String::new(), |n| format!(", 剩余 {n} 个工作日"));
+    let late = if d.overdue { " OVERDUE 已逾期" } else { "" };
+    format!("due {} 24:00{left}{late}", d.day)
+}
 
 #[derive(Subcommand, Debug)]
 pub enum CatalogCmd {
@@ -26,6 +40,83 @@ pub enum CatalogCmd {
         data: DataArg,
         id: String,
     },
+    /// Submit a department's entries (JSON file: one CatalogEntry or an array) to the
+    /// same-level authority's review (Art. 16); due within 2 working days.
+    Submit {
+        #[command(flatten)]
+        data: DataArg,
+        /// The department of this node (default: the one in config.toml).
+        #[arg(long)]
+        department: Option<String>,
+        file: PathBuf,
+    },
+    /// Submissions and duty changes, overdue first (剩余 N 个工作日).
+    Reviews {
+        #[command(flatten)]
+        data: DataArg,
+        #[arg(long)]
+        overdue: bool,
+    },
+    /// The authority approves a submission: its entries take effect and sync upward.
+    Approve {
+        #[command(flatten)]
+        data: DataArg,
+        id: u64,
+        /// The reviewer (审核人).
+        #[arg(long)]
+        reviewer: String,
+    },
+    /// The authority returns a submission with its reasons; nothing takes effect.
+    Return {
+        #[command(flatten)]
+        data: DataArg,
+        id: u64,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        reviewer: String,
+    },
+    /// Record a change of law or of a department's duties (Art. 17): its catalog update is due
+    /// within 10 working days of the day it took effect.
+    DutyChange {
+        #[command(flatten)]
+        data: DataArg,
+        #[arg(long)]
+        department: Option<String>,
+        /// The day it took effect (YYYY-MM-DD).
+        #[arg(long)]
+        occurred: String,
+        /// What changed (the law, decision or duty; its document number).
+        #[arg(long)]
+        basis: String,
+    },
+    /// The authority extends an update period once, by at most 5 working days.
+    ExtendUpdate {
+        #[command(flatten)]
+        data: DataArg,
+        id: u64,
+        #[arg(long)]
+        days: u32,
+        /// The authority's recorded consent.
+        #[arg(long)]
+        consent: String,
+    },
+}
+
+fn print_json(v: &serde_json::Value) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+fn read_entries(file: &std::path::Path) -> Result<serde_json::Value> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", file.display()))?;
+    Ok(match v {
+        serde_json::Value::Array(_) => v,
+        one => serde_json::Value::Array(vec![one]),
+    })
 }
 
 pub fn run(cmd: CatalogCmd) -> Result<()> {
@@ -57,6 +148,111 @@ pub fn run(cmd: CatalogCmd) -> Result<()> {
                 }
             }
             println!("{n} entries");
+        }
+        CatalogCmd::Submit {
+            data,
+            department,
+            file,
+        } => {
+            let body = serde_json::json!({
+                "department": department,
+                "entries": read_entries(&file)?,
+            });
+            let v = call(&data.dir, "POST", "/api/catalog-review", Some(&body))?;
+            println!(
+                "submission {} of {} to the authority's review (审核中), due {} 24:00",
+                v["id"],
+                v["department"].as_str().unwrap_or(""),
+                v["review_due"]["day"].as_str().unwrap_or("?")
+            );
+        }
+        CatalogCmd::Reviews { data, overdue } => {
+            let path = if overdue {
+                "/api/catalog-review?overdue=true"
+            } else {
+                "/api/catalog-review"
+            };
+            let v: ReviewsView = serde_json::from_value(call(&data.dir, "GET", path, None)?)?;
+            for s in &v.submissions {
+                let due = s.review_due.as_ref().map_or(String::new(), due_text);
+                println!(
+                    "submission {:<5} {:<9} {:<20} {} entries  {due}",
+                    s.id,
+                    s.state,
+                    s.department,
+                    s.entries.len()
+                );
+            }
+            for d in &v.duty_changes {
+                let due = d.update_due.as_ref().map_or_else(
+                    || format!("updated by submission {}", d.fulfilled_by.unwrap_or(0)),
+                    due_text,
+                );
+                println!(
+                    "duty change {:<4} {:<20} {} ({})  {due}",
+                    d.id, d.department, d.occurred, d.basis
+                );
+            }
+            if v.submissions.is_empty() && v.duty_changes.is_empty() {
+                println!("nothing to review");
+            }
+        }
+        CatalogCmd::Approve { data, id, reviewer } => {
+            let body = serde_json::json!({"decision": "approve", "reviewer": reviewer});
+            let v = call(
+                &data.dir,
+                "POST",
+                &format!("/api/catalog-review/{id}"),
+                Some(&body),
+            )?;
+            println!(
+                "submission {id} approved: catalog version {} of {} in force; it syncs up",
+                v["catalog_seq"], v["department"]
+            );
+        }
+        CatalogCmd::Return {
+            data,
+            id,
+            reason,
+            reviewer,
+        } => {
+            let body = serde_json::json!({
+                "decision": "return", "reviewer": reviewer, "reasons": reason,
+            });
+            let v = call(
+                &data.dir,
+                "POST",
+                &format!("/api/catalog-review/{id}"),
+                Some(&body),
+            )?;
+            print_json(&v)?;
+        }
+        CatalogCmd::DutyChange {
+            data,
+            department,
+            occurred,
+            basis,
+        } => {
+            let body = serde_json::json!({
+                "department": department, "occurred": occurred, "basis": basis,
+            });
+            let v = call(&data.dir, "POST", "/api/duty-changes", Some(&body))?;
+            print_json(&v)?;
+        }
+        CatalogCmd::ExtendUpdate {
+            data,
+            id,
+            days,
+            consent,
+        } => {
+            let body = serde_json::json!({"days": days, "consent": consent});
+            let v = call(
+                &data.dir,
+                "POST",
+                &format!("/api/duty-changes/{id}/extend"),
+                Some(&body),
+            )?;
+            print_json(&v)?;
         }
         CatalogCmd::Show { data, id } => {
             let v = call(

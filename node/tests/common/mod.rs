@@ -63,3 +63,21 @@ pub async fn holds_verified(node: &NodeHandle, dataset: &str) -> Result<()> {
     }
     Ok(())
 }
+
+/// The official calendar, plus — for a year whose notice the build does not know (this test
+/// runs on the real clock, possibly after the last embedded year) — a test year of weekends
+/// only. The deadlines' arithmetic is checked against the real notices in the protocol's
+/// tests; here what matters is that both nodes compute the same.
+pub fn calendar() -> backflow_protocol::calendar::WorkingCalendar {
+    let mut c = backflow_protocol::calendar::WorkingCalendar::official();
+    let this_year = backflow_protocol::calendar::beijing_date(backflow_node::node::now_ms())
+        .expect("a date")
+        .year();
+    for year in this_year..=this_year + 1 {
+        if !c.years().any(|y| y == year) {
+            c.add_file(&format!("[{year}]\noff = []\nwork = []\n"))
+                .expect("a test year");
+        }
+    }
+    c
+}
