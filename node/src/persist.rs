@@ -35,6 +35,8 @@ const CATALOG_LOG_ID_KEY: &[u8] = b"catalog/log_id";
 const REVOCATION_KEY_PREFIX: &[u8] = b"revocation/";
 const SHARE_CASE_KEY_PREFIX: &[u8] = b"share/case/";
 const SHARE_TRANSIT_KEY_PREFIX: &[u8] = b"share/transit/";
+/// Supervisory copies at the parties' lowest common superior.
+const SHARE_SUPERVISED_KEY_PREFIX: &[u8] = b"share/supervised/";
 /// Catalog submissions under review and duty changes (Arts. 16–17), by id.
 const REVIEW_SUBMISSION_KEY_PREFIX: &[u8] = b"review/submission/";
 const REVIEW_DUTY_KEY_PREFIX: &[u8] = b"review/duty/";
@@ -178,6 +180,11 @@ pub fn load(store: &Store) -> Result<Saved> {
             decode_exact(&v).map_err(|e| anyhow!("corrupt stored share act: {e}"))?;
         saved.share_transit.push(a);
     }
+    for (_, v) in store.scan_prefix(CF_STATE, SHARE_SUPERVISED_KEY_PREFIX, SHARE_CASES_MAX)? {
+        let c: ShareCase =
+            decode_exact(&v).map_err(|e| anyhow!("corrupt stored supervised request: {e}"))?;
+        saved.share_supervised.push(c);
+    }
     // Like share cases: a review that does not read back would lose a deadline.
     for (_, v) in store.scan_prefix(CF_STATE, REVIEW_SUBMISSION_KEY_PREFIX, REVIEW_ITEMS_MAX)? {
         let s: Submission =
@@ -270,6 +277,11 @@ pub fn apply(
                 &share_key(SHARE_TRANSIT_KEY_PREFIX, &act.id()),
                 &value,
             )?;
+        }
+        Storage::Share(ShareStorageOp::PutSupervised(case)) => {
+            let value = encode_value(&*case).map_err(|e| anyhow!("{e}"))?;
+            let key = share_key(SHARE_SUPERVISED_KEY_PREFIX, &case.request.id());
+            store.put(CF_STATE, &key, &value)?;
         }
         Storage::Share(ShareStorageOp::DropTransit { act }) => {
             store.delete(CF_STATE, &share_key(SHARE_TRANSIT_KEY_PREFIX, &act))?;

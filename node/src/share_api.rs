@@ -39,6 +39,10 @@ pub struct ShareView {
     pub notice: Vec<String>,
     pub answer: Option<String>,
     pub acts: usize,
+    /// This node is not a party but the parties' lowest common superior (最低共同上级),
+    /// overseeing the case from the acts it forwarded.
+    #[serde(default)]
+    pub supervised: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -134,20 +138,24 @@ pub fn view(id: &Hash, case: &ShareCase, calendar: &WorkingCalendar, now: UnixMs
             .unwrap_or_default(),
         answer,
         acts: case.acts.len(),
+        supervised: false,
     }
 }
 
-/// Views of `cases`, overdue first, then by deadline, then the rest.
+/// Views of `cases` (each marked whether supervised), overdue first, then by deadline, then
+/// the rest.
 pub fn views<'a>(
-    cases: impl Iterator<Item = (&'a Hash, &'a ShareCase)>,
+    cases: impl Iterator<Item = (&'a Hash, &'a ShareCase, bool)>,
     calendar: &WorkingCalendar,
     now: UnixMs,
     overdue_only: bool,
 ) -> Vec<ShareView> {
     let mut out: Vec<(bool, Option<UnixMs>, ShareView)> = cases
-        .map(|(id, c)| {
+        .map(|(id, c, supervised)| {
             let due = c.deadline().map(|(_, d)| d);
-            (c.overdue(now).is_some(), due, view(id, c, calendar, now))
+            let mut v = view(id, c, calendar, now);
+            v.supervised = supervised;
+            (c.overdue(now).is_some(), due, v)
         })
         .filter(|(overdue, _, _)| !overdue_only || *overdue)
         .collect();
@@ -339,11 +347,25 @@ pub fn act(
 
 pub fn show(ep: &Endpoint<PeerId>, now: UnixMs, id: &str) -> Result<ShareView> {
     let s = ep.share_service();
-    let (id, case) = find(s.cases(), id)?;
-    Ok(view(id, case, s.calendar(), now))
+    match find(s.cases(), id) {
+        Ok((id, case)) => Ok(view(id, case, s.calendar(), now)),
+        Err(e) => {
+            // Not a party: perhaps overseen here.
+            let (id, case) = find(s.supervised(), id).map_err(|_| e)?;
+            let mut v = view(id, case, s.calendar(), now);
+            v.supervised = true;
+            Ok(v)
+        }
+    }
 }
 
+/// Cases this node is a party to, and those it oversees as the parties' lowest common
+/// superior.
 pub fn list(ep: &Endpoint<PeerId>, now: UnixMs, overdue_only: bool) -> Vec<ShareView> {
     let s = ep.share_service();
-    views(s.cases(), s.calendar(), now, overdue_only)
+    let cases = s
+        .cases()
+        .map(|(id, c)| (id, c, false))
+        .chain(s.supervised().map(|(id, c)| (id, c, true)));
+    views(cases, s.calendar(), now, overdue_only)
 }

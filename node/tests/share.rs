@@ -202,8 +202,27 @@ async fn a_county_department_requests_a_township_entry_across_the_country() -> R
         requester.share(id.clone()).await?,
         provider.share(id.clone()).await?
     );
-    // Relays hold no case.
-    for relay in ["0", "11", "44", "441900"] {
+    // The parties' lowest common superior (national) oversees the case: the same state and
+    // deadline, marked supervised. Other relays hold nothing.
+    let national = net.nodes[&code("0")].clone();
+    let at_provider = provider.share(id.clone()).await?;
+    wait_until(
+        "national to see the grant",
+        Duration::from_secs(30),
+        async || {
+            Ok(national
+                .share(id.clone())
+                .await
+                .is_ok_and(|v| v.state == "granted"))
+        },
+    )
+    .await?;
+    let overseen = national.share(id.clone()).await?;
+    assert!(overseen.supervised);
+    assert_eq!(overseen.deadline, at_provider.deadline);
+    assert_eq!(national.shares(false).await?.len(), 1);
+    drop(national);
+    for relay in ["11", "44", "441900"] {
         assert!(
             net.nodes[&code(relay)].shares(false).await?.is_empty(),
             "{relay}"

@@ -123,6 +123,8 @@ pub struct Saved {
     pub share_cases: Vec<ShareCase>,
     /// Share acts held for forwarding ([`ShareStorageOp::PutTransit`], not yet dropped).
     pub share_transit: Vec<SignedShareAct>,
+    /// Supervisory copies of cases ([`ShareStorageOp::PutSupervised`]).
+    pub share_supervised: Vec<ShareCase>,
     /// Catalog submissions ([`ReviewStorageOp::PutSubmission`]).
     pub review_submissions: Vec<Submission>,
     /// Duty changes ([`ReviewStorageOp::PutDutyChange`]).
@@ -397,7 +399,12 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
         let cs =
             CatalogSync::restore(now, cs_config, saved.catalog_log, &saved.catalog_watermarks)?;
         let mut share = ShareService::new(region, WorkingCalendar::official(), tuning.retry_ms);
-        share.restore(now, saved.share_cases, saved.share_transit);
+        share.restore(
+            now,
+            saved.share_cases,
+            saved.share_transit,
+            saved.share_supervised,
+        );
         let mut review = CatalogReview::default();
         review.restore(saved.review_submissions, saved.review_duty_changes);
         let mut ep = Endpoint {

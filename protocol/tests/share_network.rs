@@ -88,6 +88,19 @@ fn state(net: &Net, c: &str, id: &backflow_protocol::manifest::Hash) -> Option<S
     net.ep(code(c)).share_service().case(id).map(|c| c.state)
 }
 
+/// The supervisory copy of `id` at `c`, if it keeps one.
+fn supervised(
+    net: &Net,
+    c: &str,
+    id: &backflow_protocol::manifest::Hash,
+) -> Option<backflow_protocol::share::ShareCase> {
+    net.ep(code(c))
+        .share_service()
+        .supervised()
+        .find(|(k, _)| *k == id)
+        .map(|(_, case)| case.clone())
+}
+
 fn share_events(net: &Net, c: &str) -> Vec<ShareEvent> {
     net.node(code(c))
         .events
@@ -154,6 +167,15 @@ fn a_request_crosses_the_country_and_both_copies_agree() {
         net.ep(code(REQUESTER)).share_service().case(&id),
         net.ep(code(PROVIDER)).share_service().case(&id)
     );
+    // Their lowest common superior (national) oversees the same case, deadlines included;
+    // no other relay keeps anything.
+    assert_eq!(
+        supervised(&net, "0", &id).as_ref(),
+        net.ep(code(PROVIDER)).share_service().case(&id)
+    );
+    for relay in ["1101", "11", "44", "4419", "441900"] {
+        assert!(supervised(&net, relay, &id).is_none(), "{relay}");
+    }
     // A department cannot act for the other party, nor receive by hand.
     let now = net.now;
     assert!(matches!(
@@ -387,7 +409,10 @@ fn an_unanswered_request_is_reported_overdue_at_both_parties() {
         })
     };
     let limit = due.since_ms(net.now) + DAY_MS;
-    assert!(net.run(limit, |n| overdue(n, PROVIDER) && overdue(n, REQUESTER)));
+    // At both parties and at their lowest common superior (national).
+    assert!(net.run(limit, |n| overdue(n, PROVIDER)
+        && overdue(n, REQUESTER)
+        && overdue(n, "0")));
     assert!(net.now >= due);
     // Reported once, though the tick runs on.
     let n = share_events(&net, PROVIDER)

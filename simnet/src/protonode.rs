@@ -89,6 +89,7 @@ struct Durable {
     revocations: Vec<Revocation>,
     share_cases: BTreeMap<Hash, ShareCase>,
     share_transit: BTreeMap<Hash, SignedShareAct>,
+    share_supervised: BTreeMap<Hash, ShareCase>,
     review_submissions: BTreeMap<u64, Submission>,
     review_duty_changes: BTreeMap<u64, DutyChange>,
 }
@@ -124,6 +125,7 @@ impl Durable {
             revocations: self.revocations.clone(),
             share_cases: self.share_cases.values().cloned().collect(),
             share_transit: self.share_transit.values().cloned().collect(),
+            share_supervised: self.share_supervised.values().cloned().collect(),
             review_submissions: self.review_submissions.values().cloned().collect(),
             review_duty_changes: self.review_duty_changes.values().cloned().collect(),
         }
@@ -465,6 +467,9 @@ impl ProtoNode {
             }
             Storage::Share(ShareStorageOp::DropTransit { act }) => {
                 store.share_transit.remove(&act);
+            }
+            Storage::Share(ShareStorageOp::PutSupervised(case)) => {
+                store.share_supervised.insert(case.request.id(), *case);
             }
             Storage::Review(ReviewStorageOp::PutSubmission(s)) => {
                 store.review_submissions.insert(s.id, *s);

@@ -195,9 +195,14 @@ pub fn run(args: ShareArgs, out: &mut impl Write) -> Result<()> {
                     let late = if d.overdue { " OVERDUE 已逾期" } else { "" };
                     format!("Art. {} due {}{left}{late}", d.article, d.due)
                 });
+                let role = if v.supervised {
+                    "  [supervising 监督]"
+                } else {
+                    ""
+                };
                 writeln!(
                     out,
-                    "{}  {:<13} {}  {} → {}  {}",
+                    "{}  {:<13} {}  {} → {}  {}{role}",
                     &v.id[..12],
                     v.state,
                     v.state_zh,

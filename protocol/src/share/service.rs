@@ -14,6 +14,10 @@
 //!   from receipt, Art. 21), and refuses a request for a not-shared entry at once with the
 //!   catalog's reason and basis (Art. 15), or for an entry its catalog does not hold.
 //!
+//! - The parties' lowest common superior (最低共同上级: the lowest common ancestor of their two
+//!   regions, through which every act between them passes) keeps a supervisory copy of each
+//!   cross-region case from the acts it forwards, so overdue answers and deliveries are
+//!   visible to that authority too ([`ShareService::supervised`]); it never acts on it.
 //! - Departments sign their own acts with their own keys ([`crate::department`]); the node's
 //!   jurisdiction key signs only what the node does by itself: receiving a filing, and
 //!   refusing one for an entry its catalog does not hold. A verifier checks which is which.
@@ -307,6 +311,8 @@ pub enum ShareStorageOp {
     PutTransit(Arc<SignedShareAct>),
     /// The next hop has it: forget it.
     DropTransit { act: Hash },
+    /// Persist (overwrite) a supervisory copy ([`ShareService::supervised`]).
+    PutSupervised(Box<ShareCase>),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -354,6 +360,9 @@ pub struct ShareService {
     transit: BTreeMap<Hash, Transit>,
     /// (request, article) reported overdue, so each is reported once.
     overdue_reported: BTreeSet<(Hash, u8)>,
+    /// Cases between two other regions whose lowest common superior this node is: copies
+    /// kept from the acts forwarded, for oversight only.
+    supervised: BTreeMap<Hash, ShareCase>,
     /// This node's departments, by name, each certified by the current jurisdiction key.
     departments: BTreeMap<String, DepartmentIdentity>,
     out: VecDeque<ShareOutput>,
@@ -368,13 +377,23 @@ impl ShareService {
             cases: BTreeMap::new(),
             transit: BTreeMap::new(),
             overdue_reported: BTreeSet::new(),
+            supervised: BTreeMap::new(),
             departments: BTreeMap::new(),
             out: VecDeque::new(),
         }
     }
 
     /// Restart: hands back what [`ShareStorageOp`] persisted.
-    pub fn restore(&mut self, now: UnixMs, cases: Vec<ShareCase>, transit: Vec<SignedShareAct>) {
+    pub fn restore(
+        &mut self,
+        now: UnixMs,
+        cases: Vec<ShareCase>,
+        transit: Vec<SignedShareAct>,
+        supervised: Vec<ShareCase>,
+    ) {
+        for c in supervised {
+            self.supervised.insert(c.request.id(), c);
+        }
         for c in cases {
             self.cases.insert(c.request.id(), c);
         }
@@ -444,6 +463,11 @@ impl ShareService {
         self.cases.get(request)
     }
 
+    /// Cases this node oversees as the parties' lowest common superior, by request id.
+    pub fn supervised(&self) -> impl Iterator<Item = (&Hash, &ShareCase)> {
+        self.supervised.iter()
+    }
+
     pub fn poll_output(&mut self) -> Option<ShareOutput> {
         self.out.pop_front()
     }
@@ -454,6 +478,7 @@ impl ShareService {
         let due = self
             .cases
             .iter()
+            .chain(self.supervised.iter())
             .filter_map(|(id, c)| {
                 let deadline = c
                     .deadline()
@@ -577,6 +602,7 @@ impl ShareService {
                     }
                     self.send(from, ShareMsg::Ack { act: id });
                 } else if self.transit.len() < SHARE_TRANSIT_MAX {
+                    self.supervise(&act);
                     self.route(now, act);
                     self.send(from, ShareMsg::Ack { act: id });
                 }
@@ -601,6 +627,7 @@ impl ShareService {
                 self.send(hop, ShareMsg::Act(act));
             }
         }
+        self.tick_supervised(now);
         let ids: Vec<Hash> = self.cases.keys().copied().collect();
         for id in ids {
             let Some(case) = self.cases.get_mut(&id) else {
@@ -620,6 +647,81 @@ impl ShareService {
                 }
             }
         }
+    }
+
+    /// Time passed for the supervised copies: expiry, and overdue reported once.
+    fn tick_supervised(&mut self, now: UnixMs) {
+        let ids: Vec<Hash> = self.supervised.keys().copied().collect();
+        for id in ids {
+            let Some(case) = self.supervised.get_mut(&id) else {
+                continue;
+            };
+            if case.tick(now) {
+                let case = case.clone();
+                self.put_supervised(case);
+            }
+            if let Some(o) = self.supervised.get(&id).and_then(|c| c.overdue(now)) {
+                if self.overdue_reported.insert((id, o.article)) {
+                    self.out.push_back(ShareOutput::Event(ShareEvent::Overdue {
+                        request: id,
+                        article: o.article,
+                        due: o.due,
+                    }));
+                }
+            }
+        }
+    }
+
+    /// An act this node forwards between two other regions: if it is their lowest common
+    /// superior, its supervisory copy of the case follows the act (at its signed time, as
+    /// the parties' copies do). Errors are the parties' to report; the copy just does not move.
+    fn supervise(&mut self, act: &SignedShareAct) {
+        let b = &act.body;
+        let (a, z) = (b.by.region, b.to);
+        if a.lowest_common_ancestor(z) != self.region || a == self.region || z == self.region {
+            return;
+        }
+        let case = match &b.kind {
+            ShareActKind::File { request, attribute } => {
+                if request.id() != b.request || self.supervised.contains_key(&b.request) {
+                    return;
+                }
+                if self.supervised.len() >= SHARE_CASES_MAX {
+                    return;
+                }
+                ShareCase::new((**request).clone(), attribute.clone())
+            }
+            kind => {
+                let Some(mut case) = self.supervised.get(&b.request).cloned() else {
+                    return;
+                };
+                let Ok(party) = party_of(&case, &b.by) else {
+                    return;
+                };
+                let act = match kind {
+                    ShareActKind::Received { attribute } => {
+                        case.attribute = attribute.clone();
+                        ShareAct::Receive
+                    }
+                    ShareActKind::NotInCatalog => not_in_catalog_refusal(),
+                    ShareActKind::Act(a) => a.clone(),
+                    ShareActKind::File { .. } => return,
+                };
+                match case.apply(&self.calendar, b.at, party, act) {
+                    Ok(super::Applied::Changed) => case,
+                    _ => return,
+                }
+            }
+        };
+        self.put_supervised(case);
+    }
+
+    fn put_supervised(&mut self, case: ShareCase) {
+        self.supervised.insert(case.request.id(), case.clone());
+        self.out
+            .push_back(ShareOutput::Storage(ShareStorageOp::PutSupervised(
+                Box::new(case),
+            )));
     }
 
     /// Whether this node's copy of the case already holds `act`.

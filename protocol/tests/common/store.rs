@@ -58,6 +58,7 @@ pub struct Store {
     pub share_cases: BTreeMap<Hash, ShareCase>,
     /// Share acts held for forwarding, by act id.
     pub share_transit: BTreeMap<Hash, SignedShareAct>,
+    pub share_supervised: BTreeMap<Hash, ShareCase>,
     pub review_submissions: BTreeMap<u64, Submission>,
     pub review_duty_changes: BTreeMap<u64, DutyChange>,
 }
@@ -125,6 +126,9 @@ impl Store {
             }
             Storage::Share(ShareStorageOp::DropTransit { act }) => {
                 self.share_transit.remove(&act);
+            }
+            Storage::Share(ShareStorageOp::PutSupervised(case)) => {
+                self.share_supervised.insert(case.request.id(), *case);
             }
             Storage::Review(ReviewStorageOp::PutSubmission(s)) => {
                 self.review_submissions.insert(s.id, *s);
@@ -196,6 +200,7 @@ impl Store {
             revocations: self.revocations.clone(),
             share_cases: self.share_cases.values().cloned().collect(),
             share_transit: self.share_transit.values().cloned().collect(),
+            share_supervised: self.share_supervised.values().cloned().collect(),
             review_submissions: self.review_submissions.values().cloned().collect(),
             review_duty_changes: self.review_duty_changes.values().cloned().collect(),
         }
