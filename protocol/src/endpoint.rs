@@ -579,6 +579,7 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
                     }
                 }
                 self.by_region.insert(region, peer);
+                self.share.handle_reachable(region, true);
                 self.out
                     .push_back(Output::Event(Event::PeerAdmitted { peer, region }));
                 // What it may have missed while apart: every revocation in its line.
@@ -636,6 +637,7 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
     fn unmap(&mut self, peer: P, region: RegionCode) {
         if self.by_region.get(&region) == Some(&peer) {
             self.by_region.remove(&region);
+            self.share.handle_reachable(region, false);
         }
     }
 

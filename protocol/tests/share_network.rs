@@ -524,3 +524,43 @@ fn the_provider_node_refuses_an_entry_its_catalog_does_not_hold() {
         );
     }
 }
+
+/// A relay on the path is down: acts go around it over the skip-level links nodes keep to
+/// their further ancestors, instead of waiting for it; when it is back, acts use it again.
+#[test]
+fn acts_go_around_a_relay_that_is_down() {
+    let mut net = net();
+    net.crash(code("441900"));
+    let id = file(&mut net);
+    assert!(net.run(60_000, |n| state(n, PROVIDER, &id)
+        == Some(ShareState::UnderReview)));
+    assert!(net.run(60_000, |n| state(n, REQUESTER, &id)
+        == Some(ShareState::UnderReview)));
+    // The provider answers with its parent still down: up around it too.
+    let now = net.now;
+    net.node_mut(code(PROVIDER))
+        .ep
+        .share_act(
+            now,
+            &id,
+            "镇人社分局",
+            ShareAct::Grant {
+                conditions: Vec::new(),
+                approved_by: "镇人社分局负责人".to_string(),
+            },
+        )
+        .unwrap();
+    net.flush(code(PROVIDER));
+    assert!(net.run(60_000, |n| state(n, REQUESTER, &id)
+        == Some(ShareState::Granted)));
+    assert!(net.ep(code("441900")).share_service().case(&id).is_none());
+    net.set_up(code("441900"));
+    let now = net.now;
+    net.node_mut(code(PROVIDER))
+        .ep
+        .share_act(now, &id, "镇人社分局", ShareAct::StartDelivery)
+        .unwrap();
+    net.flush(code(PROVIDER));
+    assert!(net.run(60_000, |n| state(n, REQUESTER, &id)
+        == Some(ShareState::Delivering)));
+}

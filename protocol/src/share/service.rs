@@ -23,8 +23,11 @@
 //!   refusing one for an entry its catalog does not hold. A verifier checks which is which.
 //!
 //! Bounded: cases and acts in transit per node, acts per case, departments per node, and clock
-//! skew of a signed `at`. Not yet: skip-level routing around a hop that is down (the act waits
-//! for it).
+//! skew of a signed `at`. 
+//! - Skip-level: an act goes to the nearest region on its tree path that is connected now;
+//!   when the next hop is down, a node connected to a farther one on the path (a skip-level
+//!   fallback link, as the data plane uses) sends it there instead of waiting. (Skipping the
+//!   parties' lowest common superior leaves its supervisory copy behind for that act.)
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -365,6 +368,8 @@ pub struct ShareService {
     supervised: BTreeMap<Hash, ShareCase>,
     /// This node's departments, by name, each certified by the current jurisdiction key.
     departments: BTreeMap<String, DepartmentIdentity>,
+    /// Regions connected (admitted) now: where an act may go next.
+    reachable: BTreeSet<RegionCode>,
     out: VecDeque<ShareOutput>,
 }
 
@@ -379,6 +384,7 @@ impl ShareService {
             overdue_reported: BTreeSet::new(),
             supervised: BTreeMap::new(),
             departments: BTreeMap::new(),
+            reachable: BTreeSet::new(),
             out: VecDeque::new(),
         }
     }
@@ -922,17 +928,31 @@ impl ShareService {
         self.send(hop, ShareMsg::Act(act));
     }
 
-    /// The neighbour on the tree path toward `to`: the child containing it, or the parent.
+    /// Region `region` was admitted (`true`) or its connection went away.
+    pub fn handle_reachable(&mut self, region: RegionCode, up: bool) {
+        if up {
+            self.reachable.insert(region);
+        } else {
+            self.reachable.remove(&region);
+        }
+    }
+
+    /// Where an act for `to` goes next: the nearest region on the tree path toward it (up to
+    /// the lowest common ancestor, then down) that is connected now; if none is, the
+    /// neighbour on the path (the act waits for it, retransmitted).
     fn next_hop(&self, to: RegionCode) -> RegionCode {
         let me = self.region;
-        if me.contains(to) && me != to {
-            me.level()
-                .child()
-                .and_then(|l| to.ancestor_at(l))
-                .unwrap_or(to)
-        } else {
-            me.parent().unwrap_or(RegionCode::NATIONAL)
-        }
+        let lca = me.lowest_common_ancestor(to);
+        let up = me.ancestors().take_while(move |a| a.level() >= lca.level());
+        let down = to.path().into_iter().filter(move |r| r.level() > lca.level());
+        let mut path = up.chain(down).filter(|r| *r != me);
+        let first = path.next();
+        first
+            .into_iter()
+            .chain(path)
+            .find(|r| self.reachable.contains(r))
+            .or(first)
+            .unwrap_or(RegionCode::NATIONAL)
     }
 
     fn send(&mut self, to: RegionCode, msg: ShareMsg) {

@@ -410,6 +410,17 @@ impl Net {
         self.down.insert(c);
     }
 
+    /// Takes a node off the network, and its peers notice: their connections to it close (a
+    /// crashed host, where [`Net::set_down`] is a silent partition).
+    pub fn crash(&mut self, c: RegionCode) {
+        self.down.insert(c);
+        for p in self.linked(c) {
+            if let Some(n) = self.nodes.get_mut(&p) {
+                n.ep.handle_disconnected(c);
+            }
+        }
+    }
+
     /// Brings a node back: its connections are re-established (handshakes again).
     pub fn set_up(&mut self, c: RegionCode) {
         if !self.down.remove(&c) {
