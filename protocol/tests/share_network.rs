@@ -84,6 +84,20 @@ fn file(net: &mut Net) -> backflow_protocol::manifest::Hash {
     id
 }
 
+/// The provider's department grants without conditions, and its node sends the act.
+fn grant(net: &mut Net, id: &backflow_protocol::manifest::Hash) {
+    let now = net.now;
+    let act = ShareAct::Grant {
+        conditions: Vec::new(),
+        approved_by: "镇人社分局负责人".to_string(),
+    };
+    net.node_mut(code(PROVIDER))
+        .ep
+        .share_act(now, id, "镇人社分局", act)
+        .unwrap();
+    net.flush(code(PROVIDER));
+}
+
 fn state(net: &Net, c: &str, id: &backflow_protocol::manifest::Hash) -> Option<ShareState> {
     net.ep(code(c)).share_service().case(id).map(|c| c.state)
 }
@@ -282,7 +296,7 @@ fn a_department_cannot_be_impersonated() {
     let id = file(&mut net);
     assert!(net.run(60_000, |n| state(n, REQUESTER, &id)
         == Some(ShareState::UnderReview)));
-    let grant = ShareActBody {
+    let forged = ShareActBody {
         request: id,
         by: origin(PROVIDER, "镇人社分局"),
         to: code(REQUESTER),
@@ -296,21 +310,21 @@ fn a_department_cannot_be_impersonated() {
     let provider = net.fx.id(PROVIDER).clone();
     let province = net.fx.id("44").clone();
     // 1. The provider's node itself, without the department's key.
-    let by_node = SignedShareAct::sign(grant.clone(), &provider);
+    let by_node = SignedShareAct::sign(forged.clone(), &provider);
     // 2. Another department of the same node.
     let other = DepartmentIdentity::certify(&provider, "镇民政办", key(5), net.now).unwrap();
-    let by_other = SignedShareAct::sign_by_department(grant.clone(), &provider, &other);
+    let by_other = SignedShareAct::sign_by_department(forged.clone(), &provider, &other);
     // 3. The province certifies a key in the department's name (its own region's department).
     let minted = DepartmentIdentity::certify(&province, "镇人社分局", key(6), net.now).unwrap();
-    let by_province = SignedShareAct::sign_by_department(grant.clone(), &province, &minted);
+    let by_province = SignedShareAct::sign_by_department(forged.clone(), &province, &minted);
     // 4. The province's key certifies a department of the township, under the township's chain.
     let mut forged_cert =
         DepartmentIdentity::certify(&provider, "镇人社分局", key(7), net.now).unwrap();
     forged_cert.cert.body.issuer_key = province.key.verifying_key();
     forged_cert.cert.signature = province.sign(&blake3::hash(b"anything").into());
-    let by_forged = SignedShareAct::sign_by_department(grant.clone(), &provider, &forged_cert);
+    let by_forged = SignedShareAct::sign_by_department(forged.clone(), &provider, &forged_cert);
     // 5. A node act kind ("received") signed by a department.
-    let mut received = grant.clone();
+    let mut received = forged.clone();
     received.kind = ShareActKind::Received {
         attribute: SharingAttribute::Unconditional,
     };
@@ -354,20 +368,7 @@ fn a_department_cannot_be_impersonated() {
     ));
     assert_eq!(rejected[4], ShareRejection::NodeActByADepartment);
     // The real department's own act goes through.
-    let now = net.now;
-    net.node_mut(code(PROVIDER))
-        .ep
-        .share_act(
-            now,
-            &id,
-            "镇人社分局",
-            ShareAct::Grant {
-                conditions: Vec::new(),
-                approved_by: "镇人社分局负责人".to_string(),
-            },
-        )
-        .unwrap();
-    net.flush(code(PROVIDER));
+    grant(&mut net, &id);
     assert!(net.run(60_000, |n| state(n, REQUESTER, &id)
         == Some(ShareState::Granted)));
 }
@@ -469,20 +470,7 @@ fn two_departments_of_one_node_share_without_the_network() {
     ep.share_act(now, &id, "镇民政办", supplement).unwrap();
     assert_eq!(state(&net, PROVIDER, &id), Some(ShareState::UnderReview));
     net.flush(code(PROVIDER));
-    let now = net.now;
-    net.node_mut(code(PROVIDER))
-        .ep
-        .share_act(
-            now,
-            &id,
-            "镇人社分局",
-            ShareAct::Grant {
-                conditions: Vec::new(),
-                approved_by: "镇人社分局负责人".to_string(),
-            },
-        )
-        .unwrap();
-    net.flush(code(PROVIDER));
+    grant(&mut net, &id);
     assert_eq!(state(&net, PROVIDER, &id), Some(ShareState::Granted));
     net.run(60_000, |_| false);
     // Nobody else ever heard of it, and nothing was rejected anywhere.
@@ -537,20 +525,7 @@ fn acts_go_around_a_relay_that_is_down() {
     assert!(net.run(60_000, |n| state(n, REQUESTER, &id)
         == Some(ShareState::UnderReview)));
     // The provider answers with its parent still down: up around it too.
-    let now = net.now;
-    net.node_mut(code(PROVIDER))
-        .ep
-        .share_act(
-            now,
-            &id,
-            "镇人社分局",
-            ShareAct::Grant {
-                conditions: Vec::new(),
-                approved_by: "镇人社分局负责人".to_string(),
-            },
-        )
-        .unwrap();
-    net.flush(code(PROVIDER));
+    grant(&mut net, &id);
     assert!(net.run(60_000, |n| state(n, REQUESTER, &id)
         == Some(ShareState::Granted)));
     assert!(net.ep(code("441900")).share_service().case(&id).is_none());

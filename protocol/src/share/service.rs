@@ -23,7 +23,7 @@
 //!   refusing one for an entry its catalog does not hold. A verifier checks which is which.
 //!
 //! Bounded: cases and acts in transit per node, acts per case, departments per node, and clock
-//! skew of a signed `at`. 
+//! skew of a signed `at`.
 //! - Skip-level: an act goes to the nearest region on its tree path that is connected now;
 //!   when the next hop is down, a node connected to a farther one on the path (a skip-level
 //!   fallback link, as the data plane uses) sends it there instead of waiting. (Skipping the
@@ -633,40 +633,35 @@ impl ShareService {
                 self.send(hop, ShareMsg::Act(act));
             }
         }
-        self.tick_supervised(now);
-        let ids: Vec<Hash> = self.cases.keys().copied().collect();
-        for id in ids {
-            let Some(case) = self.cases.get_mut(&id) else {
-                continue;
-            };
-            if case.tick(now) {
-                let case = case.clone();
-                self.put_case(id, case);
-            }
-            if let Some(o) = self.cases.get(&id).and_then(|c| c.overdue(now)) {
-                if self.overdue_reported.insert((id, o.article)) {
-                    self.out.push_back(ShareOutput::Event(ShareEvent::Overdue {
-                        request: id,
-                        article: o.article,
-                        due: o.due,
-                    }));
-                }
-            }
-        }
+        self.tick_cases(now, false);
+        self.tick_cases(now, true);
     }
 
-    /// Time passed for the supervised copies: expiry, and overdue reported once.
-    fn tick_supervised(&mut self, now: UnixMs) {
-        let ids: Vec<Hash> = self.supervised.keys().copied().collect();
+    /// Time passed for this node's cases (or its supervised copies): expiry, and each overdue
+    /// deadline reported once.
+    fn tick_cases(&mut self, now: UnixMs, supervised: bool) {
+        let ids: Vec<Hash> = if supervised {
+            self.supervised.keys().copied().collect()
+        } else {
+            self.cases.keys().copied().collect()
+        };
         for id in ids {
-            let Some(case) = self.supervised.get_mut(&id) else {
+            let held = if supervised {
+                &mut self.supervised
+            } else {
+                &mut self.cases
+            };
+            let Some(case) = held.get_mut(&id) else {
                 continue;
             };
-            if case.tick(now) {
-                let case = case.clone();
-                self.put_supervised(case);
+            let expired = case.tick(now).then(|| case.clone());
+            let overdue = case.overdue(now);
+            match expired {
+                Some(case) if supervised => self.put_supervised(case),
+                Some(case) => self.put_case(id, case),
+                None => {}
             }
-            if let Some(o) = self.supervised.get(&id).and_then(|c| c.overdue(now)) {
+            if let Some(o) = overdue {
                 if self.overdue_reported.insert((id, o.article)) {
                     self.out.push_back(ShareOutput::Event(ShareEvent::Overdue {
                         request: id,
@@ -944,7 +939,10 @@ impl ShareService {
         let me = self.region;
         let lca = me.lowest_common_ancestor(to);
         let up = me.ancestors().take_while(move |a| a.level() >= lca.level());
-        let down = to.path().into_iter().filter(move |r| r.level() > lca.level());
+        let down = to
+            .path()
+            .into_iter()
+            .filter(move |r| r.level() > lca.level());
         let mut path = up.chain(down).filter(|r| *r != me);
         let first = path.next();
         first
