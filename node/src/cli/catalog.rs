@@ -207,7 +207,8 @@ pub fn run(cmd: CatalogCmd) -> Result<()> {
             )?;
             println!(
                 "submission {id} approved: catalog version {} of {} in force; it syncs up",
-                v["catalog_seq"], v["department"]
+                v["catalog_seq"],
+                v["department"].as_str().unwrap_or("")
             );
         }
         CatalogCmd::Return {

@@ -43,7 +43,8 @@ pub fn run(cmd: DeptCmd, out: &mut impl Write) -> Result<()> {
             writeln!(
                 out,
                 "API token (shown once; the department sends it as `Authorization: Bearer \
-                 <token>` and may use only /api/share…, as itself):"
+                 <token>` and may use only {}, as itself):",
+                backflow_api::gate::DEPARTMENT_PATHS.join(", ")
             )?;
             writeln!(out, "{token}")?;
         }
