@@ -131,12 +131,17 @@ pub fn add(data_dir: &Path, name: &str) -> Result<Department> {
     if path.exists() {
         bail!("this node holds department {name:?} already");
     }
-    let held = load_all(data_dir)?.len();
+    let dir = data_dir.join(DEPARTMENTS_DIR);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    // Counted by file name: the files themselves (secrets) are read only at start.
+    let held = std::fs::read_dir(&dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().and_then(|x| x.to_str()) == Some("json"))
+        .count();
     if held >= DEPARTMENTS_PER_NODE_MAX {
         bail!("this node holds {DEPARTMENTS_PER_NODE_MAX} departments already");
     }
-    let dir = data_dir.join(DEPARTMENTS_DIR);
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let key = SigningKey::generate(&mut rand::rngs::OsRng);
     let token = ApiToken::generate();
     let file = DepartmentFile {

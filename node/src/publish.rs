@@ -411,13 +411,13 @@ impl<'s> GroupLoader<'s> {
 }
 
 /// Partitions `input` on this thread while a second one hashes and stores what it emits; the
-/// entries come back in the partitioner's order (the schema hash left for the caller).
+/// entries come back in the partitioner's order (their schema hash left for the caller).
 fn partition_and_store(
     store: &Store,
     input: &mut dyn Read,
     cfg: &PartitionConfig,
     progress: &mut dyn FnMut(u64),
-) -> Result<(PartitionSummary, EntriesAndFiles)> {
+) -> Result<(PartitionSummary, Stored)> {
     let (summary, here, there) = std::thread::scope(|scope| {
         let (tx, rx) = sync_channel(STORE_QUEUE_MESSAGES);
         let storer = scope.spawn(move || store_kept(store, rx));
@@ -443,24 +443,11 @@ fn partition_and_store(
     // The storing thread's error first: the partitioner only saw the channel close.
     let there = there?;
     let summary = summary?;
-    let mut entries: Vec<(usize, PartitionEntry)> = here.entries;
-    entries.extend(there.entries);
-    entries.sort_unstable_by_key(|(seq, _)| *seq);
-    let mut files = here.files;
-    files.extend(there.files);
-    Ok((
-        summary,
-        EntriesAndFiles {
-            entries: entries.into_iter().map(|(_, e)| e).collect(),
-            files,
-        },
-    ))
-}
-
-/// Stored partitions' entries in the partitioner's order, and the content files written.
-struct EntriesAndFiles {
-    entries: Vec<PartitionEntry>,
-    files: Vec<[u8; 32]>,
+    let mut stored = here;
+    stored.entries.extend(there.entries);
+    stored.entries.sort_unstable_by_key(|(seq, _)| *seq);
+    stored.files.extend(there.files);
+    Ok((summary, stored))
 }
 
 /// Schema from the CSV header line (the region field typed as a region code; the line kept
@@ -540,10 +527,11 @@ pub fn prepare(
     let (summary, stored) = partition_and_store(store, input, &cfg, progress)?;
     let schema = schema_for(req.format, &summary.header, &req.region_field.name)?;
     let schema_hash = schema.hash();
-    let mut entries = stored.entries;
-    for e in &mut entries {
-        e.schema_hash = schema_hash;
-    }
+    let entries: Vec<PartitionEntry> = stored
+        .entries
+        .into_iter()
+        .map(|(_, e)| PartitionEntry { schema_hash, ..e })
+        .collect();
     if entries.is_empty() {
         bail!(
             "no record of {} could be routed to a township in {} ({} rejected)",

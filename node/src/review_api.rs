@@ -5,9 +5,7 @@
 use anyhow::{anyhow, bail, Result};
 use backflow_api::ReviewRequest;
 use backflow_protocol::calendar::{beijing_date, WorkingCalendar};
-use backflow_protocol::catalog_review::{
-    Decision, DutyChange, ReviewState, Submission, REVIEW_ITEMS_MAX,
-};
+use backflow_protocol::catalog_review::{Decision, DutyChange, ReviewState, Submission};
 use backflow_protocol::time::UnixMs;
 use backflow_protocol::Endpoint;
 use libp2p::PeerId;
@@ -180,7 +178,7 @@ pub fn run(
 }
 
 /// Submissions and duty changes (only `department`'s if given), overdue first, then by due;
-/// only overdue ones if `overdue_only`. At most [`REVIEW_ITEMS_MAX`] of each.
+/// only overdue ones if `overdue_only` (the node keeps at most `REVIEW_ITEMS_MAX`).
 pub fn list(
     ep: &Endpoint<PeerId>,
     calendar: &WorkingCalendar,
@@ -198,21 +196,13 @@ pub fn list(
             (overdue, s.due, submission_view(s, calendar, now))
         })
         .filter(|(overdue, _, _)| *overdue || !overdue_only)
-        .take(REVIEW_ITEMS_MAX)
         .collect();
     submissions.sort_by_key(|(overdue, due, v)| (!overdue, v.state != "pending", *due));
     let mut duty: Vec<(bool, UnixMs, DutyChangeView)> = r
         .duty_changes()
         .filter(|d| mine(&d.department))
-        .map(|d| {
-            (
-                d.is_open() && now >= d.due,
-                d.due,
-                duty_view(d, calendar, now),
-            )
-        })
+        .map(|d| (r.is_overdue(now, d.id), d.due, duty_view(d, calendar, now)))
         .filter(|(overdue, _, _)| *overdue || !overdue_only)
-        .take(REVIEW_ITEMS_MAX)
         .collect();
     duty.sort_by_key(|(overdue, due, v)| (!overdue, v.fulfilled_by.is_some(), *due));
     ReviewsView {

@@ -10,8 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
-use backflow_protocol::catalog::SignedCatalogUpdate;
-use backflow_protocol::catalog::{CatalogChange, CatalogEntry, CatalogOrigin, CatalogUpdate};
+use backflow_protocol::catalog::CatalogEntry;
 use backflow_protocol::catalog_sync::CatalogEvent;
 use backflow_protocol::endpoint::{Event, Output, RunVerdict, Storage};
 use backflow_protocol::manifest::{DatasetId, Hash, HeldVersion, PartitionEntry};
@@ -910,39 +909,15 @@ impl Runtime {
         Ok(out)
     }
 
+    /// The authority's own catalog publication (in force at once; see
+    /// [`Endpoint::publish_catalog_entries`]).
     fn catalog_submit(
         &mut self,
         now: UnixMs,
         department: String,
         entries: Vec<CatalogEntry>,
     ) -> Result<u64> {
-        let origin = CatalogOrigin {
-            region: self.ep.region(),
-            department,
-        };
-        let cs = self.ep.catalog_sync();
-        let existing = cs.catalog(&origin);
-        let changes = entries
-            .into_iter()
-            .map(|e| {
-                let e = Arc::new(e);
-                if existing.is_some_and(|c| c.entries.contains_key(&e.id)) {
-                    CatalogChange::Update(e)
-                } else {
-                    CatalogChange::Add(e)
-                }
-            })
-            .collect();
-        let seq = cs.next_seq(&origin);
-        let update = CatalogUpdate {
-            origin,
-            seq,
-            issued_at: now,
-            changes,
-        };
-        let signed = SignedCatalogUpdate::sign(update, self.ep.identity())?;
-        self.ep.submit_catalog(now, signed)?;
-        Ok(seq)
+        Ok(self.ep.publish_catalog_entries(now, &department, entries)?)
     }
 }
 

@@ -55,19 +55,20 @@ use ed25519_dalek::VerifyingKey;
 
 use crate::attestation::SignedAttestation;
 use crate::calendar::WorkingCalendar;
-use crate::catalog::{
-    CatalogChange, CatalogEntry, CatalogOrigin, CatalogUpdate, SharingAttribute,
-    SignedCatalogUpdate,
-};
+use crate::catalog::{CatalogOrigin, SignedCatalogUpdate};
 use crate::catalog_sync::{
     CatalogEvent, CatalogOutput, CatalogStorageOp, CatalogSync, CatalogSyncConfig, CatalogSyncError,
 };
 use crate::cert::{CertChain, CertError, NodeIdentity, Revocation, TrustStore};
 
+mod departments;
 mod trust_in_force;
+
+use departments::catalog_attribute;
+pub use departments::CatalogReviewFailure;
+
 use crate::catalog_review::{
-    CatalogReview, Decision as ReviewDecision, DutyChange, ReviewError, ReviewEvent, ReviewOutput,
-    ReviewState, ReviewStorageOp, Submission,
+    CatalogReview, DutyChange, ReviewEvent, ReviewOutput, ReviewStorageOp, Submission,
 };
 use crate::chunk::{ChunkError, ChunkFrame};
 use crate::manifest::{DatasetId, Hash, PartitionEntry, SignedManifest};
@@ -78,8 +79,7 @@ use crate::return_flow::{
 };
 use crate::revocation_gossip::messages_for;
 use crate::share::{
-    Applied as ShareApplied, ShareAct, ShareCase, ShareEvent, ShareOutput, ShareRejection,
-    ShareRequest, ShareService, ShareStorageOp, SignedShareAct,
+    ShareCase, ShareEvent, ShareOutput, ShareService, ShareStorageOp, SignedShareAct,
 };
 use crate::time::UnixMs;
 use crate::tuning::{Tuning, TuningError};
@@ -766,166 +766,6 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
         self.review.handle_timeout(now);
     }
 
-    /// The sharing service (share requests this node is a party to).
-    pub fn share_service(&self) -> &ShareService {
-        &self.share
-    }
-
-    /// Adds the operator's calendar years (see [`WorkingCalendar::add_file`]) to the
-    /// official ones the endpoint starts with.
-    pub fn set_calendar(&mut self, calendar: WorkingCalendar) {
-        self.share.set_calendar(calendar);
-    }
-
-    /// A department of this node files a share request (Art. 20); see [`ShareService::file`].
-    pub fn file_share_request(
-        &mut self,
-        now: UnixMs,
-        request: ShareRequest,
-        attribute: SharingAttribute,
-    ) -> Result<Hash, ShareRejection> {
-        let identity = self.rf.identity();
-        let cs = &self.cs;
-        let lookup = |origin: &CatalogOrigin, id: &str| catalog_attribute(cs, origin, id);
-        self.share.file(now, identity, request, attribute, &lookup)
-    }
-
-    /// Takes the key of this node's department `name` and certifies it under the jurisdiction
-    /// key (at every start: the shell keeps the keys). Acts of a department not added here are
-    /// refused ([`crate::department::DepartmentError::NotHeld`]).
-    pub fn add_department(
-        &mut self,
-        now: UnixMs,
-        name: &str,
-        key: ed25519_dalek::SigningKey,
-    ) -> Result<(), crate::department::DepartmentError> {
-        let identity = self.rf.identity();
-        self.share.add_department(now, identity, name, key)
-    }
-
-    /// The authority's catalog reviews and the update obligations (Arts. 16–17).
-    pub fn catalog_review(&self) -> &CatalogReview {
-        &self.review
-    }
-
-    /// `department` of this node submits catalog entries to its same-level authority's
-    /// review (Art. 16); they take effect only when approved ([`Self::decide_catalog_review`]).
-    /// Fulfils the department's open duty changes (Art. 17 ¶1).
-    pub fn submit_catalog_for_review(
-        &mut self,
-        now: UnixMs,
-        department: &str,
-        entries: Vec<CatalogEntry>,
-    ) -> Result<u64, ReviewError> {
-        let origin = CatalogOrigin {
-            region: self.region(),
-            department: department.to_string(),
-        };
-        let calendar = self.share.calendar();
-        self.review.submit(now, calendar, &origin, entries)
-    }
-
-    /// The authority decides submission `id`; an approval publishes its entries at once — a
-    /// catalog version signed by this node enters the log and syncs upward — and returns its
-    /// sequence number.
-    pub fn decide_catalog_review(
-        &mut self,
-        now: UnixMs,
-        id: u64,
-        decision: ReviewDecision,
-        reviewer: &str,
-    ) -> Result<Option<u64>, CatalogReviewFailure> {
-        // Checked before anything is recorded: the version must apply to the catalog as it is.
-        let pending = self
-            .review
-            .submissions()
-            .find(|s| s.id == id)
-            .cloned()
-            .ok_or(ReviewError::Unknown { id })?;
-        let publish = decision == ReviewDecision::Approve && pending.state == ReviewState::Pending;
-        let update = publish
-            .then(|| self.catalog_version(now, &pending.department, &pending.entries))
-            .transpose()?;
-        let decided = self.review.decide(now, id, decision, reviewer)?;
-        debug_assert_eq!(decided.state == ReviewState::Approved, update.is_some());
-        match update {
-            Some(update) => {
-                let seq = update.update.seq;
-                self.cs.submit(now, &mut self.trust, update)?;
-                Ok(Some(seq))
-            }
-            None => Ok(None),
-        }
-    }
-
-    /// A catalog version of `department` putting `entries` in force (added, or updating the
-    /// entries of the same id), signed by this node.
-    fn catalog_version(
-        &self,
-        now: UnixMs,
-        department: &str,
-        entries: &[Arc<CatalogEntry>],
-    ) -> Result<SignedCatalogUpdate, CatalogReviewFailure> {
-        let origin = CatalogOrigin {
-            region: self.region(),
-            department: department.to_string(),
-        };
-        let existing = self.cs.catalog(&origin);
-        let changes = entries
-            .iter()
-            .map(|e| {
-                if existing.is_some_and(|c| c.entries.contains_key(&e.id)) {
-                    CatalogChange::Update(Arc::clone(e))
-                } else {
-                    CatalogChange::Add(Arc::clone(e))
-                }
-            })
-            .collect();
-        let update = CatalogUpdate {
-            seq: self.cs.next_seq(&origin),
-            origin,
-            issued_at: now,
-            changes,
-        };
-        SignedCatalogUpdate::sign(update, self.rf.identity())
-            .map_err(|e| CatalogReviewFailure::Sign(e.to_string()))
-    }
-
-    /// Records a change of law or of `department`'s duties on `occurred` (Art. 17 ¶1).
-    pub fn record_duty_change(
-        &mut self,
-        department: &str,
-        occurred: crate::calendar::Date,
-        basis: &str,
-    ) -> Result<u64, ReviewError> {
-        let calendar = self.share.calendar();
-        self.review
-            .record_duty_change(calendar, department, occurred, basis)
-    }
-
-    /// Extends a duty change's update period once, with the authority's consent.
-    pub fn extend_catalog_update(
-        &mut self,
-        id: u64,
-        days: u32,
-        consent: &str,
-    ) -> Result<DutyChange, ReviewError> {
-        let calendar = self.share.calendar();
-        self.review.extend_update(calendar, id, days, consent)
-    }
-
-    /// `department` of this node acts on a share request; see [`ShareService::act`].
-    pub fn share_act(
-        &mut self,
-        now: UnixMs,
-        request: &Hash,
-        department: &str,
-        act: ShareAct,
-    ) -> Result<ShareApplied, ShareRejection> {
-        let identity = self.rf.identity();
-        self.share.act(now, identity, request, department, act)
-    }
-
     /// When [`Self::handle_timeout`] is next due: the machines' timers, and the earliest
     /// expiry of an admitted peer's chain.
     pub fn poll_timeout(&self) -> Option<UnixMs> {
@@ -1001,28 +841,6 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
             ReviewOutput::Event(e) => Output::Event(Event::Review(e)),
         })
     }
-}
-
-/// Why a review decision was not taken.
-#[derive(Debug, thiserror::Error)]
-pub enum CatalogReviewFailure {
-    #[error(transparent)]
-    Review(#[from] ReviewError),
-    #[error("the approved entries do not apply to the catalog: {0}")]
-    Catalog(#[from] CatalogSyncError),
-    #[error("signing the catalog version: {0}")]
-    Sign(String),
-}
-
-/// The sharing attribute of a department's entry in this node's catalog, if held.
-fn catalog_attribute(
-    cs: &CatalogSync,
-    origin: &CatalogOrigin,
-    id: &str,
-) -> Option<SharingAttribute> {
-    cs.catalog(origin)
-        .and_then(|c| c.entries.get(id))
-        .map(|e| e.sharing.clone())
 }
 
 /// The identity a transport authenticates for a key, as simnet and the tests model it: the

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Subcommand;
 
+use backflow_api::ReviewDecideParams;
 use backflow_node::review_api::{Due, ReviewsView};
 
 use super::common::{call, urlencode, DataArg};
@@ -101,6 +102,23 @@ pub enum CatalogCmd {
         #[arg(long)]
         consent: String,
     },
+}
+
+/// The authority's decision on submission `id`.
+fn decide(
+    dir: &std::path::Path,
+    id: u64,
+    decision: &str,
+    reviewer: String,
+    reasons: Option<String>,
+) -> Result<serde_json::Value> {
+    let params = ReviewDecideParams {
+        decision: decision.to_string(),
+        reviewer,
+        reasons,
+    };
+    let path = format!("/api/catalog-review/{id}");
+    call(dir, "POST", &path, Some(&serde_json::to_value(params)?))
 }
 
 fn print_json(v: &serde_json::Value) -> Result<()> {
@@ -198,13 +216,7 @@ pub fn run(cmd: CatalogCmd) -> Result<()> {
             }
         }
         CatalogCmd::Approve { data, id, reviewer } => {
-            let body = serde_json::json!({"decision": "approve", "reviewer": reviewer});
-            let v = call(
-                &data.dir,
-                "POST",
-                &format!("/api/catalog-review/{id}"),
-                Some(&body),
-            )?;
+            let v = decide(&data.dir, id, "approve", reviewer, None)?;
             println!(
                 "submission {id} approved: catalog version {} of {} in force; it syncs up",
                 v["catalog_seq"],
@@ -217,15 +229,7 @@ pub fn run(cmd: CatalogCmd) -> Result<()> {
             reason,
             reviewer,
         } => {
-            let body = serde_json::json!({
-                "decision": "return", "reviewer": reviewer, "reasons": reason,
-            });
-            let v = call(
-                &data.dir,
-                "POST",
-                &format!("/api/catalog-review/{id}"),
-                Some(&body),
-            )?;
+            let v = decide(&data.dir, id, "return", reviewer, Some(reason))?;
             print_json(&v)?;
         }
         CatalogCmd::DutyChange {

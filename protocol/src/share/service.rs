@@ -149,6 +149,19 @@ impl ShareActKind {
             ShareActKind::Received { .. } | ShareActKind::NotInCatalog
         )
     }
+
+    /// What this act does to an existing case: the case act, and the provider's attribute it
+    /// sets first (a `Received`). `None` for a filing, which creates the case.
+    fn case_act(&self) -> Option<(ShareAct, Option<SharingAttribute>)> {
+        match self {
+            ShareActKind::File { .. } => None,
+            ShareActKind::Received { attribute } => {
+                Some((ShareAct::Receive, Some(attribute.clone())))
+            }
+            ShareActKind::NotInCatalog => Some((not_in_catalog_refusal(), None)),
+            ShareActKind::Act(a) => Some((a.clone(), None)),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -696,18 +709,13 @@ impl ShareService {
                 let Some(mut case) = self.supervised.get(&b.request).cloned() else {
                     return;
                 };
-                let Ok(party) = party_of(&case, &b.by) else {
+                let (Ok(party), Some((act, attribute))) = (party_of(&case, &b.by), kind.case_act())
+                else {
                     return;
                 };
-                let act = match kind {
-                    ShareActKind::Received { attribute } => {
-                        case.attribute = attribute.clone();
-                        ShareAct::Receive
-                    }
-                    ShareActKind::NotInCatalog => not_in_catalog_refusal(),
-                    ShareActKind::Act(a) => a.clone(),
-                    ShareActKind::File { .. } => return,
-                };
+                if let Some(attribute) = attribute {
+                    case.attribute = attribute;
+                }
                 match case.apply(&self.calendar, b.at, party, act) {
                     Ok(super::Applied::Changed) => case,
                     _ => return,
@@ -736,11 +744,9 @@ impl ShareService {
         match &act.body.kind {
             ShareActKind::File { .. } => true,
             ShareActKind::Received { .. } => case.received_at.is_some(),
-            ShareActKind::NotInCatalog => {
-                let refusal = not_in_catalog_refusal();
-                case.acts.iter().any(|(_, done)| *done == refusal)
-            }
-            ShareActKind::Act(a) => case.acts.iter().any(|(_, done)| done == a),
+            kind => kind
+                .case_act()
+                .is_some_and(|(a, _)| case.acts.iter().any(|(_, done)| *done == a)),
         }
     }
 
@@ -787,43 +793,19 @@ impl ShareService {
                 Ok(())
             }
             // At the time it was done, so both copies agree on every deadline.
-            ShareActKind::Received { attribute } => {
-                let case = self
-                    .cases
-                    .get(&b.request)
-                    .ok_or(ShareRejection::UnknownRequest)?;
-                if party_of(case, &b.by)? != Party::Provider {
-                    return Err(ShareRejection::NotAParty);
-                }
-                let attribute = Some(attribute.clone());
-                self.apply_to(
-                    &b.request,
-                    b.at,
-                    Party::Provider,
-                    ShareAct::Receive,
-                    attribute,
-                )?;
-                Ok(())
-            }
-            ShareActKind::NotInCatalog => {
-                let case = self
-                    .cases
-                    .get(&b.request)
-                    .ok_or(ShareRejection::UnknownRequest)?;
-                if party_of(case, &b.by)? != Party::Provider {
-                    return Err(ShareRejection::NotAParty);
-                }
-                let refusal = not_in_catalog_refusal();
-                self.apply_to(&b.request, b.at, Party::Provider, refusal, None)?;
-                Ok(())
-            }
-            ShareActKind::Act(a) => {
+            kind => {
                 let case = self
                     .cases
                     .get(&b.request)
                     .ok_or(ShareRejection::UnknownRequest)?;
                 let party = party_of(case, &b.by)?;
-                self.apply_to(&b.request, b.at, party, a.clone(), None)?;
+                // The node's own acts are the provider's node's.
+                if kind.is_node_act() && party != Party::Provider {
+                    return Err(ShareRejection::NotAParty);
+                }
+                if let Some((act, attribute)) = kind.case_act() {
+                    self.apply_to(&b.request, b.at, party, act, attribute)?;
+                }
                 Ok(())
             }
         }
