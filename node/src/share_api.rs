@@ -273,7 +273,7 @@ pub fn act_of(p: &ShareActParams) -> Result<ShareAct> {
             authority_consent: need(&p.consent, "consent (the authority's recorded consent)")?,
             reason: need(&p.reason, "reason")?,
         },
-        "start_delivery" => ShareAct::StartDelivery,
+        "start_delivery" => ShareAct::StartDelivery { route: None },
         "delivered" => ShareAct::Delivered,
         "withdraw" => ShareAct::Withdraw {
             reason: p.reason.clone().unwrap_or_default(),

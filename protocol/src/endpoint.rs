@@ -62,10 +62,12 @@ use crate::catalog_sync::{
 use crate::cert::{CertChain, CertError, NodeIdentity, Revocation, TrustStore};
 
 mod departments;
+mod grant_delivery;
 mod trust_in_force;
 
 use departments::catalog_attribute;
 pub use departments::CatalogReviewFailure;
+pub use grant_delivery::{DeliveryDial, DeliveryFailure};
 
 use crate::catalog_review::{
     CatalogReview, DutyChange, ReviewEvent, ReviewOutput, ReviewStorageOp, Submission,
@@ -328,6 +330,9 @@ struct Peer {
     /// When the admitted chain's earliest certificate expires; before admission, the
     /// deadline for its hello ([`HELLO_MS_MAX`] after it connected).
     not_after: UnixMs,
+    /// Admitted outside the tree, for a grant's delivery only ([`grant_delivery`]): only its
+    /// return-flow and chunk frames are taken, and no share act is routed through it.
+    by_grant: bool,
 }
 
 /// Why this node could not revoke a key.
@@ -352,6 +357,9 @@ pub struct Endpoint<P> {
     peers: BTreeMap<P, Peer>,
     by_region: BTreeMap<RegionCode, P>,
     out: VecDeque<Output<P>>,
+    /// A delivery's transfer completed here: record it at the next [`Self::handle_timeout`]
+    /// (due at once).
+    deliveries_completed: bool,
 }
 
 impl<P: Copy + Ord + Debug> Endpoint<P> {
@@ -417,6 +425,7 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
             peers: BTreeMap::new(),
             by_region: BTreeMap::new(),
             out: VecDeque::new(),
+            deliveries_completed: false,
         };
         let mut report = RestoreReport::default();
         for t in saved.transfers {
@@ -517,6 +526,7 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
                         region: None,
                         chain: Vec::new(),
                         not_after: now.plus_ms(HELLO_MS_MAX),
+                        by_grant: false,
                     },
                 );
             }
@@ -545,6 +555,13 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
                 .push_back(Output::Event(Event::UnadmittedFrame { peer }));
             return None;
         };
+        let by_grant = self.peers.get(&peer).is_some_and(|p| p.by_grant);
+        if by_grant && !matches!(msg, Message::ReturnFlow(_) | Message::Chunk(_)) {
+            // A delivery's connection carries the delivery, nothing else.
+            self.out
+                .push_back(Output::Event(Event::UnadmittedFrame { peer }));
+            return None;
+        }
         match msg {
             Message::Hello(_) => {}
             Message::ReturnFlow(m) => self.rf.handle_message(now, &mut self.trust, from, m),
@@ -569,19 +586,23 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
 
     fn handle_hello(&mut self, now: UnixMs, peer: P, hello: Hello) {
         match self.admit(now, &peer, &hello) {
-            Ok((region, not_after)) => {
+            Ok((region, not_after, by_grant)) => {
                 let p = self.peers.get_mut(&peer).expect("admit checked the peer");
                 p.chain = hello.chain;
                 p.not_after = not_after;
+                p.by_grant = by_grant;
                 if let Some(old) = p.region.replace(region) {
                     if old != region {
                         self.unmap(peer, old);
                     }
                 }
                 self.by_region.insert(region, peer);
-                self.share.handle_reachable(region, true);
                 self.out
                     .push_back(Output::Event(Event::PeerAdmitted { peer, region }));
+                if by_grant {
+                    return;
+                }
+                self.share.handle_reachable(region, true);
                 // What it may have missed while apart: every revocation in its line.
                 for msg in messages_for(self.revocations.values(), region) {
                     self.out.push_back(Output::Send {
@@ -601,7 +622,7 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
         now: UnixMs,
         peer: &P,
         hello: &Hello,
-    ) -> Result<(RegionCode, UnixMs), AdmissionError> {
+    ) -> Result<(RegionCode, UnixMs, bool), AdmissionError> {
         let auth = &self
             .peers
             .get(peer)
@@ -616,10 +637,14 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
         if region == me {
             return Err(AdmissionError::OwnRegion { region });
         }
-        if !(me.contains(region) || region.contains(me)) {
-            return Err(AdmissionError::NotInLine { region, me });
+        if me.contains(region) || region.contains(me) {
+            return Ok((region, id.not_after, false));
         }
-        Ok((region, id.not_after))
+        // Outside the tree only the other party of a grant being delivered (Art. 22).
+        if self.is_delivery_peer(region) {
+            return Ok((region, id.not_after, true));
+        }
+        Err(AdmissionError::NotInLine { region, me })
     }
 
     fn refuse(&mut self, peer: P, error: AdmissionError) {
@@ -637,6 +662,8 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
     fn unmap(&mut self, peer: P, region: RegionCode) {
         if self.by_region.get(&region) == Some(&peer) {
             self.by_region.remove(&region);
+            // (A region reaches the sharing service only on the tree; removing one that did
+            // not is a no-op.)
             self.share.handle_reachable(region, false);
         }
     }
@@ -764,6 +791,8 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
         self.cs.handle_tick(now);
         self.share.handle_tick(now);
         self.review.handle_timeout(now);
+        self.record_deliveries(now);
+        self.close_finished_deliveries();
     }
 
     /// When [`Self::handle_timeout`] is next due: the machines' timers, and the earliest
@@ -782,6 +811,7 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
             self.share.poll_timeout(),
             self.review.poll_timeout(),
             expiry,
+            self.deliveries_completed.then_some(UnixMs::ZERO),
         ]
         .into_iter()
         .flatten()
@@ -811,7 +841,12 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
                     parts,
                 },
                 return_flow::Output::Storage(op) => Output::Storage(Storage::ReturnFlow(op)),
-                return_flow::Output::Event(e) => Output::Event(Event::ReturnFlow(e)),
+                return_flow::Output::Event(e) => {
+                    if let return_flow::Event::TransferComplete { manifest } = &e {
+                        self.deliveries_completed |= self.rf.is_delivery(manifest);
+                    }
+                    Output::Event(Event::ReturnFlow(e))
+                }
             });
         }
         if let Some(o) = self.cs.poll_output() {

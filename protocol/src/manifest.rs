@@ -174,9 +174,20 @@ pub struct Manifest {
     pub partition_count: u32,
     pub records_total: u64,
     pub bytes_total: u64,
+    /// A grant's delivery by batch exchange (批量交换, Art. 22): the share request it delivers.
+    /// Such a version goes from the publisher (the provider's node) straight to the node of
+    /// `scope` — the requester's region, anywhere in the country — and to no other node: one
+    /// partition, at `scope`. `None`: return-flow (Art. 24), down the tree inside the
+    /// publisher's region.
+    pub delivers: Option<Hash>,
 }
 
 impl Manifest {
+    /// Whether this version is a grant's delivery to `scope` (see [`Manifest::delivers`]).
+    pub fn is_delivery(&self) -> bool {
+        self.delivers.is_some()
+    }
+
     /// The dataset this manifest is a version of.
     pub fn dataset_id(&self) -> DatasetId {
         DatasetId {
@@ -239,6 +250,10 @@ pub enum ManifestError {
         publisher: RegionCode,
         signer: RegionCode,
     },
+    #[error(
+        "a delivery must be one partition for its scope {scope}, not the publisher's own region"
+    )]
+    DeliveryShape { scope: RegionCode },
     #[error("scope {scope} is outside the publisher's region {publisher}")]
     ScopeOutsidePublisher {
         scope: RegionCode,
@@ -374,7 +389,12 @@ impl SignedManifest {
         if m.version > VERSION_MAX {
             return Err(ManifestError::VersionTooHigh(m.version));
         }
-        if !m.publisher.region.contains(m.scope) {
+        if m.is_delivery() {
+            // Straight to one node: the requester's region, never the publisher's own.
+            if m.partition_count != 1 || m.scope == m.publisher.region {
+                return Err(ManifestError::DeliveryShape { scope: m.scope });
+            }
+        } else if !m.publisher.region.contains(m.scope) {
             return Err(ManifestError::ScopeOutsidePublisher {
                 scope: m.scope,
                 publisher: m.publisher.region,

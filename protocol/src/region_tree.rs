@@ -335,5 +335,6 @@ pub fn build_manifest(
             .map(|e| e.records)
             .fold(0, u64::saturating_add),
         bytes_total: entries.iter().map(|e| e.bytes).fold(0, u64::saturating_add),
+        delivers: None,
     })
 }

@@ -480,6 +480,13 @@ impl ReturnFlow {
             .is_some_and(|t| t.is_complete())
     }
 
+    /// Whether `manifest`, held here, is a grant's delivery ([`Manifest::delivers`]).
+    pub fn is_delivery(&self, manifest: &Hash) -> bool {
+        self.transfers
+            .get(manifest)
+            .is_some_and(|t| t.record.manifest.manifest.is_delivery())
+    }
+
     /// Which groups of a partition are stored (for tests and status pages).
     pub fn stored_groups(&self, manifest: &Hash, region: RegionCode) -> Option<u64> {
         let t = self.transfers.get(manifest)?;
@@ -497,7 +504,13 @@ impl ReturnFlow {
     ) -> Result<Hash, ReturnFlowError> {
         let me = self.region();
         let scope = manifest.manifest.scope;
-        if !me.contains(scope) {
+        // A grant's delivery goes from the provider's node to the requester's, wherever it is.
+        let publishes = if manifest.manifest.is_delivery() {
+            manifest.manifest.publisher.region == me
+        } else {
+            me.contains(scope)
+        };
+        if !publishes {
             return Err(ReturnFlowError::NotPublisher { node: me, scope });
         }
         let hash = manifest.verify(trust, now, &self.config.policy)?;
@@ -835,14 +848,23 @@ impl ReturnFlow {
             self.send(from, ReturnFlowMsg::NotAvailable { manifest });
             return;
         }
-        // Only descendants, and only partitions inside the requester's own region.
+        // Only descendants, and only partitions inside the requester's own region; a grant's
+        // delivery only to the node it is addressed to, and only by its publisher.
+        let m = &t.record.manifest.manifest;
         let descendant = from != me && me.contains(from);
+        let may_have = |region: RegionCode| {
+            if m.is_delivery() {
+                me == m.publisher.region && from == m.scope && region == m.scope
+            } else {
+                descendant && from.contains(region)
+            }
+        };
         let mut refused = None;
         let mut unavailable = false;
         let mut serve: Vec<(PartitionEntry, Range<u64>)> = Vec::new();
         let mut served = 0u64;
         'parts: for part in parts.into_iter().take(WANT_PARTS_MAX) {
-            if !descendant || !from.contains(part.region) {
+            if !may_have(part.region) {
                 refused.get_or_insert(part.region);
                 continue;
             }
@@ -1493,6 +1515,10 @@ fn add_target(routing: &DataRouting, t: &mut Transfer, target: RegionCode, now: 
 /// routing's upstream tier if that may serve it, else the nearest that may (its parent in
 /// the scope, or the publisher). `None` at the top.
 fn data_parent(routing: &DataRouting, r: RegionCode, m: &Manifest) -> Option<RegionCode> {
+    if m.is_delivery() {
+        // Only the requester's node receives a delivery, only from the provider's.
+        return (r == m.scope).then_some(m.publisher.region);
+    }
     let may_serve =
         |a: RegionCode| a != r && a.contains(r) && (m.scope.contains(a) || a == m.publisher.region);
     if !routing.is_tree() {
@@ -1514,7 +1540,7 @@ fn data_parent(routing: &DataRouting, r: RegionCode, m: &Manifest) -> Option<Reg
 /// parents from `r` up. Always on the strict tree; not for the tiers a direct link skips.
 fn served_via(routing: &DataRouting, m: &Manifest, x: RegionCode, r: RegionCode) -> bool {
     debug_assert!(x.contains(r));
-    if routing.is_tree() {
+    if routing.is_tree() || m.is_delivery() {
         return true;
     }
     let mut c = r;
@@ -1539,7 +1565,8 @@ fn data_children(
     x: RegionCode,
 ) -> Vec<RegionCode> {
     let in_tree = tree.subtree_hash(x).is_some();
-    if routing.is_tree() {
+    if routing.is_tree() || m.is_delivery() {
+        // (A delivery's tree is its one partition: the publisher serves it, nobody else.)
         return if in_tree {
             tree.children_with_data(x).collect()
         } else {
@@ -1568,6 +1595,13 @@ fn data_children(
 /// Where `me` may receive `manifest` from, nearest first: its ancestors inside the scope, then
 /// the publisher's region (which holds everything).
 fn valid_sources(me: RegionCode, m: &crate::manifest::Manifest) -> Vec<RegionCode> {
+    if m.is_delivery() {
+        return if me == m.scope {
+            vec![m.publisher.region]
+        } else {
+            Vec::new()
+        };
+    }
     let mut v: Vec<RegionCode> = me.ancestors().filter(|a| m.scope.contains(*a)).collect();
     if !v.contains(&m.publisher.region)
         && m.publisher.region.contains(me)

@@ -33,8 +33,8 @@ mod case;
 mod service;
 
 pub use case::{
-    Answer, Applied, Extension, IncompleteNotice, Overdue, Party, ShareAct, ShareCase, ShareError,
-    ShareState,
+    Answer, Applied, DeliveryRoute, Extension, IncompleteNotice, Overdue, Party, ShareAct,
+    ShareCase, ShareError, ShareState, DELIVERY_ADDRESSES_MAX, DELIVERY_ADDRESS_BYTES_MAX,
 };
 pub use service::{
     ShareActBody, ShareActKind, ShareEvent, ShareMsg, ShareOutput, ShareRejection, ShareService,

@@ -126,7 +126,9 @@ fn an_unconditional_request_is_answered_within_one_working_day_then_delivered_wi
         &cal,
         at("2026-03-02", 9, 0),
         Party::Provider,
-        ShareAct::StartDelivery,
+        ShareAct::StartDelivery {
+            route: Some(route()),
+        },
     )
     .unwrap();
     c.apply(
@@ -474,7 +476,9 @@ fn any_act() -> impl Strategy<Value = (Party, ShareAct)> {
             reasons: String::new(),
             approved_by: "李四".to_string()
         }),
-        Just(ShareAct::StartDelivery),
+        Just(ShareAct::StartDelivery {
+            route: Some(route())
+        }),
         Just(ShareAct::Delivered),
         Just(ShareAct::Withdraw {
             reason: String::new()
@@ -521,5 +525,13 @@ proptest! {
             }
             prop_assert!(c.acts.len() <= 12, "bounded history: {}", c.acts.len());
         }
+    }
+}
+
+/// A delivery route for acts that start a batch exchange (the manifest is not checked here).
+fn route() -> backflow_protocol::share::DeliveryRoute {
+    backflow_protocol::share::DeliveryRoute {
+        manifest: [7; 32],
+        addresses: vec!["/ip4/127.0.0.1/tcp/4001".to_string()],
     }
 }

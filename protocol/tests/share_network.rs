@@ -193,9 +193,14 @@ fn a_request_crosses_the_country_and_both_copies_agree() {
     // A department cannot act for the other party, nor receive by hand.
     let now = net.now;
     assert!(matches!(
-        net.node_mut(code(REQUESTER))
-            .ep
-            .share_act(now, &id, "民政局", ShareAct::StartDelivery),
+        net.node_mut(code(REQUESTER)).ep.share_act(
+            now,
+            &id,
+            "民政局",
+            ShareAct::StartDelivery {
+                route: Some(route())
+            }
+        ),
         Err(ShareRejection::Case(_))
     ));
     assert_eq!(
@@ -205,9 +210,14 @@ fn a_request_crosses_the_country_and_both_copies_agree() {
         Err(ShareRejection::ReceivedByTheNode)
     );
     assert_eq!(
-        net.node_mut(code(PROVIDER))
-            .ep
-            .share_act(now, &id, "另一部门", ShareAct::StartDelivery),
+        net.node_mut(code(PROVIDER)).ep.share_act(
+            now,
+            &id,
+            "另一部门",
+            ShareAct::StartDelivery {
+                route: Some(route())
+            }
+        ),
         Err(ShareRejection::NotAParty)
     );
 }
@@ -533,9 +543,151 @@ fn acts_go_around_a_relay_that_is_down() {
     let now = net.now;
     net.node_mut(code(PROVIDER))
         .ep
-        .share_act(now, &id, "镇人社分局", ShareAct::StartDelivery)
+        .share_act(
+            now,
+            &id,
+            "镇人社分局",
+            ShareAct::StartDelivery {
+                route: Some(route()),
+            },
+        )
         .unwrap();
     net.flush(code(PROVIDER));
     assert!(net.run(60_000, |n| state(n, REQUESTER, &id)
         == Some(ShareState::Delivering)));
+}
+
+/// A delivery route for acts that start a batch exchange (the manifest is not checked here).
+fn route() -> backflow_protocol::share::DeliveryRoute {
+    backflow_protocol::share::DeliveryRoute {
+        manifest: [7; 32],
+        addresses: vec!["/ip4/127.0.0.1/tcp/4001".to_string()],
+    }
+}
+
+/// The granted data, as the provider's node stages it: one partition for the requester's
+/// region, under a manifest that delivers request `id` there only.
+fn delivery(net: &Net, id: &backflow_protocol::manifest::Hash, bytes: usize) -> Dataset {
+    use backflow_protocol::manifest::{build_manifest, PartitionEntry, SignedManifest};
+    let data = content(code(REQUESTER), 1, bytes);
+    let schema = schema();
+    let entry = PartitionEntry::for_content(code(REQUESTER), &data, 1_000, &schema);
+    let mut m = build_manifest(
+        "共享-shebao".into(),
+        1,
+        origin(PROVIDER, "镇人社分局"),
+        code(REQUESTER),
+        net.now,
+        net.now.plus_ms(30 * DAY_MS),
+        None,
+        schema,
+        &[entry],
+    )
+    .unwrap();
+    m.delivers = Some(*id);
+    Dataset {
+        contents: [(code(REQUESTER), data)].into_iter().collect(),
+        entries: vec![entry],
+        manifest: SignedManifest::sign(m, net.fx.id(PROVIDER)).unwrap(),
+    }
+}
+
+#[test]
+fn a_grant_is_delivered_straight_to_the_requester_and_to_nobody_else() {
+    use backflow_protocol::return_flow::{self, ReturnFlowMsg, WantPart};
+    let mut net = net();
+    let id = file(&mut net);
+    assert!(net.run(60_000, |n| state(n, PROVIDER, &id)
+        == Some(ShareState::UnderReview)));
+    // Before a grant, the two nodes (not in line) do not admit each other.
+    net.connect(code(REQUESTER), code(PROVIDER));
+    net.run(1_000, |_| false);
+    assert_eq!(net.ep(code(PROVIDER)).peer_of(code(REQUESTER)), None);
+    assert_eq!(net.ep(code(REQUESTER)).peer_of(code(PROVIDER)), None);
+    grant(&mut net, &id);
+    assert!(net.run(60_000, |n| state(n, REQUESTER, &id)
+        == Some(ShareState::Granted)));
+
+    // A delivery for another request, or to another region, is refused before any publish.
+    let d = delivery(&net, &id, 300_000);
+    let hash = net.stage(&d);
+    let now = net.now;
+    let other = delivery(&net, &[9; 32], 1_000);
+    assert!(net
+        .node_mut(code(PROVIDER))
+        .ep
+        .deliver_grant(
+            now,
+            &id,
+            "镇人社分局",
+            other.manifest,
+            other.entries,
+            vec![]
+        )
+        .is_err());
+    let addresses = vec!["/ip4/10.0.0.7/tcp/4001".to_string()];
+    let started = net.node_mut(code(PROVIDER)).ep.deliver_grant(
+        now,
+        &id,
+        "镇人社分局",
+        d.manifest.clone(),
+        d.entries.clone(),
+        addresses.clone(),
+    );
+    assert_eq!(started.unwrap(), hash);
+    net.flush(code(PROVIDER));
+    assert!(net.run(60_000, |n| state(n, REQUESTER, &id)
+        == Some(ShareState::Delivering)));
+    // The requester's node is told where to connect; the shell dials.
+    let dials = net.ep(code(REQUESTER)).delivery_dials();
+    assert_eq!(dials.len(), 1);
+    assert_eq!(dials[0].region, code(PROVIDER));
+    assert_eq!(dials[0].addresses, addresses);
+    net.connect(code(REQUESTER), code(PROVIDER));
+    assert!(net.run(60_000, |n| {
+        ["0", REQUESTER, PROVIDER].iter().all(|c| {
+            let s = if *c == "0" {
+                supervised(n, c, &id).map(|c| c.state)
+            } else {
+                state(n, c, &id)
+            };
+            s == Some(ShareState::Delivered)
+        })
+    }));
+    // Every byte arrived, verified, at the requester, straight from the provider.
+    let got = &net.store(code(REQUESTER)).data[&(hash, code(REQUESTER))];
+    assert_eq!(got.bytes, d.contents[&code(REQUESTER)]);
+    let carried: Vec<_> = net.chunk_bytes.keys().copied().collect();
+    assert_eq!(carried, vec![(code(PROVIDER), code(REQUESTER))]);
+    // No other node holds the delivery, not even the relays the acts went through.
+    for c in TREE_CROSS
+        .iter()
+        .filter(|c| **c != REQUESTER && **c != PROVIDER)
+    {
+        assert!(net.rf(code(c)).held().all(|(_, h)| h.hash != hash), "{c}");
+    }
+    assert!(net.ep(code(REQUESTER)).delivery_dials().is_empty());
+    // The grant's connection closes once the delivery is done.
+    assert!(net.run(10_000, |n| n
+        .ep(code(PROVIDER))
+        .peer_of(code(REQUESTER))
+        .is_none()));
+
+    // A node admitted to the provider on the tree (its own parent) asks for the requester's
+    // partition: refused, nothing served.
+    let want = ReturnFlowMsg::Want {
+        manifest: hash,
+        parts: vec![WantPart {
+            region: code(REQUESTER),
+            groups: vec![0..4],
+        }],
+    };
+    let out = net.inject(code("441900"), code(PROVIDER), Message::ReturnFlow(want));
+    assert!(!out
+        .iter()
+        .any(|o| matches!(o, backflow_protocol::endpoint::Output::ServeChunks { .. })));
+    assert!(net.node(code(PROVIDER)).rf_events().any(|e| matches!(
+        e,
+        return_flow::Event::WantRefused { region, .. } if *region == code(REQUESTER)
+    )));
 }

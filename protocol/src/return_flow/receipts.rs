@@ -86,7 +86,9 @@ impl ReturnFlow {
             return false;
         };
         let expected = t.partitions_under(region);
-        if region == me || !me.contains(region) || receipt.regions_expected as usize != expected {
+        if !reports_to(me, &t.record.manifest.manifest, region)
+            || receipt.regions_expected as usize != expected
+        {
             return false;
         }
         let recorded = t.ledger.record(receipt);
@@ -142,7 +144,13 @@ impl ReturnFlow {
     ) {
         let me = self.region();
         let region = r.receipt.region;
-        if from != region || region == me || !me.contains(region) {
+        let reports = self
+            .transfers
+            .get(&r.receipt.manifest)
+            .is_some_and(|t| reports_to(me, &t.record.manifest.manifest, region));
+        // (An unknown manifest passes here and is dropped below, unacknowledged.)
+        let known = self.transfers.contains_key(&r.receipt.manifest);
+        if from != region || (known && !reports) || (!known && !me.contains(region)) {
             self.out.push_back(Output::Event(Event::ReceiptRejected {
                 from,
                 error: ReceiptError::WrongSigner {
@@ -364,4 +372,13 @@ impl ReturnFlow {
         }
         self.transfers.insert(*manifest, t);
     }
+}
+
+/// Whether `region` reports its receipts for `m` to `me`: a descendant on the tree, or the
+/// requester a delivery of `me`'s went to.
+fn reports_to(me: RegionCode, m: &crate::manifest::Manifest, region: RegionCode) -> bool {
+    if m.is_delivery() {
+        return me == m.publisher.region && region == m.scope;
+    }
+    region != me && me.contains(region)
 }

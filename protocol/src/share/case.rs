@@ -35,6 +35,7 @@ use super::{
 use crate::calendar::{beijing_date, end_of_day, CalendarError, WorkingCalendar};
 use crate::catalog::{LegalBasis, SharingAttribute, SharingMethod};
 use crate::limits::TEXT_BYTES_MAX;
+use crate::manifest::Hash;
 use crate::time::UnixMs;
 
 /// Where a request stands.
@@ -145,12 +146,28 @@ pub enum ShareAct {
         reasons: String,
         approved_by: String,
     },
-    /// Provider: delivery started (e.g. the manifest is announced to the requester).
-    StartDelivery,
+    /// Provider: delivery started. For a batch exchange or file download, the signed
+    /// delivery manifest and where the requester's node connects to fetch it.
+    StartDelivery { route: Option<DeliveryRoute> },
     /// Delivery completed (the requester's node verified the data).
     Delivered,
     /// Requester: withdraw the request.
     Withdraw { reason: String },
+}
+
+/// Addresses one delivery route may list, and the bytes of each.
+pub const DELIVERY_ADDRESSES_MAX: usize = 8;
+pub const DELIVERY_ADDRESS_BYTES_MAX: usize = 256;
+
+/// How granted data reaches the requester by batch exchange or file download (Art. 22): the
+/// delivery manifest ([`crate::manifest::Manifest::delivers`]) the provider's node publishes
+/// to the requester's region only, and the provider node's transport addresses. The grant
+/// admits the connection: the requester's node dials the provider's directly and fetches
+/// the verified data end to end; no other node carries or sees a byte.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryRoute {
+    pub manifest: Hash,
+    pub addresses: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -188,6 +205,8 @@ pub enum ShareError {
         len: usize,
         max: usize,
     },
+    #[error("a {method:?} delivery needs its delivery manifest (share deliver), a service interface none")]
+    DeliveryRoute { method: SharingMethod },
     #[error(transparent)]
     Calendar(#[from] CalendarError),
 }
@@ -223,6 +242,8 @@ pub struct ShareCase {
     /// When the data is due (Art. 22), once granted.
     pub delivery_due: Option<UnixMs>,
     pub delivered_at: Option<UnixMs>,
+    /// Where a batch exchange or file download is fetched from, once started.
+    pub delivery: Option<DeliveryRoute>,
     /// Acts applied, in order (each kind at most once or twice: bounded by the lifecycle).
     pub acts: Vec<(UnixMs, ShareAct)>,
 }
@@ -241,6 +262,7 @@ impl ShareCase {
             answer: None,
             delivery_due: None,
             delivered_at: None,
+            delivery: None,
             acts: Vec::new(),
         }
     }
@@ -483,11 +505,30 @@ impl ShareCase {
                 self.answer_due = None;
                 self.state = S::Refused;
             }
-            ShareAct::StartDelivery => {
+            ShareAct::StartDelivery { route } => {
                 expect(Party::Provider)?;
                 if state != S::Granted {
                     return Err(wrong());
                 }
+                let method = self.request.method;
+                if route.is_some() == (method == SharingMethod::ServiceApi) {
+                    return Err(ShareError::DeliveryRoute { method });
+                }
+                if let Some(r) = route {
+                    check_texts("delivery addresses", &r.addresses, DELIVERY_ADDRESSES_MAX)?;
+                    if let Some(a) = r
+                        .addresses
+                        .iter()
+                        .find(|a| a.len() > DELIVERY_ADDRESS_BYTES_MAX)
+                    {
+                        return Err(ShareError::TooLarge {
+                            what: "delivery address",
+                            len: a.len(),
+                            max: DELIVERY_ADDRESS_BYTES_MAX,
+                        });
+                    }
+                }
+                self.delivery = route.clone();
                 self.state = S::Delivering;
             }
             ShareAct::Delivered => {
@@ -528,7 +569,7 @@ fn act_name(act: &ShareAct) -> &'static str {
         ShareAct::Extend { .. } => "an extension",
         ShareAct::Grant { .. } => "a grant",
         ShareAct::Refuse { .. } => "a refusal",
-        ShareAct::StartDelivery => "starting delivery",
+        ShareAct::StartDelivery { .. } => "starting delivery",
         ShareAct::Delivered => "completing delivery",
         ShareAct::Withdraw { .. } => "withdrawing",
     }

@@ -36,9 +36,9 @@ use backflow_topology::RegionCode;
 use ed25519_dalek::Signature;
 use serde::{Deserialize, Serialize};
 
-use super::{Party, ShareAct, ShareCase, ShareError, ShareRequest};
+use super::{DeliveryRoute, Party, ShareAct, ShareCase, ShareError, ShareRequest};
 use crate::calendar::WorkingCalendar;
-use crate::catalog::{CatalogOrigin, SharingAttribute};
+use crate::catalog::{CatalogOrigin, SharingAttribute, SharingMethod};
 use crate::cert::{check_chain_limits, CertChain, CertError, NodeIdentity, TrustStore};
 use crate::codec::{digest, encoded_len};
 use crate::department::{
@@ -137,6 +137,11 @@ pub enum ShareActKind {
     /// The provider's node refuses a filing for an entry its catalog does not hold (both
     /// copies apply [`not_in_catalog_refusal`]).
     NotInCatalog,
+    /// The requester's node verified every byte of the delivery `manifest` (batch exchange,
+    /// Art. 22): the data is delivered (both copies apply [`ShareAct::Delivered`]).
+    DeliveryVerified {
+        manifest: Hash,
+    },
     Act(ShareAct),
 }
 
@@ -144,10 +149,17 @@ impl ShareActKind {
     /// Acts the node does by itself, signed by its jurisdiction key; every other act is a
     /// department's, signed by the department's own key.
     pub fn is_node_act(&self) -> bool {
-        matches!(
-            self,
-            ShareActKind::Received { .. } | ShareActKind::NotInCatalog
-        )
+        self.node_party().is_some()
+    }
+
+    /// Whose node does this act by itself: the provider's (receipt, not-in-catalog refusal)
+    /// or the requester's (a delivery verified).
+    pub fn node_party(&self) -> Option<Party> {
+        match self {
+            ShareActKind::Received { .. } | ShareActKind::NotInCatalog => Some(Party::Provider),
+            ShareActKind::DeliveryVerified { .. } => Some(Party::Requester),
+            ShareActKind::File { .. } | ShareActKind::Act(_) => None,
+        }
     }
 
     /// What this act does to an existing case: the case act, and the provider's attribute it
@@ -159,6 +171,7 @@ impl ShareActKind {
                 Some((ShareAct::Receive, Some(attribute.clone())))
             }
             ShareActKind::NotInCatalog => Some((not_in_catalog_refusal(), None)),
+            ShareActKind::DeliveryVerified { .. } => Some((ShareAct::Delivered, None)),
             ShareActKind::Act(a) => Some((a.clone(), None)),
         }
     }
@@ -314,6 +327,10 @@ pub enum ShareRejection {
     TooManyCases { max: usize },
     #[error("a request is received by the provider's node when it arrives, not by a department")]
     ReceivedByTheNode,
+    #[error("the delivery verified is not the one this request's provider started")]
+    NotThisDelivery,
+    #[error("this node is not the requester's, or the request has no delivery started")]
+    NoDeliveryHere,
     #[error(transparent)]
     Case(#[from] ShareError),
 }
@@ -583,6 +600,62 @@ impl ShareService {
         Ok(applied)
     }
 
+    /// The requester's node verified every byte of `manifest`, the delivery of `request`
+    /// (batch exchange): it records the delivery, signed by the node, and tells the provider
+    /// (and, on the way, the parties' lowest common superior).
+    pub fn delivery_verified(
+        &mut self,
+        now: UnixMs,
+        identity: &NodeIdentity,
+        request: &Hash,
+        manifest: Hash,
+    ) -> Result<super::Applied, ShareRejection> {
+        let case = self
+            .cases
+            .get(request)
+            .ok_or(ShareRejection::UnknownRequest)?;
+        let r = &case.request;
+        if r.requester.region != self.region
+            || case.delivery.as_ref().map(|d| d.manifest) != Some(manifest)
+        {
+            return Err(ShareRejection::NoDeliveryHere);
+        }
+        let (by, to) = (r.requester.clone(), r.provider.region);
+        let applied = self.apply_to(request, now, Party::Requester, ShareAct::Delivered, None)?;
+        if applied == super::Applied::Changed {
+            let kind = ShareActKind::DeliveryVerified { manifest };
+            let act = sign_act(identity, None, now, *request, by, to, kind);
+            self.deliver(now, identity, act, &no_catalog);
+        }
+        Ok(applied)
+    }
+
+    /// Regions this node exchanges a grant's delivery with now: for each batch exchange or
+    /// file download granted and not yet delivered, the other party's region — the provider
+    /// a requester fetches from (with the addresses its start named), or the requester a
+    /// provider serves. The endpoint admits these connections outside the tree.
+    pub fn delivery_peers(&self) -> impl Iterator<Item = (RegionCode, Option<&DeliveryRoute>)> {
+        let me = self.region;
+        self.cases.values().filter_map(move |c| {
+            let r = &c.request;
+            let transfers = r.method != SharingMethod::ServiceApi;
+            let open = matches!(
+                c.state,
+                super::ShareState::Granted | super::ShareState::Delivering
+            );
+            if !transfers || !open || r.requester.region == r.provider.region {
+                return None;
+            }
+            if r.provider.region == me {
+                Some((r.requester.region, None))
+            } else if r.requester.region == me {
+                c.delivery.as_ref().map(|d| (r.provider.region, Some(d)))
+            } else {
+                None
+            }
+        })
+    }
+
     /// A message from the neighbouring region `from` (admitted by the endpoint).
     /// `provider_attribute` looks up an entry in this node's own catalog: the attribute of
     /// (department, entry id), if held.
@@ -799,9 +872,13 @@ impl ShareService {
                     .get(&b.request)
                     .ok_or(ShareRejection::UnknownRequest)?;
                 let party = party_of(case, &b.by)?;
-                // The node's own acts are the provider's node's.
-                if kind.is_node_act() && party != Party::Provider {
+                if kind.node_party().is_some_and(|p| p != party) {
                     return Err(ShareRejection::NotAParty);
+                }
+                if let ShareActKind::DeliveryVerified { manifest } = kind {
+                    if case.delivery.as_ref().map(|d| d.manifest) != Some(*manifest) {
+                        return Err(ShareRejection::NotThisDelivery);
+                    }
                 }
                 if let Some((act, attribute)) = kind.case_act() {
                     self.apply_to(&b.request, b.at, party, act, attribute)?;

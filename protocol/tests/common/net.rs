@@ -485,6 +485,17 @@ impl Net {
     /// The publisher's node starts `d`, holding every partition in full.
     pub fn publish(&mut self, d: &Dataset) -> Hash {
         let publisher = d.manifest.manifest.publisher.region;
+        let hash = self.stage(d);
+        let h = self
+            .publish_signed(publisher, d.manifest.clone(), d.entries.clone())
+            .expect("the publisher accepts its own dataset");
+        assert_eq!(h, hash);
+        h
+    }
+
+    /// Stores every partition of `d` in full at its publisher's node (before a publish).
+    pub fn stage(&mut self, d: &Dataset) -> Hash {
+        let publisher = d.manifest.manifest.publisher.region;
         let hash = d.manifest.manifest.hash();
         let store = &mut self.node_mut(publisher).store;
         for e in &d.entries {
@@ -497,11 +508,7 @@ impl Net {
                 },
             );
         }
-        let h = self
-            .publish_signed(publisher, d.manifest.clone(), d.entries.clone())
-            .expect("the publisher accepts its own dataset");
-        assert_eq!(h, hash);
-        h
+        hash
     }
 
     /// `Endpoint::publish` at node `c`, then its outputs carried out.
