@@ -278,6 +278,18 @@ pub trait Backend: Clone + Send + Sync + 'static {
         params: ShareActParams,
     ) -> impl Future<Output = Result<serde_json::Value, ApiError>> + Send;
 
+    /// The provider's department `department` (`None`: the node's configured one) delivers
+    /// granted request `id` by batch exchange or file download: `input` (in `format`) is the
+    /// granted data, stored for the requester's node alone; returns the request once the
+    /// delivery is durable and started.
+    fn share_deliver(
+        &self,
+        department: Option<String>,
+        id: String,
+        format: String,
+        input: PublishInput,
+    ) -> impl Future<Output = Result<serde_json::Value, ApiError>> + Send;
+
     /// Catalog review and update obligations (Arts. 16–17).
     fn catalog_review(
         &self,

@@ -16,6 +16,7 @@
 //! | POST   | `/api/share`         | `ShareFileParams`: file a request as this node's department |
 //! | GET    | `/api/share/{id}`    | one share request (id or a unique 8+ digit prefix)      |
 //! | POST   | `/api/share/{id}/act`| `ShareActParams`: grant, refuse, notice, supplement, extend, start_delivery, delivered, withdraw |
+//! | POST   | `/api/share/{id}/deliver` | `?format=csv\|ndjson[&department=]`, the granted data as the body (streamed): a batch exchange or file download starts (Art. 22) |
 //! | GET    | `/api/catalog-review`| `?overdue=true`: submissions and duty changes (Arts. 16–17), overdue first |
 //! | POST   | `/api/catalog-review`| `ReviewSubmitParams`: a department's entries to the authority's review |
 //! | POST   | `/api/catalog-review/{id}` | `ReviewDecideParams`: the authority approves (publishes) or returns |
@@ -114,6 +115,10 @@ pub fn router<B: Backend>(backend: B, gate: Gate, dirs: Directories) -> Router {
         .route("/api/share", get(share_list::<B>).post(share_file::<B>))
         .route("/api/share/{id}", get(share_show::<B>))
         .route("/api/share/{id}/act", post(share_act::<B>))
+        .route(
+            "/api/share/{id}/deliver",
+            post(share_deliver::<B>).layer(DefaultBodyLimit::max(UPLOAD_BYTES_MAX)),
+        )
         .route(
             "/api/catalog-review",
             get(review_list::<B>).post(review_submit::<B>),
@@ -560,6 +565,33 @@ async fn share_act<B: Backend>(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let department = principal.acting_as(params.department.as_deref())?;
     answer(api.backend.share_act(department, id, params))
+        .await
+        .map(Json)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeliverQuery {
+    format: String,
+    #[serde(default)]
+    department: Option<String>,
+}
+
+/// The provider's department sends the granted data (streamed, as for a publish); the node
+/// stores it for the requester's node alone and records the start of delivery.
+async fn share_deliver<B: Backend>(
+    State(api): State<Api<B>>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+    Query(q): Query<DeliverQuery>,
+    request: Request,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let department = principal.acting_as(q.department.as_deref())?;
+    let format = format_named(&q.format)?;
+    let input = body_reader(request);
+    // Not under the answer timeout: the body streams for as long as the data takes.
+    api.backend
+        .share_deliver(department, id, format, input)
         .await
         .map(Json)
 }

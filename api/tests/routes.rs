@@ -105,6 +105,22 @@ impl Backend for Fake {
     ) -> Result<serde_json::Value, ApiError> {
         Ok(serde_json::json!({ "id": id, "act": params.act, "as": department }))
     }
+    async fn share_deliver(
+        &self,
+        department: Option<String>,
+        id: String,
+        format: String,
+        mut input: PublishInput,
+    ) -> Result<serde_json::Value, ApiError> {
+        let mut body = Vec::new();
+        tokio::task::spawn_blocking(move || input.read_to_end(&mut body).map(|_| body))
+            .await
+            .unwrap()
+            .map(|body| {
+                serde_json::json!({ "id": id, "format": format, "as": department, "bytes": body.len() })
+            })
+            .map_err(|e| ApiError::bad_request(e.to_string()))
+    }
     async fn catalog_review(
         &self,
         request: backflow_api::ReviewRequest,

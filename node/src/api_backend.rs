@@ -46,6 +46,9 @@ fn json(value: impl serde::Serialize) -> Result<serde_json::Value, ApiError> {
     serde_json::to_value(value).map_err(|e| ApiError::internal(&e.into()))
 }
 
+/// Numbers deliveries' scratch directories within this process.
+static DELIVERY_SEQ: AtomicU64 = AtomicU64::new(0);
+
 impl Backend for NodeBackend {
     async fn status(&self, dataset: Option<String>) -> Result<serde_json::Value, ApiError> {
         let s = self
@@ -254,6 +257,26 @@ impl Backend for NodeBackend {
         json(
             self.node
                 .share_act(department, id, params)
+                .await
+                .map_err(|e| ApiError::bad_request(format!("{e:#}")))?,
+        )
+    }
+
+    async fn share_deliver(
+        &self,
+        department: Option<String>,
+        id: String,
+        format: String,
+        input: PublishInput,
+    ) -> Result<serde_json::Value, ApiError> {
+        let department = department.unwrap_or_else(|| self.department.clone());
+        let format = Format::parse(&format).map_err(|e| ApiError::bad_request(format!("{e:#}")))?;
+        // One scratch directory per delivery (the request id alone is the caller's text).
+        let n = DELIVERY_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let work_dir = work_dir(&self.data_dir, "delivery").join(n.to_string());
+        json(
+            self.node
+                .deliver_share(department, id, format, work_dir, input)
                 .await
                 .map_err(|e| ApiError::bad_request(format!("{e:#}")))?,
         )

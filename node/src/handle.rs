@@ -12,6 +12,7 @@ use backflow_protocol::catalog::CatalogEntry;
 use backflow_protocol::cert::NodeIdentity;
 use backflow_protocol::manifest::{DatasetId, Hash, HeldVersion, PartitionEntry, SignedManifest};
 use backflow_protocol::return_flow::TransferRecord;
+use backflow_protocol::time::UnixMs;
 use backflow_topology::RegionCode;
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{mpsc, oneshot};
@@ -114,6 +115,19 @@ pub(crate) enum Cmd {
         department: String,
         id: String,
         params: Box<ShareActParams>,
+        reply: oneshot::Sender<Result<ShareView>>,
+    },
+    /// Checks that `department` may deliver request `id` now: its id and requester region.
+    DeliveryTarget {
+        department: String,
+        id: String,
+        reply: oneshot::Sender<Result<(Hash, RegionCode, UnixMs)>>,
+    },
+    /// Publishes a staged delivery ([`crate::delivery`]) and records its start.
+    Deliver {
+        department: String,
+        request: Hash,
+        staged: Box<crate::delivery::Staged>,
         reply: oneshot::Sender<Result<ShareView>>,
     },
     /// Takes a department's key ([`crate::departments`]) and certifies it.
@@ -401,6 +415,52 @@ impl NodeHandle {
             department,
             id,
             params: Box::new(params),
+            reply,
+        })
+        .await?
+    }
+
+    /// The provider's `department` delivers granted request `id` by batch exchange or file
+    /// download (Art. 22): `input` (the granted data, in `format`) is stored as one partition
+    /// for the requester's region, under a delivery manifest the requester's node alone may
+    /// fetch, directly from this node; returns once it is durable and the start is recorded.
+    pub async fn deliver_share(
+        &self,
+        department: String,
+        id: String,
+        format: crate::partition::Format,
+        work_dir: std::path::PathBuf,
+        mut input: Box<dyn std::io::Read + Send>,
+    ) -> Result<ShareView> {
+        // Checked before the data is read: a wrong id or state fails at once.
+        let (request, requester, use_until) = self
+            .ask(|reply| Cmd::DeliveryTarget {
+                department: department.clone(),
+                id,
+                reply,
+            })
+            .await??;
+        let req = crate::delivery::DeliveryRequest {
+            request,
+            requester,
+            use_until,
+            department: department.clone(),
+            format,
+            work_dir: work_dir.clone(),
+        };
+        let store = self.store.clone();
+        let identity = Arc::clone(&self.identity);
+        let staged = tokio::task::spawn_blocking(move || {
+            crate::delivery::stage(&store, &identity, &req, &mut input, now_ms())
+        })
+        .await
+        .map_err(|e| anyhow!("staging the delivery: {e}"));
+        let _ = std::fs::remove_dir_all(&work_dir);
+        let staged = staged??;
+        self.ask(|reply| Cmd::Deliver {
+            department,
+            request,
+            staged: Box::new(staged),
             reply,
         })
         .await?

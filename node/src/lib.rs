@@ -9,6 +9,7 @@ pub mod clock;
 pub mod config;
 pub mod damage;
 pub mod dataplane;
+pub mod delivery;
 pub mod demo;
 pub mod departments;
 pub mod export;

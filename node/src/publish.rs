@@ -452,7 +452,7 @@ fn partition_and_store(
 
 /// Schema from the CSV header line (the region field typed as a region code; the line kept
 /// verbatim for export), or for NDJSON just the region field.
-fn schema_for(format: Format, header: &[u8], region_field: &str) -> Result<Schema> {
+pub(crate) fn schema_for(format: Format, header: &[u8], region_field: &str) -> Result<Schema> {
     let names: Vec<String> = match format {
         Format::Csv => {
             let body = header.strip_suffix(b"\n").unwrap_or(header);

@@ -16,12 +16,14 @@ use backflow_protocol::endpoint::{Event, Output, RunVerdict, Storage};
 use backflow_protocol::manifest::{DatasetId, Hash, HeldVersion, PartitionEntry};
 use backflow_protocol::outbox::Outbox;
 use backflow_protocol::return_flow::{self, StorageOp, TransferRecord};
-use backflow_protocol::share::ShareEvent;
+use backflow_protocol::share::{ShareEvent, DELIVERY_ADDRESSES_MAX, DELIVERY_ADDRESS_BYTES_MAX};
 use backflow_protocol::time::UnixMs;
 use backflow_protocol::wire::{decode_frame, encode_frame, Message};
 use backflow_protocol::Endpoint;
 use backflow_topology::RegionCode;
+use libp2p::multiaddr::Protocol;
 use libp2p::request_response;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm};
 use tokio::sync::{mpsc, oneshot};
@@ -136,6 +138,63 @@ impl Runtime {
                 }
             }
         }
+        // Providers whose granted data this node fetches (Art. 22): dialled directly, at
+        // the addresses their signed start named, each only under its own peer id.
+        for d in self.ep.delivery_dials() {
+            let mut by_peer: HashMap<PeerId, Vec<Multiaddr>> = HashMap::new();
+            for a in &d.addresses {
+                let Ok(addr) = a.parse::<Multiaddr>() else {
+                    continue;
+                };
+                if let Some(Protocol::P2p(peer)) = addr.iter().last() {
+                    by_peer.entry(peer).or_default().push(addr);
+                }
+            }
+            for (peer, addrs) in by_peer {
+                let opts = DialOpts::peer_id(peer)
+                    .addresses(addrs)
+                    .condition(PeerCondition::DisconnectedAndNotDialing)
+                    .build();
+                if let Err(e) = self.swarm.dial(opts) {
+                    debug!(region = %d.region, error = %e, "delivery dial failed");
+                }
+            }
+        }
+    }
+
+    /// Where a requester's node connects to fetch a delivery from this node: the addresses
+    /// this node listens on (each naming its peer id), routable ones first, at most
+    /// [`DELIVERY_ADDRESSES_MAX`].
+    fn delivery_addresses(&self) -> Vec<String> {
+        let me = *self.swarm.local_peer_id();
+        let mut addrs: Vec<Multiaddr> = self
+            .swarm
+            .external_addresses()
+            .chain(self.swarm.listeners())
+            .filter(|a| {
+                !a.iter().any(|p| match p {
+                    Protocol::Ip4(ip) => ip.is_unspecified(),
+                    Protocol::Ip6(ip) => ip.is_unspecified(),
+                    _ => false,
+                })
+            })
+            .cloned()
+            .collect();
+        let loopback = |a: &Multiaddr| {
+            a.iter().any(|p| match p {
+                Protocol::Ip4(ip) => ip.is_loopback(),
+                Protocol::Ip6(ip) => ip.is_loopback(),
+                _ => false,
+            })
+        };
+        addrs.sort_by_key(loopback);
+        addrs.dedup();
+        addrs
+            .into_iter()
+            .map(|a| a.with_p2p(me).unwrap_or_else(|a| a).to_string())
+            .filter(|a| a.len() <= DELIVERY_ADDRESS_BYTES_MAX)
+            .take(DELIVERY_ADDRESSES_MAX)
+            .collect()
     }
 
     /// Sends a control frame to `peer`, or queues it while the peer has its fill of requests
@@ -805,6 +864,37 @@ impl Runtime {
                 reply,
             } => {
                 let result = crate::share_api::act(&mut self.ep, now, &department, &id, &params);
+                self.drain();
+                self.make_durable();
+                let _ = reply.send(result);
+            }
+            Cmd::DeliveryTarget {
+                department,
+                id,
+                reply,
+            } => {
+                let _ = reply.send(crate::share_api::delivery_target(
+                    &self.ep,
+                    &department,
+                    &id,
+                ));
+            }
+            Cmd::Deliver {
+                department,
+                request,
+                staged,
+                reply,
+            } => {
+                let addresses = self.delivery_addresses();
+                let result = crate::share_api::deliver(
+                    &mut self.ep,
+                    now,
+                    &department,
+                    &request,
+                    *staged,
+                    addresses,
+                );
+                // Durable before the provider hears the delivery started.
                 self.drain();
                 self.make_durable();
                 let _ = reply.send(result);

@@ -43,6 +43,19 @@ pub struct ShareView {
     /// overseeing the case from the acts it forwarded.
     #[serde(default)]
     pub supervised: bool,
+    /// A batch exchange or file download once started: the dataset to export at the
+    /// requester, and the delivery manifest.
+    #[serde(default)]
+    pub delivery: Option<DeliveryView>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DeliveryView {
+    /// The delivered dataset's name (`backflow export --dataset NAME --publisher REGION`).
+    pub dataset: String,
+    /// The provider's region: the dataset's publisher.
+    pub publisher: String,
+    pub manifest: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -139,6 +152,11 @@ pub fn view(id: &Hash, case: &ShareCase, calendar: &WorkingCalendar, now: UnixMs
         answer,
         acts: case.acts.len(),
         supervised: false,
+        delivery: case.delivery.as_ref().map(|d| DeliveryView {
+            dataset: crate::delivery::dataset_name(id),
+            publisher: r.provider.region.to_string(),
+            manifest: hex::encode(d.manifest),
+        }),
     }
 }
 
@@ -368,4 +386,60 @@ pub fn list(ep: &Endpoint<PeerId>, now: UnixMs, overdue_only: bool) -> Vec<Share
         .map(|(id, c)| (id, c, false))
         .chain(s.supervised().map(|(id, c)| (id, c, true)));
     views(cases, s.calendar(), now, overdue_only)
+}
+
+/// Whether `department` of this node may deliver request `id` now (the provider, granted, by
+/// batch exchange or file download, to another node): the request, the requester's region
+/// and the end of the term of use.
+pub fn delivery_target(
+    ep: &Endpoint<PeerId>,
+    department: &str,
+    id: &str,
+) -> Result<(Hash, RegionCode, UnixMs)> {
+    let (&request, case) = find(ep.share_service().cases(), id)?;
+    let r = &case.request;
+    if r.provider.region != ep.region() || r.provider.department != department {
+        bail!(
+            "request {id} is provided by {}, not by this node's department {department}",
+            origin_text(&r.provider)
+        );
+    }
+    if r.method == SharingMethod::ServiceApi {
+        bail!("request {id} is shared through a service interface: no data is delivered");
+    }
+    if case.state != ShareState::Granted {
+        bail!(
+            "request {id} is {}: data is delivered once, after a grant",
+            state_names(case.state).0
+        );
+    }
+    if r.requester.region == r.provider.region {
+        bail!(
+            "the requester is a department of this node: export the data for it, then record \
+             the delivery (share deliver --done)"
+        );
+    }
+    Ok((request, r.requester.region, r.use_until))
+}
+
+/// Publishes a staged delivery to the requester's node and records the start, signed by
+/// `department`, naming `addresses` (where the requester's node connects).
+pub fn deliver(
+    ep: &mut Endpoint<PeerId>,
+    now: UnixMs,
+    department: &str,
+    request: &Hash,
+    staged: crate::delivery::Staged,
+    addresses: Vec<String>,
+) -> Result<ShareView> {
+    ep.deliver_grant(
+        now,
+        request,
+        department,
+        staged.manifest,
+        vec![staged.entry],
+        addresses,
+    )
+    .map_err(|e| anyhow!("not delivered: {e}"))?;
+    show(ep, now, &hex_id(request))
 }

@@ -10,6 +10,7 @@ use anyhow::Result;
 use backflow_api::{ShareActParams, ShareFileParams};
 use backflow_node::localnet::{LocalNet, Transport};
 use backflow_node::node::now_ms;
+use backflow_node::partition::Format;
 use backflow_protocol::calendar::beijing_date;
 use backflow_protocol::catalog::{
     CatalogEntry, DataFormat, DataGrade, DataItem, DataType, SharingAttribute, SharingMethod,
@@ -228,5 +229,96 @@ async fn a_county_department_requests_a_township_entry_across_the_country() -> R
             "{relay}"
         );
     }
+
+    // Batch exchange (Art. 22): the provider sends the granted data; the requester's node
+    // connects to the provider's directly (the two are not in line: only the grant admits
+    // it), fetches and verifies it, and its node records the delivery.
+    let mut data = "公民身份号码,参保状态\r\n".as_bytes().to_vec();
+    let header_len = data.len();
+    for i in 0..20_000 {
+        data.extend_from_slice(format!("11010119900101{i:04},参保\r\n").as_bytes());
+    }
+    let input =
+        |d: &[u8]| -> Box<dyn std::io::Read + Send> { Box::new(std::io::Cursor::new(d.to_vec())) };
+    // Only the provider's department delivers, and only what it granted.
+    let e = format!(
+        "{:#}",
+        requester
+            .deliver_share(
+                "民政局".into(),
+                id.clone(),
+                Format::Csv,
+                dir.path().join("w1"),
+                input(&data)
+            )
+            .await
+            .unwrap_err()
+    );
+    assert!(e.contains("provided by"), "{e}");
+    let started = provider
+        .deliver_share(
+            "镇人社分局".into(),
+            id.clone(),
+            Format::Csv,
+            dir.path().join("w2"),
+            input(&data),
+        )
+        .await?;
+    assert_eq!(started.state, "delivering");
+    let delivery = started.delivery.clone().expect("the delivery is named");
+    // Once only.
+    assert!(provider
+        .deliver_share(
+            "镇人社分局".into(),
+            id.clone(),
+            Format::Csv,
+            dir.path().join("w3"),
+            input(&data)
+        )
+        .await
+        .is_err());
+    for (name, node) in [("requester", &requester), ("provider", &provider)] {
+        wait_until(
+            &format!("the {name} to record the delivery"),
+            Duration::from_secs(60),
+            async || {
+                Ok(node
+                    .share(id.clone())
+                    .await
+                    .is_ok_and(|v| v.state == "delivered"))
+            },
+        )
+        .await?;
+    }
+    let record = requester.record(&delivery.dataset, None).await?.remove(0).1;
+    let out = dir.path().join("delivered.csv");
+    let summary = backflow_node::export::export(&requester.store, &record, code(REQUESTER), &out)?;
+    assert_eq!(summary.records, 20_000);
+    assert_eq!(std::fs::read(&out)?, data, "exported byte for byte");
+    assert!(header_len > 0);
+    // Nobody else holds it: not national, not the provider's own parent.
+    for other in ["0", "11", "1101", "44", "4419", "441900"] {
+        assert!(
+            net.nodes[&code(other)]
+                .record(&delivery.dataset, None)
+                .await
+                .is_err(),
+            "{other} holds the delivery"
+        );
+    }
+    // The grant's direct connection is closed again once delivered.
+    wait_until(
+        "the delivery connection to close",
+        Duration::from_secs(30),
+        async || {
+            Ok(!provider
+                .peers()
+                .await?
+                .iter()
+                .any(|p| p.region.as_deref() == Some(REQUESTER)))
+        },
+    )
+    .await?;
+    drop((requester, provider));
     net.shutdown().await
 }

@@ -60,9 +60,18 @@ pub enum ShareCmd {
         #[command(flatten)]
         data: DataArg,
     },
-    /// Record that delivery started, or completed.
+    /// Deliver granted data (Art. 22). By batch exchange or file download: --file sends the
+    /// granted data (CSV with its header line, or NDJSON), which only the requester's node
+    /// fetches, straight from this node, and verifies; its node records the delivery. For a
+    /// service interface: record that it started, or (--done) completed.
     Deliver {
         id: String,
+        /// The granted data (the scope the grant names, prepared by the provider).
+        #[arg(long, conflicts_with = "done")]
+        file: Option<std::path::PathBuf>,
+        /// csv or ndjson (default: from the file's extension).
+        #[arg(long, requires = "file")]
+        format: Option<String>,
         /// Delivery is complete (default: it started).
         #[arg(long)]
         done: bool,
@@ -258,7 +267,17 @@ pub fn run(args: ShareArgs, out: &mut impl Write) -> Result<()> {
             p.reason = Some(reason);
             (data.dir, id, p)
         }
-        ShareCmd::Deliver { id, done, data } => (
+        ShareCmd::Deliver {
+            id,
+            file: Some(file),
+            format,
+            data,
+            ..
+        } => {
+            let v = deliver(&data.dir, &id, department.as_deref(), &file, format)?;
+            return print_one(out, v);
+        }
+        ShareCmd::Deliver { id, done, data, .. } => (
             data.dir,
             id,
             act(if done { "delivered" } else { "start_delivery" }),
@@ -273,6 +292,44 @@ pub fn run(args: ShareArgs, out: &mut impl Write) -> Result<()> {
     let path = format!("/api/share/{}/act", urlencode(&id));
     let v = call(&dir, "POST", &path, Some(&serde_json::to_value(&params)?))?;
     print_one(out, v)
+}
+
+/// Streams `file` as the granted data of request `id` (the node reads nothing by path).
+fn deliver(
+    dir: &std::path::Path,
+    id: &str,
+    department: Option<&str>,
+    file: &std::path::Path,
+    format: Option<String>,
+) -> Result<serde_json::Value> {
+    use anyhow::Context;
+    let format = match format {
+        Some(f) => f,
+        None => match backflow_node::partition::Format::from_path(file) {
+            Some(backflow_node::partition::Format::Csv) => "csv".to_string(),
+            Some(backflow_node::partition::Format::Ndjson) => "ndjson".to_string(),
+            None => anyhow::bail!(
+                "cannot tell the format of {} from its name; pass --format csv or ndjson",
+                file.display()
+            ),
+        },
+    };
+    let mut path = format!(
+        "/api/share/{}/deliver?format={}",
+        urlencode(id),
+        urlencode(&format)
+    );
+    if let Some(d) = department {
+        path.push_str(&format!("&department={}", urlencode(d)));
+    }
+    let client = super::common::client(dir)?;
+    super::common::runtime()?.block_on(async {
+        let input = tokio::fs::File::open(file)
+            .await
+            .with_context(|| format!("opening {}", file.display()))?;
+        let length = input.metadata().await?.len();
+        client.upload(&path, input, length, |_| {}).await
+    })
 }
 
 fn print_one(out: &mut impl Write, v: serde_json::Value) -> Result<()> {
@@ -307,6 +364,20 @@ fn print_one(out: &mut impl Write, v: serde_json::Value) -> Result<()> {
     }
     if let Some(a) = &v.answer {
         writeln!(out, "answer:    {a}")?;
+    }
+    if let Some(d) = &v.delivery {
+        writeln!(
+            out,
+            "delivery:  dataset {} from {} (manifest {})",
+            d.dataset,
+            d.publisher,
+            &d.manifest[..16]
+        )?;
+        writeln!(
+            out,
+            "           at the requester, once delivered: backflow export --dataset {} --publisher {}",
+            d.dataset, d.publisher
+        )?;
     }
     Ok(())
 }

@@ -25,3 +25,4 @@ mod suite;
 
 mod data;
 mod scenarios;
+mod sharing;

@@ -23,7 +23,7 @@ fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
 }
 
-fn elapsed(test: &str, started: Instant) {
+pub(crate) fn elapsed(test: &str, started: Instant) {
     use std::io::Write;
     let _ = writeln!(
         std::io::stderr(),

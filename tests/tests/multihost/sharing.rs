@@ -1,0 +1,277 @@
+//! Scenario 10 (issue 17): a share request across the country, answered and delivered by batch
+//! exchange between two nodes that are not in line — a 北京 county and a 广东 township — each
+//! in its own container, while a third node (another 北京 county) without a grant gets
+//! nothing.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::net::{Net, Wiring, DATA_DIR};
+use crate::pki::host_backflow;
+use crate::poll::wait_for;
+use crate::suite::{serial, suite};
+
+const REQUESTER: &str = "110101"; // 北京市东城区
+const OTHER: &str = "110102"; // 北京市西城区: no grant
+const PROVIDER: &str = "441900003"; // 广东省东莞市 (a township)
+
+/// Parent before child: both parties' lines up to national (certificates are issued down
+/// the chain), and the third node.
+const NODES: [(&str, &str); 9] = [
+    ("national", "0"),
+    ("beijing", "11"),
+    ("bj-districts", "1101"),
+    ("dongcheng", REQUESTER),
+    ("xicheng", OTHER),
+    ("guangdong", "44"),
+    ("dongguan", "4419"),
+    ("dg-county", "441900"),
+    ("dg-town", PROVIDER),
+];
+
+/// Every node's configured department (`config.toml`); a department of its node with a key.
+const DEPARTMENT: &str = "data-authority";
+const SHARE_S_MAX: u64 = 120;
+
+fn entry() -> Value {
+    serde_json::json!({
+        "id": "shebao-2026",
+        "name": "社会保险参保信息",
+        "data_items": [
+            {"name": "公民身份号码", "data_type": "Text", "description": "18 位身份号码"}
+        ],
+        "provider": DEPARTMENT,
+        "format": "Csv",
+        "update_frequency": "Monthly",
+        "sharing": {"Conditional": {
+            "scope": ["政府部门"],
+            "permitted_uses": ["社会救助资格核查"]
+        }},
+        "sharing_methods": ["BatchExchange"],
+        "usage_conditions": "仅限社会救助资格核查",
+        "classification": "社会保障",
+        "grade": "General"
+    })
+}
+
+fn share_state(net: &Net, node: &str, id: &str) -> Option<String> {
+    let v = crate::poll::http(
+        &net.node(node).api(),
+        "GET",
+        &format!("/api/share/{id}"),
+        None,
+    )
+    .ok()?;
+    v["state"].as_str().map(str::to_string)
+}
+
+/// The value after `label` on a line of `backflow share` output.
+fn field(out: &str, label: &str) -> String {
+    out.lines()
+        .find_map(|l| l.strip_prefix(label))
+        .map(|v| v.trim().to_string())
+        .unwrap_or_else(|| panic!("no {label:?} in:\n{out}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s10_county_requests_township_data_across_the_country_and_only_it_receives() {
+    let Some(suite) =
+        suite("s10_county_requests_township_data_across_the_country_and_only_it_receives")
+    else {
+        return;
+    };
+    let _serial = serial().await;
+    let started = Instant::now();
+    let mut net = Net::new(suite, "s10");
+    // A grant today has its delivery due 20 working days on, into next year: every node gets
+    // a stand-in arrangement for next year (no holidays, no make-up days) as the operator adds
+    // the State Council's notice (`calendar add`, read at start). Without it a grant made
+    // now is refused, naming the missing year.
+    let year: i32 = date_in_days(0)[..4].parse().expect("a year");
+    let arrangement = format!("[{}]\noff = []\nwork = []\n", year + 1);
+    for (name, region) in NODES {
+        net.init(name, region);
+        if region != "0" {
+            net.certify(name);
+        }
+        let file = net.host_path(name, "next-year.toml");
+        std::fs::write(&file, &arrangement).expect("calendar file");
+        let dir = net.node(name).dir.to_string_lossy().to_string();
+        let file = file.to_string_lossy().to_string();
+        host_backflow(suite, &["calendar", "add", "--data", &dir, &file]);
+    }
+    for (name, _) in NODES {
+        net.start(name, Wiring::default()).await;
+    }
+    let secs = Duration::from_secs;
+
+    // The township's department publishes a conditional entry (batch exchange).
+    crate::data::catalog_add(&net, "dg-town", &entry()).await;
+
+    // The county's department files a request for it (Art. 20).
+    let until = date_in_days(300);
+    let out = net
+        .cli(
+            "dongcheng",
+            &[
+                "share",
+                "request",
+                "--provider-region",
+                PROVIDER,
+                "--provider-department",
+                DEPARTMENT,
+                "--entry",
+                "shebao-2026",
+                "--basis",
+                "《社会救助暂行办法》第十一条",
+                "--scenario",
+                "最低生活保障资格核查",
+                "--scope",
+                "东城区低保申请人",
+                "--method",
+                "batch_exchange",
+                "--until",
+                &until,
+                "--approved-by",
+                "民政局数据共享工作机构负责人",
+            ],
+        )
+        .await;
+    let id = field(&out, "id:");
+    wait_for(
+        "the township to receive the request",
+        secs(SHARE_S_MAX),
+        || async {
+            (share_state(&net, "dg-town", &id).as_deref() == Some("under_review")).then_some(())
+        },
+    )
+    .await;
+
+    // The township grants under a condition its catalog lists (Art. 21).
+    net.cli(
+        "dg-town",
+        &[
+            "share",
+            "answer",
+            &id,
+            "--grant",
+            "--condition",
+            "社会救助资格核查",
+            "--approved-by",
+            "镇人社分局负责人",
+        ],
+    )
+    .await;
+    wait_for(
+        "the county to hear of the grant",
+        secs(SHARE_S_MAX),
+        || async {
+            (share_state(&net, "dongcheng", &id).as_deref() == Some("granted")).then_some(())
+        },
+    )
+    .await;
+
+    // It delivers the granted data by batch exchange (Art. 22).
+    let mut csv = "公民身份号码,参保状态\n".as_bytes().to_vec();
+    for i in 0..50_000 {
+        csv.extend_from_slice(format!("1101011990{i:08},参保\n").as_bytes());
+    }
+    std::fs::write(net.host_path("dg-town", "granted.csv"), &csv).expect("write data");
+    let out = net
+        .cli(
+            "dg-town",
+            &[
+                "share",
+                "deliver",
+                &id,
+                "--file",
+                &format!("{DATA_DIR}/granted.csv"),
+            ],
+        )
+        .await;
+    assert!(out.contains("delivering"), "{out}");
+    let dataset = field(&out, "delivery:  dataset")
+        .split_whitespace()
+        .next()
+        .expect("dataset name")
+        .to_string();
+
+    // The county's node connects to the township's directly, fetches, verifies, records.
+    for node in ["dongcheng", "dg-town"] {
+        wait_for(
+            &format!("{node} to record the delivery"),
+            secs(SHARE_S_MAX),
+            || async {
+                (share_state(&net, node, &id).as_deref() == Some("delivered")).then_some(())
+            },
+        )
+        .await;
+    }
+    // National, their lowest common superior, sees it delivered too.
+    wait_for(
+        "national to see the delivery",
+        secs(SHARE_S_MAX),
+        || async {
+            (share_state(&net, "national", &id).as_deref() == Some("delivered")).then_some(())
+        },
+    )
+    .await;
+    net.cli(
+        "dongcheng",
+        &[
+            "export",
+            "--dataset",
+            &dataset,
+            "--publisher",
+            PROVIDER,
+            "--out",
+            &format!("{DATA_DIR}/received.csv"),
+        ],
+    )
+    .await;
+    let got = std::fs::read(net.host_path("dongcheng", "received.csv")).expect("export");
+    assert!(
+        got == csv,
+        "the county exports the granted data byte for byte"
+    );
+
+    // Nobody else holds a byte of it: not the third county, not the relays, not national.
+    for (name, _) in NODES
+        .iter()
+        .filter(|(n, _)| *n != "dongcheng" && *n != "dg-town")
+    {
+        assert!(
+            net.dataset_status(name, &dataset).is_none(),
+            "{name} holds the delivery"
+        );
+    }
+    let (code, _, err) = net
+        .cli_status(
+            "xicheng",
+            &[
+                "export",
+                "--dataset",
+                &dataset,
+                "--out",
+                &format!("{DATA_DIR}/stolen.csv"),
+            ],
+        )
+        .await;
+    assert_ne!(code, 0, "the third node exported the delivery");
+    assert!(!err.is_empty());
+    assert!(!net.host_path("xicheng", "stolen.csv").exists());
+    crate::scenarios::elapsed("s10", started);
+}
+
+/// The Beijing date `days` from now (YYYY-MM-DD).
+fn date_in_days(days: u64) -> String {
+    use backflow_protocol::time::{UnixMs, DAY_MS};
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64;
+    backflow_protocol::calendar::beijing_date(UnixMs(now + days * DAY_MS))
+        .expect("a date")
+        .to_string()
+}
