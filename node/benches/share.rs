@@ -16,25 +16,20 @@
 
 #[path = "common.rs"]
 mod common;
+#[path = "share_fixture.rs"]
+mod share_fixture;
 
 use std::io::{BufWriter, Write};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use backflow_api::{ShareActParams, ShareFileParams};
+use backflow_api::ShareActParams;
 use backflow_node::localnet::{LocalNet, Transport};
-use backflow_node::node::{now_ms, Tuning};
+use backflow_node::node::Tuning;
 use backflow_node::partition::Format;
-use backflow_protocol::calendar::{beijing_date, WorkingCalendar};
-use backflow_protocol::catalog::{
-    CatalogEntry, DataFormat, DataGrade, DataItem, DataType, SharingAttribute, SharingMethod,
-    UpdateFrequency,
-};
-use backflow_protocol::time::DAY_MS;
+use backflow_protocol::calendar::WorkingCalendar;
 use backflow_topology::RegionCode;
-
-const REQUESTER: &str = "110101";
-const PROVIDER: &str = "441900003";
+use share_fixture::{entry, filing, PROVIDER, REQUESTER};
 
 fn main() -> Result<()> {
     if !common::measuring() {
@@ -50,47 +45,6 @@ fn main() -> Result<()> {
 
 fn code(s: &str) -> RegionCode {
     RegionCode::parse(s).expect("a region code")
-}
-
-fn entry() -> CatalogEntry {
-    CatalogEntry {
-        id: "shebao-2026".into(),
-        name: "社会保险参保信息".into(),
-        data_items: vec![DataItem {
-            name: "公民身份号码".into(),
-            data_type: DataType::Text,
-            description: "18 位身份号码".into(),
-        }],
-        provider: "镇人社分局".into(),
-        format: DataFormat::Table,
-        update_frequency: UpdateFrequency::Monthly,
-        sharing: SharingAttribute::Conditional {
-            scope: vec!["政府部门".into()],
-            permitted_uses: vec!["社会救助资格核查".into()],
-        },
-        sharing_methods: vec![SharingMethod::BatchExchange],
-        usage_conditions: "仅限核查".into(),
-        classification: "社会保障".into(),
-        grade: DataGrade::General,
-    }
-}
-
-fn filing(n: usize) -> ShareFileParams {
-    ShareFileParams {
-        provider_region: PROVIDER.into(),
-        provider_department: "镇人社分局".into(),
-        entry_id: "shebao-2026".into(),
-        basis: "《社会救助暂行办法》第十一条".into(),
-        // Distinct requests (the id is a digest of what a request states).
-        scenario: format!("最低生活保障资格核查 第 {n} 批"),
-        scope: "东城区低保申请人".into(),
-        method: "batch_exchange".into(),
-        use_until: beijing_date(now_ms().plus_ms(300 * DAY_MS))
-            .expect("a date")
-            .to_string(),
-        approved_by: "民政局数据共享工作机构负责人".into(),
-        department: None,
-    }
 }
 
 async fn run(requests: usize, mib: u64) -> Result<()> {
@@ -122,7 +76,13 @@ async fn run(requests: usize, mib: u64) -> Result<()> {
     let t = Instant::now();
     let mut ids = Vec::with_capacity(requests);
     for n in 0..requests {
-        ids.push(requester.share_file("民政局".into(), filing(n)).await?.id);
+        let scenario = format!("最低生活保障资格核查 第 {n} 批");
+        ids.push(
+            requester
+                .share_file("民政局".into(), filing(&scenario))
+                .await?
+                .id,
+        );
     }
     let filed = t.elapsed().as_secs_f64();
     loop {

@@ -9,61 +9,18 @@ use std::time::Duration;
 use anyhow::Result;
 use backflow_api::{ShareActParams, ShareFileParams};
 use backflow_node::localnet::{LocalNet, Transport};
-use backflow_node::node::now_ms;
 use backflow_node::partition::Format;
-use backflow_protocol::calendar::beijing_date;
-use backflow_protocol::catalog::{
-    CatalogEntry, DataFormat, DataGrade, DataItem, DataType, SharingAttribute, SharingMethod,
-    UpdateFrequency,
-};
-use backflow_protocol::time::DAY_MS;
 use backflow_topology::RegionCode;
 use common::{calendar, code, fast, wait_until};
 
 mod common;
+#[path = "../benches/share_fixture.rs"]
+mod share_fixture;
 
-const REQUESTER: &str = "110101";
-const PROVIDER: &str = "441900003";
-
-fn entry() -> CatalogEntry {
-    CatalogEntry {
-        id: "shebao-2026".into(),
-        name: "社会保险参保信息".into(),
-        data_items: vec![DataItem {
-            name: "公民身份号码".into(),
-            data_type: DataType::Text,
-            description: "18 位身份号码".into(),
-        }],
-        provider: "镇人社分局".into(),
-        format: DataFormat::Table,
-        update_frequency: UpdateFrequency::Monthly,
-        sharing: SharingAttribute::Conditional {
-            scope: vec!["政府部门".into()],
-            permitted_uses: vec!["社会救助资格核查".into()],
-        },
-        sharing_methods: vec![SharingMethod::BatchExchange],
-        usage_conditions: "仅限核查".into(),
-        classification: "社会保障".into(),
-        grade: DataGrade::General,
-    }
-}
+use share_fixture::{entry, PROVIDER, REQUESTER};
 
 fn filing() -> ShareFileParams {
-    ShareFileParams {
-        provider_region: PROVIDER.into(),
-        provider_department: "镇人社分局".into(),
-        entry_id: "shebao-2026".into(),
-        basis: "《社会救助暂行办法》第十一条".into(),
-        scenario: "最低生活保障资格核查".into(),
-        scope: "东城区低保申请人".into(),
-        method: "batch_exchange".into(),
-        // The term of use runs well past any deadline of this test, whenever it runs.
-        use_until: beijing_date(now_ms().plus_ms(300 * DAY_MS))
-            .expect("a date")
-            .to_string(),
-        approved_by: "民政局数据共享工作机构负责人".into(),
-        department: None,
-    }
+    share_fixture::filing("最低生活保障资格核查")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -31,6 +31,7 @@ use crate::time::UnixMs;
 
 mod case;
 mod service;
+mod timers;
 
 pub use case::{
     Answer, Applied, DeliveryRoute, Extension, IncompleteNotice, Overdue, Party, ShareAct,

@@ -679,7 +679,7 @@ fn a_grant_is_delivered_straight_to_the_requester_and_to_nobody_else() {
         manifest: hash,
         parts: vec![WantPart {
             region: code(REQUESTER),
-            groups: vec![0..4],
+            groups: std::iter::once(0..4).collect(),
         }],
     };
     let out = net.inject(code("441900"), code(PROVIDER), Message::ReturnFlow(want));
@@ -690,4 +690,90 @@ fn a_grant_is_delivered_straight_to_the_requester_and_to_nobody_else() {
         e,
         return_flow::Event::WantRefused { region, .. } if *region == code(REQUESTER)
     )));
+}
+
+#[test]
+fn an_act_that_overtakes_the_one_before_it_still_applies() {
+    let mut net = net();
+    // Hold every act the requester's parent passes down to it: the receipt, then the grant.
+    let requester = code(REQUESTER);
+    net.hold = Some(Box::new(move |_, to, m| {
+        to == requester && matches!(m, Message::Share(ShareMsg::Act(_)))
+    }));
+    let id = file(&mut net);
+    assert!(net.run(60_000, |n| state(n, PROVIDER, &id)
+        == Some(ShareState::UnderReview)));
+    grant(&mut net, &id);
+    assert!(net.run(60_000, |n| n.held.iter().any(|h| matches!(
+        &h.msg,
+        Message::Share(ShareMsg::Act(a)) if matches!(a.body.kind, ShareActKind::Act(ShareAct::Grant { .. }))
+    ))));
+    net.hold = None;
+    // The grant arrives first, then the receipt.
+    let held = std::mem::take(&mut net.held);
+    let is_grant = |h: &common::net::Held| {
+        matches!(&h.msg, Message::Share(ShareMsg::Act(a))
+            if matches!(a.body.kind, ShareActKind::Act(ShareAct::Grant { .. })))
+    };
+    let grant_copy = held.iter().find(|h| is_grant(h)).unwrap().clone();
+    let receipt = held.iter().find(|h| !is_grant(h)).unwrap().clone();
+    net.release(grant_copy);
+    assert_eq!(state(&net, REQUESTER, &id), Some(ShareState::Submitted));
+    net.release(receipt);
+    assert_eq!(state(&net, REQUESTER, &id), Some(ShareState::UnderReview));
+    // The grant was not acknowledged out of order: its retransmission applies.
+    assert!(net.run(120_000, |n| state(n, REQUESTER, &id)
+        == Some(ShareState::Granted)));
+    assert_eq!(
+        net.ep(code(REQUESTER)).share_service().case(&id),
+        net.ep(code(PROVIDER)).share_service().case(&id)
+    );
+}
+
+#[test]
+fn the_common_superior_s_copy_takes_acts_that_arrive_out_of_order() {
+    let mut net = net();
+    // Hold every act the provider's side (广东) passes up to national, the parties' common
+    // superior.
+    let (national, guangdong) = (code("0"), code("44"));
+    net.hold = Some(Box::new(move |from, to, m| {
+        from == guangdong && to == national && matches!(m, Message::Share(ShareMsg::Act(_)))
+    }));
+    let id = file(&mut net);
+    assert!(net.run(60_000, |n| state(n, PROVIDER, &id)
+        == Some(ShareState::UnderReview)));
+    grant(&mut net, &id);
+    let is_grant = |h: &common::net::Held| {
+        matches!(&h.msg, Message::Share(ShareMsg::Act(a))
+            if matches!(a.body.kind, ShareActKind::Act(ShareAct::Grant { .. })))
+    };
+    assert!(net.run(60_000, |n| n.held.iter().any(is_grant)));
+    net.hold = None;
+    let held = std::mem::take(&mut net.held);
+    let grant_copy = held.iter().find(|h| is_grant(h)).unwrap().clone();
+    let receipt = held
+        .iter()
+        .find(|h| {
+            matches!(&h.msg, Message::Share(ShareMsg::Act(a))
+            if matches!(a.body.kind, ShareActKind::Received { .. }))
+        })
+        .unwrap()
+        .clone();
+    net.release(grant_copy);
+    assert_eq!(
+        supervised(&net, "0", &id).map(|c| c.state),
+        Some(ShareState::Submitted)
+    );
+    net.release(receipt);
+    // The grant, held for the copy, applies as soon as the receipt has.
+    assert_eq!(
+        supervised(&net, "0", &id).map(|c| c.state),
+        Some(ShareState::Granted)
+    );
+    assert!(net.run(120_000, |n| state(n, REQUESTER, &id)
+        == Some(ShareState::Granted)));
+    assert_eq!(
+        supervised(&net, "0", &id).as_ref(),
+        net.ep(code(PROVIDER)).share_service().case(&id)
+    );
 }

@@ -1,6 +1,7 @@
 //! simnet's errors, typed: callers match on variants, never on message text. Each one's
 //! `Display` is the single line the CLI prints after `simnet: error: `.
 
+use backflow_protocol::calendar::CalendarError;
 use backflow_protocol::cert::CertError;
 use backflow_protocol::endpoint::EndpointError;
 use backflow_protocol::manifest::ManifestError;
@@ -89,6 +90,19 @@ pub enum SimError {
         #[source]
         error: EndpointError,
     },
+
+    // ---- The sharing scenario. ----
+    #[error("{option}: {problem}")]
+    ShareSpec {
+        option: &'static str,
+        problem: String,
+    },
+    #[error("calendar: {0}")]
+    Calendar(#[source] CalendarError),
+    #[error("the sharing scenario's network: {0}")]
+    ShareTopology(#[source] TopologyError),
+    #[error("the catalog scenario: {0}")]
+    CatalogScale(&'static str),
 
     // ---- The embedded village table. ----
     #[error("village table: {0}")]

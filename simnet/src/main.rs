@@ -7,12 +7,19 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
+use backflow_protocol::catalog::SignedCatalogUpdate;
+use backflow_protocol::catalog_sync::{CatalogSync, CatalogSyncConfig};
+use backflow_protocol::codec::{decode_exact, encode_value};
+use backflow_protocol::time::UnixMs;
+use backflow_simnet::catalog_scale::{run_catalog, CatalogScaleConfig};
 use backflow_simnet::dataset::Spread;
 use backflow_simnet::error::SimError;
 use backflow_simnet::net::{Fault, LinkSpec};
 use backflow_simnet::report::Report;
 use backflow_simnet::run_config::{NodeImpl, Routing, RunConfig, TopologySpec};
 use backflow_simnet::scenario::run;
+use backflow_simnet::share_plan::{DelayDist, ShareConfig};
+use backflow_simnet::sharing::run_share;
 use backflow_simnet::shell::Costs;
 use backflow_simnet::time::MICROS_PER_S;
 use backflow_simnet::whatif;
@@ -49,6 +56,18 @@ enum CliError {
         path: PathBuf,
         #[source]
         error: std::io::Error,
+    },
+    #[error("cannot read {}: {error}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        error: std::io::Error,
+    },
+    #[error("--{option} {spec:?}: {problem}")]
+    ShareOption {
+        option: &'static str,
+        spec: String,
+        problem: String,
     },
     #[error("cannot write {}: {error}", path.display())]
     Write {
@@ -96,6 +115,131 @@ enum Cmd {
     /// Run the scenario under each routing variant (and each --topology) side by side; writes
     /// DIR/whatif.json and DIR/whatif.html.
     Whatif(WhatifArgs),
+    /// The national sharing scenario (Arts. 20–22): share requests between departments across
+    /// the country on the real division tree, with answer and delivery times, holidays and
+    /// faults; writes DIR/share.json and DIR/share.txt.
+    Share(ShareArgs),
+    /// The unified catalog at national scale (issue 17): every node's departments publish
+    /// their Art. 13 catalogs, which sync up to national through the real CatalogSync;
+    /// reports convergence, traffic, entries per tier, and national's memory (a fresh process
+    /// restoring national's log, as a node does at start). Writes DIR/catalog.json and
+    /// DIR/catalog.txt.
+    Catalog(CatalogArgs),
+    /// Internal: restore a catalog log read from stdin and report memory (used by `catalog`).
+    #[command(hide = true)]
+    CatalogRestore,
+}
+
+/// Options of `simnet catalog`; the defaults are the national scenario (3,129,280 entries).
+#[derive(Args)]
+struct CatalogArgs {
+    /// Output directory (created if missing).
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Tiers from national down: 1 (national only) … 5 (down to townships).
+    #[arg(long, default_value_t = 5)]
+    tiers: u8,
+    /// At most this many nodes, taken depth-first (whole provinces first) [default: all].
+    #[arg(long)]
+    nodes: Option<usize>,
+    /// Departments per node, each publishing one catalog version.
+    #[arg(long, default_value_t = 7)]
+    departments: u32,
+    /// Catalog entries per department.
+    #[arg(long, default_value_t = 10)]
+    entries: u32,
+    /// Data items per entry.
+    #[arg(long, default_value_t = 4)]
+    items: u32,
+    /// Nodes publish at random times in [0, this] seconds.
+    #[arg(long, default_value_t = 60.0)]
+    window_s: f64,
+    /// Skip the restore measurement (a child process replaying national's log).
+    #[arg(long)]
+    no_restore: bool,
+    /// Hard cap on processed events.
+    #[arg(long, default_value_t = 200_000_000)]
+    events_max: u64,
+}
+
+/// Options of `simnet share`; each defaults to the national scenario's value (shown).
+#[derive(Args)]
+struct ShareArgs {
+    /// Output directory (created if missing).
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Share requests filed [default: 100000].
+    #[arg(long)]
+    requests: Option<usize>,
+    /// Departments in the pool requests are drawn from (2–4 per node) [default: 20000].
+    #[arg(long)]
+    departments: Option<usize>,
+    /// First day of the filing window, Beijing [default: 2026-09-25, before 中秋节 and the
+    /// National Day week].
+    #[arg(long)]
+    start: Option<String>,
+    /// Calendar days of the filing window [default: 14].
+    #[arg(long)]
+    window_days: Option<u32>,
+    /// Weights of national,province,city,county,township when drawing nodes with departments
+    /// [default: 1,8,22,42,27].
+    #[arg(long)]
+    tiers: Option<String>,
+    /// Share of provider entries that are conditional [default: 0.6].
+    #[arg(long)]
+    conditional: Option<f64>,
+    /// Share of requests between two departments of one node [default: 0.05].
+    #[arg(long)]
+    local_node: Option<f64>,
+    /// Share of requests within one province [default: 0.25].
+    #[arg(long)]
+    local_province: Option<f64>,
+    /// Share of filings outside working hours [default: 0.05].
+    #[arg(long)]
+    off_hours: Option<f64>,
+    /// Answer time of an unconditional request: `wd:` (working days) or `d:` (calendar days),
+    /// then weighted buckets LO-HI=W [default: wd:0-1=88,1-2=8,2-5=3,5-15=1].
+    #[arg(long)]
+    answer_unconditional: Option<String>,
+    /// Answer time of a conditional request [default: wd:0-10=90,10-12=6,12-20=3,20-40=1].
+    #[arg(long)]
+    answer_conditional: Option<String>,
+    /// From the incomplete-material notice to the supplement [default: d:0-3=70,3-10=25,10-30=5].
+    #[arg(long)]
+    supplement: Option<String>,
+    /// From the grant to the data delivered (delivery starts halfway) [default:
+    /// wd:0-20=92,20-25=5,25-40=3].
+    #[arg(long)]
+    delivery: Option<String>,
+    /// Share of requests answered first with the incomplete-material notice [default: 0.05].
+    #[arg(long)]
+    incomplete: Option<f64>,
+    /// Share of requests whose answer period is extended with consent [default: 0.04].
+    #[arg(long)]
+    extend: Option<f64>,
+    /// Share of requests refused [default: 0.08].
+    #[arg(long)]
+    refuse: Option<f64>,
+    /// Share of relay nodes down for a while within the filing window [default: 0.02].
+    #[arg(long)]
+    relay_down: Option<f64>,
+    /// How long each relay is down, hours LO-HI [default: 1-8].
+    #[arg(long)]
+    down_hours: Option<String>,
+    /// Message loss on every link [default: 0.0005].
+    #[arg(long)]
+    loss: Option<f64>,
+    /// Calendar file with further years (the official 2025/2026 format), instead of the
+    /// provisional 2027 (weekends and 元旦 only).
+    #[arg(long)]
+    calendar: Option<PathBuf>,
+    /// Hard cap on processed events [default: 400000000].
+    #[arg(long)]
+    events_max: Option<u64>,
 }
 
 #[derive(Args, Clone)]
@@ -258,7 +402,275 @@ fn real_main(cli: Cli) -> Result<ExitCode, CliError> {
                     .all(|v| v.report.invariants_ok() && finished(&v.report)),
             ))
         }
+        Cmd::Share(args) => {
+            let cfg = share_config(&args)?;
+            prepare_out(&args.out)?;
+            let started = Instant::now();
+            let outcome = run_share(&cfg)?;
+            let wall = started.elapsed().as_secs_f64();
+            let report = &outcome.report;
+            let text = report.summary();
+            write(&args.out.join("share.json"), &report.to_json())?;
+            write(&args.out.join("share.txt"), &text)?;
+            say(&text);
+            sayln(format!(
+                "wall {:.1} s; {:.0} events/s; peak RSS {}",
+                wall,
+                report.time.events as f64 / wall.max(1e-9),
+                peak_rss().unwrap_or_else(|| "unknown".to_string())
+            ));
+            sayln(format!(
+                "wrote {}",
+                args.out.join("share.{json,txt}").display()
+            ));
+            Ok(exit_for(report.invariants_ok()))
+        }
+        Cmd::Catalog(args) => catalog(&args),
+        Cmd::CatalogRestore => {
+            say(&catalog_restore());
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+fn catalog(a: &CatalogArgs) -> Result<ExitCode, CliError> {
+    let mut cfg = CatalogScaleConfig::national(a.seed);
+    cfg.tiers = a.tiers;
+    cfg.nodes = a.nodes;
+    cfg.plan.departments = a.departments;
+    cfg.plan.entries = a.entries;
+    cfg.plan.items = a.items;
+    cfg.plan.window_us = seconds(a.window_s, "--window-s")?;
+    cfg.events_max = a.events_max;
+    prepare_out(&a.out)?;
+    let rss_before = rss_kib("VmRSS:");
+    let started = Instant::now();
+    let cpu_before = cpu_seconds();
+    let outcome = run_catalog(&cfg)?;
+    let wall = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds().zip(cpu_before).map(|(a, b)| a - b);
+    let report = &outcome.report;
+    let mut text = report.summary();
+    text += &format!(
+        "process: wall {:.1} s, CPU {}, RSS before the run {}, peak RSS {}\n",
+        wall,
+        cpu.map_or("unknown".to_string(), |c| format!("{c:.1} s")),
+        rss_before.map_or("unknown".to_string(), mib),
+        rss_kib("VmHWM:").map_or("unknown".to_string(), mib),
+    );
+    let restore = if a.no_restore {
+        None
+    } else {
+        Some(restore_in_child(&outcome.national_log))
+    };
+    if let Some(r) = &restore {
+        text += &format!("national restart (a fresh process replaying national's log): {r}\n");
+    }
+    let mut json: serde_json::Value =
+        serde_json::from_str(&report.to_json()).unwrap_or(serde_json::Value::Null);
+    if let Some(o) = json.as_object_mut() {
+        o.insert("wall_s".into(), wall.into());
+        o.insert("cpu_s".into(), cpu.into());
+        o.insert("peak_rss_kib".into(), rss_kib("VmHWM:").into());
+        o.insert("rss_before_run_kib".into(), rss_before.into());
+        o.insert("national_restore".into(), restore.clone().into());
+    }
+    write(
+        &a.out.join("catalog.json"),
+        &serde_json::to_string_pretty(&json).unwrap_or_default(),
+    )?;
+    write(&a.out.join("catalog.txt"), &text)?;
+    say(&text);
+    sayln(format!(
+        "wrote {}",
+        a.out.join("catalog.{json,txt}").display()
+    ));
+    Ok(exit_for(report.converged()))
+}
+
+/// Replays `log` in a fresh `simnet catalog-restore` process fed through a pipe; its one-line
+/// report (or why there is none).
+fn restore_in_child(log: &[std::sync::Arc<SignedCatalogUpdate>]) -> String {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let run = || -> Result<String, String> {
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let mut child = Command::new(exe)
+            .arg("catalog-restore")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        {
+            let stdin = child.stdin.take().ok_or("no stdin")?;
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, stdin);
+            for u in log {
+                let bytes = encode_value(&**u).map_err(|e| e.to_string())?;
+                w.write_all(&(bytes.len() as u32).to_le_bytes())
+                    .and_then(|_| w.write_all(&bytes))
+                    .map_err(|e| e.to_string())?;
+            }
+            w.flush().map_err(|e| e.to_string())?;
+        }
+        let out = child.wait_with_output().map_err(|e| e.to_string())?;
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    };
+    run().unwrap_or_else(|e| format!("failed: {e}"))
+}
+
+/// `simnet catalog-restore`: reads length-prefixed encoded catalog versions from stdin into
+/// fresh memory, rebuilds national's `CatalogSync` from them (`CatalogSync::restore`, what
+/// the node does at start), and reports the process's memory at each step.
+fn catalog_restore() -> String {
+    use std::io::Read;
+    let base = rss_kib("VmRSS:").unwrap_or(0);
+    let mut input = std::io::BufReader::with_capacity(1 << 20, std::io::stdin().lock());
+    let mut log = Vec::new();
+    let mut buf = Vec::new();
+    let mut len = [0u8; 4];
+    let mut encoded = 0u64;
+    let started = Instant::now();
+    while input.read_exact(&mut len).is_ok() {
+        buf.resize(u32::from_le_bytes(len) as usize, 0);
+        if input.read_exact(&mut buf).is_err() {
+            return "truncated input".to_string();
+        }
+        encoded += buf.len() as u64;
+        match decode_exact::<SignedCatalogUpdate>(&buf) {
+            Ok(u) => log.push(std::sync::Arc::new(u)),
+            Err(e) => return format!("decode failed: {e}"),
+        }
+    }
+    drop(buf);
+    let decoded = rss_kib("VmRSS:").unwrap_or(0);
+    let decode_s = started.elapsed().as_secs_f64();
+    let versions = log.len();
+    let started = Instant::now();
+    let config = CatalogSyncConfig::new(RegionCode::NATIONAL, 1);
+    let sync = CatalogSync::restore(UnixMs(0), config, log, &[]);
+    let restore_s = started.elapsed().as_secs_f64();
+    let restored = rss_kib("VmRSS:").unwrap_or(0);
+    let ok = match &sync {
+        Ok(s) => format!(
+            "{} versions, {} departments",
+            s.log_len(),
+            s.catalogs().count()
+        ),
+        Err(e) => format!("restore failed: {e}"),
+    };
+    format!(
+        "{versions} versions ({:.1} MiB encoded) → {ok}; RSS {} at start, +{} decoded log ({:.1} s), +{} catalogs and log index (restore {:.1} s): national's catalog state {} ({:.1}× the encoded bytes); peak RSS {}",
+        encoded as f64 / (1024.0 * 1024.0),
+        mib(base),
+        mib(decoded.saturating_sub(base)),
+        decode_s,
+        mib(restored.saturating_sub(decoded)),
+        restore_s,
+        mib(restored.saturating_sub(base)),
+        restored.saturating_sub(base) as f64 * 1024.0 / encoded.max(1) as f64,
+        rss_kib("VmHWM:").map_or("unknown".to_string(), mib),
+    )
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+/// A line of /proc/self/status in KiB (Linux); None elsewhere.
+fn rss_kib(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// User + system CPU seconds of this process (Linux); None elsewhere.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+fn share_config(a: &ShareArgs) -> Result<ShareConfig, CliError> {
+    let mut c = ShareConfig::national(a.seed);
+    let dist = |option: &'static str, spec: &Option<String>, into: &mut DelayDist| {
+        if let Some(spec) = spec {
+            *into = DelayDist::parse(spec).map_err(|problem| CliError::ShareOption {
+                option,
+                spec: spec.clone(),
+                problem,
+            })?;
+        }
+        Ok::<(), CliError>(())
+    };
+    dist(
+        "answer-unconditional",
+        &a.answer_unconditional,
+        &mut c.answer_unconditional,
+    )?;
+    dist(
+        "answer-conditional",
+        &a.answer_conditional,
+        &mut c.answer_conditional,
+    )?;
+    dist("supplement", &a.supplement, &mut c.supplement)?;
+    dist("delivery", &a.delivery, &mut c.delivery)?;
+    macro_rules! set {
+        ($($f:ident),*) => { $( if let Some(v) = a.$f.clone() { c.$f = v; } )* };
+    }
+    set!(
+        requests,
+        departments,
+        start,
+        window_days,
+        conditional,
+        local_node,
+        local_province,
+        off_hours,
+        incomplete,
+        extend,
+        refuse,
+        relay_down,
+        loss,
+        events_max
+    );
+    if let Some(t) = &a.tiers {
+        let bad = |problem: &str| CliError::ShareOption {
+            option: "tiers",
+            spec: t.clone(),
+            problem: problem.to_string(),
+        };
+        let w: Vec<u32> = t
+            .split(',')
+            .map(|x| x.trim().parse::<u32>())
+            .collect::<Result<_, _>>()
+            .map_err(|_| bad("expected five whole numbers"))?;
+        c.tier_weights = w
+            .try_into()
+            .map_err(|_| bad("expected five weights: national,province,city,county,township"))?;
+    }
+    if let Some(h) = &a.down_hours {
+        let bad = || CliError::ShareOption {
+            option: "down-hours",
+            spec: h.clone(),
+            problem: "expected LO-HI hours".to_string(),
+        };
+        let (lo, hi) = h.split_once('-').ok_or_else(bad)?;
+        c.down_hours = (
+            lo.trim().parse().map_err(|_| bad())?,
+            hi.trim().parse().map_err(|_| bad())?,
+        );
+    }
+    if let Some(path) = &a.calendar {
+        let text = std::fs::read_to_string(path).map_err(|error| CliError::Read {
+            path: path.clone(),
+            error,
+        })?;
+        c.calendar_file = Some(text);
+        c.calendar = "official+file";
+    }
+    Ok(c)
 }
 
 fn finished(r: &Report) -> bool {

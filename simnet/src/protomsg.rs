@@ -30,7 +30,12 @@ pub enum ProtoMsg {
     ReturnFlow(ReturnFlowMsg),
     Catalog(CatalogMsg),
     Revocations(RevocationMsg),
-    Share(ShareMsg),
+    /// A share act or acknowledgement, with the hops it has travelled (simnet's bookkeeping
+    /// for the sharing scenario's report: not on the wire).
+    Share {
+        msg: ShareMsg,
+        hops: u8,
+    },
     /// A chunk frame, by size and hash: runs of one or more partitions.
     Chunk {
         manifest: Hash,
@@ -58,7 +63,7 @@ impl ProtoMsg {
             Message::ReturnFlow(m) => Some(ProtoMsg::ReturnFlow(m)),
             Message::Catalog(m) => Some(ProtoMsg::Catalog(m)),
             Message::Revocations(m) => Some(ProtoMsg::Revocations(m)),
-            Message::Share(m) => Some(ProtoMsg::Share(m)),
+            Message::Share(msg) => Some(ProtoMsg::Share { msg, hops: 0 }),
             Message::Hello(_) | Message::Chunk(_) => None,
         }
     }
@@ -75,7 +80,7 @@ impl Wire for ProtoMsg {
             ProtoMsg::ReturnFlow(m) => FRAME_HEADER_BYTES + encoded_len(m) as u64,
             ProtoMsg::Catalog(m) => FRAME_HEADER_BYTES + encoded_len(m) as u64,
             ProtoMsg::Revocations(m) => FRAME_HEADER_BYTES + encoded_len(m) as u64,
-            ProtoMsg::Share(m) => FRAME_HEADER_BYTES + encoded_len(m) as u64,
+            ProtoMsg::Share { msg, .. } => FRAME_HEADER_BYTES + encoded_len(msg) as u64,
             ProtoMsg::Chunk { parts, .. } => {
                 FRAME_HEADER_BYTES
                     + CHUNK_HEADER_BYTES
@@ -103,8 +108,14 @@ impl Wire for ProtoMsg {
                 CatalogMsg::Ack { .. } => "catalog_ack",
             },
             ProtoMsg::Revocations(_) => "revocations",
-            ProtoMsg::Share(ShareMsg::Act(_)) => "share_act",
-            ProtoMsg::Share(ShareMsg::Ack { .. }) => "share_ack",
+            ProtoMsg::Share {
+                msg: ShareMsg::Act(_),
+                ..
+            } => "share_act",
+            ProtoMsg::Share {
+                msg: ShareMsg::Ack { .. },
+                ..
+            } => "share_ack",
             ProtoMsg::Chunk { .. } => "chunk",
         }
     }
@@ -138,14 +149,19 @@ impl Wire for ProtoMsg {
                 signs: 0,
             },
             // Each hop checks a share act's signature.
-            ProtoMsg::Share(ShareMsg::Act(_)) => Plane::Control {
+            ProtoMsg::Share {
+                msg: ShareMsg::Act(_),
+                ..
+            } => Plane::Control {
                 verifies: 1,
                 signs: 0,
             },
-            ProtoMsg::ReturnFlow(_) | ProtoMsg::Catalog(_) | ProtoMsg::Share(_) => Plane::Control {
-                verifies: 0,
-                signs: 0,
-            },
+            ProtoMsg::ReturnFlow(_) | ProtoMsg::Catalog(_) | ProtoMsg::Share { .. } => {
+                Plane::Control {
+                    verifies: 0,
+                    signs: 0,
+                }
+            }
         }
     }
 

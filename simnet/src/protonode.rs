@@ -54,12 +54,13 @@ use backflow_protocol::endpoint::{Event, Output, RunVerdict, Saved, SavedTransfe
 use backflow_protocol::manifest::{Hash, PartitionEntry};
 use backflow_protocol::receipt::Receipt;
 use backflow_protocol::return_flow::{self, ReturnFlowMsg, ServePart, StorageOp, TransferRecord};
-use backflow_protocol::share::{ShareCase, ShareEvent, ShareStorageOp, SignedShareAct};
+use backflow_protocol::share::{ShareCase, ShareEvent, ShareMsg, ShareStorageOp, SignedShareAct};
 use backflow_protocol::time::UnixMs;
 use backflow_protocol::wire::{Hello, Message};
 use backflow_protocol::Endpoint;
 use backflow_topology::{Level, RegionCode, Topology};
 
+use crate::catalog_plan::CatalogPlan;
 use crate::dataset::Layout;
 use crate::engine::{Ctx, Observation, SimNode};
 use crate::error::SimError;
@@ -67,8 +68,10 @@ use crate::inspect::{Held, Inspect};
 use crate::protomsg::{frame_bytes, ProtoMsg, SimPart};
 use crate::ranges::RangeSet;
 use crate::run_config::RunConfig;
-use crate::time::{Micros, MICROS_PER_MS};
-use crate::world::{self, Publication, World, CHURN_DEPARTMENT, EPOCH_MS};
+use crate::share_actor::ShareActor;
+use crate::share_plan::Plan;
+use crate::time::Micros;
+use crate::world::{self, Publication, World, CHURN_DEPARTMENT};
 
 /// What a node has durably stored: it survives a crash, and a restart hands it back whole.
 #[derive(Default)]
@@ -201,10 +204,21 @@ pub struct ProtoNode {
     pending_changes: Vec<Micros>,
     /// National only: catalog versions applied from the churn department.
     churn_applied: u64,
+    /// The sharing scenario: this node's departments' scripts and what the node measures (`None` in the other scenarios).
+    share: Option<Box<ShareActor>>,
+    /// The unified-catalog scenario: what this node's departments publish (`None` elsewhere).
+    bulk: Option<Box<Bulk>>,
 }
 
-fn now_ms(us: Micros) -> UnixMs {
-    UnixMs(EPOCH_MS + us / MICROS_PER_MS)
+/// One node's part in the unified-catalog scenario (`simnet catalog`).
+struct Bulk {
+    plan: Arc<CatalogPlan>,
+    /// When its departments publish; `None` once they have.
+    at: Option<Micros>,
+    /// National only: catalog versions applied from the scenario's departments.
+    applied: u64,
+    /// National only: versions expected in all (observed every 1 % and at the end).
+    expected: u64,
 }
 
 fn churn_update(me: RegionCode, seq: u64, now: UnixMs) -> CatalogUpdate {
@@ -257,7 +271,7 @@ pub fn build_nodes(
     let mut nodes = Vec::with_capacity(world.codes().len());
     for (ix, &me) in world.codes().iter().enumerate() {
         let (ep, _) = Endpoint::new(
-            UnixMs(EPOCH_MS),
+            UnixMs(world.epoch_ms),
             world.endpoint_config(ix),
             Saved::default(),
         )
@@ -283,6 +297,103 @@ pub fn build_nodes(
             manifests_complete: BTreeSet::new(),
             pending_changes,
             churn_applied: 0,
+            share: None,
+            bulk: None,
+        });
+    }
+    Ok(nodes)
+}
+
+/// The sharing scenario's nodes: one per region of `topo` (the plan's network), every
+/// endpoint started at the plan's epoch on the plan's calendar, with its departments' scripts.
+pub fn build_share_nodes(
+    topo: &Topology,
+    config: &RunConfig,
+    plan: &Plan,
+) -> Result<Vec<ProtoNode>, SimError> {
+    let layout = Layout::new(
+        topo,
+        RegionCode::NATIONAL,
+        "no-dataset",
+        0,
+        0,
+        crate::dataset::Spread::Even,
+    );
+    // One signature memo for the country: an act is checked once, not once per province.
+    let memo = world::MemoScope::Country;
+    let world::Built { world, .. } = world::build_at(topo, &layout, config, plan.epoch_ms, memo)?;
+    let mut nodes = Vec::with_capacity(world.codes().len());
+    for (ix, &me) in world.codes().iter().enumerate() {
+        let (mut ep, _) = Endpoint::new(
+            UnixMs(world.epoch_ms),
+            world.endpoint_config(ix),
+            Saved::default(),
+        )
+        .map_err(|error| SimError::NodeStart { region: me, error })?;
+        ep.set_calendar(plan.calendar.clone());
+        nodes.push(ProtoNode {
+            world: Arc::clone(&world),
+            ix,
+            me,
+            ep: Some(ep),
+            store: Durable::default(),
+            stored_bytes: 0,
+            certs_verified: own_certs(me),
+            to_publish: Vec::new(),
+            manifests_complete: BTreeSet::new(),
+            pending_changes: Vec::new(),
+            churn_applied: 0,
+            share: Some(Box::new(ShareActor::new(Arc::clone(plan), me))),
+            bulk: None,
+        });
+    }
+    Ok(nodes)
+}
+
+/// The unified-catalog scenario's nodes: one per region of `topo`, each of whose departments
+/// publishes its catalog (per `plan`) once, at the plan's time for the node.
+pub fn build_catalog_nodes(
+    topo: &Topology,
+    config: &RunConfig,
+    plan: &Arc<CatalogPlan>,
+) -> Result<Vec<ProtoNode>, SimError> {
+    let layout = Layout::new(
+        topo,
+        RegionCode::NATIONAL,
+        "no-dataset",
+        0,
+        0,
+        crate::dataset::Spread::Even,
+    );
+    let world::Built { world, .. } = world::build(topo, &layout, config)?;
+    let expected = topo.len() as u64 * u64::from(plan.departments);
+    let mut nodes = Vec::with_capacity(world.codes().len());
+    for (ix, &me) in world.codes().iter().enumerate() {
+        let (ep, _) = Endpoint::new(
+            UnixMs(world.epoch_ms),
+            world.endpoint_config(ix),
+            Saved::default(),
+        )
+        .map_err(|error| SimError::NodeStart { region: me, error })?;
+        nodes.push(ProtoNode {
+            world: Arc::clone(&world),
+            ix,
+            me,
+            ep: Some(ep),
+            store: Durable::default(),
+            stored_bytes: 0,
+            certs_verified: own_certs(me),
+            to_publish: Vec::new(),
+            manifests_complete: BTreeSet::new(),
+            pending_changes: Vec::new(),
+            churn_applied: 0,
+            share: None,
+            bulk: Some(Box::new(Bulk {
+                plan: Arc::clone(plan),
+                at: Some(plan.publish_at(me)),
+                applied: 0,
+                expected,
+            })),
         });
     }
     Ok(nodes)
@@ -302,10 +413,28 @@ impl ProtoNode {
         while let Some(out) = self.ep.as_mut().and_then(Endpoint::poll_output) {
             match out {
                 Output::Send { to, peer, msg } => {
+                    if let (Message::Share(ShareMsg::Act(_)), Some(actor)) =
+                        (&msg, self.share.as_mut())
+                    {
+                        // Counted whether or not the hop admits it (the service sent it).
+                        actor.on_act_sent();
+                    }
                     if peer.is_none() && !self.connect(ctx, to) {
                         continue;
                     }
                     match ProtoMsg::control(msg) {
+                        Some(ProtoMsg::Share {
+                            msg: ShareMsg::Act(act),
+                            ..
+                        }) => {
+                            // The hops it will have travelled at the next node.
+                            let hops = self.share.as_mut().map_or(1, |a| {
+                                let id = a.act_id(&act);
+                                a.hops_out(&id)
+                            });
+                            let msg = ShareMsg::Act(act);
+                            ctx.send(to, ProtoMsg::Share { msg, hops });
+                        }
                         Some(m) => ctx.send(to, m),
                         None => ctx.observe(Observation::Note("unexpected_send")),
                     }
@@ -349,8 +478,8 @@ impl ProtoNode {
         let hello = Message::Hello(Hello { chain });
         let us = ctx.costs().handshake_us(new, frame_bytes(&hello));
         ctx.charge_cpu_ns(us.saturating_mul(1_000));
-        ep.handle_connected(now_ms(ctx.now_us()), peer, self.world.auth(pi));
-        ep.handle_message(now_ms(ctx.now_us()), peer, hello);
+        ep.handle_connected(self.world.now_ms(ctx.now_us()), peer, self.world.auth(pi));
+        ep.handle_message(self.world.now_ms(ctx.now_us()), peer, hello);
         ep.peer_of(peer) == Some(peer)
     }
 
@@ -407,7 +536,7 @@ impl ProtoNode {
                 let present = (!record.published).then(|| store.present(&record));
                 store.records.insert(hash, record);
                 if let (Some(present), Some(ep)) = (present, self.ep.as_mut()) {
-                    ep.handle_content_present(now_ms(ctx.now_us()), &hash, &present);
+                    ep.handle_content_present(self.world.now_ms(ctx.now_us()), &hash, &present);
                 }
             }
             Storage::ReturnFlow(StorageOp::PutReceipt { manifest, receipt }) => {
@@ -460,16 +589,37 @@ impl ProtoNode {
             }
             Storage::Revocation(r) => store.revocations.push(r),
             Storage::Share(ShareStorageOp::PutCase(case)) => {
-                store.share_cases.insert(case.request.id(), *case);
+                let id = self
+                    .share
+                    .as_ref()
+                    .map_or_else(|| case.request.id(), |a| a.case_id(&case));
+                if let Some(actor) = self.share.as_mut() {
+                    actor.track_periods(&case, store.share_cases.get(&id));
+                }
+                store.share_cases.insert(id, *case);
             }
             Storage::Share(ShareStorageOp::PutTransit(act)) => {
-                store.share_transit.insert(act.id(), (*act).clone());
+                let id = match self.share.as_mut() {
+                    Some(actor) => {
+                        actor.on_transit_put(&act);
+                        actor.act_id(&act)
+                    }
+                    None => act.id(),
+                };
+                store.share_transit.insert(id, (*act).clone());
             }
             Storage::Share(ShareStorageOp::DropTransit { act }) => {
+                if let Some(actor) = self.share.as_mut() {
+                    actor.on_transit_drop(&act);
+                }
                 store.share_transit.remove(&act);
             }
             Storage::Share(ShareStorageOp::PutSupervised(case)) => {
-                store.share_supervised.insert(case.request.id(), *case);
+                let id = self
+                    .share
+                    .as_ref()
+                    .map_or_else(|| case.request.id(), |a| a.case_id(&case));
+                store.share_supervised.insert(id, *case);
             }
             Storage::Review(ReviewStorageOp::PutSubmission(s)) => {
                 store.review_submissions.insert(s.id, *s);
@@ -485,7 +635,15 @@ impl ProtoNode {
             Event::ReturnFlow(e) => self.on_rf_event(ctx, e),
             Event::Catalog(e) => match e {
                 CatalogEvent::Applied { origin, .. } => {
-                    if self.me.level() == Level::National && origin.department == CHURN_DEPARTMENT {
+                    if let (Some(b), Level::National) = (self.bulk.as_mut(), self.me.level()) {
+                        b.applied += 1;
+                        let step = (b.expected / 100).max(1);
+                        if b.applied.is_multiple_of(step) || b.applied == b.expected {
+                            ctx.observe(Observation::CatalogChanges(b.applied));
+                        }
+                    } else if self.me.level() == Level::National
+                        && origin.department == CHURN_DEPARTMENT
+                    {
                         self.churn_applied += 1;
                         ctx.observe(Observation::CatalogChanges(self.churn_applied));
                     }
@@ -508,11 +666,14 @@ impl ProtoNode {
             Event::Review(ReviewEvent::Overdue { .. }) => {
                 ctx.observe(Observation::Note("catalog_review_overdue"))
             }
-            Event::Share(e) => ctx.observe(Observation::Note(match e {
-                ShareEvent::CaseChanged { .. } => "share_case_changed",
-                ShareEvent::Overdue { .. } => "share_overdue",
-                ShareEvent::ActRejected { .. } => "share_act_rejected",
-            })),
+            Event::Share(e) => {
+                ctx.observe(Observation::Note(match e {
+                    ShareEvent::CaseChanged { .. } => "share_case_changed",
+                    ShareEvent::Overdue { .. } => "share_overdue",
+                    ShareEvent::ActRejected { .. } => "share_act_rejected",
+                }));
+                self.on_share_event(ctx, e);
+            }
             Event::RevocationRejected { .. } => {
                 ctx.observe(Observation::Note("revocation_rejected"))
             }
@@ -549,6 +710,85 @@ impl ProtoNode {
             E::ReceiptRejected { .. } => ctx.observe(Observation::Note("receipt_rejected")),
             E::AttestationRejected { .. } => ctx.observe(Observation::Note("attestation_rejected")),
             E::TransferExpired { .. } => ctx.observe(Observation::Note("transfer_expired")),
+        }
+    }
+
+    /// The sharing scenario's part of a share event: schedule the parties' next acts, count.
+    fn on_share_event(&mut self, ctx: &mut Ctx<'_, ProtoMsg>, e: ShareEvent) {
+        let (Some(actor), Some(ep)) = (self.share.as_mut(), self.ep.as_ref()) else {
+            return;
+        };
+        match e {
+            ShareEvent::CaseChanged { request, .. } => {
+                if let Some(case) = ep.share_service().case(&request) {
+                    actor.on_case_changed(ctx.now_us(), case);
+                }
+            }
+            ShareEvent::Overdue {
+                request,
+                article,
+                due,
+            } => actor.on_overdue(request, article, due, ctx.now_us()),
+            ShareEvent::ActRejected { from, error, .. } => actor.on_rejected(from, &error),
+        }
+    }
+
+    /// The sharing scenario at start (and restart): departments' keys, the providers'
+    /// catalog entries (at start only).
+    fn share_start(&mut self, ctx: &mut Ctx<'_, ProtoMsg>, publish: bool) {
+        let (Some(actor), Some(ep)) = (self.share.as_mut(), self.ep.as_mut()) else {
+            return;
+        };
+        let now = self.world.now_ms(ctx.now_us());
+        let plan = Arc::clone(actor.plan());
+        ep.set_calendar(plan.calendar.clone());
+        for &d in plan.at_node.get(&self.me).map_or(&[][..], |v| v.as_slice()) {
+            let name = plan.departments[d as usize].name;
+            if let Err(e) = ep.add_department(now, name, plan.department_key(d)) {
+                actor.script_error(format!("adding department {name} at {}: {e}", self.me));
+            }
+            if publish && plan.departments[d as usize].provider {
+                if let Err(e) = ep.publish_catalog_entries(now, name, vec![plan.entry(d)]) {
+                    actor.script_error(format!("publishing {name}'s entry at {}: {e}", self.me));
+                }
+            }
+        }
+    }
+
+    /// The sharing scenario's scripts: file what is due, act as scheduled.
+    fn share_scripts(&mut self, ctx: &mut Ctx<'_, ProtoMsg>) {
+        let now_us = ctx.now_us();
+        let now = self.world.now_ms(now_us);
+        let Some(actor) = self.share.as_mut() else {
+            return;
+        };
+        let plan = Arc::clone(actor.plan());
+        for i in actor.due_filings(now_us) {
+            let (Some(actor), Some(ep)) = (self.share.as_mut(), self.ep.as_mut()) else {
+                return;
+            };
+            let attribute = plan.attribute(plan.requests[i as usize].provider);
+            match ep.file_share_request(now, plan.request(i), attribute) {
+                Ok(_) => actor.filed(),
+                Err(e) => actor.script_error(format!("filing request {i}: {e}")),
+            }
+            self.drain(ctx);
+        }
+        let Some(actor) = self.share.as_mut() else {
+            return;
+        };
+        for (i, action) in actor.due_actions(now_us) {
+            let (Some(actor), Some(ep)) = (self.share.as_mut(), self.ep.as_mut()) else {
+                return;
+            };
+            let (department, act) = actor.act_for(i, action);
+            let name = plan.departments[department as usize].name;
+            let id = plan.requests[i as usize].id;
+            match ep.share_act(now, &id, name, act) {
+                Ok(_) => actor.acted(),
+                Err(e) => actor.script_error(format!("request {i}, {action:?}: {e}")),
+            }
+            self.drain(ctx);
         }
     }
 
@@ -613,14 +853,38 @@ impl ProtoNode {
         ep.handle_chunk_verdict(now, plan.from, &manifest, &verdicts);
     }
 
+    /// The unified-catalog scenario: once due, every department publishes its catalog.
+    fn publish_bulk(&mut self, ctx: &mut Ctx<'_, ProtoMsg>) {
+        let (Some(ep), Some(b)) = (self.ep.as_mut(), self.bulk.as_mut()) else {
+            return;
+        };
+        if b.at.is_none_or(|t| t > ctx.now_us()) {
+            return;
+        }
+        b.at = None;
+        let now = self.world.now_ms(ctx.now_us());
+        for d in 0..b.plan.departments {
+            let update = b.plan.update(self.me, d, now);
+            match SignedCatalogUpdate::sign(update, ep.identity()) {
+                Ok(signed) => {
+                    if ep.submit_catalog(now, signed).is_err() {
+                        ctx.observe(Observation::Note("catalog_submit_failed"));
+                    }
+                }
+                Err(_) => ctx.observe(Observation::Note("catalog_sign_failed")),
+            }
+        }
+    }
+
     fn submit_due_changes(&mut self, ctx: &mut Ctx<'_, ProtoMsg>) {
+        self.publish_bulk(ctx);
         let Some(ep) = self.ep.as_mut() else {
             return;
         };
         let now_us = ctx.now_us();
         while self.pending_changes.last().is_some_and(|&t| t <= now_us) {
             self.pending_changes.pop();
-            let now = now_ms(now_us);
+            let now = self.world.now_ms(now_us);
             let origin = CatalogOrigin {
                 region: self.me,
                 department: CHURN_DEPARTMENT.to_string(),
@@ -642,7 +906,7 @@ impl SimNode for ProtoNode {
     type Msg = ProtoMsg;
 
     fn on_start(&mut self, ctx: &mut Ctx<'_, ProtoMsg>) {
-        let now = now_ms(ctx.now_us());
+        let now = self.world.now_ms(ctx.now_us());
         let publish = std::mem::take(&mut self.to_publish);
         if publish.len() > 1 {
             ctx.observe(Observation::Note("publish_split_manifests"));
@@ -668,7 +932,9 @@ impl SimNode for ProtoNode {
             }
         }
         self.submit_due_changes(ctx);
+        self.share_start(ctx, true);
         self.drain(ctx);
+        self.share_scripts(ctx);
         // After the drain: the published transfer records are in the store now.
         if self.is_publisher() {
             ctx.observe(Observation::DataComplete);
@@ -676,7 +942,7 @@ impl SimNode for ProtoNode {
     }
 
     fn on_message(&mut self, ctx: &mut Ctx<'_, ProtoMsg>, from: RegionCode, msg: ProtoMsg) {
-        let now = now_ms(ctx.now_us());
+        let now = self.world.now_ms(ctx.now_us());
         let Some(ep) = self.ep.as_ref() else {
             return;
         };
@@ -712,9 +978,22 @@ impl SimNode for ProtoNode {
                     ep.handle_message(now, from, Message::Revocations(m));
                 }
             }
-            ProtoMsg::Share(m) => {
+            ProtoMsg::Share { msg, hops } => {
+                // The sharing scenario counts hops: an act for this node arrived, or one to
+                // forward (its hops are remembered while it is held).
+                let relayed = match (&msg, self.share.as_mut()) {
+                    (ShareMsg::Act(act), Some(actor)) => {
+                        let id = actor.act_id(act);
+                        (!actor.on_act_arrived(act, id, hops)).then_some(id)
+                    }
+                    _ => None,
+                };
                 if let Some(ep) = self.ep.as_mut() {
-                    ep.handle_message(now, from, Message::Share(m));
+                    ep.handle_message(now, from, Message::Share(msg));
+                }
+                self.drain(ctx);
+                if let (Some(id), Some(actor)) = (relayed, self.share.as_mut()) {
+                    actor.after_relay(&id, self.store.share_transit.contains_key(&id));
                 }
             }
         }
@@ -722,12 +1001,13 @@ impl SimNode for ProtoNode {
     }
 
     fn on_timer(&mut self, ctx: &mut Ctx<'_, ProtoMsg>) {
-        let now = now_ms(ctx.now_us());
+        let now = self.world.now_ms(ctx.now_us());
         self.submit_due_changes(ctx);
         if let Some(ep) = self.ep.as_mut() {
             ep.handle_timeout(now);
         }
         self.drain(ctx);
+        self.share_scripts(ctx);
     }
 
     fn on_crash(&mut self) {
@@ -738,7 +1018,7 @@ impl SimNode for ProtoNode {
     }
 
     fn on_restart(&mut self, ctx: &mut Ctx<'_, ProtoMsg>) {
-        let now = now_ms(ctx.now_us());
+        let now = self.world.now_ms(ctx.now_us());
         // The process verifies its own chain again (its memo died with it).
         self.certs_verified = own_certs(self.me);
         let verify = ctx.costs().signature_verify_cpu_us;
@@ -764,24 +1044,51 @@ impl SimNode for ProtoNode {
             }
         };
         self.ep = ep;
+        self.share_start(ctx, false);
         // Retransmissions are due after a restart.
         if let Some(ep) = self.ep.as_mut() {
             ep.handle_timeout(now);
         }
         self.submit_due_changes(ctx);
         self.drain(ctx);
+        self.share_scripts(ctx);
     }
 
     fn next_timer(&self) -> Option<Micros> {
-        let to_us = |t: UnixMs| t.0.saturating_sub(EPOCH_MS).saturating_mul(MICROS_PER_MS);
+        // A past instant (the protocol's `UnixMs::ZERO`, "now") is 0 here: the engine runs
+        // it at once.
+        let to_us = |t: UnixMs| self.world.to_us(t);
         [
-            self.ep.as_ref().and_then(|ep| ep.poll_timeout()).map(to_us),
+            self.ep.as_ref().and_then(Endpoint::poll_timeout).map(to_us),
             self.pending_changes.last().copied(),
+            self.bulk.as_ref().and_then(|b| b.at),
+            self.share.as_ref().and_then(|a| a.next_wakeup()),
         ]
         .into_iter()
         .flatten()
         .filter(|&t| t <= self.world.timer_cap_us)
         .min()
+    }
+}
+
+impl ProtoNode {
+    pub fn region(&self) -> RegionCode {
+        self.me
+    }
+
+    /// The endpoint (`None` while crashed).
+    pub fn endpoint(&self) -> Option<&Endpoint<RegionCode>> {
+        self.ep.as_ref()
+    }
+
+    /// The catalog versions in this node's durable log, in order.
+    pub fn catalog_log(&self) -> Vec<Arc<SignedCatalogUpdate>> {
+        self.store.cat_log.clone()
+    }
+
+    /// The sharing scenario's part of this node.
+    pub fn share_actor(&self) -> Option<&ShareActor> {
+        self.share.as_deref()
     }
 }
 
@@ -939,7 +1246,7 @@ mod tests {
         assert_eq!(node.store.receipts[&hash].len(), counties.len());
         // Restoring from the store now hands every persisted receipt back.
         let (_, report) = Endpoint::<RegionCode>::new(
-            UnixMs(EPOCH_MS + 50_000),
+            UnixMs(node.world.epoch_ms + 50_000),
             node.world.endpoint_config(ix),
             node.store.saved(),
         )

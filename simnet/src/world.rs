@@ -46,7 +46,8 @@ pub struct World {
     /// chain whole would hold each certificate once per descendant).
     certs: Vec<Option<(usize, Certificate)>>,
     anchor: VerifyingKey,
-    /// One memo of verified signatures per province subtree (and one for national), shared
+    /// One memo of verified signatures per province subtree (and one for national), or one
+    /// for the whole country ([`MemoScope`]), shared
     /// by the trust stores of its nodes; see [`World::endpoint_config`].
     memos: BTreeMap<RegionCode, SignatureMemo>,
     /// Every manifest of the run's dataset: (scope, hash). One, unless the protocol refused a
@@ -58,6 +59,22 @@ pub struct World {
     routing: DataRouting,
     /// Timers beyond this are not scheduled (the run ends before; e.g. manifest expiry).
     pub timer_cap_us: Micros,
+    /// Simulated time zero, Unix ms ([`EPOCH_MS`] unless the scenario sets its own, e.g. the
+    /// sharing scenario's window): certificates are valid from a day before to a year after.
+    pub epoch_ms: u64,
+    memo_scope: MemoScope,
+}
+
+/// Which trust stores share a memo of verified signatures (wall-clock only: whether a
+/// signature verifies is a pure function; the simulated CPU is the cost model's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemoScope {
+    /// One per province subtree and one for national: a return-flow's signatures are relayed
+    /// to every node of a province.
+    Province,
+    /// One for the whole country: a share act crosses two provinces and national, and is
+    /// checked once instead of three times.
+    Country,
 }
 
 /// What [`build`] makes: the world, and at the publisher's index what it publishes.
@@ -69,6 +86,22 @@ pub struct Built {
 impl World {
     pub fn codes(&self) -> &[RegionCode] {
         &self.codes
+    }
+
+    /// The protocol's time at simulated time `us`.
+    pub fn now_ms(&self, us: Micros) -> UnixMs {
+        UnixMs(self.epoch_ms + us / crate::time::MICROS_PER_MS)
+    }
+
+    /// Simulated time of a protocol instant (0 before the epoch).
+    pub fn to_us(&self, t: UnixMs) -> Micros {
+        t.0.saturating_sub(self.epoch_ms)
+            .saturating_mul(crate::time::MICROS_PER_MS)
+    }
+
+    /// The tuning every endpoint starts with.
+    pub fn tuning(&self) -> &Tuning {
+        &self.tuning
     }
 
     pub fn index_of(&self, region: RegionCode) -> Option<usize> {
@@ -108,7 +141,11 @@ impl World {
     /// simulated nodes pay is the engine's cost model, not this).
     pub fn endpoint_config(&self, i: usize) -> EndpointConfig {
         let me = self.codes[i];
-        let memo = self.memos.get(&memo_key(me)).cloned().unwrap_or_default();
+        let key = match self.memo_scope {
+            MemoScope::Province => memo_key(me),
+            MemoScope::Country => RegionCode::NATIONAL,
+        };
+        let memo = self.memos.get(&key).cloned().unwrap_or_default();
         EndpointConfig {
             identity: self.identity(i),
             trust: TrustStore::with_shared_memo(self.anchor, memo),
@@ -129,6 +166,18 @@ fn memo_key(region: RegionCode) -> RegionCode {
 /// Builds the world: keys from the seed, certificates from the national anchor down, and
 /// (at the publisher) the signed manifests of the dataset.
 pub fn build(topo: &Topology, layout: &Layout, config: &RunConfig) -> Result<Built, SimError> {
+    build_at(topo, layout, config, EPOCH_MS, MemoScope::Province)
+}
+
+/// [`build`] with simulated time zero at `epoch_ms` (Unix ms) and signature memos shared
+/// over `memo_scope`.
+pub fn build_at(
+    topo: &Topology,
+    layout: &Layout,
+    config: &RunConfig,
+    epoch_ms: u64,
+    memo_scope: MemoScope,
+) -> Result<Built, SimError> {
     let codes = topo.codes();
     let key_for = |code: RegionCode| {
         let mut h = blake3::Hasher::new();
@@ -138,8 +187,8 @@ pub fn build(topo: &Topology, layout: &Layout, config: &RunConfig) -> Result<Bui
         h.update(&[code.level().depth()]);
         SigningKey::from_bytes(h.finalize().as_bytes())
     };
-    let not_before = UnixMs(EPOCH_MS - DAY_MS);
-    let not_after = UnixMs(EPOCH_MS + 365 * DAY_MS);
+    let not_before = UnixMs(epoch_ms - DAY_MS);
+    let not_after = UnixMs(epoch_ms + 365 * DAY_MS);
     // Keys and certificates are independent per node, so they are made on all cores (setup
     // only; the event loop stays single-threaded). Results land by index: deterministic.
     let parents: Vec<Option<usize>> = codes
@@ -191,7 +240,10 @@ pub fn build(topo: &Topology, layout: &Layout, config: &RunConfig) -> Result<Bui
     };
     let memos: BTreeMap<RegionCode, SignatureMemo> = codes
         .iter()
-        .filter(|c| c.level() <= Level::Province)
+        .filter(|c| match memo_scope {
+            MemoScope::Province => c.level() <= Level::Province,
+            MemoScope::Country => c.level() == Level::National,
+        })
         .map(|&c| (c, SignatureMemo::new()))
         .collect();
     let mut world = World {
@@ -204,6 +256,8 @@ pub fn build(topo: &Topology, layout: &Layout, config: &RunConfig) -> Result<Bui
         tuning,
         routing,
         timer_cap_us: config.limits.horizon_us,
+        epoch_ms,
+        memo_scope,
     };
     let publisher = match config.publisher {
         Some(publisher) => {
@@ -284,8 +338,8 @@ fn publications(
                 department: PUBLISHER_DEPARTMENT.to_string(),
             },
             scope,
-            UnixMs(EPOCH_MS),
-            UnixMs(EPOCH_MS + 30 * DAY_MS),
+            UnixMs(world.epoch_ms),
+            UnixMs(world.epoch_ms + 30 * DAY_MS),
             None,
             schema.clone(),
             &entries,
@@ -300,7 +354,7 @@ fn publications(
         // Dry run on a throwaway endpoint, so a manifest the protocol refuses is a clear
         // error (or a split), not a dead run.
         let mut probe = Endpoint::<RegionCode>::new(
-            UnixMs(EPOCH_MS),
+            UnixMs(world.epoch_ms),
             world.endpoint_config(pi),
             Saved::default(),
         )
@@ -309,7 +363,7 @@ fn publications(
             error,
         })?
         .0;
-        match probe.publish(UnixMs(EPOCH_MS), signed.clone(), entries.clone()) {
+        match probe.publish(UnixMs(world.epoch_ms), signed.clone(), entries.clone()) {
             Ok(_) => published.push((signed, entries)),
             Err(ReturnFlowError::Manifest(ManifestError::Limit(_))) if split(&mut todo) => {}
             Err(error) => return Err(SimError::PublishRefused { scope, error }),

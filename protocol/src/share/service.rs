@@ -36,6 +36,7 @@ use backflow_topology::RegionCode;
 use ed25519_dalek::Signature;
 use serde::{Deserialize, Serialize};
 
+use super::timers::{CaseKey, Timers};
 use super::{DeliveryRoute, Party, ShareAct, ShareCase, ShareError, ShareRequest};
 use crate::calendar::WorkingCalendar;
 use crate::catalog::{CatalogOrigin, SharingAttribute, SharingMethod};
@@ -380,8 +381,17 @@ pub enum ShareOutput {
 #[derive(Clone, Debug)]
 struct Transit {
     act: Arc<SignedShareAct>,
-    next_send: UnixMs,
+    /// Sends so far without an acknowledgement (the retry interval doubles with each, up
+    /// to [`SHARE_RETRY_BACKOFF_MAX`] times the base).
+    attempts: u32,
 }
+
+/// The longest retry interval of an act in transit, as a multiple of `retry_ms` (5 s × 8 =
+/// 40 s with the defaults): a hop that is down for hours is not sent every act every 5 s;
+/// when it comes back (admitted again) everything bound for it goes at once.
+pub const SHARE_RETRY_BACKOFF_MAX: u64 = 8;
+/// Acts held for one supervisory copy because an earlier act has not reached it yet.
+const SUPERVISE_HELD_PER_CASE_MAX: usize = 16;
 
 /// One node's side of the sharing service.
 #[derive(Debug)]
@@ -391,8 +401,15 @@ pub struct ShareService {
     retry_ms: u64,
     cases: BTreeMap<Hash, ShareCase>,
     transit: BTreeMap<Hash, Transit>,
-    /// (request, article) reported overdue, so each is reported once.
-    overdue_reported: BTreeSet<(Hash, u8)>,
+    /// (request, article, due) reported overdue, so each deadline is reported once — a new
+    /// answer period after a supplement is a new deadline.
+    overdue_reported: BTreeSet<(Hash, u8, UnixMs)>,
+    /// When each case, copy and act in transit is next due.
+    timers: Timers,
+    /// Acts forwarded here that the supervisory copy could not take yet (out of order: an
+    /// earlier act is still on its way), tried again whenever the copy moves. Not persisted:
+    /// oversight only (a restart may leave the copy behind).
+    supervise_held: BTreeMap<Hash, Vec<Arc<SignedShareAct>>>,
     /// Cases between two other regions whose lowest common superior this node is: copies
     /// kept from the acts forwarded, for oversight only.
     supervised: BTreeMap<Hash, ShareCase>,
@@ -412,6 +429,8 @@ impl ShareService {
             cases: BTreeMap::new(),
             transit: BTreeMap::new(),
             overdue_reported: BTreeSet::new(),
+            timers: Timers::default(),
+            supervise_held: BTreeMap::new(),
             supervised: BTreeMap::new(),
             departments: BTreeMap::new(),
             reachable: BTreeSet::new(),
@@ -428,10 +447,14 @@ impl ShareService {
         supervised: Vec<ShareCase>,
     ) {
         for c in supervised {
-            self.supervised.insert(c.request.id(), c);
+            let id = c.request.id();
+            self.supervised.insert(id, c);
+            self.retime((id, true));
         }
         for c in cases {
-            self.cases.insert(c.request.id(), c);
+            let id = c.request.id();
+            self.cases.insert(id, c);
+            self.retime((id, false));
         }
         for act in transit {
             let id = act.id();
@@ -439,9 +462,10 @@ impl ShareService {
                 id,
                 Transit {
                     act: Arc::new(act),
-                    next_send: now,
+                    attempts: 0,
                 },
             );
+            self.timers.set_send(id, Some(now));
         }
     }
 
@@ -509,22 +533,30 @@ impl ShareService {
     }
 
     pub fn poll_timeout(&self) -> Option<UnixMs> {
-        let retry = self.transit.values().map(|t| t.next_send).min();
-        // Deadlines not yet reported, and terms of use that may expire.
-        let due = self
-            .cases
-            .iter()
-            .chain(self.supervised.iter())
-            .filter_map(|(id, c)| {
-                let deadline = c
-                    .deadline()
-                    .filter(|(a, _)| !self.overdue_reported.contains(&(*id, *a)))
-                    .map(|(_, d)| d);
-                let expiry = (!c.state.is_final()).then_some(c.request.use_until);
-                deadline.into_iter().chain(expiry).min()
-            })
-            .min();
-        retry.into_iter().chain(due).min()
+        self.timers.next()
+    }
+
+    /// A case's next timed event: its running deadline not yet reported, or the end of its
+    /// term of use.
+    fn case_timer(&self, id: &Hash, c: &ShareCase) -> Option<UnixMs> {
+        let deadline = c
+            .deadline()
+            .filter(|(a, d)| !self.overdue_reported.contains(&(*id, *a, *d)))
+            .map(|(_, d)| d);
+        let expiry = (!c.state.is_final()).then_some(c.request.use_until);
+        deadline.into_iter().chain(expiry).min()
+    }
+
+    /// Sets a case's (or copy's) next timed event from its current state.
+    fn retime(&mut self, key: CaseKey) {
+        let (id, supervised) = key;
+        let held = if supervised {
+            &self.supervised
+        } else {
+            &self.cases
+        };
+        let at = held.get(&id).and_then(|c| self.case_timer(&id, c));
+        self.timers.set_case(key, at);
     }
 
     /// A department of this node files `request` (checked by the caller against the catalog
@@ -671,6 +703,7 @@ impl ShareService {
         match msg {
             ShareMsg::Ack { act } => {
                 if self.transit.remove(&act).is_some() {
+                    self.timers.set_send(act, None);
                     self.out
                         .push_back(ShareOutput::Storage(ShareStorageOp::DropTransit { act }));
                 }
@@ -690,6 +723,12 @@ impl ShareService {
                 if act.body.to == self.region {
                     let result = self.take(now, identity, &act, provider_attribute);
                     if let Err(error) = result {
+                        if self.may_apply_later(&request, &error) {
+                            // Out of order: an act before it is still on its way. Not
+                            // acknowledged, so the sender retries (backing off); it applies
+                            // once the earlier one has.
+                            return;
+                        }
                         self.reject(from, request, error);
                     }
                     self.send(from, ShareMsg::Ack { act: id });
@@ -703,42 +742,50 @@ impl ShareService {
         }
     }
 
-    /// Time passed: retransmit acts in transit; expire cases; report overdue ones once.
+    /// Whether an act that failed on this node's copy of its case may apply later: the case
+    /// is not here yet, or not in the state the act follows, and not final (a final case
+    /// takes no act, ever).
+    fn may_apply_later(&self, request: &Hash, error: &ShareRejection) -> bool {
+        match error {
+            ShareRejection::UnknownRequest => true,
+            ShareRejection::Case(ShareError::WrongState { .. }) => {
+                self.cases.get(request).is_some_and(|c| !c.state.is_final())
+            }
+            _ => false,
+        }
+    }
+
+    /// Time passed: retransmit acts in transit that are due; expire cases; report overdue
+    /// ones once. Visits only what is due ([`Timers`]).
     pub fn handle_tick(&mut self, now: UnixMs) {
-        let due: Vec<Hash> = self
-            .transit
-            .iter()
-            .filter(|(_, t)| t.next_send <= now)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in due {
+        for id in self.timers.take_due_sends(now) {
             if let Some(t) = self.transit.get_mut(&id) {
-                t.next_send = now.plus_ms(self.retry_ms);
+                t.attempts = t.attempts.saturating_add(1);
+                let factor = 1u64 << t.attempts.min(3);
+                let wait = self.retry_ms * factor.min(SHARE_RETRY_BACKOFF_MAX);
                 let act = Arc::clone(&t.act);
+                self.timers.set_send(id, Some(now.plus_ms(wait)));
                 let hop = self.next_hop(act.body.to);
                 self.send(hop, ShareMsg::Act(act));
             }
         }
-        self.tick_cases(now, false);
-        self.tick_cases(now, true);
+        for key in self.timers.take_due_cases(now) {
+            self.tick_case(now, key);
+            self.retime(key);
+        }
     }
 
-    /// Time passed for this node's cases (or its supervised copies): expiry, and each overdue
+    /// Time passed for one case of this node (or supervisory copy): expiry, and its overdue
     /// deadline reported once.
-    fn tick_cases(&mut self, now: UnixMs, supervised: bool) {
-        let ids: Vec<Hash> = if supervised {
-            self.supervised.keys().copied().collect()
-        } else {
-            self.cases.keys().copied().collect()
-        };
-        for id in ids {
+    fn tick_case(&mut self, now: UnixMs, (id, supervised): CaseKey) {
+        {
             let held = if supervised {
                 &mut self.supervised
             } else {
                 &mut self.cases
             };
             let Some(case) = held.get_mut(&id) else {
-                continue;
+                return;
             };
             let expired = case.tick(now).then(|| case.clone());
             let overdue = case.overdue(now);
@@ -748,7 +795,7 @@ impl ShareService {
                 None => {}
             }
             if let Some(o) = overdue {
-                if self.overdue_reported.insert((id, o.article)) {
+                if self.overdue_reported.insert((id, o.article, o.due)) {
                     self.out.push_back(ShareOutput::Event(ShareEvent::Overdue {
                         request: id,
                         article: o.article,
@@ -762,44 +809,91 @@ impl ShareService {
     /// An act this node forwards between two other regions: if it is their lowest common
     /// superior, its supervisory copy of the case follows the act (at its signed time, as
     /// the parties' copies do). Errors are the parties' to report; the copy just does not move.
-    fn supervise(&mut self, act: &SignedShareAct) {
+    fn supervise(&mut self, act: &Arc<SignedShareAct>) {
         let b = &act.body;
         let (a, z) = (b.by.region, b.to);
         if a.lowest_common_ancestor(z) != self.region || a == self.region || z == self.region {
             return;
         }
+        if !self.supervise_one(act) {
+            // Perhaps out of order: held until the copy moves (bounded; a copy that is final
+            // takes nothing more).
+            let final_copy = self
+                .supervised
+                .get(&b.request)
+                .is_some_and(|c| c.state.is_final());
+            let held = self.supervise_held.get(&b.request);
+            let room = held.is_none_or(|h| h.len() < SUPERVISE_HELD_PER_CASE_MAX);
+            let known = held.is_some_and(|h| h.iter().any(|h| h.id() == act.id()));
+            if !final_copy && room && !known {
+                self.supervise_held
+                    .entry(b.request)
+                    .or_default()
+                    .push(Arc::clone(act));
+            }
+            return;
+        }
+        // The copy moved: acts held for it may apply now, each possibly enabling the next.
+        while let Some(held) = self.supervise_held.remove(&b.request) {
+            let (applied, rest): (Vec<_>, Vec<_>) =
+                held.into_iter().partition(|h| self.supervise_one(h));
+            let done = self
+                .supervised
+                .get(&b.request)
+                .is_none_or(|c| c.state.is_final());
+            if !rest.is_empty() && !done {
+                self.supervise_held.insert(b.request, rest);
+            }
+            if applied.is_empty() {
+                break;
+            }
+        }
+    }
+
+    /// Applies one act to the supervisory copy; whether the copy took it (a filing creates
+    /// the copy). Already-applied acts count as taken.
+    fn supervise_one(&mut self, act: &SignedShareAct) -> bool {
+        let b = &act.body;
         let case = match &b.kind {
             ShareActKind::File { request, attribute } => {
-                if request.id() != b.request || self.supervised.contains_key(&b.request) {
-                    return;
-                }
-                if self.supervised.len() >= SHARE_CASES_MAX {
-                    return;
+                // (A mismatched or excess filing never applies: counted as taken, not held.)
+                if request.id() != b.request
+                    || self.supervised.contains_key(&b.request)
+                    || self.supervised.len() >= SHARE_CASES_MAX
+                {
+                    return true;
                 }
                 ShareCase::new((**request).clone(), attribute.clone())
             }
             kind => {
+                // The filing has not come through here yet.
                 let Some(mut case) = self.supervised.get(&b.request).cloned() else {
-                    return;
+                    return false;
                 };
                 let (Ok(party), Some((act, attribute))) = (party_of(&case, &b.by), kind.case_act())
                 else {
-                    return;
+                    return true;
                 };
                 if let Some(attribute) = attribute {
                     case.attribute = attribute;
                 }
                 match case.apply(&self.calendar, b.at, party, act) {
                     Ok(super::Applied::Changed) => case,
-                    _ => return,
+                    Ok(super::Applied::AlreadyApplied) => return true,
+                    // An act before it is still on its way.
+                    Err(ShareError::WrongState { .. }) => return false,
+                    Err(_) => return true,
                 }
             }
         };
         self.put_supervised(case);
+        true
     }
 
     fn put_supervised(&mut self, case: ShareCase) {
-        self.supervised.insert(case.request.id(), case.clone());
+        let id = case.request.id();
+        self.supervised.insert(id, case.clone());
+        self.retime((id, true));
         self.out
             .push_back(ShareOutput::Storage(ShareStorageOp::PutSupervised(
                 Box::new(case),
@@ -934,6 +1028,7 @@ impl ShareService {
     fn put_case(&mut self, id: Hash, case: ShareCase) {
         let state = case.state;
         self.cases.insert(id, case.clone());
+        self.retime((id, false));
         self.out
             .push_back(ShareOutput::Storage(ShareStorageOp::PutCase(Box::new(
                 case,
@@ -976,18 +1071,32 @@ impl ShareService {
             id,
             Transit {
                 act: Arc::clone(&act),
-                next_send: now.plus_ms(self.retry_ms),
+                attempts: 0,
             },
         );
+        self.timers.set_send(id, Some(now.plus_ms(self.retry_ms)));
         self.send(hop, ShareMsg::Act(act));
     }
 
     /// Region `region` was admitted (`true`) or its connection went away.
     pub fn handle_reachable(&mut self, region: RegionCode, up: bool) {
-        if up {
-            self.reachable.insert(region);
-        } else {
+        if !up {
             self.reachable.remove(&region);
+            return;
+        }
+        self.reachable.insert(region);
+        // Whatever waits for this hop goes at once (at the next tick), backoff reset.
+        let waiting: Vec<Hash> = self
+            .transit
+            .iter()
+            .filter(|(_, t)| self.next_hop(t.act.body.to) == region)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in waiting {
+            if let Some(t) = self.transit.get_mut(&id) {
+                t.attempts = 0;
+            }
+            self.timers.set_send(id, Some(UnixMs::ZERO));
         }
     }
 
