@@ -25,9 +25,10 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 use backflow_api::ShareActParams;
 use backflow_node::localnet::{LocalNet, Transport};
+use backflow_node::node::now_ms;
 use backflow_node::node::Tuning;
 use backflow_node::partition::Format;
-use backflow_protocol::calendar::WorkingCalendar;
+use backflow_protocol::calendar::{beijing_date, WorkingCalendar};
 use backflow_topology::RegionCode;
 use share_fixture::{entry, filing, PROVIDER, REQUESTER};
 
@@ -47,6 +48,22 @@ fn code(s: &str) -> RegionCode {
     RegionCode::parse(s).expect("a region code")
 }
 
+/// The official calendar, plus a stand-in year (no holidays, no make-up days) for this year and
+/// the next where the official one has none: a grant late in a year has its delivery due in the
+/// next, which the calendar must know (or the grant is refused, naming the year).
+fn calendar() -> WorkingCalendar {
+    let mut c = WorkingCalendar::official();
+    let this_year = beijing_date(now_ms()).expect("a date").year();
+    for year in this_year..=this_year + 1 {
+        if !c.years().any(|y| y == year) {
+            println!("calendar: a stand-in {year} without holidays (no official notice embedded)");
+            c.add_file(&format!("[{year}]\noff = []\nwork = []\n"))
+                .expect("a stand-in year");
+        }
+    }
+    c
+}
+
 async fn run(requests: usize, mib: u64) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let regions: Vec<RegionCode> = [
@@ -60,7 +77,7 @@ async fn run(requests: usize, mib: u64) -> Result<()> {
         dir.path(),
         Tuning::default(),
         Transport::Tcp,
-        WorkingCalendar::official(),
+        calendar(),
     )
     .await?;
     net.wait_connected(Duration::from_secs(30)).await?;

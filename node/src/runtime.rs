@@ -138,8 +138,13 @@ impl Runtime {
                 }
             }
         }
-        // Providers whose granted data this node fetches (Art. 22): dialled directly, at
-        // the addresses their signed start named, each only under its own peer id.
+        self.dial_deliveries();
+    }
+
+    /// Providers whose granted data this node fetches (Art. 22) and is not connected to:
+    /// dialled directly, at the addresses their signed start named, each only under its own
+    /// peer id.
+    fn dial_deliveries(&mut self) {
         for d in self.ep.delivery_dials() {
             let mut by_peer: HashMap<PeerId, Vec<Multiaddr>> = HashMap::new();
             for a in &d.addresses {
@@ -650,7 +655,11 @@ impl Runtime {
             Event::ReturnFlow(ev) => self.on_return_flow_event(ev),
             Event::Share(ev) => match ev {
                 ShareEvent::CaseChanged { request, state } => {
-                    info!(request = %hex::encode(&request[..8]), ?state, "share request changed")
+                    info!(request = %hex::encode(&request[..8]), ?state, "share request changed");
+                    if state == backflow_protocol::share::ShareState::Delivering {
+                        // A provider started a delivery this node may fetch: dial it now.
+                        self.dial_deliveries();
+                    }
                 }
                 ShareEvent::Overdue {
                     request,

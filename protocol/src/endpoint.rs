@@ -597,6 +597,7 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
                     }
                 }
                 self.by_region.insert(region, peer);
+                self.rf.handle_peer_admitted(now, region);
                 self.out
                     .push_back(Output::Event(Event::PeerAdmitted { peer, region }));
                 if by_grant {

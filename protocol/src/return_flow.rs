@@ -1159,6 +1159,17 @@ impl ReturnFlow {
     }
 
     /// The earliest time `handle_tick` has work to do.
+    /// Region `region`'s node was admitted (again): announces it has not acknowledged go at
+    /// the next tick instead of at their retry time — a requester that dials for a grant's
+    /// delivery, or a child back from a restart, does not wait out `retry_ms`.
+    pub fn handle_peer_admitted(&mut self, now: UnixMs, region: RegionCode) {
+        for t in self.transfers.values_mut() {
+            if let Some(target) = t.targets.get_mut(&region).filter(|t| !t.acked) {
+                target.next_send = target.next_send.min(now);
+            }
+        }
+    }
+
     pub fn poll_timeout(&self) -> Option<UnixMs> {
         let mut next: Option<UnixMs> = None;
         let mut at = |t: UnixMs| next = Some(next.map_or(t, |n| n.min(t)));
