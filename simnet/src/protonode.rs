@@ -270,12 +270,7 @@ pub fn build_nodes(
     let mut publisher = publisher;
     let mut nodes = Vec::with_capacity(world.codes().len());
     for (ix, &me) in world.codes().iter().enumerate() {
-        let (ep, _) = Endpoint::new(
-            UnixMs(world.epoch_ms),
-            world.endpoint_config(ix),
-            Saved::default(),
-        )
-        .map_err(|error| SimError::NodeStart { region: me, error })?;
+        let mut node = ProtoNode::start(&world, ix, me)?;
         let mut pending_changes = changes.remove(&me).unwrap_or_default();
         pending_changes.sort_unstable_by(|a, b| b.cmp(a));
         let to_publish = match publisher.take() {
@@ -285,21 +280,9 @@ pub fn build_nodes(
                 Vec::new()
             }
         };
-        nodes.push(ProtoNode {
-            world: Arc::clone(&world),
-            ix,
-            me,
-            ep: Some(ep),
-            store: Durable::default(),
-            stored_bytes: 0,
-            certs_verified: own_certs(me),
-            to_publish,
-            manifests_complete: BTreeSet::new(),
-            pending_changes,
-            churn_applied: 0,
-            share: None,
-            bulk: None,
-        });
+        node.to_publish = to_publish;
+        node.pending_changes = pending_changes;
+        nodes.push(node);
     }
     Ok(nodes)
 }
@@ -324,28 +307,12 @@ pub fn build_share_nodes(
     let world::Built { world, .. } = world::build_at(topo, &layout, config, plan.epoch_ms, memo)?;
     let mut nodes = Vec::with_capacity(world.codes().len());
     for (ix, &me) in world.codes().iter().enumerate() {
-        let (mut ep, _) = Endpoint::new(
-            UnixMs(world.epoch_ms),
-            world.endpoint_config(ix),
-            Saved::default(),
-        )
-        .map_err(|error| SimError::NodeStart { region: me, error })?;
-        ep.set_calendar(plan.calendar.clone());
-        nodes.push(ProtoNode {
-            world: Arc::clone(&world),
-            ix,
-            me,
-            ep: Some(ep),
-            store: Durable::default(),
-            stored_bytes: 0,
-            certs_verified: own_certs(me),
-            to_publish: Vec::new(),
-            manifests_complete: BTreeSet::new(),
-            pending_changes: Vec::new(),
-            churn_applied: 0,
-            share: Some(Box::new(ShareActor::new(Arc::clone(plan), me))),
-            bulk: None,
-        });
+        let mut node = ProtoNode::start(&world, ix, me)?;
+        if let Some(ep) = node.ep.as_mut() {
+            ep.set_calendar(plan.calendar.clone());
+        }
+        node.share = Some(Box::new(ShareActor::new(Arc::clone(plan), me)));
+        nodes.push(node);
     }
     Ok(nodes)
 }
@@ -369,32 +336,14 @@ pub fn build_catalog_nodes(
     let expected = topo.len() as u64 * u64::from(plan.departments);
     let mut nodes = Vec::with_capacity(world.codes().len());
     for (ix, &me) in world.codes().iter().enumerate() {
-        let (ep, _) = Endpoint::new(
-            UnixMs(world.epoch_ms),
-            world.endpoint_config(ix),
-            Saved::default(),
-        )
-        .map_err(|error| SimError::NodeStart { region: me, error })?;
-        nodes.push(ProtoNode {
-            world: Arc::clone(&world),
-            ix,
-            me,
-            ep: Some(ep),
-            store: Durable::default(),
-            stored_bytes: 0,
-            certs_verified: own_certs(me),
-            to_publish: Vec::new(),
-            manifests_complete: BTreeSet::new(),
-            pending_changes: Vec::new(),
-            churn_applied: 0,
-            share: None,
-            bulk: Some(Box::new(Bulk {
-                plan: Arc::clone(plan),
-                at: Some(plan.publish_at(me)),
-                applied: 0,
-                expected,
-            })),
-        });
+        let mut node = ProtoNode::start(&world, ix, me)?;
+        node.bulk = Some(Box::new(Bulk {
+            plan: Arc::clone(plan),
+            at: Some(plan.publish_at(me)),
+            applied: 0,
+            expected,
+        }));
+        nodes.push(node);
     }
     Ok(nodes)
 }
@@ -408,6 +357,32 @@ fn own_certs(me: RegionCode) -> BTreeSet<RegionCode> {
 }
 
 impl ProtoNode {
+    /// Node `ix` (region `me`) of `world`, its endpoint started empty at the world's epoch;
+    /// the scenario's builder adds what it publishes or acts on.
+    fn start(world: &Arc<World>, ix: usize, me: RegionCode) -> Result<ProtoNode, SimError> {
+        let (ep, _) = Endpoint::new(
+            UnixMs(world.epoch_ms),
+            world.endpoint_config(ix),
+            Saved::default(),
+        )
+        .map_err(|error| SimError::NodeStart { region: me, error })?;
+        Ok(ProtoNode {
+            world: Arc::clone(world),
+            ix,
+            me,
+            ep: Some(ep),
+            store: Durable::default(),
+            stored_bytes: 0,
+            certs_verified: own_certs(me),
+            to_publish: Vec::new(),
+            manifests_complete: BTreeSet::new(),
+            pending_changes: Vec::new(),
+            churn_applied: 0,
+            share: None,
+            bulk: None,
+        })
+    }
+
     /// Carries out every pending output of the endpoint.
     fn drain(&mut self, ctx: &mut Ctx<'_, ProtoMsg>) {
         while let Some(out) = self.ep.as_mut().and_then(Endpoint::poll_output) {
