@@ -64,6 +64,25 @@ impl Backend for Memory {
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
         Ok(serde_json::json!({ "bytes": n }))
     }
+    async fn share_deliver(
+        &self,
+        department: Option<String>,
+        id: String,
+        _format: String,
+        input: PublishInput,
+    ) -> Result<serde_json::Value, ApiError> {
+        let n = tokio::task::spawn_blocking(move || {
+            let mut sink = Vec::new();
+            input
+                .take(BODY_READ_MAX)
+                .read_to_end(&mut sink)
+                .map(|_| sink.len())
+        })
+        .await
+        .map_err(|_| ApiError::bad_request("join"))?
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        Ok(serde_json::json!({ "id": id, "as": department, "bytes": n }))
+    }
     async fn revoke(&self, params: RevokeParams) -> Result<serde_json::Value, ApiError> {
         Ok(serde_json::json!({ "subject": params.region.unwrap_or_default() }))
     }
