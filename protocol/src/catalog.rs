@@ -648,40 +648,12 @@ impl DepartmentCatalog {
     /// problems are reported. Older or equal sequences are duplicates (no-op); a gap is an
     /// error so the sender resends from our sequence.
     pub fn apply(&mut self, update: &CatalogUpdate) -> Result<Applied, CatalogError> {
-        if update.origin != self.origin {
-            return Err(CatalogError::WrongOrigin);
-        }
-        if update.seq <= self.seq {
-            return Ok(Applied::Duplicate);
-        }
-        if update.seq != self.seq + 1 {
-            return Err(CatalogError::Gap {
-                current: self.seq,
-                got: update.seq,
-            });
-        }
-        let mut p = Problems::default();
-        for (i, change) in update.changes.iter().enumerate() {
-            let id = change.entry_id();
-            let exists = self.entries.contains_key(id);
-            match change {
-                CatalogChange::Add(_) if exists => {
-                    p.push(
-                        format!("changes[{i}].id"),
-                        ProblemKind::AlreadyExists(id.into()),
-                    );
-                }
-                CatalogChange::Update(_) | CatalogChange::Withdraw { .. } if !exists => {
-                    p.push(
-                        format!("changes[{i}].id"),
-                        ProblemKind::NoSuchEntry(id.into()),
-                    );
-                }
-                _ => {}
-            }
-        }
-        if !p.0.is_empty() {
-            return Err(CatalogError::Invalid(p.0));
+        let entries = &self.entries;
+        let applied = check_next(&self.origin, self.seq, update, |id| {
+            entries.contains_key(id)
+        })?;
+        if applied == Applied::Duplicate {
+            return Ok(applied);
         }
         for change in &update.changes {
             match change {
@@ -696,4 +668,55 @@ impl DepartmentCatalog {
         self.seq = update.seq;
         Ok(Applied::Advanced)
     }
+}
+
+/// Checks `update` as the next version of `origin`'s catalog, now at `seq` and holding the
+/// entries for which `exists` is true: [`Applied::Duplicate`] for an older or equal sequence,
+/// a gap or a change that does not fit (an add of an entry that exists, an update or a
+/// withdrawal of one that does not — every problem listed) is an error, else
+/// [`Applied::Advanced`] and the caller applies the changes. One rule for every holder of a
+/// catalog, whether it keeps the entries ([`DepartmentCatalog`]) or only their ids
+/// ([`crate::catalog_sync::CatalogSync`]).
+pub fn check_next(
+    origin: &CatalogOrigin,
+    seq: u64,
+    update: &CatalogUpdate,
+    exists: impl Fn(&str) -> bool,
+) -> Result<Applied, CatalogError> {
+    if update.origin != *origin {
+        return Err(CatalogError::WrongOrigin);
+    }
+    if update.seq <= seq {
+        return Ok(Applied::Duplicate);
+    }
+    if update.seq != seq + 1 {
+        return Err(CatalogError::Gap {
+            current: seq,
+            got: update.seq,
+        });
+    }
+    let mut p = Problems::default();
+    for (i, change) in update.changes.iter().enumerate() {
+        let id = change.entry_id();
+        let exists = exists(id);
+        match change {
+            CatalogChange::Add(_) if exists => {
+                p.push(
+                    format!("changes[{i}].id"),
+                    ProblemKind::AlreadyExists(id.into()),
+                );
+            }
+            CatalogChange::Update(_) | CatalogChange::Withdraw { .. } if !exists => {
+                p.push(
+                    format!("changes[{i}].id"),
+                    ProblemKind::NoSuchEntry(id.into()),
+                );
+            }
+            _ => {}
+        }
+    }
+    if !p.0.is_empty() {
+        return Err(CatalogError::Invalid(p.0));
+    }
+    Ok(Applied::Advanced)
 }

@@ -17,7 +17,13 @@
 //!   again after `retry_ms` (a valid copy from any sender also releases it, as a duplicate).
 //!   Skipping it would stall the department's later versions on a sequence gap for good;
 //! - resumable: both sides persist (log entries, watermarks) through [`CatalogStorageOp`],
-//!   and after a restart the child probes for the watermark and continues from there.
+//!   and after a restart the child probes for the watermark and continues from there;
+//! - bounded in memory, whatever the size of the unified catalog (Art. 16): the log stays in
+//!   the shell's storage, and only the entries still to be sent upstream are held (a window,
+//!   [`log_window`], read back with [`CatalogStorageOp::ReadLog`] when needed); of each
+//!   department's catalog only its record and its entries' ids are held ([`origins`]) —
+//!   except this node's own departments, whose entries the sharing service answers from. The
+//!   entries are the shell's to store and index (the node: RocksDB and a search index).
 //!
 //! Everything a parent applies is appended to its own log, so it flows on up: each parent
 //! holds its subtree's aggregated catalog and the national node the whole country's. Every
@@ -36,18 +42,22 @@ use std::sync::Arc;
 
 use backflow_topology::RegionCode;
 
-use crate::catalog::{
-    Applied, CatalogError, CatalogOrigin, DepartmentCatalog, SignedCatalogUpdate,
-};
+use crate::catalog::{Applied, CatalogEntry, CatalogError, CatalogOrigin, SignedCatalogUpdate};
 use crate::cert::TrustStore;
 use crate::codec::encoded_len;
 use crate::limits::{LimitError, FRAME_BYTES_MAX, UPDATES_PER_BATCH_MAX};
 use crate::time::UnixMs;
 use crate::tuning::Tuning;
 
+pub mod log_window;
 pub(crate) mod messages;
+pub mod origins;
 
 pub use messages::CatalogMsg;
+pub use origins::{OriginRecord, OriginSummary, SavedCatalog, SavedEntries, SavedOrigin};
+
+use log_window::LogWindow;
+use origins::Origins;
 
 /// Bytes of catalog updates in one batch: a frame minus room for the envelope.
 pub const BATCH_BYTES_MAX: usize = FRAME_BYTES_MAX - 64 * 1024;
@@ -56,6 +66,8 @@ pub const BATCH_BYTES_MAX: usize = FRAME_BYTES_MAX - 64 * 1024;
 pub const LOG_ENTRIES_MAX: u64 = 16 * 1024 * 1024;
 /// Senders (children, and descendants during fallback) a parent tracks.
 pub const SENDERS_MAX: usize = 65_536;
+/// Log entries asked of storage at once ([`CatalogStorageOp::ReadLog`]): a few batches.
+pub const LOG_READ_ENTRIES_MAX: usize = 4 * UPDATES_PER_BATCH_MAX;
 
 #[derive(Clone, Debug)]
 pub struct CatalogSyncConfig {
@@ -92,11 +104,18 @@ impl CatalogSyncConfig {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum CatalogStorageOp {
-    /// Append entry `index` (1-based, contiguous) to this node's log.
+    /// Append entry `index` (1-based, contiguous) to this node's log, apply its changes to the
+    /// department's stored entries (add/update put, withdraw deletes) and store the
+    /// department's `record` — atomically, so that a restart finds the three agreeing.
     AppendLog {
         index: u64,
         update: Arc<SignedCatalogUpdate>,
+        record: OriginRecord,
     },
+    /// Read log entries `from, from + 1, …` (at most `count_max`) back from storage and hand
+    /// them to [`CatalogSync::handle_log_read`] (the endpoint's `handle_catalog_log`). Not a
+    /// write: answer it as soon as the writes before it are applied.
+    ReadLog { from: u64, count_max: usize },
     /// Persist a sender's watermark.
     PutWatermark {
         sender: RegionCode,
@@ -130,6 +149,11 @@ pub enum CatalogEvent {
     UpstreamInSync {
         watermark: u64,
     },
+    /// The shell could not hand back log entry `from` (storage lost or corrupted it); asked
+    /// again every `retry_ms`. An operator must act: the upstream lacks what follows.
+    LogUnreadable {
+        from: u64,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -137,12 +161,6 @@ pub enum CatalogOutput {
     Send { to: RegionCode, msg: CatalogMsg },
     Storage(CatalogStorageOp),
     Event(CatalogEvent),
-}
-
-#[derive(Clone, Debug)]
-struct LogEntry {
-    update: Arc<SignedCatalogUpdate>,
-    bytes: usize,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -167,10 +185,14 @@ struct Upstream {
 #[derive(Debug)]
 pub struct CatalogSync {
     config: CatalogSyncConfig,
-    log: Vec<LogEntry>,
-    /// Per department: versions and encoded bytes in the log (its quota's use).
-    usage: BTreeMap<CatalogOrigin, (u64, u64)>,
-    catalogs: BTreeMap<CatalogOrigin, DepartmentCatalog>,
+    /// Entries in the log (the shell stores them).
+    log_len: u64,
+    /// What is held of the log to send upstream (none at national).
+    window: LogWindow<SignedCatalogUpdate>,
+    /// A [`CatalogStorageOp::ReadLog`] outstanding: its first index, and when to ask again.
+    reading: Option<(u64, UnixMs)>,
+    /// Every department's catalog heard of: record and entry ids.
+    origins: Origins,
     senders: BTreeMap<RegionCode, SenderState>,
     upstream: Option<Upstream>,
     out: VecDeque<CatalogOutput>,
@@ -187,6 +209,8 @@ pub enum CatalogSyncError {
     },
     #[error("catalog log is full ({max} entries)")]
     LogFull { max: u64 },
+    #[error("stored catalog state is inconsistent: {0}")]
+    Corrupt(String),
 }
 
 impl CatalogSync {
@@ -200,31 +224,40 @@ impl CatalogSync {
             last_heard: now,
             in_sync_reported: false,
         });
+        let origins = Origins::new(config.region);
         CatalogSync {
             config,
-            log: Vec::new(),
-            usage: BTreeMap::new(),
-            catalogs: BTreeMap::new(),
+            log_len: 0,
+            window: LogWindow::new(1),
+            reading: None,
+            origins,
             senders: BTreeMap::new(),
             upstream,
             out: VecDeque::new(),
         }
     }
 
-    /// Rebuilds state after a restart from the persisted log and watermarks. The log was
-    /// verified entry by entry before it was persisted, so it is replayed without signature
-    /// checks; an entry that does not apply is reported as an error (storage corruption).
+    /// Rebuilds state after a restart from what the shell persisted: the log's length and
+    /// every department's record and entries (verified before they were persisted, so not
+    /// again), and the senders' watermarks. Nothing of the log is read: what the upstream
+    /// still lacks is read back when it asks ([`CatalogStorageOp::ReadLog`]).
     pub fn restore(
         now: UnixMs,
         config: CatalogSyncConfig,
-        log: Vec<Arc<SignedCatalogUpdate>>,
+        saved: SavedCatalog,
         watermarks: &[(RegionCode, u64, u64)],
     ) -> Result<CatalogSync, CatalogSyncError> {
         let mut s = CatalogSync::new(now, config);
-        for update in log {
-            s.apply_to_catalog(&update)?;
-            s.push_log(update, false)?;
+        if saved.log_len > LOG_ENTRIES_MAX {
+            return Err(CatalogSyncError::Corrupt(format!(
+                "{} log entries, more than {LOG_ENTRIES_MAX}",
+                saved.log_len
+            )));
         }
+        s.origins =
+            Origins::restore(s.config.region, saved.origins).map_err(CatalogSyncError::Corrupt)?;
+        s.log_len = saved.log_len;
+        s.window = LogWindow::new(saved.log_len + 1);
         for &(sender, log_id, watermark) in watermarks {
             s.senders.insert(sender, SenderState { log_id, watermark });
         }
@@ -239,22 +272,52 @@ impl CatalogSync {
         self.out.pop_front()
     }
 
-    /// The aggregated catalog: every department in this node's subtree it has heard of.
-    pub fn catalogs(&self) -> impl Iterator<Item = &DepartmentCatalog> {
-        self.catalogs.values()
+    /// The aggregated catalog at a glance: every department in this node's subtree it has
+    /// heard of (the entries themselves are the shell's).
+    pub fn origins(&self) -> impl Iterator<Item = (&CatalogOrigin, OriginSummary)> {
+        self.origins.iter()
     }
 
-    pub fn catalog(&self, origin: &CatalogOrigin) -> Option<&DepartmentCatalog> {
-        self.catalogs.get(origin)
+    /// Departments heard of.
+    pub fn origins_len(&self) -> usize {
+        self.origins.len()
+    }
+
+    pub fn origin(&self, origin: &CatalogOrigin) -> Option<OriginSummary> {
+        self.origins.summary(origin)
+    }
+
+    /// Whether `origin`'s current catalog has entry `id`.
+    pub fn has_entry(&self, origin: &CatalogOrigin, id: &str) -> bool {
+        self.origins.has_entry(origin, id)
+    }
+
+    /// An entry of one of this node's own departments (others' are the shell's to look up).
+    pub fn local_entry(&self, origin: &CatalogOrigin, id: &str) -> Option<&Arc<CatalogEntry>> {
+        self.origins.local_entry(origin, id)
+    }
+
+    /// The current entries of one of this node's own departments.
+    pub fn local_entries(
+        &self,
+        origin: &CatalogOrigin,
+    ) -> Option<&BTreeMap<String, Arc<CatalogEntry>>> {
+        self.origins.local_entries(origin)
     }
 
     /// The sequence the next local version of `origin` must carry.
     pub fn next_seq(&self, origin: &CatalogOrigin) -> u64 {
-        self.catalogs.get(origin).map_or(0, |c| c.seq) + 1
+        self.origins.seq(origin) + 1
     }
 
     pub fn log_len(&self) -> u64 {
-        self.log.len() as u64
+        self.log_len
+    }
+
+    /// Encoded bytes of log entries held in memory to send upstream (≤
+    /// [`log_window::LOG_WINDOW_BYTES_MAX`]; always 0 at national).
+    pub fn log_bytes_held(&self) -> usize {
+        self.window.bytes()
     }
 
     /// Upstream's acknowledged watermark, if known.
@@ -287,10 +350,10 @@ impl CatalogSync {
         update.verify_fresh(trust, now)?;
         self.check_quota(&update)
             .map_err(|e| CatalogSyncError::Catalog(CatalogError::Limit(e)))?;
+        self.check_log_room()?;
         let update = Arc::new(update);
-        let applied = self.apply_to_catalog(&update)?;
+        let applied = self.apply_and_log(&update)?;
         if applied == Applied::Advanced {
-            self.push_log(Arc::clone(&update), true)?;
             self.out
                 .push_back(CatalogOutput::Event(CatalogEvent::Applied {
                     origin: update.update.origin.clone(),
@@ -302,28 +365,45 @@ impl CatalogSync {
         Ok(applied)
     }
 
-    fn apply_to_catalog(&mut self, update: &SignedCatalogUpdate) -> Result<Applied, CatalogError> {
-        let origin = &update.update.origin;
-        let catalog = self
-            .catalogs
-            .entry(origin.clone())
-            .or_insert_with(|| DepartmentCatalog::new(origin.clone()));
-        let result = catalog.apply(&update.update);
-        if catalog.seq == 0 {
-            self.catalogs.remove(origin);
+    fn check_log_room(&self) -> Result<(), CatalogSyncError> {
+        if self.log_len >= LOG_ENTRIES_MAX {
+            return Err(CatalogSyncError::LogFull {
+                max: LOG_ENTRIES_MAX,
+            });
         }
-        result
+        Ok(())
+    }
+
+    /// Applies `update` to its department's catalog and, if it advanced it, appends it to the
+    /// log (persisted with the department's record, held in the window if it fits).
+    fn apply_and_log(
+        &mut self,
+        update: &Arc<SignedCatalogUpdate>,
+    ) -> Result<Applied, CatalogError> {
+        debug_assert!(self.log_len < LOG_ENTRIES_MAX, "check_log_room first");
+        let bytes = encoded_len(&**update);
+        let (applied, record) = self.origins.apply(update, bytes as u64)?;
+        if applied == Applied::Advanced {
+            self.log_len += 1;
+            let index = self.log_len;
+            self.out
+                .push_back(CatalogOutput::Storage(CatalogStorageOp::AppendLog {
+                    index,
+                    update: Arc::clone(update),
+                    record,
+                }));
+            if self.upstream.is_some() {
+                self.window.push(index, Arc::clone(update), bytes);
+            }
+        }
+        Ok(applied)
     }
 
     /// Whether one more version of `update`'s department fits its quota here. Checked before
     /// a version is applied (a version over quota changes nothing); not at restore (what was
     /// persisted stays, whatever the limits are now).
     fn check_quota(&self, update: &SignedCatalogUpdate) -> Result<(), LimitError> {
-        let (versions, bytes) = self
-            .usage
-            .get(&update.update.origin)
-            .copied()
-            .unwrap_or((0, 0));
+        let (versions, bytes) = self.origins.usage(&update.update.origin);
         if versions >= self.config.versions_per_origin_max {
             return Err(LimitError {
                 what: "catalog versions of one department",
@@ -339,34 +419,6 @@ impl CatalogSync {
                 max: self.config.origin_bytes_max as usize,
             });
         }
-        Ok(())
-    }
-
-    fn push_log(
-        &mut self,
-        update: Arc<SignedCatalogUpdate>,
-        persist: bool,
-    ) -> Result<(), CatalogSyncError> {
-        if self.log_len() >= LOG_ENTRIES_MAX {
-            return Err(CatalogSyncError::LogFull {
-                max: LOG_ENTRIES_MAX,
-            });
-        }
-        let bytes = encoded_len(&*update);
-        if persist {
-            self.out
-                .push_back(CatalogOutput::Storage(CatalogStorageOp::AppendLog {
-                    index: self.log_len() + 1,
-                    update: Arc::clone(&update),
-                }));
-        }
-        let usage = self
-            .usage
-            .entry(update.update.origin.clone())
-            .or_insert((0, 0));
-        usage.0 += 1;
-        usage.1 += bytes as u64;
-        self.log.push(LogEntry { update, bytes });
         Ok(())
     }
 
@@ -404,9 +456,11 @@ impl CatalogSync {
                     return;
                 }
                 // The upstream's word is authoritative (it may have lost state).
-                up.acked = Some(watermark.min(log_len));
+                let acked = watermark.min(log_len);
+                up.acked = Some(acked);
                 up.retry_at = None;
                 up.last_heard = now;
+                self.window.trim_through(acked);
                 self.pump(now);
             }
         }
@@ -472,11 +526,7 @@ impl CatalogSync {
             }
             // Cheap duplicate check first: a version we already hold needs no verification.
             // This is also how a held stream resumes when a valid copy arrived another way.
-            if self
-                .catalogs
-                .get(&origin)
-                .is_some_and(|c| c.seq >= update.update.seq)
-            {
+            if self.origins.seq(&origin) >= update.update.seq {
                 watermark = index;
                 continue;
             }
@@ -502,20 +552,20 @@ impl CatalogSync {
                 watermark = index;
                 continue;
             }
-            match self.apply_to_catalog(&update) {
+            if self.check_log_room().is_err() {
+                // Log full: stop here; the sender retries later (an operator must act).
+                let full = LimitError {
+                    what: "catalog log entries",
+                    len: self.log_len as usize + 1,
+                    max: LOG_ENTRIES_MAX as usize,
+                };
+                self.reject(from, Some(origin), CatalogError::Limit(full));
+                held = true;
+                break;
+            }
+            match self.apply_and_log(&update) {
                 Ok(Applied::Advanced) => {
                     let seq = update.update.seq;
-                    if self.push_log(update, true).is_err() {
-                        // Log full: stop here; the sender retries later (an operator must act).
-                        let full = LimitError {
-                            what: "catalog log entries",
-                            len: self.log.len(),
-                            max: LOG_ENTRIES_MAX as usize,
-                        };
-                        self.reject(from, Some(origin), CatalogError::Limit(full));
-                        held = true;
-                        break;
-                    }
                     watermark = index;
                     self.out
                         .push_back(CatalogOutput::Event(CatalogEvent::Applied {
@@ -601,11 +651,64 @@ impl CatalogSync {
                 up.acked = None;
             }
         }
+        if let Some((from, again)) = self.reading {
+            if again <= now {
+                // Storage did not answer: say so, and ask again (below).
+                self.reading = None;
+                self.out
+                    .push_back(CatalogOutput::Event(CatalogEvent::LogUnreadable { from }));
+            }
+        }
+        self.pump(now);
+    }
+
+    /// A connection to `region` was (re)admitted. If it is the upstream, its state is unknown
+    /// again — it may have restarted from a lost or restored database — so it is probed
+    /// rather than trusted to hold what it acknowledged before (a probe is one small message
+    /// per reconnection).
+    pub fn handle_peer_admitted(&mut self, now: UnixMs, region: RegionCode) {
+        let Some(up) = self.upstream.as_mut() else {
+            return;
+        };
+        if up.target != region {
+            return;
+        }
+        up.acked = None;
+        up.retry_at = None;
+        up.last_heard = now;
+        self.pump(now);
+    }
+
+    /// Log entries `from, from + 1, …` read back from storage, as asked by
+    /// [`CatalogStorageOp::ReadLog`]. An answer nobody asked for (stale, or for another
+    /// index) is ignored; an empty one means storage lacks the entry (reported at the retry).
+    pub fn handle_log_read(
+        &mut self,
+        now: UnixMs,
+        from: u64,
+        updates: Vec<Arc<SignedCatalogUpdate>>,
+    ) {
+        if self.reading.map(|(f, _)| f) != Some(from) || updates.is_empty() {
+            return;
+        }
+        self.reading = None;
+        let sized = updates
+            .into_iter()
+            .take(LOG_READ_ENTRIES_MAX)
+            .map(|u| {
+                let bytes = encoded_len(&*u);
+                (u, bytes)
+            })
+            .collect();
+        self.window.refill(from, sized);
         self.pump(now);
     }
 
     pub fn poll_timeout(&self) -> Option<UnixMs> {
         let up = self.upstream.as_ref()?;
+        if let Some((_, again)) = self.reading {
+            return Some(again);
+        }
         let idle = up.retry_at.is_none() && up.acked.is_none_or(|a| a < self.log_len());
         if idle {
             // Something to probe or send (e.g. just restored): due immediately.
@@ -624,27 +727,27 @@ impl CatalogSync {
         let Some(up) = self.upstream.as_mut() else {
             return;
         };
-        if up.retry_at.is_some() {
+        if up.retry_at.is_some() || self.reading.is_some() {
             return;
         }
         let target = up.target;
         let msg = match up.acked {
             None => CatalogMsg::Probe { log_id },
             Some(acked) if acked < log_len => {
-                let mut bytes = 0;
-                let updates: Vec<_> = self.log[acked as usize..]
-                    .iter()
-                    .take(UPDATES_PER_BATCH_MAX)
-                    .take_while(|e| {
-                        bytes += e.bytes;
-                        bytes <= BATCH_BYTES_MAX
-                    })
-                    .map(|e| Arc::clone(&e.update))
-                    .collect();
-                debug_assert!(!updates.is_empty(), "a single update always fits a batch");
+                let first = acked + 1;
+                let Some(updates) = self.window.batch(first) else {
+                    // Not held (after a restart, or beyond the window): read it back first.
+                    self.reading = Some((first, now.plus_ms(retry)));
+                    self.out
+                        .push_back(CatalogOutput::Storage(CatalogStorageOp::ReadLog {
+                            from: first,
+                            count_max: LOG_READ_ENTRIES_MAX,
+                        }));
+                    return;
+                };
                 CatalogMsg::Updates {
                     log_id,
-                    first: acked + 1,
+                    first,
                     updates,
                 }
             }

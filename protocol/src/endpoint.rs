@@ -57,7 +57,8 @@ use crate::attestation::SignedAttestation;
 use crate::calendar::WorkingCalendar;
 use crate::catalog::{CatalogOrigin, SignedCatalogUpdate};
 use crate::catalog_sync::{
-    CatalogEvent, CatalogOutput, CatalogStorageOp, CatalogSync, CatalogSyncConfig, CatalogSyncError,
+    CatalogEvent, CatalogOutput, CatalogStorageOp, CatalogSync, CatalogSyncConfig,
+    CatalogSyncError, SavedCatalog,
 };
 use crate::cert::{CertChain, CertError, NodeIdentity, Revocation, TrustStore};
 
@@ -115,8 +116,10 @@ pub struct EndpointConfig {
 #[derive(Clone, Debug, Default)]
 pub struct Saved {
     pub transfers: Vec<SavedTransfer>,
-    /// Catalog log, entries 1.. in order ([`CatalogStorageOp::AppendLog`]).
-    pub catalog_log: Vec<Arc<SignedCatalogUpdate>>,
+    /// The catalog as persisted from [`CatalogStorageOp::AppendLog`]: the log's length and
+    /// every department's record and entries (this node's own departments' whole, others'
+    /// ids); the log's entries stay in storage ([`CatalogStorageOp::ReadLog`]).
+    pub catalog: SavedCatalog,
     /// (sender, log id, watermark) as persisted by [`CatalogStorageOp::PutWatermark`].
     pub catalog_watermarks: Vec<(RegionCode, u64, u64)>,
     /// Revocations as persisted by [`Storage::Revocation`] (verified before they were).
@@ -404,8 +407,7 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
         cs_config.upstream_silence_ms_max = tuning.source_silence_ms_max;
         cs_config.versions_per_origin_max = tuning.catalog_versions_per_origin_max;
         cs_config.origin_bytes_max = tuning.catalog_origin_bytes_max;
-        let cs =
-            CatalogSync::restore(now, cs_config, saved.catalog_log, &saved.catalog_watermarks)?;
+        let cs = CatalogSync::restore(now, cs_config, saved.catalog, &saved.catalog_watermarks)?;
         let mut share = ShareService::new(region, WorkingCalendar::official(), tuning.retry_ms);
         share.restore(
             now,
@@ -598,6 +600,7 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
                 }
                 self.by_region.insert(region, peer);
                 self.rf.handle_peer_admitted(now, region);
+                self.cs.handle_peer_admitted(now, region);
                 self.out
                     .push_back(Output::Event(Event::PeerAdmitted { peer, region }));
                 if by_grant {
@@ -781,6 +784,17 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
         update: SignedCatalogUpdate,
     ) -> Result<crate::catalog::Applied, CatalogSyncError> {
         self.cs.submit(now, &mut self.trust, update)
+    }
+
+    /// Catalog log entries read back from storage, as asked by
+    /// [`CatalogStorageOp::ReadLog`] (see [`CatalogSync::handle_log_read`]).
+    pub fn handle_catalog_log(
+        &mut self,
+        now: UnixMs,
+        from: u64,
+        updates: Vec<Arc<SignedCatalogUpdate>>,
+    ) {
+        self.cs.handle_log_read(now, from, updates);
     }
 
     /// Time passed: retransmissions, fallbacks, receipts.

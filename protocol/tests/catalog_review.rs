@@ -213,7 +213,7 @@ fn only_approved_entries_take_effect_and_flow_upward() {
     net.run(30_000, |_| false);
     for r in ["4419", "44"] {
         assert!(
-            net.ep(code(r)).catalog_sync().catalog(&origin).is_none(),
+            net.ep(code(r)).catalog_sync().origin(&origin).is_none(),
             "{r}"
         );
     }
@@ -244,11 +244,13 @@ fn only_approved_entries_take_effect_and_flow_upward() {
             net.run(60_000, |n| n
                 .ep(code(r))
                 .catalog_sync()
-                .catalog(&origin)
+                .origin(&origin)
                 .is_some()),
             "{r}"
         );
-        let catalog = net.ep(code(r)).catalog_sync().catalog(&origin).unwrap();
+        // The protocol holds the entries' ids; the node's store holds the entries.
+        assert!(net.ep(code(r)).catalog_sync().has_entry(&origin, "shebao"));
+        let catalog = net.store(code(r)).catalog(&origin).unwrap();
         let ids: Vec<&String> = catalog.entries.keys().collect();
         assert_eq!(ids, ["shebao"], "{r}");
     }

@@ -111,8 +111,8 @@ fn maybe_corrupt(armed: &mut CorruptOnce, from: RegionCode, to: RegionCode, m: &
 fn aggregated(net: &Net, expected: &Expected, c: RegionCode) -> bool {
     let held: Expected = net
         .cs(c)
-        .catalogs()
-        .map(|k| ((k.origin.region, k.origin.department.clone()), k.seq))
+        .origins()
+        .map(|(o, k)| ((o.region, o.department.clone()), k.seq))
         .collect();
     let want: Expected = expected
         .iter()
@@ -154,10 +154,10 @@ fn catalogs_aggregate_up_to_the_national_node() {
     sim.workload();
     assert!(sim.run(120_000, all_aggregated));
     let national = sim.net.cs(RegionCode::NATIONAL);
-    assert_eq!(national.catalogs().count(), 7);
+    assert_eq!(national.origins_len(), 7);
     let o = origin("110101001", "民政办");
-    assert_eq!(national.catalog(&o).unwrap().seq, 2);
-    assert_eq!(national.catalog(&o).unwrap().entries.len(), 3);
+    assert_eq!(national.origin(&o).unwrap().seq, 2);
+    assert_eq!(national.origin(&o).unwrap().entries, 3);
     // Each version was applied exactly once per node: logs hold no duplicates.
     assert_eq!(national.log_len(), 8);
     assert_eq!(sim.net.cs(code("1101")).log_len(), 6);
@@ -203,6 +203,33 @@ fn a_rebuilt_child_log_is_resent_and_deduplicated() {
     assert!(sim.run(120_000, |n, _| n.cs(c).upstream_acked()
         == Some(n.cs(c).log_len())));
     assert!(sim.all_aggregated());
+    assert_eq!(sim.net.cs(RegionCode::NATIONAL).log_len(), 8);
+}
+
+/// The log lives in storage: once acknowledged, nothing of it is held in memory (national
+/// never holds any), and a parent that lost everything gets its children's whole logs again,
+/// read back from their storage.
+#[test]
+fn a_parent_that_lost_its_catalog_gets_the_logs_again_from_storage() {
+    let mut sim = Sim::new(4, Faults::NONE);
+    sim.workload();
+    assert!(sim.run(120_000, all_aggregated));
+    // The last acknowledgements land.
+    sim.run(5_000, |_, _| false);
+    for c in ["0", "11", "1101", "110101", "110101001"] {
+        assert_eq!(sim.net.cs(code(c)).log_bytes_held(), 0, "{c}");
+    }
+    // The city loses its database: a new, empty log and no watermarks for its children.
+    let city = code("1101");
+    let node = sim.net.node_mut(city);
+    node.store = Default::default();
+    node.config.catalog_log_id = 7_777;
+    sim.net.restart(city);
+    assert_eq!(sim.net.cs(city).log_len(), 0);
+    // The counties' logs are all acknowledged (nothing held): they are read back.
+    assert!(sim.run(120_000, |n, e| aggregated(n, e, city)));
+    assert!(sim.all_aggregated());
+    assert_eq!(sim.net.cs(city).log_len(), 6);
     assert_eq!(sim.net.cs(RegionCode::NATIONAL).log_len(), 8);
 }
 
@@ -269,7 +296,7 @@ fn relaying_a_foreign_or_forged_catalog_is_refused() {
     assert!(matches!(rejected[1], CatalogError::Cert(_)));
     // The foreign version is skipped for good; the forged one holds the stream (unacked)
     // until a valid copy comes.
-    assert_eq!(sim.net.cs(county).catalogs().count(), 0);
+    assert_eq!(sim.net.cs(county).origins_len(), 0);
     assert_eq!(sim.net.store(county).watermarks[&town], (1, 1));
     assert!(
         !sim.net.in_flight().iter().any(|(_, to, _)| *to == town),
@@ -277,7 +304,7 @@ fn relaying_a_foreign_or_forged_catalog_is_refused() {
     );
     sim.net
         .inject(town, county, updates(1, 2, vec![honest, good]));
-    assert_eq!(sim.net.cs(county).catalogs().count(), 2);
+    assert_eq!(sim.net.cs(county).origins_len(), 2);
     assert_eq!(sim.net.store(county).watermarks[&town], (1, 3));
     // A sibling cannot push catalogs up through us: it is not even admitted (it never
     // reaches the machine)...
@@ -313,8 +340,8 @@ fn a_corrupted_relayed_version_is_refetched_not_skipped() {
     );
     let o = origin("110101001", "民政办");
     let national = sim.net.cs(RegionCode::NATIONAL);
-    assert_eq!(national.catalog(&o).unwrap().seq, 5);
-    assert_eq!(national.catalog(&o).unwrap().entries.len(), 5);
+    assert_eq!(national.origin(&o).unwrap().seq, 5);
+    assert_eq!(national.origin(&o).unwrap().entries, 5);
     let rejected: Vec<_> = sim
         .net
         .node(city)
@@ -372,7 +399,7 @@ fn a_persistently_bad_relay_is_paced_and_bypassed() {
     assert!(sim
         .net
         .cs(city)
-        .catalog(&origin("110101001", "民政办"))
+        .origin(&origin("110101001", "民政办"))
         .is_none());
     // A valid copy arrives from the township itself (skip-level), and then the county's
     // own (now honest) resend is a duplicate.
@@ -423,7 +450,7 @@ fn a_version_by_a_revoked_signer_does_not_stall_the_stream() {
     assert!(sim
         .net
         .cs(city)
-        .catalog(&origin("110101001", "民政办"))
+        .origin(&origin("110101001", "民政办"))
         .is_some());
     assert_eq!(node.store.watermarks[&county], (1, 2));
     assert!(sim.net.in_flight().iter().any(|(_, to, m)| *to == county
@@ -508,7 +535,7 @@ fn a_department_over_its_catalog_quota_is_refused_without_stalling_others() {
     sim.submit("110101001", "卫健办", 1);
     let seq_at = |net: &Net, at: &str, department: &str| {
         net.cs(code(at))
-            .catalog(&origin("110101001", department))
+            .origin(&origin("110101001", department))
             .map_or(0, |c| c.seq)
     };
     assert!(sim.run(60_000, |net, _| seq_at(net, "0", "卫健办") == 1));

@@ -141,11 +141,10 @@ impl<P: Copy + Ord + std::fmt::Debug> Endpoint<P> {
             region: self.region(),
             department: department.to_string(),
         };
-        let existing = self.cs.catalog(&origin);
         let changes = entries
             .iter()
             .map(|e| {
-                if existing.is_some_and(|c| c.entries.contains_key(&e.id)) {
+                if self.cs.has_entry(&origin, &e.id) {
                     CatalogChange::Update(Arc::clone(e))
                 } else {
                     CatalogChange::Add(Arc::clone(e))
@@ -215,7 +214,6 @@ pub(super) fn catalog_attribute(
     origin: &CatalogOrigin,
     id: &str,
 ) -> Option<SharingAttribute> {
-    cs.catalog(origin)
-        .and_then(|c| c.entries.get(id))
-        .map(|e| e.sharing.clone())
+    // The provider is one of this node's own departments: its entries are held whole.
+    cs.local_entry(origin, id).map(|e| e.sharing.clone())
 }

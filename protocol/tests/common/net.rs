@@ -18,7 +18,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use backflow_protocol::catalog::{Applied, SignedCatalogUpdate};
-use backflow_protocol::catalog_sync::{CatalogEvent, CatalogSync, CatalogSyncError};
+use backflow_protocol::catalog_sync::{
+    CatalogEvent, CatalogStorageOp, CatalogSync, CatalogSyncError,
+};
 use backflow_protocol::cert::NodeIdentity;
 use backflow_protocol::endpoint::{
     EndpointConfig, Event, Output, PeerAuth, RestoreReport, Saved, Storage,
@@ -756,7 +758,16 @@ impl Net {
                     }
                     let now = self.now;
                     let node = self.node_mut(me);
+                    let read = match &op {
+                        Storage::Catalog(CatalogStorageOp::ReadLog { from, count_max }) => {
+                            Some((*from, node.store.read_log(*from, *count_max)))
+                        }
+                        _ => None,
+                    };
                     node.store.apply(op);
+                    if let Some((from, updates)) = read {
+                        node.ep.handle_catalog_log(now, from, updates);
+                    }
                     if let Some(h) = received {
                         let present = node.store.present(&h);
                         node.ep.handle_content_present(now, &h, &present);

@@ -13,9 +13,11 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use backflow_protocol::attestation::SignedAttestation;
-use backflow_protocol::catalog::SignedCatalogUpdate;
+use backflow_protocol::catalog::{Applied, CatalogOrigin, DepartmentCatalog, SignedCatalogUpdate};
 use backflow_protocol::catalog_review::{DutyChange, ReviewStorageOp, Submission};
-use backflow_protocol::catalog_sync::CatalogStorageOp;
+use backflow_protocol::catalog_sync::{
+    CatalogStorageOp, OriginRecord, SavedCatalog, SavedEntries, SavedOrigin,
+};
 use backflow_protocol::cert::Revocation;
 use backflow_protocol::endpoint::{Saved, SavedTransfer, Storage};
 use backflow_protocol::manifest::Hash;
@@ -50,6 +52,9 @@ pub struct Store {
     pub data: BTreeMap<(Hash, RegionCode), Partition>,
     /// The catalog log, entries 1.. in order.
     pub catalog_log: Vec<Arc<SignedCatalogUpdate>>,
+    /// Every department's catalog as applied from the log, with its record: the shell's
+    /// store of entries (the protocol holds only their ids).
+    pub catalogs: BTreeMap<CatalogOrigin, (OriginRecord, DepartmentCatalog)>,
     /// Catalog watermarks: sender → (log id, watermark).
     pub watermarks: BTreeMap<RegionCode, (u64, u64)>,
     /// Revocations accepted ([`Storage::Revocation`]), in order.
@@ -64,6 +69,23 @@ pub struct Store {
 }
 
 impl Store {
+    /// Log entries `from, …` (at most `count_max`), as a node's storage answers
+    /// [`CatalogStorageOp::ReadLog`].
+    pub fn read_log(&self, from: u64, count_max: usize) -> Vec<Arc<SignedCatalogUpdate>> {
+        let start = (from.max(1) - 1) as usize;
+        self.catalog_log
+            .iter()
+            .skip(start)
+            .take(count_max)
+            .cloned()
+            .collect()
+    }
+
+    /// A department's catalog as stored (entries included).
+    pub fn catalog(&self, origin: &CatalogOrigin) -> Option<&DepartmentCatalog> {
+        self.catalogs.get(origin).map(|(_, c)| c)
+    }
+
     /// Applies one storage effect, durably (it survives [`super::net::Net::restart`]).
     pub fn apply(&mut self, op: Storage) {
         match op {
@@ -109,14 +131,32 @@ impl Store {
                 let region = attestation.attestation.region;
                 self.attestations.insert((manifest, region), attestation);
             }
-            Storage::Catalog(CatalogStorageOp::AppendLog { index, update }) => {
+            Storage::Catalog(CatalogStorageOp::AppendLog {
+                index,
+                update,
+                record,
+            }) => {
                 assert_eq!(
                     index,
                     self.catalog_log.len() as u64 + 1,
                     "log appends are contiguous"
                 );
+                let origin = update.update.origin.clone();
+                let (held, catalog) = self
+                    .catalogs
+                    .entry(origin.clone())
+                    .or_insert_with(|| (OriginRecord::default(), DepartmentCatalog::new(origin)));
+                assert_eq!(
+                    catalog.apply(&update.update),
+                    Ok(Applied::Advanced),
+                    "the log's versions apply in order"
+                );
+                assert_eq!(record.seq, catalog.seq);
+                *held = record;
                 self.catalog_log.push(update);
             }
+            // Not a write: the net answers it (`Net::deliver_outputs`).
+            Storage::Catalog(CatalogStorageOp::ReadLog { .. }) => {}
             Storage::Revocation(r) => self.revocations.push(r),
             Storage::Share(ShareStorageOp::PutCase(case)) => {
                 self.share_cases.insert(case.request.id(), *case);
@@ -191,7 +231,18 @@ impl Store {
             .collect();
         Saved {
             transfers,
-            catalog_log: self.catalog_log.clone(),
+            catalog: SavedCatalog {
+                log_len: self.catalog_log.len() as u64,
+                origins: self
+                    .catalogs
+                    .iter()
+                    .map(|(origin, (record, catalog))| SavedOrigin {
+                        origin: origin.clone(),
+                        record: *record,
+                        entries: SavedEntries::Local(catalog.entries.values().cloned().collect()),
+                    })
+                    .collect(),
+            },
             catalog_watermarks: self
                 .watermarks
                 .iter()
