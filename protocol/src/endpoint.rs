@@ -56,12 +56,14 @@ use ed25519_dalek::VerifyingKey;
 use crate::attestation::SignedAttestation;
 use crate::calendar::WorkingCalendar;
 use crate::catalog::{CatalogOrigin, SignedCatalogUpdate};
+use crate::catalog_search::{CatalogSearch, SearchEvent, SearchOutput};
 use crate::catalog_sync::{
     CatalogEvent, CatalogOutput, CatalogStorageOp, CatalogSync, CatalogSyncConfig,
     CatalogSyncError, SavedCatalog,
 };
 use crate::cert::{CertChain, CertError, NodeIdentity, Revocation, TrustStore};
 
+mod catalog_search;
 mod departments;
 mod grant_delivery;
 mod trust_in_force;
@@ -261,6 +263,7 @@ pub enum Event<P> {
     Catalog(CatalogEvent),
     Share(ShareEvent),
     Review(ReviewEvent),
+    Search(SearchEvent),
     PeerAdmitted {
         peer: P,
         region: RegionCode,
@@ -357,6 +360,7 @@ pub struct Endpoint<P> {
     cs: CatalogSync,
     share: ShareService,
     review: CatalogReview,
+    search: CatalogSearch,
     peers: BTreeMap<P, Peer>,
     by_region: BTreeMap<RegionCode, P>,
     out: VecDeque<Output<P>>,
@@ -424,6 +428,7 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
             cs,
             share,
             review,
+            search: CatalogSearch::new(region),
             peers: BTreeMap::new(),
             by_region: BTreeMap::new(),
             out: VecDeque::new(),
@@ -576,6 +581,7 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
                 self.share
                     .handle_message(now, &mut self.trust, identity, from, m, &lookup);
             }
+            Message::Search(m) => self.search.handle_message(now, from, m),
             Message::Revocations(m) => {
                 for r in m.revocations {
                     // A rejected one is reported as an event; the others still apply.
@@ -607,6 +613,7 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
                     return;
                 }
                 self.share.handle_reachable(region, true);
+                self.search.handle_reachable(region, true);
                 // What it may have missed while apart: every revocation in its line.
                 for msg in messages_for(self.revocations.values(), region) {
                     self.out.push_back(Output::Send {
@@ -669,6 +676,7 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
             // (A region reaches the sharing service only on the tree; removing one that did
             // not is a no-op.)
             self.share.handle_reachable(region, false);
+            self.search.handle_reachable(region, false);
         }
     }
 
@@ -805,6 +813,7 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
         self.rf.handle_tick(now);
         self.cs.handle_tick(now);
         self.share.handle_tick(now);
+        self.search.handle_tick(now);
         self.review.handle_timeout(now);
         self.record_deliveries(now);
         self.close_finished_deliveries();
@@ -824,6 +833,7 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
             self.rf.poll_timeout(),
             self.cs.poll_timeout(),
             self.share.poll_timeout(),
+            self.search.poll_timeout(),
             self.review.poll_timeout(),
             expiry,
             self.deliveries_completed.then_some(UnixMs::ZERO),
@@ -884,6 +894,16 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
                 },
                 ShareOutput::Storage(op) => Output::Storage(Storage::Share(op)),
                 ShareOutput::Event(e) => Output::Event(Event::Share(e)),
+            });
+        }
+        if let Some(o) = self.search.poll_output() {
+            return Some(match o {
+                SearchOutput::Send { to, msg } => Output::Send {
+                    to,
+                    peer: self.peer_of(to),
+                    msg: Message::Search(msg),
+                },
+                SearchOutput::Event(e) => Output::Event(Event::Search(e)),
             });
         }
         Some(match self.review.poll_output()? {

@@ -44,6 +44,7 @@ pub mod attestation;
 pub mod calendar;
 pub mod catalog;
 pub mod catalog_review;
+pub mod catalog_search;
 pub mod catalog_sync;
 pub mod cert;
 pub mod chunk;

@@ -33,7 +33,8 @@ pub use crate::limits::{
 /// 3: a manifest's schema carries the published header line verbatim.
 /// 4: a want names many partitions, a chunk frame carries runs of many partitions.
 /// 5: revocations travel on the control plane ([`Message::Revocations`]).
-pub const PROTOCOL_VERSION: u16 = 5;
+/// 6: catalog searches travel up the tree and back ([`Message::Search`]).
+pub const PROTOCOL_VERSION: u16 = 6;
 
 /// Identity exchange on connection: the sender's certificate chain (anchor-most first). The
 /// shell verifies it with [`crate::cert::TrustStore::verify_chain`], checks the leaf's peer id
@@ -67,6 +68,9 @@ pub enum Message {
     /// Control plane: share requests' signed acts, hop by hop toward the other party
     /// ([`crate::share`]).
     Share(ShareMsg),
+    /// Control plane: searches of the unified catalog, up to the node whose subtree covers
+    /// them and back ([`crate::catalog_search`]).
+    Search(crate::catalog_search::SearchMsg),
 }
 
 impl Bounded for Message {
@@ -78,6 +82,7 @@ impl Bounded for Message {
             Message::Chunk(m) => m.check_limits(),
             Message::Revocations(m) => m.check_limits(),
             Message::Share(m) => m.check_limits(),
+            Message::Search(m) => m.check_limits(),
         }
     }
 }
@@ -103,6 +108,8 @@ impl Message {
             Message::Revocations(_) => true,
             // An act is persisted (case or transit) before it is sent; an ack says so.
             Message::Share(_) => true,
+            // A search reads what is published; it tells nothing of what is stored.
+            Message::Search(_) => false,
         }
     }
 }
