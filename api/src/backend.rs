@@ -77,6 +77,40 @@ pub struct RevokeParams {
     pub signed: Option<String>,
 }
 
+/// One page of the aggregated catalog (Arts. 12–17): departments of `region`'s subtree
+/// (default: this node's), in order, after `after` (`region/department`, the last of the
+/// previous page), at most `limit` departments.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogListParams {
+    #[serde(default)]
+    pub region: Option<String>,
+    #[serde(default)]
+    pub after: Option<String>,
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+/// A search of the unified catalog (Art. 16, 统一向政府部门通告): free text over entry names
+/// and data items, and filters on the provider department, the sharing attribute
+/// (`unconditional`, `conditional`, `not_shared`) and a region's subtree.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogSearchParams {
+    #[serde(default)]
+    pub q: Option<String>,
+    #[serde(default)]
+    pub provider: Option<String>,
+    #[serde(default)]
+    pub sharing: Option<String>,
+    #[serde(default)]
+    pub region: Option<String>,
+    #[serde(default)]
+    pub offset: Option<usize>,
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
 /// A share request to file (Art. 20) as this node's department: the provider's department and
 /// catalog entry, and what the request states.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -226,8 +260,25 @@ pub trait Backend: Clone + Send + Sync + 'static {
     /// Every revocation in force here.
     fn revocations(&self) -> impl Future<Output = Result<serde_json::Value, ApiError>> + Send;
 
-    /// The aggregated catalog of this subtree (Arts. 12–17).
-    fn catalogs(&self) -> impl Future<Output = Result<serde_json::Value, ApiError>> + Send;
+    /// One page of the aggregated catalog of this subtree (Arts. 12–17).
+    fn catalogs(
+        &self,
+        params: CatalogListParams,
+    ) -> impl Future<Output = Result<serde_json::Value, ApiError>> + Send;
+
+    /// Every current catalog entry with this id: an array of `{region, department, entry}`
+    /// (ids are unique within a department only); empty if there is none.
+    fn catalog_entry(
+        &self,
+        id: String,
+    ) -> impl Future<Output = Result<serde_json::Value, ApiError>> + Send;
+
+    /// Searches the unified catalog: `{total, hits: [{region, department, entry_id, name,
+    /// score}]}`.
+    fn catalog_search(
+        &self,
+        params: CatalogSearchParams,
+    ) -> impl Future<Output = Result<serde_json::Value, ApiError>> + Send;
 
     /// Submits catalog entries as this node's department; returns the new sequence number.
     fn catalog_submit(

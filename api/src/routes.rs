@@ -8,8 +8,9 @@
 //! | GET    | `/api/status`        | `?dataset=NAME`                                         |
 //! | GET    | `/api/export`        | `?dataset=&version=` → the lines, streamed; figures in `x-backflow-*` headers |
 //! | POST   | `/api/export`        | `{dataset, version?, out}`, `out` inside `export_dir`    |
-//! | GET    | `/api/catalog`       | the aggregated catalog of this subtree                  |
+//! | GET    | `/api/catalog`       | `?region=&after=&limit=`: a page of the aggregated catalog of this subtree |
 //! | GET    | `/api/catalog/{id}`  | entries with this id                                    |
+//! | GET    | `/api/catalog-search`| `?q=&provider=&sharing=&region=&offset=&limit=`: search the unified catalog (Art. 16) |
 //! | POST   | `/api/catalog`       | a `CatalogEntry` or an array of them                    |
 //! | GET    | `/api/peers`         | connected peers and their verified regions              |
 //! | GET    | `/api/share`         | `?overdue=true`: share requests this node is a party to, overdue first |
@@ -48,8 +49,9 @@ use tokio::sync::Semaphore;
 use tokio_util::io::{ReaderStream, StreamReader, SyncIoBridge};
 
 use crate::backend::{
-    Backend, DutyChangeParams, DutyExtendParams, ExportWhich, PublishParams, ReviewDecideParams,
-    ReviewRequest, ReviewSubmitParams, RevokeParams, ShareActParams, ShareFileParams,
+    Backend, CatalogListParams, CatalogSearchParams, DutyChangeParams, DutyExtendParams,
+    ExportWhich, PublishParams, ReviewDecideParams, ReviewRequest, ReviewSubmitParams,
+    RevokeParams, ShareActParams, ShareFileParams,
 };
 use crate::confine::{self, Confined};
 use crate::error::ApiError;
@@ -57,6 +59,8 @@ use crate::gate::{self, Gate, Principal};
 use crate::jobs::{JobView, Jobs};
 
 /// JSON request bodies (catalog batches, path-based requests) are small.
+/// A catalog entry id in a path: the protocol's bound on names (`limits::NAME_BYTES_MAX`).
+const CATALOG_ID_BYTES_MAX: usize = backflow_protocol::limits::NAME_BYTES_MAX;
 pub const JSON_BODY_BYTES_MAX: usize = 4 * 1024 * 1024;
 /// A streamed publish's body: bounded so a runaway client cannot fill the disk unnoticed; far
 /// above any real regional dataset (the national population register is ~0.5 GB).
@@ -110,6 +114,7 @@ pub fn router<B: Backend>(backend: B, gate: Gate, dirs: Directories) -> Router {
             get(catalog_list::<B>).post(catalog_add::<B>),
         )
         .route("/api/catalog/{id}", get(catalog_show::<B>))
+        .route("/api/catalog-search", get(catalog_search::<B>))
         .route("/api/peers", get(peers::<B>))
         .route("/api/revocations", get(revocations::<B>).post(revoke::<B>))
         .route("/api/share", get(share_list::<B>).post(share_file::<B>))
@@ -456,37 +461,32 @@ async fn export_file<B: Backend>(
 
 async fn catalog_list<B: Backend>(
     State(api): State<Api<B>>,
+    Query(params): Query<CatalogListParams>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    answer(api.backend.catalogs()).await.map(Json)
+    answer(api.backend.catalogs(params)).await.map(Json)
 }
 
 async fn catalog_show<B: Backend>(
     State(api): State<Api<B>>,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let catalogs = answer(api.backend.catalogs()).await?;
-    let found: Vec<serde_json::Value> = catalogs
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|cat| {
-            cat["entries"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|e| e["id"].as_str() == Some(id.as_str()))
-                .map(|e| {
-                    serde_json::json!({
-                        "region": cat["region"], "department": cat["department"],
-                        "seq": cat["seq"], "entry": e
-                    })
-                })
-        })
-        .collect();
-    if found.is_empty() {
+    if id.len() > CATALOG_ID_BYTES_MAX {
+        return Err(ApiError::bad_request(format!(
+            "a catalog entry id is at most {CATALOG_ID_BYTES_MAX} bytes"
+        )));
+    }
+    let found = answer(api.backend.catalog_entry(id.clone())).await?;
+    if found.as_array().is_none_or(|a| a.is_empty()) {
         return Err(ApiError::not_found(format!("no catalog entry {id:?}")));
     }
-    Ok(Json(serde_json::Value::Array(found)))
+    Ok(Json(found))
+}
+
+async fn catalog_search<B: Backend>(
+    State(api): State<Api<B>>,
+    Query(params): Query<CatalogSearchParams>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    answer(api.backend.catalog_search(params)).await.map(Json)
 }
 
 #[derive(Deserialize)]

@@ -40,11 +40,27 @@ impl Backend for Fake {
     async fn peers(&self) -> Result<serde_json::Value, ApiError> {
         Ok(serde_json::json!([]))
     }
-    async fn catalogs(&self) -> Result<serde_json::Value, ApiError> {
+    async fn catalogs(
+        &self,
+        _params: backflow_api::CatalogListParams,
+    ) -> Result<serde_json::Value, ApiError> {
         Ok(
             serde_json::json!([{"region": "11", "department": "d", "seq": 1,
             "entries": [{"id": "a"}, {"id": "b"}]}]),
         )
+    }
+    async fn catalog_entry(&self, id: String) -> Result<serde_json::Value, ApiError> {
+        Ok(if id == "a" || id == "b" {
+            serde_json::json!([{"region": "11", "department": "d", "entry": {"id": id}}])
+        } else {
+            serde_json::json!([])
+        })
+    }
+    async fn catalog_search(
+        &self,
+        params: backflow_api::CatalogSearchParams,
+    ) -> Result<serde_json::Value, ApiError> {
+        Ok(serde_json::json!({"total": 0, "hits": [], "q": params.q}))
     }
     async fn catalog_submit(&self, entries: Vec<CatalogEntry>) -> Result<u64, ApiError> {
         Ok(entries.len() as u64)

@@ -22,6 +22,11 @@ use crate::handle::{DatasetQuery, NodeHandle};
 use crate::partition::{Format, RegionField, VillagePolicy};
 use crate::publish::{work_dir, PublishReport, PublishRequest};
 
+/// Departments in a catalog page when the caller names no limit.
+const CATALOG_PAGE_DEPARTMENTS: usize = 1_000;
+/// Entries returned for one id (unique per department: one per department using it).
+const CATALOG_ENTRIES_WITH_ID_MAX: usize = 1_000;
+
 #[derive(Clone)]
 pub struct NodeBackend {
     pub node: NodeHandle,
@@ -121,12 +126,70 @@ impl Backend for NodeBackend {
         )
     }
 
-    async fn catalogs(&self) -> Result<serde_json::Value, ApiError> {
+    async fn catalogs(
+        &self,
+        params: backflow_api::CatalogListParams,
+    ) -> Result<serde_json::Value, ApiError> {
+        let region = params
+            .region
+            .as_deref()
+            .map(|r| parse_region("region", r))
+            .transpose()?;
+        let after = params
+            .after
+            .as_deref()
+            .map(|a| {
+                let (region, department) = a.split_once('/').ok_or_else(|| {
+                    ApiError::bad_request("after is region/department (the last of a page)")
+                })?;
+                Ok::<_, ApiError>(backflow_protocol::catalog::CatalogOrigin {
+                    region: parse_region("after", region)?,
+                    department: department.to_string(),
+                })
+            })
+            .transpose()?;
+        let limit = params
+            .limit
+            .unwrap_or(CATALOG_PAGE_DEPARTMENTS)
+            .min(crate::catalog_store::LIST_DEPARTMENTS_MAX);
         json(
             self.node
-                .catalogs()
+                .catalogs(region, after, limit)
                 .await
                 .map_err(|e| ApiError::internal(&e))?,
+        )
+    }
+
+    async fn catalog_entry(&self, id: String) -> Result<serde_json::Value, ApiError> {
+        let found = self
+            .node
+            .catalog_entries_with_id(id, CATALOG_ENTRIES_WITH_ID_MAX)
+            .await
+            .map_err(|e| ApiError::internal(&e))?;
+        let found: Vec<serde_json::Value> = found
+            .into_iter()
+            .map(|(origin, entry)| {
+                serde_json::json!({
+                    "region": origin.region.to_string(),
+                    "department": origin.department,
+                    "entry": entry,
+                })
+            })
+            .collect();
+        Ok(serde_json::Value::Array(found))
+    }
+
+    async fn catalog_search(
+        &self,
+        params: backflow_api::CatalogSearchParams,
+    ) -> Result<serde_json::Value, ApiError> {
+        let query = crate::catalog_search::query_of(&params)?;
+        json(
+            self.node
+                .catalog_search(query)
+                .await
+                // Not the caller's fault: nobody above reachable, busy, timed out.
+                .map_err(|e| ApiError::busy(format!("{e:#}")))?,
         )
     }
 

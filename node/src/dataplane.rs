@@ -74,6 +74,14 @@ pub enum Work {
     Failed(String),
     /// Stored content did not verify when it was served: to be dropped and fetched again.
     Damaged(crate::chunks::Damaged),
+    /// This node's index answered a catalog search the protocol asked it for.
+    SearchAnswered {
+        id: u64,
+        result: Result<
+            backflow_protocol::catalog_search::SearchResults,
+            backflow_protocol::catalog_search::SearchRefusal,
+        >,
+    },
 }
 
 /// Inbound data-plane streams one admitted peer may hold open at once. Its writer keeps one

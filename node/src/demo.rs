@@ -376,7 +376,10 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
     let deadline = Instant::now() + opts.timeout;
     let national = &net.nodes[&RegionCode::NATIONAL];
     loop {
-        let got = national.catalogs().await?.len();
+        let got = national
+            .catalogs(None, None, crate::catalog_store::LIST_DEPARTMENTS_MAX)
+            .await?
+            .len();
         if got >= want {
             println!(
                 "✓ catalog sync: national holds the catalogs of all {want} jurisdictions below it"

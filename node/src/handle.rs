@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, Result};
 use backflow_api::{ShareActParams, ShareFileParams};
-use backflow_protocol::catalog::CatalogEntry;
+use backflow_protocol::catalog::{CatalogEntry, CatalogOrigin};
 use backflow_protocol::cert::NodeIdentity;
 use backflow_protocol::manifest::{DatasetId, Hash, HeldVersion, PartitionEntry, SignedManifest};
 use backflow_protocol::return_flow::TransferRecord;
@@ -17,10 +17,11 @@ use backflow_topology::RegionCode;
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::catalog_store::CatalogView;
 use crate::clock::now_ms;
 use crate::share_api::ShareView;
 use crate::status::DepartmentView;
-use crate::status::{CatalogView, DatasetStatus, PeerView, RevocationView};
+use crate::status::{DatasetStatus, PeerView, RevocationView};
 use crate::store::Store;
 
 /// The transfer records of one dataset version (one per scope).
@@ -79,11 +80,12 @@ pub(crate) enum Cmd {
         entries: Vec<CatalogEntry>,
         reply: oneshot::Sender<Result<u64>>,
     },
-    Catalogs {
-        reply: oneshot::Sender<Vec<CatalogView>>,
-    },
     Peers {
         reply: oneshot::Sender<Vec<PeerView>>,
+    },
+    CatalogSearch {
+        query: backflow_protocol::catalog_search::SearchQuery,
+        reply: crate::search_requests::SearchReply,
     },
     Revoke {
         region: RegionCode,
@@ -185,6 +187,8 @@ pub struct NodeHandle {
     pub(crate) cmd: mpsc::Sender<Cmd>,
     pub stats: Arc<NodeStats>,
     pub store: Store,
+    /// Search of the unified catalog (its own index, fed from the catalog log).
+    pub search: crate::catalog_search::CatalogSearch,
     pub identity: Arc<NodeIdentity>,
     pub peer_id: PeerId,
     /// Listen addresses, each ending in `/p2p/<peer id>`.
@@ -340,8 +344,50 @@ impl NodeHandle {
         .await?
     }
 
-    pub async fn catalogs(&self) -> Result<Vec<CatalogView>> {
-        self.ask(|reply| Cmd::Catalogs { reply }).await
+    /// The aggregated catalog of `region`'s subtree (within this node's; all of it for
+    /// national), department by department in key order after `after`, at most `limit`
+    /// departments (≤ [`crate::catalog_store::LIST_DEPARTMENTS_MAX`]). Read from the store
+    /// on the blocking pool, not through the event loop: at national it is the whole
+    /// country's catalog.
+    pub async fn catalogs(
+        &self,
+        region: Option<RegionCode>,
+        after: Option<CatalogOrigin>,
+        limit: usize,
+    ) -> Result<Vec<CatalogView>> {
+        let store = self.store.clone();
+        let region = region.unwrap_or(RegionCode::NATIONAL);
+        tokio::task::spawn_blocking(move || {
+            crate::catalog_store::list(&store, region, after.as_ref(), limit)
+        })
+        .await?
+    }
+
+    /// Searches the unified catalog (Art. 16): answered from this node's index when its
+    /// subtree covers the search, else by the nearest ancestor whose subtree does, over the
+    /// overlay (a township searches the whole country through national).
+    pub async fn catalog_search(
+        &self,
+        query: backflow_protocol::catalog_search::SearchQuery,
+    ) -> Result<crate::catalog_search::SearchView> {
+        let results = self
+            .ask(|reply| Cmd::CatalogSearch { query, reply })
+            .await?
+            .map_err(|refusal| anyhow::anyhow!("{refusal}"))?;
+        let here = results.answered_by == self.region();
+        let indexed = here.then(|| self.search.indexed_through());
+        Ok(crate::catalog_search::SearchView::of(results, indexed))
+    }
+
+    /// Every current catalog entry with this id (ids are unique per department only).
+    pub async fn catalog_entries_with_id(
+        &self,
+        id: String,
+        max: usize,
+    ) -> Result<Vec<(CatalogOrigin, CatalogEntry)>> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || crate::catalog_store::entries_with_id(&store, &id, max))
+            .await?
     }
 
     pub async fn peers(&self) -> Result<Vec<PeerView>> {

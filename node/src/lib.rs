@@ -4,6 +4,8 @@
 pub mod aligned_buf;
 pub mod api_backend;
 pub mod calendar_files;
+pub mod catalog_search;
+pub mod catalog_store;
 pub mod chunks;
 pub mod clock;
 pub mod config;
@@ -24,6 +26,7 @@ pub mod publish;
 pub mod review_api;
 pub mod runtime;
 pub mod scrub;
+pub mod search_requests;
 pub mod share_api;
 pub mod status;
 pub mod store;

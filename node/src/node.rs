@@ -34,10 +34,11 @@ use crate::net::{build_swarm, keypair_from_signing_key, CHUNK_PROTOCOL};
 use crate::runtime::{encode_hello, Runtime};
 use crate::store::Store;
 
+pub use crate::catalog_store::CatalogView;
 pub use crate::clock::now_ms;
 pub use crate::handle::{DatasetQuery, HeldRecords, NodeHandle, NodeStats};
 pub use crate::net::peer_id_of;
-pub use crate::status::{CatalogView, ChildStatus, DatasetStatus, PeerView, RevocationView};
+pub use crate::status::{ChildStatus, DatasetStatus, PeerView, RevocationView};
 pub use backflow_protocol::tuning::Tuning;
 
 /// Commands queued to the event loop. Bounded: callers wait rather than pile up.
@@ -92,6 +93,7 @@ pub async fn start(setup: NodeSetup) -> Result<(NodeHandle, tokio::task::JoinHan
     }
     let identity = Arc::new(setup.identity);
     let store = Store::open(&setup.db_path)?;
+    let search = crate::catalog_search::CatalogSearch::start(store.clone(), &setup.db_path)?;
     let keypair = keypair_from_signing_key(&identity.key);
     let peer_id = keypair.public().to_peer_id();
     let mut swarm = build_swarm(keypair)?;
@@ -124,7 +126,7 @@ pub async fn start(setup: NodeSetup) -> Result<(NodeHandle, tokio::task::JoinHan
         routing: DataRouting::tree(),
         catalog_log_id: crate::persist::catalog_log_id(&store, now)?,
     };
-    let saved = crate::persist::load(&store)?;
+    let saved = crate::persist::load(&store, identity.region)?;
     let (mut ep, report) = Endpoint::new(now, config, saved)?;
     ep.set_calendar(setup.calendar.clone());
     for (dataset, error) in &report.failed {
@@ -160,6 +162,9 @@ pub async fn start(setup: NodeSetup) -> Result<(NodeHandle, tokio::task::JoinHan
     let mut rt = Runtime {
         swarm,
         store: store.clone(),
+        search: search.clone(),
+        catalog_log_len: 0,
+        searches: HashMap::new(),
         ep,
         hello,
         outbox: Outbox::default(),
@@ -192,6 +197,7 @@ pub async fn start(setup: NodeSetup) -> Result<(NodeHandle, tokio::task::JoinHan
             cmd: cmd_tx,
             stats,
             store,
+            search,
             identity,
             peer_id,
             listen_addrs,

@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, Result};
 use backflow_protocol::attestation::SignedAttestation;
-use backflow_protocol::catalog::SignedCatalogUpdate;
 use backflow_protocol::catalog_review::{
     DutyChange, ReviewStorageOp, Submission, REVIEW_ITEMS_MAX,
 };
@@ -29,7 +28,6 @@ use tracing::{debug, warn};
 use crate::store::{region_key, Store, CF_ATTESTATIONS, CF_CATALOG, CF_RECEIPTS, CF_STATE};
 
 const TRANSFER_KEY_PREFIX: &[u8] = b"transfer/";
-const CATALOG_LOG_PREFIX: &[u8] = b"log/";
 const CATALOG_WM_PREFIX: &[u8] = b"wm/";
 const CATALOG_LOG_ID_KEY: &[u8] = b"catalog/log_id";
 const REVOCATION_KEY_PREFIX: &[u8] = b"revocation/";
@@ -42,10 +40,10 @@ const REVIEW_SUBMISSION_KEY_PREFIX: &[u8] = b"review/submission/";
 const REVIEW_DUTY_KEY_PREFIX: &[u8] = b"review/duty/";
 /// Bounds on what is read back at start (a corrupted or hostile database cannot make the node
 /// read without end): transfers held, receipts per transfer (one per descendant region at
-/// most: national has 44,703), catalog log entries and senders' watermarks.
+/// most: national has 44,703) and senders' catalog watermarks (the catalog's own bounds are
+/// `catalog_store`'s).
 pub const TRANSFER_RECORDS_MAX: usize = 4_096;
 pub const RECEIPTS_PER_TRANSFER_MAX: usize = 65_536;
-pub const CATALOG_LOG_ENTRIES_MAX: usize = 1_000_000;
 pub const CATALOG_WATERMARKS_MAX: usize = 65_536;
 /// As many as the trust store can hold.
 pub const REVOCATIONS_MAX: usize = backflow_protocol::cert::REVOKED_KEYS_MAX;
@@ -113,8 +111,8 @@ pub fn present(
 /// groups found on disk and their descendants' receipts, the catalog log and watermarks.
 /// The endpoint re-persists each restored record (`PutTransfer`), which is how the shell's
 /// mirror of them fills again. Unreadable records and receipts are skipped with a warning (the protocol fetches again what
-/// they described); an unreadable catalog entry is an error (the log must replay whole).
-pub fn load(store: &Store) -> Result<Saved> {
+/// they described); an unreadable catalog record is an error (`catalog_store::load`).
+pub fn load(store: &Store, region: RegionCode) -> Result<Saved> {
     let mut saved = Saved::default();
     for (key, value) in store.scan_prefix(CF_STATE, TRANSFER_KEY_PREFIX, TRANSFER_RECORDS_MAX)? {
         let record: TransferRecord = match decode_exact(&value) {
@@ -151,11 +149,7 @@ pub fn load(store: &Store) -> Result<Saved> {
             attestations,
         });
     }
-    for (_, v) in store.scan_prefix(CF_CATALOG, CATALOG_LOG_PREFIX, CATALOG_LOG_ENTRIES_MAX)? {
-        let update: SignedCatalogUpdate =
-            decode_exact(&v).map_err(|e| anyhow!("corrupt catalog log entry: {e}"))?;
-        saved.catalog_log.push(Arc::new(update));
-    }
+    saved.catalog = crate::catalog_store::load(store, region)?;
     for (k, v) in store.scan_prefix(CF_CATALOG, CATALOG_WM_PREFIX, CATALOG_WATERMARKS_MAX)? {
         let (sender, log_id, wm): (RegionCode, u64, u64) =
             decode_exact(&v).map_err(|e| anyhow!("corrupt catalog watermark {k:?}: {e}"))?;
@@ -304,12 +298,17 @@ pub fn apply(
             let value = encode_value(&r).map_err(|e| anyhow!("{e}"))?;
             store.put(CF_STATE, &key, &value)?;
         }
-        Storage::Catalog(CatalogStorageOp::AppendLog { index, update }) => {
-            let mut key = CATALOG_LOG_PREFIX.to_vec();
-            key.extend_from_slice(&index.to_be_bytes());
-            let value = encode_value(&*update).map_err(|e| anyhow!("{e}"))?;
-            store.put(CF_CATALOG, &key, &value)?;
+        Storage::Catalog(CatalogStorageOp::AppendLog {
+            index,
+            update,
+            record,
+        }) => {
+            let mut batch = store.batch();
+            crate::catalog_store::append(&mut batch, index, &update, &record)?;
+            store.write(batch)?;
         }
+        // Not a write: the runtime answers it once the writes before it are applied.
+        Storage::Catalog(CatalogStorageOp::ReadLog { .. }) => {}
         Storage::Catalog(CatalogStorageOp::PutWatermark {
             sender,
             log_id,

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
 use backflow_protocol::catalog::CatalogEntry;
-use backflow_protocol::catalog_sync::CatalogEvent;
+use backflow_protocol::catalog_sync::{CatalogEvent, CatalogStorageOp};
 use backflow_protocol::endpoint::{Event, Output, RunVerdict, Storage};
 use backflow_protocol::manifest::{DatasetId, Hash, HeldVersion, PartitionEntry};
 use backflow_protocol::outbox::Outbox;
@@ -49,6 +49,12 @@ const LOOP_WAIT_MS_MAX: u64 = 1_000;
 pub(crate) struct Runtime {
     pub swarm: Swarm<Behaviour>,
     pub store: Store,
+    /// Search of the unified catalog: told how far the catalog log is durable.
+    pub search: crate::catalog_search::CatalogSearch,
+    /// The catalog log's length as appended (durable at the next `make_durable`).
+    pub catalog_log_len: u64,
+    /// Searches this node's departments asked, by the protocol's id.
+    pub searches: HashMap<u64, crate::search_requests::SearchReply>,
     pub ep: Endpoint<PeerId>,
     /// This node's hello frame, encoded once.
     pub hello: Vec<u8>,
@@ -398,6 +404,7 @@ impl Runtime {
             }
             Work::Failed(e) => warn!(error = %e, "background work failed"),
             Work::Damaged(d) => self.on_damaged(d),
+            Work::SearchAnswered { id, result } => self.ep.answer_catalog_search(id, result),
         }
     }
 
@@ -451,6 +458,21 @@ impl Runtime {
                         }
                         _ => None,
                     };
+                    if let Storage::Catalog(CatalogStorageOp::ReadLog { from, count_max }) = op {
+                        // A read, not a write: the writes before it are applied already.
+                        match crate::catalog_store::read_log(&self.store, from, count_max) {
+                            Ok(updates) => self.ep.handle_catalog_log(now_ms(), from, updates),
+                            // The protocol asks again and reports it (LogUnreadable).
+                            Err(e) => {
+                                warn!(from, error = %format!("{e:#}"), "catalog log unreadable")
+                            }
+                        }
+                        continue;
+                    }
+                    let catalog_grew = match &op {
+                        Storage::Catalog(CatalogStorageOp::AppendLog { index, .. }) => Some(*index),
+                        _ => None,
+                    };
                     self.unsynced = true;
                     if let Err(e) = crate::persist::apply(&self.store, &mut self.records, op) {
                         // Durability failed: stop rather than acknowledge what is not stored.
@@ -458,6 +480,9 @@ impl Runtime {
                     }
                     if let Some(record) = received {
                         self.report_present(&record);
+                    }
+                    if let Some(index) = catalog_grew {
+                        self.catalog_log_len = index;
                     }
                 }
                 Output::Event(ev) => self.on_event(ev),
@@ -480,6 +505,8 @@ impl Runtime {
         }
         self.unsynced = false;
         self.stats.wal_syncs.fetch_add(1, Ordering::Relaxed);
+        // The catalog log is durable this far: its search index may follow.
+        self.search.log_durable(self.catalog_log_len);
     }
 
     /// Stored content failed verification (when served or exported): it leaves the index and
@@ -623,6 +650,7 @@ impl Runtime {
 
     fn on_event(&mut self, ev: Event<PeerId>) {
         match ev {
+            Event::Search(e) => self.on_search_event(e),
             Event::PeerAdmitted { peer, region } => {
                 self.data.admitted.admit(peer);
                 info!(%peer, %region, "peer verified")
@@ -811,9 +839,7 @@ impl Runtime {
             }
             Cmd::ContentDamaged(d) => self.on_damaged(d),
             Cmd::Scrub { reply } => self.scrub_all(reply),
-            Cmd::Catalogs { reply } => {
-                let _ = reply.send(crate::status::catalogs(&self.ep));
-            }
+            Cmd::CatalogSearch { query, reply } => self.ask_search(query, reply),
             Cmd::Peers { reply } => {
                 let v = self
                     .swarm
@@ -860,7 +886,8 @@ impl Runtime {
                 params,
                 reply,
             } => {
-                let result = crate::share_api::file(&mut self.ep, now, &department, &params);
+                let result =
+                    crate::share_api::file(&mut self.ep, &self.store, now, &department, &params);
                 // Persisted before the caller hears it is filed.
                 self.drain();
                 self.make_durable();

@@ -309,6 +309,7 @@ pub fn act_of(p: &ShareActParams) -> Result<ShareAct> {
 /// provider's own catalog decides the entry's attribute when the request arrives there.
 pub fn file(
     ep: &mut Endpoint<PeerId>,
+    store: &crate::store::Store,
     now: UnixMs,
     department: &str,
     params: &ShareFileParams,
@@ -318,11 +319,7 @@ pub fn file(
         department: department.to_string(),
     };
     let request = request_of(params, requester, now)?;
-    let entry = ep
-        .catalog_sync()
-        .catalog(&request.provider)
-        .and_then(|c| c.entries.get(&request.entry_id))
-        .cloned();
+    let entry = crate::catalog_store::entry(store, &request.provider, &request.entry_id)?;
     let problems = match &entry {
         Some(e) => request.problems(e),
         None => request.field_problems(),

@@ -1,10 +1,9 @@
-//! What `backflow status`, `catalog list` and `peers` show, computed from the endpoint's
+//! What `backflow status` and `peers` show, computed from the endpoint's
 //! state: per dataset, this node's own holdings and the delivery below it, child by child.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use backflow_protocol::catalog::CatalogEntry;
 use backflow_protocol::manifest::Hash;
 use backflow_protocol::return_flow::TransferRecord;
 use backflow_protocol::Endpoint;
@@ -51,14 +50,6 @@ pub struct DatasetStatus {
     pub bytes_delivered: u64,
     pub complete: bool,
     pub children: Vec<ChildStatus>,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct CatalogView {
-    pub region: String,
-    pub department: String,
-    pub seq: u64,
-    pub entries: Vec<Arc<CatalogEntry>>,
 }
 
 /// A department of this node (政府部门), as `backflow dept list` and the API show it: never its
@@ -210,17 +201,4 @@ pub fn datasets(
         });
     }
     out
-}
-
-/// The aggregated catalog: every department in this node's subtree it has heard of.
-pub fn catalogs(ep: &Endpoint<PeerId>) -> Vec<CatalogView> {
-    ep.catalog_sync()
-        .catalogs()
-        .map(|c| CatalogView {
-            region: c.origin.region.to_string(),
-            department: c.origin.department.clone(),
-            seq: c.seq,
-            entries: c.entries.values().cloned().collect(),
-        })
-        .collect()
 }

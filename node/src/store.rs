@@ -655,6 +655,53 @@ impl Store {
         Ok(out)
     }
 
+    /// Visits `(key, value)` pairs in key order from `start` on while `visit` returns
+    /// `Ok(true)`: for scans too large to collect (the unified catalog at national).
+    pub fn for_each_from(
+        &self,
+        cf: &str,
+        start: &[u8],
+        mut visit: impl FnMut(&[u8], &[u8]) -> Result<bool>,
+    ) -> Result<()> {
+        let iter = self
+            .db
+            .iterator_cf(self.cf(cf), IteratorMode::From(start, Direction::Forward));
+        for item in iter {
+            let (k, v) = item?;
+            if !visit(&k, &v)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// The greatest key starting with `prefix`, if any.
+    pub fn last_key_with_prefix(&self, cf: &str, prefix: &[u8]) -> Result<Option<Vec<u8>>> {
+        // Seek to the last key below the prefix's successor.
+        let mut end = prefix.to_vec();
+        while let Some(last) = end.pop() {
+            if last < u8::MAX {
+                end.push(last + 1);
+                break;
+            }
+        }
+        let mode = if end.is_empty() {
+            IteratorMode::End
+        } else {
+            IteratorMode::From(&end, Direction::Reverse)
+        };
+        for item in self.db.iterator_cf(self.cf(cf), mode) {
+            let (k, _) = item?;
+            if k.starts_with(prefix) {
+                return Ok(Some(k.to_vec()));
+            }
+            if k.as_ref() < prefix {
+                return Ok(None);
+            }
+        }
+        Ok(None)
+    }
+
     /// Stores verified groups `first_group..` of a partition (`data` is their content,
     /// concatenated) together with `extra` bookkeeping: bytes into the content file first,
     /// then the index entries and `extra` in one logged batch.

@@ -98,7 +98,7 @@ async fn only_entries_the_authority_approved_take_effect_and_sync_up() -> Result
     assert!(matches!(left, Some(2..=3)), "{shebao}");
     let has = async |node: &backflow_node::node::NodeHandle, id: &str| -> Result<bool> {
         Ok(node
-            .catalogs()
+            .catalogs(None, None, 1_000)
             .await?
             .iter()
             .any(|c| c.department == DEPT && c.entries.iter().any(|e| e.id == id)))

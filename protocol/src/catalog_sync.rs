@@ -457,6 +457,14 @@ impl CatalogSync {
                 }
                 // The upstream's word is authoritative (it may have lost state).
                 let acked = watermark.min(log_len);
+                if up.retry_at.is_some() && up.acked == Some(acked) {
+                    // Nothing new, and a request is outstanding: this answers an earlier
+                    // request (a duplicate probe, a retransmitted batch). Sending on it would
+                    // run a second stream of batches beside the first, each ack starting one;
+                    // the outstanding request's own answer (or its retry) carries on.
+                    up.last_heard = now;
+                    return;
+                }
                 up.acked = Some(acked);
                 up.retry_at = None;
                 up.last_heard = now;
@@ -665,7 +673,9 @@ impl CatalogSync {
     /// A connection to `region` was (re)admitted. If it is the upstream, its state is unknown
     /// again — it may have restarted from a lost or restored database — so it is probed
     /// rather than trusted to hold what it acknowledged before (a probe is one small message
-    /// per reconnection).
+    /// per reconnection). A request still in flight may be answered too: an acknowledgement
+    /// that changes nothing while a request is outstanding starts no send (see the `Ack`
+    /// arm of [`Self::handle_message`]), so two answers never become two streams of batches.
     pub fn handle_peer_admitted(&mut self, now: UnixMs, region: RegionCode) {
         let Some(up) = self.upstream.as_mut() else {
             return;

@@ -233,6 +233,45 @@ fn a_parent_that_lost_its_catalog_gets_the_logs_again_from_storage() {
     assert_eq!(sim.net.cs(RegionCode::NATIONAL).log_len(), 8);
 }
 
+/// An acknowledgement that answers an earlier request (a duplicate probe after a reconnect,
+/// a retransmitted batch) while a batch is outstanding starts no second batch: otherwise each
+/// of the two answers would start one, and two streams of batches would run for good.
+#[test]
+fn an_answer_to_an_earlier_request_starts_no_second_stream() {
+    let mut sim = Sim::new(5, Faults::NONE);
+    sim.workload();
+    assert!(sim.run(120_000, all_aggregated));
+    sim.run(5_000, |_, _| false);
+    let (county, city) = (code("110101"), code("1101"));
+    let log_id = sim.net.node(county).config.catalog_log_id;
+    let acked = sim.net.cs(county).upstream_acked().expect("in sync");
+    assert_eq!(acked, sim.net.cs(county).log_len());
+    // A new version: the county sends it to the city and waits for the answer.
+    sim.submit("110101", "公安局", 1);
+    let batch_to_city = |m: &(RegionCode, RegionCode, Message)| {
+        m.0 == county && m.1 == city && matches!(m.2, Message::Catalog(CatalogMsg::Updates { .. }))
+    };
+    assert_eq!(
+        sim.net
+            .in_flight()
+            .iter()
+            .filter(|m| batch_to_city(m))
+            .count(),
+        1
+    );
+    // The city's answer to an earlier request arrives meanwhile: nothing new in it.
+    let ack = Message::Catalog(CatalogMsg::Ack {
+        log_id,
+        watermark: acked,
+    });
+    let out = sim.net.inject(city, county, ack);
+    let sent = out.iter().filter(|o| {
+        matches!(o, Output::Send { to, msg: Message::Catalog(CatalogMsg::Updates { .. }), .. } if *to == city)
+    });
+    assert_eq!(sent.count(), 0, "a second batch in flight");
+    assert!(sim.run(60_000, all_aggregated));
+}
+
 #[test]
 fn skip_level_fallback_when_the_county_is_down() {
     let mut sim = Sim::new(4, Faults::NONE);

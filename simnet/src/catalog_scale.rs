@@ -2,12 +2,13 @@
 //! division tree (or a depth-first part of it) publishes its departments' Art. 13 catalogs at
 //! once, and they sync up to national through the real `Endpoint`/`CatalogSync`. Measures how
 //! long until national holds every entry, the messages and bytes it took, what every tier
-//! holds, and what national's `CatalogSync` holds (versions, entries, encoded bytes) — the
-//! state today's design keeps in memory and replays in full at start.
+//! holds, and what national stores (log versions, departments, entries, encoded bytes) — its
+//! `CatalogSync` holds only the departments' records and entry ids of it in memory, and is
+//! restored from them at start (see `simnet catalog-restore`).
 
 use std::sync::Arc;
 
-use backflow_protocol::catalog::SignedCatalogUpdate;
+use backflow_protocol::catalog::CatalogOrigin;
 use backflow_protocol::codec::encoded_len;
 use backflow_topology::{Level, RegionCode, Topology};
 use serde::Serialize;
@@ -15,6 +16,7 @@ use serde::Serialize;
 use crate::catalog_plan::{
     CatalogPlan, DEPARTMENTS_PER_NODE_MAX, ENTRIES_PER_DEPARTMENT_MAX, ITEMS_PER_ENTRY_MAX,
 };
+use crate::catalog_store::CatalogStore;
 use crate::engine::{Engine, Limits, StopReason};
 use crate::error::SimError;
 use crate::run_config::{RunConfig, TopologySpec, PROTOCOL_NODES_MAX};
@@ -81,7 +83,8 @@ impl CatalogScaleConfig {
 pub struct TierHeld {
     pub tier: &'static str,
     pub nodes: usize,
-    /// Catalog entries in the aggregated catalog, smallest / largest / summed over the tier.
+    /// Catalog entries the nodes store (their aggregated catalogs), smallest / largest /
+    /// summed over the tier.
     pub entries_min: u64,
     pub entries_max: u64,
     pub entries_total: u64,
@@ -120,15 +123,18 @@ pub struct CatalogScaleReport {
     pub bytes: u64,
     pub traffic: Vec<Traffic>,
     pub tiers: Vec<TierHeld>,
-    /// National's `CatalogSync`: versions in its log, departments and entries in its catalog,
-    /// the log's encoded bytes (what it persists and replays at start).
+    /// National's storage: versions in its log, departments and entries in its catalog, the
+    /// log's encoded bytes (what it persists; its `CatalogSync` holds none of the log).
     pub national_log_versions: u64,
     pub national_departments: u64,
     pub national_entries: u64,
     pub national_log_encoded_bytes: u64,
     /// Of which the signer chains carried by every version.
     pub national_signer_bytes: u64,
-    /// Departments missing or wrong at national (first few).
+    /// Log bytes national's `CatalogSync` holds in memory at the end (0: no upstream).
+    pub national_log_bytes_held: u64,
+    /// Departments missing or wrong at national, in its storage or its `CatalogSync` (first
+    /// few).
     pub mismatches: Vec<String>,
     pub mismatch_count: u64,
     pub notes: Vec<(String, u64)>,
@@ -194,16 +200,18 @@ impl CatalogScaleReport {
             );
         }
         s += &format!(
-            "national CatalogSync: {} versions, {} departments, {} entries; log {:.1} MiB encoded ({:.0} B/entry), of which signer chains {:.1} MiB\n",
+            "national's storage: {} versions, {} departments, {} entries; log {:.1} MiB encoded ({:.0} B/entry), of which signer chains {:.1} MiB; log held in memory {} B\n",
             self.national_log_versions,
             self.national_departments,
             self.national_entries,
             mb(self.national_log_encoded_bytes),
             self.national_log_encoded_bytes as f64 / self.national_entries.max(1) as f64,
-            mb(self.national_signer_bytes)
+            mb(self.national_signer_bytes),
+            self.national_log_bytes_held
         );
         s += &if self.mismatch_count == 0 {
-            "check: national holds exactly every entry published\n".to_string()
+            "check: national stores exactly every entry published, and its CatalogSync agrees\n"
+                .to_string()
         } else {
             format!(
                 "check FAILED: {} departments wrong at national, e.g. {}\n",
@@ -222,10 +230,10 @@ impl CatalogScaleReport {
     }
 }
 
-/// A run's report, and national's log (for the restore measurement).
+/// A run's report, and national's catalog storage (for the restore measurement).
 pub struct CatalogScaleOutcome {
     pub report: CatalogScaleReport,
-    pub national_log: Vec<Arc<SignedCatalogUpdate>>,
+    pub national_store: CatalogStore,
 }
 
 /// The nodes of the run: China's first `tiers` tiers, cut to `nodes` in depth-first order
@@ -308,68 +316,100 @@ pub fn run_catalog(config: &CatalogScaleConfig) -> Result<CatalogScaleOutcome, S
         })
         .collect();
     for n in &nodes {
-        let Some(ep) = n.endpoint() else { continue };
-        let cs = ep.catalog_sync();
-        let entries: u64 = cs.catalogs().map(|c| c.entries.len() as u64).sum();
+        // What the node stores (its CatalogSync holds the same departments' ids, checked at
+        // national below).
+        let store = n.catalog_store();
+        let entries = store.entries_len();
         let t = &mut tiers[n.region().level().depth() as usize];
         t.nodes += 1;
         t.entries_min = t.entries_min.min(entries);
         t.entries_max = t.entries_max.max(entries);
         t.entries_total += entries;
-        t.log_versions_total += cs.log_len();
+        t.log_versions_total += store.log_len();
     }
     tiers.retain(|t| t.nodes > 0);
 
-    // National against the plan: every department of every node, exactly its entries.
-    let national = &nodes[0];
-    debug_assert_eq!(national.region(), RegionCode::NATIONAL);
+    // National against the plan: every department of every node, exactly its entries in
+    // national's storage, and its CatalogSync agreeing (same version, same entry ids).
+    let mut nodes = nodes.into_iter();
+    let national = nodes.next().filter(|n| n.region() == RegionCode::NATIONAL);
+    drop(nodes);
     let mut mismatches = Vec::new();
     let mut mismatch_count = 0u64;
-    let (mut national_departments, mut national_entries) = (0, 0);
-    let mut national_log = Vec::new();
+    let mut mismatch = |what: String| {
+        mismatch_count += 1;
+        if mismatches.len() < 5 {
+            mismatches.push(what);
+        }
+    };
     let mut log_bytes = 0u64;
     let mut signer_bytes = 0u64;
-    if let Some(ep) = national.endpoint() {
-        let cs = ep.catalog_sync();
-        for c in cs.catalogs() {
-            national_departments += 1;
-            national_entries += c.entries.len() as u64;
-        }
-        for &code in topo.codes() {
-            for d in 0..plan.departments {
-                let origin = backflow_protocol::catalog::CatalogOrigin {
-                    region: code,
-                    department: plan.department(d),
-                };
-                let problem = match cs.catalog(&origin) {
-                    None => Some("missing".to_string()),
-                    Some(c) if c.seq != 1 => Some(format!("version {}", c.seq)),
-                    Some(c) => {
-                        let exact = c.entries.len() == plan.entries as usize
-                            && (0..plan.entries).all(|e| {
+    let mut log_bytes_held = 0u64;
+    match national.as_ref().and_then(|n| Some((n, n.endpoint()?))) {
+        Some((national, ep)) => {
+            let store = national.catalog_store();
+            let cs = ep.catalog_sync();
+            log_bytes_held = cs.log_bytes_held() as u64;
+            if cs.origins_len() != store.departments_len() || cs.log_len() != store.log_len() {
+                mismatch(format!(
+                    "CatalogSync holds {} departments and {} log entries, storage {} and {}",
+                    cs.origins_len(),
+                    cs.log_len(),
+                    store.departments_len(),
+                    store.log_len()
+                ));
+            }
+            for &code in topo.codes() {
+                for d in 0..plan.departments {
+                    let origin = CatalogOrigin {
+                        region: code,
+                        department: plan.department(d),
+                    };
+                    let problem = match (store.department(&origin), cs.origin(&origin)) {
+                        (None, _) => Some("missing".to_string()),
+                        (Some(c), _) if c.record.seq != 1 => {
+                            Some(format!("version {}", c.record.seq))
+                        }
+                        (Some(c), _) if c.entries().len() != plan.entries as usize => {
+                            Some(format!("{} entries, not the plan's", c.entries().len()))
+                        }
+                        (Some(c), _)
+                            if !(0..plan.entries).all(|e| {
                                 let want = plan.entry(code, d, e);
-                                c.entries.get(&want.id).is_some_and(|got| **got == want)
-                            });
-                        (!exact)
-                            .then(|| format!("{} entries, not exactly the plan's", c.entries.len()))
-                    }
-                };
-                if let Some(p) = problem {
-                    mismatch_count += 1;
-                    if mismatches.len() < 5 {
-                        mismatches.push(format!("{code} {}: {p}", origin.department));
+                                c.entry(&want.id).is_some_and(|got| **got == want)
+                            }) =>
+                        {
+                            Some("entries not exactly the plan's".to_string())
+                        }
+                        (Some(_), None) => Some("stored, unknown to CatalogSync".to_string()),
+                        (Some(c), Some(held))
+                            if held.seq != c.record.seq
+                                || held.entries != c.entries().len() as u64
+                                || !c.entries().iter().all(|e| cs.has_entry(&origin, &e.id)) =>
+                        {
+                            Some(format!(
+                                "CatalogSync holds version {} with {} entries, storage {} with {}",
+                                held.seq,
+                                held.entries,
+                                c.record.seq,
+                                c.entries().len()
+                            ))
+                        }
+                        _ => None,
+                    };
+                    if let Some(p) = problem {
+                        mismatch(format!("{code} {}: {p}", origin.department));
                     }
                 }
             }
+            for u in store.log() {
+                log_bytes += encoded_len(&**u) as u64;
+                signer_bytes += encoded_len(&u.signer) as u64;
+            }
         }
-        national_log = national.catalog_log();
-        for u in &national_log {
-            log_bytes += encoded_len(&**u) as u64;
-            signer_bytes += encoded_len(&u.signer) as u64;
-        }
-    } else {
-        mismatch_count = versions_expected;
+        None => mismatch_count = versions_expected,
     }
+    let national_store = national.map(|n| n.into_catalog_store()).unwrap_or_default();
 
     let traffic: Vec<Traffic> = stats
         .kinds
@@ -404,11 +444,12 @@ pub fn run_catalog(config: &CatalogScaleConfig) -> Result<CatalogScaleOutcome, S
         bytes: traffic.iter().map(|t| t.bytes).sum(),
         traffic,
         tiers,
-        national_log_versions: national_log.len() as u64,
-        national_departments,
-        national_entries,
+        national_log_versions: national_store.log_len(),
+        national_departments: national_store.departments_len() as u64,
+        national_entries: national_store.entries_len(),
         national_log_encoded_bytes: log_bytes,
         national_signer_bytes: signer_bytes,
+        national_log_bytes_held: log_bytes_held,
         mismatches,
         mismatch_count,
         notes: stats
@@ -419,6 +460,6 @@ pub fn run_catalog(config: &CatalogScaleConfig) -> Result<CatalogScaleOutcome, S
     };
     Ok(CatalogScaleOutcome {
         report,
-        national_log,
+        national_store,
     })
 }

@@ -13,6 +13,8 @@
 //!   measures.
 //! - [`share_plan`]: the sharing scenario's plan: departments, requests, scripts, faults.
 //! - [`catalog_plan`]: that scenario's plan: departments and Art. 13 entries per node.
+//! - [`catalog_store`]: a node's catalog storage: the log, every department's record and
+//!   entries (what the node keeps in RocksDB).
 //! - [`refmodel`]: a compact reference model of the same message pattern, for cross-checks.
 //! - [`world`]: keys, certificate chains, manifests and endpoint setup shared by all nodes.
 //! - [`protomsg`]: what protocol nodes send each other, and its wire-size model.
@@ -27,6 +29,7 @@
 
 pub mod catalog_plan;
 pub mod catalog_scale;
+pub mod catalog_store;
 pub mod dataset;
 pub mod engine;
 pub mod error;

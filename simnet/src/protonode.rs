@@ -23,12 +23,16 @@
 //!   what bao verification establishes — stores what verifies and hands the verdicts back
 //!   (`handle_chunk_verdict`), as the node's data plane does.
 //! - **Storage in memory.** The endpoint's `Storage` effects go to a per-node durable store
-//!   (transfer records, stored group ranges, descendants' receipts, catalog log and
-//!   watermarks). Content is addressed by its hash, as in the node: after a received record's
+//!   (transfer records, stored group ranges, descendants' receipts, watermarks, and the
+//!   catalog: its log and every department's record and entries, [`crate::catalog_store`]).
+//!   Content is addressed by its hash, as in the node: after a received record's
 //!   `PutTransfer` the shell reports the groups it holds of its entries' content
 //!   (`handle_content_present`: a previous version's unchanged partitions), and a
-//!   `DropTransfer` keeps the content a persisted record still uses. A crash drops the endpoint; a restart rebuilds it in one call,
-//!   `Endpoint::new(now, config, saved)`, from that store, as the node does from RocksDB.
+//!   `DropTransfer` keeps the content a persisted record still uses. The catalog log's
+//!   entries are read back when the endpoint asks (`ReadLog`, answered at once and charged
+//!   as decoding them). A crash drops the endpoint; a restart rebuilds it in one call,
+//!   `Endpoint::new(now, config, saved)`, from that store, as the node does from RocksDB
+//!   (of the catalog: the log's length, the records, other departments' entry ids only).
 //! - **Control plane and CPU are the engine's.** Every frame goes through the engine's model
 //!   of the node's shell ([`crate::shell`]): the per-peer outbox, the stream limit, the CPU
 //!   each message costs at both ends. The adapter declares only the work the engine cannot
@@ -47,9 +51,10 @@ use backflow_protocol::catalog::{
     DataType, SharingAttribute, SharingMethod, SignedCatalogUpdate, UpdateFrequency,
 };
 use backflow_protocol::catalog_review::{DutyChange, ReviewEvent, ReviewStorageOp, Submission};
-use backflow_protocol::catalog_sync::{CatalogEvent, CatalogStorageOp};
+use backflow_protocol::catalog_sync::{CatalogEvent, CatalogMsg, CatalogStorageOp};
 use backflow_protocol::cert::Revocation;
 use backflow_protocol::chunk::{check_groups, ChunkError};
+use backflow_protocol::codec::encoded_len;
 use backflow_protocol::endpoint::{Event, Output, RunVerdict, Saved, SavedTransfer, Storage};
 use backflow_protocol::manifest::{Hash, PartitionEntry};
 use backflow_protocol::receipt::Receipt;
@@ -61,6 +66,7 @@ use backflow_protocol::Endpoint;
 use backflow_topology::{Level, RegionCode, Topology};
 
 use crate::catalog_plan::CatalogPlan;
+use crate::catalog_store::CatalogStore;
 use crate::dataset::Layout;
 use crate::engine::{Ctx, Observation, SimNode};
 use crate::error::SimError;
@@ -87,7 +93,8 @@ struct Durable {
     receipts: BTreeMap<Hash, BTreeMap<RegionCode, Receipt>>,
     /// Delivery attestations held, per transfer.
     attestations: BTreeMap<Hash, BTreeMap<RegionCode, Arc<SignedAttestation>>>,
-    cat_log: Vec<Arc<SignedCatalogUpdate>>,
+    /// The catalog log and every department's record and entries.
+    catalog: CatalogStore,
     cat_watermarks: BTreeMap<RegionCode, (u64, u64)>,
     revocations: Vec<Revocation>,
     share_cases: BTreeMap<Hash, ShareCase>,
@@ -98,8 +105,8 @@ struct Durable {
 }
 
 impl Durable {
-    /// Everything persisted, as [`Endpoint::new`] takes it back.
-    fn saved(&self) -> Saved {
+    /// Everything persisted, as [`Endpoint::new`] takes it back at `me`.
+    fn saved(&self, me: RegionCode) -> Saved {
         Saved {
             transfers: self
                 .records
@@ -119,7 +126,7 @@ impl Durable {
                         .unwrap_or_default(),
                 })
                 .collect(),
-            catalog_log: self.cat_log.clone(),
+            catalog: self.catalog.saved(me),
             catalog_watermarks: self
                 .cat_watermarks
                 .iter()
@@ -394,8 +401,17 @@ impl ProtoNode {
                         // Counted whether or not the hop admits it (the service sent it).
                         actor.on_act_sent();
                     }
-                    if peer.is_none() && !self.connect(ctx, to) {
-                        continue;
+                    if peer.is_none() {
+                        if !self.connect(ctx, to) {
+                            continue;
+                        }
+                        // A catalog probe to a region not admitted yet is not sent: the node
+                        // drops every frame for such a region (node/src/runtime.rs), and the
+                        // admission just made has the endpoint probe again
+                        // (`CatalogSync::handle_peer_admitted`); sending both would probe twice.
+                        if matches!(msg, Message::Catalog(CatalogMsg::Probe { .. })) {
+                            continue;
+                        }
                     }
                     match ProtoMsg::control(msg) {
                         Some(ProtoMsg::Share {
@@ -547,13 +563,22 @@ impl ProtoNode {
                 self.stored_bytes = store.stored_bytes();
                 ctx.observe(Observation::StoredBytes(self.stored_bytes));
             }
-            Storage::Catalog(CatalogStorageOp::AppendLog { index, update }) => {
-                debug_assert_eq!(
-                    index as usize,
-                    store.cat_log.len() + 1,
-                    "log appends are contiguous"
-                );
-                store.cat_log.push(update);
+            Storage::Catalog(CatalogStorageOp::AppendLog {
+                index,
+                update,
+                record,
+            }) => store.catalog.append(index, update, record),
+            Storage::Catalog(CatalogStorageOp::ReadLog { from, count_max }) => {
+                // A read, answered at once (the writes before it are applied). Reading costs
+                // decoding what is read, as receiving it would.
+                let updates = store.catalog.read_log(from, count_max);
+                let bytes: u64 = updates.iter().map(|u| encoded_len(&**u) as u64).sum();
+                let ps = ctx.costs().control_cpu_ps_per_byte;
+                ctx.charge_cpu_ns(bytes.saturating_mul(ps) / 1_000);
+                ctx.observe(Observation::Note("catalog_log_read"));
+                if let Some(ep) = self.ep.as_mut() {
+                    ep.handle_catalog_log(self.world.now_ms(ctx.now_us()), from, updates);
+                }
             }
             Storage::Catalog(CatalogStorageOp::PutWatermark {
                 sender,
@@ -628,6 +653,10 @@ impl ProtoNode {
                     ctx.observe(Observation::Note("catalog_upstream_changed"))
                 }
                 CatalogEvent::UpstreamInSync { .. } => {}
+                // simnet's storage loses nothing.
+                CatalogEvent::LogUnreadable { .. } => {
+                    ctx.observe(Observation::Note("catalog_log_unreadable"))
+                }
             },
             Event::PeerAdmitted { .. } => {}
             Event::PeerRefused { .. } => ctx.observe(Observation::Note("peer_refused")),
@@ -653,6 +682,8 @@ impl ProtoNode {
                 ctx.observe(Observation::Note("revocation_rejected"))
             }
             Event::OwnChainInvalid { .. } => ctx.observe(Observation::Note("own_chain_invalid")),
+            // No simnet scenario searches the catalog.
+            Event::Search(_) => ctx.observe(Observation::Note("catalog_search_event")),
         }
     }
 
@@ -999,7 +1030,7 @@ impl SimNode for ProtoNode {
         let verify = ctx.costs().signature_verify_cpu_us;
         ctx.charge_cpu_ns(verify.saturating_mul(self.certs_verified.len() as u64 * 1_000));
         let config = self.world.endpoint_config(self.ix);
-        let ep = match Endpoint::new(now, config.clone(), self.store.saved()) {
+        let ep = match Endpoint::new(now, config.clone(), self.store.saved(self.me)) {
             Ok((ep, report)) => {
                 for _ in &report.failed {
                     ctx.observe(Observation::Note("restore_failed"));
@@ -1056,9 +1087,14 @@ impl ProtoNode {
         self.ep.as_ref()
     }
 
-    /// The catalog versions in this node's durable log, in order.
-    pub fn catalog_log(&self) -> Vec<Arc<SignedCatalogUpdate>> {
-        self.store.cat_log.clone()
+    /// This node's catalog storage: its log and every department's record and entries.
+    pub fn catalog_store(&self) -> &CatalogStore {
+        &self.store.catalog
+    }
+
+    /// The node's catalog storage, taking it out of the node (what is left of a run).
+    pub fn into_catalog_store(self) -> CatalogStore {
+        self.store.catalog
     }
 
     /// The sharing scenario's part of this node.
@@ -1120,7 +1156,7 @@ impl Inspect for ProtoNode {
         };
         self.ep
             .as_ref()
-            .and_then(|ep| ep.catalog_sync().catalog(&origin))
+            .and_then(|ep| ep.catalog_sync().origin(&origin))
             .map_or(0, |c| c.seq)
     }
 }
@@ -1138,6 +1174,15 @@ mod tests {
     /// `synthetic:2,2,2,2` with a 1 MiB dataset from national, run to the end; the nodes as
     /// they are then.
     fn run(faults: &[Fault]) -> (Arc<Topology>, Vec<ProtoNode>) {
+        let (topo, _, nodes) = run_with(faults, |_| Vec::new());
+        (topo, nodes)
+    }
+
+    /// [`run`] with the catalog changes `churn` picks, and the run's stats.
+    fn run_with(
+        faults: &[Fault],
+        churn: impl Fn(&Topology) -> Vec<(RegionCode, Micros)>,
+    ) -> (Arc<Topology>, crate::engine::Stats, Vec<ProtoNode>) {
         let mut cfg = RunConfig::return_flow(TopologySpec::parse("synthetic:2,2,2,2").unwrap(), 3);
         cfg.dataset_bytes = 1 << 20;
         cfg.dataset_records = 100;
@@ -1150,7 +1195,7 @@ mod tests {
             cfg.dataset_records,
             Spread::Even,
         );
-        let nodes = build_nodes(&topo, &layout, &cfg, &[]).unwrap();
+        let nodes = build_nodes(&topo, &layout, &cfg, &churn(&topo)).unwrap();
         let engine = Engine::new(
             Arc::clone(&topo),
             nodes,
@@ -1160,8 +1205,8 @@ mod tests {
             Limits::default(),
             cfg.seed,
         );
-        let (_, nodes) = engine.run();
-        (topo, nodes)
+        let (stats, nodes) = engine.run();
+        (topo, stats, nodes)
     }
 
     fn admitted(node: &ProtoNode) -> BTreeSet<RegionCode> {
@@ -1171,10 +1216,14 @@ mod tests {
 
     /// Admission runs in simnet as on the node: every node ends with its parent and its
     /// children admitted (both ends of each connection ran the handshake), nobody else, and
-    /// paid for the certificates it had not verified before: its children's.
+    /// paid for the certificates it had not verified before: its children's. Every node
+    /// probes its parent once: the probe that made the connection is not sent (the node drops
+    /// frames for a region not admitted), the one admission prompts is.
     #[test]
     fn both_ends_of_every_link_admit_each_other() {
-        let (topo, nodes) = run(&[]);
+        let (topo, stats, nodes) = run_with(&[], |_| Vec::new());
+        let probes = stats.kinds.get("catalog_probe").map_or(0, |k| k.sent);
+        assert_eq!(probes, topo.len() as u64 - 1);
         for (i, &me) in topo.codes().iter().enumerate() {
             let mut expected: BTreeSet<RegionCode> = topo.children(me).iter().copied().collect();
             expected.extend(me.parent());
@@ -1223,10 +1272,68 @@ mod tests {
         let (_, report) = Endpoint::<RegionCode>::new(
             UnixMs(node.world.epoch_ms + 50_000),
             node.world.endpoint_config(ix),
-            node.store.saved(),
+            node.store.saved(node.me),
         )
         .unwrap();
         assert_eq!((report.transfers, report.receipts), (1, counties.len()));
         assert!(report.failed.is_empty());
+    }
+
+    /// A city cut off from its province while its townships change their catalogs, then
+    /// crashed: it restarts holding none of its log in memory, and once the cut heals reads
+    /// back what its upstream lacks (`ReadLog`) and sends it on. National ends with every
+    /// township's version; every node's CatalogSync agrees with its storage.
+    #[test]
+    fn a_restarted_node_reads_back_the_log_its_upstream_lacks() {
+        let city = RegionCode::parse("1101").unwrap();
+        let faults = [
+            Fault::Partition {
+                root: city,
+                from_us: MICROS_PER_S / 2,
+                until_us: 60 * MICROS_PER_S,
+            },
+            Fault::Crash {
+                node: city,
+                at_us: 30 * MICROS_PER_S,
+                restart_us: 40 * MICROS_PER_S,
+            },
+        ];
+        let townships = |topo: &Topology| -> Vec<RegionCode> {
+            topo.codes()
+                .iter()
+                .copied()
+                .filter(|&c| c.level() == Level::Township && city.contains(c))
+                .collect()
+        };
+        let (topo, stats, nodes) = run_with(&faults, |topo| {
+            townships(topo)
+                .into_iter()
+                .map(|t| (t, MICROS_PER_S))
+                .collect()
+        });
+        let changed = townships(&topo);
+        assert!(!changed.is_empty());
+        assert!(stats.notes.get("catalog_log_read").is_some_and(|&n| n > 0));
+        assert!(!stats.notes.contains_key("catalog_log_unreadable"));
+        for &t in &changed {
+            assert_eq!(nodes[0].catalog_version(t), 1, "{t} at national");
+        }
+        for node in &nodes {
+            let ep = node.ep.as_ref().expect("running");
+            let cs = ep.catalog_sync();
+            let store = node.catalog_store();
+            assert_eq!(cs.log_len(), store.log_len(), "{}", node.me);
+            assert_eq!(cs.origins_len(), store.departments_len(), "{}", node.me);
+            for (origin, stored) in store.departments() {
+                let held = cs.origin(origin).expect("known to CatalogSync");
+                assert_eq!(held.seq, stored.record.seq);
+                assert_eq!(held.entries, stored.entries().len() as u64);
+            }
+        }
+        // The city's own upstream window is empty again: everything was acknowledged.
+        let ix = topo.codes().binary_search(&city).unwrap();
+        let cs = nodes[ix].ep.as_ref().unwrap().catalog_sync();
+        assert_eq!(cs.log_bytes_held(), 0);
+        assert_eq!(cs.upstream_acked(), Some(cs.log_len()));
     }
 }

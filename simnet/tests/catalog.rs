@@ -31,7 +31,11 @@ fn national_holds_exactly_every_entry_published() {
     assert_eq!(r.national_entries, r.entries_expected, "{}", r.summary());
     assert_eq!(r.national_departments, 300 * 3);
     assert_eq!(r.national_log_versions, 300 * 3);
-    assert_eq!(o.national_log.len(), 300 * 3);
+    // National's storage holds the log and every department; its CatalogSync none of the log.
+    assert_eq!(o.national_store.log_len(), 300 * 3);
+    assert_eq!(o.national_store.departments_len(), 300 * 3);
+    assert_eq!(o.national_store.entries_len(), r.entries_expected);
+    assert_eq!(r.national_log_bytes_held, 0);
     assert_eq!(r.mismatch_count, 0, "{:?}", r.mismatches);
     // Every tier present, and each node holds at least its own departments' entries.
     assert_eq!(r.tiers.len(), 5, "{}", r.summary());
@@ -77,8 +81,9 @@ fn the_cut_is_a_tree() {
     }
 }
 
-/// The CLI runs the scenario, measures national's restart in a child process, writes both
-/// files and exits 0 when national holds everything.
+/// The CLI runs the scenario, measures national's restart in a child process (its
+/// CatalogSync restored from the records and entry ids it stores), writes both files and
+/// exits 0 when national holds everything.
 #[test]
 fn the_cli_reports_convergence_and_national_memory() {
     let out = std::env::temp_dir().join(format!("simnet-catalog-{}", std::process::id()));
@@ -101,6 +106,8 @@ fn the_cli_reports_convergence_and_national_memory() {
     assert!(text.contains("national holds every entry"), "{text}");
     assert!(text.contains("national restart"), "{text}");
     assert!(text.contains("→ 200 versions, 200 departments"), "{text}");
+    assert!(text.contains("200 departments, 600 entries"), "{text}");
+    assert!(text.contains("the state machine restored: "), "{text}");
     let json = std::fs::read_to_string(out.join("catalog.json")).unwrap();
     assert!(json.contains("\"national_entries\": 600"), "{json}");
     std::fs::remove_dir_all(&out).ok();

@@ -14,6 +14,9 @@ use backflow_node::review_api::{Due, ReviewsView};
 
 use super::common::{call, urlencode, DataArg};
 
+/// Departments asked for per page by `catalog list`.
+const CATALOG_PAGE: usize = 1_000;
+
 fn due_text(d: &Due) -> String {
     let left = d
         .working_days_left
@@ -30,10 +33,37 @@ pub enum CatalogCmd {
         data: DataArg,
         file: PathBuf,
     },
-    /// List the aggregated catalog (at national: the whole country's).
+    /// List the aggregated catalog (at national: the whole country's), page by page.
     List {
         #[command(flatten)]
         data: DataArg,
+        /// Only this region's subtree (a region code).
+        #[arg(long)]
+        region: Option<String>,
+        /// Stop after this many departments (default: all).
+        #[arg(long)]
+        departments: Option<usize>,
+    },
+    /// Search the unified catalog (Art. 16): words of an entry's name or data items
+    /// (Chinese is segmented into words), and filters.
+    Search {
+        #[command(flatten)]
+        data: DataArg,
+        /// Words to find, e.g. 行政许可; empty lists by the filters alone.
+        #[arg(default_value = "")]
+        text: String,
+        /// Only entries of this provider department (提供单位), exactly.
+        #[arg(long)]
+        provider: Option<String>,
+        /// Only entries with this sharing attribute: unconditional, conditional, not_shared.
+        #[arg(long)]
+        sharing: Option<String>,
+        /// Only this region's subtree.
+        #[arg(long)]
+        region: Option<String>,
+        /// Hits to show (at most 100).
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
     },
     /// Show one entry by id.
     Show {
@@ -150,22 +180,88 @@ pub fn run(cmd: CatalogCmd) -> Result<()> {
                 v["seq"]
             );
         }
-        CatalogCmd::List { data } => {
-            let v = call(&data.dir, "GET", "/api/catalog", None)?;
-            let mut n = 0;
-            for c in v.as_array().into_iter().flatten() {
-                for e in c["entries"].as_array().into_iter().flatten() {
-                    n += 1;
-                    println!(
-                        "{:<10} {:<24} {:<24} {}",
-                        c["region"].as_str().unwrap_or(""),
-                        c["department"].as_str().unwrap_or(""),
-                        e["id"].as_str().unwrap_or(""),
-                        e["name"].as_str().unwrap_or("")
-                    );
+        CatalogCmd::List {
+            data,
+            region,
+            departments,
+        } => {
+            let (mut n, mut shown) = (0u64, 0usize);
+            let mut after: Option<String> = None;
+            loop {
+                let page = CATALOG_PAGE.min(departments.map_or(usize::MAX, |d| d - shown));
+                if page == 0 {
+                    break;
+                }
+                let mut path = format!("/api/catalog?limit={page}");
+                if let Some(r) = &region {
+                    path.push_str(&format!("&region={}", urlencode(r)));
+                }
+                if let Some(a) = &after {
+                    path.push_str(&format!("&after={}", urlencode(a)));
+                }
+                let v = call(&data.dir, "GET", &path, None)?;
+                let cats = v.as_array().cloned().unwrap_or_default();
+                for c in &cats {
+                    for e in c["entries"].as_array().into_iter().flatten() {
+                        n += 1;
+                        println!(
+                            "{:<10} {:<24} {:<24} {}",
+                            c["region"].as_str().unwrap_or(""),
+                            c["department"].as_str().unwrap_or(""),
+                            e["id"].as_str().unwrap_or(""),
+                            e["name"].as_str().unwrap_or("")
+                        );
+                    }
+                }
+                shown += cats.len();
+                match cats.last() {
+                    Some(last) if cats.len() == page => {
+                        after = Some(format!(
+                            "{}/{}",
+                            last["region"].as_str().unwrap_or(""),
+                            last["department"].as_str().unwrap_or("")
+                        ));
+                    }
+                    _ => break,
                 }
             }
             println!("{n} entries");
+        }
+        CatalogCmd::Search {
+            data,
+            text,
+            provider,
+            sharing,
+            region,
+            limit,
+        } => {
+            let mut path = format!("/api/catalog-search?q={}&limit={limit}", urlencode(&text));
+            for (k, v) in [
+                ("provider", &provider),
+                ("sharing", &sharing),
+                ("region", &region),
+            ] {
+                if let Some(v) = v {
+                    path.push_str(&format!("&{k}={}", urlencode(v)));
+                }
+            }
+            let v = call(&data.dir, "GET", &path, None)?;
+            for h in v["hits"].as_array().into_iter().flatten() {
+                println!(
+                    "{:<10} {:<12} {:<24} {:<24} {}",
+                    h["region"].as_str().unwrap_or(""),
+                    h["region_name"].as_str().unwrap_or(""),
+                    h["department"].as_str().unwrap_or(""),
+                    h["entry_id"].as_str().unwrap_or(""),
+                    h["name"].as_str().unwrap_or("")
+                );
+            }
+            println!(
+                "{} of {} matching entries (searched at {})",
+                v["hits"].as_array().map_or(0, |h| h.len()),
+                v["total"],
+                v["answered_by"].as_str().unwrap_or("?")
+            );
         }
         CatalogCmd::Submit {
             data,
