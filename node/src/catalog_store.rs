@@ -428,6 +428,100 @@ pub fn record(store: &Store, origin: &CatalogOrigin) -> Result<Option<OriginReco
 #[cfg(test)]
 mod tests {
     use super::*;
+    use backflow_protocol::catalog::CatalogUpdate;
+    use backflow_protocol::time::UnixMs;
+
+    fn catalog_entry(id: &str, name: &str) -> Arc<CatalogEntry> {
+        let mut e = crate::demo::demo_catalog_entry(RegionCode::parse("4419").unwrap(), name);
+        e.id = id.into();
+        Arc::new(e)
+    }
+
+    fn version(
+        origin: &CatalogOrigin,
+        seq: u64,
+        changes: Vec<CatalogChange>,
+    ) -> SignedCatalogUpdate {
+        SignedCatalogUpdate {
+            update: CatalogUpdate {
+                origin: origin.clone(),
+                seq,
+                issued_at: UnixMs(0),
+                changes,
+            },
+            // The store neither verifies nor needs a signature (verified before it was stored).
+            signer: Vec::new(),
+            signature: ed25519_dalek::Signature::from_bytes(&[0; 64]),
+        }
+    }
+
+    /// A database of layout 1 (the log alone, replayed in memory at every start) gets its
+    /// entries and records from the log once, and reads back like one written by `append`.
+    #[test]
+    fn a_database_of_the_old_layout_is_migrated_from_its_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        let city = RegionCode::parse("4419").unwrap();
+        let origin = CatalogOrigin {
+            region: city,
+            department: "市人社局".into(),
+        };
+        let log = [
+            version(
+                &origin,
+                1,
+                vec![
+                    CatalogChange::Add(catalog_entry("a", "东莞")),
+                    CatalogChange::Add(catalog_entry("b", "东莞")),
+                ],
+            ),
+            version(
+                &origin,
+                2,
+                vec![
+                    CatalogChange::Withdraw {
+                        id: "a".into(),
+                        reason: "merged".into(),
+                    },
+                    CatalogChange::Update(catalog_entry("b", "东莞市")),
+                ],
+            ),
+        ];
+        for (i, update) in log.iter().enumerate() {
+            let value = encode_value(update).unwrap();
+            store
+                .put(CF_CATALOG, &log_key(i as u64 + 1), &value)
+                .unwrap();
+        }
+        let saved = load(&store, RegionCode::NATIONAL).unwrap();
+        assert_eq!(saved.log_len, 2);
+        assert_eq!(saved.origins.len(), 1);
+        let o = &saved.origins[0];
+        assert_eq!((o.record.seq, o.record.versions), (2, 2));
+        assert_eq!(o.entries, SavedEntries::Ids(vec!["b".into()]));
+        // Migrated once: the layout is recorded; the node of the city gets its entries whole.
+        assert_eq!(
+            store.get(CF_CATALOG, LAYOUT_KEY).unwrap().as_deref(),
+            Some(LAYOUT)
+        );
+        let own = load(&store, city).unwrap();
+        let SavedEntries::Local(entries) = &own.origins[0].entries else {
+            panic!("{own:?}")
+        };
+        assert_eq!(entries.len(), 1);
+        assert!(entries[0].name.starts_with("东莞市"));
+        let listed = list(&store, RegionCode::NATIONAL, None, 10).unwrap();
+        assert_eq!(
+            (listed.len(), listed[0].seq, listed[0].entries.len()),
+            (1, 2, 1)
+        );
+        assert_eq!(entry_of(&store, &origin, "a"), None);
+        assert_eq!(read_log(&store, 2, 10).unwrap().len(), 1);
+    }
+
+    fn entry_of(store: &Store, origin: &CatalogOrigin, id: &str) -> Option<String> {
+        entry(store, origin, id).unwrap().map(|e| e.name)
+    }
 
     #[test]
     fn entry_keys_round_trip_and_a_region_s_subtree_is_one_prefix() {

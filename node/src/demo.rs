@@ -394,6 +394,40 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+
+    // The unified catalog is searchable from anywhere (Art. 16): a township asks, and
+    // national — the only node holding all of it — answers over the overlay.
+    if let Some((town, h)) = net
+        .nodes
+        .iter()
+        .find(|(r, _)| r.level() == backflow_topology::Level::Township)
+    {
+        let query = backflow_protocol::catalog_search::SearchQuery {
+            text: "低保对象名册".into(),
+            limit: 5,
+            ..Default::default()
+        };
+        let mut found = None;
+        while Instant::now() < deadline {
+            match h.catalog_search(query.clone()).await {
+                Ok(v) if v.total as usize >= want => {
+                    found = Some(v);
+                    break;
+                }
+                _ => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+        match found {
+            Some(v) => println!(
+                "✓ catalog search: township {town} finds all {} benefit registers (低保对象名册), answered by {}",
+                v.total,
+                if v.answered_by == "0" { "national".to_string() } else { v.answered_by }
+            ),
+            None => failures.push(format!(
+                "catalog search: township {town} did not find all {want} registers"
+            )),
+        }
+    }
     net.shutdown().await?;
     if !failures.is_empty() {
         for f in &failures {
