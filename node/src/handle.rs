@@ -85,7 +85,7 @@ pub(crate) enum Cmd {
     },
     CatalogSearch {
         query: backflow_protocol::catalog_search::SearchQuery,
-        reply: crate::search_requests::SearchReply,
+        reply: SearchReply,
     },
     Revoke {
         region: RegionCode,
@@ -180,6 +180,14 @@ pub struct NodeStats {
     /// the index and fetched again).
     pub groups_damaged: AtomicU64,
 }
+
+/// Who waits for a catalog search this node's department asked (`Cmd::CatalogSearch`).
+pub type SearchReply = oneshot::Sender<
+    Result<
+        backflow_protocol::catalog_search::SearchResults,
+        backflow_protocol::catalog_search::SearchRefusal,
+    >,
+>;
 
 /// A handle to a running node; cheap to clone.
 #[derive(Clone)]

@@ -54,7 +54,7 @@ pub(crate) struct Runtime {
     /// The catalog log's length as appended (durable at the next `make_durable`).
     pub catalog_log_len: u64,
     /// Searches this node's departments asked, by the protocol's id.
-    pub searches: HashMap<u64, crate::search_requests::SearchReply>,
+    pub searches: HashMap<u64, crate::handle::SearchReply>,
     pub ep: Endpoint<PeerId>,
     /// This node's hello frame, encoded once.
     pub hello: Vec<u8>,

@@ -4,17 +4,11 @@
 //! protocol routes them (`backflow_protocol::catalog_search`); every index search runs on the
 //! blocking pool and comes back as [`Work::SearchAnswered`].
 
-use backflow_protocol::catalog_search::{
-    Asked, SearchEvent, SearchQuery, SearchRefusal, SearchResults,
-};
-use tokio::sync::oneshot;
-
 use crate::clock::now_ms;
 use crate::dataplane::Work;
+use crate::handle::SearchReply;
 use crate::runtime::Runtime;
-
-/// Who waits for a search this node asked.
-pub type SearchReply = oneshot::Sender<Result<SearchResults, SearchRefusal>>;
+use backflow_protocol::catalog_search::{Asked, SearchEvent, SearchQuery};
 
 impl Runtime {
     /// A department of this node searches: the reply comes with the answer (or a refusal).
