@@ -103,8 +103,15 @@ impl Principal {
 }
 
 /// Paths a department's token may use (routes under them that are the authority's alone
-/// check [`Principal::require_node`]).
-pub const DEPARTMENT_PATHS: &[&str] = &["/api/share", "/api/catalog-review", "/api/duty-changes"];
+/// check [`Principal::require_node`]). A department searches the unified catalog it requests
+/// from (Arts. 16, 20: published to every department); the catalog listing and publishing
+/// stay the authority's.
+pub const DEPARTMENT_PATHS: &[&str] = &[
+    "/api/share",
+    "/api/catalog-review",
+    "/api/duty-changes",
+    "/api/catalog-search",
+];
 
 /// The departments' tokens, shared with the node, which adds one when a department is added.
 #[derive(Clone, Default)]

@@ -567,6 +567,13 @@ async fn a_department_token_acts_only_as_its_department_and_only_on_share_routes
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert!(String::from_utf8_lossy(&body).contains("镇民政办"));
+    // A department searches the unified catalog it requests from (Arts. 16, 20).
+    let (status, body) = send(
+        &s.app,
+        as_dept("GET", "/api/catalog-search?q=%E5%8C%BB%E4%BF%9D", None),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
     // Everything else is the node's: publish, catalog, departments, revocations.
     for (method, uri) in [
         ("GET", "/api/catalog"),
