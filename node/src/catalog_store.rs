@@ -12,6 +12,7 @@
 //! | `wm/` region key | a sender's (region, log id, watermark) — see `persist` |
 //! | `origin/` region `\0` department | the department's `OriginRecord` |
 //! | `entry/` region `\0` department length (u16 BE) department id | a `CatalogEntry` |
+//! | `id/` id length (u16 BE) id region `\0` department | nothing: who holds an entry of this id |
 //! | `catalog/layout` | [`LAYOUT`]: entries and records derived from the log |
 //!
 //! Regions are written in their decimal form: a child's code extends its parent's (the
@@ -37,6 +38,9 @@ use crate::store::{Batch, Store, CF_CATALOG};
 const LOG_PREFIX: &[u8] = b"log/";
 const ORIGIN_PREFIX: &[u8] = b"origin/";
 const ENTRY_PREFIX: &[u8] = b"entry/";
+/// Ids are unique within a department only: this index finds every department's entry of one
+/// id without reading the whole catalog (`GET /api/catalog/{id}`).
+const ID_PREFIX: &[u8] = b"id/";
 const LAYOUT_KEY: &[u8] = b"catalog/layout";
 /// Layout 2: entries and records stored beside the log (layout 1 kept only the log, replayed
 /// in memory at every start).
@@ -78,6 +82,23 @@ fn entries_prefix(origin: &CatalogOrigin) -> Vec<u8> {
     // Department names are bounded by the protocol (NAME_BYTES_MAX ≪ 65,535).
     let len = u16::try_from(origin.department.len()).unwrap_or(u16::MAX);
     key.extend_from_slice(&len.to_be_bytes());
+    key.extend_from_slice(origin.department.as_bytes());
+    key
+}
+
+fn id_prefix(id: &str) -> Vec<u8> {
+    let mut key = ID_PREFIX.to_vec();
+    // Entry ids are bounded by the protocol (NAME_BYTES_MAX ≪ 65,535).
+    let len = u16::try_from(id.len()).unwrap_or(u16::MAX);
+    key.extend_from_slice(&len.to_be_bytes());
+    key.extend_from_slice(id.as_bytes());
+    key
+}
+
+fn id_key(origin: &CatalogOrigin, id: &str) -> Vec<u8> {
+    let mut key = id_prefix(id);
+    key.extend_from_slice(origin.region.to_string().as_bytes());
+    key.push(0);
     key.extend_from_slice(origin.department.as_bytes());
     key
 }
@@ -155,9 +176,11 @@ fn put_changes(
             CatalogChange::Add(e) | CatalogChange::Update(e) => {
                 let value = encode_value(&**e).map_err(|e| anyhow!("{e}"))?;
                 batch.put(CF_CATALOG, &entry_key(origin, &e.id), &value);
+                batch.put(CF_CATALOG, &id_key(origin, &e.id), &[]);
             }
             CatalogChange::Withdraw { id, .. } => {
                 batch.delete(CF_CATALOG, &entry_key(origin, id));
+                batch.delete(CF_CATALOG, &id_key(origin, id));
             }
         }
     }
@@ -392,28 +415,33 @@ pub fn entry(store: &Store, origin: &CatalogOrigin, id: &str) -> Result<Option<C
     }
 }
 
-/// Every entry with this id (ids are unique per department only), at most `max`, with its
-/// department's sequence. Reads keys of the whole catalog and decodes only matches.
+/// Every entry with this id (ids are unique per department only), at most `max`: one prefix
+/// of the id index, then each entry by its key.
 pub fn entries_with_id(
     store: &Store,
     id: &str,
     max: usize,
 ) -> Result<Vec<(CatalogOrigin, CatalogEntry)>> {
-    let mut out = Vec::new();
-    store.for_each_from(CF_CATALOG, ENTRY_PREFIX, |key, value| {
-        if !key.starts_with(ENTRY_PREFIX) || out.len() >= max {
+    let prefix = id_prefix(id);
+    let mut origins = Vec::new();
+    store.for_each_from(CF_CATALOG, &prefix, |key, _| {
+        if !key.starts_with(&prefix) || origins.len() >= max {
             return Ok(false);
         }
-        if !key.ends_with(id.as_bytes()) {
-            return Ok(true);
-        }
-        let (origin, found) = parse_entry_key(key)?;
-        if found == id {
-            let entry: CatalogEntry = decode_exact(value).map_err(|e| anyhow!("{e}"))?;
-            out.push((origin, entry));
-        }
+        // The rest is the origin key's own form: region, NUL, department.
+        let mut origin_key = ORIGIN_PREFIX.to_vec();
+        origin_key.extend_from_slice(&key[prefix.len()..]);
+        origins.push(parse_origin_key(&origin_key)?);
         Ok(true)
     })?;
+    let mut out = Vec::with_capacity(origins.len());
+    for origin in origins {
+        // An index entry without its entry would be a torn write, which the batch rules out;
+        // skip rather than fail a lookup on it.
+        if let Some(e) = entry(store, &origin, id)? {
+            out.push((origin, e));
+        }
+    }
     Ok(out)
 }
 
@@ -516,6 +544,12 @@ mod tests {
             (1, 2, 1)
         );
         assert_eq!(entry_of(&store, &origin, "a"), None);
+        // The id index follows adds and withdrawals.
+        assert!(entries_with_id(&store, "a", 10).unwrap().is_empty());
+        let b = entries_with_id(&store, "b", 10).unwrap();
+        assert_eq!(b.len(), 1);
+        assert_eq!(b[0].0, origin);
+        assert!(entries_with_id(&store, "", 10).unwrap().is_empty());
         assert_eq!(read_log(&store, 2, 10).unwrap().len(), 1);
     }
 
