@@ -14,7 +14,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use backflow_catalog_index::{CatalogIndex, CatalogQuery, SharingKind, HITS_MAX};
+use backflow_catalog_index::{CatalogIndex, CatalogQuery, SharingFilter, HITS_MAX};
 use backflow_protocol::catalog::{
     CatalogChange, CatalogEntry, CatalogOrigin, CatalogUpdate, DataFormat, DataGrade, DataItem,
     DataType, LegalBasis, LegalBasisKind, SharingAttribute, SharingMethod, UpdateFrequency,
@@ -463,9 +463,9 @@ fn main() {
             rng.pick(&DEPARTMENTS).to_string()
         });
         let sharing = Some(*rng.pick(&[
-            SharingKind::Unconditional,
-            SharingKind::Conditional,
-            SharingKind::NotShared,
+            SharingFilter::Unconditional,
+            SharingFilter::Conditional,
+            SharingFilter::NotShared,
         ]));
         let level = rng.pick(&by_level);
         let region = (!level.is_empty()).then(|| *rng.pick(level));

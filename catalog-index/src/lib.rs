@@ -38,6 +38,8 @@ use backflow_protocol::catalog::{
     CatalogChange, CatalogEntry, CatalogOrigin, CatalogUpdate, SharingAttribute,
     SignedCatalogUpdate,
 };
+/// 共享属性 (Art. 14) as a filter: the protocol's, which carries it across the overlay.
+pub use backflow_protocol::catalog_search::SharingFilter;
 use backflow_protocol::limits::NAME_BYTES_MAX;
 use backflow_topology::RegionCode;
 use tantivy::collector::{Count, TopDocs};
@@ -87,34 +89,20 @@ const BOOST_NAME: f32 = 2.0;
 /// Prefix of the commit payload; the rest is the decimal log index.
 const PAYLOAD_PREFIX: &str = "backflow-catalog-index/v1 applied_through=";
 
-/// 共享属性 (Art. 14) as a filter.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum SharingKind {
-    /// 无条件共享
-    Unconditional,
-    /// 有条件共享
-    Conditional,
-    /// 不予共享
-    NotShared,
+/// The indexed term of an entry's 共享属性 (Art. 14): what a [`SharingFilter`] matches.
+fn sharing_term(attribute: &SharingAttribute) -> &'static str {
+    filter_term(match attribute {
+        SharingAttribute::Unconditional => SharingFilter::Unconditional,
+        SharingAttribute::Conditional { .. } => SharingFilter::Conditional,
+        SharingAttribute::NotShared { .. } => SharingFilter::NotShared,
+    })
 }
 
-impl SharingKind {
-    /// The kind of an entry's 共享属性.
-    pub fn of(attribute: &SharingAttribute) -> SharingKind {
-        match attribute {
-            SharingAttribute::Unconditional => SharingKind::Unconditional,
-            SharingAttribute::Conditional { .. } => SharingKind::Conditional,
-            SharingAttribute::NotShared { .. } => SharingKind::NotShared,
-        }
-    }
-
-    /// The indexed term.
-    fn term(self) -> &'static str {
-        match self {
-            SharingKind::Unconditional => "unconditional",
-            SharingKind::Conditional => "conditional",
-            SharingKind::NotShared => "not_shared",
-        }
+fn filter_term(filter: SharingFilter) -> &'static str {
+    match filter {
+        SharingFilter::Unconditional => "unconditional",
+        SharingFilter::Conditional => "conditional",
+        SharingFilter::NotShared => "not_shared",
     }
 }
 
@@ -138,7 +126,7 @@ pub struct CatalogQuery {
     /// Only entries of this provider (提供单位), exactly.
     pub provider: Option<String>,
     /// Only entries with this sharing attribute (共享属性).
-    pub sharing: Option<SharingKind>,
+    pub sharing: Option<SharingFilter>,
     /// Only entries of this region or any region below it (a county: the county's own
     /// departments and all its townships').
     pub region: Option<RegionCode>,
@@ -265,7 +253,7 @@ struct Fields {
     region: Field,
     /// The region and each of its ancestors (national `0` included), raw: the subtree filter.
     region_path: Field,
-    /// 共享属性 ([`SharingKind::term`]), raw.
+    /// 共享属性 ([`SharingFilter::term`]), raw.
     sharing: Field,
     /// The entry id, stored only.
     entry_id: Field,
@@ -542,7 +530,7 @@ impl CatalogIndex {
         for code in region.path() {
             doc.add_text(f.region_path, code.to_string());
         }
-        doc.add_text(f.sharing, SharingKind::of(&entry.sharing).term());
+        doc.add_text(f.sharing, sharing_term(&entry.sharing));
         doc.add_text(f.entry_id, &entry.id);
         doc
     }
@@ -750,7 +738,7 @@ impl CatalogIndex {
             filter(f.provider, provider);
         }
         if let Some(sharing) = query.sharing {
-            filter(f.sharing, sharing.term());
+            filter(f.sharing, filter_term(sharing));
         }
         // Every entry is in the national subtree: no filter to intersect with.
         if let Some(region) = query.region.filter(|r| *r != RegionCode::NATIONAL) {

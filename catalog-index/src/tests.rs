@@ -19,16 +19,16 @@ fn entry(
     id: &str,
     name: &str,
     provider: &str,
-    sharing: SharingKind,
+    sharing: SharingFilter,
     items: &[&str],
 ) -> CatalogEntry {
     let (sharing, methods, conditions) = match sharing {
-        SharingKind::Unconditional => (
+        SharingFilter::Unconditional => (
             SharingAttribute::Unconditional,
             vec![SharingMethod::ServiceApi],
             String::new(),
         ),
-        SharingKind::Conditional => (
+        SharingFilter::Conditional => (
             SharingAttribute::Conditional {
                 scope: vec!["政务部门".into()],
                 permitted_uses: vec!["履行法定职责".into()],
@@ -36,7 +36,7 @@ fn entry(
             vec![SharingMethod::BatchExchange],
             "仅限履职使用".into(),
         ),
-        SharingKind::NotShared => (
+        SharingFilter::NotShared => (
             SharingAttribute::NotShared {
                 reason: "涉及国家秘密".into(),
                 legal_basis: vec![LegalBasis {
@@ -130,7 +130,7 @@ fn ids(index: &CatalogIndex, query: &CatalogQuery) -> Vec<String> {
 
 /// Two counties of 东城区 and 西城区 (Beijing), a township under 东城区, and a city.
 fn sample() -> CatalogIndex {
-    use SharingKind::*;
+    use SharingFilter::*;
     let mut index = CatalogIndex::in_memory().unwrap();
     let updates = [
         signed(
@@ -222,7 +222,7 @@ fn add_update_withdraw_visible_after_commit() {
             "e1",
             "公安局行政许可信息",
             "公安局",
-            SharingKind::Unconditional,
+            SharingFilter::Unconditional,
             &["名称"],
         ))],
     );
@@ -243,7 +243,7 @@ fn add_update_withdraw_visible_after_commit() {
             "e1",
             "公安局出入境证件信息",
             "公安局",
-            SharingKind::Unconditional,
+            SharingFilter::Unconditional,
             &["名称"],
         )))],
     );
@@ -274,7 +274,7 @@ fn add_update_withdraw_visible_after_commit() {
             "e1",
             "公安局出入境证件信息",
             "公安局",
-            SharingKind::Unconditional,
+            SharingFilter::Unconditional,
             &["名称"],
         ))],
     );
@@ -318,7 +318,7 @@ fn add_of_an_existing_key_replaces() {
                 "e1",
                 name,
                 "公安局",
-                SharingKind::Unconditional,
+                SharingFilter::Unconditional,
                 &["名称"],
             ))],
         )
@@ -366,14 +366,14 @@ fn reopen_from_disk_keeps_documents_and_applied_through() {
                     "e1",
                     "公安局行政许可信息",
                     "公安局",
-                    SharingKind::Unconditional,
+                    SharingFilter::Unconditional,
                     &["名称"],
                 )),
                 add(entry(
                     "e2",
                     "公安局户籍登记信息",
                     "公安局",
-                    SharingKind::Conditional,
+                    SharingFilter::Conditional,
                     &["名称"],
                 )),
             ],
@@ -389,7 +389,7 @@ fn reopen_from_disk_keeps_documents_and_applied_through() {
                 "m1",
                 "民政局婚姻登记信息",
                 "民政局",
-                SharingKind::Unconditional,
+                SharingFilter::Unconditional,
                 &["名称"],
             ))],
         );
@@ -474,14 +474,15 @@ fn chinese_segmentation_finds_sub_phrases() {
 #[test]
 fn filters_by_provider_sharing_and_region_subtree() {
     let index = sample();
-    let q =
-        |provider: Option<&str>, sharing: Option<SharingKind>, region: Option<&str>| CatalogQuery {
+    let q = |provider: Option<&str>, sharing: Option<SharingFilter>, region: Option<&str>| {
+        CatalogQuery {
             provider: provider.map(str::to_string),
             sharing,
             region: region.map(code),
             limit: 20,
             ..Default::default()
-        };
+        }
+    };
     assert_eq!(ids(&index, &q(Some("民政局"), None, None)), ["m1"]);
     assert_eq!(
         ids(&index, &q(Some("公安"), None, None)),
@@ -489,11 +490,11 @@ fn filters_by_provider_sharing_and_region_subtree() {
         "exact provider"
     );
     assert_eq!(
-        ids(&index, &q(None, Some(SharingKind::NotShared), None)),
+        ids(&index, &q(None, Some(SharingFilter::NotShared), None)),
         ["m1"]
     );
     assert_eq!(
-        ids(&index, &q(None, Some(SharingKind::Conditional), None)),
+        ids(&index, &q(None, Some(SharingFilter::Conditional), None)),
         ["a2", "x1"]
     );
     // A township's entries are under its county, and not under another county.
@@ -513,7 +514,7 @@ fn filters_by_provider_sharing_and_region_subtree() {
     // Combined with text and each other.
     let mut combined = q(
         Some("公安局"),
-        Some(SharingKind::Unconditional),
+        Some(SharingFilter::Unconditional),
         Some("110101"),
     );
     combined.text = "行政许可".into();
@@ -649,7 +650,7 @@ fn hostile_query_text_is_text_not_syntax() {
             "n1",
             "Name OR 1 接口",
             "数据局",
-            SharingKind::Unconditional,
+            SharingFilter::Unconditional,
             &["名称"],
         ))],
     );
@@ -682,7 +683,7 @@ fn vocabulary_round_trip() {
                     &format!("{t}"),
                     &format!("{d}{topic}"),
                     d,
-                    SharingKind::Unconditional,
+                    SharingFilter::Unconditional,
                     &items,
                 ))
             })
@@ -749,7 +750,7 @@ fn sub_phrases_across_segmentation() {
                 &i.to_string(),
                 n,
                 "x",
-                SharingKind::Unconditional,
+                SharingFilter::Unconditional,
                 &["名称"],
             ))
         })

@@ -9,13 +9,13 @@
 //! the new log entries itself, so a busy catalog sync never waits for indexing.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
-use backflow_catalog_index::{CatalogIndex, CatalogQuery, IndexError, SharingKind};
+use backflow_catalog_index::{CatalogIndex, CatalogQuery, IndexError};
 use backflow_protocol::catalog_search::{
     SearchHit, SearchQuery, SearchRefusal, SearchResults, SharingFilter,
 };
@@ -51,7 +51,6 @@ pub struct CatalogSearch {
     /// so a power cut cannot leave the index holding versions the log lost.
     durable: Arc<AtomicU64>,
     nudge: SyncSender<()>,
-    stop: Arc<AtomicBool>,
 }
 
 /// What a search answers: the hits, who answered (this node, or the ancestor whose subtree
@@ -120,7 +119,6 @@ impl CatalogSearch {
             indexed_through,
             durable: Arc::new(AtomicU64::new(log_len)),
             nudge,
-            stop: Arc::new(AtomicBool::new(false)),
         };
         // The thread holds no sender: when the last handle goes, it sees the channel closed,
         // stops, and the index (its writer lock) is released with the last `Arc`.
@@ -128,7 +126,6 @@ impl CatalogSearch {
             index: Arc::clone(&search.index),
             indexed_through: Arc::clone(&search.indexed_through),
             durable: Arc::clone(&search.durable),
-            stop: Arc::clone(&search.stop),
         };
         std::thread::Builder::new()
             .name("catalog-indexer".into())
@@ -146,12 +143,6 @@ impl CatalogSearch {
 
     fn nudge(&self) {
         let _ = self.nudge.try_send(());
-    }
-
-    /// Stops the indexer thread (at its next chunk of the log).
-    pub fn stop(&self) {
-        self.stop.store(true, Ordering::Relaxed);
-        self.nudge();
     }
 
     pub fn indexed_through(&self) -> u64 {
@@ -173,11 +164,7 @@ impl CatalogSearch {
         let q = CatalogQuery {
             text: query.text.clone(),
             provider: query.provider.clone(),
-            sharing: query.sharing.map(|s| match s {
-                SharingFilter::Unconditional => SharingKind::Unconditional,
-                SharingFilter::Conditional => SharingKind::Conditional,
-                SharingFilter::NotShared => SharingKind::NotShared,
-            }),
+            sharing: query.sharing,
             region: query.region.filter(|r| *r != RegionCode::NATIONAL),
             offset: query.offset as usize,
             limit: query.limit as usize,
@@ -210,7 +197,6 @@ struct Indexer {
     index: Arc<RwLock<CatalogIndex>>,
     indexed_through: Arc<AtomicU64>,
     durable: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
 }
 
 impl Indexer {
@@ -224,7 +210,8 @@ impl Indexer {
         let mut last_commit = Instant::now();
         let mut dirty = false;
         loop {
-            if self.stop.load(Ordering::Relaxed) {
+            // Every handle gone (the node stopped): stop too, even mid catch-up.
+            if let Err(TryRecvError::Disconnected) = nudged.try_recv() {
                 return Ok(());
             }
             let from = {
@@ -322,7 +309,7 @@ pub fn query_of(
     params: &backflow_api::CatalogSearchParams,
 ) -> Result<SearchQuery, backflow_api::ApiError> {
     use backflow_api::ApiError;
-    use backflow_protocol::catalog_search::{HITS_MAX, OFFSET_MAX, QUERY_TEXT_BYTES_MAX};
+    use backflow_protocol::limits::Bounded;
     let sharing = match params.sharing.as_deref() {
         None | Some("") => None,
         Some("unconditional") => Some(SharingFilter::Unconditional),
@@ -346,40 +333,18 @@ pub fn query_of(
             })
         })
         .transpose()?;
-    let text = params.q.clone().unwrap_or_default();
-    if text.len() > QUERY_TEXT_BYTES_MAX {
-        return Err(ApiError::bad_request(format!(
-            "q is at most {QUERY_TEXT_BYTES_MAX} bytes"
-        )));
-    }
-    let provider = params.provider.clone().filter(|p| !p.is_empty());
-    if provider
-        .as_ref()
-        .is_some_and(|p| p.len() > backflow_protocol::limits::NAME_BYTES_MAX)
-    {
-        return Err(ApiError::bad_request(format!(
-            "provider is at most {} bytes",
-            backflow_protocol::limits::NAME_BYTES_MAX
-        )));
-    }
-    let limit = params.limit.unwrap_or(20);
-    if limit > HITS_MAX {
-        return Err(ApiError::bad_request(format!(
-            "limit is at most {HITS_MAX}"
-        )));
-    }
-    let offset = params.offset.unwrap_or(0);
-    if offset > OFFSET_MAX as usize {
-        return Err(ApiError::bad_request(format!(
-            "offset is at most {OFFSET_MAX}"
-        )));
-    }
-    Ok(SearchQuery {
-        text,
-        provider,
+    let clamp = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+    let query = SearchQuery {
+        text: params.q.clone().unwrap_or_default(),
+        provider: params.provider.clone().filter(|p| !p.is_empty()),
         sharing,
         region: region.filter(|r| *r != RegionCode::NATIONAL),
-        offset: offset as u32,
-        limit: limit as u32,
-    })
+        offset: clamp(params.offset.unwrap_or(0)),
+        limit: clamp(params.limit.unwrap_or(20)),
+    };
+    // The protocol's own bounds (text, provider, hits, offset), each error naming its field.
+    query
+        .check_limits()
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    Ok(query)
 }

@@ -445,14 +445,6 @@ pub fn entries_with_id(
     Ok(out)
 }
 
-/// A department's record (sequence).
-pub fn record(store: &Store, origin: &CatalogOrigin) -> Result<Option<OriginRecord>> {
-    match store.get(CF_CATALOG, &origin_key(origin))? {
-        None => Ok(None),
-        Some(v) => Ok(Some(decode_exact(&v).map_err(|e| anyhow!("{e}"))?)),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

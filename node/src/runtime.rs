@@ -449,6 +449,11 @@ impl Runtime {
                 Output::Disconnect { peer } => {
                     let _ = self.swarm.disconnect_peer_id(peer);
                 }
+                // A read, not a write: the writes before it are applied already.
+                Output::Storage(Storage::Catalog(CatalogStorageOp::ReadLog {
+                    from,
+                    count_max,
+                })) => self.answer_log_read(from, count_max),
                 Output::Storage(op) => {
                     let received = match &op {
                         Storage::ReturnFlow(StorageOp::PutTransfer(r))
@@ -458,17 +463,6 @@ impl Runtime {
                         }
                         _ => None,
                     };
-                    if let Storage::Catalog(CatalogStorageOp::ReadLog { from, count_max }) = op {
-                        // A read, not a write: the writes before it are applied already.
-                        match crate::catalog_store::read_log(&self.store, from, count_max) {
-                            Ok(updates) => self.ep.handle_catalog_log(now_ms(), from, updates),
-                            // The protocol asks again and reports it (LogUnreadable).
-                            Err(e) => {
-                                warn!(from, error = %format!("{e:#}"), "catalog log unreadable")
-                            }
-                        }
-                        continue;
-                    }
                     let catalog_grew = match &op {
                         Storage::Catalog(CatalogStorageOp::AppendLog { index, .. }) => Some(*index),
                         _ => None,

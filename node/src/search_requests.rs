@@ -1,8 +1,11 @@
-//! Searches of the unified catalog through this node's event loop (Art. 16): a department's
+//! The event loop's catalog work beyond storing it: the log read back when the protocol asks
+//! (`ReadLog`), and searches of the unified catalog (Art. 16): a department's
 //! own — answered from this node's index when its subtree covers the search, else by the
 //! nearest ancestor that does, over the overlay — and those passed up by descendants. The
 //! protocol routes them (`backflow_protocol::catalog_search`); every index search runs on the
 //! blocking pool and comes back as [`Work::SearchAnswered`].
+
+use tracing::warn;
 
 use crate::clock::now_ms;
 use crate::dataplane::Work;
@@ -11,6 +14,15 @@ use crate::runtime::Runtime;
 use backflow_protocol::catalog_search::{Asked, SearchEvent, SearchQuery};
 
 impl Runtime {
+    /// Catalog log entries the protocol asked to have read back (to send upstream).
+    pub(crate) fn answer_log_read(&mut self, from: u64, count_max: usize) {
+        match crate::catalog_store::read_log(&self.store, from, count_max) {
+            Ok(updates) => self.ep.handle_catalog_log(now_ms(), from, updates),
+            // The protocol asks again and reports it (LogUnreadable).
+            Err(e) => warn!(from, error = %format!("{e:#}"), "catalog log unreadable"),
+        }
+    }
+
     /// A department of this node searches: the reply comes with the answer (or a refusal).
     pub(crate) fn ask_search(&mut self, query: SearchQuery, reply: SearchReply) {
         match self.ep.search_catalog(now_ms(), query) {

@@ -297,14 +297,6 @@ impl CatalogSync {
         self.origins.local_entry(origin, id)
     }
 
-    /// The current entries of one of this node's own departments.
-    pub fn local_entries(
-        &self,
-        origin: &CatalogOrigin,
-    ) -> Option<&BTreeMap<String, Arc<CatalogEntry>>> {
-        self.origins.local_entries(origin)
-    }
-
     /// The sequence the next local version of `origin` must carry.
     pub fn next_seq(&self, origin: &CatalogOrigin) -> u64 {
         self.origins.seq(origin) + 1

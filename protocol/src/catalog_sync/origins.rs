@@ -225,17 +225,6 @@ impl Origins {
         }
     }
 
-    /// The entries of this node's own department.
-    pub(crate) fn local_entries(
-        &self,
-        origin: &CatalogOrigin,
-    ) -> Option<&BTreeMap<String, Arc<CatalogEntry>>> {
-        match &self.map.get(origin)?.held {
-            Held::Local(entries) => Some(entries),
-            Held::Ids(_) => None,
-        }
-    }
-
     pub(crate) fn summary(&self, origin: &CatalogOrigin) -> Option<OriginSummary> {
         self.map.get(origin).map(summary)
     }
