@@ -107,7 +107,18 @@ impl Bounded for SearchResults {
             check_len("search hit id bytes", h.entry_id.len(), NAME_BYTES_MAX)?;
             check_len("search hit name bytes", h.name.len(), NAME_BYTES_MAX)?;
         }
-        Ok(())
+        // A score is a relevance, finite and ≥ 0; a NaN from a hostile peer would also make
+        // the answer unequal to itself and unsortable (found by the `frame` fuzz target).
+        let scores_bad = self
+            .hits
+            .iter()
+            .filter(|h| !(h.score.is_finite() && h.score >= 0.0))
+            .count();
+        check_len(
+            "search hit scores that are not a finite number ≥ 0",
+            scores_bad,
+            0,
+        )
     }
 }
 
@@ -434,6 +445,38 @@ mod tests {
         let mut out = drain(s);
         assert_eq!(out.len(), 1, "{out:?}");
         out.remove(0)
+    }
+
+    /// A peer's answer with a score that is not a finite number ≥ 0 is refused at decoding
+    /// (the `frame` fuzz target found that a NaN made an accepted message unequal to itself).
+    #[test]
+    fn an_answer_with_a_score_that_is_not_a_number_is_refused() {
+        use crate::wire::{decode_frame, encode_frame, Message};
+        let answer = |score: f32| {
+            Message::Search(SearchMsg::Answer {
+                id: 1,
+                result: Ok(SearchResults {
+                    total: 1,
+                    hits: vec![SearchHit {
+                        region: RegionCode::NATIONAL,
+                        department: "公安厅".into(),
+                        entry_id: "e1".into(),
+                        name: "户籍人口".into(),
+                        score,
+                    }],
+                    answered_by: RegionCode::NATIONAL,
+                }),
+            })
+        };
+        let good = answer(1.5);
+        assert_eq!(decode_frame(&encode_frame(&good).unwrap()).unwrap(), good);
+        for bad in [f32::NAN, f32::INFINITY, -1.0] {
+            let msg = answer(bad);
+            assert!(msg.check_limits().is_err(), "{bad}");
+            // Encoded without the check, as a hostile peer would: decoding refuses it.
+            let body = crate::wire::encode_unchecked_for_tests(&msg);
+            assert!(decode_frame(&body).is_err(), "{bad}");
+        }
     }
 
     /// A township's country-wide search goes up hop by hop to national and back down.

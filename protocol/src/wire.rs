@@ -135,6 +135,16 @@ pub fn encode_frame(message: &Message) -> Result<Vec<u8>, WireError> {
     Ok(out)
 }
 
+/// A frame as a hostile peer could send it: encoded without the limit check, so tests can
+/// show that decoding refuses what encoding never produces.
+#[cfg(test)]
+pub(crate) fn encode_unchecked_for_tests(message: &Message) -> Vec<u8> {
+    let mut out = Vec::new();
+    bincode::serde::encode_into_std_write(PROTOCOL_VERSION, &mut out, config()).unwrap();
+    bincode::serde::encode_into_std_write(message, &mut out, config()).unwrap();
+    out
+}
+
 /// The frame of `Message::Chunk(frame)` up to its payload: `head ‖ frame.encoded` is
 /// byte-identical to `encode_frame(&Message::Chunk(frame))` (tested), so a sender writes the
 /// megabyte payload straight from its buffer instead of copying it into a frame first.
