@@ -62,10 +62,14 @@ use crate::catalog_sync::{
     CatalogSyncError, SavedCatalog,
 };
 use crate::cert::{CertChain, CertError, NodeIdentity, Revocation, TrustStore};
+use crate::service_interface::{
+    ServiceEvent, ServiceInterface, ServiceOutput, ServiceStorageOp, ServiceUsage,
+};
 
 mod catalog_search;
 mod departments;
 mod grant_delivery;
+mod service_calls;
 mod trust_in_force;
 
 use departments::catalog_attribute;
@@ -136,6 +140,8 @@ pub struct Saved {
     pub review_submissions: Vec<Submission>,
     /// Duty changes ([`ReviewStorageOp::PutDutyChange`]).
     pub review_duty_changes: Vec<DutyChange>,
+    /// Service interface calls counted per grant ([`ServiceStorageOp::PutUsage`]).
+    pub service_usage: Vec<(Hash, ServiceUsage)>,
 }
 
 /// One persisted transfer: its record ([`StorageOp::PutTransfer`]), the group ranges of each
@@ -254,6 +260,7 @@ pub enum Storage {
     Revocation(Revocation),
     Share(ShareStorageOp),
     Review(ReviewStorageOp),
+    Service(ServiceStorageOp),
 }
 
 /// Observable progress, for logs, metrics, the HTTP API and simnet statistics.
@@ -264,6 +271,7 @@ pub enum Event<P> {
     Share(ShareEvent),
     Review(ReviewEvent),
     Search(SearchEvent),
+    Service(ServiceEvent),
     PeerAdmitted {
         peer: P,
         region: RegionCode,
@@ -361,6 +369,7 @@ pub struct Endpoint<P> {
     share: ShareService,
     review: CatalogReview,
     search: CatalogSearch,
+    service: ServiceInterface,
     peers: BTreeMap<P, Peer>,
     by_region: BTreeMap<RegionCode, P>,
     out: VecDeque<Output<P>>,
@@ -419,6 +428,8 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
             saved.share_transit,
             saved.share_supervised,
         );
+        let mut service = ServiceInterface::new(region);
+        service.restore(saved.service_usage);
         let mut review = CatalogReview::default();
         review.restore(saved.review_submissions, saved.review_duty_changes);
         let mut ep = Endpoint {
@@ -429,6 +440,7 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
             share,
             review,
             search: CatalogSearch::new(region),
+            service,
             peers: BTreeMap::new(),
             by_region: BTreeMap::new(),
             out: VecDeque::new(),
@@ -563,8 +575,14 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
             return None;
         };
         let by_grant = self.peers.get(&peer).is_some_and(|p| p.by_grant);
-        if by_grant && !matches!(msg, Message::ReturnFlow(_) | Message::Chunk(_)) {
-            // A delivery's connection carries the delivery, nothing else.
+        if by_grant
+            && !matches!(
+                msg,
+                Message::ReturnFlow(_) | Message::Chunk(_) | Message::Service(_)
+            )
+        {
+            // A delivery's connection carries the delivery (or the service's calls), nothing
+            // else.
             self.out
                 .push_back(Output::Event(Event::UnadmittedFrame { peer }));
             return None;
@@ -582,6 +600,7 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
                     .handle_message(now, &mut self.trust, identity, from, m, &lookup);
             }
             Message::Search(m) => self.search.handle_message(now, from, m),
+            Message::Service(m) => self.handle_service_message(now, from, m),
             Message::Revocations(m) => {
                 for r in m.revocations {
                     // A rejected one is reported as an event; the others still apply.
@@ -609,6 +628,7 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
                 self.cs.handle_peer_admitted(now, region);
                 self.out
                     .push_back(Output::Event(Event::PeerAdmitted { peer, region }));
+                self.service.handle_connected(region);
                 if by_grant {
                     return;
                 }
@@ -652,7 +672,7 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
             return Ok((region, id.not_after, false));
         }
         // Outside the tree only the other party of a grant being delivered (Art. 22).
-        if self.is_delivery_peer(region) {
+        if self.is_delivery_peer(now, region) {
             return Ok((region, id.not_after, true));
         }
         Err(AdmissionError::NotInLine { region, me })
@@ -814,9 +834,10 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
         self.cs.handle_tick(now);
         self.share.handle_tick(now);
         self.search.handle_tick(now);
+        self.service.handle_tick(now);
         self.review.handle_timeout(now);
         self.record_deliveries(now);
-        self.close_finished_deliveries();
+        self.close_finished_deliveries(now);
     }
 
     /// When [`Self::handle_timeout`] is next due: the machines' timers, and the earliest
@@ -834,6 +855,7 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
             self.cs.poll_timeout(),
             self.share.poll_timeout(),
             self.search.poll_timeout(),
+            self.service.poll_timeout(),
             self.review.poll_timeout(),
             expiry,
             self.deliveries_completed.then_some(UnixMs::ZERO),
@@ -904,6 +926,17 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
                     msg: Message::Search(msg),
                 },
                 SearchOutput::Event(e) => Output::Event(Event::Search(e)),
+            });
+        }
+        if let Some(o) = self.service.poll_output() {
+            return Some(match o {
+                ServiceOutput::Send { to, msg } => Output::Send {
+                    to,
+                    peer: self.peer_of(to),
+                    msg: Message::Service(msg),
+                },
+                ServiceOutput::Storage(op) => Output::Storage(Storage::Service(op)),
+                ServiceOutput::Event(e) => Output::Event(Event::Service(e)),
             });
         }
         Some(match self.review.poll_output()? {

@@ -59,6 +59,7 @@ pub mod receipt;
 pub mod region_tree;
 pub mod return_flow;
 pub mod revocation_gossip;
+pub mod service_interface;
 pub mod share;
 pub mod time;
 pub mod tuning;

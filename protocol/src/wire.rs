@@ -34,7 +34,7 @@ pub use crate::limits::{
 /// 4: a want names many partitions, a chunk frame carries runs of many partitions.
 /// 5: revocations travel on the control plane ([`Message::Revocations`]).
 /// 6: catalog searches travel up the tree and back ([`Message::Search`]).
-pub const PROTOCOL_VERSION: u16 = 6;
+pub const PROTOCOL_VERSION: u16 = 7;
 
 /// Identity exchange on connection: the sender's certificate chain (anchor-most first). The
 /// shell verifies it with [`crate::cert::TrustStore::verify_chain`], checks the leaf's peer id
@@ -71,6 +71,9 @@ pub enum Message {
     /// Control plane: searches of the unified catalog, up to the node whose subtree covers
     /// them and back ([`crate::catalog_search`]).
     Search(crate::catalog_search::SearchMsg),
+    /// Control plane: calls of a granted service interface (服务接口) and their answers,
+    /// directly between the grant's two parties ([`crate::service_interface`]).
+    Service(crate::service_interface::ServiceMsg),
 }
 
 impl Bounded for Message {
@@ -83,6 +86,7 @@ impl Bounded for Message {
             Message::Revocations(m) => m.check_limits(),
             Message::Share(m) => m.check_limits(),
             Message::Search(m) => m.check_limits(),
+            Message::Service(m) => m.check_limits(),
         }
     }
 }
@@ -110,6 +114,8 @@ impl Message {
             Message::Share(_) => true,
             // A search reads what is published; it tells nothing of what is stored.
             Message::Search(_) => false,
+            // An answer is counted (the grant's usage persisted) before it is sent.
+            Message::Service(m) => matches!(m, crate::service_interface::ServiceMsg::Answer { .. }),
         }
     }
 }

@@ -531,7 +531,7 @@ proptest! {
 /// A delivery route for acts that start a batch exchange (the manifest is not checked here).
 fn route() -> backflow_protocol::share::DeliveryRoute {
     backflow_protocol::share::DeliveryRoute {
-        manifest: [7; 32],
+        manifest: Some([7; 32]),
         addresses: vec!["/ip4/127.0.0.1/tcp/4001".to_string()],
     }
 }

@@ -560,7 +560,7 @@ fn acts_go_around_a_relay_that_is_down() {
 /// A delivery route for acts that start a batch exchange (the manifest is not checked here).
 fn route() -> backflow_protocol::share::DeliveryRoute {
     backflow_protocol::share::DeliveryRoute {
-        manifest: [7; 32],
+        manifest: Some([7; 32]),
         addresses: vec!["/ip4/127.0.0.1/tcp/4001".to_string()],
     }
 }
@@ -639,7 +639,7 @@ fn a_grant_is_delivered_straight_to_the_requester_and_to_nobody_else() {
     assert!(net.run(60_000, |n| state(n, REQUESTER, &id)
         == Some(ShareState::Delivering)));
     // The requester's node is told where to connect; the shell dials.
-    let dials = net.ep(code(REQUESTER)).delivery_dials();
+    let dials = net.ep(code(REQUESTER)).delivery_dials(net.now);
     assert_eq!(dials.len(), 1);
     assert_eq!(dials[0].region, code(PROVIDER));
     assert_eq!(dials[0].addresses, addresses);
@@ -666,7 +666,7 @@ fn a_grant_is_delivered_straight_to_the_requester_and_to_nobody_else() {
     {
         assert!(net.rf(code(c)).held().all(|(_, h)| h.hash != hash), "{c}");
     }
-    assert!(net.ep(code(REQUESTER)).delivery_dials().is_empty());
+    assert!(net.ep(code(REQUESTER)).delivery_dials(net.now).is_empty());
     // The grant's connection closes once the delivery is done.
     assert!(net.run(10_000, |n| n
         .ep(code(PROVIDER))
@@ -776,4 +776,193 @@ fn the_common_superior_s_copy_takes_acts_that_arrive_out_of_order() {
         supervised(&net, "0", &id).as_ref(),
         net.ep(code(PROVIDER)).share_service().case(&id)
     );
+}
+
+/// The answer events of service interface calls at `c`.
+fn service_answers(
+    net: &Net,
+    c: &str,
+) -> Vec<(
+    u64,
+    Result<
+        backflow_protocol::service_interface::LookupAnswer,
+        backflow_protocol::service_interface::LookupRefusal,
+    >,
+)> {
+    use backflow_protocol::service_interface::ServiceEvent;
+    net.node(code(c))
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Service(ServiceEvent::Answered { id, result }) => Some((*id, result.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// 服务接口 (Art. 22): once granted and opened, the requester's department looks records up
+/// by key straight at the provider's node; only the grant's requester region is answered,
+/// only within its term, at a bounded rate; every call is counted, and the count survives a
+/// restart.
+#[test]
+fn a_service_interface_answers_only_its_requester_within_its_rate_and_counts_every_call() {
+    use backflow_protocol::service_interface::{
+        LookupQuery, LookupRefusal, ServiceMsg, CALLS_BURST,
+    };
+    let mut net = net();
+    let now = net.now;
+    let mut r = request(&net);
+    r.method = SharingMethod::ServiceApi;
+    let id = net
+        .node_mut(code(REQUESTER))
+        .ep
+        .file_share_request(now, r, SharingAttribute::Unconditional)
+        .unwrap();
+    net.flush(code(REQUESTER));
+    assert!(net.run(60_000, |n| state(n, PROVIDER, &id)
+        == Some(ShareState::UnderReview)));
+    grant(&mut net, &id);
+    assert!(net.run(60_000, |n| state(n, REQUESTER, &id)
+        == Some(ShareState::Granted)));
+    // Granted but not opened: nothing to call yet.
+    let now = net.now;
+    let keys = vec!["110101199001011234".to_string(), "不存在".to_string()];
+    assert_eq!(
+        net.node_mut(code(REQUESTER))
+            .ep
+            .call_service(now, "民政局", &id, keys.clone()),
+        Err(LookupRefusal::NotGranted)
+    );
+    // A batch exchange's start (with a manifest) does not open a service.
+    assert!(net
+        .node_mut(code(PROVIDER))
+        .ep
+        .share_act(
+            now,
+            &id,
+            "镇人社分局",
+            ShareAct::StartDelivery {
+                route: Some(route())
+            }
+        )
+        .is_err());
+
+    // The provider loads the granted data and opens the service: delivered (Art. 22).
+    net.node_mut(code(PROVIDER)).store.service_data.insert(
+        id,
+        [(
+            "110101199001011234".to_string(),
+            vec!["110101199001011234,参保".as_bytes().to_vec()],
+        )]
+        .into_iter()
+        .collect(),
+    );
+    let addresses = vec!["/ip4/10.0.0.7/tcp/4001".to_string()];
+    net.node_mut(code(PROVIDER))
+        .ep
+        .open_service(now, &id, "镇人社分局", addresses.clone())
+        .unwrap();
+    net.flush(code(PROVIDER));
+    assert_eq!(state(&net, PROVIDER, &id), Some(ShareState::Delivered));
+    assert!(net.run(60_000, |n| state(n, REQUESTER, &id)
+        == Some(ShareState::Delivered)));
+
+    // Only the requesting department calls.
+    let now = net.now;
+    assert_eq!(
+        net.node_mut(code(REQUESTER))
+            .ep
+            .call_service(now, "另一部门", &id, keys.clone()),
+        Err(LookupRefusal::NotTheRequester)
+    );
+    // A call waits for the direct connection, which the shell dials; answered there.
+    let call = net
+        .node_mut(code(REQUESTER))
+        .ep
+        .call_service(now, "民政局", &id, keys.clone())
+        .unwrap();
+    let dials = net.ep(code(REQUESTER)).delivery_dials(now);
+    assert_eq!(dials.len(), 1);
+    assert_eq!(
+        (dials[0].region, &dials[0].addresses),
+        (code(PROVIDER), &addresses)
+    );
+    net.connect(code(REQUESTER), code(PROVIDER));
+    assert!(net.run(10_000, |n| !service_answers(n, REQUESTER).is_empty()));
+    let (answered, result) = service_answers(&net, REQUESTER).remove(0);
+    assert_eq!(answered, call);
+    let answer = result.unwrap();
+    assert_eq!(answer.records.len(), 1, "one key found, the other not");
+    assert_eq!(answer.records[0].key, keys[0]);
+    assert_eq!(
+        answer.records[0].line,
+        "110101199001011234,参保".as_bytes().to_vec()
+    );
+    // No other node carried the call or its answer: the two nodes talk directly.
+    assert!(net.ep(code(REQUESTER)).delivery_dials(net.now).is_empty());
+
+    // Another node asking for this grant's records — here the provider's own parent — is
+    // refused, and not counted against the grant.
+    let lookup = |n: u64| {
+        Message::Service(ServiceMsg::Lookup {
+            id: n,
+            query: LookupQuery {
+                request: id,
+                keys: keys.clone(),
+            },
+        })
+    };
+    let refusals =
+        |out: &[backflow_protocol::endpoint::Output<backflow_protocol::RegionCode>]| {
+            out.iter()
+                .filter_map(|o| match o {
+                    backflow_protocol::endpoint::Output::Send {
+                        msg: Message::Service(ServiceMsg::Answer { result, .. }),
+                        ..
+                    } => Some(result.clone().err()),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        };
+    let out = net.inject(code("441900"), code(PROVIDER), lookup(1));
+    assert_eq!(refusals(&out), vec![Some(LookupRefusal::NotTheRequester)]);
+
+    // The rate: a burst of calls beyond the bucket is refused with when to retry.
+    let mut answers = Vec::new();
+    for n in 0..CALLS_BURST + 10 {
+        answers.extend(refusals(&net.inject(
+            code(REQUESTER),
+            code(PROVIDER),
+            lookup(100 + n),
+        )));
+    }
+    let ok = answers.iter().filter(|a| a.is_none()).count() as u64;
+    let limited = answers
+        .iter()
+        .filter(|a| matches!(a, Some(LookupRefusal::RateLimited { retry_after_ms }) if *retry_after_ms > 0))
+        .count() as u64;
+    // One call was spent above, moments ago.
+    assert_eq!(ok + limited, CALLS_BURST + 10, "{answers:?}");
+    assert!(
+        ok >= CALLS_BURST - 1 && limited >= 10,
+        "{ok} answered, {limited} limited"
+    );
+    let usage = *net.ep(code(PROVIDER)).service_usage(&id).unwrap();
+    assert_eq!(usage.calls, 1 + ok);
+    assert_eq!(usage.refused, limited);
+    assert_eq!(usage.records, 1 + ok);
+    assert_eq!(usage.keys, 2 * (1 + ok));
+    // The count is persisted: a restart keeps it.
+    net.restart(code(PROVIDER));
+    assert_eq!(net.ep(code(PROVIDER)).service_usage(&id), Some(&usage));
+
+    // After the term of use, no call goes out (and the provider refuses any that come).
+    let late = net.now.plus_ms(301 * DAY_MS);
+    assert_eq!(
+        net.node_mut(code(REQUESTER))
+            .ep
+            .call_service(late, "民政局", &id, keys.clone()),
+        Err(LookupRefusal::Expired)
+    );
+    assert!(net.ep(code(REQUESTER)).delivery_dials(late).is_empty());
 }

@@ -85,7 +85,7 @@ impl<P: Copy + Ord + std::fmt::Debug> Endpoint<P> {
         }
         let hash = self.rf.publish(now, &mut self.trust, manifest, entries)?;
         let route = DeliveryRoute {
-            manifest: hash,
+            manifest: Some(hash),
             addresses,
         };
         let identity = self.rf.identity();
@@ -94,15 +94,18 @@ impl<P: Copy + Ord + std::fmt::Debug> Endpoint<P> {
         Ok(hash)
     }
 
-    /// Providers this node fetches a delivery from and is not connected to now: the shell
-    /// dials them (at its own redial pace).
-    pub fn delivery_dials(&self) -> Vec<DeliveryDial> {
+    /// Providers this node fetches a delivery from, or has service interface calls waiting
+    /// for, and is not connected to now: the shell dials them (at its own redial pace).
+    pub fn delivery_dials(&self, now: UnixMs) -> Vec<DeliveryDial> {
         self.share
-            .delivery_peers()
+            .delivery_peers(now)
             .filter_map(|(region, route)| {
                 let route = route?;
-                let fetching = !self.rf.is_complete(&route.manifest);
-                (fetching && self.peer_of(region).is_none()).then(|| DeliveryDial {
+                let wanted = match &route.manifest {
+                    Some(manifest) => !self.rf.is_complete(manifest),
+                    None => self.service.wants(region),
+                };
+                (wanted && self.peer_of(region).is_none()).then(|| DeliveryDial {
                     region,
                     addresses: route.addresses.clone(),
                 })
@@ -110,9 +113,10 @@ impl<P: Copy + Ord + std::fmt::Debug> Endpoint<P> {
             .collect()
     }
 
-    /// Whether `region` is the other party of a grant this node is delivering or fetching.
-    pub(super) fn is_delivery_peer(&self, region: RegionCode) -> bool {
-        self.share.delivery_peers().any(|(r, _)| r == region)
+    /// Whether `region` is the other party of a grant this node is delivering or fetching,
+    /// or of a service interface open between them.
+    pub(super) fn is_delivery_peer(&self, now: UnixMs, region: RegionCode) -> bool {
+        self.share.delivery_peers(now).any(|(r, _)| r == region)
     }
 
     /// Records, signed by this node, every delivery whose data is now complete and verified.
@@ -124,7 +128,7 @@ impl<P: Copy + Ord + std::fmt::Debug> Endpoint<P> {
             .share
             .cases()
             .filter(|(_, c)| c.state == ShareState::Delivering)
-            .filter_map(|(id, c)| Some((*id, c.delivery.as_ref()?.manifest)))
+            .filter_map(|(id, c)| Some((*id, c.delivery.as_ref()?.manifest?)))
             .filter(|(_, m)| self.rf.is_complete(m))
             .collect();
         let identity = self.rf.identity();
@@ -137,13 +141,13 @@ impl<P: Copy + Ord + std::fmt::Debug> Endpoint<P> {
     }
 
     /// Closes the connections a finished (or ended) grant no longer admits.
-    pub(super) fn close_finished_deliveries(&mut self) {
+    pub(super) fn close_finished_deliveries(&mut self, now: UnixMs) {
         let stale: Vec<(P, RegionCode)> = self
             .peers
             .iter()
             .filter(|(_, p)| p.by_grant)
             .filter_map(|(peer, p)| Some((*peer, p.region?)))
-            .filter(|(_, r)| !self.is_delivery_peer(*r))
+            .filter(|(_, r)| !self.is_delivery_peer(now, *r))
             .collect();
         for (peer, region) in stale {
             self.refuse(

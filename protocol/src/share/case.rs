@@ -146,8 +146,11 @@ pub enum ShareAct {
         reasons: String,
         approved_by: String,
     },
-    /// Provider: delivery started. For a batch exchange or file download, the signed
-    /// delivery manifest and where the requester's node connects to fetch it.
+    /// Provider: delivery started — where the requester's node connects, and for a batch
+    /// exchange or file download the signed delivery manifest it fetches there. A service
+    /// interface (服务接口) is delivered once it answers: the case is delivered at once, and
+    /// the route names where the requester's node calls it. `None` is refused (kept an
+    /// `Option` only so a malformed act is refused with a reason rather than undecodable).
     StartDelivery { route: Option<DeliveryRoute> },
     /// Delivery completed (the requester's node verified the data).
     Delivered,
@@ -159,14 +162,15 @@ pub enum ShareAct {
 pub const DELIVERY_ADDRESSES_MAX: usize = 8;
 pub const DELIVERY_ADDRESS_BYTES_MAX: usize = 256;
 
-/// How granted data reaches the requester by batch exchange or file download (Art. 22): the
-/// delivery manifest ([`crate::manifest::Manifest::delivers`]) the provider's node publishes
-/// to the requester's region only, and the provider node's transport addresses. The grant
-/// admits the connection: the requester's node dials the provider's directly and fetches
-/// the verified data end to end; no other node carries or sees a byte.
+/// How granted data reaches the requester (Art. 22): the provider node's transport
+/// addresses and, for a batch exchange or file download, the delivery manifest
+/// ([`crate::manifest::Manifest::delivers`]) it publishes to the requester's region only;
+/// none for a service interface, which answers calls there
+/// ([`crate::service_interface`]). The grant admits the connection: the requester's node
+/// dials the provider's directly; no other node carries or sees a byte.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeliveryRoute {
-    pub manifest: Hash,
+    pub manifest: Option<Hash>,
     pub addresses: Vec<String>,
 }
 
@@ -205,7 +209,11 @@ pub enum ShareError {
         len: usize,
         max: usize,
     },
-    #[error("a {method:?} delivery needs its delivery manifest (share deliver), a service interface none")]
+    #[error(
+        "a {method:?} delivery names where it is fetched or called, with its delivery \
+         manifest for a batch exchange or file download and none for a service interface \
+         (share deliver)"
+    )]
     DeliveryRoute { method: SharingMethod },
     #[error(transparent)]
     Calendar(#[from] CalendarError),
@@ -511,25 +519,33 @@ impl ShareCase {
                     return Err(wrong());
                 }
                 let method = self.request.method;
-                if route.is_some() == (method == SharingMethod::ServiceApi) {
+                let service = method == SharingMethod::ServiceApi;
+                let Some(r) = route else {
+                    return Err(ShareError::DeliveryRoute { method });
+                };
+                if r.manifest.is_none() != service {
                     return Err(ShareError::DeliveryRoute { method });
                 }
-                if let Some(r) = route {
-                    check_texts("delivery addresses", &r.addresses, DELIVERY_ADDRESSES_MAX)?;
-                    if let Some(a) = r
-                        .addresses
-                        .iter()
-                        .find(|a| a.len() > DELIVERY_ADDRESS_BYTES_MAX)
-                    {
-                        return Err(ShareError::TooLarge {
-                            what: "delivery address",
-                            len: a.len(),
-                            max: DELIVERY_ADDRESS_BYTES_MAX,
-                        });
-                    }
+                check_texts("delivery addresses", &r.addresses, DELIVERY_ADDRESSES_MAX)?;
+                if let Some(a) = r
+                    .addresses
+                    .iter()
+                    .find(|a| a.len() > DELIVERY_ADDRESS_BYTES_MAX)
+                {
+                    return Err(ShareError::TooLarge {
+                        what: "delivery address",
+                        len: a.len(),
+                        max: DELIVERY_ADDRESS_BYTES_MAX,
+                    });
                 }
                 self.delivery = route.clone();
-                self.state = S::Delivering;
+                if service {
+                    // The service answers from now on: that is its delivery (Art. 22).
+                    self.delivered_at = Some(now);
+                    self.state = S::Delivered;
+                } else {
+                    self.state = S::Delivering;
+                }
             }
             ShareAct::Delivered => {
                 if !matches!(state, S::Granted | S::Delivering) {

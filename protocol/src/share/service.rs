@@ -648,7 +648,7 @@ impl ShareService {
             .ok_or(ShareRejection::UnknownRequest)?;
         let r = &case.request;
         if r.requester.region != self.region
-            || case.delivery.as_ref().map(|d| d.manifest) != Some(manifest)
+            || case.delivery.as_ref().and_then(|d| d.manifest) != Some(manifest)
         {
             return Err(ShareRejection::NoDeliveryHere);
         }
@@ -663,19 +663,25 @@ impl ShareService {
     }
 
     /// Regions this node exchanges a grant's delivery with now: for each batch exchange or
-    /// file download granted and not yet delivered, the other party's region — the provider
-    /// a requester fetches from (with the addresses its start named), or the requester a
-    /// provider serves. The endpoint admits these connections outside the tree.
-    pub fn delivery_peers(&self) -> impl Iterator<Item = (RegionCode, Option<&DeliveryRoute>)> {
+    /// file download granted and not yet delivered, and each service interface open (granted,
+    /// or delivered and within its term of use), the other party's region — the provider a
+    /// requester fetches from or calls (with the addresses its start named), or the requester
+    /// a provider serves. The endpoint admits these connections outside the tree.
+    pub fn delivery_peers(
+        &self,
+        now: UnixMs,
+    ) -> impl Iterator<Item = (RegionCode, Option<&DeliveryRoute>)> {
         let me = self.region;
         self.cases.values().filter_map(move |c| {
             let r = &c.request;
-            let transfers = r.method != SharingMethod::ServiceApi;
-            let open = matches!(
-                c.state,
-                super::ShareState::Granted | super::ShareState::Delivering
-            );
-            if !transfers || !open || r.requester.region == r.provider.region {
+            use super::ShareState as S;
+            let open = match r.method {
+                SharingMethod::ServiceApi => {
+                    matches!(c.state, S::Granted | S::Delivered) && now < r.use_until
+                }
+                _ => matches!(c.state, S::Granted | S::Delivering),
+            };
+            if !open || r.requester.region == r.provider.region {
                 return None;
             }
             if r.provider.region == me {
@@ -970,7 +976,7 @@ impl ShareService {
                     return Err(ShareRejection::NotAParty);
                 }
                 if let ShareActKind::DeliveryVerified { manifest } = kind {
-                    if case.delivery.as_ref().map(|d| d.manifest) != Some(*manifest) {
+                    if case.delivery.as_ref().and_then(|d| d.manifest) != Some(*manifest) {
                         return Err(ShareRejection::NotThisDelivery);
                     }
                 }

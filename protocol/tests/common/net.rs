@@ -31,6 +31,7 @@ use backflow_protocol::manifest::{
 use backflow_protocol::return_flow::{
     self, DataRouting, ReturnFlow, ReturnFlowError, ReturnFlowMsg, StorageOp,
 };
+use backflow_protocol::service_interface::ServiceEvent;
 use backflow_protocol::time::UnixMs;
 use backflow_protocol::tuning::Tuning;
 use backflow_protocol::wire::{decode_frame, encode_frame, Message};
@@ -773,7 +774,16 @@ impl Net {
                         node.ep.handle_content_present(now, &h, &present);
                     }
                 }
-                Output::Event(e) => self.node_mut(me).events.push(e),
+                Output::Event(e) => {
+                    let now = self.now;
+                    let node = self.node_mut(me);
+                    // A provider's store answers its service interface's calls at once.
+                    if let Event::Service(ServiceEvent::Asked { id, request, keys }) = &e {
+                        let answer = node.store.lookup(request, keys);
+                        node.ep.answer_service_call(now, *id, Ok(answer));
+                    }
+                    node.events.push(e);
+                }
             }
         }
     }

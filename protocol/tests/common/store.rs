@@ -23,6 +23,9 @@ use backflow_protocol::endpoint::{Saved, SavedTransfer, Storage};
 use backflow_protocol::manifest::Hash;
 use backflow_protocol::receipt::Receipt;
 use backflow_protocol::return_flow::{StorageOp, TransferRecord};
+use backflow_protocol::service_interface::{
+    LookupAnswer, LookupRecord, ServiceStorageOp, ServiceUsage,
+};
 use backflow_protocol::share::{ShareCase, ShareStorageOp, SignedShareAct};
 use backflow_protocol::wire::{decode_stored, encode_value};
 use backflow_protocol::RegionCode;
@@ -57,6 +60,10 @@ pub struct Store {
     pub catalogs: BTreeMap<CatalogOrigin, (OriginRecord, DepartmentCatalog)>,
     /// Catalog watermarks: sender → (log id, watermark).
     pub watermarks: BTreeMap<RegionCode, (u64, u64)>,
+    /// Service interface calls counted per grant ([`ServiceStorageOp::PutUsage`]).
+    pub service_usage: BTreeMap<Hash, ServiceUsage>,
+    /// Data a provider loaded for a grant's service interface: request → key → record lines.
+    pub service_data: BTreeMap<Hash, BTreeMap<String, Vec<Vec<u8>>>>,
     /// Revocations accepted ([`Storage::Revocation`]), in order.
     pub revocations: Vec<Revocation>,
     /// Share cases this node is a party to, by request id ([`ShareStorageOp::PutCase`]).
@@ -86,9 +93,32 @@ impl Store {
         self.catalogs.get(origin).map(|(_, c)| c)
     }
 
+    /// What a provider's store answers a service interface call with.
+    pub fn lookup(&self, request: &Hash, keys: &[String]) -> LookupAnswer {
+        let data = self.service_data.get(request);
+        let records = keys
+            .iter()
+            .flat_map(|k| {
+                let lines = data.and_then(|d| d.get(k)).cloned().unwrap_or_default();
+                lines.into_iter().map(move |line| LookupRecord {
+                    key: k.clone(),
+                    line,
+                })
+            })
+            .collect();
+        LookupAnswer {
+            header: b"id,value".to_vec(),
+            records,
+            truncated: false,
+        }
+    }
+
     /// Applies one storage effect, durably (it survives [`super::net::Net::restart`]).
     pub fn apply(&mut self, op: Storage) {
         match op {
+            Storage::Service(ServiceStorageOp::PutUsage { request, usage }) => {
+                self.service_usage.insert(request, usage);
+            }
             Storage::ReturnFlow(StorageOp::PutTransfer(rec)) => {
                 let h = rec.manifest.manifest.hash();
                 for e in &rec.entries {
@@ -230,6 +260,7 @@ impl Store {
             })
             .collect();
         Saved {
+            service_usage: self.service_usage.iter().map(|(r, u)| (*r, *u)).collect(),
             transfers,
             catalog: SavedCatalog {
                 log_len: self.catalog_log.len() as u64,
