@@ -330,15 +330,26 @@ pub trait Backend: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<serde_json::Value, ApiError>> + Send;
 
     /// The provider's department `department` (`None`: the node's configured one) delivers
-    /// granted request `id` by batch exchange or file download: `input` (in `format`) is the
-    /// granted data, stored for the requester's node alone; returns the request once the
+    /// granted request `id`: `input` (in `format`) is the granted data — by batch exchange or
+    /// file download stored for the requester's node alone, by service interface (服务接口)
+    /// loaded keyed by the field `key` to answer its calls; returns the request once the
     /// delivery is durable and started.
     fn share_deliver(
         &self,
         department: Option<String>,
         id: String,
         format: String,
+        key: Option<String>,
         input: PublishInput,
+    ) -> impl Future<Output = Result<serde_json::Value, ApiError>> + Send;
+
+    /// The requesting department `department` calls the service interface of its granted
+    /// request `id` with `keys`: `{header, records: [{key, record}], truncated}`.
+    fn share_lookup(
+        &self,
+        department: Option<String>,
+        id: String,
+        keys: Vec<String>,
     ) -> impl Future<Output = Result<serde_json::Value, ApiError>> + Send;
 
     /// Catalog review and update obligations (Arts. 16–17).

@@ -16,8 +16,9 @@
 //! | GET    | `/api/share`         | `?overdue=true`: share requests this node is a party to, overdue first |
 //! | POST   | `/api/share`         | `ShareFileParams`: file a request as this node's department |
 //! | GET    | `/api/share/{id}`    | one share request (id or a unique 8+ digit prefix)      |
-//! | POST   | `/api/share/{id}/act`| `ShareActParams`: grant, refuse, notice, supplement, extend, start_delivery, delivered, withdraw |
-//! | POST   | `/api/share/{id}/deliver` | `?format=csv\|ndjson[&department=]`, the granted data as the body (streamed): a batch exchange or file download starts (Art. 22) |
+//! | POST   | `/api/share/{id}/act`| `ShareActParams`: grant, refuse, notice, supplement, extend, delivered, withdraw |
+//! | POST   | `/api/share/{id}/deliver` | `?format=csv\|ndjson[&key=FIELD][&department=]`, the granted data as the body (streamed): a batch exchange or file download starts, or with `key` a service interface (服务接口) opens (Art. 22) |
+//! | POST   | `/api/share/{id}/lookup` | `LookupParams` `{keys, department?}`: the requester calls the grant's service interface |
 //! | GET    | `/api/catalog-review`| `?overdue=true`: submissions and duty changes (Arts. 16–17), overdue first |
 //! | POST   | `/api/catalog-review`| `ReviewSubmitParams`: a department's entries to the authority's review |
 //! | POST   | `/api/catalog-review/{id}` | `ReviewDecideParams`: the authority approves (publishes) or returns |
@@ -120,6 +121,7 @@ pub fn router<B: Backend>(backend: B, gate: Gate, dirs: Directories) -> Router {
         .route("/api/share", get(share_list::<B>).post(share_file::<B>))
         .route("/api/share/{id}", get(share_show::<B>))
         .route("/api/share/{id}/act", post(share_act::<B>))
+        .route("/api/share/{id}/lookup", post(share_lookup::<B>))
         .route(
             "/api/share/{id}/deliver",
             post(share_deliver::<B>).layer(DefaultBodyLimit::max(UPLOAD_BYTES_MAX)),
@@ -573,6 +575,9 @@ async fn share_act<B: Backend>(
 #[serde(deny_unknown_fields)]
 struct DeliverQuery {
     format: String,
+    /// A service interface's key field (服务接口).
+    #[serde(default)]
+    key: Option<String>,
     #[serde(default)]
     department: Option<String>,
 }
@@ -591,7 +596,38 @@ async fn share_deliver<B: Backend>(
     let input = body_reader(request);
     // Not under the answer timeout: the body streams for as long as the data takes.
     api.backend
-        .share_deliver(department, id, format, input)
+        .share_deliver(department, id, format, q.key, input)
+        .await
+        .map(Json)
+}
+
+/// A call of a granted service interface (服务接口, Art. 22) by its requesting department.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LookupParams {
+    pub keys: Vec<String>,
+    #[serde(default)]
+    pub department: Option<String>,
+}
+
+async fn share_lookup<B: Backend>(
+    State(api): State<Api<B>>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+    Json(params): Json<LookupParams>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let department = principal.acting_as(params.department.as_deref())?;
+    // Bounded before anything is asked of the node (the protocol checks the same).
+    use backflow_protocol::service_interface::{LOOKUP_KEYS_MAX, LOOKUP_KEY_BYTES_MAX};
+    if params.keys.is_empty()
+        || params.keys.len() > LOOKUP_KEYS_MAX
+        || params.keys.iter().any(|k| k.len() > LOOKUP_KEY_BYTES_MAX)
+    {
+        return Err(ApiError::bad_request(format!(
+            "keys: 1 to {LOOKUP_KEYS_MAX} keys of at most {LOOKUP_KEY_BYTES_MAX} bytes each"
+        )));
+    }
+    answer(api.backend.share_lookup(department, id, params.keys))
         .await
         .map(Json)
 }

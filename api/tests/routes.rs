@@ -121,11 +121,21 @@ impl Backend for Fake {
     ) -> Result<serde_json::Value, ApiError> {
         Ok(serde_json::json!({ "id": id, "act": params.act, "as": department }))
     }
+    async fn share_lookup(
+        &self,
+        department: Option<String>,
+        id: String,
+        keys: Vec<String>,
+    ) -> Result<serde_json::Value, ApiError> {
+        Ok(serde_json::json!({ "id": id, "as": department, "keys": keys }))
+    }
+
     async fn share_deliver(
         &self,
         department: Option<String>,
         id: String,
         format: String,
+        key: Option<String>,
         mut input: PublishInput,
     ) -> Result<serde_json::Value, ApiError> {
         let mut body = Vec::new();
@@ -133,7 +143,7 @@ impl Backend for Fake {
             .await
             .unwrap()
             .map(|body| {
-                serde_json::json!({ "id": id, "format": format, "as": department, "bytes": body.len() })
+                serde_json::json!({ "id": id, "format": format, "key": key, "as": department, "bytes": body.len() })
             })
             .map_err(|e| ApiError::bad_request(e.to_string()))
     }

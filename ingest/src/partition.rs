@@ -188,6 +188,31 @@ pub fn csv_header_fields(header: &[u8]) -> Vec<String> {
     out
 }
 
+/// The value of one field of a record line (without its line end), as a lookup key: CSV field
+/// `csv_index` (quotes removed, doubled quotes unescaped) or NDJSON field `name` (a string,
+/// or a number as written). `None`: the line does not parse, lacks the field, or its value is
+/// empty or neither a string nor a number.
+pub fn field_value(format: Format, line: &[u8], csv_index: usize, name: &str) -> Option<Vec<u8>> {
+    let value = match format {
+        Format::Csv => {
+            let raw = csv_field(line, csv_index)?;
+            let mut v = Vec::with_capacity(raw.len());
+            let mut i = 0;
+            while i < raw.len() {
+                v.push(raw[i]);
+                i += if raw[i] == b'"' && raw.get(i + 1) == Some(&b'"') {
+                    2
+                } else {
+                    1
+                };
+            }
+            v
+        }
+        Format::Ndjson => json_field(line, name).ok()??,
+    };
+    (!value.is_empty()).then_some(value)
+}
+
 /// Extracts `field` from one NDJSON object line: a string, or a number (written as digits).
 fn json_field(line: &[u8], field: &str) -> Result<Option<Vec<u8>>, ()> {
     use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
@@ -1129,6 +1154,29 @@ mod tests {
                 assert_eq!(outcome(block), whole, "{format:?}, {block}-byte blocks");
             }
         }
+    }
+
+    #[test]
+    fn field_values_for_lookups() {
+        let line = br#"1,"a""b",x"#;
+        assert_eq!(
+            field_value(Format::Csv, line, 1, ""),
+            Some(br#"a"b"#.to_vec())
+        );
+        assert_eq!(field_value(Format::Csv, line, 0, ""), Some(b"1".to_vec()));
+        assert_eq!(field_value(Format::Csv, b"1,,x", 1, ""), None);
+        assert_eq!(field_value(Format::Csv, b"1", 3, ""), None);
+        let json = br#"{"id":"110101","n":7,"o":{}}"#;
+        assert_eq!(
+            field_value(Format::Ndjson, json, 0, "id"),
+            Some(b"110101".to_vec())
+        );
+        assert_eq!(
+            field_value(Format::Ndjson, json, 0, "n"),
+            Some(b"7".to_vec())
+        );
+        assert_eq!(field_value(Format::Ndjson, json, 0, "o"), None);
+        assert_eq!(field_value(Format::Ndjson, b"{", 0, "id"), None);
     }
 
     #[test]

@@ -164,6 +164,7 @@ async fn run(requests: usize, mib: u64) -> Result<()> {
             "镇人社分局".into(),
             id.clone(),
             Format::Csv,
+            None,
             dir.path().join("spill"),
             Box::new(std::fs::File::open(&csv)?),
         )

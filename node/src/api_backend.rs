@@ -330,6 +330,7 @@ impl Backend for NodeBackend {
         department: Option<String>,
         id: String,
         format: String,
+        key: Option<String>,
         input: PublishInput,
     ) -> Result<serde_json::Value, ApiError> {
         let department = department.unwrap_or_else(|| self.department.clone());
@@ -339,10 +340,25 @@ impl Backend for NodeBackend {
         let work_dir = work_dir(&self.data_dir, "delivery").join(n.to_string());
         json(
             self.node
-                .deliver_share(department, id, format, work_dir, input)
+                .deliver_share(department, id, format, key, work_dir, input)
                 .await
                 .map_err(|e| ApiError::bad_request(format!("{e:#}")))?,
         )
+    }
+
+    async fn share_lookup(
+        &self,
+        department: Option<String>,
+        id: String,
+        keys: Vec<String>,
+    ) -> Result<serde_json::Value, ApiError> {
+        let department = department.unwrap_or_else(|| self.department.clone());
+        let answer = self
+            .node
+            .share_lookup(department, id, keys)
+            .await
+            .map_err(|e| ApiError::bad_request(format!("{e:#}")))?;
+        json(crate::share_api::LookupView::of(answer))
     }
 
     async fn catalog_review(

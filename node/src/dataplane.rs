@@ -82,6 +82,14 @@ pub enum Work {
             backflow_protocol::catalog_search::SearchRefusal,
         >,
     },
+    /// This node's store answered a service interface call the protocol asked it for.
+    ServiceAnswered {
+        id: u64,
+        result: Result<
+            backflow_protocol::service_interface::LookupAnswer,
+            backflow_protocol::service_interface::LookupRefusal,
+        >,
+    },
 }
 
 /// Inbound data-plane streams one admitted peer may hold open at once. Its writer keeps one

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, bail, Result};
 use backflow_api::{ShareActParams, ShareFileParams};
 use backflow_protocol::catalog::{CatalogEntry, CatalogOrigin};
 use backflow_protocol::cert::NodeIdentity;
@@ -123,7 +123,20 @@ pub(crate) enum Cmd {
     DeliveryTarget {
         department: String,
         id: String,
-        reply: oneshot::Sender<Result<(Hash, RegionCode, UnixMs)>>,
+        reply: oneshot::Sender<Result<crate::share_api::DeliveryTarget>>,
+    },
+    /// Opens a granted service interface whose data is loaded ([`crate::service_store`]).
+    OpenService {
+        department: String,
+        request: Hash,
+        reply: oneshot::Sender<Result<ShareView>>,
+    },
+    /// A department of this node calls a grant's service interface.
+    CallService {
+        department: String,
+        id: String,
+        keys: Vec<String>,
+        reply: LookupReply,
     },
     /// Publishes a staged delivery ([`crate::delivery`]) and records its start.
     Deliver {
@@ -180,6 +193,9 @@ pub struct NodeStats {
     /// the index and fetched again).
     pub groups_damaged: AtomicU64,
 }
+
+/// Who waits for a service interface call this node's department made (`Cmd::CallService`).
+pub type LookupReply = oneshot::Sender<Result<backflow_protocol::service_interface::LookupAnswer>>;
 
 /// Who waits for a catalog search this node's department asked (`Cmd::CatalogSearch`).
 pub type SearchReply = oneshot::Sender<
@@ -474,30 +490,59 @@ impl NodeHandle {
         .await?
     }
 
-    /// The provider's `department` delivers granted request `id` by batch exchange or file
-    /// download (Art. 22): `input` (the granted data, in `format`) is stored as one partition
+    /// The provider's `department` delivers granted request `id` (Art. 22). By batch exchange
+    /// or file download, `input` (the granted data, in `format`) is stored as one partition
     /// for the requester's region, under a delivery manifest the requester's node alone may
-    /// fetch, directly from this node; returns once it is durable and the start is recorded.
+    /// fetch, directly from this node. By service interface (服务接口), `input` is loaded keyed
+    /// by `key` (the field calls look up) and the service opens. Returns once it is durable
+    /// and the start is recorded.
     pub async fn deliver_share(
         &self,
         department: String,
         id: String,
         format: crate::partition::Format,
+        key: Option<String>,
         work_dir: std::path::PathBuf,
         mut input: Box<dyn std::io::Read + Send>,
     ) -> Result<ShareView> {
         // Checked before the data is read: a wrong id or state fails at once.
-        let (request, requester, use_until) = self
+        let target = self
             .ask(|reply| Cmd::DeliveryTarget {
                 department: department.clone(),
                 id,
                 reply,
             })
             .await??;
+        let request = target.request;
+        if target.service {
+            let key = key.ok_or_else(|| {
+                anyhow!(
+                    "a service interface (服务接口) answers lookups by a key field: name it \
+                     (--key FIELD, e.g. 公民身份号码)"
+                )
+            })?;
+            let _ = std::fs::remove_dir_all(&work_dir);
+            let store = self.store.clone();
+            tokio::task::spawn_blocking(move || {
+                crate::service_store::load(&store, &request, &mut input, format, &key)
+            })
+            .await
+            .map_err(|e| anyhow!("loading the service's data: {e}"))??;
+            return self
+                .ask(|reply| Cmd::OpenService {
+                    department,
+                    request,
+                    reply,
+                })
+                .await?;
+        }
+        if key.is_some() {
+            bail!("--key is for a service interface (服务接口); this grant is delivered as data");
+        }
         let req = crate::delivery::DeliveryRequest {
             request,
-            requester,
-            use_until,
+            requester: target.requester,
+            use_until: target.use_until,
             department: department.clone(),
             format,
             work_dir: work_dir.clone(),
@@ -515,6 +560,23 @@ impl NodeHandle {
             department,
             request,
             staged: Box::new(staged),
+            reply,
+        })
+        .await?
+    }
+
+    /// This node's `department` calls the service interface (服务接口) of its granted request
+    /// `id` with `keys`: the matching records, straight from the provider's node.
+    pub async fn share_lookup(
+        &self,
+        department: String,
+        id: String,
+        keys: Vec<String>,
+    ) -> Result<backflow_protocol::service_interface::LookupAnswer> {
+        self.ask(|reply| Cmd::CallService {
+            department,
+            id,
+            keys,
             reply,
         })
         .await?

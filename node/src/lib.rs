@@ -27,6 +27,8 @@ pub mod review_api;
 pub mod runtime;
 pub mod scrub;
 pub mod search_requests;
+pub mod service_calls;
+pub mod service_store;
 pub mod share_api;
 pub mod status;
 pub mod store;

@@ -55,6 +55,9 @@ pub struct LocalNet {
     tasks: BTreeMap<RegionCode, tokio::task::JoinHandle<Result<()>>>,
     identities: BTreeMap<RegionCode, NodeIdentity>,
     upstreams: BTreeMap<RegionCode, Vec<libp2p::Multiaddr>>,
+    /// Where each stopped node listened: it restarts there, as a real node does on its
+    /// configured address (peers that were told it — a grant's route — reach it again).
+    listened: BTreeMap<RegionCode, Vec<libp2p::Multiaddr>>,
     anchor: ed25519_dalek::VerifyingKey,
     dir: std::path::PathBuf,
     tuning: Tuning,
@@ -157,6 +160,7 @@ impl LocalNet {
             tasks,
             identities,
             upstreams,
+            listened: BTreeMap::new(),
             anchor,
             dir: dir.to_path_buf(),
             tuning,
@@ -191,6 +195,16 @@ impl LocalNet {
     /// Stops one node (cleanly) and returns once its storage is closed.
     pub async fn stop(&mut self, region: RegionCode) -> Result<()> {
         if let Some(h) = self.nodes.remove(&region) {
+            let addrs = h
+                .listen_addrs
+                .iter()
+                .map(|a| {
+                    a.iter()
+                        .filter(|p| !matches!(p, libp2p::multiaddr::Protocol::P2p(_)))
+                        .collect()
+                })
+                .collect();
+            self.listened.insert(region, addrs);
             h.shutdown().await;
         }
         if let Some(t) = self.tasks.remove(&region) {
@@ -199,13 +213,19 @@ impl LocalNet {
         Ok(())
     }
 
-    /// Starts a stopped node again on its old storage (a fresh port; it dials its upstream).
+    /// Starts a stopped node again on its old storage and its old addresses (it dials its
+    /// upstream).
     pub async fn restart(&mut self, region: RegionCode) -> Result<()> {
+        let listen = self
+            .listened
+            .remove(&region)
+            .filter(|a| !a.is_empty())
+            .unwrap_or_else(|| vec![self.transport.loopback()]);
         let setup = NodeSetup {
             identity: self.identities[&region].clone(),
             anchor: self.anchor,
             db_path: self.dir.join(format!("node-{region}")),
-            listen: vec![self.transport.loopback()],
+            listen,
             upstream: self.upstreams[&region].clone(),
             tuning: self.tuning.clone(),
             calendar: self.calendar.clone(),

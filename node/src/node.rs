@@ -165,6 +165,7 @@ pub async fn start(setup: NodeSetup) -> Result<(NodeHandle, tokio::task::JoinHan
         search: search.clone(),
         catalog_log_len: 0,
         searches: HashMap::new(),
+        service_calls: HashMap::new(),
         ep,
         hello,
         outbox: Outbox::default(),

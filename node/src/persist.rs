@@ -17,6 +17,7 @@ use backflow_protocol::endpoint::{Saved, SavedTransfer, Storage};
 use backflow_protocol::manifest::Hash;
 use backflow_protocol::receipt::Receipt;
 use backflow_protocol::return_flow::{StorageOp, TransferRecord};
+use backflow_protocol::service_interface::{ServiceStorageOp, ServiceUsage};
 use backflow_protocol::share::{
     ShareCase, ShareStorageOp, SignedShareAct, SHARE_CASES_MAX, SHARE_TRANSIT_MAX,
 };
@@ -38,6 +39,8 @@ const SHARE_SUPERVISED_KEY_PREFIX: &[u8] = b"share/supervised/";
 /// Catalog submissions under review and duty changes (Arts. 16–17), by id.
 const REVIEW_SUBMISSION_KEY_PREFIX: &[u8] = b"review/submission/";
 const REVIEW_DUTY_KEY_PREFIX: &[u8] = b"review/duty/";
+/// A grant's service interface calls, counted (`service/usage/` request).
+const SERVICE_USAGE_KEY_PREFIX: &[u8] = b"service/usage/";
 /// Bounds on what is read back at start (a corrupted or hostile database cannot make the node
 /// read without end): transfers held, receipts per transfer (one per descendant region at
 /// most: national has 44,703) and senders' catalog watermarks (the catalog's own bounds are
@@ -190,6 +193,15 @@ pub fn load(store: &Store, region: RegionCode) -> Result<Saved> {
             decode_exact(&v).map_err(|e| anyhow!("corrupt stored duty change: {e}"))?;
         saved.review_duty_changes.push(d);
     }
+    // One per grant this node provides; bounded like the cases they count.
+    for (k, v) in store.scan_prefix(CF_STATE, SERVICE_USAGE_KEY_PREFIX, SHARE_CASES_MAX)? {
+        let request: Hash = k[SERVICE_USAGE_KEY_PREFIX.len()..]
+            .try_into()
+            .map_err(|_| anyhow!("corrupt stored service usage key"))?;
+        let u: ServiceUsage =
+            decode_exact(&v).map_err(|e| anyhow!("corrupt stored service usage: {e}"))?;
+        saved.service_usage.push((request, u));
+    }
     Ok(saved)
 }
 
@@ -291,6 +303,11 @@ pub fn apply(
         Storage::Review(ReviewStorageOp::PutDutyChange(d)) => {
             let value = encode_value(&*d).map_err(|e| anyhow!("{e}"))?;
             store.put(CF_STATE, &review_key(REVIEW_DUTY_KEY_PREFIX, d.id), &value)?;
+        }
+        Storage::Service(ServiceStorageOp::PutUsage { request, usage }) => {
+            let key = [SERVICE_USAGE_KEY_PREFIX, request.as_slice()].concat();
+            let value = encode_value(&usage).map_err(|e| anyhow!("{e}"))?;
+            store.put(CF_STATE, &key, &value)?;
         }
         Storage::Revocation(r) => {
             let mut key = REVOCATION_KEY_PREFIX.to_vec();

@@ -55,6 +55,8 @@ pub(crate) struct Runtime {
     pub catalog_log_len: u64,
     /// Searches this node's departments asked, by the protocol's id.
     pub searches: HashMap<u64, crate::handle::SearchReply>,
+    /// Service interface calls this node's departments made, by the protocol's id.
+    pub service_calls: HashMap<u64, crate::handle::LookupReply>,
     pub ep: Endpoint<PeerId>,
     /// This node's hello frame, encoded once.
     pub hello: Vec<u8>,
@@ -150,8 +152,8 @@ impl Runtime {
     /// Providers whose granted data this node fetches (Art. 22) and is not connected to:
     /// dialled directly, at the addresses their signed start named, each only under its own
     /// peer id.
-    fn dial_deliveries(&mut self) {
-        for d in self.ep.delivery_dials() {
+    pub(crate) fn dial_deliveries(&mut self) {
+        for d in self.ep.delivery_dials(now_ms()) {
             let mut by_peer: HashMap<PeerId, Vec<Multiaddr>> = HashMap::new();
             for a in &d.addresses {
                 let Ok(addr) = a.parse::<Multiaddr>() else {
@@ -176,7 +178,7 @@ impl Runtime {
     /// Where a requester's node connects to fetch a delivery from this node: the addresses
     /// this node listens on (each naming its peer id), routable ones first, at most
     /// [`DELIVERY_ADDRESSES_MAX`].
-    fn delivery_addresses(&self) -> Vec<String> {
+    pub(crate) fn delivery_addresses(&self) -> Vec<String> {
         let me = *self.swarm.local_peer_id();
         let mut addrs: Vec<Multiaddr> = self
             .swarm
@@ -405,6 +407,9 @@ impl Runtime {
             Work::Failed(e) => warn!(error = %e, "background work failed"),
             Work::Damaged(d) => self.on_damaged(d),
             Work::SearchAnswered { id, result } => self.ep.answer_catalog_search(id, result),
+            Work::ServiceAnswered { id, result } => {
+                self.ep.answer_service_call(now_ms(), id, result)
+            }
         }
     }
 
@@ -645,6 +650,7 @@ impl Runtime {
     fn on_event(&mut self, ev: Event<PeerId>) {
         match ev {
             Event::Search(e) => self.on_search_event(e),
+            Event::Service(e) => self.on_service_event(e),
             Event::PeerAdmitted { peer, region } => {
                 self.data.admitted.admit(peer);
                 info!(%peer, %region, "peer verified")
@@ -834,6 +840,19 @@ impl Runtime {
             Cmd::ContentDamaged(d) => self.on_damaged(d),
             Cmd::Scrub { reply } => self.scrub_all(reply),
             Cmd::CatalogSearch { query, reply } => self.ask_search(query, reply),
+            Cmd::CallService {
+                department,
+                id,
+                keys,
+                reply,
+            } => self.call_service(&department, &id, keys, reply),
+            Cmd::OpenService {
+                department,
+                request,
+                reply,
+            } => {
+                let _ = reply.send(self.open_service(&department, &request));
+            }
             Cmd::Peers { reply } => {
                 let v = self
                     .swarm

@@ -47,6 +47,55 @@ pub struct ShareView {
     /// requester, and the delivery manifest.
     #[serde(default)]
     pub delivery: Option<DeliveryView>,
+    /// A service interface once open: at the provider, its calls counted (每次调用计数).
+    #[serde(default)]
+    pub service: Option<ServiceView>,
+}
+
+/// An answer of a service interface (服务接口) as the requesting department sees it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LookupView {
+    /// The CSV header line (empty for NDJSON).
+    pub header: String,
+    pub records: Vec<LookupRecordView>,
+    /// More records matched than one answer carries.
+    pub truncated: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LookupRecordView {
+    pub key: String,
+    /// The record as the provider loaded it (a CSV row or an NDJSON object).
+    pub record: String,
+}
+
+impl LookupView {
+    pub fn of(a: backflow_protocol::service_interface::LookupAnswer) -> LookupView {
+        LookupView {
+            header: String::from_utf8_lossy(&a.header).into_owned(),
+            records: a
+                .records
+                .into_iter()
+                .map(|r| LookupRecordView {
+                    key: r.key,
+                    record: String::from_utf8_lossy(&r.line).into_owned(),
+                })
+                .collect(),
+            truncated: a.truncated,
+        }
+    }
+}
+
+/// A service interface (服务接口) as its provider's node counts it.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ServiceView {
+    /// Calls answered (with records or none found).
+    pub calls: u64,
+    pub keys: u64,
+    pub records: u64,
+    /// Calls refused (rate, term, store).
+    pub refused: u64,
+    pub last_call: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -78,6 +127,19 @@ fn origin_text(o: &CatalogOrigin) -> String {
 
 fn day(at: UnixMs) -> String {
     beijing_date(at).map_or_else(|_| at.to_string(), |d| d.to_string())
+}
+
+/// A moment as Beijing time (UTC+8), to the second: `2026-12-04 21:05:09`.
+pub fn time_text(at: UnixMs) -> String {
+    const BEIJING_OFFSET_MS: u64 = 8 * 3_600_000;
+    let secs_of_day = (at.0 + BEIJING_OFFSET_MS) / 1000 % 86_400;
+    format!(
+        "{} {:02}:{:02}:{:02}",
+        day(at),
+        secs_of_day / 3600,
+        secs_of_day / 60 % 60,
+        secs_of_day % 60
+    )
 }
 
 fn state_names(s: ShareState) -> (&'static str, &'static str) {
@@ -152,11 +214,14 @@ pub fn view(id: &Hash, case: &ShareCase, calendar: &WorkingCalendar, now: UnixMs
         answer,
         acts: case.acts.len(),
         supervised: false,
-        delivery: case.delivery.as_ref().map(|d| DeliveryView {
-            dataset: crate::delivery::dataset_name(id),
-            publisher: r.provider.region.to_string(),
-            manifest: hex::encode(d.manifest),
+        delivery: case.delivery.as_ref().and_then(|d| {
+            Some(DeliveryView {
+                dataset: crate::delivery::dataset_name(id),
+                publisher: r.provider.region.to_string(),
+                manifest: hex::encode(d.manifest?),
+            })
         }),
+        service: None,
     }
 }
 
@@ -291,13 +356,16 @@ pub fn act_of(p: &ShareActParams) -> Result<ShareAct> {
             authority_consent: need(&p.consent, "consent (the authority's recorded consent)")?,
             reason: need(&p.reason, "reason")?,
         },
-        "start_delivery" => ShareAct::StartDelivery { route: None },
+        "start_delivery" => bail!(
+            "a delivery starts with its data: share deliver ID --file FILE (with --key FIELD for \
+             a service interface, 服务接口)"
+        ),
         "delivered" => ShareAct::Delivered,
         "withdraw" => ShareAct::Withdraw {
             reason: p.reason.clone().unwrap_or_default(),
         },
         other => bail!(
-            "unknown act {:?}: grant, refuse, notice, supplement, extend, start_delivery, \
+            "unknown act {:?}: grant, refuse, notice, supplement, extend, \
              delivered or withdraw",
             other.chars().take(32).collect::<String>()
         ),
@@ -360,10 +428,25 @@ pub fn act(
     show(ep, now, &hex_id(&request))
 }
 
+/// The full id of the request `id` names (see [`find`]).
+pub fn request_id(ep: &Endpoint<PeerId>, id: &str) -> Result<Hash> {
+    find(ep.share_service().cases(), id).map(|(h, _)| *h)
+}
+
 pub fn show(ep: &Endpoint<PeerId>, now: UnixMs, id: &str) -> Result<ShareView> {
     let s = ep.share_service();
     match find(s.cases(), id) {
-        Ok((id, case)) => Ok(view(id, case, s.calendar(), now)),
+        Ok((id, case)) => {
+            let mut v = view(id, case, s.calendar(), now);
+            v.service = ep.service_usage(id).map(|u| ServiceView {
+                calls: u.calls,
+                keys: u.keys,
+                records: u.records,
+                refused: u.refused,
+                last_call: u.last_call_at.map(time_text),
+            });
+            Ok(v)
+        }
         Err(e) => {
             // Not a party: perhaps overseen here.
             let (id, case) = find(s.supervised(), id).map_err(|_| e)?;
@@ -385,14 +468,24 @@ pub fn list(ep: &Endpoint<PeerId>, now: UnixMs, overdue_only: bool) -> Vec<Share
     views(cases, s.calendar(), now, overdue_only)
 }
 
-/// Whether `department` of this node may deliver request `id` now (the provider, granted, by
-/// batch exchange or file download, to another node): the request, the requester's region
-/// and the end of the term of use.
+/// What a delivery of a granted request goes to (see [`delivery_target`]).
+#[derive(Clone, Copy, Debug)]
+pub struct DeliveryTarget {
+    pub request: Hash,
+    pub requester: RegionCode,
+    /// The end of the grant's term of use (使用时限).
+    pub use_until: UnixMs,
+    /// By service interface (服务接口): the data is loaded to answer calls, not sent.
+    pub service: bool,
+}
+
+/// Whether `department` of this node may deliver request `id` now (the provider, granted;
+/// by batch exchange or file download only to another node).
 pub fn delivery_target(
     ep: &Endpoint<PeerId>,
     department: &str,
     id: &str,
-) -> Result<(Hash, RegionCode, UnixMs)> {
+) -> Result<DeliveryTarget> {
     let (&request, case) = find(ep.share_service().cases(), id)?;
     let r = &case.request;
     if r.provider.region != ep.region() || r.provider.department != department {
@@ -401,22 +494,25 @@ pub fn delivery_target(
             origin_text(&r.provider)
         );
     }
-    if r.method == SharingMethod::ServiceApi {
-        bail!("request {id} is shared through a service interface: no data is delivered");
-    }
     if case.state != ShareState::Granted {
         bail!(
             "request {id} is {}: data is delivered once, after a grant",
             state_names(case.state).0
         );
     }
-    if r.requester.region == r.provider.region {
+    let service = r.method == SharingMethod::ServiceApi;
+    if !service && r.requester.region == r.provider.region {
         bail!(
             "the requester is a department of this node: export the data for it, then record \
              the delivery (share deliver --done)"
         );
     }
-    Ok((request, r.requester.region, r.use_until))
+    Ok(DeliveryTarget {
+        request,
+        requester: r.requester.region,
+        use_until: r.use_until,
+        service,
+    })
 }
 
 /// Publishes a staged delivery to the requester's node and records the start, signed by

@@ -205,6 +205,7 @@ async fn a_county_department_requests_a_township_entry_across_the_country() -> R
                 "民政局".into(),
                 id.clone(),
                 Format::Csv,
+                None,
                 dir.path().join("w1"),
                 input(&data)
             )
@@ -217,6 +218,7 @@ async fn a_county_department_requests_a_township_entry_across_the_country() -> R
             "镇人社分局".into(),
             id.clone(),
             Format::Csv,
+            None,
             dir.path().join("w2"),
             input(&data),
         )
@@ -229,6 +231,7 @@ async fn a_county_department_requests_a_township_entry_across_the_country() -> R
             "镇人社分局".into(),
             id.clone(),
             Format::Csv,
+            None,
             dir.path().join("w3"),
             input(&data)
         )
@@ -276,6 +279,178 @@ async fn a_county_department_requests_a_township_entry_across_the_country() -> R
         },
     )
     .await?;
+    drop((requester, provider));
+    net.shutdown().await
+}
+
+/// 服务接口 (Art. 22) with real nodes: the 广东 township's department loads the granted data
+/// keyed by 公民身份号码 and opens the service; the 北京 county's department looks records up
+/// straight at the provider's node (dialled on the first call) and gets only the records of
+/// the keys it asks for. Other departments and nodes get nothing; every call is counted at
+/// the provider, and the count and the service survive its restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_interface_answers_the_requester_straight_from_the_provider() -> Result<()> {
+    use backflow_protocol::catalog::SharingMethod;
+    let dir = tempfile::tempdir()?;
+    let regions: Vec<RegionCode> = [
+        "0", "11", "1101", REQUESTER, "44", "4419", "441900", PROVIDER,
+    ]
+    .iter()
+    .map(|s| code(s))
+    .collect();
+    let mut net =
+        LocalNet::start_with(&regions, dir.path(), fast(), Transport::Tcp, calendar()).await?;
+    net.wait_connected(Duration::from_secs(30)).await?;
+    net.add_department(code(REQUESTER), "民政局").await?;
+    net.add_department(code(REQUESTER), "公安分局").await?;
+    net.add_department(code(PROVIDER), "镇人社分局").await?;
+    let requester = net.nodes[&code(REQUESTER)].clone();
+    let provider = net.nodes[&code(PROVIDER)].clone();
+    let mut e = entry();
+    e.sharing_methods.push(SharingMethod::ServiceApi);
+    provider
+        .catalog_submit("镇人社分局".into(), vec![e])
+        .await?;
+    let mut f = share_fixture::filing("最低生活保障资格核查（接口）");
+    f.method = "service_api".into();
+    let id = requester.share_file("民政局".into(), f).await?.id;
+    wait_until(
+        "the provider to receive the request",
+        Duration::from_secs(30),
+        async || {
+            Ok(provider
+                .share(id.clone())
+                .await
+                .is_ok_and(|v| v.state == "under_review"))
+        },
+    )
+    .await?;
+    provider
+        .share_act(
+            "镇人社分局".into(),
+            id.clone(),
+            ShareActParams {
+                act: "grant".into(),
+                approved_by: Some("镇人社分局负责人".into()),
+                conditions: vec!["社会救助资格核查".into()],
+                ..ShareActParams::default()
+            },
+        )
+        .await?;
+    wait_until(
+        "the requester to hear of the grant",
+        Duration::from_secs(30),
+        async || {
+            Ok(requester
+                .share(id.clone())
+                .await
+                .is_ok_and(|v| v.state == "granted"))
+        },
+    )
+    .await?;
+
+    let mut data = "公民身份号码,参保状态\r\n".as_bytes().to_vec();
+    for i in 0..5_000 {
+        data.extend_from_slice(format!("11010119900101{i:04},参保\r\n").as_bytes());
+    }
+    let input =
+        |d: &[u8]| -> Box<dyn std::io::Read + Send> { Box::new(std::io::Cursor::new(d.to_vec())) };
+    let deliver = |key: Option<&str>, n: u32| {
+        provider.deliver_share(
+            "镇人社分局".into(),
+            id.clone(),
+            Format::Csv,
+            key.map(str::to_string),
+            dir.path().join(format!("w{n}")),
+            input(&data),
+        )
+    };
+    // A service interface needs its key field, one the data has.
+    let e = format!("{:#}", deliver(None, 1).await.unwrap_err());
+    assert!(e.contains("key field"), "{e}");
+    let e = format!("{:#}", deliver(Some("姓名"), 2).await.unwrap_err());
+    assert!(e.contains("no field named"), "{e}");
+    // Calls before it opens are refused.
+    let keys = vec!["110101199001010042".to_string(), "不存在".to_string()];
+    let e = format!(
+        "{:#}",
+        requester
+            .share_lookup("民政局".into(), id.clone(), keys.clone())
+            .await
+            .unwrap_err()
+    );
+    assert!(e.contains("no grant of a service interface"), "{e}");
+    let opened = deliver(Some("公民身份号码"), 3).await?;
+    assert_eq!(
+        opened.state, "delivered",
+        "a service is delivered once it answers"
+    );
+    wait_until(
+        "the requester to see the service open",
+        Duration::from_secs(30),
+        async || {
+            Ok(requester
+                .share(id.clone())
+                .await
+                .is_ok_and(|v| v.state == "delivered"))
+        },
+    )
+    .await?;
+
+    // The first call dials the provider's node directly (the two are not in line).
+    let answer = requester
+        .share_lookup("民政局".into(), id.clone(), keys.clone())
+        .await?;
+    assert_eq!(answer.header, "公民身份号码,参保状态".as_bytes());
+    assert_eq!(answer.records.len(), 1, "one key found, the other not");
+    assert_eq!(answer.records[0].line, "110101199001010042,参保".as_bytes());
+    assert!(!answer.truncated);
+    // Only the requesting department calls; nodes without the grant have no case to call.
+    let e = format!(
+        "{:#}",
+        requester
+            .share_lookup("公安分局".into(), id.clone(), keys.clone())
+            .await
+            .unwrap_err()
+    );
+    assert!(e.contains("only the requesting department"), "{e}");
+    for other in ["0", "1101", "441900"] {
+        assert!(
+            net.nodes[&code(other)]
+                .share_lookup("民政局".into(), id.clone(), keys.clone())
+                .await
+                .is_err(),
+            "{other}"
+        );
+    }
+    // Counted at the provider.
+    let service = provider.share(id.clone()).await?.service.expect("counted");
+    assert_eq!((service.calls, service.keys, service.records), (1, 2, 1));
+
+    // The provider restarts: the count and the service come back; the requester redials.
+    drop(provider);
+    net.stop(code(PROVIDER)).await?;
+    net.restart(code(PROVIDER)).await?;
+    net.wait_connected(Duration::from_secs(30)).await?;
+    let provider = net.nodes[&code(PROVIDER)].clone();
+    assert_eq!(provider.share(id.clone()).await?.service, Some(service));
+    wait_until(
+        "a call after the provider's restart",
+        Duration::from_secs(60),
+        async || {
+            Ok(requester
+                .share_lookup(
+                    "民政局".into(),
+                    id.clone(),
+                    vec!["110101199001014999".into()],
+                )
+                .await
+                .is_ok_and(|a| a.records.len() == 1))
+        },
+    )
+    .await?;
+    let service = provider.share(id.clone()).await?.service.expect("counted");
+    assert!(service.calls >= 2, "{service:?}");
     drop((requester, provider));
     net.shutdown().await
 }

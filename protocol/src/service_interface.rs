@@ -408,7 +408,10 @@ impl ServiceInterface {
             return; // timed out already
         };
         self.release(s.from);
-        let result = result.map(LookupAnswer::bound);
+        let result = result.map(LookupAnswer::bound).map_err(|e| match e {
+            LookupRefusal::Failed(why) => LookupRefusal::Failed(cut(why, NAME_BYTES_MAX)),
+            e => e,
+        });
         let usage = self.usage.entry(s.request).or_default();
         match &result {
             Ok(a) => {
@@ -608,6 +611,18 @@ impl ServiceInterface {
             }
         }
     }
+}
+
+/// `text` cut to at most `max` bytes at a character boundary.
+fn cut(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
 }
 
 #[cfg(test)]

@@ -59,6 +59,7 @@ use backflow_protocol::endpoint::{Event, Output, RunVerdict, Saved, SavedTransfe
 use backflow_protocol::manifest::{Hash, PartitionEntry};
 use backflow_protocol::receipt::Receipt;
 use backflow_protocol::return_flow::{self, ReturnFlowMsg, ServePart, StorageOp, TransferRecord};
+use backflow_protocol::service_interface::{ServiceStorageOp, ServiceUsage};
 use backflow_protocol::share::{ShareCase, ShareEvent, ShareMsg, ShareStorageOp, SignedShareAct};
 use backflow_protocol::time::UnixMs;
 use backflow_protocol::wire::{Hello, Message};
@@ -102,6 +103,7 @@ struct Durable {
     share_supervised: BTreeMap<Hash, ShareCase>,
     review_submissions: BTreeMap<u64, Submission>,
     review_duty_changes: BTreeMap<u64, DutyChange>,
+    service_usage: BTreeMap<Hash, ServiceUsage>,
 }
 
 impl Durable {
@@ -138,6 +140,7 @@ impl Durable {
             share_supervised: self.share_supervised.values().cloned().collect(),
             review_submissions: self.review_submissions.values().cloned().collect(),
             review_duty_changes: self.review_duty_changes.values().cloned().collect(),
+            service_usage: self.service_usage.iter().map(|(r, u)| (*r, *u)).collect(),
         }
     }
 
@@ -627,6 +630,9 @@ impl ProtoNode {
             Storage::Review(ReviewStorageOp::PutDutyChange(d)) => {
                 store.review_duty_changes.insert(d.id, *d);
             }
+            Storage::Service(ServiceStorageOp::PutUsage { request, usage }) => {
+                store.service_usage.insert(request, usage);
+            }
         }
     }
 
@@ -684,6 +690,8 @@ impl ProtoNode {
             Event::OwnChainInvalid { .. } => ctx.observe(Observation::Note("own_chain_invalid")),
             // No simnet scenario searches the catalog.
             Event::Search(_) => ctx.observe(Observation::Note("catalog_search_event")),
+            // No simnet scenario opens a service interface (its requests use batch exchange).
+            Event::Service(_) => ctx.observe(Observation::Note("service_interface_event")),
         }
     }
 

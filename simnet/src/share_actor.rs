@@ -18,7 +18,9 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
 
 use backflow_protocol::manifest::Hash;
-use backflow_protocol::share::{ShareAct, ShareCase, ShareRejection, ShareState, SignedShareAct};
+use backflow_protocol::share::{
+    DeliveryRoute, ShareAct, ShareCase, ShareRejection, ShareState, SignedShareAct,
+};
 use backflow_protocol::time::UnixMs;
 use backflow_topology::RegionCode;
 
@@ -44,8 +46,8 @@ pub enum Action {
     Extend(u32),
     /// Grant or refuse, as the script says.
     Answer,
+    /// Open the service interface: its delivery.
     StartDelivery,
-    Delivered,
 }
 
 /// One answer period (Art. 21) of a case at its provider's node, and when it closed (by the
@@ -268,9 +270,17 @@ impl ShareActor {
                     approved_by,
                 },
             ),
-            // A service interface (服务接口): no delivery manifest to name.
-            Action::StartDelivery => (r.provider, ShareAct::StartDelivery { route: None }),
-            Action::Delivered => (r.requester, ShareAct::Delivered),
+            // A service interface (服务接口): no delivery manifest to name; it is delivered
+            // once it answers (the calls themselves are not simulated).
+            Action::StartDelivery => (
+                r.provider,
+                ShareAct::StartDelivery {
+                    route: Some(DeliveryRoute {
+                        manifest: None,
+                        addresses: Vec::new(),
+                    }),
+                },
+            ),
         }
     }
 
@@ -336,15 +346,10 @@ impl ShareActor {
                 let delay = s.notice.map_or(Delay::wd(1.0), |(_, d)| d);
                 Some((after(cal, notice, delay), Action::Supplement))
             }
+            // A service interface (服务接口) is delivered when it opens: the provider opens it
+            // after the scripted delivery time.
             (Role::Provider, ShareState::Granted) => {
-                let half = Delay {
-                    unit: s.delivery.unit,
-                    value: s.delivery.value / 2.0,
-                };
-                Some((after(cal, grant_at()?, half), Action::StartDelivery))
-            }
-            (Role::Requester, ShareState::Delivering) => {
-                Some((after(cal, grant_at()?, s.delivery), Action::Delivered))
+                Some((after(cal, grant_at()?, s.delivery), Action::StartDelivery))
             }
             _ => None,
         }

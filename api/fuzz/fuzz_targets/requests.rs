@@ -80,11 +80,21 @@ impl Backend for Memory {
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
         Ok(serde_json::json!({ "bytes": n }))
     }
+    async fn share_lookup(
+        &self,
+        department: Option<String>,
+        id: String,
+        keys: Vec<String>,
+    ) -> Result<serde_json::Value, ApiError> {
+        Ok(serde_json::json!({ "id": id, "as": department, "keys": keys }))
+    }
+
     async fn share_deliver(
         &self,
         department: Option<String>,
         id: String,
         _format: String,
+        _key: Option<String>,
         input: PublishInput,
     ) -> Result<serde_json::Value, ApiError> {
         let n = tokio::task::spawn_blocking(move || {

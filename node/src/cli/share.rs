@@ -60,21 +60,36 @@ pub enum ShareCmd {
         #[command(flatten)]
         data: DataArg,
     },
-    /// Deliver granted data (Art. 22). By batch exchange or file download: --file sends the
-    /// granted data (CSV with its header line, or NDJSON), which only the requester's node
-    /// fetches, straight from this node, and verifies; its node records the delivery. For a
-    /// service interface: record that it started, or (--done) completed.
+    /// Deliver granted data (Art. 22) with --file (CSV with its header line, or NDJSON). By
+    /// batch exchange or file download the data is sent: only the requester's node fetches
+    /// it, straight from this node, and verifies it; its node records the delivery. By
+    /// service interface (服务接口) it is loaded here keyed by --key and the service opens:
+    /// the requester looks records up (share lookup). --done records a delivery made outside
+    /// the network (to a department of this same node).
     Deliver {
         id: String,
         /// The granted data (the scope the grant names, prepared by the provider).
-        #[arg(long, conflicts_with = "done")]
+        #[arg(long, conflicts_with = "done", required_unless_present = "done")]
         file: Option<std::path::PathBuf>,
         /// csv or ndjson (default: from the file's extension).
         #[arg(long, requires = "file")]
         format: Option<String>,
-        /// Delivery is complete (default: it started).
+        /// A service interface's key field: the field calls look up (e.g. 公民身份号码).
+        #[arg(long, requires = "file")]
+        key: Option<String>,
+        /// Delivery is complete.
         #[arg(long)]
         done: bool,
+        #[command(flatten)]
+        data: DataArg,
+    },
+    /// Look records up through a granted service interface (服务接口, Art. 22): the records
+    /// whose key field holds each --key, straight from the provider's node.
+    Lookup {
+        id: String,
+        /// A key value to look up (repeat for each, at most 100).
+        #[arg(long = "key", required = true)]
+        keys: Vec<String>,
         #[command(flatten)]
         data: DataArg,
     },
@@ -271,17 +286,20 @@ pub fn run(args: ShareArgs, out: &mut impl Write) -> Result<()> {
             id,
             file: Some(file),
             format,
+            key,
             data,
             ..
         } => {
-            let v = deliver(&data.dir, &id, department.as_deref(), &file, format)?;
+            let v = deliver(&data.dir, &id, department.as_deref(), &file, format, key)?;
             return print_one(out, v);
         }
-        ShareCmd::Deliver { id, done, data, .. } => (
-            data.dir,
-            id,
-            act(if done { "delivered" } else { "start_delivery" }),
-        ),
+        ShareCmd::Deliver { id, data, .. } => (data.dir, id, act("delivered")),
+        ShareCmd::Lookup { id, keys, data } => {
+            let body = serde_json::json!({ "keys": keys, "department": department });
+            let path = format!("/api/share/{}/lookup", urlencode(&id));
+            let v = call(&data.dir, "POST", &path, Some(&body))?;
+            return print_lookup(out, v);
+        }
         ShareCmd::Withdraw { id, reason, data } => {
             let mut p = act("withdraw");
             p.reason = Some(reason);
@@ -301,6 +319,7 @@ fn deliver(
     department: Option<&str>,
     file: &std::path::Path,
     format: Option<String>,
+    key: Option<String>,
 ) -> Result<serde_json::Value> {
     use anyhow::Context;
     let format = match format {
@@ -322,6 +341,9 @@ fn deliver(
     if let Some(d) = department {
         path.push_str(&format!("&department={}", urlencode(d)));
     }
+    if let Some(k) = key {
+        path.push_str(&format!("&key={}", urlencode(&k)));
+    }
     let client = super::common::client(dir)?;
     super::common::runtime()?.block_on(async {
         let input = tokio::fs::File::open(file)
@@ -330,6 +352,28 @@ fn deliver(
         let length = input.metadata().await?.len();
         client.upload(&path, input, length, |_| {}).await
     })
+}
+
+/// The records found, as the provider loaded them: the CSV header line first (if any), then
+/// each record; the count and whether more matched go to stderr.
+fn print_lookup(out: &mut impl Write, v: serde_json::Value) -> Result<()> {
+    let v: backflow_node::share_api::LookupView = serde_json::from_value(v)?;
+    if !v.header.is_empty() {
+        writeln!(out, "{}", v.header)?;
+    }
+    for r in &v.records {
+        writeln!(out, "{}", r.record)?;
+    }
+    eprintln!(
+        "{} record(s){}",
+        v.records.len(),
+        if v.truncated {
+            "; more matched than one answer carries: ask for fewer keys"
+        } else {
+            ""
+        }
+    );
+    Ok(())
 }
 
 fn print_one(out: &mut impl Write, v: serde_json::Value) -> Result<()> {
@@ -364,6 +408,19 @@ fn print_one(out: &mut impl Write, v: serde_json::Value) -> Result<()> {
     }
     if let Some(a) = &v.answer {
         writeln!(out, "answer:    {a}")?;
+    }
+    if let Some(s) = &v.service {
+        writeln!(
+            out,
+            "service:   {} call(s), {} key(s), {} record(s) sent, {} refused{}",
+            s.calls,
+            s.keys,
+            s.records,
+            s.refused,
+            s.last_call
+                .as_ref()
+                .map_or(String::new(), |t| format!("; last {t}"))
+        )?;
     }
     if let Some(d) = &v.delivery {
         writeln!(
