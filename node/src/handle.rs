@@ -12,7 +12,6 @@ use backflow_protocol::catalog::{CatalogEntry, CatalogOrigin};
 use backflow_protocol::cert::NodeIdentity;
 use backflow_protocol::manifest::{DatasetId, Hash, HeldVersion, PartitionEntry, SignedManifest};
 use backflow_protocol::return_flow::TransferRecord;
-use backflow_protocol::time::UnixMs;
 use backflow_topology::RegionCode;
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{mpsc, oneshot};

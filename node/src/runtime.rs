@@ -494,7 +494,7 @@ impl Runtime {
     /// so far is made durable with one sync of the write-ahead log (content files were synced
     /// before their index entries were written, see `store`). Writes since the last sync are
     /// batched into it; nothing written means no sync.
-    fn make_durable(&mut self) {
+    pub(crate) fn make_durable(&mut self) {
         if !self.unsynced {
             return;
         }
