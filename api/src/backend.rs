@@ -229,9 +229,21 @@ pub struct ShareActParams {
     /// The authority's recorded consent to an extension.
     #[serde(default)]
     pub consent: Option<String>,
-    /// An extension's or a withdrawal's reason.
+    /// An extension's, a withdrawal's, a suspension's or a termination's reason.
     #[serde(default)]
     pub reason: Option<String>,
+    /// A termination's recorded negotiation with the requester (协商, Art. 27 ¶3).
+    #[serde(default)]
+    pub negotiation: Option<String>,
+    /// A termination's filing with the same-level authority (备案, Art. 27 ¶3).
+    #[serde(default)]
+    pub filing: Option<String>,
+    /// A disposal's method: `delete`, `return` or `archive` (Art. 27 ¶1).
+    #[serde(default)]
+    pub disposal: Option<String>,
+    /// A rectification report, a reinstatement note or a disposal record.
+    #[serde(default)]
+    pub record: Option<String>,
 }
 
 pub struct Export {

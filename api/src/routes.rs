@@ -16,7 +16,7 @@
 //! | GET    | `/api/share`         | `?overdue=true`: share requests this node is a party to, overdue first |
 //! | POST   | `/api/share`         | `ShareFileParams`: file a request as this node's department |
 //! | GET    | `/api/share/{id}`    | one share request (id or a unique 8+ digit prefix)      |
-//! | POST   | `/api/share/{id}/act`| `ShareActParams`: grant, refuse, notice, supplement, extend, delivered, withdraw |
+//! | POST   | `/api/share/{id}/act`| `ShareActParams`: grant, refuse, notice, supplement, extend, delivered, withdraw, suspend, rectify, reinstate, terminate, dispose |
 //! | POST   | `/api/share/{id}/deliver` | `?format=csv\|ndjson[&key=FIELD][&department=]`, the granted data as the body (streamed): a batch exchange or file download starts, or with `key` a service interface (服务接口) opens (Art. 22) |
 //! | POST   | `/api/share/{id}/lookup` | `LookupParams` `{keys, department?}`: the requester calls the grant's service interface |
 //! | GET    | `/api/catalog-review`| `?overdue=true`: submissions and duty changes (Arts. 16–17), overdue first |

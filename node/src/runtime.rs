@@ -1037,6 +1037,9 @@ impl Runtime {
                     expires_at.0
                 );
             }
+            if let Some(request) = rec.manifest.manifest.delivers {
+                crate::share_api::check_in_force(&self.ep, &request)?;
+            }
             if !rf.is_complete(&held.hash) && !rec.published {
                 bail!(
                     "version {} of {name:?} is still arriving; try again when `status` shows it complete",

@@ -10,7 +10,8 @@ use backflow_protocol::catalog::{CatalogOrigin, SharingAttribute, SharingMethod}
 use backflow_protocol::endpoint::Endpoint;
 use backflow_protocol::manifest::Hash;
 use backflow_protocol::share::{
-    Answer, Party, ShareAct, ShareCase, ShareRejection, ShareRequest, ShareState,
+    Answer, DisposalMethod, Ending, Party, ShareAct, ShareCase, ShareRejection, ShareRequest,
+    ShareState,
 };
 use backflow_protocol::time::UnixMs;
 use backflow_topology::RegionCode;
@@ -50,6 +51,12 @@ pub struct ShareView {
     /// A service interface once open: at the provider, its calls counted (每次调用计数).
     #[serde(default)]
     pub service: Option<ServiceView>,
+    /// The last suspension (Art. 27 ¶2): when, why, rectify by, and the rectification report.
+    #[serde(default)]
+    pub suspension: Option<String>,
+    /// How the sharing ended: terminated or disposed of (Art. 27).
+    #[serde(default)]
+    pub ending: Option<String>,
 }
 
 /// An answer of a service interface (服务接口) as the requesting department sees it.
@@ -154,6 +161,9 @@ fn state_names(s: ShareState) -> (&'static str, &'static str) {
         ShareState::Refused => ("refused", "不同意共享"),
         ShareState::Withdrawn => ("withdrawn", "已撤回"),
         ShareState::Expired => ("expired", "已过期"),
+        ShareState::Suspended => ("suspended", "已暂停"),
+        ShareState::Terminated => ("terminated", "已终止"),
+        ShareState::Disposed => ("disposed", "已处置"),
     }
 }
 
@@ -222,6 +232,46 @@ pub fn view(id: &Hash, case: &ShareCase, calendar: &WorkingCalendar, now: UnixMs
             })
         }),
         service: None,
+        suspension: case.suspension.as_ref().map(|x| {
+            let mut t = format!(
+                "{} #{}: {} (approved by {}); rectify by {} (整改期限)",
+                day(x.at),
+                case.suspensions,
+                x.reason,
+                x.approved_by,
+                day(x.rectify_by.minus_ms(1))
+            );
+            if let Some((at, report)) = &x.rectified {
+                t.push_str(&format!("; rectification reported {}: {report}", day(*at)));
+            }
+            t
+        }),
+        ending: case.ending.as_ref().map(|e| match e {
+            Ending::Terminated {
+                at,
+                reason,
+                negotiation,
+                filing,
+                approved_by,
+            } => {
+                format!(
+                "terminated {} (已终止): {reason} (approved by {approved_by}); negotiation: {}; \
+                 filing: {}",
+                day(*at),
+                negotiation.as_deref().unwrap_or("— (not rectified in time)"),
+                filing.as_deref().unwrap_or("— (not rectified in time)")
+            )
+            }
+            Ending::Disposed { at, method, record } => format!(
+                "disposed of {} (已处置) by {}: {record}",
+                day(*at),
+                match method {
+                    DisposalMethod::Delete => "deletion (删除)",
+                    DisposalMethod::Return => "return (退还)",
+                    DisposalMethod::Archive => "archiving (归档)",
+                }
+            ),
+        }),
     }
 }
 
@@ -321,8 +371,9 @@ pub fn request_of(
     }
 }
 
-/// An act from the API (`act` names it; the other fields are its content).
-pub fn act_of(p: &ShareActParams) -> Result<ShareAct> {
+/// An act from the API (`act` names it; the other fields are its content). `suspensions`:
+/// how many times the case was suspended so far (a suspension act's number).
+pub fn act_of(p: &ShareActParams, suspensions: u32) -> Result<ShareAct> {
     let need = |field: &Option<String>, name: &str| -> Result<String> {
         field
             .clone()
@@ -364,9 +415,41 @@ pub fn act_of(p: &ShareActParams) -> Result<ShareAct> {
         "withdraw" => ShareAct::Withdraw {
             reason: p.reason.clone().unwrap_or_default(),
         },
+        "suspend" => ShareAct::Suspend {
+            ordinal: suspensions + 1,
+            reason: need(&p.reason, "reason (the misuse found)")?,
+            rectify_working_days: p.days.ok_or_else(|| {
+                anyhow!("suspend needs days: the rectification period (限期整改), in working days")
+            })?,
+            approved_by: need(&p.approved_by, "approved_by (负责人同意)")?,
+        },
+        "rectify" => ShareAct::Rectify {
+            ordinal: suspensions,
+            report: need(&p.record, "record (the rectification report, 整改情况)")?,
+        },
+        "reinstate" => ShareAct::Reinstate {
+            ordinal: suspensions,
+            note: p.record.clone().unwrap_or_default(),
+            approved_by: need(&p.approved_by, "approved_by (负责人同意)")?,
+        },
+        "terminate" => ShareAct::Terminate {
+            reason: need(&p.reason, "reason")?,
+            negotiation: p.negotiation.clone().unwrap_or_default(),
+            filing: p.filing.clone().unwrap_or_default(),
+            approved_by: need(&p.approved_by, "approved_by (负责人同意)")?,
+        },
+        "dispose" => ShareAct::Dispose {
+            method: match need(&p.disposal, "disposal (delete, return or archive)")?.as_str() {
+                "delete" | "删除" => DisposalMethod::Delete,
+                "return" | "退还" => DisposalMethod::Return,
+                "archive" | "归档" => DisposalMethod::Archive,
+                _ => bail!("dispose: disposal is delete (删除), return (退还) or archive (归档)"),
+            },
+            record: need(&p.record, "record (how and when the data was disposed of)")?,
+        },
         other => bail!(
-            "unknown act {:?}: grant, refuse, notice, supplement, extend, \
-             delivered or withdraw",
+            "unknown act {:?}: grant, refuse, notice, supplement, extend, delivered, \
+             withdraw, suspend, rectify, reinstate, terminate or dispose",
             other.chars().take(32).collect::<String>()
         ),
     })
@@ -411,8 +494,8 @@ pub fn act(
     id: &str,
     params: &ShareActParams,
 ) -> Result<ShareView> {
-    let act = act_of(params)?;
     let (&request, case) = find(ep.share_service().cases(), id)?;
+    let act = act_of(params, case.suspensions)?;
     let (requester, provider) = (
         origin_text(&case.request.requester),
         origin_text(&case.request.provider),
@@ -426,6 +509,21 @@ pub fn act(
             e => anyhow!("not done: {e}"),
         })?;
     show(ep, now, &hex_id(&request))
+}
+
+/// A grant's delivered data is exported only while the grant is in force at this node: not
+/// while the requester's sharing is suspended, nor once it was terminated or disposed of
+/// (Art. 27), nor for a delivery whose request this node does not hold.
+pub fn check_in_force(ep: &Endpoint<PeerId>, request: &Hash) -> Result<()> {
+    let short = &hex_id(request)[..8];
+    match ep.share_service().case(request) {
+        Some(c) if c.state.in_force() => Ok(()),
+        Some(c) => {
+            let (en, zh) = state_names(c.state);
+            bail!("share request {short} is {en} ({zh}): its data is not exported (Art. 27)")
+        }
+        None => bail!("no share request {short} at this node: its delivery is not exported"),
+    }
 }
 
 /// The full id of the request `id` names (see [`find`]).

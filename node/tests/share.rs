@@ -279,6 +279,98 @@ async fn a_county_department_requests_a_township_entry_across_the_country() -> R
         },
     )
     .await?;
+
+    // Art. 27: the provider suspends the requester's sharing for misuse; the requester's node
+    // exports nothing of it meanwhile; reinstated, it does again.
+    let act = |name: &str| ShareActParams {
+        act: name.into(),
+        approved_by: Some("镇人社分局负责人".into()),
+        ..ShareActParams::default()
+    };
+    let e = format!(
+        "{:#}",
+        provider
+            .share_act("镇人社分局".into(), id.clone(), act("suspend"))
+            .await
+            .unwrap_err()
+    );
+    assert!(e.contains("needs reason"), "{e}");
+    let suspended = provider
+        .share_act(
+            "镇人社分局".into(),
+            id.clone(),
+            ShareActParams {
+                reason: Some("超出使用范围".into()),
+                days: Some(10),
+                ..act("suspend")
+            },
+        )
+        .await?;
+    assert_eq!(suspended.state, "suspended");
+    assert!(suspended.suspension.is_some());
+    let exported = async |node: &backflow_node::handle::NodeHandle| {
+        node.verified_export(backflow_node::handle::DatasetQuery::named(
+            &delivery.dataset,
+            None,
+        ))
+        .await
+    };
+    wait_until(
+        "the requester to see the suspension",
+        Duration::from_secs(30),
+        async || {
+            Ok(requester
+                .share(id.clone())
+                .await
+                .is_ok_and(|v| v.state == "suspended"))
+        },
+    )
+    .await?;
+    let e = format!("{:#}", exported(&requester).await.unwrap_err());
+    assert!(e.contains("suspended"), "{e}");
+    provider
+        .share_act(
+            "镇人社分局".into(),
+            id.clone(),
+            ShareActParams {
+                record: Some("整改到位".into()),
+                ..act("reinstate")
+            },
+        )
+        .await?;
+    wait_until(
+        "the requester to be reinstated",
+        Duration::from_secs(30),
+        async || Ok(exported(&requester).await.is_ok()),
+    )
+    .await?;
+    // The purpose met, the requester disposes of the data: its node deletes it.
+    let disposed = requester
+        .share_act(
+            "民政局".into(),
+            id.clone(),
+            ShareActParams {
+                act: "dispose".into(),
+                disposal: Some("delete".into()),
+                record: Some("核查完成后删除".into()),
+                ..ShareActParams::default()
+            },
+        )
+        .await?;
+    assert_eq!(disposed.state, "disposed");
+    assert!(disposed.ending.is_some_and(|e| e.contains("已处置")));
+    assert!(requester.record(&delivery.dataset, None).await.is_err());
+    wait_until(
+        "the provider to see the disposal",
+        Duration::from_secs(30),
+        async || {
+            Ok(provider
+                .share(id.clone())
+                .await
+                .is_ok_and(|v| v.state == "disposed"))
+        },
+    )
+    .await?;
     drop((requester, provider));
     net.shutdown().await
 }

@@ -480,6 +480,25 @@ impl ReturnFlow {
             .is_some_and(|t| t.is_complete())
     }
 
+    /// Deletes a grant's delivery held here — its data disposed of (Art. 27 ¶1): the record
+    /// and content go ([`StorageOp::DropTransfer`]); nothing of it is served or exported again.
+    /// Returns whether it was held. Return-flow data is never dropped this way.
+    pub fn drop_delivery(&mut self, manifest: &Hash) -> bool {
+        if !self.is_delivery(manifest) {
+            return false;
+        }
+        if let Some(t) = self.transfers.remove(manifest) {
+            let dataset = t.record.manifest.manifest.dataset_id();
+            if self.held.get(&dataset).is_some_and(|h| h.hash == *manifest) {
+                self.held.remove(&dataset);
+            }
+        }
+        self.out.push_back(Output::Storage(StorageOp::DropTransfer {
+            manifest: *manifest,
+        }));
+        true
+    }
+
     /// Whether `manifest`, held here, is a grant's delivery ([`Manifest::delivers`]).
     pub fn is_delivery(&self, manifest: &Hash) -> bool {
         self.transfers

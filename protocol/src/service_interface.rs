@@ -141,6 +141,10 @@ pub enum LookupRefusal {
     NotTheRequester,
     #[error("the grant's term of use (使用时限) has ended")]
     Expired,
+    #[error("the requester's sharing under this grant is suspended (暂停共享权限, Art. 27)")]
+    Suspended,
+    #[error("the sharing under this grant has ended (terminated or disposed of, Art. 27)")]
+    Ended,
     #[error("too many calls of this grant's service interface; try again in {retry_after_ms} ms")]
     RateLimited { retry_after_ms: u64 },
     #[error("too many calls in flight; try again shortly")]

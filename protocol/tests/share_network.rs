@@ -966,3 +966,216 @@ fn a_service_interface_answers_only_its_requester_within_its_rate_and_counts_eve
     );
     assert!(net.ep(code(REQUESTER)).delivery_dials(late).is_empty());
 }
+
+/// Art. 27 on a service interface: the provider suspends the requester's sharing for misuse —
+/// every call is refused, at both parties the case is suspended with its rectification
+/// deadline; reinstated, calls are answered again; the sharing cannot be ended without the
+/// negotiation and the filing (¶3), and with them it ends at both parties and their common
+/// superior.
+#[test]
+fn a_suspended_grant_answers_nothing_and_ends_only_with_its_filing() {
+    use backflow_protocol::service_interface::LookupRefusal;
+    let mut net = net();
+    let now = net.now;
+    let mut r = request(&net);
+    r.method = SharingMethod::ServiceApi;
+    let id = net
+        .node_mut(code(REQUESTER))
+        .ep
+        .file_share_request(now, r, SharingAttribute::Unconditional)
+        .unwrap();
+    net.flush(code(REQUESTER));
+    assert!(net.run(60_000, |n| state(n, PROVIDER, &id)
+        == Some(ShareState::UnderReview)));
+    grant(&mut net, &id);
+    assert!(net.run(60_000, |n| state(n, REQUESTER, &id)
+        == Some(ShareState::Granted)));
+    let now = net.now;
+    net.node_mut(code(PROVIDER))
+        .ep
+        .open_service(now, &id, "镇人社分局", vec![])
+        .unwrap();
+    net.flush(code(PROVIDER));
+    assert!(net.run(60_000, |n| state(n, REQUESTER, &id)
+        == Some(ShareState::Delivered)));
+
+    let provider_act = |net: &mut Net, act: ShareAct| {
+        let now = net.now;
+        let r = net
+            .node_mut(code(PROVIDER))
+            .ep
+            .share_act(now, &id, "镇人社分局", act);
+        net.flush(code(PROVIDER));
+        r
+    };
+    let suspend = |ordinal: u32, reason: &str| ShareAct::Suspend {
+        ordinal,
+        reason: reason.to_string(),
+        rectify_working_days: 10,
+        approved_by: "镇人社分局负责人".to_string(),
+    };
+    // A suspension states its reason and counts.
+    assert!(provider_act(&mut net, suspend(1, " ")).is_err());
+    assert!(provider_act(&mut net, suspend(2, "超范围使用")).is_err());
+    provider_act(&mut net, suspend(1, "超出使用范围查询")).unwrap();
+    assert!(net.run(60_000, |n| state(n, REQUESTER, &id)
+        == Some(ShareState::Suspended)
+        && supervised(n, "0", &id).map(|c| c.state)
+            == Some(ShareState::Suspended)));
+    let at_requester = net.ep(code(REQUESTER)).share_service().case(&id).unwrap();
+    assert_eq!(at_requester.deadline().map(|(a, _)| a), Some(27));
+    assert_eq!(
+        at_requester.owner(),
+        Some(backflow_protocol::share::Party::Requester)
+    );
+    // No call goes out while suspended (and the provider would refuse one).
+    let now = net.now;
+    assert_eq!(
+        net.node_mut(code(REQUESTER))
+            .ep
+            .call_service(now, "民政局", &id, vec!["k".into()]),
+        Err(LookupRefusal::Suspended)
+    );
+    assert!(net.ep(code(PROVIDER)).delivery_dials(now).is_empty());
+    // The requester reports its rectification; the provider reinstates.
+    let now = net.now;
+    net.node_mut(code(REQUESTER))
+        .ep
+        .share_act(
+            now,
+            &id,
+            "民政局",
+            ShareAct::Rectify {
+                ordinal: 1,
+                report: "已删除超范围查询结果并加强审批".into(),
+            },
+        )
+        .unwrap();
+    net.flush(code(REQUESTER));
+    assert!(net.run(60_000, |n| n
+        .ep(code(PROVIDER))
+        .share_service()
+        .case(&id)
+        .and_then(|c| c.suspension.as_ref())
+        .is_some_and(|s| s.rectified.is_some())));
+    provider_act(
+        &mut net,
+        ShareAct::Reinstate {
+            ordinal: 1,
+            note: "整改到位".into(),
+            approved_by: "镇人社分局负责人".into(),
+        },
+    )
+    .unwrap();
+    assert!(net.run(60_000, |n| state(n, REQUESTER, &id)
+        == Some(ShareState::Delivered)));
+    let now = net.now;
+    assert!(net
+        .node_mut(code(REQUESTER))
+        .ep
+        .call_service(now, "民政局", &id, vec!["k".into()])
+        .is_ok());
+
+    // Ending a running service needs the negotiation and the filing (Art. 27 ¶3).
+    let terminate = |negotiation: &str, filing: &str| ShareAct::Terminate {
+        reason: "数据源调整".into(),
+        negotiation: negotiation.into(),
+        filing: filing.into(),
+        approved_by: "镇人社分局负责人".into(),
+    };
+    assert!(matches!(
+        provider_act(&mut net, terminate("", "")),
+        Err(ShareRejection::Case(
+            backflow_protocol::share::ShareError::TerminationWithoutFiling
+        ))
+    ));
+    assert!(provider_act(&mut net, terminate("2026-12-01 与民政局协商一致", "")).is_err());
+    provider_act(
+        &mut net,
+        terminate(
+            "2026-12-01 与民政局协商一致",
+            "东莞市数据局 2026-12-02 备案",
+        ),
+    )
+    .unwrap();
+    assert!(net.run(60_000, |n| {
+        state(n, REQUESTER, &id) == Some(ShareState::Terminated)
+            && supervised(n, "0", &id).map(|c| c.state) == Some(ShareState::Terminated)
+    }));
+    let now = net.now;
+    assert_eq!(
+        net.node_mut(code(REQUESTER))
+            .ep
+            .call_service(now, "民政局", &id, vec!["k".into()]),
+        Err(LookupRefusal::Ended)
+    );
+    // Nothing more to suspend.
+    assert!(provider_act(&mut net, suspend(2, "再次")).is_err());
+}
+
+/// Art. 27 ¶1: once the purpose is met the requester disposes of delivered data; its node
+/// deletes the content and keeps the record, and the provider sees the case disposed.
+#[test]
+fn disposal_deletes_the_delivered_data_and_keeps_the_record() {
+    use backflow_protocol::share::DisposalMethod;
+    let mut net = net();
+    let id = file(&mut net);
+    assert!(net.run(60_000, |n| state(n, PROVIDER, &id)
+        == Some(ShareState::UnderReview)));
+    grant(&mut net, &id);
+    assert!(net.run(60_000, |n| state(n, REQUESTER, &id)
+        == Some(ShareState::Granted)));
+    let d = delivery(&net, &id, 100_000);
+    let hash = net.stage(&d);
+    let now = net.now;
+    net.node_mut(code(PROVIDER))
+        .ep
+        .deliver_grant(now, &id, "镇人社分局", d.manifest, d.entries, vec![])
+        .unwrap();
+    net.flush(code(PROVIDER));
+    assert!(net.run(60_000, |n| state(n, REQUESTER, &id)
+        == Some(ShareState::Delivering)));
+    net.connect(code(REQUESTER), code(PROVIDER));
+    assert!(net.run(60_000, |n| state(n, PROVIDER, &id)
+        == Some(ShareState::Delivered)));
+    assert!(net
+        .store(code(REQUESTER))
+        .data
+        .contains_key(&(hash, code(REQUESTER))));
+    // Only the requester disposes, and says how.
+    let dispose = |record: &str| ShareAct::Dispose {
+        method: DisposalMethod::Delete,
+        record: record.into(),
+    };
+    let now = net.now;
+    assert!(net
+        .node_mut(code(PROVIDER))
+        .ep
+        .share_act(now, &id, "镇人社分局", dispose("删除"))
+        .is_err());
+    assert!(net
+        .node_mut(code(REQUESTER))
+        .ep
+        .share_act(now, &id, "民政局", dispose(""))
+        .is_err());
+    net.node_mut(code(REQUESTER))
+        .ep
+        .share_act(now, &id, "民政局", dispose("核查完成，2026-12-04 删除"))
+        .unwrap();
+    net.flush(code(REQUESTER));
+    assert!(!net
+        .store(code(REQUESTER))
+        .data
+        .contains_key(&(hash, code(REQUESTER))));
+    assert!(net.rf(code(REQUESTER)).held().all(|(_, h)| h.hash != hash));
+    assert!(net.run(60_000, |n| state(n, PROVIDER, &id)
+        == Some(ShareState::Disposed)));
+    let case = net.ep(code(REQUESTER)).share_service().case(&id).unwrap();
+    assert!(matches!(
+        case.ending,
+        Some(backflow_protocol::share::Ending::Disposed {
+            method: DisposalMethod::Delete,
+            ..
+        })
+    ));
+}

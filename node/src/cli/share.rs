@@ -93,6 +93,70 @@ pub enum ShareCmd {
         #[command(flatten)]
         data: DataArg,
     },
+    /// Suspend the requester's sharing under a grant this department provides, for misuse
+    /// (暂停共享权限, Art. 27 ¶2), with a rectification period (限期整改) in working days:
+    /// nothing is delivered, no call answered, none of the data exported meanwhile.
+    Suspend {
+        id: String,
+        #[arg(long)]
+        reason: String,
+        /// The rectification period, in working days (1 to 60).
+        #[arg(long)]
+        days: u32,
+        #[arg(long)]
+        approved_by: String,
+        #[command(flatten)]
+        data: DataArg,
+    },
+    /// Report the rectification of a suspended grant (整改情况), as the requester.
+    Rectify {
+        id: String,
+        #[arg(long)]
+        report: String,
+        #[command(flatten)]
+        data: DataArg,
+    },
+    /// Lift the suspension of a grant this department provides.
+    Reinstate {
+        id: String,
+        #[arg(long, default_value = "")]
+        note: String,
+        #[arg(long)]
+        approved_by: String,
+        #[command(flatten)]
+        data: DataArg,
+    },
+    /// End the sharing under a grant this department provides (Art. 27 ¶3): with the recorded
+    /// negotiation with the requester and the filing with the same-level authority — both
+    /// may be left out only when a suspension's rectification period passed unrectified.
+    Terminate {
+        id: String,
+        #[arg(long)]
+        reason: String,
+        /// The negotiation with the requester (协商): when, and what was agreed.
+        #[arg(long, default_value = "")]
+        negotiation: String,
+        /// The filing with the same-level authority (备案): who, and the record's reference.
+        #[arg(long, default_value = "")]
+        filing: String,
+        #[arg(long)]
+        approved_by: String,
+        #[command(flatten)]
+        data: DataArg,
+    },
+    /// Record that the data of a grant was disposed of as the provider required (Art. 27
+    /// ¶1), as the requester: this node deletes the delivered content; the record stays.
+    Dispose {
+        id: String,
+        /// delete (删除), return (退还) or archive (归档).
+        #[arg(long)]
+        method: String,
+        /// How and when.
+        #[arg(long)]
+        record: String,
+        #[command(flatten)]
+        data: DataArg,
+    },
     /// Withdraw a request this department filed.
     Withdraw {
         id: String,
@@ -300,6 +364,61 @@ pub fn run(args: ShareArgs, out: &mut impl Write) -> Result<()> {
             let v = call(&data.dir, "POST", &path, Some(&body))?;
             return print_lookup(out, v);
         }
+        ShareCmd::Suspend {
+            id,
+            reason,
+            days,
+            approved_by,
+            data,
+        } => {
+            let mut p = act("suspend");
+            p.reason = Some(reason);
+            p.days = Some(days);
+            p.approved_by = Some(approved_by);
+            (data.dir, id, p)
+        }
+        ShareCmd::Rectify { id, report, data } => {
+            let mut p = act("rectify");
+            p.record = Some(report);
+            (data.dir, id, p)
+        }
+        ShareCmd::Reinstate {
+            id,
+            note,
+            approved_by,
+            data,
+        } => {
+            let mut p = act("reinstate");
+            p.record = Some(note);
+            p.approved_by = Some(approved_by);
+            (data.dir, id, p)
+        }
+        ShareCmd::Terminate {
+            id,
+            reason,
+            negotiation,
+            filing,
+            approved_by,
+            data,
+        } => {
+            let mut p = act("terminate");
+            p.reason = Some(reason);
+            p.negotiation = Some(negotiation);
+            p.filing = Some(filing);
+            p.approved_by = Some(approved_by);
+            (data.dir, id, p)
+        }
+        ShareCmd::Dispose {
+            id,
+            method,
+            record,
+            data,
+        } => {
+            let mut p = act("dispose");
+            p.disposal = Some(method);
+            p.record = Some(record);
+            (data.dir, id, p)
+        }
         ShareCmd::Withdraw { id, reason, data } => {
             let mut p = act("withdraw");
             p.reason = Some(reason);
@@ -408,6 +527,12 @@ fn print_one(out: &mut impl Write, v: serde_json::Value) -> Result<()> {
     }
     if let Some(a) = &v.answer {
         writeln!(out, "answer:    {a}")?;
+    }
+    if let Some(s) = &v.suspension {
+        writeln!(out, "suspended: {s}")?;
+    }
+    if let Some(e) = &v.ending {
+        writeln!(out, "ended:     {e}")?;
     }
     if let Some(s) = &v.service {
         writeln!(

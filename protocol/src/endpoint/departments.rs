@@ -193,7 +193,20 @@ impl<P: Copy + Ord + std::fmt::Debug> Endpoint<P> {
         act: ShareAct,
     ) -> Result<ShareApplied, ShareRejection> {
         let identity = self.rf.identity();
-        self.share.act(now, identity, request, department, act)
+        let dispose = matches!(act, ShareAct::Dispose { .. });
+        let applied = self.share.act(now, identity, request, department, act)?;
+        if dispose {
+            // Disposed of (Art. 27 ¶1): the delivered content goes; the case keeps the record.
+            let manifest = self
+                .share
+                .case(request)
+                .and_then(|c| c.delivery.as_ref())
+                .and_then(|d| d.manifest);
+            if let Some(m) = manifest {
+                self.rf.drop_delivery(&m);
+            }
+        }
+        Ok(applied)
     }
 }
 

@@ -17,6 +17,11 @@ use backflow_topology::RegionCode;
 
 /// Whether `case` is a service interface open for calls at `now`.
 fn service_open(case: &ShareCase, now: UnixMs) -> Result<(), LookupRefusal> {
+    match case.state {
+        ShareState::Suspended => return Err(LookupRefusal::Suspended),
+        ShareState::Terminated | ShareState::Disposed => return Err(LookupRefusal::Ended),
+        _ => {}
+    }
     let open = case.request.method == SharingMethod::ServiceApi
         && case.state == ShareState::Delivered
         && case.delivery.is_some();

@@ -11,7 +11,19 @@
 //! | incomplete | requester (to supplement) | — | under review (supplemented), withdrawn, expired |
 //! | extended | provider | answer + at most 10 working days | granted, refused, withdrawn, expired |
 //! | granted / delivering | provider | delivery (Art. 22: 20 working days from the grant) | delivering, delivered, expired |
-//! | refused, delivered, withdrawn, expired | — | — | final |
+//! | refused, delivered, withdrawn, expired | — | — | final (a granted case goes on to the acts below) |
+//! | suspended (Art. 27 ¶2) | requester (to rectify), then provider | rectification (限期整改) | reinstated (to where it was), terminated, expired |
+//! | terminated, disposed (Art. 27) | — | — | final |
+//!
+//! **After a grant (Art. 27).** The provider suspends the requester's sharing under a grant for
+//! misuse (暂停共享权限), with a rectification period in working days; while suspended nothing
+//! is delivered, no service interface call is answered and the requester's node exports none
+//! of the data. The provider reinstates it, or terminates the sharing: a termination needs its
+//! reason and — unless the requester failed to rectify in time (拒不整改) — the recorded
+//! negotiation with the requester and the filing with the same-level authority (协商，并报同级
+//! 政务数据共享主管部门备案, ¶3). When the purpose is met or the sharing ended, the requester
+//! disposes of the data as the provider required (妥善处置, ¶1): its node deletes the content
+//! and the case keeps the record.
 //!
 //! "Expired": the request's own term of use (使用时限) passed before the data was delivered; the
 //! request is moot. A deadline passing does not change the state — the provider still owes
@@ -61,6 +73,12 @@ pub enum ShareState {
     Withdrawn,
     /// The term of use passed before delivery (已过期).
     Expired,
+    /// The requester's sharing under this grant is suspended for misuse (已暂停, Art. 27 ¶2).
+    Suspended,
+    /// The provider ended the sharing (已终止, Art. 27 ¶2–3).
+    Terminated,
+    /// The requester disposed of the data (已处置, Art. 27 ¶1).
+    Disposed,
 }
 
 impl ShareState {
@@ -71,8 +89,70 @@ impl ShareState {
                 | ShareState::Refused
                 | ShareState::Withdrawn
                 | ShareState::Expired
+                | ShareState::Terminated
+                | ShareState::Disposed
         )
     }
+
+    /// Whether the granted data may be used now: delivered or being delivered, not suspended
+    /// or ended (the requester's node exports it, the provider's service answers).
+    pub fn in_force(self) -> bool {
+        matches!(
+            self,
+            ShareState::Granted | ShareState::Delivering | ShareState::Delivered
+        )
+    }
+}
+
+/// Suspensions one grant may see; after that, termination is the way.
+pub const SUSPENSIONS_MAX: u32 = 3;
+/// The longest rectification period, in working days.
+pub const RECTIFY_WORKING_DAYS_MAX: u32 = 60;
+
+/// A suspension (暂停共享权限, Art. 27 ¶2) and the rectification it asks for (限期整改).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Suspension {
+    pub at: UnixMs,
+    pub reason: String,
+    pub approved_by: String,
+    /// The end of the rectification period.
+    pub rectify_by: UnixMs,
+    /// Where the case returns when reinstated.
+    pub resume: ShareState,
+    /// The requester's rectification report, if given.
+    pub rectified: Option<(UnixMs, String)>,
+}
+
+/// How the requester disposes of the data (Art. 27 ¶1: 按照政务数据提供部门的要求妥善处置).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DisposalMethod {
+    /// 删除: the node deletes the content.
+    Delete,
+    /// 退还: handed back to the provider; the node's copy is deleted.
+    Return,
+    /// 归档: archived outside the sharing platform as the provider required; the node's copy
+    /// is deleted.
+    Archive,
+}
+
+/// The end of a grant (Art. 27): termination or disposal, as recorded.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Ending {
+    Terminated {
+        at: UnixMs,
+        reason: String,
+        /// The recorded negotiation with the requester (协商); `None` only after a failed
+        /// rectification.
+        negotiation: Option<String>,
+        /// The filing with the same-level authority (备案); as above.
+        filing: Option<String>,
+        approved_by: String,
+    },
+    Disposed {
+        at: UnixMs,
+        method: DisposalMethod,
+        record: String,
+    },
 }
 
 /// Who must act next.
@@ -156,6 +236,35 @@ pub enum ShareAct {
     Delivered,
     /// Requester: withdraw the request.
     Withdraw { reason: String },
+    /// Provider: suspend the requester's sharing under this grant for misuse, with a
+    /// rectification period (Art. 27 ¶2). `ordinal`: this case's 1st, 2nd… suspension (an
+    /// act's identity: a later one with the same words is a new act).
+    Suspend {
+        ordinal: u32,
+        reason: String,
+        rectify_working_days: u32,
+        approved_by: String,
+    },
+    /// Requester: its rectification report (整改情况).
+    Rectify { ordinal: u32, report: String },
+    /// Provider: lift suspension `ordinal`; the case returns to where it was.
+    Reinstate {
+        ordinal: u32,
+        note: String,
+        approved_by: String,
+    },
+    /// Provider: end the sharing (Art. 27 ¶2–3).
+    Terminate {
+        reason: String,
+        negotiation: String,
+        filing: String,
+        approved_by: String,
+    },
+    /// Requester: the data disposed of as the provider required (Art. 27 ¶1).
+    Dispose {
+        method: DisposalMethod,
+        record: String,
+    },
 }
 
 /// Addresses one delivery route may list, and the bytes of each.
@@ -215,6 +324,24 @@ pub enum ShareError {
          (share deliver)"
     )]
     DeliveryRoute { method: SharingMethod },
+    #[error(
+        "{act} must state its reason or record (it is what the other party and the authority read)"
+    )]
+    WithoutReason { act: &'static str },
+    #[error(
+        "{act}: expected number {expected} (a suspension's number, as `share show` counts them)"
+    )]
+    WrongOrdinal { act: &'static str, expected: u32 },
+    #[error("this grant was suspended {max} times already: terminate it instead")]
+    SuspendedTooOften { max: u32 },
+    #[error("a rectification period of {days} working days: it must be 1 to {max}")]
+    RectifyLength { days: u32, max: u32 },
+    #[error(
+        "ending a running sharing service needs the recorded negotiation with the requester \
+         and the filing with the same-level authority (Art. 27: 协商，并报同级政务数据共享主管部门备案), \
+         unless the requester did not rectify a suspension in time"
+    )]
+    TerminationWithoutFiling,
     #[error(transparent)]
     Calendar(#[from] CalendarError),
 }
@@ -252,6 +379,11 @@ pub struct ShareCase {
     pub delivered_at: Option<UnixMs>,
     /// Where a batch exchange or file download is fetched from, once started.
     pub delivery: Option<DeliveryRoute>,
+    /// Suspensions so far (at most [`SUSPENSIONS_MAX`]); the last one.
+    pub suspensions: u32,
+    pub suspension: Option<Suspension>,
+    /// How the grant ended, if it did (Art. 27).
+    pub ending: Option<Ending>,
     /// Acts applied, in order (each kind at most once or twice: bounded by the lifecycle).
     pub acts: Vec<(UnixMs, ShareAct)>,
 }
@@ -271,6 +403,9 @@ impl ShareCase {
             delivery_due: None,
             delivered_at: None,
             delivery: None,
+            suspensions: 0,
+            suspension: None,
+            ending: None,
             acts: Vec::new(),
         }
     }
@@ -279,6 +414,17 @@ impl ShareCase {
     pub fn owner(&self) -> Option<Party> {
         match self.state {
             ShareState::Incomplete => Some(Party::Requester),
+            ShareState::Suspended => Some(
+                if self
+                    .suspension
+                    .as_ref()
+                    .is_some_and(|s| s.rectified.is_some())
+                {
+                    Party::Provider
+                } else {
+                    Party::Requester
+                },
+            ),
             s if s.is_final() => None,
             _ => Some(Party::Provider),
         }
@@ -289,6 +435,11 @@ impl ShareCase {
         match self.state {
             ShareState::UnderReview | ShareState::Extended => self.answer_due.map(|d| (21, d)),
             ShareState::Granted | ShareState::Delivering => self.delivery_due.map(|d| (22, d)),
+            ShareState::Suspended => self
+                .suspension
+                .as_ref()
+                .filter(|s| s.rectified.is_none())
+                .map(|s| (27, s.rectify_by)),
             _ => None,
         }
     }
@@ -563,6 +714,130 @@ impl ShareCase {
                 self.answer_due = None;
                 self.state = S::Withdrawn;
             }
+            ShareAct::Suspend {
+                ordinal,
+                reason,
+                rectify_working_days,
+                approved_by,
+            } => {
+                expect(Party::Provider)?;
+                if !state.in_force() {
+                    return Err(wrong());
+                }
+                if self.suspensions >= SUSPENSIONS_MAX {
+                    return Err(ShareError::SuspendedTooOften {
+                        max: SUSPENSIONS_MAX,
+                    });
+                }
+                if *ordinal != self.suspensions + 1 {
+                    return Err(ShareError::WrongOrdinal {
+                        act: name,
+                        expected: self.suspensions + 1,
+                    });
+                }
+                if reason.trim().is_empty() {
+                    return Err(ShareError::WithoutReason { act: name });
+                }
+                check_text("suspension reason", reason)?;
+                check_approval(approved_by)?;
+                if !(1..=RECTIFY_WORKING_DAYS_MAX).contains(rectify_working_days) {
+                    return Err(ShareError::RectifyLength {
+                        days: *rectify_working_days,
+                        max: RECTIFY_WORKING_DAYS_MAX,
+                    });
+                }
+                self.suspension = Some(Suspension {
+                    at: now,
+                    reason: reason.clone(),
+                    approved_by: approved_by.clone(),
+                    rectify_by: calendar.deadline(now, *rectify_working_days)?,
+                    resume: state,
+                    rectified: None,
+                });
+                self.suspensions += 1;
+                self.state = S::Suspended;
+            }
+            ShareAct::Rectify { ordinal, report } => {
+                expect(Party::Requester)?;
+                if state != S::Suspended || *ordinal != self.suspensions {
+                    return Err(wrong());
+                }
+                if report.trim().is_empty() {
+                    return Err(ShareError::WithoutReason { act: name });
+                }
+                check_text("rectification report", report)?;
+                if let Some(s) = self.suspension.as_mut() {
+                    s.rectified = Some((now, report.clone()));
+                }
+            }
+            ShareAct::Reinstate {
+                ordinal,
+                note,
+                approved_by,
+            } => {
+                expect(Party::Provider)?;
+                if state != S::Suspended || *ordinal != self.suspensions {
+                    return Err(wrong());
+                }
+                check_text("reinstatement note", note)?;
+                check_approval(approved_by)?;
+                self.state = self.suspension.as_ref().ok_or_else(wrong)?.resume;
+            }
+            ShareAct::Terminate {
+                reason,
+                negotiation,
+                filing,
+                approved_by,
+            } => {
+                expect(Party::Provider)?;
+                if !(state.in_force() || state == S::Suspended) {
+                    return Err(wrong());
+                }
+                if reason.trim().is_empty() {
+                    return Err(ShareError::WithoutReason { act: name });
+                }
+                check_text("termination reason", reason)?;
+                check_text("negotiation record", negotiation)?;
+                check_text("filing record", filing)?;
+                check_approval(approved_by)?;
+                // Art. 27 ¶2: a requester that did not rectify in time may be cut off; any other
+                // end of a running service needs ¶3's negotiation and filing.
+                let unrectified = state == S::Suspended
+                    && self
+                        .suspension
+                        .as_ref()
+                        .is_some_and(|s| s.rectified.is_none() && now >= s.rectify_by);
+                let recorded = |t: &str| (!t.trim().is_empty()).then(|| t.to_string());
+                let (negotiation, filing) = (recorded(negotiation), recorded(filing));
+                if !unrectified && (negotiation.is_none() || filing.is_none()) {
+                    return Err(ShareError::TerminationWithoutFiling);
+                }
+                self.delivery_due = None;
+                self.ending = Some(Ending::Terminated {
+                    at: now,
+                    reason: reason.clone(),
+                    negotiation,
+                    filing,
+                    approved_by: approved_by.clone(),
+                });
+                self.state = S::Terminated;
+            }
+            ShareAct::Dispose { method, record } => {
+                expect(Party::Requester)?;
+                if !matches!(state, S::Delivered | S::Terminated) {
+                    return Err(wrong());
+                }
+                if record.trim().is_empty() {
+                    return Err(ShareError::WithoutReason { act: name });
+                }
+                check_text("disposal record", record)?;
+                self.ending = Some(Ending::Disposed {
+                    at: now,
+                    method: *method,
+                    record: record.clone(),
+                });
+                self.state = S::Disposed;
+            }
         }
         Ok(())
     }
@@ -588,6 +863,11 @@ fn act_name(act: &ShareAct) -> &'static str {
         ShareAct::StartDelivery { .. } => "starting delivery",
         ShareAct::Delivered => "completing delivery",
         ShareAct::Withdraw { .. } => "withdrawing",
+        ShareAct::Suspend { .. } => "a suspension",
+        ShareAct::Rectify { .. } => "a rectification report",
+        ShareAct::Reinstate { .. } => "a reinstatement",
+        ShareAct::Terminate { .. } => "a termination",
+        ShareAct::Dispose { .. } => "a disposal",
     }
 }
 
