@@ -241,9 +241,16 @@ pub struct ShareActParams {
     /// A disposal's method: `delete`, `return` or `archive` (Art. 27 ¶1).
     #[serde(default)]
     pub disposal: Option<String>,
-    /// A rectification report, a reinstatement note or a disposal record.
+    /// A rectification report, a reinstatement note, a disposal record or a dispute's
+    /// settlement.
     #[serde(default)]
     pub record: Option<String>,
+    /// A dispute's subject (the request, the grant, a correction, a suspension…).
+    #[serde(default)]
+    pub subject: Option<String>,
+    /// A dispute's claim.
+    #[serde(default)]
+    pub claim: Option<String>,
 }
 
 pub struct Export {
@@ -353,6 +360,15 @@ pub trait Backend: Clone + Send + Sync + 'static {
         format: String,
         key: Option<String>,
         input: PublishInput,
+    ) -> impl Future<Output = Result<serde_json::Value, ApiError>> + Send;
+
+    /// This node's authority (政务数据共享主管部门) coordinates the open dispute on request `id`
+    /// (Art. 28): settled with `outcome`, or referred to its people's government (`refer`).
+    fn share_coordinate(
+        &self,
+        id: String,
+        outcome: String,
+        refer: bool,
     ) -> impl Future<Output = Result<serde_json::Value, ApiError>> + Send;
 
     /// The requesting department `department` calls the service interface of its granted

@@ -18,6 +18,7 @@
 //! | GET    | `/api/share/{id}`    | one share request (id or a unique 8+ digit prefix)      |
 //! | POST   | `/api/share/{id}/act`| `ShareActParams`: grant, refuse, notice, supplement, extend, delivered, withdraw, suspend, rectify, reinstate, terminate, dispose |
 //! | POST   | `/api/share/{id}/deliver` | `?format=csv\|ndjson[&key=FIELD][&department=]`, the granted data as the body (streamed): a batch exchange or file download starts, or with `key` a service interface (服务接口) opens (Art. 22) |
+//! | POST   | `/api/share/{id}/coordinate` | `{outcome, refer}`: the node's authority coordinates the open dispute (Art. 28; the node's token only) |
 //! | POST   | `/api/share/{id}/lookup` | `LookupParams` `{keys, department?}`: the requester calls the grant's service interface |
 //! | GET    | `/api/catalog-review`| `?overdue=true`: submissions and duty changes (Arts. 16–17), overdue first |
 //! | POST   | `/api/catalog-review`| `ReviewSubmitParams`: a department's entries to the authority's review |
@@ -122,6 +123,7 @@ pub fn router<B: Backend>(backend: B, gate: Gate, dirs: Directories) -> Router {
         .route("/api/share/{id}", get(share_show::<B>))
         .route("/api/share/{id}/act", post(share_act::<B>))
         .route("/api/share/{id}/lookup", post(share_lookup::<B>))
+        .route("/api/share/{id}/coordinate", post(share_coordinate::<B>))
         .route(
             "/api/share/{id}/deliver",
             post(share_deliver::<B>).layer(DefaultBodyLimit::max(UPLOAD_BYTES_MAX)),
@@ -599,6 +601,31 @@ async fn share_deliver<B: Backend>(
         .share_deliver(department, id, format, q.key, input)
         .await
         .map(Json)
+}
+
+/// The authority's coordination of a dispute (Art. 28).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoordinateParams {
+    pub outcome: String,
+    #[serde(default)]
+    pub refer: bool,
+}
+
+async fn share_coordinate<B: Backend>(
+    State(api): State<Api<B>>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+    Json(params): Json<CoordinateParams>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    // The authority is the node's role, not a department's.
+    principal.require_node()?;
+    answer(
+        api.backend
+            .share_coordinate(id, params.outcome, params.refer),
+    )
+    .await
+    .map(Json)
 }
 
 /// A call of a granted service interface (服务接口, Art. 22) by its requesting department.

@@ -121,6 +121,15 @@ impl Backend for Fake {
     ) -> Result<serde_json::Value, ApiError> {
         Ok(serde_json::json!({ "id": id, "act": params.act, "as": department }))
     }
+    async fn share_coordinate(
+        &self,
+        id: String,
+        outcome: String,
+        refer: bool,
+    ) -> Result<serde_json::Value, ApiError> {
+        Ok(serde_json::json!({ "id": id, "outcome": outcome, "refer": refer }))
+    }
+
     async fn share_lookup(
         &self,
         department: Option<String>,

@@ -346,6 +346,20 @@ impl Backend for NodeBackend {
         )
     }
 
+    async fn share_coordinate(
+        &self,
+        id: String,
+        outcome: String,
+        refer: bool,
+    ) -> Result<serde_json::Value, ApiError> {
+        json(
+            self.node
+                .share_coordinate(id, outcome, refer)
+                .await
+                .map_err(|e| ApiError::bad_request(format!("{e:#}")))?,
+        )
+    }
+
     async fn share_lookup(
         &self,
         department: Option<String>,

@@ -130,6 +130,13 @@ pub(crate) enum Cmd {
         request: Hash,
         reply: oneshot::Sender<Result<ShareView>>,
     },
+    /// This node's authority coordinates a dispute (Art. 28).
+    Coordinate {
+        id: String,
+        outcome: String,
+        refer: bool,
+        reply: oneshot::Sender<Result<ShareView>>,
+    },
     /// A department of this node calls a grant's service interface.
     CallService {
         department: String,
@@ -559,6 +566,23 @@ impl NodeHandle {
             department,
             request,
             staged: Box::new(staged),
+            reply,
+        })
+        .await?
+    }
+
+    /// This node's authority (政务数据共享主管部门) coordinates the open dispute on request `id`
+    /// (Art. 28): settled with `outcome`, or referred to its people's government.
+    pub async fn share_coordinate(
+        &self,
+        id: String,
+        outcome: String,
+        refer: bool,
+    ) -> Result<ShareView> {
+        self.ask(|reply| Cmd::Coordinate {
+            id,
+            outcome,
+            refer,
             reply,
         })
         .await?

@@ -840,6 +840,17 @@ impl Runtime {
             Cmd::ContentDamaged(d) => self.on_damaged(d),
             Cmd::Scrub { reply } => self.scrub_all(reply),
             Cmd::CatalogSearch { query, reply } => self.ask_search(query, reply),
+            Cmd::Coordinate {
+                id,
+                outcome,
+                refer,
+                reply,
+            } => {
+                let result = crate::share_api::coordinate(&mut self.ep, now, &id, outcome, refer);
+                self.drain();
+                self.make_durable();
+                let _ = reply.send(result);
+            }
             Cmd::CallService {
                 department,
                 id,

@@ -10,8 +10,8 @@ use backflow_protocol::catalog::{CatalogOrigin, SharingAttribute, SharingMethod}
 use backflow_protocol::endpoint::Endpoint;
 use backflow_protocol::manifest::Hash;
 use backflow_protocol::share::{
-    Answer, DisposalMethod, Ending, Party, ShareAct, ShareCase, ShareRejection, ShareRequest,
-    ShareState,
+    Answer, DisposalMethod, Dispute, DisputeStage, Ending, Party, ShareAct, ShareCase,
+    ShareRejection, ShareRequest, ShareState,
 };
 use backflow_protocol::time::UnixMs;
 use backflow_topology::RegionCode;
@@ -57,6 +57,9 @@ pub struct ShareView {
     /// How the sharing ended: terminated or disposed of (Art. 27).
     #[serde(default)]
     pub ending: Option<String>,
+    /// Disputes (Art. 28), each with its stage and who owns the next step.
+    #[serde(default)]
+    pub disputes: Vec<String>,
 }
 
 /// An answer of a service interface (服务接口) as the requesting department sees it.
@@ -246,6 +249,7 @@ pub fn view(id: &Hash, case: &ShareCase, calendar: &WorkingCalendar, now: UnixMs
             }
             t
         }),
+        disputes: case.disputes.iter().map(dispute_text).collect(),
         ending: case.ending.as_ref().map(|e| match e {
             Ending::Terminated {
                 at,
@@ -371,9 +375,11 @@ pub fn request_of(
     }
 }
 
-/// An act from the API (`act` names it; the other fields are its content). `suspensions`:
-/// how many times the case was suspended so far (a suspension act's number).
-pub fn act_of(p: &ShareActParams, suspensions: u32) -> Result<ShareAct> {
+/// An act from the API (`act` names it; the other fields are its content). The case gives
+/// the numbers of suspensions and disputes.
+pub fn act_of(p: &ShareActParams, case: &ShareCase) -> Result<ShareAct> {
+    let suspensions = case.suspensions;
+    let disputes = case.disputes.len() as u32;
     let need = |field: &Option<String>, name: &str| -> Result<String> {
         field
             .clone()
@@ -447,9 +453,20 @@ pub fn act_of(p: &ShareActParams, suspensions: u32) -> Result<ShareAct> {
             },
             record: need(&p.record, "record (how and when the data was disposed of)")?,
         },
+        "dispute" => ShareAct::OpenDispute {
+            ordinal: disputes + 1,
+            subject: need(&p.subject, "subject (what the dispute is about)")?,
+            claim: need(&p.claim, "claim")?,
+        },
+        "escalate" => ShareAct::EscalateDispute { ordinal: disputes },
+        "settle" => ShareAct::SettleDispute {
+            ordinal: disputes,
+            outcome: need(&p.record, "record (what was agreed)")?,
+        },
         other => bail!(
             "unknown act {:?}: grant, refuse, notice, supplement, extend, delivered, \
-             withdraw, suspend, rectify, reinstate, terminate or dispose",
+             withdraw, suspend, rectify, reinstate, terminate, dispose, dispute, escalate or \
+             settle",
             other.chars().take(32).collect::<String>()
         ),
     })
@@ -495,7 +512,7 @@ pub fn act(
     params: &ShareActParams,
 ) -> Result<ShareView> {
     let (&request, case) = find(ep.share_service().cases(), id)?;
-    let act = act_of(params, case.suspensions)?;
+    let act = act_of(params, case)?;
     let (requester, provider) = (
         origin_text(&case.request.requester),
         origin_text(&case.request.provider),
@@ -524,6 +541,74 @@ pub fn check_in_force(ep: &Endpoint<PeerId>, request: &Hash) -> Result<()> {
         }
         None => bail!("no share request {short} at this node: its delivery is not exported"),
     }
+}
+
+/// One dispute as shown: number, who opened it, its claim and its stage with the owner of
+/// the next step.
+fn dispute_text(d: &Dispute) -> String {
+    let by = match d.opened_by {
+        Party::Requester => "requester",
+        Party::Provider => "provider",
+    };
+    let stage = match &d.stage {
+        DisputeStage::Negotiating => {
+            "negotiating (协商): the parties; either may take it to the authority".to_string()
+        }
+        DisputeStage::Coordinating { authority, since } => format!(
+            "at the authority of {authority} since {} (协调): its to coordinate",
+            day(*since)
+        ),
+        DisputeStage::Settled {
+            at,
+            coordinated,
+            outcome,
+        } => format!(
+            "settled {} ({}): {outcome}",
+            day(*at),
+            if *coordinated {
+                "协调解决"
+            } else {
+                "协商一致"
+            }
+        ),
+        DisputeStage::Referred { at, outcome } => format!(
+            "referred to the people's government {} (报本级人民政府决定): {outcome}",
+            day(*at)
+        ),
+    };
+    format!(
+        "#{} by the {by} {} on {}: {} — {stage}",
+        d.ordinal,
+        day(d.opened_at),
+        d.subject,
+        d.claim
+    )
+}
+
+/// This node's authority coordinates the open dispute of request `id` (Art. 28), held as a
+/// party's case or as the supervisory copy of the parties' lowest common superior.
+pub fn coordinate(
+    ep: &mut Endpoint<PeerId>,
+    now: UnixMs,
+    id: &str,
+    outcome: String,
+    refer: bool,
+) -> Result<ShareView> {
+    let s = ep.share_service();
+    let (&request, case) = find(s.cases(), id).or_else(|_| find(s.supervised(), id))?;
+    let ordinal = case
+        .open_dispute()
+        .map(|d| d.ordinal)
+        .ok_or_else(|| anyhow!("request {id} has no open dispute"))?;
+    ep.coordinate_dispute(now, &request, ordinal, outcome, refer)
+        .map_err(|e| match e {
+            ShareRejection::NotAParty => anyhow!(
+                "this node's authority does not coordinate disputes on request {id}: the \
+                 parties' lowest common superior does (Art. 28)"
+            ),
+            e => anyhow!("not done: {e}"),
+        })?;
+    show(ep, now, &hex_id(&request))
 }
 
 /// The full id of the request `id` names (see [`find`]).

@@ -543,6 +543,63 @@ async fn a_service_interface_answers_the_requester_straight_from_the_provider() 
     .await?;
     let service = provider.share(id.clone()).await?.service.expect("counted");
     assert!(service.calls >= 2, "{service:?}");
-    drop((requester, provider));
+
+    // Art. 28: a 北京–广东 dispute goes to the national authority, which coordinates; both
+    // parties see the outcome. The provider's own node cannot coordinate.
+    let opened = requester
+        .share_act(
+            "民政局".into(),
+            id.clone(),
+            ShareActParams {
+                act: "dispute".into(),
+                subject: Some("服务接口调用频率".into()),
+                claim: Some("每分钟调用上限不足以支撑核查业务".into()),
+                ..ShareActParams::default()
+            },
+        )
+        .await?;
+    assert!(
+        opened.disputes[0].contains("at the authority of 0"),
+        "{:?}",
+        opened.disputes
+    );
+    let national = net.nodes[&code("0")].clone();
+    wait_until(
+        "national to hold the dispute",
+        Duration::from_secs(30),
+        async || {
+            Ok(national
+                .share(id.clone())
+                .await
+                .is_ok_and(|v| v.disputes.len() == 1))
+        },
+    )
+    .await?;
+    assert!(provider
+        .share_coordinate(id.clone(), "x".into(), false)
+        .await
+        .is_err());
+    let coordinated = national
+        .share_coordinate(id.clone(), "调用上限按业务量调整".into(), false)
+        .await?;
+    assert!(
+        coordinated.disputes[0].contains("协调解决"),
+        "{:?}",
+        coordinated.disputes
+    );
+    for (name, node) in [("requester", &requester), ("provider", &provider)] {
+        wait_until(
+            &format!("the {name} to see the coordination"),
+            Duration::from_secs(30),
+            async || {
+                Ok(node
+                    .share(id.clone())
+                    .await
+                    .is_ok_and(|v| v.disputes.first().is_some_and(|d| d.contains("协调解决"))))
+            },
+        )
+        .await?;
+    }
+    drop((requester, provider, national));
     net.shutdown().await
 }

@@ -34,9 +34,10 @@ mod service;
 mod timers;
 
 pub use case::{
-    Answer, Applied, DeliveryRoute, DisposalMethod, Ending, Extension, IncompleteNotice, Overdue,
-    Party, ShareAct, ShareCase, ShareError, ShareState, Suspension, DELIVERY_ADDRESSES_MAX,
-    DELIVERY_ADDRESS_BYTES_MAX, RECTIFY_WORKING_DAYS_MAX, SUSPENSIONS_MAX,
+    Answer, Applied, DeliveryRoute, DisposalMethod, Dispute, DisputeStage, Ending, Extension,
+    IncompleteNotice, Overdue, Party, ShareAct, ShareCase, ShareError, ShareState, Suspension,
+    DELIVERY_ADDRESSES_MAX, DELIVERY_ADDRESS_BYTES_MAX, DISPUTES_MAX, RECTIFY_WORKING_DAYS_MAX,
+    SUSPENSIONS_MAX,
 };
 pub use service::{
     ShareActBody, ShareActKind, ShareEvent, ShareMsg, ShareOutput, ShareRejection, ShareService,

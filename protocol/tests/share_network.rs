@@ -1179,3 +1179,245 @@ fn disposal_deletes_the_delivered_data_and_keeps_the_record() {
         })
     ));
 }
+
+/// The stage of dispute `ordinal` in `c`'s copy (its own case, else its supervisory copy).
+fn dispute_stage(
+    net: &Net,
+    c: &str,
+    id: &backflow_protocol::manifest::Hash,
+) -> Option<backflow_protocol::share::DisputeStage> {
+    let s = net.ep(code(c)).share_service();
+    let case = s.case(id).cloned().or_else(|| supervised(net, c, id))?;
+    case.disputes.last().map(|d| d.stage.clone())
+}
+
+/// Art. 28 across regions: a 北京–广东 dispute goes at once to the parties' lowest common
+/// superior (national), whose authority coordinates; its act reaches both parties. Nobody
+/// else can coordinate, and a party cannot pretend to.
+#[test]
+fn a_dispute_between_beijing_and_guangdong_is_coordinated_by_the_national_authority() {
+    use backflow_protocol::share::DisputeStage;
+    let mut net = net();
+    let id = file(&mut net);
+    assert!(net.run(60_000, |n| state(n, PROVIDER, &id)
+        == Some(ShareState::UnderReview)));
+    let now = net.now;
+    let open = ShareAct::OpenDispute {
+        ordinal: 1,
+        subject: "共享申请".into(),
+        claim: "提供部门要求的材料超出法定范围".into(),
+    };
+    net.node_mut(code(REQUESTER))
+        .ep
+        .share_act(now, &id, "民政局", open.clone())
+        .unwrap();
+    net.flush(code(REQUESTER));
+    // One open at a time.
+    let again = ShareAct::OpenDispute {
+        ordinal: 2,
+        subject: "再次".into(),
+        claim: "再次".into(),
+    };
+    assert!(net
+        .node_mut(code(REQUESTER))
+        .ep
+        .share_act(now, &id, "民政局", again)
+        .is_err());
+    let national = code("0");
+    assert!(net.run(60_000, |n| {
+        [REQUESTER, PROVIDER, "0"].iter().all(|c| {
+            matches!(
+                dispute_stage(n, c, &id),
+                Some(DisputeStage::Coordinating { authority, .. }) if authority == national
+            )
+        })
+    }));
+    // A party cannot coordinate; a relay holding no copy cannot either.
+    let now = net.now;
+    let coordinate = ShareAct::Coordinate {
+        ordinal: 1,
+        outcome: "x".into(),
+        refer: false,
+    };
+    assert!(net
+        .node_mut(code(PROVIDER))
+        .ep
+        .share_act(now, &id, "镇人社分局", coordinate)
+        .is_err());
+    assert!(net
+        .node_mut(code("44"))
+        .ep
+        .coordinate_dispute(now, &id, 1, "协调意见".into(), false)
+        .is_err());
+    // The national authority coordinates: settled at both parties and in its own copy.
+    net.node_mut(national)
+        .ep
+        .coordinate_dispute(
+            now,
+            &id,
+            1,
+            "按目录所列条件补充材料，不再要求其他材料".into(),
+            false,
+        )
+        .unwrap();
+    net.flush(national);
+    assert!(net.run(60_000, |n| {
+        [REQUESTER, PROVIDER, "0"].iter().all(|c| {
+            matches!(
+                dispute_stage(n, c, &id),
+                Some(DisputeStage::Settled {
+                    coordinated: true,
+                    ..
+                })
+            )
+        })
+    }));
+    // The request itself goes on.
+    assert_eq!(state(&net, PROVIDER, &id), Some(ShareState::UnderReview));
+}
+
+/// Art. 28 within one jurisdiction: two departments of one node negotiate first; taken to
+/// the authority, the node's own authority coordinates — and refers it to its people's
+/// government when it cannot settle it.
+#[test]
+fn a_dispute_within_one_node_is_negotiated_first_then_coordinated_there() {
+    use backflow_protocol::share::DisputeStage;
+    let mut net = net();
+    let now = net.now;
+    let mut r = request(&net);
+    r.requester = origin(PROVIDER, "镇民政办");
+    let id = net
+        .node_mut(code(PROVIDER))
+        .ep
+        .file_share_request(now, r, SharingAttribute::Unconditional)
+        .unwrap();
+    let ep = &mut net.node_mut(code(PROVIDER)).ep;
+    ep.share_act(
+        now,
+        &id,
+        "镇人社分局",
+        ShareAct::OpenDispute {
+            ordinal: 1,
+            subject: "共享申请".into(),
+            claim: "申请的使用范围超出履职需要".into(),
+        },
+    )
+    .unwrap();
+    let stage = |ep: &backflow_protocol::Endpoint<backflow_protocol::RegionCode>| {
+        ep.share_service().case(&id).unwrap().disputes[0]
+            .stage
+            .clone()
+    };
+    assert_eq!(stage(ep), DisputeStage::Negotiating);
+    // Negotiation first: the authority cannot coordinate yet.
+    assert!(ep
+        .coordinate_dispute(now, &id, 1, "协调".into(), false)
+        .is_err());
+    // Only the party that opened it settles it by agreement.
+    assert!(ep
+        .share_act(
+            now,
+            &id,
+            "镇民政办",
+            ShareAct::SettleDispute {
+                ordinal: 1,
+                outcome: "x".into()
+            }
+        )
+        .is_err());
+    ep.share_act(
+        now,
+        &id,
+        "镇民政办",
+        ShareAct::EscalateDispute { ordinal: 1 },
+    )
+    .unwrap();
+    assert!(matches!(
+        stage(ep),
+        DisputeStage::Coordinating { authority, .. } if authority == code(PROVIDER)
+    ));
+    ep.coordinate_dispute(now, &id, 1, "协调未果，报镇人民政府决定".into(), true)
+        .unwrap();
+    assert!(matches!(stage(ep), DisputeStage::Referred { .. }));
+    // Referred is where it ends here.
+    assert!(ep
+        .share_act(
+            now,
+            &id,
+            "镇人社分局",
+            ShareAct::SettleDispute {
+                ordinal: 1,
+                outcome: "x".into()
+            }
+        )
+        .is_err());
+}
+
+/// Art. 28 across tiers within one city: two districts' departments (东城区, 西城区) take a
+/// dispute to their lowest common superior, the city (北京市辖区), whose authority refers it to
+/// its people's government; both parties see it.
+#[test]
+fn a_dispute_within_one_city_goes_to_the_city_s_authority() {
+    use backflow_protocol::share::DisputeStage;
+    const TREE_CITY: &[&str] = &["0", "11", "1101", "110101", "110102"];
+    let mut net = Net::with_tree(9, Faults::NONE, NetConfig::with(TEST_TUNING), TREE_CITY);
+    let update = signed_update(
+        &net.fx,
+        "110102",
+        "区人社局",
+        1,
+        vec![add("shebao", "区人社局")],
+    );
+    net.submit_catalog(code("110102"), update).unwrap();
+    net.add_department(code("110101"), "民政局");
+    net.add_department(code("110102"), "区人社局");
+    let now = net.now;
+    let mut r = request(&net);
+    r.provider = origin("110102", "区人社局");
+    let id = net
+        .node_mut(code("110101"))
+        .ep
+        .file_share_request(now, r, SharingAttribute::Unconditional)
+        .unwrap();
+    net.flush(code("110101"));
+    assert!(net.run(60_000, |n| state(n, "110102", &id)
+        == Some(ShareState::UnderReview)));
+    let now = net.now;
+    net.node_mut(code("110102"))
+        .ep
+        .share_act(
+            now,
+            &id,
+            "区人社局",
+            ShareAct::OpenDispute {
+                ordinal: 1,
+                subject: "使用范围".into(),
+                claim: "申请的使用范围超出履职需要".into(),
+            },
+        )
+        .unwrap();
+    net.flush(code("110102"));
+    let city = code("1101");
+    assert!(net.run(60_000, |n| matches!(
+        dispute_stage(n, "1101", &id),
+        Some(DisputeStage::Coordinating { authority, .. }) if authority == city
+    )));
+    // Not national's to coordinate.
+    let now = net.now;
+    assert!(net
+        .node_mut(code("0"))
+        .ep
+        .coordinate_dispute(now, &id, 1, "x".into(), false)
+        .is_err());
+    net.node_mut(city)
+        .ep
+        .coordinate_dispute(now, &id, 1, "协调未果，报市人民政府决定".into(), true)
+        .unwrap();
+    net.flush(city);
+    assert!(net.run(60_000, |n| ["110101", "110102", "1101"].iter().all(
+        |c| matches!(
+            dispute_stage(n, c, &id),
+            Some(DisputeStage::Referred { .. })
+        )
+    )));
+}

@@ -80,6 +80,15 @@ impl Backend for Memory {
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
         Ok(serde_json::json!({ "bytes": n }))
     }
+    async fn share_coordinate(
+        &self,
+        id: String,
+        outcome: String,
+        refer: bool,
+    ) -> Result<serde_json::Value, ApiError> {
+        Ok(serde_json::json!({ "id": id, "outcome": outcome, "refer": refer }))
+    }
+
     async fn share_lookup(
         &self,
         department: Option<String>,

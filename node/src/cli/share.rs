@@ -157,6 +157,45 @@ pub enum ShareCmd {
         #[command(flatten)]
         data: DataArg,
     },
+    /// Open a dispute on a request, a grant, a correction or a suspension (Art. 28), as
+    /// either party: negotiated first within one jurisdiction, else taken at once to the
+    /// parties' lowest common superior's authority.
+    Dispute {
+        id: String,
+        /// What it is about.
+        #[arg(long)]
+        subject: String,
+        #[arg(long)]
+        claim: String,
+        #[command(flatten)]
+        data: DataArg,
+    },
+    /// Take the open dispute to the parties' authority (negotiation failed).
+    Escalate {
+        id: String,
+        #[command(flatten)]
+        data: DataArg,
+    },
+    /// Settle the open dispute this department opened, by agreement.
+    Settle {
+        id: String,
+        #[arg(long)]
+        outcome: String,
+        #[command(flatten)]
+        data: DataArg,
+    },
+    /// As this node's authority (the node's token), coordinate the open dispute of a request
+    /// whose parties' lowest common superior this node is: settle it, or --refer it to the
+    /// people's government (报本级人民政府决定).
+    Coordinate {
+        id: String,
+        #[arg(long)]
+        outcome: String,
+        #[arg(long)]
+        refer: bool,
+        #[command(flatten)]
+        data: DataArg,
+    },
     /// Withdraw a request this department filed.
     Withdraw {
         id: String,
@@ -419,6 +458,34 @@ pub fn run(args: ShareArgs, out: &mut impl Write) -> Result<()> {
             p.record = Some(record);
             (data.dir, id, p)
         }
+        ShareCmd::Dispute {
+            id,
+            subject,
+            claim,
+            data,
+        } => {
+            let mut p = act("dispute");
+            p.subject = Some(subject);
+            p.claim = Some(claim);
+            (data.dir, id, p)
+        }
+        ShareCmd::Escalate { id, data } => (data.dir, id, act("escalate")),
+        ShareCmd::Settle { id, outcome, data } => {
+            let mut p = act("settle");
+            p.record = Some(outcome);
+            (data.dir, id, p)
+        }
+        ShareCmd::Coordinate {
+            id,
+            outcome,
+            refer,
+            data,
+        } => {
+            let body = serde_json::json!({ "outcome": outcome, "refer": refer });
+            let path = format!("/api/share/{}/coordinate", urlencode(&id));
+            let v = call(&data.dir, "POST", &path, Some(&body))?;
+            return print_one(out, v);
+        }
         ShareCmd::Withdraw { id, reason, data } => {
             let mut p = act("withdraw");
             p.reason = Some(reason);
@@ -533,6 +600,9 @@ fn print_one(out: &mut impl Write, v: serde_json::Value) -> Result<()> {
     }
     if let Some(e) = &v.ending {
         writeln!(out, "ended:     {e}")?;
+    }
+    for d in &v.disputes {
+        writeln!(out, "dispute:   {d}")?;
     }
     if let Some(s) = &v.service {
         writeln!(

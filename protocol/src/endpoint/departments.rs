@@ -208,6 +208,26 @@ impl<P: Copy + Ord + std::fmt::Debug> Endpoint<P> {
         }
         Ok(applied)
     }
+
+    /// This node's authority (政务数据共享主管部门) coordinates dispute `ordinal` on `request`
+    /// (Art. 28): settled with `outcome`, or referred to its people's government (`refer`).
+    /// Only the parties' lowest common superior may; both parties' nodes get the act.
+    pub fn coordinate_dispute(
+        &mut self,
+        now: UnixMs,
+        request: &Hash,
+        ordinal: u32,
+        outcome: String,
+        refer: bool,
+    ) -> Result<ShareApplied, ShareRejection> {
+        let identity = self.rf.identity();
+        let act = ShareAct::Coordinate {
+            ordinal,
+            outcome,
+            refer,
+        };
+        self.share.coordinate(now, identity, request, act)
+    }
 }
 
 /// Why a review decision (or the authority's own catalog publication) was not taken.

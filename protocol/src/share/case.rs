@@ -49,6 +49,7 @@ use crate::catalog::{LegalBasis, SharingAttribute, SharingMethod};
 use crate::limits::TEXT_BYTES_MAX;
 use crate::manifest::Hash;
 use crate::time::UnixMs;
+use backflow_topology::RegionCode;
 
 /// Where a request stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -133,6 +134,53 @@ pub enum DisposalMethod {
     /// 归档: archived outside the sharing platform as the provider required; the node's copy
     /// is deleted.
     Archive,
+}
+
+/// Disputes one case may see (one open at a time).
+pub const DISPUTES_MAX: u32 = 4;
+
+/// A dispute over a request, a grant, a correction or a suspension (政务数据共享争议, Art. 28).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dispute {
+    pub ordinal: u32,
+    pub opened_by: Party,
+    pub opened_at: UnixMs,
+    /// What it is about (the request, the grant, a correction, a suspension…).
+    pub subject: String,
+    pub claim: String,
+    pub stage: DisputeStage,
+}
+
+/// Where a dispute stands, and who owns its next step.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DisputeStage {
+    /// 协商: parties of one jurisdiction negotiate first (Art. 28 ¶2); either may take it to
+    /// their authority.
+    Negotiating,
+    /// 协调: at the authority of `authority` — the parties' own (one jurisdiction) or their
+    /// lowest common superior's (跨层级、跨地域), which coordinates.
+    Coordinating {
+        authority: RegionCode,
+        since: UnixMs,
+    },
+    /// Settled: agreed between the parties, or at the authority's coordination.
+    Settled {
+        at: UnixMs,
+        coordinated: bool,
+        outcome: String,
+    },
+    /// Not settled at the authority: referred to its people's government to decide
+    /// (报本级人民政府决定) — the final recorded state here.
+    Referred { at: UnixMs, outcome: String },
+}
+
+impl DisputeStage {
+    pub fn is_open(&self) -> bool {
+        matches!(
+            self,
+            DisputeStage::Negotiating | DisputeStage::Coordinating { .. }
+        )
+    }
 }
 
 /// The end of a grant (Art. 27): termination or disposal, as recorded.
@@ -265,6 +313,24 @@ pub enum ShareAct {
         method: DisposalMethod,
         record: String,
     },
+    /// Either party: open dispute `ordinal` (Art. 28): negotiated first when both parties are
+    /// of one jurisdiction, else at once with their lowest common superior's authority.
+    OpenDispute {
+        ordinal: u32,
+        subject: String,
+        claim: String,
+    },
+    /// Either party: negotiation failed; take the dispute to the parties' authority.
+    EscalateDispute { ordinal: u32 },
+    /// The party that opened it: settled by agreement (its claim met or withdrawn).
+    SettleDispute { ordinal: u32, outcome: String },
+    /// The coordinating authority (a node act of the authority's jurisdiction): settled, or
+    /// referred to its people's government (`refer`).
+    Coordinate {
+        ordinal: u32,
+        outcome: String,
+        refer: bool,
+    },
 }
 
 /// Addresses one delivery route may list, and the bytes of each.
@@ -342,6 +408,16 @@ pub enum ShareError {
          unless the requester did not rectify a suspension in time"
     )]
     TerminationWithoutFiling,
+    #[error("a dispute is open already: settle it or take it to the authority first")]
+    DisputeOpen,
+    #[error("no open dispute number {ordinal} on this request")]
+    NoSuchDispute { ordinal: u32 },
+    #[error("{act} is not possible at the dispute's present stage")]
+    DisputeStage { act: &'static str },
+    #[error(
+        "{act} is the coordinating authority's (the parties' lowest common superior, Art. 28)"
+    )]
+    ForTheAuthority { act: &'static str },
     #[error(transparent)]
     Calendar(#[from] CalendarError),
 }
@@ -384,6 +460,8 @@ pub struct ShareCase {
     pub suspension: Option<Suspension>,
     /// How the grant ended, if it did (Art. 27).
     pub ending: Option<Ending>,
+    /// Disputes, in order; at most one open (Art. 28).
+    pub disputes: Vec<Dispute>,
     /// Acts applied, in order (each kind at most once or twice: bounded by the lifecycle).
     pub acts: Vec<(UnixMs, ShareAct)>,
 }
@@ -406,6 +484,7 @@ impl ShareCase {
             suspensions: 0,
             suspension: None,
             ending: None,
+            disputes: Vec::new(),
             acts: Vec::new(),
         }
     }
@@ -822,6 +901,89 @@ impl ShareCase {
                 });
                 self.state = S::Terminated;
             }
+            ShareAct::OpenDispute {
+                ordinal,
+                subject,
+                claim,
+            } => {
+                if self.open_dispute().is_some() {
+                    return Err(ShareError::DisputeOpen);
+                }
+                let next = self.disputes.len() as u32 + 1;
+                if next > DISPUTES_MAX {
+                    return Err(ShareError::TooLarge {
+                        what: "disputes",
+                        len: next as usize,
+                        max: DISPUTES_MAX as usize,
+                    });
+                }
+                if *ordinal != next {
+                    return Err(ShareError::WrongOrdinal {
+                        act: name,
+                        expected: next,
+                    });
+                }
+                if subject.trim().is_empty() || claim.trim().is_empty() {
+                    return Err(ShareError::WithoutReason { act: name });
+                }
+                check_text("dispute subject", subject)?;
+                check_text("dispute claim", claim)?;
+                let same = self.request.requester.region == self.request.provider.region;
+                let stage = if same {
+                    DisputeStage::Negotiating
+                } else {
+                    DisputeStage::Coordinating {
+                        authority: self.dispute_authority(),
+                        since: now,
+                    }
+                };
+                self.disputes.push(Dispute {
+                    ordinal: *ordinal,
+                    opened_by: by,
+                    opened_at: now,
+                    subject: subject.clone(),
+                    claim: claim.clone(),
+                    stage,
+                });
+            }
+            ShareAct::EscalateDispute { ordinal } => {
+                let authority = self.dispute_authority();
+                let d = self
+                    .disputes
+                    .last_mut()
+                    .filter(|d| d.ordinal == *ordinal)
+                    .ok_or(ShareError::NoSuchDispute { ordinal: *ordinal })?;
+                if d.stage != DisputeStage::Negotiating {
+                    return Err(ShareError::DisputeStage { act: name });
+                }
+                d.stage = DisputeStage::Coordinating {
+                    authority,
+                    since: now,
+                };
+            }
+            ShareAct::SettleDispute { ordinal, outcome } => {
+                let d = self
+                    .disputes
+                    .last_mut()
+                    .filter(|d| d.ordinal == *ordinal)
+                    .ok_or(ShareError::NoSuchDispute { ordinal: *ordinal })?;
+                expect(d.opened_by)?;
+                if !d.stage.is_open() {
+                    return Err(ShareError::DisputeStage { act: name });
+                }
+                if outcome.trim().is_empty() {
+                    return Err(ShareError::WithoutReason { act: name });
+                }
+                check_text("settlement", outcome)?;
+                d.stage = DisputeStage::Settled {
+                    at: now,
+                    coordinated: false,
+                    outcome: outcome.clone(),
+                };
+            }
+            ShareAct::Coordinate { .. } => {
+                return Err(ShareError::ForTheAuthority { act: name });
+            }
             ShareAct::Dispose { method, record } => {
                 expect(Party::Requester)?;
                 if !matches!(state, S::Delivered | S::Terminated) {
@@ -840,6 +1002,64 @@ impl ShareCase {
             }
         }
         Ok(())
+    }
+
+    /// The authority that coordinates this case's disputes (Art. 28): the parties' lowest
+    /// common superior — their own jurisdiction's when both are of one.
+    pub fn dispute_authority(&self) -> RegionCode {
+        let (a, b) = (self.request.requester.region, self.request.provider.region);
+        a.lowest_common_ancestor(b)
+    }
+
+    /// The open dispute, if any.
+    pub fn open_dispute(&self) -> Option<&Dispute> {
+        self.disputes.last().filter(|d| d.stage.is_open())
+    }
+
+    /// Applies the coordinating authority's act ([`ShareAct::Coordinate`]); idempotent like
+    /// [`Self::apply`].
+    pub fn apply_authority(&mut self, now: UnixMs, act: ShareAct) -> Result<Applied, ShareError> {
+        if self.acts.iter().any(|(_, a)| *a == act) {
+            return Ok(Applied::AlreadyApplied);
+        }
+        let ShareAct::Coordinate {
+            ordinal,
+            outcome,
+            refer,
+        } = &act
+        else {
+            return Err(ShareError::ForTheAuthority {
+                act: act_name(&act),
+            });
+        };
+        let Some(d) = self.disputes.last_mut().filter(|d| d.ordinal == *ordinal) else {
+            return Err(ShareError::NoSuchDispute { ordinal: *ordinal });
+        };
+        if !matches!(d.stage, DisputeStage::Coordinating { .. }) {
+            return Err(ShareError::DisputeStage {
+                act: act_name(&act),
+            });
+        }
+        if outcome.trim().is_empty() {
+            return Err(ShareError::WithoutReason {
+                act: act_name(&act),
+            });
+        }
+        check_text("coordination outcome", outcome)?;
+        d.stage = if *refer {
+            DisputeStage::Referred {
+                at: now,
+                outcome: outcome.clone(),
+            }
+        } else {
+            DisputeStage::Settled {
+                at: now,
+                coordinated: true,
+                outcome: outcome.clone(),
+            }
+        };
+        self.acts.push((now, act));
+        Ok(Applied::Changed)
     }
 
     /// The answer period in working days (Art. 21), plus `extension`.
@@ -868,6 +1088,10 @@ fn act_name(act: &ShareAct) -> &'static str {
         ShareAct::Reinstate { .. } => "a reinstatement",
         ShareAct::Terminate { .. } => "a termination",
         ShareAct::Dispose { .. } => "a disposal",
+        ShareAct::OpenDispute { .. } => "opening a dispute",
+        ShareAct::EscalateDispute { .. } => "taking a dispute to the authority",
+        ShareAct::SettleDispute { .. } => "settling a dispute",
+        ShareAct::Coordinate { .. } => "the authority's coordination",
     }
 }
 

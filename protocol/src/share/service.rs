@@ -95,6 +95,14 @@ fn not_in_catalog_refusal() -> ShareAct {
     }
 }
 
+fn kind_is_authority(kind: &ShareActKind) -> bool {
+    kind.is_authority_act()
+}
+
+/// The name the coordinating authority acts under (政务数据共享主管部门: a role of the
+/// jurisdiction key, Art. 28).
+pub const AUTHORITY_NAME: &str = "政务数据共享主管部门";
+
 /// The catalog lookup for acts that need none (only a filing does).
 fn no_catalog(_: &CatalogOrigin, _: &str) -> Option<SharingAttribute> {
     None
@@ -150,7 +158,13 @@ impl ShareActKind {
     /// Acts the node does by itself, signed by its jurisdiction key; every other act is a
     /// department's, signed by the department's own key.
     pub fn is_node_act(&self) -> bool {
-        self.node_party().is_some()
+        self.node_party().is_some() || self.is_authority_act()
+    }
+
+    /// The coordinating authority's act on a dispute (Art. 28): a node act of the parties'
+    /// lowest common superior, the one node that is no party.
+    pub fn is_authority_act(&self) -> bool {
+        matches!(self, ShareActKind::Act(ShareAct::Coordinate { .. }))
     }
 
     /// Whose node does this act by itself: the provider's (receipt, not-in-catalog refusal)
@@ -632,6 +646,50 @@ impl ShareService {
         Ok(applied)
     }
 
+    /// This node's authority coordinates a dispute on `request` (Art. 28): it must be the
+    /// parties' lowest common superior — holding the case as a party's node when both are its
+    /// departments, else as the supervisory copy. The act is applied here and sent, signed by
+    /// the node, to each party's node.
+    pub fn coordinate(
+        &mut self,
+        now: UnixMs,
+        identity: &NodeIdentity,
+        request: &Hash,
+        act: ShareAct,
+    ) -> Result<super::Applied, ShareRejection> {
+        let (mut case, own) = match (self.cases.get(request), self.supervised.get(request)) {
+            (Some(c), _) => (c.clone(), true),
+            (None, Some(c)) => (c.clone(), false),
+            (None, None) => return Err(ShareRejection::UnknownRequest),
+        };
+        if case.dispute_authority() != self.region {
+            return Err(ShareRejection::NotAParty);
+        }
+        let applied = case.apply_authority(now, act.clone())?;
+        if applied == super::Applied::AlreadyApplied {
+            return Ok(applied);
+        }
+        let parties = [case.request.requester.region, case.request.provider.region];
+        if own {
+            self.put_case(*request, case);
+        } else {
+            self.put_supervised(case);
+        }
+        let by = CatalogOrigin {
+            region: self.region,
+            department: AUTHORITY_NAME.to_string(),
+        };
+        let mut sent = BTreeSet::new();
+        for to in parties {
+            if to != self.region && sent.insert(to) {
+                let kind = ShareActKind::Act(act.clone());
+                let signed = sign_act(identity, None, now, *request, by.clone(), to, kind);
+                self.deliver(now, identity, signed, &no_catalog);
+            }
+        }
+        Ok(applied)
+    }
+
     /// The requester's node verified every byte of `manifest`, the delivery of `request`
     /// (batch exchange): it records the delivery, signed by the node, and tells the provider
     /// (and, on the way, the parties' lowest common superior).
@@ -757,6 +815,10 @@ impl ShareService {
             ShareRejection::Case(ShareError::WrongState { .. }) => {
                 self.cases.get(request).is_some_and(|c| !c.state.is_final())
             }
+            // A dispute's act overtook the one that opened or escalated it.
+            ShareRejection::Case(
+                ShareError::NoSuchDispute { .. } | ShareError::DisputeStage { .. },
+            ) => self.cases.contains_key(request),
             _ => false,
         }
     }
@@ -962,6 +1024,21 @@ impl ShareService {
                     let kind = ShareActKind::NotInCatalog;
                     let act = sign_act(identity, None, now, b.request, by, to, kind);
                     self.deliver(now, identity, act, &no_catalog);
+                }
+                Ok(())
+            }
+            // The coordinating authority's act: from the parties' lowest common superior only.
+            ShareActKind::Act(a) if kind_is_authority(&b.kind) => {
+                let case = self
+                    .cases
+                    .get(&b.request)
+                    .ok_or(ShareRejection::UnknownRequest)?;
+                if b.by.region != case.dispute_authority() || act.department.is_some() {
+                    return Err(ShareRejection::NotAParty);
+                }
+                let mut case = case.clone();
+                if case.apply_authority(b.at, a.clone())? == super::Applied::Changed {
+                    self.put_case(b.request, case);
                 }
                 Ok(())
             }
