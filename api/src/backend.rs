@@ -251,6 +251,22 @@ pub struct ShareActParams {
     /// A dispute's claim.
     #[serde(default)]
     pub claim: Option<String>,
+    /// A correction request's records (校核申请, Art. 26).
+    #[serde(default)]
+    pub items: Vec<CorrectionItemParams>,
+    /// A correction's answer: corrected (`true`) or not an error (`false`, with `reason`).
+    #[serde(default)]
+    pub corrected: Option<bool>,
+}
+
+/// One record a correction request names.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CorrectionItemParams {
+    pub key: String,
+    #[serde(default)]
+    pub field: String,
+    pub problem: String,
 }
 
 pub struct Export {

@@ -18,9 +18,10 @@ pub mod serve;
 pub mod token;
 
 pub use backend::{
-    Backend, CatalogListParams, CatalogSearchParams, DutyChangeParams, DutyExtendParams, Export,
-    ExportSummary, ExportWhich, PublishInput, PublishParams, ReviewDecideParams, ReviewRequest,
-    ReviewSubmitParams, RevokeParams, ShareActParams, ShareFileParams,
+    Backend, CatalogListParams, CatalogSearchParams, CorrectionItemParams, DutyChangeParams,
+    DutyExtendParams, Export, ExportSummary, ExportWhich, PublishInput, PublishParams,
+    ReviewDecideParams, ReviewRequest, ReviewSubmitParams, RevokeParams, ShareActParams,
+    ShareFileParams,
 };
 pub use error::ApiError;
 pub use routes::{router, Directories};

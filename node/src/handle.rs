@@ -534,6 +534,10 @@ impl NodeHandle {
             })
             .await
             .map_err(|e| anyhow!("loading the service's data: {e}"))??;
+            if target.reload {
+                // Answering from the new data now; the case is delivered already.
+                return self.share(hex::encode(request)).await;
+            }
             return self
                 .ask(|reply| Cmd::OpenService {
                     department,

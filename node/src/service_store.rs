@@ -8,12 +8,13 @@
 //!
 //! | key | value |
 //! |---|---|
-//! | `svc/` request (32 B) key `\0` line number (u32 BE) | the record line, without its line end |
-//! | `svcm/` request (32 B) | [`ServiceMeta`]: format, key field, CSV header, counts |
+//! | `svc/` request (32 B) generation (u32 BE) key `\0` line number (u32 BE) | the record line, without its line end |
+//! | `svcm/` request (32 B) | [`ServiceMeta`]: the generation answering, format, key field, CSV header, counts |
 //!
-//! The meta is written last, after every record, and synced: a service whose meta is present
-//! answers from a complete load (a crash mid-load leaves no meta; a new load clears the
-//! partial one first).
+//! A load writes a new generation beside the one answering, syncs it, then switches the meta
+//! to it (one write) and deletes the old one: calls are answered from a complete load at every
+//! moment, and a load that fails (bad input, a crash) leaves the previous data answering —
+//! the provider's corrected data (Art. 26) replaces it only whole.
 
 use std::io::{BufRead, BufReader, Read};
 
@@ -38,6 +39,8 @@ pub const SERVICE_RECORDS_MAX: u64 = u32::MAX as u64;
 /// What a load stored, kept beside the records.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceMeta {
+    /// Which generation of records answers.
+    pub generation: u32,
     pub csv: bool,
     pub key_field: String,
     /// The CSV header line (empty for NDJSON), returned with every answer.
@@ -50,8 +53,12 @@ fn meta_key(request: &Hash) -> Vec<u8> {
     [META_PREFIX, request.as_slice()].concat()
 }
 
-fn key_prefix(request: &Hash, key: &[u8]) -> Vec<u8> {
-    [RECORD_PREFIX, request.as_slice(), key, b"\0"].concat()
+fn generation_prefix(request: &Hash, generation: u32) -> Vec<u8> {
+    [RECORD_PREFIX, request.as_slice(), &generation.to_be_bytes()].concat()
+}
+
+fn key_prefix(request: &Hash, generation: u32, key: &[u8]) -> Vec<u8> {
+    [&generation_prefix(request, generation), key, b"\0"].concat()
 }
 
 /// Reads one line (without its line end) of at most `max` bytes into `buf`; `Ok(false)` at
@@ -85,7 +92,8 @@ fn read_line(
 }
 
 /// Loads the granted data of `request` (CSV with its header line, or NDJSON) keyed by
-/// `key_field`, replacing any partial earlier load, and syncs it. Every line must carry a
+/// `key_field` as a new generation, syncs it and makes it the one answering (the previous
+/// one, if any, is deleted after). Every line must carry a
 /// non-empty key of at most [`LOOKUP_KEY_BYTES_MAX`] bytes: the first that does not is an
 /// error naming its line number (and nothing of its content), and nothing is served.
 pub fn load(
@@ -98,7 +106,12 @@ pub fn load(
     if key_field.is_empty() || key_field.len() > LOOKUP_KEY_BYTES_MAX {
         bail!("the key field's name must be 1 to {LOOKUP_KEY_BYTES_MAX} bytes");
     }
-    clear(store, request)?;
+    let previous = meta(store, request)?;
+    let generation = previous
+        .as_ref()
+        .map_or(1, |m| m.generation.wrapping_add(1));
+    // Leftovers of a load of this generation that failed before its switch.
+    clear_generation(store, request, generation)?;
     let mut input = BufReader::with_capacity(1 << 20, input);
     let mut line = Vec::new();
     let mut line_no = 1;
@@ -117,6 +130,7 @@ pub fn load(
         Format::Ndjson => (Vec::new(), 0),
     };
     let mut meta = ServiceMeta {
+        generation,
         csv: format == Format::Csv,
         key_field: key_field.to_string(),
         header,
@@ -144,7 +158,7 @@ pub fn load(
         if meta.records >= SERVICE_RECORDS_MAX {
             bail!("more than {SERVICE_RECORDS_MAX} records");
         }
-        let mut k = key_prefix(request, &key);
+        let mut k = key_prefix(request, generation, &key);
         k.extend_from_slice(&(meta.records as u32).to_be_bytes());
         batch.put(CF_STATE, &k, &line);
         meta.records += 1;
@@ -160,16 +174,20 @@ pub fn load(
         bail!("the input holds no records");
     }
     store.write(batch)?;
-    store.put(CF_STATE, &meta_key(request), &encode_value(&meta)?)?;
-    // Durable before the service opens (the start is signed after this returns).
+    // The records durable before the meta names them; the meta durable before the service
+    // opens or the provider answers a correction (after this returns).
     store.sync_wal()?;
+    store.put(CF_STATE, &meta_key(request), &encode_value(&meta)?)?;
+    store.sync_wal()?;
+    if let Some(old) = previous {
+        clear_generation(store, request, old.generation)?;
+    }
     Ok(meta)
 }
 
-/// Removes what a load of `request` stored (a partial one, before loading again).
-pub fn clear(store: &Store, request: &Hash) -> Result<()> {
-    store.delete(CF_STATE, &meta_key(request))?;
-    let prefix = [RECORD_PREFIX, request.as_slice()].concat();
+/// Removes one generation's records of `request`.
+fn clear_generation(store: &Store, request: &Hash, generation: u32) -> Result<()> {
+    let prefix = generation_prefix(request, generation);
     loop {
         let keys = store.scan_prefix(CF_STATE, &prefix, BATCH_RECORDS)?;
         if keys.is_empty() {
@@ -206,7 +224,7 @@ pub fn lookup(store: &Store, request: &Hash, keys: &[String]) -> Result<LookupAn
         if key.is_empty() || key.as_bytes().contains(&0) {
             continue; // never a stored key
         }
-        let prefix = key_prefix(request, key.as_bytes());
+        let prefix = key_prefix(request, meta.generation, key.as_bytes());
         store.for_each_from(CF_STATE, &prefix, |k, v| {
             if !k.starts_with(&prefix) {
                 return Ok(false);
@@ -267,6 +285,35 @@ mod tests {
         assert!(lookup(&s, &[2; 32], &["A1".into()]).is_err());
         // A key is matched whole, not as a prefix.
         assert!(lookup(&s, &r, &["A".into()]).unwrap().records.is_empty());
+    }
+
+    /// A correction's reload replaces the data whole; a failed one leaves the old answering.
+    #[test]
+    fn a_reload_replaces_the_data_whole_and_a_failed_one_changes_nothing() {
+        let (_d, s) = store();
+        let r = [1; 32];
+        load(
+            &s,
+            &r,
+            &mut "id,v\nA,1\nB,2\n".as_bytes(),
+            Format::Csv,
+            "id",
+        )
+        .unwrap();
+        let e = load(&s, &r, &mut "id,v\nA,9\n,x\n".as_bytes(), Format::Csv, "id");
+        assert!(e.is_err());
+        let a = lookup(&s, &r, &["A".into(), "B".into()]).unwrap();
+        assert_eq!(a.records.len(), 2);
+        assert_eq!(a.records[0].line, b"A,1".to_vec());
+        let m = load(&s, &r, &mut "id,v\nA,3\n".as_bytes(), Format::Csv, "id").unwrap();
+        let a = lookup(&s, &r, &["A".into(), "B".into()]).unwrap();
+        assert_eq!(a.records.len(), 1, "B is gone with the old generation");
+        assert_eq!(a.records[0].line, b"A,3".to_vec());
+        // Nothing of older generations is left.
+        let all = s
+            .scan_prefix(CF_STATE, &[RECORD_PREFIX, r.as_slice()].concat(), 100)
+            .unwrap();
+        assert_eq!(all.len() as u64, m.records);
     }
 
     #[test]

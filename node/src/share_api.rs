@@ -10,8 +10,8 @@ use backflow_protocol::catalog::{CatalogOrigin, SharingAttribute, SharingMethod}
 use backflow_protocol::endpoint::Endpoint;
 use backflow_protocol::manifest::Hash;
 use backflow_protocol::share::{
-    Answer, DisposalMethod, Dispute, DisputeStage, Ending, Party, ShareAct, ShareCase,
-    ShareRejection, ShareRequest, ShareState,
+    Answer, CorrectionItem, DisposalMethod, Dispute, DisputeStage, Ending, Party, ShareAct,
+    ShareCase, ShareRejection, ShareRequest, ShareState,
 };
 use backflow_protocol::time::UnixMs;
 use backflow_topology::RegionCode;
@@ -60,6 +60,9 @@ pub struct ShareView {
     /// Disputes (Art. 28), each with its stage and who owns the next step.
     #[serde(default)]
     pub disputes: Vec<String>,
+    /// Correction requests (Art. 26), each with its due day and answer.
+    #[serde(default)]
+    pub corrections: Vec<String>,
 }
 
 /// An answer of a service interface (服务接口) as the requesting department sees it.
@@ -250,6 +253,28 @@ pub fn view(id: &Hash, case: &ShareCase, calendar: &WorkingCalendar, now: UnixMs
             t
         }),
         disputes: case.disputes.iter().map(dispute_text).collect(),
+        corrections: case
+            .corrections
+            .iter()
+            .map(|c| {
+                let items: Vec<String> = c
+                    .items
+                    .iter()
+                    .map(|i| format!("{} {}: {}", i.key, i.field, i.problem))
+                    .collect();
+                let answer = match &c.answer {
+                    None => format!("answer due {} (Art. 26)", day(c.due.minus_ms(1))),
+                    Some(a) if a.corrected => format!("corrected {} {}", day(a.at), a.reason),
+                    Some(a) => format!("not an error {}: {}", day(a.at), a.reason),
+                };
+                format!(
+                    "#{} {}: {} — {answer}",
+                    c.ordinal,
+                    day(c.at),
+                    items.join("; ")
+                )
+            })
+            .collect(),
         ending: case.ending.as_ref().map(|e| match e {
             Ending::Terminated {
                 at,
@@ -459,14 +484,41 @@ pub fn act_of(p: &ShareActParams, case: &ShareCase) -> Result<ShareAct> {
             claim: need(&p.claim, "claim")?,
         },
         "escalate" => ShareAct::EscalateDispute { ordinal: disputes },
+        "correction" => {
+            if p.items.is_empty() {
+                bail!("correction needs items: each record's key, field and what is wrong");
+            }
+            ShareAct::RequestCorrection {
+                ordinal: case.corrections.len() as u32 + 1,
+                items: p
+                    .items
+                    .iter()
+                    .map(|i| CorrectionItem {
+                        key: i.key.clone(),
+                        field: i.field.clone(),
+                        problem: i.problem.clone(),
+                    })
+                    .collect(),
+            }
+        }
+        "answer_correction" => ShareAct::AnswerCorrection {
+            ordinal: case.corrections.len() as u32,
+            corrected: p.corrected.ok_or_else(|| {
+                anyhow!(
+                    "answer_correction needs corrected: true, or false (not an error) with reason"
+                )
+            })?,
+            reason: p.reason.clone().unwrap_or_default(),
+            approved_by: need(&p.approved_by, "approved_by (负责人同意)")?,
+        },
         "settle" => ShareAct::SettleDispute {
             ordinal: disputes,
             outcome: need(&p.record, "record (what was agreed)")?,
         },
         other => bail!(
             "unknown act {:?}: grant, refuse, notice, supplement, extend, delivered, \
-             withdraw, suspend, rectify, reinstate, terminate, dispose, dispute, escalate or \
-             settle",
+             withdraw, suspend, rectify, reinstate, terminate, dispose, dispute, escalate, \
+             settle, correction or answer_correction",
             other.chars().take(32).collect::<String>()
         ),
     })
@@ -660,6 +712,8 @@ pub struct DeliveryTarget {
     pub use_until: UnixMs,
     /// By service interface (服务接口): the data is loaded to answer calls, not sent.
     pub service: bool,
+    /// A service interface answering already: its data is loaded again (a correction).
+    pub reload: bool,
 }
 
 /// Whether `department` of this node may deliver request `id` now (the provider, granted;
@@ -677,13 +731,15 @@ pub fn delivery_target(
             origin_text(&r.provider)
         );
     }
-    if case.state != ShareState::Granted {
+    let service = r.method == SharingMethod::ServiceApi;
+    // A service interface's data may be loaded again while it answers (a correction, Art. 26).
+    let reload = service && case.state == ShareState::Delivered;
+    if case.state != ShareState::Granted && !reload {
         bail!(
             "request {id} is {}: data is delivered once, after a grant",
             state_names(case.state).0
         );
     }
-    let service = r.method == SharingMethod::ServiceApi;
     if !service && r.requester.region == r.provider.region {
         bail!(
             "the requester is a department of this node: export the data for it, then record \
@@ -695,6 +751,7 @@ pub fn delivery_target(
         requester: r.requester.region,
         use_until: r.use_until,
         service,
+        reload,
     })
 }
 

@@ -23,19 +23,25 @@ fn filing() -> ShareFileParams {
     share_fixture::filing("最低生活保障资格核查")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_county_department_requests_a_township_entry_across_the_country() -> Result<()> {
-    let dir = tempfile::tempdir()?;
+/// 北京 东城区 (the requester's node, its 民政局) to a 东莞 township (the provider's), through
+/// national and every level between, connected.
+async fn cross_country(dir: &std::path::Path) -> Result<LocalNet> {
     let regions: Vec<RegionCode> = [
         "0", "11", "1101", REQUESTER, "44", "4419", "441900", PROVIDER,
     ]
     .iter()
     .map(|s| code(s))
     .collect();
-    let mut net =
-        LocalNet::start_with(&regions, dir.path(), fast(), Transport::Tcp, calendar()).await?;
+    let mut net = LocalNet::start_with(&regions, dir, fast(), Transport::Tcp, calendar()).await?;
     net.wait_connected(Duration::from_secs(30)).await?;
     net.add_department(code(REQUESTER), "民政局").await?;
+    Ok(net)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_county_department_requests_a_township_entry_across_the_country() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut net = cross_country(dir.path()).await?;
     net.add_department(code(PROVIDER), "镇人社分局").await?;
     let requester = net.nodes[&code(REQUESTER)].clone();
     let provider = net.nodes[&code(PROVIDER)].clone();
@@ -384,16 +390,7 @@ async fn a_county_department_requests_a_township_entry_across_the_country() -> R
 async fn a_service_interface_answers_the_requester_straight_from_the_provider() -> Result<()> {
     use backflow_protocol::catalog::SharingMethod;
     let dir = tempfile::tempdir()?;
-    let regions: Vec<RegionCode> = [
-        "0", "11", "1101", REQUESTER, "44", "4419", "441900", PROVIDER,
-    ]
-    .iter()
-    .map(|s| code(s))
-    .collect();
-    let mut net =
-        LocalNet::start_with(&regions, dir.path(), fast(), Transport::Tcp, calendar()).await?;
-    net.wait_connected(Duration::from_secs(30)).await?;
-    net.add_department(code(REQUESTER), "民政局").await?;
+    let mut net = cross_country(dir.path()).await?;
     net.add_department(code(REQUESTER), "公安分局").await?;
     net.add_department(code(PROVIDER), "镇人社分局").await?;
     let requester = net.nodes[&code(REQUESTER)].clone();
@@ -543,6 +540,68 @@ async fn a_service_interface_answers_the_requester_straight_from_the_provider() 
     .await?;
     let service = provider.share(id.clone()).await?.service.expect("counted");
     assert!(service.calls >= 2, "{service:?}");
+
+    // Art. 26: the requester files a correction request; the provider loads the corrected
+    // data (the service answers from it at once, whole) and answers "corrected".
+    let filed = requester
+        .share_act(
+            "民政局".into(),
+            id.clone(),
+            ShareActParams {
+                act: "correction".into(),
+                items: vec![backflow_api::CorrectionItemParams {
+                    key: "110101199001010042".into(),
+                    field: "参保状态".into(),
+                    problem: "已停保".into(),
+                }],
+                ..ShareActParams::default()
+            },
+        )
+        .await?;
+    assert!(filed.deadline.as_ref().is_some_and(|d| d.article == 26));
+    wait_until(
+        "the provider to receive the correction request",
+        Duration::from_secs(30),
+        async || {
+            Ok(provider
+                .share(id.clone())
+                .await
+                .is_ok_and(|v| v.deadline.is_some_and(|d| d.article == 26)))
+        },
+    )
+    .await?;
+    let corrected_data = "公民身份号码,参保状态\r\n110101199001010042,停保\r\n"
+        .as_bytes()
+        .to_vec();
+    provider
+        .deliver_share(
+            "镇人社分局".into(),
+            id.clone(),
+            Format::Csv,
+            Some("公民身份号码".into()),
+            dir.path().join("w9"),
+            input(&corrected_data),
+        )
+        .await?;
+    let answered = provider
+        .share_act(
+            "镇人社分局".into(),
+            id.clone(),
+            ShareActParams {
+                act: "answer_correction".into(),
+                corrected: Some(true),
+                reason: Some("已更正".into()),
+                approved_by: Some("镇人社分局负责人".into()),
+                ..ShareActParams::default()
+            },
+        )
+        .await?;
+    assert!(answered.deadline.is_none());
+    let after = requester
+        .share_lookup("民政局".into(), id.clone(), keys.clone())
+        .await?;
+    assert_eq!(after.records.len(), 1);
+    assert_eq!(after.records[0].line, "110101199001010042,停保".as_bytes());
 
     // Art. 28: a 北京–广东 dispute goes to the national authority, which coordinates; both
     // parties see the outcome. The provider's own node cannot coordinate.

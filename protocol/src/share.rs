@@ -30,14 +30,18 @@ use crate::manifest::Hash;
 use crate::time::UnixMs;
 
 mod case;
+mod governance;
 mod service;
 mod timers;
 
 pub use case::{
-    Answer, Applied, DeliveryRoute, DisposalMethod, Dispute, DisputeStage, Ending, Extension,
-    IncompleteNotice, Overdue, Party, ShareAct, ShareCase, ShareError, ShareState, Suspension,
-    DELIVERY_ADDRESSES_MAX, DELIVERY_ADDRESS_BYTES_MAX, DISPUTES_MAX, RECTIFY_WORKING_DAYS_MAX,
-    SUSPENSIONS_MAX,
+    Answer, Applied, DeliveryRoute, Extension, IncompleteNotice, Overdue, Party, ShareAct,
+    ShareCase, ShareError, ShareState, DELIVERY_ADDRESSES_MAX, DELIVERY_ADDRESS_BYTES_MAX,
+};
+pub use governance::{
+    Correction, CorrectionAnswer, CorrectionItem, DisposalMethod, Dispute, DisputeStage, Ending,
+    Suspension, CORRECTIONS_MAX, CORRECTION_ITEMS_MAX, CORRECTION_WORKING_DAYS, DISPUTES_MAX,
+    RECTIFY_WORKING_DAYS_MAX, SUSPENSIONS_MAX,
 };
 pub use service::{
     ShareActBody, ShareActKind, ShareEvent, ShareMsg, ShareOutput, ShareRejection, ShareService,

@@ -778,6 +778,25 @@ fn the_common_superior_s_copy_takes_acts_that_arrive_out_of_order() {
     );
 }
 
+/// A request by service interface (服务接口), filed, received and granted; both parties know.
+fn granted_service(net: &mut Net) -> backflow_protocol::manifest::Hash {
+    let now = net.now;
+    let mut r = request(net);
+    r.method = SharingMethod::ServiceApi;
+    let id = net
+        .node_mut(code(REQUESTER))
+        .ep
+        .file_share_request(now, r, SharingAttribute::Unconditional)
+        .unwrap();
+    net.flush(code(REQUESTER));
+    assert!(net.run(60_000, |n| state(n, PROVIDER, &id)
+        == Some(ShareState::UnderReview)));
+    grant(net, &id);
+    assert!(net.run(60_000, |n| state(n, REQUESTER, &id)
+        == Some(ShareState::Granted)));
+    id
+}
+
 /// The answer events of service interface calls at `c`.
 fn service_answers(
     net: &Net,
@@ -810,20 +829,7 @@ fn a_service_interface_answers_only_its_requester_within_its_rate_and_counts_eve
         LookupQuery, LookupRefusal, ServiceMsg, CALLS_BURST,
     };
     let mut net = net();
-    let now = net.now;
-    let mut r = request(&net);
-    r.method = SharingMethod::ServiceApi;
-    let id = net
-        .node_mut(code(REQUESTER))
-        .ep
-        .file_share_request(now, r, SharingAttribute::Unconditional)
-        .unwrap();
-    net.flush(code(REQUESTER));
-    assert!(net.run(60_000, |n| state(n, PROVIDER, &id)
-        == Some(ShareState::UnderReview)));
-    grant(&mut net, &id);
-    assert!(net.run(60_000, |n| state(n, REQUESTER, &id)
-        == Some(ShareState::Granted)));
+    let id = granted_service(&mut net);
     // Granted but not opened: nothing to call yet.
     let now = net.now;
     let keys = vec!["110101199001011234".to_string(), "不存在".to_string()];
@@ -976,20 +982,7 @@ fn a_service_interface_answers_only_its_requester_within_its_rate_and_counts_eve
 fn a_suspended_grant_answers_nothing_and_ends_only_with_its_filing() {
     use backflow_protocol::service_interface::LookupRefusal;
     let mut net = net();
-    let now = net.now;
-    let mut r = request(&net);
-    r.method = SharingMethod::ServiceApi;
-    let id = net
-        .node_mut(code(REQUESTER))
-        .ep
-        .file_share_request(now, r, SharingAttribute::Unconditional)
-        .unwrap();
-    net.flush(code(REQUESTER));
-    assert!(net.run(60_000, |n| state(n, PROVIDER, &id)
-        == Some(ShareState::UnderReview)));
-    grant(&mut net, &id);
-    assert!(net.run(60_000, |n| state(n, REQUESTER, &id)
-        == Some(ShareState::Granted)));
+    let id = granted_service(&mut net);
     let now = net.now;
     net.node_mut(code(PROVIDER))
         .ep
@@ -1420,4 +1413,99 @@ fn a_dispute_within_one_city_goes_to_the_city_s_authority() {
             Some(DisputeStage::Referred { .. })
         )
     )));
+}
+
+/// Art. 26: the requester files a correction request against records of the delivered data;
+/// the provider owes the answer within 10 working days — unanswered, it is overdue at both
+/// parties and their common superior; "not an error" needs its reason; one request at a time.
+#[test]
+fn a_correction_request_is_answered_within_ten_working_days_or_reported_overdue() {
+    use backflow_protocol::share::{CorrectionItem, CORRECTION_WORKING_DAYS};
+    let mut net = net();
+    let id = granted_service(&mut net);
+    let now = net.now;
+    let item = CorrectionItem {
+        key: "110101199001011234".into(),
+        field: "参保状态".into(),
+        problem: "已于2026年11月停保，数据仍为参保".into(),
+    };
+    let request = |ordinal: u32| ShareAct::RequestCorrection {
+        ordinal,
+        items: vec![item.clone()],
+    };
+    // Only against delivered data.
+    assert!(net
+        .node_mut(code(REQUESTER))
+        .ep
+        .share_act(now, &id, "民政局", request(1))
+        .is_err());
+    net.node_mut(code(PROVIDER))
+        .ep
+        .open_service(now, &id, "镇人社分局", vec![])
+        .unwrap();
+    net.flush(code(PROVIDER));
+    assert!(net.run(60_000, |n| state(n, REQUESTER, &id)
+        == Some(ShareState::Delivered)));
+    let now = net.now;
+    let ep = &mut net.node_mut(code(REQUESTER)).ep;
+    assert!(ep
+        .share_act(
+            now,
+            &id,
+            "民政局",
+            ShareAct::RequestCorrection {
+                ordinal: 1,
+                items: vec![]
+            }
+        )
+        .is_err());
+    ep.share_act(now, &id, "民政局", request(1)).unwrap();
+    assert!(ep.share_act(now, &id, "民政局", request(2)).is_err());
+    net.flush(code(REQUESTER));
+    let case = net
+        .ep(code(REQUESTER))
+        .share_service()
+        .case(&id)
+        .unwrap()
+        .clone();
+    let (article, due) = case.deadline().unwrap();
+    assert_eq!(article, 26);
+    assert_eq!(
+        due,
+        backflow_protocol::calendar::WorkingCalendar::official()
+            .deadline(now, CORRECTION_WORKING_DAYS)
+            .unwrap()
+    );
+    assert_eq!(
+        case.owner(),
+        Some(backflow_protocol::share::Party::Provider)
+    );
+    let overdue = |n: &Net, c: &str| {
+        share_events(n, c).iter().any(|e| {
+            matches!(e, ShareEvent::Overdue { request, article: 26, due: d } if *request == id && *d == due)
+        })
+    };
+    let limit = due.since_ms(net.now) + DAY_MS;
+    assert!(net.run(limit, |n| overdue(n, PROVIDER)
+        && overdue(n, REQUESTER)
+        && overdue(n, "0")));
+    // The late answer: "not an error" says why; then it closes at both parties.
+    let now = net.now;
+    let answer = |reason: &str| ShareAct::AnswerCorrection {
+        ordinal: 1,
+        corrected: false,
+        reason: reason.into(),
+        approved_by: "镇人社分局负责人".into(),
+    };
+    let ep = &mut net.node_mut(code(PROVIDER)).ep;
+    assert!(ep.share_act(now, &id, "镇人社分局", answer(" ")).is_err());
+    ep.share_act(now, &id, "镇人社分局", answer("经核实，停保手续尚未办结"))
+        .unwrap();
+    net.flush(code(PROVIDER));
+    assert!(net.run(60_000, |n| {
+        n.ep(code(REQUESTER))
+            .share_service()
+            .case(&id)
+            .is_some_and(|c| c.open_correction().is_none() && c.deadline().is_none())
+    }));
 }

@@ -157,6 +157,30 @@ pub enum ShareCmd {
         #[command(flatten)]
         data: DataArg,
     },
+    /// File a correction request against records of the delivered data (校核申请, Art. 26), as
+    /// the requester: the provider answers within 10 working days.
+    Correct {
+        id: String,
+        /// One record: "KEY|FIELD|WHAT IS WRONG" (repeat for each, at most 64).
+        #[arg(long = "item", required = true)]
+        items: Vec<String>,
+        #[command(flatten)]
+        data: DataArg,
+    },
+    /// Answer the open correction request, as the provider: --corrected (a service
+    /// interface's data loaded again first: share deliver --file --key), or not an error,
+    /// with --reason.
+    AnswerCorrection {
+        id: String,
+        #[arg(long)]
+        corrected: bool,
+        #[arg(long, default_value = "")]
+        reason: String,
+        #[arg(long)]
+        approved_by: String,
+        #[command(flatten)]
+        data: DataArg,
+    },
     /// Open a dispute on a request, a grant, a correction or a suspension (Art. 28), as
     /// either party: negotiated first within one jurisdiction, else taken at once to the
     /// parties' lowest common superior's authority.
@@ -470,6 +494,36 @@ pub fn run(args: ShareArgs, out: &mut impl Write) -> Result<()> {
             (data.dir, id, p)
         }
         ShareCmd::Escalate { id, data } => (data.dir, id, act("escalate")),
+        ShareCmd::Correct { id, items, data } => {
+            let mut p = act("correction");
+            for item in items {
+                let mut parts = item.splitn(3, '|');
+                let (Some(key), Some(field), Some(problem)) =
+                    (parts.next(), parts.next(), parts.next())
+                else {
+                    anyhow::bail!("--item is \"KEY|FIELD|WHAT IS WRONG\" (FIELD may be empty)");
+                };
+                p.items.push(backflow_api::CorrectionItemParams {
+                    key: key.trim().to_string(),
+                    field: field.trim().to_string(),
+                    problem: problem.trim().to_string(),
+                });
+            }
+            (data.dir, id, p)
+        }
+        ShareCmd::AnswerCorrection {
+            id,
+            corrected,
+            reason,
+            approved_by,
+            data,
+        } => {
+            let mut p = act("answer_correction");
+            p.corrected = Some(corrected);
+            p.reason = Some(reason);
+            p.approved_by = Some(approved_by);
+            (data.dir, id, p)
+        }
         ShareCmd::Settle { id, outcome, data } => {
             let mut p = act("settle");
             p.record = Some(outcome);
@@ -600,6 +654,9 @@ fn print_one(out: &mut impl Write, v: serde_json::Value) -> Result<()> {
     }
     if let Some(e) = &v.ending {
         writeln!(out, "ended:     {e}")?;
+    }
+    for c in &v.corrections {
+        writeln!(out, "correction: {c}")?;
     }
     for d in &v.disputes {
         writeln!(out, "dispute:   {d}")?;

@@ -13,6 +13,7 @@
 //! | granted / delivering | provider | delivery (Art. 22: 20 working days from the grant) | delivering, delivered, expired |
 //! | refused, delivered, withdrawn, expired | — | — | final (a granted case goes on to the acts below) |
 //! | suspended (Art. 27 ¶2) | requester (to rectify), then provider | rectification (限期整改) | reinstated (to where it was), terminated, expired |
+//! | delivered, a correction request open (Art. 26) | provider | its answer (10 working days from the request) | answered (corrected, or not an error with reasons) |
 //! | terminated, disposed (Art. 27) | — | — | final |
 //!
 //! **After a grant (Art. 27).** The provider suspends the requester's sharing under a grant for
@@ -40,6 +41,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::governance::{Correction, CorrectionItem, DisposalMethod, Dispute, Ending, Suspension};
 use super::{
     ShareRequest, ANSWER_CONDITIONAL_WORKING_DAYS, ANSWER_UNCONDITIONAL_WORKING_DAYS,
     DELIVERY_WORKING_DAYS, EXTENSION_WORKING_DAYS_MAX, GRANT_CONDITIONS_MAX, NOTICE_ITEMS_MAX,
@@ -49,7 +51,6 @@ use crate::catalog::{LegalBasis, SharingAttribute, SharingMethod};
 use crate::limits::TEXT_BYTES_MAX;
 use crate::manifest::Hash;
 use crate::time::UnixMs;
-use backflow_topology::RegionCode;
 
 /// Where a request stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,104 +104,6 @@ impl ShareState {
             ShareState::Granted | ShareState::Delivering | ShareState::Delivered
         )
     }
-}
-
-/// Suspensions one grant may see; after that, termination is the way.
-pub const SUSPENSIONS_MAX: u32 = 3;
-/// The longest rectification period, in working days.
-pub const RECTIFY_WORKING_DAYS_MAX: u32 = 60;
-
-/// A suspension (暂停共享权限, Art. 27 ¶2) and the rectification it asks for (限期整改).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Suspension {
-    pub at: UnixMs,
-    pub reason: String,
-    pub approved_by: String,
-    /// The end of the rectification period.
-    pub rectify_by: UnixMs,
-    /// Where the case returns when reinstated.
-    pub resume: ShareState,
-    /// The requester's rectification report, if given.
-    pub rectified: Option<(UnixMs, String)>,
-}
-
-/// How the requester disposes of the data (Art. 27 ¶1: 按照政务数据提供部门的要求妥善处置).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum DisposalMethod {
-    /// 删除: the node deletes the content.
-    Delete,
-    /// 退还: handed back to the provider; the node's copy is deleted.
-    Return,
-    /// 归档: archived outside the sharing platform as the provider required; the node's copy
-    /// is deleted.
-    Archive,
-}
-
-/// Disputes one case may see (one open at a time).
-pub const DISPUTES_MAX: u32 = 4;
-
-/// A dispute over a request, a grant, a correction or a suspension (政务数据共享争议, Art. 28).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Dispute {
-    pub ordinal: u32,
-    pub opened_by: Party,
-    pub opened_at: UnixMs,
-    /// What it is about (the request, the grant, a correction, a suspension…).
-    pub subject: String,
-    pub claim: String,
-    pub stage: DisputeStage,
-}
-
-/// Where a dispute stands, and who owns its next step.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum DisputeStage {
-    /// 协商: parties of one jurisdiction negotiate first (Art. 28 ¶2); either may take it to
-    /// their authority.
-    Negotiating,
-    /// 协调: at the authority of `authority` — the parties' own (one jurisdiction) or their
-    /// lowest common superior's (跨层级、跨地域), which coordinates.
-    Coordinating {
-        authority: RegionCode,
-        since: UnixMs,
-    },
-    /// Settled: agreed between the parties, or at the authority's coordination.
-    Settled {
-        at: UnixMs,
-        coordinated: bool,
-        outcome: String,
-    },
-    /// Not settled at the authority: referred to its people's government to decide
-    /// (报本级人民政府决定) — the final recorded state here.
-    Referred { at: UnixMs, outcome: String },
-}
-
-impl DisputeStage {
-    pub fn is_open(&self) -> bool {
-        matches!(
-            self,
-            DisputeStage::Negotiating | DisputeStage::Coordinating { .. }
-        )
-    }
-}
-
-/// The end of a grant (Art. 27): termination or disposal, as recorded.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Ending {
-    Terminated {
-        at: UnixMs,
-        reason: String,
-        /// The recorded negotiation with the requester (协商); `None` only after a failed
-        /// rectification.
-        negotiation: Option<String>,
-        /// The filing with the same-level authority (备案); as above.
-        filing: Option<String>,
-        approved_by: String,
-    },
-    Disposed {
-        at: UnixMs,
-        method: DisposalMethod,
-        record: String,
-    },
 }
 
 /// Who must act next.
@@ -313,6 +216,20 @@ pub enum ShareAct {
         method: DisposalMethod,
         record: String,
     },
+    /// Requester: a correction request (校核申请, Art. 26) against records of the delivered
+    /// data; the provider answers within 10 working days.
+    RequestCorrection {
+        ordinal: u32,
+        items: Vec<CorrectionItem>,
+    },
+    /// Provider: the answer to correction request `ordinal` — corrected (the corrected data
+    /// delivered: a service interface's reloaded), or not an error, with the reason.
+    AnswerCorrection {
+        ordinal: u32,
+        corrected: bool,
+        reason: String,
+        approved_by: String,
+    },
     /// Either party: open dispute `ordinal` (Art. 28): negotiated first when both parties are
     /// of one jurisdiction, else at once with their lowest common superior's authority.
     OpenDispute {
@@ -410,6 +327,10 @@ pub enum ShareError {
     TerminationWithoutFiling,
     #[error("a dispute is open already: settle it or take it to the authority first")]
     DisputeOpen,
+    #[error("a correction request is open already: one at a time, the provider answers it first")]
+    CorrectionOpen,
+    #[error("no open correction request number {ordinal} on this request")]
+    NoSuchCorrection { ordinal: u32 },
     #[error("no open dispute number {ordinal} on this request")]
     NoSuchDispute { ordinal: u32 },
     #[error("{act} is not possible at the dispute's present stage")]
@@ -462,6 +383,8 @@ pub struct ShareCase {
     pub ending: Option<Ending>,
     /// Disputes, in order; at most one open (Art. 28).
     pub disputes: Vec<Dispute>,
+    /// Correction requests, in order; at most one open (Art. 26).
+    pub corrections: Vec<Correction>,
     /// Acts applied, in order (each kind at most once or twice: bounded by the lifecycle).
     pub acts: Vec<(UnixMs, ShareAct)>,
 }
@@ -485,6 +408,7 @@ impl ShareCase {
             suspension: None,
             ending: None,
             disputes: Vec::new(),
+            corrections: Vec::new(),
             acts: Vec::new(),
         }
     }
@@ -504,6 +428,8 @@ impl ShareCase {
                     Party::Requester
                 },
             ),
+            // A correction request waits for the provider's answer (Art. 26).
+            ShareState::Delivered if self.open_correction().is_some() => Some(Party::Provider),
             s if s.is_final() => None,
             _ => Some(Party::Provider),
         }
@@ -519,6 +445,7 @@ impl ShareCase {
                 .as_ref()
                 .filter(|s| s.rectified.is_none())
                 .map(|s| (27, s.rectify_by)),
+            ShareState::Delivered => self.open_correction().map(|c| (26, c.due)),
             _ => None,
         }
     }
@@ -793,273 +720,19 @@ impl ShareCase {
                 self.answer_due = None;
                 self.state = S::Withdrawn;
             }
-            ShareAct::Suspend {
-                ordinal,
-                reason,
-                rectify_working_days,
-                approved_by,
-            } => {
-                expect(Party::Provider)?;
-                if !state.in_force() {
-                    return Err(wrong());
-                }
-                if self.suspensions >= SUSPENSIONS_MAX {
-                    return Err(ShareError::SuspendedTooOften {
-                        max: SUSPENSIONS_MAX,
-                    });
-                }
-                if *ordinal != self.suspensions + 1 {
-                    return Err(ShareError::WrongOrdinal {
-                        act: name,
-                        expected: self.suspensions + 1,
-                    });
-                }
-                if reason.trim().is_empty() {
-                    return Err(ShareError::WithoutReason { act: name });
-                }
-                check_text("suspension reason", reason)?;
-                check_approval(approved_by)?;
-                if !(1..=RECTIFY_WORKING_DAYS_MAX).contains(rectify_working_days) {
-                    return Err(ShareError::RectifyLength {
-                        days: *rectify_working_days,
-                        max: RECTIFY_WORKING_DAYS_MAX,
-                    });
-                }
-                self.suspension = Some(Suspension {
-                    at: now,
-                    reason: reason.clone(),
-                    approved_by: approved_by.clone(),
-                    rectify_by: calendar.deadline(now, *rectify_working_days)?,
-                    resume: state,
-                    rectified: None,
-                });
-                self.suspensions += 1;
-                self.state = S::Suspended;
-            }
-            ShareAct::Rectify { ordinal, report } => {
-                expect(Party::Requester)?;
-                if state != S::Suspended || *ordinal != self.suspensions {
-                    return Err(wrong());
-                }
-                if report.trim().is_empty() {
-                    return Err(ShareError::WithoutReason { act: name });
-                }
-                check_text("rectification report", report)?;
-                if let Some(s) = self.suspension.as_mut() {
-                    s.rectified = Some((now, report.clone()));
-                }
-            }
-            ShareAct::Reinstate {
-                ordinal,
-                note,
-                approved_by,
-            } => {
-                expect(Party::Provider)?;
-                if state != S::Suspended || *ordinal != self.suspensions {
-                    return Err(wrong());
-                }
-                check_text("reinstatement note", note)?;
-                check_approval(approved_by)?;
-                self.state = self.suspension.as_ref().ok_or_else(wrong)?.resume;
-            }
-            ShareAct::Terminate {
-                reason,
-                negotiation,
-                filing,
-                approved_by,
-            } => {
-                expect(Party::Provider)?;
-                if !(state.in_force() || state == S::Suspended) {
-                    return Err(wrong());
-                }
-                if reason.trim().is_empty() {
-                    return Err(ShareError::WithoutReason { act: name });
-                }
-                check_text("termination reason", reason)?;
-                check_text("negotiation record", negotiation)?;
-                check_text("filing record", filing)?;
-                check_approval(approved_by)?;
-                // Art. 27 ¶2: a requester that did not rectify in time may be cut off; any other
-                // end of a running service needs ¶3's negotiation and filing.
-                let unrectified = state == S::Suspended
-                    && self
-                        .suspension
-                        .as_ref()
-                        .is_some_and(|s| s.rectified.is_none() && now >= s.rectify_by);
-                let recorded = |t: &str| (!t.trim().is_empty()).then(|| t.to_string());
-                let (negotiation, filing) = (recorded(negotiation), recorded(filing));
-                if !unrectified && (negotiation.is_none() || filing.is_none()) {
-                    return Err(ShareError::TerminationWithoutFiling);
-                }
-                self.delivery_due = None;
-                self.ending = Some(Ending::Terminated {
-                    at: now,
-                    reason: reason.clone(),
-                    negotiation,
-                    filing,
-                    approved_by: approved_by.clone(),
-                });
-                self.state = S::Terminated;
-            }
-            ShareAct::OpenDispute {
-                ordinal,
-                subject,
-                claim,
-            } => {
-                if self.open_dispute().is_some() {
-                    return Err(ShareError::DisputeOpen);
-                }
-                let next = self.disputes.len() as u32 + 1;
-                if next > DISPUTES_MAX {
-                    return Err(ShareError::TooLarge {
-                        what: "disputes",
-                        len: next as usize,
-                        max: DISPUTES_MAX as usize,
-                    });
-                }
-                if *ordinal != next {
-                    return Err(ShareError::WrongOrdinal {
-                        act: name,
-                        expected: next,
-                    });
-                }
-                if subject.trim().is_empty() || claim.trim().is_empty() {
-                    return Err(ShareError::WithoutReason { act: name });
-                }
-                check_text("dispute subject", subject)?;
-                check_text("dispute claim", claim)?;
-                let same = self.request.requester.region == self.request.provider.region;
-                let stage = if same {
-                    DisputeStage::Negotiating
-                } else {
-                    DisputeStage::Coordinating {
-                        authority: self.dispute_authority(),
-                        since: now,
-                    }
-                };
-                self.disputes.push(Dispute {
-                    ordinal: *ordinal,
-                    opened_by: by,
-                    opened_at: now,
-                    subject: subject.clone(),
-                    claim: claim.clone(),
-                    stage,
-                });
-            }
-            ShareAct::EscalateDispute { ordinal } => {
-                let authority = self.dispute_authority();
-                let d = self
-                    .disputes
-                    .last_mut()
-                    .filter(|d| d.ordinal == *ordinal)
-                    .ok_or(ShareError::NoSuchDispute { ordinal: *ordinal })?;
-                if d.stage != DisputeStage::Negotiating {
-                    return Err(ShareError::DisputeStage { act: name });
-                }
-                d.stage = DisputeStage::Coordinating {
-                    authority,
-                    since: now,
-                };
-            }
-            ShareAct::SettleDispute { ordinal, outcome } => {
-                let d = self
-                    .disputes
-                    .last_mut()
-                    .filter(|d| d.ordinal == *ordinal)
-                    .ok_or(ShareError::NoSuchDispute { ordinal: *ordinal })?;
-                expect(d.opened_by)?;
-                if !d.stage.is_open() {
-                    return Err(ShareError::DisputeStage { act: name });
-                }
-                if outcome.trim().is_empty() {
-                    return Err(ShareError::WithoutReason { act: name });
-                }
-                check_text("settlement", outcome)?;
-                d.stage = DisputeStage::Settled {
-                    at: now,
-                    coordinated: false,
-                    outcome: outcome.clone(),
-                };
-            }
-            ShareAct::Coordinate { .. } => {
-                return Err(ShareError::ForTheAuthority { act: name });
-            }
-            ShareAct::Dispose { method, record } => {
-                expect(Party::Requester)?;
-                if !matches!(state, S::Delivered | S::Terminated) {
-                    return Err(wrong());
-                }
-                if record.trim().is_empty() {
-                    return Err(ShareError::WithoutReason { act: name });
-                }
-                check_text("disposal record", record)?;
-                self.ending = Some(Ending::Disposed {
-                    at: now,
-                    method: *method,
-                    record: record.clone(),
-                });
-                self.state = S::Disposed;
-            }
+            ShareAct::Suspend { .. }
+            | ShareAct::Rectify { .. }
+            | ShareAct::Reinstate { .. }
+            | ShareAct::Terminate { .. }
+            | ShareAct::Dispose { .. }
+            | ShareAct::OpenDispute { .. }
+            | ShareAct::EscalateDispute { .. }
+            | ShareAct::SettleDispute { .. }
+            | ShareAct::Coordinate { .. }
+            | ShareAct::RequestCorrection { .. }
+            | ShareAct::AnswerCorrection { .. } => self.govern(calendar, now, by, act)?,
         }
         Ok(())
-    }
-
-    /// The authority that coordinates this case's disputes (Art. 28): the parties' lowest
-    /// common superior — their own jurisdiction's when both are of one.
-    pub fn dispute_authority(&self) -> RegionCode {
-        let (a, b) = (self.request.requester.region, self.request.provider.region);
-        a.lowest_common_ancestor(b)
-    }
-
-    /// The open dispute, if any.
-    pub fn open_dispute(&self) -> Option<&Dispute> {
-        self.disputes.last().filter(|d| d.stage.is_open())
-    }
-
-    /// Applies the coordinating authority's act ([`ShareAct::Coordinate`]); idempotent like
-    /// [`Self::apply`].
-    pub fn apply_authority(&mut self, now: UnixMs, act: ShareAct) -> Result<Applied, ShareError> {
-        if self.acts.iter().any(|(_, a)| *a == act) {
-            return Ok(Applied::AlreadyApplied);
-        }
-        let ShareAct::Coordinate {
-            ordinal,
-            outcome,
-            refer,
-        } = &act
-        else {
-            return Err(ShareError::ForTheAuthority {
-                act: act_name(&act),
-            });
-        };
-        let Some(d) = self.disputes.last_mut().filter(|d| d.ordinal == *ordinal) else {
-            return Err(ShareError::NoSuchDispute { ordinal: *ordinal });
-        };
-        if !matches!(d.stage, DisputeStage::Coordinating { .. }) {
-            return Err(ShareError::DisputeStage {
-                act: act_name(&act),
-            });
-        }
-        if outcome.trim().is_empty() {
-            return Err(ShareError::WithoutReason {
-                act: act_name(&act),
-            });
-        }
-        check_text("coordination outcome", outcome)?;
-        d.stage = if *refer {
-            DisputeStage::Referred {
-                at: now,
-                outcome: outcome.clone(),
-            }
-        } else {
-            DisputeStage::Settled {
-                at: now,
-                coordinated: true,
-                outcome: outcome.clone(),
-            }
-        };
-        self.acts.push((now, act));
-        Ok(Applied::Changed)
     }
 
     /// The answer period in working days (Art. 21), plus `extension`.
@@ -1072,7 +745,7 @@ impl ShareCase {
     }
 }
 
-fn act_name(act: &ShareAct) -> &'static str {
+pub(super) fn act_name(act: &ShareAct) -> &'static str {
     match act {
         ShareAct::Receive => "receiving",
         ShareAct::NoticeIncomplete { .. } => "an incomplete-material notice",
@@ -1092,10 +765,12 @@ fn act_name(act: &ShareAct) -> &'static str {
         ShareAct::EscalateDispute { .. } => "taking a dispute to the authority",
         ShareAct::SettleDispute { .. } => "settling a dispute",
         ShareAct::Coordinate { .. } => "the authority's coordination",
+        ShareAct::RequestCorrection { .. } => "a correction request",
+        ShareAct::AnswerCorrection { .. } => "a correction's answer",
     }
 }
 
-fn check_text(what: &'static str, text: &str) -> Result<(), ShareError> {
+pub(super) fn check_text(what: &'static str, text: &str) -> Result<(), ShareError> {
     if text.len() > TEXT_BYTES_MAX {
         return Err(ShareError::TooLarge {
             what,
@@ -1117,7 +792,7 @@ fn check_texts(what: &'static str, texts: &[String], max: usize) -> Result<(), S
     texts.iter().try_for_each(|t| check_text(what, t))
 }
 
-fn check_approval(approved_by: &str) -> Result<(), ShareError> {
+pub(super) fn check_approval(approved_by: &str) -> Result<(), ShareError> {
     if approved_by.trim().is_empty() {
         return Err(ShareError::WithoutApproval);
     }

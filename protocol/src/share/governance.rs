@@ -1,0 +1,519 @@
+//! After a grant: corrections (Art. 26), suspension, termination and disposal (Art. 27), and
+//! disputes (Art. 28) — the acts on a [`ShareCase`] once the request was answered: a
+//! correction request (校核申请) answered within 10 working days, suspension for misuse, rectification, reinstatement, termination
+//! (with its negotiation and filing), disposal of the data, and disputes negotiated between
+//! the parties or coordinated by their lowest common superior's authority. The states and
+//! the table of owners and deadlines are in [`super::case`].
+
+use backflow_topology::RegionCode;
+use serde::{Deserialize, Serialize};
+
+use super::case::{act_name, check_approval, check_text, Applied, Party, ShareAct, ShareCase};
+use super::case::{ShareError, ShareState};
+use crate::calendar::WorkingCalendar;
+use crate::time::UnixMs;
+
+/// Suspensions one grant may see; after that, termination is the way.
+pub const SUSPENSIONS_MAX: u32 = 3;
+/// The longest rectification period, in working days.
+pub const RECTIFY_WORKING_DAYS_MAX: u32 = 60;
+
+/// A suspension (暂停共享权限, Art. 27 ¶2) and the rectification it asks for (限期整改).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Suspension {
+    pub at: UnixMs,
+    pub reason: String,
+    pub approved_by: String,
+    /// The end of the rectification period.
+    pub rectify_by: UnixMs,
+    /// Where the case returns when reinstated.
+    pub resume: ShareState,
+    /// The requester's rectification report, if given.
+    pub rectified: Option<(UnixMs, String)>,
+}
+
+/// How the requester disposes of the data (Art. 27 ¶1: 按照政务数据提供部门的要求妥善处置).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DisposalMethod {
+    /// 删除: the node deletes the content.
+    Delete,
+    /// 退还: handed back to the provider; the node's copy is deleted.
+    Return,
+    /// 归档: archived outside the sharing platform as the provider required; the node's copy
+    /// is deleted.
+    Archive,
+}
+
+/// Working days the provider has to verify, correct and answer a correction request
+/// (Art. 26: 自收到政务数据校核申请之日起10个工作日内予以核实、更正并反馈).
+pub const CORRECTION_WORKING_DAYS: u32 = 10;
+/// Correction requests one grant may see (one open at a time), and records one may name.
+pub const CORRECTIONS_MAX: u32 = 16;
+pub const CORRECTION_ITEMS_MAX: usize = 64;
+
+/// One record the requester believes wrong: its key, the field, and what is wrong.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CorrectionItem {
+    pub key: String,
+    pub field: String,
+    pub problem: String,
+}
+
+/// A correction request (政务数据校核申请, Art. 26) and its answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Correction {
+    pub ordinal: u32,
+    pub at: UnixMs,
+    pub items: Vec<CorrectionItem>,
+    /// The end of the 10 working days.
+    pub due: UnixMs,
+    pub answer: Option<CorrectionAnswer>,
+}
+
+/// The provider's answer (反馈校核处理结果): corrected, or not an error with its reason.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CorrectionAnswer {
+    pub at: UnixMs,
+    pub corrected: bool,
+    pub reason: String,
+    pub approved_by: String,
+}
+
+/// Disputes one case may see (one open at a time).
+pub const DISPUTES_MAX: u32 = 4;
+
+/// A dispute over a request, a grant, a correction or a suspension (政务数据共享争议, Art. 28).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dispute {
+    pub ordinal: u32,
+    pub opened_by: Party,
+    pub opened_at: UnixMs,
+    /// What it is about (the request, the grant, a correction, a suspension…).
+    pub subject: String,
+    pub claim: String,
+    pub stage: DisputeStage,
+}
+
+/// Where a dispute stands, and who owns its next step.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DisputeStage {
+    /// 协商: parties of one jurisdiction negotiate first (Art. 28 ¶2); either may take it to
+    /// their authority.
+    Negotiating,
+    /// 协调: at the authority of `authority` — the parties' own (one jurisdiction) or their
+    /// lowest common superior's (跨层级、跨地域), which coordinates.
+    Coordinating {
+        authority: RegionCode,
+        since: UnixMs,
+    },
+    /// Settled: agreed between the parties, or at the authority's coordination.
+    Settled {
+        at: UnixMs,
+        coordinated: bool,
+        outcome: String,
+    },
+    /// Not settled at the authority: referred to its people's government to decide
+    /// (报本级人民政府决定) — the final recorded state here.
+    Referred { at: UnixMs, outcome: String },
+}
+
+impl DisputeStage {
+    pub fn is_open(&self) -> bool {
+        matches!(
+            self,
+            DisputeStage::Negotiating | DisputeStage::Coordinating { .. }
+        )
+    }
+}
+
+/// The end of a grant (Art. 27): termination or disposal, as recorded.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Ending {
+    Terminated {
+        at: UnixMs,
+        reason: String,
+        /// The recorded negotiation with the requester (协商); `None` only after a failed
+        /// rectification.
+        negotiation: Option<String>,
+        /// The filing with the same-level authority (备案); as above.
+        filing: Option<String>,
+        approved_by: String,
+    },
+    Disposed {
+        at: UnixMs,
+        method: DisposalMethod,
+        record: String,
+    },
+}
+
+impl ShareCase {
+    /// The correction request awaiting the provider's answer, if any.
+    pub fn open_correction(&self) -> Option<&Correction> {
+        self.corrections.last().filter(|c| c.answer.is_none())
+    }
+
+    /// The authority that coordinates this case's disputes (Art. 28): the parties' lowest
+    /// common superior — their own jurisdiction's when both are of one.
+    pub fn dispute_authority(&self) -> RegionCode {
+        let (a, b) = (self.request.requester.region, self.request.provider.region);
+        a.lowest_common_ancestor(b)
+    }
+
+    /// The open dispute, if any.
+    pub fn open_dispute(&self) -> Option<&Dispute> {
+        self.disputes.last().filter(|d| d.stage.is_open())
+    }
+
+    /// Applies the coordinating authority's act ([`ShareAct::Coordinate`]); idempotent like
+    /// [`Self::apply`].
+    pub fn apply_authority(&mut self, now: UnixMs, act: ShareAct) -> Result<Applied, ShareError> {
+        if self.acts.iter().any(|(_, a)| *a == act) {
+            return Ok(Applied::AlreadyApplied);
+        }
+        let ShareAct::Coordinate {
+            ordinal,
+            outcome,
+            refer,
+        } = &act
+        else {
+            return Err(ShareError::ForTheAuthority {
+                act: act_name(&act),
+            });
+        };
+        let Some(d) = self.disputes.last_mut().filter(|d| d.ordinal == *ordinal) else {
+            return Err(ShareError::NoSuchDispute { ordinal: *ordinal });
+        };
+        if !matches!(d.stage, DisputeStage::Coordinating { .. }) {
+            return Err(ShareError::DisputeStage {
+                act: act_name(&act),
+            });
+        }
+        if outcome.trim().is_empty() {
+            return Err(ShareError::WithoutReason {
+                act: act_name(&act),
+            });
+        }
+        check_text("coordination outcome", outcome)?;
+        d.stage = if *refer {
+            DisputeStage::Referred {
+                at: now,
+                outcome: outcome.clone(),
+            }
+        } else {
+            DisputeStage::Settled {
+                at: now,
+                coordinated: true,
+                outcome: outcome.clone(),
+            }
+        };
+        self.acts.push((now, act));
+        Ok(Applied::Changed)
+    }
+
+    /// The transitions of the acts above (called by [`ShareCase::apply`] through its match).
+    pub(super) fn govern(
+        &mut self,
+        calendar: &WorkingCalendar,
+        now: UnixMs,
+        by: Party,
+        act: &ShareAct,
+    ) -> Result<(), ShareError> {
+        use ShareState as S;
+        let name = act_name(act);
+        let expect = |party: Party| {
+            if by == party {
+                Ok(())
+            } else {
+                Err(ShareError::WrongParty {
+                    act: name,
+                    expected: party,
+                })
+            }
+        };
+        let state = self.state;
+        let wrong = || ShareError::WrongState { act: name, state };
+        match act {
+            ShareAct::RequestCorrection { ordinal, items } => {
+                expect(Party::Requester)?;
+                // Against data it received: delivered (a batch exchange's or a service's).
+                if state != S::Delivered {
+                    return Err(wrong());
+                }
+                if self.open_correction().is_some() {
+                    return Err(ShareError::CorrectionOpen);
+                }
+                let next = self.corrections.len() as u32 + 1;
+                if next > CORRECTIONS_MAX {
+                    return Err(ShareError::TooLarge {
+                        what: "correction requests",
+                        len: next as usize,
+                        max: CORRECTIONS_MAX as usize,
+                    });
+                }
+                if *ordinal != next {
+                    return Err(ShareError::WrongOrdinal {
+                        act: name,
+                        expected: next,
+                    });
+                }
+                if items.is_empty() || items.len() > CORRECTION_ITEMS_MAX {
+                    return Err(ShareError::TooLarge {
+                        what: "records named in a correction request (1 to the limit)",
+                        len: items.len(),
+                        max: CORRECTION_ITEMS_MAX,
+                    });
+                }
+                for i in items {
+                    if i.key.trim().is_empty() || i.problem.trim().is_empty() {
+                        return Err(ShareError::WithoutReason { act: name });
+                    }
+                    check_text("correction key", &i.key)?;
+                    check_text("correction field", &i.field)?;
+                    check_text("correction problem", &i.problem)?;
+                }
+                self.corrections.push(Correction {
+                    ordinal: *ordinal,
+                    at: now,
+                    items: items.clone(),
+                    due: calendar.deadline(now, CORRECTION_WORKING_DAYS)?,
+                    answer: None,
+                });
+            }
+            ShareAct::AnswerCorrection {
+                ordinal,
+                corrected,
+                reason,
+                approved_by,
+            } => {
+                expect(Party::Provider)?;
+                if self.open_correction().map(|c| c.ordinal) != Some(*ordinal) {
+                    return Err(ShareError::NoSuchCorrection { ordinal: *ordinal });
+                }
+                // Not an error: say why (the requester relies on the data as it is).
+                if !corrected && reason.trim().is_empty() {
+                    return Err(ShareError::WithoutReason { act: name });
+                }
+                check_text("correction answer", reason)?;
+                check_approval(approved_by)?;
+                if let Some(c) = self.corrections.last_mut() {
+                    c.answer = Some(CorrectionAnswer {
+                        at: now,
+                        corrected: *corrected,
+                        reason: reason.clone(),
+                        approved_by: approved_by.clone(),
+                    });
+                }
+            }
+            ShareAct::Suspend {
+                ordinal,
+                reason,
+                rectify_working_days,
+                approved_by,
+            } => {
+                expect(Party::Provider)?;
+                if !state.in_force() {
+                    return Err(wrong());
+                }
+                if self.suspensions >= SUSPENSIONS_MAX {
+                    return Err(ShareError::SuspendedTooOften {
+                        max: SUSPENSIONS_MAX,
+                    });
+                }
+                if *ordinal != self.suspensions + 1 {
+                    return Err(ShareError::WrongOrdinal {
+                        act: name,
+                        expected: self.suspensions + 1,
+                    });
+                }
+                if reason.trim().is_empty() {
+                    return Err(ShareError::WithoutReason { act: name });
+                }
+                check_text("suspension reason", reason)?;
+                check_approval(approved_by)?;
+                if !(1..=RECTIFY_WORKING_DAYS_MAX).contains(rectify_working_days) {
+                    return Err(ShareError::RectifyLength {
+                        days: *rectify_working_days,
+                        max: RECTIFY_WORKING_DAYS_MAX,
+                    });
+                }
+                self.suspension = Some(Suspension {
+                    at: now,
+                    reason: reason.clone(),
+                    approved_by: approved_by.clone(),
+                    rectify_by: calendar.deadline(now, *rectify_working_days)?,
+                    resume: state,
+                    rectified: None,
+                });
+                self.suspensions += 1;
+                self.state = S::Suspended;
+            }
+            ShareAct::Rectify { ordinal, report } => {
+                expect(Party::Requester)?;
+                if state != S::Suspended || *ordinal != self.suspensions {
+                    return Err(wrong());
+                }
+                if report.trim().is_empty() {
+                    return Err(ShareError::WithoutReason { act: name });
+                }
+                check_text("rectification report", report)?;
+                if let Some(s) = self.suspension.as_mut() {
+                    s.rectified = Some((now, report.clone()));
+                }
+            }
+            ShareAct::Reinstate {
+                ordinal,
+                note,
+                approved_by,
+            } => {
+                expect(Party::Provider)?;
+                if state != S::Suspended || *ordinal != self.suspensions {
+                    return Err(wrong());
+                }
+                check_text("reinstatement note", note)?;
+                check_approval(approved_by)?;
+                self.state = self.suspension.as_ref().ok_or_else(wrong)?.resume;
+            }
+            ShareAct::Terminate {
+                reason,
+                negotiation,
+                filing,
+                approved_by,
+            } => {
+                expect(Party::Provider)?;
+                if !(state.in_force() || state == S::Suspended) {
+                    return Err(wrong());
+                }
+                if reason.trim().is_empty() {
+                    return Err(ShareError::WithoutReason { act: name });
+                }
+                check_text("termination reason", reason)?;
+                check_text("negotiation record", negotiation)?;
+                check_text("filing record", filing)?;
+                check_approval(approved_by)?;
+                // Art. 27 ¶2: a requester that did not rectify in time may be cut off; any other
+                // end of a running service needs ¶3's negotiation and filing.
+                let unrectified = state == S::Suspended
+                    && self
+                        .suspension
+                        .as_ref()
+                        .is_some_and(|s| s.rectified.is_none() && now >= s.rectify_by);
+                let recorded = |t: &str| (!t.trim().is_empty()).then(|| t.to_string());
+                let (negotiation, filing) = (recorded(negotiation), recorded(filing));
+                if !unrectified && (negotiation.is_none() || filing.is_none()) {
+                    return Err(ShareError::TerminationWithoutFiling);
+                }
+                self.delivery_due = None;
+                self.ending = Some(Ending::Terminated {
+                    at: now,
+                    reason: reason.clone(),
+                    negotiation,
+                    filing,
+                    approved_by: approved_by.clone(),
+                });
+                self.state = S::Terminated;
+            }
+            ShareAct::OpenDispute {
+                ordinal,
+                subject,
+                claim,
+            } => {
+                if self.open_dispute().is_some() {
+                    return Err(ShareError::DisputeOpen);
+                }
+                let next = self.disputes.len() as u32 + 1;
+                if next > DISPUTES_MAX {
+                    return Err(ShareError::TooLarge {
+                        what: "disputes",
+                        len: next as usize,
+                        max: DISPUTES_MAX as usize,
+                    });
+                }
+                if *ordinal != next {
+                    return Err(ShareError::WrongOrdinal {
+                        act: name,
+                        expected: next,
+                    });
+                }
+                if subject.trim().is_empty() || claim.trim().is_empty() {
+                    return Err(ShareError::WithoutReason { act: name });
+                }
+                check_text("dispute subject", subject)?;
+                check_text("dispute claim", claim)?;
+                let same = self.request.requester.region == self.request.provider.region;
+                let stage = if same {
+                    DisputeStage::Negotiating
+                } else {
+                    DisputeStage::Coordinating {
+                        authority: self.dispute_authority(),
+                        since: now,
+                    }
+                };
+                self.disputes.push(Dispute {
+                    ordinal: *ordinal,
+                    opened_by: by,
+                    opened_at: now,
+                    subject: subject.clone(),
+                    claim: claim.clone(),
+                    stage,
+                });
+            }
+            ShareAct::EscalateDispute { ordinal } => {
+                let authority = self.dispute_authority();
+                let d = self
+                    .disputes
+                    .last_mut()
+                    .filter(|d| d.ordinal == *ordinal)
+                    .ok_or(ShareError::NoSuchDispute { ordinal: *ordinal })?;
+                if d.stage != DisputeStage::Negotiating {
+                    return Err(ShareError::DisputeStage { act: name });
+                }
+                d.stage = DisputeStage::Coordinating {
+                    authority,
+                    since: now,
+                };
+            }
+            ShareAct::SettleDispute { ordinal, outcome } => {
+                let d = self
+                    .disputes
+                    .last_mut()
+                    .filter(|d| d.ordinal == *ordinal)
+                    .ok_or(ShareError::NoSuchDispute { ordinal: *ordinal })?;
+                expect(d.opened_by)?;
+                if !d.stage.is_open() {
+                    return Err(ShareError::DisputeStage { act: name });
+                }
+                if outcome.trim().is_empty() {
+                    return Err(ShareError::WithoutReason { act: name });
+                }
+                check_text("settlement", outcome)?;
+                d.stage = DisputeStage::Settled {
+                    at: now,
+                    coordinated: false,
+                    outcome: outcome.clone(),
+                };
+            }
+            ShareAct::Coordinate { .. } => {
+                return Err(ShareError::ForTheAuthority { act: name });
+            }
+            ShareAct::Dispose { method, record } => {
+                expect(Party::Requester)?;
+                if !matches!(state, S::Delivered | S::Terminated) {
+                    return Err(wrong());
+                }
+                if record.trim().is_empty() {
+                    return Err(ShareError::WithoutReason { act: name });
+                }
+                check_text("disposal record", record)?;
+                self.ending = Some(Ending::Disposed {
+                    at: now,
+                    method: *method,
+                    record: record.clone(),
+                });
+                self.state = S::Disposed;
+            }
+            // `ShareCase::transition` passes only the acts above.
+            _ => return Err(wrong()),
+        }
+        Ok(())
+    }
+}
