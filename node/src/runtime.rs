@@ -677,6 +677,11 @@ impl Runtime {
                 subject,
                 error,
             } => warn!(%from, %subject, %error, "revocation rejected"),
+            Event::DeliveryNotRenewed { request, error } => warn!(
+                request = %hex::encode(&request[..8]),
+                %error,
+                "a delivery nearing its manifest's end was not renewed; retried hourly"
+            ),
             Event::OwnChainInvalid { error } => {
                 tracing::error!(%error, "this node's own certificate chain no longer verifies: peers refuse it until it is certified again (backflow cert rotate / cert install)")
             }

@@ -74,7 +74,7 @@ mod trust_in_force;
 
 use departments::catalog_attribute;
 pub use departments::CatalogReviewFailure;
-pub use grant_delivery::{DeliveryDial, DeliveryFailure};
+pub use grant_delivery::{DeliveryDial, DeliveryFailure, DELIVERY_RENEW_BEFORE_MS};
 
 use crate::catalog_review::{
     CatalogReview, DutyChange, ReviewEvent, ReviewOutput, ReviewStorageOp, Submission,
@@ -306,6 +306,11 @@ pub enum Event<P> {
     OwnChainInvalid {
         error: CertError,
     },
+    /// A delivery whose manifest nears its end could not be renewed (retried hourly).
+    DeliveryNotRenewed {
+        request: Hash,
+        error: String,
+    },
 }
 
 /// Everything the endpoint asks its shell to do.
@@ -376,6 +381,9 @@ pub struct Endpoint<P> {
     /// A delivery's transfer completed here: record it at the next [`Self::handle_timeout`]
     /// (due at once).
     deliveries_completed: bool,
+    /// When deliveries whose manifests near their end are next looked for, to renew
+    /// ([`grant_delivery`]).
+    renewals_due: UnixMs,
 }
 
 impl<P: Copy + Ord + Debug> Endpoint<P> {
@@ -445,6 +453,7 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
             by_region: BTreeMap::new(),
             out: VecDeque::new(),
             deliveries_completed: false,
+            renewals_due: UnixMs::ZERO,
         };
         let mut report = RestoreReport::default();
         for t in saved.transfers {
@@ -837,6 +846,7 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
         self.service.handle_tick(now);
         self.review.handle_timeout(now);
         self.record_deliveries(now);
+        self.renew_deliveries(now);
         self.close_finished_deliveries(now);
     }
 
@@ -859,6 +869,7 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
             self.review.poll_timeout(),
             expiry,
             self.deliveries_completed.then_some(UnixMs::ZERO),
+            Some(self.renewals_due),
         ]
         .into_iter()
         .flatten()

@@ -499,6 +499,16 @@ impl ReturnFlow {
         true
     }
 
+    /// The record of a transfer held here.
+    pub fn record(&self, manifest: &Hash) -> Option<&Arc<TransferRecord>> {
+        self.transfers.get(manifest).map(|t| &t.record)
+    }
+
+    /// The manifest policy this node checks manifests against (and signs its own within).
+    pub fn policy(&self) -> &ManifestPolicy {
+        &self.config.policy
+    }
+
     /// Whether `manifest`, held here, is a grant's delivery ([`Manifest::delivers`]).
     pub fn is_delivery(&self, manifest: &Hash) -> bool {
         self.transfers

@@ -568,6 +568,16 @@ fn route() -> backflow_protocol::share::DeliveryRoute {
 /// The granted data, as the provider's node stages it: one partition for the requester's
 /// region, under a manifest that delivers request `id` there only.
 fn delivery(net: &Net, id: &backflow_protocol::manifest::Hash, bytes: usize) -> Dataset {
+    delivery_until(net, id, bytes, net.now.plus_ms(30 * DAY_MS))
+}
+
+/// [`delivery`] under a manifest that ends at `expires_at`.
+fn delivery_until(
+    net: &Net,
+    id: &backflow_protocol::manifest::Hash,
+    bytes: usize,
+    expires_at: backflow_protocol::time::UnixMs,
+) -> Dataset {
     use backflow_protocol::manifest::{build_manifest, PartitionEntry, SignedManifest};
     let data = content(code(REQUESTER), 1, bytes);
     let schema = schema();
@@ -578,7 +588,7 @@ fn delivery(net: &Net, id: &backflow_protocol::manifest::Hash, bytes: usize) -> 
         origin(PROVIDER, "镇人社分局"),
         code(REQUESTER),
         net.now,
-        net.now.plus_ms(30 * DAY_MS),
+        expires_at,
         None,
         schema,
         &[entry],
@@ -1508,4 +1518,87 @@ fn a_correction_request_is_answered_within_ten_working_days_or_reported_overdue(
             .case(&id)
             .is_some_and(|c| c.open_correction().is_none() && c.deadline().is_none())
     }));
+}
+
+/// A term of use longer than a manifest's validity (#17): the provider's node renews the
+/// delivered data's manifest a week before it ends — the same content, a new version — and
+/// the requester's node verifies it again without a byte transferred; both copies record the
+/// renewal and the delivery, and the direct connection closes again.
+#[test]
+fn a_delivery_is_renewed_before_its_manifest_ends_while_the_term_runs() {
+    use backflow_protocol::endpoint::DELIVERY_RENEW_BEFORE_MS;
+    let mut net = net();
+    let id = file(&mut net);
+    assert!(net.run(60_000, |n| state(n, PROVIDER, &id)
+        == Some(ShareState::UnderReview)));
+    grant(&mut net, &id);
+    assert!(net.run(60_000, |n| state(n, REQUESTER, &id)
+        == Some(ShareState::Granted)));
+    // A manifest that ends in 8 days (a real one: 90), the term in 300.
+    let d = delivery_until(&net, &id, 300_000, net.now.plus_ms(8 * DAY_MS));
+    let first = net.stage(&d);
+    let expires = d.manifest.manifest.expires_at;
+    let now = net.now;
+    net.node_mut(code(PROVIDER))
+        .ep
+        .deliver_grant(now, &id, "镇人社分局", d.manifest, d.entries, vec![])
+        .unwrap();
+    net.flush(code(PROVIDER));
+    assert!(net.run(60_000, |n| state(n, REQUESTER, &id)
+        == Some(ShareState::Delivering)));
+    net.connect(code(REQUESTER), code(PROVIDER));
+    assert!(net.run(60_000, |n| state(n, PROVIDER, &id)
+        == Some(ShareState::Delivered)));
+    let bytes_first: u64 = net.chunk_bytes.values().sum();
+    assert!(bytes_first >= 300_000);
+    // Nothing happens until a week before the manifest ends.
+    let quiet = expires.since_ms(net.now) - DELIVERY_RENEW_BEFORE_MS - 2 * 3_600_000;
+    net.run(quiet, |_| false);
+    let route = |n: &Net, c: &str| {
+        n.ep(code(c))
+            .share_service()
+            .case(&id)
+            .and_then(|c| c.delivery.as_ref()?.manifest)
+    };
+    assert_eq!(route(&net, REQUESTER), Some(first));
+    // Then it is renewed, and delivered again at both parties with nothing transferred.
+    assert!(net.run(DAY_MS, |n| route(n, REQUESTER) != Some(first)));
+    // The requester's node dials the provider again to verify it (the shell does; here the
+    // test connects).
+    let dials = net.ep(code(REQUESTER)).delivery_dials(net.now);
+    assert_eq!(dials.len(), 1);
+    assert_eq!(dials[0].region, code(PROVIDER));
+    net.connect(code(REQUESTER), code(PROVIDER));
+    let renewed_everywhere = net.run(60_000, |n| {
+        route(n, REQUESTER) != Some(first)
+            && state(n, REQUESTER, &id) == Some(ShareState::Delivered)
+            && state(n, PROVIDER, &id) == Some(ShareState::Delivered)
+    });
+    assert!(
+        renewed_everywhere,
+        "provider {:?}, requester {:?}",
+        state(&net, PROVIDER, &id),
+        state(&net, REQUESTER, &id),
+    );
+    let renewed = route(&net, REQUESTER).unwrap();
+    assert_eq!(route(&net, PROVIDER), Some(renewed));
+    let held: Vec<_> = net
+        .rf(code(REQUESTER))
+        .held()
+        .filter(|(_, h)| h.hash == renewed)
+        .map(|(_, h)| h.version)
+        .collect();
+    assert_eq!(held, vec![2], "the renewed version replaces the first");
+    let record = net.rf(code(REQUESTER)).record(&renewed).unwrap();
+    assert!(record.manifest.manifest.expires_at > expires);
+    assert!(net
+        .store(code(REQUESTER))
+        .data
+        .contains_key(&(renewed, code(REQUESTER))));
+    let bytes_after: u64 = net.chunk_bytes.values().sum();
+    assert_eq!(bytes_after, bytes_first, "no byte transferred again");
+    assert!(net.run(10_000, |n| n
+        .ep(code(PROVIDER))
+        .peer_of(code(REQUESTER))
+        .is_none()));
 }

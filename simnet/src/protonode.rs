@@ -688,6 +688,9 @@ impl ProtoNode {
                 ctx.observe(Observation::Note("revocation_rejected"))
             }
             Event::OwnChainInvalid { .. } => ctx.observe(Observation::Note("own_chain_invalid")),
+            Event::DeliveryNotRenewed { .. } => {
+                ctx.observe(Observation::Note("delivery_not_renewed"))
+            }
             // No simnet scenario searches the catalog.
             Event::Search(_) => ctx.observe(Observation::Note("catalog_search_event")),
             // No simnet scenario opens a service interface (its requests use batch exchange).

@@ -11,10 +11,13 @@
 use backflow_topology::RegionCode;
 
 use super::Endpoint;
+use crate::catalog::SharingMethod;
 use crate::manifest::{Hash, PartitionEntry, SignedManifest};
+use crate::region_tree::build_manifest;
 use crate::return_flow::ReturnFlowError;
 use crate::share::{DeliveryRoute, ShareAct, ShareRejection, ShareState};
 use crate::time::UnixMs;
+use crate::time::HOUR_MS;
 
 /// Why a delivery could not start.
 #[derive(Debug, thiserror::Error)]
@@ -36,7 +39,18 @@ pub enum DeliveryFailure {
     ReturnFlow(#[from] ReturnFlowError),
     #[error(transparent)]
     Share(#[from] ShareRejection),
+    #[error("the renewal of request {0}'s delivery was not recorded: {1}")]
+    NotRenewed(String, String),
 }
+
+/// A delivery is renewed when its manifest has less than this left and the grant's term of
+/// use runs past it: a week, so a requester's node that is down for days still renews in time.
+pub const DELIVERY_RENEW_BEFORE_MS: u64 = 7 * 24 * HOUR_MS;
+/// Deliveries to renew are looked for at most this often (a day's precision is plenty).
+const RENEWAL_CHECK_MS: u64 = HOUR_MS;
+/// Kept off the longest manifest validity, so clock skew between the nodes cannot make a
+/// renewed manifest look too long.
+const RENEWAL_VALIDITY_MARGIN_MS: u64 = HOUR_MS;
 
 /// A provider node the requester's node should be connected to for a delivery, and the
 /// addresses the provider's start named (the shell dials them while not connected).
@@ -138,6 +152,83 @@ impl<P: Copy + Ord + std::fmt::Debug> Endpoint<P> {
                 .share
                 .delivery_verified(now, identity, &request, manifest);
         }
+    }
+
+    /// A grant's term of use (使用时限) may outlast what one manifest vouches for (90 days): the
+    /// provider's node renews each delivered batch exchange or file download whose manifest
+    /// ends within [`DELIVERY_RENEW_BEFORE_MS`] while the term runs on — the same content under
+    /// a new version, valid to the term's end or the longest validity — and the requester's
+    /// node verifies it again without transferring what it holds. Looked for hourly.
+    pub(super) fn renew_deliveries(&mut self, now: UnixMs) {
+        if now < self.renewals_due {
+            return;
+        }
+        self.renewals_due = now.plus_ms(RENEWAL_CHECK_MS);
+        let me = self.region();
+        let due: Vec<(Hash, Hash, UnixMs)> = self
+            .share
+            .cases()
+            .filter(|(_, c)| {
+                c.request.provider.region == me
+                    && c.request.requester.region != me
+                    && c.request.method != SharingMethod::ServiceApi
+                    && c.state == ShareState::Delivered
+            })
+            .filter_map(|(id, c)| Some((*id, c.delivery.as_ref()?.manifest?, c.request.use_until)))
+            .filter(|(_, m, use_until)| {
+                self.rf.record(m).is_some_and(|r| {
+                    let expires = r.manifest.manifest.expires_at;
+                    *use_until > expires && now.plus_ms(DELIVERY_RENEW_BEFORE_MS) >= expires
+                })
+            })
+            .collect();
+        for (request, manifest, use_until) in due {
+            if let Err(e) = self.renew_delivery(now, &request, &manifest, use_until) {
+                self.out
+                    .push_back(super::Output::Event(super::Event::DeliveryNotRenewed {
+                        request,
+                        error: e.to_string(),
+                    }));
+            }
+        }
+    }
+
+    fn renew_delivery(
+        &mut self,
+        now: UnixMs,
+        request: &Hash,
+        manifest: &Hash,
+        use_until: UnixMs,
+    ) -> Result<(), DeliveryFailure> {
+        let short = hex8(request);
+        let record = self
+            .rf
+            .record(manifest)
+            .ok_or_else(|| DeliveryFailure::UnknownRequest(short.clone()))?;
+        let old = &record.manifest.manifest;
+        let longest = self.rf.policy().validity_ms_max - RENEWAL_VALIDITY_MARGIN_MS;
+        let entries = record.entries.clone();
+        let mut m = build_manifest(
+            old.dataset.clone(),
+            old.version + 1,
+            old.publisher.clone(),
+            old.scope,
+            now,
+            use_until.min(now.plus_ms(longest)),
+            Some(*manifest),
+            old.schema.clone(),
+            &entries,
+        )
+        .map_err(|e| DeliveryFailure::ReturnFlow(e.into()))?;
+        m.delivers = Some(*request);
+        let signed = SignedManifest::sign(m, self.rf.identity())
+            .map_err(|e| DeliveryFailure::ReturnFlow(e.into()))?;
+        let hash = self.rf.publish(now, &mut self.trust, signed, entries)?;
+        let identity = self.rf.identity();
+        self.share
+            .delivery_renewed(now, identity, request, hash)
+            .map_err(|e| DeliveryFailure::NotRenewed(short, e.to_string()))?;
+        Ok(())
     }
 
     /// Closes the connections a finished (or ended) grant no longer admits.

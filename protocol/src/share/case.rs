@@ -185,6 +185,11 @@ pub enum ShareAct {
     StartDelivery { route: Option<DeliveryRoute> },
     /// Delivery completed (the requester's node verified the data).
     Delivered,
+    /// The provider's node renewed a delivered batch exchange's manifest before it expired,
+    /// for a term of use longer than one manifest may vouch for (90 days): the same content
+    /// under `manifest`, which the requester's node verifies again (nothing is transferred
+    /// that it holds) and records as delivered.
+    RenewDelivery { manifest: Hash },
     /// Requester: withdraw the request.
     Withdraw { reason: String },
     /// Provider: suspend the requester's sharing under this grant for misuse, with a
@@ -468,6 +473,17 @@ impl ShareCase {
         false
     }
 
+    /// Whether `act` was applied to this case: since its delivery was last renewed, when a
+    /// renewal's verification (`Delivered`) is a new act again.
+    pub fn has_applied(&self, act: &ShareAct) -> bool {
+        let since = self
+            .acts
+            .iter()
+            .rposition(|(_, a)| matches!(a, ShareAct::RenewDelivery { .. }))
+            .unwrap_or(0);
+        self.acts[since..].iter().any(|(_, a)| a == act)
+    }
+
     /// Applies `act` by `by` at `now`. An act already applied is acknowledged without change;
     /// anything else out of order, by the wrong party or against the regulation is refused
     /// and changes nothing.
@@ -478,7 +494,7 @@ impl ShareCase {
         by: Party,
         act: ShareAct,
     ) -> Result<Applied, ShareError> {
-        if self.acts.iter().any(|(_, a)| *a == act) {
+        if self.has_applied(&act) {
             return Ok(Applied::AlreadyApplied);
         }
         self.tick(now);
@@ -704,6 +720,17 @@ impl ShareCase {
                     self.state = S::Delivering;
                 }
             }
+            ShareAct::RenewDelivery { manifest } => {
+                expect(Party::Provider)?;
+                let route = self.delivery.as_mut().filter(|r| r.manifest.is_some());
+                let Some(route) = route.filter(|_| state == S::Delivered) else {
+                    return Err(wrong());
+                };
+                route.manifest = Some(*manifest);
+                // No deadline runs: the grant was delivered on time or late already.
+                self.delivery_due = None;
+                self.state = S::Delivering;
+            }
             ShareAct::Delivered => {
                 if !matches!(state, S::Granted | S::Delivering) {
                     return Err(wrong());
@@ -755,6 +782,7 @@ pub(super) fn act_name(act: &ShareAct) -> &'static str {
         ShareAct::Refuse { .. } => "a refusal",
         ShareAct::StartDelivery { .. } => "starting delivery",
         ShareAct::Delivered => "completing delivery",
+        ShareAct::RenewDelivery { .. } => "renewing a delivery",
         ShareAct::Withdraw { .. } => "withdrawing",
         ShareAct::Suspend { .. } => "a suspension",
         ShareAct::Rectify { .. } => "a rectification report",

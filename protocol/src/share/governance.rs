@@ -167,7 +167,7 @@ impl ShareCase {
     /// Applies the coordinating authority's act ([`ShareAct::Coordinate`]); idempotent like
     /// [`Self::apply`].
     pub fn apply_authority(&mut self, now: UnixMs, act: ShareAct) -> Result<Applied, ShareError> {
-        if self.acts.iter().any(|(_, a)| *a == act) {
+        if self.has_applied(&act) {
             return Ok(Applied::AlreadyApplied);
         }
         let ShareAct::Coordinate {

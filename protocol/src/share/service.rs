@@ -151,6 +151,11 @@ pub enum ShareActKind {
     DeliveryVerified {
         manifest: Hash,
     },
+    /// The provider's node renewed the delivery under `manifest` (its term of use outlasts
+    /// one manifest's validity): both copies apply [`ShareAct::RenewDelivery`].
+    DeliveryRenewed {
+        manifest: Hash,
+    },
     Act(ShareAct),
 }
 
@@ -173,6 +178,7 @@ impl ShareActKind {
         match self {
             ShareActKind::Received { .. } | ShareActKind::NotInCatalog => Some(Party::Provider),
             ShareActKind::DeliveryVerified { .. } => Some(Party::Requester),
+            ShareActKind::DeliveryRenewed { .. } => Some(Party::Provider),
             ShareActKind::File { .. } | ShareActKind::Act(_) => None,
         }
     }
@@ -187,6 +193,12 @@ impl ShareActKind {
             }
             ShareActKind::NotInCatalog => Some((not_in_catalog_refusal(), None)),
             ShareActKind::DeliveryVerified { .. } => Some((ShareAct::Delivered, None)),
+            ShareActKind::DeliveryRenewed { manifest } => Some((
+                ShareAct::RenewDelivery {
+                    manifest: *manifest,
+                },
+                None,
+            )),
             ShareActKind::Act(a) => Some((a.clone(), None)),
         }
     }
@@ -690,6 +702,34 @@ impl ShareService {
         Ok(applied)
     }
 
+    /// The provider's node renewed the delivery of `request` under `manifest` (published
+    /// already): it records the renewal, signed by the node, and tells the requester.
+    pub fn delivery_renewed(
+        &mut self,
+        now: UnixMs,
+        identity: &NodeIdentity,
+        request: &Hash,
+        manifest: Hash,
+    ) -> Result<super::Applied, ShareRejection> {
+        let case = self
+            .cases
+            .get(request)
+            .ok_or(ShareRejection::UnknownRequest)?;
+        let r = &case.request;
+        if r.provider.region != self.region {
+            return Err(ShareRejection::NotAParty);
+        }
+        let (by, to) = (r.provider.clone(), r.requester.region);
+        let act = ShareAct::RenewDelivery { manifest };
+        let applied = self.apply_to(request, now, Party::Provider, act, None)?;
+        if applied == super::Applied::Changed {
+            let kind = ShareActKind::DeliveryRenewed { manifest };
+            let act = sign_act(identity, None, now, *request, by, to, kind);
+            self.deliver(now, identity, act, &no_catalog);
+        }
+        Ok(applied)
+    }
+
     /// The requester's node verified every byte of `manifest`, the delivery of `request`
     /// (batch exchange): it records the delivery, signed by the node, and tells the provider
     /// (and, on the way, the parties' lowest common superior).
@@ -979,9 +1019,7 @@ impl ShareService {
         match &act.body.kind {
             ShareActKind::File { .. } => true,
             ShareActKind::Received { .. } => case.received_at.is_some(),
-            kind => kind
-                .case_act()
-                .is_some_and(|(a, _)| case.acts.iter().any(|(_, done)| *done == a)),
+            kind => kind.case_act().is_some_and(|(a, _)| case.has_applied(&a)),
         }
     }
 
