@@ -82,12 +82,23 @@ fn main() -> ExitCode {
     let result = dispatch(cli.command);
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader went away (`backflow … | head`): the output simply ends, as with any
+        // Unix tool — no error, no backtrace.
+        Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
             // One line, so scripts and people both read it easily.
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 fn dispatch(cmd: Command) -> Result<()> {

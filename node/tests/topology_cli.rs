@@ -71,3 +71,22 @@ fn bad_codes_exit_non_zero_with_one_line() {
         assert!(err.contains(message), "{code}: {err}");
     }
 }
+
+/// `backflow … | head`: a reader that goes away ends the output quietly, as with any Unix
+/// tool — no panic, no backtrace, no error line. (The pipe is closed before the command
+/// writes its first line.)
+#[test]
+fn a_closed_pipe_ends_the_output_quietly() {
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_backflow"))
+        .args(["topology", "children", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run backflow");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("backflow ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+    assert!(stderr.is_empty(), "{stderr}");
+}

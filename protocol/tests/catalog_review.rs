@@ -273,3 +273,31 @@ fn only_approved_entries_take_effect_and_flow_upward() {
         .iter()
         .any(|e| matches!(e, Event::Review(_))));
 }
+
+/// The authority's own publication of a large catalog file (600 entries, more than one
+/// catalog version carries): published as consecutive versions in one call, every entry in
+/// force here and upward.
+#[test]
+fn a_catalog_larger_than_one_version_is_published_in_consecutive_versions() {
+    let mut net = Net::with_tree(4, Faults::NONE, NetConfig::with(TEST_TUNING), TREE);
+    let c = code("4419");
+    let origin = origin("4419", DEPT);
+    let entries: Vec<_> = (0..600).map(|i| entry(&format!("e{i:03}"), DEPT)).collect();
+    let now = net.now;
+    let seq = net
+        .node_mut(c)
+        .ep
+        .publish_catalog_entries(now, DEPT, entries)
+        .unwrap();
+    assert_eq!(seq, 3, "256 + 256 + 88");
+    net.flush(c);
+    for r in ["4419", "0"] {
+        assert!(
+            net.run(60_000, |n| n
+                .store(code(r))
+                .catalog(&origin)
+                .is_some_and(|cat| cat.entries.len() == 600)),
+            "{r}"
+        );
+    }
+}

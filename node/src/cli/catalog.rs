@@ -152,7 +152,7 @@ fn decide(
 }
 
 fn print_json(v: &serde_json::Value) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
+    outln!("{}", serde_json::to_string_pretty(v)?)?;
     Ok(())
 }
 
@@ -175,10 +175,10 @@ pub fn run(cmd: CatalogCmd) -> Result<()> {
             let body: serde_json::Value = serde_json::from_str(&text)
                 .with_context(|| format!("{} is not JSON", file.display()))?;
             let v = call(&data.dir, "POST", "/api/catalog", Some(&body))?;
-            println!(
+            outln!(
                 "catalog version {} submitted; it syncs up to the parent",
                 v["seq"]
-            );
+            )?;
         }
         CatalogCmd::List {
             data,
@@ -204,13 +204,13 @@ pub fn run(cmd: CatalogCmd) -> Result<()> {
                 for c in &cats {
                     for e in c["entries"].as_array().into_iter().flatten() {
                         n += 1;
-                        println!(
+                        outln!(
                             "{:<10} {:<24} {:<24} {}",
                             c["region"].as_str().unwrap_or(""),
                             c["department"].as_str().unwrap_or(""),
                             e["id"].as_str().unwrap_or(""),
                             e["name"].as_str().unwrap_or("")
-                        );
+                        )?;
                     }
                 }
                 shown += cats.len();
@@ -225,7 +225,7 @@ pub fn run(cmd: CatalogCmd) -> Result<()> {
                     _ => break,
                 }
             }
-            println!("{n} entries");
+            outln!("{n} entries")?;
         }
         CatalogCmd::Search {
             data,
@@ -247,21 +247,21 @@ pub fn run(cmd: CatalogCmd) -> Result<()> {
             }
             let v = call(&data.dir, "GET", &path, None)?;
             for h in v["hits"].as_array().into_iter().flatten() {
-                println!(
+                outln!(
                     "{:<10} {:<12} {:<24} {:<24} {}",
                     h["region"].as_str().unwrap_or(""),
                     h["region_name"].as_str().unwrap_or(""),
                     h["department"].as_str().unwrap_or(""),
                     h["entry_id"].as_str().unwrap_or(""),
                     h["name"].as_str().unwrap_or("")
-                );
+                )?;
             }
-            println!(
+            outln!(
                 "{} of {} matching entries (searched at {})",
                 v["hits"].as_array().map_or(0, |h| h.len()),
                 v["total"],
                 v["answered_by"].as_str().unwrap_or("?")
-            );
+            )?;
         }
         CatalogCmd::Submit {
             data,
@@ -273,12 +273,12 @@ pub fn run(cmd: CatalogCmd) -> Result<()> {
                 "entries": read_entries(&file)?,
             });
             let v = call(&data.dir, "POST", "/api/catalog-review", Some(&body))?;
-            println!(
+            outln!(
                 "submission {} of {} to the authority's review (审核中), due {} 24:00",
                 v["id"],
                 v["department"].as_str().unwrap_or(""),
                 v["review_due"]["day"].as_str().unwrap_or("?")
-            );
+            )?;
         }
         CatalogCmd::Reviews { data, overdue } => {
             let path = if overdue {
@@ -289,35 +289,38 @@ pub fn run(cmd: CatalogCmd) -> Result<()> {
             let v: ReviewsView = serde_json::from_value(call(&data.dir, "GET", path, None)?)?;
             for s in &v.submissions {
                 let due = s.review_due.as_ref().map_or(String::new(), due_text);
-                println!(
+                outln!(
                     "submission {:<5} {:<9} {:<20} {} entries  {due}",
                     s.id,
                     s.state,
                     s.department,
                     s.entries.len()
-                );
+                )?;
             }
             for d in &v.duty_changes {
                 let due = d.update_due.as_ref().map_or_else(
                     || format!("updated by submission {}", d.fulfilled_by.unwrap_or(0)),
                     due_text,
                 );
-                println!(
+                outln!(
                     "duty change {:<4} {:<20} {} ({})  {due}",
-                    d.id, d.department, d.occurred, d.basis
-                );
+                    d.id,
+                    d.department,
+                    d.occurred,
+                    d.basis
+                )?;
             }
             if v.submissions.is_empty() && v.duty_changes.is_empty() {
-                println!("nothing to review");
+                outln!("nothing to review")?;
             }
         }
         CatalogCmd::Approve { data, id, reviewer } => {
             let v = decide(&data.dir, id, "approve", reviewer, None)?;
-            println!(
+            outln!(
                 "submission {id} approved: catalog version {} of {} in force; it syncs up",
                 v["catalog_seq"],
                 v["department"].as_str().unwrap_or("")
-            );
+            )?;
         }
         CatalogCmd::Return {
             data,
@@ -362,7 +365,7 @@ pub fn run(cmd: CatalogCmd) -> Result<()> {
                 &format!("/api/catalog/{}", urlencode(&id)),
                 None,
             )?;
-            println!("{}", serde_json::to_string_pretty(&v)?);
+            outln!("{}", serde_json::to_string_pretty(&v)?)?;
         }
     }
     Ok(())

@@ -97,7 +97,7 @@ pub fn run(cmd: CertCmd) -> Result<()> {
         CertCmd::Rotate { data } => rotate(&data.dir),
         CertCmd::Revocations { data } => {
             let list = call(&data.dir, "GET", "/api/revocations", None)?;
-            println!("{}", serde_json::to_string_pretty(&list)?);
+            outln!("{}", serde_json::to_string_pretty(&list)?)?;
             Ok(())
         }
     }
@@ -117,20 +117,20 @@ fn rotate(dir: &Path) -> Result<()> {
     config::save_key_file(&next_path, &key)?;
     let public = hex::encode(key.verifying_key().as_bytes());
     let region = cfg.region_code()?;
-    println!("new key written to {} (mode 0600)", next_path.display());
-    println!("new public key: {public}");
-    println!("new peer id:    {}", peer_id_of(&key.verifying_key())?);
-    println!(
+    outln!("new key written to {} (mode 0600)", next_path.display())?;
+    outln!("new public key: {public}")?;
+    outln!("new peer id:    {}", peer_id_of(&key.verifying_key())?)?;
+    outln!(
         "old public key: {}",
         hex::encode(old.verifying_key().as_bytes())
-    );
-    println!("next:");
-    println!("  1. at the parent: backflow cert issue --region {region} --key {public} --out {region}.chain");
-    println!("  2. here: backflow cert install {region}.chain, then restart this node");
-    println!(
+    )?;
+    outln!("next:")?;
+    outln!("  1. at the parent: backflow cert issue --region {region} --key {public} --out {region}.chain")?;
+    outln!("  2. here: backflow cert install {region}.chain, then restart this node")?;
+    outln!(
         "  3. at the parent, once this node runs with its new key: backflow cert revoke --region {region} --key {}",
         hex::encode(old.verifying_key().as_bytes())
-    );
+    )?;
     Ok(())
 }
 
@@ -150,11 +150,11 @@ fn submit_revocation(dir: &Path, file: &Path) -> Result<()> {
     let bytes = std::fs::read(file)?;
     let body = serde_json::json!({ "signed": hex::encode(bytes) });
     let view = call(dir, "POST", "/api/revocations", Some(&body))?;
-    println!(
+    outln!(
         "the revocation of {}'s key {} is in force here, spreading to every node in its line",
         view["subject"].as_str().unwrap_or("?"),
         view["key"].as_str().unwrap_or("?")
-    );
+    )?;
     Ok(())
 }
 
@@ -166,11 +166,11 @@ fn revoke(dir: &Path, region: &str, key: Option<String>) -> Result<()> {
     }
     let body = serde_json::json!({ "region": region.to_string(), "key": key });
     let view = call(dir, "POST", "/api/revocations", Some(&body))?;
-    println!(
+    outln!(
         "revoked the key {} of {} — in force here, spreading to every node in its line",
         view["key"].as_str().unwrap_or("?"),
         view["subject"].as_str().unwrap_or("?")
-    );
+    )?;
     Ok(())
 }
 
@@ -201,10 +201,10 @@ fn issue(dir: &Path, region: &str, key: &str, days: u64, out: &Path) -> Result<(
     let mut chain = identity.chain.clone();
     chain.push(cert);
     config::save_chain(out, &chain)?;
-    println!(
+    outln!(
         "issued certificate for {child} valid {days} days → {}",
         out.display()
-    );
+    )?;
     Ok(())
 }
 
@@ -262,15 +262,16 @@ fn install(dir: &Path, file: &Path) -> Result<()> {
         std::fs::rename(&next_path, &key_path)
             .map_err(|e| anyhow::anyhow!("making {} the node key: {e}", next_path.display()))?;
         config::sync_dir(&key_path)?;
-        println!(
+        outln!(
             "rotated: {region}'s key is now {} (the old key {} is gone); restart the node",
             hex::encode(id.key.as_bytes()),
             hex::encode(key.verifying_key().as_bytes())
-        );
+        )?;
     }
-    println!(
+    outln!(
         "installed certificate chain for {} (valid until {} ms)",
-        id.region, id.not_after.0
-    );
+        id.region,
+        id.not_after.0
+    )?;
     Ok(())
 }

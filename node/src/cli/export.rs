@@ -72,13 +72,13 @@ pub fn run(args: ExportArgs) -> Result<()> {
             .unwrap_or("?")
             .to_string()
     };
-    println!(
+    outln!(
         "wrote {} records ({bytes} bytes, {} partitions) of {} v{} to {}",
         header("x-backflow-records"),
         header("x-backflow-partitions"),
         header("x-backflow-dataset"),
         header("x-backflow-version"),
         out.display()
-    );
+    )?;
     Ok(())
 }

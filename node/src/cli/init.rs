@@ -101,25 +101,25 @@ fn init(
     cfg.save(dir)?;
     ApiToken::create(dir)?;
     let peer = peer_id_of(&key.verifying_key())?;
-    println!("initialised {} for region {code}", dir.display());
-    println!("public key: {public}");
-    println!("peer id:    {peer}");
-    println!(
+    outln!("initialised {} for region {code}", dir.display())?;
+    outln!("public key: {public}")?;
+    outln!("peer id:    {peer}")?;
+    outln!(
         "API token:  {} (mode 0600; send it as `Authorization: Bearer <token>`)",
         dir.join(backflow_api::token::TOKEN_FILE).display()
-    );
+    )?;
     if code == RegionCode::NATIONAL {
-        println!(
+        outln!(
             "next: on the offline root machine `backflow root certify --dir <ROOT_DIR> --key {public} \
              --peer-id {peer} --out national.chain`, then here \
              `backflow cert install --data {} national.chain`",
             dir.display()
-        );
+        )?;
     } else {
-        println!(
+        outln!(
             "next: the parent runs `backflow cert issue --region {code} --key {public} --out {code}.chain`, \
              then here `backflow cert install {code}.chain`"
-        );
+        )?;
     }
     Ok(())
 }

@@ -111,7 +111,7 @@ fn publish(
     bar.finish_and_clear();
     let s = &report["summary"];
     let manifests = report["manifests"].as_array().map_or(0, |m| m.len());
-    println!(
+    outln!(
         "published {} v{} ({} signed manifest{}): {} records in {} partitions, {} bytes",
         report["dataset"].as_str().unwrap_or(""),
         report["version"],
@@ -124,27 +124,27 @@ fn publish(
         report["records"],
         report["partitions"],
         report["bytes"]
-    );
+    )?;
     let rejects = &s["rejects"];
     let total = line_report_total(rejects);
     if total > 0 {
-        println!("{total} records NOT published (listed in the node's rejects file):");
-        print_line_report(rejects);
+        outln!("{total} records NOT published (listed in the node's rejects file):")?;
+        print_line_report(rejects)?;
     }
     let warnings = &s["warnings"];
     let total = line_report_total(warnings);
     if total > 0 {
-        println!(
+        outln!(
             "{total} records published WITH A WARNING (also listed in the node's rejects file, \
              reason `warning: …`):"
-        );
-        print_line_report(warnings);
-        println!(
+        )?;
+        print_line_report(warnings)?;
+        outln!(
             "  an unknown village's records went to its township; \
              publish with --strict-villages to reject them instead"
-        );
+        )?;
     }
-    println!("delivery is under way; follow it with `backflow status --dataset {dataset}`");
+    outln!("delivery is under way; follow it with `backflow status --dataset {dataset}`")?;
     Ok(())
 }
 
@@ -156,7 +156,7 @@ fn line_report_total(report: &serde_json::Value) -> u64 {
 }
 
 /// One line per reason: its count and its first line numbers.
-fn print_line_report(report: &serde_json::Value) {
+fn print_line_report(report: &serde_json::Value) -> std::io::Result<()> {
     for (reason, n) in report["counts"].as_object().into_iter().flatten() {
         let lines: Vec<String> = report["first_lines"]
             .as_array()
@@ -166,6 +166,7 @@ fn print_line_report(report: &serde_json::Value) {
             .take(10)
             .map(|l| l[0].to_string())
             .collect();
-        println!("  {n:>8} × {reason} — lines {}", lines.join(", "));
+        outln!("  {n:>8} × {reason} — lines {}", lines.join(", "))?;
     }
+    Ok(())
 }

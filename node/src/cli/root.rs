@@ -111,18 +111,18 @@ fn init(dir: &Path) -> Result<()> {
     backflow_api::secret_file::write_private(&key_path, &hex::encode(root.to_bytes()))?;
     let public = hex::encode(root.verifying_key().as_bytes());
     std::fs::write(dir.join(ROOT_PUBLIC_FILE), format!("{public}\n"))?;
-    println!(
+    outln!(
         "root key created in {} (mode 0600; keep this machine offline)",
         key_path.display()
-    );
-    println!("root public key: {public}");
-    println!(
+    )?;
+    outln!("root public key: {public}")?;
+    outln!(
         "next: copy out only the public key ({}); every node, national included, is \
          initialised with `backflow init … --anchor {public}`; then here \
          `backflow root certify --dir {} --key <national public key> --out national.chain`",
         dir.join(ROOT_PUBLIC_FILE).display(),
         dir.display()
-    );
+    )?;
     Ok(())
 }
 
@@ -152,11 +152,11 @@ fn revoke(dir: &Path, key: &str, out: &Path) -> Result<()> {
     let r = backflow_protocol::cert::Revocation::issue_by_root(&root, national, now_ms());
     let bytes = backflow_protocol::wire::encode_value(&r).map_err(|e| anyhow::anyhow!("{e}"))?;
     std::fs::write(out, bytes).with_context(|| format!("writing {}", out.display()))?;
-    println!(
+    outln!(
         "wrote the root's revocation of national key {key} to {}; hand it to the national node:          backflow cert revoke --file {}",
         out.display(),
         out.display()
-    );
+    )?;
     Ok(())
 }
 
@@ -201,13 +201,13 @@ fn certify(dir: &Path, key: &str, peer_id: Option<&str>, days: u64, out: &Path) 
         .map_err(|e| anyhow::anyhow!("the new national certificate does not verify: {e}"))?;
     debug_assert_eq!(id.key, national);
     config::save_chain(out, &chain)?;
-    println!(
+    outln!(
         "signed the national certificate for {key} (peer id {derived}), valid {days} days → {}",
         out.display()
-    );
-    println!(
+    )?;
+    outln!(
         "next: at the national node `backflow cert install --data <DIR> {}`",
         out.display()
-    );
+    )?;
     Ok(())
 }

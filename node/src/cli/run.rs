@@ -53,7 +53,7 @@ async fn daemon(dir: PathBuf) -> Result<()> {
     })
     .await?;
     for a in &node.listen_addrs {
-        println!("listening on {a}");
+        outln!("listening on {a}")?;
     }
     let app = api_router(&dir, &cfg, node.clone()).await?;
     let listener = tokio::net::TcpListener::bind(cfg.http)
@@ -66,7 +66,7 @@ async fn daemon(dir: PathBuf) -> Result<()> {
             cfg.http
         );
     }
-    println!("HTTP API on http://{}", cfg.http);
+    outln!("HTTP API on http://{}", cfg.http)?;
     let shutdown = async {
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
@@ -86,6 +86,6 @@ async fn daemon(dir: PathBuf) -> Result<()> {
     backflow_api::serve::serve(listener, app, shutdown).await?;
     node.shutdown().await;
     task.await??;
-    println!("stopped cleanly");
+    outln!("stopped cleanly")?;
     Ok(())
 }

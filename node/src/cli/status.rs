@@ -33,15 +33,15 @@ fn status(dir: &Path, dataset: Option<String>, json: bool) -> Result<()> {
     };
     let v = call(dir, "GET", &path, None)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?)?;
         return Ok(());
     }
     let list = v.as_array().cloned().unwrap_or_default();
     if list.is_empty() {
-        println!("no datasets held here");
+        outln!("no datasets held here")?;
     }
     for d in list {
-        println!(
+        outln!(
             "{} v{}  manifest {}…  publisher {}{}",
             d["dataset"].as_str().unwrap_or(""),
             d["version"],
@@ -52,8 +52,8 @@ fn status(dir: &Path, dataset: Option<String>, json: bool) -> Result<()> {
             } else {
                 ""
             }
-        );
-        println!(
+        )?;
+        outln!(
             "  here: {} partitions, {} records, {} bytes, {}",
             d["partitions_here"],
             d["records_here"],
@@ -63,8 +63,8 @@ fn status(dir: &Path, dataset: Option<String>, json: bool) -> Result<()> {
             } else {
                 "still arriving"
             }
-        );
-        println!(
+        )?;
+        outln!(
             "  delivered: {}/{} regions, {} records, {} bytes{}",
             d["regions_delivered"],
             d["regions_expected"],
@@ -75,13 +75,18 @@ fn status(dir: &Path, dataset: Option<String>, json: bool) -> Result<()> {
             } else {
                 ""
             }
-        );
-        println!(
+        )?;
+        outln!(
             "  {:<10} {:<16} {:<9} {:>12} {:>14} {:>14}  last receipt",
-            "child", "name", "state", "regions", "records", "bytes"
-        );
+            "child",
+            "name",
+            "state",
+            "regions",
+            "records",
+            "bytes"
+        )?;
         for c in d["children"].as_array().into_iter().flatten() {
-            println!(
+            outln!(
                 "  {:<10} {:<16} {:<9} {:>12} {:>14} {:>14}  {}",
                 c["region"].as_str().unwrap_or(""),
                 c["name"].as_str().unwrap_or(""),
@@ -92,7 +97,7 @@ fn status(dir: &Path, dataset: Option<String>, json: bool) -> Result<()> {
                 c["last_receipt_at"]
                     .as_u64()
                     .map_or("-".to_string(), |t| format!("{t} ms")),
-            );
+            )?;
         }
     }
     Ok(())

@@ -15,6 +15,7 @@ use crate::catalog_review::{
     CatalogReview, Decision as ReviewDecision, DutyChange, ReviewError, ReviewState,
 };
 use crate::catalog_sync::{CatalogSync, CatalogSyncError};
+use crate::limits::{CATALOG_UPDATE_BYTES_MAX, CHANGES_PER_UPDATE_MAX};
 use crate::manifest::Hash;
 use crate::share::{Applied as ShareApplied, ShareAct, ShareRejection, ShareRequest, ShareService};
 use crate::time::UnixMs;
@@ -115,8 +116,38 @@ impl<P: Copy + Ord + std::fmt::Debug> Endpoint<P> {
         entries: Vec<CatalogEntry>,
     ) -> Result<u64, CatalogReviewFailure> {
         let entries: Vec<Arc<CatalogEntry>> = entries.into_iter().map(Arc::new).collect();
-        let update = self.catalog_version(now, department, &entries)?;
-        self.submit_version(now, update)
+        // More entries than one version carries (its count and bytes limits) go as
+        // consecutive versions, in order: a department's whole catalog file in one call. The
+        // first version refused stops the rest; the error says how many took effect.
+        let mut seq = None;
+        let mut done = 0;
+        for part in version_parts(&entries) {
+            let result = self
+                .catalog_version(now, department, part)
+                .and_then(|update| self.submit_version(now, update));
+            match result {
+                Ok(s) => {
+                    seq = Some(s);
+                    done += part.len();
+                }
+                Err(error) if done > 0 => {
+                    return Err(CatalogReviewFailure::Partly {
+                        done,
+                        total: entries.len(),
+                        error: Box::new(error),
+                    })
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        match seq {
+            Some(s) => Ok(s),
+            // No entries: the version says why.
+            None => {
+                let update = self.catalog_version(now, department, &entries)?;
+                self.submit_version(now, update)
+            }
+        }
     }
 
     fn submit_version(
@@ -239,6 +270,33 @@ pub enum CatalogReviewFailure {
     Catalog(#[from] CatalogSyncError),
     #[error("signing the catalog version: {0}")]
     Sign(String),
+    #[error("the first {done} of {total} entries took effect; the rest did not: {error}")]
+    Partly {
+        done: usize,
+        total: usize,
+        error: Box<CatalogReviewFailure>,
+    },
+}
+
+/// `entries` cut into runs that each fit one catalog version: at most
+/// [`CHANGES_PER_UPDATE_MAX`] changes and half of [`CATALOG_UPDATE_BYTES_MAX`] of entries (the
+/// rest is the version's own fields and signature).
+fn version_parts(entries: &[Arc<CatalogEntry>]) -> Vec<&[Arc<CatalogEntry>]> {
+    let bytes_max = CATALOG_UPDATE_BYTES_MAX / 2;
+    let mut parts = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, e) in entries.iter().enumerate() {
+        let len = crate::codec::encoded_len(&**e);
+        if i > start && (i - start == CHANGES_PER_UPDATE_MAX || bytes + len > bytes_max) {
+            parts.push(&entries[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += len;
+    }
+    if start < entries.len() {
+        parts.push(&entries[start..]);
+    }
+    parts
 }
 
 /// The sharing attribute of a department's entry in this node's catalog, if held.
