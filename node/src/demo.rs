@@ -338,9 +338,9 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
             }
         }
         println!(
-            "  {:<10} {:<14} {:<9} {:>10} {:>10} {:>9}  {check}",
+            "  {:<10} {} {:<9} {:>10} {:>10} {:>9}  {check}",
             r.to_string(),
-            name,
+            crate::text_width::pad(name, 14),
             r.level().name(),
             s.partitions_here,
             s.records_here,

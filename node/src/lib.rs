@@ -32,6 +32,7 @@ pub mod service_store;
 pub mod share_api;
 pub mod status;
 pub mod store;
+pub mod text_width;
 pub mod tls;
 
 // The record parser and partitioner live in `backflow-ingest` (no RocksDB, fuzzed there);

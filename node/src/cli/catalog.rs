@@ -12,6 +12,8 @@ use clap::Subcommand;
 use backflow_api::ReviewDecideParams;
 use backflow_node::review_api::{Due, ReviewsView};
 
+use backflow_node::text_width::pad;
+
 use super::common::{call, urlencode, DataArg};
 
 /// Departments asked for per page by `catalog list`.
@@ -205,9 +207,9 @@ pub fn run(cmd: CatalogCmd) -> Result<()> {
                     for e in c["entries"].as_array().into_iter().flatten() {
                         n += 1;
                         outln!(
-                            "{:<10} {:<24} {:<24} {}",
+                            "{:<10} {} {:<24} {}",
                             c["region"].as_str().unwrap_or(""),
-                            c["department"].as_str().unwrap_or(""),
+                            pad(c["department"].as_str().unwrap_or(""), 24),
                             e["id"].as_str().unwrap_or(""),
                             e["name"].as_str().unwrap_or("")
                         )?;
@@ -248,10 +250,10 @@ pub fn run(cmd: CatalogCmd) -> Result<()> {
             let v = call(&data.dir, "GET", &path, None)?;
             for h in v["hits"].as_array().into_iter().flatten() {
                 outln!(
-                    "{:<10} {:<12} {:<24} {:<24} {}",
+                    "{:<10} {} {} {:<24} {}",
                     h["region"].as_str().unwrap_or(""),
-                    h["region_name"].as_str().unwrap_or(""),
-                    h["department"].as_str().unwrap_or(""),
+                    pad(h["region_name"].as_str().unwrap_or(""), 12),
+                    pad(h["department"].as_str().unwrap_or(""), 24),
                     h["entry_id"].as_str().unwrap_or(""),
                     h["name"].as_str().unwrap_or("")
                 )?;

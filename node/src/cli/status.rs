@@ -4,6 +4,9 @@ use std::path::Path;
 
 use anyhow::Result;
 
+use backflow_node::share_api::time_text;
+use backflow_node::text_width::pad;
+
 use super::common::{call, urlencode, DataArg};
 
 #[derive(clap::Args, Debug)]
@@ -87,18 +90,31 @@ fn status(dir: &Path, dataset: Option<String>, json: bool) -> Result<()> {
         )?;
         for c in d["children"].as_array().into_iter().flatten() {
             outln!(
-                "  {:<10} {:<16} {:<9} {:>12} {:>14} {:>14}  {}",
+                "  {:<10} {} {:<9} {:>12} {:>14} {:>14}  {}",
                 c["region"].as_str().unwrap_or(""),
-                c["name"].as_str().unwrap_or(""),
+                pad(c["name"].as_str().unwrap_or(""), 16),
                 c["state"].as_str().unwrap_or(""),
                 format!("{}/{}", c["regions_delivered"], c["regions_expected"]),
                 format!("{}/{}", c["records_delivered"], c["records_expected"]),
                 format!("{}/{}", c["bytes_delivered"], c["bytes_expected"]),
-                c["last_receipt_at"]
-                    .as_u64()
-                    .map_or("-".to_string(), |t| format!("{t} ms")),
+                c["last_receipt_at"].as_u64().map_or("-".to_string(), |t| {
+                    let at = backflow_protocol::time::UnixMs(t);
+                    let ago = backflow_node::clock::now_ms().since_ms(at) / 1000;
+                    format!("{} ({})", time_text(at), ago_text(ago))
+                }),
             )?;
         }
     }
     Ok(())
+}
+
+/// How long ago, in the largest whole unit: 刚刚, N 秒前, N 分钟前, N 小时前, N 天前.
+fn ago_text(secs: u64) -> String {
+    match secs {
+        0..=4 => "刚刚".to_string(),
+        5..=59 => format!("{secs} 秒前"),
+        60..=3599 => format!("{} 分钟前", secs / 60),
+        3600..=86_399 => format!("{} 小时前", secs / 3600),
+        _ => format!("{} 天前", secs / 86_400),
+    }
 }
