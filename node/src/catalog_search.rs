@@ -9,9 +9,9 @@
 //! the new log entries itself, so a busy catalog sync never waits for indexing.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
@@ -51,6 +51,11 @@ pub struct CatalogSearch {
     /// so a power cut cannot leave the index holding versions the log lost.
     durable: Arc<AtomicU64>,
     nudge: SyncSender<()>,
+    /// Set by [`Self::stop`]: the indexer returns at its next turn, whoever still holds a
+    /// handle (an API call in flight, a test).
+    stopped: Arc<AtomicBool>,
+    /// The indexer thread, joined by [`Self::stop`].
+    thread: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
 }
 
 /// What a search answers: the hits, who answered (this node, or the ancestor whose subtree
@@ -119,6 +124,8 @@ impl CatalogSearch {
             indexed_through,
             durable: Arc::new(AtomicU64::new(log_len)),
             nudge,
+            stopped: Arc::default(),
+            thread: Arc::default(),
         };
         // The thread holds no sender: when the last handle goes, it sees the channel closed,
         // stops, and the index (its writer lock) is released with the last `Arc`.
@@ -126,11 +133,27 @@ impl CatalogSearch {
             index: Arc::clone(&search.index),
             indexed_through: Arc::clone(&search.indexed_through),
             durable: Arc::clone(&search.durable),
+            stopped: Arc::clone(&search.stopped),
         };
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("catalog-indexer".into())
             .spawn(move || indexer.run(store, nudged))?;
+        *search
+            .thread
+            .lock()
+            .map_err(|_| anyhow!("indexer lock poisoned"))? = Some(thread);
         Ok(search)
+    }
+
+    /// Stops the indexer and waits until its thread — and its copy of the database — is
+    /// gone. Blocks (briefly: one batch of the log at most).
+    pub fn stop(&self) {
+        self.stopped.store(true, Ordering::Relaxed);
+        self.nudge();
+        let thread = self.thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(t) = thread {
+            let _ = t.join();
+        }
     }
 
     /// The catalog log is durable through `log_len`: the indexer reads it. Never blocks (a
@@ -197,6 +220,7 @@ struct Indexer {
     index: Arc<RwLock<CatalogIndex>>,
     indexed_through: Arc<AtomicU64>,
     durable: Arc<AtomicU64>,
+    stopped: Arc<AtomicBool>,
 }
 
 impl Indexer {
@@ -210,8 +234,10 @@ impl Indexer {
         let mut last_commit = Instant::now();
         let mut dirty = false;
         loop {
-            // Every handle gone (the node stopped): stop too, even mid catch-up.
-            if let Err(TryRecvError::Disconnected) = nudged.try_recv() {
+            // Stopped, or every handle gone: stop too, even mid catch-up.
+            if self.stopped.load(Ordering::Relaxed)
+                || matches!(nudged.try_recv(), Err(TryRecvError::Disconnected))
+            {
                 return Ok(());
             }
             let from = {

@@ -119,6 +119,13 @@ impl Runtime {
         }
         info!(region = %self.ep.region(), "node shutting down");
         self.accept_task.abort();
+        // The indexer's copy of the database goes before the node is reported stopped: a
+        // process that exits right after (a test, a restart) never has RocksDB torn down
+        // under a running thread.
+        let search = self.search.clone();
+        tokio::task::spawn_blocking(move || search.stop())
+            .await
+            .map_err(|e| anyhow!("stopping the catalog indexer: {e}"))?;
         self.store.flush()?;
         Ok(())
     }

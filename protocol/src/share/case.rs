@@ -513,19 +513,10 @@ impl ShareCase {
         act: &ShareAct,
     ) -> Result<(), ShareError> {
         use ShareState as S;
-        let name = act_name(act);
-        let expect = |party: Party| {
-            if by == party {
-                Ok(())
-            } else {
-                Err(ShareError::WrongParty {
-                    act: name,
-                    expected: party,
-                })
-            }
-        };
-        let state = self.state;
-        let wrong = || ShareError::WrongState { act: name, state };
+        let acting = Acting::of(self.state, by, act);
+        let state = acting.state;
+        let expect = |party: Party| acting.expect(party);
+        let wrong = || acting.wrong();
         match act {
             ShareAct::Receive => {
                 expect(Party::Provider)?;
@@ -769,6 +760,45 @@ impl ShareCase {
             _ => ANSWER_CONDITIONAL_WORKING_DAYS,
         };
         base + extension
+    }
+}
+
+/// What every transition checks first: that the right party acts, in a state that allows
+/// the act (shared by the request's lifecycle and the acts after a grant).
+#[derive(Clone, Copy)]
+pub(super) struct Acting {
+    pub by: Party,
+    pub name: &'static str,
+    pub state: ShareState,
+}
+
+impl Acting {
+    pub(super) fn of(state: ShareState, by: Party, act: &ShareAct) -> Acting {
+        Acting {
+            by,
+            name: act_name(act),
+            state,
+        }
+    }
+
+    /// `Err` unless `party` is the one acting.
+    pub(super) fn expect(self, party: Party) -> Result<(), ShareError> {
+        if self.by == party {
+            Ok(())
+        } else {
+            Err(ShareError::WrongParty {
+                act: self.name,
+                expected: party,
+            })
+        }
+    }
+
+    /// The act is not possible in the case's state.
+    pub(super) fn wrong(self) -> ShareError {
+        ShareError::WrongState {
+            act: self.name,
+            state: self.state,
+        }
     }
 }
 

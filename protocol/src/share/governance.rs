@@ -8,7 +8,9 @@
 use backflow_topology::RegionCode;
 use serde::{Deserialize, Serialize};
 
-use super::case::{act_name, check_approval, check_text, Applied, Party, ShareAct, ShareCase};
+use super::case::{
+    act_name, check_approval, check_text, Acting, Applied, Party, ShareAct, ShareCase,
+};
 use super::case::{ShareError, ShareState};
 use crate::calendar::WorkingCalendar;
 use crate::time::UnixMs;
@@ -219,19 +221,10 @@ impl ShareCase {
         act: &ShareAct,
     ) -> Result<(), ShareError> {
         use ShareState as S;
-        let name = act_name(act);
-        let expect = |party: Party| {
-            if by == party {
-                Ok(())
-            } else {
-                Err(ShareError::WrongParty {
-                    act: name,
-                    expected: party,
-                })
-            }
-        };
-        let state = self.state;
-        let wrong = || ShareError::WrongState { act: name, state };
+        let acting = Acting::of(self.state, by, act);
+        let (name, state) = (acting.name, acting.state);
+        let expect = |party: Party| acting.expect(party);
+        let wrong = || acting.wrong();
         match act {
             ShareAct::RequestCorrection { ordinal, items } => {
                 expect(Party::Requester)?;
