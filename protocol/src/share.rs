@@ -38,7 +38,7 @@ pub use case::{
     Answer, Applied, DeliveryRoute, Extension, IncompleteNotice, Overdue, Party, ShareAct,
     ShareCase, ShareError, ShareState, DELIVERY_ADDRESSES_MAX, DELIVERY_ADDRESS_BYTES_MAX,
 };
-pub use governance::{
+pub use case::{
     Correction, CorrectionAnswer, CorrectionItem, DisposalMethod, Dispute, DisputeStage, Ending,
     Suspension, CORRECTIONS_MAX, CORRECTION_ITEMS_MAX, CORRECTION_WORKING_DAYS, DISPUTES_MAX,
     RECTIFY_WORKING_DAYS_MAX, SUSPENSIONS_MAX,

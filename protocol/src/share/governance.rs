@@ -1,152 +1,23 @@
 //! After a grant: corrections (Art. 26), suspension, termination and disposal (Art. 27), and
-//! disputes (Art. 28) — the acts on a [`ShareCase`] once the request was answered: a
-//! correction request (校核申请) answered within 10 working days, suspension for misuse, rectification, reinstatement, termination
-//! (with its negotiation and filing), disposal of the data, and disputes negotiated between
-//! the parties or coordinated by their lowest common superior's authority. The states and
-//! the table of owners and deadlines are in [`super::case`].
+//! disputes (Art. 28) — the transitions of the acts on a [`ShareCase`] once the request was
+//! answered: a correction request (校核申请) answered within 10 working days; suspension for
+//! misuse, rectification, reinstatement, termination (with its negotiation and filing) and
+//! disposal of the data; disputes negotiated between the parties or coordinated by their
+//! lowest common superior's authority. The states, their owners and deadlines, and the
+//! records these acts keep are in [`super::case`].
 
 use backflow_topology::RegionCode;
-use serde::{Deserialize, Serialize};
 
 use super::case::{
     act_name, check_approval, check_text, Acting, Applied, Party, ShareAct, ShareCase,
 };
-use super::case::{ShareError, ShareState};
+use super::case::{
+    Correction, CorrectionAnswer, Dispute, DisputeStage, Ending, ShareError, ShareState,
+    Suspension, CORRECTIONS_MAX, CORRECTION_ITEMS_MAX, CORRECTION_WORKING_DAYS, DISPUTES_MAX,
+    RECTIFY_WORKING_DAYS_MAX, SUSPENSIONS_MAX,
+};
 use crate::calendar::WorkingCalendar;
 use crate::time::UnixMs;
-
-/// Suspensions one grant may see; after that, termination is the way.
-pub const SUSPENSIONS_MAX: u32 = 3;
-/// The longest rectification period, in working days.
-pub const RECTIFY_WORKING_DAYS_MAX: u32 = 60;
-
-/// A suspension (暂停共享权限, Art. 27 ¶2) and the rectification it asks for (限期整改).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Suspension {
-    pub at: UnixMs,
-    pub reason: String,
-    pub approved_by: String,
-    /// The end of the rectification period.
-    pub rectify_by: UnixMs,
-    /// Where the case returns when reinstated.
-    pub resume: ShareState,
-    /// The requester's rectification report, if given.
-    pub rectified: Option<(UnixMs, String)>,
-}
-
-/// How the requester disposes of the data (Art. 27 ¶1: 按照政务数据提供部门的要求妥善处置).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum DisposalMethod {
-    /// 删除: the node deletes the content.
-    Delete,
-    /// 退还: handed back to the provider; the node's copy is deleted.
-    Return,
-    /// 归档: archived outside the sharing platform as the provider required; the node's copy
-    /// is deleted.
-    Archive,
-}
-
-/// Working days the provider has to verify, correct and answer a correction request
-/// (Art. 26: 自收到政务数据校核申请之日起10个工作日内予以核实、更正并反馈).
-pub const CORRECTION_WORKING_DAYS: u32 = 10;
-/// Correction requests one grant may see (one open at a time), and records one may name.
-pub const CORRECTIONS_MAX: u32 = 16;
-pub const CORRECTION_ITEMS_MAX: usize = 64;
-
-/// One record the requester believes wrong: its key, the field, and what is wrong.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CorrectionItem {
-    pub key: String,
-    pub field: String,
-    pub problem: String,
-}
-
-/// A correction request (政务数据校核申请, Art. 26) and its answer.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Correction {
-    pub ordinal: u32,
-    pub at: UnixMs,
-    pub items: Vec<CorrectionItem>,
-    /// The end of the 10 working days.
-    pub due: UnixMs,
-    pub answer: Option<CorrectionAnswer>,
-}
-
-/// The provider's answer (反馈校核处理结果): corrected, or not an error with its reason.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CorrectionAnswer {
-    pub at: UnixMs,
-    pub corrected: bool,
-    pub reason: String,
-    pub approved_by: String,
-}
-
-/// Disputes one case may see (one open at a time).
-pub const DISPUTES_MAX: u32 = 4;
-
-/// A dispute over a request, a grant, a correction or a suspension (政务数据共享争议, Art. 28).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Dispute {
-    pub ordinal: u32,
-    pub opened_by: Party,
-    pub opened_at: UnixMs,
-    /// What it is about (the request, the grant, a correction, a suspension…).
-    pub subject: String,
-    pub claim: String,
-    pub stage: DisputeStage,
-}
-
-/// Where a dispute stands, and who owns its next step.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum DisputeStage {
-    /// 协商: parties of one jurisdiction negotiate first (Art. 28 ¶2); either may take it to
-    /// their authority.
-    Negotiating,
-    /// 协调: at the authority of `authority` — the parties' own (one jurisdiction) or their
-    /// lowest common superior's (跨层级、跨地域), which coordinates.
-    Coordinating {
-        authority: RegionCode,
-        since: UnixMs,
-    },
-    /// Settled: agreed between the parties, or at the authority's coordination.
-    Settled {
-        at: UnixMs,
-        coordinated: bool,
-        outcome: String,
-    },
-    /// Not settled at the authority: referred to its people's government to decide
-    /// (报本级人民政府决定) — the final recorded state here.
-    Referred { at: UnixMs, outcome: String },
-}
-
-impl DisputeStage {
-    pub fn is_open(&self) -> bool {
-        matches!(
-            self,
-            DisputeStage::Negotiating | DisputeStage::Coordinating { .. }
-        )
-    }
-}
-
-/// The end of a grant (Art. 27): termination or disposal, as recorded.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Ending {
-    Terminated {
-        at: UnixMs,
-        reason: String,
-        /// The recorded negotiation with the requester (协商); `None` only after a failed
-        /// rectification.
-        negotiation: Option<String>,
-        /// The filing with the same-level authority (备案); as above.
-        filing: Option<String>,
-        approved_by: String,
-    },
-    Disposed {
-        at: UnixMs,
-        method: DisposalMethod,
-        record: String,
-    },
-}
 
 impl ShareCase {
     /// The correction request awaiting the provider's answer, if any.
