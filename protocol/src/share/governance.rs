@@ -107,19 +107,7 @@ impl ShareCase {
                     return Err(ShareError::CorrectionOpen);
                 }
                 let next = self.corrections.len() as u32 + 1;
-                if next > CORRECTIONS_MAX {
-                    return Err(ShareError::TooLarge {
-                        what: "correction requests",
-                        len: next as usize,
-                        max: CORRECTIONS_MAX as usize,
-                    });
-                }
-                if *ordinal != next {
-                    return Err(ShareError::WrongOrdinal {
-                        act: name,
-                        expected: next,
-                    });
-                }
+                next_ordinal(next, CORRECTIONS_MAX, "correction requests", *ordinal, name)?;
                 if items.is_empty() || items.len() > CORRECTION_ITEMS_MAX {
                     return Err(ShareError::TooLarge {
                         what: "records named in a correction request (1 to the limit)",
@@ -285,19 +273,7 @@ impl ShareCase {
                     return Err(ShareError::DisputeOpen);
                 }
                 let next = self.disputes.len() as u32 + 1;
-                if next > DISPUTES_MAX {
-                    return Err(ShareError::TooLarge {
-                        what: "disputes",
-                        len: next as usize,
-                        max: DISPUTES_MAX as usize,
-                    });
-                }
-                if *ordinal != next {
-                    return Err(ShareError::WrongOrdinal {
-                        act: name,
-                        expected: next,
-                    });
-                }
+                next_ordinal(next, DISPUTES_MAX, "disputes", *ordinal, name)?;
                 if subject.trim().is_empty() || claim.trim().is_empty() {
                     return Err(ShareError::WithoutReason { act: name });
                 }
@@ -380,4 +356,28 @@ impl ShareCase {
         }
         Ok(())
     }
+}
+
+/// A numbered record's next number `next` (at most `max` of them): the act must carry it.
+fn next_ordinal(
+    next: u32,
+    max: u32,
+    what: &'static str,
+    ordinal: u32,
+    act: &'static str,
+) -> Result<(), ShareError> {
+    if next > max {
+        return Err(ShareError::TooLarge {
+            what,
+            len: next as usize,
+            max: max as usize,
+        });
+    }
+    if ordinal != next {
+        return Err(ShareError::WrongOrdinal {
+            act,
+            expected: next,
+        });
+    }
+    Ok(())
 }

@@ -95,10 +95,6 @@ fn not_in_catalog_refusal() -> ShareAct {
     }
 }
 
-fn kind_is_authority(kind: &ShareActKind) -> bool {
-    kind.is_authority_act()
-}
-
 /// The name the coordinating authority acts under (政务数据共享主管部门: a role of the
 /// jurisdiction key, Art. 28).
 pub const AUTHORITY_NAME: &str = "政务数据共享主管部门";
@@ -1066,7 +1062,7 @@ impl ShareService {
                 Ok(())
             }
             // The coordinating authority's act: from the parties' lowest common superior only.
-            ShareActKind::Act(a) if kind_is_authority(&b.kind) => {
+            ShareActKind::Act(a) if b.kind.is_authority_act() => {
                 let case = self
                     .cases
                     .get(&b.request)
