@@ -8,6 +8,8 @@
 //! the field name asked for and what is wrong. The rejects file, written for the operator
 //! only, shows a truncated value per rejected line.
 
+pub mod fields;
 pub mod line_report;
 pub mod partition;
+mod scan;
 pub mod township_index;

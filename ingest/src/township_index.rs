@@ -92,36 +92,79 @@ type FastMap<V> = HashMap<u64, V, BuildHasherDefault<U64Hasher>>;
 
 /// The scope-independent part of the index: every township of the country, its digits →
 /// dense index, and its known villages. Built once per process from [`Topology::china`] (~20 ms
-/// in release, ~6 MB kept: a bitmap of 128 bytes per township) instead of once per publish: a
-/// small publish, a test or a fuzz iteration would otherwise spend nearly all its time here.
+/// in release) instead of once per publish: a small publish, a test or a fuzz iteration would
+/// otherwise spend nearly all its time here.
+///
+/// Why this shape: routing is one lookup per record at random places in these tables, so
+/// their size decides the partitioning rate. A hash map of all 41,352 townships and a
+/// 128-byte village bitmap per township (6 MB together) missed the 2 MiB L2 cache on nearly
+/// every record (45 % of a national publish's partitioning time in `perf`). Counties (2,978)
+/// in a small map, townships' 3-digit numbers (83 KB) and villages as one bitmap per township
+/// covering only its highest village number (1.3 MB) fit in it.
 struct Country {
-    by_digits: FastMap<u32>,
+    /// County (the first 6 digits) → its townships: a range of dense indexes. The table's
+    /// townships are in code order, so a county's are contiguous and ascending.
+    counties: FastMap<(u32, u32)>,
+    /// Per township, its number within its county (the last 3 digits of its code).
+    numbers: Vec<u16>,
     codes: Vec<RegionCode>,
-    /// Per township (same index), a bit per village number 000–999 in the NBS list. Why not
-    /// ask the topology per record: a binary search over 620,573 codes for each of millions
-    /// of records cost more than the whole partitioning pass (143 against ~400 MB/s); a bit
-    /// test here is one load.
-    known_villages: Vec<[u64; 16]>,
+    /// Per township (same index), `village_words[village_at[i]..village_at[i + 1]]` is a bit
+    /// per village number 000–(highest known) in the NBS list. Why not ask the topology per
+    /// record: a binary search over 620,573 codes for each of millions of records cost more
+    /// than the whole partitioning pass (143 against ~400 MB/s); a bit test here is one load.
+    village_at: Vec<u32>,
+    village_words: Vec<u64>,
+}
+
+impl Country {
+    /// The dense index of the township with these 9 digits, if the table has it.
+    fn find(&self, digits: u64) -> Option<u32> {
+        let &(first, count) = self.counties.get(&(digits / 1000))?;
+        let number = (digits % 1000) as u16;
+        let numbers = &self.numbers[first as usize..(first + count) as usize];
+        let k = numbers.binary_search(&number).ok()?;
+        Some(first + k as u32)
+    }
 }
 
 fn country() -> &'static Country {
     static COUNTRY: OnceLock<Country> = OnceLock::new();
     COUNTRY.get_or_init(|| {
         let codes = Topology::china().townships_under(RegionCode::NATIONAL);
-        let mut by_digits = FastMap::default();
-        by_digits.reserve(codes.len());
-        let mut known_villages = vec![[0u64; 16]; codes.len()];
+        let mut counties = FastMap::default();
+        let mut numbers = Vec::with_capacity(codes.len());
+        let mut village_at = Vec::with_capacity(codes.len() + 1);
+        let mut village_words = Vec::new();
         for (i, c) in codes.iter().enumerate() {
-            by_digits.insert(c.digits(), i as u32);
-            for v in backflow_topology::villages_of(*c) {
-                let n = (v % 1000) as usize;
-                known_villages[i][n / 64] |= 1 << (n % 64);
+            let digits = c.digits();
+            assert!(
+                i == 0 || codes[i - 1].digits() < digits,
+                "the table's townships are in code order"
+            );
+            counties
+                .entry(digits / 1000)
+                .and_modify(|(_, count)| *count += 1)
+                .or_insert((i as u32, 1u32));
+            numbers.push((digits % 1000) as u16);
+            village_at.push(village_words.len() as u32);
+            let villages: Vec<usize> = backflow_topology::villages_of(*c)
+                .iter()
+                .map(|v| (v % 1000) as usize)
+                .collect();
+            let words = villages.iter().max().map_or(0, |&n| n / 64 + 1);
+            let base = village_words.len();
+            village_words.resize(base + words, 0);
+            for n in villages {
+                village_words[base + n / 64] |= 1 << (n % 64);
             }
         }
+        village_at.push(village_words.len() as u32);
         Country {
-            by_digits,
+            counties,
+            numbers,
             codes,
-            known_villages,
+            village_at,
+            village_words,
         }
     })
 }
@@ -155,11 +198,9 @@ impl TownshipIndex {
         } else {
             // The same walk of the same tree as `country.codes`: a slice of it.
             let under = Topology::china().townships_under(scope);
-            let first = under
-                .first()
-                .and_then(|c| country.by_digits.get(&c.digits()));
+            let first = under.first().and_then(|c| country.find(c.digits()));
             match first {
-                Some(&i) => {
+                Some(i) => {
                     let range = i as usize..i as usize + under.len();
                     debug_assert_eq!(country.codes.get(range.clone()), Some(&under[..]));
                     range
@@ -181,44 +222,77 @@ impl TownshipIndex {
     fn village_known(&self, i: u32, village: u16) -> bool {
         let n = usize::from(village);
         debug_assert!(n < 1000, "three digits");
-        self.country.known_villages[i as usize][n / 64] >> (n % 64) & 1 == 1
+        let c = self.country;
+        let (from, to) = (c.village_at[i as usize], c.village_at[i as usize + 1]);
+        let words = &c.village_words[from as usize..to as usize];
+        words.get(n / 64).is_some_and(|w| w >> (n % 64) & 1 == 1)
     }
 
     /// Routes a region field value; its township or the reason it cannot be routed.
+    #[cfg(test)]
     pub(crate) fn route(&self, value: &[u8]) -> Result<Routed, RejectReason> {
-        let value = value.trim_ascii();
-        if value.is_empty() {
-            return Err(RejectReason::MissingRegion);
-        }
-        let digits = match value.len() {
-            9 | 12 => &value[..9],
-            _ => return Err(RejectReason::MalformedRegion),
-        };
-        if !value.iter().all(u8::is_ascii_digit) || value[0] == b'0' {
-            return Err(RejectReason::MalformedRegion);
-        }
-        let n = digits
-            .iter()
-            .fold(0u64, |acc, &b| acc * 10 + u64::from(b - b'0'));
-        let i = match self.country.by_digits.get(&n) {
+        self.locate(Parsed::from_value(value)?)
+    }
+
+    /// The township of a parsed code, or why it has none. The only step that looks up tables
+    /// (kept apart from parsing so a batch of lines can overlap its cache misses: see
+    /// [`crate::scan`]).
+    pub(crate) fn locate(&self, parsed: Parsed) -> Result<Routed, RejectReason> {
+        let i = match self.country.find(parsed.township_digits) {
             None => return Err(RejectReason::UnknownRegion),
-            Some(&i) if !self.scope.contains(&(i as usize)) => {
+            Some(i) if !self.scope.contains(&(i as usize)) => {
                 return Err(RejectReason::ForeignRegion)
             }
-            Some(&i) => i,
+            Some(i) => i,
         };
-        let unknown_village = value.len() == 12 && {
-            let village = value[9..]
-                .iter()
-                .fold(0u16, |acc, &b| acc * 10 + u16::from(b - b'0'));
-            !self.village_known(i, village)
-        };
+        let unknown_village =
+            parsed.village != Parsed::NO_VILLAGE && !self.village_known(i, parsed.village);
         if unknown_village && self.villages == VillagePolicy::Strict {
             return Err(RejectReason::UnknownVillage);
         }
         Ok(Routed {
             township: i,
             unknown_village,
+        })
+    }
+}
+
+/// A region field value that has the form of a township (9 digits) or village (12 digits)
+/// code, not yet looked up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Parsed {
+    township_digits: u64,
+    /// The village number (last three digits), or [`Parsed::NO_VILLAGE`] for a 9-digit code.
+    village: u16,
+}
+
+impl Parsed {
+    const NO_VILLAGE: u16 = u16::MAX;
+
+    /// Parses a region field value, or says why it is not a township or village code.
+    pub(crate) fn from_value(value: &[u8]) -> Result<Parsed, RejectReason> {
+        let value = value.trim_ascii();
+        if value.is_empty() {
+            return Err(RejectReason::MissingRegion);
+        }
+        if !matches!(value.len(), 9 | 12)
+            || !value.iter().all(u8::is_ascii_digit)
+            || value[0] == b'0'
+        {
+            return Err(RejectReason::MalformedRegion);
+        }
+        let township_digits = value[..9]
+            .iter()
+            .fold(0u64, |acc, &b| acc * 10 + u64::from(b - b'0'));
+        let village = match value.get(9..) {
+            Some(v) if !v.is_empty() => v
+                .iter()
+                .fold(0u16, |acc, &b| acc * 10 + u16::from(b - b'0')),
+            _ => Parsed::NO_VILLAGE,
+        };
+        Ok(Parsed {
+            township_digits,
+            village,
         })
     }
 }
@@ -257,5 +331,46 @@ mod tests {
             };
             assert_eq!(index.scope.len(), expected, "{scope}");
         }
+    }
+
+    /// The compact tables answer exactly what the division table says, for every township
+    /// and every village number 000–999.
+    #[test]
+    fn every_township_and_village_is_found_as_the_table_has_it() {
+        let index = TownshipIndex::new(RegionCode::NATIONAL, VillagePolicy::RollUp);
+        for (i, code) in index.codes.iter().enumerate() {
+            assert_eq!(index.country.find(code.digits()), Some(i as u32), "{code}");
+            let villages = backflow_topology::villages_of(*code);
+            for v in villages {
+                assert!(index.village_known(i as u32, (v % 1000) as u16), "{v}");
+            }
+            let known = (0..1000u16)
+                .filter(|&n| index.village_known(i as u32, n))
+                .count();
+            assert_eq!(known, villages.len(), "{code}");
+        }
+        for absent in [110_101_000, 110_101_999, 110_100_001, 999_999_001, 0] {
+            assert_eq!(index.country.find(absent), None, "{absent}");
+        }
+    }
+
+    #[test]
+    fn values_are_parsed_before_they_are_looked_up() {
+        let index = TownshipIndex::new(RegionCode::parse("11").unwrap(), VillagePolicy::Strict);
+        for (value, expected) in [
+            ("", Err(RejectReason::MissingRegion)),
+            ("  ", Err(RejectReason::MissingRegion)),
+            ("11010100100", Err(RejectReason::MalformedRegion)),
+            ("011010100100", Err(RejectReason::MalformedRegion)),
+            ("11010100100x", Err(RejectReason::MalformedRegion)),
+            ("110101999", Err(RejectReason::UnknownRegion)),
+            ("441900003", Err(RejectReason::ForeignRegion)),
+            ("110101001999", Err(RejectReason::UnknownVillage)),
+        ] {
+            assert_eq!(index.route(value.as_bytes()), expected, "{value:?}");
+        }
+        let routed = index.route(b" 110101001 ").unwrap();
+        assert_eq!(index.codes[routed.township as usize].digits(), 110_101_001);
+        assert!(!routed.unknown_village);
     }
 }

@@ -21,8 +21,9 @@ use std::sync::OnceLock;
 
 use anyhow::Result;
 use backflow_ingest::partition::{
-    csv_header_fields, partition, partition_in_blocks, Format, PartitionConfig, PartitionSink,
-    PartitionSummary, RegionField, RejectReason, Replay, VillagePolicy, REJECT_LINES_KEPT_MAX,
+    csv_header_fields, partition, partition_in_blocks, partition_tuned, Format, PartitionConfig,
+    PartitionSink, PartitionSummary, RegionField, RejectReason, Replay, Tuning, VillagePolicy,
+    REJECT_LINES_KEPT_MAX,
 };
 use backflow_topology::{RegionCode, Topology};
 use libfuzzer_sys::fuzz_target;
@@ -146,6 +147,15 @@ fn run(
         read = n;
     };
     let result = match block {
+        // The roll-up pass also scans every block's lines on two threads.
+        Some(b) if villages == VillagePolicy::RollUp => {
+            let tuning = Tuning {
+                block_bytes: b,
+                scan_threads: 2,
+                parallel_bytes_min: 1,
+            };
+            partition_tuned(&mut &input[..], &cfg, tuning, &mut sink, &mut progress)
+        }
         Some(b) => partition_in_blocks(&mut &input[..], &cfg, b, &mut sink, &mut progress),
         None => partition(&mut &input[..], &cfg, &mut sink, &mut progress),
     };
