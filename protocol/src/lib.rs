@@ -52,6 +52,7 @@ pub mod codec;
 pub mod department;
 pub mod endpoint;
 mod group_set;
+pub mod ledger;
 pub mod limits;
 pub mod manifest;
 pub mod outbox;
