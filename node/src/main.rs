@@ -84,7 +84,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         // The reader went away (`backflow … | head`): the output simply ends, as with any
         // Unix tool — no error, no backtrace.
-        Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
+        Err(error) if cli::is_output_closed(&error) => ExitCode::SUCCESS,
         Err(error) => {
             // One line, so scripts and people both read it easily.
             eprintln!("error: {error:#}");
@@ -93,17 +93,11 @@ fn main() -> ExitCode {
     }
 }
 
-fn is_broken_pipe(error: &anyhow::Error) -> bool {
-    error.chain().any(|cause| {
-        cause
-            .downcast_ref::<std::io::Error>()
-            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
-    })
-}
-
 fn dispatch(cmd: Command) -> Result<()> {
     match cmd {
-        Command::Topology(cmd) => cli::topology::run(cmd, &mut std::io::stdout().lock()),
+        Command::Topology(cmd) => {
+            cli::topology::run(cmd, &mut cli::Output(std::io::stdout().lock()))
+        }
         Command::Demo(args) => cli::demo::run(args),
         Command::Init(args) => cli::init::run(args),
         Command::Cert(cmd) => cli::cert::run(cmd),
@@ -113,8 +107,10 @@ fn dispatch(cmd: Command) -> Result<()> {
         Command::Status(args) => cli::status::run(args),
         Command::Export(args) => cli::export::run(args),
         Command::Catalog(cmd) => cli::catalog::run(cmd),
-        Command::Share(args) => cli::share::run(args, &mut std::io::stdout().lock()),
-        Command::Dept(cmd) => cli::dept::run(cmd, &mut std::io::stdout().lock()),
-        Command::Calendar(cmd) => cli::calendar::run(cmd, &mut std::io::stdout().lock()),
+        Command::Share(args) => cli::share::run(args, &mut cli::Output(std::io::stdout().lock())),
+        Command::Dept(cmd) => cli::dept::run(cmd, &mut cli::Output(std::io::stdout().lock())),
+        Command::Calendar(cmd) => {
+            cli::calendar::run(cmd, &mut cli::Output(std::io::stdout().lock()))
+        }
     }
 }
