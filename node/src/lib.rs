@@ -14,6 +14,7 @@ pub mod dataplane;
 pub mod delivery;
 pub mod demo;
 pub mod departments;
+mod direct_io;
 pub mod export;
 pub mod faults;
 pub mod handle;
