@@ -7,9 +7,8 @@ use std::sync::Arc;
 
 use backflow_topology::RegionCode;
 
-use super::{
-    data_parent, valid_sources, Event, Output, ReturnFlow, ReturnFlowMsg, StorageOp, Transfer,
-};
+use super::paths::{data_parent, valid_sources};
+use super::{Event, Output, ReturnFlow, ReturnFlowMsg, StorageOp, Transfer};
 use crate::attestation::{AttestationError, SignedAttestation};
 use crate::cert::TrustStore;
 use crate::limits::MISSING_REGIONS_REPORTED_MAX;
