@@ -29,11 +29,15 @@ use crate::limits::TEXT_BYTES_MAX;
 use crate::manifest::Hash;
 use crate::time::UnixMs;
 
+mod acts;
 mod case;
 mod governance;
 mod service;
 mod timers;
 
+pub use acts::{
+    ShareActBody, ShareActKind, ShareMsg, ShareRejection, SignedShareAct, SHARE_CLOCK_SKEW_MS_MAX,
+};
 pub use case::{
     Answer, Applied, DeliveryRoute, Extension, IncompleteNotice, Overdue, Party, ShareAct,
     ShareCase, ShareError, ShareState, DELIVERY_ADDRESSES_MAX, DELIVERY_ADDRESS_BYTES_MAX,
@@ -44,8 +48,7 @@ pub use case::{
     RECTIFY_WORKING_DAYS_MAX, SUSPENSIONS_MAX,
 };
 pub use service::{
-    ShareActBody, ShareActKind, ShareEvent, ShareMsg, ShareOutput, ShareRejection, ShareService,
-    ShareStorageOp, SignedShareAct, SHARE_CASES_MAX, SHARE_CLOCK_SKEW_MS_MAX, SHARE_TRANSIT_MAX,
+    ShareEvent, ShareOutput, ShareService, ShareStorageOp, SHARE_CASES_MAX, SHARE_TRANSIT_MAX,
 };
 
 const REQUEST_DOMAIN: &[u8] = b"backflow/share-request/v1";

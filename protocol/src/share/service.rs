@@ -33,67 +33,22 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
 use backflow_topology::RegionCode;
-use ed25519_dalek::Signature;
-use serde::{Deserialize, Serialize};
 
+use super::acts::{
+    not_in_catalog_refusal, party_of, sign_act, ShareActKind, ShareMsg, ShareRejection,
+    SignedShareAct,
+};
 use super::timers::{CaseKey, Timers};
 use super::{DeliveryRoute, Party, ShareAct, ShareCase, ShareError, ShareRequest};
 use crate::calendar::WorkingCalendar;
 use crate::catalog::{CatalogOrigin, SharingAttribute, SharingMethod};
-use crate::cert::{check_chain_limits, CertChain, CertError, NodeIdentity, TrustStore};
-use crate::codec::{digest, encoded_len};
-use crate::department::{
-    DepartmentCert, DepartmentError, DepartmentIdentity, DEPARTMENTS_PER_NODE_MAX,
-};
-use crate::limits::{check_len, Bounded, LimitError, FRAME_BYTES_MAX};
+use crate::cert::{NodeIdentity, TrustStore};
+use crate::department::{DepartmentError, DepartmentIdentity, DEPARTMENTS_PER_NODE_MAX};
 use crate::manifest::Hash;
 use crate::time::UnixMs;
 
-const ACT_DOMAIN: &[u8] = b"backflow/share-act/v1";
-
-/// Which party of `case` the department `by` is.
-fn party_of(case: &ShareCase, by: &CatalogOrigin) -> Result<Party, ShareRejection> {
-    if *by == case.request.provider {
-        Ok(Party::Provider)
-    } else if *by == case.request.requester {
-        Ok(Party::Requester)
-    } else {
-        Err(ShareRejection::NotAParty)
-    }
-}
-
-/// `by`'s act `kind` on `request`, for the party at `to`, done and signed now: by the
-/// department (`Some`) or by the node itself (`None`, [`ShareActKind::is_node_act`]).
-fn sign_act(
-    identity: &NodeIdentity,
-    department: Option<&DepartmentIdentity>,
-    now: UnixMs,
-    request: Hash,
-    by: CatalogOrigin,
-    to: RegionCode,
-    kind: ShareActKind,
-) -> Arc<SignedShareAct> {
-    let body = ShareActBody {
-        request,
-        by,
-        to,
-        at: now,
-        kind,
-    };
-    Arc::new(match department {
-        Some(d) => SignedShareAct::sign_by_department(body, identity, d),
-        None => SignedShareAct::sign(body, identity),
-    })
-}
-
-/// What the provider's node answers, by itself, to a request for an entry its catalog does
-/// not hold: a refusal with that reason (both copies apply this same act).
-fn not_in_catalog_refusal() -> ShareAct {
-    ShareAct::Refuse {
-        reasons: "the provider's catalog holds no such entry (目录中无此条目)".to_string(),
-        approved_by: "政务数据目录 (catalog)".to_string(),
-    }
-}
+mod relay;
+mod supervision;
 
 /// The name the coordinating authority acts under (政务数据共享主管部门: a role of the
 /// jurisdiction key, Art. 28).
@@ -109,254 +64,6 @@ pub const SHARE_CASES_MAX: usize = 1_000_000;
 /// Acts a relay holds in transit at once; beyond, it does not acknowledge (the sender
 /// retries later).
 pub const SHARE_TRANSIT_MAX: usize = 65_536;
-/// How far in the future a signed act's time may lie (clocks differ between nodes).
-pub const SHARE_CLOCK_SKEW_MS_MAX: u64 = 5 * 60_000;
-
-/// What a department (or, for [`ShareActKind::is_node_act`], its node) does.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ShareActBody {
-    /// The request ([`ShareRequest::id`]).
-    pub request: Hash,
-    /// The acting department.
-    pub by: CatalogOrigin,
-    /// The other party's region: where the act goes.
-    pub to: RegionCode,
-    /// When it was done: both copies of the case apply it at this time.
-    pub at: UnixMs,
-    pub kind: ShareActKind,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ShareActKind {
-    /// The requester files the request (with the entry's attribute as the catalog it chose
-    /// from states it; the provider's own catalog decides).
-    File {
-        request: Box<ShareRequest>,
-        attribute: SharingAttribute,
-    },
-    /// The provider's node received the filing; `attribute` is the entry's as the provider's
-    /// own catalog states it, which both copies of the case then hold.
-    Received {
-        attribute: SharingAttribute,
-    },
-    /// The provider's node refuses a filing for an entry its catalog does not hold (both
-    /// copies apply [`not_in_catalog_refusal`]).
-    NotInCatalog,
-    /// The requester's node verified every byte of the delivery `manifest` (batch exchange,
-    /// Art. 22): the data is delivered (both copies apply [`ShareAct::Delivered`]).
-    DeliveryVerified {
-        manifest: Hash,
-    },
-    /// The provider's node renewed the delivery under `manifest` (its term of use outlasts
-    /// one manifest's validity): both copies apply [`ShareAct::RenewDelivery`].
-    DeliveryRenewed {
-        manifest: Hash,
-    },
-    Act(ShareAct),
-}
-
-impl ShareActKind {
-    /// Acts the node does by itself, signed by its jurisdiction key; every other act is a
-    /// department's, signed by the department's own key.
-    pub fn is_node_act(&self) -> bool {
-        self.node_party().is_some() || self.is_authority_act()
-    }
-
-    /// The coordinating authority's act on a dispute (Art. 28): a node act of the parties'
-    /// lowest common superior, the one node that is no party.
-    pub fn is_authority_act(&self) -> bool {
-        matches!(self, ShareActKind::Act(ShareAct::Coordinate { .. }))
-    }
-
-    /// Whose node does this act by itself: the provider's (receipt, not-in-catalog refusal)
-    /// or the requester's (a delivery verified).
-    pub fn node_party(&self) -> Option<Party> {
-        match self {
-            ShareActKind::Received { .. } | ShareActKind::NotInCatalog => Some(Party::Provider),
-            ShareActKind::DeliveryVerified { .. } => Some(Party::Requester),
-            ShareActKind::DeliveryRenewed { .. } => Some(Party::Provider),
-            ShareActKind::File { .. } | ShareActKind::Act(_) => None,
-        }
-    }
-
-    /// What this act does to an existing case: the case act, and the provider's attribute it
-    /// sets first (a `Received`). `None` for a filing, which creates the case.
-    fn case_act(&self) -> Option<(ShareAct, Option<SharingAttribute>)> {
-        match self {
-            ShareActKind::File { .. } => None,
-            ShareActKind::Received { attribute } => {
-                Some((ShareAct::Receive, Some(attribute.clone())))
-            }
-            ShareActKind::NotInCatalog => Some((not_in_catalog_refusal(), None)),
-            ShareActKind::DeliveryVerified { .. } => Some((ShareAct::Delivered, None)),
-            ShareActKind::DeliveryRenewed { manifest } => Some((
-                ShareAct::RenewDelivery {
-                    manifest: *manifest,
-                },
-                None,
-            )),
-            ShareActKind::Act(a) => Some((a.clone(), None)),
-        }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SignedShareAct {
-    pub body: ShareActBody,
-    /// The jurisdiction's chain: the signer of a node act, the certifier of a department.
-    pub signer: CertChain,
-    /// The acting department's certificate (under the chain's key); `None` for a node act.
-    pub department: Option<DepartmentCert>,
-    /// By the department's key, or for a node act by the jurisdiction key.
-    pub signature: Signature,
-}
-
-impl Bounded for SignedShareAct {
-    fn check_limits(&self) -> Result<(), LimitError> {
-        check_chain_limits(&self.signer)?;
-        if let Some(d) = &self.department {
-            d.check_limits()?;
-        }
-        check_len(
-            "share act bytes",
-            encoded_len(&self.body),
-            FRAME_BYTES_MAX / 4,
-        )
-    }
-}
-
-impl SignedShareAct {
-    /// A node act ([`ShareActKind::is_node_act`]), signed by the jurisdiction key.
-    pub fn sign(body: ShareActBody, identity: &NodeIdentity) -> SignedShareAct {
-        SignedShareAct {
-            signature: identity.sign(&digest(ACT_DOMAIN, &body)),
-            body,
-            signer: identity.chain.clone(),
-            department: None,
-        }
-    }
-
-    /// A department's act, signed by its key; `identity` is its node's (the certifier).
-    pub fn sign_by_department(
-        body: ShareActBody,
-        identity: &NodeIdentity,
-        department: &DepartmentIdentity,
-    ) -> SignedShareAct {
-        SignedShareAct {
-            signature: department.sign(&digest(ACT_DOMAIN, &body)),
-            body,
-            signer: identity.chain.clone(),
-            department: Some(department.cert.clone()),
-        }
-    }
-
-    /// The act's identity (what acknowledgements name).
-    pub fn id(&self) -> Hash {
-        digest(ACT_DOMAIN, &self.body)
-    }
-
-    fn verify(&self, trust: &mut TrustStore, now: UnixMs) -> Result<(), ShareRejection> {
-        self.check_limits()?;
-        let by = &self.body.by;
-        let who = match &self.department {
-            None => {
-                if !self.body.kind.is_node_act() {
-                    return Err(ShareRejection::NotSignedByTheDepartment {
-                        department: by.department.clone(),
-                    });
-                }
-                trust.verify_signed(&self.signer, now, &self.id(), &self.signature)?
-            }
-            Some(cert) => {
-                if self.body.kind.is_node_act() {
-                    return Err(ShareRejection::NodeActByADepartment);
-                }
-                let who = trust.verify_chain(&self.signer, now)?;
-                cert.verify(trust, &who, now)?;
-                if cert.body.department != by.department {
-                    return Err(ShareRejection::OtherDepartment {
-                        by: by.department.clone(),
-                        signer: cert.body.department.clone(),
-                    });
-                }
-                if !trust.check_key_signature(&cert.body.key, &self.id(), &self.signature) {
-                    return Err(ShareRejection::BadDepartmentSignature {
-                        department: by.department.clone(),
-                    });
-                }
-                who
-            }
-        };
-        if who.region != by.region {
-            return Err(ShareRejection::WrongSigner {
-                by: by.region,
-                signer: who.region,
-            });
-        }
-        if self.body.at > now.plus_ms(SHARE_CLOCK_SKEW_MS_MAX) {
-            return Err(ShareRejection::FromTheFuture { at: self.body.at });
-        }
-        Ok(())
-    }
-}
-
-/// Messages between neighbouring nodes.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub enum ShareMsg {
-    Act(Arc<SignedShareAct>),
-    /// Hop-by-hop: the act ([`SignedShareAct::id`]) is persisted here.
-    Ack {
-        act: Hash,
-    },
-}
-
-impl Bounded for ShareMsg {
-    fn check_limits(&self) -> Result<(), LimitError> {
-        match self {
-            ShareMsg::Act(a) => a.check_limits(),
-            ShareMsg::Ack { .. } => Ok(()),
-        }
-    }
-}
-
-/// Why an act was not taken.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum ShareRejection {
-    #[error(transparent)]
-    Limit(#[from] LimitError),
-    #[error(transparent)]
-    Cert(#[from] CertError),
-    #[error("an act of a department of {by} signed by {signer}")]
-    WrongSigner { by: RegionCode, signer: RegionCode },
-    #[error(transparent)]
-    Department(#[from] DepartmentError),
-    #[error("an act of department {department:?} not signed by the department's own key")]
-    NotSignedByTheDepartment { department: String },
-    #[error("an act of the node itself signed by a department's key")]
-    NodeActByADepartment,
-    #[error("an act of department {by:?} signed by department {signer:?}")]
-    OtherDepartment { by: String, signer: String },
-    #[error("an act of department {department:?} with a bad signature")]
-    BadDepartmentSignature { department: String },
-    #[error("an act signed at {at}, in the future")]
-    FromTheFuture { at: UnixMs },
-    #[error("no such request here")]
-    UnknownRequest,
-    #[error("the department is not a party to this request")]
-    NotAParty,
-    #[error("the request's filing names another identity than its content")]
-    MismatchedFiling,
-    #[error("this node holds {max} share requests already")]
-    TooManyCases { max: usize },
-    #[error("a request is received by the provider's node when it arrives, not by a department")]
-    ReceivedByTheNode,
-    #[error("the delivery verified is not the one this request's provider started")]
-    NotThisDelivery,
-    #[error("this node is not the requester's, or the request has no delivery started")]
-    NoDeliveryHere,
-    #[error(transparent)]
-    Case(#[from] ShareError),
-}
 
 /// Storage effects: apply durably before acting on later outputs.
 #[derive(Clone, Debug, PartialEq)]
@@ -412,8 +119,6 @@ struct Transit {
 /// 40 s with the defaults): a hop that is down for hours is not sent every act every 5 s;
 /// when it comes back (admitted again) everything bound for it goes at once.
 pub const SHARE_RETRY_BACKOFF_MAX: u64 = 8;
-/// Acts held for one supervisory copy because an earlier act has not reached it yet.
-const SUPERVISE_HELD_PER_CASE_MAX: usize = 16;
 
 /// One node's side of the sharing service.
 #[derive(Debug)]
@@ -910,100 +615,6 @@ impl ShareService {
         }
     }
 
-    /// An act this node forwards between two other regions: if it is their lowest common
-    /// superior, its supervisory copy of the case follows the act (at its signed time, as
-    /// the parties' copies do). Errors are the parties' to report; the copy just does not move.
-    fn supervise(&mut self, act: &Arc<SignedShareAct>) {
-        let b = &act.body;
-        let (a, z) = (b.by.region, b.to);
-        if a.lowest_common_ancestor(z) != self.region || a == self.region || z == self.region {
-            return;
-        }
-        if !self.supervise_one(act) {
-            // Perhaps out of order: held until the copy moves (bounded; a copy that is final
-            // takes nothing more).
-            let final_copy = self
-                .supervised
-                .get(&b.request)
-                .is_some_and(|c| c.state.is_final());
-            let held = self.supervise_held.get(&b.request);
-            let room = held.is_none_or(|h| h.len() < SUPERVISE_HELD_PER_CASE_MAX);
-            let known = held.is_some_and(|h| h.iter().any(|h| h.id() == act.id()));
-            if !final_copy && room && !known {
-                self.supervise_held
-                    .entry(b.request)
-                    .or_default()
-                    .push(Arc::clone(act));
-            }
-            return;
-        }
-        // The copy moved: acts held for it may apply now, each possibly enabling the next.
-        while let Some(held) = self.supervise_held.remove(&b.request) {
-            let (applied, rest): (Vec<_>, Vec<_>) =
-                held.into_iter().partition(|h| self.supervise_one(h));
-            let done = self
-                .supervised
-                .get(&b.request)
-                .is_none_or(|c| c.state.is_final());
-            if !rest.is_empty() && !done {
-                self.supervise_held.insert(b.request, rest);
-            }
-            if applied.is_empty() {
-                break;
-            }
-        }
-    }
-
-    /// Applies one act to the supervisory copy; whether the copy took it (a filing creates
-    /// the copy). Already-applied acts count as taken.
-    fn supervise_one(&mut self, act: &SignedShareAct) -> bool {
-        let b = &act.body;
-        let case = match &b.kind {
-            ShareActKind::File { request, attribute } => {
-                // (A mismatched or excess filing never applies: counted as taken, not held.)
-                if request.id() != b.request
-                    || self.supervised.contains_key(&b.request)
-                    || self.supervised.len() >= SHARE_CASES_MAX
-                {
-                    return true;
-                }
-                ShareCase::new((**request).clone(), attribute.clone())
-            }
-            kind => {
-                // The filing has not come through here yet.
-                let Some(mut case) = self.supervised.get(&b.request).cloned() else {
-                    return false;
-                };
-                let (Ok(party), Some((act, attribute))) = (party_of(&case, &b.by), kind.case_act())
-                else {
-                    return true;
-                };
-                if let Some(attribute) = attribute {
-                    case.attribute = attribute;
-                }
-                match case.apply(&self.calendar, b.at, party, act) {
-                    Ok(super::Applied::Changed) => case,
-                    Ok(super::Applied::AlreadyApplied) => return true,
-                    // An act before it is still on its way.
-                    Err(ShareError::WrongState { .. }) => return false,
-                    Err(_) => return true,
-                }
-            }
-        };
-        self.put_supervised(case);
-        true
-    }
-
-    fn put_supervised(&mut self, case: ShareCase) {
-        let id = case.request.id();
-        self.supervised.insert(id, case.clone());
-        self.retime((id, true));
-        self.out
-            .push_back(ShareOutput::Storage(ShareStorageOp::PutSupervised(
-                Box::new(case),
-            )));
-    }
-
     /// Whether this node's copy of the case already holds `act`.
     fn applied_here(&self, act: &SignedShareAct) -> bool {
         if act.body.to != self.region {
@@ -1174,68 +785,6 @@ impl ShareService {
             let me = self.region;
             self.reject(me, request, error);
         }
-    }
-
-    /// Holds `act` for its next hop (persisted first), and sends it.
-    fn route(&mut self, now: UnixMs, act: Arc<SignedShareAct>) {
-        let id = act.id();
-        let hop = self.next_hop(act.body.to);
-        self.out
-            .push_back(ShareOutput::Storage(ShareStorageOp::PutTransit(
-                Arc::clone(&act),
-            )));
-        self.transit.insert(
-            id,
-            Transit {
-                act: Arc::clone(&act),
-                attempts: 0,
-            },
-        );
-        self.timers.set_send(id, Some(now.plus_ms(self.retry_ms)));
-        self.send(hop, ShareMsg::Act(act));
-    }
-
-    /// Region `region` was admitted (`true`) or its connection went away.
-    pub fn handle_reachable(&mut self, region: RegionCode, up: bool) {
-        if !up {
-            self.reachable.remove(&region);
-            return;
-        }
-        self.reachable.insert(region);
-        // Whatever waits for this hop goes at once (at the next tick), backoff reset.
-        let waiting: Vec<Hash> = self
-            .transit
-            .iter()
-            .filter(|(_, t)| self.next_hop(t.act.body.to) == region)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in waiting {
-            if let Some(t) = self.transit.get_mut(&id) {
-                t.attempts = 0;
-            }
-            self.timers.set_send(id, Some(UnixMs::ZERO));
-        }
-    }
-
-    /// Where an act for `to` goes next: the nearest region on the tree path toward it (up to
-    /// the lowest common ancestor, then down) that is connected now; if none is, the
-    /// neighbour on the path (the act waits for it, retransmitted).
-    fn next_hop(&self, to: RegionCode) -> RegionCode {
-        let me = self.region;
-        let lca = me.lowest_common_ancestor(to);
-        let up = me.ancestors().take_while(move |a| a.level() >= lca.level());
-        let down = to
-            .path()
-            .into_iter()
-            .filter(move |r| r.level() > lca.level());
-        let mut path = up.chain(down).filter(|r| *r != me);
-        let first = path.next();
-        first
-            .into_iter()
-            .chain(path)
-            .find(|r| self.reachable.contains(r))
-            .or(first)
-            .unwrap_or(RegionCode::NATIONAL)
     }
 
     fn send(&mut self, to: RegionCode, msg: ShareMsg) {
