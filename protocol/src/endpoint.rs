@@ -51,7 +51,6 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use backflow_topology::RegionCode;
-use ed25519_dalek::VerifyingKey;
 
 use crate::attestation::SignedAttestation;
 use crate::calendar::WorkingCalendar;
@@ -66,12 +65,16 @@ use crate::service_interface::{
     ServiceEvent, ServiceInterface, ServiceOutput, ServiceStorageOp, ServiceUsage,
 };
 
+mod admission;
 mod catalog_search;
+mod data_path;
 mod departments;
 mod grant_delivery;
 mod service_calls;
 mod trust_in_force;
 
+pub use admission::{auth_of_key, AdmissionError, PeerAuth};
+pub use data_path::{ChunkPlan, PlannedRun, RunVerdict};
 use departments::catalog_attribute;
 pub use departments::CatalogReviewFailure;
 pub use grant_delivery::{DeliveryDial, DeliveryFailure, DELIVERY_RENEW_BEFORE_MS};
@@ -79,14 +82,13 @@ pub use grant_delivery::{DeliveryDial, DeliveryFailure, DELIVERY_RENEW_BEFORE_MS
 use crate::catalog_review::{
     CatalogReview, DutyChange, ReviewEvent, ReviewOutput, ReviewStorageOp, Submission,
 };
-use crate::chunk::{ChunkError, ChunkFrame};
+use crate::chunk::ChunkFrame;
 use crate::manifest::{DatasetId, Hash, PartitionEntry, SignedManifest};
 use crate::receipt::Receipt;
 use crate::return_flow::{
     self, DataRouting, ReturnFlow, ReturnFlowConfig, ReturnFlowError, ServePart, StorageOp,
     TransferRecord,
 };
-use crate::revocation_gossip::messages_for;
 use crate::share::{
     ShareCase, ShareEvent, ShareOutput, ShareService, ShareStorageOp, SignedShareAct,
 };
@@ -182,74 +184,6 @@ pub enum EndpointError {
     #[error("the stored revocations do not load: {0}")]
     Revocations(CertError),
 }
-
-/// What the transport proved about a peer before any frame: the ed25519 key its handshake
-/// authenticated and its transport-level id (e.g. a libp2p peer id's bytes).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PeerAuth {
-    pub key: [u8; 32],
-    pub peer_id: Vec<u8>,
-}
-
-/// Why a peer was refused.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum AdmissionError {
-    #[error("certificate chain does not verify: {0}")]
-    Chain(#[from] CertError),
-    #[error("certificate for {region} belongs to another peer (key or peer id differ)")]
-    WrongPeer { region: RegionCode },
-    #[error("peer claims this node's own region {region}")]
-    OwnRegion { region: RegionCode },
-    #[error("region {region} is neither an ancestor nor a descendant of {me}")]
-    NotInLine { region: RegionCode, me: RegionCode },
-    #[error("too many peers (limit {max})")]
-    TooManyPeers { max: usize },
-    #[error("a hello arrived before the transport reported the connection")]
-    NotConnected,
-    #[error("no valid hello within {ms} ms of connecting")]
-    HelloTimeout { ms: u64 },
-}
-
-/// The verdict on one run of a received chunk frame.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum RunVerdict {
-    /// Verified and durably stored.
-    Stored,
-    /// Did not verify: `group` is the one to blame (the first mismatching group where the
-    /// codec knows it, else the run's first).
-    Rejected { group: u64, reason: String },
-}
-
-impl RunVerdict {
-    /// The verdict for a run of `groups` that failed with `error`.
-    pub fn rejected(groups: &Range<u64>, error: &ChunkError) -> RunVerdict {
-        let group = match error {
-            ChunkError::HashMismatch { group } => *group,
-            _ => groups.start,
-        };
-        RunVerdict::Rejected {
-            group,
-            reason: error.to_string(),
-        }
-    }
-}
-
-/// The runs of a received chunk frame this node is receiving, each with the entry it must
-/// verify against; every other run of the frame is to be dropped.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ChunkPlan {
-    /// The sender's verified region.
-    pub from: RegionCode,
-    pub runs: Vec<PlannedRun>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PlannedRun {
-    /// Index of the run in the frame.
-    pub index: usize,
-    pub entry: PartitionEntry,
-}
-
 /// Storage effects of all machines. Apply them in order, durably, before acting on later
 /// outputs (e.g. before sending anything that acknowledges them).
 #[derive(Clone, Debug, PartialEq)]
@@ -526,51 +460,6 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
             .iter()
             .filter_map(|(p, s)| s.region.map(|r| (*p, r)))
     }
-
-    /// A transport connection to `peer` is up and authenticated `auth`. The shell sends
-    /// [`Self::hello`] on it; the peer is admitted when its own hello verifies.
-    /// A peer not admitted within [`HELLO_MS_MAX`] is refused and disconnected.
-    pub fn handle_connected(&mut self, now: UnixMs, peer: P, auth: PeerAuth) {
-        if !self.peers.contains_key(&peer) && self.peers.len() >= PEERS_MAX {
-            self.refuse(peer, AdmissionError::TooManyPeers { max: PEERS_MAX });
-            return;
-        }
-        match self.peers.get_mut(&peer) {
-            // Another connection of the same transport identity: same key, same admission.
-            Some(p) if p.auth == auth => {}
-            Some(p) => {
-                p.auth = auth;
-                p.chain.clear();
-                p.not_after = now.plus_ms(HELLO_MS_MAX);
-                if let Some(r) = p.region.take() {
-                    self.unmap(peer, r);
-                }
-            }
-            None => {
-                self.peers.insert(
-                    peer,
-                    Peer {
-                        auth,
-                        region: None,
-                        chain: Vec::new(),
-                        not_after: now.plus_ms(HELLO_MS_MAX),
-                        by_grant: false,
-                    },
-                );
-            }
-        }
-    }
-
-    /// Every connection to `peer` is gone.
-    pub fn handle_disconnected(&mut self, peer: P) {
-        if let Some(Peer {
-            region: Some(r), ..
-        }) = self.peers.remove(&peer)
-        {
-            self.unmap(peer, r);
-        }
-    }
-
     /// A control frame from `peer`. A chunk frame that came on the control plane is handed
     /// back: run it through the shell's data path ([`Self::plan_chunk_frame`]).
     pub fn handle_message(&mut self, now: UnixMs, peer: P, msg: Message) -> Option<ChunkFrame> {
@@ -619,190 +508,6 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
         }
         None
     }
-
-    fn handle_hello(&mut self, now: UnixMs, peer: P, hello: Hello) {
-        match self.admit(now, &peer, &hello) {
-            Ok((region, not_after, by_grant)) => {
-                let p = self.peers.get_mut(&peer).expect("admit checked the peer");
-                p.chain = hello.chain;
-                p.not_after = not_after;
-                p.by_grant = by_grant;
-                if let Some(old) = p.region.replace(region) {
-                    if old != region {
-                        self.unmap(peer, old);
-                    }
-                }
-                self.by_region.insert(region, peer);
-                self.rf.handle_peer_admitted(now, region);
-                self.cs.handle_peer_admitted(now, region);
-                self.out
-                    .push_back(Output::Event(Event::PeerAdmitted { peer, region }));
-                self.service.handle_connected(region);
-                if by_grant {
-                    return;
-                }
-                self.share.handle_reachable(region, true);
-                self.search.handle_reachable(region, true);
-                // What it may have missed while apart: every revocation in its line.
-                for msg in messages_for(self.revocations.values(), region) {
-                    self.out.push_back(Output::Send {
-                        to: region,
-                        peer: Some(peer),
-                        msg: Message::Revocations(msg),
-                    });
-                }
-            }
-            Err(error) => self.refuse(peer, error),
-        }
-    }
-
-    /// Verifies a peer's chain, its binding to the transport and its place in the tree.
-    fn admit(
-        &mut self,
-        now: UnixMs,
-        peer: &P,
-        hello: &Hello,
-    ) -> Result<(RegionCode, UnixMs, bool), AdmissionError> {
-        let auth = &self
-            .peers
-            .get(peer)
-            .ok_or(AdmissionError::NotConnected)?
-            .auth;
-        let id = self.trust.verify_chain(&hello.chain, now)?;
-        let region = id.region;
-        if id.key.to_bytes() != auth.key || (!id.peer_id.is_empty() && id.peer_id != auth.peer_id) {
-            return Err(AdmissionError::WrongPeer { region });
-        }
-        let me = self.rf.region();
-        if region == me {
-            return Err(AdmissionError::OwnRegion { region });
-        }
-        if me.contains(region) || region.contains(me) {
-            return Ok((region, id.not_after, false));
-        }
-        // Outside the tree only the other party of a grant being delivered (Art. 22).
-        if self.is_delivery_peer(now, region) {
-            return Ok((region, id.not_after, true));
-        }
-        Err(AdmissionError::NotInLine { region, me })
-    }
-
-    fn refuse(&mut self, peer: P, error: AdmissionError) {
-        if let Some(Peer {
-            region: Some(r), ..
-        }) = self.peers.remove(&peer)
-        {
-            self.unmap(peer, r);
-        }
-        self.out
-            .push_back(Output::Event(Event::PeerRefused { peer, error }));
-        self.out.push_back(Output::Disconnect { peer });
-    }
-
-    fn unmap(&mut self, peer: P, region: RegionCode) {
-        if self.by_region.get(&region) == Some(&peer) {
-            self.by_region.remove(&region);
-            // (A region reaches the sharing service only on the tree; removing one that did
-            // not is a no-op.)
-            self.share.handle_reachable(region, false);
-            self.search.handle_reachable(region, false);
-        }
-    }
-
-    /// A chunk frame from `peer` carrying runs for `regions` (in frame order): which runs to
-    /// verify, against which entries. `None`: drop the whole frame (the peer is not admitted,
-    /// or no run is one this node is receiving; reported as an event).
-    pub fn plan_chunk_frame(
-        &mut self,
-        peer: P,
-        manifest: &Hash,
-        regions: impl IntoIterator<Item = RegionCode>,
-    ) -> Option<ChunkPlan> {
-        let Some(from) = self.region_of(&peer) else {
-            self.out
-                .push_back(Output::Event(Event::UnadmittedFrame { peer }));
-            return None;
-        };
-        let mut total = 0;
-        let runs: Vec<PlannedRun> = regions
-            .into_iter()
-            .enumerate()
-            .filter_map(|(index, region)| {
-                total += 1;
-                let entry = self.rf.expected_partition(manifest, region)?;
-                Some(PlannedRun { index, entry })
-            })
-            .collect();
-        if runs.is_empty() {
-            self.out
-                .push_back(Output::Event(Event::UnexpectedChunkFrame {
-                    from,
-                    runs: total,
-                }));
-            return None;
-        }
-        Some(ChunkPlan { from, runs })
-    }
-
-    /// The shell verified (and stored what verified of) the runs of a planned chunk frame:
-    /// `(region, groups, verdict)` per run. Stored runs advance their transfer; a rejected run
-    /// is asked for again (from another source if its source keeps failing).
-    pub fn handle_chunk_verdict(
-        &mut self,
-        now: UnixMs,
-        from: RegionCode,
-        manifest: &Hash,
-        verdicts: &[(RegionCode, Range<u64>, RunVerdict)],
-    ) {
-        let stored: Vec<(RegionCode, Range<u64>)> = verdicts
-            .iter()
-            .filter(|(_, _, v)| *v == RunVerdict::Stored)
-            .map(|(r, g, _)| (*r, g.clone()))
-            .collect();
-        if !stored.is_empty() {
-            self.rf.handle_groups_stored(now, from, manifest, &stored);
-        }
-        for (region, _, v) in verdicts {
-            if let RunVerdict::Rejected { group, .. } = v {
-                self.rf
-                    .handle_group_rejected(now, from, manifest, *region, *group);
-            }
-        }
-    }
-
-    /// The shell found stored `groups` of the partition content `content` damaged (they did
-    /// not verify when served or exported; `0..groups` of the partition when the group is not
-    /// known) and dropped them from its index: they are no longer served or counted in
-    /// receipts, and received transfers fetch them again
-    /// ([`ReturnFlow::handle_content_damaged`]).
-    pub fn handle_content_damaged(&mut self, now: UnixMs, content: &Hash, groups: Range<u64>) {
-        self.rf.handle_content_damaged(now, content, groups);
-    }
-
-    /// Whether the transfer of `manifest` waits for [`Self::handle_content_present`]: true
-    /// right after a received record's `PutTransfer`, false for restored and published ones
-    /// (their stored groups are already known), so the shell looks up storage only when asked.
-    pub fn awaits_content(&self, manifest: &Hash) -> bool {
-        self.rf.awaits_content(manifest)
-    }
-
-    /// The shell applied `Storage::ReturnFlow(StorageOp::PutTransfer(record))` of a received
-    /// record (not `published`) for `manifest`, and reports the group ranges it already
-    /// stores for each entry's content hash (content-addressed storage: what a previous
-    /// version shares with this one), as at restart ([`SavedTransfer::stored`]). They count
-    /// as stored and are never requested; the rest is fetched from here on (see
-    /// [`ReturnFlow::handle_content_present`]). Call it right after applying that
-    /// `PutTransfer`, before polling further outputs — with an empty list if nothing is
-    /// stored; a shell that never calls it fetches everything, one tick later.
-    pub fn handle_content_present(
-        &mut self,
-        now: UnixMs,
-        manifest: &Hash,
-        present: &[(RegionCode, Vec<Range<u64>>)],
-    ) {
-        self.rf.handle_content_present(now, manifest, present);
-    }
-
     /// The publisher's node starts a dataset version it holds in full (see
     /// [`ReturnFlow::publish`]).
     pub fn publish(
@@ -956,144 +661,5 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
         })
     }
 }
-
-/// The identity a transport authenticates for a key, as simnet and the tests model it: the
-/// key itself and no separate peer id.
-pub fn auth_of_key(key: &VerifyingKey) -> PeerAuth {
-    PeerAuth {
-        key: key.to_bytes(),
-        peer_id: Vec::new(),
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::time::DAY_MS;
-    use ed25519_dalek::SigningKey;
-
-    const NOW: UnixMs = UnixMs(1_767_225_600_000);
-
-    fn key(n: u8) -> SigningKey {
-        SigningKey::from_bytes(&[n; 32])
-    }
-
-    fn child(parent: &NodeIdentity, code: &str, n: u8) -> NodeIdentity {
-        parent
-            .certify_child(
-                &key(n),
-                Vec::new(),
-                NOW.minus_ms(DAY_MS),
-                NOW.plus_ms(DAY_MS),
-                code.parse().unwrap(),
-                u64::from(n),
-            )
-            .unwrap()
-    }
-
-    fn endpoint(identity: &NodeIdentity, anchor: VerifyingKey) -> Endpoint<u32> {
-        let config = EndpointConfig {
-            identity: identity.clone(),
-            trust: TrustStore::new(anchor),
-            tuning: Tuning::default(),
-            routing: DataRouting::tree(),
-            catalog_log_id: 1,
-        };
-        Endpoint::new(NOW, config, Saved::default()).unwrap().0
-    }
-
-    fn events(ep: &mut Endpoint<u32>) -> Vec<Output<u32>> {
-        std::iter::from_fn(|| ep.poll_output()).collect()
-    }
-
-    #[test]
-    fn admits_a_parent_and_refuses_a_sibling_a_stranger_key_and_an_unconnected_hello() {
-        let national = NodeIdentity::national(key(1));
-        let anchor = national.key.verifying_key();
-        let beijing = child(&national, "11", 2);
-        let guangdong = child(&national, "44", 3);
-        let mut ep = endpoint(&beijing, anchor);
-        events(&mut ep);
-
-        // The parent, on the transport that authenticated its key: admitted.
-        ep.handle_connected(NOW, 7, auth_of_key(&national.key.verifying_key()));
-        ep.handle_message(NOW, 7, Message::Hello(Hello { chain: vec![] }));
-        assert_eq!(ep.region_of(&7), Some(RegionCode::NATIONAL));
-        assert_eq!(ep.peer_of(RegionCode::NATIONAL), Some(7));
-
-        // A sibling province: refused for its place, and disconnected.
-        ep.handle_connected(NOW, 8, auth_of_key(&guangdong.key.verifying_key()));
-        ep.handle_message(NOW, 8, guangdong_hello(&guangdong));
-        let out = events(&mut ep);
-        assert!(out.iter().any(|o| matches!(
-            o,
-            Output::Event(Event::PeerRefused {
-                peer: 8,
-                error: AdmissionError::NotInLine { .. }
-            })
-        )));
-        assert!(out.contains(&Output::Disconnect { peer: 8 }));
-        assert_eq!(ep.region_of(&8), None);
-
-        // National's chain presented over a connection that authenticated another key.
-        ep.handle_connected(NOW, 9, auth_of_key(&key(99).verifying_key()));
-        ep.handle_message(NOW, 9, Message::Hello(Hello { chain: vec![] }));
-        assert!(events(&mut ep).iter().any(|o| matches!(
-            o,
-            Output::Event(Event::PeerRefused {
-                peer: 9,
-                error: AdmissionError::WrongPeer { .. }
-            })
-        )));
-        // The real parent's mapping is untouched by the impostor.
-        assert_eq!(ep.peer_of(RegionCode::NATIONAL), Some(7));
-
-        // A hello with no connection behind it.
-        ep.handle_message(NOW, 10, Message::Hello(Hello { chain: vec![] }));
-        assert!(events(&mut ep).iter().any(|o| matches!(
-            o,
-            Output::Event(Event::PeerRefused {
-                peer: 10,
-                error: AdmissionError::NotConnected
-            })
-        )));
-
-        // Frames from a refused peer never reach a machine.
-        ep.handle_message(
-            NOW,
-            8,
-            Message::Catalog(crate::catalog_sync::CatalogMsg::Probe { log_id: 1 }),
-        );
-        assert_eq!(
-            events(&mut ep),
-            vec![Output::Event(Event::UnadmittedFrame { peer: 8 })]
-        );
-
-        // Gone: outputs for its region name no peer.
-        ep.handle_disconnected(7);
-        assert_eq!(ep.peer_of(RegionCode::NATIONAL), None);
-    }
-
-    fn guangdong_hello(id: &NodeIdentity) -> Message {
-        Message::Hello(Hello {
-            chain: id.chain.clone(),
-        })
-    }
-
-    #[test]
-    fn a_node_whose_chain_does_not_verify_does_not_start() {
-        let national = NodeIdentity::national(key(1));
-        let beijing = child(&national, "11", 2);
-        let config = EndpointConfig {
-            identity: beijing,
-            trust: TrustStore::new(key(50).verifying_key()),
-            tuning: Tuning::default(),
-            routing: DataRouting::tree(),
-            catalog_log_id: 1,
-        };
-        assert!(matches!(
-            Endpoint::<u32>::new(NOW, config, Saved::default()),
-            Err(EndpointError::OwnChain(_))
-        ));
-    }
-}
+mod tests;
