@@ -32,16 +32,16 @@ use backflow_topology::{Level, RegionCode, Topology};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use crate::net::{Fault, NetConfig};
+use crate::shell::{NodeCpu, Plane, ShellConfig};
+use crate::time::Micros;
+
 use conn::{conn_key, Conn, Direction};
 use events::{EventKind, Events};
 pub use limits::{Limits, StopReason};
 pub use node::{Ctx, Observation, SimNode, Wire};
 use stats::LEAK_EXAMPLES_MAX;
 pub use stats::{ControlStats, KindStats, Stats};
-
-use crate::net::{Fault, NetConfig};
-use crate::shell::{NodeCpu, Plane, ShellConfig};
-use crate::time::Micros;
 
 /// The engine, generic over the node type.
 pub struct Engine<N: SimNode> {
