@@ -47,6 +47,8 @@ pub(super) struct Durable {
 
 impl Durable {
     /// Everything persisted, as [`Endpoint::new`] takes it back at `me`.
+    ///
+    /// [`Endpoint::new`]: backflow_protocol::Endpoint::new
     pub(super) fn saved(&self, me: RegionCode) -> Saved {
         Saved {
             transfers: self
