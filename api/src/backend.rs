@@ -59,6 +59,29 @@ pub struct ExportWhich {
     /// The latest held version if `None`.
     #[serde(default)]
     pub version: Option<u64>,
+    /// Where the export goes, for the compliance ledger (Art. 29): the API's response or
+    /// a file. Set by the route, never by a caller.
+    #[serde(skip)]
+    pub destination: String,
+}
+
+/// A requesting department's use record (使用记录) of data it was granted (Art. 29:
+/// 使用场景、使用过程、应用成效、存储情况、销毁情况).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct UseRecordParams {
+    /// The share request the data was granted by: its id, or a unique prefix of 8+ hex digits.
+    pub grant: String,
+    pub scenario: String,
+    pub process: String,
+    pub effect: String,
+    pub storage: String,
+    /// Empty while the data is still held.
+    #[serde(default)]
+    pub disposal: String,
+    /// The department recording (a department's token names its own).
+    #[serde(default)]
+    pub department: Option<String>,
 }
 
 /// A revocation this node is to issue: the key of `region` (a region below this node) —
@@ -410,5 +433,24 @@ pub trait Backend: Clone + Send + Sync + 'static {
     fn department_add(
         &self,
         name: String,
+    ) -> impl Future<Output = Result<serde_json::Value, ApiError>> + Send;
+
+    /// Up to `limit` entries of this node's compliance ledger (合规台账, Art. 29) from entry
+    /// `from` on, with the head the node signed last: `{size, head, entries}`.
+    fn ledger(
+        &self,
+        from: u64,
+        limit: usize,
+    ) -> impl Future<Output = Result<serde_json::Value, ApiError>> + Send;
+
+    /// Checks the whole ledger against its tree and its signed head: `{ok: true, entries,
+    /// root, …}`, or `{ok: false, entry, problem}` naming the first bad entry.
+    fn ledger_verify(&self) -> impl Future<Output = Result<serde_json::Value, ApiError>> + Send;
+
+    /// Logs department `department`'s use record of data granted to it; returns the entry.
+    fn ledger_record(
+        &self,
+        department: Option<String>,
+        params: UseRecordParams,
     ) -> impl Future<Output = Result<serde_json::Value, ApiError>> + Send;
 }

@@ -111,6 +111,9 @@ pub const DEPARTMENT_PATHS: &[&str] = &[
     "/api/catalog-review",
     "/api/duty-changes",
     "/api/catalog-search",
+    // A requesting department's own use records (Art. 29); the ledger itself is the
+    // authority's to read.
+    "/api/ledger/record",
 ];
 
 /// The departments' tokens, shared with the node, which adds one when a department is added.

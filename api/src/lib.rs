@@ -21,7 +21,7 @@ pub use backend::{
     Backend, CatalogListParams, CatalogSearchParams, CorrectionItemParams, DutyChangeParams,
     DutyExtendParams, Export, ExportSummary, ExportWhich, PublishInput, PublishParams,
     ReviewDecideParams, ReviewRequest, ReviewSubmitParams, RevokeParams, ShareActParams,
-    ShareFileParams,
+    ShareFileParams, UseRecordParams,
 };
 pub use error::ApiError;
 pub use routes::{router, Directories};

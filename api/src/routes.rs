@@ -53,7 +53,7 @@ use tokio_util::io::{ReaderStream, StreamReader, SyncIoBridge};
 use crate::backend::{
     Backend, CatalogListParams, CatalogSearchParams, DutyChangeParams, DutyExtendParams,
     ExportWhich, PublishParams, ReviewDecideParams, ReviewRequest, ReviewSubmitParams,
-    RevokeParams, ShareActParams, ShareFileParams,
+    RevokeParams, ShareActParams, ShareFileParams, UseRecordParams,
 };
 use crate::confine::{self, Confined};
 use crate::error::ApiError;
@@ -135,6 +135,9 @@ pub fn router<B: Backend>(backend: B, gate: Gate, dirs: Directories) -> Router {
         .route("/api/catalog-review/{id}", post(review_decide::<B>))
         .route("/api/duty-changes", post(duty_change::<B>))
         .route("/api/duty-changes/{id}/extend", post(duty_extend::<B>))
+        .route("/api/ledger", get(ledger::<B>))
+        .route("/api/ledger/verify", post(ledger_verify::<B>))
+        .route("/api/ledger/record", post(ledger_record::<B>))
         .route(
             "/api/departments",
             get(departments::<B>).post(department_add::<B>),
@@ -371,6 +374,7 @@ async fn export_stream<B: Backend>(
             publisher: q.publisher,
             department: q.department,
             version: q.version,
+            destination: "the API's response (GET /api/export)".into(),
         })
         .await?;
     let headers = summary_headers(&export.summary);
@@ -440,6 +444,7 @@ async fn export_file<B: Backend>(
             publisher: body.publisher,
             department: body.department,
             version: body.version,
+            destination: format!("file {}", body.out.display()),
         })
         .await?;
     let summary = export.summary;
@@ -748,6 +753,73 @@ async fn department_add<B: Backend>(
 }
 
 /// Unmatched paths: a JSON 404 (behind the gate like everything else).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LedgerQuery {
+    #[serde(default)]
+    from: u64,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+/// Entries one ledger page holds at most (the node reads no more at once).
+pub const LEDGER_PAGE_ENTRIES_MAX: usize = 1_000;
+
+/// The compliance ledger (合规台账, Art. 29): the authority's to read.
+async fn ledger<B: Backend>(
+    State(api): State<Api<B>>,
+    Extension(principal): Extension<Principal>,
+    Query(q): Query<LedgerQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    principal.require_node()?;
+    let limit = q.limit.unwrap_or(100).clamp(1, LEDGER_PAGE_ENTRIES_MAX);
+    answer(api.backend.ledger(q.from, limit)).await.map(Json)
+}
+
+async fn ledger_verify<B: Backend>(
+    State(api): State<Api<B>>,
+    Extension(principal): Extension<Principal>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    principal.require_node()?;
+    // Not under the answer timeout: a long log takes seconds to read through.
+    api.backend.ledger_verify().await.map(Json)
+}
+
+async fn ledger_record<B: Backend>(
+    State(api): State<Api<B>>,
+    Extension(principal): Extension<Principal>,
+    Json(params): Json<UseRecordParams>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let department = principal.acting_as(params.department.as_deref())?;
+    use backflow_protocol::ledger::entry::LEDGER_USE_FIELD_BYTES_MAX as MAX;
+    for (name, text) in [
+        ("scenario (使用场景)", &params.scenario),
+        ("process (使用过程)", &params.process),
+        ("effect (应用成效)", &params.effect),
+        ("storage (存储情况)", &params.storage),
+    ] {
+        if text.trim().is_empty() {
+            return Err(ApiError::bad_request(format!(
+                "{name} is empty: Art. 29 records it"
+            )));
+        }
+        if text.len() > MAX {
+            return Err(ApiError::bad_request(format!(
+                "{name} is {} bytes; at most {MAX}",
+                text.len()
+            )));
+        }
+    }
+    if params.disposal.len() > MAX || params.grant.len() > 64 {
+        return Err(ApiError::bad_request(format!(
+            "disposal (销毁情况): at most {MAX} bytes; grant: an id of at most 64 hex digits"
+        )));
+    }
+    answer(api.backend.ledger_record(department, params))
+        .await
+        .map(Json)
+}
+
 pub fn not_found() -> Response {
     (
         StatusCode::NOT_FOUND,

@@ -168,6 +168,19 @@ impl Backend for Fake {
     async fn department_add(&self, name: String) -> Result<serde_json::Value, ApiError> {
         Ok(serde_json::json!({ "name": name }))
     }
+    async fn ledger(&self, from: u64, limit: usize) -> Result<serde_json::Value, ApiError> {
+        Ok(serde_json::json!({ "from": from, "limit": limit }))
+    }
+    async fn ledger_verify(&self) -> Result<serde_json::Value, ApiError> {
+        Ok(serde_json::json!({ "ok": true }))
+    }
+    async fn ledger_record(
+        &self,
+        department: Option<String>,
+        params: backflow_api::UseRecordParams,
+    ) -> Result<serde_json::Value, ApiError> {
+        Ok(serde_json::json!({ "as": department, "grant": params.grant }))
+    }
     async fn export(&self, which: ExportWhich) -> Result<Export, ApiError> {
         let ExportWhich {
             dataset, version, ..

@@ -14,6 +14,7 @@ use backflow_api::{
     PublishParams, RevokeParams, ShareActParams, ShareFileParams,
 };
 use backflow_protocol::catalog::CatalogEntry;
+use backflow_protocol::time::UnixMs;
 use backflow_topology::RegionCode;
 
 use crate::config::Config;
@@ -243,6 +244,7 @@ impl Backend for NodeBackend {
             .as_deref()
             .map(|p| parse_region("publisher", p))
             .transpose()?;
+        let destination = which.destination;
         let query = DatasetQuery {
             name: which.dataset,
             publisher,
@@ -257,7 +259,7 @@ impl Backend for NodeBackend {
             .map_err(|e| ApiError::not_found(format!("{e:#}")))?;
         let (summary, records) = self
             .node
-            .verify_for_export(records)
+            .verify_for_export(records, &destination)
             .await
             .map_err(|e| ApiError::internal(&e))?;
         let region = self.node.region();
@@ -412,6 +414,51 @@ impl Backend for NodeBackend {
             "department": view,
             "token": created.token.expose(),
         }))
+    }
+
+    async fn ledger(&self, from: u64, limit: usize) -> Result<serde_json::Value, ApiError> {
+        json(
+            self.node
+                .ledger_page(from, limit)
+                .await
+                .map_err(|e| ApiError::internal(&e))?,
+        )
+    }
+
+    async fn ledger_verify(&self) -> Result<serde_json::Value, ApiError> {
+        match self
+            .node
+            .ledger_verify()
+            .await
+            .map_err(|e| ApiError::internal(&e))?
+        {
+            Ok(v) => json(serde_json::json!({
+                "ok": true,
+                "entries": v.entries,
+                "root": hex::encode(v.root),
+                "head_size": v.head_size,
+                "head_time": v.head_time_ms.map(|t| crate::share_api::time_text(UnixMs(t))),
+            })),
+            Err(d) => json(serde_json::json!({
+                "ok": false,
+                "entry": d.entry,
+                "problem": d.problem,
+            })),
+        }
+    }
+
+    async fn ledger_record(
+        &self,
+        department: Option<String>,
+        params: backflow_api::UseRecordParams,
+    ) -> Result<serde_json::Value, ApiError> {
+        let department = department.unwrap_or_else(|| self.department.clone());
+        let entry = self
+            .node
+            .ledger_use_record(department, params)
+            .await
+            .map_err(|e| ApiError::bad_request(format!("{e:#}")))?;
+        json(crate::ledger_api::EntryView::of(&entry))
     }
 }
 

@@ -18,10 +18,12 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::catalog_store::CatalogView;
 use crate::clock::now_ms;
+use crate::ledger_api::{EntryView, HeadView, LedgerCmd, LedgerPage, WitnessView};
 use crate::share_api::ShareView;
 use crate::status::DepartmentView;
 use crate::status::{DatasetStatus, PeerView, RevocationView};
 use crate::store::Store;
+use backflow_protocol::ledger::entry::LedgerEntry;
 
 /// The transfer records of one dataset version (one per scope).
 pub type HeldRecords = Vec<(Hash, Arc<TransferRecord>)>;
@@ -160,6 +162,8 @@ pub(crate) enum Cmd {
     Departments {
         reply: oneshot::Sender<Vec<DepartmentView>>,
     },
+    /// The compliance ledger (Art. 29), see [`crate::ledger_api`].
+    Ledger(crate::ledger_api::LedgerCmd),
     /// Catalog review (Arts. 16–17), see [`crate::review_api`].
     Review {
         request: Box<backflow_api::ReviewRequest>,
@@ -322,19 +326,22 @@ impl NodeHandle {
     /// The records of a held, complete dataset version, every partition an export would
     /// write checked against its signed entry first (nothing is written). Content that does
     /// not verify is reported to the node — dropped from its index and fetched again — and
-    /// the export refused; the error says so.
+    /// the export refused; the error says so. An export that may go ahead is logged in the
+    /// compliance ledger (Art. 29) with its `destination` before this returns.
     pub async fn verified_export(
         &self,
         query: DatasetQuery,
+        destination: &str,
     ) -> Result<(crate::export::ExportSummary, Vec<Arc<TransferRecord>>)> {
         let records = self.record_of(query).await?;
-        self.verify_for_export(records).await
+        self.verify_for_export(records, destination).await
     }
 
     /// [`Self::verified_export`] of records already looked up.
     pub async fn verify_for_export(
         &self,
         records: HeldRecords,
+        destination: &str,
     ) -> Result<(crate::export::ExportSummary, Vec<Arc<TransferRecord>>)> {
         let records: Vec<Arc<TransferRecord>> = records.into_iter().map(|(_, r)| r).collect();
         let store = self.store.clone();
@@ -343,12 +350,18 @@ impl NodeHandle {
             crate::export::verify(&store, &records, region).map(|s| (s, records))
         })
         .await?;
-        if let Err(e) = &checked {
-            if let Some(damaged) = e.downcast_ref::<crate::chunks::Damaged>() {
-                self.cmd
-                    .send(Cmd::ContentDamaged(damaged.clone()))
-                    .await
-                    .map_err(|_| anyhow!("node has shut down"))?;
+        match &checked {
+            Ok((summary, _)) => {
+                let record = crate::ledger_api::export_record(now_ms(), summary, destination);
+                self.ledger_append(vec![record]).await?;
+            }
+            Err(e) => {
+                if let Some(damaged) = e.downcast_ref::<crate::chunks::Damaged>() {
+                    self.cmd
+                        .send(Cmd::ContentDamaged(damaged.clone()))
+                        .await
+                        .map_err(|_| anyhow!("node has shut down"))?;
+                }
             }
         }
         checked
@@ -642,6 +655,63 @@ impl NodeHandle {
     /// This node's departments.
     pub async fn departments(&self) -> Result<Vec<DepartmentView>> {
         self.ask(|reply| Cmd::Departments { reply }).await
+    }
+
+    /// Logs the node's own acts (an export); returns the first entry's number once durable.
+    pub async fn ledger_append(&self, records: Vec<crate::ledger::Record>) -> Result<u64> {
+        self.ask(|reply| Cmd::Ledger(LedgerCmd::Append { records, reply }))
+            .await?
+    }
+
+    /// Logs department `department`'s use record (使用记录, Art. 29) of data granted to it.
+    pub async fn ledger_use_record(
+        &self,
+        department: String,
+        params: backflow_api::UseRecordParams,
+    ) -> Result<LedgerEntry> {
+        self.ask(|reply| {
+            Cmd::Ledger(LedgerCmd::UseRecord {
+                department,
+                params,
+                reply,
+            })
+        })
+        .await?
+    }
+
+    /// Up to `limit` entries from `from` on, with the log's size and last signed head.
+    pub async fn ledger_page(&self, from: u64, limit: usize) -> Result<LedgerPage> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || {
+            Ok(LedgerPage {
+                size: crate::ledger::stored_size(&store)?,
+                head: crate::ledger::stored_head(&store)?
+                    .as_ref()
+                    .map(HeadView::of),
+                witnessed: crate::ledger::load_witnessing(&store)?
+                    .1
+                    .as_ref()
+                    .map(WitnessView::of),
+                entries: crate::ledger::entries(&store, from, limit)?
+                    .iter()
+                    .map(EntryView::of)
+                    .collect(),
+            })
+        })
+        .await?
+    }
+
+    /// Signs the head of everything logged so far, then checks the whole log against it
+    /// ([`crate::ledger::verify`]) on the blocking pool.
+    pub async fn ledger_verify(
+        &self,
+    ) -> Result<std::result::Result<crate::ledger::Verified, crate::ledger::Damage>> {
+        self.ask(|reply| Cmd::Ledger(LedgerCmd::SignHead { reply }))
+            .await?;
+        let store = self.store.clone();
+        let region = self.region();
+        let key = self.identity.key.verifying_key();
+        tokio::task::spawn_blocking(move || crate::ledger::verify(&store, region, &key)).await?
     }
 
     pub async fn shutdown(&self) {

@@ -50,6 +50,9 @@ enum Command {
     /// This node's departments (政府部门): each acts with its own key and API token.
     #[command(subcommand)]
     Dept(cli::dept::DeptCmd),
+    /// The compliance ledger (合规台账, Art. 29): every act of this node, tamper-evident.
+    #[command(subcommand)]
+    Ledger(cli::ledger::LedgerCmd),
     /// The statutory working-day calendar (工作日): years known, adding a year's notice, and
     /// the deadline of a period.
     #[command(subcommand)]
@@ -109,6 +112,7 @@ fn dispatch(cmd: Command) -> Result<()> {
         Command::Catalog(cmd) => cli::catalog::run(cmd),
         Command::Share(args) => cli::share::run(args, &mut cli::Output(std::io::stdout().lock())),
         Command::Dept(cmd) => cli::dept::run(cmd, &mut cli::Output(std::io::stdout().lock())),
+        Command::Ledger(cmd) => cli::ledger::run(cmd, &mut cli::Output(std::io::stdout().lock())),
         Command::Calendar(cmd) => {
             cli::calendar::run(cmd, &mut cli::Output(std::io::stdout().lock()))
         }

@@ -173,6 +173,9 @@ pub async fn start(setup: NodeSetup) -> Result<(NodeHandle, tokio::task::JoinHan
         upstream,
         last_redial: Instant::now() - Duration::from_secs(3600),
         records: HashMap::new(),
+        ledger: crate::ledger::Ledger::open(&store, identity.region)?,
+        ledger_head_sent: None,
+        ledger_alarms: HashMap::new(),
         data: DataPlane {
             store: store.clone(),
             outboards: OutboardCache::default(),

@@ -26,6 +26,7 @@ use backflow_protocol::wire::{decode_exact, encode_value};
 use backflow_topology::RegionCode;
 use tracing::{debug, warn};
 
+use crate::ledger::Ledger;
 use crate::store::{region_key, Store, CF_ATTESTATIONS, CF_CATALOG, CF_RECEIPTS, CF_STATE};
 
 const TRANSFER_KEY_PREFIX: &[u8] = b"transfer/";
@@ -202,6 +203,7 @@ pub fn load(store: &Store, region: RegionCode) -> Result<Saved> {
             decode_exact(&v).map_err(|e| anyhow!("corrupt stored service usage: {e}"))?;
         saved.service_usage.push((request, u));
     }
+    (saved.ledger_witnessed, saved.ledger_acknowledged) = crate::ledger::load_witnessing(store)?;
     Ok(saved)
 }
 
@@ -217,23 +219,27 @@ fn share_key(prefix: &[u8], id: &Hash) -> Vec<u8> {
     key
 }
 
-/// Applies one storage effect durably. `records` mirrors the persisted transfer records (the
-/// shell needs them to serve, export and garbage-collect content).
+/// Applies one storage effect durably, with what the compliance ledger records of it
+/// (`ledger_acts`) in the same atomic write. `records` mirrors the persisted transfer records
+/// (the shell needs them to serve, export and garbage-collect content).
 pub fn apply(
     store: &Store,
     records: &mut HashMap<Hash, Arc<TransferRecord>>,
+    ledger: &mut Ledger,
     op: Storage,
 ) -> Result<()> {
+    let mut batch = store.batch();
+    let logged = crate::ledger_acts::records_of(store, &op, &mut batch)?;
     match op {
         Storage::ReturnFlow(StorageOp::PutTransfer(record)) => {
             let hash = record.manifest.manifest.hash();
             let value = encode_value(&*record).map_err(|e| anyhow!("{e}"))?;
-            store.put(CF_STATE, &transfer_key(&hash), &value)?;
+            batch.put(CF_STATE, &transfer_key(&hash), &value);
             records.insert(hash, record);
         }
         Storage::ReturnFlow(StorageOp::PutReceipt { manifest, receipt }) => {
             let value = encode_value(&receipt).map_err(|e| anyhow!("{e}"))?;
-            store.put(CF_RECEIPTS, &receipt_key(&manifest, receipt.region), &value)?;
+            batch.put(CF_RECEIPTS, &receipt_key(&manifest, receipt.region), &value);
         }
         Storage::ReturnFlow(StorageOp::PutAttestation {
             manifest,
@@ -241,7 +247,7 @@ pub fn apply(
         }) => {
             let value = encode_value(&*attestation).map_err(|e| anyhow!("{e}"))?;
             let key = receipt_key(&manifest, attestation.attestation.region);
-            store.put(CF_ATTESTATIONS, &key, &value)?;
+            batch.put(CF_ATTESTATIONS, &key, &value);
         }
         Storage::ReturnFlow(StorageOp::DropTransfer { manifest }) => {
             let old = records.remove(&manifest);
@@ -274,55 +280,54 @@ pub fn apply(
         Storage::Share(ShareStorageOp::PutCase(case)) => {
             let value = encode_value(&*case).map_err(|e| anyhow!("{e}"))?;
             let key = share_key(SHARE_CASE_KEY_PREFIX, &case.request.id());
-            store.put(CF_STATE, &key, &value)?;
+            batch.put(CF_STATE, &key, &value);
         }
         Storage::Share(ShareStorageOp::PutTransit(act)) => {
             let value = encode_value(&*act).map_err(|e| anyhow!("{e}"))?;
-            store.put(
+            batch.put(
                 CF_STATE,
                 &share_key(SHARE_TRANSIT_KEY_PREFIX, &act.id()),
                 &value,
-            )?;
+            );
         }
         Storage::Share(ShareStorageOp::PutSupervised(case)) => {
             let value = encode_value(&*case).map_err(|e| anyhow!("{e}"))?;
             let key = share_key(SHARE_SUPERVISED_KEY_PREFIX, &case.request.id());
-            store.put(CF_STATE, &key, &value)?;
+            batch.put(CF_STATE, &key, &value);
         }
         Storage::Share(ShareStorageOp::DropTransit { act }) => {
-            store.delete(CF_STATE, &share_key(SHARE_TRANSIT_KEY_PREFIX, &act))?;
+            batch.delete(CF_STATE, &share_key(SHARE_TRANSIT_KEY_PREFIX, &act));
         }
         Storage::Review(ReviewStorageOp::PutSubmission(s)) => {
             let value = encode_value(&*s).map_err(|e| anyhow!("{e}"))?;
-            store.put(
+            batch.put(
                 CF_STATE,
                 &review_key(REVIEW_SUBMISSION_KEY_PREFIX, s.id),
                 &value,
-            )?;
+            );
         }
         Storage::Review(ReviewStorageOp::PutDutyChange(d)) => {
             let value = encode_value(&*d).map_err(|e| anyhow!("{e}"))?;
-            store.put(CF_STATE, &review_key(REVIEW_DUTY_KEY_PREFIX, d.id), &value)?;
+            batch.put(CF_STATE, &review_key(REVIEW_DUTY_KEY_PREFIX, d.id), &value);
         }
+        Storage::Ledger(op) => crate::ledger::put_witnessing(&mut batch, &op)?,
         Storage::Service(ServiceStorageOp::PutUsage { request, usage }) => {
             let key = [SERVICE_USAGE_KEY_PREFIX, request.as_slice()].concat();
             let value = encode_value(&usage).map_err(|e| anyhow!("{e}"))?;
-            store.put(CF_STATE, &key, &value)?;
+            batch.put(CF_STATE, &key, &value);
         }
         Storage::Revocation(r) => {
             let mut key = REVOCATION_KEY_PREFIX.to_vec();
             key.extend_from_slice(r.key.as_bytes());
             let value = encode_value(&r).map_err(|e| anyhow!("{e}"))?;
-            store.put(CF_STATE, &key, &value)?;
+            batch.put(CF_STATE, &key, &value);
         }
         Storage::Catalog(CatalogStorageOp::AppendLog {
             index,
             update,
             record,
         }) => {
-            let mut batch = store.batch();
             crate::catalog_store::append(&mut batch, index, &update, &record)?;
-            store.write(batch)?;
         }
         // Not a write: the runtime answers it once the writes before it are applied.
         Storage::Catalog(CatalogStorageOp::ReadLog { .. }) => {}
@@ -334,8 +339,8 @@ pub fn apply(
             let mut key = CATALOG_WM_PREFIX.to_vec();
             key.extend_from_slice(&region_key(sender));
             let value = encode_value(&(sender, log_id, watermark)).map_err(|e| anyhow!("{e}"))?;
-            store.put(CF_CATALOG, &key, &value)?;
+            batch.put(CF_CATALOG, &key, &value);
         }
     }
-    Ok(())
+    ledger.append(store, batch, logged)
 }

@@ -7,6 +7,7 @@
 //! | `chunks`    | content hash ‖ group (40 B)              | the group's length (u32 LE), then, for a small partition, its bytes |
 //! | `receipts`  | manifest hash ‖ region                   | encoded receipt                |
 //! | `state`     | caller-defined                           | protocol / node state          |
+//! | `ledger`    | see [`crate::ledger`]                    | compliance ledger (Art. 29)    |
 //!
 //! The `chunks` CF is the *index* of verified chunk groups. A large partition's bytes live in
 //! one file per partition content, `<db>/chunks/<content hash hex>`, at offset
@@ -67,14 +68,20 @@ pub const CF_RECEIPTS: &str = "receipts";
 /// Delivery attestations (签收), keyed like receipts: (manifest, region).
 pub const CF_ATTESTATIONS: &str = "attestations";
 pub const CF_STATE: &str = "state";
-const CFS: [&str; 6] = [
+/// The compliance ledger (合规台账, Art. 29): entries, tree nodes, the signed head.
+pub const CF_LEDGER: &str = "ledger";
+const CFS: [&str; 7] = [
     CF_CATALOG,
     CF_MANIFESTS,
     CF_CHUNKS,
     CF_RECEIPTS,
     CF_ATTESTATIONS,
     CF_STATE,
+    CF_LEDGER,
 ];
+
+/// A key and its value, as an iterator yields them.
+pub type KeyValue = (Box<[u8]>, Box<[u8]>);
 
 /// Key of one chunk group: the partition's content hash (its blake3 = bao root) and the group
 /// index, big-endian so a partition's groups are contiguous and in order. Content-addressed:
@@ -655,6 +662,18 @@ impl Store {
             }
         }
         Ok(())
+    }
+
+    /// `(key, value)` pairs in key order from `start` on, as an iterator: for walking two
+    /// key ranges in step (the ledger's entries beside their leaf hashes).
+    pub fn iter_from<'a>(
+        &'a self,
+        cf: &str,
+        start: &[u8],
+    ) -> impl Iterator<Item = Result<KeyValue>> + 'a {
+        self.db
+            .iterator_cf(self.cf(cf), IteratorMode::From(start, Direction::Forward))
+            .map(|item| item.map_err(anyhow::Error::from))
     }
 
     /// The greatest key starting with `prefix`, if any.

@@ -109,7 +109,10 @@ async fn damaged_content_is_noticed_where_it_is_verified_and_fetched_again() -> 
     // Export: the city's copy rots; export refuses, says why, and the copy is repaired.
     flip_byte(&c, &entry, 7 * 16_384 + 5)?;
     let query = DatasetQuery::named("rot", None);
-    let err = c.verified_export(query.clone()).await.unwrap_err();
+    let err = c
+        .verified_export(query.clone(), "a test")
+        .await
+        .unwrap_err();
     assert!(err.downcast_ref::<Damaged>().is_some(), "{err:#}");
     assert!(format!("{err:#}").contains("does not verify"), "{err:#}");
     wait_until(
@@ -121,7 +124,7 @@ async fn damaged_content_is_noticed_where_it_is_verified_and_fetched_again() -> 
                 .await?
                 .first()
                 .is_some_and(|s| s.held_complete);
-            Ok(complete && c.verified_export(query.clone()).await.is_ok())
+            Ok(complete && c.verified_export(query.clone(), "a test").await.is_ok())
         },
     )
     .await?;

@@ -315,10 +315,10 @@ async fn a_county_department_requests_a_township_entry_across_the_country() -> R
     assert_eq!(suspended.state, "suspended");
     assert!(suspended.suspension.is_some());
     let exported = async |node: &backflow_node::handle::NodeHandle| {
-        node.verified_export(backflow_node::handle::DatasetQuery::named(
-            &delivery.dataset,
-            None,
-        ))
+        node.verified_export(
+            backflow_node::handle::DatasetQuery::named(&delivery.dataset, None),
+            "a test",
+        )
         .await
     };
     wait_until(

@@ -70,6 +70,7 @@ mod catalog_search;
 mod data_path;
 mod departments;
 mod grant_delivery;
+mod ledger_witness;
 mod service_calls;
 mod trust_in_force;
 
@@ -83,6 +84,8 @@ use crate::catalog_review::{
     CatalogReview, DutyChange, ReviewEvent, ReviewOutput, ReviewStorageOp, Submission,
 };
 use crate::chunk::ChunkFrame;
+use crate::ledger::head::WitnessedHead;
+use crate::ledger::witnessing::{LedgerEvent, LedgerStorageOp, Witnessing};
 use crate::manifest::{DatasetId, Hash, PartitionEntry, SignedManifest};
 use crate::receipt::Receipt;
 use crate::return_flow::{
@@ -144,6 +147,11 @@ pub struct Saved {
     pub review_duty_changes: Vec<DutyChange>,
     /// Service interface calls counted per grant ([`ServiceStorageOp::PutUsage`]).
     pub service_usage: Vec<(Hash, ServiceUsage)>,
+    /// The last head witnessed for each child ([`LedgerStorageOp::PutWitnessed`]).
+    pub ledger_witnessed: Vec<(RegionCode, WitnessedHead)>,
+    /// The last of this node's heads its parent countersigned
+    /// ([`LedgerStorageOp::PutAcknowledged`]).
+    pub ledger_acknowledged: Option<WitnessedHead>,
 }
 
 /// One persisted transfer: its record ([`StorageOp::PutTransfer`]), the group ranges of each
@@ -195,6 +203,8 @@ pub enum Storage {
     Share(ShareStorageOp),
     Review(ReviewStorageOp),
     Service(ServiceStorageOp),
+    /// The compliance ledger's witnessing ([`crate::ledger::witnessing`]).
+    Ledger(LedgerStorageOp),
 }
 
 /// Observable progress, for logs, metrics, the HTTP API and simnet statistics.
@@ -206,6 +216,7 @@ pub enum Event<P> {
     Review(ReviewEvent),
     Search(SearchEvent),
     Service(ServiceEvent),
+    Ledger(LedgerEvent),
     PeerAdmitted {
         peer: P,
         region: RegionCode,
@@ -309,6 +320,8 @@ pub struct Endpoint<P> {
     review: CatalogReview,
     search: CatalogSearch,
     service: ServiceInterface,
+    /// Ledger heads witnessed for children, and this node's own acknowledged by its parent.
+    witnessing: Witnessing,
     peers: BTreeMap<P, Peer>,
     by_region: BTreeMap<RegionCode, P>,
     out: VecDeque<Output<P>>,
@@ -383,6 +396,7 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
             review,
             search: CatalogSearch::new(region),
             service,
+            witnessing: Witnessing::restore(saved.ledger_witnessed, saved.ledger_acknowledged),
             peers: BTreeMap::new(),
             by_region: BTreeMap::new(),
             out: VecDeque::new(),
@@ -499,6 +513,7 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
             }
             Message::Search(m) => self.search.handle_message(now, from, m),
             Message::Service(m) => self.handle_service_message(now, from, m),
+            Message::Ledger(m) => self.handle_ledger_message(now, peer, from, m),
             Message::Revocations(m) => {
                 for r in m.revocations {
                     // A rejected one is reported as an event; the others still apply.

@@ -17,6 +17,8 @@
 //! - [`witness`]: the parent's pure check of a child's new head against the last one it
 //!   holds: truncation, forks, rewritten or reordered entries, bad signatures and time going
 //!   backwards are all named.
+//! - [`witnessing`]: the exchange itself — a node's heads up to its parent, the parent's
+//!   countersignatures back, findings raised as alarms at the parent.
 //!
 //! # Why a parent witnesses
 //! A log signed only by its own node can be replaced wholesale by that node. Each node sends
@@ -35,6 +37,7 @@ pub mod merkle;
 mod vectors;
 pub mod verify;
 pub mod witness;
+pub mod witnessing;
 
 use crate::time::DAY_MS;
 

@@ -34,7 +34,9 @@ pub use crate::limits::{
 /// 4: a want names many partitions, a chunk frame carries runs of many partitions.
 /// 5: revocations travel on the control plane ([`Message::Revocations`]).
 /// 6: catalog searches travel up the tree and back ([`Message::Search`]).
-pub const PROTOCOL_VERSION: u16 = 7;
+/// 7: service interface calls ([`Message::Service`]).
+/// 8: ledger heads and their witnesses' countersignatures ([`Message::Ledger`]).
+pub const PROTOCOL_VERSION: u16 = 8;
 
 /// Identity exchange on connection: the sender's certificate chain (anchor-most first). The
 /// shell verifies it with [`crate::cert::TrustStore::verify_chain`], checks the leaf's peer id
@@ -74,6 +76,9 @@ pub enum Message {
     /// Control plane: calls of a granted service interface (服务接口) and their answers,
     /// directly between the grant's two parties ([`crate::service_interface`]).
     Service(crate::service_interface::ServiceMsg),
+    /// Control plane: compliance-ledger heads up to the parent and its countersignatures
+    /// back ([`crate::ledger::witnessing`]).
+    Ledger(crate::ledger::witnessing::LedgerMsg),
 }
 
 impl Bounded for Message {
@@ -87,6 +92,7 @@ impl Bounded for Message {
             Message::Share(m) => m.check_limits(),
             Message::Search(m) => m.check_limits(),
             Message::Service(m) => m.check_limits(),
+            Message::Ledger(m) => m.check_limits(),
         }
     }
 }
@@ -116,6 +122,9 @@ impl Message {
             Message::Search(_) => false,
             // An answer is counted (the grant's usage persisted) before it is sent.
             Message::Service(m) => matches!(m, crate::service_interface::ServiceMsg::Answer { .. }),
+            // A countersignature is persisted before it is sent: the witness never forgets a
+            // head it vouched for.
+            Message::Ledger(m) => matches!(m, crate::ledger::witnessing::LedgerMsg::Witnessed(_)),
         }
     }
 }

@@ -57,18 +57,20 @@ pub struct SimPart {
 
 impl ProtoMsg {
     /// The control frame the endpoint asked to send, as simnet carries it (`None` for hellos
-    /// and chunk frames, which an endpoint never hands to `Send`, and for catalog searches and
-    /// service interface calls, which no simnet scenario makes: one would be reported as
-    /// `unexpected_send`).
+    /// and chunk frames, which an endpoint never hands to `Send`, and for catalog searches,
+    /// service interface calls and ledger heads, which no simnet scenario makes: one would be
+    /// reported as `unexpected_send`).
     pub fn control(msg: Message) -> Option<ProtoMsg> {
         match msg {
             Message::ReturnFlow(m) => Some(ProtoMsg::ReturnFlow(m)),
             Message::Catalog(m) => Some(ProtoMsg::Catalog(m)),
             Message::Revocations(m) => Some(ProtoMsg::Revocations(m)),
             Message::Share(msg) => Some(ProtoMsg::Share { msg, hops: 0 }),
-            Message::Hello(_) | Message::Chunk(_) | Message::Search(_) | Message::Service(_) => {
-                None
-            }
+            Message::Hello(_)
+            | Message::Chunk(_)
+            | Message::Search(_)
+            | Message::Service(_)
+            | Message::Ledger(_) => None,
         }
     }
 }

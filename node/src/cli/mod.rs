@@ -64,6 +64,7 @@ pub mod demo;
 pub mod dept;
 pub mod export;
 pub mod init;
+pub mod ledger;
 pub mod publish;
 pub mod root;
 pub mod run;

@@ -20,6 +20,8 @@ use backflow_protocol::catalog_sync::{
 };
 use backflow_protocol::cert::Revocation;
 use backflow_protocol::endpoint::{Saved, SavedTransfer, Storage};
+use backflow_protocol::ledger::head::WitnessedHead;
+use backflow_protocol::ledger::witnessing::LedgerStorageOp;
 use backflow_protocol::manifest::Hash;
 use backflow_protocol::receipt::Receipt;
 use backflow_protocol::return_flow::{StorageOp, TransferRecord};
@@ -62,6 +64,10 @@ pub struct Store {
     pub watermarks: BTreeMap<RegionCode, (u64, u64)>,
     /// Service interface calls counted per grant ([`ServiceStorageOp::PutUsage`]).
     pub service_usage: BTreeMap<Hash, ServiceUsage>,
+    /// The last head witnessed per child, and this node's own last acknowledged
+    /// ([`Storage::Ledger`]).
+    pub ledger_witnessed: BTreeMap<RegionCode, WitnessedHead>,
+    pub ledger_acknowledged: Option<WitnessedHead>,
     /// Data a provider loaded for a grant's service interface: request → key → record lines.
     pub service_data: BTreeMap<Hash, BTreeMap<String, Vec<Vec<u8>>>>,
     /// Revocations accepted ([`Storage::Revocation`]), in order.
@@ -116,6 +122,12 @@ impl Store {
     /// Applies one storage effect, durably (it survives [`super::net::Net::restart`]).
     pub fn apply(&mut self, op: Storage) {
         match op {
+            Storage::Ledger(LedgerStorageOp::PutWitnessed { child, head }) => {
+                self.ledger_witnessed.insert(child, head);
+            }
+            Storage::Ledger(LedgerStorageOp::PutAcknowledged(head)) => {
+                self.ledger_acknowledged = Some(head);
+            }
             Storage::Service(ServiceStorageOp::PutUsage { request, usage }) => {
                 self.service_usage.insert(request, usage);
             }
@@ -285,6 +297,12 @@ impl Store {
             share_supervised: self.share_supervised.values().cloned().collect(),
             review_submissions: self.review_submissions.values().cloned().collect(),
             review_duty_changes: self.review_duty_changes.values().cloned().collect(),
+            ledger_witnessed: self
+                .ledger_witnessed
+                .iter()
+                .map(|(c, h)| (*c, h.clone()))
+                .collect(),
+            ledger_acknowledged: self.ledger_acknowledged.clone(),
         }
     }
 }

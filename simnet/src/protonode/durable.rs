@@ -9,6 +9,7 @@ use backflow_protocol::attestation::SignedAttestation;
 use backflow_protocol::catalog_review::{DutyChange, Submission};
 use backflow_protocol::cert::Revocation;
 use backflow_protocol::endpoint::{Saved, SavedTransfer};
+use backflow_protocol::ledger::head::WitnessedHead;
 use backflow_protocol::manifest::{Hash, PartitionEntry};
 use backflow_protocol::receipt::Receipt;
 use backflow_protocol::return_flow::TransferRecord;
@@ -43,6 +44,9 @@ pub(super) struct Durable {
     pub(super) review_submissions: BTreeMap<u64, Submission>,
     pub(super) review_duty_changes: BTreeMap<u64, DutyChange>,
     pub(super) service_usage: BTreeMap<Hash, ServiceUsage>,
+    /// The compliance ledger's witnessing (the ledger itself is the node's, not modelled).
+    pub(super) ledger_witnessed: BTreeMap<RegionCode, WitnessedHead>,
+    pub(super) ledger_acknowledged: Option<WitnessedHead>,
 }
 
 impl Durable {
@@ -82,6 +86,12 @@ impl Durable {
             review_submissions: self.review_submissions.values().cloned().collect(),
             review_duty_changes: self.review_duty_changes.values().cloned().collect(),
             service_usage: self.service_usage.iter().map(|(r, u)| (*r, *u)).collect(),
+            ledger_witnessed: self
+                .ledger_witnessed
+                .iter()
+                .map(|(c, h)| (*c, h.clone()))
+                .collect(),
+            ledger_acknowledged: self.ledger_acknowledged.clone(),
         }
     }
 

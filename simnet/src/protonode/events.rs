@@ -73,6 +73,8 @@ impl ProtoNode {
             Event::Search(_) => ctx.observe(Observation::Note("catalog_search_event")),
             // No simnet scenario opens a service interface (its requests use batch exchange).
             Event::Service(_) => ctx.observe(Observation::Note("service_interface_event")),
+            // No simnet scenario keeps a ledger: its heads are the node's shell's to send.
+            Event::Ledger(_) => ctx.observe(Observation::Note("ledger_event")),
         }
     }
 

@@ -5,6 +5,7 @@ use backflow_protocol::catalog_review::ReviewStorageOp;
 use backflow_protocol::catalog_sync::CatalogStorageOp;
 use backflow_protocol::codec::encoded_len;
 use backflow_protocol::endpoint::Storage;
+use backflow_protocol::ledger::witnessing::LedgerStorageOp;
 use backflow_protocol::return_flow::StorageOp;
 use backflow_protocol::service_interface::ServiceStorageOp;
 use backflow_protocol::share::ShareStorageOp;
@@ -131,6 +132,12 @@ impl ProtoNode {
             }
             Storage::Service(ServiceStorageOp::PutUsage { request, usage }) => {
                 store.service_usage.insert(request, usage);
+            }
+            Storage::Ledger(LedgerStorageOp::PutWitnessed { child, head }) => {
+                store.ledger_witnessed.insert(child, head);
+            }
+            Storage::Ledger(LedgerStorageOp::PutAcknowledged(head)) => {
+                store.ledger_acknowledged = Some(head);
             }
         }
     }

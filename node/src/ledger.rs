@@ -1,0 +1,727 @@
+//! The node's compliance ledger (合规台账, Art. 29) in RocksDB: an append-only RFC 6962 log of
+//! every act this node takes part in, its tree nodes, and the head the node signed last.
+//!
+//! The log itself — leaf encoding, tree, proofs, heads — is the protocol's
+//! ([`backflow_protocol::ledger`]); this file keeps it on disk. Key layout in the `ledger` CF:
+//!
+//! | key                                  | value                                         |
+//! |--------------------------------------|-----------------------------------------------|
+//! | `e` ‖ seq (u64 BE)                   | the entry's leaf bytes (its canonical encoding) |
+//! | `n` ‖ level (u8) ‖ index (u64 BE)    | a perfect subtree's hash (32 B)               |
+//! | `h`                                  | the latest signed tree head                   |
+//! | `a`                                  | the last of this node's heads its parent countersigned |
+//! | `w` ‖ child region (8 B)             | the last head this node countersigned for a child |
+//! | `m` ‖ what (1 B) ‖ id                | how much of a case or review is logged already (see `ledger_acts`) |
+//!
+//! Invariants:
+//! - an entry, its tree nodes and the act it records land in one atomic [`Batch`]
+//!   ([`Ledger::append`]): the ledger never misses an act that took effect, and never records
+//!   one that did not; the batch goes to the write-ahead log, which is synced before the act is
+//!   acknowledged to anyone (`runtime`), as for every other write;
+//! - entries are never rewritten or deleted (pruning after the retention period,
+//!   [`backflow_protocol::ledger::RETENTION_MS_MIN`], is not built yet: nothing is ever pruned);
+//! - the head the node signs is stored ([`Ledger::sign_if_grown`]), so [`verify`] checks the
+//!   entries against what the node vouched for, and names the first entry that does not fit.
+
+use std::collections::{BTreeMap, HashMap};
+
+use anyhow::{anyhow, bail, Context, Result};
+use backflow_protocol::cert::NodeIdentity;
+use backflow_protocol::ledger::entry::{
+    append_entry, EntryKind, LedgerEntry, LEDGER_DEPARTMENT_BYTES_MAX, LEDGER_DETAIL_BYTES_MAX,
+    LEDGER_SUBJECT_BYTES_MAX,
+};
+use backflow_protocol::ledger::head::{HeadUpdate, SignedTreeHead, TreeHead, WitnessedHead};
+use backflow_protocol::ledger::merkle::{self, Hash, NodeStore};
+use backflow_protocol::ledger::witnessing::{LedgerStorageOp, WITNESSED_CHILDREN_MAX};
+use backflow_protocol::wire::{decode_exact, encode_value};
+use backflow_topology::RegionCode;
+use ed25519_dalek::VerifyingKey;
+
+use crate::store::{region_key, Batch, Store, CF_LEDGER};
+
+const ENTRY_PREFIX: u8 = b'e';
+const NODE_PREFIX: u8 = b'n';
+const HEAD_KEY: &[u8] = b"h";
+const ACKNOWLEDGED_KEY: &[u8] = b"a";
+const WITNESSED_PREFIX: u8 = b'w';
+/// Prefix of the marks `ledger_acts` keeps of what it has logged.
+pub const MARK_PREFIX: u8 = b'm';
+/// Entries one read of the log returns at most (`ledger show`, `ledger export` page by this).
+pub const ENTRIES_PER_READ_MAX: usize = 1_000;
+
+/// The key of entry `seq` (see the module docs).
+pub fn entry_key(seq: u64) -> [u8; 9] {
+    let mut key = [ENTRY_PREFIX; 9];
+    key[1..].copy_from_slice(&seq.to_be_bytes());
+    key
+}
+
+fn node_key(level: u8, index: u64) -> [u8; 10] {
+    let mut key = [NODE_PREFIX; 10];
+    key[1] = level;
+    key[2..].copy_from_slice(&index.to_be_bytes());
+    key
+}
+
+fn seq_of(key: &[u8]) -> Result<u64> {
+    match key {
+        [ENTRY_PREFIX, seq @ ..] if seq.len() == 8 => {
+            Ok(u64::from_be_bytes(seq.try_into().expect("8 bytes")))
+        }
+        _ => bail!("a ledger key that is not an entry's ({} bytes)", key.len()),
+    }
+}
+
+/// What happened, as the code that saw it tells the ledger; [`Ledger::append`] numbers it,
+/// names this node's region and clips its texts to the entry's limits (a record is never
+/// refused for being long: what was done is logged, its description shortened).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    pub time_ms: u64,
+    pub department: Option<String>,
+    pub kind: EntryKind,
+    pub subject: String,
+    pub detail: String,
+}
+
+impl Record {
+    fn into_entry(self, seq: u64, region: RegionCode) -> LedgerEntry {
+        let kind = match self.kind {
+            EntryKind::ShareAct { act } => EntryKind::ShareAct {
+                act: clip(act, LEDGER_SUBJECT_BYTES_MAX),
+            },
+            other => other,
+        };
+        LedgerEntry {
+            seq,
+            time_ms: self.time_ms,
+            region,
+            department: self
+                .department
+                .map(|d| clip(d, LEDGER_DEPARTMENT_BYTES_MAX)),
+            kind,
+            subject: clip(self.subject, LEDGER_SUBJECT_BYTES_MAX),
+            detail: clip(self.detail, LEDGER_DETAIL_BYTES_MAX),
+        }
+    }
+}
+
+/// `text` cut to at most `max` bytes, at a character boundary.
+pub fn clip(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
+
+/// The tree nodes as stored. A read error counts as a missing node (the protocol's readers
+/// turn that into [`merkle::MerkleError::MissingNode`], never a panic).
+struct StoredNodes<'s>(&'s Store);
+
+impl NodeStore for StoredNodes<'_> {
+    fn get(&self, level: u8, index: u64) -> Option<Hash> {
+        let value = self.0.get(CF_LEDGER, &node_key(level, index)).ok()??;
+        value.as_slice().try_into().ok()
+    }
+}
+
+/// The stored nodes plus those of entries appended in the batch being built.
+struct Pending<'s> {
+    stored: StoredNodes<'s>,
+    new: HashMap<(u8, u64), Hash>,
+}
+
+impl NodeStore for Pending<'_> {
+    fn get(&self, level: u8, index: u64) -> Option<Hash> {
+        self.new
+            .get(&(level, index))
+            .copied()
+            .or_else(|| self.stored.get(level, index))
+    }
+}
+
+/// The ledger's state in the running node: how many entries there are. Everything else is
+/// read from the store when asked for.
+pub struct Ledger {
+    region: RegionCode,
+    size: u64,
+    /// The size of the last head signed and stored.
+    signed_size: u64,
+}
+
+impl Ledger {
+    /// Opens the log at start. Refuses a log whose tree cannot give its root (nodes missing:
+    /// lost or edited storage) with an error that says how to find the damage — appending on
+    /// top of it would extend a log no one can verify.
+    pub fn open(store: &Store, region: RegionCode) -> Result<Ledger> {
+        let size = stored_size(store)?;
+        merkle::root(size, &StoredNodes(store)).map_err(|e| {
+            anyhow!(
+                "the compliance ledger (合规台账) of {size} entries is damaged ({e}): the node \
+                 does not extend a log it cannot prove; restore the data directory from its \
+                 backup"
+            )
+        })?;
+        let signed_size = stored_head(store)?.map_or(0, |h| h.head.size);
+        Ok(Ledger {
+            region,
+            size,
+            signed_size,
+        })
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Appends `records` in order, written together with `batch` — the writes of the act they
+    /// record — in one atomic write. Nothing is appended if the write fails.
+    pub fn append(
+        &mut self,
+        store: &Store,
+        mut batch: Batch<'_>,
+        records: impl IntoIterator<Item = Record>,
+    ) -> Result<()> {
+        let mut nodes = Pending {
+            stored: StoredNodes(store),
+            new: HashMap::new(),
+        };
+        let mut size = self.size;
+        let mut records = records.into_iter().peekable();
+        if records.peek().is_none() && batch.is_empty() {
+            return Ok(());
+        }
+        for record in records {
+            let entry = record.into_entry(size, self.region);
+            let (bytes, new) = append_entry(&entry, size, &nodes)
+                .map_err(|e| anyhow!("ledger entry {size}: {e}"))?;
+            batch.put(CF_LEDGER, &entry_key(size), &bytes);
+            for n in new {
+                batch.put(CF_LEDGER, &node_key(n.level, n.index), &n.hash);
+                nodes.new.insert((n.level, n.index), n.hash);
+            }
+            size += 1;
+        }
+        store.write(batch)?;
+        self.size = size;
+        Ok(())
+    }
+
+    /// The log's head now (unsigned).
+    pub fn head(&self, store: &Store, now_ms: u64) -> Result<TreeHead> {
+        let root = merkle::root(self.size, &StoredNodes(store))
+            .map_err(|e| anyhow!("ledger root: {e}"))?;
+        Ok(TreeHead {
+            region: self.region,
+            size: self.size,
+            root,
+            time_ms: now_ms,
+        })
+    }
+
+    /// Signs and stores a new head if entries were appended since the last one; the caller
+    /// syncs the write-ahead log before it tells anyone (as for every write). Signing costs
+    /// ~20 µs, so the runtime does it on its beat, not per entry.
+    pub fn sign_if_grown(
+        &mut self,
+        store: &Store,
+        identity: &NodeIdentity,
+        now_ms: u64,
+    ) -> Result<Option<SignedTreeHead>> {
+        if self.size == self.signed_size {
+            return Ok(None);
+        }
+        let signed = SignedTreeHead::sign(self.head(store, now_ms)?, identity);
+        let value = encode_value(&signed).map_err(|e| anyhow!("{e}"))?;
+        store.put(CF_LEDGER, HEAD_KEY, &value)?;
+        self.signed_size = self.size;
+        Ok(Some(signed))
+    }
+}
+
+/// How many entries the stored log holds (one past the last entry's number).
+pub fn stored_size(store: &Store) -> Result<u64> {
+    Ok(
+        match store.last_key_with_prefix(CF_LEDGER, &[ENTRY_PREFIX])? {
+            Some(key) => seq_of(&key)? + 1,
+            None => 0,
+        },
+    )
+}
+
+/// Puts the witnessing state the protocol asks to persist into `batch`.
+pub fn put_witnessing(batch: &mut Batch<'_>, op: &LedgerStorageOp) -> Result<()> {
+    let (key, head) = match op {
+        LedgerStorageOp::PutWitnessed { child, head } => (
+            [&[WITNESSED_PREFIX][..], &region_key(*child)].concat(),
+            head,
+        ),
+        LedgerStorageOp::PutAcknowledged(head) => (ACKNOWLEDGED_KEY.to_vec(), head),
+    };
+    batch.put(
+        CF_LEDGER,
+        &key,
+        &encode_value(head).map_err(|e| anyhow!("{e}"))?,
+    );
+    Ok(())
+}
+
+/// Heads witnessed per child, and this node's last acknowledged head.
+pub type SavedWitnessing = (Vec<(RegionCode, WitnessedHead)>, Option<WitnessedHead>);
+
+/// The witnessing state as persisted: heads witnessed per child (at most
+/// [`WITNESSED_CHILDREN_MAX`]) and this node's last acknowledged head.
+pub fn load_witnessing(store: &Store) -> Result<SavedWitnessing> {
+    let decode = |v: &[u8]| -> Result<WitnessedHead> {
+        decode_exact(v).map_err(|e| anyhow!("a stored witnessed ledger head: {e}"))
+    };
+    let mut witnessed = Vec::new();
+    for (_, v) in store.scan_prefix(CF_LEDGER, &[WITNESSED_PREFIX], WITNESSED_CHILDREN_MAX)? {
+        let head = decode(&v)?;
+        witnessed.push((head.head.head.region, head));
+    }
+    let acknowledged = store
+        .get(CF_LEDGER, ACKNOWLEDGED_KEY)?
+        .map(|v| decode(&v))
+        .transpose()?;
+    Ok((witnessed, acknowledged))
+}
+
+/// The update for the parent: `head` with the consistency proof from the last head the
+/// parent countersigned (`acknowledged_size` entries; 0 before the first).
+pub fn head_update(
+    store: &Store,
+    head: SignedTreeHead,
+    acknowledged_size: u64,
+) -> Result<HeadUpdate> {
+    let from = acknowledged_size.min(head.head.size);
+    let consistency = merkle::consistency_proof(from, head.head.size, &StoredNodes(store))
+        .map_err(|e| anyhow!("ledger consistency proof: {e}"))?;
+    Ok(HeadUpdate { head, consistency })
+}
+
+/// The head the node signed last, if it signed one.
+pub fn stored_head(store: &Store) -> Result<Option<SignedTreeHead>> {
+    store
+        .get(CF_LEDGER, HEAD_KEY)?
+        .map(|v| decode_exact(&v).map_err(|e| anyhow!("the stored ledger head: {e}")))
+        .transpose()
+}
+
+/// Up to `limit` entries from `from` on, decoded; an entry that does not decode is an error
+/// naming it (`ledger verify` says more).
+pub fn entries(store: &Store, from: u64, limit: usize) -> Result<Vec<LedgerEntry>> {
+    let limit = limit.min(ENTRIES_PER_READ_MAX);
+    let mut out = Vec::with_capacity(limit.min(64));
+    for item in store.iter_from(CF_LEDGER, &entry_key(from)) {
+        let (key, value) = item?;
+        if out.len() >= limit || key.first() != Some(&ENTRY_PREFIX) {
+            break;
+        }
+        let seq = seq_of(&key)?;
+        let entry = LedgerEntry::decode(&value)
+            .with_context(|| format!("ledger entry {seq} does not decode"))?;
+        out.push(entry);
+    }
+    Ok(out)
+}
+
+/// What [`verify`] found: the whole log fits its tree and the head the node signed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verified {
+    pub entries: u64,
+    pub root: Hash,
+    /// The signed head the entries were checked against (its size, when it was signed).
+    pub head_size: Option<u64>,
+    pub head_time_ms: Option<u64>,
+}
+
+/// Where [`verify`] found the log does not hold: the first bad entry, if one can be named, and
+/// what is wrong.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Damage {
+    pub entry: Option<u64>,
+    pub problem: String,
+}
+
+impl std::fmt::Display for Damage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.entry {
+            Some(seq) => write!(f, "entry {seq}: {}", self.problem),
+            None => f.write_str(&self.problem),
+        }
+    }
+}
+
+impl std::error::Error for Damage {}
+
+fn damage(entry: impl Into<Option<u64>>, problem: impl Into<String>) -> Damage {
+    Damage {
+        entry: entry.into(),
+        problem: problem.into(),
+    }
+}
+
+/// Checks the whole log: entries numbered 0, 1, 2… without a gap, each decoding to itself and
+/// this node's region, each leaf and every tree node recomputed from the entries equal to the
+/// stored one, and the root at the signed head's size equal to the signed root, under `key`
+/// (the node's own). Names the first entry that does not hold. Reads each entry once and
+/// keeps only the tree's right edge in memory (≤ 64 hashes), so a log of any length verifies
+/// in bounded memory. `Err` is an IO failure; `Ok(Err(_))` is damage found.
+pub fn verify(
+    store: &Store,
+    region: RegionCode,
+    key: &VerifyingKey,
+) -> Result<std::result::Result<Verified, Damage>> {
+    let head = match stored_head(store) {
+        Ok(head) => head,
+        Err(e) => return Ok(Err(damage(None, format!("{e:#}")))),
+    };
+    if let Some(h) = &head {
+        if h.head.region != region {
+            return Ok(Err(damage(None, "the stored head is another region's")));
+        }
+        if h.verify(key).is_err() {
+            return Ok(Err(damage(
+                None,
+                "the stored head's signature is not this node's key: the head was replaced",
+            )));
+        }
+    }
+    let stored = StoredNodes(store);
+    // The right edge of the tree rebuilt so far: the perfect subtrees of `seq`'s set bits.
+    let mut edge: BTreeMap<(u8, u64), Hash> = BTreeMap::new();
+    let mut seq = 0u64;
+    for item in store.iter_from(CF_LEDGER, &entry_key(0)) {
+        let (k, bytes) = item?;
+        if k.first() != Some(&ENTRY_PREFIX) {
+            break;
+        }
+        let at = match seq_of(&k) {
+            Ok(at) => at,
+            Err(e) => return Ok(Err(damage(seq, format!("{e:#}")))),
+        };
+        if at != seq {
+            return Ok(Err(damage(
+                seq,
+                format!("missing: the next stored entry is {at} (entries were removed)"),
+            )));
+        }
+        let entry = match LedgerEntry::decode(&bytes) {
+            Ok(entry) => entry,
+            Err(e) => return Ok(Err(damage(seq, format!("does not decode ({e}): edited")))),
+        };
+        if entry.seq != seq {
+            return Ok(Err(damage(
+                seq,
+                format!(
+                    "holds entry {}: entries were moved, reordered or inserted",
+                    entry.seq
+                ),
+            )));
+        }
+        if entry.region != region {
+            return Ok(Err(damage(seq, "is another region's entry")));
+        }
+        let nodes = merkle::append(merkle::leaf_hash(&bytes), seq, &edge)
+            .map_err(|e| anyhow!("rebuilding the tree: {e}"))?;
+        for n in &nodes {
+            match stored.get(n.level, n.index) {
+                Some(h) if h == n.hash => {}
+                Some(_) if n.level == 0 => {
+                    return Ok(Err(damage(
+                        seq,
+                        "changed after it was logged: its hash is not the one in the tree",
+                    )))
+                }
+                Some(_) => {
+                    return Ok(Err(damage(
+                        seq,
+                        format!(
+                            "the stored tree node (level {}, index {}) above it was changed",
+                            n.level, n.index
+                        ),
+                    )))
+                }
+                None => {
+                    return Ok(Err(damage(
+                        seq,
+                        format!(
+                            "the tree node (level {}, index {}) is missing: entries were \
+                             added outside the ledger or its tree was cut",
+                            n.level, n.index
+                        ),
+                    )))
+                }
+            }
+            edge.insert((n.level, n.index), n.hash);
+        }
+        seq += 1;
+        edge.retain(|&(level, index), _| is_edge(seq, level, index));
+        if let Some(h) = head.as_ref().filter(|h| h.head.size == seq) {
+            let root = merkle::root(seq, &edge).map_err(|e| anyhow!("{e}"))?;
+            if root != h.head.root {
+                return Ok(Err(damage(
+                    None,
+                    format!(
+                        "entries 0–{} do not have the root this node signed for them: \
+                         entries and tree were rewritten together",
+                        seq - 1
+                    ),
+                )));
+            }
+        }
+    }
+    if let Some(h) = head.as_ref().filter(|h| h.head.size > seq) {
+        return Ok(Err(damage(
+            seq,
+            format!(
+                "missing: the log ends at {seq} entries, but this node signed a head of {} \
+                 (entries were removed from its end)",
+                h.head.size
+            ),
+        )));
+    }
+    let root = merkle::root(seq, &edge).map_err(|e| anyhow!("{e}"))?;
+    Ok(Ok(Verified {
+        entries: seq,
+        root,
+        head_size: head.as_ref().map(|h| h.head.size),
+        head_time_ms: head.as_ref().map(|h| h.head.time_ms),
+    }))
+}
+
+/// Whether node (`level`, `index`) is one of the perfect subtrees a log of `size` leaves
+/// splits into (one per set bit of `size`, the largest leftmost): the only nodes appending
+/// and the root need.
+fn is_edge(size: u64, level: u8, index: u64) -> bool {
+    level < 64 && size >> level & 1 == 1 && index == (size >> level) - 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use backflow_protocol::ledger::verify::verify_inclusion;
+
+    fn region() -> RegionCode {
+        "110101".parse().unwrap()
+    }
+
+    fn node_identity(seed: u8) -> NodeIdentity {
+        NodeIdentity {
+            region: region(),
+            key: ed25519_dalek::SigningKey::from_bytes(&[seed; 32]),
+            chain: Vec::new(),
+        }
+    }
+
+    fn record(i: u64) -> Record {
+        Record {
+            time_ms: 1_767_225_600_000 + i,
+            department: Some("东城区民政局".into()),
+            kind: EntryKind::Note,
+            subject: format!("case-{i}"),
+            detail: format!("act {i}"),
+        }
+    }
+
+    fn ledger_of(n: u64) -> (tempfile::TempDir, Store, Ledger, NodeIdentity) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let identity = node_identity(1);
+        let mut ledger = Ledger::open(&store, region()).unwrap();
+        // Batches of 1, 2, 3… entries: appends within a batch see each other's nodes.
+        let mut i = 0;
+        let mut batch_len = 1;
+        while i < n {
+            let end = (i + batch_len).min(n);
+            ledger
+                .append(&store, store.batch(), (i..end).map(record))
+                .unwrap();
+            i = end;
+            batch_len += 1;
+        }
+        ledger.sign_if_grown(&store, &identity, 1).unwrap();
+        (dir, store, ledger, identity)
+    }
+
+    fn check(store: &Store, identity: &NodeIdentity) -> std::result::Result<Verified, Damage> {
+        verify(store, region(), &identity.key.verifying_key()).unwrap()
+    }
+
+    #[test]
+    fn appended_entries_read_back_and_prove_inclusion_under_the_signed_head() {
+        let (_dir, store, ledger, identity) = ledger_of(100);
+        assert_eq!(ledger.size(), 100);
+        let read = entries(&store, 40, 5).unwrap();
+        assert_eq!(read.len(), 5);
+        assert_eq!(read[0].seq, 40);
+        assert_eq!(read[0].subject, "case-40");
+        let head = stored_head(&store).unwrap().unwrap();
+        assert_eq!(head.head.size, 100);
+        head.verify(&identity.key.verifying_key()).unwrap();
+        let path = merkle::inclusion_proof(40, 100, &StoredNodes(&store)).unwrap();
+        let leaf = read[0].leaf_hash().unwrap();
+        verify_inclusion(&leaf, 40, 100, &path, &head.head.root).unwrap();
+        let ok = check(&store, &identity).unwrap();
+        assert_eq!((ok.entries, ok.root), (100, head.head.root));
+        // Reopened, the log goes on where it was.
+        let _ = ledger;
+        let mut again = Ledger::open(&store, region()).unwrap();
+        assert_eq!(again.size(), 100);
+        again.append(&store, store.batch(), [record(100)]).unwrap();
+        assert_eq!(check(&store, &identity).unwrap().entries, 101);
+    }
+
+    #[test]
+    fn texts_over_the_limits_are_clipped_not_refused() {
+        let (_dir, store, mut ledger, identity) = ledger_of(0);
+        let mut long = record(0);
+        long.detail = "数".repeat(LEDGER_DETAIL_BYTES_MAX);
+        long.subject = "x".repeat(LEDGER_SUBJECT_BYTES_MAX + 1);
+        ledger.append(&store, store.batch(), [long]).unwrap();
+        let e = &entries(&store, 0, 1).unwrap()[0];
+        assert!(e.detail.len() <= LEDGER_DETAIL_BYTES_MAX && e.detail.starts_with('数'));
+        assert_eq!(e.subject.len(), LEDGER_SUBJECT_BYTES_MAX);
+        assert!(check(&store, &identity).is_ok());
+    }
+
+    fn stored_entry(store: &Store, seq: u64) -> Vec<u8> {
+        store.get(CF_LEDGER, &entry_key(seq)).unwrap().unwrap()
+    }
+
+    #[test]
+    fn an_edited_entry_is_named() {
+        let (_dir, store, _ledger, identity) = ledger_of(50);
+        let mut e = LedgerEntry::decode(&stored_entry(&store, 17)).unwrap();
+        e.detail = "act 17, as someone would rather it read".into();
+        store
+            .put(CF_LEDGER, &entry_key(17), &e.leaf_bytes().unwrap())
+            .unwrap();
+        let d = check(&store, &identity).unwrap_err();
+        assert_eq!(d.entry, Some(17), "{d}");
+        assert!(d.problem.contains("changed after it was logged"), "{d}");
+        // Bytes that no longer decode at all are named too.
+        store.put(CF_LEDGER, &entry_key(18), b"garbage").unwrap();
+        store
+            .put(CF_LEDGER, &entry_key(17), &stored_entry_of(17))
+            .unwrap();
+        let d = check(&store, &identity).unwrap_err();
+        assert_eq!(d.entry, Some(18), "{d}");
+    }
+
+    /// Entry `seq` as `ledger_of` wrote it.
+    fn stored_entry_of(seq: u64) -> Vec<u8> {
+        record(seq).into_entry(seq, region()).leaf_bytes().unwrap()
+    }
+
+    #[test]
+    fn a_deleted_entry_is_named_in_the_middle_and_at_the_end() {
+        let (_dir, store, _ledger, identity) = ledger_of(50);
+        store.delete(CF_LEDGER, &entry_key(30)).unwrap();
+        let d = check(&store, &identity).unwrap_err();
+        assert_eq!(d.entry, Some(30), "{d}");
+        assert!(d.problem.contains("missing"), "{d}");
+
+        let (_dir, store, _ledger, identity) = ledger_of(50);
+        store.delete(CF_LEDGER, &entry_key(49)).unwrap();
+        let d = check(&store, &identity).unwrap_err();
+        assert_eq!(d.entry, Some(49), "{d}");
+        assert!(d.problem.contains("signed a head of 50"), "{d}");
+    }
+
+    #[test]
+    fn reordered_entries_are_named() {
+        let (_dir, store, _ledger, identity) = ledger_of(50);
+        let (a, b) = (stored_entry(&store, 10), stored_entry(&store, 11));
+        store.put(CF_LEDGER, &entry_key(10), &b).unwrap();
+        store.put(CF_LEDGER, &entry_key(11), &a).unwrap();
+        let d = check(&store, &identity).unwrap_err();
+        assert_eq!(d.entry, Some(10), "{d}");
+        assert!(d.problem.contains("holds entry 11"), "{d}");
+    }
+
+    #[test]
+    fn an_inserted_entry_is_named() {
+        // Someone shifts entries 20.. up by one and puts a made-up entry at 20, renumbered
+        // so that each decodes to its own position — but not one of them fits the tree.
+        let (_dir, store, _ledger, identity) = ledger_of(50);
+        for seq in (20..50).rev() {
+            let mut e = LedgerEntry::decode(&stored_entry(&store, seq)).unwrap();
+            e.seq = seq + 1;
+            store
+                .put(CF_LEDGER, &entry_key(seq + 1), &e.leaf_bytes().unwrap())
+                .unwrap();
+        }
+        let mut made_up = record(999).into_entry(20, region());
+        made_up.detail = "an act that never happened".into();
+        store
+            .put(CF_LEDGER, &entry_key(20), &made_up.leaf_bytes().unwrap())
+            .unwrap();
+        let d = check(&store, &identity).unwrap_err();
+        assert_eq!(d.entry, Some(20), "{d}");
+    }
+
+    #[test]
+    fn a_rewritten_log_does_not_match_the_signed_head() {
+        // The whole tree recomputed after an edit (as a tool with write access could) still
+        // fails: the root differs from the one the node signed.
+        let (_dir, store, _ledger, identity) = ledger_of(20);
+        let dir2 = tempfile::tempdir().unwrap();
+        let other = Store::open(dir2.path()).unwrap();
+        let mut forged = Ledger::open(&other, region()).unwrap();
+        let mut records: Vec<Record> = (0..20).map(record).collect();
+        records[5].detail = "rewritten".into();
+        forged.append(&other, other.batch(), records).unwrap();
+        for seq in 0..20 {
+            store
+                .put(
+                    CF_LEDGER,
+                    &entry_key(seq),
+                    &other.get(CF_LEDGER, &entry_key(seq)).unwrap().unwrap(),
+                )
+                .unwrap();
+        }
+        for (k, v) in other.scan_prefix(CF_LEDGER, &[NODE_PREFIX], 1_000).unwrap() {
+            store.put(CF_LEDGER, &k, &v).unwrap();
+        }
+        let d = check(&store, &identity).unwrap_err();
+        assert!(
+            d.problem.contains("do not have the root this node signed"),
+            "{d}"
+        );
+        // And a head signed by another key is refused outright.
+        let stranger = node_identity(2);
+        forged.sign_if_grown(&other, &stranger, 2).unwrap();
+        store
+            .put(
+                CF_LEDGER,
+                HEAD_KEY,
+                &other.get(CF_LEDGER, HEAD_KEY).unwrap().unwrap(),
+            )
+            .unwrap();
+        let d = check(&store, &identity).unwrap_err();
+        assert!(d.problem.contains("not this node's key"), "{d}");
+    }
+
+    #[test]
+    fn a_log_with_a_missing_tree_node_does_not_open() {
+        let (_dir, store, _ledger, _identity) = ledger_of(8);
+        store.delete(CF_LEDGER, &node_key(3, 0)).unwrap();
+        let e = Ledger::open(&store, region()).err().unwrap().to_string();
+        assert!(e.contains("damaged") && e.contains("backup"), "{e}");
+    }
+
+    #[test]
+    fn the_edge_is_the_subtrees_of_the_size_s_set_bits() {
+        // 6 = 4 + 2: leaves 0–3 (level 2, index 0) and 4–5 (level 1, index 2).
+        assert!(is_edge(6, 2, 0) && is_edge(6, 1, 2));
+        assert!(!is_edge(6, 0, 5) && !is_edge(6, 1, 0) && !is_edge(6, 2, 1));
+        assert!(is_edge(u64::MAX, 63, 0));
+    }
+}

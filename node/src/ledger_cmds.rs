@@ -1,0 +1,133 @@
+//! The event loop's part in the compliance ledger (合规台账, Art. 29): the node's own acts and
+//! departments' use records are appended here, by the loop that owns the log, and made durable
+//! before the caller hears they are logged (acts of the protocol are logged as they are
+//! stored: `persist`, `ledger_acts`); the signed head goes up to the parent to be witnessed,
+//! and a child's head that does not extend what this node witnessed is raised as an alarm —
+//! logged, and recorded in this node's own ledger, where its authority reads it.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use backflow_protocol::ledger::entry::EntryKind;
+use backflow_protocol::ledger::witnessing::LedgerEvent;
+use backflow_protocol::time::UnixMs;
+use tracing::{debug, error, warn};
+
+use crate::clock::now_ms;
+use crate::ledger::Record;
+use crate::ledger_api::LedgerCmd;
+use crate::runtime::Runtime;
+
+/// How long a head the parent has not countersigned waits before it is sent again (a new
+/// head goes at once, on the next beat).
+const LEDGER_HEAD_RESEND_MS: u64 = 60_000;
+
+impl Runtime {
+    pub(crate) fn on_ledger(&mut self, cmd: LedgerCmd, now: UnixMs) {
+        match cmd {
+            LedgerCmd::Append { records, reply } => {
+                let _ = reply.send(self.ledger_append(records));
+            }
+            LedgerCmd::UseRecord {
+                department,
+                params,
+                reply,
+            } => {
+                let logged = crate::ledger_api::use_record(&self.ep, now, &department, &params)
+                    .and_then(|record| self.ledger_append(vec![record]))
+                    .and_then(|seq| {
+                        crate::ledger::entries(&self.store, seq, 1)?
+                            .pop()
+                            .ok_or_else(|| anyhow::anyhow!("ledger entry {seq} not found"))
+                    });
+                let _ = reply.send(logged);
+            }
+            LedgerCmd::SignHead { reply } => {
+                self.sign_ledger_head();
+                let _ = reply.send(());
+            }
+        }
+    }
+
+    /// Appends `records` and makes everything written so far durable; returns the first
+    /// record's entry number.
+    pub(crate) fn ledger_append(&mut self, records: Vec<Record>) -> Result<u64> {
+        let first = self.ledger.size();
+        let appended = self.ledger.append(&self.store, self.store.batch(), records);
+        self.unsynced = true;
+        self.make_durable();
+        appended.map(|()| first)
+    }
+
+    /// Sends the last signed head to the parent unless the parent countersigned exactly
+    /// that head already, or it was sent lately and not answered.
+    pub(crate) fn send_ledger_head(&mut self) {
+        let head = match crate::ledger::stored_head(&self.store) {
+            Ok(Some(head)) => head,
+            Ok(None) => return,
+            Err(e) => {
+                warn!(error = %format!("{e:#}"), "the ledger's signed head does not read");
+                return;
+            }
+        };
+        let this = (head.head.size, head.head.root);
+        let acknowledged = self.ep.ledger_acknowledged().map(|a| &a.head.head);
+        if acknowledged.is_some_and(|a| (a.size, a.root) == this) {
+            return;
+        }
+        let resend = Duration::from_millis(LEDGER_HEAD_RESEND_MS);
+        if let Some((size, root, at)) = self.ledger_head_sent {
+            if (size, root) == this && at.elapsed() < resend {
+                return;
+            }
+        }
+        let from = acknowledged.map_or(0, |a| a.size);
+        match crate::ledger::head_update(&self.store, head, from) {
+            Ok(update) => {
+                if self.ep.send_ledger_head(update) {
+                    self.ledger_head_sent = Some((this.0, this.1, Instant::now()));
+                }
+            }
+            Err(e) => warn!(error = %format!("{e:#}"), "no ledger head for the parent"),
+        }
+    }
+
+    pub(crate) fn on_ledger_event(&mut self, e: LedgerEvent) {
+        match e {
+            LedgerEvent::Witnessed { child, size } => {
+                debug!(%child, size, "witnessed a child's ledger head");
+            }
+            LedgerEvent::Acknowledged { witness, size } => {
+                debug!(%witness, size, "the parent witnessed this node's ledger head");
+            }
+            LedgerEvent::Refused {
+                witness,
+                size,
+                reason,
+            } => warn!(
+                %witness,
+                size,
+                %reason,
+                "the parent did not witness this node's ledger head"
+            ),
+            LedgerEvent::Alarm { child, error } => {
+                let finding = error.to_string();
+                error!(%child, %finding, "a child's compliance ledger does not extend what was witnessed");
+                if self.ledger_alarms.get(&child) == Some(&finding) {
+                    return;
+                }
+                self.ledger_alarms.insert(child, finding.clone());
+                let record = Record {
+                    time_ms: now_ms().0,
+                    department: None,
+                    kind: EntryKind::Note,
+                    subject: format!("witness alarm (见证告警) {child}"),
+                    detail: finding,
+                };
+                if let Err(e) = self.ledger_append(vec![record]) {
+                    panic!("storage failure: {e:#}");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! The compliance ledger's witnessing (见证, Art. 29) through the endpoint, which knows who a
+//! peer is: a node's heads go to the node of its parent region, and only a direct child's
+//! heads are witnessed here, each under the key its chain verifies to now (a revoked key's
+//! heads are not). The checks and the countersigning are
+//! [`crate::ledger::witnessing::Witnessing`]'s; the ledger itself is the shell's.
+
+use backflow_topology::RegionCode;
+
+use super::{Endpoint, Event, Output, Storage};
+use crate::ledger::head::{HeadUpdate, WitnessedHead};
+use crate::ledger::witnessing::{Handled, LedgerMsg};
+use crate::time::UnixMs;
+use crate::wire::Message;
+
+impl<P: Copy + Ord + std::fmt::Debug> Endpoint<P> {
+    /// Sends this node's newest head (with the consistency proof from
+    /// [`Self::ledger_acknowledged`]) to its parent region's node, if one is admitted; returns
+    /// whether it went. The shell builds `update` from its ledger, on its own schedule.
+    pub fn send_ledger_head(&mut self, update: HeadUpdate) -> bool {
+        let Some(parent) = self.region().parent() else {
+            return false;
+        };
+        let Some(peer) = self.peer_of(parent) else {
+            return false;
+        };
+        if self.peers.get(&peer).is_none_or(|p| p.by_grant) {
+            return false;
+        }
+        self.out.push_back(Output::Send {
+            to: parent,
+            peer: Some(peer),
+            msg: Message::Ledger(LedgerMsg::Head(update)),
+        });
+        true
+    }
+
+    /// The last of this node's heads its parent countersigned.
+    pub fn ledger_acknowledged(&self) -> Option<&WitnessedHead> {
+        self.witnessing.acknowledged()
+    }
+
+    /// The last head this node countersigned for `child`.
+    pub fn ledger_witnessed(&self, child: RegionCode) -> Option<&WitnessedHead> {
+        self.witnessing.witnessed(child)
+    }
+
+    pub(super) fn handle_ledger_message(
+        &mut self,
+        now: UnixMs,
+        peer: P,
+        from: RegionCode,
+        msg: LedgerMsg,
+    ) {
+        let region = self.region();
+        let expected = match &msg {
+            LedgerMsg::Head(_) => from.parent() == Some(region),
+            LedgerMsg::Witnessed(_) | LedgerMsg::Refused { .. } => region.parent() == Some(from),
+        };
+        if !expected {
+            // Heads only from a direct child, answers only from the parent.
+            return;
+        }
+        // The key the peer's chain verifies to now (admission checked it once; revocations
+        // since then count).
+        let Some(chain) = self.peers.get(&peer).map(|p| p.chain.clone()) else {
+            return;
+        };
+        let Ok(verified) = self.trust.verify_chain(&chain, now) else {
+            return;
+        };
+        let handled = match msg {
+            LedgerMsg::Head(update) => {
+                let identity = self.rf.identity();
+                self.witnessing
+                    .on_head(now.0, identity, from, &verified.key, update)
+            }
+            answer => {
+                let own = self.rf.identity().key.verifying_key();
+                self.witnessing
+                    .on_answer(region, &own, from, &verified.key, answer)
+            }
+        };
+        let Handled {
+            storage,
+            reply,
+            event,
+        } = handled;
+        // Persisted before the countersignature that acknowledges it is sent.
+        if let Some(op) = storage {
+            self.out.push_back(Output::Storage(Storage::Ledger(op)));
+        }
+        if let Some(reply) = reply {
+            self.out.push_back(Output::Send {
+                to: from,
+                peer: Some(peer),
+                msg: Message::Ledger(reply),
+            });
+        }
+        if let Some(event) = event {
+            self.out.push_back(Output::Event(Event::Ledger(event)));
+        }
+    }
+}
