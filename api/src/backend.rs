@@ -447,6 +447,9 @@ pub trait Backend: Clone + Send + Sync + 'static {
     /// root, …}`, or `{ok: false, entry, problem}` naming the first bad entry.
     fn ledger_verify(&self) -> impl Future<Output = Result<serde_json::Value, ApiError>> + Send;
 
+    /// The node's figures in the OpenMetrics text format (`GET /metrics`, for Prometheus).
+    fn metrics(&self) -> impl Future<Output = Result<String, ApiError>> + Send;
+
     /// Logs department `department`'s use record of data granted to it; returns the entry.
     fn ledger_record(
         &self,

@@ -27,6 +27,10 @@
 //! | POST   | `/api/duty-changes/{id}/extend` | `DutyExtendParams`: the authority extends it once (≤ 5) |
 //! | GET    | `/api/departments`   | this node's departments (names, public keys)            |
 //! | POST   | `/api/departments`   | `{name}`: a new department's key and token (the token shown once) |
+//! | GET    | `/api/ledger`        | `?from=&limit=`: entries of the compliance ledger (合规台账, Art. 29), its signed and witnessed heads |
+//! | POST   | `/api/ledger/verify` | the whole ledger against its tree and signed head → `{ok, …}` or the first bad entry |
+//! | POST   | `/api/ledger/record` | `UseRecordParams`: a requesting department's use record (使用记录) of granted data |
+//! | GET    | `/metrics`           | the node's figures for Prometheus (OpenMetrics text; the node's token) |
 //!
 //! A department's token (see [`gate`](crate::gate)) reaches only `/api/share…`, acting as
 //! that department; the node's token may name any department of the node (`department`).
@@ -135,6 +139,7 @@ pub fn router<B: Backend>(backend: B, gate: Gate, dirs: Directories) -> Router {
         .route("/api/catalog-review/{id}", post(review_decide::<B>))
         .route("/api/duty-changes", post(duty_change::<B>))
         .route("/api/duty-changes/{id}/extend", post(duty_extend::<B>))
+        .route("/metrics", get(metrics::<B>))
         .route("/api/ledger", get(ledger::<B>))
         .route("/api/ledger/verify", post(ledger_verify::<B>))
         .route("/api/ledger/record", post(ledger_record::<B>))
@@ -753,6 +758,21 @@ async fn department_add<B: Backend>(
 }
 
 /// Unmatched paths: a JSON 404 (behind the gate like everything else).
+/// For Prometheus (the node's token only: a scrape job sends it as a bearer token).
+async fn metrics<B: Backend>(
+    State(api): State<Api<B>>,
+    Extension(principal): Extension<Principal>,
+) -> Result<Response, ApiError> {
+    principal.require_node()?;
+    let text = answer(api.backend.metrics()).await?;
+    let mut response = text.into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    Ok(response)
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct LedgerQuery {

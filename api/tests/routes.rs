@@ -171,6 +171,9 @@ impl Backend for Fake {
     async fn ledger(&self, from: u64, limit: usize) -> Result<serde_json::Value, ApiError> {
         Ok(serde_json::json!({ "from": from, "limit": limit }))
     }
+    async fn metrics(&self) -> Result<String, ApiError> {
+        Ok("backflow_node{region=\"11\"} 1\n# EOF\n".into())
+    }
     async fn ledger_verify(&self) -> Result<serde_json::Value, ApiError> {
         Ok(serde_json::json!({ "ok": true }))
     }
@@ -301,6 +304,10 @@ async fn every_route_needs_the_token_and_the_right_host() {
         ("POST", "/api/share"),
         ("GET", "/api/share/0123456789abcdef"),
         ("POST", "/api/share/0123456789abcdef/act"),
+        ("GET", "/api/ledger"),
+        ("POST", "/api/ledger/verify"),
+        ("POST", "/api/ledger/record"),
+        ("GET", "/metrics"),
         ("GET", "/no/such/route"),
     ];
     let wrong = ApiToken::generate();
@@ -559,6 +566,103 @@ async fn share_routes_pass_through_and_refuse_unknown_fields() {
     assert_eq!(
         (v["id"].as_str(), v["act"].as_str()),
         (Some("abcdef12"), Some("grant"))
+    );
+}
+
+/// The ledger is the authority's to read and check; a department records its own use only,
+/// with Art. 29's texts present and bounded; metrics are the node's token's.
+#[tokio::test]
+async fn ledger_and_metrics_routes_are_the_authority_s_and_use_records_the_department_s() {
+    let s = setup(false);
+    let dept = ApiToken::from_hex(&"ab".repeat(32)).unwrap();
+    let as_dept = |method: &str, uri: &str, body: Option<serde_json::Value>| {
+        let mut r = request(
+            &s,
+            method,
+            uri,
+            body.map_or(Body::empty(), |b| Body::from(b.to_string())),
+        );
+        r.headers_mut()
+            .insert(header::AUTHORIZATION, dept.bearer().parse().unwrap());
+        r.headers_mut()
+            .insert(header::CONTENT_TYPE, "application/json".parse().unwrap());
+        r
+    };
+    // The node's token: a page (its size bounded), a verification, the metrics.
+    let (status, body) = send(
+        &s.app,
+        request(&s, "GET", "/api/ledger?from=5&limit=100000", Body::empty()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        (v["from"].as_u64(), v["limit"].as_u64()),
+        (Some(5), Some(1_000))
+    );
+    let (status, _) = send(
+        &s.app,
+        request(&s, "POST", "/api/ledger/verify", Body::empty()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let response = s
+        .app
+        .clone()
+        .oneshot(request(&s, "GET", "/metrics", Body::empty()))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers()[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .starts_with("application/openmetrics-text"));
+    // A department's token: neither the ledger nor the metrics.
+    for (method, uri) in [
+        ("GET", "/api/ledger"),
+        ("POST", "/api/ledger/verify"),
+        ("GET", "/metrics"),
+    ] {
+        assert_eq!(
+            send(&s.app, as_dept(method, uri, None)).await.0,
+            StatusCode::FORBIDDEN,
+            "{uri}"
+        );
+    }
+    // … but its own use records, as itself.
+    let record = serde_json::json!({
+        "grant": "abcdef12", "scenario": "低保资格复核", "process": "比对", "effect": "312 户",
+        "storage": "本局业务库"
+    });
+    let (status, body) = send(
+        &s.app,
+        as_dept("POST", "/api/ledger/record", Some(record.clone())),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["as"], "镇民政办");
+    let mut other = record.clone();
+    other["department"] = serde_json::json!("镇人社分局");
+    assert_eq!(
+        send(&s.app, as_dept("POST", "/api/ledger/record", Some(other)))
+            .await
+            .0,
+        StatusCode::FORBIDDEN
+    );
+    // Art. 29's texts are required, and bounded.
+    let mut empty = record.clone();
+    empty["effect"] = serde_json::json!(" ");
+    let (status, body) = send(&s.app, as_dept("POST", "/api/ledger/record", Some(empty))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(String::from_utf8_lossy(&body).contains("应用成效"));
+    let mut long = record;
+    long["storage"] = serde_json::json!("x".repeat(5_000));
+    let (status, body) = send(&s.app, as_dept("POST", "/api/ledger/record", Some(long))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        !String::from_utf8_lossy(&body).contains("xxxx"),
+        "the text is not echoed"
     );
 }
 

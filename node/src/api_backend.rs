@@ -425,6 +425,13 @@ impl Backend for NodeBackend {
         )
     }
 
+    async fn metrics(&self) -> Result<String, ApiError> {
+        self.node
+            .metrics_text()
+            .await
+            .map_err(|e| ApiError::internal(&e))
+    }
+
     async fn ledger_verify(&self) -> Result<serde_json::Value, ApiError> {
         match self
             .node

@@ -24,6 +24,7 @@ mod ledger_acts;
 pub mod ledger_api;
 mod ledger_cmds;
 pub mod localnet;
+pub mod metrics;
 pub mod net;
 pub mod node;
 pub mod persist;

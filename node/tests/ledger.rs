@@ -263,6 +263,24 @@ async fn acts_are_logged_where_they_happen_and_an_edited_entry_is_named() -> Res
         },
     )
     .await?;
+    // The same figures for Prometheus (`GET /metrics`).
+    let rf = "dataset=\"rf\",publisher=\"0\",department=\"国家数据局\",version=\"1\"";
+    let metrics = requester.metrics_text().await?;
+    let size = requester.ledger_page(0, 1).await?.size;
+    for line in [
+        "backflow_share_requests{state=\"granted\"} 1".to_string(),
+        // 东城区 holds all 17 townships' partitions; one township runs a node and took its own.
+        format!("backflow_dataset_held_complete{{{rf}}} 1"),
+        format!(
+            "backflow_dataset_regions_expected{{{rf}}} {}",
+            townships.len()
+        ),
+        format!("backflow_dataset_regions_delivered{{{rf}}} 1"),
+        "backflow_peers{tier=\"city\"} 1".to_string(),
+        format!("backflow_ledger_entries {size}"),
+    ] {
+        assert!(metrics.contains(&line), "{line} is not in:\n{metrics}");
+    }
     for node in [&requester, &provider, &national] {
         let v = node.ledger_verify().await?;
         let v = v.map_err(|d| anyhow::anyhow!("{} does not verify: {d}", node.region()))?;

@@ -160,6 +160,9 @@ impl Backend for Memory {
     async fn ledger(&self, from: u64, limit: usize) -> Result<serde_json::Value, ApiError> {
         Ok(serde_json::json!({ "from": from, "limit": limit }))
     }
+    async fn metrics(&self) -> Result<String, ApiError> {
+        Ok("backflow_node{region=\"11\"} 1\n# EOF\n".into())
+    }
     async fn ledger_verify(&self) -> Result<serde_json::Value, ApiError> {
         Ok(serde_json::json!({ "ok": true }))
     }
