@@ -426,8 +426,7 @@ impl Backend for NodeBackend {
     }
 
     async fn metrics(&self) -> Result<String, ApiError> {
-        self.node
-            .metrics_text()
+        crate::metrics::scrape(&self.node)
             .await
             .map_err(|e| ApiError::internal(&e))
     }

@@ -714,20 +714,6 @@ impl NodeHandle {
         tokio::task::spawn_blocking(move || crate::ledger::verify(&store, region, &key)).await?
     }
 
-    /// The node's figures for `GET /metrics` ([`crate::metrics`]).
-    pub async fn metrics_text(&self) -> Result<String> {
-        let page = self.ledger_page(0, 1).await?;
-        let snapshot = crate::metrics::Snapshot {
-            region: self.region().to_string(),
-            datasets: self.status(None).await?,
-            peers: self.peers().await?,
-            shares: self.shares(false).await?,
-            ledger_entries: page.size,
-            ledger_witnessed_entries: page.witnessed.map(|w| w.size),
-        };
-        crate::metrics::render(&self.stats, &snapshot)
-    }
-
     pub async fn shutdown(&self) {
         let _ = self.cmd.send(Cmd::Shutdown).await;
     }

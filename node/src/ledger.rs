@@ -34,6 +34,7 @@ use backflow_protocol::ledger::entry::{
 use backflow_protocol::ledger::head::{HeadUpdate, SignedTreeHead, TreeHead, WitnessedHead};
 use backflow_protocol::ledger::merkle::{self, Hash, NodeStore};
 use backflow_protocol::ledger::witnessing::{LedgerStorageOp, WITNESSED_CHILDREN_MAX};
+use backflow_protocol::limits::cut;
 use backflow_protocol::wire::{decode_exact, encode_value};
 use backflow_topology::RegionCode;
 use ed25519_dalek::VerifyingKey;
@@ -89,7 +90,7 @@ impl Record {
     fn into_entry(self, seq: u64, region: RegionCode) -> LedgerEntry {
         let kind = match self.kind {
             EntryKind::ShareAct { act } => EntryKind::ShareAct {
-                act: clip(act, LEDGER_SUBJECT_BYTES_MAX),
+                act: cut(act, LEDGER_SUBJECT_BYTES_MAX),
             },
             other => other,
         };
@@ -97,26 +98,12 @@ impl Record {
             seq,
             time_ms: self.time_ms,
             region,
-            department: self
-                .department
-                .map(|d| clip(d, LEDGER_DEPARTMENT_BYTES_MAX)),
+            department: self.department.map(|d| cut(d, LEDGER_DEPARTMENT_BYTES_MAX)),
             kind,
-            subject: clip(self.subject, LEDGER_SUBJECT_BYTES_MAX),
-            detail: clip(self.detail, LEDGER_DETAIL_BYTES_MAX),
+            subject: cut(self.subject, LEDGER_SUBJECT_BYTES_MAX),
+            detail: cut(self.detail, LEDGER_DETAIL_BYTES_MAX),
         }
     }
-}
-
-/// `text` cut to at most `max` bytes, at a character boundary.
-pub fn clip(mut text: String, max: usize) -> String {
-    if text.len() > max {
-        let mut end = max;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-    }
-    text
 }
 
 /// The tree nodes as stored. A read error counts as a missing node (the protocol's readers

@@ -17,7 +17,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::registry::Registry;
 
-use crate::handle::NodeStats;
+use crate::handle::{NodeHandle, NodeStats};
 use crate::share_api::ShareView;
 use crate::status::{DatasetStatus, PeerView};
 
@@ -53,6 +53,20 @@ fn tier(region: &str) -> &'static str {
         9 => "township",
         _ => "other",
     }
+}
+
+/// The figures of the running node behind `node`, as one scrape's text.
+pub async fn scrape(node: &NodeHandle) -> Result<String> {
+    let page = node.ledger_page(0, 1).await?;
+    let snapshot = Snapshot {
+        region: node.region().to_string(),
+        datasets: node.status(None).await?,
+        peers: node.peers().await?,
+        shares: node.shares(false).await?,
+        ledger_entries: page.size,
+        ledger_witnessed_entries: page.witnessed.map(|w| w.size),
+    };
+    render(&node.stats, &snapshot)
 }
 
 /// The scrape's text.

@@ -265,7 +265,7 @@ async fn acts_are_logged_where_they_happen_and_an_edited_entry_is_named() -> Res
     .await?;
     // The same figures for Prometheus (`GET /metrics`).
     let rf = "dataset=\"rf\",publisher=\"0\",department=\"国家数据局\",version=\"1\"";
-    let metrics = requester.metrics_text().await?;
+    let metrics = backflow_node::metrics::scrape(&requester).await?;
     let size = requester.ledger_page(0, 1).await?.size;
     for line in [
         "backflow_share_requests{state=\"granted\"} 1".to_string(),

@@ -88,6 +88,19 @@ pub fn check_len(what: &'static str, len: usize, max: usize) -> Result<(), Limit
     }
 }
 
+/// `text` cut to at most `max` bytes, at a character boundary: for text that is kept or sent
+/// shortened rather than refused (a refusal's reason, a ledger entry's description).
+pub fn cut(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
+
 /// Types that carry collections or strings check them against the named limits.
 pub trait Bounded {
     fn check_limits(&self) -> Result<(), LimitError>;

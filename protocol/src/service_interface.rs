@@ -413,7 +413,9 @@ impl ServiceInterface {
         };
         self.release(s.from);
         let result = result.map(LookupAnswer::bound).map_err(|e| match e {
-            LookupRefusal::Failed(why) => LookupRefusal::Failed(cut(why, NAME_BYTES_MAX)),
+            LookupRefusal::Failed(why) => {
+                LookupRefusal::Failed(crate::limits::cut(why, NAME_BYTES_MAX))
+            }
             e => e,
         });
         let usage = self.usage.entry(s.request).or_default();
@@ -615,18 +617,6 @@ impl ServiceInterface {
             }
         }
     }
-}
-
-/// `text` cut to at most `max` bytes at a character boundary.
-fn cut(mut text: String, max: usize) -> String {
-    if text.len() > max {
-        let mut end = max;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-    }
-    text
 }
 
 #[cfg(test)]
