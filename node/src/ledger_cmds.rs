@@ -49,6 +49,24 @@ impl Runtime {
         }
     }
 
+    /// Signs the ledger's head if it grew (on the beat: signing is ~20 µs, an entry ~2 µs), and
+    /// makes it durable at once — the head is what `ledger verify` checks the entries against.
+    pub(crate) fn sign_ledger_head(&mut self) {
+        match self
+            .ledger
+            .sign_if_grown(&self.store, self.ep.identity(), now_ms().0)
+        {
+            Ok(None) => {}
+            Ok(Some(head)) => {
+                self.unsynced = true;
+                self.make_durable();
+                debug!(size = head.head.size, "ledger head signed");
+            }
+            // As for any storage failure: stop rather than go on unrecorded.
+            Err(e) => panic!("storage failure: {e:#}"),
+        }
+    }
+
     /// Appends `records` and makes everything written so far durable; returns the first
     /// record's entry number.
     pub(crate) fn ledger_append(&mut self, records: Vec<Record>) -> Result<u64> {

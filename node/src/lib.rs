@@ -9,6 +9,7 @@ pub mod catalog_store;
 pub mod chunks;
 pub mod clock;
 pub mod config;
+mod content_repair;
 pub mod damage;
 pub mod dataplane;
 pub mod delivery;

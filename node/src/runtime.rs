@@ -4,7 +4,7 @@
 //! per-peer outbox, chunk frames through the data plane, storage through `persist`, events to
 //! the log and the counters. Nothing protocol-side is decided here.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,7 +13,7 @@ use anyhow::{anyhow, bail, Result};
 use backflow_protocol::catalog::CatalogEntry;
 use backflow_protocol::catalog_sync::{CatalogEvent, CatalogStorageOp};
 use backflow_protocol::endpoint::{Event, Output, RunVerdict, Storage};
-use backflow_protocol::manifest::{DatasetId, Hash, HeldVersion, PartitionEntry};
+use backflow_protocol::manifest::{DatasetId, Hash, HeldVersion};
 use backflow_protocol::outbox::Outbox;
 use backflow_protocol::return_flow::{self, StorageOp, TransferRecord};
 use backflow_protocol::share::{ShareEvent, DELIVERY_ADDRESSES_MAX, DELIVERY_ADDRESS_BYTES_MAX};
@@ -26,7 +26,7 @@ use libp2p::request_response;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::clock::now_ms;
@@ -35,9 +35,7 @@ use crate::dataplane::{
 };
 use crate::handle::{Cmd, DatasetQuery, HeldRecords, NodeStats};
 use crate::net::{auth_of_peer, without_peer_id, Behaviour, BehaviourEvent};
-use crate::scrub::{
-    RoundGuard, ScrubReport, ScrubState, SCRUB_BYTES_PER_ROUND_MAX, SCRUB_INTERVAL_MS,
-};
+use crate::scrub::ScrubState;
 use crate::status::{PeerView, RevocationView};
 use crate::store::Store;
 
@@ -507,24 +505,6 @@ impl Runtime {
         }
     }
 
-    /// Signs the ledger's head if it grew (on the beat: signing is ~20 µs, an entry ~2 µs), and
-    /// makes it durable at once — the head is what `ledger verify` checks the entries against.
-    pub(crate) fn sign_ledger_head(&mut self) {
-        match self
-            .ledger
-            .sign_if_grown(&self.store, self.ep.identity(), now_ms().0)
-        {
-            Ok(None) => {}
-            Ok(Some(head)) => {
-                self.unsynced = true;
-                self.make_durable();
-                debug!(size = head.head.size, "ledger head signed");
-            }
-            // As for any storage failure: stop rather than go on unrecorded.
-            Err(e) => panic!("storage failure: {e:#}"),
-        }
-    }
-
     /// "Nothing acknowledged is lost": before this node tells anyone what it stores — a
     /// receipt, an acknowledgement, a publish or a catalog submission returning — every write
     /// so far is made durable with one sync of the write-ahead log (content files were synced
@@ -542,122 +522,6 @@ impl Runtime {
         self.stats.wal_syncs.fetch_add(1, Ordering::Relaxed);
         // The catalog log is durable this far: its search index may follow.
         self.search.log_durable(self.catalog_log_len);
-    }
-
-    /// Stored content failed verification (when served or exported): it leaves the index and
-    /// the protocol stops counting it as stored, so it is neither served, exported nor
-    /// receipted, and a received transfer fetches it again from its source.
-    fn on_damaged(&mut self, damaged: crate::chunks::Damaged) {
-        let crate::chunks::Damaged {
-            content,
-            bytes,
-            region,
-            groups,
-        } = damaged;
-        if !self.recent_drops.is_news(&content, &groups, now_ms().0) {
-            debug!(%region, ?groups, "a damage report from a read before the last repair: ignored");
-            return;
-        }
-        warn!(%region, content = %hex::encode(&content[..8]), ?groups, "stored content does not verify; dropping it from the index");
-        self.stats
-            .groups_damaged
-            .fetch_add(groups.end - groups.start, Ordering::Relaxed);
-        // Not synced: a drop lost in a crash is only found (and dropped) again.
-        let dropped = self
-            .store
-            .drop_groups(&content, bytes, groups.clone())
-            .and_then(|()| self.data.forget_outboard(&content));
-        if let Err(e) = dropped {
-            panic!("storage failure: dropping damaged content: {e:#}");
-        }
-        self.ep.handle_content_damaged(now_ms(), &content, groups);
-    }
-
-    /// Every partition this node stores whole, once per content, in content-hash order.
-    fn stored_whole(&self) -> BTreeMap<Hash, PartitionEntry> {
-        let rf = self.ep.return_flow();
-        let mut out = BTreeMap::new();
-        for (hash, record) in &self.records {
-            for e in &record.entries {
-                if e.bytes > 0 && rf.stored_groups(hash, e.region) == Some(e.groups()) {
-                    out.entry(e.content_hash).or_insert(*e);
-                }
-            }
-        }
-        out
-    }
-
-    /// A background scrub round, when one is due and none is running: the next
-    /// `SCRUB_BYTES_PER_ROUND_MAX` of stored content after where the last round stopped
-    /// (wrapping around), checked on the blocking pool.
-    fn scrub_round(&mut self) {
-        let now = now_ms().0;
-        if self.scrub.running.load(Ordering::Acquire)
-            || now < self.scrub.last_round_ms.saturating_add(SCRUB_INTERVAL_MS)
-        {
-            return;
-        }
-        self.scrub.last_round_ms = now;
-        let all = self.stored_whole();
-        let from = match self.scrub.after.take() {
-            Some(h) => std::ops::Bound::Excluded(h),
-            None => std::ops::Bound::Unbounded,
-        };
-        let mut round = Vec::new();
-        let mut bytes = 0u64;
-        for e in all
-            .range((from, std::ops::Bound::Unbounded))
-            .map(|(_, e)| *e)
-        {
-            if bytes >= SCRUB_BYTES_PER_ROUND_MAX {
-                break;
-            }
-            bytes += e.bytes;
-            round.push(e);
-        }
-        // None when the end is reached: the next round starts over.
-        self.scrub.after = round.last().map(|e| e.content_hash);
-        if round.is_empty() {
-            return;
-        }
-        self.scrub.running.store(true, Ordering::Release);
-        let guard = RoundGuard(Arc::clone(&self.scrub.running));
-        let (store, work) = (self.store.clone(), self.data.work.clone());
-        tokio::task::spawn_blocking(move || {
-            let _guard = guard;
-            match crate::scrub::check(&store, &round) {
-                Ok((_, damaged)) => {
-                    for d in damaged {
-                        let _ = work.blocking_send(Work::Damaged(d));
-                    }
-                }
-                Err(e) => {
-                    let _ = work.blocking_send(Work::Failed(format!("scrubbing: {e:#}")));
-                }
-            }
-        });
-    }
-
-    /// Checks every partition stored whole now (off the event loop), reports what does not
-    /// verify to the loop, and answers with what was checked.
-    fn scrub_all(&self, reply: oneshot::Sender<Result<ScrubReport>>) {
-        let entries: Vec<PartitionEntry> = self.stored_whole().into_values().collect();
-        let (store, work) = (self.store.clone(), self.data.work.clone());
-        tokio::spawn(async move {
-            let checked =
-                tokio::task::spawn_blocking(move || crate::scrub::check(&store, &entries)).await;
-            let result = match checked {
-                Ok(Ok((report, damaged))) => {
-                    for d in damaged {
-                        let _ = work.send(Work::Damaged(d)).await;
-                    }
-                    Ok(report)
-                }
-                Ok(Err(e)) => Err(e),
-                Err(e) => Err(anyhow!("scrub task failed: {e}")),
-            };
-            let _ = reply.send(result);
-        });
     }
 
     /// Right after a received record is persisted: the groups already stored of its
