@@ -132,13 +132,13 @@ impl NodeStore for Pending<'_> {
     }
 }
 
-/// The ledger's state in the running node: how many entries there are. Everything else is
-/// read from the store when asked for.
+/// The ledger's state in the running node: how many entries there are and the head it signed
+/// last. Everything else is read from the store when asked for.
 pub struct Ledger {
     region: RegionCode,
     size: u64,
-    /// The size of the last head signed and stored.
-    signed_size: u64,
+    /// The last head signed and stored.
+    signed: Option<SignedTreeHead>,
 }
 
 impl Ledger {
@@ -154,16 +154,21 @@ impl Ledger {
                  backup"
             )
         })?;
-        let signed_size = stored_head(store)?.map_or(0, |h| h.head.size);
+        let signed = stored_head(store)?;
         Ok(Ledger {
             region,
             size,
-            signed_size,
+            signed,
         })
     }
 
     pub fn size(&self) -> u64 {
         self.size
+    }
+
+    /// The last head this node signed (and stored).
+    pub fn signed_head(&self) -> Option<&SignedTreeHead> {
+        self.signed.as_ref()
     }
 
     /// Appends `records` in order, written together with `batch` — the writes of the act they
@@ -220,13 +225,13 @@ impl Ledger {
         identity: &NodeIdentity,
         now_ms: u64,
     ) -> Result<Option<SignedTreeHead>> {
-        if self.size == self.signed_size {
+        if self.size == self.signed.as_ref().map_or(0, |h| h.head.size) {
             return Ok(None);
         }
         let signed = SignedTreeHead::sign(self.head(store, now_ms)?, identity);
         let value = encode_value(&signed).map_err(|e| anyhow!("{e}"))?;
         store.put(CF_LEDGER, HEAD_KEY, &value)?;
-        self.signed_size = self.size;
+        self.signed = Some(signed.clone());
         Ok(Some(signed))
     }
 }

@@ -80,13 +80,8 @@ impl Runtime {
     /// Sends the last signed head to the parent unless the parent countersigned exactly
     /// that head already, or it was sent lately and not answered.
     pub(crate) fn send_ledger_head(&mut self) {
-        let head = match crate::ledger::stored_head(&self.store) {
-            Ok(Some(head)) => head,
-            Ok(None) => return,
-            Err(e) => {
-                warn!(error = %format!("{e:#}"), "the ledger's signed head does not read");
-                return;
-            }
+        let Some(head) = self.ledger.signed_head().cloned() else {
+            return;
         };
         let this = (head.head.size, head.head.root);
         let acknowledged = self.ep.ledger_acknowledged().map(|a| &a.head.head);
