@@ -161,6 +161,24 @@ pub struct Gate {
     pub hosts: AllowedHosts,
 }
 
+impl Gate {
+    /// Who an `Authorization` header value speaks for: the node's token, a department's, or
+    /// nobody. Every comparison is in constant time ([`ApiToken::admits`]).
+    pub fn principal_for(&self, authorization: &[u8]) -> Option<Principal> {
+        if self.token.admits(authorization) {
+            return Some(Principal::Node);
+        }
+        self.departments
+            .admit(authorization)
+            .map(Principal::Department)
+    }
+
+    /// Who a bare token speaks for (as typed into the console's login form).
+    pub fn principal_for_token(&self, token: &str) -> Option<Principal> {
+        self.principal_for(format!("Bearer {}", token.trim()).as_bytes())
+    }
+}
+
 pub async fn check(State(gate): State<Arc<Gate>>, request: Request, next: Next) -> Response {
     let host = request.headers().get(header::HOST).map(|h| h.as_bytes());
     if !host.is_some_and(|h| gate.hosts.allows(h)) {
@@ -174,13 +192,8 @@ pub async fn check(State(gate): State<Arc<Gate>>, request: Request, next: Next) 
         .headers()
         .get(header::AUTHORIZATION)
         .map(|a| a.as_bytes());
-    let principal = match authorization {
-        Some(a) if gate.token.admits(a) => Principal::Node,
-        Some(a) => match gate.departments.admit(a) {
-            Some(department) => Principal::Department(department),
-            None => return ApiError::unauthorized().into_response(),
-        },
-        None => return ApiError::unauthorized().into_response(),
+    let Some(principal) = authorization.and_then(|a| gate.principal_for(a)) else {
+        return ApiError::unauthorized().into_response();
     };
     if let Principal::Department(department) = &principal {
         let path = request.uri().path();
@@ -206,6 +219,30 @@ pub async fn check(State(gate): State<Arc<Gate>>, request: Request, next: Next) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bare_token_names_the_node_or_its_department() {
+        let gate = Gate {
+            token: ApiToken::generate(),
+            departments: DepartmentTokens::default(),
+            hosts: AllowedHosts::for_bind("127.0.0.1:7480".parse().unwrap(), &[]),
+        };
+        let dept = ApiToken::generate();
+        gate.departments.insert("民政厅", dept.clone());
+        assert_eq!(
+            gate.principal_for_token(gate.token.expose()),
+            Some(Principal::Node)
+        );
+        assert_eq!(
+            gate.principal_for_token(&format!(" {}\n", dept.expose())),
+            Some(Principal::Department("民政厅".into()))
+        );
+        assert_eq!(
+            gate.principal_for_token(ApiToken::generate().expose()),
+            None
+        );
+        assert_eq!(gate.principal_for_token(""), None);
+    }
 
     #[test]
     fn hosts_are_ip_literals_or_localhost_at_the_port_or_configured_names() {

@@ -1,0 +1,189 @@
+//! The page shell every page shares: head, navigation (what the session may open), the
+//! language switch, the logout form, and the one inline script (live refresh by server-sent
+//! events; it runs only where a page has a `#delivery` element).
+
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use backflow_api::ApiError;
+use maud::{html, Markup, PreEscaped, DOCTYPE};
+
+use crate::guard::Ctx;
+use crate::i18n::{Lang, Msg};
+
+/// Replaces `#delivery`'s content with each `delivery` event's fragment (rendered and escaped
+/// by the server) and shows whether the stream is live.
+const SCRIPT: &str = r#"(function () {
+  var el = document.getElementById('delivery');
+  if (!el || !window.EventSource) { return; }
+  var live = document.getElementById('live');
+  var src = new EventSource(el.getAttribute('data-events'));
+  src.addEventListener('delivery', function (e) { el.innerHTML = e.data; });
+  src.onopen = function () { if (live) { live.className = 'live on'; } };
+  src.onerror = function () { if (live) { live.className = 'live off'; } };
+})();"#;
+
+/// Which navigation entry a page is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Nav {
+    Overview,
+    ReturnFlow,
+    Catalog,
+    Sharing,
+    Ledger,
+    None,
+}
+
+const NAV: [(Nav, &str, Msg, bool); 5] = [
+    (Nav::Overview, "/", Msg::NavOverview, true),
+    (Nav::ReturnFlow, "/ui/return-flow", Msg::NavReturnFlow, true),
+    (Nav::Catalog, "/ui/catalog", Msg::NavCatalog, false),
+    (Nav::Sharing, "/ui/sharing", Msg::NavSharing, false),
+    (Nav::Ledger, "/ui/ledger", Msg::NavLedger, true),
+];
+
+/// The language switch: this page, its query kept, in the other language.
+fn switch_href(ctx: &Ctx) -> String {
+    let sep = if ctx.query_rest.is_empty() { "" } else { "&" };
+    format!(
+        "{}?{}{sep}lang={}",
+        ctx.path,
+        ctx.query_rest,
+        ctx.lang.other().code()
+    )
+}
+
+/// A hidden form field with the session's CSRF token (every POST form has one).
+pub fn csrf_field(ctx: &Ctx) -> Markup {
+    let token = ctx.session.as_ref().map_or("", |s| s.csrf.as_str());
+    html! { input type="hidden" name="csrf" value=(token); }
+}
+
+fn header(ctx: &Ctx, active: Nav) -> Markup {
+    let l = ctx.lang;
+    html! {
+        header {
+            span.brand { "Backflow" }
+            @if let Some(s) = &ctx.session {
+                nav {
+                    @for (nav, href, msg, node_only) in NAV {
+                        @if !node_only || s.is_node() {
+                            a href=(href) class=[(nav == active).then_some("active")] { (l.t(msg)) }
+                        }
+                    }
+                }
+                span.who {
+                    @match s.department() {
+                        Some(d) => { (d) }
+                        None => { (l.t(Msg::Jurisdiction)) }
+                    }
+                }
+            }
+            a.lang href=(switch_href(ctx)) { (l.t(Msg::Switch)) }
+            @if ctx.session.is_some() {
+                form.logout method="post" action="/logout" {
+                    (csrf_field(ctx))
+                    button type="submit" { (l.t(Msg::Logout)) }
+                }
+            }
+        }
+    }
+}
+
+/// A whole page.
+pub fn render(ctx: &Ctx, active: Nav, title: &str, body: Markup) -> Markup {
+    let l = ctx.lang;
+    html! {
+        (DOCTYPE)
+        html lang=(l.html_tag()) {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · " (l.t(Msg::Title)) }
+                link rel="stylesheet" href="/ui/style.css";
+            }
+            body {
+                (header(ctx, active))
+                main {
+                    h1 { (title) }
+                    (body)
+                }
+                script nonce=(ctx.nonce) { (PreEscaped(SCRIPT)) }
+            }
+        }
+    }
+}
+
+pub fn page(ctx: &Ctx, active: Nav, title: &str, body: Markup) -> Response {
+    page_with(ctx, StatusCode::OK, active, title, body)
+}
+
+pub fn page_with(
+    ctx: &Ctx,
+    status: StatusCode,
+    active: Nav,
+    title: &str,
+    body: Markup,
+) -> Response {
+    (status, Html(render(ctx, active, title, body).into_string())).into_response()
+}
+
+/// 403: the page is the authority's (the node's token), not a department's.
+pub fn forbidden(ctx: &Ctx) -> Response {
+    let l = ctx.lang;
+    page_with(
+        ctx,
+        StatusCode::FORBIDDEN,
+        Nav::None,
+        l.t(Msg::Forbidden),
+        html! {},
+    )
+}
+
+/// 400: an input over its bound or malformed.
+pub fn bad_input(ctx: &Ctx) -> Response {
+    let l = ctx.lang;
+    page_with(
+        ctx,
+        StatusCode::BAD_REQUEST,
+        Nav::None,
+        l.t(Msg::BadInput),
+        html! {},
+    )
+}
+
+/// 403: a form without this session's CSRF token.
+pub fn csrf_refused(ctx: &Ctx) -> Response {
+    let l = ctx.lang;
+    page_with(
+        ctx,
+        StatusCode::FORBIDDEN,
+        Nav::None,
+        l.t(Msg::CsrfRefused),
+        html! {},
+    )
+}
+
+/// The node's error, inline in a page (its message names what is wrong, never a secret).
+pub fn error_box(lang: Lang, e: &ApiError) -> Markup {
+    html! {
+        p.error { (lang.t(Msg::BackendError)) ": " (e.message) }
+    }
+}
+
+/// A delivery bar as inline SVG: `fraction` of it filled, coloured by `state`
+/// (`complete`, `partial`, `pending`).
+pub fn bar(fraction: f64, state: &str, label: &str) -> Markup {
+    const W: f64 = 160.0;
+    let filled = (W * fraction.clamp(0.0, 1.0)).round();
+    let class = match state {
+        "complete" => "fill complete",
+        "partial" => "fill partial",
+        _ => "fill pending",
+    };
+    html! {
+        svg.bar width="160" height="12" viewBox="0 0 160 12" role="img" aria-label=(label) {
+            rect.track x="0" y="0" width="160" height="12" rx="2" {}
+            rect class=(class) x="0" y="0" width=(filled) height="12" rx="2" {}
+        }
+    }
+}

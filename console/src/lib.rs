@@ -1,0 +1,109 @@
+//! `backflow-console` — the node's web operator console (运维控制台): server-rendered pages
+//! over the same [`Backend`] as the HTTP API, for a jurisdiction's data-authority staff.
+//!
+//! | method | path                  | page |
+//! |--------|-----------------------|------|
+//! | GET    | `/`                   | overview: the jurisdiction in the tree, peers, datasets |
+//! | GET    | `/login`, POST `/login` | login with the node's or a department's API token |
+//! | POST   | `/logout`             | ends the session |
+//! | GET    | `/ui/return-flow`     | `?dataset=`: delivery per child region (数据回流, Art. 24) |
+//! | GET    | `/ui/events`          | `?dataset=`: the same, live, as server-sent events |
+//! | GET    | `/ui/catalog`         | `?q=&sharing=&offset=`: search the unified catalog (Art. 16) |
+//! | GET    | `/ui/catalog/{id}`    | an entry's Art. 13 fields (政务数据目录) |
+//! | GET    | `/ui/sharing`         | share requests in and out, overdue first (Arts. 20–22) |
+//! | GET    | `/ui/ledger`, POST `/ui/ledger/verify` | the compliance ledger (合规台账, Art. 29) |
+//! | GET    | `/ui/style.css`       | the stylesheet |
+//!
+//! Every page but the login form and the stylesheet needs a session ([`session`]); a
+//! department's session opens only the sharing page (and the catalog search its token may
+//! use in the API). The router has no fallback: the node merges it into the API's router,
+//! whose fallback (behind the API's token gate) answers everything else.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::Router;
+use backflow_api::gate::Gate;
+use backflow_api::{ApiError, Backend};
+use backflow_topology::RegionCode;
+
+pub mod events;
+pub mod format;
+pub mod guard;
+pub mod i18n;
+pub mod layout;
+pub mod pages;
+pub mod session;
+
+use guard::Shared;
+use session::Sessions;
+
+/// A console form (login, logout, verify) is a few hundred bytes.
+pub const FORM_BYTES_MAX: usize = 8 * 1024;
+/// A page gives up waiting for the node after this.
+pub const NODE_ANSWER_MS_MAX: u64 = 30_000;
+
+const STYLE: &str = include_str!("style.css");
+
+/// What every console handler holds.
+#[derive(Clone)]
+pub struct Console<B> {
+    pub backend: B,
+    pub shared: Arc<Shared>,
+    /// This node's jurisdiction (its region code).
+    pub region: RegionCode,
+}
+
+/// The console's router: the node's backend, the API's gate (its tokens admit logins, its
+/// Host names are the console's too) and the node's jurisdiction.
+pub fn router<B: Backend>(backend: B, gate: Gate, jurisdiction: RegionCode) -> Router {
+    let shared = Arc::new(Shared {
+        gate,
+        sessions: Sessions::default(),
+    });
+    let console = Console {
+        backend,
+        shared: shared.clone(),
+        region: jurisdiction,
+    };
+    Router::new()
+        .route("/", get(pages::overview::show::<B>))
+        .route(
+            "/login",
+            get(pages::login::form).post(pages::login::login::<B>),
+        )
+        .route("/logout", post(pages::login::logout::<B>))
+        .route("/ui/return-flow", get(pages::return_flow::show::<B>))
+        .route("/ui/events", get(events::stream::<B>))
+        .route("/ui/catalog", get(pages::catalog::search::<B>))
+        .route("/ui/catalog/{id}", get(pages::catalog::entry::<B>))
+        .route("/ui/sharing", get(pages::sharing::show::<B>))
+        .route("/ui/ledger", get(pages::ledger::show::<B>))
+        .route("/ui/ledger/verify", post(pages::ledger::verify::<B>))
+        .route("/ui/style.css", get(style))
+        .layer(DefaultBodyLimit::max(FORM_BYTES_MAX))
+        .with_state(console)
+        .layer(axum::middleware::from_fn_with_state(shared, guard::guard))
+}
+
+async fn style() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE)
+}
+
+/// Waits for the node, but not forever.
+pub async fn answer<T>(
+    fut: impl std::future::Future<Output = Result<T, ApiError>>,
+) -> Result<T, ApiError> {
+    tokio::time::timeout(Duration::from_millis(NODE_ANSWER_MS_MAX), fut)
+        .await
+        .map_err(|_| {
+            ApiError::busy(format!(
+                "the node did not answer within {} s",
+                NODE_ANSWER_MS_MAX / 1000
+            ))
+        })?
+}

@@ -1,0 +1,8 @@
+//! The console's pages, one file each.
+
+pub mod catalog;
+pub mod ledger;
+pub mod login;
+pub mod overview;
+pub mod return_flow;
+pub mod sharing;
