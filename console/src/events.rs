@@ -27,7 +27,7 @@ pub async fn stream<B: Backend>(
 ) -> Response {
     let session = match ctx.node_session() {
         Ok(s) => s.id.clone(),
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let Ok(dataset) = q.dataset() else {
         return layout::bad_input(&ctx);

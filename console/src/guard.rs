@@ -47,19 +47,19 @@ pub struct Ctx {
 
 impl Ctx {
     /// The session, or a redirect (303) to the login form.
-    pub fn session(&self) -> Result<&Session, Response> {
+    pub fn session(&self) -> Result<&Session, Box<Response>> {
         self.session
             .as_ref()
-            .ok_or_else(|| Redirect::to("/login").into_response())
+            .ok_or_else(|| Box::new(Redirect::to("/login").into_response()))
     }
 
     /// The node's session (the data-sharing authority); a department's gets 403.
-    pub fn node_session(&self) -> Result<&Session, Response> {
+    pub fn node_session(&self) -> Result<&Session, Box<Response>> {
         let s = self.session()?;
         if s.is_node() {
             Ok(s)
         } else {
-            Err(layout::forbidden(self))
+            Err(Box::new(layout::forbidden(self)))
         }
     }
 }

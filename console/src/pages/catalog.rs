@@ -89,7 +89,7 @@ pub async fn search<B: Backend>(
     // A department searches the catalog it requests from (Arts. 16, 20), as in the API.
     let session = match ctx.session() {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let Ok(params) = query.params() else {
         return layout::bad_input(&ctx);
@@ -179,7 +179,7 @@ pub async fn entry<B: Backend>(
     Path(id): Path<String>,
 ) -> Response {
     if let Err(r) = ctx.node_session() {
-        return r;
+        return *r;
     }
     if id.is_empty() || id.len() > NAME_BYTES_MAX {
         return layout::bad_input(&ctx);

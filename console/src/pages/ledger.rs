@@ -24,7 +24,7 @@ pub async fn show<B: Backend>(
     Extension(ctx): Extension<Ctx>,
 ) -> Response {
     if let Err(r) = ctx.node_session() {
-        return r;
+        return *r;
     }
     page(&c, &ctx, None).await
 }
@@ -36,7 +36,7 @@ pub async fn verify<B: Backend>(
 ) -> Response {
     let s = match ctx.node_session() {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if !s.csrf_ok(&form.csrf) {
         return layout::csrf_refused(&ctx);

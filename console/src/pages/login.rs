@@ -81,7 +81,7 @@ pub async fn logout<B: Backend>(
 ) -> Response {
     let s = match ctx.session() {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if !s.csrf_ok(&form.csrf) {
         return layout::csrf_refused(&ctx);

@@ -25,7 +25,7 @@ pub async fn show<B: Backend>(
 ) -> Response {
     let s = match ctx.session() {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if !s.is_node() {
         return Redirect::to("/ui/sharing").into_response();

@@ -25,11 +25,15 @@ pub struct DatasetQuery {
     pub dataset: Option<String>,
 }
 
+/// A dataset name over [`DATASET_BYTES_MAX`].
+#[derive(Debug)]
+pub struct TooLong;
+
 impl DatasetQuery {
     /// The dataset asked for (`None`: all), or `Err` if the name is over its bound.
-    pub fn dataset(&self) -> Result<Option<String>, ()> {
+    pub fn dataset(&self) -> Result<Option<String>, TooLong> {
         match self.dataset.as_deref().map(str::trim) {
-            Some(d) if d.len() > DATASET_BYTES_MAX => Err(()),
+            Some(d) if d.len() > DATASET_BYTES_MAX => Err(TooLong),
             Some("") | None => Ok(None),
             Some(d) => Ok(Some(d.to_string())),
         }
@@ -42,7 +46,7 @@ pub async fn show<B: Backend>(
     Query(q): Query<DatasetQuery>,
 ) -> Response {
     if let Err(r) = ctx.node_session() {
-        return r;
+        return *r;
     }
     let Ok(dataset) = q.dataset() else {
         return layout::bad_input(&ctx);

@@ -22,7 +22,7 @@ pub async fn show<B: Backend>(
 ) -> Response {
     let session = match ctx.session() {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let l = ctx.lang;
     let here = c.region.to_string();

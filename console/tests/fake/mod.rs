@@ -1,0 +1,257 @@
+//! A node in memory for the console's tests: its views are JSON in the node's real shapes
+//! (`node/src/status.rs`, `share_api.rs`, `ledger_api.rs`, the catalog search), for a
+//! province node, 广东省 (44).
+
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+
+use backflow_api::{
+    ApiError, Backend, CatalogListParams, CatalogSearchParams, Export, ExportWhich, PublishInput,
+    PublishParams, ReviewRequest, RevokeParams, ShareActParams, ShareFileParams, UseRecordParams,
+};
+use backflow_protocol::catalog::{
+    CatalogEntry, DataFormat, DataGrade, DataItem, DataType, SharingAttribute, SharingMethod,
+    UpdateFrequency,
+};
+use serde_json::{json, Value};
+
+/// 2026-12-06 08:30 Beijing time.
+pub const RECEIPT_AT: u64 = 1_796_517_000_000;
+
+#[derive(Clone)]
+pub struct Fake {
+    /// The dataset name the node reports (tests put hostile text here).
+    pub dataset: Arc<Mutex<String>>,
+    /// Datasets asked for by `status`.
+    pub asked: Arc<Mutex<Vec<Option<String>>>>,
+    pub verify_ok: bool,
+}
+
+impl Default for Fake {
+    fn default() -> Fake {
+        Fake {
+            dataset: Arc::new(Mutex::new("户籍人口".to_string())),
+            asked: Arc::default(),
+            verify_ok: true,
+        }
+    }
+}
+
+pub fn entry() -> CatalogEntry {
+    CatalogEntry {
+        id: "hukou-1".into(),
+        name: "户籍人口信息".into(),
+        data_items: vec![DataItem {
+            name: "公民身份号码".into(),
+            data_type: DataType::Text,
+            description: "18 位".into(),
+        }],
+        provider: "公安厅".into(),
+        format: DataFormat::Csv,
+        update_frequency: UpdateFrequency::Monthly,
+        sharing: SharingAttribute::Conditional {
+            scope: vec!["省内政务部门".into()],
+            permitted_uses: vec!["社会救助审核".into()],
+        },
+        sharing_methods: vec![SharingMethod::BatchExchange],
+        usage_conditions: "仅用于审核".into(),
+        classification: "人口".into(),
+        grade: DataGrade::Important,
+    }
+}
+
+fn child(region: &str, name: &str, state: &str, delivered: u64) -> Value {
+    json!({
+        "region": region, "name": name, "state": state,
+        "regions_expected": 4, "regions_delivered": delivered,
+        "records_expected": 4000, "records_delivered": delivered * 1000,
+        "bytes_expected": 4 * 1024 * 1024, "bytes_delivered": delivered * 1024 * 1024,
+        "last_receipt_at": if delivered > 0 { json!(RECEIPT_AT) } else { Value::Null },
+    })
+}
+
+fn share(id: &str, requester: &str, provider: &str, deadline: Value) -> Value {
+    json!({
+        "id": id, "requester": requester, "provider": provider, "entry": "hukou-1",
+        "state": "under_review", "state_zh": "审核中",
+        "attribute": "conditional (有条件共享)", "method": "batch_exchange (批量交换)",
+        "scenario": "社会救助审核", "use_until": "2027-12-31", "owner": "provider",
+        "received": "2026-12-01", "deadline": deadline, "notice": [], "answer": null,
+        "acts": 1, "supervised": false, "delivery": null, "service": null,
+        "suspension": null, "ending": null, "disputes": [], "corrections": []
+    })
+}
+
+impl Backend for Fake {
+    async fn status(&self, dataset: Option<String>) -> Result<Value, ApiError> {
+        self.asked.lock().unwrap().push(dataset);
+        let name = self.dataset.lock().unwrap().clone();
+        Ok(json!([{
+            "dataset": name, "version": 3, "manifest": "ab".repeat(32),
+            "publisher": "44", "department": "公安厅", "published_here": true,
+            "held_complete": true, "partitions_here": 12, "records_here": 12000,
+            "bytes_here": 12 * 1024 * 1024, "regions_expected": 12, "regions_delivered": 6,
+            "records_delivered": 6000, "bytes_delivered": 6 * 1024 * 1024, "complete": false,
+            "children": [
+                child("4401", "广州市", "complete", 4),
+                child("4403", "深圳市", "partial", 2),
+                child("4404", "珠海市", "pending", 0),
+            ],
+        }]))
+    }
+    async fn peers(&self) -> Result<Value, ApiError> {
+        Ok(json!([
+            {"peer": "12D3KooWParentParentParentParent", "region": "0",
+             "addr": "/ip4/10.0.0.1/udp/7400/quic-v1"},
+            {"peer": "12D3KooWChildChildChildChildChild", "region": "4401",
+             "addr": "/ip4/10.0.0.2/tcp/7400"},
+        ]))
+    }
+    async fn revoke(&self, _params: RevokeParams) -> Result<Value, ApiError> {
+        Ok(json!({}))
+    }
+    async fn revocations(&self) -> Result<Value, ApiError> {
+        Ok(json!([]))
+    }
+    async fn catalogs(&self, _params: CatalogListParams) -> Result<Value, ApiError> {
+        Ok(json!([]))
+    }
+    async fn catalog_entry(&self, id: String) -> Result<Value, ApiError> {
+        Ok(if id == "hukou-1" {
+            json!([{"region": "44", "department": "公安厅", "entry": entry()}])
+        } else {
+            json!([])
+        })
+    }
+    async fn catalog_search(&self, params: CatalogSearchParams) -> Result<Value, ApiError> {
+        let hit = params.q.as_deref().is_some_and(|q| q.contains("户籍"));
+        Ok(if hit {
+            json!({"total": 1, "hits": [{"region": "44", "department": "公安厅",
+                "entry_id": "hukou-1", "name": "户籍人口信息", "score": 3.25}]})
+        } else {
+            json!({"total": 0, "hits": []})
+        })
+    }
+    async fn catalog_submit(&self, entries: Vec<CatalogEntry>) -> Result<u64, ApiError> {
+        Ok(entries.len() as u64)
+    }
+    async fn publish(
+        &self,
+        _job: u64,
+        _params: PublishParams,
+        _input: PublishInput,
+        _progress: Arc<AtomicU64>,
+    ) -> Result<Value, ApiError> {
+        Err(ApiError::bad_request("not in the fake"))
+    }
+    async fn export(&self, _which: ExportWhich) -> Result<Export, ApiError> {
+        Err(ApiError::not_found("not in the fake"))
+    }
+    async fn shares(&self, _overdue_only: bool) -> Result<Value, ApiError> {
+        Ok(json!([
+            // Filed by this node's 民政厅 from the national 国家统计局: overdue.
+            share(
+                "cc".repeat(32).as_str(),
+                "44 民政厅",
+                "0 国家统计局",
+                json!({"article": 21, "due": "2026-12-01 24:00", "working_days_left": 0, "overdue": true})
+            ),
+            // Received by this node's 公安厅 from 广州市's 民政局.
+            share(
+                "aa".repeat(32).as_str(),
+                "4401 民政局",
+                "44 公安厅",
+                json!({"article": 21, "due": "2026-12-10 24:00", "working_days_left": 3, "overdue": false})
+            ),
+        ]))
+    }
+    async fn share(&self, id: String) -> Result<Value, ApiError> {
+        Ok(json!({ "id": id }))
+    }
+    async fn share_file(
+        &self,
+        _department: Option<String>,
+        _params: ShareFileParams,
+    ) -> Result<Value, ApiError> {
+        Ok(json!({}))
+    }
+    async fn share_act(
+        &self,
+        _department: Option<String>,
+        id: String,
+        _params: ShareActParams,
+    ) -> Result<Value, ApiError> {
+        Ok(json!({ "id": id }))
+    }
+    async fn share_deliver(
+        &self,
+        _department: Option<String>,
+        id: String,
+        _format: String,
+        _key: Option<String>,
+        _input: PublishInput,
+    ) -> Result<Value, ApiError> {
+        Ok(json!({ "id": id }))
+    }
+    async fn share_coordinate(
+        &self,
+        id: String,
+        _outcome: String,
+        _refer: bool,
+    ) -> Result<Value, ApiError> {
+        Ok(json!({ "id": id }))
+    }
+    async fn share_lookup(
+        &self,
+        _department: Option<String>,
+        id: String,
+        _keys: Vec<String>,
+    ) -> Result<Value, ApiError> {
+        Ok(json!({ "id": id }))
+    }
+    async fn catalog_review(&self, _request: ReviewRequest) -> Result<Value, ApiError> {
+        Ok(json!([]))
+    }
+    async fn departments(&self) -> Result<Value, ApiError> {
+        Ok(json!([]))
+    }
+    async fn department_add(&self, name: String) -> Result<Value, ApiError> {
+        Ok(json!({ "name": name }))
+    }
+    async fn ledger(&self, from: u64, limit: usize) -> Result<Value, ApiError> {
+        let entries: Vec<Value> = (from..3)
+            .take(limit)
+            .map(|seq| {
+                json!({"seq": seq, "time": "2026-12-06 08:30:00", "time_ms": RECEIPT_AT,
+                    "region": "44", "department": "公安厅", "kind": "publish", "act": null,
+                    "subject": "户籍人口", "detail": format!("version {seq}")})
+            })
+            .collect();
+        Ok(json!({
+            "size": 3,
+            "head": {"size": 3, "root": "11".repeat(32), "time": "2026-12-06 08:30:00",
+                     "signature": "22".repeat(64)},
+            "witnessed": {"witness": "0", "size": 2, "root": "33".repeat(32),
+                          "time": "2026-12-06 08:00:00"},
+            "entries": entries,
+        }))
+    }
+    async fn ledger_verify(&self) -> Result<Value, ApiError> {
+        Ok(if self.verify_ok {
+            json!({"ok": true, "entries": 3, "root": "11".repeat(32), "head_size": 3,
+                   "head_time": "2026-12-06 08:30:00"})
+        } else {
+            json!({"ok": false, "entry": 1, "problem": "leaf hash differs"})
+        })
+    }
+    async fn metrics(&self) -> Result<String, ApiError> {
+        Ok("# EOF\n".into())
+    }
+    async fn ledger_record(
+        &self,
+        department: Option<String>,
+        _params: UseRecordParams,
+    ) -> Result<Value, ApiError> {
+        Ok(json!({ "as": department }))
+    }
+}
