@@ -486,7 +486,10 @@ pub async fn start_departments(
 
 /// The API's router over a running node: its token (created here for a data directory from
 /// before tokens existed), its departments and their tokens ([`start_departments`]), the Host
-/// names it answers to, and its import/export directories.
+/// names it answers to, and its import/export directories — merged with the operator
+/// console's pages (`/`, `/login`, `/ui/…`), which log in with the same tokens into a session
+/// and check the same Host names. The API's routes and its one fallback stay behind its token
+/// gate; the console's are behind the console's session guard.
 pub async fn api_router(data_dir: &Path, cfg: &Config, node: NodeHandle) -> Result<axum::Router> {
     let department_tokens = start_departments(data_dir, cfg, &node).await?;
     let token_path = data_dir.join(backflow_api::token::TOKEN_FILE);
@@ -511,11 +514,13 @@ pub async fn api_router(data_dir: &Path, cfg: &Config, node: NodeHandle) -> Resu
         departments: department_tokens.clone(),
         hosts: AllowedHosts::for_bind(cfg.http, &cfg.http_hosts),
     };
+    let region = node.region();
     let backend = NodeBackend {
         node,
         data_dir: data_dir.to_path_buf(),
         department: cfg.department.clone(),
         department_tokens,
     };
-    Ok(backflow_api::router(backend, gate, dirs))
+    let console = backflow_console::router(backend.clone(), gate.clone(), region);
+    Ok(console.merge(backflow_api::router(backend, gate, dirs)))
 }
