@@ -6,7 +6,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Extension;
-use backflow_api::{Backend, CatalogSearchParams};
+use backflow_api::{Backend, CatalogSearchParams, ReviewRequest};
 use backflow_protocol::catalog::{CatalogEntry, DataFormat, SharingAttribute};
 use maud::{html, Markup};
 use serde::Deserialize;
@@ -100,6 +100,18 @@ pub async fn search<B: Backend>(
         Some(p) => Some(answer(c.backend.catalog_search(p.clone())).await),
         None => None,
     };
+    // The authority's open review work (Arts. 16–17), for the node's session.
+    let reviews = if links {
+        Some(
+            answer(c.backend.catalog_review(ReviewRequest::List {
+                department: None,
+                overdue_only: false,
+            }))
+            .await,
+        )
+    } else {
+        None
+    };
     let sharing = nonempty(&query.sharing);
     let body = html! {
         p.intro { (l.t(Msg::CatalogIntro)) }
@@ -120,6 +132,11 @@ pub async fn search<B: Backend>(
             None => {}
             Some(Err(e)) => (layout::error_box(l, e)),
             Some(Ok(r)) => (hits(l, r, links, &query)),
+        }
+        @match &reviews {
+            None => {}
+            Some(Err(e)) => (layout::error_box(l, e)),
+            Some(Ok(r)) => (super::reviews::pending(l, r)),
         }
     };
     layout::page(&ctx, Nav::Catalog, l.t(Msg::NavCatalog), body)

@@ -5,4 +5,5 @@ pub mod ledger;
 pub mod login;
 pub mod overview;
 pub mod return_flow;
+pub mod reviews;
 pub mod sharing;

@@ -34,6 +34,9 @@ pub async fn show<B: Backend>(
     let (peers, status) = tokio::join!(answer(c.backend.peers()), answer(c.backend.status(None)));
     let body = html! {
         (jurisdiction(l, c.region))
+        @if let (Some(parent), Ok(p)) = (c.region.parent(), &peers) {
+            p { (l.t(Msg::Upstream)) ": " (upstream(l, parent, p)) }
+        }
         h2 { (l.t(Msg::Peers)) }
         @match &peers {
             Ok(p) => (peer_table(l, c.region, p)),
@@ -106,6 +109,21 @@ fn relation(l: Lang, me: RegionCode, peer: Option<RegionCode>) -> &'static str {
         Some(p) if p.parent() == Some(me) => l.t(Msg::RelChild),
         Some(_) => l.t(Msg::RelOther),
         None => l.t(Msg::Unverified),
+    }
+}
+
+/// Whether the parent's node is connected now, and by which transport.
+fn upstream(l: Lang, parent: RegionCode, peers: &Value) -> Markup {
+    let parent = parent.to_string();
+    let up = peers
+        .as_array()
+        .and_then(|all| all.iter().find(|p| p["region"] == parent.as_str()));
+    html! {
+        @match up {
+            Some(p) => span.ok { (l.t(Msg::Connected)) " · " (region_label(&parent)) " · "
+                (transport(p["addr"].as_str().unwrap_or(""))) },
+            None => span.error { (l.t(Msg::NotConnected)) " · " (region_label(&parent)) },
+        }
     }
 }
 

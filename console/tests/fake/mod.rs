@@ -209,8 +209,25 @@ impl Backend for Fake {
     ) -> Result<Value, ApiError> {
         Ok(json!({ "id": id }))
     }
-    async fn catalog_review(&self, _request: ReviewRequest) -> Result<Value, ApiError> {
-        Ok(json!([]))
+    async fn catalog_review(&self, request: ReviewRequest) -> Result<Value, ApiError> {
+        assert!(matches!(request, ReviewRequest::List { .. }));
+        Ok(json!({
+            "submissions": [
+                {"id": 7, "department": "卫生健康委", "entries": ["yimiao-1", "yimiao-2"],
+                 "state": "pending", "reasons": null, "received": "2026-12-03",
+                 "review_due": {"day": "2026-12-09", "working_days_left": 2, "overdue": false},
+                 "decided_by": null},
+                {"id": 6, "department": "公安厅", "entries": ["hukou-1"], "state": "approved",
+                 "reasons": null, "received": "2026-11-01", "review_due": null,
+                 "decided_by": "主任"}
+            ],
+            "duty_changes": [
+                {"id": 2, "department": "教育厅", "occurred": "2026-11-20",
+                 "basis": "《教育法》修订", "update_due":
+                    {"day": "2026-12-04", "working_days_left": 0, "overdue": true},
+                 "extension": null, "fulfilled_by": null}
+            ]
+        }))
     }
     async fn departments(&self) -> Result<Value, ApiError> {
         Ok(json!([]))
