@@ -6,11 +6,13 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::extract::{Query, State};
+use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use backflow_api::Backend;
 use futures::Stream;
+use tokio::sync::OwnedSemaphorePermit;
 
 use crate::guard::Ctx;
 use crate::i18n::Lang;
@@ -19,6 +21,8 @@ use crate::pages::return_flow::{fragment, DatasetQuery};
 use crate::{answer, format, Console};
 
 pub const TICK: Duration = Duration::from_secs(2);
+/// Streams open at once (a few operators, a few tabs each); more wait for one to close.
+pub const STREAMS_MAX: usize = 32;
 
 pub async fn stream<B: Backend>(
     State(c): State<Console<B>>,
@@ -32,7 +36,14 @@ pub async fn stream<B: Backend>(
     let Ok(dataset) = q.dataset() else {
         return layout::bad_input(&ctx);
     };
-    Sse::new(deliveries(c, session, dataset, ctx.lang))
+    let Ok(permit) = c.shared.streams.clone().try_acquire_owned() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many live streams open; reload later",
+        )
+            .into_response();
+    };
+    Sse::new(deliveries(c, session, dataset, ctx.lang, permit))
         .keep_alive(KeepAlive::default())
         .into_response()
 }
@@ -42,8 +53,11 @@ fn deliveries<B: Backend>(
     session: String,
     dataset: Option<String>,
     lang: Lang,
+    permit: OwnedSemaphorePermit,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
+    // The permit lives as long as the stream: it is given back when the browser goes away.
     futures::stream::unfold(true, move |first| {
+        let _held = &permit;
         let (c, session, dataset) = (c.clone(), session.clone(), dataset.clone());
         async move {
             if !first {

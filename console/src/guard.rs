@@ -31,6 +31,8 @@ pub const QUERY_BYTES_MAX: usize = 1024;
 pub struct Shared {
     pub gate: Gate,
     pub sessions: Sessions,
+    /// Live event streams open at once ([`crate::events`]), each asking the node every tick.
+    pub streams: Arc<tokio::sync::Semaphore>,
 }
 
 /// A request as the pages see it.

@@ -51,6 +51,14 @@ impl Lang {
         }
     }
 
+    /// Between a label and its value: "：" / ": ".
+    pub fn colon(self) -> &'static str {
+        match self {
+            Lang::Zh => "：",
+            Lang::En => ": ",
+        }
+    }
+
     /// An age: "3 分钟前" / "3 min ago".
     pub fn ago(self, secs: u64) -> String {
         let (n, zh, en) = match secs {
@@ -183,6 +191,9 @@ pub enum Msg {
     Submission,
     NothingPending,
     Upstream,
+    RecordsUnit,
+    RegionsUnit,
+    AuthoritySession,
     Connected,
     NotConnected,
     // Sharing (数据共享)
@@ -345,6 +356,9 @@ impl Msg {
             Submission => ("提交编号", "Submission"),
             NothingPending => ("暂无待办。", "Nothing pending."),
             Upstream => ("上级节点连接", "Upstream"),
+            RecordsUnit => ("条记录", "records"),
+            RegionsUnit => ("个区划", "regions"),
+            AuthoritySession => ("本节点（主管部门）", "this node (authority)"),
             Connected => ("已连接", "connected"),
             NotConnected => ("未连接", "not connected"),
             SharingIntro => (
@@ -397,7 +411,8 @@ impl Msg {
 }
 
 /// The catalog's enumerated values (Art. 13: 数据格式、更新频率、共享方式、数据分级, data item
-/// types, the kinds of legal basis), by their variant name; an unknown name as itself.
+/// types, the kinds of legal basis) by their variant name, and the ledger's entry kinds; an
+/// unknown name as itself.
 pub fn value_label(lang: Lang, variant: &str) -> String {
     const VALUES: &[(&str, &str, &str)] = &[
         ("Table", "数据库表", "table"),
@@ -439,6 +454,16 @@ pub fn value_label(lang: Lang, variant: &str) -> String {
             "国务院决定",
             "State Council decision",
         ),
+        // The compliance ledger's entry kinds (合规台账, Art. 29).
+        ("publish", "发布", "publish"),
+        ("delivery_complete", "送达完成", "delivery complete"),
+        ("receipt", "回执", "receipt"),
+        ("export", "导出", "export"),
+        ("share_act", "共享行为", "share act"),
+        ("service_call", "服务接口调用", "service call"),
+        ("catalog_review", "目录审核", "catalog review"),
+        ("use_record", "使用记录", "use record"),
+        ("note", "备注", "note"),
     ];
     VALUES.iter().find(|(v, _, _)| *v == variant).map_or_else(
         || variant.to_string(),

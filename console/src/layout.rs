@@ -74,7 +74,7 @@ fn header(ctx: &Ctx, active: Nav) -> Markup {
                 span.who {
                     @match s.department() {
                         Some(d) => { (d) }
-                        None => { (l.t(Msg::Jurisdiction)) }
+                        None => { (l.t(Msg::AuthoritySession)) }
                     }
                 }
             }
@@ -166,7 +166,7 @@ pub fn csrf_refused(ctx: &Ctx) -> Response {
 /// The node's error, inline in a page (its message names what is wrong, never a secret).
 pub fn error_box(lang: Lang, e: &ApiError) -> Markup {
     html! {
-        p.error { (lang.t(Msg::BackendError)) ": " (e.message) }
+        p.error { (lang.t(Msg::BackendError)) (lang.colon()) (e.message) }
     }
 }
 

@@ -64,6 +64,7 @@ pub fn router<B: Backend>(backend: B, gate: Gate, jurisdiction: RegionCode) -> R
     let shared = Arc::new(Shared {
         gate,
         sessions: Sessions::default(),
+        streams: Arc::new(tokio::sync::Semaphore::new(events::STREAMS_MAX)),
     });
     let console = Console {
         backend,

@@ -277,6 +277,7 @@ async fn every_page_renders_in_chinese_with_region_names() {
                 "中华人民共和国 (0)",
                 "校验整个台账",
                 "2026-12-06 08:30",
+                "<td>发布</td>",
             ],
         ),
     ];
@@ -545,6 +546,26 @@ async fn events_stream_delivery_fragments() {
         e.fake.asked.lock().unwrap().last().unwrap().as_deref(),
         Some("x")
     );
+}
+
+#[tokio::test]
+async fn live_streams_are_bounded_and_given_back() {
+    let e = env();
+    let cookie = login(&e.app, e.node.expose()).await;
+    let open = |app: Router, cookie: String| async move {
+        app.oneshot(get("/ui/events", Some(&cookie))).await.unwrap()
+    };
+    let mut streams = Vec::new();
+    for _ in 0..backflow_console::events::STREAMS_MAX {
+        let r = open(e.app.clone(), cookie.clone()).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        streams.push(r);
+    }
+    let r = open(e.app.clone(), cookie.clone()).await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    drop(streams.pop());
+    let r = open(e.app.clone(), cookie.clone()).await;
+    assert_eq!(r.status(), StatusCode::OK);
 }
 
 #[tokio::test]

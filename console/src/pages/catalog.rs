@@ -289,17 +289,17 @@ fn sharing(l: Lang, s: &SharingAttribute) -> Markup {
             permitted_uses,
         } => html! {
             (l.t(Msg::Conditional))
-            br; (l.t(Msg::Scope)) ": " (list(scope))
-            br; (l.t(Msg::PermittedUses)) ": " (list(permitted_uses))
+            br; (l.t(Msg::Scope)) (l.colon()) (list(scope))
+            br; (l.t(Msg::PermittedUses)) (l.colon()) (list(permitted_uses))
         },
         SharingAttribute::NotShared {
             reason,
             legal_basis,
         } => html! {
             (l.t(Msg::NotShared))
-            br; (l.t(Msg::Reason)) ": " (reason)
+            br; (l.t(Msg::Reason)) (l.colon()) (reason)
             @for b in legal_basis {
-                br; (l.t(Msg::LegalBasis)) ": " (value_label(l, &format!("{:?}", b.kind))) " " (b.citation)
+                br; (l.t(Msg::LegalBasis)) (l.colon()) (value_label(l, &format!("{:?}", b.kind))) " " (b.citation)
             }
         },
     }

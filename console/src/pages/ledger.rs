@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::format::{self, region_label};
 use crate::guard::Ctx;
-use crate::i18n::{Lang, Msg};
+use crate::i18n::{value_label, Lang, Msg};
 use crate::layout::{self, csrf_field, Nav};
 use crate::pages::login::CsrfForm;
 use crate::{answer, Console};
@@ -158,7 +158,7 @@ fn entries(l: Lang, page: &Value) -> Markup {
                             None => (s(e, "time")),
                         }
                     }
-                    td { (s(e, "kind")) @if let Some(act) = e["act"].as_str() { " · " (act) } }
+                    td { (value_label(l, s(e, "kind"))) @if let Some(act) = e["act"].as_str() { " · " (act) } }
                     td { (e["department"].as_str().unwrap_or("—")) }
                     td.mono { (format::short(s(e, "subject"), 40)) }
                     td { (s(e, "detail")) }

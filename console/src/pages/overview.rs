@@ -35,7 +35,7 @@ pub async fn show<B: Backend>(
     let body = html! {
         (jurisdiction(l, c.region))
         @if let (Some(parent), Ok(p)) = (c.region.parent(), &peers) {
-            p { (l.t(Msg::Upstream)) ": " (upstream(l, parent, p)) }
+            p { (l.t(Msg::Upstream)) (l.colon()) (upstream(l, parent, p)) }
         }
         h2 { (l.t(Msg::Peers)) }
         @match &peers {

@@ -133,14 +133,14 @@ fn dataset(l: Lang, d: &Value, now: u64) -> Markup {
                 }
                 dt { (l.t(Msg::HeldHere)) }
                 dd {
-                    (format::count(u(d, "records_here"))) " " (l.t(Msg::Records)) " · "
+                    (format::count(u(d, "records_here"))) " " (l.t(Msg::RecordsUnit)) " · "
                     (format::bytes(u(d, "bytes_here")))
                 }
                 dt { (l.t(Msg::Progress)) }
                 dd {
                     (bar(fraction(delivered, expected), state, name)) " "
-                    (delivered) " / " (expected) " " (l.t(Msg::Regions)) " · "
-                    (format::count(u(d, "records_delivered"))) " " (l.t(Msg::Records)) " · "
+                    (delivered) " / " (expected) " " (l.t(Msg::RegionsUnit)) " · "
+                    (format::count(u(d, "records_delivered"))) " " (l.t(Msg::RecordsUnit)) " · "
                     (format::bytes(u(d, "bytes_delivered")))
                 }
             }
