@@ -266,6 +266,8 @@ async fn every_page_renders_in_chinese_with_region_names() {
                 "剩余 3 个工作日",
                 "已逾期",
                 "审核中",
+                "granted, conditions: 仅限审核&lt;b&gt;",
+                "争议（第二十八条）",
             ],
         ),
         (

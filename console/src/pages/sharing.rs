@@ -89,6 +89,50 @@ fn deadline(l: Lang, d: &Value) -> Markup {
     }
 }
 
+/// What else the case carries, folded: the answer (a grant's conditions or a refusal's
+/// reasons), the incomplete-material notice, delivery, suspension, ending, disputes (Art. 28)
+/// and corrections (Art. 26).
+fn details(l: Lang, r: &Value) -> Markup {
+    let lines = |field: &str| -> Vec<String> {
+        match &r[field] {
+            Value::String(t) => vec![t.clone()],
+            Value::Array(all) => all
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect(),
+            _ => vec![],
+        }
+    };
+    let parts: Vec<(Msg, Vec<String>)> = [
+        (Msg::Answer, lines("answer")),
+        (Msg::Notice, lines("notice")),
+        (Msg::Suspension, lines("suspension")),
+        (Msg::Ending, lines("ending")),
+        (Msg::Disputes, lines("disputes")),
+        (Msg::Corrections, lines("corrections")),
+    ]
+    .into_iter()
+    .filter(|(_, v)| !v.is_empty())
+    .collect();
+    let delivery = r["delivery"]["dataset"].as_str();
+    html! {
+        @if parts.is_empty() && delivery.is_none() { "—" } @else {
+            details {
+                summary { (l.t(Msg::More)) }
+                dl.fields {
+                    @for (msg, texts) in &parts {
+                        dt { (l.t(*msg)) }
+                        dd { @for (i, t) in texts.iter().enumerate() { @if i > 0 { br; } (t) } }
+                    }
+                    @if let Some(d) = delivery {
+                        dt { (l.t(Msg::Dataset)) } dd.mono { (d) }
+                    }
+                }
+            }
+        }
+    }
+}
+
 fn owner(l: Lang, r: &Value) -> &str {
     match text(r, "owner") {
         "requester" => l.t(Msg::Requester),
@@ -107,7 +151,7 @@ fn table(l: Lang, rows: &[&Value]) -> Markup {
                     th { (l.t(Msg::RequestId)) } th { (l.t(Msg::Entry)) } th { (l.t(Msg::Requester)) }
                     th { (l.t(Msg::Provider)) } th { (l.t(Msg::State)) } th { (l.t(Msg::Owner)) }
                     th { (l.t(Msg::Deadline)) } th { (l.t(Msg::Method)) } th { (l.t(Msg::Scenario)) }
-                    th { (l.t(Msg::UseUntil)) }
+                    th { (l.t(Msg::UseUntil)) } th { (l.t(Msg::More)) }
                 }
                 @for r in rows {
                     tr class=[(r["deadline"]["overdue"] == true).then_some("overdue")] {
@@ -126,6 +170,7 @@ fn table(l: Lang, rows: &[&Value]) -> Markup {
                         td { (text(r, "method")) }
                         td { (text(r, "scenario")) }
                         td { (text(r, "use_until")) }
+                        td { (details(l, r)) }
                     }
                 }
             }

@@ -148,6 +148,14 @@ impl Backend for Fake {
         Err(ApiError::not_found("not in the fake"))
     }
     async fn shares(&self, _overdue_only: bool) -> Result<Value, ApiError> {
+        let mut received = share(
+            "aa".repeat(32).as_str(),
+            "4401 民政局",
+            "44 公安厅",
+            json!({"article": 21, "due": "2026-12-10 24:00", "working_days_left": 3, "overdue": false}),
+        );
+        received["answer"] = json!("granted, conditions: 仅限审核<b>");
+        received["disputes"] = json!(["#1 2026-12-02: 范围 — 协调中"]);
         Ok(json!([
             // Filed by this node's 民政厅 from the national 国家统计局: overdue.
             share(
@@ -157,12 +165,7 @@ impl Backend for Fake {
                 json!({"article": 21, "due": "2026-12-01 24:00", "working_days_left": 0, "overdue": true})
             ),
             // Received by this node's 公安厅 from 广州市's 民政局.
-            share(
-                "aa".repeat(32).as_str(),
-                "4401 民政局",
-                "44 公安厅",
-                json!({"article": 21, "due": "2026-12-10 24:00", "working_days_left": 3, "overdue": false})
-            ),
+            received,
         ]))
     }
     async fn share(&self, id: String) -> Result<Value, ApiError> {
