@@ -153,6 +153,7 @@ async fn lang_en_switches_to_english_and_is_remembered() {
     let (_, page) = send(&e.app, get("/ui/sharing", Some(&both))).await;
     assert!(page.contains("Requests received"));
     assert!(page.contains("3 working days left"));
+    assert!(page.contains("under review"));
     assert!(page.contains("overdue"));
     // The switch back keeps the query.
     let (_, page) = send(&e.app, get("/ui/catalog?q=%E6%88%B7%E7%B1%8D", Some(&both))).await;

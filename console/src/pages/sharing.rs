@@ -162,7 +162,7 @@ fn table(l: Lang, rows: &[&Value]) -> Markup {
                         td {
                             @match l {
                                 Lang::Zh => { (text(r, "state_zh")) }
-                                Lang::En => { (text(r, "state")) }
+                                Lang::En => { (text(r, "state").replace('_', " ")) }
                             }
                         }
                         td { (owner(l, r)) }
