@@ -18,13 +18,13 @@ use crate::i18n::{value_label, Lang, Msg};
 use crate::layout::{self, Nav};
 use crate::{answer, Console};
 
-/// Search words, in characters.
-pub const QUERY_CHARS_MAX: usize = 200;
+/// Search words, in bytes (the protocol's bound on a search's text).
+pub const QUERY_BYTES_MAX: usize = backflow_protocol::catalog_search::QUERY_TEXT_BYTES_MAX;
 /// A provider name or an entry id (the protocol's bound on names).
-pub const NAME_BYTES_MAX: usize = 256;
-/// Results per page, and how deep paging goes.
+pub const NAME_BYTES_MAX: usize = backflow_protocol::limits::NAME_BYTES_MAX;
+/// Results per page (at most the protocol's hits per answer), and how deep paging goes.
 const PAGE: usize = 50;
-const OFFSET_MAX: usize = 10_000;
+const OFFSET_MAX: usize = backflow_protocol::catalog_search::OFFSET_MAX as usize;
 
 const SHARING: [(&str, Msg); 3] = [
     ("unconditional", Msg::Unconditional),
@@ -57,8 +57,7 @@ impl SearchQuery {
         let q = nonempty(&self.q);
         let provider = nonempty(&self.provider);
         let sharing = nonempty(&self.sharing);
-        if q.as_ref()
-            .is_some_and(|q| q.chars().count() > QUERY_CHARS_MAX)
+        if q.as_ref().is_some_and(|q| q.len() > QUERY_BYTES_MAX)
             || provider.as_ref().is_some_and(|p| p.len() > NAME_BYTES_MAX)
             || sharing
                 .as_ref()
@@ -116,7 +115,7 @@ pub async fn search<B: Backend>(
     let body = html! {
         p.intro { (l.t(Msg::CatalogIntro)) }
         form.search method="get" action="/ui/catalog" {
-            input type="search" name="q" maxlength="200" value=[nonempty(&query.q)]
+            input type="search" name="q" maxlength="256" value=[nonempty(&query.q)]
                 placeholder=(l.t(Msg::SearchPlaceholder));
             input type="text" name="provider" maxlength="256" value=[nonempty(&query.provider)]
                 placeholder=(l.t(Msg::Provider));
