@@ -182,7 +182,8 @@ struct PublishQuery {
 
 /// The request body as a blocking reader, for the partitioner on the blocking pool. Nothing
 /// is buffered beyond hyper's frames; a client that stalls for [`UPLOAD_IDLE_MS_MAX`] ends it.
-fn body_reader(request: Request) -> Box<dyn Read + Send> {
+/// (Also the console's publish form's upload.)
+pub fn body_reader(request: Request) -> Box<dyn Read + Send> {
     let frames = request.into_limited_body().into_data_stream();
     let idle = Duration::from_millis(UPLOAD_IDLE_MS_MAX);
     let frames = futures::stream::unfold(Some(frames), move |state| async move {

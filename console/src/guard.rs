@@ -33,6 +33,8 @@ pub struct Shared {
     pub sessions: Sessions,
     /// Live event streams open at once ([`crate::events`]), each asking the node every tick.
     pub streams: Arc<tokio::sync::Semaphore>,
+    /// Publishes from the console running at once ([`crate::pages::publish`]).
+    pub publishes: Arc<tokio::sync::Semaphore>,
 }
 
 /// A request as the pages see it.

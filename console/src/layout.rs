@@ -11,15 +11,44 @@ use crate::guard::Ctx;
 use crate::i18n::{Lang, Msg};
 
 /// Replaces `#delivery`'s content with each `delivery` event's fragment (rendered and escaped
-/// by the server) and shows whether the stream is live.
+/// by the server) and shows whether the stream is live; sends the publish form's file as a
+/// streamed body and shows the upload's progress and the answer (an escaped fragment of ours;
+/// anything else as text).
 const SCRIPT: &str = r#"(function () {
   var el = document.getElementById('delivery');
-  if (!el || !window.EventSource) { return; }
-  var live = document.getElementById('live');
-  var src = new EventSource(el.getAttribute('data-events'));
-  src.addEventListener('delivery', function (e) { el.innerHTML = e.data; });
-  src.onopen = function () { if (live) { live.className = 'live on'; } };
-  src.onerror = function () { if (live) { live.className = 'live off'; } };
+  if (el && window.EventSource) {
+    var live = document.getElementById('live');
+    var src = new EventSource(el.getAttribute('data-events'));
+    src.addEventListener('delivery', function (e) { el.innerHTML = e.data; });
+    src.onopen = function () { if (live) { live.className = 'live on'; } };
+    src.onerror = function () { if (live) { live.className = 'live off'; } };
+  }
+  var pf = document.getElementById('publish');
+  if (!pf) { return; }
+  pf.addEventListener('submit', function (ev) {
+    ev.preventDefault();
+    var file = pf.elements['file'].files[0];
+    if (!file) { return; }
+    var q = ['dataset', 'region_field', 'format'].map(function (n) {
+      return n + '=' + encodeURIComponent(pf.elements[n].value);
+    });
+    if (pf.elements['strict_villages'].checked) { q.push('strict_villages=true'); }
+    var bar = document.getElementById('publish-progress');
+    var out = document.getElementById('publish-result');
+    var x = new XMLHttpRequest();
+    x.open('POST', '/ui/publish?' + q.join('&'));
+    x.setRequestHeader('x-csrf-token', pf.elements['csrf'].value);
+    x.upload.onprogress = function (e) {
+      if (e.lengthComputable) { bar.value = Math.floor(100 * e.loaded / e.total); }
+    };
+    x.onload = function () {
+      var type = x.getResponseHeader('content-type') || '';
+      if (type.indexOf('text/html') === 0) { out.innerHTML = x.responseText; }
+      else { out.textContent = x.status + ' ' + x.responseText; }
+    };
+    x.onerror = function () { out.textContent = 'network error'; };
+    x.send(file);
+  });
 })();"#;
 
 /// Which navigation entry a page is.

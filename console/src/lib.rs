@@ -8,6 +8,7 @@
 //! | POST   | `/logout`             | ends the session |
 //! | GET    | `/ui/return-flow`     | `?dataset=`: delivery per child region (数据回流, Art. 24) |
 //! | GET    | `/ui/events`          | `?dataset=`: the same, live, as server-sent events |
+//! | POST   | `/ui/publish`         | `?dataset=&region_field=&format=`: the return-flow page's publish form; the file as the body |
 //! | GET    | `/ui/catalog`         | `?q=&sharing=&offset=`: search the unified catalog (Art. 16) |
 //! | GET    | `/ui/catalog/{id}`    | an entry's Art. 13 fields (政务数据目录) |
 //! | GET    | `/ui/sharing`         | share requests in and out, overdue first (Arts. 20–22) |
@@ -65,6 +66,7 @@ pub fn router<B: Backend>(backend: B, gate: Gate, jurisdiction: RegionCode) -> R
         gate,
         sessions: Sessions::default(),
         streams: Arc::new(tokio::sync::Semaphore::new(events::STREAMS_MAX)),
+        publishes: Arc::new(tokio::sync::Semaphore::new(pages::publish::PUBLISHES_MAX)),
     });
     let console = Console {
         backend,
@@ -80,6 +82,12 @@ pub fn router<B: Backend>(backend: B, gate: Gate, jurisdiction: RegionCode) -> R
         .route("/logout", post(pages::login::logout::<B>))
         .route("/ui/return-flow", get(pages::return_flow::show::<B>))
         .route("/ui/events", get(events::stream::<B>))
+        .route(
+            "/ui/publish",
+            post(pages::publish::publish::<B>).layer(DefaultBodyLimit::max(
+                backflow_api::routes::UPLOAD_BYTES_MAX,
+            )),
+        )
         .route("/ui/catalog", get(pages::catalog::search::<B>))
         .route("/ui/catalog/{id}", get(pages::catalog::entry::<B>))
         .route("/ui/sharing", get(pages::sharing::show::<B>))

@@ -242,3 +242,38 @@ async fn merged_with_the_api_each_keeps_its_own_gate() {
     let (r, _) = send(&app, r).await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn the_publish_form_streams_the_file_to_the_node() {
+    let e = env();
+    let cookie = login(&e.app, e.node.expose()).await;
+    let (_, page) = send(&e.app, get("/ui/return-flow", Some(&cookie))).await;
+    assert!(page.contains("发布新版本"));
+    assert!(page.contains(r#"<progress id="publish-progress""#));
+    let csrf = csrf_of(&page);
+    // Far over the forms' 8 KiB: the upload has its own bound.
+    let mut data = b"village,name\n".to_vec();
+    for i in 0..10_000 {
+        data.extend_from_slice(format!("440103001{:03},n{i}\n", i % 1000).as_bytes());
+    }
+    let request = axum::http::Request::post(
+        "/ui/publish?dataset=%E6%88%B7%E7%B1%8D&region_field=village&format=csv",
+    )
+    .header(header::HOST, HOST)
+    .header(header::COOKIE, &cookie)
+    .header("x-csrf-token", &csrf)
+    .body(axum::body::Body::from(data.clone()))
+    .unwrap();
+    let (r, answer) = send(&e.app, request).await;
+    assert_eq!(r.status(), StatusCode::OK, "{answer}");
+    assert!(answer.contains("已发布"), "{answer}");
+    assert!(answer.contains("版本 4"), "{answer}");
+    assert!(answer.contains("10,000 条记录"), "{answer}");
+    let published = e.fake.published.lock().unwrap();
+    let (job, params, bytes) = &published[0];
+    assert!(*job >= 1 << 40, "apart from the API's job numbers");
+    assert_eq!(params.dataset, "户籍");
+    assert_eq!(params.region_field, "village");
+    assert_eq!(params.format, "csv");
+    assert_eq!(bytes, &data);
+}

@@ -297,3 +297,45 @@ async fn a_foreign_host_is_refused() {
     assert_eq!(r.status(), StatusCode::MISDIRECTED_REQUEST);
     assert!(set_cookies(&r).is_empty());
 }
+
+#[tokio::test]
+async fn publishing_needs_the_authority_and_the_csrf_header() {
+    let e = env();
+    let publish = |cookie: &str, csrf: Option<&str>, query: &str| {
+        let mut r = axum::http::Request::post(format!("/ui/publish?{query}"))
+            .header(header::HOST, HOST)
+            .header(header::COOKIE, cookie);
+        if let Some(c) = csrf {
+            r = r.header("x-csrf-token", c);
+        }
+        r.body(axum::body::Body::from("v\n440103001001\n")).unwrap()
+    };
+    const OK: &str = "dataset=d&region_field=v&format=csv";
+    let node = login(&e.app, e.node.expose()).await;
+    let (_, page) = send(&e.app, get("/ui/ledger", Some(&node))).await;
+    let csrf = csrf_of(&page);
+    let (r, _) = send(&e.app, publish(&node, None, OK)).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let (r, _) = send(&e.app, publish(&node, Some(&"0".repeat(64)), OK)).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    for bad in [
+        "dataset=&region_field=v&format=csv",
+        "dataset=d&region_field=v&format=xlsx",
+        &format!("dataset={}&region_field=v&format=csv", "d".repeat(300)),
+    ] {
+        let (r, _) = send(&e.app, publish(&node, Some(&csrf), bad)).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{bad}");
+    }
+    let dept = login(&e.app, e.dept.expose()).await;
+    let (_, page) = send(&e.app, get("/ui/sharing", Some(&dept))).await;
+    let (r, _) = send(&e.app, publish(&dept, Some(&csrf_of(&page)), OK)).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let (r, _) = send(&e.app, publish("", Some(&csrf), OK)).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(
+        e.fake.published.lock().unwrap().is_empty(),
+        "nothing published"
+    );
+    let (r, _) = send(&e.app, publish(&node, Some(&csrf), OK)).await;
+    assert_eq!(r.status(), StatusCode::OK);
+}

@@ -4,6 +4,7 @@ pub mod catalog;
 pub mod ledger;
 pub mod login;
 pub mod overview;
+pub mod publish;
 pub mod return_flow;
 pub mod reviews;
 pub mod sharing;

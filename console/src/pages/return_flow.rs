@@ -59,6 +59,7 @@ pub async fn show<B: Backend>(
     };
     let body = html! {
         p.intro { (l.t(Msg::ReturnFlowIntro)) " " span #live .live.off { (l.t(Msg::Live)) } }
+        (super::publish::form(&ctx))
         form.inline method="get" action="/ui/return-flow" {
             input type="search" name="dataset" maxlength="256" value=[dataset.as_deref()]
                 placeholder=(l.t(Msg::AllDatasets));

@@ -2,6 +2,7 @@
 //! (`node/src/status.rs`, `share_api.rs`, `ledger_api.rs`, the catalog search), for a
 //! province node, 广东省 (44).
 
+use std::io::Read;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
@@ -18,6 +19,9 @@ use serde_json::{json, Value};
 /// 2026-12-06 08:30 Beijing time.
 pub const RECEIPT_AT: u64 = 1_796_517_000_000;
 
+/// Each publish: its job number, parameters and bytes.
+pub type Published = Arc<Mutex<Vec<(u64, PublishParams, Vec<u8>)>>>;
+
 #[derive(Clone)]
 pub struct Fake {
     /// The dataset name the node reports (tests put hostile text here).
@@ -25,6 +29,8 @@ pub struct Fake {
     /// Datasets asked for by `status`.
     pub asked: Arc<Mutex<Vec<Option<String>>>>,
     pub verify_ok: bool,
+    /// What was published: the job, the parameters and the bytes.
+    pub published: Published,
 }
 
 impl Default for Fake {
@@ -33,6 +39,7 @@ impl Default for Fake {
             dataset: Arc::new(Mutex::new("户籍人口".to_string())),
             asked: Arc::default(),
             verify_ok: true,
+            published: Arc::default(),
         }
     }
 }
@@ -137,12 +144,27 @@ impl Backend for Fake {
     }
     async fn publish(
         &self,
-        _job: u64,
-        _params: PublishParams,
-        _input: PublishInput,
+        job: u64,
+        params: PublishParams,
+        mut input: PublishInput,
         _progress: Arc<AtomicU64>,
     ) -> Result<Value, ApiError> {
-        Err(ApiError::bad_request("not in the fake"))
+        let data = tokio::task::spawn_blocking(move || {
+            let mut data = Vec::new();
+            input.read_to_end(&mut data).map(|_| data)
+        })
+        .await
+        .unwrap()
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        self.published
+            .lock()
+            .unwrap()
+            .push((job, params.clone(), data.clone()));
+        Ok(json!({
+            "dataset": params.dataset, "version": 4, "manifests": ["ab".repeat(32)],
+            "partitions": 2, "records": data.iter().filter(|b| **b == b'\n').count() - 1,
+            "bytes": data.len(), "summary": {}
+        }))
     }
     async fn export(&self, _which: ExportWhich) -> Result<Export, ApiError> {
         Err(ApiError::not_found("not in the fake"))
