@@ -25,6 +25,7 @@ use crate::aligned_buf::AlignedBuf;
 use crate::partition::{
     partition, Format, PartitionConfig, PartitionSink, PartitionSummary, RegionField, Replay,
 };
+use crate::store::segment::SegmentWriter;
 use crate::store::{is_inline, Store};
 
 /// How long a published manifest stays valid: receivers refuse it afterwards (freeze defence),
@@ -243,8 +244,12 @@ impl Stored {
 /// `partition` bench: see node/README.md).
 fn store_kept(store: &Store, batches: Receiver<Vec<Kept>>) -> Result<Stored> {
     let mut stored = Stored::default();
+    // Small partitions go into segment files: written once, one write per batch, synced
+    // once at the end (see `store::segment`).
+    let mut segments = SegmentWriter::new(store);
     for batch in batches {
-        for k in batch {
+        let mut small: Vec<([u8; 32], &[u8])> = Vec::with_capacity(batch.len());
+        for k in &batch {
             // Hashed once whole, not piece by piece: blake3 hashes 16 chunks at once (SIMD)
             // only when handed them together (per-record updates had cost ~12 % of the CPU).
             let mut hasher = OutboardBuilder::new();
@@ -252,8 +257,7 @@ fn store_kept(store: &Store, batches: Receiver<Vec<Kept>>) -> Result<Stored> {
             let hashed = hasher.finish();
             let bytes = k.data.len() as u64;
             if is_inline(bytes) {
-                // Straight into the index, without the loader's aligned buffer.
-                store.load_inline(&hashed.0, &k.data)?;
+                small.push((hashed.0, &k.data));
             } else {
                 let mut loader = GroupLoader::new(store, hashed.0, bytes);
                 loader.push(&k.data)?;
@@ -261,7 +265,9 @@ fn store_kept(store: &Store, batches: Receiver<Vec<Kept>>) -> Result<Stored> {
             }
             stored.add(store, k.seq, k.township, k.records, hashed, bytes)?;
         }
+        segments.store(&small)?;
     }
+    segments.finish()?;
     Ok(stored)
 }
 

@@ -4,7 +4,7 @@
 //! |-------------|------------------------------------------|--------------------------------|
 //! | `catalog`   | caller-defined (origin, seq)             | encoded catalog records        |
 //! | `manifests` | manifest hash (32 B)                     | encoded `StoredManifest`       |
-//! | `chunks`    | content hash ‖ group (40 B)              | the group's length (u32 LE), then, for a small partition, its bytes |
+//! | `chunks`    | content hash ‖ group (40 B)              | the group's length (u32 LE), then, for a small partition, its bytes or its place in a segment |
 //! | `receipts`  | manifest hash ‖ region                   | encoded receipt                |
 //! | `state`     | caller-defined                           | protocol / node state          |
 //! | `ledger`    | see [`crate::ledger`]                    | compliance ledger (Art. 29)    |
@@ -23,7 +23,10 @@
 //! are stored in the index entry itself, after the length. RocksDB packs them: into its WAL
 //! (one append per batch, which is one chunk frame), then at flush into blob files (the
 //! `chunks` CF keeps values ≥ 4 KiB in blob files, so compaction moves pointers, not bytes) —
-//! segment files with an index, with RocksDB's own checksums and crash recovery.
+//! segment files with an index, with RocksDB's own checksums and crash recovery. That is
+//! how a *received* small partition is kept. The *publisher's* 41,352 are written once into
+//! segment files of its own instead ([`segment`]): RocksDB's way copied each byte into a
+//! memtable and again into a blob file at flush, the work that held the publish back.
 //!
 //! Invariants:
 //! - a chunk group is written only after it verified against its partition hash (the caller
@@ -57,6 +60,8 @@ use crate::aligned_buf::AlignedBuf;
 use anyhow::{Context, Result};
 use backflow_protocol::manifest::{Hash, CHUNK_GROUP_BYTES};
 use backflow_topology::RegionCode;
+pub mod segment;
+
 use rocksdb::{
     ColumnFamily, ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, DB,
 };
@@ -110,18 +115,59 @@ const BLOB_VALUE_BYTES_MIN: u64 = 4096;
 
 /// A group's length from its `chunks` index entry.
 fn index_len(value: &[u8]) -> Result<usize> {
-    index_entry(value).map(|(len, _)| len)
+    index_entry(value).map(|e| e.len())
 }
 
-/// A `chunks` index entry: the group's length, and its bytes if they are stored inline.
-fn index_entry(value: &[u8]) -> Result<(usize, Option<&[u8]>)> {
+/// Where a group's bytes are, by its `chunks` index entry.
+#[derive(Clone, Copy)]
+enum Entry<'v> {
+    /// In its partition's content file, at `group × 16 KiB`.
+    File { len: usize },
+    /// In the entry itself (a small partition a peer delivered).
+    Inline(&'v [u8]),
+    /// In a segment file (a small partition published here; see [`segment`]).
+    Segment {
+        len: usize,
+        segment: u32,
+        offset: u64,
+    },
+}
+
+impl Entry<'_> {
+    fn len(&self) -> usize {
+        match *self {
+            Entry::File { len } | Entry::Segment { len, .. } => len,
+            Entry::Inline(bytes) => bytes.len(),
+        }
+    }
+}
+
+/// Decodes a `chunks` index entry: the group's length (u32 LE), then its bytes (inline), or
+/// nothing (a content file), or — with [`segment::SEGMENT_BIT`] set in the length — a segment
+/// pointer.
+fn index_entry(value: &[u8]) -> Result<Entry<'_>> {
     let (len, rest) = value.split_first_chunk::<4>().context(
         "a chunk index entry is shorter than its 4-byte length (a database from an older version?)",
     )?;
-    let len = u32::from_le_bytes(*len) as usize;
+    let len = u32::from_le_bytes(*len);
+    if len & segment::SEGMENT_BIT != 0 {
+        let len = (len & !segment::SEGMENT_BIT) as usize;
+        let pointer = (rest.len() == segment::POINTER_TAIL_BYTES)
+            .then(|| segment::pointer_tail(rest))
+            .flatten();
+        return match pointer {
+            Some((segment, offset)) if len <= CHUNK_GROUP_BYTES as usize => Ok(Entry::Segment {
+                len,
+                segment,
+                offset,
+            }),
+            _ => anyhow::bail!("a chunk index entry is a malformed segment pointer"),
+        };
+    }
+    let len = len as usize;
     match rest.len() {
-        0 => Ok((len, None)),
-        n if n == len => Ok((len, Some(rest))),
+        0 => Ok(Entry::File { len }),
+        n if n == len => Ok(Entry::Inline(rest)),
         n => anyhow::bail!("a chunk index entry holds {n} bytes for a group of {len}"),
     }
 }
@@ -143,6 +189,8 @@ pub struct Store {
     direct: bool,
     /// Held while a content file is created and its directory synced.
     create_lock: Arc<std::sync::Mutex<()>>,
+    /// The publisher's small partitions, packed ([`segment`]).
+    segments: Arc<segment::Segments>,
 }
 
 impl Store {
@@ -176,11 +224,13 @@ impl Store {
         });
         let db = DB::open_cf_descriptors(&opts, path, cfs)
             .with_context(|| format!("opening RocksDB at {}", path.display()))?;
+        let segments = segment::Segments::open(&chunk_dir, &db)?;
         Ok(Store {
             db: Arc::new(db),
             chunk_dir: Arc::new(chunk_dir),
             direct,
             create_lock: Arc::default(),
+            segments: Arc::new(segments),
         })
     }
 
@@ -445,8 +495,9 @@ impl Store {
         }
         let mut len = 0u64;
         // Inline groups are copied out as the index is scanned (a small partition's whole
-        // content is at most `INLINE_PARTITION_BYTES_MAX`).
-        let mut inline: Option<Vec<u8>> = None;
+        // content is at most `INLINE_PARTITION_BYTES_MAX`); segment groups must follow each
+        // other in one segment.
+        let mut source: Option<Source> = None;
         let mut index = self.db.raw_iterator_cf(self.cf(CF_CHUNKS));
         index.seek(chunk_key(content, groups.start));
         for g in groups.clone() {
@@ -461,19 +512,26 @@ impl Store {
                     );
                 }
             };
-            let (n, bytes) = index_entry(value)?;
+            let entry = index_entry(value)?;
+            let n = entry.len();
             if n < CHUNK_GROUP_BYTES as usize && g + 1 != groups.end {
                 anyhow::bail!(
                     "short group {g} inside a range of partition {}",
                     hex::encode(&content[..8])
                 );
             }
-            match (bytes, &mut inline) {
-                (Some(b), Some(buf)) => buf.extend_from_slice(b),
-                (Some(b), None) if g == groups.start => inline = Some(b.to_vec()),
-                (None, None) => {}
+            match (entry, &mut source) {
+                (e, None) if g == groups.start => source = Some(Source::of(e)),
+                (Entry::Inline(b), Some(Source::Inline(buf))) => buf.extend_from_slice(b),
+                (Entry::File { .. }, Some(Source::File)) => {}
+                (
+                    Entry::Segment {
+                        segment, offset, ..
+                    },
+                    Some(Source::Segment { id, base }),
+                ) if segment == *id && offset == *base + len => {}
                 _ => anyhow::bail!(
-                    "partition {} has groups both inline and in a file",
+                    "partition {} has groups stored in different places",
                     hex::encode(&content[..8])
                 ),
             }
@@ -481,7 +539,8 @@ impl Store {
             index.next();
         }
         drop(index);
-        self.stored_groups_at(content, groups.start, len, inline)
+        let source = source.unwrap_or(Source::File);
+        self.stored_groups_at(content, groups.start, len, source)
     }
 
     /// [`Store::open_groups`] of one group: a point lookup. Why apart: a national dataset is
@@ -497,23 +556,28 @@ impl Store {
                 hex::encode(&content[..8])
             );
         };
-        let (len, bytes) = index_entry(&value)?;
-        self.stored_groups_at(content, group, len as u64, bytes.map(<[u8]>::to_vec))
+        let entry = index_entry(&value)?;
+        self.stored_groups_at(content, group, entry.len() as u64, Source::of(entry))
     }
 
-    /// `len` stored bytes from group `first` on: the `inline` copy, or the content file.
+    /// `len` stored bytes from group `first` on, from `source`.
     fn stored_groups_at(
         &self,
         content: &Hash,
         first: u64,
         len: u64,
-        inline: Option<Vec<u8>>,
+        source: Source,
     ) -> Result<StoredGroups> {
-        let data = match inline {
-            Some(bytes) => GroupData::Inline(bytes),
-            None => GroupData::File {
+        let data = match source {
+            Source::Inline(bytes) => GroupData::Inline(bytes),
+            Source::File => GroupData::File {
                 file: self.open_content(content, false, false)?,
                 path: self.content_path(content),
+            },
+            Source::Segment { id, base } => GroupData::Segment {
+                file: self.segments.file(id)?,
+                segment: id,
+                base,
             },
         };
         let start = first * CHUNK_GROUP_BYTES;
@@ -551,8 +615,23 @@ impl Store {
             // At most 8 point deletes. Not a range delete: superseding a national dataset
             // drops 41,352 small partitions, and as many range tombstones would slow every
             // later scan of the index.
+            let mut segment = None;
             for g in 0..partition_bytes.div_ceil(CHUNK_GROUP_BYTES) {
-                batch.delete(CF_CHUNKS, &chunk_key(content, g));
+                let key = chunk_key(content, g);
+                if segment.is_none() {
+                    if let Some(v) = self.db.get_pinned_cf(self.cf(CF_CHUNKS), key)? {
+                        if let Ok(Entry::Segment { segment: id, .. }) = index_entry(&v) {
+                            segment = Some(id);
+                        }
+                    }
+                }
+                batch.delete(CF_CHUNKS, &key);
+            }
+            if let Some(id) = segment {
+                // The segment's count is lowered in the same write (and the segment removed
+                // once nothing points into it).
+                self.write_releasing(batch, id)?;
+                return self.delete_outboard(content);
             }
         } else {
             let from = chunk_key(content, 0);
@@ -794,16 +873,27 @@ impl Store {
             let mut g = [0u8; 8];
             g.copy_from_slice(&k[32..40]);
             let group = u64::from_be_bytes(g);
-            let (len, inline) = index_entry(v)?;
-            let len = len.min(buf.len());
-            let data = match inline {
-                Some(bytes) => &bytes[..len],
-                None => {
+            let entry = index_entry(v)?;
+            let len = entry.len().min(buf.len());
+            let data = match entry {
+                Entry::Inline(bytes) => &bytes[..len],
+                Entry::File { .. } => {
                     let file = match &mut file {
                         Some(f) => f,
                         None => file.insert(self.open_content(content, false, false)?),
                     };
                     file.read_exact_at(&mut buf[..len], group * CHUNK_GROUP_BYTES)?;
+                    &buf[..len]
+                }
+                Entry::Segment {
+                    segment, offset, ..
+                } => {
+                    self.segments
+                        .file(segment)?
+                        .read_exact_at(&mut buf[..len], offset)
+                        .with_context(|| {
+                            format!("reading {}", self.segments.path(segment).display())
+                        })?;
                     &buf[..len]
                 }
             };
@@ -872,11 +962,50 @@ pub struct StoredGroups {
 /// Where a run's bytes are: its partition's content file, or (a small partition) copied out
 /// of the index, from the run's first byte.
 enum GroupData {
-    File { file: File, path: PathBuf },
+    File {
+        file: File,
+        path: PathBuf,
+    },
     Inline(Vec<u8>),
+    /// A segment, the run's first byte at file offset `base`.
+    Segment {
+        file: Arc<File>,
+        segment: u32,
+        base: u64,
+    },
+}
+
+/// Where a run of groups is, as the index scan finds it.
+enum Source {
+    File,
+    Inline(Vec<u8>),
+    Segment { id: u32, base: u64 },
+}
+
+impl Source {
+    fn of(entry: Entry<'_>) -> Source {
+        match entry {
+            Entry::File { .. } => Source::File,
+            Entry::Inline(bytes) => Source::Inline(bytes.to_vec()),
+            Entry::Segment {
+                segment, offset, ..
+            } => Source::Segment {
+                id: segment,
+                base: offset,
+            },
+        }
+    }
 }
 
 impl StoredGroups {
+    /// The segment the run is stored in, if it is in one.
+    pub fn segment(&self) -> Option<u32> {
+        match self.data {
+            GroupData::Segment { segment, .. } => Some(segment),
+            _ => None,
+        }
+    }
+
     /// Fills `buf` with the content at partition offset `offset`, which must lie within the
     /// opened groups.
     pub fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
@@ -901,6 +1030,13 @@ impl StoredGroups {
                 buf.copy_from_slice(&bytes[at..at + buf.len()]);
                 Ok(())
             }
+            GroupData::Segment {
+                file,
+                segment,
+                base,
+            } => file
+                .read_exact_at(buf, base + (offset - self.bytes.start))
+                .map_err(|e| std::io::Error::new(e.kind(), format!("segment {segment:08x}: {e}"))),
         }
     }
 }

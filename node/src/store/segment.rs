@@ -1,0 +1,425 @@
+//! Segment files (分段文件): a publisher's small partitions packed into a few large files.
+//!
+//! Why: a national dataset is 41,352 partitions of ~12 KB. Kept as RocksDB values (inline in
+//! the `chunks` index) each one was copied into a memtable, then again into a blob file at
+//! flush — two page-cache writes and an arena allocation per byte, the work that kept the
+//! publish under its ≥ 300 MB/s target (#13, node/README.md). A segment is written once, in
+//! one vectored write per batch of partitions, and synced once at the end of the publish;
+//! the index then holds only a 16-byte pointer per group:
+//!
+//! `len | SEGMENT_BIT` (u32 LE) ‖ segment id (u32 LE) ‖ file offset (u64 LE)
+//!
+//! A segment `<db>/chunks/segments/<id as 8 hex digits>.seg` has a count key in the same
+//! `chunks` CF, `seg` ‖ id (u32 BE, 7 bytes — no 40-byte chunk key can equal it), holding
+//! how many partitions point into it. The count is written in the same batch as the
+//! pointers (so one flush makes both durable or neither) and lowered in the same batch that
+//! deletes a partition's index entries; at zero the file is removed. A segment with no count
+//! key (a publish that crashed before its index was flushed, or a removal cut short) is
+//! swept when the store opens.
+//!
+//! Why not a crate: nothing packs content-addressed blobs into files beside RocksDB with
+//! this contract; the code is the file format above plus a sweep.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::fs::{File, OpenOptions};
+use std::io::{IoSlice, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use anyhow::{bail, Context, Result};
+use backflow_protocol::manifest::{Hash, CHUNK_GROUP_BYTES};
+
+use super::{chunk_key, Batch, Store, CF_CHUNKS};
+
+/// The directory of segment files, inside the content directory.
+pub const SEGMENT_DIR: &str = "segments";
+/// A segment is closed and a new one begun past this size (a national register is ~0.5 GB:
+/// one segment).
+pub const SEGMENT_BYTES_MAX: u64 = 1 << 30;
+/// Segments open for reading at once (file handles kept; each is one descriptor).
+const SEGMENT_HANDLES_MAX: usize = 256;
+/// Marks an index entry as a segment pointer (a group's length is at most 16 KiB).
+pub(super) const SEGMENT_BIT: u32 = 1 << 31;
+/// The bytes of a segment pointer after its 4-byte length.
+pub(super) const POINTER_TAIL_BYTES: usize = 12;
+const COUNT_KEY_PREFIX: &[u8; 3] = b"seg";
+
+/// A segment's count key in the `chunks` CF.
+pub(super) fn count_key(segment: u32) -> [u8; 7] {
+    let mut key = [0u8; 7];
+    key[..3].copy_from_slice(COUNT_KEY_PREFIX);
+    key[3..].copy_from_slice(&segment.to_be_bytes());
+    key
+}
+
+fn pointer_value(len: usize, segment: u32, offset: u64) -> [u8; 16] {
+    debug_assert!(len <= CHUNK_GROUP_BYTES as usize);
+    let mut value = [0u8; 16];
+    value[..4].copy_from_slice(&(len as u32 | SEGMENT_BIT).to_le_bytes());
+    value[4..8].copy_from_slice(&segment.to_le_bytes());
+    value[8..].copy_from_slice(&offset.to_le_bytes());
+    value
+}
+
+/// A segment pointer's segment and offset, from the 12 bytes after its length.
+pub(super) fn pointer_tail(tail: &[u8]) -> Option<(u32, u64)> {
+    let (segment, offset) = tail.split_first_chunk::<4>()?;
+    let offset: [u8; 8] = offset.try_into().ok()?;
+    Some((u32::from_le_bytes(*segment), u64::from_le_bytes(offset)))
+}
+
+fn file_name(segment: u32) -> String {
+    format!("{segment:08x}.seg")
+}
+
+fn parse_name(name: &str) -> Option<u32> {
+    let hex = name.strip_suffix(".seg")?;
+    (hex.len() == 8).then(|| u32::from_str_radix(hex, 16).ok())?
+}
+
+/// The store's segments: their directory, open handles, the next id, and the lock under
+/// which counts change.
+pub(super) struct Segments {
+    dir: PathBuf,
+    handles: Mutex<HashMap<u32, Arc<File>>>,
+    next: AtomicU32,
+    /// Held while a count is read and written again (publish and deletes may race).
+    counts: Mutex<()>,
+}
+
+impl Segments {
+    /// Opens the segment directory and sweeps segments no count key vouches for.
+    pub(super) fn open(chunk_dir: &Path, db: &rocksdb::DB) -> Result<Segments> {
+        let dir = chunk_dir.join(SEGMENT_DIR);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let cf = db
+            .cf_handle(CF_CHUNKS)
+            .context("the chunks column family is missing")?;
+        let mut highest = 0u32;
+        let mut swept = false;
+        for entry in
+            std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))?
+        {
+            let entry = entry?;
+            let Some(id) = entry.file_name().to_str().and_then(parse_name) else {
+                continue;
+            };
+            highest = highest.max(id);
+            if db.get_pinned_cf(&cf, count_key(id))?.is_none() {
+                std::fs::remove_file(entry.path())
+                    .with_context(|| format!("removing {}", entry.path().display()))?;
+                swept = true;
+                tracing::info!("removed segment {id:08x}, which no partition refers to");
+            }
+        }
+        // Ids are never reused while a count key names them (files may be gone).
+        for item in db.prefix_iterator_cf(&cf, COUNT_KEY_PREFIX) {
+            let (key, _) = item?;
+            if !key.starts_with(COUNT_KEY_PREFIX) {
+                break;
+            }
+            if let Ok(id) = <[u8; 4]>::try_from(&key[3..]) {
+                if key.len() == 7 {
+                    highest = highest.max(u32::from_be_bytes(id));
+                }
+            }
+        }
+        if swept {
+            File::open(&dir).and_then(|d| d.sync_all())?;
+        }
+        Ok(Segments {
+            dir,
+            handles: Mutex::default(),
+            next: AtomicU32::new(highest.saturating_add(1)),
+            counts: Mutex::default(),
+        })
+    }
+
+    pub(super) fn path(&self, segment: u32) -> PathBuf {
+        self.dir.join(file_name(segment))
+    }
+
+    /// A segment's file, open for reading (kept open for the next read).
+    pub(super) fn file(&self, segment: u32) -> Result<Arc<File>> {
+        let mut handles = self.handles.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(f) = handles.get(&segment) {
+            return Ok(Arc::clone(f));
+        }
+        let path = self.path(segment);
+        let file = Arc::new(
+            File::open(&path).with_context(|| format!("opening segment {}", path.display()))?,
+        );
+        if handles.len() >= SEGMENT_HANDLES_MAX {
+            handles.clear();
+        }
+        handles.insert(segment, Arc::clone(&file));
+        Ok(file)
+    }
+
+    fn forget(&self, segment: u32) {
+        let mut handles = self.handles.lock().unwrap_or_else(|e| e.into_inner());
+        handles.remove(&segment);
+    }
+}
+
+/// Whether a partition's content is stored already.
+pub(super) enum Held {
+    No,
+    /// Stored with exactly these bytes (in this segment, if in one).
+    Same(Option<u32>),
+    /// Stored, but what is stored cannot be read back as these bytes.
+    Other,
+}
+
+impl Store {
+    /// Whether `content` is stored, and as `data`. One point lookup when it is not (the
+    /// common case: a new publish).
+    fn holds(&self, content: &Hash, data: &[u8]) -> Result<Held> {
+        if self.get(CF_CHUNKS, &chunk_key(content, 0))?.is_none() {
+            return Ok(Held::No);
+        }
+        let groups = (data.len() as u64).div_ceil(CHUNK_GROUP_BYTES);
+        let Ok(stored) = self.open_groups(content, 0..groups) else {
+            return Ok(Held::Other);
+        };
+        let mut back = vec![0u8; data.len()];
+        if stored.read_exact_at(0, &mut back).is_err() || back != data {
+            return Ok(Held::Other);
+        }
+        Ok(Held::Same(stored.segment()))
+    }
+
+    fn segment_count(&self, segment: u32) -> Result<u64> {
+        Ok(match self.get(CF_CHUNKS, &count_key(segment))? {
+            Some(v) => u64::from_le_bytes(
+                v.as_slice()
+                    .try_into()
+                    .context("a segment count is not 8 bytes")?,
+            ),
+            None => 0,
+        })
+    }
+
+    /// Writes `batch` after lowering the count of `segment` by one in it (a partition stored
+    /// there is being deleted by the batch); removes the segment once nothing points into it.
+    pub(super) fn write_releasing(&self, mut batch: Batch<'_>, segment: u32) -> Result<()> {
+        let _counts = self
+            .segments
+            .counts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let left = self.segment_count(segment)?.saturating_sub(1);
+        if left == 0 {
+            batch.delete(CF_CHUNKS, &count_key(segment));
+        } else {
+            batch.put(CF_CHUNKS, &count_key(segment), &left.to_le_bytes());
+        }
+        self.write(batch)?;
+        if left == 0 {
+            self.segments.forget(segment);
+            super::remove_if_present(&self.segments.path(segment))?;
+        }
+        Ok(())
+    }
+}
+
+/// The segment being written and those finished, for one publish.
+struct Open {
+    id: u32,
+    file: File,
+    len: u64,
+}
+
+/// Writes a publisher's small partitions into segments (see the module docs). Not durable
+/// until [`SegmentWriter::finish`] syncs them, which the publish does before it flushes the
+/// index and long before any manifest refers to them.
+pub struct SegmentWriter<'s> {
+    store: &'s Store,
+    open: Option<Open>,
+    /// Every segment written, to be synced at the end.
+    written: Vec<File>,
+    /// Segments holding content this publish found stored already, synced at the end too.
+    held: BTreeSet<u32>,
+}
+
+impl<'s> SegmentWriter<'s> {
+    pub fn new(store: &'s Store) -> SegmentWriter<'s> {
+        SegmentWriter {
+            store,
+            open: None,
+            written: Vec::new(),
+            held: BTreeSet::new(),
+        }
+    }
+
+    /// Stores small partitions (`content hash`, bytes): their bytes appended to the open
+    /// segment in one vectored write, their pointers and the segment's count in one unlogged
+    /// batch. A partition already stored with the same bytes is skipped (content-addressed);
+    /// one stored differently (a torn earlier publish) is replaced.
+    pub fn store(&mut self, parts: &[(Hash, &[u8])]) -> Result<()> {
+        let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(parts.len());
+        let mut batch = self.store.batch();
+        let mut added = 0u64;
+        // Contents added by this call (their pointers are not in the index until the end).
+        let mut here: HashSet<&Hash> = HashSet::new();
+        for (content, data) in parts {
+            debug_assert!(super::is_inline(data.len() as u64));
+            if data.is_empty() || here.contains(content) {
+                continue;
+            }
+            match self.store.holds(content, data)? {
+                // Its segment may hold bytes of an earlier publish that failed before its
+                // sync: synced again with this publish's.
+                Held::Same(segment) => {
+                    self.held.extend(segment);
+                    continue;
+                }
+                Held::No => {}
+                // Stored, but not these bytes (a torn earlier publish): replaced, and its old
+                // segment released.
+                Held::Other => self.store.delete_content(content, data.len() as u64)?,
+            }
+            here.insert(content);
+            let open = self.open_for(data.len() as u64, &mut slices, &mut batch, &mut added)?;
+            let mut offset = open.len;
+            for (g, piece) in data.chunks(CHUNK_GROUP_BYTES as usize).enumerate() {
+                batch.put(
+                    CF_CHUNKS,
+                    &chunk_key(content, g as u64),
+                    &pointer_value(piece.len(), open.id, offset),
+                );
+                offset += piece.len() as u64;
+            }
+            open.len = offset;
+            slices.push(IoSlice::new(data));
+            added += 1;
+        }
+        self.flush(&mut slices, batch, added)
+    }
+
+    /// The open segment, with room for `bytes` more (a full one is written out and closed).
+    fn open_for(
+        &mut self,
+        bytes: u64,
+        slices: &mut Vec<IoSlice<'_>>,
+        batch: &mut Batch<'s>,
+        added: &mut u64,
+    ) -> Result<&mut Open> {
+        if self
+            .open
+            .as_ref()
+            .is_some_and(|o| o.len + bytes > SEGMENT_BYTES_MAX)
+        {
+            let full = std::mem::replace(batch, self.store.batch());
+            self.flush(slices, full, std::mem::take(added))?;
+            if let Some(o) = self.open.take() {
+                self.written.push(o.file);
+            }
+        }
+        if self.open.is_none() {
+            let id = self.store.segments.next.fetch_add(1, Ordering::Relaxed);
+            let path = self.store.segments.path(id);
+            let file = OpenOptions::new()
+                .create_new(true)
+                .append(true)
+                .open(&path)
+                .with_context(|| format!("creating segment {}", path.display()))?;
+            self.open = Some(Open { id, file, len: 0 });
+        }
+        Ok(self.open.as_mut().expect("opened above"))
+    }
+
+    /// Appends the pending bytes, then writes their pointers and the new count.
+    fn flush(
+        &mut self,
+        slices: &mut Vec<IoSlice<'_>>,
+        mut batch: Batch<'_>,
+        added: u64,
+    ) -> Result<()> {
+        if added == 0 {
+            return Ok(());
+        }
+        let Some(open) = self.open.as_mut() else {
+            bail!("segment bytes to write without an open segment");
+        };
+        write_all_vectored(&mut open.file, slices).with_context(|| {
+            format!(
+                "writing segment {}",
+                self.store.segments.path(open.id).display()
+            )
+        })?;
+        slices.clear();
+        let _counts = self
+            .store
+            .segments
+            .counts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let count = self.store.segment_count(open.id)? + added;
+        batch.put(CF_CHUNKS, &count_key(open.id), &count.to_le_bytes());
+        self.store.write_unlogged(batch)
+    }
+
+    /// Makes every segment written durable (data, then their directory entries).
+    pub fn finish(mut self) -> Result<()> {
+        if let Some(o) = self.open.take() {
+            self.written.push(o.file);
+        }
+        for id in &self.held {
+            self.store
+                .segments
+                .file(*id)?
+                .sync_data()
+                .with_context(|| format!("syncing {}", self.store.segments.path(*id).display()))?;
+        }
+        if self.written.is_empty() {
+            return Ok(());
+        }
+        for file in &self.written {
+            file.sync_data().context("syncing a segment")?;
+        }
+        File::open(&self.store.segments.dir)
+            .and_then(|d| d.sync_all())
+            .with_context(|| format!("syncing {}", self.store.segments.dir.display()))
+    }
+}
+
+/// `write_all` for a list of slices (std's `write_all_vectored` is unstable).
+fn write_all_vectored(file: &mut File, mut slices: &mut [IoSlice<'_>]) -> std::io::Result<()> {
+    // Drop empty slices first so `advance_slices` cannot loop on them.
+    IoSlice::advance_slices(&mut slices, 0);
+    while !slices.is_empty() {
+        match file.write_vectored(slices) {
+            Ok(0) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::WriteZero,
+                    "the segment accepted no bytes",
+                ))
+            }
+            Ok(n) => IoSlice::advance_slices(&mut slices, n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_pointers_round_trip() {
+        assert_eq!(parse_name(&file_name(0x1234_abcd)), Some(0x1234_abcd));
+        assert_eq!(parse_name("1234abcd.tmp"), None);
+        assert_eq!(parse_name("123.seg"), None);
+        let v = pointer_value(12_345, 7, 1 << 33);
+        assert_eq!(
+            u32::from_le_bytes(v[..4].try_into().unwrap()),
+            12_345 | SEGMENT_BIT
+        );
+        assert_eq!(pointer_tail(&v[4..]), Some((7, 1 << 33)));
+        assert_eq!(count_key(1).len(), 7);
+    }
+}
