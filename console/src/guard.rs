@@ -7,7 +7,7 @@
 //! request's [`Ctx`].
 //!
 //! After: `Content-Security-Policy` (nothing but this origin, and only the script bearing the
-//! nonce), `X-Frame-Options: DENY`, `Cache-Control: no-store`, `nosniff`, no referrer.
+//! nonce), `X-Frame-Options: DENY`, `Cache-Control: no-store`, `nosniff`, no referrer to other sites.
 //!
 //! [`AllowedHosts::allows`]: backflow_api::gate::AllowedHosts::allows
 
@@ -174,8 +174,11 @@ fn secure_headers(headers: &mut HeaderMap, nonce: Option<&str>) {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+    // Not `no-referrer`: under it a browser sends a same-origin form's POST with
+    // `Origin: null`, which [`cross_site`] refuses (the login form failed in Chromium).
+    // `same-origin` keeps the origin on our own forms and gives other sites nothing.
     headers.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
 }

@@ -14,6 +14,7 @@
 //! | GET    | `/ui/sharing`         | share requests in and out, overdue first (Arts. 20–22) |
 //! | GET    | `/ui/ledger`, POST `/ui/ledger/verify` | the compliance ledger (合规台账, Art. 29) |
 //! | GET    | `/ui/style.css`       | the stylesheet |
+//! | GET    | `/favicon.ico`        | the icon (an SVG): a browser asks for it on every page, and the API's gate would answer 401, an error in the browser's console |
 //!
 //! Every page but the login form and the stylesheet needs a session ([`session`]); a
 //! department's session opens only the sharing page (and the catalog search its token may
@@ -94,9 +95,17 @@ pub fn router<B: Backend>(backend: B, gate: Gate, jurisdiction: RegionCode) -> R
         .route("/ui/ledger", get(pages::ledger::show::<B>))
         .route("/ui/ledger/verify", post(pages::ledger::verify::<B>))
         .route("/ui/style.css", get(style))
+        .route("/favicon.ico", get(icon))
         .layer(DefaultBodyLimit::max(FORM_BYTES_MAX))
         .with_state(console)
         .layer(axum::middleware::from_fn_with_state(shared, guard::guard))
+}
+
+/// A blue square with a white down arrow (data flowing back down the tree).
+const ICON: &str = r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect width="16" height="16" rx="3" fill="#1d4ed8"/><path d="M8 3v8M4.5 7.5 8 11l3.5-3.5" stroke="#fff" stroke-width="2" fill="none"/></svg>"##;
+
+async fn icon() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "image/svg+xml")], ICON)
 }
 
 async fn style() -> impl IntoResponse {

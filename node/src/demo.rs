@@ -35,6 +35,9 @@ pub struct DemoOptions {
     pub seed: u64,
     /// The libp2p transport the nodes listen on.
     pub transport: Transport,
+    /// After the checks, serve every node's HTTP API and operator console on loopback, print
+    /// their addresses and tokens, and keep the network running until Ctrl-C.
+    pub serve: bool,
 }
 
 impl Default for DemoOptions {
@@ -46,6 +49,7 @@ impl Default for DemoOptions {
             keep: None,
             seed: 2025,
             transport: Transport::Tcp,
+            serve: false,
         }
     }
 }
@@ -428,6 +432,9 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
             )),
         }
     }
+    if opts.serve && failures.is_empty() {
+        serve_until_ctrl_c(&net).await?;
+    }
     net.shutdown().await?;
     if !failures.is_empty() {
         for f in &failures {
@@ -443,6 +450,45 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
         "✓ every township holds exactly its own records (count and blake3) — {:.1}s total",
         started.elapsed().as_secs_f64()
     );
+    Ok(())
+}
+
+/// `--serve`: every node's console on a free loopback port, its address and token printed,
+/// until Ctrl-C.
+async fn serve_until_ctrl_c(net: &LocalNet) -> Result<()> {
+    let topo = Topology::china();
+    let served = net.serve_http().await?;
+    println!();
+    println!("Operator console (运维控制台) of every node — open one and log in with its token:");
+    println!();
+    for (r, http) in &served {
+        let name = topo.get(*r).map_or("", |x| x.name.as_str());
+        println!(
+            "  {:<9} {} {:<26} token {}",
+            r.to_string(),
+            crate::text_width::pad(name, 14),
+            http.url(),
+            http.token.expose()
+        );
+    }
+    println!();
+    println!(
+        "  (each token is also in its node's {}; national's return-flow page shows the \
+         delivery, a county's shows its townships)",
+        served.values().next().map_or_else(String::new, |h| h
+            .data_dir
+            .join(backflow_api::token::TOKEN_FILE)
+            .display()
+            .to_string())
+    );
+    println!("Serving; press Ctrl-C to stop.");
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
+    println!("stopping…");
+    for http in served.into_values() {
+        http.stop().await?;
+    }
     Ok(())
 }
 

@@ -5,7 +5,8 @@
 //! `backflow demo`, the integration tests and the benchmarks.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -285,6 +286,50 @@ impl LocalNet {
         Ok(())
     }
 
+    /// Serves every node's HTTP API and operator console on `127.0.0.1:<free port>`, as
+    /// `backflow run` does: each with a data directory `<dir>/api-<region>` holding its
+    /// `api.token` (created here) and its department's files.
+    pub async fn serve_http(&self) -> Result<BTreeMap<RegionCode, Http>> {
+        let mut served = BTreeMap::new();
+        for (r, node) in &self.nodes {
+            let data_dir = self.dir.join(format!("api-{r}"));
+            std::fs::create_dir_all(&data_dir)?;
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            let addr = listener.local_addr()?;
+            let cfg = crate::config::Config {
+                region: r.to_string(),
+                department: "data-authority".into(),
+                listen: vec![],
+                parent: None,
+                ancestors: vec![],
+                trust_anchor: hex::encode(self.anchor.as_bytes()),
+                http: addr,
+                http_allow_remote: false,
+                http_hosts: vec![],
+                import_dir: None,
+                export_dir: None,
+                tuning: self.tuning.clone(),
+            };
+            let app = crate::api_backend::api_router(&data_dir, &cfg, node.clone()).await?;
+            let token = backflow_api::ApiToken::load(&data_dir)?;
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let task = tokio::spawn(backflow_api::serve::serve(listener, app, async {
+                let _ = stopped.await;
+            }));
+            served.insert(
+                *r,
+                Http {
+                    addr,
+                    data_dir,
+                    token,
+                    stop,
+                    task,
+                },
+            );
+        }
+        Ok(served)
+    }
+
     pub async fn shutdown(self) -> Result<()> {
         for h in self.nodes.values() {
             h.shutdown().await;
@@ -293,6 +338,36 @@ impl LocalNet {
             t.await??;
         }
         Ok(())
+    }
+}
+
+/// One node's HTTP API and operator console on loopback ([`LocalNet::serve_http`]).
+pub struct Http {
+    pub addr: SocketAddr,
+    /// Holds `api.token` and the node's department's files.
+    pub data_dir: PathBuf,
+    pub token: backflow_api::ApiToken,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Http {
+    /// The console's address, `http://127.0.0.1:<port>/`.
+    pub fn url(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+
+    /// Stops serving and returns once the server is done: requests in progress get 2 s to
+    /// finish, then their connections are cut (a browser's live-event stream never ends).
+    pub async fn stop(mut self) -> Result<()> {
+        let _ = self.stop.send(());
+        match tokio::time::timeout(Duration::from_secs(2), &mut self.task).await {
+            Ok(done) => Ok(done??),
+            Err(_) => {
+                self.task.abort();
+                Ok(())
+            }
+        }
     }
 }
 

@@ -24,6 +24,10 @@ pub struct DemoArgs {
     /// libp2p transport between the demo's nodes: tcp (TLS/noise + yamux) or quic.
     #[arg(long, default_value = "tcp")]
     transport: backflow_node::localnet::Transport,
+    /// After delivery, keep the network running and serve every node's operator console
+    /// (web dashboard) on loopback; prints each node's address and API token. Ctrl-C stops it.
+    #[arg(long)]
+    serve: bool,
 }
 
 pub fn run(args: DemoArgs) -> Result<()> {
@@ -33,6 +37,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
         timeout_secs,
         keep,
         transport,
+        serve,
     } = args;
     runtime()?.block_on(backflow_node::demo::run(backflow_node::demo::DemoOptions {
         townships_per_county: townships,
@@ -40,6 +45,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
         timeout: Duration::from_secs(timeout_secs),
         keep,
         transport,
+        serve,
         ..Default::default()
     }))
 }
