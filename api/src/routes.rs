@@ -157,7 +157,7 @@ pub fn router<B: Backend>(backend: B, gate: Gate, dirs: Directories) -> Router {
 }
 
 /// Waits for the node, but not forever.
-async fn answer<T>(
+pub async fn answer<T>(
     fut: impl std::future::Future<Output = Result<T, ApiError>>,
 ) -> Result<T, ApiError> {
     tokio::time::timeout(Duration::from_millis(NODE_ANSWER_MS_MAX), fut)

@@ -21,7 +21,6 @@ use backflow_api::gate::Gate;
 use rand::RngCore;
 
 use crate::i18n::Lang;
-use crate::layout;
 use crate::session::{self, Session, Sessions};
 
 /// A console URL's query string (search words, a dataset name) is short.
@@ -55,16 +54,6 @@ impl Ctx {
         self.session
             .as_ref()
             .ok_or_else(|| Box::new(Redirect::to("/login").into_response()))
-    }
-
-    /// The node's session (the data-sharing authority); a department's gets 403.
-    pub fn node_session(&self) -> Result<&Session, Box<Response>> {
-        let s = self.session()?;
-        if s.is_node() {
-            Ok(s)
-        } else {
-            Err(Box::new(layout::forbidden(self)))
-        }
     }
 }
 

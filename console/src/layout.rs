@@ -9,6 +9,7 @@ use maud::{html, Markup, PreEscaped, DOCTYPE};
 
 use crate::guard::Ctx;
 use crate::i18n::{Lang, Msg};
+use crate::session::Session;
 
 /// Replaces `#delivery`'s content with each `delivery` event's fragment (rendered and escaped
 /// by the server) and shows whether the stream is live; sends the publish form's file as a
@@ -213,6 +214,19 @@ pub fn bar(fraction: f64, state: &str, label: &str) -> Markup {
         svg.bar width="160" height="12" viewBox="0 0 160 12" role="img" aria-label=(label) {
             rect.track x="0" y="0" width="160" height="12" rx="2" {}
             rect class=(class) x="0" y="0" width=(filled) height="12" rx="2" {}
+        }
+    }
+}
+
+impl Ctx {
+    /// The node's session (the data-sharing authority); a department's gets 403. Here, beside
+    /// [`forbidden`], so the guard need not import the page layout.
+    pub fn node_session(&self) -> Result<&Session, Box<Response>> {
+        let s = self.session()?;
+        if s.is_node() {
+            Ok(s)
+        } else {
+            Err(Box::new(forbidden(self)))
         }
     }
 }

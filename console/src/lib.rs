@@ -22,7 +22,6 @@
 //! whose fallback (behind the API's token gate) answers everything else.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::header;
@@ -30,7 +29,7 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
 use backflow_api::gate::Gate;
-use backflow_api::{ApiError, Backend};
+use backflow_api::Backend;
 use backflow_topology::RegionCode;
 
 pub mod events;
@@ -46,8 +45,8 @@ use session::Sessions;
 
 /// A console form (login, logout, verify) is a few hundred bytes.
 pub const FORM_BYTES_MAX: usize = 8 * 1024;
-/// A page gives up waiting for the node after this.
-pub const NODE_ANSWER_MS_MAX: u64 = 30_000;
+/// Waits for the node, but not forever: the API's own bound (`NODE_ANSWER_MS_MAX`).
+pub use backflow_api::routes::answer;
 
 const STYLE: &str = include_str!("style.css");
 
@@ -110,18 +109,4 @@ async fn icon() -> impl IntoResponse {
 
 async fn style() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE)
-}
-
-/// Waits for the node, but not forever.
-pub async fn answer<T>(
-    fut: impl std::future::Future<Output = Result<T, ApiError>>,
-) -> Result<T, ApiError> {
-    tokio::time::timeout(Duration::from_millis(NODE_ANSWER_MS_MAX), fut)
-        .await
-        .map_err(|_| {
-            ApiError::busy(format!(
-                "the node did not answer within {} s",
-                NODE_ANSWER_MS_MAX / 1000
-            ))
-        })?
 }

@@ -60,7 +60,10 @@ use crate::aligned_buf::AlignedBuf;
 use anyhow::{Context, Result};
 use backflow_protocol::manifest::{Hash, CHUNK_GROUP_BYTES};
 use backflow_topology::RegionCode;
+mod index;
 pub mod segment;
+
+use index::{index_entry, index_len, Entry, Source};
 
 use rocksdb::{
     ColumnFamily, ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, DB,
@@ -112,65 +115,6 @@ pub const INLINE_PARTITION_BYTES_MAX: u64 = 128 * 1024;
 /// Values of the `chunks` CF at least this large go to blob files (inline content; a bare
 /// 4-byte length stays in the LSM tree).
 const BLOB_VALUE_BYTES_MIN: u64 = 4096;
-
-/// A group's length from its `chunks` index entry.
-fn index_len(value: &[u8]) -> Result<usize> {
-    index_entry(value).map(|e| e.len())
-}
-
-/// Where a group's bytes are, by its `chunks` index entry.
-#[derive(Clone, Copy)]
-enum Entry<'v> {
-    /// In its partition's content file, at `group × 16 KiB`.
-    File { len: usize },
-    /// In the entry itself (a small partition a peer delivered).
-    Inline(&'v [u8]),
-    /// In a segment file (a small partition published here; see [`segment`]).
-    Segment {
-        len: usize,
-        segment: u32,
-        offset: u64,
-    },
-}
-
-impl Entry<'_> {
-    fn len(&self) -> usize {
-        match *self {
-            Entry::File { len } | Entry::Segment { len, .. } => len,
-            Entry::Inline(bytes) => bytes.len(),
-        }
-    }
-}
-
-/// Decodes a `chunks` index entry: the group's length (u32 LE), then its bytes (inline), or
-/// nothing (a content file), or — with [`segment::SEGMENT_BIT`] set in the length — a segment
-/// pointer.
-fn index_entry(value: &[u8]) -> Result<Entry<'_>> {
-    let (len, rest) = value.split_first_chunk::<4>().context(
-        "a chunk index entry is shorter than its 4-byte length (a database from an older version?)",
-    )?;
-    let len = u32::from_le_bytes(*len);
-    if len & segment::SEGMENT_BIT != 0 {
-        let len = (len & !segment::SEGMENT_BIT) as usize;
-        let pointer = (rest.len() == segment::POINTER_TAIL_BYTES)
-            .then(|| segment::pointer_tail(rest))
-            .flatten();
-        return match pointer {
-            Some((segment, offset)) if len <= CHUNK_GROUP_BYTES as usize => Ok(Entry::Segment {
-                len,
-                segment,
-                offset,
-            }),
-            _ => anyhow::bail!("a chunk index entry is a malformed segment pointer"),
-        };
-    }
-    let len = len as usize;
-    match rest.len() {
-        0 => Ok(Entry::File { len }),
-        n if n == len => Ok(Entry::Inline(rest)),
-        n => anyhow::bail!("a chunk index entry holds {n} bytes for a group of {len}"),
-    }
-}
 
 /// Whether a partition of `bytes` keeps its groups inline in the index.
 pub fn is_inline(partition_bytes: u64) -> bool {
@@ -973,28 +917,6 @@ enum GroupData {
         segment: u32,
         base: u64,
     },
-}
-
-/// Where a run of groups is, as the index scan finds it.
-enum Source {
-    File,
-    Inline(Vec<u8>),
-    Segment { id: u32, base: u64 },
-}
-
-impl Source {
-    fn of(entry: Entry<'_>) -> Source {
-        match entry {
-            Entry::File { .. } => Source::File,
-            Entry::Inline(bytes) => Source::Inline(bytes.to_vec()),
-            Entry::Segment {
-                segment, offset, ..
-            } => Source::Segment {
-                id: segment,
-                base: offset,
-            },
-        }
-    }
 }
 
 impl StoredGroups {
