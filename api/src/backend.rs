@@ -299,10 +299,13 @@ pub struct Export {
 
 /// The node behind the API. Views are JSON values: the API passes them through unchanged.
 pub trait Backend: Clone + Send + Sync + 'static {
-    /// Delivery status of every dataset held (or of `dataset`).
+    /// Delivery status of every dataset held (or of `dataset`), child by child of this node's
+    /// region, or of `region` (a region code inside this node's; one level of the delivery
+    /// tree).
     fn status(
         &self,
         dataset: Option<String>,
+        region: Option<String>,
     ) -> impl Future<Output = Result<serde_json::Value, ApiError>> + Send;
 
     /// Connected peers and their verified regions.

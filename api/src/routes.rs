@@ -330,13 +330,17 @@ async fn job<B: Backend>(
 #[serde(deny_unknown_fields)]
 struct StatusQuery {
     dataset: Option<String>,
+    /// List the children of this region (inside the node's) instead of the node's.
+    region: Option<String>,
 }
 
 async fn status<B: Backend>(
     State(api): State<Api<B>>,
     Query(q): Query<StatusQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    answer(api.backend.status(q.dataset)).await.map(Json)
+    answer(api.backend.status(q.dataset, q.region))
+        .await
+        .map(Json)
 }
 
 #[derive(Deserialize)]

@@ -34,8 +34,12 @@ struct Fake {
 }
 
 impl Backend for Fake {
-    async fn status(&self, dataset: Option<String>) -> Result<serde_json::Value, ApiError> {
-        Ok(serde_json::json!([{ "dataset": dataset }]))
+    async fn status(
+        &self,
+        dataset: Option<String>,
+        region: Option<String>,
+    ) -> Result<serde_json::Value, ApiError> {
+        Ok(serde_json::json!([{ "dataset": dataset, "region": region }]))
     }
     async fn peers(&self) -> Result<serde_json::Value, ApiError> {
         Ok(serde_json::json!([]))

@@ -33,7 +33,7 @@ pub async fn stream<B: Backend>(
         Ok(s) => s.id.clone(),
         Err(r) => return *r,
     };
-    let Ok(dataset) = q.dataset() else {
+    let (Ok(dataset), Ok(region)) = (q.dataset(), q.region()) else {
         return layout::bad_input(&ctx);
     };
     let Ok(permit) = c.shared.streams.clone().try_acquire_owned() else {
@@ -43,7 +43,7 @@ pub async fn stream<B: Backend>(
         )
             .into_response();
     };
-    Sse::new(deliveries(c, session, dataset, ctx.lang, permit))
+    Sse::new(deliveries(c, session, (dataset, region), ctx.lang, permit))
         .keep_alive(KeepAlive::default())
         .into_response()
 }
@@ -51,21 +51,22 @@ pub async fn stream<B: Backend>(
 fn deliveries<B: Backend>(
     c: Console<B>,
     session: String,
-    dataset: Option<String>,
+    (dataset, region): (Option<String>, Option<String>),
     lang: Lang,
     permit: OwnedSemaphorePermit,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     // The permit lives as long as the stream: it is given back when the browser goes away.
     futures::stream::unfold(true, move |first| {
         let _held = &permit;
-        let (c, session, dataset) = (c.clone(), session.clone(), dataset.clone());
+        let (c, session) = (c.clone(), session.clone());
+        let (dataset, region) = (dataset.clone(), region.clone());
         async move {
             if !first {
                 tokio::time::sleep(TICK).await;
             }
             c.shared.sessions.get(&session)?;
-            let html = match answer(c.backend.status(dataset)).await {
-                Ok(status) => fragment(lang, &status, format::now_ms()),
+            let html = match answer(c.backend.status(dataset, region)).await {
+                Ok(status) => fragment(lang, c.region, &status, format::now_ms()),
                 Err(e) => layout::error_box(lang, &e),
             };
             Some((

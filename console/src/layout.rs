@@ -201,13 +201,14 @@ pub fn error_box(lang: Lang, e: &ApiError) -> Markup {
 }
 
 /// A delivery bar as inline SVG: `fraction` of it filled, coloured by `state`
-/// (`complete`, `partial`, `pending`).
+/// (`complete`, `partial`, `pending`, `stuck`).
 pub fn bar(fraction: f64, state: &str, label: &str) -> Markup {
     const W: f64 = 160.0;
     let filled = (W * fraction.clamp(0.0, 1.0)).round();
     let class = match state {
         "complete" => "fill complete",
         "partial" => "fill partial",
+        "stuck" => "fill stuck",
         _ => "fill pending",
     };
     html! {

@@ -6,8 +6,8 @@
 //! | GET    | `/`                   | overview: the jurisdiction in the tree, peers, datasets |
 //! | GET    | `/login`, POST `/login` | login with the node's or a department's API token |
 //! | POST   | `/logout`             | ends the session |
-//! | GET    | `/ui/return-flow`     | `?dataset=`: delivery per child region (数据回流, Art. 24) |
-//! | GET    | `/ui/events`          | `?dataset=`: the same, live, as server-sent events |
+//! | GET    | `/ui/return-flow`     | `?dataset=&region=`: delivery per child region of this node's jurisdiction or of `region` below it, down to townships, with its time line (数据回流, Art. 24) |
+//! | GET    | `/ui/events`          | `?dataset=&region=`: the same, live, as server-sent events |
 //! | POST   | `/ui/publish`         | `?dataset=&region_field=&format=`: the return-flow page's publish form; the file as the body |
 //! | GET    | `/ui/catalog`         | `?q=&sharing=&offset=`: search the unified catalog (Art. 16) |
 //! | GET    | `/ui/catalog/{id}`    | an entry's Art. 13 fields (政务数据目录) |
@@ -39,6 +39,7 @@ pub mod i18n;
 pub mod layout;
 pub mod pages;
 pub mod session;
+pub mod timeline;
 
 use guard::Shared;
 use session::Sessions;

@@ -212,6 +212,52 @@ async fn events_stream_delivery_fragments() {
     );
 }
 
+/// The delivery tree opens level by level: each child with regions below it links to its own
+/// level, the way back is a trail of links, a child with no word from below shows stuck, and
+/// the level's time line is drawn; the live stream follows the same level.
+#[tokio::test]
+async fn the_delivery_tree_opens_down_a_level_and_shows_stuck_regions() {
+    let e = env();
+    let cookie = login(&e.app, e.node.expose()).await;
+    let (r, page) = send(&e.app, get("/ui/return-flow", Some(&cookie))).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let link = "/ui/return-flow?dataset=%E6%88%B7%E7%B1%8D%E4%BA%BA%E5%8F%A3&amp;region=4403";
+    assert!(page.contains(link), "深圳市 opens:\n{page}");
+    assert!(page.contains("送达时间线"), "{page}");
+    assert!(page.contains("<path class=\"step\""), "{page}");
+
+    let (r, page) = send(
+        &e.app,
+        get("/ui/return-flow?region=4403", Some(&cookie)),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    for label in ["罗湖区", "福田区", "停滞", "state stuck", "data-events=\"/ui/events?region=4403\""] {
+        assert!(page.contains(label), "lacks {label:?}:\n{page}");
+    }
+    // The trail: 广东省 (this node) links back up, 深圳市 is where we are.
+    assert!(page.contains("region=44\">广东省</a>"), "{page}");
+    assert!(page.contains("<strong>深圳市</strong>"), "{page}");
+
+    // Not a region code: refused before the node is asked.
+    let (r, _) = send(&e.app, get("/ui/return-flow?region=44x", Some(&cookie))).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+
+    let response = e
+        .app
+        .clone()
+        .oneshot(get("/ui/events?region=4403", Some(&cookie)))
+        .await
+        .unwrap();
+    let frame = tokio::time::timeout(Duration::from_secs(5), response.into_body().frame())
+        .await
+        .expect("a first event at once")
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8(frame.into_data().unwrap().to_vec()).unwrap();
+    assert!(text.contains("福田区"), "{text}");
+}
+
 /// As the node serves them: the console merged with the API. Console pages are not behind
 /// the API's bearer token; API routes and unknown paths still are (the API's one fallback).
 #[tokio::test]

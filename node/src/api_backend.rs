@@ -15,7 +15,7 @@ use backflow_api::{
 };
 use backflow_protocol::catalog::CatalogEntry;
 use backflow_protocol::time::UnixMs;
-use backflow_topology::RegionCode;
+use backflow_topology::{RegionCode, Topology};
 
 use crate::config::Config;
 use crate::departments;
@@ -56,12 +56,25 @@ fn json(value: impl serde::Serialize) -> Result<serde_json::Value, ApiError> {
 static DELIVERY_SEQ: AtomicU64 = AtomicU64::new(0);
 
 impl Backend for NodeBackend {
-    async fn status(&self, dataset: Option<String>) -> Result<serde_json::Value, ApiError> {
-        let s = self
-            .node
-            .status(dataset)
-            .await
-            .map_err(|e| ApiError::internal(&e))?;
+    async fn status(
+        &self,
+        dataset: Option<String>,
+        region: Option<String>,
+    ) -> Result<serde_json::Value, ApiError> {
+        let s = match region {
+            None => self.node.status(dataset).await,
+            Some(text) => {
+                let under = parse_region("region", text.trim())?;
+                let me = self.node.region();
+                if !me.contains(under) || !Topology::china().contains_code(under) {
+                    return Err(ApiError::bad_request(format!(
+                        "region {under} is not in this node's jurisdiction ({me}) or not in the division table"
+                    )));
+                }
+                self.node.status_below(dataset, under).await
+            }
+        }
+        .map_err(|e| ApiError::internal(&e))?;
         json(s)
     }
 

@@ -70,6 +70,8 @@ pub(crate) enum Cmd {
     },
     Status {
         dataset: Option<String>,
+        /// List the children of this region (inside the node's own) instead of the node's.
+        under: Option<RegionCode>,
         reply: oneshot::Sender<Vec<DatasetStatus>>,
     },
     Record {
@@ -309,7 +311,28 @@ impl NodeHandle {
     }
 
     pub async fn status(&self, dataset: Option<String>) -> Result<Vec<DatasetStatus>> {
-        self.ask(|reply| Cmd::Status { dataset, reply }).await
+        self.ask(|reply| Cmd::Status {
+            dataset,
+            under: None,
+            reply,
+        })
+        .await
+    }
+
+    /// As [`Self::status`], with each dataset's delivery to the children of `under`, a region
+    /// inside this node's (one level of the console's delivery tree); an `under` outside it
+    /// lists this node's children.
+    pub async fn status_below(
+        &self,
+        dataset: Option<String>,
+        under: RegionCode,
+    ) -> Result<Vec<DatasetStatus>> {
+        self.ask(|reply| Cmd::Status {
+            dataset,
+            under: Some(under),
+            reply,
+        })
+        .await
     }
 
     /// The transfer records of a held dataset version (latest if `version` is None): one, or

@@ -726,11 +726,17 @@ impl Runtime {
                 let appended = self.ledger_append(logged);
                 let _ = reply.send(result.and(appended).map(|_| hashes));
             }
-            Cmd::Status { dataset, reply } => {
+            Cmd::Status {
+                dataset,
+                under,
+                reply,
+            } => {
                 let _ = reply.send(crate::status::datasets(
                     &self.ep,
                     &self.records,
                     dataset.as_deref(),
+                    under,
+                    now_ms(),
                 ));
             }
             Cmd::Record { query, reply } => {

@@ -6,18 +6,30 @@ use std::sync::Arc;
 
 use backflow_protocol::manifest::Hash;
 use backflow_protocol::return_flow::TransferRecord;
+use backflow_protocol::time::{UnixMs, MINUTE_MS};
 use backflow_protocol::Endpoint;
-use backflow_topology::Topology;
+use backflow_topology::{RegionCode, Topology};
 use libp2p::PeerId;
 use serde::Serialize;
+
+/// A child region short of complete with no receipt from its subtree for this long (nor since
+/// the version was issued) is shown *stuck* (停滞): deliveries of a whole country's townships
+/// take seconds to minutes (see node/README.md), so ten minutes without any word from below
+/// means a node down, unreachable or refusing — something an operator should look at — not a
+/// slow transfer.
+pub const STUCK_AFTER_MS: u64 = 10 * MINUTE_MS;
 
 /// Per-child-region delivery state, as `backflow status` shows it.
 #[derive(Clone, Debug, Serialize)]
 pub struct ChildStatus {
     pub region: String,
     pub name: String,
-    /// pending / partial / complete
+    /// pending / partial / complete, or stuck: not complete and no receipt from below for
+    /// [`STUCK_AFTER_MS`].
     pub state: &'static str,
+    /// Whether the row has regions below it with partitions of their own (the console opens
+    /// it as a tree); false for a partition's own region, e.g. a township.
+    pub has_children: bool,
     pub regions_expected: u64,
     pub regions_delivered: u64,
     pub records_expected: u64,
@@ -38,6 +50,11 @@ pub struct DatasetStatus {
     /// another region or department is another dataset.
     pub department: String,
     pub published_here: bool,
+    /// When the publisher issued this version (Unix ms): the start of its delivery's time line.
+    pub issued_at: u64,
+    /// The region whose children `children` lists: this node's own, or one below it that was
+    /// asked for (the console's delivery tree, opened down to townships).
+    pub region: String,
     /// Every partition of this node's subtree is stored and verified here.
     pub held_complete: bool,
     pub partitions_here: u64,
@@ -112,7 +129,8 @@ pub struct PeerView {
     pub addr: Option<String>,
 }
 
-/// Every held dataset (or those matching `dataset`) with its delivery below this node. Each
+/// Every held dataset (or those matching `dataset`) with its delivery below `under` (this
+/// node's region when `None`; the caller checks that `under` is inside it). Each
 /// child's figures are the endpoint's exact view of that child's subtree
 /// ([`backflow_protocol::ReturnFlow::completeness_of`]): the union of whatever receipts attest
 /// its partitions, so a skip-level fallback that delivered past the child still counts.
@@ -120,9 +138,12 @@ pub fn datasets(
     ep: &Endpoint<PeerId>,
     records: &HashMap<Hash, Arc<TransferRecord>>,
     dataset: Option<&str>,
+    under: Option<RegionCode>,
+    now: UnixMs,
 ) -> Vec<DatasetStatus> {
     let topo = Topology::china();
     let me = ep.region();
+    let under = under.filter(|u| me.contains(*u)).unwrap_or(me);
     let rf = ep.return_flow();
     let mut out = Vec::new();
     for (id, held) in rf.held() {
@@ -136,18 +157,26 @@ pub fn datasets(
         let m = &rec.manifest.manifest;
         let receipts = rf.receipts(&held.hash);
         let mut children = Vec::new();
-        for &child in topo.children(me) {
+        for &child in topo.children(under) {
             let Some(view) = rf.completeness_of(&held.hash, child) else {
                 continue;
             };
             if view.regions_expected == 0 {
                 continue;
             }
-            let under = || rec.entries.iter().filter(|e| child.contains(e.region));
+            let inside = || rec.entries.iter().filter(|e| child.contains(e.region));
             let delivered = u64::from(view.regions_delivered);
             let expected = u64::from(view.regions_expected);
+            let last_receipt_at = receipts
+                .iter()
+                .filter(|r| child.contains(r.region))
+                .map(|r| r.at.0)
+                .max();
+            let quiet_since = last_receipt_at.unwrap_or(0).max(m.issued_at.0);
             let state = if delivered >= expected {
                 "complete"
+            } else if now.0.saturating_sub(quiet_since) >= STUCK_AFTER_MS {
+                "stuck"
             } else if delivered > 0 {
                 "partial"
             } else {
@@ -157,17 +186,14 @@ pub fn datasets(
                 region: child.to_string(),
                 name: topo.get(child).map_or(String::new(), |r| r.name.clone()),
                 state,
+                has_children: inside().any(|e| e.region != child),
                 regions_expected: expected,
                 regions_delivered: delivered,
-                records_expected: under().map(|e| e.records).sum(),
+                records_expected: inside().map(|e| e.records).sum(),
                 records_delivered: view.records_delivered,
-                bytes_expected: under().map(|e| e.bytes).sum(),
+                bytes_expected: inside().map(|e| e.bytes).sum(),
                 bytes_delivered: view.bytes_delivered,
-                last_receipt_at: receipts
-                    .iter()
-                    .filter(|r| child.contains(r.region))
-                    .map(|r| r.at.0)
-                    .max(),
+                last_receipt_at,
             });
         }
         let (regions_expected, regions_delivered, records_delivered, bytes_delivered) = rf
@@ -188,6 +214,8 @@ pub fn datasets(
             publisher: m.publisher.region.to_string(),
             department: m.publisher.department.clone(),
             published_here: rec.published,
+            issued_at: m.issued_at.0,
+            region: under.to_string(),
             held_complete: rec.published || rf.is_complete(&held.hash),
             partitions_here: rec.entries.len() as u64,
             records_here: rec.entries.iter().map(|e| e.records).sum(),

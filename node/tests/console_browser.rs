@@ -190,6 +190,36 @@ async fn drive(
     open(c, national, "/ui/return-flow").await?;
     let done = format!("return {};", all_complete(2));
     wait_for_script(c, "national's children complete", WAIT, &done).await?;
+    // The delivery tree, opened by clicking down from national to 东城区's townships, each
+    // level complete; the trail leads back up.
+    let dongcheng = townships
+        .iter()
+        .filter(|t| t.parent() == Some(code("110101")))
+        .count();
+    for (name, want) in [("北京市", 1), ("市辖区", 1), ("东城区", dongcheng)] {
+        c.find(Locator::LinkText(name)).await?.click().await?;
+        let here = format!(
+            "return document.querySelector('nav.crumbs strong').textContent === '{name}' \
+             && {};",
+            all_complete(want)
+        );
+        wait_for_script(c, &format!("the tree opened at {name}"), WAIT, &here).await?;
+        c.execute(COLLECT_ERRORS, vec![]).await?;
+        assert_clean_console(c, &format!("/ui/return-flow at {name}")).await?;
+    }
+    let leaves = c
+        .execute(
+            "return document.querySelectorAll('#delivery table td a').length;",
+            vec![],
+        )
+        .await?;
+    anyhow::ensure!(
+        leaves.as_u64() == Some(0),
+        "townships are leaves, yet {leaves} links"
+    );
+    screenshot(c, shots, "return-flow-tree").await?;
+    c.find(Locator::LinkText("中华人民共和国")).await?.click().await?;
+    wait_for_script(c, "back at national", WAIT, &done).await?;
     for county in [code("110101"), code("441900")] {
         let n = townships
             .iter()

@@ -31,7 +31,7 @@ pub async fn show<B: Backend>(
         return Redirect::to("/ui/sharing").into_response();
     }
     let l = ctx.lang;
-    let (peers, status) = tokio::join!(answer(c.backend.peers()), answer(c.backend.status(None)));
+    let (peers, status) = tokio::join!(answer(c.backend.peers()), answer(c.backend.status(None, None)));
     let body = html! {
         (jurisdiction(l, c.region))
         @if let (Some(parent), Ok(p)) = (c.region.parent(), &peers) {

@@ -67,13 +67,13 @@ pub fn entry() -> CatalogEntry {
     }
 }
 
-fn child(region: &str, name: &str, state: &str, delivered: u64) -> Value {
+fn child(region: &str, name: &str, state: &str, delivered: u64, at: u64) -> Value {
     json!({
-        "region": region, "name": name, "state": state,
+        "region": region, "name": name, "state": state, "has_children": true,
         "regions_expected": 4, "regions_delivered": delivered,
         "records_expected": 4000, "records_delivered": delivered * 1000,
         "bytes_expected": 4 * 1024 * 1024, "bytes_delivered": delivered * 1024 * 1024,
-        "last_receipt_at": if delivered > 0 { json!(RECEIPT_AT) } else { Value::Null },
+        "last_receipt_at": if at > 0 { json!(at) } else { Value::Null },
     })
 }
 
@@ -90,20 +90,35 @@ fn share(id: &str, requester: &str, provider: &str, deadline: Value) -> Value {
 }
 
 impl Backend for Fake {
-    async fn status(&self, dataset: Option<String>) -> Result<Value, ApiError> {
+    async fn status(&self, dataset: Option<String>, region: Option<String>) -> Result<Value, ApiError> {
         self.asked.lock().unwrap().push(dataset);
         let name = self.dataset.lock().unwrap().clone();
+        let (at, children) = match region.as_deref() {
+            // 深圳市 opened: one district delivered, one with no word for an hour.
+            Some("4403") => (
+                "4403",
+                vec![
+                    child("440303", "罗湖区", "complete", 4, RECEIPT_AT),
+                    child("440304", "福田区", "stuck", 0, 0),
+                ],
+            ),
+            _ => (
+                "44",
+                vec![
+                    child("4401", "广州市", "complete", 4, RECEIPT_AT),
+                    child("4403", "深圳市", "partial", 2, RECEIPT_AT - 60_000),
+                    child("4404", "珠海市", "pending", 0, 0),
+                ],
+            ),
+        };
         Ok(json!([{
             "dataset": name, "version": 3, "manifest": "ab".repeat(32),
             "publisher": "44", "department": "公安厅", "published_here": true,
+            "issued_at": RECEIPT_AT - 120_000, "region": at,
             "held_complete": true, "partitions_here": 12, "records_here": 12000,
             "bytes_here": 12 * 1024 * 1024, "regions_expected": 12, "regions_delivered": 6,
             "records_delivered": 6000, "bytes_delivered": 6 * 1024 * 1024, "complete": false,
-            "children": [
-                child("4401", "广州市", "complete", 4),
-                child("4403", "深圳市", "partial", 2),
-                child("4404", "珠海市", "pending", 0),
-            ],
+            "children": children,
         }]))
     }
     async fn peers(&self) -> Result<Value, ApiError> {

@@ -15,6 +15,10 @@ pub struct StatusArgs {
     data: DataArg,
     #[arg(long)]
     dataset: Option<String>,
+    /// Show delivery to the children of this region (a code inside this node's jurisdiction,
+    /// e.g. a county to see its townships) instead of this node's children.
+    #[arg(long)]
+    region: Option<String>,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -24,15 +28,21 @@ pub fn run(args: StatusArgs) -> Result<()> {
     let StatusArgs {
         data,
         dataset,
+        region,
         json,
     } = args;
-    status(&data.dir, dataset, json)
+    status(&data.dir, dataset, region, json)
 }
 
-fn status(dir: &Path, dataset: Option<String>, json: bool) -> Result<()> {
-    let path = match &dataset {
-        Some(d) => format!("/api/status?dataset={}", urlencode(d)),
-        None => "/api/status".into(),
+fn status(dir: &Path, dataset: Option<String>, region: Option<String>, json: bool) -> Result<()> {
+    let query: Vec<String> = [("dataset", dataset), ("region", region)]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| format!("{k}={}", urlencode(&v))))
+        .collect();
+    let path = if query.is_empty() {
+        "/api/status".to_string()
+    } else {
+        format!("/api/status?{}", query.join("&"))
     };
     let v = call(dir, "GET", &path, None)?;
     if json {
