@@ -1,4 +1,7 @@
-//! The routes. Every one sits behind the [`gate`](crate::gate) (Host and token).
+//! The routes. Every one sits behind the [`gate`](crate::gate) (Host and token; the OpenAPI
+//! document needs only the Host). Each handler's `#[utoipa::path]` annotation describes it in
+//! the OpenAPI document; `api/tests/openapi.rs` checks the document against [`registered_paths`]
+//! and what the router answers.
 //!
 //! | method | path                 | body / query                                            |
 //! |--------|----------------------|---------------------------------------------------------|
@@ -31,6 +34,7 @@
 //! | POST   | `/api/ledger/verify` | the whole ledger against its tree and signed head → `{ok, …}` or the first bad entry |
 //! | POST   | `/api/ledger/record` | `UseRecordParams`: a requesting department's use record (使用记录) of granted data |
 //! | GET    | `/metrics`           | the node's figures for Prometheus (OpenMetrics text; the node's token) |
+//! | GET    | `/api/openapi.json`  | this API as OpenAPI 3.1 ([`openapi`](crate::openapi); no token, see [`gate::OPEN_PATHS`]) |
 //!
 //! A department's token (see [`gate`](crate::gate)) reaches only `/api/share…`, acting as
 //! that department; the node's token may name any department of the node (`department`).
@@ -44,15 +48,16 @@ use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, MethodRouter};
 use axum::RequestExt;
 use axum::{Extension, Json, Router};
 use backflow_ingest::partition::Format;
 use backflow_protocol::catalog::CatalogEntry;
 use futures::{StreamExt, TryStreamExt};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 use tokio_util::io::{ReaderStream, StreamReader, SyncIoBridge};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::backend::{
     Backend, CatalogListParams, CatalogSearchParams, DutyChangeParams, DutyExtendParams,
@@ -63,6 +68,8 @@ use crate::confine::{self, Confined};
 use crate::error::ApiError;
 use crate::gate::{self, Gate, Principal};
 use crate::jobs::{JobView, Jobs};
+use crate::openapi::views;
+use crate::openapi::ErrorBody;
 
 /// JSON request bodies (catalog batches, path-based requests) are small.
 /// A catalog entry id in a path: the protocol's bound on names (`limits::NAME_BYTES_MAX`).
@@ -95,6 +102,82 @@ struct Api<B> {
     exports: Arc<Semaphore>,
 }
 
+/// The routes as registered, each path recorded as it is added: [`router`] serves them and
+/// [`registered_paths`] lists them, so the check of the OpenAPI document against the router
+/// (`api/tests/openapi.rs`) reads the very list the router was built from, not a copy.
+struct Table<B: Backend> {
+    router: Router<Api<B>>,
+    paths: Vec<&'static str>,
+}
+
+impl<B: Backend> Table<B> {
+    fn route(mut self, path: &'static str, methods: MethodRouter<Api<B>>) -> Table<B> {
+        self.paths.push(path);
+        self.router = self.router.route(path, methods);
+        self
+    }
+}
+
+fn table<B: Backend>() -> Table<B> {
+    Table {
+        router: Router::new(),
+        paths: Vec::new(),
+    }
+    .route(
+        "/api/publish",
+        post(publish_stream::<B>).layer(DefaultBodyLimit::max(UPLOAD_BYTES_MAX)),
+    )
+    .route("/api/publish/file", post(publish_file::<B>))
+    .route("/api/jobs/{id}", get(job::<B>))
+    .route("/api/status", get(status::<B>))
+    .route(
+        "/api/export",
+        get(export_stream::<B>).post(export_file::<B>),
+    )
+    .route(
+        "/api/catalog",
+        get(catalog_list::<B>).post(catalog_add::<B>),
+    )
+    .route("/api/catalog/{id}", get(catalog_show::<B>))
+    .route("/api/catalog-search", get(catalog_search::<B>))
+    .route("/api/peers", get(peers::<B>))
+    .route("/api/revocations", get(revocations::<B>).post(revoke::<B>))
+    .route("/api/share", get(share_list::<B>).post(share_file::<B>))
+    .route("/api/share/{id}", get(share_show::<B>))
+    .route("/api/share/{id}/act", post(share_act::<B>))
+    .route("/api/share/{id}/lookup", post(share_lookup::<B>))
+    .route("/api/share/{id}/coordinate", post(share_coordinate::<B>))
+    .route(
+        "/api/share/{id}/deliver",
+        post(share_deliver::<B>).layer(DefaultBodyLimit::max(UPLOAD_BYTES_MAX)),
+    )
+    .route(
+        "/api/catalog-review",
+        get(review_list::<B>).post(review_submit::<B>),
+    )
+    .route("/api/catalog-review/{id}", post(review_decide::<B>))
+    .route("/api/duty-changes", post(duty_change::<B>))
+    .route("/api/duty-changes/{id}/extend", post(duty_extend::<B>))
+    .route("/metrics", get(metrics::<B>))
+    .route("/api/ledger", get(ledger::<B>))
+    .route("/api/ledger/verify", post(ledger_verify::<B>))
+    .route("/api/ledger/record", post(ledger_record::<B>))
+    .route(
+        "/api/departments",
+        get(departments::<B>).post(department_add::<B>),
+    )
+    .route(
+        crate::openapi::OPENAPI_PATH,
+        get(crate::openapi::openapi_json),
+    )
+}
+
+/// Every path [`router`] registers, in order (for the check of the OpenAPI document; `B` only
+/// names the handlers' type, no backend is made).
+pub fn registered_paths<B: Backend>() -> Vec<&'static str> {
+    table::<B>().paths
+}
+
 /// The API's router, gate included.
 pub fn router<B: Backend>(backend: B, gate: Gate, dirs: Directories) -> Router {
     let api = Api {
@@ -103,50 +186,8 @@ pub fn router<B: Backend>(backend: B, gate: Gate, dirs: Directories) -> Router {
         jobs: Arc::default(),
         exports: Arc::new(Semaphore::new(EXPORTS_RUNNING_MAX)),
     };
-    Router::new()
-        .route(
-            "/api/publish",
-            post(publish_stream::<B>).layer(DefaultBodyLimit::max(UPLOAD_BYTES_MAX)),
-        )
-        .route("/api/publish/file", post(publish_file::<B>))
-        .route("/api/jobs/{id}", get(job::<B>))
-        .route("/api/status", get(status::<B>))
-        .route(
-            "/api/export",
-            get(export_stream::<B>).post(export_file::<B>),
-        )
-        .route(
-            "/api/catalog",
-            get(catalog_list::<B>).post(catalog_add::<B>),
-        )
-        .route("/api/catalog/{id}", get(catalog_show::<B>))
-        .route("/api/catalog-search", get(catalog_search::<B>))
-        .route("/api/peers", get(peers::<B>))
-        .route("/api/revocations", get(revocations::<B>).post(revoke::<B>))
-        .route("/api/share", get(share_list::<B>).post(share_file::<B>))
-        .route("/api/share/{id}", get(share_show::<B>))
-        .route("/api/share/{id}/act", post(share_act::<B>))
-        .route("/api/share/{id}/lookup", post(share_lookup::<B>))
-        .route("/api/share/{id}/coordinate", post(share_coordinate::<B>))
-        .route(
-            "/api/share/{id}/deliver",
-            post(share_deliver::<B>).layer(DefaultBodyLimit::max(UPLOAD_BYTES_MAX)),
-        )
-        .route(
-            "/api/catalog-review",
-            get(review_list::<B>).post(review_submit::<B>),
-        )
-        .route("/api/catalog-review/{id}", post(review_decide::<B>))
-        .route("/api/duty-changes", post(duty_change::<B>))
-        .route("/api/duty-changes/{id}/extend", post(duty_extend::<B>))
-        .route("/metrics", get(metrics::<B>))
-        .route("/api/ledger", get(ledger::<B>))
-        .route("/api/ledger/verify", post(ledger_verify::<B>))
-        .route("/api/ledger/record", post(ledger_record::<B>))
-        .route(
-            "/api/departments",
-            get(departments::<B>).post(department_add::<B>),
-        )
+    table::<B>()
+        .router
         .fallback(|| async { not_found() })
         .layer(DefaultBodyLimit::max(JSON_BODY_BYTES_MAX))
         .with_state(api)
@@ -170,12 +211,17 @@ pub async fn answer<T>(
         })?
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct PublishQuery {
+    /// The dataset's name (a new version of it if it exists).
     dataset: String,
+    /// The field holding each record's region code (a 9-digit township or 12-digit village).
     region_field: String,
+    /// `csv` or `ndjson`.
     format: String,
+    /// Reject 12-digit codes of unknown villages instead of rolling them up to their township.
     #[serde(default)]
     strict_villages: bool,
 }
@@ -212,6 +258,19 @@ pub fn body_reader(request: Request) -> Box<dyn Read + Send> {
     Box::new(SyncIoBridge::new(StreamReader::new(frames.boxed())))
 }
 
+#[utoipa::path(
+    post, path = "/api/publish",
+    summary = "Publish a dataset's new version, the data streamed as the body",
+    tag = "publish",
+    params(PublishQuery),
+    request_body(content = views::Records, content_type = "application/octet-stream",
+        description = "The dataset's records in `format`, streamed (any `Content-Type`; `curl --data-binary @file`); at most 64 GiB"),
+    responses(
+        (status = 200, description = "The new version is durable", body = views::PublishReport),
+        (status = 400, description = "An unknown format, or input the partitioner refuses (the message names the line and field)", body = ErrorBody),
+        (status = 503, description = "Publishes are already running at the bound; try again when one ends", body = ErrorBody),
+    ),
+)]
 async fn publish_stream<B: Backend>(
     State(api): State<Api<B>>,
     Query(q): Query<PublishQuery>,
@@ -250,16 +309,26 @@ fn with_job(mut report: serde_json::Value, id: u64) -> serde_json::Value {
     report
 }
 
-#[derive(Deserialize)]
+/// A publish of a file of the import directory.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PublishFileBody {
     dataset: String,
     region_field: String,
+    /// A path inside `import_dir` (relative to it, or absolute within it).
+    #[schema(value_type = String)]
     file: PathBuf,
+    /// `csv` or `ndjson`; absent: told by the file name's extension.
     #[serde(default)]
     format: Option<String>,
     #[serde(default)]
     strict_villages: bool,
+}
+
+/// A publish started in the background: follow it at `GET /api/jobs/{job}`.
+#[derive(Serialize, ToSchema)]
+struct JobStarted {
+    job: u64,
 }
 
 /// The format named by a request, checked before any input is read.
@@ -276,10 +345,23 @@ fn format_name(format: Format) -> &'static str {
     }
 }
 
+#[utoipa::path(
+    post, path = "/api/publish/file",
+    summary = "Publish a file of the import directory, in the background",
+    tag = "publish",
+    request_body = PublishFileBody,
+    responses(
+        (status = 200, description = "Started; follow it at GET /api/jobs/{job}", body = JobStarted),
+        (status = 400, description = "An unknown format, or none the file name tells", body = ErrorBody),
+        (status = 403, description = "Publishing by path is off (no `import_dir`), the file is outside `import_dir` or cannot be read; or a department's token", body = ErrorBody),
+        (status = 404, description = "No such file in `import_dir`", body = ErrorBody),
+        (status = 503, description = "Publishes are already running at the bound", body = ErrorBody),
+    ),
+)]
 async fn publish_file<B: Backend>(
     State(api): State<Api<B>>,
     Json(body): Json<PublishFileBody>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<JobStarted>, ApiError> {
     let dir = api.dirs.import.as_ref().ok_or_else(|| {
         ApiError::forbidden(
             "publishing a file by path is off: set import_dir in config.toml, \
@@ -312,9 +394,19 @@ async fn publish_file<B: Backend>(
         job.finish(result.map_err(|e| e.message));
         drop(permit);
     });
-    Ok(Json(serde_json::json!({ "job": id })))
+    Ok(Json(JobStarted { job: id }))
 }
 
+#[utoipa::path(
+    get, path = "/api/jobs/{id}",
+    summary = "A publish's progress and report",
+    tag = "publish",
+    params(("id" = u64, Path, description = "The job number a publish answered")),
+    responses(
+        (status = 200, description = "The publish's progress, and its report or error once it ended", body = JobView),
+        (status = 404, description = "No such job (or forgotten: the oldest finished are)", body = ErrorBody),
+    ),
+)]
 async fn job<B: Backend>(
     State(api): State<Api<B>>,
     Path(id): Path<u64>,
@@ -326,12 +418,24 @@ async fn job<B: Backend>(
     Ok(Json(job.view()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct StatusQuery {
+    /// Only datasets of this name.
     dataset: Option<String>,
 }
 
+#[utoipa::path(
+    get, path = "/api/status",
+    summary = "Delivery status of the datasets held here",
+    tag = "status",
+    params(StatusQuery),
+    responses(
+        (status = 200, description = "Every held dataset version (or those named) and its delivery below this node", body = Vec<views::DatasetStatus>),
+        (status = 503, description = "The node did not answer in time.", body = ErrorBody),
+    ),
+)]
 async fn status<B: Backend>(
     State(api): State<Api<B>>,
     Query(q): Query<StatusQuery>,
@@ -339,12 +443,18 @@ async fn status<B: Backend>(
     answer(api.backend.status(q.dataset)).await.map(Json)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ExportQuery {
+    /// The dataset's name.
     dataset: String,
+    /// The version (default: the latest held).
     version: Option<u64>,
+    /// The publisher's region code: needed only when datasets of this name from more than
+    /// one owner are held here.
     publisher: Option<String>,
+    /// The publisher's department (as `publisher`).
     department: Option<String>,
 }
 
@@ -366,6 +476,26 @@ fn summary_headers(summary: &crate::backend::ExportSummary) -> HeaderMap {
 
 /// Streams a verified export. If writing fails midway (the store changed under it), the
 /// response is cut off without its final chunk, so no client takes it for a whole file.
+#[utoipa::path(
+    get, path = "/api/export",
+    summary = "Export this node's records of a dataset version, streamed",
+    tag = "export",
+    params(ExportQuery),
+    responses(
+        (status = 200, description = "This node's own records of the version, every partition verified against its signed manifest first; a body cut off without its final chunk means the export failed midway", body = views::Records, content_type = "application/octet-stream",
+            headers(
+                ("x-backflow-dataset" = String, description = "The dataset's name"),
+                ("x-backflow-publisher" = String, description = "The publisher's region code"),
+                ("x-backflow-version" = u64, description = "The version exported"),
+                ("x-backflow-partitions" = u64, description = "Partitions exported"),
+                ("x-backflow-records" = u64, description = "Records exported"),
+                ("x-backflow-bytes" = u64, description = "Bytes exported"),
+            )),
+        (status = 400, description = "A publisher that is not a region code", body = ErrorBody),
+        (status = 404, description = "No such dataset version held here (or several owners: name publisher and department)", body = ErrorBody),
+        (status = 503, description = "Exports are already running at the bound", body = ErrorBody),
+    ),
+)]
 async fn export_stream<B: Backend>(
     State(api): State<Api<B>>,
     Query(q): Query<ExportQuery>,
@@ -416,23 +546,50 @@ async fn export_stream<B: Backend>(
     Ok(response)
 }
 
-#[derive(Deserialize)]
+/// An export to a file of the export directory.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ExportFileBody {
     dataset: String,
+    /// Default: the latest held.
     #[serde(default)]
     version: Option<u64>,
+    /// Needed only when datasets of this name from more than one owner are held here.
     #[serde(default)]
     publisher: Option<String>,
     #[serde(default)]
     department: Option<String>,
+    /// A new file's path inside `export_dir`.
+    #[schema(value_type = String)]
     out: PathBuf,
 }
 
+/// What an export to a file wrote, and where.
+#[derive(Serialize, ToSchema)]
+struct ExportFileReport {
+    #[serde(flatten)]
+    summary: crate::backend::ExportSummary,
+    /// The file written.
+    out: String,
+}
+
+#[utoipa::path(
+    post, path = "/api/export",
+    summary = "Export this node's records of a dataset version to a file of the export directory",
+    tag = "export",
+    request_body = ExportFileBody,
+    responses(
+        (status = 200, description = "Written (to a temporary name, then renamed into place)", body = ExportFileReport),
+        (status = 400, description = "A path or publisher the API refuses", body = ErrorBody),
+        (status = 403, description = "Exporting to a path is off (no `export_dir`), the path is outside it, or cannot be created; or a department's token", body = ErrorBody),
+        (status = 404, description = "No such dataset version held here, or the file's directory does not exist", body = ErrorBody),
+        (status = 503, description = "Exports are already running at the bound", body = ErrorBody),
+    ),
+)]
 async fn export_file<B: Backend>(
     State(api): State<Api<B>>,
     Json(body): Json<ExportFileBody>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<ExportFileReport>, ApiError> {
     let dir = api.dirs.export.as_ref().ok_or_else(|| {
         ApiError::forbidden(
             "exporting to a path is off: set export_dir in config.toml, \
@@ -467,13 +624,23 @@ async fn export_file<B: Backend>(
     .await
     .map_err(|e| ApiError::internal(&e.into()))?
     .map_err(|e| ApiError::internal(&e))?;
-    let mut v = serde_json::to_value(&summary).map_err(|e| ApiError::internal(&e.into()))?;
-    if let Some(o) = v.as_object_mut() {
-        o.insert("out".into(), path.display().to_string().into());
-    }
-    Ok(Json(v))
+    Ok(Json(ExportFileReport {
+        summary,
+        out: path.display().to_string(),
+    }))
 }
 
+#[utoipa::path(
+    get, path = "/api/catalog",
+    summary = "A page of the aggregated catalog of this subtree",
+    tag = "catalog",
+    params(crate::backend::CatalogListParams),
+    responses(
+        (status = 200, description = "One page of the aggregated catalog of this subtree, departments in order", body = Vec<views::DepartmentCatalog>),
+        (status = 400, description = "A region or `after` the node cannot read", body = ErrorBody),
+        (status = 503, description = "The node did not answer in time.", body = ErrorBody),
+    ),
+)]
 async fn catalog_list<B: Backend>(
     State(api): State<Api<B>>,
     Query(params): Query<CatalogListParams>,
@@ -481,6 +648,18 @@ async fn catalog_list<B: Backend>(
     answer(api.backend.catalogs(params)).await.map(Json)
 }
 
+#[utoipa::path(
+    get, path = "/api/catalog/{id}",
+    summary = "The catalog entries with this id",
+    tag = "catalog",
+    params(("id" = String, Path, description = "A catalog entry id (unique within a department)")),
+    responses(
+        (status = 200, description = "Every current entry with this id, one per department using it", body = Vec<views::EntryWithOrigin>),
+        (status = 400, description = "An id longer than the protocol's bound on names", body = ErrorBody),
+        (status = 404, description = "No entry with this id", body = ErrorBody),
+        (status = 503, description = "The node did not answer in time.", body = ErrorBody),
+    ),
+)]
 async fn catalog_show<B: Backend>(
     State(api): State<Api<B>>,
     Path(id): Path<String>,
@@ -497,6 +676,17 @@ async fn catalog_show<B: Backend>(
     Ok(Json(found))
 }
 
+#[utoipa::path(
+    get, path = "/api/catalog-search",
+    summary = "Search the unified catalog (Art. 16)",
+    tag = "catalog",
+    params(crate::backend::CatalogSearchParams),
+    responses(
+        (status = 200, description = "A page of matching entries, best first", body = views::SearchView),
+        (status = 400, description = "A filter the node cannot read, or one beyond the protocol's bounds", body = ErrorBody),
+        (status = 503, description = "Nobody above reachable to answer, or the node did not answer in time", body = ErrorBody),
+    ),
+)]
 async fn catalog_search<B: Backend>(
     State(api): State<Api<B>>,
     Query(params): Query<CatalogSearchParams>,
@@ -504,35 +694,85 @@ async fn catalog_search<B: Backend>(
     answer(api.backend.catalog_search(params)).await.map(Json)
 }
 
-#[derive(Deserialize)]
+/// The department's catalog once the entries are in it.
+#[derive(Serialize, ToSchema)]
+struct CatalogSubmitted {
+    /// The catalog's new version (sequence number).
+    seq: u64,
+}
+
+/// One catalog entry or an array of them.
+#[derive(Deserialize, ToSchema)]
 #[serde(untagged)]
 enum OneOrMany {
+    #[schema(value_type = Vec<views::CatalogEntry>)]
     Many(Vec<CatalogEntry>),
+    #[schema(value_type = views::CatalogEntry)]
     One(Box<CatalogEntry>),
 }
 
+#[utoipa::path(
+    post, path = "/api/catalog",
+    summary = "Add entries to this node's department's catalog (the authority's own act)",
+    tag = "catalog",
+    request_body = OneOrMany,
+    responses(
+        (status = 200, description = "The entries are in this node's department's catalog", body = CatalogSubmitted),
+        (status = 400, description = "An entry that does not validate (the message names the field)", body = ErrorBody),
+        (status = 503, description = "The node did not answer in time.", body = ErrorBody),
+    ),
+)]
 async fn catalog_add<B: Backend>(
     State(api): State<Api<B>>,
     Json(body): Json<OneOrMany>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<CatalogSubmitted>, ApiError> {
     let entries = match body {
         OneOrMany::Many(v) => v,
         OneOrMany::One(e) => vec![*e],
     };
     let seq = answer(api.backend.catalog_submit(entries)).await?;
-    Ok(Json(serde_json::json!({ "seq": seq })))
+    Ok(Json(CatalogSubmitted { seq }))
 }
 
+#[utoipa::path(
+    get, path = "/api/peers",
+    summary = "Connected peers and their verified regions",
+    tag = "status",
+    responses(
+        (status = 200, description = "Connected peers and their verified regions", body = Vec<views::PeerView>),
+        (status = 503, description = "The node did not answer in time.", body = ErrorBody),
+    ),
+)]
 async fn peers<B: Backend>(State(api): State<Api<B>>) -> Result<Json<serde_json::Value>, ApiError> {
     answer(api.backend.peers()).await.map(Json)
 }
 
+#[utoipa::path(
+    get, path = "/api/revocations",
+    summary = "Revocations in force here",
+    tag = "status",
+    responses(
+        (status = 200, description = "Every revocation in force here", body = Vec<views::RevocationView>),
+        (status = 503, description = "The node did not answer in time.", body = ErrorBody),
+    ),
+)]
 async fn revocations<B: Backend>(
     State(api): State<Api<B>>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     answer(api.backend.revocations()).await.map(Json)
 }
 
+#[utoipa::path(
+    post, path = "/api/revocations",
+    summary = "Revoke a descendant's key, or put a signed revocation in force",
+    tag = "status",
+    request_body = crate::backend::RevokeParams,
+    responses(
+        (status = 200, description = "Signed by this node, in force here at once and spread to that region's line", body = views::RevocationView),
+        (status = 400, description = "Neither or both of region and signed; not a region below this node; a key or signed revocation that does not decode", body = ErrorBody),
+        (status = 503, description = "The node did not answer in time.", body = ErrorBody),
+    ),
+)]
 async fn revoke<B: Backend>(
     State(api): State<Api<B>>,
     Json(params): Json<RevokeParams>,
@@ -540,13 +780,25 @@ async fn revoke<B: Backend>(
     answer(api.backend.revoke(params)).await.map(Json)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ShareListQuery {
+    /// Only overdue requests.
     #[serde(default)]
     overdue: bool,
 }
 
+#[utoipa::path(
+    get, path = "/api/share",
+    summary = "Share requests this node is a party to, overdue first",
+    tag = "share",
+    params(ShareListQuery),
+    responses(
+        (status = 200, description = "Share requests this node is a party to (or supervises), overdue first", body = Vec<views::ShareView>),
+        (status = 503, description = "The node did not answer in time.", body = ErrorBody),
+    ),
+)]
 async fn share_list<B: Backend>(
     State(api): State<Api<B>>,
     Query(q): Query<ShareListQuery>,
@@ -554,6 +806,17 @@ async fn share_list<B: Backend>(
     answer(api.backend.shares(q.overdue)).await.map(Json)
 }
 
+#[utoipa::path(
+    get, path = "/api/share/{id}",
+    summary = "One share request",
+    tag = "share",
+    params(("id" = String, Path, description = "The request id in hex, or a unique prefix of 8 or more digits")),
+    responses(
+        (status = 200, description = "The share request", body = views::ShareView),
+        (status = 404, description = "No request with this id, or the prefix is not unique", body = ErrorBody),
+        (status = 503, description = "The node did not answer in time.", body = ErrorBody),
+    ),
+)]
 async fn share_show<B: Backend>(
     State(api): State<Api<B>>,
     Path(id): Path<String>,
@@ -561,6 +824,17 @@ async fn share_show<B: Backend>(
     answer(api.backend.share(id)).await.map(Json)
 }
 
+#[utoipa::path(
+    post, path = "/api/share",
+    summary = "File a share request as a department of this node (Art. 20)",
+    tag = "share",
+    request_body = crate::backend::ShareFileParams,
+    responses(
+        (status = 200, description = "Filed and persisted", body = views::ShareView),
+        (status = 400, description = "A request the protocol refuses (the message says why)", body = ErrorBody),
+        (status = 503, description = "The node did not answer in time.", body = ErrorBody),
+    ),
+)]
 async fn share_file<B: Backend>(
     State(api): State<Api<B>>,
     Extension(principal): Extension<Principal>,
@@ -572,6 +846,18 @@ async fn share_file<B: Backend>(
         .map(Json)
 }
 
+#[utoipa::path(
+    post, path = "/api/share/{id}/act",
+    summary = "Act on a share request as a department of this node",
+    tag = "share",
+    params(("id" = String, Path, description = "The request id in hex, or a unique prefix of 8 or more digits")),
+    request_body = crate::backend::ShareActParams,
+    responses(
+        (status = 200, description = "Acted and persisted", body = views::ShareView),
+        (status = 400, description = "An act the request's state or the protocol does not allow (the message says why)", body = ErrorBody),
+        (status = 503, description = "The node did not answer in time.", body = ErrorBody),
+    ),
+)]
 async fn share_act<B: Backend>(
     State(api): State<Api<B>>,
     Extension(principal): Extension<Principal>,
@@ -584,19 +870,34 @@ async fn share_act<B: Backend>(
         .map(Json)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct DeliverQuery {
+    /// `csv` or `ndjson`.
     format: String,
     /// A service interface's key field (服务接口).
     #[serde(default)]
     key: Option<String>,
+    /// The providing department (a department's token names its own).
     #[serde(default)]
     department: Option<String>,
 }
 
 /// The provider's department sends the granted data (streamed, as for a publish); the node
 /// stores it for the requester's node alone and records the start of delivery.
+#[utoipa::path(
+    post, path = "/api/share/{id}/deliver",
+    summary = "Deliver a granted request's data, streamed as the body (Art. 22)",
+    tag = "share",
+    params(("id" = String, Path, description = "The request id in hex, or a unique prefix of 8 or more digits"), DeliverQuery),
+    request_body(content = views::Records, content_type = "application/octet-stream",
+        description = "The granted data in `format`, streamed (any `Content-Type`)"),
+    responses(
+        (status = 200, description = "The delivery is durable and started", body = views::ShareView),
+        (status = 400, description = "Not a granted request of this department, an unknown format or key field, or input the loader refuses", body = ErrorBody),
+    ),
+)]
 async fn share_deliver<B: Backend>(
     State(api): State<Api<B>>,
     Extension(principal): Extension<Principal>,
@@ -615,14 +916,28 @@ async fn share_deliver<B: Backend>(
 }
 
 /// The authority's coordination of a dispute (Art. 28).
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CoordinateParams {
+    /// The coordinated outcome (协调结果).
     pub outcome: String,
+    /// Refer the dispute to the people's government instead of settling it.
     #[serde(default)]
     pub refer: bool,
 }
 
+#[utoipa::path(
+    post, path = "/api/share/{id}/coordinate",
+    summary = "Coordinate an open dispute as the authority (Art. 28)",
+    tag = "share",
+    params(("id" = String, Path, description = "The request id in hex, or a unique prefix of 8 or more digits")),
+    request_body = CoordinateParams,
+    responses(
+        (status = 200, description = "The dispute is settled or referred", body = views::ShareView),
+        (status = 400, description = "No open dispute this node's authority coordinates", body = ErrorBody),
+        (status = 503, description = "The node did not answer in time.", body = ErrorBody),
+    ),
+)]
 async fn share_coordinate<B: Backend>(
     State(api): State<Api<B>>,
     Extension(principal): Extension<Principal>,
@@ -640,14 +955,28 @@ async fn share_coordinate<B: Backend>(
 }
 
 /// A call of a granted service interface (服务接口, Art. 22) by its requesting department.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LookupParams {
+    /// The key values to look up (1 to the protocol's bound, each bounded in bytes).
     pub keys: Vec<String>,
+    /// The requesting department (a department's token names its own).
     #[serde(default)]
     pub department: Option<String>,
 }
 
+#[utoipa::path(
+    post, path = "/api/share/{id}/lookup",
+    summary = "Call a granted service interface (服务接口, Art. 22)",
+    tag = "share",
+    params(("id" = String, Path, description = "The request id in hex, or a unique prefix of 8 or more digits")),
+    request_body = LookupParams,
+    responses(
+        (status = 200, description = "The provider's answer", body = views::LookupView),
+        (status = 400, description = "No keys or too many or too long; not an open service interface of this department; refused by the provider", body = ErrorBody),
+        (status = 503, description = "The node did not answer in time.", body = ErrorBody),
+    ),
+)]
 async fn share_lookup<B: Backend>(
     State(api): State<Api<B>>,
     Extension(principal): Extension<Principal>,
@@ -670,13 +999,25 @@ async fn share_lookup<B: Backend>(
         .map(Json)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ReviewListQuery {
+    /// Only overdue submissions and duty changes.
     #[serde(default)]
     overdue: bool,
 }
 
+#[utoipa::path(
+    get, path = "/api/catalog-review",
+    summary = "Catalog submissions and duty changes, overdue first",
+    tag = "catalog",
+    params(ReviewListQuery),
+    responses(
+        (status = 200, description = "Submissions and duty changes, overdue first", body = views::ReviewsView),
+        (status = 503, description = "The node did not answer in time.", body = ErrorBody),
+    ),
+)]
 async fn review_list<B: Backend>(
     State(api): State<Api<B>>,
     Extension(principal): Extension<Principal>,
@@ -691,6 +1032,17 @@ async fn review_list<B: Backend>(
     answer(api.backend.catalog_review(request)).await.map(Json)
 }
 
+#[utoipa::path(
+    post, path = "/api/catalog-review",
+    summary = "Submit catalog entries to the authority's review (Art. 16)",
+    tag = "catalog",
+    request_body = crate::backend::ReviewSubmitParams,
+    responses(
+        (status = 200, description = "Submitted for the authority's review", body = views::SubmissionView),
+        (status = 400, description = "Entries that do not validate", body = ErrorBody),
+        (status = 503, description = "The node did not answer in time.", body = ErrorBody),
+    ),
+)]
 async fn review_submit<B: Backend>(
     State(api): State<Api<B>>,
     Extension(principal): Extension<Principal>,
@@ -703,6 +1055,18 @@ async fn review_submit<B: Backend>(
     answer(api.backend.catalog_review(request)).await.map(Json)
 }
 
+#[utoipa::path(
+    post, path = "/api/catalog-review/{id}",
+    summary = "Approve or return a submission (the authority)",
+    tag = "catalog",
+    params(("id" = u64, Path, description = "The submission's number")),
+    request_body = crate::backend::ReviewDecideParams,
+    responses(
+        (status = 200, description = "Decided; an approval publishes the entries (`catalog_seq`)", body = views::SubmissionView),
+        (status = 400, description = "Not `approve` or `return`, no such pending submission", body = ErrorBody),
+        (status = 503, description = "The node did not answer in time.", body = ErrorBody),
+    ),
+)]
 async fn review_decide<B: Backend>(
     State(api): State<Api<B>>,
     Extension(principal): Extension<Principal>,
@@ -714,6 +1078,17 @@ async fn review_decide<B: Backend>(
     answer(api.backend.catalog_review(request)).await.map(Json)
 }
 
+#[utoipa::path(
+    post, path = "/api/duty-changes",
+    summary = "Record a change of law or duties (Art. 17)",
+    tag = "catalog",
+    request_body = crate::backend::DutyChangeParams,
+    responses(
+        (status = 200, description = "Recorded; the catalog update is due in 10 working days", body = views::DutyChangeView),
+        (status = 400, description = "`occurred` is not a date (YYYY-MM-DD), or the change is refused", body = ErrorBody),
+        (status = 503, description = "The node did not answer in time.", body = ErrorBody),
+    ),
+)]
 async fn duty_change<B: Backend>(
     State(api): State<Api<B>>,
     Extension(principal): Extension<Principal>,
@@ -726,6 +1101,18 @@ async fn duty_change<B: Backend>(
     answer(api.backend.catalog_review(request)).await.map(Json)
 }
 
+#[utoipa::path(
+    post, path = "/api/duty-changes/{id}/extend",
+    summary = "Extend a duty change's update period once (the authority)",
+    tag = "catalog",
+    params(("id" = u64, Path, description = "The duty change's number")),
+    request_body = crate::backend::DutyExtendParams,
+    responses(
+        (status = 200, description = "Extended (once, by 1 to 5 working days)", body = views::DutyChangeView),
+        (status = 400, description = "Already extended, days out of range, or no such open duty change", body = ErrorBody),
+        (status = 503, description = "The node did not answer in time.", body = ErrorBody),
+    ),
+)]
 async fn duty_extend<B: Backend>(
     State(api): State<Api<B>>,
     Extension(principal): Extension<Principal>,
@@ -737,18 +1124,40 @@ async fn duty_extend<B: Backend>(
     answer(api.backend.catalog_review(request)).await.map(Json)
 }
 
+#[utoipa::path(
+    get, path = "/api/departments",
+    summary = "This node's departments",
+    tag = "departments",
+    responses(
+        (status = 200, description = "This node's departments", body = Vec<views::DepartmentView>),
+        (status = 503, description = "The node did not answer in time.", body = ErrorBody),
+    ),
+)]
 async fn departments<B: Backend>(
     State(api): State<Api<B>>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     answer(api.backend.departments()).await.map(Json)
 }
 
-#[derive(Deserialize)]
+/// A department to add.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct DepartmentAddBody {
+    /// Its name (政府部门), unique within the node.
     name: String,
 }
 
+#[utoipa::path(
+    post, path = "/api/departments",
+    summary = "Add a department: its key and its API token",
+    tag = "departments",
+    request_body = DepartmentAddBody,
+    responses(
+        (status = 200, description = "Added; its token is in this answer only", body = views::DepartmentAdded),
+        (status = 400, description = "A name the node refuses (empty, too long, or taken)", body = ErrorBody),
+        (status = 503, description = "The node did not answer in time.", body = ErrorBody),
+    ),
+)]
 async fn department_add<B: Backend>(
     State(api): State<Api<B>>,
     Json(body): Json<DepartmentAddBody>,
@@ -758,8 +1167,16 @@ async fn department_add<B: Backend>(
         .map(Json)
 }
 
-/// Unmatched paths: a JSON 404 (behind the gate like everything else).
 /// For Prometheus (the node's token only: a scrape job sends it as a bearer token).
+#[utoipa::path(
+    get, path = "/metrics",
+    summary = "The node's metrics for Prometheus (OpenMetrics text)",
+    tag = "meta",
+    responses(
+        (status = 200, description = "The node's figures for Prometheus (the node's token only)", body = String, content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        (status = 503, description = "The node did not answer in time.", body = ErrorBody),
+    ),
+)]
 async fn metrics<B: Backend>(
     State(api): State<Api<B>>,
     Extension(principal): Extension<Principal>,
@@ -774,11 +1191,14 @@ async fn metrics<B: Backend>(
     Ok(response)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct LedgerQuery {
+    /// The first entry's number (default 0).
     #[serde(default)]
     from: u64,
+    /// Entries in the page (default 100, at most 1,000).
     #[serde(default)]
     limit: Option<usize>,
 }
@@ -787,6 +1207,16 @@ struct LedgerQuery {
 pub const LEDGER_PAGE_ENTRIES_MAX: usize = 1_000;
 
 /// The compliance ledger (合规台账, Art. 29): the authority's to read.
+#[utoipa::path(
+    get, path = "/api/ledger",
+    summary = "A page of the compliance ledger (Art. 29)",
+    tag = "ledger",
+    params(LedgerQuery),
+    responses(
+        (status = 200, description = "A page of entries, with the signed and witnessed heads (the node's token only)", body = views::LedgerPage),
+        (status = 503, description = "The node did not answer in time.", body = ErrorBody),
+    ),
+)]
 async fn ledger<B: Backend>(
     State(api): State<Api<B>>,
     Extension(principal): Extension<Principal>,
@@ -797,6 +1227,14 @@ async fn ledger<B: Backend>(
     answer(api.backend.ledger(q.from, limit)).await.map(Json)
 }
 
+#[utoipa::path(
+    post, path = "/api/ledger/verify",
+    summary = "Verify the whole ledger against its tree and signed head",
+    tag = "ledger",
+    responses(
+        (status = 200, description = "The verification's outcome (`ok` false names the first bad entry; the node's token only)", body = views::LedgerVerification),
+    ),
+)]
 async fn ledger_verify<B: Backend>(
     State(api): State<Api<B>>,
     Extension(principal): Extension<Principal>,
@@ -806,6 +1244,17 @@ async fn ledger_verify<B: Backend>(
     api.backend.ledger_verify().await.map(Json)
 }
 
+#[utoipa::path(
+    post, path = "/api/ledger/record",
+    summary = "Record a department's use of granted data (使用记录, Art. 29)",
+    tag = "ledger",
+    request_body = crate::backend::UseRecordParams,
+    responses(
+        (status = 200, description = "The use record's ledger entry, once durable", body = views::LedgerEntry),
+        (status = 400, description = "An Art. 29 text empty or too long, a grant id too long, or no such grant of this department", body = ErrorBody),
+        (status = 503, description = "The node did not answer in time.", body = ErrorBody),
+    ),
+)]
 async fn ledger_record<B: Backend>(
     State(api): State<Api<B>>,
     Extension(principal): Extension<Principal>,
@@ -841,6 +1290,7 @@ async fn ledger_record<B: Backend>(
         .map(Json)
 }
 
+/// Unmatched paths: a JSON 404 (behind the gate like everything else).
 pub fn not_found() -> Response {
     (
         StatusCode::NOT_FOUND,
