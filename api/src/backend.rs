@@ -235,9 +235,14 @@ pub struct DutyExtendParams {
     pub consent: String,
 }
 
-/// An act on a share request by this node's department: `act` is `grant`, `refuse`, `notice`,
-/// `supplement`, `extend`, `start_delivery`, `delivered` or `withdraw`; the other fields are
-/// what that act needs.
+/// An act on a share request by this node's department: `act` is `grant` (`approved_by`,
+/// `conditions`), `refuse` (`reasons`, `approved_by`), `notice` (`missing`), `supplement`
+/// (`material`), `extend` (`days`, `consent`, `reason`), `delivered`, `withdraw` (`reason`),
+/// `suspend` (`reason`, `days`, `approved_by`), `rectify` (`record`), `reinstate` (`record`,
+/// `approved_by`), `terminate` (`reason`, `negotiation`, `filing`, `approved_by`), `dispose`
+/// (`disposal`, `record`), `dispute` (`subject`, `claim`), `escalate`, `settle` (`record`),
+/// `correction` (`items`) or `answer_correction` (`corrected`, `reason`, `approved_by`): the
+/// other fields are what that act needs (as the node reads them, `node/src/share_api.rs`).
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ShareActParams {
