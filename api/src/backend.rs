@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use backflow_protocol::catalog::CatalogEntry;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::error::ApiError;
 
@@ -34,7 +35,7 @@ pub type ExportWriter = Box<dyn FnOnce(&mut dyn Write) -> anyhow::Result<()> + S
 /// What an export will write: every partition has been re-hashed against its signed manifest
 /// entry before this exists (data that does not verify is never exported), and the writer
 /// re-hashes again as it writes.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct ExportSummary {
     pub dataset: String,
     /// The publisher's region code: with the department, whose dataset this is.
@@ -67,7 +68,7 @@ pub struct ExportWhich {
 
 /// A requesting department's use record (使用记录) of data it was granted (Art. 29:
 /// 使用场景、使用过程、应用成效、存储情况、销毁情况).
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UseRecordParams {
     /// The share request the data was granted by: its id, or a unique prefix of 8+ hex digits.
@@ -87,7 +88,7 @@ pub struct UseRecordParams {
 /// A revocation this node is to issue: the key of `region` (a region below this node) —
 /// `key` in hex, or, if absent, the key of the peer of that region connected now; or a signed
 /// one to put in force (`signed`).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RevokeParams {
     #[serde(default)]
@@ -103,13 +104,17 @@ pub struct RevokeParams {
 /// One page of the aggregated catalog (Arts. 12–17): departments of `region`'s subtree
 /// (default: this node's), in order, after `after` (`region/department`, the last of the
 /// previous page), at most `limit` departments.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct CatalogListParams {
+    /// A region code of this node's subtree (default: this node's).
     #[serde(default)]
     pub region: Option<String>,
+    /// `REGION/DEPARTMENT`: the last department of the previous page.
     #[serde(default)]
     pub after: Option<String>,
+    /// Departments in the page (default 1,000; at most 10,000).
     #[serde(default)]
     pub limit: Option<usize>,
 }
@@ -117,26 +122,33 @@ pub struct CatalogListParams {
 /// A search of the unified catalog (Art. 16, 统一向政府部门通告): free text over entry names
 /// and data items, and filters on the provider department, the sharing attribute
 /// (`unconditional`, `conditional`, `not_shared`) and a region's subtree.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct CatalogSearchParams {
+    /// Free text over entry names and data items.
     #[serde(default)]
     pub q: Option<String>,
+    /// The provider department.
     #[serde(default)]
     pub provider: Option<String>,
+    /// `unconditional`, `conditional` or `not_shared`.
     #[serde(default)]
     pub sharing: Option<String>,
+    /// A region code: only catalogs of its subtree.
     #[serde(default)]
     pub region: Option<String>,
+    /// Hits to skip (paging).
     #[serde(default)]
     pub offset: Option<usize>,
+    /// Hits in the page (default 20, at most 100).
     #[serde(default)]
     pub limit: Option<usize>,
 }
 
 /// A share request to file (Art. 20) as this node's department: the provider's department and
 /// catalog entry, and what the request states.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ShareFileParams {
     pub provider_region: String,
@@ -185,16 +197,18 @@ pub enum ReviewRequest {
 }
 
 /// Entries submitted for review.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReviewSubmitParams {
+    /// The submitting department (a department's token names its own).
     #[serde(default)]
     pub department: Option<String>,
+    #[schema(value_type = Vec<crate::openapi::views::CatalogEntry>)]
     pub entries: Vec<CatalogEntry>,
 }
 
 /// The authority's decision: `approve`, or `return` with reasons; the reviewer is named.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReviewDecideParams {
     pub decision: String,
@@ -204,7 +218,7 @@ pub struct ReviewDecideParams {
 }
 
 /// A change of law or duties (Art. 17 ¶1): the day it took effect (`YYYY-MM-DD`) and what.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DutyChangeParams {
     #[serde(default)]
@@ -214,17 +228,22 @@ pub struct DutyChangeParams {
 }
 
 /// The one extension of an update period: 1 to 5 working days, with the authority's consent.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DutyExtendParams {
     pub days: u32,
     pub consent: String,
 }
 
-/// An act on a share request by this node's department: `act` is `grant`, `refuse`, `notice`,
-/// `supplement`, `extend`, `start_delivery`, `delivered` or `withdraw`; the other fields are
-/// what that act needs.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+/// An act on a share request by this node's department: `act` is `grant` (`approved_by`,
+/// `conditions`), `refuse` (`reasons`, `approved_by`), `notice` (`missing`), `supplement`
+/// (`material`), `extend` (`days`, `consent`, `reason`), `delivered`, `withdraw` (`reason`),
+/// `suspend` (`reason`, `days`, `approved_by`), `rectify` (`record`), `reinstate` (`record`,
+/// `approved_by`), `terminate` (`reason`, `negotiation`, `filing`, `approved_by`), `dispose`
+/// (`disposal`, `record`), `dispute` (`subject`, `claim`), `escalate`, `settle` (`record`),
+/// `correction` (`items`) or `answer_correction` (`corrected`, `reason`, `approved_by`): the
+/// other fields are what that act needs (as the node reads them, `node/src/share_api.rs`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ShareActParams {
     pub act: String,
@@ -283,7 +302,7 @@ pub struct ShareActParams {
 }
 
 /// One record a correction request names.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CorrectionItemParams {
     pub key: String,

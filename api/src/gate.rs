@@ -3,13 +3,14 @@
 //! — DNS rebinding), and it must carry the node's API token or a department's. The gate
 //! names who is calling ([`Principal`], a request extension the routes read): the node's
 //! token may do everything; a department's token only what the department itself does —
-//! share requests as that department ([`DEPARTMENT_PATHS`]).
+//! share requests as that department ([`DEPARTMENT_PATHS`]). The API's description alone
+//! needs no token ([`OPEN_PATHS`]).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 
 use axum::extract::{Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -116,6 +117,15 @@ pub const DEPARTMENT_PATHS: &[&str] = &[
     "/api/ledger/record",
 ];
 
+/// Paths answered without a token (`GET`/`HEAD` only; the `Host` check still applies): the
+/// OpenAPI document. It is the same for every node of a build and reveals nothing the source
+/// does not — no token, key, region, department or data; it takes no input beyond the path
+/// and answers bytes built once. An integrator needs it to write a client before a token is
+/// issued to it, and a department's token, confined to [`DEPARTMENT_PATHS`], could not
+/// otherwise read it. Keeping the Host check means a page the operator visits still cannot
+/// read it through a rebound host name, like every other path.
+pub const OPEN_PATHS: &[&str] = &[crate::openapi::OPENAPI_PATH];
+
 /// The departments' tokens, shared with the node, which adds one when a department is added.
 #[derive(Clone, Default)]
 pub struct DepartmentTokens(Arc<RwLock<Vec<(String, ApiToken)>>>);
@@ -187,6 +197,12 @@ pub async fn check(State(gate): State<Arc<Gate>>, request: Request, next: Next) 
             "the Host header does not name this API's address",
         )
         .into_response();
+    }
+    let method = request.method();
+    if (method == Method::GET || method == Method::HEAD)
+        && OPEN_PATHS.contains(&request.uri().path())
+    {
+        return next.run(request).await;
     }
     let authorization = request
         .headers()

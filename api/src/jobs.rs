@@ -53,14 +53,22 @@ impl Job {
     }
 }
 
-#[derive(Serialize)]
+/// A publish's progress, and once it ends its report or error.
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct JobView {
+    /// `running`, `done` or `failed`.
+    #[schema(value_type = String)]
     pub state: &'static str,
+    /// Bytes of the input read so far.
     pub bytes_read: u64,
+    /// The input's size, when known (a file, or a request with `Content-Length`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bytes_total: Option<u64>,
+    /// The publish report, once done.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::openapi::views::PublishReport>)]
     pub report: Option<serde_json::Value>,
+    /// Why it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }

@@ -12,6 +12,7 @@ pub mod confine;
 pub mod error;
 pub mod gate;
 pub mod jobs;
+pub mod openapi;
 pub mod routes;
 pub mod secret_file;
 pub mod serve;

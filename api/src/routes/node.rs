@@ -1,0 +1,260 @@
+//! The node itself: delivery status, peers, revocations, departments, the compliance ledger
+//! and metrics.
+
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+
+use super::{answer, Api};
+use crate::backend::{Backend, RevokeParams, UseRecordParams};
+use crate::error::ApiError;
+use crate::gate::Principal;
+use crate::openapi::views;
+use crate::openapi::ErrorBody;
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(super) struct StatusQuery {
+    /// Only datasets of this name.
+    dataset: Option<String>,
+    /// List the delivery to the children of this region (a code inside this node's
+    /// jurisdiction, e.g. a county for its townships) instead of this node's children.
+    region: Option<String>,
+}
+
+#[utoipa::path(
+    get, path = "/api/status",
+    summary = "Delivery status of the datasets held here",
+    tag = "status",
+    params(StatusQuery),
+    responses(
+        (status = 200, description = "Every held dataset version (or those named) and its delivery below this node", body = Vec<views::DatasetStatus>),
+        (status = 503, description = "The node did not answer in time.", body = ErrorBody),
+    ),
+)]
+pub(super) async fn status<B: Backend>(
+    State(api): State<Api<B>>,
+    Query(q): Query<StatusQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    answer(api.backend.status(q.dataset, q.region))
+        .await
+        .map(Json)
+}
+
+#[utoipa::path(
+    get, path = "/api/peers",
+    summary = "Connected peers and their verified regions",
+    tag = "status",
+    responses(
+        (status = 200, description = "Connected peers and their verified regions", body = Vec<views::PeerView>),
+        (status = 503, description = "The node did not answer in time.", body = ErrorBody),
+    ),
+)]
+pub(super) async fn peers<B: Backend>(
+    State(api): State<Api<B>>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    answer(api.backend.peers()).await.map(Json)
+}
+
+#[utoipa::path(
+    get, path = "/api/revocations",
+    summary = "Revocations in force here",
+    tag = "status",
+    responses(
+        (status = 200, description = "Every revocation in force here", body = Vec<views::RevocationView>),
+        (status = 503, description = "The node did not answer in time.", body = ErrorBody),
+    ),
+)]
+pub(super) async fn revocations<B: Backend>(
+    State(api): State<Api<B>>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    answer(api.backend.revocations()).await.map(Json)
+}
+
+#[utoipa::path(
+    post, path = "/api/revocations",
+    summary = "Revoke a descendant's key, or put a signed revocation in force",
+    tag = "status",
+    request_body = crate::backend::RevokeParams,
+    responses(
+        (status = 200, description = "Signed by this node, in force here at once and spread to that region's line", body = views::RevocationView),
+        (status = 400, description = "Neither or both of region and signed; not a region below this node; a key or signed revocation that does not decode", body = ErrorBody),
+        (status = 503, description = "The node did not answer in time.", body = ErrorBody),
+    ),
+)]
+pub(super) async fn revoke<B: Backend>(
+    State(api): State<Api<B>>,
+    Json(params): Json<RevokeParams>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    answer(api.backend.revoke(params)).await.map(Json)
+}
+
+#[utoipa::path(
+    get, path = "/api/departments",
+    summary = "This node's departments",
+    tag = "departments",
+    responses(
+        (status = 200, description = "This node's departments", body = Vec<views::DepartmentView>),
+        (status = 503, description = "The node did not answer in time.", body = ErrorBody),
+    ),
+)]
+pub(super) async fn departments<B: Backend>(
+    State(api): State<Api<B>>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    answer(api.backend.departments()).await.map(Json)
+}
+
+/// A department to add.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct DepartmentAddBody {
+    /// Its name (政府部门), unique within the node.
+    name: String,
+}
+
+#[utoipa::path(
+    post, path = "/api/departments",
+    summary = "Add a department: its key and its API token",
+    tag = "departments",
+    request_body = DepartmentAddBody,
+    responses(
+        (status = 200, description = "Added; its token is in this answer only", body = views::DepartmentAdded),
+        (status = 400, description = "A name the node refuses (empty, too long, or taken)", body = ErrorBody),
+        (status = 503, description = "The node did not answer in time.", body = ErrorBody),
+    ),
+)]
+pub(super) async fn department_add<B: Backend>(
+    State(api): State<Api<B>>,
+    Json(body): Json<DepartmentAddBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    answer(api.backend.department_add(body.name))
+        .await
+        .map(Json)
+}
+
+/// For Prometheus (the node's token only: a scrape job sends it as a bearer token).
+#[utoipa::path(
+    get, path = "/metrics",
+    summary = "The node's metrics for Prometheus (OpenMetrics text)",
+    tag = "meta",
+    responses(
+        (status = 200, description = "The node's figures for Prometheus (the node's token only)", body = String, content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        (status = 503, description = "The node did not answer in time.", body = ErrorBody),
+    ),
+)]
+pub(super) async fn metrics<B: Backend>(
+    State(api): State<Api<B>>,
+    Extension(principal): Extension<Principal>,
+) -> Result<Response, ApiError> {
+    principal.require_node()?;
+    let text = answer(api.backend.metrics()).await?;
+    let mut response = text.into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    Ok(response)
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(super) struct LedgerQuery {
+    /// The first entry's number (default 0).
+    #[serde(default)]
+    from: u64,
+    /// Entries in the page (default 100, at most 1,000).
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+/// Entries one ledger page holds at most (the node reads no more at once).
+pub const LEDGER_PAGE_ENTRIES_MAX: usize = 1_000;
+
+/// The compliance ledger (合规台账, Art. 29): the authority's to read.
+#[utoipa::path(
+    get, path = "/api/ledger",
+    summary = "A page of the compliance ledger (Art. 29)",
+    tag = "ledger",
+    params(LedgerQuery),
+    responses(
+        (status = 200, description = "A page of entries, with the signed and witnessed heads (the node's token only)", body = views::LedgerPage),
+        (status = 503, description = "The node did not answer in time.", body = ErrorBody),
+    ),
+)]
+pub(super) async fn ledger<B: Backend>(
+    State(api): State<Api<B>>,
+    Extension(principal): Extension<Principal>,
+    Query(q): Query<LedgerQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    principal.require_node()?;
+    let limit = q.limit.unwrap_or(100).clamp(1, LEDGER_PAGE_ENTRIES_MAX);
+    answer(api.backend.ledger(q.from, limit)).await.map(Json)
+}
+
+#[utoipa::path(
+    post, path = "/api/ledger/verify",
+    summary = "Verify the whole ledger against its tree and signed head",
+    tag = "ledger",
+    responses(
+        (status = 200, description = "The verification's outcome (`ok` false names the first bad entry; the node's token only)", body = views::LedgerVerification),
+    ),
+)]
+pub(super) async fn ledger_verify<B: Backend>(
+    State(api): State<Api<B>>,
+    Extension(principal): Extension<Principal>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    principal.require_node()?;
+    // Not under the answer timeout: a long log takes seconds to read through.
+    api.backend.ledger_verify().await.map(Json)
+}
+
+#[utoipa::path(
+    post, path = "/api/ledger/record",
+    summary = "Record a department's use of granted data (使用记录, Art. 29)",
+    tag = "ledger",
+    request_body = crate::backend::UseRecordParams,
+    responses(
+        (status = 200, description = "The use record's ledger entry, once durable", body = views::LedgerEntry),
+        (status = 400, description = "An Art. 29 text empty or too long, a grant id too long, or no such grant of this department", body = ErrorBody),
+        (status = 503, description = "The node did not answer in time.", body = ErrorBody),
+    ),
+)]
+pub(super) async fn ledger_record<B: Backend>(
+    State(api): State<Api<B>>,
+    Extension(principal): Extension<Principal>,
+    Json(params): Json<UseRecordParams>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let department = principal.acting_as(params.department.as_deref())?;
+    use backflow_protocol::ledger::entry::LEDGER_USE_FIELD_BYTES_MAX as MAX;
+    for (name, text) in [
+        ("scenario (使用场景)", &params.scenario),
+        ("process (使用过程)", &params.process),
+        ("effect (应用成效)", &params.effect),
+        ("storage (存储情况)", &params.storage),
+    ] {
+        if text.trim().is_empty() {
+            return Err(ApiError::bad_request(format!(
+                "{name} is empty: Art. 29 records it"
+            )));
+        }
+        if text.len() > MAX {
+            return Err(ApiError::bad_request(format!(
+                "{name} is {} bytes; at most {MAX}",
+                text.len()
+            )));
+        }
+    }
+    if params.disposal.len() > MAX || params.grant.len() > 64 {
+        return Err(ApiError::bad_request(format!(
+            "disposal (销毁情况): at most {MAX} bytes; grant: an id of at most 64 hex digits"
+        )));
+    }
+    answer(api.backend.ledger_record(department, params))
+        .await
+        .map(Json)
+}
