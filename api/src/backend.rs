@@ -330,6 +330,9 @@ pub trait Backend: Clone + Send + Sync + 'static {
     /// Connected peers and their verified regions.
     fn peers(&self) -> impl Future<Output = Result<serde_json::Value, ApiError>> + Send;
 
+    /// The node's health: the data directory's disk, the last contact with the parent.
+    fn health(&self) -> impl Future<Output = Result<serde_json::Value, ApiError>> + Send;
+
     /// Revokes a descendant's key: signed by this node, in force here at once, and spread to
     /// every node in that region's line. Returns the revocation's view.
     fn revoke(

@@ -35,6 +35,9 @@ async fn every_page_renders_in_chinese_with_region_names() {
                 "QUIC",
                 "TCP",
                 "户籍人口",
+                "磁盘",
+                "空间不足",
+                "上级节点最近联系",
             ],
         ),
         (
@@ -226,13 +229,15 @@ async fn the_delivery_tree_opens_down_a_level_and_shows_stuck_regions() {
     assert!(page.contains("送达时间线"), "{page}");
     assert!(page.contains("<path class=\"step\""), "{page}");
 
-    let (r, page) = send(
-        &e.app,
-        get("/ui/return-flow?region=4403", Some(&cookie)),
-    )
-    .await;
+    let (r, page) = send(&e.app, get("/ui/return-flow?region=4403", Some(&cookie))).await;
     assert_eq!(r.status(), StatusCode::OK);
-    for label in ["罗湖区", "福田区", "停滞", "state stuck", "data-events=\"/ui/events?region=4403\""] {
+    for label in [
+        "罗湖区",
+        "福田区",
+        "停滞",
+        "state stuck",
+        "data-events=\"/ui/events?region=4403\"",
+    ] {
         assert!(page.contains(label), "lacks {label:?}:\n{page}");
     }
     // The trail: 广东省 (this node) links back up, 深圳市 is where we are.

@@ -3,7 +3,7 @@
 //! signed manifest entry before the first byte is written.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use anyhow::Result;
@@ -76,6 +76,38 @@ impl Backend for NodeBackend {
         }
         .map_err(|e| ApiError::internal(&e))?;
         json(s)
+    }
+
+    async fn health(&self) -> Result<serde_json::Value, ApiError> {
+        let dir = self.data_dir.clone();
+        let disk = tokio::task::spawn_blocking(move || crate::disk::usage(&dir))
+            .await
+            .map_err(|e| ApiError::internal(&e.into()))?
+            .map_err(|e| ApiError::internal(&e))?;
+        let me = self.node.region();
+        let parent = match me.parent() {
+            None => serde_json::Value::Null,
+            Some(parent) => {
+                let peers = self
+                    .node
+                    .peers()
+                    .await
+                    .map_err(|e| ApiError::internal(&e))?;
+                let upstream = |p: &&crate::status::PeerView| {
+                    p.region
+                        .as_deref()
+                        .and_then(|r| RegionCode::parse(r).ok())
+                        .is_some_and(|r| r != me && r.contains(me))
+                };
+                let at = self.node.stats.upstream_contact_ms.load(Ordering::Relaxed);
+                serde_json::json!({
+                    "region": parent.to_string(),
+                    "connected": peers.iter().any(|p| upstream(&p)),
+                    "last_contact_at": (at > 0).then_some(at),
+                })
+            }
+        };
+        Ok(serde_json::json!({ "disk": disk, "parent": parent }))
     }
 
     async fn peers(&self) -> Result<serde_json::Value, ApiError> {
@@ -439,7 +471,7 @@ impl Backend for NodeBackend {
     }
 
     async fn metrics(&self) -> Result<String, ApiError> {
-        crate::metrics::scrape(&self.node)
+        crate::metrics::scrape(&self.node, &self.data_dir)
             .await
             .map_err(|e| ApiError::internal(&e))
     }

@@ -204,6 +204,9 @@ pub struct NodeStats {
     /// Stored chunk groups that failed verification when served or exported (dropped from
     /// the index and fetched again).
     pub groups_damaged: AtomicU64,
+    /// Unix ms of the latest frame from an upstream node (one whose region contains this
+    /// node's: the parent, or an ancestor after a fallback) since this node started; 0: none.
+    pub upstream_contact_ms: AtomicU64,
 }
 
 /// Who waits for a service interface call this node's department made (`Cmd::CallService`).

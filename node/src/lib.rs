@@ -16,6 +16,7 @@ pub mod delivery;
 pub mod demo;
 pub mod departments;
 mod direct_io;
+pub mod disk;
 pub mod export;
 pub mod faults;
 pub mod handle;

@@ -30,6 +30,8 @@ pub struct Snapshot {
     pub ledger_entries: u64,
     /// Entries of this node's ledger its parent has countersigned (见证).
     pub ledger_witnessed_entries: Option<u64>,
+    /// The data directory's disk (`None` if it could not be read).
+    pub disk: Option<crate::disk::DiskUsage>,
 }
 
 type Labels = Vec<(String, String)>;
@@ -55,8 +57,14 @@ fn tier(region: &str) -> &'static str {
     }
 }
 
-/// The figures of the running node behind `node`, as one scrape's text.
-pub async fn scrape(node: &NodeHandle) -> Result<String> {
+/// The figures of the running node behind `node` (its data in `data_dir`), as one scrape's
+/// text.
+pub async fn scrape(node: &NodeHandle, data_dir: &std::path::Path) -> Result<String> {
+    let dir = data_dir.to_path_buf();
+    let disk = tokio::task::spawn_blocking(move || crate::disk::usage(&dir))
+        .await
+        .ok()
+        .and_then(Result::ok);
     let page = node.ledger_page(0, 1).await?;
     let snapshot = Snapshot {
         region: node.region().to_string(),
@@ -65,6 +73,7 @@ pub async fn scrape(node: &NodeHandle) -> Result<String> {
         shares: node.shares(false).await?,
         ledger_entries: page.size,
         ledger_witnessed_entries: page.witnessed.map(|w| w.size),
+        disk,
     };
     render(&node.stats, &snapshot)
 }
@@ -149,6 +158,7 @@ pub fn render(stats: &NodeStats, s: &Snapshot) -> Result<String> {
     let bytes = gauge_family();
     let complete = gauge_family();
     let held = gauge_family();
+    let stuck = gauge_family();
     let mut incomplete = 0i64;
     for d in &s.datasets {
         let labels = vec![
@@ -167,6 +177,9 @@ pub fn render(stats: &NodeStats, s: &Snapshot) -> Result<String> {
         complete.get_or_create(&labels).set(i64::from(d.complete));
         held.get_or_create(&labels).set(i64::from(d.held_complete));
         incomplete += i64::from(!d.complete);
+        stuck.get_or_create(&labels).set(count(
+            d.children.iter().filter(|c| c.state == "stuck").count(),
+        ));
     }
     registry.register(
         "dataset_regions_expected",
@@ -192,6 +205,11 @@ pub fn render(stats: &NodeStats, s: &Snapshot) -> Result<String> {
         "dataset_held_complete",
         "1 when this node holds every partition of its subtree, verified",
         held,
+    );
+    registry.register(
+        "dataset_children_stuck",
+        "Child regions short of complete with no receipt from below for 10 minutes (停滞)",
+        stuck,
     );
     registry.register(
         "transfers",
@@ -238,6 +256,32 @@ pub fn render(stats: &NodeStats, s: &Snapshot) -> Result<String> {
         ConstGauge::new(s.ledger_witnessed_entries.map_or(-1, count)),
     );
 
+    if let Some(disk) = s.disk {
+        registry.register(
+            "disk_total_bytes",
+            "Size of the file system holding the data directory",
+            ConstGauge::new(count(disk.total_bytes)),
+        );
+        registry.register(
+            "disk_free_bytes",
+            "Bytes free for the node on the file system holding the data directory",
+            ConstGauge::new(count(disk.free_bytes)),
+        );
+        registry.register(
+            "disk_low",
+            "1 when under 10 % or 5 GiB is free (received data may soon fail to be stored)",
+            ConstGauge::new(i64::from(disk.low)),
+        );
+    }
+    let upstream_ms = stats.upstream_contact_ms.load(Ordering::Relaxed);
+    if upstream_ms > 0 {
+        registry.register(
+            "upstream_last_contact_seconds",
+            "Unix time of the latest frame from an upstream node (the parent, or an ancestor)",
+            ConstGauge::new(count(upstream_ms / 1_000)),
+        );
+    }
+
     let mut text = String::new();
     encode(&mut text, &registry).map_err(|e| anyhow!("encoding metrics: {e}"))?;
     Ok(text)
@@ -274,6 +318,7 @@ mod tests {
             shares: Vec::new(),
             ledger_entries: 7,
             ledger_witnessed_entries: None,
+            disk: Some(crate::disk::DiskUsage::new(100 << 30, 4 << 30)),
         };
         let text = render(&stats, &snapshot).unwrap();
         for line in [
@@ -283,6 +328,8 @@ mod tests {
             "backflow_ledger_entries 7",
             "backflow_ledger_witnessed_entries -1",
             "backflow_node{region=\"4419\"} 1",
+            "backflow_disk_free_bytes 4294967296",
+            "backflow_disk_low 1",
             "# EOF",
         ] {
             assert!(text.contains(line), "{line} missing from:\n{text}");

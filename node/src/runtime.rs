@@ -376,8 +376,18 @@ impl Runtime {
                 return;
             }
         };
+        let now = now_ms();
+        if self
+            .ep
+            .region_of(&peer)
+            .is_some_and(|r| r != self.ep.region() && r.contains(self.ep.region()))
+        {
+            self.stats
+                .upstream_contact_ms
+                .store(now.0, Ordering::Relaxed);
+        }
         // A chunk frame on the control plane: handled like one on the data plane.
-        if let Some(frame) = self.ep.handle_message(now_ms(), peer, msg) {
+        if let Some(frame) = self.ep.handle_message(now, peer, msg) {
             self.on_chunk(peer, frame.into());
         }
     }

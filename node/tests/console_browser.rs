@@ -150,6 +150,23 @@ fn all_complete(want: usize) -> String {
     )
 }
 
+/// Clicks the link reading `text` on the return-flow page. The live events replace the
+/// delivery fragment every 2 s, so the link found may be gone before the click lands: then it
+/// is found again (a few times, not forever).
+async fn click_link(c: &Client, text: &str) -> Result<()> {
+    let mut last = None;
+    for _ in 0..5 {
+        match c.find(Locator::LinkText(text)).await?.click().await {
+            Ok(()) => return Ok(()),
+            Err(e) if e.to_string().contains("stale element") => last = Some(e),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(anyhow::anyhow!(
+        "the link {text:?} kept going stale: {last:?}"
+    ))
+}
+
 async fn login(c: &Client, http: &Http) -> Result<()> {
     c.goto(&format!("http://{}/", http.addr)).await?;
     // Not logged in: the console sends the browser to its login page.
@@ -197,7 +214,7 @@ async fn drive(
         .filter(|t| t.parent() == Some(code("110101")))
         .count();
     for (name, want) in [("北京市", 1), ("市辖区", 1), ("东城区", dongcheng)] {
-        c.find(Locator::LinkText(name)).await?.click().await?;
+        click_link(c, name).await?;
         let here = format!(
             "return document.querySelector('nav.crumbs strong').textContent === '{name}' \
              && {};",
@@ -218,7 +235,10 @@ async fn drive(
         "townships are leaves, yet {leaves} links"
     );
     screenshot(c, shots, "return-flow-tree").await?;
-    c.find(Locator::LinkText("中华人民共和国")).await?.click().await?;
+    c.find(Locator::LinkText("中华人民共和国"))
+        .await?
+        .click()
+        .await?;
     wait_for_script(c, "back at national", WAIT, &done).await?;
     for county in [code("110101"), code("441900")] {
         let n = townships

@@ -265,10 +265,12 @@ async fn acts_are_logged_where_they_happen_and_an_edited_entry_is_named() -> Res
     .await?;
     // The same figures for Prometheus (`GET /metrics`).
     let rf = "dataset=\"rf\",publisher=\"0\",department=\"国家数据局\",version=\"1\"";
-    let metrics = backflow_node::metrics::scrape(&requester).await?;
+    let metrics = backflow_node::metrics::scrape(&requester, dir.path()).await?;
     let size = requester.ledger_page(0, 1).await?.size;
     for line in [
         "backflow_share_requests{state=\"granted\"} 1".to_string(),
+        // The disk under the data directory is read (any size: a real file system's).
+        "backflow_disk_total_bytes ".to_string(),
         // 东城区 holds all 17 townships' partitions; one township runs a node and took its own.
         format!("backflow_dataset_held_complete{{{rf}}} 1"),
         format!(

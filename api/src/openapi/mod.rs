@@ -68,6 +68,7 @@ pub struct ErrorBody {
         routes::catalog::catalog_show,
         routes::catalog::catalog_search,
         routes::node::peers,
+        routes::node::health,
         routes::node::revocations,
         routes::node::revoke,
         routes::share::share_list,

@@ -82,6 +82,13 @@ described_object! {
     /// transport: `/tcp/` or `/quic-v1`).
     PeerView;
 
+    /// The node's health: `disk` — the file system holding the data directory: `total_bytes`,
+    /// `free_bytes` (available to the node), `low` (true under 10 % or 5 GiB free: received data
+    /// and receipts may soon fail to be stored) — and `parent` (null at the national node): its
+    /// `region`, `connected`, and `last_contact_at` (Unix ms of the latest message from it since
+    /// this node started, or null).
+    Health;
+
     /// A revocation in force here: `subject` (the region whose key is revoked), `key` (hex),
     /// `at` (issued, Unix ms), `issuer` (the issuer's region, or `root` for the offline root).
     RevocationView;

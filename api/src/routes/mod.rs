@@ -10,7 +10,7 @@
 //! | POST   | `/api/publish`       | `?dataset=&region_field=&format=csv\|ndjson[&strict_villages=true]`, the data as the body (streamed: `curl --data-binary @file`) → the publish report |
 //! | POST   | `/api/publish/file`  | `{dataset, region_field, file, format?, strict_villages?}`, `file` inside `import_dir` → a job |
 //! | GET    | `/api/jobs/{id}`     | a publish's progress and result                         |
-//! | GET    | `/api/status`        | `?dataset=NAME`                                         |
+//! | GET    | `/api/status`        | `?dataset=NAME&region=CODE` (CODE's children, inside this node's jurisdiction) |
 //! | GET    | `/api/export`        | `?dataset=&version=` → the lines, streamed; figures in `x-backflow-*` headers |
 //! | POST   | `/api/export`        | `{dataset, version?, out}`, `out` inside `export_dir`    |
 //! | GET    | `/api/catalog`       | `?region=&after=&limit=`: a page of the aggregated catalog of this subtree |
@@ -18,6 +18,7 @@
 //! | GET    | `/api/catalog-search`| `?q=&provider=&sharing=&region=&offset=&limit=`: search the unified catalog (Art. 16) |
 //! | POST   | `/api/catalog`       | a `CatalogEntry` or an array of them                    |
 //! | GET    | `/api/peers`         | connected peers and their verified regions              |
+//! | GET    | `/api/health`        | the data directory's disk (free, total, low) and the last contact with the parent |
 //! | GET    | `/api/share`         | `?overdue=true`: share requests this node is a party to, overdue first |
 //! | POST   | `/api/share`         | `ShareFileParams`: file a request as this node's department |
 //! | GET    | `/api/share/{id}`    | one share request (id or a unique 8+ digit prefix)      |
@@ -140,6 +141,7 @@ fn table<B: Backend>() -> Table<B> {
     .route("/api/catalog/{id}", get(catalog::catalog_show::<B>))
     .route("/api/catalog-search", get(catalog::catalog_search::<B>))
     .route("/api/peers", get(node::peers::<B>))
+    .route("/api/health", get(node::health::<B>))
     .route(
         "/api/revocations",
         get(node::revocations::<B>).post(node::revoke::<B>),

@@ -61,6 +61,21 @@ pub(super) async fn peers<B: Backend>(
 }
 
 #[utoipa::path(
+    get, path = "/api/health",
+    summary = "The node's health: its disk and its parent",
+    tag = "status",
+    responses(
+        (status = 200, description = "The data directory's disk and the last contact with the parent node", body = views::Health),
+        (status = 503, description = "The node did not answer in time.", body = ErrorBody),
+    ),
+)]
+pub(super) async fn health<B: Backend>(
+    State(api): State<Api<B>>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    answer(api.backend.health()).await.map(Json)
+}
+
+#[utoipa::path(
     get, path = "/api/revocations",
     summary = "Revocations in force here",
     tag = "status",

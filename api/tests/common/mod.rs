@@ -46,6 +46,11 @@ impl Backend for Fake {
     async fn peers(&self) -> Result<serde_json::Value, ApiError> {
         Ok(serde_json::json!([]))
     }
+    async fn health(&self) -> Result<serde_json::Value, ApiError> {
+        Ok(
+            serde_json::json!({"disk": {"total_bytes": 1, "free_bytes": 1, "low": false}, "parent": null}),
+        )
+    }
     async fn catalogs(
         &self,
         _params: backflow_api::CatalogListParams,

@@ -31,11 +31,19 @@ pub async fn show<B: Backend>(
         return Redirect::to("/ui/sharing").into_response();
     }
     let l = ctx.lang;
-    let (peers, status) = tokio::join!(answer(c.backend.peers()), answer(c.backend.status(None, None)));
+    let (peers, status, health) = tokio::join!(
+        answer(c.backend.peers()),
+        answer(c.backend.status(None, None)),
+        answer(c.backend.health())
+    );
     let body = html! {
         (jurisdiction(l, c.region))
         @if let (Some(parent), Ok(p)) = (c.region.parent(), &peers) {
             p { (l.t(Msg::Upstream)) (l.colon()) (upstream(l, parent, p)) }
+        }
+        @match &health {
+            Ok(h) => (health_line(l, h, format::now_ms())),
+            Err(e) => (layout::error_box(l, e)),
         }
         h2 { (l.t(Msg::Peers)) }
         @match &peers {
@@ -86,6 +94,34 @@ fn jurisdiction(l: Lang, region: RegionCode) -> Markup {
                             li { (topo.get(*child).map_or("", |r| r.name.as_str())) " " span.muted { (child) } }
                         }
                     }
+                }
+            }
+        }
+    }
+}
+
+/// The node's health: the data directory's disk (red when low) and the latest word from
+/// upstream.
+fn health_line(l: Lang, h: &Value, now: u64) -> Markup {
+    let disk = &h["disk"];
+    let (free, total) = (
+        disk["free_bytes"].as_u64().unwrap_or(0),
+        disk["total_bytes"].as_u64().unwrap_or(0),
+    );
+    let percent = (free as f64 * 100.0 / total.max(1) as f64).round();
+    html! {
+        p #health {
+            (l.t(Msg::Disk)) (l.colon())
+            span class=(if disk["low"] == true { "error" } else { "ok" }) {
+                (format::bytes(free)) " / " (format::bytes(total)) " " (l.t(Msg::DiskFree))
+                " (" (percent) " %)"
+                @if disk["low"] == true { " · " (l.t(Msg::DiskLow)) }
+            }
+            @if !h["parent"].is_null() {
+                " · " (l.t(Msg::UpstreamContact)) (l.colon())
+                @match h["parent"]["last_contact_at"].as_u64() {
+                    Some(at) => (format::moment(l, at, now)),
+                    None => (l.t(Msg::None)),
                 }
             }
         }

@@ -90,7 +90,11 @@ fn share(id: &str, requester: &str, provider: &str, deadline: Value) -> Value {
 }
 
 impl Backend for Fake {
-    async fn status(&self, dataset: Option<String>, region: Option<String>) -> Result<Value, ApiError> {
+    async fn status(
+        &self,
+        dataset: Option<String>,
+        region: Option<String>,
+    ) -> Result<Value, ApiError> {
         self.asked.lock().unwrap().push(dataset);
         let name = self.dataset.lock().unwrap().clone();
         let (at, children) = match region.as_deref() {
@@ -128,6 +132,12 @@ impl Backend for Fake {
             {"peer": "12D3KooWChildChildChildChildChild", "region": "4401",
              "addr": "/ip4/10.0.0.2/tcp/7400"},
         ]))
+    }
+    async fn health(&self) -> Result<Value, ApiError> {
+        Ok(json!({
+            "disk": {"total_bytes": 500_000_000_000u64, "free_bytes": 20_000_000_000u64, "low": true},
+            "parent": {"region": "0", "connected": true, "last_contact_at": RECEIPT_AT},
+        }))
     }
     async fn revoke(&self, _params: RevokeParams) -> Result<Value, ApiError> {
         Ok(json!({}))
