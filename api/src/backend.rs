@@ -222,8 +222,9 @@ pub struct DutyExtendParams {
 }
 
 /// An act on a share request by this node's department: `act` is `grant`, `refuse`, `notice`,
-/// `supplement`, `extend`, `start_delivery`, `delivered` or `withdraw`; the other fields are
-/// what that act needs.
+/// `supplement`, `extend`, `start_delivery`, `delivered`, `withdraw`, `consent` (to pass the
+/// data on, Art. 25) or one of the acts after a grant (Arts. 26–28); the other fields are what
+/// that act needs.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ShareActParams {
@@ -280,6 +281,16 @@ pub struct ShareActParams {
     /// A correction's answer: corrected (`true`) or not an error (`false`, with `reason`).
     #[serde(default)]
     pub corrected: Option<bool>,
+    /// A consent to pass the data on (Art. 25: 提供给第三方): the recipient's region — with
+    /// `recipient_department`, that one department; without, every department of the region
+    /// and below (return-flow there).
+    #[serde(default)]
+    pub recipient_region: Option<String>,
+    #[serde(default)]
+    pub recipient_department: Option<String>,
+    /// A consent's purpose: what the recipient uses the data for.
+    #[serde(default)]
+    pub purpose: Option<String>,
 }
 
 /// One record a correction request names.
