@@ -238,6 +238,8 @@ pub struct DutyExtendParams {
 /// An act on a share request by this node's department: `act` is `grant` (`approved_by`,
 /// `conditions`), `refuse` (`reasons`, `approved_by`), `notice` (`missing`), `supplement`
 /// (`material`), `extend` (`days`, `consent`, `reason`), `delivered`, `withdraw` (`reason`),
+/// `consent` to pass the data on to a third party (Art. 25: `recipient_region`,
+/// `recipient_department`, `purpose`, `approved_by`),
 /// `suspend` (`reason`, `days`, `approved_by`), `rectify` (`record`), `reinstate` (`record`,
 /// `approved_by`), `terminate` (`reason`, `negotiation`, `filing`, `approved_by`), `dispose`
 /// (`disposal`, `record`), `dispute` (`subject`, `claim`), `escalate`, `settle` (`record`),
@@ -299,6 +301,16 @@ pub struct ShareActParams {
     /// A correction's answer: corrected (`true`) or not an error (`false`, with `reason`).
     #[serde(default)]
     pub corrected: Option<bool>,
+    /// A consent to pass the data on (Art. 25: 提供给第三方): the recipient's region — with
+    /// `recipient_department`, that one department; without, every department of the region
+    /// and below (return-flow there).
+    #[serde(default)]
+    pub recipient_region: Option<String>,
+    #[serde(default)]
+    pub recipient_department: Option<String>,
+    /// A consent's purpose: what the recipient uses the data for.
+    #[serde(default)]
+    pub purpose: Option<String>,
 }
 
 /// One record a correction request names.

@@ -975,7 +975,7 @@ impl Runtime {
                 );
             }
             if let Some(request) = rec.manifest.manifest.delivers {
-                crate::share_api::check_in_force(&self.ep, &request)?;
+                crate::share_api::check_in_force(&self.ep, now, &request)?;
             }
             if !rf.is_complete(&held.hash) && !rec.published {
                 bail!(

@@ -10,8 +10,8 @@ use backflow_protocol::catalog::{CatalogOrigin, SharingAttribute, SharingMethod}
 use backflow_protocol::endpoint::Endpoint;
 use backflow_protocol::manifest::Hash;
 use backflow_protocol::share::{
-    Answer, CorrectionItem, DisposalMethod, Dispute, DisputeStage, Ending, Party, ShareAct,
-    ShareCase, ShareRejection, ShareRequest, ShareState,
+    Answer, CorrectionItem, DisposalMethod, Dispute, DisputeStage, Ending, Party, Recipient,
+    ShareAct, ShareCase, ShareRejection, ShareRequest, ShareState, UsageRefusal,
 };
 use backflow_protocol::time::UnixMs;
 use backflow_topology::RegionCode;
@@ -63,6 +63,11 @@ pub struct ShareView {
     /// Correction requests (Art. 26), each with its due day and answer.
     #[serde(default)]
     pub corrections: Vec<String>,
+    /// The provider's consents to pass the data on to a third party (Art. 25: 经政务数据提供
+    /// 部门同意), each with its recipient and purpose; without one the requester's node passes
+    /// none of the data on.
+    #[serde(default)]
+    pub consents: Vec<String>,
 }
 
 /// An answer of a service interface (服务接口) as the requesting department sees it.
@@ -253,6 +258,19 @@ pub fn view(id: &Hash, case: &ShareCase, calendar: &WorkingCalendar, now: UnixMs
             t
         }),
         disputes: case.disputes.iter().map(dispute_text).collect(),
+        consents: case
+            .pass_on_consents()
+            .map(|c| {
+                format!(
+                    "#{} {}: to {} for {} (approved by {})",
+                    c.ordinal,
+                    day(c.at),
+                    c.recipient,
+                    c.purpose,
+                    c.approved_by
+                )
+            })
+            .collect(),
         corrections: case
             .corrections
             .iter()
@@ -515,10 +533,16 @@ pub fn act_of(p: &ShareActParams, case: &ShareCase) -> Result<ShareAct> {
             ordinal: disputes,
             outcome: need(&p.record, "record (what was agreed)")?,
         },
+        "consent" => ShareAct::ConsentPassOn {
+            ordinal: case.pass_on_consents().count() as u32 + 1,
+            recipient: recipient_of(p)?,
+            purpose: need(&p.purpose, "purpose (what the recipient uses the data for)")?,
+            approved_by: need(&p.approved_by, "approved_by (负责人同意)")?,
+        },
         other => bail!(
             "unknown act {:?}: grant, refuse, notice, supplement, extend, delivered, \
              withdraw, suspend, rectify, reinstate, terminate, dispose, dispute, escalate, \
-             settle, correction or answer_correction",
+             settle, correction, answer_correction or consent",
             other.chars().take(32).collect::<String>()
         ),
     })
@@ -580,17 +604,39 @@ pub fn act(
     show(ep, now, &hex_id(&request))
 }
 
-/// A grant's delivered data is exported only while the grant is in force at this node: not
-/// while the requester's sharing is suspended, nor once it was terminated or disposed of
-/// (Art. 27), nor for a delivery whose request this node does not hold.
-pub fn check_in_force(ep: &Endpoint<PeerId>, request: &Hash) -> Result<()> {
+/// The recipient a consent names (Art. 25): a department of a region, or a whole region.
+fn recipient_of(p: &ShareActParams) -> Result<Recipient> {
+    let region = p
+        .recipient_region
+        .as_deref()
+        .ok_or_else(|| anyhow!("consent needs recipient_region (the third party's region)"))?;
+    let region = RegionCode::parse(region.trim())
+        .map_err(|_| anyhow!("recipient_region is not a region code (0, 2, 4, 6 or 9 digits)"))?;
+    Ok(match p.recipient_department.as_deref().map(str::trim) {
+        Some(d) if !d.is_empty() => Recipient::Department(CatalogOrigin {
+            region,
+            department: d.to_string(),
+        }),
+        _ => Recipient::Region(region),
+    })
+}
+
+/// A grant's delivered data is exported only while the grant is usable at this node
+/// ([`ShareCase::usable`]): within its term of use (使用时限, Art. 25) — whatever the
+/// delivery manifest's own expiry says — and not while the requester's sharing is suspended,
+/// nor once it was terminated or disposed of (Art. 27); nor a delivery whose request this node
+/// does not hold.
+pub fn check_in_force(ep: &Endpoint<PeerId>, now: UnixMs, request: &Hash) -> Result<()> {
     let short = &hex_id(request)[..8];
     match ep.share_service().case(request) {
-        Some(c) if c.state.in_force() => Ok(()),
-        Some(c) => {
-            let (en, zh) = state_names(c.state);
-            bail!("share request {short} is {en} ({zh}): its data is not exported (Art. 27)")
-        }
+        Some(c) => match c.usable(now) {
+            Ok(()) => Ok(()),
+            Err(UsageRefusal::NotInForce { .. }) => {
+                let (en, zh) = state_names(c.state);
+                bail!("share request {short} is {en} ({zh}): its data is not exported (Art. 27)")
+            }
+            Err(e) => bail!("{e}"),
+        },
         None => bail!("no share request {short} at this node: its delivery is not exported"),
     }
 }

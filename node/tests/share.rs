@@ -2,7 +2,8 @@
 //! 广东 township department's conditional catalog entry; the request crosses the country over
 //! the nodes' own connections (up to national, down to the township), the township answers,
 //! and both nodes hold the same case with the same statutory deadlines — also after the
-//! provider restarts.
+//! provider restarts; the granted data is delivered, not passed on to a third department
+//! without the provider's consent (Art. 25), suspended and disposed of (Art. 27).
 
 use std::time::Duration;
 
@@ -285,6 +286,104 @@ async fn a_county_department_requests_a_township_entry_across_the_country() -> R
         },
     )
     .await?;
+
+    // Art. 25, no third party (不得擅自将获得的政务数据提供给第三方): a 东莞 city department asks
+    // 东城's 民政局 for an entry of its own and is granted it. Delivering under that grant the
+    // data 东城 was granted is refused, naming the grant and the article — until the provider
+    // consents to that department, in a signed act that reaches the requester's node.
+    net.add_department(code("441900"), "市民政局").await?;
+    let third = net.nodes[&code("441900")].clone();
+    let mut own = entry();
+    own.id = "dibao-2026".into();
+    own.provider = "民政局".into();
+    requester.catalog_submit("民政局".into(), vec![own]).await?;
+    let second = third
+        .share_file(
+            "市民政局".into(),
+            ShareFileParams {
+                provider_region: REQUESTER.into(),
+                provider_department: "民政局".into(),
+                entry_id: "dibao-2026".into(),
+                scope: "东莞市低保申请人".into(),
+                ..filing()
+            },
+        )
+        .await?
+        .id;
+    wait_until(
+        "东城 to receive the second request",
+        Duration::from_secs(30),
+        async || {
+            Ok(requester
+                .share(second.clone())
+                .await
+                .is_ok_and(|v| v.state == "under_review"))
+        },
+    )
+    .await?;
+    requester
+        .share_act("民政局".into(), second.clone(), grant(Vec::new()))
+        .await?;
+    let deliver_second = async |work: &str| {
+        requester
+            .deliver_share(
+                "民政局".into(),
+                second.clone(),
+                Format::Csv,
+                None,
+                dir.path().join(work),
+                input(&data),
+            )
+            .await
+    };
+    let e = format!("{:#}", deliver_second("w4").await.unwrap_err());
+    assert!(
+        e.contains(&id[..8]) && e.contains("Art. 25") && e.contains("市民政局"),
+        "{e}"
+    );
+    assert_eq!(requester.share(second.clone()).await?.state, "granted");
+    let consent = ShareActParams {
+        act: "consent".into(),
+        approved_by: Some("镇人社分局负责人".into()),
+        recipient_region: Some("441900".into()),
+        recipient_department: Some("市民政局".into()),
+        purpose: Some("东莞市低保资格联审".into()),
+        ..ShareActParams::default()
+    };
+    // Not the requester's to give itself.
+    assert!(requester
+        .share_act("民政局".into(), id.clone(), consent.clone())
+        .await
+        .is_err());
+    let consented = provider
+        .share_act("镇人社分局".into(), id.clone(), consent)
+        .await?;
+    assert_eq!(consented.consents.len(), 1, "{consented:?}");
+    assert_eq!(consented.state, "delivered", "a consent changes no state");
+    wait_until(
+        "the requester to hold the consent",
+        Duration::from_secs(30),
+        async || {
+            Ok(requester
+                .share(id.clone())
+                .await
+                .is_ok_and(|v| v.consents.len() == 1))
+        },
+    )
+    .await?;
+    assert_eq!(deliver_second("w5").await?.state, "delivering");
+    wait_until(
+        "the third department to receive the data",
+        Duration::from_secs(60),
+        async || {
+            Ok(third
+                .share(second.clone())
+                .await
+                .is_ok_and(|v| v.state == "delivered"))
+        },
+    )
+    .await?;
+    drop(third);
 
     // Art. 27: the provider suspends the requester's sharing for misuse; the requester's node
     // exports nothing of it meanwhile; reinstated, it does again.

@@ -71,6 +71,7 @@ mod data_path;
 mod departments;
 mod grant_delivery;
 mod ledger_witness;
+mod pass_on;
 mod service_calls;
 mod trust_in_force;
 
@@ -524,13 +525,16 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
         None
     }
     /// The publisher's node starts a dataset version it holds in full (see
-    /// [`ReturnFlow::publish`]).
+    /// [`ReturnFlow::publish`]); data granted to this node goes only where the grant's
+    /// provider consented (Art. 25, [`Self::check_pass_on`]: every department of the scope).
     pub fn publish(
         &mut self,
         now: UnixMs,
         manifest: SignedManifest,
         entries: Vec<PartitionEntry>,
     ) -> Result<Hash, ReturnFlowError> {
+        let to = crate::share::Recipient::Region(manifest.manifest.scope);
+        self.check_pass_on(now, &entries, &to)?;
         self.rf.publish(now, &mut self.trust, manifest, entries)
     }
 

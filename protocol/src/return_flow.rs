@@ -263,6 +263,10 @@ pub enum ReturnFlowError {
     NotPublisher { node: RegionCode, scope: RegionCode },
     #[error("too many transfers (limit {max})")]
     TooManyTransfers { max: usize },
+    /// The endpoint's check before a publish: the version carries data granted to this node
+    /// that may not go to its recipients (Art. 25, `Endpoint::check_pass_on`).
+    #[error(transparent)]
+    GrantedData(#[from] crate::share::UsageRefusal),
 }
 
 impl ReturnFlow {

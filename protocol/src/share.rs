@@ -31,7 +31,9 @@ use crate::time::UnixMs;
 
 mod acts;
 mod case;
+mod conditions;
 mod governance;
+mod records;
 mod service;
 mod timers;
 
@@ -39,13 +41,14 @@ pub use acts::{
     ShareActBody, ShareActKind, ShareMsg, ShareRejection, SignedShareAct, SHARE_CLOCK_SKEW_MS_MAX,
 };
 pub use case::{
-    Answer, Applied, DeliveryRoute, Extension, IncompleteNotice, Overdue, Party, ShareAct,
-    ShareCase, ShareError, ShareState, DELIVERY_ADDRESSES_MAX, DELIVERY_ADDRESS_BYTES_MAX,
-};
-pub use case::{
-    Correction, CorrectionAnswer, CorrectionItem, DisposalMethod, Dispute, DisputeStage, Ending,
-    Suspension, CORRECTIONS_MAX, CORRECTION_ITEMS_MAX, CORRECTION_WORKING_DAYS, DISPUTES_MAX,
+    Answer, Applied, DeliveryRoute, Extension, IncompleteNotice, Overdue, ShareAct, ShareCase,
+    ShareError, ShareState, Suspension, DELIVERY_ADDRESSES_MAX, DELIVERY_ADDRESS_BYTES_MAX,
     RECTIFY_WORKING_DAYS_MAX, SUSPENSIONS_MAX,
+};
+pub use conditions::{PassOnConsent, UsageRefusal, PASS_ON_CONSENTS_MAX};
+pub use records::{
+    Correction, CorrectionAnswer, CorrectionItem, DisposalMethod, Dispute, DisputeStage, Ending,
+    Party, Recipient, CORRECTIONS_MAX, CORRECTION_ITEMS_MAX, CORRECTION_WORKING_DAYS, DISPUTES_MAX,
 };
 pub use service::{
     ShareEvent, ShareOutput, ShareService, ShareStorageOp, SHARE_CASES_MAX, SHARE_TRANSIT_MAX,

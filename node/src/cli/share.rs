@@ -108,6 +108,25 @@ pub enum ShareCmd {
         #[command(flatten)]
         data: DataArg,
     },
+    /// Consent, as the provider, to the requester passing the granted data on to a third
+    /// party (Art. 25: 确需提供给第三方的，应当经政务数据提供部门同意): --to-region alone covers
+    /// every department of that region and below (return-flow there); with --to-department,
+    /// that one department (a delivery to it). Without a consent the requester's node refuses
+    /// to publish or deliver the data it was granted.
+    Consent {
+        id: String,
+        #[arg(long)]
+        to_region: String,
+        #[arg(long)]
+        to_department: Option<String>,
+        /// What the recipient uses the data for.
+        #[arg(long)]
+        purpose: String,
+        #[arg(long)]
+        approved_by: String,
+        #[command(flatten)]
+        data: DataArg,
+    },
     /// Report the rectification of a suspended grant (整改情况), as the requester.
     Rectify {
         id: String,
@@ -440,6 +459,21 @@ pub fn run(args: ShareArgs, out: &mut impl Write) -> Result<()> {
             p.approved_by = Some(approved_by);
             (data.dir, id, p)
         }
+        ShareCmd::Consent {
+            id,
+            to_region,
+            to_department,
+            purpose,
+            approved_by,
+            data,
+        } => {
+            let mut p = act("consent");
+            p.recipient_region = Some(to_region);
+            p.recipient_department = to_department;
+            p.purpose = Some(purpose);
+            p.approved_by = Some(approved_by);
+            (data.dir, id, p)
+        }
         ShareCmd::Rectify { id, report, data } => {
             let mut p = act("rectify");
             p.record = Some(report);
@@ -660,6 +694,9 @@ fn print_one(out: &mut impl Write, v: serde_json::Value) -> Result<()> {
     }
     for d in &v.disputes {
         writeln!(out, "dispute:   {d}")?;
+    }
+    for c in &v.consents {
+        writeln!(out, "consent:   {c}")?;
     }
     if let Some(s) = &v.service {
         writeln!(

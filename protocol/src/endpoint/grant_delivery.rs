@@ -15,7 +15,7 @@ use crate::catalog::SharingMethod;
 use crate::manifest::{Hash, PartitionEntry, SignedManifest};
 use crate::region_tree::build_manifest;
 use crate::return_flow::ReturnFlowError;
-use crate::share::{DeliveryRoute, ShareAct, ShareRejection, ShareState};
+use crate::share::{DeliveryRoute, Recipient, ShareAct, ShareRejection, ShareState, UsageRefusal};
 use crate::time::UnixMs;
 use crate::time::HOUR_MS;
 
@@ -39,6 +39,8 @@ pub enum DeliveryFailure {
     ReturnFlow(#[from] ReturnFlowError),
     #[error(transparent)]
     Share(#[from] ShareRejection),
+    #[error(transparent)]
+    GrantedData(#[from] UsageRefusal),
     #[error("the renewal of request {0}'s delivery was not recorded: {1}")]
     NotRenewed(String, String),
 }
@@ -97,6 +99,9 @@ impl<P: Copy + Ord + std::fmt::Debug> Endpoint<P> {
         if m.delivers != Some(*request) || m.scope != r.requester.region {
             return Err(DeliveryFailure::WrongManifest(short));
         }
+        // Data granted to this node goes on only with its provider's consent (Art. 25).
+        let to = Recipient::Department(r.requester.clone());
+        self.check_pass_on(now, &entries, &to)?;
         let hash = self.rf.publish(now, &mut self.trust, manifest, entries)?;
         let route = DeliveryRoute {
             manifest: Some(hash),

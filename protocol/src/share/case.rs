@@ -36,12 +36,20 @@
 //! review restarts on complete material, as a fresh receipt would — plus any extension already
 //! granted. The one-shot notice is spent: a second notice is impossible.
 //!
+//! **Usage conditions (Art. 25).** The grant states the scope, purpose and term the request
+//! asked for (使用范围, 使用场景, 使用时限) and carries "no third party" (不得擅自将获得的政务数据
+//! 提供给第三方) with it; the provider widens it only by consenting, in a signed act of its own,
+//! to passing the data on to a named recipient ([`ShareAct::ConsentPassOn`],
+//! [`super::conditions`]). A consent changes no state.
+//!
 //! Acts are idempotent: an act already applied (e.g. retransmitted to the other party's node)
 //! is acknowledged and changes nothing.
 
-use backflow_topology::RegionCode;
 use serde::{Deserialize, Serialize};
 
+use super::records::{
+    Correction, CorrectionItem, DisposalMethod, Dispute, Ending, Party, Recipient,
+};
 use super::{
     ShareRequest, ANSWER_CONDITIONAL_WORKING_DAYS, ANSWER_UNCONDITIONAL_WORKING_DAYS,
     DELIVERY_WORKING_DAYS, EXTENSION_WORKING_DAYS_MAX, GRANT_CONDITIONS_MAX, NOTICE_ITEMS_MAX,
@@ -123,127 +131,6 @@ pub struct Suspension {
     pub resume: ShareState,
     /// The requester's rectification report, if given.
     pub rectified: Option<(UnixMs, String)>,
-}
-
-/// How the requester disposes of the data (Art. 27 ¶1: 按照政务数据提供部门的要求妥善处置).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum DisposalMethod {
-    /// 删除: the node deletes the content.
-    Delete,
-    /// 退还: handed back to the provider; the node's copy is deleted.
-    Return,
-    /// 归档: archived outside the sharing platform as the provider required; the node's copy
-    /// is deleted.
-    Archive,
-}
-
-/// Working days the provider has to verify, correct and answer a correction request
-/// (Art. 26: 自收到政务数据校核申请之日起10个工作日内予以核实、更正并反馈).
-pub const CORRECTION_WORKING_DAYS: u32 = 10;
-/// Correction requests one grant may see (one open at a time), and records one may name.
-pub const CORRECTIONS_MAX: u32 = 16;
-pub const CORRECTION_ITEMS_MAX: usize = 64;
-
-/// One record the requester believes wrong: its key, the field, and what is wrong.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CorrectionItem {
-    pub key: String,
-    pub field: String,
-    pub problem: String,
-}
-
-/// A correction request (政务数据校核申请, Art. 26) and its answer.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Correction {
-    pub ordinal: u32,
-    pub at: UnixMs,
-    pub items: Vec<CorrectionItem>,
-    /// The end of the 10 working days.
-    pub due: UnixMs,
-    pub answer: Option<CorrectionAnswer>,
-}
-
-/// The provider's answer (反馈校核处理结果): corrected, or not an error with its reason.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CorrectionAnswer {
-    pub at: UnixMs,
-    pub corrected: bool,
-    pub reason: String,
-    pub approved_by: String,
-}
-
-/// Disputes one case may see (one open at a time).
-pub const DISPUTES_MAX: u32 = 4;
-
-/// A dispute over a request, a grant, a correction or a suspension (政务数据共享争议, Art. 28).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Dispute {
-    pub ordinal: u32,
-    pub opened_by: Party,
-    pub opened_at: UnixMs,
-    /// What it is about (the request, the grant, a correction, a suspension…).
-    pub subject: String,
-    pub claim: String,
-    pub stage: DisputeStage,
-}
-
-/// Where a dispute stands, and who owns its next step.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum DisputeStage {
-    /// 协商: parties of one jurisdiction negotiate first (Art. 28 ¶2); either may take it to
-    /// their authority.
-    Negotiating,
-    /// 协调: at the authority of `authority` — the parties' own (one jurisdiction) or their
-    /// lowest common superior's (跨层级、跨地域), which coordinates.
-    Coordinating {
-        authority: RegionCode,
-        since: UnixMs,
-    },
-    /// Settled: agreed between the parties, or at the authority's coordination.
-    Settled {
-        at: UnixMs,
-        coordinated: bool,
-        outcome: String,
-    },
-    /// Not settled at the authority: referred to its people's government to decide
-    /// (报本级人民政府决定) — the final recorded state here.
-    Referred { at: UnixMs, outcome: String },
-}
-
-impl DisputeStage {
-    pub fn is_open(&self) -> bool {
-        matches!(
-            self,
-            DisputeStage::Negotiating | DisputeStage::Coordinating { .. }
-        )
-    }
-}
-
-/// The end of a grant (Art. 27): termination or disposal, as recorded.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Ending {
-    Terminated {
-        at: UnixMs,
-        reason: String,
-        /// The recorded negotiation with the requester (协商); `None` only after a failed
-        /// rectification.
-        negotiation: Option<String>,
-        /// The filing with the same-level authority (备案); as above.
-        filing: Option<String>,
-        approved_by: String,
-    },
-    Disposed {
-        at: UnixMs,
-        method: DisposalMethod,
-        record: String,
-    },
-}
-
-/// Who must act next.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Party {
-    Requester,
-    Provider,
 }
 
 /// The one incomplete-material notice (一次性告知, Art. 21 ¶2).
@@ -377,6 +264,15 @@ pub enum ShareAct {
     },
     /// Either party: negotiation failed; take the dispute to the parties' authority.
     EscalateDispute { ordinal: u32 },
+    /// Provider: consent to the requester passing the granted data on to `recipient`, a third
+    /// party, for `purpose` (Art. 25: 确需…提供给第三方的，应当经政务数据提供部门同意) — a new signed
+    /// act referencing the grant; `ordinal`: its 1st, 2nd… consent ([`super::conditions`]).
+    ConsentPassOn {
+        ordinal: u32,
+        recipient: Recipient,
+        purpose: String,
+        approved_by: String,
+    },
     /// The party that opened it: settled by agreement (its claim met or withdrawn).
     SettleDispute { ordinal: u32, outcome: String },
     /// The coordinating authority (a node act of the authority's jurisdiction): settled, or
@@ -477,6 +373,13 @@ pub enum ShareError {
         "{act} is the coordinating authority's (the parties' lowest common superior, Art. 28)"
     )]
     ForTheAuthority { act: &'static str },
+    #[error(
+        "{recipient} is no third party to this grant (its own requester or provider): nothing to \
+         consent to"
+    )]
+    NotAThirdParty { recipient: String },
+    #[error("{act}: the grant's term of use (使用时限) has ended")]
+    TermEnded { act: &'static str },
     #[error(transparent)]
     Calendar(#[from] CalendarError),
 }
@@ -609,6 +512,10 @@ impl ShareCase {
     /// Whether `act` was applied to this case: since its delivery was last renewed, when a
     /// renewal's verification (`Delivered`) is a new act again.
     pub fn has_applied(&self, act: &ShareAct) -> bool {
+        if matches!(act, ShareAct::ConsentPassOn { .. }) {
+            // Numbered: never repeated, whatever was renewed since.
+            return self.acts.iter().any(|(_, a)| a == act);
+        }
         let since = self
             .acts
             .iter()
@@ -882,6 +789,7 @@ impl ShareCase {
             | ShareAct::Coordinate { .. }
             | ShareAct::RequestCorrection { .. }
             | ShareAct::AnswerCorrection { .. } => self.govern(calendar, now, by, act)?,
+            ShareAct::ConsentPassOn { .. } => self.consent_pass_on(now, by, act)?,
         }
         Ok(())
     }
@@ -958,6 +866,7 @@ pub(super) fn act_name(act: &ShareAct) -> &'static str {
         ShareAct::Coordinate { .. } => "the authority's coordination",
         ShareAct::RequestCorrection { .. } => "a correction request",
         ShareAct::AnswerCorrection { .. } => "a correction's answer",
+        ShareAct::ConsentPassOn { .. } => "a consent to pass the data on",
     }
 }
 

@@ -9,12 +9,12 @@
 use backflow_topology::RegionCode;
 
 use super::case::{
-    act_name, check_approval, check_text, Acting, Applied, Party, ShareAct, ShareCase,
+    act_name, check_approval, check_text, Acting, Applied, ShareAct, ShareCase, ShareError,
+    ShareState, Suspension, RECTIFY_WORKING_DAYS_MAX, SUSPENSIONS_MAX,
 };
-use super::case::{
-    Correction, CorrectionAnswer, Dispute, DisputeStage, Ending, ShareError, ShareState,
-    Suspension, CORRECTIONS_MAX, CORRECTION_ITEMS_MAX, CORRECTION_WORKING_DAYS, DISPUTES_MAX,
-    RECTIFY_WORKING_DAYS_MAX, SUSPENSIONS_MAX,
+use super::records::{
+    Correction, CorrectionAnswer, Dispute, DisputeStage, Ending, Party, CORRECTIONS_MAX,
+    CORRECTION_ITEMS_MAX, CORRECTION_WORKING_DAYS, DISPUTES_MAX,
 };
 use crate::calendar::WorkingCalendar;
 use crate::time::UnixMs;
