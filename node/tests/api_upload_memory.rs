@@ -90,11 +90,10 @@ async fn a_one_gib_upload_publishes_with_bounded_memory() -> Result<()> {
         "00".repeat(32)
     ))?;
     let app = api_router(&data, &cfg, node).await?;
-    tokio::spawn(backflow_api::serve::serve(
-        listener,
-        app,
-        std::future::pending(),
-    ));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(backflow_api::serve::serve(listener, app, async move {
+        let _ = stopped.await;
+    }));
     let client = Client::new(addr, ApiToken::load(&data)?);
 
     // Peak RSS from here on (Linux: writing 5 to clear_refs resets VmHWM).
@@ -129,5 +128,11 @@ async fn a_one_gib_upload_publishes_with_bounded_memory() -> Result<()> {
         "peak RSS grew by {} MiB for a 1 GiB upload",
         growth >> 20
     );
+    // Close the server and the node (and with them RocksDB) before the process exits: a
+    // database still open at exit races its background threads against static destructors
+    // ("pthread lock: Invalid argument", an abort after the test passed).
+    let _ = stop.send(());
+    server.await??;
+    net.shutdown().await?;
     Ok(())
 }

@@ -229,7 +229,17 @@ struct Open {
     id: u32,
     file: File,
     len: u64,
+    /// Bytes appended since the last early sync was started.
+    unsynced: u64,
 }
+
+/// After this many bytes appended, a sync of the segment starts on a thread of its own while
+/// the publish goes on. Why: a national publish writes ~0.5 GB of segments, far below the
+/// kernel's own writeback threshold on a machine with this much memory, so without it all of
+/// it went to the device in the one sync at the end, after the CPU work, not beside it (the
+/// `partition` bench: publish 213 → 199 MB/s against the RocksDB path it replaced, which
+/// flushes as it goes).
+const EARLY_SYNC_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Writes a publisher's small partitions into segments (see the module docs). Not durable
 /// until [`SegmentWriter::finish`] syncs them, which the publish does before it flushes the
@@ -241,6 +251,8 @@ pub struct SegmentWriter<'s> {
     written: Vec<File>,
     /// Segments holding content this publish found stored already, synced at the end too.
     held: BTreeSet<u32>,
+    /// The early sync running (at most one: it only has to keep the device busy).
+    syncing: Option<std::thread::JoinHandle<std::io::Result<()>>>,
 }
 
 impl<'s> SegmentWriter<'s> {
@@ -250,6 +262,7 @@ impl<'s> SegmentWriter<'s> {
             open: None,
             written: Vec::new(),
             held: BTreeSet::new(),
+            syncing: None,
         }
     }
 
@@ -325,7 +338,12 @@ impl<'s> SegmentWriter<'s> {
                 .append(true)
                 .open(&path)
                 .with_context(|| format!("creating segment {}", path.display()))?;
-            self.open = Some(Open { id, file, len: 0 });
+            self.open = Some(Open {
+                id,
+                file,
+                len: 0,
+                unsynced: 0,
+            });
         }
         Ok(self.open.as_mut().expect("opened above"))
     }
@@ -343,6 +361,7 @@ impl<'s> SegmentWriter<'s> {
         let Some(open) = self.open.as_mut() else {
             bail!("segment bytes to write without an open segment");
         };
+        let added_bytes: u64 = slices.iter().map(|s| s.len() as u64).sum();
         write_all_vectored(&mut open.file, slices).with_context(|| {
             format!(
                 "writing segment {}",
@@ -350,6 +369,21 @@ impl<'s> SegmentWriter<'s> {
             )
         })?;
         slices.clear();
+        open.unsynced += added_bytes;
+        if open.unsynced >= EARLY_SYNC_BYTES
+            && self.syncing.as_ref().is_none_or(|s| s.is_finished())
+        {
+            // The end's sync still covers everything; this one only starts the device early.
+            if let Some(done) = self.syncing.take() {
+                join_sync(done)?;
+            }
+            let file = open
+                .file
+                .try_clone()
+                .context("cloning a segment's handle")?;
+            open.unsynced = 0;
+            self.syncing = Some(std::thread::spawn(move || file.sync_data()));
+        }
         let _counts = self
             .store
             .segments
@@ -363,6 +397,9 @@ impl<'s> SegmentWriter<'s> {
 
     /// Makes every segment written durable (data, then their directory entries).
     pub fn finish(mut self) -> Result<()> {
+        if let Some(done) = self.syncing.take() {
+            join_sync(done)?;
+        }
         if let Some(o) = self.open.take() {
             self.written.push(o.file);
         }
@@ -382,6 +419,14 @@ impl<'s> SegmentWriter<'s> {
         File::open(&self.store.segments.dir)
             .and_then(|d| d.sync_all())
             .with_context(|| format!("syncing {}", self.store.segments.dir.display()))
+    }
+}
+
+/// Waits for an early sync; its error is the publish's.
+fn join_sync(done: std::thread::JoinHandle<std::io::Result<()>>) -> Result<()> {
+    match done.join() {
+        Ok(result) => result.context("syncing a segment"),
+        Err(_) => bail!("the thread syncing a segment panicked"),
     }
 }
 
