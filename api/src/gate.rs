@@ -124,7 +124,10 @@ pub const DEPARTMENT_PATHS: &[&str] = &[
 /// issued to it, and a department's token, confined to [`DEPARTMENT_PATHS`], could not
 /// otherwise read it. Keeping the Host check means a page the operator visits still cannot
 /// read it through a rebound host name, like every other path.
-pub const OPEN_PATHS: &[&str] = &[crate::openapi::OPENAPI_PATH];
+pub const OPEN_PATHS: &[&str] = &[OPENAPI_PATH];
+
+/// Where the OpenAPI document is served ([`crate::openapi`]).
+pub const OPENAPI_PATH: &str = "/api/openapi.json";
 
 /// The departments' tokens, shared with the node, which adds one when a department is added.
 #[derive(Clone, Default)]

@@ -25,5 +25,6 @@ pub use backend::{
     ShareFileParams, UseRecordParams,
 };
 pub use error::ApiError;
-pub use routes::{router, Directories};
+pub use openapi::router;
+pub use routes::Directories;
 pub use token::ApiToken;

@@ -11,11 +11,10 @@ use std::sync::OnceLock;
 
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi};
 
 use crate::error::ApiError;
 use crate::routes;
@@ -23,18 +22,14 @@ use crate::routes;
 pub mod views;
 
 /// Where the document is served (see [`crate::gate::OPEN_PATHS`] for why without a token).
-pub const OPENAPI_PATH: &str = "/api/openapi.json";
+/// Defined by the gate, which must know it before any route exists (no gate ↔ openapi circle).
+pub use crate::gate::OPENAPI_PATH;
 
 /// The name of the bearer-token security scheme in the document (the `security` of
 /// [`ApiDoc`] spells it out: the derive takes a literal).
 pub const SECURITY_SCHEME: &str = "api_token";
 
-/// Every error the API itself answers: `{"error": "…"}`. The message names what is wrong (a
-/// field, a line, a limit), never request bodies, file contents, tokens or keys.
-#[derive(Serialize, ToSchema)]
-pub struct ErrorBody {
-    pub error: String,
-}
+pub use views::ErrorBody;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -211,11 +206,20 @@ fn document_json() -> Result<&'static [u8], ApiError> {
     security(()),
     responses((status = 200, description = "The OpenAPI document", body = views::OpenApiDocument)),
 )]
-pub(crate) async fn openapi_json() -> Result<Response, ApiError> {
+async fn openapi_json() -> Result<Response, ApiError> {
     let mut response = document_json()?.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
     Ok(response)
+}
+
+/// The API's router, gate included, with its OpenAPI document at [`OPENAPI_PATH`].
+pub fn router<B: crate::Backend>(
+    backend: B,
+    gate: crate::gate::Gate,
+    dirs: crate::Directories,
+) -> axum::Router {
+    routes::router(backend, gate, dirs, axum::routing::get(openapi_json))
 }

@@ -11,6 +11,13 @@
 use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type};
 use utoipa::openapi::RefOr;
 
+/// Every error the API itself answers: `{"error": "…"}`. The message names what is wrong (a
+/// field, a line, a limit), never request bodies, file contents, tokens or keys.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: String,
+}
+
 /// One described object: a unit struct (never built; it only names a schema) whose doc
 /// comment is the schema's description.
 macro_rules! described_object {

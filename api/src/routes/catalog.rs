@@ -14,8 +14,7 @@ use crate::backend::{
 };
 use crate::error::ApiError;
 use crate::gate::Principal;
-use crate::openapi::views;
-use crate::openapi::ErrorBody;
+use crate::openapi::views::{self, ErrorBody};
 
 #[utoipa::path(
     get, path = "/api/catalog",

@@ -22,8 +22,7 @@ use crate::backend::{Backend, ExportWhich, PublishParams};
 use crate::confine;
 use crate::error::ApiError;
 use crate::jobs::JobView;
-use crate::openapi::views;
-use crate::openapi::ErrorBody;
+use crate::openapi::views::{self, ErrorBody};
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]

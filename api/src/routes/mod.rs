@@ -95,7 +95,7 @@ pub struct Directories {
 }
 
 #[derive(Clone)]
-struct Api<B> {
+pub(crate) struct Api<B> {
     backend: B,
     dirs: Directories,
     jobs: Arc<Jobs>,
@@ -118,7 +118,11 @@ impl<B: Backend> Table<B> {
     }
 }
 
-fn table<B: Backend>() -> Table<B> {
+/// The route serving the OpenAPI document, handed in by [`crate::openapi`]: the document
+/// lists these routes' handlers, so this module does not import it back (no import circle).
+pub(crate) type DocumentRoute<B> = MethodRouter<Api<B>>;
+
+fn table<B: Backend>(document: DocumentRoute<B>) -> Table<B> {
     Table {
         router: Router::new(),
         paths: Vec::new(),
@@ -182,27 +186,30 @@ fn table<B: Backend>() -> Table<B> {
         "/api/departments",
         get(node::departments::<B>).post(node::department_add::<B>),
     )
-    .route(
-        crate::openapi::OPENAPI_PATH,
-        get(crate::openapi::openapi_json),
-    )
+    .route(gate::OPENAPI_PATH, document)
 }
 
 /// Every path [`router`] registers, in order (for the check of the OpenAPI document; `B` only
 /// names the handlers' type, no backend is made).
 pub fn registered_paths<B: Backend>() -> Vec<&'static str> {
-    table::<B>().paths
+    table::<B>(get(|| async { StatusCode::NOT_FOUND })).paths
 }
 
-/// The API's router, gate included.
-pub fn router<B: Backend>(backend: B, gate: Gate, dirs: Directories) -> Router {
+/// The API's router, gate included, serving the OpenAPI document with `document` (see
+/// [`crate::openapi::router`], the one caller).
+pub(crate) fn router<B: Backend>(
+    backend: B,
+    gate: Gate,
+    dirs: Directories,
+    document: DocumentRoute<B>,
+) -> Router {
     let api = Api {
         backend,
         dirs,
         jobs: Arc::default(),
         exports: Arc::new(Semaphore::new(EXPORTS_RUNNING_MAX)),
     };
-    table::<B>()
+    table::<B>(document)
         .router
         .fallback(|| async { not_found() })
         .layer(DefaultBodyLimit::max(JSON_BODY_BYTES_MAX))

@@ -12,8 +12,7 @@ use super::{answer, Api};
 use crate::backend::{Backend, RevokeParams, UseRecordParams};
 use crate::error::ApiError;
 use crate::gate::Principal;
-use crate::openapi::views;
-use crate::openapi::ErrorBody;
+use crate::openapi::views::{self, ErrorBody};
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]

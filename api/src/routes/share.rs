@@ -10,8 +10,7 @@ use super::{answer, body_reader, format_named, Api};
 use crate::backend::{Backend, ShareActParams, ShareFileParams};
 use crate::error::ApiError;
 use crate::gate::Principal;
-use crate::openapi::views;
-use crate::openapi::ErrorBody;
+use crate::openapi::views::{self, ErrorBody};
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
