@@ -97,7 +97,7 @@ impl Backend for NodeBackend {
                     p.region
                         .as_deref()
                         .and_then(|r| RegionCode::parse(r).ok())
-                        .is_some_and(|r| r != me && r.contains(me))
+                        .is_some_and(|r| crate::handle::is_upstream(me, r))
                 };
                 let at = self.node.stats.upstream_contact_ms.load(Ordering::Relaxed);
                 serde_json::json!({

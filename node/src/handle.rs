@@ -12,6 +12,7 @@ use backflow_protocol::catalog::{CatalogEntry, CatalogOrigin};
 use backflow_protocol::cert::NodeIdentity;
 use backflow_protocol::manifest::{DatasetId, Hash, HeldVersion, PartitionEntry, SignedManifest};
 use backflow_protocol::return_flow::TransferRecord;
+use backflow_protocol::time::UnixMs;
 use backflow_topology::RegionCode;
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{mpsc, oneshot};
@@ -207,6 +208,20 @@ pub struct NodeStats {
     /// Unix ms of the latest frame from an upstream node (one whose region contains this
     /// node's: the parent, or an ancestor after a fallback) since this node started; 0: none.
     pub upstream_contact_ms: AtomicU64,
+}
+
+impl NodeStats {
+    /// Records a frame from a peer of region `from` at `now` if it is upstream of `me`.
+    pub fn heard_from(&self, me: RegionCode, from: Option<RegionCode>, now: UnixMs) {
+        if from.is_some_and(|r| is_upstream(me, r)) {
+            self.upstream_contact_ms.store(now.0, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Whether `region` is above `me` (the parent, or an ancestor a fallback reached).
+pub fn is_upstream(me: RegionCode, region: RegionCode) -> bool {
+    region != me && region.contains(me)
 }
 
 /// Who waits for a service interface call this node's department made (`Cmd::CallService`).

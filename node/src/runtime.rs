@@ -377,15 +377,8 @@ impl Runtime {
             }
         };
         let now = now_ms();
-        if self
-            .ep
-            .region_of(&peer)
-            .is_some_and(|r| r != self.ep.region() && r.contains(self.ep.region()))
-        {
-            self.stats
-                .upstream_contact_ms
-                .store(now.0, Ordering::Relaxed);
-        }
+        self.stats
+            .heard_from(self.ep.region(), self.ep.region_of(&peer), now);
         // A chunk frame on the control plane: handled like one on the data plane.
         if let Some(frame) = self.ep.handle_message(now, peer, msg) {
             self.on_chunk(peer, frame.into());

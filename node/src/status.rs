@@ -164,7 +164,19 @@ pub fn datasets(
             if view.regions_expected == 0 {
                 continue;
             }
-            let inside = || rec.entries.iter().filter(|e| child.contains(e.region));
+            // One pass over the held partitions (at the publisher, the whole country's):
+            // what is expected under the child, and whether any lies below it.
+            let (records_expected, bytes_expected, has_children) = rec
+                .entries
+                .iter()
+                .filter(|e| child.contains(e.region))
+                .fold((0, 0, false), |(records, bytes, below), e| {
+                    (
+                        records + e.records,
+                        bytes + e.bytes,
+                        below || e.region != child,
+                    )
+                });
             let delivered = u64::from(view.regions_delivered);
             let expected = u64::from(view.regions_expected);
             let last_receipt_at = receipts
@@ -186,12 +198,12 @@ pub fn datasets(
                 region: child.to_string(),
                 name: topo.get(child).map_or(String::new(), |r| r.name.clone()),
                 state,
-                has_children: inside().any(|e| e.region != child),
+                has_children,
                 regions_expected: expected,
                 regions_delivered: delivered,
-                records_expected: inside().map(|e| e.records).sum(),
+                records_expected,
                 records_delivered: view.records_delivered,
-                bytes_expected: inside().map(|e| e.bytes).sum(),
+                bytes_expected,
                 bytes_delivered: view.bytes_delivered,
                 last_receipt_at,
             });
