@@ -30,8 +30,15 @@ const BODY_READ_MAX: u64 = 1 << 20;
 struct Memory;
 
 impl Backend for Memory {
-    async fn status(&self, dataset: Option<String>) -> Result<serde_json::Value, ApiError> {
-        Ok(serde_json::json!([{ "dataset": dataset }]))
+    async fn status(
+        &self,
+        dataset: Option<String>,
+        region: Option<String>,
+    ) -> Result<serde_json::Value, ApiError> {
+        Ok(serde_json::json!([{ "dataset": dataset, "region": region }]))
+    }
+    async fn health(&self) -> Result<serde_json::Value, ApiError> {
+        Ok(serde_json::json!({"disk": {"total_bytes": 1, "free_bytes": 1, "low": false}}))
     }
     async fn peers(&self) -> Result<serde_json::Value, ApiError> {
         Ok(serde_json::json!([]))
