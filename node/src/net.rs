@@ -1,5 +1,6 @@
-//! The libp2p side: TCP (TLS 1.3 or noise, then yamux) and QUIC, identify, ping, and two
-//! protocols that carry protocol frames ([`backflow_protocol::wire`]):
+//! The libp2p side: TCP (TLS 1.3 or noise, then yamux) and QUIC, identify, ping, circuit
+//! relay between nodes with no direct route ([`crate::relay`]), and two protocols that carry
+//! protocol frames ([`backflow_protocol::wire`]):
 //! - `/backflow/frame/1`, the control plane: request-response, one frame per request (hello,
 //!   announces, chunk requests, receipts, catalog sync).
 //! - `/backflow/chunks/1`, the data plane: one long-lived stream per peer and direction
@@ -32,7 +33,7 @@ use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{
-    connection_limits, identify, identity, noise, ping, quic, tcp, yamux, Multiaddr,
+    connection_limits, identify, identity, noise, ping, quic, relay, tcp, yamux, Multiaddr,
     StreamProtocol, Swarm,
 };
 
@@ -173,11 +174,19 @@ pub struct Behaviour {
     pub ping: ping::Behaviour,
     pub frames: request_response::Behaviour<FrameCodec>,
     pub chunks: libp2p_stream::Behaviour,
+    /// Relays circuits for admitted peers ([`crate::relay`]).
+    pub relay: relay::Behaviour,
+    /// Reserves at upstream relays and dials relayed addresses ([`crate::relay`]).
+    pub relay_client: relay::client::Behaviour,
 }
 
 /// Builds the swarm for an identity key (the node's ed25519 key doubles as its libp2p key, so
-/// the certificate's peer id is derived from the certified key).
-pub fn build_swarm(keypair: identity::Keypair) -> anyhow::Result<Swarm<Behaviour>> {
+/// the certificate's peer id is derived from the certified key). `relay_admission` is who may
+/// use this node as a relay: the endpoint's admission, kept up to date by the event loop.
+pub fn build_swarm(
+    keypair: identity::Keypair,
+    relay_admission: &crate::relay::RelayAdmission,
+) -> anyhow::Result<Swarm<Behaviour>> {
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(
@@ -195,7 +204,14 @@ pub fn build_swarm(keypair: identity::Keypair) -> anyhow::Result<Swarm<Behaviour
             cfg.max_concurrent_stream_limit = STREAMS_PER_CONNECTION_MAX as u32;
             cfg
         })
-        .with_behaviour(|key| Behaviour {
+        // Relayed connections get the same security and multiplexing as direct TCP, end to
+        // end between the two parties: the relay forwards ciphertext.
+        .with_relay_client((crate::tls::Config::new, noise::Config::new), || {
+            let mut cfg = yamux::Config::default();
+            cfg.set_max_num_streams(STREAMS_PER_CONNECTION_MAX);
+            cfg
+        })?
+        .with_behaviour(|key, relay_client| Behaviour {
             limits: connection_limits::Behaviour::new(
                 connection_limits::ConnectionLimits::default()
                     .with_max_pending_incoming(Some(PENDING_INBOUND_CONNECTIONS_MAX))
@@ -220,6 +236,18 @@ pub fn build_swarm(keypair: identity::Keypair) -> anyhow::Result<Swarm<Behaviour
                     .with_max_concurrent_streams(STREAMS_PER_CONNECTION_MAX),
             ),
             chunks: libp2p_stream::Behaviour::new(),
+            relay: {
+                let mut relay = relay::Behaviour::new(
+                    key.public().to_peer_id(),
+                    crate::relay::server_config(relay_admission),
+                );
+                // libp2p turns a relay on only once the node has confirmed external
+                // addresses (AutoNAT); nodes here are reached at configured addresses, and
+                // admission, not advertisement, decides who may use the relay.
+                relay.set_status(Some(relay::Status::Enable));
+                relay
+            },
+            relay_client,
         })?
         .with_swarm_config(|c| {
             c.with_idle_connection_timeout(Duration::from_millis(IDLE_CONNECTION_TIMEOUT_MS))

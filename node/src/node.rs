@@ -96,7 +96,8 @@ pub async fn start(setup: NodeSetup) -> Result<(NodeHandle, tokio::task::JoinHan
     let search = crate::catalog_search::CatalogSearch::start(store.clone(), &setup.db_path)?;
     let keypair = keypair_from_signing_key(&identity.key);
     let peer_id = keypair.public().to_peer_id();
-    let mut swarm = build_swarm(keypair)?;
+    let relay = crate::relay::RelayState::default();
+    let mut swarm = build_swarm(keypair, &relay.admission)?;
     let mut control = swarm.behaviour().chunks.new_control();
     let incoming = control
         .accept(CHUNK_PROTOCOL)
@@ -190,6 +191,7 @@ pub async fn start(setup: NodeSetup) -> Result<(NodeHandle, tokio::task::JoinHan
         unsynced: false,
         scrub: Default::default(),
         recent_drops: Default::default(),
+        relay,
     };
     let stats = Arc::clone(&rt.stats);
     rt.redial();

@@ -16,14 +16,12 @@ use backflow_protocol::endpoint::{Event, Output, RunVerdict, Storage};
 use backflow_protocol::manifest::{DatasetId, Hash, HeldVersion};
 use backflow_protocol::outbox::Outbox;
 use backflow_protocol::return_flow::{self, StorageOp, TransferRecord};
-use backflow_protocol::share::{ShareEvent, DELIVERY_ADDRESSES_MAX, DELIVERY_ADDRESS_BYTES_MAX};
+use backflow_protocol::share::ShareEvent;
 use backflow_protocol::time::UnixMs;
 use backflow_protocol::wire::{decode_frame, encode_frame, Message};
 use backflow_protocol::Endpoint;
 use backflow_topology::RegionCode;
-use libp2p::multiaddr::Protocol;
 use libp2p::request_response;
-use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm};
 use tokio::sync::mpsc;
@@ -88,6 +86,8 @@ pub(crate) struct Runtime {
     pub scrub: ScrubState,
     /// Damaged groups dropped lately: later reports of them from older reads are stale.
     pub recent_drops: crate::damage::RecentDrops,
+    /// Who may relay through this node, and its reservations upstream ([`crate::relay`]).
+    pub relay: crate::relay::RelayState,
 }
 
 impl Runtime {
@@ -161,67 +161,7 @@ impl Runtime {
             }
         }
         self.dial_deliveries();
-    }
-
-    /// Providers whose granted data this node fetches (Art. 22) and is not connected to:
-    /// dialled directly, at the addresses their signed start named, each only under its own
-    /// peer id.
-    pub(crate) fn dial_deliveries(&mut self) {
-        for d in self.ep.delivery_dials(now_ms()) {
-            let mut by_peer: HashMap<PeerId, Vec<Multiaddr>> = HashMap::new();
-            for a in &d.addresses {
-                let Ok(addr) = a.parse::<Multiaddr>() else {
-                    continue;
-                };
-                if let Some(Protocol::P2p(peer)) = addr.iter().last() {
-                    by_peer.entry(peer).or_default().push(addr);
-                }
-            }
-            for (peer, addrs) in by_peer {
-                let opts = DialOpts::peer_id(peer)
-                    .addresses(addrs)
-                    .condition(PeerCondition::DisconnectedAndNotDialing)
-                    .build();
-                if let Err(e) = self.swarm.dial(opts) {
-                    debug!(region = %d.region, error = %e, "delivery dial failed");
-                }
-            }
-        }
-    }
-
-    /// Where a requester's node connects to fetch a delivery from this node: the addresses
-    /// this node listens on (each naming its peer id), routable ones first, at most
-    /// [`DELIVERY_ADDRESSES_MAX`].
-    pub(crate) fn delivery_addresses(&self) -> Vec<String> {
-        let me = *self.swarm.local_peer_id();
-        let mut addrs: Vec<Multiaddr> = self
-            .swarm
-            .external_addresses()
-            .chain(self.swarm.listeners())
-            .filter(|a| {
-                !a.iter().any(|p| match p {
-                    Protocol::Ip4(ip) => ip.is_unspecified(),
-                    Protocol::Ip6(ip) => ip.is_unspecified(),
-                    _ => false,
-                })
-            })
-            .cloned()
-            .collect();
-        let loopback = |a: &Multiaddr| {
-            a.iter().any(|p| match p {
-                Protocol::Ip4(ip) => ip.is_loopback(),
-                Protocol::Ip6(ip) => ip.is_loopback(),
-                _ => false,
-            })
-        };
-        addrs.sort_by_key(loopback);
-        addrs.dedup();
-        addrs
-            .into_iter()
-            .map(|a| a.with_p2p(me).unwrap_or_else(|a| a).to_string())
-            .filter(|a| a.len() <= DELIVERY_ADDRESS_BYTES_MAX)
-            .take(DELIVERY_ADDRESSES_MAX)
-            .collect()
+        self.reserve_relays();
     }
 
     /// Sends a control frame to `peer`, or queues it while the peer has its fill of requests
@@ -307,6 +247,7 @@ impl Runtime {
                 }
                 self.ep.handle_disconnected(peer_id);
                 self.data.admitted.remove(&peer_id);
+                self.relay.admission.remove(&peer_id);
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 debug!(peer = ?peer_id, error = %error, "outgoing connection failed");
@@ -321,6 +262,11 @@ impl Runtime {
                 debug!(addr = %send_back_addr, error = %error, "incoming connection refused or failed");
             }
             SwarmEvent::Behaviour(BehaviourEvent::Frames(ev)) => self.on_frames(ev),
+            SwarmEvent::Behaviour(BehaviourEvent::Relay(ev)) => self.on_relay_server(ev),
+            SwarmEvent::Behaviour(BehaviourEvent::RelayClient(ev)) => self.on_relay_client(ev),
+            SwarmEvent::ListenerClosed { listener_id, .. } => {
+                self.relay_listener_closed(listener_id)
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Identify(ev)) => {
                 debug!(event = ?ev, "identify");
             }
@@ -557,10 +503,13 @@ impl Runtime {
             Event::Ledger(e) => self.on_ledger_event(e),
             Event::PeerAdmitted { peer, region } => {
                 self.data.admitted.admit(peer);
-                info!(%peer, %region, "peer verified")
+                self.relay.admission.admit(self.ep.region(), peer, region);
+                info!(%peer, %region, "peer verified");
+                self.reserve_relays();
             }
             Event::PeerRefused { peer, error } => {
                 self.data.admitted.remove(&peer);
+                self.relay.admission.remove(&peer);
                 self.stats.peers_refused.fetch_add(1, Ordering::Relaxed);
                 warn!(%peer, reason = %error, "refusing peer");
             }

@@ -145,6 +145,62 @@ impl Net {
         veth
     }
 
+    /// No route between two nodes, both ways, while both keep their links to everyone else:
+    /// a blackhole route to the other's address in each container's network namespace (as
+    /// two data centres whose private networks do not reach each other). Each sees its
+    /// packets to the other dropped at once.
+    pub fn cut_between(&self, a: &str, b: &str) {
+        for (from, to) in [(a, b), (b, a)] {
+            let pid = docker_output(&[
+                "inspect",
+                "--format",
+                "{{.State.Pid}}",
+                &self.node(from).id(),
+            ]);
+            let target = format!("{}/32", self.node(to).ip());
+            let out = Command::new("nsenter")
+                .args([
+                    "-t",
+                    pid.trim(),
+                    "-n",
+                    "ip",
+                    "route",
+                    "add",
+                    "blackhole",
+                    &target,
+                ])
+                .output()
+                .expect("nsenter");
+            assert!(
+                out.status.success(),
+                "cutting {from} off {to} (ip route in {from}'s namespace) failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+
+    /// Whether a TCP connection from `from`'s network namespace to `to`'s libp2p port opens
+    /// (within 3 s).
+    pub fn can_connect(&self, from: &str, to: &str) -> bool {
+        let pid = docker_output(&[
+            "inspect",
+            "--format",
+            "{{.State.Pid}}",
+            &self.node(from).id(),
+        ]);
+        let probe = format!(
+            "exec 3<>/dev/tcp/{}/{}",
+            self.node(to).ip(),
+            crate::net::P2P_PORT
+        );
+        Command::new("nsenter")
+            .args(["-t", pid.trim(), "-n", "timeout", "3", "bash", "-c", &probe])
+            .output()
+            .expect("nsenter")
+            .status
+            .success()
+    }
+
     /// Bytes the container has received through its current veth, with that veth's
     /// identity (name, ifindex): a restart may or may not replace the veth, and a replaced
     /// one counts from zero.

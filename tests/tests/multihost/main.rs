@@ -24,5 +24,6 @@ mod poll;
 mod suite;
 
 mod data;
+mod relayed;
 mod scenarios;
 mod sharing;

@@ -1,7 +1,8 @@
-//! Scenario 10 (issue 17): a share request across the country, answered and delivered by batch
-//! exchange between two nodes that are not in line — a 北京 county and a 广东 township — each
-//! in its own container, while a third node (another 北京 county) without a grant gets
-//! nothing.
+//! Scenario 10 (issues 17, 18): a share request across the country, answered and delivered by
+//! batch exchange between two nodes that are not in line — a 北京 county and a 广东 township —
+//! each in its own container, while a third node (another 北京 county) without a grant gets
+//! nothing; then the grant suspended for misuse, enforced at the requester within seconds,
+//! and reinstated.
 
 use std::time::{Duration, Instant};
 
@@ -55,7 +56,7 @@ fn entry() -> Value {
     })
 }
 
-fn share_state(net: &Net, node: &str, id: &str) -> Option<String> {
+pub(crate) fn share_state(net: &Net, node: &str, id: &str) -> Option<String> {
     let v = crate::poll::http(
         &net.node(node).api(),
         "GET",
@@ -84,157 +85,95 @@ async fn s10_county_requests_township_data_across_the_country_and_only_it_receiv
     let _serial = serial().await;
     let started = Instant::now();
     let mut net = Net::new(suite, "s10");
-    // A grant today has its delivery due 20 working days on, into next year: every node gets
-    // a stand-in arrangement for next year (no holidays, no make-up days) as the operator adds
-    // the State Council's notice (`calendar add`, read at start). Without it a grant made
-    // now is refused, naming the missing year.
-    let year: i32 = date_in_days(0)[..4].parse().expect("a year");
-    let arrangement = format!("[{}]\noff = []\nwork = []\n", year + 1);
-    for (name, region) in NODES {
-        net.init(name, region);
-        if region != "0" {
-            net.certify(name);
-        }
-        let file = net.host_path(name, "next-year.toml");
-        std::fs::write(&file, &arrangement).expect("calendar file");
-        let dir = net.node(name).dir.to_string_lossy().to_string();
-        let file = file.to_string_lossy().to_string();
-        host_backflow(suite, &["calendar", "add", "--data", &dir, &file]);
-    }
+    init_with_next_year(&mut net, &NODES);
     for (name, _) in NODES {
         net.start(name, Wiring::default()).await;
     }
-    let secs = Duration::from_secs;
+    let (id, csv, dataset) = request_grant_deliver(&net, "dongcheng", "dg-town", PROVIDER).await;
 
-    // The township's department publishes a conditional entry (batch exchange).
-    crate::data::catalog_add(&net, "dg-town", &entry()).await;
-
-    // The county's department files a request for it (Art. 20).
-    let until = date_in_days(300);
-    let out = net
-        .cli(
-            "dongcheng",
-            &[
-                "share",
-                "request",
-                "--provider-region",
-                PROVIDER,
-                "--provider-department",
-                DEPARTMENT,
-                "--entry",
-                "shebao-2026",
-                "--basis",
-                "《社会救助暂行办法》第十一条",
-                "--scenario",
-                "最低生活保障资格核查",
-                "--scope",
-                "东城区低保申请人",
-                "--method",
-                "batch_exchange",
-                "--until",
-                &until,
-                "--approved-by",
-                "民政局数据共享工作机构负责人",
-            ],
-        )
-        .await;
-    let id = field(&out, "id:");
-    wait_for(
-        "the township to receive the request",
-        secs(SHARE_S_MAX),
-        || async {
-            (share_state(&net, "dg-town", &id).as_deref() == Some("under_review")).then_some(())
-        },
-    )
-    .await;
-
-    // The township grants under a condition its catalog lists (Art. 21).
-    net.cli(
-        "dg-town",
-        &[
-            "share",
-            "answer",
-            &id,
-            "--grant",
-            "--condition",
-            "社会救助资格核查",
-            "--approved-by",
-            "镇人社分局负责人",
-        ],
-    )
-    .await;
-    wait_for(
-        "the county to hear of the grant",
-        secs(SHARE_S_MAX),
-        || async {
-            (share_state(&net, "dongcheng", &id).as_deref() == Some("granted")).then_some(())
-        },
-    )
-    .await;
-
-    // It delivers the granted data by batch exchange (Art. 22).
-    let mut csv = "公民身份号码,参保状态\n".as_bytes().to_vec();
-    for i in 0..50_000 {
-        csv.extend_from_slice(format!("1101011990{i:08},参保\n").as_bytes());
-    }
-    std::fs::write(net.host_path("dg-town", "granted.csv"), &csv).expect("write data");
-    let out = net
-        .cli(
-            "dg-town",
-            &[
-                "share",
-                "deliver",
-                &id,
-                "--file",
-                &format!("{DATA_DIR}/granted.csv"),
-            ],
-        )
-        .await;
-    assert!(out.contains("delivering"), "{out}");
-    let dataset = field(&out, "delivery:  dataset")
-        .split_whitespace()
-        .next()
-        .expect("dataset name")
-        .to_string();
-
-    // The county's node connects to the township's directly, fetches, verifies, records.
-    for node in ["dongcheng", "dg-town"] {
-        wait_for(
-            &format!("{node} to record the delivery"),
-            secs(SHARE_S_MAX),
-            || async {
-                (share_state(&net, node, &id).as_deref() == Some("delivered")).then_some(())
-            },
-        )
-        .await;
-    }
     // National, their lowest common superior, sees it delivered too.
     wait_for(
         "national to see the delivery",
-        secs(SHARE_S_MAX),
+        Duration::from_secs(SHARE_S_MAX),
         || async {
             (share_state(&net, "national", &id).as_deref() == Some("delivered")).then_some(())
         },
     )
     .await;
+    export_exactly(&net, "dongcheng", PROVIDER, &dataset, &csv).await;
+
+    // Misuse (Art. 27 ¶2): the township suspends the county's sharing under the grant. The
+    // signed act crosses the country (township → national → county, six hops) and every party
+    // enforces it at once: the county's export is refused; reinstated, it works again.
+    let suspended_at = Instant::now();
     net.cli(
-        "dongcheng",
+        "dg-town",
         &[
-            "export",
-            "--dataset",
-            &dataset,
-            "--publisher",
-            PROVIDER,
-            "--out",
-            &format!("{DATA_DIR}/received.csv"),
+            "share",
+            "suspend",
+            &id,
+            "--reason",
+            "超出使用范围",
+            "--days",
+            "10",
+            "--approved-by",
+            "人社部门负责人",
         ],
     )
     .await;
-    let got = std::fs::read(net.host_path("dongcheng", "received.csv")).expect("export");
-    assert!(
-        got == csv,
-        "the county exports the granted data byte for byte"
-    );
+    for node in ["dongcheng", "national"] {
+        wait_for(
+            &format!("{node} to see the suspension"),
+            Duration::from_secs(SHARE_S_MAX),
+            || async {
+                (share_state(&net, node, &id).as_deref() == Some("suspended")).then_some(())
+            },
+        )
+        .await;
+        println!(
+            "s10: suspension in force at {node} {:.1} s after the act",
+            suspended_at.elapsed().as_secs_f64()
+        );
+    }
+    let (code, _, err) = net
+        .cli_status(
+            "dongcheng",
+            &[
+                "export",
+                "--dataset",
+                &dataset,
+                "--publisher",
+                PROVIDER,
+                "--out",
+                &format!("{DATA_DIR}/while-suspended.csv"),
+            ],
+        )
+        .await;
+    assert_ne!(code, 0, "the county exported data of a suspended grant");
+    assert!(err.contains("suspended"), "{err}");
+    assert!(!net.host_path("dongcheng", "while-suspended.csv").exists());
+    net.cli(
+        "dg-town",
+        &[
+            "share",
+            "reinstate",
+            &id,
+            "--note",
+            "整改到位",
+            "--approved-by",
+            "人社部门负责人",
+        ],
+    )
+    .await;
+    wait_for(
+        "the county to see the reinstatement",
+        Duration::from_secs(SHARE_S_MAX),
+        || async {
+            (share_state(&net, "dongcheng", &id).as_deref() == Some("delivered")).then_some(())
+        },
+    )
+    .await;
+    export_exactly(&net, "dongcheng", PROVIDER, &dataset, &csv).await;
 
     // Nobody else holds a byte of it: not the third county, not the relays, not national.
     for (name, _) in NODES
@@ -264,8 +203,168 @@ async fn s10_county_requests_township_data_across_the_country_and_only_it_receiv
     crate::scenarios::elapsed("s10", started);
 }
 
+/// Creates each node (parent before child: certificates are issued down the chain) and adds
+/// a stand-in arrangement for next year to its calendar. A grant today has its delivery due
+/// 20 working days on, possibly into next year: every node gets next year (no holidays, no
+/// make-up days) as the operator adds the State Council's notice (`calendar add`, read at
+/// start). Without it a grant made now is refused, naming the missing year.
+pub(crate) fn init_with_next_year(net: &mut Net, nodes: &[(&str, &str)]) {
+    let year: i32 = date_in_days(0)[..4].parse().expect("a year");
+    let arrangement = format!("[{}]\noff = []\nwork = []\n", year + 1);
+    for &(name, region) in nodes {
+        net.init(name, region);
+        if region != "0" {
+            net.certify(name);
+        }
+        let file = net.host_path(name, "next-year.toml");
+        std::fs::write(&file, &arrangement).expect("calendar file");
+        let dir = net.node(name).dir.to_string_lossy().to_string();
+        let file = file.to_string_lossy().to_string();
+        host_backflow(net.suite, &["calendar", "add", "--data", &dir, &file]);
+    }
+}
+
+/// The whole exchange between two running nodes: the provider's department publishes a
+/// conditional entry, the requester's files a request for it (Art. 20), the provider grants
+/// (Art. 21) and delivers 50,000 records by batch exchange (Art. 22), and both record the
+/// delivery. Returns the request's id, the delivered bytes and the delivery's dataset.
+pub(crate) async fn request_grant_deliver(
+    net: &Net,
+    requester: &str,
+    provider: &str,
+    provider_region: &str,
+) -> (String, Vec<u8>, String) {
+    let secs = Duration::from_secs;
+    crate::data::catalog_add(net, provider, &entry()).await;
+    let until = date_in_days(300);
+    let out = net
+        .cli(
+            requester,
+            &[
+                "share",
+                "request",
+                "--provider-region",
+                provider_region,
+                "--provider-department",
+                DEPARTMENT,
+                "--entry",
+                "shebao-2026",
+                "--basis",
+                "《社会救助暂行办法》第十一条",
+                "--scenario",
+                "最低生活保障资格核查",
+                "--scope",
+                "低保申请人",
+                "--method",
+                "batch_exchange",
+                "--until",
+                &until,
+                "--approved-by",
+                "民政局数据共享工作机构负责人",
+            ],
+        )
+        .await;
+    let id = field(&out, "id:");
+    wait_for(
+        "the provider to receive the request",
+        secs(SHARE_S_MAX),
+        || async {
+            (share_state(net, provider, &id).as_deref() == Some("under_review")).then_some(())
+        },
+    )
+    .await;
+
+    // The provider grants under a condition its catalog lists (Art. 21).
+    net.cli(
+        provider,
+        &[
+            "share",
+            "answer",
+            &id,
+            "--grant",
+            "--condition",
+            "社会救助资格核查",
+            "--approved-by",
+            "人社部门负责人",
+        ],
+    )
+    .await;
+    wait_for(
+        "the requester to hear of the grant",
+        secs(SHARE_S_MAX),
+        || async { (share_state(net, requester, &id).as_deref() == Some("granted")).then_some(()) },
+    )
+    .await;
+
+    // It delivers the granted data by batch exchange (Art. 22).
+    let mut csv = "公民身份号码,参保状态\n".as_bytes().to_vec();
+    for i in 0..50_000 {
+        csv.extend_from_slice(format!("1101011990{i:08},参保\n").as_bytes());
+    }
+    std::fs::write(net.host_path(provider, "granted.csv"), &csv).expect("write data");
+    let out = net
+        .cli(
+            provider,
+            &[
+                "share",
+                "deliver",
+                &id,
+                "--file",
+                &format!("{DATA_DIR}/granted.csv"),
+            ],
+        )
+        .await;
+    assert!(out.contains("delivering"), "{out}");
+    let dataset = field(&out, "delivery:  dataset")
+        .split_whitespace()
+        .next()
+        .expect("dataset name")
+        .to_string();
+
+    // The requester's node connects to the provider's, fetches, verifies, records.
+    for node in [requester, provider] {
+        wait_for(
+            &format!("{node} to record the delivery"),
+            secs(SHARE_S_MAX),
+            || async {
+                (share_state(net, node, &id).as_deref() == Some("delivered")).then_some(())
+            },
+        )
+        .await;
+    }
+    (id, csv, dataset)
+}
+
+/// `node` exports the delivery and gets `expected` byte for byte.
+pub(crate) async fn export_exactly(
+    net: &Net,
+    node: &str,
+    publisher: &str,
+    dataset: &str,
+    expected: &[u8],
+) {
+    net.cli(
+        node,
+        &[
+            "export",
+            "--dataset",
+            dataset,
+            "--publisher",
+            publisher,
+            "--out",
+            &format!("{DATA_DIR}/received.csv"),
+        ],
+    )
+    .await;
+    let got = std::fs::read(net.host_path(node, "received.csv")).expect("export");
+    assert!(
+        got == expected,
+        "{node} exports the granted data byte for byte"
+    );
+}
+
 /// The Beijing date `days` from now (YYYY-MM-DD).
-fn date_in_days(days: u64) -> String {
+pub(crate) fn date_in_days(days: u64) -> String {
     use backflow_protocol::time::{UnixMs, DAY_MS};
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -1,0 +1,78 @@
+//! Scenario 11 (issue 17): granted data delivered through a relay. 北京 asks 广东 for data;
+//! the two provinces' nodes have no route to each other (a blackhole route in each container,
+//! as two provincial data centres whose networks do not meet) and both reach national, their
+//! common ancestor. The delivery goes through national's circuit relay, end to end encrypted:
+//! national forwards it and holds none of it.
+
+use std::time::{Duration, Instant};
+
+use crate::net::{Net, Wiring};
+use crate::poll::wait_for;
+use crate::sharing::{export_exactly, init_with_next_year, request_grant_deliver, share_state};
+use crate::suite::{serial, suite};
+
+const REQUESTER: &str = "11"; // 北京市
+const PROVIDER: &str = "44"; // 广东省
+
+const NODES: [(&str, &str); 3] = [
+    ("national", "0"),
+    ("beijing", REQUESTER),
+    ("guangdong", PROVIDER),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s11_provinces_without_a_route_deliver_through_national_relay() {
+    let Some(suite) = suite("s11_provinces_without_a_route_deliver_through_national_relay") else {
+        return;
+    };
+    let _serial = serial().await;
+    let started = Instant::now();
+    let mut net = Net::new(suite, "s11");
+    init_with_next_year(&mut net, &NODES);
+    for (name, _) in NODES {
+        net.start(name, Wiring::default()).await;
+    }
+    assert!(
+        net.can_connect("beijing", "guangdong"),
+        "the probe itself works"
+    );
+    net.cut_between("beijing", "guangdong");
+    assert!(
+        !net.can_connect("beijing", "guangdong") && !net.can_connect("guangdong", "beijing"),
+        "北京 and 广东 still reach each other directly: the cut did not hold"
+    );
+
+    let (id, csv, dataset) = request_grant_deliver(&net, "beijing", "guangdong", PROVIDER).await;
+    export_exactly(&net, "beijing", PROVIDER, &dataset, &csv).await;
+
+    // It came through national's relay: 北京's connection to 广东 is a relayed one, and
+    // national logged the circuit.
+    let peers = net.api("beijing", "GET", "/api/peers", None);
+    let provider = peers
+        .as_array()
+        .expect("peers")
+        .iter()
+        .find(|p| p["region"].as_str() == Some(PROVIDER))
+        .unwrap_or_else(|| panic!("北京 is not connected to 广东: {peers}"));
+    let addr = provider["addr"].as_str().unwrap_or_default();
+    assert!(
+        addr.contains("/p2p-circuit"),
+        "北京 reached 广东 at {addr}, not through a relay"
+    );
+    assert!(net.logs("national").await.contains("relaying a circuit"));
+
+    // National saw the request and its delivery (their common superior) and holds none of it.
+    wait_for(
+        "national to see the delivery",
+        Duration::from_secs(120),
+        || async {
+            (share_state(&net, "national", &id).as_deref() == Some("delivered")).then_some(())
+        },
+    )
+    .await;
+    assert!(
+        net.dataset_status("national", &dataset).is_none(),
+        "the relay holds the delivery"
+    );
+    crate::scenarios::elapsed("s11", started);
+}
