@@ -18,7 +18,7 @@ use crate::error::ApiError;
 pub struct PublishParams {
     pub dataset: String,
     pub region_field: String,
-    /// `csv` or `ndjson`.
+    /// `csv`, `ndjson`, `xlsx` or `parquet` (the last two converted to CSV / NDJSON records).
     pub format: String,
     /// Reject 12-digit codes of unknown villages instead of rolling them up to their township.
     #[serde(default)]
@@ -60,6 +60,10 @@ pub struct ExportWhich {
     /// The latest held version if `None`.
     #[serde(default)]
     pub version: Option<u64>,
+    /// `xlsx` or `parquet` to have the records as a table; `None` (or the published format's
+    /// name): the published records byte for byte.
+    #[serde(default)]
+    pub format: Option<String>,
     /// Where the export goes, for the compliance ledger (Art. 29): the API's response or
     /// a file. Set by the route, never by a caller.
     #[serde(skip)]

@@ -106,8 +106,8 @@ async fn a_streamed_publish_reaches_the_node_whole_and_is_reported() {
     let view: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(view["state"], "done");
     assert_eq!(view["bytes_read"], expected.len());
-    // A format that is neither is refused before any byte is read.
-    let bad = "/api/publish?dataset=d&region_field=v&format=xlsx";
+    // A format none of csv, ndjson, xlsx, parquet is refused before any byte is read.
+    let bad = "/api/publish?dataset=d&region_field=v&format=xls";
     let (status, _) = send(&s.app, request(&s, "POST", bad, Body::from("x"))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
@@ -217,6 +217,25 @@ async fn exports_stream_whole_or_are_cut_off_and_files_stay_confined() {
     .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body, b"h\nline 1\nline 2\n");
+    // A table format passes (the node writes the table); an unknown one is refused.
+    let (status, _) = send(
+        &s.app,
+        request(
+            &s,
+            "GET",
+            "/api/export?dataset=d&format=XLSX",
+            Body::empty(),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = send(
+        &s.app,
+        request(&s, "GET", "/api/export?dataset=d&format=xls", Body::empty()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(String::from_utf8_lossy(&body).contains("xlsx or parquet"));
 
     // A writer that fails midway: the response body errors instead of ending cleanly.
     *s.fake.export.lock().unwrap() = None;

@@ -12,4 +12,5 @@ pub mod fields;
 pub mod line_report;
 pub mod partition;
 mod scan;
+pub mod source;
 pub mod township_index;

@@ -22,6 +22,7 @@ use crate::departments;
 use crate::handle::{DatasetQuery, NodeHandle};
 use crate::partition::{Format, RegionField, VillagePolicy};
 use crate::publish::{work_dir, PublishReport, PublishRequest};
+use backflow_ingest::source::FileFormat;
 
 /// Departments in a catalog page when the caller names no limit.
 const CATALOG_PAGE_DEPARTMENTS: usize = 1_000;
@@ -54,6 +55,15 @@ fn json(value: impl serde::Serialize) -> Result<serde_json::Value, ApiError> {
 
 /// Numbers deliveries' scratch directories within this process.
 static DELIVERY_SEQ: AtomicU64 = AtomicU64::new(0);
+/// Numbers the scratch directories of exports written as tables.
+static EXPORT_SEQ: AtomicU64 = AtomicU64::new(0);
+
+fn stored_name(format: Format) -> &'static str {
+    match format {
+        Format::Csv => "csv",
+        Format::Ndjson => "ndjson",
+    }
+}
 
 impl Backend for NodeBackend {
     async fn status(
@@ -253,8 +263,14 @@ impl Backend for NodeBackend {
         input: PublishInput,
         progress: Arc<AtomicU64>,
     ) -> Result<serde_json::Value, ApiError> {
-        let format =
-            Format::parse(&params.format).map_err(|e| ApiError::bad_request(format!("{e:#}")))?;
+        let file_format = FileFormat::parse(&params.format)
+            .map_err(|e| ApiError::bad_request(format!("{e:#}")))?;
+        // One scratch directory per job: two publishes of one dataset never share spills.
+        let job_dir = work_dir(&self.data_dir, &params.dataset).join(job.to_string());
+        // Excel and Parquet become CSV and NDJSON records here, as the partitioner reads.
+        let (format, input) =
+            backflow_formats::publish_input::records_of(file_format, input, &job_dir)
+                .map_err(|e| ApiError::internal(&e))?;
         let req = PublishRequest {
             dataset: params.dataset.clone(),
             region_field: RegionField::new(
@@ -263,8 +279,7 @@ impl Backend for NodeBackend {
             ),
             format,
             department: self.department.clone(),
-            // One scratch directory per job: two publishes of one dataset never share spills.
-            work_dir: work_dir(&self.data_dir, &params.dataset).join(job.to_string()),
+            work_dir: job_dir,
             rejects_path: Some(self.data_dir.join(format!("rejects-{job}.tsv"))),
         };
         let scratch = req.work_dir.clone();
@@ -290,6 +305,12 @@ impl Backend for NodeBackend {
             .map(|p| parse_region("publisher", p))
             .transpose()?;
         let destination = which.destination;
+        let table = which
+            .format
+            .as_deref()
+            .map(FileFormat::parse)
+            .transpose()
+            .map_err(|e| ApiError::bad_request(format!("{e:#}")))?;
         let query = DatasetQuery {
             name: which.dataset,
             publisher,
@@ -302,6 +323,26 @@ impl Backend for NodeBackend {
             .record_of(query)
             .await
             .map_err(|e| ApiError::not_found(format!("{e:#}")))?;
+        let stored = match records
+            .first()
+            .map(|(_, r)| r.manifest.manifest.schema.name.as_str())
+        {
+            Some("ndjson") => Format::Ndjson,
+            _ => Format::Csv,
+        };
+        // The published records as they are, or as a table (xlsx, parquet) written from them.
+        let table = match table {
+            Some(t) if t.is_converted() => Some(t),
+            Some(t) if t.name() == stored_name(stored) => None,
+            None => None,
+            Some(t) => {
+                return Err(ApiError::bad_request(format!(
+                    "the dataset is stored as {}: export it as that, xlsx or parquet, not {}",
+                    stored_name(stored),
+                    t.name()
+                )))
+            }
+        };
         let (summary, records) = self
             .node
             .verify_for_export(records, &destination)
@@ -309,6 +350,12 @@ impl Backend for NodeBackend {
             .map_err(|e| ApiError::internal(&e))?;
         let region = self.node.region();
         let store = self.node.store.clone();
+        // `-` never survives `work_dir`'s sanitising: no dataset's spill directory is this.
+        let scratch = self
+            .data_dir
+            .join("spill")
+            .join("export-tables")
+            .join(EXPORT_SEQ.fetch_add(1, Ordering::Relaxed).to_string());
         Ok(Export {
             summary: ExportSummary {
                 dataset: summary.dataset,
@@ -320,7 +367,21 @@ impl Backend for NodeBackend {
                 bytes: summary.bytes,
             },
             write: Box::new(move |out| {
-                crate::export::write(&store, &records, region, out).map(|_| ())
+                let mut records_to = |w: &mut dyn std::io::Write| -> Result<()> {
+                    crate::export::write(&store, &records, region, w).map(|_| ())
+                };
+                let Some(table) = table else {
+                    return records_to(out);
+                };
+                let written = backflow_formats::export::write_table(
+                    table,
+                    stored,
+                    &scratch,
+                    &mut records_to,
+                    out,
+                );
+                let _ = std::fs::remove_dir_all(&scratch);
+                written.map(|_| ())
             }),
         })
     }

@@ -11,13 +11,13 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use backflow_ingest::partition::Format;
+use backflow_ingest::source::{FileFormat, FILE_FORMAT_NAMES};
 use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use tokio_util::io::{ReaderStream, SyncIoBridge};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{body_reader, format_name, format_named, Api, EXPORTS_RUNNING_MAX, EXPORT_PIPE_BYTES};
+use super::{body_reader, file_format_named, Api, EXPORTS_RUNNING_MAX, EXPORT_PIPE_BYTES};
 use crate::backend::{Backend, ExportWhich, PublishParams};
 use crate::confine;
 use crate::error::ApiError;
@@ -32,7 +32,8 @@ pub(super) struct PublishQuery {
     dataset: String,
     /// The field holding each record's region code (a 9-digit township or 12-digit village).
     region_field: String,
-    /// `csv` or `ndjson`.
+    /// `csv`, `ndjson`, `xlsx` (the first worksheet; converted to CSV records) or `parquet`
+    /// (converted to NDJSON records); the mapping is in node/README.md.
     format: String,
     /// Reject 12-digit codes of unknown villages instead of rolling them up to their township.
     #[serde(default)]
@@ -62,7 +63,7 @@ pub(super) async fn publish_stream<B: Backend>(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let format = format_named(&q.format)?;
+    let format = file_format_named(&q.format)?;
     let (id, job, _permit) = api.jobs.start(length)?;
     let params = PublishParams {
         dataset: q.dataset,
@@ -99,7 +100,7 @@ pub(super) struct PublishFileBody {
     /// A path inside `import_dir` (relative to it, or absolute within it).
     #[schema(value_type = String)]
     file: PathBuf,
-    /// `csv` or `ndjson`; absent: told by the file name's extension.
+    /// `csv`, `ndjson`, `xlsx` or `parquet`; absent: told by the file name's extension.
     #[serde(default)]
     format: Option<String>,
     #[serde(default)]
@@ -136,13 +137,13 @@ pub(super) async fn publish_file<B: Backend>(
         )
     })?;
     let format = match body.format {
-        Some(f) => format_named(&f)?,
-        None => Format::from_path(&body.file)
-            .map(|f| format_name(f).to_string())
+        Some(f) => file_format_named(&f)?,
+        None => FileFormat::from_path(&body.file)
+            .map(|f| f.name().to_string())
             .ok_or_else(|| {
-                ApiError::bad_request(
-                    "cannot tell the format from the file name; pass format: csv or ndjson",
-                )
+                ApiError::bad_request(format!(
+                    "cannot tell the format from the file name; pass format: {FILE_FORMAT_NAMES}"
+                ))
             })?,
     };
     let (file, len) = dir.open(&body.file)?;
@@ -198,6 +199,9 @@ pub(super) struct ExportQuery {
     publisher: Option<String>,
     /// The publisher's department (as `publisher`).
     department: Option<String>,
+    /// `xlsx` or `parquet`: the records as a table (every column text; node/README.md has
+    /// the mapping). Absent: the published records, byte for byte.
+    format: Option<String>,
 }
 
 fn summary_headers(summary: &crate::backend::ExportSummary) -> HeaderMap {
@@ -233,7 +237,7 @@ fn summary_headers(summary: &crate::backend::ExportSummary) -> HeaderMap {
                 ("x-backflow-records" = u64, description = "Records exported"),
                 ("x-backflow-bytes" = u64, description = "Bytes exported"),
             )),
-        (status = 400, description = "A publisher that is not a region code", body = ErrorBody),
+        (status = 400, description = "A publisher that is not a region code, or an unknown format", body = ErrorBody),
         (status = 404, description = "No such dataset version held here (or several owners: name publisher and department)", body = ErrorBody),
         (status = 503, description = "Exports are already running at the bound", body = ErrorBody),
     ),
@@ -252,6 +256,7 @@ pub(super) async fn export_stream<B: Backend>(
             publisher: q.publisher,
             department: q.department,
             version: q.version,
+            format: q.format.as_deref().map(file_format_named).transpose()?,
             destination: "the API's response (GET /api/export)".into(),
         })
         .await?;
@@ -304,6 +309,10 @@ pub(super) struct ExportFileBody {
     /// A new file's path inside `export_dir`.
     #[schema(value_type = String)]
     out: PathBuf,
+    /// `xlsx` or `parquet`: the records as a table. Absent: the published records, byte for
+    /// byte.
+    #[serde(default)]
+    format: Option<String>,
 }
 
 /// What an export to a file wrote, and where.
@@ -349,6 +358,7 @@ pub(super) async fn export_file<B: Backend>(
             publisher: body.publisher,
             department: body.department,
             version: body.version,
+            format: body.format.as_deref().map(file_format_named).transpose()?,
             destination: format!("file {}", body.out.display()),
         })
         .await?;

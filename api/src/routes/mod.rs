@@ -53,6 +53,7 @@ use axum::routing::{get, post, MethodRouter};
 use axum::RequestExt;
 use axum::{Json, Router};
 use backflow_ingest::partition::Format;
+use backflow_ingest::source::FileFormat;
 use futures::StreamExt;
 use tokio::sync::Semaphore;
 use tokio_util::io::{StreamReader, SyncIoBridge};
@@ -270,6 +271,13 @@ pub fn body_reader(request: Request) -> Box<dyn Read + Send> {
 fn format_named(text: &str) -> Result<String, ApiError> {
     Format::parse(text)
         .map(|f| format_name(f).to_string())
+        .map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
+/// A publish's or export's file format (`csv`, `ndjson`, `xlsx`, `parquet`), canonically named.
+fn file_format_named(text: &str) -> Result<String, ApiError> {
+    FileFormat::parse(text)
+        .map(|f| f.name().to_string())
         .map_err(|e| ApiError::bad_request(e.to_string()))
 }
 

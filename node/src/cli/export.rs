@@ -24,6 +24,11 @@ pub struct ExportArgs {
     department: Option<String>,
     #[arg(long)]
     version: Option<u64>,
+    /// xlsx or parquet: the records as a table — one worksheet / a Parquet file, every
+    /// column text, named by the CSV header or (NDJSON) by the union of the records' keys in
+    /// first-seen order. Default: the records as published, byte for byte.
+    #[arg(long)]
+    format: Option<String>,
     #[arg(long)]
     out: PathBuf,
 }
@@ -35,6 +40,7 @@ pub fn run(args: ExportArgs) -> Result<()> {
         publisher,
         department,
         version,
+        format,
         out,
     } = args;
     let client = client(&data.dir)?;
@@ -47,6 +53,9 @@ pub fn run(args: ExportArgs) -> Result<()> {
     }
     if let Some(d) = department {
         path.push_str(&format!("&department={}", urlencode(&d)));
+    }
+    if let Some(f) = format {
+        path.push_str(&format!("&format={}", urlencode(&f)));
     }
     let partial = out.with_extension("partial");
     let (headers, bytes) = runtime()?

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use backflow_node::partition::Format;
+use backflow_ingest::source::{FileFormat, FILE_FORMAT_NAMES};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::common::{client, runtime, urlencode, DataArg};
@@ -19,7 +19,11 @@ pub struct PublishArgs {
     /// Field holding each record's village (12-digit) or township (9-digit) code.
     #[arg(long)]
     region_field: String,
-    /// csv or ndjson (default: from the file extension).
+    /// csv, ndjson, xlsx or parquet (default: from the file extension). An .xlsx is read
+    /// from its first worksheet (first row the header, every cell as text: numbers as their
+    /// value, dates ISO 8601) and stored as CSV; a .parquet file's rows are stored as NDJSON
+    /// objects (dates and timestamps ISO 8601 strings; nested and binary columns refused).
+    /// The whole mapping: node/README.md, "Excel and Parquet".
     #[arg(long)]
     format: Option<String>,
     /// Reject records whose 12-digit village code is unknown (its township is known)
@@ -58,14 +62,12 @@ fn publish(
 ) -> Result<()> {
     let format = match format {
         Some(f) => f,
-        None => Format::from_path(file)
-            .map(|f| match f {
-                Format::Csv => "csv".to_string(),
-                Format::Ndjson => "ndjson".to_string(),
-            })
+        None => FileFormat::from_path(file)
+            .map(|f| f.name().to_string())
             .with_context(|| {
                 format!(
-                    "cannot tell the format of {} from its name; pass --format csv or ndjson",
+                    "cannot tell the format of {} from its name; pass --format \
+                     {FILE_FORMAT_NAMES}",
                     file.display()
                 )
             })?,
