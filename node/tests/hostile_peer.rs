@@ -1,7 +1,7 @@
 //! A transport peer that never passes admission (#15 item 5): it cannot make the node read
 //! data-plane streams. (Before, the node read and decoded every well-formed chunk frame such a
 //! peer pushed — megabytes each — and only then dropped it as unadmitted.) Also: it is
-//! disconnected once the hello deadline passes.
+//! disconnected once the hello deadline passes. And it cannot make the node its relay.
 
 use std::time::{Duration, Instant};
 
@@ -22,7 +22,10 @@ async fn an_unadmitted_peer_can_neither_push_chunk_frames_nor_stay() -> Result<(
     let net = LocalNet::start(&[RegionCode::NATIONAL], dir.path(), Tuning::default()).await?;
     let node = &net.nodes[&RegionCode::NATIONAL];
     let target = node.peer_id;
-    let mut swarm = build_swarm(libp2p::identity::Keypair::generate_ed25519())?;
+    let mut swarm = build_swarm(
+        libp2p::identity::Keypair::generate_ed25519(),
+        &Default::default(),
+    )?;
     let mut control = swarm.behaviour().chunks.new_control();
     swarm.dial(node.listen_addrs[0].clone())?;
     // The stranger's swarm runs in the background; it reports when its connection closes.
@@ -84,4 +87,56 @@ async fn an_unadmitted_peer_can_neither_push_chunk_frames_nor_stay() -> Result<(
     );
     driver.abort();
     net.shutdown().await
+}
+
+/// A stranger asks the node for a relay reservation (to be reached through it): refused,
+/// since only admitted peers below the node may reserve (`backflow_node::relay`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unadmitted_peer_cannot_reserve_at_the_relay() -> Result<()> {
+    use libp2p::multiaddr::Protocol;
+    let dir = tempfile::tempdir()?;
+    let net = LocalNet::start(&[RegionCode::NATIONAL], dir.path(), Tuning::default()).await?;
+    let node = &net.nodes[&RegionCode::NATIONAL];
+    let mut swarm = build_swarm(
+        libp2p::identity::Keypair::generate_ed25519(),
+        &Default::default(),
+    )?;
+    let addr = node.listen_addrs[0].clone();
+    swarm.dial(addr.clone())?;
+    let circuit = match addr.iter().last() {
+        Some(Protocol::P2p(_)) => addr.with(Protocol::P2pCircuit),
+        _ => addr
+            .with(Protocol::P2p(node.peer_id))
+            .with(Protocol::P2pCircuit),
+    };
+    let listener = swarm.listen_on(circuit)?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let ev = tokio::time::timeout_at(deadline, swarm.select_next_some()).await;
+        match ev {
+            Err(_) => bail!("no answer to the reservation within 20 s"),
+            Ok(SwarmEvent::NewListenAddr {
+                listener_id,
+                address,
+            }) if listener_id == listener => {
+                bail!("the node accepted a stranger's reservation: reachable at {address}")
+            }
+            Ok(SwarmEvent::ListenerClosed {
+                listener_id,
+                reason,
+                ..
+            }) if listener_id == listener => {
+                // The node's answer, not a dropped connection: admission said no (libp2p's
+                // relay reports a refusal by its limiters as a resource limit).
+                let reason = format!("{reason:?}");
+                assert!(
+                    reason.contains("ResourceLimitExceeded"),
+                    "the reservation ended otherwise than refused: {reason}"
+                );
+                break;
+            }
+            Ok(_) => {}
+        }
+    }
+    Ok(())
 }
