@@ -33,6 +33,7 @@ pub mod node;
 pub mod persist;
 pub mod publish;
 pub mod relay;
+mod relay_events;
 pub mod review_api;
 pub mod runtime;
 pub mod scrub;

@@ -7,9 +7,9 @@
 //!
 //! How the tree uses it:
 //! - Every node keeps a reservation (预约) at each of its upstream nodes once it has admitted
-//!   them ([`Runtime::reserve_relays`]). Its relayed address
+//!   them (`Runtime::reserve_relays`, in [`crate::relay_events`]). Its relayed address
 //!   (`<upstream address>/p2p/<upstream>/p2p-circuit/p2p/<this node>`) is then among the
-//!   addresses it lists when it starts a delivery ([`Runtime::delivery_addresses`]), after its
+//!   addresses it lists when it starts a delivery (`Runtime::delivery_addresses`), after its
 //!   direct ones.
 //! - A requester dials every listed address at once (libp2p's concurrent dial). Where no
 //!   direct address answers, the circuit does: through a connection the requester already
@@ -29,13 +29,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use backflow_topology::RegionCode;
-use libp2p::core::transport::ListenerId;
 use libp2p::multiaddr::Protocol;
 use libp2p::relay;
 use libp2p::{Multiaddr, PeerId};
-use tracing::{debug, info, warn};
-
-use crate::runtime::Runtime;
 
 /// Reservations this node holds for others at once: its children (a county has at most a few
 /// hundred townships) and, in a skip-level fallback, some of their descendants.
@@ -159,96 +155,7 @@ pub fn is_relayed(addr: &Multiaddr) -> bool {
 #[derive(Default)]
 pub struct RelayState {
     pub admission: RelayAdmission,
-    listeners: HashMap<PeerId, ListenerId>,
-}
-
-impl Runtime {
-    /// Keeps a reservation at every admitted upstream node (at most one listener each);
-    /// called when an upstream node is admitted and on the redial beat.
-    pub(crate) fn reserve_relays(&mut self) {
-        let me = self.ep.region();
-        let wanted: Vec<(Multiaddr, PeerId)> = self
-            .upstream
-            .iter()
-            .filter_map(|(addr, peer)| Some((addr.clone(), (*peer)?)))
-            .filter(|(_, peer)| {
-                self.swarm.is_connected(peer)
-                    && self
-                        .ep
-                        .region_of(peer)
-                        .is_some_and(|r| crate::handle::is_upstream(me, r))
-                    && !self.relay.listeners.contains_key(peer)
-            })
-            .collect();
-        for (addr, relay) in wanted {
-            let circuit = addr.with(Protocol::P2p(relay)).with(Protocol::P2pCircuit);
-            match self.swarm.listen_on(circuit.clone()) {
-                Ok(id) => {
-                    debug!(%circuit, "reserving at the upstream relay");
-                    self.relay.listeners.insert(relay, id);
-                }
-                Err(e) => warn!(%circuit, error = %e, "cannot listen through the upstream relay"),
-            }
-        }
-    }
-
-    /// A listener closed: if it was a reservation, it is made again at the next beat (while
-    /// the relay is still connected and admitted).
-    pub(crate) fn relay_listener_closed(&mut self, id: ListenerId) {
-        self.relay.listeners.retain(|relay, l| {
-            let gone = *l == id;
-            if gone {
-                debug!(%relay, "reservation at the upstream relay ended");
-            }
-            !gone
-        });
-    }
-
-    pub(crate) fn on_relay_server(&mut self, ev: relay::Event) {
-        match ev {
-            relay::Event::ReservationReqAccepted {
-                src_peer_id,
-                renewed: false,
-            } => debug!(peer = %src_peer_id, "relay reservation accepted"),
-            relay::Event::ReservationReqDenied { src_peer_id, .. } => {
-                debug!(peer = %src_peer_id, "relay reservation refused")
-            }
-            relay::Event::CircuitReqAccepted {
-                src_peer_id,
-                dst_peer_id,
-            } => info!(src = %src_peer_id, dst = %dst_peer_id, "relaying a circuit"),
-            relay::Event::CircuitReqDenied {
-                src_peer_id,
-                dst_peer_id,
-                ..
-            } => debug!(src = %src_peer_id, dst = %dst_peer_id, "relay circuit refused"),
-            relay::Event::CircuitClosed {
-                src_peer_id,
-                dst_peer_id,
-                error,
-            } => {
-                debug!(src = %src_peer_id, dst = %dst_peer_id, error = ?error, "relayed circuit closed")
-            }
-            other => debug!(event = ?other, "relay"),
-        }
-    }
-
-    pub(crate) fn on_relay_client(&mut self, ev: relay::client::Event) {
-        match ev {
-            relay::client::Event::ReservationReqAccepted {
-                relay_peer_id,
-                renewal: false,
-                ..
-            } => info!(relay = %relay_peer_id, "reachable through the upstream relay"),
-            relay::client::Event::OutboundCircuitEstablished { relay_peer_id, .. } => {
-                info!(relay = %relay_peer_id, "connected through a relay")
-            }
-            relay::client::Event::InboundCircuitEstablished { src_peer_id, .. } => {
-                info!(src = %src_peer_id, "a peer connected through the upstream relay")
-            }
-            other => debug!(event = ?other, "relay client"),
-        }
-    }
+    pub(crate) listeners: HashMap<PeerId, libp2p::core::transport::ListenerId>,
 }
 
 #[cfg(test)]
