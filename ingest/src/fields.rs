@@ -35,6 +35,14 @@ impl Format {
             other => bail!("unknown format {other:?}; expected csv or ndjson"),
         }
     }
+
+    /// The canonical name (also the stored schema's name).
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Csv => "csv",
+            Format::Ndjson => "ndjson",
+        }
+    }
 }
 
 /// Extracts field `index` of a CSV line (without the newline). `None` if the line has fewer

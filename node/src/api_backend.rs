@@ -58,13 +58,6 @@ static DELIVERY_SEQ: AtomicU64 = AtomicU64::new(0);
 /// Numbers the scratch directories of exports written as tables.
 static EXPORT_SEQ: AtomicU64 = AtomicU64::new(0);
 
-fn stored_name(format: Format) -> &'static str {
-    match format {
-        Format::Csv => "csv",
-        Format::Ndjson => "ndjson",
-    }
-}
-
 impl Backend for NodeBackend {
     async fn status(
         &self,
@@ -333,12 +326,12 @@ impl Backend for NodeBackend {
         // The published records as they are, or as a table (xlsx, parquet) written from them.
         let table = match table {
             Some(t) if t.is_converted() => Some(t),
-            Some(t) if t.name() == stored_name(stored) => None,
+            Some(t) if t.name() == stored.name() => None,
             None => None,
             Some(t) => {
                 return Err(ApiError::bad_request(format!(
                     "the dataset is stored as {}: export it as that, xlsx or parquet, not {}",
-                    stored_name(stored),
+                    stored.name(),
                     t.name()
                 )))
             }

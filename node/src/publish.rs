@@ -494,10 +494,7 @@ pub(crate) fn schema_for(format: Format, header: &[u8], region_field: &str) -> R
         })
         .collect::<Result<_>>()?;
     Ok(Schema {
-        name: match format {
-            Format::Csv => "csv".into(),
-            Format::Ndjson => "ndjson".into(),
-        },
+        name: format.name().into(),
         fields,
         header: match format {
             Format::Csv => header.to_vec(),

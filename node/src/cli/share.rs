@@ -599,8 +599,7 @@ fn deliver(
     let format = match format {
         Some(f) => f,
         None => match backflow_node::partition::Format::from_path(file) {
-            Some(backflow_node::partition::Format::Csv) => "csv".to_string(),
-            Some(backflow_node::partition::Format::Ndjson) => "ndjson".to_string(),
+            Some(f) => f.name().to_string(),
             None => anyhow::bail!(
                 "cannot tell the format of {} from its name; pass --format csv or ndjson",
                 file.display()

@@ -92,16 +92,21 @@ impl Net {
         .await;
     }
 
-    /// The host-side veth of the node's container (its traffic *into* the container leaves
-    /// the bridge through it). Resolved over netlink (`ip`), which — unlike /sys, whose view
-    /// belongs to the mount namespace — answers for the namespace it runs in.
-    pub fn host_veth(&self, name: &str) -> String {
-        let pid = docker_output(&[
+    /// The process id of the node's container (to enter its network namespace).
+    fn container_pid(&self, name: &str) -> String {
+        docker_output(&[
             "inspect",
             "--format",
             "{{.State.Pid}}",
             &self.node(name).id(),
-        ]);
+        ])
+    }
+
+    /// The host-side veth of the node's container (its traffic *into* the container leaves
+    /// the bridge through it). Resolved over netlink (`ip`), which — unlike /sys, whose view
+    /// belongs to the mount namespace — answers for the namespace it runs in.
+    pub fn host_veth(&self, name: &str) -> String {
+        let pid = self.container_pid(name);
         let out = Command::new("nsenter")
             .args(["-t", pid.trim(), "-n", "ip", "-o", "link"])
             .output()
@@ -151,12 +156,7 @@ impl Net {
     /// packets to the other dropped at once.
     pub fn cut_between(&self, a: &str, b: &str) {
         for (from, to) in [(a, b), (b, a)] {
-            let pid = docker_output(&[
-                "inspect",
-                "--format",
-                "{{.State.Pid}}",
-                &self.node(from).id(),
-            ]);
+            let pid = self.container_pid(from);
             let target = format!("{}/32", self.node(to).ip());
             let out = Command::new("nsenter")
                 .args([
@@ -182,12 +182,7 @@ impl Net {
     /// Whether a TCP connection from `from`'s network namespace to `to`'s libp2p port opens
     /// (within 3 s).
     pub fn can_connect(&self, from: &str, to: &str) -> bool {
-        let pid = docker_output(&[
-            "inspect",
-            "--format",
-            "{{.State.Pid}}",
-            &self.node(from).id(),
-        ]);
+        let pid = self.container_pid(from);
         let probe = format!(
             "exec 3<>/dev/tcp/{}/{}",
             self.node(to).ip(),
