@@ -234,6 +234,7 @@ pub enum Msg {
     Ending,
     Disputes,
     Corrections,
+    Consents,
     // Ledger (合规台账)
     LedgerIntro,
     LedgerSize,
@@ -445,6 +446,10 @@ impl Msg {
             Ending => ("终止或处置", "Ending"),
             Disputes => ("争议（第二十八条）", "Disputes (Art. 28)"),
             Corrections => ("校核（第二十六条）", "Corrections (Art. 26)"),
+            Consents => (
+                "同意提供给第三方（第二十五条）",
+                "Consents to pass on to a third party (Art. 25)",
+            ),
             LedgerIntro => (
                 "合规台账（第二十九条）：本节点的发布、送达、导出、共享行为与使用记录，签名并由上级见证。",
                 "Compliance ledger (合规台账, Art. 29): this node's publishing, deliveries, exports, share acts and use records, signed and witnessed by the parent.",

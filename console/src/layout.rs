@@ -12,7 +12,8 @@ use crate::i18n::{Lang, Msg};
 use crate::session::Session;
 
 /// Replaces `#delivery`'s content with each `delivery` event's fragment (rendered and escaped
-/// by the server) and shows whether the stream is live; sends the publish form's file as a
+/// by the server) and shows whether the stream is live; picks the publish form's format from
+/// the chosen file's extension (as `FileFormat::from_path` does); sends the form's file as a
 /// streamed body and shows the upload's progress and the answer (an escaped fragment of ours;
 /// anything else as text).
 const SCRIPT: &str = r#"(function () {
@@ -26,6 +27,13 @@ const SCRIPT: &str = r#"(function () {
   }
   var pf = document.getElementById('publish');
   if (!pf) { return; }
+  pf.elements['file'].addEventListener('change', function () {
+    var f = this.files[0];
+    var ext = f ? f.name.split('.').pop().toLowerCase() : '';
+    var known = { csv: 'csv', ndjson: 'ndjson', jsonl: 'ndjson', json: 'ndjson',
+                  xlsx: 'xlsx', parquet: 'parquet', pq: 'parquet' };
+    if (known[ext]) { pf.elements['format'].value = known[ext]; }
+  });
   pf.addEventListener('submit', function (ev) {
     ev.preventDefault();
     var file = pf.elements['file'].files[0];

@@ -96,6 +96,8 @@ async fn every_page_renders_in_chinese_with_region_names() {
                 "审核中",
                 "granted, conditions: 仅限审核&lt;b&gt;",
                 "争议（第二十八条）",
+                "同意提供给第三方（第二十五条）",
+                "to 4403 民政局 for 低保复核",
             ],
         ),
         (
@@ -327,4 +329,46 @@ async fn the_publish_form_streams_the_file_to_the_node() {
     assert_eq!(params.region_field, "village");
     assert_eq!(params.format, "csv");
     assert_eq!(bytes, &data);
+}
+
+#[tokio::test]
+async fn the_publish_form_offers_excel_and_parquet_and_refuses_unknown_formats() {
+    let e = env();
+    let cookie = login(&e.app, e.node.expose()).await;
+    let (_, page) = send(&e.app, get("/ui/return-flow", Some(&cookie))).await;
+    for option in [
+        r#"<option value="csv">CSV</option>"#,
+        r#"<option value="ndjson">NDJSON</option>"#,
+        r#"<option value="xlsx">Excel (.xlsx)</option>"#,
+        r#"<option value="parquet">Parquet</option>"#,
+    ] {
+        assert!(page.contains(option), "missing {option}");
+    }
+    let csrf = csrf_of(&page);
+    let post = |format: &str| {
+        axum::http::Request::post(format!(
+            "/ui/publish?dataset=d&region_field=village&format={format}"
+        ))
+        .header(header::HOST, HOST)
+        .header(header::COOKIE, &cookie)
+        .header("x-csrf-token", &csrf)
+        .body(axum::body::Body::from(b"PK\x03\x04\n".to_vec()))
+        .unwrap()
+    };
+    // Another spelling of a known format reaches the node by its canonical name.
+    let (r, answer) = send(&e.app, post("XLSX")).await;
+    assert_eq!(r.status(), StatusCode::OK, "{answer}");
+    let (r, answer) = send(&e.app, post("pq")).await;
+    assert_eq!(r.status(), StatusCode::OK, "{answer}");
+    for unknown in ["exe", "", "csv%00"] {
+        let (r, answer) = send(&e.app, post(unknown)).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{unknown}: {answer}");
+        assert!(answer.contains("输入过长或无效"), "{answer}");
+    }
+    let published = e.fake.published.lock().unwrap();
+    let formats: Vec<&str> = published
+        .iter()
+        .map(|(_, p, _)| p.format.as_str())
+        .collect();
+    assert_eq!(formats, ["xlsx", "parquet"]);
 }

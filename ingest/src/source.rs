@@ -24,6 +24,24 @@ pub enum FileFormat {
 pub const FILE_FORMAT_NAMES: &str = "csv, ndjson, xlsx or parquet";
 
 impl FileFormat {
+    /// Every format, in the order forms and help texts list them.
+    pub const ALL: [FileFormat; 4] = [
+        FileFormat::Csv,
+        FileFormat::Ndjson,
+        FileFormat::Xlsx,
+        FileFormat::Parquet,
+    ];
+
+    /// What a person calls it (forms, tables).
+    pub fn label(self) -> &'static str {
+        match self {
+            FileFormat::Csv => "CSV",
+            FileFormat::Ndjson => "NDJSON",
+            FileFormat::Xlsx => "Excel (.xlsx)",
+            FileFormat::Parquet => "Parquet",
+        }
+    }
+
     /// Guesses from the file extension (`.csv`, `.ndjson`/`.jsonl`/`.json`, `.xlsx`,
     /// `.parquet`/`.pq`).
     pub fn from_path(path: &Path) -> Option<FileFormat> {
@@ -72,12 +90,7 @@ mod tests {
 
     #[test]
     fn names_extensions_and_record_formats() {
-        for f in [
-            FileFormat::Csv,
-            FileFormat::Ndjson,
-            FileFormat::Xlsx,
-            FileFormat::Parquet,
-        ] {
+        for f in FileFormat::ALL {
             assert_eq!(FileFormat::parse(f.name()).unwrap(), f);
         }
         assert_eq!(

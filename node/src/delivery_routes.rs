@@ -12,6 +12,7 @@ use libp2p::{Multiaddr, PeerId};
 use tracing::debug;
 
 use crate::clock::now_ms;
+use crate::net::{is_loopback, is_unspecified};
 use crate::runtime::Runtime;
 
 impl Runtime {
@@ -42,7 +43,7 @@ impl Runtime {
     }
 
     /// Where a requester's node connects to fetch a delivery from this node: the addresses
-    /// this node listens on (each naming its peer id), routable ones first, at most
+    /// this node listens on (each naming its peer id), direct ones first, at most
     /// [`DELIVERY_ADDRESSES_MAX`].
     pub(crate) fn delivery_addresses(&self) -> Vec<String> {
         let me = *self.swarm.local_peer_id();
@@ -50,25 +51,19 @@ impl Runtime {
             .swarm
             .external_addresses()
             .chain(self.swarm.listeners())
-            .filter(|a| {
-                !a.iter().any(|p| match p {
-                    Protocol::Ip4(ip) => ip.is_unspecified(),
-                    Protocol::Ip6(ip) => ip.is_unspecified(),
-                    _ => false,
-                })
-            })
+            .filter(|a| !is_unspecified(a))
             .cloned()
             .collect();
-        let loopback = |a: &Multiaddr| {
-            a.iter().any(|p| match p {
-                Protocol::Ip4(ip) => ip.is_loopback(),
-                Protocol::Ip6(ip) => ip.is_loopback(),
-                _ => false,
-            })
-        };
-        // Direct addresses first, relayed ones ([`crate::relay`]) after them, loopback last.
-        addrs.sort_by_key(|a| (loopback(a), crate::relay::is_relayed(a)));
-        addrs.dedup();
+        // Loopback only where it is all there is (nodes on one host): elsewhere it names the
+        // requester's own host, whose node would answer the dial instead.
+        if addrs.iter().any(|a| !is_loopback(a)) {
+            addrs.retain(|a| !is_loopback(a));
+        }
+        // Each once (a listen address is an external one too), direct addresses first,
+        // relayed ones ([`crate::relay`]) after them.
+        let mut seen = std::collections::HashSet::new();
+        addrs.retain(|a| seen.insert(a.clone()));
+        addrs.sort_by_key(crate::relay::is_relayed);
         addrs
             .into_iter()
             .map(|a| a.with_p2p(me).unwrap_or_else(|a| a).to_string())

@@ -256,6 +256,24 @@ pub fn build_swarm(
     Ok(swarm)
 }
 
+/// Whether `addr` is a wildcard (`0.0.0.0`, `::`): listened on, never dialled.
+pub fn is_unspecified(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| match p {
+        libp2p::multiaddr::Protocol::Ip4(ip) => ip.is_unspecified(),
+        libp2p::multiaddr::Protocol::Ip6(ip) => ip.is_unspecified(),
+        _ => false,
+    })
+}
+
+/// Whether `addr` is on this host only (`127.0.0.0/8`, `::1`).
+pub fn is_loopback(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| match p {
+        libp2p::multiaddr::Protocol::Ip4(ip) => ip.is_loopback(),
+        libp2p::multiaddr::Protocol::Ip6(ip) => ip.is_loopback(),
+        _ => false,
+    })
+}
+
 /// `addr` without its `/p2p/<peer id>` parts: upstream nodes are dialled by address, and
 /// admission decides who answers (a parent that rotated its key has another peer id).
 pub fn without_peer_id(addr: &Multiaddr) -> Multiaddr {

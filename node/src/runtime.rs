@@ -267,6 +267,13 @@ impl Runtime {
             SwarmEvent::ListenerClosed { listener_id, .. } => {
                 self.relay_listener_closed(listener_id)
             }
+            SwarmEvent::NewListenAddr { address, .. } => {
+                debug!(%address, "listening");
+                crate::relay_events::listen_addr_added(&mut self.swarm, &address)
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                crate::relay_events::listen_addr_expired(&mut self.swarm, &address)
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Identify(ev)) => {
                 debug!(event = ?ev, "identify");
             }

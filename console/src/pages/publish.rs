@@ -12,6 +12,7 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::Extension;
 use backflow_api::{Backend, PublishParams};
+use backflow_ingest::source::FileFormat;
 use maud::{html, Markup};
 use serde::Deserialize;
 use serde_json::Value;
@@ -71,12 +72,13 @@ pub async fn publish<B: Backend>(
     }
     let (dataset, region_field) = (q.dataset.trim(), q.region_field.trim());
     let bad = |n: &str| n.is_empty() || n.len() > NAME_BYTES_MAX;
-    if bad(dataset) || bad(region_field) || !matches!(q.format.as_str(), "csv" | "ndjson") {
+    let file_format = FileFormat::parse(&q.format);
+    let (false, false, Ok(file_format)) = (bad(dataset), bad(region_field), file_format) else {
         return fragment(
             StatusCode::BAD_REQUEST,
             html! { p.error { (l.t(Msg::BadInput)) } },
         );
-    }
+    };
     let Ok(_permit) = c.shared.publishes.clone().try_acquire_owned() else {
         return fragment(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -86,7 +88,7 @@ pub async fn publish<B: Backend>(
     let params = PublishParams {
         dataset: dataset.to_string(),
         region_field: region_field.to_string(),
-        format: q.format.clone(),
+        format: file_format.name().to_string(),
         strict_villages: q.strict_villages,
     };
     let job = NEXT_JOB.fetch_add(1, Ordering::Relaxed);
@@ -127,9 +129,12 @@ pub fn form(ctx: &Ctx) -> Markup {
                 input type="file" name="file" required;
                 input type="text" name="dataset" maxlength="256" required placeholder=(l.t(Msg::Dataset));
                 input type="text" name="region_field" maxlength="256" required placeholder=(l.t(Msg::RegionField));
+                // The script picks the format from the file's extension; the operator may
+                // still change it.
                 select name="format" {
-                    option value="csv" { "CSV" }
-                    option value="ndjson" { "NDJSON" }
+                    @for f in FileFormat::ALL {
+                        option value=(f.name()) { (f.label()) }
+                    }
                 }
                 label { input type="checkbox" name="strict_villages" value="true"; " " (l.t(Msg::StrictVillages)) }
                 button type="submit" { (l.t(Msg::Publish)) }

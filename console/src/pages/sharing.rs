@@ -90,8 +90,8 @@ fn deadline(l: Lang, d: &Value) -> Markup {
 }
 
 /// What else the case carries, folded: the answer (a grant's conditions or a refusal's
-/// reasons), the incomplete-material notice, delivery, suspension, ending, disputes (Art. 28)
-/// and corrections (Art. 26).
+/// reasons), the incomplete-material notice, delivery, suspension, ending, disputes (Art. 28),
+/// corrections (Art. 26) and the provider's consents to pass the data on (Art. 25).
 fn details(l: Lang, r: &Value) -> Markup {
     let lines = |field: &str| -> Vec<String> {
         match &r[field] {
@@ -110,6 +110,7 @@ fn details(l: Lang, r: &Value) -> Markup {
         (Msg::Ending, lines("ending")),
         (Msg::Disputes, lines("disputes")),
         (Msg::Corrections, lines("corrections")),
+        (Msg::Consents, lines("consents")),
     ]
     .into_iter()
     .filter(|(_, v)| !v.is_empty())

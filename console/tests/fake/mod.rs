@@ -203,6 +203,8 @@ impl Backend for Fake {
         );
         received["answer"] = json!("granted, conditions: 仅限审核<b>");
         received["disputes"] = json!(["#1 2026-12-02: 范围 — 协调中"]);
+        received["consents"] =
+            json!(["#1 2026-12-03: to 4403 民政局 for 低保复核 (approved by 王)"]);
         Ok(json!([
             // Filed by this node's 民政厅 from the national 国家统计局: overdue.
             share(

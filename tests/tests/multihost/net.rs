@@ -164,7 +164,12 @@ impl Net {
                 node.dir.to_string_lossy().to_string(),
                 DATA_DIR,
             ))
-            .with_env_var("RUST_LOG", "info,libp2p=warn")
+            // BACKFLOW_MULTIHOST_RUST_LOG (e.g. `debug,libp2p_relay=trace`) while debugging.
+            .with_env_var(
+                "RUST_LOG",
+                std::env::var("BACKFLOW_MULTIHOST_RUST_LOG")
+                    .unwrap_or_else(|_| "info,libp2p=warn".into()),
+            )
             .with_env_var("NO_COLOR", "1")
             .with_cmd(["run", "--data", DATA_DIR])
             .with_startup_timeout(Duration::from_secs(CONTAINER_START_S_MAX));
