@@ -356,7 +356,7 @@ async fn publishing_needs_the_authority_and_the_csrf_header() {
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     for bad in [
         "dataset=&region_field=v&format=csv",
-        "dataset=d&region_field=v&format=xlsx",
+        "dataset=d&region_field=v&format=docx",
         &format!("dataset={}&region_field=v&format=csv", "d".repeat(300)),
     ] {
         let (r, _) = send(&e.app, publish(&node, Some(&csrf), bad)).await;
