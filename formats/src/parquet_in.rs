@@ -59,7 +59,19 @@ enum Kind {
 }
 
 /// Converts the Parquet file `file` into NDJSON lines on `out`, each ending in `\n`.
+///
+/// The parquet crate panics on some malformed files instead of returning an error (an
+/// `unwrap` in its footer decoder, found by `formats/fuzz`; its upstream fuzzing keeps finding
+/// such cases). A hostile upload must end as a refusal naming the problem, so a panic inside
+/// the decoding is caught here and reported as an unreadable file. The fuzz target still
+/// aborts on any panic raised outside the parquet and arrow crates: ours are bugs.
 pub fn parquet_to_ndjson(file: File, out: &mut dyn Write) -> Result<ParquetSummary> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decode(file, out))).unwrap_or_else(
+        |_| bail!("the file is not a readable Parquet file (its decoder failed on it)"),
+    )
+}
+
+fn decode(file: File, out: &mut dyn Write) -> Result<ParquetSummary> {
     let size = file.metadata()?.len();
     if size > PARQUET_BYTES_MAX {
         bail!("the Parquet file is {size} bytes, over {PARQUET_BYTES_MAX}");

@@ -387,3 +387,40 @@ fn ndjson_records_export_with_the_union_of_keys() {
         ]
     );
 }
+
+/// A Parquet file with its footer (the thrift metadata) damaged byte by byte: every one is
+/// refused or read, never a panic — the parquet crate panics on some (found by
+/// `formats/fuzz`), and `parquet_to_ndjson` turns those into a refusal.
+#[test]
+fn parquet_with_a_damaged_footer_is_refused_not_a_panic() {
+    let file = export(
+        FileFormat::Parquet,
+        Format::Csv,
+        "village,name\n110101001001,甲\n440100001001,乙\n",
+    );
+    let footer = u32::from_le_bytes(file[file.len() - 8..file.len() - 4].try_into().unwrap());
+    let start = file.len() - 8 - footer as usize;
+    let (mut refused, mut contained) = (0, 0);
+    for at in start..file.len() - 8 {
+        for value in [0x00, 0xff, 0x7f, file[at] ^ 0x80] {
+            let mut bad = file.clone();
+            bad[at] = value;
+            let answer = std::panic::catch_unwind(|| parquet_json(&bad))
+                .unwrap_or_else(|_| panic!("a panic escaped for byte {at} = {value:#x}"));
+            if let Err(e) = answer {
+                refused += 1;
+                let e = format!("{e:#}");
+                contained += usize::from(e.contains("its decoder failed on it"));
+                assert!(
+                    !e.contains("甲") && !e.contains("乙"),
+                    "echoes content: {e}"
+                );
+            }
+        }
+    }
+    println!(
+        "{} damaged footers: {refused} refused, {contained} of them by a contained panic",
+        4 * (file.len() - 8 - start)
+    );
+    assert!(refused > 0);
+}
