@@ -5,10 +5,14 @@
 //! stored records are written as a workbook ([`xlsx_out`]) or a Parquet file
 //! ([`parquet_out`]) of text columns ([`export`], [`records`]).
 //!
+//! In the node's binary each conversion runs in a child process under a memory limit
+//! ([`child`]): a decoder that allocates without bound on a crafted file ends that child.
+//!
 //! A crate of its own so the parsers (calamine, parquet + arrow) stay out of `backflow-ingest`,
 //! which is fuzzed and built on its own, and out of the protocol. Streaming with bounded
 //! memory; every limit is a named constant; errors never carry bytes of the input.
 
+pub mod child;
 pub mod export;
 pub mod parquet_in;
 pub mod parquet_out;

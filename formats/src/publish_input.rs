@@ -3,7 +3,8 @@
 //! a Parquet file needs random access (zip's directory and Parquet's footer are at the end),
 //! so the input — a request body, say — is first copied to a scratch file, bounded by the
 //! format's size limit; then a thread converts it into a pipe that the partitioner reads,
-//! so neither side holds more than a batch of rows. A conversion error reaches the reader at
+//! so neither side holds more than a batch of rows — in a child process under a memory limit
+//! where this process is the node's binary ([`crate::child`]). A conversion error reaches the reader at
 //! the end of the pipe: records already read are then part of a publish that fails.
 
 use std::fs::File;
@@ -71,9 +72,12 @@ fn convert(
         inner: BufWriter::with_capacity(256 * 1024, pipe),
         left: CONVERTED_BYTES_MAX,
     };
-    match format {
-        FileFormat::Xlsx => xlsx_to_csv(spool, &mut out).map(|_| ())?,
-        _ => parquet_to_ndjson(spool, &mut out).map(|_| ())?,
+    // In a child process where this is the node's binary ([`crate::child`]): a file that
+    // makes a decoder allocate without bound ends one publish, not the node.
+    match (crate::child::program(), format) {
+        (Some(program), _) => crate::child::run_child(program, &[], format, spool, &mut out)?,
+        (None, FileFormat::Xlsx) => xlsx_to_csv(spool, &mut out).map(|_| ())?,
+        (None, _) => parquet_to_ndjson(spool, &mut out).map(|_| ())?,
     }
     out.flush()?;
     Ok(())

@@ -57,6 +57,9 @@ enum Command {
     /// the deadline of a period.
     #[command(subcommand)]
     Calendar(cli::calendar::CalendarCmd),
+    /// The node's child process for one Excel or Parquet conversion (internal).
+    #[command(name = "convert-records", hide = true)]
+    ConvertRecords(cli::convert_records::ConvertArgs),
 }
 
 fn main() -> ExitCode {
@@ -81,6 +84,13 @@ fn main() -> ExitCode {
             "SSLKEYLOGFILE is ignored: this build has no fault-injection feature, so TLS \
              session keys are never written"
         );
+    }
+    // Excel and Parquet conversions run in children of this binary (see
+    // backflow_formats::child): a hostile file can end one, never the node.
+    if !matches!(cli.command, Command::ConvertRecords(_)) {
+        if let Ok(exe) = std::env::current_exe() {
+            backflow_formats::child::convert_in_children(exe);
+        }
     }
     let result = dispatch(cli.command);
     match result {
@@ -116,5 +126,6 @@ fn dispatch(cmd: Command) -> Result<()> {
         Command::Calendar(cmd) => {
             cli::calendar::run(cmd, &mut cli::Output(std::io::stdout().lock()))
         }
+        Command::ConvertRecords(args) => cli::convert_records::run(args),
     }
 }

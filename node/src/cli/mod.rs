@@ -60,6 +60,7 @@ pub mod calendar;
 pub mod catalog;
 pub mod cert;
 pub mod common;
+pub mod convert_records;
 pub mod demo;
 pub mod dept;
 pub mod export;
