@@ -256,6 +256,24 @@ pub fn build_swarm(
     Ok(swarm)
 }
 
+/// A direct address this node listens on is one of its external addresses: what its relay
+/// tells the nodes reserving there to build their relayed addresses from. libp2p's relay
+/// refuses every reservation while it has none (it learns them from AutoNAT otherwise, which
+/// this network does not run), and its client refuses a reservation that names none. Nodes
+/// of this network reach each other on the addresses they listen on (data centres on
+/// government networks, configured by their operators), so those are the ones to name;
+/// relayed and unspecified (`0.0.0.0`) addresses are not.
+pub(crate) fn listen_addr_added(swarm: &mut Swarm<Behaviour>, addr: &Multiaddr) {
+    if !crate::relay::is_relayed(addr) && !is_unspecified(addr) {
+        swarm.add_external_address(addr.clone());
+    }
+}
+
+/// A listen address went away: no longer named to reserving nodes.
+pub(crate) fn listen_addr_expired(swarm: &mut Swarm<Behaviour>, addr: &Multiaddr) {
+    swarm.remove_external_address(addr);
+}
+
 /// Whether `addr` is a wildcard (`0.0.0.0`, `::`): listened on, never dialled.
 pub fn is_unspecified(addr: &Multiaddr) -> bool {
     addr.iter().any(|p| match p {

@@ -116,7 +116,7 @@ pub async fn start(setup: NodeSetup) -> Result<(NodeHandle, tokio::task::JoinHan
                 .await
                 .context("timed out waiting for listen addresses")?;
         if let SwarmEvent::NewListenAddr { address, .. } = ev {
-            crate::relay_events::listen_addr_added(&mut swarm, &address);
+            crate::net::listen_addr_added(&mut swarm, &address);
             listen_addrs.push(address.with(Protocol::P2p(peer_id)));
         }
     }

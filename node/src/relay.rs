@@ -7,7 +7,7 @@
 //!
 //! How the tree uses it:
 //! - Every node names the addresses it listens on as its external addresses
-//!   (`relay_events::listen_addr_added`): a relay hands those to the nodes reserving there, and
+//!   (`net::listen_addr_added`): a relay hands those to the nodes reserving there, and
 //!   libp2p refuses reservations while a relay has none.
 //! - Every node keeps a reservation (预约) at each of its upstream nodes once it has admitted
 //!   them (`Runtime::reserve_relays`, in [`crate::relay_events`]). Its relayed address

@@ -4,29 +4,10 @@
 use libp2p::core::transport::ListenerId;
 use libp2p::multiaddr::Protocol;
 use libp2p::relay;
-use libp2p::{Multiaddr, PeerId, Swarm};
+use libp2p::{Multiaddr, PeerId};
 use tracing::{debug, info, warn};
 
-use crate::net::Behaviour;
 use crate::runtime::Runtime;
-
-/// A direct address this node listens on is one of its external addresses: what its relay
-/// tells the nodes reserving there to build their relayed addresses from. libp2p's relay
-/// refuses every reservation while it has none (it learns them from AutoNAT otherwise, which
-/// this network does not run), and its client refuses a reservation that names none. Nodes
-/// of this network reach each other on the addresses they listen on (data centres on
-/// government networks, configured by their operators), so those are the ones to name;
-/// relayed and unspecified (`0.0.0.0`) addresses are not.
-pub(crate) fn listen_addr_added(swarm: &mut Swarm<Behaviour>, addr: &Multiaddr) {
-    if !crate::relay::is_relayed(addr) && !crate::net::is_unspecified(addr) {
-        swarm.add_external_address(addr.clone());
-    }
-}
-
-/// A listen address went away: no longer named to reserving nodes.
-pub(crate) fn listen_addr_expired(swarm: &mut Swarm<Behaviour>, addr: &Multiaddr) {
-    swarm.remove_external_address(addr);
-}
 
 impl Runtime {
     /// Keeps a reservation at every admitted upstream node (at most one listener each);

@@ -269,10 +269,10 @@ impl Runtime {
             }
             SwarmEvent::NewListenAddr { address, .. } => {
                 debug!(%address, "listening");
-                crate::relay_events::listen_addr_added(&mut self.swarm, &address)
+                crate::net::listen_addr_added(&mut self.swarm, &address)
             }
             SwarmEvent::ExpiredListenAddr { address, .. } => {
-                crate::relay_events::listen_addr_expired(&mut self.swarm, &address)
+                crate::net::listen_addr_expired(&mut self.swarm, &address)
             }
             SwarmEvent::Behaviour(BehaviourEvent::Identify(ev)) => {
                 debug!(event = ?ev, "identify");
