@@ -72,8 +72,10 @@ pub async fn publish<B: Backend>(
     }
     let (dataset, region_field) = (q.dataset.trim(), q.region_field.trim());
     let bad = |n: &str| n.is_empty() || n.len() > NAME_BYTES_MAX;
-    let file_format = FileFormat::parse(&q.format);
-    let (false, false, Ok(file_format)) = (bad(dataset), bad(region_field), file_format) else {
+    let file_format = FileFormat::parse(&q.format)
+        .ok()
+        .filter(|_| !bad(dataset) && !bad(region_field));
+    let Some(file_format) = file_format else {
         return fragment(
             StatusCode::BAD_REQUEST,
             html! { p.error { (l.t(Msg::BadInput)) } },

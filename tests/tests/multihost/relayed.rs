@@ -4,11 +4,12 @@
 //! common ancestor. The delivery goes through national's circuit relay, end to end encrypted:
 //! national forwards it and holds none of it.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::net::{Net, Wiring};
-use crate::poll::wait_for;
-use crate::sharing::{export_exactly, init_with_next_year, request_grant_deliver, share_state};
+use crate::sharing::{
+    export_exactly, init_with_next_year, request_grant_deliver, wait_share_state,
+};
 use crate::suite::{serial, suite};
 
 const REQUESTER: &str = "11"; // 北京市
@@ -73,14 +74,7 @@ async fn s11_provinces_without_a_route_deliver_through_national_relay() {
     );
 
     // National saw the request and its delivery (their common superior) and holds none of it.
-    wait_for(
-        "national to see the delivery",
-        Duration::from_secs(120),
-        || async {
-            (share_state(&net, "national", &id).as_deref() == Some("delivered")).then_some(())
-        },
-    )
-    .await;
+    wait_share_state(&net, "national", &id, "delivered").await;
     assert!(
         net.dataset_status("national", &dataset).is_none(),
         "the relay holds the delivery"

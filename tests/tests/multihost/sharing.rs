@@ -67,6 +67,16 @@ pub(crate) fn share_state(net: &Net, node: &str, id: &str) -> Option<String> {
     v["state"].as_str().map(str::to_string)
 }
 
+/// Waits until `node` shows the share request `id` in `state`.
+pub(crate) async fn wait_share_state(net: &Net, node: &str, id: &str, state: &str) {
+    wait_for(
+        &format!("{node} to see the request {state}"),
+        Duration::from_secs(SHARE_S_MAX),
+        || async { (share_state(net, node, id).as_deref() == Some(state)).then_some(()) },
+    )
+    .await;
+}
+
 /// The value after `label` on a line of `backflow share` output.
 fn field(out: &str, label: &str) -> String {
     out.lines()
@@ -92,14 +102,7 @@ async fn s10_county_requests_township_data_across_the_country_and_only_it_receiv
     let (id, csv, dataset) = request_grant_deliver(&net, "dongcheng", "dg-town", PROVIDER).await;
 
     // National, their lowest common superior, sees it delivered too.
-    wait_for(
-        "national to see the delivery",
-        Duration::from_secs(SHARE_S_MAX),
-        || async {
-            (share_state(&net, "national", &id).as_deref() == Some("delivered")).then_some(())
-        },
-    )
-    .await;
+    wait_share_state(&net, "national", &id, "delivered").await;
     export_exactly(&net, "dongcheng", PROVIDER, &dataset, &csv).await;
 
     // Misuse (Art. 27 ¶2): the township suspends the county's sharing under the grant. The
@@ -122,14 +125,7 @@ async fn s10_county_requests_township_data_across_the_country_and_only_it_receiv
     )
     .await;
     for node in ["dongcheng", "national"] {
-        wait_for(
-            &format!("{node} to see the suspension"),
-            Duration::from_secs(SHARE_S_MAX),
-            || async {
-                (share_state(&net, node, &id).as_deref() == Some("suspended")).then_some(())
-            },
-        )
-        .await;
+        wait_share_state(&net, node, &id, "suspended").await;
         println!(
             "s10: suspension in force at {node} {:.1} s after the act",
             suspended_at.elapsed().as_secs_f64()
@@ -165,14 +161,7 @@ async fn s10_county_requests_township_data_across_the_country_and_only_it_receiv
         ],
     )
     .await;
-    wait_for(
-        "the county to see the reinstatement",
-        Duration::from_secs(SHARE_S_MAX),
-        || async {
-            (share_state(&net, "dongcheng", &id).as_deref() == Some("delivered")).then_some(())
-        },
-    )
-    .await;
+    wait_share_state(&net, "dongcheng", &id, "delivered").await;
     export_exactly(&net, "dongcheng", PROVIDER, &dataset, &csv).await;
 
     // Nobody else holds a byte of it: not the third county, not the relays, not national.
@@ -234,7 +223,6 @@ pub(crate) async fn request_grant_deliver(
     provider: &str,
     provider_region: &str,
 ) -> (String, Vec<u8>, String) {
-    let secs = Duration::from_secs;
     crate::data::catalog_add(net, provider, &entry()).await;
     let until = date_in_days(300);
     let out = net
@@ -265,14 +253,7 @@ pub(crate) async fn request_grant_deliver(
         )
         .await;
     let id = field(&out, "id:");
-    wait_for(
-        "the provider to receive the request",
-        secs(SHARE_S_MAX),
-        || async {
-            (share_state(net, provider, &id).as_deref() == Some("under_review")).then_some(())
-        },
-    )
-    .await;
+    wait_share_state(net, provider, &id, "under_review").await;
 
     // The provider grants under a condition its catalog lists (Art. 21).
     net.cli(
@@ -289,12 +270,7 @@ pub(crate) async fn request_grant_deliver(
         ],
     )
     .await;
-    wait_for(
-        "the requester to hear of the grant",
-        secs(SHARE_S_MAX),
-        || async { (share_state(net, requester, &id).as_deref() == Some("granted")).then_some(()) },
-    )
-    .await;
+    wait_share_state(net, requester, &id, "granted").await;
 
     // It delivers the granted data by batch exchange (Art. 22).
     let mut csv = "公民身份号码,参保状态\n".as_bytes().to_vec();
@@ -323,14 +299,7 @@ pub(crate) async fn request_grant_deliver(
 
     // The requester's node connects to the provider's, fetches, verifies, records.
     for node in [requester, provider] {
-        wait_for(
-            &format!("{node} to record the delivery"),
-            secs(SHARE_S_MAX),
-            || async {
-                (share_state(net, node, &id).as_deref() == Some("delivered")).then_some(())
-            },
-        )
-        .await;
+        wait_share_state(net, node, &id, "delivered").await;
     }
     (id, csv, dataset)
 }
