@@ -424,3 +424,32 @@ fn parquet_with_a_damaged_footer_is_refused_not_a_panic() {
     );
     assert!(refused > 0);
 }
+
+/// A workbook whose shared strings unpack past [`XLSX_PART_BYTES_MAX`] (256 MiB) — calamine
+/// reads that part whole before the first cell — is refused by the part's size before it is
+/// read. The fixture stores the part uncompressed (257 MiB of spaces, in a temporary file).
+#[test]
+fn a_workbook_part_unpacking_past_256_mib_is_refused_before_it_is_read() {
+    use backflow_formats::xlsx_in::XLSX_PART_BYTES_MAX;
+    use std::io::Seek;
+    let mut file = tempfile::tempfile().unwrap();
+    {
+        let mut zip = zip::ZipWriter::new(&mut file);
+        let stored = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored);
+        zip.start_file("xl/sharedStrings.xml", stored).unwrap();
+        let spaces = vec![b' '; 1 << 20];
+        for _ in 0..(XLSX_PART_BYTES_MAX >> 20) + 1 {
+            zip.write_all(&spaces).unwrap();
+        }
+        zip.finish().unwrap();
+    }
+    file.rewind().unwrap();
+    let mut out = Vec::new();
+    let e = xlsx_to_csv(file, &mut out).unwrap_err().to_string();
+    assert!(
+        e.contains("shared strings") && e.contains(&format!("over {XLSX_PART_BYTES_MAX}")),
+        "{e}"
+    );
+    assert!(out.is_empty());
+}
