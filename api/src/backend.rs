@@ -89,6 +89,32 @@ pub struct UseRecordParams {
     pub department: Option<String>,
 }
 
+/// A ledger inspection (查阅, Art. 29) this node asks of another node over the network: the
+/// records of `grant` (this node provides it; the other node requested it), or, with no
+/// grant, every record of `region` (a region below this node: the authority above reads them
+/// all). Each entry comes proved against that node's witnessed head.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InspectParams {
+    /// The region code of the node whose ledger is read.
+    pub region: String,
+    /// The grant (its share request id, or 8+ leading hex digits) whose records are read.
+    #[serde(default)]
+    pub grant: Option<String>,
+    /// The first entry position.
+    #[serde(default)]
+    pub from: u64,
+    /// Entries at most (≤ 256).
+    #[serde(default = "InspectParams::default_limit")]
+    pub limit: u32,
+}
+
+impl InspectParams {
+    fn default_limit() -> u32 {
+        100
+    }
+}
+
 /// A revocation this node is to issue: the key of `region` (a region below this node) —
 /// `key` in hex, or, if absent, the key of the peer of that region connected now; or a signed
 /// one to put in force (`signed`).
@@ -487,6 +513,13 @@ pub trait Backend: Clone + Send + Sync + 'static {
     /// Checks the whole ledger against its tree and its signed head: `{ok: true, entries,
     /// root, …}`, or `{ok: false, entry, problem}` naming the first bad entry.
     fn ledger_verify(&self) -> impl Future<Output = Result<serde_json::Value, ApiError>> + Send;
+
+    /// Reads another node's records over the network (Art. 29 查阅), proved against its
+    /// witnessed head: `{region, head, witnessed_by, entries, next}`.
+    fn ledger_inspect(
+        &self,
+        params: InspectParams,
+    ) -> impl Future<Output = Result<serde_json::Value, ApiError>> + Send;
 
     /// The node's figures in the OpenMetrics text format (`GET /metrics`, for Prometheus).
     fn metrics(&self) -> impl Future<Output = Result<String, ApiError>> + Send;

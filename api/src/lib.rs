@@ -20,9 +20,9 @@ pub mod token;
 
 pub use backend::{
     Backend, CatalogListParams, CatalogSearchParams, CorrectionItemParams, DutyChangeParams,
-    DutyExtendParams, Export, ExportSummary, ExportWhich, PublishInput, PublishParams,
-    ReviewDecideParams, ReviewRequest, ReviewSubmitParams, RevokeParams, ShareActParams,
-    ShareFileParams, UseRecordParams,
+    DutyExtendParams, Export, ExportSummary, ExportWhich, InspectParams, PublishInput,
+    PublishParams, ReviewDecideParams, ReviewRequest, ReviewSubmitParams, RevokeParams,
+    ShareActParams, ShareFileParams, UseRecordParams,
 };
 pub use error::ApiError;
 pub use openapi::router;

@@ -34,6 +34,7 @@ async fn every_route_needs_the_token_and_the_right_host() {
         ("GET", "/api/ledger"),
         ("POST", "/api/ledger/verify"),
         ("POST", "/api/ledger/record"),
+        ("POST", "/api/ledger/inspect"),
         ("GET", "/metrics"),
         ("GET", "/no/such/route"),
     ];
@@ -367,6 +368,7 @@ async fn ledger_and_metrics_routes_are_the_authority_s_and_use_records_the_depar
     for (method, uri) in [
         ("GET", "/api/ledger"),
         ("POST", "/api/ledger/verify"),
+        ("POST", "/api/ledger/inspect"),
         ("GET", "/metrics"),
     ] {
         assert_eq!(

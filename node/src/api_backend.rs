@@ -530,6 +530,25 @@ impl Backend for NodeBackend {
             .map_err(|e| ApiError::internal(&e))
     }
 
+    async fn ledger_inspect(
+        &self,
+        params: backflow_api::InspectParams,
+    ) -> Result<serde_json::Value, ApiError> {
+        let target = parse_region("region", params.region.trim())?;
+        let asked = self
+            .node
+            .ledger_inspect(target, params.grant, params.from, params.limit)
+            .await
+            .map_err(|e| ApiError::internal(&e))?;
+        match asked {
+            Ok(view) => json(view),
+            Err(why) => Err(ApiError::new(
+                axum::http::StatusCode::BAD_GATEWAY,
+                format!("the inspection of {target}'s ledger failed: {why}"),
+            )),
+        }
+    }
+
     async fn ledger_verify(&self) -> Result<serde_json::Value, ApiError> {
         match self
             .node

@@ -720,6 +720,27 @@ impl NodeHandle {
         .await?
     }
 
+    /// Reads `target`'s records over the network (查阅, Art. 29), each proved against its
+    /// witnessed head; the endpoint answers within its 30 s timeout.
+    pub async fn ledger_inspect(
+        &self,
+        target: RegionCode,
+        grant: Option<String>,
+        from: u64,
+        limit: u32,
+    ) -> Result<std::result::Result<crate::ledger_inspection::InspectionView, String>> {
+        self.ask(|reply| {
+            Cmd::Ledger(LedgerCmd::Inspect {
+                target,
+                grant,
+                from,
+                limit,
+                reply,
+            })
+        })
+        .await
+    }
+
     /// Up to `limit` entries from `from` on, with the log's size and last signed head.
     pub async fn ledger_page(&self, from: u64, limit: usize) -> Result<LedgerPage> {
         let store = self.store.clone();

@@ -41,7 +41,7 @@ use ed25519_dalek::VerifyingKey;
 
 use crate::store::{region_key, Batch, Store, CF_LEDGER};
 
-const ENTRY_PREFIX: u8 = b'e';
+pub(crate) const ENTRY_PREFIX: u8 = b'e';
 const NODE_PREFIX: u8 = b'n';
 const HEAD_KEY: &[u8] = b"h";
 const ACKNOWLEDGED_KEY: &[u8] = b"a";
@@ -65,7 +65,7 @@ fn node_key(level: u8, index: u64) -> [u8; 10] {
     key
 }
 
-fn seq_of(key: &[u8]) -> Result<u64> {
+pub(crate) fn seq_of(key: &[u8]) -> Result<u64> {
     match key {
         [ENTRY_PREFIX, seq @ ..] if seq.len() == 8 => {
             Ok(u64::from_be_bytes(seq.try_into().expect("8 bytes")))
@@ -108,7 +108,7 @@ impl Record {
 
 /// The tree nodes as stored. A read error counts as a missing node (the protocol's readers
 /// turn that into [`merkle::MerkleError::MissingNode`], never a panic).
-struct StoredNodes<'s>(&'s Store);
+pub(crate) struct StoredNodes<'s>(pub(crate) &'s Store);
 
 impl NodeStore for StoredNodes<'_> {
     fn get(&self, level: u8, index: u64) -> Option<Hash> {

@@ -32,6 +32,15 @@ pub(crate) enum LedgerCmd {
     },
     /// Signs the head now if the log grew (before a verification, so it covers everything).
     SignHead { reply: oneshot::Sender<()> },
+    /// Reads another node's records over the network (查阅, Art. 29): those of `grant` (a
+    /// share request id or prefix) or, without one, all of them.
+    Inspect {
+        target: backflow_topology::RegionCode,
+        grant: Option<String>,
+        from: u64,
+        limit: u32,
+        reply: crate::ledger_inspection::InspectReply,
+    },
 }
 
 /// One entry as the API shows it.

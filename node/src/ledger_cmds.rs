@@ -46,6 +46,13 @@ impl Runtime {
                 self.sign_ledger_head();
                 let _ = reply.send(());
             }
+            LedgerCmd::Inspect {
+                target,
+                grant,
+                from,
+                limit,
+                reply,
+            } => self.start_inspection(now, target, grant, from, limit, reply),
         }
     }
 
@@ -123,6 +130,8 @@ impl Runtime {
                 %reason,
                 "the parent did not witness this node's ledger head"
             ),
+            LedgerEvent::InspectionAsked(asked) => self.answer_inspection(asked),
+            LedgerEvent::Inspected(i) => self.inspection_answered(i.id, i.result),
             LedgerEvent::Alarm { child, error } => {
                 let finding = error.to_string();
                 error!(%child, %finding, "a child's compliance ledger does not extend what was witnessed");

@@ -178,6 +178,7 @@ pub async fn start(setup: NodeSetup) -> Result<(NodeHandle, tokio::task::JoinHan
         ledger: crate::ledger::Ledger::open(&store, identity.region)?,
         ledger_head_sent: None,
         ledger_alarms: HashMap::new(),
+        inspections_waiting: HashMap::new(),
         data: DataPlane {
             store: store.clone(),
             outboards: OutboardCache::default(),

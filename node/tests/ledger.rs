@@ -375,3 +375,189 @@ fn rewrite(path: &std::path::Path, identity: &backflow_protocol::cert::NodeIdent
     store.flush()?;
     Ok(())
 }
+
+/// Art. 29 查阅 across the country: a 广东 provider reads the records of its grant at the 北京
+/// requester's node, and national (the authority above) reads all of them — each entry proved
+/// against the requester's head as its city witnessed it. Who may not read is refused, and an
+/// entry edited in the requester's database is caught by the provider's check of its proof.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_across_the_country_inspects_its_grant_s_records_with_proofs() -> Result<()> {
+    const GUANGDONG: &str = "44";
+    let dir = tempfile::tempdir()?;
+    let regions: Vec<RegionCode> = ["0", "11", "1101", REQUESTER, GUANGDONG]
+        .iter()
+        .map(|s| code(s))
+        .collect();
+    let mut net =
+        LocalNet::start_with(&regions, dir.path(), fast(), Transport::Tcp, calendar()).await?;
+    net.wait_connected(Duration::from_secs(30)).await?;
+    net.add_department(code(REQUESTER), "民政局").await?;
+    net.add_department(code(GUANGDONG), "省人社厅").await?;
+    let requester = net.nodes[&code(REQUESTER)].clone();
+    let provider = net.nodes[&code(GUANGDONG)].clone();
+    let national = net.nodes[&code("0")].clone();
+    let city = net.nodes[&code("1101")].clone();
+
+    provider
+        .catalog_submit(
+            "省人社厅".into(),
+            vec![CatalogEntry {
+                provider: "省人社厅".into(),
+                ..share_fixture::entry()
+            }],
+        )
+        .await?;
+    let id = requester
+        .share_file(
+            "民政局".into(),
+            ShareFileParams {
+                provider_region: GUANGDONG.into(),
+                provider_department: "省人社厅".into(),
+                ..share_fixture::filing("跨省低保资格复核")
+            },
+        )
+        .await?
+        .id;
+    wait_until(
+        "广东 to receive it",
+        Duration::from_secs(30),
+        async || Ok(provider.share(id.clone()).await.is_ok()),
+    )
+    .await?;
+    provider
+        .share_act(
+            "省人社厅".into(),
+            id.clone(),
+            ShareActParams {
+                act: "grant".into(),
+                approved_by: Some("省人社厅负责人".into()),
+                conditions: vec!["社会救助资格核查".into()],
+                ..ShareActParams::default()
+            },
+        )
+        .await?;
+    wait_until(
+        "北京 to hear of the grant",
+        Duration::from_secs(30),
+        async || {
+            Ok(requester
+                .share(id.clone())
+                .await
+                .is_ok_and(|v| v.state == "granted"))
+        },
+    )
+    .await?;
+    let logged = requester
+        .ledger_use_record(
+            "民政局".into(),
+            UseRecordParams {
+                grant: id.clone(),
+                scenario: "跨省低保资格复核".into(),
+                process: "按户比对广东参保状态".into(),
+                effect: "复核 57 户".into(),
+                storage: "本局业务库,加密存储".into(),
+                ..UseRecordParams::default()
+            },
+        )
+        .await?;
+    // Records are shown once the requester's city has witnessed a head that holds them.
+    wait_until(
+        "北京 东城区's use record to be witnessed",
+        Duration::from_secs(30),
+        async || {
+            let page = requester.ledger_page(0, 1).await?;
+            Ok(page.witnessed.is_some_and(|w| w.size > logged.seq))
+        },
+    )
+    .await?;
+
+    // The provider reads its grant's records at the requester, two hops up and two down.
+    let seen = provider
+        .ledger_inspect(code(REQUESTER), Some(id[..12].to_string()), 0, 100)
+        .await?
+        .map_err(|e| anyhow::anyhow!("the provider's inspection: {e}"))?;
+    assert_eq!(seen.region, REQUESTER);
+    assert_eq!(seen.witnessed_by, "1101");
+    assert!(
+        seen.entries.iter().all(|e| e.subject == id),
+        "only the grant's records: {:?}",
+        kinds(&seen.entries)
+    );
+    let got = kinds(&seen.entries);
+    for k in ["share_act:request", "share_act:grant", "use_record"] {
+        assert!(got.contains(&k.to_string()), "{k} is not in {got:?}");
+    }
+    let used = seen
+        .entries
+        .iter()
+        .find(|e| e.kind == "use_record")
+        .unwrap();
+    assert_eq!(used.seq, logged.seq);
+    assert!(used.use_record.as_ref().unwrap().effect.contains("57"));
+
+    // National, the authority above, reads every record, contiguous from the first.
+    let all = national
+        .ledger_inspect(code(REQUESTER), None, 0, 256)
+        .await?
+        .map_err(|e| anyhow::anyhow!("national's inspection: {e}"))?;
+    assert!(all
+        .entries
+        .iter()
+        .enumerate()
+        .all(|(i, e)| e.seq == i as u64));
+    assert!(
+        seen.entries.iter().all(|e| all.entries.contains(e)),
+        "the grant's records are among all of them"
+    );
+    let page = national
+        .ledger_inspect(code(REQUESTER), None, 1, 2)
+        .await?
+        .map_err(|e| anyhow::anyhow!("a page: {e}"))?;
+    assert!(all.entries.len() >= 4, "{:?}", kinds(&all.entries));
+    assert_eq!(page.entries, all.entries[1..3]);
+    // The page says where to go on.
+    assert_eq!(page.next, Some(3));
+
+    // Who may not: the provider all records (it is not above 北京), the requester's city the
+    // grant's (it is not the provider), a node its own ledger.
+    for (who, grant, why) in [
+        (&provider, None, "only an authority above"),
+        (&city, Some(id.clone()), "no share request"),
+        (&requester, None, "ledger show"),
+    ] {
+        let e = who
+            .ledger_inspect(code(REQUESTER), grant, 0, 10)
+            .await?
+            .expect_err("refused");
+        assert!(e.contains(why), "{}: {e}", who.region());
+    }
+
+    // Someone edits the use record in the requester's database while it is stopped: the
+    // node still answers from its log, but the provider's check of the proof against the
+    // witnessed head names the entry.
+    drop(requester);
+    net.stop(code(REQUESTER)).await?;
+    {
+        let store = Store::open(&dir.path().join(format!("node-{REQUESTER}")))?;
+        let bytes = store
+            .get(CF_LEDGER, &entry_key(logged.seq))?
+            .expect("the entry");
+        let mut entry = LedgerEntry::decode(&bytes)?;
+        if let EntryKind::UseRecord { effect, .. } = &mut entry.kind {
+            *effect = "复核 57 户,全部相符".into();
+        }
+        store.put(CF_LEDGER, &entry_key(logged.seq), &entry.leaf_bytes()?)?;
+    }
+    net.restart(code(REQUESTER)).await?;
+    net.wait_connected(Duration::from_secs(30)).await?;
+    let e = provider
+        .ledger_inspect(code(REQUESTER), Some(id.clone()), 0, 100)
+        .await?
+        .expect_err("an edited entry does not prove itself");
+    assert!(
+        e.contains("does not prove itself") && e.contains(&format!("position {}", logged.seq)),
+        "{e}"
+    );
+    drop((provider, national, city));
+    net.shutdown().await
+}

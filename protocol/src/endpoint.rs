@@ -70,6 +70,7 @@ mod catalog_search;
 mod data_path;
 mod departments;
 mod grant_delivery;
+mod ledger_inspection;
 mod ledger_witness;
 mod pass_on;
 mod service_calls;
@@ -323,6 +324,8 @@ pub struct Endpoint<P> {
     service: ServiceInterface,
     /// Ledger heads witnessed for children, and this node's own acknowledged by its parent.
     witnessing: Witnessing,
+    /// Ledger inspections this node asked for and awaits ([`crate::ledger::inspection`]).
+    inspections: crate::ledger::inspection::Inspections,
     peers: BTreeMap<P, Peer>,
     by_region: BTreeMap<RegionCode, P>,
     out: VecDeque<Output<P>>,
@@ -398,6 +401,7 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
             search: CatalogSearch::new(region),
             service,
             witnessing: Witnessing::restore(saved.ledger_witnessed, saved.ledger_acknowledged),
+            inspections: Default::default(),
             peers: BTreeMap::new(),
             by_region: BTreeMap::new(),
             out: VecDeque::new(),
@@ -572,6 +576,7 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
         self.record_deliveries(now);
         self.renew_deliveries(now);
         self.close_finished_deliveries(now);
+        self.expire_inspections(now);
     }
 
     /// When [`Self::handle_timeout`] is next due: the machines' timers, and the earliest
@@ -594,6 +599,7 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
             expiry,
             self.deliveries_completed.then_some(UnixMs::ZERO),
             Some(self.renewals_due),
+            self.inspections.poll_timeout(),
         ]
         .into_iter()
         .flatten()

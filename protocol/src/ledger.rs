@@ -19,6 +19,8 @@
 //!   backwards are all named.
 //! - [`witnessing`]: the exchange itself — a node's heads up to its parent, the parent's
 //!   countersignatures back, findings raised as alarms at the parent.
+//! - [`inspection`]: the provider and the authorities above reading a node's records over
+//!   the network (查阅), each entry proved against the witnessed head.
 //!
 //! # Why a parent witnesses
 //! A log signed only by its own node can be replaced wholesale by that node. Each node sends
@@ -32,6 +34,7 @@
 
 pub mod entry;
 pub mod head;
+pub mod inspection;
 pub mod merkle;
 #[cfg(test)]
 mod vectors;

@@ -36,7 +36,8 @@ pub use crate::limits::{
 /// 6: catalog searches travel up the tree and back ([`Message::Search`]).
 /// 7: service interface calls ([`Message::Service`]).
 /// 8: ledger heads and their witnesses' countersignatures ([`Message::Ledger`]).
-pub const PROTOCOL_VERSION: u16 = 8;
+/// 9: ledger inspection over the network ([`crate::ledger::inspection`]).
+pub const PROTOCOL_VERSION: u16 = 9;
 
 /// Identity exchange on connection: the sender's certificate chain (anchor-most first). The
 /// shell verifies it with [`crate::cert::TrustStore::verify_chain`], checks the leaf's peer id

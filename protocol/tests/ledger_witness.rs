@@ -1,7 +1,9 @@
 //! The compliance ledger's heads witnessed up the tree (Art. 29, issue 19), through real
 //! endpoints on the simulated network: a county's heads are countersigned by its city, the
 //! countersignature comes back and both survive restarts; a rewritten log is refused with an
-//! alarm at the city, and heads are taken only from a direct child.
+//! alarm at the city, and heads are taken only from a direct child. Inspection (查阅): national
+//! reads the witnessed county's records through the tree, each proved; a page with an edited
+//! entry does not prove itself; a township, which is not above the county, is refused.
 
 mod common;
 
@@ -11,7 +13,10 @@ use backflow_protocol::cert::NodeIdentity;
 use backflow_protocol::endpoint::Event;
 use backflow_protocol::ledger::entry::{append_entry, EntryKind, LedgerEntry};
 use backflow_protocol::ledger::head::{HeadUpdate, SignedTreeHead, TreeHead};
-use backflow_protocol::ledger::merkle::{consistency_proof, root, Hash};
+use backflow_protocol::ledger::inspection::{
+    InspectPage, InspectRefusal, InspectScope, Inspected, InspectionAsked, ProvenEntry,
+};
+use backflow_protocol::ledger::merkle::{consistency_proof, inclusion_proof, root, Hash};
 use backflow_protocol::ledger::witness::WitnessError;
 use backflow_protocol::ledger::witnessing::LedgerEvent;
 use common::net::{Faults, Net, NetConfig, TEST_TUNING};
@@ -187,4 +192,163 @@ fn a_county_s_heads_are_witnessed_by_its_city_and_a_rewritten_log_raises_an_alar
     net.inject(peer, national, msg);
     assert_eq!(net.ep(national).ledger_witnessed(county), None);
     assert!(alarms(&net, "0").is_empty());
+}
+
+/// The page a shell answers [`InspectionAsked`] with: `leaves` (the log's, or edited ones)
+/// with their proofs in `log`.
+fn page_of(log: &Log, asked: &InspectionAsked, leaves: &[Vec<u8>]) -> InspectPage {
+    let size = asked.head.head.head.size;
+    let entries = (asked.from..size)
+        .take(asked.limit as usize)
+        .map(|seq| ProvenEntry {
+            leaf: leaves[seq as usize].clone(),
+            proof: inclusion_proof(seq, size, &log.nodes).unwrap(),
+        })
+        .collect();
+    let end = asked.from + u64::from(asked.limit);
+    InspectPage {
+        head: asked.head.clone(),
+        entries,
+        next: (end < size).then_some(end),
+    }
+}
+
+fn inspected(net: &Net, at: &str) -> Vec<Inspected> {
+    net.node(code(at))
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Ledger(LedgerEvent::Inspected(i)) => Some(i.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn asked(net: &Net, at: &str) -> Vec<InspectionAsked> {
+    net.node(code(at))
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Ledger(LedgerEvent::InspectionAsked(a)) => Some(a.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn national_inspects_a_county_s_witnessed_records_and_an_edited_one_is_caught() {
+    let mut net = Net::new(4, Faults::NONE, NetConfig::with(TEST_TUNING));
+    let (county, national) = (code("110101"), code("0"));
+    let id = net.fx.id("110101").clone();
+    let names = acts(6);
+    let subjects: Vec<&str> = names.iter().map(String::as_str).collect();
+    let log = Log::of("110101", &subjects);
+    let leaves: Vec<Vec<u8>> = (0..log.size)
+        .map(|seq| {
+            LedgerEntry {
+                seq,
+                time_ms: 1_767_225_600_000 + seq,
+                region: county,
+                department: None,
+                kind: EntryKind::Note,
+                subject: names[seq as usize].clone(),
+                detail: String::new(),
+            }
+            .leaf_bytes()
+            .unwrap()
+        })
+        .collect();
+
+    // Before its city witnessed a head, the county has nothing to prove entries against.
+    let now = net.now;
+    let q = net
+        .node_mut(national)
+        .ep
+        .inspect_ledger(now, county, InspectScope::All, 0, 10)
+        .unwrap();
+    net.flush(national);
+    net.run(1_000, |n| !inspected(n, "0").is_empty());
+    let got = inspected(&net, "0");
+    assert_eq!(got[0].id, q);
+    assert!(
+        got[0].result.as_ref().unwrap_err().contains("witnessed"),
+        "{:?}",
+        got[0].result
+    );
+
+    let time = net.now.0;
+    net.node_mut(county)
+        .ep
+        .send_ledger_head(log.update(&id, 0, time));
+    net.flush(county);
+    net.run(1_000, |n| n.ep(county).ledger_acknowledged().is_some());
+
+    // National asks; the county's shell answers from its log; national checks every proof.
+    // Round 2 edits entry 3; round 3 leaves out the page's last entry and says it is the end.
+    for round in 1..=3usize {
+        let edit = round == 2;
+        let now = net.now;
+        let q = net
+            .node_mut(national)
+            .ep
+            .inspect_ledger(now, county, InspectScope::All, 1, 4)
+            .unwrap();
+        net.flush(national);
+        net.run(1_000, |n| asked(n, "110101").len() == round);
+        let a = asked(&net, "110101").pop().unwrap();
+        assert_eq!((a.inspector, a.from, a.limit), (national, 1, 4));
+        let mut leaves = leaves.clone();
+        if edit {
+            let mut e = LedgerEntry::decode(&leaves[3]).unwrap();
+            e.subject = "act 3, as someone would rather it read".into();
+            leaves[3] = e.leaf_bytes().unwrap();
+        }
+        let mut page = page_of(&log, &a, &leaves);
+        if round == 3 {
+            page.entries.pop();
+            page.next = None;
+        }
+        net.node_mut(county)
+            .ep
+            .answer_inspection(a.id, a.inspector, Ok(page));
+        net.flush(county);
+        net.run(1_000, |n| inspected(n, "0").len() == round + 1);
+        let got = inspected(&net, "0").pop().unwrap();
+        assert_eq!((got.id, got.target), (q, county));
+        match (round, got.result) {
+            (1, Ok(records)) => {
+                let seqs: Vec<u64> = records.entries.iter().map(|e| e.seq).collect();
+                assert_eq!(seqs, [1, 2, 3, 4]);
+                assert_eq!(records.entries[2].subject, "act 3");
+                assert_eq!(records.head.witness, code("1101"));
+            }
+            (2, Err(e)) => assert!(
+                e.contains("does not prove itself") && e.contains("position 3"),
+                "{e}"
+            ),
+            (3, Err(e)) => assert!(e.contains("entries 4..6 are missing"), "{e}"),
+            (_, r) => panic!("round {round}: {r:?}"),
+        }
+    }
+
+    // A township is not above the county: refused where it asks (and the county would too).
+    let township = code("110101001");
+    let now = net.now;
+    let refused = net
+        .node_mut(township)
+        .ep
+        .inspect_ledger(now, county, InspectScope::All, 0, 10)
+        .unwrap_err();
+    assert!(
+        matches!(refused, InspectRefusal::NotAllowed { .. }),
+        "{refused:?}"
+    );
+    // Only a grant's provider reads a grant's records: national provides no such grant.
+    let now = net.now;
+    let e = net
+        .node_mut(national)
+        .ep
+        .inspect_ledger(now, county, InspectScope::Grant([7; 32]), 0, 10)
+        .unwrap_err();
+    assert!(matches!(e, InspectRefusal::NotAllowed { .. }), "{e:?}");
 }

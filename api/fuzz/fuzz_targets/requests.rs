@@ -170,6 +170,12 @@ impl Backend for Memory {
     async fn metrics(&self) -> Result<String, ApiError> {
         Ok("backflow_node{region=\"11\"} 1\n# EOF\n".into())
     }
+    async fn ledger_inspect(
+        &self,
+        params: backflow_api::InspectParams,
+    ) -> Result<serde_json::Value, ApiError> {
+        Ok(serde_json::json!({ "region": params.region, "grant": params.grant }))
+    }
     async fn ledger_verify(&self) -> Result<serde_json::Value, ApiError> {
         Ok(serde_json::json!({ "ok": true }))
     }

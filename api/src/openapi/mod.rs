@@ -83,6 +83,7 @@ pub use views::ErrorBody;
         routes::node::ledger,
         routes::node::ledger_verify,
         routes::node::ledger_record,
+        routes::node::ledger_inspect,
         routes::node::metrics,
         openapi_json,
     ),

@@ -178,6 +178,12 @@ described_object! {
     /// head_size, head_time}`, or `{ok: false, entry, problem}` naming the first bad entry.
     LedgerVerification;
 
+    /// Another node's records read over the network (查阅, Art. 29): `region`, `head` (its
+    /// head: `size`, `root`, `time`), `witnessed_by` (the parent that countersigned it),
+    /// `entries` (each a LedgerEntry, proved included in that head) and `next` (where the
+    /// next page starts, or null).
+    LedgerInspection;
+
     /// This document: OpenAPI 3.1, generated from the handlers' annotations.
     OpenApiDocument;
 }

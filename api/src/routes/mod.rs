@@ -35,6 +35,7 @@
 //! | POST   | `/api/departments`   | `{name}`: a new department's key and token (the token shown once) |
 //! | GET    | `/api/ledger`        | `?from=&limit=`: entries of the compliance ledger (合规台账, Art. 29), its signed and witnessed heads |
 //! | POST   | `/api/ledger/verify` | the whole ledger against its tree and signed head → `{ok, …}` or the first bad entry |
+//! | POST   | `/api/ledger/inspect` | `InspectParams`: another node's records over the network (查阅, Art. 29), proved against its witnessed head |
 //! | POST   | `/api/ledger/record` | `UseRecordParams`: a requesting department's use record (使用记录) of granted data |
 //! | GET    | `/metrics`           | the node's figures for Prometheus (OpenMetrics text; the node's token) |
 //! | GET    | `/api/openapi.json`  | this API as OpenAPI 3.1 ([`openapi`](crate::openapi); no token, see [`gate::OPEN_PATHS`]) |
@@ -183,6 +184,7 @@ fn table<B: Backend>(document: DocumentRoute<B>) -> Table<B> {
     .route("/api/ledger", get(node::ledger::<B>))
     .route("/api/ledger/verify", post(node::ledger_verify::<B>))
     .route("/api/ledger/record", post(node::ledger_record::<B>))
+    .route("/api/ledger/inspect", post(node::ledger_inspect::<B>))
     .route(
         "/api/departments",
         get(node::departments::<B>).post(node::department_add::<B>),

@@ -228,6 +228,30 @@ pub(super) async fn ledger_verify<B: Backend>(
 }
 
 #[utoipa::path(
+    post, path = "/api/ledger/inspect",
+    summary = "Inspect another node's records over the network (查阅, Art. 29)",
+    tag = "ledger",
+    request_body = crate::backend::InspectParams,
+    responses(
+        (status = 200, description = "A page of that node's records, each proved against its head witnessed by its parent (the node's token only)", body = views::LedgerInspection),
+        (status = 400, description = "A bad region or grant, or an inspection this node may not make (not the grant's provider, not above the region)", body = ErrorBody),
+        (status = 502, description = "The other node refused, did not answer within 30 s, or answered with records that do not prove themselves", body = ErrorBody),
+    ),
+)]
+pub(super) async fn ledger_inspect<B: Backend>(
+    State(api): State<Api<B>>,
+    Extension(principal): Extension<Principal>,
+    Json(params): Json<crate::backend::InspectParams>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    principal.require_node()?;
+    if params.region.len() > 12 || params.grant.as_ref().is_some_and(|g| g.len() > 64) {
+        return Err(ApiError::bad_request("region or grant too long"));
+    }
+    // Not under the answer timeout: the node waits for the other node at most 30 s.
+    api.backend.ledger_inspect(params).await.map(Json)
+}
+
+#[utoipa::path(
     post, path = "/api/ledger/record",
     summary = "Record a department's use of granted data (使用记录, Art. 29)",
     tag = "ledger",

@@ -305,6 +305,9 @@ impl Backend for Fake {
             "entries": entries,
         }))
     }
+    async fn ledger_inspect(&self, _: backflow_api::InspectParams) -> Result<Value, ApiError> {
+        Err(ApiError::bad_request("the console does not inspect"))
+    }
     async fn ledger_verify(&self) -> Result<Value, ApiError> {
         Ok(if self.verify_ok {
             json!({"ok": true, "entries": 3, "root": "11".repeat(32), "head_size": 3,

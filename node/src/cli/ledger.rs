@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use backflow_node::ledger_api::{EntryView, LedgerPage};
+use backflow_node::ledger_inspection::InspectionView;
 use backflow_node::text_width::pad;
 use clap::{Subcommand, ValueEnum};
 
@@ -39,6 +40,26 @@ pub enum LedgerCmd {
         /// Where to write; standard output if not given.
         #[arg(long)]
         out: Option<PathBuf>,
+        #[command(flatten)]
+        data: DataArg,
+    },
+    /// Read another node's records over the network (查阅, Art. 29): as the provider of a
+    /// grant, its records at the requester's node (`--grant`); as an authority above a
+    /// region, all of that region's records. Every entry comes proved against that node's
+    /// head as its parent witnessed it.
+    Inspect {
+        /// The region code of the node whose ledger is read.
+        #[arg(long)]
+        region: String,
+        /// The grant (share request id or 8+ leading hex digits) whose records are read;
+        /// all records if not given (an authority above the region only).
+        #[arg(long)]
+        grant: Option<String>,
+        /// The first entry position to read.
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
         #[command(flatten)]
         data: DataArg,
     },
@@ -154,6 +175,36 @@ pub fn run(cmd: LedgerCmd, out: &mut impl Write) -> Result<()> {
                 export(&data, format, out)?;
             }
         },
+        LedgerCmd::Inspect {
+            region,
+            grant,
+            from,
+            limit,
+            data,
+        } => {
+            let body = serde_json::json!({
+                "region": region, "grant": grant, "from": from, "limit": limit,
+            });
+            let v = call(&data.dir, "POST", "/api/ledger/inspect", Some(&body))?;
+            let i: InspectionView = serde_json::from_value(v)?;
+            for e in &i.entries {
+                writeln!(out, "{}", line(e))?;
+            }
+            writeln!(
+                out,
+                "{} entries of {}'s ledger, each proved included in its head of {} entries \
+                 (root {}, signed {}), witnessed (见证) by {}",
+                i.entries.len(),
+                i.region,
+                i.head.size,
+                &i.head.root[..16],
+                i.head.time,
+                i.witnessed_by
+            )?;
+            if let Some(next) = i.next {
+                writeln!(out, "more from entry {next}: --from {next}")?;
+            }
+        }
         LedgerCmd::Record {
             grant,
             scenario,

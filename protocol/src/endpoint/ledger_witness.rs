@@ -52,7 +52,11 @@ impl<P: Copy + Ord + std::fmt::Debug> Endpoint<P> {
         msg: LedgerMsg,
     ) {
         let region = self.region();
-        let expected = match &msg {
+        let expected = match msg {
+            LedgerMsg::Inspect { hops, query } => return self.handle_inspect(now, hops, *query),
+            LedgerMsg::Inspected { hops, answer } => {
+                return self.handle_inspected(now, hops, *answer)
+            }
             LedgerMsg::Head(_) => from.parent() == Some(region),
             LedgerMsg::Witnessed(_) | LedgerMsg::Refused { .. } => region.parent() == Some(from),
         };

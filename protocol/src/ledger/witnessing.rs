@@ -23,6 +23,7 @@ use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
 
 use super::head::{HeadUpdate, WitnessedHead};
+use super::inspection::{InspectAnswer, Inspected, InspectionAsked, SignedInspectQuery};
 use super::witness::{check_head, WitnessError};
 use crate::cert::NodeIdentity;
 use crate::limits::{check_len, Bounded, LimitError, TEXT_BYTES_MAX};
@@ -41,6 +42,17 @@ pub enum LedgerMsg {
     Witnessed(WitnessedHead),
     /// Parent → child: your head of `size` entries was not countersigned, and why.
     Refused { size: u64, reason: String },
+    /// Inspector → the node whose ledger it reads, hop by hop along the tree (查阅, Art. 29,
+    /// [`super::inspection`]); `hops` taken so far.
+    Inspect {
+        hops: u8,
+        query: Box<SignedInspectQuery>,
+    },
+    /// That node's answer → the inspector, hop by hop.
+    Inspected {
+        hops: u8,
+        answer: Box<InspectAnswer>,
+    },
 }
 
 impl Bounded for LedgerMsg {
@@ -51,6 +63,8 @@ impl Bounded for LedgerMsg {
             LedgerMsg::Refused { reason, .. } => {
                 check_len("witness refusal bytes", reason.len(), TEXT_BYTES_MAX)
             }
+            LedgerMsg::Inspect { query, .. } => query.check_limits(),
+            LedgerMsg::Inspected { answer, .. } => answer.check_limits(),
         }
     }
 }
@@ -86,6 +100,10 @@ pub enum LedgerEvent {
         size: u64,
         reason: String,
     },
+    /// Target: an inspector may read these records; the shell reads and answers them.
+    InspectionAsked(InspectionAsked),
+    /// Inspector: the answer to a query, checked.
+    Inspected(Inspected),
 }
 
 /// A message handled: what to persist, what to answer (after persisting), what to report.
@@ -218,7 +236,9 @@ impl Witnessing {
                 }),
                 ..Handled::default()
             },
-            LedgerMsg::Head(_) => Handled::default(),
+            LedgerMsg::Head(_) | LedgerMsg::Inspect { .. } | LedgerMsg::Inspected { .. } => {
+                Handled::default()
+            }
         }
     }
 }

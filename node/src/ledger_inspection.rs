@@ -1,0 +1,170 @@
+//! Ledger inspection (查阅, Art. 29) in the node: as the node inspected, it reads the page an
+//! inspector may see from its log — each entry's stored leaf bytes with its inclusion proof
+//! against the head its parent witnessed — and hands it to the endpoint, which routes it back;
+//! as the inspector, it passes the operator's query to the endpoint and the checked answer to
+//! the waiting API call. The rules and the proofs' checks are the protocol's
+//! (`backflow_protocol::ledger::inspection`).
+
+use anyhow::{anyhow, Context, Result};
+use backflow_protocol::ledger::entry::LedgerEntry;
+use backflow_protocol::ledger::inspection::{
+    grant_subject, InspectPage, InspectScope, InspectedRecords, InspectionAsked, ProvenEntry,
+    INSPECT_ANSWER_ENTRY_BYTES_MAX, INSPECT_SCAN_ENTRIES_MAX,
+};
+use backflow_protocol::ledger::merkle;
+use backflow_protocol::time::UnixMs;
+use backflow_topology::RegionCode;
+use serde::Serialize;
+use tokio::sync::oneshot;
+use tracing::{info, warn};
+
+use crate::ledger::{entry_key, seq_of, StoredNodes, ENTRY_PREFIX};
+use crate::ledger_api::{EntryView, HeadView};
+use crate::runtime::Runtime;
+use crate::store::{Store, CF_LEDGER};
+
+/// What the waiting API call gets: the records, or why there are none.
+pub(crate) type InspectReply = oneshot::Sender<Result<InspectionView, String>>;
+
+/// Reads the page `asked` names: entries of its scope from `asked.from` below the witnessed
+/// head's size, at most `asked.limit` of them and [`INSPECT_ANSWER_ENTRY_BYTES_MAX`] bytes,
+/// after reading at most [`INSPECT_SCAN_ENTRIES_MAX`] entries; `next` says where to go on.
+pub fn inspection_page(store: &Store, asked: &InspectionAsked) -> Result<InspectPage> {
+    let size = asked.head.head.head.size;
+    let subject = match &asked.scope {
+        InspectScope::Grant(g) => Some(grant_subject(g)),
+        InspectScope::All => None,
+    };
+    let nodes = StoredNodes(store);
+    let mut entries = Vec::new();
+    let (mut bytes, mut scanned) = (0usize, 0u64);
+    let mut next = None;
+    for item in store.iter_from(CF_LEDGER, &entry_key(asked.from)) {
+        let (key, leaf) = item?;
+        if key.first() != Some(&ENTRY_PREFIX) {
+            break;
+        }
+        let seq = seq_of(&key)?;
+        if seq >= size {
+            break;
+        }
+        let full = entries.len() >= asked.limit as usize
+            || bytes + leaf.len() > INSPECT_ANSWER_ENTRY_BYTES_MAX
+            || scanned >= INSPECT_SCAN_ENTRIES_MAX;
+        if full {
+            next = Some(seq);
+            break;
+        }
+        scanned += 1;
+        if let Some(subject) = &subject {
+            let entry = LedgerEntry::decode(&leaf)
+                .with_context(|| format!("ledger entry {seq} does not decode"))?;
+            if entry.subject != *subject {
+                continue;
+            }
+        }
+        let proof = merkle::inclusion_proof(seq, size, &nodes)
+            .map_err(|e| anyhow!("the inclusion proof of entry {seq}: {e}"))?;
+        bytes += leaf.len();
+        entries.push(ProvenEntry {
+            leaf: leaf.to_vec(),
+            proof,
+        });
+    }
+    Ok(InspectPage {
+        head: asked.head.clone(),
+        entries,
+        next,
+    })
+}
+
+/// Records read from another node, as the API and the CLI show them.
+#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct InspectionView {
+    /// Whose ledger.
+    pub region: String,
+    /// Its head the entries are proved against.
+    pub head: HeadView,
+    /// The parent that countersigned that head (见证).
+    pub witnessed_by: String,
+    pub entries: Vec<EntryView>,
+    /// Where the next page starts, if the log goes on.
+    pub next: Option<u64>,
+}
+
+impl InspectionView {
+    fn of(records: &InspectedRecords) -> InspectionView {
+        InspectionView {
+            region: records.head.head.head.region.to_string(),
+            head: HeadView::of(&records.head.head),
+            witnessed_by: records.head.witness.to_string(),
+            entries: records.entries.iter().map(EntryView::of).collect(),
+            next: records.next,
+        }
+    }
+}
+
+impl Runtime {
+    /// The operator asks for `target`'s records (of `grant`, a share request id or prefix, or
+    /// all of them); `reply` gets the checked answer.
+    pub(crate) fn start_inspection(
+        &mut self,
+        now: UnixMs,
+        target: RegionCode,
+        grant: Option<String>,
+        from: u64,
+        limit: u32,
+        reply: InspectReply,
+    ) {
+        let scope = match grant {
+            None => InspectScope::All,
+            Some(g) => match crate::share_api::request_id(&self.ep, &g) {
+                Ok(id) => InspectScope::Grant(id),
+                Err(e) => {
+                    let _ = reply.send(Err(format!("{e:#}")));
+                    return;
+                }
+            },
+        };
+        match self.ep.inspect_ledger(now, target, scope, from, limit) {
+            Ok(id) => {
+                self.inspections_waiting.insert(id, reply);
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e.to_string()));
+            }
+        }
+    }
+
+    /// An inspector may read `asked`: read it and answer.
+    pub(crate) fn answer_inspection(&mut self, asked: InspectionAsked) {
+        let page = inspection_page(&self.store, &asked).map_err(|e| {
+            warn!(error = %format!("{e:#}"), "a ledger inspection could not be read");
+            "this node's ledger could not be read".to_string()
+        });
+        if let Ok(p) = &page {
+            info!(
+                inspector = %asked.inspector,
+                entries = p.entries.len(),
+                "ledger inspected (查阅)"
+            );
+        }
+        self.ep.answer_inspection(asked.id, asked.inspector, page);
+    }
+
+    /// The answer to this node's query `id`, checked by the endpoint.
+    pub(crate) fn inspection_answered(
+        &mut self,
+        id: u64,
+        result: Result<InspectedRecords, String>,
+    ) {
+        if let Some(reply) = self.inspections_waiting.remove(&id) {
+            let _ = reply.send(
+                result
+                    .as_ref()
+                    .map(InspectionView::of)
+                    .map_err(Clone::clone),
+            );
+        }
+    }
+}
