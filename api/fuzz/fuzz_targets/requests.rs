@@ -4,209 +4,29 @@
 //! no file appears outside the export directory.
 #![no_main]
 
-use std::io::Read;
-use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use backflow_api::confine::Confined;
 use backflow_api::gate::{AllowedHosts, Gate};
-use backflow_api::{
-    router, ApiError, ApiToken, Backend, Directories, Export, ExportSummary, ExportWhich,
-    PublishInput, PublishParams, RevokeParams,
-};
-use backflow_protocol::catalog::CatalogEntry;
+use backflow_api::{router, ApiToken, Directories};
 use http_body_util::BodyExt;
 use libfuzzer_sys::fuzz_target;
 use tower::ServiceExt;
 
-const HOST: &str = "127.0.0.1:7480";
+/// The API tests' in-memory node: one fake for both, so a change of the `Backend` trait that
+/// the tests follow cannot leave this build behind.
+#[path = "../../tests/common/mod.rs"]
+mod common;
+
+use common::HOST;
+
 const KEY: &str = "KEYMATERIAL0123456789abcdef";
-/// Bytes of a publish body the fake reads at most (keeps iterations fast).
-const BODY_READ_MAX: u64 = 1 << 20;
-
-#[derive(Clone)]
-struct Memory;
-
-impl Backend for Memory {
-    async fn status(
-        &self,
-        dataset: Option<String>,
-        region: Option<String>,
-    ) -> Result<serde_json::Value, ApiError> {
-        Ok(serde_json::json!([{ "dataset": dataset, "region": region }]))
-    }
-    async fn health(&self) -> Result<serde_json::Value, ApiError> {
-        Ok(serde_json::json!({"disk": {"total_bytes": 1, "free_bytes": 1, "low": false}}))
-    }
-    async fn peers(&self) -> Result<serde_json::Value, ApiError> {
-        Ok(serde_json::json!([]))
-    }
-    async fn catalogs(
-        &self,
-        _params: backflow_api::CatalogListParams,
-    ) -> Result<serde_json::Value, ApiError> {
-        Ok(
-            serde_json::json!([{"region": "11", "department": "d", "seq": 1,
-            "entries": [{"id": "a"}]}]),
-        )
-    }
-    async fn catalog_entry(&self, id: String) -> Result<serde_json::Value, ApiError> {
-        Ok(if id == "a" || id == "b" {
-            serde_json::json!([{"region": "11", "department": "d", "entry": {"id": id}}])
-        } else {
-            serde_json::json!([])
-        })
-    }
-    async fn catalog_search(
-        &self,
-        params: backflow_api::CatalogSearchParams,
-    ) -> Result<serde_json::Value, ApiError> {
-        Ok(serde_json::json!({"total": 0, "hits": [], "q": params.q}))
-    }
-    async fn catalog_submit(&self, entries: Vec<CatalogEntry>) -> Result<u64, ApiError> {
-        Ok(entries.len() as u64)
-    }
-    async fn publish(
-        &self,
-        _job: u64,
-        _params: PublishParams,
-        input: PublishInput,
-        _progress: Arc<AtomicU64>,
-    ) -> Result<serde_json::Value, ApiError> {
-        let n = tokio::task::spawn_blocking(move || {
-            let mut sink = Vec::new();
-            input
-                .take(BODY_READ_MAX)
-                .read_to_end(&mut sink)
-                .map(|_| sink.len())
-        })
-        .await
-        .map_err(|_| ApiError::bad_request("join"))?
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
-        Ok(serde_json::json!({ "bytes": n }))
-    }
-    async fn share_coordinate(
-        &self,
-        id: String,
-        outcome: String,
-        refer: bool,
-    ) -> Result<serde_json::Value, ApiError> {
-        Ok(serde_json::json!({ "id": id, "outcome": outcome, "refer": refer }))
-    }
-
-    async fn share_lookup(
-        &self,
-        department: Option<String>,
-        id: String,
-        keys: Vec<String>,
-    ) -> Result<serde_json::Value, ApiError> {
-        Ok(serde_json::json!({ "id": id, "as": department, "keys": keys }))
-    }
-
-    async fn share_deliver(
-        &self,
-        department: Option<String>,
-        id: String,
-        _format: String,
-        _key: Option<String>,
-        input: PublishInput,
-    ) -> Result<serde_json::Value, ApiError> {
-        let n = tokio::task::spawn_blocking(move || {
-            let mut sink = Vec::new();
-            input
-                .take(BODY_READ_MAX)
-                .read_to_end(&mut sink)
-                .map(|_| sink.len())
-        })
-        .await
-        .map_err(|_| ApiError::bad_request("join"))?
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
-        Ok(serde_json::json!({ "id": id, "as": department, "bytes": n }))
-    }
-    async fn revoke(&self, params: RevokeParams) -> Result<serde_json::Value, ApiError> {
-        Ok(serde_json::json!({ "subject": params.region.unwrap_or_default() }))
-    }
-    async fn revocations(&self) -> Result<serde_json::Value, ApiError> {
-        Ok(serde_json::json!([]))
-    }
-    async fn shares(&self, overdue_only: bool) -> Result<serde_json::Value, ApiError> {
-        Ok(serde_json::json!([{ "overdue_only": overdue_only }]))
-    }
-    async fn share(&self, id: String) -> Result<serde_json::Value, ApiError> {
-        Ok(serde_json::json!({ "id": id }))
-    }
-    async fn share_file(
-        &self,
-        department: Option<String>,
-        params: backflow_api::ShareFileParams,
-    ) -> Result<serde_json::Value, ApiError> {
-        Ok(serde_json::json!({ "entry": params.entry_id, "as": department }))
-    }
-    async fn share_act(
-        &self,
-        department: Option<String>,
-        id: String,
-        params: backflow_api::ShareActParams,
-    ) -> Result<serde_json::Value, ApiError> {
-        Ok(serde_json::json!({ "id": id, "act": params.act, "as": department }))
-    }
-    async fn catalog_review(
-        &self,
-        request: backflow_api::ReviewRequest,
-    ) -> Result<serde_json::Value, ApiError> {
-        Ok(serde_json::json!({ "request": format!("{request:?}") }))
-    }
-    async fn departments(&self) -> Result<serde_json::Value, ApiError> {
-        Ok(serde_json::json!([]))
-    }
-    async fn department_add(&self, name: String) -> Result<serde_json::Value, ApiError> {
-        Ok(serde_json::json!({ "name": name }))
-    }
-    async fn ledger(&self, from: u64, limit: usize) -> Result<serde_json::Value, ApiError> {
-        Ok(serde_json::json!({ "from": from, "limit": limit }))
-    }
-    async fn metrics(&self) -> Result<String, ApiError> {
-        Ok("backflow_node{region=\"11\"} 1\n# EOF\n".into())
-    }
-    async fn ledger_inspect(
-        &self,
-        params: backflow_api::InspectParams,
-    ) -> Result<serde_json::Value, ApiError> {
-        Ok(serde_json::json!({ "region": params.region, "grant": params.grant }))
-    }
-    async fn ledger_verify(&self) -> Result<serde_json::Value, ApiError> {
-        Ok(serde_json::json!({ "ok": true }))
-    }
-    async fn ledger_record(
-        &self,
-        department: Option<String>,
-        params: backflow_api::UseRecordParams,
-    ) -> Result<serde_json::Value, ApiError> {
-        Ok(serde_json::json!({ "as": department, "grant": params.grant }))
-    }
-    async fn export(&self, which: ExportWhich) -> Result<Export, ApiError> {
-        let ExportWhich {
-            dataset, version, ..
-        } = which;
-        Ok(Export {
-            summary: ExportSummary {
-                dataset,
-                publisher: "110000000000".into(),
-                department: "d".into(),
-                version: version.unwrap_or(1),
-                partitions: 1,
-                records: 1,
-                bytes: 2,
-            },
-            write: Box::new(|out| Ok(out.write_all(b"h\nx\n")?)),
-        })
-    }
-}
 
 struct World {
     runtime: tokio::runtime::Runtime,
+    fake: common::Fake,
     app: axum::Router,
     token: ApiToken,
     dir: tempfile::TempDir,
@@ -236,12 +56,15 @@ fn world() -> &'static World {
             departments: Default::default(),
             hosts: AllowedHosts::for_bind(HOST.parse().unwrap(), &[]),
         };
+        let fake = common::Fake::default();
+        *fake.export.lock().unwrap() = Some(b"h\nx\n".to_vec());
         World {
             runtime: tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .unwrap(),
-            app: router(Memory, gate, dirs),
+            app: router(fake.clone(), gate, dirs),
+            fake,
             token,
             dir,
         }
@@ -301,6 +124,8 @@ fuzz_target!(|data: &[u8]| {
     let open = host_ok
         && request.method() == axum::http::Method::GET
         && backflow_api::gate::OPEN_PATHS.contains(&request.uri().path());
+    // The fake keeps what it was asked to publish: forget it, or memory grows with the run.
+    w.fake.published.lock().unwrap().clear();
     w.runtime.block_on(async {
         let Ok(response) = w.app.clone().oneshot(request).await;
         let status = response.status();
