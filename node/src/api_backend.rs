@@ -540,9 +540,13 @@ impl Backend for NodeBackend {
             .ledger_inspect(target, params.grant, params.from, params.limit)
             .await
             .map_err(|e| ApiError::internal(&e))?;
+        use crate::ledger_inspection::InspectFailure;
         match asked {
             Ok(view) => json(view),
-            Err(why) => Err(ApiError::new(
+            Err(InspectFailure::Refused(why)) => {
+                Err(ApiError::bad_request(format!("not inspected: {why}")))
+            }
+            Err(InspectFailure::Failed(why)) => Err(ApiError::new(
                 axum::http::StatusCode::BAD_GATEWAY,
                 format!("the inspection of {target}'s ledger failed: {why}"),
             )),

@@ -728,7 +728,12 @@ impl NodeHandle {
         grant: Option<String>,
         from: u64,
         limit: u32,
-    ) -> Result<std::result::Result<crate::ledger_inspection::InspectionView, String>> {
+    ) -> Result<
+        std::result::Result<
+            crate::ledger_inspection::InspectionView,
+            crate::ledger_inspection::InspectFailure,
+        >,
+    > {
         self.ask(|reply| {
             Cmd::Ledger(LedgerCmd::Inspect {
                 target,

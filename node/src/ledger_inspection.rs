@@ -8,8 +8,8 @@
 use anyhow::{anyhow, Context, Result};
 use backflow_protocol::ledger::entry::LedgerEntry;
 use backflow_protocol::ledger::inspection::{
-    grant_subject, InspectPage, InspectScope, InspectedRecords, InspectionAsked, ProvenEntry,
-    INSPECT_ANSWER_ENTRY_BYTES_MAX, INSPECT_SCAN_ENTRIES_MAX,
+    grant_subject, InspectPage, InspectRefusal, InspectScope, InspectedRecords, InspectionAsked,
+    ProvenEntry, INSPECT_ANSWER_ENTRY_BYTES_MAX, INSPECT_SCAN_ENTRIES_MAX,
 };
 use backflow_protocol::ledger::merkle;
 use backflow_protocol::time::UnixMs;
@@ -24,7 +24,25 @@ use crate::runtime::Runtime;
 use crate::store::{Store, CF_LEDGER};
 
 /// What the waiting API call gets: the records, or why there are none.
-pub(crate) type InspectReply = oneshot::Sender<Result<InspectionView, String>>;
+pub(crate) type InspectReply = oneshot::Sender<Result<InspectionView, InspectFailure>>;
+
+/// Why an inspection gave no records.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InspectFailure {
+    /// This node would not ask: no such grant here, or it may not read that ledger.
+    Refused(String),
+    /// The other node refused, nothing on the way was connected, no answer came in time, or
+    /// the answer did not prove itself.
+    Failed(String),
+}
+
+impl std::fmt::Display for InspectFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InspectFailure::Refused(why) | InspectFailure::Failed(why) => f.write_str(why),
+        }
+    }
+}
 
 /// Reads the page `asked` names: entries of its scope from `asked.from` below the witnessed
 /// head's size, at most `asked.limit` of them and [`INSPECT_ANSWER_ENTRY_BYTES_MAX`] bytes,
@@ -121,7 +139,7 @@ impl Runtime {
             Some(g) => match crate::share_api::request_id(&self.ep, &g) {
                 Ok(id) => InspectScope::Grant(id),
                 Err(e) => {
-                    let _ = reply.send(Err(format!("{e:#}")));
+                    let _ = reply.send(Err(InspectFailure::Refused(format!("{e:#}"))));
                     return;
                 }
             },
@@ -130,8 +148,11 @@ impl Runtime {
             Ok(id) => {
                 self.inspections_waiting.insert(id, reply);
             }
+            Err(e @ InspectRefusal::NotAllowed { .. }) => {
+                let _ = reply.send(Err(InspectFailure::Refused(e.to_string())));
+            }
             Err(e) => {
-                let _ = reply.send(Err(e.to_string()));
+                let _ = reply.send(Err(InspectFailure::Failed(e.to_string())));
             }
         }
     }
@@ -163,7 +184,7 @@ impl Runtime {
                 result
                     .as_ref()
                     .map(InspectionView::of)
-                    .map_err(Clone::clone),
+                    .map_err(|why| InspectFailure::Failed(why.clone())),
             );
         }
     }
