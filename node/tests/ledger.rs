@@ -44,6 +44,81 @@ fn kinds(entries: &[EntryView]) -> Vec<String> {
         .collect()
 }
 
+/// The provider's department publishes the fixture's catalog entry and the requester's
+/// 民政局 files a request for it (`scenario`); returns the request's id once the requester
+/// sees it under review (received by the provider).
+async fn file_request(
+    requester: &NodeHandle,
+    provider: &NodeHandle,
+    department: &str,
+    scenario: &str,
+) -> Result<String> {
+    provider
+        .catalog_submit(
+            department.into(),
+            vec![CatalogEntry {
+                provider: department.into(),
+                ..share_fixture::entry()
+            }],
+        )
+        .await?;
+    let id = requester
+        .share_file(
+            "民政局".into(),
+            ShareFileParams {
+                provider_region: provider.region().to_string(),
+                provider_department: department.into(),
+                ..share_fixture::filing(scenario)
+            },
+        )
+        .await?
+        .id;
+    wait_until(
+        "the provider to receive it",
+        Duration::from_secs(30),
+        async || {
+            Ok(requester
+                .share(id.clone())
+                .await
+                .is_ok_and(|v| v.state == "under_review"))
+        },
+    )
+    .await?;
+    Ok(id)
+}
+
+/// The provider's `department` grants request `id`; returns once the requester knows.
+async fn grant(
+    requester: &NodeHandle,
+    provider: &NodeHandle,
+    department: &str,
+    id: &str,
+) -> Result<()> {
+    provider
+        .share_act(
+            department.into(),
+            id.into(),
+            ShareActParams {
+                act: "grant".into(),
+                approved_by: Some(format!("{department}负责人")),
+                conditions: vec!["社会救助资格核查".into()],
+                ..ShareActParams::default()
+            },
+        )
+        .await?;
+    wait_until(
+        "the requester to hear of the grant",
+        Duration::from_secs(30),
+        async || {
+            Ok(requester
+                .share(id.into())
+                .await
+                .is_ok_and(|v| v.state == "granted"))
+        },
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acts_are_logged_where_they_happen_and_an_edited_entry_is_named() -> Result<()> {
     let dir = tempfile::tempdir()?;
@@ -65,37 +140,7 @@ async fn acts_are_logged_where_they_happen_and_an_edited_entry_is_named() -> Res
     let national = net.nodes[&code("0")].clone();
 
     // A share request, 东城区 民政局 → 北京 市人社局.
-    provider
-        .catalog_submit(
-            "市人社局".into(),
-            vec![CatalogEntry {
-                provider: "市人社局".into(),
-                ..share_fixture::entry()
-            }],
-        )
-        .await?;
-    let filed = requester
-        .share_file(
-            "民政局".into(),
-            ShareFileParams {
-                provider_region: PROVIDER.into(),
-                provider_department: "市人社局".into(),
-                ..share_fixture::filing("低保资格复核")
-            },
-        )
-        .await?;
-    let id = filed.id.clone();
-    wait_until(
-        "the provider to receive it",
-        Duration::from_secs(30),
-        async || {
-            Ok(requester
-                .share(id.clone())
-                .await
-                .is_ok_and(|v| v.state == "under_review"))
-        },
-    )
-    .await?;
+    let id = file_request(&requester, &provider, "市人社局", "低保资格复核").await?;
     let use_record = UseRecordParams {
         grant: id[..12].to_string(),
         scenario: "低保资格复核".into(),
@@ -113,29 +158,7 @@ async fn acts_are_logged_where_they_happen_and_an_edited_entry_is_named() -> Res
             .unwrap_err()
     );
     assert!(e.contains("not granted"), "{e}");
-    provider
-        .share_act(
-            "市人社局".into(),
-            id.clone(),
-            ShareActParams {
-                act: "grant".into(),
-                approved_by: Some("市人社局负责人".into()),
-                conditions: vec!["社会救助资格核查".into()],
-                ..ShareActParams::default()
-            },
-        )
-        .await?;
-    wait_until(
-        "the requester to hear of the grant",
-        Duration::from_secs(30),
-        async || {
-            Ok(requester
-                .share(id.clone())
-                .await
-                .is_ok_and(|v| v.state == "granted"))
-        },
-    )
-    .await?;
+    grant(&requester, &provider, "市人社局", &id).await?;
     // Use records are the requesting department's (Art. 29), at its own node.
     let e = format!(
         "{:#}",
@@ -399,55 +422,8 @@ async fn a_provider_across_the_country_inspects_its_grant_s_records_with_proofs(
     let national = net.nodes[&code("0")].clone();
     let city = net.nodes[&code("1101")].clone();
 
-    provider
-        .catalog_submit(
-            "省人社厅".into(),
-            vec![CatalogEntry {
-                provider: "省人社厅".into(),
-                ..share_fixture::entry()
-            }],
-        )
-        .await?;
-    let id = requester
-        .share_file(
-            "民政局".into(),
-            ShareFileParams {
-                provider_region: GUANGDONG.into(),
-                provider_department: "省人社厅".into(),
-                ..share_fixture::filing("跨省低保资格复核")
-            },
-        )
-        .await?
-        .id;
-    wait_until(
-        "广东 to receive it",
-        Duration::from_secs(30),
-        async || Ok(provider.share(id.clone()).await.is_ok()),
-    )
-    .await?;
-    provider
-        .share_act(
-            "省人社厅".into(),
-            id.clone(),
-            ShareActParams {
-                act: "grant".into(),
-                approved_by: Some("省人社厅负责人".into()),
-                conditions: vec!["社会救助资格核查".into()],
-                ..ShareActParams::default()
-            },
-        )
-        .await?;
-    wait_until(
-        "北京 to hear of the grant",
-        Duration::from_secs(30),
-        async || {
-            Ok(requester
-                .share(id.clone())
-                .await
-                .is_ok_and(|v| v.state == "granted"))
-        },
-    )
-    .await?;
+    let id = file_request(&requester, &provider, "省人社厅", "跨省低保资格复核").await?;
+    grant(&requester, &provider, "省人社厅", &id).await?;
     let logged = requester
         .ledger_use_record(
             "民政局".into(),
