@@ -540,7 +540,7 @@ impl Backend for NodeBackend {
             .ledger_inspect(target, params.grant, params.from, params.limit)
             .await
             .map_err(|e| ApiError::internal(&e))?;
-        use crate::ledger_inspection::InspectFailure;
+        use crate::ledger_api::InspectFailure;
         match asked {
             Ok(view) => json(view),
             Err(InspectFailure::Refused(why)) => {

@@ -729,10 +729,7 @@ impl NodeHandle {
         from: u64,
         limit: u32,
     ) -> Result<
-        std::result::Result<
-            crate::ledger_inspection::InspectionView,
-            crate::ledger_inspection::InspectFailure,
-        >,
+        std::result::Result<crate::ledger_api::InspectionView, crate::ledger_api::InspectFailure>,
     > {
         self.ask(|reply| {
             Cmd::Ledger(LedgerCmd::Inspect {

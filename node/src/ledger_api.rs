@@ -7,6 +7,7 @@ use backflow_api::UseRecordParams;
 use backflow_protocol::endpoint::Endpoint;
 use backflow_protocol::ledger::entry::{EntryKind, LedgerEntry};
 use backflow_protocol::ledger::head::{SignedTreeHead, WitnessedHead};
+use backflow_protocol::ledger::inspection::InspectedRecords;
 use backflow_protocol::manifest::SignedManifest;
 use backflow_protocol::share::ShareState;
 use backflow_protocol::time::UnixMs;
@@ -39,7 +40,7 @@ pub(crate) enum LedgerCmd {
         grant: Option<String>,
         from: u64,
         limit: u32,
-        reply: crate::ledger_inspection::InspectReply,
+        reply: InspectReply,
     },
 }
 
@@ -262,5 +263,52 @@ pub fn export_record(
             summary.records,
             summary.bytes
         ),
+    }
+}
+
+/// What the waiting API call gets: the records, or why there are none.
+pub(crate) type InspectReply = oneshot::Sender<Result<InspectionView, InspectFailure>>;
+
+/// Why an inspection gave no records.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InspectFailure {
+    /// This node would not ask: no such grant here, or it may not read that ledger.
+    Refused(String),
+    /// The other node refused, nothing on the way was connected, no answer came in time, or
+    /// the answer did not prove itself.
+    Failed(String),
+}
+
+impl std::fmt::Display for InspectFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InspectFailure::Refused(why) | InspectFailure::Failed(why) => f.write_str(why),
+        }
+    }
+}
+
+/// Records read from another node, as the API and the CLI show them.
+#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct InspectionView {
+    /// Whose ledger.
+    pub region: String,
+    /// Its head the entries are proved against.
+    pub head: HeadView,
+    /// The parent that countersigned that head (见证).
+    pub witnessed_by: String,
+    pub entries: Vec<EntryView>,
+    /// Where the next page starts, if the log goes on.
+    pub next: Option<u64>,
+}
+
+impl InspectionView {
+    pub(crate) fn of(records: &InspectedRecords) -> InspectionView {
+        InspectionView {
+            region: records.head.head.head.region.to_string(),
+            head: HeadView::of(&records.head.head),
+            witnessed_by: records.head.witness.to_string(),
+            entries: records.entries.iter().map(EntryView::of).collect(),
+            next: records.next,
+        }
     }
 }

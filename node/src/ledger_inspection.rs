@@ -2,7 +2,7 @@
 //! inspector may see from its log — each entry's stored leaf bytes with its inclusion proof
 //! against the head its parent witnessed — and hands it to the endpoint, which routes it back;
 //! as the inspector, it passes the operator's query to the endpoint and the checked answer to
-//! the waiting API call. The rules and the proofs' checks are the protocol's
+//! the waiting API call (the views are `ledger_api`'s). The rules and the proofs' checks are the protocol's
 //! (`backflow_protocol::ledger::inspection`).
 
 use anyhow::{anyhow, Context, Result};
@@ -14,35 +14,12 @@ use backflow_protocol::ledger::inspection::{
 use backflow_protocol::ledger::merkle;
 use backflow_protocol::time::UnixMs;
 use backflow_topology::RegionCode;
-use serde::Serialize;
-use tokio::sync::oneshot;
 use tracing::{info, warn};
 
 use crate::ledger::{entry_key, seq_of, StoredNodes, ENTRY_PREFIX};
-use crate::ledger_api::{EntryView, HeadView};
+use crate::ledger_api::{InspectFailure, InspectReply, InspectionView};
 use crate::runtime::Runtime;
 use crate::store::{Store, CF_LEDGER};
-
-/// What the waiting API call gets: the records, or why there are none.
-pub(crate) type InspectReply = oneshot::Sender<Result<InspectionView, InspectFailure>>;
-
-/// Why an inspection gave no records.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum InspectFailure {
-    /// This node would not ask: no such grant here, or it may not read that ledger.
-    Refused(String),
-    /// The other node refused, nothing on the way was connected, no answer came in time, or
-    /// the answer did not prove itself.
-    Failed(String),
-}
-
-impl std::fmt::Display for InspectFailure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            InspectFailure::Refused(why) | InspectFailure::Failed(why) => f.write_str(why),
-        }
-    }
-}
 
 /// Reads the page `asked` names: entries of its scope from `asked.from` below the witnessed
 /// head's size, at most `asked.limit` of them and [`INSPECT_ANSWER_ENTRY_BYTES_MAX`] bytes,
@@ -94,32 +71,6 @@ pub fn inspection_page(store: &Store, asked: &InspectionAsked) -> Result<Inspect
         entries,
         next,
     })
-}
-
-/// Records read from another node, as the API and the CLI show them.
-#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
-pub struct InspectionView {
-    /// Whose ledger.
-    pub region: String,
-    /// Its head the entries are proved against.
-    pub head: HeadView,
-    /// The parent that countersigned that head (见证).
-    pub witnessed_by: String,
-    pub entries: Vec<EntryView>,
-    /// Where the next page starts, if the log goes on.
-    pub next: Option<u64>,
-}
-
-impl InspectionView {
-    fn of(records: &InspectedRecords) -> InspectionView {
-        InspectionView {
-            region: records.head.head.head.region.to_string(),
-            head: HeadView::of(&records.head.head),
-            witnessed_by: records.head.witness.to_string(),
-            entries: records.entries.iter().map(EntryView::of).collect(),
-            next: records.next,
-        }
-    }
 }
 
 impl Runtime {

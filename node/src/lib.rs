@@ -26,7 +26,7 @@ pub mod ledger;
 mod ledger_acts;
 pub mod ledger_api;
 mod ledger_cmds;
-pub mod ledger_inspection;
+mod ledger_inspection;
 pub mod localnet;
 pub mod metrics;
 pub mod net;

@@ -72,7 +72,7 @@ pub(crate) struct Runtime {
     /// The last witness alarm recorded per child (the same finding is recorded once).
     pub ledger_alarms: HashMap<RegionCode, String>,
     /// API calls waiting for the answer to this node's ledger inspections, by query id.
-    pub inspections_waiting: HashMap<u64, crate::ledger_inspection::InspectReply>,
+    pub inspections_waiting: HashMap<u64, crate::ledger_api::InspectReply>,
     pub data: DataPlane,
     /// Opens data-plane streams.
     pub control: libp2p_stream::Control,

@@ -12,7 +12,7 @@ use backflow_api::{ShareActParams, ShareFileParams, UseRecordParams};
 use backflow_node::handle::{DatasetQuery, NodeHandle};
 use backflow_node::ledger::entry_key;
 use backflow_node::ledger_api::EntryView;
-use backflow_node::ledger_inspection::InspectFailure;
+use backflow_node::ledger_api::InspectFailure;
 use backflow_node::localnet::{LocalNet, Transport};
 use backflow_node::partition::Format;
 use backflow_node::publish::PublishRequest;

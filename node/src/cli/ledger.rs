@@ -5,8 +5,8 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
+use backflow_node::ledger_api::InspectionView;
 use backflow_node::ledger_api::{EntryView, LedgerPage};
-use backflow_node::ledger_inspection::InspectionView;
 use backflow_node::text_width::pad;
 use clap::{Subcommand, ValueEnum};
 
