@@ -36,15 +36,8 @@ impl<P: Copy + Ord + std::fmt::Debug> Endpoint<P> {
             });
         }
         // What the target would refuse is refused here already, where it is clearer.
-        let parties = match &scope {
-            InspectScope::Grant(g) => self
-                .share
-                .case(g)
-                .map(|c| (c.request.provider.region, c.request.requester.region)),
-            InspectScope::All => None,
-        };
-        may_inspect(me, target, &scope, parties)?;
-        let peer = self
+        may_inspect(me, target, &scope, self.grant_parties(&scope))?;
+        let hop = self
             .inspection_hop(target)
             .ok_or(InspectRefusal::Unreachable(target))?;
         let query = self
@@ -52,14 +45,13 @@ impl<P: Copy + Ord + std::fmt::Debug> Endpoint<P> {
             .start(now, me, target, scope, from, limit)?;
         let id = query.id;
         let signed = SignedInspectQuery::sign(query, self.rf.identity());
-        self.out.push_back(Output::Send {
-            to: peer.0,
-            peer: Some(peer.1),
-            msg: Message::Ledger(LedgerMsg::Inspect {
+        self.send_inspection(
+            hop,
+            LedgerMsg::Inspect {
                 hops: 0,
                 query: Box::new(signed),
-            }),
-        });
+            },
+        );
         Ok(id)
     }
 
@@ -98,17 +90,31 @@ impl<P: Copy + Ord + std::fmt::Debug> Endpoint<P> {
         })
     }
 
+    /// The regions of the provider and the requester of the grant `scope` names, if this node
+    /// knows that grant.
+    fn grant_parties(&self, scope: &InspectScope) -> Option<(RegionCode, RegionCode)> {
+        match scope {
+            InspectScope::Grant(g) => self
+                .share
+                .case(g)
+                .map(|c| (c.request.provider.region, c.request.requester.region)),
+            InspectScope::All => None,
+        }
+    }
+
+    fn send_inspection(&mut self, (to, peer): (RegionCode, P), msg: LedgerMsg) {
+        self.out.push_back(Output::Send {
+            to,
+            peer: Some(peer),
+            msg: Message::Ledger(msg),
+        });
+    }
+
     fn route_inspection_answer(&mut self, hops: u8, answer: InspectAnswer) {
         // An answer nobody on the way can take is dropped: the inspector times out.
-        if let Some((to, peer)) = self.inspection_hop(answer.inspector) {
-            self.out.push_back(Output::Send {
-                to,
-                peer: Some(peer),
-                msg: Message::Ledger(LedgerMsg::Inspected {
-                    hops,
-                    answer: Box::new(answer),
-                }),
-            });
+        if let Some(hop) = self.inspection_hop(answer.inspector) {
+            let answer = Box::new(answer);
+            self.send_inspection(hop, LedgerMsg::Inspected { hops, answer });
         }
     }
 
@@ -120,14 +126,11 @@ impl<P: Copy + Ord + std::fmt::Debug> Endpoint<P> {
         let q = &query.query;
         if q.target != me {
             match self.inspection_hop(q.target) {
-                Some((to, peer)) => self.out.push_back(Output::Send {
-                    to,
-                    peer: Some(peer),
-                    msg: Message::Ledger(LedgerMsg::Inspect {
-                        hops: hops + 1,
-                        query: Box::new(query),
-                    }),
-                }),
+                Some(hop) => {
+                    let query = Box::new(query);
+                    let hops = hops + 1;
+                    self.send_inspection(hop, LedgerMsg::Inspect { hops, query });
+                }
                 None => {
                     let answer = InspectAnswer {
                         id: q.id,
@@ -184,14 +187,12 @@ impl<P: Copy + Ord + std::fmt::Debug> Endpoint<P> {
             )));
         }
         query.verify(&mut self.trust, now)?;
-        let parties = match &q.scope {
-            InspectScope::Grant(g) => self
-                .share
-                .case(g)
-                .map(|c| (c.request.provider.region, c.request.requester.region)),
-            InspectScope::All => None,
-        };
-        may_inspect(q.inspector, self.region(), &q.scope, parties)?;
+        may_inspect(
+            q.inspector,
+            self.region(),
+            &q.scope,
+            self.grant_parties(&q.scope),
+        )?;
         self.witnessing
             .acknowledged()
             .cloned()
