@@ -454,3 +454,121 @@ pub struct InspectedRecords {
 pub fn grant_subject(grant: &Hash) -> String {
     grant.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(s: &str) -> RegionCode {
+        RegionCode::parse(s).unwrap()
+    }
+
+    #[test]
+    fn who_may_inspect_what() {
+        let (county, city, province, other) =
+            (code("110101"), code("1101"), code("11"), code("44"));
+        // Every authority above reads everything; nobody else, the node itself neither.
+        for above in [city, province, RegionCode::NATIONAL] {
+            assert!(may_inspect(above, county, &InspectScope::All, None).is_ok());
+        }
+        for not_above in [county, other, code("110101001")] {
+            assert!(may_inspect(not_above, county, &InspectScope::All, None).is_err());
+        }
+        // A grant's records: only its provider, only at its requester.
+        let grant = InspectScope::Grant([1; 32]);
+        assert!(may_inspect(other, county, &grant, Some((other, county))).is_ok());
+        assert!(may_inspect(city, county, &grant, Some((other, county))).is_err());
+        assert!(may_inspect(other, city, &grant, Some((other, county))).is_err());
+        assert!(may_inspect(other, county, &grant, None).is_err());
+    }
+
+    #[test]
+    fn answers_and_queries_over_their_limits_are_refused() {
+        let entry = |bytes: usize| ProvenEntry {
+            leaf: vec![0; bytes],
+            proof: Vec::new(),
+        };
+        let head: WitnessedHead = WitnessedHead {
+            head: super::super::head::SignedTreeHead {
+                head: super::super::head::TreeHead {
+                    region: code("110101"),
+                    size: 1,
+                    root: [0; 32],
+                    time_ms: 0,
+                },
+                signature: Signature::from_bytes(&[0; 64]),
+            },
+            witness: code("1101"),
+            witness_signature: Signature::from_bytes(&[0; 64]),
+        };
+        let answer = |entries: Vec<ProvenEntry>| InspectAnswer {
+            id: 1,
+            inspector: RegionCode::NATIONAL,
+            target: code("110101"),
+            result: Ok((
+                InspectPage {
+                    head: head.clone(),
+                    entries,
+                    next: None,
+                },
+                Vec::new(),
+            )),
+        };
+        assert!(answer(vec![entry(100); 10]).check_limits().is_ok());
+        // Too many entries, one too large, too many bytes in all, a proof too long.
+        assert!(answer(vec![entry(1); INSPECT_ENTRIES_MAX as usize + 1])
+            .check_limits()
+            .is_err());
+        assert!(answer(vec![entry(LEDGER_ENTRY_BYTES_MAX + 1)])
+            .check_limits()
+            .is_err());
+        let many = INSPECT_ANSWER_ENTRY_BYTES_MAX / LEDGER_ENTRY_BYTES_MAX + 1;
+        assert!(answer(vec![entry(LEDGER_ENTRY_BYTES_MAX); many])
+            .check_limits()
+            .is_err());
+        let long_proof = ProvenEntry {
+            leaf: vec![0; 10],
+            proof: vec![[0; 32]; PROOF_HASHES_MAX + 1],
+        };
+        assert!(answer(vec![long_proof]).check_limits().is_err());
+        // A query asking for more than a page holds.
+        let identity = NodeIdentity::national(ed25519_dalek::SigningKey::from_bytes(&[3; 32]));
+        let query = InspectQuery {
+            id: 1,
+            inspector: RegionCode::NATIONAL,
+            target: code("110101"),
+            scope: InspectScope::All,
+            from: 0,
+            limit: INSPECT_ENTRIES_MAX + 1,
+            time_ms: 0,
+        };
+        assert!(SignedInspectQuery::sign(query, &identity)
+            .check_limits()
+            .is_err());
+    }
+
+    #[test]
+    fn pending_queries_are_bounded_and_time_out() {
+        let mut p = Inspections::default();
+        let (me, target) = (RegionCode::NATIONAL, code("110101"));
+        for _ in 0..INSPECTIONS_PENDING_MAX {
+            p.start(UnixMs(0), me, target, InspectScope::All, 0, 10_000)
+                .unwrap();
+        }
+        assert_eq!(
+            p.start(UnixMs(0), me, target, InspectScope::All, 0, 10),
+            Err(InspectRefusal::Busy)
+        );
+        // An answer from another region than asked is not taken for it.
+        assert!(p.take(1, code("44")).is_none());
+        let q = p.take(1, target).unwrap();
+        assert_eq!(q.limit, INSPECT_ENTRIES_MAX, "a limit is clamped to a page");
+        assert_eq!(p.poll_timeout(), Some(UnixMs(INSPECT_TIMEOUT_MS)));
+        assert!(p.expired(UnixMs(INSPECT_TIMEOUT_MS - 1)).is_empty());
+        assert_eq!(
+            p.expired(UnixMs(INSPECT_TIMEOUT_MS)).len(),
+            INSPECTIONS_PENDING_MAX - 1
+        );
+        assert_eq!(p.poll_timeout(), None);
+    }
+}
