@@ -47,6 +47,9 @@ pub struct DeliveryRequest {
     pub format: Format,
     /// Scratch space for the body, spilled once while it is hashed.
     pub work_dir: PathBuf,
+    /// The delivered version this one corrects (its version, manifest hash; Art. 26), or
+    /// `None` for the first delivery.
+    pub corrects: Option<(u64, Hash)>,
 }
 
 /// A staged delivery: its content stored and synced, the manifest signed.
@@ -141,9 +144,13 @@ pub fn stage(
         records,
         schema_hash: schema.hash(),
     };
+    let (version, previous) = match req.corrects {
+        Some((version, hash)) => (version + 1, Some(hash)),
+        None => (1, None),
+    };
     let mut manifest = build_manifest(
         dataset_name(&req.request),
-        1,
+        version,
         CatalogOrigin {
             region: identity.region,
             department: req.department.clone(),
@@ -151,7 +158,7 @@ pub fn stage(
         req.requester,
         now,
         expires_at(now, req.use_until),
-        None,
+        previous,
         schema,
         &[entry],
     )?;

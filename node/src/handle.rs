@@ -610,6 +610,7 @@ impl NodeHandle {
             department: department.clone(),
             format,
             work_dir: work_dir.clone(),
+            corrects: target.corrects,
         };
         let store = self.store.clone();
         let identity = Arc::clone(&self.identity);

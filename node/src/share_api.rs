@@ -127,7 +127,8 @@ pub struct DeliveryView {
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct DeadlineView {
-    /// 21 (answer) or 22 (delivery).
+    /// 21 (answer), 22 (delivery), 26 (a correction's answer), 27 (rectification while
+    /// suspended; disposal of the data held by the end of the term of use).
     pub article: u8,
     /// The last day, ending 24:00 Beijing time.
     pub due: String,
@@ -280,8 +281,12 @@ pub fn view(id: &Hash, case: &ShareCase, calendar: &WorkingCalendar, now: UnixMs
                     .iter()
                     .map(|i| format!("{} {}: {}", i.key, i.field, i.problem))
                     .collect();
+                let sent = case
+                    .corrected_delivery(c.ordinal)
+                    .map(|m| format!(" — corrected data sent as {}", &hex::encode(m)[..16]))
+                    .unwrap_or_default();
                 let answer = match &c.answer {
-                    None => format!("answer due {} (Art. 26)", day(c.due.minus_ms(1))),
+                    None => format!("answer due {} (Art. 26){sent}", day(c.due.minus_ms(1))),
                     Some(a) if a.corrected => format!("corrected {} {}", day(a.at), a.reason),
                     Some(a) => format!("not an error {}: {}", day(a.at), a.reason),
                 };
@@ -760,6 +765,9 @@ pub struct DeliveryTarget {
     pub service: bool,
     /// A service interface answering already: its data is loaded again (a correction).
     pub reload: bool,
+    /// A batch exchange or file download delivered already, with a correction request open:
+    /// the corrected data goes as the next version of the delivered one (its version, hash).
+    pub corrects: Option<(u64, Hash)>,
 }
 
 /// Whether `department` of this node may deliver request `id` now (the provider, granted;
@@ -780,9 +788,21 @@ pub fn delivery_target(
     let service = r.method == SharingMethod::ServiceApi;
     // A service interface's data may be loaded again while it answers (a correction, Art. 26).
     let reload = service && case.state == ShareState::Delivered;
-    if case.state != ShareState::Granted && !reload {
+    // A batch exchange's corrected data is the delivery's next version (Art. 26).
+    let delivered = case.delivery.as_ref().and_then(|d| d.manifest);
+    let corrects = match delivered {
+        Some(m) if case.state == ShareState::Delivered && case.open_correction().is_some() => {
+            let record = ep.return_flow().record(&m).ok_or_else(|| {
+                anyhow!("request {id}'s delivered version is no longer held here")
+            })?;
+            Some((record.manifest.manifest.version, m))
+        }
+        _ => None,
+    };
+    if case.state != ShareState::Granted && !reload && corrects.is_none() {
         bail!(
-            "request {id} is {}: data is delivered once, after a grant",
+            "request {id} is {}: data is delivered once, after a grant, and again only with \
+             the corrected data of an open correction request (share correct; Art. 26)",
             state_names(case.state).0
         );
     }
@@ -798,6 +818,7 @@ pub fn delivery_target(
         use_until: r.use_until,
         service,
         reload,
+        corrects,
     })
 }
 

@@ -287,6 +287,116 @@ async fn a_county_department_requests_a_township_entry_across_the_country() -> R
     )
     .await?;
 
+    // Art. 26 for a batch exchange: the requester names a wrong record; "corrected" is refused
+    // until the corrected data is sent; it goes as the delivery's next version to the
+    // requester's node alone (the grant's connection opens again), which then exports the
+    // corrected data byte for byte, and the answer closes the request at both parties.
+    requester
+        .share_act(
+            "民政局".into(),
+            id.clone(),
+            ShareActParams {
+                act: "correction".into(),
+                items: vec![backflow_api::CorrectionItemParams {
+                    key: "110101199001010042".into(),
+                    field: "参保状态".into(),
+                    problem: "已于2026年11月停保".into(),
+                }],
+                ..ShareActParams::default()
+            },
+        )
+        .await?;
+    wait_until(
+        "the provider to receive the correction request",
+        Duration::from_secs(30),
+        async || {
+            Ok(provider
+                .share(id.clone())
+                .await
+                .is_ok_and(|v| v.deadline.is_some_and(|d| d.article == 26)))
+        },
+    )
+    .await?;
+    let answer_corrected = ShareActParams {
+        act: "answer_correction".into(),
+        corrected: Some(true),
+        reason: Some("已更正参保状态".into()),
+        approved_by: Some("镇人社分局负责人".into()),
+        ..ShareActParams::default()
+    };
+    let e = format!(
+        "{:#}",
+        provider
+            .share_act("镇人社分局".into(), id.clone(), answer_corrected.clone())
+            .await
+            .unwrap_err()
+    );
+    assert!(e.contains("corrected data is delivered"), "{e}");
+    let fixed = String::from_utf8(data.clone())?
+        .replace("110101199001010042,参保", "110101199001010042,停保")
+        .into_bytes();
+    assert_ne!(fixed, data);
+    let resent = provider
+        .deliver_share(
+            "镇人社分局".into(),
+            id.clone(),
+            Format::Csv,
+            None,
+            dir.path().join("w2b"),
+            input(&fixed),
+        )
+        .await?;
+    assert_eq!(resent.state, "delivering");
+    let corrected = resent.delivery.clone().expect("the corrected version is named");
+    assert_eq!(corrected.dataset, delivery.dataset, "the same delivery, a new version");
+    assert!(resent.corrections[0].contains("corrected data sent"), "{:?}", resent.corrections);
+    // Once per correction request.
+    assert!(provider
+        .deliver_share(
+            "镇人社分局".into(),
+            id.clone(),
+            Format::Csv,
+            None,
+            dir.path().join("w2c"),
+            input(&fixed)
+        )
+        .await
+        .is_err());
+    for (name, node) in [("requester", &requester), ("provider", &provider)] {
+        wait_until(
+            &format!("the {name} to record the corrected delivery"),
+            Duration::from_secs(60),
+            async || {
+                Ok(node
+                    .share(id.clone())
+                    .await
+                    .is_ok_and(|v| v.state == "delivered"))
+            },
+        )
+        .await?;
+    }
+    let record = requester.record(&delivery.dataset, None).await?.remove(0).1;
+    assert_eq!(record.manifest.manifest.version, 2);
+    let out = dir.path().join("corrected.csv");
+    backflow_node::export::export(&requester.store, &record, code(REQUESTER), &out)?;
+    assert_eq!(std::fs::read(&out)?, fixed, "the corrected data, byte for byte");
+    let answered = provider
+        .share_act("镇人社分局".into(), id.clone(), answer_corrected)
+        .await?;
+    // Answered: what runs now is the data's disposal by the term's end (Art. 27 ¶1).
+    assert_eq!(answered.deadline.map(|d| d.article), Some(27), "{:?}", answered.corrections);
+    wait_until(
+        "the requester to see the answer",
+        Duration::from_secs(30),
+        async || {
+            Ok(requester
+                .share(id.clone())
+                .await
+                .is_ok_and(|v| v.corrections[0].contains("已更正参保状态")))
+        },
+    )
+    .await?;
+
     // Art. 25, no third party (不得擅自将获得的政务数据提供给第三方): a 东莞 city department asks
     // 东城's 民政局 for an entry of its own and is granted it. Delivering under that grant the
     // data 东城 was granted is refused, naming the grant and the article — until the provider
@@ -324,6 +434,7 @@ async fn a_county_department_requests_a_township_entry_across_the_country() -> R
     requester
         .share_act("民政局".into(), second.clone(), grant(Vec::new()))
         .await?;
+    // What 东城 holds now is the corrected version (the content it was granted).
     let deliver_second = async |work: &str| {
         requester
             .deliver_share(
@@ -332,7 +443,7 @@ async fn a_county_department_requests_a_township_entry_across_the_country() -> R
                 Format::Csv,
                 None,
                 dir.path().join(work),
-                input(&data),
+                input(&fixed),
             )
             .await
     };
@@ -695,7 +806,7 @@ async fn a_service_interface_answers_the_requester_straight_from_the_provider() 
             },
         )
         .await?;
-    assert!(answered.deadline.is_none());
+    assert_eq!(answered.deadline.map(|d| d.article), Some(27));
     let after = requester
         .share_lookup("民政局".into(), id.clone(), keys.clone())
         .await?;

@@ -37,7 +37,9 @@ pub use crate::limits::{
 /// 7: service interface calls ([`Message::Service`]).
 /// 8: ledger heads and their witnesses' countersignatures ([`Message::Ledger`]).
 /// 9: ledger inspection over the network ([`crate::ledger::inspection`]).
-pub const PROTOCOL_VERSION: u16 = 9;
+/// 10: a correction's corrected data as a delivery's next version
+/// ([`crate::share::ShareAct::DeliverCorrection`]).
+pub const PROTOCOL_VERSION: u16 = 10;
 
 /// Identity exchange on connection: the sender's certificate chain (anchor-most first). The
 /// shell verifies it with [`crate::cert::TrustStore::verify_chain`], checks the leaf's peer id

@@ -139,7 +139,9 @@ fn an_unconditional_request_is_answered_within_one_working_day_then_delivered_wi
     )
     .unwrap();
     assert_eq!(c.state, ShareState::Delivered);
-    assert_eq!((c.owner(), c.deadline()), (None, None));
+    // Nobody owes an act now; the data is disposed of by the term's end (Art. 27 ¶1).
+    assert_eq!(c.owner(), None);
+    assert_eq!(c.deadline(), Some((27, c.request.use_until)));
 }
 
 #[test]
@@ -519,7 +521,13 @@ proptest! {
             let answering = matches!(c.state, ShareState::UnderReview | ShareState::Extended);
             prop_assert_eq!(c.answer_due.is_some(), answering);
             let delivering = matches!(c.state, ShareState::Granted | ShareState::Delivering);
-            prop_assert_eq!(c.deadline().is_some(), answering || delivering);
+            // Data held (delivered, or terminated after delivery) is disposed of by the term's end.
+            let held = c.state == ShareState::Delivered
+                || (c.state == ShareState::Terminated && c.delivered_at.is_some());
+            prop_assert_eq!(c.deadline().is_some(), answering || delivering || held);
+            if held {
+                prop_assert_eq!(c.deadline(), Some((27, c.request.use_until)));
+            }
             if c.state == ShareState::Incomplete {
                 prop_assert!(c.notice.is_some());
             }

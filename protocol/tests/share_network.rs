@@ -557,6 +557,257 @@ fn acts_go_around_a_relay_that_is_down() {
         == Some(ShareState::Delivering)));
 }
 
+/// Art. 26 for a batch exchange: the provider answers a correction request "corrected" only
+/// after delivering the corrected data — a new version of the delivery, chained to the
+/// delivered one — which the requester's node fetches (the changed partition, nothing else)
+/// and verifies; both copies record the delivery again, and the data is versioned no further
+/// without another correction request.
+#[test]
+fn a_correction_of_a_batch_exchange_delivers_a_new_version_to_the_requester() {
+    use backflow_protocol::endpoint::DeliveryFailure;
+    use backflow_protocol::share::{CorrectionItem, ShareError, ShareRejection};
+    let mut net = net();
+    let id = file(&mut net);
+    assert!(net.run(60_000, |n| state(n, PROVIDER, &id)
+        == Some(ShareState::UnderReview)));
+    grant(&mut net, &id);
+    assert!(net.run(60_000, |n| state(n, REQUESTER, &id)
+        == Some(ShareState::Granted)));
+    let d1 = delivery(&net, &id, 200_000);
+    let first = net.stage(&d1);
+    let now = net.now;
+    net.node_mut(code(PROVIDER))
+        .ep
+        .deliver_grant(now, &id, "镇人社分局", d1.manifest, d1.entries, vec![])
+        .unwrap();
+    net.flush(code(PROVIDER));
+    assert!(net.run(60_000, |n| state(n, REQUESTER, &id)
+        == Some(ShareState::Delivering)));
+    net.connect(code(REQUESTER), code(PROVIDER));
+    assert!(net.run(60_000, |n| state(n, PROVIDER, &id)
+        == Some(ShareState::Delivered)
+        && state(n, REQUESTER, &id) == Some(ShareState::Delivered)));
+    let bytes_first: u64 = net.chunk_bytes.values().sum();
+    // Delivered once: without a correction request, a second version is refused.
+    let d2 = delivery_version(&net, &id, 2, Some(first), 120_000);
+    let now = net.now;
+    let again = net.node_mut(code(PROVIDER)).ep.deliver_grant(
+        now,
+        &id,
+        "镇人社分局",
+        d2.manifest.clone(),
+        d2.entries.clone(),
+        vec![],
+    );
+    assert!(matches!(again, Err(DeliveryFailure::NotGranted { .. })), "{again:?}");
+    // The requester asks for a correction.
+    let item = CorrectionItem {
+        key: "110101199001011234".into(),
+        field: "参保状态".into(),
+        problem: "已于2026年11月停保，数据仍为参保".into(),
+    };
+    net.node_mut(code(REQUESTER))
+        .ep
+        .share_act(
+            now,
+            &id,
+            "民政局",
+            ShareAct::RequestCorrection {
+                ordinal: 1,
+                items: vec![item],
+            },
+        )
+        .unwrap();
+    net.flush(code(REQUESTER));
+    assert!(net.run(60_000, |n| n
+        .ep(code(PROVIDER))
+        .share_service()
+        .case(&id)
+        .is_some_and(|c| c.open_correction().is_some())));
+    // "Corrected" before the corrected data is sent: refused.
+    let corrected = ShareAct::AnswerCorrection {
+        ordinal: 1,
+        corrected: true,
+        reason: "已更正参保状态".into(),
+        approved_by: "镇人社分局负责人".into(),
+    };
+    let now = net.now;
+    let early = net
+        .node_mut(code(PROVIDER))
+        .ep
+        .share_act(now, &id, "镇人社分局", corrected.clone());
+    assert!(
+        matches!(
+            early,
+            Err(ShareRejection::Case(ShareError::CorrectedWithoutData { ordinal: 1 }))
+        ),
+        "{early:?}"
+    );
+    // The corrected version: the delivered one's successor.
+    let second = net.stage(&d2);
+    net.node_mut(code(PROVIDER))
+        .ep
+        .deliver_grant(now, &id, "镇人社分局", d2.manifest, d2.entries, vec![])
+        .unwrap();
+    net.flush(code(PROVIDER));
+    let route = |n: &Net, c: &str| {
+        n.ep(code(c))
+            .share_service()
+            .case(&id)
+            .and_then(|c| c.delivery.as_ref()?.manifest)
+    };
+    assert!(net.run(60_000, |n| route(n, REQUESTER) == Some(second)));
+    // The correction's deadline runs on while the new version travels.
+    let case = net.ep(code(REQUESTER)).share_service().case(&id).unwrap().clone();
+    assert_eq!(case.state, ShareState::Delivering);
+    assert_eq!(case.deadline().map(|(article, _)| article), Some(26));
+    assert_eq!(case.corrected_delivery(1), Some(second));
+    if net.ep(code(REQUESTER)).peer_of(code(PROVIDER)).is_none() {
+        net.connect(code(REQUESTER), code(PROVIDER));
+    }
+    assert!(net.run(60_000, |n| state(n, PROVIDER, &id)
+        == Some(ShareState::Delivered)
+        && state(n, REQUESTER, &id) == Some(ShareState::Delivered)));
+    let held: Vec<_> = net
+        .rf(code(REQUESTER))
+        .held()
+        .filter(|(_, h)| h.hash == second)
+        .map(|(_, h)| h.version)
+        .collect();
+    assert_eq!(held, vec![2], "the corrected version replaces the first");
+    let stored = &net.store(code(REQUESTER)).data[&(second, code(REQUESTER))];
+    assert_eq!(stored.bytes, d2.contents[&code(REQUESTER)]);
+    // Only the corrected partition moved: its 120 kB and the frames' framing.
+    let moved = net.chunk_bytes.values().sum::<u64>() - bytes_first;
+    assert!((120_000..130_000).contains(&moved), "{moved} bytes moved");
+    // Now the answer stands, and closes the correction at both parties.
+    let now = net.now;
+    net.node_mut(code(PROVIDER))
+        .ep
+        .share_act(now, &id, "镇人社分局", corrected)
+        .unwrap();
+    net.flush(code(PROVIDER));
+    assert!(net.run(60_000, |n| n
+        .ep(code(REQUESTER))
+        .share_service()
+        .case(&id)
+        .is_some_and(|c| c.corrections.len() == 1 && c.open_correction().is_none())));
+    // No open correction: versioned no further.
+    let d3 = delivery_version(&net, &id, 3, Some(second), 100_000);
+    let now = net.now;
+    assert!(net
+        .node_mut(code(PROVIDER))
+        .ep
+        .deliver_grant(now, &id, "镇人社分局", d3.manifest, d3.entries, vec![])
+        .is_err());
+}
+
+/// Art. 27 ¶1: data held is disposed of by the end of the term of use (共享目的已实现…妥善处置);
+/// undisposed, that is overdue at both parties and their common superior, until the
+/// requester records the disposal and its node deletes the data.
+#[test]
+fn data_held_past_its_term_is_reported_until_it_is_disposed_of() {
+    let mut net = net();
+    let now = net.now;
+    let r = ShareRequest {
+        // Two days: the simulation of two nodes joined by a grant runs ~10 s a simulated day.
+        use_until: now.plus_ms(2 * DAY_MS),
+        ..request(&net)
+    };
+    let use_until = r.use_until;
+    let id = net
+        .node_mut(code(REQUESTER))
+        .ep
+        .file_share_request(now, r, SharingAttribute::Unconditional)
+        .unwrap();
+    net.flush(code(REQUESTER));
+    assert!(net.run(60_000, |n| state(n, PROVIDER, &id)
+        == Some(ShareState::UnderReview)));
+    grant(&mut net, &id);
+    assert!(net.run(60_000, |n| state(n, REQUESTER, &id)
+        == Some(ShareState::Granted)));
+    let d = delivery(&net, &id, 50_000);
+    net.stage(&d);
+    let now = net.now;
+    net.node_mut(code(PROVIDER))
+        .ep
+        .deliver_grant(now, &id, "镇人社分局", d.manifest, d.entries, vec![])
+        .unwrap();
+    net.flush(code(PROVIDER));
+    assert!(net.run(60_000, |n| state(n, REQUESTER, &id)
+        == Some(ShareState::Delivering)));
+    net.connect(code(REQUESTER), code(PROVIDER));
+    assert!(net.run(60_000, |n| state(n, PROVIDER, &id)
+        == Some(ShareState::Delivered)));
+    let case = net.ep(code(REQUESTER)).share_service().case(&id).unwrap().clone();
+    assert_eq!(case.deadline(), Some((27, use_until)));
+    let overdue = |n: &Net, c: &str| {
+        share_events(n, c).iter().any(|e| {
+            matches!(e, ShareEvent::Overdue { request, article: 27, due } if *request == id && *due == use_until)
+        })
+    };
+    assert!(!overdue(&net, REQUESTER));
+    // (Checked once at the end: scanning every event at every step costs minutes.)
+    net.run(use_until.since_ms(net.now) + DAY_MS, |_| false);
+    assert!(net.now >= use_until);
+    for c in [REQUESTER, PROVIDER, "0"] {
+        assert!(overdue(&net, c), "{c}");
+    }
+    let now = net.now;
+    net.node_mut(code(REQUESTER))
+        .ep
+        .share_act(
+            now,
+            &id,
+            "民政局",
+            ShareAct::Dispose {
+                method: backflow_protocol::share::DisposalMethod::Delete,
+                record: "期满删除".into(),
+            },
+        )
+        .unwrap();
+    net.flush(code(REQUESTER));
+    assert!(net.run(60_000, |n| state(n, PROVIDER, &id)
+        == Some(ShareState::Disposed)));
+    for c in [REQUESTER, PROVIDER] {
+        let case = net.ep(code(c)).share_service().case(&id).unwrap();
+        assert_eq!(case.deadline(), None, "{c}");
+    }
+}
+
+/// Version `version` of request `id`'s delivery, chained to `previous`, with `bytes` of
+/// content of its own.
+fn delivery_version(
+    net: &Net,
+    id: &backflow_protocol::manifest::Hash,
+    version: u64,
+    previous: Option<backflow_protocol::manifest::Hash>,
+    bytes: usize,
+) -> Dataset {
+    use backflow_protocol::manifest::{build_manifest, PartitionEntry, SignedManifest};
+    let data = content(code(REQUESTER), version, bytes);
+    let schema = schema();
+    let entry = PartitionEntry::for_content(code(REQUESTER), &data, 1_000, &schema);
+    let mut m = build_manifest(
+        "共享-shebao".into(),
+        version,
+        origin(PROVIDER, "镇人社分局"),
+        code(REQUESTER),
+        net.now,
+        net.now.plus_ms(30 * DAY_MS),
+        previous,
+        schema,
+        &[entry],
+    )
+    .unwrap();
+    m.delivers = Some(*id);
+    Dataset {
+        contents: [(code(REQUESTER), data)].into_iter().collect(),
+        entries: vec![entry],
+        manifest: SignedManifest::sign(m, net.fx.id(PROVIDER)).unwrap(),
+    }
+}
+
 /// A delivery route for acts that start a batch exchange (the manifest is not checked here).
 fn route() -> backflow_protocol::share::DeliveryRoute {
     backflow_protocol::share::DeliveryRoute {
@@ -1516,7 +1767,8 @@ fn a_correction_request_is_answered_within_ten_working_days_or_reported_overdue(
         n.ep(code(REQUESTER))
             .share_service()
             .case(&id)
-            .is_some_and(|c| c.open_correction().is_none() && c.deadline().is_none())
+            .is_some_and(|c| c.open_correction().is_none()
+                && c.deadline() == Some((27, c.request.use_until)))
     }));
 }
 

@@ -65,7 +65,9 @@ pub enum ShareCmd {
     /// it, straight from this node, and verifies it; its node records the delivery. By
     /// service interface (服务接口) it is loaded here keyed by --key and the service opens:
     /// the requester looks records up (share lookup). --done records a delivery made outside
-    /// the network (to a department of this same node).
+    /// the network (to a department of this same node). While a correction request is open,
+    /// --file sends the corrected data again: a batch exchange's next version (the requester's
+    /// node fetches what changed), a service interface's data loaded again.
     Deliver {
         id: String,
         /// The granted data (the scope the grant names, prepared by the provider).
@@ -186,9 +188,9 @@ pub enum ShareCmd {
         #[command(flatten)]
         data: DataArg,
     },
-    /// Answer the open correction request, as the provider: --corrected (a service
-    /// interface's data loaded again first: share deliver --file --key), or not an error,
-    /// with --reason.
+    /// Answer the open correction request, as the provider: --corrected (the corrected data
+    /// sent first: share deliver --file, with --key for a service interface), or not an
+    /// error, with --reason.
     AnswerCorrection {
         id: String,
         #[arg(long)]

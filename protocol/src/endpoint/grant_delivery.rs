@@ -26,7 +26,10 @@ pub enum DeliveryFailure {
     UnknownRequest(String),
     #[error("this node is not the provider's node of request {0}")]
     NotTheProvider(String),
-    #[error("request {request} is {state:?}: data is delivered after a grant, once")]
+    #[error(
+        "request {request} is {state:?}: data is delivered after a grant, once, and again only \
+         with the corrected data of an open correction request (Art. 26)"
+    )]
     NotGranted { request: String, state: ShareState },
     #[error(
         "the requester is a department of this node too: nothing to transfer (export the data \
@@ -86,12 +89,27 @@ impl<P: Copy + Ord + std::fmt::Debug> Endpoint<P> {
         if r.provider.region != self.region() {
             return Err(DeliveryFailure::NotTheProvider(short));
         }
-        if case.state != ShareState::Granted {
-            return Err(DeliveryFailure::NotGranted {
-                request: short,
-                state: case.state,
-            });
-        }
+        // After a grant, once; again only with a correction request's corrected data (Art. 26).
+        let correction = match case.state {
+            ShareState::Granted => None,
+            ShareState::Delivered if case.delivery.as_ref().is_some_and(|d| d.manifest.is_some()) => {
+                match case.open_correction() {
+                    Some(c) => Some(c.ordinal),
+                    None => {
+                        return Err(DeliveryFailure::NotGranted {
+                            request: short,
+                            state: case.state,
+                        })
+                    }
+                }
+            }
+            state => {
+                return Err(DeliveryFailure::NotGranted {
+                    request: short,
+                    state,
+                })
+            }
+        };
         if r.requester.region == r.provider.region {
             return Err(DeliveryFailure::SameNode);
         }
@@ -102,6 +120,22 @@ impl<P: Copy + Ord + std::fmt::Debug> Endpoint<P> {
         // Data granted to this node goes on only with its provider's consent (Art. 25).
         let to = Recipient::Department(r.requester.clone());
         self.check_pass_on(now, &entries, &to)?;
+        if let Some(ordinal) = correction {
+            // Checked before it is published: a refused act must leave nothing behind.
+            let corrected = ShareAct::DeliverCorrection {
+                ordinal,
+                manifest: manifest.manifest.hash(),
+            };
+            let mut trial = case.clone();
+            let by = crate::share::Party::Provider;
+            trial
+                .apply(self.share.calendar(), now, by, corrected.clone())
+                .map_err(ShareRejection::from)?;
+            let hash = self.rf.publish(now, &mut self.trust, manifest, entries)?;
+            let identity = self.rf.identity();
+            self.share.act(now, identity, request, department, corrected)?;
+            return Ok(hash);
+        }
         let hash = self.rf.publish(now, &mut self.trust, manifest, entries)?;
         let route = DeliveryRoute {
             manifest: Some(hash),

@@ -248,7 +248,8 @@ pub enum ShareAct {
         items: Vec<CorrectionItem>,
     },
     /// Provider: the answer to correction request `ordinal` — corrected (the corrected data
-    /// delivered: a service interface's reloaded), or not an error, with the reason.
+    /// delivered: a batch exchange's new version started with [`ShareAct::DeliverCorrection`],
+    /// a service interface's reloaded), or not an error, with the reason.
     AnswerCorrection {
         ordinal: u32,
         corrected: bool,
@@ -282,6 +283,12 @@ pub enum ShareAct {
         outcome: String,
         refer: bool,
     },
+    /// Provider: the corrected data of correction request `ordinal` for a batch exchange or
+    /// file download (Art. 26: 核实、更正): `manifest`, a new version of the delivery succeeding
+    /// the delivered one. The requester's node fetches what it does not hold (storage is
+    /// content-addressed) and records the delivery again; once per correction request. (Last
+    /// of the variants: stored cases name acts by position.)
+    DeliverCorrection { ordinal: u32, manifest: Hash },
 }
 
 /// Addresses one delivery route may list, and the bytes of each.
@@ -365,6 +372,15 @@ pub enum ShareError {
     CorrectionOpen,
     #[error("no open correction request number {ordinal} on this request")]
     NoSuchCorrection { ordinal: u32 },
+    #[error("correction request {ordinal}'s corrected data was delivered already")]
+    CorrectionDelivered { ordinal: u32 },
+    #[error("the corrected data names the version delivered already: nothing was corrected")]
+    CorrectionUnchanged,
+    #[error(
+        "correction request {ordinal} is answered corrected only once the corrected data is \
+         delivered (share deliver --file, then answer)"
+    )]
+    CorrectedWithoutData { ordinal: u32 },
     #[error("no open dispute number {ordinal} on this request")]
     NoSuchDispute { ordinal: u32 },
     #[error("{act} is not possible at the dispute's present stage")]
@@ -476,17 +492,33 @@ impl ShareCase {
         }
     }
 
-    /// The deadline running now, if any (answer, then delivery).
+    /// The deadline running now, if any: the answer (Art. 21), the delivery (Art. 22), a
+    /// rectification (Art. 27 ¶2), a correction's answer (Art. 26), and once the data is held,
+    /// its disposal by the end of the term of use (Art. 27 ¶1).
     pub fn deadline(&self) -> Option<(u8, UnixMs)> {
         match self.state {
             ShareState::UnderReview | ShareState::Extended => self.answer_due.map(|d| (21, d)),
-            ShareState::Granted | ShareState::Delivering => self.delivery_due.map(|d| (22, d)),
+            // A renewed or corrected version on its way: the correction's deadline still runs
+            // (Art. 26), then the disposal's of the data held (Art. 27 ¶1).
+            ShareState::Granted | ShareState::Delivering => self
+                .delivery_due
+                .map(|d| (22, d))
+                .or_else(|| self.open_correction().map(|c| (26, c.due)))
+                .or_else(|| self.delivered_at.map(|_| (27, self.request.use_until))),
             ShareState::Suspended => self
                 .suspension
                 .as_ref()
                 .filter(|s| s.rectified.is_none())
                 .map(|s| (27, s.rectify_by)),
-            ShareState::Delivered => self.open_correction().map(|c| (26, c.due)),
+            // The data held is disposed of by the term's end (Art. 27 ¶1: 共享目的已实现…应当
+            // 按照政务数据提供部门的要求妥善处置), once no correction is open.
+            ShareState::Delivered => self
+                .open_correction()
+                .map(|c| (26, c.due))
+                .or(Some((27, self.request.use_until))),
+            ShareState::Terminated if self.delivered_at.is_some() => {
+                Some((27, self.request.use_until))
+            }
             _ => None,
         }
     }
@@ -509,8 +541,8 @@ impl ShareCase {
         false
     }
 
-    /// Whether `act` was applied to this case: since its delivery was last renewed, when a
-    /// renewal's verification (`Delivered`) is a new act again.
+    /// Whether `act` was applied to this case: since its delivery was last renewed or
+    /// corrected, when the new version's verification (`Delivered`) is a new act again.
     pub fn has_applied(&self, act: &ShareAct) -> bool {
         if matches!(act, ShareAct::ConsentPassOn { .. }) {
             // Numbered: never repeated, whatever was renewed since.
@@ -519,7 +551,12 @@ impl ShareCase {
         let since = self
             .acts
             .iter()
-            .rposition(|(_, a)| matches!(a, ShareAct::RenewDelivery { .. }))
+            .rposition(|(_, a)| {
+                matches!(
+                    a,
+                    ShareAct::RenewDelivery { .. } | ShareAct::DeliverCorrection { .. }
+                )
+            })
             .unwrap_or(0);
         self.acts[since..].iter().any(|(_, a)| a == act)
     }
@@ -788,6 +825,7 @@ impl ShareCase {
             | ShareAct::SettleDispute { .. }
             | ShareAct::Coordinate { .. }
             | ShareAct::RequestCorrection { .. }
+            | ShareAct::DeliverCorrection { .. }
             | ShareAct::AnswerCorrection { .. } => self.govern(calendar, now, by, act)?,
             ShareAct::ConsentPassOn { .. } => self.consent_pass_on(now, by, act)?,
         }
@@ -865,6 +903,7 @@ pub(super) fn act_name(act: &ShareAct) -> &'static str {
         ShareAct::SettleDispute { .. } => "settling a dispute",
         ShareAct::Coordinate { .. } => "the authority's coordination",
         ShareAct::RequestCorrection { .. } => "a correction request",
+        ShareAct::DeliverCorrection { .. } => "delivering corrected data",
         ShareAct::AnswerCorrection { .. } => "a correction's answer",
         ShareAct::ConsentPassOn { .. } => "a consent to pass the data on",
     }

@@ -17,12 +17,25 @@ use super::records::{
     CORRECTION_ITEMS_MAX, CORRECTION_WORKING_DAYS, DISPUTES_MAX,
 };
 use crate::calendar::WorkingCalendar;
+use crate::manifest::Hash;
 use crate::time::UnixMs;
 
 impl ShareCase {
     /// The correction request awaiting the provider's answer, if any.
     pub fn open_correction(&self) -> Option<&Correction> {
         self.corrections.last().filter(|c| c.answer.is_none())
+    }
+
+    /// The corrected version delivered for correction request `ordinal` (a batch exchange's
+    /// or file download's manifest), if one was.
+    pub fn corrected_delivery(&self, ordinal: u32) -> Option<Hash> {
+        self.acts.iter().find_map(|(_, a)| match a {
+            ShareAct::DeliverCorrection {
+                ordinal: o,
+                manifest,
+            } if *o == ordinal => Some(*manifest),
+            _ => None,
+        })
     }
 
     /// The authority that coordinates this case's disputes (Art. 28): the parties' lowest
@@ -131,6 +144,28 @@ impl ShareCase {
                     answer: None,
                 });
             }
+            ShareAct::DeliverCorrection { ordinal, manifest } => {
+                expect(Party::Provider)?;
+                if self.open_correction().map(|c| c.ordinal) != Some(*ordinal) {
+                    return Err(ShareError::NoSuchCorrection { ordinal: *ordinal });
+                }
+                // Once per request: what the answer vouches for is the version delivered.
+                if self.corrected_delivery(*ordinal).is_some() {
+                    return Err(ShareError::CorrectionDelivered { ordinal: *ordinal });
+                }
+                // A batch exchange or file download that was delivered: its data is versioned.
+                let route = self.delivery.as_mut().filter(|r| r.manifest.is_some());
+                let Some(route) = route.filter(|_| state == S::Delivered) else {
+                    return Err(wrong());
+                };
+                if route.manifest == Some(*manifest) {
+                    return Err(ShareError::CorrectionUnchanged);
+                }
+                route.manifest = Some(*manifest);
+                // No delivery deadline runs: the correction's own does (Art. 26).
+                self.delivery_due = None;
+                self.state = S::Delivering;
+            }
             ShareAct::AnswerCorrection {
                 ordinal,
                 corrected,
@@ -140,6 +175,12 @@ impl ShareCase {
                 expect(Party::Provider)?;
                 if self.open_correction().map(|c| c.ordinal) != Some(*ordinal) {
                     return Err(ShareError::NoSuchCorrection { ordinal: *ordinal });
+                }
+                // Corrected means the corrected data was sent (Art. 26: 核实、更正并反馈): a
+                // batch exchange's new version first (a service interface reloads in place).
+                let versioned = self.delivery.as_ref().is_some_and(|r| r.manifest.is_some());
+                if *corrected && versioned && self.corrected_delivery(*ordinal).is_none() {
+                    return Err(ShareError::CorrectedWithoutData { ordinal: *ordinal });
                 }
                 // Not an error: say why (the requester relies on the data as it is).
                 if !corrected && reason.trim().is_empty() {

@@ -130,7 +130,13 @@ pub(super) fn collect_cases(
         let mut overdue_dues: [[Vec<UnixMs>; 3]; 2] = Default::default();
         let mut overdue_elsewhere = 0;
         for &(node, article, due) in reports.get(&k).map_or(&[][..], |v| v.as_slice()) {
-            let a = usize::from(article == 22);
+            // The answer's and the delivery's deadlines (Arts. 21–22); the later ones
+            // (corrections, rectification, disposal) are not what the plan measures.
+            let a = match article {
+                21 => 0,
+                22 => 1,
+                _ => continue,
+            };
             let who = if Some(node) == pi {
                 Some(1)
             } else if Some(node) == ri {
