@@ -220,43 +220,35 @@ async fn a_county_department_requests_a_township_entry_across_the_country() -> R
             .unwrap_err()
     );
     assert!(e.contains("provided by"), "{e}");
-    let started = provider
-        .deliver_share(
-            "镇人社分局".into(),
-            id.clone(),
-            Format::Csv,
-            None,
-            dir.path().join("w2"),
-            input(&data),
-        )
-        .await?;
+    let provider_delivers = async |work: &str, bytes: &[u8]| {
+        let work = dir.path().join(work);
+        let department = "镇人社分局".to_string();
+        provider
+            .deliver_share(department, id.clone(), Format::Csv, None, work, input(bytes))
+            .await
+    };
+    let delivered_at_both = async |what: &str| -> Result<()> {
+        for (name, node) in [("requester", &requester), ("provider", &provider)] {
+            wait_until(
+                &format!("the {name} to record {what}"),
+                Duration::from_secs(60),
+                async || {
+                    Ok(node
+                        .share(id.clone())
+                        .await
+                        .is_ok_and(|v| v.state == "delivered"))
+                },
+            )
+            .await?;
+        }
+        Ok(())
+    };
+    let started = provider_delivers("w2", &data).await?;
     assert_eq!(started.state, "delivering");
     let delivery = started.delivery.clone().expect("the delivery is named");
     // Once only.
-    assert!(provider
-        .deliver_share(
-            "镇人社分局".into(),
-            id.clone(),
-            Format::Csv,
-            None,
-            dir.path().join("w3"),
-            input(&data)
-        )
-        .await
-        .is_err());
-    for (name, node) in [("requester", &requester), ("provider", &provider)] {
-        wait_until(
-            &format!("the {name} to record the delivery"),
-            Duration::from_secs(60),
-            async || {
-                Ok(node
-                    .share(id.clone())
-                    .await
-                    .is_ok_and(|v| v.state == "delivered"))
-            },
-        )
-        .await?;
-    }
+    assert!(provider_delivers("w3", &data).await.is_err());
+    delivered_at_both("the delivery").await?;
     let record = requester.record(&delivery.dataset, None).await?.remove(0).1;
     let out = dir.path().join("delivered.csv");
     let summary = backflow_node::export::export(&requester.store, &record, code(REQUESTER), &out)?;
@@ -336,45 +328,14 @@ async fn a_county_department_requests_a_township_entry_across_the_country() -> R
         .replace("110101199001010042,参保", "110101199001010042,停保")
         .into_bytes();
     assert_ne!(fixed, data);
-    let resent = provider
-        .deliver_share(
-            "镇人社分局".into(),
-            id.clone(),
-            Format::Csv,
-            None,
-            dir.path().join("w2b"),
-            input(&fixed),
-        )
-        .await?;
+    let resent = provider_delivers("w2b", &fixed).await?;
     assert_eq!(resent.state, "delivering");
     let corrected = resent.delivery.clone().expect("the corrected version is named");
     assert_eq!(corrected.dataset, delivery.dataset, "the same delivery, a new version");
     assert!(resent.corrections[0].contains("corrected data sent"), "{:?}", resent.corrections);
     // Once per correction request.
-    assert!(provider
-        .deliver_share(
-            "镇人社分局".into(),
-            id.clone(),
-            Format::Csv,
-            None,
-            dir.path().join("w2c"),
-            input(&fixed)
-        )
-        .await
-        .is_err());
-    for (name, node) in [("requester", &requester), ("provider", &provider)] {
-        wait_until(
-            &format!("the {name} to record the corrected delivery"),
-            Duration::from_secs(60),
-            async || {
-                Ok(node
-                    .share(id.clone())
-                    .await
-                    .is_ok_and(|v| v.state == "delivered"))
-            },
-        )
-        .await?;
-    }
+    assert!(provider_delivers("w2c", &fixed).await.is_err());
+    delivered_at_both("the corrected delivery").await?;
     let record = requester.record(&delivery.dataset, None).await?.remove(0).1;
     assert_eq!(record.manifest.manifest.version, 2);
     let out = dir.path().join("corrected.csv");

@@ -13,6 +13,7 @@ use backflow_protocol::share::{
     Party, ShareAct, ShareActBody, ShareActKind, ShareError, ShareEvent, ShareMsg, ShareRejection,
     ShareRequest, ShareState, SignedShareAct,
 };
+use backflow_protocol::manifest::Hash;
 use backflow_protocol::time::DAY_MS;
 use backflow_protocol::wire::Message;
 use common::net::{Faults, Net, NetConfig, TEST_TUNING};
@@ -568,25 +569,8 @@ fn a_correction_of_a_batch_exchange_delivers_a_new_version_to_the_requester() {
     use backflow_protocol::share::{CorrectionItem, ShareError, ShareRejection};
     let mut net = net();
     let id = file(&mut net);
-    assert!(net.run(60_000, |n| state(n, PROVIDER, &id)
-        == Some(ShareState::UnderReview)));
-    grant(&mut net, &id);
-    assert!(net.run(60_000, |n| state(n, REQUESTER, &id)
-        == Some(ShareState::Granted)));
     let d1 = delivery(&net, &id, 200_000);
-    let first = net.stage(&d1);
-    let now = net.now;
-    net.node_mut(code(PROVIDER))
-        .ep
-        .deliver_grant(now, &id, "镇人社分局", d1.manifest, d1.entries, vec![])
-        .unwrap();
-    net.flush(code(PROVIDER));
-    assert!(net.run(60_000, |n| state(n, REQUESTER, &id)
-        == Some(ShareState::Delivering)));
-    net.connect(code(REQUESTER), code(PROVIDER));
-    assert!(net.run(60_000, |n| state(n, PROVIDER, &id)
-        == Some(ShareState::Delivered)
-        && state(n, REQUESTER, &id) == Some(ShareState::Delivered)));
+    let first = grant_and_deliver(&mut net, &id, d1);
     let bytes_first: u64 = net.chunk_bytes.values().sum();
     // Delivered once: without a correction request, a second version is refused.
     let d2 = delivery_version(&net, &id, 2, Some(first), 120_000);
@@ -721,24 +705,8 @@ fn data_held_past_its_term_is_reported_until_it_is_disposed_of() {
         .file_share_request(now, r, SharingAttribute::Unconditional)
         .unwrap();
     net.flush(code(REQUESTER));
-    assert!(net.run(60_000, |n| state(n, PROVIDER, &id)
-        == Some(ShareState::UnderReview)));
-    grant(&mut net, &id);
-    assert!(net.run(60_000, |n| state(n, REQUESTER, &id)
-        == Some(ShareState::Granted)));
     let d = delivery(&net, &id, 50_000);
-    net.stage(&d);
-    let now = net.now;
-    net.node_mut(code(PROVIDER))
-        .ep
-        .deliver_grant(now, &id, "镇人社分局", d.manifest, d.entries, vec![])
-        .unwrap();
-    net.flush(code(PROVIDER));
-    assert!(net.run(60_000, |n| state(n, REQUESTER, &id)
-        == Some(ShareState::Delivering)));
-    net.connect(code(REQUESTER), code(PROVIDER));
-    assert!(net.run(60_000, |n| state(n, PROVIDER, &id)
-        == Some(ShareState::Delivered)));
+    grant_and_deliver(&mut net, &id, d);
     let case = net.ep(code(REQUESTER)).share_service().case(&id).unwrap().clone();
     assert_eq!(case.deadline(), Some((27, use_until)));
     let overdue = |n: &Net, c: &str| {
@@ -775,14 +743,53 @@ fn data_held_past_its_term_is_reported_until_it_is_disposed_of() {
     }
 }
 
+/// Request `id` (filed) is granted, and the provider's node delivers `d` by batch exchange:
+/// the requester's node connects, fetches and verifies it, and both copies record the
+/// delivery. Returns the delivery manifest's hash.
+fn grant_and_deliver(net: &mut Net, id: &backflow_protocol::manifest::Hash, d: Dataset) -> Hash {
+    assert!(net.run(60_000, |n| state(n, PROVIDER, id)
+        == Some(ShareState::UnderReview)));
+    grant(net, id);
+    assert!(net.run(60_000, |n| state(n, REQUESTER, id)
+        == Some(ShareState::Granted)));
+    let hash = net.stage(&d);
+    let now = net.now;
+    net.node_mut(code(PROVIDER))
+        .ep
+        .deliver_grant(now, id, "镇人社分局", d.manifest, d.entries, vec![])
+        .unwrap();
+    net.flush(code(PROVIDER));
+    assert!(net.run(60_000, |n| state(n, REQUESTER, id)
+        == Some(ShareState::Delivering)));
+    net.connect(code(REQUESTER), code(PROVIDER));
+    assert!(net.run(60_000, |n| state(n, PROVIDER, id)
+        == Some(ShareState::Delivered)
+        && state(n, REQUESTER, id) == Some(ShareState::Delivered)));
+    hash
+}
+
 /// Version `version` of request `id`'s delivery, chained to `previous`, with `bytes` of
-/// content of its own.
+/// content of its own, valid for 30 days.
 fn delivery_version(
     net: &Net,
     id: &backflow_protocol::manifest::Hash,
     version: u64,
-    previous: Option<backflow_protocol::manifest::Hash>,
+    previous: Option<Hash>,
     bytes: usize,
+) -> Dataset {
+    delivery_of(net, id, version, previous, bytes, net.now.plus_ms(30 * DAY_MS))
+}
+
+/// The granted data, as the provider's node stages it: one partition for the requester's
+/// region (content of `version`'s own), under a manifest that delivers request `id` there
+/// only and ends at `expires_at`.
+fn delivery_of(
+    net: &Net,
+    id: &backflow_protocol::manifest::Hash,
+    version: u64,
+    previous: Option<Hash>,
+    bytes: usize,
+    expires_at: backflow_protocol::time::UnixMs,
 ) -> Dataset {
     use backflow_protocol::manifest::{build_manifest, PartitionEntry, SignedManifest};
     let data = content(code(REQUESTER), version, bytes);
@@ -794,7 +801,7 @@ fn delivery_version(
         origin(PROVIDER, "镇人社分局"),
         code(REQUESTER),
         net.now,
-        net.now.plus_ms(30 * DAY_MS),
+        expires_at,
         previous,
         schema,
         &[entry],
@@ -829,28 +836,7 @@ fn delivery_until(
     bytes: usize,
     expires_at: backflow_protocol::time::UnixMs,
 ) -> Dataset {
-    use backflow_protocol::manifest::{build_manifest, PartitionEntry, SignedManifest};
-    let data = content(code(REQUESTER), 1, bytes);
-    let schema = schema();
-    let entry = PartitionEntry::for_content(code(REQUESTER), &data, 1_000, &schema);
-    let mut m = build_manifest(
-        "共享-shebao".into(),
-        1,
-        origin(PROVIDER, "镇人社分局"),
-        code(REQUESTER),
-        net.now,
-        expires_at,
-        None,
-        schema,
-        &[entry],
-    )
-    .unwrap();
-    m.delivers = Some(*id);
-    Dataset {
-        contents: [(code(REQUESTER), data)].into_iter().collect(),
-        entries: vec![entry],
-        manifest: SignedManifest::sign(m, net.fx.id(PROVIDER)).unwrap(),
-    }
+    delivery_of(net, id, 1, None, bytes, expires_at)
 }
 
 #[test]
@@ -1374,24 +1360,8 @@ fn disposal_deletes_the_delivered_data_and_keeps_the_record() {
     use backflow_protocol::share::DisposalMethod;
     let mut net = net();
     let id = file(&mut net);
-    assert!(net.run(60_000, |n| state(n, PROVIDER, &id)
-        == Some(ShareState::UnderReview)));
-    grant(&mut net, &id);
-    assert!(net.run(60_000, |n| state(n, REQUESTER, &id)
-        == Some(ShareState::Granted)));
     let d = delivery(&net, &id, 100_000);
-    let hash = net.stage(&d);
-    let now = net.now;
-    net.node_mut(code(PROVIDER))
-        .ep
-        .deliver_grant(now, &id, "镇人社分局", d.manifest, d.entries, vec![])
-        .unwrap();
-    net.flush(code(PROVIDER));
-    assert!(net.run(60_000, |n| state(n, REQUESTER, &id)
-        == Some(ShareState::Delivering)));
-    net.connect(code(REQUESTER), code(PROVIDER));
-    assert!(net.run(60_000, |n| state(n, PROVIDER, &id)
-        == Some(ShareState::Delivered)));
+    let hash = grant_and_deliver(&mut net, &id, d);
     assert!(net
         .store(code(REQUESTER))
         .data
