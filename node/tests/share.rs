@@ -224,7 +224,14 @@ async fn a_county_department_requests_a_township_entry_across_the_country() -> R
         let work = dir.path().join(work);
         let department = "镇人社分局".to_string();
         provider
-            .deliver_share(department, id.clone(), Format::Csv, None, work, input(bytes))
+            .deliver_share(
+                department,
+                id.clone(),
+                Format::Csv,
+                None,
+                work,
+                input(bytes),
+            )
             .await
     };
     let delivered_at_both = async |what: &str| -> Result<()> {
@@ -330,9 +337,19 @@ async fn a_county_department_requests_a_township_entry_across_the_country() -> R
     assert_ne!(fixed, data);
     let resent = provider_delivers("w2b", &fixed).await?;
     assert_eq!(resent.state, "delivering");
-    let corrected = resent.delivery.clone().expect("the corrected version is named");
-    assert_eq!(corrected.dataset, delivery.dataset, "the same delivery, a new version");
-    assert!(resent.corrections[0].contains("corrected data sent"), "{:?}", resent.corrections);
+    let corrected = resent
+        .delivery
+        .clone()
+        .expect("the corrected version is named");
+    assert_eq!(
+        corrected.dataset, delivery.dataset,
+        "the same delivery, a new version"
+    );
+    assert!(
+        resent.corrections[0].contains("corrected data sent"),
+        "{:?}",
+        resent.corrections
+    );
     // Once per correction request.
     assert!(provider_delivers("w2c", &fixed).await.is_err());
     delivered_at_both("the corrected delivery").await?;
@@ -340,12 +357,21 @@ async fn a_county_department_requests_a_township_entry_across_the_country() -> R
     assert_eq!(record.manifest.manifest.version, 2);
     let out = dir.path().join("corrected.csv");
     backflow_node::export::export(&requester.store, &record, code(REQUESTER), &out)?;
-    assert_eq!(std::fs::read(&out)?, fixed, "the corrected data, byte for byte");
+    assert_eq!(
+        std::fs::read(&out)?,
+        fixed,
+        "the corrected data, byte for byte"
+    );
     let answered = provider
         .share_act("镇人社分局".into(), id.clone(), answer_corrected)
         .await?;
     // Answered: what runs now is the data's disposal by the term's end (Art. 27 ¶1).
-    assert_eq!(answered.deadline.map(|d| d.article), Some(27), "{:?}", answered.corrections);
+    assert_eq!(
+        answered.deadline.map(|d| d.article),
+        Some(27),
+        "{:?}",
+        answered.corrections
+    );
     wait_until(
         "the requester to see the answer",
         Duration::from_secs(30),

@@ -9,11 +9,11 @@ use backflow_protocol::calendar::beijing_date;
 use backflow_protocol::catalog::{SharingAttribute, SharingMethod};
 use backflow_protocol::department::{DepartmentError, DepartmentIdentity};
 use backflow_protocol::endpoint::Event;
+use backflow_protocol::manifest::Hash;
 use backflow_protocol::share::{
     Party, ShareAct, ShareActBody, ShareActKind, ShareError, ShareEvent, ShareMsg, ShareRejection,
     ShareRequest, ShareState, SignedShareAct,
 };
-use backflow_protocol::manifest::Hash;
 use backflow_protocol::time::DAY_MS;
 use backflow_protocol::wire::Message;
 use common::net::{Faults, Net, NetConfig, TEST_TUNING};
@@ -583,7 +583,10 @@ fn a_correction_of_a_batch_exchange_delivers_a_new_version_to_the_requester() {
         d2.entries.clone(),
         vec![],
     );
-    assert!(matches!(again, Err(DeliveryFailure::NotGranted { .. })), "{again:?}");
+    assert!(
+        matches!(again, Err(DeliveryFailure::NotGranted { .. })),
+        "{again:?}"
+    );
     // The requester asks for a correction.
     let item = CorrectionItem {
         key: "110101199001011234".into(),
@@ -616,14 +619,16 @@ fn a_correction_of_a_batch_exchange_delivers_a_new_version_to_the_requester() {
         approved_by: "镇人社分局负责人".into(),
     };
     let now = net.now;
-    let early = net
-        .node_mut(code(PROVIDER))
-        .ep
-        .share_act(now, &id, "镇人社分局", corrected.clone());
+    let early =
+        net.node_mut(code(PROVIDER))
+            .ep
+            .share_act(now, &id, "镇人社分局", corrected.clone());
     assert!(
         matches!(
             early,
-            Err(ShareRejection::Case(ShareError::CorrectedWithoutData { ordinal: 1 }))
+            Err(ShareRejection::Case(ShareError::CorrectedWithoutData {
+                ordinal: 1
+            }))
         ),
         "{early:?}"
     );
@@ -642,7 +647,12 @@ fn a_correction_of_a_batch_exchange_delivers_a_new_version_to_the_requester() {
     };
     assert!(net.run(60_000, |n| route(n, REQUESTER) == Some(second)));
     // The correction's deadline runs on while the new version travels.
-    let case = net.ep(code(REQUESTER)).share_service().case(&id).unwrap().clone();
+    let case = net
+        .ep(code(REQUESTER))
+        .share_service()
+        .case(&id)
+        .unwrap()
+        .clone();
     assert_eq!(case.state, ShareState::Delivering);
     assert_eq!(case.deadline().map(|(article, _)| article), Some(26));
     assert_eq!(case.corrected_delivery(1), Some(second));
@@ -675,7 +685,9 @@ fn a_correction_of_a_batch_exchange_delivers_a_new_version_to_the_requester() {
         .ep(code(REQUESTER))
         .share_service()
         .case(&id)
-        .is_some_and(|c| c.corrections.len() == 1 && c.open_correction().is_none())));
+        .is_some_and(
+            |c| c.corrections.len() == 1 && c.open_correction().is_none()
+        )));
     // No open correction: versioned no further.
     let d3 = delivery_version(&net, &id, 3, Some(second), 100_000);
     let now = net.now;
@@ -707,7 +719,12 @@ fn data_held_past_its_term_is_reported_until_it_is_disposed_of() {
     net.flush(code(REQUESTER));
     let d = delivery(&net, &id, 50_000);
     grant_and_deliver(&mut net, &id, d);
-    let case = net.ep(code(REQUESTER)).share_service().case(&id).unwrap().clone();
+    let case = net
+        .ep(code(REQUESTER))
+        .share_service()
+        .case(&id)
+        .unwrap()
+        .clone();
     assert_eq!(case.deadline(), Some((27, use_until)));
     let overdue = |n: &Net, c: &str| {
         share_events(n, c).iter().any(|e| {
@@ -777,7 +794,14 @@ fn delivery_version(
     previous: Option<Hash>,
     bytes: usize,
 ) -> Dataset {
-    delivery_of(net, id, version, previous, bytes, net.now.plus_ms(30 * DAY_MS))
+    delivery_of(
+        net,
+        id,
+        version,
+        previous,
+        bytes,
+        net.now.plus_ms(30 * DAY_MS),
+    )
 }
 
 /// The granted data, as the provider's node stages it: one partition for the requester's
@@ -1737,8 +1761,9 @@ fn a_correction_request_is_answered_within_ten_working_days_or_reported_overdue(
         n.ep(code(REQUESTER))
             .share_service()
             .case(&id)
-            .is_some_and(|c| c.open_correction().is_none()
-                && c.deadline() == Some((27, c.request.use_until)))
+            .is_some_and(|c| {
+                c.open_correction().is_none() && c.deadline() == Some((27, c.request.use_until))
+            })
     }));
 }
 

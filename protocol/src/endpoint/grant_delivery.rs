@@ -92,7 +92,9 @@ impl<P: Copy + Ord + std::fmt::Debug> Endpoint<P> {
         // After a grant, once; again only with a correction request's corrected data (Art. 26).
         let correction = match case.state {
             ShareState::Granted => None,
-            ShareState::Delivered if case.delivery.as_ref().is_some_and(|d| d.manifest.is_some()) => {
+            ShareState::Delivered
+                if case.delivery.as_ref().is_some_and(|d| d.manifest.is_some()) =>
+            {
                 match case.open_correction() {
                     Some(c) => Some(c.ordinal),
                     None => {
@@ -133,7 +135,8 @@ impl<P: Copy + Ord + std::fmt::Debug> Endpoint<P> {
                 .map_err(ShareRejection::from)?;
             let hash = self.rf.publish(now, &mut self.trust, manifest, entries)?;
             let identity = self.rf.identity();
-            self.share.act(now, identity, request, department, corrected)?;
+            self.share
+                .act(now, identity, request, department, corrected)?;
             return Ok(hash);
         }
         let hash = self.rf.publish(now, &mut self.trust, manifest, entries)?;
