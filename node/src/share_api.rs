@@ -281,12 +281,14 @@ pub fn view(id: &Hash, case: &ShareCase, calendar: &WorkingCalendar, now: UnixMs
                     .iter()
                     .map(|i| format!("{} {}: {}", i.key, i.field, i.problem))
                     .collect();
-                let sent = case
-                    .corrected_delivery(c.ordinal)
-                    .map(|m| format!(" — corrected data sent as {}", &hex::encode(m)[..16]))
-                    .unwrap_or_default();
                 let answer = match &c.answer {
-                    None => format!("answer due {} (Art. 26){sent}", day(c.due.minus_ms(1))),
+                    None => {
+                        let sent = case
+                            .corrected_delivery(c.ordinal)
+                            .map(|m| format!(" — corrected data sent as {}", &hex::encode(m)[..16]))
+                            .unwrap_or_default();
+                        format!("answer due {} (Art. 26){sent}", day(c.due.minus_ms(1)))
+                    }
                     Some(a) if a.corrected => format!("corrected {} {}", day(a.at), a.reason),
                     Some(a) => format!("not an error {}: {}", day(a.at), a.reason),
                 };

@@ -90,22 +90,11 @@ impl<P: Copy + Ord + std::fmt::Debug> Endpoint<P> {
             return Err(DeliveryFailure::NotTheProvider(short));
         }
         // After a grant, once; again only with a correction request's corrected data (Art. 26).
-        let correction = match case.state {
-            ShareState::Granted => None,
-            ShareState::Delivered
-                if case.delivery.as_ref().is_some_and(|d| d.manifest.is_some()) =>
-            {
-                match case.open_correction() {
-                    Some(c) => Some(c.ordinal),
-                    None => {
-                        return Err(DeliveryFailure::NotGranted {
-                            request: short,
-                            state: case.state,
-                        })
-                    }
-                }
-            }
-            state => {
+        let versioned = case.delivery.as_ref().is_some_and(|d| d.manifest.is_some());
+        let correction = match (case.state, case.open_correction()) {
+            (ShareState::Granted, _) => None,
+            (ShareState::Delivered, Some(c)) if versioned => Some(c.ordinal),
+            (state, _) => {
                 return Err(DeliveryFailure::NotGranted {
                     request: short,
                     state,
