@@ -115,6 +115,40 @@ impl InspectParams {
     }
 }
 
+/// What this node's authority (政务数据共享主管部门) orders on a department's sharing rights
+/// (政务数据共享权限, Art. 27 ¶2): `suspend` it for misuse, with a rectification period, or
+/// `reinstate` it. The department is one of this region or a region below it; the order is
+/// signed by this node, in force here at once and spread to every node.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RightsParams {
+    /// The department's region code.
+    pub region: String,
+    /// The department (部门), as its own node names it.
+    pub department: String,
+    /// `suspend` or `reinstate`.
+    pub action: RightsAction,
+    /// Suspend: why (擅自超出使用范围、共享目的使用, or 擅自提供给第三方).
+    #[serde(default)]
+    pub reason: String,
+    /// Suspend: working days to rectify (限期整改), 1 to 60.
+    #[serde(default)]
+    pub rectify_working_days: Option<u32>,
+    /// Reinstate: a note (e.g. the rectification found sufficient).
+    #[serde(default)]
+    pub note: String,
+    /// Who approved it (the authority's head).
+    pub approved_by: String,
+}
+
+/// An order on sharing rights.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RightsAction {
+    Suspend,
+    Reinstate,
+}
+
 /// A revocation this node is to issue: the key of `region` (a region below this node) —
 /// `key` in hex, or, if absent, the key of the peer of that region connected now; or a signed
 /// one to put in force (`signed`).
@@ -384,6 +418,17 @@ pub trait Backend: Clone + Send + Sync + 'static {
 
     /// Every revocation in force here.
     fn revocations(&self) -> impl Future<Output = Result<serde_json::Value, ApiError>> + Send;
+
+    /// Authorities' acts on departments' sharing rights held here (the latest per department
+    /// and authority), suspensions first.
+    fn rights(&self) -> impl Future<Output = Result<serde_json::Value, ApiError>> + Send;
+
+    /// This node's authority suspends or reinstates a department's sharing rights (Art. 27
+    /// ¶2); returns the act, once durable.
+    fn rights_order(
+        &self,
+        params: RightsParams,
+    ) -> impl Future<Output = Result<serde_json::Value, ApiError>> + Send;
 
     /// One page of the aggregated catalog of this subtree (Arts. 12–17).
     fn catalogs(

@@ -22,7 +22,7 @@ pub use backend::{
     Backend, CatalogListParams, CatalogSearchParams, CorrectionItemParams, DutyChangeParams,
     DutyExtendParams, Export, ExportSummary, ExportWhich, InspectParams, PublishInput,
     PublishParams, ReviewDecideParams, ReviewRequest, ReviewSubmitParams, RevokeParams,
-    ShareActParams, ShareFileParams, UseRecordParams,
+    RightsAction, RightsParams, ShareActParams, ShareFileParams, UseRecordParams,
 };
 pub use error::ApiError;
 pub use openapi::router;

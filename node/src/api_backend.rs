@@ -175,6 +175,27 @@ impl Backend for NodeBackend {
         )
     }
 
+    async fn rights(&self) -> Result<serde_json::Value, ApiError> {
+        json(
+            self.node
+                .rights()
+                .await
+                .map_err(|e| ApiError::internal(&e))?,
+        )
+    }
+
+    async fn rights_order(
+        &self,
+        params: backflow_api::RightsParams,
+    ) -> Result<serde_json::Value, ApiError> {
+        json(
+            self.node
+                .rights_order(params)
+                .await
+                .map_err(|e| ApiError::bad_request(format!("{e:#}")))?,
+        )
+    }
+
     async fn catalogs(
         &self,
         params: backflow_api::CatalogListParams,

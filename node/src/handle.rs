@@ -103,6 +103,14 @@ pub(crate) enum Cmd {
         revocation: Box<backflow_protocol::cert::Revocation>,
         reply: oneshot::Sender<Result<RevocationView>>,
     },
+    /// Departments' sharing rights (Art. 27 ¶2), see [`crate::rights_api`].
+    Rights {
+        reply: oneshot::Sender<Vec<crate::rights_api::RightsView>>,
+    },
+    RightsOrder {
+        params: backflow_api::RightsParams,
+        reply: oneshot::Sender<Result<crate::rights_api::RightsView>>,
+    },
     /// Share requests (Arts. 20–22), see [`crate::share_api`].
     Shares {
         overdue_only: bool,
@@ -504,6 +512,20 @@ impl NodeHandle {
     /// Every revocation in force here.
     pub async fn revocations(&self) -> Result<Vec<RevocationView>> {
         self.ask(|reply| Cmd::Revocations { reply }).await
+    }
+
+    /// Authorities' acts on departments' sharing rights held here, suspensions first.
+    pub async fn rights(&self) -> Result<Vec<crate::rights_api::RightsView>> {
+        self.ask(|reply| Cmd::Rights { reply }).await
+    }
+
+    /// This node's authority suspends or reinstates a department's sharing rights (Art. 27
+    /// ¶2); answered once the act is durable.
+    pub async fn rights_order(
+        &self,
+        params: backflow_api::RightsParams,
+    ) -> Result<crate::rights_api::RightsView> {
+        self.ask(|reply| Cmd::RightsOrder { params, reply }).await?
     }
 
     /// Share requests this node is a party to, overdue first.

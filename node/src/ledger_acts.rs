@@ -19,7 +19,9 @@ use backflow_protocol::endpoint::Storage;
 use backflow_protocol::ledger::entry::EntryKind;
 use backflow_protocol::return_flow::StorageOp;
 use backflow_protocol::service_interface::ServiceStorageOp;
-use backflow_protocol::share::{ShareAct, ShareCase, ShareStorageOp};
+use backflow_protocol::share::{
+    RightsDecision, ShareAct, ShareCase, ShareStorageOp, SignedRightsAct,
+};
 
 use crate::ledger::{Record, MARK_PREFIX};
 use crate::store::{Batch, Store, CF_LEDGER};
@@ -79,6 +81,7 @@ pub fn records_of(store: &Store, op: &Storage, batch: &mut Batch<'_>) -> Result<
             ),
         }],
         Storage::Review(ReviewStorageOp::PutSubmission(s)) => review_records(store, s, batch)?,
+        Storage::Share(ShareStorageOp::PutRights(act)) => vec![rights_record(act)],
         Storage::ReturnFlow(_)
         | Storage::Share(_)
         | Storage::Review(_)
@@ -86,6 +89,45 @@ pub fn records_of(store: &Store, op: &Storage, batch: &mut Batch<'_>) -> Result<
         | Storage::Revocation(_)
         | Storage::Ledger(_) => Vec::new(),
     })
+}
+
+/// An authority's act on a department's sharing rights, as this node holds and enforces it
+/// (Art. 27 ¶2). Each act is stored once per node (only a newer one is stored again).
+fn rights_record(act: &SignedRightsAct) -> Record {
+    let b = &act.body;
+    let (name, detail) = match &b.decision {
+        RightsDecision::Suspend {
+            reason,
+            rectify_by,
+            approved_by,
+        } => (
+            "rights-suspended",
+            format!(
+                "the authority of {} suspended the sharing rights (暂停政务数据共享权限) of {} {} \
+                 (its act {}): {reason}; to rectify by {}; approved by {approved_by}",
+                b.issuer,
+                b.department.region,
+                b.department.department,
+                b.ordinal,
+                crate::share_api::time_text(*rectify_by)
+            ),
+        ),
+        RightsDecision::Reinstate { note, approved_by } => (
+            "rights-reinstated",
+            format!(
+                "the authority of {} reinstated the sharing rights of {} {} (its act {}): \
+                 {note}; approved by {approved_by}",
+                b.issuer, b.department.region, b.department.department, b.ordinal
+            ),
+        ),
+    };
+    Record {
+        time_ms: b.at.0,
+        department: None,
+        kind: EntryKind::ShareAct { act: name.into() },
+        subject: format!("{}/{}", b.department.region, b.department.department),
+        detail,
+    }
 }
 
 /// The case's acts not logged yet: at first sight the request itself, then each act once.

@@ -36,6 +36,7 @@ pub mod publish;
 pub mod relay;
 mod relay_events;
 pub mod review_api;
+pub mod rights_api;
 pub mod runtime;
 pub mod scrub;
 pub mod search_requests;

@@ -47,6 +47,10 @@ enum Command {
     /// Share requests between departments (共享申请, Arts. 20–22): request, answer, notice,
     /// supplement, extend, deliver, withdraw, list, show.
     Share(cli::share::ShareArgs),
+    /// Departments' sharing rights (政务数据共享权限, Art. 27): as this node's authority,
+    /// suspend or reinstate a department of this region or below; list what is in force.
+    #[command(subcommand)]
+    Rights(cli::rights::RightsCmd),
     /// This node's departments (政府部门): each acts with its own key and API token.
     #[command(subcommand)]
     Dept(cli::dept::DeptCmd),
@@ -122,6 +126,7 @@ fn dispatch(cmd: Command) -> Result<()> {
         Command::Catalog(cmd) => cli::catalog::run(cmd),
         Command::Share(args) => cli::share::run(args, &mut cli::Output(std::io::stdout().lock())),
         Command::Dept(cmd) => cli::dept::run(cmd, &mut cli::Output(std::io::stdout().lock())),
+        Command::Rights(cmd) => cli::rights::run(cmd, &mut cli::Output(std::io::stdout().lock())),
         Command::Ledger(cmd) => cli::ledger::run(cmd, &mut cli::Output(std::io::stdout().lock())),
         Command::Calendar(cmd) => {
             cli::calendar::run(cmd, &mut cli::Output(std::io::stdout().lock()))

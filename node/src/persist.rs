@@ -19,7 +19,8 @@ use backflow_protocol::receipt::Receipt;
 use backflow_protocol::return_flow::{StorageOp, TransferRecord};
 use backflow_protocol::service_interface::{ServiceStorageOp, ServiceUsage};
 use backflow_protocol::share::{
-    ShareCase, ShareStorageOp, SignedShareAct, SHARE_CASES_MAX, SHARE_TRANSIT_MAX,
+    ShareCase, ShareStorageOp, SignedRightsAct, SignedShareAct, RIGHTS_HELD_MAX, SHARE_CASES_MAX,
+    SHARE_TRANSIT_MAX,
 };
 use backflow_protocol::time::UnixMs;
 use backflow_protocol::wire::{decode_exact, encode_value};
@@ -37,6 +38,9 @@ const SHARE_CASE_KEY_PREFIX: &[u8] = b"share/case/";
 const SHARE_TRANSIT_KEY_PREFIX: &[u8] = b"share/transit/";
 /// Supervisory copies at the parties' lowest common superior.
 const SHARE_SUPERVISED_KEY_PREFIX: &[u8] = b"share/supervised/";
+/// Departments' sharing rights: the act in force per (department, authority), keyed by the
+/// hash of both (`share/rights/` hash).
+const SHARE_RIGHTS_KEY_PREFIX: &[u8] = b"share/rights/";
 /// Catalog submissions under review and duty changes (Arts. 16–17), by id.
 const REVIEW_SUBMISSION_KEY_PREFIX: &[u8] = b"review/submission/";
 const REVIEW_DUTY_KEY_PREFIX: &[u8] = b"review/duty/";
@@ -183,6 +187,13 @@ pub fn load(store: &Store, region: RegionCode) -> Result<Saved> {
             decode_exact(&v).map_err(|e| anyhow!("corrupt stored supervised request: {e}"))?;
         saved.share_supervised.push(c);
     }
+    // A suspension that does not read back would put a suspended department back in force:
+    // refuse to start instead (like revocations).
+    for (_, v) in store.scan_prefix(CF_STATE, SHARE_RIGHTS_KEY_PREFIX, RIGHTS_HELD_MAX)? {
+        let a: SignedRightsAct =
+            decode_exact(&v).map_err(|e| anyhow!("corrupt stored sharing-rights act: {e}"))?;
+        saved.share_rights.push(a);
+    }
     // Like share cases: a review that does not read back would lose a deadline.
     for (_, v) in store.scan_prefix(CF_STATE, REVIEW_SUBMISSION_KEY_PREFIX, REVIEW_ITEMS_MAX)? {
         let s: Submission =
@@ -293,6 +304,13 @@ pub fn apply(
         Storage::Share(ShareStorageOp::PutSupervised(case)) => {
             let value = encode_value(&*case).map_err(|e| anyhow!("{e}"))?;
             let key = share_key(SHARE_SUPERVISED_KEY_PREFIX, &case.request.id());
+            batch.put(CF_STATE, &key, &value);
+        }
+        Storage::Share(ShareStorageOp::PutRights(act)) => {
+            let value = encode_value(&*act).map_err(|e| anyhow!("{e}"))?;
+            let id = encode_value(&(&act.body.department, act.body.issuer))
+                .map_err(|e| anyhow!("{e}"))?;
+            let key = share_key(SHARE_RIGHTS_KEY_PREFIX, blake3::hash(&id).as_bytes());
             batch.put(CF_STATE, &key, &value);
         }
         Storage::Share(ShareStorageOp::DropTransit { act }) => {

@@ -505,6 +505,33 @@ impl Runtime {
         self.ep.handle_content_present(now_ms(), &hash, &present);
     }
 
+    /// A service interface this node provides loses its loaded data once the sharing has
+    /// ended (terminated, disposed of, past its term, Art. 27); the case keeps the record.
+    fn drop_ended_service(&mut self, request: &Hash, state: backflow_protocol::share::ShareState) {
+        use backflow_protocol::share::ShareState as S;
+        if !matches!(state, S::Terminated | S::Disposed | S::Expired) {
+            return;
+        }
+        let me = self.ep.region();
+        let provides = self
+            .ep
+            .share_service()
+            .case(request)
+            .is_some_and(|c| c.request.provider.region == me);
+        if !provides {
+            return;
+        }
+        match crate::service_store::drop_service(&self.store, request) {
+            Ok(Some(records)) => {
+                info!(request = %hex::encode(&request[..8]), records, "the sharing ended: the service interface's loaded data is deleted")
+            }
+            Ok(None) => {}
+            Err(e) => {
+                warn!(request = %hex::encode(&request[..8]), error = %format!("{e:#}"), "the loaded data of an ended service interface was not deleted")
+            }
+        }
+    }
+
     fn on_event(&mut self, ev: Event<PeerId>) {
         match ev {
             Event::Search(e) => self.on_search_event(e),
@@ -551,6 +578,7 @@ impl Runtime {
             Event::Share(ev) => match ev {
                 ShareEvent::CaseChanged { request, state } => {
                     info!(request = %hex::encode(&request[..8]), ?state, "share request changed");
+                    self.drop_ended_service(&request, state);
                     if state == backflow_protocol::share::ShareState::Delivering {
                         // A provider started a delivery this node may fetch: dial it now.
                         self.dial_deliveries();
@@ -569,6 +597,25 @@ impl Runtime {
                     error,
                 } => {
                     warn!(%from, request = %hex::encode(&request[..8]), %error, "share act rejected")
+                }
+                ShareEvent::RightsChanged {
+                    department,
+                    issuer,
+                    suspended,
+                    from,
+                } => {
+                    let (region, department) = (department.region, department.department);
+                    let from = from.map_or_else(|| "this node".to_string(), |f| f.to_string());
+                    if suspended {
+                        warn!(%region, %department, authority = %issuer, %from, "a department's sharing rights are suspended (Art. 27): it is granted and delivered nothing, and uses no granted data, until reinstated");
+                    } else {
+                        info!(%region, %department, authority = %issuer, %from, "a department's sharing rights are reinstated");
+                    }
+                    // Connections of its grants' deliveries close (or may open again).
+                    self.dial_deliveries();
+                }
+                ShareEvent::RightsRejected { from, error } => {
+                    warn!(%from, %error, "an act on sharing rights was rejected")
                 }
             },
             Event::Review(backflow_protocol::catalog_review::ReviewEvent::Overdue {
@@ -863,6 +910,15 @@ impl Runtime {
             Cmd::Ledger(cmd) => self.on_ledger(cmd, now),
             Cmd::Departments { reply } => {
                 let _ = reply.send(crate::status::departments(&self.ep));
+            }
+            Cmd::Rights { reply } => {
+                let _ = reply.send(crate::rights_api::list(&self.ep));
+            }
+            Cmd::RightsOrder { params, reply } => {
+                let result = crate::rights_api::order(&mut self.ep, now, params);
+                self.drain();
+                self.make_durable();
+                let _ = reply.send(result);
             }
             Cmd::Revocations { reply } => {
                 let _ = reply.send(self.ep.revocations().map(RevocationView::of).collect());

@@ -201,6 +201,19 @@ fn clear_generation(store: &Store, request: &Hash, generation: u32) -> Result<()
     }
 }
 
+/// Deletes the data loaded for `request` — the sharing has ended (Art. 27) — and returns how
+/// many records went (`None`: nothing was loaded). The meta goes first, so no call is
+/// answered from a half-deleted load.
+pub fn drop_service(store: &Store, request: &Hash) -> Result<Option<u64>> {
+    let Some(meta) = meta(store, request)? else {
+        return Ok(None);
+    };
+    store.delete(CF_STATE, &meta_key(request))?;
+    store.sync_wal()?;
+    clear_generation(store, request, meta.generation)?;
+    Ok(Some(meta.records))
+}
+
 /// What a service of `request` holds, if its load completed.
 pub fn meta(store: &Store, request: &Hash) -> Result<Option<ServiceMeta>> {
     store
@@ -314,6 +327,14 @@ mod tests {
             .scan_prefix(CF_STATE, &[RECORD_PREFIX, r.as_slice()].concat(), 100)
             .unwrap();
         assert_eq!(all.len() as u64, m.records);
+        // The sharing ended: all of it goes, and nothing answers.
+        assert_eq!(drop_service(&s, &r).unwrap(), Some(1));
+        assert!(lookup(&s, &r, &["A".into()]).is_err());
+        let left = s
+            .scan_prefix(CF_STATE, &[RECORD_PREFIX, r.as_slice()].concat(), 100)
+            .unwrap();
+        assert!(left.is_empty());
+        assert_eq!(drop_service(&s, &r).unwrap(), None);
     }
 
     #[test]

@@ -636,7 +636,7 @@ fn recipient_of(p: &ShareActParams) -> Result<Recipient> {
 pub fn check_in_force(ep: &Endpoint<PeerId>, now: UnixMs, request: &Hash) -> Result<()> {
     let short = &hex_id(request)[..8];
     match ep.share_service().case(request) {
-        Some(c) => match c.usable(now) {
+        Some(c) => match ep.share_service().usable(c, now) {
             Ok(()) => Ok(()),
             Err(UsageRefusal::NotInForce { .. }) => {
                 let (en, zh) = state_names(c.state);

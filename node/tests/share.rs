@@ -713,6 +713,86 @@ async fn a_service_interface_answers_the_requester_straight_from_the_provider() 
     let service = provider.share(id.clone()).await?.service.expect("counted");
     assert_eq!((service.calls, service.keys, service.records), (1, 2, 1));
 
+    // Art. 27 ¶2: the national authority suspends 民政局's sharing rights as a whole. The act
+    // reaches the provider across the country, and neither node answers its calls until
+    // national reinstates it. An authority without jurisdiction, or an order without its
+    // rectification period, is refused.
+    let national = net.nodes[&code("0")].clone();
+    let order =
+        |action: backflow_api::RightsAction, rectify: Option<u32>| backflow_api::RightsParams {
+            region: REQUESTER.into(),
+            department: "民政局".into(),
+            action,
+            reason: "超出共享目的调用服务接口".into(),
+            rectify_working_days: rectify,
+            note: "整改到位".into(),
+            approved_by: "国家政务数据共享主管部门负责人".into(),
+        };
+    use backflow_api::RightsAction::{Reinstate, Suspend};
+    let e = format!(
+        "{:#}",
+        net.nodes[&code("44")]
+            .rights_order(order(Suspend, Some(10)))
+            .await
+            .unwrap_err()
+    );
+    assert!(e.contains("jurisdiction"), "{e}");
+    let e = format!(
+        "{:#}",
+        national
+            .rights_order(order(Suspend, None))
+            .await
+            .unwrap_err()
+    );
+    assert!(e.contains("rectify_working_days"), "{e}");
+    let suspended = national.rights_order(order(Suspend, Some(10))).await?;
+    assert!(suspended.suspended && suspended.rectify_by.is_some());
+    let held_by = |node: backflow_node::handle::NodeHandle, suspended: bool| async move {
+        Ok(node
+            .rights()
+            .await?
+            .iter()
+            .any(|r| r.region == REQUESTER && r.suspended == suspended))
+    };
+    wait_until(
+        "the provider to hold the suspension",
+        Duration::from_secs(30),
+        async || held_by(provider.clone(), true).await,
+    )
+    .await?;
+    let e = format!(
+        "{:#}",
+        requester
+            .share_lookup("民政局".into(), id.clone(), keys.clone())
+            .await
+            .unwrap_err()
+    );
+    assert!(e.contains("sharing rights"), "{e}");
+    national.rights_order(order(Reinstate, None)).await?;
+    wait_until(
+        "the requester and the provider to hold the reinstatement",
+        Duration::from_secs(30),
+        async || {
+            Ok(
+                held_by(provider.clone(), false).await?
+                    && held_by(requester.clone(), false).await?,
+            )
+        },
+    )
+    .await?;
+    wait_until(
+        "a call after the reinstatement",
+        Duration::from_secs(60),
+        async || {
+            Ok(requester
+                .share_lookup("民政局".into(), id.clone(), keys.clone())
+                .await
+                .is_ok())
+        },
+    )
+    .await?;
+    let service = provider.share(id.clone()).await?.service.expect("counted");
+
     // The provider restarts: the count and the service come back; the requester redials.
     drop(provider);
     net.stop(code(PROVIDER)).await?;
@@ -720,6 +800,10 @@ async fn a_service_interface_answers_the_requester_straight_from_the_provider() 
     net.wait_connected(Duration::from_secs(30)).await?;
     let provider = net.nodes[&code(PROVIDER)].clone();
     assert_eq!(provider.share(id.clone()).await?.service, Some(service));
+    assert!(
+        held_by(provider.clone(), false).await?,
+        "the reinstatement is kept across the restart"
+    );
     wait_until(
         "a call after the provider's restart",
         Duration::from_secs(60),
@@ -819,7 +903,6 @@ async fn a_service_interface_answers_the_requester_straight_from_the_provider() 
         "{:?}",
         opened.disputes
     );
-    let national = net.nodes[&code("0")].clone();
     wait_until(
         "national to hold the dispute",
         Duration::from_secs(30),
@@ -856,6 +939,40 @@ async fn a_service_interface_answers_the_requester_straight_from_the_provider() 
         )
         .await?;
     }
+    // Art. 27 ¶3: the provider ends the service, negotiated and filed; its node deletes the
+    // data it loaded to answer calls, and the case keeps the record.
+    provider
+        .share_act(
+            "镇人社分局".into(),
+            id.clone(),
+            ShareActParams {
+                act: "terminate".into(),
+                reason: Some("数据源调整".into()),
+                negotiation: Some("2026-12-05 与民政局协商一致".into()),
+                filing: Some("东莞市数据局 2026-12-06 备案".into()),
+                approved_by: Some("镇人社分局负责人".into()),
+                ..ShareActParams::default()
+            },
+        )
+        .await?;
+    wait_until(
+        "the requester to see the service terminated",
+        Duration::from_secs(30),
+        async || {
+            Ok(requester
+                .share(id.clone())
+                .await
+                .is_ok_and(|v| v.state == "terminated"))
+        },
+    )
+    .await?;
+    assert_eq!(provider.share(id.clone()).await?.state, "terminated");
     drop((requester, provider, national));
-    net.shutdown().await
+    net.shutdown().await?;
+    let store = backflow_node::store::Store::open(&dir.path().join(format!("node-{PROVIDER}")))?;
+    let request: [u8; 32] = hex::decode(&id)?.try_into().expect("a request id");
+    assert!(backflow_node::service_store::meta(&store, &request)?.is_none());
+    let left = store.scan_prefix(backflow_node::store::CF_STATE, b"svc/", 1)?;
+    assert!(left.is_empty(), "the ended service's records are deleted");
+    Ok(())
 }

@@ -143,6 +143,8 @@ pub struct Saved {
     pub share_transit: Vec<SignedShareAct>,
     /// Supervisory copies of cases ([`ShareStorageOp::PutSupervised`]).
     pub share_supervised: Vec<ShareCase>,
+    /// Acts in force on departments' sharing rights ([`ShareStorageOp::PutRights`]).
+    pub share_rights: Vec<crate::share::SignedRightsAct>,
     /// Catalog submissions ([`ReviewStorageOp::PutSubmission`]).
     pub review_submissions: Vec<Submission>,
     /// Duty changes ([`ReviewStorageOp::PutDutyChange`]).
@@ -387,6 +389,7 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
             saved.share_transit,
             saved.share_supervised,
         );
+        share.restore_rights(saved.share_rights);
         let mut service = ServiceInterface::new(region);
         service.restore(saved.service_usage);
         let mut review = CatalogReview::default();
@@ -649,6 +652,9 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
             });
         }
         if let Some(o) = self.share.poll_output() {
+            if let ShareOutput::Event(ShareEvent::CaseChanged { request, state }) = &o {
+                self.drop_ended_delivery(request, *state);
+            }
             return Some(match o {
                 ShareOutput::Send { to, msg } => Output::Send {
                     to,

@@ -155,6 +155,11 @@ pub enum LookupRefusal {
     TimedOut,
     #[error("the provider's node could not answer: {0}")]
     Failed(String),
+    #[error(
+        "the requesting department's sharing rights (政务数据共享权限) are suspended by the \
+         authority of {by} (Art. 27)"
+    )]
+    RightsSuspended { by: RegionCode },
 }
 
 impl Bounded for LookupRefusal {

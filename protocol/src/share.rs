@@ -34,6 +34,7 @@ mod case;
 mod conditions;
 mod governance;
 mod records;
+mod rights;
 mod service;
 mod timers;
 
@@ -50,8 +51,13 @@ pub use records::{
     Correction, CorrectionAnswer, CorrectionItem, DisposalMethod, Dispute, DisputeStage, Ending,
     Party, Recipient, CORRECTIONS_MAX, CORRECTION_ITEMS_MAX, CORRECTION_WORKING_DAYS, DISPUTES_MAX,
 };
+pub use rights::{
+    RightsActBody, RightsDecision, RightsError, RightsMsg, SharingRights, SignedRightsAct,
+    RIGHTS_HELD_MAX, RIGHTS_PER_MESSAGE_MAX,
+};
 pub use service::{
-    ShareEvent, ShareOutput, ShareService, ShareStorageOp, SHARE_CASES_MAX, SHARE_TRANSIT_MAX,
+    RightsOrder, ShareEvent, ShareOutput, ShareService, ShareStorageOp, SHARE_CASES_MAX,
+    SHARE_TRANSIT_MAX,
 };
 
 const REQUEST_DOMAIN: &[u8] = b"backflow/share-request/v1";

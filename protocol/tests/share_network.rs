@@ -1416,8 +1416,18 @@ fn disposal_deletes_the_delivered_data_and_keeps_the_record() {
         .data
         .contains_key(&(hash, code(REQUESTER))));
     assert!(net.rf(code(REQUESTER)).held().all(|(_, h)| h.hash != hash));
+    assert!(net
+        .store(code(PROVIDER))
+        .data
+        .contains_key(&(hash, code(REQUESTER))));
     assert!(net.run(60_000, |n| state(n, PROVIDER, &id)
         == Some(ShareState::Disposed)));
+    // The sharing has ended: the provider's own staged copy goes too; the case stays.
+    assert!(net.rf(code(PROVIDER)).record(&hash).is_none());
+    assert!(!net
+        .store(code(PROVIDER))
+        .data
+        .contains_key(&(hash, code(REQUESTER))));
     let case = net.ep(code(REQUESTER)).share_service().case(&id).unwrap();
     assert!(matches!(
         case.ending,
@@ -1848,4 +1858,161 @@ fn a_delivery_is_renewed_before_its_manifest_ends_while_the_term_runs() {
         .ep(code(PROVIDER))
         .peer_of(code(REQUESTER))
         .is_none()));
+}
+
+/// Art. 27 ¶2: an authority above the requester suspends the department's sharing rights
+/// (暂停政务数据共享权限); the signed act reaches every node — one that was down at its next
+/// connection — survives a restart, and every node enforces it: no filing, no grant, no use
+/// or passing on of data granted before, and only a reinstatement by the same authority lifts
+/// it. Neither an authority without jurisdiction nor an edited act is taken.
+#[test]
+fn an_authority_s_suspension_of_a_department_reaches_every_node_and_is_enforced_there() {
+    use backflow_protocol::share::{RightsError, RightsMsg, RightsOrder, UsageRefusal};
+    let mut net = net();
+    let id = file(&mut net);
+    assert!(net.run(60_000, |n| state(n, PROVIDER, &id)
+        == Some(ShareState::UnderReview)));
+    let suspend = RightsOrder::Suspend {
+        reason: "擅自将共享数据提供给第三方".into(),
+        rectify_working_days: 10,
+        approved_by: "政务数据共享主管部门负责人".into(),
+    };
+    let reinstate = RightsOrder::Reinstate {
+        note: "整改到位".into(),
+        approved_by: "政务数据共享主管部门负责人".into(),
+    };
+    let order = |net: &mut Net, authority: &str, order: &RightsOrder| {
+        let now = net.now;
+        let r = net.node_mut(code(authority)).ep.order_rights(
+            now,
+            origin(REQUESTER, "民政局"),
+            order.clone(),
+        );
+        net.flush(code(authority));
+        r
+    };
+    let suspended_at = |n: &Net, c: &str| {
+        n.ep(code(c))
+            .share_service()
+            .rights()
+            .suspension(&origin(REQUESTER, "民政局"))
+            .map(|s| s.body.issuer)
+    };
+    // 广东's authority has no jurisdiction over a 北京 department.
+    assert!(matches!(
+        order(&mut net, "44", &suspend),
+        Err(RightsError::OutsideJurisdiction { .. })
+    ));
+    // The provider's node is down while 北京 suspends.
+    net.crash(code(PROVIDER));
+    let act = order(&mut net, "11", &suspend).unwrap();
+    assert!(net.run(10_000, |n| TREE_CROSS
+        .iter()
+        .filter(|c| **c != PROVIDER)
+        .all(|c| suspended_at(n, c) == Some(code("11")))));
+    assert_eq!(suspended_at(&net, PROVIDER), None);
+    assert!(matches!(
+        order(&mut net, "11", &suspend),
+        Err(RightsError::AlreadySuspended { .. })
+    ));
+    // Back up, it hears of it from its parent at once.
+    net.set_up(code(PROVIDER));
+    assert!(net.run(10_000, |n| suspended_at(n, PROVIDER).is_some()));
+
+    // The requester files nothing; the provider grants nothing — also after a restart.
+    let now = net.now;
+    let mut other = request(&net);
+    other.scope = "另一批申请人".into();
+    assert!(matches!(
+        net.node_mut(code(REQUESTER)).ep.file_share_request(
+            now,
+            other,
+            SharingAttribute::Unconditional
+        ),
+        Err(ShareRejection::RightsSuspended { .. })
+    ));
+    net.restart(code(PROVIDER));
+    assert_eq!(suspended_at(&net, PROVIDER), Some(code("11")));
+    let grant_act = ShareAct::Grant {
+        conditions: Vec::new(),
+        approved_by: "镇人社分局负责人".to_string(),
+    };
+    let now = net.now;
+    let refused = net
+        .node_mut(code(PROVIDER))
+        .ep
+        .share_act(now, &id, "镇人社分局", grant_act);
+    assert!(
+        matches!(refused, Err(ShareRejection::RightsSuspended { .. })),
+        "{refused:?}"
+    );
+
+    // Reinstated by the same authority: granted and delivered.
+    order(&mut net, "11", &reinstate).unwrap();
+    assert!(net.run(10_000, |n| TREE_CROSS
+        .iter()
+        .all(|c| suspended_at(n, c).is_none())));
+    let d = delivery(&net, &id, 4_000);
+    let entries = d.entries.clone();
+    grant_and_deliver(&mut net, &id, d);
+    let case = net
+        .ep(code(REQUESTER))
+        .share_service()
+        .case(&id)
+        .unwrap()
+        .clone();
+    assert!(net
+        .ep(code(REQUESTER))
+        .share_service()
+        .usable(&case, net.now)
+        .is_ok());
+
+    // National suspends it as well: the data granted before is no longer used or passed on
+    // at the requester's node, and 北京, with no suspension of its own, cannot lift it.
+    order(&mut net, "0", &suspend).unwrap();
+    assert!(net.run(10_000, |n| suspended_at(n, REQUESTER) == Some(code("0"))));
+    let ep = net.ep(code(REQUESTER));
+    assert!(matches!(
+        ep.share_service().usable(&case, net.now),
+        Err(UsageRefusal::RightsSuspended { by, .. }) if by == code("0")
+    ));
+    let third = backflow_protocol::share::Recipient::Region(code("110102"));
+    assert!(matches!(
+        ep.check_pass_on(net.now, &entries, &third),
+        Err(UsageRefusal::RightsSuspended { .. })
+    ));
+    assert!(matches!(
+        order(&mut net, "11", &reinstate),
+        Err(RightsError::NotSuspended { .. })
+    ));
+    order(&mut net, "0", &reinstate).unwrap();
+    assert!(net.run(10_000, |n| suspended_at(n, REQUESTER).is_none()));
+
+    // An act edited on its way (another department, a later number) is not taken, and not
+    // passed on.
+    let mut forged = (*act).clone();
+    forged.body.department.department = "区卫健委".into();
+    forged.body.ordinal = 9;
+    net.inject(
+        code("44"),
+        code("0"),
+        Message::Share(ShareMsg::Rights(RightsMsg {
+            acts: vec![Arc::new(forged)],
+        })),
+    );
+    net.run(5_000, |_| false);
+    let health = origin(REQUESTER, "区卫健委");
+    assert!(TREE_CROSS.iter().all(|c| net
+        .ep(code(c))
+        .share_service()
+        .rights()
+        .latest(&health, code("11"))
+        .is_none()));
+    assert!(share_events(&net, "0").iter().any(|e| matches!(
+        e,
+        ShareEvent::RightsRejected {
+            error: RightsError::Cert(_),
+            ..
+        }
+    )));
 }

@@ -122,6 +122,10 @@ impl Wire for ProtoMsg {
                 msg: ShareMsg::Ack { .. },
                 ..
             } => "share_ack",
+            ProtoMsg::Share {
+                msg: ShareMsg::Rights(_),
+                ..
+            } => "sharing_rights",
             ProtoMsg::Chunk { .. } => "chunk",
         }
     }

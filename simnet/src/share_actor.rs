@@ -133,6 +133,7 @@ pub fn rejection_name(e: &ShareRejection) -> &'static str {
         ShareRejection::ReceivedByTheNode => "received_by_the_node",
         ShareRejection::NotThisDelivery => "not_this_delivery",
         ShareRejection::NoDeliveryHere => "no_delivery_here",
+        ShareRejection::RightsSuspended { .. } => "rights_suspended",
         ShareRejection::Case(_) => "case",
     }
 }

@@ -66,6 +66,8 @@ pub use views::ErrorBody;
         routes::node::health,
         routes::node::revocations,
         routes::node::revoke,
+        routes::node::rights,
+        routes::node::rights_order,
         routes::share::share_list,
         routes::share::share_file,
         routes::share::share_show,

@@ -100,6 +100,13 @@ described_object! {
     /// `at` (issued, Unix ms), `issuer` (the issuer's region, or `root` for the offline root).
     RevocationView;
 
+    /// An authority's act on a department's sharing rights (政务数据共享权限, Art. 27 ¶2):
+    /// `region` and `department` (whose rights), `authority` (the region whose authority
+    /// signed), `ordinal` (that authority's 1st, 2nd… act about the department), `at` (Beijing
+    /// time), `suspended` (true: 暂停; false: reinstated, 恢复), `reason`, `rectify_by` (Beijing
+    /// time, for a suspension) or `note`, and `approved_by`.
+    RightsView;
+
     /// One department's catalog within the page: `region`, `department`, `seq` (its catalog's
     /// version) and `entries` (catalog entries with every Art. 13 field; see CatalogEntry).
     DepartmentCatalog;

@@ -19,6 +19,8 @@
 //! | POST   | `/api/catalog`       | a `CatalogEntry` or an array of them                    |
 //! | GET    | `/api/peers`         | connected peers and their verified regions              |
 //! | GET    | `/api/health`        | the data directory's disk (free, total, low) and the last contact with the parent |
+//! | GET    | `/api/rights`        | authorities' acts on departments' sharing rights held here (Art. 27 ¶2) |
+//! | POST   | `/api/rights`        | `RightsParams`: this node's authority suspends or reinstates a department's sharing rights (the node's token only) |
 //! | GET    | `/api/share`         | `?overdue=true`: share requests this node is a party to, overdue first |
 //! | POST   | `/api/share`         | `ShareFileParams`: file a request as this node's department |
 //! | GET    | `/api/share/{id}`    | one share request (id or a unique 8+ digit prefix)      |
@@ -151,6 +153,10 @@ fn table<B: Backend>(document: DocumentRoute<B>) -> Table<B> {
     .route(
         "/api/revocations",
         get(node::revocations::<B>).post(node::revoke::<B>),
+    )
+    .route(
+        "/api/rights",
+        get(node::rights::<B>).post(node::rights_order::<B>),
     )
     .route(
         "/api/share",

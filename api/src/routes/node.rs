@@ -108,6 +108,47 @@ pub(super) async fn revoke<B: Backend>(
 }
 
 #[utoipa::path(
+    get, path = "/api/rights",
+    summary = "Departments' sharing rights suspended or reinstated (Art. 27)",
+    tag = "share",
+    responses(
+        (status = 200, description = "Every act held here, the latest per department and authority, suspensions first", body = Vec<views::RightsView>),
+        (status = 503, description = "The node did not answer in time.", body = ErrorBody),
+    ),
+)]
+pub(super) async fn rights<B: Backend>(
+    State(api): State<Api<B>>,
+    Extension(principal): Extension<Principal>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    principal.require_node()?;
+    answer(api.backend.rights()).await.map(Json)
+}
+
+#[utoipa::path(
+    post, path = "/api/rights",
+    summary = "Suspend or reinstate a department's sharing rights as this node's authority (Art. 27)",
+    tag = "share",
+    request_body = crate::backend::RightsParams,
+    responses(
+        (status = 200, description = "Signed by this node, durable, in force here at once and spread to every node", body = views::RightsView),
+        (status = 400, description = "A department outside this node's jurisdiction, a suspension without reason or approval or with a rectification period outside 1–60 working days, a suspension already in force, or a reinstatement of none", body = ErrorBody),
+        (status = 503, description = "The node did not answer in time.", body = ErrorBody),
+    ),
+)]
+pub(super) async fn rights_order<B: Backend>(
+    State(api): State<Api<B>>,
+    Extension(principal): Extension<Principal>,
+    Json(params): Json<crate::backend::RightsParams>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    // The authority is the node's role, not a department's.
+    principal.require_node()?;
+    if params.region.len() > 12 {
+        return Err(ApiError::bad_request("region too long"));
+    }
+    answer(api.backend.rights_order(params)).await.map(Json)
+}
+
+#[utoipa::path(
     get, path = "/api/departments",
     summary = "This node's departments",
     tag = "departments",

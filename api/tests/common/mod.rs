@@ -111,6 +111,15 @@ impl Backend for Fake {
     async fn revocations(&self) -> Result<serde_json::Value, ApiError> {
         Ok(serde_json::json!([]))
     }
+    async fn rights(&self) -> Result<serde_json::Value, ApiError> {
+        Ok(serde_json::json!([]))
+    }
+    async fn rights_order(
+        &self,
+        params: backflow_api::RightsParams,
+    ) -> Result<serde_json::Value, ApiError> {
+        Ok(serde_json::json!({ "region": params.region, "department": params.department }))
+    }
     async fn shares(&self, overdue_only: bool) -> Result<serde_json::Value, ApiError> {
         Ok(serde_json::json!([{ "overdue_only": overdue_only }]))
     }

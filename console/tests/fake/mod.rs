@@ -145,6 +145,12 @@ impl Backend for Fake {
     async fn revocations(&self) -> Result<Value, ApiError> {
         Ok(json!([]))
     }
+    async fn rights(&self) -> Result<Value, ApiError> {
+        Ok(json!([]))
+    }
+    async fn rights_order(&self, _: backflow_api::RightsParams) -> Result<Value, ApiError> {
+        Err(ApiError::bad_request("the console does not order"))
+    }
     async fn catalogs(&self, _params: CatalogListParams) -> Result<Value, ApiError> {
         Ok(json!([]))
     }

@@ -17,7 +17,10 @@ use crate::catalog_review::{
 use crate::catalog_sync::{CatalogSync, CatalogSyncError};
 use crate::limits::{CATALOG_UPDATE_BYTES_MAX, CHANGES_PER_UPDATE_MAX};
 use crate::manifest::Hash;
-use crate::share::{Applied as ShareApplied, ShareAct, ShareRejection, ShareRequest, ShareService};
+use crate::share::{
+    Applied as ShareApplied, RightsError, RightsOrder, ShareAct, ShareRejection, ShareRequest,
+    ShareService, SignedRightsAct,
+};
 use crate::time::UnixMs;
 
 impl<P: Copy + Ord + std::fmt::Debug> Endpoint<P> {
@@ -238,6 +241,21 @@ impl<P: Copy + Ord + std::fmt::Debug> Endpoint<P> {
             }
         }
         Ok(applied)
+    }
+
+    /// This node's authority (政务数据共享主管部门) suspends or reinstates the sharing rights
+    /// of `department`, a department of this region or one below it (Art. 27 ¶2); see
+    /// [`crate::share::SharingRights`]. In force here at once, flooded to every node. A
+    /// suspended requester's delivery connections close at the next tick.
+    pub fn order_rights(
+        &mut self,
+        now: UnixMs,
+        department: CatalogOrigin,
+        order: RightsOrder,
+    ) -> Result<Arc<SignedRightsAct>, RightsError> {
+        let identity = self.rf.identity();
+        self.share
+            .order_rights(now, &mut self.trust, identity, department, order)
     }
 
     /// This node's authority (政务数据共享主管部门) coordinates dispute `ordinal` on `request`

@@ -104,6 +104,8 @@ impl<P: Copy + Ord + std::fmt::Debug> Endpoint<P> {
         if r.requester.region == r.provider.region {
             return Err(DeliveryFailure::SameNode);
         }
+        // Nothing is published for a requester whose sharing rights are suspended (Art. 27).
+        self.share.check_rights(&r.requester)?;
         let m = &manifest.manifest;
         if m.delivers != Some(*request) || m.scope != r.requester.region {
             return Err(DeliveryFailure::WrongManifest(short));
@@ -260,6 +262,29 @@ impl<P: Copy + Ord + std::fmt::Debug> Endpoint<P> {
             .delivery_renewed(now, identity, request, hash)
             .map_err(|e| DeliveryFailure::NotRenewed(short, e.to_string()))?;
         Ok(())
+    }
+
+    /// The provider's own copy of a grant's delivery goes once the sharing has ended —
+    /// terminated, disposed of, past its term, withdrawn or refused (Art. 27): nothing of it
+    /// is served again; the case keeps the record. (The requester's copy goes with its
+    /// disposal, [`Endpoint::share_act`].)
+    pub(super) fn drop_ended_delivery(&mut self, request: &Hash, state: ShareState) {
+        use ShareState as S;
+        if !matches!(
+            state,
+            S::Terminated | S::Disposed | S::Expired | S::Withdrawn | S::Refused
+        ) {
+            return;
+        }
+        let Some(case) = self.share.case(request) else {
+            return;
+        };
+        if case.request.provider.region != self.region() {
+            return;
+        }
+        if let Some(m) = case.delivery.as_ref().and_then(|d| d.manifest) {
+            self.rf.drop_delivery(&m);
+        }
     }
 
     /// Closes the connections a finished (or ended) grant no longer admits.

@@ -33,6 +33,7 @@ impl<P: Copy + Ord + std::fmt::Debug> Endpoint<P> {
                 continue;
             }
             if let Some(case) = self.share.case(&request) {
+                self.share.usable(case, now)?;
                 case.may_pass_on(now, to)?;
             }
         }

@@ -87,6 +87,7 @@ impl<P: Copy + Ord + std::fmt::Debug> Endpoint<P> {
             return Err(LookupRefusal::NotTheRequester);
         }
         service_open(case, now)?;
+        self.rights_open(case)?;
         let provider = r.provider.region;
         let connected = self.peer_of(provider).is_some();
         let query = LookupQuery {
@@ -104,6 +105,14 @@ impl<P: Copy + Ord + std::fmt::Debug> Endpoint<P> {
         result: Result<LookupAnswer, LookupRefusal>,
     ) {
         self.service.answer(now, id, result);
+    }
+
+    /// Whether the grant's requester may call: its sharing rights not suspended (Art. 27 ¶2).
+    fn rights_open(&self, case: &ShareCase) -> Result<(), LookupRefusal> {
+        match self.share.rights().suspension(&case.request.requester) {
+            Some(s) => Err(LookupRefusal::RightsSuspended { by: s.body.issuer }),
+            None => Ok(()),
+        }
     }
 
     /// The calls of a grant this node provides, counted.
@@ -129,7 +138,7 @@ impl<P: Copy + Ord + std::fmt::Debug> Endpoint<P> {
                     Some(c) if c.request.requester.region != from => {
                         Err(LookupRefusal::NotTheRequester)
                     }
-                    Some(c) => service_open(c, now),
+                    Some(c) => service_open(c, now).and_then(|()| self.rights_open(c)),
                 };
                 self.service.handle_lookup(now, from, id, query, checked);
             }

@@ -263,6 +263,9 @@ pub enum ShareMsg {
     Ack {
         act: Hash,
     },
+    /// Authorities' acts on departments' sharing rights, flooded to every node
+    /// ([`super::rights`]).
+    Rights(super::RightsMsg),
 }
 
 impl Bounded for ShareMsg {
@@ -270,6 +273,7 @@ impl Bounded for ShareMsg {
         match self {
             ShareMsg::Act(a) => a.check_limits(),
             ShareMsg::Ack { .. } => Ok(()),
+            ShareMsg::Rights(m) => m.check_limits(),
         }
     }
 }
@@ -309,6 +313,16 @@ pub enum ShareRejection {
     NotThisDelivery,
     #[error("this node is not the requester's, or the request has no delivery started")]
     NoDeliveryHere,
+    #[error(
+        "the sharing rights (政务数据共享权限) of department {department} of {region} are \
+         suspended by the authority of {by} (Art. 27): it is granted and delivered nothing \
+         until reinstated"
+    )]
+    RightsSuspended {
+        department: String,
+        region: RegionCode,
+        by: RegionCode,
+    },
     #[error(transparent)]
     Case(#[from] ShareError),
 }

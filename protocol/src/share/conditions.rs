@@ -56,6 +56,16 @@ pub enum UsageRefusal {
     )]
     NotInForce { request: String, state: ShareState },
     #[error(
+        "the sharing rights (政务数据共享权限) of department {department} of {region} are \
+         suspended by the authority of {by}: data granted to it is not used or passed on until \
+         reinstated (Art. 27)"
+    )]
+    RightsSuspended {
+        department: String,
+        region: backflow_topology::RegionCode,
+        by: backflow_topology::RegionCode,
+    },
+    #[error(
         "this data was granted to department {requester} under share request {request} by \
          department {provider}, and is not passed on to {recipient} without the provider's \
          consent (Art. 25: 不得擅自将获得的政务数据提供给第三方; 确需提供给第三方的，应当经政务数据\

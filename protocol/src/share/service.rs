@@ -48,7 +48,10 @@ use crate::manifest::Hash;
 use crate::time::UnixMs;
 
 mod relay;
+mod rights_in_force;
 mod supervision;
+
+pub use rights_in_force::RightsOrder;
 
 /// The name the coordinating authority acts under (政务数据共享主管部门: a role of the
 /// jurisdiction key, Art. 28).
@@ -76,6 +79,9 @@ pub enum ShareStorageOp {
     DropTransit { act: Hash },
     /// Persist (overwrite) a supervisory copy ([`ShareService::supervised`]).
     PutSupervised(Box<ShareCase>),
+    /// Persist (overwrite) the act in force on a department's sharing rights for its
+    /// department and authority ([`super::SignedRightsAct`]; passed on only after this).
+    PutRights(Arc<super::SignedRightsAct>),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -97,6 +103,19 @@ pub enum ShareEvent {
         from: RegionCode,
         request: Hash,
         error: ShareRejection,
+    },
+    /// A department's sharing rights were suspended or reinstated by an authority (Art. 27
+    /// ¶2): by this node's own (`from` none) or heard from `from`.
+    RightsChanged {
+        department: CatalogOrigin,
+        issuer: RegionCode,
+        suspended: bool,
+        from: Option<RegionCode>,
+    },
+    /// An act on sharing rights from `from` was not taken.
+    RightsRejected {
+        from: RegionCode,
+        error: super::RightsError,
     },
 }
 
@@ -144,6 +163,8 @@ pub struct ShareService {
     departments: BTreeMap<String, DepartmentIdentity>,
     /// Regions connected (admitted) now: where an act may go next.
     reachable: BTreeSet<RegionCode>,
+    /// Departments' sharing rights suspended by authorities, network-wide (Art. 27 ¶2).
+    rights: super::SharingRights,
     out: VecDeque<ShareOutput>,
 }
 
@@ -161,6 +182,7 @@ impl ShareService {
             supervised: BTreeMap::new(),
             departments: BTreeMap::new(),
             reachable: BTreeSet::new(),
+            rights: super::SharingRights::default(),
             out: VecDeque::new(),
         }
     }
@@ -306,6 +328,7 @@ impl ShareService {
             });
         }
         let department = self.department(&request.requester.department)?;
+        self.check_rights(&request.requester)?;
         let id = request.id();
         if self.cases.contains_key(&id) {
             return Ok(id);
@@ -346,6 +369,9 @@ impl ShareService {
         };
         let party = party_of(case, &by)?;
         let department = self.department(department)?;
+        if party == Party::Provider {
+            self.check_rights_for(case, &act)?;
+        }
         let to = match party {
             Party::Provider => case.request.requester.region,
             Party::Requester => case.request.provider.region,
@@ -480,7 +506,8 @@ impl ShareService {
                 }
                 _ => matches!(c.state, S::Granted | S::Delivering),
             };
-            if !open || r.requester.region == r.provider.region {
+            // A suspended requester receives nothing (Art. 27 ¶2): its connections close.
+            if !open || r.requester.region == r.provider.region || self.requester_suspended(c) {
                 return None;
             }
             if r.provider.region == me {
@@ -506,6 +533,7 @@ impl ShareService {
         provider_attribute: &dyn Fn(&CatalogOrigin, &str) -> Option<SharingAttribute>,
     ) {
         match msg {
+            ShareMsg::Rights(m) => self.handle_rights(now, trust, from, m),
             ShareMsg::Ack { act } => {
                 if self.transit.remove(&act).is_some() {
                     self.timers.set_send(act, None);

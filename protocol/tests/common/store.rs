@@ -28,7 +28,7 @@ use backflow_protocol::return_flow::{StorageOp, TransferRecord};
 use backflow_protocol::service_interface::{
     LookupAnswer, LookupRecord, ServiceStorageOp, ServiceUsage,
 };
-use backflow_protocol::share::{ShareCase, ShareStorageOp, SignedShareAct};
+use backflow_protocol::share::{ShareCase, ShareStorageOp, SignedRightsAct, SignedShareAct};
 use backflow_protocol::wire::{decode_stored, encode_value};
 use backflow_protocol::RegionCode;
 
@@ -77,6 +77,8 @@ pub struct Store {
     /// Share acts held for forwarding, by act id.
     pub share_transit: BTreeMap<Hash, SignedShareAct>,
     pub share_supervised: BTreeMap<Hash, ShareCase>,
+    /// Acts on sharing rights, by (department, authority).
+    pub share_rights: BTreeMap<(CatalogOrigin, RegionCode), SignedRightsAct>,
     pub review_submissions: BTreeMap<u64, Submission>,
     pub review_duty_changes: BTreeMap<u64, DutyChange>,
 }
@@ -209,6 +211,10 @@ impl Store {
             Storage::Share(ShareStorageOp::DropTransit { act }) => {
                 self.share_transit.remove(&act);
             }
+            Storage::Share(ShareStorageOp::PutRights(act)) => {
+                let key = (act.body.department.clone(), act.body.issuer);
+                self.share_rights.insert(key, (*act).clone());
+            }
             Storage::Share(ShareStorageOp::PutSupervised(case)) => {
                 self.share_supervised.insert(case.request.id(), *case);
             }
@@ -295,6 +301,7 @@ impl Store {
             share_cases: self.share_cases.values().cloned().collect(),
             share_transit: self.share_transit.values().cloned().collect(),
             share_supervised: self.share_supervised.values().cloned().collect(),
+            share_rights: self.share_rights.values().cloned().collect(),
             review_submissions: self.review_submissions.values().cloned().collect(),
             review_duty_changes: self.review_duty_changes.values().cloned().collect(),
             ledger_witnessed: self

@@ -6,6 +6,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use backflow_protocol::attestation::SignedAttestation;
+use backflow_protocol::catalog::CatalogOrigin;
 use backflow_protocol::catalog_review::{DutyChange, Submission};
 use backflow_protocol::cert::Revocation;
 use backflow_protocol::endpoint::{Saved, SavedTransfer};
@@ -14,7 +15,7 @@ use backflow_protocol::manifest::{Hash, PartitionEntry};
 use backflow_protocol::receipt::Receipt;
 use backflow_protocol::return_flow::TransferRecord;
 use backflow_protocol::service_interface::ServiceUsage;
-use backflow_protocol::share::{ShareCase, SignedShareAct};
+use backflow_protocol::share::{ShareCase, SignedRightsAct, SignedShareAct};
 use backflow_topology::RegionCode;
 
 use crate::catalog_store::CatalogStore;
@@ -41,6 +42,7 @@ pub(super) struct Durable {
     pub(super) share_cases: BTreeMap<Hash, ShareCase>,
     pub(super) share_transit: BTreeMap<Hash, SignedShareAct>,
     pub(super) share_supervised: BTreeMap<Hash, ShareCase>,
+    pub(super) share_rights: BTreeMap<(CatalogOrigin, RegionCode), SignedRightsAct>,
     pub(super) review_submissions: BTreeMap<u64, Submission>,
     pub(super) review_duty_changes: BTreeMap<u64, DutyChange>,
     pub(super) service_usage: BTreeMap<Hash, ServiceUsage>,
@@ -83,6 +85,7 @@ impl Durable {
             share_cases: self.share_cases.values().cloned().collect(),
             share_transit: self.share_transit.values().cloned().collect(),
             share_supervised: self.share_supervised.values().cloned().collect(),
+            share_rights: self.share_rights.values().cloned().collect(),
             review_submissions: self.review_submissions.values().cloned().collect(),
             review_duty_changes: self.review_duty_changes.values().cloned().collect(),
             service_usage: self.service_usage.iter().map(|(r, u)| (*r, *u)).collect(),

@@ -59,6 +59,8 @@ impl ProtoNode {
                     ShareEvent::CaseChanged { .. } => "share_case_changed",
                     ShareEvent::Overdue { .. } => "share_overdue",
                     ShareEvent::ActRejected { .. } => "share_act_rejected",
+                    ShareEvent::RightsChanged { .. } => "sharing_rights_changed",
+                    ShareEvent::RightsRejected { .. } => "sharing_rights_rejected",
                 }));
                 self.on_share_event(ctx, e);
             }

@@ -28,6 +28,8 @@ impl ProtoNode {
                 due,
             } => actor.on_overdue(request, article, due, ctx.now_us()),
             ShareEvent::ActRejected { from, error, .. } => actor.on_rejected(from, &error),
+            // No simnet scenario suspends a department's sharing rights.
+            ShareEvent::RightsChanged { .. } | ShareEvent::RightsRejected { .. } => {}
         }
     }
 

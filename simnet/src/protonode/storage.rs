@@ -91,6 +91,10 @@ impl ProtoNode {
                 store.cat_watermarks.insert(sender, (log_id, watermark));
             }
             Storage::Revocation(r) => store.revocations.push(r),
+            Storage::Share(ShareStorageOp::PutRights(act)) => {
+                let key = (act.body.department.clone(), act.body.issuer);
+                store.share_rights.insert(key, (*act).clone());
+            }
             Storage::Share(ShareStorageOp::PutCase(case)) => {
                 let id = self
                     .share

@@ -164,6 +164,96 @@ async fn s10_county_requests_township_data_across_the_country_and_only_it_receiv
     wait_share_state(&net, "dongcheng", &id, "delivered").await;
     export_exactly(&net, "dongcheng", PROVIDER, &dataset, &csv).await;
 
+    // The authority above the requester (北京) suspends the department's sharing rights as a
+    // whole (Art. 27 ¶2: 政务数据共享主管部门…暂停其政务数据共享权限): the act floods to every
+    // node — the provider across the country hears of it through national — and each
+    // enforces it: the county's export is refused again; reinstated by 北京, it works.
+    let rights = |action: &'static str, text: &'static str| {
+        let mut args = vec![
+            "rights",
+            action,
+            "--region",
+            REQUESTER,
+            "--department",
+            DEPARTMENT,
+            "--approved-by",
+            "北京市政务数据共享主管部门负责人",
+        ];
+        args.extend_from_slice(&[
+            if action == "suspend" {
+                "--reason"
+            } else {
+                "--note"
+            },
+            text,
+        ]);
+        if action == "suspend" {
+            args.extend_from_slice(&["--rectify-days", "10"]);
+        }
+        args
+    };
+    let rights_suspended = |node: &'static str| {
+        let net = &net;
+        move || async move {
+            let v = crate::poll::http(&net.node(node).api(), "GET", "/api/rights", None).ok()?;
+            v.as_array()?
+                .iter()
+                .any(|a| a["suspended"] == true && a["region"] == REQUESTER)
+                .then_some(())
+        }
+    };
+    let ordered_at = Instant::now();
+    let out = net
+        .cli("beijing", &rights("suspend", "擅自将共享数据提供给第三方"))
+        .await;
+    assert!(out.contains("suspended"), "{out}");
+    for node in ["dongcheng", "dg-town", "xicheng"] {
+        wait_for(
+            &format!("{node} to hold the suspension of the county's sharing rights"),
+            Duration::from_secs(SHARE_S_MAX),
+            rights_suspended(node),
+        )
+        .await;
+        println!(
+            "s10: the department's sharing rights suspended at {node} {:.1} s after the act",
+            ordered_at.elapsed().as_secs_f64()
+        );
+    }
+    let (code, _, err) = net
+        .cli_status(
+            "dongcheng",
+            &[
+                "export",
+                "--dataset",
+                &dataset,
+                "--publisher",
+                PROVIDER,
+                "--out",
+                &format!("{DATA_DIR}/rights-suspended.csv"),
+            ],
+        )
+        .await;
+    assert_ne!(
+        code, 0,
+        "the county exported data while its sharing rights were suspended"
+    );
+    assert!(err.contains("sharing rights"), "{err}");
+    assert!(!net.host_path("dongcheng", "rights-suspended.csv").exists());
+    // Only an authority over the department orders it: 广东's is refused.
+    let (code, _, err) = net
+        .cli_status("guangdong", &rights("suspend", "越权"))
+        .await;
+    assert_ne!(code, 0, "广东 suspended a 北京 department");
+    assert!(err.contains("jurisdiction"), "{err}");
+    net.cli("beijing", &rights("reinstate", "整改到位")).await;
+    wait_for(
+        "the provider to hold the reinstatement",
+        Duration::from_secs(SHARE_S_MAX),
+        || async { rights_suspended("dg-town")().await.is_none().then_some(()) },
+    )
+    .await;
+    export_exactly(&net, "dongcheng", PROVIDER, &dataset, &csv).await;
+
     // Nobody else holds a byte of it: not the third county, not the relays, not national.
     for (name, _) in NODES
         .iter()

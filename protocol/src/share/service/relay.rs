@@ -39,6 +39,7 @@ impl ShareService {
             return;
         }
         self.reachable.insert(region);
+        self.send_rights_to(region);
         // Whatever waits for this hop goes at once (at the next tick), backoff reset.
         let waiting: Vec<Hash> = self
             .transit
