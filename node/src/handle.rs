@@ -779,6 +779,9 @@ impl NodeHandle {
                     .1
                     .as_ref()
                     .map(WitnessView::of),
+                parent_head: crate::ledger::load_parent_head(&store)?
+                    .as_ref()
+                    .map(HeadView::of),
                 entries: crate::ledger::entries(&store, from, limit)?
                     .iter()
                     .map(EntryView::of)

@@ -46,6 +46,8 @@ const NODE_PREFIX: u8 = b'n';
 const HEAD_KEY: &[u8] = b"h";
 const ACKNOWLEDGED_KEY: &[u8] = b"a";
 const WITNESSED_PREFIX: u8 = b'w';
+/// The parent's own newest ledger head this node checked (heads down).
+const PARENT_HEAD_KEY: &[u8] = b"p";
 /// Prefix of the marks `ledger_acts` keeps of what it has logged.
 pub const MARK_PREFIX: u8 = b'm';
 /// Entries one read of the log returns at most (`ledger show`, `ledger export` page by this).
@@ -254,6 +256,11 @@ pub fn put_witnessing(batch: &mut Batch<'_>, op: &LedgerStorageOp) -> Result<()>
             head,
         ),
         LedgerStorageOp::PutAcknowledged(head) => (ACKNOWLEDGED_KEY.to_vec(), head),
+        LedgerStorageOp::PutParentHead(head) => {
+            let value = encode_value(head).map_err(|e| anyhow!("{e}"))?;
+            batch.put(CF_LEDGER, PARENT_HEAD_KEY, &value);
+            return Ok(());
+        }
     };
     batch.put(
         CF_LEDGER,
@@ -282,6 +289,14 @@ pub fn load_witnessing(store: &Store) -> Result<SavedWitnessing> {
         .map(|v| decode(&v))
         .transpose()?;
     Ok((witnessed, acknowledged))
+}
+
+/// The parent's own newest head this node checked, as persisted.
+pub fn load_parent_head(store: &Store) -> Result<Option<SignedTreeHead>> {
+    store
+        .get(CF_LEDGER, PARENT_HEAD_KEY)?
+        .map(|v| decode_exact(&v).map_err(|e| anyhow!("the stored parent's ledger head: {e}")))
+        .transpose()
 }
 
 /// The update for the parent: `head` with the consistency proof from the last head the

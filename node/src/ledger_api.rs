@@ -146,6 +146,10 @@ pub struct LedgerPage {
     pub head: Option<HeadView>,
     /// The last of this node's heads its parent countersigned (见证).
     pub witnessed: Option<WitnessView>,
+    /// The parent's own newest head this node checked extends the one it held before
+    /// (heads down): its signature, kept as evidence should the parent's log ever not.
+    #[serde(default)]
+    pub parent_head: Option<HeadView>,
     pub entries: Vec<EntryView>,
 }
 

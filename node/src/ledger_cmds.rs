@@ -93,6 +93,13 @@ impl Runtime {
         let this = (head.head.size, head.head.root);
         let acknowledged = self.ep.ledger_acknowledged().map(|a| &a.head.head);
         if acknowledged.is_some_and(|a| (a.size, a.root) == this) {
+            // Its own head stands still: the parent's still comes down, once a minute.
+            let due = self
+                .parent_head_asked
+                .is_none_or(|at| at.elapsed() >= Duration::from_millis(LEDGER_HEAD_RESEND_MS));
+            if due && self.ep.ask_parent_head() {
+                self.parent_head_asked = Some(Instant::now());
+            }
             return;
         }
         let resend = Duration::from_millis(LEDGER_HEAD_RESEND_MS);
@@ -130,6 +137,42 @@ impl Runtime {
                 %reason,
                 "the parent did not witness this node's ledger head"
             ),
+            LedgerEvent::ParentHeadWanted { child, from_size } => {
+                // Heads down: this node's own newest head, with the proof from what the child
+                // holds (a child asking past it is shown the truncation by its own check).
+                let Some(head) = self.ledger.signed_head().cloned() else {
+                    return;
+                };
+                match crate::ledger::head_update(&self.store, head, from_size) {
+                    Ok(update) => {
+                        self.ep.send_parent_head(child, update);
+                    }
+                    Err(e) => {
+                        warn!(%child, error = %format!("{e:#}"), "no ledger head for a child")
+                    }
+                }
+            }
+            LedgerEvent::ParentHeadChecked { parent, size } => {
+                debug!(%parent, size, "the parent's own ledger head extends the one held");
+            }
+            LedgerEvent::ParentAlarm { parent, error } => {
+                let finding = error.to_string();
+                error!(%parent, %finding, "the parent's compliance ledger does not extend its head this node holds");
+                if self.ledger_alarms.get(&parent) == Some(&finding) {
+                    return;
+                }
+                self.ledger_alarms.insert(parent, finding.clone());
+                let record = Record {
+                    time_ms: now_ms().0,
+                    department: None,
+                    kind: EntryKind::Note,
+                    subject: format!("parent ledger alarm (上级台账告警) {parent}"),
+                    detail: finding,
+                };
+                if let Err(e) = self.ledger_append(vec![record]) {
+                    panic!("storage failure: {e:#}");
+                }
+            }
             LedgerEvent::InspectionAsked(asked) => self.answer_inspection(asked),
             LedgerEvent::Inspected(i) => self.inspection_answered(i.id, i.result),
             LedgerEvent::Alarm { child, error } => {

@@ -177,6 +177,7 @@ pub async fn start(setup: NodeSetup) -> Result<(NodeHandle, tokio::task::JoinHan
         records: HashMap::new(),
         ledger: crate::ledger::Ledger::open(&store, identity.region)?,
         ledger_head_sent: None,
+        parent_head_asked: None,
         ledger_alarms: HashMap::new(),
         inspections_waiting: HashMap::new(),
         data: DataPlane {

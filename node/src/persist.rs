@@ -215,6 +215,7 @@ pub fn load(store: &Store, region: RegionCode) -> Result<Saved> {
         saved.service_usage.push((request, u));
     }
     (saved.ledger_witnessed, saved.ledger_acknowledged) = crate::ledger::load_witnessing(store)?;
+    saved.ledger_parent_head = crate::ledger::load_parent_head(store)?;
     Ok(saved)
 }
 

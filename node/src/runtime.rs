@@ -69,6 +69,8 @@ pub(crate) struct Runtime {
     pub ledger: crate::ledger::Ledger,
     /// The last head sent up to be witnessed (size, root) and when (see `ledger_cmds`).
     pub ledger_head_sent: Option<(u64, [u8; 32], Instant)>,
+    /// When the parent's own ledger head was last asked for while this node's stood still.
+    pub parent_head_asked: Option<Instant>,
     /// The last witness alarm recorded per child (the same finding is recorded once).
     pub ledger_alarms: HashMap<RegionCode, String>,
     /// API calls waiting for the answer to this node's ledger inspections, by query id.

@@ -68,6 +68,10 @@ pub struct ShareView {
     /// none of the data on.
     #[serde(default)]
     pub consents: Vec<String>,
+    /// The requesting department's sharing rights suspended by an authority (暂停政务数据共享
+    /// 权限, Art. 27 ¶2), as this node holds it: who, since when, why, rectify by.
+    #[serde(default)]
+    pub rights_suspended: Option<String>,
 }
 
 /// An answer of a service interface (服务接口) as the requesting department sees it.
@@ -259,6 +263,7 @@ pub fn view(id: &Hash, case: &ShareCase, calendar: &WorkingCalendar, now: UnixMs
             t
         }),
         disputes: case.disputes.iter().map(dispute_text).collect(),
+        rights_suspended: None,
         consents: case
             .pass_on_consents()
             .map(|c| {
@@ -726,6 +731,7 @@ pub fn show(ep: &Endpoint<PeerId>, now: UnixMs, id: &str) -> Result<ShareView> {
     match find(s.cases(), id) {
         Ok((id, case)) => {
             let mut v = view(id, case, s.calendar(), now);
+            v.rights_suspended = rights_text(ep, case);
             v.service = ep.service_usage(id).map(|u| ServiceView {
                 calls: u.calls,
                 keys: u.keys,
@@ -740,9 +746,27 @@ pub fn show(ep: &Endpoint<PeerId>, now: UnixMs, id: &str) -> Result<ShareView> {
             let (id, case) = find(s.supervised(), id).map_err(|_| e)?;
             let mut v = view(id, case, s.calendar(), now);
             v.supervised = true;
+            v.rights_suspended = rights_text(ep, case);
             Ok(v)
         }
     }
+}
+
+/// The suspension of `case`'s requester's sharing rights in force here, as shown.
+fn rights_text(ep: &Endpoint<PeerId>, case: &ShareCase) -> Option<String> {
+    let s = ep
+        .share_service()
+        .rights()
+        .suspension(&case.request.requester)?;
+    let view = crate::rights_api::RightsView::of(s);
+    Some(format!(
+        "by the authority of {} since {}: {}; to rectify by {} (nothing is granted, delivered \
+         or used until it reinstates)",
+        view.authority,
+        view.at,
+        view.reason.unwrap_or_default(),
+        view.rectify_by.unwrap_or_default()
+    ))
 }
 
 /// Cases this node is a party to, and those it oversees as the parties' lowest common

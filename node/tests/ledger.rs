@@ -287,6 +287,25 @@ async fn acts_are_logged_where_they_happen_and_an_edited_entry_is_named() -> Res
         },
     )
     .await?;
+    // Heads down: 东城区 holds its city's own head, checked against the one before — one the
+    // city signed (its log only grows: no larger than the city's newest, the same root when
+    // it is the newest).
+    let city = net.nodes[&code("1101")].clone();
+    wait_until(
+        "东城区 to hold its city's own ledger head",
+        Duration::from_secs(30),
+        async || {
+            let held = requester.ledger_page(0, 0).await?.parent_head;
+            let city_head = city.ledger_page(0, 0).await?.head;
+            Ok(match (held, city_head) {
+                (Some(h), Some(c)) => {
+                    h.size > 0 && h.size <= c.size && (h.size < c.size || h.root == c.root)
+                }
+                _ => false,
+            })
+        },
+    )
+    .await?;
     // The same figures for Prometheus (`GET /metrics`).
     let rf = "dataset=\"rf\",publisher=\"0\",department=\"国家数据局\",version=\"1\"";
     let metrics = backflow_node::metrics::scrape(&requester, dir.path()).await?;

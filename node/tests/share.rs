@@ -768,6 +768,13 @@ async fn a_service_interface_answers_the_requester_straight_from_the_provider() 
             .unwrap_err()
     );
     assert!(e.contains("sharing rights"), "{e}");
+    let shown = provider.share(id.clone()).await?.rights_suspended;
+    assert!(
+        shown
+            .as_deref()
+            .is_some_and(|s| s.contains("authority of 0")),
+        "{shown:?}"
+    );
     national.rights_order(order(Reinstate, None)).await?;
     wait_until(
         "the requester and the provider to hold the reinstatement",

@@ -156,6 +156,8 @@ pub struct Saved {
     /// The last of this node's heads its parent countersigned
     /// ([`LedgerStorageOp::PutAcknowledged`]).
     pub ledger_acknowledged: Option<WitnessedHead>,
+    /// The parent's own newest head this node checked ([`LedgerStorageOp::PutParentHead`]).
+    pub ledger_parent_head: Option<crate::ledger::head::SignedTreeHead>,
 }
 
 /// One persisted transfer: its record ([`StorageOp::PutTransfer`]), the group ranges of each
@@ -394,6 +396,8 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
         service.restore(saved.service_usage);
         let mut review = CatalogReview::default();
         review.restore(saved.review_submissions, saved.review_duty_changes);
+        let mut witnessing = Witnessing::restore(saved.ledger_witnessed, saved.ledger_acknowledged);
+        witnessing.restore_parent_head(saved.ledger_parent_head);
         let mut ep = Endpoint {
             trust,
             revocations,
@@ -403,7 +407,7 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
             review,
             search: CatalogSearch::new(region),
             service,
-            witnessing: Witnessing::restore(saved.ledger_witnessed, saved.ledger_acknowledged),
+            witnessing,
             inspections: Default::default(),
             peers: BTreeMap::new(),
             by_region: BTreeMap::new(),

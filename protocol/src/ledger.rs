@@ -19,6 +19,9 @@
 //!   backwards are all named.
 //! - [`witnessing`]: the exchange itself — a node's heads up to its parent, the parent's
 //!   countersignatures back, findings raised as alarms at the parent.
+//! - [`parent_head`]: heads down — with each of its heads a node asks its parent for the
+//!   parent's own newest head and checks it extends the one it holds, so a township can
+//!   show its county's log was not rewritten either.
 //! - [`inspection`]: the provider and the authorities above reading a node's records over
 //!   the network (查阅), each entry proved against the witnessed head.
 //!
@@ -36,6 +39,7 @@ pub mod entry;
 pub mod head;
 pub mod inspection;
 pub mod merkle;
+pub mod parent_head;
 #[cfg(test)]
 mod vectors;
 pub mod verify;

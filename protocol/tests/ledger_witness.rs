@@ -194,6 +194,135 @@ fn a_county_s_heads_are_witnessed_by_its_city_and_a_rewritten_log_raises_an_alar
     assert!(alarms(&net, "0").is_empty());
 }
 
+/// What node `at` was asked for with [`LedgerEvent::ParentHeadWanted`]: (child, from size).
+fn parent_heads_wanted(net: &Net, at: &str) -> Vec<(backflow_protocol::RegionCode, u64)> {
+    net.node(code(at))
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Ledger(LedgerEvent::ParentHeadWanted { child, from_size }) => {
+                Some((*child, *from_size))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Heads down (#19): with each of its heads the county asks its city for the city's own; the
+/// city's shell answers with its newest head and the proof from what the county holds; the
+/// county keeps it (across a restart), and when the city's log is rewritten the county raises
+/// the alarm and keeps the city's last good head, signed by the city, as the evidence.
+#[test]
+fn a_county_checks_its_city_s_own_heads_and_raises_a_rewrite_of_the_city_s_log() {
+    let mut net = Net::new(5, Faults::NONE, NetConfig::with(TEST_TUNING));
+    let (county, city) = (code("110101"), code("1101"));
+    let (county_id, city_id) = (net.fx.id("110101").clone(), net.fx.id("1101").clone());
+    let county_log = Log::of("110101", &["a county act"]);
+    let names = acts(9);
+    let subjects: Vec<&str> = names.iter().map(String::as_str).collect();
+    let city_log = Log::of("1101", &subjects);
+
+    // The county's head goes up; the city is asked for its own from size 0 and answers.
+    let time = net.now.0;
+    assert!(net
+        .node_mut(county)
+        .ep
+        .send_ledger_head(county_log.update(&county_id, 0, time)));
+    net.flush(county);
+    net.run(1_000, |n| !parent_heads_wanted(n, "1101").is_empty());
+    assert_eq!(parent_heads_wanted(&net, "1101"), vec![(county, 0)]);
+    // Only to a direct child.
+    assert!(!net
+        .node_mut(city)
+        .ep
+        .send_parent_head(code("110101001"), city_log.update(&city_id, 0, time)));
+    assert!(net
+        .node_mut(city)
+        .ep
+        .send_parent_head(county, city_log.update(&city_id, 0, time)));
+    net.flush(city);
+    net.run(1_000, |n| n.ep(county).ledger_parent_head().is_some());
+    assert_eq!(net.ep(county).ledger_parent_head().unwrap().head.size, 9);
+    net.restart(county);
+    assert_eq!(net.ep(county).ledger_parent_head().unwrap().head.size, 9);
+    net.run(1_000, |n| n.ep(county).peer_of(city).is_some());
+
+    // The county's next head asks from 9; the city's grown log extends it.
+    let time = net.now.0;
+    net.node_mut(county)
+        .ep
+        .send_ledger_head(county_log.update(&county_id, 1, time));
+    net.flush(county);
+    net.run(1_000, |n| parent_heads_wanted(n, "1101").len() == 2);
+    assert_eq!(parent_heads_wanted(&net, "1101")[1], (county, 9));
+    let names = acts(14);
+    let subjects: Vec<&str> = names.iter().map(String::as_str).collect();
+    let grown = Log::of("1101", &subjects);
+    net.node_mut(city)
+        .ep
+        .send_parent_head(county, grown.update(&city_id, 9, time));
+    net.flush(city);
+    net.run(1_000, |n| {
+        n.ep(county)
+            .ledger_parent_head()
+            .is_some_and(|h| h.head.size == 14)
+    });
+    assert_eq!(net.ep(county).ledger_parent_head().unwrap().head.size, 14);
+
+    // The city's entry 2 is rewritten: its next head does not extend what the county holds.
+    let mut names = acts(15);
+    names[2] = "act 2, as the city would rather it read".into();
+    let subjects: Vec<&str> = names.iter().map(String::as_str).collect();
+    let forged = Log::of("1101", &subjects);
+    let time = net.now.0;
+    net.node_mut(city)
+        .ep
+        .send_parent_head(county, forged.update(&city_id, 14, time));
+    net.flush(city);
+    let alarm = |n: &Net| {
+        n.node(county).events.iter().find_map(|e| match e {
+            Event::Ledger(LedgerEvent::ParentAlarm { parent, error }) => {
+                Some((*parent, error.clone()))
+            }
+            _ => None,
+        })
+    };
+    net.run(1_000, |n| alarm(n).is_some());
+    assert!(
+        matches!(
+            alarm(&net),
+            Some((p, WitnessError::Inconsistent { last_size: 14, new_size: 15, .. })) if p == city
+        ),
+        "{:?}",
+        alarm(&net)
+    );
+    assert_eq!(net.ep(county).ledger_parent_head().unwrap().head.size, 14);
+    // A parent head from a node that is not the parent (national, linked to the county as a
+    // skip-level link) is not taken.
+    let national_id = net.fx.id("0").clone();
+    let peer = net
+        .ep(county)
+        .peer_of(code("0"))
+        .expect("a skip-level link");
+    let national_log = Log::of("0", &["a national act"]);
+    let msg = backflow_protocol::wire::Message::Ledger(
+        backflow_protocol::ledger::witnessing::LedgerMsg::ParentHead(national_log.update(
+            &national_id,
+            0,
+            time,
+        )),
+    );
+    net.inject(peer, county, msg);
+    assert_eq!(net.ep(county).ledger_parent_head().unwrap().head.size, 14);
+    assert!(
+        !net.node(county).events.iter().any(|e| matches!(
+            e,
+            Event::Ledger(LedgerEvent::ParentAlarm { parent, .. }) if *parent == code("0")
+        )),
+        "not even checked"
+    );
+}
+
 /// The page a shell answers [`InspectionAsked`] with: `leaves` (the log's, or edited ones)
 /// with their proofs in `log`.
 fn page_of(log: &Log, asked: &InspectionAsked, leaves: &[Vec<u8>]) -> InspectPage {

@@ -687,6 +687,12 @@ fn print_one(out: &mut impl Write, v: serde_json::Value) -> Result<()> {
     if let Some(s) = &v.suspension {
         writeln!(out, "suspended: {s}")?;
     }
+    if let Some(s) = &v.rights_suspended {
+        writeln!(
+            out,
+            "requester's sharing rights suspended (暂停共享权限): {s}"
+        )?;
+    }
     if let Some(e) = &v.ending {
         writeln!(out, "ended:     {e}")?;
     }

@@ -8,7 +8,7 @@ use backflow_topology::RegionCode;
 
 use super::{Endpoint, Event, Output, Storage};
 use crate::ledger::head::{HeadUpdate, WitnessedHead};
-use crate::ledger::witnessing::{Handled, LedgerMsg};
+use crate::ledger::witnessing::{Handled, LedgerEvent, LedgerMsg};
 use crate::time::UnixMs;
 use crate::wire::Message;
 
@@ -31,7 +31,57 @@ impl<P: Copy + Ord + std::fmt::Debug> Endpoint<P> {
             peer: Some(peer),
             msg: Message::Ledger(LedgerMsg::Head(update)),
         });
+        self.ask_parent_head();
         true
+    }
+
+    /// Asks the parent region's node, if admitted, for its own newest head with the proof
+    /// from the one held (heads down, [`crate::ledger::parent_head`]); returns whether it
+    /// went. With every head sent up, and by the shell at an interval while its own head
+    /// stands still.
+    pub fn ask_parent_head(&mut self) -> bool {
+        let Some(parent) = self.region().parent() else {
+            return false;
+        };
+        let Some(peer) = self.peer_of(parent) else {
+            return false;
+        };
+        if self.peers.get(&peer).is_none_or(|p| p.by_grant) {
+            return false;
+        }
+        let from_size = self.witnessing.parent_head_from();
+        self.out.push_back(Output::Send {
+            to: parent,
+            peer: Some(peer),
+            msg: Message::Ledger(LedgerMsg::ParentHeadWanted { from_size }),
+        });
+        true
+    }
+
+    /// Sends this node's own newest head to its direct child `child`, which asked for it
+    /// ([`crate::ledger::witnessing::LedgerEvent::ParentHeadWanted`]): `update` carries the
+    /// consistency proof from the size the child named. Returns whether it went.
+    pub fn send_parent_head(&mut self, child: RegionCode, update: HeadUpdate) -> bool {
+        if child.parent() != Some(self.region()) {
+            return false;
+        }
+        let Some(peer) = self.peer_of(child) else {
+            return false;
+        };
+        if self.peers.get(&peer).is_none_or(|p| p.by_grant) {
+            return false;
+        }
+        self.out.push_back(Output::Send {
+            to: child,
+            peer: Some(peer),
+            msg: Message::Ledger(LedgerMsg::ParentHead(update)),
+        });
+        true
+    }
+
+    /// The parent's own newest head this node checked.
+    pub fn ledger_parent_head(&self) -> Option<&crate::ledger::head::SignedTreeHead> {
+        self.witnessing.parent_head()
     }
 
     /// The last of this node's heads its parent countersigned.
@@ -57,8 +107,12 @@ impl<P: Copy + Ord + std::fmt::Debug> Endpoint<P> {
             LedgerMsg::Inspected { hops, answer } => {
                 return self.handle_inspected(now, hops, *answer)
             }
-            LedgerMsg::Head(_) => from.parent() == Some(region),
-            LedgerMsg::Witnessed(_) | LedgerMsg::Refused { .. } => region.parent() == Some(from),
+            LedgerMsg::Head(_) | LedgerMsg::ParentHeadWanted { .. } => {
+                from.parent() == Some(region)
+            }
+            LedgerMsg::Witnessed(_) | LedgerMsg::Refused { .. } | LedgerMsg::ParentHead(_) => {
+                region.parent() == Some(from)
+            }
         };
         if !expected {
             // Heads only from a direct child, answers only from the parent.
@@ -73,6 +127,17 @@ impl<P: Copy + Ord + std::fmt::Debug> Endpoint<P> {
             return;
         };
         let handled = match msg {
+            LedgerMsg::ParentHeadWanted { from_size } => Handled {
+                event: Some(LedgerEvent::ParentHeadWanted {
+                    child: from,
+                    from_size,
+                }),
+                ..Handled::default()
+            },
+            LedgerMsg::ParentHead(update) => {
+                self.witnessing
+                    .on_parent_head(now.0, from, &verified.key, update)
+            }
             LedgerMsg::Head(update) => {
                 let identity = self.rf.identity();
                 self.witnessing

@@ -22,7 +22,7 @@ use backflow_topology::RegionCode;
 use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
 
-use super::head::{HeadUpdate, WitnessedHead};
+use super::head::{HeadUpdate, SignedTreeHead, WitnessedHead};
 use super::inspection::{InspectAnswer, Inspected, InspectionAsked, SignedInspectQuery};
 use super::witness::{check_head, WitnessError};
 use crate::cert::NodeIdentity;
@@ -53,6 +53,11 @@ pub enum LedgerMsg {
         hops: u8,
         answer: Box<InspectAnswer>,
     },
+    /// Child → parent, with each of its heads: send me your own newest head, with the
+    /// consistency proof from the one of yours I hold (`from_size` entries; 0: none yet).
+    ParentHeadWanted { from_size: u64 },
+    /// Parent → child: my own newest head and that proof ([`super::parent_head`]).
+    ParentHead(HeadUpdate),
 }
 
 impl Bounded for LedgerMsg {
@@ -65,6 +70,8 @@ impl Bounded for LedgerMsg {
             }
             LedgerMsg::Inspect { query, .. } => query.check_limits(),
             LedgerMsg::Inspected { answer, .. } => answer.check_limits(),
+            LedgerMsg::ParentHeadWanted { .. } => Ok(()),
+            LedgerMsg::ParentHead(update) => update.check_limits(),
         }
     }
 }
@@ -79,6 +86,8 @@ pub enum LedgerStorageOp {
     },
     /// Child: the last of its heads its parent countersigned.
     PutAcknowledged(WitnessedHead),
+    /// Child: the parent's own newest head it checked ([`super::parent_head`]).
+    PutParentHead(SignedTreeHead),
 }
 
 /// What happened, for logs, the ledger and the API.
@@ -104,6 +113,19 @@ pub enum LedgerEvent {
     InspectionAsked(InspectionAsked),
     /// Inspector: the answer to a query, checked.
     Inspected(Inspected),
+    /// Parent: a child asks for this node's own newest head with the proof from
+    /// `from_size`; the shell builds it from its ledger and sends it
+    /// ([`crate::Endpoint::send_parent_head`]).
+    ParentHeadWanted { child: RegionCode, from_size: u64 },
+    /// Child: the parent's own head of `size` entries extends the one held (kept).
+    ParentHeadChecked { parent: RegionCode, size: u64 },
+    /// Child: the parent's own head does not extend the one this node holds — evidence that
+    /// the parent's ledger was truncated, forked or rewritten. The held head is kept (with
+    /// the parent's signature on it, the evidence); the shell raises it.
+    ParentAlarm {
+        parent: RegionCode,
+        error: WitnessError,
+    },
 }
 
 /// A message handled: what to persist, what to answer (after persisting), what to report.
@@ -120,6 +142,8 @@ pub struct Handled {
 pub struct Witnessing {
     witnessed: BTreeMap<RegionCode, WitnessedHead>,
     acknowledged: Option<WitnessedHead>,
+    /// The parent's own newest head this node checked ([`super::parent_head`]).
+    pub(super) parent_head: Option<SignedTreeHead>,
 }
 
 impl Witnessing {
@@ -132,6 +156,7 @@ impl Witnessing {
         Witnessing {
             witnessed: witnessed.into_iter().take(WITNESSED_CHILDREN_MAX).collect(),
             acknowledged,
+            parent_head: None,
         }
     }
 
@@ -236,9 +261,11 @@ impl Witnessing {
                 }),
                 ..Handled::default()
             },
-            LedgerMsg::Head(_) | LedgerMsg::Inspect { .. } | LedgerMsg::Inspected { .. } => {
-                Handled::default()
-            }
+            LedgerMsg::Head(_)
+            | LedgerMsg::Inspect { .. }
+            | LedgerMsg::Inspected { .. }
+            | LedgerMsg::ParentHeadWanted { .. }
+            | LedgerMsg::ParentHead(_) => Handled::default(),
         }
     }
 }

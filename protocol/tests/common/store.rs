@@ -68,6 +68,7 @@ pub struct Store {
     /// ([`Storage::Ledger`]).
     pub ledger_witnessed: BTreeMap<RegionCode, WitnessedHead>,
     pub ledger_acknowledged: Option<WitnessedHead>,
+    pub ledger_parent_head: Option<backflow_protocol::ledger::head::SignedTreeHead>,
     /// Data a provider loaded for a grant's service interface: request → key → record lines.
     pub service_data: BTreeMap<Hash, BTreeMap<String, Vec<Vec<u8>>>>,
     /// Revocations accepted ([`Storage::Revocation`]), in order.
@@ -126,6 +127,9 @@ impl Store {
         match op {
             Storage::Ledger(LedgerStorageOp::PutWitnessed { child, head }) => {
                 self.ledger_witnessed.insert(child, head);
+            }
+            Storage::Ledger(LedgerStorageOp::PutParentHead(head)) => {
+                self.ledger_parent_head = Some(head);
             }
             Storage::Ledger(LedgerStorageOp::PutAcknowledged(head)) => {
                 self.ledger_acknowledged = Some(head);
@@ -310,6 +314,7 @@ impl Store {
                 .map(|(c, h)| (*c, h.clone()))
                 .collect(),
             ledger_acknowledged: self.ledger_acknowledged.clone(),
+            ledger_parent_head: self.ledger_parent_head.clone(),
         }
     }
 }

@@ -49,6 +49,7 @@ pub(super) struct Durable {
     /// The compliance ledger's witnessing (the ledger itself is the node's, not modelled).
     pub(super) ledger_witnessed: BTreeMap<RegionCode, WitnessedHead>,
     pub(super) ledger_acknowledged: Option<WitnessedHead>,
+    pub(super) ledger_parent_head: Option<backflow_protocol::ledger::head::SignedTreeHead>,
 }
 
 impl Durable {
@@ -95,6 +96,7 @@ impl Durable {
                 .map(|(c, h)| (*c, h.clone()))
                 .collect(),
             ledger_acknowledged: self.ledger_acknowledged.clone(),
+            ledger_parent_head: self.ledger_parent_head.clone(),
         }
     }
 

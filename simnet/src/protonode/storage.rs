@@ -140,6 +140,9 @@ impl ProtoNode {
             Storage::Ledger(LedgerStorageOp::PutWitnessed { child, head }) => {
                 store.ledger_witnessed.insert(child, head);
             }
+            Storage::Ledger(LedgerStorageOp::PutParentHead(head)) => {
+                store.ledger_parent_head = Some(head);
+            }
             Storage::Ledger(LedgerStorageOp::PutAcknowledged(head)) => {
                 store.ledger_acknowledged = Some(head);
             }
