@@ -158,41 +158,39 @@ impl Runtime {
             LedgerEvent::ParentAlarm { parent, error } => {
                 let finding = error.to_string();
                 error!(%parent, %finding, "the parent's compliance ledger does not extend its head this node holds");
-                if self.ledger_alarms.get(&parent) == Some(&finding) {
-                    return;
-                }
-                self.ledger_alarms.insert(parent, finding.clone());
-                let record = Record {
-                    time_ms: now_ms().0,
-                    department: None,
-                    kind: EntryKind::Note,
-                    subject: format!("parent ledger alarm (上级台账告警) {parent}"),
-                    detail: finding,
-                };
-                if let Err(e) = self.ledger_append(vec![record]) {
-                    panic!("storage failure: {e:#}");
-                }
+                self.record_ledger_alarm(parent, "parent ledger alarm (上级台账告警)", finding);
             }
             LedgerEvent::InspectionAsked(asked) => self.answer_inspection(asked),
             LedgerEvent::Inspected(i) => self.inspection_answered(i.id, i.result),
             LedgerEvent::Alarm { child, error } => {
                 let finding = error.to_string();
                 error!(%child, %finding, "a child's compliance ledger does not extend what was witnessed");
-                if self.ledger_alarms.get(&child) == Some(&finding) {
-                    return;
-                }
-                self.ledger_alarms.insert(child, finding.clone());
-                let record = Record {
-                    time_ms: now_ms().0,
-                    department: None,
-                    kind: EntryKind::Note,
-                    subject: format!("witness alarm (见证告警) {child}"),
-                    detail: finding,
-                };
-                if let Err(e) = self.ledger_append(vec![record]) {
-                    panic!("storage failure: {e:#}");
-                }
+                self.record_ledger_alarm(child, "witness alarm (见证告警)", finding);
             }
+        }
+    }
+
+    /// Records a finding about `region`'s ledger in this node's own, where its authority
+    /// reads it — once per distinct finding (a child or parent keeps sending the same head).
+    fn record_ledger_alarm(
+        &mut self,
+        region: backflow_topology::RegionCode,
+        what: &str,
+        finding: String,
+    ) {
+        if self.ledger_alarms.get(&region) == Some(&finding) {
+            return;
+        }
+        self.ledger_alarms.insert(region, finding.clone());
+        let record = Record {
+            time_ms: now_ms().0,
+            department: None,
+            kind: EntryKind::Note,
+            subject: format!("{what} {region}"),
+            detail: finding,
+        };
+        if let Err(e) = self.ledger_append(vec![record]) {
+            panic!("storage failure: {e:#}");
         }
     }
 }

@@ -166,6 +166,14 @@ impl Wire for ProtoMsg {
                 verifies: 1,
                 signs: 0,
             },
+            // Each act on sharing rights is checked by every receiver (signature and chain).
+            ProtoMsg::Share {
+                msg: ShareMsg::Rights(m),
+                ..
+            } => Plane::Control {
+                verifies: m.acts.len() as u32,
+                signs: 0,
+            },
             ProtoMsg::ReturnFlow(_) | ProtoMsg::Catalog(_) | ProtoMsg::Share { .. } => {
                 Plane::Control {
                     verifies: 0,

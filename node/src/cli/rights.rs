@@ -61,7 +61,7 @@ pub fn run(cmd: RightsCmd, out: &mut impl Write) -> Result<()> {
         RightsCmd::List { data } => {
             let v = call(&data.dir, "GET", "/api/rights", None)?;
             let views: Vec<RightsView> = serde_json::from_value(v)?;
-            if views.is_empty() {
+            if views.iter().all(|v| !v.suspended) {
                 writeln!(out, "no department's sharing rights are suspended")?;
             }
             for v in &views {

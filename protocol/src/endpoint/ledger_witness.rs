@@ -17,22 +17,11 @@ impl<P: Copy + Ord + std::fmt::Debug> Endpoint<P> {
     /// [`Self::ledger_acknowledged`]) to its parent region's node, if one is admitted; returns
     /// whether it went. The shell builds `update` from its ledger, on its own schedule.
     pub fn send_ledger_head(&mut self, update: HeadUpdate) -> bool {
-        let Some(parent) = self.region().parent() else {
-            return false;
-        };
-        let Some(peer) = self.peer_of(parent) else {
-            return false;
-        };
-        if self.peers.get(&peer).is_none_or(|p| p.by_grant) {
-            return false;
+        let sent = self.send_on_tree(self.region().parent(), LedgerMsg::Head(update));
+        if sent {
+            self.ask_parent_head();
         }
-        self.out.push_back(Output::Send {
-            to: parent,
-            peer: Some(peer),
-            msg: Message::Ledger(LedgerMsg::Head(update)),
-        });
-        self.ask_parent_head();
-        true
+        sent
     }
 
     /// Asks the parent region's node, if admitted, for its own newest head with the proof
@@ -40,22 +29,9 @@ impl<P: Copy + Ord + std::fmt::Debug> Endpoint<P> {
     /// went. With every head sent up, and by the shell at an interval while its own head
     /// stands still.
     pub fn ask_parent_head(&mut self) -> bool {
-        let Some(parent) = self.region().parent() else {
-            return false;
-        };
-        let Some(peer) = self.peer_of(parent) else {
-            return false;
-        };
-        if self.peers.get(&peer).is_none_or(|p| p.by_grant) {
-            return false;
-        }
         let from_size = self.witnessing.parent_head_from();
-        self.out.push_back(Output::Send {
-            to: parent,
-            peer: Some(peer),
-            msg: Message::Ledger(LedgerMsg::ParentHeadWanted { from_size }),
-        });
-        true
+        let msg = LedgerMsg::ParentHeadWanted { from_size };
+        self.send_on_tree(self.region().parent(), msg)
     }
 
     /// Sends this node's own newest head to its direct child `child`, which asked for it
@@ -65,16 +41,25 @@ impl<P: Copy + Ord + std::fmt::Debug> Endpoint<P> {
         if child.parent() != Some(self.region()) {
             return false;
         }
-        let Some(peer) = self.peer_of(child) else {
+        self.send_on_tree(Some(child), LedgerMsg::ParentHead(update))
+    }
+
+    /// Sends `msg` to `to`'s node if it is admitted on the tree (not by a grant's delivery
+    /// connection); returns whether it went.
+    fn send_on_tree(&mut self, to: Option<RegionCode>, msg: LedgerMsg) -> bool {
+        let Some(to) = to else {
+            return false;
+        };
+        let Some(peer) = self.peer_of(to) else {
             return false;
         };
         if self.peers.get(&peer).is_none_or(|p| p.by_grant) {
             return false;
         }
         self.out.push_back(Output::Send {
-            to: child,
+            to,
             peer: Some(peer),
-            msg: Message::Ledger(LedgerMsg::ParentHead(update)),
+            msg: Message::Ledger(msg),
         });
         true
     }

@@ -131,23 +131,8 @@ async fn s10_county_requests_township_data_across_the_country_and_only_it_receiv
             suspended_at.elapsed().as_secs_f64()
         );
     }
-    let (code, _, err) = net
-        .cli_status(
-            "dongcheng",
-            &[
-                "export",
-                "--dataset",
-                &dataset,
-                "--publisher",
-                PROVIDER,
-                "--out",
-                &format!("{DATA_DIR}/while-suspended.csv"),
-            ],
-        )
-        .await;
-    assert_ne!(code, 0, "the county exported data of a suspended grant");
+    let err = export_refused(&net, &dataset, "while-suspended.csv").await;
     assert!(err.contains("suspended"), "{err}");
-    assert!(!net.host_path("dongcheng", "while-suspended.csv").exists());
     net.cli(
         "dg-town",
         &[
@@ -219,26 +204,8 @@ async fn s10_county_requests_township_data_across_the_country_and_only_it_receiv
             ordered_at.elapsed().as_secs_f64()
         );
     }
-    let (code, _, err) = net
-        .cli_status(
-            "dongcheng",
-            &[
-                "export",
-                "--dataset",
-                &dataset,
-                "--publisher",
-                PROVIDER,
-                "--out",
-                &format!("{DATA_DIR}/rights-suspended.csv"),
-            ],
-        )
-        .await;
-    assert_ne!(
-        code, 0,
-        "the county exported data while its sharing rights were suspended"
-    );
+    let err = export_refused(&net, &dataset, "rights-suspended.csv").await;
     assert!(err.contains("sharing rights"), "{err}");
-    assert!(!net.host_path("dongcheng", "rights-suspended.csv").exists());
     // Only an authority over the department orders it: 广东's is refused.
     let (code, _, err) = net
         .cli_status("guangdong", &rights("suspend", "越权"))
@@ -246,12 +213,14 @@ async fn s10_county_requests_township_data_across_the_country_and_only_it_receiv
     assert_ne!(code, 0, "广东 suspended a 北京 department");
     assert!(err.contains("jurisdiction"), "{err}");
     net.cli("beijing", &rights("reinstate", "整改到位")).await;
-    wait_for(
-        "the provider to hold the reinstatement",
-        Duration::from_secs(SHARE_S_MAX),
-        || async { rights_suspended("dg-town")().await.is_none().then_some(()) },
-    )
-    .await;
+    for node in ["dongcheng", "dg-town"] {
+        wait_for(
+            &format!("{node} to hold the reinstatement"),
+            Duration::from_secs(SHARE_S_MAX),
+            || async { rights_suspended(node)().await.is_none().then_some(()) },
+        )
+        .await;
+    }
     export_exactly(&net, "dongcheng", PROVIDER, &dataset, &csv).await;
 
     // Nobody else holds a byte of it: not the third county, not the relays, not national.
@@ -280,6 +249,25 @@ async fn s10_county_requests_township_data_across_the_country_and_only_it_receiv
     assert!(!err.is_empty());
     assert!(!net.host_path("xicheng", "stolen.csv").exists());
     crate::scenarios::elapsed("s10", started);
+}
+
+/// The county's export of the delivery to `file`, which must be refused, writing nothing:
+/// the error it printed.
+async fn export_refused(net: &Net, dataset: &str, file: &str) -> String {
+    let out = format!("{DATA_DIR}/{file}");
+    let args = [
+        "export",
+        "--dataset",
+        dataset,
+        "--publisher",
+        PROVIDER,
+        "--out",
+        &out,
+    ];
+    let (code, _, err) = net.cli_status("dongcheng", &args).await;
+    assert_ne!(code, 0, "the county exported data it may not use now");
+    assert!(!net.host_path("dongcheng", file).exists());
+    err
 }
 
 /// Creates each node (parent before child: certificates are issued down the chain) and adds
