@@ -11,7 +11,7 @@ use backflow_protocol::endpoint::Endpoint;
 use backflow_protocol::manifest::Hash;
 use backflow_protocol::share::{
     Answer, CorrectionItem, DisposalMethod, Dispute, DisputeStage, Ending, Party, Recipient,
-    ShareAct, ShareCase, ShareRejection, ShareRequest, ShareState, UsageRefusal,
+    RightsDecision, ShareAct, ShareCase, ShareRejection, ShareRequest, ShareState, UsageRefusal,
 };
 use backflow_protocol::time::UnixMs;
 use backflow_topology::RegionCode;
@@ -758,14 +758,18 @@ fn rights_text(ep: &Endpoint<PeerId>, case: &ShareCase) -> Option<String> {
         .share_service()
         .rights()
         .suspension(&case.request.requester)?;
-    let view = crate::rights_api::RightsView::of(s);
+    let RightsDecision::Suspend {
+        reason, rectify_by, ..
+    } = &s.body.decision
+    else {
+        return None;
+    };
     Some(format!(
-        "by the authority of {} since {}: {}; to rectify by {} (nothing is granted, delivered \
-         or used until it reinstates)",
-        view.authority,
-        view.at,
-        view.reason.unwrap_or_default(),
-        view.rectify_by.unwrap_or_default()
+        "by the authority of {} since {}: {reason}; to rectify by {} (nothing is granted, \
+         delivered or used until it reinstates)",
+        s.body.issuer,
+        time_text(s.body.at),
+        time_text(*rectify_by)
     ))
 }
 
