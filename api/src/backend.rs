@@ -116,8 +116,8 @@ impl InspectParams {
 }
 
 /// What this node's authority (政务数据共享主管部门) orders on a department's sharing rights
-/// (政务数据共享权限, Art. 27 ¶2): `suspend` it for misuse, with a rectification period, or
-/// `reinstate` it. The department is one of this region or a region below it; the order is
+/// (政务数据共享权限, Art. 27 ¶2): `suspend` it for misuse, with a rectification period,
+/// `reinstate` it, or — the period run out without rectification — `terminate` its sharing. The department is one of this region or a region below it; the order is
 /// signed by this node, in force here at once and spread to every node.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -126,9 +126,9 @@ pub struct RightsParams {
     pub region: String,
     /// The department (部门), as its own node names it.
     pub department: String,
-    /// `suspend` or `reinstate`.
+    /// `suspend`, `reinstate` or `terminate`.
     pub action: RightsAction,
-    /// Suspend: why (擅自超出使用范围、共享目的使用, or 擅自提供给第三方).
+    /// Suspend, terminate: why (擅自超出使用范围、共享目的使用, or 擅自提供给第三方).
     #[serde(default)]
     pub reason: String,
     /// Suspend: working days to rectify (限期整改), 1 to 60.
@@ -147,6 +147,9 @@ pub struct RightsParams {
 pub enum RightsAction {
     Suspend,
     Reinstate,
+    /// After this node's suspension's rectification period ran out without rectification
+    /// (拒不整改或者整改不到位): every grant the department requested until now ends.
+    Terminate,
 }
 
 /// A revocation this node is to issue: the key of `region` (a region below this node) —

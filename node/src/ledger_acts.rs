@@ -112,6 +112,18 @@ fn rights_record(act: &SignedRightsAct) -> Record {
                 crate::share_api::time_text(*rectify_by)
             ),
         ),
+        RightsDecision::Terminate {
+            reason,
+            approved_by,
+        } => (
+            "sharing-terminated",
+            format!(
+                "the authority of {} terminated the sharing (终止共享) of {} {} (its act {}): \
+                 {reason}; every grant it requested until then has ended; approved by \
+                 {approved_by}",
+                b.issuer, b.department.region, b.department.department, b.ordinal
+            ),
+        ),
         RightsDecision::Reinstate { note, approved_by } => (
             "rights-reinstated",
             format!(

@@ -25,6 +25,10 @@ pub struct RightsView {
     /// Beijing time.
     pub at: String,
     pub suspended: bool,
+    /// The sharing terminated (终止共享): every grant the department requested until `at`
+    /// has ended.
+    #[serde(default)]
+    pub terminated: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -51,8 +55,13 @@ impl RightsView {
             RightsDecision::Reinstate { note, approved_by } => {
                 (None, None, Some(note.clone()), approved_by.clone())
             }
+            RightsDecision::Terminate {
+                reason,
+                approved_by,
+            } => (Some(reason.clone()), None, None, approved_by.clone()),
         };
         RightsView {
+            terminated: matches!(b.decision, RightsDecision::Terminate { .. }),
             region: b.department.region.to_string(),
             department: b.department.department.clone(),
             authority: b.issuer.to_string(),
@@ -98,6 +107,10 @@ pub fn order(ep: &mut Endpoint<PeerId>, now: UnixMs, params: RightsParams) -> Re
         },
         RightsAction::Reinstate => RightsOrder::Reinstate {
             note: params.note,
+            approved_by: params.approved_by,
+        },
+        RightsAction::Terminate => RightsOrder::Terminate {
+            reason: params.reason,
             approved_by: params.approved_by,
         },
     };

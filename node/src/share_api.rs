@@ -752,8 +752,16 @@ pub fn show(ep: &Endpoint<PeerId>, now: UnixMs, id: &str) -> Result<ShareView> {
     }
 }
 
-/// The suspension of `case`'s requester's sharing rights in force here, as shown.
+/// The suspension of `case`'s requester's sharing rights in force here, or the termination of
+/// the sharing the case belongs to, as shown.
 fn rights_text(ep: &Endpoint<PeerId>, case: &ShareCase) -> Option<String> {
+    if let Some(at) = ep.share_service().ended_by_authority(case) {
+        return Some(format!(
+            "the sharing was terminated by an authority at {} (终止共享, Art. 27): this grant has \
+             ended — nothing is delivered or used; dispose of the data",
+            time_text(at)
+        ));
+    }
     let s = ep
         .share_service()
         .rights()

@@ -775,6 +775,15 @@ async fn a_service_interface_answers_the_requester_straight_from_the_provider() 
             .is_some_and(|s| s.contains("authority of 0")),
         "{shown:?}"
     );
+    // Terminating the sharing waits for the rectification period to run out (Art. 27 ¶2).
+    let e = format!(
+        "{:#}",
+        national
+            .rights_order(order(backflow_api::RightsAction::Terminate, None))
+            .await
+            .unwrap_err()
+    );
+    assert!(e.contains("rectification period"), "{e}");
     national.rights_order(order(Reinstate, None)).await?;
     wait_until(
         "the requester and the provider to hold the reinstatement",

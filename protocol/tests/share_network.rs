@@ -1988,6 +1988,56 @@ fn an_authority_s_suspension_of_a_department_reaches_every_node_and_is_enforced_
     order(&mut net, "0", &reinstate).unwrap();
     assert!(net.run(10_000, |n| suspended_at(n, REQUESTER).is_none()));
 
+    // 北京 suspends again for one working day; the department does not rectify. Terminating
+    // before the period ran out is refused; after it, the sharing ends (终止共享): the grant
+    // requested before is over at both parties, while the department may file anew.
+    let one_day = RightsOrder::Suspend {
+        reason: "再次超范围使用".into(),
+        rectify_working_days: 1,
+        approved_by: "政务数据共享主管部门负责人".into(),
+    };
+    let terminate = RightsOrder::Terminate {
+        reason: "拒不整改".into(),
+        approved_by: "政务数据共享主管部门负责人".into(),
+    };
+    let again = order(&mut net, "11", &one_day).unwrap();
+    let backflow_protocol::share::RightsDecision::Suspend { rectify_by, .. } = again.body.decision
+    else {
+        panic!("a suspension")
+    };
+    assert!(matches!(
+        order(&mut net, "11", &terminate),
+        Err(RightsError::RectificationRuns { .. })
+    ));
+    net.run(rectify_by.since_ms(net.now) + 1, |n| n.now > rectify_by);
+    order(&mut net, "11", &terminate).unwrap();
+    let ended = |n: &Net, c: &str| {
+        let s = n.ep(code(c)).share_service();
+        s.case(&id)
+            .is_some_and(|case| s.ended_by_authority(case).is_some())
+    };
+    assert!(net.run(10_000, |n| ended(n, REQUESTER) && ended(n, PROVIDER)));
+    assert_eq!(
+        suspended_at(&net, REQUESTER),
+        None,
+        "the suspension is over"
+    );
+    let ep = net.ep(code(REQUESTER));
+    let case = ep.share_service().case(&id).unwrap();
+    assert!(matches!(
+        ep.share_service().usable(case, net.now),
+        Err(UsageRefusal::SharingTerminated { .. })
+    ));
+    let now = net.now;
+    let mut anew = request(&net);
+    anew.scope = "整改后的新申请".into();
+    anew.filed_at = now;
+    assert!(net
+        .node_mut(code(REQUESTER))
+        .ep
+        .file_share_request(now, anew, SharingAttribute::Unconditional)
+        .is_ok());
+
     // An act edited on its way (another department, a later number) is not taken, and not
     // passed on.
     let mut forged = (*act).clone();

@@ -134,6 +134,7 @@ pub fn rejection_name(e: &ShareRejection) -> &'static str {
         ShareRejection::NotThisDelivery => "not_this_delivery",
         ShareRejection::NoDeliveryHere => "no_delivery_here",
         ShareRejection::RightsSuspended { .. } => "rights_suspended",
+        ShareRejection::SharingTerminated { .. } => "sharing_terminated",
         ShareRejection::Case(_) => "case",
     }
 }

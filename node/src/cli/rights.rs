@@ -49,6 +49,21 @@ pub enum RightsCmd {
         #[command(flatten)]
         data: DataArg,
     },
+    /// Terminate the sharing of a department this node suspended (终止共享), once the
+    /// rectification period ran out without it rectifying (拒不整改或者整改不到位): every grant
+    /// it requested until now ends at every node.
+    Terminate {
+        #[arg(long)]
+        region: String,
+        #[arg(long)]
+        department: String,
+        #[arg(long)]
+        reason: String,
+        #[arg(long = "approved-by")]
+        approved_by: String,
+        #[command(flatten)]
+        data: DataArg,
+    },
     /// The acts on sharing rights this node holds, suspensions first.
     List {
         #[command(flatten)]
@@ -88,6 +103,24 @@ pub fn run(cmd: RightsCmd, out: &mut impl Write) -> Result<()> {
                 approved_by,
             },
         ),
+        RightsCmd::Terminate {
+            region,
+            department,
+            reason,
+            approved_by,
+            data,
+        } => (
+            data.dir,
+            RightsParams {
+                region,
+                department,
+                action: RightsAction::Terminate,
+                reason,
+                rectify_working_days: None,
+                note: String::new(),
+                approved_by,
+            },
+        ),
         RightsCmd::Reinstate {
             region,
             department,
@@ -119,6 +152,8 @@ pub fn run(cmd: RightsCmd, out: &mut impl Write) -> Result<()> {
 fn print_view(out: &mut impl Write, v: &RightsView) -> Result<()> {
     let what = if v.suspended {
         "suspended (暂停共享权限)"
+    } else if v.terminated {
+        "sharing terminated (终止共享): its grants requested until then have ended"
     } else {
         "reinstated (恢复)"
     };

@@ -109,6 +109,9 @@ impl<P: Copy + Ord + std::fmt::Debug> Endpoint<P> {
 
     /// Whether the grant's requester may call: its sharing rights not suspended (Art. 27 ¶2).
     fn rights_open(&self, case: &ShareCase) -> Result<(), LookupRefusal> {
+        if self.share.ended_by_authority(case).is_some() {
+            return Err(LookupRefusal::Ended);
+        }
         match self.share.rights().suspension(&case.request.requester) {
             Some(s) => Err(LookupRefusal::RightsSuspended { by: s.body.issuer }),
             None => Ok(()),

@@ -323,6 +323,15 @@ pub enum ShareRejection {
         region: RegionCode,
         by: RegionCode,
     },
+    #[error(
+        "the sharing of department {department} of {region} was terminated by an authority at \
+         Unix ms {} (终止共享, Art. 27): its grants requested by then have ended", at.0
+    )]
+    SharingTerminated {
+        department: String,
+        region: RegionCode,
+        at: UnixMs,
+    },
     #[error(transparent)]
     Case(#[from] ShareError),
 }

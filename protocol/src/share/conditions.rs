@@ -66,6 +66,11 @@ pub enum UsageRefusal {
         by: backflow_topology::RegionCode,
     },
     #[error(
+        "the sharing under share request {request} was terminated by an authority at Unix ms \
+         {at} (终止共享, Art. 27): its data is no longer used here; dispose of it"
+    )]
+    SharingTerminated { request: String, at: u64 },
+    #[error(
         "this data was granted to department {requester} under share request {request} by \
          department {provider}, and is not passed on to {recipient} without the provider's \
          consent (Art. 25: 不得擅自将获得的政务数据提供给第三方; 确需提供给第三方的，应当经政务数据\

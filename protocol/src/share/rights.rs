@@ -17,7 +17,10 @@
 //!
 //! What it may still do: rectify, dispose of data, answer, open disputes — the acts that
 //! bring it back into line. The same authority (same region) lifts its suspension with a
-//! reinstatement (恢复); suspensions by two authorities are lifted one by one.
+//! reinstatement (恢复); suspensions by two authorities are lifted one by one. If the
+//! rectification period passes without the department putting things right (拒不整改或者
+//! 整改不到位), that authority may terminate the sharing instead (终止共享,
+//! [`RightsDecision::Terminate`]): every grant requested before it ends everywhere.
 //!
 //! # How it spreads
 //! A provider anywhere in the country may meet the department, so an act goes to every
@@ -74,6 +77,12 @@ pub enum RightsDecision {
     },
     /// The suspension lifted (恢复共享权限), e.g. after rectification.
     Reinstate { note: String, approved_by: String },
+    /// The sharing terminated (终止共享): the department did not rectify, or not enough, by
+    /// the deadline of this authority's suspension (拒不整改或者整改不到位). Every grant it
+    /// had requested by then ends at every node — nothing more is delivered or answered, its
+    /// node uses none of that data — and the suspension is over: a new request is judged
+    /// afresh.
+    Terminate { reason: String, approved_by: String },
 }
 
 /// An authority's act on a department's sharing rights.
@@ -131,6 +140,11 @@ pub enum RightsError {
     },
     #[error("this node holds acts on {max} departments' sharing rights already")]
     TooMany { max: usize },
+    #[error(
+        "the rectification period (整改期限) runs until Unix ms {until}: the sharing is \
+         terminated only when the department did not rectify by then (Art. 27: 拒不整改或者整改不到位)"
+    )]
+    RectificationRuns { until: u64 },
 }
 
 impl SignedRightsAct {
@@ -172,6 +186,19 @@ impl SignedRightsAct {
             }
             RightsDecision::Reinstate { note, approved_by } => {
                 check_text("reinstatement note", note)?;
+                check_approval(approved_by)?;
+            }
+            RightsDecision::Terminate {
+                reason,
+                approved_by,
+            } => {
+                if reason.trim().is_empty() {
+                    return Err(ShareError::WithoutReason {
+                        act: "a termination of sharing",
+                    }
+                    .into());
+                }
+                check_text("termination reason", reason)?;
                 check_approval(approved_by)?;
             }
         }
@@ -267,6 +294,18 @@ impl SharingRights {
             .take_while(|((d, _), _)| d == department)
             .map(|(_, a)| &**a)
             .find(|a| a.suspends())
+    }
+
+    /// When `department`'s sharing was terminated by an authority (the latest termination in
+    /// force): every grant it requested until then has ended.
+    pub fn terminated_at(&self, department: &CatalogOrigin) -> Option<UnixMs> {
+        let from = (department.clone(), RegionCode::NATIONAL);
+        self.held
+            .range(from..)
+            .take_while(|((d, _), _)| d == department)
+            .filter(|(_, a)| matches!(a.body.decision, RightsDecision::Terminate { .. }))
+            .map(|(_, a)| a.body.at)
+            .max()
     }
 
     /// The act of `issuer` about `department` in force, if any.

@@ -31,6 +31,11 @@ pub enum RightsOrder {
         note: String,
         approved_by: String,
     },
+    /// Terminate the sharing, after the rectification period ran out (Art. 27 ¶2).
+    Terminate {
+        reason: String,
+        approved_by: String,
+    },
 }
 
 impl ShareService {
@@ -100,6 +105,28 @@ impl ShareService {
                     });
                 }
                 RightsDecision::Reinstate { note, approved_by }
+            }
+            RightsOrder::Terminate {
+                reason,
+                approved_by,
+            } => {
+                let Some(RightsDecision::Suspend { rectify_by, .. }) =
+                    held.map(|a| &a.body.decision)
+                else {
+                    return Err(RightsError::NotSuspended {
+                        department: name,
+                        region,
+                    });
+                };
+                if now < *rectify_by {
+                    return Err(RightsError::RectificationRuns {
+                        until: rectify_by.0,
+                    });
+                }
+                RightsDecision::Terminate {
+                    reason,
+                    approved_by,
+                }
             }
         };
         let body = RightsActBody {
@@ -208,8 +235,23 @@ impl ShareService {
         );
         if gives {
             self.check_rights(&case.request.requester)?;
+            if let Some(at) = self.ended_by_authority(case) {
+                return Err(ShareRejection::SharingTerminated {
+                    department: case.request.requester.department.chars().take(64).collect(),
+                    region: case.request.requester.region,
+                    at,
+                });
+            }
         }
         Ok(())
+    }
+
+    /// When an authority terminated the sharing of `case`'s requester, if the case was
+    /// requested by then (its grant has ended, Art. 27 ¶2).
+    pub fn ended_by_authority(&self, case: &ShareCase) -> Option<UnixMs> {
+        self.rights
+            .terminated_at(&case.request.requester)
+            .filter(|at| case.request.filed_at <= *at)
     }
 
     /// Whether `case`'s granted data may be served to its requester's users at `now`
@@ -217,6 +259,18 @@ impl ShareService {
     /// the requester's sharing rights not suspended (Art. 27 ¶2).
     pub fn usable(&self, case: &ShareCase, now: UnixMs) -> Result<(), UsageRefusal> {
         case.usable(now)?;
+        if let Some(at) = self.ended_by_authority(case) {
+            return Err(UsageRefusal::SharingTerminated {
+                request: case
+                    .request
+                    .id()
+                    .iter()
+                    .take(4)
+                    .map(|b| format!("{b:02x}"))
+                    .collect(),
+                at: at.0,
+            });
+        }
         match self.rights.suspension(&case.request.requester) {
             None => Ok(()),
             Some(s) => Err(UsageRefusal::RightsSuspended {
@@ -227,8 +281,10 @@ impl ShareService {
         }
     }
 
-    /// Whether `case`'s requester's rights are suspended here.
+    /// Whether `case`'s requester receives nothing now: its rights are suspended here, or
+    /// an authority terminated the sharing the case belongs to.
     pub fn requester_suspended(&self, case: &ShareCase) -> bool {
         self.rights.suspension(&case.request.requester).is_some()
+            || self.ended_by_authority(case).is_some()
     }
 }
