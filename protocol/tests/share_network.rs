@@ -2066,3 +2066,44 @@ fn an_authority_s_suspension_of_a_department_reaches_every_node_and_is_enforced_
         }
     )));
 }
+
+/// An act on sharing rights goes to each neighbour once, unacknowledged: on a path that loses
+/// half of all frames some node misses it, and the resend of everything held every ten minutes
+/// (`RIGHTS_RESYNC_MS`) brings it to every node all the same.
+#[test]
+fn a_suspension_lost_on_the_way_still_reaches_every_node() {
+    use backflow_protocol::share::RightsOrder;
+    let faults = Faults {
+        loss: 0.5,
+        duplicate: 0.0,
+        delay_ms_max: 20,
+    };
+    let mut net = net_with(11, faults);
+    let now = net.now;
+    let order = RightsOrder::Suspend {
+        reason: "擅自将共享数据提供给第三方".into(),
+        rectify_working_days: 10,
+        approved_by: "政务数据共享主管部门负责人".into(),
+    };
+    net.node_mut(code("11"))
+        .ep
+        .order_rights(now, origin(REQUESTER, "民政局"), order)
+        .unwrap();
+    net.flush(code("11"));
+    let holds = |n: &Net, c: &str| {
+        n.ep(code(c))
+            .share_service()
+            .rights()
+            .suspension(&origin(REQUESTER, "民政局"))
+            .is_some()
+    };
+    let all = |n: &Net| TREE_CROSS.iter().all(|c| holds(n, c));
+    assert!(
+        net.run(3 * 3_600_000, all),
+        "held at {:?}",
+        TREE_CROSS
+            .iter()
+            .filter(|c| holds(&net, c))
+            .collect::<Vec<_>>()
+    );
+}

@@ -26,7 +26,9 @@
 //! A provider anywhere in the country may meet the department, so an act goes to every
 //! admitted peer — tree neighbours and grant connections — but the one it came from, and a
 //! node passes on only acts new to it, so the flood ends by itself. A peer admitted later is
-//! sent every act held: a node that was offline catches up at its next connection.
+//! sent every act held: a node that was offline catches up at its next connection; and every
+//! [`RIGHTS_RESYNC_MS`] each node sends what it holds to its neighbours again, so an act lost
+//! on the way (a full control queue drops its oldest frame) arrives within minutes.
 //!
 //! # Which act is in force
 //! Acts of one authority about one department are numbered 1, 2, 3…; the highest number held
@@ -61,6 +63,12 @@ pub const RIGHTS_PER_MESSAGE_MAX: usize = 64;
 /// merely expired since (not revoked): a node that was offline for a while still learns of a
 /// suspension in force.
 pub const RIGHTS_RELAY_GRACE_MS: u64 = 90 * DAY_MS;
+
+/// How often a node sends every act it holds to its tree neighbours again. An act is sent
+/// once per neighbour, unacknowledged, and a peer's control queue drops its oldest frame when
+/// full (`crate::outbox`); this bounds how long a node may miss one under load to minutes —
+/// a neighbour takes only what is newer than what it holds, checked before any signature.
+pub const RIGHTS_RESYNC_MS: u64 = 10 * 60 * 1_000;
 
 /// How far in the future an act's time may lie (clocks of two nodes differ).
 pub const RIGHTS_CLOCK_SKEW_MS_MAX: u64 = 5 * 60 * 1_000;

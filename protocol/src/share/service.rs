@@ -165,6 +165,9 @@ pub struct ShareService {
     reachable: BTreeSet<RegionCode>,
     /// Departments' sharing rights suspended by authorities, network-wide (Art. 27 ¶2).
     rights: super::SharingRights,
+    /// When every act on sharing rights held goes to the tree neighbours again (none held:
+    /// never).
+    rights_resync_at: Option<UnixMs>,
     out: VecDeque<ShareOutput>,
 }
 
@@ -183,6 +186,7 @@ impl ShareService {
             departments: BTreeMap::new(),
             reachable: BTreeSet::new(),
             rights: super::SharingRights::default(),
+            rights_resync_at: None,
             out: VecDeque::new(),
         }
     }
@@ -282,7 +286,11 @@ impl ShareService {
     }
 
     pub fn poll_timeout(&self) -> Option<UnixMs> {
-        self.timers.next()
+        self.timers
+            .next()
+            .into_iter()
+            .chain(self.rights_resync_at)
+            .min()
     }
 
     /// A case's next timed event: its running deadline not yet reported, or the end of its
@@ -610,6 +618,7 @@ impl ShareService {
             self.tick_case(now, key);
             self.retime(key);
         }
+        self.resync_rights(now);
     }
 
     /// Time passed for one case of this node (or supervisory copy): expiry, and its overdue

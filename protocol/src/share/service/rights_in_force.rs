@@ -12,6 +12,7 @@ use crate::catalog::CatalogOrigin;
 use crate::cert::{NodeIdentity, TrustStore};
 use crate::share::rights::{
     RightsActBody, RightsDecision, RightsError, RightsMsg, SharingRights, SignedRightsAct,
+    RIGHTS_RESYNC_MS,
 };
 use crate::share::{
     ShareAct, ShareCase, ShareMsg, ShareRejection, UsageRefusal, RECTIFY_WORKING_DAYS_MAX,
@@ -50,6 +51,21 @@ impl ShareService {
         for a in acts {
             // Bounded by what was stored, which was bounded when taken.
             let _ = self.rights.take(Arc::new(a));
+        }
+        if self.rights.acts().next().is_some() {
+            self.rights_resync_at = Some(UnixMs::ZERO);
+        }
+    }
+
+    /// Every [`RIGHTS_RESYNC_MS`], every act held to every tree neighbour again.
+    pub(super) fn resync_rights(&mut self, now: UnixMs) {
+        if self.rights_resync_at.is_none_or(|at| now < at) {
+            return;
+        }
+        self.rights_resync_at = Some(now.plus_ms(RIGHTS_RESYNC_MS));
+        let to: Vec<RegionCode> = self.reachable.iter().copied().collect();
+        for region in to {
+            self.send_rights_to(region);
         }
     }
 
@@ -153,6 +169,11 @@ impl ShareService {
         msg: RightsMsg,
     ) {
         for act in msg.acts {
+            // Only what is newer than the act held is checked at all (a resync resends all).
+            let held = self.rights.latest(&act.body.department, act.body.issuer);
+            if held.is_some_and(|h| h.body.ordinal >= act.body.ordinal) {
+                continue;
+            }
             let result = act
                 .verify(trust, now)
                 .and_then(|()| self.learn_rights(act.clone(), Some(from)));
@@ -175,6 +196,9 @@ impl ShareService {
     ) -> Result<(), RightsError> {
         if !self.rights.take(Arc::clone(&act))? {
             return Ok(());
+        }
+        if self.rights_resync_at.is_none() {
+            self.rights_resync_at = Some(act.body.at.plus_ms(RIGHTS_RESYNC_MS));
         }
         self.out
             .push_back(ShareOutput::Storage(ShareStorageOp::PutRights(Arc::clone(
