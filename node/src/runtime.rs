@@ -507,33 +507,6 @@ impl Runtime {
         self.ep.handle_content_present(now_ms(), &hash, &present);
     }
 
-    /// A service interface this node provides loses its loaded data once the sharing has
-    /// ended (terminated, disposed of, past its term, Art. 27); the case keeps the record.
-    fn drop_ended_service(&mut self, request: &Hash, state: backflow_protocol::share::ShareState) {
-        use backflow_protocol::share::ShareState as S;
-        if !matches!(state, S::Terminated | S::Disposed | S::Expired) {
-            return;
-        }
-        let me = self.ep.region();
-        let provides = self
-            .ep
-            .share_service()
-            .case(request)
-            .is_some_and(|c| c.request.provider.region == me);
-        if !provides {
-            return;
-        }
-        match crate::service_store::drop_service(&self.store, request) {
-            Ok(Some(records)) => {
-                info!(request = %hex::encode(&request[..8]), records, "the sharing ended: the service interface's loaded data is deleted")
-            }
-            Ok(None) => {}
-            Err(e) => {
-                warn!(request = %hex::encode(&request[..8]), error = %format!("{e:#}"), "the loaded data of an ended service interface was not deleted")
-            }
-        }
-    }
-
     fn on_event(&mut self, ev: Event<PeerId>) {
         match ev {
             Event::Search(e) => self.on_search_event(e),

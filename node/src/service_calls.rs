@@ -9,6 +9,8 @@ use anyhow::{anyhow, Result};
 use backflow_protocol::manifest::Hash;
 use backflow_protocol::service_interface::{LookupRefusal, ServiceEvent};
 
+use tracing::{info, warn};
+
 use crate::clock::now_ms;
 use crate::dataplane::Work;
 use crate::handle::LookupReply;
@@ -16,6 +18,37 @@ use crate::runtime::Runtime;
 use crate::share_api::ShareView;
 
 impl Runtime {
+    /// A service interface this node provides loses its loaded data once the sharing has
+    /// ended (terminated, disposed of, past its term, Art. 27); the case keeps the record.
+    pub(crate) fn drop_ended_service(
+        &mut self,
+        request: &Hash,
+        state: backflow_protocol::share::ShareState,
+    ) {
+        use backflow_protocol::share::ShareState as S;
+        if !matches!(state, S::Terminated | S::Disposed | S::Expired) {
+            return;
+        }
+        let me = self.ep.region();
+        let provides = self
+            .ep
+            .share_service()
+            .case(request)
+            .is_some_and(|c| c.request.provider.region == me);
+        if !provides {
+            return;
+        }
+        match crate::service_store::drop_service(&self.store, request) {
+            Ok(Some(records)) => {
+                info!(request = %hex::encode(&request[..8]), records, "the sharing ended: the service interface's loaded data is deleted")
+            }
+            Ok(None) => {}
+            Err(e) => {
+                warn!(request = %hex::encode(&request[..8]), error = %format!("{e:#}"), "the loaded data of an ended service interface was not deleted")
+            }
+        }
+    }
+
     /// This node's `department` calls the service interface of request `id`: the reply comes
     /// with the answer or a refusal.
     pub(crate) fn call_service(
