@@ -295,24 +295,29 @@ impl SharingRights {
 
     /// A suspension of `department`'s rights in force, if any (the earliest authority's).
     pub fn suspension(&self, department: &CatalogOrigin) -> Option<&SignedRightsAct> {
+        self.of(department).find(|a| a.suspends())
+    }
+
+    /// The acts in force about `department`, one per authority, national's first.
+    fn of<'a>(
+        &'a self,
+        department: &CatalogOrigin,
+    ) -> impl Iterator<Item = &'a SignedRightsAct> + use<'a> {
         // National orders first (regions sort by level, then code): the department's range.
+        let department = department.clone();
         let from = (department.clone(), RegionCode::NATIONAL);
         self.held
             .range(from..)
-            .take_while(|((d, _), _)| d == department)
+            .take_while(move |((d, _), _)| *d == department)
             .map(|(_, a)| &**a)
-            .find(|a| a.suspends())
     }
 
     /// When `department`'s sharing was terminated by an authority (the latest termination in
     /// force): every grant it requested until then has ended.
     pub fn terminated_at(&self, department: &CatalogOrigin) -> Option<UnixMs> {
-        let from = (department.clone(), RegionCode::NATIONAL);
-        self.held
-            .range(from..)
-            .take_while(|((d, _), _)| d == department)
-            .filter(|(_, a)| matches!(a.body.decision, RightsDecision::Terminate { .. }))
-            .map(|(_, a)| a.body.at)
+        self.of(department)
+            .filter(|a| matches!(a.body.decision, RightsDecision::Terminate { .. }))
+            .map(|a| a.body.at)
             .max()
     }
 
