@@ -73,6 +73,7 @@ mod grant_delivery;
 mod ledger_inspection;
 mod ledger_witness;
 mod pass_on;
+mod returned_corrections;
 mod service_calls;
 mod trust_in_force;
 
@@ -145,6 +146,8 @@ pub struct Saved {
     pub share_supervised: Vec<ShareCase>,
     /// Acts in force on departments' sharing rights ([`ShareStorageOp::PutRights`]).
     pub share_rights: Vec<crate::share::SignedRightsAct>,
+    /// Correction requests against returned data ([`ShareStorageOp::PutReturnedCorrection`]).
+    pub share_returned: Vec<crate::share::ReturnedCorrection>,
     /// Catalog submissions ([`ReviewStorageOp::PutSubmission`]).
     pub review_submissions: Vec<Submission>,
     /// Duty changes ([`ReviewStorageOp::PutDutyChange`]).
@@ -392,6 +395,7 @@ impl<P: Copy + Ord + Debug> Endpoint<P> {
             saved.share_supervised,
         );
         share.restore_rights(saved.share_rights);
+        share.restore_returned(saved.share_returned);
         let mut service = ServiceInterface::new(region);
         service.restore(saved.service_usage);
         let mut review = CatalogReview::default();

@@ -34,6 +34,7 @@ mod case;
 mod conditions;
 mod governance;
 mod records;
+mod returned;
 mod rights;
 mod service;
 mod timers;
@@ -51,6 +52,7 @@ pub use records::{
     Correction, CorrectionAnswer, CorrectionItem, DisposalMethod, Dispute, DisputeStage, Ending,
     Party, Recipient, CORRECTIONS_MAX, CORRECTION_ITEMS_MAX, CORRECTION_WORKING_DAYS, DISPUTES_MAX,
 };
+pub use returned::{ReturnedCorrection, ReturnedCorrectionAnswer, ReturnedCorrectionRequest};
 pub use rights::{
     RightsActBody, RightsDecision, RightsError, RightsMsg, SharingRights, SignedRightsAct,
     RIGHTS_HELD_MAX, RIGHTS_PER_MESSAGE_MAX,

@@ -39,7 +39,9 @@ pub use crate::limits::{
 /// 9: ledger inspection over the network ([`crate::ledger::inspection`]).
 /// 10: a correction's corrected data as a delivery's next version
 /// ([`crate::share::ShareAct::DeliverCorrection`]).
-pub const PROTOCOL_VERSION: u16 = 11;
+/// 11: authorities' acts on departments' sharing rights ([`crate::share::RightsMsg`]).
+/// 12: correction requests against returned data ([`crate::share::ReturnedCorrection`]).
+pub const PROTOCOL_VERSION: u16 = 12;
 
 /// Identity exchange on connection: the sender's certificate chain (anchor-most first). The
 /// shell verifies it with [`crate::cert::TrustStore::verify_chain`], checks the leaf's peer id

@@ -2107,3 +2107,151 @@ fn a_suspension_lost_on_the_way_still_reaches_every_node() {
             .collect::<Vec<_>>()
     );
 }
+
+/// Art. 26 on returned data (Art. 24): a 北京 county department finds records of a national
+/// return-flow dataset wrong and files a correction request (校核申请) against the version it
+/// holds; it travels up to the ministry's node, both copies run the same 10 working days, and
+/// unanswered it is reported overdue at both. "Corrected" is refused until the ministry has
+/// published a later version; that version then reaches every holder, moving only the
+/// corrected partition, and the answer names it at the requester.
+#[test]
+fn a_correction_request_against_returned_data_reaches_its_publisher_and_every_holder_the_correction(
+) {
+    use backflow_protocol::manifest::DatasetId;
+    use backflow_protocol::share::CorrectionItem;
+    let mut net = net();
+    net.add_department(code("0"), "民政部");
+    let parts = [(REQUESTER, 100_000), (PROVIDER, 100_000)];
+    let validity_ms = 60 * DAY_MS;
+    let d1 = dataset(
+        &net.fx,
+        "低保对象名单",
+        1,
+        None,
+        "0",
+        "0",
+        &parts,
+        net.now,
+        validity_ms,
+    );
+    let h1 = net.publish(&d1);
+    assert!(net.run(120_000, |n| n.delivered_everywhere(&d1, h1)));
+    let dataset_id = d1.manifest.manifest.dataset_id();
+    let items = vec![CorrectionItem {
+        key: "110101199001011234".into(),
+        field: "村居".into(),
+        problem: "已迁出东城区".into(),
+    }];
+    // Only against returned data the node holds.
+    let now = net.now;
+    let other = DatasetId {
+        name: "其他名单".into(),
+        ..dataset_id.clone()
+    };
+    let ep = &mut net.node_mut(code(REQUESTER)).ep;
+    let refused = ep.file_returned_correction(now, "民政局", other, items.clone());
+    assert!(
+        matches!(refused, Err(ShareRejection::ReturnedDataNotHeld { .. })),
+        "{refused:?}"
+    );
+    let no_items = ep.file_returned_correction(now, "民政局", dataset_id.clone(), vec![]);
+    assert!(no_items.is_err());
+    let id = ep
+        .file_returned_correction(now, "民政局", dataset_id.clone(), items)
+        .unwrap();
+    net.flush(code(REQUESTER));
+    let copy = |n: &Net, c: &str| {
+        n.ep(code(c))
+            .share_service()
+            .returned_correction(&id)
+            .cloned()
+    };
+    assert!(net.run(60_000, |n| copy(n, "0").is_some()));
+    let at_publisher = copy(&net, "0").unwrap();
+    assert_eq!(at_publisher, copy(&net, REQUESTER).unwrap());
+    assert_eq!(
+        (at_publisher.request.version, at_publisher.request.manifest),
+        (1, h1)
+    );
+    assert_eq!(
+        at_publisher.due,
+        backflow_protocol::calendar::WorkingCalendar::official()
+            .deadline(now, backflow_protocol::share::CORRECTION_WORKING_DAYS)
+            .unwrap()
+    );
+    // No relay keeps a copy: it concerns the two parties.
+    assert!(copy(&net, "11").is_none() && copy(&net, "44").is_none());
+    // Unanswered past 10 working days: overdue at both parties.
+    let due = at_publisher.due;
+    let overdue = |n: &Net, c: &str| {
+        share_events(n, c).iter().any(|e| {
+            matches!(e, ShareEvent::Overdue { request, article: 26, due: d } if *request == id && *d == due)
+        })
+    };
+    let limit = due.since_ms(net.now) + DAY_MS;
+    assert!(net.run(limit, |n| overdue(n, "0") && overdue(n, REQUESTER)));
+    // "Corrected" before a corrected version exists: refused, with what to do.
+    let now = net.now;
+    let approved = "民政部数据共享工作机构负责人".to_string();
+    let ep = &mut net.node_mut(code("0")).ep;
+    let early =
+        ep.answer_returned_correction(now, &id, "民政部", true, "".into(), approved.clone());
+    assert!(
+        matches!(
+            early,
+            Err(ShareRejection::CorrectedVersionNotPublished { version: 1 })
+        ),
+        "{early:?}"
+    );
+    // Only the publisher's department answers.
+    net.add_department(code("0"), "公安部");
+    let now = net.now;
+    let ep = &mut net.node_mut(code("0")).ep;
+    let stranger =
+        ep.answer_returned_correction(now, &id, "公安部", false, "x".into(), approved.clone());
+    assert!(
+        matches!(stranger, Err(ShareRejection::NotAParty)),
+        "{stranger:?}"
+    );
+    // Version 2 corrects the county's partition only.
+    let bytes_before: u64 = net.chunk_bytes.values().sum();
+    let guangdong_before = net.chunk_bytes.get(&(code("0"), code("44"))).copied();
+    assert!(guangdong_before.is_some(), "version 1 went to 广东");
+    let mut contents = d1.contents.clone();
+    contents.insert(code(REQUESTER), content(code(REQUESTER), 2, 100_000));
+    let d2 = dataset_of(
+        &net.fx,
+        "低保对象名单",
+        2,
+        Some(h1),
+        "0",
+        "0",
+        contents,
+        net.now,
+        validity_ms,
+    );
+    let h2 = net.publish(&d2);
+    let now = net.now;
+    net.node_mut(code("0"))
+        .ep
+        .answer_returned_correction(now, &id, "民政部", true, "已核实并更正".into(), approved)
+        .unwrap();
+    net.flush(code("0"));
+    assert!(net.run(120_000, |n| n.delivered_everywhere(&d2, h2)
+        && copy(n, REQUESTER)
+            .and_then(|c| c.answer)
+            .is_some_and(|a| a.corrected_in == Some(2))));
+    assert_eq!(copy(&net, REQUESTER), copy(&net, "0"));
+    assert_eq!(copy(&net, REQUESTER).unwrap().deadline(), None);
+    // Only the corrected partition moved: down its three hops (0 → 11 → 1101 → 110101), and
+    // nothing towards 广东, whose partition did not change.
+    let moved = net.chunk_bytes.values().sum::<u64>() - bytes_before;
+    assert!((300_000..330_000).contains(&moved), "{moved} bytes moved");
+    assert_eq!(
+        net.chunk_bytes.get(&(code("0"), code("44"))).copied(),
+        guangdong_before
+    );
+    // Kept across a restart of the requester's node.
+    net.restart(code(REQUESTER));
+    assert_eq!(copy(&net, REQUESTER), copy(&net, "0"));
+}

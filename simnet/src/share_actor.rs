@@ -136,6 +136,8 @@ pub fn rejection_name(e: &ShareRejection) -> &'static str {
         ShareRejection::RightsSuspended { .. } => "rights_suspended",
         ShareRejection::SharingTerminated { .. } => "sharing_terminated",
         ShareRejection::Case(_) => "case",
+        ShareRejection::ReturnedDataNotHeld { .. } => "returned_data_not_held",
+        ShareRejection::CorrectedVersionNotPublished { .. } => "corrected_version_not_published",
     }
 }
 

@@ -10,6 +10,7 @@ use backflow_topology::RegionCode;
 use ed25519_dalek::Signature;
 use serde::{Deserialize, Serialize};
 
+use super::returned::ReturnedCorrectionRequest;
 use super::{Party, ShareAct, ShareCase, ShareError, ShareRequest};
 use crate::catalog::{CatalogOrigin, SharingAttribute};
 use crate::cert::{check_chain_limits, CertChain, CertError, NodeIdentity, TrustStore};
@@ -108,6 +109,17 @@ pub enum ShareActKind {
         manifest: Hash,
     },
     Act(ShareAct),
+    /// A department files a correction request against returned data
+    /// ([`super::returned`]): `request` names the body's id; the act goes to the publisher.
+    FileReturnedCorrection {
+        request: Box<ReturnedCorrectionRequest>,
+    },
+    /// The publisher's department answers a correction request against returned data.
+    AnswerReturnedCorrection {
+        corrected_in: Option<u64>,
+        reason: String,
+        approved_by: String,
+    },
 }
 
 impl ShareActKind {
@@ -130,7 +142,10 @@ impl ShareActKind {
             ShareActKind::Received { .. } | ShareActKind::NotInCatalog => Some(Party::Provider),
             ShareActKind::DeliveryVerified { .. } => Some(Party::Requester),
             ShareActKind::DeliveryRenewed { .. } => Some(Party::Provider),
-            ShareActKind::File { .. } | ShareActKind::Act(_) => None,
+            ShareActKind::File { .. }
+            | ShareActKind::Act(_)
+            | ShareActKind::FileReturnedCorrection { .. }
+            | ShareActKind::AnswerReturnedCorrection { .. } => None,
         }
     }
 
@@ -138,7 +153,9 @@ impl ShareActKind {
     /// sets first (a `Received`). `None` for a filing, which creates the case.
     pub(super) fn case_act(&self) -> Option<(ShareAct, Option<SharingAttribute>)> {
         match self {
-            ShareActKind::File { .. } => None,
+            ShareActKind::File { .. }
+            | ShareActKind::FileReturnedCorrection { .. }
+            | ShareActKind::AnswerReturnedCorrection { .. } => None,
             ShareActKind::Received { attribute } => {
                 Some((ShareAct::Receive, Some(attribute.clone())))
             }
@@ -334,4 +351,14 @@ pub enum ShareRejection {
     },
     #[error(transparent)]
     Case(#[from] ShareError),
+    #[error(
+        "this node holds no return-flow dataset {dataset}: a correction request names returned \
+         data it holds (a grant's delivery is corrected with share correct)"
+    )]
+    ReturnedDataNotHeld { dataset: String },
+    #[error(
+        "\"corrected\" names the version that carries the correction: publish the corrected \
+         dataset first (backflow publish, a version after {version}), then answer"
+    )]
+    CorrectedVersionNotPublished { version: u64 },
 }

@@ -45,6 +45,7 @@
 //! Acts are idempotent: an act already applied (e.g. retransmitted to the other party's node)
 //! is acknowledged and changes nothing.
 
+use backflow_topology::RegionCode;
 use serde::{Deserialize, Serialize};
 
 use super::records::{
@@ -398,6 +399,16 @@ pub enum ShareError {
     TermEnded { act: &'static str },
     #[error(transparent)]
     Calendar(#[from] CalendarError),
+    #[error(
+        "a correction request against returned data goes to its publisher, whose region must \
+         hold the requester's: {publisher} does not hold {requester} (returned data flows down)"
+    )]
+    OutsideThePublisher {
+        requester: RegionCode,
+        publisher: RegionCode,
+    },
+    #[error("this correction request was answered already, otherwise (one answer, Art. 26)")]
+    ReturnedCorrectionAnswered,
 }
 
 /// What applying an act did.

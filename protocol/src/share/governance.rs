@@ -13,8 +13,8 @@ use super::case::{
     ShareState, Suspension, RECTIFY_WORKING_DAYS_MAX, SUSPENSIONS_MAX,
 };
 use super::records::{
-    Correction, CorrectionAnswer, Dispute, DisputeStage, Ending, Party, CORRECTIONS_MAX,
-    CORRECTION_ITEMS_MAX, CORRECTION_WORKING_DAYS, DISPUTES_MAX,
+    Correction, CorrectionAnswer, CorrectionItem, Dispute, DisputeStage, Ending, Party,
+    CORRECTIONS_MAX, CORRECTION_ITEMS_MAX, CORRECTION_WORKING_DAYS, DISPUTES_MAX,
 };
 use crate::calendar::WorkingCalendar;
 use crate::manifest::Hash;
@@ -121,21 +121,7 @@ impl ShareCase {
                 }
                 let next = self.corrections.len() as u32 + 1;
                 next_ordinal(next, CORRECTIONS_MAX, "correction requests", *ordinal, name)?;
-                if items.is_empty() || items.len() > CORRECTION_ITEMS_MAX {
-                    return Err(ShareError::TooLarge {
-                        what: "records named in a correction request (1 to the limit)",
-                        len: items.len(),
-                        max: CORRECTION_ITEMS_MAX,
-                    });
-                }
-                for i in items {
-                    if i.key.trim().is_empty() || i.problem.trim().is_empty() {
-                        return Err(ShareError::WithoutReason { act: name });
-                    }
-                    check_text("correction key", &i.key)?;
-                    check_text("correction field", &i.field)?;
-                    check_text("correction problem", &i.problem)?;
-                }
+                check_correction_items(items, name)?;
                 self.corrections.push(Correction {
                     ordinal: *ordinal,
                     at: now,
@@ -400,6 +386,30 @@ impl ShareCase {
 }
 
 /// A numbered record's next number `next` (at most `max` of them): the act must carry it.
+/// The records a correction request names (of a grant's data or of returned data): 1 to
+/// [`CORRECTION_ITEMS_MAX`], each with its key and what is wrong.
+pub(super) fn check_correction_items(
+    items: &[CorrectionItem],
+    act: &'static str,
+) -> Result<(), ShareError> {
+    if items.is_empty() || items.len() > CORRECTION_ITEMS_MAX {
+        return Err(ShareError::TooLarge {
+            what: "records named in a correction request (1 to the limit)",
+            len: items.len(),
+            max: CORRECTION_ITEMS_MAX,
+        });
+    }
+    for i in items {
+        if i.key.trim().is_empty() || i.problem.trim().is_empty() {
+            return Err(ShareError::WithoutReason { act });
+        }
+        check_text("correction key", &i.key)?;
+        check_text("correction field", &i.field)?;
+        check_text("correction problem", &i.problem)?;
+    }
+    Ok(())
+}
+
 fn next_ordinal(
     next: u32,
     max: u32,

@@ -48,6 +48,7 @@ use crate::manifest::Hash;
 use crate::time::UnixMs;
 
 mod relay;
+mod returned_corrections;
 mod rights_in_force;
 mod supervision;
 
@@ -82,6 +83,8 @@ pub enum ShareStorageOp {
     /// Persist (overwrite) the act in force on a department's sharing rights for its
     /// department and authority ([`super::SignedRightsAct`]; passed on only after this).
     PutRights(Arc<super::SignedRightsAct>),
+    /// Persist (overwrite) this node's copy of a correction request against returned data.
+    PutReturnedCorrection(Box<super::ReturnedCorrection>),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -117,6 +120,8 @@ pub enum ShareEvent {
         from: RegionCode,
         error: super::RightsError,
     },
+    /// A correction request against returned data here was filed or answered.
+    ReturnedCorrectionChanged { id: Hash, answered: bool },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -146,6 +151,8 @@ pub struct ShareService {
     calendar: WorkingCalendar,
     retry_ms: u64,
     cases: BTreeMap<Hash, ShareCase>,
+    /// Correction requests against returned data this node is a party to (Art. 26).
+    returned: BTreeMap<Hash, super::ReturnedCorrection>,
     transit: BTreeMap<Hash, Transit>,
     /// (request, article, due) reported overdue, so each deadline is reported once — a new
     /// answer period after a supplement is a new deadline.
@@ -178,6 +185,7 @@ impl ShareService {
             calendar,
             retry_ms: retry_ms.max(1),
             cases: BTreeMap::new(),
+            returned: BTreeMap::new(),
             transit: BTreeMap::new(),
             overdue_reported: BTreeSet::new(),
             timers: Timers::default(),
@@ -312,7 +320,11 @@ impl ShareService {
         } else {
             &self.cases
         };
-        let at = held.get(&id).and_then(|c| self.case_timer(&id, c));
+        let at = match held.get(&id) {
+            Some(c) => self.case_timer(&id, c),
+            None if !supervised => self.returned_timer(&id),
+            None => None,
+        };
         self.timers.set_case(key, at);
     }
 
@@ -624,6 +636,9 @@ impl ShareService {
     /// Time passed for one case of this node (or supervisory copy): expiry, and its overdue
     /// deadline reported once.
     fn tick_case(&mut self, now: UnixMs, (id, supervised): CaseKey) {
+        if !supervised && self.returned.contains_key(&id) {
+            return self.tick_returned(now, &id);
+        }
         {
             let held = if supervised {
                 &mut self.supervised
@@ -657,6 +672,9 @@ impl ShareService {
         if act.body.to != self.region {
             return false;
         }
+        if let Some(held) = self.returned_applied_here(act) {
+            return held;
+        }
         let Some(case) = self.cases.get(&act.body.request) else {
             return false;
         };
@@ -675,6 +693,9 @@ impl ShareService {
         act: &SignedShareAct,
         provider_attribute: &dyn Fn(&CatalogOrigin, &str) -> Option<SharingAttribute>,
     ) -> Result<(), ShareRejection> {
+        if let Some(taken) = self.take_returned(act) {
+            return taken;
+        }
         let b = &act.body;
         match &b.kind {
             ShareActKind::File { request, .. } => {

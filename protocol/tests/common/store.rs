@@ -80,6 +80,7 @@ pub struct Store {
     pub share_supervised: BTreeMap<Hash, ShareCase>,
     /// Acts on sharing rights, by (department, authority).
     pub share_rights: BTreeMap<(CatalogOrigin, RegionCode), SignedRightsAct>,
+    pub share_returned: BTreeMap<Hash, backflow_protocol::share::ReturnedCorrection>,
     pub review_submissions: BTreeMap<u64, Submission>,
     pub review_duty_changes: BTreeMap<u64, DutyChange>,
 }
@@ -219,6 +220,9 @@ impl Store {
                 let key = (act.body.department.clone(), act.body.issuer);
                 self.share_rights.insert(key, (*act).clone());
             }
+            Storage::Share(ShareStorageOp::PutReturnedCorrection(c)) => {
+                self.share_returned.insert(c.request.id(), *c);
+            }
             Storage::Share(ShareStorageOp::PutSupervised(case)) => {
                 self.share_supervised.insert(case.request.id(), *case);
             }
@@ -306,6 +310,7 @@ impl Store {
             share_transit: self.share_transit.values().cloned().collect(),
             share_supervised: self.share_supervised.values().cloned().collect(),
             share_rights: self.share_rights.values().cloned().collect(),
+            share_returned: self.share_returned.values().cloned().collect(),
             review_submissions: self.review_submissions.values().cloned().collect(),
             review_duty_changes: self.review_duty_changes.values().cloned().collect(),
             ledger_witnessed: self

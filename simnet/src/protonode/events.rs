@@ -61,6 +61,7 @@ impl ProtoNode {
                     ShareEvent::ActRejected { .. } => "share_act_rejected",
                     ShareEvent::RightsChanged { .. } => "sharing_rights_changed",
                     ShareEvent::RightsRejected { .. } => "sharing_rights_rejected",
+                    ShareEvent::ReturnedCorrectionChanged { .. } => "returned_correction_changed",
                 }));
                 self.on_share_event(ctx, e);
             }

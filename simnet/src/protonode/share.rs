@@ -28,8 +28,11 @@ impl ProtoNode {
                 due,
             } => actor.on_overdue(request, article, due, ctx.now_us()),
             ShareEvent::ActRejected { from, error, .. } => actor.on_rejected(from, &error),
-            // No simnet scenario suspends a department's sharing rights.
-            ShareEvent::RightsChanged { .. } | ShareEvent::RightsRejected { .. } => {}
+            // No simnet scenario suspends a department's sharing rights or corrects returned
+            // data.
+            ShareEvent::RightsChanged { .. }
+            | ShareEvent::RightsRejected { .. }
+            | ShareEvent::ReturnedCorrectionChanged { .. } => {}
         }
     }
 

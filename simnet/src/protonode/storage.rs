@@ -95,6 +95,9 @@ impl ProtoNode {
                 let key = (act.body.department.clone(), act.body.issuer);
                 store.share_rights.insert(key, (*act).clone());
             }
+            Storage::Share(ShareStorageOp::PutReturnedCorrection(c)) => {
+                store.share_returned.insert(c.request.id(), *c);
+            }
             Storage::Share(ShareStorageOp::PutCase(case)) => {
                 let id = self
                     .share
