@@ -390,6 +390,42 @@ pub struct CorrectionItemParams {
     pub problem: String,
 }
 
+/// A correction request against returned data (回流数据校核申请, Art. 26 with Art. 24), filed by
+/// a department of this node: `dataset` names a return-flow dataset this node holds (with
+/// `publisher_region` and `publisher_department` where two publishers' datasets share the
+/// name); the request names the version held and goes to its publisher, which answers within
+/// 10 working days.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReturnedCorrectionParams {
+    /// The requesting department (a department's token names its own).
+    #[serde(default)]
+    pub department: Option<String>,
+    pub dataset: String,
+    #[serde(default)]
+    pub publisher_region: Option<String>,
+    #[serde(default)]
+    pub publisher_department: Option<String>,
+    /// The records believed wrong (1 to 64).
+    pub items: Vec<CorrectionItemParams>,
+}
+
+/// The publisher's answer to a correction request against returned data: `corrected` (the
+/// dataset published since carries the correction: that version is named) or not an error,
+/// with `reason`; `approved_by` the department's head.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReturnedAnswerParams {
+    /// The publishing department (a department's token names its own).
+    #[serde(default)]
+    pub department: Option<String>,
+    #[serde(default)]
+    pub corrected: bool,
+    #[serde(default)]
+    pub reason: String,
+    pub approved_by: String,
+}
+
 pub struct Export {
     pub summary: ExportSummary,
     pub write: ExportWriter,
@@ -491,6 +527,29 @@ pub trait Backend: Clone + Send + Sync + 'static {
         &self,
         department: Option<String>,
         params: ShareFileParams,
+    ) -> impl Future<Output = Result<serde_json::Value, ApiError>> + Send;
+
+    /// Correction requests against returned data this node is a party to (as requester or
+    /// publisher), open and overdue first.
+    fn returned_corrections(
+        &self,
+    ) -> impl Future<Output = Result<serde_json::Value, ApiError>> + Send;
+
+    /// Files a correction request against returned data as department `department` (`None`:
+    /// the node's configured one); returns it once persisted (and on its way).
+    fn returned_correction_file(
+        &self,
+        department: Option<String>,
+        params: ReturnedCorrectionParams,
+    ) -> impl Future<Output = Result<serde_json::Value, ApiError>> + Send;
+
+    /// The publisher's department `department` answers correction request `id`; returns it
+    /// once persisted.
+    fn returned_correction_answer(
+        &self,
+        department: Option<String>,
+        id: String,
+        params: ReturnedAnswerParams,
     ) -> impl Future<Output = Result<serde_json::Value, ApiError>> + Send;
 
     /// Acts on a share request as this node's department `department` (`None`: the node's

@@ -21,8 +21,9 @@ pub mod token;
 pub use backend::{
     Backend, CatalogListParams, CatalogSearchParams, CorrectionItemParams, DutyChangeParams,
     DutyExtendParams, Export, ExportSummary, ExportWhich, InspectParams, PublishInput,
-    PublishParams, ReviewDecideParams, ReviewRequest, ReviewSubmitParams, RevokeParams,
-    RightsAction, RightsParams, ShareActParams, ShareFileParams, UseRecordParams,
+    PublishParams, ReturnedAnswerParams, ReturnedCorrectionParams, ReviewDecideParams,
+    ReviewRequest, ReviewSubmitParams, RevokeParams, RightsAction, RightsParams, ShareActParams,
+    ShareFileParams, UseRecordParams,
 };
 pub use error::ApiError;
 pub use openapi::router;

@@ -432,6 +432,50 @@ impl Backend for NodeBackend {
         )
     }
 
+    async fn returned_corrections(&self) -> Result<serde_json::Value, ApiError> {
+        json(
+            self.node
+                .returned_corrections()
+                .await
+                .map_err(|e| ApiError::internal(&e))?,
+        )
+    }
+
+    async fn returned_correction_file(
+        &self,
+        department: Option<String>,
+        params: backflow_api::ReturnedCorrectionParams,
+    ) -> Result<serde_json::Value, ApiError> {
+        let department = department.unwrap_or_else(|| self.department.clone());
+        json(
+            self.node
+                .returned_correction_file(department, params)
+                .await
+                .map_err(|e| ApiError::bad_request(format!("{e:#}")))?,
+        )
+    }
+
+    async fn returned_correction_answer(
+        &self,
+        department: Option<String>,
+        id: String,
+        params: backflow_api::ReturnedAnswerParams,
+    ) -> Result<serde_json::Value, ApiError> {
+        let department = department.unwrap_or_else(|| self.department.clone());
+        let result = self
+            .node
+            .returned_correction_answer(department, id, params)
+            .await;
+        json(result.map_err(|e| {
+            let text = format!("{e:#}");
+            if text.contains("no correction request") || text.contains("more than one") {
+                ApiError::not_found(text)
+            } else {
+                ApiError::bad_request(text)
+            }
+        })?)
+    }
+
     async fn share_act(
         &self,
         department: Option<String>,

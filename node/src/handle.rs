@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::catalog_store::CatalogView;
 use crate::clock::now_ms;
 use crate::ledger_api::{EntryView, HeadView, LedgerCmd, LedgerPage, WitnessView};
+use crate::returned_api::{ReturnedCmd, ReturnedCorrectionView};
 use crate::share_api::ShareView;
 use crate::status::DepartmentView;
 use crate::status::{DatasetStatus, PeerView, RevocationView};
@@ -175,6 +176,8 @@ pub(crate) enum Cmd {
     },
     /// The compliance ledger (Art. 29), see [`crate::ledger_api`].
     Ledger(crate::ledger_api::LedgerCmd),
+    /// Correction requests against returned data (Art. 26), see [`crate::returned_api`].
+    Returned(crate::returned_api::ReturnedCmd),
     /// Catalog review (Arts. 16–17), see [`crate::review_api`].
     Review {
         request: Box<backflow_api::ReviewRequest>,
@@ -528,6 +531,47 @@ impl NodeHandle {
         self.ask(|reply| Cmd::RightsOrder { params, reply }).await?
     }
 
+    /// Correction requests against returned data this node is a party to.
+    pub async fn returned_corrections(&self) -> Result<Vec<ReturnedCorrectionView>> {
+        self.ask(|reply| Cmd::Returned(ReturnedCmd::List { reply }))
+            .await
+    }
+
+    /// Files a correction request against returned data as `department`; returns once it is
+    /// persisted (and on its way to the publisher).
+    pub async fn returned_correction_file(
+        &self,
+        department: String,
+        params: backflow_api::ReturnedCorrectionParams,
+    ) -> Result<ReturnedCorrectionView> {
+        self.ask(|reply| {
+            Cmd::Returned(ReturnedCmd::File {
+                department,
+                params: Box::new(params),
+                reply,
+            })
+        })
+        .await?
+    }
+
+    /// The publisher's `department` answers correction request `id`; returns once persisted.
+    pub async fn returned_correction_answer(
+        &self,
+        department: String,
+        id: String,
+        params: backflow_api::ReturnedAnswerParams,
+    ) -> Result<ReturnedCorrectionView> {
+        self.ask(|reply| {
+            Cmd::Returned(ReturnedCmd::Answer {
+                department,
+                id,
+                params: Box::new(params),
+                reply,
+            })
+        })
+        .await?
+    }
+
     /// Share requests this node is a party to, overdue first.
     pub async fn shares(&self, overdue_only: bool) -> Result<Vec<ShareView>> {
         self.ask(|reply| Cmd::Shares {
@@ -782,6 +826,7 @@ impl NodeHandle {
                 parent_head: crate::ledger::load_parent_head(&store)?
                     .as_ref()
                     .map(HeadView::of),
+                pruned_below: crate::ledger::pruned_below(&store)?,
                 entries: crate::ledger::entries(&store, from, limit)?
                     .iter()
                     .map(EntryView::of)

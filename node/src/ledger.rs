@@ -12,14 +12,16 @@
 //! | `a`                                  | the last of this node's heads its parent countersigned |
 //! | `w` ‖ child region (8 B)             | the last head this node countersigned for a child |
 //! | `m` ‖ what (1 B) ‖ id                | how much of a case or review is logged already (see `ledger_acts`) |
+//! | `P`                                  | entries below this number were pruned (u64 BE; see `ledger_prune`) |
 //!
 //! Invariants:
 //! - an entry, its tree nodes and the act it records land in one atomic [`Batch`]
 //!   ([`Ledger::append`]): the ledger never misses an act that took effect, and never records
 //!   one that did not; the batch goes to the write-ahead log, which is synced before the act is
 //!   acknowledged to anyone (`runtime`), as for every other write;
-//! - entries are never rewritten or deleted (pruning after the retention period,
-//!   [`backflow_protocol::ledger::RETENTION_MS_MIN`], is not built yet: nothing is ever pruned);
+//! - entries are never rewritten; an entry's body is deleted only by pruning after the
+//!   retention period ([`crate::ledger_prune`], `P` the pruned mark), which keeps its leaf hash
+//!   and every tree node and records itself in the log;
 //! - the head the node signs is stored ([`Ledger::sign_if_grown`]), so [`verify`] checks the
 //!   entries against what the node vouched for, and names the first entry that does not fit.
 
@@ -238,14 +240,33 @@ impl Ledger {
     }
 }
 
+/// The pruned mark: entries below it were pruned after their retention period (u64 BE;
+/// absent: none; see [`crate::ledger_prune`]).
+pub const PRUNED_KEY: &[u8] = b"P";
+
+/// How many entries from the start of the log were pruned.
+pub fn pruned_below(store: &Store) -> Result<u64> {
+    match store.get(CF_LEDGER, PRUNED_KEY)? {
+        None => Ok(0),
+        Some(v) => {
+            let bytes: [u8; 8] = v
+                .as_slice()
+                .try_into()
+                .map_err(|_| anyhow!("the ledger's pruned mark is {} bytes, not 8", v.len()))?;
+            Ok(u64::from_be_bytes(bytes))
+        }
+    }
+}
+
 /// How many entries the stored log holds (one past the last entry's number).
 pub fn stored_size(store: &Store) -> Result<u64> {
-    Ok(
-        match store.last_key_with_prefix(CF_LEDGER, &[ENTRY_PREFIX])? {
-            Some(key) => seq_of(&key)? + 1,
-            None => 0,
-        },
-    )
+    let last = match store.last_key_with_prefix(CF_LEDGER, &[ENTRY_PREFIX])? {
+        Some(key) => seq_of(&key)? + 1,
+        None => 0,
+    };
+    // Pruning always leaves its own record after what it pruned; a mark past the last entry
+    // still counts its entries (their leaves are in the tree).
+    Ok(last.max(pruned_below(store)?))
 }
 
 /// Puts the witnessing state the protocol asks to persist into `batch`.
@@ -403,8 +424,25 @@ pub fn verify(
     let stored = StoredNodes(store);
     // The right edge of the tree rebuilt so far: the perfect subtrees of `seq`'s set bits.
     let mut edge: BTreeMap<(u8, u64), Hash> = BTreeMap::new();
-    let mut seq = 0u64;
-    for item in store.iter_from(CF_LEDGER, &entry_key(0)) {
+    let pruned = match pruned_below(store) {
+        Ok(pruned) => pruned,
+        Err(e) => return Ok(Err(damage(None, format!("{e:#}")))),
+    };
+    // Pruned entries (Art. 29, after the retention period): their leaves stay in the tree.
+    for seq in 0..pruned {
+        let Some(leaf) = stored.get(0, seq) else {
+            return Ok(Err(damage(
+                seq,
+                "pruned, and its hash is missing from the tree: the tree was cut",
+            )));
+        };
+        if let Err(d) = add_leaf(&stored, &mut edge, seq, leaf, head.as_ref())? {
+            return Ok(Err(d));
+        }
+    }
+    let mut seq = pruned;
+    let mut pruned_record = None;
+    for item in store.iter_from(CF_LEDGER, &entry_key(pruned)) {
         let (k, bytes) = item?;
         if k.first() != Some(&ENTRY_PREFIX) {
             break;
@@ -435,54 +473,29 @@ pub fn verify(
         if entry.region != region {
             return Ok(Err(damage(seq, "is another region's entry")));
         }
-        let nodes = merkle::append(merkle::leaf_hash(&bytes), seq, &edge)
-            .map_err(|e| anyhow!("rebuilding the tree: {e}"))?;
-        for n in &nodes {
-            match stored.get(n.level, n.index) {
-                Some(h) if h == n.hash => {}
-                Some(_) if n.level == 0 => {
-                    return Ok(Err(damage(
-                        seq,
-                        "changed after it was logged: its hash is not the one in the tree",
-                    )))
-                }
-                Some(_) => {
-                    return Ok(Err(damage(
-                        seq,
-                        format!(
-                            "the stored tree node (level {}, index {}) above it was changed",
-                            n.level, n.index
-                        ),
-                    )))
-                }
-                None => {
-                    return Ok(Err(damage(
-                        seq,
-                        format!(
-                            "the tree node (level {}, index {}) is missing: entries were \
-                             added outside the ledger or its tree was cut",
-                            n.level, n.index
-                        ),
-                    )))
-                }
-            }
-            edge.insert((n.level, n.index), n.hash);
+        if let EntryKind::Pruned { below, .. } = entry.kind {
+            pruned_record = Some(below);
+        }
+        if let Err(d) = add_leaf(
+            &stored,
+            &mut edge,
+            seq,
+            merkle::leaf_hash(&bytes),
+            head.as_ref(),
+        )? {
+            return Ok(Err(d));
         }
         seq += 1;
-        edge.retain(|&(level, index), _| is_edge(seq, level, index));
-        if let Some(h) = head.as_ref().filter(|h| h.head.size == seq) {
-            let root = merkle::root(seq, &edge).map_err(|e| anyhow!("{e}"))?;
-            if root != h.head.root {
-                return Ok(Err(damage(
-                    None,
-                    format!(
-                        "entries 0–{} do not have the root this node signed for them: \
-                         entries and tree were rewritten together",
-                        seq - 1
-                    ),
-                )));
-            }
-        }
+    }
+    if pruned > 0 && pruned_record != Some(pruned) {
+        return Ok(Err(damage(
+            None,
+            format!(
+                "entries 0–{} are gone without the log's own record of their pruning: they \
+                 were removed behind the node's back",
+                pruned - 1
+            ),
+        )));
     }
     if let Some(h) = head.as_ref().filter(|h| h.head.size > seq) {
         return Ok(Err(damage(
@@ -503,6 +516,70 @@ pub fn verify(
     }))
 }
 
+/// Adds leaf `seq` (its hash `leaf`) to the tree rebuilt so far (`edge`): every tree node it
+/// completes must be the stored one, and at the signed head's size the root the signed one.
+fn add_leaf(
+    stored: &StoredNodes<'_>,
+    edge: &mut BTreeMap<(u8, u64), Hash>,
+    seq: u64,
+    leaf: Hash,
+    head: Option<&SignedTreeHead>,
+) -> Result<std::result::Result<(), Damage>> {
+    let nodes =
+        merkle::append(leaf, seq, &*edge).map_err(|e| anyhow!("rebuilding the tree: {e}"))?;
+    for n in &nodes {
+        match stored.get(n.level, n.index) {
+            Some(h) if h == n.hash => {}
+            Some(_) if n.level == 0 => {
+                return Ok(Err(damage(
+                    seq,
+                    "changed after it was logged: its hash is not the one in the tree",
+                )))
+            }
+            Some(_) => {
+                return Ok(Err(damage(
+                    seq,
+                    format!(
+                        "the stored tree node (level {}, index {}) above it — over entries \
+                         {}–{} — was changed",
+                        n.level,
+                        n.index,
+                        n.index << n.level,
+                        ((n.index + 1) << n.level) - 1
+                    ),
+                )))
+            }
+            None => {
+                return Ok(Err(damage(
+                    seq,
+                    format!(
+                        "the tree node (level {}, index {}) is missing: entries were \
+                         added outside the ledger or its tree was cut",
+                        n.level, n.index
+                    ),
+                )))
+            }
+        }
+        edge.insert((n.level, n.index), n.hash);
+    }
+    let size = seq + 1;
+    edge.retain(|&(level, index), _| is_edge(size, level, index));
+    if let Some(h) = head.filter(|h| h.head.size == size) {
+        let root = merkle::root(size, &*edge).map_err(|e| anyhow!("{e}"))?;
+        if root != h.head.root {
+            return Ok(Err(damage(
+                None,
+                format!(
+                    "entries 0–{} do not have the root this node signed for them: \
+                     entries and tree were rewritten together",
+                    seq
+                ),
+            )));
+        }
+    }
+    Ok(Ok(()))
+}
+
 /// Whether node (`level`, `index`) is one of the perfect subtrees a log of `size` leaves
 /// splits into (one per set bit of `size`, the largest leftmost): the only nodes appending
 /// and the root need.
@@ -514,6 +591,7 @@ fn is_edge(size: u64, level: u8, index: u64) -> bool {
 mod tests {
     use super::*;
     use backflow_protocol::ledger::verify::verify_inclusion;
+    use backflow_protocol::ledger::RETENTION_MS_MIN;
 
     fn region() -> RegionCode {
         "110101".parse().unwrap()
@@ -722,6 +800,104 @@ mod tests {
         store.delete(CF_LEDGER, &node_key(3, 0)).unwrap();
         let e = Ledger::open(&store, region()).err().unwrap().to_string();
         assert!(e.contains("damaged") && e.contains("backup"), "{e}");
+    }
+
+    /// `record(i)` is recorded at T0 + i ms; pruning at T0 + 3 years + `cut` ms.
+    fn prune_at(
+        store: &Store,
+        ledger: &mut Ledger,
+        cut: u64,
+    ) -> Option<crate::ledger_prune::Pruning> {
+        let now = record(0).time_ms + RETENTION_MS_MIN + cut;
+        crate::ledger_prune::prune(store, ledger, now, RETENTION_MS_MIN).unwrap()
+    }
+
+    #[test]
+    fn pruning_removes_only_entries_past_three_years_and_keeps_heads_and_proofs() {
+        let (_dir, store, mut ledger, identity) = ledger_of(50);
+        let old_head = stored_head(&store).unwrap().unwrap();
+        // Below three years: refused, whatever is asked.
+        let short = RETENTION_MS_MIN - 1;
+        assert!(crate::ledger_prune::prune(&store, &mut ledger, u64::MAX, short).is_err());
+        // Nothing is three years old yet.
+        assert_eq!(prune_at(&store, &mut ledger, 0), None);
+        let p = prune_at(&store, &mut ledger, 30).unwrap();
+        assert_eq!(
+            (p.from, p.below),
+            (0, 30),
+            "entries 0–29 are past, 30– are not"
+        );
+        assert_eq!(pruned_below(&store).unwrap(), 30);
+        assert_eq!(ledger.size(), 51, "the pruning is recorded in the log");
+        let left = entries(&store, 0, 100).unwrap();
+        assert_eq!(left.first().map(|e| e.seq), Some(30));
+        assert!(matches!(
+            left.last().map(|e| &e.kind),
+            Some(EntryKind::Pruned {
+                from: 0,
+                below: 30,
+                ..
+            })
+        ));
+        // Every tree node stayed: the head signed before still holds, and an inclusion
+        // proof of a pruned entry still proves against the new head.
+        let stored = StoredNodes(&store);
+        assert_eq!(merkle::root(50, &stored).unwrap(), old_head.head.root);
+        ledger.sign_if_grown(&store, &identity, 2).unwrap();
+        let head = stored_head(&store).unwrap().unwrap();
+        let leaf = stored.get(0, 7).unwrap();
+        let proof = merkle::inclusion_proof(7, 51, &stored).unwrap();
+        assert!(verify_inclusion(&leaf, 7, 51, &proof, &head.head.root).is_ok());
+        assert_eq!(check(&store, &identity).map(|v| v.entries), Ok(51));
+        assert_eq!(stored_size(&store).unwrap(), 51);
+        // Again at once: nothing more is due; later, the rest (not the pruning's own entry,
+        // recorded now).
+        assert_eq!(prune_at(&store, &mut ledger, 30), None);
+        let p = prune_at(&store, &mut ledger, 1_000).unwrap();
+        assert_eq!((p.from, p.below), (30, 50));
+        ledger.sign_if_grown(&store, &identity, 3).unwrap();
+        assert_eq!(check(&store, &identity).map(|v| v.entries), Ok(52));
+    }
+
+    #[test]
+    fn pruning_waits_for_a_signed_head() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut ledger = Ledger::open(&store, region()).unwrap();
+        ledger
+            .append(&store, store.batch(), (0..5).map(record))
+            .unwrap();
+        assert_eq!(prune_at(&store, &mut ledger, 1_000), None);
+    }
+
+    #[test]
+    fn pruning_faked_or_cut_behind_the_node_s_back_is_named() {
+        let (_dir, store, mut ledger, identity) = ledger_of(50);
+        prune_at(&store, &mut ledger, 30).unwrap();
+        ledger.sign_if_grown(&store, &identity, 2).unwrap();
+        // Entries 30–34, young, deleted and the mark moved past them by hand.
+        for seq in 30..35 {
+            store.delete(CF_LEDGER, &entry_key(seq)).unwrap();
+        }
+        store
+            .put(CF_LEDGER, PRUNED_KEY, &35u64.to_be_bytes())
+            .unwrap();
+        let d = check(&store, &identity).unwrap_err();
+        assert!(d.problem.contains("behind the node's back"), "{d}");
+        // A pruned entry's leaf hash changed: named.
+        let (_dir, store, mut ledger, identity) = ledger_of(50);
+        prune_at(&store, &mut ledger, 30).unwrap();
+        ledger.sign_if_grown(&store, &identity, 2).unwrap();
+        // (The node over entries 10–11 no longer fits once entry 11 is added.)
+        store.put(CF_LEDGER, &node_key(0, 11), &[9u8; 32]).unwrap();
+        let d = check(&store, &identity).unwrap_err();
+        assert_eq!(d.entry, Some(11), "{d}");
+        assert!(d.problem.contains("entries 10–11"), "{d}");
+        // And its leaf hash deleted: named too.
+        store.delete(CF_LEDGER, &node_key(0, 11)).unwrap();
+        let d = check(&store, &identity).unwrap_err();
+        assert_eq!(d.entry, Some(11), "{d}");
+        assert!(d.problem.contains("hash is missing"), "{d}");
     }
 
     #[test]

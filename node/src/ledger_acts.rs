@@ -20,7 +20,7 @@ use backflow_protocol::ledger::entry::EntryKind;
 use backflow_protocol::return_flow::StorageOp;
 use backflow_protocol::service_interface::ServiceStorageOp;
 use backflow_protocol::share::{
-    RightsDecision, ShareAct, ShareCase, ShareStorageOp, SignedRightsAct,
+    ReturnedCorrection, RightsDecision, ShareAct, ShareCase, ShareStorageOp, SignedRightsAct,
 };
 
 use crate::ledger::{Record, MARK_PREFIX};
@@ -82,6 +82,7 @@ pub fn records_of(store: &Store, op: &Storage, batch: &mut Batch<'_>) -> Result<
         }],
         Storage::Review(ReviewStorageOp::PutSubmission(s)) => review_records(store, s, batch)?,
         Storage::Share(ShareStorageOp::PutRights(act)) => vec![rights_record(act)],
+        Storage::Share(ShareStorageOp::PutReturnedCorrection(c)) => vec![returned_record(c)],
         Storage::ReturnFlow(_)
         | Storage::Share(_)
         | Storage::Review(_)
@@ -89,6 +90,52 @@ pub fn records_of(store: &Store, op: &Storage, batch: &mut Batch<'_>) -> Result<
         | Storage::Revocation(_)
         | Storage::Ledger(_) => Vec::new(),
     })
+}
+
+/// A correction request against returned data filed or answered (Art. 26): stored once per
+/// act at each party's node (filed, then answered).
+fn returned_record(c: &ReturnedCorrection) -> Record {
+    let r = &c.request;
+    let subject = hex::encode(r.id());
+    let (time_ms, act, detail) = match &c.answer {
+        None => (
+            r.filed_at.0,
+            "returned-correction-filed",
+            format!(
+                "{} {} asked {} {} to verify and correct {} record(s) of {} version {}                  (校核申请), due {}",
+                r.requester.region,
+                r.requester.department,
+                r.dataset.publisher,
+                r.dataset.department,
+                r.items.len(),
+                r.dataset.name,
+                r.version,
+                crate::share_api::time_text(c.due)
+            ),
+        ),
+        Some(a) => (
+            a.at.0,
+            "returned-correction-answered",
+            format!(
+                "{} {} answered: {}; {}; approved by {}",
+                r.dataset.publisher,
+                r.dataset.department,
+                a.corrected_in.map_or_else(
+                    || "not an error".to_string(),
+                    |v| format!("corrected in version {v}")
+                ),
+                a.reason,
+                a.approved_by
+            ),
+        ),
+    };
+    Record {
+        time_ms,
+        department: None,
+        kind: EntryKind::ShareAct { act: act.into() },
+        subject,
+        detail,
+    }
 }
 
 /// An authority's act on a department's sharing rights, as this node holds and enforces it

@@ -102,6 +102,7 @@ impl EntryView {
                 }),
             ),
             EntryKind::Note => ("note", None, None),
+            EntryKind::Pruned { .. } => ("pruned", None, None),
         };
         EntryView {
             seq: e.seq,
@@ -150,6 +151,10 @@ pub struct LedgerPage {
     /// (heads down): its signature, kept as evidence should the parent's log ever not.
     #[serde(default)]
     pub parent_head: Option<HeadView>,
+    /// Entries below this number were pruned after the retention period (Art. 29): their
+    /// hashes stay in the tree, their bodies are gone.
+    #[serde(default)]
+    pub pruned_below: u64,
     pub entries: Vec<EntryView>,
 }
 

@@ -11,7 +11,7 @@ use anyhow::Result;
 use backflow_protocol::ledger::entry::EntryKind;
 use backflow_protocol::ledger::witnessing::LedgerEvent;
 use backflow_protocol::time::UnixMs;
-use tracing::{debug, error, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::clock::now_ms;
 use crate::ledger::Record;
@@ -59,6 +59,7 @@ impl Runtime {
     /// Signs the ledger's head if it grew (on the beat: signing is ~20 µs, an entry ~2 µs), and
     /// makes it durable at once — the head is what `ledger verify` checks the entries against.
     pub(crate) fn sign_ledger_head(&mut self) {
+        self.prune_ledger_if_due();
         match self
             .ledger
             .sign_if_grown(&self.store, self.ep.identity(), now_ms().0)
@@ -71,6 +72,36 @@ impl Runtime {
             }
             // As for any storage failure: stop rather than go on unrecorded.
             Err(e) => panic!("storage failure: {e:#}"),
+        }
+    }
+
+    /// Once a day (and at start), prunes the ledger's entries past their retention period
+    /// ([`crate::ledger_prune`]); the pruning's own entry is signed into the head next.
+    fn prune_ledger_if_due(&mut self) {
+        let day = Duration::from_millis(backflow_protocol::time::DAY_MS);
+        if self.ledger_pruned_at.is_some_and(|at| at.elapsed() < day) {
+            return;
+        }
+        self.ledger_pruned_at = Some(Instant::now());
+        let now = now_ms().0;
+        match crate::ledger_prune::prune(
+            &self.store,
+            &mut self.ledger,
+            now,
+            self.ledger_retention_ms,
+        ) {
+            Ok(None) => {}
+            Ok(Some(p)) => {
+                self.unsynced = true;
+                info!(
+                    from = p.from,
+                    below = p.below,
+                    before_ms = p.before_ms,
+                    "ledger entries past their retention period pruned (Art. 29)"
+                );
+            }
+            // Damage (a missing entry) stops pruning, not the node: `ledger verify` names it.
+            Err(e) => warn!(error = %format!("{e:#}"), "the ledger was not pruned"),
         }
     }
 

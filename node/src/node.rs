@@ -178,6 +178,8 @@ pub async fn start(setup: NodeSetup) -> Result<(NodeHandle, tokio::task::JoinHan
         ledger: crate::ledger::Ledger::open(&store, identity.region)?,
         ledger_head_sent: None,
         parent_head_asked: None,
+        ledger_retention_ms: setup.tuning.ledger_retention_days * backflow_protocol::time::DAY_MS,
+        ledger_pruned_at: None,
         ledger_alarms: HashMap::new(),
         inspections_waiting: HashMap::new(),
         data: DataPlane {

@@ -19,8 +19,8 @@ use backflow_protocol::receipt::Receipt;
 use backflow_protocol::return_flow::{StorageOp, TransferRecord};
 use backflow_protocol::service_interface::{ServiceStorageOp, ServiceUsage};
 use backflow_protocol::share::{
-    ShareCase, ShareStorageOp, SignedRightsAct, SignedShareAct, RIGHTS_HELD_MAX, SHARE_CASES_MAX,
-    SHARE_TRANSIT_MAX,
+    ReturnedCorrection, ShareCase, ShareStorageOp, SignedRightsAct, SignedShareAct,
+    RIGHTS_HELD_MAX, SHARE_CASES_MAX, SHARE_TRANSIT_MAX,
 };
 use backflow_protocol::time::UnixMs;
 use backflow_protocol::wire::{decode_exact, encode_value};
@@ -41,6 +41,8 @@ const SHARE_SUPERVISED_KEY_PREFIX: &[u8] = b"share/supervised/";
 /// Departments' sharing rights: the act in force per (department, authority), keyed by the
 /// hash of both (`share/rights/` hash).
 const SHARE_RIGHTS_KEY_PREFIX: &[u8] = b"share/rights/";
+/// A correction request against returned data, by id (`share/returned/` id).
+const SHARE_RETURNED_KEY_PREFIX: &[u8] = b"share/returned/";
 /// Catalog submissions under review and duty changes (Arts. 16–17), by id.
 const REVIEW_SUBMISSION_KEY_PREFIX: &[u8] = b"review/submission/";
 const REVIEW_DUTY_KEY_PREFIX: &[u8] = b"review/duty/";
@@ -194,6 +196,12 @@ pub fn load(store: &Store, region: RegionCode) -> Result<Saved> {
             decode_exact(&v).map_err(|e| anyhow!("corrupt stored sharing-rights act: {e}"))?;
         saved.share_rights.push(a);
     }
+    // Like share cases: a correction request that does not read back would lose a deadline.
+    for (_, v) in store.scan_prefix(CF_STATE, SHARE_RETURNED_KEY_PREFIX, SHARE_CASES_MAX)? {
+        let c: ReturnedCorrection = decode_exact(&v)
+            .map_err(|e| anyhow!("corrupt stored correction request against returned data: {e}"))?;
+        saved.share_returned.push(c);
+    }
     // Like share cases: a review that does not read back would lose a deadline.
     for (_, v) in store.scan_prefix(CF_STATE, REVIEW_SUBMISSION_KEY_PREFIX, REVIEW_ITEMS_MAX)? {
         let s: Submission =
@@ -312,6 +320,11 @@ pub fn apply(
             let id = encode_value(&(&act.body.department, act.body.issuer))
                 .map_err(|e| anyhow!("{e}"))?;
             let key = share_key(SHARE_RIGHTS_KEY_PREFIX, blake3::hash(&id).as_bytes());
+            batch.put(CF_STATE, &key, &value);
+        }
+        Storage::Share(ShareStorageOp::PutReturnedCorrection(c)) => {
+            let value = encode_value(&*c).map_err(|e| anyhow!("{e}"))?;
+            let key = share_key(SHARE_RETURNED_KEY_PREFIX, &c.request.id());
             batch.put(CF_STATE, &key, &value);
         }
         Storage::Share(ShareStorageOp::DropTransit { act }) => {

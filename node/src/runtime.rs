@@ -71,6 +71,9 @@ pub(crate) struct Runtime {
     pub ledger_head_sent: Option<(u64, [u8; 32], Instant)>,
     /// When the parent's own ledger head was last asked for while this node's stood still.
     pub parent_head_asked: Option<Instant>,
+    /// Ledger retention (`tuning.ledger_retention_days`) and the last pruning ([`crate::ledger_prune`]).
+    pub ledger_retention_ms: u64,
+    pub ledger_pruned_at: Option<Instant>,
     /// The last witness alarm recorded per child (the same finding is recorded once).
     pub ledger_alarms: HashMap<RegionCode, String>,
     /// API calls waiting for the answer to this node's ledger inspections, by query id.
@@ -592,6 +595,9 @@ impl Runtime {
                 ShareEvent::RightsRejected { from, error } => {
                     warn!(%from, %error, "an act on sharing rights was rejected")
                 }
+                ShareEvent::ReturnedCorrectionChanged { id, answered } => {
+                    info!(id = %hex::encode(&id[..8]), answered, "correction request against returned data (Art. 26) filed or answered")
+                }
             },
             Event::Review(backflow_protocol::catalog_review::ReviewEvent::Overdue {
                 what,
@@ -883,6 +889,7 @@ impl Runtime {
                 let _ = reply.send(result);
             }
             Cmd::Ledger(cmd) => self.on_ledger(cmd, now),
+            Cmd::Returned(cmd) => self.on_returned(cmd, now),
             Cmd::Departments { reply } => {
                 let _ = reply.send(crate::status::departments(&self.ep));
             }

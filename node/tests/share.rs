@@ -992,3 +992,148 @@ async fn a_service_interface_answers_the_requester_straight_from_the_provider() 
     assert!(left.is_empty(), "the ended service's records are deleted");
     Ok(())
 }
+
+/// Art. 26 on returned data (Art. 24), over the HTTP API of real nodes: 东城区's 民政局 finds a
+/// record of a national return-flow dataset wrong and files a correction request (回流数据校核
+/// 申请) against the version it holds; it reaches national, whose department may answer
+/// "corrected" only after publishing the corrected dataset; that version comes back down and
+/// 东城区's export gives the corrected record; both ledgers hold the filing and the answer, and
+/// the request survives a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_county_s_correction_of_returned_data_goes_to_its_publisher_and_the_correction_comes_back(
+) -> Result<()> {
+    use backflow_api::client::Client;
+    use serde_json::json;
+    let dir = tempfile::tempdir()?;
+    let regions = ["0", "11", "1101", REQUESTER, "110102"].map(code);
+    let mut net =
+        LocalNet::start_with(&regions, dir.path(), fast(), Transport::Tcp, calendar()).await?;
+    net.wait_connected(Duration::from_secs(30)).await?;
+    net.add_department(code(REQUESTER), "民政局").await?;
+    // The department national publishes as (the served API's configured one).
+    net.add_department(code("0"), "data-authority").await?;
+    let http = net.serve_http().await?;
+    let client = |r: &str| Client::new(http[&code(r)].addr, http[&code(r)].token.clone());
+    let (national, county) = (client("0"), client(REQUESTER));
+    let publish = async |csv: &str| -> Result<()> {
+        let data = csv.as_bytes().to_vec();
+        let len = data.len() as u64;
+        let path = "/api/publish?dataset=dibao&region_field=village&format=csv";
+        national
+            .upload(path, std::io::Cursor::new(data), len, |_| {})
+            .await?;
+        Ok(())
+    };
+    let export = async |c: &Client| -> Result<String> {
+        let mut out = Vec::new();
+        c.download("/api/export?dataset=dibao", &mut out).await?;
+        Ok(String::from_utf8(out)?)
+    };
+    let header = "id,village,status\n";
+    let west = "r2,110102001001,在册\n";
+    publish(&format!("{header}r1,110101001001,在册\n{west}")).await?;
+    wait_until(
+        "东城区 to hold version 1",
+        Duration::from_secs(60),
+        async || Ok(export(&county).await.is_ok_and(|t| t.contains("r1,"))),
+    )
+    .await?;
+
+    // A dataset it does not hold: refused, saying so.
+    let item = json!([{"key": "r1", "field": "status", "problem": "已于11月迁出东城区"}]);
+    let body = |dataset: &str| json!({"department": "民政局", "dataset": dataset, "items": item});
+    let e = county
+        .json("POST", "/api/share/returned", Some(&body("无此数据")))
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{e:#}").contains("holds no return-flow dataset"),
+        "{e:#}"
+    );
+    let filed = county
+        .json("POST", "/api/share/returned", Some(&body("dibao")))
+        .await?;
+    assert_eq!(
+        (&filed["state"], &filed["version"], &filed["role"]),
+        (&json!("open"), &json!(1), &json!("requester")),
+        "{filed}"
+    );
+    let id = filed["id"].as_str().unwrap().to_string();
+    let held_at = async |c: &Client| -> Result<Option<serde_json::Value>> {
+        let list = c.json("GET", "/api/share/returned", None).await?;
+        Ok(list
+            .as_array()
+            .and_then(|l| l.iter().find(|v| v["id"] == json!(id)).cloned()))
+    };
+    wait_until(
+        "national to hold the request",
+        Duration::from_secs(30),
+        async || Ok(held_at(&national).await?.is_some()),
+    )
+    .await?;
+    let at_national = held_at(&national).await?.unwrap();
+    assert_eq!(at_national["role"], "publisher");
+    assert_eq!(
+        at_national["due"], filed["due"],
+        "both run the same 10 working days"
+    );
+
+    // "Corrected" before the corrected version is published: refused, saying what to do.
+    let answer_path = format!("/api/share/returned/{}/answer", &id[..12]);
+    let corrected = json!({"department": "data-authority", "corrected": true,
+        "reason": "已核实并更正", "approved_by": "国家数据局 李四"});
+    let early = national
+        .json("POST", &answer_path, Some(&corrected))
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{early:#}").contains("publish the corrected dataset first"),
+        "{early:#}"
+    );
+    publish(&format!("{header}r1,110101001001,已迁出\n{west}")).await?;
+    let answered = national
+        .json("POST", &answer_path, Some(&corrected))
+        .await?;
+    assert_eq!(
+        (&answered["state"], &answered["corrected_in"]),
+        (&json!("corrected"), &json!(2))
+    );
+    wait_until(
+        "东城区 to hold the answer and version 2",
+        Duration::from_secs(60),
+        async || {
+            let v = held_at(&county).await?;
+            Ok(v.is_some_and(|v| v["state"] == "corrected" && v["corrected_held"] == true))
+        },
+    )
+    .await?;
+    assert_eq!(
+        export(&county).await?,
+        format!("{header}r1,110101001001,已迁出\n")
+    );
+    // Both ledgers hold the filing and the answer.
+    for r in ["0", REQUESTER] {
+        let page = net.nodes[&code(r)].ledger_page(0, 1_000).await?;
+        let acts: Vec<String> = page
+            .entries
+            .iter()
+            .filter(|e| e.subject == id)
+            .filter_map(|e| e.act.clone())
+            .collect();
+        assert_eq!(
+            acts,
+            ["returned-correction-filed", "returned-correction-answered"],
+            "at {r}"
+        );
+    }
+    // Kept across a restart.
+    for (_, h) in http {
+        h.stop().await?;
+    }
+    net.stop(code(REQUESTER)).await?;
+    net.restart(code(REQUESTER)).await?;
+    let after = net.nodes[&code(REQUESTER)].returned_corrections().await?;
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].corrected_in, Some(2));
+    net.shutdown().await
+}

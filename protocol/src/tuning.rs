@@ -12,6 +12,12 @@ pub const TUNING_MS_MAX: u64 = 24 * 60 * 60 * 1000;
 /// Bound on the transfer window: 65,536 × 16 KiB = 1 GiB requested and not yet stored.
 pub const GROUPS_IN_FLIGHT_MAX: u64 = 65_536;
 
+/// The shortest ledger retention a node may be configured with: three years, as days
+/// ([`crate::ledger::RETENTION_MS_MIN`]).
+pub const LEDGER_RETENTION_DAYS_MIN: u64 = crate::ledger::RETENTION_MS_MIN / crate::time::DAY_MS;
+/// The longest: a century (a bound on the input, not a legal limit).
+pub const LEDGER_RETENTION_DAYS_MAX: u64 = 36_525;
+
 /// Knobs of the protocol state machines, the same for both shells.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -33,6 +39,10 @@ pub struct Tuning {
     /// is held in memory): 64 MiB is thousands of versions of a large catalog. At least one
     /// version of the largest size (`CATALOG_UPDATE_BYTES_MAX`).
     pub catalog_origin_bytes_max: u64,
+    /// Days the compliance ledger (合规台账) keeps an entry before the node prunes it (Art. 29:
+    /// 有关记录保存期限不少于3年): at least 1,096 ([`crate::ledger::RETENTION_MS_MIN`]); longer
+    /// where a law says so (法律、行政法规另有规定的，从其规定).
+    pub ledger_retention_days: u64,
 }
 
 impl Default for Tuning {
@@ -45,6 +55,7 @@ impl Default for Tuning {
             receipt_interval_ms: 1_000,
             catalog_versions_per_origin_max: 65_536,
             catalog_origin_bytes_max: 64 * 1024 * 1024,
+            ledger_retention_days: LEDGER_RETENTION_DAYS_MIN,
         }
     }
 }
@@ -95,6 +106,15 @@ impl Tuning {
                 self.catalog_origin_bytes_max
             ));
         }
+        if !(LEDGER_RETENTION_DAYS_MIN..=LEDGER_RETENTION_DAYS_MAX)
+            .contains(&self.ledger_retention_days)
+        {
+            problems.push(format!(
+                "tuning.ledger_retention_days = {} is outside {LEDGER_RETENTION_DAYS_MIN}..={LEDGER_RETENTION_DAYS_MAX}: \
+                 Art. 29 keeps records no less than three years (保存期限不少于3年)",
+                self.ledger_retention_days
+            ));
+        }
         if problems.is_empty() {
             Ok(())
         } else {
@@ -119,10 +139,12 @@ mod tests {
             source_silence_ms_max: 10,
             groups_in_flight_max: 0,
             receipt_interval_ms: 1_000,
+            ledger_retention_days: 1_095,
             ..Tuning::default()
         };
         let e = t.validate().unwrap_err();
-        assert_eq!(e.problems.len(), 3, "{e}");
+        assert_eq!(e.problems.len(), 4, "{e}");
+        assert!(e.to_string().contains("不少于3年"), "{e}");
         assert!(e.to_string().contains("tuning.retry_ms"), "{e}");
         assert!(e.to_string().contains("tuning.groups_in_flight_max"), "{e}");
         assert!(

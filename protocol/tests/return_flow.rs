@@ -1344,6 +1344,7 @@ const CONFIG_NEW_TUNING: Tuning = Tuning {
     receipt_interval_ms: 2_000,
     catalog_versions_per_origin_max: 65_536,
     catalog_origin_bytes_max: 64 * 1024 * 1024,
+    ledger_retention_days: backflow_protocol::tuning::LEDGER_RETENTION_DAYS_MIN,
 };
 
 /// A province publisher (11) and one city (1101) with hundreds of townships below it that

@@ -107,6 +107,16 @@ described_object! {
     /// time, for a suspension) or `note`, and `approved_by`.
     RightsView;
 
+    /// A correction request against returned data (回流数据校核申请, Art. 26 with Art. 24):
+    /// `id` (hex), `role` (`requester` or `publisher`: this node's part), `requester_region`,
+    /// `requester_department`, `dataset`, `publisher_region`, `publisher_department`,
+    /// `version` (the version complained of), `items` (`key`, `field`, `problem`), `filed_at`
+    /// and `due` (Beijing time; 10 working days), `state` (`open`, `corrected` or
+    /// `not_an_error`), `overdue`, and once answered `answered_at`, `corrected_in` (the version
+    /// carrying the correction), `corrected_held` (at the requester: whether this node holds
+    /// that version or a later one), `reason` and `approved_by`.
+    ReturnedCorrectionView;
+
     /// One department's catalog within the page: `region`, `department`, `seq` (its catalog's
     /// version) and `entries` (catalog entries with every Art. 13 field; see CatalogEntry).
     DepartmentCatalog;

@@ -23,6 +23,9 @@
 //! | POST   | `/api/rights`        | `RightsParams`: this node's authority suspends or reinstates a department's sharing rights (the node's token only) |
 //! | GET    | `/api/share`         | `?overdue=true`: share requests this node is a party to, overdue first |
 //! | POST   | `/api/share`         | `ShareFileParams`: file a request as this node's department |
+//! | GET    | `/api/share/returned` | correction requests against returned data this node is a party to (Art. 26) |
+//! | POST   | `/api/share/returned` | `ReturnedCorrectionParams`: a department files one against a return-flow dataset held here |
+//! | POST   | `/api/share/returned/{id}/answer` | `ReturnedAnswerParams`: the publisher answers (corrected in a later version, or not an error) |
 //! | GET    | `/api/share/{id}`    | one share request (id or a unique 8+ digit prefix)      |
 //! | POST   | `/api/share/{id}/act`| `ShareActParams`: grant, refuse, notice, supplement, extend, delivered, withdraw, suspend, rectify, reinstate, terminate, dispose |
 //! | POST   | `/api/share/{id}/deliver` | `?format=csv\|ndjson[&key=FIELD][&department=]`, the granted data as the body (streamed): a batch exchange or file download starts, or with `key` a service interface (服务接口) opens (Art. 22) |
@@ -161,6 +164,14 @@ fn table<B: Backend>(document: DocumentRoute<B>) -> Table<B> {
     .route(
         "/api/share",
         get(share::share_list::<B>).post(share::share_file::<B>),
+    )
+    .route(
+        "/api/share/returned",
+        get(share::returned_list::<B>).post(share::returned_file::<B>),
+    )
+    .route(
+        "/api/share/returned/{id}/answer",
+        post(share::returned_answer::<B>),
     )
     .route("/api/share/{id}", get(share::share_show::<B>))
     .route("/api/share/{id}/act", post(share::share_act::<B>))

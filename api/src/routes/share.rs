@@ -7,7 +7,9 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use super::{answer, body_reader, format_named, Api};
-use crate::backend::{Backend, ShareActParams, ShareFileParams};
+use crate::backend::{
+    Backend, ReturnedAnswerParams, ReturnedCorrectionParams, ShareActParams, ShareFileParams,
+};
 use crate::error::ApiError;
 use crate::gate::Principal;
 use crate::openapi::views::{self, ErrorBody};
@@ -229,4 +231,69 @@ pub(super) async fn share_lookup<B: Backend>(
     answer(api.backend.share_lookup(department, id, params.keys))
         .await
         .map(Json)
+}
+
+#[utoipa::path(
+    get, path = "/api/share/returned",
+    summary = "Correction requests against returned data this node is a party to (Art. 26)",
+    tag = "share",
+    responses(
+        (status = 200, description = "As requester or publisher, open ones first, overdue first among them", body = Vec<views::ReturnedCorrectionView>),
+        (status = 503, description = "The node did not answer in time.", body = ErrorBody),
+    ),
+)]
+pub(super) async fn returned_list<B: Backend>(
+    State(api): State<Api<B>>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    answer(api.backend.returned_corrections()).await.map(Json)
+}
+
+#[utoipa::path(
+    post, path = "/api/share/returned",
+    summary = "File a correction request against returned data this node holds (回流数据校核申请, Art. 26)",
+    tag = "share",
+    request_body = crate::backend::ReturnedCorrectionParams,
+    responses(
+        (status = 200, description = "Filed, persisted and on its way to the dataset's publisher", body = views::ReturnedCorrectionView),
+        (status = 400, description = "No such return-flow dataset held here (or more than one: name the publisher), no records or more than 64, a record without key or problem, or a department not of this node", body = ErrorBody),
+        (status = 503, description = "The node did not answer in time.", body = ErrorBody),
+    ),
+)]
+pub(super) async fn returned_file<B: Backend>(
+    State(api): State<Api<B>>,
+    Extension(principal): Extension<Principal>,
+    Json(params): Json<ReturnedCorrectionParams>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let department = principal.acting_as(params.department.as_deref())?;
+    answer(api.backend.returned_correction_file(department, params))
+        .await
+        .map(Json)
+}
+
+#[utoipa::path(
+    post, path = "/api/share/returned/{id}/answer",
+    summary = "Answer a correction request against returned data as its publisher (Art. 26: 核实、更正并反馈)",
+    tag = "share",
+    params(("id" = String, Path, description = "The correction request's id in hex, or a unique prefix of 8 or more digits")),
+    request_body = crate::backend::ReturnedAnswerParams,
+    responses(
+        (status = 200, description = "Answered, persisted and on its way to the requester", body = views::ReturnedCorrectionView),
+        (status = 400, description = "Corrected before a later version was published, not an error without a reason, no approval, answered already, or not the publishing department", body = ErrorBody),
+        (status = 404, description = "No correction request with this id, or the prefix is not unique", body = ErrorBody),
+        (status = 503, description = "The node did not answer in time.", body = ErrorBody),
+    ),
+)]
+pub(super) async fn returned_answer<B: Backend>(
+    State(api): State<Api<B>>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+    Json(params): Json<ReturnedAnswerParams>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let department = principal.acting_as(params.department.as_deref())?;
+    answer(
+        api.backend
+            .returned_correction_answer(department, id, params),
+    )
+    .await
+    .map(Json)
 }

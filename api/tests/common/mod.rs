@@ -133,6 +133,24 @@ impl Backend for Fake {
     ) -> Result<serde_json::Value, ApiError> {
         Ok(serde_json::json!({ "entry": params.entry_id, "as": department }))
     }
+    async fn returned_corrections(&self) -> Result<serde_json::Value, ApiError> {
+        Ok(serde_json::json!([]))
+    }
+    async fn returned_correction_file(
+        &self,
+        department: Option<String>,
+        params: backflow_api::ReturnedCorrectionParams,
+    ) -> Result<serde_json::Value, ApiError> {
+        Ok(serde_json::json!({ "dataset": params.dataset, "as": department }))
+    }
+    async fn returned_correction_answer(
+        &self,
+        department: Option<String>,
+        id: String,
+        params: backflow_api::ReturnedAnswerParams,
+    ) -> Result<serde_json::Value, ApiError> {
+        Ok(serde_json::json!({ "id": id, "corrected": params.corrected, "as": department }))
+    }
     async fn share_act(
         &self,
         department: Option<String>,

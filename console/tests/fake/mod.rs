@@ -233,6 +233,28 @@ impl Backend for Fake {
     ) -> Result<Value, ApiError> {
         Ok(json!({}))
     }
+    async fn returned_corrections(&self) -> Result<Value, ApiError> {
+        Ok(json!([]))
+    }
+    async fn returned_correction_file(
+        &self,
+        _department: Option<String>,
+        _params: backflow_api::ReturnedCorrectionParams,
+    ) -> Result<Value, ApiError> {
+        Err(ApiError::bad_request(
+            "the console does not file corrections",
+        ))
+    }
+    async fn returned_correction_answer(
+        &self,
+        _department: Option<String>,
+        _id: String,
+        _params: backflow_api::ReturnedAnswerParams,
+    ) -> Result<Value, ApiError> {
+        Err(ApiError::bad_request(
+            "the console does not answer corrections",
+        ))
+    }
     async fn share_act(
         &self,
         _department: Option<String>,

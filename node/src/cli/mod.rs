@@ -67,6 +67,7 @@ pub mod export;
 pub mod init;
 pub mod ledger;
 pub mod publish;
+pub mod returned;
 pub mod rights;
 pub mod root;
 pub mod run;

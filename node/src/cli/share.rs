@@ -229,6 +229,10 @@ pub enum ShareCmd {
         #[command(flatten)]
         data: DataArg,
     },
+    /// Correction requests against returned data (回流数据校核申请, Art. 26): file one against
+    /// a return-flow dataset this node holds, list them, or answer one as its publisher.
+    #[command(subcommand)]
+    Returned(super::returned::ReturnedCmd),
     /// As this node's authority (the node's token), coordinate the open dispute of a request
     /// whose parties' lowest common superior this node is: settle it, or --refer it to the
     /// people's government (报本级人民政府决定).
@@ -351,6 +355,7 @@ pub fn run(args: ShareArgs, out: &mut impl Write) -> Result<()> {
             )?;
             return print_one(out, v);
         }
+        ShareCmd::Returned(cmd) => return super::returned::run(cmd, department, out),
         ShareCmd::List { overdue, data } => {
             let path = if overdue {
                 "/api/share?overdue=true"
@@ -533,17 +538,7 @@ pub fn run(args: ShareArgs, out: &mut impl Write) -> Result<()> {
         ShareCmd::Correct { id, items, data } => {
             let mut p = act("correction");
             for item in items {
-                let mut parts = item.splitn(3, '|');
-                let (Some(key), Some(field), Some(problem)) =
-                    (parts.next(), parts.next(), parts.next())
-                else {
-                    anyhow::bail!("--item is \"KEY|FIELD|WHAT IS WRONG\" (FIELD may be empty)");
-                };
-                p.items.push(backflow_api::CorrectionItemParams {
-                    key: key.trim().to_string(),
-                    field: field.trim().to_string(),
-                    problem: problem.trim().to_string(),
-                });
+                p.items.push(super::returned::parse_item(&item)?);
             }
             (data.dir, id, p)
         }

@@ -98,6 +98,16 @@ pub enum EntryKind {
     },
     /// Anything else worth recording (备注).
     Note,
+    /// Entries `from..below` were pruned after the retention period (Art. 29: 保存期限不少于
+    /// 3年): each recorded before `before_ms`, which lies at least [`super::RETENTION_MS_MIN`]
+    /// before this entry's time. Their bodies went; their leaf hashes and the tree stayed, so
+    /// every head and proof still holds. The last such entry states how far the log is pruned,
+    /// so entries removed otherwise are named by `verify`.
+    Pruned {
+        from: u64,
+        below: u64,
+        before_ms: u64,
+    },
 }
 
 /// Why an entry cannot be logged, or bytes are not a logged entry.
@@ -161,7 +171,8 @@ impl Bounded for LedgerEntry {
             | EntryKind::Export
             | EntryKind::ServiceCall
             | EntryKind::CatalogReview
-            | EntryKind::Note => Ok(()),
+            | EntryKind::Note
+            | EntryKind::Pruned { .. } => Ok(()),
         }
     }
 }
@@ -381,6 +392,13 @@ mod tests {
                 }
             ),
             Just(EntryKind::Note),
+            (any::<u64>(), any::<u64>(), any::<u64>()).prop_map(|(from, below, before_ms)| {
+                EntryKind::Pruned {
+                    from,
+                    below,
+                    before_ms,
+                }
+            }),
         ]
     }
 

@@ -55,6 +55,7 @@ pub const TEST_TUNING: Tuning = Tuning {
     receipt_interval_ms: 1_000,
     catalog_versions_per_origin_max: 65_536,
     catalog_origin_bytes_max: 64 * 1024 * 1024,
+    ledger_retention_days: backflow_protocol::tuning::LEDGER_RETENTION_DAYS_MIN,
 };
 
 #[derive(Clone, Copy, Debug)]
