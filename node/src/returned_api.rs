@@ -250,21 +250,7 @@ fn shown(ep: &Endpoint<PeerId>, now: UnixMs, id: &Hash) -> Result<ReturnedCorrec
 
 /// The request named by `id`: its full hex id or a unique prefix of at least 8 hex digits.
 fn find(ep: &Endpoint<PeerId>, id: &str) -> Result<Hash> {
-    let id = id.trim().to_ascii_lowercase();
-    if id.len() < 8 || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
-        bail!(
-            "a correction request id is 8 to 64 hex digits (as `backflow share returned` shows it)"
-        );
-    }
-    let mut found = ep
-        .share_service()
-        .returned_corrections()
-        .filter(|(key, _)| hex_id(key).starts_with(&id));
-    let first = found
-        .next()
-        .ok_or_else(|| anyhow!("no correction request {id} at this node"))?;
-    if found.next().is_some() {
-        bail!("{id} names more than one correction request: give more digits");
-    }
-    Ok(*first.0)
+    let items = ep.share_service().returned_corrections();
+    let what = "correction request";
+    crate::share_api::find_named(items, id, what, "backflow share returned list").map(|(h, _)| *h)
 }

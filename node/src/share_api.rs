@@ -365,16 +365,27 @@ pub fn find<'a>(
     cases: impl Iterator<Item = (&'a Hash, &'a ShareCase)>,
     id: &str,
 ) -> Result<(&'a Hash, &'a ShareCase)> {
+    find_named(cases, id, "share request", "backflow share list")
+}
+
+/// The item of `items` named by `id` — its full hex id or a unique prefix of at least 8 hex
+/// digits — called `what` in errors, as `listed_by` shows the ids.
+pub fn find_named<'a, T>(
+    items: impl Iterator<Item = (&'a Hash, &'a T)>,
+    id: &str,
+    what: &str,
+    listed_by: &str,
+) -> Result<(&'a Hash, &'a T)> {
     let id = id.trim().to_ascii_lowercase();
     if id.len() < 8 || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
-        bail!("a share request id is 8 to 64 hex digits (as `backflow share list` shows it)");
+        bail!("a {what} id is 8 to 64 hex digits (as `{listed_by}` shows it)");
     }
-    let mut found = cases.filter(|(key, _)| hex_id(key).starts_with(&id));
+    let mut found = items.filter(|(key, _)| hex_id(key).starts_with(&id));
     let first = found
         .next()
-        .ok_or_else(|| anyhow!("no share request {id} at this node"))?;
+        .ok_or_else(|| anyhow!("no {what} {id} at this node"))?;
     if found.next().is_some() {
-        bail!("{id} names more than one share request: give more digits");
+        bail!("{id} names more than one {what}: give more digits");
     }
     Ok(first)
 }
