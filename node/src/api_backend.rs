@@ -630,6 +630,8 @@ impl Backend for NodeBackend {
                 "entries": v.entries,
                 "root": hex::encode(v.root),
                 "head_size": v.head_size,
+                "sealed": v.sealed,
+                "archived": v.archived,
                 "head_time": v.head_time_ms.map(|t| crate::share_api::time_text(UnixMs(t))),
             })),
             Err(d) => json(serde_json::json!({

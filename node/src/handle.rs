@@ -837,16 +837,17 @@ impl NodeHandle {
     }
 
     /// Signs the head of everything logged so far, then checks the whole log against it
-    /// ([`crate::ledger::verify`]) on the blocking pool.
+    /// ([`crate::ledger_verify::verify`]) on the blocking pool.
     pub async fn ledger_verify(
         &self,
     ) -> Result<std::result::Result<crate::ledger::Verified, crate::ledger::Damage>> {
-        self.ask(|reply| Cmd::Ledger(LedgerCmd::SignHead { reply }))
+        let keys = self
+            .ask(|reply| Cmd::Ledger(LedgerCmd::SignHead { reply }))
             .await?;
         let store = self.store.clone();
         let region = self.region();
-        let key = self.identity.key.verifying_key();
-        tokio::task::spawn_blocking(move || crate::ledger::verify(&store, region, &key)).await?
+        tokio::task::spawn_blocking(move || crate::ledger_verify::verify(&store, region, &keys))
+            .await?
     }
 
     pub async fn shutdown(&self) {

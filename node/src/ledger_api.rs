@@ -8,6 +8,7 @@ use backflow_protocol::endpoint::Endpoint;
 use backflow_protocol::ledger::entry::{EntryKind, LedgerEntry};
 use backflow_protocol::ledger::head::{SignedTreeHead, WitnessedHead};
 use backflow_protocol::ledger::inspection::InspectedRecords;
+use backflow_protocol::ledger::seal::SealSigner;
 use backflow_protocol::manifest::SignedManifest;
 use backflow_protocol::share::ShareState;
 use backflow_protocol::time::UnixMs;
@@ -32,7 +33,10 @@ pub(crate) enum LedgerCmd {
         reply: oneshot::Sender<Result<LedgerEntry>>,
     },
     /// Signs the head now if the log grew (before a verification, so it covers everything).
-    SignHead { reply: oneshot::Sender<()> },
+    /// Answers with the keys its seals are checked under.
+    SignHead {
+        reply: oneshot::Sender<crate::ledger_seal::SealKeys>,
+    },
     /// Reads another node's records over the network (查阅, Art. 29): those of `grant` (a
     /// share request id or prefix) or, without one, all of them.
     Inspect {
@@ -306,6 +310,10 @@ pub struct InspectionView {
     /// The parent that countersigned that head (见证).
     pub witnessed_by: String,
     pub entries: Vec<EntryView>,
+    /// Who sealed each entry, in `entries`' order (签章): `node`, or the department's name —
+    /// checked by this node under its certificate.
+    #[serde(default)]
+    pub sealed_by: Vec<String>,
     /// Where the next page starts, if the log goes on.
     pub next: Option<u64>,
 }
@@ -317,6 +325,14 @@ impl InspectionView {
             head: HeadView::of(&records.head.head),
             witnessed_by: records.head.witness.to_string(),
             entries: records.entries.iter().map(EntryView::of).collect(),
+            sealed_by: records
+                .sealed_by
+                .iter()
+                .map(|s| match s {
+                    SealSigner::Node => "node".to_string(),
+                    SealSigner::Department(d) => d.clone(),
+                })
+                .collect(),
             next: records.next,
         }
     }

@@ -5,9 +5,11 @@
 //! and a child's head that does not extend what this node witnessed is raised as an alarm —
 //! logged, and recorded in this node's own ledger, where its authority reads it.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
+use backflow_protocol::department::DepartmentIdentity;
 use backflow_protocol::ledger::entry::EntryKind;
 use backflow_protocol::ledger::witnessing::LedgerEvent;
 use backflow_protocol::time::UnixMs;
@@ -16,6 +18,7 @@ use tracing::{debug, error, info, warn};
 use crate::clock::now_ms;
 use crate::ledger::Record;
 use crate::ledger_api::LedgerCmd;
+use crate::ledger_seal::SealKeys;
 use crate::runtime::Runtime;
 
 /// How long a head the parent has not countersigned waits before it is sent again (a new
@@ -44,7 +47,7 @@ impl Runtime {
             }
             LedgerCmd::SignHead { reply } => {
                 self.sign_ledger_head();
-                let _ = reply.send(());
+                let _ = reply.send(self.seal_keys());
             }
             LedgerCmd::Inspect {
                 target,
@@ -60,6 +63,7 @@ impl Runtime {
     /// makes it durable at once — the head is what `ledger verify` checks the entries against.
     pub(crate) fn sign_ledger_head(&mut self) {
         self.prune_ledger_if_due();
+        self.seal_ledger();
         match self
             .ledger
             .sign_if_grown(&self.store, self.ep.identity(), now_ms().0)
@@ -72,6 +76,47 @@ impl Runtime {
             }
             // As for any storage failure: stop rather than go on unrecorded.
             Err(e) => panic!("storage failure: {e:#}"),
+        }
+    }
+
+    /// Seals the entries appended since the last beat, each under the key of the hosted
+    /// department it names or the node's ([`crate::ledger_seal`]); the head signed next
+    /// makes the seals durable with it.
+    fn seal_ledger(&mut self) {
+        if self.ledger.sealed_to() == self.ledger.size() {
+            return;
+        }
+        let departments: HashMap<&str, &DepartmentIdentity> = self
+            .ep
+            .share_service()
+            .departments()
+            .map(|d| (d.name(), d))
+            .collect();
+        match crate::ledger_seal::seal(
+            &self.store,
+            &mut self.ledger,
+            self.ep.identity(),
+            &departments,
+        ) {
+            Ok(sealed) => {
+                self.unsynced = true;
+                debug!(sealed, "ledger entries sealed");
+            }
+            // Damage (a missing entry) stops sealing, not the node: `ledger verify` names it.
+            Err(e) => warn!(error = %format!("{e:#}"), "ledger entries were not sealed"),
+        }
+    }
+
+    /// The keys this node's seals are checked under: its own and its departments'.
+    pub(crate) fn seal_keys(&self) -> SealKeys {
+        SealKeys {
+            node: self.ep.identity().key.verifying_key(),
+            departments: self
+                .ep
+                .share_service()
+                .departments()
+                .map(|d| (d.name().to_string(), d.cert.body.key))
+                .collect(),
         }
     }
 

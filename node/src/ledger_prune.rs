@@ -10,6 +10,10 @@
 //! - Each pruning is recorded in the log itself ([`EntryKind::Pruned`], in the same atomic write
 //!   as the deletions and the mark `P`), so the log says what went and when; `verify` checks
 //!   that the mark equals the last such record, naming entries removed any other way.
+//! - Only whole seal batches ([`crate::ledger_seal`]): the mark is a batch boundary, and the
+//!   pruned entries' seals go with them, so every entry kept is still checked under its seal.
+//! - Archived before they go ([`crate::ledger_archive`]): the entries are written to a file
+//!   of their own in the data directory, synced, before the deletions are.
 //! - At most [`PRUNE_ENTRIES_MAX`] entries per pruning (one bounded write); the next day's
 //!   pruning continues.
 
@@ -17,7 +21,10 @@ use anyhow::{bail, Context, Result};
 use backflow_protocol::ledger::entry::{EntryKind, LedgerEntry};
 use backflow_protocol::ledger::RETENTION_MS_MIN;
 
-use crate::ledger::{entry_key, pruned_below, seq_of, Ledger, Record, ENTRY_PREFIX, PRUNED_KEY};
+use crate::ledger::{
+    entry_key, number_of, pruned_below, seq_of, Ledger, Record, ENTRY_PREFIX, PRUNED_KEY,
+    SEAL_PREFIX,
+};
 use crate::store::{Store, CF_LEDGER};
 
 /// Entries one pruning removes at most.
@@ -70,12 +77,28 @@ pub fn prune(
         }
         below += 1;
     }
-    if below == from {
+    // Whole seal batches only: the unsealed tail stays, and so does a batch reaching past
+    // `below` (its other entries need its tree whole to be checked).
+    let mut below = below.min(ledger.sealed_to());
+    if let Some(b) = crate::ledger_seal::batch_of(store, below)? {
+        below = below.min(b.from.max(from));
+    }
+    if below <= from {
         return Ok(None);
     }
+    // Kept before it goes: the archive file is durable before the deletions are written.
+    let archived = crate::ledger_archive::archive(store, from, below)?;
     let mut batch = store.batch();
     for seq in from..below {
         batch.delete(CF_LEDGER, &entry_key(seq));
+    }
+    // The seals of the pruned entries: the batches ending at or below `below`.
+    for item in store.iter_from(CF_LEDGER, &crate::ledger_seal::seal_key(from + 1)) {
+        let (key, _) = item?;
+        if key.first() != Some(&SEAL_PREFIX) || number_of(&key, SEAL_PREFIX)? > below {
+            break;
+        }
+        batch.delete(CF_LEDGER, &key);
     }
     batch.put(CF_LEDGER, PRUNED_KEY, &below.to_be_bytes());
     let record = Record {
@@ -89,10 +112,14 @@ pub fn prune(
         subject: "ledger pruned (台账到期清理)".into(),
         detail: format!(
             "entries {from}–{} pruned: each recorded before {}, kept {} days or more (Art. 29: \
-             保存期限不少于3年); their hashes stay in the tree",
+             保存期限不少于3年), archived in {}; their hashes stay in the tree",
             below - 1,
             crate::share_api::time_text(backflow_protocol::time::UnixMs(before_ms)),
-            retention_ms / backflow_protocol::time::DAY_MS
+            retention_ms / backflow_protocol::time::DAY_MS,
+            archived
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
         ),
     };
     ledger.append(store, batch, [record])?;

@@ -175,7 +175,11 @@ pub async fn start(setup: NodeSetup) -> Result<(NodeHandle, tokio::task::JoinHan
         upstream,
         last_redial: Instant::now() - Duration::from_secs(3600),
         records: HashMap::new(),
-        ledger: crate::ledger::Ledger::open(&store, identity.region)?,
+        ledger: crate::ledger_seal::open_ledger(
+            &store,
+            identity.region,
+            &identity.key.verifying_key(),
+        )?,
         ledger_head_sent: None,
         parent_head_asked: None,
         ledger_retention_ms: setup.tuning.ledger_retention_days * backflow_protocol::time::DAY_MS,

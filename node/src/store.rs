@@ -178,6 +178,11 @@ impl Store {
         })
     }
 
+    /// The store's own directory (RocksDB's files, `chunks/`, the ledger's archive).
+    pub fn root(&self) -> &Path {
+        self.chunk_dir.parent().unwrap_or(Path::new("."))
+    }
+
     /// The content file of a partition.
     pub fn content_path(&self, content: &Hash) -> PathBuf {
         self.chunk_dir.join(hex::encode(content))
@@ -697,6 +702,24 @@ impl Store {
         self.db
             .iterator_cf(self.cf(cf), IteratorMode::From(start, Direction::Forward))
             .map(|item| item.map_err(anyhow::Error::from))
+    }
+
+    /// The greatest `(key, value)` at or before `key` that starts with `prefix`, if any (the
+    /// ledger's seal batch covering an entry).
+    pub fn last_at_or_before(
+        &self,
+        cf: &str,
+        key: &[u8],
+        prefix: &[u8],
+    ) -> Result<Option<KeyValue>> {
+        let mode = IteratorMode::From(key, Direction::Reverse);
+        match self.db.iterator_cf(self.cf(cf), mode).next() {
+            Some(item) => {
+                let (k, v) = item?;
+                Ok(k.starts_with(prefix).then_some((k, v)))
+            }
+            None => Ok(None),
+        }
     }
 
     /// The greatest key starting with `prefix`, if any.

@@ -330,6 +330,7 @@ async fn acts_are_logged_where_they_happen_and_an_edited_entry_is_named() -> Res
         let v = node.ledger_verify().await?;
         let v = v.map_err(|d| anyhow::anyhow!("{} does not verify: {d}", node.region()))?;
         assert_eq!(v.head_size, Some(v.entries), "the head covers every entry");
+        assert_eq!(v.sealed, v.entries, "every entry under its seal");
     }
 
     // Someone with the database files rewrites the use record while the node is stopped.
@@ -387,7 +388,8 @@ async fn acts_are_logged_where_they_happen_and_an_edited_entry_is_named() -> Res
 }
 
 /// Rebuilds a stopped node's whole ledger from its (edited) entries — every tree node anew —
-/// and signs the new head with the node's own key, as someone holding both could.
+/// and signs the new head with the node's own key, as someone holding both could; the seals
+/// go too, and the node makes them again under its own and its departments' keys at start.
 fn rewrite(path: &std::path::Path, identity: &backflow_protocol::cert::NodeIdentity) -> Result<()> {
     use backflow_node::ledger::{entries, Ledger, Record};
     let store = Store::open(path)?;
@@ -399,7 +401,7 @@ fn rewrite(path: &std::path::Path, identity: &backflow_protocol::cert::NodeIdent
         }
         all.extend(page);
     }
-    for prefix in [b"e", b"n", b"h"] {
+    for prefix in [b"e", b"n", b"h", b"s", b"k"] {
         for (k, _) in store.scan_prefix(CF_LEDGER, prefix, 10_000_000)? {
             store.delete(CF_LEDGER, &k)?;
         }
@@ -490,6 +492,13 @@ async fn a_provider_across_the_country_inspects_its_grant_s_records_with_proofs(
         .unwrap();
     assert_eq!(used.seq, logged.seq);
     assert!(used.use_record.as_ref().unwrap().effect.contains("57"));
+    // Sealed by the department that entered it (its key, certified by 东城区's), as the
+    // provider checked; the node's own acts by the node.
+    let sealed_by = |seq: u64| {
+        let i = seen.entries.iter().position(|e| e.seq == seq).unwrap();
+        seen.sealed_by[i].clone()
+    };
+    assert_eq!(sealed_by(logged.seq), "民政局", "{:?}", seen.sealed_by);
 
     // National, the authority above, reads every record, contiguous from the first.
     let all = national

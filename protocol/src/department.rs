@@ -25,9 +25,8 @@ use serde::{Deserialize, Serialize};
 use crate::catalog::CatalogOrigin;
 use crate::cert::{NodeIdentity, TrustStore, VerifiedIdentity};
 use crate::codec::digest;
-use crate::limits::{check_len, LimitError};
+use crate::limits::{check_len, LimitError, NAME_BYTES_MAX};
 use crate::time::UnixMs;
-use crate::wire::NAME_BYTES_MAX;
 
 const DEPARTMENT_CERT_DOMAIN: &[u8] = b"backflow/department-cert/v1";
 

@@ -22,6 +22,8 @@
 //! - [`parent_head`]: heads down — with each of its heads a node asks its parent for the
 //!   parent's own newest head and checks it extends the one it holds, so a township can
 //!   show its county's log was not rewritten either.
+//! - [`seal`]: each entry signed by the department that acted, or by the node — one
+//!   signature per signer and beat over a small tree of its entries (签章).
 //! - [`inspection`]: the provider and the authorities above reading a node's records over
 //!   the network (查阅), each entry proved against the witnessed head.
 //!
@@ -40,6 +42,7 @@ pub mod head;
 pub mod inspection;
 pub mod merkle;
 pub mod parent_head;
+pub mod seal;
 #[cfg(test)]
 mod vectors;
 pub mod verify;

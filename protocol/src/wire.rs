@@ -41,7 +41,8 @@ pub use crate::limits::{
 /// ([`crate::share::ShareAct::DeliverCorrection`]).
 /// 11: authorities' acts on departments' sharing rights ([`crate::share::RightsMsg`]).
 /// 12: correction requests against returned data ([`crate::share::ReturnedCorrection`]).
-pub const PROTOCOL_VERSION: u16 = 12;
+/// 13: inspected ledger entries carry their seals ([`crate::ledger::seal`]).
+pub const PROTOCOL_VERSION: u16 = 13;
 
 /// Identity exchange on connection: the sender's certificate chain (anchor-most first). The
 /// shell verifies it with [`crate::cert::TrustStore::verify_chain`], checks the leaf's peer id

@@ -3,13 +3,15 @@
 //! countersignature comes back and both survive restarts; a rewritten log is refused with an
 //! alarm at the city, and heads are taken only from a direct child. Inspection (查阅): national
 //! reads the witnessed county's records through the tree, each proved; a page with an edited
-//! entry does not prove itself; a township, which is not above the county, is refused.
+//! entry does not prove itself, nor one whose seal is missing, forged or whose department's
+//! certificate is left out; a township, which is not above the county, is refused.
 
 mod common;
 
 use std::collections::HashMap;
 
 use backflow_protocol::cert::NodeIdentity;
+use backflow_protocol::department::DepartmentIdentity;
 use backflow_protocol::endpoint::Event;
 use backflow_protocol::ledger::entry::{append_entry, EntryKind, LedgerEntry};
 use backflow_protocol::ledger::head::{HeadUpdate, SignedTreeHead, TreeHead};
@@ -17,6 +19,7 @@ use backflow_protocol::ledger::inspection::{
     InspectPage, InspectRefusal, InspectScope, Inspected, InspectionAsked, ProvenEntry,
 };
 use backflow_protocol::ledger::merkle::{consistency_proof, inclusion_proof, root, Hash};
+use backflow_protocol::ledger::seal::{signer_for, EntrySeal, SealProof, SealSigner, SealTree};
 use backflow_protocol::ledger::witness::WitnessError;
 use backflow_protocol::ledger::witnessing::LedgerEvent;
 use common::net::{Faults, Net, NetConfig, TEST_TUNING};
@@ -44,6 +47,23 @@ impl Log {
                 subject: (*s).into(),
                 detail: String::new(),
             };
+            let (_, nodes) = append_entry(&entry, log.size, &log.nodes).unwrap();
+            for n in nodes {
+                log.nodes.insert((n.level, n.index), n.hash);
+            }
+            log.size += 1;
+        }
+        log
+    }
+
+    /// The log of these leaf bytes.
+    fn from_leaves(leaves: &[Vec<u8>]) -> Log {
+        let mut log = Log {
+            nodes: HashMap::new(),
+            size: 0,
+        };
+        for leaf in leaves {
+            let entry = LedgerEntry::decode(leaf).unwrap();
             let (_, nodes) = append_entry(&entry, log.size, &log.nodes).unwrap();
             for n in nodes {
                 log.nodes.insert((n.level, n.index), n.hash);
@@ -323,15 +343,64 @@ fn a_county_checks_its_city_s_own_heads_and_raises_a_rewrite_of_the_city_s_log()
     );
 }
 
+/// Seals `leaves` as a node's shell does on its beat: one seal per signer over all of them,
+/// the department's for the entries naming it, the node's for the rest.
+fn seal_all(leaves: &[Vec<u8>], node: &NodeIdentity, dept: &DepartmentIdentity) -> Vec<SealProof> {
+    let size = leaves.len() as u64;
+    let entries: Vec<LedgerEntry> = leaves
+        .iter()
+        .map(|l| LedgerEntry::decode(l).unwrap())
+        .collect();
+    let mut trees: HashMap<SealSigner, SealTree> = HashMap::new();
+    for e in &entries {
+        let signer = signer_for(e.department.as_deref(), |d| d == dept.name());
+        trees
+            .entry(signer.clone())
+            .or_insert_with(|| SealTree::new(e.region, signer, 0, size))
+            .push(e.seq, &e.leaf_hash().unwrap())
+            .unwrap();
+    }
+    let seals: HashMap<SealSigner, EntrySeal> = trees
+        .iter()
+        .map(|(signer, tree)| {
+            let body = tree.body().unwrap();
+            let seal = match signer {
+                SealSigner::Node => EntrySeal::sign(body, |d| node.sign(d)),
+                SealSigner::Department(_) => EntrySeal::sign(body, |d| dept.sign(d)),
+            };
+            (signer.clone(), seal)
+        })
+        .collect();
+    entries
+        .iter()
+        .map(|e| {
+            let signer = signer_for(e.department.as_deref(), |d| d == dept.name());
+            let (position, path) = trees[&signer].proof_of(e.seq).unwrap();
+            SealProof {
+                seal: seals[&signer].clone(),
+                position,
+                path,
+            }
+        })
+        .collect()
+}
+
 /// The page a shell answers [`InspectionAsked`] with: `leaves` (the log's, or edited ones)
-/// with their proofs in `log`.
-fn page_of(log: &Log, asked: &InspectionAsked, leaves: &[Vec<u8>]) -> InspectPage {
+/// with their proofs in `log`, their seals and the department's certificate.
+fn page_of(
+    log: &Log,
+    asked: &InspectionAsked,
+    leaves: &[Vec<u8>],
+    seals: &[SealProof],
+    dept: &DepartmentIdentity,
+) -> InspectPage {
     let size = asked.head.head.head.size;
     let entries = (asked.from..size)
         .take(asked.limit as usize)
         .map(|seq| ProvenEntry {
             leaf: leaves[seq as usize].clone(),
             proof: inclusion_proof(seq, size, &log.nodes).unwrap(),
+            seal: Some(seals[seq as usize].clone()),
         })
         .collect();
     let end = asked.from + u64::from(asked.limit);
@@ -339,6 +408,7 @@ fn page_of(log: &Log, asked: &InspectionAsked, leaves: &[Vec<u8>]) -> InspectPag
         head: asked.head.clone(),
         entries,
         next: (end < size).then_some(end),
+        departments: vec![dept.cert.clone()],
     }
 }
 
@@ -370,15 +440,14 @@ fn national_inspects_a_county_s_witnessed_records_and_an_edited_one_is_caught() 
     let (county, national) = (code("110101"), code("0"));
     let id = net.fx.id("110101").clone();
     let names = acts(6);
-    let subjects: Vec<&str> = names.iter().map(String::as_str).collect();
-    let log = Log::of("110101", &subjects);
-    let leaves: Vec<Vec<u8>> = (0..log.size)
+    // Entries 2 and 4 are the county's 民政局's own (a use record, say), sealed by its key.
+    let leaves: Vec<Vec<u8>> = (0..6u64)
         .map(|seq| {
             LedgerEntry {
                 seq,
                 time_ms: 1_767_225_600_000 + seq,
                 region: county,
-                department: None,
+                department: (seq % 2 == 0 && seq > 0).then(|| "民政局".to_string()),
                 kind: EntryKind::Note,
                 subject: names[seq as usize].clone(),
                 detail: String::new(),
@@ -387,6 +456,15 @@ fn national_inspects_a_county_s_witnessed_records_and_an_edited_one_is_caught() 
             .unwrap()
         })
         .collect();
+    let log = Log::from_leaves(&leaves);
+    let dept = DepartmentIdentity::certify(
+        &id,
+        "民政局",
+        ed25519_dalek::SigningKey::from_bytes(&[42; 32]),
+        net.now,
+    )
+    .unwrap();
+    let seals = seal_all(&leaves, &id, &dept);
 
     // Before its city witnessed a head, the county has nothing to prove entries against.
     let now = net.now;
@@ -412,9 +490,11 @@ fn national_inspects_a_county_s_witnessed_records_and_an_edited_one_is_caught() 
     net.flush(county);
     net.run(1_000, |n| n.ep(county).ledger_acknowledged().is_some());
 
-    // National asks; the county's shell answers from its log; national checks every proof.
-    // Round 2 edits entry 3; round 3 leaves out the page's last entry and says it is the end.
-    for round in 1..=3usize {
+    // National asks; the county's shell answers from its log; national checks every proof
+    // and seal. Round 2 edits entry 3; round 3 leaves out the page's last entry and says it is
+    // the end; round 4 leaves out 民政局's certificate; round 5 drops entry 3's seal; round 6
+    // has the node's key sign 民政局's seal (the operator forging the department's record).
+    for round in 1..=6usize {
         let edit = round == 2;
         let now = net.now;
         let q = net
@@ -432,10 +512,23 @@ fn national_inspects_a_county_s_witnessed_records_and_an_edited_one_is_caught() 
             e.subject = "act 3, as someone would rather it read".into();
             leaves[3] = e.leaf_bytes().unwrap();
         }
-        let mut page = page_of(&log, &a, &leaves);
-        if round == 3 {
-            page.entries.pop();
-            page.next = None;
+        let mut page = page_of(&log, &a, &leaves, &seals, &dept);
+        match round {
+            3 => {
+                page.entries.pop();
+                page.next = None;
+            }
+            4 => page.departments.clear(),
+            5 => page.entries[2].seal = None,
+            6 => {
+                let proof = page.entries[1].seal.as_mut().unwrap();
+                assert_eq!(
+                    proof.seal.body.signer,
+                    SealSigner::Department("民政局".into())
+                );
+                proof.seal = EntrySeal::sign(proof.seal.body.clone(), |d| id.sign(d));
+            }
+            _ => {}
         }
         net.node_mut(county)
             .ep
@@ -456,6 +549,12 @@ fn national_inspects_a_county_s_witnessed_records_and_an_edited_one_is_caught() 
                 "{e}"
             ),
             (3, Err(e)) => assert!(e.contains("entries 4..6 are missing"), "{e}"),
+            (4, Err(e)) => assert!(e.contains("certificate the page lacks"), "{e}"),
+            (5, Err(e)) => assert!(e.contains("position 3 carries no seal"), "{e}"),
+            (6, Err(e)) => assert!(
+                e.contains("position 2: its seal") && e.contains("民政局"),
+                "{e}"
+            ),
             (_, r) => panic!("round {round}: {r:?}"),
         }
     }

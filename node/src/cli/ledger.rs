@@ -145,11 +145,14 @@ pub fn run(cmd: LedgerCmd, out: &mut impl Write) -> Result<()> {
             writeln!(
                 out,
                 "ledger verified: {} entries, root {}; they match the head this node signed \
-                 ({} entries, {})",
+                 ({} entries, {}); {} entries checked under the seal of the department or node \
+                 that logged them; {} pruned entries in the archive checked against the tree",
                 v["entries"],
                 v["root"].as_str().unwrap_or_default(),
                 v["head_size"],
-                v["head_time"].as_str().unwrap_or("-")
+                v["head_time"].as_str().unwrap_or("-"),
+                v["sealed"],
+                v["archived"]
             )?;
         }
         LedgerCmd::Export {
@@ -187,13 +190,15 @@ pub fn run(cmd: LedgerCmd, out: &mut impl Write) -> Result<()> {
             });
             let v = call(&data.dir, "POST", "/api/ledger/inspect", Some(&body))?;
             let i: InspectionView = serde_json::from_value(v)?;
-            for e in &i.entries {
-                writeln!(out, "{}", line(e))?;
+            for (n, e) in i.entries.iter().enumerate() {
+                let by = i.sealed_by.get(n).map_or("?", String::as_str);
+                writeln!(out, "{}  [sealed by {by}]", line(e))?;
             }
             writeln!(
                 out,
                 "{} entries of {}'s ledger, each proved included in its head of {} entries \
-                 (root {}, signed {}), witnessed (见证) by {}",
+                 (root {}, signed {}), witnessed (见证) by {}, and each under the seal (签章) \
+                 of the department that logged it or of the node",
                 i.entries.len(),
                 i.region,
                 i.head.size,

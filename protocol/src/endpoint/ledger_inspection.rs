@@ -213,9 +213,10 @@ impl<P: Copy + Ord + std::fmt::Debug> Endpoint<P> {
         };
         let result = match answer.result {
             Ok((page, chain)) => check_page(&mut self.trust, now, &query, &page, &chain)
-                .map(|entries| InspectedRecords {
+                .map(|(entries, sealed_by)| InspectedRecords {
                     head: page.head,
                     entries,
+                    sealed_by,
                     next: page.next,
                 })
                 .map_err(|e| format!("the answer does not prove itself: {e}")),

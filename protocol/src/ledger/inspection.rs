@@ -21,6 +21,11 @@
 //! leaves out of it is not detected by the provider — the authority above, reading the
 //! whole range, would see it.
 //!
+//! Each entry also comes with its seal ([`super::seal`]): the inspector checks it under the key
+//! of the department that logged it — its certificate, issued by the target's jurisdiction key,
+//! travels in the page — or of the target node itself, so an entry is shown as the act of the
+//! department or node that signed it, and a use record (使用记录) as the department's own.
+//!
 //! Entries appended after the last witnessed head are not shown until the parent witnesses
 //! them (within a minute of the next head: [`super::witnessing`]).
 //!
@@ -39,9 +44,11 @@ use serde::{Deserialize, Serialize};
 use super::entry::LedgerEntry;
 use super::head::WitnessedHead;
 use super::merkle::{leaf_hash, Hash, PROOF_HASHES_MAX};
+use super::seal::{SealProof, SealSigner};
 use super::verify::verify_inclusion;
 use crate::cert::{check_chain_limits, CertChain, NodeIdentity, TrustStore};
 use crate::codec::digest;
+use crate::department::DepartmentCert;
 use crate::limits::{check_len, Bounded, LimitError, FRAME_BYTES_MAX, TEXT_BYTES_MAX};
 use crate::time::UnixMs;
 
@@ -127,12 +134,15 @@ impl SignedInspectQuery {
     }
 }
 
-/// One entry as logged (its leaf bytes) and its inclusion proof.
+/// One entry as logged (its leaf bytes), its inclusion proof and its seal.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProvenEntry {
     #[serde(with = "serde_bytes")]
     pub leaf: Vec<u8>,
     pub proof: Vec<Hash>,
+    /// Who logged it, signed ([`super::seal`]); required — `None` only so that a page
+    /// without one is refused by name rather than undecodable.
+    pub seal: Option<SealProof>,
 }
 
 /// A page of records as the target's shell reads it: the entries, proved against `head`.
@@ -142,6 +152,8 @@ pub struct InspectPage {
     pub entries: Vec<ProvenEntry>,
     /// Where the next page starts, if the witnessed log goes on past what was read.
     pub next: Option<u64>,
+    /// The certificates of the departments whose seals the entries carry.
+    pub departments: Vec<DepartmentCert>,
 }
 
 /// Why a query was not answered with records.
@@ -195,10 +207,21 @@ impl Bounded for InspectAnswer {
                     page.entries.len(),
                     INSPECT_ENTRIES_MAX as usize,
                 )?;
+                check_len(
+                    "inspected departments",
+                    page.departments.len(),
+                    INSPECT_ENTRIES_MAX as usize,
+                )?;
+                for d in &page.departments {
+                    d.check_limits()?;
+                }
                 let mut bytes = 0;
                 for e in &page.entries {
                     check_len("ledger entry bytes", e.leaf.len(), LEDGER_ENTRY_BYTES_MAX)?;
                     check_len("inclusion proof hashes", e.proof.len(), PROOF_HASHES_MAX)?;
+                    if let Some(seal) = &e.seal {
+                        seal.check_limits()?;
+                    }
                     bytes += e.leaf.len();
                 }
                 check_len(
@@ -262,15 +285,16 @@ pub enum RecordsError {
 
 /// Checks an answer's page at the inspector: the target's chain verifies now, the head is the
 /// target's, signed by it and countersigned by its parent (the chain's issuer), and every
-/// entry is the target's, in the scope asked, at increasing positions from `query.from`, and
-/// included in the head. Returns the entries.
+/// entry is the target's, in the scope asked, at increasing positions from `query.from`,
+/// included in the head and sealed by the department it names (its certificate checked under
+/// the target's chain) or by the target. Returns the entries and who sealed each.
 pub fn check_page(
     trust: &mut TrustStore,
     now: UnixMs,
     query: &InspectQuery,
     page: &InspectPage,
     chain: &CertChain,
-) -> Result<Vec<LedgerEntry>, RecordsError> {
+) -> Result<(Vec<LedgerEntry>, Vec<SealSigner>), RecordsError> {
     let target = query.target;
     let verified = trust
         .verify_chain(chain, now)
@@ -307,6 +331,7 @@ pub fn check_page(
         });
     }
     let mut entries = Vec::with_capacity(page.entries.len());
+    let mut sealed_by = Vec::with_capacity(page.entries.len());
     let mut at = query.from;
     for (index, proven) in page.entries.iter().enumerate() {
         let bad = |why: String| RecordsError::Entry { index, why };
@@ -323,16 +348,34 @@ pub fn check_page(
         if subject.as_ref().is_some_and(|s| *s != entry.subject) {
             return Err(bad("an entry of another subject".into()));
         }
-        verify_inclusion(
-            &leaf_hash(&proven.leaf),
-            entry.seq,
-            size,
-            &proven.proof,
-            &root,
-        )
-        .map_err(|e| bad(format!("position {}: {e}", entry.seq)))?;
+        let leaf = leaf_hash(&proven.leaf);
+        verify_inclusion(&leaf, entry.seq, size, &proven.proof, &root)
+            .map_err(|e| bad(format!("position {}: {e}", entry.seq)))?;
+        let Some(seal) = &proven.seal else {
+            return Err(bad(format!("position {} carries no seal", entry.seq)));
+        };
+        let key = match &seal.seal.body.signer {
+            SealSigner::Node => verified.key,
+            SealSigner::Department(name) => {
+                let cert = page
+                    .departments
+                    .iter()
+                    .find(|c| c.body.department == *name)
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "sealed by department {name:?}, whose certificate the page lacks"
+                        ))
+                    })?;
+                cert.verify(trust, &verified, now)
+                    .map_err(|e| bad(e.to_string()))?;
+                cert.body.key
+            }
+        };
+        seal.check(&entry, &leaf, &key)
+            .map_err(|e| bad(format!("position {}: its seal: {e}", entry.seq)))?;
         at = entry.seq + 1;
         entries.push(entry);
+        sealed_by.push(seal.seal.body.signer.clone());
     }
     match page.next {
         Some(next) if next < at || next > size => return Err(RecordsError::Next { next }),
@@ -345,7 +388,7 @@ pub fn check_page(
         }
         _ => {}
     }
-    Ok(entries)
+    Ok((entries, sealed_by))
 }
 
 /// The inspector's side: queries in flight.
@@ -447,6 +490,8 @@ pub struct Inspected {
 pub struct InspectedRecords {
     pub head: WitnessedHead,
     pub entries: Vec<LedgerEntry>,
+    /// Who sealed each entry (in `entries`' order), as checked.
+    pub sealed_by: Vec<SealSigner>,
     pub next: Option<u64>,
 }
 
@@ -487,6 +532,7 @@ mod tests {
         let entry = |bytes: usize| ProvenEntry {
             leaf: vec![0; bytes],
             proof: Vec::new(),
+            seal: None,
         };
         let head: WitnessedHead = WitnessedHead {
             head: super::super::head::SignedTreeHead {
@@ -510,6 +556,7 @@ mod tests {
                     head: head.clone(),
                     entries,
                     next: None,
+                    departments: Vec::new(),
                 },
                 Vec::new(),
             )),
@@ -529,6 +576,7 @@ mod tests {
         let long_proof = ProvenEntry {
             leaf: vec![0; 10],
             proof: vec![[0; 32]; PROOF_HASHES_MAX + 1],
+            seal: None,
         };
         assert!(answer(vec![long_proof]).check_limits().is_err());
         // A query asking for more than a page holds.
