@@ -449,10 +449,14 @@ pub fn entries(store: &Store, from: u64, limit: usize) -> Result<Vec<LedgerEntry
     Ok(out)
 }
 
-/// Each entry `from..to` as sealing needs it: position, leaf hash and department. An entry
-/// missing or not decoding is an error naming it (`ledger verify` says more).
-pub fn leaves_in(store: &Store, from: u64, to: u64) -> Result<Vec<(u64, Hash, Option<String>)>> {
-    let mut out = Vec::with_capacity((to - from).min(65_536) as usize);
+/// Calls `f` with each entry `from..to` in order: its position, logged bytes and decoded
+/// entry. An entry missing or not decoding is an error naming it (`ledger verify` says more).
+pub fn each_entry(
+    store: &Store,
+    from: u64,
+    to: u64,
+    mut f: impl FnMut(u64, &[u8], LedgerEntry) -> Result<()>,
+) -> Result<()> {
     let mut at = from;
     for item in store.iter_from(CF_LEDGER, &entry_key(from)) {
         if at >= to {
@@ -464,12 +468,22 @@ pub fn leaves_in(store: &Store, from: u64, to: u64) -> Result<Vec<(u64, Hash, Op
         }
         let entry = LedgerEntry::decode(&value)
             .with_context(|| format!("ledger entry {at} does not decode"))?;
-        out.push((at, merkle::leaf_hash(&value), entry.department));
+        f(at, &value, entry)?;
         at += 1;
     }
     if at < to {
         bail!("ledger entry {at} is missing: `backflow ledger verify` names the damage");
     }
+    Ok(())
+}
+
+/// Each entry `from..to` as sealing needs it: position, leaf hash and department.
+pub fn leaves_in(store: &Store, from: u64, to: u64) -> Result<Vec<(u64, Hash, Option<String>)>> {
+    let mut out = Vec::with_capacity((to - from).min(65_536) as usize);
+    each_entry(store, from, to, |at, bytes, entry| {
+        out.push((at, merkle::leaf_hash(bytes), entry.department));
+        Ok(())
+    })?;
     Ok(out)
 }
 

@@ -19,9 +19,9 @@ use backflow_protocol::ledger::entry::LedgerEntry;
 use backflow_protocol::ledger::merkle::{self, NodeStore};
 use serde::{Deserialize, Serialize};
 
-use crate::ledger::{entry_key, seq_of, StoredNodes, ENTRY_PREFIX};
+use crate::ledger::StoredNodes;
 use crate::ledger_api::EntryView;
-use crate::store::{Store, CF_LEDGER};
+use crate::store::Store;
 
 pub const ARCHIVE_DIR: &str = "ledger-archive";
 
@@ -52,29 +52,16 @@ pub fn archive(store: &Store, from: u64, below: u64) -> Result<PathBuf> {
     let file =
         std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     let mut out = std::io::BufWriter::new(file);
-    let mut at = from;
-    for item in store.iter_from(CF_LEDGER, &entry_key(from)) {
-        if at >= below {
-            break;
-        }
-        let (key, leaf) = item?;
-        if key.first() != Some(&ENTRY_PREFIX) || seq_of(&key)? != at {
-            bail!("ledger entry {at} is missing: `backflow ledger verify` names the damage");
-        }
-        let entry = LedgerEntry::decode(&leaf)
-            .with_context(|| format!("ledger entry {at} does not decode"))?;
+    crate::ledger::each_entry(store, from, below, |at, leaf, entry| {
         let line = ArchivedEntry {
             seq: at,
-            leaf: hex::encode(&leaf),
+            leaf: hex::encode(leaf),
             entry: EntryView::of(&entry),
         };
         serde_json::to_writer(&mut out, &line)?;
         out.write_all(b"\n")?;
-        at += 1;
-    }
-    if at < below {
-        bail!("ledger entry {at} is missing: `backflow ledger verify` names the damage");
-    }
+        Ok(())
+    })?;
     out.into_inner()
         .map_err(|e| e.into_error())?
         .sync_all()

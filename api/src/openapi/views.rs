@@ -191,14 +191,17 @@ described_object! {
     /// `effect`, `storage`, `disposal`).
     LedgerEntry;
 
-    /// The ledger checked against its tree and its signed head: `{ok: true, entries, root,
-    /// head_size, head_time}`, or `{ok: false, entry, problem}` naming the first bad entry.
+    /// The ledger checked against its tree, its signed head and every entry's seal:
+    /// `{ok: true, entries, root, head_size, head_time, sealed, archived}` (`sealed`: entries
+    /// whose seal was checked; `archived`: pruned entries in the archive files, checked against
+    /// the tree), or `{ok: false, entry, problem}` naming the first bad entry.
     LedgerVerification;
 
     /// Another node's records read over the network (查阅, Art. 29): `region`, `head` (its
     /// head: `size`, `root`, `time`), `witnessed_by` (the parent that countersigned it),
-    /// `entries` (each a LedgerEntry, proved included in that head) and `next` (where the
-    /// next page starts, or null).
+    /// `entries` (each a LedgerEntry, proved included in that head), `sealed_by` (who sealed
+    /// each entry, in order: `node` or the department's name, checked under its certificate)
+    /// and `next` (where the next page starts, or null).
     LedgerInspection;
 
     /// This document: OpenAPI 3.1, generated from the handlers' annotations.

@@ -344,6 +344,14 @@ mod tests {
         (entries, trees)
     }
 
+    /// The department's key and the node's.
+    fn keys() -> (SigningKey, SigningKey) {
+        (
+            SigningKey::from_bytes(&[1; 32]),
+            SigningKey::from_bytes(&[2; 32]),
+        )
+    }
+
     fn proof(tree: &SealTree, key: &SigningKey, seq: u64) -> SealProof {
         let seal = EntrySeal::sign(tree.body().unwrap(), |d| key.sign(d));
         let (position, path) = tree.proof_of(seq).unwrap();
@@ -356,10 +364,7 @@ mod tests {
 
     #[test]
     fn each_entry_checks_against_its_signer_s_seal_alone() {
-        let (dept, node) = (
-            SigningKey::from_bytes(&[1; 32]),
-            SigningKey::from_bytes(&[2; 32]),
-        );
+        let (dept, node) = keys();
         let (entries, trees) = sealed();
         let dept_tree = &trees[&SealSigner::Department("民政局".into())];
         let node_tree = &trees[&SealSigner::Node];
@@ -379,10 +384,7 @@ mod tests {
 
     #[test]
     fn a_forged_moved_or_misattributed_entry_does_not_check() {
-        let (dept, node) = (
-            SigningKey::from_bytes(&[1; 32]),
-            SigningKey::from_bytes(&[2; 32]),
-        );
+        let (dept, node) = keys();
         let (entries, trees) = sealed();
         let dept_tree = &trees[&SealSigner::Department("民政局".into())];
         let node_tree = &trees[&SealSigner::Node];
