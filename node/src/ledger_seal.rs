@@ -125,10 +125,7 @@ pub(crate) fn seal_until(
         let mut trees: BTreeMap<SealSigner, SealTree> = BTreeMap::new();
         for (seq, (leaf, department)) in (from..).zip(&items) {
             let signer = signer_for(department.as_deref(), |d| departments.contains_key(d));
-            trees
-                .entry(signer.clone())
-                .or_insert_with(|| SealTree::new(ledger.region(), signer, from, to))
-                .push(seq, leaf)
+            push(&mut trees, ledger.region(), from..to, signer, seq, leaf)
                 .map_err(|e| anyhow!("sealing ledger entry {seq}: {e}"))?;
         }
         let mut seals = Vec::with_capacity(trees.len());
@@ -239,10 +236,7 @@ impl<'s> SealProver<'s> {
             for (at, leaf, named) in crate::ledger::leaves_in(self.store, from, to)? {
                 let leaf = tree.get(0, at).unwrap_or(leaf);
                 let signer = signer_in(&batch, named.as_deref());
-                trees
-                    .entry(signer.clone())
-                    .or_insert_with(|| SealTree::new(self.region, signer, from, to))
-                    .push(at, &leaf)
+                push(&mut trees, self.region, from..to, signer, at, &leaf)
                     .map_err(|e| anyhow!("ledger entry {at}: {e}"))?;
             }
             self.batch = Some((batch, trees));
@@ -261,6 +255,22 @@ impl<'s> SealProver<'s> {
             path,
         }))
     }
+}
+
+/// Adds entry `seq` (leaf hash `leaf`) to `signer`'s tree of the batch `range`, begun if new:
+/// how sealing, proving and verifying all rebuild a batch's trees.
+fn push(
+    trees: &mut BTreeMap<SealSigner, SealTree>,
+    region: RegionCode,
+    range: std::ops::Range<u64>,
+    signer: SealSigner,
+    seq: u64,
+    leaf: &Hash,
+) -> std::result::Result<(), backflow_protocol::ledger::seal::SealError> {
+    trees
+        .entry(signer.clone())
+        .or_insert_with(|| SealTree::new(region, signer, range.start, range.end))
+        .push(seq, leaf)
 }
 
 /// Who sealed an entry naming `department` in `batch`: the department, if the batch holds its
@@ -349,11 +359,7 @@ impl<'s> SealCheck<'s> {
             unreachable!("a batch was loaded just above");
         };
         let signer = signer_in(batch, department);
-        let pushed = trees
-            .entry(signer.clone())
-            .or_insert_with(|| SealTree::new(self.region, signer, batch.from, batch.to))
-            .push(seq, leaf);
-        if let Err(e) = pushed {
+        if let Err(e) = push(trees, self.region, batch.from..batch.to, signer, seq, leaf) {
             return Ok(Err(damage(seq, format!("its seal: {e}"))));
         }
         self.sealed += 1;

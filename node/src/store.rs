@@ -704,24 +704,6 @@ impl Store {
             .map(|item| item.map_err(anyhow::Error::from))
     }
 
-    /// The greatest `(key, value)` at or before `key` that starts with `prefix`, if any (the
-    /// ledger's seal batch covering an entry).
-    pub fn last_at_or_before(
-        &self,
-        cf: &str,
-        key: &[u8],
-        prefix: &[u8],
-    ) -> Result<Option<KeyValue>> {
-        let mode = IteratorMode::From(key, Direction::Reverse);
-        match self.db.iterator_cf(self.cf(cf), mode).next() {
-            Some(item) => {
-                let (k, v) = item?;
-                Ok(k.starts_with(prefix).then_some((k, v)))
-            }
-            None => Ok(None),
-        }
-    }
-
     /// The greatest key starting with `prefix`, if any.
     pub fn last_key_with_prefix(&self, cf: &str, prefix: &[u8]) -> Result<Option<Vec<u8>>> {
         // Seek to the last key below the prefix's successor.
