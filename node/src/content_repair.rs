@@ -39,10 +39,11 @@ impl Runtime {
         let dropped = self
             .store
             .drop_groups(&content, bytes, groups.clone())
-            .and_then(|()| self.data.forget_outboard(&content));
-        if let Err(e) = dropped {
-            panic!("storage failure: dropping damaged content: {e:#}");
-        }
+            .and_then(|dropped| self.data.forget_outboard(&content).map(|()| dropped));
+        let groups = match dropped {
+            Ok(dropped) => dropped,
+            Err(e) => panic!("storage failure: dropping damaged content: {e:#}"),
+        };
         self.ep.handle_content_damaged(now_ms(), &content, groups);
     }
 

@@ -19,14 +19,14 @@
 //!
 //! A *small* partition (≤ [`INLINE_PARTITION_BYTES_MAX`]) is the opposite case: a national
 //! dataset is 41,352 partitions of ~12 KB, and a file each cost more than its bytes (create,
-//! open, inode, directory entry, and a sync each once writes are made durable). Its groups
-//! are stored in the index entry itself, after the length. RocksDB packs them: into its WAL
-//! (one append per batch, which is one chunk frame), then at flush into blob files (the
-//! `chunks` CF keeps values ≥ 4 KiB in blob files, so compaction moves pointers, not bytes) —
-//! segment files with an index, with RocksDB's own checksums and crash recovery. That is
-//! how a *received* small partition is kept. The *publisher's* 41,352 are written once into
-//! segment files of its own instead ([`segment`]): RocksDB's way copied each byte into a
-//! memtable and again into a blob file at flush, the work that held the publish back.
+//! open, inode, directory entry, and a sync each once writes are made durable). Small
+//! partitions are packed into *segment files* ([`segment`]), the index holding a pointer per
+//! group: the publisher's in one vectored write per batch, a receiver's — whole partitions
+//! verified in one chunk frame — in one append per frame, synced before the frame's index
+//! batch lands. (Before, they were RocksDB values: copied into its WAL, its memtable and again
+//! into a blob file at flush.) A small partition that arrives in pieces (a run of some of its
+//! groups) still keeps its groups in the index entry itself, after the length, as every
+//! small partition once did; the `chunks` CF keeps such values ≥ 4 KiB in blob files.
 //!
 //! Invariants:
 //! - a chunk group is written only after it verified against its partition hash (the caller
@@ -133,7 +133,7 @@ pub struct Store {
     direct: bool,
     /// Held while a content file is created and its directory synced.
     create_lock: Arc<std::sync::Mutex<()>>,
-    /// The publisher's small partitions, packed ([`segment`]).
+    /// Small partitions, packed ([`segment`]): the publisher's and received ones.
     segments: Arc<segment::Segments>,
 }
 
@@ -537,24 +537,29 @@ impl Store {
     }
 
     /// Drops groups `groups` of a partition (of `partition_bytes`) from the index: they failed
-    /// verification, and must be neither served nor counted until fetched again. The whole
-    /// partition goes with its file; a few groups by point deletes (their file ranges are then
-    /// holes the index does not name, rewritten when they arrive again).
+    /// verification, and must be neither served nor counted until fetched again. Returns the
+    /// groups dropped. The whole partition goes with its file — and a small one
+    /// ([`is_inline`]) always goes whole: it may lie in a segment, whose groups are read as
+    /// one run, and fetching ≤ 128 KiB again costs nothing. A few groups of a large one go by
+    /// point deletes (their file ranges are then holes the index does not name, rewritten
+    /// when they arrive again).
     pub fn drop_groups(
         &self,
         content: &Hash,
         partition_bytes: u64,
         groups: Range<u64>,
-    ) -> Result<()> {
+    ) -> Result<Range<u64>> {
         let total = partition_bytes.div_ceil(CHUNK_GROUP_BYTES);
-        if groups.start == 0 && groups.end >= total {
-            return self.delete_content(content, partition_bytes);
+        if (groups.start == 0 && groups.end >= total) || is_inline(partition_bytes) {
+            self.delete_content(content, partition_bytes)?;
+            return Ok(0..total);
         }
         let mut batch = self.batch();
         for g in groups.start..groups.end.min(total) {
             batch.delete(CF_CHUNKS, &chunk_key(content, g));
         }
-        self.write(batch)
+        self.write(batch)?;
+        Ok(groups.start..groups.end.min(total))
     }
 
     /// Forgets a partition's content (of `partition_bytes`): its index entries and its file.
@@ -618,6 +623,7 @@ impl Store {
             store: self,
             inner: WriteBatch::default(),
             written: Vec::new(),
+            appended: Vec::new(),
         }
     }
 
@@ -627,9 +633,12 @@ impl Store {
     /// back. One sync per file per batch (a received chunk frame, ≤ 1 MiB): measured in the
     /// transfer bench (node/README.md). The batch itself goes to the write-ahead log unsynced;
     /// what must outlive a power cut is synced before it is acknowledged ([`Store::sync_wal`]).
-    pub fn write(&self, batch: Batch<'_>) -> Result<()> {
-        let Batch { inner, written, .. } = batch;
-        for (content, file) in &written {
+    pub fn write(&self, mut batch: Batch<'_>) -> Result<()> {
+        if !batch.appended.is_empty() {
+            return self.write_appended(batch);
+        }
+        let inner = std::mem::take(&mut batch.inner);
+        for (content, file) in &batch.written {
             file.sync_data()
                 .with_context(|| format!("syncing {}", self.content_path(content).display()))?;
         }
@@ -641,10 +650,14 @@ impl Store {
     /// [`crate::publish::prepare`] synced each content file it wrote, then the directory, then
     /// [`Store::flush`]ed the index (a crash before the manifest is written just means
     /// publishing again, which rewrites content and index alike).
-    pub fn write_unlogged(&self, batch: Batch<'_>) -> Result<()> {
+    pub fn write_unlogged(&self, mut batch: Batch<'_>) -> Result<()> {
         let mut opts = rocksdb::WriteOptions::default();
         opts.disable_wal(true);
-        Ok(self.db.write_opt(batch.inner, &opts)?)
+        debug_assert!(
+            batch.appended.is_empty(),
+            "received content is written logged"
+        );
+        Ok(self.db.write_opt(std::mem::take(&mut batch.inner), &opts)?)
     }
 
     pub fn delete(&self, cf: &str, key: &[u8]) -> Result<()> {
@@ -869,6 +882,18 @@ pub struct Batch<'s> {
     inner: WriteBatch,
     /// Content files written for this batch, one handle per partition.
     written: Vec<(Hash, File)>,
+    /// Received small partitions appended to a segment for this batch.
+    appended: Vec<segment::Appended>,
+}
+
+impl Drop for Batch<'_> {
+    /// A batch dropped unwritten ends its segment reservations (the appended bytes are dead
+    /// space; nothing names them).
+    fn drop(&mut self) {
+        for a in self.appended.drain(..) {
+            self.store.segments.release(a.segment);
+        }
+    }
 }
 
 impl Batch<'_> {

@@ -17,12 +17,21 @@
 //! key (a publish that crashed before its index was flushed, or a removal cut short) is
 //! swept when the store opens.
 //!
+//! A *received* small partition goes into a segment too ([`Store::stage_received`]): the
+//! verified whole small partitions of one chunk frame are appended to the store's receiving
+//! segment in one write, synced before the frame's index batch lands (as a content file is),
+//! and the count raised in that batch. Before, they went into RocksDB as values: its WAL, its
+//! memtable and again a blob file at flush — at each of a national dataset's 31 provinces
+//! (#13). A receiving segment is never appended to after a restart (a new one is begun), so
+//! its length needs no recovery; bytes appended whose batch never landed are dead space.
+//!
 //! Why not a crate: nothing packs content-addressed blobs into files beside RocksDB with
 //! this contract; the code is the file format above plus a sweep.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{IoSlice, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -86,6 +95,32 @@ pub(super) struct Segments {
     next: AtomicU32,
     /// Held while a count is read and written again (publish and deletes may race).
     counts: Mutex<()>,
+    /// The segment received partitions are appended to, and the appends not yet indexed.
+    receiving: Mutex<Receiving>,
+}
+
+/// The receiving segment (see the module docs) and reservations in flight: a segment with
+/// appends whose batch has not landed is not removed when its count reaches zero.
+#[derive(Default)]
+struct Receiving {
+    open: Option<ReceivingSegment>,
+    /// Appends reserved and not yet indexed (or failed), per segment.
+    in_flight: HashMap<u32, u32>,
+}
+
+struct ReceivingSegment {
+    id: u32,
+    file: Arc<File>,
+    len: u64,
+}
+
+/// Appended received bytes the batch must sync and count before it lands (see
+/// [`Store::write`]).
+pub(super) struct Appended {
+    pub(super) segment: u32,
+    pub(super) file: Arc<File>,
+    /// Partitions the append added.
+    pub(super) partitions: u64,
 }
 
 impl Segments {
@@ -133,7 +168,61 @@ impl Segments {
             handles: Mutex::default(),
             next: AtomicU32::new(highest.saturating_add(1)),
             counts: Mutex::default(),
+            receiving: Mutex::default(),
         })
+    }
+
+    /// Reserves `bytes` at the end of the receiving segment (a new one is begun when there
+    /// is none or it would pass [`SEGMENT_BYTES_MAX`]); the caller writes there and then
+    /// [`Segments::release`]s the reservation once its batch has landed or failed.
+    fn reserve(&self, bytes: u64) -> Result<(u32, Arc<File>, u64)> {
+        let mut r = self.receiving.lock().unwrap_or_else(|e| e.into_inner());
+        if r.open
+            .as_ref()
+            .is_none_or(|o| o.len.saturating_add(bytes) > SEGMENT_BYTES_MAX)
+        {
+            let id = self.next.fetch_add(1, Ordering::Relaxed);
+            let path = self.path(id);
+            let file = OpenOptions::new()
+                .create_new(true)
+                .read(true)
+                .write(true)
+                .open(&path)
+                .with_context(|| format!("creating segment {}", path.display()))?;
+            // Its directory entry is durable before any index entry can name it.
+            File::open(&self.dir)
+                .and_then(|d| d.sync_all())
+                .with_context(|| format!("syncing {}", self.dir.display()))?;
+            r.open = Some(ReceivingSegment {
+                id,
+                file: Arc::new(file),
+                len: 0,
+            });
+        }
+        let open = r.open.as_mut().expect("opened above");
+        let at = open.len;
+        open.len += bytes;
+        let (id, file) = (open.id, Arc::clone(&open.file));
+        *r.in_flight.entry(id).or_default() += 1;
+        Ok((id, file, at))
+    }
+
+    /// Ends a reservation of [`Segments::reserve`].
+    pub(super) fn release(&self, segment: u32) {
+        let mut r = self.receiving.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = r.in_flight.get_mut(&segment) {
+            *n -= 1;
+            if *n == 0 {
+                r.in_flight.remove(&segment);
+            }
+        }
+    }
+
+    /// Whether a segment whose count reached zero may be removed: not while received bytes
+    /// are being appended to it or indexed.
+    fn removable(&self, segment: u32) -> bool {
+        let r = self.receiving.lock().unwrap_or_else(|e| e.into_inner());
+        r.open.as_ref().is_none_or(|o| o.id != segment) && !r.in_flight.contains_key(&segment)
     }
 
     pub(super) fn path(&self, segment: u32) -> PathBuf {
@@ -216,11 +305,93 @@ impl Store {
             batch.put(CF_CHUNKS, &count_key(segment), &left.to_le_bytes());
         }
         self.write(batch)?;
-        if left == 0 {
+        if left == 0 && self.segments.removable(segment) {
             self.segments.forget(segment);
             super::remove_if_present(&self.segments.path(segment))?;
         }
         Ok(())
+    }
+
+    /// Stages received, verified whole small partitions (`parts`: content hash and where its
+    /// bytes lie in `bytes`, back to back) into `batch`: `bytes` appended to the receiving
+    /// segment in one write now, the groups' pointers into the batch, which syncs the segment
+    /// and raises its count before it lands ([`Store::write`]). A content received twice
+    /// (frames crossing) is counted twice: its old place is dead space, never a dangling
+    /// pointer.
+    pub fn stage_received(
+        &self,
+        bytes: &[u8],
+        parts: &[(Hash, std::ops::Range<usize>)],
+        batch: &mut Batch<'_>,
+    ) -> Result<()> {
+        if parts.is_empty() {
+            return Ok(());
+        }
+        let (id, file, at) = self.segments.reserve(bytes.len() as u64)?;
+        let appended = Appended {
+            segment: id,
+            file,
+            partitions: parts.len() as u64,
+        };
+        if let Err(e) = appended.file.write_all_at(bytes, at) {
+            self.segments.release(id);
+            return Err(anyhow::Error::new(e).context(format!(
+                "writing segment {}",
+                self.segments.path(id).display()
+            )));
+        }
+        for (content, range) in parts {
+            debug_assert!(super::is_inline(range.len() as u64));
+            let mut offset = at + range.start as u64;
+            for (g, piece) in bytes[range.clone()]
+                .chunks(CHUNK_GROUP_BYTES as usize)
+                .enumerate()
+            {
+                batch.put(
+                    CF_CHUNKS,
+                    &chunk_key(content, g as u64),
+                    &pointer_value(piece.len(), id, offset),
+                );
+                offset += piece.len() as u64;
+            }
+        }
+        batch.appended.push(appended);
+        Ok(())
+    }
+
+    /// Writes a batch that appended received partitions ([`Store::stage_received`]): each
+    /// segment synced first, then the counts raised in the batch, which lands under the
+    /// counts lock; the reservations end either way.
+    pub(super) fn write_appended(&self, mut batch: Batch<'_>) -> Result<()> {
+        let appended = std::mem::take(&mut batch.appended);
+        let result = (|| {
+            for a in &appended {
+                a.file.sync_data().with_context(|| {
+                    format!("syncing {}", self.segments.path(a.segment).display())
+                })?;
+            }
+            let _counts = self
+                .segments
+                .counts
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let mut added: Vec<(u32, u64)> = Vec::new();
+            for a in &appended {
+                match added.iter_mut().find(|(s, _)| *s == a.segment) {
+                    Some((_, n)) => *n += a.partitions,
+                    None => added.push((a.segment, a.partitions)),
+                }
+            }
+            for (segment, n) in added {
+                let count = self.segment_count(segment)? + n;
+                batch.put(CF_CHUNKS, &count_key(segment), &count.to_le_bytes());
+            }
+            self.write(batch)
+        })();
+        for a in &appended {
+            self.segments.release(a.segment);
+        }
+        result
     }
 }
 
