@@ -245,46 +245,32 @@ pub fn receive_frame(
             // per frame, none with a pooled buffer.
             packed.reserve(received.len().saturating_sub(packed.len()));
             let start = packed.len();
-            // A verified whole partition is exactly `entry.bytes` long; a run yielding more
-            // is malformed, not an allocation.
-            let end = start + entry.bytes as usize;
-            let mut overflow = false;
-            let decoded = decode_groups_with(&entry, groups.clone(), &received[at], |piece| {
-                if packed.len() + piece.len() <= end {
-                    packed.extend_from_slice(piece);
-                } else {
-                    overflow = true;
-                }
-            });
+            // A verified whole partition is exactly `entry.bytes` long.
+            let decoded =
+                decode_bounded(&entry, &groups, &received[at], entry.bytes as usize, |p| {
+                    packed.extend_from_slice(p)
+                });
             let run = match decoded {
-                Ok(()) if !overflow && packed.len() == end => {
-                    packed_parts.push((entry.content_hash, start..end));
+                Ok(()) => {
+                    packed_parts.push((entry.content_hash, start..packed.len()));
                     RunVerdict::Stored
                 }
-                Ok(()) => RunVerdict::rejected(&groups, &ChunkError::Malformed),
-                Err(e) => RunVerdict::rejected(&groups, &e),
+                Err(e) => {
+                    packed.truncate(start);
+                    RunVerdict::rejected(&groups, &e)
+                }
             };
-            if run != RunVerdict::Stored {
-                packed.truncate(start);
-            }
             verdict.runs.push((part.region, groups, run));
             continue;
         }
-        // Decoded straight into the (aligned, for `O_DIRECT`) buffer that is written; a run
-        // yielding more than its groups can hold is malformed, not a panic.
-        let mut buf = AlignedBuf::with_capacity(
-            (part.group_count.min(CHUNK_GROUPS_PER_FRAME_MAX) * CHUNK_GROUP_BYTES) as usize,
-        );
-        let mut overflow = false;
-        let decoded = decode_groups_with(&entry, groups.clone(), &received[at], |piece| {
-            if buf.len() + piece.len() <= buf.capacity() {
-                buf.extend_from_slice(piece);
-            } else {
-                overflow = true;
-            }
+        // Decoded straight into the (aligned, for `O_DIRECT`) buffer that is written.
+        let room = (part.group_count.min(CHUNK_GROUPS_PER_FRAME_MAX) * CHUNK_GROUP_BYTES) as usize;
+        let mut buf = AlignedBuf::with_capacity(room);
+        let decoded = decode_bounded(&entry, &groups, &received[at], room, |p| {
+            buf.extend_from_slice(p)
         });
         let rejected = match decoded {
-            Ok(()) if !overflow => {
+            Ok(()) => {
                 let staged = store.stage_groups(
                     &entry.content_hash,
                     entry.bytes,
@@ -299,7 +285,6 @@ pub fn receive_frame(
                 verdict.runs.push((part.region, groups, RunVerdict::Stored));
                 continue;
             }
-            Ok(()) => RunVerdict::rejected(&groups, &ChunkError::Malformed),
             Err(e) => RunVerdict::rejected(&groups, &e),
         };
         verdict.runs.push((part.region, groups, rejected));
@@ -320,6 +305,31 @@ pub fn receive_frame(
         }
     }
     verdict
+}
+
+/// Verifies a run where it lies in `encoded` and hands its content to `push`, at most `room`
+/// bytes: a run yielding more than the buffer it is decoded into can hold is malformed, not
+/// a panic or an allocation. On an error what was pushed must be discarded.
+fn decode_bounded(
+    entry: &PartitionEntry,
+    groups: &Range<u64>,
+    encoded: &[u8],
+    room: usize,
+    mut push: impl FnMut(&[u8]),
+) -> Result<(), ChunkError> {
+    let (mut pushed, mut overflow) = (0usize, false);
+    decode_groups_with(entry, groups.clone(), encoded, |piece| {
+        if pushed + piece.len() <= room {
+            pushed += piece.len();
+            push(piece);
+        } else {
+            overflow = true;
+        }
+    })?;
+    if overflow {
+        return Err(ChunkError::Malformed);
+    }
+    Ok(())
 }
 
 /// Frame buffers kept for reuse, process-wide. A frame's buffer crosses tasks and threads (a
