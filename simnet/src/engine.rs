@@ -115,6 +115,8 @@ impl<N: SimNode> Engine<N> {
                 stop: StopReason::Quiescent,
                 end_us: 0,
                 complete_at: vec![None; n],
+                provinces_complete: 0,
+                cpu_at_all_provinces_us: Vec::new(),
                 stored_now: vec![0; n],
                 stored_peak: vec![0; n],
                 receipts_complete_at: None,
@@ -433,6 +435,13 @@ impl<N: SimNode> Engine<N> {
             Observation::DataComplete => {
                 if self.stats.complete_at[i].is_none() {
                     self.stats.complete_at[i] = Some(at);
+                    if self.topo.codes()[i].level() == Level::Province {
+                        self.stats.provinces_complete += 1;
+                        if self.stats.provinces_complete == self.topo.count(Level::Province) {
+                            self.stats.cpu_at_all_provinces_us =
+                                self.cpu.iter().map(|c| c.busy_us).collect();
+                        }
+                    }
                 }
             }
             Observation::StoredBytes(b) => {

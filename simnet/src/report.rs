@@ -95,6 +95,9 @@ pub struct TierCpu {
     pub busiest: Option<String>,
     pub mean_s: f64,
     pub total_s: f64,
+    /// The tier's CPU seconds until every province held its whole subtree (the window the
+    /// node's `national` bench measures), if they all did.
+    pub until_all_provinces_s: Option<f64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -262,6 +265,14 @@ impl Report {
                     .collect();
                 let busy = |i: usize| o.stats.cpu_busy_us.get(i).copied().unwrap_or(0);
                 let total: u64 = ix.iter().map(|&i| busy(i)).sum();
+                let at_provinces = &o.stats.cpu_at_all_provinces_us;
+                let until_all_provinces_s = (!at_provinces.is_empty()).then(|| {
+                    secs(
+                        ix.iter()
+                            .map(|&i| at_provinces.get(i).copied().unwrap_or(0))
+                            .sum(),
+                    )
+                });
                 // Busiest first, lowest code on ties: deterministic.
                 let top = ix.iter().copied().max_by_key(|&i| (busy(i), Reverse(i)));
                 TierCpu {
@@ -270,6 +281,7 @@ impl Report {
                     busiest: top.map(|i| codes[i].to_string()),
                     mean_s: secs(total / ix.len().max(1) as u64),
                     total_s: secs(total),
+                    until_all_provinces_s,
                 }
             })
             .collect();
@@ -413,12 +425,15 @@ impl Report {
         for t in self.cpu.iter().filter(|t| t.total_s > 0.0) {
             let _ = writeln!(
                 s,
-                "  cpu {:<9} busiest {:>9.1} ms ({}), mean {:>7.1} ms, sum {:>8.3} s",
+                "  cpu {:<9} busiest {:>9.1} ms ({}), mean {:>7.1} ms, sum {:>8.3} s{}",
                 t.tier,
                 t.busiest_s * 1e3,
                 t.busiest.as_deref().unwrap_or("—"),
                 t.mean_s * 1e3,
-                t.total_s
+                t.total_s,
+                t.until_all_provinces_s
+                    .map(|u| format!(" ({u:.3} s until all provinces complete)"))
+                    .unwrap_or_default()
             );
         }
         let _ = writeln!(
@@ -595,16 +610,18 @@ closed connections.</p>",
         if !c.stats.reset_examples.is_empty() {
             let _ = write!(h, "<pre>{}</pre>", esc(&c.stats.reset_examples.join("\n")));
         }
-        h.push_str("<h2>CPU per tier</h2><table><tr><th>tier</th><th>busiest node</th><th>its CPU</th><th>mean per node</th><th>sum</th></tr>");
+        h.push_str("<h2>CPU per tier</h2><table><tr><th>tier</th><th>busiest node</th><th>its CPU</th><th>mean per node</th><th>sum</th><th>sum until all provinces complete</th></tr>");
         for t in &self.cpu {
             let _ = write!(
                 h,
-                "<tr><td>{}</td><td>{}</td><td>{:.3} s</td><td>{:.3} s</td><td>{:.3} s</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{:.3} s</td><td>{:.3} s</td><td>{:.3} s</td><td>{}</td></tr>",
                 t.tier,
                 t.busiest.as_deref().unwrap_or("—"),
                 t.busiest_s,
                 t.mean_s,
-                t.total_s
+                t.total_s,
+                t.until_all_provinces_s
+                    .map_or_else(|| "—".to_string(), |u| format!("{u:.3} s"))
             );
         }
         h.push_str("</table>");

@@ -66,6 +66,12 @@ pub struct Stats {
     pub control: ControlStats,
     /// Per node: CPU time used, µs.
     pub cpu_busy_us: Vec<u64>,
+    /// Provinces that have reported `DataComplete`.
+    pub provinces_complete: usize,
+    /// Per node: CPU time used when the last province first held its whole subtree (empty
+    /// until then). The node's `national` bench measures national and the 31 provinces over
+    /// exactly this window, so this is what to calibrate the costs against.
+    pub cpu_at_all_provinces_us: Vec<u64>,
 }
 
 pub(super) const LEAK_EXAMPLES_MAX: usize = 16;

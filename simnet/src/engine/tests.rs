@@ -320,3 +320,60 @@ fn a_busy_node_handles_its_messages_one_after_another() {
     assert_eq!(nodes[1].log, vec![10_101, 10_201]);
     assert_eq!(stats.cpu_busy_us[1], 200);
 }
+
+/// Observes `DataComplete` when a province gets its first message.
+#[derive(Default)]
+struct Completes;
+
+impl SimNode for Completes {
+    type Msg = Ping;
+    fn on_start(&mut self, _: &mut Ctx<'_, Ping>) {}
+    fn on_message(&mut self, ctx: &mut Ctx<'_, Ping>, _: RegionCode, _: Ping) {
+        if ctx.me().level() == Level::Province {
+            ctx.observe(Observation::DataComplete);
+        }
+    }
+    fn on_timer(&mut self, _: &mut Ctx<'_, Ping>) {}
+    fn on_crash(&mut self) {}
+    fn on_restart(&mut self, _: &mut Ctx<'_, Ping>) {}
+    fn next_timer(&self) -> Option<Micros> {
+        None
+    }
+}
+
+/// The CPU every node had used when the last province completed is kept apart from the
+/// run's total (the window the node's `national` bench measures): work after it is not in it.
+#[test]
+fn cpu_is_snapshotted_when_the_last_province_completes() {
+    let topo = Arc::new(Topology::synthetic(Fanout::fixed(2, 1, 1, 1), 1).unwrap());
+    let provinces = topo.children(RegionCode::NATIONAL).to_vec();
+    assert_eq!(provinces.len(), 2);
+    let ix = |code: RegionCode| topo.codes().iter().position(|c| *c == code).unwrap();
+    let (first, second) = (ix(provinces[0]), ix(provinces[1]));
+    let nodes: Vec<Completes> = (0..topo.len()).map(|_| Completes).collect();
+    let mut costs = Costs::free();
+    costs.cores = 2;
+    costs.control_message_cpu_us = 100;
+    let shell = ShellConfig {
+        costs,
+        control_outbox: true,
+    };
+    let mut engine = Engine::new(
+        Arc::clone(&topo),
+        nodes,
+        NetConfig::default(),
+        shell,
+        &[],
+        Limits::default(),
+        1,
+    );
+    engine.send(0, provinces[0], Ping(10), 0);
+    engine.send(0, provinces[1], Ping(10), 1_000_000);
+    // After both are complete: counted in the total, not in the snapshot.
+    engine.send(0, provinces[0], Ping(10), 2_000_000);
+    let (stats, _) = engine.run();
+    assert_eq!(stats.provinces_complete, 2);
+    assert_eq!(stats.cpu_busy_us[first], 200);
+    assert_eq!(stats.cpu_at_all_provinces_us[first], 100);
+    assert_eq!(stats.cpu_at_all_provinces_us[second], 100);
+}
