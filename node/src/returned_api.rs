@@ -84,10 +84,14 @@ fn view(
 ) -> ReturnedCorrectionView {
     let r = &c.request;
     let me = ep.return_flow().region();
-    let held_version = ep
-        .return_flow()
+    // Held *and complete*: what the requester can export. A version whose manifest was
+    // accepted while its partitions are still arriving does not count (an export of it is
+    // refused until it is complete).
+    let rf = ep.return_flow();
+    let held_version = rf
         .held()
         .find(|(d, _)| **d == r.dataset)
+        .filter(|(_, h)| rf.is_complete(&h.hash))
         .map(|(_, h)| h.version);
     let a = c.answer.as_ref();
     ReturnedCorrectionView {

@@ -114,7 +114,7 @@ described_object! {
     /// and `due` (Beijing time; 10 working days), `state` (`open`, `corrected` or
     /// `not_an_error`), `overdue`, and once answered `answered_at`, `corrected_in` (the version
     /// carrying the correction), `corrected_held` (at the requester: whether this node holds
-    /// that version or a later one), `reason` and `approved_by`.
+    /// that version or a later one, complete — exportable), `reason` and `approved_by`.
     ReturnedCorrectionView;
 
     /// One department's catalog within the page: `region`, `department`, `seq` (its catalog's
