@@ -4,7 +4,7 @@
 /// `O_DIRECT` buffers, offsets and lengths must be multiples of the device's logical block;
 /// 4 KiB covers every common device. 16 KiB groups are aligned; a partition's short last
 /// group is padded with zeros in its file (never read: the index holds its real length).
-const DIRECT_ALIGN_BYTES: usize = 4096;
+pub(crate) const DIRECT_ALIGN_BYTES: usize = 4096;
 
 /// A byte buffer whose usable part starts on a `DIRECT_ALIGN_BYTES` boundary (safe code:
 /// over-allocate and start at the first aligned address; the Vec never grows). Its memory is

@@ -246,7 +246,7 @@ fn store_kept(store: &Store, batches: Receiver<Vec<Kept>>) -> Result<Stored> {
     let mut stored = Stored::default();
     // Small partitions go into segment files: written once, one write per batch, synced
     // once at the end (see `store::segment`).
-    let mut segments = SegmentWriter::new(store);
+    let mut segments = SegmentWriter::new(store)?;
     for batch in batches {
         let mut small: Vec<([u8; 32], &[u8])> = Vec::with_capacity(batch.len());
         for k in &batch {

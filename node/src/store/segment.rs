@@ -3,9 +3,10 @@
 //! Why: a national dataset is 41,352 partitions of ~12 KB. Kept as RocksDB values (inline in
 //! the `chunks` index) each one was copied into a memtable, then again into a blob file at
 //! flush — two page-cache writes and an arena allocation per byte, the work that kept the
-//! publish under its ≥ 300 MB/s target (#13, node/README.md). A segment is written once, in
-//! one vectored write per batch of partitions, and synced once at the end of the publish;
-//! the index then holds only a 16-byte pointer per group:
+//! publish under its ≥ 300 MB/s target (#13, node/README.md). A segment is written once, past
+//! the page cache (`O_DIRECT`, where the file system allows it) in one write per batch of
+//! partitions on a writer thread ([`SegmentWriter`]), and synced once at the end of the
+//! publish; the index then holds only a 16-byte pointer per group:
 //!
 //! `len | SEGMENT_BIT` (u32 LE) ‖ segment id (u32 LE) ‖ file offset (u64 LE)
 //!
@@ -30,7 +31,6 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::{File, OpenOptions};
-use std::io::{IoSlice, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -40,6 +40,8 @@ use anyhow::{bail, Context, Result};
 use backflow_protocol::manifest::{Hash, CHUNK_GROUP_BYTES};
 
 use super::{chunk_key, Batch, Store, CF_CHUNKS};
+use crate::aligned_buf::{AlignedBuf, DIRECT_ALIGN_BYTES};
+use std::os::unix::fs::OpenOptionsExt;
 
 /// The directory of segment files, inside the content directory.
 pub const SEGMENT_DIR: &str = "segments";
@@ -395,61 +397,109 @@ impl Store {
     }
 }
 
-/// The segment being written and those finished, for one publish.
+/// The segment a publish is writing into.
 struct Open {
     id: u32,
-    file: File,
+    file: Arc<File>,
+    /// Bytes of partitions placed in it (the file is this long, rounded up to a block).
     len: u64,
-    /// Bytes appended since the last early sync was started.
-    unsynced: u64,
 }
 
-/// After this many bytes appended, a sync of the segment starts on a thread of its own while
-/// the publish goes on. Why: a national publish writes ~0.5 GB of segments, far below the
+/// One write for the writer thread: `buf` (its bytes from a block boundary of the segment,
+/// `at`, to the end of what is placed) goes to `file` padded to whole blocks; then the
+/// pointers of the partitions it completes and the segment's new count land in one batch.
+struct Job {
+    segment: u32,
+    file: Arc<File>,
+    at: u64,
+    buf: AlignedBuf,
+    pointers: Vec<([u8; 40], [u8; 16])>,
+    /// Partitions the pointers add to the segment's count.
+    added: u64,
+}
+
+/// Staging buffers a publish cycles between its storing thread and its writer thread: one
+/// filled while the other is written (two would leave the device idle while a batch is
+/// gathered and hashed; more only hold memory).
+const STAGING_BUFFERS: usize = 2;
+
+/// Under buffered writes (a file system without `O_DIRECT`), after this many bytes written
+/// the writer thread syncs the segment. Why: a national publish writes ~0.5 GB, far below the
 /// kernel's own writeback threshold on a machine with this much memory, so without it all of
-/// it went to the device in the one sync at the end, after the CPU work, not beside it (the
-/// `partition` bench: publish 213 → 199 MB/s against the RocksDB path it replaced, which
-/// flushes as it goes).
+/// it went to the device in the one sync at the end, after the CPU work, not beside it.
 const EARLY_SYNC_BYTES: u64 = 64 * 1024 * 1024;
 
-/// Writes a publisher's small partitions into segments (see the module docs). Not durable
-/// until [`SegmentWriter::finish`] syncs them, which the publish does before it flushes the
-/// index and long before any manifest refers to them.
+/// Writes a publisher's small partitions into segments (see the module docs).
+///
+/// The partitions are copied into an aligned staging buffer and written past the page cache
+/// (`O_DIRECT`) on a thread of its own, one write per batch; the partial block at the end of
+/// each write is carried into the next buffer and written again with what follows it. Why:
+/// with buffered writes the kernel's copy of ~0.5 GB into the page cache (fresh pages on every
+/// publish) was 24 % of a national publish's CPU (`perf`, node/README.md, session 28), more
+/// than hashing it; the copy into a reused staging buffer is a fraction of that, and the
+/// device's time overlaps the next batch's work. Not durable until [`SegmentWriter::finish`]
+/// syncs the segments (their sizes), which the publish does before it flushes the index and
+/// long before any manifest refers to them.
 pub struct SegmentWriter<'s> {
     store: &'s Store,
     open: Option<Open>,
+    /// The buffer being filled: bytes of the open segment from `staged_at` on.
+    staging: Option<AlignedBuf>,
+    staged_at: u64,
+    /// Pointers of the partitions in `staging` not yet handed to the writer.
+    pointers: Vec<([u8; 40], [u8; 16])>,
+    added: u64,
     /// Every segment written, to be synced at the end.
-    written: Vec<File>,
+    written: Vec<Arc<File>>,
     /// Segments holding content this publish found stored already, synced at the end too.
     held: BTreeSet<u32>,
-    /// The early sync running (at most one: it only has to keep the device busy).
-    syncing: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+    /// Contents this publish has placed (their pointers may not have landed yet, so the index
+    /// cannot say).
+    placed: HashSet<Hash>,
+    to_writer: Option<std::sync::mpsc::SyncSender<Job>>,
+    /// Written buffers coming back for reuse.
+    free: std::sync::mpsc::Receiver<AlignedBuf>,
+    /// Staging buffers allocated so far (at most `STAGING_BUFFERS`).
+    buffers_made: usize,
+    writer: Option<std::thread::JoinHandle<Result<()>>>,
 }
 
 impl<'s> SegmentWriter<'s> {
-    pub fn new(store: &'s Store) -> SegmentWriter<'s> {
-        SegmentWriter {
+    pub fn new(store: &'s Store) -> Result<SegmentWriter<'s>> {
+        // Never full: at most `STAGING_BUFFERS` buffers exist, one of them being filled.
+        let (to_writer, jobs) = std::sync::mpsc::sync_channel::<Job>(STAGING_BUFFERS);
+        let (give_back, free) = std::sync::mpsc::sync_channel(STAGING_BUFFERS);
+        let writer_store = store.clone();
+        let writer = std::thread::Builder::new()
+            .name("segment-writer".into())
+            .spawn(move || write_jobs(&writer_store, jobs, give_back))
+            .context("starting the thread that writes segments")?;
+        Ok(SegmentWriter {
             store,
             open: None,
+            staging: None,
+            staged_at: 0,
+            pointers: Vec::new(),
+            added: 0,
             written: Vec::new(),
             held: BTreeSet::new(),
-            syncing: None,
-        }
+            placed: HashSet::new(),
+            to_writer: Some(to_writer),
+            free,
+            buffers_made: 0,
+            writer: Some(writer),
+        })
     }
 
-    /// Stores small partitions (`content hash`, bytes): their bytes appended to the open
-    /// segment in one vectored write, their pointers and the segment's count in one unlogged
-    /// batch. A partition already stored with the same bytes is skipped (content-addressed);
-    /// one stored differently (a torn earlier publish) is replaced.
+    /// Stores small partitions (`content hash`, bytes): their bytes copied into the staging
+    /// buffer and handed to the writer thread in one write, their pointers and the segment's
+    /// count in one unlogged batch after it. A partition already stored with the same bytes
+    /// is skipped (content-addressed); one stored differently (a torn earlier publish) is
+    /// replaced.
     pub fn store(&mut self, parts: &[(Hash, &[u8])]) -> Result<()> {
-        let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(parts.len());
-        let mut batch = self.store.batch();
-        let mut added = 0u64;
-        // Contents added by this call (their pointers are not in the index until the end).
-        let mut here: HashSet<&Hash> = HashSet::new();
         for (content, data) in parts {
             debug_assert!(super::is_inline(data.len() as u64));
-            if data.is_empty() || here.contains(content) {
+            if data.is_empty() || self.placed.contains(content) {
                 continue;
             }
             match self.store.holds(content, data)? {
@@ -464,112 +514,146 @@ impl<'s> SegmentWriter<'s> {
                 // segment released.
                 Held::Other => self.store.delete_content(content, data.len() as u64)?,
             }
-            here.insert(content);
-            let open = self.open_for(data.len() as u64, &mut slices, &mut batch, &mut added)?;
-            let mut offset = open.len;
-            for (g, piece) in data.chunks(CHUNK_GROUP_BYTES as usize).enumerate() {
-                batch.put(
-                    CF_CHUNKS,
-                    &chunk_key(content, g as u64),
-                    &pointer_value(piece.len(), open.id, offset),
-                );
-                offset += piece.len() as u64;
-            }
-            open.len = offset;
-            slices.push(IoSlice::new(data));
-            added += 1;
+            self.placed.insert(*content);
+            self.place(content, data)?;
         }
-        self.flush(&mut slices, batch, added)
+        self.hand_over()
     }
 
-    /// The open segment, with room for `bytes` more (a full one is written out and closed).
-    fn open_for(
-        &mut self,
-        bytes: u64,
-        slices: &mut Vec<IoSlice<'_>>,
-        batch: &mut Batch<'s>,
-        added: &mut u64,
-    ) -> Result<&mut Open> {
+    /// Copies one partition into the staging buffer and notes its pointers.
+    fn place(&mut self, content: &Hash, data: &[u8]) -> Result<()> {
+        let bytes = data.len() as u64;
         if self
             .open
             .as_ref()
             .is_some_and(|o| o.len + bytes > SEGMENT_BYTES_MAX)
         {
-            let full = std::mem::replace(batch, self.store.batch());
-            self.flush(slices, full, std::mem::take(added))?;
+            // The full segment's last bytes go out before a new one begins.
+            self.hand_over()?;
+            if let Some(s) = self.staging.as_mut() {
+                s.clear();
+            }
             if let Some(o) = self.open.take() {
                 self.written.push(o.file);
             }
         }
         if self.open.is_none() {
-            let id = self.store.segments.next.fetch_add(1, Ordering::Relaxed);
-            let path = self.store.segments.path(id);
-            let file = OpenOptions::new()
-                .create_new(true)
-                .append(true)
-                .open(&path)
-                .with_context(|| format!("creating segment {}", path.display()))?;
-            self.open = Some(Open {
-                id,
-                file,
-                len: 0,
-                unsynced: 0,
-            });
+            self.open = Some(self.create()?);
+            self.staged_at = 0;
         }
-        Ok(self.open.as_mut().expect("opened above"))
+        let open = self.open.as_mut().expect("opened above");
+        let staged = open.len - self.staged_at;
+        let need = (staged + bytes) as usize;
+        let staging = match self.staging.take() {
+            Some(buf) if buf.capacity() >= need => buf,
+            // The first buffer, or a batch larger than the last: one that holds it.
+            other => {
+                if other.is_none() {
+                    self.buffers_made += 1;
+                }
+                let mut buf = AlignedBuf::with_capacity(need.max(STAGING_BYTES_MIN));
+                if let Some(old) = other {
+                    buf.extend_from_slice(old.as_slice());
+                }
+                buf
+            }
+        };
+        let staging = self.staging.insert(staging);
+        debug_assert_eq!(staging.len() as u64, staged);
+        staging.extend_from_slice(data);
+        let mut offset = open.len;
+        for (g, piece) in data.chunks(CHUNK_GROUP_BYTES as usize).enumerate() {
+            self.pointers.push((
+                chunk_key(content, g as u64),
+                pointer_value(piece.len(), open.id, offset),
+            ));
+            offset += piece.len() as u64;
+        }
+        open.len = offset;
+        self.added += 1;
+        Ok(())
     }
 
-    /// Appends the pending bytes, then writes their pointers and the new count.
-    fn flush(
-        &mut self,
-        slices: &mut Vec<IoSlice<'_>>,
-        mut batch: Batch<'_>,
-        added: u64,
-    ) -> Result<()> {
-        if added == 0 {
+    fn create(&self) -> Result<Open> {
+        let id = self.store.segments.next.fetch_add(1, Ordering::Relaxed);
+        let path = self.store.segments.path(id);
+        let mut options = OpenOptions::new();
+        options.create_new(true).read(true).write(true);
+        if let (true, Some(flag)) = (self.store.direct, crate::direct_io::O_DIRECT) {
+            options.custom_flags(flag);
+        }
+        let file = options
+            .open(&path)
+            .with_context(|| format!("creating segment {}", path.display()))?;
+        Ok(Open {
+            id,
+            file: Arc::new(file),
+            len: 0,
+        })
+    }
+
+    /// Hands the staged bytes and their pointers to the writer thread; the partial block at
+    /// their end begins the next buffer (it is written again, with what follows it).
+    fn hand_over(&mut self) -> Result<()> {
+        if self.added == 0 {
             return Ok(());
         }
-        let Some(open) = self.open.as_mut() else {
+        let (Some(open), Some(buf)) = (self.open.as_ref(), self.staging.take()) else {
             bail!("segment bytes to write without an open segment");
         };
-        let added_bytes: u64 = slices.iter().map(|s| s.len() as u64).sum();
-        write_all_vectored(&mut open.file, slices).with_context(|| {
-            format!(
-                "writing segment {}",
-                self.store.segments.path(open.id).display()
-            )
-        })?;
-        slices.clear();
-        open.unsynced += added_bytes;
-        if open.unsynced >= EARLY_SYNC_BYTES
-            && self.syncing.as_ref().is_none_or(|s| s.is_finished())
-        {
-            // The end's sync still covers everything; this one only starts the device early.
-            if let Some(done) = self.syncing.take() {
-                join_sync(done)?;
+        let tail_from = buf.len() - buf.len() % DIRECT_ALIGN_BYTES;
+        let mut next = match self.free.try_recv() {
+            Ok(b) => b,
+            Err(_) if self.buffers_made < STAGING_BUFFERS => {
+                self.buffers_made += 1;
+                AlignedBuf::with_capacity(buf.capacity())
             }
-            let file = open
-                .file
-                .try_clone()
-                .context("cloning a segment's handle")?;
-            open.unsynced = 0;
-            self.syncing = Some(std::thread::spawn(move || file.sync_data()));
+            // Every buffer is out: wait for the writer to give one back (the device is the
+            // bottleneck), unless it has stopped.
+            Err(_) => match self.free.recv() {
+                Ok(b) => b,
+                Err(_) => return Err(self.writer_error()),
+            },
+        };
+        next.clear();
+        next.extend_from_slice(&buf.as_slice()[tail_from..]);
+        let job = Job {
+            segment: open.id,
+            file: Arc::clone(&open.file),
+            at: self.staged_at,
+            buf,
+            pointers: std::mem::take(&mut self.pointers),
+            added: std::mem::take(&mut self.added),
+        };
+        self.staged_at += tail_from as u64;
+        self.staging = Some(next);
+        let sent = self.to_writer.as_ref().map(|tx| tx.send(job));
+        match sent {
+            Some(Ok(())) => Ok(()),
+            _ => Err(self.writer_error()),
         }
-        let _counts = self
-            .store
-            .segments
-            .counts
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let count = self.store.segment_count(open.id)? + added;
-        batch.put(CF_CHUNKS, &count_key(open.id), &count.to_le_bytes());
-        self.store.write_unlogged(batch)
     }
 
-    /// Makes every segment written durable (data, then their directory entries).
+    /// The writer thread's error, once it has stopped (it stops only on one).
+    fn writer_error(&mut self) -> anyhow::Error {
+        self.to_writer = None;
+        match self.writer.take().map(|w| w.join()) {
+            Some(Ok(Err(e))) => e,
+            Some(Err(_)) => anyhow::anyhow!("the thread writing segments panicked"),
+            _ => anyhow::anyhow!("the thread writing segments stopped"),
+        }
+    }
+
+    /// Waits for every write, then makes every segment written durable (data and sizes, then
+    /// their directory entries).
     pub fn finish(mut self) -> Result<()> {
-        if let Some(done) = self.syncing.take() {
-            join_sync(done)?;
+        self.hand_over()?;
+        self.to_writer = None;
+        if let Some(w) = self.writer.take() {
+            match w.join() {
+                Ok(result) => result?,
+                Err(_) => bail!("the thread writing segments panicked"),
+            }
         }
         if let Some(o) = self.open.take() {
             self.written.push(o.file);
@@ -593,32 +677,53 @@ impl<'s> SegmentWriter<'s> {
     }
 }
 
-/// Waits for an early sync; its error is the publish's.
-fn join_sync(done: std::thread::JoinHandle<std::io::Result<()>>) -> Result<()> {
-    match done.join() {
-        Ok(result) => result.context("syncing a segment"),
-        Err(_) => bail!("the thread syncing a segment panicked"),
-    }
-}
+/// Staging buffers are at least this large (a publish's batches are ~4 MiB).
+const STAGING_BYTES_MIN: usize = 4 * 1024 * 1024 + 128 * 1024;
 
-/// `write_all` for a list of slices (std's `write_all_vectored` is unstable).
-fn write_all_vectored(file: &mut File, mut slices: &mut [IoSlice<'_>]) -> std::io::Result<()> {
-    // Drop empty slices first so `advance_slices` cannot loop on them.
-    IoSlice::advance_slices(&mut slices, 0);
-    while !slices.is_empty() {
-        match file.write_vectored(slices) {
-            Ok(0) => {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::WriteZero,
-                    "the segment accepted no bytes",
-                ))
-            }
-            Ok(n) => IoSlice::advance_slices(&mut slices, n),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+/// The writer thread: each job written, its pointers landed, its buffer given back. Stops at
+/// the first error, which [`SegmentWriter`] reports.
+fn write_jobs(
+    store: &Store,
+    jobs: std::sync::mpsc::Receiver<Job>,
+    give_back: std::sync::mpsc::SyncSender<AlignedBuf>,
+) -> Result<()> {
+    let mut unsynced = 0u64;
+    for job in jobs {
+        let file = Arc::clone(&job.file);
+        let written = job.buf.len() as u64;
+        let buf = write_job(store, job)?;
+        unsynced += written;
+        if !store.direct && unsynced >= EARLY_SYNC_BYTES {
+            // The end's sync still covers everything; this one only starts the device early.
+            file.sync_data().context("syncing a segment")?;
+            unsynced = 0;
         }
+        // The storing thread may have finished and gone: nothing to give back to.
+        let _ = give_back.try_send(buf);
     }
     Ok(())
+}
+
+/// Writes one job's bytes (padded to whole blocks), then its pointers and the segment's new
+/// count in one unlogged batch; returns its buffer.
+fn write_job(store: &Store, mut job: Job) -> Result<AlignedBuf> {
+    debug_assert!(job.at.is_multiple_of(DIRECT_ALIGN_BYTES as u64));
+    job.file
+        .write_all_at(job.buf.padded(), job.at)
+        .with_context(|| format!("writing segment {}", store.segments.path(job.segment).display()))?;
+    let mut batch = store.batch();
+    for (key, value) in &job.pointers {
+        batch.put(CF_CHUNKS, key, value);
+    }
+    let _counts = store
+        .segments
+        .counts
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let count = store.segment_count(job.segment)? + job.added;
+    batch.put(CF_CHUNKS, &count_key(job.segment), &count.to_le_bytes());
+    store.write_unlogged(batch)?;
+    Ok(job.buf)
 }
 
 #[cfg(test)]
