@@ -26,7 +26,7 @@ use bao_tree::BaoTree;
 
 use crate::aligned_buf::AlignedBuf;
 use crate::publish::OUTBOARD_STORED_BYTES_MIN;
-use crate::store::{is_inline, Store};
+use crate::store::{is_inline, Store, StoredGroups};
 
 /// Outboards kept in memory. An outboard is 64 B per 16 KiB of content (0.4 %), so a
 /// thousand typical partitions cost little; when full the cache is simply cleared.
@@ -117,18 +117,34 @@ pub fn encode_groups(
     out: &mut Vec<u8>,
     at: usize,
 ) -> Result<usize> {
-    // Checked before any IO (`encode_groups_at` checks it again, cheaply).
-    check_groups(entry, &groups).map_err(|e| anyhow::anyhow!("partition {}: {e}", entry.region))?;
-    let stored = store.open_groups(&entry.content_hash, groups.clone())?;
-    encode_groups_at(
-        entry,
+    let stored = open_run(store, entry, &groups)?;
+    encode_read(
         outboard,
+        entry,
         groups,
         |offset, buf| stored.read_exact_at(offset, buf),
         out,
         at,
     )
-    .map_err(|e| match e {
+}
+
+/// A run's stored groups, its range checked before any IO.
+fn open_run(store: &Store, entry: &PartitionEntry, groups: &Range<u64>) -> Result<StoredGroups> {
+    check_groups(entry, groups).map_err(|e| anyhow::anyhow!("partition {}: {e}", entry.region))?;
+    store.open_groups(&entry.content_hash, groups.clone())
+}
+
+/// [`encode_groups_at`] reading the run's content with `read` (partition offsets), its
+/// errors as the node reports them (content that does not verify is [`Damaged`]).
+fn encode_read(
+    outboard: &Outboard,
+    entry: &PartitionEntry,
+    groups: Range<u64>,
+    read: impl FnMut(u64, &mut [u8]) -> std::io::Result<()>,
+    out: &mut Vec<u8>,
+    at: usize,
+) -> Result<usize> {
+    encode_groups_at(entry, outboard, groups, read, out, at).map_err(|e| match e {
         ServeError::ContentDamaged { group } => Damaged {
             content: entry.content_hash,
             bytes: entry.bytes,
@@ -138,6 +154,63 @@ pub fn encode_groups(
         .into(),
         e => anyhow::anyhow!("encoding partition {}: {e}", entry.region),
     })
+}
+
+/// Runs of a frame that lie back to back in one segment, read with one read each: a
+/// national dataset's frame carries up to 64 townships of ~12 KB, which its publisher wrote
+/// one after another. Why: one `pread` per township was a system call per 12 KB, and — the
+/// publisher's segments being written past the page cache — one device read each.
+/// Returns, per run, where its bytes lie in `scratch` (`None`: read on its own); `scratch`'s
+/// bytes past what was read are stale.
+fn read_adjacent(opened: &[Result<StoredGroups>], scratch: &mut Vec<u8>) -> Vec<Option<usize>> {
+    let mut placed = vec![None; opened.len()];
+    let mut used = 0;
+    let span_of = |r: &Result<StoredGroups>| r.as_ref().ok().and_then(|s| s.segment_span());
+    let mut i = 0;
+    while i < opened.len() {
+        let Some((segment, first)) = span_of(&opened[i]) else {
+            i += 1;
+            continue;
+        };
+        // The longest run of spans each starting where the one before ended, within a
+        // frame's bytes (a bound, though the index is ours).
+        let mut end = first.end;
+        let mut j = i + 1;
+        while j < opened.len() {
+            match span_of(&opened[j]) {
+                Some((s, r))
+                    if s == segment
+                        && r.start == end
+                        && r.end - first.start <= FRAME_BUF_BYTES_MAX as u64 =>
+                {
+                    end = r.end;
+                    j += 1;
+                }
+                _ => break,
+            }
+        }
+        if j - i >= 2 {
+            let len = (end - first.start) as usize;
+            // A pooled buffer keeps its length: zero-filled only where it never reached.
+            if scratch.len() < used + len {
+                scratch.resize(used + len, 0);
+            }
+            let read = opened[i]
+                .as_ref()
+                .map(|s| s.read_segment_at(first.start, &mut scratch[used..used + len]));
+            // Otherwise read one by one, each failing (or not) on its own.
+            if matches!(read, Ok(Ok(()))) {
+                for (k, slot) in placed.iter_mut().enumerate().take(j).skip(i) {
+                    if let Some((_, r)) = span_of(&opened[k]) {
+                        *slot = Some(used + (r.start - first.start) as usize);
+                    }
+                }
+                used += len;
+            }
+        }
+        i = j;
+    }
+    placed
 }
 
 /// Encodes `parts` (an `Output::ServeChunks`) into one chunk frame, each run appended to the
@@ -159,14 +232,42 @@ pub fn serve_frame(
         encoded: frame_buf(),
     };
     let mut failures = Vec::new();
+    // Each run's place looked up once; adjacent ones in a segment read together.
+    let opened: Vec<Result<StoredGroups>> = parts
+        .iter()
+        .map(|p| open_run(store, &p.entry, &p.groups))
+        .collect();
+    let mut scratch = frame_buf();
+    let placed = read_adjacent(&opened, &mut scratch);
     let mut at = 0;
-    for p in parts {
+    for ((p, stored), place) in parts.iter().zip(opened).zip(placed) {
+        let run_start = p.groups.start * CHUNK_GROUP_BYTES;
         let encoded = cache.get_or_build(store, &p.entry).and_then(|ob| {
-            encode_groups(
-                store,
+            let stored = stored?;
+            let read = |offset: u64, buf: &mut [u8]| match place {
+                Some(from) => {
+                    // Within this run's own bytes of the scratch buffer.
+                    let run = stored.segment_span().map_or(0, |(_, r)| r.end - r.start);
+                    let rel = offset
+                        .checked_sub(run_start)
+                        .filter(|rel| rel.checked_add(buf.len() as u64).is_some_and(|e| e <= run));
+                    let Some(rel) = rel else {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::InvalidInput,
+                            "read outside the run",
+                        ));
+                    };
+                    let from = from + rel as usize;
+                    buf.copy_from_slice(&scratch[from..from + buf.len()]);
+                    Ok(())
+                }
+                None => stored.read_exact_at(offset, buf),
+            };
+            encode_read(
                 &ob,
                 &p.entry,
                 p.groups.clone(),
+                read,
                 &mut frame.encoded,
                 at,
             )
@@ -197,6 +298,7 @@ pub fn serve_frame(
         });
         at = end;
     }
+    recycle_frame_buf(scratch);
     frame.encoded.truncate(at);
     if frame.parts.is_empty() {
         recycle_frame_buf(frame.encoded);
@@ -346,7 +448,10 @@ const FRAME_BUF_BYTES_MAX: usize = CHUNK_FRAME_BYTES_MAX + 4096;
 /// A buffer for one frame, reused if the pool has one. Its contents are stale: callers
 /// overwrite what they read.
 pub fn frame_buf() -> Vec<u8> {
-    lock_frame_bufs().pop().unwrap_or_default()
+    // A new one has a frame's capacity: grown piece by piece it was reallocated and copied.
+    lock_frame_bufs()
+        .pop()
+        .unwrap_or_else(|| Vec::with_capacity(CHUNK_FRAME_BYTES_MAX))
 }
 
 /// Returns a frame buffer for reuse.
@@ -598,5 +703,90 @@ mod tests {
         let ob = cache.get_or_build(&store, entry).unwrap();
         let err = encode_groups(&store, &ob, entry, 0..1, &mut out, 0).unwrap_err();
         assert!(format!("{err:#}").contains("does not verify"), "{err:#}");
+    }
+
+    /// The runs of one frame that lie back to back in a segment (a publisher's townships) are
+    /// served from one read: every run decodes to its content, in frame order, around a run
+    /// stored elsewhere; a rotten one among them is left out and named, the rest still go.
+    #[test]
+    fn adjacent_runs_in_a_segment_are_served_together_and_rot_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let cache = OutboardCache::default();
+        let entry_of = |data: &[u8]| PartitionEntry {
+            region: RegionCode::parse("110101001").unwrap(),
+            content_hash: *blake3::hash(data).as_bytes(),
+            bytes: data.len() as u64,
+            records: 1,
+            schema_hash: [0; 32],
+        };
+        let datas: Vec<Vec<u8>> = [12_000usize, 1, 16_384, 40_000, 9_999]
+            .into_iter()
+            .enumerate()
+            .map(|(i, len)| (0..len).map(|b| (b * 13 + i) as u8).collect())
+            .collect();
+        let mut w = crate::store::segment::SegmentWriter::new(&store).unwrap();
+        let refs: Vec<(Hash, &[u8])> = datas
+            .iter()
+            .map(|d| (entry_of(d).content_hash, d.as_slice()))
+            .collect();
+        w.store(&refs).unwrap();
+        w.finish().unwrap();
+        // One stored on its own (a content file) in the middle of the frame.
+        let (alone, alone_data) = stored(&store);
+        let mut parts: Vec<(PartitionEntry, Range<u64>, Vec<u8>)> = datas
+            .iter()
+            .map(|d| (entry_of(d), 0..entry_of(d).groups(), d.clone()))
+            .collect();
+        parts.insert(
+            2,
+            (
+                alone.clone(),
+                1..3,
+                alone_data[CHUNK_GROUP_BYTES as usize..3 * CHUNK_GROUP_BYTES as usize].to_vec(),
+            ),
+        );
+        let serve_parts: Vec<ServePart> = parts
+            .iter()
+            .map(|(entry, groups, _)| ServePart {
+                entry: entry.clone(),
+                groups: groups.clone(),
+                encoded_len: 0,
+            })
+            .collect();
+        let check = |frame: &ChunkFrame, expect: &[&(PartitionEntry, Range<u64>, Vec<u8>)]| {
+            assert_eq!(frame.parts.len(), expect.len());
+            let mut at = 0;
+            for (part, (entry, groups, data)) in frame.parts.iter().zip(expect) {
+                let run = &frame.encoded[at..at + part.encoded_len as usize];
+                assert_eq!(&decode_groups(entry, groups.clone(), run).unwrap(), data);
+                at += part.encoded_len as usize;
+            }
+            assert_eq!(at, frame.encoded.len());
+        };
+        let (frame, failures) = serve_frame(&store, &cache, [9; 32], &serve_parts, false);
+        assert!(failures.is_empty(), "{failures:?}");
+        check(&frame.unwrap(), &parts.iter().collect::<Vec<_>>());
+
+        // Rot in the fourth segment run: it alone is left out, as damaged.
+        let seg = dir
+            .path()
+            .join("chunks")
+            .join("segments")
+            .join("00000001.seg");
+        let mut bytes = std::fs::read(&seg).unwrap();
+        bytes[12_000 + 1 + 16_384 + 500] ^= 1;
+        std::fs::write(&seg, &bytes).unwrap();
+        let (frame, failures) = serve_frame(&store, &cache, [9; 32], &serve_parts, false);
+        assert_eq!(failures.len(), 1, "{failures:?}");
+        let damaged = failures[0].damaged.as_ref().expect("named as damaged");
+        assert_eq!(damaged.content, parts[4].0.content_hash);
+        let rest: Vec<_> = parts
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != 4)
+            .map(|(_, p)| p)
+            .collect();
+        check(&frame.unwrap(), &rest);
     }
 }

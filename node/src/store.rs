@@ -958,6 +958,32 @@ impl StoredGroups {
         }
     }
 
+    /// Where the run lies in its segment (`segment`, file offsets), if it is in one: runs
+    /// that lie back to back are read together ([`StoredGroups::read_segment_at`]).
+    pub fn segment_span(&self) -> Option<(u32, Range<u64>)> {
+        match self.data {
+            GroupData::Segment { segment, base, .. } => {
+                Some((segment, base..base + (self.bytes.end - self.bytes.start)))
+            }
+            _ => None,
+        }
+    }
+
+    /// Fills `buf` from file offset `at` of the run's segment: the bytes of several adjacent
+    /// runs in one read (`chunks::serve_frame`). Not a run's own bounds: the caller checks
+    /// what it reads against each run's [`StoredGroups::segment_span`].
+    pub fn read_segment_at(&self, at: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        match &self.data {
+            GroupData::Segment { file, segment, .. } => file
+                .read_exact_at(buf, at)
+                .map_err(|e| std::io::Error::new(e.kind(), format!("segment {segment:08x}: {e}"))),
+            _ => Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "the run is not in a segment",
+            )),
+        }
+    }
+
     /// Fills `buf` with the content at partition offset `offset`, which must lie within the
     /// opened groups.
     pub fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {

@@ -710,7 +710,12 @@ fn write_job(store: &Store, mut job: Job) -> Result<AlignedBuf> {
     debug_assert!(job.at.is_multiple_of(DIRECT_ALIGN_BYTES as u64));
     job.file
         .write_all_at(job.buf.padded(), job.at)
-        .with_context(|| format!("writing segment {}", store.segments.path(job.segment).display()))?;
+        .with_context(|| {
+            format!(
+                "writing segment {}",
+                store.segments.path(job.segment).display()
+            )
+        })?;
     let mut batch = store.batch();
     for (key, value) in &job.pointers {
         batch.put(CF_CHUNKS, key, value);

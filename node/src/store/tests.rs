@@ -199,7 +199,9 @@ fn partitions_across_many_batches_read_back_after_a_reopen() {
             let len = 1 + (i as usize * 7_919) % 40_000;
             let mut content = [0u8; 32];
             content[..4].copy_from_slice(&i.to_le_bytes());
-            let data = (0..len).map(|j| (j as u32 ^ i.wrapping_mul(31)) as u8).collect();
+            let data = (0..len)
+                .map(|j| (j as u32 ^ i.wrapping_mul(31)) as u8)
+                .collect();
             (content, data)
         })
         .collect();
@@ -221,7 +223,10 @@ fn partitions_across_many_batches_read_back_after_a_reopen() {
         assert_eq!(&read_whole(&store, content), data);
     }
     assert_eq!(
-        store.get(CF_CHUNKS, &segment::count_key(1)).unwrap().unwrap(),
+        store
+            .get(CF_CHUNKS, &segment::count_key(1))
+            .unwrap()
+            .unwrap(),
         (parts.len() as u64).to_le_bytes(),
         "each partition counted once"
     );
