@@ -741,7 +741,7 @@ mod tests {
         parts.insert(
             2,
             (
-                alone.clone(),
+                alone,
                 1..3,
                 alone_data[CHUNK_GROUP_BYTES as usize..3 * CHUNK_GROUP_BYTES as usize].to_vec(),
             ),
@@ -749,7 +749,7 @@ mod tests {
         let serve_parts: Vec<ServePart> = parts
             .iter()
             .map(|(entry, groups, _)| ServePart {
-                entry: entry.clone(),
+                entry: *entry,
                 groups: groups.clone(),
                 encoded_len: 0,
             })
