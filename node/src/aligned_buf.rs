@@ -82,6 +82,11 @@ impl AlignedBuf {
         self.len = 0;
     }
 
+    /// Keeps the first `len` bytes (no-op if it holds fewer).
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+
     /// Appends bytes; panics past the capacity (callers size the buffer for what they put).
     pub fn extend_from_slice(&mut self, data: &[u8]) {
         assert!(

@@ -156,56 +156,67 @@ fn encode_read(
     })
 }
 
-/// Runs of a frame that lie back to back in one segment, read with one read each: a
-/// national dataset's frame carries up to 64 townships of ~12 KB, which its publisher wrote
-/// one after another. Why: one `pread` per township was a system call per 12 KB, and — the
-/// publisher's segments being written past the page cache — one device read each.
-/// Returns, per run, where its bytes lie in `scratch` (`None`: read on its own); `scratch`'s
-/// bytes past what was read are stale.
-fn read_adjacent(opened: &[Result<StoredGroups>], scratch: &mut Vec<u8>) -> Vec<Option<usize>> {
-    let mut placed = vec![None; opened.len()];
-    let mut used = 0;
-    let span_of = |r: &Result<StoredGroups>| r.as_ref().ok().and_then(|s| s.segment_span());
+/// Runs of a frame that lie back to back in one segment, read with one read each, straight
+/// into the frame where their encodings go: a national dataset's frame carries up to 64
+/// townships of ~12 KB, which its publisher wrote one after another, and the encoding of a
+/// partition of one group is its bytes (no hash pairs). Why: one `pread` per township was a
+/// system call per 12 KB and — the publisher's segments being written past the page cache —
+/// one device read each; reading into a scratch buffer first cost a zero-fill and a copy of
+/// every byte served (`perf`, session 30).
+///
+/// Places run `k` at `Σ encoded_len` of the runs before it, which is where it lands if every
+/// run before it is encoded (see [`serve_frame`]). Returns, per run, whether its bytes were
+/// placed (`false`: read on its own). Only runs whose encoding is exactly their bytes are
+/// placed; `out` grows to cover what is read.
+fn read_adjacent(
+    parts: &[ServePart],
+    opened: &[Result<StoredGroups>],
+    out: &mut Vec<u8>,
+) -> Vec<bool> {
+    let mut placed = vec![false; opened.len()];
+    let mut planned = Vec::with_capacity(parts.len());
+    let mut pos = 0u64;
+    for p in parts {
+        planned.push(pos);
+        pos = pos.saturating_add(p.encoded_len);
+    }
+    // A run in a segment whose encoding is its bytes.
+    let raw_span = |k: usize| -> Option<(u32, Range<u64>)> {
+        let (segment, span) = opened[k].as_ref().ok()?.segment_span()?;
+        (span.end - span.start == parts[k].encoded_len).then_some((segment, span))
+    };
     let mut i = 0;
     while i < opened.len() {
-        let Some((segment, first)) = span_of(&opened[i]) else {
+        let Some((segment, first)) = raw_span(i) else {
             i += 1;
             continue;
         };
-        // The longest run of spans each starting where the one before ended, within a
-        // frame's bytes (a bound, though the index is ours).
+        // The longest run of spans each starting where the one before ended; within a
+        // frame's bytes (a bound, though the index and the plan are ours).
         let mut end = first.end;
         let mut j = i + 1;
         while j < opened.len() {
-            match span_of(&opened[j]) {
-                Some((s, r))
-                    if s == segment
-                        && r.start == end
-                        && r.end - first.start <= FRAME_BUF_BYTES_MAX as u64 =>
-                {
+            match raw_span(j) {
+                Some((s, r)) if s == segment && r.start == end => {
                     end = r.end;
                     j += 1;
                 }
                 _ => break,
             }
         }
-        if j - i >= 2 {
-            let len = (end - first.start) as usize;
+        let (at, len) = (planned[i], end - first.start);
+        if j - i >= 2 && at.saturating_add(len) <= FRAME_BUF_BYTES_MAX as u64 {
+            let (at, len) = (at as usize, len as usize);
             // A pooled buffer keeps its length: zero-filled only where it never reached.
-            if scratch.len() < used + len {
-                scratch.resize(used + len, 0);
+            if out.len() < at + len {
+                out.resize(at + len, 0);
             }
             let read = opened[i]
                 .as_ref()
-                .map(|s| s.read_segment_at(first.start, &mut scratch[used..used + len]));
-            // Otherwise read one by one, each failing (or not) on its own.
+                .map(|s| s.read_segment_at(first.start, &mut out[at..at + len]));
+            // Otherwise each is read on its own, failing (or not) on its own.
             if matches!(read, Ok(Ok(()))) {
-                for (k, slot) in placed.iter_mut().enumerate().take(j).skip(i) {
-                    if let Some((_, r)) = span_of(&opened[k]) {
-                        *slot = Some(used + (r.start - first.start) as usize);
-                    }
-                }
-                used += len;
+                placed[i..j].fill(true);
             }
         }
         i = j;
@@ -232,36 +243,35 @@ pub fn serve_frame(
         encoded: frame_buf(),
     };
     let mut failures = Vec::new();
-    // Each run's place looked up once; adjacent ones in a segment read together.
+    // Each run's place looked up once; adjacent ones in a segment read together, into place.
     let opened: Vec<Result<StoredGroups>> = parts
         .iter()
         .map(|p| open_run(store, &p.entry, &p.groups))
         .collect();
-    let mut scratch = frame_buf();
-    let placed = read_adjacent(&opened, &mut scratch);
+    let placed = read_adjacent(parts, &opened, &mut frame.encoded);
+    // Placed bytes are where their run's encoding goes only while every run before it was
+    // encoded at its planned length; after a run is left out the rest are read one by one.
+    let mut in_plan = true;
     let mut at = 0;
-    for ((p, stored), place) in parts.iter().zip(opened).zip(placed) {
+    for ((p, stored), placed) in parts.iter().zip(opened).zip(placed) {
+        let in_place = placed && in_plan;
         let run_start = p.groups.start * CHUNK_GROUP_BYTES;
         let encoded = cache.get_or_build(store, &p.entry).and_then(|ob| {
             let stored = stored?;
-            let read = |offset: u64, buf: &mut [u8]| match place {
-                Some(from) => {
-                    // Within this run's own bytes of the scratch buffer.
-                    let run = stored.segment_span().map_or(0, |(_, r)| r.end - r.start);
-                    let rel = offset
-                        .checked_sub(run_start)
-                        .filter(|rel| rel.checked_add(buf.len() as u64).is_some_and(|e| e <= run));
-                    let Some(rel) = rel else {
-                        return Err(std::io::Error::new(
-                            std::io::ErrorKind::InvalidInput,
-                            "read outside the run",
-                        ));
-                    };
-                    let from = from + rel as usize;
-                    buf.copy_from_slice(&scratch[from..from + buf.len()]);
-                    Ok(())
+            let read = |offset: u64, buf: &mut [u8]| {
+                if !in_place {
+                    return stored.read_exact_at(offset, buf);
                 }
-                None => stored.read_exact_at(offset, buf),
+                // The run's one leaf, which `read_adjacent` put exactly here: nothing to read
+                // (the encoder hashes it where it lies).
+                if offset == run_start && buf.len() as u64 == p.encoded_len {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidInput,
+                        "a placed run read other than whole",
+                    ))
+                }
             };
             encode_read(
                 &ob,
@@ -275,6 +285,7 @@ pub fn serve_frame(
         let end = match encoded {
             Ok(end) => end,
             Err(e) => {
+                in_plan = false;
                 let mut message = format!("serving chunks: {e:#}");
                 if let Err(f) = cache.forget(store, &p.entry.content_hash) {
                     message += &format!(" (and forgetting its outboard: {f:#})");
@@ -286,6 +297,7 @@ pub fn serve_frame(
                 continue;
             }
         };
+        in_plan &= (end - at) as u64 == p.encoded_len;
         if tamper && end > at {
             // The last byte of a run is content of its last group.
             frame.encoded[end - 1] ^= 0x01;
@@ -298,7 +310,6 @@ pub fn serve_frame(
         });
         at = end;
     }
-    recycle_frame_buf(scratch);
     frame.encoded.truncate(at);
     if frame.parts.is_empty() {
         recycle_frame_buf(frame.encoded);
@@ -334,24 +345,30 @@ pub fn receive_frame(
 ) -> FrameVerdict {
     let mut verdict = FrameVerdict::default();
     let mut batch = store.batch();
-    // Whole small partitions, decoded back to back for one append to the receiving segment
-    // (see `store::segment`): a national dataset's frame carries up to 64 of them.
-    // A pooled frame buffer: a fresh megabyte per frame is page faults and zeroing.
-    let mut packed: Vec<u8> = frame_buf();
-    packed.clear();
+    // Whole small partitions, decoded back to back into one aligned buffer for one append to
+    // the receiving segment (see `store::segment`): a national dataset's frame carries up to
+    // 64 of them. Sized for all of them (they decode to at most what the frame carried), and
+    // reused per thread (`AlignedBuf`): a fresh megabyte per frame is page faults.
+    let whole_small = |part: &ChunkPart, entry: &PartitionEntry| {
+        entry.bytes > 0 && is_inline(entry.bytes) && part.groups() == (0..entry.groups())
+    };
+    let packed_bytes: u64 = expected
+        .iter()
+        .filter(|(part, entry, _)| whole_small(part, entry))
+        .map(|(_, entry, _)| entry.bytes)
+        .sum();
+    let mut packed = AlignedBuf::with_capacity(packed_bytes.min(received.len() as u64) as usize);
     let mut packed_parts: Vec<(Hash, Range<usize>)> = Vec::new();
     for (part, entry, at) in expected {
         let groups = part.groups();
-        if entry.bytes > 0 && is_inline(entry.bytes) && groups == (0..entry.groups()) {
-            // Room for the whole frame's content (decoded ≤ encoded): at most one allocation
-            // per frame, none with a pooled buffer.
-            packed.reserve(received.len().saturating_sub(packed.len()));
+        if whole_small(&part, &entry) {
             let start = packed.len();
-            // A verified whole partition is exactly `entry.bytes` long.
-            let decoded =
-                decode_bounded(&entry, &groups, &received[at], entry.bytes as usize, |p| {
-                    packed.extend_from_slice(p)
-                });
+            // A verified whole partition is exactly `entry.bytes` long; never past the
+            // buffer (a frame whose runs decode to more than it carried is malformed).
+            let room = (entry.bytes as usize).min(packed.capacity() - start);
+            let decoded = decode_bounded(&entry, &groups, &received[at], room, |p| {
+                packed.extend_from_slice(p)
+            });
             let run = match decoded {
                 Ok(()) => {
                     packed_parts.push((entry.content_hash, start..packed.len()));
@@ -391,8 +408,7 @@ pub fn receive_frame(
         };
         verdict.runs.push((part.region, groups, rejected));
     }
-    let staged = store.stage_received(&packed, &packed_parts, &mut batch);
-    recycle_frame_buf(packed);
+    let staged = store.stage_received(&mut packed, &packed_parts, &mut batch);
     if let Err(e) = staged {
         verdict.failed = Some(format!("storing groups: {e:#}"));
         return verdict;

@@ -20,7 +20,8 @@
 //!
 //! A *received* small partition goes into a segment too ([`Store::stage_received`]): the
 //! verified whole small partitions of one chunk frame are appended to the store's receiving
-//! segment in one write, synced before the frame's index batch lands (as a content file is),
+//! segment in one write (padded to whole blocks, past the page cache where the file system
+//! allows it), synced before the frame's index batch lands (as a content file is),
 //! and the count raised in that batch. Before, they went into RocksDB as values: its WAL, its
 //! memtable and again a blob file at flush — at each of a national dataset's 31 provinces
 //! (#13). A receiving segment is never appended to after a restart (a new one is begun), so
@@ -174,10 +175,12 @@ impl Segments {
         })
     }
 
-    /// Reserves `bytes` at the end of the receiving segment (a new one is begun when there
-    /// is none or it would pass [`SEGMENT_BYTES_MAX`]); the caller writes there and then
-    /// [`Segments::release`]s the reservation once its batch has landed or failed.
-    fn reserve(&self, bytes: u64) -> Result<(u32, Arc<File>, u64)> {
+    /// Reserves `bytes` (whole blocks) at the end of the receiving segment (a new one is
+    /// begun when there is none or it would pass [`SEGMENT_BYTES_MAX`]; `direct`: opened
+    /// with `O_DIRECT`); the caller writes there and then [`Segments::release`]s the
+    /// reservation once its batch has landed or failed.
+    fn reserve(&self, bytes: u64, direct: bool) -> Result<(u32, Arc<File>, u64)> {
+        debug_assert!(bytes.is_multiple_of(DIRECT_ALIGN_BYTES as u64));
         let mut r = self.receiving.lock().unwrap_or_else(|e| e.into_inner());
         if r.open
             .as_ref()
@@ -185,10 +188,12 @@ impl Segments {
         {
             let id = self.next.fetch_add(1, Ordering::Relaxed);
             let path = self.path(id);
-            let file = OpenOptions::new()
-                .create_new(true)
-                .read(true)
-                .write(true)
+            let mut options = OpenOptions::new();
+            options.create_new(true).read(true).write(true);
+            if let (true, Some(flag)) = (direct, crate::direct_io::O_DIRECT) {
+                options.custom_flags(flag);
+            }
+            let file = options
                 .open(&path)
                 .with_context(|| format!("creating segment {}", path.display()))?;
             // Its directory entry is durable before any index entry can name it.
@@ -320,22 +325,30 @@ impl Store {
     /// and raises its count before it lands ([`Store::write`]). A content received twice
     /// (frames crossing) is counted twice: its old place is dead space, never a dangling
     /// pointer.
+    ///
+    /// The append is padded to whole blocks and written past the page cache (`O_DIRECT`,
+    /// where the file system allows it), like a publisher's segment. Why: with buffered
+    /// appends the kernel's copy into fresh page-cache pages was 19 % of the `national`
+    /// bench's return-flow CPU (`perf`, session 30) — a cost the single-partition transfer,
+    /// whose content files are written direct, never paid. The padding is dead space, at
+    /// most a block per frame (< 0.5 % of a national frame).
     pub fn stage_received(
         &self,
-        bytes: &[u8],
+        bytes: &mut AlignedBuf,
         parts: &[(Hash, std::ops::Range<usize>)],
         batch: &mut Batch<'_>,
     ) -> Result<()> {
         if parts.is_empty() {
             return Ok(());
         }
-        let (id, file, at) = self.segments.reserve(bytes.len() as u64)?;
+        let padded = bytes.padded();
+        let (id, file, at) = self.segments.reserve(padded.len() as u64, self.direct)?;
         let appended = Appended {
             segment: id,
             file,
             partitions: parts.len() as u64,
         };
-        if let Err(e) = appended.file.write_all_at(bytes, at) {
+        if let Err(e) = appended.file.write_all_at(padded, at) {
             self.segments.release(id);
             return Err(anyhow::Error::new(e).context(format!(
                 "writing segment {}",
@@ -345,7 +358,7 @@ impl Store {
         for (content, range) in parts {
             debug_assert!(super::is_inline(range.len() as u64));
             let mut offset = at + range.start as u64;
-            for (g, piece) in bytes[range.clone()]
+            for (g, piece) in bytes.as_slice()[range.clone()]
                 .chunks(CHUNK_GROUP_BYTES as usize)
                 .enumerate()
             {

@@ -272,14 +272,14 @@ fn orphan_segments_are_swept_and_torn_content_is_rewritten() {
 /// append: read back after a reopen, which begins a new receiving segment; a batch dropped
 /// unwritten names nothing; a segment still being received into is not removed when its
 /// last partition is deleted, and is once it is no longer the receiving one; a small
-/// partition's damaged group drops it whole.
+/// partition's damaged group drops it whole; each append begins on a block boundary.
 #[test]
 fn received_small_partitions_are_appended_to_a_segment() {
     let dir = tempfile::tempdir().unwrap();
     let g = CHUNK_GROUP_BYTES as usize;
     let one: Vec<u8> = (0..9_000).map(|i| (i % 251) as u8).collect();
     let two: Vec<u8> = (0..(g + 10)).map(|i| (i % 239) as u8).collect();
-    let (a, b, c) = ([4u8; 32], [5u8; 32], [6u8; 32]);
+    let (a, b, c, d) = ([4u8; 32], [5u8; 32], [6u8; 32], [7u8; 32]);
     let mut frame = one.clone();
     frame.extend_from_slice(&two);
     {
@@ -287,7 +287,7 @@ fn received_small_partitions_are_appended_to_a_segment() {
         let mut batch = store.batch();
         store
             .stage_received(
-                &frame,
+                &mut aligned(&frame),
                 &[(a, 0..one.len()), (b, one.len()..frame.len())],
                 &mut batch,
             )
@@ -296,15 +296,39 @@ fn received_small_partitions_are_appended_to_a_segment() {
         // Staged but never written (the frame's storing failed later): nothing names it.
         let mut dropped = store.batch();
         store
-            .stage_received(&one, &[(c, 0..one.len())], &mut dropped)
+            .stage_received(&mut aligned(&one), &[(c, 0..one.len())], &mut dropped)
             .unwrap();
         drop(dropped);
         assert!(store.stored_groups(&c).unwrap().is_empty());
         assert_eq!(store.get_group(&a, 0).unwrap(), one);
+        // Each append begins on a block boundary (the one before is padded to whole blocks
+        // and written past the page cache where the file system allows it).
+        let mut batch = store.batch();
+        store
+            .stage_received(&mut aligned(&one), &[(d, 0..one.len())], &mut batch)
+            .unwrap();
+        store.write(batch).unwrap();
+        let span = |content: &Hash| {
+            let (segment, at) = store
+                .open_groups(content, 0..1)
+                .unwrap()
+                .segment_span()
+                .unwrap();
+            (segment, at.start)
+        };
+        assert_eq!(span(&a), (1, 0));
+        assert_eq!(span(&b), (1, one.len() as u64));
+        // The first frame's 9,000 + 16,394 bytes, and the dropped one's 9,000, padded.
+        let block = crate::aligned_buf::DIRECT_ALIGN_BYTES as u64;
+        let after = (frame.len() as u64).next_multiple_of(block)
+            + (one.len() as u64).next_multiple_of(block);
+        assert_eq!(span(&d), (1, after));
+        assert_eq!(read_whole(&store, &d), one);
     }
     assert_eq!(segment_files(dir.path()), ["00000001.seg"]);
     let store = Store::open(dir.path()).unwrap();
     assert_eq!(read_whole(&store, &a), one);
+    assert_eq!(read_whole(&store, &d), one);
     assert_eq!(read_whole(&store, &b), two);
     assert_eq!(store.get_group(&b, 1).unwrap(), two[g..]);
     assert_eq!(store.stored_groups(&b).unwrap(), [0, 1]);
@@ -312,7 +336,7 @@ fn received_small_partitions_are_appended_to_a_segment() {
     // After the reopen, a new receiving segment.
     let mut batch = store.batch();
     store
-        .stage_received(&one, &[(c, 0..one.len())], &mut batch)
+        .stage_received(&mut aligned(&one), &[(c, 0..one.len())], &mut batch)
         .unwrap();
     store.write(batch).unwrap();
     assert_eq!(segment_files(dir.path()), ["00000001.seg", "00000002.seg"]);
@@ -324,6 +348,8 @@ fn received_small_partitions_are_appended_to_a_segment() {
     assert_eq!(store.drop_groups(&b, two.len() as u64, 1..2).unwrap(), 0..2);
     assert!(store.stored_groups(&b).unwrap().is_empty());
     store.delete_content(&a, one.len() as u64).unwrap();
+    assert_eq!(read_whole(&store, &d), one);
+    store.delete_content(&d, one.len() as u64).unwrap();
     assert_eq!(segment_files(dir.path()), ["00000002.seg"]);
     drop(store);
     // Reopened: the receiving segment nothing points into is swept.
