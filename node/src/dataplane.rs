@@ -16,7 +16,7 @@ use backflow_protocol::wire::{decode_chunk_frame, encode_chunk_frame_head, Chunk
 use backflow_topology::RegionCode;
 use futures::StreamExt;
 use libp2p::PeerId;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 use tracing::{debug, warn};
 
 use crate::chunks::{frame_buf, receive_frame, recycle_frame_buf, serve_frame, OutboardCache};
@@ -31,6 +31,24 @@ pub const CHUNK_FRAMES_QUEUED_MAX: usize = 64;
 /// Frames being read and encoded for one peer at once; beyond this, its wants are not served
 /// (it asks again). Bounds the reads one peer's wants can cause: each frame reads ≤ 1 MiB.
 pub const SERVE_FRAMES_IN_FLIGHT_PER_PEER_MAX: usize = 32;
+/// Frames being read and encoded at once for all peers together; the rest wait their turn
+/// in the order their wants came (the semaphore is fair). Why a node-wide bound: a national
+/// node answering 31 provinces would otherwise start 31 × 32 frames on the blocking pool at
+/// once — about the whole 518 MB dataset in flight, on ~50 threads over 2 cores — so every
+/// frame went out cache-cold and the transport's copies cost 1.7× those of one transfer.
+/// A slot is given back when the frame is queued or dropped, never when it is written, so a
+/// peer that stops reading cannot hold one (see [`CHUNK_FRAMES_QUEUED_MAX`]).
+pub const SERVE_FRAMES_ENCODING_MAX: usize = 8;
+
+/// The node-wide slots for frames being encoded ([`SERVE_FRAMES_ENCODING_MAX`]).
+#[derive(Clone)]
+pub struct EncodingSlots(Arc<Semaphore>);
+
+impl Default for EncodingSlots {
+    fn default() -> EncodingSlots {
+        EncodingSlots(Arc::new(Semaphore::new(SERVE_FRAMES_ENCODING_MAX)))
+    }
+}
 
 /// One peer's side of serving: its writer's queue, and its frames being encoded.
 #[derive(Clone)]
@@ -246,6 +264,8 @@ pub struct DataPlane {
     pub tamper: bool,
     /// Who may open inbound data-plane streams (kept by the event loop from admissions).
     pub admitted: Admitted,
+    /// Frames being encoded for all peers together.
+    pub encoding: EncodingSlots,
 }
 
 impl DataPlane {
@@ -288,10 +308,11 @@ impl DataPlane {
     }
 
     /// Reads and encodes the groups of `parts` and queues the frame straight to the peer's
-    /// writer (not through the event loop), never waiting: a full queue or a closed one (the
-    /// peer left) drops the frame, and the receiver asks again. Returns `false`, serving
-    /// nothing, if the peer already has [`SERVE_FRAMES_IN_FLIGHT_PER_PEER_MAX`] frames being
-    /// encoded.
+    /// writer (not through the event loop), never waiting on the peer: a full queue or a closed
+    /// one (the peer left) drops the frame, and the receiver asks again. The frame waits for one
+    /// of the node's [`SERVE_FRAMES_ENCODING_MAX`] encoding slots first. Returns `false`,
+    /// serving nothing, if the peer already has [`SERVE_FRAMES_IN_FLIGHT_PER_PEER_MAX`] frames
+    /// waiting or being encoded.
     pub fn serve(
         &self,
         to: RegionCode,
@@ -303,52 +324,65 @@ impl DataPlane {
             out.serving.fetch_sub(1, Ordering::AcqRel);
             return false;
         }
+        // Counted until the frame is queued or dropped, whatever the way out (including the
+        // node stopping while it waits for a slot).
+        struct Serving(Arc<AtomicUsize>);
+        impl Drop for Serving {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+        let serving = Serving(Arc::clone(&out.serving));
         let this = self.clone();
         let out = out.clone();
-        tokio::task::spawn_blocking(move || {
-            // Counted until the frame is queued or dropped, whatever the way out.
-            struct Serving(Arc<AtomicUsize>);
-            impl Drop for Serving {
-                fn drop(&mut self) {
-                    self.0.fetch_sub(1, Ordering::AcqRel);
-                }
-            }
-            let _serving = Serving(Arc::clone(&out.serving));
-            let (frame, failures) =
-                serve_frame(&this.store, &this.outboards, manifest, &parts, this.tamper);
-            for failed in failures {
-                let work = match failed.damaged {
-                    Some(d) => Work::Damaged(d),
-                    None => Work::Failed(failed.message),
-                };
-                let _ = this.work.blocking_send(work);
-            }
-            let Some(frame) = frame else {
-                return;
+        tokio::spawn(async move {
+            let Ok(slot) = Arc::clone(&this.encoding.0).acquire_owned().await else {
+                return; // never closed
             };
-            let frame_out = match encode_chunk_frame_head(&frame) {
-                Ok(head) => ChunkOut {
-                    head,
-                    payload: frame.encoded,
-                },
-                Err(e) => {
-                    let _ = this
-                        .work
-                        .blocking_send(Work::Failed(format!("serving chunks: {e}")));
-                    return;
-                }
-            };
-            match out.queue.try_send(frame_out) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    debug!(%to, "peer's chunk queue is full (it is not reading); frame dropped")
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => {
-                    debug!(%to, "peer gone; served frame dropped")
-                }
-            }
+            tokio::task::spawn_blocking(move || {
+                let _serving = serving;
+                let _slot = slot;
+                this.encode_and_queue(to, &out, manifest, &parts);
+            });
         });
         true
+    }
+
+    /// Serving's work on the blocking pool: reads and encodes one frame and queues it.
+    fn encode_and_queue(&self, to: RegionCode, out: &PeerOut, manifest: Hash, parts: &[ServePart]) {
+        let (frame, failures) =
+            serve_frame(&self.store, &self.outboards, manifest, parts, self.tamper);
+        for failed in failures {
+            let work = match failed.damaged {
+                Some(d) => Work::Damaged(d),
+                None => Work::Failed(failed.message),
+            };
+            let _ = self.work.blocking_send(work);
+        }
+        let Some(frame) = frame else {
+            return;
+        };
+        let frame_out = match encode_chunk_frame_head(&frame) {
+            Ok(head) => ChunkOut {
+                head,
+                payload: frame.encoded,
+            },
+            Err(e) => {
+                let _ = self
+                    .work
+                    .blocking_send(Work::Failed(format!("serving chunks: {e}")));
+                return;
+            }
+        };
+        match out.queue.try_send(frame_out) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                debug!(%to, "peer's chunk queue is full (it is not reading); frame dropped")
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                debug!(%to, "peer gone; served frame dropped")
+            }
+        }
     }
 }
 
@@ -356,6 +390,30 @@ impl DataPlane {
 mod tests {
     use super::*;
     use backflow_protocol::manifest::encoded_len;
+
+    /// A data plane over a fresh store in `dir` holding one 1 MiB partition, the receiver of
+    /// its work (kept alive by the caller), and a want for the partition's first 64 groups.
+    fn plane_with_a_partition(
+        dir: &std::path::Path,
+    ) -> (DataPlane, mpsc::Receiver<Work>, ServePart) {
+        let store = Store::open(dir).unwrap();
+        let (entry, _) = crate::chunks::stored_partition(&store, 1 << 20);
+        let (work, work_rx) = mpsc::channel(1024);
+        let plane = DataPlane {
+            store,
+            outboards: OutboardCache::default(),
+            work,
+            tamper: false,
+            admitted: Admitted::default(),
+            encoding: EncodingSlots::default(),
+        };
+        let part = ServePart {
+            entry,
+            groups: 0..64,
+            encoded_len: encoded_len(&entry, &(0..64)).unwrap(),
+        };
+        (plane, work_rx, part)
+    }
 
     /// A peer that stops reading its stream (#15 item 5): serving never waits on its full
     /// queue — every serving task ends, one frame stays queued, the rest are dropped (it
@@ -365,26 +423,13 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_peer_that_does_not_read_holds_no_serving_thread() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let (entry, _) = crate::chunks::stored_partition(&store, 1 << 20);
-        let (work, _work_rx) = mpsc::channel(1024);
-        let plane = DataPlane {
-            store,
-            outboards: OutboardCache::default(),
-            work,
-            tamper: false,
-            admitted: Admitted::default(),
-        };
+        let (plane, _work_rx, part) = plane_with_a_partition(dir.path());
+        let entry = part.entry;
         // Room for one frame, and nobody reads it.
         let (queue, _unread) = mpsc::channel(1);
         let out = PeerOut {
             queue,
             serving: Arc::default(),
-        };
-        let part = ServePart {
-            entry,
-            groups: 0..64,
-            encoded_len: encoded_len(&entry, &(0..64)).unwrap(),
         };
         let started = (0..200)
             .filter(|_| plane.serve(entry.region, &out, [1; 32], vec![part.clone()]))
@@ -404,5 +449,48 @@ mod tests {
         out.serving
             .store(SERVE_FRAMES_IN_FLIGHT_PER_PEER_MAX, Ordering::Release);
         assert!(!plane.serve(entry.region, &out, [1; 32], vec![part]));
+    }
+
+    /// Serving is bounded node-wide: while every encoding slot is taken, a want is accepted
+    /// (counted against its peer) but nothing is read; once a slot is free, its frame goes.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn frames_wait_for_a_node_wide_encoding_slot() {
+        let dir = tempfile::tempdir().unwrap();
+        let (plane, _work_rx, part) = plane_with_a_partition(dir.path());
+        let entry = part.entry;
+        let (queue, mut frames) = mpsc::channel(CHUNK_FRAMES_QUEUED_MAX);
+        let out = PeerOut {
+            queue,
+            serving: Arc::default(),
+        };
+        let taken = Arc::clone(&plane.encoding.0)
+            .acquire_many_owned(SERVE_FRAMES_ENCODING_MAX as u32)
+            .await
+            .unwrap();
+        assert!(plane.serve(entry.region, &out, [1; 32], vec![part.clone()]));
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        assert!(
+            frames.try_recv().is_err(),
+            "a frame was encoded without a slot"
+        );
+        assert_eq!(
+            out.serving.load(Ordering::Acquire),
+            1,
+            "the waiting frame counts"
+        );
+        drop(taken);
+        let frame = tokio::time::timeout(std::time::Duration::from_secs(20), frames.recv())
+            .await
+            .expect("the frame goes once a slot is free")
+            .unwrap();
+        assert_eq!(frame.payload.len() as u64, part.encoded_len);
+        while out.serving.load(Ordering::Acquire) > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        assert_eq!(
+            plane.encoding.0.available_permits(),
+            SERVE_FRAMES_ENCODING_MAX,
+            "the slot is given back"
+        );
     }
 }

@@ -192,6 +192,7 @@ pub async fn start(setup: NodeSetup) -> Result<(NodeHandle, tokio::task::JoinHan
             work: work_tx,
             tamper: setup.fault_tamper_serve,
             admitted,
+            encoding: Default::default(),
         },
         control,
         chunk_out: HashMap::new(),

@@ -222,6 +222,9 @@ struct Transfer {
     content_unchecked: bool,
     /// The announcer to acknowledge once the content is checked.
     ack_pending: Option<RegionCode>,
+    /// [`Transfer::partitions_under`] of each region that sent a receipt: a national node
+    /// would otherwise scan all 41,352 entries for every receipt of every province.
+    under: BTreeMap<RegionCode, usize>,
 }
 
 impl Transfer {
@@ -230,12 +233,14 @@ impl Transfer {
     }
 
     /// Partitions of this transfer inside `region`: what a receipt from `region` must count.
-    fn partitions_under(&self, region: RegionCode) -> usize {
-        self.record
-            .entries
-            .iter()
-            .filter(|e| region.contains(e.region))
-            .count()
+    /// Counted once per region (entries are sorted by level first, so a subtree's entries are
+    /// not one range of them); the map is bounded by the regions that are descendants here.
+    fn partitions_under(&mut self, region: RegionCode) -> usize {
+        let entries = &self.record.entries;
+        *self
+            .under
+            .entry(region)
+            .or_insert_with(|| entries.iter().filter(|e| region.contains(e.region)).count())
     }
 
     fn part_index(&self, region: RegionCode) -> Option<usize> {
@@ -556,6 +561,7 @@ impl ReturnFlow {
             // restored one was told (`stored`), a published one holds everything.
             content_unchecked: stored.is_none() && !record.published,
             ack_pending: None,
+            under: BTreeMap::new(),
             record,
         };
         if let Some(stored) = stored {

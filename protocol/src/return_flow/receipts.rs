@@ -84,9 +84,8 @@ impl ReturnFlow {
         let Some(t) = self.transfers.get_mut(&receipt.manifest) else {
             return false;
         };
-        let expected = t.partitions_under(region);
         if !reports_to(me, &t.record.manifest.manifest, region)
-            || receipt.regions_expected as usize != expected
+            || receipt.regions_expected as usize != t.partitions_under(region)
         {
             return false;
         }
@@ -164,7 +163,7 @@ impl ReturnFlow {
         // An unknown manifest (not yet installed here, or superseded) is not acknowledged: the
         // attestations the receipt carries would be lost, so the sender keeps them and falls
         // back to another ancestor (or re-sends when this node announces the manifest to it).
-        let Some(t) = self.transfers.get(&manifest) else {
+        let Some(t) = self.transfers.get_mut(&manifest) else {
             return;
         };
         // Cheap checks before crypto: already-seen receipts are only acknowledged (so the
