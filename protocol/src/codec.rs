@@ -102,8 +102,9 @@ const HASH_WRITER_BYTES: usize = 1024;
 /// adapter: it hands each field's bytes (often one) to `Hasher::update` as they are encoded,
 /// and a call per byte made the region tree's leaf and node hashes — 41,352 of them for a
 /// national dataset, at every province — the largest cost of accepting its announce
-/// (`perf`, session 30). The digest is the same: BLAKE3 does not depend on how its input is
-/// split.
+/// (`perf`, session 30). Why not `std::io::BufWriter` around the hasher, which batches the
+/// same way: its buffer is a heap allocation per digest, and this one lives on the stack.
+/// The digest is the same: BLAKE3 does not depend on how its input is split.
 struct HashWriter {
     hasher: blake3::Hasher,
     buf: [u8; HASH_WRITER_BYTES],
